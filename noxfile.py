@@ -1,0 +1,56 @@
+"""The one entry point for the project's chores: ``nox -s tests lint typecheck docs bench``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit, property and stateful tests, plus a one-shot smoke run of the benchmarks."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package."""
+    session.install("-e", ".", "mypy")
+    session.run("mypy", "--strict", "taskdist")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmarks, timed, side by side with the alternatives (slow: minutes)."""
+    session.install("-e", ".[bench]")
+    session.run(
+        "pytest",
+        "benchmarks",
+        "--benchmark-enable",
+        "--benchmark-only",
+        "--benchmark-group-by=group",
+        "--benchmark-columns=min,mean,median,rounds",
+        *session.posargs,
+        env={"TASKDIST_BENCH_FULL": "1"},
+    )
+    session.run("python", "benchmarks/compare.py", "--output", "docs/performance-data.md")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Doctests of every public docstring, and the examples run end to end."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "--doctest-modules", "taskdist", "-q")
+    for example in sorted(__import__("pathlib").Path("examples").glob("*.py")):
+        session.run("python", str(example))

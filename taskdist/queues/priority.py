@@ -1,0 +1,534 @@
+"""PriorityQueue: a binary heap with O(log n) aging, TTL, cancellation and bounds."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Hashable
+from heapq import heapify, heappop, heappush
+from typing import Final, Literal
+
+import attrs
+
+from taskdist._validate import check_choice, check_int, check_number
+from taskdist.clock import Clock, MonotonicClock
+from taskdist.errors import (
+    DuplicateTaskError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    QueueFullError,
+    UnknownTaskError,
+)
+from taskdist.metrics import Percentiles, RecentSamples
+from taskdist.queues.protocol import Eviction, Predicate
+from taskdist.task import Reason, Task
+
+__all__ = ["PriorityQueue", "QueueStats"]
+
+Overflow = Literal["reject", "drop_lowest"]
+_OVERFLOW_POLICIES: tuple[Overflow, ...] = ("reject", "drop_lowest")
+
+# A heap entry is an immutable tuple whose leading fields are numbers, so
+# comparisons stay in C and never reach the task (``seq`` is unique):
+#     (key, seq, task_id, task, enqueued_at, expires_at or None)
+# An entry is live while ``index[task_id] is entry``; any other entry still in
+# a heap is dead (popped, removed, expired, evicted) and is skipped (lazy
+# deletion). The side heaps hold ``(time, seq, entry)`` / ``(-key, -seq, entry)``.
+_KEY: Final = 0
+_SEQ: Final = 1
+_ID: Final = 2
+_TASK: Final = 3
+_ENQUEUED: Final = 4
+_EXPIRES: Final = 5
+_Entry = tuple[float, int, Hashable, Task, float, "float | None"]
+
+# Heaps are compacted once dead entries outnumber live ones by this margin, so
+# memory stays O(live) and tiny queues never churn.
+_COMPACT_SLACK = 64
+
+
+@attrs.frozen
+class QueueStats:
+    """A snapshot of a queue: what it holds now and what it has done."""
+
+    depth: int
+    """Tasks held now (including expired ones that ``expire()`` has not yet returned)."""
+    by_priority: dict[int, int]
+    """Tasks held now per base priority."""
+    oldest_age: float
+    """Seconds the oldest held task has waited (0 when empty)."""
+    wait: Percentiles
+    """Wait time (push to pop) of the most recently popped tasks."""
+    pushed: int
+    popped: int
+    removed: int
+    expired: int
+    evicted: int
+    rejected: int
+    """Pushes refused with ``QueueFullError``."""
+
+
+class PriorityQueue:
+    """A priority queue of :class:`~taskdist.task.Task` with aging, TTL and a size bound.
+
+    **Order.** Lower priority number = more urgent; among equal effective
+    priority, first in first out. With ``aging_rate=r`` a task's *effective
+    priority* falls by ``r`` per second waited::
+
+        effective(t, now) = t.priority - r * (now - enqueued_at)
+
+    Ordering by that is ordering by the time-invariant key ``priority + r *
+    enqueued_at`` (the ``-r * now`` term is shared by every task), so the heap
+    is keyed once at push and every task ages with no rescans. ``r = 0``
+    means no aging.
+
+    **Starvation bound.** Let ``p_min`` be the smallest priority ever pushed.
+    A task T of priority ``p`` pushed at ``t0`` is popped (by plain ``pop()``)
+    before any task pushed at or after ``t0 + (p - p_min) / r``: such a task's
+    key is at least ``p_min + r * t0 + (p - p_min) = key(T)`` and it came
+    later. So T waits at most ``(p - p_min) / r`` plus the time to drain the
+    tasks pushed before that instant that are ahead of it.
+
+    **TTL.** A task with ``ttl`` expires at ``enqueued_at + ttl`` (due when
+    ``now >= `` that time). An expired task is never popped or peeked; it
+    stays counted in ``len`` and ``in`` until :meth:`expire` returns it, so
+    nothing is lost. :meth:`next_wakeup` says when the next one expires.
+
+    **Bound.** With ``maxsize``, a push onto a full queue either raises
+    :class:`~taskdist.errors.QueueFullError` (``overflow="reject"``, queue
+    unchanged) or evicts the least urgent task, which may be the one being
+    pushed (``overflow="drop_lowest"``), and returns it as an
+    :class:`~taskdist.queues.Eviction`.
+
+    **Complexity** (n = tasks held):
+
+    ==========================  ==============================================
+    ``push``                    O(log n)
+    ``pop()``                   O(log n) amortised (lazy deletion)
+    ``pop(where=p)``            O(k log k), k = entries more urgent than the
+                                result (a best-first walk of the heap: tasks
+                                that fail ``p`` are not moved)
+    ``peek`` / ``peek(where)``  O(1) amortised / O(k log k)
+    ``remove``                  O(1) amortised (lazy deletion; dead entries
+                                are compacted once they outnumber live ones)
+    ``expire``                  O(m log n) for m expired tasks
+    ``next_wakeup``             O(1) amortised
+    ``effective_priority``      O(1)
+    ``len``, ``in``             O(1)
+    ``stats``                   O(n + w log w) for the wait window w (depth
+                                per priority is counted, not maintained, to
+                                keep push and pop lean)
+    ==========================  ==============================================
+
+    >>> from taskdist import ManualClock, Task
+    >>> clock = ManualClock()
+    >>> q = PriorityQueue(clock, aging_rate=0.1)
+    >>> q.push(Task("low", priority=3))
+    >>> clock.advance(5.0)
+    5.0
+    >>> q.push(Task("high", priority=1))
+    >>> q.effective_priority("low")
+    2.5
+    >>> q.pop().id, q.pop().id
+    ('high', 'low')
+    """
+
+    __slots__ = (
+        "_clock",
+        "_evicted",
+        "_evicted_arrivals",
+        "_expired",
+        "_expired_count",
+        "_expiry",
+        "_heap",
+        "_index",
+        "_max_heap",
+        "_maxsize",
+        "_monotone",
+        "_now",
+        "_overflow",
+        "_popped",
+        "_rate",
+        "_rejected",
+        "_removed",
+        "_seq",
+        "_waits",
+        "_waits_window",
+    )
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        aging_rate: float = 0.0,
+        maxsize: int | None = None,
+        overflow: Overflow = "reject",
+        stats_window: int = 10_000,
+    ) -> None:
+        """
+        Args:
+            clock: where time comes from (default: :class:`MonotonicClock`).
+            aging_rate: priority levels gained per second waited (>= 0; 0 = no aging).
+            maxsize: most tasks held at once (>= 1), or ``None`` for unbounded.
+            overflow: ``"reject"`` or ``"drop_lowest"``, what a full queue does.
+            stats_window: how many recent waits ``stats()`` computes percentiles over.
+        """
+        if clock is None:
+            clock = MonotonicClock()
+        elif not callable(getattr(clock, "now", None)):
+            raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
+        rate = check_number(aging_rate, "aging_rate", minimum=0.0)
+        if maxsize is not None:
+            maxsize = check_int(maxsize, "maxsize", minimum=1)
+        policy = check_choice(overflow, "overflow", _OVERFLOW_POLICIES)
+        self._waits_window = RecentSamples(stats_window)
+        # The window's deque, appended to directly on the hot path.
+        self._waits = self._waits_window._samples
+        self._clock = clock
+        self._now = clock.now
+        self._rate = rate
+        self._maxsize = maxsize
+        self._overflow = policy
+        self._heap: list[_Entry] = []
+        self._index: dict[Hashable, _Entry] = {}
+        # Expired tasks held until expire() returns them, in expiry order.
+        self._expired: dict[Hashable, _Entry] = {}
+        self._expiry: list[tuple[float, int, _Entry]] = []
+        # Least-urgent-first heap, kept only for overflow="drop_lowest".
+        self._max_heap: list[tuple[float, int, _Entry]] | None = (
+            [] if maxsize is not None and policy == "drop_lowest" else None
+        )
+        self._seq = itertools.count()
+        # Whether the index's insertion order is enqueue order (no backdating).
+        self._monotone = True
+        self._popped = self._removed = self._expired_count = 0
+        self._evicted = self._evicted_arrivals = self._rejected = 0
+
+    # -- adding -----------------------------------------------------------
+
+    def push(self, task: Task, *, enqueued_at: float | None = None) -> Eviction | None:
+        """Add ``task``; O(log n).
+
+        ``enqueued_at`` (default: now, never later than now) backdates the
+        task, so a requeued task keeps its age for aging and TTL.
+
+        Returns ``None``, or an :class:`Eviction` when the queue was full with
+        ``overflow="drop_lowest"`` (the evicted task may be ``task`` itself).
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+            DuplicateTaskError: a task with this id is already held.
+            QueueFullError: full, with ``overflow="reject"``.
+            InvalidArgumentError: ``enqueued_at`` NaN, infinite or in the future.
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"push() takes a Task, got {type(task).__name__} {task!r}")
+        task_id = task.id
+        index = self._index
+        if task_id in index or (self._expired and task_id in self._expired):
+            raise DuplicateTaskError(f"a task with id {task_id!r} is already in the queue")
+        enqueued = self._now()
+        if enqueued_at is not None:
+            enqueued = self._backdate(enqueued_at, enqueued)
+        priority = task.priority
+        key = priority + self._rate * enqueued if self._rate else priority
+        eviction = None
+        if self._maxsize is not None and len(index) + len(self._expired) >= self._maxsize:
+            eviction = self._overflow_for(task, key)
+            if eviction is not None and eviction.task is task:
+                return eviction
+        ttl = task.ttl
+        entry = (
+            key,
+            next(self._seq),
+            task_id,
+            task,
+            enqueued,
+            None if ttl is None else enqueued + ttl,
+        )
+        heappush(self._heap, entry)
+        index[task_id] = entry
+        if ttl is not None:
+            heappush(self._expiry, (enqueued + ttl, entry[_SEQ], entry))
+        if self._max_heap is not None:
+            heappush(self._max_heap, (-key, -entry[_SEQ], entry))
+        return eviction
+
+    # -- taking -----------------------------------------------------------
+
+    def pop(self, where: Predicate | None = None) -> Task | None:
+        """Remove and return the most urgent task (satisfying ``where``), or ``None``.
+
+        Expired tasks are never returned. With ``where``, tasks that fail the
+        predicate stay exactly where they are.
+
+        Complexity: O(log n) amortised; with ``where``, O(k log k) where k is
+        the number of entries more urgent than the result.
+        """
+        now = self._now()
+        if self._expiry and self._expiry[0][0] <= now:
+            self._collect_expired(now)
+        index = self._index
+        if where is None:
+            heap = self._heap
+            while heap:
+                entry = heappop(heap)
+                if index.get(entry[_ID]) is entry:
+                    break
+            else:
+                return None
+        else:
+            found = self._find(where)
+            if found is None:
+                return None
+            entry = found
+            if entry is self._heap[0]:
+                heappop(self._heap)
+        del index[entry[_ID]]
+        self._waits.append(now - entry[_ENQUEUED])
+        if where is not None:
+            # A match below the root stays in the heap as a dead entry.
+            self._maybe_compact()
+        return entry[_TASK]
+
+    def peek(self, where: Predicate | None = None) -> Task | None:
+        """The task ``pop(where)`` would return, without removing it.
+
+        Complexity: O(1) amortised; with ``where``, O(k log k) as for ``pop``.
+        """
+        now = self._now()
+        if self._expiry and self._expiry[0][0] <= now:
+            self._collect_expired(now)
+        if where is not None:
+            found = self._find(where)
+            return None if found is None else found[_TASK]
+        heap = self._heap
+        index = self._index
+        while heap and index.get(heap[0][_ID]) is not heap[0]:
+            heappop(heap)
+        return heap[0][_TASK] if heap else None
+
+    def remove(self, task_id: Hashable) -> Task:
+        """Remove the task with this id (cancel it) and return it. O(1) amortised.
+
+        Raises:
+            UnknownTaskError: no held task has this id (the queue is unchanged).
+            InvalidTypeError: ``task_id`` is unhashable.
+        """
+        try:
+            entry = self._index.pop(task_id)
+        except TypeError:
+            raise InvalidTypeError(f"task ids are hashable, got {task_id!r}") from None
+        except KeyError:
+            held = self._expired.pop(task_id, None)
+            if held is None:
+                raise UnknownTaskError(f"no task with id {task_id!r} in the queue") from None
+            entry = held
+        else:
+            self._maybe_compact()
+        self._removed += 1
+        return entry[_TASK]
+
+    def release(self, task: Task) -> None:
+        """Nothing to do: a PriorityQueue does not track running tasks. O(1)."""
+
+    # -- time -------------------------------------------------------------
+
+    def expire(self) -> list[Task]:
+        """Remove and return every task whose TTL has run out, earliest first.
+
+        Complexity: O(m log n) for m expired tasks.
+        """
+        self._collect_expired(self._now())
+        if not self._expired:
+            return []
+        tasks = [entry[_TASK] for entry in self._expired.values()]
+        self._expired = {}
+        self._expired_count += len(tasks)
+        return tasks
+
+    def next_wakeup(self) -> float | None:
+        """When the next held task expires (possibly already past), or ``None``.
+
+        Call :meth:`expire` once ``clock.now() >= next_wakeup()``.
+        Complexity: O(1) amortised.
+        """
+        if self._expired:
+            return next(iter(self._expired.values()))[_EXPIRES]
+        expiry = self._expiry
+        index = self._index
+        while expiry and index.get(expiry[0][2][_ID]) is not expiry[0][2]:
+            heappop(expiry)
+        return expiry[0][0] if expiry else None
+
+    def effective_priority(self, task_id: Hashable) -> float:
+        """``priority - aging_rate * seconds waited`` for a held task. O(1).
+
+        Raises:
+            UnknownTaskError: no held task has this id.
+        """
+        try:
+            entry = self._index.get(task_id) or self._expired[task_id]
+        except TypeError:
+            raise InvalidTypeError(f"task ids are hashable, got {task_id!r}") from None
+        except KeyError:
+            raise UnknownTaskError(f"no task with id {task_id!r} in the queue") from None
+        waited = self._now() - entry[_ENQUEUED]
+        return float(entry[_TASK].priority - self._rate * waited)
+
+    # -- looking ----------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._index) + len(self._expired)
+
+    def __bool__(self) -> bool:
+        return bool(self._index) or bool(self._expired)
+
+    def __contains__(self, task_id: object) -> bool:
+        try:
+            return task_id in self._index or task_id in self._expired
+        except TypeError:
+            return False
+
+    @property
+    def maxsize(self) -> int | None:
+        """Most tasks held at once, or ``None`` for unbounded."""
+        return self._maxsize
+
+    @property
+    def aging_rate(self) -> float:
+        """Priority levels gained per second waited."""
+        return self._rate
+
+    def stats(self) -> QueueStats:
+        """A snapshot: depth, depth per priority, oldest age, wait percentiles, counters."""
+        now = self._now()
+        depth = len(self)
+        return QueueStats(
+            depth=depth,
+            by_priority=dict(
+                Counter(
+                    entry[_TASK].priority
+                    for held in (self._index, self._expired)
+                    for entry in held.values()
+                )
+            ),
+            oldest_age=max(0.0, now - self._oldest_enqueued()) if depth else 0.0,
+            wait=self._waits_window.percentiles(),
+            pushed=depth
+            + self._popped
+            + self._removed
+            + self._expired_count
+            + self._evicted
+            - self._evicted_arrivals,
+            popped=self._popped,
+            removed=self._removed,
+            expired=self._expired_count,
+            evicted=self._evicted,
+            rejected=self._rejected,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PriorityQueue(len={len(self)}, aging_rate={self._rate!r}, "
+            f"maxsize={self._maxsize!r}, overflow={self._overflow!r})"
+        )
+
+    # -- internals --------------------------------------------------------
+
+    def _backdate(self, enqueued_at: object, now: float) -> float:
+        enqueued = check_number(enqueued_at, "enqueued_at")
+        if enqueued > now:
+            raise InvalidArgumentError(
+                f"enqueued_at must not be in the future (now is {now!r}), got {enqueued_at!r}"
+            )
+        if enqueued < now:
+            # Behind newer tasks unless there are none.
+            self._monotone = not self._index
+        return enqueued
+
+    def _overflow_for(self, task: Task, key: float) -> Eviction | None:
+        """Make room in a full queue, or refuse; the queue is unchanged if it refuses."""
+        if self._max_heap is None:
+            self._rejected += 1
+            raise QueueFullError(
+                f"the queue is full ({self._maxsize} tasks); {task.id!r} was not added"
+            )
+        victim = self._least_urgent()
+        # The newcomer is the least urgent on a tie: it would queue behind.
+        if victim is None or key >= victim[_KEY]:
+            self._evicted += 1
+            self._evicted_arrivals += 1
+            return Eviction(task, Reason.EVICTED)
+        heappop(self._max_heap)
+        del self._index[victim[_ID]]
+        self._evicted += 1
+        return Eviction(victim[_TASK], Reason.EVICTED)
+
+    def _find(self, where: Predicate) -> _Entry | None:
+        """Best-first walk of the heap array: the most urgent live entry passing ``where``.
+
+        Children of a heap node are never more urgent than it, so a frontier
+        heap visits entries in urgency order and stops at the first match
+        without moving anything.
+        """
+        heap = self._heap
+        size = len(heap)
+        if not size:
+            return None
+        index = self._index
+        frontier: list[tuple[_Entry, int]] = [(heap[0], 0)]
+        while frontier:
+            entry, position = heappop(frontier)
+            if index.get(entry[_ID]) is entry and where(entry[_TASK]):
+                return entry
+            child = 2 * position + 1
+            if child < size:
+                heappush(frontier, (heap[child], child))
+                if child + 1 < size:
+                    heappush(frontier, (heap[child + 1], child + 1))
+        return None
+
+    def _collect_expired(self, now: float) -> None:
+        """Move every entry due by ``now`` from the live index to the expired holding area."""
+        expiry = self._expiry
+        index = self._index
+        expired = self._expired
+        while expiry and expiry[0][0] <= now:
+            entry = heappop(expiry)[2]
+            task_id = entry[_ID]
+            if index.get(task_id) is entry:
+                del index[task_id]
+                expired[task_id] = entry
+        self._maybe_compact()
+
+    def _least_urgent(self) -> _Entry | None:
+        max_heap = self._max_heap
+        assert max_heap is not None
+        index = self._index
+        while max_heap and index.get(max_heap[0][2][_ID]) is not max_heap[0][2]:
+            heappop(max_heap)
+        return max_heap[0][2] if max_heap else None
+
+    def _maybe_compact(self) -> None:
+        """Drop dead entries from a heap once they outnumber live ones (amortised O(1))."""
+        index = self._index
+        limit = 2 * len(index) + _COMPACT_SLACK
+        if len(self._heap) > limit:
+            self._heap = [e for e in self._heap if index.get(e[_ID]) is e]
+            heapify(self._heap)
+        if len(self._expiry) > limit:
+            self._expiry = [e for e in self._expiry if index.get(e[2][_ID]) is e[2]]
+            heapify(self._expiry)
+        if self._max_heap is not None and len(self._max_heap) > limit:
+            self._max_heap = [e for e in self._max_heap if index.get(e[2][_ID]) is e[2]]
+            heapify(self._max_heap)
+
+    def _oldest_enqueued(self) -> float:
+        candidates = [entry[_ENQUEUED] for entry in self._expired.values()]
+        if self._index:
+            if self._monotone:
+                candidates.append(next(iter(self._index.values()))[_ENQUEUED])
+            else:
+                candidates.append(min(entry[_ENQUEUED] for entry in self._index.values()))
+        return float(min(candidates))

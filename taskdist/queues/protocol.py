@@ -1,0 +1,76 @@
+"""The ``Queue`` protocol: the seam between queues and whatever drives them.
+
+:class:`~taskdist.queues.PriorityQueue`, ``DeadlineScheduler`` and
+``FairScheduler`` all satisfy it, so a distributor (or a host) can take any of
+them, and a user can bring their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from taskdist.task import Reason, Task
+
+__all__ = ["Eviction", "Predicate", "Queue"]
+
+Predicate = Callable[[Task], bool]
+"""``where=`` filters: ``True`` for a task the caller can take now."""
+
+
+@attrs.frozen
+class Eviction:
+    """A task a queue handed back instead of keeping, and why.
+
+    ``push`` returns one when the task it was given, or another it held, did
+    not stay: evicted by ``overflow="drop_lowest"``, or refused by a deadline
+    policy. Nothing is dropped silently: the caller decides where it goes (a
+    dead-letter queue, an error to the user).
+    """
+
+    task: Task
+    reason: Reason
+
+
+@runtime_checkable
+class Queue(Protocol):
+    """What a distributor needs of a queue.
+
+    - ``push(task, enqueued_at=None)`` adds a task. ``enqueued_at`` (default:
+      now) lets a requeued task keep its original age. Returns an
+      :class:`Eviction` when a task had to leave because of this push, else
+      ``None``.
+    - ``pop(where=None)`` removes and returns the most urgent task (that
+      satisfies ``where``), or ``None``. Tasks that fail ``where`` stay in
+      place, so a task no free worker can take never blocks the others.
+    - ``peek(where=None)`` is ``pop`` without the removal.
+    - ``remove(task_id)`` takes a task out (cancel); unknown ids raise
+      :class:`~taskdist.errors.UnknownTaskError`.
+    - ``expire()`` removes and returns tasks whose time ran out;
+      ``next_wakeup()`` says when the next one will (``None``: never).
+    - ``release(task)`` tells the queue a task it handed out has finished
+      (completed, failed or requeued), for queues that track running work
+      (quotas); others ignore it.
+    - ``len(q)`` counts held tasks (expired ones until ``expire()`` returns
+      them); ``task_id in q`` tests membership by id.
+    """
+
+    def push(self, task: Task, *, enqueued_at: float | None = None) -> Eviction | None: ...
+
+    def pop(self, where: Predicate | None = None) -> Task | None: ...
+
+    def peek(self, where: Predicate | None = None) -> Task | None: ...
+
+    def remove(self, task_id: Hashable) -> Task: ...
+
+    def expire(self) -> list[Task]: ...
+
+    def next_wakeup(self) -> float | None: ...
+
+    def release(self, task: Task) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, task_id: object) -> bool: ...

@@ -1,0 +1,260 @@
+"""The vocabulary: Task, Priority, Worker, Assignment, task states and reasons.
+
+:class:`Task` and :class:`Worker` are immutable values validated once, at
+construction: a bad field raises a specific
+:class:`~taskdist.errors.TaskdistError` naming the field and what is allowed,
+so nothing downstream re-checks them on the hot path.
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from taskdist._validate import (
+    check_hashable,
+    check_id,
+    check_int,
+    check_number,
+    check_resources,
+    check_skills,
+)
+from taskdist.errors import InvalidTypeError
+
+__all__ = [
+    "Assignment",
+    "Priority",
+    "Reason",
+    "Task",
+    "TaskState",
+    "Worker",
+]
+
+_EMPTY: Mapping[str, float] = types.MappingProxyType({})
+_INF = float("inf")
+
+
+class Priority(enum.IntEnum):
+    """Named priority levels: lower number = more urgent.
+
+    Any ``int`` is a valid priority; these are the conventional levels.
+    ``CRITICAL`` is the emergency level that schedulers may let jump ahead.
+    """
+
+    CRITICAL = 0
+    HIGH = 1
+    NORMAL = 2
+    LOW = 3
+    BACKGROUND = 4
+
+
+class TaskState(str, enum.Enum):
+    """Where a task is in its life inside a distributor."""
+
+    PENDING = "pending"
+    """Queued, waiting to be dispatched."""
+    RUNNING = "running"
+    """Assigned to a worker under a lease."""
+    COMPLETED = "completed"
+    """Finished successfully."""
+    DEAD = "dead"
+    """Handed to the dead-letter queue."""
+    CANCELLED = "cancelled"
+    """Withdrawn by the host."""
+
+
+class Reason(str, enum.Enum):
+    """Why a task left the normal path (dead-lettered, evicted, expired).
+
+    A ``str`` enum, so ``Reason.TTL_EXPIRED == "ttl_expired"``.
+    """
+
+    MAX_ATTEMPTS = "max_attempts"
+    """It failed on every attempt it was allowed."""
+    TTL_EXPIRED = "ttl_expired"
+    """It waited in a queue longer than its ``ttl``."""
+    DEADLINE_MISSED = "deadline_missed"
+    """Its deadline passed while it waited."""
+    DEADLINE_INFEASIBLE = "deadline_infeasible"
+    """At admission it could no longer meet its deadline."""
+    EVICTED = "evicted"
+    """A full queue with ``overflow="drop_lowest"`` dropped it as the least urgent."""
+    REJECTED = "rejected"
+    """A policy or the host refused it."""
+    CANCELLED = "cancelled"
+    """The host withdrew it."""
+
+
+def _skills(value: Iterable[str]) -> frozenset[str]:
+    return value if type(value) is frozenset and not value else check_skills(value, "Task.requires")
+
+
+def _worker_skills(value: Iterable[str]) -> frozenset[str]:
+    return check_skills(value, "Worker.skills")
+
+
+def _task_resources(value: Mapping[str, float]) -> Mapping[str, float]:
+    if value is _EMPTY:
+        return _EMPTY
+    return types.MappingProxyType(check_resources(value, "Task.resources"))
+
+
+def _worker_capacity(value: float | Mapping[str, float]) -> Mapping[str, float]:
+    if isinstance(value, Mapping):
+        if not value:
+            raise InvalidTypeError("Worker.capacity must name at least one resource, got {}")
+        return types.MappingProxyType(check_resources(value, "Worker.capacity"))
+    return types.MappingProxyType({"slots": check_number(value, "Worker.capacity", minimum=0.0)})
+
+
+@attrs.frozen(repr=False)
+class Task:
+    """An immutable description of one unit of work.
+
+    Only ``id`` is required. Construction validates every field and raises a
+    :class:`~taskdist.errors.TaskdistError` subclass (also ``ValueError`` or
+    ``TypeError``) naming the field; construction is O(len(requires) +
+    len(resources)).
+
+    Equality compares every field; the hash is the id's, so a task whose
+    ``payload`` is a dict can still be hashed.
+
+    >>> t = Task("t1", priority=Priority.HIGH, cost=2.5, requires={"research"})
+    >>> t.priority, t.cost, sorted(t.requires)
+    (<Priority.HIGH: 1>, 2.5, ['research'])
+    """
+
+    id: Hashable
+    """Unique among live tasks; any hashable, non-empty value."""
+    priority: int = Priority.NORMAL
+    """Lower number = more urgent; any int (see :class:`Priority`)."""
+    deadline: float | None = None
+    """Absolute clock time by which it should finish, or ``None``."""
+    tenant: Hashable | None = None
+    """Who it is for (user, project): the unit of fairness and quota."""
+    key: Hashable | None = None
+    """Affinity / consistent-hash key: equal keys prefer the same worker."""
+    requires: frozenset[str] = attrs.field(default=frozenset(), converter=_skills)
+    """Skills a worker must have to run it."""
+    resources: Mapping[str, float] = attrs.field(default=_EMPTY, converter=_task_resources)
+    """Demand per named resource, e.g. ``{"slots": 1, "api_calls": 1}`` (read-only)."""
+    cost: float = 1.0
+    """Estimated duration or size (>= 0): used for fair accounting and deadline feasibility."""
+    ttl: float | None = None
+    """Seconds it may wait in a queue before it expires (> 0), or ``None``."""
+    max_attempts: int | None = None
+    """Attempts allowed (>= 1), or ``None`` to let the retry policy decide."""
+    group: Hashable | None = None
+    """Batching key: tasks of one group may be batched together."""
+    zone: str | None = None
+    """Preferred zone (region, rack) for zone-aware placement."""
+    payload: Any = None
+    """Opaque data for the host; taskdist never looks inside."""
+
+    def __attrs_post_init__(self) -> None:
+        check_id(self.id, "Task.id")
+        priority = self.priority
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidTypeError(f"Task.priority must be an int, got {priority!r}")
+        if self.deadline is not None:
+            object.__setattr__(self, "deadline", check_number(self.deadline, "Task.deadline"))
+        if self.tenant is not None:
+            check_hashable(self.tenant, "Task.tenant")
+        if self.key is not None:
+            check_hashable(self.key, "Task.key")
+        if type(self.cost) is not float or not 0.0 <= self.cost < _INF:
+            object.__setattr__(self, "cost", check_number(self.cost, "Task.cost", minimum=0.0))
+        if self.ttl is not None:
+            object.__setattr__(self, "ttl", check_number(self.ttl, "Task.ttl", positive=True))
+        if self.max_attempts is not None:
+            check_int(self.max_attempts, "Task.max_attempts", minimum=1)
+        if self.group is not None:
+            check_hashable(self.group, "Task.group")
+        if self.zone is not None and not isinstance(self.zone, str):
+            raise InvalidTypeError(f"Task.zone must be a str or None, got {self.zone!r}")
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        fields = [f"{self.id!r}", f"priority={self.priority!r}"]
+        for name in ("deadline", "tenant", "key", "ttl", "max_attempts", "group", "zone"):
+            value = getattr(self, name)
+            if value is not None:
+                fields.append(f"{name}={value!r}")
+        if self.cost != 1.0:
+            fields.append(f"cost={self.cost!r}")
+        if self.requires:
+            fields.append(f"requires={set(self.requires)!r}")
+        if self.resources:
+            fields.append(f"resources={dict(self.resources)!r}")
+        return f"Task({', '.join(fields)})"
+
+
+@attrs.frozen
+class Worker:
+    """An immutable description of a place where tasks run (an agent, a process, a pod).
+
+    ``capacity`` is a number of slots or a mapping of resource name to amount;
+    it is stored as a read-only mapping (``Worker("w", capacity=10).capacity ==
+    {"slots": 10.0}``). Construction validates every field and is
+    O(len(skills) + len(capacity)).
+
+    >>> w = Worker("w1", capacity=10, skills={"research"}, zone="eu")
+    >>> dict(w.capacity), w.weight
+    ({'slots': 10.0}, 1.0)
+    """
+
+    id: Hashable
+    """Unique among registered workers; any hashable, non-empty value."""
+    capacity: Mapping[str, float] = attrs.field(default=1.0, converter=_worker_capacity)
+    """Slots (a number >= 0) or ``{resource: amount}``; 0 means it takes no work."""
+    weight: float = 1.0
+    """Relative share of work for weighted strategies (> 0)."""
+    skills: frozenset[str] = attrs.field(default=frozenset(), converter=_worker_skills)
+    """What it can do; a task's ``requires`` must be a subset."""
+    zone: str | None = None
+    """Where it runs (region, rack), for zone-aware placement."""
+    cost: float = 0.0
+    """Cost per unit of work (>= 0), for cost-aware scoring."""
+
+    def __attrs_post_init__(self) -> None:
+        check_id(self.id, "Worker.id")
+        object.__setattr__(
+            self, "weight", check_number(self.weight, "Worker.weight", positive=True)
+        )
+        object.__setattr__(self, "cost", check_number(self.cost, "Worker.cost", minimum=0.0))
+        if self.zone is not None and not isinstance(self.zone, str):
+            raise InvalidTypeError(f"Worker.zone must be a str or None, got {self.zone!r}")
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def slots(self) -> float:
+        """Capacity in the default ``"slots"`` resource (0 if it has none)."""
+        return self.capacity.get("slots", 0.0)
+
+
+@attrs.frozen
+class Assignment:
+    """A task placed on a worker: which attempt, since when, and until when its lease runs.
+
+    A lease that expires without the host reporting the outcome returns the
+    task to its queue, so a dead worker never loses a task.
+    """
+
+    task: Task
+    worker_id: Hashable
+    attempt: int
+    """1 for the first try, 2 for the first retry, ..."""
+    started_at: float
+    lease_expiry: float | None = None
+    """Clock time when the lease lapses, or ``None`` for no lease."""
+
+    def __hash__(self) -> int:
+        return hash((self.task.id, self.attempt))
