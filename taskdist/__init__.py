@@ -34,6 +34,7 @@ from taskdist.metrics import (
     percentile,
 )
 from taskdist.queues import Eviction, Predicate, PriorityQueue, Queue, QueueStats
+from taskdist.resilience import RateLimiter
 from taskdist.task import Assignment, Priority, Reason, Task, TaskState, Worker
 
 __version__ = "0.1.0.dev0"
@@ -60,6 +61,7 @@ __all__ = [
     "Priority",
     "PriorityQueue",
     "Queue",
+    "RateLimiter",
     "QueueFullError",
     "QueueStats",
     "QuotaExceededError",
