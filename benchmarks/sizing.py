@@ -1,4 +1,6 @@
-"""Benchmark sizing (``from sizing import sizes``): smoke sizes by default, full ones with TASKDIST_BENCH_FULL=1.
+"""Benchmark sizing: smoke sizes by default, the full ones with TASKDIST_BENCH_FULL=1.
+
+Benchmark modules use it as ``from sizing import sizes``.
 
 Under plain ``pytest`` (``--benchmark-disable`` is the default in
 pyproject.toml) each benchmark body runs once, so CI proves it works without

@@ -47,6 +47,12 @@ _Entry = tuple[float, int, Hashable, Task, float, "float | None"]
 _COMPACT_SLACK = 64
 
 
+def _expiry_order(entry: _Entry) -> tuple[float, int]:
+    expires = entry[_EXPIRES]
+    assert expires is not None  # only entries with a ttl ever expire
+    return expires, entry[_SEQ]
+
+
 @attrs.frozen
 class QueueStats:
     """A snapshot of a queue: what it holds now and what it has done."""
@@ -84,10 +90,12 @@ class PriorityQueue:
 
     **Starvation bound.** Let ``p_min`` be the smallest priority ever pushed.
     A task T of priority ``p`` pushed at ``t0`` is popped (by plain ``pop()``)
-    before any task pushed at or after ``t0 + (p - p_min) / r``: such a task's
-    key is at least ``p_min + r * t0 + (p - p_min) = key(T)`` and it came
-    later. So T waits at most ``(p - p_min) / r`` plus the time to drain the
-    tasks pushed before that instant that are ahead of it.
+    before any task pushed after it at a time ``>= t0 + (p - p_min) / r``: such
+    a task's key is at least ``p_min + r * t0 + (p - p_min) = key(T)`` and it
+    came later, so FIFO settles a tie. Hence T waits at most ``(p - p_min) / r``
+    plus the time to drain the tasks that were ahead of it at that instant
+    (pushed before it, or during those ``(p - p_min) / r`` seconds with a
+    smaller key).
 
     **TTL.** A task with ``ttl`` expires at ``enqueued_at + ttl`` (due when
     ``now >= `` that time). An expired task is never popped or peeked; it
@@ -112,7 +120,8 @@ class PriorityQueue:
     ``remove``                  O(1) amortised (lazy deletion; dead entries
                                 are compacted once they outnumber live ones)
     ``expire``                  O(m log n) for m expired tasks
-    ``next_wakeup``             O(1) amortised
+    ``next_wakeup``             O(1) amortised (plus O(m) while m expired
+                                tasks wait for ``expire()``)
     ``effective_priority``      O(1)
     ``len``, ``in``             O(1)
     ``stats``                   O(n + w log w) for the wait window w (depth
@@ -227,14 +236,13 @@ class PriorityQueue:
         index = self._index
         if task_id in index or (self._expired and task_id in self._expired):
             raise DuplicateTaskError(f"a task with id {task_id!r} is already in the queue")
-        enqueued = self._now()
-        if enqueued_at is not None:
-            enqueued = self._backdate(enqueued_at, enqueued)
+        now = self._now()
+        enqueued = now if enqueued_at is None else self._backdate(enqueued_at, now)
         priority = task.priority
         key = priority + self._rate * enqueued if self._rate else priority
         eviction = None
         if self._maxsize is not None and len(index) + len(self._expired) >= self._maxsize:
-            eviction = self._overflow_for(task, key)
+            eviction = self._overflow_for(task, key, now)
             if eviction is not None and eviction.task is task:
                 return eviction
         ttl = task.ttl
@@ -285,6 +293,7 @@ class PriorityQueue:
             if entry is self._heap[0]:
                 heappop(self._heap)
         del index[entry[_ID]]
+        self._popped += 1
         self._waits.append(now - entry[_ENQUEUED])
         if where is not None:
             # A match below the root stays in the heap as a dead entry.
@@ -335,14 +344,15 @@ class PriorityQueue:
     # -- time -------------------------------------------------------------
 
     def expire(self) -> list[Task]:
-        """Remove and return every task whose TTL has run out, earliest first.
+        """Remove and return every task whose TTL has run out, earliest expiry first.
 
         Complexity: O(m log n) for m expired tasks.
         """
         self._collect_expired(self._now())
         if not self._expired:
             return []
-        tasks = [entry[_TASK] for entry in self._expired.values()]
+        entries = sorted(self._expired.values(), key=_expiry_order)
+        tasks = [entry[_TASK] for entry in entries]
         self._expired = {}
         self._expired_count += len(tasks)
         return tasks
@@ -353,13 +363,16 @@ class PriorityQueue:
         Call :meth:`expire` once ``clock.now() >= next_wakeup()``.
         Complexity: O(1) amortised.
         """
-        if self._expired:
-            return next(iter(self._expired.values()))[_EXPIRES]
         expiry = self._expiry
         index = self._index
         while expiry and index.get(expiry[0][2][_ID]) is not expiry[0][2]:
             heappop(expiry)
-        return expiry[0][0] if expiry else None
+        wakeup = expiry[0][0] if expiry else None
+        if self._expired:
+            # Usually a handful: expire() is due now anyway.
+            held = min(_expiry_order(entry)[0] for entry in self._expired.values())
+            wakeup = held if wakeup is None else min(wakeup, held)
+        return wakeup
 
     def effective_priority(self, task_id: Hashable) -> float:
         """``priority - aging_rate * seconds waited`` for a held task. O(1).
@@ -447,13 +460,16 @@ class PriorityQueue:
             self._monotone = not self._index
         return enqueued
 
-    def _overflow_for(self, task: Task, key: float) -> Eviction | None:
+    def _overflow_for(self, task: Task, key: float, now: float) -> Eviction | None:
         """Make room in a full queue, or refuse; the queue is unchanged if it refuses."""
         if self._max_heap is None:
             self._rejected += 1
             raise QueueFullError(
                 f"the queue is full ({self._maxsize} tasks); {task.id!r} was not added"
             )
+        # An expired task is never the victim: it is already on its way out.
+        if self._expiry and self._expiry[0][0] <= now:
+            self._collect_expired(now)
         victim = self._least_urgent()
         # The newcomer is the least urgent on a tie: it would queue behind.
         if victim is None or key >= victim[_KEY]:

@@ -1,0 +1,67 @@
+"""Clocks: ManualClock moves only forward, by finite steps; MonotonicClock never decreases."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskdist import Clock, ClockError, InvalidArgumentError, ManualClock, MonotonicClock
+
+
+def test_manual_clock_starts_where_told_and_moves_only_when_told() -> None:
+    clock = ManualClock(start=5.0)
+    assert clock.now() == 5.0
+    assert clock.advance(2.5) == 7.5
+    assert clock.set(10.0) == 10.0
+    assert clock.now() == 10.0
+    assert clock.advance(0) == 10.0
+
+
+@pytest.mark.parametrize(
+    "bad_call",
+    [
+        lambda c: c.advance(-1.0),
+        lambda c: c.advance(float("nan")),
+        lambda c: c.advance(float("inf")),
+        lambda c: c.set(9.0),
+        lambda c: c.set(float("nan")),
+        lambda c: c.set(float("inf")),
+        lambda c: c.set("11"),
+        lambda c: c.advance(True),
+    ],
+)
+def test_manual_clock_refuses_to_go_backwards_or_to_non_finite_times(bad_call) -> None:  # type: ignore[no-untyped-def]
+    clock = ManualClock(start=10.0)
+    with pytest.raises(ClockError):
+        bad_call(clock)
+    assert clock.now() == 10.0
+
+
+@pytest.mark.parametrize("start", [float("nan"), float("inf"), float("-inf"), None])
+def test_manual_clock_refuses_a_non_finite_start(start: object) -> None:
+    with pytest.raises(ClockError):
+        ManualClock(start=start)  # type: ignore[arg-type]
+
+
+def test_clock_error_is_an_invalid_argument_and_a_value_error() -> None:
+    assert issubclass(ClockError, InvalidArgumentError)
+    assert issubclass(ClockError, ValueError)
+
+
+@given(steps=st.lists(st.floats(min_value=0, max_value=1e6), max_size=50))
+def test_manual_clock_time_is_the_sum_of_its_steps(steps: list[float]) -> None:
+    clock = ManualClock()
+    previous = clock.now()
+    for step in steps:
+        clock.advance(step)
+        assert clock.now() >= previous
+        previous = clock.now()
+
+
+def test_monotonic_clock_never_decreases_and_both_are_clocks() -> None:
+    clock = MonotonicClock()
+    readings = [clock.now() for _ in range(1000)]
+    assert readings == sorted(readings)
+    assert isinstance(clock, Clock)
+    assert isinstance(ManualClock(), Clock)
