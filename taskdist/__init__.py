@@ -3,6 +3,8 @@
 Everything public is importable from here; submodules are implementation.
 """
 
+from taskdist.batch_sizing import AIMDSizing, SizingRule
+from taskdist.batching import Batch, BatchOptimizer, BatchReason, BatchStats, GroupBatchStats
 from taskdist.clock import Clock, ManualClock, MonotonicClock
 from taskdist.errors import (
     CapacityError,
@@ -25,6 +27,8 @@ from taskdist.errors import (
     UnknownTaskError,
     UnknownTenantError,
     UnknownWorkerError,
+    WorkerFullError,
+    WorkerUnavailableError,
 )
 from taskdist.metrics import (
     Percentiles,
@@ -40,7 +44,12 @@ from taskdist.task import Assignment, Priority, Reason, Task, TaskState, Worker
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AIMDSizing",
     "Assignment",
+    "Batch",
+    "BatchOptimizer",
+    "BatchReason",
+    "BatchStats",
     "CapacityError",
     "CircuitOpenError",
     "Clock",
@@ -51,6 +60,7 @@ __all__ = [
     "DuplicateTaskError",
     "DuplicateWorkerError",
     "Eviction",
+    "GroupBatchStats",
     "InvalidArgumentError",
     "InvalidTypeError",
     "ManualClock",
@@ -61,12 +71,13 @@ __all__ = [
     "Priority",
     "PriorityQueue",
     "Queue",
-    "RateLimiter",
     "QueueFullError",
     "QueueStats",
     "QuotaExceededError",
+    "RateLimiter",
     "Reason",
     "RecentSamples",
+    "SizingRule",
     "Task",
     "TaskState",
     "TaskdistError",
@@ -77,6 +88,8 @@ __all__ = [
     "UnknownTenantError",
     "UnknownWorkerError",
     "Worker",
+    "WorkerFullError",
+    "WorkerUnavailableError",
     "__version__",
     "coefficient_of_variation",
     "jain_index",

@@ -26,9 +26,11 @@ The hierarchy::
     │   └── UnknownPlanError                no quota plan with that name
     ├── CapacityError                       a bounded thing is full
     │   ├── QueueFullError                  a bounded queue refused a push
-    │   └── QuotaExceededError              a tenant quota refused a push
+    │   ├── QuotaExceededError              a tenant quota refused a push
+    │   └── WorkerFullError                 a task's demand does not fit a worker's free capacity
     ├── DeadlineInfeasibleError             a task can no longer meet its deadline
     ├── OverReleaseError (ValueError)       more released than was acquired
+    ├── WorkerUnavailableError              a worker is down or ejected and takes no tasks
     └── CircuitOpenError                    a circuit breaker refused a call
 """
 
@@ -55,6 +57,8 @@ __all__ = [
     "UnknownTaskError",
     "UnknownTenantError",
     "UnknownWorkerError",
+    "WorkerFullError",
+    "WorkerUnavailableError",
 ]
 
 
@@ -131,6 +135,14 @@ class QueueFullError(CapacityError):
 
 class QuotaExceededError(CapacityError):
     """A tenant's quota (``max_queued``) refuses another task."""
+
+
+class WorkerFullError(CapacityError):
+    """A task's demand does not fit a worker's free capacity in some resource."""
+
+
+class WorkerUnavailableError(TaskdistError):
+    """A worker is ``UNAVAILABLE`` (marked down or ejected as an outlier) and takes no tasks."""
 
 
 class DeadlineInfeasibleError(TaskdistError):

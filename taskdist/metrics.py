@@ -81,6 +81,12 @@ class RecentSamples:
         self._samples.append(value)
         self.total += 1
 
+    def extend(self, values: Iterable[float]) -> None:
+        """Add several observations. O(k) for k values."""
+        values = list(values)
+        self._samples.extend(values)
+        self.total += len(values)
+
     def __len__(self) -> int:
         return len(self._samples)
 

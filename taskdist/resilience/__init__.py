@@ -2,4 +2,6 @@
 
 from taskdist.resilience.rate_limit import RateLimiter
 
-__all__ = ["RateLimiter"]
+__all__ = [
+    "RateLimiter",
+]
