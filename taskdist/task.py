@@ -55,6 +55,9 @@ class Priority(enum.IntEnum):
 class TaskState(str, enum.Enum):
     """Where a task is in its life inside a distributor."""
 
+    # Hash as the string, so a dict keyed by states finds "pending" too.
+    __hash__ = str.__hash__
+
     PENDING = "pending"
     """Queued, waiting to be dispatched."""
     RUNNING = "running"
@@ -72,6 +75,9 @@ class Reason(str, enum.Enum):
 
     A ``str`` enum, so ``Reason.TTL_EXPIRED == "ttl_expired"``.
     """
+
+    # Hash as the string, so a dict keyed by reasons finds "ttl_expired" too.
+    __hash__ = str.__hash__
 
     MAX_ATTEMPTS = "max_attempts"
     """It failed on every attempt it was allowed."""
