@@ -1,0 +1,239 @@
+"""Balancer select() at 10 / 100 / 1000 workers, and ConsistentHash next to uhashring.
+
+- ``bench_select``: every built-in strategy choosing among n candidates with
+  uneven loads (and ``CapacityTracker.candidates`` itself, which builds the
+  list a distributor hands to ``select``), per call;
+- ``bench_ring_lookup``: ``ConsistentHash.lookup`` against
+  ``uhashring.HashRing.get_node`` over the same keys and 5 nodes, with the
+  max/mean keys per node in ``extra_info``;
+- ``bench_bounded_placement``: ``ConsistentHash(load_factor=1.1).select`` +
+  ``assign`` for the same keys held at once: max/mean <= 1.10 by construction.
+
+Smoke sizes by default; ``TASKDIST_BENCH_FULL=1`` for the full ones. Run as a
+script (``python benchmarks/bench_balancing.py``) to print the Markdown
+tables recorded in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import cache
+
+import pytest
+from sizing import sizes
+from uhashring import HashRing
+
+from taskdist import (
+    Affinity,
+    Balancer,
+    CapacityBased,
+    CapacityTracker,
+    ConsistentHash,
+    LeastConnections,
+    ManualClock,
+    MultiFactor,
+    PerformanceBased,
+    PowerOfTwoChoices,
+    RandomBalancer,
+    RoundRobin,
+    Task,
+    WeightedRoundRobin,
+    Worker,
+    WorkerState,
+    ZoneAware,
+)
+
+WORKERS = sizes(full=[10, 100, 1_000], smoke=[10, 100])
+KEYS = sizes(full=[100_000], smoke=[2_000])[0]
+NODES = [f"worker-{i}" for i in range(5)]
+CALLS = 200  # select() calls per round
+
+STRATEGIES: dict[str, Callable[[], Balancer]] = {
+    "RoundRobin": RoundRobin,
+    "WeightedRoundRobin": WeightedRoundRobin,
+    "LeastConnections": LeastConnections,
+    "PowerOfTwoChoices": lambda: PowerOfTwoChoices(random.Random(1)),
+    "RandomBalancer": lambda: RandomBalancer(random.Random(1)),
+    "ConsistentHash": ConsistentHash,
+    "CapacityBased": CapacityBased,
+    "PerformanceBased": PerformanceBased,
+    "MultiFactor": MultiFactor,
+    "Affinity": Affinity,
+    "ZoneAware": ZoneAware,
+}
+
+
+@cache
+def loaded_tracker(n: int) -> CapacityTracker:
+    """n workers of 100 slots, uneven weights, zones, latencies and loads (seeded)."""
+    rng = random.Random(n)
+    tracker = CapacityTracker(ManualClock(), health=None, ejection=None)
+    for i in range(n):
+        tracker.add_worker(
+            Worker(i, capacity=100, weight=rng.choice([1.0, 2.0]), zone=rng.choice(["eu", "us"]))
+        )
+        probe = Task(("probe", i))
+        tracker.assign(probe, i)
+        tracker.release(probe, i, duration=rng.uniform(0.5, 5.0))
+        for j in range(rng.randrange(90)):
+            tracker.assign(Task((i, j)), i)
+    return tracker
+
+
+@cache
+def tasks(count: int) -> list[Task]:
+    return [Task(i, key=f"user-{i % 97}", zone="eu") for i in range(count)]
+
+
+def run_select(balancer: Balancer, pool: list[WorkerState], batch: list[Task]) -> int:
+    select = balancer.select
+    chosen = 0
+    for task in batch:
+        chosen += select(task, pool) is not None
+    return chosen
+
+
+def run_candidates(tracker: CapacityTracker, batch: list[Task]) -> int:
+    candidates = tracker.candidates
+    return sum(len(candidates(task)) > 0 for task in batch)
+
+
+@pytest.mark.parametrize("n", WORKERS)
+@pytest.mark.parametrize("strategy", [*STRATEGIES, "tracker.candidates"])
+def bench_select(benchmark, strategy: str, n: int) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"select n={n} workers ({CALLS} calls)"
+    tracker = loaded_tracker(n)
+    batch = tasks(CALLS)
+    if strategy == "tracker.candidates":
+        placed = benchmark(run_candidates, tracker, batch)
+    else:
+        pool = tracker.candidates(batch[0])
+        assert len(pool) == n
+        placed = benchmark(run_select, STRATEGIES[strategy](), pool, batch)
+    assert placed == CALLS
+
+
+# -- ConsistentHash against uhashring ---------------------------------------------------
+
+
+def taskdist_ring(nodes: list[str], vnodes: int = 160) -> ConsistentHash:
+    ring = ConsistentHash(vnodes=vnodes, load_factor=None)
+    for node in nodes:
+        ring.add(node)
+    return ring
+
+
+def run_lookups(lookup: Callable[[str], object], keys: list[str]) -> Counter[object]:
+    return Counter(map(lookup, keys))
+
+
+# name -> (node names -> lookup function); uhashring and the default ring use 160
+# points per node; 640 is what a plain ring needs for max/mean <= 1.10 at 5 nodes.
+RINGS: dict[str, Callable[[list[str]], Callable[[str], object]]] = {
+    "taskdist ConsistentHash.lookup": lambda nodes: taskdist_ring(nodes).lookup,
+    "taskdist ConsistentHash(vnodes=640).lookup": lambda nodes: taskdist_ring(nodes, 640).lookup,
+    "uhashring get_node": lambda nodes: HashRing(nodes=nodes).get_node,
+}
+
+
+def max_over_mean(counts: Counter[object]) -> float:
+    return max(counts.values()) / (sum(counts.values()) / len(NODES))
+
+
+@pytest.mark.parametrize("ring", list(RINGS))
+def bench_ring_lookup(benchmark, ring: str) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"ring lookup, {KEYS} keys / {len(NODES)} nodes"
+    keys = [f"user-{i}" for i in range(KEYS)]
+    counts = benchmark(run_lookups, RINGS[ring](NODES), keys)
+    assert sum(counts.values()) == KEYS and set(counts) == set(NODES)
+    benchmark.extra_info["max/mean"] = round(max_over_mean(counts), 4)
+
+
+def run_bounded(load_factor: float, keys: list[str]) -> list[int]:
+    tracker = CapacityTracker(ManualClock(), health=None, ejection=None)
+    for node in NODES:
+        tracker.add_worker(Worker(node, capacity=len(keys)))
+    ring = ConsistentHash(vnodes=160, load_factor=load_factor)
+    pool = tracker.candidates(Task("probe"))  # live views: stays valid as loads grow
+    select, assign = ring.select, tracker.assign
+    for i, key in enumerate(keys):
+        task = Task(i, key=key)
+        assign(task, select(task, pool).id)
+    return [worker.in_flight for worker in pool]
+
+
+def bench_bounded_placement(benchmark) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"bounded placement, {KEYS} keys / {len(NODES)} nodes"
+    keys = [f"user-{i}" for i in range(KEYS)]
+    loads = benchmark.pedantic(run_bounded, args=(1.1, keys), rounds=3, iterations=1)
+    assert sum(loads) == KEYS
+    ratio = max(loads) / (KEYS / len(NODES))
+    assert ratio <= 1.1 + len(NODES) / KEYS  # ceil() rounding
+    benchmark.extra_info["max/mean"] = round(ratio, 4)
+
+
+# -- as a script: the tables for docs/performance.md ------------------------------------
+
+
+def best_of(repeat: int, run: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(repeat: int = 7) -> None:
+    workers = [10, 100, 1_000]
+    batch = tasks(CALLS)
+    print(f"| strategy | {' | '.join(f'{n} workers (µs)' for n in workers)} | 1000 / 10 |")
+    print(f"|---|{'---:|' * len(workers)}---:|")
+    rows = {}
+    for name in [*STRATEGIES, "tracker.candidates"]:
+        per_call = []
+        for n in workers:
+            tracker = loaded_tracker(n)
+            if name == "tracker.candidates":
+                seconds = best_of(repeat, lambda t=tracker: run_candidates(t, batch))
+            else:
+                pool = tracker.candidates(batch[0])
+                balancer = STRATEGIES[name]()
+                seconds = best_of(repeat, lambda b=balancer, p=pool: run_select(b, p, batch))
+            per_call.append(seconds / CALLS * 1e6)
+        rows[name] = per_call
+        cells = " | ".join(f"{us:.2f}" for us in per_call)
+        print(f"| {name} | {cells} | {per_call[-1] / per_call[0]:.0f}x |")
+    keys = [f"user-{i}" for i in range(100_000)]
+    print("\n| 100k keys / 5 nodes | µs per key | ratio to uhashring | max/mean |")
+    print("|---|---:|---:|---:|")
+    timed = {}
+    for name, make in RINGS.items():
+        lookup = make(NODES)
+        timed[name] = best_of(repeat, lambda f=lookup: run_lookups(f, keys)) / len(keys) * 1e6
+    base = timed["uhashring get_node"]
+    for name, make in RINGS.items():
+        spread = max_over_mean(run_lookups(make(NODES), keys))
+        print(f"| {name} | {timed[name]:.3f} | {timed[name] / base:.2f} | {spread:.3f} |")
+    bounded = best_of(3, lambda: run_bounded(1.1, keys)) / len(keys) * 1e6
+    spread = max(run_bounded(1.1, keys)) / (len(keys) / len(NODES))
+    print(f"| taskdist select+assign, load_factor=1.1 | {bounded:.3f} | - | {spread:.3f} |")
+    print("\n| plain ring, 30 sets of 5 node names | mean max/mean | worst | sets <= 1.10 |")
+    print("|---|---:|---:|---:|")
+    for name, make in RINGS.items():
+        spreads = [
+            max_over_mean(run_lookups(make([f"node-{s}-{i}" for i in range(5)]), keys))
+            for s in range(30)
+        ]
+        fits = sum(spread <= 1.10 for spread in spreads)
+        print(f"| {name} | {sum(spreads) / 30:.3f} | {max(spreads):.3f} | {fits} / 30 |")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 7)

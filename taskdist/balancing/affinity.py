@@ -1,0 +1,139 @@
+"""Affinity: sticky placement by task key, with a fallback when the bound worker cannot take it."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+
+from taskdist._validate import check_hashable, check_id, check_int
+from taskdist.balancing.base import Balancer, DelegatingBalancer, check_balancer
+from taskdist.balancing.least_load import LeastConnections
+from taskdist.capacity import WorkerState
+from taskdist.errors import UnknownError
+from taskdist.task import Task
+
+__all__ = ["Affinity"]
+
+
+class Affinity(DelegatingBalancer):
+    """Tasks with the same ``key`` go to the same worker while it can take them.
+
+    The first task of a key is placed by ``fallback`` and binds the key to
+    that worker. Later tasks of the key go to the bound worker whenever it is
+    among the candidates (healthy enough, with room); when it is not (down,
+    ejected, full) ``fallback`` places the task *without* rebinding, so the
+    key returns home as soon as its worker does. The binding ends when the
+    worker is removed (``on_worker_removed``), by :meth:`unbind`, or when
+    the least recently used of more than ``max_keys`` keys is forgotten.
+    :meth:`bind` pins a key by hand (manual routing). Tasks without a key
+    go straight to ``fallback``.
+
+    ``select`` is O(n) to find the bound worker among the candidates (plus
+    the fallback's cost when it is needed); bookkeeping is O(1).
+
+    >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
+    >>> tracker = CapacityTracker(ManualClock())
+    >>> for name in "ab":
+    ...     _ = tracker.add_worker(Worker(name, capacity=10))
+    >>> sticky = Affinity()
+    >>> home = sticky.select(Task(1, key="user-7"), tracker.candidates(Task(1))).id
+    >>> _ = tracker.assign(Task(2), home)
+    >>> sticky.select(Task(3, key="user-7"), tracker.candidates(Task(3))).id == home
+    True
+    """
+
+    __slots__ = ("_bound", "_fallback", "_keys_of", "_max_keys")
+
+    def __init__(self, fallback: Balancer | None = None, *, max_keys: int = 100_000) -> None:
+        """
+        Args:
+            fallback: places unbound keys and keys whose worker cannot take
+                the task (default: ``LeastConnections()``).
+            max_keys: most bindings kept (>= 1); the least recently used go first.
+        """
+        fallback = LeastConnections() if fallback is None else check_balancer(fallback, "fallback")
+        super().__init__(fallback)
+        self._fallback = fallback
+        self._max_keys = check_int(max_keys, "max_keys", minimum=1)
+        self._bound: OrderedDict[Hashable, Hashable] = OrderedDict()
+        self._keys_of: dict[Hashable, set[Hashable]] = {}
+
+    @property
+    def fallback(self) -> Balancer:
+        """The balancer used when affinity does not decide."""
+        return self._fallback
+
+    def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
+        """The key's bound worker if it is a candidate, else the fallback's choice."""
+        if not candidates:
+            return None
+        key = task.key
+        if key is None:
+            return self._fallback.select(task, candidates)
+        home = self._bound.get(key)
+        if home is not None:
+            self._bound.move_to_end(key)
+            for worker in candidates:
+                if worker.id == home:
+                    return worker
+            return self._fallback.select(task, candidates)
+        chosen = self._fallback.select(task, candidates)
+        if chosen is not None:
+            self._bind(key, chosen.id)
+        return chosen
+
+    def bind(self, key: Hashable, worker_id: Hashable) -> None:
+        """Send tasks with ``key`` to this worker from now on (replacing any binding). O(1)."""
+        check_hashable(key, "key")
+        check_id(worker_id, "worker_id")
+        self._unbind(key)
+        self._bind(key, worker_id)
+
+    def unbind(self, key: Hashable) -> Hashable:
+        """Forget where ``key`` goes; return the worker id it was bound to. O(1).
+
+        Raises:
+            UnknownError: the key is not bound.
+        """
+        check_hashable(key, "key")
+        worker_id = self._unbind(key)
+        if worker_id is None:
+            raise UnknownError(f"key {key!r} is not bound to a worker")
+        return worker_id
+
+    def preferred(self, key: Hashable) -> Hashable | None:
+        """The worker id ``key`` is bound to, or ``None``. O(1)."""
+        check_hashable(key, "key")
+        return self._bound.get(key)
+
+    def __len__(self) -> int:
+        """Keys bound."""
+        return len(self._bound)
+
+    def on_worker_removed(self, worker_id: Hashable) -> None:
+        """Unbind every key bound to the worker, and tell the fallback. O(its keys)."""
+        for key in self._keys_of.pop(worker_id, ()):
+            del self._bound[key]
+        super().on_worker_removed(worker_id)
+
+    def __repr__(self) -> str:
+        return f"Affinity(fallback={self._fallback!r}, keys={len(self._bound)})"
+
+    def _bind(self, key: Hashable, worker_id: Hashable) -> None:
+        self._bound[key] = worker_id
+        self._keys_of.setdefault(worker_id, set()).add(key)
+        if len(self._bound) > self._max_keys:
+            old_key, old_worker = self._bound.popitem(last=False)
+            self._forget(old_key, old_worker)
+
+    def _unbind(self, key: Hashable) -> Hashable | None:
+        worker_id = self._bound.pop(key, None)
+        if worker_id is not None:
+            self._forget(key, worker_id)
+        return worker_id
+
+    def _forget(self, key: Hashable, worker_id: Hashable) -> None:
+        keys = self._keys_of[worker_id]
+        keys.discard(key)
+        if not keys:
+            del self._keys_of[worker_id]

@@ -1,0 +1,86 @@
+"""Random strategies: RandomBalancer (weighted) and PowerOfTwoChoices."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from taskdist.balancing.base import RandomizedBalancer, load_per_weight
+from taskdist.capacity import WorkerState
+from taskdist.errors import InvalidTypeError
+from taskdist.task import Task
+
+__all__ = ["PowerOfTwoChoices", "RandomBalancer"]
+
+
+class RandomBalancer(RandomizedBalancer):
+    """A random candidate, with probability proportional to ``effective_weight``.
+
+    With ``weighted=False`` every candidate is equally likely. Choices come
+    from the injected ``rng``, so a seeded ``random.Random`` replays them.
+    ``select`` is O(n) weighted (one pass to accumulate weights), O(1)
+    unweighted.
+
+    >>> import random
+    >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
+    >>> tracker = CapacityTracker(ManualClock())
+    >>> for name in "abc":
+    ...     _ = tracker.add_worker(Worker(name, capacity=10))
+    >>> pool = tracker.candidates(Task("t"))
+    >>> one = [RandomBalancer(random.Random(7)).select(Task("t"), pool).id for _ in range(2)]
+    >>> one[0] == one[1]  # same seed, same choice
+    True
+    """
+
+    __slots__ = ("weighted",)
+
+    def __init__(self, rng: random.Random | None = None, *, weighted: bool = True) -> None:
+        """
+        Args:
+            rng: the source of randomness (default: a fresh ``random.Random()``).
+            weighted: pick in proportion to ``effective_weight`` (else uniformly).
+        """
+        if not isinstance(weighted, bool):
+            raise InvalidTypeError(f"weighted must be a bool, got {weighted!r}")
+        super().__init__(rng)
+        self.weighted = weighted
+
+    def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
+        """A random candidate, or ``None`` for an empty list."""
+        count = len(candidates)
+        if count < 2:
+            return candidates[0] if count else None
+        if not self.weighted:
+            return candidates[self.rng.randrange(count)]
+        weights = [worker.effective_weight for worker in candidates]
+        return self.rng.choices(candidates, weights)[0]
+
+    def __repr__(self) -> str:
+        return f"RandomBalancer(weighted={self.weighted!r})"
+
+
+class PowerOfTwoChoices(RandomizedBalancer):
+    """Two distinct random candidates; the less loaded of them wins (Envoy's least request).
+
+    "Less loaded" is the lower ``load_ratio / effective_weight`` (ties: the
+    first drawn). Sampling two instead of scanning all makes ``select`` O(1)
+    in the number of workers, yet the balance is close to least-connections:
+    with n workers and n tasks placed one by one, the most loaded worker has
+    ``ln ln n / ln 2 + O(1)`` tasks, against ``ln n / ln ln n`` for one random
+    choice (Azar et al., "Balanced allocations", 1994).
+    """
+
+    __slots__ = ()
+
+    def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
+        """The less loaded of two random candidates, or ``None`` for an empty list. O(1)."""
+        count = len(candidates)
+        if count < 2:
+            return candidates[0] if count else None
+        draw = self.rng.randrange
+        first = draw(count)
+        second = draw(count - 1)
+        if second >= first:
+            second += 1
+        a, b = candidates[first], candidates[second]
+        return b if load_per_weight(b) < load_per_weight(a) else a

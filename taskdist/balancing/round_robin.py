@@ -1,0 +1,98 @@
+"""RoundRobin and smooth WeightedRoundRobin: deterministic rotation."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+from taskdist.balancing.base import Balancer
+from taskdist.capacity import WorkerState
+from taskdist.task import Task
+
+__all__ = ["RoundRobin", "WeightedRoundRobin"]
+
+
+class RoundRobin(Balancer):
+    """Each candidate in turn: the i-th call picks ``candidates[i mod n]``.
+
+    Over any ``n`` consecutive calls with the same ``n`` candidates, each is
+    picked exactly once. When the list changes between calls (a worker fills
+    up or comes back) the rotation carries on from the same position modulo
+    the new length; the exact-turns guarantee is for an unchanged list.
+    Ignores weights and load. ``select`` is O(1).
+
+    >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
+    >>> tracker = CapacityTracker(ManualClock())
+    >>> for name in "abc":
+    ...     _ = tracker.add_worker(Worker(name, capacity=10))
+    >>> rr, pool = RoundRobin(), tracker.candidates(Task("t"))
+    >>> [rr.select(Task("t"), pool).id for _ in range(4)]
+    ['a', 'b', 'c', 'a']
+    """
+
+    __slots__ = ("_position",)
+
+    def __init__(self) -> None:
+        self._position = 0
+
+    def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
+        """The next candidate in rotation, or ``None`` for an empty list. O(1)."""
+        count = len(candidates)
+        if not count:
+            return None
+        position = self._position % count
+        self._position = position + 1
+        return candidates[position]
+
+
+class WeightedRoundRobin(Balancer):
+    """Smooth weighted round-robin (nginx's): picks in proportion to weight, evenly spread.
+
+    Each call adds every candidate's weight to its running *current* value,
+    picks the highest (ties: the earliest candidate) and takes the total
+    weight ``W`` off the winner. With the same candidates throughout:
+
+    - **exact proportions:** with integer weights, every ``W`` consecutive
+      calls from the start pick each worker exactly ``weight`` times;
+    - **smoothness:** after ``t`` calls no worker is ever ``(n-1)/n`` or more
+      picks *ahead* of its share ``t * w / W`` (its current value never drops
+      below ``-W (n-1)/n``), so a heavy worker's picks are interleaved with
+      the others' rather than bunched (weights 5, 1, 1 give a a b a c a a).
+
+    A worker that leaves the candidate list keeps its current value and
+    resumes from it; ``on_worker_removed`` forgets it. ``select`` is O(n).
+
+    >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
+    >>> tracker = CapacityTracker(ManualClock())
+    >>> for name, weight in (("a", 5), ("b", 1), ("c", 1)):
+    ...     _ = tracker.add_worker(Worker(name, capacity=10, weight=weight))
+    >>> wrr, pool = WeightedRoundRobin(), tracker.candidates(Task("t"))
+    >>> "".join(wrr.select(Task("t"), pool).id for _ in range(7))
+    'aabacaa'
+    """
+
+    __slots__ = ("_current",)
+
+    def __init__(self) -> None:
+        self._current: dict[Hashable, float] = {}
+
+    def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
+        """The candidate whose running weight is highest, or ``None`` for an empty list. O(n)."""
+        if not candidates:
+            return None
+        current = self._current
+        total = 0.0
+        best = candidates[0]
+        best_value = float("-inf")
+        for worker in candidates:
+            weight = worker.effective_weight
+            value = current.get(worker.id, 0.0) + weight
+            current[worker.id] = value
+            total += weight
+            if value > best_value:
+                best, best_value = worker, value
+        current[best.id] = best_value - total
+        return best
+
+    def on_worker_removed(self, worker_id: Hashable) -> None:
+        """Forget the worker's running weight. O(1)."""
+        self._current.pop(worker_id, None)

@@ -1,0 +1,92 @@
+"""ZoneAware: prefer workers in the task's zone, spill over to others by policy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from taskdist._validate import check_choice, check_number
+from taskdist.balancing.base import Balancer, DelegatingBalancer, check_balancer
+from taskdist.balancing.least_load import LeastConnections
+from taskdist.capacity import WorkerState
+from taskdist.errors import InvalidTypeError
+from taskdist.task import Task
+
+__all__ = ["Spill", "ZoneAware"]
+
+Spill = Literal["when_empty", "when_loaded", "never"]
+_SPILL_POLICIES: tuple[Spill, ...] = ("when_empty", "when_loaded", "never")
+
+
+class ZoneAware(DelegatingBalancer):
+    """Keeps a task in its zone (``task.zone``, else ``zone=``) and lets ``inner`` choose there.
+
+    The local candidates are those whose ``zone`` equals the task's. ``inner``
+    chooses among them; whether it may choose among *all* candidates
+    instead (spill over) is the ``spill`` policy:
+
+    - ``"when_empty"`` (default): only when no local candidate is left;
+    - ``"when_loaded"``: also when every local candidate's ``load_ratio`` is
+      ``>= threshold``, so a busy zone sheds work before it is full;
+    - ``"never"``: return ``None`` rather than leave the zone.
+
+    A task with no zone (and no ``zone=`` default) is placed by ``inner``
+    among all candidates. ``select`` is O(n) plus ``inner``'s cost.
+
+    >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
+    >>> tracker = CapacityTracker(ManualClock())
+    >>> _ = tracker.add_worker(Worker("us-1", zone="us"))
+    >>> _ = tracker.add_worker(Worker("eu-1", zone="eu"))
+    >>> ZoneAware().select(Task("t", zone="eu"), tracker.candidates(Task("t"))).id
+    'eu-1'
+    """
+
+    __slots__ = ("_inner", "_spill", "_threshold", "_zone")
+
+    def __init__(
+        self,
+        inner: Balancer | None = None,
+        *,
+        spill: Spill = "when_empty",
+        threshold: float = 0.8,
+        zone: str | None = None,
+    ) -> None:
+        """
+        Args:
+            inner: chooses within the allowed workers (default: ``LeastConnections()``).
+            spill: ``"when_empty"``, ``"when_loaded"`` or ``"never"``.
+            threshold: load ratio in [0, 1] at which ``"when_loaded"`` spills over.
+            zone: the zone of tasks that name none (the host's own zone), or ``None``.
+        """
+        inner = LeastConnections() if inner is None else check_balancer(inner, "inner")
+        super().__init__(inner)
+        self._inner = inner
+        self._spill = check_choice(spill, "spill", _SPILL_POLICIES)
+        self._threshold = check_number(threshold, "threshold", minimum=0.0, maximum=1.0)
+        if zone is not None and not isinstance(zone, str):
+            raise InvalidTypeError(f"zone must be a str or None, got {zone!r}")
+        self._zone = zone
+
+    @property
+    def inner(self) -> Balancer:
+        """The balancer that chooses within the allowed workers."""
+        return self._inner
+
+    def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
+        """The inner balancer's choice among the local candidates, or beyond them per ``spill``."""
+        zone = task.zone if task.zone is not None else self._zone
+        if zone is None or not candidates:
+            return self._inner.select(task, candidates)
+        local = [worker for worker in candidates if worker.zone == zone]
+        if local:
+            if self._spill == "when_loaded" and all(
+                worker.load_ratio >= self._threshold for worker in local
+            ):
+                return self._inner.select(task, candidates)
+            return self._inner.select(task, local)
+        if self._spill == "never":
+            return None
+        return self._inner.select(task, candidates)
+
+    def __repr__(self) -> str:
+        return f"ZoneAware(inner={self._inner!r}, spill={self._spill!r}, zone={self._zone!r})"

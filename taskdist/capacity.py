@@ -1,0 +1,667 @@
+"""CapacityTracker: the live view of workers — load per resource, health and EWMA performance.
+
+The tracker is where placements are recorded (``assign`` / ``release``) and
+where a balancer's choices come from (``candidates(task)``): the workers that
+are available, have the skills, and have room. Each worker is seen through a
+:class:`WorkerState`, a read-only view the tracker keeps up to date.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import Hashable, Iterable, Mapping
+from heapq import heappop, heappush
+from typing import Any, Final, Literal
+
+import attrs
+
+from taskdist._validate import check_choice, check_number, check_optional_number
+from taskdist.clock import Clock, MonotonicClock
+from taskdist.errors import (
+    DuplicateTaskError,
+    DuplicateWorkerError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    UnknownTaskError,
+    UnknownWorkerError,
+    WorkerFullError,
+    WorkerUnavailableError,
+)
+from taskdist.health import Health, HealthPolicy, OutlierEjection, SlowStart, ewma_keep, worst
+from taskdist.metrics import coefficient_of_variation
+from taskdist.task import Task, Worker
+from taskdist.worker_state import WorkerState, _fits, demand_of
+
+__all__ = ["CapacityTracker", "DegradedPolicy", "WorkerState", "demand_of"]
+
+DegradedPolicy = Literal["fallback", "include", "exclude"]
+_DEGRADED_POLICIES: tuple[DegradedPolicy, ...] = ("fallback", "include", "exclude")
+
+_DEFAULT_HEALTH: Final = HealthPolicy()
+_DEFAULT_EJECTION: Final = OutlierEjection()
+
+
+class _Unset(enum.Enum):
+    UNSET = "unset"
+
+
+_UNSET: Final = _Unset.UNSET
+_DEGRADED: Final = Health.DEGRADED
+_UNAVAILABLE: Final = Health.UNAVAILABLE
+
+_set = object.__setattr__
+
+
+class CapacityTracker:
+    """The live view of workers: load per resource, health, EWMA performance.
+
+    **Load.** ``assign(task, worker_id)`` adds the task's demand
+    (:func:`demand_of`: ``task.resources``, ``"slots"`` defaulting to 1) to
+    the worker's load; ``release`` takes it off. A placement that does not fit
+    the worker's free capacity in every resource is refused. A worker lacking
+    a resource has none of it: give ``Worker(capacity={"slots": 4, "gpu":
+    2})``, not ``{"gpu": 2}``, to a worker meant to run ordinary tasks too.
+
+    **Health** is the worst of the host's word (:meth:`set_health`), the
+    outcomes (a :class:`~taskdist.health.HealthPolicy` on the EWMA error rate
+    and latency: ``DEGRADED``), and outlier ejection (an
+    :class:`~taskdist.health.OutlierEjection`: ``UNAVAILABLE`` for a growing
+    interval after consecutive failures, never more than
+    ``max_ejection_percent`` of the workers at once). Ejections end on their
+    own; :meth:`next_wakeup` says when the next one does.
+
+    **Performance.** Each ``release`` may report a duration and an outcome;
+    the tracker keeps their EWMA per worker (``alpha``, optionally decaying
+    with time since that average's previous sample: ``ewma_half_life``; a
+    failure reported without a duration does not refresh the latency).
+
+    **Candidates.** :meth:`candidates` returns, in registration order, the
+    workers a balancer may choose from for a task: not ``UNAVAILABLE``, with
+    every skill it ``requires``, in its zone if ``strict_zones``, and with
+    room for its demand. ``DEGRADED`` workers are offered per ``degraded``:
+    ``"fallback"`` (only when no healthy worker qualifies; Envoy's
+    behaviour), ``"include"`` or ``"exclude"``.
+
+    **Complexity** (n workers, r resources per worker or task):
+
+    ===============================  ==========================================
+    ``assign``, ``release``          O(r) (+ O(log n) when an ejection starts)
+    ``candidates``                   O(n r)
+    ``add_worker``                   O(r)
+    ``remove_worker``                O(r + tasks on it) (+ O(log n) per
+                                     ejection lifted to keep the bound)
+    ``update_worker``, ``set_health``   O(r)
+    ``worker``, ``next_wakeup``      O(1) amortised
+    ``load_variance``, ``utilization``  O(n r)
+    ===============================  ==========================================
+
+    Due ejections are lifted, and slow-start weights refreshed, lazily at the
+    start of each public call (O(1) when nothing is due; O(s) for s workers in
+    slow start).
+
+    >>> from taskdist import ManualClock, Task, Worker
+    >>> tracker = CapacityTracker(ManualClock())
+    >>> _ = tracker.add_worker(Worker("a", capacity=2))
+    >>> _ = tracker.add_worker(Worker("b", capacity=1, skills={"gpu"}))
+    >>> [w.id for w in tracker.candidates(Task("t1"))]
+    ['a', 'b']
+    >>> tracker.assign(Task("t1"), "b").in_flight
+    1
+    >>> [w.id for w in tracker.candidates(Task("t2"))]
+    ['a']
+    >>> tracker.release(Task("t1"), "b", duration=2.0).latency
+    2.0
+    >>> round(tracker.utilization(), 3)
+    0.0
+    """
+
+    __slots__ = (
+        "_alpha",
+        "_clock",
+        "_degraded",
+        "_ejected",
+        "_ejection",
+        "_ejection_heap",
+        "_half_life",
+        "_health",
+        "_placed",
+        "_seq",
+        "_slow",
+        "_slow_start",
+        "_strict_zones",
+        "_workers",
+    )
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        ewma_alpha: float = 0.2,
+        ewma_half_life: float | None = None,
+        health: HealthPolicy | None = _DEFAULT_HEALTH,
+        ejection: OutlierEjection | None = _DEFAULT_EJECTION,
+        slow_start: SlowStart | None = None,
+        degraded: DegradedPolicy = "fallback",
+        strict_zones: bool = False,
+    ) -> None:
+        """
+        Args:
+            clock: where time comes from (default: :class:`MonotonicClock`).
+            ewma_alpha: weight of each new sample in the duration and success
+                averages, in (0, 1].
+            ewma_half_life: if set (seconds, > 0), an average also loses half
+                its weight per half-life since its previous sample.
+            health: when outcomes make a worker ``DEGRADED``; ``None``: never.
+            ejection: outlier ejection; ``None``: never eject.
+            slow_start: ramp the weight of new and readmitted workers; ``None``: off.
+            degraded: ``"fallback"``, ``"include"`` or ``"exclude"``: when
+                ``DEGRADED`` workers are candidates.
+            strict_zones: if true, a task with a ``zone`` only gets workers in that zone.
+        """
+        if clock is None:
+            clock = MonotonicClock()
+        elif not callable(getattr(clock, "now", None)):
+            raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
+        alpha = check_number(ewma_alpha, "ewma_alpha", positive=True, maximum=1.0)
+        half_life = check_optional_number(ewma_half_life, "ewma_half_life", positive=True)
+        for value, name, kind in (
+            (health, "health", HealthPolicy),
+            (ejection, "ejection", OutlierEjection),
+            (slow_start, "slow_start", SlowStart),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise InvalidTypeError(f"{name} must be a {kind.__name__} or None, got {value!r}")
+        policy = check_choice(degraded, "degraded", _DEGRADED_POLICIES)
+        if not isinstance(strict_zones, bool):
+            raise InvalidTypeError(f"strict_zones must be a bool, got {strict_zones!r}")
+        self._clock = clock
+        self._alpha = alpha
+        self._half_life = half_life
+        self._health = health
+        self._ejection = ejection
+        self._slow_start = slow_start
+        self._degraded = policy
+        self._strict_zones = strict_zones
+        self._workers: dict[Hashable, WorkerState] = {}
+        # task id -> the worker it is placed on (its demand is kept by the worker).
+        self._placed: dict[Hashable, WorkerState] = {}
+        # (ejected_until, seq, state): live while state.ejected_until equals it.
+        self._ejection_heap: list[tuple[float, int, WorkerState]] = []
+        self._ejected = 0
+        # Workers whose effective weight is still ramping up.
+        self._slow: dict[Hashable, WorkerState] = {}
+        self._seq = itertools.count()
+
+    # -- membership -------------------------------------------------------
+
+    def add_worker(self, worker: Worker) -> WorkerState:
+        """Register ``worker`` and return its view. O(r).
+
+        Raises:
+            InvalidTypeError: ``worker`` is not a Worker.
+            DuplicateWorkerError: a worker with this id is registered.
+        """
+        if not isinstance(worker, Worker):
+            raise InvalidTypeError(
+                f"add_worker() takes a Worker, got {type(worker).__name__} {worker!r}"
+            )
+        if worker.id in self._workers:
+            raise DuplicateWorkerError(f"a worker with id {worker.id!r} is already registered")
+        now = self._refresh()
+        state = WorkerState(worker, next(self._seq), now)
+        self._workers[worker.id] = state
+        self._begin_slow_start(state, now)
+        return state
+
+    def remove_worker(self, worker_id: Hashable) -> list[Task]:
+        """Unregister a worker; return the tasks that were in flight on it, oldest first.
+
+        Nothing is lost: the caller requeues (or fails) the returned tasks.
+        If the removal would leave more than ``max_ejection_percent`` of the
+        remaining workers ejected, the ejections closest to their end are
+        lifted. O(r + tasks on it), plus O(log n) per lifted ejection.
+
+        Raises:
+            UnknownWorkerError: no worker has this id.
+        """
+        state = self._state(worker_id)
+        self._refresh()
+        del self._workers[worker_id]
+        self._slow.pop(worker_id, None)
+        if state.ejected_until is not None:
+            _set(state, "ejected_until", None)
+            self._ejected -= 1
+        tasks = []
+        for task, _ in state._tasks.values():
+            del self._placed[task.id]
+            tasks.append(task)
+        self._keep_ejection_bound()
+        return tasks
+
+    def update_worker(
+        self,
+        worker_id: Hashable,
+        *,
+        capacity: float | Mapping[str, float] | _Unset = _UNSET,
+        weight: float | _Unset = _UNSET,
+        skills: Iterable[str] | _Unset = _UNSET,
+        zone: str | _Unset | None = _UNSET,
+        cost: float | _Unset = _UNSET,
+    ) -> WorkerState:
+        """Change a registered worker's capacity, weight, skills, zone or cost at runtime. O(r).
+
+        Only the fields given change; they are validated as ``Worker`` validates
+        them. Tasks in flight stay: a capacity shrunk below the current load
+        is allowed, and the worker simply takes no new work until it drains.
+
+        Raises:
+            UnknownWorkerError: no worker has this id.
+            InvalidArgumentError, InvalidTypeError: a field ``Worker`` refuses
+                (the worker is unchanged).
+        """
+        state = self._state(worker_id)
+        changes: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("capacity", capacity),
+                ("weight", weight),
+                ("skills", skills),
+                ("zone", zone),
+                ("cost", cost),
+            )
+            if value is not _UNSET
+        }
+        worker = attrs.evolve(state.worker, **changes)  # validates
+        now = self._refresh()
+        state._describe(worker)
+        self._apply_slow_start(state, now)
+        return state
+
+    # -- health -----------------------------------------------------------
+
+    def set_health(self, worker_id: Hashable, health: Health | str) -> WorkerState:
+        """Record the host's view of a worker (e.g. from its own health checks). O(1).
+
+        The worker's :attr:`WorkerState.health` is the worst of this, the
+        outcome-derived health and ejection; ``set_health(id,
+        Health.HEALTHY)`` withdraws the host's objection but neither lifts an
+        ejection (see :meth:`reinstate`) nor clears a degradation the outcomes
+        show. A worker leaving ``UNAVAILABLE`` restarts its slow start.
+
+        Raises:
+            UnknownWorkerError: no worker has this id.
+            InvalidArgumentError: ``health`` is not a Health (or its value).
+        """
+        state = self._state(worker_id)
+        try:
+            value = Health(health)
+        except ValueError:
+            allowed = ", ".join(repr(h.value) for h in Health)
+            raise InvalidArgumentError(
+                f"health must be a Health ({allowed}), got {health!r}"
+            ) from None
+        now = self._refresh()
+        _set(state, "host_health", value)
+        self._update_health(state, now)
+        return state
+
+    def reinstate(self, worker_id: Hashable) -> WorkerState:
+        """Lift a worker's outlier ejection now (e.g. an active health check passed). O(1).
+
+        Its consecutive-failure count restarts from zero; its ejection
+        multiplier keeps decaying as usual. A worker that is not ejected is
+        unchanged.
+
+        Raises:
+            UnknownWorkerError: no worker has this id.
+        """
+        state = self._state(worker_id)
+        now = self._refresh()
+        if state.ejected_until is not None:
+            self._readmit(state, now)
+        return state
+
+    def next_wakeup(self) -> float | None:
+        """When the next ejection ends (call anything on the tracker then), or ``None``.
+
+        O(1) amortised.
+        """
+        self._refresh()
+        heap = self._ejection_heap
+        while heap and heap[0][2].ejected_until != heap[0][0]:
+            heappop(heap)
+        return heap[0][0] if heap else None
+
+    # -- placements -------------------------------------------------------
+
+    def assign(self, task: Task, worker_id: Hashable) -> WorkerState:
+        """Record that ``task`` now runs on the worker; return the worker's view. O(r).
+
+        Skills and zones are not checked here (a host may override routing);
+        availability and capacity are.
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+            UnknownWorkerError: no worker has this id.
+            DuplicateTaskError: a task with this id is already assigned.
+            WorkerUnavailableError: the worker is ``UNAVAILABLE`` (down or ejected).
+            WorkerFullError: its demand does not fit the worker's free capacity.
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"assign() takes a Task, got {type(task).__name__} {task!r}")
+        state = self._state(worker_id)
+        self._refresh()
+        task_id = task.id
+        if task_id in self._placed:
+            raise DuplicateTaskError(
+                f"task {task_id!r} is already assigned to worker {self._placed[task_id].id!r}"
+            )
+        if state.health is _UNAVAILABLE:
+            raise WorkerUnavailableError(
+                f"worker {worker_id!r} is unavailable"
+                + (" (ejected as an outlier)" if state.ejected_until is not None else "")
+                + f"; task {task_id!r} was not assigned"
+            )
+        demand = demand_of(task)
+        load = state._load
+        if not _fits(demand, load, state._limit):
+            raise WorkerFullError(self._full_message(state, task, demand))
+        for name, amount in demand.items():
+            load[name] = load.get(name, 0.0) + amount
+        state._tasks[task_id] = (task, demand)
+        self._placed[task_id] = state
+        _set(state, "in_flight", state.in_flight + 1)
+        state._update_ratio()
+        return state
+
+    def release(
+        self,
+        task: Task,
+        worker_id: Hashable,
+        duration: float | None = None,
+        ok: bool | None = True,
+    ) -> WorkerState:
+        """Record that ``task`` left the worker; return the worker's view. O(r).
+
+        ``duration`` (seconds >= 0) feeds the worker's latency EWMA. ``ok``
+        is the outcome: ``True`` or ``False`` feed the success EWMA, the
+        health policy and outlier ejection; ``None`` records no outcome (a
+        cancelled or requeued task only frees its capacity).
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task, or ``ok`` not a bool or None.
+            InvalidArgumentError: ``duration`` negative, NaN or infinite.
+            UnknownWorkerError: no worker has this id.
+            UnknownTaskError: the task is not assigned to this worker.
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"release() takes a Task, got {type(task).__name__} {task!r}")
+        duration = check_optional_number(duration, "duration", minimum=0.0)
+        if ok is not None and not isinstance(ok, bool):
+            raise InvalidTypeError(f"ok must be True, False or None, got {ok!r}")
+        state = self._state(worker_id)
+        task_id = task.id
+        placed = state._tasks.pop(task_id, None)
+        if placed is None:
+            where = self._placed.get(task_id)
+            raise UnknownTaskError(
+                f"task {task_id!r} is not assigned to worker {worker_id!r}"
+                + (f" (it is on {where.id!r})" if where is not None else "")
+            )
+        now = self._refresh()
+        del self._placed[task_id]
+        load = state._load
+        _set(state, "in_flight", state.in_flight - 1)
+        if state.in_flight == 0:
+            load.clear()  # exact zero: no float residue from the sums
+        else:
+            for name, amount in placed[1].items():
+                load[name] -= amount
+        state._update_ratio()
+        if duration is not None or ok is not None:
+            self._record_outcome(state, now, duration, ok)
+        return state
+
+    # -- looking ----------------------------------------------------------
+
+    def candidates(self, task: Task) -> list[WorkerState]:
+        """The workers a balancer may choose from for ``task``, in registration order.
+
+        Not ``UNAVAILABLE``; every skill in ``task.requires``; in
+        ``task.zone`` if ``strict_zones``; room for the task's demand; and
+        ``DEGRADED`` ones as the ``degraded`` policy says. O(n r).
+        """
+        self._refresh()
+        requires = task.requires
+        zone = task.zone if self._strict_zones else None
+        demand = [(name, amount) for name, amount in demand_of(task).items() if amount]
+        healthy: list[WorkerState] = []
+        degraded: list[WorkerState] = []
+        separate_degraded = self._degraded != "include"
+        for state in self._workers.values():
+            health = state.health
+            if health is _UNAVAILABLE:
+                continue
+            if requires and not requires <= state.skills:
+                continue
+            if zone is not None and state.zone != zone:
+                continue
+            # _fits, inlined: this loop is the dispatch hot path.
+            load = state._load
+            limit = state._limit
+            for name, amount in demand:
+                if load.get(name, 0.0) + amount > limit.get(name, 0.0):
+                    break
+            else:
+                if health is _DEGRADED and separate_degraded:
+                    degraded.append(state)
+                else:
+                    healthy.append(state)
+        if healthy or self._degraded == "exclude":
+            return healthy
+        return degraded
+
+    def worker(self, worker_id: Hashable) -> WorkerState:
+        """The view of one worker. O(1) amortised.
+
+        Raises:
+            UnknownWorkerError: no worker has this id.
+        """
+        state = self._state(worker_id)
+        self._refresh()
+        return state
+
+    def workers(self) -> list[WorkerState]:
+        """Every registered worker's view, in registration order. O(n)."""
+        self._refresh()
+        return list(self._workers.values())
+
+    def tasks_on(self, worker_id: Hashable) -> list[Task]:
+        """The tasks in flight on a worker, oldest assignment first. O(tasks on it).
+
+        Raises:
+            UnknownWorkerError: no worker has this id.
+        """
+        return [task for task, _ in self._state(worker_id)._tasks.values()]
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def __contains__(self, worker_id: object) -> bool:
+        try:
+            return worker_id in self._workers
+        except TypeError:
+            return False
+
+    def load_variance(self) -> float:
+        """Coefficient of variation of ``load_ratio`` across workers: the seeds' "load variance".
+
+        Workers with no capacity at all are left out (they take no work).
+        0 when every worker is equally loaded, or there are none. O(n r).
+        """
+        self._refresh()
+        return coefficient_of_variation(
+            state.load_ratio
+            for state in self._workers.values()
+            if any(amount > 0 for amount in state.capacity.values())
+        )
+
+    def utilization(self, resource: str = "slots") -> float:
+        """Load over capacity of ``resource``, summed over every worker (0 if none has any). O(n).
+
+        Raises:
+            InvalidTypeError: ``resource`` is not a non-empty str.
+        """
+        if not isinstance(resource, str) or not resource:
+            raise InvalidTypeError(f"resource must be a resource name (str), got {resource!r}")
+        self._refresh()
+        total = used = 0.0
+        for state in self._workers.values():
+            total += state.capacity.get(resource, 0.0)
+            used += state._load.get(resource, 0.0)
+        return used / total if total > 0 else 0.0
+
+    def __repr__(self) -> str:
+        in_flight = len(self._placed)
+        return f"CapacityTracker(workers={len(self._workers)}, in_flight={in_flight})"
+
+    # -- internals --------------------------------------------------------
+
+    def _state(self, worker_id: Hashable) -> WorkerState:
+        try:
+            return self._workers[worker_id]
+        except TypeError:
+            raise InvalidTypeError(f"worker ids are hashable, got {worker_id!r}") from None
+        except KeyError:
+            raise UnknownWorkerError(f"no worker with id {worker_id!r}") from None
+
+    def _refresh(self) -> float:
+        """Lift ejections that are due and move slow-start weights along; return now."""
+        now = self._clock.now()
+        heap = self._ejection_heap
+        while heap and heap[0][0] <= now:
+            until, _, state = heappop(heap)
+            if state.ejected_until == until and state.id in self._workers:
+                self._readmit(state, until)
+        if self._slow:
+            for state in list(self._slow.values()):
+                self._apply_slow_start(state, now)
+        return now
+
+    def _readmit(self, state: WorkerState, now: float) -> None:
+        _set(state, "ejected_until", None)
+        _set(state, "consecutive_failures", 0)
+        _set(state, "_readmitted_at", now)
+        self._ejected -= 1
+        self._update_health(state, now)
+
+    def _begin_slow_start(self, state: WorkerState, now: float) -> None:
+        if self._slow_start is not None:
+            _set(state, "_slow_since", now)
+            self._slow[state.id] = state
+            self._apply_slow_start(state, now)
+
+    def _apply_slow_start(self, state: WorkerState, now: float) -> None:
+        since = state._slow_since
+        if since is None or self._slow_start is None:
+            _set(state, "effective_weight", state.weight)
+            return
+        factor = self._slow_start.factor(now - since)
+        _set(state, "effective_weight", state.weight * factor)
+        if factor >= 1.0:
+            _set(state, "_slow_since", None)
+            self._slow.pop(state.id, None)
+
+    def _update_health(self, state: WorkerState, now: float) -> None:
+        before = state.health
+        if state.ejected_until is not None:
+            after = _UNAVAILABLE
+        else:
+            after = worst(state.host_health, state._derived)
+        _set(state, "health", after)
+        if before is _UNAVAILABLE and after is not _UNAVAILABLE:
+            self._begin_slow_start(state, now)
+
+    def _record_outcome(
+        self, state: WorkerState, now: float, duration: float | None, ok: bool | None
+    ) -> None:
+        if duration is not None:
+            previous = state.latency
+            keep = self._keep(state._latency_at, now)
+            _set(state, "_latency_at", now)
+            _set(
+                state,
+                "latency",
+                duration if previous is None else keep * previous + (1.0 - keep) * duration,
+            )
+        if ok is not None:
+            keep = self._keep(state._outcome_at, now)
+            _set(state, "_outcome_at", now)
+            _set(
+                state,
+                "success_rate",
+                keep * state.success_rate + (1.0 - keep) * (1.0 if ok else 0.0),
+            )
+            _set(state, "outcomes", state.outcomes + 1)
+            _set(state, "consecutive_failures", 0 if ok else state.consecutive_failures + 1)
+        if self._health is not None:
+            _set(
+                state,
+                "_derived",
+                self._health.judge(state.outcomes, state.success_rate, state.latency),
+            )
+        if ok is False:
+            self._maybe_eject(state, now)
+        self._update_health(state, now)
+
+    def _keep(self, last_sample_at: float | None, now: float) -> float:
+        """The weight an average sampled last at ``last_sample_at`` keeps on a new sample."""
+        elapsed = None if last_sample_at is None else now - last_sample_at
+        return ewma_keep(self._alpha, elapsed, self._half_life)
+
+    def _maybe_eject(self, state: WorkerState, now: float) -> None:
+        rule = self._ejection
+        if (
+            rule is None
+            or state.ejected_until is not None
+            or state.consecutive_failures < rule.consecutive_failures
+            or not rule.allows(self._ejected, len(self._workers))
+        ):
+            return
+        ejections = state.ejections
+        readmitted = state._readmitted_at
+        if readmitted is not None:
+            # Envoy's multiplier decays by one per base_ejection_time spent back in service.
+            ejections = max(0, ejections - int((now - readmitted) // rule.base_ejection_time))
+        ejections += 1
+        until = now + rule.duration(ejections)
+        _set(state, "ejections", ejections)
+        _set(state, "ejected_until", until)
+        _set(state, "consecutive_failures", 0)
+        self._ejected += 1
+        heappush(self._ejection_heap, (until, state.seq, state))
+
+    def _keep_ejection_bound(self) -> None:
+        """After a removal, lift the ejections ending soonest until the bound holds again."""
+        rule = self._ejection
+        if rule is None:
+            return
+        heap = self._ejection_heap
+        now = self._clock.now()
+        # allows(ejected - 1, n) is "ejected <= percent * n / 100".
+        while self._ejected and not rule.allows(self._ejected - 1, len(self._workers)):
+            until, _, state = heappop(heap)
+            if state.ejected_until == until and state.id in self._workers:
+                self._readmit(state, now)
+
+    def _full_message(self, state: WorkerState, task: Task, demand: Mapping[str, float]) -> str:
+        short = [
+            f"{name}: needs {amount:g}, free {state.free(name):g}"
+            for name, amount in demand.items()
+            if amount and state._load.get(name, 0.0) + amount > state._limit.get(name, 0.0)
+        ]
+        return (
+            f"task {task.id!r} does not fit worker {state.id!r} ({'; '.join(short)}); "
+            "it was not assigned"
+        )

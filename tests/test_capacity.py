@@ -1,0 +1,763 @@
+"""CapacityTracker and WorkerState: load per resource, candidates, health, ejection, EWMA."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Hashable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    rule,
+)
+
+from taskdist import (
+    CapacityError,
+    CapacityTracker,
+    DuplicateTaskError,
+    DuplicateWorkerError,
+    Health,
+    HealthPolicy,
+    InvalidArgumentError,
+    InvalidTypeError,
+    ManualClock,
+    OutlierEjection,
+    SlowStart,
+    Task,
+    UnknownPolicyError,
+    UnknownTaskError,
+    UnknownWorkerError,
+    Worker,
+    WorkerFullError,
+    WorkerUnavailableError,
+    coefficient_of_variation,
+)
+from taskdist.capacity import demand_of
+
+
+def snapshot(tracker: CapacityTracker) -> list[tuple[object, ...]]:
+    """Everything observable about every worker, to compare before and after a refused call."""
+    return [
+        (
+            w.id,
+            w.worker,
+            dict(w.load),
+            w.in_flight,
+            w.load_ratio,
+            w.health,
+            w.host_health,
+            w.ejected_until,
+            w.ejections,
+            w.consecutive_failures,
+            w.latency,
+            w.success_rate,
+            w.outcomes,
+            w.effective_weight,
+            tuple(t.id for t in tracker.tasks_on(w.id)),
+        )
+        for w in tracker.workers()
+    ]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def tracker(clock: ManualClock) -> CapacityTracker:
+    tracker = CapacityTracker(clock)
+    tracker.add_worker(Worker("a", capacity=2))
+    tracker.add_worker(Worker("b", capacity={"slots": 4, "gpu": 1}, skills={"gpu"}, zone="eu"))
+    return tracker
+
+
+# -- demand and fit -----------------------------------------------------------
+
+
+def test_demand_defaults_to_one_slot_when_slots_not_named() -> None:
+    assert dict(demand_of(Task("t"))) == {"slots": 1.0}
+    assert dict(demand_of(Task("t", resources={"gpu": 1}))) == {"gpu": 1.0, "slots": 1.0}
+    assert dict(demand_of(Task("t", resources={"slots": 0, "gpu": 1}))) == {"slots": 0, "gpu": 1}
+
+
+def test_worker_without_a_resource_has_none_of_it(tracker: CapacityTracker) -> None:
+    gpu_task = Task("g", resources={"gpu": 1})
+    assert [w.id for w in tracker.candidates(gpu_task)] == ["b"]
+    with pytest.raises(WorkerFullError, match="gpu"):
+        tracker.assign(gpu_task, "a")
+
+
+def test_load_accumulates_per_resource_and_frees_exactly(tracker: CapacityTracker) -> None:
+    tracker.add_worker(Worker("one", capacity=1))
+    tasks = [Task(i, resources={"slots": 0.1}) for i in range(10)]
+    for task in tasks:
+        tracker.assign(task, "one")  # ten tenths fit in one slot despite float rounding
+    state = tracker.worker("one")
+    assert state.in_flight == 10
+    assert math.isclose(state.load["slots"], 1.0)
+    assert not state.fits(Task("more", resources={"slots": 0.1}))
+    for task in tasks:
+        tracker.release(task, "one")
+    assert state.load_ratio == 0.0
+    assert state.free() == 1.0
+
+
+def test_multi_resource_load_ratio_is_the_busiest_resource(tracker: CapacityTracker) -> None:
+    tracker.assign(Task("g", resources={"gpu": 1}), "b")
+    state = tracker.worker("b")
+    assert state.load == {"gpu": 1.0, "slots": 1.0}
+    assert state.load_ratio == 1.0  # gpu full, slots at 1/4
+    assert state.free("slots") == 3.0 and state.free("gpu") == 0.0
+    assert state.headroom(Task("x")) == 3.0
+    assert state.headroom(Task("y", resources={"gpu": 1})) == 0.0
+    assert not state.fits(Task("y", resources={"gpu": 1}))
+
+
+# -- assign / release and their refusals ---------------------------------------
+
+
+def test_assign_over_capacity_raises_and_changes_nothing(tracker: CapacityTracker) -> None:
+    tracker.assign(Task(1), "a")
+    tracker.assign(Task(2), "a")
+    before = snapshot(tracker)
+    with pytest.raises(WorkerFullError) as caught:
+        tracker.assign(Task(3), "a")
+    assert isinstance(caught.value, CapacityError)
+    assert "slots: needs 1, free 0" in str(caught.value)
+    assert snapshot(tracker) == before
+
+
+def test_assign_refusals_leave_state_unchanged(tracker: CapacityTracker) -> None:
+    tracker.assign(Task(1), "a")
+    tracker.set_health("b", Health.UNAVAILABLE)
+    before = snapshot(tracker)
+    with pytest.raises(UnknownWorkerError):
+        tracker.assign(Task(2), "nobody")
+    with pytest.raises(InvalidTypeError):
+        tracker.assign(Task(2), ["unhashable"])
+    with pytest.raises(DuplicateTaskError, match="already assigned to worker 'a'"):
+        tracker.assign(Task(1), "b")
+    with pytest.raises(WorkerUnavailableError):
+        tracker.assign(Task(2), "b")
+    with pytest.raises(InvalidTypeError):
+        tracker.assign("not a task", "a")  # type: ignore[arg-type]
+    assert snapshot(tracker) == before
+
+
+def test_release_refusals_leave_state_unchanged(tracker: CapacityTracker) -> None:
+    tracker.assign(Task(1), "a")
+    before = snapshot(tracker)
+    with pytest.raises(UnknownTaskError, match="it is on 'a'"):
+        tracker.release(Task(1), "b")
+    with pytest.raises(UnknownTaskError):
+        tracker.release(Task(99), "a")
+    with pytest.raises(UnknownWorkerError):
+        tracker.release(Task(1), "nobody")
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(InvalidArgumentError, match="duration"):
+            tracker.release(Task(1), "a", duration=bad)
+    with pytest.raises(InvalidTypeError, match="ok"):
+        tracker.release(Task(1), "a", ok="yes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidTypeError):
+        tracker.release(1, "a")  # type: ignore[arg-type]
+    assert snapshot(tracker) == before
+
+
+def test_release_without_outcome_only_frees_capacity(tracker: CapacityTracker) -> None:
+    tracker.assign(Task(1), "a")
+    state = tracker.release(Task(1), "a", ok=None)
+    assert (state.in_flight, state.outcomes, state.latency, state.success_rate) == (0, 0, None, 1.0)
+
+
+# -- membership ----------------------------------------------------------------
+
+
+def test_membership_refusals(tracker: CapacityTracker) -> None:
+    before = snapshot(tracker)
+    with pytest.raises(DuplicateWorkerError):
+        tracker.add_worker(Worker("a"))
+    with pytest.raises(InvalidTypeError):
+        tracker.add_worker("a")  # type: ignore[arg-type]
+    with pytest.raises(UnknownWorkerError):
+        tracker.remove_worker("nobody")
+    with pytest.raises(UnknownWorkerError):
+        tracker.worker("nobody")
+    with pytest.raises(InvalidTypeError):
+        tracker.worker({})
+    assert snapshot(tracker) == before
+    assert len(tracker) == 2 and "a" in tracker and [] not in tracker
+
+
+def test_remove_worker_returns_its_tasks_so_none_is_lost(tracker: CapacityTracker) -> None:
+    tracker.assign(Task(1), "a")
+    tracker.assign(Task(2), "b")
+    tracker.assign(Task(3), "a")
+    assert [t.id for t in tracker.remove_worker("a")] == [1, 3]
+    assert "a" not in tracker
+    tracker.assign(Task(1), "b")  # its tasks can be placed again
+    assert [t.id for t in tracker.tasks_on("b")] == [2, 1]
+
+
+def test_update_worker_changes_only_given_fields(tracker: CapacityTracker) -> None:
+    state = tracker.update_worker("b", weight=3.0, zone=None)
+    assert (state.weight, state.effective_weight, state.zone) == (3.0, 3.0, None)
+    assert state.skills == {"gpu"} and state.capacity == {"slots": 4.0, "gpu": 1.0}
+    assert state is tracker.worker("b")
+
+
+def test_update_worker_shrinking_capacity_below_load_drains(tracker: CapacityTracker) -> None:
+    tracker.assign(Task(1), "a")
+    tracker.assign(Task(2), "a")
+    tracker.update_worker("a", capacity=1)
+    assert tracker.worker("a").load_ratio == 2.0
+    assert [w.id for w in tracker.candidates(Task(3))] == ["b"]
+    tracker.release(Task(1), "a")
+    tracker.release(Task(2), "a")
+    assert [w.id for w in tracker.candidates(Task(3))] == ["a", "b"]
+
+
+def test_draining_a_resource_to_zero_capacity_keeps_load_metrics_finite(
+    tracker: CapacityTracker,
+) -> None:
+    """Capacity 0 for a resource means the same as not having it: no inf ratio, no NaN CV."""
+    tracker.assign(Task("g", resources={"gpu": 1}), "b")
+    tracker.update_worker("b", capacity={"slots": 4, "gpu": 0})  # drain the gpu
+    drained = tracker.worker("b").load_ratio
+    tracker.update_worker("b", capacity={"slots": 4})
+    assert drained == tracker.worker("b").load_ratio == 0.25
+    tracker.update_worker("b", capacity={"slots": 4, "gpu": 0})
+    assert math.isfinite(tracker.load_variance())
+    assert [w.id for w in tracker.candidates(Task("g2", resources={"gpu": 1}))] == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"weight": 0.0}, InvalidArgumentError),
+        ({"weight": math.nan}, InvalidArgumentError),
+        ({"weight": -1.0}, InvalidArgumentError),
+        ({"capacity": -1}, InvalidArgumentError),
+        ({"skills": "gpu"}, InvalidTypeError),
+        ({"cost": -0.5}, InvalidArgumentError),
+    ],
+)
+def test_update_worker_refuses_bad_fields_unchanged(
+    tracker: CapacityTracker, changes: dict[str, object], error: type[Exception]
+) -> None:
+    before = snapshot(tracker)
+    with pytest.raises(error):
+        tracker.update_worker("b", **changes)  # type: ignore[arg-type]
+    assert snapshot(tracker) == before
+
+
+def test_worker_state_is_a_read_only_live_view(tracker: CapacityTracker) -> None:
+    state = tracker.worker("a")
+    with pytest.raises(AttributeError, match="read-only"):
+        state.in_flight = 5  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del state.health
+    with pytest.raises(TypeError):
+        state.load["slots"] = 3.0  # type: ignore[index]
+    tracker.assign(Task(1), "a")
+    assert state.in_flight == 1 and state.load == {"slots": 1.0}
+    assert "in_flight=1" in repr(state)
+
+
+# -- candidates ------------------------------------------------------------------
+
+
+def test_candidates_filter_skills_capacity_and_health(tracker: CapacityTracker) -> None:
+    assert [w.id for w in tracker.candidates(Task("t", requires={"gpu"}))] == ["b"]
+    assert tracker.candidates(Task("t", requires={"gpu", "x"})) == []
+    tracker.assign(Task(1), "a")
+    tracker.assign(Task(2), "a")
+    assert [w.id for w in tracker.candidates(Task("t"))] == ["b"]
+    tracker.set_health("b", Health.UNAVAILABLE)
+    assert tracker.candidates(Task("t")) == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "with_healthy", "without_healthy"),
+    [("fallback", ["a"], ["b"]), ("include", ["a", "b"], ["b"]), ("exclude", ["a"], [])],
+)
+def test_degraded_policy(policy: str, with_healthy: list[str], without_healthy: list[str]) -> None:
+    tracker = CapacityTracker(ManualClock(), degraded=policy)  # type: ignore[arg-type]
+    tracker.add_worker(Worker("a"))
+    tracker.add_worker(Worker("b"))
+    tracker.set_health("b", "degraded")
+    assert [w.id for w in tracker.candidates(Task("t"))] == with_healthy
+    tracker.assign(Task(1), "a")  # a is now full
+    assert [w.id for w in tracker.candidates(Task("t"))] == without_healthy
+
+
+def test_strict_zones_keep_zoned_tasks_in_their_zone() -> None:
+    tracker = CapacityTracker(ManualClock(), strict_zones=True)
+    tracker.add_worker(Worker("us", zone="us"))
+    tracker.add_worker(Worker("eu", zone="eu"))
+    assert [w.id for w in tracker.candidates(Task("t", zone="eu"))] == ["eu"]
+    assert [w.id for w in tracker.candidates(Task("t"))] == ["us", "eu"]
+
+
+# -- EWMA and derived health ------------------------------------------------------
+
+
+def test_ewma_latency_and_success_follow_alpha(clock: ManualClock) -> None:
+    tracker = CapacityTracker(clock, ewma_alpha=0.5, health=None)
+    tracker.add_worker(Worker("w", capacity=5))
+    outcomes = [(4.0, True), (2.0, False), (6.0, True)]
+    latency: float | None = None
+    success = 1.0
+    for i, (duration, ok) in enumerate(outcomes):
+        tracker.assign(Task(i), "w")
+        state = tracker.release(Task(i), "w", duration=duration, ok=ok)
+        latency = duration if latency is None else 0.5 * latency + 0.5 * duration
+        success = 0.5 * success + 0.5 * (1.0 if ok else 0.0)
+        assert state.latency == pytest.approx(latency)
+        assert state.success_rate == pytest.approx(success)
+    assert state.outcomes == 3
+
+
+def test_ewma_half_life_discounts_old_estimates(clock: ManualClock) -> None:
+    tracker = CapacityTracker(clock, ewma_alpha=0.2, ewma_half_life=10.0)
+    tracker.add_worker(Worker("w", capacity=5))
+    tracker.assign(Task(1), "w")
+    tracker.release(Task(1), "w", duration=10.0)
+    clock.advance(10.0)  # one half-life: the old value keeps 0.8 * 0.5 = 0.4
+    tracker.assign(Task(2), "w")
+    state = tracker.release(Task(2), "w", duration=20.0)
+    assert state.latency == pytest.approx(0.4 * 10.0 + 0.6 * 20.0)
+    tracker.assign(Task(3), "w")  # same instant: plain alpha
+    state = tracker.release(Task(3), "w", duration=0.0)
+    assert state.latency == pytest.approx(0.8 * 16.0)
+
+
+def test_ewma_half_life_counts_from_each_averages_own_last_sample(clock: ManualClock) -> None:
+    """A failure reported without a duration must not make an old latency look fresh."""
+    tracker = CapacityTracker(clock, ewma_alpha=0.2, ewma_half_life=10.0, health=None)
+    tracker.add_worker(Worker("w", capacity=5))
+    tracker.assign(Task(1), "w")
+    tracker.release(Task(1), "w", duration=10.0, ok=None)  # latency sample at t=0
+    clock.set(100.0)
+    tracker.assign(Task(2), "w")
+    tracker.release(Task(2), "w", ok=False)  # outcome sample at t=100, no duration
+    clock.set(101.0)
+    tracker.assign(Task(3), "w")
+    state = tracker.release(Task(3), "w", duration=1.0, ok=True)
+    keep_latency = 0.8 * 0.5 ** (101.0 / 10.0)  # since the latency sample at t=0
+    assert state.latency == pytest.approx(keep_latency * 10.0 + (1 - keep_latency) * 1.0)
+    keep_outcome = 0.8 * 0.5 ** (1.0 / 10.0)  # since the outcome at t=100
+    assert state.success_rate == pytest.approx(keep_outcome * 0.8 + (1 - keep_outcome) * 1.0)
+
+
+def test_error_rate_degrades_and_recovery_heals(clock: ManualClock) -> None:
+    tracker = CapacityTracker(
+        clock, ewma_alpha=0.2, health=HealthPolicy(error_rate=0.5, min_samples=3), ejection=None
+    )
+    tracker.add_worker(Worker("w", capacity=5))
+    healths = []
+    for i, ok in enumerate([False, False, False, True, True]):
+        tracker.assign(Task(i), "w")
+        healths.append(tracker.release(Task(i), "w", ok=ok).health)
+    # success 0.8, 0.64, 0.512 (error 0.488 < 0.5), then up again
+    assert healths == [Health.HEALTHY] * 5
+    for i, ok in enumerate([False] * 3, start=10):
+        tracker.assign(Task(i), "w")
+        healths.append(tracker.release(Task(i), "w", ok=ok).health)
+    assert healths[-1] is Health.DEGRADED
+    for i in range(20, 30):
+        tracker.assign(Task(i), "w")
+        state = tracker.release(Task(i), "w", ok=True)
+    assert state.health is Health.HEALTHY
+
+
+def test_latency_threshold_degrades(clock: ManualClock) -> None:
+    tracker = CapacityTracker(
+        clock, health=HealthPolicy(error_rate=None, latency=5.0, min_samples=1)
+    )
+    tracker.add_worker(Worker("w"))
+    tracker.assign(Task(1), "w")
+    assert tracker.release(Task(1), "w", duration=6.0).health is Health.DEGRADED
+
+
+def test_host_health_and_derived_health_combine_worst(clock: ManualClock) -> None:
+    tracker = CapacityTracker(clock, health=HealthPolicy(latency=1.0, min_samples=1))
+    tracker.add_worker(Worker("w"))
+    tracker.assign(Task(1), "w")
+    tracker.release(Task(1), "w", duration=3.0)
+    state = tracker.set_health("w", Health.HEALTHY)
+    assert state.host_health is Health.HEALTHY and state.health is Health.DEGRADED
+    assert tracker.set_health("w", Health.UNAVAILABLE).health is Health.UNAVAILABLE
+
+
+def test_set_health_refuses_unknown_values(tracker: CapacityTracker) -> None:
+    before = snapshot(tracker)
+    with pytest.raises(InvalidArgumentError, match="health must be"):
+        tracker.set_health("a", "sick")
+    with pytest.raises(UnknownWorkerError):
+        tracker.set_health("nobody", Health.HEALTHY)
+    assert snapshot(tracker) == before
+
+
+# -- outlier ejection -----------------------------------------------------------------
+
+
+_failures = itertools.count()
+
+
+def fail(tracker: CapacityTracker, worker_id: Hashable, times: int) -> None:
+    for _ in range(times):
+        task = Task(("failing", next(_failures)))
+        tracker.assign(task, worker_id)
+        tracker.release(task, worker_id, ok=False)
+
+
+def ejecting_tracker(clock: ManualClock, n: int, percent: float = 50.0) -> CapacityTracker:
+    tracker = CapacityTracker(
+        clock,
+        health=None,
+        ejection=OutlierEjection(
+            consecutive_failures=3,
+            base_ejection_time=10.0,
+            max_ejection_time=25.0,
+            max_ejection_percent=percent,
+        ),
+    )
+    for i in range(n):
+        tracker.add_worker(Worker(f"w{i}", capacity=10))
+    return tracker
+
+
+def test_consecutive_failures_eject_and_ejected_workers_get_no_tasks(clock: ManualClock) -> None:
+    tracker = ejecting_tracker(clock, 2)
+    fail(tracker, "w0", 2)
+    assert tracker.worker("w0").health is Health.HEALTHY
+    fail(tracker, "w0", 1)
+    state = tracker.worker("w0")
+    assert state.health is Health.UNAVAILABLE and state.ejected_until == 10.0
+    assert [w.id for w in tracker.candidates(Task("t"))] == ["w1"]
+    with pytest.raises(WorkerUnavailableError, match="ejected"):
+        tracker.assign(Task("t"), "w0")
+    assert tracker.next_wakeup() == 10.0
+    clock.set(10.0)
+    assert [w.id for w in tracker.candidates(Task("t"))] == ["w0", "w1"]
+    assert tracker.next_wakeup() is None
+
+
+def test_a_success_resets_the_consecutive_count(clock: ManualClock) -> None:
+    tracker = ejecting_tracker(clock, 2)
+    fail(tracker, "w0", 2)
+    tracker.assign(Task("ok"), "w0")
+    tracker.release(Task("ok"), "w0", ok=True)
+    fail(tracker, "w0", 2)
+    assert tracker.worker("w0").ejected_until is None
+
+
+def test_ejection_interval_grows_caps_and_decays(clock: ManualClock) -> None:
+    tracker = ejecting_tracker(clock, 2)
+    fail(tracker, "w0", 3)
+    assert tracker.worker("w0").ejected_until == 10.0  # 1 x base
+    clock.set(10.0)
+    fail(tracker, "w0", 3)
+    assert tracker.worker("w0").ejected_until == 30.0  # 2 x base
+    clock.set(30.0)
+    fail(tracker, "w0", 3)
+    assert tracker.worker("w0").ejected_until == 55.0  # 3 x base capped at 25
+    clock.set(55.0 + 25.0)  # 25 s back in service: the multiplier drops by 2 (3 -> 1)
+    fail(tracker, "w0", 3)
+    assert tracker.worker("w0").ejected_until == 80.0 + 20.0  # (1 + 1) x base
+
+
+def test_max_ejection_percent_is_never_exceeded(clock: ManualClock) -> None:
+    tracker = ejecting_tracker(clock, 5, percent=40.0)  # at most 2 of 5
+    for i in range(5):
+        fail(tracker, f"w{i}", 3)
+    ejected = [w.id for w in tracker.workers() if w.ejected_until is not None]
+    assert ejected == ["w0", "w1"]
+    fail(tracker, "w4", 3)  # still refused: it stays in, failing
+    assert tracker.worker("w4").ejected_until is None
+    assert tracker.worker("w4").consecutive_failures == 6
+
+
+def test_removal_lifts_ejections_to_keep_the_bound(clock: ManualClock) -> None:
+    tracker = ejecting_tracker(clock, 4, percent=50.0)
+    fail(tracker, "w0", 3)
+    clock.advance(1.0)
+    fail(tracker, "w1", 3)
+    tracker.remove_worker("w3")  # 2 of 3 would be 67 %: w0 (ending first) is readmitted
+    assert [w.id for w in tracker.workers() if w.ejected_until is not None] == ["w1"]
+    assert tracker.worker("w0").health is Health.HEALTHY
+
+
+def test_ten_percent_of_a_small_pool_ejects_nobody(clock: ManualClock) -> None:
+    tracker = ejecting_tracker(clock, 9, percent=10.0)
+    fail(tracker, "w0", 3)
+    assert tracker.worker("w0").ejected_until is None
+
+
+def test_reinstate_lifts_an_ejection_now(clock: ManualClock) -> None:
+    tracker = ejecting_tracker(clock, 2)
+    fail(tracker, "w0", 3)
+    state = tracker.reinstate("w0")
+    assert state.health is Health.HEALTHY and state.ejected_until is None
+    assert tracker.next_wakeup() is None
+    assert tracker.reinstate("w0") is state  # not ejected: unchanged
+
+
+# -- slow start -------------------------------------------------------------------------
+
+
+def test_slow_start_ramps_weight_and_restarts_after_ejection(clock: ManualClock) -> None:
+    tracker = CapacityTracker(
+        clock,
+        health=None,
+        slow_start=SlowStart(window=10.0, min_weight=0.1),
+        ejection=OutlierEjection(consecutive_failures=1, max_ejection_percent=100.0),
+    )
+    state = tracker.add_worker(Worker("w", capacity=5, weight=2.0))
+    assert state.effective_weight == pytest.approx(0.2)
+    clock.advance(5.0)
+    tracker.candidates(Task("t"))
+    assert state.effective_weight == pytest.approx(1.0)
+    clock.advance(5.0)
+    tracker.candidates(Task("t"))
+    assert state.effective_weight == 2.0
+    fail(tracker, "w", 1)
+    clock.advance(30.0)
+    tracker.candidates(Task("t"))
+    assert state.health is Health.HEALTHY and state.effective_weight == pytest.approx(0.2)
+
+
+# -- aggregate metrics ------------------------------------------------------------------
+
+
+@given(st.lists(st.tuples(st.integers(1, 8), st.integers(0, 8)), min_size=1, max_size=8))
+def test_load_variance_is_cv_of_load_ratios_and_utilization_is_sum_ratio(
+    workers: list[tuple[int, int]],
+) -> None:
+    tracker = CapacityTracker(ManualClock())
+    ratios, used, total = [], 0, 0
+    for i, (capacity, load) in enumerate(workers):
+        tracker.add_worker(Worker(i, capacity=capacity))
+        load = min(load, capacity)
+        for j in range(load):
+            tracker.assign(Task((i, j)), i)
+        ratios.append(load / capacity)
+        used, total = used + load, total + capacity
+    mean = statistics.fmean(ratios)
+    expected = statistics.pstdev(ratios) / mean if mean else 0.0
+    assert tracker.load_variance() == pytest.approx(expected, abs=1e-12)
+    assert tracker.load_variance() == pytest.approx(coefficient_of_variation(ratios))
+    assert tracker.utilization() == pytest.approx(used / total)
+
+
+def test_utilization_of_a_missing_resource_is_zero(tracker: CapacityTracker) -> None:
+    assert tracker.utilization("memory") == 0.0
+    with pytest.raises(InvalidTypeError):
+        tracker.utilization("")
+
+
+# -- construction -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"ewma_alpha": 0.0}, InvalidArgumentError),
+        ({"ewma_alpha": 1.5}, InvalidArgumentError),
+        ({"ewma_alpha": math.nan}, InvalidArgumentError),
+        ({"ewma_half_life": 0.0}, InvalidArgumentError),
+        ({"degraded": "sometimes"}, UnknownPolicyError),
+        ({"health": "strict"}, InvalidTypeError),
+        ({"ejection": 5}, InvalidTypeError),
+        ({"slow_start": 30.0}, InvalidTypeError),
+        ({"strict_zones": "yes"}, InvalidTypeError),
+        ({"clock": object()}, InvalidTypeError),
+    ],
+)
+def test_constructor_refuses_bad_arguments(
+    kwargs: dict[str, object], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        CapacityTracker(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("factory", "error"),
+    [
+        (lambda: HealthPolicy(error_rate=0.0), InvalidArgumentError),
+        (lambda: HealthPolicy(error_rate=1.5), InvalidArgumentError),
+        (lambda: HealthPolicy(latency=-1.0), InvalidArgumentError),
+        (lambda: HealthPolicy(min_samples=0), InvalidArgumentError),
+        (lambda: OutlierEjection(consecutive_failures=0), InvalidArgumentError),
+        (lambda: OutlierEjection(base_ejection_time=math.inf), InvalidArgumentError),
+        (lambda: OutlierEjection(base_ejection_time=10, max_ejection_time=5), InvalidArgumentError),
+        (lambda: OutlierEjection(max_ejection_percent=101), InvalidArgumentError),
+        (lambda: SlowStart(window=0.0), InvalidArgumentError),
+        (lambda: SlowStart(window=1.0, min_weight=0.0), InvalidArgumentError),
+        (lambda: SlowStart(window=1.0, aggression=math.nan), InvalidArgumentError),
+    ],
+)
+def test_health_configs_refuse_bad_values(factory: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        factory()  # type: ignore[operator]
+
+
+def test_default_clock_is_monotonic() -> None:
+    tracker = CapacityTracker()
+    tracker.add_worker(Worker("w"))
+    assert tracker.worker("w").added_at >= 0.0
+    assert repr(tracker) == "CapacityTracker(workers=1, in_flight=0)"
+
+
+# -- the stateful model -----------------------------------------------------------------------
+
+
+class TrackerMachine(RuleBasedStateMachine):
+    """Random membership, placements, outcomes, health and time against a reference model.
+
+    The model knows which task is where and each worker's capacity; it
+    checks loads, in-flight counts, that no task is lost or duplicated,
+    that candidates are exactly the available workers with room, and that
+    ejections never exceed their percentage.
+    """
+
+    PERCENT = 50.0
+    workers = Bundle("workers")
+
+    @initialize()
+    def setup(self) -> None:
+        self.clock = ManualClock()
+        self.tracker = CapacityTracker(
+            self.clock,
+            ewma_alpha=0.5,
+            health=HealthPolicy(error_rate=0.5, min_samples=2),
+            ejection=OutlierEjection(
+                consecutive_failures=2, base_ejection_time=5.0, max_ejection_percent=self.PERCENT
+            ),
+            slow_start=SlowStart(window=3.0),
+        )
+        self.capacity: dict[str, dict[str, float]] = {}
+        self.placed: dict[Hashable, tuple[str, Task]] = {}
+        self.next_worker = 0
+        self.next_task = 0
+
+    @rule(target=workers, slots=st.integers(0, 3), gpu=st.integers(0, 2))
+    def add(self, slots: int, gpu: int) -> str:
+        worker_id = f"w{self.next_worker}"
+        self.next_worker += 1
+        capacity = {"slots": float(slots), "gpu": float(gpu)}
+        self.tracker.add_worker(Worker(worker_id, capacity=capacity))
+        self.capacity[worker_id] = capacity
+        return worker_id
+
+    @rule(worker_id=consumes(workers))
+    def remove(self, worker_id: str) -> None:
+        returned = self.tracker.remove_worker(worker_id)
+        expected = [task for where, task in self.placed.values() if where == worker_id]
+        assert returned == expected
+        for task in returned:
+            del self.placed[task.id]
+        del self.capacity[worker_id]
+
+    @rule(worker_id=workers, slots=st.integers(0, 3))
+    def resize(self, worker_id: str, slots: int) -> None:
+        self.tracker.update_worker(worker_id, capacity={"slots": slots, "gpu": 1})
+        self.capacity[worker_id] = {"slots": float(slots), "gpu": 1.0}
+
+    @rule(worker_id=workers, gpu=st.booleans())
+    def assign(self, worker_id: str, gpu: bool) -> None:
+        task = Task(f"t{self.next_task}", resources={"gpu": 1} if gpu else {})
+        self.next_task += 1
+        demand = dict(demand_of(task))
+        load = self.model_load(worker_id)
+        fits = all(
+            load[r] + d <= self.capacity[worker_id].get(r, 0.0) for r, d in demand.items() if d
+        )
+        state = self.tracker.worker(worker_id)
+        try:
+            self.tracker.assign(task, worker_id)
+        except WorkerUnavailableError:
+            assert state.health is Health.UNAVAILABLE
+        except WorkerFullError:
+            assert not fits and state.health is not Health.UNAVAILABLE
+        else:
+            assert fits and state.health is not Health.UNAVAILABLE
+            self.placed[task.id] = (worker_id, task)
+
+    @rule(data=st.data(), ok=st.sampled_from([True, False, None]), duration=st.floats(0, 10))
+    def release(self, data: st.DataObject, ok: bool | None, duration: float) -> None:
+        if not self.placed:
+            return
+        task_id = data.draw(st.sampled_from(sorted(self.placed)))
+        worker_id, task = self.placed.pop(task_id)
+        self.tracker.release(task, worker_id, duration=duration, ok=ok)
+
+    @rule(worker_id=workers, health=st.sampled_from(list(Health)))
+    def set_health(self, worker_id: str, health: Health) -> None:
+        assert self.tracker.set_health(worker_id, health).host_health is health
+
+    @rule(dt=st.floats(0, 6))
+    def advance(self, dt: float) -> None:
+        self.clock.advance(dt)
+
+    def model_load(self, worker_id: str) -> dict[str, float]:
+        load = {"slots": 0.0, "gpu": 0.0}
+        for where, task in self.placed.values():
+            if where == worker_id:
+                for resource, amount in demand_of(task).items():
+                    load[resource] += amount
+        return load
+
+    @invariant()
+    def loads_match_the_model_and_no_task_is_lost_or_duplicated(self) -> None:
+        seen: list[Hashable] = []
+        for state in self.tracker.workers():
+            on_it = self.tracker.tasks_on(state.id)
+            seen.extend(task.id for task in on_it)
+            assert state.in_flight == len(on_it)
+            expected = self.model_load(state.id)
+            for resource in ("slots", "gpu"):
+                assert state.load.get(resource, 0.0) == pytest.approx(expected[resource])
+        assert sorted(seen) == sorted(self.placed)
+
+    @invariant()
+    def candidates_are_exactly_the_available_workers_with_room(self) -> None:
+        task = Task("probe")
+        got = [state.id for state in self.tracker.candidates(task)]
+        usable = [
+            s
+            for s in self.tracker.workers()
+            if s.health is not Health.UNAVAILABLE
+            and self.model_load(s.id)["slots"] + 1 <= self.capacity[s.id]["slots"]
+        ]
+        healthy = [s.id for s in usable if s.health is Health.HEALTHY]
+        assert got == (healthy or [s.id for s in usable])
+
+    @invariant()
+    def ejections_stay_within_the_percentage(self) -> None:
+        workers = self.tracker.workers()
+        ejected = sum(state.ejected_until is not None for state in workers)
+        assert 100 * ejected <= self.PERCENT * len(workers)
+        for state in workers:
+            if state.ejected_until is not None:
+                assert state.health is Health.UNAVAILABLE
+                assert state.ejected_until > self.clock.now()
+
+
+TestTrackerMachine = TrackerMachine.TestCase
+TestTrackerMachine.settings = settings(TestTrackerMachine.settings, max_examples=40)
+
+
+def test_snapshot_helper_sees_every_change(tracker: CapacityTracker) -> None:
+    before = snapshot(tracker)
+    tracker.assign(Task(1), "a")
+    assert snapshot(tracker) != before
