@@ -58,6 +58,8 @@ from taskdist.metrics import (
     percentile,
 )
 from taskdist.queues import Eviction, Predicate, PriorityQueue, Queue, QueueStats
+from taskdist.queues.fair import FairScheduler, FairStats, TenantStats, Waiting, WaitingReason
+from taskdist.queues.quota import Quota
 from taskdist.resilience import RateLimiter
 from taskdist.task import Assignment, Priority, Reason, Task, TaskState, Worker
 
@@ -87,6 +89,8 @@ __all__ = [
     "DuplicateWorkerError",
     "Eviction",
     "Factor",
+    "FairScheduler",
+    "FairStats",
     "GroupBatchStats",
     "Health",
     "HealthPolicy",
@@ -107,6 +111,7 @@ __all__ = [
     "Queue",
     "QueueFullError",
     "QueueStats",
+    "Quota",
     "QuotaExceededError",
     "RandomBalancer",
     "RandomizedBalancer",
@@ -120,12 +125,15 @@ __all__ = [
     "Task",
     "TaskState",
     "TaskdistError",
+    "TenantStats",
     "UnknownError",
     "UnknownPlanError",
     "UnknownPolicyError",
     "UnknownTaskError",
     "UnknownTenantError",
     "UnknownWorkerError",
+    "Waiting",
+    "WaitingReason",
     "WeightedRoundRobin",
     "Worker",
     "WorkerFullError",

@@ -3,13 +3,21 @@
 All of them satisfy the :class:`Queue` protocol.
 """
 
+from taskdist.queues.fair import FairScheduler, FairStats, TenantStats, Waiting, WaitingReason
 from taskdist.queues.priority import PriorityQueue, QueueStats
 from taskdist.queues.protocol import Eviction, Predicate, Queue
+from taskdist.queues.quota import Quota
 
 __all__ = [
     "Eviction",
+    "FairScheduler",
+    "FairStats",
     "Predicate",
     "PriorityQueue",
     "Queue",
     "QueueStats",
+    "Quota",
+    "TenantStats",
+    "Waiting",
+    "WaitingReason",
 ]
