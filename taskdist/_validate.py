@@ -15,6 +15,7 @@ from taskdist.errors import InvalidArgumentError, InvalidTypeError, UnknownPolic
 
 __all__ = [
     "check_choice",
+    "check_enqueued_at",
     "check_hashable",
     "check_id",
     "check_int",
@@ -137,3 +138,13 @@ def check_choice(value: object, name: str, choices: tuple[_S, ...]) -> _S:
             return choice
     allowed = ", ".join(repr(c) for c in choices)
     raise UnknownPolicyError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def check_enqueued_at(value: object, now: float) -> float:
+    """A push's backdated enqueue time: a finite number no later than ``now``."""
+    enqueued = check_number(value, "enqueued_at")
+    if enqueued > now:
+        raise InvalidArgumentError(
+            f"enqueued_at must not be in the future (now is {now!r}), got {value!r}"
+        )
+    return enqueued

@@ -23,7 +23,7 @@ from taskdist._validate import (
     check_resources,
     check_skills,
 )
-from taskdist.errors import InvalidTypeError
+from taskdist.errors import DeadlineError, InvalidArgumentError, InvalidTypeError
 
 __all__ = [
     "Assignment",
@@ -99,6 +99,13 @@ def _skills(value: Iterable[str]) -> frozenset[str]:
     return value if type(value) is frozenset and not value else check_skills(value, "Task.requires")
 
 
+def _deadline(value: object) -> float:
+    try:
+        return check_number(value, "Task.deadline")
+    except InvalidArgumentError as error:
+        raise DeadlineError(str(error)) from None
+
+
 def _worker_skills(value: Iterable[str]) -> frozenset[str]:
     return check_skills(value, "Worker.skills")
 
@@ -167,7 +174,7 @@ class Task:
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise InvalidTypeError(f"Task.priority must be an int, got {priority!r}")
         if self.deadline is not None:
-            object.__setattr__(self, "deadline", check_number(self.deadline, "Task.deadline"))
+            object.__setattr__(self, "deadline", _deadline(self.deadline))
         if self.tenant is not None:
             check_hashable(self.tenant, "Task.tenant")
         if self.key is not None:

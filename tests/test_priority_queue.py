@@ -196,6 +196,18 @@ def test_expired_task_is_never_popped_and_is_returned_by_expire() -> None:
     assert len(q) == 0 and q.next_wakeup() is None and q.expire() == []
 
 
+def test_side_heaps_do_not_keep_popped_tasks() -> None:
+    q = PriorityQueue(ManualClock(), maxsize=1_000, overflow="drop_lowest")
+    for round_ in range(100):
+        for i in range(100):
+            q.push(Task((round_, i), ttl=1e9))
+        while q.pop() is not None:
+            pass
+    assert len(q) == 0
+    assert len(q._expiry) <= 64
+    assert q._max_heap is not None and len(q._max_heap) <= 64
+
+
 def test_next_wakeup_skips_tasks_that_left() -> None:
     clock = ManualClock()
     q = PriorityQueue(clock)

@@ -6,6 +6,7 @@ import attrs
 import pytest
 
 from taskdist import (
+    DeadlineError,
     InvalidArgumentError,
     InvalidTypeError,
     Priority,
@@ -68,8 +69,8 @@ def test_any_int_is_a_priority() -> None:
         ({"priority": 1.5}, InvalidTypeError, "Task.priority"),
         ({"priority": True}, InvalidTypeError, "Task.priority"),
         ({"priority": "high"}, InvalidTypeError, "Task.priority"),
-        ({"deadline": float("nan")}, InvalidArgumentError, "Task.deadline"),
-        ({"deadline": float("inf")}, InvalidArgumentError, "Task.deadline"),
+        ({"deadline": float("nan")}, DeadlineError, "Task.deadline"),
+        ({"deadline": float("inf")}, DeadlineError, "Task.deadline"),
         ({"tenant": {}}, InvalidTypeError, "Task.tenant"),
         ({"key": []}, InvalidTypeError, "Task.key"),
         ({"group": set()}, InvalidTypeError, "Task.group"),

@@ -10,11 +10,10 @@ from typing import Final, Literal
 
 import attrs
 
-from taskdist._validate import check_choice, check_int, check_number
+from taskdist._validate import check_choice, check_enqueued_at, check_int, check_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
     DuplicateTaskError,
-    InvalidArgumentError,
     InvalidTypeError,
     QueueFullError,
     UnknownTaskError,
@@ -295,8 +294,9 @@ class PriorityQueue:
         del index[entry[_ID]]
         self._popped += 1
         self._waits.append(now - entry[_ENQUEUED])
-        if where is not None:
-            # A match below the root stays in the heap as a dead entry.
+        if where is not None or entry[_EXPIRES] is not None or self._max_heap is not None:
+            # A match below the root stays in the heap as a dead entry, and
+            # the side heaps keep the popped entry until compaction.
             self._maybe_compact()
         return entry[_TASK]
 
@@ -450,11 +450,7 @@ class PriorityQueue:
     # -- internals --------------------------------------------------------
 
     def _backdate(self, enqueued_at: object, now: float) -> float:
-        enqueued = check_number(enqueued_at, "enqueued_at")
-        if enqueued > now:
-            raise InvalidArgumentError(
-                f"enqueued_at must not be in the future (now is {now!r}), got {enqueued_at!r}"
-            )
+        enqueued = check_enqueued_at(enqueued_at, now)
         if enqueued < now:
             # Behind newer tasks unless there are none.
             self._monotone = not self._index
