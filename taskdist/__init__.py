@@ -58,6 +58,7 @@ from taskdist.metrics import (
     percentile,
 )
 from taskdist.queues import Eviction, Predicate, PriorityQueue, Queue, QueueStats
+from taskdist.queues.deadline import DeadlineScheduler, DeadlineStats
 from taskdist.queues.fair import FairScheduler, FairStats, TenantStats, Waiting, WaitingReason
 from taskdist.queues.quota import Quota
 from taskdist.resilience import RateLimiter
@@ -83,6 +84,8 @@ __all__ = [
     "ConsistentHash",
     "DeadlineError",
     "DeadlineInfeasibleError",
+    "DeadlineScheduler",
+    "DeadlineStats",
     "DelegatingBalancer",
     "DuplicateError",
     "DuplicateTaskError",

@@ -1,0 +1,56 @@
+"""Print DeadlineScheduler's push+pop cost as ratios to PriorityQueue and a bare heapq EDF.
+
+    python benchmarks/compare_deadline.py [--sizes 1000 10000 100000] [--repeat 5]
+
+Each workload and size runs every contender ``repeat`` times, interleaved so
+that machine noise hits all of them alike, and keeps each one's best time.
+Prints a Markdown table ready for docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from collections.abc import Callable
+
+from bench_deadline import CONTENDERS, WORKLOADS, workload
+
+from taskdist import Task
+
+
+def per_task(run: Callable[[list[Task]], int], tasks: list[Task]) -> float:
+    """Microseconds per task (one push + one pop) of one run."""
+    gc.collect()
+    start = time.perf_counter()
+    run(tasks)
+    return (time.perf_counter() - start) / len(tasks) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    print(
+        "| workload | n | PriorityQueue µs/task | DeadlineScheduler / PriorityQueue "
+        "| 4 servers / PriorityQueue | DeadlineScheduler / heapq EDF |"
+    )
+    print("|---|---|---|---|---|---|")
+    for kind in WORKLOADS:
+        for n in args.sizes:
+            tasks = workload(kind, n)
+            best = dict.fromkeys(CONTENDERS, float("inf"))
+            for _ in range(args.repeat):  # interleaved, so noise hits all alike
+                for name, run in CONTENDERS.items():
+                    best[name] = min(best[name], per_task(run, tasks))
+            pq = best["PriorityQueue"]
+            print(
+                f"| {kind} | {n:.0e} | {pq:.2f} | {best['DeadlineScheduler'] / pq:.2f} "
+                f"| {best['DeadlineScheduler-4'] / pq:.2f} "
+                f"| {best['DeadlineScheduler'] / best['heapq-edf']:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
