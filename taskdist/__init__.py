@@ -58,10 +58,23 @@ from taskdist.metrics import (
     percentile,
 )
 from taskdist.queues import Eviction, Predicate, PriorityQueue, Queue, QueueStats
+from taskdist.queues.dead_letter import DeadLetter, DeadLetterQueue, DeadLetterStats, RedriveReport
 from taskdist.queues.deadline import DeadlineScheduler, DeadlineStats
 from taskdist.queues.fair import FairScheduler, FairStats, TenantStats, Waiting, WaitingReason
 from taskdist.queues.quota import Quota
-from taskdist.resilience import RateLimiter
+from taskdist.resilience import (
+    AllGates,
+    Gate,
+    KeyedRateGate,
+    KeyedRateLimiter,
+    MultiLimiter,
+    PoolGate,
+    PoolStats,
+    RateGate,
+    RateLimiter,
+    ResourcePool,
+    ReversibleGate,
+)
 from taskdist.task import Assignment, Priority, Reason, Task, TaskState, Worker
 
 __version__ = "0.1.0.dev0"
@@ -69,6 +82,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AIMDSizing",
     "Affinity",
+    "AllGates",
     "Assignment",
     "Balancer",
     "Batch",
@@ -82,6 +96,9 @@ __all__ = [
     "Clock",
     "ClockError",
     "ConsistentHash",
+    "DeadLetter",
+    "DeadLetterQueue",
+    "DeadLetterStats",
     "DeadlineError",
     "DeadlineInfeasibleError",
     "DeadlineScheduler",
@@ -94,19 +111,25 @@ __all__ = [
     "Factor",
     "FairScheduler",
     "FairStats",
+    "Gate",
     "GroupBatchStats",
     "Health",
     "HealthPolicy",
     "InvalidArgumentError",
     "InvalidTypeError",
+    "KeyedRateGate",
+    "KeyedRateLimiter",
     "LeastConnections",
     "ManualClock",
     "MonotonicClock",
     "MultiFactor",
+    "MultiLimiter",
     "OutlierEjection",
     "OverReleaseError",
     "Percentiles",
     "PerformanceBased",
+    "PoolGate",
+    "PoolStats",
     "PowerOfTwoChoices",
     "Predicate",
     "Priority",
@@ -118,9 +141,13 @@ __all__ = [
     "QuotaExceededError",
     "RandomBalancer",
     "RandomizedBalancer",
+    "RateGate",
     "RateLimiter",
     "Reason",
     "RecentSamples",
+    "RedriveReport",
+    "ResourcePool",
+    "ReversibleGate",
     "RoundRobin",
     "ScoringBalancer",
     "SizingRule",

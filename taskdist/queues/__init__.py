@@ -3,6 +3,7 @@
 All of them satisfy the :class:`Queue` protocol.
 """
 
+from taskdist.queues.dead_letter import DeadLetter, DeadLetterQueue, DeadLetterStats, RedriveReport
 from taskdist.queues.deadline import DeadlineScheduler, DeadlineStats
 from taskdist.queues.fair import FairScheduler, FairStats, TenantStats, Waiting, WaitingReason
 from taskdist.queues.priority import PriorityQueue, QueueStats
@@ -10,6 +11,9 @@ from taskdist.queues.protocol import Eviction, Predicate, Queue
 from taskdist.queues.quota import Quota
 
 __all__ = [
+    "DeadLetter",
+    "DeadLetterQueue",
+    "DeadLetterStats",
     "DeadlineScheduler",
     "DeadlineStats",
     "Eviction",
@@ -20,6 +24,7 @@ __all__ = [
     "Queue",
     "QueueStats",
     "Quota",
+    "RedriveReport",
     "TenantStats",
     "Waiting",
     "WaitingReason",

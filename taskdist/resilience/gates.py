@@ -1,0 +1,516 @@
+"""Admission gates: what may hold a task back from dispatch, behind one protocol.
+
+A distributor asks every gate ``try_acquire(task)`` before dispatching a task
+and calls ``release(task)`` when it finishes. The adapters here read
+``task.resources`` so that rate limiters and resource pools gate dispatch:
+
+- :class:`RateGate` / :class:`KeyedRateGate`: a :class:`RateLimiter` (one per
+  key) charged ``task.resources[resource]``; tokens are spent, not returned.
+- :class:`PoolGate`: a :class:`ResourcePool` holding ``task.resources[name]``
+  units while the task runs.
+- :class:`AllGates`: several gates, all or nothing.
+
+A task that does not name a gate's resource passes it untouched (unless the
+gate has a ``default`` demand).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from typing import Protocol, runtime_checkable
+
+from taskdist._validate import check_number
+from taskdist.errors import DuplicateTaskError, InvalidTypeError, OverReleaseError
+from taskdist.resilience.bulkhead import ResourcePool
+from taskdist.resilience.rate_limit import KeyedRateLimiter, RateLimiter
+from taskdist.task import Task
+
+__all__ = ["AllGates", "Gate", "KeyedRateGate", "PoolGate", "RateGate", "ReversibleGate"]
+
+
+@runtime_checkable
+class Gate(Protocol):
+    """Anything that can hold a task back from dispatch.
+
+    - ``try_acquire(task) -> bool``: admit the task now, taking what it needs,
+      or refuse it and change nothing. All or nothing.
+    - ``release(task)``: the admitted task finished (completed, failed,
+      requeued); give back whatever is returned on completion.
+    - ``next_wakeup() -> float | None``: the earliest clock time at which a
+      task this gate refused may pass, so a host knows when to try again; a
+      past time means now. ``None`` when no refusal waits on time (a pool's
+      refusals wait on a release, not a clock).
+    """
+
+    def try_acquire(self, task: Task) -> bool: ...
+
+    def release(self, task: Task) -> None: ...
+
+    def next_wakeup(self) -> float | None: ...
+
+
+@runtime_checkable
+class ReversibleGate(Gate, Protocol):
+    """A gate that can undo an admission exactly: ``rollback(task)`` right after a
+    ``try_acquire(task)`` that returned ``True`` puts the gate back as it was.
+
+    :class:`AllGates` rolls back with it; a gate without it is rolled back
+    with ``release``. Every gate in this module is reversible.
+    """
+
+    def rollback(self, task: Task) -> None: ...
+
+
+def _resource_name(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidTypeError(f"resource must be a non-empty resource name (str), got {value!r}")
+    return value
+
+
+class _SpendingGate:
+    """What rate gates share: demand from ``task.resources``, wakeups after refusals.
+
+    Rolling back refunds the units to the limiter; only the task admitted
+    last can be rolled back (a rollback is an undo, not a general refund).
+    """
+
+    __slots__ = ("_default", "_last", "_now", "_resource", "_wake")
+
+    def __init__(self, resource: str, default: float, now: Callable[[], float]) -> None:
+        self._resource = _resource_name(resource)
+        self._default = check_number(default, "default", minimum=0.0)
+        self._now = now
+        self._wake: float | None = None
+        self._last: Hashable | None = None
+
+    @property
+    def resource(self) -> str:
+        """The ``task.resources`` entry this gate charges."""
+        return self._resource
+
+    def demand(self, task: Task) -> float:
+        """Units this gate charges ``task``: ``task.resources[resource]`` or the default. O(1)."""
+        return task.resources.get(self._resource, self._default)
+
+    def try_acquire(self, task: Task) -> bool:
+        """Spend the task's demand if the limiter admits it now; all or nothing. O(1).
+
+        Raises:
+            InvalidArgumentError: the demand exceeds the limiter's ``burst`` (it
+                could never pass).
+        """
+        amount = task.resources.get(self._resource, self._default)
+        admitted = not amount or self._spend(task, amount)  # may raise: nothing changed yet
+        if self._wake is not None and self._now() >= self._wake:
+            self._wake = None  # the host came back as asked
+        if admitted:
+            if amount:
+                self._last = task.id
+            return True
+        ready = self._ready_at(task, amount)
+        if self._wake is None or ready < self._wake:
+            self._wake = ready
+        return False
+
+    def release(self, task: Task) -> None:
+        """Nothing: spent units come back with time, not on completion. O(1)."""
+
+    def rollback(self, task: Task) -> None:
+        """Refund what the ``try_acquire(task)`` just made spent. O(1).
+
+        Raises:
+            OverReleaseError: ``task`` is not the task this gate admitted last.
+        """
+        amount = task.resources.get(self._resource, self._default)
+        if not amount:
+            return
+        if self._last is None or self._last != task.id:
+            raise OverReleaseError(
+                f"rollback({task.id!r}) undoes only the admission just made "
+                f"(last admitted: {self._last!r})"
+            )
+        self._last = None
+        self._refund(task, amount)
+
+    def next_wakeup(self) -> float | None:
+        """When the soonest refused task could pass (possibly past), or ``None``.
+
+        It stays until the next ``try_acquire`` at or after it. O(1).
+        """
+        return self._wake
+
+    def _spend(self, task: Task, amount: float) -> bool:
+        raise NotImplementedError
+
+    def _ready_at(self, task: Task, amount: float) -> float:
+        raise NotImplementedError
+
+    def _refund(self, task: Task, amount: float) -> None:
+        raise NotImplementedError
+
+
+class RateGate(_SpendingGate):
+    """Gate dispatch on a :class:`RateLimiter` charged ``task.resources[resource]``.
+
+    ``RateGate(RateLimiter(100, per=60.0, burst=10), "api_calls")`` admits a
+    task while the limiter has its ``api_calls`` units; a task that does not
+    name ``api_calls`` passes untouched (``default=1`` charges it one unit
+    instead). Releasing is a no-op: the units are spent. Several limits on
+    one task, all or nothing: ``AllGates([RateGate(requests, "api_calls",
+    default=1), RateGate(tokens, "llm_tokens")])``.
+
+    Every operation is O(1).
+
+    >>> from taskdist import ManualClock, Task
+    >>> clock = ManualClock()
+    >>> api = RateGate(RateLimiter(100, per=60.0, burst=2, clock=clock), "api_calls")
+    >>> call = {"api_calls": 1}
+    >>> [api.try_acquire(Task(i, resources=call)) for i in "abc"]
+    [True, True, False]
+    >>> api.try_acquire(Task("local")), api.next_wakeup()
+    (True, 0.6)
+    """
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: RateLimiter, resource: str, *, default: float = 0.0) -> None:
+        """
+        Args:
+            limiter: the limiter to charge.
+            resource: the ``task.resources`` entry to charge it (non-empty str).
+            default: units charged to a task that does not name ``resource``
+                (>= 0; 0 lets it pass untouched).
+
+        Raises:
+            InvalidTypeError: ``limiter`` not a RateLimiter, ``resource`` not a str.
+            InvalidArgumentError: ``default`` < 0, NaN or infinite.
+        """
+        if not isinstance(limiter, RateLimiter):
+            raise InvalidTypeError(
+                f"limiter must be a RateLimiter, got {type(limiter).__name__}"
+                " (use KeyedRateGate for a KeyedRateLimiter)"
+            )
+        super().__init__(resource, default, limiter.clock.now)
+        self._limiter = limiter
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The limiter this gate charges."""
+        return self._limiter
+
+    def __repr__(self) -> str:
+        return f"RateGate({self._limiter!r}, {self._resource!r})"
+
+    def _spend(self, task: Task, amount: float) -> bool:
+        return self._limiter.try_acquire(amount)
+
+    def _ready_at(self, task: Task, amount: float) -> float:
+        return self._limiter.ready_at(amount)
+
+    def _refund(self, task: Task, amount: float) -> None:
+        self._limiter.refund(amount)
+
+
+def _tenant(task: Task) -> Hashable:
+    return task.tenant
+
+
+class KeyedRateGate(_SpendingGate):
+    """Gate dispatch on a :class:`KeyedRateLimiter`: one bucket per ``key(task)``.
+
+    By default the key is ``task.tenant`` (tasks without a tenant share the
+    ``None`` bucket): ``KeyedRateGate(KeyedRateLimiter(10, per=60.0),
+    "api_calls")`` gives every tenant its own 10 calls per minute.
+
+    Every operation is O(1) amortised.
+    """
+
+    __slots__ = ("_key", "_limiter")
+
+    def __init__(
+        self,
+        limiter: KeyedRateLimiter,
+        resource: str,
+        *,
+        key: Callable[[Task], Hashable] = _tenant,
+        default: float = 0.0,
+    ) -> None:
+        """
+        Args:
+            limiter: the keyed limiter to charge.
+            resource: the ``task.resources`` entry to charge it.
+            key: which bucket a task draws from (default: its tenant).
+            default: units charged to a task that does not name ``resource``.
+
+        Raises:
+            InvalidTypeError: ``limiter`` not a KeyedRateLimiter, ``key`` not
+                callable, ``resource`` not a str.
+            InvalidArgumentError: ``default`` < 0, NaN or infinite.
+        """
+        if not isinstance(limiter, KeyedRateLimiter):
+            raise InvalidTypeError(
+                f"limiter must be a KeyedRateLimiter, got {type(limiter).__name__}"
+            )
+        if not callable(key):
+            raise InvalidTypeError(f"key must be a function of the task, got {key!r}")
+        super().__init__(resource, default, limiter.clock.now)
+        self._limiter = limiter
+        self._key = key
+
+    @property
+    def limiter(self) -> KeyedRateLimiter:
+        """The keyed limiter this gate charges."""
+        return self._limiter
+
+    def __repr__(self) -> str:
+        return f"KeyedRateGate({self._limiter!r}, {self._resource!r})"
+
+    def _spend(self, task: Task, amount: float) -> bool:
+        return self._limiter.try_acquire(self._key(task), amount)
+
+    def _ready_at(self, task: Task, amount: float) -> float:
+        return self._limiter.ready_at(self._key(task), amount)
+
+    def _refund(self, task: Task, amount: float) -> None:
+        self._limiter.refund(self._key(task), amount)
+
+
+class PoolGate:
+    """Gate dispatch on a :class:`ResourcePool`: a task holds ``task.resources[name]``
+    units from admission until ``release(task)``.
+
+    ``PoolGate(ResourcePool("db", size=20))`` keeps at most 20 ``db`` units
+    in use by running tasks; ``PoolGate(ResourcePool("workflows", 10),
+    default=1)`` caps concurrency at 10 tasks whatever they name. The gate
+    remembers what each admitted task holds, so releasing a task twice, or
+    one it never admitted, raises
+    :class:`~taskdist.errors.OverReleaseError` instead of freeing someone
+    else's units; admitting a task it already holds raises
+    :class:`~taskdist.errors.DuplicateTaskError`.
+
+    Every operation is O(1).
+
+    >>> from taskdist import Task
+    >>> gate = PoolGate(ResourcePool("db", size=2))
+    >>> a, b = Task("a", resources={"db": 2}), Task("b", resources={"db": 1})
+    >>> gate.try_acquire(a), gate.try_acquire(b)
+    (True, False)
+    >>> gate.release(a)
+    >>> gate.try_acquire(b), gate.pool.in_use
+    (True, 1.0)
+    """
+
+    __slots__ = ("_default", "_held", "_pool", "_resource")
+
+    def __init__(
+        self, pool: ResourcePool, resource: str | None = None, *, default: float = 0.0
+    ) -> None:
+        """
+        Args:
+            pool: the pool to hold units of.
+            resource: the ``task.resources`` entry to read (default: ``pool.name``).
+            default: units held by a task that does not name ``resource``
+                (>= 0; 0 lets it pass untouched).
+
+        Raises:
+            InvalidTypeError: ``pool`` not a ResourcePool, ``resource`` not a str.
+            InvalidArgumentError: ``default`` < 0, NaN or infinite.
+        """
+        if not isinstance(pool, ResourcePool):
+            raise InvalidTypeError(f"pool must be a ResourcePool, got {type(pool).__name__}")
+        self._pool = pool
+        self._resource = pool.name if resource is None else _resource_name(resource)
+        self._default = check_number(default, "default", minimum=0.0)
+        self._held: dict[Hashable, float] = {}
+
+    @property
+    def pool(self) -> ResourcePool:
+        """The pool this gate holds units of."""
+        return self._pool
+
+    @property
+    def resource(self) -> str:
+        """The ``task.resources`` entry this gate reads."""
+        return self._resource
+
+    def demand(self, task: Task) -> float:
+        """Units ``task`` holds while it runs. O(1)."""
+        return task.resources.get(self._resource, self._default)
+
+    def holds(self, task_id: Hashable) -> bool:
+        """Whether a task with this id holds units now. O(1)."""
+        return task_id in self._held
+
+    def try_acquire(self, task: Task) -> bool:
+        """Take the task's units if free; all or nothing. O(1).
+
+        Raises:
+            DuplicateTaskError: this task already holds units here.
+            InvalidArgumentError: the demand exceeds the pool's size.
+        """
+        amount = task.resources.get(self._resource, self._default)
+        if not amount:
+            return True
+        if task.id in self._held:
+            raise DuplicateTaskError(
+                f"task {task.id!r} already holds {self._held[task.id]:g} units "
+                f"of pool {self._pool.name!r}"
+            )
+        if self._pool.try_acquire(amount):
+            self._held[task.id] = amount
+            return True
+        return False
+
+    def release(self, task: Task) -> None:
+        """Give back the units ``task`` holds (nothing if it needs none). O(1).
+
+        Raises:
+            OverReleaseError: ``task`` needs units but holds none here (never
+                admitted, or already released); nothing changes.
+        """
+        amount = self._held.pop(task.id, None)
+        if amount is None:
+            if task.resources.get(self._resource, self._default):
+                raise OverReleaseError(
+                    f"task {task.id!r} holds no units of pool {self._pool.name!r}"
+                )
+            return
+        self._pool.release(amount)
+
+    rollback = release
+
+    def next_wakeup(self) -> float | None:
+        """Always ``None``: a pool frees units on release, not with time. O(1)."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"PoolGate({self._pool!r}, {self._resource!r})"
+
+
+class AllGates:
+    """Several gates as one, all or nothing.
+
+    ``try_acquire`` asks each gate in order; if one refuses (or raises), the
+    gates that had admitted the task are rolled back in reverse order
+    (``rollback`` where the gate has it, else ``release``) and the task is
+    refused with every gate as it was. ``release`` releases every gate.
+    ``next_wakeup`` is the soonest of the gates' (a refused task waits on the
+    gate that refused it).
+
+    It is itself a :class:`ReversibleGate`, so groups nest. A user gate
+    without ``rollback`` must make ``release`` give back what
+    ``try_acquire`` took; if it does not, rolling it back only under-admits.
+
+    ``try_acquire``, ``release`` and ``rollback`` are O(g) for g gates (plus
+    theirs); ``next_wakeup`` is O(g).
+
+    >>> from taskdist import ManualClock, Task
+    >>> clock = ManualClock()
+    >>> requests = RateLimiter(100, per=60.0, burst=10, clock=clock)
+    >>> tokens = RateLimiter(40_000, per=60.0, clock=clock)
+    >>> gates = AllGates([
+    ...     RateGate(requests, "api_calls", default=1),
+    ...     RateGate(tokens, "llm_tokens"),
+    ... ])
+    >>> gates.try_acquire(Task("a", resources={"llm_tokens": 30_000}))
+    True
+    >>> gates.try_acquire(Task("b", resources={"llm_tokens": 30_000}))
+    False
+    >>> requests.available()   # b's request was refunded
+    9.0
+    """
+
+    __slots__ = ("_gates", "_held", "_undo")
+
+    def __init__(self, gates: Iterable[Gate]) -> None:
+        """
+        Args:
+            gates: the gates, asked in this order (cheap or scarce ones first).
+
+        Raises:
+            InvalidTypeError: an element is not a :class:`Gate`.
+        """
+        if isinstance(gates, (str, bytes)) or not isinstance(gates, Iterable):
+            raise InvalidTypeError(f"gates must be an iterable of Gate, got {gates!r}")
+        listed = list(gates)
+        for gate in listed:
+            if not isinstance(gate, Gate):
+                raise InvalidTypeError(
+                    f"gates must hold Gate objects (try_acquire, release, next_wakeup), "
+                    f"got {type(gate).__name__}"
+                )
+        self._gates = tuple(listed)
+        self._undo = tuple(
+            gate.rollback if isinstance(gate, ReversibleGate) else gate.release for gate in listed
+        )
+        self._held: set[Hashable] = set()
+
+    @property
+    def gates(self) -> tuple[Gate, ...]:
+        """The gates, in the order they are asked."""
+        return self._gates
+
+    def try_acquire(self, task: Task) -> bool:
+        """Admit ``task`` through every gate, or through none. O(g).
+
+        Raises:
+            DuplicateTaskError: this task is already admitted here.
+            Whatever a gate raises, after rolling back the gates before it.
+        """
+        if task.id in self._held:
+            raise DuplicateTaskError(f"task {task.id!r} is already admitted by these gates")
+        admitted = 0
+        try:
+            for gate in self._gates:
+                if not gate.try_acquire(task):
+                    break
+                admitted += 1
+            else:
+                self._held.add(task.id)
+                return True
+        except BaseException:
+            self._undo_first(admitted, task)
+            raise
+        self._undo_first(admitted, task)
+        return False
+
+    def release(self, task: Task) -> None:
+        """Release ``task`` from every gate, last first. O(g).
+
+        Raises:
+            OverReleaseError: ``task`` is not admitted here (nothing changes).
+        """
+        self._forget(task)
+        for gate in reversed(self._gates):
+            gate.release(task)
+
+    def rollback(self, task: Task) -> None:
+        """Undo the admission of ``task`` in every gate, last first. O(g).
+
+        Raises:
+            OverReleaseError: ``task`` is not admitted here (nothing changes).
+        """
+        self._forget(task)
+        self._undo_first(len(self._gates), task)
+
+    def next_wakeup(self) -> float | None:
+        """The soonest of the gates' wakeups, or ``None``. O(g)."""
+        times = [t for gate in self._gates if (t := gate.next_wakeup()) is not None]
+        return min(times) if times else None
+
+    def __len__(self) -> int:
+        """Tasks admitted and not yet released."""
+        return len(self._held)
+
+    def __repr__(self) -> str:
+        return f"AllGates({list(self._gates)!r})"
+
+    def _forget(self, task: Task) -> None:
+        try:
+            self._held.remove(task.id)
+        except KeyError:
+            raise OverReleaseError(f"task {task.id!r} is not admitted by these gates") from None
+
+    def _undo_first(self, count: int, task: Task) -> None:
+        for undo in reversed(self._undo[:count]):
+            undo(task)
