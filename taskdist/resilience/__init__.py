@@ -1,5 +1,12 @@
 """Resilience: circuit breakers, retries with backoff, rate limits, bulkheads."""
 
+from taskdist.resilience.breaker import (
+    BreakerListener,
+    BreakerMetrics,
+    BreakerStateChange,
+    CircuitBreaker,
+    CircuitState,
+)
 from taskdist.resilience.bulkhead import PoolStats, ResourcePool
 from taskdist.resilience.gates import (
     AllGates,
@@ -10,10 +17,34 @@ from taskdist.resilience.gates import (
     ReversibleGate,
 )
 from taskdist.resilience.rate_limit import KeyedRateLimiter, MultiLimiter, RateLimiter
+from taskdist.resilience.retry import (
+    Jitter,
+    RetryPolicy,
+    StopAfterAttempt,
+    StopAfterDelay,
+    StopAll,
+    StopAny,
+    StopNever,
+    StopStrategy,
+    WaitDecorrelatedJitter,
+    WaitEqualJitter,
+    WaitExponential,
+    WaitFixed,
+    WaitFullJitter,
+    WaitRandom,
+    WaitStrategy,
+    WaitSum,
+)
 
 __all__ = [
     "AllGates",
+    "BreakerListener",
+    "BreakerMetrics",
+    "BreakerStateChange",
+    "CircuitBreaker",
+    "CircuitState",
     "Gate",
+    "Jitter",
     "KeyedRateGate",
     "KeyedRateLimiter",
     "MultiLimiter",
@@ -22,5 +53,20 @@ __all__ = [
     "RateGate",
     "RateLimiter",
     "ResourcePool",
+    "RetryPolicy",
     "ReversibleGate",
+    "StopAfterAttempt",
+    "StopAfterDelay",
+    "StopAll",
+    "StopAny",
+    "StopNever",
+    "StopStrategy",
+    "WaitDecorrelatedJitter",
+    "WaitEqualJitter",
+    "WaitExponential",
+    "WaitFixed",
+    "WaitFullJitter",
+    "WaitRandom",
+    "WaitStrategy",
+    "WaitSum",
 ]

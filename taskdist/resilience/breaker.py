@@ -1,0 +1,956 @@
+"""CircuitBreaker: stop calling what keeps failing, probe it, resume when it recovers.
+
+The state machine and vocabulary are resilience4j's: a CLOSED breaker records
+the outcome of calls in a count- or time-based sliding window and trips OPEN
+when the failure rate or the slow-call rate reaches its threshold; after the
+open duration it turns HALF_OPEN and lets a few probe calls through, whose
+outcome closes it again or re-opens it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import functools
+import inspect
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Final, Literal, ParamSpec, TypeVar, cast
+
+import attrs
+
+from taskdist._validate import check_choice, check_int, check_number, check_optional_number
+from taskdist.clock import Clock, MonotonicClock
+from taskdist.errors import CircuitOpenError, InvalidArgumentError, InvalidTypeError
+
+__all__ = [
+    "BreakerListener",
+    "BreakerMetrics",
+    "BreakerStateChange",
+    "CircuitBreaker",
+    "CircuitState",
+    "WindowKind",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+WindowKind = Literal["count", "time"]
+_WINDOW_KINDS: tuple[WindowKind, ...] = ("count", "time")
+
+ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
+
+
+class CircuitState(str, enum.Enum):
+    """Where a breaker is; a ``str`` enum, so ``CircuitState.OPEN == "open"``."""
+
+    CLOSED = "closed"
+    """Calls pass; their outcomes are recorded in the sliding window."""
+    OPEN = "open"
+    """Calls are refused until the open duration has elapsed."""
+    HALF_OPEN = "half_open"
+    """A limited number of probe calls pass; their outcome decides what comes next."""
+
+
+@attrs.frozen
+class BreakerStateChange:
+    """One state transition, as passed to state listeners."""
+
+    name: str | None
+    """The breaker's name."""
+    previous: CircuitState
+    current: CircuitState
+    at: float
+    """Clock time of the transition. OPEN -> HALF_OPEN happens at the end of the
+    open duration, whenever it is first observed."""
+    reason: str
+    """Why: ``"failure_rate"``, ``"slow_call_rate"`` (tripped),
+    ``"open_duration_elapsed"``, ``"probes_passed"``, ``"reset"``."""
+
+
+BreakerListener = Callable[[BreakerStateChange], object]
+"""A state listener: called with each :class:`BreakerStateChange`."""
+
+
+@attrs.frozen
+class BreakerMetrics:
+    """A snapshot of a breaker (:meth:`CircuitBreaker.metrics`).
+
+    The counts describe the outcomes that decide the next transition: in
+    CLOSED the sliding window now, in HALF_OPEN the probes recorded so far, in
+    OPEN the window (or probes) that tripped it, as they were when it tripped.
+    Rates are percentages (0..100), ``None`` when there are no calls (so two
+    snapshots of the same state compare equal).
+    """
+
+    name: str | None
+    state: CircuitState
+    failure_rate: float | None
+    slow_call_rate: float | None
+    calls: int
+    failed_calls: int
+    slow_calls: int
+    """Calls slower than ``slow_call_duration``, failed or not."""
+    not_permitted_calls: int
+    """Calls refused since the breaker was made."""
+    probes_in_flight: int
+    """HALF_OPEN probes permitted whose outcome is not yet recorded."""
+    time_in_state: float
+    """Seconds since the current state began."""
+    open_until: float | None
+    """When OPEN ends (``None`` unless OPEN)."""
+    consecutive_opens: int
+    """Trips since the breaker was last CLOSED (drives the open-duration growth)."""
+    trips: int
+    """Times the breaker has opened since it was made."""
+
+
+# An outcome is two bits: failed, slow.
+_FAILED: Final = 1
+_SLOW: Final = 2
+
+# How call() / record_error() classify an exception.
+_SUCCESS: Final = 0
+_FAILURE: Final = 1
+_IGNORED: Final = 2
+
+_NO_PERMIT: Final = -1
+_INF: Final = float("inf")
+
+
+class _CountWindow:
+    """The outcomes of the last ``size`` calls: a ring with running totals. O(1).
+
+    ``record`` returns whether the rates must be judged now: the window holds
+    at least ``minimum`` calls and the record could have raised a rate to its
+    threshold (a success that only adds to or replaces a success cannot).
+    """
+
+    __slots__ = ("_ring", "calls", "failures", "minimum", "size", "slow")
+
+    def __init__(self, size: int, minimum: int) -> None:
+        self.size = size
+        self.minimum = min(minimum, size)  # as resilience4j: a count window caps it
+        self.reset()
+
+    def reset(self) -> None:
+        # Pre-filled with successes that are not calls: evicting one subtracts nothing.
+        self._ring = deque(bytes(self.size), maxlen=self.size)
+        self.calls = self.failures = self.slow = 0
+
+    def record(self, now: float, outcome: int) -> bool:
+        ring = self._ring
+        old = ring[0]
+        ring.append(outcome)  # evicts ring[0]
+        if old != outcome:
+            self.failures += (outcome & _FAILED) - (old & _FAILED)
+            self.slow += (outcome >> 1) - (old >> 1)
+        if self.calls < self.size:
+            self.calls += 1
+            return self.calls >= self.minimum and (outcome != 0 or self.calls == self.minimum)
+        return outcome != 0
+
+    def totals(self, now: float) -> tuple[int, int, int]:
+        return self.calls, self.failures, self.slow
+
+
+class _TimeWindow:
+    """The outcomes of the calls of the last ``size`` whole seconds, one bucket per second.
+
+    A call recorded at time ``t`` counts while ``floor(now) - floor(t) < size``.
+    Recording is O(1) amortised: evicting stale buckets costs one step per
+    elapsed second (at most ``size`` steps in one call), as in resilience4j.
+    ``record`` returns whether the rates must be judged now (evictions since
+    the last judgement can raise a rate, so they make the next record judge).
+    """
+
+    __slots__ = (
+        "_bucket_end",
+        "_calls",
+        "_evicted",
+        "_failures",
+        "_index",
+        "_second",
+        "_slow",
+        "calls",
+        "failures",
+        "minimum",
+        "size",
+        "slow",
+    )
+
+    def __init__(self, size: int, minimum: int) -> None:
+        self.size = size
+        self.minimum = minimum
+        self.reset()
+
+    def reset(self) -> None:
+        self._second = -(2**62)  # the second of the newest bucket
+        self._index = 0  # its place in the bucket lists
+        self._bucket_end = -_INF  # when the next second starts
+        self._calls = [0] * self.size
+        self._failures = [0] * self.size
+        self._slow = [0] * self.size
+        self._evicted = False
+        self.calls = self.failures = self.slow = 0
+
+    def _advance(self, second: int) -> None:
+        gap = second - self._second
+        if gap <= 0:
+            return
+        size = self.size
+        if self.calls:
+            self._evicted = True
+        if gap >= size:
+            for bucket in (self._calls, self._failures, self._slow):
+                bucket[:] = [0] * size
+            self.calls = self.failures = self.slow = 0
+        else:
+            for s in range(self._second + 1, second + 1):
+                i = s % size  # the bucket of second s - size leaves the window
+                self.calls -= self._calls[i]
+                self.failures -= self._failures[i]
+                self.slow -= self._slow[i]
+                self._calls[i] = self._failures[i] = self._slow[i] = 0
+        self._second = second
+        self._index = second % size
+        self._bucket_end = second + 1.0
+
+    def record(self, now: float, outcome: int) -> bool:
+        if now >= self._bucket_end:
+            self._advance(int(now // 1.0))
+        # A record stamped before the newest bucket (a clock read before another
+        # thread's) lands in the newest bucket: at most a second late, never lost.
+        i = self._index
+        self._calls[i] += 1
+        calls = self.calls = self.calls + 1
+        if outcome:
+            failed = outcome & _FAILED
+            slow = outcome >> 1
+            self._failures[i] += failed
+            self._slow[i] += slow
+            self.failures += failed
+            self.slow += slow
+        if calls < self.minimum or not (outcome or self._evicted or calls == self.minimum):
+            return False
+        self._evicted = False
+        return True
+
+    def totals(self, now: float) -> tuple[int, int, int]:
+        self._advance(int(now // 1.0))
+        return self.calls, self.failures, self.slow
+
+
+# Entered ``with breaker:`` blocks of the current thread or task: (breaker,
+# permit, start). A context variable, so threads and asyncio tasks sharing one
+# breaker each see their own.
+_ENTERED: contextvars.ContextVar[tuple[tuple[CircuitBreaker, int, float], ...]] = (
+    contextvars.ContextVar("taskdist_breaker_entered", default=())
+)
+
+
+def _exception_types(value: object, name: str) -> tuple[type[BaseException], ...]:
+    types_ = value if isinstance(value, tuple) else (value,)
+    for t in types_:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise InvalidTypeError(
+                f"{name} must be an exception class or a tuple of them, got {value!r}"
+            )
+    return cast(tuple[type[BaseException], ...], types_)
+
+
+def _percentage(value: object, name: str) -> float:
+    return check_number(value, name, positive=True, maximum=100.0)
+
+
+class CircuitBreaker:
+    """A circuit breaker with resilience4j's semantics, thread-safe and sans-I/O.
+
+    **CLOSED.** Calls pass. Each outcome is recorded in a sliding window —
+    the last ``window_size`` calls (``window="count"``) or the calls of the
+    last ``window_size`` seconds (``window="time"``, one bucket per second).
+    A call is *slow* when its duration is above ``slow_call_duration``. Once
+    the window holds at least ``minimum_calls`` calls, the breaker trips OPEN
+    as soon as, after a record, the failure rate ``>= failure_rate_threshold``
+    or the slow-call rate ``>= slow_call_rate_threshold`` (percentages).
+    With a count window, ``minimum_calls`` is capped at ``window_size``.
+
+    **OPEN.** Every call is refused (``allow()`` is False, ``call()`` raises
+    :class:`~taskdist.errors.CircuitOpenError` without calling) until
+    ``open_duration`` has elapsed; then the breaker is HALF_OPEN (observed
+    lazily, dated at the end of the open duration; :meth:`next_wakeup` says
+    when). On the *k*-th consecutive trip without a close in between, the open
+    duration is ``min(open_duration_max, open_duration *
+    open_duration_multiplier ** (k - 1))``.
+
+    **HALF_OPEN.** Exactly ``half_open_calls`` probes are permitted; while they
+    are in flight every other call is refused. When all of them are recorded,
+    the breaker re-opens if their failure or slow rate reaches its threshold,
+    else closes with an empty window. A probe whose outcome is ignored, or
+    that was permitted but not made (:meth:`release`), gives its place back.
+
+    **What counts as a failure** (``call()``, the decorator, ``with``, and
+    :meth:`record_error`): an exception that is an instance of ``ignore`` is
+    neither success nor failure; otherwise it is a failure if it is an
+    instance of ``record`` or ``is_failure(error)`` is true; otherwise it
+    counts as a success. By default (neither ``record`` nor ``is_failure``)
+    every ``Exception`` is a failure. A ``BaseException`` that is not an
+    ``Exception`` (cancellation, ``KeyboardInterrupt``) records nothing.
+
+    **Threads.** A ``threading.Lock`` guards the bookkeeping only; it is never
+    held while the protected call runs, so concurrent calls through one breaker
+    run concurrently. A permission in CLOSED takes no lock at all. Each
+    outcome is attributed to the state period that permitted it: an outcome
+    that arrives after the breaker has changed state is dropped (it says
+    nothing about the new period).
+
+    **Listeners** (``on_state_change=`` or :meth:`add_listener`) are called
+    with a :class:`BreakerStateChange` after the lock is released, in the thread
+    that caused the change; an exception from a listener propagates to that
+    caller (the breaker's state is already updated).
+
+    **Complexity.** ``allow``, ``acquire``, ``record_*``, ``release``,
+    ``call`` and ``state`` are O(1) (O(1) amortised with a time window:
+    stale buckets are evicted one per elapsed second); ``metrics`` is O(1).
+
+    >>> from taskdist import ManualClock
+    >>> clock = ManualClock()
+    >>> breaker = CircuitBreaker(clock, window_size=4, minimum_calls=4, open_duration=10.0,
+    ...                          half_open_calls=1)
+    >>> for ok in (True, False, True, False):
+    ...     (breaker.record_success if ok else breaker.record_failure)()
+    >>> breaker.state, breaker.allow()
+    (<CircuitState.OPEN: 'open'>, False)
+    >>> clock.advance(10.0)
+    10.0
+    >>> breaker.allow(), breaker.allow()   # one probe permitted, the next refused
+    (True, False)
+    >>> breaker.record_success()
+    >>> breaker.state
+    <CircuitState.CLOSED: 'closed'>
+    """
+
+    __slots__ = (
+        "_classify_record",
+        "_closed_permit",
+        "_consecutive_opens",
+        "_failure_threshold",
+        "_half_open_calls",
+        "_ignore",
+        "_is_failure",
+        "_listeners",
+        "_lock",
+        "_not_permitted",
+        "_now",
+        "_open_duration",
+        "_open_duration_max",
+        "_open_multiplier",
+        "_open_until",
+        "_permit",
+        "_probe_calls",
+        "_probe_failures",
+        "_probe_slow",
+        "_probes_left",
+        "_refusal_message",
+        "_since",
+        "_slow_after",
+        "_slow_threshold",
+        "_state",
+        "_time_window",
+        "_timed",
+        "_trip_totals",
+        "_trips",
+        "_window",
+        "name",
+    )
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        failure_rate_threshold: float = 50.0,
+        window: WindowKind = "count",
+        window_size: int = 100,
+        minimum_calls: int = 10,
+        slow_call_duration: float | None = 60.0,
+        slow_call_rate_threshold: float = 100.0,
+        open_duration: float = 30.0,
+        open_duration_multiplier: float = 1.0,
+        open_duration_max: float | None = None,
+        half_open_calls: int = 3,
+        record: ExceptionTypes | None = None,
+        ignore: ExceptionTypes = (),
+        is_failure: Callable[[BaseException], bool] | None = None,
+        on_state_change: BreakerListener | None = None,
+        name: str | None = None,
+    ) -> None:
+        """
+        Args:
+            clock: where time comes from (default: :class:`MonotonicClock`).
+            failure_rate_threshold: trip when the failure rate (percent) is >= this (0 < t <= 100).
+            window: ``"count"`` (last ``window_size`` calls) or ``"time"`` (last
+                ``window_size`` seconds).
+            window_size: calls or seconds in the sliding window (>= 1).
+            minimum_calls: calls the window must hold before rates are judged (>= 1).
+            slow_call_duration: a call lasting more than this many seconds is slow
+                (>= 0), or ``None`` to never call a call slow.
+            slow_call_rate_threshold: trip when the slow-call rate (percent) is >= this
+                (0 < t <= 100).
+            open_duration: seconds an OPEN breaker refuses calls (> 0).
+            open_duration_multiplier: growth of the open duration per consecutive trip (>= 1).
+            open_duration_max: the longest open duration (>= ``open_duration``); required
+                when the multiplier is above 1, so a flapping dependency is never shut out
+                for good.
+            half_open_calls: probes permitted in HALF_OPEN (>= 1).
+            record: exception class(es) counted as failures.
+            ignore: exception class(es) counted as neither success nor failure.
+            is_failure: predicate on an exception: true counts it as a failure.
+            on_state_change: a listener called with each :class:`BreakerStateChange`.
+            name: a name for messages, metrics and listeners.
+
+        Raises:
+            InvalidArgumentError: a threshold outside (0, 100], a negative or NaN duration,
+                a size below 1, ``open_duration_max`` missing or below ``open_duration``.
+            UnknownPolicyError: ``window`` is not ``"count"`` or ``"time"``.
+            InvalidTypeError: a clock without ``now()``, ``record``/``ignore`` not exception
+                classes, a listener or predicate that is not callable, ``name`` not a str.
+        """
+        if clock is None:
+            clock = MonotonicClock()
+        elif not callable(getattr(clock, "now", None)):
+            raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
+        failure_threshold = _percentage(failure_rate_threshold, "failure_rate_threshold")
+        kind = check_choice(window, "window", _WINDOW_KINDS)
+        size = check_int(window_size, "window_size", minimum=1)
+        minimum = check_int(minimum_calls, "minimum_calls", minimum=1)
+        slow_after = check_optional_number(slow_call_duration, "slow_call_duration", minimum=0.0)
+        slow_threshold = _percentage(slow_call_rate_threshold, "slow_call_rate_threshold")
+        duration = check_number(open_duration, "open_duration", positive=True)
+        multiplier = check_number(open_duration_multiplier, "open_duration_multiplier", minimum=1)
+        longest = check_optional_number(open_duration_max, "open_duration_max", positive=True)
+        if longest is None:
+            if multiplier > 1.0:
+                raise InvalidArgumentError(
+                    "open_duration_max is required when open_duration_multiplier > 1 "
+                    f"(got multiplier {multiplier:g}), so the open duration stays bounded"
+                )
+            longest = duration
+        elif longest < duration:
+            raise InvalidArgumentError(
+                f"open_duration_max must be >= open_duration ({duration:g}), got {longest:g}"
+            )
+        probes = check_int(half_open_calls, "half_open_calls", minimum=1)
+        record_types = None if record is None else _exception_types(record, "record")
+        ignore_types = _exception_types(ignore, "ignore")
+        if is_failure is not None and not callable(is_failure):
+            raise InvalidTypeError(f"is_failure must be callable, got {is_failure!r}")
+        if on_state_change is not None and not callable(on_state_change):
+            raise InvalidTypeError(f"on_state_change must be callable, got {on_state_change!r}")
+        if name is not None and not isinstance(name, str):
+            raise InvalidTypeError(f"name must be a str or None, got {name!r}")
+
+        self.name = name
+        """The breaker's name (``None`` if not given)."""
+        self._lock = threading.Lock()
+        self._now = clock.now
+        # Rates are judged as metrics() reports them (100.0 * failed / calls), so a
+        # rate shown equal to its threshold has tripped the breaker, as in resilience4j.
+        self._failure_threshold = failure_threshold
+        self._slow_threshold = slow_threshold
+        self._slow_after = _INF if slow_after is None else slow_after
+        self._window: _CountWindow | _TimeWindow = (
+            _CountWindow(size, minimum) if kind == "count" else _TimeWindow(size, minimum)
+        )
+        self._time_window = kind == "time"
+        # The clock is read around a call only when something needs the duration.
+        self._timed = slow_after is not None or kind == "time"
+        self._open_duration = duration
+        self._open_multiplier = multiplier
+        self._open_duration_max = longest
+        self._half_open_calls = probes
+        if record_types is None and is_failure is None:
+            record_types = (Exception,)
+        self._classify_record = record_types or ()
+        self._ignore = ignore_types
+        self._is_failure = is_failure
+        self._listeners: tuple[BreakerListener, ...] = (
+            () if on_state_change is None else (on_state_change,)
+        )
+        # A permit is the number of the state period that granted it.
+        self._permit = 0
+        self._closed_permit = 0  # == _permit while CLOSED, else _NO_PERMIT
+        self._state = CircuitState.CLOSED
+        self._refusal_message = ""
+        self._since = self._now()
+        self._open_until = 0.0
+        self._consecutive_opens = 0
+        self._trips = 0
+        self._not_permitted = 0
+        self._trip_totals = (0, 0, 0)
+        self._probes_left = 0
+        self._probe_calls = self._probe_failures = self._probe_slow = 0
+
+    # -- permission ------------------------------------------------------------
+
+    def allow(self) -> bool:
+        """Whether a call may go ahead now; in HALF_OPEN a True takes one probe. O(1).
+
+        Pair every True with :meth:`record_success`, :meth:`record_failure`,
+        :meth:`record_error` or :meth:`release`: a HALF_OPEN breaker waits for
+        its probes' outcomes.
+        """
+        if self._closed_permit >= 0:
+            return True
+        return self._acquire_slow() >= 0
+
+    def acquire(self) -> int | None:
+        """Like :meth:`allow`, but return a *permit* (or ``None`` when refused). O(1).
+
+        Passing the permit back to ``record_*`` / :meth:`release` attributes
+        the outcome to the state period that allowed the call: if the breaker
+        has changed state since, the outcome is dropped. Use it when calls
+        can outlive a state (a task dispatched while CLOSED that finishes
+        after the breaker tripped and half-opened must not count as a probe).
+        """
+        permit = self._closed_permit
+        if permit < 0:
+            permit = self._acquire_slow()
+        return None if permit < 0 else permit
+
+    def _acquire_slow(self) -> int:
+        """Permission outside CLOSED: OPEN expiry, half-open probes, refusals."""
+        now = self._now()
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._state is CircuitState.OPEN and now < self._open_until:
+                self._not_permitted += 1  # the common refusal, kept short
+                return _NO_PERMIT
+            change = self._observe(now)
+            state = self._state
+            if state is CircuitState.CLOSED:
+                permit = self._permit
+            elif state is CircuitState.HALF_OPEN and self._probes_left > 0:
+                self._probes_left -= 1
+                permit = self._permit
+            else:
+                self._not_permitted += 1
+                permit = _NO_PERMIT
+        finally:
+            lock.release()
+        if change is not None:
+            self._notify(change)
+        return permit
+
+    def _observe(self, now: float) -> BreakerStateChange | None:
+        """Under the lock: an OPEN breaker whose open duration has elapsed is HALF_OPEN."""
+        if self._state is CircuitState.OPEN and now >= self._open_until:
+            self._probes_left = self._half_open_calls
+            self._probe_calls = self._probe_failures = self._probe_slow = 0
+            return self._enter(CircuitState.HALF_OPEN, self._open_until, "open_duration_elapsed")
+        return None
+
+    def _refusal(self) -> CircuitOpenError:
+        # Written once per state change (in _enter), not once per refused call.
+        return CircuitOpenError(self._refusal_message)
+
+    # -- outcomes ----------------------------------------------------------------
+
+    def _check_record(self, duration: float, permit: int | None) -> tuple[float, int]:
+        # The common case (a finite float >= 0) checked inline; NaN fails the comparison.
+        if type(duration) is not float or not 0.0 <= duration < _INF:
+            duration = check_number(duration, "duration", minimum=0.0)
+        if permit is None:
+            return duration, self._permit
+        if type(permit) is not int or permit < 0:
+            raise InvalidTypeError(f"permit must be a value acquire() returned, got {permit!r}")
+        return duration, permit
+
+    def record_success(self, duration: float = 0.0, *, permit: int | None = None) -> None:
+        """Record a call that succeeded after ``duration`` seconds (slow if above the limit). O(1).
+
+        Without ``permit`` the outcome counts for the current state; in
+        HALF_OPEN it is dropped unless a probe is in flight.
+
+        Raises:
+            InvalidArgumentError: ``duration`` negative, NaN or infinite.
+            InvalidTypeError: ``permit`` not an int from :meth:`acquire`.
+        """
+        duration, permit = self._check_record(duration, permit)
+        self._record(permit, _SLOW if duration > self._slow_after else 0, None)
+
+    def record_failure(self, duration: float = 0.0, *, permit: int | None = None) -> None:
+        """Record a call that failed after ``duration`` seconds. O(1).
+
+        Same rules and errors as :meth:`record_success`.
+        """
+        duration, permit = self._check_record(duration, permit)
+        self._record(permit, (_FAILED | _SLOW) if duration > self._slow_after else _FAILED, None)
+
+    def record_error(
+        self, error: BaseException, duration: float = 0.0, *, permit: int | None = None
+    ) -> None:
+        """Record a call that raised ``error``, classified by ``record``/``ignore``/``is_failure``.
+
+        A failure or success is recorded as by :meth:`record_failure` /
+        :meth:`record_success`; an ignored error (or a ``BaseException`` that is
+        not an ``Exception``) records nothing and releases the permission.
+        O(1) plus the predicate.
+
+        Raises:
+            InvalidTypeError: ``error`` is not an exception.
+        """
+        if not isinstance(error, BaseException):
+            raise InvalidTypeError(f"error must be an exception, got {error!r}")
+        duration, permit = self._check_record(duration, permit)
+        kind = self._classify(error)
+        if kind == _IGNORED:
+            self._release(permit)
+        else:
+            slow = _SLOW if duration > self._slow_after else 0
+            self._record(permit, slow | (_FAILED if kind == _FAILURE else 0), None)
+
+    def release(self, permit: int | None = None) -> None:
+        """Give back a permission without an outcome (the call was not made, or is ignored). O(1).
+
+        In HALF_OPEN it frees the probe for another caller; otherwise it does nothing.
+
+        Raises:
+            InvalidTypeError: ``permit`` not an int from :meth:`acquire`.
+        """
+        self._release(self._check_record(0.0, permit)[1])
+
+    def _release(self, permit: int) -> None:
+        with self._lock:
+            if (
+                permit == self._permit
+                and self._state is CircuitState.HALF_OPEN
+                and self._in_flight() > 0
+            ):
+                self._probes_left += 1
+
+    def _in_flight(self) -> int:
+        return self._half_open_calls - self._probes_left - self._probe_calls
+
+    def _classify(self, error: BaseException) -> int:
+        if not isinstance(error, Exception) or (self._ignore and isinstance(error, self._ignore)):
+            return _IGNORED
+        if isinstance(error, self._classify_record):
+            return _FAILURE
+        is_failure = self._is_failure
+        if is_failure is not None and is_failure(error):
+            return _FAILURE
+        return _SUCCESS
+
+    def _record(self, permit: int, outcome: int, now: float | None) -> None:
+        # acquire/release rather than ``with``: this is the hot path, and the
+        # context-manager protocol costs as much again as the lock itself.
+        change: BreakerStateChange | None
+        lock = self._lock
+        lock.acquire()
+        try:
+            if permit == self._closed_permit:
+                if now is None and self._time_window:
+                    now = self._now()
+                window = self._window
+                if not window.record(0.0 if now is None else now, outcome):  # count: ignored
+                    return
+                reason = self._exceeded(window.calls, window.failures, window.slow)
+                if reason is None:
+                    return
+                change = self._trip((window.calls, window.failures, window.slow), reason, now)
+            else:
+                change = self._record_other(permit, outcome, now)
+        finally:
+            lock.release()
+        if change is not None:
+            self._notify(change)
+
+    def _record_other(
+        self, permit: int, outcome: int, now: float | None
+    ) -> BreakerStateChange | None:
+        """Under the lock: an outcome outside CLOSED (a probe, or a stale one to drop)."""
+        if permit != self._permit or self._state is not CircuitState.HALF_OPEN:
+            return None
+        if self._in_flight() <= 0:
+            return None
+        self._probe_calls += 1
+        self._probe_failures += outcome & _FAILED
+        self._probe_slow += outcome >> 1
+        if self._probe_calls < self._half_open_calls:
+            return None
+        totals = (self._probe_calls, self._probe_failures, self._probe_slow)
+        reason = self._exceeded(*totals)
+        if reason is not None:
+            return self._trip(totals, reason, now)
+        return self._close(now, "probes_passed")
+
+    def _exceeded(self, calls: int, failures: int, slow: int) -> str | None:
+        if 100.0 * failures / calls >= self._failure_threshold:
+            return "failure_rate"
+        if 100.0 * slow / calls >= self._slow_threshold:
+            return "slow_call_rate"
+        return None
+
+    # -- transitions (under the lock) ------------------------------------------------
+
+    def _enter(self, state: CircuitState, at: float, reason: str) -> BreakerStateChange:
+        previous = self._state
+        self._state = state
+        self._permit += 1
+        self._closed_permit = self._permit if state is CircuitState.CLOSED else _NO_PERMIT
+        self._since = at
+        label = "circuit breaker" if self.name is None else f"circuit breaker {self.name!r}"
+        if state is CircuitState.OPEN:
+            self._refusal_message = (
+                f"{label} is open until t={self._open_until:g}; the call was not made"
+            )
+        elif state is CircuitState.HALF_OPEN:
+            self._refusal_message = (
+                f"{label} is half-open and its {self._half_open_calls} probe(s) are in flight; "
+                "the call was not made"
+            )
+        return BreakerStateChange(self.name, previous, state, at, reason)
+
+    def _trip(
+        self, totals: tuple[int, int, int], reason: str, now: float | None = None
+    ) -> BreakerStateChange:
+        now = self._now() if now is None else now
+        self._consecutive_opens += 1
+        self._trips += 1
+        self._trip_totals = totals
+        self._open_until = now + self._current_open_duration()
+        return self._enter(CircuitState.OPEN, now, reason)
+
+    def _current_open_duration(self) -> float:
+        try:
+            grown = self._open_duration * self._open_multiplier ** (self._consecutive_opens - 1)
+        except OverflowError:
+            return self._open_duration_max
+        return min(grown, self._open_duration_max)
+
+    def _close(self, now: float | None, reason: str) -> BreakerStateChange:
+        self._window.reset()
+        self._consecutive_opens = 0
+        return self._enter(CircuitState.CLOSED, self._now() if now is None else now, reason)
+
+    def _notify(self, change: BreakerStateChange) -> None:
+        for listener in self._listeners:
+            listener(change)
+
+    # -- control and observation ---------------------------------------------------
+
+    def reset(self) -> None:
+        """Return to CLOSED with an empty window; outstanding permits become stale. O(window).
+
+        Listeners hear of it only if the state changes.
+        """
+        with self._lock:
+            previous = self._state
+            change = self._close(None, "reset")
+        if previous is not CircuitState.CLOSED:
+            self._notify(change)
+
+    @property
+    def state(self) -> CircuitState:
+        """The current state (an elapsed OPEN is reported, and becomes, HALF_OPEN). O(1)."""
+        if self._closed_permit >= 0:
+            return CircuitState.CLOSED
+        with self._lock:
+            change = self._observe(self._now())
+            state = self._state
+        if change is not None:
+            self._notify(change)
+        return state
+
+    def next_wakeup(self) -> float | None:
+        """When an OPEN breaker will turn HALF_OPEN, or ``None`` if it is not OPEN. O(1)."""
+        with self._lock:
+            change = self._observe(self._now())
+            wakeup = self._open_until if self._state is CircuitState.OPEN else None
+        if change is not None:
+            self._notify(change)
+        return wakeup
+
+    def metrics(self) -> BreakerMetrics:
+        """A snapshot of the state, rates and counts (see :class:`BreakerMetrics`). O(1)."""
+        with self._lock:
+            now = self._now()
+            change = self._observe(now)
+            state = self._state
+            if state is CircuitState.CLOSED:
+                calls, failures, slow = self._window.totals(now)
+            elif state is CircuitState.HALF_OPEN:
+                calls, failures, slow = self._probe_calls, self._probe_failures, self._probe_slow
+            else:
+                calls, failures, slow = self._trip_totals
+            snapshot = BreakerMetrics(
+                name=self.name,
+                state=state,
+                failure_rate=100.0 * failures / calls if calls else None,
+                slow_call_rate=100.0 * slow / calls if calls else None,
+                calls=calls,
+                failed_calls=failures,
+                slow_calls=slow,
+                not_permitted_calls=self._not_permitted,
+                probes_in_flight=self._in_flight() if state is CircuitState.HALF_OPEN else 0,
+                time_in_state=now - self._since,
+                open_until=self._open_until if state is CircuitState.OPEN else None,
+                consecutive_opens=self._consecutive_opens,
+                trips=self._trips,
+            )
+        if change is not None:
+            self._notify(change)
+        return snapshot
+
+    def add_listener(self, listener: BreakerListener) -> None:
+        """Call ``listener(change)`` on every state change from now on. O(listeners).
+
+        Raises:
+            InvalidTypeError: ``listener`` is not callable.
+        """
+        if not callable(listener):
+            raise InvalidTypeError(f"listener must be callable, got {listener!r}")
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: BreakerListener) -> None:
+        """Stop calling ``listener`` (its first registration). O(listeners).
+
+        Raises:
+            InvalidArgumentError: ``listener`` was not added.
+        """
+        with self._lock:
+            listeners = list(self._listeners)
+            if listener not in listeners:
+                raise InvalidArgumentError(f"listener {listener!r} is not registered")
+            listeners.remove(listener)
+            self._listeners = tuple(listeners)
+
+    # -- wrapping calls ----------------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call ``fn(*args, **kwargs)`` through the breaker and return its result. O(1) + the call.
+
+        The call is timed with the breaker's clock and its outcome recorded
+        (exceptions classified as described above, then re-raised).
+
+        Raises:
+            CircuitOpenError: the breaker refused; ``fn`` was not called.
+        """
+        permit = self._closed_permit
+        if permit < 0:
+            permit = self._acquire_slow()
+            if permit < 0:
+                raise self._refusal()
+        now = self._now
+        start = now() if self._timed else 0.0
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as error:
+            self._settle(permit, error, start)
+            raise
+        if self._timed:
+            end = now()
+            self._record(permit, _SLOW if end - start > self._slow_after else 0, end)
+        else:
+            self._record(permit, 0, None)
+        return result
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await ``fn(*args, **kwargs)`` through the breaker: :meth:`call` for coroutines.
+
+        Cancellation records nothing and releases the permission.
+
+        Raises:
+            CircuitOpenError: the breaker refused; ``fn`` was not called.
+        """
+        permit = self._closed_permit
+        if permit < 0:
+            permit = self._acquire_slow()
+            if permit < 0:
+                raise self._refusal()
+        start = self._now() if self._timed else 0.0
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as error:
+            self._settle(permit, error, start)
+            raise
+        self._settle(permit, None, start)
+        return result
+
+    def _settle(self, permit: int, error: BaseException | None, start: float) -> None:
+        """Record how a timed-from-``start`` call ended: ``error`` or None for success."""
+        end = self._now() if self._timed else None
+        slow = _SLOW if end is not None and end - start > self._slow_after else 0
+        kind = _SUCCESS if error is None else self._classify(error)
+        if kind == _IGNORED:
+            self._release(permit)
+        else:
+            self._record(permit, slow | (_FAILED if kind == _FAILURE else 0), end)
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Decorate ``fn`` so each call goes through :meth:`call` (:meth:`acall` for coroutines)."""
+        if inspect.iscoroutinefunction(fn):
+            coroutine_fn = cast(Callable[P, Awaitable[object]], fn)
+
+            @functools.wraps(fn)
+            async def guarded_coroutine(*args: P.args, **kwargs: P.kwargs) -> object:
+                return await self.acall(coroutine_fn, *args, **kwargs)
+
+            return cast(Callable[P, R], guarded_coroutine)
+
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            return self.call(fn, *args, **kwargs)
+
+        return guarded
+
+    def __enter__(self) -> CircuitBreaker:
+        """``with breaker:`` — the block is the protected call (raises CircuitOpenError)."""
+        permit = self._closed_permit
+        if permit < 0:
+            permit = self._acquire_slow()
+            if permit < 0:
+                raise self._refusal()
+        start = self._now() if self._timed else 0.0
+        _ENTERED.set((*_ENTERED.get(), (self, permit, start)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        entered = _ENTERED.get()
+        # The innermost block of this breaker (blocks of one context exit innermost first).
+        for i in range(len(entered) - 1, -1, -1):
+            if entered[i][0] is self:
+                _, permit, start = entered[i]
+                _ENTERED.set(entered[:i] + entered[i + 1 :])
+                break
+        else:
+            raise RuntimeError("CircuitBreaker.__exit__ without a matching __enter__")
+        self._settle(permit, exc, start)
+
+    async def __aenter__(self) -> CircuitBreaker:
+        """``async with breaker:`` — as ``with``, for code that awaits inside the block."""
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        kind = "time" if self._time_window else "count"
+        return (
+            f"CircuitBreaker(name={self.name!r}, state={self._state.value}, window={kind!r}, "
+            f"window_size={self._window.size}, minimum_calls={self._window.minimum})"
+        )
