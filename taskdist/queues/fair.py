@@ -12,11 +12,10 @@ from typing import Final
 
 import attrs
 
-from taskdist._validate import check_hashable, check_number
+from taskdist._validate import check_enqueued_at, check_hashable, check_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
     DuplicateTaskError,
-    InvalidArgumentError,
     InvalidTypeError,
     OverReleaseError,
     QuotaExceededError,
@@ -484,7 +483,7 @@ class FairScheduler:
                 f"a task with id {task_id!r} is running; release() it before pushing it again"
             )
         now = self._now()
-        enqueued = now if enqueued_at is None else _backdate(enqueued_at, now)
+        enqueued = now if enqueued_at is None else check_enqueued_at(enqueued_at, now)
         rec = self._tenants.get(task.tenant)
         is_new = rec is None
         if rec is None:
@@ -1007,12 +1006,3 @@ def _check_plan(plan: object, plans: Mapping[Hashable, Quota], name: str) -> Has
         allowed = ", ".join(repr(p) for p in plans) or "none defined"
         raise UnknownPlanError(f"{name} must be one of the plans ({allowed}), got {plan!r}")
     return plan
-
-
-def _backdate(enqueued_at: object, now: float) -> float:
-    enqueued = check_number(enqueued_at, "enqueued_at")
-    if enqueued > now:
-        raise InvalidArgumentError(
-            f"enqueued_at must not be in the future (now is {now!r}), got {enqueued_at!r}"
-        )
-    return enqueued
