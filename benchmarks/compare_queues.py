@@ -1,11 +1,11 @@
 """Print PriorityQueue's push+pop cost as ratios to heapq and queue.PriorityQueue.
 
-    python benchmarks/compare_queues.py [--sizes 1000 10000 100000 1000000] [--repeat 5]
+    python benchmarks/compare_queues.py [--sizes 1000 10000 100000 1000000] [--repeat 3]
 
-Each size runs every contender ``repeat`` times, interleaved so that machine
-noise hits all of them alike, and keeps each one's best time. Prints a
-Markdown table (per-operation microseconds, ratios, growth from the smallest
-size) ready for docs/performance.md.
+Both patterns of ``bench_priority_queue.py`` (steady at depth n, fill-drain),
+every contender run ``repeat`` times, interleaved so that machine noise hits
+them alike, keeping each one's best. Prints Markdown tables for
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -14,35 +14,30 @@ import argparse
 import gc
 import time
 
-from bench_priority_queue import CONTENDERS, workload
+from bench_priority_queue import CONTENDERS, STEPS, fill_drain, filled, stream, workload
 
 
-def best_per_task(run, tasks, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        run(tasks)
-        best = min(best, time.perf_counter() - start)
-    return best / len(tasks) * 1e6
+def timed_steady(contender: str, n: int) -> float:
+    tasks = workload(n)
+    ops = filled(contender, tasks, n)
+    gc.collect()
+    start = time.perf_counter()
+    stream(ops, tasks, n)
+    return (time.perf_counter() - start) / STEPS * 1e6
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    rows = []
-    for n in args.sizes:
-        tasks = workload(n)
-        repeat = args.repeat if n < 1_000_000 else max(2, args.repeat // 2)
-        times = dict.fromkeys(CONTENDERS, float("inf"))
-        for _ in range(repeat):  # interleave contenders
-            for name, run in CONTENDERS.items():
-                times[name] = min(times[name], best_per_task(run, tasks, 1))
-        rows.append((n, times))
+def timed_fill_drain(contender: str, n: int) -> float:
+    tasks = workload(n)[:n]
+    gc.collect()
+    start = time.perf_counter()
+    fill_drain(contender, tasks)
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def table(title: str, rows: list[tuple[int, dict[str, float]]]) -> None:
+    print(f"\n{title}\n")
     print(
-        "| n | heapq µs/task | taskdist / heapq | taskdist (aging) / heapq "
+        "| n | heapq µs | taskdist / heapq | taskdist (aging) / heapq "
         "| queue.PriorityQueue / heapq | taskdist / queue.PriorityQueue |"
     )
     print("|---|---|---|---|---|---|")
@@ -53,13 +48,28 @@ def main() -> None:
             f"| {t['queue.PriorityQueue'] / t['heapq']:.2f} "
             f"| {t['taskdist'] / t['queue.PriorityQueue']:.2f} |"
         )
-    first, last = rows[0][1], rows[-1][1]
-    print(
-        f"\nGrowth of per-task cost from {rows[0][0]:.0e} to {rows[-1][0]:.0e}: "
-        f"taskdist {last['taskdist'] / first['taskdist']:.2f}x, "
-        f"heapq {last['heapq'] / first['heapq']:.2f}x, "
-        f"queue.PriorityQueue {last['queue.PriorityQueue'] / first['queue.PriorityQueue']:.2f}x"
-    )
+    (n0, first), (n1, last) = rows[0], rows[-1]
+    growth = ", ".join(f"{c} {last[c] / first[c]:.2f}x" for c in CONTENDERS)
+    print(f"\nGrowth of the cost per operation from {n0:.0e} to {n1:.0e}: {growth}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    for title, measure in (
+        (f"Steady: {STEPS} push+pop steps at depth n (µs per step)", timed_steady),
+        ("Fill-drain: push n, pop n (µs per task)", timed_fill_drain),
+    ):
+        rows = []
+        for n in args.sizes:
+            best = dict.fromkeys(CONTENDERS, float("inf"))
+            for _ in range(args.repeat):
+                for contender in CONTENDERS:
+                    best[contender] = min(best[contender], measure(contender, n))
+            rows.append((n, best))
+        table(title, rows)
 
 
 if __name__ == "__main__":
