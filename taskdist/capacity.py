@@ -60,8 +60,11 @@ class CapacityTracker:
     (:func:`demand_of`: ``task.resources``, ``"slots"`` defaulting to 1) to
     the worker's load; ``release`` takes it off. A placement that does not fit
     the worker's free capacity in every resource is refused. A worker lacking
-    a resource has none of it: give ``Worker(capacity={"slots": 4, "gpu":
-    2})``, not ``{"gpu": 2}``, to a worker meant to run ordinary tasks too.
+    a resource that other workers have has none of it: give
+    ``Worker(capacity={"slots": 4, "gpu": 2})``, not ``{"gpu": 2}``, to a
+    worker meant to run ordinary tasks too. A resource that no worker's
+    capacity has ever named (an API's ``"api_calls"``, read by a rate gate)
+    is not the workers' to give, and placement ignores it.
 
     **Health** is the worst of the host's word (:meth:`set_health`), the
     outcomes (a :class:`~taskdist.health.HealthPolicy` on the EWMA error rate
@@ -125,6 +128,7 @@ class CapacityTracker:
         "_ejection_heap",
         "_half_life",
         "_health",
+        "_named",
         "_placed",
         "_seq",
         "_slow",
@@ -184,6 +188,10 @@ class CapacityTracker:
         self._degraded = policy
         self._strict_zones = strict_zones
         self._workers: dict[Hashable, WorkerState] = {}
+        # Every resource a worker's capacity has ever named: the ones placement
+        # tracks. It only grows, so a GPU task finds no room (rather than
+        # any room) once the last GPU worker is gone.
+        self._named: set[str] = set()
         # task id -> the worker it is placed on (its demand is kept by the worker).
         self._placed: dict[Hashable, WorkerState] = {}
         # (ejected_until, seq, state): live while state.ejected_until equals it.
@@ -209,8 +217,9 @@ class CapacityTracker:
         if worker.id in self._workers:
             raise DuplicateWorkerError(f"a worker with id {worker.id!r} is already registered")
         now = self._refresh()
-        state = WorkerState(worker, next(self._seq), now)
+        state = WorkerState(worker, next(self._seq), now, self._named)
         self._workers[worker.id] = state
+        self._named.update(worker.capacity)
         self._begin_slow_start(state, now)
         return state
 
@@ -274,6 +283,7 @@ class CapacityTracker:
         }
         worker = attrs.evolve(state.worker, **changes)  # validates
         now = self._refresh()
+        self._named.update(worker.capacity)
         state._describe(worker)
         self._apply_slow_start(state, now)
         return state
@@ -363,7 +373,7 @@ class CapacityTracker:
                 + (" (ejected as an outlier)" if state.ejected_until is not None else "")
                 + f"; task {task_id!r} was not assigned"
             )
-        demand = demand_of(task)
+        demand = demand_of(task, self._named)
         load = state._load
         if not _fits(demand, load, state._limit):
             raise WorkerFullError(self._full_message(state, task, demand))
@@ -435,7 +445,7 @@ class CapacityTracker:
         self._refresh()
         requires = task.requires
         zone = task.zone if self._strict_zones else None
-        demand = [(name, amount) for name, amount in demand_of(task).items() if amount]
+        demand = [(name, amount) for name, amount in demand_of(task, self._named).items() if amount]
         healthy: list[WorkerState] = []
         degraded: list[WorkerState] = []
         separate_degraded = self._degraded != "include"

@@ -8,7 +8,7 @@ and hosts read them.
 from __future__ import annotations
 
 import types
-from collections.abc import Hashable, Mapping
+from collections.abc import Container, Hashable, Mapping
 from typing import Final
 
 from taskdist.health import Health
@@ -17,6 +17,7 @@ from taskdist.task import Task, Worker
 __all__ = ["WorkerState", "demand_of"]
 
 _DEFAULT_DEMAND: Final[Mapping[str, float]] = types.MappingProxyType({"slots": 1.0})
+_NO_DEMAND: Final[Mapping[str, float]] = types.MappingProxyType({})
 # Loads are sums of float demands; a placement fits when it overshoots the
 # capacity by no more than this fraction (so 0.1 * 10 fits in 1.0).
 _TOLERANCE: Final = 1e-9
@@ -24,22 +25,34 @@ _TOLERANCE: Final = 1e-9
 _set = object.__setattr__
 
 
-def demand_of(task: Task) -> Mapping[str, float]:
+def demand_of(task: Task, tracked: Container[str] | None = None) -> Mapping[str, float]:
     """What ``task`` takes from a worker: ``task.resources``, with ``"slots"`` defaulting to 1.
 
     A task that names no ``"slots"`` takes one slot; ``resources={"slots": 0}``
-    takes none (a task that only uses, say, ``"gpu"``). O(len(resources)).
+    takes none (a task that only uses, say, ``"gpu"``). With ``tracked`` (the
+    resources some registered worker's capacity names), a resource outside it
+    is left out: it is not the workers' to give (an API's ``"api_calls"`` is a
+    gate's business). O(len(resources)).
 
     >>> dict(demand_of(Task("t"))), dict(demand_of(Task("t", resources={"gpu": 2})))
     ({'slots': 1.0}, {'gpu': 2.0, 'slots': 1.0})
+    >>> dict(demand_of(Task("t", resources={"api_calls": 1}), tracked={"slots"}))
+    {'slots': 1.0}
     """
     resources = task.resources
+    if tracked is None:
+        if not resources:
+            return _DEFAULT_DEMAND
+        if "slots" in resources:
+            return resources
+        demand = dict(resources)
+        demand["slots"] = 1.0
+        return demand
     if not resources:
-        return _DEFAULT_DEMAND
-    if "slots" in resources:
-        return resources
-    demand = dict(resources)
-    demand["slots"] = 1.0
+        return _DEFAULT_DEMAND if "slots" in tracked else _NO_DEMAND
+    demand = {name: amount for name, amount in resources.items() if name in tracked}
+    if "slots" not in resources and "slots" in tracked:
+        demand["slots"] = 1.0
     return demand
 
 
@@ -76,6 +89,7 @@ class WorkerState:
         "_readmitted_at",
         "_slow_since",
         "_tasks",
+        "_tracked",
         "added_at",
         "capacity",
         "consecutive_failures",
@@ -108,6 +122,7 @@ class WorkerState:
     _readmitted_at: float | None
     _slow_since: float | None
     _tasks: dict[Hashable, tuple[Task, Mapping[str, float]]]
+    _tracked: Container[str] | None
 
     id: Hashable
     """The worker's id."""
@@ -151,7 +166,11 @@ class WorkerState:
     added_at: float
     """Clock time of ``add_worker``."""
 
-    def __init__(self, worker: Worker, seq: int, now: float) -> None:
+    def __init__(
+        self, worker: Worker, seq: int, now: float, tracked: Container[str] | None = None
+    ) -> None:
+        # The resources the tracker's workers have named: demand outside them is not ours.
+        _set(self, "_tracked", tracked)
         _set(self, "_load", {})
         _set(self, "_tasks", {})
         _set(self, "_derived", Health.HEALTHY)
@@ -216,7 +235,7 @@ class WorkerState:
 
         Says nothing about health or skills. O(len(task.resources)).
         """
-        return _fits(demand_of(task), self._load, self._limit)
+        return _fits(demand_of(task, self._tracked), self._load, self._limit)
 
     def headroom(self, task: Task) -> float:
         """How many more tasks like ``task`` fit now (fractional; ``inf`` if it demands nothing).
@@ -225,7 +244,7 @@ class WorkerState:
         O(len(task.resources)).
         """
         room = float("inf")
-        for name, amount in demand_of(task).items():
+        for name, amount in demand_of(task, self._tracked).items():
             if amount > 0:
                 room = min(room, self.free(name) / amount)
         return room

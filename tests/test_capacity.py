@@ -761,3 +761,25 @@ def test_snapshot_helper_sees_every_change(tracker: CapacityTracker) -> None:
     before = snapshot(tracker)
     tracker.assign(Task(1), "a")
     assert snapshot(tracker) != before
+
+
+def test_a_resource_no_worker_names_is_left_to_the_gates() -> None:
+    tracker = CapacityTracker(ManualClock())
+    tracker.add_worker(Worker("cpu", capacity=2))
+    api_task = Task("call-llm", resources={"api_calls": 1})
+    assert [w.id for w in tracker.candidates(api_task)] == ["cpu"]
+    assert tracker.worker("cpu").fits(api_task)
+    state = tracker.assign(api_task, "cpu")
+    assert dict(state.load) == {"slots": 1.0}
+
+
+def test_a_resource_some_worker_names_is_zero_on_the_others_even_after_it_leaves() -> None:
+    tracker = CapacityTracker(ManualClock())
+    tracker.add_worker(Worker("cpu", capacity=2))
+    tracker.add_worker(Worker("gpu-box", capacity={"slots": 2, "gpu": 1}))
+    gpu_task = Task("render", resources={"gpu": 1})
+    assert [w.id for w in tracker.candidates(gpu_task)] == ["gpu-box"]
+    with pytest.raises(WorkerFullError):
+        tracker.assign(gpu_task, "cpu")
+    tracker.remove_worker("gpu-box")
+    assert tracker.candidates(gpu_task) == []
