@@ -21,6 +21,7 @@ from taskdist.errors import (
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
+from taskdist.queues._held import HeldTasks
 from taskdist.queues._prefix_sorted import PrefixSumSortedList
 from taskdist.queues.protocol import Eviction, Predicate
 from taskdist.task import Priority, Reason, Task
@@ -106,7 +107,7 @@ class DeadlineStats:
         return self.met / judged if judged else math.nan
 
 
-class DeadlineScheduler:
+class DeadlineScheduler(HeldTasks):
     """Earliest deadline first (EDF), with admission control, TTL and preemption advice.
 
     It satisfies the :class:`~taskdist.queues.Queue` protocol, so a
@@ -623,18 +624,6 @@ class DeadlineScheduler:
         return [candidate[3] for candidate in candidates]
 
     # -- looking ----------------------------------------------------------
-
-    def __len__(self) -> int:
-        return len(self._index) + len(self._expired)
-
-    def __bool__(self) -> bool:
-        return bool(self._index) or bool(self._expired)
-
-    def __contains__(self, task_id: object) -> bool:
-        try:
-            return task_id in self._index or task_id in self._expired
-        except TypeError:
-            return False
 
     @property
     def servers(self) -> int:

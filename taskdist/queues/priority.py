@@ -19,6 +19,7 @@ from taskdist.errors import (
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
+from taskdist.queues._held import HeldTasks
 from taskdist.queues.protocol import Eviction, Predicate
 from taskdist.task import Reason, Task
 
@@ -73,7 +74,7 @@ class QueueStats:
     """Pushes refused with ``QueueFullError``."""
 
 
-class PriorityQueue:
+class PriorityQueue(HeldTasks):
     """A priority queue of :class:`~taskdist.task.Task` with aging, TTL and a size bound.
 
     **Order.** Lower priority number = more urgent; among equal effective
@@ -390,18 +391,6 @@ class PriorityQueue:
         return float(entry[_TASK].priority - self._rate * waited)
 
     # -- looking ----------------------------------------------------------
-
-    def __len__(self) -> int:
-        return len(self._index) + len(self._expired)
-
-    def __bool__(self) -> bool:
-        return bool(self._index) or bool(self._expired)
-
-    def __contains__(self, task_id: object) -> bool:
-        try:
-            return task_id in self._index or task_id in self._expired
-        except TypeError:
-            return False
 
     @property
     def maxsize(self) -> int | None:
