@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Hashable
 from heapq import heapify, heappop, heappush
 from typing import Final, Literal
@@ -161,6 +161,7 @@ class PriorityQueue(HeldTasks):
         "_rejected",
         "_removed",
         "_seq",
+        "_stats_window",
         "_waits",
         "_waits_window",
     )
@@ -190,9 +191,11 @@ class PriorityQueue(HeldTasks):
         if maxsize is not None:
             maxsize = check_int(maxsize, "maxsize", minimum=1)
         policy = check_choice(overflow, "overflow", _OVERFLOW_POLICIES)
-        self._waits_window = RecentSamples(stats_window)
-        # The window's deque, appended to directly on the hot path.
-        self._waits = self._waits_window._samples
+        self._stats_window = check_int(stats_window, "stats_window", minimum=1)
+        # Made at the first pop: an empty window's deque is most of an empty
+        # queue's memory (a FairScheduler holds one queue per tenant).
+        self._waits_window: RecentSamples | None = None
+        self._waits: deque[float] | None = None
         self._clock = clock
         self._now = clock.now
         self._rate = rate
@@ -294,7 +297,10 @@ class PriorityQueue(HeldTasks):
                 heappop(self._heap)
         del index[entry[_ID]]
         self._popped += 1
-        self._waits.append(now - entry[_ENQUEUED])
+        waits = self._waits
+        if waits is None:
+            waits = self._start_waits()
+        waits.append(now - entry[_ENQUEUED])
         if where is not None or entry[_EXPIRES] is not None or self._max_heap is not None:
             # A match below the root stays in the heap as a dead entry, and
             # the side heaps keep the popped entry until compaction.
@@ -416,7 +422,7 @@ class PriorityQueue(HeldTasks):
                 )
             ),
             oldest_age=max(0.0, now - self._oldest_enqueued()) if depth else 0.0,
-            wait=self._waits_window.percentiles(),
+            wait=(self._waits_window or RecentSamples(1)).percentiles(),
             pushed=depth
             + self._popped
             + self._removed
@@ -437,6 +443,12 @@ class PriorityQueue(HeldTasks):
         )
 
     # -- internals --------------------------------------------------------
+
+    def _start_waits(self) -> deque[float]:
+        self._waits_window = RecentSamples(self._stats_window)
+        # The window's deque, appended to directly on the hot path.
+        self._waits = self._waits_window._samples
+        return self._waits
 
     def _backdate(self, enqueued_at: object, now: float) -> float:
         enqueued = check_enqueued_at(enqueued_at, now)
