@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from taskdist.errors import InvalidTypeError, UnknownTaskError
+
 __all__ = ["HeldTasks"]
 
 
 class HeldTasks:
-    """``len``, ``bool`` and ``in`` over live tasks (``_index``) and expired ones (``_expired``).
+    """``len``, ``bool``, ``in`` and removal over live tasks (``_index``) and expired ones
+    (``_expired``).
 
     An expired task stays counted until ``expire()`` hands it over, so the
-    host sees every task leave. All three are O(1).
+    host sees every task leave. All of these are O(1).
     """
 
     __slots__ = ()
@@ -31,3 +34,20 @@ class HeldTasks:
             return task_id in self._index or task_id in self._expired
         except TypeError:  # an unhashable id is in no queue
             return False
+
+    def _take_held(self, task_id: Hashable, holder: str) -> tuple[Any, bool]:
+        """Take ``task_id`` out of the index or the expired area: (what was stored, live?). O(1).
+
+        Raises:
+            UnknownTaskError: neither holds it (nothing changes).
+            InvalidTypeError: ``task_id`` is unhashable.
+        """
+        try:
+            return self._index.pop(task_id), True
+        except TypeError:
+            raise InvalidTypeError(f"task ids are hashable, got {task_id!r}") from None
+        except KeyError:
+            held = self._expired.pop(task_id, None)
+            if held is None:
+                raise UnknownTaskError(f"no task with id {task_id!r} in the {holder}") from None
+            return held, False

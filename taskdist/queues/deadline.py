@@ -409,18 +409,14 @@ class DeadlineScheduler(HeldTasks):
             UnknownTaskError: no held task has this id (the scheduler is unchanged).
             InvalidTypeError: ``task_id`` is unhashable.
         """
-        try:
-            entry = self._index.pop(task_id)
-        except TypeError:
-            raise InvalidTypeError(f"task ids are hashable, got {task_id!r}") from None
-        except KeyError:
-            held = self._expired.pop(task_id, None)
-            if held is None:
-                raise UnknownTaskError(f"no task with id {task_id!r} in the scheduler") from None
-            entry = held[0]
-        else:
+        entry: _Entry
+        held, live = self._take_held(task_id, "scheduler")
+        if live:
+            entry = held
             self._list_of(entry).remove(entry)
             self._maybe_compact()
+        else:
+            entry = held[0]  # expired: (entry, reason)
         self._late.discard(task_id)
         self._removed += 1
         return entry[_TASK]

@@ -331,16 +331,9 @@ class PriorityQueue(HeldTasks):
             UnknownTaskError: no held task has this id (the queue is unchanged).
             InvalidTypeError: ``task_id`` is unhashable.
         """
-        try:
-            entry = self._index.pop(task_id)
-        except TypeError:
-            raise InvalidTypeError(f"task ids are hashable, got {task_id!r}") from None
-        except KeyError:
-            held = self._expired.pop(task_id, None)
-            if held is None:
-                raise UnknownTaskError(f"no task with id {task_id!r} in the queue") from None
-            entry = held
-        else:
+        entry: _Entry
+        entry, live = self._take_held(task_id, "queue")
+        if live:
             self._maybe_compact()
         self._removed += 1
         return entry[_TASK]
