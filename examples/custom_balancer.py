@@ -20,7 +20,7 @@ for name, slots, cost in (("large-model", 3, 0.06), ("small-model", 2, 0.01), ("
 balancer = Cheapest()
 for i in range(7):
     task = Task(f"task-{i}")
-    worker = balancer.select(task, tracker.candidates(task))  # candidates: healthy, with room
+    worker = balancer.choose(task, tracker)  # select() over the healthy workers with room
     if worker is None:
         print(f"{task.id}: every worker is full, so it waits in the queue")
         continue

@@ -104,7 +104,7 @@ def dispatch() -> None:
             queue.push(task, enqueued_at=enqueued_at[task.id])
             return
         permits[task.id] = permit
-        worker = balancer.select(task, tracker.candidates(task))
+        worker = balancer.choose(task, tracker)
         if worker is None or not llm_api.try_acquire(task):
             raise RuntimeError(f"can_run() said {task.id} could run now")
         tracker.assign(task, worker.id)

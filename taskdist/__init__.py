@@ -23,7 +23,7 @@ from taskdist.balancing import (
 )
 from taskdist.batch_sizing import AIMDSizing, SizingRule
 from taskdist.batching import Batch, BatchOptimizer, BatchReason, BatchStats, GroupBatchStats
-from taskdist.capacity import CapacityTracker, WorkerState
+from taskdist.capacity import CapacityTracker, DegradedPolicy, WorkerFilter, WorkerState
 from taskdist.clock import Clock, ManualClock, MonotonicClock
 from taskdist.errors import (
     CapacityError,
@@ -129,6 +129,7 @@ __all__ = [
     "DeadlineInfeasibleError",
     "DeadlineScheduler",
     "DeadlineStats",
+    "DegradedPolicy",
     "DelegatingBalancer",
     "DuplicateError",
     "DuplicateTaskError",
@@ -208,6 +209,7 @@ __all__ = [
     "WaitingReason",
     "WeightedRoundRobin",
     "Worker",
+    "WorkerFilter",
     "WorkerFullError",
     "WorkerState",
     "WorkerUnavailableError",

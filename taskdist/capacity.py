@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Hashable, Iterable, Mapping
+import random
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from heapq import heappop, heappush
 from typing import Any, Final, Literal
 
 import attrs
 
-from taskdist._validate import check_choice, check_number, check_optional_number
+from taskdist._load_index import LoadIndex
+from taskdist._validate import check_choice, check_int, check_number, check_optional_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
     DuplicateTaskError,
@@ -33,10 +35,16 @@ from taskdist.metrics import coefficient_of_variation
 from taskdist.task import Task, Worker
 from taskdist.worker_state import WorkerState, _fits, demand_of
 
-__all__ = ["CapacityTracker", "DegradedPolicy", "WorkerState", "demand_of"]
+__all__ = ["CapacityTracker", "DegradedPolicy", "WorkerFilter", "WorkerState", "demand_of"]
 
 DegradedPolicy = Literal["fallback", "include", "exclude"]
 _DEGRADED_POLICIES: tuple[DegradedPolicy, ...] = ("fallback", "include", "exclude")
+
+WorkerFilter = Callable[[WorkerState], bool]
+"""A host's extra test of a worker (e.g. "its circuit breaker is not open").
+
+It must be side-effect free: it may be asked about any number of workers,
+in any order, and only about workers that otherwise qualify."""
 
 _DEFAULT_HEALTH: Final = HealthPolicy()
 _DEFAULT_EJECTION: Final = OutlierEjection()
@@ -86,22 +94,34 @@ class CapacityTracker:
     ``"fallback"`` (only when no healthy worker qualifies; Envoy's
     behaviour), ``"include"`` or ``"exclude"``.
 
-    **Complexity** (n workers, r resources per worker or task):
+    **Without listing every worker**, :meth:`least_loaded` finds
+    ``LeastConnections``' choice from an index sorted by load, and
+    :meth:`sample` draws random candidates (for ``PowerOfTwoChoices``); a
+    balancer's ``choose(task, tracker)`` uses them, so dispatch need not be
+    O(n).
+
+    **Complexity** (n workers, r resources per worker or task; "+ log" is
+    O(log n) more once :meth:`least_loaded` has built its index):
 
     ===============================  ==========================================
-    ``assign``, ``release``          O(r) (+ O(log n) when an ejection starts)
+    ``assign``, ``release``          O(r) + log (+ O(log n) when an ejection
+                                     starts)
     ``candidates``                   O(n r)
-    ``add_worker``                   O(r)
-    ``remove_worker``                O(r + tasks on it) (+ O(log n) per
+    ``least_loaded``                 O(1 + k r), k workers passed over (first
+                                     call: O(n log n) to build the index)
+    ``sample(task, c, rng)``         O(c r) expected when most workers
+                                     qualify; at worst O(n r)
+    ``add_worker``                   O(r) + log
+    ``remove_worker``                O(r + tasks on it) + log (+ O(log n) per
                                      ejection lifted to keep the bound)
-    ``update_worker``, ``set_health``   O(r)
+    ``update_worker``, ``set_health``   O(r) + log
     ``worker``, ``next_wakeup``      O(1) amortised
     ``load_variance``, ``utilization``  O(n r)
     ===============================  ==========================================
 
     Due ejections are lifted, and slow-start weights refreshed, lazily at the
-    start of each public call (O(1) when nothing is due; O(s) for s workers in
-    slow start).
+    start of each public call (O(1) when nothing is due; O(s) + s log for s
+    workers in slow start).
 
     >>> from taskdist import ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
@@ -128,8 +148,11 @@ class CapacityTracker:
         "_ejection_heap",
         "_half_life",
         "_health",
+        "_index",
         "_named",
         "_placed",
+        "_pool",
+        "_pool_at",
         "_seq",
         "_slow",
         "_slow_start",
@@ -200,6 +223,11 @@ class CapacityTracker:
         # Workers whose effective weight is still ramping up.
         self._slow: dict[Hashable, WorkerState] = {}
         self._seq = itertools.count()
+        # Built by the first least_loaded() call, then kept up to date (O(log n) per change).
+        self._index: LoadIndex | None = None
+        # The workers in an array for O(1) random draws (sample()); removal swaps in the last.
+        self._pool: list[WorkerState] = []
+        self._pool_at: dict[Hashable, int] = {}
 
     # -- membership -------------------------------------------------------
 
@@ -220,7 +248,10 @@ class CapacityTracker:
         state = WorkerState(worker, next(self._seq), now, self._named)
         self._workers[worker.id] = state
         self._named.update(worker.capacity)
+        self._pool_at[worker.id] = len(self._pool)
+        self._pool.append(state)
         self._begin_slow_start(state, now)
+        self._touch(state)
         return state
 
     def remove_worker(self, worker_id: Hashable) -> list[Task]:
@@ -238,6 +269,9 @@ class CapacityTracker:
         self._refresh()
         del self._workers[worker_id]
         self._slow.pop(worker_id, None)
+        self._leave_pool(worker_id)
+        if self._index is not None:
+            self._index.discard(worker_id)
         if state.ejected_until is not None:
             _set(state, "ejected_until", None)
             self._ejected -= 1
@@ -286,6 +320,7 @@ class CapacityTracker:
         self._named.update(worker.capacity)
         state._describe(worker)
         self._apply_slow_start(state, now)
+        self._touch(state)
         return state
 
     # -- health -----------------------------------------------------------
@@ -383,6 +418,7 @@ class CapacityTracker:
         self._placed[task_id] = state
         _set(state, "in_flight", state.in_flight + 1)
         state._update_ratio()
+        self._touch(state)
         return state
 
     def release(
@@ -431,21 +467,25 @@ class CapacityTracker:
         state._update_ratio()
         if duration is not None or ok is not None:
             self._record_outcome(state, now, duration, ok)
+        self._touch(state)
         return state
 
     # -- looking ----------------------------------------------------------
 
-    def candidates(self, task: Task) -> list[WorkerState]:
+    def candidates(self, task: Task, where: WorkerFilter | None = None) -> list[WorkerState]:
         """The workers a balancer may choose from for ``task``, in registration order.
 
         Not ``UNAVAILABLE``; every skill in ``task.requires``; in
-        ``task.zone`` if ``strict_zones``; room for the task's demand; and
-        ``DEGRADED`` ones as the ``degraded`` policy says. O(n r).
+        ``task.zone`` if ``strict_zones``; room for the task's demand;
+        ``where(worker)`` true if given (it is asked before the ``degraded``
+        policy decides, so a healthy worker it rejects does not keep the
+        degraded ones out); and ``DEGRADED`` ones as the ``degraded`` policy
+        says. O(n r).
         """
         self._refresh()
         requires = task.requires
         zone = task.zone if self._strict_zones else None
-        demand = [(name, amount) for name, amount in demand_of(task, self._named).items() if amount]
+        demand = self._demand(task)
         healthy: list[WorkerState] = []
         degraded: list[WorkerState] = []
         separate_degraded = self._degraded != "include"
@@ -464,6 +504,8 @@ class CapacityTracker:
                 if load.get(name, 0.0) + amount > limit.get(name, 0.0):
                     break
             else:
+                if where is not None and not where(state):
+                    continue
                 if health is _DEGRADED and separate_degraded:
                     degraded.append(state)
                 else:
@@ -471,6 +513,90 @@ class CapacityTracker:
         if healthy or self._degraded == "exclude":
             return healthy
         return degraded
+
+    def least_loaded(self, task: Task, where: WorkerFilter | None = None) -> WorkerState | None:
+        """The candidate ``LeastConnections`` would choose for ``task``, without listing them all.
+
+        The same worker as ``LeastConnections().select(task,
+        tracker.candidates(task, where))``: the lowest ``load_ratio /
+        effective_weight``, ties to the lowest ``load_ratio``, then to the
+        earliest registered; ``None`` if there is no candidate.
+
+        The first call builds an index of the available workers sorted by
+        that key (O(n log n)); from then on every change to a worker's load,
+        weight, capacity or health refiles it in O(log n). A query walks the
+        index from the least loaded and stops at the first worker that
+        qualifies: O(1 + k r), where k is the number of workers ahead of it
+        that do not (missing a skill, in another zone, too full for this
+        task's demand, rejected by ``where``, or ``DEGRADED`` ones passed
+        over while a healthy one may still qualify).
+        """
+        self._refresh()
+        index = self._index
+        if index is None:
+            index = self._index = LoadIndex(list(self._workers.values()))
+        requires = task.requires
+        zone = task.zone if self._strict_zones else None
+        demand = self._demand(task)
+        policy = self._degraded
+        fallback: WorkerState | None = None
+        for state in index:
+            if not _qualifies(state, requires, zone, demand, where):
+                continue
+            if state.health is _DEGRADED and policy != "include":
+                if fallback is None and policy == "fallback":
+                    fallback = state
+                continue
+            return state
+        return fallback
+
+    def sample(
+        self,
+        task: Task,
+        count: int,
+        rng: random.Random,
+        where: WorkerFilter | None = None,
+    ) -> list[WorkerState]:
+        """``count`` distinct candidates for ``task`` drawn uniformly at random, without
+        listing them all (all of them, in random order, if there are fewer).
+
+        Distributed exactly as ``rng.sample(tracker.candidates(task, where),
+        count)``. Workers are drawn from every registered worker and redrawn
+        while they do not qualify; after ``4 * count + 4`` draws without
+        enough, the candidates are listed and sampled instead. So a draw is
+        O(count r) expected when most workers qualify, and never worse than
+        O(n r). ``DEGRADED`` workers are only drawn under
+        ``degraded="include"``; otherwise the listing serves them.
+
+        Raises:
+            InvalidArgumentError, InvalidTypeError: ``count`` is not an int >= 0.
+        """
+        count = check_int(count, "count", minimum=0)
+        self._refresh()
+        pool = self._pool
+        size = len(pool)
+        if count == 0 or size == 0:
+            return []
+        requires = task.requires
+        zone = task.zone if self._strict_zones else None
+        demand = self._demand(task)
+        include_degraded = self._degraded == "include"
+        chosen: list[WorkerState] = []
+        draw = rng.randrange
+        for _ in range(4 * count + 4):
+            state = pool[draw(size)]
+            if (
+                state not in chosen
+                and (include_degraded or state.health is not _DEGRADED)
+                and _qualifies(state, requires, zone, demand, where)
+            ):
+                chosen.append(state)
+                if len(chosen) == count:
+                    return chosen
+        # Too few qualify to find them by chance: list them. Which ones the draws above
+        # found says nothing about which the listing picks, so the result stays uniform.
+        listed = self.candidates(task, where)
+        return rng.sample(listed, min(count, len(listed)))
 
     def worker(self, worker_id: Hashable) -> WorkerState:
         """The view of one worker. O(1) amortised.
@@ -546,6 +672,22 @@ class CapacityTracker:
         except KeyError:
             raise UnknownWorkerError(f"no worker with id {worker_id!r}") from None
 
+    def _demand(self, task: Task) -> list[tuple[str, float]]:
+        """The task's nonzero demand on the resources placement tracks."""
+        return [(name, amount) for name, amount in demand_of(task, self._named).items() if amount]
+
+    def _touch(self, state: WorkerState) -> None:
+        """Refile a worker whose load, weight, capacity or health may have changed."""
+        if self._index is not None:
+            self._index.place(state)
+
+    def _leave_pool(self, worker_id: Hashable) -> None:
+        at = self._pool_at.pop(worker_id)
+        last = self._pool.pop()
+        if last.id != worker_id:
+            self._pool[at] = last
+            self._pool_at[last.id] = at
+
     def _refresh(self) -> float:
         """Lift ejections that are due and move slow-start weights along; return now."""
         now = self._clock.now()
@@ -582,6 +724,7 @@ class CapacityTracker:
         if factor >= 1.0:
             _set(state, "_slow_since", None)
             self._slow.pop(state.id, None)
+        self._touch(state)
 
     def _update_health(self, state: WorkerState, now: float) -> None:
         before = state.health
@@ -592,6 +735,8 @@ class CapacityTracker:
         _set(state, "health", after)
         if before is _UNAVAILABLE and after is not _UNAVAILABLE:
             self._begin_slow_start(state, now)
+        if after is not before:
+            self._touch(state)
 
     def _record_outcome(
         self, state: WorkerState, now: float, duration: float | None, ok: bool | None
@@ -675,3 +820,25 @@ class CapacityTracker:
             f"task {task.id!r} does not fit worker {state.id!r} ({'; '.join(short)}); "
             "it was not assigned"
         )
+
+
+def _qualifies(
+    state: WorkerState,
+    requires: frozenset[str],
+    zone: str | None,
+    demand: Sequence[tuple[str, float]],
+    where: WorkerFilter | None,
+) -> bool:
+    """Whether an available worker is a candidate (health policy aside): skills, zone, room."""
+    if state.health is _UNAVAILABLE:
+        return False
+    if requires and not requires <= state.skills:
+        return False
+    if zone is not None and state.zone != zone:
+        return False
+    load = state._load
+    limit = state._limit
+    for name, amount in demand:
+        if load.get(name, 0.0) + amount > limit.get(name, 0.0):
+            return False
+    return where is None or where(state)

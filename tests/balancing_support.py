@@ -107,11 +107,12 @@ def uniform_tracker(n: int, capacity: int = 100) -> CapacityTracker:
 
 
 def place(
-    tracker: CapacityTracker, balancer: Balancer, task: Task
+    tracker: CapacityTracker, balancer: Balancer, task: Task, *, choose: bool = False
 ) -> tuple[WorkerState | None, list[WorkerState]]:
-    """Ask for candidates, select, and record the placement as a distributor would."""
+    """Ask for candidates, select (or ``choose`` from the tracker), and record the
+    placement as a distributor would."""
     candidates = tracker.candidates(task)
-    chosen = balancer.select(task, candidates)
+    chosen = balancer.choose(task, tracker) if choose else balancer.select(task, candidates)
     if chosen is not None:
         tracker.assign(task, chosen.id)
         balancer.on_assign(task, chosen)

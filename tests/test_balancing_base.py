@@ -50,6 +50,16 @@ def test_a_single_candidate_is_chosen(name: str) -> None:
     assert STRATEGIES[name]().select(Task("t", key="k"), only) is only[0]
 
 
+def draw_task(data: st.DataObject, task_id: str) -> Task:
+    """A task with a random key, zone and required skill."""
+    return Task(
+        task_id,
+        key=data.draw(st.sampled_from([None, "k1", "k2", 7])),
+        zone=data.draw(st.sampled_from(["eu", "us", None])),
+        requires=data.draw(st.frozensets(st.sampled_from(["code", "research"]), max_size=1)),
+    )
+
+
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 @settings(max_examples=max(10, settings.default.max_examples // 3))  # x 17 strategies
 @given(
@@ -63,12 +73,7 @@ def test_never_selects_outside_candidates(
     tracker = build_tracker(specs, loads)
     balancer = STRATEGIES[name]()
     for i in range(6):
-        task = Task(
-            f"t{i}",
-            key=data.draw(st.sampled_from([None, "k1", "k2", 7])),
-            zone=data.draw(st.sampled_from(["eu", "us", None])),
-            requires=data.draw(st.frozensets(st.sampled_from(["code", "research"]), max_size=1)),
-        )
+        task = draw_task(data, f"t{i}")
         pool = tracker.candidates(task)
         # The host may filter further (breakers) and reorder: any sub-list will do.
         subset = data.draw(st.permutations(pool).flatmap(lambda p: st.sampled_from([p, p[1:]])))
@@ -79,6 +84,50 @@ def test_never_selects_outside_candidates(
         assert any(chosen is worker for worker in subset)
         tracker.assign(task, chosen.id)
         balancer.on_assign(task, chosen)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@settings(max_examples=max(10, settings.default.max_examples // 3))  # x 17 strategies
+@given(
+    specs=st.lists(worker_specs, min_size=1, max_size=8),
+    loads=st.lists(st.integers(0, 5), max_size=8),
+    banned=st.sets(st.integers(0, 7)),
+    data=st.data(),
+)
+def test_choose_never_picks_outside_the_filtered_candidates(
+    name: str, specs: list[tuple], loads: list[int], banned: set[int], data: st.DataObject
+) -> None:
+    tracker = build_tracker(specs, loads)
+    balancer = STRATEGIES[name]()
+    banned_ids = {f"w{i}" for i in banned}
+
+    def where(worker: WorkerState) -> bool:
+        return worker.id not in banned_ids
+
+    for i in range(6):
+        task = draw_task(data, f"t{i}")
+        pool = tracker.candidates(task, where)
+        chosen = balancer.choose(task, tracker, where)
+        if chosen is None:
+            assert not pool or name == "ZoneAware-never"
+            continue
+        assert any(chosen is worker for worker in pool)
+        tracker.assign(task, chosen.id)
+        balancer.on_assign(task, chosen)
+
+
+def test_a_subclass_choose_is_select_over_the_candidates() -> None:
+    tracker = build_tracker([(2, 1.0, None, frozenset(), None, 0.0)] * 3, loads=[1, 0, 2])
+    seen: list[list[object]] = []
+
+    class Spy(FewestInFlight):
+        def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
+            seen.append([worker.id for worker in candidates])
+            return super().select(task, candidates)
+
+    chosen = Spy().choose(Task("t"), tracker, lambda worker: worker.id != "w1")
+    assert seen == [["w0"]]  # w1 filtered out, w2 full
+    assert chosen is tracker.worker("w0")
 
 
 def test_zone_aware_never_may_refuse_a_non_empty_list() -> None:
@@ -189,9 +238,12 @@ class DispatchMachine(RuleBasedStateMachine):
     through joins, removals, health changes and completions.
     """
 
-    @initialize(name=st.sampled_from(sorted(STRATEGIES)), seed=st.integers(0, 2**16))
-    def setup(self, name: str, seed: int) -> None:
+    @initialize(
+        name=st.sampled_from(sorted(STRATEGIES)), seed=st.integers(0, 2**16), choose=st.booleans()
+    )
+    def setup(self, name: str, seed: int, choose: bool) -> None:
         self.name = name
+        self.choose = choose  # place through choose(task, tracker), else select(task, list)
         self.balancer = STRATEGIES[name]()
         self.tracker = CapacityTracker(ManualClock())
         self.rng = random.Random(seed)
@@ -223,7 +275,7 @@ class DispatchMachine(RuleBasedStateMachine):
         else:
             task = Task(f"t{self.next_task}", key=key, zone=zone)
             self.next_task += 1
-        chosen, candidates = place(self.tracker, self.balancer, task)
+        chosen, candidates = place(self.tracker, self.balancer, task, choose=self.choose)
         if chosen is None:
             assert not candidates or self.name == "ZoneAware-never"
             self.lost.append(task)

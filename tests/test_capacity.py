@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import statistics
 from collections.abc import Hashable
 
@@ -22,12 +23,14 @@ from hypothesis.stateful import (
 from taskdist import (
     CapacityError,
     CapacityTracker,
+    DegradedPolicy,
     DuplicateTaskError,
     DuplicateWorkerError,
     Health,
     HealthPolicy,
     InvalidArgumentError,
     InvalidTypeError,
+    LeastConnections,
     ManualClock,
     OutlierEjection,
     SlowStart,
@@ -627,10 +630,15 @@ class TrackerMachine(RuleBasedStateMachine):
     The model knows which task is where and each worker's capacity; it
     checks loads, in-flight counts, that no task is lost or duplicated,
     that candidates are exactly the available workers with room, and that
-    ejections never exceed their percentage.
+    ejections never exceed their percentage. The queries that avoid listing
+    every worker are checked against the listing: ``least_loaded`` picks
+    what ``LeastConnections`` picks from it, ``sample`` draws from it.
     """
 
     PERCENT = 50.0
+    DEGRADED: DegradedPolicy = "fallback"
+    # Filters a host might pass as where=: none, and "every other worker".
+    FILTERS = (None, lambda state: state.seq % 2 == 0)
     workers = Bundle("workers")
 
     @initialize()
@@ -644,7 +652,9 @@ class TrackerMachine(RuleBasedStateMachine):
                 consecutive_failures=2, base_ejection_time=5.0, max_ejection_percent=self.PERCENT
             ),
             slow_start=SlowStart(window=3.0),
+            degraded=self.DEGRADED,
         )
+        self.rng = random.Random(0)
         self.capacity: dict[str, dict[str, float]] = {}
         self.placed: dict[Hashable, tuple[str, Task]] = {}
         self.next_worker = 0
@@ -672,6 +682,20 @@ class TrackerMachine(RuleBasedStateMachine):
     def resize(self, worker_id: str, slots: int) -> None:
         self.tracker.update_worker(worker_id, capacity={"slots": slots, "gpu": 1})
         self.capacity[worker_id] = {"slots": float(slots), "gpu": 1.0}
+
+    @rule(worker_id=workers, weight=st.sampled_from([0.5, 1.0, 3.0]))
+    def reweigh(self, worker_id: str, weight: float) -> None:
+        assert self.tracker.update_worker(worker_id, weight=weight).weight == weight
+
+    @rule(gpu=st.booleans())
+    def place_least_loaded(self, gpu: bool) -> None:
+        """Place where least_loaded says, as a distributor using LeastConnections would."""
+        task = Task(f"t{self.next_task}", resources={"gpu": 1} if gpu else {})
+        self.next_task += 1
+        chosen = self.tracker.least_loaded(task)
+        if chosen is not None:
+            self.tracker.assign(task, chosen.id)
+            self.placed[task.id] = (chosen.id, task)
 
     @rule(worker_id=workers, gpu=st.booleans())
     def assign(self, worker_id: str, gpu: bool) -> None:
@@ -740,7 +764,46 @@ class TrackerMachine(RuleBasedStateMachine):
             and self.model_load(s.id)["slots"] + 1 <= self.capacity[s.id]["slots"]
         ]
         healthy = [s.id for s in usable if s.health is Health.HEALTHY]
-        assert got == (healthy or [s.id for s in usable])
+        expected = {
+            "fallback": healthy or [s.id for s in usable],
+            "include": [s.id for s in usable],
+            "exclude": healthy,
+        }[self.DEGRADED]
+        assert got == expected
+
+    @invariant()
+    def least_loaded_is_least_connections_over_the_candidates(self) -> None:
+        for task in (Task("probe"), Task("probe", resources={"gpu": 1})):
+            for where in self.FILTERS:
+                listed = self.tracker.candidates(task, where)
+                assert self.tracker.least_loaded(task, where) is LeastConnections().select(
+                    task, listed
+                )
+
+    @invariant()
+    def the_load_index_files_every_available_worker_under_its_current_key(self) -> None:
+        index = self.tracker._index
+        if index is None:
+            return
+        filed = [
+            (state.load_ratio / state.effective_weight, state.load_ratio, state.seq)
+            for state in index
+        ]
+        available = [s for s in self.tracker.workers() if s.health is not Health.UNAVAILABLE]
+        assert filed == sorted(
+            (s.load_ratio / s.effective_weight, s.load_ratio, s.seq) for s in available
+        )
+        assert len(index) == len(available)
+
+    @invariant()
+    def sample_draws_distinct_candidates(self) -> None:
+        for task in (Task("probe"), Task("probe", resources={"gpu": 1})):
+            for where in self.FILTERS:
+                listed = self.tracker.candidates(task, where)
+                drawn = self.tracker.sample(task, 2, self.rng, where)
+                assert len(drawn) == min(2, len(listed))
+                assert len(set(map(id, drawn))) == len(drawn)
+                assert all(any(state is c for c in listed) for state in drawn)
 
     @invariant()
     def ejections_stay_within_the_percentage(self) -> None:
@@ -755,6 +818,20 @@ class TrackerMachine(RuleBasedStateMachine):
 
 TestTrackerMachine = TrackerMachine.TestCase
 TestTrackerMachine.settings = settings(TestTrackerMachine.settings, max_examples=40)
+
+
+class TrackerIncludingDegradedMachine(TrackerMachine):
+    DEGRADED = "include"
+
+
+class TrackerExcludingDegradedMachine(TrackerMachine):
+    DEGRADED = "exclude"
+
+
+TestTrackerIncludingDegraded = TrackerIncludingDegradedMachine.TestCase
+TestTrackerIncludingDegraded.settings = settings(TestTrackerMachine.settings, max_examples=25)
+TestTrackerExcludingDegraded = TrackerExcludingDegradedMachine.TestCase
+TestTrackerExcludingDegraded.settings = settings(TestTrackerMachine.settings, max_examples=25)
 
 
 def test_snapshot_helper_sees_every_change(tracker: CapacityTracker) -> None:
@@ -783,3 +860,124 @@ def test_a_resource_some_worker_names_is_zero_on_the_others_even_after_it_leaves
         tracker.assign(gpu_task, "cpu")
     tracker.remove_worker("gpu-box")
     assert tracker.candidates(gpu_task) == []
+
+
+# -- queries that do not list every worker ------------------------------------------------
+
+
+def test_least_loaded_builds_its_index_from_the_workers_already_there() -> None:
+    clock = ManualClock()
+    tracker = CapacityTracker(clock, slow_start=SlowStart(window=10.0))
+    for name, capacity, weight in (("a", 4, 1.0), ("b", 10, 1.0), ("c", 10, 2.0), ("d", 1, 1.0)):
+        tracker.add_worker(Worker(name, capacity=capacity, weight=weight))
+    clock.advance(20.0)
+    for i, name in enumerate(["a", "a", "b", "b", "b", "c", "c", "c", "c", "d"]):
+        tracker.assign(Task(i), name)
+    # Per unit of weight: a 2/4, b 3/10, c (4/10)/2, d full.
+    assert tracker.least_loaded(Task("x")) is tracker.worker("c")
+    tracker.assign(Task("x"), "c")
+    tracker.assign(Task("y"), "c")
+    assert tracker.least_loaded(Task("z")) is tracker.worker("b")
+
+
+def test_least_loaded_follows_health_weight_and_capacity_changes() -> None:
+    tracker = CapacityTracker(ManualClock())
+    for name in "abc":
+        tracker.add_worker(Worker(name, capacity=10))
+    tracker.assign(Task(1), "b")
+    tracker.assign(Task(2), "c")
+    assert tracker.least_loaded(Task("t")).id == "a"
+    tracker.set_health("a", Health.UNAVAILABLE)
+    assert tracker.least_loaded(Task("t")).id == "b"  # b and c tie: earlier registered
+    tracker.update_worker("c", weight=3.0)
+    assert tracker.least_loaded(Task("t")).id == "c"
+    tracker.update_worker("c", capacity=1)  # full now
+    assert tracker.least_loaded(Task("t")).id == "b"
+    tracker.set_health("a", Health.HEALTHY)
+    assert tracker.least_loaded(Task("t")).id == "a"
+    tracker.remove_worker("a")
+    assert tracker.least_loaded(Task("t")).id == "b"
+    assert tracker.least_loaded(Task("t", requires={"gpu"})) is None
+
+
+def test_where_is_asked_before_the_degraded_fallback() -> None:
+    tracker = CapacityTracker(ManualClock())
+    tracker.add_worker(Worker("healthy"))
+    tracker.add_worker(Worker("degraded"))
+    tracker.set_health("degraded", Health.DEGRADED)
+
+    def not_healthy_one(state: object) -> bool:
+        return getattr(state, "id", None) != "healthy"
+
+    task = Task("t")
+    assert [w.id for w in tracker.candidates(task)] == ["healthy"]
+    assert [w.id for w in tracker.candidates(task, not_healthy_one)] == ["degraded"]
+    assert tracker.least_loaded(task, not_healthy_one).id == "degraded"
+    assert [w.id for w in tracker.sample(task, 2, random.Random(1), not_healthy_one)] == [
+        "degraded"
+    ]
+
+
+def pair_counts(tracker: CapacityTracker, draws: int, seed: int) -> dict[frozenset[object], int]:
+    rng = random.Random(seed)
+    counts: dict[frozenset[object], int] = {}
+    for _ in range(draws):
+        pair = frozenset(state.id for state in tracker.sample(Task("t"), 2, rng))
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("workers", "full"),
+    [
+        (4, 0),  # every worker qualifies: draws succeed at once
+        (8, 4),  # half are full: some draws are redrawn
+        (30, 27),  # three qualify: draws mostly fail and the listing decides
+    ],
+)
+def test_sample_draws_every_pair_of_candidates_equally_often(workers: int, full: int) -> None:
+    tracker = CapacityTracker(ManualClock())
+    for i in range(workers):
+        tracker.add_worker(Worker(f"w{i}", capacity=1))
+    for i in range(full):
+        tracker.assign(Task(i), f"w{i}")
+    qualifying = workers - full
+    pairs = qualifying * (qualifying - 1) // 2
+    draws = 1_000 * pairs
+    counts = pair_counts(tracker, draws, seed=workers)
+    assert all(f"w{i}" not in pair for pair in counts for i in range(full))
+    assert len(counts) == pairs
+    # Chi-square with pairs - 1 degrees of freedom (at most 5): 20.5 is its 0.999
+    # quantile for 5, so a uniform sampler fails this about once in a thousand seeds;
+    # this seed is fixed.
+    expected = draws / pairs
+    chi_square = sum((count - expected) ** 2 / expected for count in counts.values())
+    assert chi_square < 20.5
+
+
+def test_sample_returns_all_candidates_when_there_are_too_few() -> None:
+    tracker = CapacityTracker(ManualClock())
+    for i in range(10):
+        tracker.add_worker(Worker(f"w{i}", capacity=1, skills={"gpu"} if i == 7 else ()))
+    assert [w.id for w in tracker.sample(Task("t", requires={"gpu"}), 2, random.Random(3))] == [
+        "w7"
+    ]
+    assert tracker.sample(Task("t", requires={"tpu"}), 2, random.Random(3)) == []
+    assert tracker.sample(Task("t"), 0, random.Random(3)) == []
+    assert CapacityTracker(ManualClock()).sample(Task("t"), 2, random.Random(3)) == []
+
+
+@pytest.mark.parametrize(
+    ("count", "error"),
+    [(-1, InvalidArgumentError), (1.5, InvalidTypeError), (True, InvalidTypeError)],
+)
+def test_sample_refuses_a_bad_count_and_changes_nothing(
+    tracker: CapacityTracker, count: object, error: type[Exception]
+) -> None:
+    before = snapshot(tracker)
+    rng = random.Random(0)
+    rng_state = rng.getstate()
+    with pytest.raises(error, match="count"):
+        tracker.sample(Task("t"), count, rng)  # type: ignore[arg-type]
+    assert snapshot(tracker) == before
+    assert rng.getstate() == rng_state

@@ -14,7 +14,7 @@ import abc
 import random
 from collections.abc import Hashable, Sequence
 
-from taskdist.capacity import WorkerState
+from taskdist.capacity import CapacityTracker, WorkerFilter, WorkerState
 from taskdist.errors import InvalidTypeError
 from taskdist.task import Task
 
@@ -53,6 +53,14 @@ class Balancer(abc.ABC):
     - ``on_worker_added(worker)`` / ``on_worker_removed(worker_id)``:
       membership changed.
 
+    **Choosing from a tracker.** A host with a
+    :class:`~taskdist.capacity.CapacityTracker` calls :meth:`choose`, which
+    is ``select(task, tracker.candidates(task, where))`` unless a strategy
+    knows a way that does not list every worker: ``LeastConnections`` asks
+    the tracker's load index (O(log n)), ``PowerOfTwoChoices`` draws two
+    random candidates (O(1) expected). A subclass that only implements
+    ``select`` gets the listing, O(n).
+
     The base hooks are O(1) no-ops; each strategy states what its ``select``
     and hooks cost.
     """
@@ -62,6 +70,20 @@ class Balancer(abc.ABC):
     @abc.abstractmethod
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """One of ``candidates`` to run ``task``, or ``None`` if there is none to choose."""
+
+    def choose(
+        self, task: Task, tracker: CapacityTracker, where: WorkerFilter | None = None
+    ) -> WorkerState | None:
+        """A worker for ``task`` among the tracker's candidates that pass ``where``, or ``None``.
+
+        The base version is ``select(task, tracker.candidates(task, where))``:
+        O(n r) for the listing plus the cost of ``select``. Strategies that
+        can choose without the full list override it with the same answer
+        (or, for random ones, the same distribution of answers). ``where``
+        must be side-effect free (see
+        :data:`~taskdist.capacity.WorkerFilter`).
+        """
+        return self.select(task, tracker.candidates(task, where))
 
     # The hooks are optional, hence concrete no-ops rather than abstract (B027).
     def on_assign(self, task: Task, worker: WorkerState) -> None:  # noqa: B027

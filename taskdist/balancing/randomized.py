@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 
 from taskdist.balancing.base import RandomizedBalancer, load_per_weight
-from taskdist.capacity import WorkerState
+from taskdist.capacity import CapacityTracker, WorkerFilter, WorkerState
 from taskdist.errors import InvalidTypeError
 from taskdist.task import Task
 
@@ -68,6 +68,11 @@ class PowerOfTwoChoices(RandomizedBalancer):
     with n workers and n tasks placed one by one, the most loaded worker has
     ``ln ln n / ln 2 + O(1)`` tasks, against ``ln n / ln ln n`` for one random
     choice (Azar et al., "Balanced allocations", 1994).
+
+    :meth:`choose` draws the two from the tracker directly (see
+    :meth:`CapacityTracker.sample <taskdist.capacity.CapacityTracker.sample>`),
+    so a placement is O(1) expected in the number of workers, not O(n) for
+    listing the candidates first.
     """
 
     __slots__ = ()
@@ -83,4 +88,19 @@ class PowerOfTwoChoices(RandomizedBalancer):
         if second >= first:
             second += 1
         a, b = candidates[first], candidates[second]
+        return b if load_per_weight(b) < load_per_weight(a) else a
+
+    def choose(
+        self, task: Task, tracker: CapacityTracker, where: WorkerFilter | None = None
+    ) -> WorkerState | None:
+        """The less loaded of two candidates drawn by ``tracker.sample``. O(1) expected.
+
+        Each pair of distinct candidates is as likely as with ``select`` over
+        ``tracker.candidates(task, where)``; the draws themselves differ, so
+        a seeded ``rng`` replays ``choose`` and ``select`` separately.
+        """
+        pair = tracker.sample(task, 2, self.rng, where)
+        if len(pair) < 2:
+            return pair[0] if pair else None
+        a, b = pair
         return b if load_per_weight(b) < load_per_weight(a) else a

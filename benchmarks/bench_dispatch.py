@@ -1,0 +1,155 @@
+"""A placement cycle at 10 .. 10 000 workers: choose(task, tracker) against listing the candidates.
+
+One cycle is what a distributor does per task in steady state: pick a
+worker, ``assign`` the task, and ``release`` the oldest task in flight (so
+the pool stays about half full). Pickers:
+
+- ``LeastConnections.choose``: the tracker's load index (O(log n));
+- ``PowerOfTwoChoices.choose``: two random draws from the tracker (O(1));
+- ``... select(candidates)``: ``tracker.candidates(task)`` then ``select``,
+  the O(n) way every strategy can be driven.
+
+Both ways give LeastConnections the same answers, so the loads evolve the
+same. Smoke sizes by default; ``TASKDIST_BENCH_FULL=1`` for the full ones.
+Run as a script (``python benchmarks/bench_dispatch.py``) for the Markdown
+table recorded in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+
+import pytest
+from sizing import sizes
+
+from taskdist import (
+    Balancer,
+    CapacityTracker,
+    LeastConnections,
+    ManualClock,
+    PowerOfTwoChoices,
+    Task,
+    Worker,
+    WorkerState,
+)
+
+WORKERS = sizes(full=[10, 100, 1_000, 10_000], smoke=[10, 100])
+CYCLES = 500  # placements per round
+CAPACITY = 10
+
+Picker = Callable[[Task], "WorkerState | None"]
+
+
+class Pool:
+    """A tracker of n workers, half full, and the tasks in flight oldest first."""
+
+    def __init__(self, n: int) -> None:
+        rng = random.Random(n)
+        self.tracker = CapacityTracker(ManualClock(), health=None, ejection=None)
+        for i in range(n):
+            self.tracker.add_worker(Worker(i, capacity=CAPACITY, weight=rng.choice([1.0, 2.0])))
+        self.running: deque[tuple[Task, object]] = deque()
+        self.next_task = 0
+        for _ in range(n * CAPACITY // 2):
+            worker = rng.randrange(n)
+            if self.tracker.worker(worker).in_flight < CAPACITY:
+                self.place(self.task(), worker)
+
+    def task(self) -> Task:
+        self.next_task += 1
+        return Task(self.next_task)
+
+    def place(self, task: Task, worker_id: object) -> None:
+        self.tracker.assign(task, worker_id)
+        self.running.append((task, worker_id))
+
+    def picker(self, balancer: Balancer, via: str) -> Picker:
+        tracker = self.tracker
+        if via == "choose":
+            return lambda task: balancer.choose(task, tracker)
+        return lambda task: balancer.select(task, tracker.candidates(task))
+
+    def cycles(self, pick: Picker, count: int) -> int:
+        """``count`` placement cycles; how many found a worker."""
+        placed = 0
+        assign, release, running = self.tracker.assign, self.tracker.release, self.running
+        for _ in range(count):
+            task = self.task()
+            chosen = pick(task)
+            if chosen is not None:
+                assign(task, chosen.id)
+                running.append((task, chosen.id))
+                placed += 1
+            old, worker_id = running.popleft()
+            release(old, worker_id)
+        return placed
+
+
+PICKERS: dict[str, tuple[Callable[[], Balancer], str]] = {
+    "LeastConnections.choose": (LeastConnections, "choose"),
+    "LeastConnections.select(candidates)": (LeastConnections, "select"),
+    "PowerOfTwoChoices.choose": (lambda: PowerOfTwoChoices(random.Random(1)), "choose"),
+    "PowerOfTwoChoices.select(candidates)": (lambda: PowerOfTwoChoices(random.Random(1)), "select"),
+}
+
+
+@pytest.mark.parametrize("n", WORKERS)
+@pytest.mark.parametrize("picker", list(PICKERS))
+def bench_placement_cycle(benchmark, picker: str, n: int) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"placement cycle, n={n} workers ({CYCLES} cycles)"
+    pool = Pool(n)
+    make, via = PICKERS[picker]
+    pick = pool.picker(make(), via)
+    placed = benchmark(pool.cycles, pick, CYCLES)
+    assert placed == CYCLES  # half full: there is always room
+
+
+def test_choose_and_select_agree_for_least_connections() -> None:
+    """The two LeastConnections pickers make the same placements, cycle after cycle."""
+    by_choose, by_select = Pool(50), Pool(50)
+    choose = by_choose.picker(LeastConnections(), "choose")
+    select = by_select.picker(LeastConnections(), "select")
+    for _ in range(300):
+        task = by_choose.task()
+        by_select.task()
+        a, b = choose(task), select(task)
+        assert a is not None and b is not None and a.id == b.id
+        by_choose.cycles(lambda _t, w=a: w, 1)
+        by_select.cycles(lambda _t, w=b: w, 1)
+
+
+# -- as a script: the table for docs/performance.md -------------------------------------
+
+
+def best_of(repeat: int, run: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(repeat: int = 5) -> None:
+    workers = [10, 100, 1_000, 10_000]
+    print(f"| µs per placement cycle | {' | '.join(f'{n} workers' for n in workers)} |")
+    print(f"|---|{'---:|' * len(workers)}")
+    for name, (make, via) in PICKERS.items():
+        cells = []
+        for n in workers:
+            pool = Pool(n)
+            pick = pool.picker(make(), via)
+            pool.cycles(pick, CYCLES)  # warm up (builds the load index)
+            seconds = best_of(repeat, lambda p=pool, f=pick: p.cycles(f, CYCLES))
+            cells.append(f"{seconds / CYCLES * 1e6:.2f}")
+        print(f"| {name} | {' | '.join(cells)} |")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
