@@ -3,11 +3,14 @@
 - ``bench_select``: every built-in strategy choosing among n candidates with
   uneven loads (and ``CapacityTracker.candidates`` itself, which builds the
   list a distributor hands to ``select``), per call;
-- ``bench_ring_lookup``: ``ConsistentHash.lookup`` against
-  ``uhashring.HashRing.get_node`` over the same keys and 5 nodes, with the
-  max/mean keys per node in ``extra_info``;
+- ``bench_ring_lookup``: ``ConsistentHash.lookup`` (the default 640 points
+  per node, and 160 as uhashring) against ``uhashring.HashRing.get_node``
+  over the same keys and 5 nodes, with the max/mean keys per node in
+  ``extra_info``;
 - ``bench_bounded_placement``: ``ConsistentHash(load_factor=1.1).select`` +
   ``assign`` for the same keys held at once: max/mean <= 1.10 by construction.
+
+Memory per worker and the cost of a join or a leave are in ``compare_ring.py``.
 
 Smoke sizes by default; ``TASKDIST_BENCH_FULL=1`` for the full ones. Run as a
 script (``python benchmarks/bench_balancing.py``) to print the Markdown
@@ -50,7 +53,7 @@ from taskdist import (
 
 WORKERS = sizes(full=[10, 100, 1_000], smoke=[10, 100])
 KEYS = sizes(full=[100_000], smoke=[2_000])[0]
-NODES = [f"worker-{i}" for i in range(5)]
+NODES = [f"node-{i}" for i in range(5)]
 CALLS = 200  # select() calls per round
 
 STRATEGIES: dict[str, Callable[[], Balancer]] = {
@@ -121,8 +124,9 @@ def bench_select(benchmark, strategy: str, n: int) -> None:  # type: ignore[no-u
 # -- ConsistentHash against uhashring ---------------------------------------------------
 
 
-def taskdist_ring(nodes: list[str], vnodes: int = 160) -> ConsistentHash:
-    ring = ConsistentHash(vnodes=vnodes, load_factor=None)
+def taskdist_ring(nodes: list[str], vnodes: int | None = None) -> ConsistentHash:
+    """A plain ring (no load bound) over ``nodes``; ``vnodes=None``: the default points."""
+    ring = ConsistentHash(load_factor=None) if vnodes is None else ConsistentHash(vnodes, None)
     for node in nodes:
         ring.add(node)
     return ring
@@ -132,12 +136,12 @@ def run_lookups(lookup: Callable[[str], object], keys: list[str]) -> Counter[obj
     return Counter(map(lookup, keys))
 
 
-# name -> (node names -> lookup function); uhashring and the default ring use 160
-# points per node; 640 is what a plain ring needs for max/mean <= 1.10 at 5 nodes.
+# name -> (node names -> lookup function); the default ring has 640 points per node,
+# what a plain ring needs for max/mean <= 1.10 at 5 nodes; uhashring has 160.
 RINGS: dict[str, Callable[[list[str]], Callable[[str], object]]] = {
-    "taskdist ConsistentHash.lookup": lambda nodes: taskdist_ring(nodes).lookup,
-    "taskdist ConsistentHash(vnodes=640).lookup": lambda nodes: taskdist_ring(nodes, 640).lookup,
-    "uhashring get_node": lambda nodes: HashRing(nodes=nodes).get_node,
+    "taskdist ConsistentHash().lookup (640 points)": lambda nodes: taskdist_ring(nodes).lookup,
+    "taskdist ConsistentHash(vnodes=160).lookup": lambda nodes: taskdist_ring(nodes, 160).lookup,
+    "uhashring get_node (160 points)": lambda nodes: HashRing(nodes=nodes).get_node,
 }
 
 
@@ -158,7 +162,7 @@ def run_bounded(load_factor: float, keys: list[str]) -> list[int]:
     tracker = CapacityTracker(ManualClock(), health=None, ejection=None)
     for node in NODES:
         tracker.add_worker(Worker(node, capacity=len(keys)))
-    ring = ConsistentHash(vnodes=160, load_factor=load_factor)
+    ring = ConsistentHash(load_factor=load_factor)
     pool = tracker.candidates(Task("probe"))  # live views: stays valid as loads grow
     select, assign = ring.select, tracker.assign
     for i, key in enumerate(keys):
@@ -217,7 +221,7 @@ def main(repeat: int = 7) -> None:
     for name, make in RINGS.items():
         lookup = make(NODES)
         timed[name] = best_of(repeat, lambda f=lookup: run_lookups(f, keys)) / len(keys) * 1e6
-    base = timed["uhashring get_node"]
+    base = timed["uhashring get_node (160 points)"]
     for name, make in RINGS.items():
         spread = max_over_mean(run_lookups(make(NODES), keys))
         print(f"| {name} | {timed[name]:.3f} | {timed[name] / base:.2f} | {spread:.3f} |")

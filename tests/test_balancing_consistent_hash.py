@@ -1,18 +1,25 @@
 """ConsistentHash: stable keys, minimal remapping, bounded loads, membership without hooks.
 
-The ring's speed against uhashring is measured in benchmarks/bench_balancing.py.
+The ring's speed against uhashring is measured in benchmarks/bench_balancing.py,
+its memory and membership costs in benchmarks/compare_ring.py.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import tracemalloc
+from bisect import bisect_right
 from collections import Counter
+from collections.abc import Callable, Hashable
 from fractions import Fraction
 
+import mmh3
 import pytest
 from balancing_support import uniform_tracker
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from taskdist import (
     CapacityTracker,
@@ -254,3 +261,201 @@ def test_keys_hash_stably_and_unhashable_keys_are_refused() -> None:
     assert 0 <= key_hash(b"bytes") < 2**32
     with pytest.raises(InvalidTypeError):
         key_hash(["not", "hashable"])  # type: ignore[arg-type]
+
+
+# -- the ring against a plain reference --------------------------------------------------
+
+
+class SameRepr:
+    """Distinct ids that print alike: their ring points coincide, so join order breaks the ties."""
+
+    def __repr__(self) -> str:
+        return "SameRepr()"
+
+
+TWINS = (SameRepr(), SameRepr())
+# Their first points hash alike (checked below): the repr order decides who owns the arc.
+COLLIDING = ("w40900", "w118624")
+IDS: list[Hashable] = ["a", "b", "c", 7, ("t", 1), *COLLIDING, *TWINS]
+WEIGHTS = st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0])
+PROBES = [f"probe-{i}" for i in range(3_000)]
+
+
+Entry = tuple[int, str, int, int, Hashable]  # point, repr(id), batch, i, id
+
+
+class ReferenceRing:
+    """The ring spelled out: sorted ``(point, repr(id), batch, i, id)`` tuples.
+
+    Point ``i`` of a worker hashes ``f"{repr(id)}#{i}"``; a key belongs to the
+    first point strictly after its hash, wrapping. Equal points go by repr,
+    then by batch (each join or reweigh is a new batch, later ones after).
+    """
+
+    def __init__(self, vnodes: int) -> None:
+        self.vnodes = vnodes
+        self.counts: dict[Hashable, int] = {}
+        self.entries: list[Entry] = []
+        self.points: list[int] = []
+        self.batches = itertools.count()
+
+    def count(self, weight: float) -> int:
+        return max(1, round(self.vnodes * weight))
+
+    def add(self, worker_id: Hashable, weight: float) -> None:
+        self.counts[worker_id] = self.count(weight)
+        self.insert(worker_id, 0, self.counts[worker_id])
+
+    def remove(self, worker_id: Hashable) -> None:
+        del self.counts[worker_id]
+        self.keep(lambda entry: entry[4] is not worker_id)
+
+    def reweigh(self, worker_id: Hashable, weight: float) -> None:
+        old, new = self.counts[worker_id], self.count(weight)
+        self.counts[worker_id] = new
+        if new > old:
+            self.insert(worker_id, old, new)
+        else:
+            self.keep(lambda entry: entry[4] is not worker_id or entry[3] < new)
+
+    def insert(self, worker_id: Hashable, start: int, stop: int) -> None:
+        label, batch = repr(worker_id), next(self.batches)
+        self.entries += [
+            (mmh3.hash(f"{label}#{i}", signed=False), label, batch, i, worker_id)
+            for i in range(start, stop)
+        ]
+        self.keep(lambda entry: True)
+
+    def keep(self, wanted: Callable[[Entry], bool]) -> None:
+        self.entries = sorted(filter(wanted, self.entries), key=lambda entry: entry[:4])
+        self.points = [entry[0] for entry in self.entries]
+
+    def lookup(self, key: str) -> Hashable | None:
+        if not self.entries:
+            return None
+        index = bisect_right(self.points, mmh3.hash(key, signed=False))
+        return self.entries[index % len(self.entries)][4]
+
+
+class RingMachine(RuleBasedStateMachine):
+    """Joins, removals and reweighs in any order: every key maps as the reference says.
+
+    A reweigh goes the way a host makes one: ``update_worker`` on the
+    tracker, then a ``select`` that meets the worker as a key's owner.
+    """
+
+    @initialize(vnodes=st.integers(1, 24))
+    def setup(self, vnodes: int) -> None:
+        self.ring = ConsistentHash(vnodes=vnodes, load_factor=None)
+        self.reference = ReferenceRing(vnodes)
+        self.tracker = CapacityTracker(ManualClock())
+
+    @rule(worker_id=st.sampled_from(IDS), weight=WEIGHTS)
+    def add(self, worker_id: Hashable, weight: float) -> None:
+        if worker_id in self.reference.counts:
+            with pytest.raises(DuplicateWorkerError):
+                self.ring.add(worker_id, weight)
+            return
+        self.ring.add(worker_id, weight)
+        self.reference.add(worker_id, weight)
+        self.tracker.add_worker(Worker(worker_id, capacity=1, weight=weight))
+
+    @precondition(lambda self: bool(self.reference.counts))
+    @rule(data=st.data())
+    def remove(self, data: st.DataObject) -> None:
+        worker_id = data.draw(st.sampled_from(list(self.reference.counts)))
+        self.ring.remove(worker_id)
+        self.reference.remove(worker_id)
+        self.tracker.remove_worker(worker_id)
+
+    @precondition(lambda self: len(self.reference.counts) >= 2)
+    @rule(data=st.data(), weight=WEIGHTS)
+    def reweigh(self, data: st.DataObject, weight: float) -> None:
+        members = list(self.reference.counts)
+        worker_id = data.draw(st.sampled_from(members))
+        key = next((key for key in PROBES if self.reference.lookup(key) == worker_id), None)
+        if key is None:  # an arc too thin for the probes: nothing can meet it
+            return
+        other = next(member for member in members if member is not worker_id)
+        self.tracker.update_worker(worker_id, weight=weight)
+        pool = [self.tracker.worker(worker_id), self.tracker.worker(other)]
+        assert self.ring.select(Task("probe", key=key), pool) in pool
+        self.reference.reweigh(worker_id, weight)
+
+    @invariant()
+    def maps_every_key_like_the_reference(self) -> None:
+        assert len(self.ring) == len(self.reference.counts)
+        assert all(self.ring.lookup(key) is self.reference.lookup(key) for key in PROBES[:300])
+
+
+RingMachine.TestCase.settings = settings(
+    max_examples=max(10, settings.default.max_examples // 3), stateful_step_count=30
+)
+test_the_ring_maps_keys_like_a_sorted_list_of_points = RingMachine.TestCase
+
+
+def test_equal_points_go_to_the_id_whose_repr_sorts_first_whatever_the_join_order() -> None:
+    first, second = sorted(COLLIDING, key=repr)
+    assert mmh3.hash(f"{first!r}#0", signed=False) == mmh3.hash(f"{second!r}#0", signed=False)
+    for order, leaver in itertools.product(([first, second], [second, first]), (first, second)):
+        ring = ring_of(order, vnodes=1)  # one point each, at the same place: `first` owns the ring
+        assert {ring.lookup(key) for key in KEYS[:100]} == {first}
+        ring.remove(leaver)  # the equal point of the other stays
+        assert {ring.lookup(key) for key in KEYS[:100]} == set(COLLIDING) - {leaver}
+
+
+def test_ids_that_print_alike_share_their_points_in_join_order() -> None:
+    """The documented exception: identical points, identical repr, so the earlier joiner wins.
+
+    A reweigh keeps a worker's first points where they were; only leaving
+    and joining again sends it behind.
+    """
+    early, late = SameRepr(), SameRepr()
+    tracker = CapacityTracker(ManualClock())
+    ring = ConsistentHash(vnodes=8, load_factor=None)
+    for worker_id in (early, late):
+        ring.on_worker_added(tracker.add_worker(Worker(worker_id, capacity=1)))
+    assert {ring.lookup(key) for key in KEYS[:200]} == {early}
+    tracker.update_worker(early, weight=2.0)
+    assert ring.select(Task("t", key="k"), tracker.candidates(Task("t"))).id is early
+    assert {ring.lookup(key) for key in KEYS[:200]} == {early}
+    ring.remove(early)
+    ring.add(early)  # now it joined last
+    assert {ring.lookup(key) for key in KEYS[:200]} == {late}
+
+
+def test_an_equal_id_that_prints_differently_finds_the_same_points() -> None:
+    """1.0 is worker 1 for a dict, so for the ring: its points are the ones ``1`` joined with."""
+    ring = ring_of(["a", 1], vnodes=16)
+    ring.remove(1.0)
+    assert len(ring) == 1 and {ring.lookup(key) for key in KEYS[:500]} == {"a"}
+    ring.add(1.0)  # joins with points of its own repr, as in a fresh ring
+    fresh = ring_of(["a", 1.0], vnodes=16)
+    assert all(ring.lookup(key) == fresh.lookup(key) for key in KEYS[:500])
+
+
+def test_the_default_ring_holds_five_workers_within_ten_percent_of_their_share() -> None:
+    """Issue 6's target, 100k keys on 5 nodes, met by the plain ring with no load bound."""
+    names = [f"node-{i}" for i in range(5)]
+    ring = ConsistentHash(load_factor=None)
+    for name in names:
+        ring.add(name)
+    counts = Counter(ring.lookup(f"user-{i}") for i in range(100_000))
+    assert ring.vnodes == 640 and set(counts) == set(names)
+    assert max(counts.values()) / (100_000 / len(names)) <= 1.10
+
+
+def test_a_ring_point_costs_about_twelve_bytes() -> None:
+    """A 4-byte point in an array plus an 8-byte reference to its owner; at most 16 with slack."""
+    names = [f"node-{i}" for i in range(20)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        ring = ring_of(names, vnodes=640)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    points = 20 * 640
+    assert len(ring._points) == len(ring._owners) == points
+    assert ring._points.itemsize == 4 and isinstance(ring._owners, list)
+    assert held / points <= 16
