@@ -5,7 +5,8 @@ worker, ``assign`` the task, and ``release`` the oldest task in flight (so
 the pool stays about half full). Pickers:
 
 - ``LeastConnections.choose``: the tracker's load index (O(log n));
-- ``PowerOfTwoChoices.choose``: two random draws from the tracker (O(1));
+- ``PowerOfTwoChoices.choose``: two random draws from the tracker (O(1)
+  expected while most workers have room);
 - ``... select(candidates)``: ``tracker.candidates(task)`` then ``select``,
   the O(n) way every strategy can be driven.
 

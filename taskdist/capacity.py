@@ -232,7 +232,7 @@ class CapacityTracker:
     # -- membership -------------------------------------------------------
 
     def add_worker(self, worker: Worker) -> WorkerState:
-        """Register ``worker`` and return its view. O(r).
+        """Register ``worker`` and return its view. O(r), + O(log n) with the load index.
 
         Raises:
             InvalidTypeError: ``worker`` is not a Worker.
@@ -292,7 +292,9 @@ class CapacityTracker:
         zone: str | _Unset | None = _UNSET,
         cost: float | _Unset = _UNSET,
     ) -> WorkerState:
-        """Change a registered worker's capacity, weight, skills, zone or cost at runtime. O(r).
+        """Change a registered worker's capacity, weight, skills, zone or cost at runtime.
+
+        O(r), + O(log n) with the load index (see :meth:`least_loaded`).
 
         Only the fields given change; they are validated as ``Worker`` validates
         them. Tasks in flight stay: a capacity shrunk below the current load
@@ -326,7 +328,9 @@ class CapacityTracker:
     # -- health -----------------------------------------------------------
 
     def set_health(self, worker_id: Hashable, health: Health | str) -> WorkerState:
-        """Record the host's view of a worker (e.g. from its own health checks). O(1).
+        """Record the host's view of a worker (e.g. from its own health checks).
+
+        O(1), + O(log n) with the load index (see :meth:`least_loaded`).
 
         The worker's :attr:`WorkerState.health` is the worst of this, the
         outcome-derived health and ejection; ``set_health(id,
@@ -352,7 +356,9 @@ class CapacityTracker:
         return state
 
     def reinstate(self, worker_id: Hashable) -> WorkerState:
-        """Lift a worker's outlier ejection now (e.g. an active health check passed). O(1).
+        """Lift a worker's outlier ejection now (e.g. an active health check passed).
+
+        O(1), + O(log n) with the load index (see :meth:`least_loaded`).
 
         Its consecutive-failure count restarts from zero; its ejection
         multiplier keeps decaying as usual. A worker that is not ejected is
@@ -381,7 +387,9 @@ class CapacityTracker:
     # -- placements -------------------------------------------------------
 
     def assign(self, task: Task, worker_id: Hashable) -> WorkerState:
-        """Record that ``task`` now runs on the worker; return the worker's view. O(r).
+        """Record that ``task`` now runs on the worker; return the worker's view.
+
+        O(r), + O(log n) with the load index (see :meth:`least_loaded`).
 
         Skills and zones are not checked here (a host may override routing);
         availability and capacity are.
@@ -418,7 +426,9 @@ class CapacityTracker:
         self._placed[task_id] = state
         _set(state, "in_flight", state.in_flight + 1)
         state._update_ratio()
-        self._touch(state)
+        index = self._index
+        if index is not None:
+            index.place(state)
         return state
 
     def release(
@@ -428,7 +438,9 @@ class CapacityTracker:
         duration: float | None = None,
         ok: bool | None = True,
     ) -> WorkerState:
-        """Record that ``task`` left the worker; return the worker's view. O(r).
+        """Record that ``task`` left the worker; return the worker's view.
+
+        O(r), + O(log n) with the load index (see :meth:`least_loaded`).
 
         ``duration`` (seconds >= 0) feeds the worker's latency EWMA. ``ok``
         is the outcome: ``True`` or ``False`` feed the success EWMA, the
@@ -467,7 +479,9 @@ class CapacityTracker:
         state._update_ratio()
         if duration is not None or ok is not None:
             self._record_outcome(state, now, duration, ok)
-        self._touch(state)
+        index = self._index
+        if index is not None:
+            index.place(state)
         return state
 
     # -- looking ----------------------------------------------------------
@@ -481,7 +495,11 @@ class CapacityTracker:
         policy decides, so a healthy worker it rejects does not keep the
         degraded ones out); and ``DEGRADED`` ones as the ``degraded`` policy
         says. O(n r).
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
         """
+        self._check_query(task, where)
         self._refresh()
         requires = task.requires
         zone = task.zone if self._strict_zones else None
@@ -524,31 +542,39 @@ class CapacityTracker:
 
         The first call builds an index of the available workers sorted by
         that key (O(n log n)); from then on every change to a worker's load,
-        weight, capacity or health refiles it in O(log n). A query walks the
-        index from the least loaded and stops at the first worker that
-        qualifies: O(1 + k r), where k is the number of workers ahead of it
-        that do not (missing a skill, in another zone, too full for this
-        task's demand, rejected by ``where``, or ``DEGRADED`` ones passed
-        over while a healthy one may still qualify).
+        weight, capacity, slow-start ramp or health refiles it in O(log n),
+        for the tracker's lifetime. ``DEGRADED`` workers are filed apart
+        unless ``degraded="include"``. A query walks the healthy workers from
+        the least loaded and stops at the first that qualifies: O(1 + k r),
+        where k counts the workers ahead of it that do not (missing a skill,
+        in another zone, too full for this task's demand, or rejected by
+        ``where``). Workers that every query rejects take no new work, drain,
+        and so gather at the front: a lasting exclusion is cheaper as
+        ``set_health(id, Health.UNAVAILABLE)`` than as a ``where`` filter.
+        Under ``degraded="fallback"`` the degraded workers are walked only
+        when no healthy one qualifies.
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
         """
+        self._check_query(task, where)
         self._refresh()
         index = self._index
         if index is None:
-            index = self._index = LoadIndex(list(self._workers.values()))
+            index = self._index = LoadIndex(
+                self._workers.values(), separate_degraded=self._degraded != "include"
+            )
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
-        policy = self._degraded
-        fallback: WorkerState | None = None
-        for state in index:
-            if not _qualifies(state, requires, zone, demand, where):
-                continue
-            if state.health is _DEGRADED and policy != "include":
-                if fallback is None and policy == "fallback":
-                    fallback = state
-                continue
-            return state
-        return fallback
+        for state in index.healthy():
+            if _qualifies(state, requires, zone, demand, where):
+                return state
+        if self._degraded == "fallback":
+            for state in index.degraded():
+                if _qualifies(state, requires, zone, demand, where):
+                    return state
+        return None
 
     def sample(
         self,
@@ -562,41 +588,64 @@ class CapacityTracker:
 
         Distributed exactly as ``rng.sample(tracker.candidates(task, where),
         count)``. Workers are drawn from every registered worker and redrawn
-        while they do not qualify; after ``4 * count + 4`` draws without
-        enough, the candidates are listed and sampled instead. So a draw is
-        O(count r) expected when most workers qualify, and never worse than
-        O(n r). ``DEGRADED`` workers are only drawn under
-        ``degraded="include"``; otherwise the listing serves them.
+        while they do not qualify; after ``max(4 * count + 4, n // 4)``
+        draws without enough, the candidates are listed and sampled instead
+        (as they are at once when ``2 * count > n``). With m of the n workers
+        qualifying that is O(count r n / m) expected: O(count r) when most
+        qualify, and at worst the budget plus the listing, O(n r).
+        ``DEGRADED`` workers are only drawn under ``degraded="include"``;
+        otherwise the listing serves them when no healthy worker qualifies.
 
         Raises:
-            InvalidArgumentError, InvalidTypeError: ``count`` is not an int >= 0.
+            InvalidTypeError: ``task`` is not a Task, ``rng`` not a
+                ``random.Random``, ``where`` not callable, or ``count`` not an int.
+            InvalidArgumentError: ``count`` is negative.
         """
         count = check_int(count, "count", minimum=0)
+        self._check_query(task, where)
+        if not isinstance(rng, random.Random):
+            raise InvalidTypeError(f"rng must be a random.Random, got {rng!r}")
         self._refresh()
         pool = self._pool
         size = len(pool)
         if count == 0 or size == 0:
             return []
+        if 2 * count <= size:
+            chosen = self._draw(task, count, rng, where)
+            if chosen is not None:
+                return chosen
+        # Too few qualify to find them by chance: list them. Which ones the draws above
+        # found says nothing about which the listing picks, so the result stays uniform.
+        listed = self.candidates(task, where)
+        return rng.sample(listed, min(count, len(listed)))
+
+    def _draw(
+        self, task: Task, count: int, rng: random.Random, where: WorkerFilter | None
+    ) -> list[WorkerState] | None:
+        """``count`` distinct qualifying workers drawn at random, or ``None`` if the
+        draw budget ran out first."""
+        pool = self._pool
+        size = len(pool)
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
         include_degraded = self._degraded == "include"
         chosen: list[WorkerState] = []
+        seen: set[int] = set()
         draw = rng.randrange
-        for _ in range(4 * count + 4):
-            state = pool[draw(size)]
-            if (
-                state not in chosen
-                and (include_degraded or state.health is not _DEGRADED)
-                and _qualifies(state, requires, zone, demand, where)
+        for _ in range(max(4 * count + 4, size // 4)):
+            at = draw(size)
+            if at in seen:  # chosen already, or known not to qualify
+                continue
+            seen.add(at)
+            state = pool[at]
+            if (include_degraded or state.health is not _DEGRADED) and _qualifies(
+                state, requires, zone, demand, where
             ):
                 chosen.append(state)
                 if len(chosen) == count:
                     return chosen
-        # Too few qualify to find them by chance: list them. Which ones the draws above
-        # found says nothing about which the listing picks, so the result stays uniform.
-        listed = self.candidates(task, where)
-        return rng.sample(listed, min(count, len(listed)))
+        return None
 
     def worker(self, worker_id: Hashable) -> WorkerState:
         """The view of one worker. O(1) amortised.
@@ -676,6 +725,14 @@ class CapacityTracker:
         """The task's nonzero demand on the resources placement tracks."""
         return [(name, amount) for name, amount in demand_of(task, self._named).items() if amount]
 
+    def _check_query(self, task: object, where: object) -> None:
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"expected a Task, got {type(task).__name__} {task!r}")
+        if where is not None and not callable(where):
+            raise InvalidTypeError(
+                f"where must be a function of a WorkerState returning bool, or None; got {where!r}"
+            )
+
     def _touch(self, state: WorkerState) -> None:
         """Refile a worker whose load, weight, capacity or health may have changed."""
         if self._index is not None:
@@ -684,7 +741,7 @@ class CapacityTracker:
     def _leave_pool(self, worker_id: Hashable) -> None:
         at = self._pool_at.pop(worker_id)
         last = self._pool.pop()
-        if last.id != worker_id:
+        if at < len(self._pool):  # it was not the last: the last takes its place
             self._pool[at] = last
             self._pool_at[last.id] = at
 

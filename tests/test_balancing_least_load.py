@@ -7,6 +7,7 @@ placed, not read back from the balancer.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from balancing_support import build_tracker, worker_specs
 from hypothesis import given
@@ -21,6 +22,7 @@ from taskdist import (
     SlowStart,
     Task,
     Worker,
+    WorkerState,
 )
 
 specs_and_loads = st.lists(worker_specs, min_size=1, max_size=8).flatmap(
@@ -181,3 +183,16 @@ def test_performance_based_treats_unknown_workers_as_average() -> None:
     )
     pool = tracker.candidates(Task("t"))
     assert PerformanceBased().scores(Task("t"), pool) == [1.0, 5.0, 3.0]
+
+
+def test_a_subclass_that_rescores_gets_its_own_choice_from_choose() -> None:
+    class Cheapest(LeastConnections):
+        def scores(self, task: Task, candidates: Sequence[WorkerState]) -> list[float]:
+            return [worker.cost for worker in candidates]
+
+    tracker = CapacityTracker(ManualClock())
+    tracker.add_worker(Worker("pricey", capacity=10, cost=5.0))
+    tracker.add_worker(Worker("cheap", capacity=10, cost=1.0))
+    tracker.assign(Task(1), "cheap")
+    assert LeastConnections().choose(Task("t"), tracker).id == "pricey"
+    assert Cheapest().choose(Task("t"), tracker).id == "cheap"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from collections.abc import Sequence
 
 from balancing_support import build_tracker, uniform_tracker, worker_specs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskdist import PowerOfTwoChoices, RandomBalancer, Task
+from taskdist import PowerOfTwoChoices, RandomBalancer, Task, WorkerState
 from taskdist.balancing import load_per_weight
 
 
@@ -102,3 +103,14 @@ def test_two_choices_balances_far_better_than_one() -> None:
     # Mean load 5. Two choices: ln ln n / ln 2 + O(1) above it; one: ~ ln n / ln ln n.
     assert max_load["two"] <= 5 + math.log(math.log(n)) / math.log(2) + 2
     assert max_load["two"] < max_load["one"]
+
+
+def test_a_subclass_that_reselects_gets_its_own_choice_from_choose() -> None:
+    class LastOne(PowerOfTwoChoices):
+        def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
+            return candidates[-1] if candidates else None
+
+    tracker = build_tracker([(3, 1.0, None, frozenset(), None, 0.0)] * 5)
+    assert all(
+        LastOne(random.Random(seed)).choose(Task("t"), tracker).id == "w4" for seed in range(20)
+    )

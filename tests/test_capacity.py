@@ -40,6 +40,7 @@ from taskdist import (
     UnknownWorkerError,
     Worker,
     WorkerFullError,
+    WorkerState,
     WorkerUnavailableError,
     coefficient_of_variation,
 )
@@ -785,14 +786,15 @@ class TrackerMachine(RuleBasedStateMachine):
         index = self.tracker._index
         if index is None:
             return
-        filed = [
-            (state.load_ratio / state.effective_weight, state.load_ratio, state.seq)
-            for state in index
-        ]
+
+        def key(state: WorkerState) -> tuple[float, float, int]:
+            return (state.load_ratio / state.effective_weight, state.load_ratio, state.seq)
+
         available = [s for s in self.tracker.workers() if s.health is not Health.UNAVAILABLE]
-        assert filed == sorted(
-            (s.load_ratio / s.effective_weight, s.load_ratio, s.seq) for s in available
-        )
+        apart = [s for s in available if s.health is Health.DEGRADED and self.DEGRADED != "include"]
+        rest = [s for s in available if not any(s is d for d in apart)]
+        assert [key(s) for s in index.healthy()] == sorted(map(key, rest))
+        assert [key(s) for s in index.degraded()] == sorted(map(key, apart))
         assert len(index) == len(available)
 
     @invariant()
@@ -981,3 +983,62 @@ def test_sample_refuses_a_bad_count_and_changes_nothing(
         tracker.sample(Task("t"), count, rng)  # type: ignore[arg-type]
     assert snapshot(tracker) == before
     assert rng.getstate() == rng_state
+
+
+def test_sample_with_a_count_beyond_the_pool_lists_them_all() -> None:
+    tracker = CapacityTracker(ManualClock())
+    for i in range(3):
+        tracker.add_worker(Worker(f"w{i}"))
+    drawn = tracker.sample(Task("t"), 10**9, random.Random(0))
+    assert sorted(w.id for w in drawn) == ["w0", "w1", "w2"]
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda t: t.least_loaded("not a task"), "Task"),
+        (lambda t: t.least_loaded(Task("x"), where=3), "where"),
+        (lambda t: t.candidates(Task("x"), where="no"), "where"),
+        (lambda t: t.sample(Task("x"), 2, rng=None), "rng"),
+        (lambda t: t.sample(Task("x"), 0, rng=7), "rng"),
+        (lambda t: t.sample(object(), 2, random.Random(0)), "Task"),
+    ],
+)
+def test_queries_refuse_bad_arguments_and_change_nothing(
+    tracker: CapacityTracker, call: object, match: str
+) -> None:
+    before = snapshot(tracker)
+    with pytest.raises(InvalidTypeError, match=match):
+        call(tracker)  # type: ignore[operator]
+    assert snapshot(tracker) == before
+    assert tracker._index is None  # a refused query does not switch the load index on
+
+
+def test_a_worker_whose_id_is_not_equal_to_itself_leaves_cleanly() -> None:
+    nan_id = float("nan")
+    tracker = CapacityTracker(ManualClock())
+    tracker.add_worker(Worker("a"))
+    tracker.add_worker(Worker(nan_id))
+    tracker.add_worker(Worker("b"))
+    tracker.assign(Task("t"), nan_id)
+    assert [task.id for task in tracker.remove_worker(nan_id)] == ["t"]
+    assert sorted(w.id for w in tracker.sample(Task("u"), 5, random.Random(0))) == ["a", "b"]
+    tracker.assign(Task("t"), "a")  # returned, so it can be placed again
+
+
+def test_degraded_workers_are_walked_only_when_no_healthy_one_qualifies() -> None:
+    seen: list[object] = []
+
+    def spy(state: WorkerState) -> bool:
+        seen.append(state.id)
+        return True
+
+    tracker = CapacityTracker(ManualClock())
+    for name in ("d1", "d2", "h"):
+        tracker.add_worker(Worker(name, capacity=4))
+    tracker.set_health("d1", Health.DEGRADED)
+    tracker.set_health("d2", Health.DEGRADED)
+    tracker.assign(Task(1), "h")  # the degraded ones are idle, so they sort first by load
+    assert tracker.least_loaded(Task("t"), spy).id == "h"
+    assert seen == ["h"]
+    assert tracker.least_loaded(Task("t", resources={"slots": 4}), spy).id == "d1"

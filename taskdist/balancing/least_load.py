@@ -60,8 +60,13 @@ class LeastConnections(ScoringBalancer):
         """``select``'s answer over ``tracker.candidates(task, where)``, from the load index.
 
         O(1 + k r) for the k workers passed over at the front of the index,
-        plus O(log n) per later change to a worker (the index's upkeep).
+        plus O(log n) per later change to a worker (the index's upkeep). A
+        subclass that overrides ``scores`` or ``select`` gets the listing
+        instead (O(n r)), so its own choice is the one made.
         """
+        cls = type(self)
+        if cls.scores is not LeastConnections.scores or cls.select is not ScoringBalancer.select:
+            return super().choose(task, tracker, where)
         return tracker.least_loaded(task, where)
 
 

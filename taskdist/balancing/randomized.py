@@ -97,8 +97,12 @@ class PowerOfTwoChoices(RandomizedBalancer):
 
         Each pair of distinct candidates is as likely as with ``select`` over
         ``tracker.candidates(task, where)``; the draws themselves differ, so
-        a seeded ``rng`` replays ``choose`` and ``select`` separately.
+        a seeded ``rng`` replays ``choose`` and ``select`` separately. A
+        subclass that overrides ``select`` gets the listing instead (O(n r)),
+        so its own choice is the one made.
         """
+        if type(self).select is not PowerOfTwoChoices.select:
+            return super().choose(task, tracker, where)
         pair = tracker.sample(task, 2, self.rng, where)
         if len(pair) < 2:
             return pair[0] if pair else None
