@@ -229,6 +229,11 @@ class CapacityTracker:
         self._pool: list[WorkerState] = []
         self._pool_at: dict[Hashable, int] = {}
 
+    @property
+    def degraded(self) -> DegradedPolicy:
+        """The ``degraded`` policy: ``"fallback"``, ``"include"`` or ``"exclude"``."""
+        return self._degraded
+
     # -- membership -------------------------------------------------------
 
     def add_worker(self, worker: Worker) -> WorkerState:

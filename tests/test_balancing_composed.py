@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from balancing_support import build_tracker, uniform_tracker
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -12,6 +12,7 @@ from taskdist import (
     Affinity,
     CapacityTracker,
     ConsistentHash,
+    DegradedPolicy,
     Health,
     InvalidArgumentError,
     InvalidTypeError,
@@ -21,8 +22,10 @@ from taskdist import (
     UnknownError,
     UnknownPolicyError,
     Worker,
+    WorkerState,
     ZoneAware,
 )
+from taskdist.balancing.zone import Spill
 
 # -- Affinity ---------------------------------------------------------------------
 
@@ -193,3 +196,46 @@ def test_zone_aware_refuses_bad_arguments() -> None:
     tracker = CapacityTracker(ManualClock())
     tracker.add_worker(Worker("w"))
     assert isinstance(ZoneAware(inner=RoundRobin()).inner, RoundRobin)
+
+
+@settings(max_examples=max(20, settings.default.max_examples // 2))
+@given(
+    workers=st.lists(
+        st.tuples(
+            st.sampled_from(["eu", "us", None]),
+            st.sampled_from(list(Health)),
+            st.integers(0, 3),
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    policy=st.sampled_from(["fallback", "include", "exclude"]),
+    spill=st.sampled_from(["when_empty", "when_loaded", "never"]),
+    banned=st.sets(st.integers(0, 9)),
+    zones=st.lists(st.sampled_from(["eu", "us", None]), min_size=1, max_size=12),
+)
+def test_zone_aware_choose_is_select_over_the_candidates(
+    workers: list[tuple[str | None, Health, int]],
+    policy: DegradedPolicy,
+    spill: Spill,
+    banned: set[int],
+    zones: list[str | None],
+) -> None:
+    tracker = CapacityTracker(ManualClock(), degraded=policy)
+    for i, (zone, health, _) in enumerate(workers):
+        tracker.add_worker(Worker(i, capacity=3, zone=zone))
+        tracker.set_health(i, health)
+    for i, (_, health, load) in enumerate(workers):
+        for j in range(load if health is not Health.UNAVAILABLE else 0):
+            tracker.assign(Task((i, j)), i)
+    balancer = ZoneAware(spill=spill)
+
+    def where(worker: WorkerState) -> bool:
+        return worker.id not in banned
+
+    for n, zone in enumerate(zones):
+        task = Task(("t", n), zone=zone)
+        expected = balancer.select(task, tracker.candidates(task, where))
+        assert balancer.choose(task, tracker, where) is expected
+        if expected is not None:
+            tracker.assign(task, expected.id)
