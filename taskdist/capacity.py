@@ -107,6 +107,8 @@ class CapacityTracker:
     ``assign``, ``release``          O(r) + log (+ O(log n) when an ejection
                                      starts)
     ``candidates``                   O(n r)
+    ``is_candidate``                 O(r) (O(n r) for a degraded worker under
+                                     ``degraded="fallback"``)
     ``least_loaded``                 O(1 + k r), k workers passed over (first
                                      call: O(n log n) to build the index)
     ``sample(task, c, rng)``         O(c r) expected when most workers
@@ -536,6 +538,34 @@ class CapacityTracker:
         if healthy or self._degraded == "exclude":
             return healthy
         return degraded
+
+    def is_candidate(
+        self, task: Task, worker_id: Hashable, where: WorkerFilter | None = None
+    ) -> bool:
+        """Whether the worker is among ``candidates(task, where)`` (``False`` if unknown).
+
+        O(r); O(n r) for a ``DEGRADED`` worker under ``degraded="fallback"``,
+        which is a candidate only when no healthy worker is.
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
+        """
+        self._check_query(task, where)
+        try:
+            state = self._workers.get(worker_id)
+        except TypeError:
+            return False
+        if state is None:
+            return False
+        self._refresh()
+        zone = task.zone if self._strict_zones else None
+        if not _qualifies(state, task.requires, zone, self._demand(task), where):
+            return False
+        if state.health is not _DEGRADED or self._degraded == "include":
+            return True
+        if self._degraded == "exclude":
+            return False
+        return any(listed is state for listed in self.candidates(task, where))
 
     def least_loaded(self, task: Task, where: WorkerFilter | None = None) -> WorkerState | None:
         """The candidate ``LeastConnections`` would choose for ``task``, without listing them all.

@@ -239,3 +239,65 @@ def test_zone_aware_choose_is_select_over_the_candidates(
         assert balancer.choose(task, tracker, where) is expected
         if expected is not None:
             tracker.assign(task, expected.id)
+
+
+@settings(max_examples=max(20, settings.default.max_examples // 2))
+@given(
+    workers=st.lists(
+        st.tuples(st.sampled_from(list(Health)), st.integers(0, 3)), min_size=1, max_size=8
+    ),
+    policy=st.sampled_from(["fallback", "include", "exclude"]),
+    banned=st.sets(st.integers(0, 7)),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["k1", "k2", "k3", None]),
+            st.integers(0, 7),
+            st.sampled_from([None, *Health]),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+)
+def test_affinity_choose_is_select_over_the_candidates(
+    workers: list[tuple[Health, int]],
+    policy: DegradedPolicy,
+    banned: set[int],
+    steps: list[tuple[str | None, int, Health | None]],
+) -> None:
+    tracker = CapacityTracker(ManualClock(), degraded=policy)
+    for i, (health, load) in enumerate(workers):
+        tracker.add_worker(Worker(i, capacity=4))
+        for j in range(load):
+            tracker.assign(Task((i, j)), i)
+        tracker.set_health(i, health)
+    by_select, by_choose = Affinity(max_keys=2), Affinity(max_keys=2)
+
+    def where(worker: WorkerState) -> bool:
+        return worker.id not in banned
+
+    for n, (key, worker, health) in enumerate(steps):
+        if health is not None and worker < len(workers):
+            tracker.set_health(worker, health)  # the bound worker may go down or come back
+        task = Task(("t", n), key=key)
+        expected = by_select.select(task, tracker.candidates(task, where))
+        assert by_choose.choose(task, tracker, where) is expected
+        assert list(by_choose._bound.items()) == list(by_select._bound.items())
+        if expected is not None:
+            tracker.assign(task, expected.id)
+
+
+@pytest.mark.parametrize(("policy", "home"), [("fallback", False), ("include", True)])
+def test_affinity_choose_leaves_a_degraded_home_only_while_a_healthy_worker_can_run_it(
+    policy: DegradedPolicy, home: bool
+) -> None:
+    tracker = CapacityTracker(ManualClock(), degraded=policy)
+    tracker.add_worker(Worker("a", capacity=4))
+    tracker.add_worker(Worker("b", capacity=4))
+    sticky = Affinity()
+    bound = sticky.choose(Task(1, key="k"), tracker)
+    assert bound is not None
+    tracker.set_health(bound.id, Health.DEGRADED)
+    chosen = sticky.choose(Task(2, key="k"), tracker)
+    assert (chosen is bound) is home
+    tracker.set_health("b" if bound.id == "a" else "a", Health.UNAVAILABLE)
+    assert sticky.choose(Task(3, key="k"), tracker) is bound  # no healthy one left

@@ -1042,3 +1042,19 @@ def test_degraded_workers_are_walked_only_when_no_healthy_one_qualifies() -> Non
     assert tracker.least_loaded(Task("t"), spy).id == "h"
     assert seen == ["h"]
     assert tracker.least_loaded(Task("t", resources={"slots": 4}), spy).id == "d1"
+
+
+def test_is_candidate_agrees_with_the_listing() -> None:
+    tracker = CapacityTracker(ManualClock())
+    tracker.add_worker(Worker("full", capacity=1))
+    tracker.add_worker(Worker("gpu", skills={"gpu"}))
+    tracker.add_worker(Worker("sick"))
+    tracker.assign(Task(1), "full")
+    tracker.set_health("sick", Health.DEGRADED)
+    for task in (Task("t"), Task("g", requires={"gpu"})):
+        listed = {w.id for w in tracker.candidates(task)}
+        for worker_id in ("full", "gpu", "sick", "nobody", ["unhashable"]):
+            assert tracker.is_candidate(task, worker_id) == (  # type: ignore[arg-type]
+                isinstance(worker_id, str) and worker_id in listed
+            )
+    assert not tracker.is_candidate(Task("t"), "gpu", lambda w: False)

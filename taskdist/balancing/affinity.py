@@ -8,7 +8,7 @@ from collections.abc import Hashable, Sequence
 from taskdist._validate import check_hashable, check_id, check_int
 from taskdist.balancing.base import Balancer, DelegatingBalancer, check_balancer
 from taskdist.balancing.least_load import LeastConnections
-from taskdist.capacity import WorkerState
+from taskdist.capacity import CapacityTracker, WorkerFilter, WorkerState
 from taskdist.errors import UnknownError
 from taskdist.task import Task
 
@@ -29,7 +29,9 @@ class Affinity(DelegatingBalancer):
     go straight to ``fallback``.
 
     ``select`` is O(n) to find the bound worker among the candidates (plus
-    the fallback's cost when it is needed); bookkeeping is O(1).
+    the fallback's cost when it is needed); :meth:`choose` asks the tracker
+    about the bound worker alone, O(r), and uses the fallback's ``choose``
+    otherwise. Bookkeeping is O(1).
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
@@ -78,6 +80,32 @@ class Affinity(DelegatingBalancer):
                     return worker
             return self._fallback.select(task, candidates)
         chosen = self._fallback.select(task, candidates)
+        if chosen is not None:
+            self._bind(key, chosen.id)
+        return chosen
+
+    def choose(
+        self, task: Task, tracker: CapacityTracker, where: WorkerFilter | None = None
+    ) -> WorkerState | None:
+        """``select``'s answer over ``tracker.candidates(task, where)``, without listing them.
+
+        The bound worker if ``tracker.is_candidate`` says so, else the
+        fallback's ``choose`` (binding the key if it had no worker).
+        """
+        key = task.key
+        if key is None:
+            return self._fallback.choose(task, tracker, where)
+        home = self._bound.get(key)
+        chosen: WorkerState | None
+        if home is not None:
+            if tracker.is_candidate(task, home, where):
+                chosen = tracker.worker(home)
+            else:
+                chosen = self._fallback.choose(task, tracker, where)
+            if chosen is not None:  # as select() does for a non-empty list
+                self._bound.move_to_end(key)
+            return chosen
+        chosen = self._fallback.choose(task, tracker, where)
         if chosen is not None:
             self._bind(key, chosen.id)
         return chosen
