@@ -31,6 +31,7 @@ from taskdist import (
     ManualClock,
     Priority,
     Queue,
+    QueueFullError,
     Reason,
     Task,
     UnknownPolicyError,
@@ -754,6 +755,9 @@ def test_a_nan_or_infinite_deadline_is_refused_by_task(deadline: float) -> None:
         ({"aging_rate": math.nan}, InvalidArgumentError, "aging_rate must be a finite"),
         ({"clock": object()}, InvalidTypeError, "clock must have a now"),
         ({"stats_window": 0}, InvalidArgumentError, "window must be >= 1"),
+        ({"maxsize": 0}, InvalidArgumentError, "maxsize must be >= 1"),
+        ({"maxsize": 2.5}, InvalidTypeError, "maxsize must be an int"),
+        ({"overflow": "drop_oldest"}, UnknownPolicyError, "overflow must be one of"),
     ],
 )
 def test_bad_configuration_is_refused(
@@ -901,17 +905,29 @@ class DeadlineMachine(RuleBasedStateMachine):
 
     held_ids = Bundle("held_ids")
 
-    @initialize(servers=st.integers(min_value=1, max_value=3), on_miss=policies, rate=rates)
-    def start(self, servers: int, on_miss: str, rate: float) -> None:
+    @initialize(
+        servers=st.integers(min_value=1, max_value=3),
+        on_miss=policies,
+        rate=rates,
+        maxsize=st.none() | st.integers(min_value=1, max_value=4),
+        overflow=st.sampled_from(["reject", "drop_lowest"]),
+    )
+    def start(
+        self, servers: int, on_miss: str, rate: float, maxsize: int | None, overflow: str
+    ) -> None:
         self.clock = ManualClock()
         self.on_miss = on_miss
         self.rate = rate
         self.servers = servers
+        self.maxsize = maxsize
+        self.overflow = overflow
         self.edf = DeadlineScheduler(
             self.clock,
             servers=servers,
             on_miss=on_miss,  # type: ignore[arg-type]
             aging_rate=rate,
+            maxsize=maxsize,
+            overflow=overflow,  # type: ignore[arg-type]
         )
         # id -> (order key, due or None, task, flagged late at admission)
         self.model: dict[int, tuple[tuple[object, ...], Fraction | None, Task, bool]] = {}
@@ -966,6 +982,18 @@ class DeadlineMachine(RuleBasedStateMachine):
         feasible = deadline is None or self.finish(key, task) <= deadline
         if ask_first:  # else push alone must see what expired meanwhile
             assert self.edf.feasible(task) == feasible
+        # Full: refuse, or hand back the least urgent live task (maybe this one).
+        victim: Task | None = None
+        if self.maxsize is not None and len(self.model) >= self.maxsize:
+            if self.overflow == "reject":
+                with pytest.raises(QueueFullError):
+                    self.edf.push(task, enqueued_at=enqueued)
+                return task_id
+            live = self.live()
+            if not live or key > live[-1][0]:
+                assert self.edf.push(task, enqueued_at=enqueued) == Eviction(task, Reason.EVICTED)
+                return task_id
+            victim = live[-1][1]
         if not feasible and self.on_miss == "reject":
             with pytest.raises(DeadlineInfeasibleError):
                 self.edf.push(task, enqueued_at=enqueued)
@@ -974,7 +1002,12 @@ class DeadlineMachine(RuleBasedStateMachine):
         if not feasible and self.on_miss == "dead_letter":
             assert result == Eviction(task, Reason.DEADLINE_INFEASIBLE)
             return task_id
-        assert result is None
+        if victim is None:
+            assert result is None
+        else:
+            assert result == Eviction(victim, Reason.EVICTED)
+            del self.model[victim.id]  # type: ignore[arg-type]
+            self.left.append(victim.id)  # type: ignore[arg-type]
         self.seq += 1
         due = None if ttl is None else t + Fraction(ttl)
         if deadline is not None and self.on_miss != "run_late":
@@ -1056,7 +1089,11 @@ class DeadlineMachine(RuleBasedStateMachine):
             assert task_id not in self.edf
         stats = self.edf.stats()
         assert stats.pushed == len(self.accepted)
-        assert stats.pushed == stats.depth + stats.popped + stats.removed + stats.expired
+        assert stats.pushed == (
+            stats.depth + stats.popped + stats.removed + stats.expired + stats.evicted
+        )
+        if self.maxsize is not None:
+            assert len(self.edf) <= self.maxsize
 
     @invariant()
     def slack_and_lateness_match_the_simulation(self) -> None:
@@ -1081,3 +1118,56 @@ class DeadlineMachine(RuleBasedStateMachine):
 
 
 TestDeadlineMachine = DeadlineMachine.TestCase
+
+
+# -- the bound ----------------------------------------------------------------------------
+
+
+def test_a_full_scheduler_refuses_with_queue_full_and_changes_nothing() -> None:
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, maxsize=2)
+    edf.push(Task("a", deadline=10.0))
+    edf.push(Task("b"))
+    with pytest.raises(QueueFullError, match="full \\(2 tasks\\)"):
+        edf.push(Task("c", deadline=5.0))
+    assert "c" not in edf and len(edf) == 2
+    assert edf.stats().overflowed == 1
+    assert (edf.maxsize, edf.overflow) == (2, "reject")
+
+
+def test_drop_lowest_hands_back_the_least_urgent_task() -> None:
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, maxsize=3, overflow="drop_lowest")
+    edf.push(Task("critical-undated", priority=Priority.CRITICAL))
+    edf.push(Task("soon", deadline=5.0))
+    undated = Task("undated")  # after every deadlined task
+    edf.push(undated)
+    assert edf.push(Task("later", deadline=9.0)) == Eviction(undated, Reason.EVICTED)
+    last = Task("last", deadline=20.0)
+    assert edf.push(last) == Eviction(last, Reason.EVICTED)
+    assert [edf.pop().id for _ in range(3)] == ["critical-undated", "soon", "later"]  # type: ignore[union-attr]
+    stats = edf.stats()
+    assert (stats.evicted, stats.overflowed) == (1, 1)
+
+
+def test_an_infeasible_push_into_a_full_scheduler_evicts_nothing() -> None:
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, maxsize=2, overflow="drop_lowest", on_miss="dead_letter")
+    edf.push(Task("a", deadline=4.0, cost=3.0))
+    edf.push(Task("b"))
+    late = Task("c", deadline=5.0, cost=3.0)  # after "a": 3 + 3 > 5
+    assert edf.push(late) == Eviction(late, Reason.DEADLINE_INFEASIBLE)
+    assert "b" in edf and len(edf) == 2 and edf.stats().evicted == 0
+
+
+def test_expired_tasks_count_toward_the_bound_but_are_never_evicted() -> None:
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, maxsize=2, overflow="drop_lowest")
+    edf.push(Task("short", ttl=1.0))
+    keeps = Task("keeps", deadline=50.0)
+    edf.push(keeps)
+    clock.advance(2.0)  # "short" expired, held until expire()
+    new = Task("new", deadline=60.0)
+    assert edf.push(new) == Eviction(new, Reason.EVICTED)
+    assert edf.push(Task("urgent", deadline=10.0)) == Eviction(keeps, Reason.EVICTED)
+    assert [t.id for t in edf.expire()] == ["short"]

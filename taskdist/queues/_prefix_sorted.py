@@ -102,6 +102,10 @@ class PrefixSumSortedList(Generic[_T]):
         """The smallest item, or ``None`` when empty. O(1)."""
         return self._items[0][0] if self._items else None
 
+    def last(self) -> _T | None:
+        """The largest item, or ``None`` when empty. O(1)."""
+        return self._items[-1][-1] if self._items else None
+
     def total(self) -> float:
         """The sum of every cost. O(1)."""
         return self._tree[1]

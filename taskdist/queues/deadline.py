@@ -18,12 +18,13 @@ from taskdist.errors import (
     DuplicateTaskError,
     InvalidArgumentError,
     InvalidTypeError,
+    QueueFullError,
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
 from taskdist.queues._held import HeldTasks
 from taskdist.queues._prefix_sorted import PrefixSumSortedList
-from taskdist.queues.protocol import Eviction, Predicate
+from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Priority, Reason, Task
 
 __all__ = ["DeadlineScheduler", "DeadlineStats", "OnMiss"]
@@ -70,7 +71,8 @@ class DeadlineStats:
     ``cost`` estimate (the scheduler does not see completions): a deadlined
     task popped at ``now`` with ``now + cost <= deadline`` is *met*; one
     popped later, or handed back by ``expire()`` because its deadline
-    passed, is *missed*. ``pushed == depth + popped + removed + expired``.
+    passed, is *missed*; a task removed or evicted is neither.
+    ``pushed == depth + popped + removed + expired + evicted``.
     """
 
     depth: int
@@ -99,6 +101,12 @@ class DeadlineStats:
     """Infeasible pushes handed back as ``Eviction`` (``on_miss="dead_letter"``)."""
     rejected: int
     """Infeasible pushes refused with ``DeadlineInfeasibleError`` (``on_miss="reject"``)."""
+    evicted: int
+    """Held tasks handed back (``Reason.EVICTED``) to make room for a more urgent push."""
+    overflowed: int
+    """Pushes turned away because the scheduler was full: refused with ``QueueFullError``
+    (``overflow="reject"``), or handed straight back as the least urgent
+    (``overflow="drop_lowest"``)."""
 
     @property
     def hit_rate(self) -> float:
@@ -164,6 +172,15 @@ class DeadlineScheduler(HeldTasks):
     :meth:`expire`, a task with ``task.deadline <= now`` has missed its
     deadline (``deadline_missed``), any other ran out of TTL.
 
+    **Bound.** With ``maxsize``, a push onto a full scheduler (expired
+    tasks not yet returned by :meth:`expire` count) either raises
+    :class:`~taskdist.errors.QueueFullError` (``overflow="reject"``,
+    unchanged) or hands back the least urgent live task — the last in the
+    order above, possibly the pushed task itself — as ``Eviction(task,
+    Reason.EVICTED)`` (``overflow="drop_lowest"``). A held task is evicted
+    only once the pushed one is admitted, so an infeasible push evicts
+    nothing.
+
     **Complexity** (n tasks held, k = tasks ahead of the one in question,
     m = ``servers``; the ordered index is a
     :class:`~taskdist.queues._prefix_sorted.PrefixSumSortedList` whose
@@ -211,16 +228,20 @@ class DeadlineScheduler(HeldTasks):
         "_critical",
         "_dead_lettered",
         "_deadline_timers",
+        "_evicted",
         "_expired",
         "_expired_count",
         "_expired_deadline",
         "_index",
         "_late",
+        "_maxsize",
         "_met",
         "_missed",
         "_normal",
         "_now",
         "_on_miss",
+        "_overflow",
+        "_overflowed",
         "_popped",
         "_pushed",
         "_rate",
@@ -240,6 +261,8 @@ class DeadlineScheduler(HeldTasks):
         servers: int = 1,
         on_miss: OnMiss = "run_late",
         aging_rate: float = 0.0,
+        maxsize: int | None = None,
+        overflow: Overflow = "reject",
         stats_window: int = 10_000,
     ) -> None:
         """
@@ -251,6 +274,10 @@ class DeadlineScheduler(HeldTasks):
                 waits expires it (all but ``"run_late"``).
             aging_rate: priority levels a task without a deadline gains per second
                 waited (>= 0; 0 = it waits for every deadlined task).
+            maxsize: most tasks held at once (>= 1, expired ones included until
+                ``expire()`` returns them), or ``None`` for unbounded.
+            overflow: ``"reject"`` or ``"drop_lowest"``: what a push onto a full
+                scheduler does.
             stats_window: how many recent waits ``stats()`` computes percentiles over.
         """
         if clock is None:
@@ -260,6 +287,9 @@ class DeadlineScheduler(HeldTasks):
         servers = check_int(servers, "servers", minimum=1)
         policy = check_choice(on_miss, "on_miss", _ON_MISS_POLICIES)
         rate = check_number(aging_rate, "aging_rate", minimum=0.0)
+        if maxsize is not None:
+            maxsize = check_int(maxsize, "maxsize", minimum=1)
+        overflow = check_choice(overflow, "overflow", OVERFLOW_POLICIES)
         self._waits_window = RecentSamples(stats_window)
         # The window's deque, appended to directly on the hot path.
         self._waits = self._waits_window._samples
@@ -269,6 +299,8 @@ class DeadlineScheduler(HeldTasks):
         self._on_miss: OnMiss = policy
         self._deadline_timers = policy != "run_late"
         self._rate = rate
+        self._maxsize = maxsize
+        self._overflow: Overflow = overflow
         self._critical: PrefixSumSortedList[_Entry] = PrefixSumSortedList()
         self._normal: PrefixSumSortedList[_Entry] = PrefixSumSortedList()
         self._index: dict[Hashable, _Entry] = {}
@@ -283,6 +315,7 @@ class DeadlineScheduler(HeldTasks):
         self._expired_count = self._expired_deadline = 0
         self._met = self._missed = 0
         self._admitted_late = self._dead_lettered = self._rejected = 0
+        self._evicted = self._overflowed = 0
 
     # -- adding -----------------------------------------------------------
 
@@ -293,8 +326,10 @@ class DeadlineScheduler(HeldTasks):
         task, so a requeued task keeps its age for aging, TTL and wait
         statistics; its deadline is still checked against now.
 
-        Returns ``None``, or ``Eviction(task, Reason.DEADLINE_INFEASIBLE)``
-        (the scheduler unchanged).
+        Returns ``None``; ``Eviction(task, Reason.DEADLINE_INFEASIBLE)`` (the
+        scheduler unchanged); or, when full with ``overflow="drop_lowest"``,
+        ``Eviction(victim, Reason.EVICTED)`` for the least urgent task, which
+        may be ``task`` itself (then the scheduler is unchanged).
 
         Complexity: O(log n) with one server; see the class docstring for more.
 
@@ -303,6 +338,7 @@ class DeadlineScheduler(HeldTasks):
             DuplicateTaskError: a task with this id is already held.
             DeadlineError: the task's deadline is not after now.
             DeadlineInfeasibleError: infeasible, with ``on_miss="reject"``.
+            QueueFullError: full, with ``overflow="reject"``.
             InvalidArgumentError: ``enqueued_at`` NaN, infinite or in the future.
         """
         if not isinstance(task, Task):
@@ -321,17 +357,36 @@ class DeadlineScheduler(HeldTasks):
             )
         if self._timers and self._timers[0][0] <= now:
             self._collect_due(now)
+        maxsize = self._maxsize
+        full = maxsize is not None and len(index) + len(self._expired) >= maxsize
+        if full and self._overflow == "reject":
+            self._overflowed += 1
+            raise QueueFullError(
+                f"the scheduler is full ({maxsize} tasks); {task_id!r} was not added"
+            )
         entry = self._entry(task, enqueued, self._seq)
         self._seq += 1
+        victim = None
+        if full:
+            # An expired task is never the victim: it is already on its way out.
+            victim = self._normal.last() or self._critical.last()
+            if victim is None or _after(entry, victim):
+                self._overflowed += 1
+                return Eviction(task, Reason.EVICTED)
         tasks = self._critical if task.priority <= _CRITICAL else self._normal
         before = tasks.add(entry, task.cost)
         if deadline is not None:
+            # The victim, if any, is behind the task: it changes nothing ahead of it.
             if tasks is self._normal:
                 before += self._critical.total()
             if not self._meets(entry, before, now):
                 eviction = self._infeasible(entry, tasks)
                 if eviction is not None:
                     return eviction
+        if victim is not None:
+            del index[victim[_ID]]
+            self._drop_live(victim)
+            self._evicted += 1
         index[task_id] = entry
         due = entry[_DUE]
         if due is not None:
@@ -339,7 +394,7 @@ class DeadlineScheduler(HeldTasks):
         if self._costliest is not None:
             heappush(self._costliest, (-task.cost, entry[_SEQ], entry))
         self._pushed += 1
-        return None
+        return None if victim is None else Eviction(victim[_TASK], Reason.EVICTED)
 
     # -- taking -----------------------------------------------------------
 
@@ -413,11 +468,10 @@ class DeadlineScheduler(HeldTasks):
         held, live = self._take_held(task_id, "scheduler")
         if live:
             entry = held
-            self._list_of(entry).remove(entry)
-            self._maybe_compact()
+            self._drop_live(entry)
         else:
             entry = held[0]  # expired: (entry, reason)
-        self._late.discard(task_id)
+            self._late.discard(task_id)
         self._removed += 1
         return entry[_TASK]
 
@@ -648,6 +702,16 @@ class DeadlineScheduler(HeldTasks):
         """Priority levels a task without a deadline gains per second waited."""
         return self._rate
 
+    @property
+    def maxsize(self) -> int | None:
+        """Most tasks held at once, or ``None``."""
+        return self._maxsize
+
+    @property
+    def overflow(self) -> Overflow:
+        """What a push onto a full scheduler does: ``"reject"`` or ``"drop_lowest"``."""
+        return self._overflow
+
     def stats(self) -> DeadlineStats:
         """A snapshot: depth, late tasks, wait percentiles, deadline hit/miss counters.
 
@@ -677,12 +741,15 @@ class DeadlineScheduler(HeldTasks):
             admitted_late=self._admitted_late,
             dead_lettered=self._dead_lettered,
             rejected=self._rejected,
+            evicted=self._evicted,
+            overflowed=self._overflowed,
         )
 
     def __repr__(self) -> str:
         return (
             f"DeadlineScheduler(len={len(self)}, servers={self._servers!r}, "
-            f"on_miss={self._on_miss!r}, aging_rate={self._rate!r})"
+            f"on_miss={self._on_miss!r}, aging_rate={self._rate!r}, "
+            f"maxsize={self._maxsize!r}, overflow={self._overflow!r})"
         )
 
     # -- internals --------------------------------------------------------
@@ -701,6 +768,12 @@ class DeadlineScheduler(HeldTasks):
         if deadline is not None and self._deadline_timers and (due is None or deadline <= due):
             due = deadline
         return (time_key, priority, seq, task.id, task, enqueued, due)
+
+    def _drop_live(self, entry: _Entry) -> None:
+        """Take a live entry, already out of the index, off its list; its timers go lazily."""
+        self._list_of(entry).remove(entry)
+        self._late.discard(entry[_ID])
+        self._maybe_compact()
 
     def _list_of(self, entry: _Entry) -> PrefixSumSortedList[_Entry]:
         return self._critical if entry[_PRIORITY] <= _CRITICAL else self._normal
@@ -817,6 +890,14 @@ class DeadlineScheduler(HeldTasks):
                 item for item in self._costliest if index.get(item[2][_ID]) is item[2]
             ]
             heapify(self._costliest)
+
+
+def _after(entry: _Entry, other: _Entry) -> bool:
+    """Whether ``entry`` comes after ``other`` in the scheduler's order (CRITICAL list first)."""
+    critical = entry[_PRIORITY] <= _CRITICAL
+    if critical != (other[_PRIORITY] <= _CRITICAL):
+        return not critical
+    return entry[:3] > other[:3]
 
 
 def _tolerance(now: float, before: float, cost: float, deadline: float) -> float:

@@ -6,7 +6,7 @@ import itertools
 from collections import Counter, deque
 from collections.abc import Hashable
 from heapq import heapify, heappop, heappush
-from typing import Final, Literal
+from typing import Final
 
 import attrs
 
@@ -20,13 +20,11 @@ from taskdist.errors import (
 )
 from taskdist.metrics import Percentiles, RecentSamples
 from taskdist.queues._held import HeldTasks
-from taskdist.queues.protocol import Eviction, Predicate
+from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Reason, Task
 
 __all__ = ["PriorityQueue", "QueueStats"]
 
-Overflow = Literal["reject", "drop_lowest"]
-_OVERFLOW_POLICIES: tuple[Overflow, ...] = ("reject", "drop_lowest")
 
 # A heap entry is an immutable tuple whose leading fields are numbers, so
 # comparisons stay in C and never reach the task (``seq`` is unique):
@@ -190,7 +188,7 @@ class PriorityQueue(HeldTasks):
         rate = check_number(aging_rate, "aging_rate", minimum=0.0)
         if maxsize is not None:
             maxsize = check_int(maxsize, "maxsize", minimum=1)
-        policy = check_choice(overflow, "overflow", _OVERFLOW_POLICIES)
+        policy = check_choice(overflow, "overflow", OVERFLOW_POLICIES)
         self._stats_window = check_int(stats_window, "stats_window", minimum=1)
         # Made at the first pop: an empty window's deque is most of an empty
         # queue's memory (a FairScheduler holds one queue per tenant).

@@ -8,15 +8,20 @@ them, and a user can bring their own.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import attrs
 
 from taskdist.task import Reason, Task
 
-__all__ = ["Eviction", "Predicate", "Queue"]
+__all__ = ["OVERFLOW_POLICIES", "Eviction", "Overflow", "Predicate", "Queue"]
 
 Predicate = Callable[[Task], bool]
+
+Overflow = Literal["reject", "drop_lowest"]
+"""What a bounded queue does with a push when full: refuse it (``QueueFullError``),
+or hand back its least urgent task (possibly the pushed one) as an ``Eviction``."""
+OVERFLOW_POLICIES: tuple[Overflow, ...] = ("reject", "drop_lowest")
 """``where=`` filters: ``True`` for a task the caller can take now."""
 
 
