@@ -19,16 +19,15 @@ tables recorded in docs/performance.md.
 
 from __future__ import annotations
 
-import gc
 import random
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from functools import cache
 
 import pytest
 from sizing import sizes
+from timing import best_of
 from uhashring import HashRing
 
 from taskdist import (
@@ -182,16 +181,6 @@ def bench_bounded_placement(benchmark) -> None:  # type: ignore[no-untyped-def]
 
 
 # -- as a script: the tables for docs/performance.md ------------------------------------
-
-
-def best_of(repeat: int, run: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main(repeat: int = 7) -> None:

@@ -18,15 +18,14 @@ table recorded in docs/performance.md.
 
 from __future__ import annotations
 
-import gc
 import random
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 
 import pytest
 from sizing import sizes
+from timing import best_of
 
 from taskdist import (
     Balancer,
@@ -125,16 +124,6 @@ def test_choose_and_select_agree_for_least_connections() -> None:
 
 
 # -- as a script: the table for docs/performance.md -------------------------------------
-
-
-def best_of(repeat: int, run: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main(repeat: int = 5) -> None:
