@@ -21,10 +21,17 @@ from taskdist.balancing import (
     WeightedRoundRobin,
     ZoneAware,
 )
-from taskdist.batch_sizing import AIMDSizing, SizingRule
-from taskdist.batching import Batch, BatchOptimizer, BatchReason, BatchStats, GroupBatchStats
-from taskdist.capacity import CapacityTracker, DegradedPolicy, WorkerFilter, WorkerState
+from taskdist.batching import (
+    AIMDSizing,
+    Batch,
+    BatchOptimizer,
+    BatchReason,
+    BatchStats,
+    GroupBatchStats,
+    SizingRule,
+)
 from taskdist.clock import Clock, ManualClock, MonotonicClock
+from taskdist.dispatch import DeadLetter, DeadLetterQueue, DeadLetterStats, RedriveReport
 from taskdist.errors import (
     CapacityError,
     CircuitOpenError,
@@ -49,7 +56,6 @@ from taskdist.errors import (
     WorkerFullError,
     WorkerUnavailableError,
 )
-from taskdist.health import Health, HealthPolicy, OutlierEjection, SlowStart
 from taskdist.metrics import (
     Percentiles,
     RecentSamples,
@@ -58,7 +64,6 @@ from taskdist.metrics import (
     percentile,
 )
 from taskdist.queues import Eviction, Predicate, PriorityQueue, Queue, QueueStats
-from taskdist.queues.dead_letter import DeadLetter, DeadLetterQueue, DeadLetterStats, RedriveReport
 from taskdist.queues.deadline import DeadlineScheduler, DeadlineStats
 from taskdist.queues.fair import FairScheduler, FairStats, TenantStats, Waiting, WaitingReason
 from taskdist.queues.quota import Quota
@@ -97,6 +102,16 @@ from taskdist.resilience import (
     WaitSum,
 )
 from taskdist.task import Assignment, Priority, Reason, Task, TaskState, Worker
+from taskdist.workers import (
+    CapacityTracker,
+    DegradedPolicy,
+    Health,
+    HealthPolicy,
+    OutlierEjection,
+    SlowStart,
+    WorkerFilter,
+    WorkerState,
+)
 
 __version__ = "0.1.0.dev0"
 

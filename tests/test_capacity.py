@@ -44,7 +44,7 @@ from taskdist import (
     WorkerUnavailableError,
     coefficient_of_variation,
 )
-from taskdist.capacity import demand_of
+from taskdist.workers.tracker import demand_of
 
 
 def snapshot(tracker: CapacityTracker) -> list[tuple[object, ...]]:

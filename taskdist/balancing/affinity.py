@@ -8,9 +8,9 @@ from collections.abc import Hashable, Sequence
 from taskdist._validate import check_hashable, check_id, check_int
 from taskdist.balancing.base import Balancer, DelegatingBalancer, check_balancer
 from taskdist.balancing.least_load import LeastConnections
-from taskdist.capacity import CapacityTracker, WorkerFilter, WorkerState
 from taskdist.errors import UnknownError
 from taskdist.task import Task
+from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
 
 __all__ = ["Affinity"]
 

@@ -14,9 +14,9 @@ import abc
 import random
 from collections.abc import Hashable, Sequence
 
-from taskdist.capacity import CapacityTracker, WorkerFilter, WorkerState
 from taskdist.errors import InvalidTypeError
 from taskdist.task import Task
+from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
 
 __all__ = [
     "Balancer",
@@ -54,7 +54,7 @@ class Balancer(abc.ABC):
       membership changed.
 
     **Choosing from a tracker.** A host with a
-    :class:`~taskdist.capacity.CapacityTracker` calls :meth:`choose`, which
+    :class:`~taskdist.CapacityTracker` calls :meth:`choose`, which
     is ``select(task, tracker.candidates(task, where))`` unless a strategy
     knows a way that does not list every worker: ``LeastConnections`` asks
     the tracker's load index (O(log n)), ``PowerOfTwoChoices`` draws two
@@ -81,7 +81,7 @@ class Balancer(abc.ABC):
         can choose without the full list override it with the same answer
         (or, for random ones, the same distribution of answers). ``where``
         must be side-effect free (see
-        :data:`~taskdist.capacity.WorkerFilter`).
+        :data:`~taskdist.workers.tracker.WorkerFilter`).
         """
         return self.select(task, tracker.candidates(task, where))
 

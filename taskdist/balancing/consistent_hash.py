@@ -13,9 +13,9 @@ import mmh3
 
 from taskdist._validate import check_hashable, check_id, check_int, check_number
 from taskdist.balancing.base import Balancer
-from taskdist.capacity import WorkerState
 from taskdist.errors import DuplicateWorkerError, InvalidTypeError, UnknownWorkerError
 from taskdist.task import Task
+from taskdist.workers.tracker import WorkerState
 
 __all__ = ["ConsistentHash", "key_hash"]
 

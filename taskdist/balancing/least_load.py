@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Final
 
 from taskdist.balancing.base import ScoringBalancer
-from taskdist.capacity import CapacityTracker, WorkerFilter, WorkerState, demand_of
 from taskdist.task import Task
+from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState, demand_of
 
 __all__ = ["CapacityBased", "LeastConnections", "PerformanceBased"]
 
@@ -33,7 +33,7 @@ class LeastConnections(ScoringBalancer):
     back. ``select`` is one O(n) pass over the candidates; :meth:`choose`
     gets the same answer from the tracker's load index in O(log n) per
     placement (see :meth:`CapacityTracker.least_loaded
-    <taskdist.capacity.CapacityTracker.least_loaded>`).
+    <taskdist.workers.tracker.CapacityTracker.least_loaded>`).
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
@@ -73,7 +73,7 @@ class LeastConnections(ScoringBalancer):
 class CapacityBased(ScoringBalancer):
     """The candidate with the most room for tasks like this one.
 
-    Score: minus :meth:`~taskdist.capacity.WorkerState.headroom`, the number of
+    Score: minus :meth:`~taskdist.workers.tracker.WorkerState.headroom`, the number of
     further tasks of this task's demand that would fit (the minimum over the
     resources it demands of free / demand). Unlike ``LeastConnections``,
     which balances ratios, this fills the biggest free space first: 5 free

@@ -6,9 +6,9 @@ import random
 from collections.abc import Sequence
 
 from taskdist.balancing.base import RandomizedBalancer, load_per_weight
-from taskdist.capacity import CapacityTracker, WorkerFilter, WorkerState
 from taskdist.errors import InvalidTypeError
 from taskdist.task import Task
+from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
 
 __all__ = ["PowerOfTwoChoices", "RandomBalancer"]
 
@@ -70,7 +70,7 @@ class PowerOfTwoChoices(RandomizedBalancer):
     choice (Azar et al., "Balanced allocations", 1994).
 
     :meth:`choose` draws the two from the tracker directly (see
-    :meth:`CapacityTracker.sample <taskdist.capacity.CapacityTracker.sample>`),
+    :meth:`CapacityTracker.sample <taskdist.workers.tracker.CapacityTracker.sample>`),
     so a placement is O(1) expected in the number of workers, not O(n) for
     listing the candidates first.
     """

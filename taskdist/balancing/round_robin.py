@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 from taskdist.balancing.base import Balancer
-from taskdist.capacity import WorkerState
 from taskdist.task import Task
+from taskdist.workers.tracker import WorkerState
 
 __all__ = ["RoundRobin", "WeightedRoundRobin"]
 

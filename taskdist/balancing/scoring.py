@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from taskdist._validate import check_number
 from taskdist.balancing.base import Balancer, best_of
-from taskdist.capacity import WorkerState
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.task import Task
+from taskdist.workers.tracker import WorkerState
 
 __all__ = [
     "Factor",

@@ -8,10 +8,10 @@ from typing import Literal
 from taskdist._validate import check_choice, check_number
 from taskdist.balancing.base import Balancer, DelegatingBalancer, check_balancer
 from taskdist.balancing.least_load import LeastConnections
-from taskdist.capacity import CapacityTracker, WorkerFilter, WorkerState
 from taskdist.errors import InvalidTypeError
-from taskdist.health import Health
 from taskdist.task import Task
+from taskdist.workers.health import Health
+from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
 
 __all__ = ["Spill", "ZoneAware"]
 

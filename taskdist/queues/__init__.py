@@ -3,7 +3,6 @@
 All of them satisfy the :class:`Queue` protocol.
 """
 
-from taskdist.queues.dead_letter import DeadLetter, DeadLetterQueue, DeadLetterStats, RedriveReport
 from taskdist.queues.deadline import DeadlineScheduler, DeadlineStats
 from taskdist.queues.fair import FairScheduler, FairStats, TenantStats, Waiting, WaitingReason
 from taskdist.queues.priority import PriorityQueue, QueueStats
@@ -11,9 +10,6 @@ from taskdist.queues.protocol import Eviction, Predicate, Queue
 from taskdist.queues.quota import Quota
 
 __all__ = [
-    "DeadLetter",
-    "DeadLetterQueue",
-    "DeadLetterStats",
     "DeadlineScheduler",
     "DeadlineStats",
     "Eviction",
@@ -24,7 +20,6 @@ __all__ = [
     "Queue",
     "QueueStats",
     "Quota",
-    "RedriveReport",
     "TenantStats",
     "Waiting",
     "WaitingReason",

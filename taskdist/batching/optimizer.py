@@ -20,7 +20,7 @@ from taskdist._validate import (
     check_optional_number,
     check_resources,
 )
-from taskdist.batch_sizing import SizingRule
+from taskdist.batching.sizing import SizingRule
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
     DuplicateTaskError,
@@ -324,8 +324,8 @@ class BatchOptimizer:
             expiry_margin: seconds before a task's TTL runs out or its deadline
                 passes by which its batch is released (>= 0; default: ``max_wait``,
                 so whatever runs the batch gets at least as long as batching may take).
-            sizing: a :class:`~taskdist.batch_sizing.SizingRule` (e.g.
-                :class:`~taskdist.batch_sizing.AIMDSizing`) that adapts each
+            sizing: a :class:`~taskdist.batching.sizing.SizingRule` (e.g.
+                :class:`~taskdist.batching.sizing.AIMDSizing`) that adapts each
                 group's target size from :meth:`record`; ``None``: always ``max_size``.
             stats_window: how many recent waits and durations per group
                 :meth:`stats` computes percentiles over (>= 1).

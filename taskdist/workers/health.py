@@ -1,6 +1,6 @@
 """Worker health: the states, and the policies that derive them from outcomes.
 
-A :class:`~taskdist.capacity.CapacityTracker` combines three sources into one
+A :class:`~taskdist.CapacityTracker` combines three sources into one
 :class:`Health` per worker, the worst of:
 
 - what the host said (``tracker.set_health(id, Health.DEGRADED)``);

@@ -1,6 +1,6 @@
 """WorkerState: the read-only, live view of one worker, and what a task demands of it.
 
-A :class:`~taskdist.capacity.CapacityTracker` owns the views and is the only
+A :class:`~taskdist.CapacityTracker` owns the views and is the only
 writer (through ``object.__setattr__``, as frozen attrs classes do); balancers
 and hosts read them.
 """
@@ -11,8 +11,8 @@ import types
 from collections.abc import Container, Hashable, Mapping
 from typing import Final
 
-from taskdist.health import Health
 from taskdist.task import Task, Worker
+from taskdist.workers.health import Health
 
 __all__ = ["WorkerState", "demand_of"]
 
@@ -68,7 +68,7 @@ def _fits(demand: Mapping[str, float], load: dict[str, float], limit: dict[str, 
 
 
 class WorkerState:
-    """A read-only, live view of one worker inside a :class:`~taskdist.capacity.CapacityTracker`.
+    """A read-only, live view of one worker inside a :class:`~taskdist.CapacityTracker`.
 
     The tracker updates it in place as tasks are assigned and released and
     as health changes, so a balancer may keep a reference; assigning to an

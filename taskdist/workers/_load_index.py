@@ -10,8 +10,8 @@ from collections.abc import Hashable, Iterable, Iterator
 
 from sortedcontainers import SortedList
 
-from taskdist.health import Health
-from taskdist.worker_state import WorkerState
+from taskdist.workers.health import Health
+from taskdist.workers.state import WorkerState
 
 __all__ = ["LoadIndex"]
 

@@ -17,7 +17,6 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from taskdist._load_index import LoadIndex
 from taskdist._validate import check_choice, check_int, check_number, check_optional_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
@@ -30,10 +29,18 @@ from taskdist.errors import (
     WorkerFullError,
     WorkerUnavailableError,
 )
-from taskdist.health import Health, HealthPolicy, OutlierEjection, SlowStart, ewma_keep, worst
 from taskdist.metrics import coefficient_of_variation
 from taskdist.task import Task, Worker
-from taskdist.worker_state import WorkerState, _fits, demand_of
+from taskdist.workers._load_index import LoadIndex
+from taskdist.workers.health import (
+    Health,
+    HealthPolicy,
+    OutlierEjection,
+    SlowStart,
+    ewma_keep,
+    worst,
+)
+from taskdist.workers.state import WorkerState, _fits, demand_of
 
 __all__ = ["CapacityTracker", "DegradedPolicy", "WorkerFilter", "WorkerState", "demand_of"]
 
@@ -75,9 +82,9 @@ class CapacityTracker:
     is not the workers' to give, and placement ignores it.
 
     **Health** is the worst of the host's word (:meth:`set_health`), the
-    outcomes (a :class:`~taskdist.health.HealthPolicy` on the EWMA error rate
+    outcomes (a :class:`~taskdist.workers.health.HealthPolicy` on the EWMA error rate
     and latency: ``DEGRADED``), and outlier ejection (an
-    :class:`~taskdist.health.OutlierEjection`: ``UNAVAILABLE`` for a growing
+    :class:`~taskdist.workers.health.OutlierEjection`: ``UNAVAILABLE`` for a growing
     interval after consecutive failures, never more than
     ``max_ejection_percent`` of the workers at once). Ejections end on their
     own; :meth:`next_wakeup` says when the next one does.
