@@ -14,7 +14,9 @@ The hierarchy::
     ├── InvalidArgumentError (ValueError)   a value outside what is allowed
     │   ├── ClockError                      time moving backwards, NaN, inf
     │   ├── DeadlineError                   a deadline NaN, inf or already past
-    │   └── UnknownPolicyError              a policy name that is not one of the choices
+    │   ├── UnknownPolicyError              a policy name that is not one of the choices
+    │   ├── UnsatisfiableDemandError        a demand no gate, pool or worker could ever grant
+    │   └── SnapshotError                   a snapshot of an unknown version, or corrupted
     ├── InvalidTypeError (TypeError)        a value of the wrong type, an unhashable id
     ├── DuplicateError (ValueError)
     │   ├── DuplicateTaskError              a task id already live in the object
@@ -30,6 +32,9 @@ The hierarchy::
     │   └── WorkerFullError                 a task's demand does not fit a worker's free capacity
     ├── DeadlineInfeasibleError             a task can no longer meet its deadline
     ├── OverReleaseError (ValueError)       more released than was acquired
+    ├── TaskStateError (RuntimeError)       the task is not in a state that allows the call
+    ├── ClosedError (RuntimeError)          the object was closed and takes no new work
+    ├── ReentrancyError (RuntimeError)      a callback called back into the object running it
     ├── WorkerUnavailableError              a worker is down or ejected and takes no tasks
     └── CircuitOpenError                    a circuit breaker refused a call
 """
@@ -40,6 +45,7 @@ __all__ = [
     "CapacityError",
     "CircuitOpenError",
     "ClockError",
+    "ClosedError",
     "DeadlineError",
     "DeadlineInfeasibleError",
     "DuplicateError",
@@ -50,6 +56,9 @@ __all__ = [
     "OverReleaseError",
     "QueueFullError",
     "QuotaExceededError",
+    "ReentrancyError",
+    "SnapshotError",
+    "TaskStateError",
     "TaskdistError",
     "UnknownError",
     "UnknownPlanError",
@@ -57,6 +66,7 @@ __all__ = [
     "UnknownTaskError",
     "UnknownTenantError",
     "UnknownWorkerError",
+    "UnsatisfiableDemandError",
     "WorkerFullError",
     "WorkerUnavailableError",
 ]
@@ -80,6 +90,15 @@ class DeadlineError(InvalidArgumentError):
 
 class UnknownPolicyError(InvalidArgumentError):
     """A policy name (overflow, on_miss, jitter, ...) is not one of the choices."""
+
+
+class UnsatisfiableDemandError(InvalidArgumentError):
+    """A task demands more than a gate, pool or worker could ever grant (above a
+    limiter's burst, a pool's size, every worker's capacity): waiting would not help."""
+
+
+class SnapshotError(InvalidArgumentError):
+    """A snapshot cannot be restored: an unknown format version, a missing field, a wrong type."""
 
 
 class InvalidTypeError(TaskdistError, TypeError):
@@ -155,3 +174,17 @@ class OverReleaseError(TaskdistError, ValueError):
 
 class CircuitOpenError(TaskdistError):
     """A circuit breaker is open (or its half-open probes are taken): the call was not made."""
+
+
+class TaskStateError(TaskdistError, RuntimeError):
+    """The task is known but not in a state that allows the call (completing a task that
+    is not leased, heartbeating a finished one, cancelling a completed one)."""
+
+
+class ClosedError(TaskdistError, RuntimeError):
+    """The object was closed and takes no new work (a submit after ``close()``)."""
+
+
+class ReentrancyError(TaskdistError, RuntimeError):
+    """A callback (a ``where=`` predicate, a selector, a worker filter) called back into
+    the object that is running it; the inner call was refused and changed nothing."""
