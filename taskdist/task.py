@@ -53,21 +53,34 @@ class Priority(enum.IntEnum):
 
 
 class TaskState(str, enum.Enum):
-    """Where a task is in its life inside a distributor."""
+    """Where a task is in its life inside a :class:`~taskdist.Distributor`: exactly one at a time.
 
-    # Hash as the string, so a dict keyed by states finds "pending" too.
+    ``QUEUED``, ``PARKED``, ``RETRYING`` and ``LEASED`` are live; ``COMPLETED``,
+    ``DEAD`` and ``CANCELLED`` are final.
+    """
+
+    # Hash as the string, so a dict keyed by states finds "queued" too.
     __hash__ = str.__hash__
 
-    PENDING = "pending"
-    """Queued, waiting to be dispatched."""
-    RUNNING = "running"
-    """Assigned to a worker under a lease."""
+    QUEUED = "queued"
+    """In the queue, waiting for its turn."""
+    PARKED = "parked"
+    """Out of the queue until something changes: no worker or gate can take it now."""
+    RETRYING = "retrying"
+    """Failed an attempt; waiting out its retry delay before it queues again."""
+    LEASED = "leased"
+    """Placed on a worker under a lease."""
     COMPLETED = "completed"
     """Finished successfully."""
     DEAD = "dead"
-    """Handed to the dead-letter queue."""
+    """Handed to the dead-letter queue, with its reason."""
     CANCELLED = "cancelled"
     """Withdrawn by the host."""
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the task's life is over (completed, dead-lettered or cancelled)."""
+        return self in _FINAL_STATES
 
 
 class Reason(str, enum.Enum):
@@ -93,6 +106,8 @@ class Reason(str, enum.Enum):
     """A policy or the host refused it."""
     CANCELLED = "cancelled"
     """The host withdrew it."""
+    NOT_RETRYABLE = "not_retryable"
+    """It failed with an error the retry policy does not retry (or the host said so)."""
 
 
 def _skills(value: Iterable[str]) -> frozenset[str]:
@@ -271,3 +286,8 @@ class Assignment:
 
     def __hash__(self) -> int:
         return hash((self.task.id, self.attempt))
+
+
+_FINAL_STATES: frozenset[TaskState] = frozenset(
+    (TaskState.COMPLETED, TaskState.DEAD, TaskState.CANCELLED)
+)

@@ -21,6 +21,8 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=150, deadline=None)
 settings.register_profile("thorough", max_examples=2_000, stateful_step_count=100, deadline=None)
+# At least 10,000 stateful steps per machine: `nox -s stateful`.
+settings.register_profile("extended", max_examples=200, stateful_step_count=100, deadline=None)
 
 _default = "ci" if os.environ.get("CI") else "dev"
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))

@@ -1,7 +1,10 @@
 """Dispatch: the composition that moves tasks from a queue onto workers, and its failure sink.
 
-:class:`DeadLetterQueue` holds the tasks that left the normal path, with
-their reason and history, until they are inspected, redriven or purged.
+- :class:`Distributor`: submit, dispatch under leases, complete / fail /
+  retry, park what cannot run, dead-letter what cannot finish.
+- :class:`DeadLetterQueue`: the tasks that left the normal path, with their
+  reason and history, until they are inspected, redriven or purged.
+- :class:`Event` and :class:`DistributorStats`: what a distributor shows.
 """
 
 from taskdist.dispatch.dead_letter import (
@@ -10,5 +13,23 @@ from taskdist.dispatch.dead_letter import (
     DeadLetterStats,
     RedriveReport,
 )
+from taskdist.dispatch.distributor import BreakerFactory, Distributor, SubmitResult
+from taskdist.dispatch.events import Event, EventKind, Listener
+from taskdist.dispatch.stats import AttemptRecord, DistributorStats, TenantCounts, WorkerCounts
 
-__all__ = ["DeadLetter", "DeadLetterQueue", "DeadLetterStats", "RedriveReport"]
+__all__ = [
+    "AttemptRecord",
+    "BreakerFactory",
+    "DeadLetter",
+    "DeadLetterQueue",
+    "DeadLetterStats",
+    "Distributor",
+    "DistributorStats",
+    "Event",
+    "EventKind",
+    "Listener",
+    "RedriveReport",
+    "SubmitResult",
+    "TenantCounts",
+    "WorkerCounts",
+]

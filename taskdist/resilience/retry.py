@@ -451,6 +451,17 @@ class RetryPolicy:
         """The wait strategy (built from the backoff settings unless ``wait=`` was given)."""
         return self._wait
 
+    def is_retryable(self, error: BaseException) -> bool:
+        """Whether ``error`` is of a kind this policy retries (its ``retryable``
+        predicate), whatever the attempt count. O(1) plus the predicate.
+
+        Raises:
+            InvalidTypeError: ``error`` is not an exception.
+        """
+        if not isinstance(error, BaseException):
+            raise InvalidTypeError(f"error must be an exception, got {error!r}")
+        return bool(self._retryable(error))
+
     def delay(self, attempt: int, previous: float | None = None) -> float:
         """Seconds to wait after attempt ``attempt`` (1-based) failed, before the next. O(1).
 

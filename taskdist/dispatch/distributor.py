@@ -1,0 +1,1742 @@
+"""Distributor: a queue, workers, a balancer, breakers, retries, gates and leases, composed.
+
+The Distributor is a state machine a host drives: it takes tasks
+(``submit``), hands out assignments (``dispatch``), hears outcomes
+(``complete`` / ``fail`` / ``heartbeat``), and keeps time when told
+(``tick``, ``next_wakeup``). It never sleeps, spawns or runs a task.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, Final
+
+import attrs
+
+from taskdist._validate import check_int, check_number, check_optional_number
+from taskdist.balancing.base import Balancer, check_balancer
+from taskdist.balancing.least_load import LeastConnections
+from taskdist.clock import Clock
+from taskdist.dispatch._parking import GATES, ParkingLot, signature
+from taskdist.dispatch._timers import Timers
+from taskdist.dispatch.dead_letter import DeadLetterQueue
+from taskdist.dispatch.events import Event, EventKind, Listener
+from taskdist.dispatch.stats import AttemptRecord, DistributorStats, TenantCounts, WorkerCounts
+from taskdist.errors import (
+    CapacityError,
+    ClosedError,
+    DeadlineError,
+    DeadlineInfeasibleError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    QueueFullError,
+    ReentrancyError,
+    TaskStateError,
+    UnknownTaskError,
+)
+from taskdist.metrics import RecentSamples, coefficient_of_variation
+from taskdist.queues.priority import PriorityQueue
+from taskdist.queues.protocol import Eviction, Queue
+from taskdist.resilience.breaker import CircuitBreaker, CircuitState
+from taskdist.resilience.gates import AllGates, Gate
+from taskdist.resilience.retry import RetryPolicy
+from taskdist.task import Assignment, Reason, Task, TaskState, Worker
+from taskdist.workers.health import Health
+from taskdist.workers.state import WorkerState
+from taskdist.workers.tracker import CapacityTracker
+
+__all__ = ["BreakerFactory", "Distributor", "SubmitResult"]
+
+BreakerFactory = Callable[[Hashable], CircuitBreaker]
+"""Makes the circuit breaker of one worker from its id, e.g.
+``lambda worker_id: CircuitBreaker(clock, minimum_calls=5)``."""
+
+_LEASE: Final = "lease"
+_RETRY: Final = "retry"
+_TTL: Final = "ttl"
+_BREAKER: Final = "breaker"
+_HEALTH_RANK: Final = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNAVAILABLE: 2}
+
+
+@attrs.frozen
+class _BreakerTimer:
+    """The timer key of a worker's breaker (never equal to a task id)."""
+
+    worker_id: Hashable
+
+
+@attrs.frozen
+class SubmitResult:
+    """What ``submit`` did: accepted the task, or found it a duplicate.
+
+    Truthy when accepted. ``state`` is the task's state after the call: for an
+    accepted task usually ``QUEUED`` (``DEAD`` if a bounded queue evicted it at
+    once); for a duplicate, the state of the task already known by that id.
+    """
+
+    task_id: Hashable
+    accepted: bool
+    state: TaskState
+
+    @property
+    def duplicate(self) -> bool:
+        """Whether the id was already live, or finished within the dedup window."""
+        return not self.accepted
+
+    def __bool__(self) -> bool:
+        return self.accepted
+
+
+class _Lease:
+    """A task on a worker: which attempt, since when, until when, with which breaker permit."""
+
+    __slots__ = ("attempt", "expiry", "permit", "started_at", "task", "worker_id")
+
+    def __init__(
+        self,
+        task: Task,
+        worker_id: Hashable,
+        attempt: int,
+        started_at: float,
+        expiry: float | None,
+        permit: int | None,
+    ) -> None:
+        self.task = task
+        self.worker_id = worker_id
+        self.attempt = attempt
+        self.started_at = started_at
+        self.expiry = expiry
+        self.permit = permit
+
+
+class _Progress:
+    """What a task that has been dispatched carries between attempts."""
+
+    __slots__ = (
+        "dispatches",
+        "failures",
+        "first_started",
+        "history",
+        "lapsed",
+        "last_delay",
+        "last_error",
+        "retry_at",
+        "submitted_at",
+        "waited",
+    )
+
+    def __init__(self, submitted_at: float, now: float) -> None:
+        self.submitted_at = submitted_at
+        self.first_started = now
+        self.dispatches = 0
+        self.failures = 0
+        # Seconds spent waiting (queued, parked, retrying) before the current lease.
+        self.waited = 0.0
+        self.history: list[AttemptRecord] = []
+        self.last_delay: float | None = None
+        self.last_error: str | None = None
+        # The attempt whose lease expired last, while a late report of it may still come.
+        self.lapsed: int | None = None
+        self.retry_at: float | None = None
+
+
+def _error_text(error: object) -> str | None:
+    if error is None or isinstance(error, str):
+        return error
+    return f"{type(error).__name__}: {error}"
+
+
+class Distributor:
+    """Moves tasks from a queue onto workers under leases, and loses none of them.
+
+    **Lifecycle.** A submitted task is in exactly one state at a time
+    (:class:`~taskdist.TaskState`): ``QUEUED`` in the queue; ``PARKED`` out
+    of it while no worker or gate can take it; ``RETRYING`` while a failed
+    attempt waits out its retry delay; ``LEASED`` on a worker; then
+    ``COMPLETED``, ``DEAD`` (in the dead-letter queue, with its reason) or
+    ``CANCELLED``. Every path that takes a task out of one state puts it in
+    exactly one other; :meth:`stats` counts each.
+
+    **Dispatch.** While some worker has room, the queue offers its best task
+    among those that are placeable now (``pop(where=...)``: the gates would
+    admit it, and the balancer finds a worker for it among the workers
+    whose breaker is not open); the balancer's choice is checked, the gates
+    admit it (all or nothing), the worker's breaker grants a permit, the
+    tracker records the placement, and a lease starts. A task the queue
+    passes over because nothing can take it is *parked* under its
+    placement signature (skills, zone, demand), or under the gates, and is
+    woken, back into the queue with its age, by the events that can change
+    the answer: a worker added, healthier or with capacity freed, a breaker
+    half-opening, an ejection ending, a gate refilling or releasing. So a
+    task nobody can run never blocks the ones behind it and is not looked at
+    again until something changes. When no worker has room, ``dispatch``
+    returns at once without looking at the queue. Putting a task back after
+    the pop (a breaker refused its probe, a user's balancer declined) uses
+    the queue's ``unpop`` when it has one, so it costs the tenant nothing.
+
+    **Leases.** An assignment's lease runs ``lease`` seconds; ``heartbeat``
+    extends it. A lease that expires counts as a failed attempt and returns
+    the task to the queue at once, with the age it had (time spent running
+    does not count as waiting). The first report wins: a late ``complete``
+    for an expired lease completes the task if nothing has completed it
+    since (ending the newer lease if it was dispatched again); a late
+    ``fail`` for it changes nothing (the expiry already counted that
+    attempt); either is accepted once, and a second report is an error.
+
+    **Retries.** ``fail(..., retryable=True)`` retries after the retry
+    policy's delay (held in a timer, not pushed back early) while attempts
+    remain: the task's own ``max_attempts`` wins over the policy's. A task
+    out of attempts is dead-lettered as ``max_attempts``, one whose error
+    the policy does not retry (or failed with ``retryable=False``) as
+    ``not_retryable``, both with their attempt history. TTL expiry
+    (``ttl_expired``), a missed deadline (``deadline_missed``, under a
+    deadline scheduler that drops them), an eviction by a bounded queue
+    (``evicted``), a deadline found infeasible (``deadline_infeasible``) and
+    a requeue the queue refuses (``rejected``) each end in the dead-letter
+    queue with their reason. A worker removed with tasks on it requeues them
+    without spending an attempt.
+
+    **Intake.** ``submit`` of an id that is live, in the dead-letter queue,
+    or finished within ``dedup_window`` seconds is a duplicate: reported,
+    nothing else. ``max_queued`` bounds the tasks waiting (queued, parked,
+    retrying): beyond it ``submit`` raises ``QueueFullError``. A task whose
+    deadline has passed, or whose demand no gate could ever grant, is
+    refused. After :meth:`close`, ``submit`` raises ``ClosedError``; leased
+    and queued work still runs.
+
+    **Time.** Lease expiries, retry delays, parked tasks' TTLs and breaker
+    reopenings live in one timer heap; the queue's expiries, the gates'
+    refills and the tracker's ejections are asked of their owners.
+    :meth:`tick` does everything due (``dispatch`` does too, first);
+    :meth:`next_wakeup` is the earliest time something is due, never in
+    the past, so a host sleeps exactly. The host loop::
+
+        while True:
+            for assignment in distributor.dispatch():
+                start(assignment)              # later: complete() or fail()
+            sleep_until(distributor.next_wakeup(), or new work, or an outcome)
+
+    **Seeing inside.** ``on_event`` receives an :class:`~taskdist.Event` for
+    every change, after the call that made it (a listener may call back);
+    :meth:`stats` is a plain-data snapshot; :meth:`explain` says in one
+    sentence why a task is where it is.
+
+    **Errors.** Bad calls raise a specific :class:`~taskdist.TaskdistError`
+    and change nothing: unknown ids, completing a task that is not leased,
+    NaN or negative durations, removing an unknown worker, re-entering the
+    distributor from a balancer, filter or queue callback
+    (``ReentrancyError``). Not safe to share between threads: use
+    ``taskdist.threaded`` or one lock around every call.
+
+    **Complexity** (n tasks waiting, w workers, g parked groups, r
+    resources per task; "queue" and "balancer" are their own costs, e.g.
+    O(log n) for a ``PriorityQueue`` and O(log w) for
+    ``LeastConnections``):
+
+    ============================  ===============================================
+    ``submit``                    queue push, O(1) more
+    ``dispatch`` per assignment   queue pop + balancer choose + O(r) + O(log n)
+                                  timers; a task passed over is parked once,
+                                  O(queue remove)
+    ``complete``, ``fail``        O(r + g) + O(log n) timers, + queue release
+    ``heartbeat``                 O(log n)
+    ``cancel``                    queue remove or O(1)
+    ``tick``                      O(log n) per timer due, + O(k) queue pushes to
+                                  wake k parked tasks
+    ``next_wakeup``               O(1) amortised
+    ``add_worker``, ``set_health``  tracker + O(g r)
+    ``remove_worker``             tracker + requeue of its tasks
+    ``explain``, ``state_of``     O(1) (``explain`` of a parked task: O(w))
+    ``stats``                     O(n + w + tenants) + percentiles of the windows
+    ============================  ===============================================
+
+    >>> from taskdist import ManualClock, Task, Worker
+    >>> clock = ManualClock()
+    >>> d = Distributor(clock)
+    >>> _ = d.add_worker(Worker("w1", capacity=2))
+    >>> d.submit(Task("t1")).accepted
+    True
+    >>> [(a.task.id, a.worker_id, a.attempt) for a in d.dispatch()]
+    [('t1', 'w1', 1)]
+    >>> d.complete("t1", duration=0.5)
+    <TaskState.COMPLETED: 'completed'>
+    >>> d.stats().by_state[TaskState.COMPLETED]
+    1
+    """
+
+    __slots__ = (
+        "_balancer",
+        "_breaker_factory",
+        "_breakers",
+        "_busy",
+        "_choice",
+        "_clock",
+        "_closed",
+        "_counts",
+        "_dead_by_reason",
+        "_deadline_met",
+        "_deadline_missed",
+        "_dedup_window",
+        "_dlq",
+        "_end_to_end",
+        "_events",
+        "_filter",
+        "_finished",
+        "_flushing",
+        "_gate_list",
+        "_gates",
+        "_lease",
+        "_leases",
+        "_listener",
+        "_lot",
+        "_max_queued",
+        "_now",
+        "_passed",
+        "_progress",
+        "_queue",
+        "_retry",
+        "_retrying",
+        "_rng",
+        "_round_blocked",
+        "_tenants",
+        "_ticked_at",
+        "_timers",
+        "_tracker",
+        "_tracker_wake",
+        "_waiting_since",
+        "_waits",
+        "_worker_counts",
+    )
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        queue: Queue | None = None,
+        tracker: CapacityTracker | None = None,
+        balancer: Balancer | None = None,
+        breaker: BreakerFactory | None = None,
+        retry: RetryPolicy | None = None,
+        dlq: DeadLetterQueue | None = None,
+        gates: Gate | Iterable[Gate] = (),
+        lease: float | None = 30.0,
+        dedup_window: float = 0.0,
+        max_queued: int | None = None,
+        rng: random.Random | None = None,
+        on_event: Listener | None = None,
+        stats_window: int = 10_000,
+    ) -> None:
+        """
+        Args:
+            clock: where time comes from; give the queue, tracker, gates and
+                breakers the same one.
+            queue: any :class:`~taskdist.Queue` (default: a ``PriorityQueue``).
+            tracker: the workers' :class:`~taskdist.CapacityTracker` (default: a
+                new one on ``clock``); add workers through the distributor.
+            balancer: places tasks (default: ``LeastConnections()``).
+            breaker: makes each worker's circuit breaker from its id; ``None``:
+                no breakers.
+            retry: when and how often to retry (default: three attempts, capped
+                exponential backoff with full jitter, drawing from ``rng``).
+            dlq: where tasks that leave the normal path go (default: an
+                unbounded ``DeadLetterQueue``; a bounded one must use
+                ``overflow="drop_oldest"``, so that no dead letter is refused).
+            gates: admission gates (rate limits, pools), all or nothing.
+            lease: seconds an assignment may run without a heartbeat (> 0), or
+                ``None`` for leases that never expire.
+            dedup_window: seconds a finished task's id stays known, so that a
+                resubmit is reported as a duplicate (>= 0; memory grows with the
+                tasks finished per window).
+            max_queued: most tasks waiting (queued, parked, retrying) at once
+                (>= 1), or ``None`` for no bound.
+            rng: the random source of the default retry policy.
+            on_event: receives every :class:`~taskdist.Event`.
+            stats_window: how many recent waits and latencies ``stats()``
+                computes percentiles over (>= 1).
+
+        Raises:
+            InvalidTypeError: an argument of the wrong kind.
+            InvalidArgumentError: ``lease`` <= 0, a negative ``dedup_window``,
+                ``max_queued`` < 1, a dead-letter queue that rejects when full.
+        """
+        if not callable(getattr(clock, "now", None)):
+            raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
+        if queue is None:
+            queue = PriorityQueue(clock)
+        elif not isinstance(queue, Queue):
+            raise InvalidTypeError(
+                f"queue must be a Queue (push, pop, peek, remove, expire, next_wakeup, "
+                f"release, len, in), got {type(queue).__name__}"
+            )
+        if tracker is None:
+            tracker = CapacityTracker(clock)
+        elif not isinstance(tracker, CapacityTracker):
+            raise InvalidTypeError(f"tracker must be a CapacityTracker, got {tracker!r}")
+        balancer = LeastConnections() if balancer is None else check_balancer(balancer, "balancer")
+        if breaker is not None and not callable(breaker):
+            raise InvalidTypeError(
+                f"breaker must make a CircuitBreaker from a worker id, got {breaker!r}"
+            )
+        if rng is None:
+            rng = random.Random()
+        elif not isinstance(rng, random.Random):
+            raise InvalidTypeError(f"rng must be a random.Random, got {rng!r}")
+        if retry is None:
+            retry = RetryPolicy(max_attempts=3, jitter="full", rng=rng)
+        elif not isinstance(retry, RetryPolicy):
+            raise InvalidTypeError(f"retry must be a RetryPolicy, got {retry!r}")
+        if dlq is None:
+            dlq = DeadLetterQueue(clock)
+        elif not isinstance(dlq, DeadLetterQueue):
+            raise InvalidTypeError(f"dlq must be a DeadLetterQueue, got {dlq!r}")
+        elif dlq.maxsize is not None and dlq.overflow == "reject":
+            raise InvalidArgumentError(
+                "the dead-letter queue must not refuse a task when full (a refused dead "
+                "letter would be lost): give it overflow='drop_oldest' or no maxsize"
+            )
+        gate_list = _gate_list(gates)
+        lease = check_optional_number(lease, "lease", positive=True)
+        dedup_window = check_number(dedup_window, "dedup_window", minimum=0.0)
+        if max_queued is not None:
+            max_queued = check_int(max_queued, "max_queued", minimum=1)
+        if on_event is not None and not callable(on_event):
+            raise InvalidTypeError(f"on_event must be callable, got {on_event!r}")
+        self._clock = clock
+        self._now = clock.now
+        self._queue = queue
+        self._tracker = tracker
+        self._balancer = balancer
+        self._breaker_factory = breaker
+        self._breakers: dict[Hashable, CircuitBreaker] = {}
+        self._retry = retry
+        self._dlq = dlq
+        self._gate_list = gate_list
+        self._gates = AllGates(gate_list) if gate_list else None
+        self._lease = lease
+        self._dedup_window = dedup_window
+        self._max_queued = max_queued
+        self._rng = rng
+        self._listener = on_event
+        self._events: list[Event] = []
+        self._flushing = False
+        self._busy = False
+        self._closed = False
+        # The books: every live task is in exactly one of the queue, the lot,
+        # _retrying and _leases; _waiting_since covers the first three.
+        self._waiting_since: dict[Hashable, float] = {}
+        self._lot = ParkingLot()
+        self._retrying: dict[Hashable, Task] = {}
+        self._leases: dict[Hashable, _Lease] = {}
+        self._progress: dict[Hashable, _Progress] = {}
+        # Finished ids still known for dedup: id -> (final state, when), oldest first.
+        self._finished: OrderedDict[Hashable, tuple[TaskState, float]] = OrderedDict()
+        self._timers = Timers()
+        self._ticked_at = -math.inf
+        self._tracker_wake: float | None = None
+        # Scratch of one dispatch: tasks passed over (to park), blocked signatures, the choice.
+        self._passed: list[tuple[Task, Hashable]] = []
+        self._round_blocked: set[Hashable] = set()
+        self._choice: tuple[Task, WorkerState] | None = None
+        self._filter: Callable[[WorkerState], bool] | None = None
+        # Counters.
+        window = check_int(stats_window, "stats_window", minimum=1)
+        self._waits = RecentSamples(window)
+        self._end_to_end = RecentSamples(window)
+        self._counts = dict.fromkeys(
+            (
+                "submitted",
+                "duplicates",
+                "dispatched",
+                "failed",
+                "lease_expiries",
+                "retries",
+                TaskState.COMPLETED,
+                TaskState.DEAD,
+                TaskState.CANCELLED,
+            ),
+            0,
+        )
+        self._dead_by_reason: dict[Reason, int] = {}
+        self._deadline_met = self._deadline_missed = 0
+        # tenant -> [submitted, completed, dead, cancelled, dispatches, wait sum]
+        self._tenants: dict[Hashable, list[float]] = {}
+        # worker id -> [completed, failed]
+        self._worker_counts: dict[Hashable, list[int]] = {}
+        for state in tracker.workers():
+            self._adopt(state)
+
+    # -- properties ----------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The clock everything here reads."""
+        return self._clock
+
+    @property
+    def queue(self) -> Queue:
+        """The queue (read it; change tasks through the distributor)."""
+        return self._queue
+
+    @property
+    def tracker(self) -> CapacityTracker:
+        """The capacity tracker (read it; change workers through the distributor)."""
+        return self._tracker
+
+    @property
+    def balancer(self) -> Balancer:
+        """The balancer that places tasks."""
+        return self._balancer
+
+    @property
+    def dlq(self) -> DeadLetterQueue:
+        """The dead-letter queue."""
+        return self._dlq
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def breaker(self, worker_id: Hashable) -> CircuitBreaker | None:
+        """The circuit breaker of a worker, or ``None`` without breakers. O(1).
+
+        Raises:
+            UnknownWorkerError: no worker has this id.
+        """
+        self._tracker.worker(worker_id)
+        return self._breakers.get(worker_id)
+
+    # -- the call frame: re-entry guard and event delivery ---------------------
+
+    def _enter(self) -> None:
+        if self._busy:
+            raise ReentrancyError(
+                "a callback (balancer, worker filter, queue predicate, gate or breaker "
+                "factory) called back into the Distributor running it; the inner call was "
+                "refused and changed nothing"
+            )
+        self._busy = True
+
+    def _leave(self) -> None:
+        self._busy = False
+        if self._events and not self._flushing:
+            self._flush()
+
+    def _flush(self) -> None:
+        listener = self._listener
+        self._flushing = True
+        try:
+            while self._events:
+                batch, self._events = self._events, []
+                if listener is not None:
+                    for event in batch:
+                        listener(event)
+        finally:
+            self._flushing = False
+
+    def _emit(self, kind: EventKind, task_id: Hashable | None = None, **fields: Any) -> None:
+        self._events.append(Event(kind, self._now(), task_id, **fields))
+
+    # -- workers ---------------------------------------------------------------
+
+    def add_worker(self, worker: Worker) -> WorkerState:
+        """Register a worker (and make its breaker); wake the parked tasks it can take.
+
+        O(r + g r) plus the tracker's and the breaker factory's cost.
+
+        Raises:
+            InvalidTypeError: not a Worker, or the factory did not make a CircuitBreaker.
+            DuplicateWorkerError: a worker with this id is registered.
+        """
+        self._enter()
+        try:
+            if not isinstance(worker, Worker):
+                raise InvalidTypeError(
+                    f"add_worker() takes a Worker, got {type(worker).__name__} {worker!r}"
+                )
+            if worker.id in self._tracker:
+                self._tracker.add_worker(worker)  # raises DuplicateWorkerError
+            made = None
+            if self._breaker_factory is not None:
+                made = self._breaker_factory(worker.id)
+                if not isinstance(made, CircuitBreaker):
+                    raise InvalidTypeError(
+                        f"the breaker factory must return a CircuitBreaker, got {made!r}"
+                    )
+            state = self._tracker.add_worker(worker)
+            self._adopt(state, made)
+            self._emit(EventKind.WORKER_ADDED, worker_id=worker.id)
+            self._wake_for(state)
+            return state
+        finally:
+            self._leave()
+
+    def _adopt(self, state: WorkerState, made: CircuitBreaker | None = None) -> None:
+        if made is None and self._breaker_factory is not None:
+            made = self._breaker_factory(state.id)
+            if not isinstance(made, CircuitBreaker):
+                raise InvalidTypeError(
+                    f"the breaker factory must return a CircuitBreaker, got {made!r}"
+                )
+        if made is not None:
+            self._breakers[state.id] = made
+            self._filter = self._breaker_admits
+        self._worker_counts[state.id] = [0, 0]
+        self._balancer.on_worker_added(state)
+
+    def remove_worker(self, worker_id: Hashable) -> list[Task]:
+        """Unregister a worker; its leased tasks go back to the queue with their age.
+
+        No attempt is spent (the task did not fail: its worker left). Returns
+        the requeued tasks, oldest assignment first. O(tasks on it) queue
+        pushes, plus the tracker's cost.
+
+        Raises:
+            UnknownWorkerError: no worker has this id.
+        """
+        self._enter()
+        try:
+            tasks = self._tracker.remove_worker(worker_id)
+            now = self._now()
+            breaker = self._breakers.pop(worker_id, None)
+            self._timers.cancel(_BreakerTimer(worker_id))
+            del self._worker_counts[worker_id]
+            self._balancer.on_worker_removed(worker_id)
+            self._emit(EventKind.WORKER_REMOVED, worker_id=worker_id)
+            for task in tasks:
+                lease = self._leases.pop(task.id)
+                self._timers.cancel(task.id)
+                if breaker is not None and lease.permit is not None:
+                    breaker.release(lease.permit)
+                self._end_gates_and_queue(task)
+                self._record_attempt(lease, now, "requeued", None)
+                self._requeue(task, now, EventKind.REQUEUED, worker_id=worker_id)
+            return tasks
+        finally:
+            self._leave()
+
+    def set_health(self, worker_id: Hashable, health: Health | str) -> WorkerState:
+        """Record the host's view of a worker's health; wake parked tasks if it improved.
+
+        O(1) plus the tracker's cost, + O(g r) when it improved.
+
+        Raises:
+            UnknownWorkerError: no worker has this id.
+            InvalidArgumentError: not a Health.
+        """
+        self._enter()
+        try:
+            before = self._tracker.worker(worker_id).health
+            state = self._tracker.set_health(worker_id, health)
+            if state.health is not before:
+                self._emit(EventKind.WORKER_HEALTH, worker_id=worker_id, detail=state.health.value)
+                if _HEALTH_RANK[state.health] < _HEALTH_RANK[before]:
+                    self._wake_for(state)
+            return state
+        finally:
+            self._leave()
+
+    def update_worker(self, worker_id: Hashable, **changes: Any) -> WorkerState:
+        """Change a worker's capacity, weight, skills, zone or cost (as
+        ``CapacityTracker.update_worker``); wake the parked tasks it can now take.
+
+        O(r + g r) plus the tracker's cost.
+
+        Raises:
+            UnknownWorkerError: no worker has this id.
+            InvalidArgumentError, InvalidTypeError: a field ``Worker`` refuses.
+        """
+        self._enter()
+        try:
+            state = self._tracker.update_worker(worker_id, **changes)
+            self._wake_for(state)
+            return state
+        finally:
+            self._leave()
+
+    # -- intake ----------------------------------------------------------------
+
+    def submit(self, task: Task) -> SubmitResult:
+        """Accept ``task`` into the queue, or report it as a duplicate.
+
+        O(1) plus the queue's push.
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+            ClosedError: after :meth:`close`.
+            QueueFullError: ``max_queued`` tasks are waiting (or the queue is full).
+            QuotaExceededError: the queue's tenant quota refused it.
+            DeadlineError: its deadline is not after now.
+            DeadlineInfeasibleError: a deadline scheduler with ``on_miss="reject"``
+                found it infeasible.
+            UnsatisfiableDemandError: its demand is more than a gate could ever grant.
+        """
+        self._enter()
+        try:
+            if not isinstance(task, Task):
+                raise InvalidTypeError(f"submit() takes a Task, got {type(task).__name__} {task!r}")
+            if self._closed:
+                raise ClosedError(
+                    f"the distributor is closed and takes no new tasks; {task.id!r} was not added"
+                )
+            now = self._now()
+            known = self._state_or_none(task.id, now)
+            if known is not None:
+                self._counts["duplicates"] += 1
+                if self._listener is not None:
+                    self._emit(EventKind.DUPLICATE, task.id, state=known)
+                return SubmitResult(task.id, False, known)
+            return self._admit(task, now)
+        finally:
+            self._leave()
+
+    def _admit(self, task: Task, now: float) -> SubmitResult:
+        """Check and queue a new task (its id known to be free). Raises before any change."""
+        max_queued = self._max_queued
+        if max_queued is not None and len(self._waiting_since) >= max_queued:
+            raise QueueFullError(
+                f"{len(self._waiting_since)} tasks are waiting, the distributor's "
+                f"max_queued; {task.id!r} was not added"
+            )
+        deadline = task.deadline
+        if deadline is not None and deadline <= now:
+            raise DeadlineError(
+                f"task {task.id!r} has deadline {deadline!r}, not after now ({now!r})"
+            )
+        gates = self._gates
+        if gates is not None:
+            _check_gates(self._gate_list, task)
+        eviction = self._queue.push(task)
+        task_id = task.id
+        self._finished.pop(task_id, None)  # a stale entry past the window
+        self._waiting_since[task_id] = now
+        self._counts["submitted"] += 1
+        self._tenant(task.tenant)[0] += 1
+        if self._listener is not None:
+            self._emit(EventKind.SUBMITTED, task_id, state=TaskState.QUEUED)
+        if eviction is not None:
+            self._dead_letter_eviction(eviction, now)
+        return SubmitResult(task_id, True, self._state_or_none(task_id, now) or TaskState.DEAD)
+
+    def close(self) -> None:
+        """Stop intake: a later ``submit`` raises ``ClosedError``; queued and leased
+        work still dispatches and finishes. Idempotent. O(1)."""
+        self._enter()
+        try:
+            if not self._closed:
+                self._closed = True
+                self._emit(EventKind.CLOSED)
+        finally:
+            self._leave()
+
+    # -- dispatch ----------------------------------------------------------------
+
+    def dispatch(self, limit: int | None = None) -> list[Assignment]:
+        """Place as many queued tasks as workers and gates take now (at most ``limit``).
+
+        Does what is due first (as :meth:`tick`). Returns the new assignments,
+        in the order made; each is leased until its ``lease_expiry``. See the
+        class docstring for what it costs.
+
+        Raises:
+            InvalidArgumentError / InvalidTypeError: ``limit`` not an int >= 0.
+            InvalidArgumentError: the balancer returned a worker that is not a
+                candidate for the task (nothing was placed).
+        """
+        if limit is not None:
+            limit = check_int(limit, "limit", minimum=0)
+        self._enter()
+        try:
+            now = self._now()
+            self._run_due(now)
+            made: list[Assignment] = []
+            tracker = self._tracker
+            queue = self._queue
+            round_blocked = self._round_blocked
+            round_blocked.clear()
+            placeable = self._placeable
+            has_room = _room_query(tracker)
+            while limit is None or len(made) < limit:
+                if not has_room():
+                    break
+                self._choice = None
+                task = queue.pop(where=placeable)
+                if self._passed:
+                    self._park_passed(now)
+                if task is None:
+                    break
+                assignment = self._place(task, now)
+                if assignment is not None:
+                    made.append(assignment)
+            round_blocked.clear()
+            return made
+        finally:
+            self._leave()
+
+    def _placeable(self, task: Task) -> bool:
+        """The ``where=`` of dispatch: can ``task`` be placed now? Records the choice.
+
+        It touches no queue: tasks it refuses are parked after the pop returns.
+        """
+        sig = signature(task)
+        if sig in self._round_blocked or self._lot.has_group(sig):
+            self._passed.append((task, sig))
+            return False
+        gates = self._gates
+        if gates is not None and not _gates_admit(gates, task):
+            self._passed.append((task, GATES))
+            return False
+        worker = self._balancer.choose(task, self._tracker, self._filter)
+        if worker is None:
+            self._round_blocked.add(sig)
+            self._passed.append((task, sig))
+            return False
+        if not self._tracker.is_candidate(task, worker.id, self._filter):
+            raise InvalidArgumentError(
+                f"balancer {self._balancer!r} chose {worker!r} for task {task.id!r}, "
+                "which is not one of its candidates (unavailable, full, missing a skill, "
+                "or its breaker is open); nothing was placed"
+            )
+        self._choice = (task, worker)
+        return True
+
+    def _breaker_admits(self, worker: WorkerState) -> bool:
+        """The worker filter: its breaker would grant a permit now. A refusal also sets
+        a timer for when it may, so tasks parked behind it wake then."""
+        breaker = self._breakers.get(worker.id)
+        if breaker is None:
+            return True
+        can = getattr(breaker, "can_acquire", None)
+        admits = bool(can()) if can is not None else breaker.state is not CircuitState.OPEN
+        if not admits:
+            reopens = breaker.next_wakeup()
+            key = _BreakerTimer(worker.id)
+            if reopens is not None and key not in self._timers:
+                self._timers.schedule(key, reopens, _BREAKER)
+        return admits
+
+    def _park_passed(self, now: float) -> None:
+        passed, self._passed = self._passed, []
+        queue = self._queue
+        lot = self._lot
+        seen: set[Hashable] = set()
+        for task, group in passed:
+            task_id = task.id
+            if task_id in seen or task_id not in queue:
+                continue
+            seen.add(task_id)
+            queue.remove(task_id)
+            lot.park(task, group)
+            ttl = task.ttl
+            if ttl is not None:
+                self._timers.schedule(task_id, self._waiting_since[task_id] + ttl, _TTL)
+            if self._listener is not None:
+                self._emit(
+                    EventKind.PARKED, task_id, state=TaskState.PARKED, detail=_group_words(group)
+                )
+
+    def _place(self, task: Task, now: float) -> Assignment | None:
+        """Admit, permit, assign and lease a popped task; put it back if that fails."""
+        choice = self._choice
+        if choice is not None and choice[0] is task:
+            worker = choice[1]
+        else:  # a queue that popped another task than the one its predicate accepted last
+            chosen = self._balancer.choose(task, self._tracker, self._filter)
+            if chosen is None or not self._tracker.is_candidate(task, chosen.id, self._filter):
+                self._unpop(task, GATES if chosen is not None else signature(task))
+                return None
+            worker = chosen
+        gates = self._gates
+        if gates is not None and not gates.try_acquire(task):
+            self._unpop(task, GATES)
+            return None
+        permit: int | None = None
+        breaker = self._breakers.get(worker.id)
+        if breaker is not None:
+            permit = breaker.acquire()
+            if permit is None:  # its half-open probes are out: leave it out this round
+                if gates is not None:
+                    gates.rollback(task)
+                self._unpop(task, None)
+                return None
+        self._tracker.assign(task, worker.id)
+        self._balancer.on_assign(task, worker)
+        task_id = task.id
+        enqueued = self._waiting_since.pop(task_id)
+        progress = self._progress.get(task_id)
+        if progress is None:
+            progress = self._progress[task_id] = _Progress(enqueued, now)
+        progress.dispatches += 1
+        progress.retry_at = None
+        waited = now - enqueued
+        progress.waited = waited
+        self._waits.record(waited)
+        tenant = self._tenant(task.tenant)
+        tenant[4] += 1
+        tenant[5] += waited
+        attempt = progress.dispatches
+        expiry = None if self._lease is None else now + self._lease
+        self._leases[task_id] = _Lease(task, worker.id, attempt, now, expiry, permit)
+        if expiry is not None:
+            self._timers.schedule(task_id, expiry, _LEASE)
+        self._counts["dispatched"] += 1
+        if self._listener is not None:
+            self._emit(
+                EventKind.DISPATCHED,
+                task_id,
+                worker_id=worker.id,
+                state=TaskState.LEASED,
+                attempt=attempt,
+                at=expiry,
+            )
+        return Assignment(task, worker.id, attempt, now, expiry)
+
+    def _unpop(self, task: Task, group: Hashable | None) -> None:
+        """Undo the pop of ``task``: back in the queue as if never taken, or parked."""
+        queue = self._queue
+        unpop = getattr(queue, "unpop", None)
+        if unpop is not None:
+            unpop(task)
+        else:
+            queue.release(task)
+            queue.push(task, enqueued_at=self._waiting_since[task.id])
+        if group is None:
+            self._round_blocked.add(signature(task))
+        else:
+            self._passed.append((task, group))
+            self._park_passed(self._now())
+
+    # -- outcomes ----------------------------------------------------------------
+
+    def heartbeat(self, task_id: Hashable, extend: float | None = None) -> float | None:
+        """Extend a leased task's lease to now + ``extend`` (default: the lease length).
+
+        Returns the new expiry (``None`` with leases that never expire). O(log n).
+
+        Raises:
+            UnknownTaskError: no task has this id.
+            TaskStateError: the task is not leased.
+            InvalidArgumentError: ``extend`` <= 0, NaN or infinite.
+        """
+        extend = check_optional_number(extend, "extend", positive=True)
+        self._enter()
+        try:
+            lease = self._lease_of(task_id, "heartbeat")
+            if self._lease is None and extend is None:
+                return None
+            length = self._lease if extend is None else extend
+            assert length is not None
+            lease.expiry = self._now() + length
+            self._timers.schedule(task_id, lease.expiry, _LEASE)
+            return lease.expiry
+        finally:
+            self._leave()
+
+    def complete(
+        self, task_id: Hashable, *, duration: float | None = None, attempt: int | None = None
+    ) -> TaskState:
+        """The task succeeded (``duration``: seconds it ran, for the worker's EWMA).
+
+        ``attempt`` (optional) names the attempt reporting: a report of an
+        attempt whose lease expired completes the task if nothing else has
+        (see the class docstring). Returns ``TaskState.COMPLETED``. O(r + g)
+        + O(log n).
+
+        Raises:
+            UnknownTaskError: no task has this id.
+            TaskStateError: the task is not leased (and no expired lease of it
+                awaits a late report), or already finished.
+            InvalidArgumentError: ``duration`` negative, NaN or infinite.
+        """
+        duration = check_optional_number(duration, "duration", minimum=0.0)
+        if attempt is not None:
+            attempt = check_int(attempt, "attempt", minimum=1)
+        self._enter()
+        try:
+            now = self._now()
+            lease = self._leases.get(task_id) if _hashable(task_id) else None
+            if lease is not None and (attempt is None or attempt == lease.attempt):
+                self._end_lease(lease, now, duration, ok=True)
+                self._finish_completed(lease.task, now)
+                return TaskState.COMPLETED
+            self._late_report(task_id, attempt, "complete")
+            # The late report wins: take the task from wherever it went since.
+            current = self._leases.get(task_id)
+            if current is not None:
+                task = current.task
+                self._end_lease(current, now, None, ok=None)
+            else:
+                task = self._withdraw_waiting(task_id)
+            self._finish_completed(task, now, late=True)
+            return TaskState.COMPLETED
+        finally:
+            self._leave()
+
+    def fail(
+        self,
+        task_id: Hashable,
+        *,
+        error: BaseException | str | None = None,
+        retryable: bool = True,
+        duration: float | None = None,
+        attempt: int | None = None,
+    ) -> TaskState:
+        """The attempt failed: retry after the policy's delay, or dead-letter.
+
+        ``error`` (an exception or a description) is kept in the attempt
+        history and offered to the retry policy's ``retryable`` predicate
+        and the worker's breaker; ``retryable=False`` dead-letters at once.
+        Returns the task's new state (``RETRYING`` or ``DEAD``; or, for a late
+        report of an expired lease, its state unchanged). O(r + g) + O(log n).
+
+        Raises:
+            UnknownTaskError: no task has this id.
+            TaskStateError: the task is not leased (and no expired lease of it
+                awaits a late report), or already finished.
+            InvalidArgumentError / InvalidTypeError: ``duration`` negative or NaN,
+                ``error`` neither an exception, a str nor None, ``retryable`` not a bool.
+        """
+        duration = check_optional_number(duration, "duration", minimum=0.0)
+        if attempt is not None:
+            attempt = check_int(attempt, "attempt", minimum=1)
+        if error is not None and not isinstance(error, (BaseException, str)):
+            raise InvalidTypeError(f"error must be an exception, a str or None, got {error!r}")
+        if not isinstance(retryable, bool):
+            raise InvalidTypeError(f"retryable must be a bool, got {retryable!r}")
+        self._enter()
+        try:
+            now = self._now()
+            lease = self._leases.get(task_id) if _hashable(task_id) else None
+            if lease is None or (attempt is not None and attempt != lease.attempt):
+                self._late_report(task_id, attempt, "fail")
+                return self._state_or_none(task_id, now) or TaskState.DEAD
+            task = lease.task
+            text = _error_text(error)
+            self._counts["failed"] += 1
+            if self._listener is not None:
+                self._emit(
+                    EventKind.FAILED,
+                    task_id,
+                    worker_id=lease.worker_id,
+                    attempt=lease.attempt,
+                    detail=text,
+                )
+            self._end_lease(lease, now, duration, ok=False, error=error)
+            self._record_attempt(lease, now, "failed", text)
+            progress = self._progress[task_id]
+            if not retryable or (
+                isinstance(error, BaseException) and not self._retry.is_retryable(error)
+            ):
+                self._dead_letter(task, Reason.NOT_RETRYABLE, now)
+                return TaskState.DEAD
+            if not self._may_retry(task, progress, now):
+                self._dead_letter(task, Reason.MAX_ATTEMPTS, now)
+                return TaskState.DEAD
+            delay = self._retry.delay(progress.failures, progress.last_delay)
+            progress.last_delay = delay
+            progress.retry_at = retry_at = now + delay
+            self._retrying[task_id] = task
+            self._waiting_since[task_id] = now - progress.waited
+            self._timers.schedule(task_id, retry_at, _RETRY)
+            self._counts["retries"] += 1
+            if self._listener is not None:
+                self._emit(
+                    EventKind.RETRY_SCHEDULED,
+                    task_id,
+                    state=TaskState.RETRYING,
+                    attempt=lease.attempt,
+                    at=retry_at,
+                )
+            return TaskState.RETRYING
+        finally:
+            self._leave()
+
+    def cancel(self, task_id: Hashable) -> Task:
+        """Withdraw a live task, wherever it is; return it. A leased task's worker is
+        freed (the host stops the work). O(r) or the queue's remove.
+
+        Raises:
+            UnknownTaskError: no task has this id.
+            TaskStateError: the task already finished.
+        """
+        self._enter()
+        try:
+            now = self._now()
+            state = self._state_of(task_id, now)
+            if state.is_final:
+                raise TaskStateError(f"task {task_id!r} is {state.value}; it cannot be cancelled")
+            lease = self._leases.get(task_id)
+            if lease is not None:
+                task = lease.task
+                self._end_lease(lease, now, None, ok=None)
+            else:
+                task = self._withdraw_waiting(task_id)
+            self._finish(task, TaskState.CANCELLED, now)
+            if self._listener is not None:
+                self._emit(
+                    EventKind.CANCELLED,
+                    task_id,
+                    state=TaskState.CANCELLED,
+                    reason=Reason.CANCELLED,
+                    worker_id=None if lease is None else lease.worker_id,
+                )
+            return task
+        finally:
+            self._leave()
+
+    def _lease_of(self, task_id: Hashable, verb: str) -> _Lease:
+        lease = self._leases.get(task_id) if _hashable(task_id) else None
+        if lease is None:
+            state = self._state_of(task_id, self._now())
+            raise TaskStateError(f"cannot {verb} task {task_id!r}: it is {state.value}, not leased")
+        return lease
+
+    def _late_report(self, task_id: Hashable, attempt: int | None, verb: str) -> None:
+        """Accept a report of an expired lease once (it awaits none after), or raise."""
+        now = self._now()
+        state = self._state_of(task_id, now)
+        progress = self._progress.get(task_id)
+        lapsed = None if progress is None else progress.lapsed
+        if state.is_final or lapsed is None or (attempt is not None and attempt != lapsed):
+            what = state.value if attempt is None else f"{state.value} (attempt {attempt})"
+            raise TaskStateError(
+                f"cannot {verb} task {task_id!r}: it is {what}, and no expired lease of it "
+                "awaits a late report"
+            )
+        assert progress is not None
+        progress.lapsed = None
+
+    def _end_lease(
+        self,
+        lease: _Lease,
+        now: float,
+        duration: float | None,
+        *,
+        ok: bool | None,
+        error: BaseException | str | None = None,
+    ) -> None:
+        """Everything a lease held goes back: worker, breaker permit, gates, queue."""
+        task = lease.task
+        task_id = task.id
+        del self._leases[task_id]
+        self._timers.cancel(task_id)
+        tracker = self._tracker
+        worker_id = lease.worker_id
+        state = tracker.release(task, worker_id, duration=duration, ok=ok)
+        self._balancer.on_release(task, state)
+        counts = self._worker_counts[worker_id]
+        if ok is True:
+            counts[0] += 1
+        elif ok is False:
+            counts[1] += 1
+            if state.ejected_until is not None:
+                self._tracker_wake = tracker.next_wakeup()
+                if self._listener is not None:
+                    self._emit(
+                        EventKind.WORKER_EJECTED, worker_id=worker_id, at=state.ejected_until
+                    )
+        breaker = self._breakers.get(worker_id)
+        if breaker is not None:
+            self._report_to_breaker(breaker, worker_id, lease, now, duration, ok, error)
+        self._end_gates_and_queue(task)
+        self._wake_for(state)
+
+    def _report_to_breaker(
+        self,
+        breaker: CircuitBreaker,
+        worker_id: Hashable,
+        lease: _Lease,
+        now: float,
+        duration: float | None,
+        ok: bool | None,
+        error: BaseException | str | None,
+    ) -> None:
+        permit = lease.permit
+        ran = now - lease.started_at if duration is None else duration
+        was_open = breaker.state is CircuitState.OPEN
+        if ok is None:
+            breaker.release(permit)
+        elif ok:
+            breaker.record_success(ran, permit=permit)
+        elif isinstance(error, BaseException):
+            breaker.record_error(error, ran, permit=permit)
+        else:
+            breaker.record_failure(ran, permit=permit)
+        if not was_open and breaker.state is CircuitState.OPEN:
+            reopens = breaker.next_wakeup()
+            if reopens is not None:
+                self._timers.schedule(_BreakerTimer(worker_id), reopens, _BREAKER)
+            if self._listener is not None:
+                self._emit(EventKind.BREAKER_OPENED, worker_id=worker_id, at=reopens)
+
+    def _end_gates_and_queue(self, task: Task) -> None:
+        gates = self._gates
+        if gates is not None:
+            gates.release(task)
+            if self._lot.has_group(GATES):
+                self._wake_group(GATES)
+        self._queue.release(task)
+
+    def _record_attempt(self, lease: _Lease, now: float, outcome: str, error: str | None) -> None:
+        progress = self._progress[lease.task.id]
+        if outcome in ("failed", "lease_expired"):
+            progress.failures += 1
+        if error is not None:
+            progress.last_error = error
+        progress.history.append(
+            AttemptRecord(lease.attempt, lease.worker_id, lease.started_at, now, outcome, error)
+        )
+
+    def _may_retry(self, task: Task, progress: _Progress, now: float) -> bool:
+        if task.max_attempts is not None:
+            return progress.failures < task.max_attempts
+        return self._retry.should_retry(progress.failures, elapsed=now - progress.first_started)
+
+    # -- moving tasks between states ---------------------------------------------
+
+    def _requeue(
+        self, task: Task, now: float, kind: EventKind, worker_id: Hashable | None = None
+    ) -> None:
+        """Back into the queue with the age it had; dead-letter it if the queue refuses."""
+        progress = self._progress.get(task.id)
+        waited = 0.0 if progress is None else progress.waited
+        self._waiting_since[task.id] = now - waited
+        if self._enqueue(task, now) and self._listener is not None:
+            self._emit(kind, task.id, state=TaskState.QUEUED, worker_id=worker_id)
+
+    def _enqueue(self, task: Task, now: float) -> bool:
+        """Push a waiting task (its ``_waiting_since`` set) into the queue. False if it
+        went to the dead-letter queue instead."""
+        task_id = task.id
+        try:
+            eviction = self._queue.push(task, enqueued_at=self._waiting_since[task_id])
+        except DeadlineError as error:
+            self._waiting_since.pop(task_id)
+            self._dead_letter(task, Reason.DEADLINE_MISSED, now, error)
+            return False
+        except DeadlineInfeasibleError as error:
+            self._waiting_since.pop(task_id)
+            self._dead_letter(task, Reason.DEADLINE_INFEASIBLE, now, error)
+            return False
+        except CapacityError as error:
+            self._waiting_since.pop(task_id)
+            self._dead_letter(task, Reason.REJECTED, now, error)
+            return False
+        if eviction is not None:
+            self._dead_letter_eviction(eviction, now)
+            return eviction.task is not task
+        return True
+
+    def _withdraw_waiting(self, task_id: Hashable) -> Task:
+        """Take a waiting task (queued, parked or retrying) out of where it waits."""
+        task = self._retrying.pop(task_id, None)
+        if task is None:
+            task = self._lot.remove(task_id) if task_id in self._lot else None
+        if task is None:
+            task = self._queue.remove(task_id)
+        self._timers.cancel(task_id)
+        self._waiting_since.pop(task_id, None)
+        return task
+
+    def _finish_completed(self, task: Task, now: float, *, late: bool = False) -> None:
+        progress = self._progress.get(task.id)
+        submitted = now if progress is None else progress.submitted_at
+        self._end_to_end.record(now - submitted)
+        deadline = task.deadline
+        if deadline is not None:
+            if now <= deadline:
+                self._deadline_met += 1
+            else:
+                self._deadline_missed += 1
+        self._finish(task, TaskState.COMPLETED, now)
+        if self._listener is not None:
+            self._emit(
+                EventKind.COMPLETED,
+                task.id,
+                state=TaskState.COMPLETED,
+                detail="a late report of an expired lease" if late else None,
+            )
+
+    def _finish(self, task: Task, state: TaskState, now: float) -> None:
+        task_id = task.id
+        self._progress.pop(task_id, None)
+        self._counts[state] += 1
+        tenant = self._tenant(task.tenant)
+        tenant[{TaskState.COMPLETED: 1, TaskState.DEAD: 2, TaskState.CANCELLED: 3}[state]] += 1
+        if self._dedup_window > 0:
+            self._finished[task_id] = (state, now)
+
+    def _dead_letter(self, task: Task, reason: Reason, now: float, error: object = None) -> None:
+        progress = self._progress.get(task.id)
+        history: tuple[AttemptRecord, ...] = () if progress is None else tuple(progress.history)
+        text = _error_text(error) or (None if progress is None else progress.last_error)
+        if task.deadline is not None:
+            self._deadline_missed += 1
+        self._dlq.add(task, reason, history=history, error=text)
+        self._dead_by_reason[reason] = self._dead_by_reason.get(reason, 0) + 1
+        self._finish(task, TaskState.DEAD, now)
+        if self._listener is not None:
+            self._emit(
+                EventKind.DEAD_LETTERED, task.id, state=TaskState.DEAD, reason=reason, detail=text
+            )
+
+    def _dead_letter_eviction(self, eviction: Eviction, now: float) -> None:
+        """A task the queue handed back on a push: it leaves the waiting books for the DLQ."""
+        self._waiting_since.pop(eviction.task.id, None)
+        self._dead_letter(eviction.task, eviction.reason, now)
+
+    # -- waking parked tasks --------------------------------------------------------
+
+    def _wake_for(self, worker: WorkerState) -> None:
+        """Wake the parked groups this worker could take now. O(g r)."""
+        lot = self._lot
+        if len(lot) == 0:
+            return
+        tracker = self._tracker
+        filter_ = self._filter
+        for group, example in list(lot.groups()):
+            if group is not GATES and tracker.is_candidate(example, worker.id, filter_):
+                self._wake_group(group)
+
+    def _wake_all_placement_groups(self) -> None:
+        for group, _ in list(self._lot.groups()):
+            if group is not GATES:
+                self._wake_group(group)
+
+    def _wake_group(self, group: Hashable) -> None:
+        now = self._now()
+        timers = self._timers
+        for task in self._lot.take(group):
+            if task.ttl is not None:
+                timers.cancel(task.id)
+            if self._enqueue(task, now) and self._listener is not None:
+                self._emit(EventKind.UNPARKED, task.id, state=TaskState.QUEUED)
+
+    # -- time ----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Do everything due now: expire leases (requeue or dead-letter), requeue due
+        retries, expire TTLs and missed deadlines, wake parked tasks whose blocker
+        may have cleared. O(log n) per timer due, + the queue's ``expire``."""
+        self._enter()
+        try:
+            self._run_due(self._now())
+        finally:
+            self._leave()
+
+    def _run_due(self, now: float) -> None:
+        timers = self._timers
+        while (due := timers.pop_due(now)) is not None:
+            kind, key = due
+            if kind == _LEASE:
+                self._expire_lease(key, now)
+            elif kind == _RETRY:
+                task = self._retrying.pop(key)
+                self._requeue(task, now, EventKind.REQUEUED)
+            elif kind == _TTL:
+                task = self._lot.remove(key)
+                self._waiting_since.pop(key)
+                self._dead_letter(task, Reason.TTL_EXPIRED, now)
+            else:  # a breaker may let probes through now
+                assert isinstance(key, _BreakerTimer)
+                if key.worker_id in self._tracker:
+                    self._wake_for(self._tracker.worker(key.worker_id))
+        queue = self._queue
+        wake = queue.next_wakeup()
+        if wake is not None and wake <= now:
+            self._expire_queue(now)
+        if self._lot.has_group(GATES):
+            gates = self._gates
+            wake = None if gates is None else gates.next_wakeup()
+            if wake is not None and wake <= now:
+                self._wake_group(GATES)
+        tracker_wake = self._tracker_wake
+        if tracker_wake is not None and tracker_wake <= now:
+            self._tracker_wake = self._tracker.next_wakeup()
+            self._wake_all_placement_groups()
+        finished = self._finished
+        if finished:
+            horizon = now - self._dedup_window
+            while finished and next(iter(finished.values()))[1] <= horizon:
+                finished.popitem(last=False)
+        self._ticked_at = now
+
+    def _expire_lease(self, task_id: Hashable, now: float) -> None:
+        lease = self._leases[task_id]
+        task = lease.task
+        self._counts["lease_expiries"] += 1
+        if self._listener is not None:
+            self._emit(
+                EventKind.LEASE_EXPIRED, task_id, worker_id=lease.worker_id, attempt=lease.attempt
+            )
+        self._end_lease(lease, now, None, ok=False)
+        self._record_attempt(lease, now, "lease_expired", None)
+        progress = self._progress[task_id]
+        progress.lapsed = lease.attempt
+        if self._may_retry(task, progress, now):
+            self._requeue(task, now, EventKind.REQUEUED)
+        else:
+            self._dead_letter(task, Reason.MAX_ATTEMPTS, now, "the lease expired")
+
+    def _expire_queue(self, now: float) -> None:
+        queue = self._queue
+        with_reasons = getattr(queue, "expire_with_reasons", None)
+        if with_reasons is not None:
+            expired = with_reasons()
+        else:
+            expired = [
+                Eviction(
+                    task,
+                    Reason.DEADLINE_MISSED
+                    if task.deadline is not None and task.deadline <= now
+                    else Reason.TTL_EXPIRED,
+                )
+                for task in queue.expire()
+            ]
+        for eviction in expired:
+            self._dead_letter_eviction(eviction, now)
+
+    def next_wakeup(self) -> float | None:
+        """When to call :meth:`tick` (or ``dispatch``) next: the earliest time
+        something is due, never before now; ``None`` when nothing waits on time.
+
+        A time a component reported that was already handled by a tick at or
+        after it is not reported again, so a host never spins. O(1) amortised.
+        """
+        now = self._now()
+        ticked = self._ticked_at
+        soonest = self._timers.next_time()
+        wake = self._queue.next_wakeup()
+        if wake is not None and wake > ticked and (soonest is None or wake < soonest):
+            soonest = wake
+        if self._lot.has_group(GATES) and self._gates is not None:
+            wake = self._gates.next_wakeup()
+            if wake is not None and wake > ticked and (soonest is None or wake < soonest):
+                soonest = wake
+        wake = self._tracker_wake
+        if wake is not None and len(self._lot) and (soonest is None or wake < soonest):
+            soonest = wake
+        if soonest is None:
+            return None
+        return max(soonest, now)
+
+    # -- looking -------------------------------------------------------------------
+
+    def _state_or_none(self, task_id: Hashable, now: float) -> TaskState | None:
+        if not _hashable(task_id):
+            raise InvalidTypeError(f"task ids are hashable, got {task_id!r}")
+        if task_id in self._leases:
+            return TaskState.LEASED
+        if task_id in self._waiting_since:
+            if task_id in self._retrying:
+                return TaskState.RETRYING
+            if task_id in self._lot:
+                return TaskState.PARKED
+            return TaskState.QUEUED
+        finished = self._finished.get(task_id)
+        if finished is not None and finished[1] > now - self._dedup_window:
+            return finished[0]
+        if task_id in self._dlq:
+            return TaskState.DEAD
+        return None
+
+    def _state_of(self, task_id: Hashable, now: float) -> TaskState:
+        state = self._state_or_none(task_id, now)
+        if state is None:
+            raise UnknownTaskError(
+                f"no task with id {task_id!r} (finished tasks are forgotten after the "
+                "dedup window, and dead ones once out of the dead-letter queue)"
+            )
+        return state
+
+    def state_of(self, task_id: Hashable) -> TaskState:
+        """The state of a task: live, in the dead-letter queue, or finished within the
+        dedup window. O(1).
+
+        Raises:
+            UnknownTaskError: no such task is known.
+            InvalidTypeError: ``task_id`` is unhashable.
+        """
+        return self._state_of(task_id, self._now())
+
+    def assignment(self, task_id: Hashable) -> Assignment:
+        """The current assignment of a leased task. O(1).
+
+        Raises:
+            UnknownTaskError, TaskStateError: no such task, or it is not leased.
+        """
+        return _assignment(self._lease_of(task_id, "look up the assignment of"))
+
+    def leases(self) -> list[Assignment]:
+        """Every current assignment, oldest first. O(leased)."""
+        return [_assignment(lease) for lease in self._leases.values()]
+
+    def explain(self, task_id: Hashable) -> str:
+        """Why the task is where it is, in one plain sentence. O(1); O(w) for a parked task.
+
+        Raises:
+            UnknownTaskError: no such task is known.
+        """
+        now = self._now()
+        state = self._state_of(task_id, now)
+        if state is TaskState.LEASED:
+            lease = self._leases[task_id]
+            until = "" if lease.expiry is None else f", lease until {lease.expiry:g}"
+            return (
+                f"leased: attempt {lease.attempt} on worker {lease.worker_id!r} since "
+                f"{lease.started_at:g}{until}"
+            )
+        if state is TaskState.RETRYING:
+            progress = self._progress[task_id]
+            task = self._retrying[task_id]
+            limit = (
+                task.max_attempts if task.max_attempts is not None else _policy_limit(self._retry)
+            )
+            of = "" if limit is None else f" of {limit}"
+            last = progress.history[-1] if progress.history else None
+            after = (
+                "" if last is None else f" after {last.error or last.outcome} on {last.worker_id!r}"
+            )
+            return f"retry {progress.failures + 1}{of} at {progress.retry_at:g}{after}"
+        if state is TaskState.PARKED:
+            return "parked: " + self._parked_words(task_id)
+        if state is TaskState.QUEUED:
+            return "waiting: " + self._queued_words(task_id, now)
+        if state is TaskState.DEAD:
+            entry = self._dlq.get(task_id)
+            if entry is not None:
+                error = f" ({entry.error})" if entry.error else ""
+                return f"dead-lettered: {entry.reason.value}{error} at {entry.dead_at:g}"
+            return "dead-lettered"
+        when = self._finished[task_id][1]
+        return f"{state.value} at {when:g}"
+
+    def _queued_words(self, task_id: Hashable, now: float) -> str:
+        age = now - self._waiting_since[task_id]
+        why_waiting = getattr(self._queue, "why_waiting", None)
+        if why_waiting is not None:
+            waiting = why_waiting(task_id)
+            reason = waiting.reason.value
+            if reason == "concurrency_quota":
+                return (
+                    f"tenant {waiting.tenant!r} at its quota of running tasks, "
+                    f"until one finishes (queued {age:g} s)"
+                )
+            if reason == "rate_quota":
+                return f"tenant {waiting.tenant!r} at its rate quota, until {waiting.until:g}"
+            if reason == "expired":
+                return "its TTL ran out; the next tick dead-letters it"
+        if not _room_query(self._tracker)():
+            return f"every worker is busy; queued {age:g} s, in the queue's order"
+        return f"queued {age:g} s; tasks ahead of it in the queue's order go first"
+
+    def _parked_words(self, task_id: Hashable) -> str:
+        group = self._lot.group_of(task_id)
+        task = self._lot.get(task_id)
+        assert task is not None
+        if group is GATES:
+            held = [gate for gate in self._gate_list if not _gate_admits(gate, task)]
+            names = ", ".join(_gate_words(gate) for gate in held) or "an admission gate"
+            return f"held by {names}"
+        needs = sorted(task.requires)
+        workers = self._tracker.workers()
+        skilled = [w for w in workers if task.requires <= w.skills]
+        if not skilled:
+            if not workers:
+                return "no worker is registered"
+            return f"no worker has skill{'s' if len(needs) > 1 else ''} " + ", ".join(
+                repr(s) for s in needs
+            )
+        able = [w for w in skilled if w.health is not Health.UNAVAILABLE]
+        if not able:
+            return "every worker that can run it is unavailable (down or ejected)"
+        breakers = self._breakers
+        closed = [w for w in able if self._breaker_admits(w)]
+        if not closed:
+            opens = [breakers[w.id].next_wakeup() for w in able if w.id in breakers]
+            soonest = min((t for t in opens if t is not None), default=None)
+            until = "" if soonest is None else f" until {soonest:g}"
+            return f"the circuit breakers of every worker that can run it are open{until}"
+        return f"every worker that can run it is full ({len(closed)} of them)"
+
+    def stats(self) -> DistributorStats:
+        """A snapshot of every count, latency and ratio (see :class:`DistributorStats`).
+
+        O(n + w + tenants) + the percentiles of the recent windows.
+        """
+        now = self._now()
+        waiting = len(self._waiting_since)
+        parked = len(self._lot)
+        retrying = len(self._retrying)
+        counts = self._counts
+        by_state = {
+            TaskState.QUEUED: waiting - parked - retrying,
+            TaskState.PARKED: parked,
+            TaskState.RETRYING: retrying,
+            TaskState.LEASED: len(self._leases),
+            TaskState.COMPLETED: counts[TaskState.COMPLETED],
+            TaskState.DEAD: counts[TaskState.DEAD],
+            TaskState.CANCELLED: counts[TaskState.CANCELLED],
+        }
+        oldest = min(self._waiting_since.values(), default=now)
+        completed = counts[TaskState.COMPLETED]
+        ended = completed + counts[TaskState.DEAD]
+        deadlined = self._deadline_met + self._deadline_missed
+        tenants = {
+            key: TenantCounts(
+                tenant=key,
+                submitted=int(row[0]),
+                live=int(row[0] - row[1] - row[2] - row[3]),
+                completed=int(row[1]),
+                dead_lettered=int(row[2]),
+                cancelled=int(row[3]),
+                mean_wait=row[5] / row[4] if row[4] else math.nan,
+            )
+            for key, row in self._tenants.items()
+        }
+        workers = {}
+        loads = []
+        for state in self._tracker.workers():
+            breaker = self._breakers.get(state.id)
+            done, failed = self._worker_counts[state.id]
+            loads.append(state.load_ratio)
+            workers[state.id] = WorkerCounts(
+                worker_id=state.id,
+                in_flight=state.in_flight,
+                load_ratio=state.load_ratio,
+                health=state.health,
+                breaker=None if breaker is None else breaker.state,
+                completed=done,
+                failed=failed,
+                latency=state.latency,
+            )
+        return DistributorStats(
+            time=now,
+            by_state=by_state,
+            submitted=counts["submitted"],
+            duplicates=counts["duplicates"],
+            dispatched=counts["dispatched"],
+            failed=counts["failed"],
+            lease_expiries=counts["lease_expiries"],
+            retries=counts["retries"],
+            dead_by_reason=dict(self._dead_by_reason),
+            wait=self._waits.percentiles(),
+            end_to_end=self._end_to_end.percentiles(),
+            oldest_waiting_age=now - oldest,
+            utilization=self._tracker.utilization(),
+            load_variance=coefficient_of_variation(loads),
+            completion_rate=completed / ended if ended else 1.0,
+            deadline_hit_rate=self._deadline_met / deadlined if deadlined else 1.0,
+            tenants=tenants,
+            workers=workers,
+        )
+
+    def _tenant(self, tenant: Hashable) -> list[float]:
+        row = self._tenants.get(tenant)
+        if row is None:
+            row = self._tenants[tenant] = [0, 0, 0, 0, 0, 0.0]
+        return row
+
+    def __len__(self) -> int:
+        """Live tasks: queued, parked, retrying or leased."""
+        return len(self._waiting_since) + len(self._leases)
+
+    def __contains__(self, task_id: object) -> bool:
+        """Whether a task with this id is live."""
+        try:
+            return task_id in self._waiting_since or task_id in self._leases
+        except TypeError:
+            return False
+
+    def __repr__(self) -> str:
+        return (
+            f"Distributor(queued={len(self._waiting_since)}, leased={len(self._leases)}, "
+            f"workers={len(self._tracker)})"
+        )
+
+
+def _assignment(lease: _Lease) -> Assignment:
+    return Assignment(lease.task, lease.worker_id, lease.attempt, lease.started_at, lease.expiry)
+
+
+def _room_query(tracker: CapacityTracker) -> Callable[[], bool]:
+    query: Callable[[], bool] | None = getattr(tracker, "has_room", None)
+    return (lambda: True) if query is None else query
+
+
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _gate_list(gates: Gate | Iterable[Gate]) -> list[Gate]:
+    if isinstance(gates, Gate):
+        listed = [gates]
+    else:
+        try:
+            listed = list(gates)
+        except TypeError:
+            raise InvalidTypeError(
+                f"gates must be a Gate or an iterable of gates, got {gates!r}"
+            ) from None
+    for gate in listed:
+        if not isinstance(gate, Gate):
+            raise InvalidTypeError(
+                f"every gate must have try_acquire, release and next_wakeup, got {gate!r}"
+            )
+    return listed
+
+
+def _check_gates(gates: Sequence[Gate], task: Task) -> None:
+    for gate in gates:
+        check = getattr(gate, "check", None)
+        if check is not None:
+            check(task)
+
+
+def _gate_admits(gate: Gate, task: Task) -> bool:
+    can = getattr(gate, "can_acquire", None)
+    return True if can is None else bool(can(task))
+
+
+def _gates_admit(gates: AllGates, task: Task) -> bool:
+    """Would the gates admit ``task`` now? Side-effect free where the gates can say so.
+
+    A refusal is also told to the gates (a refused ``try_acquire``), so their
+    ``next_wakeup`` says when it may pass.
+    """
+    can = getattr(gates, "can_acquire", None)
+    if can is None:
+        return True  # the gates cannot be asked: try_acquire after the pop decides
+    if can(task):
+        return True
+    if gates.try_acquire(task):  # cannot happen if can_acquire is exact; undo to be safe
+        gates.rollback(task)
+        return True
+    return False
+
+
+def _gate_words(gate: Gate) -> str:
+    resource = getattr(gate, "resource", None)
+    wake = gate.next_wakeup()
+    if resource is None:
+        return repr(gate)
+    if wake is not None:
+        return f"the {resource!r} rate limit, next slot at {wake:g}"
+    return f"the {resource!r} pool, until a task holding it finishes"
+
+
+def _group_words(group: Hashable) -> str:
+    if group is GATES:
+        return "an admission gate refused it"
+    return "no worker can take it now"
+
+
+def _policy_limit(retry: RetryPolicy) -> int | None:
+    return getattr(retry.stop, "max_attempts", None)

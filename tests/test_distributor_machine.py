@@ -1,0 +1,342 @@
+"""The Distributor under any sequence of operations: no task is ever lost or duplicated.
+
+A Hypothesis state machine drives a Distributor (a fair scheduler with a
+concurrency quota, skills, a pool gate, a rate gate, breakers, retries, TTLs,
+leases) through submits, dispatches, completions, failures, heartbeats,
+cancels, time, and workers added, removed and degraded. A model follows the
+events the distributor emits; after every step the invariants say:
+
+- every task ever submitted is in exactly one state, the one the events say,
+  and the distributor's own books (queue, parked, retrying, leased) agree;
+- no task is on two workers; the workers' in-flight tasks are the leased ones;
+- no worker above its capacity, no pool above its size, no tenant above its
+  ``max_concurrent`` quota;
+- no task has more failed attempts than it is allowed;
+- ``stats()`` counts every submitted task once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Hashable
+
+import pytest
+from hypothesis import assume, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+)
+
+from taskdist import (
+    CapacityTracker,
+    CircuitBreaker,
+    Distributor,
+    Event,
+    EventKind,
+    FairScheduler,
+    Health,
+    ManualClock,
+    PoolGate,
+    Quota,
+    RateGate,
+    RateLimiter,
+    ResourcePool,
+    RetryPolicy,
+    Task,
+    TaskState,
+    TaskStateError,
+    UnknownTaskError,
+    Worker,
+)
+
+TASK_IDS = [f"t{i}" for i in range(24)]
+WORKER_IDS = ["w0", "w1", "w2", "w3"]
+TENANTS = ["alice", "bob", "carol"]
+QUOTA = 2  # alice's max_concurrent
+MAX_ATTEMPTS = 3
+
+# What each event kind says the task's state is now (None: not a state change).
+EVENT_STATE = {
+    EventKind.SUBMITTED: TaskState.QUEUED,
+    EventKind.PARKED: TaskState.PARKED,
+    EventKind.UNPARKED: TaskState.QUEUED,
+    EventKind.DISPATCHED: TaskState.LEASED,
+    EventKind.COMPLETED: TaskState.COMPLETED,
+    EventKind.RETRY_SCHEDULED: TaskState.RETRYING,
+    EventKind.REQUEUED: TaskState.QUEUED,
+    EventKind.DEAD_LETTERED: TaskState.DEAD,
+    EventKind.CANCELLED: TaskState.CANCELLED,
+}
+
+tasks = st.builds(
+    lambda i, tenant, skill, db, api, ttl, attempts, cost: Task(
+        TASK_IDS[i],
+        tenant=tenant,
+        requires={skill} if skill else set(),
+        resources={**({"db": 1} if db else {}), **({"api_calls": 1} if api else {})},
+        ttl=ttl,
+        max_attempts=attempts,
+        cost=cost,
+    ),
+    st.integers(0, len(TASK_IDS) - 1),
+    st.sampled_from(TENANTS),
+    st.sampled_from([None, None, "gpu", "rare"]),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from([None, None, 5.0, 40.0]),
+    st.sampled_from([None, 1, 2]),
+    st.sampled_from([0.5, 1.0, 3.0]),
+)
+
+
+class DistributorMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = ManualClock()
+        self.pool = ResourcePool("db", size=2)
+        self.limiter = RateLimiter(rate=2, per=1.0, burst=2, clock=self.clock)
+        self.events: list[Event] = []
+        self.distributor = Distributor(
+            self.clock,
+            queue=FairScheduler(self.clock, quotas={"alice": Quota(max_concurrent=QUOTA)}),
+            tracker=CapacityTracker(self.clock),
+            breaker=lambda _: CircuitBreaker(
+                self.clock, minimum_calls=2, window_size=4, open_duration=7.0
+            ),
+            retry=RetryPolicy(max_attempts=MAX_ATTEMPTS, base=0.5, cap=4.0, rng=random.Random(3)),
+            gates=[PoolGate(self.pool), RateGate(self.limiter, "api_calls")],
+            lease=10.0,
+            dedup_window=1e9,  # remember every finished id, so the model can ask about all
+            rng=random.Random(7),
+            on_event=self.events.append,
+        )
+        self.model: dict[Hashable, TaskState] = {}
+        self.allowed: dict[Hashable, int] = {}
+        self.failures: Counter[Hashable] = Counter()
+        # Tasks whose last lease expired: one late report of it may still come.
+        self.lapsed: dict[Hashable, int] = {}
+        self.workers: set[str] = set()
+        self.seen = 0  # events applied so far
+
+    # -- following the events ------------------------------------------------
+
+    def apply_events(self) -> None:
+        for event in self.events[self.seen :]:
+            state = EVENT_STATE.get(event.kind)
+            if event.kind is EventKind.SUBMITTED:
+                assert event.task_id not in self.model, "submitted twice"
+            elif state is not None:
+                before = self.model[event.task_id]
+                assert not before.is_final, f"{event.task_id} left final state {before}"
+                if event.kind is EventKind.UNPARKED:
+                    assert before is TaskState.PARKED
+                if event.kind is EventKind.DISPATCHED:
+                    assert before is TaskState.QUEUED
+            if event.kind in (EventKind.FAILED, EventKind.LEASE_EXPIRED):
+                assert self.model[event.task_id] is TaskState.LEASED
+                self.failures[event.task_id] += 1
+            if event.kind is EventKind.LEASE_EXPIRED:
+                assert event.attempt is not None
+                self.lapsed[event.task_id] = event.attempt
+            if state is not None:
+                self.model[event.task_id] = state
+                if state.is_final:
+                    self.lapsed.pop(event.task_id, None)
+        self.seen = len(self.events)
+
+    def leased(self) -> list[Hashable]:
+        return sorted(i for i, s in self.model.items() if s is TaskState.LEASED)
+
+    def live(self) -> list[Hashable]:
+        return sorted(i for i, s in self.model.items() if not s.is_final)
+
+    # -- rules -----------------------------------------------------------------
+
+    @precondition(lambda self: len(self.workers) < len(WORKER_IDS))
+    @rule(data=st.data(), slots=st.integers(0, 3), gpu=st.booleans())
+    def add_worker(self, data: st.DataObject, slots: int, gpu: bool) -> None:
+        worker_id = data.draw(st.sampled_from([w for w in WORKER_IDS if w not in self.workers]))
+        self.distributor.add_worker(
+            Worker(worker_id, capacity=slots, skills={"gpu"} if gpu else set())
+        )
+        self.workers.add(worker_id)
+        self.apply_events()
+
+    @precondition(lambda self: self.workers)
+    @rule(data=st.data())
+    def remove_worker(self, data: st.DataObject) -> None:
+        worker_id = data.draw(st.sampled_from(sorted(self.workers)))
+        on_it = set(self.distributor.tracker.tasks_on(worker_id))
+        returned = self.distributor.remove_worker(worker_id)
+        self.workers.discard(worker_id)
+        assert {t for t in returned} == on_it
+        self.apply_events()
+        for task in returned:
+            assert self.model[task.id] in (TaskState.QUEUED, TaskState.DEAD)
+
+    @precondition(lambda self: self.workers)
+    @rule(data=st.data(), health=st.sampled_from(list(Health)))
+    def set_health(self, data: st.DataObject, health: Health) -> None:
+        worker_id = data.draw(st.sampled_from(sorted(self.workers)))
+        self.distributor.set_health(worker_id, health)
+        self.apply_events()
+
+    @rule(task=tasks)
+    def submit(self, task: Task) -> None:
+        known = task.id in self.model
+        result = self.distributor.submit(task)
+        assert result.accepted is not known
+        if known:
+            assert result.state is self.model[task.id]
+        else:
+            self.allowed[task.id] = task.max_attempts or MAX_ATTEMPTS
+        self.apply_events()
+
+    @rule(limit=st.sampled_from([None, 1, 2]))
+    def dispatch(self, limit: int | None) -> None:
+        before = dict(self.model)
+        made = self.distributor.dispatch(limit)
+        self.apply_events()
+        assert limit is None or len(made) <= limit
+        ids = [a.task.id for a in made]
+        assert len(ids) == len(set(ids)), "a task dispatched twice in one call"
+        for assignment in made:
+            assert before.get(assignment.task.id) is not TaskState.LEASED
+            assert self.model[assignment.task.id] is TaskState.LEASED
+            assert assignment.worker_id in self.workers
+
+    @precondition(lambda self: any(s is TaskState.LEASED for s in self.model.values()))
+    @rule(data=st.data(), duration=st.sampled_from([None, 0.0, 2.0]))
+    def complete(self, data: st.DataObject, duration: float | None) -> None:
+        task_id = data.draw(st.sampled_from(self.leased()))
+        assert self.distributor.complete(task_id, duration=duration) is TaskState.COMPLETED
+        self.apply_events()
+        assert self.model[task_id] is TaskState.COMPLETED
+
+    @precondition(lambda self: any(s is TaskState.LEASED for s in self.model.values()))
+    @rule(data=st.data(), retryable=st.booleans())
+    def fail(self, data: st.DataObject, retryable: bool) -> None:
+        task_id = data.draw(st.sampled_from(self.leased()))
+        state = self.distributor.fail(task_id, error=TimeoutError("slow"), retryable=retryable)
+        self.apply_events()
+        assert self.model[task_id] is state
+        assert state in (TaskState.RETRYING, TaskState.DEAD)
+        if not retryable:
+            assert state is TaskState.DEAD
+
+    @precondition(lambda self: any(s is TaskState.LEASED for s in self.model.values()))
+    @rule(data=st.data())
+    def heartbeat(self, data: st.DataObject) -> None:
+        task_id = data.draw(st.sampled_from(self.leased()))
+        expiry = self.distributor.heartbeat(task_id)
+        assert expiry == self.clock.now() + 10.0
+
+    @precondition(lambda self: any(not s.is_final for s in self.model.values()))
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        task_id = data.draw(st.sampled_from(self.live()))
+        self.distributor.cancel(task_id)
+        self.apply_events()
+        assert self.model[task_id] is TaskState.CANCELLED
+
+    @rule(dt=st.sampled_from([0.1, 0.7, 3.0, 11.0]))
+    def advance(self, dt: float) -> None:
+        self.clock.advance(dt)
+        self.distributor.tick()
+        self.apply_events()
+        wake = self.distributor.next_wakeup()
+        assert wake is None or wake > self.clock.now(), "after a tick, nothing is due now"
+
+    @precondition(lambda self: self.lapsed)
+    @rule(data=st.data(), complete=st.booleans())
+    def late_report_of_an_expired_lease(self, data: st.DataObject, complete: bool) -> None:
+        task_id = data.draw(st.sampled_from(sorted(self.lapsed, key=str)))
+        attempt = self.lapsed.pop(task_id)
+        before = self.model[task_id]
+        if complete:
+            assert self.distributor.complete(task_id, attempt=attempt) is TaskState.COMPLETED
+        else:
+            assert self.distributor.fail(task_id, error="late", attempt=attempt) is before
+        self.apply_events()
+        assert self.model[task_id] is (TaskState.COMPLETED if complete else before)
+        assert (task_id in self.distributor) is not complete
+        # A second late report is refused.
+        with pytest.raises(TaskStateError):
+            self.distributor.fail(task_id, error="later still", attempt=attempt)
+
+    @rule(task_id=st.sampled_from(TASK_IDS))
+    def bad_completion_changes_nothing(self, task_id: str) -> None:
+        state = self.model.get(task_id)
+        assume(state is not TaskState.LEASED and task_id not in self.lapsed)
+        before = self.distributor.stats()
+        error = UnknownTaskError if state is None else TaskStateError
+        with pytest.raises(error):
+            self.distributor.complete(task_id)
+        after = self.distributor.stats()
+        assert after.by_state == before.by_state and after.dispatched == before.dispatched
+
+    def teardown(self) -> None:
+        """Liveness: with a worker that can run anything, every task ends, none stays stuck."""
+        d = self.distributor
+        d.add_worker(Worker("any", capacity=4, skills={"gpu", "rare"}))
+        for worker_id in self.workers:
+            d.set_health(worker_id, Health.HEALTHY)
+        for _ in range(400):
+            if not len(d):
+                break
+            for assignment in d.dispatch():
+                d.complete(assignment.task.id)
+            wake = d.next_wakeup()
+            self.clock.set(max(self.clock.now(), wake if wake is not None else 0.0) + 0.5)
+        self.apply_events()
+        stuck = {i: d.explain(i) for i in self.live()}
+        assert not stuck, f"tasks never finished: {stuck}"
+
+    # -- invariants --------------------------------------------------------------
+
+    @invariant()
+    def every_task_is_in_exactly_the_state_the_events_say(self) -> None:
+        d = self.distributor
+        for task_id, state in self.model.items():
+            assert d.state_of(task_id) is state, task_id
+        counts = Counter(self.model.values())
+        stats = d.stats()
+        assert stats.submitted == len(self.model)
+        assert sum(stats.by_state.values()) == len(self.model)
+        for state in TaskState:
+            assert stats.by_state[state] == counts[state], state
+        assert len(d.queue) == counts[TaskState.QUEUED]
+        assert len(d) == sum(1 for s in self.model.values() if not s.is_final)
+
+    @invariant()
+    def leased_tasks_are_each_on_one_worker_within_capacity(self) -> None:
+        tracker = self.distributor.tracker
+        on_workers: list[Hashable] = []
+        for state in tracker.workers():
+            on_it = [t.id for t in tracker.tasks_on(state.id)]
+            on_workers += on_it
+            for name, amount in state.load.items():
+                assert amount <= state.capacity.get(name, 0.0) + 1e-9
+        assert sorted(on_workers) == self.leased()
+        assert sorted(a.task.id for a in self.distributor.leases()) == self.leased()
+
+    @invariant()
+    def gates_and_quotas_are_never_exceeded(self) -> None:
+        leased = [a.task for a in self.distributor.leases()]
+        using_db = sum(1 for t in leased if "db" in t.resources)
+        assert using_db <= 2
+        assert self.pool.in_use == using_db
+        assert sum(1 for t in leased if t.tenant == "alice") <= QUOTA
+
+    @invariant()
+    def no_task_fails_more_often_than_allowed(self) -> None:
+        for task_id, failed in self.failures.items():
+            assert failed <= self.allowed[task_id]
+
+
+DistributorMachine.TestCase.settings = settings(DistributorMachine.TestCase.settings)
+TestDistributorMachine = DistributorMachine.TestCase
