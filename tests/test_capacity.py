@@ -43,8 +43,8 @@ from taskdist import (
     WorkerState,
     WorkerUnavailableError,
     coefficient_of_variation,
+    demand_of,
 )
-from taskdist.workers.tracker import demand_of
 
 
 def snapshot(tracker: CapacityTracker) -> list[tuple[object, ...]]:
