@@ -99,7 +99,8 @@ class RecentSamples:
     """The most recent ``window`` observations, with percentiles on demand.
 
     ``record`` is O(1) (a bounded deque); ``percentiles()`` is
-    O(window log window). Memory is O(window) whatever the run length.
+    O(window log window). Memory is O(window) whatever the run length. Not
+    safe to share between threads without a lock of the caller's.
 
     >>> s = RecentSamples(window=3)
     >>> for x in (10.0, 1.0, 2.0, 3.0):

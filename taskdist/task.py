@@ -162,7 +162,8 @@ class Task:
       ``requires``: a collection of non-empty ``str``.
 
     Equality compares every field; the hash is the id's, so a task whose
-    ``payload`` is a dict can still be hashed.
+    ``payload`` is a dict can still be hashed. Immutable, so safe to share
+    between threads (its ``payload`` is the host's to guard).
 
     >>> t = Task("t1", priority=Priority.HIGH, cost=2.5, requires={"research"})
     >>> t.priority, t.cost, sorted(t.requires)
