@@ -109,6 +109,10 @@ class ManualClock:
             self._now = t
         return t
 
+    def __reduce__(self) -> tuple[type[ManualClock], tuple[float]]:
+        # Copies and pickles carry the time, and get a lock of their own.
+        return (type(self), (self._now,))
+
     def __repr__(self) -> str:
         return f"ManualClock(now={self._now!r})"
 

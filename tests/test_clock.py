@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import sys
 import threading
 
@@ -71,6 +73,14 @@ def test_manual_clock_refuses_a_step_past_the_largest_float() -> None:
     assert clock.now() == 1e308
     assert clock.advance(1e291) == 1e308  # absorbed by rounding: finite, so allowed
     assert clock.set(sys.float_info.max) == sys.float_info.max
+
+
+def test_a_manual_clock_copies_and_pickles_with_its_time() -> None:
+    clock = ManualClock(12.5)
+    for twin in (copy.copy(clock), copy.deepcopy(clock), pickle.loads(pickle.dumps(clock))):
+        assert twin.now() == 12.5
+        twin.advance(1.0)
+        assert (twin.now(), clock.now()) == (13.5, 12.5)
 
 
 def test_threads_sharing_a_manual_clock_lose_no_step() -> None:
