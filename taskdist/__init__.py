@@ -18,8 +18,15 @@ from taskdist.balancing import (
     RandomizedBalancer,
     RoundRobin,
     ScoringBalancer,
+    Spill,
     WeightedRoundRobin,
     ZoneAware,
+    availability,
+    cost_efficiency,
+    key_hash,
+    load_per_weight,
+    performance,
+    skill_match,
 )
 from taskdist.batching import (
     AIMDSizing,
@@ -84,8 +91,16 @@ from taskdist.metrics import (
     percentile,
 )
 from taskdist.queues import Eviction, Predicate, PriorityQueue, Queue, QueueStats
-from taskdist.queues.deadline import DeadlineScheduler, DeadlineStats
-from taskdist.queues.fair import FairScheduler, FairStats, TenantStats, Waiting, WaitingReason
+from taskdist.queues.deadline import DeadlineScheduler, DeadlineStats, OnMiss
+from taskdist.queues.fair import (
+    FairScheduler,
+    FairStats,
+    InnerQueueFactory,
+    TenantStats,
+    Waiting,
+    WaitingReason,
+)
+from taskdist.queues.protocol import Overflow
 from taskdist.queues.quota import Quota
 from taskdist.resilience import (
     AllGates,
@@ -121,6 +136,7 @@ from taskdist.resilience import (
     WaitStrategy,
     WaitSum,
 )
+from taskdist.resilience.breaker import WindowKind
 from taskdist.task import Assignment, Priority, Reason, Task, TaskState, Worker
 from taskdist.workers import (
     CapacityTracker,
@@ -131,9 +147,11 @@ from taskdist.workers import (
     SlowStart,
     WorkerFilter,
     WorkerState,
+    demand_of,
 )
 
 __version__ = "0.1.0.dev0"
+"""This release of taskdist (the version in ``pyproject.toml``)."""
 
 __all__ = [
     "AIMDSizing",
@@ -184,6 +202,7 @@ __all__ = [
     "GroupBatchStats",
     "Health",
     "HealthPolicy",
+    "InnerQueueFactory",
     "InvalidArgumentError",
     "InvalidTypeError",
     "Jitter",
@@ -195,8 +214,10 @@ __all__ = [
     "MonotonicClock",
     "MultiFactor",
     "MultiLimiter",
+    "OnMiss",
     "OutlierEjection",
     "OverReleaseError",
+    "Overflow",
     "Percentiles",
     "PerformanceBased",
     "PoolGate",
@@ -226,6 +247,7 @@ __all__ = [
     "SizingRule",
     "SlowStart",
     "SnapshotError",
+    "Spill",
     "StopAfterAttempt",
     "StopAfterDelay",
     "StopAll",
@@ -257,6 +279,7 @@ __all__ = [
     "Waiting",
     "WaitingReason",
     "WeightedRoundRobin",
+    "WindowKind",
     "Worker",
     "WorkerCounts",
     "WorkerFilter",
@@ -265,7 +288,14 @@ __all__ = [
     "WorkerUnavailableError",
     "ZoneAware",
     "__version__",
+    "availability",
     "coefficient_of_variation",
+    "cost_efficiency",
+    "demand_of",
     "jain_index",
+    "key_hash",
+    "load_per_weight",
     "percentile",
+    "performance",
+    "skill_match",
 ]

@@ -11,10 +11,12 @@ Times are float seconds on the clock's own scale; only differences matter.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Protocol, runtime_checkable
 
-from taskdist.errors import ClockError
+from taskdist._validate import check_number
+from taskdist.errors import ClockError, InvalidArgumentError
 
 __all__ = ["Clock", "ManualClock", "MonotonicClock"]
 
@@ -31,7 +33,7 @@ class Clock(Protocol):
 class MonotonicClock:
     """The system's monotonic clock (``time.monotonic``), the default for live use.
 
-    ``now()`` is O(1).
+    ``now()`` is O(1). It holds no state, so it is safe to share between threads.
 
     >>> MonotonicClock().now() >= 0.0
     True
@@ -50,9 +52,15 @@ class MonotonicClock:
 class ManualClock:
     """A clock that moves only when told to: for tests and simulation.
 
-    It refuses to go backwards or to a NaN or infinite time, raising
-    :class:`~taskdist.errors.ClockError` and staying where it was. Every
-    operation is O(1).
+    Its time is any finite float. It refuses to go backwards, or to a NaN or
+    infinite time (a step that would overflow past the largest float
+    included), raising :class:`~taskdist.errors.ClockError` and staying where
+    it was; a time that is not a number (a ``str``, a ``bool``) is an
+    :class:`~taskdist.errors.InvalidTypeError`. Every operation is O(1).
+
+    It is safe to share between threads: ``advance`` and ``set`` hold a
+    lock, so no step is lost and no thread moves it backwards; ``now`` takes
+    no lock.
 
     >>> clock = ManualClock(start=10.0)
     >>> clock.advance(2.5)
@@ -63,10 +71,11 @@ class ManualClock:
     20.0
     """
 
-    __slots__ = ("_now",)
+    __slots__ = ("_lock", "_now")
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = _finite_time(start, "start")
+        self._lock = threading.Lock()
 
     def now(self) -> float:
         """The current time in seconds. O(1)."""
@@ -74,31 +83,42 @@ class ManualClock:
 
     def advance(self, dt: float) -> float:
         """Move forward by ``dt >= 0`` seconds and return the new time. O(1)."""
-        dt = _finite_time(dt, "dt")
-        if dt < 0:
-            raise ClockError(f"dt must be >= 0 (a clock never goes backwards), got {dt!r}")
-        self._now += dt
-        return self._now
+        if dt.__class__ is not float or not 0.0 <= dt < math.inf:  # else plainly valid
+            dt = _finite_time(dt, "dt")
+            if dt < 0:
+                raise ClockError(f"dt must be >= 0 (a clock never goes backwards), got {dt!r}")
+        with self._lock:
+            now = self._now + dt
+            if now == math.inf:
+                raise ClockError(
+                    f"advancing {self._now!r} by {dt!r} passes the largest float: "
+                    "the time would be infinite"
+                )
+            self._now = now
+        return now
 
     def set(self, t: float) -> float:
         """Move to time ``t >= now()`` and return it. O(1)."""
         t = _finite_time(t, "t")
-        if t < self._now:
-            raise ClockError(
-                f"t must be >= the current time {self._now!r} "
-                f"(a clock never goes backwards), got {t!r}"
-            )
-        self._now = t
+        with self._lock:
+            if t < self._now:
+                raise ClockError(
+                    f"t must be >= the current time {self._now!r} "
+                    f"(a clock never goes backwards), got {t!r}"
+                )
+            self._now = t
         return t
+
+    def __reduce__(self) -> tuple[type[ManualClock], tuple[float]]:
+        # Copies and pickles carry the time, and get a lock of their own.
+        return (type(self), (self._now,))
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self._now!r})"
 
 
 def _finite_time(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ClockError(f"{name} must be a finite number of seconds, got {value!r}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ClockError(f"{name} must be a finite number of seconds, got {value!r}")
-    return result
+    try:
+        return check_number(value, name)
+    except InvalidArgumentError as error:
+        raise ClockError(str(error)) from None

@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
-from taskdist._validate import check_int, check_number
+from taskdist._validate import check_int, check_number, shown
+from taskdist.errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = [
     "Percentiles",
@@ -28,20 +30,57 @@ __all__ = [
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0..100) of already sorted values, linearly interpolated.
 
-    Returns NaN for no values. O(1).
+    Returns NaN for no values. O(1): the order is the caller's promise, and
+    only the one or two values the answer is read from are checked (finite
+    numbers). Any finite values give a finite answer, even when they span
+    more than the float range (``[-1e308, 1e308]``).
 
     >>> percentile([1.0, 2.0, 3.0, 4.0], 50)
     2.5
     """
     q = check_number(q, "q", minimum=0.0, maximum=100.0)
+    kind = type(sorted_values)
+    if not (hasattr(kind, "__len__") and hasattr(kind, "__getitem__")) or isinstance(
+        sorted_values, (str, bytes, Mapping)
+    ):
+        raise InvalidTypeError(
+            f"sorted_values must be a sorted sequence, got {shown(sorted_values)}"
+        )
     n = len(sorted_values)
     if n == 0:
         return math.nan
     rank = (n - 1) * q / 100.0
     low = math.floor(rank)
-    high = min(low + 1, n - 1)
     fraction = rank - low
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
+    below = check_number(sorted_values[low], f"sorted_values[{low}]")
+    if fraction == 0:
+        return below
+    above = check_number(sorted_values[low + 1], f"sorted_values[{low + 1}]")
+    gap = above - below
+    if math.isinf(gap):  # the values straddle more than the float range
+        return below * (1 - fraction) + above * fraction
+    return below + gap * fraction
+
+
+def _finite_values(values: Iterable[float], name: str) -> list[float]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InvalidTypeError(f"{name} must be an iterable of numbers, got {shown(values)}")
+    return [check_number(value, f"{name}[{index}]") for index, value in enumerate(values)]
+
+
+def _scale(data: list[float]) -> float:
+    """The largest magnitude in ``data`` (1.0 if all are 0): dividing by it keeps sums finite."""
+    largest = max(map(abs, data), default=0.0)
+    return largest if largest > 0 else 1.0
+
+
+def _mean(data: list[float]) -> float:
+    """The mean of non-empty finite ``data``, finite even when their sum is not."""
+    try:
+        return math.fsum(data) / len(data)
+    except OverflowError:
+        scale = _scale(data)
+        return math.fsum(value / scale for value in data) / len(data) * scale
 
 
 @attrs.frozen
@@ -60,7 +99,8 @@ class RecentSamples:
     """The most recent ``window`` observations, with percentiles on demand.
 
     ``record`` is O(1) (a bounded deque); ``percentiles()`` is
-    O(window log window). Memory is O(window) whatever the run length.
+    O(window log window). Memory is O(window) whatever the run length. Not
+    safe to share between threads without a lock of the caller's.
 
     >>> s = RecentSamples(window=3)
     >>> for x in (10.0, 1.0, 2.0, 3.0):
@@ -72,18 +112,19 @@ class RecentSamples:
     __slots__ = ("_samples", "total")
 
     def __init__(self, window: int = 10_000) -> None:
-        self._samples: deque[float] = deque(maxlen=check_int(window, "window", minimum=1))
+        window = check_int(window, "window", minimum=1, maximum=sys.maxsize)
+        self._samples: deque[float] = deque(maxlen=window)
         self.total = 0
         """Observations ever recorded (not only those in the window)."""
 
     def record(self, value: float) -> None:
-        """Add one observation. O(1)."""
-        self._samples.append(value)
+        """Add one observation, a finite number. O(1)."""
+        self._samples.append(check_number(value, "value"))
         self.total += 1
 
     def extend(self, values: Iterable[float]) -> None:
-        """Add several observations. O(k) for k values."""
-        values = list(values)
+        """Add several observations, all finite numbers (or none is added). O(k) for k values."""
+        values = _finite_values(values, "values")
         self._samples.extend(values)
         self.total += len(values)
 
@@ -97,7 +138,7 @@ class RecentSamples:
             return Percentiles(0, math.nan, math.nan, math.nan, math.nan, math.nan)
         return Percentiles(
             count=len(values),
-            mean=math.fsum(values) / len(values),
+            mean=_mean(values),
             p50=percentile(values, 50),
             p95=percentile(values, 95),
             p99=percentile(values, 99),
@@ -108,16 +149,21 @@ class RecentSamples:
 def coefficient_of_variation(values: Iterable[float]) -> float:
     """Population standard deviation divided by the mean: the "load variance" target.
 
-    0 when all values are equal, or when there are none or their mean is 0. O(n).
+    0 when all values are equal, or when there are none or their mean is 0.
+    The values must be finite numbers; the answer does not depend on their
+    scale, so it is computed on the values divided by the largest magnitude
+    and neither overflows nor underflows. O(n).
 
     >>> coefficient_of_variation([1.0, 1.0, 1.0])
     0.0
     >>> round(coefficient_of_variation([0.0, 2.0]), 3)
     1.0
     """
-    data = list(values)
+    data = _finite_values(values, "values")
     if not data:
         return 0.0
+    scale = _scale(data)
+    data = [value / scale for value in data]
     mean = math.fsum(data) / len(data)
     if mean == 0:
         return 0.0
@@ -129,14 +175,24 @@ def jain_index(values: Iterable[float]) -> float:
     """Jain's fairness index ``(sum x)^2 / (n * sum x^2)``: 1 is perfectly fair, 1/n worst.
 
     Pass each party's allocation divided by its entitlement (e.g. served cost
-    over weight). 1.0 for no values or all zeros. O(n).
+    over weight): finite numbers >= 0. 1.0 for no values or all zeros. Like
+    the coefficient of variation it does not depend on scale, and is
+    computed on the values divided by the largest, so it neither overflows
+    nor underflows. O(n).
 
     >>> jain_index([1.0, 1.0, 1.0, 1.0])
     1.0
     >>> jain_index([1.0, 0.0, 0.0, 0.0])
     0.25
     """
-    data = list(values)
+    data = _finite_values(values, "values")
+    for index, value in enumerate(data):
+        if value < 0:
+            raise InvalidArgumentError(
+                f"values[{index}] must be >= 0 (an allocation), got {shown(value)}"
+            )
+    scale = _scale(data)
+    data = [value / scale for value in data]
     squares = math.fsum(x * x for x in data)
     if not data or squares == 0:
         return 1.0

@@ -16,12 +16,13 @@ from typing import Any
 import attrs
 
 from taskdist._validate import (
-    check_hashable,
+    MAX_AMOUNT,
     check_id,
     check_int,
     check_number,
     check_resources,
     check_skills,
+    shown,
 )
 from taskdist.errors import DeadlineError, InvalidArgumentError, InvalidTypeError
 
@@ -35,13 +36,18 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, float] = types.MappingProxyType({})
-_INF = float("inf")
+# Priorities the queues order exactly: every int in this range is a float
+# exactly, so an aging key (priority + rate * time) never merges two levels.
+_MAX_PRIORITY = 2**53
+# The smallest worker weight: with MAX_AMOUNT, two weights differ at most 1e36-fold.
+_MIN_WEIGHT = 1 / MAX_AMOUNT
 
 
 class Priority(enum.IntEnum):
     """Named priority levels: lower number = more urgent.
 
-    Any ``int`` is a valid priority; these are the conventional levels.
+    Any ``int`` from ``-2**53`` to ``2**53`` is a valid priority; these are
+    the conventional levels.
     ``CRITICAL`` is the emergency level that schedulers may let jump ahead.
     """
 
@@ -128,15 +134,24 @@ def _worker_skills(value: Iterable[str]) -> frozenset[str]:
 def _task_resources(value: Mapping[str, float]) -> Mapping[str, float]:
     if value is _EMPTY:
         return _EMPTY
-    return types.MappingProxyType(check_resources(value, "Task.resources"))
+    return types.MappingProxyType(check_resources(value, "Task.resources", maximum=MAX_AMOUNT))
 
 
 def _worker_capacity(value: float | Mapping[str, float]) -> Mapping[str, float]:
     if isinstance(value, Mapping):
         if not value:
-            raise InvalidTypeError("Worker.capacity must name at least one resource, got {}")
-        return types.MappingProxyType(check_resources(value, "Worker.capacity"))
-    return types.MappingProxyType({"slots": check_number(value, "Worker.capacity", minimum=0.0)})
+            raise InvalidArgumentError("Worker.capacity must name at least one resource, got {}")
+        return types.MappingProxyType(check_resources(value, "Worker.capacity", maximum=MAX_AMOUNT))
+    return types.MappingProxyType(
+        {"slots": check_number(value, "Worker.capacity", minimum=0.0, maximum=MAX_AMOUNT)}
+    )
+
+
+def _check_zone(value: object, name: str) -> None:
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"{name} must be a str or None, got {shown(value)}")
+    if not value:
+        raise InvalidArgumentError(f"{name} must not be empty (None for no zone)")
 
 
 @attrs.frozen(repr=False)
@@ -144,12 +159,26 @@ class Task:
     """An immutable description of one unit of work.
 
     Only ``id`` is required. Construction validates every field and raises a
-    :class:`~taskdist.errors.TaskdistError` subclass (also ``ValueError`` or
-    ``TypeError``) naming the field; construction is O(len(requires) +
+    :class:`~taskdist.errors.TaskdistError` subclass naming the field: an
+    :class:`~taskdist.errors.InvalidTypeError` (a ``TypeError``) for a wrong
+    type, an :class:`~taskdist.errors.InvalidArgumentError` (a ``ValueError``)
+    for a value outside its range. Construction is O(len(requires) +
     len(resources)).
 
+    Accepted values:
+
+    - ``id``, ``tenant``, ``key``, ``group``: hashable, equal to themselves
+      (no NaN, nor a tuple holding one), not ``""``; only ``id`` is required.
+    - ``priority``: an int with ``-2**53 <= priority <= 2**53``, the range
+      every queue orders exactly.
+    - ``deadline``: any finite number (a clock time); ``ttl``: ``0 < ttl <=
+      1e18``; ``cost`` and each ``resources`` amount: ``0 <= x <= 1e18``.
+    - ``max_attempts``: an int ``>= 1``; ``zone``: a non-empty ``str``;
+      ``requires``: a collection of non-empty ``str``.
+
     Equality compares every field; the hash is the id's, so a task whose
-    ``payload`` is a dict can still be hashed.
+    ``payload`` is a dict can still be hashed. Immutable, so safe to share
+    between threads (its ``payload`` is the host's to guard).
 
     >>> t = Task("t1", priority=Priority.HIGH, cost=2.5, requires={"research"})
     >>> t.priority, t.cost, sorted(t.requires)
@@ -159,7 +188,7 @@ class Task:
     id: Hashable
     """Unique among live tasks; any hashable, non-empty value."""
     priority: int = Priority.NORMAL
-    """Lower number = more urgent; any int (see :class:`Priority`)."""
+    """Lower number = more urgent; any int within ±2**53 (see :class:`Priority`)."""
     deadline: float | None = None
     """Absolute clock time by which it should finish, or ``None``."""
     tenant: Hashable | None = None
@@ -171,9 +200,9 @@ class Task:
     resources: Mapping[str, float] = attrs.field(default=_EMPTY, converter=_task_resources)
     """Demand per named resource, e.g. ``{"slots": 1, "api_calls": 1}`` (read-only)."""
     cost: float = 1.0
-    """Estimated duration or size (>= 0): used for fair accounting and deadline feasibility."""
+    """Estimated duration or size (0 to 1e18): for fair accounting and deadline feasibility."""
     ttl: float | None = None
-    """Seconds it may wait in a queue before it expires (> 0), or ``None``."""
+    """Seconds it may wait in a queue before it expires (> 0, at most 1e18), or ``None``."""
     max_attempts: int | None = None
     """Attempts allowed (>= 1), or ``None`` to let the retry policy decide."""
     group: Hashable | None = None
@@ -186,24 +215,30 @@ class Task:
     def __attrs_post_init__(self) -> None:
         check_id(self.id, "Task.id")
         priority = self.priority
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise InvalidTypeError(f"Task.priority must be an int, got {priority!r}")
+        if (
+            isinstance(priority, bool)
+            or not isinstance(priority, int)
+            or not -_MAX_PRIORITY <= priority <= _MAX_PRIORITY
+        ):
+            check_int(priority, "Task.priority", minimum=-_MAX_PRIORITY, maximum=_MAX_PRIORITY)
         if self.deadline is not None:
             object.__setattr__(self, "deadline", _deadline(self.deadline))
         if self.tenant is not None:
-            check_hashable(self.tenant, "Task.tenant")
+            check_id(self.tenant, "Task.tenant")
         if self.key is not None:
-            check_hashable(self.key, "Task.key")
-        if type(self.cost) is not float or not 0.0 <= self.cost < _INF:
-            object.__setattr__(self, "cost", check_number(self.cost, "Task.cost", minimum=0.0))
+            check_id(self.key, "Task.key")
+        if type(self.cost) is not float or not 0.0 <= self.cost <= MAX_AMOUNT:
+            cost = check_number(self.cost, "Task.cost", minimum=0.0, maximum=MAX_AMOUNT)
+            object.__setattr__(self, "cost", cost)
         if self.ttl is not None:
-            object.__setattr__(self, "ttl", check_number(self.ttl, "Task.ttl", positive=True))
+            ttl = check_number(self.ttl, "Task.ttl", positive=True, maximum=MAX_AMOUNT)
+            object.__setattr__(self, "ttl", ttl)
         if self.max_attempts is not None:
             check_int(self.max_attempts, "Task.max_attempts", minimum=1)
         if self.group is not None:
-            check_hashable(self.group, "Task.group")
-        if self.zone is not None and not isinstance(self.zone, str):
-            raise InvalidTypeError(f"Task.zone must be a str or None, got {self.zone!r}")
+            check_id(self.group, "Task.group")
+        if self.zone is not None:
+            _check_zone(self.zone, "Task.zone")
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -229,8 +264,13 @@ class Worker:
 
     ``capacity`` is a number of slots or a mapping of resource name to amount;
     it is stored as a read-only mapping (``Worker("w", capacity=10).capacity ==
-    {"slots": 10.0}``). Construction validates every field and is
-    O(len(skills) + len(capacity)).
+    {"slots": 10.0}``). Construction validates every field, raising as
+    :class:`Task` does, and is O(len(skills) + len(capacity)).
+
+    Accepted values: ``id`` as a task's; ``capacity`` (each amount) and
+    ``cost``: ``0 <= x <= 1e18``; ``weight``: ``1e-18 <= weight <= 1e18``;
+    ``zone``: a non-empty ``str``; ``skills``: a collection of non-empty
+    ``str``.
 
     >>> w = Worker("w1", capacity=10, skills={"research"}, zone="eu")
     >>> dict(w.capacity), w.weight
@@ -240,24 +280,24 @@ class Worker:
     id: Hashable
     """Unique among registered workers; any hashable, non-empty value."""
     capacity: Mapping[str, float] = attrs.field(default=1.0, converter=_worker_capacity)
-    """Slots (a number >= 0) or ``{resource: amount}``; 0 means it takes no work."""
+    """Slots (a number, 0 to 1e18) or ``{resource: amount}``; 0 means it takes no work."""
     weight: float = 1.0
-    """Relative share of work for weighted strategies (> 0)."""
+    """Relative share of work for weighted strategies (1e-18 to 1e18)."""
     skills: frozenset[str] = attrs.field(default=frozenset(), converter=_worker_skills)
     """What it can do; a task's ``requires`` must be a subset."""
     zone: str | None = None
     """Where it runs (region, rack), for zone-aware placement."""
     cost: float = 0.0
-    """Cost per unit of work (>= 0), for cost-aware scoring."""
+    """Cost per unit of work (0 to 1e18), for cost-aware scoring."""
 
     def __attrs_post_init__(self) -> None:
         check_id(self.id, "Worker.id")
-        object.__setattr__(
-            self, "weight", check_number(self.weight, "Worker.weight", positive=True)
-        )
-        object.__setattr__(self, "cost", check_number(self.cost, "Worker.cost", minimum=0.0))
-        if self.zone is not None and not isinstance(self.zone, str):
-            raise InvalidTypeError(f"Worker.zone must be a str or None, got {self.zone!r}")
+        weight = check_number(self.weight, "Worker.weight", minimum=_MIN_WEIGHT, maximum=MAX_AMOUNT)
+        object.__setattr__(self, "weight", weight)
+        cost = check_number(self.cost, "Worker.cost", minimum=0.0, maximum=MAX_AMOUNT)
+        object.__setattr__(self, "cost", cost)
+        if self.zone is not None:
+            _check_zone(self.zone, "Worker.zone")
 
     def __hash__(self) -> int:
         return hash(self.id)

@@ -1,4 +1,4 @@
-"""The public API sketch of DESIGN.md, typed as users type it: every name and call works."""
+"""The public API as users type it, from the package root: every name and call works."""
 
 # ruff: noqa: B018, F405
 from __future__ import annotations

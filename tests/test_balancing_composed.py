@@ -18,6 +18,7 @@ from taskdist import (
     InvalidTypeError,
     ManualClock,
     RoundRobin,
+    Spill,
     Task,
     UnknownError,
     UnknownPolicyError,
@@ -25,7 +26,6 @@ from taskdist import (
     WorkerState,
     ZoneAware,
 )
-from taskdist.balancing.zone import Spill
 
 # -- Affinity ---------------------------------------------------------------------
 

@@ -31,8 +31,8 @@ from taskdist import (
     Task,
     UnknownWorkerError,
     Worker,
+    key_hash,
 )
-from taskdist.balancing import key_hash
 
 worker_names = st.lists(
     st.text(alphabet="abcdefghij0123456789-", min_size=1, max_size=8),

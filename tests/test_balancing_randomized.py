@@ -11,8 +11,7 @@ from balancing_support import build_tracker, uniform_tracker, worker_specs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskdist import PowerOfTwoChoices, RandomBalancer, Task, WorkerState
-from taskdist.balancing import load_per_weight
+from taskdist import PowerOfTwoChoices, RandomBalancer, Task, WorkerState, load_per_weight
 
 
 @given(st.lists(worker_specs, min_size=2, max_size=8), st.integers(0, 2**32))

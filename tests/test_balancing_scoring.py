@@ -19,8 +19,11 @@ from taskdist import (
     Task,
     Worker,
     WorkerState,
+    availability,
+    cost_efficiency,
+    performance,
+    skill_match,
 )
-from taskdist.balancing import availability, cost_efficiency, performance, skill_match
 
 
 def reference_scores(

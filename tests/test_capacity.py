@@ -43,8 +43,8 @@ from taskdist import (
     WorkerState,
     WorkerUnavailableError,
     coefficient_of_variation,
+    demand_of,
 )
-from taskdist.workers.tracker import demand_of
 
 
 def snapshot(tracker: CapacityTracker) -> list[tuple[object, ...]]:
@@ -1012,18 +1012,6 @@ def test_queries_refuse_bad_arguments_and_change_nothing(
         call(tracker)  # type: ignore[operator]
     assert snapshot(tracker) == before
     assert tracker._index is None  # a refused query does not switch the load index on
-
-
-def test_a_worker_whose_id_is_not_equal_to_itself_leaves_cleanly() -> None:
-    nan_id = float("nan")
-    tracker = CapacityTracker(ManualClock())
-    tracker.add_worker(Worker("a"))
-    tracker.add_worker(Worker(nan_id))
-    tracker.add_worker(Worker("b"))
-    tracker.assign(Task("t"), nan_id)
-    assert [task.id for task in tracker.remove_worker(nan_id)] == ["t"]
-    assert sorted(w.id for w in tracker.sample(Task("u"), 5, random.Random(0))) == ["a", "b"]
-    tracker.assign(Task("t"), "a")  # returned, so it can be placed again
 
 
 def test_degraded_workers_are_walked_only_when_no_healthy_one_qualifies() -> None:

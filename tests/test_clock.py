@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+import sys
+import threading
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskdist import Clock, ClockError, InvalidArgumentError, ManualClock, MonotonicClock
+from taskdist import (
+    Clock,
+    ClockError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    ManualClock,
+    MonotonicClock,
+)
 
 
 def test_manual_clock_starts_where_told_and_moves_only_when_told() -> None:
@@ -27,8 +39,6 @@ def test_manual_clock_starts_where_told_and_moves_only_when_told() -> None:
         lambda c: c.set(9.0),
         lambda c: c.set(float("nan")),
         lambda c: c.set(float("inf")),
-        lambda c: c.set("11"),
-        lambda c: c.advance(True),
     ],
 )
 def test_manual_clock_refuses_to_go_backwards_or_to_non_finite_times(bad_call) -> None:  # type: ignore[no-untyped-def]
@@ -38,10 +48,58 @@ def test_manual_clock_refuses_to_go_backwards_or_to_non_finite_times(bad_call) -
     assert clock.now() == 10.0
 
 
-@pytest.mark.parametrize("start", [float("nan"), float("inf"), float("-inf"), None])
+@pytest.mark.parametrize("start", [float("nan"), float("inf"), float("-inf"), 10**400])
 def test_manual_clock_refuses_a_non_finite_start(start: object) -> None:
     with pytest.raises(ClockError):
         ManualClock(start=start)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "bad_call", [lambda c: c.set("11"), lambda c: c.advance(True), lambda c: c.advance(None)]
+)
+def test_manual_clock_refuses_a_time_that_is_not_a_number_as_a_type_error(bad_call) -> None:  # type: ignore[no-untyped-def]
+    clock = ManualClock(start=10.0)
+    with pytest.raises(InvalidTypeError):
+        bad_call(clock)
+    assert clock.now() == 10.0
+    with pytest.raises(InvalidTypeError):
+        ManualClock("0")  # type: ignore[arg-type]
+
+
+def test_manual_clock_refuses_a_step_past_the_largest_float() -> None:
+    clock = ManualClock(1e308)
+    with pytest.raises(ClockError, match="infinite"):
+        clock.advance(1e308)
+    assert clock.now() == 1e308
+    assert clock.advance(1e291) == 1e308  # absorbed by rounding: finite, so allowed
+    assert clock.set(sys.float_info.max) == sys.float_info.max
+
+
+def test_a_manual_clock_copies_and_pickles_with_its_time() -> None:
+    clock = ManualClock(12.5)
+    for twin in (copy.copy(clock), copy.deepcopy(clock), pickle.loads(pickle.dumps(clock))):
+        assert twin.now() == 12.5
+        twin.advance(1.0)
+        assert (twin.now(), clock.now()) == (13.5, 12.5)
+
+
+def test_threads_sharing_a_manual_clock_lose_no_step() -> None:
+    clock = ManualClock()
+    steps, threads = 2_000, 4
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        workers = [
+            threading.Thread(target=lambda: [clock.advance(1.0) for _ in range(steps)])
+            for _ in range(threads)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert clock.now() == steps * threads
 
 
 def test_clock_error_is_an_invalid_argument_and_a_value_error() -> None:

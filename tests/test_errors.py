@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import inspect
+import re
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +49,12 @@ def test_errors_are_also_the_builtin_they_are_a_kind_of(
 
 def test_unknown_errors_print_their_message_unquoted() -> None:
     assert str(errors.UnknownTaskError("no task with id 'x'")) == "no task with id 'x'"
+
+
+def test_the_error_table_of_the_docs_lists_every_error_and_what_it_also_is() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "index.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| `(\w+)` \|", page, re.M))
+    assert set(rows) == {cls.__name__ for cls in all_error_classes()}
+    for name, also in rows.items():
+        kind = getattr(taskdist, also, None) or getattr(builtins, also)
+        assert issubclass(getattr(taskdist, name), kind), f"{name} is not a {also}"

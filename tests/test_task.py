@@ -55,9 +55,14 @@ def test_task_is_immutable_and_hashable_by_id_even_with_a_dict_payload() -> None
     assert {task: 1}[Task("t", payload={"a": 1}, resources={"slots": 1})] == 1
 
 
-def test_any_int_is_a_priority() -> None:
+def test_any_int_the_queues_order_exactly_is_a_priority() -> None:
     assert Task("t", priority=-3).priority == -3
     assert Task("t", priority=100).priority == 100
+    for edge in (2**53, -(2**53)):
+        assert Task("t", priority=edge).priority == edge
+        assert float(edge) == edge  # an aging key keeps it exactly
+        with pytest.raises(InvalidArgumentError, match=r"Task\.priority"):
+            Task("t", priority=edge + (1 if edge > 0 else -1))
 
 
 @pytest.mark.parametrize(
@@ -80,7 +85,7 @@ def test_any_int_is_a_priority() -> None:
         ({"resources": [("slots", 1)]}, InvalidTypeError, "Task.resources"),
         ({"resources": {"slots": -1}}, InvalidArgumentError, "Task.resources"),
         ({"resources": {"slots": float("nan")}}, InvalidArgumentError, "Task.resources"),
-        ({"resources": {"": 1}}, InvalidTypeError, "Task.resources"),
+        ({"resources": {"": 1}}, InvalidArgumentError, "Task.resources"),
         ({"resources": {3: 1}}, InvalidTypeError, "Task.resources"),
         ({"cost": -0.5}, InvalidArgumentError, "Task.cost"),
         ({"cost": float("nan")}, InvalidArgumentError, "Task.cost"),
@@ -127,7 +132,7 @@ def test_worker_capacity_is_a_read_only_resource_mapping() -> None:
         ({"id": {}}, InvalidTypeError, "Worker.id"),
         ({"capacity": -1}, InvalidArgumentError, "Worker.capacity"),
         ({"capacity": float("nan")}, InvalidArgumentError, "Worker.capacity"),
-        ({"capacity": {}}, InvalidTypeError, "Worker.capacity"),
+        ({"capacity": {}}, InvalidArgumentError, "Worker.capacity"),
         ({"capacity": {"slots": -2}}, InvalidArgumentError, "Worker.capacity"),
         ({"weight": 0}, InvalidArgumentError, "Worker.weight"),
         ({"weight": -1}, InvalidArgumentError, "Worker.weight"),

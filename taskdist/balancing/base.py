@@ -23,8 +23,6 @@ __all__ = [
     "DelegatingBalancer",
     "RandomizedBalancer",
     "ScoringBalancer",
-    "best_of",
-    "check_balancer",
     "load_per_weight",
 ]
 

@@ -16,6 +16,7 @@ from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
 __all__ = ["Spill", "ZoneAware"]
 
 Spill = Literal["when_empty", "when_loaded", "never"]
+"""The ``spill=`` of :class:`ZoneAware`: when a task may leave its zone (see the class)."""
 _SPILL_POLICIES: tuple[Spill, ...] = ("when_empty", "when_loaded", "never")
 
 

@@ -1,6 +1,12 @@
 """Queues: what decides which task goes next.
 
-All of them satisfy the :class:`Queue` protocol.
+:class:`PriorityQueue` (priority with aging), :class:`DeadlineScheduler`
+(earliest deadline first, with admission control) and :class:`FairScheduler`
+(weighted fair share across tenants, limited by :class:`Quota`) satisfy the
+:class:`Queue` protocol: ``push`` may hand back an :class:`Eviction`, and
+``pop(where=...)`` takes a :data:`Predicate`. The dead-letter queue is not a
+queue of this kind: it is the failure sink of the composition, in
+:mod:`taskdist.dispatch`.
 """
 
 from taskdist.queues.deadline import DeadlineScheduler, DeadlineStats

@@ -30,6 +30,7 @@ from taskdist.task import Priority, Reason, Task
 __all__ = ["DeadlineScheduler", "DeadlineStats", "OnMiss"]
 
 OnMiss = Literal["run_late", "dead_letter", "reject"]
+"""The ``on_miss=`` of :class:`DeadlineScheduler`: what happens to a task that cannot make it."""
 _ON_MISS_POLICIES: tuple[OnMiss, ...] = ("run_late", "dead_letter", "reject")
 
 _CRITICAL: Final = int(Priority.CRITICAL)

@@ -30,7 +30,6 @@ from taskdist.resilience import RateLimiter
 from taskdist.task import Priority, Task
 
 __all__ = [
-    "DEFAULT_AGING_RATE",
     "FairScheduler",
     "FairStats",
     "InnerQueueFactory",

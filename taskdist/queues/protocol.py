@@ -14,15 +14,15 @@ import attrs
 
 from taskdist.task import Reason, Task
 
-__all__ = ["OVERFLOW_POLICIES", "Eviction", "Overflow", "Predicate", "Queue"]
+__all__ = ["Eviction", "Overflow", "Predicate", "Queue"]
 
 Predicate = Callable[[Task], bool]
+"""``where=`` filters: ``True`` for a task the caller can take now."""
 
 Overflow = Literal["reject", "drop_lowest"]
 """What a bounded queue does with a push when full: refuse it (``QueueFullError``),
 or hand back its least urgent task (possibly the pushed one) as an ``Eviction``."""
 OVERFLOW_POLICIES: tuple[Overflow, ...] = ("reject", "drop_lowest")
-"""``where=`` filters: ``True`` for a task the caller can take now."""
 
 
 @attrs.frozen

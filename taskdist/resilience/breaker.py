@@ -38,6 +38,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 WindowKind = Literal["count", "time"]
+"""The ``window=`` of :class:`CircuitBreaker`: the last ``window_size`` calls or seconds."""
 _WINDOW_KINDS: tuple[WindowKind, ...] = ("count", "time")
 
 ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]

@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 Jitter = Literal["none", "full", "equal", "decorrelated"]
+"""The ``jitter=`` of :class:`RetryPolicy`: how a backoff delay is randomised below its ceiling."""
 _JITTERS: tuple[Jitter, ...] = ("none", "full", "equal", "decorrelated")
 
 

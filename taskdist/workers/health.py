@@ -26,7 +26,7 @@ import attrs
 
 from taskdist._validate import check_int, check_number, check_optional_number
 
-__all__ = ["Health", "HealthPolicy", "OutlierEjection", "SlowStart", "ewma_keep"]
+__all__ = ["Health", "HealthPolicy", "OutlierEjection", "SlowStart"]
 
 
 class Health(str, enum.Enum):

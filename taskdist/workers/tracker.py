@@ -45,6 +45,7 @@ from taskdist.workers.state import WorkerState, _fits, demand_of
 __all__ = ["CapacityTracker", "DegradedPolicy", "WorkerFilter", "WorkerState", "demand_of"]
 
 DegradedPolicy = Literal["fallback", "include", "exclude"]
+"""The ``degraded=`` of :class:`CapacityTracker`: when ``DEGRADED`` workers are candidates."""
 _DEGRADED_POLICIES: tuple[DegradedPolicy, ...] = ("fallback", "include", "exclude")
 
 WorkerFilter = Callable[[WorkerState], bool]
