@@ -323,7 +323,7 @@ class Distributor:
         dlq: DeadLetterQueue | None = None,
         gates: Gate | Iterable[Gate] = (),
         lease: float | None = 30.0,
-        dedup_window: float = 0.0,
+        dedup_window: float = 60.0,
         max_queued: int | None = None,
         rng: random.Random | None = None,
         on_event: Listener | None = None,
