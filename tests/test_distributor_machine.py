@@ -173,7 +173,7 @@ class DistributorMachine(RuleBasedStateMachine):
         on_it = set(self.distributor.tracker.tasks_on(worker_id))
         returned = self.distributor.remove_worker(worker_id)
         self.workers.discard(worker_id)
-        assert {t for t in returned} == on_it
+        assert set(returned) == on_it
         self.apply_events()
         for task in returned:
             assert self.model[task.id] in (TaskState.QUEUED, TaskState.DEAD)
