@@ -5,25 +5,28 @@ the outcome of calls in a count- or time-based sliding window and trips OPEN
 when the failure rate or the slow-call rate reaches its threshold; after the
 open duration it turns HALF_OPEN and lets a few probe calls through, whose
 outcome closes it again or re-opens it.
+
+This module is the machine: permissions, outcomes, transitions and metrics,
+under one lock. It is driven either by hand (``acquire`` then ``record_*``)
+or by the adapters of ``_breaker_calls.py`` (``call``, ``acall``, the
+decorator, ``with``), which :class:`CircuitBreaker` mixes in; the sliding
+windows are in ``_breaker_windows.py``.
 """
 
 from __future__ import annotations
 
-import contextvars
 import enum
-import functools
-import inspect
 import threading
-from collections import deque
-from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Final, Literal, ParamSpec, TypeVar, cast
+from collections.abc import Callable
+from typing import Final, Literal, cast
 
 import attrs
 
 from taskdist._validate import check_choice, check_int, check_number, check_optional_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import CircuitOpenError, InvalidArgumentError, InvalidTypeError
+from taskdist.resilience._breaker_calls import BreakerCalls
+from taskdist.resilience._breaker_windows import FAILED, SLOW, CountWindow, TimeWindow
 
 __all__ = [
     "BreakerListener",
@@ -33,9 +36,6 @@ __all__ = [
     "CircuitState",
     "WindowKind",
 ]
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 WindowKind = Literal["count", "time"]
 _WINDOW_KINDS: tuple[WindowKind, ...] = ("count", "time")
@@ -107,10 +107,6 @@ class BreakerMetrics:
     """Times the breaker has opened since it was made."""
 
 
-# An outcome is two bits: failed, slow.
-_FAILED: Final = 1
-_SLOW: Final = 2
-
 # How call() / record_error() classify an exception.
 _SUCCESS: Final = 0
 _FAILURE: Final = 1
@@ -118,137 +114,6 @@ _IGNORED: Final = 2
 
 _NO_PERMIT: Final = -1
 _INF: Final = float("inf")
-
-
-class _CountWindow:
-    """The outcomes of the last ``size`` calls: a ring with running totals. O(1).
-
-    ``record`` returns whether the rates must be judged now: the window holds
-    at least ``minimum`` calls and the record could have raised a rate to its
-    threshold (a success that only adds to or replaces a success cannot).
-    """
-
-    __slots__ = ("_ring", "calls", "failures", "minimum", "size", "slow")
-
-    def __init__(self, size: int, minimum: int) -> None:
-        self.size = size
-        self.minimum = min(minimum, size)  # as resilience4j: a count window caps it
-        self.reset()
-
-    def reset(self) -> None:
-        # Pre-filled with successes that are not calls: evicting one subtracts nothing.
-        self._ring = deque(bytes(self.size), maxlen=self.size)
-        self.calls = self.failures = self.slow = 0
-
-    def record(self, now: float, outcome: int) -> bool:
-        ring = self._ring
-        old = ring[0]
-        ring.append(outcome)  # evicts ring[0]
-        if old != outcome:
-            self.failures += (outcome & _FAILED) - (old & _FAILED)
-            self.slow += (outcome >> 1) - (old >> 1)
-        if self.calls < self.size:
-            self.calls += 1
-            return self.calls >= self.minimum and (outcome != 0 or self.calls == self.minimum)
-        return outcome != 0
-
-    def totals(self, now: float) -> tuple[int, int, int]:
-        return self.calls, self.failures, self.slow
-
-
-class _TimeWindow:
-    """The outcomes of the calls of the last ``size`` whole seconds, one bucket per second.
-
-    A call recorded at time ``t`` counts while ``floor(now) - floor(t) < size``.
-    Recording is O(1) amortised: evicting stale buckets costs one step per
-    elapsed second (at most ``size`` steps in one call), as in resilience4j.
-    ``record`` returns whether the rates must be judged now (evictions since
-    the last judgement can raise a rate, so they make the next record judge).
-    """
-
-    __slots__ = (
-        "_bucket_end",
-        "_calls",
-        "_evicted",
-        "_failures",
-        "_index",
-        "_second",
-        "_slow",
-        "calls",
-        "failures",
-        "minimum",
-        "size",
-        "slow",
-    )
-
-    def __init__(self, size: int, minimum: int) -> None:
-        self.size = size
-        self.minimum = minimum
-        self.reset()
-
-    def reset(self) -> None:
-        self._second = -(2**62)  # the second of the newest bucket
-        self._index = 0  # its place in the bucket lists
-        self._bucket_end = -_INF  # when the next second starts
-        self._calls = [0] * self.size
-        self._failures = [0] * self.size
-        self._slow = [0] * self.size
-        self._evicted = False
-        self.calls = self.failures = self.slow = 0
-
-    def _advance(self, second: int) -> None:
-        gap = second - self._second
-        if gap <= 0:
-            return
-        size = self.size
-        if self.calls:
-            self._evicted = True
-        if gap >= size:
-            for bucket in (self._calls, self._failures, self._slow):
-                bucket[:] = [0] * size
-            self.calls = self.failures = self.slow = 0
-        else:
-            for s in range(self._second + 1, second + 1):
-                i = s % size  # the bucket of second s - size leaves the window
-                self.calls -= self._calls[i]
-                self.failures -= self._failures[i]
-                self.slow -= self._slow[i]
-                self._calls[i] = self._failures[i] = self._slow[i] = 0
-        self._second = second
-        self._index = second % size
-        self._bucket_end = second + 1.0
-
-    def record(self, now: float, outcome: int) -> bool:
-        if now >= self._bucket_end:
-            self._advance(int(now // 1.0))
-        # A record stamped before the newest bucket (a clock read before another
-        # thread's) lands in the newest bucket: at most a second late, never lost.
-        i = self._index
-        self._calls[i] += 1
-        calls = self.calls = self.calls + 1
-        if outcome:
-            failed = outcome & _FAILED
-            slow = outcome >> 1
-            self._failures[i] += failed
-            self._slow[i] += slow
-            self.failures += failed
-            self.slow += slow
-        if calls < self.minimum or not (outcome or self._evicted or calls == self.minimum):
-            return False
-        self._evicted = False
-        return True
-
-    def totals(self, now: float) -> tuple[int, int, int]:
-        self._advance(int(now // 1.0))
-        return self.calls, self.failures, self.slow
-
-
-# Entered ``with breaker:`` blocks of the current thread or task: (breaker,
-# permit, start). A context variable, so threads and asyncio tasks sharing one
-# breaker each see their own.
-_ENTERED: contextvars.ContextVar[tuple[tuple[CircuitBreaker, int, float], ...]] = (
-    contextvars.ContextVar("taskdist_breaker_entered", default=())
-)
 
 
 def _exception_types(value: object, name: str) -> tuple[type[BaseException], ...]:
@@ -265,7 +130,7 @@ def _percentage(value: object, name: str) -> float:
     return check_number(value, name, positive=True, maximum=100.0)
 
 
-class CircuitBreaker:
+class CircuitBreaker(BreakerCalls):
     """A circuit breaker with resilience4j's semantics, thread-safe and sans-I/O.
 
     **CLOSED.** Calls pass. Each outcome is recorded in a sliding window —
@@ -305,6 +170,11 @@ class CircuitBreaker:
     outcome is attributed to the state period that permitted it: an outcome
     that arrives after the breaker has changed state is dropped (it says
     nothing about the new period).
+
+    **Driving it.** By hand: :meth:`acquire` a permit, make the call, then
+    ``record_*`` its outcome with that permit (or :meth:`release` it). Or let
+    :meth:`call`, :meth:`acall`, the decorator, ``with`` or ``async with`` do
+    all three (they are the adapters mixed in from ``BreakerCalls``).
 
     **Listeners** (``on_state_change=`` or :meth:`add_listener`) are called
     with a :class:`BreakerStateChange` after the lock is released, in the thread
@@ -460,8 +330,8 @@ class CircuitBreaker:
         self._failure_threshold = failure_threshold
         self._slow_threshold = slow_threshold
         self._slow_after = _INF if slow_after is None else slow_after
-        self._window: _CountWindow | _TimeWindow = (
-            _CountWindow(size, minimum) if kind == "count" else _TimeWindow(size, minimum)
+        self._window: CountWindow | TimeWindow = (
+            CountWindow(size, minimum) if kind == "count" else TimeWindow(size, minimum)
         )
         self._time_window = kind == "time"
         # The clock is read around a call only when something needs the duration.
@@ -579,7 +449,7 @@ class CircuitBreaker:
             InvalidTypeError: ``permit`` not an int from :meth:`acquire`.
         """
         duration, permit = self._check_record(duration, permit)
-        self._record(permit, _SLOW if duration > self._slow_after else 0, None)
+        self._record(permit, SLOW if duration > self._slow_after else 0, None)
 
     def record_failure(self, duration: float = 0.0, *, permit: int | None = None) -> None:
         """Record a call that failed after ``duration`` seconds. O(1).
@@ -587,7 +457,7 @@ class CircuitBreaker:
         Same rules and errors as :meth:`record_success`.
         """
         duration, permit = self._check_record(duration, permit)
-        self._record(permit, (_FAILED | _SLOW) if duration > self._slow_after else _FAILED, None)
+        self._record(permit, (FAILED | SLOW) if duration > self._slow_after else FAILED, None)
 
     def record_error(
         self, error: BaseException, duration: float = 0.0, *, permit: int | None = None
@@ -605,12 +475,7 @@ class CircuitBreaker:
         if not isinstance(error, BaseException):
             raise InvalidTypeError(f"error must be an exception, got {error!r}")
         duration, permit = self._check_record(duration, permit)
-        kind = self._classify(error)
-        if kind == _IGNORED:
-            self._release(permit)
-        else:
-            slow = _SLOW if duration > self._slow_after else 0
-            self._record(permit, slow | (_FAILED if kind == _FAILURE else 0), None)
+        self._record_error(permit, error, SLOW if duration > self._slow_after else 0, None)
 
     def release(self, permit: int | None = None) -> None:
         """Give back a permission without an outcome (the call was not made, or is ignored). O(1).
@@ -633,6 +498,28 @@ class CircuitBreaker:
 
     def _in_flight(self) -> int:
         return self._half_open_calls - self._probes_left - self._probe_calls
+
+    def _settle(self, permit: int, error: BaseException | None, start: float) -> None:
+        """Record how a call timed from ``start`` ended: ``error``, or None for a success.
+
+        The one way the call adapters (``call``, ``with``, ...) report back. O(1).
+        """
+        end = self._now() if self._timed else None
+        slow = SLOW if end is not None and end - start > self._slow_after else 0
+        if error is None:
+            self._record(permit, slow, end)
+        else:
+            self._record_error(permit, error, slow, end)
+
+    def _record_error(
+        self, permit: int, error: BaseException, slow: int, now: float | None
+    ) -> None:
+        """Record a call that raised ``error``, classified; an ignored one releases its permit."""
+        kind = self._classify(error)
+        if kind == _IGNORED:
+            self._release(permit)
+        else:
+            self._record(permit, slow | (FAILED if kind == _FAILURE else 0), now)
 
     def _classify(self, error: BaseException) -> int:
         if not isinstance(error, Exception) or (self._ignore and isinstance(error, self._ignore)):
@@ -677,7 +564,7 @@ class CircuitBreaker:
         if self._in_flight() <= 0:
             return None
         self._probe_calls += 1
-        self._probe_failures += outcome & _FAILED
+        self._probe_failures += outcome & FAILED
         self._probe_slow += outcome >> 1
         if self._probe_calls < self._half_open_calls:
             return None
@@ -828,125 +715,6 @@ class CircuitBreaker:
                 raise InvalidArgumentError(f"listener {listener!r} is not registered")
             listeners.remove(listener)
             self._listeners = tuple(listeners)
-
-    # -- wrapping calls ----------------------------------------------------------------
-
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call ``fn(*args, **kwargs)`` through the breaker and return its result. O(1) + the call.
-
-        The call is timed with the breaker's clock and its outcome recorded
-        (exceptions classified as described above, then re-raised).
-
-        Raises:
-            CircuitOpenError: the breaker refused; ``fn`` was not called.
-        """
-        permit = self._closed_permit
-        if permit < 0:
-            permit = self._acquire_slow()
-            if permit < 0:
-                raise self._refusal()
-        now = self._now
-        start = now() if self._timed else 0.0
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as error:
-            self._settle(permit, error, start)
-            raise
-        if self._timed:
-            end = now()
-            self._record(permit, _SLOW if end - start > self._slow_after else 0, end)
-        else:
-            self._record(permit, 0, None)
-        return result
-
-    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Await ``fn(*args, **kwargs)`` through the breaker: :meth:`call` for coroutines.
-
-        Cancellation records nothing and releases the permission.
-
-        Raises:
-            CircuitOpenError: the breaker refused; ``fn`` was not called.
-        """
-        permit = self._closed_permit
-        if permit < 0:
-            permit = self._acquire_slow()
-            if permit < 0:
-                raise self._refusal()
-        start = self._now() if self._timed else 0.0
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as error:
-            self._settle(permit, error, start)
-            raise
-        self._settle(permit, None, start)
-        return result
-
-    def _settle(self, permit: int, error: BaseException | None, start: float) -> None:
-        """Record how a timed-from-``start`` call ended: ``error`` or None for success."""
-        end = self._now() if self._timed else None
-        slow = _SLOW if end is not None and end - start > self._slow_after else 0
-        kind = _SUCCESS if error is None else self._classify(error)
-        if kind == _IGNORED:
-            self._release(permit)
-        else:
-            self._record(permit, slow | (_FAILED if kind == _FAILURE else 0), end)
-
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Decorate ``fn`` so each call goes through :meth:`call` (:meth:`acall` for coroutines)."""
-        if inspect.iscoroutinefunction(fn):
-            coroutine_fn = cast(Callable[P, Awaitable[object]], fn)
-
-            @functools.wraps(fn)
-            async def guarded_coroutine(*args: P.args, **kwargs: P.kwargs) -> object:
-                return await self.acall(coroutine_fn, *args, **kwargs)
-
-            return cast(Callable[P, R], guarded_coroutine)
-
-        @functools.wraps(fn)
-        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            return self.call(fn, *args, **kwargs)
-
-        return guarded
-
-    def __enter__(self) -> CircuitBreaker:
-        """``with breaker:`` — the block is the protected call (raises CircuitOpenError)."""
-        permit = self._closed_permit
-        if permit < 0:
-            permit = self._acquire_slow()
-            if permit < 0:
-                raise self._refusal()
-        start = self._now() if self._timed else 0.0
-        _ENTERED.set((*_ENTERED.get(), (self, permit, start)))
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        entered = _ENTERED.get()
-        # The innermost block of this breaker (blocks of one context exit innermost first).
-        for i in range(len(entered) - 1, -1, -1):
-            if entered[i][0] is self:
-                _, permit, start = entered[i]
-                _ENTERED.set(entered[:i] + entered[i + 1 :])
-                break
-        else:
-            raise RuntimeError("CircuitBreaker.__exit__ without a matching __enter__")
-        self._settle(permit, exc, start)
-
-    async def __aenter__(self) -> CircuitBreaker:
-        """``async with breaker:`` — as ``with``, for code that awaits inside the block."""
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:
         kind = "time" if self._time_window else "count"
