@@ -9,7 +9,12 @@ from fractions import Fraction
 import attrs
 
 from taskdist._validate import check_number
-from taskdist.errors import CapacityError, InvalidArgumentError, InvalidTypeError, OverReleaseError
+from taskdist.errors import (
+    CapacityError,
+    InvalidTypeError,
+    OverReleaseError,
+    UnsatisfiableDemandError,
+)
 
 __all__ = ["PoolStats", "ResourcePool"]
 
@@ -123,8 +128,9 @@ class ResourcePool:
         """Take ``n`` units if that many are free; all or nothing. O(1).
 
         Raises:
-            InvalidArgumentError: ``n`` <= 0, NaN, infinite, or more than ``size``
-                (it could never be met: an error, not a refusal forever).
+            UnsatisfiableDemandError: ``n`` is more than ``size`` (it could never
+                be met: an error, not a refusal forever).
+            InvalidArgumentError: ``n`` <= 0, NaN or infinite.
             InvalidTypeError: ``n`` is not a number.
         """
         amount = self._check(n)
@@ -137,6 +143,16 @@ class ResourcePool:
         if in_use > self._peak:
             self._peak = in_use
         return True
+
+    def can_acquire(self, n: float = 1) -> bool:
+        """Whether :meth:`try_acquire` would take ``n`` units now; changes nothing. O(1).
+
+        Raises:
+            UnsatisfiableDemandError: ``n`` is more than ``size``.
+            InvalidArgumentError: ``n`` <= 0, NaN or infinite.
+            InvalidTypeError: ``n`` is not a number.
+        """
+        return self._in_use + self._check(n) <= self._size
 
     def release(self, n: float = 1) -> None:
         """Give back ``n`` units. O(1).
@@ -195,7 +211,8 @@ class ResourcePool:
         value = check_number(n, "n", positive=True)
         amount = _exact(value)
         if amount > self._size:
-            raise InvalidArgumentError(
-                f"n must be <= the pool size ({self.size:g}) or it could never be met, got {n!r}"
+            raise UnsatisfiableDemandError(
+                f"n must be <= the size of pool {self._name!r} ({self.size:g}) "
+                f"or it could never be met, got {n!r}"
             )
         return amount

@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 from taskdist._validate import check_int, check_number
 from taskdist.clock import Clock, MonotonicClock
-from taskdist.errors import InvalidArgumentError, InvalidTypeError
+from taskdist.errors import InvalidArgumentError, InvalidTypeError, UnsatisfiableDemandError
 
 __all__ = ["KeyedRateLimiter", "MultiLimiter", "RateLimiter"]
 
@@ -71,8 +71,9 @@ class RateLimiter:
 
     Amounts are weights (tokens, bytes, cost), not only requests: any finite
     ``0 < amount <= burst``. A larger amount could never pass and raises
-    :class:`~taskdist.errors.InvalidArgumentError` instead of being refused
-    forever. Not thread-safe: a host sharing one across threads holds a lock.
+    :class:`~taskdist.errors.UnsatisfiableDemandError` (an
+    ``InvalidArgumentError``) instead of being refused forever. Not
+    thread-safe: a host sharing one across threads holds a lock.
 
     Every operation is O(1).
 
@@ -168,7 +169,8 @@ class RateLimiter:
         Returns ``False`` (and changes nothing) when they are not.
 
         Raises:
-            InvalidArgumentError: ``amount`` <= 0, NaN, infinite, or more than ``burst``.
+            UnsatisfiableDemandError: ``amount`` is more than ``burst``.
+            InvalidArgumentError: ``amount`` <= 0, NaN or infinite.
             InvalidTypeError: ``amount`` is not a number.
         """
         if amount.__class__ not in _PLAIN_NUMBERS or not 0 < amount <= self._burst:
@@ -254,7 +256,7 @@ class RateLimiter:
             return amount  # a valid int or float: the common case
         value = check_number(amount, "amount", positive=True)
         if value > self._burst:
-            raise InvalidArgumentError(
+            raise UnsatisfiableDemandError(
                 f"amount must be <= burst ({self._burst:g}) or it could never pass, got {amount!r}"
             )
         return value
