@@ -39,7 +39,10 @@ def check_number(
     """A finite real number (not a bool), optionally ``>= minimum``, ``> 0``, ``<= maximum``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidTypeError(f"{name} must be a number, got {value!r}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond a float's range: infinite, as far as floats go
+        result = math.inf
     if not math.isfinite(result):
         raise InvalidArgumentError(f"{name} must be a finite number, got {value!r}")
     if positive and result <= 0:

@@ -4,6 +4,11 @@ An outcome is two bits, ``FAILED`` and ``SLOW``. Each window keeps running
 totals (``calls``, ``failures``, ``slow``) and answers ``record(now,
 outcome) -> bool``: whether the rates must be judged now. Neither takes a
 lock: the breaker that owns a window holds its own around every call.
+
+Memory grows with what a window holds and nothing is allocated up front, so
+a window of a million calls or seconds costs nothing until calls come: the
+count window holds at most ``size`` outcomes (about 8 bytes each), the time
+window one bucket (about 100 bytes) per second that had calls.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class CountWindow:
     ``record`` returns whether the rates must be judged now: the window holds
     at least ``minimum`` calls and the record could have raised a rate to its
     threshold (a success that only adds to or replaces a success cannot).
+    The ring grows to ``size`` as calls come; ``reset`` is O(1).
     """
 
     __slots__ = ("_ring", "calls", "failures", "minimum", "size", "slow")
@@ -35,21 +41,25 @@ class CountWindow:
         self.reset()
 
     def reset(self) -> None:
-        # Pre-filled with successes that are not calls: evicting one subtracts nothing.
-        self._ring = deque(bytes(self.size), maxlen=self.size)
+        self._ring: deque[int] = deque(maxlen=self.size)
         self.calls = self.failures = self.slow = 0
 
     def record(self, now: float, outcome: int) -> bool:
         ring = self._ring
-        old = ring[0]
-        ring.append(outcome)  # evicts ring[0]
-        if old != outcome:
-            self.failures += (outcome & FAILED) - (old & FAILED)
-            self.slow += (outcome >> 1) - (old >> 1)
-        if self.calls < self.size:
-            self.calls += 1
-            return self.calls >= self.minimum and (outcome != 0 or self.calls == self.minimum)
-        return outcome != 0
+        calls = self.calls
+        if calls == self.size:  # full: the oldest outcome leaves as this one comes
+            old = ring[0]
+            ring.append(outcome)
+            if old != outcome:
+                self.failures += (outcome & FAILED) - (old & FAILED)
+                self.slow += (outcome >> 1) - (old >> 1)
+            return outcome != 0
+        ring.append(outcome)
+        calls = self.calls = calls + 1
+        if outcome:
+            self.failures += outcome & FAILED
+            self.slow += outcome >> 1
+        return calls >= self.minimum and (outcome != 0 or calls == self.minimum)
 
     def totals(self, now: float) -> tuple[int, int, int]:
         return self.calls, self.failures, self.slow
@@ -59,20 +69,19 @@ class TimeWindow:
     """The outcomes of the calls of the last ``size`` whole seconds, one bucket per second.
 
     A call recorded at time ``t`` counts while ``floor(now) - floor(t) < size``.
-    Recording is O(1) amortised: evicting stale buckets costs one step per
-    elapsed second (at most ``size`` steps in one call), as in resilience4j.
+    Only seconds that had calls have a bucket (``[second, calls, failures,
+    slow]``, oldest first), so evicting costs one step per bucket that
+    leaves, however long the clock jumped: recording is O(1) amortised.
     ``record`` returns whether the rates must be judged now (evictions since
     the last judgement can raise a rate, so they make the next record judge).
     """
 
     __slots__ = (
         "_bucket_end",
-        "_calls",
+        "_buckets",
         "_evicted",
-        "_failures",
-        "_index",
+        "_newest",
         "_second",
-        "_slow",
         "calls",
         "failures",
         "minimum",
@@ -86,50 +95,44 @@ class TimeWindow:
         self.reset()
 
     def reset(self) -> None:
-        self._second = -(2**62)  # the second of the newest bucket
-        self._index = 0  # its place in the bucket lists
-        self._bucket_end = -_INF  # when the next second starts
-        self._calls = [0] * self.size
-        self._failures = [0] * self.size
-        self._slow = [0] * self.size
+        self._buckets: deque[list[int]] = deque()
+        self._second: int | None = None  # the newest second seen
+        self._newest: list[int] | None = None  # its bucket, once it has a call
+        self._bucket_end = -_INF  # when the second after it starts
         self._evicted = False
         self.calls = self.failures = self.slow = 0
 
     def _advance(self, second: int) -> None:
-        gap = second - self._second
-        if gap <= 0:
+        if self._second is not None and second <= self._second:
             return
-        size = self.size
-        if self.calls:
-            self._evicted = True
-        if gap >= size:
-            for bucket in (self._calls, self._failures, self._slow):
-                bucket[:] = [0] * size
-            self.calls = self.failures = self.slow = 0
-        else:
-            for s in range(self._second + 1, second + 1):
-                i = s % size  # the bucket of second s - size leaves the window
-                self.calls -= self._calls[i]
-                self.failures -= self._failures[i]
-                self.slow -= self._slow[i]
-                self._calls[i] = self._failures[i] = self._slow[i] = 0
         self._second = second
-        self._index = second % size
+        self._newest = None
         self._bucket_end = second + 1.0
+        buckets = self._buckets
+        oldest_kept = second - self.size + 1
+        while buckets and buckets[0][0] < oldest_kept:
+            _, calls, failures, slow = buckets.popleft()
+            self.calls -= calls
+            self.failures -= failures
+            self.slow -= slow
+            self._evicted = True
 
     def record(self, now: float, outcome: int) -> bool:
         if now >= self._bucket_end:
             self._advance(int(now // 1.0))
-        # A record stamped before the newest bucket (a clock read before another
-        # thread's) lands in the newest bucket: at most a second late, never lost.
-        i = self._index
-        self._calls[i] += 1
+        # A record stamped before the newest second (a clock read before another
+        # thread's) lands in the newest second's bucket: at most a second late, never lost.
+        bucket = self._newest
+        if bucket is None:
+            bucket = self._newest = [self._second or 0, 0, 0, 0]  # _second is set by now
+            self._buckets.append(bucket)
+        bucket[1] += 1
         calls = self.calls = self.calls + 1
         if outcome:
             failed = outcome & FAILED
             slow = outcome >> 1
-            self._failures[i] += failed
-            self._slow[i] += slow
+            bucket[2] += failed
+            bucket[3] += slow
             self.failures += failed
             self.slow += slow
         if calls < self.minimum or not (outcome or self._evicted or calls == self.minimum):

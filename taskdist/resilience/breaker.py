@@ -4,7 +4,8 @@ The state machine and vocabulary are resilience4j's: a CLOSED breaker records
 the outcome of calls in a count- or time-based sliding window and trips OPEN
 when the failure rate or the slow-call rate reaches its threshold; after the
 open duration it turns HALF_OPEN and lets a few probe calls through, whose
-outcome closes it again or re-opens it.
+outcome closes it again or re-opens it. An operator can force it open or
+disable it until it is reset.
 
 This module is the machine: permissions, outcomes, transitions and metrics,
 under one lock. It is driven either by hand (``acquire`` then ``record_*``)
@@ -27,6 +28,7 @@ from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import CircuitOpenError, InvalidArgumentError, InvalidTypeError
 from taskdist.resilience._breaker_calls import BreakerCalls
 from taskdist.resilience._breaker_windows import FAILED, SLOW, CountWindow, TimeWindow
+from taskdist.resilience._ranges import LARGEST_WINDOW, check_duration
 
 __all__ = [
     "BreakerListener",
@@ -52,6 +54,11 @@ class CircuitState(str, enum.Enum):
     """Calls are refused until the open duration has elapsed."""
     HALF_OPEN = "half_open"
     """A limited number of probe calls pass; their outcome decides what comes next."""
+    FORCED_OPEN = "forced_open"
+    """Every call is refused until :meth:`CircuitBreaker.reset` (or ``disable``)."""
+    DISABLED = "disabled"
+    """Every call passes and nothing is recorded, until :meth:`CircuitBreaker.reset`
+    (or ``force_open``)."""
 
 
 @attrs.frozen
@@ -64,10 +71,11 @@ class BreakerStateChange:
     current: CircuitState
     at: float
     """Clock time of the transition. OPEN -> HALF_OPEN happens at the end of the
-    open duration, whenever it is first observed."""
+    open duration, and a half-open timeout at its deadline, whenever first observed."""
     reason: str
-    """Why: ``"failure_rate"``, ``"slow_call_rate"`` (tripped),
-    ``"open_duration_elapsed"``, ``"probes_passed"``, ``"reset"``."""
+    """Why: ``"failure_rate"``, ``"slow_call_rate"``, ``"half_open_timeout"``
+    (tripped), ``"open_duration_elapsed"``, ``"probes_passed"``, ``"reset"``,
+    ``"forced_open"``, ``"disabled"``."""
 
 
 BreakerListener = Callable[[BreakerStateChange], object]
@@ -80,7 +88,8 @@ class BreakerMetrics:
 
     The counts describe the outcomes that decide the next transition: in
     CLOSED the sliding window now, in HALF_OPEN the probes recorded so far, in
-    OPEN the window (or probes) that tripped it, as they were when it tripped.
+    OPEN the window (or probes) that tripped it, as they were when it tripped;
+    in FORCED_OPEN and DISABLED nothing is recorded and they are 0.
     Rates are percentages (0..100), ``None`` when there are no calls (so two
     snapshots of the same state compare equal).
     """
@@ -155,6 +164,18 @@ class CircuitBreaker(BreakerCalls):
     the breaker re-opens if their failure or slow rate reaches its threshold,
     else closes with an empty window. A probe whose outcome is ignored, or
     that was permitted but not made (:meth:`release`), gives its place back.
+    With ``max_wait_in_half_open`` (resilience4j's
+    ``maxWaitDurationInHalfOpenState``), a breaker still HALF_OPEN that long
+    after its first probe was permitted re-opens, as a trip (reason
+    ``"half_open_timeout"``), dated at that deadline: a probe whose outcome
+    never comes back cannot hold it half-open for ever. Until a first probe
+    is permitted there is nothing to wait for, and no deadline.
+
+    **FORCED_OPEN and DISABLED** (resilience4j's states of the same names)
+    are set by an operator: :meth:`force_open` refuses every call,
+    :meth:`disable` permits every call and records nothing; neither changes
+    by itself, and :meth:`reset` returns to CLOSED with an empty window.
+    Each of these three makes every outstanding permit stale.
 
     **What counts as a failure** (``call()``, the decorator, ``with``, and
     :meth:`record_error`): an exception that is an instance of ``ignore`` is
@@ -164,12 +185,19 @@ class CircuitBreaker(BreakerCalls):
     every ``Exception`` is a failure. A ``BaseException`` that is not an
     ``Exception`` (cancellation, ``KeyboardInterrupt``) records nothing.
 
-    **Threads.** A ``threading.Lock`` guards the bookkeeping only; it is never
-    held while the protected call runs, so concurrent calls through one breaker
-    run concurrently. A permission in CLOSED takes no lock at all. Each
-    outcome is attributed to the state period that permitted it: an outcome
-    that arrives after the breaker has changed state is dropped (it says
-    nothing about the new period).
+    **Threads.** Safe to share between threads and asyncio tasks: a
+    ``threading.Lock`` guards the bookkeeping only; it is never held while
+    the protected call runs, so concurrent calls through one breaker run
+    concurrently. A permission in CLOSED takes no lock at all. Each outcome
+    is attributed to the state period that permitted it: an outcome that
+    arrives after the breaker has changed state is dropped (it says nothing
+    about the new period).
+
+    **Asking without taking.** :meth:`can_acquire` says whether
+    :meth:`acquire` would permit a call now, and changes nothing (no probe
+    taken, no refusal counted, no transition made); :meth:`state` and
+    :meth:`next_wakeup` say where it is and when that can next change by
+    itself (the end of OPEN, or the half-open deadline).
 
     **Driving it.** By hand: :meth:`acquire` a permit, make the call, then
     ``record_*`` its outcome with that permit (or :meth:`release` it). Or let
@@ -181,9 +209,13 @@ class CircuitBreaker(BreakerCalls):
     that caused the change; an exception from a listener propagates to that
     caller (the breaker's state is already updated).
 
-    **Complexity.** ``allow``, ``acquire``, ``record_*``, ``release``,
-    ``call`` and ``state`` are O(1) (O(1) amortised with a time window:
-    stale buckets are evicted one per elapsed second); ``metrics`` is O(1).
+    **Complexity.** ``allow``, ``acquire``, ``can_acquire``, ``record_*``,
+    ``release``, ``call``, ``state``, ``next_wakeup``, ``metrics``,
+    ``reset``, ``force_open`` and ``disable`` are O(1) (O(1) amortised with a
+    time window: a bucket is evicted once per second that had calls). Memory
+    is what the window holds, never allocated up front: at most
+    ``window_size`` outcomes (count), or one bucket per second that had calls
+    (time).
 
     >>> from taskdist import ManualClock
     >>> clock = ManualClock()
@@ -212,6 +244,7 @@ class CircuitBreaker(BreakerCalls):
         "_is_failure",
         "_listeners",
         "_lock",
+        "_max_wait",
         "_not_permitted",
         "_now",
         "_open_duration",
@@ -220,6 +253,7 @@ class CircuitBreaker(BreakerCalls):
         "_open_until",
         "_permit",
         "_probe_calls",
+        "_probe_deadline",
         "_probe_failures",
         "_probe_slow",
         "_probes_left",
@@ -250,6 +284,7 @@ class CircuitBreaker(BreakerCalls):
         open_duration_multiplier: float = 1.0,
         open_duration_max: float | None = None,
         half_open_calls: int = 3,
+        max_wait_in_half_open: float | None = None,
         record: ExceptionTypes | None = None,
         ignore: ExceptionTypes = (),
         is_failure: Callable[[BaseException], bool] | None = None,
@@ -262,18 +297,23 @@ class CircuitBreaker(BreakerCalls):
             failure_rate_threshold: trip when the failure rate (percent) is >= this (0 < t <= 100).
             window: ``"count"`` (last ``window_size`` calls) or ``"time"`` (last
                 ``window_size`` seconds).
-            window_size: calls or seconds in the sliding window (>= 1).
-            minimum_calls: calls the window must hold before rates are judged (>= 1).
+            window_size: calls or seconds in the sliding window (1 to 1,000,000).
+            minimum_calls: calls the window must hold before rates are judged (an
+                int >= 1; a count window caps it at ``window_size``).
             slow_call_duration: a call lasting more than this many seconds is slow
-                (>= 0), or ``None`` to never call a call slow.
+                (finite, >= 0), or ``None`` to never call a call slow.
             slow_call_rate_threshold: trip when the slow-call rate (percent) is >= this
                 (0 < t <= 100).
-            open_duration: seconds an OPEN breaker refuses calls (> 0).
-            open_duration_multiplier: growth of the open duration per consecutive trip (>= 1).
-            open_duration_max: the longest open duration (>= ``open_duration``); required
-                when the multiplier is above 1, so a flapping dependency is never shut out
-                for good.
-            half_open_calls: probes permitted in HALF_OPEN (>= 1).
+            open_duration: seconds an OPEN breaker refuses calls (0 < d <= 1e9).
+            open_duration_multiplier: growth of the open duration per consecutive trip
+                (finite, >= 1).
+            open_duration_max: the longest open duration (``open_duration`` to 1e9);
+                required when the multiplier is above 1, so a flapping dependency is
+                never shut out for good.
+            half_open_calls: probes permitted in HALF_OPEN (an int >= 1).
+            max_wait_in_half_open: seconds after its first probe that a breaker still
+                HALF_OPEN re-opens (0 < w <= 1e9), or ``None`` (the default) to wait
+                for the probes for ever.
             record: exception class(es) counted as failures.
             ignore: exception class(es) counted as neither success nor failure.
             is_failure: predicate on an exception: true counts it as a failure.
@@ -281,8 +321,9 @@ class CircuitBreaker(BreakerCalls):
             name: a name for messages, metrics and listeners.
 
         Raises:
-            InvalidArgumentError: a threshold outside (0, 100], a negative or NaN duration,
-                a size below 1, ``open_duration_max`` missing or below ``open_duration``.
+            InvalidArgumentError: a threshold outside (0, 100], a duration negative, NaN,
+                infinite or above 1e9, a size below 1 or above 1,000,000,
+                ``open_duration_max`` missing or below ``open_duration``.
             UnknownPolicyError: ``window`` is not ``"count"`` or ``"time"``.
             InvalidTypeError: a clock without ``now()``, ``record``/``ignore`` not exception
                 classes, a listener or predicate that is not callable, ``name`` not a str.
@@ -294,12 +335,21 @@ class CircuitBreaker(BreakerCalls):
         failure_threshold = _percentage(failure_rate_threshold, "failure_rate_threshold")
         kind = check_choice(window, "window", _WINDOW_KINDS)
         size = check_int(window_size, "window_size", minimum=1)
+        if size > LARGEST_WINDOW:
+            unit = "calls" if kind == "count" else "seconds"
+            raise InvalidArgumentError(
+                f"window_size must be at most {LARGEST_WINDOW:,} {unit}, got {window_size!r}"
+            )
         minimum = check_int(minimum_calls, "minimum_calls", minimum=1)
         slow_after = check_optional_number(slow_call_duration, "slow_call_duration", minimum=0.0)
         slow_threshold = _percentage(slow_call_rate_threshold, "slow_call_rate_threshold")
-        duration = check_number(open_duration, "open_duration", positive=True)
+        duration = check_duration(open_duration, "open_duration", positive=True)
         multiplier = check_number(open_duration_multiplier, "open_duration_multiplier", minimum=1)
-        longest = check_optional_number(open_duration_max, "open_duration_max", positive=True)
+        longest = (
+            None
+            if open_duration_max is None
+            else check_duration(open_duration_max, "open_duration_max", positive=True)
+        )
         if longest is None:
             if multiplier > 1.0:
                 raise InvalidArgumentError(
@@ -312,6 +362,11 @@ class CircuitBreaker(BreakerCalls):
                 f"open_duration_max must be >= open_duration ({duration:g}), got {longest:g}"
             )
         probes = check_int(half_open_calls, "half_open_calls", minimum=1)
+        max_wait = (
+            _INF
+            if max_wait_in_half_open is None
+            else check_duration(max_wait_in_half_open, "max_wait_in_half_open", positive=True)
+        )
         record_types = None if record is None else _exception_types(record, "record")
         ignore_types = _exception_types(ignore, "ignore")
         if is_failure is not None and not callable(is_failure):
@@ -340,6 +395,7 @@ class CircuitBreaker(BreakerCalls):
         self._open_multiplier = multiplier
         self._open_duration_max = longest
         self._half_open_calls = probes
+        self._max_wait = max_wait
         if record_types is None and is_failure is None:
             record_types = (Exception,)
         self._classify_record = record_types or ()
@@ -361,6 +417,8 @@ class CircuitBreaker(BreakerCalls):
         self._trip_totals = (0, 0, 0)
         self._probes_left = 0
         self._probe_calls = self._probe_failures = self._probe_slow = 0
+        # HALF_OPEN: when it re-opens unless settled (its first probe + max wait), else inf.
+        self._probe_deadline = _INF
 
     # -- permission ------------------------------------------------------------
 
@@ -387,7 +445,30 @@ class CircuitBreaker(BreakerCalls):
         permit = self._closed_permit
         if permit < 0:
             permit = self._acquire_slow()
-        return None if permit < 0 else permit
+            if permit < 0:
+                return None
+        return permit
+
+    def can_acquire(self) -> bool:
+        """Whether :meth:`acquire` would return a permit now, taking nothing. O(1).
+
+        No probe is taken, no refusal counted and no transition made (listeners
+        hear nothing): a host can ask it of every worker's breaker, then
+        :meth:`acquire` from the one it chooses.
+        """
+        if self._closed_permit >= 0:
+            return True
+        now = self._now()
+        with self._lock:
+            state = self._state
+            if state is CircuitState.OPEN:
+                return now >= self._open_until  # then HALF_OPEN, with a probe to give
+            if state is CircuitState.HALF_OPEN:
+                deadline = self._probe_deadline
+                if now >= deadline:  # it re-opens at the deadline: is that over too?
+                    return now >= deadline + self._open_duration_after(self._consecutive_opens)
+                return self._probes_left > 0
+            return state is not CircuitState.FORCED_OPEN  # CLOSED, or DISABLED
 
     def _acquire_slow(self) -> int:
         """Permission outside CLOSED: OPEN expiry, half-open probes, refusals."""
@@ -398,29 +479,44 @@ class CircuitBreaker(BreakerCalls):
             if self._state is CircuitState.OPEN and now < self._open_until:
                 self._not_permitted += 1  # the common refusal, kept short
                 return _NO_PERMIT
-            change = self._observe(now)
+            changes = self._observe(now)
             state = self._state
-            if state is CircuitState.CLOSED:
+            if state is CircuitState.CLOSED or state is CircuitState.DISABLED:
                 permit = self._permit
             elif state is CircuitState.HALF_OPEN and self._probes_left > 0:
                 self._probes_left -= 1
+                if self._probe_deadline == _INF:  # the first probe starts the wait
+                    self._probe_deadline = now + self._max_wait
                 permit = self._permit
             else:
                 self._not_permitted += 1
                 permit = _NO_PERMIT
         finally:
             lock.release()
-        if change is not None:
-            self._notify(change)
+        if changes:
+            self._notify(changes)
         return permit
 
-    def _observe(self, now: float) -> BreakerStateChange | None:
-        """Under the lock: an OPEN breaker whose open duration has elapsed is HALF_OPEN."""
-        if self._state is CircuitState.OPEN and now >= self._open_until:
-            self._probes_left = self._half_open_calls
-            self._probe_calls = self._probe_failures = self._probe_slow = 0
-            return self._enter(CircuitState.HALF_OPEN, self._open_until, "open_duration_elapsed")
-        return None
+    def _observe(self, now: float) -> tuple[BreakerStateChange, ...]:
+        """Under the lock: make the transitions time has brought by ``now``.
+
+        An OPEN breaker whose open duration has elapsed is HALF_OPEN; a
+        HALF_OPEN one past its deadline re-opened then (and may be HALF_OPEN
+        again, with no probe taken and so no deadline: at most two steps).
+        """
+        state = self._state
+        if state is CircuitState.OPEN:
+            if now < self._open_until:
+                return ()
+            return (self._half_open(),)
+        if state is CircuitState.HALF_OPEN and now >= self._probe_deadline:
+            deadline = self._probe_deadline
+            totals = (self._probe_calls, self._probe_failures, self._probe_slow)
+            reopened = self._trip(totals, "half_open_timeout", deadline)
+            if now < self._open_until:
+                return (reopened,)
+            return (reopened, self._half_open())
+        return ()
 
     def _refusal(self) -> CircuitOpenError:
         # Written once per state change (in _enter), not once per refused call.
@@ -442,7 +538,8 @@ class CircuitBreaker(BreakerCalls):
         """Record a call that succeeded after ``duration`` seconds (slow if above the limit). O(1).
 
         Without ``permit`` the outcome counts for the current state; in
-        HALF_OPEN it is dropped unless a probe is in flight.
+        HALF_OPEN it is dropped unless a probe is in flight; in FORCED_OPEN
+        and DISABLED it is dropped.
 
         Raises:
             InvalidArgumentError: ``duration`` negative, NaN or infinite.
@@ -488,13 +585,20 @@ class CircuitBreaker(BreakerCalls):
         self._release(self._check_record(0.0, permit)[1])
 
     def _release(self, permit: int) -> None:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
+            changes = self._observe_deadline(None)
             if (
                 permit == self._permit
                 and self._state is CircuitState.HALF_OPEN
                 and self._in_flight() > 0
             ):
                 self._probes_left += 1
+        finally:
+            lock.release()
+        if changes:
+            self._notify(changes)
 
     def _in_flight(self) -> int:
         return self._half_open_calls - self._probes_left - self._probe_calls
@@ -508,14 +612,21 @@ class CircuitBreaker(BreakerCalls):
         slow = SLOW if end is not None and end - start > self._slow_after else 0
         if error is None:
             self._record(permit, slow, end)
-        else:
-            self._record_error(permit, error, slow, end)
+            return
+        try:
+            kind = self._classify(error)
+        except BaseException:
+            self._release(permit)  # a raising is_failure must not strand a probe
+            raise
+        self._record_kind(permit, kind, slow, end)
 
     def _record_error(
         self, permit: int, error: BaseException, slow: int, now: float | None
     ) -> None:
         """Record a call that raised ``error``, classified; an ignored one releases its permit."""
-        kind = self._classify(error)
+        self._record_kind(permit, self._classify(error), slow, now)
+
+    def _record_kind(self, permit: int, kind: int, slow: int, now: float | None) -> None:
         if kind == _IGNORED:
             self._release(permit)
         else:
@@ -534,7 +645,7 @@ class CircuitBreaker(BreakerCalls):
     def _record(self, permit: int, outcome: int, now: float | None) -> None:
         # acquire/release rather than ``with``: this is the hot path, and the
         # context-manager protocol costs as much again as the lock itself.
-        change: BreakerStateChange | None
+        changes: tuple[BreakerStateChange, ...]
         lock = self._lock
         lock.acquire()
         try:
@@ -547,32 +658,39 @@ class CircuitBreaker(BreakerCalls):
                 reason = self._exceeded(window.calls, window.failures, window.slow)
                 if reason is None:
                     return
-                change = self._trip((window.calls, window.failures, window.slow), reason, now)
+                changes = (self._trip((window.calls, window.failures, window.slow), reason, now),)
             else:
-                change = self._record_other(permit, outcome, now)
+                changes = self._record_other(permit, outcome, now)
         finally:
             lock.release()
-        if change is not None:
-            self._notify(change)
+        if changes:
+            self._notify(changes)
 
     def _record_other(
         self, permit: int, outcome: int, now: float | None
-    ) -> BreakerStateChange | None:
+    ) -> tuple[BreakerStateChange, ...]:
         """Under the lock: an outcome outside CLOSED (a probe, or a stale one to drop)."""
+        changes = self._observe_deadline(now)  # a probe back after the deadline is stale
         if permit != self._permit or self._state is not CircuitState.HALF_OPEN:
-            return None
+            return changes
         if self._in_flight() <= 0:
-            return None
+            return changes
         self._probe_calls += 1
         self._probe_failures += outcome & FAILED
         self._probe_slow += outcome >> 1
         if self._probe_calls < self._half_open_calls:
-            return None
+            return changes
         totals = (self._probe_calls, self._probe_failures, self._probe_slow)
         reason = self._exceeded(*totals)
         if reason is not None:
-            return self._trip(totals, reason, now)
-        return self._close(now, "probes_passed")
+            return (*changes, self._trip(totals, reason, now))
+        return (*changes, self._close(now, "probes_passed"))
+
+    def _observe_deadline(self, now: float | None) -> tuple[BreakerStateChange, ...]:
+        """Under the lock: :meth:`_observe` when a half-open deadline is running (else nothing)."""
+        if self._probe_deadline == _INF:
+            return ()
+        return self._observe(self._now() if now is None else now)
 
     def _exceeded(self, calls: int, failures: int, slow: int) -> str | None:
         if 100.0 * failures / calls >= self._failure_threshold:
@@ -588,6 +706,7 @@ class CircuitBreaker(BreakerCalls):
         self._state = state
         self._permit += 1
         self._closed_permit = self._permit if state is CircuitState.CLOSED else _NO_PERMIT
+        self._probe_deadline = _INF
         self._since = at
         label = "circuit breaker" if self.name is None else f"circuit breaker {self.name!r}"
         if state is CircuitState.OPEN:
@@ -599,21 +718,32 @@ class CircuitBreaker(BreakerCalls):
                 f"{label} is half-open and its {self._half_open_calls} probe(s) are in flight; "
                 "the call was not made"
             )
+        elif state is CircuitState.FORCED_OPEN:
+            self._refusal_message = (
+                f"{label} is forced open until it is reset; the call was not made"
+            )
         return BreakerStateChange(self.name, previous, state, at, reason)
+
+    def _half_open(self) -> BreakerStateChange:
+        """OPEN -> HALF_OPEN, dated at the end of the open duration."""
+        self._probes_left = self._half_open_calls
+        self._probe_calls = self._probe_failures = self._probe_slow = 0
+        return self._enter(CircuitState.HALF_OPEN, self._open_until, "open_duration_elapsed")
 
     def _trip(
         self, totals: tuple[int, int, int], reason: str, now: float | None = None
     ) -> BreakerStateChange:
         now = self._now() if now is None else now
+        self._open_until = now + self._open_duration_after(self._consecutive_opens)
         self._consecutive_opens += 1
         self._trips += 1
         self._trip_totals = totals
-        self._open_until = now + self._current_open_duration()
         return self._enter(CircuitState.OPEN, now, reason)
 
-    def _current_open_duration(self) -> float:
+    def _open_duration_after(self, opens: int) -> float:
+        """How long the trip after ``opens`` consecutive ones keeps the breaker OPEN."""
         try:
-            grown = self._open_duration * self._open_multiplier ** (self._consecutive_opens - 1)
+            grown = self._open_duration * self._open_multiplier**opens
         except OverflowError:
             return self._open_duration_max
         return min(grown, self._open_duration_max)
@@ -623,22 +753,53 @@ class CircuitBreaker(BreakerCalls):
         self._consecutive_opens = 0
         return self._enter(CircuitState.CLOSED, self._now() if now is None else now, reason)
 
-    def _notify(self, change: BreakerStateChange) -> None:
-        for listener in self._listeners:
-            listener(change)
+    def _notify(self, changes: tuple[BreakerStateChange, ...]) -> None:
+        for change in changes:
+            for listener in self._listeners:
+                listener(change)
 
     # -- control and observation ---------------------------------------------------
 
     def reset(self) -> None:
-        """Return to CLOSED with an empty window; outstanding permits become stale. O(window).
+        """Return to CLOSED with an empty window, from any state; outstanding permits
+        become stale. O(1).
 
+        It is the way back from :meth:`force_open` and :meth:`disable`.
         Listeners hear of it only if the state changes.
         """
         with self._lock:
             previous = self._state
             change = self._close(None, "reset")
         if previous is not CircuitState.CLOSED:
-            self._notify(change)
+            self._notify((change,))
+
+    def force_open(self) -> None:
+        """Refuse every call until :meth:`reset` (or :meth:`disable`); permits become stale. O(1).
+
+        resilience4j's forced-open state: for an operator who knows the
+        dependency is down, or is taking it out of service. Nothing is
+        recorded while forced open, and no timer runs (:meth:`next_wakeup` is
+        ``None``). Listeners hear of it (reason ``"forced_open"``) unless it
+        was already forced open.
+        """
+        self._set_manual(CircuitState.FORCED_OPEN, "forced_open")
+
+    def disable(self) -> None:
+        """Permit every call and record nothing until :meth:`reset` (or :meth:`force_open`). O(1).
+
+        resilience4j's disabled state: the breaker steps aside without being
+        removed from the code path. Outstanding permits become stale.
+        Listeners hear of it (reason ``"disabled"``) unless it was already
+        disabled.
+        """
+        self._set_manual(CircuitState.DISABLED, "disabled")
+
+    def _set_manual(self, state: CircuitState, reason: str) -> None:
+        with self._lock:
+            if self._state is state:
+                return
+            change = self._enter(state, self._now(), reason)
+        self._notify((change,))
 
     @property
     def state(self) -> CircuitState:
@@ -646,33 +807,47 @@ class CircuitBreaker(BreakerCalls):
         if self._closed_permit >= 0:
             return CircuitState.CLOSED
         with self._lock:
-            change = self._observe(self._now())
+            changes = self._observe(self._now())
             state = self._state
-        if change is not None:
-            self._notify(change)
+        if changes:
+            self._notify(changes)
         return state
 
     def next_wakeup(self) -> float | None:
-        """When an OPEN breaker will turn HALF_OPEN, or ``None`` if it is not OPEN. O(1)."""
+        """When the breaker will next change state by itself, or ``None``. O(1).
+
+        That is the end of the open duration while OPEN, and the deadline of
+        ``max_wait_in_half_open`` while HALF_OPEN with a probe permitted; in
+        every other case (CLOSED, FORCED_OPEN, DISABLED, HALF_OPEN before its
+        first probe or without a maximum wait) only a call can change it.
+        """
         with self._lock:
-            change = self._observe(self._now())
-            wakeup = self._open_until if self._state is CircuitState.OPEN else None
-        if change is not None:
-            self._notify(change)
+            changes = self._observe(self._now())
+            state = self._state
+            if state is CircuitState.OPEN:
+                wakeup: float | None = self._open_until
+            elif state is CircuitState.HALF_OPEN and self._probe_deadline < _INF:
+                wakeup = self._probe_deadline
+            else:
+                wakeup = None
+        if changes:
+            self._notify(changes)
         return wakeup
 
     def metrics(self) -> BreakerMetrics:
         """A snapshot of the state, rates and counts (see :class:`BreakerMetrics`). O(1)."""
         with self._lock:
             now = self._now()
-            change = self._observe(now)
+            changes = self._observe(now)
             state = self._state
             if state is CircuitState.CLOSED:
                 calls, failures, slow = self._window.totals(now)
             elif state is CircuitState.HALF_OPEN:
                 calls, failures, slow = self._probe_calls, self._probe_failures, self._probe_slow
-            else:
+            elif state is CircuitState.OPEN:
                 calls, failures, slow = self._trip_totals
+            else:
+                calls = failures = slow = 0
             snapshot = BreakerMetrics(
                 name=self.name,
                 state=state,
@@ -688,8 +863,8 @@ class CircuitBreaker(BreakerCalls):
                 consecutive_opens=self._consecutive_opens,
                 trips=self._trips,
             )
-        if change is not None:
-            self._notify(change)
+        if changes:
+            self._notify(changes)
         return snapshot
 
     def add_listener(self, listener: BreakerListener) -> None:

@@ -11,6 +11,7 @@ import attrs
 from taskdist._validate import check_number
 from taskdist.errors import (
     CapacityError,
+    InvalidArgumentError,
     InvalidTypeError,
     OverReleaseError,
     UnsatisfiableDemandError,
@@ -66,8 +67,14 @@ class ResourcePool:
     back is exactly empty.
 
     To gate a distributor's dispatch on ``task.resources["db"]``, wrap it in
-    a :class:`~taskdist.resilience.gates.PoolGate`. Not thread-safe: a host
-    sharing one across threads holds a lock.
+    a :class:`~taskdist.resilience.gates.PoolGate`. ``size`` and amounts may
+    be any finite number > 0 (1e-300 to 1e308 units); being exact, a sum of
+    many fractional amounts costs time in the number of their binary digits
+    (at most about a thousand).
+
+    **Threads.** Not thread-safe: a host with threads drives it through
+    ``taskdist.threaded.ThreadSafeDistributor`` or holds its own lock around
+    every call.
 
     Every operation is O(1) (O(digits) for fractional amounts).
 
@@ -93,11 +100,13 @@ class ResourcePool:
             size: units in the pool (finite, > 0).
 
         Raises:
-            InvalidTypeError: ``name`` not a non-empty str, ``size`` not a number.
-            InvalidArgumentError: ``size`` <= 0, NaN or infinite.
+            InvalidTypeError: ``name`` not a str, ``size`` not a number.
+            InvalidArgumentError: ``name`` empty, ``size`` <= 0, NaN or infinite.
         """
-        if not isinstance(name, str) or not name:
-            raise InvalidTypeError(f"name must be a non-empty str, got {name!r}")
+        if not isinstance(name, str):
+            raise InvalidTypeError(f"name must be a str, got {name!r}")
+        if not name:
+            raise InvalidArgumentError("name must name what the pool guards, got ''")
         self._name = name
         self._size: _Exact = _exact(check_number(size, "size", positive=True))
         self._in_use: _Exact = 0

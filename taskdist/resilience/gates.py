@@ -14,7 +14,13 @@ pools gate dispatch:
 - :class:`AllGates`: several gates, all or nothing.
 
 A task that does not name a gate's resource passes it untouched (unless the
-gate has a ``default`` demand).
+gate has a ``default`` demand). Every method that takes a task refuses
+anything else with :class:`~taskdist.errors.InvalidTypeError`, changing
+nothing.
+
+**Threads.** No gate here is safe to share between threads: a host with
+threads drives them through ``taskdist.threaded.ThreadSafeDistributor`` (one
+lock around the whole composition) or holds its own lock around every call.
 """
 
 from __future__ import annotations
@@ -110,9 +116,17 @@ class ReversibleGate(Gate, Protocol):
 
 
 def _resource_name(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidTypeError(f"resource must be a non-empty resource name (str), got {value!r}")
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"resource must be a resource name (str), got {value!r}")
+    if not value:
+        raise InvalidArgumentError("resource must be a non-empty resource name, got ''")
     return value
+
+
+def _check_task(task: object, method: str) -> None:
+    """Refuse what is not a Task before anything is read or changed."""
+    if task.__class__ is not Task and not isinstance(task, Task):
+        raise InvalidTypeError(f"{method}() takes a Task, got {type(task).__name__} {task!r}")
 
 
 class _SpendingGate:
@@ -142,6 +156,7 @@ class _SpendingGate:
 
     def demand(self, task: Task) -> float:
         """Units this gate charges ``task``: ``task.resources[resource]`` or the default. O(1)."""
+        _check_task(task, "demand")
         return task.resources.get(self._resource, self._default)
 
     def try_acquire(self, task: Task) -> bool:
@@ -151,6 +166,7 @@ class _SpendingGate:
             UnsatisfiableDemandError: the demand exceeds the limiter's ``burst``
                 (it could never pass); nothing changes.
         """
+        _check_task(task, "try_acquire")
         amount = self._satisfiable(task)
         admitted = not amount or self._spend(task, amount)  # may raise: nothing changed yet
         if self._wake is not None and self._now() >= self._wake:
@@ -169,6 +185,7 @@ class _SpendingGate:
 
         False for a demand above ``burst`` (see :meth:`check`).
         """
+        _check_task(task, "can_acquire")
         amount = task.resources.get(self._resource, self._default)
         if not amount:
             return True
@@ -180,10 +197,16 @@ class _SpendingGate:
         Raises:
             UnsatisfiableDemandError: the demand exceeds the limiter's ``burst``.
         """
+        _check_task(task, "check")
         self._satisfiable(task)
 
     def release(self, task: Task) -> None:
-        """Nothing: spent units come back with time, not on completion. O(1)."""
+        """Nothing: spent units come back with time, not on completion. O(1).
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+        """
+        _check_task(task, "release")
 
     def rollback(self, task: Task) -> None:
         """Refund what the ``try_acquire(task)`` just made spent. O(1).
@@ -191,6 +214,7 @@ class _SpendingGate:
         Raises:
             OverReleaseError: ``task`` is not the task this gate admitted last.
         """
+        _check_task(task, "rollback")
         amount = task.resources.get(self._resource, self._default)
         if not amount:
             return
@@ -309,7 +333,8 @@ class KeyedRateGate(_SpendingGate):
     By default the key is ``task.tenant`` (tasks without a tenant share the
     ``None`` bucket): ``KeyedRateGate(KeyedRateLimiter(10, per=60.0),
     "api_calls")`` gives every tenant its own 10 calls per minute. A
-    :class:`QueryableGate`.
+    :class:`QueryableGate`. A key the limiter refuses (NaN, unhashable) makes
+    ``try_acquire`` and ``check`` raise, and ``can_acquire`` answer False.
 
     Every operation is O(1) amortised.
     """
@@ -354,11 +379,27 @@ class KeyedRateGate(_SpendingGate):
     def __repr__(self) -> str:
         return f"KeyedRateGate({self._limiter!r}, {self._resource!r})"
 
+    def check(self, task: Task) -> None:
+        """Return if ``task`` could ever pass; changes nothing. O(1).
+
+        Raises:
+            UnsatisfiableDemandError: the demand exceeds the limiter's ``burst``.
+            InvalidArgumentError: ``key(task)`` is NaN (each NaN is a key of its own).
+            InvalidTypeError: ``key(task)`` is unhashable.
+        """
+        super().check(task)
+        if task.resources.get(self._resource, self._default):
+            self._limiter.check_key(self._key(task))
+
     def _spend(self, task: Task, amount: float) -> bool:
         return self._limiter.try_acquire(self._key(task), amount)
 
     def _can_spend(self, task: Task, amount: float) -> bool:
-        return self._limiter.can_acquire(self._key(task), amount)
+        key = self._key(task)
+        try:
+            return self._limiter.can_acquire(key, amount)
+        except (InvalidArgumentError, InvalidTypeError):  # a key check() refuses
+            return False
 
     def _ready_at(self, task: Task, amount: float) -> float:
         return self._limiter.ready_at(self._key(task), amount)
@@ -429,11 +470,15 @@ class PoolGate:
 
     def demand(self, task: Task) -> float:
         """Units ``task`` holds while it runs. O(1)."""
+        _check_task(task, "demand")
         return task.resources.get(self._resource, self._default)
 
     def holds(self, task_id: Hashable) -> bool:
-        """Whether a task with this id holds units now. O(1)."""
-        return task_id in self._held
+        """Whether a task with this id holds units now (never an unhashable one). O(1)."""
+        try:
+            return task_id in self._held
+        except TypeError:
+            return False
 
     def try_acquire(self, task: Task) -> bool:
         """Take the task's units if free; all or nothing. O(1).
@@ -442,6 +487,7 @@ class PoolGate:
             DuplicateTaskError: this task already holds units here.
             UnsatisfiableDemandError: the demand exceeds the pool's size.
         """
+        _check_task(task, "try_acquire")
         amount = self._satisfiable(task)
         if not amount:
             return True
@@ -461,6 +507,7 @@ class PoolGate:
         False for a task that already holds units here, or a demand above
         the pool's size (see :meth:`check`).
         """
+        _check_task(task, "can_acquire")
         amount = task.resources.get(self._resource, self._default)
         if not amount:
             return True
@@ -473,6 +520,7 @@ class PoolGate:
         Raises:
             UnsatisfiableDemandError: the demand exceeds the pool's size.
         """
+        _check_task(task, "check")
         self._satisfiable(task)
 
     def _satisfiable(self, task: Task) -> float:
@@ -492,6 +540,7 @@ class PoolGate:
             OverReleaseError: ``task`` needs units but holds none here (never
                 admitted, or already released); nothing changes.
         """
+        _check_task(task, "release")
         amount = self._held.pop(task.id, None)
         if amount is None:
             if task.resources.get(self._resource, self._default):
@@ -601,6 +650,7 @@ class AllGates:
             DuplicateTaskError: this task is already admitted here.
             Whatever a gate raises, after rolling back the gates before it.
         """
+        _check_task(task, "try_acquire")
         if task.id in self._held:
             raise DuplicateTaskError(f"task {task.id!r} is already admitted by these gates")
         admitted = 0
@@ -624,6 +674,7 @@ class AllGates:
         Changes nothing when every gate is queryable. False for a task
         already admitted here, or one a gate would refuse with an error.
         """
+        _check_task(task, "can_acquire")
         if task.id in self._held:
             return False
         for can_acquire in self._queries:
@@ -637,6 +688,7 @@ class AllGates:
         Raises:
             UnsatisfiableDemandError: a gate's limit is below the task's demand.
         """
+        _check_task(task, "check")
         for check in self._checks:
             check(task)
 
@@ -646,6 +698,7 @@ class AllGates:
         Raises:
             OverReleaseError: ``task`` is not admitted here (nothing changes).
         """
+        _check_task(task, "release")
         self._forget(task)
         for gate in reversed(self._gates):
             gate.release(task)
@@ -656,6 +709,7 @@ class AllGates:
         Raises:
             OverReleaseError: ``task`` is not admitted here (nothing changes).
         """
+        _check_task(task, "rollback")
         self._forget(task)
         self._undo_first(len(self._gates), task)
 
