@@ -4,9 +4,11 @@
 
 Every scenario of ``bench_breaker.py`` runs each contender ``repeat`` times,
 interleaved so that machine noise hits all of them alike, on a fresh breaker
-each time, and keeps each one's best time. Overhead is a contender's time per
-call minus the ``bare`` loop's (the function called directly). Prints a
-Markdown table ready for docs/performance.md.
+each time, and keeps each one's best time. Times are the process's CPU time
+(``time.process_time``), so the moments another process holds the core do
+not count: on a shared machine they are most of the noise. Overhead is a
+contender's time per call minus the ``bare`` loop's (the function called
+directly). Prints a Markdown table ready for docs/performance.md.
 
 ``--baseline FILE`` also runs an earlier version of the breaker module (for
 example ``git show REV:taskdist/resilience/breaker.py > /tmp/breaker_before.py``)
@@ -59,9 +61,9 @@ def main() -> None:
             for contender, make in contenders.items():
                 run = make(scenario, n)
                 gc.collect()
-                start = time.perf_counter()
+                start = time.process_time()
                 run()
-                elapsed = (time.perf_counter() - start) / n * 1e9
+                elapsed = (time.process_time() - start) / n * 1e9
                 key = (contender, scenario)
                 best[key] = min(best.get(key, float("inf")), elapsed)
     print(
