@@ -93,9 +93,14 @@ def with_pybreaker(scenario: str, n: int) -> Run:
     return _through(breaker.call, workload(scenario), n, pybreaker.CircuitBreakerError)
 
 
-def with_taskdist(**options: object) -> Callable[[str, int], Run]:
+def with_taskdist(
+    breaker_class: type = CircuitBreaker, **options: object
+) -> Callable[[str, int], Run]:
+    """``breaker_class(open_duration=3600, **options).call``; another class (an earlier
+    version of CircuitBreaker) lets ``compare_breaker.py --baseline`` compare the two."""
+
     def make(scenario: str, n: int) -> Run:
-        breaker = CircuitBreaker(open_duration=3600.0, **options)  # type: ignore[arg-type]
+        breaker = breaker_class(open_duration=3600.0, **options)
         if scenario == "refuse":
             for _ in range(100):
                 breaker.record_failure()
@@ -104,9 +109,9 @@ def with_taskdist(**options: object) -> Callable[[str, int], Run]:
     return make
 
 
-def with_taskdist_allow(scenario: str, n: int) -> Run:
+def with_taskdist_allow(scenario: str, n: int, breaker_class: type = CircuitBreaker) -> Run:
     """The sans-I/O pair a distributor uses: acquire(), then record_*(permit=...)."""
-    breaker = CircuitBreaker(open_duration=3600.0, slow_call_duration=None)
+    breaker = breaker_class(open_duration=3600.0, slow_call_duration=None)
     if scenario == "refuse":
         for _ in range(100):
             breaker.record_failure()

@@ -18,12 +18,14 @@ question, "may this call go now?", which is what is timed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate
 from sizing import sizes
 
-from taskdist import KeyedRateLimiter, MonotonicClock, MultiLimiter, RateLimiter
+import taskdist
+from taskdist import MonotonicClock
 
 SIZES = sizes(full=[10_000, 100_000], smoke=[200])
 SCENARIOS = ("admit", "refuse", "two-windows")
@@ -32,21 +34,23 @@ Run = Callable[[], int]
 """One round: make the n calls, return how many were admitted."""
 
 
-def taskdist_limiter(scenario: str, n: int) -> Run:
+def taskdist_limiter(scenario: str, n: int, module: Any = taskdist) -> Run:
+    """``module`` is where RateLimiter and MultiLimiter come from: another one (an
+    earlier rate_limit.py) lets ``compare_rate_limit.py --baseline`` compare the two."""
     clock = MonotonicClock()
     if scenario == "two-windows":
-        both = MultiLimiter(
+        both = module.MultiLimiter(
             {
-                "second": RateLimiter(n, per=1.0, burst=n, clock=clock),
-                "hour": RateLimiter(2 * n, per=3600.0, burst=2 * n, clock=clock),
+                "second": module.RateLimiter(n, per=1.0, burst=n, clock=clock),
+                "hour": module.RateLimiter(2 * n, per=3600.0, burst=2 * n, clock=clock),
             }
         )
         acquire: Callable[[], bool] = both.try_acquire
     else:
         if scenario == "admit":
-            limiter = RateLimiter(n, per=1.0, burst=n, clock=clock)
+            limiter = module.RateLimiter(n, per=1.0, burst=n, clock=clock)
         else:
-            limiter = RateLimiter(1, per=3600.0, burst=1, clock=clock)
+            limiter = module.RateLimiter(1, per=3600.0, burst=1, clock=clock)
             limiter.try_acquire()
         acquire = limiter.try_acquire
 
@@ -56,14 +60,14 @@ def taskdist_limiter(scenario: str, n: int) -> Run:
     return run
 
 
-def taskdist_keyed(scenario: str, n: int) -> Run:
+def taskdist_keyed(scenario: str, n: int, module: Any = taskdist) -> Run:
     """The keyed limiter on 100 keys (taskdist only: what keying costs).
 
     Each key's limit is per hour, so its bucket stays held between its calls
     (a bucket full again would be dropped and made afresh: a different cost).
     """
     rate = n if scenario == "admit" else 1
-    keyed = KeyedRateLimiter(rate, per=3600.0, burst=rate, clock=MonotonicClock())
+    keyed = module.KeyedRateLimiter(rate, per=3600.0, burst=rate, clock=MonotonicClock())
     keys = [f"tenant-{i % 100}" for i in range(n)]
     if scenario == "refuse":
         for key in keys[:100]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import math
 import threading
 import time
+import tracemalloc
 from typing import Any
 from unittest import mock
 
@@ -40,6 +42,7 @@ from taskdist import (
 )
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+FORCED_OPEN, DISABLED = CircuitState.FORCED_OPEN, CircuitState.DISABLED
 
 
 def at_least(examples: int, steps: int = 0) -> settings:
@@ -401,6 +404,142 @@ def test_reset_closes_with_an_empty_window_and_makes_outstanding_permits_stale()
         (CLOSED, OPEN, "failure_rate"),
         (OPEN, CLOSED, "reset"),
     ]
+
+
+# -- half-open deadline, forced open, disabled, asking without taking -----------------
+
+
+def test_a_probe_that_never_returns_reopens_the_breaker_after_max_wait_in_half_open() -> None:
+    clock = ManualClock()
+    changes: list[BreakerStateChange] = []
+    breaker = small(
+        clock, half_open_calls=2, max_wait_in_half_open=5.0, on_state_change=changes.append
+    )
+    record(breaker, "FFFF")
+    clock.set(20.0)
+    assert breaker.state is HALF_OPEN
+    assert breaker.next_wakeup() is None  # no probe yet: nothing to wait for
+    lost = breaker.acquire()  # a probe whose outcome never comes back
+    assert breaker.next_wakeup() == 25.0
+    clock.set(24.999)
+    assert breaker.state is HALF_OPEN
+    clock.set(25.0)
+    assert breaker.state is OPEN
+    assert breaker.next_wakeup() == 35.0  # re-opened at the deadline, for the open duration
+    breaker.record_success(permit=lost)  # too late: dropped
+    assert (changes[-1].previous, changes[-1].current, changes[-1].at) == (HALF_OPEN, OPEN, 25.0)
+    assert changes[-1].reason == "half_open_timeout"
+    assert breaker.metrics().trips == 2
+
+
+def test_a_half_open_deadline_long_past_is_observed_in_order_and_dated_exactly() -> None:
+    clock = ManualClock()
+    changes: list[BreakerStateChange] = []
+    breaker = small(clock, max_wait_in_half_open=5.0, on_state_change=changes.append)
+    record(breaker, "FFFF")
+    clock.set(10.0)
+    assert breaker.allow()
+    clock.set(1000.0)
+    assert breaker.can_acquire()  # re-opened at 15, half-open again at 25: a probe is free
+    assert changes[-1].current is HALF_OPEN  # ...and asking changed nothing
+    assert breaker.allow()
+    assert [(c.current, c.at, c.reason) for c in changes[-2:]] == [
+        (OPEN, 15.0, "half_open_timeout"),
+        (HALF_OPEN, 25.0, "open_duration_elapsed"),
+    ]
+
+
+def test_forced_open_refuses_every_call_until_reset() -> None:
+    clock = ManualClock()
+    breaker = small(clock, name="db")
+    permit = breaker.acquire()
+    breaker.force_open()
+    assert breaker.state is FORCED_OPEN
+    assert not breaker.allow() and not breaker.can_acquire()
+    with pytest.raises(CircuitOpenError, match="'db' is forced open"):
+        breaker.call(lambda: None)
+    breaker.record_failure(permit=permit)  # stale
+    breaker.record_failure()  # nothing is recorded while forced open
+    clock.advance(10**6)
+    assert breaker.state is FORCED_OPEN and breaker.next_wakeup() is None
+    metrics = breaker.metrics()
+    assert (metrics.calls, metrics.not_permitted_calls, metrics.trips) == (0, 2, 0)
+    breaker.reset()
+    assert breaker.state is CLOSED and breaker.allow()
+
+
+def test_disabled_permits_every_call_and_records_nothing() -> None:
+    clock = ManualClock()
+    changes: list[BreakerStateChange] = []
+    breaker = small(clock, on_state_change=changes.append)
+    record(breaker, "FFFF")
+    breaker.disable()
+    breaker.disable()  # already disabled: nothing to hear
+    assert breaker.state is DISABLED
+    for _ in range(10):
+        with pytest.raises(Fault):
+            breaker.call(lambda: (_ for _ in ()).throw(Fault()))
+    record(breaker, "FFFFFFFF")
+    assert breaker.state is DISABLED and breaker.can_acquire()
+    assert breaker.metrics().calls == 0
+    breaker.force_open()
+    breaker.reset()
+    assert [(c.previous, c.current, c.reason) for c in changes] == [
+        (CLOSED, OPEN, "failure_rate"),
+        (OPEN, DISABLED, "disabled"),
+        (DISABLED, FORCED_OPEN, "forced_open"),
+        (FORCED_OPEN, CLOSED, "reset"),
+    ]
+
+
+def test_can_acquire_takes_no_probe_counts_no_refusal_and_makes_no_transition() -> None:
+    clock = ManualClock()
+    changes: list[BreakerStateChange] = []
+    breaker = small(clock, half_open_calls=1, on_state_change=changes.append)
+    assert breaker.can_acquire()
+    record(breaker, "FFFF")
+    assert not breaker.can_acquire()
+    clock.advance(10.0)
+    heard = len(changes)
+    assert [breaker.can_acquire() for _ in range(3)] == [True, True, True]
+    assert len(changes) == heard  # the lazy OPEN -> HALF_OPEN is left to acquire
+    assert breaker.acquire() is not None
+    assert not breaker.can_acquire()  # the one probe is out
+    assert breaker.metrics().not_permitted_calls == 0
+
+
+def test_a_window_of_a_million_allocates_nothing_up_front_and_a_billion_is_refused() -> None:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        breakers = [
+            CircuitBreaker(ManualClock(), window=kind, window_size=1_000_000)
+            for kind in ("count", "time")
+        ]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 20_000, grown
+    assert all(b.allow() for b in breakers)
+    for kind in ("count", "time"):
+        with pytest.raises(InvalidArgumentError, match="at most 1,000,000"):
+            CircuitBreaker(ManualClock(), window=kind, window_size=10**9)
+
+
+def test_a_time_window_evicts_by_bucket_however_far_the_clock_jumps() -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker(clock, window="time", window_size=1_000_000, minimum_calls=2)
+    breaker.record_failure()
+    clock.set(999_999.5)  # still inside the window: the failure counts
+    breaker.record_success()
+    assert breaker.state is OPEN
+    breaker.reset()
+    breaker.record_failure()
+    clock.advance(10.0**15)  # far past it: evicted in one step, not one per second
+    breaker.record_success()
+    breaker.record_success()
+    assert breaker.state is CLOSED
+    assert breaker.metrics().calls == 2
 
 
 # -- listeners and metrics -------------------------------------------------------------
@@ -816,6 +955,13 @@ def test_records_from_many_threads_are_never_lost() -> None:
         ({"open_duration_multiplier": 2.0}, InvalidArgumentError, "open_duration_max is required"),
         ({"open_duration_max": 1.0}, InvalidArgumentError, "open_duration_max must be >="),
         ({"half_open_calls": 0}, InvalidArgumentError, "half_open_calls must be >= 1"),
+        ({"window_size": 1_000_001}, InvalidArgumentError, "at most 1,000,000 calls"),
+        ({"window": "time", "window_size": 10**9}, InvalidArgumentError, "1,000,000 seconds"),
+        ({"open_duration": 1e10}, InvalidArgumentError, "open_duration must be at most 1e"),
+        ({"open_duration_max": 1e300}, InvalidArgumentError, "at most 1e"),
+        ({"max_wait_in_half_open": 0}, InvalidArgumentError, "max_wait_in_half_open must be > 0"),
+        ({"max_wait_in_half_open": math.inf}, InvalidArgumentError, "max_wait_in_half_open"),
+        ({"max_wait_in_half_open": "5"}, InvalidTypeError, "max_wait_in_half_open"),
         ({"record": ValueError()}, InvalidTypeError, "record must be an exception class"),
         ({"ignore": (KeyError, "x")}, InvalidTypeError, "ignore must be an exception class"),
         ({"is_failure": 3}, InvalidTypeError, "is_failure must be callable"),
@@ -878,6 +1024,7 @@ class Config:
     open_duration_multiplier: float
     open_duration_max: float | None
     half_open_calls: int
+    max_wait_in_half_open: float | None
 
 
 @st.composite
@@ -895,6 +1042,7 @@ def configs(draw: st.DrawFn) -> Config:
         open_duration_multiplier=multiplier,
         open_duration_max=open_duration * 3 if multiplier > 1 else None,
         half_open_calls=draw(st.integers(1, 3)),
+        max_wait_in_half_open=draw(st.sampled_from([None, 1.5, 3.0])),
     )
 
 
@@ -914,6 +1062,8 @@ class ReferenceBreaker:
         self.not_permitted = 0
         self.probes: list[tuple[bool, bool]] = []
         self.in_flight = 0
+        self.deadline = math.inf  # HALF_OPEN: first probe + max wait
+        self.changes: list[tuple[CircuitState, CircuitState, float, str]] = []
 
     def window(self, now: float) -> list[tuple[float, bool, bool]]:
         if self.c.window == "count":
@@ -935,15 +1085,20 @@ class ReferenceBreaker:
             or slow_rate >= self.c.slow_call_rate_threshold
         )
 
-    def move(self, state: CircuitState, at: float) -> None:
+    def move(self, state: CircuitState, at: float, reason: str) -> None:
+        self.changes.append((self.state, state, at, reason))
         self.state, self.since, self.period = state, at, self.period + 1
+        self.deadline = math.inf
 
     def observe(self, now: float) -> None:
+        if self.state is HALF_OPEN and now >= self.deadline:
+            totals = self.totals([(0.0, f, s) for f, s in self.probes])
+            self.trip(self.deadline, totals, "half_open_timeout")
         if self.state is OPEN and now >= self.open_until:
             self.probes, self.in_flight = [], 0
-            self.move(HALF_OPEN, self.open_until)
+            self.move(HALF_OPEN, self.open_until, "open_duration_elapsed")
 
-    def trip(self, now: float, totals: tuple[int, int, int]) -> None:
+    def trip(self, now: float, totals: tuple[int, int, int], reason: str) -> None:
         self.consecutive_opens += 1
         self.trips += 1
         self.tripped_by = totals
@@ -951,43 +1106,72 @@ class ReferenceBreaker:
             self.consecutive_opens - 1
         )
         self.open_until = now + min(duration, self.c.open_duration_max or self.c.open_duration)
-        self.move(OPEN, now)
+        self.move(OPEN, now, reason)
 
-    def close(self, now: float) -> None:
-        self.outcomes, self.consecutive_opens = [], 0
-        self.move(CLOSED, now)
+    def close(self, now: float, reason: str) -> None:
+        self.outcomes, self.consecutive_opens, self.in_flight = [], 0, 0
+        if self.state is CLOSED:  # a reset of a closed breaker: nothing to hear
+            self.since, self.period = now, self.period + 1
+        else:
+            self.move(CLOSED, now, reason)
+
+    def set_manual(self, state: CircuitState, now: float) -> None:
+        if self.state is not state:
+            self.in_flight = 0
+            self.move(state, now, "forced_open" if state is FORCED_OPEN else "disabled")
 
     def acquire(self, now: float) -> int | None:
         self.observe(now)
-        if self.state is CLOSED:
+        if self.state is CLOSED or self.state is DISABLED:
             return self.period
         if self.state is HALF_OPEN and len(self.probes) + self.in_flight < self.c.half_open_calls:
             self.in_flight += 1
+            if self.deadline == math.inf and self.c.max_wait_in_half_open is not None:
+                self.deadline = now + self.c.max_wait_in_half_open
             return self.period
         self.not_permitted += 1
+        return None
+
+    def can_acquire(self, now: float) -> bool:
+        return copy.deepcopy(self).acquire(now) is not None
+
+    def wakeup(self) -> float | None:
+        if self.state is OPEN:
+            return self.open_until
+        if self.state is HALF_OPEN and self.deadline < math.inf:
+            return self.deadline
         return None
 
     def record(self, permit: int | None, failed: bool, duration: float, now: float) -> None:
         slow = self.c.slow_call_duration is not None and duration > self.c.slow_call_duration
         if permit is None:
             permit = self.period
+        if self.state is HALF_OPEN:
+            self.observe(now)  # a probe back after the deadline finds the breaker re-opened
         if permit != self.period:
             return
         if self.state is CLOSED:
             self.outcomes.append((now, failed, slow))
             window = self.window(now)
             if len(window) >= self.minimum() and self.exceeded([(f, s) for _, f, s in window]):
-                self.trip(now, self.totals(window))
+                self.trip(now, self.totals(window), self.reason([(f, s) for _, f, s in window]))
         elif self.state is HALF_OPEN and self.in_flight > 0:
             self.in_flight -= 1
             self.probes.append((failed, slow))
             if len(self.probes) == self.c.half_open_calls:
                 if self.exceeded(self.probes):
-                    self.trip(now, self.totals([(0.0, f, s) for f, s in self.probes]))
+                    totals = self.totals([(0.0, f, s) for f, s in self.probes])
+                    self.trip(now, totals, self.reason(self.probes))
                 else:
-                    self.close(now)
+                    self.close(now, "probes_passed")
 
-    def release(self, permit: int) -> None:
+    def reason(self, outcomes: list[tuple[bool, bool]]) -> str:
+        failure_rate = sum(f for f, _ in outcomes) * 100 / len(outcomes)
+        return "failure_rate" if failure_rate >= self.c.failure_rate_threshold else "slow_call_rate"
+
+    def release(self, permit: int, now: float) -> None:
+        if self.state is HALF_OPEN:
+            self.observe(now)
         if permit == self.period and self.state is HALF_OPEN and self.in_flight > 0:
             self.in_flight -= 1
 
@@ -1000,11 +1184,14 @@ class ReferenceBreaker:
             return self.totals(self.window(now))
         if self.state is HALF_OPEN:
             return self.totals([(0.0, f, s) for f, s in self.probes])
-        return self.tripped_by
+        if self.state is OPEN:
+            return self.tripped_by
+        return (0, 0, 0)
 
 
 class BreakerMachine(RuleBasedStateMachine):
-    """Any sequence of permits, outcomes, releases, resets and clock moves: breaker == model."""
+    """Any sequence of permits, outcomes, releases, resets, forced and disabled states,
+    questions and clock moves: breaker == model, transitions included."""
 
     permits = Bundle("permits")
 
@@ -1013,14 +1200,21 @@ class BreakerMachine(RuleBasedStateMachine):
         self.clock = ManualClock(start=start)
         self.breaker = CircuitBreaker(self.clock, **attrs.asdict(config))
         self.model = ReferenceBreaker(config, start)
+        self.heard: list[tuple[CircuitState, CircuitState, float, str]] = []
+        self.breaker.add_listener(
+            lambda c: self.heard.append((c.previous, c.current, c.at, c.reason))
+        )
 
     @rule(dt=st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 13.0]))
     def advance(self, dt: float) -> None:
         self.clock.advance(dt)
 
-    @rule(target=permits, n=st.integers(1, 3))
-    def acquire(self, n: int) -> Any:
-        """Up to ``n`` callers ask; the permits they get are kept, to be used in any later state."""
+    @rule(target=permits, n=st.integers(1, 3), dt=st.sampled_from([0.0, 0.0, 2.0, 5.0]))
+    def acquire(self, n: int, dt: float) -> Any:
+        """``dt`` seconds on, up to ``n`` callers ask; the permits they get are kept, to be
+        used in any later state (the clock moves first, so the transitions that time brought
+        are made by acquire itself)."""
+        self.clock.advance(dt)
         granted = []
         for _ in range(n):
             permit = self.breaker.acquire()
@@ -1082,21 +1276,36 @@ class BreakerMachine(RuleBasedStateMachine):
         assert permit is not None
         assert result == ("done" if outcome == "ok" else outcome)
         if outcome == "ignored":
-            self.model.release(permit)
+            self.model.release(permit, self.clock.now())
         else:
             self.model.record(permit, outcome == "fault", duration, self.clock.now())
 
     @rule(permit=consumes(permits))
     def release(self, permit: tuple[int, int]) -> None:
         self.breaker.release(permit[0])
-        self.model.release(permit[1])
+        self.model.release(permit[1], self.clock.now())
 
-    @precondition(lambda self: self.model.trips > 0)
+    @precondition(lambda self: self.model.trips > 0 or self.model.state in (FORCED_OPEN, DISABLED))
     @rule()
     def reset(self) -> None:
         self.breaker.reset()
-        self.model.in_flight = 0
-        self.model.close(self.clock.now())
+        self.model.close(self.clock.now(), "reset")
+
+    @precondition(lambda self: self.model.trips > 0)
+    @rule(state=st.sampled_from([FORCED_OPEN, DISABLED]))
+    def set_by_hand(self, state: CircuitState) -> None:
+        (self.breaker.force_open if state is FORCED_OPEN else self.breaker.disable)()
+        self.model.set_manual(state, self.clock.now())
+
+    @rule(dt=st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 5.0]))
+    def ask(self, dt: float) -> None:
+        """can_acquire: acquire's answer, without its effects (the invariant sees none).
+
+        Asked right after the clock moves, before anything observes the
+        transitions that time brought (the invariant observes them all).
+        """
+        self.clock.advance(dt)
+        assert self.breaker.can_acquire() is self.model.can_acquire(self.clock.now())
 
     @invariant()
     def matches_the_model(self) -> None:
@@ -1114,7 +1323,8 @@ class BreakerMachine(RuleBasedStateMachine):
             model.consecutive_opens,
             model.trips,
         )
-        assert self.breaker.next_wakeup() == (model.open_until if model.state is OPEN else None)
+        assert self.breaker.next_wakeup() == model.wakeup()
+        assert self.heard == model.changes
 
 
 TestBreakerMachine = BreakerMachine.TestCase

@@ -124,7 +124,7 @@ def test_stats_keep_the_peak_and_the_books() -> None:
 @pytest.mark.parametrize(
     ("name", "size", "error"),
     [
-        ("", 5, InvalidTypeError),
+        ("", 5, InvalidArgumentError),  # empty: a value, not a type
         (None, 5, InvalidTypeError),
         ("db", 0, InvalidArgumentError),
         ("db", -1, InvalidArgumentError),

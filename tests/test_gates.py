@@ -7,6 +7,7 @@ import math
 from collections import deque
 
 import pytest
+from gate_support import CountingGate
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -250,26 +251,6 @@ def test_all_gates_rolls_back_when_a_gate_raises() -> None:
         gates.try_acquire(Task("t", resources={"db": 3, "api_calls": 5}))
     assert db.in_use == 0.0
     assert len(gates) == 0
-
-
-class CountingGate:
-    """A user gate with only the three protocol methods: rolled back by release."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.running: set[object] = set()
-
-    def try_acquire(self, task: Task) -> bool:
-        if len(self.running) >= self.capacity:
-            return False
-        self.running.add(task.id)
-        return True
-
-    def release(self, task: Task) -> None:
-        self.running.discard(task.id)
-
-    def next_wakeup(self) -> float | None:
-        return None
 
 
 def test_a_user_gate_without_rollback_is_rolled_back_by_release() -> None:

@@ -483,7 +483,7 @@ def test_a_combination_behaves_as_checking_every_limit_then_taking_from_all(
         ({}, InvalidArgumentError),
         ([("a", RateLimiter(1))], InvalidTypeError),
         ({"a": 5}, InvalidTypeError),
-        ({"": RateLimiter(1)}, InvalidTypeError),
+        ({"": RateLimiter(1)}, InvalidArgumentError),  # empty: a value, not a type
         ({1: RateLimiter(1)}, InvalidTypeError),
     ],
 )

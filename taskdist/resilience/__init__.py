@@ -13,6 +13,7 @@ from taskdist.resilience.gates import (
     Gate,
     KeyedRateGate,
     PoolGate,
+    QueryableGate,
     RateGate,
     ReversibleGate,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "MultiLimiter",
     "PoolGate",
     "PoolStats",
+    "QueryableGate",
     "RateGate",
     "RateLimiter",
     "ResourcePool",

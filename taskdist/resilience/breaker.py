@@ -4,26 +4,31 @@ The state machine and vocabulary are resilience4j's: a CLOSED breaker records
 the outcome of calls in a count- or time-based sliding window and trips OPEN
 when the failure rate or the slow-call rate reaches its threshold; after the
 open duration it turns HALF_OPEN and lets a few probe calls through, whose
-outcome closes it again or re-opens it.
+outcome closes it again or re-opens it. An operator can force it open or
+disable it until it is reset.
+
+This module is the machine: permissions, outcomes, transitions and metrics,
+under one lock. It is driven either by hand (``acquire`` then ``record_*``)
+or by the adapters of ``_breaker_calls.py`` (``call``, ``acall``, the
+decorator, ``with``), which :class:`CircuitBreaker` mixes in; the sliding
+windows are in ``_breaker_windows.py``.
 """
 
 from __future__ import annotations
 
-import contextvars
 import enum
-import functools
-import inspect
 import threading
-from collections import deque
-from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Final, Literal, ParamSpec, TypeVar, cast
+from collections.abc import Callable
+from typing import Final, Literal, cast
 
 import attrs
 
 from taskdist._validate import check_choice, check_int, check_number, check_optional_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import CircuitOpenError, InvalidArgumentError, InvalidTypeError
+from taskdist.resilience._breaker_calls import BreakerCalls
+from taskdist.resilience._breaker_windows import FAILED, SLOW, CountWindow, TimeWindow
+from taskdist.resilience._ranges import LARGEST_WINDOW, check_duration
 
 __all__ = [
     "BreakerListener",
@@ -33,9 +38,6 @@ __all__ = [
     "CircuitState",
     "WindowKind",
 ]
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 WindowKind = Literal["count", "time"]
 """The ``window=`` of :class:`CircuitBreaker`: the last ``window_size`` calls or seconds."""
@@ -53,6 +55,11 @@ class CircuitState(str, enum.Enum):
     """Calls are refused until the open duration has elapsed."""
     HALF_OPEN = "half_open"
     """A limited number of probe calls pass; their outcome decides what comes next."""
+    FORCED_OPEN = "forced_open"
+    """Every call is refused until :meth:`CircuitBreaker.reset` (or ``disable``)."""
+    DISABLED = "disabled"
+    """Every call passes and nothing is recorded, until :meth:`CircuitBreaker.reset`
+    (or ``force_open``)."""
 
 
 @attrs.frozen
@@ -65,10 +72,11 @@ class BreakerStateChange:
     current: CircuitState
     at: float
     """Clock time of the transition. OPEN -> HALF_OPEN happens at the end of the
-    open duration, whenever it is first observed."""
+    open duration, and a half-open timeout at its deadline, whenever first observed."""
     reason: str
-    """Why: ``"failure_rate"``, ``"slow_call_rate"`` (tripped),
-    ``"open_duration_elapsed"``, ``"probes_passed"``, ``"reset"``."""
+    """Why: ``"failure_rate"``, ``"slow_call_rate"``, ``"half_open_timeout"``
+    (tripped), ``"open_duration_elapsed"``, ``"probes_passed"``, ``"reset"``,
+    ``"forced_open"``, ``"disabled"``."""
 
 
 BreakerListener = Callable[[BreakerStateChange], object]
@@ -81,7 +89,8 @@ class BreakerMetrics:
 
     The counts describe the outcomes that decide the next transition: in
     CLOSED the sliding window now, in HALF_OPEN the probes recorded so far, in
-    OPEN the window (or probes) that tripped it, as they were when it tripped.
+    OPEN the window (or probes) that tripped it, as they were when it tripped;
+    in FORCED_OPEN and DISABLED nothing is recorded and they are 0.
     Rates are percentages (0..100), ``None`` when there are no calls (so two
     snapshots of the same state compare equal).
     """
@@ -108,10 +117,6 @@ class BreakerMetrics:
     """Times the breaker has opened since it was made."""
 
 
-# An outcome is two bits: failed, slow.
-_FAILED: Final = 1
-_SLOW: Final = 2
-
 # How call() / record_error() classify an exception.
 _SUCCESS: Final = 0
 _FAILURE: Final = 1
@@ -119,137 +124,6 @@ _IGNORED: Final = 2
 
 _NO_PERMIT: Final = -1
 _INF: Final = float("inf")
-
-
-class _CountWindow:
-    """The outcomes of the last ``size`` calls: a ring with running totals. O(1).
-
-    ``record`` returns whether the rates must be judged now: the window holds
-    at least ``minimum`` calls and the record could have raised a rate to its
-    threshold (a success that only adds to or replaces a success cannot).
-    """
-
-    __slots__ = ("_ring", "calls", "failures", "minimum", "size", "slow")
-
-    def __init__(self, size: int, minimum: int) -> None:
-        self.size = size
-        self.minimum = min(minimum, size)  # as resilience4j: a count window caps it
-        self.reset()
-
-    def reset(self) -> None:
-        # Pre-filled with successes that are not calls: evicting one subtracts nothing.
-        self._ring = deque(bytes(self.size), maxlen=self.size)
-        self.calls = self.failures = self.slow = 0
-
-    def record(self, now: float, outcome: int) -> bool:
-        ring = self._ring
-        old = ring[0]
-        ring.append(outcome)  # evicts ring[0]
-        if old != outcome:
-            self.failures += (outcome & _FAILED) - (old & _FAILED)
-            self.slow += (outcome >> 1) - (old >> 1)
-        if self.calls < self.size:
-            self.calls += 1
-            return self.calls >= self.minimum and (outcome != 0 or self.calls == self.minimum)
-        return outcome != 0
-
-    def totals(self, now: float) -> tuple[int, int, int]:
-        return self.calls, self.failures, self.slow
-
-
-class _TimeWindow:
-    """The outcomes of the calls of the last ``size`` whole seconds, one bucket per second.
-
-    A call recorded at time ``t`` counts while ``floor(now) - floor(t) < size``.
-    Recording is O(1) amortised: evicting stale buckets costs one step per
-    elapsed second (at most ``size`` steps in one call), as in resilience4j.
-    ``record`` returns whether the rates must be judged now (evictions since
-    the last judgement can raise a rate, so they make the next record judge).
-    """
-
-    __slots__ = (
-        "_bucket_end",
-        "_calls",
-        "_evicted",
-        "_failures",
-        "_index",
-        "_second",
-        "_slow",
-        "calls",
-        "failures",
-        "minimum",
-        "size",
-        "slow",
-    )
-
-    def __init__(self, size: int, minimum: int) -> None:
-        self.size = size
-        self.minimum = minimum
-        self.reset()
-
-    def reset(self) -> None:
-        self._second = -(2**62)  # the second of the newest bucket
-        self._index = 0  # its place in the bucket lists
-        self._bucket_end = -_INF  # when the next second starts
-        self._calls = [0] * self.size
-        self._failures = [0] * self.size
-        self._slow = [0] * self.size
-        self._evicted = False
-        self.calls = self.failures = self.slow = 0
-
-    def _advance(self, second: int) -> None:
-        gap = second - self._second
-        if gap <= 0:
-            return
-        size = self.size
-        if self.calls:
-            self._evicted = True
-        if gap >= size:
-            for bucket in (self._calls, self._failures, self._slow):
-                bucket[:] = [0] * size
-            self.calls = self.failures = self.slow = 0
-        else:
-            for s in range(self._second + 1, second + 1):
-                i = s % size  # the bucket of second s - size leaves the window
-                self.calls -= self._calls[i]
-                self.failures -= self._failures[i]
-                self.slow -= self._slow[i]
-                self._calls[i] = self._failures[i] = self._slow[i] = 0
-        self._second = second
-        self._index = second % size
-        self._bucket_end = second + 1.0
-
-    def record(self, now: float, outcome: int) -> bool:
-        if now >= self._bucket_end:
-            self._advance(int(now // 1.0))
-        # A record stamped before the newest bucket (a clock read before another
-        # thread's) lands in the newest bucket: at most a second late, never lost.
-        i = self._index
-        self._calls[i] += 1
-        calls = self.calls = self.calls + 1
-        if outcome:
-            failed = outcome & _FAILED
-            slow = outcome >> 1
-            self._failures[i] += failed
-            self._slow[i] += slow
-            self.failures += failed
-            self.slow += slow
-        if calls < self.minimum or not (outcome or self._evicted or calls == self.minimum):
-            return False
-        self._evicted = False
-        return True
-
-    def totals(self, now: float) -> tuple[int, int, int]:
-        self._advance(int(now // 1.0))
-        return self.calls, self.failures, self.slow
-
-
-# Entered ``with breaker:`` blocks of the current thread or task: (breaker,
-# permit, start). A context variable, so threads and asyncio tasks sharing one
-# breaker each see their own.
-_ENTERED: contextvars.ContextVar[tuple[tuple[CircuitBreaker, int, float], ...]] = (
-    contextvars.ContextVar("taskdist_breaker_entered", default=())
-)
 
 
 def _exception_types(value: object, name: str) -> tuple[type[BaseException], ...]:
@@ -266,7 +140,7 @@ def _percentage(value: object, name: str) -> float:
     return check_number(value, name, positive=True, maximum=100.0)
 
 
-class CircuitBreaker:
+class CircuitBreaker(BreakerCalls):
     """A circuit breaker with resilience4j's semantics, thread-safe and sans-I/O.
 
     **CLOSED.** Calls pass. Each outcome is recorded in a sliding window —
@@ -291,6 +165,18 @@ class CircuitBreaker:
     the breaker re-opens if their failure or slow rate reaches its threshold,
     else closes with an empty window. A probe whose outcome is ignored, or
     that was permitted but not made (:meth:`release`), gives its place back.
+    With ``max_wait_in_half_open`` (resilience4j's
+    ``maxWaitDurationInHalfOpenState``), a breaker still HALF_OPEN that long
+    after its first probe was permitted re-opens, as a trip (reason
+    ``"half_open_timeout"``), dated at that deadline: a probe whose outcome
+    never comes back cannot hold it half-open for ever. Until a first probe
+    is permitted there is nothing to wait for, and no deadline.
+
+    **FORCED_OPEN and DISABLED** (resilience4j's states of the same names)
+    are set by an operator: :meth:`force_open` refuses every call,
+    :meth:`disable` permits every call and records nothing; neither changes
+    by itself, and :meth:`reset` returns to CLOSED with an empty window.
+    Each of these three makes every outstanding permit stale.
 
     **What counts as a failure** (``call()``, the decorator, ``with``, and
     :meth:`record_error`): an exception that is an instance of ``ignore`` is
@@ -300,21 +186,37 @@ class CircuitBreaker:
     every ``Exception`` is a failure. A ``BaseException`` that is not an
     ``Exception`` (cancellation, ``KeyboardInterrupt``) records nothing.
 
-    **Threads.** A ``threading.Lock`` guards the bookkeeping only; it is never
-    held while the protected call runs, so concurrent calls through one breaker
-    run concurrently. A permission in CLOSED takes no lock at all. Each
-    outcome is attributed to the state period that permitted it: an outcome
-    that arrives after the breaker has changed state is dropped (it says
-    nothing about the new period).
+    **Threads.** Safe to share between threads and asyncio tasks: a
+    ``threading.Lock`` guards the bookkeeping only; it is never held while
+    the protected call runs, so concurrent calls through one breaker run
+    concurrently. A permission in CLOSED takes no lock at all. Each outcome
+    is attributed to the state period that permitted it: an outcome that
+    arrives after the breaker has changed state is dropped (it says nothing
+    about the new period).
+
+    **Asking without taking.** :meth:`can_acquire` says whether
+    :meth:`acquire` would permit a call now, and changes nothing (no probe
+    taken, no refusal counted, no transition made); :meth:`state` and
+    :meth:`next_wakeup` say where it is and when that can next change by
+    itself (the end of OPEN, or the half-open deadline).
+
+    **Driving it.** By hand: :meth:`acquire` a permit, make the call, then
+    ``record_*`` its outcome with that permit (or :meth:`release` it). Or let
+    :meth:`call`, :meth:`acall`, the decorator, ``with`` or ``async with`` do
+    all three (they are the adapters mixed in from ``BreakerCalls``).
 
     **Listeners** (``on_state_change=`` or :meth:`add_listener`) are called
     with a :class:`BreakerStateChange` after the lock is released, in the thread
     that caused the change; an exception from a listener propagates to that
     caller (the breaker's state is already updated).
 
-    **Complexity.** ``allow``, ``acquire``, ``record_*``, ``release``,
-    ``call`` and ``state`` are O(1) (O(1) amortised with a time window:
-    stale buckets are evicted one per elapsed second); ``metrics`` is O(1).
+    **Complexity.** ``allow``, ``acquire``, ``can_acquire``, ``record_*``,
+    ``release``, ``call``, ``state``, ``next_wakeup``, ``metrics``,
+    ``reset``, ``force_open`` and ``disable`` are O(1) (O(1) amortised with a
+    time window: a bucket is evicted once per second that had calls). Memory
+    is what the window holds, never allocated up front: at most
+    ``window_size`` outcomes (count), or one bucket per second that had calls
+    (time).
 
     >>> from taskdist import ManualClock
     >>> clock = ManualClock()
@@ -343,6 +245,7 @@ class CircuitBreaker:
         "_is_failure",
         "_listeners",
         "_lock",
+        "_max_wait",
         "_not_permitted",
         "_now",
         "_open_duration",
@@ -351,6 +254,7 @@ class CircuitBreaker:
         "_open_until",
         "_permit",
         "_probe_calls",
+        "_probe_deadline",
         "_probe_failures",
         "_probe_slow",
         "_probes_left",
@@ -381,6 +285,7 @@ class CircuitBreaker:
         open_duration_multiplier: float = 1.0,
         open_duration_max: float | None = None,
         half_open_calls: int = 3,
+        max_wait_in_half_open: float | None = None,
         record: ExceptionTypes | None = None,
         ignore: ExceptionTypes = (),
         is_failure: Callable[[BaseException], bool] | None = None,
@@ -393,18 +298,23 @@ class CircuitBreaker:
             failure_rate_threshold: trip when the failure rate (percent) is >= this (0 < t <= 100).
             window: ``"count"`` (last ``window_size`` calls) or ``"time"`` (last
                 ``window_size`` seconds).
-            window_size: calls or seconds in the sliding window (>= 1).
-            minimum_calls: calls the window must hold before rates are judged (>= 1).
+            window_size: calls or seconds in the sliding window (1 to 1,000,000).
+            minimum_calls: calls the window must hold before rates are judged (an
+                int >= 1; a count window caps it at ``window_size``).
             slow_call_duration: a call lasting more than this many seconds is slow
-                (>= 0), or ``None`` to never call a call slow.
+                (finite, >= 0), or ``None`` to never call a call slow.
             slow_call_rate_threshold: trip when the slow-call rate (percent) is >= this
                 (0 < t <= 100).
-            open_duration: seconds an OPEN breaker refuses calls (> 0).
-            open_duration_multiplier: growth of the open duration per consecutive trip (>= 1).
-            open_duration_max: the longest open duration (>= ``open_duration``); required
-                when the multiplier is above 1, so a flapping dependency is never shut out
-                for good.
-            half_open_calls: probes permitted in HALF_OPEN (>= 1).
+            open_duration: seconds an OPEN breaker refuses calls (0 < d <= 1e9).
+            open_duration_multiplier: growth of the open duration per consecutive trip
+                (finite, >= 1).
+            open_duration_max: the longest open duration (``open_duration`` to 1e9);
+                required when the multiplier is above 1, so a flapping dependency is
+                never shut out for good.
+            half_open_calls: probes permitted in HALF_OPEN (an int >= 1).
+            max_wait_in_half_open: seconds after its first probe that a breaker still
+                HALF_OPEN re-opens (0 < w <= 1e9), or ``None`` (the default) to wait
+                for the probes for ever.
             record: exception class(es) counted as failures.
             ignore: exception class(es) counted as neither success nor failure.
             is_failure: predicate on an exception: true counts it as a failure.
@@ -412,8 +322,9 @@ class CircuitBreaker:
             name: a name for messages, metrics and listeners.
 
         Raises:
-            InvalidArgumentError: a threshold outside (0, 100], a negative or NaN duration,
-                a size below 1, ``open_duration_max`` missing or below ``open_duration``.
+            InvalidArgumentError: a threshold outside (0, 100], a duration negative, NaN,
+                infinite or above 1e9, a size below 1 or above 1,000,000,
+                ``open_duration_max`` missing or below ``open_duration``.
             UnknownPolicyError: ``window`` is not ``"count"`` or ``"time"``.
             InvalidTypeError: a clock without ``now()``, ``record``/``ignore`` not exception
                 classes, a listener or predicate that is not callable, ``name`` not a str.
@@ -425,12 +336,21 @@ class CircuitBreaker:
         failure_threshold = _percentage(failure_rate_threshold, "failure_rate_threshold")
         kind = check_choice(window, "window", _WINDOW_KINDS)
         size = check_int(window_size, "window_size", minimum=1)
+        if size > LARGEST_WINDOW:
+            unit = "calls" if kind == "count" else "seconds"
+            raise InvalidArgumentError(
+                f"window_size must be at most {LARGEST_WINDOW:,} {unit}, got {window_size!r}"
+            )
         minimum = check_int(minimum_calls, "minimum_calls", minimum=1)
         slow_after = check_optional_number(slow_call_duration, "slow_call_duration", minimum=0.0)
         slow_threshold = _percentage(slow_call_rate_threshold, "slow_call_rate_threshold")
-        duration = check_number(open_duration, "open_duration", positive=True)
+        duration = check_duration(open_duration, "open_duration", positive=True)
         multiplier = check_number(open_duration_multiplier, "open_duration_multiplier", minimum=1)
-        longest = check_optional_number(open_duration_max, "open_duration_max", positive=True)
+        longest = (
+            None
+            if open_duration_max is None
+            else check_duration(open_duration_max, "open_duration_max", positive=True)
+        )
         if longest is None:
             if multiplier > 1.0:
                 raise InvalidArgumentError(
@@ -443,6 +363,11 @@ class CircuitBreaker:
                 f"open_duration_max must be >= open_duration ({duration:g}), got {longest:g}"
             )
         probes = check_int(half_open_calls, "half_open_calls", minimum=1)
+        max_wait = (
+            _INF
+            if max_wait_in_half_open is None
+            else check_duration(max_wait_in_half_open, "max_wait_in_half_open", positive=True)
+        )
         record_types = None if record is None else _exception_types(record, "record")
         ignore_types = _exception_types(ignore, "ignore")
         if is_failure is not None and not callable(is_failure):
@@ -461,8 +386,8 @@ class CircuitBreaker:
         self._failure_threshold = failure_threshold
         self._slow_threshold = slow_threshold
         self._slow_after = _INF if slow_after is None else slow_after
-        self._window: _CountWindow | _TimeWindow = (
-            _CountWindow(size, minimum) if kind == "count" else _TimeWindow(size, minimum)
+        self._window: CountWindow | TimeWindow = (
+            CountWindow(size, minimum) if kind == "count" else TimeWindow(size, minimum)
         )
         self._time_window = kind == "time"
         # The clock is read around a call only when something needs the duration.
@@ -471,6 +396,7 @@ class CircuitBreaker:
         self._open_multiplier = multiplier
         self._open_duration_max = longest
         self._half_open_calls = probes
+        self._max_wait = max_wait
         if record_types is None and is_failure is None:
             record_types = (Exception,)
         self._classify_record = record_types or ()
@@ -492,6 +418,8 @@ class CircuitBreaker:
         self._trip_totals = (0, 0, 0)
         self._probes_left = 0
         self._probe_calls = self._probe_failures = self._probe_slow = 0
+        # HALF_OPEN: when it re-opens unless settled (its first probe + max wait), else inf.
+        self._probe_deadline = _INF
 
     # -- permission ------------------------------------------------------------
 
@@ -518,7 +446,30 @@ class CircuitBreaker:
         permit = self._closed_permit
         if permit < 0:
             permit = self._acquire_slow()
-        return None if permit < 0 else permit
+            if permit < 0:
+                return None
+        return permit
+
+    def can_acquire(self) -> bool:
+        """Whether :meth:`acquire` would return a permit now, taking nothing. O(1).
+
+        No probe is taken, no refusal counted and no transition made (listeners
+        hear nothing): a host can ask it of every worker's breaker, then
+        :meth:`acquire` from the one it chooses.
+        """
+        if self._closed_permit >= 0:
+            return True
+        now = self._now()
+        with self._lock:
+            state = self._state
+            if state is CircuitState.OPEN:
+                return now >= self._open_until  # then HALF_OPEN, with a probe to give
+            if state is CircuitState.HALF_OPEN:
+                deadline = self._probe_deadline
+                if now >= deadline:  # it re-opens at the deadline: is that over too?
+                    return now >= deadline + self._open_duration_after(self._consecutive_opens)
+                return self._probes_left > 0
+            return state is not CircuitState.FORCED_OPEN  # CLOSED, or DISABLED
 
     def _acquire_slow(self) -> int:
         """Permission outside CLOSED: OPEN expiry, half-open probes, refusals."""
@@ -529,29 +480,44 @@ class CircuitBreaker:
             if self._state is CircuitState.OPEN and now < self._open_until:
                 self._not_permitted += 1  # the common refusal, kept short
                 return _NO_PERMIT
-            change = self._observe(now)
+            changes = self._observe(now)
             state = self._state
-            if state is CircuitState.CLOSED:
+            if state is CircuitState.CLOSED or state is CircuitState.DISABLED:
                 permit = self._permit
             elif state is CircuitState.HALF_OPEN and self._probes_left > 0:
                 self._probes_left -= 1
+                if self._probe_deadline == _INF:  # the first probe starts the wait
+                    self._probe_deadline = now + self._max_wait
                 permit = self._permit
             else:
                 self._not_permitted += 1
                 permit = _NO_PERMIT
         finally:
             lock.release()
-        if change is not None:
-            self._notify(change)
+        if changes:
+            self._notify(changes)
         return permit
 
-    def _observe(self, now: float) -> BreakerStateChange | None:
-        """Under the lock: an OPEN breaker whose open duration has elapsed is HALF_OPEN."""
-        if self._state is CircuitState.OPEN and now >= self._open_until:
-            self._probes_left = self._half_open_calls
-            self._probe_calls = self._probe_failures = self._probe_slow = 0
-            return self._enter(CircuitState.HALF_OPEN, self._open_until, "open_duration_elapsed")
-        return None
+    def _observe(self, now: float) -> tuple[BreakerStateChange, ...]:
+        """Under the lock: make the transitions time has brought by ``now``.
+
+        An OPEN breaker whose open duration has elapsed is HALF_OPEN; a
+        HALF_OPEN one past its deadline re-opened then (and may be HALF_OPEN
+        again, with no probe taken and so no deadline: at most two steps).
+        """
+        state = self._state
+        if state is CircuitState.OPEN:
+            if now < self._open_until:
+                return ()
+            return (self._half_open(),)
+        if state is CircuitState.HALF_OPEN and now >= self._probe_deadline:
+            deadline = self._probe_deadline
+            totals = (self._probe_calls, self._probe_failures, self._probe_slow)
+            reopened = self._trip(totals, "half_open_timeout", deadline)
+            if now < self._open_until:
+                return (reopened,)
+            return (reopened, self._half_open())
+        return ()
 
     def _refusal(self) -> CircuitOpenError:
         # Written once per state change (in _enter), not once per refused call.
@@ -573,14 +539,15 @@ class CircuitBreaker:
         """Record a call that succeeded after ``duration`` seconds (slow if above the limit). O(1).
 
         Without ``permit`` the outcome counts for the current state; in
-        HALF_OPEN it is dropped unless a probe is in flight.
+        HALF_OPEN it is dropped unless a probe is in flight; in FORCED_OPEN
+        and DISABLED it is dropped.
 
         Raises:
             InvalidArgumentError: ``duration`` negative, NaN or infinite.
             InvalidTypeError: ``permit`` not an int from :meth:`acquire`.
         """
         duration, permit = self._check_record(duration, permit)
-        self._record(permit, _SLOW if duration > self._slow_after else 0, None)
+        self._record(permit, SLOW if duration > self._slow_after else 0, None)
 
     def record_failure(self, duration: float = 0.0, *, permit: int | None = None) -> None:
         """Record a call that failed after ``duration`` seconds. O(1).
@@ -588,7 +555,7 @@ class CircuitBreaker:
         Same rules and errors as :meth:`record_success`.
         """
         duration, permit = self._check_record(duration, permit)
-        self._record(permit, (_FAILED | _SLOW) if duration > self._slow_after else _FAILED, None)
+        self._record(permit, (FAILED | SLOW) if duration > self._slow_after else FAILED, None)
 
     def record_error(
         self, error: BaseException, duration: float = 0.0, *, permit: int | None = None
@@ -606,12 +573,7 @@ class CircuitBreaker:
         if not isinstance(error, BaseException):
             raise InvalidTypeError(f"error must be an exception, got {error!r}")
         duration, permit = self._check_record(duration, permit)
-        kind = self._classify(error)
-        if kind == _IGNORED:
-            self._release(permit)
-        else:
-            slow = _SLOW if duration > self._slow_after else 0
-            self._record(permit, slow | (_FAILED if kind == _FAILURE else 0), None)
+        self._record_error(permit, error, SLOW if duration > self._slow_after else 0, None)
 
     def release(self, permit: int | None = None) -> None:
         """Give back a permission without an outcome (the call was not made, or is ignored). O(1).
@@ -624,16 +586,52 @@ class CircuitBreaker:
         self._release(self._check_record(0.0, permit)[1])
 
     def _release(self, permit: int) -> None:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
+            changes = self._observe_deadline(None)
             if (
                 permit == self._permit
                 and self._state is CircuitState.HALF_OPEN
                 and self._in_flight() > 0
             ):
                 self._probes_left += 1
+        finally:
+            lock.release()
+        if changes:
+            self._notify(changes)
 
     def _in_flight(self) -> int:
         return self._half_open_calls - self._probes_left - self._probe_calls
+
+    def _settle(self, permit: int, error: BaseException | None, start: float) -> None:
+        """Record how a call timed from ``start`` ended: ``error``, or None for a success.
+
+        The one way the call adapters (``call``, ``with``, ...) report back. O(1).
+        """
+        end = self._now() if self._timed else None
+        slow = SLOW if end is not None and end - start > self._slow_after else 0
+        if error is None:
+            self._record(permit, slow, end)
+            return
+        try:
+            kind = self._classify(error)
+        except BaseException:
+            self._release(permit)  # a raising is_failure must not strand a probe
+            raise
+        self._record_kind(permit, kind, slow, end)
+
+    def _record_error(
+        self, permit: int, error: BaseException, slow: int, now: float | None
+    ) -> None:
+        """Record a call that raised ``error``, classified; an ignored one releases its permit."""
+        self._record_kind(permit, self._classify(error), slow, now)
+
+    def _record_kind(self, permit: int, kind: int, slow: int, now: float | None) -> None:
+        if kind == _IGNORED:
+            self._release(permit)
+        else:
+            self._record(permit, slow | (FAILED if kind == _FAILURE else 0), now)
 
     def _classify(self, error: BaseException) -> int:
         if not isinstance(error, Exception) or (self._ignore and isinstance(error, self._ignore)):
@@ -648,7 +646,7 @@ class CircuitBreaker:
     def _record(self, permit: int, outcome: int, now: float | None) -> None:
         # acquire/release rather than ``with``: this is the hot path, and the
         # context-manager protocol costs as much again as the lock itself.
-        change: BreakerStateChange | None
+        changes: tuple[BreakerStateChange, ...]
         lock = self._lock
         lock.acquire()
         try:
@@ -661,32 +659,39 @@ class CircuitBreaker:
                 reason = self._exceeded(window.calls, window.failures, window.slow)
                 if reason is None:
                     return
-                change = self._trip((window.calls, window.failures, window.slow), reason, now)
+                changes = (self._trip((window.calls, window.failures, window.slow), reason, now),)
             else:
-                change = self._record_other(permit, outcome, now)
+                changes = self._record_other(permit, outcome, now)
         finally:
             lock.release()
-        if change is not None:
-            self._notify(change)
+        if changes:
+            self._notify(changes)
 
     def _record_other(
         self, permit: int, outcome: int, now: float | None
-    ) -> BreakerStateChange | None:
+    ) -> tuple[BreakerStateChange, ...]:
         """Under the lock: an outcome outside CLOSED (a probe, or a stale one to drop)."""
+        changes = self._observe_deadline(now)  # a probe back after the deadline is stale
         if permit != self._permit or self._state is not CircuitState.HALF_OPEN:
-            return None
+            return changes
         if self._in_flight() <= 0:
-            return None
+            return changes
         self._probe_calls += 1
-        self._probe_failures += outcome & _FAILED
+        self._probe_failures += outcome & FAILED
         self._probe_slow += outcome >> 1
         if self._probe_calls < self._half_open_calls:
-            return None
+            return changes
         totals = (self._probe_calls, self._probe_failures, self._probe_slow)
         reason = self._exceeded(*totals)
         if reason is not None:
-            return self._trip(totals, reason, now)
-        return self._close(now, "probes_passed")
+            return (*changes, self._trip(totals, reason, now))
+        return (*changes, self._close(now, "probes_passed"))
+
+    def _observe_deadline(self, now: float | None) -> tuple[BreakerStateChange, ...]:
+        """Under the lock: :meth:`_observe` when a half-open deadline is running (else nothing)."""
+        if self._probe_deadline == _INF:
+            return ()
+        return self._observe(self._now() if now is None else now)
 
     def _exceeded(self, calls: int, failures: int, slow: int) -> str | None:
         if 100.0 * failures / calls >= self._failure_threshold:
@@ -702,6 +707,7 @@ class CircuitBreaker:
         self._state = state
         self._permit += 1
         self._closed_permit = self._permit if state is CircuitState.CLOSED else _NO_PERMIT
+        self._probe_deadline = _INF
         self._since = at
         label = "circuit breaker" if self.name is None else f"circuit breaker {self.name!r}"
         if state is CircuitState.OPEN:
@@ -713,21 +719,32 @@ class CircuitBreaker:
                 f"{label} is half-open and its {self._half_open_calls} probe(s) are in flight; "
                 "the call was not made"
             )
+        elif state is CircuitState.FORCED_OPEN:
+            self._refusal_message = (
+                f"{label} is forced open until it is reset; the call was not made"
+            )
         return BreakerStateChange(self.name, previous, state, at, reason)
+
+    def _half_open(self) -> BreakerStateChange:
+        """OPEN -> HALF_OPEN, dated at the end of the open duration."""
+        self._probes_left = self._half_open_calls
+        self._probe_calls = self._probe_failures = self._probe_slow = 0
+        return self._enter(CircuitState.HALF_OPEN, self._open_until, "open_duration_elapsed")
 
     def _trip(
         self, totals: tuple[int, int, int], reason: str, now: float | None = None
     ) -> BreakerStateChange:
         now = self._now() if now is None else now
+        self._open_until = now + self._open_duration_after(self._consecutive_opens)
         self._consecutive_opens += 1
         self._trips += 1
         self._trip_totals = totals
-        self._open_until = now + self._current_open_duration()
         return self._enter(CircuitState.OPEN, now, reason)
 
-    def _current_open_duration(self) -> float:
+    def _open_duration_after(self, opens: int) -> float:
+        """How long the trip after ``opens`` consecutive ones keeps the breaker OPEN."""
         try:
-            grown = self._open_duration * self._open_multiplier ** (self._consecutive_opens - 1)
+            grown = self._open_duration * self._open_multiplier**opens
         except OverflowError:
             return self._open_duration_max
         return min(grown, self._open_duration_max)
@@ -737,22 +754,53 @@ class CircuitBreaker:
         self._consecutive_opens = 0
         return self._enter(CircuitState.CLOSED, self._now() if now is None else now, reason)
 
-    def _notify(self, change: BreakerStateChange) -> None:
-        for listener in self._listeners:
-            listener(change)
+    def _notify(self, changes: tuple[BreakerStateChange, ...]) -> None:
+        for change in changes:
+            for listener in self._listeners:
+                listener(change)
 
     # -- control and observation ---------------------------------------------------
 
     def reset(self) -> None:
-        """Return to CLOSED with an empty window; outstanding permits become stale. O(window).
+        """Return to CLOSED with an empty window, from any state; outstanding permits
+        become stale. O(1).
 
+        It is the way back from :meth:`force_open` and :meth:`disable`.
         Listeners hear of it only if the state changes.
         """
         with self._lock:
             previous = self._state
             change = self._close(None, "reset")
         if previous is not CircuitState.CLOSED:
-            self._notify(change)
+            self._notify((change,))
+
+    def force_open(self) -> None:
+        """Refuse every call until :meth:`reset` (or :meth:`disable`); permits become stale. O(1).
+
+        resilience4j's forced-open state: for an operator who knows the
+        dependency is down, or is taking it out of service. Nothing is
+        recorded while forced open, and no timer runs (:meth:`next_wakeup` is
+        ``None``). Listeners hear of it (reason ``"forced_open"``) unless it
+        was already forced open.
+        """
+        self._set_manual(CircuitState.FORCED_OPEN, "forced_open")
+
+    def disable(self) -> None:
+        """Permit every call and record nothing until :meth:`reset` (or :meth:`force_open`). O(1).
+
+        resilience4j's disabled state: the breaker steps aside without being
+        removed from the code path. Outstanding permits become stale.
+        Listeners hear of it (reason ``"disabled"``) unless it was already
+        disabled.
+        """
+        self._set_manual(CircuitState.DISABLED, "disabled")
+
+    def _set_manual(self, state: CircuitState, reason: str) -> None:
+        with self._lock:
+            if self._state is state:
+                return
+            change = self._enter(state, self._now(), reason)
+        self._notify((change,))
 
     @property
     def state(self) -> CircuitState:
@@ -760,33 +808,47 @@ class CircuitBreaker:
         if self._closed_permit >= 0:
             return CircuitState.CLOSED
         with self._lock:
-            change = self._observe(self._now())
+            changes = self._observe(self._now())
             state = self._state
-        if change is not None:
-            self._notify(change)
+        if changes:
+            self._notify(changes)
         return state
 
     def next_wakeup(self) -> float | None:
-        """When an OPEN breaker will turn HALF_OPEN, or ``None`` if it is not OPEN. O(1)."""
+        """When the breaker will next change state by itself, or ``None``. O(1).
+
+        That is the end of the open duration while OPEN, and the deadline of
+        ``max_wait_in_half_open`` while HALF_OPEN with a probe permitted; in
+        every other case (CLOSED, FORCED_OPEN, DISABLED, HALF_OPEN before its
+        first probe or without a maximum wait) only a call can change it.
+        """
         with self._lock:
-            change = self._observe(self._now())
-            wakeup = self._open_until if self._state is CircuitState.OPEN else None
-        if change is not None:
-            self._notify(change)
+            changes = self._observe(self._now())
+            state = self._state
+            if state is CircuitState.OPEN:
+                wakeup: float | None = self._open_until
+            elif state is CircuitState.HALF_OPEN and self._probe_deadline < _INF:
+                wakeup = self._probe_deadline
+            else:
+                wakeup = None
+        if changes:
+            self._notify(changes)
         return wakeup
 
     def metrics(self) -> BreakerMetrics:
         """A snapshot of the state, rates and counts (see :class:`BreakerMetrics`). O(1)."""
         with self._lock:
             now = self._now()
-            change = self._observe(now)
+            changes = self._observe(now)
             state = self._state
             if state is CircuitState.CLOSED:
                 calls, failures, slow = self._window.totals(now)
             elif state is CircuitState.HALF_OPEN:
                 calls, failures, slow = self._probe_calls, self._probe_failures, self._probe_slow
-            else:
+            elif state is CircuitState.OPEN:
                 calls, failures, slow = self._trip_totals
+            else:
+                calls = failures = slow = 0
             snapshot = BreakerMetrics(
                 name=self.name,
                 state=state,
@@ -802,8 +864,8 @@ class CircuitBreaker:
                 consecutive_opens=self._consecutive_opens,
                 trips=self._trips,
             )
-        if change is not None:
-            self._notify(change)
+        if changes:
+            self._notify(changes)
         return snapshot
 
     def add_listener(self, listener: BreakerListener) -> None:
@@ -829,125 +891,6 @@ class CircuitBreaker:
                 raise InvalidArgumentError(f"listener {listener!r} is not registered")
             listeners.remove(listener)
             self._listeners = tuple(listeners)
-
-    # -- wrapping calls ----------------------------------------------------------------
-
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call ``fn(*args, **kwargs)`` through the breaker and return its result. O(1) + the call.
-
-        The call is timed with the breaker's clock and its outcome recorded
-        (exceptions classified as described above, then re-raised).
-
-        Raises:
-            CircuitOpenError: the breaker refused; ``fn`` was not called.
-        """
-        permit = self._closed_permit
-        if permit < 0:
-            permit = self._acquire_slow()
-            if permit < 0:
-                raise self._refusal()
-        now = self._now
-        start = now() if self._timed else 0.0
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as error:
-            self._settle(permit, error, start)
-            raise
-        if self._timed:
-            end = now()
-            self._record(permit, _SLOW if end - start > self._slow_after else 0, end)
-        else:
-            self._record(permit, 0, None)
-        return result
-
-    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Await ``fn(*args, **kwargs)`` through the breaker: :meth:`call` for coroutines.
-
-        Cancellation records nothing and releases the permission.
-
-        Raises:
-            CircuitOpenError: the breaker refused; ``fn`` was not called.
-        """
-        permit = self._closed_permit
-        if permit < 0:
-            permit = self._acquire_slow()
-            if permit < 0:
-                raise self._refusal()
-        start = self._now() if self._timed else 0.0
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as error:
-            self._settle(permit, error, start)
-            raise
-        self._settle(permit, None, start)
-        return result
-
-    def _settle(self, permit: int, error: BaseException | None, start: float) -> None:
-        """Record how a timed-from-``start`` call ended: ``error`` or None for success."""
-        end = self._now() if self._timed else None
-        slow = _SLOW if end is not None and end - start > self._slow_after else 0
-        kind = _SUCCESS if error is None else self._classify(error)
-        if kind == _IGNORED:
-            self._release(permit)
-        else:
-            self._record(permit, slow | (_FAILED if kind == _FAILURE else 0), end)
-
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Decorate ``fn`` so each call goes through :meth:`call` (:meth:`acall` for coroutines)."""
-        if inspect.iscoroutinefunction(fn):
-            coroutine_fn = cast(Callable[P, Awaitable[object]], fn)
-
-            @functools.wraps(fn)
-            async def guarded_coroutine(*args: P.args, **kwargs: P.kwargs) -> object:
-                return await self.acall(coroutine_fn, *args, **kwargs)
-
-            return cast(Callable[P, R], guarded_coroutine)
-
-        @functools.wraps(fn)
-        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            return self.call(fn, *args, **kwargs)
-
-        return guarded
-
-    def __enter__(self) -> CircuitBreaker:
-        """``with breaker:`` — the block is the protected call (raises CircuitOpenError)."""
-        permit = self._closed_permit
-        if permit < 0:
-            permit = self._acquire_slow()
-            if permit < 0:
-                raise self._refusal()
-        start = self._now() if self._timed else 0.0
-        _ENTERED.set((*_ENTERED.get(), (self, permit, start)))
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        entered = _ENTERED.get()
-        # The innermost block of this breaker (blocks of one context exit innermost first).
-        for i in range(len(entered) - 1, -1, -1):
-            if entered[i][0] is self:
-                _, permit, start = entered[i]
-                _ENTERED.set(entered[:i] + entered[i + 1 :])
-                break
-        else:
-            raise RuntimeError("CircuitBreaker.__exit__ without a matching __enter__")
-        self._settle(permit, exc, start)
-
-    async def __aenter__(self) -> CircuitBreaker:
-        """``async with breaker:`` — as ``with``, for code that awaits inside the block."""
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:
         kind = "time" if self._time_window else "count"

@@ -9,7 +9,13 @@ from fractions import Fraction
 import attrs
 
 from taskdist._validate import check_number
-from taskdist.errors import CapacityError, InvalidArgumentError, InvalidTypeError, OverReleaseError
+from taskdist.errors import (
+    CapacityError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    OverReleaseError,
+    UnsatisfiableDemandError,
+)
 
 __all__ = ["PoolStats", "ResourcePool"]
 
@@ -61,8 +67,14 @@ class ResourcePool:
     back is exactly empty.
 
     To gate a distributor's dispatch on ``task.resources["db"]``, wrap it in
-    a :class:`~taskdist.resilience.gates.PoolGate`. Not thread-safe: a host
-    sharing one across threads holds a lock.
+    a :class:`~taskdist.resilience.gates.PoolGate`. ``size`` and amounts may
+    be any finite number > 0 (1e-300 to 1e308 units); being exact, a sum of
+    many fractional amounts costs time in the number of their binary digits
+    (at most about a thousand).
+
+    **Threads.** Not thread-safe: a host with threads drives it through
+    ``taskdist.threaded.ThreadSafeDistributor`` or holds its own lock around
+    every call.
 
     Every operation is O(1) (O(digits) for fractional amounts).
 
@@ -88,11 +100,13 @@ class ResourcePool:
             size: units in the pool (finite, > 0).
 
         Raises:
-            InvalidTypeError: ``name`` not a non-empty str, ``size`` not a number.
-            InvalidArgumentError: ``size`` <= 0, NaN or infinite.
+            InvalidTypeError: ``name`` not a str, ``size`` not a number.
+            InvalidArgumentError: ``name`` empty, ``size`` <= 0, NaN or infinite.
         """
-        if not isinstance(name, str) or not name:
-            raise InvalidTypeError(f"name must be a non-empty str, got {name!r}")
+        if not isinstance(name, str):
+            raise InvalidTypeError(f"name must be a str, got {name!r}")
+        if not name:
+            raise InvalidArgumentError("name must name what the pool guards, got ''")
         self._name = name
         self._size: _Exact = _exact(check_number(size, "size", positive=True))
         self._in_use: _Exact = 0
@@ -123,8 +137,9 @@ class ResourcePool:
         """Take ``n`` units if that many are free; all or nothing. O(1).
 
         Raises:
-            InvalidArgumentError: ``n`` <= 0, NaN, infinite, or more than ``size``
-                (it could never be met: an error, not a refusal forever).
+            UnsatisfiableDemandError: ``n`` is more than ``size`` (it could never
+                be met: an error, not a refusal forever).
+            InvalidArgumentError: ``n`` <= 0, NaN or infinite.
             InvalidTypeError: ``n`` is not a number.
         """
         amount = self._check(n)
@@ -137,6 +152,16 @@ class ResourcePool:
         if in_use > self._peak:
             self._peak = in_use
         return True
+
+    def can_acquire(self, n: float = 1) -> bool:
+        """Whether :meth:`try_acquire` would take ``n`` units now; changes nothing. O(1).
+
+        Raises:
+            UnsatisfiableDemandError: ``n`` is more than ``size``.
+            InvalidArgumentError: ``n`` <= 0, NaN or infinite.
+            InvalidTypeError: ``n`` is not a number.
+        """
+        return self._in_use + self._check(n) <= self._size
 
     def release(self, n: float = 1) -> None:
         """Give back ``n`` units. O(1).
@@ -195,7 +220,8 @@ class ResourcePool:
         value = check_number(n, "n", positive=True)
         amount = _exact(value)
         if amount > self._size:
-            raise InvalidArgumentError(
-                f"n must be <= the pool size ({self.size:g}) or it could never be met, got {n!r}"
+            raise UnsatisfiableDemandError(
+                f"n must be <= the size of pool {self._name!r} ({self.size:g}) "
+                f"or it could never be met, got {n!r}"
             )
         return amount

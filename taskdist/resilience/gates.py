@@ -1,8 +1,11 @@
 """Admission gates: what may hold a task back from dispatch, behind one protocol.
 
 A distributor asks every gate ``try_acquire(task)`` before dispatching a task
-and calls ``release(task)`` when it finishes. The adapters here read
-``task.resources`` so that rate limiters and resource pools gate dispatch:
+and calls ``release(task)`` when it finishes. A :class:`QueryableGate` also
+answers without side effects: ``can_acquire(task)`` (would it admit the task
+now?) and ``check(task)`` (could it ever?). The adapters here are all
+queryable, and read ``task.resources`` so that rate limiters and resource
+pools gate dispatch:
 
 - :class:`RateGate` / :class:`KeyedRateGate`: a :class:`RateLimiter` (one per
   key) charged ``task.resources[resource]``; tokens are spent, not returned.
@@ -11,7 +14,13 @@ and calls ``release(task)`` when it finishes. The adapters here read
 - :class:`AllGates`: several gates, all or nothing.
 
 A task that does not name a gate's resource passes it untouched (unless the
-gate has a ``default`` demand).
+gate has a ``default`` demand). Every method that takes a task refuses
+anything else with :class:`~taskdist.errors.InvalidTypeError`, changing
+nothing.
+
+**Threads.** No gate here is safe to share between threads: a host with
+threads drives them through ``taskdist.threaded.ThreadSafeDistributor`` (one
+lock around the whole composition) or holds its own lock around every call.
 """
 
 from __future__ import annotations
@@ -20,12 +29,26 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Protocol, runtime_checkable
 
 from taskdist._validate import check_number
-from taskdist.errors import DuplicateTaskError, InvalidTypeError, OverReleaseError
+from taskdist.errors import (
+    DuplicateTaskError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    OverReleaseError,
+    UnsatisfiableDemandError,
+)
 from taskdist.resilience.bulkhead import ResourcePool
 from taskdist.resilience.rate_limit import KeyedRateLimiter, RateLimiter
 from taskdist.task import Task
 
-__all__ = ["AllGates", "Gate", "KeyedRateGate", "PoolGate", "RateGate", "ReversibleGate"]
+__all__ = [
+    "AllGates",
+    "Gate",
+    "KeyedRateGate",
+    "PoolGate",
+    "QueryableGate",
+    "RateGate",
+    "ReversibleGate",
+]
 
 
 @runtime_checkable
@@ -40,6 +63,11 @@ class Gate(Protocol):
       task this gate refused may pass, so a host knows when to try again; a
       past time means now. ``None`` when no refusal waits on time (a pool's
       refusals wait on a release, not a clock).
+
+    These three are all a gate needs. A gate that can also answer without
+    side effects is a :class:`QueryableGate` (``can_acquire``, ``check``);
+    a composition asks one of those inside a ``where=`` predicate, and
+    falls back to ``try_acquire`` and an undo for a gate that is not.
     """
 
     def try_acquire(self, task: Task) -> bool: ...
@@ -47,6 +75,32 @@ class Gate(Protocol):
     def release(self, task: Task) -> None: ...
 
     def next_wakeup(self) -> float | None: ...
+
+
+@runtime_checkable
+class QueryableGate(Gate, Protocol):
+    """A gate that can be asked without side effects.
+
+    - ``can_acquire(task) -> bool``: True exactly when ``try_acquire(task)``
+      would return True now. It changes nothing, not even what
+      ``next_wakeup`` reports, so it is safe inside a ``where=`` predicate.
+      A task that ``try_acquire`` would refuse with an error (a demand that
+      could never pass, a task already admitted) gets False.
+    - ``check(task) -> None``: raise
+      :class:`~taskdist.errors.UnsatisfiableDemandError` when the task's
+      demand could never pass however long it waited (more than a limiter's
+      burst, more than a pool's size), with a message that names the
+      resource, the demand and the limit; otherwise return. A composition
+      checks at submit, so such a task is refused (or dead-lettered as
+      ``rejected``) at once rather than kept waiting for ever.
+
+    Every gate in this module is queryable, each query O(1) (O(g) for
+    :class:`AllGates` of g gates).
+    """
+
+    def can_acquire(self, task: Task) -> bool: ...
+
+    def check(self, task: Task) -> None: ...
 
 
 @runtime_checkable
@@ -62,9 +116,17 @@ class ReversibleGate(Gate, Protocol):
 
 
 def _resource_name(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidTypeError(f"resource must be a non-empty resource name (str), got {value!r}")
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"resource must be a resource name (str), got {value!r}")
+    if not value:
+        raise InvalidArgumentError("resource must be a non-empty resource name, got ''")
     return value
+
+
+def _check_task(task: object, method: str) -> None:
+    """Refuse what is not a Task before anything is read or changed."""
+    if task.__class__ is not Task and not isinstance(task, Task):
+        raise InvalidTypeError(f"{method}() takes a Task, got {type(task).__name__} {task!r}")
 
 
 class _SpendingGate:
@@ -72,14 +134,18 @@ class _SpendingGate:
 
     Rolling back refunds the units to the limiter; only the task admitted
     last can be rolled back (a rollback is an undo, not a general refund).
+    A subclass says how to spend, query, refund and date a demand.
     """
 
-    __slots__ = ("_default", "_last", "_now", "_resource", "_wake")
+    __slots__ = ("_burst", "_default", "_last", "_now", "_resource", "_wake")
 
-    def __init__(self, resource: str, default: float, now: Callable[[], float]) -> None:
+    def __init__(
+        self, resource: str, default: float, limiter: RateLimiter | KeyedRateLimiter
+    ) -> None:
         self._resource = _resource_name(resource)
         self._default = check_number(default, "default", minimum=0.0)
-        self._now = now
+        self._burst = limiter.burst
+        self._now = limiter.clock.now
         self._wake: float | None = None
         self._last: Hashable | None = None
 
@@ -90,16 +156,18 @@ class _SpendingGate:
 
     def demand(self, task: Task) -> float:
         """Units this gate charges ``task``: ``task.resources[resource]`` or the default. O(1)."""
+        _check_task(task, "demand")
         return task.resources.get(self._resource, self._default)
 
     def try_acquire(self, task: Task) -> bool:
         """Spend the task's demand if the limiter admits it now; all or nothing. O(1).
 
         Raises:
-            InvalidArgumentError: the demand exceeds the limiter's ``burst`` (it
-                could never pass).
+            UnsatisfiableDemandError: the demand exceeds the limiter's ``burst``
+                (it could never pass); nothing changes.
         """
-        amount = task.resources.get(self._resource, self._default)
+        _check_task(task, "try_acquire")
+        amount = self._satisfiable(task)
         admitted = not amount or self._spend(task, amount)  # may raise: nothing changed yet
         if self._wake is not None and self._now() >= self._wake:
             self._wake = None  # the host came back as asked
@@ -112,8 +180,33 @@ class _SpendingGate:
             self._wake = ready
         return False
 
+    def can_acquire(self, task: Task) -> bool:
+        """Whether :meth:`try_acquire` would admit ``task`` now; changes nothing. O(1).
+
+        False for a demand above ``burst`` (see :meth:`check`).
+        """
+        _check_task(task, "can_acquire")
+        amount = task.resources.get(self._resource, self._default)
+        if not amount:
+            return True
+        return amount <= self._burst and self._can_spend(task, amount)
+
+    def check(self, task: Task) -> None:
+        """Return if ``task``'s demand could ever pass; changes nothing. O(1).
+
+        Raises:
+            UnsatisfiableDemandError: the demand exceeds the limiter's ``burst``.
+        """
+        _check_task(task, "check")
+        self._satisfiable(task)
+
     def release(self, task: Task) -> None:
-        """Nothing: spent units come back with time, not on completion. O(1)."""
+        """Nothing: spent units come back with time, not on completion. O(1).
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+        """
+        _check_task(task, "release")
 
     def rollback(self, task: Task) -> None:
         """Refund what the ``try_acquire(task)`` just made spent. O(1).
@@ -121,6 +214,7 @@ class _SpendingGate:
         Raises:
             OverReleaseError: ``task`` is not the task this gate admitted last.
         """
+        _check_task(task, "rollback")
         amount = task.resources.get(self._resource, self._default)
         if not amount:
             return
@@ -139,7 +233,20 @@ class _SpendingGate:
         """
         return self._wake
 
+    def _satisfiable(self, task: Task) -> float:
+        """The task's demand, or UnsatisfiableDemandError if it is above ``burst``."""
+        amount = task.resources.get(self._resource, self._default)
+        if amount > self._burst:
+            raise UnsatisfiableDemandError(
+                f"task {task.id!r} demands {amount:g} {self._resource!r}, more than the "
+                f"rate limit's burst of {self._burst:g}: it could never pass"
+            )
+        return amount
+
     def _spend(self, task: Task, amount: float) -> bool:
+        raise NotImplementedError
+
+    def _can_spend(self, task: Task, amount: float) -> bool:
         raise NotImplementedError
 
     def _ready_at(self, task: Task, amount: float) -> float:
@@ -157,7 +264,7 @@ class RateGate(_SpendingGate):
     name ``api_calls`` passes untouched (``default=1`` charges it one unit
     instead). Releasing is a no-op: the units are spent. Several limits on
     one task, all or nothing: ``AllGates([RateGate(requests, "api_calls",
-    default=1), RateGate(tokens, "llm_tokens")])``.
+    default=1), RateGate(tokens, "llm_tokens")])``. A :class:`QueryableGate`.
 
     Every operation is O(1).
 
@@ -167,6 +274,8 @@ class RateGate(_SpendingGate):
     >>> call = {"api_calls": 1}
     >>> [api.try_acquire(Task(i, resources=call)) for i in "abc"]
     [True, True, False]
+    >>> api.can_acquire(Task("d", resources=call)), api.can_acquire(Task("local"))
+    (False, True)
     >>> api.try_acquire(Task("local")), api.next_wakeup()
     (True, 0.6)
     """
@@ -190,7 +299,7 @@ class RateGate(_SpendingGate):
                 f"limiter must be a RateLimiter, got {type(limiter).__name__}"
                 " (use KeyedRateGate for a KeyedRateLimiter)"
             )
-        super().__init__(resource, default, limiter.clock.now)
+        super().__init__(resource, default, limiter)
         self._limiter = limiter
 
     @property
@@ -203,6 +312,9 @@ class RateGate(_SpendingGate):
 
     def _spend(self, task: Task, amount: float) -> bool:
         return self._limiter.try_acquire(amount)
+
+    def _can_spend(self, task: Task, amount: float) -> bool:
+        return self._limiter.can_acquire(amount)
 
     def _ready_at(self, task: Task, amount: float) -> float:
         return self._limiter.ready_at(amount)
@@ -220,7 +332,9 @@ class KeyedRateGate(_SpendingGate):
 
     By default the key is ``task.tenant`` (tasks without a tenant share the
     ``None`` bucket): ``KeyedRateGate(KeyedRateLimiter(10, per=60.0),
-    "api_calls")`` gives every tenant its own 10 calls per minute.
+    "api_calls")`` gives every tenant its own 10 calls per minute. A
+    :class:`QueryableGate`. A key the limiter refuses (NaN, unhashable) makes
+    ``try_acquire`` and ``check`` raise, and ``can_acquire`` answer False.
 
     Every operation is O(1) amortised.
     """
@@ -253,7 +367,7 @@ class KeyedRateGate(_SpendingGate):
             )
         if not callable(key):
             raise InvalidTypeError(f"key must be a function of the task, got {key!r}")
-        super().__init__(resource, default, limiter.clock.now)
+        super().__init__(resource, default, limiter)
         self._limiter = limiter
         self._key = key
 
@@ -265,8 +379,27 @@ class KeyedRateGate(_SpendingGate):
     def __repr__(self) -> str:
         return f"KeyedRateGate({self._limiter!r}, {self._resource!r})"
 
+    def check(self, task: Task) -> None:
+        """Return if ``task`` could ever pass; changes nothing. O(1).
+
+        Raises:
+            UnsatisfiableDemandError: the demand exceeds the limiter's ``burst``.
+            InvalidArgumentError: ``key(task)`` is NaN (each NaN is a key of its own).
+            InvalidTypeError: ``key(task)`` is unhashable.
+        """
+        super().check(task)
+        if task.resources.get(self._resource, self._default):
+            self._limiter.check_key(self._key(task))
+
     def _spend(self, task: Task, amount: float) -> bool:
         return self._limiter.try_acquire(self._key(task), amount)
+
+    def _can_spend(self, task: Task, amount: float) -> bool:
+        key = self._key(task)
+        try:
+            return self._limiter.can_acquire(key, amount)
+        except (InvalidArgumentError, InvalidTypeError):  # a key check() refuses
+            return False
 
     def _ready_at(self, task: Task, amount: float) -> float:
         return self._limiter.ready_at(self._key(task), amount)
@@ -286,7 +419,7 @@ class PoolGate:
     one it never admitted, raises
     :class:`~taskdist.errors.OverReleaseError` instead of freeing someone
     else's units; admitting a task it already holds raises
-    :class:`~taskdist.errors.DuplicateTaskError`.
+    :class:`~taskdist.errors.DuplicateTaskError`. A :class:`QueryableGate`.
 
     Every operation is O(1).
 
@@ -295,9 +428,11 @@ class PoolGate:
     >>> a, b = Task("a", resources={"db": 2}), Task("b", resources={"db": 1})
     >>> gate.try_acquire(a), gate.try_acquire(b)
     (True, False)
+    >>> gate.can_acquire(b)
+    False
     >>> gate.release(a)
-    >>> gate.try_acquire(b), gate.pool.in_use
-    (True, 1.0)
+    >>> gate.can_acquire(b), gate.try_acquire(b), gate.pool.in_use
+    (True, True, 1.0)
     """
 
     __slots__ = ("_default", "_held", "_pool", "_resource")
@@ -335,20 +470,25 @@ class PoolGate:
 
     def demand(self, task: Task) -> float:
         """Units ``task`` holds while it runs. O(1)."""
+        _check_task(task, "demand")
         return task.resources.get(self._resource, self._default)
 
     def holds(self, task_id: Hashable) -> bool:
-        """Whether a task with this id holds units now. O(1)."""
-        return task_id in self._held
+        """Whether a task with this id holds units now (never an unhashable one). O(1)."""
+        try:
+            return task_id in self._held
+        except TypeError:
+            return False
 
     def try_acquire(self, task: Task) -> bool:
         """Take the task's units if free; all or nothing. O(1).
 
         Raises:
             DuplicateTaskError: this task already holds units here.
-            InvalidArgumentError: the demand exceeds the pool's size.
+            UnsatisfiableDemandError: the demand exceeds the pool's size.
         """
-        amount = task.resources.get(self._resource, self._default)
+        _check_task(task, "try_acquire")
+        amount = self._satisfiable(task)
         if not amount:
             return True
         if task.id in self._held:
@@ -361,6 +501,38 @@ class PoolGate:
             return True
         return False
 
+    def can_acquire(self, task: Task) -> bool:
+        """Whether :meth:`try_acquire` would admit ``task`` now; changes nothing. O(1).
+
+        False for a task that already holds units here, or a demand above
+        the pool's size (see :meth:`check`).
+        """
+        _check_task(task, "can_acquire")
+        amount = task.resources.get(self._resource, self._default)
+        if not amount:
+            return True
+        pool = self._pool
+        return amount <= pool.size and task.id not in self._held and pool.can_acquire(amount)
+
+    def check(self, task: Task) -> None:
+        """Return if ``task``'s demand could ever be met; changes nothing. O(1).
+
+        Raises:
+            UnsatisfiableDemandError: the demand exceeds the pool's size.
+        """
+        _check_task(task, "check")
+        self._satisfiable(task)
+
+    def _satisfiable(self, task: Task) -> float:
+        """The task's demand, or UnsatisfiableDemandError if it is above the pool's size."""
+        amount = task.resources.get(self._resource, self._default)
+        if amount > self._pool.size:
+            raise UnsatisfiableDemandError(
+                f"task {task.id!r} demands {amount:g} {self._resource!r}, more than "
+                f"pool {self._pool.name!r} holds ({self._pool.size:g}): it could never be met"
+            )
+        return amount
+
     def release(self, task: Task) -> None:
         """Give back the units ``task`` holds (nothing if it needs none). O(1).
 
@@ -368,6 +540,7 @@ class PoolGate:
             OverReleaseError: ``task`` needs units but holds none here (never
                 admitted, or already released); nothing changes.
         """
+        _check_task(task, "release")
         amount = self._held.pop(task.id, None)
         if amount is None:
             if task.resources.get(self._resource, self._default):
@@ -397,12 +570,19 @@ class AllGates:
     ``next_wakeup`` is the soonest of the gates' (a refused task waits on the
     gate that refused it).
 
-    It is itself a :class:`ReversibleGate`, so groups nest. A user gate
-    without ``rollback`` must make ``release`` give back what
-    ``try_acquire`` took; if it does not, rolling it back only under-admits.
+    It is itself a :class:`ReversibleGate` and a :class:`QueryableGate`, so
+    groups nest. ``can_acquire`` asks each queryable gate's ``can_acquire``;
+    only if they all say yes are the gates that are not queryable asked
+    with ``try_acquire`` and undone at once (the one case in which it
+    touches anything: what such a gate's undo leaves). ``check`` asks each
+    queryable gate's ``check``. The gates must draw on separate limiters and
+    pools, so that one's answer does not depend on another's: the same
+    gate, limiter or pool given twice (also through a nested ``AllGates``)
+    is refused at construction. A user gate without ``rollback`` must make
+    ``release`` give back what ``try_acquire`` took; if it does not,
+    rolling it back only under-admits.
 
-    ``try_acquire``, ``release`` and ``rollback`` are O(g) for g gates (plus
-    theirs); ``next_wakeup`` is O(g).
+    Every operation is O(g) for g gates, plus theirs.
 
     >>> from taskdist import ManualClock, Task
     >>> clock = ManualClock()
@@ -414,13 +594,15 @@ class AllGates:
     ... ])
     >>> gates.try_acquire(Task("a", resources={"llm_tokens": 30_000}))
     True
+    >>> gates.can_acquire(Task("b", resources={"llm_tokens": 30_000}))
+    False
     >>> gates.try_acquire(Task("b", resources={"llm_tokens": 30_000}))
     False
     >>> requests.available()   # b's request was refunded
     9.0
     """
 
-    __slots__ = ("_gates", "_held", "_undo")
+    __slots__ = ("_checks", "_gates", "_held", "_plain", "_queries", "_undo")
 
     def __init__(self, gates: Iterable[Gate]) -> None:
         """
@@ -429,6 +611,7 @@ class AllGates:
 
         Raises:
             InvalidTypeError: an element is not a :class:`Gate`.
+            InvalidArgumentError: the same gate, limiter or pool twice.
         """
         if isinstance(gates, (str, bytes)) or not isinstance(gates, Iterable):
             raise InvalidTypeError(f"gates must be an iterable of Gate, got {gates!r}")
@@ -439,9 +622,19 @@ class AllGates:
                     f"gates must hold Gate objects (try_acquire, release, next_wakeup), "
                     f"got {type(gate).__name__}"
                 )
+        _refuse_shared(listed)
         self._gates = tuple(listed)
         self._undo = tuple(
             gate.rollback if isinstance(gate, ReversibleGate) else gate.release for gate in listed
+        )
+        queryable = [gate for gate in listed if isinstance(gate, QueryableGate)]
+        self._queries = tuple(gate.can_acquire for gate in queryable)
+        self._checks = tuple(gate.check for gate in queryable)
+        # The gates that can only be asked by admitting and undoing, with their undo.
+        self._plain = tuple(
+            (gate.try_acquire, undo)
+            for gate, undo in zip(listed, self._undo, strict=True)
+            if not isinstance(gate, QueryableGate)
         )
         self._held: set[Hashable] = set()
 
@@ -457,6 +650,7 @@ class AllGates:
             DuplicateTaskError: this task is already admitted here.
             Whatever a gate raises, after rolling back the gates before it.
         """
+        _check_task(task, "try_acquire")
         if task.id in self._held:
             raise DuplicateTaskError(f"task {task.id!r} is already admitted by these gates")
         admitted = 0
@@ -474,12 +668,37 @@ class AllGates:
         self._undo_first(admitted, task)
         return False
 
+    def can_acquire(self, task: Task) -> bool:
+        """Whether :meth:`try_acquire` would admit ``task`` now. O(g).
+
+        Changes nothing when every gate is queryable. False for a task
+        already admitted here, or one a gate would refuse with an error.
+        """
+        _check_task(task, "can_acquire")
+        if task.id in self._held:
+            return False
+        for can_acquire in self._queries:
+            if not can_acquire(task):
+                return False
+        return not self._plain or self._probe(task)
+
+    def check(self, task: Task) -> None:
+        """Return if every queryable gate could ever admit ``task``; changes nothing. O(g).
+
+        Raises:
+            UnsatisfiableDemandError: a gate's limit is below the task's demand.
+        """
+        _check_task(task, "check")
+        for check in self._checks:
+            check(task)
+
     def release(self, task: Task) -> None:
         """Release ``task`` from every gate, last first. O(g).
 
         Raises:
             OverReleaseError: ``task`` is not admitted here (nothing changes).
         """
+        _check_task(task, "release")
         self._forget(task)
         for gate in reversed(self._gates):
             gate.release(task)
@@ -490,6 +709,7 @@ class AllGates:
         Raises:
             OverReleaseError: ``task`` is not admitted here (nothing changes).
         """
+        _check_task(task, "rollback")
         self._forget(task)
         self._undo_first(len(self._gates), task)
 
@@ -514,3 +734,41 @@ class AllGates:
     def _undo_first(self, count: int, task: Task) -> None:
         for undo in reversed(self._undo[:count]):
             undo(task)
+
+    def _probe(self, task: Task) -> bool:
+        """Ask the gates that are not queryable: admit through each, then undo them all."""
+        undos: list[Callable[[Task], None]] = []
+        try:
+            for try_acquire, undo in self._plain:
+                if not try_acquire(task):
+                    return False
+                undos.append(undo)
+            return True
+        finally:
+            for undone in reversed(undos):
+                undone(task)
+
+
+def _drawn_on(gate: Gate) -> list[object]:
+    """The gate and what it spends or holds: its limiter or pool, or a group's gates'."""
+    if isinstance(gate, (RateGate, KeyedRateGate)):
+        return [gate, gate.limiter]
+    if isinstance(gate, PoolGate):
+        return [gate, gate.pool]
+    if isinstance(gate, AllGates):
+        return [gate, *(drawn for inner in gate.gates for drawn in _drawn_on(inner))]
+    return [gate]
+
+
+def _refuse_shared(gates: list[Gate]) -> None:
+    """Refuse two gates that draw on one gate, limiter or pool (an undo would leak)."""
+    seen: dict[int, int] = {}
+    for index, gate in enumerate(gates):
+        for drawn in _drawn_on(gate):
+            first = seen.setdefault(id(drawn), index)
+            if first != index:
+                raise InvalidArgumentError(
+                    f"gates[{index}] and gates[{first}] both draw on {drawn!r}: one bucket or "
+                    f"pool would be charged twice and one rollback would undo the other's "
+                    f"admission; give each gate, limiter and pool once"
+                )

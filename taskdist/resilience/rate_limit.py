@@ -18,7 +18,8 @@ from types import MappingProxyType
 
 from taskdist._validate import check_int, check_number
 from taskdist.clock import Clock, MonotonicClock
-from taskdist.errors import InvalidArgumentError, InvalidTypeError
+from taskdist.errors import InvalidArgumentError, InvalidTypeError, UnsatisfiableDemandError
+from taskdist.resilience._ranges import LARGEST_BURST
 
 __all__ = ["KeyedRateLimiter", "MultiLimiter", "RateLimiter"]
 
@@ -32,6 +33,9 @@ __all__ = ["KeyedRateLimiter", "MultiLimiter", "RateLimiter"]
 _ROUNDING = 2.0**-50
 _MAX_EARLY = 2.0**-10
 _PLAIN_NUMBERS = (int, float)
+# A bucket busy for this many units re-anchors its schedule (one rounding of the
+# anchor), so the unit count stays far below 2**53, where adding a unit is lost.
+_REBASE_AT = 2.0**44
 
 
 def _check_clock(clock: object) -> Clock:
@@ -71,8 +75,19 @@ class RateLimiter:
 
     Amounts are weights (tokens, bytes, cost), not only requests: any finite
     ``0 < amount <= burst``. A larger amount could never pass and raises
-    :class:`~taskdist.errors.InvalidArgumentError` instead of being refused
-    forever. Not thread-safe: a host sharing one across threads holds a lock.
+    :class:`~taskdist.errors.UnsatisfiableDemandError` (an
+    ``InvalidArgumentError``) instead of being refused forever.
+
+    **Accepted ranges.** ``rate`` and ``per`` any finite number > 0 whose
+    ratio ``per / rate`` is a positive finite interval (1e-300 units per
+    second and 1e300 both work); ``1 <= burst <= 2**40`` (about 1.1e12 units,
+    so unit counts stay exact in a float: the default burst, the rate, must
+    be given explicitly above that). A bucket busy for more than 2**44 units
+    in a row re-anchors its schedule, one rounding of a time each time.
+
+    **Threads.** Not thread-safe: a host with threads drives it through
+    ``taskdist.threaded.ThreadSafeDistributor`` or holds its own lock around
+    every call.
 
     Every operation is O(1).
 
@@ -103,18 +118,25 @@ class RateLimiter:
         Args:
             rate: units admitted per ``per`` seconds (> 0).
             per: the period in seconds (> 0).
-            burst: units that may pass at once from idle (>= 1; default
+            burst: units that may pass at once from idle (1 to 2**40; default
                 ``max(rate, 1)``).
             clock: where time comes from (default: :class:`MonotonicClock`).
 
         Raises:
-            InvalidArgumentError: a value NaN, infinite, <= 0, ``burst < 1``, or
-                ``per / rate`` not a positive finite interval.
+            InvalidArgumentError: a value NaN, infinite, <= 0, ``burst`` outside
+                [1, 2**40], or ``per / rate`` not a positive finite interval.
             InvalidTypeError: a value not a number, or ``clock`` without ``now()``.
         """
         rate = check_number(rate, "rate", positive=True)
         per = check_number(per, "per", positive=True)
+        defaulted = burst is None
         burst = max(rate, 1.0) if burst is None else check_number(burst, "burst", minimum=1.0)
+        if burst > LARGEST_BURST:
+            raise InvalidArgumentError(
+                f"burst must be at most 2**40 (about 1.1e12) units so that unit counts stay "
+                f"exact, got {burst:g}"
+                + (" (the rate: give a burst, or count in larger units)" if defaulted else "")
+            )
         interval = per / rate
         if not 0.0 < interval < math.inf or not math.isfinite(burst * interval):
             raise InvalidArgumentError(
@@ -168,7 +190,8 @@ class RateLimiter:
         Returns ``False`` (and changes nothing) when they are not.
 
         Raises:
-            InvalidArgumentError: ``amount`` <= 0, NaN, infinite, or more than ``burst``.
+            UnsatisfiableDemandError: ``amount`` is more than ``burst``.
+            InvalidArgumentError: ``amount`` <= 0, NaN or infinite.
             InvalidTypeError: ``amount`` is not a number.
         """
         if amount.__class__ not in _PLAIN_NUMBERS or not 0 < amount <= self._burst:
@@ -187,6 +210,8 @@ class RateLimiter:
             return False
         self._anchor = anchor
         self._count = count
+        if count > _REBASE_AT:
+            self._rebase()
         return True
 
     def can_acquire(self, amount: float = 1) -> bool:
@@ -254,7 +279,7 @@ class RateLimiter:
             return amount  # a valid int or float: the common case
         value = check_number(amount, "amount", positive=True)
         if value > self._burst:
-            raise InvalidArgumentError(
+            raise UnsatisfiableDemandError(
                 f"amount must be <= burst ({self._burst:g}) or it could never pass, got {amount!r}"
             )
         return value
@@ -286,6 +311,12 @@ class RateLimiter:
         scale = abs(anchor) + abs(now) + (abs(count) + self._burst) * interval
         return ready - now <= min(scale * _ROUNDING, interval * _MAX_EARLY)
 
+    def _rebase(self) -> None:
+        """Move the anchor up by the whole units counted, keeping the TAT (one rounding)."""
+        whole = math.floor(self._count)
+        self._anchor += whole * self._interval
+        self._count -= whole  # exact: whole is an integer no larger than the count
+
     def _tat(self) -> float:
         """When the bucket is full again (the theoretical arrival time)."""
         return self._anchor + self._count * self._interval
@@ -315,8 +346,9 @@ class MultiLimiter:
     from every limit (several windows on one unit: 10/s *and* 100/min).
 
     :meth:`retry_after` / :meth:`ready_at` of a combination are the latest of
-    its limits'. Each limit keeps its own clock. Every operation is O(k) for
-    k limits.
+    its limits'. Each limit keeps its own clock. Not thread-safe: a host with
+    threads drives it through ``taskdist.threaded.ThreadSafeDistributor`` or
+    holds its own lock. Every operation is O(k) for k limits.
 
     >>> from taskdist import ManualClock
     >>> clock = ManualClock()
@@ -344,7 +376,7 @@ class MultiLimiter:
 
         Raises:
             InvalidTypeError: not a mapping of str to RateLimiter.
-            InvalidArgumentError: empty, or one limiter under two names.
+            InvalidArgumentError: empty, an empty name, or one limiter under two names.
         """
         if not isinstance(limits, Mapping):
             raise InvalidTypeError(
@@ -354,8 +386,10 @@ class MultiLimiter:
             raise InvalidArgumentError("limits must name at least one RateLimiter, got {}")
         seen: dict[int, str] = {}
         for name, limiter in limits.items():
-            if not isinstance(name, str) or not name:
-                raise InvalidTypeError(f"limits keys must be non-empty str, got {name!r}")
+            if not isinstance(name, str):
+                raise InvalidTypeError(f"limits keys must be limit names (str), got {name!r}")
+            if not name:
+                raise InvalidArgumentError("limits keys must be non-empty names, got ''")
             if not isinstance(limiter, RateLimiter):
                 raise InvalidTypeError(
                     f"limits[{name!r}] must be a RateLimiter, got {type(limiter).__name__}"
@@ -399,6 +433,8 @@ class MultiLimiter:
         for limiter, anchor, count in plans:
             limiter._anchor = anchor
             limiter._count = count
+            if count > _REBASE_AT:
+                limiter._rebase()
         return True
 
     def can_acquire(self, amounts: float | Mapping[str, float] = 1) -> bool:
@@ -481,8 +517,16 @@ class KeyedRateLimiter:
     ``burst`` extra units. :attr:`evicted_active` counts those; a host that
     sees it grow should raise ``max_keys``.
 
+    **Keys** are any hashable value but NaN, or a tuple or frozenset holding
+    one: NaN is not equal to itself, so each NaN would get a bucket of its
+    own and escape the limit (:class:`~taskdist.errors.InvalidArgumentError`);
+    an unhashable key is an :class:`~taskdist.errors.InvalidTypeError`.
+    Not thread-safe: a host with threads drives it through
+    ``taskdist.threaded.ThreadSafeDistributor`` or holds its own lock.
+
     ``try_acquire`` is O(1) amortised (each bucket is dropped at most once
-    per creation); every other operation is O(1).
+    per creation); every other operation is O(1) (O(size of the key) for a
+    key not held, which is checked for NaN).
 
     >>> from taskdist import ManualClock
     >>> clock = ManualClock()
@@ -568,7 +612,8 @@ class KeyedRateLimiter:
 
         Raises:
             InvalidTypeError: ``key`` unhashable, or ``amount`` not a number.
-            InvalidArgumentError: ``amount`` <= 0, NaN, infinite or above ``burst``.
+            InvalidArgumentError: ``key`` NaN, ``amount`` <= 0, NaN or infinite.
+            UnsatisfiableDemandError: ``amount`` above ``burst``.
         """
         bucket = self._get(key)
         if bucket is not None:
@@ -576,6 +621,7 @@ class KeyedRateLimiter:
                 self._buckets.move_to_end(key)
                 return True
             return False
+        self.check_key(key)  # only a key not held can be NaN: none is ever stored
         bucket = self._template._fresh()
         bucket.try_acquire(amount)  # a fresh bucket admits any valid amount; raises if invalid
         self._drop_idle(bucket._now())
@@ -593,9 +639,24 @@ class KeyedRateLimiter:
         """Give back units ``key`` took but did not use (no-op for a key not held). O(1)."""
         bucket = self._get(key)
         if bucket is None:
+            self.check_key(key)
             check_number(amount, "amount", positive=True)
             return
         bucket.refund(amount)
+
+    def check_key(self, key: object) -> None:
+        """Return if ``key`` can have a bucket; changes nothing. O(size of the key).
+
+        Raises:
+            InvalidTypeError: ``key`` is unhashable.
+            InvalidArgumentError: ``key`` is NaN, or a tuple or frozenset holding one.
+        """
+        self._get(key)
+        if _holds_nan(key):
+            raise InvalidArgumentError(
+                f"key must not be NaN or hold one: NaN is not equal to itself, so each would "
+                f"get a bucket of its own and escape the limit; got {key!r}"
+            )
 
     def ready_at(self, key: Hashable, amount: float = 1) -> float:
         """The clock time from which ``try_acquire(key, amount)`` succeeds. O(1)."""
@@ -635,7 +696,7 @@ class KeyedRateLimiter:
             f"keys={len(self._buckets)}, max_keys={self._max_keys!r})"
         )
 
-    def _get(self, key: Hashable) -> RateLimiter | None:
+    def _get(self, key: object) -> RateLimiter | None:
         try:
             return self._buckets.get(key)
         except TypeError:
@@ -645,7 +706,10 @@ class KeyedRateLimiter:
 
     def _bucket_or_template(self, key: Hashable) -> RateLimiter:
         bucket = self._get(key)
-        return self._template if bucket is None else bucket
+        if bucket is None:
+            self.check_key(key)
+            return self._template
+        return bucket
 
     def _drop_idle(self, now: float) -> None:
         """Drop full buckets from the least recently acquired end."""
@@ -656,3 +720,15 @@ class KeyedRateLimiter:
                 return
             buckets.popitem(last=False)
             self._evicted_idle += 1
+
+
+def _holds_nan(key: object) -> bool:
+    """Whether ``key`` is NaN (of any numeric type), or a tuple or frozenset holding one."""
+    if key.__class__ is str or key.__class__ is int:
+        return False
+    if isinstance(key, (tuple, frozenset)):
+        return any(_holds_nan(part) for part in key)
+    try:
+        return bool(key != key)  # NaN is the one value not equal to itself
+    except Exception:  # a key whose comparison raises is not NaN
+        return False

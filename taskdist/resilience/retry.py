@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import abc
 import random
-from collections.abc import Callable, Iterator
-from typing import Literal
+from collections.abc import Callable, Iterable, Iterator
+from typing import Literal, cast
 
 import attrs
 
 from taskdist._validate import check_choice, check_int, check_number
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
+from taskdist.resilience._ranges import check_duration
 
 __all__ = [
     "Jitter",
@@ -57,19 +58,19 @@ def _max_delay(value: object) -> float:
 
 
 def _delay(value: object) -> float:
-    return check_number(value, "delay", minimum=0.0)
+    return check_duration(value, "delay")
 
 
 def _low(value: object) -> float:
-    return check_number(value, "low", minimum=0.0)
+    return check_duration(value, "low")
 
 
 def _high(value: object) -> float:
-    return check_number(value, "high", minimum=0.0)
+    return check_duration(value, "high")
 
 
 def _base(value: object) -> float:
-    return check_number(value, "base", positive=True)
+    return check_duration(value, "base", positive=True)
 
 
 def _multiplier(value: object) -> float:
@@ -77,7 +78,7 @@ def _multiplier(value: object) -> float:
 
 
 def _cap(value: object) -> float:
-    return check_number(value, "cap", positive=True)
+    return check_duration(value, "cap", positive=True)
 
 
 # -- stop strategies ------------------------------------------------------------------
@@ -89,7 +90,8 @@ class StopStrategy(abc.ABC):
     ``attempt`` is the number of attempts made so far (1 after the first
     failure); ``elapsed`` the seconds since the first one started (as the
     host measures it). Combine with ``a | b`` (stop when either says so) and
-    ``a & b`` (stop when both do).
+    ``a & b`` (stop when both do). Strategies are immutable values: safe to
+    share between threads.
     """
 
     __slots__ = ()
@@ -141,13 +143,21 @@ class StopNever(StopStrategy):
         return False
 
 
-def _stop_parts(value: tuple[StopStrategy, ...]) -> tuple[StopStrategy, ...]:
-    if not value:
+def _parts(value: object, kind: type) -> tuple[object, ...]:
+    """A non-empty tuple of strategies of ``kind``, from any iterable of them."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidTypeError(f"strategies must be an iterable of {kind.__name__}, got {value!r}")
+    parts = tuple(value)
+    if not parts:
         raise InvalidArgumentError("strategies must not be empty")
-    for part in value:
-        if not isinstance(part, StopStrategy):
-            raise InvalidTypeError(f"expected stop strategies, got {part!r}")
-    return tuple(value)
+    for part in parts:
+        if not isinstance(part, kind):
+            raise InvalidTypeError(f"expected {kind.__name__} objects, got {part!r}")
+    return parts
+
+
+def _stop_parts(value: object) -> tuple[StopStrategy, ...]:
+    return cast(tuple[StopStrategy, ...], _parts(value, StopStrategy))
 
 
 @attrs.frozen
@@ -179,6 +189,8 @@ class WaitStrategy(abc.ABC):
     ``attempt`` is the attempt that just failed (1-based); ``previous`` the
     delay used before it (``None`` before the first retry); ``rng`` the
     policy's random source. Combine with ``a + b`` (wait the sum).
+    Strategies are immutable values (durations at most 1e9 seconds): safe to
+    share between threads.
     """
 
     __slots__ = ()
@@ -237,7 +249,13 @@ class WaitExponential(WaitStrategy):
             raise InvalidArgumentError(f"cap must be >= base ({self.base:g}), got {self.cap:g}")
 
     def ceiling(self, attempt: int) -> float:
-        """``min(cap, base * multiplier ** (attempt - 1))``, without overflow. O(1)."""
+        """``min(cap, base * multiplier ** (attempt - 1))``, without overflow. O(1).
+
+        Any attempt works, 10**6 or 10**400: a power too large for a float is
+        above the cap.
+        """
+        if self.multiplier == 1.0:
+            return self.base  # 1.0 ** n, even for an n too large to be a float
         try:
             return min(self.cap, self.base * self.multiplier ** (attempt - 1))
         except OverflowError:
@@ -289,13 +307,8 @@ class WaitDecorrelatedJitter(WaitStrategy):
         return min(self.cap, high, base + rng.random() * (high - base))
 
 
-def _wait_parts(value: tuple[WaitStrategy, ...]) -> tuple[WaitStrategy, ...]:
-    if not value:
-        raise InvalidArgumentError("strategies must not be empty")
-    for part in value:
-        if not isinstance(part, WaitStrategy):
-            raise InvalidTypeError(f"expected wait strategies, got {part!r}")
-    return tuple(value)
+def _wait_parts(value: object) -> tuple[WaitStrategy, ...]:
+    return cast(tuple[WaitStrategy, ...], _parts(value, WaitStrategy))
 
 
 @attrs.frozen
@@ -363,6 +376,18 @@ class RetryPolicy:
     so a seeded ``rng`` replays the same delays. Every method is O(1) for the
     built-in strategies (O(parts) for composites).
 
+    **Accepted ranges.** Attempts and ``max_attempts`` are any int >= 1
+    (``delay(10**6)`` is the cap, with no overflow); ``multiplier`` any finite
+    number >= 1; ``base``, ``cap`` and every duration a strategy holds (or
+    ``previous``) at most 1e9 seconds (about 31.7 years), so that no delay,
+    nor a sum of them, is infinite; ``elapsed`` and ``StopAfterDelay``'s
+    ``max_delay`` any finite number >= 0.
+
+    **Threads.** Safe to share between threads: a policy holds nothing but its
+    strategies (immutable) and its random source, whose draws are atomic.
+    With several threads drawing, which delay goes to which thread depends on
+    scheduling, so a seeded replay holds only for one thread.
+
     >>> policy = RetryPolicy(max_attempts=3, base=1.0, cap=10.0, jitter="none")
     >>> [policy.delay(n) for n in (1, 2, 3, 4, 5)]
     [1.0, 2.0, 4.0, 8.0, 10.0]
@@ -392,9 +417,9 @@ class RetryPolicy:
         """
         Args:
             max_attempts: attempts in all, the first included (>= 1; default 5).
-            base: the first delay's ceiling, in seconds (> 0; default 0.1).
+            base: the first delay's ceiling, in seconds (0 < base <= 1e9; default 0.1).
             multiplier: growth of the ceiling per attempt (>= 1; default 2.0).
-            cap: the longest delay (>= base; default 30.0).
+            cap: the longest delay (base <= cap <= 1e9; default 30.0).
             jitter: ``"none"``, ``"full"`` (default), ``"equal"`` or ``"decorrelated"``.
             retryable: predicate on the error; false means do not retry it.
             rng: the random source for jitter (default: ``random.Random()``).
@@ -471,11 +496,11 @@ class RetryPolicy:
 
         Raises:
             InvalidTypeError / InvalidArgumentError: ``attempt`` not an int >= 1,
-                ``previous`` negative, NaN or infinite.
+                ``previous`` negative, NaN, infinite or above 1e9 seconds.
         """
         attempt = check_int(attempt, "attempt", minimum=1)
         if previous is not None:
-            previous = check_number(previous, "previous", minimum=0.0)
+            previous = check_duration(previous, "previous")
         return self._wait(attempt, previous, self._rng)
 
     def should_retry(

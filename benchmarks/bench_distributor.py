@@ -1,0 +1,140 @@
+"""The cost of one assignment through the Distributor, with many tasks queued.
+
+Steady state at 1,000 workers of one slot each, all busy, with N tasks
+queued behind them: one cycle completes the oldest lease, dispatches (one
+assignment: the freed slot), and submits a new task, so N stays put. Per
+cycle we record the time of the whole submit -> dispatch -> complete round.
+
+Variants:
+- ``plain``: every task can run on every worker;
+- ``half unplaceable``: half the queued tasks need a skill no worker has;
+  they are parked the first time dispatch passes them and never looked at
+  again, so the cost must not grow with them.
+
+Memory: bytes the Distributor holds per queued task beyond the Task
+objects (tracemalloc, after a fill).
+
+Smoke sizes under plain pytest; ``TASKDIST_BENCH_FULL=1`` for the full
+ones. Run as a script (``python benchmarks/bench_distributor.py``) for the
+Markdown tables recorded in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+import tracemalloc
+from collections import deque
+
+import pytest
+from sizing import sizes
+
+from taskdist import CapacityTracker, Distributor, ManualClock, PriorityQueue, Task, Worker
+
+WORKERS = 1_000
+QUEUED = sizes(full=[1_000, 10_000, 100_000], smoke=[1_000])
+CYCLES = sizes(full=[20_000], smoke=[500])[0]
+
+
+class Steady:
+    """A distributor with every worker busy and ``queued`` tasks waiting behind them."""
+
+    def __init__(self, queued: int, *, unplaceable: float = 0.0) -> None:
+        self.clock = ManualClock()
+        tracker = CapacityTracker(self.clock, health=None, ejection=None)
+        self.d = Distributor(
+            self.clock,
+            queue=PriorityQueue(self.clock),
+            tracker=tracker,
+            lease=None,
+            dedup_window=0.0,
+        )
+        for i in range(WORKERS):
+            self.d.add_worker(Worker(i, capacity=1))
+        self.unplaceable = unplaceable
+        self.next = 0
+        self.running: deque[object] = deque()
+        for _ in range(WORKERS):
+            self.submit(placeable=True)
+        self.running.extend(a.task.id for a in self.d.dispatch())
+        for _ in range(queued):
+            self.submit()
+        # The first pass parks the unplaceable ones: the cost of that is paid once.
+        self.cycle()
+
+    def submit(self, placeable: bool | None = None) -> None:
+        self.next += 1
+        if placeable is None:
+            placeable = (self.next * 0.618034) % 1.0 >= self.unplaceable
+        self.d.submit(Task(self.next, requires=set() if placeable else {"quantum"}))
+
+    def cycle(self) -> None:
+        self.d.complete(self.running.popleft())
+        for assignment in self.d.dispatch():
+            self.running.append(assignment.task.id)
+        self.submit()
+
+
+def cycle_times(queued: int, unplaceable: float, cycles: int) -> list[float]:
+    steady = Steady(queued, unplaceable=unplaceable)
+    times = []
+    gc.collect()
+    clock = time.perf_counter
+    for _ in range(cycles):
+        start = clock()
+        steady.cycle()
+        times.append(clock() - start)
+    times.sort()
+    return times
+
+
+def bytes_per_queued_task(queued: int) -> float:
+    """What the distributor holds per queued task, beyond the Task objects."""
+    tasks = [Task(i) for i in range(queued)]
+    clock = ManualClock()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    d = Distributor(clock, lease=None, dedup_window=0.0)
+    for task in tasks:
+        d.submit(task)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / queued
+
+
+@pytest.mark.parametrize("queued", QUEUED)
+@pytest.mark.parametrize("unplaceable", [0.0, 0.5], ids=["plain", "half-unplaceable"])
+def bench_assignment_cycle(benchmark, queued: int, unplaceable: float) -> None:  # type: ignore[no-untyped-def]
+    steady = Steady(queued, unplaceable=unplaceable)
+    benchmark.group = f"distributor cycle, {WORKERS} workers"
+    benchmark(steady.cycle)
+    assert len(steady.running) == WORKERS  # every cycle made exactly one assignment
+
+
+def bench_memory_per_queued_task() -> None:
+    assert bytes_per_queued_task(QUEUED[0]) < 1_000
+
+
+def main() -> None:
+    queued_sizes = [1_000, 10_000, 100_000]
+    print(f"| queued | variant | p50 µs | p99 µs | ({WORKERS} workers, {CYCLES} cycles) |")
+    print("|---:|---|---:|---:|---|")
+    results = {}
+    for unplaceable, name in ((0.0, "plain"), (0.5, "half unplaceable")):
+        for queued in queued_sizes:
+            times = cycle_times(queued, unplaceable, CYCLES if len(sys.argv) < 2 else 2_000)
+            p50 = times[len(times) // 2] * 1e6
+            p99 = times[int(len(times) * 0.99)] * 1e6
+            results[(name, queued)] = p50
+            print(f"| {queued:,} | {name} | {p50:.1f} | {p99:.1f} | |")
+    for name in ("plain", "half unplaceable"):
+        growth = results[(name, 100_000)] / results[(name, 1_000)]
+        print(f"\n{name}: p50 grows {growth:.2f}x from 1,000 to 100,000 queued")
+    print(f"\nbytes per queued task beyond the Task: {bytes_per_queued_task(100_000):.0f}")
+
+
+if __name__ == "__main__":
+    main()
