@@ -58,6 +58,7 @@ _LEASE: Final = "lease"
 _RETRY: Final = "retry"
 _TTL: Final = "ttl"
 _BREAKER: Final = "breaker"
+_REFUSING: Final = frozenset((CircuitState.OPEN, CircuitState.FORCED_OPEN))
 _HEALTH_RANK: Final = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNAVAILABLE: 2}
 
 
@@ -269,6 +270,7 @@ class Distributor:
 
     __slots__ = (
         "_balancer",
+        "_breaker_changes",
         "_breaker_factory",
         "_breakers",
         "_busy",
@@ -440,6 +442,8 @@ class Distributor:
         self._passed: list[tuple[Task, Hashable]] = []
         self._round_blocked: set[Hashable] = set()
         self._choice: tuple[Task, WorkerState] | None = None
+        # Breaker transitions heard and not yet acted on: (worker id, new state).
+        self._breaker_changes: list[tuple[Hashable, CircuitState]] = []
         self._filter: Callable[[WorkerState], bool] | None = None
         # Counters.
         window = check_int(stats_window, "stats_window", minimum=1)
@@ -583,6 +587,7 @@ class Distributor:
                 )
         if made is not None:
             self._breakers[state.id] = made
+            self._watch(state.id, made)
             self._filter = self._breaker_admits
         self._worker_counts[state.id] = [0, 0]
         self._balancer.on_worker_added(state)
@@ -1141,6 +1146,8 @@ class Distributor:
         breaker = self._breakers.get(worker_id)
         if breaker is not None:
             self._report_to_breaker(breaker, worker_id, lease, now, duration, ok, error)
+            if self._breaker_changes:
+                self._breakers_changed()
         self._end_gates_and_queue(task)
         self._wake_for(state)
 
@@ -1156,7 +1163,6 @@ class Distributor:
     ) -> None:
         permit = lease.permit
         ran = now - lease.started_at if duration is None else duration
-        was_open = breaker.state is CircuitState.OPEN
         if ok is None:
             breaker.release(permit)
         elif ok:
@@ -1165,12 +1171,31 @@ class Distributor:
             breaker.record_error(error, ran, permit=permit)
         else:
             breaker.record_failure(ran, permit=permit)
-        if not was_open and breaker.state is CircuitState.OPEN:
-            reopens = breaker.next_wakeup()
-            if reopens is not None:
-                self._timers.schedule(_BreakerTimer(worker_id), reopens, _BREAKER)
-            if self._listener is not None:
-                self._emit(EventKind.BREAKER_OPENED, worker_id=worker_id, at=reopens)
+
+    def _watch(self, worker_id: Hashable, breaker: CircuitBreaker) -> None:
+        """Hear the breaker's transitions, whoever causes them (outcomes, time, the host)."""
+        changes = self._breaker_changes
+        breaker.add_listener(lambda change: changes.append((worker_id, change.current)))
+
+    def _breakers_changed(self) -> None:
+        """Act on breaker transitions heard: time the reopening of an open one, wake
+        what waits for one that takes tasks again."""
+        changes = self._breaker_changes
+        while changes:
+            worker_id, state = changes.pop(0)
+            breaker = self._breakers.get(worker_id)
+            if breaker is None:
+                continue  # its worker was removed
+            if state in _REFUSING:
+                reopens = breaker.next_wakeup()
+                if reopens is not None:
+                    self._timers.schedule(_BreakerTimer(worker_id), reopens, _BREAKER)
+                if self._listener is not None:
+                    self._emit(EventKind.BREAKER_OPENED, worker_id=worker_id, at=reopens)
+            else:
+                if state is CircuitState.CLOSED and self._listener is not None:
+                    self._emit(EventKind.BREAKER_CLOSED, worker_id=worker_id)
+                self._wake_for(self._tracker.worker(worker_id))
 
     def _end_gates_and_queue(self, task: Task) -> None:
         gates = self._gates
@@ -1328,6 +1353,8 @@ class Distributor:
             self._leave()
 
     def _run_due(self, now: float) -> None:
+        if self._breaker_changes:
+            self._breakers_changed()
         timers = self._timers
         while (due := timers.pop_due(now)) is not None:
             kind, key = due

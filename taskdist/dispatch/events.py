@@ -58,7 +58,10 @@ class EventKind(str, enum.Enum):
     WORKER_EJECTED = "worker_ejected"
     """Outlier ejection took a worker out until ``at``."""
     BREAKER_OPENED = "breaker_opened"
-    """A worker's circuit breaker opened (its tasks go elsewhere until ``at``)."""
+    """A worker's circuit breaker opened (its tasks go elsewhere until ``at``; ``None``:
+    until the host resets it)."""
+    BREAKER_CLOSED = "breaker_closed"
+    """A worker's circuit breaker closed again."""
     CLOSED = "closed"
     """The distributor stopped taking new tasks."""
 
