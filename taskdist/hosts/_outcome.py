@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from taskdist.dispatch import Distributor
 from taskdist.errors import InvalidTypeError, TaskStateError, UnknownTaskError
+from taskdist.hosts.threaded import ThreadSafeDistributor
 from taskdist.task import Assignment, TaskState
 
 ExceptionClasses = tuple[type[BaseException], ...]
@@ -20,22 +21,22 @@ ExceptionClasses = tuple[type[BaseException], ...]
 
 def check_not_retryable(classes: Iterable[type[BaseException]]) -> ExceptionClasses:
     """``not_retryable`` as a tuple of exception classes, or InvalidTypeError."""
-    if isinstance(classes, type):
-        classes = (classes,)
     try:
-        found = tuple(classes)
+        found: tuple[object, ...] = (classes,) if isinstance(classes, type) else tuple(classes)
     except TypeError:
         raise InvalidTypeError(
             f"not_retryable must be exception classes, got {classes!r}"
         ) from None
+    checked = []
     for cls in found:
         if not (isinstance(cls, type) and issubclass(cls, BaseException)):
             raise InvalidTypeError(f"not_retryable must be exception classes, got {cls!r}")
-    return found
+        checked.append(cls)
+    return tuple(checked)
 
 
 def report(
-    distributor: Distributor,
+    distributor: Distributor | ThreadSafeDistributor,
     assignment: Assignment,
     error: BaseException | None,
     duration: float,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Final
 
@@ -26,6 +24,7 @@ from taskdist.errors import (
 )
 from taskdist.hosts._give_back import give_back
 from taskdist.hosts._outcome import check_not_retryable, report
+from taskdist.hosts._renewals import Renewals
 from taskdist.task import Assignment, Task
 
 __all__ = ["AsyncHost", "Handler", "run"]
@@ -119,17 +118,15 @@ class AsyncHost:
     """
 
     __slots__ = (
-        "_beats",
         "_distributor",
         "_event",
         "_grace",
         "_handler",
-        "_heartbeat",
         "_limit",
         "_not_retryable",
         "_older",
+        "_renewals",
         "_runs",
-        "_seq",
         "_serving",
         "_stop_at",
         "_stopping",
@@ -179,7 +176,6 @@ class AsyncHost:
         self._distributor = distributor
         self._handler = handler
         self._limit = concurrency
-        self._heartbeat = heartbeat
         self._not_retryable = check_not_retryable(not_retryable)
         self._grace = check_optional_number(grace, "grace", minimum=0.0)
         self._event = asyncio.Event()
@@ -187,9 +183,7 @@ class AsyncHost:
         # while they ran (the distributor dispatched it again) wait in _older.
         self._runs: dict[Hashable, _Run] = {}
         self._older: set[_Run] = set()
-        # Lease renewals due: (time, seq, task id, attempt); heads are kept live.
-        self._beats: list[tuple[float, int, Hashable, int]] = []
-        self._seq = itertools.count()
+        self._renewals = None if heartbeat is None else Renewals(heartbeat)
         self._serving = False
         self._stopping = False
         self._stop_at: float | None = None
@@ -284,7 +278,7 @@ class AsyncHost:
         while True:
             event.clear()
             self._wakeups += 1
-            if self._beats:
+            if self._renewals:
                 self._renew_due(now_of())
             if self._stopping:
                 if not self.running:
@@ -314,17 +308,10 @@ class AsyncHost:
     def _next_wake(self) -> float | None:
         """The earliest of: the distributor's next timer, a renewal due, the end of grace."""
         wake = self._distributor.next_wakeup()
-        beats = self._beats
-        runs = self._runs
-        while beats:  # drop renewals of runs that ended, so the head is real
-            _, _, task_id, attempt = beats[0]
-            run = runs.get(task_id)
-            if run is not None and run.assignment.attempt == attempt:
-                due = beats[0][0]
-                if wake is None or due < wake:
-                    wake = due
-                break
-            heapq.heappop(beats)
+        if self._renewals:
+            due = self._renewals.next_due(self._live)
+            if due is not None and (wake is None or due < wake):
+                wake = due
         stop_at = self._stop_at
         if stop_at is not None and (wake is None or stop_at < wake):
             wake = stop_at
@@ -341,9 +328,12 @@ class AsyncHost:
         self._runs[task_id] = run
         run.task = loop.create_task(self._execute(run))
         expiry = assignment.lease_expiry
-        if expiry is not None and self._heartbeat is not None:
-            due = assignment.started_at + self._heartbeat * (expiry - assignment.started_at)
-            heapq.heappush(self._beats, (due, next(self._seq), task_id, assignment.attempt))
+        if expiry is not None and self._renewals is not None:
+            self._renewals.add(task_id, assignment.attempt, assignment.started_at, expiry)
+
+    def _live(self, task_id: Hashable, attempt: int) -> bool:
+        run = self._runs.get(task_id)
+        return run is not None and run.assignment.attempt == attempt and not run.abandoned
 
     async def _execute(self, run: _Run) -> None:
         assignment = run.assignment
@@ -389,24 +379,18 @@ class AsyncHost:
             run.task.cancel()
 
     def _renew_due(self, now: float) -> None:
-        distributor = self._distributor
-        beats = self._beats
-        runs = self._runs
-        fraction = self._heartbeat
-        assert fraction is not None
-        while beats and beats[0][0] <= now:
-            _, _, task_id, attempt = heapq.heappop(beats)
-            run = runs.get(task_id)
-            if run is None or run.assignment.attempt != attempt or run.abandoned:
+        renewals = self._renewals
+        assert renewals is not None
+        for task_id, attempt in renewals.due(now):
+            if not self._live(task_id, attempt):
                 continue
             try:
-                expiry = distributor.heartbeat(task_id)
+                expiry = self._distributor.heartbeat(task_id)
             except (TaskStateError, UnknownTaskError):
-                self._abandon(run)  # cancelled, or its lease ran out: stop the work
+                self._abandon(self._runs[task_id])  # cancelled, or its lease ran out
                 continue
             if expiry is not None:
-                due = now + fraction * (expiry - now)
-                heapq.heappush(beats, (due, next(self._seq), task_id, attempt))
+                renewals.add(task_id, attempt, now, expiry)
 
     async def _abandon_the_rest(self) -> None:
         """Cancel the runs still going, wait for them, and give their tasks back."""
@@ -431,7 +415,8 @@ class AsyncHost:
             give_back(distributor, holders)
             self._runs.clear()
             self._older.clear()
-            self._beats.clear()
+            if self._renewals is not None:
+                self._renewals.clear()
 
 
 async def run(

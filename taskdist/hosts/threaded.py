@@ -85,6 +85,12 @@ class ThreadSafeDistributor:
         """The wrapped distributor: call it only while holding :attr:`lock`."""
         return self._distributor
 
+    def wake(self) -> None:
+        """Wake every thread in :meth:`wait_for_work` (to tell them to look again, or to
+        stop). O(waiters)."""
+        with self._condition:
+            self._changed()
+
     def _changed(self) -> None:
         self._changes += 1
         self._condition.notify_all()

@@ -30,9 +30,7 @@ class _JumpingSelector(selectors.BaseSelector):
         self._clock = clock
         self.loop: VirtualTimeLoop | None = None
 
-    def register(
-        self, fileobj: Any, events: int, data: Any = None
-    ) -> selectors.SelectorKey:
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
