@@ -119,39 +119,38 @@ def test_work_submitted_through_the_host_starts_at_once() -> None:
 # -- outcomes ---------------------------------------------------------------------
 
 
-def test_a_handler_that_raises_is_retried_then_dead_lettered() -> None:
+@pytest.mark.parametrize(
+    ("error", "not_retryable", "reason", "calls", "ended_at"),
+    [
+        # Retried after 5 s twice, then out of attempts.
+        (ValueError("bad input"), (), Reason.MAX_ATTEMPTS, 3, 10.0),
+        # Marked not retryable: dead at once.
+        (PermissionError("forbidden"), (PermissionError,), Reason.NOT_RETRYABLE, 1, 0.0),
+    ],
+)
+def test_a_handler_that_raises_is_retried_then_dead_lettered(
+    error: Exception,
+    not_retryable: tuple[type[Exception], ...],
+    reason: Reason,
+    calls: int,
+    ended_at: float,
+) -> None:
     clock = ManualClock()
     d = distributor(clock, attempts=3)
-    calls = Counter[object]()
+    made = Counter[object]()
 
     async def broken(assignment: Assignment) -> None:
-        calls[assignment.task.id] += 1
-        raise ValueError("bad input")
+        made[assignment.task.id] += 1
+        raise error
 
     d.submit(Task("a"))
     d.close()
-    run_virtual(run(d, broken), clock)
-    assert calls["a"] == 3
+    run_virtual(run(d, broken, not_retryable=not_retryable), clock)
     entry = d.dlq.get("a")
-    assert entry is not None and entry.reason is Reason.MAX_ATTEMPTS
-    assert [record.error for record in entry.history] == ["ValueError: bad input"] * 3
-    assert clock.now() == 10.0  # two retry delays of 5 s
-
-
-def test_a_not_retryable_exception_dead_letters_at_once() -> None:
-    clock = ManualClock()
-    d = distributor(clock)
-    calls = Counter[object]()
-
-    async def refuses(assignment: Assignment) -> None:
-        calls[assignment.task.id] += 1
-        raise PermissionError("forbidden")
-
-    d.submit(Task("a"))
-    d.close()
-    run_virtual(run(d, refuses, not_retryable=(PermissionError,)), clock)
-    entry = d.dlq.get("a")
-    assert calls["a"] == 1 and entry is not None and entry.reason is Reason.NOT_RETRYABLE
+    assert made["a"] == calls and entry is not None and entry.reason is reason
+    text = f"{type(error).__name__}: {error}"
+    assert [record.error for record in entry.history] == [text] * calls
+    assert clock.now() == ended_at
 
 
 def test_concurrency_bounds_the_handlers_running_at_once() -> None:
@@ -259,18 +258,35 @@ def long_jobs(clock: ManualClock, count: int, capacity: int) -> Distributor:
     return d
 
 
-def test_cancelling_the_host_mid_run_gives_every_leased_task_back() -> None:
-    clock = ManualClock()
-    d = long_jobs(clock, 10, capacity=4)
+def cancel_after(seconds: float, d: Distributor, clock: ManualClock) -> None:
+    """Run a host with no grace, and cancel the task running it after ``seconds``."""
 
     async def main() -> None:
         serving = asyncio.create_task(run(d, sleeper(), grace=0))
-        await asyncio.sleep(50.0)
+        await asyncio.sleep(seconds)
         serving.cancel()
         with pytest.raises(asyncio.CancelledError):
             await serving
 
     run_virtual(main(), clock)
+
+
+def stop_after(seconds: float, host: AsyncHost, clock: ManualClock) -> None:
+    """Run ``host`` and call its stop() after ``seconds``."""
+
+    async def main() -> None:
+        serving = asyncio.create_task(host.run())
+        await asyncio.sleep(seconds)
+        host.stop()
+        await serving
+
+    run_virtual(main(), clock)
+
+
+def test_cancelling_the_host_mid_run_gives_every_leased_task_back() -> None:
+    clock = ManualClock()
+    d = long_jobs(clock, 10, capacity=4)
+    cancel_after(50.0, d, clock)
     assert clock.now() == 50.0
     assert d.stats().by_state[TaskState.QUEUED] == 10 and not d.leases()
     assert d.stats().failed == 0 and not len(d.dlq)
@@ -283,15 +299,7 @@ def test_cancelling_the_host_mid_run_gives_every_leased_task_back() -> None:
 def test_stop_lets_running_handlers_finish_by_default() -> None:
     clock = ManualClock()
     d = long_jobs(clock, 10, capacity=4)
-    host = AsyncHost(d, sleeper())
-
-    async def main() -> None:
-        serving = asyncio.create_task(host.run())
-        await asyncio.sleep(50.0)
-        host.stop()
-        await serving
-
-    run_virtual(main(), clock)
+    stop_after(50.0, AsyncHost(d, sleeper()), clock)
     assert clock.now() == 100.0
     by_state = d.stats().by_state
     assert by_state[TaskState.COMPLETED] == 4 and by_state[TaskState.QUEUED] == 6
@@ -301,15 +309,7 @@ def test_stop_cancels_what_is_still_running_when_the_grace_ends() -> None:
     clock = ManualClock()
     d = long_jobs(clock, 3, capacity=4)
     d.submit(Task("short", cost=60.0))
-    host = AsyncHost(d, sleeper(), grace=20.0)
-
-    async def main() -> None:
-        serving = asyncio.create_task(host.run())
-        await asyncio.sleep(50.0)
-        host.stop()
-        await serving
-
-    run_virtual(main(), clock)
+    stop_after(50.0, AsyncHost(d, sleeper(), grace=20.0), clock)
     assert clock.now() == 70.0
     assert d.state_of("short") is TaskState.COMPLETED
     assert [d.state_of(i) for i in range(3)] == [TaskState.QUEUED] * 3
@@ -320,15 +320,7 @@ def test_a_given_back_worker_keeps_the_health_the_host_set() -> None:
     clock = ManualClock()
     d = long_jobs(clock, 2, capacity=4)
     d.set_health("w", "degraded")
-
-    async def main() -> None:
-        serving = asyncio.create_task(run(d, sleeper(), grace=0))
-        await asyncio.sleep(1.0)
-        serving.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await serving
-
-    run_virtual(main(), clock)
+    cancel_after(1.0, d, clock)
     assert d.tracker.worker("w").host_health.value == "degraded"
     assert d.stats().by_state[TaskState.QUEUED] == 2
 

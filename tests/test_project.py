@@ -94,9 +94,7 @@ HOST_LAYER = {"hosts", "aio", "threaded", "executor"}
 
 
 def host_names() -> list[tuple[str, str]]:
-    return [
-        (root, name) for root in HOST_ROOTS for name in importlib.import_module(root).__all__
-    ]
+    return [(root, name) for root in HOST_ROOTS for name in importlib.import_module(root).__all__]
 
 
 def public_roots_of(module: str) -> set[str]:

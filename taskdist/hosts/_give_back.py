@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 
 from taskdist.dispatch import Distributor
-from taskdist.task import Task
+from taskdist.errors import TaskStateError, UnknownTaskError
+from taskdist.task import Assignment, Task
 from taskdist.workers.health import Health
 
 
@@ -36,3 +37,17 @@ def give_back(distributor: Distributor, worker_ids: Iterable[Hashable]) -> list[
         if health is not Health.HEALTHY:
             distributor.set_health(worker_id, health)
     return requeued
+
+
+def give_back_unfinished(distributor: Distributor, runs: Iterable[Assignment]) -> list[Task]:
+    """Give back the tasks of the runs whose assignment is still the task's lease (the
+    others reported, or lost their lease, meanwhile). O(runs) plus :func:`give_back`."""
+    holders = []
+    for assignment in runs:
+        try:
+            current = distributor.assignment(assignment.task.id)
+        except (TaskStateError, UnknownTaskError):
+            continue
+        if current.attempt == assignment.attempt:
+            holders.append(assignment.worker_id)
+    return give_back(distributor, holders) if holders else []

@@ -11,8 +11,22 @@ import heapq
 import itertools
 from collections.abc import Callable, Hashable
 
+from taskdist._validate import check_optional_number
+from taskdist.errors import InvalidArgumentError
+
 Live = Callable[[Hashable, int], bool]
 """Whether the run of (task id, attempt) is still going and wants its lease."""
+
+
+def check_heartbeat(heartbeat: float | None) -> float | None:
+    """A host's ``heartbeat``: a fraction of the lease, 0 < heartbeat < 1, or ``None``."""
+    heartbeat = check_optional_number(heartbeat, "heartbeat", positive=True)
+    if heartbeat is not None and heartbeat >= 1.0:
+        raise InvalidArgumentError(
+            f"heartbeat is the fraction of a lease after which it is renewed, "
+            f"0 < heartbeat < 1, got {heartbeat!r}"
+        )
+    return heartbeat
 
 
 class Renewals:

@@ -22,9 +22,9 @@ from taskdist.errors import (
     TaskStateError,
     UnknownTaskError,
 )
-from taskdist.hosts._give_back import give_back
+from taskdist.hosts._give_back import give_back_unfinished
 from taskdist.hosts._outcome import check_not_retryable, report
-from taskdist.hosts._renewals import Renewals
+from taskdist.hosts._renewals import Renewals, check_heartbeat
 from taskdist.task import Assignment, Task
 
 __all__ = ["AsyncHost", "Handler", "run"]
@@ -167,12 +167,7 @@ class AsyncHost:
             raise InvalidTypeError(f"handler must be an async callable, got {handler!r}")
         if concurrency is not None:
             concurrency = check_int(concurrency, "concurrency", minimum=1)
-        heartbeat = check_optional_number(heartbeat, "heartbeat", positive=True)
-        if heartbeat is not None and heartbeat >= 1.0:
-            raise InvalidArgumentError(
-                f"heartbeat is the fraction of a lease after which it is renewed, "
-                f"0 < heartbeat < 1, got {heartbeat!r}"
-            )
+        heartbeat = check_heartbeat(heartbeat)
         self._distributor = distributor
         self._handler = handler
         self._limit = concurrency
@@ -402,17 +397,7 @@ class AsyncHost:
         try:
             await asyncio.wait([run.task for run in left if run.task is not None])
         finally:
-            distributor = self._distributor
-            holders = []
-            for run in left:
-                assignment = run.assignment
-                try:
-                    current = distributor.assignment(assignment.task.id)
-                except (TaskStateError, UnknownTaskError):
-                    continue  # reported before the cancel took, or no longer leased
-                if current.attempt == assignment.attempt:
-                    holders.append(assignment.worker_id)
-            give_back(distributor, holders)
+            give_back_unfinished(self._distributor, [run.assignment for run in left])
             self._runs.clear()
             self._older.clear()
             if self._renewals is not None:

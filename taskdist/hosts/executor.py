@@ -22,9 +22,9 @@ from taskdist.errors import (
     TaskStateError,
     UnknownTaskError,
 )
-from taskdist.hosts._give_back import give_back
+from taskdist.hosts._give_back import give_back, give_back_unfinished
 from taskdist.hosts._outcome import check_not_retryable, report
-from taskdist.hosts._renewals import Renewals
+from taskdist.hosts._renewals import Renewals, check_heartbeat
 from taskdist.hosts.threaded import ThreadSafeDistributor
 from taskdist.task import Assignment, Task, TaskState, Worker
 from taskdist.workers import Health
@@ -153,12 +153,7 @@ class ExecutorHost:
             raise InvalidTypeError(f"job must be callable, got {job!r}")
         if on_result is not None and not callable(on_result):
             raise InvalidTypeError(f"on_result must be callable or None, got {on_result!r}")
-        heartbeat = check_optional_number(heartbeat, "heartbeat", positive=True)
-        if heartbeat is not None and heartbeat >= 1.0:
-            raise InvalidArgumentError(
-                f"heartbeat is the fraction of a lease after which it is renewed, "
-                f"0 < heartbeat < 1, got {heartbeat!r}"
-            )
+        heartbeat = check_heartbeat(heartbeat)
         workers = _workers(executors, capacity, worker_id)
         self._shared = distributor
         self._job = job
@@ -341,21 +336,11 @@ class ExecutorHost:
         self._runs.clear()
         if self._renewals is not None:
             self._renewals.clear()
-        distributor = self._shared.distributor
-        holders = []
         for run in left:
             run.abandoned = True
             if run.future is not None:
                 run.future.cancel()
-            assignment = run.assignment
-            try:
-                current = distributor.assignment(assignment.task.id)
-            except (TaskStateError, UnknownTaskError):
-                continue
-            if current.attempt == assignment.attempt:
-                holders.append(assignment.worker_id)
-        if holders:
-            give_back(distributor, holders)
+        if give_back_unfinished(self._shared.distributor, [run.assignment for run in left]):
             self._shared.wake()
 
 
