@@ -243,6 +243,13 @@ class Task:
     def __hash__(self) -> int:
         return hash(self.id)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled for process pools and clusters: ``resources`` as a plain dict
+        # (a read-only mapping does not pickle); loading validates it again.
+        fields = {field.name: getattr(self, field.name) for field in attrs.fields(Task)}
+        fields["resources"] = dict(self.resources)
+        return (_rebuild_task, (fields,))
+
     def __repr__(self) -> str:
         fields = [f"{self.id!r}", f"priority={self.priority!r}"]
         for name in ("deadline", "tenant", "key", "ttl", "max_attempts", "group", "zone"):
@@ -256,6 +263,10 @@ class Task:
         if self.resources:
             fields.append(f"resources={dict(self.resources)!r}")
         return f"Task({', '.join(fields)})"
+
+
+def _rebuild_task(fields: dict[str, Any]) -> Task:
+    return Task(**fields)
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ["distributor.md"]
+PAGES = ["distributor.md", "hosting.md"]
 
 
 def blocks(page: str) -> list[str]:

@@ -1,0 +1,175 @@
+"""The hosts end to end: tasks moved per second, against dramatiq and the bare Distributor.
+
+One run moves n no-op tasks end to end: build each task, submit it, dispatch
+it, run it, complete it. Contenders:
+
+- ``asyncio host``: ``taskdist.aio.AsyncHost`` over a Distributor with leases
+  on (30 s, renewed half way) and a ``FairScheduler`` over 10 tenants, 10
+  workers of 10 slots, at most 100 handlers at once;
+- ``distributor alone``: the same Distributor driven by a plain loop with no
+  host (dispatch, complete each, repeat): the floor the host adds to;
+- ``dramatiq``: dramatiq's in-memory ``StubBroker`` with its ``Worker`` (8
+  threads, its defaults), the same number of no-op actor calls;
+- ``8 threads``: ``ThreadSafeDistributor``, eight threads each submitting
+  its share, dispatching and completing; against ``one thread`` driving the
+  bare Distributor through the same steps.
+
+Smoke sizes by default; ``TASKDIST_BENCH_FULL=1`` for the full ones.
+``benchmarks/compare_hosts.py`` prints the side-by-side table recorded in
+docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+
+import pytest
+from sizing import sizes
+
+from taskdist import Assignment, Distributor, FairScheduler, MonotonicClock, Task, Worker
+from taskdist.aio import AsyncHost
+from taskdist.threaded import ThreadSafeDistributor
+
+TENANTS = 10
+WORKERS, SLOTS = 10, 10
+SIZES = sizes(full=[20_000], smoke=[300])
+THREADED_SIZES = sizes(full=[100_000], smoke=[800])
+
+
+def platform() -> Distributor:
+    """The benchmark's distributor: leases on, fair sharing over 10 tenants."""
+    clock = MonotonicClock()
+    d = Distributor(clock, queue=FairScheduler(clock), lease=30.0, rng=random.Random(1))
+    for w in range(WORKERS):
+        d.add_worker(Worker(f"w{w}", capacity=SLOTS))
+    return d
+
+
+async def _noop(assignment: Assignment) -> None:
+    return None
+
+
+def asyncio_host(n: int) -> float:
+    """Seconds to move n tasks through the asyncio host."""
+
+    async def main() -> float:
+        d = platform()
+        start = time.perf_counter()
+        for i in range(n):
+            d.submit(Task(i, tenant=i % TENANTS))
+        d.close()
+        await AsyncHost(d, _noop, concurrency=WORKERS * SLOTS).run()
+        elapsed = time.perf_counter() - start
+        assert d.stats().by_state["completed"] == n
+        return elapsed
+
+    return asyncio.run(main())
+
+
+def distributor_alone(n: int) -> float:
+    """Seconds to move n tasks through the same Distributor with no host around it."""
+    d = platform()
+    start = time.perf_counter()
+    for i in range(n):
+        d.submit(Task(i, tenant=i % TENANTS))
+    done = 0
+    while done < n:
+        for assignment in d.dispatch(WORKERS * SLOTS):
+            d.complete(assignment.task.id, duration=0.0)
+            done += 1
+    return time.perf_counter() - start
+
+
+def dramatiq_stub(n: int) -> float:
+    """Seconds for dramatiq's StubBroker and Worker to run n no-op actor calls."""
+    dramatiq = pytest.importorskip("dramatiq")
+    from dramatiq.brokers.stub import StubBroker
+
+    broker = StubBroker()
+    broker.emit_after("process_boot")
+    dramatiq.set_broker(broker)
+
+    @dramatiq.actor(queue_name="bench", max_retries=0)
+    def noop(i: int) -> None:
+        return None
+
+    worker = dramatiq.Worker(broker, worker_threads=8)
+    worker.start()
+    try:
+        start = time.perf_counter()
+        for i in range(n):
+            noop.send(i)
+        broker.join("bench")
+        worker.join()
+        return time.perf_counter() - start
+    finally:
+        worker.stop()
+        broker.close()
+
+
+def threaded(n: int, threads: int = 8) -> float:
+    """Seconds for ``threads`` threads sharing a ThreadSafeDistributor to move n tasks."""
+    shared = ThreadSafeDistributor(platform())
+    tasks = [Task(i, tenant=i % TENANTS) for i in range(n)]
+    completed = [0]
+    book = threading.Lock()
+    done = threading.Event()
+
+    def work(index: int) -> None:
+        mine = tasks[index::threads]
+        submitted = 0
+        while not done.is_set():
+            for task in mine[submitted : submitted + 4]:
+                shared.submit(task)
+            submitted += 4
+            assignments = shared.dispatch(4)
+            for assignment in assignments:
+                shared.complete(assignment.task.id, duration=0.0)
+            if assignments:
+                with book:
+                    completed[0] += len(assignments)
+                    if completed[0] == n:
+                        done.set()
+            elif submitted >= len(mine):
+                shared.wait_for_work(0.01)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    start = time.perf_counter()
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    return time.perf_counter() - start
+
+
+def one_thread(n: int) -> float:
+    """The same steps as :func:`threaded` on the bare Distributor, in one thread."""
+    d = platform()
+    tasks = [Task(i, tenant=i % TENANTS) for i in range(n)]
+    start = time.perf_counter()
+    done = submitted = 0
+    while done < n:
+        for task in tasks[submitted : submitted + 4]:
+            d.submit(task)
+        submitted += 4
+        for assignment in d.dispatch(4):
+            d.complete(assignment.task.id, duration=0.0)
+            done += 1
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("contender", [asyncio_host, distributor_alone, dramatiq_stub])
+def bench_end_to_end(benchmark, contender, n: int) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"{n} no-op tasks end to end"
+    benchmark.pedantic(contender, args=(n,), rounds=1)
+
+
+@pytest.mark.parametrize("n", THREADED_SIZES)
+@pytest.mark.parametrize("contender", [threaded, one_thread])
+def bench_threads(benchmark, contender, n: int) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"{n} tasks: 8 threads on ThreadSafeDistributor vs one on Distributor"
+    benchmark.pedantic(contender, args=(n,), rounds=1)

@@ -1,0 +1,430 @@
+"""AsyncHost: runs a Distributor's assignments as asyncio coroutines.
+
+The host is the loop every asyncio user would otherwise write around a
+:class:`~taskdist.Distributor`: dispatch, start one coroutine per
+assignment, renew the leases of long runs, report each outcome, and sleep
+until exactly the next thing that can change the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from typing import Final
+
+from taskdist._validate import check_int, check_optional_number
+from taskdist.dispatch import Distributor, SubmitResult
+from taskdist.errors import (
+    InvalidArgumentError,
+    InvalidTypeError,
+    ReentrancyError,
+    TaskStateError,
+    UnknownTaskError,
+)
+from taskdist.hosts._give_back import give_back_unfinished
+from taskdist.hosts._outcome import check_not_retryable, report
+from taskdist.hosts._renewals import Renewals, check_heartbeat
+from taskdist.task import Assignment, Task
+
+__all__ = ["AsyncHost", "Handler", "run"]
+
+Handler = Callable[[Assignment], Awaitable[object]]
+"""What an :class:`AsyncHost` runs: a coroutine function taking an
+:class:`~taskdist.Assignment`. Returning completes the task; raising fails
+the attempt."""
+
+# The event loop's time and the distributor's clock must agree to within this
+# (seconds): the host sleeps on the loop's timers until the clock's times.
+_CLOCK_SKEW: Final = 0.1
+
+
+class _Run:
+    """One assignment being run: its coroutine's task, and how the host ended it."""
+
+    __slots__ = ("abandoned", "assignment", "task")
+
+    def __init__(self, assignment: Assignment) -> None:
+        self.assignment = assignment
+        self.task: asyncio.Task[None] | None = None
+        # The host cancelled it (shutdown, or the distributor no longer leases it):
+        # whatever it ends with is not reported.
+        self.abandoned = False
+
+
+class AsyncHost:
+    """Runs a :class:`~taskdist.Distributor`'s assignments as asyncio coroutines.
+
+    ``await host.run()`` loops: ``dispatch()`` (at most ``concurrency``
+    runs at once; ``None``: as many as the workers take), start
+    ``handler(assignment)`` as a task for each assignment, and sleep until
+    the first of: the distributor's ``next_wakeup()``, a lease due for
+    renewal, a run finishing, a :meth:`submit` or :meth:`wake`, or
+    :meth:`stop`. It sleeps on one ``asyncio.Event`` and one timer: it never
+    polls, and never wakes before something is due.
+
+    **Outcomes.** A handler that returns completes its attempt; one that
+    raises fails it, retryably unless the exception is an instance of one
+    of ``not_retryable`` (the distributor's retry policy then decides:
+    retry after its delay, or dead-letter). A report the distributor no
+    longer wants (the task was cancelled, or a late report of another
+    attempt already won) is dropped, and that run's handler is cancelled.
+
+    **Leases.** A run whose assignment has a lease is renewed
+    (``heartbeat``) once ``heartbeat`` of the lease has passed (0.5: half
+    way), so a slow handler keeps its task; ``heartbeat=None`` never renews,
+    which makes the lease the run's time limit. If a lease expires anyway
+    (the loop was blocked), the distributor runs the task again; the first
+    report wins.
+
+    **Stopping.** :meth:`stop`, or cancelling the task running :meth:`run`,
+    stops dispatching; running handlers get ``grace`` seconds to finish
+    (``None``: as long as they take; ``0``: none), then are cancelled, and
+    the tasks they held go back to the queue with their age, without
+    spending an attempt. Nothing leased is lost. ``run`` also returns, after
+    the last run ends, once the distributor is closed and has no live task:
+    ``distributor.close()`` then ``await host.run()`` drains it.
+
+    **Time.** The event loop's ``time()`` must be the distributor's clock:
+    a ``MonotonicClock`` with any standard loop, or a ``ManualClock`` with
+    :class:`VirtualTimeLoop` (tests and simulations in virtual time).
+
+    **Shutdown gives back by worker.** Tasks go back the way the
+    Distributor requeues a removed worker's tasks: the host removes the
+    workers that hold them and adds them again (same ``Worker``, same health
+    set by the host). Their latency average, circuit breaker and per-worker
+    counts start afresh. The host owns the distributor's workers: run one
+    host per distributor.
+
+    Costs per assignment: the distributor's dispatch and complete, one
+    asyncio task, and O(log r) for the renewal heap (r runs); per wakeup,
+    one ``next_wakeup()`` and one timer. ``submit`` is the distributor's.
+
+    >>> import asyncio
+    >>> from taskdist import Distributor, ManualClock, Task, Worker
+    >>> from taskdist.aio import AsyncHost, run_virtual
+    >>> clock = ManualClock()
+    >>> d = Distributor(clock, lease=10.0)
+    >>> _ = d.add_worker(Worker("agent", capacity=2))
+    >>> async def handler(assignment):
+    ...     await asyncio.sleep(assignment.task.cost)
+    >>> for i in range(4):
+    ...     _ = d.submit(Task(f"job-{i}", cost=30.0))
+    >>> d.close()
+    >>> host = AsyncHost(d, handler)
+    >>> run_virtual(host.run(), clock)
+    >>> d.stats().by_state["completed"], clock.now()
+    (4, 60.0)
+    """
+
+    __slots__ = (
+        "_distributor",
+        "_event",
+        "_grace",
+        "_handler",
+        "_limit",
+        "_not_retryable",
+        "_older",
+        "_renewals",
+        "_runs",
+        "_serving",
+        "_stop_at",
+        "_stopping",
+        "_wakeups",
+    )
+
+    def __init__(
+        self,
+        distributor: Distributor,
+        handler: Handler,
+        *,
+        concurrency: int | None = None,
+        heartbeat: float | None = 0.5,
+        not_retryable: Iterable[type[BaseException]] = (),
+        grace: float | None = None,
+    ) -> None:
+        """
+        Args:
+            distributor: what to run; its clock must be the event loop's time.
+            handler: ``async def handler(assignment)``, run once per assignment.
+            concurrency: most handlers running at once (>= 1), or ``None``: as
+                many as the distributor's workers take.
+            heartbeat: the fraction of a lease (0 < heartbeat < 1) after which a
+                running handler's lease is renewed; ``None``: never renewed.
+            not_retryable: exception classes whose failures are not retried.
+            grace: seconds that running handlers get to finish once stopping
+                (>= 0), or ``None`` to wait for them all.
+
+        Raises:
+            InvalidTypeError: not a Distributor, a handler that is not callable,
+                ``not_retryable`` not exception classes.
+            InvalidArgumentError: ``concurrency`` < 1, ``heartbeat`` outside
+                (0, 1), ``grace`` < 0 or NaN.
+        """
+        if not isinstance(distributor, Distributor):
+            raise InvalidTypeError(f"AsyncHost drives a Distributor, got {distributor!r}")
+        if not callable(handler):
+            raise InvalidTypeError(f"handler must be an async callable, got {handler!r}")
+        if concurrency is not None:
+            concurrency = check_int(concurrency, "concurrency", minimum=1)
+        heartbeat = check_heartbeat(heartbeat)
+        self._distributor = distributor
+        self._handler = handler
+        self._limit = concurrency
+        self._not_retryable = check_not_retryable(not_retryable)
+        self._grace = check_optional_number(grace, "grace", minimum=0.0)
+        self._event = asyncio.Event()
+        # The newest run of each task id; older runs of a task whose lease expired
+        # while they ran (the distributor dispatched it again) wait in _older.
+        self._runs: dict[Hashable, _Run] = {}
+        self._older: set[_Run] = set()
+        self._renewals = None if heartbeat is None else Renewals(heartbeat)
+        self._serving = False
+        self._stopping = False
+        self._stop_at: float | None = None
+        self._wakeups = 0
+
+    # -- what others call --------------------------------------------------------
+
+    @property
+    def distributor(self) -> Distributor:
+        """The distributor this host runs."""
+        return self._distributor
+
+    @property
+    def running(self) -> int:
+        """Handlers running now. O(1)."""
+        return len(self._runs) + len(self._older)
+
+    @property
+    def wakeups(self) -> int:
+        """How many times the host's loop has woken (a host that spun would show it)."""
+        return self._wakeups
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (or :meth:`run` cancelled) and the host is
+        finishing or has finished."""
+        return self._stopping
+
+    def submit(self, task: Task) -> SubmitResult:
+        """Submit ``task`` to the distributor and wake the host. O(the distributor's submit).
+
+        Raises what ``Distributor.submit`` raises.
+        """
+        result = self._distributor.submit(task)
+        self._event.set()
+        return result
+
+    def wake(self) -> None:
+        """Make the host look again now: call it after changing the distributor
+        directly (a submit, a worker added) while the host sleeps. O(1)."""
+        self._event.set()
+
+    def stop(self) -> None:
+        """Stop dispatching; let running handlers finish within ``grace``, then cancel
+        them and give their tasks back. :meth:`run` returns when that is done.
+        Idempotent. O(1)."""
+        self._stopping = True
+        self._event.set()
+
+    # -- the loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until stopped, cancelled, or closed and drained (see the class docstring).
+
+        Raises:
+            ReentrancyError: this host is already running.
+            InvalidArgumentError: the event loop's time is not the distributor's clock.
+        """
+        if self._serving:
+            raise ReentrancyError("this AsyncHost is already running; run() it once at a time")
+        loop = asyncio.get_running_loop()
+        skew = loop.time() - self._distributor.clock.now()
+        if abs(skew) > _CLOCK_SKEW:
+            raise InvalidArgumentError(
+                f"the event loop's time and the distributor's clock differ by {skew:g} s; "
+                "the host sleeps on the loop until the clock's times: use a "
+                "MonotonicClock with a standard loop, or a ManualClock with VirtualTimeLoop"
+            )
+        self._serving = True
+        self._event = asyncio.Event()  # bound to this loop, not to an earlier one
+        self._stopping = False
+        self._stop_at = None
+        try:
+            try:
+                await self._serve(loop)
+            except asyncio.CancelledError:
+                # Cancelled: stop as stop() does, within the grace period.
+                self._stopping = True
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._serve(loop)
+                raise
+            finally:
+                await self._abandon_the_rest()
+        finally:
+            self._serving = False
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
+        distributor = self._distributor
+        now_of = distributor.clock.now
+        event = self._event
+        limit = self._limit
+        while True:
+            event.clear()
+            self._wakeups += 1
+            if self._renewals:
+                self._renew_due(now_of())
+            if self._stopping:
+                if not self.running:
+                    return
+                stop_at = self._stop_at
+                if stop_at is None and self._grace is not None:
+                    stop_at = self._stop_at = now_of() + self._grace
+                if stop_at is not None and now_of() >= stop_at:
+                    return
+                distributor.tick()
+            else:
+                free = None if limit is None else limit - self.running
+                for assignment in distributor.dispatch(free):
+                    self._start(loop, assignment)
+                if distributor.closed and not len(distributor) and not self.running:
+                    return
+            wake = self._next_wake()
+            if wake is None:
+                await event.wait()
+                continue
+            timer = loop.call_at(wake, event.set)
+            try:
+                await event.wait()
+            finally:
+                timer.cancel()
+
+    def _next_wake(self) -> float | None:
+        """The earliest of: the distributor's next timer, a renewal due, the end of grace."""
+        wake = self._distributor.next_wakeup()
+        if self._renewals:
+            due = self._renewals.next_due(self._live)
+            if due is not None and (wake is None or due < wake):
+                wake = due
+        stop_at = self._stop_at
+        if stop_at is not None and (wake is None or stop_at < wake):
+            wake = stop_at
+        return wake
+
+    # -- one run ------------------------------------------------------------------------
+
+    def _start(self, loop: asyncio.AbstractEventLoop, assignment: Assignment) -> None:
+        task_id = assignment.task.id
+        run = _Run(assignment)
+        earlier = self._runs.get(task_id)
+        if earlier is not None:
+            self._older.add(earlier)  # its lease expired; it may still report first
+        self._runs[task_id] = run
+        run.task = loop.create_task(self._execute(run))
+        expiry = assignment.lease_expiry
+        if expiry is not None and self._renewals is not None:
+            self._renewals.add(task_id, assignment.attempt, assignment.started_at, expiry)
+
+    def _live(self, task_id: Hashable, attempt: int) -> bool:
+        run = self._runs.get(task_id)
+        return run is not None and run.assignment.attempt == attempt and not run.abandoned
+
+    async def _execute(self, run: _Run) -> None:
+        assignment = run.assignment
+        error: BaseException | None = None
+        try:
+            await self._handler(assignment)
+        except asyncio.CancelledError as cancelled:
+            if run.abandoned:
+                self._forget(run)
+                raise
+            error = cancelled  # cancelled by something else than the host: a failure
+        except Exception as raised:
+            error = raised
+        if run.abandoned and error is not None:
+            self._forget(run)  # ended by the host: given back, not reported
+            return
+        distributor = self._distributor
+        state = report(
+            distributor,
+            assignment,
+            error,
+            distributor.clock.now() - assignment.started_at,
+            self._not_retryable,
+        )
+        self._forget(run)
+        if state is not None:
+            newer = self._runs.get(assignment.task.id)
+            if newer is not None and newer is not run:
+                # This late report won: the distributor ended the newer lease.
+                self._abandon(newer)
+
+    def _forget(self, run: _Run) -> None:
+        task_id = run.assignment.task.id
+        if self._runs.get(task_id) is run:
+            del self._runs[task_id]
+        else:
+            self._older.discard(run)
+        self._event.set()
+
+    def _abandon(self, run: _Run) -> None:
+        run.abandoned = True
+        if run.task is not None:
+            run.task.cancel()
+
+    def _renew_due(self, now: float) -> None:
+        renewals = self._renewals
+        assert renewals is not None
+        for task_id, attempt in renewals.due(now):
+            if not self._live(task_id, attempt):
+                continue
+            try:
+                expiry = self._distributor.heartbeat(task_id)
+            except (TaskStateError, UnknownTaskError):
+                self._abandon(self._runs[task_id])  # cancelled, or its lease ran out
+                continue
+            if expiry is not None:
+                renewals.add(task_id, attempt, now, expiry)
+
+    async def _abandon_the_rest(self) -> None:
+        """Cancel the runs still going, wait for them, and give their tasks back."""
+        left = [*self._runs.values(), *self._older]
+        if not left:
+            return
+        for run in left:
+            self._abandon(run)
+        try:
+            await asyncio.wait([run.task for run in left if run.task is not None])
+        finally:
+            give_back_unfinished(self._distributor, [run.assignment for run in left])
+            self._runs.clear()
+            self._older.clear()
+            if self._renewals is not None:
+                self._renewals.clear()
+
+
+async def run(
+    distributor: Distributor,
+    handler: Handler,
+    *,
+    concurrency: int | None = None,
+    heartbeat: float | None = 0.5,
+    not_retryable: Iterable[type[BaseException]] = (),
+    grace: float | None = None,
+) -> None:
+    """Run ``distributor``'s assignments with ``handler`` until cancelled, or until the
+    distributor is closed and drained: ``await AsyncHost(...).run()`` (see
+    :class:`AsyncHost` for the arguments and what they mean).
+
+    Raises what ``AsyncHost`` and ``AsyncHost.run`` raise.
+    """
+    host = AsyncHost(
+        distributor,
+        handler,
+        concurrency=concurrency,
+        heartbeat=heartbeat,
+        not_retryable=not_retryable,
+        grace=grace,
+    )
+    await host.run()

@@ -1,0 +1,392 @@
+"""ExecutorHost: taskdist decides, a ``concurrent.futures`` executor runs.
+
+Each executor (a thread pool, a process pool, one dask.distributed worker
+through its client) is a taskdist :class:`~taskdist.Worker`: the
+distributor chooses which task goes next and on which worker, the host
+submits it to that worker's executor, and each future's outcome becomes
+``complete`` or ``fail``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from concurrent.futures import BrokenExecutor, Executor, Future
+from typing import Any
+
+from taskdist._validate import check_int, check_optional_number
+from taskdist.dispatch import Distributor, SubmitResult
+from taskdist.errors import (
+    InvalidArgumentError,
+    InvalidTypeError,
+    ReentrancyError,
+    TaskStateError,
+    UnknownTaskError,
+)
+from taskdist.hosts._give_back import give_back, give_back_unfinished
+from taskdist.hosts._outcome import check_not_retryable, report
+from taskdist.hosts._renewals import Renewals, check_heartbeat
+from taskdist.hosts.threaded import ThreadSafeDistributor
+from taskdist.task import Assignment, Task, TaskState, Worker
+from taskdist.workers import Health
+
+__all__ = ["ExecutorHost", "Job", "ResultHandler", "dask_workers"]
+
+Job = Callable[[Assignment], object]
+"""What an :class:`ExecutorHost` runs in an executor: a function of the
+:class:`~taskdist.Assignment` (for a process pool or a cluster, a picklable,
+module-level function). Returning completes the task; raising fails the attempt."""
+
+ResultHandler = Callable[[Assignment, object], None]
+"""Receives each completed run's assignment and what its job returned, in the
+thread that saw the future end (an executor's), after the task was completed."""
+
+
+class _Run:
+    """One assignment submitted to an executor."""
+
+    __slots__ = ("abandoned", "assignment", "future")
+
+    def __init__(self, assignment: Assignment) -> None:
+        self.assignment = assignment
+        self.future: Future[object] | None = None
+        self.abandoned = False
+
+
+class ExecutorHost:
+    """Runs a :class:`~taskdist.Distributor`'s assignments on ``concurrent.futures`` executors.
+
+    ``executors`` maps each taskdist :class:`~taskdist.Worker` to the
+    executor that runs its tasks (:func:`dask_workers` builds that map for
+    a dask.distributed cluster, one entry per dask worker), or is a single
+    executor: one worker, ``worker_id``, with ``capacity`` slots (by default
+    the pool's ``max_workers``). The host adds the workers the distributor
+    does not have yet. ``run()`` then loops in the calling thread:
+    ``dispatch()``, ``executor.submit(job, assignment)`` on the chosen
+    worker's executor, and wait (``wait_for_work``) until a future ends, a
+    task is submitted, a lease is due for renewal or a timer is due.
+
+    **Outcomes.** A future that returns completes its attempt; one that
+    raises fails it, retryably unless the exception is one of
+    ``not_retryable``. A ``BrokenExecutor`` (a process pool whose process
+    was killed) is not the task's failure and says nothing of whether it
+    ran: the host marks that worker ``UNAVAILABLE`` and reports nothing, so
+    each task it held comes back when its lease expires (an attempt spent)
+    and runs again on another worker.
+
+    **Leases.** While a future is not done its lease is renewed once
+    ``heartbeat`` of it has passed (``None``: never, which makes the lease
+    the run's time limit: a run still going when it expires is run again
+    elsewhere, and the first report wins).
+
+    **Stopping.** :meth:`stop` (from any thread) stops dispatching; futures
+    get ``grace`` seconds to finish (``None``: as long as they take), then
+    are cancelled where the executor can, and their tasks go back to the
+    queue without spending an attempt. A run the executor cannot cancel may
+    still finish later: its report is then dropped, and the task runs again
+    (at least once). ``run`` also returns once the distributor is closed and
+    has no live task. Give-back removes and re-adds the workers holding the
+    tasks (see ``AsyncHost``): the host owns its workers.
+
+    The distributor is wrapped in a :class:`ThreadSafeDistributor` (or used
+    as is, if it is one): futures report from the executors' threads. Use
+    :attr:`shared` (or :meth:`submit`) to reach it while the host runs.
+
+    Costs per assignment: the distributor's dispatch and complete, the
+    executor's submit, and O(log r) for lease renewals (r runs).
+    """
+
+    __slots__ = (
+        "_executors",
+        "_grace",
+        "_job",
+        "_not_retryable",
+        "_on_result",
+        "_renewals",
+        "_runs",
+        "_serving",
+        "_shared",
+        "_stop_at",
+        "_stopping",
+    )
+
+    def __init__(
+        self,
+        distributor: Distributor | ThreadSafeDistributor,
+        job: Job,
+        executors: Executor | Mapping[Worker, Executor],
+        *,
+        capacity: int | None = None,
+        worker_id: Hashable = "executor",
+        heartbeat: float | None = 0.5,
+        not_retryable: Iterable[type[BaseException]] = (),
+        grace: float | None = None,
+        on_result: ResultHandler | None = None,
+    ) -> None:
+        """
+        Args:
+            distributor: what to run (its clock should be a ``MonotonicClock``:
+                executors run in real time).
+            job: the function each assignment runs, as ``job(assignment)``.
+            executors: a map from each worker to its executor, or one executor.
+            capacity: with one executor, its slots (>= 1; default: its
+                ``max_workers``, when it has one).
+            worker_id: with one executor, the id of its worker.
+            heartbeat: the fraction of a lease (0 < heartbeat < 1) after which a
+                running future's lease is renewed; ``None``: never.
+            not_retryable: exception classes whose failures are not retried.
+            grace: seconds futures get to finish once stopping (>= 0), or
+                ``None`` to wait for them all.
+            on_result: receives ``(assignment, result)`` for each run whose
+                report completed its task (a late or dropped report gives none).
+
+        Raises:
+            InvalidTypeError: not a Distributor, ``job`` or ``on_result`` not
+                callable, an entry that is not a Worker and an Executor.
+            InvalidArgumentError: no executor, a capacity that cannot be found,
+                a bad ``heartbeat`` or ``grace``.
+        """
+        if isinstance(distributor, Distributor):
+            distributor = ThreadSafeDistributor(distributor)
+        elif not isinstance(distributor, ThreadSafeDistributor):
+            raise InvalidTypeError(f"ExecutorHost drives a Distributor, got {distributor!r}")
+        if not callable(job):
+            raise InvalidTypeError(f"job must be callable, got {job!r}")
+        if on_result is not None and not callable(on_result):
+            raise InvalidTypeError(f"on_result must be callable or None, got {on_result!r}")
+        heartbeat = check_heartbeat(heartbeat)
+        workers = _workers(executors, capacity, worker_id)
+        self._shared = distributor
+        self._job = job
+        self._on_result = on_result
+        self._not_retryable = check_not_retryable(not_retryable)
+        self._grace = check_optional_number(grace, "grace", minimum=0.0)
+        self._renewals = None if heartbeat is None else Renewals(heartbeat)
+        self._executors = {worker.id: executor for worker, executor in workers.items()}
+        self._runs: dict[Hashable, _Run] = {}
+        self._serving = False
+        self._stopping = False
+        self._stop_at: float | None = None
+        with distributor.lock:
+            for worker in workers:
+                if worker.id not in distributor.tracker:
+                    distributor.add_worker(worker)
+
+    @property
+    def shared(self) -> ThreadSafeDistributor:
+        """The distributor, as the thread-safe wrapper every thread must use."""
+        return self._shared
+
+    @property
+    def running(self) -> int:
+        """Futures submitted and not yet reported. O(1)."""
+        return len(self._runs)
+
+    def submit(self, task: Task) -> SubmitResult:
+        """Submit ``task`` (from any thread); the host picks it up at once."""
+        return self._shared.submit(task)
+
+    def stop(self) -> None:
+        """Stop dispatching (from any thread); see the class docstring. Idempotent. O(1)."""
+        with self._shared.lock:
+            self._stopping = True
+            self._shared.wake()
+
+    # -- the loop --------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run in this thread until stopped, or closed and drained.
+
+        Raises:
+            ReentrancyError: this host is already running.
+        """
+        shared = self._shared
+        with shared.lock:
+            if self._serving:
+                raise ReentrancyError("this ExecutorHost is already running")
+            self._serving = True
+            self._stopping = False
+            self._stop_at = None
+        try:
+            while True:
+                with shared.lock:
+                    done, timeout = self._step()
+                if done:
+                    return
+                shared.wait_for_work(timeout)
+        finally:
+            with shared.lock:
+                self._abandon_the_rest()
+                self._serving = False
+
+    def _step(self) -> tuple[bool, float | None]:
+        """One look (under the lock): renew, dispatch; say whether the host is done, and
+        else how long to wait at most."""
+        shared = self._shared
+        distributor = shared.distributor
+        now = distributor.clock.now()
+        renewals = self._renewals
+        if renewals:
+            self._renew_due(now)
+        if self._stopping:
+            if not self._runs:
+                return True, None
+            if self._stop_at is None and self._grace is not None:
+                self._stop_at = now + self._grace
+            if self._stop_at is not None and now >= self._stop_at:
+                return True, None
+            shared.dispatch(0)  # due timers only; and wait_for_work counts from here
+        else:
+            for assignment in shared.dispatch():
+                self._start(assignment)
+            if distributor.closed and not len(distributor) and not self._runs:
+                return True, None
+        wake = None if renewals is None else renewals.next_due(self._live)
+        if self._stop_at is not None and (wake is None or self._stop_at < wake):
+            wake = self._stop_at
+        return False, None if wake is None else max(wake - now, 0.0)
+
+    def _start(self, assignment: Assignment) -> None:
+        task_id = assignment.task.id
+        run = _Run(assignment)
+        earlier = self._runs.get(task_id)
+        if earlier is not None and earlier.future is not None:
+            earlier.abandoned = True  # its lease expired: the newer run replaces it
+            earlier.future.cancel()
+        worker_id = assignment.worker_id
+        try:
+            future = self._executors[worker_id].submit(self._job, assignment)
+        except (BrokenExecutor, RuntimeError):
+            # The executor is broken or shut down: the task never started, so it goes
+            # back at no cost, and the worker takes no more.
+            shared = self._shared
+            shared.set_health(worker_id, Health.UNAVAILABLE)
+            give_back(shared.distributor, [worker_id])
+            return
+        self._runs[task_id] = run
+        run.future = future
+        expiry = assignment.lease_expiry
+        if expiry is not None and self._renewals is not None:
+            self._renewals.add(task_id, assignment.attempt, assignment.started_at, expiry)
+        future.add_done_callback(lambda done: self._finished(run, done))
+
+    def _live(self, task_id: Hashable, attempt: int) -> bool:
+        run = self._runs.get(task_id)
+        return (
+            run is not None
+            and run.assignment.attempt == attempt
+            and not run.abandoned
+            and run.future is not None
+            and not run.future.done()
+        )
+
+    def _renew_due(self, now: float) -> None:
+        renewals = self._renewals
+        assert renewals is not None
+        distributor = self._shared.distributor
+        for task_id, attempt in renewals.due(now):
+            if not self._live(task_id, attempt):
+                continue
+            try:
+                expiry = distributor.heartbeat(task_id)
+            except (TaskStateError, UnknownTaskError):
+                run = self._runs[task_id]
+                run.abandoned = True  # cancelled, or its lease ran out: let the run go
+                if run.future is not None:
+                    run.future.cancel()
+                continue
+            if expiry is not None:
+                renewals.add(task_id, attempt, now, expiry)
+
+    def _finished(self, run: _Run, future: Future[object]) -> None:
+        """A future ended (in an executor's thread): report it under the lock, then hand
+        the result on, outside it."""
+        if self._report(run, future) is TaskState.COMPLETED and self._on_result is not None:
+            self._on_result(run.assignment, future.result())
+
+    def _report(self, run: _Run, future: Future[object]) -> TaskState | None:
+        shared = self._shared
+        with shared.lock:
+            task_id = run.assignment.task.id
+            if self._runs.get(task_id) is run:
+                del self._runs[task_id]
+            if run.abandoned or future.cancelled():
+                shared.wake()
+                return None
+            error = future.exception()
+            if isinstance(error, BrokenExecutor):
+                # The executor lost the task: whether it ran is unknown. Take the
+                # worker out of placement and let the lease bring the task back.
+                worker_id = run.assignment.worker_id
+                if worker_id in shared.tracker:
+                    shared.set_health(worker_id, Health.UNAVAILABLE)
+                shared.wake()
+                return None
+            clock = shared.clock
+            return report(
+                shared,
+                run.assignment,
+                error,
+                clock.now() - run.assignment.started_at,
+                self._not_retryable,
+            )
+
+    def _abandon_the_rest(self) -> None:
+        """Cancel the futures still going and give their tasks back (under the lock)."""
+        left = list(self._runs.values())
+        self._runs.clear()
+        if self._renewals is not None:
+            self._renewals.clear()
+        for run in left:
+            run.abandoned = True
+            if run.future is not None:
+                run.future.cancel()
+        if give_back_unfinished(self._shared.distributor, [run.assignment for run in left]):
+            self._shared.wake()
+
+
+def _workers(
+    executors: Executor | Mapping[Worker, Executor], capacity: int | None, worker_id: Hashable
+) -> dict[Worker, Executor]:
+    if isinstance(executors, Executor):
+        if capacity is None:
+            capacity = getattr(executors, "_max_workers", None)
+            if capacity is None:
+                raise InvalidArgumentError(
+                    f"cannot tell how many tasks {executors!r} runs at once: give capacity="
+                )
+        capacity = check_int(capacity, "capacity", minimum=1)
+        return {Worker(worker_id, capacity=capacity): executors}
+    if not isinstance(executors, Mapping):
+        raise InvalidTypeError(
+            f"executors must be an Executor or a mapping from Worker to Executor, got {executors!r}"
+        )
+    if not executors:
+        raise InvalidArgumentError("executors must name at least one worker, got an empty map")
+    for worker, executor in executors.items():
+        if not isinstance(worker, Worker) or not isinstance(executor, Executor):
+            raise InvalidTypeError(
+                f"executors maps a Worker to an Executor, got {worker!r}: {executor!r}"
+            )
+    return dict(executors)
+
+
+def dask_workers(client: Any, **submit_options: Any) -> dict[Worker, Executor]:
+    """One taskdist :class:`~taskdist.Worker` per worker of a dask.distributed cluster.
+
+    Each worker's id is its dask address and its capacity its thread count;
+    its executor is ``client.get_executor(workers=[address],
+    allow_other_workers=False, pure=False)``, so a task runs on the worker
+    taskdist placed it on. ``submit_options`` are passed on to
+    ``get_executor`` (``resources=``, ``retries=``, ...). O(dask workers).
+
+    Raises:
+        InvalidArgumentError: the cluster has no worker.
+    """
+    nthreads: Mapping[str, int] = client.nthreads()
+    if not nthreads:
+        raise InvalidArgumentError("the dask cluster has no worker yet (wait_for_workers first)")
+    options = {"allow_other_workers": False, "pure": False, **submit_options}
+    return {
+        Worker(address, capacity=threads): client.get_executor(workers=[address], **options)
+        for address, threads in nthreads.items()
+    }

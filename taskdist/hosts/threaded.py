@@ -1,0 +1,299 @@
+"""ThreadSafeDistributor: one Distributor shared by threads, behind one lock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+from typing import Any
+
+from taskdist.balancing import Balancer
+from taskdist.clock import Clock
+from taskdist.dispatch import DeadLetterQueue, Distributor, DistributorStats, SubmitResult
+from taskdist.errors import InvalidTypeError
+from taskdist.queues import Queue
+from taskdist.resilience import CircuitBreaker
+from taskdist.task import Assignment, Task, TaskState, Worker
+from taskdist.workers import CapacityTracker, Health, WorkerState
+
+__all__ = ["ThreadSafeDistributor"]
+
+
+class ThreadSafeDistributor:
+    """A :class:`~taskdist.Distributor` that threads may share: every call holds one lock.
+
+    It has the Distributor's whole API (every method and property, with the
+    same arguments, results and errors), each call made under one
+    re-entrant lock, so an ``on_event`` listener may call back. Worker
+    threads wait for something to do with :meth:`wait_for_work`::
+
+        while not shared.closed or len(shared):
+            for assignment in shared.dispatch(limit=1):
+                run(assignment)            # then complete() or fail()
+            shared.wait_for_work(timeout=1.0)
+
+    Calls that can make work dispatchable (``submit``, ``complete``,
+    ``fail``, ``cancel``, ``tick``, ``close`` and the worker changes) wake
+    the waiting threads.
+
+    The objects the properties return (``queue``, ``tracker``, ``dlq``,
+    ...) are the distributor's own and are *not* locked: read them inside
+    ``with shared.lock:``. So is :attr:`distributor`, for a series of calls
+    that must not interleave with other threads'.
+
+    Each call costs the Distributor's, plus taking the lock (about 0.1 µs
+    uncontended) and, for the calls that wake waiters, an O(waiters)
+    notify.
+
+    >>> from taskdist import Distributor, ManualClock, Task, Worker
+    >>> shared = ThreadSafeDistributor(Distributor(ManualClock()))
+    >>> _ = shared.add_worker(Worker("w", capacity=1))
+    >>> shared.submit(Task("t")).accepted
+    True
+    >>> [a.task.id for a in shared.dispatch()]
+    ['t']
+    """
+
+    __slots__ = ("_changes", "_condition", "_distributor", "_lock", "_seen")
+
+    def __init__(self, distributor: Distributor) -> None:
+        """
+        Raises:
+            InvalidTypeError: ``distributor`` is not a Distributor.
+        """
+        if not isinstance(distributor, Distributor):
+            raise InvalidTypeError(
+                f"ThreadSafeDistributor wraps a Distributor, got {distributor!r}"
+            )
+        self._distributor = distributor
+        self._lock = threading.RLock()
+        self._condition = threading.Condition(self._lock)
+        # Counts the calls that may have made work; each thread remembers the
+        # count its last dispatch saw, so a change between its dispatch and its
+        # wait is never missed.
+        self._changes = 0
+        self._seen = threading.local()
+
+    # -- the lock and the waiting ---------------------------------------------------
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock every call holds; hold it to read the distributor's parts."""
+        return self._lock
+
+    @property
+    def distributor(self) -> Distributor:
+        """The wrapped distributor: call it only while holding :attr:`lock`."""
+        return self._distributor
+
+    def wake(self) -> None:
+        """Wake every thread in :meth:`wait_for_work` (to tell them to look again, or to
+        stop). O(waiters)."""
+        with self._condition:
+            self._changed()
+
+    def _changed(self) -> None:
+        self._changes += 1
+        self._condition.notify_all()
+
+    def wait_for_work(self, timeout: float | None = None) -> bool:
+        """Block until there may be work to dispatch; say whether there may be.
+
+        Returns ``True`` at once if a call that can make work came since this
+        thread's last :meth:`dispatch`; else waits for such a call, or until the
+        distributor's ``next_wakeup()`` (read as seconds from now: right for a
+        ``MonotonicClock``; with a ``ManualClock``, give a ``timeout`` and move
+        the clock yourself), returning ``True`` then, or until ``timeout``
+        seconds pass, returning ``False``. O(1) plus ``next_wakeup``.
+        """
+        with self._condition:
+            seen = getattr(self._seen, "changes", None)
+            if seen is not None and seen != self._changes:
+                return True
+            changes = self._changes
+            distributor = self._distributor
+            wake = distributor.next_wakeup()
+            wait = timeout
+            if wake is not None:
+                until = wake - distributor.clock.now()
+                if until <= 0:
+                    return True
+                if wait is None or until < wait:
+                    wait = until
+                    timeout = None  # the timer ends the wait, not the timeout
+            self._condition.wait(wait)
+            return self._changes != changes or timeout is None
+
+    # -- properties --------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The clock everything here reads."""
+        return self._distributor.clock
+
+    @property
+    def queue(self) -> Queue:
+        """The queue (read it under :attr:`lock`)."""
+        return self._distributor.queue
+
+    @property
+    def tracker(self) -> CapacityTracker:
+        """The capacity tracker (read it under :attr:`lock`)."""
+        return self._distributor.tracker
+
+    @property
+    def balancer(self) -> Balancer:
+        """The balancer that places tasks."""
+        return self._distributor.balancer
+
+    @property
+    def dlq(self) -> DeadLetterQueue:
+        """The dead-letter queue (read it under :attr:`lock`)."""
+        return self._distributor.dlq
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        with self._lock:
+            return self._distributor.closed
+
+    # -- calls that may make work -------------------------------------------------------
+
+    def add_worker(self, worker: Worker) -> WorkerState:
+        """``Distributor.add_worker``, locked; wakes waiting threads."""
+        with self._lock:
+            state = self._distributor.add_worker(worker)
+            self._changed()
+            return state
+
+    def remove_worker(self, worker_id: Hashable) -> list[Task]:
+        """``Distributor.remove_worker``, locked; wakes waiting threads."""
+        with self._lock:
+            tasks = self._distributor.remove_worker(worker_id)
+            self._changed()
+            return tasks
+
+    def set_health(self, worker_id: Hashable, health: Health | str) -> WorkerState:
+        """``Distributor.set_health``, locked; wakes waiting threads."""
+        with self._lock:
+            state = self._distributor.set_health(worker_id, health)
+            self._changed()
+            return state
+
+    def update_worker(self, worker_id: Hashable, **changes: Any) -> WorkerState:
+        """``Distributor.update_worker``, locked; wakes waiting threads."""
+        with self._lock:
+            state = self._distributor.update_worker(worker_id, **changes)
+            self._changed()
+            return state
+
+    def submit(self, task: Task) -> SubmitResult:
+        """``Distributor.submit``, locked; wakes waiting threads."""
+        with self._lock:
+            result = self._distributor.submit(task)
+            self._changed()
+            return result
+
+    def close(self) -> None:
+        """``Distributor.close``, locked; wakes waiting threads (so they can see it)."""
+        with self._lock:
+            self._distributor.close()
+            self._changed()
+
+    def complete(
+        self, task_id: Hashable, *, duration: float | None = None, attempt: int | None = None
+    ) -> TaskState:
+        """``Distributor.complete``, locked; wakes waiting threads."""
+        with self._lock:
+            state = self._distributor.complete(task_id, duration=duration, attempt=attempt)
+            self._changed()
+            return state
+
+    def fail(
+        self,
+        task_id: Hashable,
+        *,
+        error: BaseException | str | None = None,
+        retryable: bool = True,
+        duration: float | None = None,
+        attempt: int | None = None,
+    ) -> TaskState:
+        """``Distributor.fail``, locked; wakes waiting threads."""
+        with self._lock:
+            state = self._distributor.fail(
+                task_id, error=error, retryable=retryable, duration=duration, attempt=attempt
+            )
+            self._changed()
+            return state
+
+    def cancel(self, task_id: Hashable) -> Task:
+        """``Distributor.cancel``, locked; wakes waiting threads."""
+        with self._lock:
+            task = self._distributor.cancel(task_id)
+            self._changed()
+            return task
+
+    def tick(self) -> None:
+        """``Distributor.tick``, locked; wakes waiting threads."""
+        with self._lock:
+            self._distributor.tick()
+            self._changed()
+
+    # -- the other calls ------------------------------------------------------------------
+
+    def dispatch(self, limit: int | None = None) -> list[Assignment]:
+        """``Distributor.dispatch``, locked (and remembered for :meth:`wait_for_work`)."""
+        with self._lock:
+            self._seen.changes = self._changes
+            return self._distributor.dispatch(limit)
+
+    def heartbeat(self, task_id: Hashable, extend: float | None = None) -> float | None:
+        """``Distributor.heartbeat``, locked."""
+        with self._lock:
+            return self._distributor.heartbeat(task_id, extend)
+
+    def next_wakeup(self) -> float | None:
+        """``Distributor.next_wakeup``, locked."""
+        with self._lock:
+            return self._distributor.next_wakeup()
+
+    def breaker(self, worker_id: Hashable) -> CircuitBreaker | None:
+        """``Distributor.breaker``, locked."""
+        with self._lock:
+            return self._distributor.breaker(worker_id)
+
+    def state_of(self, task_id: Hashable) -> TaskState:
+        """``Distributor.state_of``, locked."""
+        with self._lock:
+            return self._distributor.state_of(task_id)
+
+    def assignment(self, task_id: Hashable) -> Assignment:
+        """``Distributor.assignment``, locked."""
+        with self._lock:
+            return self._distributor.assignment(task_id)
+
+    def leases(self) -> list[Assignment]:
+        """``Distributor.leases``, locked."""
+        with self._lock:
+            return self._distributor.leases()
+
+    def explain(self, task_id: Hashable) -> str:
+        """``Distributor.explain``, locked."""
+        with self._lock:
+            return self._distributor.explain(task_id)
+
+    def stats(self) -> DistributorStats:
+        """``Distributor.stats``, locked."""
+        with self._lock:
+            return self._distributor.stats()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._distributor)
+
+    def __contains__(self, task_id: object) -> bool:
+        with self._lock:
+            return task_id in self._distributor
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return f"ThreadSafeDistributor({self._distributor!r})"

@@ -1,0 +1,435 @@
+"""The asyncio host, in virtual time: exact sleeps, outcomes, leases, shutdown.
+
+Every test runs on a VirtualTimeLoop over a ManualClock, so hours of
+handler sleeps, leases and retry delays take milliseconds, and every time
+asserted is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskdist import (
+    Assignment,
+    Distributor,
+    InvalidArgumentError,
+    InvalidTypeError,
+    ManualClock,
+    Reason,
+    ReentrancyError,
+    RetryPolicy,
+    Task,
+    TaskState,
+    Worker,
+)
+from taskdist.aio import AsyncHost, VirtualTimeLoop, run, run_virtual
+
+
+def distributor(
+    clock: ManualClock, *, capacity: int = 1, lease: float | None = 30.0, attempts: int = 3
+) -> Distributor:
+    d = Distributor(
+        clock,
+        lease=lease,
+        dedup_window=1e9,  # remember every finished task, to look at it after the run
+        retry=RetryPolicy(max_attempts=attempts, base=5.0, cap=5.0, jitter="none"),
+    )
+    d.add_worker(Worker("w", capacity=capacity))
+    return d
+
+
+def sleeper(log: list[tuple[object, int, float]] | None = None) -> Callable[..., object]:
+    """A handler that sleeps the task's cost and logs (id, attempt, start)."""
+
+    async def handler(assignment: Assignment) -> None:
+        if log is not None:
+            log.append((assignment.task.id, assignment.attempt, assignment.started_at))
+        await asyncio.sleep(assignment.task.cost)
+
+    return handler
+
+
+# -- exact sleeps -------------------------------------------------------------------
+
+
+def test_the_host_wakes_only_when_a_run_ends() -> None:
+    clock = ManualClock()
+    d = distributor(clock)
+    d.submit(Task("a", cost=10.0))
+    d.close()
+    host = AsyncHost(d, sleeper())
+    run_virtual(host.run(), clock)
+    assert clock.now() == 10.0
+    assert d.state_of("a") is TaskState.COMPLETED
+    # Once to dispatch at 0, once when the run ended at 10: no renewal was due
+    # (half the 30 s lease is 15 s), and nothing else.
+    assert host.wakeups == 2
+
+
+def test_a_retry_starts_exactly_when_its_delay_ends() -> None:
+    clock = ManualClock()
+    d = distributor(clock)
+    log: list[tuple[object, int, float]] = []
+
+    async def flaky(assignment: Assignment) -> None:
+        log.append((assignment.task.id, assignment.attempt, clock.now()))
+        await asyncio.sleep(10.0)
+        if assignment.attempt == 1:
+            raise TimeoutError("no answer")
+
+    d.submit(Task("a"))
+    d.close()
+    host = AsyncHost(d, flaky)
+    run_virtual(host.run(), clock)
+    assert log == [("a", 1, 0.0), ("a", 2, 15.0)]  # failed at 10, retry delay 5
+    assert clock.now() == 25.0
+    assert host.wakeups == 4  # dispatch, failure, retry due, completion
+
+
+def test_work_submitted_through_the_host_starts_at_once() -> None:
+    clock = ManualClock()
+    d = distributor(clock)
+    log: list[tuple[object, int, float]] = []
+    host = AsyncHost(d, sleeper(log))
+
+    async def main() -> None:
+        serving = asyncio.create_task(host.run())
+        await asyncio.sleep(5.0)
+        host.submit(Task("late", cost=1.0))
+        await asyncio.sleep(3.0)
+        d.submit(Task("direct", cost=1.0))  # the host is not told ...
+        await asyncio.sleep(3.0)
+        assert [entry[0] for entry in log] == ["late"]
+        host.wake()  # ... until woken
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        host.stop()
+        await serving
+
+    run_virtual(main(), clock)
+    assert log == [("late", 1, 5.0), ("direct", 1, 11.0)]
+
+
+# -- outcomes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "not_retryable", "reason", "calls", "ended_at"),
+    [
+        # Retried after 5 s twice, then out of attempts.
+        (ValueError("bad input"), (), Reason.MAX_ATTEMPTS, 3, 10.0),
+        # Marked not retryable: dead at once.
+        (PermissionError("forbidden"), (PermissionError,), Reason.NOT_RETRYABLE, 1, 0.0),
+    ],
+)
+def test_a_handler_that_raises_is_retried_then_dead_lettered(
+    error: Exception,
+    not_retryable: tuple[type[Exception], ...],
+    reason: Reason,
+    calls: int,
+    ended_at: float,
+) -> None:
+    clock = ManualClock()
+    d = distributor(clock, attempts=3)
+    made = Counter[object]()
+
+    async def broken(assignment: Assignment) -> None:
+        made[assignment.task.id] += 1
+        raise error
+
+    d.submit(Task("a"))
+    d.close()
+    run_virtual(run(d, broken, not_retryable=not_retryable), clock)
+    entry = d.dlq.get("a")
+    assert made["a"] == calls and entry is not None and entry.reason is reason
+    text = f"{type(error).__name__}: {error}"
+    assert [record.error for record in entry.history] == [text] * calls
+    assert clock.now() == ended_at
+
+
+def test_concurrency_bounds_the_handlers_running_at_once() -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=10)
+    running = peak = 0
+
+    async def handler(assignment: Assignment) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(1.0)
+        running -= 1
+
+    for i in range(9):
+        d.submit(Task(i))
+    d.close()
+    run_virtual(run(d, handler, concurrency=3), clock)
+    assert peak == 3 and clock.now() == 3.0
+
+
+# -- leases ------------------------------------------------------------------------
+
+
+def test_heartbeats_keep_a_slow_handler_s_lease() -> None:
+    clock = ManualClock()
+    d = distributor(clock, lease=30.0)
+    expiries: list[float | None] = []
+
+    async def slow(assignment: Assignment) -> None:
+        for _ in range(9):
+            await asyncio.sleep(11.0)  # off the renewal times, so no two coincide
+            expiries.append(d.assignment(assignment.task.id).lease_expiry)
+        await asyncio.sleep(1.0)
+
+    d.submit(Task("slow"))
+    d.close()
+    host = AsyncHost(d, slow, heartbeat=0.5)
+    run_virtual(host.run(), clock)
+    assert d.state_of("slow") is TaskState.COMPLETED and clock.now() == 100.0
+    assert d.stats().lease_expiries == 0
+    # Renewed every 15 s (half of the lease), each time to 30 s ahead.
+    assert expiries == [30.0, 45.0, 60.0, 60.0, 75.0, 90.0, 105.0, 105.0, 120.0]
+    assert host.wakeups == 1 + 6 + 1  # dispatch, renewals at 15..90, the end
+
+
+def test_without_heartbeats_a_slow_run_loses_its_lease_and_the_first_report_wins() -> None:
+    clock = ManualClock()
+    d = distributor(clock, lease=10.0)
+    log: list[tuple[object, int, float]] = []
+    cancelled: list[int] = []
+
+    async def handler(assignment: Assignment) -> None:
+        log.append((assignment.task.id, assignment.attempt, clock.now()))
+        try:
+            await asyncio.sleep(15.0)
+        except asyncio.CancelledError:
+            cancelled.append(assignment.attempt)
+            raise
+
+    d.submit(Task("a"))
+    d.close()
+    run_virtual(run(d, handler, heartbeat=None), clock)
+    # Attempt 1's lease ran out at 10 and the task ran again; attempt 1 then
+    # reported at 15 and won, so the host stopped attempt 2.
+    assert log == [("a", 1, 0.0), ("a", 2, 10.0)]
+    assert cancelled == [2]
+    assert d.state_of("a") is TaskState.COMPLETED and clock.now() == 15.0
+
+
+def test_a_task_cancelled_while_running_stops_at_its_next_renewal() -> None:
+    clock = ManualClock()
+    d = distributor(clock, lease=30.0)
+    stopped_at: list[float] = []
+
+    async def handler(assignment: Assignment) -> None:
+        try:
+            await asyncio.sleep(100.0)
+        except asyncio.CancelledError:
+            stopped_at.append(clock.now())
+            raise
+
+    host = AsyncHost(d, handler)
+
+    async def main() -> None:
+        serving = asyncio.create_task(host.run())
+        host.submit(Task("a"))
+        await asyncio.sleep(5.0)
+        d.cancel("a")
+        d.close()
+        await serving
+
+    run_virtual(main(), clock)
+    assert stopped_at == [15.0]
+    assert d.state_of("a") is TaskState.CANCELLED and host.running == 0
+
+
+# -- stopping ---------------------------------------------------------------------
+
+
+def long_jobs(clock: ManualClock, count: int, capacity: int) -> Distributor:
+    d = distributor(clock, capacity=capacity, attempts=1)
+    for i in range(count):
+        d.submit(Task(i, cost=100.0, max_attempts=1))
+    return d
+
+
+def cancel_after(seconds: float, d: Distributor, clock: ManualClock) -> None:
+    """Run a host with no grace, and cancel the task running it after ``seconds``."""
+
+    async def main() -> None:
+        serving = asyncio.create_task(run(d, sleeper(), grace=0))
+        await asyncio.sleep(seconds)
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+
+    run_virtual(main(), clock)
+
+
+def stop_after(seconds: float, host: AsyncHost, clock: ManualClock) -> None:
+    """Run ``host`` and call its stop() after ``seconds``."""
+
+    async def main() -> None:
+        serving = asyncio.create_task(host.run())
+        await asyncio.sleep(seconds)
+        host.stop()
+        await serving
+
+    run_virtual(main(), clock)
+
+
+def test_cancelling_the_host_mid_run_gives_every_leased_task_back() -> None:
+    clock = ManualClock()
+    d = long_jobs(clock, 10, capacity=4)
+    cancel_after(50.0, d, clock)
+    assert clock.now() == 50.0
+    assert d.stats().by_state[TaskState.QUEUED] == 10 and not d.leases()
+    assert d.stats().failed == 0 and not len(d.dlq)
+    # No attempt was spent: with max_attempts=1 every task still completes.
+    d.close()
+    run_virtual(run(d, sleeper()), clock)
+    assert d.stats().by_state[TaskState.COMPLETED] == 10 and not len(d.dlq)
+
+
+def test_stop_lets_running_handlers_finish_by_default() -> None:
+    clock = ManualClock()
+    d = long_jobs(clock, 10, capacity=4)
+    stop_after(50.0, AsyncHost(d, sleeper()), clock)
+    assert clock.now() == 100.0
+    by_state = d.stats().by_state
+    assert by_state[TaskState.COMPLETED] == 4 and by_state[TaskState.QUEUED] == 6
+
+
+def test_stop_cancels_what_is_still_running_when_the_grace_ends() -> None:
+    clock = ManualClock()
+    d = long_jobs(clock, 3, capacity=4)
+    d.submit(Task("short", cost=60.0))
+    stop_after(50.0, AsyncHost(d, sleeper(), grace=20.0), clock)
+    assert clock.now() == 70.0
+    assert d.state_of("short") is TaskState.COMPLETED
+    assert [d.state_of(i) for i in range(3)] == [TaskState.QUEUED] * 3
+    assert d.tracker.worker("w").in_flight == 0
+
+
+def test_a_given_back_worker_keeps_the_health_the_host_set() -> None:
+    clock = ManualClock()
+    d = long_jobs(clock, 2, capacity=4)
+    d.set_health("w", "degraded")
+    cancel_after(1.0, d, clock)
+    assert d.tracker.worker("w").host_health.value == "degraded"
+    assert d.stats().by_state[TaskState.QUEUED] == 2
+
+
+# -- refusals ------------------------------------------------------------------------
+
+
+def test_a_clock_that_is_not_the_loop_s_time_is_refused() -> None:
+    clock = ManualClock(start=1e6)
+    d = distributor(clock)
+    with pytest.raises(InvalidArgumentError, match="VirtualTimeLoop"):
+        asyncio.run(run(d, sleeper()))
+
+
+def test_running_one_host_twice_at_once_is_refused() -> None:
+    clock = ManualClock()
+    host = AsyncHost(distributor(clock), sleeper())
+
+    async def main() -> None:
+        serving = asyncio.create_task(host.run())
+        await asyncio.sleep(1.0)
+        with pytest.raises(ReentrancyError):
+            await host.run()
+        host.stop()
+        await serving
+
+    run_virtual(main(), clock)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"concurrency": 0}, InvalidArgumentError),
+        ({"concurrency": 1.5}, InvalidTypeError),
+        ({"heartbeat": 1.0}, InvalidArgumentError),
+        ({"heartbeat": 0.0}, InvalidArgumentError),
+        ({"heartbeat": float("nan")}, InvalidArgumentError),
+        ({"grace": -1.0}, InvalidArgumentError),
+        ({"not_retryable": [int]}, InvalidTypeError),
+        ({"not_retryable": 3}, InvalidTypeError),
+    ],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        AsyncHost(distributor(ManualClock()), sleeper(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_host_needs_a_distributor_and_a_callable() -> None:
+    with pytest.raises(InvalidTypeError):
+        AsyncHost(object(), sleeper())  # type: ignore[arg-type]
+    with pytest.raises(InvalidTypeError):
+        AsyncHost(distributor(ManualClock()), "handler")  # type: ignore[arg-type]
+
+
+def test_the_virtual_loop_needs_a_manual_clock() -> None:
+    with pytest.raises(InvalidTypeError):
+        VirtualTimeLoop(object())  # type: ignore[arg-type]
+
+
+# -- the model ---------------------------------------------------------------------
+
+jobs = st.lists(
+    st.tuples(st.integers(1, 40), st.integers(0, 3)),  # (duration, failures before success)
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(
+    jobs=jobs,
+    capacity=st.integers(1, 4),
+    concurrency=st.none() | st.integers(1, 4),
+    lease=st.none() | st.sampled_from([7.0, 30.0]),
+)
+def test_every_task_ends_as_the_model_says_and_the_host_never_spins(
+    jobs: list[tuple[int, int]], capacity: int, concurrency: int | None, lease: float | None
+) -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=capacity, lease=lease, attempts=3)
+    calls = Counter[object]()
+    running = peak = 0
+
+    async def handler(assignment: Assignment) -> None:
+        nonlocal running, peak
+        task_id = assignment.task.id
+        calls[task_id] += 1
+        running += 1
+        peak = max(peak, running)
+        try:
+            await asyncio.sleep(assignment.task.cost)
+        finally:
+            running -= 1
+        if calls[task_id] <= jobs[task_id][1]:
+            raise RuntimeError("flaky")
+
+    for i, (duration, _) in enumerate(jobs):
+        d.submit(Task(i, cost=float(duration)))
+    d.close()
+    host = AsyncHost(d, handler, concurrency=concurrency)
+    run_virtual(host.run(), clock)
+    for i, (_, failures) in enumerate(jobs):
+        expected = TaskState.DEAD if failures >= 3 else TaskState.COMPLETED
+        assert d.state_of(i) is expected
+        assert calls[i] == min(failures + 1, 3)
+    assert peak <= min(capacity, concurrency or capacity)
+    assert d.stats().lease_expiries == 0  # heartbeats kept every lease
+    # Every wakeup was for something: a dispatch at the start, a run ending,
+    # a retry coming due, or a lease renewal.
+    runs = sum(calls.values())
+    retries = d.stats().retries
+    renewals = 0 if lease is None else sum(int(d // (lease / 2)) for d, _ in jobs) * 3
+    assert host.wakeups <= 1 + runs + retries + renewals

@@ -1,0 +1,251 @@
+"""ExecutorHost on a thread pool, process pools and a dask.distributed LocalCluster.
+
+Executors run in real time, so these tests keep their tasks and leases short.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+
+import pytest
+
+from taskdist import (
+    Assignment,
+    Distributor,
+    Health,
+    InvalidArgumentError,
+    InvalidTypeError,
+    MonotonicClock,
+    Reason,
+    RetryPolicy,
+    Task,
+    TaskState,
+    Worker,
+)
+from taskdist.executor import ExecutorHost, dask_workers
+
+# Module-level jobs: a process pool pickles them by name.
+
+
+def double(assignment: Assignment) -> int:
+    return 2 * int(assignment.task.payload)
+
+
+def fail_first(assignment: Assignment) -> None:
+    if assignment.attempt == 1:
+        raise ConnectionError("reset by peer")
+
+
+def refuse(assignment: Assignment) -> None:
+    raise PermissionError("forbidden")
+
+
+def die_first(assignment: Assignment) -> int:
+    """Kill the process running the first attempt, as an out-of-memory killer would."""
+    if assignment.task.id == "poison" and assignment.attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
+
+
+def where_am_i(assignment: Assignment) -> str:
+    from distributed import get_worker
+
+    return str(get_worker().address)
+
+
+def distributor(lease: float | None = 5.0) -> Distributor:
+    retry = RetryPolicy(max_attempts=3, base=0.01, cap=0.01, jitter="none")
+    return Distributor(MonotonicClock(), lease=lease, retry=retry, dedup_window=600.0)
+
+
+def test_an_assignment_travels_to_another_process_intact() -> None:
+    task = Task("t", priority=1, resources={"api_calls": 2}, requires={"gpu"}, payload=[1])
+    assignment = Assignment(task, "w", 2, 0.0, 30.0)
+    assert pickle.loads(pickle.dumps(assignment)) == assignment
+
+
+def test_a_thread_pool_runs_every_task_and_reports_each_outcome() -> None:
+    d = distributor()
+    ran: list[object] = []
+
+    def job(assignment: Assignment) -> None:
+        ran.append(assignment.task.id)
+        if assignment.task.id == "flaky":
+            fail_first(assignment)
+        if assignment.task.id == "forbidden":
+            refuse(assignment)
+
+    for i in range(20):
+        d.submit(Task(i))
+    d.submit(Task("flaky"))
+    d.submit(Task("forbidden"))
+    d.close()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        host = ExecutorHost(d, job, pool, not_retryable=(PermissionError,))
+        host.run()
+    assert d.tracker.worker("executor").capacity["slots"] == 4
+    assert [d.state_of(i) for i in range(20)] == [TaskState.COMPLETED] * 20
+    assert d.state_of("flaky") is TaskState.COMPLETED and ran.count("flaky") == 2
+    entry = d.dlq.get("forbidden")
+    assert entry is not None and entry.reason is Reason.NOT_RETRYABLE
+    assert host.running == 0
+
+
+def test_each_completed_run_s_result_is_handed_on() -> None:
+    d = distributor()
+    results: dict[object, object] = {}
+    for i in range(10):
+        d.submit(Task(i, payload=i))
+    d.close()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        ExecutorHost(
+            d, double, pool, on_result=lambda a, r: results.__setitem__(a.task.id, r)
+        ).run()
+    assert results == {i: 2 * i for i in range(10)}
+
+
+def test_the_executor_is_never_given_more_than_its_workers_capacity() -> None:
+    d = distributor()
+    running = peak = 0
+    book = threading.Lock()
+
+    def job(assignment: Assignment) -> None:
+        nonlocal running, peak
+        with book:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.002)
+        with book:
+            running -= 1
+
+    for i in range(40):
+        d.submit(Task(i))
+    d.close()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ExecutorHost(d, job, pool, capacity=3).run()
+    assert peak == 3 and d.stats().by_state[TaskState.COMPLETED] == 40
+
+
+def test_work_submitted_from_another_thread_is_picked_up_and_stop_returns() -> None:
+    d = distributor()
+    done = threading.Event()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        host = ExecutorHost(d, lambda a: done.set(), pool)
+        serving = threading.Thread(target=host.run)
+        serving.start()
+        host.submit(Task("later"))
+        assert done.wait(5.0)
+        host.stop()
+        serving.join(5.0)
+    assert not serving.is_alive() and d.state_of("later") is TaskState.COMPLETED
+
+
+def test_a_slow_job_keeps_its_lease_by_heartbeats() -> None:
+    d = distributor(lease=0.1)
+    d.submit(Task("slow"))
+    d.close()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ExecutorHost(d, lambda a: time.sleep(0.35), pool, heartbeat=0.5).run()
+    assert d.state_of("slow") is TaskState.COMPLETED and d.stats().lease_expiries == 0
+
+
+def test_stopping_gives_unfinished_tasks_back_without_an_attempt() -> None:
+    d = distributor()
+    release = threading.Event()
+    started = threading.Barrier(3)
+
+    def job(assignment: Assignment) -> None:
+        started.wait(5.0)
+        release.wait(5.0)
+
+    for i in range(5):
+        d.submit(Task(i, max_attempts=1))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        host = ExecutorHost(d, job, pool, grace=0)
+        serving = threading.Thread(target=host.run)
+        serving.start()
+        started.wait(5.0)  # two jobs are running
+        host.stop()
+        serving.join(5.0)
+        release.set()
+    assert not serving.is_alive()
+    stats = d.stats()
+    assert stats.by_state[TaskState.QUEUED] == 5 and stats.failed == 0 and not d.leases()
+    # The two late finishes were dropped; no attempt was spent on anyone.
+    d.close()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ExecutorHost(d, lambda a: None, pool).run()
+    assert d.stats().by_state[TaskState.COMPLETED] == 5
+
+
+def test_a_killed_process_s_task_runs_again_on_another_worker_when_its_lease_expires() -> None:
+    d = distributor(lease=0.5)
+    context = multiprocessing.get_context("spawn")
+    pools = {name: ProcessPoolExecutor(1, mp_context=context) for name in ("a", "b")}
+    executors: dict[Worker, Executor] = {Worker(n, capacity=1): p for n, p in pools.items()}
+    try:
+        d.submit(Task("poison"))
+        for i in range(3):
+            d.submit(Task(i))
+        d.close()
+        ExecutorHost(d, die_first, executors).run()
+    finally:
+        for pool in pools.values():
+            pool.shutdown(cancel_futures=True)
+    assert d.state_of("poison") is TaskState.COMPLETED
+    assert [d.state_of(i) for i in range(3)] == [TaskState.COMPLETED] * 3
+    assert d.stats().lease_expiries >= 1
+    killed = d.stats().workers
+    broken = [w for w, counts in killed.items() if counts.health is Health.UNAVAILABLE]
+    assert len(broken) == 1  # the pool whose process died takes no more tasks
+
+
+def test_bad_settings_are_refused() -> None:
+    d = distributor()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with pytest.raises(InvalidTypeError):
+            ExecutorHost(object(), double, pool)  # type: ignore[arg-type]
+        with pytest.raises(InvalidTypeError):
+            ExecutorHost(d, "job", pool)  # type: ignore[arg-type]
+        with pytest.raises(InvalidTypeError):
+            ExecutorHost(d, double, {"w": pool})  # type: ignore[dict-item]
+        with pytest.raises(InvalidArgumentError):
+            ExecutorHost(d, double, {})
+        with pytest.raises(InvalidArgumentError):
+            ExecutorHost(d, double, pool, capacity=0)
+        with pytest.raises(InvalidArgumentError):
+            ExecutorHost(d, double, pool, heartbeat=2.0)
+    assert len(d.tracker) == 0  # nothing was registered by a refused host
+
+
+def test_dask_runs_each_task_on_the_worker_taskdist_chose() -> None:
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.wait_for_workers(2)
+        workers = dask_workers(client)
+        assert sorted(w.capacity["slots"] for w in workers) == [1.0, 1.0]
+        d = distributor()
+        where: dict[object, tuple[object, object]] = {}
+
+        def record(assignment: Assignment, address: object) -> None:
+            where[assignment.task.id] = (assignment.worker_id, address)
+
+        host = ExecutorHost(d, where_am_i, workers, on_result=record)
+        for i in range(10):
+            d.submit(Task(i))
+        d.close()
+        host.run()
+    assert d.stats().by_state[TaskState.COMPLETED] == 10
+    assert len(where) == 10 and all(chosen == ran for chosen, ran in where.values())
+    assert len({chosen for chosen, _ in where.values()}) == 2  # both workers were used
