@@ -293,6 +293,7 @@ class Distributor:
         "_lease",
         "_leases",
         "_listener",
+        "_listeners",
         "_lot",
         "_max_queued",
         "_now",
@@ -404,8 +405,6 @@ class Distributor:
         dedup_window = check_number(dedup_window, "dedup_window", minimum=0.0)
         if max_queued is not None:
             max_queued = check_int(max_queued, "max_queued", minimum=1)
-        if on_event is not None and not callable(on_event):
-            raise InvalidTypeError(f"on_event must be callable, got {on_event!r}")
         self._clock = clock
         self._now = clock.now
         self._queue = queue
@@ -421,7 +420,11 @@ class Distributor:
         self._dedup_window = dedup_window
         self._max_queued = max_queued
         self._rng = rng
-        self._listener = on_event
+        # Every listener; _listener is None without any, else what calls them all.
+        self._listeners: list[Listener] = []
+        self._listener: Listener | None = None
+        if on_event is not None:
+            self.add_listener(on_event)
         self._events: list[Event] = []
         self._flushing = False
         self._busy = False
@@ -540,6 +543,46 @@ class Distributor:
                         listener(event)
         finally:
             self._flushing = False
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with every :class:`~taskdist.Event` from now on, after
+        the listeners added before it. O(listeners).
+
+        Raises:
+            InvalidTypeError: ``listener`` is not callable.
+        """
+        if not callable(listener):
+            raise InvalidTypeError(f"a listener must be callable, got {listener!r}")
+        self._listeners.append(listener)
+        self._fan_out()
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (the first added, if added twice). O(listeners).
+
+        Raises:
+            InvalidArgumentError: ``listener`` was not added.
+        """
+        try:
+            self._listeners.remove(listener)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"{listener!r} is not a listener of this distributor"
+            ) from None
+        self._fan_out()
+
+    def _fan_out(self) -> None:
+        listeners = tuple(self._listeners)
+        if not listeners:
+            self._listener = None
+        elif len(listeners) == 1:
+            self._listener = listeners[0]
+        else:
+
+            def every(event: Event) -> None:
+                for listener in listeners:
+                    listener(event)
+
+            self._listener = every
 
     def _emit(self, kind: EventKind, task_id: Hashable | None = None, **fields: Any) -> None:
         self._events.append(Event(kind, self._now(), task_id, **fields))
@@ -1056,6 +1099,39 @@ class Distributor:
                     at=retry_at,
                 )
             return TaskState.RETRYING
+        finally:
+            self._leave()
+
+    def requeue(self, task_id: Hashable, *, attempt: int | None = None) -> Task:
+        """Give a leased task back to the queue with its age, without spending an attempt.
+
+        For a host that stops with the task unfinished, or a preemption: the
+        worker is freed (no outcome recorded), the breaker permit, gates and
+        queue quota are released, and the attempt is recorded as
+        ``requeued``. ``attempt`` (optional) names the lease meant: a task
+        leased again since is refused. Returns the task. O(r + g) + the
+        queue's push.
+
+        Raises:
+            UnknownTaskError: no task has this id.
+            TaskStateError: the task is not leased (under ``attempt``, if given).
+        """
+        if attempt is not None:
+            attempt = check_int(attempt, "attempt", minimum=1)
+        self._enter()
+        try:
+            lease = self._lease_of(task_id, "requeue")
+            if attempt is not None and attempt != lease.attempt:
+                raise TaskStateError(
+                    f"cannot requeue task {task_id!r}: attempt {attempt} is not its lease "
+                    f"(attempt {lease.attempt} is)"
+                )
+            now = self._now()
+            task = lease.task
+            self._end_lease(lease, now, None, ok=None)
+            self._record_attempt(lease, now, "requeued", None)
+            self._requeue(task, now, EventKind.REQUEUED, worker_id=lease.worker_id)
+            return task
         finally:
             self._leave()
 

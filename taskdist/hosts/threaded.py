@@ -8,7 +8,7 @@ from typing import Any
 
 from taskdist.balancing import Balancer
 from taskdist.clock import Clock
-from taskdist.dispatch import DeadLetterQueue, Distributor, DistributorStats, SubmitResult
+from taskdist.dispatch import DeadLetterQueue, Distributor, DistributorStats, Listener, SubmitResult
 from taskdist.errors import InvalidTypeError
 from taskdist.queues import Queue
 from taskdist.resilience import CircuitBreaker
@@ -225,6 +225,13 @@ class ThreadSafeDistributor:
             self._changed()
             return state
 
+    def requeue(self, task_id: Hashable, *, attempt: int | None = None) -> Task:
+        """``Distributor.requeue``, locked; wakes waiting threads."""
+        with self._lock:
+            task = self._distributor.requeue(task_id, attempt=attempt)
+            self._changed()
+            return task
+
     def cancel(self, task_id: Hashable) -> Task:
         """``Distributor.cancel``, locked; wakes waiting threads."""
         with self._lock:
@@ -255,6 +262,16 @@ class ThreadSafeDistributor:
         """``Distributor.next_wakeup``, locked."""
         with self._lock:
             return self._distributor.next_wakeup()
+
+    def add_listener(self, listener: Listener) -> None:
+        """``Distributor.add_listener``, locked (the listener runs under the lock)."""
+        with self._lock:
+            self._distributor.add_listener(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """``Distributor.remove_listener``, locked."""
+        with self._lock:
+            self._distributor.remove_listener(listener)
 
     def breaker(self, worker_id: Hashable) -> CircuitBreaker | None:
         """``Distributor.breaker``, locked."""
