@@ -111,7 +111,8 @@ class HookedQueue(PriorityQueue):
 
 
 class HookedBreaker(CircuitBreaker):
-    """A breaker whose ``state`` (what the distributor's worker filter reads) fires a hook."""
+    """A breaker whose ``state`` and ``can_acquire`` (what the distributor's worker filter
+    reads) fire a hook."""
 
     def __init__(self, clock: ManualClock, hook: Hook) -> None:
         super().__init__(clock, minimum_calls=5, window_size=5, open_duration=5.0)
@@ -121,6 +122,12 @@ class HookedBreaker(CircuitBreaker):
     def state(self) -> CircuitState:
         self.hook.fire()
         return super().state
+
+    if hasattr(CircuitBreaker, "can_acquire"):  # what the filter asks where breakers have it
+
+        def can_acquire(self) -> bool:
+            self.hook.fire()
+            return bool(super().can_acquire())  # type: ignore[misc]
 
 
 class Twin(Recorded):
@@ -485,9 +492,10 @@ def test_submit_to_a_full_distributor_is_refused_and_changes_nothing() -> None:
 
 
 @pytest.mark.xfail(
+    not hasattr(PoolGate, "check"),
     strict=True,
-    reason="needs the gates' side-effect-free check() (layout-resilience adds it): a demand "
-    "above the pool's size is accepted, and only dispatch finds it can never pass",
+    reason="needs the gates' side-effect-free check(): without it a demand above the pool's "
+    "size is accepted, and only dispatch finds it can never pass",
 )
 def test_submit_of_a_demand_no_gate_can_ever_grant_is_refused_and_changes_nothing() -> None:
     assert_refused(
