@@ -441,8 +441,8 @@ def test_a_woken_task_keeps_its_place_among_tasks_of_equal_priority() -> None:
     run.d.submit(Task("older", requires={"gpu"}))
     run.d.dispatch()  # "older" is parked: the only gpu worker is full (the cpu one is idle)
     assert run.d.state_of("older") is PARKED
-    run.d.submit(Task("younger", requires={"gpu"}))
     run.clock.advance(1.0)
+    run.d.submit(Task("younger", requires={"gpu"}))
     run.d.complete("first")
     assert run.dispatch_ids() == ["older"]
 

@@ -33,6 +33,7 @@ from taskdist import (
     Distributor,
     DuplicateWorkerError,
     EventKind,
+    Eviction,
     Health,
     InvalidArgumentError,
     InvalidTypeError,
@@ -56,7 +57,6 @@ from taskdist import (
     WorkerFilter,
     WorkerState,
 )
-from taskdist.queues import Eviction
 
 NAN, INF = math.nan, math.inf
 ARG, TYPE, STATE = InvalidArgumentError, InvalidTypeError, TaskStateError
