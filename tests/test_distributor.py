@@ -90,6 +90,15 @@ def breaker_factory(clock: ManualClock, **options: float) -> Callable[[Hashable]
     return lambda _: CircuitBreaker(clock, **settings)  # type: ignore[arg-type]
 
 
+def trip_a_breaker(run: Recorded, tenant: Hashable = None) -> Hashable:
+    """Run one task and fail it for good, which opens its worker's breaker (see
+    ``breaker_factory``); return that worker's id."""
+    run.d.submit(Task("bad", tenant=tenant))
+    [assignment] = run.d.dispatch()
+    run.d.fail("bad", error=RuntimeError("boom"), retryable=False)
+    return assignment.worker_id
+
+
 # -- defaults --------------------------------------------------------------------------
 
 
@@ -454,6 +463,16 @@ def _unparked(run: Recorded, task_id: Hashable) -> bool:
     return run.d.state_of(task_id) is QUEUED and EventKind.UNPARKED in run.kinds(task_id)
 
 
+def _wakes_at(run: Recorded, when: float, task_id: Hashable) -> None:
+    """The parked task wakes at ``when``, the time next_wakeup() gave, and is then placed."""
+    assert run.d.state_of(task_id) is PARKED
+    assert run.d.next_wakeup() == when
+    run.clock.set(when)
+    run.d.tick()
+    assert _unparked(run, task_id)
+    assert run.dispatch_ids() == [task_id]
+
+
 def test_adding_a_worker_that_can_take_it_wakes_a_parked_task() -> None:
     run = build(Worker("cpu"))
     run.d.submit(Task("render", requires={"gpu"}))
@@ -509,20 +528,13 @@ def test_the_end_of_an_ejection_wakes_a_parked_task() -> None:
     [ejected] = run.of(EventKind.WORKER_EJECTED)
     assert (ejected.worker_id, ejected.at) == ("w", 10.0)
     run.d.dispatch()
-    assert run.d.state_of("next") is PARKED
-    assert run.d.next_wakeup() == 10.0
-    run.clock.set(10.0)
-    run.d.tick()
-    assert _unparked(run, "next")
-    assert run.dispatch_ids() == ["next"]
+    _wakes_at(run, 10.0, "next")
 
 
 def test_a_breaker_half_opening_wakes_a_task_parked_behind_it() -> None:
     clock = ManualClock()
     run = build(Worker("w", capacity=2), clock=clock, breaker=breaker_factory(clock))
-    run.d.submit(Task("bad"))
-    run.d.dispatch()
-    run.d.fail("bad", error=RuntimeError("boom"), retryable=False)
+    trip_a_breaker(run)
     [opened] = run.of(EventKind.BREAKER_OPENED)
     assert (opened.worker_id, opened.at) == ("w", 5.0)
     run.d.submit(Task("t"))
@@ -530,11 +542,7 @@ def test_a_breaker_half_opening_wakes_a_task_parked_behind_it() -> None:
     assert run.d.explain("t") == (
         "parked: the circuit breakers of every worker that can run it are open until 5"
     )
-    assert run.d.next_wakeup() == 5.0
-    run.clock.set(5.0)
-    run.d.tick()
-    assert _unparked(run, "t")
-    assert run.dispatch_ids() == ["t"]
+    _wakes_at(run, 5.0, "t")
     assert run.d.breaker("w").state is CircuitState.HALF_OPEN  # type: ignore[union-attr]
 
 
@@ -546,12 +554,7 @@ def test_a_rate_gate_refilling_wakes_a_task_parked_by_the_gate() -> None:
     run.d.submit(Task("b", resources={"api": 1}))
     run.d.submit(Task("local"))
     assert run.dispatch_ids() == ["a", "local"]
-    assert run.d.state_of("b") is PARKED
-    assert run.d.next_wakeup() == 10.0
-    run.clock.set(10.0)
-    run.d.tick()
-    assert _unparked(run, "b")
-    assert run.dispatch_ids() == ["b"]
+    _wakes_at(run, 10.0, "b")
 
 
 def test_a_pool_release_wakes_a_task_parked_by_the_pool() -> None:
@@ -590,9 +593,7 @@ def test_a_half_open_breaker_with_its_probe_out_does_not_keep_tasks_off_other_wo
         clock=clock,
         breaker=breaker_factory(clock),
     )
-    run.d.submit(Task("bad"))
-    run.d.dispatch()
-    run.d.fail("bad", error=RuntimeError("boom"), retryable=False)  # "big" opens for 5 s
+    assert trip_a_breaker(run) == "big"  # it opens for 5 s
     run.d.submit(Task("on-small"))
     run.d.dispatch()
     run.clock.set(5.0)
@@ -787,9 +788,7 @@ def test_a_breaker_refusal_after_the_pop_costs_the_tenant_no_quota_token() -> No
     clock = ManualClock()
     fair = FairScheduler(clock, quotas={"alice": Quota(rate=1, per=100.0)})
     run = build(Worker("w", capacity=5), clock=clock, queue=fair, breaker=breaker_factory(clock))
-    run.d.submit(Task("bad", tenant="bob"))
-    run.d.dispatch()
-    run.d.fail("bad", error=RuntimeError("boom"), retryable=False)
+    trip_a_breaker(run, tenant="bob")
     run.clock.set(5.0)
     run.d.submit(Task("probe", tenant="bob"))
     run.d.dispatch()  # the probe is out: the breaker refuses every other task for now
@@ -868,23 +867,19 @@ def test_an_open_breakers_worker_gets_no_tasks() -> None:
         clock=clock,
         breaker=breaker_factory(clock),
     )
-    run.d.submit(Task("bad"))
-    [first] = run.d.dispatch()
-    run.d.fail("bad", error=RuntimeError("boom"), retryable=False)
-    assert run.d.breaker(first.worker_id).state is CircuitState.OPEN  # type: ignore[union-attr]
+    tripped = trip_a_breaker(run)
+    assert run.d.breaker(tripped).state is CircuitState.OPEN  # type: ignore[union-attr]
     for i in range(4):
         run.d.submit(Task(i))
-    other = "b" if first.worker_id == "a" else "a"
+    other = "b" if tripped == "a" else "a"
     assert {a.worker_id for a in run.d.dispatch()} == {other}
-    assert run.d.stats().workers[first.worker_id].breaker is CircuitState.OPEN
+    assert run.d.stats().workers[tripped].breaker is CircuitState.OPEN
 
 
 def test_tasks_wait_for_an_open_breaker_then_go_to_the_half_open_worker_one_probe_first() -> None:
     clock = ManualClock()
     run = build(Worker("w", capacity=5), clock=clock, breaker=breaker_factory(clock))
-    run.d.submit(Task("bad"))
-    run.d.dispatch()
-    run.d.fail("bad", error=RuntimeError("boom"), retryable=False)
+    trip_a_breaker(run)
     run.d.submit(Task("t1"))
     run.d.submit(Task("t2"))
     assert run.d.dispatch() == []

@@ -256,6 +256,31 @@ def _arm(hook: Callable[[Twin], Hook], action: Callable[[Twin], object], then: C
     return call
 
 
+def _from_balancer(action: Callable[[Twin], object]) -> Call:
+    """``action`` made by the balancer while dispatch asks it to choose."""
+    return _arm(lambda r: r.balancer_hook, action, lambda r: r.d.dispatch())
+
+
+def _from_filter(action: Callable[[Twin], object]) -> Call:
+    """``action`` made by a breaker while dispatch's worker filter asks it."""
+    return _arm(lambda r: r.filter_hook, action, lambda r: r.d.dispatch())
+
+
+def _from_queue_pop(action: Callable[[Twin], object]) -> Call:
+    """``action`` made by the queue while dispatch pops it."""
+    return _arm(lambda r: r.queue_hook, action, lambda r: r.d.dispatch())
+
+
+def _from_queue_push(action: Callable[[Twin], object]) -> Call:
+    """``action`` made by the queue while submit pushes a task into it."""
+    return _arm(lambda r: r.queue_hook, action, lambda r: r.d.submit(Task("outer")))
+
+
+def _from_factory(action: Callable[[Twin], object]) -> Call:
+    """``action`` made by the breaker factory while add_worker makes a breaker."""
+    return _arm(lambda r: r.factory_hook, action, lambda r: r.d.add_worker(Worker("w3")))
+
+
 def _worker_factory_returns(made: Any) -> Call:
     def call(run: Twin) -> object:
         run.factory_makes.append(made)
@@ -375,96 +400,26 @@ BAD_CALLS: list[tuple[str, Call, type[BaseException]]] = [
     ("submit a past deadline", lambda r: r.d.submit(Task("late", deadline=0.5)), DeadlineError),
     ("submit a deadline of now", lambda r: r.d.submit(Task("now", deadline=1.0)), DeadlineError),
     # Callbacks calling back into the distributor that runs them.
-    (
-        "balancer submits",
-        _arm(
-            lambda r: r.balancer_hook, lambda r: r.d.submit(Task("inner")), lambda r: r.d.dispatch()
-        ),
-        REENTRY,
-    ),
-    (
-        "balancer dispatches",
-        _arm(lambda r: r.balancer_hook, lambda r: r.d.dispatch(), lambda r: r.d.dispatch()),
-        REENTRY,
-    ),
-    (
-        "balancer completes",
-        _arm(lambda r: r.balancer_hook, lambda r: r.d.complete(LEASED_1), lambda r: r.d.dispatch()),
-        REENTRY,
-    ),
-    (
-        "balancer cancels",
-        _arm(lambda r: r.balancer_hook, lambda r: r.d.cancel(QUEUED), lambda r: r.d.dispatch()),
-        REENTRY,
-    ),
-    (
-        "balancer removes a worker",
-        _arm(
-            lambda r: r.balancer_hook, lambda r: r.d.remove_worker("w2"), lambda r: r.d.dispatch()
-        ),
-        REENTRY,
-    ),
-    (
-        "balancer ticks",
-        _arm(lambda r: r.balancer_hook, lambda r: r.d.tick(), lambda r: r.d.dispatch()),
-        REENTRY,
-    ),
-    (
-        "worker filter submits",
-        _arm(
-            lambda r: r.filter_hook, lambda r: r.d.submit(Task("inner")), lambda r: r.d.dispatch()
-        ),
-        REENTRY,
-    ),
-    (
-        "worker filter heartbeats",
-        _arm(lambda r: r.filter_hook, lambda r: r.d.heartbeat(LEASED_1), lambda r: r.d.dispatch()),
-        REENTRY,
-    ),
-    (
-        "queue pop dispatches",
-        _arm(lambda r: r.queue_hook, lambda r: r.d.dispatch(), lambda r: r.d.dispatch()),
-        REENTRY,
-    ),
-    (
-        "queue pop closes",
-        _arm(lambda r: r.queue_hook, lambda r: r.d.close(), lambda r: r.d.dispatch()),
-        REENTRY,
-    ),
-    (
-        "queue push submits",
-        _arm(
-            lambda r: r.queue_hook,
-            lambda r: r.d.submit(Task("inner")),
-            lambda r: r.d.submit(Task("outer")),
-        ),
-        REENTRY,
-    ),
+    ("balancer submits", _from_balancer(lambda r: r.d.submit(Task("inner"))), REENTRY),
+    ("balancer dispatches", _from_balancer(lambda r: r.d.dispatch()), REENTRY),
+    ("balancer completes", _from_balancer(lambda r: r.d.complete(LEASED_1)), REENTRY),
+    ("balancer cancels", _from_balancer(lambda r: r.d.cancel(QUEUED)), REENTRY),
+    ("balancer removes a worker", _from_balancer(lambda r: r.d.remove_worker("w2")), REENTRY),
+    ("balancer ticks", _from_balancer(lambda r: r.d.tick()), REENTRY),
+    ("worker filter submits", _from_filter(lambda r: r.d.submit(Task("inner"))), REENTRY),
+    ("worker filter heartbeats", _from_filter(lambda r: r.d.heartbeat(LEASED_1)), REENTRY),
+    ("queue pop dispatches", _from_queue_pop(lambda r: r.d.dispatch()), REENTRY),
+    ("queue pop closes", _from_queue_pop(lambda r: r.d.close()), REENTRY),
+    ("queue push submits", _from_queue_push(lambda r: r.d.submit(Task("inner"))), REENTRY),
     (
         "queue push sets health",
-        _arm(
-            lambda r: r.queue_hook,
-            lambda r: r.d.set_health("w1", Health.UNAVAILABLE),
-            lambda r: r.d.submit(Task("outer")),
-        ),
+        _from_queue_push(lambda r: r.d.set_health("w1", Health.UNAVAILABLE)),
         REENTRY,
     ),
-    (
-        "breaker factory submits",
-        _arm(
-            lambda r: r.factory_hook,
-            lambda r: r.d.submit(Task("inner")),
-            lambda r: r.d.add_worker(Worker("w3")),
-        ),
-        REENTRY,
-    ),
+    ("breaker factory submits", _from_factory(lambda r: r.d.submit(Task("inner"))), REENTRY),
     (
         "breaker factory adds a worker",
-        _arm(
-            lambda r: r.factory_hook,
-            lambda r: r.d.add_worker(Worker("w4")),
-            lambda r: r.d.add_worker(Worker("w3")),
-        ),
+        _from_factory(lambda r: r.d.add_worker(Worker("w4"))),
         REENTRY,
     ),
 ]
