@@ -303,13 +303,6 @@ class ExplodingGate:
         return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a gate that raises on a task (a demand it can never grant, from a gate "
-    "without check()) either loses the task (popped, then the error: QUEUED in the books, in "
-    "no queue) or, where the gates are asked before the pop, makes every dispatch raise, so "
-    "the tasks behind it never run",
-)
 def test_a_task_a_gate_refuses_with_an_error_is_not_lost_and_blocks_no_other() -> None:
     run = build(Worker("w"), gates=[ExplodingGate()])
     run.d.submit(Task("big", priority=0, resources={"db": 5}))
@@ -674,12 +667,6 @@ class FailsOnSecondTask(LeastConnections):
         return super().choose(task, tracker, where)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when a callback raises after dispatch placed some tasks, dispatch raises and "
-    "the placements stand: the tasks are LEASED but the host never got their assignments, so "
-    "they sit idle until their leases expire and each loses an attempt",
-)
 def test_a_balancer_error_mid_dispatch_leaves_no_assignment_the_host_never_saw() -> None:
     balancer = FailsOnSecondTask()
     run = build(Worker("w", capacity=5), balancer=balancer)
@@ -692,12 +679,6 @@ def test_a_balancer_error_mid_dispatch_leaves_no_assignment_the_host_never_saw()
     assert run.states(range(3)) == {0: QUEUED, 1: QUEUED, 2: QUEUED}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: dispatch keeps the tasks its predicate passed over in a scratch list that a "
-    "callback error leaves behind; the next dispatch parks them even when a worker can now "
-    "take them, and they wait for an unrelated event",
-)
 def test_a_callback_error_mid_dispatch_does_not_park_tasks_on_a_later_dispatch() -> None:
     balancer = FailsOnSecondTask()
     run = build(Worker("w", capacity=3), balancer=balancer)
@@ -1004,12 +985,6 @@ def test_a_second_report_of_an_attempt_is_refused() -> None:
     assert final_events(run.events) == {"t": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: only the last expired lease may report late; a complete from an earlier "
-    "expired attempt is refused although nothing has completed the task since (the docs: "
-    "'completes the task if nothing has completed it since')",
-)
 def test_a_late_complete_of_an_earlier_expired_attempt_is_accepted() -> None:
     run = build(Worker("w"), lease=10.0, retry=no_jitter(max_attempts=5))
     run.d.submit(Task("t"))
@@ -1288,12 +1263,6 @@ def test_tick_does_everything_that_is_due() -> None:
     assert run.d.next_wakeup() is None  # everything due was done; nothing else waits on time
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: every lease that ends wakes every task a gate parked, even those held by a "
-    "rate limit that a release does not refill; they are popped and parked again on the next "
-    "dispatch, so a rate-limited backlog is looked at once per completion",
-)
 def test_a_task_parked_by_a_rate_limit_is_not_woken_by_an_unrelated_completion() -> None:
     clock = ManualClock()
     limiter = RateLimiter(1, per=100.0, burst=1, clock=clock)

@@ -461,21 +461,10 @@ def test_submit_of_a_demand_no_gate_can_ever_grant_is_refused_and_changes_nothin
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: update_worker() forwards unknown keyword arguments to the tracker, which "
-    "raises a bare TypeError instead of a TaskdistError",
-)
 def test_update_worker_with_an_unknown_field_is_refused_with_a_taskdist_error() -> None:
     assert_refused(twin, lambda r: r.d.update_worker("w1", colour="red"), InvalidTypeError, observe)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a breaker's on_state_change listener that calls back into the distributor "
-    "raises ReentrancyError in the middle of fail(): the lease is gone but the task was "
-    "neither retried nor dead-lettered, so it is lost (state_of raises UnknownTaskError)",
-)
 def test_a_breaker_listener_that_calls_back_loses_no_task() -> None:
     clock = ManualClock()
     holder: list[Distributor] = []

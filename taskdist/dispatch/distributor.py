@@ -41,7 +41,7 @@ from taskdist.metrics import RecentSamples, coefficient_of_variation
 from taskdist.queues.priority import PriorityQueue
 from taskdist.queues.protocol import Eviction, Queue
 from taskdist.resilience.breaker import CircuitBreaker, CircuitState
-from taskdist.resilience.gates import AllGates, Gate
+from taskdist.resilience.gates import AllGates, Gate, KeyedRateGate, RateGate
 from taskdist.resilience.retry import RetryPolicy
 from taskdist.task import Assignment, Reason, Task, TaskState, Worker
 from taskdist.workers.health import Health
@@ -59,6 +59,7 @@ _RETRY: Final = "retry"
 _TTL: Final = "ttl"
 _BREAKER: Final = "breaker"
 _REFUSING: Final = frozenset((CircuitState.OPEN, CircuitState.FORCED_OPEN))
+_WORKER_FIELDS: Final = frozenset(("capacity", "weight", "skills", "zone", "cost"))
 _HEALTH_RANK: Final = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNAVAILABLE: 2}
 
 
@@ -67,6 +68,13 @@ class _BreakerTimer:
     """The timer key of a worker's breaker (never equal to a task id)."""
 
     worker_id: Hashable
+
+
+@attrs.frozen
+class _Refused:
+    """The group of a task a gate refused with an error: it is dead-lettered, not parked."""
+
+    error: BaseException
 
 
 @attrs.frozen
@@ -139,8 +147,8 @@ class _Progress:
         self.history: list[AttemptRecord] = []
         self.last_delay: float | None = None
         self.last_error: str | None = None
-        # The attempt whose lease expired last, while a late report of it may still come.
-        self.lapsed: int | None = None
+        # Attempts whose lease expired, while a late report of each may still come.
+        self.lapsed: set[int] = set()
         self.retry_at: float | None = None
 
 
@@ -282,6 +290,7 @@ class Distributor:
         "_deadline_met",
         "_deadline_missed",
         "_dedup_window",
+        "_deferred",
         "_dlq",
         "_end_to_end",
         "_events",
@@ -428,6 +437,7 @@ class Distributor:
         self._events: list[Event] = []
         self._flushing = False
         self._busy = False
+        self._deferred: Exception | None = None
         self._closed = False
         # The books: every live task is in exactly one of the queue, the lot,
         # _retrying and _leases; _waiting_since covers the first three.
@@ -529,8 +539,11 @@ class Distributor:
 
     def _leave(self) -> None:
         self._busy = False
+        deferred, self._deferred = self._deferred, None
         if self._events and not self._flushing:
             self._flush()
+        if deferred is not None:
+            raise deferred
 
     def _flush(self) -> None:
         listener = self._listener
@@ -697,6 +710,11 @@ class Distributor:
             UnknownWorkerError: no worker has this id.
             InvalidArgumentError, InvalidTypeError: a field ``Worker`` refuses.
         """
+        unknown = sorted(set(changes) - _WORKER_FIELDS)
+        if unknown:
+            raise InvalidTypeError(
+                f"update_worker() changes {', '.join(sorted(_WORKER_FIELDS))}; got {unknown}"
+            )
         self._enter()
         try:
             state = self._tracker.update_worker(worker_id, **changes)
@@ -807,19 +825,28 @@ class Distributor:
             round_blocked.clear()
             placeable = self._placeable
             has_room = _room_query(tracker)
-            while limit is None or len(made) < limit:
-                if not has_room():
-                    break
-                self._choice = None
-                task = queue.pop(where=placeable)
-                if self._passed:
-                    self._park_passed(now)
-                if task is None:
-                    break
-                assignment = self._place(task, now)
-                if assignment is not None:
-                    made.append(assignment)
-            round_blocked.clear()
+            try:
+                while limit is None or len(made) < limit:
+                    if not has_room():
+                        break
+                    self._choice = None
+                    task = queue.pop(where=placeable)
+                    if self._passed:
+                        self._park_passed(now)
+                    if task is None:
+                        break
+                    assignment = self._place(task, now)
+                    if assignment is not None:
+                        made.append(assignment)
+            except BaseException:
+                # A callback raised: what it interrupted is dropped, and the placements
+                # made so far are taken back, since the host never sees them.
+                self._passed = []
+                for assignment in reversed(made):
+                    self._take_back(assignment)
+                raise
+            finally:
+                round_blocked.clear()
             return made
         finally:
             self._leave()
@@ -834,9 +861,15 @@ class Distributor:
             self._passed.append((task, sig))
             return False
         gates = self._gates
-        if gates is not None and not _gates_admit(gates, task):
-            self._passed.append((task, GATES))
-            return False
+        if gates is not None:
+            try:
+                admits = _gates_admit(gates, task)
+            except InvalidArgumentError as error:  # it can never pass: dead-letter it
+                self._passed.append((task, _Refused(error)))
+                return False
+            if not admits:
+                self._passed.append((task, GATES))
+                return False
         worker = self._balancer.choose(task, self._tracker, self._filter)
         if worker is None:
             self._round_blocked.add(sig)
@@ -877,6 +910,10 @@ class Distributor:
                 continue
             seen.add(task_id)
             queue.remove(task_id)
+            if isinstance(group, _Refused):
+                self._waiting_since.pop(task_id)
+                self._dead_letter(task, Reason.REJECTED, now, group.error)
+                continue
             lot.park(task, group)
             ttl = task.ttl
             if ttl is not None:
@@ -898,9 +935,17 @@ class Distributor:
                 return None
             worker = chosen
         gates = self._gates
-        if gates is not None and not gates.try_acquire(task):
-            self._unpop(task, GATES)
-            return None
+        if gates is not None:
+            try:
+                admitted = gates.try_acquire(task)
+            except InvalidArgumentError as error:  # it can never pass: dead-letter it
+                self._queue.release(task)
+                self._waiting_since.pop(task.id)
+                self._dead_letter(task, Reason.REJECTED, now, error)
+                return None
+            if not admitted:
+                self._unpop(task, GATES)
+                return None
         permit: int | None = None
         breaker = self._breakers.get(worker.id)
         if breaker is not None:
@@ -941,6 +986,38 @@ class Distributor:
                 at=expiry,
             )
         return Assignment(task, worker.id, attempt, now, expiry)
+
+    def _take_back(self, assignment: Assignment) -> None:
+        """Undo a placement that dispatch made and cannot return, as if never made."""
+        task = assignment.task
+        task_id = task.id
+        lease = self._leases.pop(task_id)
+        self._timers.cancel(task_id)
+        state = self._tracker.release(task, lease.worker_id, ok=None)
+        self._balancer.on_release(task, state)
+        breaker = self._breakers.get(lease.worker_id)
+        if breaker is not None:
+            breaker.release(lease.permit)
+        if self._gates is not None:
+            self._gates.release(task)
+        progress = self._progress[task_id]
+        self._waiting_since[task_id] = enqueued = lease.started_at - progress.waited
+        tenant = self._tenant(task.tenant)
+        tenant[4] -= 1
+        tenant[5] -= progress.waited
+        self._counts["dispatched"] -= 1
+        progress.dispatches -= 1
+        if not progress.dispatches:
+            del self._progress[task_id]
+        self._events = [
+            e for e in self._events if e.kind is not EventKind.DISPATCHED or e.task_id != task_id
+        ]
+        unpop = getattr(self._queue, "unpop", None)
+        if unpop is not None:
+            unpop(task)
+        else:
+            self._queue.release(task)
+            self._queue.push(task, enqueued_at=enqueued)
 
     def _unpop(self, task: Task, group: Hashable | None) -> None:
         """Undo the pop of ``task``: back in the queue as if never taken, or parked."""
@@ -1180,15 +1257,15 @@ class Distributor:
         now = self._now()
         state = self._state_of(task_id, now)
         progress = self._progress.get(task_id)
-        lapsed = None if progress is None else progress.lapsed
-        if state.is_final or lapsed is None or (attempt is not None and attempt != lapsed):
-            what = state.value if attempt is None else f"{state.value} (attempt {attempt})"
+        lapsed = set() if progress is None else progress.lapsed
+        if state.is_final or not lapsed or (attempt is not None and attempt not in lapsed):
+            which = "" if attempt is None else f" of attempt {attempt}"
             raise TaskStateError(
-                f"cannot {verb} task {task_id!r}: it is {what}, and no expired lease of it "
-                "awaits a late report"
+                f"cannot {verb} task {task_id!r}: it is {state.value}, and no expired lease"
+                f"{which} awaits a late report"
             )
         assert progress is not None
-        progress.lapsed = None
+        lapsed.discard(max(lapsed) if attempt is None else attempt)
 
     def _end_lease(
         self,
@@ -1239,14 +1316,18 @@ class Distributor:
     ) -> None:
         permit = lease.permit
         ran = now - lease.started_at if duration is None else duration
-        if ok is None:
-            breaker.release(permit)
-        elif ok:
-            breaker.record_success(ran, permit=permit)
-        elif isinstance(error, BaseException):
-            breaker.record_error(error, ran, permit=permit)
-        else:
-            breaker.record_failure(ran, permit=permit)
+        try:
+            if ok is None:
+                breaker.release(permit)
+            elif ok:
+                breaker.record_success(ran, permit=permit)
+            elif isinstance(error, BaseException):
+                breaker.record_error(error, ran, permit=permit)
+            else:
+                breaker.record_failure(ran, permit=permit)
+        except Exception as raised:  # a listener of the breaker's: finish the books first
+            if self._deferred is None:
+                self._deferred = raised
 
     def _watch(self, worker_id: Hashable, breaker: CircuitBreaker) -> None:
         """Hear the breaker's transitions, whoever causes them (outcomes, time, the host)."""
@@ -1277,7 +1358,7 @@ class Distributor:
         gates = self._gates
         if gates is not None:
             gates.release(task)
-            if self._lot.has_group(GATES):
+            if self._lot.has_group(GATES) and _frees_on_release(self._gate_list, task):
                 self._wake_group(GATES)
         self._queue.release(task)
 
@@ -1478,7 +1559,7 @@ class Distributor:
         self._end_lease(lease, now, None, ok=False)
         self._record_attempt(lease, now, "lease_expired", None)
         progress = self._progress[task_id]
-        progress.lapsed = lease.attempt
+        progress.lapsed.add(lease.attempt)
         if self._may_retry(task, progress, now):
             self._requeue(task, now, EventKind.REQUEUED)
         else:
@@ -1632,6 +1713,8 @@ class Distributor:
                 return f"tenant {waiting.tenant!r} at its rate quota, until {waiting.until:g}"
             if reason == "expired":
                 return "its TTL ran out; the next tick dead-letters it"
+        if not len(self._tracker):
+            return f"no worker is registered; queued {age:g} s"
         if not _room_query(self._tracker)():
             return f"every worker is busy; queued {age:g} s, in the queue's order"
         return f"queued {age:g} s; tasks ahead of it in the queue's order go first"
@@ -1822,6 +1905,18 @@ def _gates_admit(gates: AllGates, task: Task) -> bool:
     if gates.try_acquire(task):  # cannot happen if can_acquire is exact; undo to be safe
         gates.rollback(task)
         return True
+    return False
+
+
+def _frees_on_release(gates: Sequence[Gate], task: Task) -> bool:
+    """Whether releasing ``task`` gives a gate back something a parked task may wait for:
+    a pool's units do; a rate limit's spent units come back with time, not on release."""
+    for gate in gates:
+        if isinstance(gate, (RateGate, KeyedRateGate)):
+            continue
+        demand = getattr(gate, "demand", None)
+        if demand is None or demand(task):
+            return True
     return False
 
 
