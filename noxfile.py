@@ -13,8 +13,21 @@ nox.options.reuse_existing_virtualenvs = True
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit, property and stateful tests, plus a one-shot smoke run of the benchmarks."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,dask]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def stateful(session: nox.Session) -> None:
+    """The state machines at length: 200 runs of 100 steps each (20,000 steps per machine)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "-k",
+        "Machine",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "extended"},
+    )
 
 
 @nox.session
