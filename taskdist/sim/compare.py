@@ -278,7 +278,10 @@ def compare(
     """
     if not isinstance(scenario, Scenario):
         raise InvalidTypeError(f"compare() takes a Scenario, got {scenario!r}")
-    chosen = [Policy.named(p) if isinstance(p, str) else p for p in (policies or BUILT_IN)]
+    chosen = [
+        Policy.named(p) if isinstance(p, str) else p
+        for p in (BUILT_IN if policies is None else policies)
+    ]
     if not chosen:
         raise InvalidArgumentError("compare() needs at least one policy")
     names = [p.name for p in chosen]

@@ -6,6 +6,9 @@ Every figure is defined on the measured run (see ``docs/simulation.md``):
 - **utilisation**: busy slot-seconds over slot-seconds of the workers present,
   over the arrival window (first to last arrival), so the drain at the end
   does not dilute it; per worker likewise.
+- **offered load**: the work the arrivals brought (their first attempts'
+  service time) over the same slot-seconds: what a run's utilisation can
+  reach, which differs from a scenario's nominal load by sampling noise.
 - **load variance**: the coefficient of variation of the per-worker
   utilisations (the seed's "variance across agents").
 - **deadline hit rate**: tasks with a deadline that completed by it, over all
@@ -86,8 +89,8 @@ class Timing:
 
 @attrs.frozen
 class Series:
-    """What the plots draw: queue depth over time, sorted waits per priority, and the
-    utilisation of each worker."""
+    """What the plots draw: queue depth over time, the waits per priority in dispatch
+    order, and the utilisation of each worker."""
 
     queue_depth: tuple[tuple[float, int], ...]
     waits_by_priority: Mapping[int, tuple[float, ...]]
@@ -141,6 +144,7 @@ class Report:
     deadlines: int
     deadlines_met: int
     utilization: float
+    offered_load: float
     load_variance: float
     jain_index: float
     tenant_fairness: Mapping[str, float]
@@ -252,6 +256,7 @@ class Report:
             "deadline_hit_rate": self.deadline_hit_rate,
             "completion_rate": self.completion_rate,
             "utilization": self.utilization,
+            "offered_load": self.offered_load,
             "load_variance": self.load_variance,
             "worker_utilization": dict(self.series.worker_utilization),
             "jain_index": self.jain_index,

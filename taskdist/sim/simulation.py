@@ -320,6 +320,7 @@ class _Run:
         self.progress = Progress(scenario.tasks, f"simulating {scenario.name}", progress)
         # Measures.
         self.accepted = self.refused = self.completed = 0
+        self.offered = 0.0  # seconds of work the accepted arrivals brought (first attempts)
         self.deadlines = self.deadlines_met = 0
         self.waits: dict[int, list[float]] = {}
         self.end_to_end: list[float] = []
@@ -410,6 +411,7 @@ class _Run:
             return
         self.spent += _wall() - began
         self.accepted += 1
+        self.offered += arrival.service
         self.arrivals[task.id] = arrival
         if task.deadline is not None:
             self.deadlines += 1
@@ -656,6 +658,7 @@ class _Run:
             deadlines=self.deadlines,
             deadlines_met=self.deadlines_met,
             utilization=busy_total / slot_total if slot_total > 0 else 0.0,
+            offered_load=self.offered / slot_total if slot_total > 0 else 0.0,
             load_variance=coefficient_of_variation(measured),
             jain_index=jain_index(fairness.values()) if fairness else 1.0,
             tenant_fairness=fairness,
@@ -664,7 +667,7 @@ class _Run:
             evicted=evicted,
             series=Series(
                 queue_depth=tuple(self.depth),
-                waits_by_priority={p: tuple(sorted(v)) for p, v in self.waits.items()},
+                waits_by_priority={p: tuple(v) for p, v in self.waits.items()},
                 worker_utilization=utilization_by_worker,
             ),
             timing=Timing(
