@@ -110,7 +110,7 @@ def build_parser() -> _Parser:
         "--policy",
         default="priority",
         help="queue[/balancer][+cb]: queue one of fifo, priority, fair, edf, fair+edf; "
-        "balancer one of least, p2c, rr, hash, random; +cb adds circuit breakers "
+        "balancer one of least, p2c, rr, hash, random, perf; +cb adds circuit breakers "
         "(default: priority)",
     )
     sim.add_argument(

@@ -32,7 +32,7 @@ from taskdist.sim import (
     Zipf,
 )
 
-N = 40_000
+N = 20_000
 
 
 def ks_statistic(samples: Sequence[float], cdf: Callable[[float], float]) -> float:

@@ -64,7 +64,7 @@ class Win:
     def __str__(self) -> str:
         if self.runner_up is None:
             return f"{self.metric}: {self.policy} ({self.value:.4g})"
-        if self.value == self.runner_up_value:
+        if math.isclose(self.value, self.runner_up_value, rel_tol=1e-9, abs_tol=1e-12):
             return (
                 f"{self.metric}: tie between {self.policy} and {self.runner_up} ({self.value:.4g})"
             )
@@ -117,8 +117,10 @@ class Comparison:
                 continue
             other = ranked[1]
             other_value, other_half = self.summary(other, metric)
-            if math.isnan(half) or math.isnan(other_half):
-                clear = value != other_value
+            if math.isclose(value, other_value, rel_tol=1e-9, abs_tol=1e-12):
+                clear = False
+            elif math.isnan(half) or math.isnan(other_half):
+                clear = True
             else:
                 clear = abs(value - other_value) > half + other_half
             found.append(Win(metric, best, value, other, other_value, clear))
@@ -220,6 +222,7 @@ class Comparison:
 
 
 _SHOWN: Final = (
+    "urgent_wait_p95",
     "wait_p95",
     "end_to_end_p95",
     "deadline_hit_rate",
@@ -229,6 +232,7 @@ _SHOWN: Final = (
     "priority_inversions",
 )
 _LABELS: Final = {
+    "urgent_wait_p95": "urgent wait p95 (s)",
     "wait_p95": "wait p95 (s)",
     "end_to_end_p95": "end-to-end p95 (s)",
     "deadline_hit_rate": "deadlines met",

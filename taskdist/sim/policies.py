@@ -18,7 +18,8 @@ queue                   what decides which task goes next
 
 Balancers: ``least`` (``LeastConnections``, the default), ``p2c``
 (``PowerOfTwoChoices``), ``rr`` (``RoundRobin``), ``hash``
-(``ConsistentHash`` with bounded loads), ``random``. ``+cb`` gives every
+(``ConsistentHash`` with bounded loads), ``random``, ``perf``
+(``PerformanceBased``: the soonest expected completion). ``+cb`` gives every
 worker a circuit breaker. So ``Policy.named("fair+edf/p2c+cb")``.
 
 >>> Policy.named("fair/p2c").balancer
@@ -38,6 +39,7 @@ from taskdist.balancing import (
     Balancer,
     ConsistentHash,
     LeastConnections,
+    PerformanceBased,
     PowerOfTwoChoices,
     RandomBalancer,
     RoundRobin,
@@ -57,7 +59,7 @@ __all__ = ["BUILT_IN", "QUEUES", "Parts", "Policy"]
 QUEUES: Final = ("fifo", "priority", "fair", "edf", "fair+edf")
 """The queue disciplines a built-in policy can name."""
 
-BALANCERS: Final = ("least", "p2c", "rr", "hash", "random")
+BALANCERS: Final = ("least", "p2c", "rr", "hash", "random", "perf")
 """The balancers a built-in policy can name."""
 
 BUILT_IN: Final = ("fifo", "priority", "fair", "edf", "fair+edf")
@@ -178,6 +180,8 @@ class Policy:
             return ConsistentHash()
         if kind == "random":
             return RandomBalancer(rng=rng)
+        if kind == "perf":
+            return PerformanceBased()
         return LeastConnections()
 
     def _breakers(self, clock: Clock) -> BreakerFactory | None:

@@ -165,6 +165,13 @@ class Report:
         return self.deadlines_met / self.deadlines if self.deadlines else 1.0
 
     @property
+    def urgent_wait(self) -> Percentiles:
+        """The wait of the most urgent priority level that had tasks."""
+        if not self.wait_by_priority:
+            return self.wait
+        return self.wait_by_priority[min(self.wait_by_priority)]
+
+    @property
     def overflowed(self) -> int:
         """Tasks refused at intake (queue full, quota) or evicted from a bounded queue."""
         return self.refused + self.evicted
@@ -285,6 +292,7 @@ class Report:
             "wait_mean": self.wait.mean,
             "wait_p95": self.wait.p95,
             "wait_p99": self.wait.p99,
+            "urgent_wait_p95": self.urgent_wait.p95,
             "end_to_end_p95": self.end_to_end.p95,
             "deadline_hit_rate": self.deadline_hit_rate,
             "completion_rate": self.completion_rate,

@@ -93,7 +93,9 @@ class _Pool:
         self.area = area  # [busy slot-seconds, slot-seconds] over the arrival window
         self.busy = 0.0
         self.last = now
-        self.running: dict[Hashable, _Attempt] = {}
+        # Keyed by attempt, not task: a lost attempt may still hold its slot here after
+        # its lease ran out and the same task started again on this worker.
+        self.running: dict[_Attempt, None] = {}  # insertion-ordered, so runs replay exactly
 
 
 class _Inversions:
@@ -466,7 +468,7 @@ class _Run:
         slots = demand_of(task).get("slots", 0.0)
         attempt = _Attempt(arrival, assignment.attempt, worker, now, slots, fails)
         self._occupy(pool, now, slots)
-        pool.running[task.id] = attempt
+        pool.running[attempt] = None
         self.in_flight += 1
         lost = False
         for window in self.lost:
@@ -498,9 +500,9 @@ class _Run:
             if until > attempt.counted:
                 self.served[tenant] = self.served.get(tenant, 0.0) + until - attempt.counted
         pool = self.pools.get(attempt.worker)
-        if pool is None or pool.running.get(attempt.arrival.task.id) is not attempt:
+        if pool is None or attempt not in pool.running:
             return None
-        del pool.running[attempt.arrival.task.id]
+        del pool.running[attempt]
         self._advance(pool, now)
         pool.busy -= attempt.slots
         self.free += attempt.slots
@@ -588,7 +590,7 @@ class _Run:
         pool = self.pools.get(worker_id)
         if pool is None:
             return False
-        for attempt in list(pool.running.values()):
+        for attempt in list(pool.running):
             self._vacate(attempt, now)
         self._advance(pool, now)
         began = _wall()
@@ -602,7 +604,7 @@ class _Run:
         """The last arrival: utilisation and fair shares are measured up to here."""
         for pool in self.pools.values():
             self._advance(pool, now)
-            for attempt in pool.running.values():
+            for attempt in pool.running:
                 tenant = attempt.arrival.task.tenant
                 if tenant is not None and now > attempt.counted:
                     self.served[tenant] = self.served.get(tenant, 0.0) + now - attempt.counted
