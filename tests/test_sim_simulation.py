@@ -339,6 +339,11 @@ def test_report_plots(platform_at_85: Report, tmp_path: Path) -> None:
     figure = platform_at_85.plot(str(path))
     assert path.stat().st_size > 10_000
     assert len(figure.axes) == 3
+    cdfs = figure.axes[1].lines
+    assert len(cdfs) == len(platform_at_85.wait_by_priority)
+    for line in cdfs:  # a cumulative distribution: waits in order, shares rising to 1
+        waits, shares = list(line.get_xdata()), list(line.get_ydata())
+        assert waits == sorted(waits) and shares == sorted(shares) and shares[-1] == 1.0
 
 
 def test_compare_ranks_policies_with_intervals() -> None:

@@ -37,11 +37,15 @@ def plot_report(report: Report, path: str | None = None) -> Figure:
         if waits:
             n = len(waits)
             cdf.step(
-                waits, [(i + 1) / n for i in range(n)], where="post", label=f"priority {priority}"
+                sorted(waits),
+                [(i + 1) / n for i in range(n)],
+                where="post",
+                label=f"priority {priority}",
             )
     cdf.set(title="wait, cumulative", xlabel="wait (s)", ylabel="share of tasks", ylim=(0, 1.01))
     if series.waits_by_priority:
         cdf.set_xscale("symlog", linthresh=1.0)
+        cdf.set_xlim(left=0.0)
         cdf.legend(fontsize="small")
     names = list(series.worker_utilization)
     workers.bar(range(len(names)), [series.worker_utilization[n] for n in names])
