@@ -21,6 +21,8 @@ from collections import defaultdict
 from bench_sim import platform, simpy_mmc, taskdist_mmc
 from timing import best_of
 
+from taskdist.sim import Simulation, scenarios
+
 CONTENDERS = {
     "SimPy (bare model)": simpy_mmc,
     "taskdist, policy priority": taskdist_mmc,
@@ -87,6 +89,19 @@ def main() -> None:
     print("|---|---|---|")
     for name, seconds in best.items():
         print(f"| {name} | {seconds / n * 1e6:.1f} | {seconds / simpy:.2f}x |")
+    split = min(
+        (
+            Simulation(scenarios.mm_c(8.0, 1.0, 10, tasks=n), seed=1).run()
+            for _ in range(args.repeat)
+        ),
+        key=lambda report: report.timing.wall_seconds,
+    )
+    inside = split.timing.distributor_seconds / n * 1e6
+    print(
+        f"\nof the taskdist run's {split.timing.wall_seconds / n * 1e6:.1f} µs per customer, "
+        f"{inside:.1f} µs are spent inside Distributor calls (submit, dispatch, complete, "
+        f"tick, next_wakeup) and the rest in the simulator's loop"
+    )
     began = time.perf_counter()
     utilization = platform(args.platform)
     wall = time.perf_counter() - began

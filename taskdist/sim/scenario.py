@@ -18,7 +18,7 @@ from taskdist.planning import PoolLoad
 from taskdist.queues.quota import Quota
 from taskdist.resilience.gates import Gate
 from taskdist.sim.faults import Fault, LostLeases
-from taskdist.sim.workloads import Trace, Workload
+from taskdist.sim.workloads import Trace, Workload, distinct_tuple
 from taskdist.task import Worker
 
 __all__ = ["GateFactory", "Scenario"]
@@ -28,16 +28,7 @@ GateFactory = Callable[[Clock], Sequence[Gate]]
 
 
 def _workers(value: object) -> tuple[Worker, ...]:
-    if isinstance(value, Worker):
-        return (value,)
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise InvalidTypeError(f"Scenario.workers must be a sequence of Worker, got {value!r}")
-    workers = tuple(value)
-    if not all(isinstance(w, Worker) for w in workers):
-        raise InvalidTypeError("Scenario.workers must hold Worker values only")
-    if len({w.id for w in workers}) != len(workers):
-        raise InvalidArgumentError("Scenario.workers must not repeat a worker id")
-    return workers
+    return distinct_tuple(value, Worker, "Scenario.workers", lambda worker: worker.id)
 
 
 @attrs.frozen

@@ -357,7 +357,9 @@ class _Run:
             t_event = events[0][0] if events else math.inf
             t_arrival = pending.time if pending is not None else math.inf
             soonest = t_event if t_event < t_arrival else t_arrival
+            began = _wall()
             wake = d.next_wakeup()
+            self.spent += _wall() - began
             if wake is not None and wake <= soonest and wake > ticked:
                 if wake > clock.now():
                     clock.set(wake)

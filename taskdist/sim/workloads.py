@@ -21,9 +21,9 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -317,17 +317,30 @@ class Arrival:
         return f"Arrival({self.time:g}, {self.task!r}, service={self.service:g})"
 
 
-def _types(value: object) -> tuple[TaskType, ...]:
-    if isinstance(value, TaskType):
+_T = TypeVar("_T")
+
+
+def distinct_tuple(
+    value: object, kind: type[_T], name: str, key: Callable[[_T], Hashable]
+) -> tuple[_T, ...]:
+    """``value`` (one ``kind`` or a sequence of them, at least one) as a tuple whose
+    ``key`` values are distinct; else a ``TaskdistError`` naming ``name``. O(n)."""
+    if isinstance(value, kind):
         return (value,)
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise InvalidTypeError(f"Workload.types must be TaskTypes, got {value!r}")
-    types = tuple(value)
-    if not types or not all(isinstance(t, TaskType) for t in types):
-        raise InvalidArgumentError(f"Workload.types must hold at least one TaskType: {value!r}")
-    if len({t.name for t in types}) != len(types):
-        raise InvalidArgumentError("Workload.types must not repeat a name")
-    return types
+        raise InvalidTypeError(f"{name} must be a sequence of {kind.__name__}, got {value!r}")
+    items = tuple(value)
+    if not items:
+        raise InvalidArgumentError(f"{name} must hold at least one {kind.__name__}")
+    if not all(isinstance(item, kind) for item in items):
+        raise InvalidTypeError(f"{name} must hold {kind.__name__} values only, got {value!r}")
+    if len({key(item) for item in items}) != len(items):
+        raise InvalidArgumentError(f"{name} must not repeat a {kind.__name__}")
+    return items
+
+
+def _types(value: object) -> tuple[TaskType, ...]:
+    return distinct_tuple(value, TaskType, "Workload.types", lambda kind: kind.name)
 
 
 @attrs.frozen
