@@ -350,7 +350,7 @@ class Workload:
     >>> from taskdist.sim import Exponential
     >>> w = Workload(Poisson(2.0), TaskType("job", Exponential(1.0)))
     >>> [round(a.time, 3) for a in w.generate(3, random.Random(1))]
-    [0.051, 0.979, 1.074]
+    [0.072, 0.794, 1.136]
     """
 
     process: Poisson | MMPP
