@@ -163,8 +163,12 @@ def build_parser() -> _Parser:
 
 
 def _scenario(args: argparse.Namespace, parser: _Parser) -> Scenario:
+    tasks = args.tasks
+    if tasks is None and args.compare is not None:
+        tasks = COMPARE_TASKS
     try:
-        scenario = scenarios.by_name(args.scenario, load=args.load)
+        # Built for its task count: a scenario may time its faults by its length.
+        scenario = scenarios.by_name(args.scenario, load=args.load, tasks=tasks)
     except TaskdistError as error:
         parser.fail(str(error))
     if args.trace:
@@ -178,7 +182,7 @@ def _scenario(args: argparse.Namespace, parser: _Parser) -> Scenario:
             name=f"{scenario.name} trace {trace.source}",
             workers=scenario.workers,
             workload=trace,
-            tasks=len(trace),
+            tasks=len(trace) if args.tasks is None else min(args.tasks, len(trace)),
             gates=scenario.gates,
             lease=scenario.lease,
             plans=scenario.plans,
@@ -196,9 +200,8 @@ def _simulate(args: argparse.Namespace, parser: _Parser) -> int:
             policies = [Policy.named(name) for name in names]
         except TaskdistError as error:
             parser.fail(str(error))
-        tasks = args.tasks or (None if args.trace else COMPARE_TASKS)
         try:
-            result = compare(policies, scenario, seeds=args.seeds, tasks=tasks)
+            result = compare(policies, scenario, seeds=args.seeds)
         except TaskdistError as error:
             parser.fail(str(error))
         print(json.dumps(result.to_dict(), indent=2) if args.json else result)
@@ -207,9 +210,7 @@ def _simulate(args: argparse.Namespace, parser: _Parser) -> int:
         policy = Policy.named(args.policy)
     except TaskdistError as error:
         parser.fail(str(error))
-    report = Simulation(
-        scenario, policy, seed=args.seed, tasks=args.tasks, progress=args.progress
-    ).run()
+    report = Simulation(scenario, policy, seed=args.seed, progress=args.progress).run()
     if args.plot:
         try:
             report.plot(args.plot)

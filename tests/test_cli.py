@@ -146,3 +146,11 @@ def test_help_everywhere(command: tuple[str, ...], capsys: pytest.CaptureFixture
         main([*command, "--help"])
     assert caught.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_a_scenario_is_built_for_the_tasks_asked_for() -> None:
+    # flaky_api times its API outage by its length: a short run still meets it.
+    result = run("simulate", "--scenario", "flaky_api", "--tasks", "1500", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["tasks"] == 1500 and data["retries"] > 50 and data["lease_expiries"] > 0

@@ -307,7 +307,8 @@ def flaky_api(load: float = 0.7, *, tasks: int = 10_000) -> Scenario:
     """6 workers of 5 slots calling an API (2 s per call, log-normal). For the middle
     fifth of the run the API fails half the calls and 5 % of the assignments hang
     (their 20 s lease runs out); before and after, 1 % of calls fail. Each task
-    may take 4 attempts and should finish within 120 s.
+    may take 4 attempts and should finish within 120 s. The burst is placed for a run
+    of ``tasks`` arrivals: build the scenario with the count you will simulate.
     """
     load = _check_load(load)
     rate = load * 30 / 2.0
