@@ -90,6 +90,18 @@ from taskdist.metrics import (
     jain_index,
     percentile,
 )
+from taskdist.planning import (
+    Plannable,
+    PoolLoad,
+    PoolPlan,
+    erlang_c,
+    littles_law,
+    mean_wait,
+    plan_for,
+    servers_for_service_level,
+    servers_for_wait,
+    service_level,
+)
 from taskdist.queues import Eviction, Predicate, PriorityQueue, Queue, QueueStats
 from taskdist.queues.deadline import DeadlineScheduler, DeadlineStats, OnMiss
 from taskdist.queues.fair import (
@@ -221,7 +233,10 @@ __all__ = [
     "Overflow",
     "Percentiles",
     "PerformanceBased",
+    "Plannable",
     "PoolGate",
+    "PoolLoad",
+    "PoolPlan",
     "PoolStats",
     "PowerOfTwoChoices",
     "Predicate",
@@ -294,10 +309,17 @@ __all__ = [
     "coefficient_of_variation",
     "cost_efficiency",
     "demand_of",
+    "erlang_c",
     "jain_index",
     "key_hash",
+    "littles_law",
     "load_per_weight",
+    "mean_wait",
     "percentile",
     "performance",
+    "plan_for",
+    "servers_for_service_level",
+    "servers_for_wait",
+    "service_level",
     "skill_match",
 ]

@@ -1,158 +1,336 @@
-"""``python -m taskdist``: the command line.
+"""``python -m taskdist`` (also the ``taskdist`` command): simulate and plan.
 
-With no arguments it runs ``demo``: the built-in platform scenario through a
-:class:`~taskdist.queues.PriorityQueue`, with and without aging, and prints
-how long each priority level waited.
+- ``simulate`` (the default): run a scenario (the nine-agent platform unless
+  ``--scenario`` says otherwise) under a policy and print the seed checklist,
+  measured; ``--compare`` runs several policies over several seeds.
+- ``plan``: Erlang C sizing of one pool (``--arrival-rate``,
+  ``--service-time`` and a target, or ``--servers``), or of every pool of a
+  scenario (``--scenario``).
+
+Exit status: 0 on success, 2 on bad arguments (including a malformed trace
+file, named with its line and field), 1 when a run cannot finish (an
+optional dependency missing for ``--plot``).
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import json
+import math
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
-from taskdist.clock import ManualClock
-from taskdist.metrics import RecentSamples
-from taskdist.queues import PriorityQueue
-from taskdist.task import Task
+from taskdist.errors import TaskdistError
+from taskdist.planning import (
+    erlang_c,
+    mean_wait,
+    plan_for,
+    servers_for_service_level,
+    servers_for_wait,
+    service_level,
+)
+from taskdist.sim import BUILT_IN, Policy, Simulation, Trace, compare, scenarios
+from taskdist.sim.scenario import Scenario
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
-# The nine-agent platform: intents and their priorities (1 = most urgent), at
-# most 10 concurrent workflows lasting 0.8 s to 15 s. The platform's own rule,
-# "waited over 10 minutes: one level more urgent", is aging at 1/600 level per
-# second; the demo ages faster so a short overloaded run shows the effect.
-PLATFORM_INTENT_PRIORITY = {
-    "brainstorming": 1,
-    "deciding": 1,
-    "modifying": 1,
-    "exploring": 2,
-    "reviewing": 3,
-    "development": 3,
-    "general": 3,
-    "document_research": 4,
-    "reference_integration": 4,
-}
-PLATFORM_CONCURRENCY = 10
-PLATFORM_DURATION = (0.8, 15.0)
-PLATFORM_AGING_RATE = 1 / 600
-DEMO_AGING_RATE = 1 / 60
+COMPARE_TASKS = 5_000
+"""Tasks per run of ``simulate --compare`` unless ``--tasks`` says otherwise."""
 
 
-def run_platform_demo(
-    *, tasks: int, load: float, aging_rate: float, seed: int
-) -> dict[int, RecentSamples]:
-    """Serve ``tasks`` platform workflows on 10 slots; return the waits per priority.
+class _Parser(argparse.ArgumentParser):
+    """argparse, with our own argument errors also exiting with status 2."""
 
-    Arrivals are Poisson at ``load`` times the pool's capacity; the same seed
-    gives the same arrivals and durations whatever the aging rate, so runs
-    compare like with like.
-    """
-    rng = random.Random(seed)
-    low, high = PLATFORM_DURATION
-    arrival_rate = load * PLATFORM_CONCURRENCY / ((low + high) / 2)
-    intents = sorted(PLATFORM_INTENT_PRIORITY)
-    arrivals: list[tuple[float, Task, float]] = []
-    t = 0.0
-    for i in range(tasks):
-        t += rng.expovariate(arrival_rate)
-        intent = rng.choice(intents)
-        task = Task(f"wf-{i}", priority=PLATFORM_INTENT_PRIORITY[intent], group=intent)
-        arrivals.append((t, task, rng.uniform(low, high)))
-    duration = {task.id: d for _, task, d in arrivals}
-
-    clock = ManualClock()
-    queue = PriorityQueue(clock, aging_rate=aging_rate)
-    busy_until: list[float] = []  # end times of running workflows
-    waits: dict[int, RecentSamples] = {}
-    enqueued: dict[object, float] = {}
-    next_arrival = 0
-    while next_arrival < len(arrivals) or queue:
-        # Advance to the next event: an arrival or a slot freeing up.
-        candidates = [arrivals[next_arrival][0]] if next_arrival < len(arrivals) else []
-        if busy_until and (len(busy_until) >= PLATFORM_CONCURRENCY or not candidates):
-            candidates.append(min(busy_until))
-        clock.set(max(clock.now(), min(candidates)))
-        now = clock.now()
-        busy_until = [end for end in busy_until if end > now]
-        while next_arrival < len(arrivals) and arrivals[next_arrival][0] <= now:
-            _, task, _ = arrivals[next_arrival]
-            queue.push(task)
-            enqueued[task.id] = now
-            next_arrival += 1
-        while len(busy_until) < PLATFORM_CONCURRENCY:
-            started = queue.pop()
-            if started is None:
-                break
-            waits.setdefault(started.priority, RecentSamples(tasks)).record(
-                now - enqueued.pop(started.id)
-            )
-            busy_until.append(now + duration[started.id])
-    return waits
+    def fail(self, message: str) -> NoReturn:
+        self.error(message)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    print(
-        f"taskdist demo: {args.tasks} platform workflows on {PLATFORM_CONCURRENCY} slots "
-        f"at {args.load:.0%} load (seed {args.seed})\n"
+def _number(text: str, *, zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number is needed, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        bound = ">= 0" if zero else "> 0"
+        raise argparse.ArgumentTypeError(f"a finite number {bound} is needed, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    return _number(text, zero=False)
+
+
+def _non_negative(text: str) -> float:
+    return _number(text, zero=True)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number is needed, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number >= 1 is needed, got {text!r}")
+    return value
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"seeds are whole numbers, e.g. 1,2,3; got {text!r}"
+        ) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("at least one seed is needed")
+    return seeds
+
+
+def build_parser() -> _Parser:
+    """The argument parser of ``python -m taskdist``."""
+    parser = _Parser(
+        prog="python -m taskdist",
+        description="Try task-distribution policies on a workload before deploying them, "
+        "and size the pools they need. With no command: simulate.",
     )
-    runs = {
-        "no aging": run_platform_demo(
-            tasks=args.tasks, load=args.load, aging_rate=0.0, seed=args.seed
-        ),
-        f"aging {args.aging_rate:.4g}/s": run_platform_demo(
-            tasks=args.tasks, load=args.load, aging_rate=args.aging_rate, seed=args.seed
-        ),
-    }
-    header = f"{'priority':>8} {'tasks':>6}"
-    for name in runs:
-        header += f" | {name + ': mean / p95 / max wait (s)':>40}"
-    print(header)
-    print("-" * len(header))
-    for priority in sorted(next(iter(runs.values()))):
-        row = f"{priority:>8} {next(iter(runs.values()))[priority].total:>6}"
-        for waits in runs.values():
-            p = waits[priority].percentiles()
-            row += f" | {p.mean:>12.1f} {p.p95:>12.1f} {p.max:>12.1f}  "
-        print(row)
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sim = commands.add_parser(
+        "simulate",
+        help="run a scenario under a policy and print the seed checklist (default)",
+        description="Simulate a scenario with the real Distributor and print the seed "
+        "checklist, measured.",
+    )
+    sim.add_argument(
+        "--scenario",
+        default="platform",
+        help=f"one of {', '.join(scenarios.NAMES)} (default: platform)",
+    )
+    sim.add_argument(
+        "--policy",
+        default="priority",
+        help="queue[/balancer][+cb]: queue one of fifo, priority, fair, edf, fair+edf; "
+        "balancer one of least, p2c, rr, hash, random, perf; +cb adds circuit breakers "
+        "(default: priority)",
+    )
+    sim.add_argument(
+        "--compare",
+        nargs="?",
+        const="",
+        metavar="POLICIES",
+        help="compare policies (comma-separated; alone: "
+        f"{', '.join(BUILT_IN)}) over --seeds, {COMPARE_TASKS:,} tasks each unless --tasks",
+    )
+    sim.add_argument("--seeds", type=_seeds, default=[1, 2, 3], help="seeds to compare over")
+    sim.add_argument("--tasks", type=_count, help="arrivals to simulate")
+    sim.add_argument("--load", type=_positive, help="offered load (1.0 = the pool's capacity)")
+    sim.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    sim.add_argument(
+        "--trace", metavar="FILE", help="replay arrivals from a CSV or JSON-lines file"
+    )
+    sim.add_argument(
+        "--plot", metavar="FILE", help="save the plots (PNG, SVG...; needs matplotlib)"
+    )
+    sim.add_argument("--json", action="store_true", help="print the report as JSON")
+    sim.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress (default: on a terminal, for long runs)",
+    )
+    sim.set_defaults(handler=_simulate)
+    plan = commands.add_parser(
+        "plan",
+        help="size a pool with Erlang C",
+        description="Size a pool as an M/M/c queue: give --arrival-rate and --service-time "
+        "with --target-wait (mean wait), --within and --level (service level), or "
+        "--servers (evaluate that size); or --scenario to plan every pool of a scenario.",
+    )
+    plan.add_argument("--arrival-rate", type=_positive, help="tasks per second")
+    plan.add_argument("--service-time", type=_positive, help="mean seconds per task")
+    plan.add_argument("--target-wait", type=_non_negative, help="largest mean wait, seconds")
+    plan.add_argument("--within", type=_non_negative, help="service level: wait at most this")
+    plan.add_argument("--level", type=_positive, default=0.8, help="service level share (0.8)")
+    plan.add_argument("--servers", type=_count, help="evaluate a pool of this many servers")
+    plan.add_argument("--scenario", help="plan every pool of a built-in scenario")
+    plan.add_argument("--load", type=_positive, help="the scenario's offered load")
+    plan.add_argument("--json", action="store_true", help="print the result as JSON")
+    plan.set_defaults(handler=_plan)
+    return parser
+
+
+# -- simulate -----------------------------------------------------------------------
+
+
+def _scenario(args: argparse.Namespace, parser: _Parser) -> Scenario:
+    tasks = args.tasks
+    if tasks is None and args.compare is not None:
+        tasks = COMPARE_TASKS
+    try:
+        # Built for its task count: a scenario may time its faults by its length.
+        scenario = scenarios.by_name(args.scenario, load=args.load, tasks=tasks)
+    except TaskdistError as error:
+        parser.fail(str(error))
+    if args.trace:
+        try:
+            trace = Trace.load(args.trace)
+        except OSError as error:
+            parser.fail(f"cannot read the trace {args.trace}: {error.strerror}")
+        except TaskdistError as error:
+            parser.fail(f"bad trace: {error}")
+        scenario = Scenario(
+            name=f"{scenario.name} trace {trace.source}",
+            workers=scenario.workers,
+            workload=trace,
+            tasks=len(trace) if args.tasks is None else min(args.tasks, len(trace)),
+            gates=scenario.gates,
+            lease=scenario.lease,
+            plans=scenario.plans,
+            tenant_plan=scenario.tenant_plan,
+            aging_rate=scenario.aging_rate,
+        )
+    return scenario
+
+
+def _simulate(args: argparse.Namespace, parser: _Parser) -> int:
+    scenario = _scenario(args, parser)
+    if args.compare is not None:
+        names = [n.strip() for n in args.compare.split(",") if n.strip()] or list(BUILT_IN)
+        try:
+            policies = [Policy.named(name) for name in names]
+        except TaskdistError as error:
+            parser.fail(str(error))
+        try:
+            result = compare(policies, scenario, seeds=args.seeds)
+        except TaskdistError as error:
+            parser.fail(str(error))
+        print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+        return 0
+    try:
+        policy = Policy.named(args.policy)
+    except TaskdistError as error:
+        parser.fail(str(error))
+    report = Simulation(scenario, policy, seed=args.seed, progress=args.progress).run()
+    if args.plot:
+        try:
+            report.plot(args.plot)
+        except ImportError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report)
+        if args.plot:
+            print(f"\nplots saved to {args.plot}")
+    return 0
+
+
+# -- plan ---------------------------------------------------------------------------
+
+
+def _plan(args: argparse.Namespace, parser: _Parser) -> int:
+    if args.scenario is not None:
+        return _plan_scenario(args, parser)
+    if args.arrival_rate is None or args.service_time is None:
+        parser.fail("plan needs --arrival-rate and --service-time (or --scenario)")
+    rate, time = args.arrival_rate, args.service_time
+    load = rate * time
+    result: dict[str, Any] = {"arrival_rate": rate, "service_time": time, "offered_load": load}
+    try:
+        if args.servers is not None:
+            servers = args.servers
+            if load >= servers:
+                parser.fail(
+                    f"{servers} servers cannot carry {load:g} erlangs (arrival rate x "
+                    "service time): the queue would grow for ever"
+                )
+        elif args.target_wait is not None:
+            servers = servers_for_wait(rate, time, args.target_wait)
+            result["target_wait"] = args.target_wait
+        else:
+            within = time if args.within is None else args.within
+            servers = servers_for_service_level(rate, time, within, args.level)
+            result.update(within=within, level=args.level)
+        within = time if args.within is None else args.within
+        result.update(
+            servers=servers,
+            utilization=load / servers,
+            wait_probability=erlang_c(servers, load),
+            mean_wait=mean_wait(rate, time, servers),
+            service_level=service_level(rate, time, servers, within),
+            service_level_within=within,
+        )
+    except TaskdistError as error:
+        parser.fail(str(error))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
     print(
-        "\nAging bounds the least urgent levels' wait, paid for by the "
-        "more urgent ones (see docs/queues.md)."
+        f"M/M/c pool: {rate:g} tasks/s x {time:g} s = {load:g} erlangs offered\n"
+        f"servers:           {servers}\n"
+        f"utilisation:       {result['utilization']:.1%}\n"
+        f"P(wait > 0):       {result['wait_probability']:.1%}\n"
+        f"mean wait:         {result['mean_wait']:.3g} s\n"
+        f"P(wait <= {within:g} s): {result['service_level']:.1%}"
     )
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m taskdist``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m taskdist",
-        description="Compare task-distribution policies on a workload before deploying them.",
+def _plan_scenario(args: argparse.Namespace, parser: _Parser) -> int:
+    try:
+        scenario = scenarios.by_name(args.scenario, load=args.load)
+        plans = plan_for(
+            scenario, within=args.within, level=args.level, target_wait=args.target_wait
+        )
+    except TaskdistError as error:
+        parser.fail(str(error))
+    if args.json:
+        print(json.dumps([_plan_row(p) for p in plans], indent=2))
+        return 0
+    print(f"{scenario.description or scenario.name}: slots per pool (M/M/c approximation)\n")
+    width = max(len(p.name) for p in plans)
+    print(
+        f"{'pool':<{width}}  {'tasks/s':>8}  {'mean s':>7}  {'slots':>5}  {'util':>6}  "
+        f"{'P(wait)':>7}  {'mean wait':>9}  {'suggested':>9}"
     )
-    commands = parser.add_subparsers(dest="command")
-    demo = commands.add_parser("demo", help="priority queue with and without aging (default)")
-    demo.add_argument("--tasks", type=int, default=4_000, help="workflows to serve")
-    demo.add_argument(
-        "--load", type=float, default=1.05, help="offered load (1.0 = the pool's capacity)"
-    )
-    demo.add_argument(
-        "--aging-rate",
-        type=float,
-        default=DEMO_AGING_RATE,
-        help="priority levels gained per second waited "
-        f"(default 1 per minute; the platform's rule is {PLATFORM_AGING_RATE:.4g})",
-    )
-    demo.add_argument("--seed", type=int, default=1)
-    demo.set_defaults(handler=_demo)
-    return parser
+    for p in plans:
+        print(
+            f"{p.name:<{width}}  {p.arrival_rate:>8.3f}  {p.service_time:>7.2f}  {p.servers:>5}  "
+            f"{p.utilization:>6.1%}  {p.wait_probability:>7.1%}  {p.mean_wait:>8.2f}s  "
+            f"{p.suggested:>9}"
+        )
+    return 0
+
+
+def _plan_row(plan: Any) -> dict[str, Any]:
+    return {
+        "pool": plan.name,
+        "arrival_rate": plan.arrival_rate,
+        "service_time": plan.service_time,
+        "servers": plan.servers,
+        "utilization": plan.utilization,
+        "wait_probability": plan.wait_probability,
+        "mean_wait": None if math.isinf(plan.mean_wait) else plan.mean_wait,
+        "suggested": plan.suggested,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status (argument errors exit with 2)."""
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or (arguments[0].startswith("-") and arguments[0] not in ("-h", "--help")):
-        arguments.insert(0, "demo")
+        arguments.insert(0, "simulate")
     args = parser.parse_args(arguments)
-    handler = args.handler
-    return int(handler(args))
+    subparser = parser if args.command is None else _subparser(parser, args.command)
+    return int(args.handler(args, subparser))
+
+
+def _subparser(parser: _Parser, name: str) -> _Parser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found = action.choices[name]
+            assert isinstance(found, _Parser)
+            return found
+    return parser  # pragma: no cover - the parser always has its commands

@@ -1,0 +1,116 @@
+"""Print the simulator's cost per task next to a bare SimPy model's, and where it goes.
+
+    python benchmarks/compare_sim.py [--customers 50000] [--repeat 3] [--platform 100000]
+
+Runs the M/M/10 of ``bench_sim.py`` in SimPy and in taskdist (default and
+FIFO policies), interleaved so machine noise hits all alike, keeping each
+one's best time; then one platform run of ``--platform`` tasks; then a
+cProfile of the taskdist M/M/c run, its time split by package (the
+Distributor's layers, the simulator, the rest). Prints Markdown tables for
+docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import time
+from collections import defaultdict
+
+from bench_sim import platform, simpy_mmc, taskdist_mmc
+from timing import best_of
+
+from taskdist.sim import Simulation, scenarios
+
+CONTENDERS = {
+    "SimPy (bare model)": simpy_mmc,
+    "taskdist, policy priority": taskdist_mmc,
+    "taskdist, policy fifo/p2c": lambda n: taskdist_mmc(n, policy="fifo/p2c"),
+}
+
+LAYERS = (
+    ("dispatch/", "Distributor (dispatch/)"),
+    ("queues/", "queues/"),
+    ("workers/", "workers/ (tracker)"),
+    ("balancing/", "balancing/"),
+    ("resilience/", "resilience/"),
+    ("taskdist/sim/", "the simulator (sim/)"),
+    ("taskdist/", "vocabulary (task, metrics, clock, _validate)"),
+)
+
+
+def layer_of(filename: str) -> str:
+    for fragment, name in LAYERS:
+        if fragment in filename:
+            return name
+    return "Python (heapq, random, builtins)"
+
+
+def profile(n: int) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    taskdist_mmc(n)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    by_layer: dict[str, float] = defaultdict(float)
+    total = 0.0
+    for (filename, _, _), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        by_layer[layer_of(filename)] += own
+        total += own
+    print(f"\nWhere the time goes (cProfile, own time, M/M/10, {n:,} tasks):\n")
+    print("| part | share |")
+    print("|---|---|")
+    for name, own in sorted(by_layer.items(), key=lambda kv: -kv[1]):
+        print(f"| {name} | {own / total:.0%} |")
+    print("\nTop functions by own time:\n")
+    print("| function | calls | own µs per task |")
+    print("|---|---|---|")
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:12]  # type: ignore[attr-defined]
+    for (filename, line, name), (_, calls, own, _, _) in rows:
+        short = filename.split("taskdist/")[-1] if "taskdist/" in filename else filename
+        print(f"| `{short}:{line}({name})` | {calls:,} | {own / n * 1e6:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--platform", type=int, default=100_000)
+    args = parser.parse_args()
+    n = args.customers
+    best = {name: float("inf") for name in CONTENDERS}
+    for _ in range(args.repeat):
+        for name, run in CONTENDERS.items():
+            best[name] = min(best[name], best_of(1, lambda run=run: run(n)))
+    simpy = best["SimPy (bare model)"]
+    print(f"M/M/10 at 80 %, {n:,} customers, best of {args.repeat}:\n")
+    print("| model | µs per customer | ratio to SimPy |")
+    print("|---|---|---|")
+    for name, seconds in best.items():
+        print(f"| {name} | {seconds / n * 1e6:.1f} | {seconds / simpy:.2f}x |")
+    split = min(
+        (
+            Simulation(scenarios.mm_c(8.0, 1.0, 10, tasks=n), seed=1).run()
+            for _ in range(args.repeat)
+        ),
+        key=lambda report: report.timing.wall_seconds,
+    )
+    inside = split.timing.distributor_seconds / n * 1e6
+    print(
+        f"\nof the taskdist run's {split.timing.wall_seconds / n * 1e6:.1f} µs per customer, "
+        f"{inside:.1f} µs are spent inside Distributor calls (submit, dispatch, complete, "
+        f"tick, next_wakeup) and the rest in the simulator's loop"
+    )
+    began = time.perf_counter()
+    utilization = platform(args.platform)
+    wall = time.perf_counter() - began
+    print(
+        f"\nplatform at 85 %: {args.platform:,} tasks in {wall:.1f} s "
+        f"({wall / args.platform * 1e6:.0f} µs per task; utilisation {utilization:.1%})"
+    )
+    profile(min(n, 20_000))
+
+
+if __name__ == "__main__":
+    main()

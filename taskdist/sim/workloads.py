@@ -1,0 +1,585 @@
+"""Workloads: when tasks arrive, what they are, how long they run.
+
+A :class:`Workload` draws arrivals from a process (:class:`Poisson`, or the
+bursty :class:`MMPP`), a task from a mix of :class:`TaskType` (service-time
+distribution, priority, deadline, skills, resources, failure rate), and a
+tenant from :class:`Tenants` (popularity and plans). A :class:`Trace` replays
+recorded arrivals from a CSV or JSON-lines file instead.
+
+Both yield :class:`Arrival` records in time order from ``generate(count,
+rng)``: O(1) per arrival (O(log types) and O(log tenants) for the draws).
+The first attempt's service time and outcome are drawn at arrival, from the
+arrival stream, so every policy compared on one seed sees the same work.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import itertools
+import json
+import math
+import random
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+
+from taskdist._validate import check_int, check_number, check_resources, check_skills
+from taskdist.errors import InvalidArgumentError, InvalidTypeError, TaskdistError
+from taskdist.sim.distributions import ServiceTime
+from taskdist.task import Task
+
+__all__ = [
+    "MMPP",
+    "Arrival",
+    "Poisson",
+    "TaskType",
+    "Tenants",
+    "Trace",
+    "TraceError",
+    "TraceRecord",
+    "Workload",
+    "Zipf",
+]
+
+
+class TraceError(InvalidArgumentError):
+    """A trace file that cannot be read: says which file, line and field, and what is allowed."""
+
+    def __init__(self, source: str, line: int, field: str | None, problem: str) -> None:
+        where = f"{source} line {line}" + (f", field {field!r}" if field else "")
+        super().__init__(f"{where}: {problem}")
+        self.source = source
+        self.line = line
+        self.field = field
+
+
+def _cumulative(weights: Sequence[float], name: str) -> tuple[float, ...]:
+    checked = [check_number(w, f"{name}[{i}]", minimum=0.0) for i, w in enumerate(weights)]
+    total = math.fsum(checked)
+    if not checked or total <= 0:
+        raise InvalidArgumentError(f"{name} must hold at least one weight > 0, got {weights!r}")
+    return tuple(itertools.accumulate(w / total for w in checked))
+
+
+def _pick(cumulative: tuple[float, ...], rng: random.Random) -> int:
+    index = bisect.bisect_right(cumulative, rng.random())
+    return min(index, len(cumulative) - 1)
+
+
+@attrs.frozen
+class Zipf:
+    """Keys ``0 .. keys-1`` drawn with probability proportional to ``1 / (rank+1)**exponent``.
+
+    Skewed keys (a few users or documents get most of the traffic) are what
+    consistent hashing must cope with. O(log keys) per draw.
+    """
+
+    keys: int
+    exponent: float = 1.1
+    _cumulative: tuple[float, ...] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        check_int(self.keys, "Zipf.keys", minimum=1, maximum=10_000_000)
+        check_number(self.exponent, "Zipf.exponent", minimum=0.0, maximum=100.0)
+        weights = [1.0 / (rank + 1) ** self.exponent for rank in range(self.keys)]
+        object.__setattr__(self, "_cumulative", _cumulative(weights, "Zipf weights"))
+
+    def sample(self, rng: random.Random) -> int:
+        """One key. O(log keys)."""
+        return _pick(self._cumulative, rng)
+
+
+def _skills(value: object) -> frozenset[str]:
+    return check_skills(value, "TaskType.requires")
+
+
+def _resources(value: object) -> Mapping[str, float]:
+    return check_resources(value, "TaskType.resources")
+
+
+@attrs.frozen
+class TaskType:
+    """One kind of task in a workload's mix.
+
+    ``share`` is its relative share of arrivals; ``service`` how long an
+    attempt runs; ``deadline`` seconds after arrival by which it should
+    finish (``None``: none); ``failure`` the probability that an attempt
+    fails (then it is retried by the policy). ``requires``, ``resources``,
+    ``priority``, ``ttl`` and ``max_attempts`` go to the ``Task`` as they
+    are; ``keys`` draws its affinity ``key``. Validated when built. O(1).
+    """
+
+    name: str
+    service: ServiceTime
+    share: float = 1.0
+    priority: int = 2
+    deadline: float | None = None
+    requires: frozenset[str] = attrs.field(default=frozenset(), converter=_skills)
+    resources: Mapping[str, float] = attrs.field(factory=dict, converter=_resources)
+    failure: float = 0.0
+    ttl: float | None = None
+    max_attempts: int | None = None
+    keys: Zipf | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InvalidTypeError(f"TaskType.name must be a non-empty str, got {self.name!r}")
+        if not isinstance(self.service, ServiceTime):
+            raise InvalidTypeError(
+                f"TaskType.service must be a service-time distribution (mean, sample), "
+                f"got {self.service!r}"
+            )
+        check_number(self.share, "TaskType.share", minimum=0.0)
+        check_int(self.priority, "TaskType.priority", minimum=-(2**53), maximum=2**53)
+        if self.deadline is not None:
+            check_number(self.deadline, "TaskType.deadline", positive=True)
+        check_number(self.failure, "TaskType.failure", minimum=0.0, maximum=1.0)
+        if self.ttl is not None:
+            check_number(self.ttl, "TaskType.ttl", positive=True)
+        if self.max_attempts is not None:
+            check_int(self.max_attempts, "TaskType.max_attempts", minimum=1)
+        if self.keys is not None and not isinstance(self.keys, Zipf):
+            raise InvalidTypeError(f"TaskType.keys must be a Zipf or None, got {self.keys!r}")
+
+
+def _names(value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise InvalidTypeError(f"Tenants.names must be a sequence of str, got {value!r}")
+    names = tuple(value)
+    if not names or any(not isinstance(n, str) or not n for n in names):
+        raise InvalidArgumentError(f"Tenants.names must be non-empty strs, at least one: {value!r}")
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError("Tenants.names must not repeat a tenant")
+    return names
+
+
+def _optional_tuple(value: Sequence[float] | None) -> tuple[float, ...] | None:
+    return None if value is None else tuple(value)
+
+
+@attrs.frozen
+class Tenants:
+    """Who submits: tenant names, how much each submits, and each one's plan.
+
+    ``shares`` (default: equal) weights how often each tenant is drawn;
+    ``plans`` maps a tenant to its plan name; ``boost`` maps a plan to the
+    priority levels its tasks gain (the platform's enterprise plan: one
+    level more urgent), never past ``most_urgent``. O(log tenants) per draw.
+    """
+
+    names: tuple[str, ...] = attrs.field(converter=_names)
+    shares: tuple[float, ...] | None = attrs.field(default=None, converter=_optional_tuple)
+    plans: Mapping[str, str] = attrs.field(factory=dict)
+    boost: Mapping[str, int] = attrs.field(factory=dict)
+    most_urgent: int = 1
+    _cumulative: tuple[float, ...] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        shares = self.shares if self.shares is not None else [1.0] * len(self.names)
+        if len(shares) != len(self.names):
+            raise InvalidArgumentError(
+                f"Tenants.shares must give one share per tenant ({len(self.names)}), "
+                f"got {len(shares)}"
+            )
+        object.__setattr__(self, "_cumulative", _cumulative(shares, "Tenants.shares"))
+        unknown = set(self.plans) - set(self.names)
+        if unknown:
+            raise InvalidArgumentError(f"Tenants.plans names unknown tenants: {sorted(unknown)}")
+
+    def sample(self, rng: random.Random) -> str:
+        """One tenant. O(log tenants)."""
+        return self.names[_pick(self._cumulative, rng)]
+
+    def priority(self, tenant: str, priority: int) -> int:
+        """``priority`` after the boost of the tenant's plan. O(1)."""
+        plan = self.plans.get(tenant)
+        boost = self.boost.get(plan, 0) if plan is not None else 0
+        if not boost:
+            return priority
+        return max(self.most_urgent, priority - boost)
+
+
+@attrs.frozen
+class Poisson:
+    """Arrivals at ``rate`` per second, independent (exponential gaps). O(1) per gap."""
+
+    rate: float
+
+    def __attrs_post_init__(self) -> None:
+        check_number(self.rate, "Poisson.rate", positive=True)
+
+    @property
+    def mean_rate(self) -> float:
+        """Arrivals per second, on average."""
+        return self.rate
+
+    def gaps(self, rng: random.Random) -> Iterator[float]:
+        """The times between arrivals, for ever."""
+        rate = self.rate
+        expovariate = rng.expovariate
+        while True:
+            yield expovariate(rate)
+
+    def scaled(self, factor: float) -> Poisson:
+        """The same process ``factor`` times as fast."""
+        return Poisson(self.rate * factor)
+
+
+def _positive_tuple(value: object, name: str) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidTypeError(f"{name} must be a sequence of numbers, got {value!r}")
+    return tuple(check_number(v, f"{name}[{i}]", minimum=0.0) for i, v in enumerate(value))
+
+
+def _rates(value: object) -> tuple[float, ...]:
+    return _positive_tuple(value, "MMPP.rates")
+
+
+def _durations(value: object) -> tuple[float, ...]:
+    return _positive_tuple(value, "MMPP.durations")
+
+
+@attrs.frozen
+class MMPP:
+    """Bursty arrivals: a Markov-modulated Poisson process.
+
+    The process stays in state ``i`` for an exponential time of mean
+    ``durations[i]`` seconds, with Poisson arrivals at ``rates[i]`` while it
+    does, then moves to the next state (cyclically). Two states, e.g.
+    ``MMPP(rates=(2.0, 20.0), durations=(60.0, 10.0))``, give calm spells and
+    bursts with the same long-run mean as a Poisson process of
+    :attr:`mean_rate`. O(1) amortised per gap.
+    """
+
+    rates: tuple[float, ...] = attrs.field(converter=_rates)
+    durations: tuple[float, ...] = attrs.field(converter=_durations)
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.rates) < 1 or len(self.rates) != len(self.durations):
+            raise InvalidArgumentError(
+                "MMPP needs as many durations as rates, at least one state: "
+                f"rates={self.rates}, durations={self.durations}"
+            )
+        if any(d <= 0 for d in self.durations):
+            raise InvalidArgumentError(f"MMPP.durations must be > 0, got {self.durations}")
+        if not any(r > 0 for r in self.rates):
+            raise InvalidArgumentError(f"MMPP.rates must have a rate > 0, got {self.rates}")
+
+    @property
+    def mean_rate(self) -> float:
+        """Arrivals per second in the long run: the rates weighted by time in each state."""
+        return math.fsum(r * d for r, d in zip(self.rates, self.durations, strict=True)) / (
+            math.fsum(self.durations)
+        )
+
+    def gaps(self, rng: random.Random) -> Iterator[float]:
+        """The times between arrivals, for ever."""
+        states = len(self.rates)
+        state = 0
+        left = rng.expovariate(1.0 / self.durations[0])  # time left in the state
+        since = 0.0  # time since the last arrival
+        while True:
+            rate = self.rates[state]
+            gap = rng.expovariate(rate) if rate > 0 else math.inf
+            if gap <= left:
+                left -= gap
+                yield since + gap
+                since = 0.0
+            else:  # the state ends first; memorylessness lets us redraw in the next one
+                since += left
+                state = (state + 1) % states
+                left = rng.expovariate(1.0 / self.durations[state])
+
+    def scaled(self, factor: float) -> MMPP:
+        """The same process with every rate ``factor`` times higher."""
+        return MMPP(tuple(r * factor for r in self.rates), self.durations)
+
+
+class Arrival:
+    """One arriving task, with the first attempt's service time and outcome drawn."""
+
+    __slots__ = ("fails", "kind", "service", "task", "time")
+
+    def __init__(
+        self, time: float, task: Task, service: float, fails: bool, kind: TaskType | None
+    ) -> None:
+        self.time = time
+        self.task = task
+        self.service = service
+        self.fails = fails
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"Arrival({self.time:g}, {self.task!r}, service={self.service:g})"
+
+
+_T = TypeVar("_T")
+
+
+def distinct_tuple(
+    value: object, kind: type[_T], name: str, key: Callable[[_T], Hashable]
+) -> tuple[_T, ...]:
+    """``value`` (one ``kind`` or a sequence of them, at least one) as a tuple whose
+    ``key`` values are distinct; else a ``TaskdistError`` naming ``name``. O(n)."""
+    if isinstance(value, kind):
+        return (value,)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidTypeError(f"{name} must be a sequence of {kind.__name__}, got {value!r}")
+    items = tuple(value)
+    if not items:
+        raise InvalidArgumentError(f"{name} must hold at least one {kind.__name__}")
+    if not all(isinstance(item, kind) for item in items):
+        raise InvalidTypeError(f"{name} must hold {kind.__name__} values only, got {value!r}")
+    if len({key(item) for item in items}) != len(items):
+        raise InvalidArgumentError(f"{name} must not repeat a {kind.__name__}")
+    return items
+
+
+def _types(value: object) -> tuple[TaskType, ...]:
+    return distinct_tuple(value, TaskType, "Workload.types", lambda kind: kind.name)
+
+
+@attrs.frozen
+class Workload:
+    """Arrivals from a process, each a task drawn from a mix of types and tenants.
+
+    >>> from taskdist.sim import Exponential
+    >>> w = Workload(Poisson(2.0), TaskType("job", Exponential(1.0)))
+    >>> [round(a.time, 3) for a in w.generate(3, random.Random(1))]
+    [0.072, 0.794, 1.136]
+    """
+
+    process: Poisson | MMPP
+    types: tuple[TaskType, ...] = attrs.field(converter=_types)
+    tenants: Tenants | None = None
+    _cumulative: tuple[float, ...] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.process, (Poisson, MMPP)):
+            raise InvalidTypeError(
+                f"Workload.process must be a Poisson or MMPP, got {self.process!r}"
+            )
+        if self.tenants is not None and not isinstance(self.tenants, Tenants):
+            raise InvalidTypeError(f"Workload.tenants must be Tenants or None, got {self.tenants}")
+        shares = [t.share for t in self.types]
+        object.__setattr__(self, "_cumulative", _cumulative(shares, "the task types' shares"))
+
+    @property
+    def mean_rate(self) -> float:
+        """Arrivals per second, on average."""
+        return self.process.mean_rate
+
+    def type_rates(self) -> list[tuple[TaskType, float]]:
+        """Each type and its arrivals per second, on average."""
+        total = math.fsum(t.share for t in self.types)
+        return [(t, self.mean_rate * t.share / total) for t in self.types]
+
+    def scaled(self, factor: float) -> Workload:
+        """The same mix, arriving ``factor`` times as fast (factor > 0)."""
+        factor = check_number(factor, "factor", positive=True)
+        return attrs.evolve(self, process=self.process.scaled(factor))
+
+    def generate(self, count: int, rng: random.Random) -> Iterator[Arrival]:
+        """``count`` arrivals in time order, tasks numbered 0, 1, ... O(count)."""
+        count = check_int(count, "count", minimum=0)
+        types = self.types
+        single = types[0] if len(types) == 1 else None
+        cumulative = self._cumulative
+        tenants = self.tenants
+        now = 0.0
+        gaps = self.process.gaps(rng)
+        random_ = rng.random
+        for number, gap in zip(range(count), gaps, strict=False):
+            now += gap
+            kind = single if single is not None else types[_pick(cumulative, rng)]
+            tenant = None
+            priority = kind.priority
+            if tenants is not None:
+                tenant = tenants.sample(rng)
+                priority = tenants.priority(tenant, priority)
+            task = Task(
+                number,
+                priority=priority,
+                deadline=None if kind.deadline is None else now + kind.deadline,
+                tenant=tenant,
+                key=None if kind.keys is None else kind.keys.sample(rng),
+                requires=kind.requires,
+                resources=kind.resources,
+                cost=kind.service.mean,
+                ttl=kind.ttl,
+                max_attempts=kind.max_attempts,
+                group=kind.name,
+            )
+            service = kind.service.sample(rng)
+            fails = kind.failure > 0 and random_() < kind.failure
+            yield Arrival(now, task, service, fails, kind)
+
+
+# -- traces -------------------------------------------------------------------------
+
+_TRACE_FIELDS = ("time", "tenant", "priority", "deadline", "cost", "group", "requires", "service")
+
+
+@attrs.frozen
+class TraceRecord:
+    """One recorded arrival: at ``time``, a task that runs ``service`` seconds."""
+
+    time: float
+    task: Task
+    service: float
+
+
+def _field_number(
+    raw: object, source: str, line: int, field: str, *, minimum: float | None = None
+) -> float:
+    try:
+        if isinstance(raw, str):
+            raw = float(raw)
+        return check_number(raw, field, minimum=minimum)
+    except (ValueError, TypeError, TaskdistError) as error:
+        allowed = "a finite number" + ("" if minimum is None else f" >= {minimum:g}")
+        raise TraceError(source, line, field, f"{allowed} is allowed, got {raw!r}") from error
+
+
+def _record(row: Mapping[str, Any], source: str, line: int, number: int) -> TraceRecord:
+    unknown = [key for key in row if key not in _TRACE_FIELDS]
+    if unknown:
+        raise TraceError(
+            source,
+            line,
+            unknown[0],
+            f"not a trace field; the fields are {', '.join(_TRACE_FIELDS)}",
+        )
+    values = {key: value for key, value in row.items() if value not in (None, "")}
+    if "time" not in values:
+        raise TraceError(source, line, "time", "the arrival time is required")
+    time = _field_number(values["time"], source, line, "time", minimum=0.0)
+    fields: dict[str, Any] = {}
+    if "priority" in values:
+        priority = _field_number(values["priority"], source, line, "priority")
+        if priority != int(priority):
+            raise TraceError(source, line, "priority", f"an integer is allowed, got {priority!r}")
+        fields["priority"] = int(priority)
+    if "deadline" in values:
+        deadline = _field_number(values["deadline"], source, line, "deadline")
+        if deadline <= time:
+            raise TraceError(
+                source, line, "deadline", f"must be after the arrival time {time:g}, got {deadline}"
+            )
+        fields["deadline"] = deadline
+    cost = _field_number(values.get("cost", 1.0), source, line, "cost", minimum=0.0)
+    fields["cost"] = cost
+    service = _field_number(values.get("service", cost), source, line, "service", minimum=0.0)
+    for name in ("tenant", "group"):
+        if name in values:
+            fields[name] = str(values[name])
+    if "requires" in values:
+        requires = values["requires"]
+        if isinstance(requires, str):
+            requires = [s for s in requires.replace("|", ";").split(";") if s.strip()]
+        try:
+            fields["requires"] = check_skills(
+                [s.strip() if isinstance(s, str) else s for s in requires], "requires"
+            )
+        except TaskdistError as error:
+            raise TraceError(
+                source, line, "requires", f"skill names (str) are allowed: {error}"
+            ) from None
+    return TraceRecord(time, Task(number, **fields), service)
+
+
+@attrs.frozen
+class Trace:
+    """Recorded arrivals replayed as they are (``generate`` ignores the rng).
+
+    Read one with :meth:`load` (CSV with a header row, or JSON lines, one
+    object per line). Fields: ``time`` (arrival, seconds, required,
+    non-decreasing), ``tenant``, ``priority`` (int), ``deadline`` (absolute
+    time, after ``time``), ``cost`` (estimated seconds, default 1),
+    ``group``, ``requires`` (skills; ``a;b`` in CSV, a list in JSON),
+    ``service`` (seconds it really runs; default: ``cost``). A malformed
+    file raises :class:`TraceError` naming the line and field.
+    """
+
+    records: tuple[TraceRecord, ...]
+    source: str = "<trace>"
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        """Read a trace file: ``.jsonl`` / ``.json`` as JSON lines, anything else as CSV.
+
+        O(records). Raises :class:`TraceError` (line and field) or ``OSError``.
+        """
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".jsonl", ".json", ".ndjson"):
+            return cls.from_json_lines(text, source=path.name)
+        return cls.from_csv(text, source=path.name)
+
+    @classmethod
+    def from_csv(cls, text: str, *, source: str = "<csv>") -> Trace:
+        """Parse CSV text with a header row. O(records)."""
+        reader = csv.DictReader(io.StringIO(text))
+        if reader.fieldnames is None:
+            raise TraceError(
+                source, 1, None, "empty file: a header row naming the fields is needed"
+            )
+        rows = []
+        for row in reader:
+            if None in row:
+                raise TraceError(source, reader.line_num, None, "more values than header fields")
+            rows.append((reader.line_num, row))
+        return cls._from_rows(rows, source)
+
+    @classmethod
+    def from_json_lines(cls, text: str, *, source: str = "<jsonl>") -> Trace:
+        """Parse JSON lines: one object per non-blank line. O(records)."""
+        rows = []
+        for line_number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise TraceError(
+                    source, line_number, None, f"not valid JSON ({error.msg})"
+                ) from None
+            if not isinstance(row, dict):
+                raise TraceError(source, line_number, None, "each line must be a JSON object")
+            rows.append((line_number, row))
+        return cls._from_rows(rows, source)
+
+    @classmethod
+    def _from_rows(cls, rows: Sequence[tuple[int, Mapping[str, Any]]], source: str) -> Trace:
+        records = []
+        last = 0.0
+        for number, (line, row) in enumerate(rows):
+            record = _record(row, source, line, number)
+            if record.time < last:
+                raise TraceError(
+                    source, line, "time", f"times must not decrease: {record.time:g} after {last:g}"
+                )
+            last = record.time
+            records.append(record)
+        if not records:
+            raise TraceError(source, 1, None, "no arrivals in the trace")
+        return cls(tuple(records), source)
+
+    @property
+    def mean_rate(self) -> float:
+        """Arrivals per second over the trace's span."""
+        span = self.records[-1].time - self.records[0].time
+        return len(self.records) / span if span > 0 else math.inf
+
+    def generate(self, count: int, rng: random.Random) -> Iterator[Arrival]:
+        """The first ``count`` records as arrivals (their service as recorded). O(count)."""
+        count = check_int(count, "count", minimum=0)
+        for record in self.records[:count]:
+            yield Arrival(record.time, record.task, record.service, False, None)
+
+    def __len__(self) -> int:
+        return len(self.records)
