@@ -60,6 +60,8 @@ _TTL: Final = "ttl"
 _BREAKER: Final = "breaker"
 _REFUSING: Final = frozenset((CircuitState.OPEN, CircuitState.FORCED_OPEN))
 _WORKER_FIELDS: Final = frozenset(("capacity", "weight", "skills", "zone", "cost"))
+# The column of a tenant's counters row that counts each final state.
+_TENANT_COLUMN: Final = {TaskState.COMPLETED: 1, TaskState.DEAD: 2, TaskState.CANCELLED: 3}
 _HEALTH_RANK: Final = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNAVAILABLE: 2}
 
 
@@ -99,56 +101,50 @@ class SubmitResult:
         return self.accepted
 
 
-class _Lease:
-    """A task on a worker: which attempt, since when, until when, with which breaker permit."""
+class _Run:
+    """One task's life on workers, from its first dispatch until it finishes.
 
-    __slots__ = ("attempt", "expiry", "permit", "started_at", "task", "worker_id")
-
-    def __init__(
-        self,
-        task: Task,
-        worker_id: Hashable,
-        attempt: int,
-        started_at: float,
-        expiry: float | None,
-        permit: int | None,
-    ) -> None:
-        self.task = task
-        self.worker_id = worker_id
-        self.attempt = attempt
-        self.started_at = started_at
-        self.expiry = expiry
-        self.permit = permit
-
-
-class _Progress:
-    """What a task that has been dispatched carries between attempts."""
+    The lease fields (``worker_id``, ``attempt``, ``started_at``, ``expiry``,
+    ``permit``) describe the current or last lease; the rest carries over
+    between attempts. One object per dispatched task, reused by each attempt.
+    """
 
     __slots__ = (
-        "dispatches",
+        "attempt",
+        "expiry",
         "failures",
         "first_started",
         "history",
         "lapsed",
         "last_delay",
         "last_error",
+        "permit",
         "retry_at",
+        "started_at",
         "submitted_at",
+        "task",
         "waited",
+        "worker_id",
     )
 
-    def __init__(self, submitted_at: float, now: float) -> None:
+    def __init__(self, task: Task, submitted_at: float, now: float) -> None:
+        self.task = task
         self.submitted_at = submitted_at
         self.first_started = now
-        self.dispatches = 0
+        # The current (or last) lease; attempt counts dispatches.
+        self.worker_id: Hashable = None
+        self.attempt = 0
+        self.started_at = now
+        self.expiry: float | None = None
+        self.permit: int | None = None
         self.failures = 0
         # Seconds spent waiting (queued, parked, retrying) before the current lease.
         self.waited = 0.0
-        self.history: list[AttemptRecord] = []
+        self.history: list[AttemptRecord] | None = None
         self.last_delay: float | None = None
         self.last_error: str | None = None
         # Attempts whose lease expired, while a late report of each may still come.
-        self.lapsed: set[int] = set()
+        self.lapsed: set[int] | None = None
         self.retry_at: float | None = None
 
 
@@ -444,8 +440,8 @@ class Distributor:
         self._waiting_since: dict[Hashable, float] = {}
         self._lot = ParkingLot()
         self._retrying: dict[Hashable, Task] = {}
-        self._leases: dict[Hashable, _Lease] = {}
-        self._progress: dict[Hashable, _Progress] = {}
+        self._leases: dict[Hashable, _Run] = {}
+        self._progress: dict[Hashable, _Run] = {}
         # Finished ids still known for dedup: id -> (final state, when), oldest first.
         self._finished: OrderedDict[Hashable, tuple[TaskState, float]] = OrderedDict()
         self._timers = Timers()
@@ -856,8 +852,9 @@ class Distributor:
 
         It touches no queue: tasks it refuses are parked after the pop returns.
         """
-        sig = signature(task)
-        if sig in self._round_blocked or self._lot.has_group(sig):
+        # The signature is needed only when something is blocked already.
+        sig = signature(task) if self._round_blocked or self._lot else None
+        if sig is not None and (sig in self._round_blocked or self._lot.has_group(sig)):
             self._passed.append((task, sig))
             return False
         gates = self._gates
@@ -872,6 +869,8 @@ class Distributor:
                 return False
         worker = self._balancer.choose(task, self._tracker, self._filter)
         if worker is None:
+            if sig is None:
+                sig = signature(task)
             self._round_blocked.add(sig)
             self._passed.append((task, sig))
             return False
@@ -959,20 +958,24 @@ class Distributor:
         self._balancer.on_assign(task, worker)
         task_id = task.id
         enqueued = self._waiting_since.pop(task_id)
-        progress = self._progress.get(task_id)
-        if progress is None:
-            progress = self._progress[task_id] = _Progress(enqueued, now)
-        progress.dispatches += 1
-        progress.retry_at = None
+        run = self._progress.get(task_id)
+        if run is None:
+            run = self._progress[task_id] = _Run(task, enqueued, now)
+        else:
+            run.task = task
+            run.retry_at = None
+        run.attempt = attempt = run.attempt + 1
+        run.worker_id = worker.id
+        run.started_at = now
+        run.permit = permit
         waited = now - enqueued
-        progress.waited = waited
+        run.waited = waited
         self._waits.record(waited)
         tenant = self._tenant(task.tenant)
         tenant[4] += 1
         tenant[5] += waited
-        attempt = progress.dispatches
-        expiry = None if self._lease is None else now + self._lease
-        self._leases[task_id] = _Lease(task, worker.id, attempt, now, expiry, permit)
+        run.expiry = expiry = None if self._lease is None else now + self._lease
+        self._leases[task_id] = run
         if expiry is not None:
             self._timers.schedule(task_id, expiry, _LEASE)
         self._counts["dispatched"] += 1
@@ -1006,18 +1009,16 @@ class Distributor:
         tenant[4] -= 1
         tenant[5] -= progress.waited
         self._counts["dispatched"] -= 1
-        progress.dispatches -= 1
-        if not progress.dispatches:
+        progress.attempt -= 1
+        if not progress.attempt:
             del self._progress[task_id]
         self._events = [
             e for e in self._events if e.kind is not EventKind.DISPATCHED or e.task_id != task_id
         ]
-        unpop = getattr(self._queue, "unpop", None)
-        if unpop is not None:
-            unpop(task)
-        else:
-            self._queue.release(task)
-            self._queue.push(task, enqueued_at=enqueued)
+        # Several placements are taken back, latest first: an unpop undoes only the
+        # latest pop, so each goes back by release and push, with its age.
+        self._queue.release(task)
+        self._queue.push(task, enqueued_at=enqueued)
 
     def _unpop(self, task: Task, group: Hashable | None) -> None:
         """Undo the pop of ``task``: back in the queue as if never taken, or parked."""
@@ -1082,7 +1083,7 @@ class Distributor:
         self._enter()
         try:
             now = self._now()
-            lease = self._leases.get(task_id) if _hashable(task_id) else None
+            lease = _lookup(self._leases, task_id)
             if lease is not None and (attempt is None or attempt == lease.attempt):
                 self._end_lease(lease, now, duration, ok=True)
                 self._finish_completed(lease.task, now)
@@ -1134,7 +1135,7 @@ class Distributor:
         self._enter()
         try:
             now = self._now()
-            lease = self._leases.get(task_id) if _hashable(task_id) else None
+            lease = _lookup(self._leases, task_id)
             if lease is None or (attempt is not None and attempt != lease.attempt):
                 self._late_report(task_id, attempt, "fail")
                 return self._state_or_none(task_id, now) or TaskState.DEAD
@@ -1245,8 +1246,8 @@ class Distributor:
         finally:
             self._leave()
 
-    def _lease_of(self, task_id: Hashable, verb: str) -> _Lease:
-        lease = self._leases.get(task_id) if _hashable(task_id) else None
+    def _lease_of(self, task_id: Hashable, verb: str) -> _Run:
+        lease = _lookup(self._leases, task_id)
         if lease is None:
             state = self._state_of(task_id, self._now())
             raise TaskStateError(f"cannot {verb} task {task_id!r}: it is {state.value}, not leased")
@@ -1257,19 +1258,19 @@ class Distributor:
         now = self._now()
         state = self._state_of(task_id, now)
         progress = self._progress.get(task_id)
-        lapsed = set() if progress is None else progress.lapsed
+        lapsed = None if progress is None else progress.lapsed
         if state.is_final or not lapsed or (attempt is not None and attempt not in lapsed):
             which = "" if attempt is None else f" of attempt {attempt}"
             raise TaskStateError(
                 f"cannot {verb} task {task_id!r}: it is {state.value}, and no expired lease"
                 f"{which} awaits a late report"
             )
-        assert progress is not None
+        assert lapsed is not None
         lapsed.discard(max(lapsed) if attempt is None else attempt)
 
     def _end_lease(
         self,
-        lease: _Lease,
+        lease: _Run,
         now: float,
         duration: float | None,
         *,
@@ -1308,7 +1309,7 @@ class Distributor:
         self,
         breaker: CircuitBreaker,
         worker_id: Hashable,
-        lease: _Lease,
+        lease: _Run,
         now: float,
         duration: float | None,
         ok: bool | None,
@@ -1362,17 +1363,19 @@ class Distributor:
                 self._wake_group(GATES)
         self._queue.release(task)
 
-    def _record_attempt(self, lease: _Lease, now: float, outcome: str, error: str | None) -> None:
+    def _record_attempt(self, lease: _Run, now: float, outcome: str, error: str | None) -> None:
         progress = self._progress[lease.task.id]
         if outcome in ("failed", "lease_expired"):
             progress.failures += 1
         if error is not None:
             progress.last_error = error
+        if progress.history is None:
+            progress.history = []
         progress.history.append(
             AttemptRecord(lease.attempt, lease.worker_id, lease.started_at, now, outcome, error)
         )
 
-    def _may_retry(self, task: Task, progress: _Progress, now: float) -> bool:
+    def _may_retry(self, task: Task, progress: _Run, now: float) -> bool:
         if task.max_attempts is not None:
             return progress.failures < task.max_attempts
         return self._retry.should_retry(progress.failures, elapsed=now - progress.first_started)
@@ -1447,13 +1450,15 @@ class Distributor:
         self._progress.pop(task_id, None)
         self._counts[state] += 1
         tenant = self._tenant(task.tenant)
-        tenant[{TaskState.COMPLETED: 1, TaskState.DEAD: 2, TaskState.CANCELLED: 3}[state]] += 1
+        tenant[_TENANT_COLUMN[state]] += 1
         if self._dedup_window > 0:
             self._finished[task_id] = (state, now)
 
     def _dead_letter(self, task: Task, reason: Reason, now: float, error: object = None) -> None:
         progress = self._progress.get(task.id)
-        history: tuple[AttemptRecord, ...] = () if progress is None else tuple(progress.history)
+        history: tuple[AttemptRecord, ...] = (
+            () if progress is None or progress.history is None else tuple(progress.history)
+        )
         text = _error_text(error) or (None if progress is None else progress.last_error)
         if task.deadline is not None:
             self._deadline_missed += 1
@@ -1559,6 +1564,8 @@ class Distributor:
         self._end_lease(lease, now, None, ok=False)
         self._record_attempt(lease, now, "lease_expired", None)
         progress = self._progress[task_id]
+        if progress.lapsed is None:
+            progress.lapsed = set()
         progress.lapsed.add(lease.attempt)
         if self._may_retry(task, progress, now):
             self._requeue(task, now, EventKind.REQUEUED)
@@ -1844,13 +1851,20 @@ class Distributor:
         )
 
 
-def _assignment(lease: _Lease) -> Assignment:
+def _assignment(lease: _Run) -> Assignment:
     return Assignment(lease.task, lease.worker_id, lease.attempt, lease.started_at, lease.expiry)
 
 
 def _room_query(tracker: CapacityTracker) -> Callable[[], bool]:
     query: Callable[[], bool] | None = getattr(tracker, "has_room", None)
     return (lambda: True) if query is None else query
+
+
+def _lookup(leases: dict[Hashable, _Run], task_id: Hashable) -> _Run | None:
+    try:
+        return leases.get(task_id)
+    except TypeError:  # unhashable: no such lease (the caller says why)
+        return None
 
 
 def _hashable(value: object) -> bool:
