@@ -15,6 +15,7 @@ from taskdist.dispatch.dead_letter import (
 )
 from taskdist.dispatch.distributor import BreakerFactory, Distributor, SubmitResult
 from taskdist.dispatch.events import Event, EventKind, Listener
+from taskdist.dispatch.routing import Pool, Route, Step
 from taskdist.dispatch.stats import AttemptRecord, DistributorStats, TenantCounts, WorkerCounts
 
 __all__ = [
@@ -28,7 +29,10 @@ __all__ = [
     "Event",
     "EventKind",
     "Listener",
+    "Pool",
     "RedriveReport",
+    "Route",
+    "Step",
     "SubmitResult",
     "TenantCounts",
     "WorkerCounts",

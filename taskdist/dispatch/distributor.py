@@ -21,9 +21,11 @@ from taskdist.balancing.base import Balancer, check_balancer
 from taskdist.balancing.least_load import LeastConnections
 from taskdist.clock import Clock
 from taskdist.dispatch._parking import GATES, ParkingLot, signature
+from taskdist.dispatch._placement import PlacementRules
 from taskdist.dispatch._timers import Timers
 from taskdist.dispatch.dead_letter import DeadLetterQueue
 from taskdist.dispatch.events import Event, EventKind, Listener
+from taskdist.dispatch.routing import Route, Router
 from taskdist.dispatch.stats import AttemptRecord, DistributorStats, TenantCounts, WorkerCounts
 from taskdist.errors import (
     CapacityError,
@@ -58,6 +60,7 @@ _LEASE: Final = "lease"
 _RETRY: Final = "retry"
 _TTL: Final = "ttl"
 _BREAKER: Final = "breaker"
+_STEP: Final = "step"
 _REFUSING: Final = frozenset((CircuitState.OPEN, CircuitState.FORCED_OPEN))
 _WORKER_FIELDS: Final = frozenset(("capacity", "weight", "skills", "zone", "cost"))
 # The column of a tenant's counters row that counts each final state.
@@ -70,6 +73,13 @@ class _BreakerTimer:
     """The timer key of a worker's breaker (never equal to a task id)."""
 
     worker_id: Hashable
+
+
+@attrs.frozen
+class _StepTimer:
+    """The timer key of a routed task's move to its next fallback step."""
+
+    task_id: Hashable
 
 
 @attrs.frozen
@@ -111,6 +121,7 @@ class _Run:
 
     __slots__ = (
         "attempt",
+        "balancer",
         "expiry",
         "failures",
         "first_started",
@@ -137,6 +148,8 @@ class _Run:
         self.started_at = now
         self.expiry: float | None = None
         self.permit: int | None = None
+        # The balancer that placed the current lease (it hears on_release).
+        self.balancer: Balancer | None = None
         self.failures = 0
         # Seconds spent waiting (queued, parked, retrying) before the current lease.
         self.waited = 0.0
@@ -290,7 +303,6 @@ class Distributor:
         "_dlq",
         "_end_to_end",
         "_events",
-        "_filter",
         "_finished",
         "_flushing",
         "_gate_list",
@@ -309,6 +321,7 @@ class Distributor:
         "_retrying",
         "_rng",
         "_round_blocked",
+        "_rules",
         "_tenants",
         "_ticked_at",
         "_timers",
@@ -330,6 +343,7 @@ class Distributor:
         retry: RetryPolicy | None = None,
         dlq: DeadLetterQueue | None = None,
         gates: Gate | Iterable[Gate] = (),
+        routes: Iterable[Route] | None = None,
         lease: float | None = 30.0,
         dedup_window: float = 60.0,
         max_queued: int | None = None,
@@ -353,6 +367,8 @@ class Distributor:
                 unbounded ``DeadLetterQueue``; a bounded one must use
                 ``overflow="drop_oldest"``, so that no dead letter is refused).
             gates: admission gates (rate limits, pools), all or nothing.
+            routes: routing rules, tried in order (see :class:`~taskdist.Route`):
+                the first that matches a task decides its pool and balancer.
             lease: seconds an assignment may run without a heartbeat (> 0), or
                 ``None`` for leases that never expire.
             dedup_window: seconds a finished task's id stays known, so that a
@@ -415,6 +431,7 @@ class Distributor:
         self._queue = queue
         self._tracker = tracker
         self._balancer = balancer
+        self._rules = PlacementRules(balancer, None if routes is None else Router(routes))
         self._breaker_factory = breaker
         self._breakers: dict[Hashable, CircuitBreaker] = {}
         self._retry = retry
@@ -450,10 +467,9 @@ class Distributor:
         # Scratch of one dispatch: tasks passed over (to park), blocked signatures, the choice.
         self._passed: list[tuple[Task, Hashable]] = []
         self._round_blocked: set[Hashable] = set()
-        self._choice: tuple[Task, WorkerState] | None = None
+        self._choice: tuple[Task, WorkerState, Balancer] | None = None
         # Breaker transitions heard and not yet acted on: (worker id, new state).
         self._breaker_changes: list[tuple[Hashable, CircuitState]] = []
-        self._filter: Callable[[WorkerState], bool] | None = None
         # Counters.
         window = check_int(stats_window, "stats_window", minimum=1)
         self._waits = RecentSamples(window)
@@ -640,9 +656,11 @@ class Distributor:
         if made is not None:
             self._breakers[state.id] = made
             self._watch(state.id, made)
-            self._filter = self._breaker_admits
+            if self._rules.breakers is None:
+                self._rules.set_breakers(self._breaker_admits)
         self._worker_counts[state.id] = [0, 0]
-        self._balancer.on_worker_added(state)
+        for balancer in self._rules.balancers():
+            balancer.on_worker_added(state)
 
     def remove_worker(self, worker_id: Hashable) -> list[Task]:
         """Unregister a worker; its leased tasks go back to the queue with their age.
@@ -661,7 +679,8 @@ class Distributor:
             breaker = self._breakers.pop(worker_id, None)
             self._timers.cancel(_BreakerTimer(worker_id))
             del self._worker_counts[worker_id]
-            self._balancer.on_worker_removed(worker_id)
+            for balancer in self._rules.balancers():
+                balancer.on_worker_removed(worker_id)
             self._emit(EventKind.WORKER_REMOVED, worker_id=worker_id)
             for task in tasks:
                 lease = self._leases.pop(task.id)
@@ -774,6 +793,7 @@ class Distributor:
         eviction = self._queue.push(task)
         task_id = task.id
         self._finished.pop(task_id, None)  # a stale entry past the window
+        self._rules.enter(task)
         self._waiting_since[task_id] = now
         self._counts["submitted"] += 1
         self._tenant(task.tenant)[0] += 1
@@ -852,11 +872,14 @@ class Distributor:
 
         It touches no queue: tasks it refuses are parked after the pop returns.
         """
+        filter_, balancer, placement = self._rules.of(task)
         # The signature is needed only when something is blocked already.
-        sig = signature(task) if self._round_blocked or self._lot else None
-        if sig is not None and (sig in self._round_blocked or self._lot.has_group(sig)):
-            self._passed.append((task, sig))
-            return False
+        sig = None
+        if self._round_blocked or self._lot:
+            sig = _group(task, placement)
+            if sig in self._round_blocked or self._lot.has_group(sig):
+                self._passed.append((task, sig))
+                return False
         gates = self._gates
         if gates is not None:
             try:
@@ -867,20 +890,20 @@ class Distributor:
             if not admits:
                 self._passed.append((task, GATES))
                 return False
-        worker = self._balancer.choose(task, self._tracker, self._filter)
+        worker = balancer.choose(task, self._tracker, filter_)
         if worker is None:
             if sig is None:
-                sig = signature(task)
+                sig = _group(task, placement)
             self._round_blocked.add(sig)
             self._passed.append((task, sig))
             return False
-        if not self._tracker.is_candidate(task, worker.id, self._filter):
+        if not self._tracker.is_candidate(task, worker.id, filter_):
             raise InvalidArgumentError(
-                f"balancer {self._balancer!r} chose {worker!r} for task {task.id!r}, "
+                f"balancer {balancer!r} chose {worker!r} for task {task.id!r}, "
                 "which is not one of its candidates (unavailable, full, missing a skill, "
-                "or its breaker is open); nothing was placed"
+                "outside its route, or its breaker is open); nothing was placed"
             )
-        self._choice = (task, worker)
+        self._choice = (task, worker, balancer)
         return True
 
     def _breaker_admits(self, worker: WorkerState) -> bool:
@@ -917,22 +940,54 @@ class Distributor:
             ttl = task.ttl
             if ttl is not None:
                 self._timers.schedule(task_id, self._waiting_since[task_id] + ttl, _TTL)
+            if group is not GATES:
+                self._plan_fallback(task, now)
             if self._listener is not None:
                 self._emit(
                     EventKind.PARKED, task_id, state=TaskState.PARKED, detail=_group_words(group)
                 )
 
+    def _plan_fallback(self, task: Task, now: float) -> None:
+        """A routed task parked in a step with a next one: move it on after that
+        step's wait, or now if only the breakers of its pool keep it out."""
+        step = self._rules.next_step(task.id)
+        key = _StepTimer(task.id)
+        if step is None or key in self._timers:
+            return
+        when = now + step.after
+        if self._rules.breakers is not None:
+            unbroken = self._rules.without_breakers(task)
+            if self._tracker.candidates(task, unbroken):
+                when = now  # its pool has room, behind open breakers only
+        self._timers.schedule(key, when, _STEP)
+
+    def _next_step(self, task_id: Hashable, now: float) -> None:
+        """A routed task's step timer: if it still waits, it moves down its chain."""
+        if task_id not in self._waiting_since or not self._rules.advance(task_id):
+            return
+        where = self._rules.describe(task_id)
+        if task_id in self._lot:
+            task = self._lot.remove(task_id)
+            if task.ttl is not None:
+                self._timers.cancel(task_id)
+            if not self._enqueue(task, now):
+                return
+        if self._listener is not None:
+            self._emit(
+                EventKind.REROUTED, task_id, state=self._state_of(task_id, now), detail=where
+            )
+
     def _place(self, task: Task, now: float) -> Assignment | None:
         """Admit, permit, assign and lease a popped task; put it back if that fails."""
         choice = self._choice
         if choice is not None and choice[0] is task:
-            worker = choice[1]
+            worker, balancer = choice[1], choice[2]
         else:  # a queue that popped another task than the one its predicate accepted last
-            chosen = self._balancer.choose(task, self._tracker, self._filter)
-            if chosen is None or not self._tracker.is_candidate(task, chosen.id, self._filter):
-                self._unpop(task, GATES if chosen is not None else signature(task))
+            if not self._placeable(task):
+                self._unpop(task, self._passed.pop()[1])
                 return None
-            worker = chosen
+            assert self._choice is not None
+            worker, balancer = self._choice[1], self._choice[2]
         gates = self._gates
         if gates is not None:
             try:
@@ -955,7 +1010,7 @@ class Distributor:
                 self._unpop(task, None)
                 return None
         self._tracker.assign(task, worker.id)
-        self._balancer.on_assign(task, worker)
+        balancer.on_assign(task, worker)
         task_id = task.id
         enqueued = self._waiting_since.pop(task_id)
         run = self._progress.get(task_id)
@@ -968,6 +1023,7 @@ class Distributor:
         run.worker_id = worker.id
         run.started_at = now
         run.permit = permit
+        run.balancer = balancer
         waited = now - enqueued
         run.waited = waited
         self._waits.record(waited)
@@ -976,6 +1032,8 @@ class Distributor:
         tenant[5] += waited
         run.expiry = expiry = None if self._lease is None else now + self._lease
         self._leases[task_id] = run
+        if not self._rules.plain:
+            self._timers.cancel(_StepTimer(task_id))
         if expiry is not None:
             self._timers.schedule(task_id, expiry, _LEASE)
         self._counts["dispatched"] += 1
@@ -997,7 +1055,8 @@ class Distributor:
         lease = self._leases.pop(task_id)
         self._timers.cancel(task_id)
         state = self._tracker.release(task, lease.worker_id, ok=None)
-        self._balancer.on_release(task, state)
+        assert lease.balancer is not None
+        lease.balancer.on_release(task, state)
         breaker = self._breakers.get(lease.worker_id)
         if breaker is not None:
             breaker.release(lease.permit)
@@ -1030,7 +1089,7 @@ class Distributor:
             queue.release(task)
             queue.push(task, enqueued_at=self._waiting_since[task.id])
         if group is None:
-            self._round_blocked.add(signature(task))
+            self._round_blocked.add(_group(task, self._rules.of(task)[2]))
         else:
             self._passed.append((task, group))
             self._park_passed(self._now())
@@ -1285,7 +1344,8 @@ class Distributor:
         tracker = self._tracker
         worker_id = lease.worker_id
         state = tracker.release(task, worker_id, duration=duration, ok=ok)
-        self._balancer.on_release(task, state)
+        assert lease.balancer is not None
+        lease.balancer.on_release(task, state)
         counts = self._worker_counts[worker_id]
         if ok is True:
             counts[0] += 1
@@ -1448,6 +1508,9 @@ class Distributor:
     def _finish(self, task: Task, state: TaskState, now: float) -> None:
         task_id = task.id
         self._progress.pop(task_id, None)
+        if not self._rules.plain:
+            self._rules.leave(task_id)
+            self._timers.cancel(_StepTimer(task_id))
         self._counts[state] += 1
         tenant = self._tenant(task.tenant)
         tenant[_TENANT_COLUMN[state]] += 1
@@ -1483,9 +1546,11 @@ class Distributor:
         if len(lot) == 0:
             return
         tracker = self._tracker
-        filter_ = self._filter
+        rules = self._rules
         for group, example in list(lot.groups()):
-            if group is not GATES and tracker.is_candidate(example, worker.id, filter_):
+            if group is not GATES and tracker.is_candidate(
+                example, worker.id, rules.of(example)[0]
+            ):
                 self._wake_group(group)
 
     def _wake_all_placement_groups(self) -> None:
@@ -1525,6 +1590,9 @@ class Distributor:
             elif kind == _RETRY:
                 task = self._retrying.pop(key)
                 self._requeue(task, now, EventKind.REQUEUED)
+            elif kind == _STEP:
+                assert isinstance(key, _StepTimer)
+                self._next_step(key.task_id, now)
             elif kind == _TTL:
                 task = self._lot.remove(key)
                 self._waiting_since.pop(key)
@@ -1673,6 +1741,18 @@ class Distributor:
         """
         now = self._now()
         state = self._state_of(task_id, now)
+        sentence = self._explain_state(task_id, state, now)
+        if state.is_final or self._rules.plain:
+            return sentence
+        where = self._rules.describe(task_id)
+        if where:
+            sentence += f" [{where}]"
+        moves = self._timers.when(_StepTimer(task_id))
+        if moves is not None:
+            sentence += f"; falls back to its next pool at {moves:g}"
+        return sentence
+
+    def _explain_state(self, task_id: Hashable, state: TaskState, now: float) -> str:
         if state is TaskState.LEASED:
             lease = self._leases[task_id]
             until = "" if lease.expiry is None else f", lease until {lease.expiry:g}"
@@ -1735,11 +1815,12 @@ class Distributor:
             names = ", ".join(_gate_words(gate) for gate in held) or "an admission gate"
             return f"held by {names}"
         needs = sorted(task.requires)
-        workers = self._tracker.workers()
+        in_pool = self._rules.without_breakers(task)
+        workers = [w for w in self._tracker.workers() if in_pool is None or in_pool(w)]
         skilled = [w for w in workers if task.requires <= w.skills]
         if not skilled:
             if not workers:
-                return "no worker is registered"
+                return "no worker is registered" if in_pool is None else "its pool has no worker"
             return f"no worker has skill{'s' if len(needs) > 1 else ''} " + ", ".join(
                 repr(s) for s in needs
             )
@@ -1858,6 +1939,13 @@ def _assignment(lease: _Run) -> Assignment:
 def _room_query(tracker: CapacityTracker) -> Callable[[], bool]:
     query: Callable[[], bool] | None = getattr(tracker, "has_room", None)
     return (lambda: True) if query is None else query
+
+
+def _group(task: Task, placement: Hashable) -> Hashable:
+    """The parking group of a task that no worker can take: its signature, and its
+    route step and pin when it has them (they change which workers could)."""
+    base = signature(task)
+    return base if placement is None else (base, placement)
 
 
 def _lookup(leases: dict[Hashable, _Run], task_id: Hashable) -> _Run | None:

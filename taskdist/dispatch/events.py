@@ -43,6 +43,8 @@ class EventKind(str, enum.Enum):
     """An attempt failed (``detail``: the error)."""
     RETRY_SCHEDULED = "retry_scheduled"
     """A failed task waits until ``at`` before it queues again."""
+    REROUTED = "rerouted"
+    """A routed task moved down its fallback chain to the next pool (``detail``: where)."""
     REQUEUED = "requeued"
     """A task went back to the queue (retry due, worker removed, put back)."""
     LEASE_EXPIRED = "lease_expired"

@@ -1,0 +1,170 @@
+"""Where each task may run: its route and fallback step, its pin, and the breakers.
+
+The Distributor asks :meth:`PlacementRules.of` for a task's worker filter,
+balancer and the part of its parking signature these add; everything about
+routes, chains and pins lives here, so the dispatch loop stays one loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+from taskdist.balancing.base import Balancer
+from taskdist.dispatch.routing import Router, Step
+from taskdist.task import Task
+from taskdist.workers.state import WorkerState
+
+__all__ = ["PlacementRules"]
+
+Filter = Callable[[WorkerState], bool]
+Placement = tuple["Filter | None", Balancer, Hashable]
+
+
+class PlacementRules:
+    """Per-task placement: O(1) for a task without routes or pins, O(routes) the first
+    time a routed task is seen (its route is then remembered until it finishes)."""
+
+    __slots__ = ("_balancer", "_breakers", "_filters", "_pins", "_router", "_where")
+
+    def __init__(self, balancer: Balancer, router: Router | None) -> None:
+        self._balancer = balancer
+        self._router = router
+        self._breakers: Filter | None = None
+        # task id -> (route index, step index), for routed tasks still live.
+        self._where: dict[Hashable, tuple[int, int]] = {}
+        # task id -> the worker it waits for.
+        self._pins: dict[Hashable, Hashable] = {}
+        # (route, step) -> the pool's filter combined with the breakers'.
+        self._filters: dict[tuple[int, int], Filter] = {}
+
+    @property
+    def balancer(self) -> Balancer:
+        """The distributor's own balancer (tasks without a route-specific one)."""
+        return self._balancer
+
+    @property
+    def plain(self) -> bool:
+        """Whether no task can have a route or a pin (the dispatch fast path)."""
+        return self._router is None and not self._pins
+
+    def set_breakers(self, breakers: Filter) -> None:
+        """From now on, workers must also pass ``breakers`` (their breaker admits)."""
+        self._breakers = breakers
+        self._filters.clear()
+
+    @property
+    def breakers(self) -> Filter | None:
+        """The breakers' filter alone, or ``None`` without breakers."""
+        return self._breakers
+
+    def balancers(self) -> list[Balancer]:
+        """Every balancer that may place a task, each once (they all hear membership)."""
+        found = [self._balancer]
+        if self._router is not None:
+            found += [b for b in self._router.balancers() if b is not self._balancer]
+        return found
+
+    # -- a task's route ---------------------------------------------------------
+
+    def enter(self, task: Task) -> None:
+        """Route a newly accepted task (asks the routes' ``when`` once)."""
+        router = self._router
+        if router is not None:
+            index = router.route_of(task)
+            if index is not None:
+                self._where[task.id] = (index, 0)
+
+    def leave(self, task_id: Hashable) -> None:
+        """Forget a finished task's route and pin. O(1)."""
+        self._where.pop(task_id, None)
+        self._pins.pop(task_id, None)
+
+    def step_of(self, task_id: Hashable) -> tuple[int, int] | None:
+        """``(route, step)`` of a routed task, or ``None``."""
+        return self._where.get(task_id)
+
+    def next_step(self, task_id: Hashable) -> Step | None:
+        """The step a routed task falls back to next, or ``None`` at the chain's end."""
+        where = self._where.get(task_id)
+        if where is None:
+            return None
+        assert self._router is not None
+        steps = self._router.routes[where[0]].steps
+        return steps[where[1] + 1] if where[1] + 1 < len(steps) else None
+
+    def advance(self, task_id: Hashable) -> bool:
+        """Move a routed task to its next step; ``False`` at the chain's end."""
+        if self.next_step(task_id) is None:
+            return False
+        route, step = self._where[task_id]
+        self._where[task_id] = (route, step + 1)
+        return True
+
+    def pin(self, task_id: Hashable, worker_id: Hashable | None) -> None:
+        """Make a task wait for one worker (``None``: unpin). O(1)."""
+        if worker_id is None:
+            self._pins.pop(task_id, None)
+        else:
+            self._pins[task_id] = worker_id
+
+    def pinned(self, task_id: Hashable) -> Hashable | None:
+        """The worker a task is pinned to, or ``None``."""
+        return self._pins.get(task_id)
+
+    # -- what dispatch asks -------------------------------------------------------
+
+    def of(self, task: Task) -> Placement:
+        """``(worker filter, balancer, signature part)`` for ``task``. O(1)."""
+        if self._router is None and not self._pins:
+            return self._breakers, self._balancer, None
+        task_id = task.id
+        where = self._where.get(task_id)
+        balancer = self._balancer
+        filter_ = self._breakers
+        if where is not None:
+            assert self._router is not None
+            route = self._router.routes[where[0]]
+            step = route.steps[where[1]]
+            balancer = step.balancer or route.balancer or balancer
+            filter_ = self._filters.get(where)
+            if filter_ is None:
+                filter_ = self._filters[where] = _both(step.pool.admits, self._breakers)
+        pin = self._pins.get(task_id)
+        if pin is not None:
+            filter_ = _both(_only(pin), filter_)
+        if where is None and pin is None:
+            return filter_, balancer, None
+        return filter_, balancer, (where, pin)
+
+    def without_breakers(self, task: Task) -> Filter | None:
+        """The task's filter, breakers left out: does its pool have room, breakers aside?"""
+        where = self._where.get(task.id)
+        base: Filter | None = None
+        if where is not None:
+            assert self._router is not None
+            base = self._router.routes[where[0]].steps[where[1]].pool.admits
+        pin = self._pins.get(task.id)
+        return _both(_only(pin), base) if pin is not None else base
+
+    def describe(self, task_id: Hashable) -> str:
+        """The route, step and pin of a task, for ``explain`` (empty if none)."""
+        parts = []
+        where = self._where.get(task_id)
+        if where is not None:
+            assert self._router is not None
+            pool = self._router.routes[where[0]].steps[where[1]].pool
+            parts.append(f"route {self._router.name(where[0])}, pool {pool.label}")
+        pin = self._pins.get(task_id)
+        if pin is not None:
+            parts.append(f"pinned to worker {pin!r}")
+        return "; ".join(parts)
+
+
+def _only(worker_id: Hashable) -> Filter:
+    return lambda worker: worker.id == worker_id
+
+
+def _both(first: Filter, second: Filter | None) -> Filter:
+    if second is None:
+        return first
+    return lambda worker: first(worker) and second(worker)
