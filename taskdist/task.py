@@ -211,8 +211,12 @@ class Task:
     """Preferred zone (region, rack) for zone-aware placement."""
     payload: Any = None
     """Opaque data for the host; taskdist never looks inside."""
+    preemptible: bool = True
+    """Whether a more urgent task may ask for it to be preempted (see ``Preemption``)."""
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.preemptible, bool):
+            raise InvalidTypeError(f"Task.preemptible must be a bool, got {self.preemptible!r}")
         check_id(self.id, "Task.id")
         priority = self.priority
         if (

@@ -1361,7 +1361,13 @@ def test_a_host_sleeping_until_next_wakeup_never_wakes_for_nothing_and_never_mis
 
 # -- events ----------------------------------------------------------------------------
 
-POLICY_EVENT_KINDS = {EventKind.REROUTED}
+POLICY_EVENT_KINDS = {
+    EventKind.REROUTED,
+    EventKind.ASSIGNED,
+    EventKind.ESCALATED,
+    EventKind.PREEMPT,
+    EventKind.PREEMPTED,
+}
 
 
 def test_every_event_kind_is_emitted_when_its_change_happens_in_order() -> None:

@@ -14,7 +14,9 @@ from taskdist.dispatch.dead_letter import (
     RedriveReport,
 )
 from taskdist.dispatch.distributor import BreakerFactory, Distributor, SubmitResult
+from taskdist.dispatch.escalation import Escalation
 from taskdist.dispatch.events import Event, EventKind, Listener
+from taskdist.dispatch.preemption import Preemption
 from taskdist.dispatch.routing import Pool, Route, Step
 from taskdist.dispatch.stats import AttemptRecord, DistributorStats, TenantCounts, WorkerCounts
 
@@ -26,10 +28,12 @@ __all__ = [
     "DeadLetterStats",
     "Distributor",
     "DistributorStats",
+    "Escalation",
     "Event",
     "EventKind",
     "Listener",
     "Pool",
+    "Preemption",
     "RedriveReport",
     "Route",
     "Step",

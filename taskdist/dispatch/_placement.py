@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from taskdist.balancing.base import Balancer
-from taskdist.dispatch.routing import Router, Step
+from taskdist.dispatch.routing import Pool, Router, Step
 from taskdist.task import Task
 from taskdist.workers.state import WorkerState
 
@@ -24,7 +24,7 @@ class PlacementRules:
     """Per-task placement: O(1) for a task without routes or pins, O(routes) the first
     time a routed task is seen (its route is then remembered until it finishes)."""
 
-    __slots__ = ("_balancer", "_breakers", "_filters", "_pins", "_router", "_where")
+    __slots__ = ("_balancer", "_breakers", "_filters", "_pins", "_pools", "_router", "_where")
 
     def __init__(self, balancer: Balancer, router: Router | None) -> None:
         self._balancer = balancer
@@ -34,6 +34,8 @@ class PlacementRules:
         self._where: dict[Hashable, tuple[int, int]] = {}
         # task id -> the worker it waits for.
         self._pins: dict[Hashable, Hashable] = {}
+        # task id -> the pool an escalation sent it to (it wins over its route).
+        self._pools: dict[Hashable, Pool] = {}
         # (route, step) -> the pool's filter combined with the breakers'.
         self._filters: dict[tuple[int, int], Filter] = {}
 
@@ -44,8 +46,8 @@ class PlacementRules:
 
     @property
     def plain(self) -> bool:
-        """Whether no task can have a route or a pin (the dispatch fast path)."""
-        return self._router is None and not self._pins
+        """Whether no task has a route, a pin or a pool of its own (the fast path)."""
+        return self._router is None and not self._pins and not self._pools
 
     def set_breakers(self, breakers: Filter) -> None:
         """From now on, workers must also pass ``breakers`` (their breaker admits)."""
@@ -78,6 +80,7 @@ class PlacementRules:
         """Forget a finished task's route and pin. O(1)."""
         self._where.pop(task_id, None)
         self._pins.pop(task_id, None)
+        self._pools.pop(task_id, None)
 
     def step_of(self, task_id: Hashable) -> tuple[int, int] | None:
         """``(route, step)`` of a routed task, or ``None``."""
@@ -86,7 +89,7 @@ class PlacementRules:
     def next_step(self, task_id: Hashable) -> Step | None:
         """The step a routed task falls back to next, or ``None`` at the chain's end."""
         where = self._where.get(task_id)
-        if where is None:
+        if where is None or task_id in self._pools:
             return None
         assert self._router is not None
         steps = self._router.routes[where[0]].steps
@@ -107,6 +110,10 @@ class PlacementRules:
         else:
             self._pins[task_id] = worker_id
 
+    def send(self, task_id: Hashable, pool: Pool) -> None:
+        """From now on the task may run only in ``pool`` (an escalation's). O(1)."""
+        self._pools[task_id] = pool
+
     def pinned(self, task_id: Hashable) -> Hashable | None:
         """The worker a task is pinned to, or ``None``."""
         return self._pins.get(task_id)
@@ -115,13 +122,17 @@ class PlacementRules:
 
     def of(self, task: Task) -> Placement:
         """``(worker filter, balancer, signature part)`` for ``task``. O(1)."""
-        if self._router is None and not self._pins:
+        if self._router is None and not self._pins and not self._pools:
             return self._breakers, self._balancer, None
         task_id = task.id
         where = self._where.get(task_id)
         balancer = self._balancer
         filter_ = self._breakers
-        if where is not None:
+        pool = self._pools.get(task_id)
+        if pool is not None:
+            filter_ = _both(pool.admits, self._breakers)
+            where = None
+        elif where is not None:
             assert self._router is not None
             route = self._router.routes[where[0]]
             step = route.steps[where[1]]
@@ -132,15 +143,18 @@ class PlacementRules:
         pin = self._pins.get(task_id)
         if pin is not None:
             filter_ = _both(_only(pin), filter_)
-        if where is None and pin is None:
+        if where is None and pin is None and pool is None:
             return filter_, balancer, None
-        return filter_, balancer, (where, pin)
+        return filter_, balancer, (where, pin, pool)
 
     def without_breakers(self, task: Task) -> Filter | None:
         """The task's filter, breakers left out: does its pool have room, breakers aside?"""
         where = self._where.get(task.id)
         base: Filter | None = None
-        if where is not None:
+        pool = self._pools.get(task.id)
+        if pool is not None:
+            base = pool.admits
+        elif where is not None:
             assert self._router is not None
             base = self._router.routes[where[0]].steps[where[1]].pool.admits
         pin = self._pins.get(task.id)
@@ -150,7 +164,10 @@ class PlacementRules:
         """The route, step and pin of a task, for ``explain`` (empty if none)."""
         parts = []
         where = self._where.get(task_id)
-        if where is not None:
+        pool = self._pools.get(task_id)
+        if pool is not None:
+            parts.append(f"escalated to pool {pool.label}")
+        elif where is not None:
             assert self._router is not None
             pool = self._router.routes[where[0]].steps[where[1]].pool
             parts.append(f"route {self._router.name(where[0])}, pool {pool.label}")

@@ -60,8 +60,9 @@ class Timers:
             heappop(heap)
         return heap[0][0] if heap else None
 
-    def pop_due(self, now: float) -> tuple[str, Hashable] | None:
-        """Remove and return ``(kind, key)`` of the earliest timer due at ``now``, or ``None``.
+    def pop_due(self, now: float) -> tuple[str, Hashable, float] | None:
+        """Remove and return ``(kind, key, when)`` of the earliest timer due at ``now``,
+        or ``None``.
 
         O(log n) amortised.
         """
@@ -69,7 +70,7 @@ class Timers:
             return None
         entry = heappop(self._heap)
         del self._live[entry[3]]
-        return entry[2], entry[3]
+        return entry[2], entry[3], entry[0]
 
     def __len__(self) -> int:
         return len(self._live)

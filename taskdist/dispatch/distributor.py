@@ -24,11 +24,14 @@ from taskdist.dispatch._parking import GATES, ParkingLot, signature
 from taskdist.dispatch._placement import PlacementRules
 from taskdist.dispatch._timers import Timers
 from taskdist.dispatch.dead_letter import DeadLetterQueue
+from taskdist.dispatch.escalation import Escalation
 from taskdist.dispatch.events import Event, EventKind, Listener
+from taskdist.dispatch.preemption import Preemption
 from taskdist.dispatch.routing import Route, Router
 from taskdist.dispatch.stats import AttemptRecord, DistributorStats, TenantCounts, WorkerCounts
 from taskdist.errors import (
     CapacityError,
+    CircuitOpenError,
     ClosedError,
     DeadlineError,
     DeadlineInfeasibleError,
@@ -38,6 +41,8 @@ from taskdist.errors import (
     ReentrancyError,
     TaskStateError,
     UnknownTaskError,
+    WorkerFullError,
+    WorkerUnavailableError,
 )
 from taskdist.metrics import RecentSamples, coefficient_of_variation
 from taskdist.queues.priority import PriorityQueue
@@ -61,6 +66,8 @@ _RETRY: Final = "retry"
 _TTL: Final = "ttl"
 _BREAKER: Final = "breaker"
 _STEP: Final = "step"
+_ESCALATE: Final = "escalate"
+_WAITING: Final = frozenset((TaskState.QUEUED, TaskState.PARKED, TaskState.RETRYING))
 _REFUSING: Final = frozenset((CircuitState.OPEN, CircuitState.FORCED_OPEN))
 _WORKER_FIELDS: Final = frozenset(("capacity", "weight", "skills", "zone", "cost"))
 # The column of a tenant's counters row that counts each final state.
@@ -78,6 +85,13 @@ class _BreakerTimer:
 @attrs.frozen
 class _StepTimer:
     """The timer key of a routed task's move to its next fallback step."""
+
+    task_id: Hashable
+
+
+@attrs.frozen
+class _EscalationTimer:
+    """The timer key of a waiting task's next escalation step."""
 
     task_id: Hashable
 
@@ -125,11 +139,13 @@ class _Run:
         "expiry",
         "failures",
         "first_started",
+        "gated",
         "history",
         "lapsed",
         "last_delay",
         "last_error",
         "permit",
+        "popped",
         "retry_at",
         "started_at",
         "submitted_at",
@@ -150,6 +166,10 @@ class _Run:
         self.permit: int | None = None
         # The balancer that placed the current lease (it hears on_release).
         self.balancer: Balancer | None = None
+        # Whether the current lease came from a queue pop (the queue hears release)
+        # and passed the gates (they hear release): a manual assign may skip either.
+        self.popped = True
+        self.gated = True
         self.failures = 0
         # Seconds spent waiting (queued, parked, retrying) before the current lease.
         self.waited = 0.0
@@ -286,6 +306,7 @@ class Distributor:
     """
 
     __slots__ = (
+        "_advised",
         "_balancer",
         "_breaker_changes",
         "_breaker_factory",
@@ -302,6 +323,8 @@ class Distributor:
         "_deferred",
         "_dlq",
         "_end_to_end",
+        "_escalated",
+        "_escalation",
         "_events",
         "_finished",
         "_flushing",
@@ -315,6 +338,7 @@ class Distributor:
         "_max_queued",
         "_now",
         "_passed",
+        "_preemption",
         "_progress",
         "_queue",
         "_retry",
@@ -344,6 +368,8 @@ class Distributor:
         dlq: DeadLetterQueue | None = None,
         gates: Gate | Iterable[Gate] = (),
         routes: Iterable[Route] | None = None,
+        escalation: Escalation | None = None,
+        preemption: Preemption | None = None,
         lease: float | None = 30.0,
         dedup_window: float = 60.0,
         max_queued: int | None = None,
@@ -369,6 +395,11 @@ class Distributor:
             gates: admission gates (rate limits, pools), all or nothing.
             routes: routing rules, tried in order (see :class:`~taskdist.Route`):
                 the first that matches a task decides its pool and balancer.
+            escalation: raises (or re-routes) tasks that wait too long
+                (see :class:`~taskdist.Escalation`); ``None``: none.
+            preemption: when an urgent task finds every worker that could run it
+                full, emit a ``preempt`` event naming running tasks to give
+                back (see :class:`~taskdist.Preemption`); ``None``: never.
             lease: seconds an assignment may run without a heartbeat (> 0), or
                 ``None`` for leases that never expire.
             dedup_window: seconds a finished task's id stays known, so that a
@@ -422,6 +453,10 @@ class Distributor:
                 "letter would be lost): give it overflow='drop_oldest' or no maxsize"
             )
         gate_list = _gate_list(gates)
+        if escalation is not None and not isinstance(escalation, Escalation):
+            raise InvalidTypeError(f"escalation must be an Escalation, got {escalation!r}")
+        if preemption is not None and not isinstance(preemption, Preemption):
+            raise InvalidTypeError(f"preemption must be a Preemption, got {preemption!r}")
         lease = check_optional_number(lease, "lease", positive=True)
         dedup_window = check_number(dedup_window, "dedup_window", minimum=0.0)
         if max_queued is not None:
@@ -433,6 +468,12 @@ class Distributor:
         self._balancer = balancer
         self._rules = PlacementRules(balancer, None if routes is None else Router(routes))
         self._breaker_factory = breaker
+        self._escalation = escalation
+        # task id -> (escalation steps taken, when the last was taken), while it lives.
+        self._escalated: dict[Hashable, tuple[int, float]] = {}
+        self._preemption = preemption
+        # Urgent tasks whose preemption advice was given while they wait.
+        self._advised: set[Hashable] = set()
         self._breakers: dict[Hashable, CircuitBreaker] = {}
         self._retry = retry
         self._dlq = dlq
@@ -687,7 +728,7 @@ class Distributor:
                 self._timers.cancel(task.id)
                 if breaker is not None and lease.permit is not None:
                     breaker.release(lease.permit)
-                self._end_gates_and_queue(task)
+                self._end_gates_and_queue(lease)
                 self._record_attempt(lease, now, "requeued", None)
                 self._requeue(task, now, EventKind.REQUEUED, worker_id=worker_id)
             return tasks
@@ -795,6 +836,8 @@ class Distributor:
         self._finished.pop(task_id, None)  # a stale entry past the window
         self._rules.enter(task)
         self._waiting_since[task_id] = now
+        if self._escalation is not None:
+            self._plan_escalation(task, now)
         self._counts["submitted"] += 1
         self._tenant(task.tenant)[0] += 1
         if self._listener is not None:
@@ -942,6 +985,8 @@ class Distributor:
                 self._timers.schedule(task_id, self._waiting_since[task_id] + ttl, _TTL)
             if group is not GATES:
                 self._plan_fallback(task, now)
+                if self._preemption is not None:
+                    self._advise_preemption(task, now)
             if self._listener is not None:
                 self._emit(
                     EventKind.PARKED, task_id, state=TaskState.PARKED, detail=_group_words(group)
@@ -1009,6 +1054,18 @@ class Distributor:
                     gates.rollback(task)
                 self._unpop(task, None)
                 return None
+        run = self._lease_task(task, worker, balancer, permit, now)
+        return Assignment(task, worker.id, run.attempt, now, run.expiry)
+
+    def _lease_task(
+        self,
+        task: Task,
+        worker: WorkerState,
+        balancer: Balancer,
+        permit: int | None,
+        now: float,
+    ) -> _Run:
+        """Record the placement of a waiting task (out of where it waited) and lease it."""
         self._tracker.assign(task, worker.id)
         balancer.on_assign(task, worker)
         task_id = task.id
@@ -1024,6 +1081,7 @@ class Distributor:
         run.started_at = now
         run.permit = permit
         run.balancer = balancer
+        run.popped = run.gated = True
         waited = now - enqueued
         run.waited = waited
         self._waits.record(waited)
@@ -1034,6 +1092,10 @@ class Distributor:
         self._leases[task_id] = run
         if not self._rules.plain:
             self._timers.cancel(_StepTimer(task_id))
+        if self._escalation is not None:
+            self._timers.cancel(_EscalationTimer(task_id))
+        if self._advised:
+            self._advised.discard(task_id)
         if expiry is not None:
             self._timers.schedule(task_id, expiry, _LEASE)
         self._counts["dispatched"] += 1
@@ -1046,7 +1108,7 @@ class Distributor:
                 attempt=attempt,
                 at=expiry,
             )
-        return Assignment(task, worker.id, attempt, now, expiry)
+        return run
 
     def _take_back(self, assignment: Assignment) -> None:
         """Undo a placement that dispatch made and cannot return, as if never made."""
@@ -1226,6 +1288,8 @@ class Distributor:
             self._retrying[task_id] = task
             self._waiting_since[task_id] = now - progress.waited
             self._timers.schedule(task_id, retry_at, _RETRY)
+            if self._escalation is not None:
+                self._plan_escalation(task, now)
             self._counts["retries"] += 1
             if self._listener is not None:
                 self._emit(
@@ -1271,6 +1335,246 @@ class Distributor:
             return task
         finally:
             self._leave()
+
+    # -- manual overrides --------------------------------------------------------
+
+    def pin(self, task_id: Hashable, worker_id: Hashable | None) -> None:
+        """Make a waiting task wait for one worker (``None``: unpin it). O(1) + a
+        queue push if it was parked.
+
+        Raises:
+            UnknownTaskError, TaskStateError: no such task, or it is not waiting.
+            UnknownWorkerError: no worker has ``worker_id``.
+        """
+        self._enter()
+        try:
+            self._waiting_state(task_id, "pin")
+            if worker_id is not None:
+                self._tracker.worker(worker_id)
+            self._rules.pin(task_id, worker_id)
+            self._reconsider(task_id, self._now())
+        finally:
+            self._leave()
+
+    def assign(self, task_id: Hashable, worker_id: Hashable, *, force: bool = False) -> Assignment:
+        """Place a waiting task on a named worker now, bypassing the queue's order and
+        the balancer (and its route). O(r) + the queue's remove.
+
+        The worker's capacity always holds (a worker is never loaded beyond it).
+        Without ``force`` the gates must admit the task and the worker's breaker
+        grant a permit; with it, both are skipped. The queue's quotas are not
+        charged: the task did not come through a pop.
+
+        Raises:
+            UnknownTaskError, TaskStateError: no such task, or it is not waiting.
+            UnknownWorkerError: no worker has ``worker_id``.
+            WorkerUnavailableError, WorkerFullError: the worker cannot take it.
+            CapacityError: without ``force``, the gates refuse it now.
+            CircuitOpenError: without ``force``, the worker's breaker refuses.
+        """
+        if not isinstance(force, bool):
+            raise InvalidTypeError(f"force must be a bool, got {force!r}")
+        self._enter()
+        try:
+            now = self._now()
+            self._waiting_state(task_id, "assign")
+            state = self._tracker.worker(worker_id)
+            task = self._waiting_task(task_id)
+            if state.health is Health.UNAVAILABLE:
+                raise WorkerUnavailableError(
+                    f"worker {worker_id!r} is unavailable; {task_id!r} was not assigned"
+                )
+            if not state.fits(task):
+                raise WorkerFullError(
+                    f"task {task_id!r} does not fit worker {worker_id!r}'s free capacity; "
+                    "it was not assigned"
+                )
+            gates = None if force else self._gates
+            if gates is not None and not gates.try_acquire(task):
+                raise CapacityError(f"the gates refuse task {task_id!r} now; it was not assigned")
+            permit: int | None = None
+            breaker = None if force else self._breakers.get(worker_id)
+            if breaker is not None:
+                permit = breaker.acquire()
+                if permit is None:
+                    if gates is not None:
+                        gates.rollback(task)
+                    raise CircuitOpenError(
+                        f"the breaker of worker {worker_id!r} refuses; {task_id!r} was not assigned"
+                    )
+            self._withdraw_waiting(task_id, keep_since=True)
+            run = self._lease_task(task, state, self._balancer, permit, now)
+            if self._listener is not None:
+                self._emit(EventKind.ASSIGNED, task_id, worker_id=worker_id, detail="by the host")
+            run.popped = False
+            run.gated = gates is not None
+            return _assignment(run)
+        finally:
+            self._leave()
+
+    def reprioritize(self, task_id: Hashable, priority: int) -> Task:
+        """Give a waiting task a new priority, keeping its age; returns the new Task.
+
+        O(log n): the queue's remove and push.
+
+        Raises:
+            UnknownTaskError, TaskStateError: no such task, or it is not waiting.
+            InvalidTypeError, InvalidArgumentError: not a valid priority.
+        """
+        self._enter()
+        try:
+            self._waiting_state(task_id, "reprioritize")
+            task = self._waiting_task(task_id)
+            changed = attrs.evolve(task, priority=priority)  # validates
+            self._replace_waiting(task, changed, self._now())
+            return changed
+        finally:
+            self._leave()
+
+    def preempt(self, task_id: Hashable) -> Task:
+        """Give a leased task back to the queue so a more urgent one can run: its
+        worker is freed, its age kept, no attempt spent (as :meth:`requeue`, with a
+        ``preempted`` event). Returns the task.
+
+        Raises:
+            UnknownTaskError, TaskStateError: no such task, or it is not leased.
+        """
+        self._enter()
+        try:
+            lease = self._lease_of(task_id, "preempt")
+            now = self._now()
+            task = lease.task
+            self._end_lease(lease, now, None, ok=None)
+            self._record_attempt(lease, now, "preempted", None)
+            self._requeue(task, now, EventKind.PREEMPTED, worker_id=lease.worker_id)
+            return task
+        finally:
+            self._leave()
+
+    def _waiting_state(self, task_id: Hashable, verb: str) -> TaskState:
+        state = self._state_of(task_id, self._now())
+        if state not in _WAITING:
+            raise TaskStateError(
+                f"cannot {verb} task {task_id!r}: it is {state.value}, not waiting"
+            )
+        return state
+
+    def _waiting_task(self, task_id: Hashable) -> Task:
+        """The Task object of a waiting task, wherever it waits. O(1), or the queue's
+        remove and push for a queued one (the queue has no lookup)."""
+        task = self._retrying.get(task_id) or self._lot.get(task_id)
+        if task is not None:
+            return task
+        task = self._queue.remove(task_id)
+        self._queue.push(task, enqueued_at=self._waiting_since[task_id])
+        return task
+
+    def _replace_waiting(self, old: Task, new: Task, now: float) -> None:
+        """Put ``new`` where the waiting ``old`` (same id) is, keeping its age."""
+        task_id = old.id
+        run = self._progress.get(task_id)
+        if run is not None:
+            run.task = new
+        if task_id in self._retrying:
+            self._retrying[task_id] = new
+        elif task_id in self._lot:
+            group = self._lot.group_of(task_id)
+            self._lot.remove(task_id)
+            self._lot.park(new, group)
+        else:
+            self._queue.remove(task_id)
+            self._enqueue(new, now)
+
+    def _reconsider(self, task_id: Hashable, now: float) -> None:
+        """A parked task whose placement changed goes back to the queue to be asked again."""
+        if task_id in self._lot:
+            task = self._lot.remove(task_id)
+            if task.ttl is not None:
+                self._timers.cancel(task_id)
+            if self._enqueue(task, now) and self._listener is not None:
+                self._emit(EventKind.UNPARKED, task_id, state=TaskState.QUEUED)
+
+    # -- escalation and preemption ----------------------------------------------------
+
+    def _plan_escalation(self, task: Task, now: float) -> None:
+        """Time a waiting task's next escalation step, if the rule has one for it."""
+        rule = self._escalation
+        if rule is None:
+            return
+        task_id = task.id
+        steps, since = self._escalated.get(task_id, (0, self._waiting_since[task_id]))
+        due = None
+        threshold = rule.threshold(task)
+        if threshold is not None:
+            due = since + threshold
+        if steps == 0:
+            run = self._progress.get(task_id)
+            arrived = self._waiting_since[task_id] if run is None else run.submitted_at
+            by_slack = rule.slack_due(task, arrived)
+            if by_slack is not None and (due is None or by_slack < due):
+                due = by_slack
+        if due is not None:
+            self._timers.schedule(_EscalationTimer(task_id), max(due, now), _ESCALATE)
+
+    def _escalate(self, task_id: Hashable, due: float, now: float) -> None:
+        """A waiting task's escalation step, due at ``due`` (the next is timed from it,
+        not from a late tick)."""
+        rule = self._escalation
+        if rule is None or task_id not in self._waiting_since:
+            return  # leased since: it is timed again when it waits again
+        task = self._waiting_task(task_id)
+        steps, _ = self._escalated.get(task_id, (0, due))
+        raised = rule.raised(task)
+        self._escalated[task_id] = (steps + 1, due)
+        changed = task if raised == task.priority else attrs.evolve(task, priority=raised)
+        if changed is not task:
+            self._replace_waiting(task, changed, now)
+        if rule.to is not None and steps == 0:
+            self._rules.send(task_id, rule.to)
+            self._reconsider(task_id, now)
+        if self._listener is not None:
+            self._emit(
+                EventKind.ESCALATED,
+                task_id,
+                state=self._state_of(task_id, now),
+                detail=f"priority {task.priority} -> {raised}",
+            )
+        if task_id in self._waiting_since:
+            self._plan_escalation(changed, now)
+
+    def _advise_preemption(self, task: Task, now: float) -> None:
+        """An urgent task parked for want of room: name the leases it could displace."""
+        rule = self._preemption
+        if rule is None or task.id in self._advised or not rule.wants(task):
+            return
+        in_pool = self._rules.without_breakers(task)
+        tracker = self._tracker
+        running: list[tuple[Task, float]] = []
+        for state in tracker.workers():
+            if state.health is Health.UNAVAILABLE or not task.requires <= state.skills:
+                continue
+            if in_pool is not None and not in_pool(state):
+                continue
+            for placed in tracker.tasks_on(state.id):
+                lease = self._leases.get(placed.id)
+                if lease is not None:
+                    running.append((lease.task, lease.started_at))
+        advice = getattr(self._queue, "preemption_candidates", None)
+        victims = rule.victims(task, running)
+        if advice is not None and running:
+            chosen = {victim.id for victim in advice(task, running)}
+            victims = [victim for victim in victims if victim.id in chosen]
+        if not victims:
+            return
+        self._advised.add(task.id)
+        if self._listener is not None:
+            self._emit(
+                EventKind.PREEMPT,
+                task.id,
+                state=TaskState.PARKED,
+                detail="victims: " + ", ".join(repr(v.id) for v in victims),
+                victims=tuple(v.id for v in victims),
+            )
 
     def cancel(self, task_id: Hashable) -> Task:
         """Withdraw a live task, wherever it is; return it. A leased task's worker is
@@ -1362,7 +1666,7 @@ class Distributor:
             self._report_to_breaker(breaker, worker_id, lease, now, duration, ok, error)
             if self._breaker_changes:
                 self._breakers_changed()
-        self._end_gates_and_queue(task)
+        self._end_gates_and_queue(lease)
         self._wake_for(state)
 
     def _report_to_breaker(
@@ -1415,13 +1719,15 @@ class Distributor:
                     self._emit(EventKind.BREAKER_CLOSED, worker_id=worker_id)
                 self._wake_for(self._tracker.worker(worker_id))
 
-    def _end_gates_and_queue(self, task: Task) -> None:
+    def _end_gates_and_queue(self, lease: _Run) -> None:
+        task = lease.task
         gates = self._gates
-        if gates is not None:
+        if gates is not None and lease.gated:
             gates.release(task)
             if self._lot.has_group(GATES) and _frees_on_release(self._gate_list, task):
                 self._wake_group(GATES)
-        self._queue.release(task)
+        if lease.popped:
+            self._queue.release(task)
 
     def _record_attempt(self, lease: _Run, now: float, outcome: str, error: str | None) -> None:
         progress = self._progress[lease.task.id]
@@ -1449,8 +1755,11 @@ class Distributor:
         progress = self._progress.get(task.id)
         waited = 0.0 if progress is None else progress.waited
         self._waiting_since[task.id] = now - waited
-        if self._enqueue(task, now) and self._listener is not None:
-            self._emit(kind, task.id, state=TaskState.QUEUED, worker_id=worker_id)
+        if self._enqueue(task, now):
+            if self._escalation is not None:
+                self._plan_escalation(task, now)
+            if self._listener is not None:
+                self._emit(kind, task.id, state=TaskState.QUEUED, worker_id=worker_id)
 
     def _enqueue(self, task: Task, now: float) -> bool:
         """Push a waiting task (its ``_waiting_since`` set) into the queue. False if it
@@ -1475,15 +1784,17 @@ class Distributor:
             return eviction.task is not task
         return True
 
-    def _withdraw_waiting(self, task_id: Hashable) -> Task:
-        """Take a waiting task (queued, parked or retrying) out of where it waits."""
+    def _withdraw_waiting(self, task_id: Hashable, *, keep_since: bool = False) -> Task:
+        """Take a waiting task (queued, parked or retrying) out of where it waits
+        (its waiting time is kept with ``keep_since``, for a lease that follows)."""
         task = self._retrying.pop(task_id, None)
         if task is None:
             task = self._lot.remove(task_id) if task_id in self._lot else None
         if task is None:
             task = self._queue.remove(task_id)
         self._timers.cancel(task_id)
-        self._waiting_since.pop(task_id, None)
+        if not keep_since:
+            self._waiting_since.pop(task_id, None)
         return task
 
     def _finish_completed(self, task: Task, now: float, *, late: bool = False) -> None:
@@ -1511,6 +1822,11 @@ class Distributor:
         if not self._rules.plain:
             self._rules.leave(task_id)
             self._timers.cancel(_StepTimer(task_id))
+        if self._escalation is not None:
+            self._escalated.pop(task_id, None)
+            self._timers.cancel(_EscalationTimer(task_id))
+        if self._advised:
+            self._advised.discard(task_id)
         self._counts[state] += 1
         tenant = self._tenant(task.tenant)
         tenant[_TENANT_COLUMN[state]] += 1
@@ -1584,12 +1900,15 @@ class Distributor:
             self._breakers_changed()
         timers = self._timers
         while (due := timers.pop_due(now)) is not None:
-            kind, key = due
+            kind, key, when = due
             if kind == _LEASE:
                 self._expire_lease(key, now)
             elif kind == _RETRY:
                 task = self._retrying.pop(key)
                 self._requeue(task, now, EventKind.REQUEUED)
+            elif kind == _ESCALATE:
+                assert isinstance(key, _EscalationTimer)
+                self._escalate(key.task_id, when, now)
             elif kind == _STEP:
                 assert isinstance(key, _StepTimer)
                 self._next_step(key.task_id, now)

@@ -45,6 +45,16 @@ class EventKind(str, enum.Enum):
     """A failed task waits until ``at`` before it queues again."""
     REROUTED = "rerouted"
     """A routed task moved down its fallback chain to the next pool (``detail``: where)."""
+    ASSIGNED = "assigned"
+    """The host placed a task on a named worker (``Distributor.assign``); a
+    ``dispatched`` event follows."""
+    ESCALATED = "escalated"
+    """A waiting task was raised in priority or sent to a pool (``detail``: how)."""
+    PREEMPT = "preempt"
+    """Advice: an urgent task waits for room; ``victims`` are the running tasks it
+    could displace (the host decides, with ``Distributor.preempt``)."""
+    PREEMPTED = "preempted"
+    """A leased task was given back for a more urgent one, no attempt spent."""
     REQUEUED = "requeued"
     """A task went back to the queue (retry due, worker removed, put back)."""
     LEASE_EXPIRED = "lease_expired"
@@ -90,6 +100,8 @@ class Event:
     """A time the event announces: a retry's due time, a lease expiry, an ejection's end."""
     detail: str | None = None
     """Plain words: an error's text, a placement's blocker, a health value."""
+    victims: tuple[Hashable, ...] = ()
+    """For ``preempt``: the running tasks the waiting one could displace, first the best."""
 
 
 Listener = Callable[[Event], object]

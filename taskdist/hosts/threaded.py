@@ -232,6 +232,33 @@ class ThreadSafeDistributor:
             self._changed()
             return task
 
+    def pin(self, task_id: Hashable, worker_id: Hashable | None) -> None:
+        """``Distributor.pin``, locked; wakes waiting threads."""
+        with self._lock:
+            self._distributor.pin(task_id, worker_id)
+            self._changed()
+
+    def assign(self, task_id: Hashable, worker_id: Hashable, *, force: bool = False) -> Assignment:
+        """``Distributor.assign``, locked; wakes waiting threads."""
+        with self._lock:
+            assignment = self._distributor.assign(task_id, worker_id, force=force)
+            self._changed()
+            return assignment
+
+    def reprioritize(self, task_id: Hashable, priority: int) -> Task:
+        """``Distributor.reprioritize``, locked; wakes waiting threads."""
+        with self._lock:
+            task = self._distributor.reprioritize(task_id, priority)
+            self._changed()
+            return task
+
+    def preempt(self, task_id: Hashable) -> Task:
+        """``Distributor.preempt``, locked; wakes waiting threads."""
+        with self._lock:
+            task = self._distributor.preempt(task_id)
+            self._changed()
+            return task
+
     def cancel(self, task_id: Hashable) -> Task:
         """``Distributor.cancel``, locked; wakes waiting threads."""
         with self._lock:

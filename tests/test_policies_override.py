@@ -1,0 +1,286 @@
+"""Manual overrides, escalation and preemption on the Distributor."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskdist import (
+    CapacityError,
+    CircuitBreaker,
+    DeadlineScheduler,
+    Distributor,
+    Escalation,
+    Event,
+    EventKind,
+    ManualClock,
+    Pool,
+    PoolGate,
+    Preemption,
+    Priority,
+    ResourcePool,
+    Task,
+    TaskState,
+    TaskStateError,
+    UnknownWorkerError,
+    Worker,
+    WorkerFullError,
+)
+
+
+def two_workers(clock: ManualClock, **kwargs: object) -> tuple[Distributor, list[Event]]:
+    events: list[Event] = []
+    d = Distributor(clock, lease=None, dedup_window=1e9, on_event=events.append, **kwargs)  # type: ignore[arg-type]
+    d.add_worker(Worker("a", capacity=1))
+    d.add_worker(Worker("b", capacity=1))
+    return d, events
+
+
+# -- assign, pin, reprioritize -------------------------------------------------------
+
+
+def test_assign_places_a_queued_task_on_the_named_worker_out_of_turn() -> None:
+    d, events = two_workers(ManualClock())
+    d.submit(Task("first", priority=1))
+    d.submit(Task("second", priority=3))
+    assignment = d.assign("second", "b")
+    assert (assignment.task.id, assignment.worker_id, assignment.attempt) == ("second", "b", 1)
+    assert d.state_of("second") is TaskState.LEASED
+    assert [a.task.id for a in d.dispatch()] == ["first"]
+    assert EventKind.ASSIGNED in [e.kind for e in events]
+
+
+def test_assign_keeps_capacity_and_the_gates_unless_forced() -> None:
+    pool = ResourcePool("db", size=1)
+    d, _ = two_workers(ManualClock(), gates=[PoolGate(pool)])
+    d.submit(Task("x", resources={"db": 1}))
+    d.submit(Task("y", resources={"db": 1}))
+    d.submit(Task("z"))
+    d.assign("x", "a")
+    with pytest.raises(WorkerFullError):
+        d.assign("z", "a")  # a is full: capacity holds even when forced
+    with pytest.raises(WorkerFullError):
+        d.assign("z", "a", force=True)
+    with pytest.raises(CapacityError):
+        d.assign("y", "b")  # the db pool is spent
+    assert d.state_of("y") is TaskState.QUEUED
+    d.assign("y", "b", force=True)
+    assert pool.in_use == 1  # the forced one took nothing from the pool
+    d.complete("y")
+    d.complete("x")
+    assert pool.in_use == 0
+
+
+def test_assign_refuses_what_is_not_waiting_or_not_there() -> None:
+    d, _ = two_workers(ManualClock())
+    d.submit(Task("t"))
+    with pytest.raises(UnknownWorkerError):
+        d.assign("t", "nobody")
+    d.assign("t", "a")
+    with pytest.raises(TaskStateError):
+        d.assign("t", "b")
+    assert d.assignment("t").worker_id == "a"
+
+
+def test_a_pinned_task_waits_for_its_worker() -> None:
+    clock = ManualClock()
+    d, _ = two_workers(clock)
+    d.submit(Task("busy"))
+    d.submit(Task("pinned"))
+    d.pin("pinned", "a")
+    assert [(x.task.id, x.worker_id) for x in d.dispatch()] == [("busy", "a")]
+    assert d.state_of("pinned") is TaskState.PARKED
+    assert "pinned to worker 'a'" in d.explain("pinned")
+    d.complete("busy")
+    assert [(x.task.id, x.worker_id) for x in d.dispatch()] == [("pinned", "a")]
+
+
+def test_unpinning_a_parked_task_lets_it_run_elsewhere() -> None:
+    d, _ = two_workers(ManualClock())
+    d.submit(Task("busy"))
+    d.submit(Task("pinned"))
+    d.pin("pinned", "a")
+    d.dispatch()
+    d.pin("pinned", None)
+    assert [(x.task.id, x.worker_id) for x in d.dispatch()] == [("pinned", "b")]
+
+
+def test_reprioritize_moves_a_queued_task_keeping_its_age() -> None:
+    clock = ManualClock()
+    d, _ = two_workers(clock)
+    d.remove_worker("b")
+    d.submit(Task("blocker"))
+    d.dispatch()
+    d.submit(Task("low", priority=4))
+    clock.set(5.0)
+    d.submit(Task("high", priority=1))
+    changed = d.reprioritize("low", 0)
+    assert changed.priority == 0 and changed.id == "low"
+    d.complete("blocker")
+    assert [x.task.id for x in d.dispatch()] == ["low"]
+    assert d.stats().wait.max == pytest.approx(5.0)  # its age was kept
+
+
+def test_reprioritize_of_a_leased_task_is_refused() -> None:
+    d, _ = two_workers(ManualClock())
+    d.submit(Task("t"))
+    d.dispatch()
+    with pytest.raises(TaskStateError):
+        d.reprioritize("t", 0)
+
+
+# -- escalation ------------------------------------------------------------------------
+
+
+def test_a_waiting_task_is_raised_when_it_crosses_its_threshold() -> None:
+    clock = ManualClock()
+    d, events = two_workers(clock, escalation=Escalation(after={3: 60.0, 2: 30.0}))
+    d.remove_worker("b")
+    d.submit(Task("hog"))
+    d.dispatch()
+    d.submit(Task("t", priority=3))
+    assert d.next_wakeup() == 60.0
+    clock.set(59.9)
+    d.tick()
+    assert not [e for e in events if e.kind is EventKind.ESCALATED]
+    clock.set(60.0)
+    d.tick()
+    clock.set(90.0)
+    d.tick()
+    clock.set(1000.0)
+    d.tick()
+    steps = [(e.time, e.detail) for e in events if e.kind is EventKind.ESCALATED]
+    assert steps == [(60.0, "priority 3 -> 2"), (90.0, "priority 2 -> 1")]  # HIGH is the ceiling
+
+
+def test_escalation_can_send_a_task_to_a_pool() -> None:
+    clock = ManualClock()
+    rule = Escalation(after=10.0, to=Pool("reserve", workers={"b"}))
+    d, _ = two_workers(clock, escalation=rule)
+    d.remove_worker("b")
+    d.add_worker(Worker("b", capacity=1, skills={"spare"}))
+    d.submit(Task("hog", requires={"spare"}))
+    d.dispatch()  # hog on b
+    d.submit(Task("t", priority=3))
+    d.submit(Task("u", priority=3))
+    d.dispatch()  # t on a, u waits
+    clock.set(10.0)
+    d.tick()
+    assert "escalated to pool 'reserve'" in d.explain("u")
+    d.complete("t")
+    assert d.dispatch() == []  # a is free, but u may now run only in the reserve pool
+    d.complete("hog")
+    assert [(x.task.id, x.worker_id) for x in d.dispatch()] == [("u", "b")]
+
+
+def test_a_task_dispatched_before_its_threshold_does_not_escalate() -> None:
+    clock = ManualClock()
+    d, events = two_workers(clock, escalation=Escalation(after=5.0))
+    d.submit(Task("t", priority=3))
+    clock.set(1.0)
+    d.dispatch()
+    clock.set(100.0)
+    d.tick()
+    assert not [e for e in events if e.kind is EventKind.ESCALATED]
+
+
+@given(
+    priority=st.integers(2, 6),
+    waits=st.lists(st.floats(1.0, 50.0), min_size=1, max_size=6),
+)
+def test_escalation_steps_happen_once_each_exactly_at_the_threshold(
+    priority: int, waits: list[float]
+) -> None:
+    clock = ManualClock()
+    thresholds = {p: 10.0 * p for p in range(2, 7)}
+    d, events = two_workers(clock, escalation=Escalation(after=thresholds))
+    d.remove_worker("a")
+    d.remove_worker("b")
+    d.submit(Task("t", priority=priority))
+    for wait in waits:
+        until = clock.now() + wait
+        # A host: awake at every next_wakeup() on the way, and at the end.
+        while (wake := d.next_wakeup()) is not None and wake <= until:
+            clock.set(wake)
+            d.tick()
+        clock.set(until)
+        d.tick()
+    steps = [e for e in events if e.kind is EventKind.ESCALATED]
+    expected, at, level = [], 0.0, priority
+    while level > Priority.HIGH and at + thresholds[level] <= clock.now():
+        at += thresholds[level]
+        expected.append((at, f"priority {level} -> {level - 1}"))
+        level -= 1
+    assert [(e.time, e.detail) for e in steps] == [
+        (pytest.approx(t), detail) for t, detail in expected
+    ]
+
+
+# -- preemption ------------------------------------------------------------------------
+
+
+def test_a_critical_task_that_finds_no_room_names_victims() -> None:
+    clock = ManualClock()
+    d, events = two_workers(clock, preemption=Preemption())
+    d.submit(Task("report", priority=3))
+    d.submit(Task("batch", priority=4))
+    d.dispatch()
+    clock.set(2.0)
+    d.submit(Task("page", priority=Priority.CRITICAL))
+    d.dispatch()
+    advice = [e for e in events if e.kind is EventKind.PREEMPT]
+    assert len(advice) == 1 and advice[0].task_id == "page"
+    assert advice[0].victims == ("batch", "report")
+    d.preempt("batch")
+    assert [(x.task.id, x.worker_id) for x in d.dispatch()] == [("page", "b")]
+    assert d.state_of("batch") is TaskState.PARKED  # back, waiting for room
+    assert EventKind.PREEMPTED in [e.kind for e in events]
+
+
+def test_preempting_spends_no_attempt_and_keeps_the_age() -> None:
+    clock = ManualClock()
+    d, _ = two_workers(clock, preemption=Preemption())
+    d.submit(Task("victim", priority=4, max_attempts=1))
+    d.dispatch()
+    d.preempt("victim")
+    d.dispatch()
+    d.fail("victim", error="real")  # its one attempt is still there to spend
+    assert d.state_of("victim") is TaskState.DEAD
+
+
+def test_non_preemptible_and_critical_tasks_are_never_offered() -> None:
+    clock = ManualClock()
+    d, events = two_workers(clock, preemption=Preemption())
+    d.submit(Task("keep", priority=4, preemptible=False))
+    d.submit(Task("also critical", priority=Priority.CRITICAL))
+    d.dispatch()
+    d.submit(Task("page", priority=Priority.CRITICAL))
+    d.dispatch()
+    assert not [e for e in events if e.kind is EventKind.PREEMPT]
+
+
+def test_with_a_deadline_scheduler_its_advice_decides() -> None:
+    clock = ManualClock()
+    queue = DeadlineScheduler(clock, servers=2)
+    d, events = two_workers(clock, queue=queue, preemption=Preemption())
+    d.submit(Task("slow", priority=3, cost=100.0, deadline=1000.0))
+    d.submit(Task("other", priority=3, cost=100.0, deadline=1000.0))
+    d.dispatch()
+    d.submit(Task("urgent", priority=2, cost=5.0, deadline=20.0))
+    d.dispatch()
+    advice = [e for e in events if e.kind is EventKind.PREEMPT]
+    assert advice and set(advice[0].victims) <= {"slow", "other"}
+
+
+def test_a_breaker_does_not_hide_the_urgent_task() -> None:
+    clock = ManualClock()
+    d, events = two_workers(clock, preemption=Preemption(), breaker=lambda _: CircuitBreaker(clock))
+    d.submit(Task("low", priority=4))
+    d.dispatch()
+    clock.set(1.0)
+    d.submit(Task("low2", priority=4))
+    d.dispatch()
+    d.submit(Task("page", priority=0))
+    d.dispatch()
+    assert [e.victims for e in events if e.kind is EventKind.PREEMPT] == [("low2", "low")]
