@@ -112,6 +112,8 @@ class Reason(str, enum.Enum):
     """A policy or the host refused it."""
     CANCELLED = "cancelled"
     """The host withdrew it."""
+    RETRY_BUDGET = "retry_budget"
+    """A retry would have exceeded the retry budget, whose policy is to dead-letter."""
     NOT_RETRYABLE = "not_retryable"
     """It failed with an error the retry policy does not retry (or the host said so)."""
 

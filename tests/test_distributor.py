@@ -1367,6 +1367,7 @@ POLICY_EVENT_KINDS = {
     EventKind.ESCALATED,
     EventKind.PREEMPT,
     EventKind.PREEMPTED,
+    EventKind.THROTTLED,
 }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ["distributor.md", "hosting.md", "policies.md", "../README.md"]
+PAGES = ["distributor.md", "hosting.md", "policies.md", "flow-control.md", "../README.md"]
 
 
 def blocks(page: str) -> list[str]:

@@ -16,28 +16,45 @@ from taskdist.dispatch.dead_letter import (
 from taskdist.dispatch.distributor import BreakerFactory, Distributor, SubmitResult
 from taskdist.dispatch.escalation import Escalation
 from taskdist.dispatch.events import Event, EventKind, Listener
+from taskdist.dispatch.intake import (
+    ConcurrencyLimit,
+    ConcurrencyStrategy,
+    Debounce,
+    IntakePolicy,
+    Throttle,
+    Verdict,
+)
 from taskdist.dispatch.preemption import Preemption
+from taskdist.dispatch.retry_budget import OverBudget, RetryBudget
 from taskdist.dispatch.routing import Pool, Route, Step
 from taskdist.dispatch.stats import AttemptRecord, DistributorStats, TenantCounts, WorkerCounts
 
 __all__ = [
     "AttemptRecord",
     "BreakerFactory",
+    "ConcurrencyLimit",
+    "ConcurrencyStrategy",
     "DeadLetter",
     "DeadLetterQueue",
     "DeadLetterStats",
+    "Debounce",
     "Distributor",
     "DistributorStats",
     "Escalation",
     "Event",
     "EventKind",
+    "IntakePolicy",
     "Listener",
+    "OverBudget",
     "Pool",
     "Preemption",
     "RedriveReport",
+    "RetryBudget",
     "Route",
     "Step",
     "SubmitResult",
     "TenantCounts",
+    "Throttle",
+    "Verdict",
     "WorkerCounts",
 ]

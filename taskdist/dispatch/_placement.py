@@ -24,12 +24,26 @@ class PlacementRules:
     """Per-task placement: O(1) for a task without routes or pins, O(routes) the first
     time a routed task is seen (its route is then remembered until it finishes)."""
 
-    __slots__ = ("_balancer", "_breakers", "_filters", "_pins", "_pools", "_router", "_where")
+    __slots__ = (
+        "_balancer",
+        "_base",
+        "_breakers",
+        "_closed",
+        "_filters",
+        "_pins",
+        "_pools",
+        "_router",
+        "_where",
+    )
 
     def __init__(self, balancer: Balancer, router: Router | None) -> None:
         self._balancer = balancer
         self._router = router
         self._breakers: Filter | None = None
+        # Pools the host paused: their workers take nothing new.
+        self._closed: list[Pool] = []
+        # What every worker must pass: its breaker admits, it is in no paused pool.
+        self._base: Filter | None = None
         # task id -> (route index, step index), for routed tasks still live.
         self._where: dict[Hashable, tuple[int, int]] = {}
         # task id -> the worker it waits for.
@@ -52,6 +66,36 @@ class PlacementRules:
     def set_breakers(self, breakers: Filter) -> None:
         """From now on, workers must also pass ``breakers`` (their breaker admits)."""
         self._breakers = breakers
+        self._rebase()
+
+    def close_pool(self, pool: Pool) -> None:
+        """Workers in ``pool`` take no new task until it is reopened. O(paused pools)."""
+        if all(pool != closed for closed in self._closed):
+            self._closed.append(pool)
+            self._rebase()
+
+    def open_pool(self, pool: Pool) -> bool:
+        """Reopen a paused pool; ``False`` if it was not paused."""
+        if pool not in self._closed:
+            return False
+        self._closed.remove(pool)
+        self._rebase()
+        return True
+
+    @property
+    def closed_pools(self) -> tuple[Pool, ...]:
+        """The paused pools."""
+        return tuple(self._closed)
+
+    def _rebase(self) -> None:
+        closed = tuple(self._closed)
+        open_: Filter | None = None
+        if closed:
+
+            def open_(worker: WorkerState) -> bool:
+                return not any(pool.admits(worker) for pool in closed)
+
+        self._base = _both(open_, self._breakers) if open_ is not None else self._breakers
         self._filters.clear()
 
     @property
@@ -123,14 +167,14 @@ class PlacementRules:
     def of(self, task: Task) -> Placement:
         """``(worker filter, balancer, signature part)`` for ``task``. O(1)."""
         if self._router is None and not self._pins and not self._pools:
-            return self._breakers, self._balancer, None
+            return self._base, self._balancer, None
         task_id = task.id
         where = self._where.get(task_id)
         balancer = self._balancer
-        filter_ = self._breakers
+        filter_ = self._base
         pool = self._pools.get(task_id)
         if pool is not None:
-            filter_ = _both(pool.admits, self._breakers)
+            filter_ = _both(pool.admits, self._base)
             where = None
         elif where is not None:
             assert self._router is not None
@@ -139,7 +183,7 @@ class PlacementRules:
             balancer = step.balancer or route.balancer or balancer
             filter_ = self._filters.get(where)
             if filter_ is None:
-                filter_ = self._filters[where] = _both(step.pool.admits, self._breakers)
+                filter_ = self._filters[where] = _both(step.pool.admits, self._base)
         pin = self._pins.get(task_id)
         if pin is not None:
             filter_ = _both(_only(pin), filter_)
@@ -158,7 +202,12 @@ class PlacementRules:
             assert self._router is not None
             base = self._router.routes[where[0]].steps[where[1]].pool.admits
         pin = self._pins.get(task.id)
-        return _both(_only(pin), base) if pin is not None else base
+        if pin is not None:
+            base = _both(_only(pin), base)
+        closed = tuple(self._closed)
+        if closed:
+            base = _both(lambda worker: not any(p.admits(worker) for p in closed), base)
+        return base
 
     def describe(self, task_id: Hashable) -> str:
         """The route, step and pin of a task, for ``explain`` (empty if none)."""

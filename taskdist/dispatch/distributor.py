@@ -26,8 +26,10 @@ from taskdist.dispatch._timers import Timers
 from taskdist.dispatch.dead_letter import DeadLetterQueue
 from taskdist.dispatch.escalation import Escalation
 from taskdist.dispatch.events import Event, EventKind, Listener
+from taskdist.dispatch.intake import IntakePolicy, Verdict
 from taskdist.dispatch.preemption import Preemption
-from taskdist.dispatch.routing import Route, Router
+from taskdist.dispatch.retry_budget import RetryBudget
+from taskdist.dispatch.routing import Pool, Route, Router
 from taskdist.dispatch.stats import AttemptRecord, DistributorStats, TenantCounts, WorkerCounts
 from taskdist.errors import (
     CapacityError,
@@ -103,6 +105,14 @@ class _Refused:
     error: BaseException
 
 
+class _Refusal(Exception):
+    """An intake policy refused an arriving task (carries its verdict to the caller)."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
 @attrs.frozen
 class SubmitResult:
     """What ``submit`` did: accepted the task, or found it a duplicate.
@@ -136,6 +146,7 @@ class _Run:
     __slots__ = (
         "attempt",
         "balancer",
+        "budgeted",
         "expiry",
         "failures",
         "first_started",
@@ -170,6 +181,8 @@ class _Run:
         # and passed the gates (they hear release): a manual assign may skip either.
         self.popped = True
         self.gated = True
+        # Whether it counts against the retry budget (it has started a retry).
+        self.budgeted = False
         self.failures = 0
         # Seconds spent waiting (queued, parked, retrying) before the current lease.
         self.waited = 0.0
@@ -311,6 +324,7 @@ class Distributor:
         "_breaker_changes",
         "_breaker_factory",
         "_breakers",
+        "_budget",
         "_busy",
         "_choice",
         "_clock",
@@ -330,6 +344,8 @@ class Distributor:
         "_flushing",
         "_gate_list",
         "_gates",
+        "_intake",
+        "_learning_gates",
         "_lease",
         "_leases",
         "_listener",
@@ -338,6 +354,7 @@ class Distributor:
         "_max_queued",
         "_now",
         "_passed",
+        "_paused",
         "_preemption",
         "_progress",
         "_queue",
@@ -370,6 +387,8 @@ class Distributor:
         routes: Iterable[Route] | None = None,
         escalation: Escalation | None = None,
         preemption: Preemption | None = None,
+        intake: Iterable[IntakePolicy] = (),
+        retry_budget: RetryBudget | None = None,
         lease: float | None = 30.0,
         dedup_window: float = 60.0,
         max_queued: int | None = None,
@@ -400,6 +419,10 @@ class Distributor:
             preemption: when an urgent task finds every worker that could run it
                 full, emit a ``preempt`` event naming running tasks to give
                 back (see :class:`~taskdist.Preemption`); ``None``: never.
+            intake: rules on arriving tasks by key (``ConcurrencyLimit``,
+                ``Debounce``, ``Throttle``); one that is also a gate gates too.
+            retry_budget: bounds the retries in progress (a
+                :class:`~taskdist.RetryBudget`); ``None``: no bound.
             lease: seconds an assignment may run without a heartbeat (> 0), or
                 ``None`` for leases that never expire.
             dedup_window: seconds a finished task's id stays known, so that a
@@ -453,6 +476,17 @@ class Distributor:
                 "letter would be lost): give it overflow='drop_oldest' or no maxsize"
             )
         gate_list = _gate_list(gates)
+        intake_list = list(intake)
+        for policy in intake_list:
+            if not isinstance(policy, IntakePolicy):
+                raise InvalidTypeError(
+                    f"intake policies have admit(task, now, state_of) and forget(task), "
+                    f"got {policy!r}"
+                )
+            if isinstance(policy, Gate) and not any(policy is g for g in gate_list):
+                gate_list.append(policy)
+        if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
+            raise InvalidTypeError(f"retry_budget must be a RetryBudget, got {retry_budget!r}")
         if escalation is not None and not isinstance(escalation, Escalation):
             raise InvalidTypeError(f"escalation must be an Escalation, got {escalation!r}")
         if preemption is not None and not isinstance(preemption, Preemption):
@@ -472,12 +506,20 @@ class Distributor:
         # task id -> (escalation steps taken, when the last was taken), while it lives.
         self._escalated: dict[Hashable, tuple[int, float]] = {}
         self._preemption = preemption
+        self._intake = tuple(intake_list)
+        self._budget = retry_budget
+        # Paused tenants and keys: their tasks stay parked, in order, until resumed.
+        self._paused: dict[str, set[Hashable]] = {"tenant": set(), "key": set()}
         # Urgent tasks whose preemption advice was given while they wait.
         self._advised: set[Hashable] = set()
         self._breakers: dict[Hashable, CircuitBreaker] = {}
         self._retry = retry
         self._dlq = dlq
         self._gate_list = gate_list
+        # Gates that learn from outcomes: they hear every complete and fail.
+        self._learning_gates: tuple[Any, ...] = tuple(
+            gate for gate in gate_list if callable(getattr(gate, "record", None))
+        )
         self._gates = AllGates(gate_list) if gate_list else None
         self._lease = lease
         self._dedup_window = dedup_window
@@ -811,9 +853,52 @@ class Distributor:
                 if self._listener is not None:
                     self._emit(EventKind.DUPLICATE, task.id, state=known)
                 return SubmitResult(task.id, False, known)
+            if self._intake:
+                return self._take_in(task, now)
             return self._admit(task, now)
         finally:
             self._leave()
+
+    def _take_in(self, task: Task, now: float) -> SubmitResult:
+        """Submit through the intake policies: each may refuse, replace, or cancel others."""
+        verdicts: list[tuple[IntakePolicy, Verdict]] = []
+        state_of = self._state_or_forgotten
+        try:
+            for policy in self._intake:
+                verdict = policy.admit(task, now, state_of)
+                verdicts.append((policy, verdict))
+                if not verdict.accept:
+                    raise _Refusal(verdict)
+                if verdict.replace is not None:
+                    task = verdict.replace
+            result = self._admit(task, now)
+        except _Refusal as refusal:
+            for policy, _ in verdicts:
+                policy.forget(task)
+            verdict = refusal.verdict
+            state = state_of(verdict.because) or TaskState.CANCELLED
+            self._counts["duplicates"] += 1
+            if self._listener is not None:
+                self._emit(EventKind.DUPLICATE, task.id, state=state, detail=verdict.reason)
+            return SubmitResult(task.id, False, state)
+        except BaseException:
+            for policy, _ in verdicts:
+                policy.forget(task)
+            raise
+        for _, verdict in verdicts:
+            for task_id in verdict.cancel:
+                if task_id != task.id and task_id in self:
+                    self._cancel_live(task_id, now, verdict.reason)
+            if verdict.cancel_self and task.id in self:
+                self._cancel_live(task.id, now, verdict.reason)
+                return SubmitResult(task.id, True, TaskState.CANCELLED)
+        return result
+
+    def _state_or_forgotten(self, task_id: Hashable) -> TaskState | None:
+        try:
+            return self._state_or_none(task_id, self._now())
+        except InvalidTypeError:
+            return None
 
     def _admit(self, task: Task, now: float) -> SubmitResult:
         """Check and queue a new task (its id known to be free). Raises before any change."""
@@ -915,6 +1000,12 @@ class Distributor:
 
         It touches no queue: tasks it refuses are parked after the pop returns.
         """
+        paused = self._paused
+        if paused["tenant"] or paused["key"]:
+            held = _held_by(paused, task)
+            if held is not None:
+                self._passed.append((task, held))
+                return False
         filter_, balancer, placement = self._rules.of(task)
         # The signature is needed only when something is blocked already.
         sig = None
@@ -983,7 +1074,7 @@ class Distributor:
             ttl = task.ttl
             if ttl is not None:
                 self._timers.schedule(task_id, self._waiting_since[task_id] + ttl, _TTL)
-            if group is not GATES:
+            if group is not GATES and not _is_pause(group):
                 self._plan_fallback(task, now)
                 if self._preemption is not None:
                     self._advise_preemption(task, now)
@@ -1090,6 +1181,8 @@ class Distributor:
         tenant[5] += waited
         run.expiry = expiry = None if self._lease is None else now + self._lease
         self._leases[task_id] = run
+        if self._budget is not None:
+            self._budget.leased(task)
         if not self._rules.plain:
             self._timers.cancel(_StepTimer(task_id))
         if self._escalation is not None:
@@ -1207,6 +1300,8 @@ class Distributor:
             lease = _lookup(self._leases, task_id)
             if lease is not None and (attempt is None or attempt == lease.attempt):
                 self._end_lease(lease, now, duration, ok=True)
+                if self._learning_gates:
+                    self._feed_gates(lease.task, ok=True, duration=duration)
                 self._finish_completed(lease.task, now)
                 return TaskState.COMPLETED
             self._late_report(task_id, attempt, "complete")
@@ -1230,8 +1325,17 @@ class Distributor:
         retryable: bool = True,
         duration: float | None = None,
         attempt: int | None = None,
+        throttled: bool = False,
+        retry_after: float | None = None,
     ) -> TaskState:
         """The attempt failed: retry after the policy's delay, or dead-letter.
+
+        ``throttled=True`` says a dependency refused for load (an HTTP 429 or
+        503): no attempt is spent, the worker's health and breaker are not
+        charged, gates that learn from outcomes (``AdaptiveConcurrency``) hear
+        it, and the task retries after ``retry_after`` seconds (default: at
+        once). A retry over the ``retry_budget`` waits for room, or is
+        dead-lettered as ``retry_budget``, by the budget's policy.
 
         ``error`` (an exception or a description) is kept in the attempt
         history and offered to the retry policy's ``retryable`` predicate
@@ -1253,6 +1357,9 @@ class Distributor:
             raise InvalidTypeError(f"error must be an exception, a str or None, got {error!r}")
         if not isinstance(retryable, bool):
             raise InvalidTypeError(f"retryable must be a bool, got {retryable!r}")
+        if not isinstance(throttled, bool):
+            raise InvalidTypeError(f"throttled must be a bool, got {throttled!r}")
+        retry_after = check_optional_number(retry_after, "retry_after", minimum=0.0)
         self._enter()
         try:
             now = self._now()
@@ -1262,6 +1369,8 @@ class Distributor:
                 return self._state_or_none(task_id, now) or TaskState.DEAD
             task = lease.task
             text = _error_text(error)
+            if throttled:
+                return self._throttled(lease, now, duration, retry_after, text)
             self._counts["failed"] += 1
             if self._listener is not None:
                 self._emit(
@@ -1273,6 +1382,7 @@ class Distributor:
                 )
             self._end_lease(lease, now, duration, ok=False, error=error)
             self._record_attempt(lease, now, "failed", text)
+            self._feed_gates(task, ok=False, duration=duration)
             progress = self._progress[task_id]
             if not retryable or (
                 isinstance(error, BaseException) and not self._retry.is_retryable(error)
@@ -1282,26 +1392,85 @@ class Distributor:
             if not self._may_retry(task, progress, now):
                 self._dead_letter(task, Reason.MAX_ATTEMPTS, now)
                 return TaskState.DEAD
+            budget = self._budget
+            if (
+                budget is not None
+                and budget.over == "dead_letter"
+                and not progress.budgeted
+                and not budget.allows(task)
+            ):
+                self._dead_letter(task, Reason.RETRY_BUDGET, now)
+                return TaskState.DEAD
             delay = self._retry.delay(progress.failures, progress.last_delay)
             progress.last_delay = delay
-            progress.retry_at = retry_at = now + delay
-            self._retrying[task_id] = task
-            self._waiting_since[task_id] = now - progress.waited
-            self._timers.schedule(task_id, retry_at, _RETRY)
-            if self._escalation is not None:
-                self._plan_escalation(task, now)
-            self._counts["retries"] += 1
-            if self._listener is not None:
-                self._emit(
-                    EventKind.RETRY_SCHEDULED,
-                    task_id,
-                    state=TaskState.RETRYING,
-                    attempt=lease.attempt,
-                    at=retry_at,
-                )
+            self._hold_for_retry(task, progress, now, now + delay, lease.attempt)
             return TaskState.RETRYING
         finally:
             self._leave()
+
+    def _hold_for_retry(
+        self, task: Task, progress: _Run, now: float, retry_at: float, attempt: int
+    ) -> None:
+        """A failed task waits in RETRYING until ``retry_at``, its age kept."""
+        task_id = task.id
+        progress.retry_at = retry_at
+        self._retrying[task_id] = task
+        self._waiting_since[task_id] = now - progress.waited
+        self._timers.schedule(task_id, retry_at, _RETRY)
+        if self._escalation is not None:
+            self._plan_escalation(task, now)
+        self._counts["retries"] += 1
+        if self._listener is not None:
+            self._emit(
+                EventKind.RETRY_SCHEDULED,
+                task_id,
+                state=TaskState.RETRYING,
+                attempt=attempt,
+                at=retry_at,
+            )
+
+    def _throttled(
+        self,
+        lease: _Run,
+        now: float,
+        duration: float | None,
+        retry_after: float | None,
+        text: str | None,
+    ) -> TaskState:
+        """A dependency refused for load: no attempt spent, nobody's health charged."""
+        task = lease.task
+        if self._listener is not None:
+            self._emit(
+                EventKind.THROTTLED,
+                task.id,
+                worker_id=lease.worker_id,
+                attempt=lease.attempt,
+                at=None if retry_after is None else now + retry_after,
+                detail=text,
+            )
+        self._end_lease(lease, now, None, ok=None)
+        self._record_attempt(lease, now, "throttled", text)
+        self._feed_gates(task, ok=False, duration=duration, throttled=True, retry_after=retry_after)
+        if not retry_after:
+            self._requeue(task, now, EventKind.REQUEUED, worker_id=lease.worker_id)
+            return TaskState.QUEUED if task.id in self._waiting_since else TaskState.DEAD
+        self._hold_for_retry(task, lease, now, now + retry_after, lease.attempt)
+        return TaskState.RETRYING
+
+    def _feed_gates(
+        self,
+        task: Task,
+        *,
+        ok: bool,
+        duration: float | None,
+        throttled: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        """Tell the gates that learn from outcomes (e.g. ``AdaptiveConcurrency``)."""
+        for gate in self._learning_gates:
+            gate.record(
+                task, ok=ok, duration=duration, throttled=throttled, retry_after=retry_after
+            )
 
     def requeue(self, task_id: Hashable, *, attempt: int | None = None) -> Task:
         """Give a leased task back to the queue with its age, without spending an attempt.
@@ -1494,6 +1663,86 @@ class Distributor:
             if self._enqueue(task, now) and self._listener is not None:
                 self._emit(EventKind.UNPARKED, task_id, state=TaskState.QUEUED)
 
+    # -- pause and resume --------------------------------------------------------
+
+    def pause(
+        self, *, tenant: Hashable = None, key: Hashable = None, pool: Pool | None = None
+    ) -> None:
+        """Hold a tenant's, a key's or a pool's work: nothing new starts, nothing is lost.
+
+        A paused tenant's or key's tasks stay waiting, in their order (parked
+        as they come up in the queue); a paused pool's workers take no new
+        task. Running tasks finish. ``explain()`` says what is paused. O(1)
+        (a pool: O(paused pools) per worker check while it is paused).
+        ``None`` names nothing: tasks without a tenant or key cannot be paused
+        by it.
+
+        Raises:
+            InvalidArgumentError: nothing named to pause.
+            InvalidTypeError: an unhashable tenant or key, a pool that is not a Pool.
+        """
+        self._enter()
+        try:
+            for kind, value in self._pause_targets(tenant, key, pool):
+                if kind == "pool":
+                    assert isinstance(value, Pool)
+                    self._rules.close_pool(value)
+                else:
+                    self._paused[kind].add(value)
+        finally:
+            self._leave()
+
+    def resume(
+        self, *, tenant: Hashable = None, key: Hashable = None, pool: Pool | None = None
+    ) -> None:
+        """Undo :meth:`pause`: the held tasks go back to the queue with their age.
+
+        O(k) queue pushes for the k tasks it held.
+
+        Raises:
+            InvalidArgumentError: nothing named, or it was not paused.
+        """
+        self._enter()
+        try:
+            targets = self._pause_targets(tenant, key, pool)
+            for kind, value in targets:
+                held = (
+                    value in self._rules.closed_pools
+                    if kind == "pool"
+                    else value in self._paused[kind]
+                )
+                if not held:
+                    raise InvalidArgumentError(f"{kind} {value!r} is not paused")
+            for kind, value in targets:
+                if kind == "pool":
+                    assert isinstance(value, Pool)
+                    self._rules.open_pool(value)
+                    self._wake_all_placement_groups()
+                else:
+                    self._paused[kind].discard(value)
+                    self._wake_group(("paused", kind, value))
+        finally:
+            self._leave()
+
+    def _pause_targets(
+        self, tenant: Hashable, key: Hashable, pool: Pool | None
+    ) -> list[tuple[str, Hashable]]:
+        targets: list[tuple[str, Hashable]] = []
+        for kind, value in (("tenant", tenant), ("key", key)):
+            if value is not None:
+                try:
+                    hash(value)
+                except TypeError:
+                    raise InvalidTypeError(f"a {kind} is hashable, got {value!r}") from None
+                targets.append((kind, value))
+        if pool is not None:
+            if not isinstance(pool, Pool):
+                raise InvalidTypeError(f"pool must be a Pool, got {pool!r}")
+            targets.append(("pool", pool))
+        if not targets:
+            raise InvalidArgumentError("name a tenant=, key= or pool= to pause or resume")
+        return targets
+
     # -- escalation and preemption ----------------------------------------------------
 
     def _plan_escalation(self, task: Task, now: float) -> None:
@@ -1590,24 +1839,28 @@ class Distributor:
             state = self._state_of(task_id, now)
             if state.is_final:
                 raise TaskStateError(f"task {task_id!r} is {state.value}; it cannot be cancelled")
-            lease = self._leases.get(task_id)
-            if lease is not None:
-                task = lease.task
-                self._end_lease(lease, now, None, ok=None)
-            else:
-                task = self._withdraw_waiting(task_id)
-            self._finish(task, TaskState.CANCELLED, now)
-            if self._listener is not None:
-                self._emit(
-                    EventKind.CANCELLED,
-                    task_id,
-                    state=TaskState.CANCELLED,
-                    reason=Reason.CANCELLED,
-                    worker_id=None if lease is None else lease.worker_id,
-                )
-            return task
+            return self._cancel_live(task_id, now, None)
         finally:
             self._leave()
+
+    def _cancel_live(self, task_id: Hashable, now: float, why: str | None) -> Task:
+        lease = self._leases.get(task_id)
+        if lease is not None:
+            task = lease.task
+            self._end_lease(lease, now, None, ok=None)
+        else:
+            task = self._withdraw_waiting(task_id)
+        self._finish(task, TaskState.CANCELLED, now)
+        if self._listener is not None:
+            self._emit(
+                EventKind.CANCELLED,
+                task_id,
+                state=TaskState.CANCELLED,
+                reason=Reason.CANCELLED,
+                worker_id=None if lease is None else lease.worker_id,
+                detail=why,
+            )
+        return task
 
     def _lease_of(self, task_id: Hashable, verb: str) -> _Run:
         lease = _lookup(self._leases, task_id)
@@ -1645,6 +1898,8 @@ class Distributor:
         task_id = task.id
         del self._leases[task_id]
         self._timers.cancel(task_id)
+        if self._budget is not None:
+            self._budget.unleased(task)
         tracker = self._tracker
         worker_id = lease.worker_id
         state = tracker.release(task, worker_id, duration=duration, ok=ok)
@@ -1818,7 +2073,9 @@ class Distributor:
 
     def _finish(self, task: Task, state: TaskState, now: float) -> None:
         task_id = task.id
-        self._progress.pop(task_id, None)
+        run = self._progress.pop(task_id, None)
+        if run is not None and run.budgeted and self._budget is not None:
+            self._budget.settled(task)
         if not self._rules.plain:
             self._rules.leave(task_id)
             self._timers.cancel(_StepTimer(task_id))
@@ -1827,6 +2084,8 @@ class Distributor:
             self._timers.cancel(_EscalationTimer(task_id))
         if self._advised:
             self._advised.discard(task_id)
+        for policy in self._intake:
+            policy.forget(task)
         self._counts[state] += 1
         tenant = self._tenant(task.tenant)
         tenant[_TENANT_COLUMN[state]] += 1
@@ -1864,14 +2123,16 @@ class Distributor:
         tracker = self._tracker
         rules = self._rules
         for group, example in list(lot.groups()):
-            if group is not GATES and tracker.is_candidate(
-                example, worker.id, rules.of(example)[0]
+            if (
+                group is not GATES
+                and not _is_pause(group)
+                and tracker.is_candidate(example, worker.id, rules.of(example)[0])
             ):
                 self._wake_group(group)
 
     def _wake_all_placement_groups(self) -> None:
         for group, _ in list(self._lot.groups()):
-            if group is not GATES:
+            if group is not GATES and not _is_pause(group):
                 self._wake_group(group)
 
     def _wake_group(self, group: Hashable) -> None:
@@ -1904,8 +2165,7 @@ class Distributor:
             if kind == _LEASE:
                 self._expire_lease(key, now)
             elif kind == _RETRY:
-                task = self._retrying.pop(key)
-                self._requeue(task, now, EventKind.REQUEUED)
+                self._retry_due(key, now)
             elif kind == _ESCALATE:
                 assert isinstance(key, _EscalationTimer)
                 self._escalate(key.task_id, when, now)
@@ -1939,6 +2199,30 @@ class Distributor:
             while finished and next(iter(finished.values()))[1] <= horizon:
                 finished.popitem(last=False)
         self._ticked_at = now
+
+    def _retry_due(self, task_id: Hashable, now: float) -> None:
+        """A retry's delay is over: it queues again, if the retry budget has room."""
+        task = self._retrying[task_id]
+        budget = self._budget
+        run = self._progress[task_id]
+        if budget is not None and not run.budgeted:
+            if not budget.allows(task):  # over budget: wait another delay
+                delay = self._retry.delay(max(run.failures, 1), run.last_delay)
+                run.retry_at = now + delay
+                self._timers.schedule(task_id, run.retry_at, _RETRY)
+                if self._listener is not None:
+                    self._emit(
+                        EventKind.RETRY_SCHEDULED,
+                        task_id,
+                        state=TaskState.RETRYING,
+                        at=run.retry_at,
+                        detail="over the retry budget",
+                    )
+                return
+            budget.retrying(task)
+            run.budgeted = True
+        del self._retrying[task_id]
+        self._requeue(task, now, EventKind.REQUEUED)
 
     def _expire_lease(self, task_id: Hashable, now: float) -> None:
         lease = self._leases[task_id]
@@ -2129,6 +2413,9 @@ class Distributor:
         group = self._lot.group_of(task_id)
         task = self._lot.get(task_id)
         assert task is not None
+        if _is_pause(group):
+            assert isinstance(group, tuple)
+            return f"{group[1]} {group[2]!r} is paused"
         if group is GATES:
             held = [gate for gate in self._gate_list if not _gate_admits(gate, task)]
             names = ", ".join(_gate_words(gate) for gate in held) or "an admission gate"
@@ -2260,6 +2547,19 @@ def _room_query(tracker: CapacityTracker) -> Callable[[], bool]:
     return (lambda: True) if query is None else query
 
 
+def _is_pause(group: Hashable) -> bool:
+    return type(group) is tuple and len(group) == 3 and group[0] == "paused"
+
+
+def _held_by(paused: dict[str, set[Hashable]], task: Task) -> Hashable | None:
+    """The parking group of a task whose tenant or key is paused, or ``None``."""
+    if task.tenant in paused["tenant"]:
+        return ("paused", "tenant", task.tenant)
+    if task.key is not None and task.key in paused["key"]:
+        return ("paused", "key", task.key)
+    return None
+
+
 def _group(task: Task, placement: Hashable) -> Hashable:
     """The parking group of a task that no worker can take: its signature, and its
     route step and pin when it has them (they change which workers could)."""
@@ -2354,6 +2654,9 @@ def _gate_words(gate: Gate) -> str:
 def _group_words(group: Hashable) -> str:
     if group is GATES:
         return "an admission gate refused it"
+    if _is_pause(group):
+        assert isinstance(group, tuple)
+        return f"its {group[1]} is paused"
     return "no worker can take it now"
 
 

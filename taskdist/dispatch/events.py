@@ -41,6 +41,9 @@ class EventKind(str, enum.Enum):
     """A task finished successfully."""
     FAILED = "failed"
     """An attempt failed (``detail``: the error)."""
+    THROTTLED = "throttled"
+    """A dependency refused an attempt for load (HTTP 429 / 503): no attempt spent;
+    the task retries at ``at`` (or at once)."""
     RETRY_SCHEDULED = "retry_scheduled"
     """A failed task waits until ``at`` before it queues again."""
     REROUTED = "rerouted"

@@ -8,7 +8,14 @@ from typing import Any
 
 from taskdist.balancing import Balancer
 from taskdist.clock import Clock
-from taskdist.dispatch import DeadLetterQueue, Distributor, DistributorStats, Listener, SubmitResult
+from taskdist.dispatch import (
+    DeadLetterQueue,
+    Distributor,
+    DistributorStats,
+    Listener,
+    Pool,
+    SubmitResult,
+)
 from taskdist.errors import InvalidTypeError
 from taskdist.queues import Queue
 from taskdist.resilience import CircuitBreaker
@@ -216,14 +223,37 @@ class ThreadSafeDistributor:
         retryable: bool = True,
         duration: float | None = None,
         attempt: int | None = None,
+        throttled: bool = False,
+        retry_after: float | None = None,
     ) -> TaskState:
         """``Distributor.fail``, locked; wakes waiting threads."""
         with self._lock:
             state = self._distributor.fail(
-                task_id, error=error, retryable=retryable, duration=duration, attempt=attempt
+                task_id,
+                error=error,
+                retryable=retryable,
+                duration=duration,
+                attempt=attempt,
+                throttled=throttled,
+                retry_after=retry_after,
             )
             self._changed()
             return state
+
+    def pause(
+        self, *, tenant: Hashable = None, key: Hashable = None, pool: Pool | None = None
+    ) -> None:
+        """``Distributor.pause``, locked."""
+        with self._lock:
+            self._distributor.pause(tenant=tenant, key=key, pool=pool)
+
+    def resume(
+        self, *, tenant: Hashable = None, key: Hashable = None, pool: Pool | None = None
+    ) -> None:
+        """``Distributor.resume``, locked; wakes waiting threads."""
+        with self._lock:
+            self._distributor.resume(tenant=tenant, key=key, pool=pool)
+            self._changed()
 
     def requeue(self, task_id: Hashable, *, attempt: int | None = None) -> Task:
         """``Distributor.requeue``, locked; wakes waiting threads."""

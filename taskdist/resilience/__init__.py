@@ -1,5 +1,6 @@
 """Resilience: circuit breakers, retries with backoff, rate limits, bulkheads."""
 
+from taskdist.resilience.adaptive import AdaptiveConcurrency
 from taskdist.resilience.breaker import (
     BreakerListener,
     BreakerMetrics,
@@ -38,6 +39,7 @@ from taskdist.resilience.retry import (
 )
 
 __all__ = [
+    "AdaptiveConcurrency",
     "AllGates",
     "BreakerListener",
     "BreakerMetrics",

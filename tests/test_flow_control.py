@@ -1,0 +1,310 @@
+"""Flow control on the Distributor: pause, throttling, adaptive limits, retry budgets,
+concurrency keys, debounce and throttle, and rate limits that never burn an attempt."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskdist import (
+    AdaptiveConcurrency,
+    ConcurrencyLimit,
+    Debounce,
+    Distributor,
+    Event,
+    EventKind,
+    InvalidArgumentError,
+    ManualClock,
+    Pool,
+    RateGate,
+    RateLimiter,
+    Reason,
+    RetryBudget,
+    RetryPolicy,
+    Task,
+    TaskState,
+    Throttle,
+    Worker,
+)
+
+
+def distributor(clock: ManualClock, workers: int = 1, slots: int = 1, **kwargs: object):  # type: ignore[no-untyped-def]
+    events: list[Event] = []
+    d = Distributor(clock, lease=None, dedup_window=1e9, on_event=events.append, **kwargs)  # type: ignore[arg-type]
+    for i in range(workers):
+        d.add_worker(Worker(f"w{i}", capacity=slots))
+    return d, events
+
+
+# -- pause and resume ------------------------------------------------------------------
+
+
+def test_a_paused_tenant_keeps_its_tasks_in_order_and_others_run() -> None:
+    clock = ManualClock()
+    d, _ = distributor(clock, workers=1, slots=10)
+    d.pause(tenant="acme")
+    for i in range(3):
+        d.submit(Task(f"acme-{i}", tenant="acme", priority=3 - i))
+    d.submit(Task("other", tenant="zeta"))
+    assert [a.task.id for a in d.dispatch()] == ["other"]
+    assert d.explain("acme-0") == "parked: tenant 'acme' is paused"
+    d.resume(tenant="acme")
+    assert [a.task.id for a in d.dispatch()] == ["acme-2", "acme-1", "acme-0"]
+
+
+def test_a_paused_key_holds_only_that_key() -> None:
+    d, _ = distributor(ManualClock(), slots=5)
+    d.pause(key="repo-1")
+    d.submit(Task("a", key="repo-1"))
+    d.submit(Task("b", key="repo-2"))
+    assert [a.task.id for a in d.dispatch()] == ["b"]
+    d.resume(key="repo-1")
+    assert [a.task.id for a in d.dispatch()] == ["a"]
+
+
+def test_a_paused_pool_takes_nothing_new_and_running_work_finishes() -> None:
+    d, _ = distributor(ManualClock(), workers=2)
+    d.submit(Task("running"))
+    d.dispatch()
+    d.pause(pool=Pool(workers={"w0", "w1"}))
+    d.submit(Task("held"))
+    assert d.dispatch() == []
+    d.complete("running")
+    assert d.dispatch() == []
+    d.resume(pool=Pool(workers={"w0", "w1"}))
+    assert [a.task.id for a in d.dispatch()] == ["held"]
+
+
+def test_resuming_what_is_not_paused_is_refused() -> None:
+    d, _ = distributor(ManualClock())
+    with pytest.raises(InvalidArgumentError):
+        d.resume(tenant="nobody")
+    with pytest.raises(InvalidArgumentError):
+        d.pause()
+
+
+# -- throttling and adaptive concurrency ----------------------------------------------------
+
+
+def test_a_throttled_attempt_spends_nothing_and_waits_its_retry_after() -> None:
+    clock = ManualClock()
+    d, events = distributor(clock)
+    d.submit(Task("call", max_attempts=1))
+    d.dispatch()
+    assert d.fail("call", error="429", throttled=True, retry_after=5.0) is TaskState.RETRYING
+    clock.set(4.9)
+    assert d.dispatch() == []
+    clock.set(5.0)
+    [again] = d.dispatch()
+    assert again.attempt == 2  # a second dispatch ...
+    d.complete("call")  # ... of a task allowed one attempt: the throttle did not count
+    assert EventKind.THROTTLED in [e.kind for e in events]
+    assert d.stats().workers["w0"].failed == 0
+
+
+def test_adaptive_concurrency_learns_what_a_changing_api_can_take() -> None:
+    clock = ManualClock()
+    api = AdaptiveConcurrency(clock.now, initial=4, minimum=1, maximum=50)
+    d, _ = distributor(clock, workers=1, slots=100, gates=[api])
+    rng = random.Random(4)
+    capacity = 20
+    limits: list[float] = []
+    submitted = 0
+    for step in range(3000):
+        if step == 1500:
+            capacity = 5  # the API degrades
+        while len(d) < 80:  # always more work than the API takes
+            d.submit(Task(submitted))
+            submitted += 1
+        leased = d.leases()
+        for lease in leased:
+            if len(leased) > capacity and rng.random() < 0.5:
+                d.fail(lease.task.id, error="429", throttled=True, retry_after=0.1)
+            else:
+                d.complete(lease.task.id, duration=0.05)
+        clock.advance(0.1)
+        d.dispatch()
+        limits.append(api.limit)
+    early = sum(limits[1000:1500]) / 500
+    late = sum(limits[2500:]) / 500
+    assert 10 <= early <= 40  # near the first capacity
+    assert 2 <= late <= 12  # and it came down with the second
+
+
+# -- retry budgets ---------------------------------------------------------------------------
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    ratio=st.sampled_from([0.1, 0.3, 1.0]),
+    minimum=st.integers(0, 3),
+)
+def test_retries_start_only_within_the_budget(seed: int, ratio: float, minimum: int) -> None:
+    clock = ManualClock()
+    budget = RetryBudget(ratio=ratio, minimum=minimum)
+    d, events = distributor(
+        clock,
+        workers=4,
+        slots=3,
+        retry_budget=budget,
+        retry=RetryPolicy(max_attempts=4, base=0.5, jitter="none"),
+    )
+    rng = random.Random(seed)
+    starts: list[tuple[int, float]] = []
+    for step in range(60):
+        d.submit(Task(step))
+        for lease in d.leases():
+            if rng.random() < 0.6:
+                d.fail(lease.task.id, error="down")
+            else:
+                d.complete(lease.task.id)
+        clock.advance(0.5)
+        before = {e.task_id for e in events if e.kind is EventKind.REQUEUED}
+        d.tick()
+        retried = {e.task_id for e in events if e.kind is EventKind.REQUEUED} - before
+        if retried:
+            starts.append((budget.retries(None), budget.limit(None)))
+        d.dispatch()
+    assert all(retries <= limit for retries, limit in starts)
+
+
+def test_a_retry_over_budget_may_be_dead_lettered() -> None:
+    clock = ManualClock()
+    d, _ = distributor(
+        clock,
+        workers=1,
+        slots=4,
+        retry_budget=RetryBudget(ratio=0.1, minimum=0, over="dead_letter"),
+    )
+    d.submit(Task("t"))
+    d.dispatch()
+    assert d.fail("t", error="down") is TaskState.DEAD
+    assert d.dlq.get("t").reason is Reason.RETRY_BUDGET  # type: ignore[union-attr]
+
+
+# -- concurrency keys --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["queue", "cancel_newest", "cancel_running", "latest_queued"])
+def test_a_key_never_runs_more_than_its_limit(strategy: str) -> None:
+    clock = ManualClock()
+    limit = ConcurrencyLimit(key=lambda t: t.key, limit=2, strategy=strategy)  # type: ignore[arg-type]
+    d, _ = distributor(clock, workers=3, slots=4, intake=[limit])
+    rng = random.Random(strategy)
+    for step in range(200):
+        d.submit(Task(step, key=f"repo-{rng.randrange(3)}"))
+        for lease in d.leases():
+            if rng.random() < 0.3:
+                d.complete(lease.task.id)
+        d.dispatch()
+        running = Counter(a.task.key for a in d.leases())
+        assert max(running.values(), default=0) <= 2
+
+
+def test_queue_strategy_lets_other_keys_through_without_spending_attempts() -> None:
+    d, _ = distributor(ManualClock(), slots=10, intake=[ConcurrencyLimit(key=lambda t: t.key)])
+    d.submit(Task("a1", key="a", max_attempts=1))
+    d.submit(Task("a2", key="a", max_attempts=1))
+    d.submit(Task("b1", key="b"))
+    assert [x.task.id for x in d.dispatch()] == ["a1", "b1"]
+    d.complete("a1")
+    assert [x.task.id for x in d.dispatch()] == ["a2"]
+
+
+def test_cancel_running_keeps_the_newest() -> None:
+    d, events = distributor(
+        ManualClock(),
+        slots=10,
+        intake=[ConcurrencyLimit(key=lambda t: t.key, strategy="cancel_running")],
+    )
+    d.submit(Task("v1", key="doc"))
+    d.dispatch()
+    d.submit(Task("v2", key="doc"))
+    assert d.state_of("v1") is TaskState.CANCELLED
+    cancelled = [e for e in events if e.kind is EventKind.CANCELLED]
+    assert cancelled[0].worker_id == "w0"  # the host learns which run to stop
+    assert [x.task.id for x in d.dispatch()] == ["v2"]
+
+
+def test_cancel_newest_refuses_the_newcomer() -> None:
+    d, _ = distributor(
+        ManualClock(),
+        slots=10,
+        intake=[ConcurrencyLimit(key=lambda t: t.key, strategy="cancel_newest")],
+    )
+    d.submit(Task("first", key="k"))
+    result = d.submit(Task("second", key="k"))
+    assert result.accepted and result.state is TaskState.CANCELLED
+    assert d.state_of("first") is TaskState.QUEUED
+
+
+def test_latest_queued_replaces_what_waits_and_lets_the_running_finish() -> None:
+    d, _ = distributor(
+        ManualClock(),
+        slots=10,
+        intake=[ConcurrencyLimit(key=lambda t: t.key, strategy="latest_queued")],
+    )
+    d.submit(Task("v1", key="k"))
+    d.dispatch()
+    d.submit(Task("v2", key="k"))
+    d.submit(Task("v3", key="k"))
+    assert d.state_of("v1") is TaskState.LEASED
+    assert d.state_of("v2") is TaskState.CANCELLED
+    d.complete("v1")
+    assert [x.task.id for x in d.dispatch()] == ["v3"]
+
+
+# -- debounce and throttle ---------------------------------------------------------------------
+
+
+def test_debounce_replaces_a_queued_task_of_the_same_key_and_can_keep_payloads() -> None:
+    clock = ManualClock()
+    d, _ = distributor(
+        clock, intake=[Debounce(key=lambda t: t.key, window=2.0, keep_payloads=True)]
+    )
+    d.submit(Task("e1", key="doc", payload="a"))
+    clock.set(1.0)
+    d.submit(Task("e2", key="doc", payload="b"))
+    assert d.state_of("e1") is TaskState.CANCELLED
+    [run] = d.dispatch()
+    assert run.task.id == "e2" and run.task.payload == ("a", "b")
+    clock.set(10.0)
+    d.submit(Task("e3", key="doc"))  # outside the window: no replacement
+    assert d.state_of("e3") is TaskState.QUEUED
+
+
+def test_throttle_refuses_a_second_task_of_a_key_within_its_window() -> None:
+    clock = ManualClock()
+    d, _ = distributor(clock, intake=[Throttle(key=lambda t: t.key, window=60.0)])
+    assert d.submit(Task("a", key="user")).accepted
+    refused = d.submit(Task("b", key="user"))
+    assert not refused.accepted and refused.state is TaskState.QUEUED
+    assert "b" not in d
+    clock.set(60.0)
+    assert d.submit(Task("c", key="user")).accepted
+
+
+# -- a rate limit never burns an attempt -------------------------------------------------------
+
+
+@given(seed=st.integers(0, 10_000))
+def test_a_gate_refusal_never_spends_an_attempt(seed: int) -> None:
+    clock = ManualClock()
+    limiter = RateLimiter(rate=2, per=1.0, burst=2, clock=clock)
+    d, events = distributor(
+        clock, workers=2, slots=5, gates=[RateGate(limiter, "api_calls", default=1)]
+    )
+    rng = random.Random(seed)
+    for i in range(30):
+        d.submit(Task(i, max_attempts=1))
+    for _ in range(200):
+        for assignment in d.dispatch():
+            assert assignment.attempt == 1
+            d.complete(assignment.task.id)
+        clock.advance(rng.choice([0.1, 0.3, 0.5]))
+    assert d.stats().by_state[TaskState.COMPLETED] == 30
+    assert not [e for e in events if e.kind is EventKind.DEAD_LETTERED]
