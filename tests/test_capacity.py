@@ -44,7 +44,13 @@ from taskdist import (
     WorkerUnavailableError,
     coefficient_of_variation,
 )
+from taskdist.balancing.least_load import _load_order as load_order
 from taskdist.workers.tracker import demand_of
+
+
+def busiest_first(state: WorkerState) -> float:
+    """An order other than LeastConnections': most tasks in flight first."""
+    return -state.in_flight
 
 
 def snapshot(tracker: CapacityTracker) -> list[tuple[object, ...]]:
@@ -632,8 +638,9 @@ class TrackerMachine(RuleBasedStateMachine):
     checks loads, in-flight counts, that no task is lost or duplicated,
     that candidates are exactly the available workers with room, and that
     ejections never exceed their percentage. The queries that avoid listing
-    every worker are checked against the listing: ``least_loaded`` picks
-    what ``LeastConnections`` picks from it, ``sample`` draws from it.
+    every worker are checked against the listing: ``lowest`` with
+    ``LeastConnections``' order picks what ``LeastConnections`` picks from it,
+    with another order the first in that order; ``sample`` draws from it.
     """
 
     PERCENT = 50.0
@@ -690,10 +697,10 @@ class TrackerMachine(RuleBasedStateMachine):
 
     @rule(gpu=st.booleans())
     def place_least_loaded(self, gpu: bool) -> None:
-        """Place where least_loaded says, as a distributor using LeastConnections would."""
+        """Place where lowest() says, as a distributor using LeastConnections would."""
         task = Task(f"t{self.next_task}", resources={"gpu": 1} if gpu else {})
         self.next_task += 1
-        chosen = self.tracker.least_loaded(task)
+        chosen = self.tracker.lowest(task, load_order)
         if chosen is not None:
             self.tracker.assign(task, chosen.id)
             self.placed[task.id] = (chosen.id, task)
@@ -773,22 +780,29 @@ class TrackerMachine(RuleBasedStateMachine):
         assert got == expected
 
     @invariant()
-    def least_loaded_is_least_connections_over_the_candidates(self) -> None:
+    def lowest_in_load_order_is_least_connections_over_the_candidates(self) -> None:
         for task in (Task("probe"), Task("probe", resources={"gpu": 1})):
             for where in self.FILTERS:
                 listed = self.tracker.candidates(task, where)
-                assert self.tracker.least_loaded(task, where) is LeastConnections().select(
+                assert self.tracker.lowest(task, load_order, where) is LeastConnections().select(
                     task, listed
                 )
 
     @invariant()
+    def lowest_follows_any_order_it_is_given(self) -> None:
+        for task in (Task("probe"), Task("probe", resources={"gpu": 1})):
+            listed = self.tracker.candidates(task)
+            expected = min(listed, key=lambda s: (busiest_first(s), s.seq), default=None)
+            assert self.tracker.lowest(task, busiest_first) is expected
+
+    @invariant()
     def the_load_index_files_every_available_worker_under_its_current_key(self) -> None:
-        index = self.tracker._index
+        index = self.tracker._indexes.get(load_order)
         if index is None:
             return
 
-        def key(state: WorkerState) -> tuple[float, float, int]:
-            return (state.load_ratio / state.effective_weight, state.load_ratio, state.seq)
+        def key(state: WorkerState) -> tuple[tuple[float, float], int]:
+            return (load_order(state), state.seq)
 
         available = [s for s in self.tracker.workers() if s.health is not Health.UNAVAILABLE]
         apart = [s for s in available if s.health is Health.DEGRADED and self.DEGRADED != "include"]
@@ -867,7 +881,7 @@ def test_a_resource_some_worker_names_is_zero_on_the_others_even_after_it_leaves
 # -- queries that do not list every worker ------------------------------------------------
 
 
-def test_least_loaded_builds_its_index_from_the_workers_already_there() -> None:
+def test_lowest_builds_its_index_from_the_workers_already_there() -> None:
     clock = ManualClock()
     tracker = CapacityTracker(clock, slow_start=SlowStart(window=10.0))
     for name, capacity, weight in (("a", 4, 1.0), ("b", 10, 1.0), ("c", 10, 2.0), ("d", 1, 1.0)):
@@ -876,30 +890,30 @@ def test_least_loaded_builds_its_index_from_the_workers_already_there() -> None:
     for i, name in enumerate(["a", "a", "b", "b", "b", "c", "c", "c", "c", "d"]):
         tracker.assign(Task(i), name)
     # Per unit of weight: a 2/4, b 3/10, c (4/10)/2, d full.
-    assert tracker.least_loaded(Task("x")) is tracker.worker("c")
+    assert tracker.lowest(Task("x"), load_order) is tracker.worker("c")
     tracker.assign(Task("x"), "c")
     tracker.assign(Task("y"), "c")
-    assert tracker.least_loaded(Task("z")) is tracker.worker("b")
+    assert tracker.lowest(Task("z"), load_order) is tracker.worker("b")
 
 
-def test_least_loaded_follows_health_weight_and_capacity_changes() -> None:
+def test_lowest_follows_health_weight_and_capacity_changes() -> None:
     tracker = CapacityTracker(ManualClock())
     for name in "abc":
         tracker.add_worker(Worker(name, capacity=10))
     tracker.assign(Task(1), "b")
     tracker.assign(Task(2), "c")
-    assert tracker.least_loaded(Task("t")).id == "a"
+    assert tracker.lowest(Task("t"), load_order).id == "a"
     tracker.set_health("a", Health.UNAVAILABLE)
-    assert tracker.least_loaded(Task("t")).id == "b"  # b and c tie: earlier registered
+    assert tracker.lowest(Task("t"), load_order).id == "b"  # b and c tie: earlier registered
     tracker.update_worker("c", weight=3.0)
-    assert tracker.least_loaded(Task("t")).id == "c"
+    assert tracker.lowest(Task("t"), load_order).id == "c"
     tracker.update_worker("c", capacity=1)  # full now
-    assert tracker.least_loaded(Task("t")).id == "b"
+    assert tracker.lowest(Task("t"), load_order).id == "b"
     tracker.set_health("a", Health.HEALTHY)
-    assert tracker.least_loaded(Task("t")).id == "a"
+    assert tracker.lowest(Task("t"), load_order).id == "a"
     tracker.remove_worker("a")
-    assert tracker.least_loaded(Task("t")).id == "b"
-    assert tracker.least_loaded(Task("t", requires={"gpu"})) is None
+    assert tracker.lowest(Task("t"), load_order).id == "b"
+    assert tracker.lowest(Task("t", requires={"gpu"}), load_order) is None
 
 
 def test_where_is_asked_before_the_degraded_fallback() -> None:
@@ -914,7 +928,7 @@ def test_where_is_asked_before_the_degraded_fallback() -> None:
     task = Task("t")
     assert [w.id for w in tracker.candidates(task)] == ["healthy"]
     assert [w.id for w in tracker.candidates(task, not_healthy_one)] == ["degraded"]
-    assert tracker.least_loaded(task, not_healthy_one).id == "degraded"
+    assert tracker.lowest(task, load_order, not_healthy_one).id == "degraded"
     assert [w.id for w in tracker.sample(task, 2, random.Random(1), not_healthy_one)] == [
         "degraded"
     ]
@@ -996,8 +1010,8 @@ def test_sample_with_a_count_beyond_the_pool_lists_them_all() -> None:
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda t: t.least_loaded("not a task"), "Task"),
-        (lambda t: t.least_loaded(Task("x"), where=3), "where"),
+        (lambda t: t.lowest("not a task", load_order), "Task"),
+        (lambda t: t.lowest(Task("x"), load_order, where=3), "where"),
         (lambda t: t.candidates(Task("x"), where="no"), "where"),
         (lambda t: t.sample(Task("x"), 2, rng=None), "rng"),
         (lambda t: t.sample(Task("x"), 0, rng=7), "rng"),
@@ -1011,7 +1025,7 @@ def test_queries_refuse_bad_arguments_and_change_nothing(
     with pytest.raises(InvalidTypeError, match=match):
         call(tracker)  # type: ignore[operator]
     assert snapshot(tracker) == before
-    assert tracker._index is None  # a refused query does not switch the load index on
+    assert not tracker._indexes  # a refused query does not switch a load index on
 
 
 def test_a_worker_whose_id_is_not_equal_to_itself_leaves_cleanly() -> None:
@@ -1039,9 +1053,9 @@ def test_degraded_workers_are_walked_only_when_no_healthy_one_qualifies() -> Non
     tracker.set_health("d1", Health.DEGRADED)
     tracker.set_health("d2", Health.DEGRADED)
     tracker.assign(Task(1), "h")  # the degraded ones are idle, so they sort first by load
-    assert tracker.least_loaded(Task("t"), spy).id == "h"
+    assert tracker.lowest(Task("t"), load_order, spy).id == "h"
     assert seen == ["h"]
-    assert tracker.least_loaded(Task("t", resources={"slots": 4}), spy).id == "d1"
+    assert tracker.lowest(Task("t", resources={"slots": 4}), load_order, spy).id == "d1"
 
 
 def test_is_candidate_agrees_with_the_listing() -> None:

@@ -32,8 +32,10 @@ class LeastConnections(ScoringBalancer):
     loaded); during slow start the lower effective weight holds a new worker
     back. ``select`` is one O(n) pass over the candidates; :meth:`choose`
     gets the same answer from the tracker's load index in O(log n) per
-    placement (see :meth:`CapacityTracker.least_loaded
-    <taskdist.workers.tracker.CapacityTracker.least_loaded>`).
+    placement: it gives :meth:`CapacityTracker.lowest
+    <taskdist.workers.tracker.CapacityTracker.lowest>` this strategy's order
+    (``(load_ratio / effective_weight, load_ratio)``, ties to the earliest
+    registered).
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
@@ -67,7 +69,7 @@ class LeastConnections(ScoringBalancer):
         cls = type(self)
         if cls.scores is not LeastConnections.scores or cls.select is not ScoringBalancer.select:
             return super().choose(task, tracker, where)
-        return tracker.least_loaded(task, where)
+        return tracker.lowest(task, _load_order, where)
 
 
 class CapacityBased(ScoringBalancer):
@@ -131,3 +133,11 @@ class PerformanceBased(ScoringBalancer):
             queued = worker.in_flight + 1 - parallel
             scores.append(expected * (1.0 + queued / parallel) if queued > 0 else expected)
         return scores
+
+
+def _load_order(worker: WorkerState) -> tuple[float, float]:
+    """LeastConnections' order for the tracker's index: its score, then its tie-break.
+
+    One module-level function, so every LeastConnections shares one index."""
+    ratio = worker.load_ratio
+    return (ratio / worker.effective_weight, ratio)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import enum
 import itertools
 import random
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from heapq import heappop, heappush
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Final, Literal
 
 import attrs
@@ -31,18 +30,19 @@ from taskdist.errors import (
 )
 from taskdist.metrics import coefficient_of_variation
 from taskdist.task import Task, Worker
-from taskdist.workers._load_index import LoadIndex
-from taskdist.workers.health import (
-    Health,
-    HealthPolicy,
-    OutlierEjection,
-    SlowStart,
-    ewma_keep,
-    worst,
-)
-from taskdist.workers.state import WorkerState, _fits, demand_of
+from taskdist.workers._load_index import LoadIndex, LoadKey
+from taskdist.workers._outcomes import Outcomes
+from taskdist.workers.health import Health, HealthPolicy, OutlierEjection, SlowStart
+from taskdist.workers.state import Demand, WorkerState, demand_of, nonzero
 
-__all__ = ["CapacityTracker", "DegradedPolicy", "WorkerFilter", "WorkerState", "demand_of"]
+__all__ = [
+    "CapacityTracker",
+    "DegradedPolicy",
+    "LoadKey",
+    "WorkerFilter",
+    "WorkerState",
+    "demand_of",
+]
 
 DegradedPolicy = Literal["fallback", "include", "exclude"]
 _DEGRADED_POLICIES: tuple[DegradedPolicy, ...] = ("fallback", "include", "exclude")
@@ -64,8 +64,8 @@ class _Unset(enum.Enum):
 _UNSET: Final = _Unset.UNSET
 _DEGRADED: Final = Health.DEGRADED
 _UNAVAILABLE: Final = Health.UNAVAILABLE
-
-_set = object.__setattr__
+# Load indexes kept at once, one per key asked for (the least recently used goes).
+_MAX_INDEXES: Final = 4
 
 
 class CapacityTracker:
@@ -101,14 +101,19 @@ class CapacityTracker:
     ``"fallback"`` (only when no healthy worker qualifies; Envoy's
     behaviour), ``"include"`` or ``"exclude"``.
 
-    **Without listing every worker**, :meth:`least_loaded` finds
-    ``LeastConnections``' choice from an index sorted by load, and
-    :meth:`sample` draws random candidates (for ``PowerOfTwoChoices``); a
-    balancer's ``choose(task, tracker)`` uses them, so dispatch need not be
-    O(n).
+    **Without listing every worker**, :meth:`lowest` finds the candidate
+    lowest in an order a strategy gives (``LeastConnections``: load per unit
+    of weight) from an index sorted by it, and :meth:`sample` draws random
+    candidates (for ``PowerOfTwoChoices``); a balancer's ``choose(task,
+    tracker)`` uses them, so dispatch need not be O(n).
+
+    **Bookkeeping.** What outcomes and time say of each worker (EWMA,
+    derived health, ejection, slow start) is kept by a private ``Outcomes``
+    object (``workers/_outcomes.py``); the views change only through their
+    own private mutators.
 
     **Complexity** (n workers, r resources per worker or task; "+ log" is
-    O(log n) more once :meth:`least_loaded` has built its index):
+    O(log n) more per load index :meth:`lowest` has built):
 
     ===============================  ==========================================
     ``assign``, ``release``          O(r) + log (+ O(log n) when an ejection
@@ -116,8 +121,9 @@ class CapacityTracker:
     ``candidates``                   O(n r)
     ``is_candidate``                 O(r) (O(n r) for a degraded worker under
                                      ``degraded="fallback"``)
-    ``least_loaded``                 O(1 + k r), k workers passed over (first
-                                     call: O(n log n) to build the index)
+    ``lowest``                       O(1 + k r), k workers passed over (first
+                                     call with a key: O(n log n) to build its
+                                     index)
     ``sample(task, c, rng)``         O(c r) expected when most workers
                                      qualify; at worst O(n r)
     ``add_worker``                   O(r) + log
@@ -149,22 +155,15 @@ class CapacityTracker:
     """
 
     __slots__ = (
-        "_alpha",
         "_clock",
         "_degraded",
-        "_ejected",
-        "_ejection",
-        "_ejection_heap",
-        "_half_life",
-        "_health",
-        "_index",
+        "_indexes",
         "_named",
+        "_outcomes",
         "_placed",
         "_pool",
         "_pool_at",
         "_seq",
-        "_slow",
-        "_slow_start",
         "_strict_zones",
         "_workers",
     )
@@ -212,13 +211,16 @@ class CapacityTracker:
         if not isinstance(strict_zones, bool):
             raise InvalidTypeError(f"strict_zones must be a bool, got {strict_zones!r}")
         self._clock = clock
-        self._alpha = alpha
-        self._half_life = half_life
-        self._health = health
-        self._ejection = ejection
-        self._slow_start = slow_start
         self._degraded = policy
         self._strict_zones = strict_zones
+        self._outcomes = Outcomes(
+            alpha=alpha,
+            half_life=half_life,
+            policy=health,
+            ejection=ejection,
+            slow_start=slow_start,
+            changed=self._changed,
+        )
         self._workers: dict[Hashable, WorkerState] = {}
         # Every resource a worker's capacity has ever named: the ones placement
         # tracks. It only grows, so a GPU task finds no room (rather than
@@ -226,17 +228,13 @@ class CapacityTracker:
         self._named: set[str] = set()
         # task id -> the worker it is placed on (its demand is kept by the worker).
         self._placed: dict[Hashable, WorkerState] = {}
-        # (ejected_until, seq, state): live while state.ejected_until equals it.
-        self._ejection_heap: list[tuple[float, int, WorkerState]] = []
-        self._ejected = 0
-        # Workers whose effective weight is still ramping up.
-        self._slow: dict[Hashable, WorkerState] = {}
         self._seq = itertools.count()
-        # Built by the first least_loaded() call, then kept up to date (O(log n) per change).
-        self._index: LoadIndex | None = None
+        # One load index per key a strategy asked for (lowest()), built by the
+        # first query with that key, then kept up to date (O(log n) per change).
+        self._indexes: dict[LoadKey, LoadIndex] = {}
         # The workers in an array for O(1) random draws (sample()); removal swaps in the last.
         self._pool: list[WorkerState] = []
-        self._pool_at: dict[Hashable, int] = {}
+        self._pool_at: dict[WorkerState, int] = {}
 
     @property
     def degraded(self) -> DegradedPolicy:
@@ -246,7 +244,7 @@ class CapacityTracker:
     # -- membership -------------------------------------------------------
 
     def add_worker(self, worker: Worker) -> WorkerState:
-        """Register ``worker`` and return its view. O(r), + O(log n) with the load index.
+        """Register ``worker`` and return its view. O(r), + O(log n) per load index.
 
         Raises:
             InvalidTypeError: ``worker`` is not a Worker.
@@ -262,10 +260,10 @@ class CapacityTracker:
         state = WorkerState(worker, next(self._seq), now, self._named)
         self._workers[worker.id] = state
         self._named.update(worker.capacity)
-        self._pool_at[worker.id] = len(self._pool)
+        self._pool_at[state] = len(self._pool)
         self._pool.append(state)
-        self._begin_slow_start(state, now)
-        self._touch(state)
+        self._outcomes.join(state, now)
+        self._refile(state)
         return state
 
     def remove_worker(self, worker_id: Hashable) -> list[Task]:
@@ -280,20 +278,17 @@ class CapacityTracker:
             UnknownWorkerError: no worker has this id.
         """
         state = self._state(worker_id)
-        self._refresh()
+        now = self._refresh()
         del self._workers[worker_id]
-        self._slow.pop(worker_id, None)
-        self._leave_pool(worker_id)
-        if self._index is not None:
-            self._index.discard(worker_id)
-        if state.ejected_until is not None:
-            _set(state, "ejected_until", None)
-            self._ejected -= 1
+        self._leave_pool(state)
+        for index in self._indexes.values():
+            index.discard(state)
+        self._outcomes.leave(state)
         tasks = []
         for task, _ in state._tasks.values():
             del self._placed[task.id]
             tasks.append(task)
-        self._keep_ejection_bound()
+        self._outcomes.keep_bound(len(self._workers), now)
         return tasks
 
     def update_worker(
@@ -308,7 +303,7 @@ class CapacityTracker:
     ) -> WorkerState:
         """Change a registered worker's capacity, weight, skills, zone or cost at runtime.
 
-        O(r), + O(log n) with the load index (see :meth:`least_loaded`).
+        O(r), + O(log n) per load index (see :meth:`lowest`).
 
         Only the fields given change; they are validated as ``Worker`` validates
         them. Tasks in flight stay: a capacity shrunk below the current load
@@ -335,8 +330,8 @@ class CapacityTracker:
         now = self._refresh()
         self._named.update(worker.capacity)
         state._describe(worker)
-        self._apply_slow_start(state, now)
-        self._touch(state)
+        self._outcomes.reweigh(state, now)
+        self._refile(state)
         return state
 
     # -- health -----------------------------------------------------------
@@ -344,7 +339,7 @@ class CapacityTracker:
     def set_health(self, worker_id: Hashable, health: Health | str) -> WorkerState:
         """Record the host's view of a worker (e.g. from its own health checks).
 
-        O(1), + O(log n) with the load index (see :meth:`least_loaded`).
+        O(1), + O(log n) per load index (see :meth:`lowest`).
 
         The worker's :attr:`WorkerState.health` is the worst of this, the
         outcome-derived health and ejection; ``set_health(id,
@@ -365,14 +360,13 @@ class CapacityTracker:
                 f"health must be a Health ({allowed}), got {health!r}"
             ) from None
         now = self._refresh()
-        _set(state, "host_health", value)
-        self._update_health(state, now)
+        self._outcomes.set_host_health(state, value, now)
         return state
 
     def reinstate(self, worker_id: Hashable) -> WorkerState:
         """Lift a worker's outlier ejection now (e.g. an active health check passed).
 
-        O(1), + O(log n) with the load index (see :meth:`least_loaded`).
+        O(1), + O(log n) per load index (see :meth:`lowest`).
 
         Its consecutive-failure count restarts from zero; its ejection
         multiplier keeps decaying as usual. A worker that is not ejected is
@@ -383,8 +377,7 @@ class CapacityTracker:
         """
         state = self._state(worker_id)
         now = self._refresh()
-        if state.ejected_until is not None:
-            self._readmit(state, now)
+        self._outcomes.reinstate(state, now)
         return state
 
     def next_wakeup(self) -> float | None:
@@ -393,17 +386,14 @@ class CapacityTracker:
         O(1) amortised.
         """
         self._refresh()
-        heap = self._ejection_heap
-        while heap and heap[0][2].ejected_until != heap[0][0]:
-            heappop(heap)
-        return heap[0][0] if heap else None
+        return self._outcomes.next_wakeup()
 
     # -- placements -------------------------------------------------------
 
     def assign(self, task: Task, worker_id: Hashable) -> WorkerState:
         """Record that ``task`` now runs on the worker; return the worker's view.
 
-        O(r), + O(log n) with the load index (see :meth:`least_loaded`).
+        O(r), + O(log n) per load index (see :meth:`lowest`).
 
         Skills and zones are not checked here (a host may override routing);
         availability and capacity are.
@@ -431,18 +421,15 @@ class CapacityTracker:
                 + f"; task {task_id!r} was not assigned"
             )
         demand = demand_of(task, self._named)
-        load = state._load
-        if not _fits(demand, load, state._limit):
-            raise WorkerFullError(self._full_message(state, task, demand))
-        for name, amount in demand.items():
-            load[name] = load.get(name, 0.0) + amount
-        state._tasks[task_id] = (task, demand)
+        checked = nonzero(demand)
+        if not state._fits(checked):
+            raise WorkerFullError(
+                f"task {task_id!r} does not fit worker {state.id!r} "
+                f"({state._short_of(checked)}); it was not assigned"
+            )
+        state._hold(task, demand)
         self._placed[task_id] = state
-        _set(state, "in_flight", state.in_flight + 1)
-        state._update_ratio()
-        index = self._index
-        if index is not None:
-            index.place(state)
+        self._refile(state)
         return state
 
     def release(
@@ -454,7 +441,7 @@ class CapacityTracker:
     ) -> WorkerState:
         """Record that ``task`` left the worker; return the worker's view.
 
-        O(r), + O(log n) with the load index (see :meth:`least_loaded`).
+        O(r), + O(log n) per load index (see :meth:`lowest`).
 
         ``duration`` (seconds >= 0) feeds the worker's latency EWMA. ``ok``
         is the outcome: ``True`` or ``False`` feed the success EWMA, the
@@ -474,28 +461,18 @@ class CapacityTracker:
             raise InvalidTypeError(f"ok must be True, False or None, got {ok!r}")
         state = self._state(worker_id)
         task_id = task.id
-        placed = state._tasks.pop(task_id, None)
-        if placed is None:
+        if task_id not in state._tasks:
             where = self._placed.get(task_id)
             raise UnknownTaskError(
                 f"task {task_id!r} is not assigned to worker {worker_id!r}"
                 + (f" (it is on {where.id!r})" if where is not None else "")
             )
         now = self._refresh()
+        state._let_go(task_id)
         del self._placed[task_id]
-        load = state._load
-        _set(state, "in_flight", state.in_flight - 1)
-        if state.in_flight == 0:
-            load.clear()  # exact zero: no float residue from the sums
-        else:
-            for name, amount in placed[1].items():
-                load[name] -= amount
-        state._update_ratio()
         if duration is not None or ok is not None:
-            self._record_outcome(state, now, duration, ok)
-        index = self._index
-        if index is not None:
-            index.place(state)
+            self._outcomes.record(state, now, duration, ok, len(self._workers))
+        self._refile(state)
         return state
 
     # -- looking ----------------------------------------------------------
@@ -529,19 +506,14 @@ class CapacityTracker:
                 continue
             if zone is not None and state.zone != zone:
                 continue
-            # _fits, inlined: this loop is the dispatch hot path.
-            load = state._load
-            limit = state._limit
-            for name, amount in demand:
-                if load.get(name, 0.0) + amount > limit.get(name, 0.0):
-                    break
+            if not state._fits(demand):
+                continue
+            if where is not None and not where(state):
+                continue
+            if health is _DEGRADED and separate_degraded:
+                degraded.append(state)
             else:
-                if where is not None and not where(state):
-                    continue
-                if health is _DEGRADED and separate_degraded:
-                    degraded.append(state)
-                else:
-                    healthy.append(state)
+                healthy.append(state)
         if healthy or self._degraded == "exclude":
             return healthy
         return degraded
@@ -574,38 +546,45 @@ class CapacityTracker:
             return False
         return any(listed is state for listed in self.candidates(task, where))
 
-    def least_loaded(self, task: Task, where: WorkerFilter | None = None) -> WorkerState | None:
-        """The candidate ``LeastConnections`` would choose for ``task``, without listing them all.
+    def lowest(
+        self, task: Task, key: LoadKey, where: WorkerFilter | None = None
+    ) -> WorkerState | None:
+        """The candidate for ``task`` with the lowest ``key(worker)``, without listing them all.
 
-        The same worker as ``LeastConnections().select(task,
-        tracker.candidates(task, where))``: the lowest ``load_ratio /
-        effective_weight``, ties to the lowest ``load_ratio``, then to the
-        earliest registered; ``None`` if there is no candidate.
+        The first of ``candidates(task, where)`` sorted by ``(key(worker),
+        registration order)``, or ``None`` if there is none. The key is the
+        strategy's: ``LeastConnections`` gives ``(load_ratio /
+        effective_weight, load_ratio)``. It must depend only on the worker's
+        view (see :data:`~taskdist.workers._load_index.LoadKey`), and be the
+        same function object from call to call (a module-level function, not
+        a fresh lambda): each key has its own index.
 
-        The first call builds an index of the available workers sorted by
-        that key (O(n log n)); from then on every change to a worker's load,
-        weight, capacity, slow-start ramp or health refiles it in O(log n),
-        for the tracker's lifetime. ``DEGRADED`` workers are filed apart
+        The first call with a key builds an index of the available workers
+        sorted by it (O(n log n)); from then on every change to a worker's
+        load, weight, capacity, slow-start ramp or health refiles it in
+        O(log n), for as long as the index is kept (the four keys asked for
+        most recently keep theirs). ``DEGRADED`` workers are filed apart
         unless ``degraded="include"``. A query walks the healthy workers from
-        the least loaded and stops at the first that qualifies: O(1 + k r),
+        the lowest key and stops at the first that qualifies: O(1 + k r),
         where k counts the workers ahead of it that do not (missing a skill,
         in another zone, too full for this task's demand, or rejected by
         ``where``). Workers that every query rejects take no new work, drain,
-        and so gather at the front: a lasting exclusion is cheaper as
-        ``set_health(id, Health.UNAVAILABLE)`` than as a ``where`` filter.
-        Under ``degraded="fallback"`` the degraded workers are walked only
-        when no healthy one qualifies.
+        and so gather at the front of a load order: a lasting exclusion is
+        cheaper as ``set_health(id, Health.UNAVAILABLE)`` than as a ``where``
+        filter. Under ``degraded="fallback"`` the degraded workers are walked
+        only when no healthy one qualifies.
 
         Raises:
-            InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
+            InvalidTypeError: ``task`` is not a Task, or ``key`` or ``where``
+                is not callable.
         """
         self._check_query(task, where)
-        self._refresh()
-        index = self._index
-        if index is None:
-            index = self._index = LoadIndex(
-                self._workers.values(), separate_degraded=self._degraded != "include"
+        if not callable(key):
+            raise InvalidTypeError(
+                f"key must be a function of a WorkerState giving its place in an order, got {key!r}"
             )
+        self._refresh()
+        index = self._index(key)
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
@@ -746,7 +725,7 @@ class CapacityTracker:
         total = used = 0.0
         for state in self._workers.values():
             total += state.capacity.get(resource, 0.0)
-            used += state._load.get(resource, 0.0)
+            used += state.load.get(resource, 0.0)
         return used / total if total > 0 else 0.0
 
     def __repr__(self) -> str:
@@ -763,9 +742,9 @@ class CapacityTracker:
         except KeyError:
             raise UnknownWorkerError(f"no worker with id {worker_id!r}") from None
 
-    def _demand(self, task: Task) -> list[tuple[str, float]]:
+    def _demand(self, task: Task) -> Demand:
         """The task's nonzero demand on the resources placement tracks."""
-        return [(name, amount) for name, amount in demand_of(task, self._named).items() if amount]
+        return nonzero(demand_of(task, self._named))
 
     def _check_query(self, task: object, where: object) -> None:
         if not isinstance(task, Task):
@@ -775,169 +754,55 @@ class CapacityTracker:
                 f"where must be a function of a WorkerState returning bool, or None; got {where!r}"
             )
 
-    def _touch(self, state: WorkerState) -> None:
-        """Refile a worker whose load, weight, capacity or health may have changed."""
-        if self._index is not None:
-            self._index.place(state)
+    def _index(self, key: LoadKey) -> LoadIndex:
+        """The load index sorted by ``key``, built on first use; the least recently
+        used of more than ``_MAX_INDEXES`` is dropped."""
+        indexes = self._indexes
+        index = indexes.pop(key, None)
+        if index is None:
+            index = LoadIndex(
+                key, self._workers.values(), separate_degraded=self._degraded != "include"
+            )
+            if len(indexes) >= _MAX_INDEXES:
+                del indexes[next(iter(indexes))]
+        indexes[key] = index  # most recently used last
+        return index
 
-    def _leave_pool(self, worker_id: Hashable) -> None:
-        at = self._pool_at.pop(worker_id)
+    def _refile(self, state: WorkerState) -> None:
+        """After a change to a worker's load, weight, capacity or health: file it anew."""
+        for index in self._indexes.values():
+            index.place(state)
+
+    def _changed(self, state: WorkerState, before: Health) -> None:
+        """The outcome bookkeeping changed a worker's health or effective weight."""
+        self._refile(state)
+
+    def _leave_pool(self, state: WorkerState) -> None:
+        at = self._pool_at.pop(state)
         last = self._pool.pop()
         if at < len(self._pool):  # it was not the last: the last takes its place
             self._pool[at] = last
-            self._pool_at[last.id] = at
+            self._pool_at[last] = at
 
     def _refresh(self) -> float:
         """Lift ejections that are due and move slow-start weights along; return now."""
         now = self._clock.now()
-        heap = self._ejection_heap
-        while heap and heap[0][0] <= now:
-            until, _, state = heappop(heap)
-            if state.ejected_until == until and state.id in self._workers:
-                self._readmit(state, until)
-        if self._slow:
-            for state in list(self._slow.values()):
-                self._apply_slow_start(state, now)
+        self._outcomes.due(now)
         return now
-
-    def _readmit(self, state: WorkerState, now: float) -> None:
-        _set(state, "ejected_until", None)
-        _set(state, "consecutive_failures", 0)
-        _set(state, "_readmitted_at", now)
-        self._ejected -= 1
-        self._update_health(state, now)
-
-    def _begin_slow_start(self, state: WorkerState, now: float) -> None:
-        if self._slow_start is not None:
-            _set(state, "_slow_since", now)
-            self._slow[state.id] = state
-            self._apply_slow_start(state, now)
-
-    def _apply_slow_start(self, state: WorkerState, now: float) -> None:
-        since = state._slow_since
-        if since is None or self._slow_start is None:
-            _set(state, "effective_weight", state.weight)
-            return
-        factor = self._slow_start.factor(now - since)
-        _set(state, "effective_weight", state.weight * factor)
-        if factor >= 1.0:
-            _set(state, "_slow_since", None)
-            self._slow.pop(state.id, None)
-        self._touch(state)
-
-    def _update_health(self, state: WorkerState, now: float) -> None:
-        before = state.health
-        if state.ejected_until is not None:
-            after = _UNAVAILABLE
-        else:
-            after = worst(state.host_health, state._derived)
-        _set(state, "health", after)
-        if before is _UNAVAILABLE and after is not _UNAVAILABLE:
-            self._begin_slow_start(state, now)
-        if after is not before:
-            self._touch(state)
-
-    def _record_outcome(
-        self, state: WorkerState, now: float, duration: float | None, ok: bool | None
-    ) -> None:
-        if duration is not None:
-            previous = state.latency
-            keep = self._keep(state._latency_at, now)
-            _set(state, "_latency_at", now)
-            _set(
-                state,
-                "latency",
-                duration if previous is None else keep * previous + (1.0 - keep) * duration,
-            )
-        if ok is not None:
-            keep = self._keep(state._outcome_at, now)
-            _set(state, "_outcome_at", now)
-            _set(
-                state,
-                "success_rate",
-                keep * state.success_rate + (1.0 - keep) * (1.0 if ok else 0.0),
-            )
-            _set(state, "outcomes", state.outcomes + 1)
-            _set(state, "consecutive_failures", 0 if ok else state.consecutive_failures + 1)
-        if self._health is not None:
-            _set(
-                state,
-                "_derived",
-                self._health.judge(state.outcomes, state.success_rate, state.latency),
-            )
-        if ok is False:
-            self._maybe_eject(state, now)
-        self._update_health(state, now)
-
-    def _keep(self, last_sample_at: float | None, now: float) -> float:
-        """The weight an average sampled last at ``last_sample_at`` keeps on a new sample."""
-        elapsed = None if last_sample_at is None else now - last_sample_at
-        return ewma_keep(self._alpha, elapsed, self._half_life)
-
-    def _maybe_eject(self, state: WorkerState, now: float) -> None:
-        rule = self._ejection
-        if (
-            rule is None
-            or state.ejected_until is not None
-            or state.consecutive_failures < rule.consecutive_failures
-            or not rule.allows(self._ejected, len(self._workers))
-        ):
-            return
-        ejections = state.ejections
-        readmitted = state._readmitted_at
-        if readmitted is not None:
-            # Envoy's multiplier decays by one per base_ejection_time spent back in service.
-            ejections = max(0, ejections - int((now - readmitted) // rule.base_ejection_time))
-        ejections += 1
-        until = now + rule.duration(ejections)
-        _set(state, "ejections", ejections)
-        _set(state, "ejected_until", until)
-        _set(state, "consecutive_failures", 0)
-        self._ejected += 1
-        heappush(self._ejection_heap, (until, state.seq, state))
-
-    def _keep_ejection_bound(self) -> None:
-        """After a removal, lift the ejections ending soonest until the bound holds again."""
-        rule = self._ejection
-        if rule is None:
-            return
-        heap = self._ejection_heap
-        now = self._clock.now()
-        # allows(ejected - 1, n) is "ejected <= percent * n / 100".
-        while self._ejected and not rule.allows(self._ejected - 1, len(self._workers)):
-            until, _, state = heappop(heap)
-            if state.ejected_until == until and state.id in self._workers:
-                self._readmit(state, now)
-
-    def _full_message(self, state: WorkerState, task: Task, demand: Mapping[str, float]) -> str:
-        short = [
-            f"{name}: needs {amount:g}, free {state.free(name):g}"
-            for name, amount in demand.items()
-            if amount and state._load.get(name, 0.0) + amount > state._limit.get(name, 0.0)
-        ]
-        return (
-            f"task {task.id!r} does not fit worker {state.id!r} ({'; '.join(short)}); "
-            "it was not assigned"
-        )
 
 
 def _qualifies(
     state: WorkerState,
     requires: frozenset[str],
     zone: str | None,
-    demand: Sequence[tuple[str, float]],
+    demand: Demand,
     where: WorkerFilter | None,
 ) -> bool:
-    """Whether an available worker is a candidate (health policy aside): skills, zone, room."""
+    """Whether a worker is a candidate (health policy aside): available, skills, zone, room."""
     if state.health is _UNAVAILABLE:
         return False
     if requires and not requires <= state.skills:
         return False
     if zone is not None and state.zone != zone:
         return False
-    load = state._load
-    limit = state._limit
-    for name, amount in demand:
-        if load.get(name, 0.0) + amount > limit.get(name, 0.0):
-            return False
-    return where is None or where(state)
+    return state._fits(demand) and (where is None or where(state))

@@ -1,0 +1,253 @@
+"""Outcomes: what a tracker learns from its workers' outcomes and from time.
+
+Per worker: the EWMA latency and success rate, the health the outcomes
+imply (a :class:`~taskdist.workers.health.HealthPolicy`), outlier ejection
+and readmission (an :class:`~taskdist.workers.health.OutlierEjection`, with
+its bound on the share of workers ejected at once) and the slow-start ramp
+of the effective weight (a :class:`~taskdist.workers.health.SlowStart`).
+
+The :class:`~taskdist.CapacityTracker` owns one and calls it; it writes the
+:class:`~taskdist.WorkerState` views only through their private mutators,
+and reports every change of a worker's health or effective weight to the
+tracker's ``changed(state, health_before)`` callback, so the tracker can
+refile the worker in its indexes and counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from heapq import heappop, heappush
+from typing import Final
+
+from taskdist.workers.health import (
+    Health,
+    HealthPolicy,
+    OutlierEjection,
+    SlowStart,
+    ewma_keep,
+    worst,
+)
+from taskdist.workers.state import WorkerState
+
+__all__ = ["Outcomes"]
+
+_UNAVAILABLE: Final = Health.UNAVAILABLE
+
+Changed = Callable[[WorkerState, Health], None]
+
+
+class _Record:
+    """What the bookkeeping keeps of one worker beyond its view."""
+
+    __slots__ = ("derived", "latency_at", "outcome_at", "readmitted_at", "slow_since")
+
+    def __init__(self) -> None:
+        self.derived = Health.HEALTHY  # what the outcomes say
+        # When each average last took a sample: a half-life decays it from there.
+        self.latency_at: float | None = None
+        self.outcome_at: float | None = None
+        self.readmitted_at: float | None = None
+        self.slow_since: float | None = None  # start of the slow-start ramp in progress
+
+
+class Outcomes:
+    """EWMA performance, derived health, outlier ejection and slow start for a tracker's workers.
+
+    Every method is O(1) but where it says otherwise; ``changed`` is called
+    once per change of a worker's health or effective weight.
+    """
+
+    __slots__ = (
+        "_alpha",
+        "_changed",
+        "_ejected",
+        "_ejection",
+        "_half_life",
+        "_heap",
+        "_policy",
+        "_records",
+        "_slow",
+        "_slow_start",
+    )
+
+    def __init__(
+        self,
+        *,
+        alpha: float,
+        half_life: float | None,
+        policy: HealthPolicy | None,
+        ejection: OutlierEjection | None,
+        slow_start: SlowStart | None,
+        changed: Changed,
+    ) -> None:
+        self._alpha = alpha
+        self._half_life = half_life
+        self._policy = policy
+        self._ejection = ejection
+        self._slow_start = slow_start
+        self._changed = changed
+        self._records: dict[WorkerState, _Record] = {}
+        # (ejected_until, seq, state): live while state.ejected_until equals it.
+        self._heap: list[tuple[float, int, WorkerState]] = []
+        self._ejected = 0
+        # Workers whose effective weight is still ramping up.
+        self._slow: dict[WorkerState, None] = {}
+
+    # -- membership -------------------------------------------------------
+
+    def join(self, state: WorkerState, now: float) -> None:
+        """Start keeping ``state``'s books (and its slow start, if configured)."""
+        self._records[state] = _Record()
+        self._begin_slow_start(state, now)
+
+    def leave(self, state: WorkerState) -> None:
+        """Stop keeping ``state``'s books; an ejection in progress ends with it."""
+        del self._records[state]
+        self._slow.pop(state, None)
+        if state.ejected_until is not None:
+            state._set_ejection(None, state.ejections, state.consecutive_failures)
+            self._ejected -= 1
+
+    def reweigh(self, state: WorkerState, now: float) -> None:
+        """``state``'s weight changed: put its ramp, if any, on the new weight."""
+        self._apply_slow_start(state, now)
+
+    # -- what happens -----------------------------------------------------
+
+    def set_host_health(self, state: WorkerState, health: Health, now: float) -> None:
+        """Record what the host says of ``state``."""
+        state._set_host_health(health)
+        self._update_health(state, now)
+
+    def record(
+        self,
+        state: WorkerState,
+        now: float,
+        duration: float | None,
+        ok: bool | None,
+        workers: int,
+    ) -> None:
+        """Feed one outcome into the averages, the health policy and ejection
+        (``workers``: how many are registered, for the ejection bound)."""
+        record = self._records[state]
+        if duration is not None:
+            previous = state.latency
+            keep = self._keep(record.latency_at, now)
+            record.latency_at = now
+            state._set_latency(
+                duration if previous is None else keep * previous + (1.0 - keep) * duration
+            )
+        if ok is not None:
+            keep = self._keep(record.outcome_at, now)
+            record.outcome_at = now
+            state._count_outcome(
+                keep * state.success_rate + (1.0 - keep) * (1.0 if ok else 0.0), ok
+            )
+        if self._policy is not None:
+            record.derived = self._policy.judge(state.outcomes, state.success_rate, state.latency)
+        if ok is False:
+            self._maybe_eject(state, now, workers)
+        self._update_health(state, now)
+
+    def reinstate(self, state: WorkerState, now: float) -> None:
+        """Lift ``state``'s ejection now, if it is ejected."""
+        if state.ejected_until is not None:
+            self._readmit(state, now)
+
+    def due(self, now: float) -> None:
+        """Lift the ejections that have ended and move slow-start weights along.
+
+        O(1) when no ejection is due; O(s) for the s workers in slow start.
+        """
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            until, _, state = heappop(heap)
+            if state.ejected_until == until and state in self._records:
+                self._readmit(state, until)
+        if self._slow:
+            for state in list(self._slow):
+                self._apply_slow_start(state, now)
+
+    def next_wakeup(self) -> float | None:
+        """When the next ejection ends, or ``None``. O(1) amortised."""
+        heap = self._heap
+        while heap and heap[0][2].ejected_until != heap[0][0]:
+            heappop(heap)
+        return heap[0][0] if heap else None
+
+    def keep_bound(self, workers: int, now: float) -> None:
+        """After a removal, lift the ejections ending soonest until at most
+        ``max_ejection_percent`` of the ``workers`` are ejected. O(log n) per lift."""
+        rule = self._ejection
+        if rule is None:
+            return
+        heap = self._heap
+        # allows(ejected - 1, n) is "ejected <= percent * n / 100".
+        while self._ejected and not rule.allows(self._ejected - 1, workers):
+            until, _, state = heappop(heap)
+            if state.ejected_until == until and state in self._records:
+                self._readmit(state, now)
+
+    # -- internals --------------------------------------------------------
+
+    def _keep(self, last_sample_at: float | None, now: float) -> float:
+        """The weight an average sampled last at ``last_sample_at`` keeps on a new sample."""
+        elapsed = None if last_sample_at is None else now - last_sample_at
+        return ewma_keep(self._alpha, elapsed, self._half_life)
+
+    def _maybe_eject(self, state: WorkerState, now: float, workers: int) -> None:
+        rule = self._ejection
+        if (
+            rule is None
+            or state.ejected_until is not None
+            or state.consecutive_failures < rule.consecutive_failures
+            or not rule.allows(self._ejected, workers)
+        ):
+            return
+        ejections = state.ejections
+        readmitted = self._records[state].readmitted_at
+        if readmitted is not None:
+            # Envoy's multiplier decays by one per base_ejection_time spent back in service.
+            ejections = max(0, ejections - int((now - readmitted) // rule.base_ejection_time))
+        ejections += 1
+        until = now + rule.duration(ejections)
+        state._set_ejection(until, ejections, 0)
+        self._ejected += 1
+        heappush(self._heap, (until, state.seq, state))
+
+    def _readmit(self, state: WorkerState, now: float) -> None:
+        state._set_ejection(None, state.ejections, 0)
+        self._records[state].readmitted_at = now
+        self._ejected -= 1
+        self._update_health(state, now)
+
+    def _update_health(self, state: WorkerState, now: float) -> None:
+        before = state.health
+        if state.ejected_until is not None:
+            after = _UNAVAILABLE
+        else:
+            after = worst(state.host_health, self._records[state].derived)
+        state._set_health(after)
+        if before is _UNAVAILABLE and after is not _UNAVAILABLE:
+            self._begin_slow_start(state, now)
+        if after is not before:
+            self._changed(state, before)
+
+    def _begin_slow_start(self, state: WorkerState, now: float) -> None:
+        if self._slow_start is not None:
+            self._records[state].slow_since = now
+            self._slow[state] = None
+            self._apply_slow_start(state, now)
+
+    def _apply_slow_start(self, state: WorkerState, now: float) -> None:
+        record = self._records[state]
+        since = record.slow_since
+        if since is None or self._slow_start is None:
+            state._set_effective_weight(state.weight)
+            return
+        factor = self._slow_start.factor(now - since)
+        state._set_effective_weight(state.weight * factor)
+        if factor >= 1.0:
+            record.slow_since = None
+            self._slow.pop(state, None)
+        self._changed(state, state.health)
