@@ -789,6 +789,28 @@ class TrackerMachine(RuleBasedStateMachine):
                 )
 
     @invariant()
+    def has_room_is_some_available_worker_with_a_free_resource(self) -> None:
+        expected = any(
+            state.health is not Health.UNAVAILABLE
+            and any(
+                self.model_load(state.id).get(resource, 0.0) < amount
+                for resource, amount in self.capacity[state.id].items()
+            )
+            for state in self.tracker.workers()
+        )
+        assert self.tracker.has_room() is expected
+
+    @invariant()
+    def is_candidate_agrees_with_the_listing_for_every_worker(self) -> None:
+        demands: list[dict[str, float]] = [{}, {"gpu": 1}, {"slots": 0}]  # the last: nothing
+        for task in (Task("probe", resources=demand) for demand in demands):
+            for where in self.FILTERS:
+                listed = self.tracker.candidates(task, where)
+                for state in self.tracker.workers():
+                    expected = any(state is c for c in listed)
+                    assert self.tracker.is_candidate(task, state.id, where) is expected
+
+    @invariant()
     def lowest_follows_any_order_it_is_given(self) -> None:
         for task in (Task("probe"), Task("probe", resources={"gpu": 1})):
             listed = self.tracker.candidates(task)
@@ -1072,3 +1094,29 @@ def test_is_candidate_agrees_with_the_listing() -> None:
                 isinstance(worker_id, str) and worker_id in listed
             )
     assert not tracker.is_candidate(Task("t"), "gpu", lambda w: False)
+
+
+def test_has_room_follows_load_health_ejection_and_capacity(clock: ManualClock) -> None:
+    tracker = CapacityTracker(
+        clock,
+        health=None,
+        ejection=OutlierEjection(consecutive_failures=1, max_ejection_percent=100.0),
+    )
+    assert not tracker.has_room()  # no workers
+    tracker.add_worker(Worker("a", capacity=1))
+    tracker.add_worker(Worker("b", capacity={"slots": 1, "gpu": 1}))
+    tracker.assign(Task(1), "a")
+    tracker.assign(Task(2), "b")
+    assert tracker.has_room()  # b's gpu is free
+    tracker.assign(Task(3, resources={"gpu": 1, "slots": 0}), "b")
+    assert not tracker.has_room()  # every resource of every worker taken
+    tracker.release(Task(1), "a", ok=False)  # a is free, but ejected
+    assert tracker.worker("a").health is Health.UNAVAILABLE and not tracker.has_room()
+    clock.advance(30.0)  # the ejection ends
+    assert tracker.has_room()
+    tracker.set_health("a", Health.UNAVAILABLE)
+    assert not tracker.has_room()
+    tracker.update_worker("b", capacity={"slots": 2, "gpu": 1})
+    assert tracker.has_room()
+    tracker.remove_worker("b")
+    assert not tracker.has_room()

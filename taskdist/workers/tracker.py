@@ -119,8 +119,9 @@ class CapacityTracker:
     ``assign``, ``release``          O(r) + log (+ O(log n) when an ejection
                                      starts)
     ``candidates``                   O(n r)
-    ``is_candidate``                 O(r) (O(n r) for a degraded worker under
-                                     ``degraded="fallback"``)
+    ``is_candidate``                 O(r) (O(1 + k r) more for a degraded
+                                     worker under ``degraded="fallback"``)
+    ``has_room``                     O(1)
     ``lowest``                       O(1 + k r), k workers passed over (first
                                      call with a key: O(n log n) to build its
                                      index)
@@ -163,6 +164,8 @@ class CapacityTracker:
         "_placed",
         "_pool",
         "_pool_at",
+        "_room_degraded",
+        "_room_healthy",
         "_seq",
         "_strict_zones",
         "_workers",
@@ -235,6 +238,10 @@ class CapacityTracker:
         # The workers in an array for O(1) random draws (sample()); removal swaps in the last.
         self._pool: list[WorkerState] = []
         self._pool_at: dict[WorkerState, int] = {}
+        # The HEALTHY and the DEGRADED workers with free capacity in some resource
+        # their capacity names, kept up to date by _refile (has_room() in O(1)).
+        self._room_healthy: set[WorkerState] = set()
+        self._room_degraded: set[WorkerState] = set()
 
     @property
     def degraded(self) -> DegradedPolicy:
@@ -283,6 +290,8 @@ class CapacityTracker:
         self._leave_pool(state)
         for index in self._indexes.values():
             index.discard(state)
+        self._room_healthy.discard(state)
+        self._room_degraded.discard(state)
         self._outcomes.leave(state)
         tasks = []
         for task, _ in state._tasks.values():
@@ -521,10 +530,23 @@ class CapacityTracker:
     def is_candidate(
         self, task: Task, worker_id: Hashable, where: WorkerFilter | None = None
     ) -> bool:
-        """Whether the worker is among ``candidates(task, where)`` (``False`` if unknown).
+        """Whether the worker is among ``candidates(task, where)``, without listing them.
 
-        O(r); O(n r) for a ``DEGRADED`` worker under ``degraded="fallback"``,
-        which is a candidate only when no healthy worker is.
+        ``False`` for an id the tracker does not know (or cannot hash). This
+        is how to check that a balancer's choice is a real candidate: a
+        ``WorkerState`` ``w`` returned for ``task`` is one exactly when
+        ``tracker.is_candidate(task, w.id, where)`` and ``tracker.worker(w.id)
+        is w``. ``where`` is asked about this worker only (and, for a degraded
+        one under ``"fallback"``, about healthy ones; see below).
+
+        O(r) with r the resources of the task (the worker's health, skills,
+        zone and room, then ``where``), except for a ``DEGRADED`` worker
+        under ``degraded="fallback"``, which is a candidate only when no
+        healthy worker is: then O(1) more when no healthy worker has free
+        capacity in any resource (the usual reason to fall back, kept as a
+        set), else O(k r) for the k healthy workers with free capacity
+        looked at until one qualifies (all healthy workers, for a task that
+        demands nothing of the workers).
 
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
@@ -537,14 +559,44 @@ class CapacityTracker:
         if state is None:
             return False
         self._refresh()
+        requires = task.requires
         zone = task.zone if self._strict_zones else None
-        if not _qualifies(state, task.requires, zone, self._demand(task), where):
+        demand = self._demand(task)
+        if not _qualifies(state, requires, zone, demand, where):
             return False
         if state.health is not _DEGRADED or self._degraded == "include":
             return True
         if self._degraded == "exclude":
             return False
-        return any(listed is state for listed in self.candidates(task, where))
+        # Fallback: a candidate unless some healthy worker qualifies. One that does
+        # has room for this demand, so it is among the healthy workers with room.
+        if demand:
+            healthy: Iterable[WorkerState] = self._room_healthy
+        else:
+            healthy = (s for s in self._workers.values() if s.health is Health.HEALTHY)
+        return not any(_qualifies(other, requires, zone, demand, where) for other in healthy)
+
+    def has_room(self) -> bool:
+        """Whether some worker that is not ``UNAVAILABLE`` has free capacity in at least
+        one resource its capacity names (``load < capacity``). O(1).
+
+        ``False`` means every available worker is full in every resource it
+        has (or there is none): no task that demands some of the workers'
+        resources can be placed now, so a dispatcher may return at once
+        without looking at its queue. ``True`` does not promise that a given
+        task fits (it may need another resource, a skill, or more room).
+        Not covered by ``False``: a task that demands nothing of the
+        workers (every amount 0, or only resources no worker's capacity
+        names) fits any available worker, full or not, and one whose
+        amounts are within the fit tolerance (1e-9 of a capacity) may fit a
+        full one.
+
+        Kept as a set of the workers with room, updated on every change
+        that can alter it (``assign``, ``release``, health, ejections,
+        capacity, membership): never a scan.
+        """
+        self._refresh()
+        return bool(self._room_healthy or self._room_degraded)
 
     def lowest(
         self, task: Task, key: LoadKey, where: WorkerFilter | None = None
@@ -769,9 +821,20 @@ class CapacityTracker:
         return index
 
     def _refile(self, state: WorkerState) -> None:
-        """After a change to a worker's load, weight, capacity or health: file it anew."""
+        """After a change to a worker's load, weight, capacity or health: file it anew
+        (its load indexes, and whether it has room)."""
         for index in self._indexes.values():
             index.place(state)
+        health = state.health
+        if health is _UNAVAILABLE or not state._has_free():
+            self._room_healthy.discard(state)
+            self._room_degraded.discard(state)
+        elif health is _DEGRADED:
+            self._room_degraded.add(state)
+            self._room_healthy.discard(state)
+        else:
+            self._room_healthy.add(state)
+            self._room_degraded.discard(state)
 
     def _changed(self, state: WorkerState, before: Health) -> None:
         """The outcome bookkeeping changed a worker's health or effective weight."""
