@@ -6,6 +6,7 @@ import itertools
 import math
 import random
 import statistics
+from collections import Counter
 from collections.abc import Hashable
 
 import pytest
@@ -1120,3 +1121,35 @@ def test_has_room_follows_load_health_ejection_and_capacity(clock: ManualClock) 
     assert tracker.has_room()
     tracker.remove_worker("b")
     assert not tracker.has_room()
+
+
+def test_a_fleet_wide_slow_start_refiles_each_worker_once_per_step(clock: ManualClock) -> None:
+    refiled: list[object] = []
+
+    def counted(state: WorkerState) -> float:
+        refiled.append(state.id)
+        return state.load_ratio / state.effective_weight
+
+    tracker = CapacityTracker(clock, slow_start=SlowStart(window=10.0, min_weight=0.1))
+    for i in range(50):
+        tracker.add_worker(Worker(i, capacity=4))
+    tracker.lowest(Task("t"), counted)  # builds the index: 50 filings
+    for _ in range(1_000):  # 1 000 calls across the window
+        clock.advance(0.011)
+        tracker.lowest(Task("t"), counted)
+    assert Counter(refiled) == dict.fromkeys(range(50), 1 + 32)  # built, then once a step
+    state = tracker.worker(7)
+    assert state.effective_weight == 1.0
+
+
+def test_slow_start_weight_is_the_factor_at_the_start_of_the_current_step(
+    clock: ManualClock,
+) -> None:
+    ramp = SlowStart(window=64.0, min_weight=0.05, aggression=2.0)
+    tracker = CapacityTracker(clock, slow_start=ramp)
+    state = tracker.add_worker(Worker("w", weight=3.0))
+    for now in (0.0, 1.9, 2.0, 2.1, 33.5, 63.99, 64.0):
+        clock.set(now)
+        tracker.worker("w")
+        step_start = 2.0 * math.floor(now / 2.0)  # steps of 64 / 32 = 2 seconds
+        assert state.effective_weight == 3.0 * ramp.factor(step_start)

@@ -29,9 +29,13 @@ from taskdist.workers.health import (
 )
 from taskdist.workers.state import WorkerState
 
-__all__ = ["Outcomes"]
+__all__ = ["RAMP_STEPS", "Outcomes"]
 
 _UNAVAILABLE: Final = Health.UNAVAILABLE
+# A slow-start ramp moves a worker's effective weight along in this many equal
+# steps of its window, so each worker is refiled this many times per ramp, not
+# on every call (a fleet-wide restart would otherwise refile every worker each time).
+RAMP_STEPS: Final = 32
 
 Changed = Callable[[WorkerState, Health], None]
 
@@ -39,7 +43,7 @@ Changed = Callable[[WorkerState, Health], None]
 class _Record:
     """What the bookkeeping keeps of one worker beyond its view."""
 
-    __slots__ = ("derived", "latency_at", "outcome_at", "readmitted_at", "slow_since")
+    __slots__ = ("derived", "latency_at", "outcome_at", "ramp_step", "readmitted_at", "slow_since")
 
     def __init__(self) -> None:
         self.derived = Health.HEALTHY  # what the outcomes say
@@ -48,6 +52,7 @@ class _Record:
         self.outcome_at: float | None = None
         self.readmitted_at: float | None = None
         self.slow_since: float | None = None  # start of the slow-start ramp in progress
+        self.ramp_step = RAMP_STEPS  # steps of the ramp taken (RAMP_STEPS: none in progress)
 
 
 class Outcomes:
@@ -65,8 +70,8 @@ class Outcomes:
         "_half_life",
         "_heap",
         "_policy",
+        "_ramps",
         "_records",
-        "_slow",
         "_slow_start",
     )
 
@@ -90,8 +95,9 @@ class Outcomes:
         # (ejected_until, seq, state): live while state.ejected_until equals it.
         self._heap: list[tuple[float, int, WorkerState]] = []
         self._ejected = 0
-        # Workers whose effective weight is still ramping up.
-        self._slow: dict[WorkerState, None] = {}
+        # (time of the next step, seq, state, start of its ramp): the ramps in progress.
+        # An entry is live while the worker's record has that start.
+        self._ramps: list[tuple[float, int, WorkerState, float]] = []
 
     # -- membership -------------------------------------------------------
 
@@ -103,14 +109,13 @@ class Outcomes:
     def leave(self, state: WorkerState) -> None:
         """Stop keeping ``state``'s books; an ejection in progress ends with it."""
         del self._records[state]
-        self._slow.pop(state, None)
         if state.ejected_until is not None:
             state._set_ejection(None, state.ejections, state.consecutive_failures)
             self._ejected -= 1
 
-    def reweigh(self, state: WorkerState, now: float) -> None:
+    def reweigh(self, state: WorkerState) -> None:
         """``state``'s weight changed: put its ramp, if any, on the new weight."""
-        self._apply_slow_start(state, now)
+        self._set_ramp_weight(state, self._records[state])
 
     # -- what happens -----------------------------------------------------
 
@@ -157,16 +162,20 @@ class Outcomes:
     def due(self, now: float) -> None:
         """Lift the ejections that have ended and move slow-start weights along.
 
-        O(1) when no ejection is due; O(s) for the s workers in slow start.
+        O(1) when nothing is due; O(log n) per ejection lifted and per ramp
+        moved a step (each ramp moves at most ``RAMP_STEPS`` times).
         """
         heap = self._heap
         while heap and heap[0][0] <= now:
             until, _, state = heappop(heap)
             if state.ejected_until == until and state in self._records:
                 self._readmit(state, until)
-        if self._slow:
-            for state in list(self._slow):
-                self._apply_slow_start(state, now)
+        ramps = self._ramps
+        while ramps and ramps[0][0] <= now:
+            _, _, state, since = heappop(ramps)
+            record = self._records.get(state)
+            if record is not None and record.slow_since == since:
+                self._step_ramp(state, record, now)
 
     def next_wakeup(self) -> float | None:
         """When the next ejection ends, or ``None``. O(1) amortised."""
@@ -235,19 +244,33 @@ class Outcomes:
 
     def _begin_slow_start(self, state: WorkerState, now: float) -> None:
         if self._slow_start is not None:
-            self._records[state].slow_since = now
-            self._slow[state] = None
-            self._apply_slow_start(state, now)
+            record = self._records[state]
+            record.slow_since = now
+            record.ramp_step = -1
+            self._step_ramp(state, record, now)
 
-    def _apply_slow_start(self, state: WorkerState, now: float) -> None:
-        record = self._records[state]
+    def _step_ramp(self, state: WorkerState, record: _Record, now: float) -> None:
+        """Move a ramp to the step ``now`` is in (at least one step on), and
+        schedule its next step unless it is done."""
+        ramp = self._slow_start
         since = record.slow_since
-        if since is None or self._slow_start is None:
-            state._set_effective_weight(state.weight)
-            return
-        factor = self._slow_start.factor(now - since)
-        state._set_effective_weight(state.weight * factor)
-        if factor >= 1.0:
+        assert ramp is not None  # only a tracker with slow start has ramps
+        assert since is not None  # only a ramp in progress takes steps
+        window = ramp.window
+        # max(): a step boundary that float rounding puts a hair early still moves on.
+        step = max(record.ramp_step + 1, int((now - since) / window * RAMP_STEPS))
+        record.ramp_step = min(step, RAMP_STEPS)
+        self._set_ramp_weight(state, record)
+        if step < RAMP_STEPS:
+            heappush(
+                self._ramps, (since + window * (step + 1) / RAMP_STEPS, state.seq, state, since)
+            )
+        else:
             record.slow_since = None
-            self._slow.pop(state, None)
+
+    def _set_ramp_weight(self, state: WorkerState, record: _Record) -> None:
+        """Effective weight: the weight, scaled by the ramp's factor at its current step."""
+        ramp = self._slow_start
+        factor = 1.0 if ramp is None else ramp.factor(ramp.window * record.ramp_step / RAMP_STEPS)
+        state._set_effective_weight(state.weight * factor)
         self._changed(state, state.health)

@@ -182,7 +182,11 @@ class SlowStart:
     aggression))`` with ``f = (t - t0) / window``, until ``f`` reaches 1.
     Weighted strategies (``WeightedRoundRobin``, ``LeastConnections``,
     ``PowerOfTwoChoices``, weighted ``RandomBalancer``) use the effective
-    weight, so a cold worker is not flooded the moment it joins.
+    weight, so a cold worker is not flooded the moment it joins. A
+    :class:`~taskdist.CapacityTracker` moves the weight along in 32 equal
+    steps of the window: its ``effective_weight`` is ``weight *
+    factor(t)`` for ``t`` the start of the current step, so a fleet that
+    ramps up at once costs each worker 32 refilings, not one per call.
 
     >>> ramp = SlowStart(window=60.0, min_weight=0.1)
     >>> ramp.factor(0.0), ramp.factor(30.0), ramp.factor(90.0)

@@ -135,9 +135,12 @@ class CapacityTracker:
     ``load_variance``, ``utilization``  O(n r)
     ===============================  ==========================================
 
-    Due ejections are lifted, and slow-start weights refreshed, lazily at the
-    start of each public call (O(1) when nothing is due; O(s) + s log for s
-    workers in slow start).
+    Due ejections are lifted, and slow-start weights moved along, lazily at
+    the start of each public call: O(1) when nothing is due. A ramp moves
+    in 32 equal steps of its window (``effective_weight`` is the weight
+    times the ramp's factor at the start of the current step), so each
+    ramping worker is refiled at most 32 times per ramp, however many calls
+    are made: O(log n) per step.
 
     >>> from taskdist import ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
@@ -336,10 +339,10 @@ class CapacityTracker:
             if value is not _UNSET
         }
         worker = attrs.evolve(state.worker, **changes)  # validates
-        now = self._refresh()
+        self._refresh()
         self._named.update(worker.capacity)
         state._describe(worker)
-        self._outcomes.reweigh(state, now)
+        self._outcomes.reweigh(state)
         self._refile(state)
         return state
 
