@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Hashable
 
 import pytest
+from hostile import assert_refused
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -34,6 +35,7 @@ from taskdist import (
     LeastConnections,
     ManualClock,
     OutlierEjection,
+    ReentrancyError,
     SlowStart,
     Task,
     UnknownPolicyError,
@@ -1153,3 +1155,71 @@ def test_slow_start_weight_is_the_factor_at_the_start_of_the_current_step(
         tracker.worker("w")
         step_start = 2.0 * math.floor(now / 2.0)  # steps of 64 / 32 = 2 seconds
         assert state.effective_weight == 3.0 * ramp.factor(step_start)
+
+
+REENTRANT_CALLS = {
+    "assign": lambda t: t.assign(Task("inner"), "b"),
+    "release": lambda t: t.release(Task("held"), "a"),
+    "add_worker": lambda t: t.add_worker(Worker("c")),
+    "remove_worker": lambda t: t.remove_worker("b"),
+    "set_health": lambda t: t.set_health("b", Health.DEGRADED),
+    "candidates": lambda t: t.candidates(Task("inner")),
+    "worker": lambda t: t.worker("a"),
+}
+QUERIES = {
+    "candidates": lambda t, where: t.candidates(Task("t"), where),
+    "is_candidate": lambda t, where: t.is_candidate(Task("t"), "a", where),
+    "lowest": lambda t, where: t.lowest(Task("t"), load_order, where),
+    "sample": lambda t, where: t.sample(Task("t"), 1, random.Random(0), where),
+}
+
+
+@pytest.mark.parametrize("query", list(QUERIES))
+@pytest.mark.parametrize("inner", list(REENTRANT_CALLS))
+def test_a_filter_that_calls_back_into_the_tracker_is_refused(query: str, inner: str) -> None:
+    def build() -> CapacityTracker:
+        tracker = CapacityTracker(ManualClock())
+        tracker.add_worker(Worker("a", capacity=4))
+        tracker.add_worker(Worker("b", capacity=4))
+        tracker.assign(Task("held"), "a")
+        return tracker
+
+    def reenter(tracker: CapacityTracker) -> object:
+        def where(state: WorkerState) -> bool:
+            REENTRANT_CALLS[inner](tracker)
+            return True
+
+        return QUERIES[query](tracker, where)
+
+    assert_refused(build, reenter, ReentrancyError, snapshot, match="called back")
+    tracker = build()
+    with pytest.raises(ReentrancyError):
+        reenter(tracker)
+    assert tracker.assign(Task("after"), "b").in_flight == 1  # usable afterwards
+
+
+def test_a_load_key_that_calls_back_into_the_tracker_is_refused() -> None:
+    tracker = CapacityTracker(ManualClock())
+    tracker.add_worker(Worker("a", capacity=4))
+
+    def meddling(state: WorkerState) -> float:
+        tracker.add_worker(Worker("sneaky"))
+        return 0.0
+
+    before = snapshot(tracker)
+    with pytest.raises(ReentrancyError):
+        tracker.lowest(Task("t"), meddling)
+    assert snapshot(tracker) == before
+    assert "sneaky" not in tracker
+
+
+def test_a_filter_may_read_what_it_is_given() -> None:
+    tracker = CapacityTracker(ManualClock())
+    tracker.add_worker(Worker("a", capacity=4))
+    tracker.add_worker(Worker("b", capacity=4))
+    tracker.assign(Task(1), "a")
+
+    def idle_ones(state: WorkerState) -> bool:
+        return not tracker.tasks_on(state.id) and state.id in tracker and len(tracker) == 2
+
+    assert [w.id for w in tracker.candidates(Task("t"), idle_ones)] == ["b"]

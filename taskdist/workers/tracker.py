@@ -12,7 +12,7 @@ import enum
 import itertools
 import random
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import attrs
 
@@ -23,6 +23,7 @@ from taskdist.errors import (
     DuplicateWorkerError,
     InvalidArgumentError,
     InvalidTypeError,
+    ReentrancyError,
     UnknownTaskError,
     UnknownWorkerError,
     WorkerFullError,
@@ -51,7 +52,14 @@ WorkerFilter = Callable[[WorkerState], bool]
 """A host's extra test of a worker (e.g. "its circuit breaker is not open").
 
 It must be side-effect free: it may be asked about any number of workers,
-in any order, and only about workers that otherwise qualify."""
+in any order, and only about workers that otherwise qualify. It may read
+the ``WorkerState`` it is given (and ``len``, ``in``, ``tasks_on`` and
+``degraded`` of the tracker); any other call back into the tracker running
+it (``assign``, ``release``, ``add_worker``, a query...) raises
+:class:`~taskdist.errors.ReentrancyError` and changes nothing, and the
+error propagates out of the query that ran the filter."""
+
+_R = TypeVar("_R")
 
 _DEFAULT_HEALTH: Final = HealthPolicy()
 _DEFAULT_EJECTION: Final = OutlierEjection()
@@ -107,6 +115,16 @@ class CapacityTracker:
     candidates (for ``PowerOfTwoChoices``); a balancer's ``choose(task,
     tracker)`` uses them, so dispatch need not be O(n).
 
+    **Callbacks.** A ``where=`` filter (:data:`WorkerFilter`) and a load
+    key (:data:`LoadKey`) run inside the tracker: a call back into it from
+    one is refused with :class:`~taskdist.errors.ReentrancyError` before it
+    changes anything (re-entry is refused, not handled).
+
+    **Threads.** Not safe to share between threads: every call reads and
+    changes shared state with no lock. A host with threads drives it from
+    one thread, wraps it in its own lock, or uses the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
+
     **Bookkeeping.** What outcomes and time say of each worker (EWMA,
     derived health, ejection, slow start) is kept by a private ``Outcomes``
     object (``workers/_outcomes.py``); the views change only through their
@@ -159,6 +177,7 @@ class CapacityTracker:
     """
 
     __slots__ = (
+        "_busy",
         "_clock",
         "_degraded",
         "_indexes",
@@ -217,6 +236,8 @@ class CapacityTracker:
         if not isinstance(strict_zones, bool):
             raise InvalidTypeError(f"strict_zones must be a bool, got {strict_zones!r}")
         self._clock = clock
+        # True while a where= filter or a load key runs: calls back are refused.
+        self._busy = False
         self._degraded = policy
         self._strict_zones = strict_zones
         self._outcomes = Outcomes(
@@ -504,6 +525,9 @@ class CapacityTracker:
         """
         self._check_query(task, where)
         self._refresh()
+        return self._filtered(where, self._candidates, task, where)
+
+    def _candidates(self, task: Task, where: WorkerFilter | None) -> list[WorkerState]:
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
@@ -555,13 +579,16 @@ class CapacityTracker:
             InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
         """
         self._check_query(task, where)
+        self._refresh()
         try:
             state = self._workers.get(worker_id)
         except TypeError:
             return False
         if state is None:
             return False
-        self._refresh()
+        return self._filtered(where, self._is_candidate, task, state, where)
+
+    def _is_candidate(self, task: Task, state: WorkerState, where: WorkerFilter | None) -> bool:
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
@@ -639,6 +666,11 @@ class CapacityTracker:
                 f"key must be a function of a WorkerState giving its place in an order, got {key!r}"
             )
         self._refresh()
+        return self._filtered(where, self._lowest, task, key, where)
+
+    def _lowest(
+        self, task: Task, key: LoadKey, where: WorkerFilter | None
+    ) -> WorkerState | None:
         index = self._index(key)
         requires = task.requires
         zone = task.zone if self._strict_zones else None
@@ -687,12 +719,12 @@ class CapacityTracker:
         if count == 0 or size == 0:
             return []
         if 2 * count <= size:
-            chosen = self._draw(task, count, rng, where)
+            chosen = self._filtered(where, self._draw, task, count, rng, where)
             if chosen is not None:
                 return chosen
         # Too few qualify to find them by chance: list them. Which ones the draws above
         # found says nothing about which the listing picks, so the result stays uniform.
-        listed = self.candidates(task, where)
+        listed = self._filtered(where, self._candidates, task, where)
         return rng.sample(listed, min(count, len(listed)))
 
     def _draw(
@@ -815,9 +847,13 @@ class CapacityTracker:
         indexes = self._indexes
         index = indexes.pop(key, None)
         if index is None:
-            index = LoadIndex(
-                key, self._workers.values(), separate_degraded=self._degraded != "include"
-            )
+            busy, self._busy = self._busy, True  # building calls the key
+            try:
+                index = LoadIndex(
+                    key, self._workers.values(), separate_degraded=self._degraded != "include"
+                )
+            finally:
+                self._busy = busy
             if len(indexes) >= _MAX_INDEXES:
                 del indexes[next(iter(indexes))]
         indexes[key] = index  # most recently used last
@@ -826,8 +862,13 @@ class CapacityTracker:
     def _refile(self, state: WorkerState) -> None:
         """After a change to a worker's load, weight, capacity or health: file it anew
         (its load indexes, and whether it has room)."""
-        for index in self._indexes.values():
-            index.place(state)
+        if self._indexes:
+            self._busy = True  # the keys are the strategies' code: no calls back
+            try:
+                for index in self._indexes.values():
+                    index.place(state)
+            finally:
+                self._busy = False
         health = state.health
         if health is _UNAVAILABLE or not state._has_free():
             self._room_healthy.discard(state)
@@ -850,8 +891,28 @@ class CapacityTracker:
             self._pool[at] = last
             self._pool_at[last] = at
 
+    def _filtered(self, where: WorkerFilter | None, run: Callable[..., _R], *args: Any) -> _R:
+        """``run(*args)``, refusing calls back into the tracker while it runs ``where``
+        (or a load key) on the tracker's behalf."""
+        if where is None:
+            return run(*args)
+        self._busy = True
+        try:
+            return run(*args)
+        finally:
+            self._busy = False
+
     def _refresh(self) -> float:
-        """Lift ejections that are due and move slow-start weights along; return now."""
+        """Lift ejections that are due and move slow-start weights along; return now.
+
+        Every public method that reads or changes the workers calls it first,
+        so it is where a call from inside a filter or a key is refused."""
+        if self._busy:
+            raise ReentrancyError(
+                "a where= filter or a load key called back into the CapacityTracker that is "
+                "running it; they may only read the WorkerState they are given "
+                "(the call was refused and changed nothing)"
+            )
         now = self._clock.now()
         self._outcomes.due(now)
         return now
