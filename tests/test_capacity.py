@@ -8,6 +8,7 @@ import random
 import statistics
 from collections import Counter
 from collections.abc import Hashable
+from fractions import Fraction
 
 import pytest
 from hostile import assert_refused
@@ -574,8 +575,10 @@ def test_load_variance_is_cv_of_load_ratios_and_utilization_is_sum_ratio(
 
 def test_utilization_of_a_missing_resource_is_zero(tracker: CapacityTracker) -> None:
     assert tracker.utilization("memory") == 0.0
-    with pytest.raises(InvalidTypeError):
+    with pytest.raises(InvalidArgumentError, match="non-empty"):  # empty: a value error
         tracker.utilization("")
+    with pytest.raises(InvalidTypeError):
+        tracker.utilization(3)  # type: ignore[arg-type]
 
 
 # -- construction -------------------------------------------------------------------------
@@ -802,6 +805,32 @@ class TrackerMachine(RuleBasedStateMachine):
             for state in self.tracker.workers()
         )
         assert self.tracker.has_room() is expected
+
+    @invariant()
+    def available_totals_are_the_sums_over_the_available_workers(self) -> None:
+        available = [s for s in self.tracker.workers() if s.health is not Health.UNAVAILABLE]
+        assert self.tracker.available_in_flight == sum(s.in_flight for s in available)
+        assert self.tracker.available_weight == float(sum(Fraction(s.weight) for s in available))
+
+    @invariant()
+    def first_candidate_is_the_first_listed_healthy_candidate_in_the_order_given(self) -> None:
+        task = Task("probe")
+        order = [s.id for s in reversed(self.tracker.workers())] + ["nobody"]
+        for where in self.FILTERS:
+            listed = self.tracker.candidates(task, where)
+            takes_degraded = self.DEGRADED == "include"
+            expected = next(
+                (
+                    s
+                    for s in reversed(self.tracker.workers())
+                    if any(s is c for c in listed)
+                    and (takes_degraded or s.health is Health.HEALTHY)
+                ),
+                None,
+            )
+            if self.DEGRADED == "fallback" and listed and listed[0].health is Health.DEGRADED:
+                expected = None  # degraded ones are listed only when no healthy one qualifies
+            assert self.tracker.first_candidate(task, iter(order), where) is expected
 
     @invariant()
     def is_candidate_agrees_with_the_listing_for_every_worker(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from taskdist.balancing.base import RandomizedBalancer, load_per_weight
+from taskdist.balancing.base import RandomizedBalancer, check_candidates, load_per_weight, trusted
 from taskdist.errors import InvalidTypeError
 from taskdist.task import Task
 from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
@@ -20,6 +20,10 @@ class RandomBalancer(RandomizedBalancer):
     from the injected ``rng``, so a seeded ``random.Random`` replays them.
     ``select`` is O(n) weighted (one pass to accumulate weights), O(1)
     unweighted.
+
+    **Threads.** Not safe to share between threads (``rng`` is shared state): drive it
+    from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> import random
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
@@ -47,6 +51,7 @@ class RandomBalancer(RandomizedBalancer):
 
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """A random candidate, or ``None`` for an empty list."""
+        candidates = check_candidates(candidates)
         count = len(candidates)
         if count < 2:
             return candidates[0] if count else None
@@ -73,12 +78,17 @@ class PowerOfTwoChoices(RandomizedBalancer):
     :meth:`CapacityTracker.sample <taskdist.workers.tracker.CapacityTracker.sample>`),
     so a placement is O(1) expected in the number of workers, not O(n) for
     listing the candidates first.
+
+    **Threads.** Not safe to share between threads (``rng`` is shared state): drive it
+    from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
     __slots__ = ()
 
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The less loaded of two random candidates, or ``None`` for an empty list. O(1)."""
+        candidates = check_candidates(candidates)
         count = len(candidates)
         if count < 2:
             return candidates[0] if count else None
@@ -90,6 +100,7 @@ class PowerOfTwoChoices(RandomizedBalancer):
         a, b = candidates[first], candidates[second]
         return b if load_per_weight(b) < load_per_weight(a) else a
 
+    @trusted
     def choose(
         self, task: Task, tracker: CapacityTracker, where: WorkerFilter | None = None
     ) -> WorkerState | None:

@@ -32,6 +32,7 @@ from taskdist.workers.state import WorkerState
 __all__ = ["RAMP_STEPS", "Outcomes"]
 
 _UNAVAILABLE: Final = Health.UNAVAILABLE
+_NEVER: Final = float("inf")
 # A slow-start ramp moves a worker's effective weight along in this many equal
 # steps of its window, so each worker is refiled this many times per ramp, not
 # on every call (a fleet-wide restart would otherwise refile every worker each time).
@@ -73,6 +74,7 @@ class Outcomes:
         "_ramps",
         "_records",
         "_slow_start",
+        "next_due",
     )
 
     def __init__(
@@ -98,6 +100,9 @@ class Outcomes:
         # (time of the next step, seq, state, start of its ramp): the ramps in progress.
         # An entry is live while the worker's record has that start.
         self._ramps: list[tuple[float, int, WorkerState, float]] = []
+        self.next_due = _NEVER
+        """No earlier than the first time :meth:`due` has work (an ejection to lift or a
+        ramp to step): before it, the tracker need not call ``due`` at all."""
 
     # -- membership -------------------------------------------------------
 
@@ -176,6 +181,7 @@ class Outcomes:
             record = self._records.get(state)
             if record is not None and record.slow_since == since:
                 self._step_ramp(state, record, now)
+        self.next_due = min(heap[0][0] if heap else _NEVER, ramps[0][0] if ramps else _NEVER)
 
     def next_wakeup(self) -> float | None:
         """When the next ejection ends, or ``None``. O(1) amortised."""
@@ -223,6 +229,7 @@ class Outcomes:
         state._set_ejection(until, ejections, 0)
         self._ejected += 1
         heappush(self._heap, (until, state.seq, state))
+        self.next_due = min(self.next_due, until)
 
     def _readmit(self, state: WorkerState, now: float) -> None:
         state._set_ejection(None, state.ejections, 0)
@@ -262,9 +269,9 @@ class Outcomes:
         record.ramp_step = min(step, RAMP_STEPS)
         self._set_ramp_weight(state, record)
         if step < RAMP_STEPS:
-            heappush(
-                self._ramps, (since + window * (step + 1) / RAMP_STEPS, state.seq, state, since)
-            )
+            at = since + window * (step + 1) / RAMP_STEPS
+            heappush(self._ramps, (at, state.seq, state, since))
+            self.next_due = min(self.next_due, at)
         else:
             record.slow_since = None
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import sys
 import types
 from collections.abc import Container, Hashable, Iterable, Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final, SupportsIndex, overload
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from taskdist.task import Task, Worker
 from taskdist.workers.health import Health
 
-__all__ = ["Demand", "WorkerState", "demand_of"]
+__all__ = ["CandidateList", "Demand", "WorkerState", "demand_of", "nonzero"]
 
 _DEFAULT_DEMAND: Final[Mapping[str, float]] = types.MappingProxyType({"slots": 1.0})
 _NO_DEMAND: Final[Mapping[str, float]] = types.MappingProxyType({})
@@ -330,3 +333,53 @@ class WorkerState:
                 has_capacity = True
                 ratio = max(ratio, load.get(name, 0.0) / amount)
         _set(self, "load_ratio", ratio if has_capacity else 1.0)
+
+
+class CandidateList(list[WorkerState]):
+    """The list ``CapacityTracker.candidates`` returns: a plain list of views, marked
+    as holding nothing but ``WorkerState`` objects until something is put into it.
+
+    Balancers check what they are given (:func:`~taskdist.balancing.base.check_candidates`):
+    a list the tracker made and nobody added to is taken as it is, in O(1);
+    any other sequence is checked element by element. Putting anything into
+    the list (``append``, ``extend``, ``insert``, item assignment, ``+=``)
+    drops the mark; removing and reordering keep it. Slices and copies are
+    plain lists.
+    """
+
+    __slots__ = ("_vouched",)
+
+    _vouched: bool  # set by __init__, and kept by copy and pickle (a slot's state)
+
+    def __init__(self, states: Iterable[WorkerState] = ()) -> None:
+        super().__init__(states)
+        self._vouched = True
+
+    @property
+    def vouched(self) -> bool:
+        """Whether it still holds only what the tracker put in."""
+        return self._vouched
+
+    def append(self, value: WorkerState, /) -> None:
+        self._vouched = False
+        super().append(value)
+
+    def extend(self, values: Iterable[WorkerState], /) -> None:
+        self._vouched = False
+        super().extend(values)
+
+    def insert(self, index: SupportsIndex, value: WorkerState, /) -> None:
+        self._vouched = False
+        super().insert(index, value)
+
+    @overload
+    def __setitem__(self, index: SupportsIndex, value: WorkerState, /) -> None: ...
+    @overload
+    def __setitem__(self, index: slice, value: Iterable[WorkerState], /) -> None: ...
+    def __setitem__(self, index: SupportsIndex | slice, value: object, /) -> None:
+        self._vouched = False
+        super().__setitem__(index, value)  # type: ignore[call-overload]
+
+    def __iadd__(self, values: Iterable[WorkerState], /) -> Self:  # type: ignore[misc,override]
+        self._vouched = False
+        return super().__iadd__(values)

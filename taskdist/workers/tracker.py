@@ -12,6 +12,7 @@ import enum
 import itertools
 import random
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from fractions import Fraction
 from typing import Any, Final, Literal, TypeVar
 
 import attrs
@@ -33,8 +34,9 @@ from taskdist.metrics import coefficient_of_variation
 from taskdist.task import Task, Worker
 from taskdist.workers._load_index import LoadIndex, LoadKey
 from taskdist.workers._outcomes import Outcomes
+from taskdist.workers._ranges import MAX_SECONDS, check_capacity, check_weight
 from taskdist.workers.health import Health, HealthPolicy, OutlierEjection, SlowStart
-from taskdist.workers.state import Demand, WorkerState, demand_of, nonzero
+from taskdist.workers.state import CandidateList, Demand, WorkerState, demand_of, nonzero
 
 __all__ = [
     "CapacityTracker",
@@ -72,6 +74,7 @@ class _Unset(enum.Enum):
 _UNSET: Final = _Unset.UNSET
 _DEGRADED: Final = Health.DEGRADED
 _UNAVAILABLE: Final = Health.UNAVAILABLE
+_ONE_SLOT: Final[Demand] = (("slots", 1.0),)
 # Load indexes kept at once, one per key asked for (the least recently used goes).
 _MAX_INDEXES: Final = 4
 
@@ -139,7 +142,8 @@ class CapacityTracker:
     ``candidates``                   O(n r)
     ``is_candidate``                 O(r) (O(1 + k r) more for a degraded
                                      worker under ``degraded="fallback"``)
-    ``has_room``                     O(1)
+    ``has_room``, ``available_*``    O(1)
+    ``first_candidate``              O(k r) for the k ids read
     ``lowest``                       O(1 + k r), k workers passed over (first
                                      call with a key: O(n log n) to build its
                                      index)
@@ -177,6 +181,9 @@ class CapacityTracker:
     """
 
     __slots__ = (
+        "_available_in_flight",
+        "_available_weight",
+        "_available_weight_sum",
         "_busy",
         "_clock",
         "_degraded",
@@ -190,6 +197,7 @@ class CapacityTracker:
         "_room_healthy",
         "_seq",
         "_strict_zones",
+        "_version",
         "_workers",
     )
 
@@ -232,6 +240,8 @@ class CapacityTracker:
         ):
             if value is not None and not isinstance(value, kind):
                 raise InvalidTypeError(f"{name} must be a {kind.__name__} or None, got {value!r}")
+        if not isinstance(degraded, str):
+            raise InvalidTypeError(f"degraded must be a policy name (str), got {degraded!r}")
         policy = check_choice(degraded, "degraded", _DEGRADED_POLICIES)
         if not isinstance(strict_zones, bool):
             raise InvalidTypeError(f"strict_zones must be a bool, got {strict_zones!r}")
@@ -266,6 +276,13 @@ class CapacityTracker:
         # their capacity names, kept up to date by _refile (has_room() in O(1)).
         self._room_healthy: set[WorkerState] = set()
         self._room_degraded: set[WorkerState] = set()
+        # Over the workers that are not UNAVAILABLE: tasks in flight, and the sum
+        # of weights (exact, as a fraction: it goes up and down as workers come
+        # and go, and a float sum would drift) with its float value.
+        self._available_in_flight = 0
+        self._available_weight_sum = Fraction(0)
+        self._available_weight = 0.0
+        self._version = 0  # counts additions and removals
 
     @property
     def degraded(self) -> DegradedPolicy:
@@ -280,6 +297,8 @@ class CapacityTracker:
         Raises:
             InvalidTypeError: ``worker`` is not a Worker.
             DuplicateWorkerError: a worker with this id is registered.
+            InvalidArgumentError: its weight is outside [1e-9, 1e9], or an
+                amount of its capacity is neither 0 nor within [1e-9, 1e15].
         """
         if not isinstance(worker, Worker):
             raise InvalidTypeError(
@@ -287,6 +306,7 @@ class CapacityTracker:
             )
         if worker.id in self._workers:
             raise DuplicateWorkerError(f"a worker with id {worker.id!r} is already registered")
+        _check_ranges(worker)
         now = self._refresh()
         state = WorkerState(worker, next(self._seq), now, self._named)
         self._workers[worker.id] = state
@@ -294,6 +314,8 @@ class CapacityTracker:
         self._pool_at[state] = len(self._pool)
         self._pool.append(state)
         self._outcomes.join(state, now)
+        self._count_available(state, 1)
+        self._version += 1
         self._refile(state)
         return state
 
@@ -311,6 +333,9 @@ class CapacityTracker:
         state = self._state(worker_id)
         now = self._refresh()
         del self._workers[worker_id]
+        self._version += 1
+        if state.health is not _UNAVAILABLE:
+            self._count_available(state, -1)
         self._leave_pool(state)
         for index in self._indexes.values():
             index.discard(state)
@@ -344,8 +369,9 @@ class CapacityTracker:
 
         Raises:
             UnknownWorkerError: no worker has this id.
-            InvalidArgumentError, InvalidTypeError: a field ``Worker`` refuses
-                (the worker is unchanged).
+            InvalidArgumentError, InvalidTypeError: a field ``Worker`` refuses,
+                or a weight or capacity outside the ranges ``add_worker``
+                takes (the worker is unchanged).
         """
         state = self._state(worker_id)
         changes: dict[str, Any] = {
@@ -360,8 +386,11 @@ class CapacityTracker:
             if value is not _UNSET
         }
         worker = attrs.evolve(state.worker, **changes)  # validates
+        _check_ranges(worker)
         self._refresh()
         self._named.update(worker.capacity)
+        if state.health is not _UNAVAILABLE and worker.weight != state.weight:
+            self._count_weight(Fraction(worker.weight) - Fraction(state.weight))
         state._describe(worker)
         self._outcomes.reweigh(state)
         self._refile(state)
@@ -382,9 +411,12 @@ class CapacityTracker:
 
         Raises:
             UnknownWorkerError: no worker has this id.
-            InvalidArgumentError: ``health`` is not a Health (or its value).
+            InvalidTypeError: ``health`` is not a Health or a str.
+            InvalidArgumentError: ``health`` is a str that is not a Health's value.
         """
         state = self._state(worker_id)
+        if not isinstance(health, str):  # a Health is a str
+            raise InvalidTypeError(f"health must be a Health (or its str value), got {health!r}")
         try:
             value = Health(health)
         except ValueError:
@@ -461,6 +493,7 @@ class CapacityTracker:
                 f"({state._short_of(checked)}); it was not assigned"
             )
         state._hold(task, demand)
+        self._available_in_flight += 1
         self._placed[task_id] = state
         self._refile(state)
         return state
@@ -476,20 +509,20 @@ class CapacityTracker:
 
         O(r), + O(log n) per load index (see :meth:`lowest`).
 
-        ``duration`` (seconds >= 0) feeds the worker's latency EWMA. ``ok``
+        ``duration`` (seconds, 0 to 1e12) feeds the worker's latency EWMA. ``ok``
         is the outcome: ``True`` or ``False`` feed the success EWMA, the
         health policy and outlier ejection; ``None`` records no outcome (a
         cancelled or requeued task only frees its capacity).
 
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``ok`` not a bool or None.
-            InvalidArgumentError: ``duration`` negative, NaN or infinite.
+            InvalidArgumentError: ``duration`` negative, above 1e12, NaN or infinite.
             UnknownWorkerError: no worker has this id.
             UnknownTaskError: the task is not assigned to this worker.
         """
         if not isinstance(task, Task):
             raise InvalidTypeError(f"release() takes a Task, got {type(task).__name__} {task!r}")
-        duration = check_optional_number(duration, "duration", minimum=0.0)
+        duration = check_optional_number(duration, "duration", minimum=0.0, maximum=MAX_SECONDS)
         if ok is not None and not isinstance(ok, bool):
             raise InvalidTypeError(f"ok must be True, False or None, got {ok!r}")
         state = self._state(worker_id)
@@ -502,6 +535,8 @@ class CapacityTracker:
             )
         now = self._refresh()
         state._let_go(task_id)
+        if state.health is not _UNAVAILABLE:
+            self._available_in_flight -= 1
         del self._placed[task_id]
         if duration is not None or ok is not None:
             self._outcomes.record(state, now, duration, ok, len(self._workers))
@@ -531,8 +566,10 @@ class CapacityTracker:
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
-        healthy: list[WorkerState] = []
-        degraded: list[WorkerState] = []
+        # Marked as holding only views, so balancers need not check each one.
+        healthy = CandidateList()
+        degraded = CandidateList()
+        append = list.append  # the list's own: CandidateList.append drops the mark
         separate_degraded = self._degraded != "include"
         for state in self._workers.values():
             health = state.health
@@ -547,9 +584,9 @@ class CapacityTracker:
             if where is not None and not where(state):
                 continue
             if health is _DEGRADED and separate_degraded:
-                degraded.append(state)
+                append(degraded, state)
             else:
-                healthy.append(state)
+                append(healthy, state)
         if healthy or self._degraded == "exclude":
             return healthy
         return degraded
@@ -628,6 +665,78 @@ class CapacityTracker:
         self._refresh()
         return bool(self._room_healthy or self._room_degraded)
 
+    @property
+    def available_in_flight(self) -> int:
+        """Tasks in flight on the workers that are not ``UNAVAILABLE``. O(1) (a counter).
+
+        With :attr:`available_weight`, the mean load per unit of weight of
+        the available pool: what ``ConsistentHash.choose`` bounds loads
+        against. Reading it lifts no due ejection: call a method first.
+        """
+        return self._available_in_flight
+
+    @property
+    def available_weight(self) -> float:
+        """The sum of ``weight`` over the workers that are not ``UNAVAILABLE``. O(1).
+
+        Kept exactly (as a fraction) as workers come, go, change weight and
+        health, so it never drifts; this is its nearest float.
+        """
+        return self._available_weight
+
+    @property
+    def membership_version(self) -> int:
+        """A number that changes whenever a worker is added or removed. O(1).
+
+        A balancer that mirrors the membership (``ConsistentHash``'s ring)
+        compares it with the one it last saw, to notice changes without
+        listing the workers.
+        """
+        return self._version
+
+    def first_candidate(
+        self, task: Task, worker_ids: Iterable[Hashable], where: WorkerFilter | None = None
+    ) -> WorkerState | None:
+        """The first worker, in the order of ``worker_ids``, that is a candidate for ``task``.
+
+        Ids the tracker does not know are passed over. A worker is taken as
+        ``is_candidate`` would take it, except that a ``DEGRADED`` one is
+        taken only under ``degraded="include"`` (under ``"fallback"`` it is
+        a candidate only when no healthy worker is, which a walk in a given
+        order cannot know; list the candidates for that). ``None`` if none
+        of them is. ``worker_ids`` is read lazily, and no further once a
+        candidate is found, so a strategy can hand over a walk in its own
+        order (``ConsistentHash``: clockwise on its ring) and stop it at the
+        first worker it wants: O(k r) for the k ids read.
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
+        """
+        self._check_query(task, where)
+        self._refresh()
+        if where is None:  # _filtered, inlined: this is on the dispatch path
+            return self._first_candidate(task, worker_ids, None)
+        return self._filtered(where, self._first_candidate, task, worker_ids, where)
+
+    def _first_candidate(
+        self, task: Task, worker_ids: Iterable[Hashable], where: WorkerFilter | None
+    ) -> WorkerState | None:
+        workers = self._workers
+        requires = task.requires
+        zone = task.zone if self._strict_zones else None
+        demand = self._demand(task)
+        exclude_degraded = self._degraded != "include"
+        for worker_id in worker_ids:
+            try:
+                state = workers.get(worker_id)
+            except TypeError:
+                continue
+            if state is None or (exclude_degraded and state.health is _DEGRADED):
+                continue
+            if _qualifies(state, requires, zone, demand, where):
+                return state
+        return None
+
     def lowest(
         self, task: Task, key: LoadKey, where: WorkerFilter | None = None
     ) -> WorkerState | None:
@@ -668,9 +777,7 @@ class CapacityTracker:
         self._refresh()
         return self._filtered(where, self._lowest, task, key, where)
 
-    def _lowest(
-        self, task: Task, key: LoadKey, where: WorkerFilter | None
-    ) -> WorkerState | None:
+    def _lowest(self, task: Task, key: LoadKey, where: WorkerFilter | None) -> WorkerState | None:
         index = self._index(key)
         requires = task.requires
         zone = task.zone if self._strict_zones else None
@@ -804,10 +911,13 @@ class CapacityTracker:
         """Load over capacity of ``resource``, summed over every worker (0 if none has any). O(n).
 
         Raises:
-            InvalidTypeError: ``resource`` is not a non-empty str.
+            InvalidTypeError: ``resource`` is not a str.
+            InvalidArgumentError: ``resource`` is empty.
         """
-        if not isinstance(resource, str) or not resource:
+        if not isinstance(resource, str):
             raise InvalidTypeError(f"resource must be a resource name (str), got {resource!r}")
+        if not resource:
+            raise InvalidArgumentError("resource must be a non-empty resource name, got ''")
         self._refresh()
         total = used = 0.0
         for state in self._workers.values():
@@ -831,6 +941,8 @@ class CapacityTracker:
 
     def _demand(self, task: Task) -> Demand:
         """The task's nonzero demand on the resources placement tracks."""
+        if not task.resources and "slots" in self._named:
+            return _ONE_SLOT  # the usual task: no mapping to build
         return nonzero(demand_of(task, self._named))
 
     def _check_query(self, task: object, where: object) -> None:
@@ -882,7 +994,18 @@ class CapacityTracker:
 
     def _changed(self, state: WorkerState, before: Health) -> None:
         """The outcome bookkeeping changed a worker's health or effective weight."""
+        if (before is _UNAVAILABLE) is not (state.health is _UNAVAILABLE):
+            self._count_available(state, -1 if before is not _UNAVAILABLE else 1)
         self._refile(state)
+
+    def _count_available(self, state: WorkerState, sign: int) -> None:
+        """A worker joins (``sign`` 1) or leaves (-1) the workers that are not UNAVAILABLE."""
+        self._available_in_flight += sign * state.in_flight
+        self._count_weight(sign * Fraction(state.weight))
+
+    def _count_weight(self, change: Fraction) -> None:
+        self._available_weight_sum += change
+        self._available_weight = float(self._available_weight_sum)
 
     def _leave_pool(self, state: WorkerState) -> None:
         at = self._pool_at.pop(state)
@@ -914,8 +1037,15 @@ class CapacityTracker:
                 "(the call was refused and changed nothing)"
             )
         now = self._clock.now()
-        self._outcomes.due(now)
+        if now >= self._outcomes.next_due:
+            self._outcomes.due(now)
         return now
+
+
+def _check_ranges(worker: Worker) -> None:
+    """A worker's weight and capacity within what the tracker takes (see ``_ranges``)."""
+    check_weight(worker.weight, f"worker {worker.id!r} weight")
+    check_capacity(worker.capacity, f"worker {worker.id!r} capacity")
 
 
 def _qualifies(
