@@ -110,7 +110,9 @@ class PowerOfTwoChoices(RandomizedBalancer):
         ``tracker.candidates(task, where)``; the draws themselves differ, so
         a seeded ``rng`` replays ``choose`` and ``select`` separately. A
         subclass that overrides ``select`` gets the listing instead (O(n r)),
-        so its own choice is the one made.
+        so its own choice is the one made. If ``where`` raises (a refused
+        call back into the tracker included), the draws made before it
+        stay drawn.
         """
         if type(self).select is not PowerOfTwoChoices.select:
             return super().choose(task, tracker, where)

@@ -59,7 +59,10 @@ the ``WorkerState`` it is given (and ``len``, ``in``, ``tasks_on`` and
 ``degraded`` of the tracker); any other call back into the tracker running
 it (``assign``, ``release``, ``add_worker``, a query...) raises
 :class:`~taskdist.errors.ReentrancyError` and changes nothing, and the
-error propagates out of the query that ran the filter."""
+error propagates out of the query that ran the filter. A query whose filter
+raises leaves the tracker as it was; only the draws :meth:`CapacityTracker.sample`
+made from its ``rng`` before then stay drawn (a random generator's state is
+not rolled back)."""
 
 _R = TypeVar("_R")
 
