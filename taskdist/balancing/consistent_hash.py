@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from operator import attrgetter
 from typing import Final
 
@@ -42,6 +42,9 @@ MAX_POINTS: Final = 1 << 16
 # choose() walks the ring past at most this many distinct workers that cannot take
 # the task (or are at their cap) before it lists the candidates instead.
 _WALK_BUDGET: Final = 32
+# The low 32 bits of a point's sort code: which newcomer owns it.
+_RANK_MASK: Final = (1 << 32) - 1
+_UNBOUNDED: Final = float("inf")
 
 
 def key_hash(key: Hashable) -> int:
@@ -151,6 +154,7 @@ class ConsistentHash(Balancer):
     __slots__ = (
         "_bucket_shift",
         "_bucket_starts",
+        "_cap_factor",
         "_labels",
         "_last_by_id",
         "_last_list",
@@ -160,6 +164,7 @@ class ConsistentHash(Balancer):
         "_points",
         "_synced",
         "_version",
+        "_views",
         "_vnodes",
         "_weights",
     )
@@ -186,9 +191,13 @@ class ConsistentHash(Balancer):
                 f"vnodes must be at most {MAX_POINTS} (the most points a worker owns), "
                 f"got {vnodes!r}"
             )
-        self._load_factor = (
+        factor = (
             None if load_factor is None else check_number(load_factor, "load_factor", minimum=1.0)
         )
+        self._load_factor = factor
+        # c, shaved by a hair: float rounding must never grant one task more than the
+        # exact cap (inf without a bound, so every worker is under it).
+        self._cap_factor = _UNBOUNDED if factor is None else factor * (1.0 - _ROUNDING)
         # worker id -> the weight its points were made for; the members, in join order.
         self._weights: dict[Hashable, float] = {}
         # worker id -> repr of the id it joined with: its points are hashed from it
@@ -209,8 +218,10 @@ class ConsistentHash(Balancer):
         self._last_list: list[WorkerState] = []
         self._last_by_id: dict[Hashable, WorkerState] = {}
         self._last_version = -1
-        # choose(): the tracker the ring mirrors, and its membership version then.
+        # choose(): the tracker the ring mirrors, its membership version then, and
+        # its workers' live views by id (read-only, updated by the tracker in place).
         self._synced: tuple[CapacityTracker, int] | None = None
+        self._views: dict[Hashable, WorkerState] = {}
 
     @property
     def vnodes(self) -> int:
@@ -323,19 +334,22 @@ class ConsistentHash(Balancer):
         if start == len(points):
             start = 0
         preferred = by_id.get(self._owners[start])
-        # The cheap path: an idle worker is always under its cap (every cap is >= 1).
-        if (
-            preferred is not None
-            and preferred.weight == self._weights[preferred.id]
-            and (self._load_factor is None or preferred.in_flight == 0)
-        ):
-            return preferred
+        if preferred is not None and preferred.weight == self._weights[preferred.id]:
+            # The cheap path: an idle worker is always under its cap (every cap is >= 1).
+            if self._load_factor is None or preferred.in_flight == 0:
+                return preferred
+            scale = (
+                self._cap_factor
+                * (sum(map(_in_flight, candidates)) + 1)
+                / sum(map(_weight, candidates))
+            )
+            if preferred.in_flight < scale * preferred.weight:
+                return preferred  # the walk's first step, without setting the walk up
+            return self._walk(start, by_id, scale, preferred.id) or self._rewalk(
+                position, by_id, scale
+            )
         scale = self._scale(sum(map(_in_flight, candidates)), sum(map(_weight, candidates)))
-        while True:  # again only after re-pointing a reweighed worker: once per worker at most
-            chosen = self._walk(start, by_id, scale)
-            if chosen is not None:
-                return chosen
-            start = self._successor(position)
+        return self._walk(start, by_id, scale, None) or self._rewalk(position, by_id, scale)
 
     @trusted
     def choose(
@@ -365,50 +379,30 @@ class ConsistentHash(Balancer):
         if not points:
             return None
         key = task.id if task.key is None else task.key
-        # key_hash, _successor and _scale, inlined: choose is a hot path.
+        # key_hash and _successor, inlined: choose is a hot path.
         position = mmh3.hash(key, signed=False) if type(key) is str else key_hash(key)
         starts = self._bucket_starts
         bucket = position >> self._bucket_shift
-        start = bisect_right(points, position, starts[bucket], starts[bucket + 1])
-        if start == len(points):
-            start = 0
-        weights = self._weights
-        load_factor = self._load_factor
-        if load_factor is None:
-            scale = float("inf")
-        else:
-            pool_weight = tracker.available_weight
-            if not pool_weight:
-                return None  # every worker is UNAVAILABLE
-            total = tracker.available_in_flight + 1
-            scale = load_factor * total / pool_weight * (1.0 - _ROUNDING)
-        # The key's owner first, alone: it takes most tasks, with no walk to set up.
-        owner = tracker.first_candidate(task, (self._owners[start],), where)
-        if owner is not None:
-            if owner.weight != weights[owner.id]:
-                self._reweighed(owner)
-                start = self._successor(position)
-            elif owner.in_flight < scale * owner.weight:
-                return owner
-        stale: list[WorkerState] = []  # met with a weight the ring has not caught up with
-
-        def accept(state: WorkerState) -> bool:
-            """Under its cap (and what the host asks), with the points of its weight."""
-            if state.weight != weights[state.id]:
-                stale.append(state)
-                return False
-            return state.in_flight < scale * state.weight and (where is None or where(state))
-
-        while True:
-            chosen = tracker.first_candidate(task, self._clockwise(start), accept)
-            if not stale:  # as select(): a worker re-pointed on the way means walk again
-                if chosen is not None:
-                    return chosen
-                return checked_select(self, task, tracker.candidates(task, where))
-            for state in stale:
+        index = bisect_right(points, position, starts[bucket], starts[bucket + 1])
+        if index == len(points):
+            index = 0
+        # The key's owner first: it takes most tasks. Its cap is looked at on the view
+        # the ring keeps (O(1)) before the tracker is asked about the rest.
+        first = self._owners[index]
+        state = self._views.get(first)
+        if state is not None:
+            if state.weight != self._weights[first]:  # re-point it, then start again
                 self._reweighed(state)
-            stale.clear()
-            start = self._successor(position)
+                return self.choose(task, tracker, where)
+            # An idle worker is under any cap (every cap is >= 1): no pool totals needed.
+            if state.in_flight == 0:
+                if tracker.first_candidate(task, (first,), where) is not None:
+                    return state
+            elif state.in_flight < (scale := self._pool_scale(tracker)) * state.weight:
+                if tracker.first_candidate(task, (first,), where) is not None:
+                    return state
+                return self._walk_tracker(task, tracker, where, index, first, scale)
+        return self._walk_tracker(task, tracker, where, index, first, None)
 
     def __repr__(self) -> str:
         return (
@@ -421,27 +415,83 @@ class ConsistentHash(Balancer):
     def _scale(self, in_flight: int, weight: float) -> float:
         """``c * (L + 1) / W``, shaved by a hair: a worker is under its cap while
         ``in_flight < scale * weight`` (``k < ceil(x)`` is ``k < x`` for an integer
-        ``k``); ``inf`` without a bound. (choose() has it inlined.)"""
-        if self._load_factor is None:
-            return float("inf")
-        # The shave keeps float rounding from ever granting one task more than the exact cap.
-        return self._load_factor * (in_flight + 1) / weight * (1.0 - _ROUNDING)
+        ``k``); ``inf`` without a bound. (select() has it inlined.)"""
+        return self._cap_factor * (in_flight + 1) / weight
+
+    def _pool_scale(self, tracker: CapacityTracker) -> float:
+        """``_scale`` over the tracker's available pool (``inf`` if nothing is available)."""
+        weight = tracker.available_weight
+        return self._scale(tracker.available_in_flight, weight) if weight else _UNBOUNDED
+
+    def _walk_tracker(
+        self,
+        task: Task,
+        tracker: CapacityTracker,
+        where: WorkerFilter | None,
+        start: int,
+        first: Hashable,
+        scale: float | None,
+    ) -> WorkerState | None:
+        """choose() past the key's owner ``first`` (at ``start``, looked at already):
+        clockwise, the first worker under its cap against the pool (``scale``, if
+        worked out already) that the tracker says is a candidate, among the first
+        ``_WALK_BUDGET`` distinct workers; else ``select`` over the listed candidates."""
+        if scale is None:
+            scale = self._pool_scale(tracker)
+        owners, weights, views = self._owners, self._weights, self._views
+        candidate = tracker.first_candidate
+        size = len(owners)
+        budget = min(len(weights), _WALK_BUDGET)
+        met = {first}
+        index = start
+        for _ in range(size - 1):  # clockwise, each distinct worker once, up to the budget
+            if len(met) >= budget:
+                break
+            index = index + 1 if index + 1 < size else 0
+            owner = owners[index]
+            if owner in met:
+                continue
+            met.add(owner)
+            state = views.get(owner)
+            if state is None:
+                continue  # on the ring, not in the tracker (added by hand)
+            if state.weight != weights[owner]:  # re-point it, then walk again from the key
+                self._reweighed(state)
+                return self.choose(task, tracker, where)
+            if state.in_flight < scale * state.weight and candidate(task, (owner,), where):
+                return state
+        return checked_select(self, task, tracker.candidates(task, where))
+
+    def _rewalk(
+        self, position: int, by_id: dict[Hashable, WorkerState], scale: float
+    ) -> WorkerState:
+        """Walk from ``position`` again after a re-pointing, until a walk ends well
+        (again only after re-pointing another reweighed worker: once per worker at most)."""
+        while True:
+            chosen = self._walk(self._successor(position), by_id, scale, None)
+            if chosen is not None:
+                return chosen
 
     def _walk(
-        self, start: int, by_id: dict[Hashable, WorkerState], scale: float
+        self,
+        start: int,
+        by_id: dict[Hashable, WorkerState],
+        scale: float,
+        seen: Hashable | None,
     ) -> WorkerState | None:
-        """The first candidate under its cap clockwise from ``start``; ``None`` if the
-        ring had to be re-pointed for a changed weight on the way (walk again)."""
-        owners = self._owners
+        """The first candidate under its cap clockwise from ``start`` (past ``seen``, the
+        worker there if it was looked at already); ``None`` if the ring had to be
+        re-pointed for a changed weight on the way (walk again)."""
+        owners, weights = self._owners, self._weights
         size = len(owners)
-        skipped: set[Hashable] = set()
+        skipped: set[Hashable] = set() if seen is None else {seen}
         index = start
         for _ in range(size):
             owner = owners[index]
             if owner not in skipped:
                 candidate = by_id.get(owner)
                 if candidate is not None:
-                    if self._reweighed(candidate):
+                    if candidate.weight != weights[owner] and self._reweighed(candidate):
                         return None
                     if candidate.in_flight < scale * candidate.weight:
                         return candidate
@@ -450,28 +500,15 @@ class ConsistentHash(Balancer):
         # Unreachable: every candidate is on the ring and one is under its cap.
         return min(by_id.values(), key=_in_flight)  # pragma: no cover
 
-    def _clockwise(self, start: int) -> Iterator[Hashable]:
-        """The distinct owners clockwise from ``start``, the first ``_WALK_BUDGET`` of them."""
-        owners = self._owners
-        size = len(owners)
-        budget = min(len(self._weights), _WALK_BUDGET)
-        met: set[Hashable] = set()
-        index = start
-        for _ in range(size):
-            owner = owners[index]
-            if owner not in met:
-                yield owner
-                met.add(owner)
-                if len(met) >= budget:
-                    return
-            index = index + 1 if index + 1 < size else 0
-
     def _sync(self, tracker: CapacityTracker) -> None:
-        """Make the ring's members the tracker's workers. O(n), plus the joins and leaves."""
+        """Make the ring's members the tracker's workers, and keep their live views.
+
+        O(n), plus the joins and leaves."""
         members = {state.id: state for state in tracker.workers()}
         for worker_id in [w for w in self._weights if w not in members]:
             self.remove(worker_id)
         self._join([(w, state.weight) for w, state in members.items() if w not in self._weights])
+        self._views = members
         self._synced = (tracker, tracker.membership_version)
 
     def _reweighed(self, worker: WorkerState) -> bool:
@@ -488,7 +525,7 @@ class ConsistentHash(Balancer):
         self._weights[worker_id] = weight
         label = self._labels[worker_id]
         if new > old:
-            self._insert([(point, label, 0, worker_id) for point in _point_hashes(label, old, new)])
+            self._insert([point << 32 for point in _point_hashes(label, old, new)], (worker_id,))
         elif new < old:
             self._delete(worker_id, _point_hashes(label, new, old))
         return new != old
@@ -498,33 +535,53 @@ class ConsistentHash(Balancer):
         return max(1, min(round(self._vnodes * weight), MAX_POINTS))
 
     def _join(self, joining: Iterable[tuple[Hashable, float]]) -> None:
-        """Put workers on the ring, in this order, with one merge for all of their points."""
-        entries: list[tuple[int, str, int, Hashable]] = []
-        for order, (worker_id, weight) in enumerate(joining):
-            self._weights[worker_id] = weight
-            self._labels[worker_id] = label = repr(worker_id)
-            entries += [
-                (point, label, order, worker_id)
-                for point in _point_hashes(label, 0, self._point_count(weight))
-            ]
-        if entries:
-            entries.sort(key=_entry_order)
-            self._version += 1
-            self._insert(entries)
+        """Put workers on the ring, in this order, with one merge for all of their points.
 
-    def _insert(self, entries: list[tuple[int, str, int, Hashable]]) -> None:
+        Equal points among the newcomers go by ``repr(id)``, then by this
+        order, as if they had joined one after another. A point is sorted as
+        one int, ``point << 32 | rank`` (rank: the newcomer's place in that
+        order), so a batch of P points costs O(P log P) in C and P small ints.
+        """
+        joining = list(joining)
+        if not joining:
+            return
+        labels = [repr(worker_id) for worker_id, _ in joining]
+        ranked: list[Hashable] = []
+        codes: list[int] = []
+        for rank, at in enumerate(sorted(range(len(joining)), key=lambda i: (labels[i], i))):
+            worker_id, weight = joining[at]
+            self._weights[worker_id] = weight
+            self._labels[worker_id] = label = labels[at]
+            ranked.append(worker_id)
+            codes += [
+                point << 32 | rank for point in _point_hashes(label, 0, self._point_count(weight))
+            ]
+        codes.sort()
+        self._version += 1
+        self._insert(codes, ranked)
+
+    def _insert(self, codes: list[int], ranked: Sequence[Hashable]) -> None:
         """Merge new points into the ring, in place of a full re-sort.
 
-        ``entries`` are ``(point, repr(owner), join order, owner)``, sorted by
-        their first three fields. Each point is placed by bisection; the runs
-        of the old ring between them are copied as slices (memcpy), so a
-        merge costs O(P log V) steps in Python and O(V) in C.
+        ``codes`` are the new points as ``point << 32 | rank``, sorted, where
+        ``ranked[rank]`` owns the point. Into an empty ring they go as they
+        are; otherwise each point is placed by bisection and the runs of the
+        old ring between them are copied as slices (memcpy), so a merge costs
+        O(P log V) steps in Python and O(V) in C.
         """
         old_points, old_owners, labels = self._points, self._owners, self._labels
+        if not old_points:
+            self._store(
+                array(_POINT_TYPECODE, [code >> 32 for code in codes]),
+                [ranked[code & _RANK_MASK] for code in codes],
+            )
+            return
         new_points: array[int] = array(_POINT_TYPECODE)
         new_owners: list[Hashable] = []
         start = 0
-        for point, label, _, worker_id in entries:
+        for code in codes:
+            point, worker_id = code >> 32, ranked[code & _RANK_MASK]
+            label = labels[worker_id]
             index = bisect_right(old_points, point, start)
             # Equal points (rare) are ordered by repr(owner), then join order:
             # step back over those whose owner's repr sorts after ours.
@@ -581,8 +638,3 @@ class ConsistentHash(Balancer):
         bucket = position >> self._bucket_shift
         index = bisect_right(points, position, starts[bucket], starts[bucket + 1])
         return index if index < len(points) else 0
-
-
-def _entry_order(entry: tuple[int, str, int, Hashable]) -> tuple[int, str, int]:
-    """Sort new points by place, then repr of the owner, then join order (never by id)."""
-    return entry[0], entry[1], entry[2]

@@ -2,8 +2,9 @@
 
 A :class:`~taskdist.CapacityTracker` owns the views. It (with its outcome
 bookkeeping) changes a view only through the private mutators the view
-defines; balancers and hosts read them. The test "does this demand fit" is
-written once, here (:meth:`WorkerState._fits`).
+defines; balancers and hosts read them. The test "can it take this task"
+(skills, zone, and whether the demand fits) is written once, here
+(:meth:`WorkerState._admits`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _NO_DEMAND: Final[Mapping[str, float]] = types.MappingProxyType({})
 # capacity by no more than this fraction (so 0.1 * 10 fits in 1.0).
 _TOLERANCE: Final = 1e-9
 _LARGEST: Final = sys.float_info.max
+_NO_SKILLS: Final[frozenset[str]] = frozenset()
 
 Demand = Sequence[tuple[str, float]]
 """A task's demand as placement checks it: ``(resource, amount)`` pairs, amounts > 0."""
@@ -232,8 +234,17 @@ class WorkerState:
 
     # -- the fit test, for the tracker ---------------------------------------
 
-    def _fits(self, demand: Iterable[tuple[str, float]]) -> bool:
-        """Whether every ``(resource, amount)`` of ``demand`` fits the free capacity. O(r)."""
+    def _admits(
+        self, requires: frozenset[str], zone: str | None, demand: Iterable[tuple[str, float]]
+    ) -> bool:
+        """Whether it has every skill in ``requires``, is in ``zone`` (unless ``None``),
+        and every ``(resource, amount)`` of ``demand`` fits its free capacity. O(r).
+
+        Health is the tracker's business, and so are its filters."""
+        if requires and not requires <= self.skills:
+            return False
+        if zone is not None and self.zone != zone:
+            return False
         load = self._load
         limit = self._limit
         # A loop, not all(): a generator costs more than the check on the hot path.
@@ -241,6 +252,10 @@ class WorkerState:
             if load.get(name, 0.0) + amount > limit.get(name, 0.0):
                 return False
         return True
+
+    def _fits(self, demand: Iterable[tuple[str, float]]) -> bool:
+        """Whether every ``(resource, amount)`` of ``demand`` fits the free capacity. O(r)."""
+        return self._admits(_NO_SKILLS, None, demand)
 
     def _short_of(self, demand: Iterable[tuple[str, float]]) -> str:
         """What of ``demand`` does not fit, for an error message. O(r)."""

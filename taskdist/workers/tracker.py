@@ -576,13 +576,7 @@ class CapacityTracker:
         separate_degraded = self._degraded != "include"
         for state in self._workers.values():
             health = state.health
-            if health is _UNAVAILABLE:
-                continue
-            if requires and not requires <= state.skills:
-                continue
-            if zone is not None and state.zone != zone:
-                continue
-            if not state._fits(demand):
+            if health is _UNAVAILABLE or not state._admits(requires, zone, demand):
                 continue
             if where is not None and not where(state):
                 continue
@@ -715,7 +709,8 @@ class CapacityTracker:
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
         """
-        self._check_query(task, where)
+        if not isinstance(task, Task) or (where is not None and not callable(where)):
+            self._check_query(task, where)  # raises; only when something is wrong (hot path)
         self._refresh()
         if where is None:  # _filtered, inlined: this is on the dispatch path
             return self._first_candidate(task, worker_ids, None)
@@ -1058,11 +1053,10 @@ def _qualifies(
     demand: Demand,
     where: WorkerFilter | None,
 ) -> bool:
-    """Whether a worker is a candidate (health policy aside): available, skills, zone, room."""
-    if state.health is _UNAVAILABLE:
-        return False
-    if requires and not requires <= state.skills:
-        return False
-    if zone is not None and state.zone != zone:
-        return False
-    return state._fits(demand) and (where is None or where(state))
+    """Whether a worker is a candidate (health policy aside): available, skills, zone, room,
+    and the host's filter."""
+    return (
+        state.health is not _UNAVAILABLE
+        and state._admits(requires, zone, demand)
+        and (where is None or where(state))
+    )
