@@ -77,6 +77,7 @@ class Affinity(DelegatingBalancer):
         """The balancer used when affinity does not decide."""
         return self._fallback
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The key's bound worker if it is a candidate, else the fallback's choice.
 

@@ -49,8 +49,9 @@ _TRUSTED: set[object] = set()
 
 
 def trusted(function: _F) -> _F:
-    """Mark a built-in ``choose`` or ``scores`` whose results are right by construction
-    (a tracker's candidate, finite scores), so the seams do not check them again.
+    """Mark a built-in ``select``, ``choose`` or ``scores`` whose results are right by
+    construction (one of the candidates, a tracker's candidate, finite scores), so the
+    seams do not check them again.
 
     A subclass that overrides the method gets the checks back: the mark is on
     the function, not the class.
@@ -196,12 +197,15 @@ def checked_select(
     """``balancer.select(task, candidates)``, refused unless it is one of ``candidates``
     (the same object) or ``None``.
 
-    O(n) in C for the membership test, plus the cost of ``select``.
+    O(n) in C for the membership test, plus the cost of ``select``; nothing for
+    a built-in ``select``, which returns one of them by construction.
 
     Raises:
         InvalidTypeError: the result is not a ``WorkerState`` (nor ``None``).
         InvalidArgumentError: it is a view, but not one of ``candidates``.
     """
+    if type(balancer).select in _TRUSTED:  # a built-in select: one of them by construction
+        return balancer.select(task, candidates)
     source = f"{type(balancer).__name__}.select()"
     chosen = _check_chosen(balancer.select(task, candidates), source)
     # Views compare by identity, so `in` is an identity test, in C.
@@ -337,6 +341,7 @@ class ScoringBalancer(Balancer):
     def scores(self, task: Task, candidates: Sequence[WorkerState]) -> list[float]:
         """One score per candidate, in order; lower is better."""
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The lowest-scored candidate, or ``None`` for an empty list.
 

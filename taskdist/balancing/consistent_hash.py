@@ -304,6 +304,7 @@ class ConsistentHash(Balancer):
         index = bisect_right(points, position, starts[bucket], starts[bucket + 1])
         return self._owners[index if index < len(points) else 0]
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The first candidate clockwise from the task's key that is under its cap.
 

@@ -12,6 +12,7 @@ from typing import Final
 
 from taskdist.balancing.base import ScoringBalancer, trusted
 from taskdist.task import Task
+from taskdist.workers._load_index import PURE_KEYS
 from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState, demand_of
 
 __all__ = ["CapacityBased", "LeastConnections", "PerformanceBased"]
@@ -157,3 +158,6 @@ def _load_order(worker: WorkerState) -> tuple[float, float]:
     One module-level function, so every LeastConnections shares one index."""
     ratio = worker.load_ratio
     return (ratio / worker.effective_weight, ratio)
+
+
+PURE_KEYS.add(_load_order)  # it reads the view and nothing else

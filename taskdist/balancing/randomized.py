@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from taskdist.balancing.base import RandomizedBalancer, check_candidates, load_per_weight, trusted
 from taskdist.errors import InvalidTypeError
 from taskdist.task import Task
+from taskdist.workers.state import CandidateList
 from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
 
 __all__ = ["PowerOfTwoChoices", "RandomBalancer"]
@@ -49,6 +50,7 @@ class RandomBalancer(RandomizedBalancer):
         super().__init__(rng)
         self.weighted = weighted
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """A random candidate, or ``None`` for an empty list."""
         candidates = check_candidates(candidates)
@@ -86,9 +88,11 @@ class PowerOfTwoChoices(RandomizedBalancer):
 
     __slots__ = ()
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The less loaded of two random candidates, or ``None`` for an empty list. O(1)."""
-        candidates = check_candidates(candidates)
+        if type(candidates) is not CandidateList or not candidates._vouched:
+            candidates = check_candidates(candidates)  # inlined for the tracker's own lists
         count = len(candidates)
         if count < 2:
             return candidates[0] if count else None

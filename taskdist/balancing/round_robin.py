@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from taskdist.balancing.base import Balancer, check_candidates
+from taskdist.balancing.base import Balancer, check_candidates, trusted
 from taskdist.task import Task
+from taskdist.workers.state import CandidateList
 from taskdist.workers.tracker import WorkerState
 
 __all__ = ["RoundRobin", "WeightedRoundRobin"]
@@ -38,9 +39,11 @@ class RoundRobin(Balancer):
     def __init__(self) -> None:
         self._position = 0
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The next candidate in rotation, or ``None`` for an empty list. O(1)."""
-        candidates = check_candidates(candidates)
+        if type(candidates) is not CandidateList or not candidates._vouched:
+            candidates = check_candidates(candidates)  # inlined for the tracker's own lists
         count = len(candidates)
         if not count:
             return None
@@ -84,6 +87,7 @@ class WeightedRoundRobin(Balancer):
     def __init__(self) -> None:
         self._current: dict[Hashable, float] = {}
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The candidate whose running weight is highest, or ``None`` for an empty list. O(n)."""
         candidates = check_candidates(candidates)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from taskdist._validate import check_number
-from taskdist.balancing.base import Balancer, best_of, check_candidates, check_scores
+from taskdist.balancing.base import Balancer, best_of, check_candidates, check_scores, trusted
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.task import Task
 from taskdist.workers.tracker import WorkerState
@@ -82,6 +82,7 @@ _BUILT_IN: dict[str, Factor] = {
     "performance": performance,
     "cost": cost_efficiency,
 }
+_TRUSTED_FACTORS: Final = frozenset(_BUILT_IN.values())
 
 
 class MultiFactor(Balancer):
@@ -183,10 +184,13 @@ class MultiFactor(Balancer):
         count = len(candidates)
         totals = [0.0] * count
         for name, weight, factor in self._factors:
-            values = check_scores(factor(task, candidates), count, f"factor {name!r}", unit=True)
+            values = factor(task, candidates)
+            if factor not in _TRUSTED_FACTORS:  # the built-in ones score in [0, 1] by design
+                values = check_scores(values, count, f"factor {name!r}", unit=True)
             totals = [total + weight * value for total, value in zip(totals, values, strict=True)]
         return totals
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The highest-scoring candidate, or ``None`` for an empty list."""
         candidates = check_candidates(candidates)

@@ -92,6 +92,7 @@ class ZoneAware(DelegatingBalancer):
         """The balancer that chooses within the allowed workers."""
         return self._inner
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The inner balancer's choice among the local candidates, or beyond them per ``spill``.
 
@@ -106,7 +107,7 @@ class ZoneAware(DelegatingBalancer):
         if zone is None or not candidates:
             return checked_select(inner, task, candidates)
         # Made of checked candidates, so inner need not check them again.
-        local = CandidateList(worker for worker in candidates if worker.zone == zone)
+        local = CandidateList([worker for worker in candidates if worker.zone == zone])
         if local:
             if self._spill == "when_loaded" and all(
                 worker.load_ratio >= self._threshold for worker in local

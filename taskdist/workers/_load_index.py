@@ -17,13 +17,17 @@ from sortedcontainers import SortedList
 from taskdist.workers.health import Health
 from taskdist.workers.state import WorkerState
 
-__all__ = ["LoadIndex", "LoadKey"]
+__all__ = ["PURE_KEYS", "LoadIndex", "LoadKey"]
 
 LoadKey = Callable[[WorkerState], Any]
 """A worker's place in an order (lowest first): a float or a tuple of floats, never NaN.
 
 It must depend only on the worker's view (its load, weights, capacity, health,
 averages): the tracker refiles a worker after each change it makes to it."""
+
+PURE_KEYS: set[object] = set()
+"""Keys known to call nothing back into the tracker (the built-in strategies' own):
+an index kept only in such orders is refiled without the tracker's re-entry guard."""
 
 # (key(state), seq, state): seq is unique, so state is never compared.
 _Entry = tuple[Any, int, WorkerState]

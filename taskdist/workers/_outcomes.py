@@ -243,7 +243,8 @@ class Outcomes:
             after = _UNAVAILABLE
         else:
             after = worst(state.host_health, self._records[state].derived)
-        state._set_health(after)
+        if after is not before:
+            state._set_health(after)
         if before is _UNAVAILABLE and after is not _UNAVAILABLE:
             self._begin_slow_start(state, now)
         if after is not before:

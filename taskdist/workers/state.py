@@ -358,17 +358,15 @@ class CandidateList(list[WorkerState]):
     a list the tracker made and nobody added to is taken as it is, in O(1);
     any other sequence is checked element by element. Putting anything into
     the list (``append``, ``extend``, ``insert``, item assignment, ``+=``)
-    drops the mark; removing and reordering keep it. Slices and copies are
-    plain lists.
+    drops the mark; removing and reordering keep it. Slices and ``copy()``
+    are plain lists, and ``copy.copy`` comes back unmarked: they are checked
+    like any other sequence. Making one costs what making a list does.
     """
 
-    __slots__ = ("_vouched",)
-
-    _vouched: bool  # set by __init__, and kept by copy and pickle (a slot's state)
-
-    def __init__(self, states: Iterable[WorkerState] = ()) -> None:
-        super().__init__(states)
-        self._vouched = True
+    # A class default, so making one stays the C-level list constructor (no
+    # __init__ of ours on the dispatch path); an instance that is added to
+    # shadows it with False in its own dict.
+    _vouched: bool = True
 
     @property
     def vouched(self) -> bool:

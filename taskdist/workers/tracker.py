@@ -32,7 +32,7 @@ from taskdist.errors import (
 )
 from taskdist.metrics import coefficient_of_variation
 from taskdist.task import Task, Worker
-from taskdist.workers._load_index import LoadIndex, LoadKey
+from taskdist.workers._load_index import PURE_KEYS, LoadIndex, LoadKey
 from taskdist.workers._outcomes import Outcomes
 from taskdist.workers._ranges import MAX_SECONDS, check_capacity, check_weight
 from taskdist.workers.health import Health, HealthPolicy, OutlierEjection, SlowStart
@@ -78,7 +78,8 @@ _UNSET: Final = _Unset.UNSET
 _DEGRADED: Final = Health.DEGRADED
 _UNAVAILABLE: Final = Health.UNAVAILABLE
 _ONE_SLOT: Final[Demand] = (("slots", 1.0),)
-# Load indexes kept at once, one per key asked for (the least recently used goes).
+_NO_SKILLS: Final[frozenset[str]] = frozenset()
+# Load indexes kept at once, one per key asked for (a fifth drops the oldest).
 _MAX_INDEXES: Final = 4
 
 
@@ -190,6 +191,8 @@ class CapacityTracker:
         "_busy",
         "_clock",
         "_degraded",
+        "_degraded_count",
+        "_guard_keys",
         "_indexes",
         "_named",
         "_outcomes",
@@ -272,6 +275,7 @@ class CapacityTracker:
         # One load index per key a strategy asked for (lowest()), built by the
         # first query with that key, then kept up to date (O(log n) per change).
         self._indexes: dict[LoadKey, LoadIndex] = {}
+        self._guard_keys = False  # whether some index's key is not known to be pure
         # The workers in an array for O(1) random draws (sample()); removal swaps in the last.
         self._pool: list[WorkerState] = []
         self._pool_at: dict[WorkerState, int] = {}
@@ -279,6 +283,7 @@ class CapacityTracker:
         # their capacity names, kept up to date by _refile (has_room() in O(1)).
         self._room_healthy: set[WorkerState] = set()
         self._room_degraded: set[WorkerState] = set()
+        self._degraded_count = 0  # workers DEGRADED now
         # Over the workers that are not UNAVAILABLE: tasks in flight, and the sum
         # of weights (exact, as a fraction: it goes up and down as workers come
         # and go, and a float sum would drift) with its float value.
@@ -344,6 +349,7 @@ class CapacityTracker:
             index.discard(state)
         self._room_healthy.discard(state)
         self._room_degraded.discard(state)
+        self._degraded_count -= state.health is _DEGRADED
         self._outcomes.leave(state)
         tasks = []
         for task, _ in state._tasks.values():
@@ -488,14 +494,13 @@ class CapacityTracker:
                 + (" (ejected as an outlier)" if state.ejected_until is not None else "")
                 + f"; task {task_id!r} was not assigned"
             )
-        demand = demand_of(task, self._named)
-        checked = nonzero(demand)
-        if not state._fits(checked):
+        checked = self._demand(task)
+        if not state._admits(_NO_SKILLS, None, checked):  # the fit test, skills aside
             raise WorkerFullError(
                 f"task {task_id!r} does not fit worker {state.id!r} "
                 f"({state._short_of(checked)}); it was not assigned"
             )
-        state._hold(task, demand)
+        state._hold(task, demand_of(task, self._named))
         self._available_in_flight += 1
         self._placed[task_id] = state
         self._refile(state)
@@ -561,32 +566,32 @@ class CapacityTracker:
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
         """
-        self._check_query(task, where)
+        if not isinstance(task, Task) or (where is not None and not callable(where)):
+            self._check_query(task, where)  # raises; only when something is wrong (hot path)
         self._refresh()
+        if where is None:  # _filtered, inlined: this is on the dispatch path
+            return self._candidates(task, None)
         return self._filtered(where, self._candidates, task, where)
 
     def _candidates(self, task: Task, where: WorkerFilter | None) -> list[WorkerState]:
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
+        # A comprehension, the dispatch hot path's fastest way through every worker.
+        listed = [
+            state
+            for state in self._workers.values()
+            if state.health is not _UNAVAILABLE and state._admits(requires, zone, demand)
+        ]
+        if where is not None:  # asked before the degraded policy decides
+            listed = [state for state in listed if where(state)]
         # Marked as holding only views, so balancers need not check each one.
-        healthy = CandidateList()
-        degraded = CandidateList()
-        append = list.append  # the list's own: CandidateList.append drops the mark
-        separate_degraded = self._degraded != "include"
-        for state in self._workers.values():
-            health = state.health
-            if health is _UNAVAILABLE or not state._admits(requires, zone, demand):
-                continue
-            if where is not None and not where(state):
-                continue
-            if health is _DEGRADED and separate_degraded:
-                append(degraded, state)
-            else:
-                append(healthy, state)
+        if not self._degraded_count or self._degraded == "include":
+            return CandidateList(listed)
+        healthy = CandidateList(state for state in listed if state.health is not _DEGRADED)
         if healthy or self._degraded == "exclude":
             return healthy
-        return degraded
+        return CandidateList(state for state in listed if state.health is _DEGRADED)
 
     def is_candidate(
         self, task: Task, worker_id: Hashable, where: WorkerFilter | None = None
@@ -751,8 +756,8 @@ class CapacityTracker:
         The first call with a key builds an index of the available workers
         sorted by it (O(n log n)); from then on every change to a worker's
         load, weight, capacity, slow-start ramp or health refiles it in
-        O(log n), for as long as the index is kept (the four keys asked for
-        most recently keep theirs). ``DEGRADED`` workers are filed apart
+        O(log n), for as long as the index is kept (at most four are: a
+        fifth key drops the oldest index). ``DEGRADED`` workers are filed apart
         unless ``degraded="include"``. A query walks the healthy workers from
         the lowest key and stops at the first that qualifies: O(1 + k r),
         where k counts the workers ahead of it that do not (missing a skill,
@@ -767,25 +772,31 @@ class CapacityTracker:
             InvalidTypeError: ``task`` is not a Task, or ``key`` or ``where``
                 is not callable.
         """
-        self._check_query(task, where)
+        if not isinstance(task, Task) or (where is not None and not callable(where)):
+            self._check_query(task, where)  # raises; only when something is wrong (hot path)
         if not callable(key):
             raise InvalidTypeError(
                 f"key must be a function of a WorkerState giving its place in an order, got {key!r}"
             )
         self._refresh()
+        if where is None:  # _filtered, inlined: this is on the dispatch path
+            return self._lowest(task, key, None)
         return self._filtered(where, self._lowest, task, key, where)
 
     def _lowest(self, task: Task, key: LoadKey, where: WorkerFilter | None) -> WorkerState | None:
-        index = self._index(key)
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._index(key)
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
+        # _qualifies, less its health test: an index holds no UNAVAILABLE worker.
         for state in index.healthy():
-            if _qualifies(state, requires, zone, demand, where):
+            if state._admits(requires, zone, demand) and (where is None or where(state)):
                 return state
         if self._degraded == "fallback":
             for state in index.degraded():
-                if _qualifies(state, requires, zone, demand, where):
+                if state._admits(requires, zone, demand) and (where is None or where(state)):
                     return state
         return None
 
@@ -952,48 +963,55 @@ class CapacityTracker:
             )
 
     def _index(self, key: LoadKey) -> LoadIndex:
-        """The load index sorted by ``key``, built on first use; the least recently
-        used of more than ``_MAX_INDEXES`` is dropped."""
+        """Build the load index sorted by ``key``; past ``_MAX_INDEXES``, the oldest
+        index is dropped."""
         indexes = self._indexes
-        index = indexes.pop(key, None)
-        if index is None:
-            busy, self._busy = self._busy, True  # building calls the key
-            try:
-                index = LoadIndex(
-                    key, self._workers.values(), separate_degraded=self._degraded != "include"
-                )
-            finally:
-                self._busy = busy
-            if len(indexes) >= _MAX_INDEXES:
-                del indexes[next(iter(indexes))]
-        indexes[key] = index  # most recently used last
+        busy, self._busy = self._busy, True  # building calls the key
+        try:
+            index = LoadIndex(
+                key, self._workers.values(), separate_degraded=self._degraded != "include"
+            )
+        finally:
+            self._busy = busy
+        if len(indexes) >= _MAX_INDEXES:
+            del indexes[next(iter(indexes))]  # _guard_keys is worked out below
+        indexes[key] = index
+        self._guard_keys = not indexes.keys() <= PURE_KEYS
         return index
 
     def _refile(self, state: WorkerState) -> None:
         """After a change to a worker's load, weight, capacity or health: file it anew
-        (its load indexes, and whether it has room)."""
-        if self._indexes:
-            self._busy = True  # the keys are the strategies' code: no calls back
-            try:
-                for index in self._indexes.values():
+        (its load indexes, and whether it has room). A change of health must have
+        been through _changed, which takes it out of the room set it was in."""
+        indexes = self._indexes
+        if indexes:
+            if self._guard_keys:
+                self._busy = True  # a key of the caller's own: no calls back
+                try:
+                    for index in indexes.values():
+                        index.place(state)
+                finally:
+                    self._busy = False
+            else:
+                for index in indexes.values():
                     index.place(state)
-            finally:
-                self._busy = False
         health = state.health
-        if health is _UNAVAILABLE or not state._has_free():
-            self._room_healthy.discard(state)
-            self._room_degraded.discard(state)
-        elif health is _DEGRADED:
-            self._room_degraded.add(state)
-            self._room_healthy.discard(state)
+        if health is _UNAVAILABLE:
+            return
+        room = self._room_degraded if health is _DEGRADED else self._room_healthy
+        if state._has_free():
+            room.add(state)
         else:
-            self._room_healthy.add(state)
-            self._room_degraded.discard(state)
+            room.discard(state)
 
     def _changed(self, state: WorkerState, before: Health) -> None:
         """The outcome bookkeeping changed a worker's health or effective weight."""
-        if (before is _UNAVAILABLE) is not (state.health is _UNAVAILABLE):
-            self._count_available(state, -1 if before is not _UNAVAILABLE else 1)
+        if before is not state.health:
+            self._room_healthy.discard(state)
+            self._room_degraded.discard(state)
+            self._degraded_count += (state.health is _DEGRADED) - (before is _DEGRADED)
+            if (before is _UNAVAILABLE) is not (state.health is _UNAVAILABLE):
+                self._count_available(state, -1 if before is not _UNAVAILABLE else 1)
         self._refile(state)
 
     def _count_available(self, state: WorkerState, sign: int) -> None:
