@@ -32,6 +32,7 @@ from taskdist import (
     Task,
     UnknownWorkerError,
     Worker,
+    WorkerState,
 )
 from taskdist.balancing import key_hash
 
@@ -166,16 +167,32 @@ def test_bounded_ring_never_places_above_the_cap(
     for i, weight in enumerate(workers):
         tracker.add_worker(Worker(f"w{i}", capacity=1_000, weight=weight))
     ring = ConsistentHash(vnodes=20, load_factor=load_factor)
-    running: list[tuple[Task, str]] = []
+
+    def place(task: Task) -> WorkerState | None:
+        pool = tracker.candidates(task)
+        chosen = ring.select(task, pool)
+        assert chosen is not None
+        assert chosen.in_flight + 1 <= cap(load_factor, pool, chosen.weight)
+        return chosen
+
+    drive(tracker, steps, place)
+
+
+def drive(
+    tracker: CapacityTracker,
+    steps: list[tuple[bool, str | None]],
+    place: Callable[[Task], WorkerState | None],
+) -> None:
+    """For each step, place a task with that key where ``place`` says (nowhere if it says
+    None), or release one of the tasks placed before."""
+    running: list[tuple[Task, Hashable]] = []
     for n, (add, key) in enumerate(steps):
         if add or not running:
             task = Task(n, key=key)
-            pool = tracker.candidates(task)
-            chosen = ring.select(task, pool)
-            assert chosen is not None
-            assert chosen.in_flight + 1 <= cap(load_factor, pool, chosen.weight)
-            tracker.assign(task, chosen.id)
-            running.append((task, chosen.id))
+            chosen = place(task)
+            if chosen is not None:
+                tracker.assign(task, chosen.id)
+                running.append((task, chosen.id))
         else:
             task, worker_id = running.pop(n % len(running))
             tracker.release(task, worker_id)
@@ -480,18 +497,14 @@ def test_choose_is_select_over_the_candidates_when_every_worker_is_one(
         tracker.add_worker(Worker(f"w{i}", capacity=1_000, weight=weight))
     by_choose = ConsistentHash(vnodes=20, load_factor=load_factor)
     by_select = ConsistentHash(vnodes=20, load_factor=load_factor)
-    running: list[tuple[Task, str]] = []
-    for n, (add, key) in enumerate(steps):
-        if add or not running:
-            task = Task(n, key=key)
-            chosen = by_choose.choose(task, tracker)
-            assert chosen is by_select.select(task, tracker.candidates(task))
-            assert chosen is not None
-            tracker.assign(task, chosen.id)
-            running.append((task, chosen.id))
-        else:
-            task, worker_id = running.pop(n % len(running))
-            tracker.release(task, worker_id)
+
+    def place(task: Task) -> WorkerState | None:
+        chosen = by_choose.choose(task, tracker)
+        assert chosen is by_select.select(task, tracker.candidates(task))
+        assert chosen is not None
+        return chosen
+
+    drive(tracker, steps, place)
 
 
 @settings(max_examples=max(10, settings.default.max_examples // 2))
@@ -518,24 +531,19 @@ def test_choose_never_places_above_the_cap_of_the_available_pool(
         if down and i:
             tracker.set_health(f"w{i}", "unavailable")
     ring = ConsistentHash(vnodes=20, load_factor=load_factor)
-    running: list[tuple[Task, str]] = []
-    for n, (add, key) in enumerate(steps):
-        if add or not running:
-            task = Task(n, key=key)
-            pool = [w for w in tracker.workers() if w.health is not Health.UNAVAILABLE]
-            listed = tracker.candidates(task)
-            chosen = ring.choose(task, tracker)
-            assert (chosen is None) == (not listed)
-            if chosen is None:
-                continue
+
+    def place(task: Task) -> WorkerState | None:
+        pool = [w for w in tracker.workers() if w.health is not Health.UNAVAILABLE]
+        listed = tracker.candidates(task)
+        chosen = ring.choose(task, tracker)
+        assert (chosen is None) == (not listed)
+        if chosen is not None:
             assert any(chosen is c for c in listed)
             if any(c.in_flight + 1 <= cap(load_factor, pool, c.weight) for c in listed):
                 assert chosen.in_flight + 1 <= cap(load_factor, pool, chosen.weight)
-            tracker.assign(task, chosen.id)
-            running.append((task, chosen.id))
-        else:
-            task, worker_id = running.pop(n % len(running))
-            tracker.release(task, worker_id)
+        return chosen
+
+    drive(tracker, steps, place)
 
 
 def test_choose_keeps_keys_home_and_spills_a_hot_key_over() -> None:

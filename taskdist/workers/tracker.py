@@ -566,12 +566,7 @@ class CapacityTracker:
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
         """
-        if not isinstance(task, Task) or (where is not None and not callable(where)):
-            self._check_query(task, where)  # raises; only when something is wrong (hot path)
-        self._refresh()
-        if where is None:  # _filtered, inlined: this is on the dispatch path
-            return self._candidates(task, None)
-        return self._filtered(where, self._candidates, task, where)
+        return self._query(task, where, self._candidates, task, where)
 
     def _candidates(self, task: Task, where: WorkerFilter | None) -> list[WorkerState]:
         requires = task.requires
@@ -617,17 +612,15 @@ class CapacityTracker:
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
         """
-        self._check_query(task, where)
-        self._refresh()
+        return self._query(task, where, self._is_candidate, task, worker_id, where)
+
+    def _is_candidate(self, task: Task, worker_id: Hashable, where: WorkerFilter | None) -> bool:
         try:
             state = self._workers.get(worker_id)
         except TypeError:
             return False
         if state is None:
             return False
-        return self._filtered(where, self._is_candidate, task, state, where)
-
-    def _is_candidate(self, task: Task, state: WorkerState, where: WorkerFilter | None) -> bool:
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
@@ -714,12 +707,7 @@ class CapacityTracker:
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
         """
-        if not isinstance(task, Task) or (where is not None and not callable(where)):
-            self._check_query(task, where)  # raises; only when something is wrong (hot path)
-        self._refresh()
-        if where is None:  # _filtered, inlined: this is on the dispatch path
-            return self._first_candidate(task, worker_ids, None)
-        return self._filtered(where, self._first_candidate, task, worker_ids, where)
+        return self._query(task, where, self._first_candidate, task, worker_ids, where)
 
     def _first_candidate(
         self, task: Task, worker_ids: Iterable[Hashable], where: WorkerFilter | None
@@ -772,16 +760,11 @@ class CapacityTracker:
             InvalidTypeError: ``task`` is not a Task, or ``key`` or ``where``
                 is not callable.
         """
-        if not isinstance(task, Task) or (where is not None and not callable(where)):
-            self._check_query(task, where)  # raises; only when something is wrong (hot path)
         if not callable(key):
             raise InvalidTypeError(
                 f"key must be a function of a WorkerState giving its place in an order, got {key!r}"
             )
-        self._refresh()
-        if where is None:  # _filtered, inlined: this is on the dispatch path
-            return self._lowest(task, key, None)
-        return self._filtered(where, self._lowest, task, key, where)
+        return self._query(task, where, self._lowest, task, key, where)
 
     def _lowest(self, task: Task, key: LoadKey, where: WorkerFilter | None) -> WorkerState | None:
         index = self._indexes.get(key)
@@ -1029,6 +1012,18 @@ class CapacityTracker:
         if at < len(self._pool):  # it was not the last: the last takes its place
             self._pool[at] = last
             self._pool_at[last] = at
+
+    def _query(
+        self, task: object, where: WorkerFilter | None, run: Callable[..., _R], *args: Any
+    ) -> _R:
+        """A query's way in: check ``task`` and ``where``, bring the tracker up to date,
+        then ``run(*args)`` refusing calls back while it runs ``where``."""
+        if not isinstance(task, Task) or (where is not None and not callable(where)):
+            self._check_query(task, where)  # raises (tested first: this is the hot path)
+        self._refresh()
+        if where is None:
+            return run(*args)
+        return self._filtered(where, run, *args)
 
     def _filtered(self, where: WorkerFilter | None, run: Callable[..., _R], *args: Any) -> _R:
         """``run(*args)``, refusing calls back into the tracker while it runs ``where``
