@@ -160,6 +160,7 @@ class ConsistentHash(Balancer):
         "_last_list",
         "_last_version",
         "_load_factor",
+        "_own_select",
         "_owners",
         "_points",
         "_synced",
@@ -221,6 +222,8 @@ class ConsistentHash(Balancer):
         # choose(): the tracker the ring mirrors, its membership version then, and
         # its workers' live views by id (read-only, updated by the tracker in place).
         self._synced: tuple[CapacityTracker, int] | None = None
+        # A subclass with a select() of its own is placed by listing (see choose()).
+        self._own_select = type(self).select is not ConsistentHash.select
         self._views: dict[Hashable, WorkerState] = {}
 
     @property
@@ -371,7 +374,7 @@ class ConsistentHash(Balancer):
         A subclass that overrides ``select`` gets the listing always, so its
         own choice is the one made.
         """
-        if type(self).select is not ConsistentHash.select:
+        if self._own_select:
             return super().choose(task, tracker, where)
         synced = self._synced
         if synced is None or synced[0] is not tracker or synced[1] != tracker.membership_version:

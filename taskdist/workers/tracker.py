@@ -75,9 +75,11 @@ class _Unset(enum.Enum):
 
 
 _UNSET: Final = _Unset.UNSET
+_HEALTHY: Final = Health.HEALTHY
 _DEGRADED: Final = Health.DEGRADED
 _UNAVAILABLE: Final = Health.UNAVAILABLE
 _ONE_SLOT: Final[Demand] = (("slots", 1.0),)
+
 _NO_SKILLS: Final[frozenset[str]] = frozenset()
 # Load indexes kept at once, one per key asked for (a fifth drops the oldest).
 _MAX_INDEXES: Final = 4
@@ -132,6 +134,11 @@ class CapacityTracker:
     one thread, wraps it in its own lock, or uses the coming
     ``taskdist.threaded.ThreadSafeDistributor``.
 
+    **Ranges.** Worker weights from 1e-9 to 1e9; capacity amounts 0 or from
+    1e-9 to 1e15; durations from 0 to 1e12 s (see ``workers/_ranges.py``):
+    inside them every ratio and total stays finite, outside them the input is
+    refused with :class:`~taskdist.errors.InvalidArgumentError`.
+
     **Bookkeeping.** What outcomes and time say of each worker (EWMA,
     derived health, ejection, slow start) is kept by a private ``Outcomes``
     object (``workers/_outcomes.py``); the views change only through their
@@ -180,8 +187,8 @@ class CapacityTracker:
     ['a']
     >>> tracker.release(Task("t1"), "b", duration=2.0).latency
     2.0
-    >>> round(tracker.utilization(), 3)
-    0.0
+    >>> round(tracker.utilization(), 3), tracker.has_room()
+    (0.0, True)
     """
 
     __slots__ = (
@@ -716,15 +723,19 @@ class CapacityTracker:
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
-        exclude_degraded = self._degraded != "include"
+        take_degraded = self._degraded == "include"
         for worker_id in worker_ids:
             try:
                 state = workers.get(worker_id)
             except TypeError:
                 continue
-            if state is None or (exclude_degraded and state.health is _DEGRADED):
-                continue
-            if _qualifies(state, requires, zone, demand, where):
+            # _qualifies, with DEGRADED workers taken only under "include".
+            if (
+                state is not None
+                and (state.health is _HEALTHY or (take_degraded and state.health is _DEGRADED))
+                and state._admits(requires, zone, demand)
+                and (where is None or where(state))
+            ):
                 return state
         return None
 
