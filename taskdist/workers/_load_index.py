@@ -29,8 +29,9 @@ PURE_KEYS: set[object] = set()
 """Keys known to call nothing back into the tracker (the built-in strategies' own):
 an index kept only in such orders is refiled without the tracker's re-entry guard."""
 
-# (key(state), seq, state): seq is unique, so state is never compared.
-_Entry = tuple[Any, int, WorkerState]
+# (*key(state), seq, state), flat so that comparisons stay in C and shallow (a
+# float key is one field); seq is unique, so state is never compared.
+_Entry = tuple[Any, ...]
 
 
 class LoadIndex:
@@ -56,8 +57,8 @@ class LoadIndex:
         self._healthy: SortedList[_Entry] = SortedList()
         self._degraded: SortedList[_Entry] = SortedList()
         self._separate = separate_degraded
-        # worker -> (its entry, the list it is filed in)
-        self._filed: dict[WorkerState, tuple[_Entry, SortedList[_Entry]]] = {}
+        # worker -> (its entry, the list it is filed in, its key then)
+        self._filed: dict[WorkerState, tuple[_Entry, SortedList[_Entry], Any]] = {}
         for state in states:
             self.place(state)
 
@@ -78,13 +79,13 @@ class LoadIndex:
         target = self._degraded if self._separate and health is Health.DEGRADED else self._healthy
         key = self._key(state)
         if old is not None:
-            entry, filed = old
-            if filed is target and entry[0] == key:
+            entry, filed, filed_key = old
+            if filed is target and filed_key == key:
                 return
             filed.remove(entry)
-        new = (key, state.seq, state)
+        new = (*key, state.seq, state) if type(key) is tuple else (key, state.seq, state)
         target.add(new)
-        self._filed[state] = (new, target)
+        self._filed[state] = (new, target, key)
 
     def discard(self, state: WorkerState) -> None:
         """Forget a worker (no-op if it is not filed)."""
@@ -95,12 +96,12 @@ class LoadIndex:
     def healthy(self) -> Iterator[WorkerState]:
         """The healthy workers (and the degraded ones, unless kept apart), lowest key first."""
         for entry in self._healthy:
-            yield entry[2]
+            yield entry[-1]
 
     def degraded(self) -> Iterator[WorkerState]:
         """The degraded workers kept apart, lowest key first (none unless kept apart)."""
         for entry in self._degraded:
-            yield entry[2]
+            yield entry[-1]
 
     def __len__(self) -> int:
         return len(self._filed)

@@ -95,6 +95,8 @@ class WorkerState:
     """
 
     __slots__ = (
+        "_free_flipped",
+        "_has_free",
         "_limit",
         "_load",
         "_tasks",
@@ -125,8 +127,12 @@ class WorkerState:
     # Capacity plus the float tolerance, per resource: what a placement may reach.
     _limit: dict[str, float]
     _load: dict[str, float]
-    # task id -> (task, its demand), oldest assignment first.
-    _tasks: dict[Hashable, tuple[Task, Mapping[str, float]]]
+    # task id -> (task, its nonzero demand), oldest assignment first.
+    _tasks: dict[Hashable, tuple[Task, Demand]]
+    # Whether some resource its capacity names is not taken in full (load < capacity),
+    # and whether the last change of load or capacity turned that around.
+    _has_free: bool
+    _free_flipped: bool
     _tracked: Container[str] | None
 
     id: Hashable
@@ -178,6 +184,7 @@ class WorkerState:
         _set(self, "_tracked", tracked)
         _set(self, "_load", {})
         _set(self, "_tasks", {})
+        _set(self, "_has_free", False)  # until _describe works it out
         _set(self, "id", worker.id)
         _set(self, "seq", seq)
         _set(self, "added_at", now)
@@ -265,14 +272,6 @@ class WorkerState:
             if not self._fits(((name, amount),))
         )
 
-    def _has_free(self) -> bool:
-        """Whether some resource its capacity names is not taken in full. O(r)."""
-        load = self._load
-        for name, amount in self.capacity.items():  # noqa: SIM110 (a loop is faster)
-            if load.get(name, 0.0) < amount:
-                return True
-        return False
-
     # -- the private mutators: the tracker and its bookkeeping call them --------
 
     def _describe(self, worker: Worker) -> None:
@@ -288,10 +287,11 @@ class WorkerState:
         _set(self, "cost", worker.cost)
         self._update_ratio()
 
-    def _hold(self, task: Task, demand: Mapping[str, float]) -> None:
-        """Add ``task`` and its ``demand`` to the load (the caller checked that it fits)."""
+    def _hold(self, task: Task, demand: Demand) -> None:
+        """Add ``task`` and its ``demand`` (nonzero amounts) to the load; the caller
+        checked that it fits."""
         load = self._load
-        for name, amount in demand.items():
+        for name, amount in demand:
             load[name] = load.get(name, 0.0) + amount
         self._tasks[task.id] = (task, demand)
         _set(self, "in_flight", self.in_flight + 1)
@@ -307,7 +307,7 @@ class WorkerState:
         if not self._tasks:
             load.clear()  # exact zero: no float residue from the sums
         else:
-            for name, amount in held[1].items():
+            for name, amount in held[1]:
                 load[name] -= amount
         self._update_ratio()
         return held[0]
@@ -338,16 +338,22 @@ class WorkerState:
         _set(self, "consecutive_failures", 0 if ok else self.consecutive_failures + 1)
 
     def _update_ratio(self) -> None:
+        """Work out ``load_ratio`` (the busiest resource) and ``_has_free`` (some
+        resource not full) after the load or the capacity changed. O(r)."""
         load = self._load
         ratio = 0.0
-        has_capacity = False
+        has_capacity = has_free = False
         # A resource of capacity 0 counts as absent (as for candidates), so draining
         # one under load leaves the ratio finite and load_variance a number.
         for name, amount in self.capacity.items():
             if amount > 0:
                 has_capacity = True
-                ratio = max(ratio, load.get(name, 0.0) / amount)
+                used = load.get(name, 0.0)
+                ratio = max(ratio, used / amount)
+                has_free = has_free or used < amount
         _set(self, "load_ratio", ratio if has_capacity else 1.0)
+        _set(self, "_free_flipped", has_free is not self._has_free)
+        _set(self, "_has_free", has_free)
 
 
 class CandidateList(list[WorkerState]):

@@ -200,6 +200,7 @@ class CapacityTracker:
         "_degraded",
         "_degraded_count",
         "_guard_keys",
+        "_index_list",
         "_indexes",
         "_named",
         "_outcomes",
@@ -282,6 +283,7 @@ class CapacityTracker:
         # One load index per key a strategy asked for (lowest()), built by the
         # first query with that key, then kept up to date (O(log n) per change).
         self._indexes: dict[LoadKey, LoadIndex] = {}
+        self._index_list: tuple[LoadIndex, ...] = ()  # the same, to walk on each change
         self._guard_keys = False  # whether some index's key is not known to be pure
         # The workers in an array for O(1) random draws (sample()); removal swaps in the last.
         self._pool: list[WorkerState] = []
@@ -507,7 +509,7 @@ class CapacityTracker:
                 f"task {task_id!r} does not fit worker {state.id!r} "
                 f"({state._short_of(checked)}); it was not assigned"
             )
-        state._hold(task, demand_of(task, self._named))
+        state._hold(task, checked)
         self._available_in_flight += 1
         self._placed[task_id] = state
         self._refile(state)
@@ -970,30 +972,31 @@ class CapacityTracker:
         if len(indexes) >= _MAX_INDEXES:
             del indexes[next(iter(indexes))]  # _guard_keys is worked out below
         indexes[key] = index
+        self._index_list = tuple(indexes.values())
         self._guard_keys = not indexes.keys() <= PURE_KEYS
         return index
 
-    def _refile(self, state: WorkerState) -> None:
+    def _refile(self, state: WorkerState, health_changed: bool = False) -> None:
         """After a change to a worker's load, weight, capacity or health: file it anew
-        (its load indexes, and whether it has room). A change of health must have
-        been through _changed, which takes it out of the room set it was in."""
-        indexes = self._indexes
+        (its load indexes, and whether it has room). A change of health comes
+        through _changed, which takes it out of the room set it was in."""
+        indexes = self._index_list
         if indexes:
             if self._guard_keys:
                 self._busy = True  # a key of the caller's own: no calls back
                 try:
-                    for index in indexes.values():
+                    for index in indexes:
                         index.place(state)
                 finally:
                     self._busy = False
             else:
-                for index in indexes.values():
+                for index in indexes:
                     index.place(state)
         health = state.health
-        if health is _UNAVAILABLE:
-            return
+        if health is _UNAVAILABLE or not (health_changed or state._free_flipped):
+            return  # its room set is right already (a probe of a large set costs a miss)
         room = self._room_degraded if health is _DEGRADED else self._room_healthy
-        if state._has_free():
+        if state._has_free:
             room.add(state)
         else:
             room.discard(state)
@@ -1006,7 +1009,7 @@ class CapacityTracker:
             self._degraded_count += (state.health is _DEGRADED) - (before is _DEGRADED)
             if (before is _UNAVAILABLE) is not (state.health is _UNAVAILABLE):
                 self._count_available(state, -1 if before is not _UNAVAILABLE else 1)
-        self._refile(state)
+        self._refile(state, before is not state.health)
 
     def _count_available(self, state: WorkerState, sign: int) -> None:
         """A worker joins (``sign`` 1) or leaves (-1) the workers that are not UNAVAILABLE."""
