@@ -33,9 +33,11 @@ _weight = attrgetter("weight")
 _ROUNDING: Final = 1e-12
 # Ring points are 32-bit: an unsigned C int holds one in 4 bytes.
 _POINT_TYPECODE: Final = "I"
-# At most 2**10 buckets in the directory of the ring (4 KB): bisecting an
-# array makes an int per probe, so narrowing the range first pays.
-_MAX_BUCKET_BITS: Final = 10
+# The directory of the ring has about one bucket per 4 points, up to 2**15
+# buckets (128 KB): bisecting an array makes an int per probe, and in a large
+# ring each probe is a cache miss, so narrowing the range first pays.
+_MAX_BUCKET_BITS: Final = 15
+_POINTS_PER_BUCKET_BITS: Final = 2
 # The most points one worker owns (and the most vnodes): a heavy weight costs at
 # most 64 Ki points, 768 KB and a few tens of ms to add, never millions.
 MAX_POINTS: Final = 1 << 16
@@ -85,8 +87,10 @@ class ConsistentHash(Balancer):
     of their share (measured over 30 random name sets). A point costs 12
     bytes (a 4-byte slot in an ``array`` of points, an 8-byte reference in
     the parallel list of owners): about 8 KB per worker at 640 points,
-    counting the containers' growth slack. A directory of at most 1024
-    buckets (by the top bits of a hash) narrows each bisection.
+    counting the containers' growth slack. A directory of about one bucket
+    per 4 points (by the top bits of a hash; at most 32 768 buckets, 128 KB)
+    narrows each bisection to a few points, so a lookup stays near O(1)
+    probes of a large ring.
 
     **The cap on points.** No worker owns more than ``MAX_POINTS`` (65 536)
     points, so a huge weight costs at most 768 KB and tens of milliseconds
@@ -624,9 +628,9 @@ class ConsistentHash(Balancer):
     def _store(self, points: array[int], owners: list[Hashable]) -> None:
         """Make ``points`` (sorted) and ``owners`` the ring, and rebuild its directory.
 
-        O(B log V) for B = min(1024, 2**bit_length(V)) buckets.
+        O(B log V) for B buckets, about V / 4 and at most 32 768.
         """
-        bits = min(_MAX_BUCKET_BITS, len(points).bit_length())
+        bits = min(_MAX_BUCKET_BITS, max(0, len(points).bit_length() - _POINTS_PER_BUCKET_BITS))
         shift = 32 - bits
         starts = array(_POINT_TYPECODE, [bisect_left(points, b << shift) for b in range(1 << bits)])
         starts.append(len(points))
