@@ -7,6 +7,11 @@
   per node, and 160 as uhashring) against ``uhashring.HashRing.get_node``
   over the same keys and 5 nodes, with the max/mean keys per node in
   ``extra_info``;
+- ``bench_ring_place``: ``ConsistentHash.select`` (over the 5 workers'
+  candidate list) and ``ConsistentHash.choose`` (from the tracker), idle or
+  with tasks in flight, on the same keys as ``get_node``;
+- ``bench_ring_choose_growth``: ``ConsistentHash.choose`` at 10 .. 10 000
+  workers, against ``select(tracker.candidates(task))``;
 - ``bench_bounded_placement``: ``ConsistentHash(load_factor=1.1).select`` +
   ``assign`` for the same keys held at once: max/mean <= 1.10 by construction.
 
@@ -157,6 +162,74 @@ def bench_ring_lookup(benchmark, ring: str) -> None:  # type: ignore[no-untyped-
     benchmark.extra_info["max/mean"] = round(max_over_mean(counts), 4)
 
 
+@cache
+def ring_pool(workers: int, busy: bool) -> tuple[ConsistentHash, CapacityTracker]:
+    """The default bounded ring (640 points, 1.25) over ``workers`` workers of 10 slots.
+
+    Busy: a seeded 0-5 tasks in flight on each, so the preferred worker is
+    seldom idle and the bound is worked out on every call. Built once (the
+    ring of 10 000 workers takes seconds to hash).
+    """
+    rng = random.Random(workers)
+    tracker = CapacityTracker(ManualClock(), health=None, ejection=None)
+    names = NODES if workers == len(NODES) else [f"node-{i}" for i in range(workers)]
+    for name in names:
+        tracker.add_worker(Worker(name, capacity=10))
+        for j in range(rng.randrange(6) if busy else 0):
+            tracker.assign(Task((name, j)), name)
+    ring = ConsistentHash()
+    ring.choose(Task("warm-up"), tracker)  # the ring learns the workers
+    return ring, tracker
+
+
+@cache
+def keyed_tasks(count: int) -> list[Task]:
+    return [Task(i, key=f"user-{i}") for i in range(count)]
+
+
+def run_selects(ring: ConsistentHash, pool: list[WorkerState], batch: list[Task]) -> int:
+    select = ring.select
+    return sum(select(task, pool) is not None for task in batch)
+
+
+def run_get_node(ring: HashRing, keys: list[str]) -> int:
+    get_node = ring.get_node
+    return sum(get_node(key) is not None for key in keys)
+
+
+def run_chooses(ring: ConsistentHash, tracker: CapacityTracker, batch: list[Task]) -> int:
+    choose = ring.choose
+    return sum(choose(task, tracker) is not None for task in batch)
+
+
+def run_listed_selects(ring: ConsistentHash, tracker: CapacityTracker, batch: list[Task]) -> int:
+    select, candidates = ring.select, tracker.candidates
+    return sum(select(task, candidates(task)) is not None for task in batch)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+@pytest.mark.parametrize("how", ["select", "choose"])
+def bench_ring_place(benchmark, how: str, busy: bool) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"ring placement, {KEYS} keys / {len(NODES)} nodes"
+    ring, tracker = ring_pool(len(NODES), busy)
+    batch = keyed_tasks(KEYS)
+    if how == "select":
+        placed = benchmark(run_selects, ring, tracker.candidates(Task("probe")), batch)
+    else:
+        placed = benchmark(run_chooses, ring, tracker, batch)
+    assert placed == KEYS
+
+
+GROWTH = sizes(full=[10, 100, 1_000, 10_000], smoke=[10, 100])
+
+
+@pytest.mark.parametrize("n", GROWTH)
+def bench_ring_choose_growth(benchmark, n: int) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"ConsistentHash.choose, n={n} busy workers ({CALLS} calls)"
+    ring, tracker = ring_pool(n, True)
+    assert benchmark(run_chooses, ring, tracker, keyed_tasks(CALLS)) == CALLS
+
+
 def run_bounded(load_factor: float, keys: list[str]) -> list[int]:
     tracker = CapacityTracker(ManualClock(), health=None, ejection=None)
     for node in NODES:
@@ -183,26 +256,36 @@ def bench_bounded_placement(benchmark) -> None:  # type: ignore[no-untyped-def]
 # -- as a script: the tables for docs/performance.md ------------------------------------
 
 
+def interleaved_best(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """The best of ``repeat`` runs of each, in seconds, the contenders taking turns so
+    that noise on a shared machine hits them alike (a slow spell costs each one run)."""
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeat):
+        for name, run in runs.items():
+            best[name] = min(best[name], best_of(1, run))
+    return best
+
+
 def main(repeat: int = 7) -> None:
     workers = [10, 100, 1_000]
     batch = tasks(CALLS)
     print(f"| strategy | {' | '.join(f'{n} workers (µs)' for n in workers)} | 1000 / 10 |")
     print(f"|---|{'---:|' * len(workers)}---:|")
-    rows = {}
-    for name in [*STRATEGIES, "tracker.candidates"]:
-        per_call = []
-        for n in workers:
-            tracker = loaded_tracker(n)
-            if name == "tracker.candidates":
-                seconds = best_of(repeat, lambda t=tracker: run_candidates(t, batch))
-            else:
-                pool = tracker.candidates(batch[0])
-                balancer = STRATEGIES[name]()
-                seconds = best_of(repeat, lambda b=balancer, p=pool: run_select(b, p, batch))
-            per_call.append(seconds / CALLS * 1e6)
-        rows[name] = per_call
-        cells = " | ".join(f"{us:.2f}" for us in per_call)
-        print(f"| {name} | {cells} | {per_call[-1] / per_call[0]:.0f}x |")
+    per_call: dict[str, list[float]] = {name: [] for name in [*STRATEGIES, "tracker.candidates"]}
+    for n in workers:
+        tracker = loaded_tracker(n)
+        pool = tracker.candidates(batch[0])
+        balancers = {name: make() for name, make in STRATEGIES.items()}
+        runs: dict[str, Callable[[], object]] = {
+            name: lambda b=balancer, p=pool: run_select(b, p, batch)
+            for name, balancer in balancers.items()
+        }
+        runs["tracker.candidates"] = lambda t=tracker: run_candidates(t, batch)
+        for name, seconds in interleaved_best(runs, repeat).items():
+            per_call[name].append(seconds / CALLS * 1e6)
+    for name, cells in per_call.items():
+        shown = " | ".join(f"{us:.2f}" for us in cells)
+        print(f"| {name} | {shown} | {cells[-1] / cells[0]:.0f}x |")
     keys = [f"user-{i}" for i in range(100_000)]
     print("\n| 100k keys / 5 nodes | µs per key | ratio to uhashring | max/mean |")
     print("|---|---:|---:|---:|")
@@ -214,6 +297,7 @@ def main(repeat: int = 7) -> None:
     for name, make in RINGS.items():
         spread = max_over_mean(run_lookups(make(NODES), keys))
         print(f"| {name} | {timed[name]:.3f} | {timed[name] / base:.2f} | {spread:.3f} |")
+    print_ring_placement(repeat, keys)
     bounded = best_of(3, lambda: run_bounded(1.1, keys)) / len(keys) * 1e6
     spread = max(run_bounded(1.1, keys)) / (len(keys) / len(NODES))
     print(f"| taskdist select+assign, load_factor=1.1 | {bounded:.3f} | - | {spread:.3f} |")
@@ -226,6 +310,43 @@ def main(repeat: int = 7) -> None:
         ]
         fits = sum(spread <= 1.10 for spread in spreads)
         print(f"| {name} | {sum(spreads) / 30:.3f} | {max(spreads):.3f} | {fits} / 30 |")
+
+
+def print_ring_placement(repeat: int, keys: list[str]) -> None:
+    """select / choose on 5 nodes next to get_node (same keys, all interleaved), then
+    choose as the pool grows."""
+    batch = keyed_tasks(len(keys))
+    uhashring = HashRing(nodes=NODES)
+    runs: dict[str, Callable[[], object]] = {
+        "uhashring get_node (160 points)": lambda: run_get_node(uhashring, keys),
+    }
+    for busy in (False, True):
+        ring, tracker = ring_pool(len(NODES), busy)
+        pool = tracker.candidates(Task("probe"))
+        state = "busy" if busy else "idle"
+        runs[f"taskdist select, {state} workers"] = lambda r=ring, p=pool: run_selects(r, p, batch)
+        runs[f"taskdist choose, {state} workers"] = lambda r=ring, t=tracker: run_chooses(
+            r, t, batch
+        )
+    best = interleaved_best(runs, repeat)
+    base = best["uhashring get_node (160 points)"]
+    print("\n| 100k keys / 5 nodes (bounded 1.25) | µs per key | ratio to get_node |")
+    print("|---|---:|---:|")
+    for name, seconds in best.items():
+        print(f"| {name} | {seconds / len(keys) * 1e6:.3f} | {seconds / base:.2f} |")
+    sizes_ = [10, 100, 1_000, 10_000]
+    print(f"\n| µs per call, busy workers | {' | '.join(f'{n} workers' for n in sizes_)} |")
+    print(f"|---|{'---:|' * len(sizes_)}")
+    calls = keyed_tasks(2_000)
+    rows: dict[str, list[str]] = {"choose(task, tracker)": [], "select(task, candidates(task))": []}
+    for n in sizes_:
+        ring, tracker = ring_pool(n, True)
+        chosen = best_of(repeat, lambda r=ring, t=tracker: run_chooses(r, t, calls))
+        listed = best_of(3, lambda r=ring, t=tracker: run_listed_selects(r, t, calls[:200]))
+        rows["choose(task, tracker)"].append(f"{chosen / len(calls) * 1e6:.2f}")
+        rows["select(task, candidates(task))"].append(f"{listed / 200 * 1e6:.1f}")
+    for name, cells in rows.items():
+        print(f"| {name} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,14 @@ the pool stays about half full). Pickers:
 - ``LeastConnections.choose``: the tracker's load index (O(log n));
 - ``PowerOfTwoChoices.choose``: two random draws from the tracker (O(1)
   expected while most workers have room);
+- ``ConsistentHash.choose``: the key's owner from the ring, checked by the
+  tracker, with a walk past workers that cannot take the task or are at
+  their cap (O(log V) while the owner can);
 - ``... select(candidates)``: ``tracker.candidates(task)`` then ``select``,
   the O(n) way every strategy can be driven.
+
+``fleet_restart`` runs the same cycle while every worker ramps up in slow
+start (a fleet-wide restart), the clock moving on between cycles.
 
 Both ways give LeastConnections the same answers, so the loads evolve the
 same. Smoke sizes by default; ``TASKDIST_BENCH_FULL=1`` for the full ones.
@@ -24,15 +30,17 @@ from collections import deque
 from collections.abc import Callable
 
 import pytest
+from bench_balancing import interleaved_best
 from sizing import sizes
-from timing import best_of
 
 from taskdist import (
     Balancer,
     CapacityTracker,
+    ConsistentHash,
     LeastConnections,
     ManualClock,
     PowerOfTwoChoices,
+    SlowStart,
     Task,
     Worker,
     WorkerState,
@@ -48,9 +56,13 @@ Picker = Callable[[Task], "WorkerState | None"]
 class Pool:
     """A tracker of n workers, half full, and the tasks in flight oldest first."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, *, ramp: float | None = None) -> None:
         rng = random.Random(n)
-        self.tracker = CapacityTracker(ManualClock(), health=None, ejection=None)
+        self.clock = ManualClock()
+        slow_start = None if ramp is None else SlowStart(window=ramp)
+        self.tracker = CapacityTracker(
+            self.clock, health=None, ejection=None, slow_start=slow_start
+        )
         for i in range(n):
             self.tracker.add_worker(Worker(i, capacity=CAPACITY, weight=rng.choice([1.0, 2.0])))
         self.running: deque[tuple[Task, object]] = deque()
@@ -74,11 +86,15 @@ class Pool:
             return lambda task: balancer.choose(task, tracker)
         return lambda task: balancer.select(task, tracker.candidates(task))
 
-    def cycles(self, pick: Picker, count: int) -> int:
-        """``count`` placement cycles; how many found a worker."""
+    def cycles(self, pick: Picker, count: int, tick: float = 0.0) -> int:
+        """``count`` placement cycles, the clock moving ``tick`` after each; how many
+        found a worker."""
         placed = 0
         assign, release, running = self.tracker.assign, self.tracker.release, self.running
+        advance = self.clock.advance
         for _ in range(count):
+            if tick:
+                advance(tick)
             task = self.task()
             chosen = pick(task)
             if chosen is not None:
@@ -95,6 +111,8 @@ PICKERS: dict[str, tuple[Callable[[], Balancer], str]] = {
     "LeastConnections.select(candidates)": (LeastConnections, "select"),
     "PowerOfTwoChoices.choose": (lambda: PowerOfTwoChoices(random.Random(1)), "choose"),
     "PowerOfTwoChoices.select(candidates)": (lambda: PowerOfTwoChoices(random.Random(1)), "select"),
+    "ConsistentHash.choose": (ConsistentHash, "choose"),
+    "ConsistentHash.select(candidates)": (ConsistentHash, "select"),
 }
 
 
@@ -107,6 +125,15 @@ def bench_placement_cycle(benchmark, picker: str, n: int) -> None:  # type: igno
     pick = pool.picker(make(), via)
     placed = benchmark(pool.cycles, pick, CYCLES)
     assert placed == CYCLES  # half full: there is always room
+
+
+@pytest.mark.parametrize("n", WORKERS)
+def bench_fleet_restart(benchmark, n: int) -> None:  # type: ignore[no-untyped-def]
+    """Every worker ramping up at once; the clock moves a millisecond a cycle."""
+    benchmark.group = f"fleet-wide slow start, n={n} workers ({CYCLES} cycles)"
+    pool = Pool(n, ramp=3_600.0)
+    pick = pool.picker(LeastConnections(), "choose")
+    assert benchmark(pool.cycles, pick, CYCLES, 0.001) == CYCLES
 
 
 def test_choose_and_select_agree_for_least_connections() -> None:
@@ -128,17 +155,35 @@ def test_choose_and_select_agree_for_least_connections() -> None:
 
 def main(repeat: int = 5) -> None:
     workers = [10, 100, 1_000, 10_000]
-    print(f"| µs per placement cycle | {' | '.join(f'{n} workers' for n in workers)} |")
+    columns = " | ".join(f"{n} workers" for n in workers)
+    print(f"| µs per placement cycle | {columns} |")
     print(f"|---|{'---:|' * len(workers)}")
-    for name, (make, via) in PICKERS.items():
-        cells = []
-        for n in workers:
+    cycle: dict[str, list[str]] = {name: [] for name in PICKERS}
+    for n in workers:
+        runs: dict[str, Callable[[], object]] = {}
+        for name, (make, via) in PICKERS.items():
             pool = Pool(n)
             pick = pool.picker(make(), via)
-            pool.cycles(pick, CYCLES)  # warm up (builds the load index)
-            seconds = best_of(repeat, lambda p=pool, f=pick: p.cycles(f, CYCLES))
-            cells.append(f"{seconds / CYCLES * 1e6:.2f}")
+            pool.cycles(pick, CYCLES)  # warm up (builds the load index, the ring)
+            runs[name] = lambda p=pool, f=pick: p.cycles(f, CYCLES)
+        for name, seconds in interleaved_best(runs, repeat).items():
+            cycle[name].append(f"{seconds / CYCLES * 1e6:.2f}")
+    for name, cells in cycle.items():
         print(f"| {name} | {' | '.join(cells)} |")
+    print(f"\n| LeastConnections.choose, µs per cycle | {columns} |")
+    print(f"|---|{'---:|' * len(workers)}")
+    ramps: dict[str, list[str]] = {"no slow start": [], "every worker ramping (slow start)": []}
+    for n in workers:
+        runs = {}
+        for label, ramp in zip(ramps, (None, 3_600.0), strict=True):
+            pool = Pool(n, ramp=ramp)
+            pick = pool.picker(LeastConnections(), "choose")
+            pool.cycles(pick, CYCLES, 0.001)
+            runs[label] = lambda p=pool, f=pick: p.cycles(f, CYCLES, 0.001)
+        for label, seconds in interleaved_best(runs, repeat).items():
+            ramps[label].append(f"{seconds / CYCLES * 1e6:.2f}")
+    for label, cells in ramps.items():
+        print(f"| {label} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

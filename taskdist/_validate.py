@@ -15,6 +15,10 @@ from taskdist.errors import InvalidArgumentError, InvalidTypeError, UnknownPolic
 
 __all__ = [
     "MAX_AMOUNT",
+    "MAX_CAPACITY",
+    "MAX_WEIGHT",
+    "MIN_CAPACITY",
+    "MIN_WEIGHT",
     "check_choice",
     "check_enqueued_at",
     "check_hashable",
@@ -31,6 +35,12 @@ __all__ = [
 _S = TypeVar("_S", bound=str)
 
 MAX_AMOUNT: Final = 1e18
+# A worker's numbers: the tracker sums, divides and averages them, so they stay
+# where those results are finite and exact enough (see workers/_ranges.py).
+MIN_WEIGHT: Final = 1e-9
+MAX_WEIGHT: Final = 1e9
+MIN_CAPACITY: Final = 1e-9
+MAX_CAPACITY: Final = 1e15
 """The largest cost, duration, resource amount, capacity or weight a value accepts.
 
 More than any real task or worker needs (3e10 years in seconds, an exabyte in

@@ -17,6 +17,10 @@ import attrs
 
 from taskdist._validate import (
     MAX_AMOUNT,
+    MAX_CAPACITY,
+    MAX_WEIGHT,
+    MIN_CAPACITY,
+    MIN_WEIGHT,
     check_id,
     check_int,
     check_number,
@@ -39,8 +43,6 @@ _EMPTY: Mapping[str, float] = types.MappingProxyType({})
 # Priorities the queues order exactly: every int in this range is a float
 # exactly, so an aging key (priority + rate * time) never merges two levels.
 _MAX_PRIORITY = 2**53
-# The smallest worker weight: with MAX_AMOUNT, two weights differ at most 1e36-fold.
-_MIN_WEIGHT = 1 / MAX_AMOUNT
 
 
 class Priority(enum.IntEnum):
@@ -143,10 +145,18 @@ def _worker_capacity(value: float | Mapping[str, float]) -> Mapping[str, float]:
     if isinstance(value, Mapping):
         if not value:
             raise InvalidArgumentError("Worker.capacity must name at least one resource, got {}")
-        return types.MappingProxyType(check_resources(value, "Worker.capacity", maximum=MAX_AMOUNT))
-    return types.MappingProxyType(
-        {"slots": check_number(value, "Worker.capacity", minimum=0.0, maximum=MAX_AMOUNT)}
-    )
+        amounts = check_resources(value, "Worker.capacity", maximum=MAX_CAPACITY)
+    else:
+        amounts = {
+            "slots": check_number(value, "Worker.capacity", minimum=0.0, maximum=MAX_CAPACITY)
+        }
+    for name, amount in amounts.items():
+        if 0.0 < amount < MIN_CAPACITY:
+            raise InvalidArgumentError(
+                f"Worker.capacity[{name!r}] must be 0 or at least {MIN_CAPACITY:g} (below it an "
+                f"amount cannot be told from none), got {amount!r}"
+            )
+    return types.MappingProxyType(amounts)
 
 
 def _check_zone(value: object, name: str) -> None:
@@ -284,8 +294,10 @@ class Worker:
     {"slots": 10.0}``). Construction validates every field, raising as
     :class:`Task` does, and is O(len(skills) + len(capacity)).
 
-    Accepted values: ``id`` as a task's; ``capacity`` (each amount) and
-    ``cost``: ``0 <= x <= 1e18``; ``weight``: ``1e-18 <= weight <= 1e18``;
+    Accepted values: ``id`` as a task's; ``capacity`` (each amount): 0 or
+    ``1e-9 <= x <= 1e15``; ``cost``: ``0 <= x <= 1e18``; ``weight``:
+    ``1e-9 <= weight <= 1e9`` (the ranges in which the tracker's sums and
+    ratios stay exact);
     ``zone``: a non-empty ``str``; ``skills``: a collection of non-empty
     ``str``.
 
@@ -297,9 +309,9 @@ class Worker:
     id: Hashable
     """Unique among registered workers; any hashable, non-empty value."""
     capacity: Mapping[str, float] = attrs.field(default=1.0, converter=_worker_capacity)
-    """Slots (a number, 0 to 1e18) or ``{resource: amount}``; 0 means it takes no work."""
+    """Slots (a number) or ``{resource: amount}``, each 0 or 1e-9 to 1e15; 0: it takes no work."""
     weight: float = 1.0
-    """Relative share of work for weighted strategies (1e-18 to 1e18)."""
+    """Relative share of work for weighted strategies (1e-9 to 1e9)."""
     skills: frozenset[str] = attrs.field(default=frozenset(), converter=_worker_skills)
     """What it can do; a task's ``requires`` must be a subset."""
     zone: str | None = None
@@ -309,7 +321,7 @@ class Worker:
 
     def __attrs_post_init__(self) -> None:
         check_id(self.id, "Worker.id")
-        weight = check_number(self.weight, "Worker.weight", minimum=_MIN_WEIGHT, maximum=MAX_AMOUNT)
+        weight = check_number(self.weight, "Worker.weight", minimum=MIN_WEIGHT, maximum=MAX_WEIGHT)
         object.__setattr__(self, "weight", weight)
         cost = check_number(self.cost, "Worker.cost", minimum=0.0, maximum=MAX_AMOUNT)
         object.__setattr__(self, "cost", cost)

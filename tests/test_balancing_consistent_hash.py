@@ -25,12 +25,14 @@ from taskdist import (
     CapacityTracker,
     ConsistentHash,
     DuplicateWorkerError,
+    Health,
     InvalidArgumentError,
     InvalidTypeError,
     ManualClock,
     Task,
     UnknownWorkerError,
     Worker,
+    WorkerState,
     key_hash,
 )
 
@@ -165,16 +167,32 @@ def test_bounded_ring_never_places_above_the_cap(
     for i, weight in enumerate(workers):
         tracker.add_worker(Worker(f"w{i}", capacity=1_000, weight=weight))
     ring = ConsistentHash(vnodes=20, load_factor=load_factor)
-    running: list[tuple[Task, str]] = []
+
+    def place(task: Task) -> WorkerState | None:
+        pool = tracker.candidates(task)
+        chosen = ring.select(task, pool)
+        assert chosen is not None
+        assert chosen.in_flight + 1 <= cap(load_factor, pool, chosen.weight)
+        return chosen
+
+    drive(tracker, steps, place)
+
+
+def drive(
+    tracker: CapacityTracker,
+    steps: list[tuple[bool, str | None]],
+    place: Callable[[Task], WorkerState | None],
+) -> None:
+    """For each step, place a task with that key where ``place`` says (nowhere if it says
+    None), or release one of the tasks placed before."""
+    running: list[tuple[Task, Hashable]] = []
     for n, (add, key) in enumerate(steps):
         if add or not running:
             task = Task(n, key=key)
-            pool = tracker.candidates(task)
-            chosen = ring.select(task, pool)
-            assert chosen is not None
-            assert chosen.in_flight + 1 <= cap(load_factor, pool, chosen.weight)
-            tracker.assign(task, chosen.id)
-            running.append((task, chosen.id))
+            chosen = place(task)
+            if chosen is not None:
+                tracker.assign(task, chosen.id)
+                running.append((task, chosen.id))
         else:
             task, worker_id = running.pop(n % len(running))
             tracker.release(task, worker_id)
@@ -300,7 +318,7 @@ class ReferenceRing:
         self.batches = itertools.count()
 
     def count(self, weight: float) -> int:
-        return max(1, round(self.vnodes * weight))
+        return max(1, min(round(self.vnodes * weight), 65_536))
 
     def add(self, worker_id: Hashable, weight: float) -> None:
         self.counts[worker_id] = self.count(weight)
@@ -459,3 +477,131 @@ def test_a_ring_point_costs_about_twelve_bytes() -> None:
     assert len(ring._points) == len(ring._owners) == points
     assert ring._points.itemsize == 4 and isinstance(ring._owners, list)
     assert held / points <= 16
+
+
+# -- choose(): from the tracker, without listing ---------------------------------------
+
+
+@settings(max_examples=max(10, settings.default.max_examples // 2))
+@given(
+    workers=st.lists(st.sampled_from([1.0, 1.0, 2.0, 0.5]), min_size=1, max_size=6),
+    load_factor=st.sampled_from([None, 1.0, 1.1, 1.25, 2.0]),
+    steps=st.lists(st.tuples(st.booleans(), st.sampled_from(["hot", "a", "b", None])), max_size=60),
+)
+def test_choose_is_select_over_the_candidates_when_every_worker_is_one(
+    workers: list[float], load_factor: float | None, steps: list[tuple[bool, str | None]]
+) -> None:
+    """With room everywhere, the tracker's available pool is the candidate list: same caps."""
+    tracker = CapacityTracker(ManualClock())
+    for i, weight in enumerate(workers):
+        tracker.add_worker(Worker(f"w{i}", capacity=1_000, weight=weight))
+    by_choose = ConsistentHash(vnodes=20, load_factor=load_factor)
+    by_select = ConsistentHash(vnodes=20, load_factor=load_factor)
+
+    def place(task: Task) -> WorkerState | None:
+        chosen = by_choose.choose(task, tracker)
+        assert chosen is by_select.select(task, tracker.candidates(task))
+        assert chosen is not None
+        return chosen
+
+    drive(tracker, steps, place)
+
+
+@settings(max_examples=max(10, settings.default.max_examples // 2))
+@given(
+    workers=st.lists(
+        st.tuples(st.sampled_from([1.0, 2.0, 0.5]), st.integers(1, 12), st.booleans()),
+        min_size=1,
+        max_size=8,
+    ),
+    load_factor=st.sampled_from([1.0, 1.1, 1.25, 2.0]),
+    steps=st.lists(st.tuples(st.booleans(), st.sampled_from(["hot", "a", None])), max_size=80),
+)
+def test_choose_never_places_above_the_cap_of_the_available_pool(
+    workers: list[tuple[float, int, bool]],
+    load_factor: float,
+    steps: list[tuple[bool, str | None]],
+) -> None:
+    """Bounded loads from the tracker: no worker above ceil(c * (L + 1) * w / W) over the
+    available workers, whenever the walk found one under its cap (some always is when
+    every worker can take the task; full or skilled-out workers may leave only capped ones)."""
+    tracker = CapacityTracker(ManualClock(), health=None, ejection=None)
+    for i, (weight, capacity, down) in enumerate(workers):
+        tracker.add_worker(Worker(f"w{i}", capacity=capacity, weight=weight))
+        if down and i:
+            tracker.set_health(f"w{i}", "unavailable")
+    ring = ConsistentHash(vnodes=20, load_factor=load_factor)
+
+    def place(task: Task) -> WorkerState | None:
+        pool = [w for w in tracker.workers() if w.health is not Health.UNAVAILABLE]
+        listed = tracker.candidates(task)
+        chosen = ring.choose(task, tracker)
+        assert (chosen is None) == (not listed)
+        if chosen is not None:
+            assert any(chosen is c for c in listed)
+            if any(c.in_flight + 1 <= cap(load_factor, pool, c.weight) for c in listed):
+                assert chosen.in_flight + 1 <= cap(load_factor, pool, chosen.weight)
+        return chosen
+
+    drive(tracker, steps, place)
+
+
+def test_choose_keeps_keys_home_and_spills_a_hot_key_over() -> None:
+    tracker = uniform_tracker(4)
+    ring = ConsistentHash(load_factor=1.25)
+    homes = {ring.choose(Task(i, key="user-3"), tracker).id for i in range(5)}
+    assert homes == {ring.lookup("user-3")}  # nothing placed: the key stays home
+    for i in range(40):
+        task = Task(i, key="hot")
+        tracker.assign(task, ring.choose(task, tracker).id)
+    loads = sorted(w.in_flight for w in tracker.workers())
+    assert sum(loads) == 40 and loads[-1] <= math.ceil(1.25 * 40 / 4) and loads[-2] > 0
+
+
+def test_choose_follows_the_trackers_membership_without_hooks() -> None:
+    tracker = uniform_tracker(3)
+    ring = ConsistentHash(vnodes=64, load_factor=None)
+    ring.choose(Task("t", key="k"), tracker)
+    assert len(ring) == 3
+    tracker.add_worker(Worker("late", capacity=100))
+    tracker.remove_worker("w0")
+    chosen = ring.choose(Task("u", key="k"), tracker)
+    assert sorted(map(str, ring._weights)) == ["late", "w1", "w2"]
+    assert chosen is tracker.worker(ring.lookup("k"))
+
+
+def test_choose_skips_what_cannot_take_the_task_and_falls_back_to_the_listing() -> None:
+    tracker = CapacityTracker(ManualClock())
+    for i in range(6):
+        tracker.add_worker(Worker(f"w{i}", capacity=2, skills={"gpu"} if i == 4 else ()))
+    ring = ConsistentHash(vnodes=32, load_factor=None)
+    assert ring.choose(Task("g", key="k", requires={"gpu"}), tracker).id == "w4"
+    assert ring.choose(Task("n", key="k"), tracker, where=lambda w: w.id == "w2").id == "w2"
+    assert ring.choose(Task("x", requires={"tpu"}), tracker) is None
+    for i in range(6):
+        tracker.set_health(f"w{i}", Health.DEGRADED if i == 3 else Health.UNAVAILABLE)
+    assert ring.choose(Task("d", key="k"), tracker).id == "w3"  # the degraded fallback
+    tracker.set_health("w3", Health.UNAVAILABLE)
+    assert ring.choose(Task("e", key="k"), tracker) is None
+
+
+def test_choose_re_points_a_reweighed_worker() -> None:
+    tracker = uniform_tracker(3)
+    ring = ConsistentHash(vnodes=16, load_factor=None)
+    ring.choose(Task("t", key="k"), tracker)
+    tracker.update_worker("w1", weight=3.0)
+    for i in range(300):  # meets w1 sooner or later, as owner of some key
+        ring.choose(Task(i, key=f"key-{i}"), tracker)
+    assert ring._weights["w1"] == 3.0
+    assert sum(owner == "w1" for owner in ring._owners) == 48
+
+
+def test_a_huge_weight_is_capped_at_the_most_points_a_worker_owns() -> None:
+    ring = ConsistentHash(load_factor=None)
+    ring.add("heavy", 1e9)  # would be 640 billion points
+    ring.add("light", 1.0)
+    assert len(ring._points) == 65_536 + 640
+    with pytest.raises(InvalidArgumentError, match="1e-09, 1e"):
+        ring.add("absurd", 1e10)
+    with pytest.raises(InvalidArgumentError, match="at most 65536"):
+        ConsistentHash(vnodes=65_537)

@@ -6,9 +6,12 @@ import itertools
 import math
 import random
 import statistics
+from collections import Counter
 from collections.abc import Hashable
+from fractions import Fraction
 
 import pytest
+from hostile import assert_refused
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -33,6 +36,7 @@ from taskdist import (
     LeastConnections,
     ManualClock,
     OutlierEjection,
+    ReentrancyError,
     SlowStart,
     Task,
     UnknownPolicyError,
@@ -45,6 +49,12 @@ from taskdist import (
     coefficient_of_variation,
     demand_of,
 )
+from taskdist.balancing.least_load import _load_order as load_order
+
+
+def busiest_first(state: WorkerState) -> float:
+    """An order other than LeastConnections': most tasks in flight first."""
+    return -state.in_flight
 
 
 def snapshot(tracker: CapacityTracker) -> list[tuple[object, ...]]:
@@ -565,8 +575,10 @@ def test_load_variance_is_cv_of_load_ratios_and_utilization_is_sum_ratio(
 
 def test_utilization_of_a_missing_resource_is_zero(tracker: CapacityTracker) -> None:
     assert tracker.utilization("memory") == 0.0
-    with pytest.raises(InvalidTypeError):
+    with pytest.raises(InvalidArgumentError, match="non-empty"):  # empty: a value error
         tracker.utilization("")
+    with pytest.raises(InvalidTypeError):
+        tracker.utilization(3)  # type: ignore[arg-type]
 
 
 # -- construction -------------------------------------------------------------------------
@@ -632,8 +644,9 @@ class TrackerMachine(RuleBasedStateMachine):
     checks loads, in-flight counts, that no task is lost or duplicated,
     that candidates are exactly the available workers with room, and that
     ejections never exceed their percentage. The queries that avoid listing
-    every worker are checked against the listing: ``least_loaded`` picks
-    what ``LeastConnections`` picks from it, ``sample`` draws from it.
+    every worker are checked against the listing: ``lowest`` with
+    ``LeastConnections``' order picks what ``LeastConnections`` picks from it,
+    with another order the first in that order; ``sample`` draws from it.
     """
 
     PERCENT = 50.0
@@ -690,10 +703,10 @@ class TrackerMachine(RuleBasedStateMachine):
 
     @rule(gpu=st.booleans())
     def place_least_loaded(self, gpu: bool) -> None:
-        """Place where least_loaded says, as a distributor using LeastConnections would."""
+        """Place where lowest() says, as a distributor using LeastConnections would."""
         task = Task(f"t{self.next_task}", resources={"gpu": 1} if gpu else {})
         self.next_task += 1
-        chosen = self.tracker.least_loaded(task)
+        chosen = self.tracker.lowest(task, load_order)
         if chosen is not None:
             self.tracker.assign(task, chosen.id)
             self.placed[task.id] = (chosen.id, task)
@@ -773,22 +786,77 @@ class TrackerMachine(RuleBasedStateMachine):
         assert got == expected
 
     @invariant()
-    def least_loaded_is_least_connections_over_the_candidates(self) -> None:
+    def lowest_in_load_order_is_least_connections_over_the_candidates(self) -> None:
         for task in (Task("probe"), Task("probe", resources={"gpu": 1})):
             for where in self.FILTERS:
                 listed = self.tracker.candidates(task, where)
-                assert self.tracker.least_loaded(task, where) is LeastConnections().select(
+                assert self.tracker.lowest(task, load_order, where) is LeastConnections().select(
                     task, listed
                 )
 
     @invariant()
+    def has_room_is_some_available_worker_with_a_free_resource(self) -> None:
+        expected = any(
+            state.health is not Health.UNAVAILABLE
+            and any(
+                self.model_load(state.id).get(resource, 0.0) < amount
+                for resource, amount in self.capacity[state.id].items()
+            )
+            for state in self.tracker.workers()
+        )
+        assert self.tracker.has_room() is expected
+
+    @invariant()
+    def available_totals_are_the_sums_over_the_available_workers(self) -> None:
+        available = [s for s in self.tracker.workers() if s.health is not Health.UNAVAILABLE]
+        assert self.tracker.available_in_flight == sum(s.in_flight for s in available)
+        assert self.tracker.available_weight == float(sum(Fraction(s.weight) for s in available))
+
+    @invariant()
+    def first_candidate_is_the_first_listed_healthy_candidate_in_the_order_given(self) -> None:
+        task = Task("probe")
+        order = [s.id for s in reversed(self.tracker.workers())] + ["nobody"]
+        for where in self.FILTERS:
+            listed = self.tracker.candidates(task, where)
+            takes_degraded = self.DEGRADED == "include"
+            expected = next(
+                (
+                    s
+                    for s in reversed(self.tracker.workers())
+                    if any(s is c for c in listed)
+                    and (takes_degraded or s.health is Health.HEALTHY)
+                ),
+                None,
+            )
+            if self.DEGRADED == "fallback" and listed and listed[0].health is Health.DEGRADED:
+                expected = None  # degraded ones are listed only when no healthy one qualifies
+            assert self.tracker.first_candidate(task, iter(order), where) is expected
+
+    @invariant()
+    def is_candidate_agrees_with_the_listing_for_every_worker(self) -> None:
+        demands: list[dict[str, float]] = [{}, {"gpu": 1}, {"slots": 0}]  # the last: nothing
+        for task in (Task("probe", resources=demand) for demand in demands):
+            for where in self.FILTERS:
+                listed = self.tracker.candidates(task, where)
+                for state in self.tracker.workers():
+                    expected = any(state is c for c in listed)
+                    assert self.tracker.is_candidate(task, state.id, where) is expected
+
+    @invariant()
+    def lowest_follows_any_order_it_is_given(self) -> None:
+        for task in (Task("probe"), Task("probe", resources={"gpu": 1})):
+            listed = self.tracker.candidates(task)
+            expected = min(listed, key=lambda s: (busiest_first(s), s.seq), default=None)
+            assert self.tracker.lowest(task, busiest_first) is expected
+
+    @invariant()
     def the_load_index_files_every_available_worker_under_its_current_key(self) -> None:
-        index = self.tracker._index
+        index = self.tracker._indexes.get(load_order)
         if index is None:
             return
 
-        def key(state: WorkerState) -> tuple[float, float, int]:
-            return (state.load_ratio / state.effective_weight, state.load_ratio, state.seq)
+        def key(state: WorkerState) -> tuple[tuple[float, float], int]:
+            return (load_order(state), state.seq)
 
         available = [s for s in self.tracker.workers() if s.health is not Health.UNAVAILABLE]
         apart = [s for s in available if s.health is Health.DEGRADED and self.DEGRADED != "include"]
@@ -867,7 +935,7 @@ def test_a_resource_some_worker_names_is_zero_on_the_others_even_after_it_leaves
 # -- queries that do not list every worker ------------------------------------------------
 
 
-def test_least_loaded_builds_its_index_from_the_workers_already_there() -> None:
+def test_lowest_builds_its_index_from_the_workers_already_there() -> None:
     clock = ManualClock()
     tracker = CapacityTracker(clock, slow_start=SlowStart(window=10.0))
     for name, capacity, weight in (("a", 4, 1.0), ("b", 10, 1.0), ("c", 10, 2.0), ("d", 1, 1.0)):
@@ -876,30 +944,30 @@ def test_least_loaded_builds_its_index_from_the_workers_already_there() -> None:
     for i, name in enumerate(["a", "a", "b", "b", "b", "c", "c", "c", "c", "d"]):
         tracker.assign(Task(i), name)
     # Per unit of weight: a 2/4, b 3/10, c (4/10)/2, d full.
-    assert tracker.least_loaded(Task("x")) is tracker.worker("c")
+    assert tracker.lowest(Task("x"), load_order) is tracker.worker("c")
     tracker.assign(Task("x"), "c")
     tracker.assign(Task("y"), "c")
-    assert tracker.least_loaded(Task("z")) is tracker.worker("b")
+    assert tracker.lowest(Task("z"), load_order) is tracker.worker("b")
 
 
-def test_least_loaded_follows_health_weight_and_capacity_changes() -> None:
+def test_lowest_follows_health_weight_and_capacity_changes() -> None:
     tracker = CapacityTracker(ManualClock())
     for name in "abc":
         tracker.add_worker(Worker(name, capacity=10))
     tracker.assign(Task(1), "b")
     tracker.assign(Task(2), "c")
-    assert tracker.least_loaded(Task("t")).id == "a"
+    assert tracker.lowest(Task("t"), load_order).id == "a"
     tracker.set_health("a", Health.UNAVAILABLE)
-    assert tracker.least_loaded(Task("t")).id == "b"  # b and c tie: earlier registered
+    assert tracker.lowest(Task("t"), load_order).id == "b"  # b and c tie: earlier registered
     tracker.update_worker("c", weight=3.0)
-    assert tracker.least_loaded(Task("t")).id == "c"
+    assert tracker.lowest(Task("t"), load_order).id == "c"
     tracker.update_worker("c", capacity=1)  # full now
-    assert tracker.least_loaded(Task("t")).id == "b"
+    assert tracker.lowest(Task("t"), load_order).id == "b"
     tracker.set_health("a", Health.HEALTHY)
-    assert tracker.least_loaded(Task("t")).id == "a"
+    assert tracker.lowest(Task("t"), load_order).id == "a"
     tracker.remove_worker("a")
-    assert tracker.least_loaded(Task("t")).id == "b"
-    assert tracker.least_loaded(Task("t", requires={"gpu"})) is None
+    assert tracker.lowest(Task("t"), load_order).id == "b"
+    assert tracker.lowest(Task("t", requires={"gpu"}), load_order) is None
 
 
 def test_where_is_asked_before_the_degraded_fallback() -> None:
@@ -914,7 +982,7 @@ def test_where_is_asked_before_the_degraded_fallback() -> None:
     task = Task("t")
     assert [w.id for w in tracker.candidates(task)] == ["healthy"]
     assert [w.id for w in tracker.candidates(task, not_healthy_one)] == ["degraded"]
-    assert tracker.least_loaded(task, not_healthy_one).id == "degraded"
+    assert tracker.lowest(task, load_order, not_healthy_one).id == "degraded"
     assert [w.id for w in tracker.sample(task, 2, random.Random(1), not_healthy_one)] == [
         "degraded"
     ]
@@ -996,8 +1064,8 @@ def test_sample_with_a_count_beyond_the_pool_lists_them_all() -> None:
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda t: t.least_loaded("not a task"), "Task"),
-        (lambda t: t.least_loaded(Task("x"), where=3), "where"),
+        (lambda t: t.lowest("not a task", load_order), "Task"),
+        (lambda t: t.lowest(Task("x"), load_order, where=3), "where"),
         (lambda t: t.candidates(Task("x"), where="no"), "where"),
         (lambda t: t.sample(Task("x"), 2, rng=None), "rng"),
         (lambda t: t.sample(Task("x"), 0, rng=7), "rng"),
@@ -1011,7 +1079,7 @@ def test_queries_refuse_bad_arguments_and_change_nothing(
     with pytest.raises(InvalidTypeError, match=match):
         call(tracker)  # type: ignore[operator]
     assert snapshot(tracker) == before
-    assert tracker._index is None  # a refused query does not switch the load index on
+    assert not tracker._indexes  # a refused query does not switch a load index on
 
 
 def test_degraded_workers_are_walked_only_when_no_healthy_one_qualifies() -> None:
@@ -1027,9 +1095,9 @@ def test_degraded_workers_are_walked_only_when_no_healthy_one_qualifies() -> Non
     tracker.set_health("d1", Health.DEGRADED)
     tracker.set_health("d2", Health.DEGRADED)
     tracker.assign(Task(1), "h")  # the degraded ones are idle, so they sort first by load
-    assert tracker.least_loaded(Task("t"), spy).id == "h"
+    assert tracker.lowest(Task("t"), load_order, spy).id == "h"
     assert seen == ["h"]
-    assert tracker.least_loaded(Task("t", resources={"slots": 4}), spy).id == "d1"
+    assert tracker.lowest(Task("t", resources={"slots": 4}), load_order, spy).id == "d1"
 
 
 def test_is_candidate_agrees_with_the_listing() -> None:
@@ -1046,3 +1114,129 @@ def test_is_candidate_agrees_with_the_listing() -> None:
                 isinstance(worker_id, str) and worker_id in listed
             )
     assert not tracker.is_candidate(Task("t"), "gpu", lambda w: False)
+
+
+def test_has_room_follows_load_health_ejection_and_capacity(clock: ManualClock) -> None:
+    tracker = CapacityTracker(
+        clock,
+        health=None,
+        ejection=OutlierEjection(consecutive_failures=1, max_ejection_percent=100.0),
+    )
+    assert not tracker.has_room()  # no workers
+    tracker.add_worker(Worker("a", capacity=1))
+    tracker.add_worker(Worker("b", capacity={"slots": 1, "gpu": 1}))
+    tracker.assign(Task(1), "a")
+    tracker.assign(Task(2), "b")
+    assert tracker.has_room()  # b's gpu is free
+    tracker.assign(Task(3, resources={"gpu": 1, "slots": 0}), "b")
+    assert not tracker.has_room()  # every resource of every worker taken
+    tracker.release(Task(1), "a", ok=False)  # a is free, but ejected
+    assert tracker.worker("a").health is Health.UNAVAILABLE and not tracker.has_room()
+    clock.advance(30.0)  # the ejection ends
+    assert tracker.has_room()
+    tracker.set_health("a", Health.UNAVAILABLE)
+    assert not tracker.has_room()
+    tracker.update_worker("b", capacity={"slots": 2, "gpu": 1})
+    assert tracker.has_room()
+    tracker.remove_worker("b")
+    assert not tracker.has_room()
+
+
+def test_a_fleet_wide_slow_start_refiles_each_worker_once_per_step(clock: ManualClock) -> None:
+    refiled: list[object] = []
+
+    def counted(state: WorkerState) -> float:
+        refiled.append(state.id)
+        return state.load_ratio / state.effective_weight
+
+    tracker = CapacityTracker(clock, slow_start=SlowStart(window=10.0, min_weight=0.1))
+    for i in range(50):
+        tracker.add_worker(Worker(i, capacity=4))
+    tracker.lowest(Task("t"), counted)  # builds the index: 50 filings
+    for _ in range(1_000):  # 1 000 calls across the window
+        clock.advance(0.011)
+        tracker.lowest(Task("t"), counted)
+    assert Counter(refiled) == dict.fromkeys(range(50), 1 + 32)  # built, then once a step
+    state = tracker.worker(7)
+    assert state.effective_weight == 1.0
+
+
+def test_slow_start_weight_is_the_factor_at_the_start_of_the_current_step(
+    clock: ManualClock,
+) -> None:
+    ramp = SlowStart(window=64.0, min_weight=0.05, aggression=2.0)
+    tracker = CapacityTracker(clock, slow_start=ramp)
+    state = tracker.add_worker(Worker("w", weight=3.0))
+    for now in (0.0, 1.9, 2.0, 2.1, 33.5, 63.99, 64.0):
+        clock.set(now)
+        tracker.worker("w")
+        step_start = 2.0 * math.floor(now / 2.0)  # steps of 64 / 32 = 2 seconds
+        assert state.effective_weight == 3.0 * ramp.factor(step_start)
+
+
+REENTRANT_CALLS = {
+    "assign": lambda t: t.assign(Task("inner"), "b"),
+    "release": lambda t: t.release(Task("held"), "a"),
+    "add_worker": lambda t: t.add_worker(Worker("c")),
+    "remove_worker": lambda t: t.remove_worker("b"),
+    "set_health": lambda t: t.set_health("b", Health.DEGRADED),
+    "candidates": lambda t: t.candidates(Task("inner")),
+    "worker": lambda t: t.worker("a"),
+}
+QUERIES = {
+    "candidates": lambda t, where: t.candidates(Task("t"), where),
+    "is_candidate": lambda t, where: t.is_candidate(Task("t"), "a", where),
+    "lowest": lambda t, where: t.lowest(Task("t"), load_order, where),
+    "sample": lambda t, where: t.sample(Task("t"), 1, random.Random(0), where),
+}
+
+
+@pytest.mark.parametrize("query", list(QUERIES))
+@pytest.mark.parametrize("inner", list(REENTRANT_CALLS))
+def test_a_filter_that_calls_back_into_the_tracker_is_refused(query: str, inner: str) -> None:
+    def build() -> CapacityTracker:
+        tracker = CapacityTracker(ManualClock())
+        tracker.add_worker(Worker("a", capacity=4))
+        tracker.add_worker(Worker("b", capacity=4))
+        tracker.assign(Task("held"), "a")
+        return tracker
+
+    def reenter(tracker: CapacityTracker) -> object:
+        def where(state: WorkerState) -> bool:
+            REENTRANT_CALLS[inner](tracker)
+            return True
+
+        return QUERIES[query](tracker, where)
+
+    assert_refused(build, reenter, ReentrancyError, snapshot, match="called back")
+    tracker = build()
+    with pytest.raises(ReentrancyError):
+        reenter(tracker)
+    assert tracker.assign(Task("after"), "b").in_flight == 1  # usable afterwards
+
+
+def test_a_load_key_that_calls_back_into_the_tracker_is_refused() -> None:
+    tracker = CapacityTracker(ManualClock())
+    tracker.add_worker(Worker("a", capacity=4))
+
+    def meddling(state: WorkerState) -> float:
+        tracker.add_worker(Worker("sneaky"))
+        return 0.0
+
+    before = snapshot(tracker)
+    with pytest.raises(ReentrancyError):
+        tracker.lowest(Task("t"), meddling)
+    assert snapshot(tracker) == before
+    assert "sneaky" not in tracker
+
+
+def test_a_filter_may_read_what_it_is_given() -> None:
+    tracker = CapacityTracker(ManualClock())
+    tracker.add_worker(Worker("a", capacity=4))
+    tracker.add_worker(Worker("b", capacity=4))
+    tracker.assign(Task(1), "a")
+
+    def idle_ones(state: WorkerState) -> bool:
+        return not tracker.tasks_on(state.id) and state.id in tracker and len(tracker) == 2
+
+    assert [w.id for w in tracker.candidates(Task("t"), idle_ones)] == ["b"]

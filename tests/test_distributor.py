@@ -25,7 +25,6 @@ from distributor_support import (
 )
 
 from taskdist import (
-    AllGates,
     AttemptRecord,
     CapacityTracker,
     CircuitBreaker,
@@ -72,10 +71,6 @@ COMPLETED, DEAD, CANCELLED = TaskState.COMPLETED, TaskState.DEAD, TaskState.CANC
 
 # Side-effect-free queries of the components, which some behaviours need (their tests
 # are expected to fail where the components do not have them yet).
-GATES_CHECK = hasattr(PoolGate, "check")
-GATES_QUERY = hasattr(AllGates, "can_acquire")
-BREAKER_QUERY = hasattr(CircuitBreaker, "can_acquire")
-TRACKER_HAS_ROOM = hasattr(CapacityTracker, "has_room")
 
 
 def no_jitter(max_attempts: int = 3, base: float = 1.0) -> RetryPolicy:
@@ -275,12 +270,6 @@ def test_a_deadline_already_past_is_refused_at_the_door() -> None:
     assert run.d.submit(Task("in-time", deadline=10.5)).accepted
 
 
-@pytest.mark.xfail(
-    not GATES_CHECK,
-    strict=True,
-    reason="needs the gates' side-effect-free check(): the Distributor asks gate.check(task) "
-    "at submit, and these gates do not have it",
-)
 def test_a_demand_no_gate_could_ever_grant_is_refused_at_the_door() -> None:
     run = build(Worker("w"), gates=[PoolGate(ResourcePool("db", size=2))])
     with pytest.raises(UnsatisfiableDemandError):
@@ -412,12 +401,6 @@ def test_a_task_parked_behind_one_signature_does_not_park_other_signatures() -> 
     assert run.d.state_of("gpu") is PARKED
 
 
-@pytest.mark.xfail(
-    not TRACKER_HAS_ROOM,
-    strict=True,
-    reason="needs CapacityTracker.has_room(): without it dispatch pops and walks the whole "
-    "queue when every worker is busy, and parks every task in it",
-)
 def test_dispatch_returns_at_once_without_looking_at_the_queue_when_every_worker_is_busy() -> None:
     clock = ManualClock()
     queue = SpyQueue(clock)
@@ -571,13 +554,6 @@ def test_giving_a_worker_the_missing_skill_wakes_a_parked_task() -> None:
     assert _unparked(run, "render")
 
 
-@pytest.mark.xfail(
-    not BREAKER_QUERY,
-    strict=True,
-    reason="needs CircuitBreaker.can_acquire(): without it a worker whose half-open breaker "
-    "has its probe out stays a candidate (the filter reads state != OPEN), and the refused "
-    "acquire() blocks the whole signature for the round while another worker has room",
-)
 def test_a_half_open_breaker_with_its_probe_out_does_not_keep_tasks_off_other_workers() -> None:
     clock = ManualClock()
     run = build(
@@ -738,13 +714,6 @@ def test_gates_are_released_whichever_way_a_lease_ends(how: str) -> None:
     assert pool.in_use == 0
 
 
-@pytest.mark.xfail(
-    not GATES_QUERY,
-    strict=True,
-    reason="needs AllGates.can_acquire(): without it a gate refusal is found after the pop, "
-    "and the task goes back with release()+push() (FairScheduler has no unpop), which spends "
-    "its tenant's rate-quota token on a task that never ran",
-)
 def test_a_gate_refusal_after_the_pop_costs_the_tenant_no_quota_token() -> None:
     clock = ManualClock()
     pool = ResourcePool("db", size=1)
@@ -758,13 +727,6 @@ def test_a_gate_refusal_after_the_pop_costs_the_tenant_no_quota_token() -> None:
     assert run.dispatch_ids() == ["alice-1"], run.d.explain("alice-1")
 
 
-@pytest.mark.xfail(
-    not BREAKER_QUERY,
-    strict=True,
-    reason="needs CircuitBreaker.can_acquire(): without it a half-open breaker refuses the "
-    "probe after the pop, and the task goes back with release()+push() (FairScheduler has no "
-    "unpop), which spends its tenant's rate-quota token",
-)
 def test_a_breaker_refusal_after_the_pop_costs_the_tenant_no_quota_token() -> None:
     clock = ManualClock()
     fair = FairScheduler(clock, quotas={"alice": Quota(rate=1, per=100.0)})
@@ -1617,12 +1579,6 @@ def test_explain_of_a_task_parked_because_no_worker_qualifies(
     assert run.d.explain(task.id) == expected
 
 
-@pytest.mark.xfail(
-    TRACKER_HAS_ROOM,
-    strict=True,
-    reason="bug: where the tracker has has_room(), a task submitted while no worker is "
-    "registered stays queued, and explain() says 'every worker is busy'",
-)
 def test_explain_says_when_no_worker_is_registered() -> None:
     run = build()
     run.d.submit(Task("t"))
@@ -1630,12 +1586,6 @@ def test_explain_says_when_no_worker_is_registered() -> None:
     assert "no worker is registered" in run.d.explain("t")
 
 
-@pytest.mark.xfail(
-    not GATES_QUERY,
-    strict=True,
-    reason="needs the gates' side-effect-free can_acquire(): without it explain() cannot "
-    "tell which gate holds a task",
-)
 def test_explain_of_a_task_held_by_a_gate_names_the_gate() -> None:
     clock = ManualClock()
     limiter = RateLimiter(1, per=10.0, burst=1, clock=clock)

@@ -225,9 +225,9 @@ def test_worker_refuses(fields: dict[str, Any], error: type[TaskdistError]) -> N
 @pytest.mark.parametrize(
     ("fields", "field", "value"),
     [
-        pytest.param({"weight": 1e-18}, "weight", 1e-18, id="weight at the lower bound"),
-        pytest.param({"weight": 1e18}, "weight", 1e18, id="weight at the upper bound"),
-        pytest.param({"capacity": 1e18}, "slots", 1e18, id="capacity at the bound"),
+        pytest.param({"weight": 1e-9}, "weight", 1e-9, id="weight at the lower bound"),
+        pytest.param({"weight": 1e9}, "weight", 1e9, id="weight at the upper bound"),
+        pytest.param({"capacity": 1e15}, "slots", 1e15, id="capacity at the bound"),
         pytest.param({"capacity": 0}, "slots", 0.0, id="capacity zero"),
         pytest.param({"cost": 1e18}, "cost", 1e18, id="cost at the bound"),
     ],

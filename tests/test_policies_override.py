@@ -234,7 +234,7 @@ def test_a_critical_task_that_finds_no_room_names_victims() -> None:
     assert advice[0].victims == ("batch", "report")
     d.preempt("batch")
     assert [(x.task.id, x.worker_id) for x in d.dispatch()] == [("page", "b")]
-    assert d.state_of("batch") is TaskState.PARKED  # back, waiting for room
+    assert d.state_of("batch") is TaskState.QUEUED  # back, waiting for room
     assert EventKind.PREEMPTED in [e.kind for e in events]
 
 

@@ -6,7 +6,15 @@ from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 
 from taskdist._validate import check_hashable, check_id, check_int
-from taskdist.balancing.base import Balancer, DelegatingBalancer, check_balancer
+from taskdist.balancing.base import (
+    Balancer,
+    DelegatingBalancer,
+    check_balancer,
+    check_candidates,
+    checked_choose,
+    checked_select,
+    trusted,
+)
 from taskdist.balancing.least_load import LeastConnections
 from taskdist.errors import UnknownError
 from taskdist.task import Task
@@ -32,6 +40,10 @@ class Affinity(DelegatingBalancer):
     the fallback's cost when it is needed); :meth:`choose` asks the tracker
     about the bound worker alone, O(r), and uses the fallback's ``choose``
     otherwise. Bookkeeping is O(1).
+
+    **Threads.** Not safe to share between threads (it keeps the bindings): drive it
+    from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
@@ -65,47 +77,60 @@ class Affinity(DelegatingBalancer):
         """The balancer used when affinity does not decide."""
         return self._fallback
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
-        """The key's bound worker if it is a candidate, else the fallback's choice."""
+        """The key's bound worker if it is a candidate, else the fallback's choice.
+
+        Raises:
+            InvalidTypeError, InvalidArgumentError: a candidate is not a
+                ``WorkerState``, or the fallback chose something that is not a
+                candidate (nothing is bound then).
+        """
+        candidates = check_candidates(candidates)
         if not candidates:
             return None
         key = task.key
         if key is None:
-            return self._fallback.select(task, candidates)
+            return checked_select(self._fallback, task, candidates)
         home = self._bound.get(key)
         if home is not None:
-            self._bound.move_to_end(key)
             for worker in candidates:
                 if worker.id == home:
+                    self._bound.move_to_end(key)
                     return worker
-            return self._fallback.select(task, candidates)
-        chosen = self._fallback.select(task, candidates)
+            chosen = checked_select(self._fallback, task, candidates)
+            self._bound.move_to_end(key)
+            return chosen
+        chosen = checked_select(self._fallback, task, candidates)
         if chosen is not None:
             self._bind(key, chosen.id)
         return chosen
 
+    @trusted
     def choose(
         self, task: Task, tracker: CapacityTracker, where: WorkerFilter | None = None
     ) -> WorkerState | None:
         """``select``'s answer over ``tracker.candidates(task, where)``, without listing them.
 
         The bound worker if ``tracker.is_candidate`` says so, else the
-        fallback's ``choose`` (binding the key if it had no worker).
+        fallback's ``choose`` (binding the key if it had no worker); what a
+        fallback of your own returns is checked (see
+        :func:`~taskdist.balancing.base.checked_choose`).
         """
         key = task.key
         if key is None:
-            return self._fallback.choose(task, tracker, where)
+            return checked_choose(self._fallback, task, tracker, where)
         home = self._bound.get(key)
         chosen: WorkerState | None
         if home is not None:
             if tracker.is_candidate(task, home, where):
                 chosen = tracker.worker(home)
             else:
-                chosen = self._fallback.choose(task, tracker, where)
+                chosen = checked_choose(self._fallback, task, tracker, where)
             if chosen is not None:  # as select() does for a non-empty list
                 self._bound.move_to_end(key)
             return chosen
-        chosen = self._fallback.choose(task, tracker, where)
+        chosen = checked_choose(self._fallback, task, tracker, where)
         if chosen is not None:
             self._bind(key, chosen.id)
         return chosen

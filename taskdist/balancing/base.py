@@ -6,16 +6,26 @@
   a strategy only says how to score.
 - :class:`RandomizedBalancer`: holds the injected ``random.Random``.
 - :class:`DelegatingBalancer`: wraps other balancers and forwards the hooks.
+
+And the checks at the seam, so that what a user's code hands the library,
+or a balancer hands its caller, is what the contract says:
+:func:`check_candidates` (what ``select`` is given), :func:`checked_select`
+and :func:`checked_choose` (what a balancer returns), :func:`check_scores`
+(what ``scores()`` returns). Built-in implementations whose results are
+right by construction are marked :func:`trusted` and not checked again.
 """
 
 from __future__ import annotations
 
 import abc
+import math
 import random
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar
 
-from taskdist.errors import InvalidTypeError
+from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.task import Task
+from taskdist.workers.state import CandidateList
 from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
 
 __all__ = [
@@ -25,6 +35,22 @@ __all__ = [
     "ScoringBalancer",
     "load_per_weight",
 ]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+# The built-in select / choose / scores functions whose results need no check.
+_TRUSTED: set[object] = set()
+
+
+def trusted(function: _F) -> _F:
+    """Mark a built-in ``select``, ``choose`` or ``scores`` whose results are right by
+    construction (one of the candidates, a tracker's candidate, finite scores), so the
+    seams do not check them again.
+
+    A subclass that overrides the method gets the checks back: the mark is on
+    the function, not the class.
+    """
+    _TRUSTED.add(function)
+    return function
 
 
 class Balancer(abc.ABC):
@@ -59,6 +85,21 @@ class Balancer(abc.ABC):
     random candidates (O(1) expected). A subclass that only implements
     ``select`` gets the listing, O(n).
 
+    **What crosses the seam is checked.** Every built-in ``select`` refuses
+    candidates that are not ``WorkerState`` views with
+    :class:`~taskdist.errors.InvalidTypeError` (O(1) for the list
+    ``tracker.candidates`` returns, O(n) for any other sequence), and
+    :meth:`choose` refuses a ``select`` that returns something other than
+    one of the candidates or ``None`` (``InvalidTypeError`` for a
+    non-``WorkerState``, :class:`~taskdist.errors.InvalidArgumentError` for
+    a view that is not a candidate). A refused call changes nothing in the
+    tracker or in a built-in balancer.
+
+    **Threads.** Balancers are not safe to share between threads (most keep
+    state between calls, and all read the tracker's live views): drive them
+    from one thread, behind your own lock, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
+
     The base hooks are O(1) no-ops; each strategy states what its ``select``
     and hooks cost.
     """
@@ -75,13 +116,20 @@ class Balancer(abc.ABC):
         """A worker for ``task`` among the tracker's candidates that pass ``where``, or ``None``.
 
         The base version is ``select(task, tracker.candidates(task, where))``:
-        O(n r) for the listing plus the cost of ``select``. Strategies that
-        can choose without the full list override it with the same answer
-        (or, for random ones, the same distribution of answers). ``where``
-        must be side-effect free (see
+        O(n r) for the listing plus the cost of ``select``, and O(n) in C to
+        check that ``select`` returned one of the listed candidates.
+        Strategies that can choose without the full list override it with
+        the same answer (or, for random ones, the same distribution of
+        answers). ``where`` must be side-effect free (see
         :data:`~taskdist.workers.tracker.WorkerFilter`).
+
+        Raises:
+            InvalidTypeError: ``select`` returned something that is not a
+                ``WorkerState`` (nor ``None``).
+            InvalidArgumentError: ``select`` returned a view that is not one
+                of the candidates.
         """
-        return self.select(task, tracker.candidates(task, where))
+        return checked_select(self, task, tracker.candidates(task, where))
 
     # The hooks are optional, hence concrete no-ops rather than abstract (B027).
     def on_assign(self, task: Task, worker: WorkerState) -> None:  # noqa: B027
@@ -98,6 +146,133 @@ class Balancer(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+trusted(Balancer.choose)  # it checks what select() returns itself
+
+
+def check_candidates(candidates: object) -> Sequence[WorkerState]:
+    """``candidates`` if it is a sequence of ``WorkerState`` views, else
+    :class:`~taskdist.errors.InvalidTypeError`.
+
+    O(1) for a list ``CapacityTracker.candidates`` made (and nobody added
+    to); O(n) for any other sequence.
+    """
+    if type(candidates) is CandidateList and candidates._vouched:
+        return candidates
+    if not isinstance(candidates, Sequence) or isinstance(candidates, (str, bytes)):
+        raise InvalidTypeError(
+            f"candidates must be a sequence of WorkerState (tracker.candidates(task)), "
+            f"got {type(candidates).__name__} {candidates!r:.80}"
+        )
+    for candidate in candidates:
+        if type(candidate) is not WorkerState:
+            raise InvalidTypeError(
+                "candidates must be WorkerState views from a CapacityTracker "
+                f"(tracker.candidates(task)), got {type(candidate).__name__} {candidate!r:.80}"
+            )
+    return candidates
+
+
+def _check_chosen(chosen: object, source: object) -> WorkerState | None:
+    """``chosen`` if it is ``None`` or a ``WorkerState``, else InvalidTypeError."""
+    if chosen is None or type(chosen) is WorkerState:
+        return chosen
+    raise InvalidTypeError(
+        f"{source} must return one of the candidates (a WorkerState) or None, "
+        f"got {type(chosen).__name__} {chosen!r:.80}"
+    )
+
+
+def checked_select(
+    balancer: Balancer, task: Task, candidates: Sequence[WorkerState]
+) -> WorkerState | None:
+    """``balancer.select(task, candidates)``, refused unless it is one of ``candidates``
+    (the same object) or ``None``.
+
+    O(n) in C for the membership test, plus the cost of ``select``; nothing for
+    a built-in ``select``, which returns one of them by construction.
+
+    Raises:
+        InvalidTypeError: the result is not a ``WorkerState`` (nor ``None``).
+        InvalidArgumentError: it is a view, but not one of ``candidates``.
+    """
+    if type(balancer).select in _TRUSTED:  # a built-in select: one of them by construction
+        return balancer.select(task, candidates)
+    source = f"{type(balancer).__name__}.select()"
+    chosen = _check_chosen(balancer.select(task, candidates), source)
+    # Views compare by identity, so `in` is an identity test, in C.
+    if chosen is not None and chosen not in candidates:
+        raise InvalidArgumentError(
+            f"{source} returned worker {chosen.id!r}, which is not one of the "
+            f"{len(candidates)} candidates it was given"
+        )
+    return chosen
+
+
+def checked_choose(
+    balancer: Balancer,
+    task: Task,
+    tracker: CapacityTracker,
+    where: WorkerFilter | None = None,
+) -> WorkerState | None:
+    """``balancer.choose(task, tracker, where)``, refused unless it is a candidate of
+    ``tracker`` for ``task`` (as ``tracker.is_candidate`` says) or ``None``.
+
+    A ``choose`` the library trusts (the base one, which checks ``select``
+    itself, and the built-in strategies') is not checked again; any other
+    costs one ``is_candidate``, O(r).
+
+    Raises:
+        InvalidTypeError: the result is not a ``WorkerState`` (nor ``None``).
+        InvalidArgumentError: it is a view, but not a candidate of the tracker.
+    """
+    chosen = balancer.choose(task, tracker, where)
+    if type(balancer).choose in _TRUSTED:
+        return chosen
+    source = f"{type(balancer).__name__}.choose()"
+    chosen = _check_chosen(chosen, source)
+    if chosen is not None and not (
+        chosen.id in tracker
+        and tracker.worker(chosen.id) is chosen
+        and tracker.is_candidate(task, chosen.id, where)
+    ):
+        raise InvalidArgumentError(
+            f"{source} returned worker {chosen.id!r}, which is not a candidate "
+            f"of the tracker for task {task.id!r}"
+        )
+    return chosen
+
+
+def check_scores(scores: object, count: int, source: str, *, unit: bool = False) -> Sequence[float]:
+    """``scores`` if it holds ``count`` numbers, none NaN (and, with ``unit``, each in [0, 1]).
+
+    Infinities are allowed unless ``unit`` (``-inf`` is a fair score for
+    "room for any number of tasks like this"). O(n) in C.
+
+    Raises:
+        InvalidTypeError: not a sequence, or a value that is not a real number.
+        InvalidArgumentError: the wrong number of values, a NaN, or (with
+            ``unit``) a value outside [0, 1] or infinite.
+    """
+    if not isinstance(scores, Sequence) or isinstance(scores, (str, bytes)):
+        raise InvalidTypeError(
+            f"{source} must return a sequence of {count} numbers, got {scores!r:.80}"
+        )
+    if len(scores) != count:
+        raise InvalidArgumentError(f"{source} returned {len(scores)} scores for {count} candidates")
+    try:
+        finite = math.isfinite(sum(scores))  # one C pass; NaN and inf - inf give NaN
+    except TypeError:
+        raise InvalidTypeError(f"{source} returned a score that is not a real number") from None
+    if not finite:
+        if unit:
+            raise InvalidArgumentError(f"{source} returned a NaN or infinite score")
+        if any(map(math.isnan, scores)):
+            raise InvalidArgumentError(f"{source} returned a NaN score")
+    if unit and (min(scores) < 0.0 or max(scores) > 1.0):
+        raise InvalidArgumentError(f"{source} returned a score outside [0, 1]")
+    return scores
 
 
 def check_balancer(value: object, name: str) -> Balancer:
@@ -144,7 +319,13 @@ class ScoringBalancer(Balancer):
 
     A subclass implements :meth:`scores` (all candidates at once, so a score
     may depend on the others, e.g. be normalised against the fastest).
-    ``select`` is O(n) plus the cost of ``scores``.
+    ``select`` is O(n) plus the cost of ``scores``. What a subclass's
+    ``scores`` returns is checked (:func:`check_scores`: one number per
+    candidate, none NaN; an infinity is a fair score), in O(n) in C.
+
+    **Threads.** Not safe to share between threads (it reads the tracker's live views):
+    drive it from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
     __slots__ = ()
@@ -153,17 +334,33 @@ class ScoringBalancer(Balancer):
     def scores(self, task: Task, candidates: Sequence[WorkerState]) -> list[float]:
         """One score per candidate, in order; lower is better."""
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
-        """The lowest-scored candidate, or ``None`` for an empty list."""
+        """The lowest-scored candidate, or ``None`` for an empty list.
+
+        Raises:
+            InvalidTypeError: a candidate is not a ``WorkerState``, or
+                ``scores`` returned something other than numbers.
+            InvalidArgumentError: ``scores`` returned the wrong number of
+                values, or a NaN.
+        """
+        candidates = check_candidates(candidates)
         if len(candidates) < 2:
             return candidates[0] if candidates else None
-        return best_of(self.scores(task, candidates), candidates)
+        scores: Sequence[float] = self.scores(task, candidates)
+        if type(self).scores not in _TRUSTED:
+            scores = check_scores(scores, len(candidates), f"{type(self).__name__}.scores()")
+        return best_of(scores, candidates)
 
 
 class RandomizedBalancer(Balancer):
     """A strategy whose choices are random, drawn from an injectable ``random.Random``.
 
     The same seed and the same calls give the same choices.
+
+    **Threads.** Not safe to share between threads (``rng`` is shared state): drive it
+    from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
     __slots__ = ("rng",)
@@ -185,6 +382,9 @@ class DelegatingBalancer(Balancer):
     """A strategy that hands some decisions to other balancers, and forwards every hook to them.
 
     Each hook costs O(d) for d wrapped balancers, plus what theirs cost.
+
+    **Threads.** Not safe to share between threads: drive it from one thread, behind a
+    lock of your own, or through the coming ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
     __slots__ = ("_delegates",)

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import math
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from functools import partial
 from operator import attrgetter
 from typing import Final
 
 import mmh3
 
 from taskdist._validate import check_hashable, check_id, check_int, check_number
-from taskdist.balancing.base import Balancer
-from taskdist.errors import DuplicateWorkerError, InvalidTypeError, UnknownWorkerError
+from taskdist.balancing.base import Balancer, check_candidates, checked_select, trusted
+from taskdist.errors import (
+    DuplicateWorkerError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    UnknownWorkerError,
+)
 from taskdist.task import Task
-from taskdist.workers.tracker import WorkerState
+from taskdist.workers._ranges import check_weight
+from taskdist.workers.state import CandidateList
+from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
 
 __all__ = ["ConsistentHash", "key_hash"]
 
@@ -27,9 +34,20 @@ _weight = attrgetter("weight")
 _ROUNDING: Final = 1e-12
 # Ring points are 32-bit: an unsigned C int holds one in 4 bytes.
 _POINT_TYPECODE: Final = "I"
-# At most 2**10 buckets in the directory of the ring (4 KB): bisecting an
-# array makes an int per probe, so narrowing the range first pays.
-_MAX_BUCKET_BITS: Final = 10
+# The directory of the ring has about one bucket per 16 points, up to 2**15
+# buckets (128 KB): bisecting an array makes an int per probe, and in a large
+# ring each probe is a cache miss, so narrowing the range first pays.
+_MAX_BUCKET_BITS: Final = 15
+_POINTS_PER_BUCKET_BITS: Final = 4
+# The most points one worker owns (and the most vnodes): a heavy weight costs at
+# most 64 Ki points, 768 KB and a few tens of ms to add, never millions.
+MAX_POINTS: Final = 1 << 16
+# choose() walks the ring past at most this many distinct workers that cannot take
+# the task (or are at their cap) before it lists the candidates instead.
+_WALK_BUDGET: Final = 32
+# The low 32 bits of a point's sort code: which newcomer owns it.
+_RANK_MASK: Final = (1 << 32) - 1
+_UNBOUNDED: Final = float("inf")
 
 
 def key_hash(key: Hashable) -> int:
@@ -56,52 +74,74 @@ def _point_hashes(label: str, start: int, stop: int) -> list[int]:
 class ConsistentHash(Balancer):
     """Equal keys go to the same worker; a membership change moves only about 1/n of the keys.
 
-    **The ring.** Each worker owns ``round(vnodes * weight)`` points (at
-    least one) at ``mmh3("<repr(id)>#<i>")`` on a 32-bit ring; a task's key
-    (``task.key``, or its ``id`` when it has none) belongs to the first
-    point strictly after ``mmh3(key)``, clockwise (wrapping past the top).
-    Equal points of different workers are ordered by ``repr(id)``, then by
-    join order, so the ring does not depend on the order workers joined
-    unless two ids have the same ``repr``. Adding a worker moves to it
-    exactly the keys that fall on its new arcs (≈ 1/(n+1) of them, none
+    **The ring.** Each worker owns ``min(round(vnodes * weight), 65536)``
+    points (at least one) at ``mmh3("<repr(id)>#<i>")`` on a 32-bit ring; a
+    task's key (``task.key``, or its ``id`` when it has none) belongs to the
+    first point strictly after ``mmh3(key)``, clockwise (wrapping past the
+    top). Equal points of different workers are ordered by ``repr(id)``,
+    then by join order, so the ring does not depend on the order workers
+    joined unless two ids have the same ``repr``. Adding a worker moves to
+    it exactly the keys that fall on its new arcs (≈ 1/(n+1) of them, none
     between old workers); removing one moves only its own keys.
     :meth:`lookup` answers that question alone, without loads. The default
     640 points per unit of weight keep 5 equal workers within max/mean 1.10
     of their share (measured over 30 random name sets). A point costs 12
     bytes (a 4-byte slot in an ``array`` of points, an 8-byte reference in
     the parallel list of owners): about 8 KB per worker at 640 points,
-    counting the containers' growth slack. A directory of at most 1024
-    buckets (by the top bits of a hash) narrows each bisection.
+    counting the containers' growth slack. A directory of about one bucket
+    per 16 points (by the top bits of a hash; at most 32 768 buckets, 128 KB)
+    narrows each bisection to a few points, so a lookup stays near O(1)
+    probes of a large ring.
+
+    **The cap on points.** No worker owns more than ``MAX_POINTS`` (65 536)
+    points, so a huge weight costs at most 768 KB and tens of milliseconds
+    to add, not millions of points: shares grow with weight up to ``65536 /
+    vnodes`` (102.4 at the default), and all heavier workers own the cap.
 
     **Bounded loads** (Mirrokni, Thorup, Zadimoghaddam, "Consistent Hashing
-    with Bounded Loads", 2018). With ``load_factor = c`` (>= 1) a candidate
-    is skipped, clockwise, while it is at its cap::
+    with Bounded Loads", 2018). With ``load_factor = c`` (>= 1) a worker is
+    skipped, clockwise, while it is at its cap::
 
         cap(w) = ceil(c * (L + 1) * weight(w) / W)
 
-    where ``L`` is the sum of ``in_flight`` over the candidates passed to
-    :meth:`select` and ``W`` the sum of their weights: ``(L + 1) / n`` is the
-    mean load counting the task being placed, as in the paper. So the
+    where, for :meth:`select`, ``L`` is the sum of ``in_flight`` over the
+    candidates it is given and ``W`` the sum of their weights; for
+    :meth:`choose`, over the tracker's workers that are not
+    ``UNAVAILABLE`` (the paper's bins: every worker, whether or not this
+    task could use it; kept as counters by the tracker). ``(L + 1) / n`` is
+    the mean load counting the task being placed, as in the paper. So the
     chosen worker never ends above ``ceil(c * mean)`` (its weighted share),
-    and some candidate is always under its cap (the caps sum to more than
+    and some worker is always under its cap (the caps sum to more than
     ``L``). ``load_factor=None`` turns the bound off.
 
-    **Membership** follows ``on_worker_added`` / ``on_worker_removed``; a
-    candidate the ring has not seen is added when first met, so the ring
-    also works with no hooks called (a worker removed without the hook just
-    keeps its points, which are skipped while it is not a candidate). A
-    worker that is down or full is skipped too, and gets its keys back
-    when it returns. A candidate whose ``weight`` changed since it joined
-    (``update_worker``) is re-pointed when ``select`` next meets it (as the
-    key's owner or on the walk past full workers): it gains or loses points
-    and only the keys on those points move.
+    **Membership.** ``select`` follows ``on_worker_added`` /
+    ``on_worker_removed``, and adds a candidate the ring has not seen when
+    it first meets one, so the ring also works with no hooks called (a
+    worker removed without the hook just keeps its points, which are
+    skipped while it is not a candidate). ``choose`` keeps the ring equal to
+    its tracker's workers: when the tracker's ``membership_version`` moved,
+    it adds the workers the ring lacks and removes those the tracker no
+    longer has. A worker that is down or full is skipped, and gets its keys
+    back when it returns. A worker whose ``weight`` changed since it joined
+    (``update_worker``) is re-pointed when ``select`` or ``choose`` next
+    meets it (as the key's owner or on the walk past full workers): it
+    gains or loses points and only the keys on those points move.
 
-    **Complexity.** ``select`` is O(n) in C over the candidates (a map from
-    id to worker, and the two sums when the bound is checked) plus O(log V)
-    for the ring, V = total points, and the walk past skipped workers;
-    :meth:`lookup` is O(log V); adding or removing a worker with P points
-    O(P log V) in Python plus O(V) of C-level copying (about 6 ms in a
-    ring of 1000 workers of 640 points).
+    **Complexity.** :meth:`select` is O(log V) for the ring (V = total
+    points), plus the walk past skipped workers, plus O(n) in C over the
+    candidates when the preferred worker is busy (the two sums of the
+    bound) or when the list differs from the one it was last given (an id
+    map, reused while the same list comes back). :meth:`choose` is O(log V
+    + r) when the key's owner can take the task, and O(k r) more for the k
+    workers passed over on the walk, at most 32 of them; after those it
+    lists the candidates, O(n r). :meth:`lookup` is O(log V); adding or
+    removing a worker with P points O(P log V) in Python plus O(V) of
+    C-level copying (about 6 ms in a ring of 1000 workers of 640 points).
+
+    **Range.** ``vnodes`` from 1 to 65 536; weights from 1e-9 to 1e9;
+    ``load_factor`` any finite number >= 1 (beyond the number of workers it
+    no longer bounds anything). Not safe to share between threads (see
+    :class:`~taskdist.balancing.base.Balancer`).
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
@@ -112,15 +152,25 @@ class ConsistentHash(Balancer):
     >>> first = ring.select(Task("t1", key="user-7"), pool).id
     >>> ring.select(Task("t2", key="user-7"), pool).id == first == ring.lookup("user-7")
     True
+    >>> ring.choose(Task("t3", key="user-7"), tracker).id == first
+    True
     """
 
     __slots__ = (
         "_bucket_shift",
         "_bucket_starts",
+        "_cap_factor",
         "_labels",
+        "_last_by_id",
+        "_last_list",
+        "_last_version",
         "_load_factor",
+        "_own_select",
         "_owners",
         "_points",
+        "_synced",
+        "_version",
+        "_views",
         "_vnodes",
         "_weights",
     )
@@ -128,17 +178,32 @@ class ConsistentHash(Balancer):
     def __init__(self, vnodes: int = 640, load_factor: float | None = 1.25) -> None:
         """
         Args:
-            vnodes: ring points per unit of weight (>= 1). A share's relative
-                spread is about ``1/sqrt(points)``: the default 640 keeps 5
-                workers within max/mean 1.10; with 160 (uhashring's count)
-                they land at 1.09 on average over random names, up to 1.17.
-                Memory and the cost of a membership change grow linearly with it.
-            load_factor: ``c`` >= 1 of the bounded-loads cap, or ``None`` for plain hashing.
+            vnodes: ring points per unit of weight, 1 to 65 536. A share's
+                relative spread is about ``1/sqrt(points)``: the default 640
+                keeps 5 workers within max/mean 1.10; with 160 (uhashring's
+                count) they land at 1.09 on average over random names, up to
+                1.17. Memory and the cost of a membership change grow
+                linearly with it.
+            load_factor: ``c`` >= 1 (finite) of the bounded-loads cap, or
+                ``None`` for plain hashing.
+
+        Raises:
+            InvalidTypeError: ``vnodes`` not an int, ``load_factor`` not a number.
+            InvalidArgumentError: either out of its range.
         """
         self._vnodes = check_int(vnodes, "vnodes", minimum=1)
-        self._load_factor = (
+        if self._vnodes > MAX_POINTS:
+            raise InvalidArgumentError(
+                f"vnodes must be at most {MAX_POINTS} (the most points a worker owns), "
+                f"got {vnodes!r}"
+            )
+        factor = (
             None if load_factor is None else check_number(load_factor, "load_factor", minimum=1.0)
         )
+        self._load_factor = factor
+        # c, shaved by a hair: float rounding must never grant one task more than the
+        # exact cap (inf without a bound, so every worker is under it).
+        self._cap_factor = _UNBOUNDED if factor is None else factor * (1.0 - _ROUNDING)
         # worker id -> the weight its points were made for; the members, in join order.
         self._weights: dict[Hashable, float] = {}
         # worker id -> repr of the id it joined with: its points are hashed from it
@@ -153,6 +218,18 @@ class ConsistentHash(Balancer):
         self._bucket_shift: int
         self._bucket_starts: array[int]
         self._store(array(_POINT_TYPECODE), [])
+        self._version = 0  # counts joins and leaves
+        # select(): the last candidate list (a copy), its id -> view map, and the
+        # ring version when all of them were known to be on the ring.
+        self._last_list: list[WorkerState] = []
+        self._last_by_id: dict[Hashable, WorkerState] = {}
+        self._last_version = -1
+        # choose(): the tracker the ring mirrors, its membership version then, and
+        # its workers' live views by id (read-only, updated by the tracker in place).
+        self._synced: tuple[CapacityTracker, int] | None = None
+        # A subclass with a select() of its own is placed by listing (see choose()).
+        self._own_select = type(self).select is not ConsistentHash.select
+        self._views: dict[Hashable, WorkerState] = {}
 
     @property
     def vnodes(self) -> int:
@@ -167,21 +244,19 @@ class ConsistentHash(Balancer):
     # -- membership -------------------------------------------------------
 
     def add(self, worker_id: Hashable, weight: float = 1.0) -> None:
-        """Put a worker on the ring with ``round(vnodes * weight)`` points (>= 1).
+        """Put a worker on the ring with ``min(round(vnodes * weight), 65536)`` points (>= 1).
 
         O(P log V) for its P points, plus O(V) of C-level copying.
 
         Raises:
             DuplicateWorkerError: it is already on the ring.
-            InvalidArgumentError, InvalidTypeError: a bad id or weight (<= 0, NaN).
+            InvalidArgumentError, InvalidTypeError: a bad id, or a weight that
+                is not a number within [1e-9, 1e9].
         """
         check_id(worker_id, "worker_id")
         if worker_id in self._weights:
             raise DuplicateWorkerError(f"worker {worker_id!r} is already on the ring")
-        weight = check_number(weight, "weight", positive=True)
-        self._weights[worker_id] = weight
-        self._labels[worker_id] = label = repr(worker_id)
-        self._insert(worker_id, label, _point_hashes(label, 0, self._point_count(weight)))
+        self._join([(worker_id, check_weight(weight, "weight"))])
 
     def remove(self, worker_id: Hashable) -> None:
         """Take a worker's points off the ring.
@@ -198,6 +273,7 @@ class ConsistentHash(Balancer):
         except KeyError:
             raise UnknownWorkerError(f"worker {worker_id!r} is not on the ring") from None
         label = self._labels.pop(worker_id)
+        self._version += 1
         self._delete(worker_id, _point_hashes(label, 0, self._point_count(weight)))
 
     def on_worker_added(self, worker: WorkerState) -> None:
@@ -236,67 +312,213 @@ class ConsistentHash(Balancer):
         index = bisect_right(points, position, starts[bucket], starts[bucket + 1])
         return self._owners[index if index < len(points) else 0]
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The first candidate clockwise from the task's key that is under its cap.
 
         ``None`` only for an empty list.
+
+        Raises:
+            InvalidTypeError: a candidate is not a ``WorkerState``.
         """
+        if type(candidates) is not CandidateList or not candidates._vouched:
+            candidates = check_candidates(candidates)  # inlined for the tracker's own lists
         if len(candidates) < 2:
             return candidates[0] if candidates else None
-        by_id: dict[Hashable, WorkerState] = dict(
-            zip(map(_id, candidates), candidates, strict=True)
-        )
-        if not by_id.keys() <= self._weights.keys():
-            for worker in candidates:
-                self.on_worker_added(worker)
-        position = key_hash(task.id if task.key is None else task.key)
-        while True:  # again only after re-pointing a reweighed worker: once per worker at most
-            chosen = self._walk(position, by_id, candidates)
-            if chosen is not None:
-                return chosen
+        # The id map of the same list as last time (the same views, in order) is reused.
+        if self._last_version == self._version and candidates == self._last_list:
+            by_id = self._last_by_id
+        else:
+            by_id = dict(zip(map(_id, candidates), candidates, strict=True))
+            if not by_id.keys() <= self._weights.keys():
+                self._join([(w.id, w.weight) for w in candidates if w.id not in self._weights])
+            self._last_list, self._last_by_id = list(candidates), by_id
+            self._last_version = self._version
+        key = task.id if task.key is None else task.key
+        # key_hash and _successor, inlined: select is a hot path.
+        position = mmh3.hash(key, signed=False) if type(key) is str else key_hash(key)
+        points, starts = self._points, self._bucket_starts
+        bucket = position >> self._bucket_shift
+        start = bisect_right(points, position, starts[bucket], starts[bucket + 1])
+        if start == len(points):
+            start = 0
+        preferred = by_id.get(self._owners[start])
+        if preferred is not None and preferred.weight == self._weights[preferred.id]:
+            # The cheap path: an idle worker is always under its cap (every cap is >= 1).
+            if self._load_factor is None or preferred.in_flight == 0:
+                return preferred
+            scale = (
+                self._cap_factor
+                * (sum(map(_in_flight, candidates)) + 1)
+                / sum(map(_weight, candidates))
+            )
+            if preferred.in_flight < scale * preferred.weight:
+                return preferred  # the walk's first step, without setting the walk up
+            return self._walk(start, by_id, scale, preferred.id) or self._rewalk(
+                position, by_id, scale
+            )
+        scale = self._scale(sum(map(_in_flight, candidates)), sum(map(_weight, candidates)))
+        return self._walk(start, by_id, scale, None) or self._rewalk(position, by_id, scale)
 
-    def _walk(
-        self, position: int, by_id: dict[Hashable, WorkerState], candidates: Sequence[WorkerState]
+    @trusted
+    def choose(
+        self, task: Task, tracker: CapacityTracker, where: WorkerFilter | None = None
     ) -> WorkerState | None:
-        """The first candidate under its cap clockwise from ``position``; ``None`` if the
-        ring had to be re-pointed for a changed weight on the way (walk again)."""
-        owners = self._owners
-        size = len(owners)
-        start = self._successor(position)
-        load_factor = self._load_factor
-        preferred = by_id.get(owners[start])
-        if preferred is not None and self._reweighed(preferred):
+        """A worker for ``task`` among the tracker's candidates, without listing them.
+
+        The ring first follows the tracker's membership (see the class
+        docstring). Then, clockwise from the task's key, the first worker
+        that is a candidate (``tracker.first_candidate``: healthy, or
+        degraded under ``degraded="include"``) and under its cap against
+        the tracker's available pool. If none is found among the first 32
+        distinct workers met, the candidates are listed and :meth:`select`
+        chooses among them (so degraded workers under ``"fallback"``, and
+        candidates all at their cap, are still served). O(log V + r) when
+        the key's owner can take the task; see the class docstring.
+
+        A subclass that overrides ``select`` gets the listing always, so its
+        own choice is the one made.
+        """
+        if self._own_select:
+            return super().choose(task, tracker, where)
+        synced = self._synced
+        if synced is None or synced[0] is not tracker or synced[1] != tracker.membership_version:
+            self._sync(tracker)
+        points = self._points
+        if not points:
             return None
-        # The cheap path: an idle worker is always under its cap (every cap is >= 1).
-        if preferred is not None and (load_factor is None or preferred.in_flight == 0):
-            return preferred
-        scale = 0.0
-        if load_factor is not None:
-            total = sum(map(_in_flight, candidates)) + 1
-            scale = load_factor * total / sum(map(_weight, candidates)) * (1.0 - _ROUNDING)
-        skipped: set[Hashable] = set()
-        index = start
-        for _ in range(size):
-            owner = owners[index]
-            if owner not in skipped:
-                candidate = by_id.get(owner)
-                if candidate is not None:
-                    if self._reweighed(candidate):
-                        return None
-                    if load_factor is None or candidate.in_flight < math.ceil(
-                        scale * candidate.weight
-                    ):
-                        return candidate
-                skipped.add(owner)
-            index = index + 1 if index + 1 < size else 0
-        # Unreachable: every candidate is on the ring and one is under its cap.
-        return min(candidates, key=_in_flight)  # pragma: no cover
+        key = task.id if task.key is None else task.key
+        # key_hash and _successor, inlined: choose is a hot path.
+        position = mmh3.hash(key, signed=False) if type(key) is str else key_hash(key)
+        starts = self._bucket_starts
+        bucket = position >> self._bucket_shift
+        index = bisect_right(points, position, starts[bucket], starts[bucket + 1])
+        if index == len(points):
+            index = 0
+        # The key's owner first: it takes most tasks. Its cap is looked at on the view
+        # the ring keeps (O(1)) before the tracker is asked about the rest.
+        first = self._owners[index]
+        state = self._views.get(first)
+        if state is not None:
+            if state.weight != self._weights[first]:  # re-point it, then start again
+                self._reweighed(state)
+                return self.choose(task, tracker, where)
+            # An idle worker is under any cap (every cap is >= 1): no pool totals needed.
+            if state.in_flight == 0:
+                if tracker.first_candidate(task, (first,), where) is not None:
+                    return state
+            elif state.in_flight < (scale := self._pool_scale(tracker)) * state.weight:
+                if tracker.first_candidate(task, (first,), where) is not None:
+                    return state
+                return self._walk_tracker(task, tracker, where, index, first, scale)
+        return self._walk_tracker(task, tracker, where, index, first, None)
 
     def __repr__(self) -> str:
         return (
             f"ConsistentHash(vnodes={self._vnodes}, load_factor={self._load_factor!r}, "
             f"workers={len(self._weights)})"
         )
+
+    # -- internals --------------------------------------------------------
+
+    def _scale(self, in_flight: int, weight: float) -> float:
+        """``c * (L + 1) / W``, shaved by a hair: a worker is under its cap while
+        ``in_flight < scale * weight`` (``k < ceil(x)`` is ``k < x`` for an integer
+        ``k``); ``inf`` without a bound. (select() has it inlined.)"""
+        return self._cap_factor * (in_flight + 1) / weight
+
+    def _pool_scale(self, tracker: CapacityTracker) -> float:
+        """``_scale`` over the tracker's available pool (``inf`` if nothing is available)."""
+        weight = tracker.available_weight
+        return self._scale(tracker.available_in_flight, weight) if weight else _UNBOUNDED
+
+    def _walk_tracker(
+        self,
+        task: Task,
+        tracker: CapacityTracker,
+        where: WorkerFilter | None,
+        start: int,
+        first: Hashable,
+        scale: float | None,
+    ) -> WorkerState | None:
+        """choose() past the key's owner ``first`` (at ``start``, looked at already):
+        clockwise, the first worker under its cap against the pool (``scale``, if
+        worked out already) that the tracker says is a candidate, among the first
+        ``_WALK_BUDGET`` distinct workers; else ``select`` over the listed candidates."""
+        if scale is None:
+            scale = self._pool_scale(tracker)
+        owners, weights, views = self._owners, self._weights, self._views
+        candidate = tracker.first_candidate
+        size = len(owners)
+        budget = min(len(weights), _WALK_BUDGET)
+        met = {first}
+        index = start
+        for _ in range(size - 1):  # clockwise, each distinct worker once, up to the budget
+            if len(met) >= budget:
+                break
+            index = index + 1 if index + 1 < size else 0
+            owner = owners[index]
+            if owner in met:
+                continue
+            met.add(owner)
+            state = views.get(owner)
+            if state is None:
+                continue  # on the ring, not in the tracker (added by hand)
+            if state.weight != weights[owner]:  # re-point it, then walk again from the key
+                self._reweighed(state)
+                return self.choose(task, tracker, where)
+            if state.in_flight < scale * state.weight and candidate(task, (owner,), where):
+                return state
+        return checked_select(self, task, tracker.candidates(task, where))
+
+    def _rewalk(
+        self, position: int, by_id: dict[Hashable, WorkerState], scale: float
+    ) -> WorkerState:
+        """Walk from ``position`` again after a re-pointing, until a walk ends well
+        (again only after re-pointing another reweighed worker: once per worker at most)."""
+        while True:
+            chosen = self._walk(self._successor(position), by_id, scale, None)
+            if chosen is not None:
+                return chosen
+
+    def _walk(
+        self,
+        start: int,
+        by_id: dict[Hashable, WorkerState],
+        scale: float,
+        seen: Hashable | None,
+    ) -> WorkerState | None:
+        """The first candidate under its cap clockwise from ``start`` (past ``seen``, the
+        worker there if it was looked at already); ``None`` if the ring had to be
+        re-pointed for a changed weight on the way (walk again)."""
+        owners, weights = self._owners, self._weights
+        size = len(owners)
+        skipped: set[Hashable] = set() if seen is None else {seen}
+        index = start
+        for _ in range(size):
+            owner = owners[index]
+            if owner not in skipped:
+                candidate = by_id.get(owner)
+                if candidate is not None:
+                    if candidate.weight != weights[owner] and self._reweighed(candidate):
+                        return None
+                    if candidate.in_flight < scale * candidate.weight:
+                        return candidate
+                skipped.add(owner)
+            index = index + 1 if index + 1 < size else 0
+        # Unreachable: every candidate is on the ring and one is under its cap.
+        return min(by_id.values(), key=_in_flight)  # pragma: no cover
+
+    def _sync(self, tracker: CapacityTracker) -> None:
+        """Make the ring's members the tracker's workers, and keep their live views.
+
+        O(n), plus the joins and leaves."""
+        members = {state.id: state for state in tracker.workers()}
+        for worker_id in [w for w in self._weights if w not in members]:
+            self.remove(worker_id)
+        self._join([(w, state.weight) for w, state in members.items() if w not in self._weights])
+        self._views = members
+        self._synced = (tracker, tracker.membership_version)
 
     def _reweighed(self, worker: WorkerState) -> bool:
         """Re-point a worker whose weight changed since it joined; whether its points changed.
@@ -312,27 +534,63 @@ class ConsistentHash(Balancer):
         self._weights[worker_id] = weight
         label = self._labels[worker_id]
         if new > old:
-            self._insert(worker_id, label, _point_hashes(label, old, new))
+            self._insert([point << 32 for point in _point_hashes(label, old, new)], (worker_id,))
         elif new < old:
             self._delete(worker_id, _point_hashes(label, new, old))
         return new != old
 
     def _point_count(self, weight: float) -> int:
         """How many points a worker of this weight owns."""
-        return max(1, round(self._vnodes * weight))
+        return max(1, min(round(self._vnodes * weight), MAX_POINTS))
 
-    def _insert(self, worker_id: Hashable, label: str, points: list[int]) -> None:
-        """Merge a worker's new points (sorted) into the ring, in place of a full re-sort.
+    def _join(self, joining: Iterable[tuple[Hashable, float]]) -> None:
+        """Put workers on the ring, in this order, with one merge for all of their points.
 
-        Each point is placed by bisection; the runs of the old ring between
-        them are copied as slices (memcpy), so a merge costs O(P log V)
-        steps in Python and O(V) in C.
+        Equal points among the newcomers go by ``repr(id)``, then by this
+        order, as if they had joined one after another. A point is sorted as
+        one int, ``point << 32 | rank`` (rank: the newcomer's place in that
+        order), so a batch of P points costs O(P log P) in C and P small ints.
+        """
+        joining = list(joining)
+        if not joining:
+            return
+        labels = [repr(worker_id) for worker_id, _ in joining]
+        ranked: list[Hashable] = []
+        codes: list[int] = []
+        for rank, at in enumerate(sorted(range(len(joining)), key=lambda i: (labels[i], i))):
+            worker_id, weight = joining[at]
+            self._weights[worker_id] = weight
+            self._labels[worker_id] = label = labels[at]
+            ranked.append(worker_id)
+            codes += [
+                point << 32 | rank for point in _point_hashes(label, 0, self._point_count(weight))
+            ]
+        codes.sort()
+        self._version += 1
+        self._insert(codes, ranked)
+
+    def _insert(self, codes: list[int], ranked: Sequence[Hashable]) -> None:
+        """Merge new points into the ring, in place of a full re-sort.
+
+        ``codes`` are the new points as ``point << 32 | rank``, sorted, where
+        ``ranked[rank]`` owns the point. Into an empty ring they go as they
+        are; otherwise each point is placed by bisection and the runs of the
+        old ring between them are copied as slices (memcpy), so a merge costs
+        O(P log V) steps in Python and O(V) in C.
         """
         old_points, old_owners, labels = self._points, self._owners, self._labels
+        if not old_points:
+            self._store(
+                array(_POINT_TYPECODE, [code >> 32 for code in codes]),
+                [ranked[code & _RANK_MASK] for code in codes],
+            )
+            return
         new_points: array[int] = array(_POINT_TYPECODE)
         new_owners: list[Hashable] = []
         start = 0
-        for point in points:
+        for code in codes:
+            point, worker_id = code >> 32, ranked[code & _RANK_MASK]
+            label = labels[worker_id]
             index = bisect_right(old_points, point, start)
             # Equal points (rare) are ordered by repr(owner), then join order:
             # step back over those whose owner's repr sorts after ours.
@@ -371,11 +629,13 @@ class ConsistentHash(Balancer):
     def _store(self, points: array[int], owners: list[Hashable]) -> None:
         """Make ``points`` (sorted) and ``owners`` the ring, and rebuild its directory.
 
-        O(B log V) for B = min(1024, 2**bit_length(V)) buckets.
+        O(B log V) for B buckets, about V / 16 and at most 32 768 (the bisections
+        run from C, through map).
         """
-        bits = min(_MAX_BUCKET_BITS, len(points).bit_length())
+        bits = min(_MAX_BUCKET_BITS, max(0, len(points).bit_length() - _POINTS_PER_BUCKET_BITS))
         shift = 32 - bits
-        starts = array(_POINT_TYPECODE, [bisect_left(points, b << shift) for b in range(1 << bits)])
+        bounds = range(0, 1 << 32, 1 << shift)
+        starts = array(_POINT_TYPECODE, map(partial(bisect_left, points), bounds))
         starts.append(len(points))
         self._points, self._owners = points, owners
         self._bucket_shift, self._bucket_starts = shift, starts

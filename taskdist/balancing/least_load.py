@@ -10,8 +10,9 @@ import math
 from collections.abc import Sequence
 from typing import Final
 
-from taskdist.balancing.base import ScoringBalancer
+from taskdist.balancing.base import ScoringBalancer, trusted
 from taskdist.task import Task
+from taskdist.workers._load_index import PURE_KEYS
 from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState, demand_of
 
 __all__ = ["CapacityBased", "LeastConnections", "PerformanceBased"]
@@ -32,8 +33,14 @@ class LeastConnections(ScoringBalancer):
     loaded); during slow start the lower effective weight holds a new worker
     back. ``select`` is one O(n) pass over the candidates; :meth:`choose`
     gets the same answer from the tracker's load index in O(log n) per
-    placement (see :meth:`CapacityTracker.least_loaded
-    <taskdist.workers.tracker.CapacityTracker.least_loaded>`).
+    placement: it gives :meth:`CapacityTracker.lowest
+    <taskdist.workers.tracker.CapacityTracker.lowest>` this strategy's order
+    (``(load_ratio / effective_weight, load_ratio)``, ties to the earliest
+    registered).
+
+    **Threads.** Not safe to share between threads (it reads the tracker's live views):
+    drive it from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
@@ -49,11 +56,13 @@ class LeastConnections(ScoringBalancer):
 
     __slots__ = ()
 
+    @trusted
     def scores(self, task: Task, candidates: Sequence[WorkerState]) -> list[float]:
         """``load_ratio / effective_weight`` per candidate. O(n)."""
         # load_per_weight, inlined: no call per worker (about 1.3x faster at 1000 workers).
         return [worker.load_ratio / worker.effective_weight for worker in candidates]
 
+    @trusted
     def choose(
         self, task: Task, tracker: CapacityTracker, where: WorkerFilter | None = None
     ) -> WorkerState | None:
@@ -67,7 +76,7 @@ class LeastConnections(ScoringBalancer):
         cls = type(self)
         if cls.scores is not LeastConnections.scores or cls.select is not ScoringBalancer.select:
             return super().choose(task, tracker, where)
-        return tracker.least_loaded(task, where)
+        return tracker.lowest(task, _load_order, where)
 
 
 class CapacityBased(ScoringBalancer):
@@ -78,10 +87,15 @@ class CapacityBased(ScoringBalancer):
     resources it demands of free / demand). Unlike ``LeastConnections``,
     which balances ratios, this fills the biggest free space first: 5 free
     slots of 10 beat 2 free of 2. Ignores weights. ``select`` is O(n r).
+
+    **Threads.** Not safe to share between threads (it reads the tracker's live views):
+    drive it from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
     __slots__ = ()
 
+    @trusted
     def scores(self, task: Task, candidates: Sequence[WorkerState]) -> list[float]:
         """Minus the headroom per candidate. O(n r)."""
         demand = [(name, amount) for name, amount in demand_of(task).items() if amount > 0]
@@ -110,10 +124,15 @@ class PerformanceBased(ScoringBalancer):
     hence least-loaded first, when none does). It sends work to the fastest
     reliable workers first, trading some balance for latency.
     ``select`` is O(n).
+
+    **Threads.** Not safe to share between threads (it reads the tracker's live views):
+    drive it from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
     __slots__ = ()
 
+    @trusted
     def scores(self, task: Task, candidates: Sequence[WorkerState]) -> list[float]:
         """Expected completion time per candidate. O(n)."""
         known = [worker.latency for worker in candidates if worker.latency is not None]
@@ -131,3 +150,14 @@ class PerformanceBased(ScoringBalancer):
             queued = worker.in_flight + 1 - parallel
             scores.append(expected * (1.0 + queued / parallel) if queued > 0 else expected)
         return scores
+
+
+def _load_order(worker: WorkerState) -> tuple[float, float]:
+    """LeastConnections' order for the tracker's index: its score, then its tie-break.
+
+    One module-level function, so every LeastConnections shares one index."""
+    ratio = worker.load_ratio
+    return (ratio / worker.effective_weight, ratio)
+
+
+PURE_KEYS.add(_load_order)  # it reads the view and nothing else

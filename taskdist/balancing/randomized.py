@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from taskdist.balancing.base import RandomizedBalancer, load_per_weight
+from taskdist.balancing.base import RandomizedBalancer, check_candidates, load_per_weight, trusted
 from taskdist.errors import InvalidTypeError
 from taskdist.task import Task
+from taskdist.workers.state import CandidateList
 from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
 
 __all__ = ["PowerOfTwoChoices", "RandomBalancer"]
@@ -20,6 +21,10 @@ class RandomBalancer(RandomizedBalancer):
     from the injected ``rng``, so a seeded ``random.Random`` replays them.
     ``select`` is O(n) weighted (one pass to accumulate weights), O(1)
     unweighted.
+
+    **Threads.** Not safe to share between threads (``rng`` is shared state): drive it
+    from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> import random
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
@@ -45,8 +50,10 @@ class RandomBalancer(RandomizedBalancer):
         super().__init__(rng)
         self.weighted = weighted
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """A random candidate, or ``None`` for an empty list."""
+        candidates = check_candidates(candidates)
         count = len(candidates)
         if count < 2:
             return candidates[0] if count else None
@@ -73,12 +80,19 @@ class PowerOfTwoChoices(RandomizedBalancer):
     :meth:`CapacityTracker.sample <taskdist.workers.tracker.CapacityTracker.sample>`),
     so a placement is O(1) expected in the number of workers, not O(n) for
     listing the candidates first.
+
+    **Threads.** Not safe to share between threads (``rng`` is shared state): drive it
+    from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
     __slots__ = ()
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The less loaded of two random candidates, or ``None`` for an empty list. O(1)."""
+        if type(candidates) is not CandidateList or not candidates._vouched:
+            candidates = check_candidates(candidates)  # inlined for the tracker's own lists
         count = len(candidates)
         if count < 2:
             return candidates[0] if count else None
@@ -90,6 +104,7 @@ class PowerOfTwoChoices(RandomizedBalancer):
         a, b = candidates[first], candidates[second]
         return b if load_per_weight(b) < load_per_weight(a) else a
 
+    @trusted
     def choose(
         self, task: Task, tracker: CapacityTracker, where: WorkerFilter | None = None
     ) -> WorkerState | None:
@@ -99,7 +114,9 @@ class PowerOfTwoChoices(RandomizedBalancer):
         ``tracker.candidates(task, where)``; the draws themselves differ, so
         a seeded ``rng`` replays ``choose`` and ``select`` separately. A
         subclass that overrides ``select`` gets the listing instead (O(n r)),
-        so its own choice is the one made.
+        so its own choice is the one made. If ``where`` raises (a refused
+        call back into the tracker included), the draws made before it
+        stay drawn.
         """
         if type(self).select is not PowerOfTwoChoices.select:
             return super().choose(task, tracker, where)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from taskdist.balancing.base import Balancer
+from taskdist.balancing.base import Balancer, check_candidates, trusted
 from taskdist.task import Task
+from taskdist.workers.state import CandidateList
 from taskdist.workers.tracker import WorkerState
 
 __all__ = ["RoundRobin", "WeightedRoundRobin"]
@@ -19,6 +20,10 @@ class RoundRobin(Balancer):
     up or comes back) the rotation carries on from the same position modulo
     the new length; the exact-turns guarantee is for an unchanged list.
     Ignores weights and load. ``select`` is O(1).
+
+    **Threads.** Not safe to share between threads (it keeps its position): drive it
+    from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
@@ -34,8 +39,11 @@ class RoundRobin(Balancer):
     def __init__(self) -> None:
         self._position = 0
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The next candidate in rotation, or ``None`` for an empty list. O(1)."""
+        if type(candidates) is not CandidateList or not candidates._vouched:
+            candidates = check_candidates(candidates)  # inlined for the tracker's own lists
         count = len(candidates)
         if not count:
             return None
@@ -61,6 +69,10 @@ class WeightedRoundRobin(Balancer):
     A worker that leaves the candidate list keeps its current value and
     resumes from it; ``on_worker_removed`` forgets it. ``select`` is O(n).
 
+    **Threads.** Not safe to share between threads (it keeps running weights): drive it
+    from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
+
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
     >>> for name, weight in (("a", 5), ("b", 1), ("c", 1)):
@@ -75,8 +87,10 @@ class WeightedRoundRobin(Balancer):
     def __init__(self) -> None:
         self._current: dict[Hashable, float] = {}
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The candidate whose running weight is highest, or ``None`` for an empty list. O(n)."""
+        candidates = check_candidates(candidates)
         if not candidates:
             return None
         current = self._current

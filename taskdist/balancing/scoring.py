@@ -8,11 +8,11 @@ built-in factors are plain functions here, usable in your own combinations.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Final
 
 from taskdist._validate import check_number
-from taskdist.balancing.base import Balancer, best_of
+from taskdist.balancing.base import Balancer, best_of, check_candidates, check_scores, trusted
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.task import Task
 from taskdist.workers.tracker import WorkerState
@@ -74,12 +74,15 @@ def cost_efficiency(task: Task, candidates: Sequence[WorkerState]) -> list[float
     return [(high - cost) / (high - low) for cost in costs]
 
 
+_MAX_FACTOR_WEIGHT: Final = 1e9
+
 _BUILT_IN: dict[str, Factor] = {
     "skill": skill_match,
     "availability": availability,
     "performance": performance,
     "cost": cost_efficiency,
 }
+_TRUSTED_FACTORS: Final = frozenset(_BUILT_IN.values())
 
 
 class MultiFactor(Balancer):
@@ -98,6 +101,10 @@ class MultiFactor(Balancer):
 
     ``select`` is O(n) per factor (O(n s) for skills). :meth:`scores` shows
     the totals, for explaining a choice.
+
+    **Threads.** Not safe to share between threads (it reads the tracker's live views):
+    drive it from one thread, behind a lock of your own, or through the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
     __slots__ = ("_factors",)
@@ -113,13 +120,17 @@ class MultiFactor(Balancer):
     ) -> None:
         """
         Args:
-            skill, availability, performance, cost: weights (>= 0) of the built-in factors.
-            factors: custom factors, ``{name: (weight, factor)}``.
+            skill, availability, performance, cost: weights (0 to 1e9) of the
+                built-in factors.
+            factors: custom factors, ``{name: (weight, factor)}``: a non-empty
+                name, a weight from 0 to 1e9, and a function returning one
+                score in [0, 1] per candidate (checked on every call).
 
         Raises:
-            InvalidArgumentError: a weight negative, NaN or infinite; all weights 0;
-                a custom name that is a built-in one.
-            InvalidTypeError: a custom factor that is not ``(weight, callable)``.
+            InvalidArgumentError: a weight negative, above 1e9, NaN or infinite;
+                all weights 0; a custom name that is empty or a built-in one.
+            InvalidTypeError: ``factors`` not a mapping, a name not a str, or a
+                custom factor that is not ``(weight, callable)``.
         """
         weighted: list[tuple[str, float, Factor]] = []
         builtin = {
@@ -129,8 +140,18 @@ class MultiFactor(Balancer):
             "cost": cost,
         }
         for name, weight in builtin.items():
-            weighted.append((name, check_number(weight, name, minimum=0.0), _BUILT_IN[name]))
-        for name, spec in (factors or {}).items():
+            weighted.append((name, _check_weight(weight, name), _BUILT_IN[name]))
+        if factors is None:
+            factors = {}
+        elif not isinstance(factors, Mapping):
+            raise InvalidTypeError(
+                f"factors must be a mapping of name to (weight, factor), got {factors!r}"
+            )
+        for name, spec in factors.items():
+            if not isinstance(name, str):
+                raise InvalidTypeError(f"factor names are str, got {name!r}")
+            if not name:
+                raise InvalidArgumentError("a factor name must not be empty")
             if name in _BUILT_IN:
                 raise InvalidArgumentError(
                     f"factors[{name!r}] clashes with the built-in factor; set {name}= instead"
@@ -139,9 +160,7 @@ class MultiFactor(Balancer):
                 raise InvalidTypeError(
                     f"factors[{name!r}] must be (weight, factor(task, candidates)), got {spec!r}"
                 )
-            weighted.append(
-                (name, check_number(spec[0], f"factors[{name!r}]", minimum=0.0), spec[1])
-            )
+            weighted.append((name, _check_weight(spec[0], f"factors[{name!r}]"), spec[1]))
         if not any(weight > 0 for _, weight, _ in weighted):
             raise InvalidArgumentError("at least one factor weight must be > 0, all are 0")
         self._factors = [(name, weight, factor) for name, weight, factor in weighted if weight > 0]
@@ -155,24 +174,26 @@ class MultiFactor(Balancer):
         """The weighted sum per candidate, in order; higher is better.
 
         Raises:
+            InvalidTypeError: a candidate is not a ``WorkerState``, or a
+                factor returned something other than numbers.
             InvalidArgumentError: a factor returned the wrong number of
-                scores, or a NaN or infinite one (named in the message).
+                scores, or a NaN, infinite or out-of-[0, 1] one (named in the
+                message).
         """
+        candidates = check_candidates(candidates)
         count = len(candidates)
         totals = [0.0] * count
         for name, weight, factor in self._factors:
             values = factor(task, candidates)
-            if len(values) != count:
-                raise InvalidArgumentError(
-                    f"factor {name!r} returned {len(values)} scores for {count} candidates"
-                )
-            if not math.isfinite(sum(values)):
-                raise InvalidArgumentError(f"factor {name!r} returned a NaN or infinite score")
+            if factor not in _TRUSTED_FACTORS:  # the built-in ones score in [0, 1] by design
+                values = check_scores(values, count, f"factor {name!r}", unit=True)
             totals = [total + weight * value for total, value in zip(totals, values, strict=True)]
         return totals
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
         """The highest-scoring candidate, or ``None`` for an empty list."""
+        candidates = check_candidates(candidates)
         if len(candidates) < 2:
             return candidates[0] if candidates else None
         return best_of(self.scores(task, candidates), candidates, highest=True)
@@ -180,3 +201,8 @@ class MultiFactor(Balancer):
     def __repr__(self) -> str:
         weights = ", ".join(f"{name}={weight:g}" for name, weight, _ in self._factors)
         return f"MultiFactor({weights})"
+
+
+def _check_weight(value: object, name: str) -> float:
+    """A factor's weight: 0 (off) to 1e9; scores are in [0, 1], so totals stay finite."""
+    return check_number(value, name, minimum=0.0, maximum=_MAX_FACTOR_WEIGHT)

@@ -6,11 +6,20 @@ from collections.abc import Sequence
 from typing import Literal
 
 from taskdist._validate import check_choice, check_number
-from taskdist.balancing.base import Balancer, DelegatingBalancer, check_balancer
+from taskdist.balancing.base import (
+    Balancer,
+    DelegatingBalancer,
+    check_balancer,
+    check_candidates,
+    checked_choose,
+    checked_select,
+    trusted,
+)
 from taskdist.balancing.least_load import LeastConnections
-from taskdist.errors import InvalidTypeError
+from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.task import Task
 from taskdist.workers.health import Health
+from taskdist.workers.state import CandidateList
 from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
 
 __all__ = ["Spill", "ZoneAware"]
@@ -37,6 +46,9 @@ class ZoneAware(DelegatingBalancer):
     :meth:`choose` (except with ``"when_loaded"``) lets ``inner`` choose from
     the tracker with a zone filter, so over ``LeastConnections`` it is
     O(log n) plus the workers passed over (those of other zones among them).
+
+    **Threads.** Not safe to share between threads: drive it from one thread, behind a
+    lock of your own, or through the coming ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
@@ -66,10 +78,14 @@ class ZoneAware(DelegatingBalancer):
         inner = LeastConnections() if inner is None else check_balancer(inner, "inner")
         super().__init__(inner)
         self._inner = inner
+        if not isinstance(spill, str):
+            raise InvalidTypeError(f"spill must be a policy name (str), got {spill!r}")
         self._spill = check_choice(spill, "spill", _SPILL_POLICIES)
         self._threshold = check_number(threshold, "threshold", minimum=0.0, maximum=1.0)
         if zone is not None and not isinstance(zone, str):
             raise InvalidTypeError(f"zone must be a str or None, got {zone!r}")
+        if zone == "":
+            raise InvalidArgumentError("zone must be a non-empty zone name or None, got ''")
         self._zone = zone
 
     @property
@@ -77,22 +93,33 @@ class ZoneAware(DelegatingBalancer):
         """The balancer that chooses within the allowed workers."""
         return self._inner
 
+    @trusted
     def select(self, task: Task, candidates: Sequence[WorkerState]) -> WorkerState | None:
-        """The inner balancer's choice among the local candidates, or beyond them per ``spill``."""
+        """The inner balancer's choice among the local candidates, or beyond them per ``spill``.
+
+        Raises:
+            InvalidTypeError, InvalidArgumentError: a candidate is not a
+                ``WorkerState``, or ``inner`` chose something that is not one
+                of the candidates it was given.
+        """
+        candidates = check_candidates(candidates)
+        inner = self._inner
         zone = task.zone if task.zone is not None else self._zone
         if zone is None or not candidates:
-            return self._inner.select(task, candidates)
-        local = [worker for worker in candidates if worker.zone == zone]
+            return checked_select(inner, task, candidates)
+        # Made of checked candidates, so inner need not check them again.
+        local = CandidateList([worker for worker in candidates if worker.zone == zone])
         if local:
             if self._spill == "when_loaded" and all(
                 worker.load_ratio >= self._threshold for worker in local
             ):
-                return self._inner.select(task, candidates)
-            return self._inner.select(task, local)
+                return checked_select(inner, task, candidates)
+            return checked_select(inner, task, local)
         if self._spill == "never":
             return None
-        return self._inner.select(task, candidates)
+        return checked_select(inner, task, candidates)
 
+    @trusted
     def choose(
         self, task: Task, tracker: CapacityTracker, where: WorkerFilter | None = None
     ) -> WorkerState | None:
@@ -104,14 +131,14 @@ class ZoneAware(DelegatingBalancer):
         """
         zone = task.zone if task.zone is not None else self._zone
         if zone is None:
-            return self._inner.choose(task, tracker, where)
+            return checked_choose(self._inner, task, tracker, where)
         if self._spill == "when_loaded":
             return super().choose(task, tracker, where)
 
         def local(worker: WorkerState) -> bool:
             return worker.zone == zone and (where is None or where(worker))
 
-        chosen = self._inner.choose(task, tracker, local)
+        chosen = checked_choose(self._inner, task, tracker, local)
         if (
             chosen is not None
             and chosen.health is Health.DEGRADED
@@ -126,7 +153,7 @@ class ZoneAware(DelegatingBalancer):
                 chosen = None
         if chosen is not None or self._spill == "never":
             return chosen
-        return self._inner.choose(task, tracker, where)
+        return checked_choose(self._inner, task, tracker, where)
 
     def __repr__(self) -> str:
         return f"ZoneAware(inner={self._inner!r}, spill={self._spill!r}, zone={self._zone!r})"

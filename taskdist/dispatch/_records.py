@@ -5,7 +5,7 @@ Private to the dispatch package: the names keep their leading underscore."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Final
 
 import attrs
@@ -22,7 +22,6 @@ from taskdist.resilience.gates import AllGates, Gate, KeyedRateGate, RateGate
 from taskdist.resilience.retry import RetryPolicy
 from taskdist.task import Assignment, Task, TaskState
 from taskdist.workers.health import Health
-from taskdist.workers.tracker import CapacityTracker
 
 _LEASE: Final = "lease"
 _RETRY: Final = "retry"
@@ -143,11 +142,6 @@ def _assignment(lease: _Run) -> Assignment:
     return Assignment(lease.task, lease.worker_id, lease.attempt, lease.started_at, lease.expiry)
 
 
-def _room_query(tracker: CapacityTracker) -> Callable[[], bool]:
-    query: Callable[[], bool] | None = getattr(tracker, "has_room", None)
-    return (lambda: True) if query is None else query
-
-
 def _is_pause(group: Hashable) -> bool:
     return type(group) is tuple and len(group) == 3 and group[0] == "paused"
 
@@ -214,15 +208,13 @@ def _gate_admits(gate: Gate, task: Task) -> bool:
 
 
 def _gates_admit(gates: AllGates, task: Task) -> bool:
-    """Would the gates admit ``task`` now? Side-effect free where the gates can say so.
+    """Would the gates admit ``task`` now? Side-effect free (``AllGates`` asks a gate
+    that cannot be asked by admitting and undoing at once).
 
     A refusal is also told to the gates (a refused ``try_acquire``), so their
     ``next_wakeup`` says when it may pass.
     """
-    can = getattr(gates, "can_acquire", None)
-    if can is None:
-        return True  # the gates cannot be asked: try_acquire after the pop decides
-    if can(task):
+    if gates.can_acquire(task):
         return True
     if gates.try_acquire(task):  # cannot happen if can_acquire is exact; undo to be safe
         gates.rollback(task)

@@ -53,7 +53,6 @@ from taskdist.dispatch._records import (
     _policy_limit,
     _Refusal,
     _Refused,
-    _room_query,
     _Run,
     _StepTimer,
 )
@@ -889,10 +888,12 @@ class Distributor:
             round_blocked = self._round_blocked
             round_blocked.clear()
             placeable = self._placeable
-            has_room = _room_query(tracker)
+            has_room = tracker.has_room
             try:
                 while limit is None or len(made) < limit:
                     if not has_room():
+                        if self._preemption is not None:
+                            self._advise_for_head(now)
                         break
                     self._choice = None
                     task = queue.pop(where=placeable)
@@ -967,8 +968,7 @@ class Distributor:
         breaker = self._breakers.get(worker.id)
         if breaker is None:
             return True
-        can = getattr(breaker, "can_acquire", None)
-        admits = bool(can()) if can is not None else breaker.state is not CircuitState.OPEN
+        admits = breaker.can_acquire()
         if not admits:
             reopens = breaker.next_wakeup()
             key = _BreakerTimer(worker.id)
@@ -1712,6 +1712,13 @@ class Distributor:
         if task_id in self._waiting_since:
             self._plan_escalation(changed, now)
 
+    def _advise_for_head(self, now: float) -> None:
+        """No worker has room: if the task at the head of the queue is one preemption
+        is for, name its victims (the queue's head only: one peek, no scan)."""
+        head = self._queue.peek()
+        if head is not None:
+            self._advise_preemption(head, now)
+
     def _advise_preemption(self, task: Task, now: float) -> None:
         """An urgent task parked for want of room: name the leases it could displace."""
         rule = self._preemption
@@ -2326,7 +2333,7 @@ class Distributor:
                 return "its TTL ran out; the next tick dead-letters it"
         if not len(self._tracker):
             return f"no worker is registered; queued {age:g} s"
-        if not _room_query(self._tracker)():
+        if not self._tracker.has_room():
             return f"every worker is busy; queued {age:g} s, in the queue's order"
         return f"queued {age:g} s; tasks ahead of it in the queue's order go first"
 

@@ -25,6 +25,7 @@ import math
 import attrs
 
 from taskdist._validate import check_int, check_number, check_optional_number
+from taskdist.workers._ranges import MAX_SECONDS, MIN_RAMP_WEIGHT
 
 __all__ = ["Health", "HealthPolicy", "OutlierEjection", "SlowStart"]
 
@@ -33,6 +34,8 @@ class Health(str, enum.Enum):
     """How well a worker is doing; ``UNAVAILABLE`` workers take no tasks.
 
     A ``str`` enum, so ``Health.DEGRADED == "degraded"``.
+
+    **Threads.** A constant, so safe to share between threads.
     """
 
     HEALTHY = "healthy"
@@ -68,6 +71,8 @@ class HealthPolicy:
     failures in a row from a clean record to reach an error rate of 0.5
     (three reach 0.488).
 
+    **Threads.** Immutable, so safe to share between threads.
+
     >>> HealthPolicy(error_rate=0.5, latency=10.0).latency
     10.0
     """
@@ -75,7 +80,8 @@ class HealthPolicy:
     error_rate: float | None = 0.5
     """EWMA error rate in (0, 1] at which a worker is degraded, or ``None``."""
     latency: float | None = None
-    """EWMA task duration (seconds, > 0) at which a worker is degraded, or ``None``."""
+    """EWMA task duration (seconds, > 0, at most 1e12) at which a worker is degraded,
+    or ``None``."""
     min_samples: int = 5
     """Outcomes a worker must have reported before it is judged (>= 1)."""
 
@@ -90,7 +96,9 @@ class HealthPolicy:
         object.__setattr__(
             self,
             "latency",
-            check_optional_number(self.latency, "HealthPolicy.latency", positive=True),
+            check_optional_number(
+                self.latency, "HealthPolicy.latency", positive=True, maximum=MAX_SECONDS
+            ),
         )
         check_int(self.min_samples, "HealthPolicy.min_samples", minimum=1)
 
@@ -127,6 +135,8 @@ class OutlierEjection:
     The default percent is 50, not Envoy's 10: agent pools are small, and at
     10 % a pool of fewer than ten workers could never eject anyone.
 
+    **Threads.** Immutable, so safe to share between threads.
+
     >>> rule = OutlierEjection(base_ejection_time=30.0, max_ejection_time=300.0)
     >>> rule.duration(1), rule.duration(3), rule.duration(20)
     (30.0, 90.0, 300.0)
@@ -135,22 +145,30 @@ class OutlierEjection:
     consecutive_failures: int = 5
     """Failures in a row that eject a worker (>= 1; Envoy's ``consecutive_5xx``)."""
     base_ejection_time: float = 30.0
-    """Seconds of the first ejection (> 0); the k-th lasts k times this."""
+    """Seconds of the first ejection (> 0, at most 1e12); the k-th lasts k times this."""
     max_ejection_time: float = 300.0
-    """The longest an ejection lasts, seconds (>= ``base_ejection_time``)."""
+    """The longest an ejection lasts, seconds (>= ``base_ejection_time``, at most 1e12)."""
     max_ejection_percent: float = 50.0
     """At most this percentage (0..100) of registered workers is ejected at once."""
 
     def __attrs_post_init__(self) -> None:
         check_int(self.consecutive_failures, "OutlierEjection.consecutive_failures", minimum=1)
         base = check_number(
-            self.base_ejection_time, "OutlierEjection.base_ejection_time", positive=True
+            self.base_ejection_time,
+            "OutlierEjection.base_ejection_time",
+            positive=True,
+            maximum=MAX_SECONDS,
         )
         object.__setattr__(self, "base_ejection_time", base)
         object.__setattr__(
             self,
             "max_ejection_time",
-            check_number(self.max_ejection_time, "OutlierEjection.max_ejection_time", minimum=base),
+            check_number(
+                self.max_ejection_time,
+                "OutlierEjection.max_ejection_time",
+                minimum=base,
+                maximum=MAX_SECONDS,
+            ),
         )
         object.__setattr__(
             self,
@@ -182,7 +200,13 @@ class SlowStart:
     aggression))`` with ``f = (t - t0) / window``, until ``f`` reaches 1.
     Weighted strategies (``WeightedRoundRobin``, ``LeastConnections``,
     ``PowerOfTwoChoices``, weighted ``RandomBalancer``) use the effective
-    weight, so a cold worker is not flooded the moment it joins.
+    weight, so a cold worker is not flooded the moment it joins. A
+    :class:`~taskdist.CapacityTracker` moves the weight along in 32 equal
+    steps of the window: its ``effective_weight`` is ``weight *
+    factor(t)`` for ``t`` the start of the current step, so a fleet that
+    ramps up at once costs each worker 32 refilings, not one per call.
+
+    **Threads.** Immutable, so safe to share between threads.
 
     >>> ramp = SlowStart(window=60.0, min_weight=0.1)
     >>> ramp.factor(0.0), ramp.factor(30.0), ramp.factor(90.0)
@@ -190,20 +214,24 @@ class SlowStart:
     """
 
     window: float
-    """Seconds the ramp lasts (> 0)."""
+    """Seconds the ramp lasts (> 0, at most 1e12)."""
     min_weight: float = 0.1
-    """The fraction of its weight a worker starts with, in (0, 1] (Envoy: 10 %)."""
+    """The fraction of its weight a worker starts with, in [1e-6, 1] (Envoy: 10 %)."""
     aggression: float = 1.0
-    """Shape of the ramp (> 0): 1 is linear, larger ramps faster early on."""
+    """Shape of the ramp (any finite number > 0): 1 is linear, larger ramps faster early on."""
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(
-            self, "window", check_number(self.window, "SlowStart.window", positive=True)
+            self,
+            "window",
+            check_number(self.window, "SlowStart.window", positive=True, maximum=MAX_SECONDS),
         )
         object.__setattr__(
             self,
             "min_weight",
-            check_number(self.min_weight, "SlowStart.min_weight", positive=True, maximum=1.0),
+            check_number(
+                self.min_weight, "SlowStart.min_weight", minimum=MIN_RAMP_WEIGHT, maximum=1.0
+            ),
         )
         object.__setattr__(
             self,

@@ -1,15 +1,21 @@
 """WorkerState: the read-only, live view of one worker, and what a task demands of it.
 
-A :class:`~taskdist.CapacityTracker` owns the views and is the only
-writer (through ``object.__setattr__``, as frozen attrs classes do); balancers
-and hosts read them.
+A :class:`~taskdist.CapacityTracker` owns the views. It (with its outcome
+bookkeeping) changes a view only through the private mutators the view
+defines; balancers and hosts read them. The test "can it take this task"
+(skills, zone, and whether the demand fits) is written once, here
+(:meth:`WorkerState._admits`).
 """
 
 from __future__ import annotations
 
+import sys
 import types
-from collections.abc import Container, Hashable, Mapping
-from typing import Final
+from collections.abc import Container, Hashable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final, SupportsIndex, overload
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from taskdist.task import Task, Worker
 from taskdist.workers.health import Health
@@ -21,6 +27,11 @@ _NO_DEMAND: Final[Mapping[str, float]] = types.MappingProxyType({})
 # Loads are sums of float demands; a placement fits when it overshoots the
 # capacity by no more than this fraction (so 0.1 * 10 fits in 1.0).
 _TOLERANCE: Final = 1e-9
+_LARGEST: Final = sys.float_info.max
+_NO_SKILLS: Final[frozenset[str]] = frozenset()
+
+Demand = Sequence[tuple[str, float]]
+"""A task's demand as placement checks it: ``(resource, amount)`` pairs, amounts > 0."""
 
 _set = object.__setattr__
 
@@ -56,15 +67,17 @@ def demand_of(task: Task, tracked: Container[str] | None = None) -> Mapping[str,
     return demand
 
 
+def nonzero(demand: Mapping[str, float]) -> Demand:
+    """The pairs of ``demand`` with an amount above 0 (what placement checks). O(r)."""
+    return [(name, amount) for name, amount in demand.items() if amount]
+
+
 def _limits(capacity: Mapping[str, float]) -> dict[str, float]:
-    return {name: amount + _TOLERANCE * max(1.0, amount) for name, amount in capacity.items()}
-
-
-def _fits(demand: Mapping[str, float], load: dict[str, float], limit: dict[str, float]) -> bool:
-    for name, amount in demand.items():
-        if amount and load.get(name, 0.0) + amount > limit.get(name, 0.0):
-            return False
-    return True
+    # min(): a capacity near the largest float must not round its limit up to infinity.
+    return {
+        name: min(amount + _TOLERANCE * max(1.0, amount), _LARGEST)
+        for name, amount in capacity.items()
+    }
 
 
 class WorkerState:
@@ -77,17 +90,15 @@ class WorkerState:
     view stops changing.
 
     Attribute reads are plain slot reads (O(1), no computation); ``free``,
-    ``fits`` and ``headroom`` are O(number of resources).
+    ``fits`` and ``headroom`` are O(number of resources). Like its tracker,
+    a view is not safe to read while another thread changes the tracker.
     """
 
     __slots__ = (
-        "_derived",
-        "_latency_at",
+        "_free_flipped",
+        "_has_free",
         "_limit",
         "_load",
-        "_outcome_at",
-        "_readmitted_at",
-        "_slow_since",
         "_tasks",
         "_tracked",
         "added_at",
@@ -113,15 +124,15 @@ class WorkerState:
         "zone",
     )
 
-    _derived: Health
-    # When each average last took a sample: a half-life decays it from there.
-    _latency_at: float | None
+    # Capacity plus the float tolerance, per resource: what a placement may reach.
     _limit: dict[str, float]
     _load: dict[str, float]
-    _outcome_at: float | None
-    _readmitted_at: float | None
-    _slow_since: float | None
-    _tasks: dict[Hashable, tuple[Task, Mapping[str, float]]]
+    # task id -> (task, its nonzero demand), oldest assignment first.
+    _tasks: dict[Hashable, tuple[Task, Demand]]
+    # Whether some resource its capacity names is not taken in full (load < capacity),
+    # and whether the last change of load or capacity turned that around.
+    _has_free: bool
+    _free_flipped: bool
     _tracked: Container[str] | None
 
     id: Hashable
@@ -173,11 +184,7 @@ class WorkerState:
         _set(self, "_tracked", tracked)
         _set(self, "_load", {})
         _set(self, "_tasks", {})
-        _set(self, "_derived", Health.HEALTHY)
-        _set(self, "_latency_at", None)
-        _set(self, "_outcome_at", None)
-        _set(self, "_readmitted_at", None)
-        _set(self, "_slow_since", None)
+        _set(self, "_has_free", False)  # until _describe works it out
         _set(self, "id", worker.id)
         _set(self, "seq", seq)
         _set(self, "added_at", now)
@@ -193,38 +200,7 @@ class WorkerState:
         _set(self, "outcomes", 0)
         self._describe(worker)
 
-    def _describe(self, worker: Worker) -> None:
-        """Take on ``worker``'s static fields (on add and update)."""
-        _set(self, "worker", worker)
-        _set(self, "capacity", worker.capacity)
-        _set(self, "_limit", _limits(worker.capacity))
-        _set(self, "weight", worker.weight)
-        _set(self, "effective_weight", worker.weight)
-        _set(self, "zone", worker.zone)
-        _set(self, "skills", worker.skills)
-        _set(self, "cost", worker.cost)
-        self._update_ratio()
-
-    def _update_ratio(self) -> None:
-        load = self._load
-        ratio = 0.0
-        has_capacity = False
-        # A resource of capacity 0 counts as absent (as for candidates), so draining
-        # one under load leaves the ratio finite and load_variance a number.
-        for name, amount in self.capacity.items():
-            if amount > 0:
-                has_capacity = True
-                ratio = max(ratio, load.get(name, 0.0) / amount)
-        _set(self, "load_ratio", ratio if has_capacity else 1.0)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(
-            f"WorkerState is a read-only view; change worker {self.id!r} "
-            f"through its CapacityTracker (cannot set {name!r})"
-        )
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"WorkerState is a read-only view (cannot delete {name!r})")
+    # -- reading ----------------------------------------------------------
 
     def free(self, resource: str = "slots") -> float:
         """Capacity of ``resource`` not taken by tasks in flight (never below 0). O(1)."""
@@ -235,7 +211,7 @@ class WorkerState:
 
         Says nothing about health or skills. O(len(task.resources)).
         """
-        return _fits(demand_of(task, self._tracked), self._load, self._limit)
+        return self._fits(nonzero(demand_of(task, self._tracked)))
 
     def headroom(self, task: Task) -> float:
         """How many more tasks like ``task`` fit now (fractional; ``inf`` if it demands nothing).
@@ -244,13 +220,185 @@ class WorkerState:
         O(len(task.resources)).
         """
         room = float("inf")
-        for name, amount in demand_of(task, self._tracked).items():
-            if amount > 0:
-                room = min(room, self.free(name) / amount)
+        for name, amount in nonzero(demand_of(task, self._tracked)):
+            room = min(room, self.free(name) / amount)
         return room
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"WorkerState is a read-only view; change worker {self.id!r} "
+            f"through its CapacityTracker (cannot set {name!r})"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"WorkerState is a read-only view (cannot delete {name!r})")
 
     def __repr__(self) -> str:
         return (
             f"WorkerState({self.id!r}, in_flight={self.in_flight}, load={dict(self._load)!r}, "
             f"health={self.health.value!r})"
         )
+
+    # -- the fit test, for the tracker ---------------------------------------
+
+    def _admits(
+        self, requires: frozenset[str], zone: str | None, demand: Iterable[tuple[str, float]]
+    ) -> bool:
+        """Whether it has every skill in ``requires``, is in ``zone`` (unless ``None``),
+        and every ``(resource, amount)`` of ``demand`` fits its free capacity. O(r).
+
+        Health is the tracker's business, and so are its filters."""
+        if requires and not requires <= self.skills:
+            return False
+        if zone is not None and self.zone != zone:
+            return False
+        load = self._load
+        limit = self._limit
+        # A loop, not all(): a generator costs more than the check on the hot path.
+        for name, amount in demand:  # noqa: SIM110
+            if load.get(name, 0.0) + amount > limit.get(name, 0.0):
+                return False
+        return True
+
+    def _fits(self, demand: Iterable[tuple[str, float]]) -> bool:
+        """Whether every ``(resource, amount)`` of ``demand`` fits the free capacity. O(r)."""
+        return self._admits(_NO_SKILLS, None, demand)
+
+    def _short_of(self, demand: Iterable[tuple[str, float]]) -> str:
+        """What of ``demand`` does not fit, for an error message. O(r)."""
+        return "; ".join(
+            f"{name}: needs {amount:g}, free {self.free(name):g}"
+            for name, amount in demand
+            if not self._fits(((name, amount),))
+        )
+
+    # -- the private mutators: the tracker and its bookkeeping call them --------
+
+    def _describe(self, worker: Worker) -> None:
+        """Take on ``worker``'s static fields (on add and update); ``effective_weight``
+        becomes ``weight`` until the slow-start bookkeeping says otherwise."""
+        _set(self, "worker", worker)
+        _set(self, "capacity", worker.capacity)
+        _set(self, "_limit", _limits(worker.capacity))
+        _set(self, "weight", worker.weight)
+        _set(self, "effective_weight", worker.weight)
+        _set(self, "zone", worker.zone)
+        _set(self, "skills", worker.skills)
+        _set(self, "cost", worker.cost)
+        self._update_ratio()
+
+    def _hold(self, task: Task, demand: Demand) -> None:
+        """Add ``task`` and its ``demand`` (nonzero amounts) to the load; the caller
+        checked that it fits."""
+        load = self._load
+        for name, amount in demand:
+            load[name] = load.get(name, 0.0) + amount
+        self._tasks[task.id] = (task, demand)
+        _set(self, "in_flight", self.in_flight + 1)
+        self._update_ratio()
+
+    def _let_go(self, task_id: Hashable) -> Task | None:
+        """Take a task's demand off the load; the task, or ``None`` if it is not held."""
+        held = self._tasks.pop(task_id, None)
+        if held is None:
+            return None
+        load = self._load
+        _set(self, "in_flight", self.in_flight - 1)
+        if not self._tasks:
+            load.clear()  # exact zero: no float residue from the sums
+        else:
+            for name, amount in held[1]:
+                load[name] -= amount
+        self._update_ratio()
+        return held[0]
+
+    def _set_effective_weight(self, value: float) -> None:
+        _set(self, "effective_weight", value)
+
+    def _set_health(self, health: Health) -> None:
+        _set(self, "health", health)
+
+    def _set_host_health(self, health: Health) -> None:
+        _set(self, "host_health", health)
+
+    def _set_ejection(self, until: float | None, ejections: int, failures: int) -> None:
+        """Start (``until`` a time) or end (``None``) an ejection, with the ejection
+        multiplier and the consecutive-failure count that follow."""
+        _set(self, "ejected_until", until)
+        _set(self, "ejections", ejections)
+        _set(self, "consecutive_failures", failures)
+
+    def _set_latency(self, value: float) -> None:
+        _set(self, "latency", value)
+
+    def _count_outcome(self, success_rate: float, ok: bool) -> None:
+        """Record one outcome: the new success EWMA, the count, the failures in a row."""
+        _set(self, "success_rate", success_rate)
+        _set(self, "outcomes", self.outcomes + 1)
+        _set(self, "consecutive_failures", 0 if ok else self.consecutive_failures + 1)
+
+    def _update_ratio(self) -> None:
+        """Work out ``load_ratio`` (the busiest resource) and ``_has_free`` (some
+        resource not full) after the load or the capacity changed. O(r)."""
+        load = self._load
+        ratio = 0.0
+        has_capacity = has_free = False
+        # A resource of capacity 0 counts as absent (as for candidates), so draining
+        # one under load leaves the ratio finite and load_variance a number.
+        for name, amount in self.capacity.items():
+            if amount > 0:
+                has_capacity = True
+                used = load.get(name, 0.0)
+                ratio = max(ratio, used / amount)
+                has_free = has_free or used < amount
+        _set(self, "load_ratio", ratio if has_capacity else 1.0)
+        _set(self, "_free_flipped", has_free is not self._has_free)
+        _set(self, "_has_free", has_free)
+
+
+class CandidateList(list[WorkerState]):
+    """The list ``CapacityTracker.candidates`` returns: a plain list of views, marked
+    as holding nothing but ``WorkerState`` objects until something is put into it.
+
+    Balancers check what they are given (:func:`~taskdist.balancing.base.check_candidates`):
+    a list the tracker made and nobody added to is taken as it is, in O(1);
+    any other sequence is checked element by element. Putting anything into
+    the list (``append``, ``extend``, ``insert``, item assignment, ``+=``)
+    drops the mark; removing and reordering keep it. Slices and ``copy()``
+    are plain lists, and ``copy.copy`` comes back unmarked: they are checked
+    like any other sequence. Making one costs what making a list does.
+    """
+
+    # A class default, so making one stays the C-level list constructor (no
+    # __init__ of ours on the dispatch path); an instance that is added to
+    # shadows it with False in its own dict.
+    _vouched: bool = True
+
+    @property
+    def vouched(self) -> bool:
+        """Whether it still holds only what the tracker put in."""
+        return self._vouched
+
+    def append(self, value: WorkerState, /) -> None:
+        self._vouched = False
+        super().append(value)
+
+    def extend(self, values: Iterable[WorkerState], /) -> None:
+        self._vouched = False
+        super().extend(values)
+
+    def insert(self, index: SupportsIndex, value: WorkerState, /) -> None:
+        self._vouched = False
+        super().insert(index, value)
+
+    @overload
+    def __setitem__(self, index: SupportsIndex, value: WorkerState, /) -> None: ...
+    @overload
+    def __setitem__(self, index: slice, value: Iterable[WorkerState], /) -> None: ...
+    def __setitem__(self, index: SupportsIndex | slice, value: object, /) -> None:
+        self._vouched = False
+        super().__setitem__(index, value)  # type: ignore[call-overload]
+
+    def __iadd__(self, values: Iterable[WorkerState], /) -> Self:  # type: ignore[misc,override]
+        self._vouched = False
+        return super().__iadd__(values)

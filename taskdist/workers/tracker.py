@@ -11,9 +11,9 @@ from __future__ import annotations
 import enum
 import itertools
 import random
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from heapq import heappop, heappush
-from typing import Any, Final, Literal
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from fractions import Fraction
+from typing import Any, Final, Literal, TypeVar
 
 import attrs
 
@@ -24,6 +24,7 @@ from taskdist.errors import (
     DuplicateWorkerError,
     InvalidArgumentError,
     InvalidTypeError,
+    ReentrancyError,
     UnknownTaskError,
     UnknownWorkerError,
     WorkerFullError,
@@ -31,18 +32,20 @@ from taskdist.errors import (
 )
 from taskdist.metrics import coefficient_of_variation
 from taskdist.task import Task, Worker
-from taskdist.workers._load_index import LoadIndex
-from taskdist.workers.health import (
-    Health,
-    HealthPolicy,
-    OutlierEjection,
-    SlowStart,
-    ewma_keep,
-    worst,
-)
-from taskdist.workers.state import WorkerState, _fits, demand_of
+from taskdist.workers._load_index import PURE_KEYS, LoadIndex, LoadKey
+from taskdist.workers._outcomes import Outcomes
+from taskdist.workers._ranges import MAX_SECONDS, check_capacity, check_weight
+from taskdist.workers.health import Health, HealthPolicy, OutlierEjection, SlowStart
+from taskdist.workers.state import CandidateList, Demand, WorkerState, demand_of, nonzero
 
-__all__ = ["CapacityTracker", "DegradedPolicy", "WorkerFilter", "WorkerState", "demand_of"]
+__all__ = [
+    "CapacityTracker",
+    "DegradedPolicy",
+    "LoadKey",
+    "WorkerFilter",
+    "WorkerState",
+    "demand_of",
+]
 
 DegradedPolicy = Literal["fallback", "include", "exclude"]
 """The ``degraded=`` of :class:`CapacityTracker`: when ``DEGRADED`` workers are candidates."""
@@ -52,7 +55,17 @@ WorkerFilter = Callable[[WorkerState], bool]
 """A host's extra test of a worker (e.g. "its circuit breaker is not open").
 
 It must be side-effect free: it may be asked about any number of workers,
-in any order, and only about workers that otherwise qualify."""
+in any order, and only about workers that otherwise qualify. It may read
+the ``WorkerState`` it is given (and ``len``, ``in``, ``tasks_on`` and
+``degraded`` of the tracker); any other call back into the tracker running
+it (``assign``, ``release``, ``add_worker``, a query...) raises
+:class:`~taskdist.errors.ReentrancyError` and changes nothing, and the
+error propagates out of the query that ran the filter. A query whose filter
+raises leaves the tracker as it was; only the draws :meth:`CapacityTracker.sample`
+made from its ``rng`` before then stay drawn (a random generator's state is
+not rolled back)."""
+
+_R = TypeVar("_R")
 
 _DEFAULT_HEALTH: Final = HealthPolicy()
 _DEFAULT_EJECTION: Final = OutlierEjection()
@@ -63,10 +76,14 @@ class _Unset(enum.Enum):
 
 
 _UNSET: Final = _Unset.UNSET
+_HEALTHY: Final = Health.HEALTHY
 _DEGRADED: Final = Health.DEGRADED
 _UNAVAILABLE: Final = Health.UNAVAILABLE
+_ONE_SLOT: Final[Demand] = (("slots", 1.0),)
 
-_set = object.__setattr__
+_NO_SKILLS: Final[frozenset[str]] = frozenset()
+# Load indexes kept at once, one per key asked for (a fifth drops the oldest).
+_MAX_INDEXES: Final = 4
 
 
 class CapacityTracker:
@@ -102,23 +119,46 @@ class CapacityTracker:
     ``"fallback"`` (only when no healthy worker qualifies; Envoy's
     behaviour), ``"include"`` or ``"exclude"``.
 
-    **Without listing every worker**, :meth:`least_loaded` finds
-    ``LeastConnections``' choice from an index sorted by load, and
-    :meth:`sample` draws random candidates (for ``PowerOfTwoChoices``); a
-    balancer's ``choose(task, tracker)`` uses them, so dispatch need not be
-    O(n).
+    **Without listing every worker**, :meth:`lowest` finds the candidate
+    lowest in an order a strategy gives (``LeastConnections``: load per unit
+    of weight) from an index sorted by it, and :meth:`sample` draws random
+    candidates (for ``PowerOfTwoChoices``); a balancer's ``choose(task,
+    tracker)`` uses them, so dispatch need not be O(n).
+
+    **Callbacks.** A ``where=`` filter (:data:`WorkerFilter`) and a load
+    key (:data:`LoadKey`) run inside the tracker: a call back into it from
+    one is refused with :class:`~taskdist.errors.ReentrancyError` before it
+    changes anything (re-entry is refused, not handled).
+
+    **Threads.** Not safe to share between threads: every call reads and
+    changes shared state with no lock. A host with threads drives it from
+    one thread, wraps it in its own lock, or uses the coming
+    ``taskdist.threaded.ThreadSafeDistributor``.
+
+    **Ranges.** Worker weights from 1e-9 to 1e9; capacity amounts 0 or from
+    1e-9 to 1e15; durations from 0 to 1e12 s (see ``workers/_ranges.py``):
+    inside them every ratio and total stays finite, outside them the input is
+    refused with :class:`~taskdist.errors.InvalidArgumentError`.
+
+    **Bookkeeping.** What outcomes and time say of each worker (EWMA,
+    derived health, ejection, slow start) is kept by a private ``Outcomes``
+    object (``workers/_outcomes.py``); the views change only through their
+    own private mutators.
 
     **Complexity** (n workers, r resources per worker or task; "+ log" is
-    O(log n) more once :meth:`least_loaded` has built its index):
+    O(log n) more per load index :meth:`lowest` has built):
 
     ===============================  ==========================================
     ``assign``, ``release``          O(r) + log (+ O(log n) when an ejection
                                      starts)
     ``candidates``                   O(n r)
-    ``is_candidate``                 O(r) (O(n r) for a degraded worker under
-                                     ``degraded="fallback"``)
-    ``least_loaded``                 O(1 + k r), k workers passed over (first
-                                     call: O(n log n) to build the index)
+    ``is_candidate``                 O(r) (O(1 + k r) more for a degraded
+                                     worker under ``degraded="fallback"``)
+    ``has_room``, ``available_*``    O(1)
+    ``first_candidate``              O(k r) for the k ids read
+    ``lowest``                       O(1 + k r), k workers passed over (first
+                                     call with a key: O(n log n) to build its
+                                     index)
     ``sample(task, c, rng)``         O(c r) expected when most workers
                                      qualify; at worst O(n r)
     ``add_worker``                   O(r) + log
@@ -129,9 +169,12 @@ class CapacityTracker:
     ``load_variance``, ``utilization``  O(n r)
     ===============================  ==========================================
 
-    Due ejections are lifted, and slow-start weights refreshed, lazily at the
-    start of each public call (O(1) when nothing is due; O(s) + s log for s
-    workers in slow start).
+    Due ejections are lifted, and slow-start weights moved along, lazily at
+    the start of each public call: O(1) when nothing is due. A ramp moves
+    in 32 equal steps of its window (``effective_weight`` is the weight
+    times the ramp's factor at the start of the current step), so each
+    ramping worker is refiled at most 32 times per ramp, however many calls
+    are made: O(log n) per step.
 
     >>> from taskdist import ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())
@@ -145,28 +188,31 @@ class CapacityTracker:
     ['a']
     >>> tracker.release(Task("t1"), "b", duration=2.0).latency
     2.0
-    >>> round(tracker.utilization(), 3)
-    0.0
+    >>> round(tracker.utilization(), 3), tracker.has_room()
+    (0.0, True)
     """
 
     __slots__ = (
-        "_alpha",
+        "_available_in_flight",
+        "_available_weight",
+        "_available_weight_sum",
+        "_busy",
         "_clock",
         "_degraded",
-        "_ejected",
-        "_ejection",
-        "_ejection_heap",
-        "_half_life",
-        "_health",
-        "_index",
+        "_degraded_count",
+        "_guard_keys",
+        "_index_list",
+        "_indexes",
         "_named",
+        "_outcomes",
         "_placed",
         "_pool",
         "_pool_at",
+        "_room_degraded",
+        "_room_healthy",
         "_seq",
-        "_slow",
-        "_slow_start",
         "_strict_zones",
+        "_version",
         "_workers",
     )
 
@@ -209,17 +255,24 @@ class CapacityTracker:
         ):
             if value is not None and not isinstance(value, kind):
                 raise InvalidTypeError(f"{name} must be a {kind.__name__} or None, got {value!r}")
+        if not isinstance(degraded, str):
+            raise InvalidTypeError(f"degraded must be a policy name (str), got {degraded!r}")
         policy = check_choice(degraded, "degraded", _DEGRADED_POLICIES)
         if not isinstance(strict_zones, bool):
             raise InvalidTypeError(f"strict_zones must be a bool, got {strict_zones!r}")
         self._clock = clock
-        self._alpha = alpha
-        self._half_life = half_life
-        self._health = health
-        self._ejection = ejection
-        self._slow_start = slow_start
+        # True while a where= filter or a load key runs: calls back are refused.
+        self._busy = False
         self._degraded = policy
         self._strict_zones = strict_zones
+        self._outcomes = Outcomes(
+            alpha=alpha,
+            half_life=half_life,
+            policy=health,
+            ejection=ejection,
+            slow_start=slow_start,
+            changed=self._changed,
+        )
         self._workers: dict[Hashable, WorkerState] = {}
         # Every resource a worker's capacity has ever named: the ones placement
         # tracks. It only grows, so a GPU task finds no room (rather than
@@ -227,17 +280,27 @@ class CapacityTracker:
         self._named: set[str] = set()
         # task id -> the worker it is placed on (its demand is kept by the worker).
         self._placed: dict[Hashable, WorkerState] = {}
-        # (ejected_until, seq, state): live while state.ejected_until equals it.
-        self._ejection_heap: list[tuple[float, int, WorkerState]] = []
-        self._ejected = 0
-        # Workers whose effective weight is still ramping up.
-        self._slow: dict[Hashable, WorkerState] = {}
         self._seq = itertools.count()
-        # Built by the first least_loaded() call, then kept up to date (O(log n) per change).
-        self._index: LoadIndex | None = None
+        # One load index per key a strategy asked for (lowest()), built by the
+        # first query with that key, then kept up to date (O(log n) per change).
+        self._indexes: dict[LoadKey, LoadIndex] = {}
+        self._index_list: tuple[LoadIndex, ...] = ()  # the same, to walk on each change
+        self._guard_keys = False  # whether some index's key is not known to be pure
         # The workers in an array for O(1) random draws (sample()); removal swaps in the last.
         self._pool: list[WorkerState] = []
-        self._pool_at: dict[Hashable, int] = {}
+        self._pool_at: dict[WorkerState, int] = {}
+        # The HEALTHY and the DEGRADED workers with free capacity in some resource
+        # their capacity names, kept up to date by _refile (has_room() in O(1)).
+        self._room_healthy: set[WorkerState] = set()
+        self._room_degraded: set[WorkerState] = set()
+        self._degraded_count = 0  # workers DEGRADED now
+        # Over the workers that are not UNAVAILABLE: tasks in flight, and the sum
+        # of weights (exact, as a fraction: it goes up and down as workers come
+        # and go, and a float sum would drift) with its float value.
+        self._available_in_flight = 0
+        self._available_weight_sum = Fraction(0)
+        self._available_weight = 0.0
+        self._version = 0  # counts additions and removals
 
     @property
     def degraded(self) -> DegradedPolicy:
@@ -247,11 +310,13 @@ class CapacityTracker:
     # -- membership -------------------------------------------------------
 
     def add_worker(self, worker: Worker) -> WorkerState:
-        """Register ``worker`` and return its view. O(r), + O(log n) with the load index.
+        """Register ``worker`` and return its view. O(r), + O(log n) per load index.
 
         Raises:
             InvalidTypeError: ``worker`` is not a Worker.
             DuplicateWorkerError: a worker with this id is registered.
+            InvalidArgumentError: its weight is outside [1e-9, 1e9], or an
+                amount of its capacity is neither 0 nor within [1e-9, 1e15].
         """
         if not isinstance(worker, Worker):
             raise InvalidTypeError(
@@ -259,14 +324,17 @@ class CapacityTracker:
             )
         if worker.id in self._workers:
             raise DuplicateWorkerError(f"a worker with id {worker.id!r} is already registered")
+        _check_ranges(worker)
         now = self._refresh()
         state = WorkerState(worker, next(self._seq), now, self._named)
         self._workers[worker.id] = state
         self._named.update(worker.capacity)
-        self._pool_at[worker.id] = len(self._pool)
+        self._pool_at[state] = len(self._pool)
         self._pool.append(state)
-        self._begin_slow_start(state, now)
-        self._touch(state)
+        self._outcomes.join(state, now)
+        self._count_available(state, 1)
+        self._version += 1
+        self._refile(state)
         return state
 
     def remove_worker(self, worker_id: Hashable) -> list[Task]:
@@ -281,20 +349,23 @@ class CapacityTracker:
             UnknownWorkerError: no worker has this id.
         """
         state = self._state(worker_id)
-        self._refresh()
+        now = self._refresh()
         del self._workers[worker_id]
-        self._slow.pop(worker_id, None)
-        self._leave_pool(worker_id)
-        if self._index is not None:
-            self._index.discard(worker_id)
-        if state.ejected_until is not None:
-            _set(state, "ejected_until", None)
-            self._ejected -= 1
+        self._version += 1
+        if state.health is not _UNAVAILABLE:
+            self._count_available(state, -1)
+        self._leave_pool(state)
+        for index in self._indexes.values():
+            index.discard(state)
+        self._room_healthy.discard(state)
+        self._room_degraded.discard(state)
+        self._degraded_count -= state.health is _DEGRADED
+        self._outcomes.leave(state)
         tasks = []
         for task, _ in state._tasks.values():
             del self._placed[task.id]
             tasks.append(task)
-        self._keep_ejection_bound()
+        self._outcomes.keep_bound(len(self._workers), now)
         return tasks
 
     def update_worker(
@@ -309,7 +380,7 @@ class CapacityTracker:
     ) -> WorkerState:
         """Change a registered worker's capacity, weight, skills, zone or cost at runtime.
 
-        O(r), + O(log n) with the load index (see :meth:`least_loaded`).
+        O(r), + O(log n) per load index (see :meth:`lowest`).
 
         Only the fields given change; they are validated as ``Worker`` validates
         them. Tasks in flight stay: a capacity shrunk below the current load
@@ -317,8 +388,9 @@ class CapacityTracker:
 
         Raises:
             UnknownWorkerError: no worker has this id.
-            InvalidArgumentError, InvalidTypeError: a field ``Worker`` refuses
-                (the worker is unchanged).
+            InvalidArgumentError, InvalidTypeError: a field ``Worker`` refuses,
+                or a weight or capacity outside the ranges ``add_worker``
+                takes (the worker is unchanged).
         """
         state = self._state(worker_id)
         changes: dict[str, Any] = {
@@ -333,11 +405,14 @@ class CapacityTracker:
             if value is not _UNSET
         }
         worker = attrs.evolve(state.worker, **changes)  # validates
-        now = self._refresh()
+        _check_ranges(worker)
+        self._refresh()
         self._named.update(worker.capacity)
+        if state.health is not _UNAVAILABLE and worker.weight != state.weight:
+            self._count_weight(Fraction(worker.weight) - Fraction(state.weight))
         state._describe(worker)
-        self._apply_slow_start(state, now)
-        self._touch(state)
+        self._outcomes.reweigh(state)
+        self._refile(state)
         return state
 
     # -- health -----------------------------------------------------------
@@ -345,7 +420,7 @@ class CapacityTracker:
     def set_health(self, worker_id: Hashable, health: Health | str) -> WorkerState:
         """Record the host's view of a worker (e.g. from its own health checks).
 
-        O(1), + O(log n) with the load index (see :meth:`least_loaded`).
+        O(1), + O(log n) per load index (see :meth:`lowest`).
 
         The worker's :attr:`WorkerState.health` is the worst of this, the
         outcome-derived health and ejection; ``set_health(id,
@@ -355,9 +430,12 @@ class CapacityTracker:
 
         Raises:
             UnknownWorkerError: no worker has this id.
-            InvalidArgumentError: ``health`` is not a Health (or its value).
+            InvalidTypeError: ``health`` is not a Health or a str.
+            InvalidArgumentError: ``health`` is a str that is not a Health's value.
         """
         state = self._state(worker_id)
+        if not isinstance(health, str):  # a Health is a str
+            raise InvalidTypeError(f"health must be a Health (or its str value), got {health!r}")
         try:
             value = Health(health)
         except ValueError:
@@ -366,14 +444,13 @@ class CapacityTracker:
                 f"health must be a Health ({allowed}), got {health!r}"
             ) from None
         now = self._refresh()
-        _set(state, "host_health", value)
-        self._update_health(state, now)
+        self._outcomes.set_host_health(state, value, now)
         return state
 
     def reinstate(self, worker_id: Hashable) -> WorkerState:
         """Lift a worker's outlier ejection now (e.g. an active health check passed).
 
-        O(1), + O(log n) with the load index (see :meth:`least_loaded`).
+        O(1), + O(log n) per load index (see :meth:`lowest`).
 
         Its consecutive-failure count restarts from zero; its ejection
         multiplier keeps decaying as usual. A worker that is not ejected is
@@ -384,8 +461,7 @@ class CapacityTracker:
         """
         state = self._state(worker_id)
         now = self._refresh()
-        if state.ejected_until is not None:
-            self._readmit(state, now)
+        self._outcomes.reinstate(state, now)
         return state
 
     def next_wakeup(self) -> float | None:
@@ -394,17 +470,14 @@ class CapacityTracker:
         O(1) amortised.
         """
         self._refresh()
-        heap = self._ejection_heap
-        while heap and heap[0][2].ejected_until != heap[0][0]:
-            heappop(heap)
-        return heap[0][0] if heap else None
+        return self._outcomes.next_wakeup()
 
     # -- placements -------------------------------------------------------
 
     def assign(self, task: Task, worker_id: Hashable) -> WorkerState:
         """Record that ``task`` now runs on the worker; return the worker's view.
 
-        O(r), + O(log n) with the load index (see :meth:`least_loaded`).
+        O(r), + O(log n) per load index (see :meth:`lowest`).
 
         Skills and zones are not checked here (a host may override routing);
         availability and capacity are.
@@ -431,19 +504,16 @@ class CapacityTracker:
                 + (" (ejected as an outlier)" if state.ejected_until is not None else "")
                 + f"; task {task_id!r} was not assigned"
             )
-        demand = demand_of(task, self._named)
-        load = state._load
-        if not _fits(demand, load, state._limit):
-            raise WorkerFullError(self._full_message(state, task, demand))
-        for name, amount in demand.items():
-            load[name] = load.get(name, 0.0) + amount
-        state._tasks[task_id] = (task, demand)
+        checked = self._demand(task)
+        if not state._admits(_NO_SKILLS, None, checked):  # the fit test, skills aside
+            raise WorkerFullError(
+                f"task {task_id!r} does not fit worker {state.id!r} "
+                f"({state._short_of(checked)}); it was not assigned"
+            )
+        state._hold(task, checked)
+        self._available_in_flight += 1
         self._placed[task_id] = state
-        _set(state, "in_flight", state.in_flight + 1)
-        state._update_ratio()
-        index = self._index
-        if index is not None:
-            index.place(state)
+        self._refile(state)
         return state
 
     def release(
@@ -455,48 +525,40 @@ class CapacityTracker:
     ) -> WorkerState:
         """Record that ``task`` left the worker; return the worker's view.
 
-        O(r), + O(log n) with the load index (see :meth:`least_loaded`).
+        O(r), + O(log n) per load index (see :meth:`lowest`).
 
-        ``duration`` (seconds >= 0) feeds the worker's latency EWMA. ``ok``
+        ``duration`` (seconds, 0 to 1e12) feeds the worker's latency EWMA. ``ok``
         is the outcome: ``True`` or ``False`` feed the success EWMA, the
         health policy and outlier ejection; ``None`` records no outcome (a
         cancelled or requeued task only frees its capacity).
 
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``ok`` not a bool or None.
-            InvalidArgumentError: ``duration`` negative, NaN or infinite.
+            InvalidArgumentError: ``duration`` negative, above 1e12, NaN or infinite.
             UnknownWorkerError: no worker has this id.
             UnknownTaskError: the task is not assigned to this worker.
         """
         if not isinstance(task, Task):
             raise InvalidTypeError(f"release() takes a Task, got {type(task).__name__} {task!r}")
-        duration = check_optional_number(duration, "duration", minimum=0.0)
+        duration = check_optional_number(duration, "duration", minimum=0.0, maximum=MAX_SECONDS)
         if ok is not None and not isinstance(ok, bool):
             raise InvalidTypeError(f"ok must be True, False or None, got {ok!r}")
         state = self._state(worker_id)
         task_id = task.id
-        placed = state._tasks.pop(task_id, None)
-        if placed is None:
+        if task_id not in state._tasks:
             where = self._placed.get(task_id)
             raise UnknownTaskError(
                 f"task {task_id!r} is not assigned to worker {worker_id!r}"
                 + (f" (it is on {where.id!r})" if where is not None else "")
             )
         now = self._refresh()
+        state._let_go(task_id)
+        if state.health is not _UNAVAILABLE:
+            self._available_in_flight -= 1
         del self._placed[task_id]
-        load = state._load
-        _set(state, "in_flight", state.in_flight - 1)
-        if state.in_flight == 0:
-            load.clear()  # exact zero: no float residue from the sums
-        else:
-            for name, amount in placed[1].items():
-                load[name] -= amount
-        state._update_ratio()
         if duration is not None or ok is not None:
-            self._record_outcome(state, now, duration, ok)
-        index = self._index
-        if index is not None:
-            index.place(state)
+            self._outcomes.record(state, now, duration, ok, len(self._workers))
+        self._refile(state)
         return state
 
     # -- looking ----------------------------------------------------------
@@ -514,108 +576,224 @@ class CapacityTracker:
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
         """
-        self._check_query(task, where)
-        self._refresh()
+        return self._query(task, where, self._candidates, task, where)
+
+    def _candidates(self, task: Task, where: WorkerFilter | None) -> list[WorkerState]:
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
-        healthy: list[WorkerState] = []
-        degraded: list[WorkerState] = []
-        separate_degraded = self._degraded != "include"
-        for state in self._workers.values():
-            health = state.health
-            if health is _UNAVAILABLE:
-                continue
-            if requires and not requires <= state.skills:
-                continue
-            if zone is not None and state.zone != zone:
-                continue
-            # _fits, inlined: this loop is the dispatch hot path.
-            load = state._load
-            limit = state._limit
-            for name, amount in demand:
-                if load.get(name, 0.0) + amount > limit.get(name, 0.0):
-                    break
-            else:
-                if where is not None and not where(state):
-                    continue
-                if health is _DEGRADED and separate_degraded:
-                    degraded.append(state)
-                else:
-                    healthy.append(state)
+        # A comprehension, the dispatch hot path's fastest way through every worker.
+        listed = [
+            state
+            for state in self._workers.values()
+            if state.health is not _UNAVAILABLE and state._admits(requires, zone, demand)
+        ]
+        if where is not None:  # asked before the degraded policy decides
+            listed = [state for state in listed if where(state)]
+        # Marked as holding only views, so balancers need not check each one.
+        if not self._degraded_count or self._degraded == "include":
+            return CandidateList(listed)
+        healthy = CandidateList(state for state in listed if state.health is not _DEGRADED)
         if healthy or self._degraded == "exclude":
             return healthy
-        return degraded
+        return CandidateList(state for state in listed if state.health is _DEGRADED)
 
     def is_candidate(
         self, task: Task, worker_id: Hashable, where: WorkerFilter | None = None
     ) -> bool:
-        """Whether the worker is among ``candidates(task, where)`` (``False`` if unknown).
+        """Whether the worker is among ``candidates(task, where)``, without listing them.
 
-        O(r); O(n r) for a ``DEGRADED`` worker under ``degraded="fallback"``,
-        which is a candidate only when no healthy worker is.
+        ``False`` for an id the tracker does not know (or cannot hash). This
+        is how to check that a balancer's choice is a real candidate: a
+        ``WorkerState`` ``w`` returned for ``task`` is one exactly when
+        ``tracker.is_candidate(task, w.id, where)`` and ``tracker.worker(w.id)
+        is w``. ``where`` is asked about this worker only (and, for a degraded
+        one under ``"fallback"``, about healthy ones; see below).
+
+        O(r) with r the resources of the task (the worker's health, skills,
+        zone and room, then ``where``), except for a ``DEGRADED`` worker
+        under ``degraded="fallback"``, which is a candidate only when no
+        healthy worker is: then O(1) more when no healthy worker has free
+        capacity in any resource (the usual reason to fall back, kept as a
+        set), else O(k r) for the k healthy workers with free capacity
+        looked at until one qualifies (all healthy workers, for a task that
+        demands nothing of the workers).
 
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
         """
-        self._check_query(task, where)
+        return self._query(task, where, self._is_candidate, task, worker_id, where)
+
+    def _is_candidate(self, task: Task, worker_id: Hashable, where: WorkerFilter | None) -> bool:
         try:
             state = self._workers.get(worker_id)
         except TypeError:
             return False
         if state is None:
             return False
-        self._refresh()
+        requires = task.requires
         zone = task.zone if self._strict_zones else None
-        if not _qualifies(state, task.requires, zone, self._demand(task), where):
+        demand = self._demand(task)
+        if not _qualifies(state, requires, zone, demand, where):
             return False
         if state.health is not _DEGRADED or self._degraded == "include":
             return True
         if self._degraded == "exclude":
             return False
-        return any(listed is state for listed in self.candidates(task, where))
+        # Fallback: a candidate unless some healthy worker qualifies. One that does
+        # has room for this demand, so it is among the healthy workers with room.
+        if demand:
+            healthy: Iterable[WorkerState] = self._room_healthy
+        else:
+            healthy = (s for s in self._workers.values() if s.health is Health.HEALTHY)
+        return not any(_qualifies(other, requires, zone, demand, where) for other in healthy)
 
-    def least_loaded(self, task: Task, where: WorkerFilter | None = None) -> WorkerState | None:
-        """The candidate ``LeastConnections`` would choose for ``task``, without listing them all.
+    def has_room(self) -> bool:
+        """Whether some worker that is not ``UNAVAILABLE`` has free capacity in at least
+        one resource its capacity names (``load < capacity``). O(1).
 
-        The same worker as ``LeastConnections().select(task,
-        tracker.candidates(task, where))``: the lowest ``load_ratio /
-        effective_weight``, ties to the lowest ``load_ratio``, then to the
-        earliest registered; ``None`` if there is no candidate.
+        ``False`` means every available worker is full in every resource it
+        has (or there is none): no task that demands some of the workers'
+        resources can be placed now, so a dispatcher may return at once
+        without looking at its queue. ``True`` does not promise that a given
+        task fits (it may need another resource, a skill, or more room).
+        Not covered by ``False``: a task that demands nothing of the
+        workers (every amount 0, or only resources no worker's capacity
+        names) fits any available worker, full or not, and one whose
+        amounts are within the fit tolerance (1e-9 of a capacity) may fit a
+        full one.
 
-        The first call builds an index of the available workers sorted by
-        that key (O(n log n)); from then on every change to a worker's load,
-        weight, capacity, slow-start ramp or health refiles it in O(log n),
-        for the tracker's lifetime. ``DEGRADED`` workers are filed apart
-        unless ``degraded="include"``. A query walks the healthy workers from
-        the least loaded and stops at the first that qualifies: O(1 + k r),
-        where k counts the workers ahead of it that do not (missing a skill,
-        in another zone, too full for this task's demand, or rejected by
-        ``where``). Workers that every query rejects take no new work, drain,
-        and so gather at the front: a lasting exclusion is cheaper as
-        ``set_health(id, Health.UNAVAILABLE)`` than as a ``where`` filter.
-        Under ``degraded="fallback"`` the degraded workers are walked only
-        when no healthy one qualifies.
+        Kept as a set of the workers with room, updated on every change
+        that can alter it (``assign``, ``release``, health, ejections,
+        capacity, membership): never a scan.
+        """
+        self._refresh()
+        return bool(self._room_healthy or self._room_degraded)
+
+    @property
+    def available_in_flight(self) -> int:
+        """Tasks in flight on the workers that are not ``UNAVAILABLE``. O(1) (a counter).
+
+        With :attr:`available_weight`, the mean load per unit of weight of
+        the available pool: what ``ConsistentHash.choose`` bounds loads
+        against. Reading it lifts no due ejection: call a method first.
+        """
+        return self._available_in_flight
+
+    @property
+    def available_weight(self) -> float:
+        """The sum of ``weight`` over the workers that are not ``UNAVAILABLE``. O(1).
+
+        Kept exactly (as a fraction) as workers come, go, change weight and
+        health, so it never drifts; this is its nearest float.
+        """
+        return self._available_weight
+
+    @property
+    def membership_version(self) -> int:
+        """A number that changes whenever a worker is added or removed. O(1).
+
+        A balancer that mirrors the membership (``ConsistentHash``'s ring)
+        compares it with the one it last saw, to notice changes without
+        listing the workers.
+        """
+        return self._version
+
+    def first_candidate(
+        self, task: Task, worker_ids: Iterable[Hashable], where: WorkerFilter | None = None
+    ) -> WorkerState | None:
+        """The first worker, in the order of ``worker_ids``, that is a candidate for ``task``.
+
+        Ids the tracker does not know are passed over. A worker is taken as
+        ``is_candidate`` would take it, except that a ``DEGRADED`` one is
+        taken only under ``degraded="include"`` (under ``"fallback"`` it is
+        a candidate only when no healthy worker is, which a walk in a given
+        order cannot know; list the candidates for that). ``None`` if none
+        of them is. ``worker_ids`` is read lazily, and no further once a
+        candidate is found, so a strategy can hand over a walk in its own
+        order (``ConsistentHash``: clockwise on its ring) and stop it at the
+        first worker it wants: O(k r) for the k ids read.
 
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``where`` is not callable.
         """
-        self._check_query(task, where)
-        self._refresh()
-        index = self._index
-        if index is None:
-            index = self._index = LoadIndex(
-                self._workers.values(), separate_degraded=self._degraded != "include"
-            )
+        return self._query(task, where, self._first_candidate, task, worker_ids, where)
+
+    def _first_candidate(
+        self, task: Task, worker_ids: Iterable[Hashable], where: WorkerFilter | None
+    ) -> WorkerState | None:
+        workers = self._workers
         requires = task.requires
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
+        take_degraded = self._degraded == "include"
+        for worker_id in worker_ids:
+            try:
+                state = workers.get(worker_id)
+            except TypeError:
+                continue
+            # _qualifies, with DEGRADED workers taken only under "include".
+            if (
+                state is not None
+                and (state.health is _HEALTHY or (take_degraded and state.health is _DEGRADED))
+                and state._admits(requires, zone, demand)
+                and (where is None or where(state))
+            ):
+                return state
+        return None
+
+    def lowest(
+        self, task: Task, key: LoadKey, where: WorkerFilter | None = None
+    ) -> WorkerState | None:
+        """The candidate for ``task`` with the lowest ``key(worker)``, without listing them all.
+
+        The first of ``candidates(task, where)`` sorted by ``(key(worker),
+        registration order)``, or ``None`` if there is none. The key is the
+        strategy's: ``LeastConnections`` gives ``(load_ratio /
+        effective_weight, load_ratio)``. It must depend only on the worker's
+        view (see :data:`~taskdist.workers._load_index.LoadKey`), and be the
+        same function object from call to call (a module-level function, not
+        a fresh lambda): each key has its own index.
+
+        The first call with a key builds an index of the available workers
+        sorted by it (O(n log n)); from then on every change to a worker's
+        load, weight, capacity, slow-start ramp or health refiles it in
+        O(log n), for as long as the index is kept (at most four are: a
+        fifth key drops the oldest index). ``DEGRADED`` workers are filed apart
+        unless ``degraded="include"``. A query walks the healthy workers from
+        the lowest key and stops at the first that qualifies: O(1 + k r),
+        where k counts the workers ahead of it that do not (missing a skill,
+        in another zone, too full for this task's demand, or rejected by
+        ``where``). Workers that every query rejects take no new work, drain,
+        and so gather at the front of a load order: a lasting exclusion is
+        cheaper as ``set_health(id, Health.UNAVAILABLE)`` than as a ``where``
+        filter. Under ``degraded="fallback"`` the degraded workers are walked
+        only when no healthy one qualifies.
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task, or ``key`` or ``where``
+                is not callable.
+        """
+        if not callable(key):
+            raise InvalidTypeError(
+                f"key must be a function of a WorkerState giving its place in an order, got {key!r}"
+            )
+        return self._query(task, where, self._lowest, task, key, where)
+
+    def _lowest(self, task: Task, key: LoadKey, where: WorkerFilter | None) -> WorkerState | None:
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._index(key)
+        requires = task.requires
+        zone = task.zone if self._strict_zones else None
+        demand = self._demand(task)
+        # _qualifies, less its health test: an index holds no UNAVAILABLE worker.
         for state in index.healthy():
-            if _qualifies(state, requires, zone, demand, where):
+            if state._admits(requires, zone, demand) and (where is None or where(state)):
                 return state
         if self._degraded == "fallback":
             for state in index.degraded():
-                if _qualifies(state, requires, zone, demand, where):
+                if state._admits(requires, zone, demand) and (where is None or where(state)):
                     return state
         return None
 
@@ -654,12 +832,12 @@ class CapacityTracker:
         if count == 0 or size == 0:
             return []
         if 2 * count <= size:
-            chosen = self._draw(task, count, rng, where)
+            chosen = self._filtered(where, self._draw, task, count, rng, where)
             if chosen is not None:
                 return chosen
         # Too few qualify to find them by chance: list them. Which ones the draws above
         # found says nothing about which the listing picks, so the result stays uniform.
-        listed = self.candidates(task, where)
+        listed = self._filtered(where, self._candidates, task, where)
         return rng.sample(listed, min(count, len(listed)))
 
     def _draw(
@@ -739,15 +917,18 @@ class CapacityTracker:
         """Load over capacity of ``resource``, summed over every worker (0 if none has any). O(n).
 
         Raises:
-            InvalidTypeError: ``resource`` is not a non-empty str.
+            InvalidTypeError: ``resource`` is not a str.
+            InvalidArgumentError: ``resource`` is empty.
         """
-        if not isinstance(resource, str) or not resource:
+        if not isinstance(resource, str):
             raise InvalidTypeError(f"resource must be a resource name (str), got {resource!r}")
+        if not resource:
+            raise InvalidArgumentError("resource must be a non-empty resource name, got ''")
         self._refresh()
         total = used = 0.0
         for state in self._workers.values():
             total += state.capacity.get(resource, 0.0)
-            used += state._load.get(resource, 0.0)
+            used += state.load.get(resource, 0.0)
         return used / total if total > 0 else 0.0
 
     def __repr__(self) -> str:
@@ -764,9 +945,11 @@ class CapacityTracker:
         except KeyError:
             raise UnknownWorkerError(f"no worker with id {worker_id!r}") from None
 
-    def _demand(self, task: Task) -> list[tuple[str, float]]:
+    def _demand(self, task: Task) -> Demand:
         """The task's nonzero demand on the resources placement tracks."""
-        return [(name, amount) for name, amount in demand_of(task, self._named).items() if amount]
+        if not task.resources and "slots" in self._named:
+            return _ONE_SLOT  # the usual task: no mapping to build
+        return nonzero(demand_of(task, self._named))
 
     def _check_query(self, task: object, where: object) -> None:
         if not isinstance(task, Task):
@@ -776,169 +959,132 @@ class CapacityTracker:
                 f"where must be a function of a WorkerState returning bool, or None; got {where!r}"
             )
 
-    def _touch(self, state: WorkerState) -> None:
-        """Refile a worker whose load, weight, capacity or health may have changed."""
-        if self._index is not None:
-            self._index.place(state)
+    def _index(self, key: LoadKey) -> LoadIndex:
+        """Build the load index sorted by ``key``; past ``_MAX_INDEXES``, the oldest
+        index is dropped."""
+        indexes = self._indexes
+        busy, self._busy = self._busy, True  # building calls the key
+        try:
+            index = LoadIndex(
+                key, self._workers.values(), separate_degraded=self._degraded != "include"
+            )
+        finally:
+            self._busy = busy
+        if len(indexes) >= _MAX_INDEXES:
+            del indexes[next(iter(indexes))]  # _guard_keys is worked out below
+        indexes[key] = index
+        self._index_list = tuple(indexes.values())
+        self._guard_keys = not indexes.keys() <= PURE_KEYS
+        return index
 
-    def _leave_pool(self, worker_id: Hashable) -> None:
-        at = self._pool_at.pop(worker_id)
+    def _refile(self, state: WorkerState, health_changed: bool = False) -> None:
+        """After a change to a worker's load, weight, capacity or health: file it anew
+        (its load indexes, and whether it has room). A change of health comes
+        through _changed, which takes it out of the room set it was in."""
+        indexes = self._index_list
+        if indexes:
+            if self._guard_keys:
+                self._busy = True  # a key of the caller's own: no calls back
+                try:
+                    for index in indexes:
+                        index.place(state)
+                finally:
+                    self._busy = False
+            else:
+                for index in indexes:
+                    index.place(state)
+        health = state.health
+        if health is _UNAVAILABLE or not (health_changed or state._free_flipped):
+            return  # its room set is right already (a probe of a large set costs a miss)
+        room = self._room_degraded if health is _DEGRADED else self._room_healthy
+        if state._has_free:
+            room.add(state)
+        else:
+            room.discard(state)
+
+    def _changed(self, state: WorkerState, before: Health) -> None:
+        """The outcome bookkeeping changed a worker's health or effective weight."""
+        if before is not state.health:
+            self._room_healthy.discard(state)
+            self._room_degraded.discard(state)
+            self._degraded_count += (state.health is _DEGRADED) - (before is _DEGRADED)
+            if (before is _UNAVAILABLE) is not (state.health is _UNAVAILABLE):
+                self._count_available(state, -1 if before is not _UNAVAILABLE else 1)
+        self._refile(state, before is not state.health)
+
+    def _count_available(self, state: WorkerState, sign: int) -> None:
+        """A worker joins (``sign`` 1) or leaves (-1) the workers that are not UNAVAILABLE."""
+        self._available_in_flight += sign * state.in_flight
+        self._count_weight(sign * Fraction(state.weight))
+
+    def _count_weight(self, change: Fraction) -> None:
+        self._available_weight_sum += change
+        self._available_weight = float(self._available_weight_sum)
+
+    def _leave_pool(self, state: WorkerState) -> None:
+        at = self._pool_at.pop(state)
         last = self._pool.pop()
         if at < len(self._pool):  # it was not the last: the last takes its place
             self._pool[at] = last
-            self._pool_at[last.id] = at
+            self._pool_at[last] = at
+
+    def _query(
+        self, task: object, where: WorkerFilter | None, run: Callable[..., _R], *args: Any
+    ) -> _R:
+        """A query's way in: check ``task`` and ``where``, bring the tracker up to date,
+        then ``run(*args)`` refusing calls back while it runs ``where``."""
+        if not isinstance(task, Task) or (where is not None and not callable(where)):
+            self._check_query(task, where)  # raises (tested first: this is the hot path)
+        self._refresh()
+        if where is None:
+            return run(*args)
+        return self._filtered(where, run, *args)
+
+    def _filtered(self, where: WorkerFilter | None, run: Callable[..., _R], *args: Any) -> _R:
+        """``run(*args)``, refusing calls back into the tracker while it runs ``where``
+        (or a load key) on the tracker's behalf."""
+        if where is None:
+            return run(*args)
+        self._busy = True
+        try:
+            return run(*args)
+        finally:
+            self._busy = False
 
     def _refresh(self) -> float:
-        """Lift ejections that are due and move slow-start weights along; return now."""
+        """Lift ejections that are due and move slow-start weights along; return now.
+
+        Every public method that reads or changes the workers calls it first,
+        so it is where a call from inside a filter or a key is refused."""
+        if self._busy:
+            raise ReentrancyError(
+                "a where= filter or a load key called back into the CapacityTracker that is "
+                "running it; they may only read the WorkerState they are given "
+                "(the call was refused and changed nothing)"
+            )
         now = self._clock.now()
-        heap = self._ejection_heap
-        while heap and heap[0][0] <= now:
-            until, _, state = heappop(heap)
-            if state.ejected_until == until and state.id in self._workers:
-                self._readmit(state, until)
-        if self._slow:
-            for state in list(self._slow.values()):
-                self._apply_slow_start(state, now)
+        if now >= self._outcomes.next_due:
+            self._outcomes.due(now)
         return now
 
-    def _readmit(self, state: WorkerState, now: float) -> None:
-        _set(state, "ejected_until", None)
-        _set(state, "consecutive_failures", 0)
-        _set(state, "_readmitted_at", now)
-        self._ejected -= 1
-        self._update_health(state, now)
 
-    def _begin_slow_start(self, state: WorkerState, now: float) -> None:
-        if self._slow_start is not None:
-            _set(state, "_slow_since", now)
-            self._slow[state.id] = state
-            self._apply_slow_start(state, now)
-
-    def _apply_slow_start(self, state: WorkerState, now: float) -> None:
-        since = state._slow_since
-        if since is None or self._slow_start is None:
-            _set(state, "effective_weight", state.weight)
-            return
-        factor = self._slow_start.factor(now - since)
-        _set(state, "effective_weight", state.weight * factor)
-        if factor >= 1.0:
-            _set(state, "_slow_since", None)
-            self._slow.pop(state.id, None)
-        self._touch(state)
-
-    def _update_health(self, state: WorkerState, now: float) -> None:
-        before = state.health
-        if state.ejected_until is not None:
-            after = _UNAVAILABLE
-        else:
-            after = worst(state.host_health, state._derived)
-        _set(state, "health", after)
-        if before is _UNAVAILABLE and after is not _UNAVAILABLE:
-            self._begin_slow_start(state, now)
-        if after is not before:
-            self._touch(state)
-
-    def _record_outcome(
-        self, state: WorkerState, now: float, duration: float | None, ok: bool | None
-    ) -> None:
-        if duration is not None:
-            previous = state.latency
-            keep = self._keep(state._latency_at, now)
-            _set(state, "_latency_at", now)
-            _set(
-                state,
-                "latency",
-                duration if previous is None else keep * previous + (1.0 - keep) * duration,
-            )
-        if ok is not None:
-            keep = self._keep(state._outcome_at, now)
-            _set(state, "_outcome_at", now)
-            _set(
-                state,
-                "success_rate",
-                keep * state.success_rate + (1.0 - keep) * (1.0 if ok else 0.0),
-            )
-            _set(state, "outcomes", state.outcomes + 1)
-            _set(state, "consecutive_failures", 0 if ok else state.consecutive_failures + 1)
-        if self._health is not None:
-            _set(
-                state,
-                "_derived",
-                self._health.judge(state.outcomes, state.success_rate, state.latency),
-            )
-        if ok is False:
-            self._maybe_eject(state, now)
-        self._update_health(state, now)
-
-    def _keep(self, last_sample_at: float | None, now: float) -> float:
-        """The weight an average sampled last at ``last_sample_at`` keeps on a new sample."""
-        elapsed = None if last_sample_at is None else now - last_sample_at
-        return ewma_keep(self._alpha, elapsed, self._half_life)
-
-    def _maybe_eject(self, state: WorkerState, now: float) -> None:
-        rule = self._ejection
-        if (
-            rule is None
-            or state.ejected_until is not None
-            or state.consecutive_failures < rule.consecutive_failures
-            or not rule.allows(self._ejected, len(self._workers))
-        ):
-            return
-        ejections = state.ejections
-        readmitted = state._readmitted_at
-        if readmitted is not None:
-            # Envoy's multiplier decays by one per base_ejection_time spent back in service.
-            ejections = max(0, ejections - int((now - readmitted) // rule.base_ejection_time))
-        ejections += 1
-        until = now + rule.duration(ejections)
-        _set(state, "ejections", ejections)
-        _set(state, "ejected_until", until)
-        _set(state, "consecutive_failures", 0)
-        self._ejected += 1
-        heappush(self._ejection_heap, (until, state.seq, state))
-
-    def _keep_ejection_bound(self) -> None:
-        """After a removal, lift the ejections ending soonest until the bound holds again."""
-        rule = self._ejection
-        if rule is None:
-            return
-        heap = self._ejection_heap
-        now = self._clock.now()
-        # allows(ejected - 1, n) is "ejected <= percent * n / 100".
-        while self._ejected and not rule.allows(self._ejected - 1, len(self._workers)):
-            until, _, state = heappop(heap)
-            if state.ejected_until == until and state.id in self._workers:
-                self._readmit(state, now)
-
-    def _full_message(self, state: WorkerState, task: Task, demand: Mapping[str, float]) -> str:
-        short = [
-            f"{name}: needs {amount:g}, free {state.free(name):g}"
-            for name, amount in demand.items()
-            if amount and state._load.get(name, 0.0) + amount > state._limit.get(name, 0.0)
-        ]
-        return (
-            f"task {task.id!r} does not fit worker {state.id!r} ({'; '.join(short)}); "
-            "it was not assigned"
-        )
+def _check_ranges(worker: Worker) -> None:
+    """A worker's weight and capacity within what the tracker takes (see ``_ranges``)."""
+    check_weight(worker.weight, f"worker {worker.id!r} weight")
+    check_capacity(worker.capacity, f"worker {worker.id!r} capacity")
 
 
 def _qualifies(
     state: WorkerState,
     requires: frozenset[str],
     zone: str | None,
-    demand: Sequence[tuple[str, float]],
+    demand: Demand,
     where: WorkerFilter | None,
 ) -> bool:
-    """Whether an available worker is a candidate (health policy aside): skills, zone, room."""
-    if state.health is _UNAVAILABLE:
-        return False
-    if requires and not requires <= state.skills:
-        return False
-    if zone is not None and state.zone != zone:
-        return False
-    load = state._load
-    limit = state._limit
-    for name, amount in demand:
-        if load.get(name, 0.0) + amount > limit.get(name, 0.0):
-            return False
-    return where is None or where(state)
+    """Whether a worker is a candidate (health policy aside): available, skills, zone, room,
+    and the host's filter."""
+    return (
+        state.health is not _UNAVAILABLE
+        and state._admits(requires, zone, demand)
+        and (where is None or where(state))
+    )
