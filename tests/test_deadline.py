@@ -601,7 +601,7 @@ def test_memory_of_side_heaps_is_reclaimed() -> None:
         for i in range(100):
             edf.push(Task((round_, i), deadline=1e9, ttl=1e9, cost=1.0))
         drain(edf)
-    assert len(edf._timers) <= 64 and len(edf._costliest or []) <= 64
+    assert len(edf._timers) <= 64 and edf._costliest is not None and len(edf._costliest) <= 64
 
 
 # -- preemption advice -----------------------------------------------------------

@@ -167,7 +167,7 @@ def test_remove_cancels_and_memory_is_reclaimed() -> None:
         assert q.remove(i).id == i
     assert len(q) == 5_000
     # Dead entries are compacted once they outnumber live ones.
-    assert len(q._heap) <= 2 * len(q) + 64
+    assert len(q._order) <= 2 * len(q) + 64
     assert drain(q) == list(range(1, 10_000, 2))
 
 
@@ -205,7 +205,7 @@ def test_side_heaps_do_not_keep_popped_tasks() -> None:
             pass
     assert len(q) == 0
     assert len(q._expiry) <= 64
-    assert q._max_heap is not None and len(q._max_heap) <= 64
+    assert q._lowest is not None and len(q._lowest) <= 64
 
 
 def test_next_wakeup_skips_tasks_that_left() -> None:

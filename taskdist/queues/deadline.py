@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterator, Sequence
-from heapq import heapify, heappop, heappush, heapreplace
+from heapq import heapreplace
 from itertools import chain
 from typing import Final, Literal
 
 import attrs
 
+from taskdist._lazy_heap import LazyHeap
 from taskdist._validate import check_choice, check_enqueued_at, check_int, check_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
@@ -53,9 +54,9 @@ _Entry = tuple[float, int, int, Hashable, Task, float, "float | None"]
 
 # The side heaps (timers; costliest task, kept only with several servers) hold
 # ``(number, seq, entry)``; an entry is live while ``index[task_id] is entry``
-# (lazy deletion), and they are compacted once dead entries outnumber live
-# ones by this margin.
-_COMPACT_SLACK = 64
+# (lazy deletion, see LazyHeap).
+_Side = tuple[float, int, _Entry]
+_NEVER: Final = math.inf
 
 # Fast feasibility answers closer than this (relative) to the boundary are
 # settled by running the simulation itself, so float rounding in the prefix
@@ -237,6 +238,7 @@ class DeadlineScheduler(HeldTasks):
         "_maxsize",
         "_met",
         "_missed",
+        "_next_due",
         "_normal",
         "_now",
         "_on_miss",
@@ -245,12 +247,12 @@ class DeadlineScheduler(HeldTasks):
         "_popped",
         "_pushed",
         "_rate",
+        "_record_wait",
         "_rejected",
         "_removed",
         "_seq",
         "_servers",
         "_timers",
-        "_waits",
         "_waits_window",
     )
 
@@ -291,8 +293,7 @@ class DeadlineScheduler(HeldTasks):
             maxsize = check_int(maxsize, "maxsize", minimum=1)
         overflow = check_choice(overflow, "overflow", OVERFLOW_POLICIES)
         self._waits_window = RecentSamples(stats_window)
-        # The window's deque, appended to directly on the hot path.
-        self._waits = self._waits_window._samples
+        self._record_wait = self._waits_window.appender()
         self._clock = clock
         self._now = clock.now
         self._servers = servers
@@ -306,9 +307,13 @@ class DeadlineScheduler(HeldTasks):
         self._index: dict[Hashable, _Entry] = {}
         # Expired tasks held until expire() returns them, in the order they fell due.
         self._expired: dict[Hashable, tuple[_Entry, Reason]] = {}
-        self._timers: list[tuple[float, int, _Entry]] = []
+        self._timers: LazyHeap[_Side] = LazyHeap(self._index, at=_ID, via=2)
+        # At most the earliest due time held (never later), checked before the timers.
+        self._next_due = _NEVER
         # (-cost, seq, entry): the largest held cost, for the multi-server bound.
-        self._costliest: list[tuple[float, int, _Entry]] | None = None if servers == 1 else []
+        self._costliest: LazyHeap[_Side] | None = (
+            None if servers == 1 else LazyHeap(self._index, at=_ID, via=2)
+        )
         self._late: set[Hashable] = set()
         self._seq = 0
         self._pushed = self._popped = self._removed = 0
@@ -355,7 +360,7 @@ class DeadlineScheduler(HeldTasks):
                 f"Task.deadline must be later than now ({now!r}); "
                 f"task {task_id!r} has deadline {deadline!r}"
             )
-        if self._timers and self._timers[0][0] <= now:
+        if self._next_due <= now:
             self._collect_due(now)
         maxsize = self._maxsize
         full = maxsize is not None and len(index) + len(self._expired) >= maxsize
@@ -390,9 +395,11 @@ class DeadlineScheduler(HeldTasks):
         index[task_id] = entry
         due = entry[_DUE]
         if due is not None:
-            heappush(self._timers, (due, entry[_SEQ], entry))
+            self._timers.push((due, entry[_SEQ], entry))
+            if due < self._next_due:
+                self._next_due = due
         if self._costliest is not None:
-            heappush(self._costliest, (-task.cost, entry[_SEQ], entry))
+            self._costliest.push((-task.cost, entry[_SEQ], entry))
         self._pushed += 1
         return None if victim is None else Eviction(victim[_TASK], Reason.EVICTED)
 
@@ -408,7 +415,7 @@ class DeadlineScheduler(HeldTasks):
         number of tasks ahead of the result.
         """
         now = self._now()
-        if self._timers and self._timers[0][0] <= now:
+        if self._next_due <= now:
             self._collect_due(now)
         if where is None:
             if self._critical:
@@ -428,7 +435,7 @@ class DeadlineScheduler(HeldTasks):
         del self._index[task_id]
         if self._late:
             self._late.discard(task_id)
-        self._waits.append(now - entry[_ENQUEUED])
+        self._record_wait(now - entry[_ENQUEUED])
         self._popped += 1
         task = entry[_TASK]
         deadline = task.deadline
@@ -447,7 +454,7 @@ class DeadlineScheduler(HeldTasks):
         Complexity: O(1); with ``where``, O(k) as for ``pop``.
         """
         now = self._now()
-        if self._timers and self._timers[0][0] <= now:
+        if self._next_due <= now:
             self._collect_due(now)
         if where is None:
             entry = self._critical.first() or self._normal.first()
@@ -520,11 +527,8 @@ class DeadlineScheduler(HeldTasks):
             due = next(iter(self._expired.values()))[0][_DUE]
             assert due is not None  # only entries with a due time expire
             return due
-        timers = self._timers
-        index = self._index
-        while timers and index.get(timers[0][2][_ID]) is not timers[0][2]:
-            heappop(timers)
-        return timers[0][0] if timers else None
+        timer = self._timers.top()
+        return None if timer is None else timer[0]
 
     # -- deadlines --------------------------------------------------------
 
@@ -550,7 +554,7 @@ class DeadlineScheduler(HeldTasks):
         now = self._now()
         if deadline <= now:
             return False
-        if self._timers and self._timers[0][0] <= now:
+        if self._next_due <= now:
             self._collect_due(now)
         if task.id in self._expired:
             return False
@@ -576,7 +580,7 @@ class DeadlineScheduler(HeldTasks):
             InvalidTypeError: ``task_id`` is unhashable.
         """
         now = self._now()
-        if self._timers and self._timers[0][0] <= now:
+        if self._next_due <= now:
             self._collect_due(now)
         entry = self._held(task_id)
         task = entry[_TASK]
@@ -684,10 +688,10 @@ class DeadlineScheduler(HeldTasks):
     def servers(self, value: int) -> None:
         servers = check_int(value, "servers", minimum=1)
         if servers > 1 and self._costliest is None:
-            self._costliest = [
-                (-entry[_TASK].cost, entry[_SEQ], entry) for entry in self._index.values()
-            ]
-            heapify(self._costliest)
+            self._costliest = LazyHeap(self._index, at=_ID, via=2)
+            self._costliest.reset(
+                [(-entry[_TASK].cost, entry[_SEQ], entry) for entry in self._index.values()]
+            )
         elif servers == 1:
             self._costliest = None
         self._servers = servers
@@ -838,10 +842,8 @@ class DeadlineScheduler(HeldTasks):
     def _max_cost(self) -> float:
         heap = self._costliest
         assert heap is not None
-        index = self._index
-        while heap and index.get(heap[0][2][_ID]) is not heap[0][2]:
-            heappop(heap)
-        return -heap[0][0] if heap else 0.0
+        top = heap.top()
+        return 0.0 if top is None else -top[0]
 
     def _infeasible(self, entry: _Entry, tasks: PrefixSumSortedList[_Entry]) -> Eviction | None:
         """Apply ``on_miss`` to an infeasible entry already in ``tasks``: keep it or take it out."""
@@ -864,32 +866,23 @@ class DeadlineScheduler(HeldTasks):
     def _collect_due(self, now: float) -> None:
         """Move every entry due by ``now`` out of the order, into the expired holding area."""
         timers = self._timers
-        index = self._index
         expired = self._expired
-        while timers and timers[0][0] <= now:
-            due, _, entry = heappop(timers)
+        for due, _, entry in timers.pop_until(now):  # out of the index too
             task_id = entry[_ID]
-            if index.get(task_id) is entry:
-                del index[task_id]
-                self._list_of(entry).remove(entry)
-                self._late.discard(task_id)
-                deadline = entry[_TASK].deadline
-                missed = self._deadline_timers and deadline is not None and deadline <= due
-                expired[task_id] = (entry, Reason.DEADLINE_MISSED if missed else Reason.TTL_EXPIRED)
+            self._list_of(entry).remove(entry)
+            self._late.discard(task_id)
+            deadline = entry[_TASK].deadline
+            missed = self._deadline_timers and deadline is not None and deadline <= due
+            expired[task_id] = (entry, Reason.DEADLINE_MISSED if missed else Reason.TTL_EXPIRED)
+        timer = timers.top()
+        self._next_due = _NEVER if timer is None else timer[0]
         self._maybe_compact()
 
     def _maybe_compact(self) -> None:
-        """Drop dead entries from a side heap once they outnumber live ones (amortised O(1))."""
-        index = self._index
-        limit = 2 * len(index) + _COMPACT_SLACK
-        if len(self._timers) > limit:
-            self._timers = [item for item in self._timers if index.get(item[2][_ID]) is item[2]]
-            heapify(self._timers)
-        if self._costliest is not None and len(self._costliest) > limit:
-            self._costliest = [
-                item for item in self._costliest if index.get(item[2][_ID]) is item[2]
-            ]
-            heapify(self._costliest)
+        """Drop dead entries from the side heaps once they outnumber live ones (amortised O(1))."""
+        self._timers.compact()
+        if self._costliest is not None:
+            self._costliest.compact()
 
 
 def _after(entry: _Entry, other: _Entry) -> bool:

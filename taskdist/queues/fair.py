@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import enum
 import functools
-import itertools
 import math
 from collections.abc import Callable, Generator, Hashable, Mapping
-from heapq import heapify, heappop, heappush, heapreplace
 from typing import Final
 
 import attrs
 
+from taskdist._lazy_heap import LazyHeap
 from taskdist._validate import check_enqueued_at, check_hashable, check_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
@@ -51,8 +50,6 @@ InnerQueueFactory = Callable[[Clock], Queue]
 
 _NO_LIMIT: Final = math.inf
 _UNLIMITED: Final = Quota()
-# Compaction margin for the tenant heaps (dead entries beyond twice the live ones).
-_COMPACT_SLACK: Final = 64
 
 
 class WaitingReason(str, enum.Enum):
@@ -164,86 +161,48 @@ _Entry = tuple[float, int, _Tenant]
 class _TenantHeap:
     """Tenants ordered by a float key (virtual start, or a wake-up time); O(log T) per change.
 
-    Entries are ``(key, seq, tenant)``: ``seq`` makes ties first-come first-served
-    and stops comparisons before the tenant. An entry is live while
-    ``live[tenant] is entry``; any other is skipped (lazy deletion) and
-    compacted away once dead entries outnumber live ones.
+    ``members`` maps each tenant in it to its live entry ``(key, seq,
+    tenant)``, where ``seq`` makes ties first-come first-served and stops
+    comparisons before the tenant; read it for membership (O(1)), change it
+    only through the methods. The order is a :class:`LazyHeap` over it: an
+    entry replaced or removed is dead and is skipped.
     """
 
-    __slots__ = ("_heap", "_live", "_seq")
+    __slots__ = ("_heap", "members", "set", "top")
+
+    set: Callable[[_Tenant, float], None]
+    """``set(tenant, key)``: insert ``tenant`` or move it to ``key``; O(log T)."""
+    top: Callable[[], _Entry | None]
+    """The live entry with the smallest key, or ``None``; O(1) amortised."""
 
     def __init__(self) -> None:
-        self._heap: list[_Entry] = []
-        self._live: dict[_Tenant, _Entry] = {}
-        self._seq = itertools.count()
+        self.members: dict[_Tenant, _Entry] = {}
+        self._heap: LazyHeap[_Entry] = LazyHeap(self.members, at=2)
+        self.set = self._heap.schedule
+        self.top = self._heap.top
 
     def __contains__(self, tenant: _Tenant) -> bool:
-        return tenant in self._live
+        return tenant in self.members
 
     def key(self, tenant: _Tenant) -> float | None:
-        entry = self._live.get(tenant)
+        entry = self.members.get(tenant)
         return None if entry is None else entry[0]
-
-    def set(self, tenant: _Tenant, key: float) -> None:
-        """Insert ``tenant`` or move it to ``key``; O(log T)."""
-        entry = (key, next(self._seq), tenant)
-        old = self._live.get(tenant)
-        self._live[tenant] = entry
-        heap = self._heap
-        if old is not None and heap[0] is old:
-            heapreplace(heap, entry)  # the common case: the tenant just served, at the top
-        else:
-            heappush(heap, entry)
-            if old is not None:
-                self._maybe_compact()
 
     def discard(self, tenant: _Tenant) -> None:
         """Take ``tenant`` out if it is in; O(1) amortised."""
-        if self._live.pop(tenant, None) is not None:
-            self._maybe_compact()
+        if self.members.pop(tenant, None) is not None:
+            self._heap.compact()
 
-    def top(self) -> _Entry | None:
-        """The live entry with the smallest key, or ``None``; O(1) amortised."""
-        heap = self._heap
-        live = self._live
-        while heap and live.get(heap[0][2]) is not heap[0]:
-            heappop(heap)
-        return heap[0] if heap else None
-
-    def pop(self) -> _Tenant:
-        """Remove and return the tenant at the top (call after ``top()`` found one)."""
-        tenant = heappop(self._heap)[2]
-        del self._live[tenant]
-        return tenant
+    def pop_due(self, now: float) -> list[_Tenant]:
+        """Take out every tenant whose key is ``<= now``, smallest first; O(log T) each."""
+        return [entry[2] for entry in self._heap.pop_until(now)]  # out of members too
 
     def walk(self) -> Generator[tuple[float, _Tenant], None, None]:
         """Live entries in key order without moving them: O(log k) per entry yielded.
 
-        A best-first walk of the heap array (a node's children never have a
-        smaller key), so it stops as early as the caller does. The heap must
-        not change while the walk is in use.
+        It stops as early as the caller does; the heap must not change meanwhile.
         """
-        heap = self._heap
-        size = len(heap)
-        if not size:
-            return
-        live = self._live
-        frontier: list[tuple[_Entry, int]] = [(heap[0], 0)]
-        while frontier:
-            entry, position = heappop(frontier)
-            if live.get(entry[2]) is entry:
-                yield entry[0], entry[2]
-            child = 2 * position + 1
-            if child < size:
-                heappush(frontier, (heap[child], child))
-                if child + 1 < size:
-                    heappush(frontier, (heap[child + 1], child + 1))
-
-    def _maybe_compact(self) -> None:
-        live = self._live
-        if len(self._heap) > 2 * len(live) + _COMPACT_SLACK:
-            self._heap = [e for e in self._heap if live.get(e[2]) is e]
-            heapify(self._heap)
+        return ((entry[0], entry[2]) for entry in self._heap.walk())
 
 
 class FairScheduler:
@@ -515,7 +474,7 @@ class FairScheduler:
                 self._expiry.set(holder, expires)
         if eviction is not None:
             self._forget_queued(eviction.task.id, now)
-        if rec not in self._eligible._live and rec not in self._blocked._live:
+        if rec not in self._eligible.members and rec not in self._blocked.members:
             self._place(rec, now)
         return eviction
 
@@ -534,8 +493,7 @@ class FairScheduler:
         plus the inner ``pop(where)`` of the k tenants fairer than the result.
         """
         now = self._now()
-        blocked = self._blocked._heap
-        if blocked and blocked[0][0] <= now:
+        if self._blocked.members:
             self._wake(now)
         bypass = self._bypass
         if bypass is not None and bypass.waiting:
@@ -545,14 +503,8 @@ class FairScheduler:
                 return task
         eligible = self._eligible
         if where is None:
-            heap = eligible._heap
-            live = eligible._live
-            while heap:
-                top = heap[0]
+            while (top := eligible.top()) is not None:
                 rec = top[2]
-                if live.get(rec) is not top:
-                    heappop(heap)  # a dead entry (lazy deletion)
-                    continue
                 found = rec.inner.pop()
                 if found is not None:
                     self._virtual = top[0]
@@ -581,8 +533,7 @@ class FairScheduler:
         Complexity: as :meth:`pop`.
         """
         now = self._now()
-        blocked = self._blocked._heap
-        if blocked and blocked[0][0] <= now:
+        if self._blocked.members:
             self._wake(now)
         bypass = self._bypass
         if bypass is not None and bypass.waiting:
@@ -656,9 +607,7 @@ class FairScheduler:
         """
         now = self._now()
         expiry = self._expiry
-        due: list[_Tenant] = []
-        while (top := expiry.top()) is not None and top[0] <= now:
-            due.append(expiry.pop())
+        due = expiry.pop_due(now)
         expired: list[tuple[float, Task]] = []
         touched: dict[_Tenant, None] = {}
         index = self._index
@@ -921,9 +870,8 @@ class FairScheduler:
 
     def _wake(self, now: float) -> None:
         """Re-place every tenant whose rate-quota refill time has come."""
-        blocked = self._blocked
-        while (top := blocked.top()) is not None and top[0] <= now:
-            self._place(blocked.pop(), now)
+        for rec in self._blocked.pop_due(now):
+            self._place(rec, now)
 
     def _dispatch(self, rec: _Tenant, task: Task, now: float) -> None:
         """Account a task leaving the queue for a worker, then re-place its tenant."""
