@@ -523,12 +523,14 @@ class DeadlineScheduler(HeldTasks):
         Call :meth:`expire` once ``clock.now() >= next_wakeup()``.
         Complexity: O(1) amortised.
         """
+        timer = self._timers.top()
+        wakeup = None if timer is None else timer[0]
         if self._expired:
+            # Already past: expire() is due now (the first one held is enough to say so).
             due = next(iter(self._expired.values()))[0][_DUE]
             assert due is not None  # only entries with a due time expire
-            return due
-        timer = self._timers.top()
-        return None if timer is None else timer[0]
+            wakeup = due if wakeup is None else min(wakeup, due)
+        return wakeup
 
     # -- deadlines --------------------------------------------------------
 
