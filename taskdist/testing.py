@@ -390,7 +390,8 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
             _expect(isinstance(self.queue, Queue), "the factory must make a Queue")
             self.model: dict[Hashable, tuple[Task, float | None]] = {}
             self.popped: list[Task] = []  # handed out by pop, not yet released
-            self.last_pop: Task | None = None  # unpop may put it back
+            # The latest pop's task and where=, while unpop may put it back.
+            self.last_pop: tuple[Task, Callable[[Task], bool] | None] | None = None
             self.pushed = 0
             self.expiry_of: dict[Hashable, float | None] = {}
             self.left: set[Hashable] = set()
@@ -479,6 +480,7 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
             peeked = self.queue.peek(predicate)
             task = self.queue.pop(predicate)
             _expect(task is peeked, "pop returns what peek named")
+            self.last_pop = None if task is None else (task, predicate)
             if task is None:
                 _expect(
                     not any(where(t) and self.in_time(t, e) for t, e in self.model.values()),
@@ -491,14 +493,13 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
             _expect(task.id not in self.queue, "a popped task is no longer held")
             self.leave(task.id)
             self.popped.append(task)
-            self.last_pop = task
 
         @precondition(lambda self: self.has_unpop and self.last_pop is not None)
         @rule()
         def unpop_then_pop_again(self) -> None:
-            task = self.last_pop
-            if task is None:  # the precondition rules it out
+            if self.last_pop is None:  # the precondition rules it out
                 return
+            task, predicate = self.last_pop
             size = len(self.queue)
             self.queue.unpop(task)
             _expect(
@@ -507,7 +508,7 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
             )
             expires = self.expiry_of[task.id]
             if self.in_time(task, expires):
-                _expect(self.queue.pop() is task, "after unpop, pop returns the same task")
+                _expect(self.queue.pop(predicate) is task, "after unpop, pop returns the same task")
                 self.queue.unpop(task)
             self.popped.remove(task)
             self.left.discard(task.id)

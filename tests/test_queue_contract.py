@@ -46,6 +46,7 @@ for _name, _make in FACTORIES.items():
     _case = queue_machine(_make).TestCase
     _case.settings = settings(max_examples=max(20, settings.default.max_examples // 3))
     globals()[f"TestContract_{_name.replace('-', '_')}"] = _case
+del _case
 
 
 class ForgetfulQueue(PriorityQueue):

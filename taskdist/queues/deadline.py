@@ -20,10 +20,11 @@ from taskdist.errors import (
     InvalidArgumentError,
     InvalidTypeError,
     QueueFullError,
+    TaskStateError,
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
-from taskdist.queues._held import HeldTasks
+from taskdist.queues._held import HeldTasks, unpop_refusal
 from taskdist.queues._prefix_sorted import PrefixSumSortedList
 from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Priority, Reason, Task
@@ -198,6 +199,7 @@ class DeadlineScheduler(HeldTasks):
     ``pop(where=p)``            O(k + log n), k = tasks ahead of the result
     ``peek`` / ``peek(where)``  O(1) / O(k)
     ``remove``                  O(log n)
+    ``unpop``                   O(log n)
     ``expire``                  O(x log n) for x expired tasks
     ``next_wakeup``             O(1) amortised
     ``slack``                   O(log n) with one server, O(k log m) with more
@@ -234,6 +236,7 @@ class DeadlineScheduler(HeldTasks):
         "_expired_count",
         "_expired_deadline",
         "_index",
+        "_last_pop",
         "_late",
         "_maxsize",
         "_met",
@@ -315,6 +318,9 @@ class DeadlineScheduler(HeldTasks):
             None if servers == 1 else LazyHeap(self._index, at=_ID, via=2)
         )
         self._late: set[Hashable] = set()
+        # What the latest pop took (entry, late flag, met deadline or None), while
+        # unpop may still put it back.
+        self._last_pop: tuple[_Entry, bool, bool | None] | None = None
         self._seq = 0
         self._pushed = self._popped = self._removed = 0
         self._expired_count = self._expired_deadline = 0
@@ -393,13 +399,8 @@ class DeadlineScheduler(HeldTasks):
             self._drop_live(victim)
             self._evicted += 1
         index[task_id] = entry
-        due = entry[_DUE]
-        if due is not None:
-            self._timers.push((due, entry[_SEQ], entry))
-            if due < self._next_due:
-                self._next_due = due
-        if self._costliest is not None:
-            self._costliest.push((-task.cost, entry[_SEQ], entry))
+        self._track(entry)
+        self._last_pop = None
         self._pushed += 1
         return None if victim is None else Eviction(victim[_TASK], Reason.EVICTED)
 
@@ -423,30 +424,71 @@ class DeadlineScheduler(HeldTasks):
             elif self._normal:
                 entry = self._normal.pop_first()
             else:
+                self._last_pop = None
                 return None
         else:
             found = self._critical.remove_first_matching(
                 lambda entry: where(entry[_TASK])
             ) or self._normal.remove_first_matching(lambda entry: where(entry[_TASK]))
             if found is None:
+                self._last_pop = None
                 return None
             entry = found
         task_id = entry[_ID]
         del self._index[task_id]
-        if self._late:
+        late = bool(self._late) and task_id in self._late
+        if late:
             self._late.discard(task_id)
         self._record_wait(now - entry[_ENQUEUED])
         self._popped += 1
         task = entry[_TASK]
         deadline = task.deadline
+        met = None
         if deadline is not None:
-            if now + task.cost <= deadline:
+            met = now + task.cost <= deadline
+            if met:
                 self._met += 1
             else:
                 self._missed += 1
+        self._last_pop = (entry, late, met)
         if entry[_DUE] is not None or self._costliest is not None:
             self._maybe_compact()
         return task
+
+    def unpop(self, task: Task) -> None:
+        """Put back the task the latest :meth:`pop` returned, exactly as it was. O(log n).
+
+        Valid only while nothing else has changed the scheduler since that
+        pop (a push, another pop, a remove, an expiry returned). The task
+        gets back its place in the order, its age, TTL and late flag; the
+        pop's wait sample and its met/missed count are taken back. A
+        composition uses it to put back a task it popped and then could not
+        place.
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+            TaskStateError: ``task`` is not what the latest pop returned, or the
+                scheduler changed since (nothing changes).
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"unpop() takes a Task, got {type(task).__name__} {task!r}")
+        last = self._last_pop
+        if last is None or last[0][_TASK] is not task:
+            raise TaskStateError(unpop_refusal(task, "scheduler"))
+        self._last_pop = None
+        entry, late, met = last
+        self._list_of(entry).add(entry, task.cost)
+        self._index[entry[_ID]] = entry
+        if late:
+            self._late.add(entry[_ID])
+        self._track(entry)
+        self._popped -= 1
+        self._waits_window.retract()
+        if met is not None:
+            if met:
+                self._met -= 1
+            else:
+                self._missed -= 1
 
     def peek(self, where: Predicate | None = None) -> Task | None:
         """The task ``pop(where)`` would return, without removing it.
@@ -473,6 +515,7 @@ class DeadlineScheduler(HeldTasks):
         """
         entry: _Entry
         held, live = self._take_held(task_id, "scheduler")
+        self._last_pop = None
         if live:
             entry = held
             self._drop_live(entry)
@@ -510,6 +553,7 @@ class DeadlineScheduler(HeldTasks):
         held = sorted(self._expired.values(), key=lambda item: (item[0][_DUE], item[0][_SEQ]))
         evictions = [Eviction(entry[_TASK], reason) for entry, reason in held]
         self._expired = {}
+        self._last_pop = None
         missed = sum(1 for eviction in evictions if eviction.reason is Reason.DEADLINE_MISSED)
         self._expired_count += len(evictions)
         self._expired_deadline += missed
@@ -774,6 +818,16 @@ class DeadlineScheduler(HeldTasks):
         if deadline is not None and self._deadline_timers and (due is None or deadline <= due):
             due = deadline
         return (time_key, priority, seq, task.id, task, enqueued, due)
+
+    def _track(self, entry: _Entry) -> None:
+        """File a held entry in the side heaps it belongs in (timers; largest costs)."""
+        due = entry[_DUE]
+        if due is not None:
+            self._timers.push((due, entry[_SEQ], entry))
+            if due < self._next_due:
+                self._next_due = due
+        if self._costliest is not None:
+            self._costliest.push((-entry[_TASK].cost, entry[_SEQ], entry))
 
     def _drop_live(self, entry: _Entry) -> None:
         """Take a live entry, already out of the index, off its list; its timers go lazily."""

@@ -18,10 +18,12 @@ from taskdist.errors import (
     InvalidTypeError,
     OverReleaseError,
     QuotaExceededError,
+    TaskStateError,
     UnknownPlanError,
     UnknownTaskError,
 )
 from taskdist.metrics import jain_index
+from taskdist.queues._held import unpop_refusal
 from taskdist.queues.priority import PriorityQueue
 from taskdist.queues.protocol import Eviction, Predicate, Queue
 from taskdist.queues.quota import Quota
@@ -157,6 +159,15 @@ class _Tenant:
 
 _Entry = tuple[float, int, _Tenant]
 
+_Undo = tuple[float, "_Entry | None", "_Entry | None"]
+_Dispatch = tuple[
+    Task, _Tenant, _Tenant, tuple[_Tenant, _Tenant, "float | None"], float, float, _Undo
+]
+"""What a pop changed, kept so that ``unpop`` can undo it exactly: the task, its tenant,
+the tenant (or bypass lane) whose queue held it, its index entry, the tenant's start tag
+and dispatched cost before, and the virtual time and the tenant's entries in the
+eligible and blocked heaps (or ``None``) before. A tuple: made on every pop."""
+
 
 class _TenantHeap:
     """Tenants ordered by a float key (virtual start, or a wake-up time); O(log T) per change.
@@ -191,6 +202,15 @@ class _TenantHeap:
     def discard(self, tenant: _Tenant) -> None:
         """Take ``tenant`` out if it is in; O(1) amortised."""
         if self.members.pop(tenant, None) is not None:
+            self._heap.compact()
+
+    def restore(self, tenant: _Tenant, entry: _Entry | None) -> None:
+        """Give ``tenant`` back an entry it had (same key and place among ties), or none."""
+        if entry is None:
+            self.discard(tenant)
+        elif self.members.get(tenant) is not entry:
+            self.members[tenant] = entry
+            self._heap.push(entry)
             self._heap.compact()
 
     def pop_due(self, now: float) -> list[_Tenant]:
@@ -278,6 +298,7 @@ class FairScheduler:
     ``release``                    O(1); O(log T) when it frees a tenant held
                                    at ``max_concurrent``
     ``remove``                     the inner ``remove`` + O(log T)
+    ``unpop``                      the inner ``unpop`` + O(log T)
     ``expire``                     O(m log m + d log T): m expired tasks over d
                                    tenants
     ``next_wakeup``                O(1) amortised
@@ -308,6 +329,7 @@ class FairScheduler:
         "_expiry",
         "_index",
         "_inner",
+        "_last_pop",
         "_now",
         "_plans",
         "_quotas",
@@ -415,6 +437,8 @@ class FairScheduler:
         self._size = 0
         # CRITICAL tasks of every tenant, when they bypass the fair order.
         self._bypass = _Tenant(_BYPASS, probe, 0.0) if critical_bypass else None
+        # What the latest pop changed, while unpop may still undo it.
+        self._last_pop: _Dispatch | None = None
 
     # -- adding -----------------------------------------------------------
 
@@ -465,6 +489,7 @@ class FairScheduler:
         # An expiry no later than the inner queue's (it may have read the clock later).
         expires = None if ttl is None else enqueued + ttl
         self._index[task_id] = (rec, holder, expires)
+        self._last_pop = None
         rec.queued += 1
         holder.waiting += 1
         self._size += 1
@@ -495,11 +520,14 @@ class FairScheduler:
         now = self._now()
         if self._blocked.members:
             self._wake(now)
+        virtual = self._virtual  # as it was, should unpop() put the task back
         bypass = self._bypass
         if bypass is not None and bypass.waiting:
             task = self._from_bypass(where, take=True)
             if task is not None:
-                self._dispatch(self._index[task.id][0], task, now)
+                rec = self._index[task.id][0]
+                undo = (virtual, self._eligible.members.get(rec), self._blocked.members.get(rec))
+                self._dispatch(rec, task, now, undo)
                 return task
         eligible = self._eligible
         if where is None:
@@ -508,9 +536,11 @@ class FairScheduler:
                 found = rec.inner.pop()
                 if found is not None:
                     self._virtual = top[0]
-                    self._dispatch(rec, found, now)
+                    # An eligible tenant is never also held by its rate quota.
+                    self._dispatch(rec, found, now, (virtual, top, None))
                     return found
                 eligible.discard(rec)  # only expired tasks left: out until a push
+            self._last_pop = None
             return None
         walk = eligible.walk()
         fairest = None
@@ -523,9 +553,64 @@ class FairScheduler:
                 # V follows the smallest start tag among the eligible, even when
                 # the predicate passed that tenant over.
                 self._virtual = fairest
-                self._dispatch(rec, found, now)
+                self._dispatch(rec, found, now, (virtual, self._eligible.members[rec], None))
                 return found
+        self._last_pop = None
         return None
+
+    def unpop(self, task: Task) -> None:
+        """Put back the task the latest :meth:`pop` dispatched, as if it had never gone.
+
+        Valid only while nothing else has changed the scheduler since that
+        pop (a push, another pop, a release, a remove, an expiry returned, a
+        new weight, plan or quota). The task goes back to its place in its
+        tenant's queue, and putting it back costs the tenant nothing: its
+        virtual start tag and the virtual time are restored, its rate token
+        is refunded and its running count drops, so no fair-share charge and
+        no quota is spent. A composition uses it when it popped a task and
+        then could not place it. The tenant's inner queue must have ``unpop``
+        (taskdist's queues do). O(log n_t + log T).
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+            TaskStateError: ``task`` is not what the latest pop returned, the
+                scheduler changed since, or the inner queue has no ``unpop``
+                (nothing changes).
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"unpop() takes a Task, got {type(task).__name__} {task!r}")
+        last = self._last_pop
+        if last is None or last[0] is not task:
+            raise TaskStateError(unpop_refusal(task, "scheduler"))
+        _, rec, holder, indexed, start, dispatched_cost, (virtual, eligible, blocked) = last
+        inner_unpop = getattr(holder.inner, "unpop", None)
+        if not callable(inner_unpop):
+            raise TaskStateError(
+                f"cannot put {task.id!r} back: its tenant's queue "
+                f"({type(holder.inner).__name__}) has no unpop() (nothing changed)"
+            )
+        inner_unpop(task)
+        self._last_pop = None
+        task_id = task.id
+        del self._running[task_id]
+        self._index[task_id] = indexed
+        rec.queued += 1
+        holder.waiting += 1
+        self._size += 1
+        rec.running -= 1
+        rec.dispatched -= 1
+        rec.dispatched_cost = dispatched_cost
+        rec.start = start
+        self._virtual = virtual
+        if rec.limiter is not None:  # the same one: a new quota ends unpop's turn
+            rec.limiter.refund()
+        self._eligible.restore(rec, eligible)
+        self._blocked.restore(rec, blocked)
+        expires = indexed[2]
+        if expires is not None:
+            registered = self._expiry.key(holder)
+            if registered is None or expires < registered:
+                self._expiry.set(holder, expires)
 
     def peek(self, where: Predicate | None = None) -> Task | None:
         """The task ``pop(where)`` would dispatch, without dispatching it or taking a token.
@@ -577,6 +662,7 @@ class FairScheduler:
                 f"scheduler, or was already released"
             ) from None
         holder.inner.release(task)
+        self._last_pop = None
         rec.running -= 1
         if rec.running == rec.max_running - 1:
             self._place(rec, self._now())
@@ -595,6 +681,7 @@ class FairScheduler:
         except KeyError:
             raise UnknownTaskError(f"no queued task with id {task_id!r}") from None
         task = holder.inner.remove(task_id)
+        self._last_pop = None
         self._forget_queued(task_id, self._now())
         return task
 
@@ -624,6 +711,8 @@ class FairScheduler:
                 expiry.set(holder, following)
         for rec in touched:
             self._place(rec, now)
+        if expired:
+            self._last_pop = None
         expired.sort(key=lambda pair: pair[0])
         return [task for _, task in expired]
 
@@ -827,6 +916,7 @@ class FairScheduler:
         rec.max_queued = _NO_LIMIT if limits.max_queued is None else limits.max_queued
 
     def _reconfigure(self, tenant: Hashable) -> None:
+        self._last_pop = None  # a new weight or quota: no longer the pop to undo
         rec = self._tenants.get(tenant)
         if rec is None:
             return  # configured when its first task arrives
@@ -873,10 +963,17 @@ class FairScheduler:
         for rec in self._blocked.pop_due(now):
             self._place(rec, now)
 
-    def _dispatch(self, rec: _Tenant, task: Task, now: float) -> None:
-        """Account a task leaving the queue for a worker, then re-place its tenant."""
+    def _dispatch(self, rec: _Tenant, task: Task, now: float, undo: _Undo) -> None:
+        """Account a task leaving the queue for a worker, then re-place its tenant.
+
+        ``undo`` is what this pop changed before dispatching (the virtual time,
+        the tenant's entries in the eligible and blocked heaps), kept with what
+        this changes for :meth:`unpop`.
+        """
         task_id = task.id
-        holder = self._index.pop(task_id)[1]
+        indexed = self._index.pop(task_id)
+        holder = indexed[1]
+        self._last_pop = (task, rec, holder, indexed, rec.start, rec.dispatched_cost, undo)
         rec.queued -= 1
         holder.waiting -= 1
         self._size -= 1

@@ -17,10 +17,11 @@ from taskdist.errors import (
     DuplicateTaskError,
     InvalidTypeError,
     QueueFullError,
+    TaskStateError,
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
-from taskdist.queues._held import HeldTasks
+from taskdist.queues._held import HeldTasks, unpop_refusal
 from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Reason, Task
 
@@ -122,6 +123,7 @@ class PriorityQueue(HeldTasks):
     ``peek`` / ``peek(where)``  O(1) amortised / O(k log k)
     ``remove``                  O(1) amortised (lazy deletion; dead entries
                                 are compacted once they outnumber live ones)
+    ``unpop``                   O(log n)
     ``expire``                  O(m log n) for m expired tasks
     ``next_wakeup``             O(1) amortised (plus O(m) while m expired
                                 tasks wait for ``expire()``)
@@ -153,6 +155,7 @@ class PriorityQueue(HeldTasks):
         "_expired_count",
         "_expiry",
         "_index",
+        "_last_pop",
         "_lowest",
         "_maxsize",
         "_monotone",
@@ -226,6 +229,8 @@ class PriorityQueue(HeldTasks):
         self._seq = itertools.count()
         # Whether the index's insertion order is enqueue order (no backdating).
         self._monotone = True
+        # The entry the latest pop took, while unpop may still put it back.
+        self._last_pop: _Entry | None = None
         self._popped = self._removed = self._expired_count = 0
         self._evicted = self._evicted_arrivals = self._rejected = 0
 
@@ -264,16 +269,43 @@ class PriorityQueue(HeldTasks):
         entry = (key, next(self._seq), task_id, task, enqueued)
         self._order.push(entry)
         index[task_id] = entry
-        ttl = task.ttl
-        if ttl is not None:
-            expires = enqueued + ttl
-            self._expiry.push((expires, entry[_SEQ], entry))
-            self._side_heaps = True
-            if expires < self._next_expiry:
-                self._next_expiry = expires
-        if self._lowest is not None:
-            self._lowest.push((-key, -entry[_SEQ], entry))
+        self._last_pop = None
+        if task.ttl is not None or self._lowest is not None:
+            self._track(entry)
         return eviction
+
+    def unpop(self, task: Task) -> None:
+        """Put back the task the latest :meth:`pop` returned, exactly as it was. O(log n).
+
+        Valid only while nothing else has changed the queue since that pop
+        (a push, another pop, a remove, an ``expire()`` that returned tasks).
+        The task gets back its place (same key and sequence number, so the
+        same order), its age and its TTL; the pop's wait sample and count are
+        taken back. A composition uses it to put back a task it popped and
+        then could not place.
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+            TaskStateError: ``task`` is not what the latest pop returned, or the
+                queue changed since (nothing changes).
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"unpop() takes a Task, got {type(task).__name__} {task!r}")
+        entry = self._last_pop
+        if entry is None or entry[_TASK] is not task:
+            raise TaskStateError(unpop_refusal(task, "queue"))
+        self._last_pop = None
+        index = self._index
+        newest = next(reversed(index.values()), None)
+        if newest is not None and newest[_ENQUEUED] > entry[_ENQUEUED]:
+            self._monotone = False  # it goes back in behind newer tasks
+        self._order.push(entry)
+        index[entry[_ID]] = entry
+        if task.ttl is not None or self._lowest is not None:
+            self._track(entry)
+        self._popped -= 1
+        assert self._waits_window is not None  # made by the pop being undone
+        self._waits_window.retract()
 
     # -- taking -----------------------------------------------------------
 
@@ -292,16 +324,19 @@ class PriorityQueue(HeldTasks):
         if where is None:
             entry = self._order.pop()
             if entry is None:
+                self._last_pop = None
                 return None
         else:
             found = self._order.find(where, _TASK)
             if found is None:
+                self._last_pop = None
                 return None
             entry = found
             del self._index[entry[_ID]]
             self._order.drop_top(entry)
             # A match below the root stays in the heap as a dead entry.
             self._order.compact()
+        self._last_pop = entry
         self._popped += 1
         self._record_wait(now - entry[_ENQUEUED])
         if self._side_heaps:
@@ -331,6 +366,7 @@ class PriorityQueue(HeldTasks):
         """
         entry: _Entry
         entry, live = self._take_held(task_id, "queue")
+        self._last_pop = None
         if live:
             self._maybe_compact()
         self._removed += 1
@@ -352,6 +388,7 @@ class PriorityQueue(HeldTasks):
         entries = sorted(self._expired.values(), key=_expiry_order)
         tasks = [entry[_TASK] for entry in entries]
         self._expired = {}
+        self._last_pop = None
         self._expired_count += len(tasks)
         return tasks
 
@@ -466,6 +503,18 @@ class PriorityQueue(HeldTasks):
         lowest.drop_top(top)
         self._evicted += 1
         return Eviction(victim[_TASK], Reason.EVICTED)
+
+    def _track(self, entry: _Entry) -> None:
+        """File a held entry in the side heaps it belongs in (expiry; least urgent)."""
+        ttl = entry[_TASK].ttl
+        if ttl is not None:
+            expires = entry[_ENQUEUED] + ttl
+            self._expiry.push((expires, entry[_SEQ], entry))
+            self._side_heaps = True
+            if expires < self._next_expiry:
+                self._next_expiry = expires
+        if self._lowest is not None:
+            self._lowest.push((-entry[_KEY], -entry[_SEQ], entry))
 
     def _collect_expired(self, now: float) -> None:
         """Move every entry due by ``now`` from the live index to the expired holding area."""
