@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import sys
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import islice
 
 import attrs
 
@@ -107,15 +108,21 @@ class RecentSamples:
     ...     s.record(x)
     >>> s.percentiles().max, s.total
     (3.0, 4)
+    >>> s.retract()  # 3.0 is taken back; 10.0 comes back into the window
+    >>> s.percentiles().max, len(s)
+    (10.0, 3)
     """
 
-    __slots__ = ("_samples", "total")
+    __slots__ = ("_samples", "_window", "total")
 
     def __init__(self, window: int = 10_000) -> None:
-        window = check_int(window, "window", minimum=1, maximum=sys.maxsize)
-        self._samples: deque[float] = deque(maxlen=window)
+        self._window = check_int(window, "window", minimum=1, maximum=sys.maxsize - 1)
+        # One value beyond the window, so that retracting the latest value
+        # brings back the one it pushed out.
+        self._samples: deque[float] = deque(maxlen=self._window + 1)
         self.total = 0
-        """Observations ever recorded (not only those in the window)."""
+        """Observations recorded with :meth:`record` or :meth:`extend` (not only those in
+        the window; :meth:`appender` and :meth:`retract` leave it alone)."""
 
     def record(self, value: float) -> None:
         """Add one observation, a finite number. O(1)."""
@@ -128,12 +135,27 @@ class RecentSamples:
         self._samples.extend(values)
         self.total += len(values)
 
+    def appender(self) -> Callable[[float], None]:
+        """A C-level callable that adds one observation: ``record`` for a hot path. O(1) a call.
+
+        For an owner that keeps its own counts: what it adds is not counted in
+        :attr:`total`.
+        """
+        return self._samples.append
+
+    def retract(self) -> None:
+        """Take back the latest observation (an undone event); the one it pushed out of the
+        window comes back. O(1). Exact for the latest one; nothing happens when empty."""
+        if self._samples:
+            self._samples.pop()
+
     def __len__(self) -> int:
-        return len(self._samples)
+        return min(len(self._samples), self._window)
 
     def percentiles(self) -> Percentiles:
         """p50/p95/p99, mean and max of the window. O(window log window)."""
-        values = sorted(self._samples)
+        samples = self._samples
+        values = sorted(islice(samples, max(0, len(samples) - self._window), None))
         if not values:
             return Percentiles(0, math.nan, math.nan, math.nan, math.nan, math.nan)
         return Percentiles(

@@ -34,6 +34,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("balancing", ("balancing",)),
     ("dispatch", ("dispatch",)),
     ("package root", ("",)),
+    # The Queue contract as tests, for any queue (taskdist.testing).
+    ("testing", ("testing",)),
     # The hosts users import as taskdist.aio, taskdist.threaded, taskdist.executor.
     ("hosts", ("hosts", "aio", "threaded", "executor")),
     ("sim", ("sim",)),

@@ -360,7 +360,7 @@ def test_dead_heap_entries_are_compacted() -> None:
     for i in range(2_000):
         batcher.add(Task(i, group="g", ttl=1e5 - i))
     assert batcher.next_wakeup() == 1e5 - 1_999
-    assert len(batcher._heap) <= 2 * 1 + 64 + 1
+    assert len(batcher._due) <= 2 * 1 + 64 + 1
 
 
 # -- bad input -----------------------------------------------------------------

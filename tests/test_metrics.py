@@ -74,3 +74,23 @@ def test_jain_index_extremes() -> None:
     assert jain_index([5.0] * 4) == 1.0
     assert jain_index([1.0, 0.0, 0.0, 0.0]) == 0.25
     assert jain_index([]) == 1.0
+
+
+@given(data=st.lists(amounts, max_size=30), window=st.integers(min_value=1, max_value=8))
+def test_retract_undoes_the_latest_record_exactly(data: list[float], window: int) -> None:
+    samples = RecentSamples(window=window)
+    samples.extend(data)
+    before = (len(samples), samples.percentiles())
+    samples.record(12345.0)
+    samples.retract()
+    after = (len(samples), samples.percentiles())
+    assert repr(after) == repr(before)  # NaN-safe: an empty window stays empty
+
+
+def test_appender_records_at_c_speed_without_counting() -> None:
+    samples = RecentSamples(window=2)
+    append = samples.appender()
+    for x in (1.0, 2.0, 3.0):
+        append(x)
+    assert len(samples) == 2 and samples.percentiles().p50 == 2.5
+    assert samples.total == 0  # its owner keeps the count

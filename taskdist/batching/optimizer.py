@@ -7,11 +7,11 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from heapq import heapify, heappop, heappush
 from typing import Literal
 
 import attrs
 
+from taskdist._lazy_heap import LazyHeap
 from taskdist._validate import (
     check_choice,
     check_hashable,
@@ -41,8 +41,6 @@ _CRITICAL_POLICIES: tuple[CriticalPolicy, ...] = ("close", "wait")
 _INF = math.inf
 _CRITICAL = int(Priority.CRITICAL)
 _NO_SAMPLES = RecentSamples(1).percentiles()
-# Dead heap entries are compacted once they outnumber live ones by this margin.
-_COMPACT_SLACK = 64
 
 
 class BatchReason(str, enum.Enum):
@@ -146,7 +144,6 @@ class _OpenBatch:
         "cost",
         "created",
         "due",
-        "entry",
         "expiry_due",
         "id",
         "key",
@@ -173,8 +170,9 @@ class _OpenBatch:
         self.expiry_due = _INF  # earliest TTL / deadline less the margin
         self.due = _INF  # when it is released: the earliest of the above that applies
         self.reason = BatchReason.MAX_WAIT
-        # Its live heap entry; any other entry pointing at it is dead.
-        self.entry: tuple[float, int, _OpenBatch] | None = None
+
+
+_DueEntry = tuple[float, int, _OpenBatch]
 
 
 class _GroupRecord:
@@ -270,8 +268,8 @@ class BatchOptimizer:
         "_caps",
         "_clock",
         "_close_on_critical",
+        "_due",
         "_groups",
-        "_heap",
         "_ids",
         "_initial_target",
         "_key",
@@ -283,10 +281,12 @@ class BatchOptimizer:
         "_now",
         "_pending",
         "_records",
-        "_seq",
+        "_scheduled",
         "_sizing",
         "_stats_window",
         "_targets",
+        "_wakeup",
+        "_wakeup_known",
     )
 
     def __init__(
@@ -377,8 +377,12 @@ class BatchOptimizer:
         self._stats_window = window
         self._groups: dict[Hashable, _OpenBatch] = {}
         self._pending: dict[Hashable, _OpenBatch] = {}
-        self._heap: list[tuple[float, int, _OpenBatch]] = []
-        self._seq = itertools.count()
+        # Open batches with a due time -> their live (due, seq, batch) entry in _due.
+        self._scheduled: dict[_OpenBatch, _DueEntry] = {}
+        self._due: LazyHeap[_DueEntry] = LazyHeap(self._scheduled, at=2)
+        # next_wakeup()'s answer, kept while no due time changes.
+        self._wakeup: float | None = None
+        self._wakeup_known = True
         self._ids = itertools.count()
         self._targets: dict[Hashable, int] = {}
         self._records: dict[Hashable, _GroupRecord] = {}
@@ -482,8 +486,7 @@ class BatchOptimizer:
         batch.added.pop(position)
         if not tasks:
             del self._groups[batch.key]
-            batch.entry = None
-            self._maybe_compact()
+            self._unschedule(batch)
             return task
         self._recompute(batch)
         return task
@@ -496,16 +499,11 @@ class BatchOptimizer:
         Complexity: O(k log G + k log k + n) for k batches of n tasks; O(1)
         when nothing is due.
         """
-        heap = self._heap
         now = self._now()
-        if not heap or heap[0][0] > now:
+        due = [entry[2] for entry in self._due.pop_until(now)]  # out of _scheduled too
+        if not due:
             return []
-        due: list[_OpenBatch] = []
-        while heap and heap[0][0] <= now:
-            entry = heappop(heap)
-            batch = entry[2]
-            if batch.entry is entry:
-                due.append(batch)
+        self._wakeup_known = False
         if len(due) > 1:
             due.sort(key=_urgency)
         return [self._release(batch, now, batch.reason) for batch in due]
@@ -518,7 +516,9 @@ class BatchOptimizer:
         now = self._now()
         batches = sorted(self._groups.values(), key=_urgency)
         released = [self._release(batch, now, BatchReason.FLUSH) for batch in batches]
-        self._heap.clear()
+        self._scheduled.clear()
+        self._due.clear()
+        self._wakeup_known = False
         return released
 
     def next_wakeup(self) -> float | None:
@@ -527,12 +527,13 @@ class BatchOptimizer:
         Call :meth:`poll` once ``clock.now() >=`` this value: that is exactly
         when the batch is due. ``None`` means nothing is pending, or (with
         ``below_min="hold"``) only held batches with no TTL or deadline are.
-        Complexity: O(1) amortised.
+        Complexity: O(1) amortised (kept until a due time changes).
         """
-        heap = self._heap
-        while heap and heap[0][2].entry is not heap[0]:
-            heappop(heap)
-        return heap[0][0] if heap else None
+        if not self._wakeup_known:
+            top = self._due.top()
+            self._wakeup = None if top is None else top[0]
+            self._wakeup_known = True
+        return self._wakeup
 
     # -- dynamic sizing -----------------------------------------------------
 
@@ -716,17 +717,21 @@ class BatchOptimizer:
         batch.due = due
         batch.reason = reason
         if due == _INF:
-            batch.entry = None
-        else:
-            entry = (due, next(self._seq), batch)
-            batch.entry = entry
-            heappush(self._heap, entry)
-        self._maybe_compact()
+            self._unschedule(batch)
+            return
+        self._due.schedule(batch, due)
+        self._wakeup_known = False
+
+    def _unschedule(self, batch: _OpenBatch) -> None:
+        """Drop ``batch``'s due time, if it has one; its heap entry becomes dead."""
+        if self._scheduled.pop(batch, None) is not None:
+            self._wakeup_known = False
+            self._due.compact()
 
     def _release(self, batch: _OpenBatch, now: float, reason: BatchReason) -> Batch:
         key = batch.key
         del self._groups[key]
-        batch.entry = None
+        self._unschedule(batch)
         tasks = batch.tasks
         pending = self._pending
         for task in tasks:
@@ -751,13 +756,6 @@ class BatchOptimizer:
         if isinstance(size, bool) or not isinstance(size, int):
             raise InvalidTypeError(f"{source} must return an int batch size, got {size!r}")
         return min(self._max_size, max(self._min_size, size))
-
-    def _maybe_compact(self) -> None:
-        """Drop dead heap entries once they outnumber live ones (amortised O(1))."""
-        heap = self._heap
-        if len(heap) > 2 * len(self._groups) + _COMPACT_SLACK:
-            self._heap = [entry for entry in heap if entry[2].entry is entry]
-            heapify(self._heap)
 
 
 def _urgency(batch: _OpenBatch) -> tuple[float, float, int]:

@@ -1,76 +1,65 @@
 """Timers: at most one pending time per key, earliest first, in one heap.
 
 The Distributor keeps every timer it owns here (lease expiries, retry delays,
-TTLs of parked tasks, breaker reopenings). Scheduling a key again replaces its
-time; the old heap entry is left behind and skipped (lazy deletion), and the
-heap is rebuilt when dead entries outnumber live ones.
+TTLs of parked tasks, breaker reopenings, fallback steps, escalations).
+Scheduling a key again replaces its time; the old entry is left behind and
+skipped (the shared lazy-deletion heap).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from heapq import heapify, heappop, heappush
-from typing import Final
+from typing import Any
+
+from taskdist._lazy_heap import LazyHeap
 
 __all__ = ["Timers"]
 
-# Rebuild once dead entries exceed live ones by this many (amortises the rebuild).
-_COMPACT_SLACK: Final = 64
-
-# [when, seq, kind, key]: seq is unique, so comparison never reaches kind or key.
-_Entry = tuple[float, int, str, Hashable]
+# (when, seq, key): seq is unique, so comparison never reaches the key.
+_Entry = tuple[float, int, Hashable]
 
 
 class Timers:
-    """Pending timers by key: ``schedule``, ``cancel`` and ``when`` O(log n) / O(1);
-    ``due(now)`` pops each due timer in O(log n)."""
+    """Pending timers by key: ``schedule`` O(log n); ``cancel``, ``when`` O(1);
+    ``next_time`` O(1) amortised; ``pop_due`` O(log n) per due timer."""
 
-    __slots__ = ("_heap", "_live", "_seq")
+    __slots__ = ("_heap", "_kinds", "_live")
 
     def __init__(self) -> None:
-        self._heap: list[_Entry] = []
-        self._live: dict[Hashable, _Entry] = {}
-        self._seq = 0
+        self._live: dict[Hashable, Any] = {}
+        self._heap: LazyHeap[_Entry] = LazyHeap(self._live, at=2)
+        self._kinds: dict[Hashable, str] = {}
 
     def schedule(self, key: Hashable, when: float, kind: str) -> None:
         """Set ``key``'s timer to ``when`` (replacing any earlier one). O(log n)."""
-        self._seq += 1
-        entry: _Entry = (when, self._seq, kind, key)
-        self._live[key] = entry
-        heappush(self._heap, entry)
-        if len(self._heap) > 2 * len(self._live) + _COMPACT_SLACK:
-            live = self._live
-            self._heap = [e for e in self._heap if live.get(e[3]) is e]
-            heapify(self._heap)
+        self._kinds[key] = kind
+        self._heap.schedule(key, when)
 
     def cancel(self, key: Hashable) -> None:
-        """Forget ``key``'s timer, if it has one. O(1)."""
-        self._live.pop(key, None)
+        """Forget ``key``'s timer, if it has one. O(1) amortised."""
+        if self._live.pop(key, None) is not None:
+            del self._kinds[key]
+            self._heap.compact()
 
     def when(self, key: Hashable) -> float | None:
         """``key``'s pending time, or ``None``. O(1)."""
         entry = self._live.get(key)
-        return None if entry is None else entry[0]
+        return None if entry is None else float(entry[0])
 
     def next_time(self) -> float | None:
         """The earliest pending time, or ``None``. O(1) amortised."""
-        heap = self._heap
-        live = self._live
-        while heap and live.get(heap[0][3]) is not heap[0]:
-            heappop(heap)
-        return heap[0][0] if heap else None
+        top = self._heap.top()
+        return None if top is None else top[0]
 
     def pop_due(self, now: float) -> tuple[str, Hashable, float] | None:
         """Remove and return ``(kind, key, when)`` of the earliest timer due at ``now``,
-        or ``None``.
-
-        O(log n) amortised.
-        """
-        if (when := self.next_time()) is None or when > now:
+        or ``None``. O(log n) amortised."""
+        top = self._heap.top()
+        if top is None or top[0] > now:
             return None
-        entry = heappop(self._heap)
-        del self._live[entry[3]]
-        return entry[2], entry[3], entry[0]
+        self._heap.pop()
+        key = top[2]
+        return self._kinds.pop(key), key, top[0]
 
     def __len__(self) -> int:
         return len(self._live)

@@ -7,7 +7,7 @@ from typing import Any
 
 from taskdist.errors import InvalidTypeError, UnknownTaskError
 
-__all__ = ["HeldTasks"]
+__all__ = ["HeldTasks", "unpop_refusal"]
 
 
 class HeldTasks:
@@ -51,3 +51,13 @@ class HeldTasks:
             if held is None:
                 raise UnknownTaskError(f"no task with id {task_id!r} in the {holder}") from None
             return held, False
+
+
+def unpop_refusal(task: object, holder: str) -> str:
+    """The message of the ``TaskStateError`` an invalid ``unpop(task)`` raises."""
+    task_id = getattr(task, "id", task)
+    return (
+        f"unpop() puts back only the task the latest pop() returned, while nothing else "
+        f"has changed the {holder} since; {task_id!r} is not that task, or the {holder} "
+        f"changed (nothing was put back)"
+    )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterator, Sequence
-from heapq import heapify, heappop, heappush, heapreplace
+from heapq import heapreplace
 from itertools import chain
 from typing import Final, Literal
 
 import attrs
 
+from taskdist._lazy_heap import LazyHeap
 from taskdist._validate import check_choice, check_enqueued_at, check_int, check_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
@@ -19,10 +20,11 @@ from taskdist.errors import (
     InvalidArgumentError,
     InvalidTypeError,
     QueueFullError,
+    TaskStateError,
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
-from taskdist.queues._held import HeldTasks
+from taskdist.queues._held import HeldTasks, unpop_refusal
 from taskdist.queues._prefix_sorted import PrefixSumSortedList
 from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Priority, Reason, Task
@@ -54,9 +56,9 @@ _Entry = tuple[float, int, int, Hashable, Task, float, "float | None"]
 
 # The side heaps (timers; costliest task, kept only with several servers) hold
 # ``(number, seq, entry)``; an entry is live while ``index[task_id] is entry``
-# (lazy deletion), and they are compacted once dead entries outnumber live
-# ones by this margin.
-_COMPACT_SLACK = 64
+# (lazy deletion, see LazyHeap).
+_Side = tuple[float, int, _Entry]
+_NEVER: Final = math.inf
 
 # Fast feasibility answers closer than this (relative) to the boundary are
 # settled by running the simulation itself, so float rounding in the prefix
@@ -198,6 +200,7 @@ class DeadlineScheduler(HeldTasks):
     ``pop(where=p)``            O(k + log n), k = tasks ahead of the result
     ``peek`` / ``peek(where)``  O(1) / O(k)
     ``remove``                  O(log n)
+    ``unpop``                   O(log n)
     ``expire``                  O(x log n) for x expired tasks
     ``next_wakeup``             O(1) amortised
     ``slack``                   O(log n) with one server, O(k log m) with more
@@ -234,10 +237,12 @@ class DeadlineScheduler(HeldTasks):
         "_expired_count",
         "_expired_deadline",
         "_index",
+        "_last_pop",
         "_late",
         "_maxsize",
         "_met",
         "_missed",
+        "_next_due",
         "_normal",
         "_now",
         "_on_miss",
@@ -246,12 +251,12 @@ class DeadlineScheduler(HeldTasks):
         "_popped",
         "_pushed",
         "_rate",
+        "_record_wait",
         "_rejected",
         "_removed",
         "_seq",
         "_servers",
         "_timers",
-        "_waits",
         "_waits_window",
     )
 
@@ -292,8 +297,7 @@ class DeadlineScheduler(HeldTasks):
             maxsize = check_int(maxsize, "maxsize", minimum=1)
         overflow = check_choice(overflow, "overflow", OVERFLOW_POLICIES)
         self._waits_window = RecentSamples(stats_window)
-        # The window's deque, appended to directly on the hot path.
-        self._waits = self._waits_window._samples
+        self._record_wait = self._waits_window.appender()
         self._clock = clock
         self._now = clock.now
         self._servers = servers
@@ -307,10 +311,17 @@ class DeadlineScheduler(HeldTasks):
         self._index: dict[Hashable, _Entry] = {}
         # Expired tasks held until expire() returns them, in the order they fell due.
         self._expired: dict[Hashable, tuple[_Entry, Reason]] = {}
-        self._timers: list[tuple[float, int, _Entry]] = []
+        self._timers: LazyHeap[_Side] = LazyHeap(self._index, at=_ID, via=2)
+        # At most the earliest due time held (never later), checked before the timers.
+        self._next_due = _NEVER
         # (-cost, seq, entry): the largest held cost, for the multi-server bound.
-        self._costliest: list[tuple[float, int, _Entry]] | None = None if servers == 1 else []
+        self._costliest: LazyHeap[_Side] | None = (
+            None if servers == 1 else LazyHeap(self._index, at=_ID, via=2)
+        )
         self._late: set[Hashable] = set()
+        # What the latest pop took (entry, late flag, met deadline or None), while
+        # unpop may still put it back.
+        self._last_pop: tuple[_Entry, bool, bool | None] | None = None
         self._seq = 0
         self._pushed = self._popped = self._removed = 0
         self._expired_count = self._expired_deadline = 0
@@ -356,7 +367,7 @@ class DeadlineScheduler(HeldTasks):
                 f"Task.deadline must be later than now ({now!r}); "
                 f"task {task_id!r} has deadline {deadline!r}"
             )
-        if self._timers and self._timers[0][0] <= now:
+        if self._next_due <= now:
             self._collect_due(now)
         maxsize = self._maxsize
         full = maxsize is not None and len(index) + len(self._expired) >= maxsize
@@ -389,11 +400,8 @@ class DeadlineScheduler(HeldTasks):
             self._drop_live(victim)
             self._evicted += 1
         index[task_id] = entry
-        due = entry[_DUE]
-        if due is not None:
-            heappush(self._timers, (due, entry[_SEQ], entry))
-        if self._costliest is not None:
-            heappush(self._costliest, (-task.cost, entry[_SEQ], entry))
+        self._track(entry)
+        self._last_pop = None
         self._pushed += 1
         return None if victim is None else Eviction(victim[_TASK], Reason.EVICTED)
 
@@ -409,7 +417,7 @@ class DeadlineScheduler(HeldTasks):
         number of tasks ahead of the result.
         """
         now = self._now()
-        if self._timers and self._timers[0][0] <= now:
+        if self._next_due <= now:
             self._collect_due(now)
         if where is None:
             if self._critical:
@@ -417,30 +425,71 @@ class DeadlineScheduler(HeldTasks):
             elif self._normal:
                 entry = self._normal.pop_first()
             else:
+                self._last_pop = None
                 return None
         else:
             found = self._critical.remove_first_matching(
                 lambda entry: where(entry[_TASK])
             ) or self._normal.remove_first_matching(lambda entry: where(entry[_TASK]))
             if found is None:
+                self._last_pop = None
                 return None
             entry = found
         task_id = entry[_ID]
         del self._index[task_id]
-        if self._late:
+        late = bool(self._late) and task_id in self._late
+        if late:
             self._late.discard(task_id)
-        self._waits.append(now - entry[_ENQUEUED])
+        self._record_wait(now - entry[_ENQUEUED])
         self._popped += 1
         task = entry[_TASK]
         deadline = task.deadline
+        met = None
         if deadline is not None:
-            if now + task.cost <= deadline:
+            met = now + task.cost <= deadline
+            if met:
                 self._met += 1
             else:
                 self._missed += 1
+        self._last_pop = (entry, late, met)
         if entry[_DUE] is not None or self._costliest is not None:
             self._maybe_compact()
         return task
+
+    def unpop(self, task: Task) -> None:
+        """Put back the task the latest :meth:`pop` returned, exactly as it was. O(log n).
+
+        Valid only while nothing else has changed the scheduler since that
+        pop (a push, another pop, a remove, an expiry returned). The task
+        gets back its place in the order, its age, TTL and late flag; the
+        pop's wait sample and its met/missed count are taken back. A
+        composition uses it to put back a task it popped and then could not
+        place.
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+            TaskStateError: ``task`` is not what the latest pop returned, or the
+                scheduler changed since (nothing changes).
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"unpop() takes a Task, got {type(task).__name__} {task!r}")
+        last = self._last_pop
+        if last is None or last[0][_TASK] is not task:
+            raise TaskStateError(unpop_refusal(task, "scheduler"))
+        self._last_pop = None
+        entry, late, met = last
+        self._list_of(entry).add(entry, task.cost)
+        self._index[entry[_ID]] = entry
+        if late:
+            self._late.add(entry[_ID])
+        self._track(entry)
+        self._popped -= 1
+        self._waits_window.retract()
+        if met is not None:
+            if met:
+                self._met -= 1
+            else:
+                self._missed -= 1
 
     def peek(self, where: Predicate | None = None) -> Task | None:
         """The task ``pop(where)`` would return, without removing it.
@@ -448,7 +497,7 @@ class DeadlineScheduler(HeldTasks):
         Complexity: O(1); with ``where``, O(k) as for ``pop``.
         """
         now = self._now()
-        if self._timers and self._timers[0][0] <= now:
+        if self._next_due <= now:
             self._collect_due(now)
         if where is None:
             entry = self._critical.first() or self._normal.first()
@@ -467,6 +516,7 @@ class DeadlineScheduler(HeldTasks):
         """
         entry: _Entry
         held, live = self._take_held(task_id, "scheduler")
+        self._last_pop = None
         if live:
             entry = held
             self._drop_live(entry)
@@ -504,6 +554,7 @@ class DeadlineScheduler(HeldTasks):
         held = sorted(self._expired.values(), key=lambda item: (item[0][_DUE], item[0][_SEQ]))
         evictions = [Eviction(entry[_TASK], reason) for entry, reason in held]
         self._expired = {}
+        self._last_pop = None
         missed = sum(1 for eviction in evictions if eviction.reason is Reason.DEADLINE_MISSED)
         self._expired_count += len(evictions)
         self._expired_deadline += missed
@@ -517,15 +568,14 @@ class DeadlineScheduler(HeldTasks):
         Call :meth:`expire` once ``clock.now() >= next_wakeup()``.
         Complexity: O(1) amortised.
         """
+        timer = self._timers.top()
+        wakeup = None if timer is None else timer[0]
         if self._expired:
+            # Already past: expire() is due now (the first one held is enough to say so).
             due = next(iter(self._expired.values()))[0][_DUE]
             assert due is not None  # only entries with a due time expire
-            return due
-        timers = self._timers
-        index = self._index
-        while timers and index.get(timers[0][2][_ID]) is not timers[0][2]:
-            heappop(timers)
-        return timers[0][0] if timers else None
+            wakeup = due if wakeup is None else min(wakeup, due)
+        return wakeup
 
     # -- deadlines --------------------------------------------------------
 
@@ -551,7 +601,7 @@ class DeadlineScheduler(HeldTasks):
         now = self._now()
         if deadline <= now:
             return False
-        if self._timers and self._timers[0][0] <= now:
+        if self._next_due <= now:
             self._collect_due(now)
         if task.id in self._expired:
             return False
@@ -577,7 +627,7 @@ class DeadlineScheduler(HeldTasks):
             InvalidTypeError: ``task_id`` is unhashable.
         """
         now = self._now()
-        if self._timers and self._timers[0][0] <= now:
+        if self._next_due <= now:
             self._collect_due(now)
         entry = self._held(task_id)
         task = entry[_TASK]
@@ -685,10 +735,10 @@ class DeadlineScheduler(HeldTasks):
     def servers(self, value: int) -> None:
         servers = check_int(value, "servers", minimum=1)
         if servers > 1 and self._costliest is None:
-            self._costliest = [
-                (-entry[_TASK].cost, entry[_SEQ], entry) for entry in self._index.values()
-            ]
-            heapify(self._costliest)
+            self._costliest = LazyHeap(self._index, at=_ID, via=2)
+            self._costliest.reset(
+                [(-entry[_TASK].cost, entry[_SEQ], entry) for entry in self._index.values()]
+            )
         elif servers == 1:
             self._costliest = None
         self._servers = servers
@@ -770,6 +820,16 @@ class DeadlineScheduler(HeldTasks):
             due = deadline
         return (time_key, priority, seq, task.id, task, enqueued, due)
 
+    def _track(self, entry: _Entry) -> None:
+        """File a held entry in the side heaps it belongs in (timers; largest costs)."""
+        due = entry[_DUE]
+        if due is not None:
+            self._timers.push((due, entry[_SEQ], entry))
+            if due < self._next_due:
+                self._next_due = due
+        if self._costliest is not None:
+            self._costliest.push((-entry[_TASK].cost, entry[_SEQ], entry))
+
     def _drop_live(self, entry: _Entry) -> None:
         """Take a live entry, already out of the index, off its list; its timers go lazily."""
         self._list_of(entry).remove(entry)
@@ -839,10 +899,8 @@ class DeadlineScheduler(HeldTasks):
     def _max_cost(self) -> float:
         heap = self._costliest
         assert heap is not None
-        index = self._index
-        while heap and index.get(heap[0][2][_ID]) is not heap[0][2]:
-            heappop(heap)
-        return -heap[0][0] if heap else 0.0
+        top = heap.top()
+        return 0.0 if top is None else -top[0]
 
     def _infeasible(self, entry: _Entry, tasks: PrefixSumSortedList[_Entry]) -> Eviction | None:
         """Apply ``on_miss`` to an infeasible entry already in ``tasks``: keep it or take it out."""
@@ -865,32 +923,23 @@ class DeadlineScheduler(HeldTasks):
     def _collect_due(self, now: float) -> None:
         """Move every entry due by ``now`` out of the order, into the expired holding area."""
         timers = self._timers
-        index = self._index
         expired = self._expired
-        while timers and timers[0][0] <= now:
-            due, _, entry = heappop(timers)
+        for due, _, entry in timers.pop_until(now):  # out of the index too
             task_id = entry[_ID]
-            if index.get(task_id) is entry:
-                del index[task_id]
-                self._list_of(entry).remove(entry)
-                self._late.discard(task_id)
-                deadline = entry[_TASK].deadline
-                missed = self._deadline_timers and deadline is not None and deadline <= due
-                expired[task_id] = (entry, Reason.DEADLINE_MISSED if missed else Reason.TTL_EXPIRED)
+            self._list_of(entry).remove(entry)
+            self._late.discard(task_id)
+            deadline = entry[_TASK].deadline
+            missed = self._deadline_timers and deadline is not None and deadline <= due
+            expired[task_id] = (entry, Reason.DEADLINE_MISSED if missed else Reason.TTL_EXPIRED)
+        timer = timers.top()
+        self._next_due = _NEVER if timer is None else timer[0]
         self._maybe_compact()
 
     def _maybe_compact(self) -> None:
-        """Drop dead entries from a side heap once they outnumber live ones (amortised O(1))."""
-        index = self._index
-        limit = 2 * len(index) + _COMPACT_SLACK
-        if len(self._timers) > limit:
-            self._timers = [item for item in self._timers if index.get(item[2][_ID]) is item[2]]
-            heapify(self._timers)
-        if self._costliest is not None and len(self._costliest) > limit:
-            self._costliest = [
-                item for item in self._costliest if index.get(item[2][_ID]) is item[2]
-            ]
-            heapify(self._costliest)
+        """Drop dead entries from the side heaps once they outnumber live ones (amortised O(1))."""
+        self._timers.compact()
+        if self._costliest is not None:
+            self._costliest.compact()
 
 
 def _after(entry: _Entry, other: _Entry) -> bool:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import enum
 import functools
-import itertools
 import math
 from collections.abc import Callable, Generator, Hashable, Mapping
-from heapq import heapify, heappop, heappush, heapreplace
 from typing import Final
 
 import attrs
 
+from taskdist._lazy_heap import LazyHeap
 from taskdist._validate import check_enqueued_at, check_hashable, check_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
@@ -19,10 +18,12 @@ from taskdist.errors import (
     InvalidTypeError,
     OverReleaseError,
     QuotaExceededError,
+    TaskStateError,
     UnknownPlanError,
     UnknownTaskError,
 )
 from taskdist.metrics import jain_index
+from taskdist.queues._held import unpop_refusal
 from taskdist.queues.priority import PriorityQueue
 from taskdist.queues.protocol import Eviction, Predicate, Queue
 from taskdist.queues.quota import Quota
@@ -50,8 +51,6 @@ InnerQueueFactory = Callable[[Clock], Queue]
 
 _NO_LIMIT: Final = math.inf
 _UNLIMITED: Final = Quota()
-# Compaction margin for the tenant heaps (dead entries beyond twice the live ones).
-_COMPACT_SLACK: Final = 64
 
 
 class WaitingReason(str, enum.Enum):
@@ -159,90 +158,70 @@ class _Tenant:
 
 _Entry = tuple[float, int, _Tenant]
 
+_Undo = tuple[float, "_Entry | None", "_Entry | None"]
+_Dispatch = tuple[
+    Task, _Tenant, _Tenant, tuple[_Tenant, _Tenant, "float | None"], float, float, _Undo
+]
+"""What a pop changed, kept so that ``unpop`` can undo it exactly: the task, its tenant,
+the tenant (or bypass lane) whose queue held it, its index entry, the tenant's start tag
+and dispatched cost before, and the virtual time and the tenant's entries in the
+eligible and blocked heaps (or ``None``) before. A tuple: made on every pop."""
+
 
 class _TenantHeap:
     """Tenants ordered by a float key (virtual start, or a wake-up time); O(log T) per change.
 
-    Entries are ``(key, seq, tenant)``: ``seq`` makes ties first-come first-served
-    and stops comparisons before the tenant. An entry is live while
-    ``live[tenant] is entry``; any other is skipped (lazy deletion) and
-    compacted away once dead entries outnumber live ones.
+    ``members`` maps each tenant in it to its live entry ``(key, seq,
+    tenant)``, where ``seq`` makes ties first-come first-served and stops
+    comparisons before the tenant; read it for membership (O(1)), change it
+    only through the methods. The order is a :class:`LazyHeap` over it: an
+    entry replaced or removed is dead and is skipped.
     """
 
-    __slots__ = ("_heap", "_live", "_seq")
+    __slots__ = ("_heap", "members", "set", "top")
+
+    set: Callable[[_Tenant, float], None]
+    """``set(tenant, key)``: insert ``tenant`` or move it to ``key``; O(log T)."""
+    top: Callable[[], _Entry | None]
+    """The live entry with the smallest key, or ``None``; O(1) amortised."""
 
     def __init__(self) -> None:
-        self._heap: list[_Entry] = []
-        self._live: dict[_Tenant, _Entry] = {}
-        self._seq = itertools.count()
+        self.members: dict[_Tenant, _Entry] = {}
+        self._heap: LazyHeap[_Entry] = LazyHeap(self.members, at=2)
+        self.set = self._heap.schedule
+        self.top = self._heap.top
 
     def __contains__(self, tenant: _Tenant) -> bool:
-        return tenant in self._live
+        return tenant in self.members
 
     def key(self, tenant: _Tenant) -> float | None:
-        entry = self._live.get(tenant)
+        entry = self.members.get(tenant)
         return None if entry is None else entry[0]
-
-    def set(self, tenant: _Tenant, key: float) -> None:
-        """Insert ``tenant`` or move it to ``key``; O(log T)."""
-        entry = (key, next(self._seq), tenant)
-        old = self._live.get(tenant)
-        self._live[tenant] = entry
-        heap = self._heap
-        if old is not None and heap[0] is old:
-            heapreplace(heap, entry)  # the common case: the tenant just served, at the top
-        else:
-            heappush(heap, entry)
-            if old is not None:
-                self._maybe_compact()
 
     def discard(self, tenant: _Tenant) -> None:
         """Take ``tenant`` out if it is in; O(1) amortised."""
-        if self._live.pop(tenant, None) is not None:
-            self._maybe_compact()
+        if self.members.pop(tenant, None) is not None:
+            self._heap.compact()
 
-    def top(self) -> _Entry | None:
-        """The live entry with the smallest key, or ``None``; O(1) amortised."""
-        heap = self._heap
-        live = self._live
-        while heap and live.get(heap[0][2]) is not heap[0]:
-            heappop(heap)
-        return heap[0] if heap else None
+    def restore(self, tenant: _Tenant, entry: _Entry | None) -> None:
+        """Give ``tenant`` back an entry it had (same key and place among ties), or none."""
+        if entry is None:
+            self.discard(tenant)
+        elif self.members.get(tenant) is not entry:
+            self.members[tenant] = entry
+            self._heap.push(entry)
+            self._heap.compact()
 
-    def pop(self) -> _Tenant:
-        """Remove and return the tenant at the top (call after ``top()`` found one)."""
-        tenant = heappop(self._heap)[2]
-        del self._live[tenant]
-        return tenant
+    def pop_due(self, now: float) -> list[_Tenant]:
+        """Take out every tenant whose key is ``<= now``, smallest first; O(log T) each."""
+        return [entry[2] for entry in self._heap.pop_until(now)]  # out of members too
 
     def walk(self) -> Generator[tuple[float, _Tenant], None, None]:
         """Live entries in key order without moving them: O(log k) per entry yielded.
 
-        A best-first walk of the heap array (a node's children never have a
-        smaller key), so it stops as early as the caller does. The heap must
-        not change while the walk is in use.
+        It stops as early as the caller does; the heap must not change meanwhile.
         """
-        heap = self._heap
-        size = len(heap)
-        if not size:
-            return
-        live = self._live
-        frontier: list[tuple[_Entry, int]] = [(heap[0], 0)]
-        while frontier:
-            entry, position = heappop(frontier)
-            if live.get(entry[2]) is entry:
-                yield entry[0], entry[2]
-            child = 2 * position + 1
-            if child < size:
-                heappush(frontier, (heap[child], child))
-                if child + 1 < size:
-                    heappush(frontier, (heap[child + 1], child + 1))
-
-    def _maybe_compact(self) -> None:
-        live = self._live
-        if len(self._heap) > 2 * len(live) + _COMPACT_SLACK:
-            self._heap = [e for e in self._heap if live.get(e[2]) is e]
-            heapify(self._heap)
+        return ((entry[0], entry[2]) for entry in self._heap.walk())
 
 
 class FairScheduler:
@@ -318,6 +297,7 @@ class FairScheduler:
     ``release``                    O(1); O(log T) when it frees a tenant held
                                    at ``max_concurrent``
     ``remove``                     the inner ``remove`` + O(log T)
+    ``unpop``                      the inner ``unpop`` + O(log T)
     ``expire``                     O(m log m + d log T): m expired tasks over d
                                    tenants
     ``next_wakeup``                O(1) amortised
@@ -348,6 +328,7 @@ class FairScheduler:
         "_expiry",
         "_index",
         "_inner",
+        "_last_pop",
         "_now",
         "_plans",
         "_quotas",
@@ -455,6 +436,8 @@ class FairScheduler:
         self._size = 0
         # CRITICAL tasks of every tenant, when they bypass the fair order.
         self._bypass = _Tenant(_BYPASS, probe, 0.0) if critical_bypass else None
+        # What the latest pop changed, while unpop may still undo it.
+        self._last_pop: _Dispatch | None = None
 
     # -- adding -----------------------------------------------------------
 
@@ -505,6 +488,7 @@ class FairScheduler:
         # An expiry no later than the inner queue's (it may have read the clock later).
         expires = None if ttl is None else enqueued + ttl
         self._index[task_id] = (rec, holder, expires)
+        self._last_pop = None
         rec.queued += 1
         holder.waiting += 1
         self._size += 1
@@ -514,7 +498,7 @@ class FairScheduler:
                 self._expiry.set(holder, expires)
         if eviction is not None:
             self._forget_queued(eviction.task.id, now)
-        if rec not in self._eligible._live and rec not in self._blocked._live:
+        if rec not in self._eligible.members and rec not in self._blocked.members:
             self._place(rec, now)
         return eviction
 
@@ -533,31 +517,29 @@ class FairScheduler:
         plus the inner ``pop(where)`` of the k tenants fairer than the result.
         """
         now = self._now()
-        blocked = self._blocked._heap
-        if blocked and blocked[0][0] <= now:
+        if self._blocked.members:
             self._wake(now)
+        virtual = self._virtual  # as it was, should unpop() put the task back
         bypass = self._bypass
         if bypass is not None and bypass.waiting:
             task = self._from_bypass(where, take=True)
             if task is not None:
-                self._dispatch(self._index[task.id][0], task, now)
+                rec = self._index[task.id][0]
+                undo = (virtual, self._eligible.members.get(rec), self._blocked.members.get(rec))
+                self._dispatch(rec, task, now, undo)
                 return task
         eligible = self._eligible
         if where is None:
-            heap = eligible._heap
-            live = eligible._live
-            while heap:
-                top = heap[0]
+            while (top := eligible.top()) is not None:
                 rec = top[2]
-                if live.get(rec) is not top:
-                    heappop(heap)  # a dead entry (lazy deletion)
-                    continue
                 found = rec.inner.pop()
                 if found is not None:
                     self._virtual = top[0]
-                    self._dispatch(rec, found, now)
+                    # An eligible tenant is never also held by its rate quota.
+                    self._dispatch(rec, found, now, (virtual, top, None))
                     return found
                 eligible.discard(rec)  # only expired tasks left: out until a push
+            self._last_pop = None
             return None
         walk = eligible.walk()
         fairest = None
@@ -570,9 +552,64 @@ class FairScheduler:
                 # V follows the smallest start tag among the eligible, even when
                 # the predicate passed that tenant over.
                 self._virtual = fairest
-                self._dispatch(rec, found, now)
+                self._dispatch(rec, found, now, (virtual, self._eligible.members[rec], None))
                 return found
+        self._last_pop = None
         return None
+
+    def unpop(self, task: Task) -> None:
+        """Put back the task the latest :meth:`pop` dispatched, as if it had never gone.
+
+        Valid only while nothing else has changed the scheduler since that
+        pop (a push, another pop, a release, a remove, an expiry returned, a
+        new weight, plan or quota). The task goes back to its place in its
+        tenant's queue, and putting it back costs the tenant nothing: its
+        virtual start tag and the virtual time are restored, its rate token
+        is refunded and its running count drops, so no fair-share charge and
+        no quota is spent. A composition uses it when it popped a task and
+        then could not place it. The tenant's inner queue must have ``unpop``
+        (taskdist's queues do). O(log n_t + log T).
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+            TaskStateError: ``task`` is not what the latest pop returned, the
+                scheduler changed since, or the inner queue has no ``unpop``
+                (nothing changes).
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"unpop() takes a Task, got {type(task).__name__} {task!r}")
+        last = self._last_pop
+        if last is None or last[0] is not task:
+            raise TaskStateError(unpop_refusal(task, "scheduler"))
+        _, rec, holder, indexed, start, dispatched_cost, (virtual, eligible, blocked) = last
+        inner_unpop = getattr(holder.inner, "unpop", None)
+        if not callable(inner_unpop):
+            raise TaskStateError(
+                f"cannot put {task.id!r} back: its tenant's queue "
+                f"({type(holder.inner).__name__}) has no unpop() (nothing changed)"
+            )
+        inner_unpop(task)
+        self._last_pop = None
+        task_id = task.id
+        del self._running[task_id]
+        self._index[task_id] = indexed
+        rec.queued += 1
+        holder.waiting += 1
+        self._size += 1
+        rec.running -= 1
+        rec.dispatched -= 1
+        rec.dispatched_cost = dispatched_cost
+        rec.start = start
+        self._virtual = virtual
+        if rec.limiter is not None:  # the same one: a new quota ends unpop's turn
+            rec.limiter.refund()
+        self._eligible.restore(rec, eligible)
+        self._blocked.restore(rec, blocked)
+        expires = indexed[2]
+        if expires is not None:
+            registered = self._expiry.key(holder)
+            if registered is None or expires < registered:
+                self._expiry.set(holder, expires)
 
     def peek(self, where: Predicate | None = None) -> Task | None:
         """The task ``pop(where)`` would dispatch, without dispatching it or taking a token.
@@ -580,8 +617,7 @@ class FairScheduler:
         Complexity: as :meth:`pop`.
         """
         now = self._now()
-        blocked = self._blocked._heap
-        if blocked and blocked[0][0] <= now:
+        if self._blocked.members:
             self._wake(now)
         bypass = self._bypass
         if bypass is not None and bypass.waiting:
@@ -625,6 +661,7 @@ class FairScheduler:
                 f"scheduler, or was already released"
             ) from None
         holder.inner.release(task)
+        self._last_pop = None
         rec.running -= 1
         if rec.running == rec.max_running - 1:
             self._place(rec, self._now())
@@ -643,6 +680,7 @@ class FairScheduler:
         except KeyError:
             raise UnknownTaskError(f"no queued task with id {task_id!r}") from None
         task = holder.inner.remove(task_id)
+        self._last_pop = None
         self._forget_queued(task_id, self._now())
         return task
 
@@ -655,9 +693,7 @@ class FairScheduler:
         """
         now = self._now()
         expiry = self._expiry
-        due: list[_Tenant] = []
-        while (top := expiry.top()) is not None and top[0] <= now:
-            due.append(expiry.pop())
+        due = expiry.pop_due(now)
         expired: list[tuple[float, Task]] = []
         touched: dict[_Tenant, None] = {}
         index = self._index
@@ -674,6 +710,8 @@ class FairScheduler:
                 expiry.set(holder, following)
         for rec in touched:
             self._place(rec, now)
+        if expired:
+            self._last_pop = None
         expired.sort(key=lambda pair: pair[0])
         return [task for _, task in expired]
 
@@ -877,6 +915,7 @@ class FairScheduler:
         rec.max_queued = _NO_LIMIT if limits.max_queued is None else limits.max_queued
 
     def _reconfigure(self, tenant: Hashable) -> None:
+        self._last_pop = None  # a new weight or quota: no longer the pop to undo
         rec = self._tenants.get(tenant)
         if rec is None:
             return  # configured when its first task arrives
@@ -920,14 +959,20 @@ class FairScheduler:
 
     def _wake(self, now: float) -> None:
         """Re-place every tenant whose rate-quota refill time has come."""
-        blocked = self._blocked
-        while (top := blocked.top()) is not None and top[0] <= now:
-            self._place(blocked.pop(), now)
+        for rec in self._blocked.pop_due(now):
+            self._place(rec, now)
 
-    def _dispatch(self, rec: _Tenant, task: Task, now: float) -> None:
-        """Account a task leaving the queue for a worker, then re-place its tenant."""
+    def _dispatch(self, rec: _Tenant, task: Task, now: float, undo: _Undo) -> None:
+        """Account a task leaving the queue for a worker, then re-place its tenant.
+
+        ``undo`` is what this pop changed before dispatching (the virtual time,
+        the tenant's entries in the eligible and blocked heaps), kept with what
+        this changes for :meth:`unpop`.
+        """
         task_id = task.id
-        holder = self._index.pop(task_id)[1]
+        indexed = self._index.pop(task_id)
+        holder = indexed[1]
+        self._last_pop = (task, rec, holder, indexed, rec.start, rec.dispatched_cost, undo)
         rec.queued -= 1
         holder.waiting -= 1
         self._size -= 1

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import itertools
-from collections import Counter, deque
-from collections.abc import Hashable
-from heapq import heapify, heappop, heappush
+import math
+from collections import Counter
+from collections.abc import Callable, Hashable
 from typing import Final
 
 import attrs
 
+from taskdist._lazy_heap import LazyHeap
 from taskdist._validate import check_choice, check_enqueued_at, check_int, check_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
     DuplicateTaskError,
     InvalidTypeError,
     QueueFullError,
+    TaskStateError,
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
-from taskdist.queues._held import HeldTasks
+from taskdist.queues._held import HeldTasks, unpop_refusal
 from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Reason, Task
 
@@ -28,27 +30,31 @@ __all__ = ["PriorityQueue", "QueueStats"]
 
 # A heap entry is an immutable tuple whose leading fields are numbers, so
 # comparisons stay in C and never reach the task (``seq`` is unique):
-#     (key, seq, task_id, task, enqueued_at, expires_at or None)
+#     (key, seq, task_id, task, enqueued_at)
 # An entry is live while ``index[task_id] is entry``; any other entry still in
 # a heap is dead (popped, removed, expired, evicted) and is skipped (lazy
-# deletion). The side heaps hold ``(time, seq, entry)`` / ``(-key, -seq, entry)``.
+# deletion, see LazyHeap). The side heaps hold ``(expires_at, seq, entry)`` and
+# ``(-key, -seq, entry)``.
 _KEY: Final = 0
 _SEQ: Final = 1
 _ID: Final = 2
 _TASK: Final = 3
 _ENQUEUED: Final = 4
-_EXPIRES: Final = 5
-_Entry = tuple[float, int, Hashable, Task, float, "float | None"]
+_Entry = tuple[float, int, Hashable, Task, float]
+_Timer = tuple[float, int, _Entry]
+_Lowest = tuple[float, int, _Entry]
+_NEVER: Final = math.inf
 
-# Heaps are compacted once dead entries outnumber live ones by this margin, so
-# memory stays O(live) and tiny queues never churn.
-_COMPACT_SLACK = 64
+
+def _expires(entry: _Entry) -> float:
+    """When an entry with a TTL expires (the same float each time it is computed)."""
+    ttl = entry[_TASK].ttl
+    assert ttl is not None  # only entries with a ttl ever expire
+    return entry[_ENQUEUED] + ttl
 
 
 def _expiry_order(entry: _Entry) -> tuple[float, int]:
-    expires = entry[_EXPIRES]
-    assert expires is not None  # only entries with a ttl ever expire
-    return expires, entry[_SEQ]
+    return _expires(entry), entry[_SEQ]
 
 
 @attrs.frozen
@@ -117,6 +123,7 @@ class PriorityQueue(HeldTasks):
     ``peek`` / ``peek(where)``  O(1) amortised / O(k log k)
     ``remove``                  O(1) amortised (lazy deletion; dead entries
                                 are compacted once they outnumber live ones)
+    ``unpop``                   O(log n)
     ``expire``                  O(m log n) for m expired tasks
     ``next_wakeup``             O(1) amortised (plus O(m) while m expired
                                 tasks wait for ``expire()``)
@@ -147,20 +154,23 @@ class PriorityQueue(HeldTasks):
         "_expired",
         "_expired_count",
         "_expiry",
-        "_heap",
         "_index",
-        "_max_heap",
+        "_last_pop",
+        "_lowest",
         "_maxsize",
         "_monotone",
+        "_next_expiry",
         "_now",
+        "_order",
         "_overflow",
         "_popped",
         "_rate",
+        "_record_wait",
         "_rejected",
         "_removed",
         "_seq",
+        "_side_heaps",
         "_stats_window",
-        "_waits",
         "_waits_window",
     )
 
@@ -193,24 +203,34 @@ class PriorityQueue(HeldTasks):
         # Made at the first pop: an empty window's deque is most of an empty
         # queue's memory (a FairScheduler holds one queue per tenant).
         self._waits_window: RecentSamples | None = None
-        self._waits: deque[float] | None = None
+        # Records a wait; the first call makes the window, then is replaced by it.
+        self._record_wait: Callable[[float], None] = self._first_wait
         self._clock = clock
         self._now = clock.now
         self._rate = rate
         self._maxsize = maxsize
         self._overflow = policy
-        self._heap: list[_Entry] = []
         self._index: dict[Hashable, _Entry] = {}
-        # Expired tasks held until expire() returns them, in expiry order.
+        self._order: LazyHeap[_Entry] = LazyHeap(self._index, at=_ID)
+        # Expired tasks held until expire() returns them.
         self._expired: dict[Hashable, _Entry] = {}
-        self._expiry: list[tuple[float, int, _Entry]] = []
+        self._expiry: LazyHeap[_Timer] = LazyHeap(self._index, at=_ID, via=2)
+        # At most the earliest expiry held (never later): pop and peek check it
+        # before looking at the expiry heap.
+        self._next_expiry = _NEVER
         # Least-urgent-first heap, kept only for overflow="drop_lowest".
-        self._max_heap: list[tuple[float, int, _Entry]] | None = (
-            [] if maxsize is not None and policy == "drop_lowest" else None
+        self._lowest: LazyHeap[_Lowest] | None = (
+            LazyHeap(self._index, at=_ID, via=2)
+            if maxsize is not None and policy == "drop_lowest"
+            else None
         )
+        # Whether a side heap may hold entries (a TTL was seen, or drop_lowest).
+        self._side_heaps = self._lowest is not None
         self._seq = itertools.count()
         # Whether the index's insertion order is enqueue order (no backdating).
         self._monotone = True
+        # The entry the latest pop took, while unpop may still put it back.
+        self._last_pop: _Entry | None = None
         self._popped = self._removed = self._expired_count = 0
         self._evicted = self._evicted_arrivals = self._rejected = 0
 
@@ -246,22 +266,46 @@ class PriorityQueue(HeldTasks):
             eviction = self._overflow_for(task, key, now)
             if eviction is not None and eviction.task is task:
                 return eviction
-        ttl = task.ttl
-        entry = (
-            key,
-            next(self._seq),
-            task_id,
-            task,
-            enqueued,
-            None if ttl is None else enqueued + ttl,
-        )
-        heappush(self._heap, entry)
+        entry = (key, next(self._seq), task_id, task, enqueued)
+        self._order.push(entry)
         index[task_id] = entry
-        if ttl is not None:
-            heappush(self._expiry, (enqueued + ttl, entry[_SEQ], entry))
-        if self._max_heap is not None:
-            heappush(self._max_heap, (-key, -entry[_SEQ], entry))
+        self._last_pop = None
+        if task.ttl is not None or self._lowest is not None:
+            self._track(entry)
         return eviction
+
+    def unpop(self, task: Task) -> None:
+        """Put back the task the latest :meth:`pop` returned, exactly as it was. O(log n).
+
+        Valid only while nothing else has changed the queue since that pop
+        (a push, another pop, a remove, an ``expire()`` that returned tasks).
+        The task gets back its place (same key and sequence number, so the
+        same order), its age and its TTL; the pop's wait sample and count are
+        taken back. A composition uses it to put back a task it popped and
+        then could not place.
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+            TaskStateError: ``task`` is not what the latest pop returned, or the
+                queue changed since (nothing changes).
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"unpop() takes a Task, got {type(task).__name__} {task!r}")
+        entry = self._last_pop
+        if entry is None or entry[_TASK] is not task:
+            raise TaskStateError(unpop_refusal(task, "queue"))
+        self._last_pop = None
+        index = self._index
+        newest = next(reversed(index.values()), None)
+        if newest is not None and newest[_ENQUEUED] > entry[_ENQUEUED]:
+            self._monotone = False  # it goes back in behind newer tasks
+        self._order.push(entry)
+        index[entry[_ID]] = entry
+        if task.ttl is not None or self._lowest is not None:
+            self._track(entry)
+        self._popped -= 1
+        assert self._waits_window is not None  # made by the pop being undone
+        self._waits_window.retract()
 
     # -- taking -----------------------------------------------------------
 
@@ -275,34 +319,31 @@ class PriorityQueue(HeldTasks):
         the number of entries more urgent than the result.
         """
         now = self._now()
-        if self._expiry and self._expiry[0][0] <= now:
+        if self._next_expiry <= now:
             self._collect_expired(now)
-        index = self._index
         if where is None:
-            heap = self._heap
-            while heap:
-                entry = heappop(heap)
-                if index.get(entry[_ID]) is entry:
-                    break
-            else:
+            entry = self._order.pop()
+            if entry is None:
+                self._last_pop = None
                 return None
         else:
-            found = self._find(where)
+            found = self._order.find(where, _TASK)
             if found is None:
+                self._last_pop = None
                 return None
             entry = found
-            if entry is self._heap[0]:
-                heappop(self._heap)
-        del index[entry[_ID]]
+            del self._index[entry[_ID]]
+            self._order.drop_top(entry)
+            # A match below the root stays in the heap as a dead entry.
+            self._order.compact()
+        self._last_pop = entry
         self._popped += 1
-        waits = self._waits
-        if waits is None:
-            waits = self._start_waits()
-        waits.append(now - entry[_ENQUEUED])
-        if where is not None or entry[_EXPIRES] is not None or self._max_heap is not None:
-            # A match below the root stays in the heap as a dead entry, and
-            # the side heaps keep the popped entry until compaction.
-            self._maybe_compact()
+        self._record_wait(now - entry[_ENQUEUED])
+        if self._side_heaps:
+            # They keep the popped entry as a dead one until compacted.
+            self._expiry.compact()
+            if self._lowest is not None:
+                self._lowest.compact()
         return entry[_TASK]
 
     def peek(self, where: Predicate | None = None) -> Task | None:
@@ -311,16 +352,10 @@ class PriorityQueue(HeldTasks):
         Complexity: O(1) amortised; with ``where``, O(k log k) as for ``pop``.
         """
         now = self._now()
-        if self._expiry and self._expiry[0][0] <= now:
+        if self._next_expiry <= now:
             self._collect_expired(now)
-        if where is not None:
-            found = self._find(where)
-            return None if found is None else found[_TASK]
-        heap = self._heap
-        index = self._index
-        while heap and index.get(heap[0][_ID]) is not heap[0]:
-            heappop(heap)
-        return heap[0][_TASK] if heap else None
+        found = self._order.top() if where is None else self._order.find(where, _TASK)
+        return None if found is None else found[_TASK]
 
     def remove(self, task_id: Hashable) -> Task:
         """Remove the task with this id (cancel it) and return it. O(1) amortised.
@@ -331,6 +366,7 @@ class PriorityQueue(HeldTasks):
         """
         entry: _Entry
         entry, live = self._take_held(task_id, "queue")
+        self._last_pop = None
         if live:
             self._maybe_compact()
         self._removed += 1
@@ -352,6 +388,7 @@ class PriorityQueue(HeldTasks):
         entries = sorted(self._expired.values(), key=_expiry_order)
         tasks = [entry[_TASK] for entry in entries]
         self._expired = {}
+        self._last_pop = None
         self._expired_count += len(tasks)
         return tasks
 
@@ -361,14 +398,11 @@ class PriorityQueue(HeldTasks):
         Call :meth:`expire` once ``clock.now() >= next_wakeup()``.
         Complexity: O(1) amortised.
         """
-        expiry = self._expiry
-        index = self._index
-        while expiry and index.get(expiry[0][2][_ID]) is not expiry[0][2]:
-            heappop(expiry)
-        wakeup = expiry[0][0] if expiry else None
+        timer = self._expiry.top()
+        wakeup = None if timer is None else timer[0]
         if self._expired:
             # Usually a handful: expire() is due now anyway.
-            held = min(_expiry_order(entry)[0] for entry in self._expired.values())
+            held = min(_expires(entry) for entry in self._expired.values())
             wakeup = held if wakeup is None else min(wakeup, held)
         return wakeup
 
@@ -435,11 +469,10 @@ class PriorityQueue(HeldTasks):
 
     # -- internals --------------------------------------------------------
 
-    def _start_waits(self) -> deque[float]:
-        self._waits_window = RecentSamples(self._stats_window)
-        # The window's deque, appended to directly on the hot path.
-        self._waits = self._waits_window._samples
-        return self._waits
+    def _first_wait(self, wait: float) -> None:
+        self._waits_window = window = RecentSamples(self._stats_window)
+        self._record_wait = window.appender()
+        self._record_wait(wait)
 
     def _backdate(self, enqueued_at: object, now: float) -> float:
         enqueued = check_enqueued_at(enqueued_at, now)
@@ -450,83 +483,55 @@ class PriorityQueue(HeldTasks):
 
     def _overflow_for(self, task: Task, key: float, now: float) -> Eviction | None:
         """Make room in a full queue, or refuse; the queue is unchanged if it refuses."""
-        if self._max_heap is None:
+        lowest = self._lowest
+        if lowest is None:
             self._rejected += 1
             raise QueueFullError(
                 f"the queue is full ({self._maxsize} tasks); {task.id!r} was not added"
             )
         # An expired task is never the victim: it is already on its way out.
-        if self._expiry and self._expiry[0][0] <= now:
+        if self._next_expiry <= now:
             self._collect_expired(now)
-        victim = self._least_urgent()
+        top = lowest.top()
         # The newcomer is the least urgent on a tie: it would queue behind.
-        if victim is None or key >= victim[_KEY]:
+        if top is None or key >= top[2][_KEY]:
             self._evicted += 1
             self._evicted_arrivals += 1
             return Eviction(task, Reason.EVICTED)
-        heappop(self._max_heap)
+        victim = top[2]
         del self._index[victim[_ID]]
+        lowest.drop_top(top)
         self._evicted += 1
         return Eviction(victim[_TASK], Reason.EVICTED)
 
-    def _find(self, where: Predicate) -> _Entry | None:
-        """Best-first walk of the heap array: the most urgent live entry passing ``where``.
-
-        Children of a heap node are never more urgent than it, so a frontier
-        heap visits entries in urgency order and stops at the first match
-        without moving anything.
-        """
-        heap = self._heap
-        size = len(heap)
-        if not size:
-            return None
-        index = self._index
-        frontier: list[tuple[_Entry, int]] = [(heap[0], 0)]
-        while frontier:
-            entry, position = heappop(frontier)
-            if index.get(entry[_ID]) is entry and where(entry[_TASK]):
-                return entry
-            child = 2 * position + 1
-            if child < size:
-                heappush(frontier, (heap[child], child))
-                if child + 1 < size:
-                    heappush(frontier, (heap[child + 1], child + 1))
-        return None
+    def _track(self, entry: _Entry) -> None:
+        """File a held entry in the side heaps it belongs in (expiry; least urgent)."""
+        ttl = entry[_TASK].ttl
+        if ttl is not None:
+            expires = entry[_ENQUEUED] + ttl
+            self._expiry.push((expires, entry[_SEQ], entry))
+            self._side_heaps = True
+            if expires < self._next_expiry:
+                self._next_expiry = expires
+        if self._lowest is not None:
+            self._lowest.push((-entry[_KEY], -entry[_SEQ], entry))
 
     def _collect_expired(self, now: float) -> None:
         """Move every entry due by ``now`` from the live index to the expired holding area."""
         expiry = self._expiry
-        index = self._index
         expired = self._expired
-        while expiry and expiry[0][0] <= now:
-            entry = heappop(expiry)[2]
-            task_id = entry[_ID]
-            if index.get(task_id) is entry:
-                del index[task_id]
-                expired[task_id] = entry
+        for _, _, entry in expiry.pop_until(now):  # out of the index too
+            expired[entry[_ID]] = entry
+        timer = expiry.top()
+        self._next_expiry = _NEVER if timer is None else timer[0]
         self._maybe_compact()
 
-    def _least_urgent(self) -> _Entry | None:
-        max_heap = self._max_heap
-        assert max_heap is not None
-        index = self._index
-        while max_heap and index.get(max_heap[0][2][_ID]) is not max_heap[0][2]:
-            heappop(max_heap)
-        return max_heap[0][2] if max_heap else None
-
     def _maybe_compact(self) -> None:
-        """Drop dead entries from a heap once they outnumber live ones (amortised O(1))."""
-        index = self._index
-        limit = 2 * len(index) + _COMPACT_SLACK
-        if len(self._heap) > limit:
-            self._heap = [e for e in self._heap if index.get(e[_ID]) is e]
-            heapify(self._heap)
-        if len(self._expiry) > limit:
-            self._expiry = [e for e in self._expiry if index.get(e[2][_ID]) is e[2]]
-            heapify(self._expiry)
-        if self._max_heap is not None and len(self._max_heap) > limit:
-            self._max_heap = [e for e in self._max_heap if index.get(e[2][_ID]) is e[2]]
-            heapify(self._max_heap)
+        """Drop dead entries from the heaps once they outnumber live ones (amortised O(1))."""
+        self._order.compact()
+        self._expiry.compact()
+        if self._lowest is not None:
+            self._lowest.compact()
 
     def _oldest_enqueued(self) -> float:
         candidates = [entry[_ENQUEUED] for entry in self._expired.values()]

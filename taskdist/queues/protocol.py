@@ -60,6 +60,19 @@ class Queue(Protocol):
       (quotas); others ignore it.
     - ``len(q)`` counts held tasks (expired ones until ``expire()`` returns
       them); ``task_id in q`` tests membership by id.
+
+    Optional, not part of the protocol (a composition uses it when present,
+    ``callable(getattr(queue, "unpop", None))``):
+
+    - ``unpop(task)`` puts back the task the latest ``pop`` returned, exactly
+      as if it had never been popped (same place, age and TTL; for a queue
+      with quotas or fair shares, nothing charged). It is valid only while
+      nothing else has changed the queue since that pop; anything else
+      raises :class:`~taskdist.errors.TaskStateError` and changes nothing.
+      ``PriorityQueue``, ``DeadlineScheduler`` and ``FairScheduler`` have it.
+
+    ``taskdist.testing`` checks all of this on any queue (see
+    ``check_queue`` and ``queue_machine``).
     """
 
     def push(self, task: Task, *, enqueued_at: float | None = None) -> Eviction | None: ...

@@ -1,0 +1,268 @@
+"""LazyHeap: a binary heap of tuples with lazy deletion, shared by every queue and timer heap.
+
+Taking an entry out of the middle of a heap is O(n); marking it dead is O(1).
+A :class:`LazyHeap` holds tuple entries ordered as the tuples compare (so the
+leading fields should be numbers and a unique sequence number should settle
+ties before a comparison can reach anything else: comparisons stay in C). It
+never decides membership itself: its owner keeps a dict ``live``, and an
+entry is *live* while ``live[entry[at]] is entry``. Any other entry still in
+the heap is dead and is skipped as it reaches the top, or dropped when the
+dead entries outnumber the live ones (compaction), so memory stays
+O(live) and ``len`` of the owner stays exact.
+
+A *side* heap orders the same live entries another way (by expiry time, by
+least urgency): its entries are ``(..., entry, ...)`` tuples that carry the
+owner's entry at position ``via``, and are live while that entry is.
+
+Complexity (n = entries held, dead included; the owner keeps n = O(live)):
+``push`` O(log n); ``top`` O(1) amortised; ``pop`` O(log n) amortised;
+``schedule`` O(log n); ``drop_top`` O(log n); ``find`` and ``walk`` O(k log k)
+for the k entries up to the result; ``compact`` O(1) amortised over the
+deletions that made it due.
+
+>>> live = {}
+>>> heap = LazyHeap(live, at=2)
+>>> for key, name in [(3, "c"), (1, "a"), (2, "b")]:
+...     live[name] = entry = (key, len(live), name)
+...     heap.push(entry)
+>>> del live["a"]  # dead: skipped from now on
+>>> heap.top()
+(2, 2, 'b')
+>>> heap.find(lambda name: name == "c", item=2)
+(3, 0, 'c')
+>>> heap.pop(), sorted(live)  # pop takes it out of ``live`` too
+((2, 2, 'b'), ['c'])
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Hashable, Iterator, MutableMapping
+from functools import partial
+from heapq import heapify, heappop, heappush, heapreplace
+from typing import Any, Final, Generic, TypeVar
+
+__all__ = ["COMPACT_SLACK", "LazyHeap"]
+
+COMPACT_SLACK: Final = 64
+"""A heap is compacted once its dead entries outnumber its live ones by this many,
+so tiny heaps never churn and large ones stay within twice their live size."""
+
+_E = TypeVar("_E", bound=tuple[Any, ...])
+
+# Tie-breakers for schedule(): increasing, so equal keys go first come, first served.
+_SEQ = itertools.count()
+
+
+class LazyHeap(Generic[_E]):
+    """Tuple entries in heap order; the owner's ``live`` dict says which are still in.
+
+    ``push`` is a C-level call (``heapq.heappush`` bound to the entry list);
+    the rest skip dead entries as they meet them. The owner adds an entry to
+    ``live`` and pushes it (or lets :meth:`schedule` do both), deletes it from
+    ``live`` to drop it (:meth:`pop` and :meth:`pop_until` do that
+    themselves), and calls :meth:`compact` after deletions. The heap must not
+    change while a :meth:`find` or :meth:`walk` is under way (its owner
+    refuses re-entry).
+    """
+
+    __slots__ = ("_at", "_entries", "_live", "_via", "push")
+
+    push: Callable[[_E], None]
+    """Add an entry (the owner makes it live). O(log n)."""
+
+    def __init__(self, live: MutableMapping[Any, Any], at: int, *, via: int | None = None) -> None:
+        """
+        Args:
+            live: the owner's membership: ``live[ident]`` is the live entry of ``ident``.
+            at: where an (owner's) entry holds its ``ident``.
+            via: for a side heap, where its entries hold the owner's entry; ``None``
+                when the entries are the owner's own.
+        """
+        self._entries: list[_E] = []
+        self._live = live
+        self._at = at
+        self._via = via
+        self.push = partial(heappush, self._entries)
+
+    def __len__(self) -> int:
+        """Entries held, dead ones included. O(1)."""
+        return len(self._entries)
+
+    def top(self) -> _E | None:
+        """The smallest live entry, or ``None``; drops the dead ones above it. O(1) amortised."""
+        entries = self._entries
+        live = self._live
+        at = self._at
+        via = self._via
+        if via is None:
+            while entries:
+                entry = entries[0]
+                if live.get(entry[at]) is entry:
+                    return entry
+                heappop(entries)
+        else:
+            while entries:
+                ref = entries[0][via]
+                if live.get(ref[at]) is ref:
+                    return entries[0]
+                heappop(entries)
+        return None
+
+    def pop(self) -> _E | None:
+        """Take out and return the smallest live entry, or ``None``; it leaves ``live`` too.
+
+        For a side heap, the owner's entry it carries leaves ``live``.
+        O(log n) amortised.
+        """
+        entries = self._entries
+        live = self._live
+        at = self._at
+        if self._via is None:
+            while entries:
+                entry = heappop(entries)
+                ident = entry[at]
+                if live.get(ident) is entry:
+                    del live[ident]
+                    return entry
+            return None
+        via = self._via
+        while entries:
+            entry = heappop(entries)
+            ref = entry[via]
+            ident = ref[at]
+            if live.get(ident) is ref:
+                del live[ident]
+                return entry
+        return None
+
+    def pop_until(self, limit: float) -> list[_E]:
+        """Take out every live entry whose leading field is ``<= limit``, smallest first.
+
+        They leave ``live`` too (for a side heap, the owner's entries they
+        carry). O(k log n) for k entries taken, plus the dead ones met; O(1)
+        when none is due.
+        """
+        entries = self._entries
+        live = self._live
+        at = self._at
+        via = self._via
+        taken = []
+        while entries:
+            entry = entries[0]
+            ref = entry if via is None else entry[via]
+            ident = ref[at]
+            if live.get(ident) is ref:
+                if entry[0] > limit:
+                    break
+                del live[ident]
+                taken.append(entry)
+            heappop(entries)
+        return taken
+
+    def drop_top(self, entry: _E) -> None:
+        """Take ``entry`` (just made dead by the owner) out now if it is at the top. O(log n).
+
+        An entry anywhere else stays until it surfaces or a compaction drops it.
+        """
+        entries = self._entries
+        if entries and entries[0] is entry:
+            heappop(entries)
+
+    def schedule(self, ident: Hashable, key: float) -> None:
+        """Make ``(key, seq, ident)`` the live entry of ``ident``, replacing any other. O(log n).
+
+        For a heap of ``(key, seq, ident)`` entries (``at=2``): ``seq``, from
+        a counter shared by every heap, makes equal keys first come, first
+        served. When the entry it replaces is at the top (an item served and
+        rescheduled), one ``heapreplace`` takes it out and puts the new one in.
+        """
+        entry: Any = (key, next(_SEQ), ident)
+        live = self._live
+        old = live.get(ident)
+        live[ident] = entry
+        entries = self._entries
+        if old is not None and entries and entries[0] is old:
+            heapreplace(entries, entry)
+            return
+        heappush(entries, entry)
+        if old is not None:
+            self.compact()
+
+    def find(self, match: Callable[[Any], bool], item: int) -> _E | None:
+        """The smallest live entry whose ``entry[item]`` ``match`` accepts, or ``None``.
+
+        It moves nothing: a best-first walk of the heap array (a node's
+        children are never smaller than it) looks at the k entries up to the
+        result only, O(k log k). For an owner's heap (not a side heap).
+        """
+        entries = self._entries
+        size = len(entries)
+        if not size:
+            return None
+        live = self._live
+        at = self._at
+        frontier: list[tuple[_E, int]] = [(entries[0], 0)]
+        while frontier:
+            entry, position = heappop(frontier)
+            if live.get(entry[at]) is entry and match(entry[item]):
+                return entry
+            child = 2 * position + 1
+            if child < size:
+                heappush(frontier, (entries[child], child))
+                if child + 1 < size:
+                    heappush(frontier, (entries[child + 1], child + 1))
+        return None
+
+    def walk(self) -> Iterator[_E]:
+        """The live entries in order, without moving them: O(log k) per entry yielded.
+
+        It stops as early as the caller does; the heap must not change meanwhile.
+        """
+        entries = self._entries
+        size = len(entries)
+        if not size:
+            return
+        live = self._live
+        at = self._at
+        via = self._via
+        frontier: list[tuple[_E, int]] = [(entries[0], 0)]
+        while frontier:
+            entry, position = heappop(frontier)
+            ref = entry if via is None else entry[via]
+            if live.get(ref[at]) is ref:
+                yield entry
+            child = 2 * position + 1
+            if child < size:
+                heappush(frontier, (entries[child], child))
+                if child + 1 < size:
+                    heappush(frontier, (entries[child + 1], child + 1))
+
+    def live_entries(self) -> list[_E]:
+        """Every live entry, in no particular order. O(n)."""
+        live = self._live
+        at = self._at
+        via = self._via
+        if via is None:
+            return [entry for entry in self._entries if live.get(entry[at]) is entry]
+        return [entry for entry in self._entries if live.get(entry[via][at]) is entry[via]]
+
+    def compact(self) -> None:
+        """Drop the dead entries once they outnumber the live ones by ``COMPACT_SLACK``.
+
+        O(1) when not due; O(n) when due, which is at most once per n / 2
+        deletions: O(1) amortised. The entry list is rebuilt in place.
+        """
+        entries = self._entries
+        if len(entries) > 2 * len(self._live) + COMPACT_SLACK:
+            entries[:] = self.live_entries()
+            heapify(entries)
+
+    def reset(self, entries: list[_E]) -> None:
+        """Hold exactly ``entries`` (the owner makes them live). O(len(entries))."""
+        self._entries[:] = entries
+        heapify(self._entries)
+
+    def clear(self) -> None:
+        """Hold nothing. O(n)."""
+        self._entries.clear()

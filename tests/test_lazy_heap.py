@@ -1,0 +1,140 @@
+"""LazyHeap (private): the lazy-deletion heap every queue and timer heap shares."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from taskdist._lazy_heap import COMPACT_SLACK, LazyHeap
+
+_Entry = tuple[int, int, Hashable]
+_Side = tuple[int, _Entry]
+
+keys = st.integers(min_value=0, max_value=9)
+names = st.integers(min_value=0, max_value=12)
+
+
+class LazyHeapMachine(RuleBasedStateMachine):
+    """An owner's heap and a side heap over the same live dict, against plain sorting."""
+
+    @initialize()
+    def start(self) -> None:
+        self.live: dict[Hashable, _Entry] = {}
+        self.heap: LazyHeap[_Entry] = LazyHeap(self.live, at=2)
+        # The side heap orders the same live entries by a second key, descending.
+        self.side: LazyHeap[_Side] = LazyHeap(self.live, at=2, via=1)
+        self.seq = 0
+
+    def entry(self, key: int, name: int) -> _Entry:
+        self.seq += 1
+        return (key, self.seq, name)
+
+    def expected(self) -> list[_Entry]:
+        return sorted(self.live.values())
+
+    @rule(key=keys, name=names)
+    def push(self, key: int, name: int) -> None:
+        entry = self.entry(key, name)
+        self.live[name] = entry  # replaces (kills) any older entry of that name
+        self.heap.push(entry)
+        self.side.push((-key, entry))
+
+    @rule(key=keys, name=names)
+    def schedule(self, key: int, name: int) -> None:
+        self.heap.schedule(name, key)
+        entry = self.live[name]
+        assert entry[0] == key and entry[2] == name
+        self.side.push((-key, entry))
+
+    @precondition(lambda self: self.live)
+    @rule(data=st.data())
+    def discard(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(sorted(self.live, key=repr)))
+        del self.live[name]
+        self.heap.compact()
+        self.side.compact()
+
+    @rule()
+    def pop(self) -> None:
+        expected = self.expected()
+        popped = self.heap.pop()
+        assert popped == (expected[0] if expected else None)
+        if popped is not None:
+            assert popped[2] not in self.live
+
+    @rule()
+    def pop_side(self) -> None:
+        expected = max(self.live.values(), key=lambda e: (e[0], -e[1]), default=None)
+        popped = self.side.pop()
+        assert (None if popped is None else popped[1]) == expected
+        if popped is not None:
+            assert popped[1][2] not in self.live
+
+    @rule(limit=keys)
+    def pop_until(self, limit: int) -> None:
+        expected = [entry for entry in self.expected() if entry[0] <= limit]
+        assert self.heap.pop_until(limit) == expected
+        assert not any(entry[2] in self.live for entry in expected)
+
+    @rule(limit=keys)
+    def find(self, limit: int) -> None:
+        matches = [entry for entry in self.expected() if entry[0] >= limit]
+        found = self.heap.find(lambda key: key >= limit, item=0)
+        assert found == (matches[0] if matches else None)
+
+    @rule(data=st.data())
+    def drop_top(self, data: st.DataObject) -> None:
+        top = self.heap.top()
+        if top is not None:
+            del self.live[top[2]]
+            self.heap.drop_top(top)
+            assert self.heap.top() != top
+
+    @invariant()
+    def top_and_walk_agree_with_sorting(self) -> None:
+        expected = self.expected()
+        assert self.heap.top() == (expected[0] if expected else None)
+        assert list(self.heap.walk()) == expected
+        assert sorted(self.heap.live_entries()) == expected
+
+    @invariant()
+    def memory_stays_within_twice_the_live_entries(self) -> None:
+        assert len(self.heap) <= 2 * len(self.live) + COMPACT_SLACK + 1
+        assert len(self.side) <= 2 * len(self.live) + COMPACT_SLACK + 1
+
+
+TestLazyHeapMachine = LazyHeapMachine.TestCase
+
+
+def test_rescheduling_the_top_entry_replaces_it_in_one_step() -> None:
+    live: dict[Hashable, _Entry] = {}
+    heap: LazyHeap[_Entry] = LazyHeap(live, at=2)
+    for name, key in [("a", 1), ("b", 2), ("c", 3)]:
+        heap.schedule(name, key)
+    heap.schedule("a", 5)  # "a" was the top: replaced, not left behind dead
+    assert len(heap) == 3
+    assert [entry[2] for entry in heap.walk()] == ["b", "c", "a"]
+
+
+def test_compaction_keeps_memory_proportional_to_live_entries() -> None:
+    live: dict[Hashable, _Entry] = {}
+    heap: LazyHeap[_Entry] = LazyHeap(live, at=2)
+    for i in range(10_000):
+        live[i] = entry = (i, i, i)
+        heap.push(entry)
+    for i in range(0, 10_000, 2):
+        del live[i]
+        heap.compact()
+    assert len(heap) <= 2 * len(live) + COMPACT_SLACK
+    assert heap.top() == (1, 1, 1)
+
+
+def test_reset_and_clear() -> None:
+    live: dict[Hashable, _Entry] = {n: (n, n, n) for n in (3, 1, 2)}
+    heap: LazyHeap[_Entry] = LazyHeap(live, at=2)
+    heap.reset(list(live.values()))
+    assert [entry[2] for entry in heap.walk()] == [1, 2, 3]
+    heap.clear()
+    assert len(heap) == 0 and heap.top() is None and heap.pop() is None
