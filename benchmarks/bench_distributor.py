@@ -73,7 +73,9 @@ class Steady:
         self.d.complete(self.running.popleft())
         for assignment in self.d.dispatch():
             self.running.append(assignment.task.id)
-        self.submit()
+        # A placeable newcomer keeps the steady state: the queued tasks that no worker
+        # can run stay parked behind, as many as at the start.
+        self.submit(placeable=True)
 
 
 def cycle_times(queued: int, unplaceable: float, cycles: int) -> list[float]:

@@ -194,12 +194,15 @@ class LazyHeap(Generic[_E]):
 
         It moves nothing: a best-first walk of the heap array (a node's
         children are never smaller than it) looks at the k entries up to the
-        result only, O(k log k). For an owner's heap (not a side heap).
+        result only, O(k log k). For an owner's heap (not a side heap). Dead
+        entries at the top are dropped first, so entries the owner removed
+        after a walk passed them (a caller that takes out what it refused) are
+        not walked again.
         """
+        if self.top() is None:
+            return None
         entries = self._entries
         size = len(entries)
-        if not size:
-            return None
         live = self._live
         at = self._at
         frontier: list[tuple[_E, int]] = [(entries[0], 0)]
@@ -218,11 +221,12 @@ class LazyHeap(Generic[_E]):
         """The live entries in order, without moving them: O(log k) per entry yielded.
 
         It stops as early as the caller does; the heap must not change meanwhile.
+        Dead entries at the top are dropped first.
         """
+        if self.top() is None:
+            return
         entries = self._entries
         size = len(entries)
-        if not size:
-            return
         live = self._live
         at = self._at
         via = self._via

@@ -278,6 +278,8 @@ class Distributor:
         "_preemption",
         "_progress",
         "_queue",
+        "_record_end_to_end",
+        "_record_wait",
         "_retry",
         "_retrying",
         "_rng",
@@ -477,6 +479,9 @@ class Distributor:
         window = check_int(stats_window, "stats_window", minimum=1)
         self._waits = RecentSamples(window)
         self._end_to_end = RecentSamples(window)
+        # C-level appends for the hot path (the distributor keeps its own counts).
+        self._record_wait = self._waits.appender()
+        self._record_end_to_end = self._end_to_end.appender()
         self._counts = dict.fromkeys(
             (
                 "submitted",
@@ -847,8 +852,9 @@ class Distributor:
         self._tenant(task.tenant)[0] += 1
         if self._listener is not None:
             self._emit(EventKind.SUBMITTED, task_id, state=TaskState.QUEUED)
-        if eviction is not None:
-            self._dead_letter_eviction(eviction, now)
+        if eviction is None:
+            return SubmitResult(task_id, True, TaskState.QUEUED)
+        self._dead_letter_eviction(eviction, now)
         return SubmitResult(task_id, True, self._state_or_none(task_id, now) or TaskState.DEAD)
 
     def close(self) -> None:
@@ -1096,7 +1102,7 @@ class Distributor:
         run.popped = run.gated = True
         waited = now - enqueued
         run.waited = waited
-        self._waits.record(waited)
+        self._record_wait(waited)
         tenant = self._tenant(task.tenant)
         tenant[4] += 1
         tenant[5] += waited
@@ -1983,7 +1989,7 @@ class Distributor:
     def _finish_completed(self, task: Task, now: float, *, late: bool = False) -> None:
         progress = self._progress.get(task.id)
         submitted = now if progress is None else progress.submitted_at
-        self._end_to_end.record(now - submitted)
+        self._record_end_to_end(now - submitted)
         deadline = task.deadline
         if deadline is not None:
             if now <= deadline:
