@@ -28,6 +28,7 @@ from taskdist.batching import (
     BatchReason,
     BatchStats,
     GroupBatchStats,
+    GroupLimits,
     SizingRule,
 )
 from taskdist.clock import Clock, ManualClock, MonotonicClock
@@ -161,6 +162,7 @@ __all__ = [
     "FairStats",
     "Gate",
     "GroupBatchStats",
+    "GroupLimits",
     "Health",
     "HealthPolicy",
     "InvalidArgumentError",
