@@ -35,6 +35,7 @@ from taskdist.batching import (
     BatchReason,
     BatchStats,
     GroupBatchStats,
+    GroupLimits,
     SizingRule,
 )
 from taskdist.clock import Clock, ManualClock, MonotonicClock
@@ -233,6 +234,7 @@ __all__ = [
     "FairStats",
     "Gate",
     "GroupBatchStats",
+    "GroupLimits",
     "Health",
     "HealthPolicy",
     "InnerQueueFactory",

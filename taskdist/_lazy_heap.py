@@ -66,10 +66,14 @@ class LazyHeap(Generic[_E]):
     refuses re-entry).
     """
 
-    __slots__ = ("_at", "_entries", "_live", "_via", "push")
+    __slots__ = ("_at", "_entries", "_live", "_via", "pop_unchecked", "push")
 
     push: Callable[[_E], None]
     """Add an entry (the owner makes it live). O(log n)."""
+    pop_unchecked: Callable[[], _E]
+    """Take out the smallest entry without looking at ``live``, a C-level call: for an
+    owner that knows every entry held is live (none dead), e.g. one that made none die
+    since the heap was last empty or compact. O(log n); ``IndexError`` when empty."""
 
     def __init__(self, live: MutableMapping[Any, Any], at: int, *, via: int | None = None) -> None:
         """
@@ -84,6 +88,7 @@ class LazyHeap(Generic[_E]):
         self._at = at
         self._via = via
         self.push = partial(heappush, self._entries)
+        self.pop_unchecked = partial(heappop, self._entries)
 
     def __len__(self) -> int:
         """Entries held, dead ones included. O(1)."""
@@ -160,14 +165,17 @@ class LazyHeap(Generic[_E]):
             heappop(entries)
         return taken
 
-    def drop_top(self, entry: _E) -> None:
-        """Take ``entry`` (just made dead by the owner) out now if it is at the top. O(log n).
+    def drop_top(self, entry: _E) -> bool:
+        """Take ``entry`` (just made dead by the owner) out now if it is at the top, and say
+        whether it was. O(log n).
 
         An entry anywhere else stays until it surfaces or a compaction drops it.
         """
         entries = self._entries
         if entries and entries[0] is entry:
             heappop(entries)
+            return True
+        return False
 
     def schedule(self, ident: Hashable, key: float) -> None:
         """Make ``(key, seq, ident)`` the live entry of ``ident``, replacing any other. O(log n).

@@ -33,7 +33,9 @@ shares; the order among tasks is each queue's own (its own tests pin it):
   has not run out, and it leaves; ``None`` only when no held task that is
   still in time satisfies it. ``peek(where)`` is the task that ``pop(where)``
   would return, and changes nothing. Tasks that fail ``where`` stay where
-  they are; a ``where`` that raises changes nothing.
+  they are; a ``where`` that raises, or that is not callable, changes
+  nothing; a ``where`` that calls back into the queue loses no task (the
+  queue refuses the call with ``ReentrancyError``, or handles it).
 - ``remove(task_id)`` returns the held task, which leaves; an unknown id is
   an ``UnknownTaskError`` and an unhashable one an ``InvalidTypeError``,
   both changing nothing.
@@ -64,6 +66,7 @@ from taskdist.errors import (
     DuplicateTaskError,
     InvalidArgumentError,
     InvalidTypeError,
+    ReentrancyError,
     TaskdistError,
     TaskStateError,
     UnknownTaskError,
@@ -221,6 +224,54 @@ def check_where_must_be_callable(make: QueueFactory) -> None:
     _refused(make, lambda queue, _c, _t: queue.peek("x"), InvalidTypeError, "peek(where='x')")
 
 
+def check_reentrant_where_loses_nothing(make: QueueFactory) -> None:
+    """A ``where=`` that calls back into the queue (pop, push, remove) strands no task.
+
+    The queue may refuse the call from inside with ``ReentrancyError`` (then
+    the outer call raises it too and changes nothing), or handle it; either
+    way every task stays held or is handed out exactly once.
+    """
+    for inner in ("pop", "push", "remove", "peek"):
+        _reenter(make, inner)
+
+
+def _reenter(make: QueueFactory, inner: str) -> None:
+    queue, _, tasks = _filled(make)
+    handed: list[Task] = []
+    pushed: list[Hashable] = []
+    calls = 0
+
+    def where(task: Task) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            if inner == "pop":
+                got = queue.pop()
+                if got is not None:
+                    handed.append(got)
+            elif inner == "push":
+                queue.push(Task("pushed-inside"))
+                pushed.append("pushed-inside")
+            elif inner == "remove":
+                handed.append(queue.remove(tasks[-1].id))
+            else:
+                queue.peek()
+        return True
+
+    try:
+        got = queue.pop(where)
+    except ReentrancyError:
+        got = None
+        _expect(not handed and not pushed, f"{inner}() inside where= was refused, yet changed")
+    if got is not None:
+        handed.append(got)
+    while (task := queue.pop()) is not None:
+        handed.append(task)
+    ids = sorted(repr(task.id) for task in handed)
+    expected = sorted([repr(task.id) for task in tasks] + [repr(i) for i in pushed])
+    _expect(ids == expected, f"{inner}() inside where=: a task was lost or handed out twice")
+
+
 def check_remove(make: QueueFactory) -> None:
     """``remove`` returns the held task; unknown or unhashable ids change nothing."""
     queue, _, tasks = _filled(make)
@@ -337,6 +388,8 @@ QUEUE_CHECKS: tuple[Callable[[QueueFactory], None], ...] = (
     check_peek_is_pop_without_removal,
     check_where_leaves_the_others_in_place,
     check_a_failing_where_changes_nothing,
+    check_where_must_be_callable,
+    check_reentrant_where_loses_nothing,
     check_remove,
     check_bad_pushes_change_nothing,
     check_ttl_expiry,

@@ -24,10 +24,12 @@ from taskdist import (
     BatchOptimizer,
     BatchReason,
     DuplicateTaskError,
+    GroupLimits,
     InvalidArgumentError,
     InvalidTypeError,
     ManualClock,
     Priority,
+    ReentrancyError,
     SizingRule,
     Task,
     UnknownPolicyError,
@@ -51,6 +53,113 @@ def snapshot(batcher: BatchOptimizer) -> tuple[object, ...]:
         stats.formed,
         {key: group.pending for key, group in stats.groups.items()},
     )
+
+
+# -- per-group limits, TTL from enqueued_at, callbacks ----------------------------------
+
+
+def test_a_group_with_its_own_size_and_wait_batches_by_them() -> None:
+    clock = ManualClock()
+    batcher = BatchOptimizer(
+        clock, max_size=4, max_wait=1.0, groups={"small": GroupLimits(max_size=2, max_wait=0.25)}
+    )
+    assert batcher.add(Task("s1", group="small")) is None
+    full = batcher.add(Task("s2", group="small"))
+    assert full is not None and full.ids == ("s1", "s2")  # at its own size, not 4
+    batcher.add(Task("s3", group="small"))
+    batcher.add(Task("d1", group="default"))
+    assert batcher.next_wakeup() == 0.25  # its own wait, not 1.0
+    clock.advance(0.25)
+    assert [b.ids for b in batcher.poll()] == [("s3",)]
+    assert batcher.target_size("small") == 2 and batcher.target_size("default") == 4
+    assert batcher.group("small") == GroupLimits(2, 0.25)
+    assert batcher.group("default") == GroupLimits(4, 1.0)
+
+
+def test_set_group_applies_to_batches_opened_afterwards() -> None:
+    clock = ManualClock()
+    batcher = BatchOptimizer(clock, max_size=3, max_wait=1.0)
+    batcher.add(Task("a1", group="g"))
+    batcher.set_group("g", GroupLimits(max_size=1))
+    assert batcher.add(Task("a2", group="g")) is None  # the open batch keeps its size
+    assert batcher.add(Task("a3", group="g")).ids == ("a1", "a2", "a3")  # type: ignore[union-attr]
+    assert batcher.add(Task("a4", group="g")).ids == ("a4",)  # type: ignore[union-attr]
+    batcher.set_group("g", None)
+    assert batcher.group("g") == GroupLimits(3, 1.0)
+
+
+def test_a_dynamic_target_never_exceeds_its_groups_max_size() -> None:
+    batcher = BatchOptimizer(
+        ManualClock(),
+        max_size=10,
+        sizing=AIMDSizing(target_latency=1.0, initial_size=8),
+        groups={"g": GroupLimits(max_size=3)},
+    )
+    assert batcher.target_size("g") == 3
+    batch = batcher.add(Task("x", group="g"))
+    batcher.add(Task("y", group="g"))
+    batch = batcher.add(Task("z", group="g"))
+    assert batch is not None and len(batch) == 3
+    for _ in range(5):
+        batcher.record(batch, duration=0.1)  # fast and full: AIMD would grow it
+    assert batcher.target_size("g") == 3
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda: GroupLimits(max_size=0), InvalidArgumentError),
+        (lambda: GroupLimits(max_size=1.5), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: GroupLimits(max_wait=-1.0), InvalidArgumentError),
+        (lambda: GroupLimits(max_wait=math.nan), InvalidArgumentError),
+        (
+            lambda: BatchOptimizer(
+                ManualClock(), min_size=3, max_size=5, groups={"g": GroupLimits(2)}
+            ),
+            InvalidArgumentError,
+        ),
+        (lambda: BatchOptimizer(ManualClock(), groups={"g": 4}), InvalidTypeError),  # type: ignore[dict-item]
+        (lambda: BatchOptimizer(ManualClock(), groups=[1]), InvalidTypeError),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_group_limits_are_refused(make: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        make()
+
+
+def test_ttl_counts_from_enqueued_at() -> None:
+    clock = ManualClock(start=10.0)
+    batcher = BatchOptimizer(clock, max_size=8, max_wait=5.0, expiry_margin=1.0)
+    # It waited 6 s in a queue before: its 10 s TTL runs out at 14, so it goes by 13.
+    batcher.add(Task("requeued", ttl=10.0, group="g"), enqueued_at=4.0)
+    assert batcher.next_wakeup() == 13.0
+    batcher.add(Task("fresh", ttl=10.0, group="h"))
+    clock.advance(3.0)
+    assert [b.ids for b in batcher.poll()] == [("requeued",)]
+    assert batcher.next_wakeup() == 15.0  # max_wait of "fresh"'s batch, before its TTL margin
+    with pytest.raises(InvalidArgumentError):
+        batcher.add(Task("future", group="g"), enqueued_at=clock.now() + 1.0)
+    with pytest.raises(InvalidArgumentError):
+        batcher.add(Task("nan", group="g"), enqueued_at=math.nan)
+    assert "future" not in batcher and "nan" not in batcher
+
+
+def test_a_key_function_that_calls_back_in_is_refused_and_changes_nothing() -> None:
+    clock = ManualClock()
+    calls = []
+
+    def key(task: Task) -> Hashable:
+        calls.append(len(batcher))  # looking is fine
+        if task.id == "sneaky":
+            batcher.add(Task("inner"))
+        return "g"
+
+    batcher = BatchOptimizer(clock, max_size=2, key=key)
+    batcher.add(Task("first"))
+    before = snapshot(batcher)
+    with pytest.raises(ReentrancyError, match="add"):
+        batcher.add(Task("sneaky"))
+    assert snapshot(batcher) == before and "inner" not in batcher and "sneaky" not in batcher
 
 
 # -- grouping and size -------------------------------------------------------

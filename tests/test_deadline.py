@@ -7,6 +7,7 @@ import math
 import random
 from collections.abc import Callable, Hashable, Sequence
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from hypothesis import given, note
@@ -312,7 +313,8 @@ def test_feasibility_agrees_with_a_brute_force_simulation(
     assert edf.feasible(candidate) == (finish <= deadline)
     # The same verdict at push, and slack is the simulated margin.
     edf.push(candidate)
-    assert edf.is_late("new") == (finish > deadline)
+    if finish > deadline:  # it may also be late for making another task miss
+        assert edf.is_late("new")
     assert edf.slack("new") == deadline - finish
     queue = sorted([*held, (key, candidate)], key=lambda pair: pair[0])
     for position, (_, task) in enumerate(queue):
@@ -321,6 +323,72 @@ def test_feasibility_agrees_with_a_brute_force_simulation(
             expected = Fraction(task.deadline) - simulated_finish(ahead, task.cost, start, servers)
             assert edf.slack(task.id) == expected
             assert edf.feasible(task) == (expected >= 0)
+
+
+def simulated_finishes(queue: list[tuple[object, Task]], now: float, servers: int) -> dict:  # type: ignore[type-arg]
+    """Brute force: each task's finish, servers free from now, tasks in queue order."""
+    free = [Fraction(now)] * servers
+    finishes = {}
+    for _, task in sorted(queue, key=lambda pair: pair[0]):  # type: ignore[arg-type, return-value]
+        earliest = free.index(min(free))
+        free[earliest] += Fraction(task.cost)
+        finishes[task.id] = free[earliest]
+    return finishes
+
+
+@given(
+    servers=st.integers(min_value=1, max_value=3),
+    rate=rates,
+    steps=st.lists(
+        st.tuples(priorities, st.none() | positive_dyadic, dyadic, dyadic), min_size=1, max_size=14
+    ),
+)
+def test_admission_keeps_every_promise_exactly_on_one_server_and_soundly_on_several(
+    servers: int, rate: float, steps: list[tuple[int, float | None, float, float]]
+) -> None:
+    """Each push against a brute-force simulation of every held task, with and without it.
+
+    On time means: it meets its own deadline, and no task that is feasible
+    now would miss with it. Tasks already predicted to miss are marked late
+    first. One server: the scheduler's verdict is exactly that; several:
+    whatever it admits on time truly is, and whatever it marks truly is late.
+    """
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, servers=servers, aging_rate=rate, on_miss="dead_letter")
+    held: list[tuple[object, Task]] = []
+    late: set[object] = set()
+    for seq, (priority, offset, cost, gap) in enumerate(steps):
+        clock.advance(gap)
+        now = clock.now()
+        held = [(k, t) for k, t in held if t.deadline is None or t.deadline > now]
+        task = Task(
+            seq, priority=priority, deadline=None if offset is None else now + offset, cost=cost
+        )
+        key = order_key(task, Fraction(now), seq, rate)
+        before = simulated_finishes(held, now, servers)
+        after = simulated_finishes([*held, (key, task)], now, servers)
+        promised = [t for _, t in held if t.deadline is not None and t.id not in late]
+        doomed = {t.id for t in promised if before[t.id] > t.deadline}  # type: ignore[operator]
+        on_time = (task.deadline is None or after[task.id] <= task.deadline) and all(
+            after[t.id] <= t.deadline
+            for t in promised
+            if t.id not in doomed  # type: ignore[operator]
+        )
+        admitted = edf.push(task) is None
+        newly_late = {t.id for _, t in held if t.id not in late and edf.is_late(t.id)}
+        if servers == 1:
+            assert admitted == on_time
+            if admitted:
+                assert newly_late == doomed
+        else:
+            assert not admitted or on_time, "admitted on time only when truly on time"
+            assert newly_late <= doomed, "marked late only when truly predicted to miss"
+        if admitted:
+            held.append((key, task))
+            late |= newly_late
+        else:
+            assert task.id not in edf
+            assert not newly_late, "a refused push changes nothing"
 
 
 awkward = st.sampled_from([0.1, 0.2, 0.3, 0.7, 1 / 3, 2 / 3]) | st.floats(0.0, 20.0)
@@ -583,7 +651,7 @@ def test_memory_of_side_heaps_is_reclaimed() -> None:
         for i in range(100):
             edf.push(Task((round_, i), deadline=1e9, ttl=1e9, cost=1.0))
         drain(edf)
-    assert len(edf._timers) <= 64 and edf._costliest is not None and len(edf._costliest) <= 64
+    assert len(edf._timers) <= 64 and len(edf._back) <= 64
 
 
 # -- preemption advice -----------------------------------------------------------
@@ -906,7 +974,8 @@ class DeadlineMachine(RuleBasedStateMachine):
             maxsize=maxsize,
             overflow=overflow,  # type: ignore[arg-type]
         )
-        # id -> (order key, due or None, task, flagged late at admission)
+        # id -> (order key, due or None, task, flagged late: at admission or found
+        # predicted to miss by a later push)
         self.model: dict[int, tuple[tuple[object, ...], Fraction | None, Task, bool]] = {}
         self.seq = 0
         self.next_id = 0
@@ -929,6 +998,28 @@ class DeadlineMachine(RuleBasedStateMachine):
         return simulated_finish(ahead, task.cost, self.clock.now(), self.servers)
 
     # rules ----------------------------------------------------------------
+
+    def finishes(self, entries: list[tuple[tuple[object, ...], Task]]) -> dict[object, Fraction]:
+        """Each task's finish in the feasibility simulation, entries in queue order."""
+        free = [Fraction(self.clock.now())] * self.servers
+        out = {}
+        for _, task in sorted(entries, key=lambda pair: pair[0]):
+            earliest = free.index(min(free))
+            out[task.id] = free[earliest] + Fraction(task.cost)
+            free[earliest] = out[task.id]
+        return out
+
+    def promises(self, exclude: object) -> list[Task]:
+        """Held tasks admission protects: with a deadline, not late, not about to leave."""
+        now = self.now()
+        return [
+            task
+            for _, task in self.live()
+            if task.deadline is not None
+            and not self.model[task.id][3]  # type: ignore[index]
+            and Fraction(task.deadline) > now
+            and task.id != exclude
+        ]
 
     @rule(
         target=held_ids,
@@ -971,14 +1062,39 @@ class DeadlineMachine(RuleBasedStateMachine):
                 assert self.edf.push(task, enqueued_at=enqueued) == Eviction(task, Reason.EVICTED)
                 return task_id
             victim = live[-1][1]
-        if not feasible and self.on_miss == "reject":
-            with pytest.raises(DeadlineInfeasibleError):
-                self.edf.push(task, enqueued_at=enqueued)
+        # The exact rule: held tasks already predicted to miss become late; the push is
+        # on time if it is feasible and every remaining promise stays feasible with it.
+        exclude = None if victim is None else victim.id
+        promised = self.promises(exclude)
+        before = self.finishes(self.live())
+        doomed = {p.id for p in promised if before[p.id] > Fraction(p.deadline)}  # type: ignore[arg-type]
+        after = self.finishes([*self.live(), (key, task)])
+        on_time = feasible and all(
+            after[p.id] <= Fraction(p.deadline)  # type: ignore[arg-type]
+            for p in promised
+            if p.id not in doomed
+        )
+        if self.servers > 1 and not on_time:
+            pass  # the bound refuses at least what the exact rule refuses: no more to say
+        refused = self.on_miss != "run_late"
+        try:
+            result = self.edf.push(task, enqueued_at=enqueued)
+        except DeadlineInfeasibleError:
+            assert refused and self.on_miss == "reject"
+            assert self.servers > 1 or not on_time
+            self.check_unchanged_flags()
             return task_id
-        result = self.edf.push(task, enqueued_at=enqueued)
-        if not feasible and self.on_miss == "dead_letter":
-            assert result == Eviction(task, Reason.DEADLINE_INFEASIBLE)
+        if isinstance(result, Eviction) and result.reason is Reason.DEADLINE_INFEASIBLE:
+            assert self.on_miss == "dead_letter" and result.task is task
+            assert self.servers > 1 or not on_time
+            self.check_unchanged_flags()
             return task_id
+        judged_on_time = not (task.deadline is not None and self.edf.is_late(task.id))
+        judged_on_time = judged_on_time and task.id not in self.late_now()
+        if self.servers == 1:
+            assert judged_on_time == on_time or task.deadline is None
+        elif judged_on_time and task.deadline is not None:
+            assert on_time, "several servers: admitted on time only when truly on time"
         if victim is None:
             assert result is None
         else:
@@ -989,9 +1105,44 @@ class DeadlineMachine(RuleBasedStateMachine):
         due = None if ttl is None else t + Fraction(ttl)
         if deadline is not None and self.on_miss != "run_late":
             due = Fraction(deadline) if due is None else min(due, Fraction(deadline))
-        self.model[task_id] = (key, due, task, not feasible)
+        # Lateness: exact on one server; with several, what the scheduler says, which
+        # must be sound: a task marked late now was truly predicted to miss.
+        self.model[task_id] = (key, due, task, False)
+        if self.servers == 1:
+            for other in doomed:
+                self.flag(other)
+            if not on_time and task.deadline is not None:
+                self.flag(task_id)
+        else:
+            for _, other in self.live():
+                newly_late = (
+                    other.id != task_id
+                    and other.deadline is not None
+                    and self.edf.is_late(other.id)
+                    and not self.model[other.id][3]  # type: ignore[index]
+                )
+                if newly_late:
+                    assert other.id in doomed or Fraction(other.deadline) <= self.now()  # type: ignore[arg-type]
+                    self.flag(other.id)
+            if task.deadline is not None and self.edf.is_late(task_id):
+                self.flag(task_id)
         self.accepted.add(task_id)
         return task_id
+
+    def flag(self, task_id: object) -> None:
+        key, due, task, _ = self.model[task_id]  # type: ignore[index]
+        self.model[task_id] = (key, due, task, True)  # type: ignore[index]
+
+    def late_now(self) -> set[object]:
+        return {task_id for task_id, row in self.model.items() if row[3]}
+
+    def check_unchanged_flags(self) -> None:
+        """A refused push leaves every lateness as it was."""
+        now = self.now()
+        for _, task in self.live():
+            flagged = self.model[task.id][3]  # type: ignore[index]
+            late = flagged or (task.deadline is not None and Fraction(task.deadline) <= now)
+            assert self.edf.is_late(task.id) == late
 
     @rule(data=st.data())
     def push_a_duplicate(self, data: st.DataObject) -> None:
@@ -1148,3 +1299,61 @@ def test_expired_tasks_count_toward_the_bound_but_are_never_evicted() -> None:
     assert edf.push(new) == Eviction(new, Reason.EVICTED)
     assert edf.push(Task("urgent", deadline=10.0)) == Eviction(keeps, Reason.EVICTED)
     assert [t.id for t in edf.expire()] == ["short"]
+
+
+@given(
+    load=st.integers(min_value=2, max_value=5),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["add", "add", "pop", "remove", "bound", "query"]),
+            dyadic,
+            dyadic,
+            st.none() | dyadic,
+        ),
+        max_size=150,
+    ),
+)
+def test_margins_agree_with_a_sorted_python_list(
+    load: int, ops: list[tuple[str, float, float, float | None]]
+) -> None:
+    """margin, margin_after and first_margin_below against brute force, through any history."""
+    index: PrefixSumSortedList[tuple[float, int]] = PrefixSumSortedList(load=load)
+    model: list[list[Any]] = []  # [item, cost, bound], sorted by item
+
+    def margins() -> list[tuple[tuple[float, int], float]]:
+        through = 0.0
+        out = []
+        for item, cost, bound in model:
+            through += cost
+            out.append((item, bound - through))
+        return out
+
+    for seq, (op, key, cost, bound) in enumerate(ops):
+        item = (key, seq)
+        real_bound = math.inf if bound is None else bound * 8
+        if op == "add" or not model:
+            index.add(item, cost, real_bound)
+            model.append([item, cost, real_bound])
+            model.sort(key=lambda row: row[0])
+        elif op == "pop":
+            assert index.pop_first() == model.pop(0)[0]
+        elif op == "remove":
+            index.remove(model.pop(int(key * 4) % len(model))[0])
+        elif op == "bound":
+            row = model[int(key * 4) % len(model)]
+            row[2] = real_bound
+            index.set_bound(row[0], real_bound)
+        all_margins = margins()
+        assert index.margin() == min((m for _, m in all_margins), default=math.inf)
+        probe = (key, -1 if op == "query" else seq)
+        after = [m for i, m in all_margins if i > probe]
+        assert index.margin_after(probe) == min(after, default=math.inf)
+        threshold = cost * 4 - 20
+        below = [i for i, m in all_margins if m < threshold]
+        assert index.first_margin_below(threshold) == (below[0] if below else None)
+        if op == "query":  # unbind everything below: exactly those, and no margin below after
+            assert index.unbind_margins_below(threshold) == below
+            for row in model:
+                if row[0] in below:
+                    row[2] = math.inf
+            assert index.margin() == min((m for _, m in margins()), default=math.inf)

@@ -6,6 +6,7 @@ from taskdist.batching.optimizer import (
     BatchReason,
     BatchStats,
     GroupBatchStats,
+    GroupLimits,
 )
 from taskdist.batching.sizing import AIMDSizing, SizingRule
 
@@ -16,5 +17,6 @@ __all__ = [
     "BatchReason",
     "BatchStats",
     "GroupBatchStats",
+    "GroupLimits",
     "SizingRule",
 ]

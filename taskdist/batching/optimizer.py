@@ -14,6 +14,7 @@ import attrs
 from taskdist._lazy_heap import LazyHeap
 from taskdist._validate import (
     check_choice,
+    check_enqueued_at,
     check_hashable,
     check_int,
     check_number,
@@ -26,12 +27,20 @@ from taskdist.errors import (
     DuplicateTaskError,
     InvalidArgumentError,
     InvalidTypeError,
+    ReentrancyError,
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
 from taskdist.task import Priority, Task
 
-__all__ = ["Batch", "BatchOptimizer", "BatchReason", "BatchStats", "GroupBatchStats"]
+__all__ = [
+    "Batch",
+    "BatchOptimizer",
+    "BatchReason",
+    "BatchStats",
+    "GroupBatchStats",
+    "GroupLimits",
+]
 
 BelowMinPolicy = Literal["release", "hold"]
 CriticalPolicy = Literal["close", "wait"]
@@ -75,9 +84,14 @@ class Batch:
     key: Hashable
     """The group every task in it belongs to."""
     tasks: tuple[Task, ...]
+    """Its tasks, in the order they were added (never empty; at most its group's
+    ``max_size``); the Task objects themselves, as given to :meth:`BatchOptimizer.add`."""
     created: float
+    """When its first task was added (clock time)."""
     released: float
+    """When the optimizer handed it out (clock time)."""
     reason: BatchReason
+    """Why it was released then."""
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -99,6 +113,31 @@ class Batch:
     def ids(self) -> tuple[Hashable, ...]:
         """Its task ids, in order. O(len)."""
         return tuple(task.id for task in self.tasks)
+
+
+@attrs.frozen
+class GroupLimits:
+    """One group's own batch size and wait, over the optimizer's defaults.
+
+    ``None`` keeps the default (``max_size`` / ``max_wait`` of the
+    :class:`BatchOptimizer`). Validated when built.
+
+    >>> GroupLimits(max_size=4, max_wait=0.5)
+    GroupLimits(max_size=4, max_wait=0.5)
+    """
+
+    max_size: int | None = None
+    """The group's largest batch (>= 1, and >= the optimizer's ``min_size``)."""
+    max_wait: float | None = None
+    """Seconds the group's batch may wait for more tasks after its first (>= 0)."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_size is not None:
+            check_int(self.max_size, "GroupLimits.max_size", minimum=1)
+        if self.max_wait is not None:
+            object.__setattr__(
+                self, "max_wait", check_number(self.max_wait, "GroupLimits.max_wait", minimum=0.0)
+            )
 
 
 @attrs.frozen
@@ -149,6 +188,7 @@ class _OpenBatch:
         "key",
         "reason",
         "resources",
+        "since",
         "target",
         "tasks",
         "wait_due",
@@ -163,6 +203,8 @@ class _OpenBatch:
         self.target = target
         self.tasks: list[Task] = []
         self.added: list[float] = []
+        # When each task's TTL started: its enqueued_at if it came with one, else added.
+        self.since: list[float] = []
         self.cost = 0.0
         self.resources: dict[str, float] = {}
         self.best = _INF  # most urgent priority held
@@ -194,15 +236,17 @@ class BatchOptimizer:
     batch is released:
 
     - by :meth:`add`, as soon as it is **full**: it holds its target size
-      (``max_size``, or the group's dynamic target), or the next task would
+      (its group's ``max_size``, or the group's dynamic target), or the next task would
       push its total ``cost`` past ``max_cost`` or a resource past
       ``max_resources`` (that task then opens the next batch);
     - by :meth:`add`, at once, when a CRITICAL task (priority <=
       ``Priority.CRITICAL``) joins it (``critical="close"``, the default) or
       its due time (below) has already come;
     - by :meth:`poll`, once ``clock.now() >=`` its **due time**: the earliest
-      of ``created + max_wait`` and, for each task, ``added + ttl -
-      expiry_margin`` and ``deadline - expiry_margin``. With
+      of ``created + max_wait`` (the group's) and, for each task, ``since +
+      ttl - expiry_margin`` and ``deadline - expiry_margin``, where
+      ``since`` is the ``enqueued_at`` the task was added with (when it
+      waited elsewhere first), else when it was added. With
       ``below_min="hold"`` the ``max_wait`` term applies only once the batch
       holds ``min_size`` tasks;
     - by :meth:`flush`, all of them.
@@ -212,17 +256,31 @@ class BatchOptimizer:
     at once, the second one stays due at ``now``: :meth:`next_wakeup` returns
     ``now`` and the next :meth:`poll` releases it.
 
+    **Per-group limits.** A group can have its own ``max_size`` and
+    ``max_wait`` (:class:`GroupLimits`, given as ``groups=`` or with
+    :meth:`set_group`); the others use the defaults. A dynamic target never
+    exceeds its group's ``max_size``.
+
+    **Callbacks and threads.** The ``key`` function and a sizing rule may
+    look at the optimizer (``len``, ``in``, :meth:`stats`,
+    :meth:`target_size`); any other call from inside them is refused with
+    :class:`~taskdist.errors.ReentrancyError` and changes nothing, and the
+    refusal propagates out of the outer call, which changes nothing either.
+    An optimizer is not safe to share between threads: a host with threads
+    wraps the composition in ``taskdist.threaded.ThreadSafeDistributor``, or
+    holds its own lock around every call.
+
     **Guarantees** (what the stateful test checks after every step):
 
     - every task added is in exactly one released batch, still pending, or
       was removed; none is lost or duplicated; a batch lists its tasks in
       add order;
-    - a batch never mixes groups, never holds more than ``max_size`` tasks,
+    - a batch never mixes groups, never holds more than its group's ``max_size`` tasks,
       and its cost and resource totals (summed in add order) never exceed
       ``max_cost`` / ``max_resources``;
     - a host that calls :meth:`poll` whenever ``clock.now() >=``
       :meth:`next_wakeup` releases every task by ``added + max_wait`` (with
-      the default ``below_min="release"``) and by ``added + ttl -
+      the default ``below_min="release"``) and by ``since + ttl -
       expiry_margin`` and ``deadline - expiry_margin`` (or at once if that
       has already passed). Due times are computed once and compared as the
       same floats, so "by" means ``released <= added + max_wait`` exactly,
@@ -241,6 +299,7 @@ class BatchOptimizer:
     ``flush``           O(G log G + n)
     ``remove``          O(batch size + log G)
     ``record``          O(1)
+    ``set_group``       O(1)
     ``len``, ``in``     O(1)
     ``stats``           O(groups * w log w) for the stats window w
     ==================  ==========================================================
@@ -273,6 +332,7 @@ class BatchOptimizer:
         "_ids",
         "_initial_target",
         "_key",
+        "_limits",
         "_margin",
         "_max_cost",
         "_max_size",
@@ -287,6 +347,7 @@ class BatchOptimizer:
         "_targets",
         "_wakeup",
         "_wakeup_known",
+        "_walking",
     )
 
     def __init__(
@@ -304,6 +365,7 @@ class BatchOptimizer:
         expiry_margin: float | None = None,
         sizing: SizingRule | None = None,
         stats_window: int = 1_000,
+        groups: Mapping[Hashable, GroupLimits] | None = None,
     ) -> None:
         """
         Args:
@@ -329,6 +391,8 @@ class BatchOptimizer:
                 group's target size from :meth:`record`; ``None``: always ``max_size``.
             stats_window: how many recent waits and durations per group
                 :meth:`stats` computes percentiles over (>= 1).
+            groups: group key -> :class:`GroupLimits`, the groups with a
+                ``max_size`` or ``max_wait`` of their own (see :meth:`set_group`).
 
         Raises:
             InvalidArgumentError: a number out of range, NaN or infinite, or
@@ -359,6 +423,10 @@ class BatchOptimizer:
                 f"sizing must have initial() and adjust() (a SizingRule), got {sizing!r}"
             )
         window = check_int(stats_window, "stats_window", minimum=1)
+        if groups is not None and not isinstance(groups, Mapping):
+            raise InvalidTypeError(
+                f"groups must be a mapping of group keys to GroupLimits, got {groups!r}"
+            )
         initial = max_size if sizing is None else sizing.initial(min_size, max_size)
         self._clock = clock
         self._now = clock.now
@@ -387,35 +455,49 @@ class BatchOptimizer:
         self._targets: dict[Hashable, int] = {}
         self._records: dict[Hashable, _GroupRecord] = {}
         self._by_reason: Counter[BatchReason] = Counter()
+        # Set while the key function or a sizing rule runs: any call back in is refused.
+        self._walking = False
+        self._limits: dict[Hashable, GroupLimits] = {
+            group: self._check_limits(limits, f"groups[{group!r}]")
+            for group, limits in (groups or {}).items()
+        }
 
     # -- adding -----------------------------------------------------------
 
-    def add(self, task: Task) -> Batch | None:
+    def add(self, task: Task, *, enqueued_at: float | None = None) -> Batch | None:
         """Add ``task`` to its group's open batch; return a batch if one is released now.
 
         The returned batch is the task's own (full, closed by a CRITICAL task,
         or already due) or, if the task did not fit, the group's previous
-        batch (full); see the class docstring.
+        batch (full); see the class docstring. ``enqueued_at`` (default: now,
+        never later than now) is when the task first entered the system, for
+        a task that waited elsewhere (a queue) before it was batched: its TTL
+        counts from then.
 
         Complexity: O(log G) amortised, O(1) when no due time moves.
 
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``key(task)`` is unhashable.
             DuplicateTaskError: a task with this id is pending.
-            InvalidArgumentError: the task alone exceeds ``max_cost`` or ``max_resources``.
+            InvalidArgumentError: the task alone exceeds ``max_cost`` or ``max_resources``;
+                ``enqueued_at`` NaN, infinite or in the future.
+            ReentrancyError: called from inside the ``key`` function or a sizing rule.
         """
+        if self._walking:
+            raise ReentrancyError(_reentered("add"))
         if not isinstance(task, Task):
             raise InvalidTypeError(f"add() takes a Task, got {type(task).__name__} {task!r}")
         task_id = task.id
         pending = self._pending
         if task_id in pending:
             raise DuplicateTaskError(f"a task with id {task_id!r} is already pending")
-        key = task.group if self._key is None else check_hashable(self._key(task), "key(task)")
+        now = self._now()
+        since = now if enqueued_at is None else check_enqueued_at(enqueued_at, now)
+        key = task.group if self._key is None else self._group_of(task)
         bounded = self._bounded
         if bounded:
             self._check_fits_alone(task)
 
-        now = self._now()
         released = None
         batch = self._groups.get(key)
         if batch is not None and (
@@ -429,6 +511,7 @@ class BatchOptimizer:
         tasks = batch.tasks
         tasks.append(task)
         batch.added.append(now)
+        batch.since.append(since)
         pending[task_id] = batch
         if bounded:
             self._charge(batch, task)
@@ -439,7 +522,7 @@ class BatchOptimizer:
         due = batch.due
         reason = batch.reason
         if task.ttl is not None or task.deadline is not None:
-            expiry = self._expiry_due(task, now)
+            expiry = self._expiry_due(task, since)
             if expiry < batch.expiry_due:
                 batch.expiry_due = expiry
                 if expiry < due:
@@ -473,7 +556,10 @@ class BatchOptimizer:
         Raises:
             UnknownTaskError: no pending task has this id (nothing changes).
             InvalidTypeError: ``task_id`` is unhashable.
+            ReentrancyError: called from inside the ``key`` function or a sizing rule.
         """
+        if self._walking:
+            raise ReentrancyError(_reentered("remove"))
         try:
             batch = self._pending.pop(task_id)
         except TypeError:
@@ -484,6 +570,7 @@ class BatchOptimizer:
         position = next(i for i, task in enumerate(tasks) if task.id == task_id)
         task = tasks.pop(position)
         batch.added.pop(position)
+        batch.since.pop(position)
         if not tasks:
             del self._groups[batch.key]
             self._unschedule(batch)
@@ -498,7 +585,12 @@ class BatchOptimizer:
 
         Complexity: O(k log G + k log k + n) for k batches of n tasks; O(1)
         when nothing is due.
+
+        Raises:
+            ReentrancyError: called from inside the ``key`` function or a sizing rule.
         """
+        if self._walking:
+            raise ReentrancyError(_reentered("poll"))
         now = self._now()
         due = [entry[2] for entry in self._due.pop_until(now)]  # out of _scheduled too
         if not due:
@@ -512,7 +604,12 @@ class BatchOptimizer:
         """Release every open batch now, most urgent first (reason ``flush``).
 
         Complexity: O(G log G + n).
+
+        Raises:
+            ReentrancyError: called from inside the ``key`` function or a sizing rule.
         """
+        if self._walking:
+            raise ReentrancyError(_reentered("flush"))
         now = self._now()
         batches = sorted(self._groups.values(), key=_urgency)
         released = [self._release(batch, now, BatchReason.FLUSH) for batch in batches]
@@ -528,7 +625,12 @@ class BatchOptimizer:
         when the batch is due. ``None`` means nothing is pending, or (with
         ``below_min="hold"``) only held batches with no TTL or deadline are.
         Complexity: O(1) amortised (kept until a due time changes).
+
+        Raises:
+            ReentrancyError: called from inside the ``key`` function or a sizing rule.
         """
+        if self._walking:
+            raise ReentrancyError(_reentered("next_wakeup"))
         if not self._wakeup_known:
             top = self._due.top()
             self._wakeup = None if top is None else top[0]
@@ -541,31 +643,70 @@ class BatchOptimizer:
         """Report that ``batch`` took ``duration`` seconds to run.
 
         Feeds the group's duration statistics and, with ``sizing=``, moves the
-        group's target size (clamped to ``[min_size, max_size]``); batches
-        opened afterwards use the new target. O(1).
+        group's target size (clamped to ``[min_size, the group's max_size]``);
+        batches opened afterwards use the new target. O(1).
 
         Raises:
             InvalidTypeError: ``batch`` is not a Batch, or the rule returned a non-int.
             InvalidArgumentError: ``duration`` negative, NaN or infinite.
+            ReentrancyError: called from inside the ``key`` function or a sizing rule.
         """
+        if self._walking:
+            raise ReentrancyError(_reentered("record"))
         if not isinstance(batch, Batch):
             raise InvalidTypeError(f"record() takes a Batch, got {type(batch).__name__} {batch!r}")
         duration = check_number(duration, "duration", minimum=0.0)
         key = batch.key
         if self._sizing is not None:
             current = self.target_size(key)
-            proposed = self._sizing.adjust(
-                current, len(batch.tasks), duration, self._min_size, self._max_size
-            )
-            self._targets[key] = self._clamp(proposed, "sizing.adjust()")
+            largest = self._largest(key)
+            self._walking = True
+            try:
+                proposed = self._sizing.adjust(
+                    current, len(batch.tasks), duration, self._min_size, largest
+                )
+            finally:
+                self._walking = False
+            self._targets[key] = self._clamp(proposed, "sizing.adjust()", largest)
         self._record_for(key).durations.record(duration)
 
     def target_size(self, key: Hashable) -> int:
         """The size at which the group's next batch is full. O(1)."""
         try:
-            return self._targets.get(key, self._initial_target)
+            target = self._targets.get(key, self._initial_target)
         except TypeError:
             raise InvalidTypeError(f"group keys are hashable, got {key!r}") from None
+        return min(target, self._largest(key))
+
+    # -- per-group limits ---------------------------------------------------
+
+    def set_group(self, key: Hashable, limits: GroupLimits | None) -> None:
+        """Give a group its own ``max_size`` / ``max_wait`` (``None``: back to the defaults).
+
+        Batches of the group opened afterwards use them; one open now keeps
+        its own. O(1).
+
+        Raises:
+            InvalidTypeError: ``limits`` is not a GroupLimits; ``key`` unhashable.
+            InvalidArgumentError: its ``max_size`` is below ``min_size``.
+            ReentrancyError: called from inside the ``key`` function or a sizing rule.
+        """
+        if self._walking:
+            raise ReentrancyError(_reentered("set_group"))
+        check_hashable(key, "group key")
+        if limits is None:
+            self._limits.pop(key, None)
+        else:
+            self._limits[key] = self._check_limits(limits, f"limits for group {key!r}")
+
+    def group(self, key: Hashable) -> GroupLimits:
+        """The limits a group's next batch gets (its own, or the defaults). O(1).
+
+        Raises:
+            InvalidTypeError: ``key`` is unhashable.
+        """
+        check_hashable(key, "group key")
+        return GroupLimits(self._largest(key), self._wait_of(key))
 
     # -- looking ----------------------------------------------------------
 
@@ -637,9 +778,51 @@ class BatchOptimizer:
 
     def _open(self, key: Hashable, now: float) -> _OpenBatch:
         target = self._targets.get(key, self._initial_target)
-        batch = _OpenBatch(next(self._ids), key, now, now + self._max_wait, target)
+        limits = self._limits.get(key) if self._limits else None
+        wait = self._max_wait
+        if limits is not None:
+            if limits.max_size is not None and limits.max_size < target:
+                target = limits.max_size
+            if limits.max_wait is not None:
+                wait = limits.max_wait
+        batch = _OpenBatch(next(self._ids), key, now, now + wait, target)
         self._groups[key] = batch
         return batch
+
+    def _largest(self, key: Hashable) -> int:
+        """A group's ``max_size``: its own, else the default."""
+        limits = self._limits.get(key)
+        if limits is None or limits.max_size is None:
+            return self._max_size
+        return limits.max_size
+
+    def _wait_of(self, key: Hashable) -> float:
+        """A group's ``max_wait``: its own, else the default."""
+        limits = self._limits.get(key)
+        if limits is None or limits.max_wait is None:
+            return self._max_wait
+        return limits.max_wait
+
+    def _check_limits(self, limits: object, name: str) -> GroupLimits:
+        if not isinstance(limits, GroupLimits):
+            raise InvalidTypeError(
+                f"{name} must be a GroupLimits, got {type(limits).__name__} {limits!r}"
+            )
+        if limits.max_size is not None and limits.max_size < self._min_size:
+            raise InvalidArgumentError(
+                f"{name}: max_size must be >= min_size ({self._min_size}), got {limits.max_size}"
+            )
+        return limits
+
+    def _group_of(self, task: Task) -> Hashable:
+        """``key(task)``, checked, with re-entry refused while it runs."""
+        assert self._key is not None
+        self._walking = True
+        try:
+            key = self._key(task)
+        finally:
+            self._walking = False
+        return check_hashable(key, "key(task)")
 
     def _fits(self, batch: _OpenBatch, task: Task) -> bool:
         """Whether ``task`` can join ``batch`` without passing ``max_cost`` or ``max_resources``."""
@@ -677,11 +860,11 @@ class BatchOptimizer:
                     f"max_resources[{resource!r}] = {cap!r}: it could never fit in a batch"
                 )
 
-    def _expiry_due(self, task: Task, added: float) -> float:
-        """When ``task``'s TTL or deadline forces its batch out (``inf`` if never)."""
+    def _expiry_due(self, task: Task, since: float) -> float:
+        """When ``task``'s TTL (counted from ``since``) or deadline forces its batch out."""
         due = _INF
         if task.ttl is not None:
-            due = added + task.ttl - self._margin
+            due = since + task.ttl - self._margin
         if task.deadline is not None:
             due = min(due, task.deadline - self._margin)
         return due
@@ -691,12 +874,12 @@ class BatchOptimizer:
         cost = 0.0
         totals: dict[str, float] = {}
         expiry = _INF
-        for task, added in zip(batch.tasks, batch.added, strict=True):
+        for task, since in zip(batch.tasks, batch.since, strict=True):
             cost += task.cost  # in add order, as add() sums it
             for resource, amount in task.resources.items():
                 totals[resource] = totals.get(resource, 0.0) + amount
             if task.ttl is not None or task.deadline is not None:
-                expiry = min(expiry, self._expiry_due(task, added))
+                expiry = min(expiry, self._expiry_due(task, since))
         batch.cost = cost
         batch.resources = totals
         batch.best = min(task.priority for task in batch.tasks)
@@ -752,10 +935,18 @@ class BatchOptimizer:
             record = self._records[key] = _GroupRecord(self._stats_window)
         return record
 
-    def _clamp(self, size: object, source: str) -> int:
+    def _clamp(self, size: object, source: str, largest: int | None = None) -> int:
         if isinstance(size, bool) or not isinstance(size, int):
             raise InvalidTypeError(f"{source} must return an int batch size, got {size!r}")
-        return min(self._max_size, max(self._min_size, size))
+        return min(self._max_size if largest is None else largest, max(self._min_size, size))
+
+
+def _reentered(call: str) -> str:
+    return (
+        f"{call}() was called from inside the key function or a sizing rule of this "
+        f"optimizer; they may look at it (len, in, stats, target_size) but not change it "
+        f"(nothing changed)"
+    )
 
 
 def _urgency(batch: _OpenBatch) -> tuple[float, float, int]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from taskdist.errors import InvalidTypeError, UnknownTaskError
 
-__all__ = ["HeldTasks", "unpop_refusal"]
+__all__ = ["HeldTasks", "reentry_refusal", "unpop_refusal"]
 
 
 class HeldTasks:
@@ -60,4 +60,12 @@ def unpop_refusal(task: object, holder: str) -> str:
         f"unpop() puts back only the task the latest pop() returned, while nothing else "
         f"has changed the {holder} since; {task_id!r} is not that task, or the {holder} "
         f"changed (nothing was put back)"
+    )
+
+
+def reentry_refusal(call: str, holder: str) -> str:
+    """The message of the ``ReentrancyError`` a call from inside a ``where=`` predicate raises."""
+    return (
+        f"{call}() was called from inside a where= predicate of this {holder}; a predicate "
+        f"may look ({holder} len, in, stats) but not change it (nothing changed)"
     )

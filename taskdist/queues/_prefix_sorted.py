@@ -2,15 +2,20 @@
 
 The ordered index behind :class:`~taskdist.queues.DeadlineScheduler`: it keeps
 the queue in scheduling order *and* answers "how much work is ahead of this
-point?" in O(log n), which a heap cannot.
+point?" in O(log n), which a heap cannot. Each item may also carry a *bound*
+(for a task with a deadline: the latest its work may end), and the list
+answers "what is the least margin ``bound - work through the item`` after
+this point?" in O(log n + L): the range-min over slack that lets admission
+see every admitted task's deadline at once.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
-from itertools import chain
-from operator import add
+from itertools import accumulate, chain, islice
+from operator import add, sub
 from typing import Any, Generic, TypeVar
 
 __all__ = ["PrefixSumSortedList"]
@@ -23,16 +28,30 @@ _T = TypeVar("_T", bound=Any)
 # afresh from its costs (see PrefixSumSortedList._update_total).
 _MAX_DELTAS = 8
 
+_INF = math.inf
+
 
 class PrefixSumSortedList(Generic[_T]):
-    """Distinct sorted items, each with a cost >= 0, and the sum of costs before any point.
+    """Distinct sorted items, each with a cost >= 0 and a bound, answering prefix sums of
+    cost and least margins.
 
     The items live in blocks of at most ``2 * load`` sorted items (the
     layout of ``sortedcontainers.SortedList``; every block but the first
-    holds more than ``load / 2``), each block with a parallel list of costs.
-    A segment tree over the blocks' cost totals gives the total of every
-    block before a given one in O(log B) for B blocks; the block itself is
-    summed directly (O(load), in C).
+    holds more than ``load / 2``), each block with parallel lists of costs
+    and bounds. A segment tree over the blocks' cost totals gives the total
+    of every block before a given one in O(log B) for B blocks; the block
+    itself is summed directly (O(load), in C).
+
+    **Margins.** An item's *margin* is its bound minus the cost of every
+    item up to and including it (its *through* cost). ``margin_after``,
+    ``margin`` and ``first_margin_below`` answer over a range in O(log n +
+    L): each block keeps its least margin counted from the block's start,
+    and a second tree over the blocks combines them, node = ``(total, least)``
+    with ``least = min(least_left, least_right - total_left)``, so no range
+    update is ever needed when a cost comes or goes. Both are kept lazily:
+    a change marks its block stale, and the next margin query refreshes only
+    what changed (a full O(B) pass after the blocks were relaid). A bound of
+    ``inf`` takes an item out of the margins.
 
     Rounding error does not accumulate over a long run: the tree's inner
     nodes are recomputed from their children (never adjusted by deltas), and
@@ -42,38 +61,50 @@ class PrefixSumSortedList(Generic[_T]):
     within a relative ~1e-11 of the exact value.
 
     Complexity (n items, L = ``load``, B ~ n / L blocks): ``add``,
-    ``remove``, ``pop_first``, ``cost_before`` are O(log n + L) amortised.
-    Blocks split or merge at most once per L / 2 changes; that rewrites the
-    tree from the changed block to the end (C-level slices), so appending
-    after the last item and taking from the front (the EDF pattern) stay
-    O(log n + L), while a split in the middle costs O(B) at C speed:
-    O(n / L**2) amortised, negligible below ~10**6 items. ``first`` and
-    ``total`` are O(1); iteration is O(1) per item.
+    ``remove``, ``pop_first``, ``cost_before``, ``set_bound`` are O(log n +
+    L) amortised; the margin queries O(log n + L) plus the refresh of what
+    changed since the last one. Blocks split or merge at most once per L / 2
+    changes; that rewrites the tree from the changed block to the end
+    (C-level slices), so appending after the last item and taking from the
+    front (the EDF pattern) stay O(log n + L), while a split in the middle
+    costs O(B) at C speed: O(n / L**2) amortised, negligible below ~10**6
+    items. ``first`` and ``total`` are O(1); iteration is O(1) per item.
 
     >>> costs = PrefixSumSortedList()
     >>> for key, cost in [(5, 1.0), (1, 2.0), (3, 4.0)]:
-    ...     _ = costs.add(key, cost)
+    ...     _ = costs.add(key, cost, bound=10.0)
     >>> list(costs), costs.cost_before(4), costs.cost_before(3), costs.total()
     ([1, 3, 5], 6.0, 2.0, 7.0)
+    >>> costs.margin(), costs.margin_after(3)  # 10 - 7 after the last; 10 - 7 after 3
+    (3.0, 3.0)
+    >>> costs.first_margin_below(5.0)  # margins 8, 4, 3: the first below 5 is at 3
+    3
     """
 
     __slots__ = (
+        "_bounds",
         "_costs",
         "_deltas",
         "_items",
-        "_len",
         "_load",
+        "_margins",
         "_maxes",
+        "_mtree",
+        "_mtree_dirty",
+        "_mtree_fresh",
         "_offset",
         "_size",
+        "_stale",
         "_totals",
         "_tree",
+        "count",
     )
 
     def __init__(self, load: int = 128) -> None:
         self._load = load
         self._items: list[list[_T]] = []
         self._costs: list[list[float]] = []
+        self._bounds: list[list[float]] = []
         self._maxes: list[_T] = []
         self._totals: list[float] = []
         # Changes applied to each block total as a delta since it was last
@@ -86,13 +117,23 @@ class PrefixSumSortedList(Generic[_T]):
         self._size = 1
         self._offset = 0
         self._tree: list[float] = [0.0, 0.0]
-        self._len = 0
+        self.count = 0
+        """How many items it holds (read it; never set it): ``len`` without a call."""
+        # Margins, kept lazily: each block's least margin from its start (valid
+        # unless the block is in _stale), and a tree over them laid out as _tree
+        # (leaves in _mtree_dirty need their path recomputed; all of it unless
+        # _mtree_fresh).
+        self._margins: list[float] = []
+        self._stale: set[int] = set()
+        self._mtree: list[float] = [_INF, _INF]
+        self._mtree_dirty: set[int] = set()
+        self._mtree_fresh = False
 
     def __len__(self) -> int:
-        return self._len
+        return self.count
 
     def __bool__(self) -> bool:
-        return self._len > 0
+        return self.count > 0
 
     def __iter__(self) -> Iterator[_T]:
         """The items in order, O(1) each. Do not change the list while iterating."""
@@ -112,19 +153,22 @@ class PrefixSumSortedList(Generic[_T]):
 
     # -- changing ---------------------------------------------------------
 
-    def add(self, item: _T, cost: float) -> float:
+    def add(self, item: _T, cost: float, bound: float = _INF) -> float:
         """Insert ``item`` (not already present) and return the sum of costs before it.
 
-        O(log n + L) amortised.
+        ``bound`` (default ``inf``: no margin) is the item's bound for the
+        margin queries. O(log n + L) amortised.
         """
         items = self._items
-        self._len += 1
+        self.count += 1
         if not items:
             items.append([item])
             self._costs.append([cost])
+            self._bounds.append([bound])
             self._maxes.append(item)
             self._totals.append(cost)
             self._deltas.append(0)
+            self._margins.append(bound - cost)
             self._relayout(0, 0)
             return 0.0
         maxes = self._maxes
@@ -137,6 +181,7 @@ class PrefixSumSortedList(Generic[_T]):
             i = len(block)
             block.append(item)
             costs.append(cost)
+            self._bounds[b].append(bound)
             maxes[b] = item
         else:
             block = items[b]
@@ -144,6 +189,7 @@ class PrefixSumSortedList(Generic[_T]):
             i = bisect_left(block, item)
             block.insert(i, item)
             costs.insert(i, cost)
+            self._bounds[b].insert(i, bound)
         old_total = self._totals[b]
         if i + 1 == len(costs):
             in_block = old_total
@@ -152,6 +198,13 @@ class PrefixSumSortedList(Generic[_T]):
             after = sum(costs[i + 1 :])
             in_block = old_total - after if after <= 0.5 * old_total else sum(costs[:i])
         before = self._prefix(b) + in_block
+        if i + 1 == len(costs) and b not in self._stale:
+            # Appended: no other margin in the block moves.
+            margin = bound - (old_total + cost)
+            if margin < self._margins[b]:
+                self._margins[b] = margin
+        else:
+            self._stale.add(b)
         if len(block) > 2 * self._load:
             self._split(b)
         else:
@@ -160,14 +213,8 @@ class PrefixSumSortedList(Generic[_T]):
 
     def remove(self, item: _T) -> None:
         """Remove ``item``, which must be present (``ValueError`` otherwise). O(log n + L)."""
-        b = bisect_left(self._maxes, item)
-        if b < len(self._maxes):
-            block = self._items[b]
-            i = bisect_left(block, item)
-            if block[i] is item or block[i] == item:
-                self._delete(b, i)
-                return
-        raise ValueError(f"{item!r} is not in the list")
+        b, i = self._position(item)
+        self._delete(b, i)
 
     def pop_first(self) -> _T:
         """Remove and return the smallest item (``IndexError`` when empty). O(log n + L)."""
@@ -197,6 +244,17 @@ class PrefixSumSortedList(Generic[_T]):
                 return item
         return None
 
+    def set_bound(self, item: _T, bound: float) -> None:
+        """Give a present ``item`` a new bound (``inf``: out of the margins). O(log n + L)."""
+        b, i = self._position(item)
+        self._bounds[b][i] = bound
+        self._stale.add(b)
+
+    def set_bounds(self, bound: Callable[[_T], float]) -> None:
+        """Give every item the bound ``bound(item)``. O(n)."""
+        self._bounds = [[bound(item) for item in block] for block in self._items]
+        self._stale.update(range(len(self._items)))
+
     # -- summing ----------------------------------------------------------
 
     def cost_before(self, item: _T) -> float:
@@ -220,7 +278,99 @@ class PrefixSumSortedList(Generic[_T]):
         i = bisect_left(self._items[b], item)
         return chain(chain.from_iterable(self._costs[:b]), self._costs[b][:i])
 
+    # -- margins ----------------------------------------------------------
+
+    def margin(self) -> float:
+        """The least margin (bound - through cost) of any item; ``inf`` if none. O(log n + L)."""
+        self._refresh_margins()
+        return self._mtree[1]
+
+    def margin_after(self, item: _T) -> float:
+        """The least margin of the items larger than ``item`` (present or not). O(log n + L)."""
+        self._refresh_margins()
+        maxes = self._maxes
+        b = bisect_right(maxes, item)
+        if b == len(maxes):
+            return _INF
+        block = self._items[b]
+        i = bisect_right(block, item)
+        before = self._prefix(b)
+        least = min(
+            map(sub, islice(self._bounds[b], i, None), islice(accumulate(self._costs[b]), i, None)),
+            default=_INF,
+        )
+        return min(least - before, self._least_from(b + 1, before + self._totals[b]))
+
+    def first_margin_below(self, threshold: float) -> _T | None:
+        """The smallest item whose margin is below ``threshold``, or ``None``. O(log n + L)."""
+        self._refresh_margins()
+        mtree = self._mtree
+        if not mtree[1] < threshold:
+            return None
+        tree = self._tree
+        node = 1
+        before = 0.0
+        while node < self._size:
+            left = 2 * node
+            if mtree[left] - before < threshold:
+                node = left
+            else:
+                before += tree[left]
+                node = left + 1
+        b = node - self._size - self._offset
+        through = before
+        for item, cost, bound in zip(self._items[b], self._costs[b], self._bounds[b], strict=True):
+            through += cost
+            if bound - through < threshold:
+                return item
+        raise AssertionError("the margin tree and the blocks disagree")  # pragma: no cover
+
+    def unbind_margins_below(self, threshold: float) -> list[_T]:
+        """Give every item whose margin is below ``threshold`` the bound ``inf``; return them.
+
+        A bound changes no other item's margin, so one pass finds them all:
+        O((k + 1) log B + k_b L) for k items in k_b blocks.
+        """
+        self._refresh_margins()
+        mtree = self._mtree
+        if not mtree[1] < threshold:
+            return []
+        tree = self._tree
+        size = self._size
+        base = size + self._offset
+        found: list[_T] = []
+        # Depth first, left to right, into every subtree whose least margin is below.
+        stack = [(1, 0.0)]
+        while stack:
+            node, before = stack.pop()
+            if not mtree[node] - before < threshold:
+                continue
+            if node >= size:
+                b = node - base
+                bounds = self._bounds[b]
+                through = before
+                for i, cost in enumerate(self._costs[b]):
+                    through += cost
+                    if bounds[i] - through < threshold:
+                        bounds[i] = _INF
+                        found.append(self._items[b][i])
+                self._stale.add(b)
+                continue
+            left = 2 * node
+            stack.append((left + 1, before + tree[left]))
+            stack.append((left, before))
+        return found
+
     # -- internals --------------------------------------------------------
+
+    def _position(self, item: _T) -> tuple[int, int]:
+        b = bisect_left(self._maxes, item)
+        if b < len(self._maxes):
+            block = self._items[b]
+            i = bisect_left(block, item)
+            if block[i] is item or block[i] == item:
+                return b, i
+        raise ValueError(f"{item!r} is not in the list")
 
     def _prefix(self, b: int) -> float:
         """The sum of the totals of blocks ``0 .. b - 1``: O(log B)."""
@@ -234,6 +384,81 @@ class PrefixSumSortedList(Generic[_T]):
                 total += tree[i - 1]
             i >>= 1
         return total
+
+    def _least_from(self, b: int, before: float) -> float:
+        """The least margin of the items in blocks ``b ..``, ``before`` the cost ahead: O(log B)."""
+        count = len(self._items)
+        if b >= count:
+            return _INF
+        base = self._size + self._offset
+        lo, hi = base + b, base + count
+        left: list[int] = []
+        right: list[int] = []
+        while lo < hi:
+            if lo & 1:
+                left.append(lo)
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                right.append(hi)
+            lo >>= 1
+            hi >>= 1
+        mtree = self._mtree
+        tree = self._tree
+        least = _INF
+        for node in chain(left, reversed(right)):
+            least = min(least, mtree[node] - before)
+            before += tree[node]
+        return least
+
+    def _block_margin(self, b: int) -> float:
+        """Block ``b``'s least margin, counting through cost from the block's start: O(L)."""
+        bounds = self._bounds[b]
+        if bounds.count(_INF) == len(bounds):
+            return _INF  # no margin in it (all late, or without deadlines): no sums needed
+        least: float = min(map(sub, bounds, accumulate(self._costs[b])))
+        return least
+
+    def _refresh_margins(self) -> None:
+        """Bring the stale block margins and the margin tree up to date."""
+        if self._mtree_fresh and not self._stale and not self._mtree_dirty:
+            return
+        margins = self._margins
+        base = self._size + self._offset
+        dirty = self._mtree_dirty
+        for b in self._stale:
+            margins[b] = self._block_margin(b)
+            dirty.add(base + b)
+        self._stale.clear()
+        mtree = self._mtree
+        tree = self._tree
+        if not self._mtree_fresh or len(dirty) * 8 > len(margins):
+            size = self._size
+            count = len(margins)
+            mtree = self._mtree = [_INF] * (2 * size)
+            mtree[base : base + count] = margins
+            lo, hi = size, 2 * size
+            while lo > 1:
+                lo >>= 1
+                hi >>= 1
+                mtree[lo:hi] = map(
+                    min,
+                    mtree[2 * lo : 2 * hi : 2],
+                    map(sub, mtree[2 * lo + 1 : 2 * hi : 2], tree[2 * lo : 2 * hi : 2]),
+                )
+            self._mtree_fresh = True
+        else:
+            count = len(margins)
+            for leaf in dirty:
+                if base <= leaf < base + count:  # else a leaf emptied: inf already
+                    mtree[leaf] = margins[leaf - base]
+                i = leaf >> 1
+                while i:
+                    left = mtree[2 * i]
+                    right = mtree[2 * i + 1] - tree[2 * i]
+                    mtree[i] = left if left < right else right
+                    i >>= 1
+        dirty.clear()
 
     def _update_total(self, b: int, change: float, costs: list[float]) -> None:
         """Add ``change`` (an added cost, or minus a removed one) to block ``b``'s total.
@@ -261,6 +486,7 @@ class PrefixSumSortedList(Generic[_T]):
         self._totals[b] = value
         tree = self._tree
         i = self._size + self._offset + b
+        self._mtree_dirty.add(i)
         tree[i] = value
         while i > 1:
             tree[i >> 1] = tree[i] + tree[i ^ 1]
@@ -272,6 +498,7 @@ class PrefixSumSortedList(Generic[_T]):
         O(B - start) in C slices, or a full O(B) rebuild when the leaves no
         longer fit (at most once per B block changes).
         """
+        self._mtree_fresh = False
         totals = self._totals
         count = len(totals)
         if self._offset + count > self._size:
@@ -303,17 +530,28 @@ class PrefixSumSortedList(Generic[_T]):
         self._tree = [0.0] * (2 * size)
         self._tree[size : size + len(totals)] = totals
         self._refresh(size, 2 * size)
+        self._mtree_fresh = False
+
+    def _shift_stale(self, start: int, by: int) -> None:
+        """Block indices from ``start`` on moved by ``by``: move their stale marks too."""
+        if self._stale:
+            self._stale = {b if b < start else b + by for b in self._stale}
 
     def _split(self, b: int) -> None:
         block = self._items[b]
         costs = self._costs[b]
+        bounds = self._bounds[b]
         half = len(block) // 2
         old_count = len(self._items)
         self._items[b : b + 1] = [block[:half], block[half:]]
         self._costs[b : b + 1] = [costs[:half], costs[half:]]
+        self._bounds[b : b + 1] = [bounds[:half], bounds[half:]]
         self._maxes[b : b + 1] = [block[half - 1], block[-1]]
         self._totals[b : b + 1] = [sum(costs[:half]), sum(costs[half:])]
         self._deltas[b : b + 1] = [0, 0]
+        self._margins[b : b + 1] = [_INF, _INF]
+        self._shift_stale(b + 1, 1)
+        self._stale.update((b, b + 1))
         self._relayout(b, old_count)
 
     def _delete(self, b: int, i: int) -> None:
@@ -321,20 +559,33 @@ class PrefixSumSortedList(Generic[_T]):
         block = items[b]
         costs = self._costs[b]
         cost = costs[i]
+        bound = self._bounds[b][i]
         del block[i]
         del costs[i]
-        self._len -= 1
+        del self._bounds[b][i]
+        self.count -= 1
         if block and (b == 0 or len(block) > self._load // 2):
             # The first block may run low: items leave from the front, and it
             # goes when empty without shifting the others.
             if i == len(block):
                 self._maxes[b] = block[-1]
+            if i == 0 and b not in self._stale and bound - cost > self._margins[b]:
+                # The first left, and it was not the least: every other rose by its cost.
+                self._margins[b] += cost
+            else:
+                self._stale.add(b)
             self._update_total(b, -cost, costs)
             return
         if b == 0:
-            del items[0], self._costs[0], self._maxes[0], self._totals[0], self._deltas[0]
+            del items[0], self._costs[0], self._bounds[0], self._maxes[0]
+            del self._totals[0], self._deltas[0], self._margins[0]
+            self._stale.discard(0)
+            self._shift_stale(1, -1)
             leaf = self._size + self._offset
             self._tree[leaf] = 0.0
+            if self._mtree_fresh:  # else it is laid out afresh when next asked
+                self._mtree[leaf] = _INF
+                self._mtree_dirty.add(leaf)
             self._offset += 1
             self._refresh(leaf, leaf + 1)
             return
@@ -343,10 +594,15 @@ class PrefixSumSortedList(Generic[_T]):
         old_count = len(items)
         items[b - 1] += block
         self._costs[b - 1] += costs
+        self._bounds[b - 1] += self._bounds[b]
         self._maxes[b - 1] = items[b - 1][-1]
         self._totals[b - 1] = sum(self._costs[b - 1])
         self._deltas[b - 1] = 0
-        del items[b], self._costs[b], self._maxes[b], self._totals[b], self._deltas[b]
+        del items[b], self._costs[b], self._bounds[b], self._maxes[b]
+        del self._totals[b], self._deltas[b], self._margins[b]
+        self._stale.discard(b)
+        self._shift_stale(b + 1, -1)
+        self._stale.add(b - 1)
         if len(items[b - 1]) > 2 * self._load:
             self._split(b - 1)  # lays the blocks out again from b - 1
         else:

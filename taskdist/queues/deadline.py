@@ -20,11 +20,12 @@ from taskdist.errors import (
     InvalidArgumentError,
     InvalidTypeError,
     QueueFullError,
+    ReentrancyError,
     TaskStateError,
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
-from taskdist.queues._held import HeldTasks, unpop_refusal
+from taskdist.queues._held import HeldTasks, reentry_refusal, unpop_refusal
 from taskdist.queues._prefix_sorted import PrefixSumSortedList
 from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Priority, Reason, Task
@@ -38,32 +39,41 @@ _ON_MISS_POLICIES: tuple[OnMiss, ...] = ("run_late", "dead_letter", "reject")
 _CRITICAL: Final = int(Priority.CRITICAL)
 _INF: Final = math.inf
 
-# A list entry is an immutable tuple whose leading fields are numbers, so
+# An entry is an immutable tuple whose leading fields are numbers, so
 # comparisons stay in C and never reach the task (``seq`` is unique):
-#     (time_key, priority, seq, task_id, task, enqueued_at, due or None)
+#     (time_key, priority, seq, task_id, task, enqueued_at)
 # ``time_key`` is the deadline, or for a task without one its implicit
-# deadline (see the class docstring). ``due`` is when expire() takes it: its
-# TTL expiry, or its deadline if that is earlier and the policy is not
-# run_late. CRITICAL tasks live in their own list, ahead of all others.
+# deadline (see the class docstring). CRITICAL tasks live in their own list,
+# ahead of all others; the others are split at an *edge* entry between an
+# ordered index (the front: entries <= edge) and a heap (the back).
 _TIME: Final = 0
 _PRIORITY: Final = 1
 _SEQ: Final = 2
 _ID: Final = 3
 _TASK: Final = 4
 _ENQUEUED: Final = 5
-_DUE: Final = 6
-_Entry = tuple[float, int, int, Hashable, Task, float, "float | None"]
-
-# The side heaps (timers; costliest task, kept only with several servers) hold
-# ``(number, seq, entry)``; an entry is live while ``index[task_id] is entry``
-# (lazy deletion, see LazyHeap).
-_Side = tuple[float, int, _Entry]
+_Entry = tuple[float, int, float, Hashable, Task, float]
+# The timers hold ``(due, seq, entry)``; an entry is live while
+# ``index[task_id] is entry`` (lazy deletion, see LazyHeap).
+_Timer = tuple[float, float, _Entry]
 _NEVER: Final = math.inf
+# The edge before any entry (all in the back) and after every one (all in the front).
+_BOTTOM: Final[tuple[float, ...]] = ()
+_TOP: Final = (_INF, _INF)
 
-# Fast feasibility answers closer than this (relative) to the boundary are
-# settled by running the simulation itself, so float rounding in the prefix
-# sums never flips an answer.
+# Answers closer than this (relative) to a boundary are settled by running the
+# simulation itself, so float rounding in the prefix sums never flips an answer.
 _REL_TOLERANCE: Final = 1e-9
+# The back's bound is only ever a shortcut: it holds back this much (relative) more,
+# well above the rounding of the back's running cost between fresh sums.
+_BACK_TOLERANCE: Final = 1e-8
+
+# The largest Task.cost taken: the work of any number of tasks still adds up to a
+# finite number of seconds.
+_MAX_COST: Final = 1e270
+# With aging, the largest priority of a task without a deadline: its implicit
+# deadline is a float, exact for priorities up to 2**53.
+_MAX_AGED_PRIORITY: Final = 2**53
 
 
 @attrs.frozen
@@ -119,7 +129,7 @@ class DeadlineStats:
 
 
 class DeadlineScheduler(HeldTasks):
-    """Earliest deadline first (EDF), with admission control, TTL and preemption advice.
+    """Earliest deadline first (EDF), with admission control that keeps its promises.
 
     It satisfies the :class:`~taskdist.queues.Queue` protocol, so a
     distributor can take it in place of a
@@ -142,29 +152,50 @@ class DeadlineScheduler(HeldTasks):
     plus the time to drain what was ahead of it by then and any CRITICAL
     tasks.
 
-    **Admission control.** A task with a deadline is *feasible* when, in
-    the following simulation, it finishes by its deadline: all ``servers``
-    are free from ``now``; the held tasks are taken in queue order up to and
+    **Feasibility.** A task with a deadline is *feasible* when, in the
+    following simulation, it finishes by its deadline: all ``servers`` are
+    free from ``now``; the held tasks are taken in queue order up to and
     including this one, each placed on the server that is free earliest
     (list scheduling), each taking ``cost`` seconds; no further task
-    arrives. Its finish is its server's free time plus its ``cost``, and it
-    is feasible iff ``finish <= deadline``. With one server that is
-    ``now + (cost of everything ahead) + cost <= deadline``. Running tasks
-    are not in the simulation (the scheduler does not see them); lower
-    ``servers`` or pad ``cost`` to account for them.
+    arrives. With one server that is ``now + (cost of everything ahead) +
+    cost <= deadline``. Running tasks are not in the simulation (the
+    scheduler does not see them); lower ``servers`` or pad ``cost`` to
+    account for them.
 
-    A push whose task is infeasible follows ``on_miss``:
+    **Admission keeps its promises.** A push is *admitted on time* only if
+    its task is feasible (or has no deadline) *and* every held task with a
+    deadline that is feasible now stays feasible with it ahead of it. With
+    one server that is exact: a task behind the pushed one is delayed by its
+    cost, and the scheduler keeps the least slack of the tasks behind any
+    point (:class:`~taskdist.queues._prefix_sorted.PrefixSumSortedList`), so
+    the answer is O(log n). With several servers it is sound: a pushed task
+    delays each task behind it by at most its cost divided among the
+    servers in the mean-load bound, and the check uses that bound (it may
+    refuse a push that would in fact have been fine, never the reverse).
+    Before it checks, a push marks late (:meth:`is_late`) every held task
+    already predicted to miss (with several servers: by the bound), so a
+    task that cannot make it any more blocks no one. A push not admitted
+    on time follows ``on_miss``:
 
     - ``"run_late"`` (default): keep it, flag it (:meth:`is_late`), count it;
+      tasks behind it may then be predicted to miss (:meth:`slack` shows it);
     - ``"dead_letter"``: return ``Eviction(task, Reason.DEADLINE_INFEASIBLE)``
       and leave the scheduler unchanged;
     - ``"reject"``: raise :class:`~taskdist.errors.DeadlineInfeasibleError`,
       unchanged.
 
-    Admission checks only the pushed task: it may delay tasks behind it past
-    their deadlines (:meth:`slack` shows it). A task whose deadline is not
-    after ``now`` is refused with :class:`~taskdist.errors.DeadlineError`
-    under every policy.
+    A task whose deadline is not after ``now`` is refused with
+    :class:`~taskdist.errors.DeadlineError` under every policy.
+
+    **Fast when the answer is obvious.** The tasks far enough behind every
+    deadline live in a plain heap (the *back*): while ``m * (d_min -
+    c_max - now) >= W + c`` (``d_min`` the earliest urgency time there,
+    ``c_max`` the largest cost held since the scheduler was last empty,
+    ``W`` the work held, ``c`` the pushed cost), every task there is
+    feasible whatever is pushed, and so is a task pushed among them; such a
+    push or pop costs what a :class:`~taskdist.queues.PriorityQueue`'s does.
+    When the bound fails, the earliest tasks move, once each, into the
+    ordered index (the *front*) where the exact answers are computed.
 
     **Expiry.** A task with ``ttl`` expires at ``enqueued_at + ttl``; under
     ``"dead_letter"`` and ``"reject"`` a task also expires when its deadline
@@ -184,31 +215,49 @@ class DeadlineScheduler(HeldTasks):
     only once the pushed one is admitted, so an infeasible push evicts
     nothing.
 
-    **Complexity** (n tasks held, k = tasks ahead of the one in question,
-    m = ``servers``; the ordered index is a
-    :class:`~taskdist.queues._prefix_sorted.PrefixSumSortedList` whose
-    operations are O(log n) amortised):
+    **Numbers.** A task's ``cost`` must be at most 1e270 (so that the work
+    of any number of tasks adds up to a finite time); with ``aging_rate >
+    0``, a task without a deadline must have a priority of at most 2**53
+    (its implicit deadline is a float). Any int priority is taken
+    otherwise. Outside that: :class:`~taskdist.errors.InvalidArgumentError`.
+
+    **Callbacks and threads.** A ``where=`` predicate may look at the
+    scheduler (``len``, ``in``, :meth:`is_late`, :meth:`stats`); any other
+    call from inside it is refused with
+    :class:`~taskdist.errors.ReentrancyError` and changes nothing, and the
+    refusal propagates out of the outer call, which changes nothing either.
+    A scheduler is not safe to share between threads: a host with threads
+    wraps the composition in ``taskdist.threaded.ThreadSafeDistributor``,
+    or holds its own lock around every call.
+
+    **Complexity** (n tasks held, f of them in the front, k = tasks ahead of
+    the one in question, m = ``servers``):
 
     ==========================  ==============================================
-    ``push``, ``feasible``      O(log n) with one server. With m > 1, O(log n)
-                                when the bound ``W/m - c_max <= start <= W/m``
-                                (W = cost ahead, c_max = largest held cost)
-                                decides, else O(k log m) for the simulation:
-                                only when the slack is within one ``c_max`` of
-                                the boundary.
+    ``push``                    O(log n) into the back; O(log f) into the
+                                front, plus O(log f) per task it marks late
+                                or moves from the back (each at most once),
+                                plus O(k log m) for the simulation with
+                                m > 1 when the deadline is within one
+                                ``c_max`` of the bound
+    ``feasible``                as ``push``
     ``pop()``                   O(log n)
     ``pop(where=p)``            O(k + log n), k = tasks ahead of the result
-    ``peek`` / ``peek(where)``  O(1) / O(k)
+    ``peek`` / ``peek(where)``  O(1) amortised / O(k)
     ``remove``                  O(log n)
     ``unpop``                   O(log n)
     ``expire``                  O(x log n) for x expired tasks
     ``next_wakeup``             O(1) amortised
-    ``slack``                   O(log n) with one server, O(k log m) with more
+    ``slack``                   O(log n) with one server, O(k log m) with
+                                more (plus moving the back up to the task)
     ``is_late``                 O(1)
     ``len``, ``in``             O(1)
     ``preemption_candidates``   O(r log r) for r running tasks
     ``stats``                   O(n + w log w) for the wait window w
     ==========================  ==============================================
+
+    Answers within a relative 1e-9 of a boundary are settled by the exact
+    float simulation (O(n log m)), so rounding never flips them.
 
     >>> from taskdist import ManualClock, Task
     >>> clock = ManualClock()
@@ -219,6 +268,8 @@ class DeadlineScheduler(HeldTasks):
     False
     >>> edf.push(Task("summary", deadline=7.0, cost=6.0)).reason
     <Reason.DEADLINE_INFEASIBLE: 'deadline_infeasible'>
+    >>> edf.push(Task("urgent", deadline=8.0, cost=5.0)).reason  # "report" would end at 11
+    <Reason.DEADLINE_INFEASIBLE: 'deadline_infeasible'>
     >>> edf.slack("report")  # finishes at 6.0 of 10.0
     4.0
     >>> edf.pop().id, edf.pop().id
@@ -227,15 +278,24 @@ class DeadlineScheduler(HeldTasks):
 
     __slots__ = (
         "_admitted_late",
+        "_back",
+        "_back_budget",
+        "_back_cost",
         "_clock",
-        "_costliest",
+        "_cost_cap",
         "_critical",
         "_dead_lettered",
         "_deadline_timers",
+        "_edge",
         "_evicted",
         "_expired",
         "_expired_count",
         "_expired_deadline",
+        "_first_low",
+        "_floor",
+        "_front",
+        "_horizon",
+        "_horizon_scale",
         "_index",
         "_last_pop",
         "_late",
@@ -243,7 +303,6 @@ class DeadlineScheduler(HeldTasks):
         "_met",
         "_missed",
         "_next_due",
-        "_normal",
         "_now",
         "_on_miss",
         "_overflow",
@@ -258,6 +317,7 @@ class DeadlineScheduler(HeldTasks):
         "_servers",
         "_timers",
         "_waits_window",
+        "_walking",
     )
 
     def __init__(
@@ -275,9 +335,9 @@ class DeadlineScheduler(HeldTasks):
         Args:
             clock: where time comes from (default: :class:`MonotonicClock`).
             servers: tasks that run in parallel (>= 1), for feasibility and preemption.
-            on_miss: ``"run_late"``, ``"dead_letter"`` or ``"reject"``: what an
-                infeasible push does, and whether a deadline passing while a task
-                waits expires it (all but ``"run_late"``).
+            on_miss: ``"run_late"``, ``"dead_letter"`` or ``"reject"``: what a push
+                not admitted on time does, and whether a deadline passing while a
+                task waits expires it (all but ``"run_late"``).
             aging_rate: priority levels a task without a deadline gains per second
                 waited (>= 0; 0 = it waits for every deadlined task).
             maxsize: most tasks held at once (>= 1, expired ones included until
@@ -306,23 +366,41 @@ class DeadlineScheduler(HeldTasks):
         self._rate = rate
         self._maxsize = maxsize
         self._overflow: Overflow = overflow
-        self._critical: PrefixSumSortedList[_Entry] = PrefixSumSortedList()
-        self._normal: PrefixSumSortedList[_Entry] = PrefixSumSortedList()
         self._index: dict[Hashable, _Entry] = {}
-        # Expired tasks held until expire() returns them, in the order they fell due.
-        self._expired: dict[Hashable, tuple[_Entry, Reason]] = {}
-        self._timers: LazyHeap[_Side] = LazyHeap(self._index, at=_ID, via=2)
+        self._critical: PrefixSumSortedList[_Entry] = PrefixSumSortedList(64)
+        self._front: PrefixSumSortedList[_Entry] = PrefixSumSortedList(64)
+        self._back: LazyHeap[_Entry] = LazyHeap(self._index, at=_ID)
+        # The back's total cost: a running sum, summed afresh as often as it has
+        # entries, so its rounding stays far below the admission tolerance.
+        self._back_cost = 0.0
+        self._back_budget = 1024
+        # At most the time before which the back is safe whatever the next push
+        # (see _back_safe): kept as pushes lower it, recomputed when it says no.
+        self._horizon = _INF
+        self._horizon_scale = 0.0
+        self._first_low = _INF
+        # Front entries are <= the edge, back ones after it. With drop_lowest all
+        # are in front, where the least urgent is the last.
+        self._edge: tuple[object, ...] = (
+            _TOP if maxsize is not None and overflow == "drop_lowest" else _BOTTOM
+        )
+        # At least the largest cost held (the largest since the scheduler was empty).
+        self._cost_cap = 0.0
+        # At most the least margin in the index lists (see _mark_late).
+        self._floor = -_INF
+        # Expired tasks held until expire() returns them: (entry, reason, due).
+        self._expired: dict[Hashable, tuple[_Entry, Reason, float]] = {}
+        self._timers: LazyHeap[_Timer] = LazyHeap(self._index, at=_ID, via=2)
         # At most the earliest due time held (never later), checked before the timers.
         self._next_due = _NEVER
-        # (-cost, seq, entry): the largest held cost, for the multi-server bound.
-        self._costliest: LazyHeap[_Side] | None = (
-            None if servers == 1 else LazyHeap(self._index, at=_ID, via=2)
-        )
         self._late: set[Hashable] = set()
         # What the latest pop took (entry, late flag, met deadline or None), while
         # unpop may still put it back.
         self._last_pop: tuple[_Entry, bool, bool | None] | None = None
-        self._seq = 0
+        # Set while a where= predicate runs: any call back in is refused.
+        self._walking = False
+        # A float, not an int: 4 bytes less per entry, exact up to 2**53 pushes.
+        self._seq = 0.0
         self._pushed = self._popped = self._removed = 0
         self._expired_count = self._expired_deadline = 0
         self._met = self._missed = 0
@@ -332,27 +410,32 @@ class DeadlineScheduler(HeldTasks):
     # -- adding -----------------------------------------------------------
 
     def push(self, task: Task, *, enqueued_at: float | None = None) -> Eviction | None:
-        """Add ``task``, or hand it back if it is infeasible under ``"dead_letter"``.
+        """Add ``task``; hand it back if it is not admitted on time under ``"dead_letter"``.
 
         ``enqueued_at`` (default: now, never later than now) backdates the
         task, so a requeued task keeps its age for aging, TTL and wait
         statistics; its deadline is still checked against now.
 
         Returns ``None``; ``Eviction(task, Reason.DEADLINE_INFEASIBLE)`` (the
-        scheduler unchanged); or, when full with ``overflow="drop_lowest"``,
-        ``Eviction(victim, Reason.EVICTED)`` for the least urgent task, which
-        may be ``task`` itself (then the scheduler is unchanged).
+        scheduler unchanged but for tasks marked late); or, when full with
+        ``overflow="drop_lowest"``, ``Eviction(victim, Reason.EVICTED)`` for
+        the least urgent task, which may be ``task`` itself (then the
+        scheduler is unchanged).
 
-        Complexity: O(log n) with one server; see the class docstring for more.
+        Complexity: see the class docstring.
 
         Raises:
             InvalidTypeError: ``task`` is not a Task.
             DuplicateTaskError: a task with this id is already held.
             DeadlineError: the task's deadline is not after now.
-            DeadlineInfeasibleError: infeasible, with ``on_miss="reject"``.
+            DeadlineInfeasibleError: not admitted on time, with ``on_miss="reject"``.
             QueueFullError: full, with ``overflow="reject"``.
-            InvalidArgumentError: ``enqueued_at`` NaN, infinite or in the future.
+            InvalidArgumentError: ``enqueued_at`` NaN, infinite or in the future;
+                a cost or priority out of range (class docstring).
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("push", "scheduler"))
         if not isinstance(task, Task):
             raise InvalidTypeError(f"push() takes a Task, got {type(task).__name__} {task!r}")
         task_id = task.id
@@ -367,6 +450,10 @@ class DeadlineScheduler(HeldTasks):
                 f"Task.deadline must be later than now ({now!r}); "
                 f"task {task_id!r} has deadline {deadline!r}"
             )
+        if deadline is None or task.cost > _MAX_COST:
+            entry = self._entry(task, enqueued, self._seq)  # checks and implicit deadlines
+        else:
+            entry = (deadline, task.priority, self._seq, task_id, task, enqueued)
         if self._next_due <= now:
             self._collect_due(now)
         maxsize = self._maxsize
@@ -376,31 +463,60 @@ class DeadlineScheduler(HeldTasks):
             raise QueueFullError(
                 f"the scheduler is full ({maxsize} tasks); {task_id!r} was not added"
             )
-        entry = self._entry(task, enqueued, self._seq)
-        self._seq += 1
         victim = None
         if full:
             # An expired task is never the victim: it is already on its way out.
-            victim = self._normal.last() or self._critical.last()
+            victim = self._front.last() or self._critical.last()
             if victim is None or _after(entry, victim):
                 self._overflowed += 1
                 return Eviction(task, Reason.EVICTED)
-        tasks = self._critical if task.priority <= _CRITICAL else self._normal
-        before = tasks.add(entry, task.cost)
-        if deadline is not None:
-            # The victim, if any, is behind the task: it changes nothing ahead of it.
-            if tasks is self._normal:
-                before += self._critical.total()
-            if not self._meets(entry, before, now):
-                eviction = self._infeasible(entry, tasks)
+        self._seq += 1
+        index[task_id] = entry
+        cost = task.cost
+        if victim is None and task.priority > _CRITICAL and entry > self._edge:
+            # The fast path, into the back: the kept horizon shows at once that it is
+            # safe there, and the least margin kept that no task needs marking late.
+            servers = self._servers
+            cap = self._cost_cap
+            horizon = self._horizon
+            first = self._first_low
+            key = entry[_TIME]
+            if key < first:
+                horizon -= first - key  # inf - inf when the back was empty: no shortcut
+                first = key
+            if cost > cap:
+                horizon -= cost - cap
+            spread = cost / servers
+            horizon -= spread
+            scale = self._horizon_scale + spread
+            fast = now + _BACK_TOLERANCE * (scale + abs(now)) < horizon and self._floor >= (
+                servers * (now - cap) if servers > 1 else now
+            )
+        else:
+            fast = False
+        if fast:
+            self._horizon = horizon
+            self._horizon_scale = scale
+            self._first_low = first
+            self._back.push(entry)
+            self._back_cost += cost
+            self._back_budget -= 1
+            if self._back_budget < 0:
+                self._resum_back()
+        else:
+            marked = self._admit(entry, now, victim)
+            if marked is not None:
+                eviction = self._not_on_time(entry, marked)
                 if eviction is not None:
                     return eviction
+        if cost > self._cost_cap:
+            self._cost_cap = cost
         if victim is not None:
             del index[victim[_ID]]
             self._drop_live(victim)
             self._evicted += 1
-        index[task_id] = entry
-        self._track(entry)
+        if task.ttl is not None or (deadline is not None and self._deadline_timers):
+            self._track(entry)
         self._last_pop = None
         self._pushed += 1
         return None if victim is None else Eviction(victim[_TASK], Reason.EVICTED)
@@ -415,28 +531,47 @@ class DeadlineScheduler(HeldTasks):
 
         Complexity: O(log n); with ``where``, O(k + log n) where k is the
         number of tasks ahead of the result.
+
+        Raises:
+            InvalidTypeError: ``where`` is not callable.
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("pop", "scheduler"))
         now = self._now()
         if self._next_due <= now:
             self._collect_due(now)
+        index = self._index
         if where is None:
-            if self._critical:
+            if self._critical.count:
                 entry = self._critical.pop_first()
-            elif self._normal:
-                entry = self._normal.pop_first()
+                del index[entry[_ID]]
+            elif self._front.count:
+                entry = self._front.pop_first()
+                del index[entry[_ID]]
             else:
-                self._last_pop = None
-                return None
+                found = self._back.pop()  # out of the index too
+                if found is None:
+                    self._last_pop = None
+                    return None
+                entry = found
+                self._back_cost -= entry[_TASK].cost
+                self._back_budget -= 1
+                if self._back_budget < 0:
+                    self._resum_back()
         else:
-            found = self._critical.remove_first_matching(
-                lambda entry: where(entry[_TASK])
-            ) or self._normal.remove_first_matching(lambda entry: where(entry[_TASK]))
+            found = self._find(where, take=True)
             if found is None:
                 self._last_pop = None
                 return None
             entry = found
+            del index[entry[_ID]]
+            if not self._in_index_lists(entry):
+                self._back.drop_top(entry)
+                self._back_cost -= entry[_TASK].cost
+                self._back_changed()
+                self._back.compact()
         task_id = entry[_ID]
-        del self._index[task_id]
         late = bool(self._late) and task_id in self._late
         if late:
             self._late.discard(task_id)
@@ -452,9 +587,31 @@ class DeadlineScheduler(HeldTasks):
             else:
                 self._missed += 1
         self._last_pop = (entry, late, met)
-        if entry[_DUE] is not None or self._costliest is not None:
-            self._maybe_compact()
+        if not index:
+            self._emptied()
+        elif task.ttl is not None or self._deadline_timers:
+            self._timers.compact()
         return task
+
+    def peek(self, where: Predicate | None = None) -> Task | None:
+        """The task ``pop(where)`` would return, without removing it.
+
+        Complexity: O(1) amortised; with ``where``, O(k) as for ``pop``.
+
+        Raises:
+            InvalidTypeError: ``where`` is not callable.
+            ReentrancyError: called from inside a ``where=`` predicate.
+        """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("peek", "scheduler"))
+        now = self._now()
+        if self._next_due <= now:
+            self._collect_due(now)
+        if where is None:
+            entry = self._critical.first() or self._front.first() or self._back.top()
+        else:
+            entry = self._find(where, take=False)
+        return None if entry is None else entry[_TASK]
 
     def unpop(self, task: Task) -> None:
         """Put back the task the latest :meth:`pop` returned, exactly as it was. O(log n).
@@ -470,7 +627,10 @@ class DeadlineScheduler(HeldTasks):
             InvalidTypeError: ``task`` is not a Task.
             TaskStateError: ``task`` is not what the latest pop returned, or the
                 scheduler changed since (nothing changes).
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("unpop", "scheduler"))
         if not isinstance(task, Task):
             raise InvalidTypeError(f"unpop() takes a Task, got {type(task).__name__} {task!r}")
         last = self._last_pop
@@ -478,10 +638,13 @@ class DeadlineScheduler(HeldTasks):
             raise TaskStateError(unpop_refusal(task, "scheduler"))
         self._last_pop = None
         entry, late, met = last
-        self._list_of(entry).add(entry, task.cost)
+        self._horizon = -_INF  # more work again: computed afresh at the next push
+        if task.cost > self._cost_cap:
+            self._cost_cap = task.cost  # the pop may have emptied the scheduler
         self._index[entry[_ID]] = entry
         if late:
             self._late.add(entry[_ID])
+        self._file(entry, self._bound(entry))
         self._track(entry)
         self._popped -= 1
         self._waits_window.retract()
@@ -491,43 +654,38 @@ class DeadlineScheduler(HeldTasks):
             else:
                 self._missed -= 1
 
-    def peek(self, where: Predicate | None = None) -> Task | None:
-        """The task ``pop(where)`` would return, without removing it.
-
-        Complexity: O(1); with ``where``, O(k) as for ``pop``.
-        """
-        now = self._now()
-        if self._next_due <= now:
-            self._collect_due(now)
-        if where is None:
-            entry = self._critical.first() or self._normal.first()
-        else:
-            entry = self._critical.find_first_matching(
-                lambda entry: where(entry[_TASK])
-            ) or self._normal.find_first_matching(lambda entry: where(entry[_TASK]))
-        return None if entry is None else entry[_TASK]
-
     def remove(self, task_id: Hashable) -> Task:
         """Remove the task with this id (cancel it) and return it. O(log n).
 
         Raises:
             UnknownTaskError: no held task has this id (the scheduler is unchanged).
             InvalidTypeError: ``task_id`` is unhashable.
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("remove", "scheduler"))
         entry: _Entry
         held, live = self._take_held(task_id, "scheduler")
         self._last_pop = None
         if live:
             entry = held
             self._drop_live(entry)
+            if not self._index:
+                self._emptied()
         else:
-            entry = held[0]  # expired: (entry, reason)
+            entry = held[0]  # expired: (entry, reason, due)
             self._late.discard(task_id)
         self._removed += 1
         return entry[_TASK]
 
     def release(self, task: Task) -> None:
-        """Nothing to do: the scheduler does not track running tasks. O(1)."""
+        """Nothing to do: the scheduler does not track running tasks. O(1).
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"release() takes a Task, got {type(task).__name__} {task!r}")
 
     # -- time -------------------------------------------------------------
 
@@ -537,6 +695,9 @@ class DeadlineScheduler(HeldTasks):
         Earliest due first. A returned task with ``task.deadline <=
         now`` missed its deadline; use :meth:`expire_with_reasons` for the
         exact reason. Complexity: O(x log n) for x expired tasks.
+
+        Raises:
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
         return [eviction.task for eviction in self.expire_with_reasons()]
 
@@ -546,13 +707,18 @@ class DeadlineScheduler(HeldTasks):
         ``Reason.DEADLINE_MISSED`` when its deadline came first (not under
         ``"run_late"``), else ``Reason.TTL_EXPIRED``. Earliest due first.
         Complexity: O(x log n).
+
+        Raises:
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("expire", "scheduler"))
         self._collect_due(self._now())
         if not self._expired:
             return []
         # Earliest due first (a backdated push can fall due before tasks collected earlier).
-        held = sorted(self._expired.values(), key=lambda item: (item[0][_DUE], item[0][_SEQ]))
-        evictions = [Eviction(entry[_TASK], reason) for entry, reason in held]
+        held = sorted(self._expired.values(), key=lambda item: (item[2], item[0][_SEQ]))
+        evictions = [Eviction(entry[_TASK], reason) for entry, reason, _ in held]
         self._expired = {}
         self._last_pop = None
         missed = sum(1 for eviction in evictions if eviction.reason is Reason.DEADLINE_MISSED)
@@ -567,32 +733,41 @@ class DeadlineScheduler(HeldTasks):
         While expired tasks wait for :meth:`expire`, a time already past.
         Call :meth:`expire` once ``clock.now() >= next_wakeup()``.
         Complexity: O(1) amortised.
+
+        Raises:
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("next_wakeup", "scheduler"))
         timer = self._timers.top()
         wakeup = None if timer is None else timer[0]
         if self._expired:
             # Already past: expire() is due now (the first one held is enough to say so).
-            due = next(iter(self._expired.values()))[0][_DUE]
-            assert due is not None  # only entries with a due time expire
+            due = next(iter(self._expired.values()))[2]
             wakeup = due if wakeup is None else min(wakeup, due)
         return wakeup
 
     # -- deadlines --------------------------------------------------------
 
     def feasible(self, task: Task) -> bool:
-        """Whether ``task`` can still meet its deadline (see the class docstring).
+        """Whether ``task`` can still meet its own deadline (see the class docstring).
 
-        For a task not held: whether it would be feasible if pushed now. For
-        a held task (matched by id): whether it is feasible where it stands.
-        ``True`` without a deadline; ``False`` once the deadline is not after
-        now, and for an expired task waiting to be returned by :meth:`expire`.
+        For a task not held: whether it would be feasible if pushed now (it
+        may still not be admitted on time, if it would make a held task
+        miss). For a held task (matched by id): whether it is feasible where
+        it stands. ``True`` without a deadline; ``False`` once the deadline
+        is not after now, and for an expired task waiting to be returned by
+        :meth:`expire`.
 
-        Complexity: O(log n) with one server; with more, O(log n) when the
-        bound decides, else O(k log m).
+        Complexity: as ``push``.
 
         Raises:
             InvalidTypeError: ``task`` is not a Task.
+            InvalidArgumentError: a cost or priority out of range (class docstring).
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("feasible", "scheduler"))
         if not isinstance(task, Task):
             raise InvalidTypeError(f"feasible() takes a Task, got {type(task).__name__} {task!r}")
         deadline = task.deadline
@@ -605,10 +780,14 @@ class DeadlineScheduler(HeldTasks):
             self._collect_due(now)
         if task.id in self._expired:
             return False
-        entry = self._index.get(task.id)
-        if entry is None:
-            # Where it would go if pushed now, without taking a sequence number.
-            entry = self._entry(task, now, self._seq)
+        held = self._index.get(task.id)
+        # Where it would go if pushed now, without taking a sequence number.
+        entry = self._entry(task, now, self._seq) if held is None else held
+        cost = 0.0 if held is not None else task.cost
+        if not self._in_index_lists(entry):
+            if self._back_safe(entry, cost, now):
+                return True  # every task there is feasible, and so is one among them
+            self._bring_forward(entry)
         return self._meets(entry, self._cost_ahead(entry), now)
 
     def slack(self, task_id: Hashable) -> float:
@@ -620,12 +799,16 @@ class DeadlineScheduler(HeldTasks):
         without a deadline; for an expired task waiting to be returned,
         ``deadline - (now + cost)``.
 
-        Complexity: O(log n) with one server, O(k log m) with more.
+        Complexity: O(log n) with one server, O(k log m) with more, after
+        moving the back up to the task into the ordered index (once per task).
 
         Raises:
             UnknownTaskError: no held task has this id.
             InvalidTypeError: ``task_id`` is unhashable.
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("slack", "scheduler"))
         now = self._now()
         if self._next_due <= now:
             self._collect_due(now)
@@ -636,6 +819,7 @@ class DeadlineScheduler(HeldTasks):
             return _INF
         if task_id in self._expired:
             return deadline - (now + task.cost)
+        self._bring_forward(entry)
         if self._servers == 1:
             before = self._cost_ahead(entry)
             slack = deadline - (now + before + task.cost)
@@ -644,10 +828,11 @@ class DeadlineScheduler(HeldTasks):
         return deadline - (self._simulated_start(entry, now) + task.cost)
 
     def is_late(self, task_id: Hashable) -> bool:
-        """Whether a held task was admitted though infeasible, or its deadline has passed. O(1).
+        """Whether a held task is late: admitted though not on time, found predicted to miss
+        by a later push, or its deadline has passed. O(1).
 
-        A task admitted in time may later be predicted to miss because of
-        tasks pushed ahead of it: ``slack(task_id) < 0`` tells that.
+        A late task is no longer protected by admission. :meth:`slack` says
+        by how much a task is predicted to miss or make it.
 
         Raises:
             UnknownTaskError: no held task has this id.
@@ -728,20 +913,20 @@ class DeadlineScheduler(HeldTasks):
 
     @property
     def servers(self) -> int:
-        """Tasks that run in parallel; settable (>= 1) as capacity changes, in O(n) at most."""
+        """Tasks that run in parallel; settable (>= 1) as capacity changes, in O(n)."""
         return self._servers
 
     @servers.setter
     def servers(self, value: int) -> None:
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("servers", "scheduler"))
         servers = check_int(value, "servers", minimum=1)
-        if servers > 1 and self._costliest is None:
-            self._costliest = LazyHeap(self._index, at=_ID, via=2)
-            self._costliest.reset(
-                [(-entry[_TASK].cost, entry[_SEQ], entry) for entry in self._index.values()]
-            )
-        elif servers == 1:
-            self._costliest = None
         self._servers = servers
+        # The bounds in the ordered lists are scaled by the number of servers.
+        self._critical.set_bounds(self._bound)
+        self._front.set_bounds(self._bound)
+        self._floor = -_INF
+        self._horizon = -_INF
 
     @property
     def on_miss(self) -> OnMiss:
@@ -769,7 +954,7 @@ class DeadlineScheduler(HeldTasks):
         Complexity: O(n + w log w) for the wait window w.
         """
         now = self._now()
-        held = [*self._index.values(), *(entry for entry, _ in self._expired.values())]
+        held = [*self._index.values(), *(item[0] for item in self._expired.values())]
         late = self._late
         return DeadlineStats(
             depth=len(held),
@@ -805,39 +990,367 @@ class DeadlineScheduler(HeldTasks):
 
     # -- internals --------------------------------------------------------
 
-    def _entry(self, task: Task, enqueued: float, seq: int) -> _Entry:
+    def _entry(self, task: Task, enqueued: float, seq: float) -> _Entry:
+        """The entry of ``task``; refuses a cost or an aged priority out of range."""
         deadline = task.deadline
         priority = task.priority
+        if task.cost > _MAX_COST:
+            raise InvalidArgumentError(
+                f"Task.cost must be at most {_MAX_COST:g} in a DeadlineScheduler (so that "
+                f"the work held adds up to a finite time); task {task.id!r} has {task.cost!r}"
+            )
         if deadline is not None:
             time_key = deadline
         elif self._rate and priority > _CRITICAL:
+            if priority > _MAX_AGED_PRIORITY:
+                raise InvalidArgumentError(
+                    f"with aging_rate > 0 a task without a deadline must have a priority of "
+                    f"at most 2**53 (its implicit deadline is a float); task {task.id!r} "
+                    f"has {priority!r}"
+                )
             time_key = enqueued + (priority - _CRITICAL) / self._rate
         else:
             time_key = _INF
+        return (time_key, priority, seq, task.id, task, enqueued)
+
+    def _due(self, entry: _Entry) -> float | None:
+        """When expire() takes an entry: its TTL expiry, or its deadline if earlier (per policy)."""
+        task = entry[_TASK]
         ttl = task.ttl
-        due = None if ttl is None else enqueued + ttl
+        due = None if ttl is None else entry[_ENQUEUED] + ttl
+        deadline = task.deadline
         if deadline is not None and self._deadline_timers and (due is None or deadline <= due):
             due = deadline
-        return (time_key, priority, seq, task.id, task, enqueued, due)
+        return due
 
     def _track(self, entry: _Entry) -> None:
-        """File a held entry in the side heaps it belongs in (timers; largest costs)."""
-        due = entry[_DUE]
+        """Give a held entry its timer, if it has a due time."""
+        due = self._due(entry)
         if due is not None:
             self._timers.push((due, entry[_SEQ], entry))
             if due < self._next_due:
                 self._next_due = due
-        if self._costliest is not None:
-            self._costliest.push((-entry[_TASK].cost, entry[_SEQ], entry))
+
+    def _bound(self, entry: _Entry) -> float:
+        """An entry's bound in the ordered index: ``m * deadline - (m - 1) * cost`` while
+        admission protects it (it has a deadline and is not late), else ``inf``.
+
+        Its margin there, ``bound - work through it``, is ``m`` times the
+        lower bound of its slack plus ``m * now``; with one server, its slack
+        plus ``now`` exactly.
+        """
+        task = entry[_TASK]
+        deadline = task.deadline
+        if deadline is None or entry[_ID] in self._late:
+            return _INF
+        servers = self._servers
+        if servers == 1:
+            return deadline
+        return servers * deadline - (servers - 1) * task.cost
+
+    def _in_index_lists(self, entry: _Entry) -> bool:
+        """Whether an entry belongs in the critical list or the front (else the back)."""
+        return entry[_PRIORITY] <= _CRITICAL or entry <= self._edge
+
+    def _file(self, entry: _Entry, bound: float) -> float:
+        """Put an entry (already in the index) where it belongs; the cost ahead of it if
+        it goes into an ordered list, else 0."""
+        cost = entry[_TASK].cost
+        if entry[_PRIORITY] <= _CRITICAL:
+            self._floor = -_INF
+            return self._critical.add(entry, cost, bound)
+        if entry <= self._edge:
+            self._floor = -_INF
+            return self._critical.total() + self._front.add(entry, cost, bound)
+        self._back.push(entry)
+        self._back_cost += cost
+        self._back_changed()
+        return 0.0
 
     def _drop_live(self, entry: _Entry) -> None:
-        """Take a live entry, already out of the index, off its list; its timers go lazily."""
-        self._list_of(entry).remove(entry)
+        """Take a live entry, already out of the index, out of its place; timers go lazily."""
+        if entry[_PRIORITY] <= _CRITICAL:
+            self._critical.remove(entry)
+        elif entry <= self._edge:
+            self._front.remove(entry)
+        else:
+            self._back_cost -= entry[_TASK].cost
+            self._back_changed()
+            self._back.compact()
         self._late.discard(entry[_ID])
-        self._maybe_compact()
+        self._timers.compact()
+
+    def _emptied(self) -> None:
+        """Nothing is held: start the bounds afresh."""
+        self._cost_cap = 0.0
+        self._back_cost = 0.0
+        self._back_budget = 1024
+        self._horizon = _INF
+        self._horizon_scale = 0.0
+        self._first_low = _INF
+        if self._edge is not _TOP:
+            self._edge = _BOTTOM
+        self._back.clear()
+        self._timers.clear()
+        self._next_due = _NEVER
+
+    def _back_changed(self) -> None:
+        """Count a change of the back's running cost; sum it afresh now and then."""
+        self._back_budget -= 1
+        if self._back_budget < 0:
+            self._resum_back()
+
+    def _resum_back(self) -> None:
+        """Sum the back's cost afresh, once per ``8 n + 1024`` changes (at most a million):
+        amortised O(1/8), and its rounding stays below ``_BACK_TOLERANCE``."""
+        self._back_budget = min(8 * len(self._index) + 1024, 1_000_000)
+        self._back_cost = math.fsum(entry[_TASK].cost for entry in self._back.live_entries())
+
+    def _work(self) -> float:
+        """The cost of every held task (expired ones aside)."""
+        return self._critical.total() + self._front.total() + self._back_cost
+
+    def _back_safe(self, entry: _Entry | None, cost: float, now: float) -> bool:
+        """Whether every task in the back (with ``entry`` among them, if given) is feasible
+        with ``cost`` more work ahead: ``now < d_min - c_max - (W + cost) / m``.
+
+        Each task there starts by ``now + (W + cost) / m`` at the latest (the
+        mean load) and has ``deadline - cost >= d_min - c_max``. The right
+        side, the *horizon*, is kept for the fast path of :meth:`push`.
+        """
+        top = self._back.top()
+        first = _INF if top is None else top[_TIME]
+        if entry is not None and entry[_TIME] < first:
+            first = entry[_TIME]
+        cap = max(self._cost_cap, cost)
+        spread = (self._work() + cost) / self._servers
+        horizon = first - cap - spread
+        scale = abs(first) + cap + spread
+        self._horizon = horizon
+        self._horizon_scale = scale
+        self._first_low = first
+        return first == _INF or now + _BACK_TOLERANCE * (scale + abs(now)) < horizon
+
+    def _bring_forward(self, entry: _Entry) -> None:
+        """Move the back's entries up to ``entry`` (held or not) into the ordered front."""
+        back = self._back
+        while (top := back.top()) is not None and top <= entry:
+            self._move_forward(top)
+
+    def _move_forward(self, top: _Entry) -> None:
+        """Move the back's first entry to the end of the front."""
+        self._back.drop_top(top)
+        cost = top[_TASK].cost
+        self._back_cost -= cost
+        self._back_changed()
+        bound = self._bound(top)
+        before = self._front.add(top, cost, bound)
+        # At the end of the front it changes no other margin: the least one is easy.
+        margin = bound - (self._critical.total() + before + cost)
+        if margin < self._floor:
+            self._floor = margin
+        self._edge = top
+
+    def _admit(self, entry: _Entry, now: float, excluded: _Entry | None) -> list[_Entry] | None:
+        """File a new entry (already in the index) and judge it.
+
+        First every held task already predicted to miss is marked late (it is
+        no longer a promise to keep). Returns ``None`` when the entry is
+        admitted on time, else the tasks marked meanwhile (so that a refusal
+        can unmark them). ``excluded`` (a task about to be evicted) counts as
+        no promise.
+        """
+        task = entry[_TASK]
+        # Behind every task with a deadline, a task without one delays none of them.
+        behind_all = entry[_TIME] == _INF and entry[_PRIORITY] > _CRITICAL
+        delays = 0.0 if behind_all else task.cost
+        # The back must stay feasible with the task anywhere (and the task too, if it
+        # goes there): else its first entries move to the front, where the exact
+        # answers are, and with none left, the task opens the front itself.
+        while True:
+            in_lists = self._in_index_lists(entry)
+            if self._back_safe(None if in_lists or behind_all else entry, delays, now):
+                break
+            top = self._back.top()
+            if top is None:
+                if not in_lists:
+                    self._edge = entry
+                break
+            self._move_forward(top)
+        if excluded is not None:
+            self._list_of(excluded).set_bound(excluded, _INF)
+        try:
+            marked = self._mark_late(now)
+            if not self._in_index_lists(entry):
+                self._file(entry, self._bound(entry))
+                return None  # on time by the bound
+            tasks = self._list_of(entry)
+            before = self._cost_ahead(entry)
+            own = task.deadline is None or self._meets(entry, before, now)
+            floor = self._floor  # the least margin ahead of it, which it does not change
+            tasks.add(entry, task.cost, _INF)
+            self._floor = -_INF  # margins behind it just fell
+            least = self._least_behind(entry, now, marked, excluded) if own else -_INF
+            if least == -_INF:
+                return marked
+        finally:
+            if excluded is not None:
+                self._list_of(excluded).set_bound(excluded, self._bound(excluded))
+                least = -_INF  # its margin is back: the least margin is not known
+        bound = self._bound(entry)
+        if bound != _INF:
+            tasks.set_bound(entry, bound)
+        # Every margin behind it was just found to be at least ``least``.
+        self._floor = min(floor, least, bound - (before + task.cost))
+        return None
 
     def _list_of(self, entry: _Entry) -> PrefixSumSortedList[_Entry]:
-        return self._critical if entry[_PRIORITY] <= _CRITICAL else self._normal
+        return self._critical if entry[_PRIORITY] <= _CRITICAL else self._front
+
+    def _mark_late(self, now: float) -> list[_Entry]:
+        """Mark late, and return, every protected task already predicted to miss (with
+        several servers: surely, by the bound), so that it holds admission back no more.
+
+        O(1) when no task's margin can be below the line: the least margin
+        found last time is kept, and only an entry filed into the index lists
+        can lower it.
+        """
+        servers = self._servers
+        gap = 0.0 if servers == 1 else self._cost_cap
+        line = servers * (now - gap)
+        line -= _REL_TOLERANCE * servers * (abs(now) + gap + abs(line) + self._work())
+        if self._floor >= line:
+            return []
+        ahead = self._critical.total()
+        marked = self._critical.unbind_margins_below(line)
+        marked += self._front.unbind_margins_below(line + ahead)
+        self._late.update(entry[_ID] for entry in marked)
+        self._floor = min(self._critical.margin(), self._front.margin() - ahead)
+        return marked
+
+    def _unmark(self, marked: list[_Entry]) -> None:
+        """Undo :meth:`_mark_late` (for a refused push, which changes nothing)."""
+        if marked:
+            self._floor = -_INF
+        for entry in marked:
+            self._late.discard(entry[_ID])
+            self._list_of(entry).set_bound(entry, self._bound(entry))
+
+    def _least_behind(
+        self, entry: _Entry, now: float, marked: list[_Entry], excluded: _Entry | None
+    ) -> float:
+        """Whether every protected task behind a newly filed entry stays feasible: the least
+        margin behind it (at least ``m * now``) if so, else ``-inf``.
+
+        The index lists already hold the entry, so margins behind it include
+        its cost; each must stay at least ``m * now``. The back was made safe
+        before. Within rounding of the line, the simulation decides (and may
+        add to ``marked``; the least margin is then not known: ``m * now``
+        less the tolerance is reported).
+        """
+        servers = self._servers
+        line = servers * now
+        if entry[_PRIORITY] <= _CRITICAL:
+            least = min(
+                self._critical.margin_after(entry),
+                self._front.margin() - self._critical.total(),
+            )
+        else:
+            least = self._front.margin_after(entry) - self._critical.total()
+        if least == _INF:
+            return least  # no promise behind it
+        tolerance = _REL_TOLERANCE * (abs(least) + abs(line) + self._work())
+        if least - line > tolerance:
+            return least
+        if least - line < -tolerance:
+            return -_INF
+        if self._simulated_promises(entry, now, marked, excluded):
+            return line - 2 * tolerance
+        return -_INF
+
+    def _simulated_promises(
+        self, entry: _Entry, now: float, marked: list[_Entry], excluded: _Entry | None
+    ) -> bool:
+        """Admission by the simulation itself, with and without ``entry``: O(n log m).
+
+        A protected task found predicted to miss without it is marked late;
+        the entry is on time unless it makes one that was feasible miss.
+        """
+        ahead = list(chain(self._critical, self._front))
+        without = self._finishes([e for e in ahead if e is not entry], now)
+        with_it = self._finishes(ahead, now)
+        on_time = True
+        for held in ahead:
+            deadline = held[_TASK].deadline
+            if held is entry or held is excluded or deadline is None or held[_ID] in self._late:
+                continue
+            if without[held[_ID]] > deadline:
+                self._late.add(held[_ID])
+                self._list_of(held).set_bound(held, _INF)
+                marked.append(held)
+            elif with_it[held[_ID]] > deadline:
+                on_time = False
+        return on_time
+
+    def _finishes(self, entries: list[_Entry], now: float) -> dict[Hashable, float]:
+        """Each entry's finish in the feasibility simulation, entries in queue order."""
+        free = [now] * self._servers
+        finish = {}
+        for entry in entries:
+            start = free[0]
+            cost = entry[_TASK].cost
+            heapreplace(free, start + cost)
+            finish[entry[_ID]] = start + cost
+        return finish
+
+    def _not_on_time(self, entry: _Entry, marked: list[_Entry]) -> Eviction | None:
+        """Apply ``on_miss`` to a filed entry not admitted on time: keep it late, or take it
+        out (and unmark the tasks judging it marked late: a refusal changes nothing)."""
+        task = entry[_TASK]
+        if self._on_miss == "run_late":
+            self._late.add(task.id)
+            self._admitted_late += 1
+            return None
+        self._unmark(marked)
+        del self._index[task.id]
+        self._drop_live(entry)
+        if not self._index:
+            self._emptied()
+        if self._on_miss == "reject":
+            self._rejected += 1
+            raise DeadlineInfeasibleError(
+                f"task {task.id!r} (deadline {task.deadline!r}) cannot be admitted on time: "
+                f"with the work ahead of it on {self._servers} server(s) it would finish "
+                f"late, or make a task already admitted miss its deadline (on_miss='reject'; "
+                f"the scheduler is unchanged)"
+            )
+        self._dead_lettered += 1
+        return Eviction(task, Reason.DEADLINE_INFEASIBLE)
+
+    def _find(self, where: Predicate, *, take: bool) -> _Entry | None:
+        """The most urgent live entry passing ``where`` (taken out of an index list if
+        ``take``), with re-entry refused while ``where`` runs."""
+        if not callable(where):
+            raise InvalidTypeError(f"where= takes a function of a Task, got {where!r}")
+
+        def match(entry: _Entry) -> bool:
+            return bool(where(entry[_TASK]))
+
+        self._walking = True
+        try:
+            if take:
+                found = self._critical.remove_first_matching(
+                    match
+                ) or self._front.remove_first_matching(match)
+            else:
+                found = self._critical.find_first_matching(
+                    match
+                ) or self._front.find_first_matching(match)
+            if found is None:
+                found = self._back.find(where, _TASK)
+        finally:
+            self._walking = False
+        return found
 
     def _held(self, task_id: Hashable) -> _Entry:
         try:
@@ -851,16 +1364,16 @@ class DeadlineScheduler(HeldTasks):
         return entry
 
     def _cost_ahead(self, entry: _Entry) -> float:
-        """Total cost of the held tasks ahead of ``entry`` (held or not): O(log n)."""
+        """Total cost of the held tasks ahead of an entry in an index list: O(log n)."""
         if entry[_PRIORITY] <= _CRITICAL:
             return self._critical.cost_before(entry)
-        return self._critical.total() + self._normal.cost_before(entry)
+        return self._critical.total() + self._front.cost_before(entry)
 
     def _costs_ahead(self, entry: _Entry) -> Iterator[float]:
-        """The costs of the held tasks ahead of ``entry``, in queue order."""
+        """The costs of the held tasks ahead of an entry in an index list, in queue order."""
         if entry[_PRIORITY] <= _CRITICAL:
             return self._critical.costs_before(entry)
-        return chain(self._critical.costs(), self._normal.costs_before(entry))
+        return chain(self._critical.costs(), self._front.costs_before(entry))
 
     def _meets(self, entry: _Entry, before: float, now: float) -> bool:
         """Feasibility of ``entry`` with ``before`` seconds of work ahead: bound, else simulate."""
@@ -875,7 +1388,7 @@ class DeadlineScheduler(HeldTasks):
         slack_if_latest = deadline - (now + before / servers + cost)
         slack_if_earliest = slack_if_latest
         if servers > 1:
-            slack_if_earliest += min(self._max_cost(), before / servers)
+            slack_if_earliest += min(self._cost_cap, before / servers)
         tolerance = _tolerance(now, before, cost, deadline)
         if slack_if_latest > tolerance:
             return True
@@ -896,50 +1409,23 @@ class DeadlineScheduler(HeldTasks):
             heapreplace(free, free[0] + cost)
         return free[0]
 
-    def _max_cost(self) -> float:
-        heap = self._costliest
-        assert heap is not None
-        top = heap.top()
-        return 0.0 if top is None else -top[0]
-
-    def _infeasible(self, entry: _Entry, tasks: PrefixSumSortedList[_Entry]) -> Eviction | None:
-        """Apply ``on_miss`` to an infeasible entry already in ``tasks``: keep it or take it out."""
-        task = entry[_TASK]
-        if self._on_miss == "run_late":
-            self._late.add(task.id)
-            self._admitted_late += 1
-            return None
-        tasks.remove(entry)
-        if self._on_miss == "reject":
-            self._rejected += 1
-            raise DeadlineInfeasibleError(
-                f"task {task.id!r} cannot meet its deadline {task.deadline!r}: with the work "
-                f"ahead of it on {self._servers} server(s) it would finish later "
-                f"(on_miss='reject'; the scheduler is unchanged)"
-            )
-        self._dead_lettered += 1
-        return Eviction(task, Reason.DEADLINE_INFEASIBLE)
-
     def _collect_due(self, now: float) -> None:
         """Move every entry due by ``now`` out of the order, into the expired holding area."""
-        timers = self._timers
         expired = self._expired
-        for due, _, entry in timers.pop_until(now):  # out of the index too
+        for due, _, entry in self._timers.pop_until(now):  # out of the index too
             task_id = entry[_ID]
-            self._list_of(entry).remove(entry)
-            self._late.discard(task_id)
             deadline = entry[_TASK].deadline
             missed = self._deadline_timers and deadline is not None and deadline <= due
-            expired[task_id] = (entry, Reason.DEADLINE_MISSED if missed else Reason.TTL_EXPIRED)
-        timer = timers.top()
+            self._drop_live(entry)
+            expired[task_id] = (
+                entry,
+                Reason.DEADLINE_MISSED if missed else Reason.TTL_EXPIRED,
+                due,
+            )
+        if not self._index:
+            self._emptied()
+        timer = self._timers.top()
         self._next_due = _NEVER if timer is None else timer[0]
-        self._maybe_compact()
-
-    def _maybe_compact(self) -> None:
-        """Drop dead entries from the side heaps once they outnumber live ones (amortised O(1))."""
-        self._timers.compact()
-        if self._costliest is not None:
-            self._costliest.compact()
 
 
 def _after(entry: _Entry, other: _Entry) -> bool:

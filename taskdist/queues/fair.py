@@ -18,12 +18,13 @@ from taskdist.errors import (
     InvalidTypeError,
     OverReleaseError,
     QuotaExceededError,
+    ReentrancyError,
     TaskStateError,
     UnknownPlanError,
     UnknownTaskError,
 )
 from taskdist.metrics import jain_index
-from taskdist.queues._held import unpop_refusal
+from taskdist.queues._held import reentry_refusal, unpop_refusal
 from taskdist.queues.priority import PriorityQueue
 from taskdist.queues.protocol import Eviction, Predicate, Queue
 from taskdist.queues.quota import Quota
@@ -337,6 +338,7 @@ class FairScheduler:
         "_tenant_plan",
         "_tenants",
         "_virtual",
+        "_walking",
         "_weights",
     )
 
@@ -438,6 +440,8 @@ class FairScheduler:
         self._bypass = _Tenant(_BYPASS, probe, 0.0) if critical_bypass else None
         # What the latest pop changed, while unpop may still undo it.
         self._last_pop: _Dispatch | None = None
+        # Set while a where= predicate runs: any call back in is refused.
+        self._walking = False
 
     # -- adding -----------------------------------------------------------
 
@@ -455,6 +459,8 @@ class FairScheduler:
             QuotaExceededError: the tenant already has ``max_queued`` tasks waiting.
             InvalidArgumentError: ``enqueued_at`` NaN, infinite or in the future.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("push", "scheduler"))
         if not isinstance(task, Task):
             raise InvalidTypeError(f"push() takes a Task, got {type(task).__name__} {task!r}")
         task_id = task.id
@@ -515,7 +521,13 @@ class FairScheduler:
 
         Complexity: O(log n_t + log T) amortised; with ``where``, O(k log k)
         plus the inner ``pop(where)`` of the k tenants fairer than the result.
+
+        Raises:
+            InvalidTypeError: ``where`` is not callable.
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking or (where is not None and not callable(where)):
+            self._check_call("pop", where)
         now = self._now()
         if self._blocked.members:
             self._wake(now)
@@ -546,7 +558,7 @@ class FairScheduler:
         for key, rec in walk:
             if fairest is None:
                 fairest = key
-            found = rec.inner.pop(where)
+            found = self._walking_through(rec.inner.pop, where)
             if found is not None:
                 walk.close()
                 # V follows the smallest start tag among the eligible, even when
@@ -576,6 +588,7 @@ class FairScheduler:
                 scheduler changed since, or the inner queue has no ``unpop``
                 (nothing changes).
         """
+        self._check_call("unpop")
         if not isinstance(task, Task):
             raise InvalidTypeError(f"unpop() takes a Task, got {type(task).__name__} {task!r}")
         last = self._last_pop
@@ -615,7 +628,12 @@ class FairScheduler:
         """The task ``pop(where)`` would dispatch, without dispatching it or taking a token.
 
         Complexity: as :meth:`pop`.
+
+        Raises:
+            InvalidTypeError: ``where`` is not callable.
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        self._check_call("peek", where)
         now = self._now()
         if self._blocked.members:
             self._wake(now)
@@ -635,7 +653,7 @@ class FairScheduler:
                     return found
                 eligible.discard(top[2])
         for _, rec in eligible.walk():
-            found = rec.inner.peek(where)
+            found = self._walking_through(rec.inner.peek, where)
             if found is not None:
                 return found
         return None
@@ -651,6 +669,7 @@ class FairScheduler:
             OverReleaseError: this scheduler has no running task with that id
                 (never handed out, or already released); nothing changes.
         """
+        self._check_call("release")
         if not isinstance(task, Task):
             raise InvalidTypeError(f"release() takes a Task, got {type(task).__name__} {task!r}")
         try:
@@ -673,6 +692,7 @@ class FairScheduler:
             UnknownTaskError: no queued task has this id (running ones are not queued).
             InvalidTypeError: ``task_id`` is unhashable.
         """
+        self._check_call("remove")
         try:
             holder = self._index[task_id][1]
         except TypeError:
@@ -691,6 +711,7 @@ class FairScheduler:
 
         Complexity: O(m log m + d log T) for m expired tasks of d tenants.
         """
+        self._check_call("expire")
         now = self._now()
         expiry = self._expiry
         due = expiry.pop_due(now)
@@ -722,6 +743,7 @@ class FairScheduler:
         :meth:`pop` may now dispatch a task that was held. Only tenants with
         queued tasks count. O(1) amortised.
         """
+        self._check_call("next_wakeup")
         expiry = self._expiry
         while (top := expiry.top()) is not None:
             holder = top[2]
@@ -750,6 +772,7 @@ class FairScheduler:
             InvalidArgumentError: ``weight`` <= 0, NaN or infinite.
             InvalidTypeError: ``tenant`` unhashable, ``weight`` not a number.
         """
+        self._check_call("set_weight")
         check_hashable(tenant, "tenant")
         if weight is None:
             self._weights.pop(tenant, None)
@@ -767,6 +790,7 @@ class FairScheduler:
             UnknownPlanError: ``plan`` is not a known plan.
             InvalidTypeError: ``tenant`` unhashable.
         """
+        self._check_call("set_plan")
         check_hashable(tenant, "tenant")
         if plan is None:
             self._tenant_plan.pop(tenant, None)
@@ -780,6 +804,7 @@ class FairScheduler:
         Raises:
             InvalidTypeError: ``quota`` is not a Quota, ``tenant`` unhashable.
         """
+        self._check_call("set_quota")
         check_hashable(tenant, "tenant")
         if quota is None:
             self._quotas.pop(tenant, None)
@@ -1011,7 +1036,27 @@ class FairScheduler:
                 and (where is None or where(task))
             )
 
-        return bypass.inner.pop(admissible) if take else bypass.inner.peek(admissible)
+        inner = bypass.inner
+        if where is None:
+            return inner.pop(admissible) if take else inner.peek(admissible)
+        return self._walking_through(inner.pop if take else inner.peek, admissible)
+
+    def _walking_through(
+        self, find: Callable[[Predicate], Task | None], where: Predicate
+    ) -> Task | None:
+        """``find(where)``, with every call back into the scheduler refused meanwhile."""
+        self._walking = True
+        try:
+            return find(where)
+        finally:
+            self._walking = False
+
+    def _check_call(self, call: str, where: object = None) -> None:
+        """Refuse a call from inside a ``where=`` predicate, and a ``where`` not callable."""
+        if self._walking:
+            raise ReentrancyError(reentry_refusal(call, "scheduler"))
+        if where is not None and not callable(where):
+            raise InvalidTypeError(f"where= takes a function of a Task, got {where!r}")
 
     def _forget_queued(self, task_id: Hashable, now: float) -> None:
         """Drop a task that left the queue without being dispatched (removed, evicted)."""

@@ -15,13 +15,15 @@ from taskdist._validate import check_choice, check_enqueued_at, check_int, check
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
     DuplicateTaskError,
+    InvalidArgumentError,
     InvalidTypeError,
     QueueFullError,
+    ReentrancyError,
     TaskStateError,
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
-from taskdist.queues._held import HeldTasks, unpop_refusal
+from taskdist.queues._held import HeldTasks, reentry_refusal, unpop_refusal
 from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Reason, Task
 
@@ -40,10 +42,12 @@ _SEQ: Final = 1
 _ID: Final = 2
 _TASK: Final = 3
 _ENQUEUED: Final = 4
-_Entry = tuple[float, int, Hashable, Task, float]
-_Timer = tuple[float, int, _Entry]
-_Lowest = tuple[float, int, _Entry]
+_Entry = tuple[float, float, Hashable, Task, float]
+_Timer = tuple[float, float, _Entry]
+_Lowest = tuple[float, float, _Entry]
 _NEVER: Final = math.inf
+# With aging, priorities beyond this are refused: the aged key is a float, exact up to 2**53.
+_MAX_AGED_PRIORITY: Final = 2**53
 
 
 def _expires(entry: _Entry) -> float:
@@ -53,7 +57,7 @@ def _expires(entry: _Entry) -> float:
     return entry[_ENQUEUED] + ttl
 
 
-def _expiry_order(entry: _Entry) -> tuple[float, int]:
+def _expiry_order(entry: _Entry) -> tuple[float, float]:
     return _expires(entry), entry[_SEQ]
 
 
@@ -112,6 +116,23 @@ class PriorityQueue(HeldTasks):
     pushed (``overflow="drop_lowest"``), and returns it as an
     :class:`~taskdist.queues.Eviction`.
 
+    **Numbers.** Without aging any int priority is taken and compared
+    exactly (a priority beyond the float range reads as ``±inf`` in
+    :meth:`effective_priority`). With ``aging_rate > 0`` the key is a float,
+    so a priority must lie within ``±2**53`` (where floats are exact);
+    outside, push raises :class:`~taskdist.errors.InvalidArgumentError`.
+
+    **Callbacks and threads.** A ``where=`` predicate may look at the queue
+    (``len``, ``in``, :meth:`effective_priority`, :meth:`stats`); any other
+    call from inside it (push, pop, peek, remove, unpop, expire,
+    next_wakeup) is refused with :class:`~taskdist.errors.ReentrancyError`
+    and changes nothing, and the refusal propagates out of the outer call,
+    which changes nothing either. A ``where=`` that is not callable is an
+    :class:`~taskdist.errors.InvalidTypeError`. A queue is not safe to share
+    between threads: a host with threads wraps the composition in
+    ``taskdist.threaded.ThreadSafeDistributor``, or holds its own lock
+    around every call.
+
     **Complexity** (n = tasks held):
 
     ==========================  ==============================================
@@ -148,6 +169,7 @@ class PriorityQueue(HeldTasks):
     """
 
     __slots__ = (
+        "_clean",
         "_clock",
         "_evicted",
         "_evicted_arrivals",
@@ -156,6 +178,7 @@ class PriorityQueue(HeldTasks):
         "_expiry",
         "_index",
         "_last_pop",
+        "_limit",
         "_lowest",
         "_maxsize",
         "_monotone",
@@ -163,7 +186,9 @@ class PriorityQueue(HeldTasks):
         "_now",
         "_order",
         "_overflow",
+        "_pop_unchecked",
         "_popped",
+        "_push_entry",
         "_rate",
         "_record_wait",
         "_rejected",
@@ -172,6 +197,7 @@ class PriorityQueue(HeldTasks):
         "_side_heaps",
         "_stats_window",
         "_waits_window",
+        "_walking",
     )
 
     def __init__(
@@ -209,9 +235,15 @@ class PriorityQueue(HeldTasks):
         self._now = clock.now
         self._rate = rate
         self._maxsize = maxsize
+        # The size at which push takes its slow path: maxsize, or 0 during a where= walk.
+        self._limit = maxsize
         self._overflow = policy
         self._index: dict[Hashable, _Entry] = {}
         self._order: LazyHeap[_Entry] = LazyHeap(self._index, at=_ID)
+        self._push_entry = self._order.push  # the hot path's one C-level call
+        self._pop_unchecked = self._order.pop_unchecked
+        # Whether every entry in the order heap is live (then pop needs no checks).
+        self._clean = True
         # Expired tasks held until expire() returns them.
         self._expired: dict[Hashable, _Entry] = {}
         self._expiry: LazyHeap[_Timer] = LazyHeap(self._index, at=_ID, via=2)
@@ -226,11 +258,14 @@ class PriorityQueue(HeldTasks):
         )
         # Whether a side heap may hold entries (a TTL was seen, or drop_lowest).
         self._side_heaps = self._lowest is not None
-        self._seq = itertools.count()
+        # Floats, not ints: 4 bytes less per entry, exact up to 2**53 pushes.
+        self._seq = itertools.count(0.0)
         # Whether the index's insertion order is enqueue order (no backdating).
         self._monotone = True
         # The entry the latest pop took, while unpop may still put it back.
         self._last_pop: _Entry | None = None
+        # Set while a where= predicate runs: any call back in is refused.
+        self._walking = False
         self._popped = self._removed = self._expired_count = 0
         self._evicted = self._evicted_arrivals = self._rejected = 0
 
@@ -249,9 +284,12 @@ class PriorityQueue(HeldTasks):
             InvalidTypeError: ``task`` is not a Task.
             DuplicateTaskError: a task with this id is already held.
             QueueFullError: full, with ``overflow="reject"``.
-            InvalidArgumentError: ``enqueued_at`` NaN, infinite or in the future.
+            InvalidArgumentError: ``enqueued_at`` NaN, infinite or in the future; with
+                aging, a priority beyond ``±2**53``.
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
-        if not isinstance(task, Task):
+        # (A push from inside a where= walk finds _limit at 0: _push_full refuses it.)
+        if task.__class__ is not Task and not isinstance(task, Task):
             raise InvalidTypeError(f"push() takes a Task, got {type(task).__name__} {task!r}")
         task_id = task.id
         index = self._index
@@ -260,19 +298,24 @@ class PriorityQueue(HeldTasks):
         now = self._now()
         enqueued = now if enqueued_at is None else self._backdate(enqueued_at, now)
         priority = task.priority
-        key = priority + self._rate * enqueued if self._rate else priority
-        eviction = None
-        if self._maxsize is not None and len(index) + len(self._expired) >= self._maxsize:
-            eviction = self._overflow_for(task, key, now)
-            if eviction is not None and eviction.task is task:
-                return eviction
+        if self._rate:
+            if not -_MAX_AGED_PRIORITY <= priority <= _MAX_AGED_PRIORITY:
+                raise InvalidArgumentError(
+                    f"with aging_rate > 0 a priority must be within +-2**53 (its aged key is "
+                    f"a float); task {task_id!r} has {priority!r}"
+                )
+            key = priority + self._rate * enqueued
+        else:
+            key = priority
         entry = (key, next(self._seq), task_id, task, enqueued)
-        self._order.push(entry)
+        if self._limit is not None and len(index) + len(self._expired) >= self._limit:
+            return self._push_full(entry, now)
+        self._push_entry(entry)
         index[task_id] = entry
         self._last_pop = None
         if task.ttl is not None or self._lowest is not None:
             self._track(entry)
-        return eviction
+        return None
 
     def unpop(self, task: Task) -> None:
         """Put back the task the latest :meth:`pop` returned, exactly as it was. O(log n).
@@ -288,7 +331,10 @@ class PriorityQueue(HeldTasks):
             InvalidTypeError: ``task`` is not a Task.
             TaskStateError: ``task`` is not what the latest pop returned, or the
                 queue changed since (nothing changes).
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("unpop", "queue"))
         if not isinstance(task, Task):
             raise InvalidTypeError(f"unpop() takes a Task, got {type(task).__name__} {task!r}")
         entry = self._last_pop
@@ -299,7 +345,7 @@ class PriorityQueue(HeldTasks):
         newest = next(reversed(index.values()), None)
         if newest is not None and newest[_ENQUEUED] > entry[_ENQUEUED]:
             self._monotone = False  # it goes back in behind newer tasks
-        self._order.push(entry)
+        self._push_entry(entry)
         index[entry[_ID]] = entry
         if task.ttl is not None or self._lowest is not None:
             self._track(entry)
@@ -317,25 +363,40 @@ class PriorityQueue(HeldTasks):
 
         Complexity: O(log n) amortised; with ``where``, O(k log k) where k is
         the number of entries more urgent than the result.
+
+        Raises:
+            InvalidTypeError: ``where`` is not callable.
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        # (From inside a where= walk, _next_expiry is -inf: _collect_expired refuses it.)
         now = self._now()
         if self._next_expiry <= now:
-            self._collect_expired(now)
+            self._collect_expired(now, "pop")
         if where is None:
-            entry = self._order.pop()
-            if entry is None:
-                self._last_pop = None
-                return None
+            if self._clean:
+                # No dead entry in the heap: its top is the answer, at C speed.
+                if not self._index:
+                    self._last_pop = None
+                    return None
+                entry = self._pop_unchecked()
+                del self._index[entry[_ID]]
+            else:
+                found = self._order.pop()  # out of the index too
+                if found is None:
+                    self._clean = True  # empty
+                    self._last_pop = None
+                    return None
+                entry = found
         else:
-            found = self._order.find(where, _TASK)
+            found = self._find(where)
             if found is None:
                 self._last_pop = None
                 return None
             entry = found
             del self._index[entry[_ID]]
-            self._order.drop_top(entry)
-            # A match below the root stays in the heap as a dead entry.
-            self._order.compact()
+            if not self._order.drop_top(entry):
+                self._clean = False  # a match below the top stays there, dead
+                self._compact_order()
         self._last_pop = entry
         self._popped += 1
         self._record_wait(now - entry[_ENQUEUED])
@@ -350,11 +411,17 @@ class PriorityQueue(HeldTasks):
         """The task ``pop(where)`` would return, without removing it.
 
         Complexity: O(1) amortised; with ``where``, O(k log k) as for ``pop``.
+
+        Raises:
+            InvalidTypeError: ``where`` is not callable.
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("peek", "queue"))
         now = self._now()
         if self._next_expiry <= now:
-            self._collect_expired(now)
-        found = self._order.top() if where is None else self._order.find(where, _TASK)
+            self._collect_expired(now, "peek")
+        found = self._order.top() if where is None else self._find(where)
         return None if found is None else found[_TASK]
 
     def remove(self, task_id: Hashable) -> Task:
@@ -363,17 +430,27 @@ class PriorityQueue(HeldTasks):
         Raises:
             UnknownTaskError: no held task has this id (the queue is unchanged).
             InvalidTypeError: ``task_id`` is unhashable.
+            ReentrancyError: called from inside a ``where=`` predicate.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("remove", "queue"))
         entry: _Entry
         entry, live = self._take_held(task_id, "queue")
         self._last_pop = None
         if live:
+            self._clean = False  # its entry stays in the heap, dead
             self._maybe_compact()
         self._removed += 1
         return entry[_TASK]
 
     def release(self, task: Task) -> None:
-        """Nothing to do: a PriorityQueue does not track running tasks. O(1)."""
+        """Nothing to do: a PriorityQueue does not track running tasks. O(1).
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"release() takes a Task, got {type(task).__name__} {task!r}")
 
     # -- time -------------------------------------------------------------
 
@@ -382,6 +459,8 @@ class PriorityQueue(HeldTasks):
 
         Complexity: O(m log n) for m expired tasks.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("expire", "queue"))
         self._collect_expired(self._now())
         if not self._expired:
             return []
@@ -398,6 +477,8 @@ class PriorityQueue(HeldTasks):
         Call :meth:`expire` once ``clock.now() >= next_wakeup()``.
         Complexity: O(1) amortised.
         """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("next_wakeup", "queue"))
         timer = self._expiry.top()
         wakeup = None if timer is None else timer[0]
         if self._expired:
@@ -418,8 +499,14 @@ class PriorityQueue(HeldTasks):
             raise InvalidTypeError(f"task ids are hashable, got {task_id!r}") from None
         except KeyError:
             raise UnknownTaskError(f"no task with id {task_id!r} in the queue") from None
+        priority = entry[_TASK].priority
+        if not self._rate:
+            try:
+                return float(priority)
+            except OverflowError:  # an int beyond the float range
+                return math.inf if priority > 0 else -math.inf
         waited = self._now() - entry[_ENQUEUED]
-        return float(entry[_TASK].priority - self._rate * waited)
+        return float(priority - self._rate * waited)
 
     # -- looking ----------------------------------------------------------
 
@@ -481,6 +568,19 @@ class PriorityQueue(HeldTasks):
             self._monotone = not self._index
         return enqueued
 
+    def _push_full(self, entry: _Entry, now: float) -> Eviction | None:
+        """Push onto a full queue: make room (handing back the least urgent), or refuse."""
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("push", "queue"))
+        eviction = self._overflow_for(entry[_TASK], entry[_KEY], now)
+        if eviction is not None and eviction.task is entry[_TASK]:
+            return eviction
+        self._push_entry(entry)
+        self._index[entry[_ID]] = entry
+        self._last_pop = None
+        self._track(entry)
+        return eviction
+
     def _overflow_for(self, task: Task, key: float, now: float) -> Eviction | None:
         """Make room in a full queue, or refuse; the queue is unchanged if it refuses."""
         lowest = self._lowest
@@ -501,8 +601,27 @@ class PriorityQueue(HeldTasks):
         victim = top[2]
         del self._index[victim[_ID]]
         lowest.drop_top(top)
+        self._clean = False  # its entry stays in the order heap, dead
         self._evicted += 1
         return Eviction(victim[_TASK], Reason.EVICTED)
+
+    def _find(self, where: Predicate) -> _Entry | None:
+        """The most urgent live entry passing ``where``, with re-entry refused meanwhile."""
+        if not callable(where):
+            raise InvalidTypeError(f"where= takes a function of a Task, got {where!r}")
+        # While the walk is under way, pop and peek (which compare _next_expiry with
+        # now) and push (which compares the size with _limit) take their slow
+        # paths, where they refuse: the hot paths pay no check of their own.
+        next_expiry, limit = self._next_expiry, self._limit
+        self._walking = True
+        self._next_expiry = -_NEVER
+        self._limit = 0
+        try:
+            return self._order.find(where, _TASK)
+        finally:
+            self._walking = False
+            self._next_expiry = next_expiry
+            self._limit = limit
 
     def _track(self, entry: _Entry) -> None:
         """File a held entry in the side heaps it belongs in (expiry; least urgent)."""
@@ -516,19 +635,28 @@ class PriorityQueue(HeldTasks):
         if self._lowest is not None:
             self._lowest.push((-entry[_KEY], -entry[_SEQ], entry))
 
-    def _collect_expired(self, now: float) -> None:
+    def _collect_expired(self, now: float, call: str = "expire") -> None:
         """Move every entry due by ``now`` from the live index to the expired holding area."""
+        if self._walking:
+            raise ReentrancyError(reentry_refusal(call, "queue"))
         expiry = self._expiry
         expired = self._expired
         for _, _, entry in expiry.pop_until(now):  # out of the index too
             expired[entry[_ID]] = entry
+            self._clean = False  # its entry stays in the order heap, dead
         timer = expiry.top()
         self._next_expiry = _NEVER if timer is None else timer[0]
         self._maybe_compact()
 
+    def _compact_order(self) -> None:
+        """Compact the order heap when due; it is clean again if no dead entry is left."""
+        self._order.compact()
+        if len(self._order) == len(self._index):
+            self._clean = True
+
     def _maybe_compact(self) -> None:
         """Drop dead entries from the heaps once they outnumber live ones (amortised O(1))."""
-        self._order.compact()
+        self._compact_order()
         self._expiry.compact()
         if self._lowest is not None:
             self._lowest.compact()

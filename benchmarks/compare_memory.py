@@ -1,0 +1,91 @@
+"""Print the memory a queued task costs beyond the Task itself, per queue configuration.
+
+    python benchmarks/compare_memory.py [--sizes 10000 100000 1000000]
+
+tracemalloc around the pushes, with the real monotonic clock (each push reads
+a fresh float, as in a host). The index dict's share swings with its fill
+(about 35 to 60 bytes a task), hence several sizes. Prints a Markdown table
+for docs/performance.md; ``tests/test_queue_memory.py`` holds the defaults to
+200 bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import tracemalloc
+from collections.abc import Callable
+
+from taskdist import DeadlineScheduler, MonotonicClock, PriorityQueue, Task
+
+
+def bytes_per_task(make: Callable[[], object], tasks: list[Task]) -> float:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        queue = make()
+        before = tracemalloc.get_traced_memory()[0]
+        push = queue.push  # type: ignore[attr-defined]
+        for task in tasks:
+            push(task)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return (after - before) / len(tasks)
+
+
+def workload(n: int, *, deadline: bool = False, ttl: bool = False) -> list[Task]:
+    rng = random.Random(n)
+    return [
+        Task(
+            i,
+            priority=rng.randint(1, 4),
+            deadline=1e9 + rng.uniform(0, 1e6) if deadline else None,
+            cost=0.001,
+            ttl=1e6 if ttl else None,
+        )
+        for i in range(n)
+    ]
+
+
+CONFIGS: dict[str, tuple[Callable[[], object], dict[str, bool]]] = {
+    "PriorityQueue()": (lambda: PriorityQueue(MonotonicClock()), {}),
+    "PriorityQueue(aging_rate=0.1)": (lambda: PriorityQueue(MonotonicClock(), aging_rate=0.1), {}),
+    "PriorityQueue(), every task with a TTL": (
+        lambda: PriorityQueue(MonotonicClock()),
+        {"ttl": True},
+    ),
+    "PriorityQueue(maxsize, drop_lowest)": (
+        lambda: PriorityQueue(MonotonicClock(), maxsize=10**8, overflow="drop_lowest"),
+        {},
+    ),
+    "DeadlineScheduler()": (lambda: DeadlineScheduler(MonotonicClock()), {"deadline": True}),
+    "DeadlineScheduler(servers=4)": (
+        lambda: DeadlineScheduler(MonotonicClock(), servers=4),
+        {"deadline": True},
+    ),
+    "DeadlineScheduler(on_miss='dead_letter')": (
+        lambda: DeadlineScheduler(MonotonicClock(), on_miss="dead_letter"),
+        {"deadline": True},
+    ),
+    "DeadlineScheduler(), every task with a TTL": (
+        lambda: DeadlineScheduler(MonotonicClock()),
+        {"deadline": True, "ttl": True},
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    args = parser.parse_args()
+    print("| configuration | " + " | ".join(f"{n:.0e} tasks" for n in args.sizes) + " |")
+    print("|---|" + "---:|" * len(args.sizes))
+    for name, (make, options) in CONFIGS.items():
+        cells = [f"{bytes_per_task(make, workload(n, **options)):.0f}" for n in args.sizes]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
