@@ -34,7 +34,7 @@ _weight = attrgetter("weight")
 _ROUNDING: Final = 1e-12
 # Ring points are 32-bit: an unsigned C int holds one in 4 bytes.
 _POINT_TYPECODE: Final = "I"
-# The directory of the ring has about one bucket per 16 points, up to 2**15
+# The directory of the ring has 2**10 buckets, or one per 16 points, up to 2**15
 # buckets (128 KB): bisecting an array makes an int per probe, and in a large
 # ring each probe is a cache miss, so narrowing the range first pays.
 _MAX_BUCKET_BITS: Final = 15
@@ -88,8 +88,9 @@ class ConsistentHash(Balancer):
     of their share (measured over 30 random name sets). A point costs 12
     bytes (a 4-byte slot in an ``array`` of points, an 8-byte reference in
     the parallel list of owners): about 8 KB per worker at 640 points,
-    counting the containers' growth slack. A directory of about one bucket
-    per 16 points (by the top bits of a hash; at most 32 768 buckets, 128 KB)
+    counting the containers' growth slack. A directory of 1 024 buckets, or
+    one per 16 points in a larger ring (by the top bits of a hash; at most
+    32 768 buckets, 128 KB)
     narrows each bisection to a few points, so a lookup stays near O(1)
     probes of a large ring.
 
@@ -136,7 +137,8 @@ class ConsistentHash(Balancer):
     workers passed over on the walk, at most 32 of them; after those it
     lists the candidates, O(n r). :meth:`lookup` is O(log V); adding or
     removing a worker with P points O(P log V) in Python plus O(V) of
-    C-level copying (about 6 ms in a ring of 1000 workers of 640 points).
+    C-level copying and the directory's rebuild (about 22 ms in a ring of
+    1000 workers of 640 points).
 
     **Range.** ``vnodes`` from 1 to 65 536; weights from 1e-9 to 1e9;
     ``load_factor`` any finite number >= 1 (beyond the number of workers it
@@ -629,10 +631,13 @@ class ConsistentHash(Balancer):
     def _store(self, points: array[int], owners: list[Hashable]) -> None:
         """Make ``points`` (sorted) and ``owners`` the ring, and rebuild its directory.
 
-        O(B log V) for B buckets, about V / 16 and at most 32 768 (the bisections
-        run from C, through map).
+        O(B log V) for B buckets: up to 1 024 in a small ring, about V / 16 in a
+        large one, at most 32 768 (the bisections run from C, through map).
         """
-        bits = min(_MAX_BUCKET_BITS, max(0, len(points).bit_length() - _POINTS_PER_BUCKET_BITS))
+        size_bits = len(points).bit_length()
+        # At least the 1 024 buckets a small ring always had, one per 16 points in a
+        # large one, and never more than 32 768.
+        bits = min(_MAX_BUCKET_BITS, max(min(10, size_bits), size_bits - _POINTS_PER_BUCKET_BITS))
         shift = 32 - bits
         bounds = range(0, 1 << 32, 1 << shift)
         starts = array(_POINT_TYPECODE, map(partial(bisect_left, points), bounds))
