@@ -413,13 +413,6 @@ def test_dispatch_returns_at_once_without_looking_at_the_queue_when_every_worker
     assert queue.pops == pops and run.states([1, 2]) == {1: QUEUED, 2: QUEUED}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a task parked because its workers were full goes back behind younger tasks "
-    "of the same priority when it wakes (re-pushed, it gets a new sequence number and a "
-    "PriorityQueue without aging breaks ties by push order), so a task submitted later runs "
-    "first",
-)
 def test_a_woken_task_keeps_its_place_among_tasks_of_equal_priority() -> None:
     run = build(Worker("gpu", skills={"gpu"}), Worker("cpu"))
     run.d.submit(Task("first", requires={"gpu"}))

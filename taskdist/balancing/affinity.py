@@ -42,7 +42,7 @@ class Affinity(DelegatingBalancer):
     otherwise. Bookkeeping is O(1).
 
     **Threads.** Not safe to share between threads (it keeps the bindings): drive it
-    from one thread, behind a lock of your own, or through the coming
+    from one thread, behind a lock of your own, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker

@@ -97,7 +97,7 @@ class Balancer(abc.ABC):
 
     **Threads.** Balancers are not safe to share between threads (most keep
     state between calls, and all read the tracker's live views): drive them
-    from one thread, behind your own lock, or through the coming
+    from one thread, behind your own lock, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
 
     The base hooks are O(1) no-ops; each strategy states what its ``select``
@@ -324,7 +324,7 @@ class ScoringBalancer(Balancer):
     candidate, none NaN; an infinity is a fair score), in O(n) in C.
 
     **Threads.** Not safe to share between threads (it reads the tracker's live views):
-    drive it from one thread, behind a lock of your own, or through the coming
+    drive it from one thread, behind a lock of your own, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
@@ -359,7 +359,7 @@ class RandomizedBalancer(Balancer):
     The same seed and the same calls give the same choices.
 
     **Threads.** Not safe to share between threads (``rng`` is shared state): drive it
-    from one thread, behind a lock of your own, or through the coming
+    from one thread, behind a lock of your own, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
@@ -384,7 +384,7 @@ class DelegatingBalancer(Balancer):
     Each hook costs O(d) for d wrapped balancers, plus what theirs cost.
 
     **Threads.** Not safe to share between threads: drive it from one thread, behind a
-    lock of your own, or through the coming ``taskdist.threaded.ThreadSafeDistributor``.
+    lock of your own, or through the ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
     __slots__ = ("_delegates",)

@@ -39,7 +39,7 @@ class LeastConnections(ScoringBalancer):
     registered).
 
     **Threads.** Not safe to share between threads (it reads the tracker's live views):
-    drive it from one thread, behind a lock of your own, or through the coming
+    drive it from one thread, behind a lock of your own, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
@@ -89,7 +89,7 @@ class CapacityBased(ScoringBalancer):
     slots of 10 beat 2 free of 2. Ignores weights. ``select`` is O(n r).
 
     **Threads.** Not safe to share between threads (it reads the tracker's live views):
-    drive it from one thread, behind a lock of your own, or through the coming
+    drive it from one thread, behind a lock of your own, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
     """
 
@@ -126,7 +126,7 @@ class PerformanceBased(ScoringBalancer):
     ``select`` is O(n).
 
     **Threads.** Not safe to share between threads (it reads the tracker's live views):
-    drive it from one thread, behind a lock of your own, or through the coming
+    drive it from one thread, behind a lock of your own, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
     """
 

@@ -23,7 +23,7 @@ class RandomBalancer(RandomizedBalancer):
     unweighted.
 
     **Threads.** Not safe to share between threads (``rng`` is shared state): drive it
-    from one thread, behind a lock of your own, or through the coming
+    from one thread, behind a lock of your own, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> import random
@@ -82,7 +82,7 @@ class PowerOfTwoChoices(RandomizedBalancer):
     listing the candidates first.
 
     **Threads.** Not safe to share between threads (``rng`` is shared state): drive it
-    from one thread, behind a lock of your own, or through the coming
+    from one thread, behind a lock of your own, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
     """
 

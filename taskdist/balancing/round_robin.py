@@ -22,7 +22,7 @@ class RoundRobin(Balancer):
     Ignores weights and load. ``select`` is O(1).
 
     **Threads.** Not safe to share between threads (it keeps its position): drive it
-    from one thread, behind a lock of your own, or through the coming
+    from one thread, behind a lock of your own, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
@@ -70,7 +70,7 @@ class WeightedRoundRobin(Balancer):
     resumes from it; ``on_worker_removed`` forgets it. ``select`` is O(n).
 
     **Threads.** Not safe to share between threads (it keeps running weights): drive it
-    from one thread, behind a lock of your own, or through the coming
+    from one thread, behind a lock of your own, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker

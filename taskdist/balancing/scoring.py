@@ -103,7 +103,7 @@ class MultiFactor(Balancer):
     the totals, for explaining a choice.
 
     **Threads.** Not safe to share between threads (it reads the tracker's live views):
-    drive it from one thread, behind a lock of your own, or through the coming
+    drive it from one thread, behind a lock of your own, or through the
     ``taskdist.threaded.ThreadSafeDistributor``.
     """
 

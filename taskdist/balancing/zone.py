@@ -48,7 +48,7 @@ class ZoneAware(DelegatingBalancer):
     O(log n) plus the workers passed over (those of other zones among them).
 
     **Threads.** Not safe to share between threads: drive it from one thread, behind a
-    lock of your own, or through the coming ``taskdist.threaded.ThreadSafeDistributor``.
+    lock of your own, or through the ``taskdist.threaded.ThreadSafeDistributor``.
 
     >>> from taskdist import CapacityTracker, ManualClock, Task, Worker
     >>> tracker = CapacityTracker(ManualClock())

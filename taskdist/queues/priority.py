@@ -32,17 +32,19 @@ __all__ = ["PriorityQueue", "QueueStats"]
 
 # A heap entry is an immutable tuple whose leading fields are numbers, so
 # comparisons stay in C and never reach the task (``seq`` is unique):
-#     (key, seq, task_id, task, enqueued_at)
+#     (key, enqueued_at, seq, task_id, task)
+# so equal keys go oldest first (a task put back with its original enqueued_at
+# keeps its place among younger ones), then in push order.
 # An entry is live while ``index[task_id] is entry``; any other entry still in
 # a heap is dead (popped, removed, expired, evicted) and is skipped (lazy
 # deletion, see LazyHeap). The side heaps hold ``(expires_at, seq, entry)`` and
 # ``(-key, -seq, entry)``.
 _KEY: Final = 0
-_SEQ: Final = 1
-_ID: Final = 2
-_TASK: Final = 3
-_ENQUEUED: Final = 4
-_Entry = tuple[float, float, Hashable, Task, float]
+_ENQUEUED: Final = 1
+_SEQ: Final = 2
+_ID: Final = 3
+_TASK: Final = 4
+_Entry = tuple[float, float, float, Hashable, Task]
 _Timer = tuple[float, float, _Entry]
 _Lowest = tuple[float, float, _Entry]
 _NEVER: Final = math.inf
@@ -86,8 +88,9 @@ class PriorityQueue(HeldTasks):
     """A priority queue of :class:`~taskdist.task.Task` with aging, TTL and a size bound.
 
     **Order.** Lower priority number = more urgent; among equal effective
-    priority, first in first out. With ``aging_rate=r`` a task's *effective
-    priority* falls by ``r`` per second waited::
+    priority, the earliest ``enqueued_at`` first (a task pushed back with its
+    original ``enqueued_at`` keeps its place), then first pushed first out.
+    With ``aging_rate=r`` a task's *effective priority* falls by ``r`` per second waited::
 
         effective(t, now) = t.priority - r * (now - enqueued_at)
 
@@ -307,7 +310,7 @@ class PriorityQueue(HeldTasks):
             key = priority + self._rate * enqueued
         else:
             key = priority
-        entry = (key, next(self._seq), task_id, task, enqueued)
+        entry = (key, enqueued, next(self._seq), task_id, task)
         if self._limit is not None and len(index) + len(self._expired) >= self._limit:
             return self._push_full(entry, now)
         self._push_entry(entry)

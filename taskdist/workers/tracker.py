@@ -132,7 +132,7 @@ class CapacityTracker:
 
     **Threads.** Not safe to share between threads: every call reads and
     changes shared state with no lock. A host with threads drives it from
-    one thread, wraps it in its own lock, or uses the coming
+    one thread, wraps it in its own lock, or uses the
     ``taskdist.threaded.ThreadSafeDistributor``.
 
     **Ranges.** Worker weights from 1e-9 to 1e9; capacity amounts 0 or from
