@@ -352,6 +352,9 @@ class Assignment:
     started_at: float
     lease_expiry: float | None = None
     """Clock time when the lease lapses, or ``None`` for no lease."""
+    batch: int | None = None
+    """The id of the batch it was dispatched in, or ``None`` when dispatched alone. The
+    tasks of one batch share their worker and their lease; each reports on its own."""
 
     def __hash__(self) -> int:
         return hash((self.task.id, self.attempt))

@@ -342,8 +342,9 @@ class PriorityQueueMachine(RuleBasedStateMachine):
             maxsize=self.maxsize,
             overflow=self.overflow,  # type: ignore[arg-type]
         )
-        # id -> (exact key, seq, expires or None, task)
-        self.model: dict[int, tuple[Fraction, int, Fraction | None, Task]] = {}
+        # id -> (exact key, enqueued_at, seq, expires or None, task): the queue pops the
+        # smallest (key, enqueued_at, seq) first.
+        self.model: dict[int, tuple[Fraction, Fraction, int, Fraction | None, Task]] = {}
         self.seq = 0
         self.next_id = 0
         self.handed_out: list[object] = []
@@ -358,11 +359,11 @@ class PriorityQueueMachine(RuleBasedStateMachine):
 
     def best(self, where: Callable[[Task], bool] | None = None) -> int | None:
         live = [
-            (key, seq, task_id)
-            for task_id, (key, seq, expires, task) in self.model.items()
+            (key, t, seq, task_id)
+            for task_id, (key, t, seq, expires, task) in self.model.items()
             if not self.is_expired(expires) and (where is None or where(task))
         ]
-        return min(live)[2] if live else None
+        return min(live)[3] if live else None
 
     # Rules ----------------------------------------------------------------
 
@@ -381,19 +382,23 @@ class PriorityQueueMachine(RuleBasedStateMachine):
         eviction = self.queue.push(task, enqueued_at=enqueued)
         self.next_id += 1
         if full:
-            live = [(k, s, i) for i, (k, s, e, _) in self.model.items() if not self.is_expired(e)]
+            live = [
+                (k, at, s, i)
+                for i, (k, at, s, e, _) in self.model.items()
+                if not self.is_expired(e)
+            ]
             victim = max(live) if live else None
-            if victim is None or (key, self.seq) > victim[:2]:
+            if victim is None or (key, t, self.seq) > victim[:3]:
                 assert eviction is not None and eviction.task is task
                 self.handed_out.append(task.id)
                 return
-            assert eviction is not None and eviction.task.id == victim[2]
+            assert eviction is not None and eviction.task.id == victim[3]
             assert eviction.reason is Reason.EVICTED
-            del self.model[victim[2]]
-            self.handed_out.append(victim[2])
+            del self.model[victim[3]]
+            self.handed_out.append(victim[3])
         else:
             assert eviction is None
-        self.model[task.id] = (key, self.seq, expires, task)  # type: ignore[index]
+        self.model[task.id] = (key, t, self.seq, expires, task)  # type: ignore[index]
         self.seq += 1
 
     @precondition(lambda self: self.model)
@@ -448,7 +453,7 @@ class PriorityQueueMachine(RuleBasedStateMachine):
     def expire(self) -> None:
         due = sorted(
             (expires, seq, task_id)
-            for task_id, (_, seq, expires, _) in self.model.items()
+            for task_id, (_, _, seq, expires, _) in self.model.items()
             if self.is_expired(expires)
         )
         assert [t.id for t in self.queue.expire()] == [task_id for _, _, task_id in due]
@@ -477,13 +482,13 @@ class PriorityQueueMachine(RuleBasedStateMachine):
 
     @invariant()
     def next_wakeup_is_the_earliest_expiry(self) -> None:
-        expiries = [e for _, _, e, _ in self.model.values() if e is not None]
+        expiries = [e for _, _, _, e, _ in self.model.values() if e is not None]
         wakeup = self.queue.next_wakeup()
         assert wakeup == (float(min(expiries)) if expiries else None)
 
     @invariant()
     def effective_priority_matches(self) -> None:
-        for task_id, (key, _, _, _) in list(self.model.items())[:3]:
+        for task_id, (key, _, _, _, _) in list(self.model.items())[:3]:
             expected = key - Fraction(self.rate) * self.now()
             assert self.queue.effective_priority(task_id) == float(expected)
 

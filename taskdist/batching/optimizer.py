@@ -814,6 +814,19 @@ class BatchOptimizer:
             )
         return limits
 
+    def group_of(self, task: Task) -> Hashable:
+        """The group ``task`` belongs to: ``key(task)``, or ``task.group`` by default.
+
+        O(1) plus the key function.
+
+        Raises:
+            InvalidTypeError: ``key(task)`` is unhashable.
+            ReentrancyError: called from inside the ``key`` function or a sizing rule.
+        """
+        if self._walking:
+            raise ReentrancyError(_reentered("group_of"))
+        return task.group if self._key is None else self._group_of(task)
+
     def _group_of(self, task: Task) -> Hashable:
         """``key(task)``, checked, with re-entry refused while it runs."""
         assert self._key is not None

@@ -11,6 +11,7 @@ from typing import Final
 import attrs
 
 from taskdist.balancing.base import Balancer
+from taskdist.batching.optimizer import Batch
 from taskdist.dispatch._parking import GATES, signature
 from taskdist.dispatch.intake import Verdict
 from taskdist.dispatch.stats import AttemptRecord
@@ -84,6 +85,7 @@ class _Run:
     __slots__ = (
         "attempt",
         "balancer",
+        "batch",
         "budgeted",
         "expiry",
         "failures",
@@ -113,6 +115,8 @@ class _Run:
         self.started_at = now
         self.expiry: float | None = None
         self.permit: int | None = None
+        # The id of the batch the current lease belongs to, if any.
+        self.batch: int | None = None
         # The balancer that placed the current lease (it hears on_release).
         self.balancer: Balancer | None = None
         # Whether the current lease came from a queue pop (the queue hears release)
@@ -139,7 +143,23 @@ def _error_text(error: object) -> str | None:
 
 
 def _assignment(lease: _Run) -> Assignment:
-    return Assignment(lease.task, lease.worker_id, lease.attempt, lease.started_at, lease.expiry)
+    return Assignment(
+        lease.task, lease.worker_id, lease.attempt, lease.started_at, lease.expiry, lease.batch
+    )
+
+
+class _RunningBatch:
+    """A batch while any of its tasks still runs under its lease."""
+
+    __slots__ = ("batch", "ok", "running", "started")
+
+    def __init__(self, batch: Batch, started: float) -> None:
+        self.batch = batch
+        self.started = started
+        # Ids of its tasks still leased under it.
+        self.running: set[Hashable] = set(batch.ids)
+        # Whether every task that left it so far completed.
+        self.ok = True
 
 
 def _is_pause(group: Hashable) -> bool:

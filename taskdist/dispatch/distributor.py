@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
@@ -19,6 +19,7 @@ import attrs
 from taskdist._validate import check_int, check_number, check_optional_number
 from taskdist.balancing.base import Balancer, check_balancer
 from taskdist.balancing.least_load import LeastConnections
+from taskdist.batching.optimizer import BatchOptimizer
 from taskdist.clock import Clock
 from taskdist.dispatch._parking import GATES, ParkingLot
 from taskdist.dispatch._placement import PlacementRules
@@ -54,6 +55,7 @@ from taskdist.dispatch._records import (
     _Refusal,
     _Refused,
     _Run,
+    _RunningBatch,
     _StepTimer,
 )
 from taskdist.dispatch._timers import Timers
@@ -120,6 +122,56 @@ class SubmitResult:
         return self.accepted
 
 
+_BATCH_SCAN = 64
+"""Most queued tasks of other groups (or not placeable) a batch looks past for its next task."""
+
+
+class _ScanOver(Exception):
+    """Stops a batch's walk through the queue once it has looked far enough."""
+
+
+class _Joiner:
+    """The ``where=`` of a batch's walk: does a queued task join the batch now?"""
+
+    __slots__ = ("balancer", "d", "group", "scanned", "worker")
+
+    def __init__(
+        self, d: Distributor, group: Hashable, worker: WorkerState, balancer: Balancer
+    ) -> None:
+        self.d = d
+        self.group = group
+        self.worker = worker
+        self.balancer = balancer
+        self.scanned = 0
+
+    def __call__(self, task: Task) -> bool:
+        d = self.d
+        batcher = d._batcher
+        assert batcher is not None
+        if batcher.group_of(task) == self.group and self._placeable_here(task):
+            d._choice = (task, self.worker, self.balancer)
+            return True
+        self.scanned += 1
+        if self.scanned >= _BATCH_SCAN:
+            raise _ScanOver
+        return False
+
+    def _placeable_here(self, task: Task) -> bool:
+        d = self.d
+        paused = d._paused
+        if (paused["tenant"] or paused["key"]) and _held_by(paused, task) is not None:
+            return False
+        gates = d._gates
+        if gates is not None:
+            try:
+                if not _gates_admit(gates, task):
+                    return False
+            except InvalidArgumentError:
+                return False
+        where = d._rules.of(task)[0]
+        return d._tracker.is_candidate(task, self.worker.id, where)
+
+
 class Distributor:
     """Moves tasks from a queue onto workers under leases, and loses none of them.
 
@@ -156,6 +208,23 @@ class Distributor:
     since (ending the newer lease if it was dispatched again); a late
     ``fail`` for it changes nothing (the expiry already counted that
     attempt); either is accepted once, and a second report is an error.
+
+    **Batches.** With a ``batcher`` (a :class:`~taskdist.BatchOptimizer`), a
+    task of one of its groups (``batcher.group_of(task)`` not ``None``) that
+    is placed opens a batch on its worker: queued tasks of the same group
+    that the worker can take join it, best first, each passing what any
+    placement passes (pause, gates, route, room), until the batcher closes
+    the batch (its group's size, ``max_cost``, ``max_resources``, a CRITICAL
+    task) or no such task waits. Tasks wait in the queue, not in the batcher:
+    a batch takes what is queued when a worker is free (``max_wait`` holds
+    nothing back here). The assignments of one batch carry its id
+    (``Assignment.batch``), share one worker and one lease (a heartbeat of
+    any of them renews it for all still running), and each reports on its
+    own: a partial failure retries only the tasks that failed. When every
+    task of a batch completed, the batcher hears how long it took, so a
+    sizing rule (``AIMDSizing``) adapts the group's batch size. Forming a
+    batch of b tasks costs O(b) placements plus a best-first walk that looks
+    past at most 64 tasks of other groups.
 
     **Retries.** ``fail(..., retryable=True)`` retries after the retry
     policy's delay (held in a timer, not pushed back early) while attempts
@@ -241,6 +310,8 @@ class Distributor:
     __slots__ = (
         "_advised",
         "_balancer",
+        "_batcher",
+        "_batches",
         "_breaker_changes",
         "_breaker_factory",
         "_breakers",
@@ -264,6 +335,8 @@ class Distributor:
         "_flushing",
         "_gate_list",
         "_gates",
+        "_group_leased",
+        "_group_live",
         "_intake",
         "_learning_gates",
         "_lease",
@@ -311,6 +384,7 @@ class Distributor:
         preemption: Preemption | None = None,
         intake: Iterable[IntakePolicy] = (),
         retry_budget: RetryBudget | None = None,
+        batcher: BatchOptimizer | None = None,
         lease: float | None = 30.0,
         dedup_window: float = 60.0,
         max_queued: int | None = None,
@@ -345,6 +419,10 @@ class Distributor:
                 ``Debounce``, ``Throttle``); one that is also a gate gates too.
             retry_budget: bounds the retries in progress (a
                 :class:`~taskdist.RetryBudget`); ``None``: no bound.
+            batcher: a :class:`~taskdist.BatchOptimizer` (on the same clock, empty,
+                used by this distributor alone): tasks of one of its groups are
+                dispatched together to one worker, as one batch under one lease
+                (see "Batches" above); ``None``: every task goes alone.
             lease: seconds an assignment may run without a heartbeat (> 0), or
                 ``None`` for leases that never expire.
             dedup_window: seconds a finished task's id stays known, so that a
@@ -413,6 +491,14 @@ class Distributor:
             raise InvalidTypeError(f"escalation must be an Escalation, got {escalation!r}")
         if preemption is not None and not isinstance(preemption, Preemption):
             raise InvalidTypeError(f"preemption must be a Preemption, got {preemption!r}")
+        if batcher is not None:
+            if not isinstance(batcher, BatchOptimizer):
+                raise InvalidTypeError(f"batcher must be a BatchOptimizer, got {batcher!r}")
+            if len(batcher):
+                raise InvalidArgumentError(
+                    f"the batcher must be empty (it forms this distributor's batches "
+                    f"alone), but it holds {len(batcher)} tasks"
+                )
         lease = check_optional_number(lease, "lease", positive=True)
         dedup_window = check_number(dedup_window, "dedup_window", minimum=0.0)
         if max_queued is not None:
@@ -430,6 +516,13 @@ class Distributor:
         self._preemption = preemption
         self._intake = tuple(intake_list)
         self._budget = retry_budget
+        self._batcher = batcher
+        # Batches with a task still leased under them, by batch id.
+        self._batches: dict[int, _RunningBatch] = {}
+        # Per batch group: tasks alive (waiting or leased), and leased in a batch; the
+        # difference says whether a queue walk could find the next task of a batch.
+        self._group_live: Counter[Hashable] = Counter()
+        self._group_leased: Counter[Hashable] = Counter()
         # Paused tenants and keys: their tasks stay parked, in order, until resumed.
         self._paused: dict[str, set[Hashable]] = {"tenant": set(), "key": set()}
         # Urgent tasks whose preemption advice was given while they wait.
@@ -692,6 +785,8 @@ class Distributor:
             self._emit(EventKind.WORKER_REMOVED, worker_id=worker_id)
             for task in tasks:
                 lease = self._leases.pop(task.id)
+                if lease.batch is not None:
+                    self._leave_batch(lease, ok=None, now=now)
                 self._timers.cancel(task.id)
                 if breaker is not None and lease.permit is not None:
                     breaker.release(lease.permit)
@@ -841,7 +936,10 @@ class Distributor:
         gates = self._gates
         if gates is not None:
             _check_gates(self._gate_list, task)
+        group = None if self._batcher is None else self._batcher.group_of(task)
         eviction = self._queue.push(task)
+        if group is not None:
+            self._group_live[group] += 1
         task_id = task.id
         self._finished.pop(task_id, None)  # a stale entry past the window
         self._rules.enter(task)
@@ -910,10 +1008,14 @@ class Distributor:
                     assignment = self._place(task, now)
                     if assignment is not None:
                         made.append(assignment)
+                        if self._batcher is not None:
+                            self._fill_batch(made, now, limit)
             except BaseException:
                 # A callback raised: what it interrupted is dropped, and the placements
                 # made so far are taken back, since the host never sees them.
                 self._passed = []
+                if self._batcher is not None:
+                    self._batcher.flush()  # a batch being formed, if any
                 for assignment in reversed(made):
                     self._take_back(assignment)
                 raise
@@ -1130,11 +1232,16 @@ class Distributor:
             )
         return run
 
-    def _take_back(self, assignment: Assignment) -> None:
-        """Undo a placement that dispatch made and cannot return, as if never made."""
+    def _take_back(self, assignment: Assignment, *, latest: bool = False) -> None:
+        """Undo a placement that dispatch made and cannot return, as if never made.
+
+        ``latest``: its pop was the queue's latest, which an ``unpop`` can undo exactly.
+        """
         task = assignment.task
         task_id = task.id
         lease = self._leases.pop(task_id)
+        if lease.batch is not None:
+            self._leave_batch(lease, ok=None, now=None)
         self._timers.cancel(task_id)
         state = self._tracker.release(task, lease.worker_id, ok=None)
         assert lease.balancer is not None
@@ -1156,6 +1263,10 @@ class Distributor:
         self._events = [
             e for e in self._events if e.kind is not EventKind.DISPATCHED or e.task_id != task_id
         ]
+        unpop = getattr(self._queue, "unpop", None) if latest else None
+        if unpop is not None:
+            unpop(task)
+            return
         # Several placements are taken back, latest first: an unpop undoes only the
         # latest pop, so each goes back by release and push, with its age.
         self._queue.release(task)
@@ -1175,6 +1286,100 @@ class Distributor:
         else:
             self._passed.append((task, group))
             self._park_passed(self._now())
+
+    # -- batches -------------------------------------------------------------------
+
+    def _fill_batch(self, made: list[Assignment], now: float, limit: int | None) -> None:
+        """The task just placed (``made[-1]``) opens a batch: queued tasks of its group
+        that its worker can take join it, until the batcher closes it or none is left.
+
+        A joining task passes what any placement passes (its pause, gates, route
+        filter and the worker's room); the queue is walked best first, looking at
+        no more than ``_BATCH_SCAN`` tasks it passes over, so forming a batch costs
+        O((b + _BATCH_SCAN) log n) for b tasks in it.
+        """
+        batcher = self._batcher
+        assert batcher is not None
+        first = made[-1]
+        task = first.task
+        group = batcher.group_of(task)
+        if group is None:
+            return
+        start = len(made) - 1
+        try:
+            released = batcher.add(task)
+        except InvalidArgumentError:  # larger than any batch may be: it goes alone
+            return
+        run = self._leases[task.id]
+        assert run.balancer is not None
+        worker = self._tracker.worker(first.worker_id)
+        joins = _Joiner(self, group, worker, run.balancer)
+        queue = self._queue
+        while released is None and (limit is None or len(made) < limit):
+            if self._group_live[group] - self._group_leased[group] <= len(made) - start:
+                break  # no other task of the group waits
+            joins.scanned = 0
+            try:
+                companion = queue.pop(where=joins)
+            except _ScanOver:
+                companion = None
+            if companion is None:
+                break
+            assignment = self._place(companion, now)
+            if assignment is None:
+                break
+            try:
+                released = batcher.add(companion)
+            except InvalidArgumentError:
+                self._take_back(assignment, latest=True)
+                break
+            if released is not None and released.tasks[-1] is not companion:
+                # It did not fit (cost, resources): the batch closed without it.
+                batcher.remove(companion.id)
+                self._take_back(assignment, latest=True)
+                break
+            made.append(assignment)
+        if released is None:
+            (released,) = batcher.flush()
+        batch_id = released.id
+        self._batches[batch_id] = _RunningBatch(released, now)
+        self._group_leased[group] += len(released)
+        leases = self._leases
+        for i in range(start, len(made)):
+            assignment = made[i]
+            leases[assignment.task.id].batch = batch_id
+            made[i] = attrs.evolve(assignment, batch=batch_id)
+
+    def _leave_batch(self, lease: _Run, *, ok: bool | None, now: float | None) -> None:
+        """A task of a batch stops running under its lease (``now`` None: taken back).
+
+        When the last one leaves and every one completed, the batcher hears how long
+        the batch took (its sizing rule may adapt the group's batch size)."""
+        batch_id = lease.batch
+        assert batch_id is not None
+        assert self._batcher is not None
+        lease.batch = None
+        book = self._batches[batch_id]
+        book.running.discard(lease.task.id)
+        self._group_leased[book.batch.key] -= 1
+        if ok is not True:
+            book.ok = False
+        if book.running:
+            return
+        del self._batches[batch_id]
+        if not self._group_leased[book.batch.key]:
+            del self._group_leased[book.batch.key]
+        if book.ok and now is not None:
+            self._batcher.record(book.batch, now - book.started)
+
+    def _leave_group(self, task: Task) -> None:
+        """A finished task no longer counts among its batch group's live tasks."""
+        assert self._batcher is not None
+        group = self._batcher.group_of(task)
+        if group is not None and group in self._group_live:
+            self._group_live[group] -= 1
+            if not self._group_live[group]:
+                del self._group_live[group]
 
     # -- outcomes ----------------------------------------------------------------
 
@@ -1196,9 +1401,16 @@ class Distributor:
                 return None
             length = self._lease if extend is None else extend
             assert length is not None
-            lease.expiry = self._now() + length
-            self._timers.schedule(task_id, lease.expiry, _LEASE)
-            return lease.expiry
+            expiry = self._now() + length
+            if lease.batch is None:
+                members = [lease]
+            else:  # one lease for the batch: every task of it still running
+                leases = self._leases
+                members = [leases[member] for member in self._batches[lease.batch].running]
+            for member in members:
+                member.expiry = expiry
+                self._timers.schedule(member.task.id, expiry, _LEASE)
+            return expiry
         finally:
             self._leave()
 
@@ -1831,6 +2043,8 @@ class Distributor:
         task = lease.task
         task_id = task.id
         del self._leases[task_id]
+        if lease.batch is not None:
+            self._leave_batch(lease, ok=ok, now=now)
         self._timers.cancel(task_id)
         if self._budget is not None:
             self._budget.unleased(task)
@@ -2007,6 +2221,8 @@ class Distributor:
 
     def _finish(self, task: Task, state: TaskState, now: float) -> None:
         task_id = task.id
+        if self._group_live:
+            self._leave_group(task)
         run = self._progress.pop(task_id, None)
         if run is not None and run.budgeted and self._budget is not None:
             self._budget.settled(task)
@@ -2293,9 +2509,13 @@ class Distributor:
         if state is TaskState.LEASED:
             lease = self._leases[task_id]
             until = "" if lease.expiry is None else f", lease until {lease.expiry:g}"
+            batch = ""
+            if lease.batch is not None:
+                size = len(self._batches[lease.batch].batch)
+                batch = f", in batch {lease.batch} of {size}"
             return (
                 f"leased: attempt {lease.attempt} on worker {lease.worker_id!r} since "
-                f"{lease.started_at:g}{until}"
+                f"{lease.started_at:g}{until}{batch}"
             )
         if state is TaskState.RETRYING:
             progress = self._progress[task_id]

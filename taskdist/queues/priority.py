@@ -38,7 +38,7 @@ __all__ = ["PriorityQueue", "QueueStats"]
 # An entry is live while ``index[task_id] is entry``; any other entry still in
 # a heap is dead (popped, removed, expired, evicted) and is skipped (lazy
 # deletion, see LazyHeap). The side heaps hold ``(expires_at, seq, entry)`` and
-# ``(-key, -seq, entry)``.
+# ``(-key, -enqueued_at, -seq, entry)``.
 _KEY: Final = 0
 _ENQUEUED: Final = 1
 _SEQ: Final = 2
@@ -46,7 +46,7 @@ _ID: Final = 3
 _TASK: Final = 4
 _Entry = tuple[float, float, float, Hashable, Task]
 _Timer = tuple[float, float, _Entry]
-_Lowest = tuple[float, float, _Entry]
+_Lowest = tuple[float, float, float, _Entry]
 _NEVER: Final = math.inf
 # With aging, priorities beyond this are refused: the aged key is a float, exact up to 2**53.
 _MAX_AGED_PRIORITY: Final = 2**53
@@ -255,7 +255,7 @@ class PriorityQueue(HeldTasks):
         self._next_expiry = _NEVER
         # Least-urgent-first heap, kept only for overflow="drop_lowest".
         self._lowest: LazyHeap[_Lowest] | None = (
-            LazyHeap(self._index, at=_ID, via=2)
+            LazyHeap(self._index, at=_ID, via=3)
             if maxsize is not None and policy == "drop_lowest"
             else None
         )
@@ -575,7 +575,7 @@ class PriorityQueue(HeldTasks):
         """Push onto a full queue: make room (handing back the least urgent), or refuse."""
         if self._walking:
             raise ReentrancyError(reentry_refusal("push", "queue"))
-        eviction = self._overflow_for(entry[_TASK], entry[_KEY], now)
+        eviction = self._overflow_for(entry, now)
         if eviction is not None and eviction.task is entry[_TASK]:
             return eviction
         self._push_entry(entry)
@@ -584,9 +584,10 @@ class PriorityQueue(HeldTasks):
         self._track(entry)
         return eviction
 
-    def _overflow_for(self, task: Task, key: float, now: float) -> Eviction | None:
+    def _overflow_for(self, entry: _Entry, now: float) -> Eviction | None:
         """Make room in a full queue, or refuse; the queue is unchanged if it refuses."""
         lowest = self._lowest
+        task = entry[_TASK]
         if lowest is None:
             self._rejected += 1
             raise QueueFullError(
@@ -597,11 +598,11 @@ class PriorityQueue(HeldTasks):
             self._collect_expired(now)
         top = lowest.top()
         # The newcomer is the least urgent on a tie: it would queue behind.
-        if top is None or key >= top[2][_KEY]:
+        if top is None or entry[_KEY:_SEQ] >= top[3][_KEY:_SEQ]:
             self._evicted += 1
             self._evicted_arrivals += 1
             return Eviction(task, Reason.EVICTED)
-        victim = top[2]
+        victim = top[3]
         del self._index[victim[_ID]]
         lowest.drop_top(top)
         self._clean = False  # its entry stays in the order heap, dead
@@ -636,7 +637,7 @@ class PriorityQueue(HeldTasks):
             if expires < self._next_expiry:
                 self._next_expiry = expires
         if self._lowest is not None:
-            self._lowest.push((-entry[_KEY], -entry[_SEQ], entry))
+            self._lowest.push((-entry[_KEY], -entry[_ENQUEUED], -entry[_SEQ], entry))
 
     def _collect_expired(self, now: float, call: str = "expire") -> None:
         """Move every entry due by ``now`` from the live index to the expired holding area."""
