@@ -9,9 +9,11 @@ that raised but changed something shows up as a difference from the twin.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import attrs
 import pytest
 
 T = TypeVar("T")
@@ -34,3 +36,16 @@ def assert_refused(
     with pytest.raises(error, match=match):
         call(subject)
     assert observe(subject) == observe(twin)
+
+
+def plain(value: object) -> object:
+    """A value made comparable: attrs classes and dicts by sorted items, NaN as text."""
+    if attrs.has(type(value)):
+        return plain(attrs.asdict(value, recurse=False))  # type: ignore[arg-type]
+    if isinstance(value, dict):
+        return sorted((repr(k), plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return value

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hostile import assert_refused
+from hostile import assert_refused, plain
 
 from taskdist import (
     AIMDSizing,
@@ -85,19 +85,6 @@ def deadline_scheduler_4() -> DeadlineScheduler:
 def fair_scheduler() -> FairScheduler:
     clock = ManualClock(start=10.0)
     return filled(FairScheduler(clock, weights={"t1": 2.0}), clock)  # type: ignore[no-any-return]
-
-
-def plain(value: object) -> object:
-    """A snapshot made comparable: attrs classes and dicts by sorted items, NaN as text."""
-    if attrs.has(type(value)):
-        return plain(attrs.asdict(value, recurse=False))  # type: ignore[arg-type]
-    if isinstance(value, dict):
-        return sorted((repr(k), plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return value
 
 
 IDS = ["a", "b", "c", "d", "new"]

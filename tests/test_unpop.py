@@ -10,12 +10,11 @@ same as in a twin that never popped.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 import pytest
+from hostile import plain
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -63,19 +62,6 @@ QUEUES: dict[str, Make] = {
         clock, inner=DeadlineScheduler, critical_bypass=True
     ),
 }
-
-
-def plain(value: object) -> object:
-    """A stats snapshot made comparable: dicts by sorted items, NaN as text."""
-    if attrs.has(type(value)):
-        return plain(attrs.asdict(value, recurse=False))  # type: ignore[arg-type]
-    if isinstance(value, dict):
-        return sorted((repr(k), plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return value
 
 
 def observe(queue: Any, ids: list[object]) -> object:
