@@ -10,6 +10,7 @@ wakes exactly the group it concerns and no dispatch looks at a parked task.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
+from itertools import islice
 
 from taskdist.task import Task
 
@@ -51,12 +52,19 @@ class ParkingLot:
         members[task.id] = task
         self._group_of[task.id] = group
 
-    def take(self, group: Hashable) -> list[Task]:
-        """Remove and return every task of ``group``, oldest parked first (none if empty). O(k)."""
-        members = self._groups.pop(group, None)
+    def take(self, group: Hashable, limit: int | None = None) -> list[Task]:
+        """Remove and return every task of ``group`` (at most ``limit``), oldest parked
+        first (none if empty). O(k) for the k taken."""
+        members = self._groups.get(group)
         if members is None:
             return []
         group_of = self._group_of
+        if limit is not None and limit < len(members):
+            taken = [members.pop(task_id) for task_id in list(islice(members, limit))]
+            for task in taken:
+                del group_of[task.id]
+            return taken
+        del self._groups[group]
         for task_id in members:
             del group_of[task_id]
         return list(members.values())
