@@ -1023,6 +1023,8 @@ class Distributor:
                 sig = _group(task, placement)
             self._round_blocked.add(sig)
             self._passed.append((task, sig if parking is None else parking))
+            if parking is None and self._holds is not None:  # before any later pick
+                self._reserve_for(task, self._now())
             return False
         if not self._tracker.is_candidate(task, worker.id, filter_):
             raise InvalidArgumentError(
@@ -1070,8 +1072,6 @@ class Distributor:
                 self._plan_fallback(task, now)
                 if self._preemption is not None:
                     self._advise_preemption(task, now)
-                if self._holds is not None and not isinstance(group, (HeldGroup, GangGroup)):
-                    self._reserve_for(task, now)
             if self._listener is not None:
                 self._emit(
                     EventKind.PARKED, task_id, state=TaskState.PARKED, detail=_group_words(group)
