@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
@@ -20,7 +20,7 @@ from taskdist._validate import check_int, check_number, check_optional_number
 from taskdist.balancing.base import Balancer, check_balancer
 from taskdist.balancing.least_load import LeastConnections
 from taskdist.clock import Clock
-from taskdist.dispatch._parking import GATES, ParkingLot
+from taskdist.dispatch._parking import GATES, ParkingLot, signature
 from taskdist.dispatch._placement import PlacementRules
 from taskdist.dispatch._records import (
     _BREAKER,
@@ -61,10 +61,18 @@ from taskdist.dispatch._timers import Timers
 from taskdist.dispatch.dead_letter import DeadLetterQueue
 from taskdist.dispatch.escalation import Escalation
 from taskdist.dispatch.events import Event, EventKind, Listener
-from taskdist.dispatch.gangs import GangBook, GangGroup, GangMark, Gangs, GangTimer
+from taskdist.dispatch.gangs import (
+    WAITING_FOR_GANG,
+    GangBook,
+    GangMark,
+    Gangs,
+    GangTimer,
+)
+from taskdist.dispatch.gangs import gang_leaders as _gang_leaders
 from taskdist.dispatch.intake import IntakePolicy, Verdict
 from taskdist.dispatch.preemption import Preemption
 from taskdist.dispatch.reservation import (
+    NOWHERE,
     Backfill,
     HeldGroup,
     Holds,
@@ -272,6 +280,7 @@ class Distributor:
         "_finished",
         "_flushing",
         "_gang_plan",
+        "_gang_sig",
         "_gangs",
         "_gate_list",
         "_gates",
@@ -469,6 +478,7 @@ class Distributor:
         self._gangs = GangBook(Gangs() if gangs is None else gangs)
         # The workers found for every member of the gang whose leader dispatch accepted.
         self._gang_plan: list[tuple[Task, WorkerState, Balancer]] = []
+        self._gang_sig: Hashable = None
         self._intake = tuple(intake_list)
         self._budget = retry_budget
         # Paused tenants and keys: their tasks stay parked, in order, until resumed.
@@ -998,6 +1008,9 @@ class Distributor:
         parking = None
         if self._holds is not None:  # capacity held for others narrows where it may go
             filter_, mark, parking = self._holds.narrow(task, filter_, self._now())
+            if filter_ is NOWHERE:
+                self._passed.append((task, parking))
+                return False
             if mark is not None:
                 placement = (placement, mark)
         # The signature is needed only when something is blocked already.
@@ -1766,7 +1779,7 @@ class Distributor:
 
     def _park_member(self, task: Task) -> None:
         """A gang member waits, parked, for the rest of its gang (holding nothing)."""
-        self._lot.park(task, GangGroup(task.gang))
+        self._lot.park(task, WAITING_FOR_GANG)
         if task.ttl is not None:
             self._timers.schedule(task.id, self._waiting_since[task.id] + task.ttl, _TTL)
         if self._listener is not None:
@@ -1813,22 +1826,30 @@ class Distributor:
         member goes back to wait for its leader."""
         gang = task.gang
         if not self._gangs.is_leader(task):
-            self._passed.append((task, GangGroup(gang)))
+            self._passed.append((task, WAITING_FOR_GANG))
             return False
-        sig = _group(task, GangMark(gang))
+        members = self._gangs.members(gang)
+        # Gangs of one shape fit or not alike: one group, one try per round.
+        sig = _group(task, GangMark(frozenset(Counter(signature(m) for m in members).items())))
         if sig in self._round_blocked or self._lot.has_group(sig):
             self._passed.append((task, sig))
             return False
-        members = self._gangs.members(gang)
         tracker = self._tracker
         holds = self._holds
         now = self._now()
+        if holds is not None:
+            held = holds.narrow(task, None, now, gang=members)
+            if held[0] is NOWHERE:
+                self._passed.append((task, held[2]))
+                return False
         plan: list[tuple[Task, WorkerState, Balancer]] = []
         try:
             for member in members:
                 filter_, balancer, _ = self._rules.of(member)
                 if holds is not None:
                     filter_ = holds.narrow(member, filter_, now, gang=members)[0]
+                    if filter_ is NOWHERE:
+                        break
                 worker = balancer.choose(member, tracker, filter_)
                 if worker is None or not tracker.is_candidate(member, worker.id, filter_):
                     break
@@ -1843,6 +1864,7 @@ class Distributor:
             return False
         self._gang_plan = plan
         self._choice = plan[0]
+        self._gang_sig = sig
         return True
 
     def _place_gang(self, leader: Task, now: float, room: int | None) -> list[Assignment] | None:
@@ -1879,7 +1901,7 @@ class Distributor:
             permit = None if breaker is None else breaker.acquire()
             if breaker is not None and permit is None:
                 undo()
-                self._unpop(leader, _group(leader, GangMark(leader.gang)))
+                self._unpop(leader, self._gang_sig)
                 return []
             permits.append(permit)
         self._gangs.forget(leader.gang)
@@ -2349,14 +2371,16 @@ class Distributor:
             if (
                 group is not GATES
                 and not _is_pause(group)
-                and not isinstance(group, (HeldGroup, GangGroup))
+                and group is not WAITING_FOR_GANG
+                and not isinstance(group, HeldGroup)
                 and tracker.is_candidate(example, worker.id, rules.of(example)[0])
             ):
-                self._wake_group(group)
+                # Gangs of one shape fit alike: the oldest is tried, the rest wait on.
+                self._wake_group(group, 1 if _gang_leaders(group) else None)
 
     def _wake_all_placement_groups(self) -> None:
         for group, _ in list(self._lot.groups()):
-            if group is not GATES and not _is_pause(group) and not isinstance(group, GangGroup):
+            if group is not GATES and not _is_pause(group) and group is not WAITING_FOR_GANG:
                 self._wake_group(group)
 
     def _wake_group(self, group: Hashable, limit: int | None = None) -> None:
@@ -2646,7 +2670,7 @@ class Distributor:
         if _is_pause(group):
             assert isinstance(group, tuple)
             return f"{group[1]} {group[2]!r} is paused"
-        if isinstance(group, GangGroup):
+        if group is WAITING_FOR_GANG:
             return self._gangs.words(task)
         if isinstance(group, HeldGroup):
             assert self._holds is not None

@@ -41,18 +41,22 @@ class Gangs:
         object.__setattr__(self, "timeout", timeout)
 
 
-@attrs.frozen
-class GangGroup:
-    """The parking group of a gang's members that wait for the rest (by gang id)."""
-
-    gang: Hashable
+WAITING_FOR_GANG: Hashable = ("waiting for the gang",)
+"""The parking group of every gang member that waits for the rest of its gang (one
+group for all gangs, so the groups looked at on each release stay few)."""
 
 
 @attrs.frozen
 class GangMark:
-    """Part of the parking signature of a gang's leader: the gang it stands for."""
+    """Part of the parking signature of a gang's leader: its gang's shape (how many
+    members of each placement signature), so gangs that fit alike park together."""
 
-    gang: Hashable
+    shape: Hashable
+
+
+def gang_leaders(group: Hashable) -> bool:
+    """Whether a parking group is of gang leaders waiting for room (one shape)."""
+    return type(group) is tuple and len(group) == 2 and isinstance(group[1], GangMark)
 
 
 @attrs.frozen

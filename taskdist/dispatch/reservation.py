@@ -40,6 +40,17 @@ def _every_pool() -> Pool:
     return Pool()
 
 
+_EVERY_WORKER = Pool()
+
+
+def _no_worker(worker: WorkerState) -> bool:
+    return False
+
+
+NOWHERE: Filter = _no_worker
+"""The filter ``Holds.narrow`` gives a task that no worker may take now."""
+
+
 @attrs.frozen
 class Reservation:
     """Hold ``share`` of a pool's slots for tasks of priority ``<= priority_at_most``.
@@ -254,9 +265,10 @@ class Holds:
         gang: Sequence[Task] | None = None,
     ) -> tuple[Filter | None, Hashable, Hashable]:
         """``(filter, signature mark, parking group)`` for ``task``: the filter keeps it
-        off what is held for others; the mark (or ``None``) joins its parking signature;
-        the group (or ``None``) is where it parks if no worker is left. A gang's member
-        is checked as the whole ``gang``'s slots."""
+        off what is held for others (:data:`NOWHERE` if that is every worker); the mark
+        (or ``None``) joins its parking signature; the group (or ``None``) is where it
+        parks if no worker is left. A gang's member is checked as the whole ``gang``'s
+        slots."""
         mark: Hashable = None
         group: Hashable = None
         for index, reservation in enumerate(self._reservations):
@@ -264,8 +276,10 @@ class Holds:
                 continue
             slots = sum(_slots(member) for member in gang) if gang else _slots(task)
             if not self._room(index, slots):
-                filter_ = both(_outside(reservation.pool), filter_)
                 mark = group = HeldGroup(index)
+                if reservation.pool == _EVERY_WORKER:  # no need to look: none is left
+                    return NOWHERE, mark, group
+                filter_ = both(_outside(reservation.pool), filter_)
         holder = self._holder
         if holder is not None and holder != task.id and not self._may_backfill(task, now):
             reserved = self._worker
