@@ -21,7 +21,7 @@ from taskdist.balancing.base import Balancer, check_balancer
 from taskdist.balancing.least_load import LeastConnections
 from taskdist.clock import Clock
 from taskdist.dispatch._parking import GATES, ParkingLot, signature
-from taskdist.dispatch._placement import PlacementRules
+from taskdist.dispatch._placement import PlacementRules, both
 from taskdist.dispatch._records import (
     _BREAKER,
     _ESCALATE,
@@ -1004,15 +1004,18 @@ class Distributor:
                 return False
         if task.gang is not None and self._gangs.waiting(task.id):
             return self._plan_gang(task)
-        filter_, balancer, placement = self._rules.of(task)
-        parking = None
+        parking = mark = None
+        extra: Callable[[WorkerState], bool] | None = None
         if self._holds is not None:  # capacity held for others narrows where it may go
-            filter_, mark, parking = self._holds.narrow(task, filter_, self._now())
-            if filter_ is NOWHERE:
+            extra, mark, parking = self._holds.narrow(task, None, self._now)
+            if extra is NOWHERE:
                 self._passed.append((task, parking))
                 return False
-            if mark is not None:
-                placement = (placement, mark)
+        filter_, balancer, placement = self._rules.of(task)
+        if mark is not None:
+            if extra is not None:
+                filter_ = both(extra, filter_)
+            placement = (placement, mark)
         # The signature is needed only when something is blocked already.
         sig = None
         if self._round_blocked or self._lot:
@@ -1836,9 +1839,8 @@ class Distributor:
             return False
         tracker = self._tracker
         holds = self._holds
-        now = self._now()
         if holds is not None:
-            held = holds.narrow(task, None, now, gang=members)
+            held = holds.narrow(task, None, self._now, gang=members)
             if held[0] is NOWHERE:
                 self._passed.append((task, held[2]))
                 return False
@@ -1847,7 +1849,7 @@ class Distributor:
             for member in members:
                 filter_, balancer, _ = self._rules.of(member)
                 if holds is not None:
-                    filter_ = holds.narrow(member, filter_, now, gang=members)[0]
+                    filter_ = holds.narrow(member, filter_, self._now, gang=members)[0]
                     if filter_ is NOWHERE:
                         break
                 worker = balancer.choose(member, tracker, filter_)

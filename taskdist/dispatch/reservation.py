@@ -175,6 +175,8 @@ class Holds:
         "_capacity",
         "_counted",
         "_due",
+        "_everywhere",
+        "_groups",
         "_held",
         "_holder",
         "_holder_task",
@@ -201,7 +203,9 @@ class Holds:
         self._wake = wake
         # Per reservation: the pool's slots (with the membership version they were
         # summed at) and the slots its less urgent tasks hold.
-        self._capacity: list[tuple[int, float]] = [(-1, 0.0)] * len(self._reservations)
+        self._capacity = [_UNSEEN] * len(self._reservations)
+        self._groups = tuple(HeldGroup(index) for index in range(len(self._reservations)))
+        self._everywhere = tuple(r.pool == _EVERY_WORKER for r in self._reservations)
         self._held = [0.0] * len(self._reservations)
         # task id -> [(reservation index, slots)] it is counted under while leased.
         self._counted: dict[Hashable, list[tuple[int, float]]] = {}
@@ -233,27 +237,25 @@ class Holds:
 
     # -- the urgent share ---------------------------------------------------------
 
-    def _pool_slots(self, index: int) -> float:
+    def _pool_slots(self, index: int) -> tuple[float, float]:
+        """The pool's slots, and how many of them the less urgent may hold."""
         version = self._tracker.membership_version
-        seen, slots = self._capacity[index]
+        seen, slots, limit = self._capacity[index]
         if seen != version:
-            pool = self._reservations[index].pool
+            reservation = self._reservations[index]
+            pool = reservation.pool
             slots = sum(
                 w.capacity.get("slots", 0.0) for w in self._tracker.workers() if pool.admits(w)
             )
-            self._capacity[index] = (version, slots)
-        return slots
+            limit = slots - reservation.reserved(slots) + 1e-9
+            self._capacity[index] = (version, slots, limit)
+        return slots, limit
 
     def workers_changed(self) -> None:
         """A worker's capacity or pool may have changed: sum the pools again, wake all."""
-        self._capacity = [(-1, 0.0)] * len(self._reservations)
-        for index in range(len(self._reservations)):
-            self._wake(HeldGroup(index), None)
-
-    def _room(self, index: int, slots: float) -> bool:
-        reservation = self._reservations[index]
-        capacity = self._pool_slots(index)
-        return self._held[index] + slots <= capacity - reservation.reserved(capacity) + 1e-9
+        self._capacity = [_UNSEEN] * len(self._reservations)
+        for group in self._groups:
+            self._wake(group, None)
 
     # -- what dispatch asks ---------------------------------------------------------
 
@@ -261,27 +263,30 @@ class Holds:
         self,
         task: Task,
         filter_: Filter | None,
-        now: float,
+        now: Callable[[], float],
         gang: Sequence[Task] | None = None,
     ) -> tuple[Filter | None, Hashable, Hashable]:
         """``(filter, signature mark, parking group)`` for ``task``: the filter keeps it
         off what is held for others (:data:`NOWHERE` if that is every worker); the mark
         (or ``None``) joins its parking signature; the group (or ``None``) is where it
         parks if no worker is left. A gang's member is checked as the whole ``gang``'s
-        slots."""
+        slots. ``now`` is the clock, read only while a backfill reservation is held."""
         mark: Hashable = None
         group: Hashable = None
+        priority = task.priority
+        slots = None
         for index, reservation in enumerate(self._reservations):
-            if reservation.urgent(task):
+            if priority <= reservation.priority_at_most:
                 continue
-            slots = sum(_slots(member) for member in gang) if gang else _slots(task)
-            if not self._room(index, slots):
-                mark = group = HeldGroup(index)
-                if reservation.pool == _EVERY_WORKER:  # no need to look: none is left
+            if slots is None:
+                slots = sum(_slots(member) for member in gang) if gang else _slots(task)
+            if self._held[index] + slots > self._pool_slots(index)[1]:
+                mark = group = self._groups[index]
+                if self._everywhere[index]:  # no need to look: no worker is left
                     return NOWHERE, mark, group
                 filter_ = both(_outside(reservation.pool), filter_)
         holder = self._holder
-        if holder is not None and holder != task.id and not self._may_backfill(task, now):
+        if holder is not None and holder != task.id and not self._may_backfill(task, now()):
             reserved = self._worker
             filter_ = both(lambda worker: worker.id != reserved, filter_)
             mark = BackfillMark(mark)
@@ -375,8 +380,11 @@ class Holds:
         elif worker.id == self._worker:
             self._version += 1
         counted = None
+        priority = task.priority
         for index, reservation in enumerate(self._reservations):
-            if not reservation.urgent(task) and reservation.pool.admits(worker):
+            if priority > reservation.priority_at_most and (
+                self._everywhere[index] or reservation.pool.admits(worker)
+            ):
                 slots = _slots(task)
                 self._held[index] += slots
                 if counted is None:
@@ -392,7 +400,7 @@ class Holds:
         if counted is not None:
             for index, slots in counted:
                 self._held[index] -= slots
-                self._wake(HeldGroup(index), max(1, math.ceil(slots)))
+                self._wake(self._groups[index], max(1, math.ceil(slots)))
 
     def finished(self, task_id: Hashable) -> bool:
         """``task_id`` left for good; ``True`` if that ended the backfill reservation."""
@@ -406,12 +414,15 @@ class Holds:
     def words(self, group: HeldGroup) -> str:
         """Why a task in ``group`` waits, for ``explain``."""
         index = group.index
-        capacity = self._pool_slots(index)
+        capacity = self._pool_slots(index)[0]
         reservation = self._reservations[index]
         return (
             f"held for reservation: the {reservation.label} keeps "
             f"{reservation.reserved(capacity):g} of {capacity:g} slots"
         )
+
+
+_UNSEEN = (-1, 0.0, 0.0)
 
 
 def _outside(pool: Pool) -> Filter:
