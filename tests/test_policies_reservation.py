@@ -62,17 +62,29 @@ def test_an_urgent_task_may_take_any_free_slot() -> None:
     assert len(d.dispatch()) == 5
 
 
-def test_held_tasks_wake_one_per_slot_as_less_urgent_work_finishes() -> None:
+def test_each_dispatch_wakes_one_held_task_per_free_unreserved_slot() -> None:
     d, _, events = cluster(5, reservations=[URGENT])
-    for i in range(6):
+    for i in range(7):
         d.submit(Task(f"bulk{i}", priority=3))
     first = [a.task.id for a in d.dispatch()]
     assert first == ["bulk0", "bulk1", "bulk2", "bulk3"]
     events.clear()
     d.complete("bulk0")
-    assert [e.task_id for e in events if e.kind is EventKind.UNPARKED] == ["bulk4"]
-    assert [a.task.id for a in d.dispatch()] == ["bulk4"]
-    assert d.state_of("bulk5") is TaskState.PARKED
+    d.complete("bulk1")
+    assert [a.task.id for a in d.dispatch()] == ["bulk4", "bulk5"]
+    assert [e.task_id for e in events if e.kind is EventKind.UNPARKED] == ["bulk4", "bulk5"]
+    assert d.state_of("bulk6") is TaskState.PARKED
+
+
+def test_a_held_task_is_woken_even_when_the_one_woken_before_it_left() -> None:
+    d, _, _ = cluster(2, reservations=[Reservation(priority_at_most=1, share=0.5)])
+    for i in range(3):
+        d.submit(Task(f"bulk{i}", priority=3))
+    d.dispatch()
+    d.complete("bulk0")
+    d.tick()
+    d.cancel("bulk1")  # parked or woken: it leaves before it runs
+    assert [a.task.id for a in d.dispatch()] == ["bulk2"]
 
 
 def test_a_reservation_on_a_pool_leaves_the_other_workers_alone() -> None:

@@ -914,7 +914,10 @@ class Distributor:
         if task.gang is not None:
             self._join_gang(task, now, completes)
         if eviction is None:
-            return SubmitResult(task_id, True, self._state_of(task_id, now))
+            if self._holds is not None and completes:
+                self._hold_on_arrival(task, now)
+            state = TaskState.PARKED if task_id in self._lot else TaskState.QUEUED
+            return SubmitResult(task_id, True, state)
         self._dead_letter_eviction(eviction, now)
         return SubmitResult(task_id, True, self._state_or_none(task_id, now) or TaskState.DEAD)
 
@@ -949,6 +952,8 @@ class Distributor:
         try:
             now = self._now()
             self._run_due(now)
+            if self._holds is not None:  # tasks held for a reservation that has room now
+                self._holds.wake_held(self._lot.has_group)
             made: list[Assignment] = []
             tracker = self._tracker
             queue = self._queue
@@ -1946,6 +1951,17 @@ class Distributor:
                 state=TaskState.PARKED,
                 at=holds.due(now),
             )
+
+    def _hold_on_arrival(self, task: Task, now: float) -> None:
+        """A task that arrives while a reservation over every worker keeps it out is held
+        at once, as the next dispatch would hold it, without being looked at there."""
+        assert self._holds is not None
+        if task.gang is not None and self._gangs.waiting(task.id):
+            return  # a gang's leader is checked for its whole gang when dispatch offers it
+        keep_out, _, group = self._holds.narrow(task, None, self._now)
+        if keep_out is NOWHERE:
+            self._passed.append((task, group))
+            self._park_passed(now)
 
     def _wake_backfill_groups(self) -> None:
         """The backfill reservation ended: the tasks it kept off its worker may go there."""

@@ -59,9 +59,10 @@ class Reservation:
     reserved part is ``share`` of it, rounded up (so any share above 0 holds
     at least one slot). Less urgent tasks together hold at most the rest of
     the pool's slots; an urgent task may take any free slot. A task kept out
-    is parked ("held for reservation") and woken, one per slot, as the less
-    urgent tasks in the pool finish. Checking a task is O(1); the pool's
-    capacity is summed again, O(workers), when the workers change.
+    is parked ("held for reservation"); each dispatch first wakes as many
+    held tasks as the unreserved part has free slots, oldest parked first.
+    Checking a task is O(1); the pool's capacity is summed again, O(workers),
+    when the workers change.
 
     >>> urgent = Reservation(priority_at_most=1, share=0.2)
     >>> urgent.reserved(capacity=12), urgent.urgent(Task("page", priority=0))
@@ -136,7 +137,7 @@ class Backfill:
         return task.gang is None and bool(self.when(task))
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class HeldGroup:
     """The parking group of the tasks a :class:`Reservation` keeps out (by its index)."""
 
@@ -393,14 +394,24 @@ class Holds:
         return ended
 
     def released(self, task: Task, worker_id: Hashable) -> None:
-        """``task`` left ``worker_id``; wake one held task per slot it gave back. O(1)."""
+        """``task`` left ``worker_id``. O(reservations)."""
         if worker_id == self._worker:
             self._version += 1
         counted = self._counted.pop(task.id, None)
         if counted is not None:
             for index, slots in counted:
                 self._held[index] -= slots
-                self._wake(self._groups[index], max(1, math.ceil(slots)))
+
+    def wake_held(self, parked: Callable[[Hashable], bool]) -> None:
+        """Before a dispatch: wake as many held tasks as each reservation has room for
+        (one per free slot, oldest parked first; ``parked(group)`` says whether any
+        waits). A woken task that still does not fit is held again. O(reservations)
+        plus the tasks woken."""
+        for index, group in enumerate(self._groups):
+            if parked(group):
+                room = self._pool_slots(index)[1] - self._held[index]
+                if room > 0:
+                    self._wake(group, max(1, math.floor(room)))
 
     def finished(self, task_id: Hashable) -> bool:
         """``task_id`` left for good; ``True`` if that ended the backfill reservation."""
@@ -430,6 +441,8 @@ def _outside(pool: Pool) -> Filter:
 
 
 def _slots(task: Task) -> float:
+    if not task.resources:
+        return 1.0  # the usual task: one slot
     return demand_of(task).get("slots", 0.0)
 
 
