@@ -7,13 +7,13 @@ from collections.abc import Hashable
 from typing import Any
 
 import pytest
+from distributor_support import on_slots as cluster
 from hostile import assert_refused
 from hypothesis import given
 from hypothesis import strategies as st
 
 from taskdist import (
     Distributor,
-    Event,
     EventKind,
     Gangs,
     InvalidArgumentError,
@@ -22,21 +22,11 @@ from taskdist import (
     Reason,
     Task,
     TaskState,
-    Worker,
 )
 
 
 def member(gang: str, index: int, size: int, **fields: Any) -> Task:
     return Task(f"{gang}-{index}", gang=gang, gang_size=size, **fields)
-
-
-def cluster(*capacities: int, **kwargs: Any) -> tuple[Distributor, ManualClock, list[Event]]:
-    clock = ManualClock()
-    events: list[Event] = []
-    d = Distributor(clock, lease=None, on_event=events.append, **kwargs)
-    for i, capacity in enumerate(capacities):
-        d.add_worker(Worker(f"w{i}", capacity=capacity))
-    return d, clock, events
 
 
 def test_members_wait_parked_until_the_gang_is_complete_then_start_in_one_dispatch() -> None:

@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 import pytest
+from distributor_support import on_slots as cluster
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,16 +26,6 @@ from taskdist import (
     TaskState,
     Worker,
 )
-
-
-def cluster(*capacities: int, **kwargs: Any) -> tuple[Distributor, ManualClock, list[Event]]:
-    clock = ManualClock()
-    events: list[Event] = []
-    d = Distributor(clock, lease=None, on_event=events.append, **kwargs)
-    for i, capacity in enumerate(capacities):
-        d.add_worker(Worker(f"w{i}", capacity=capacity))
-    return d, clock, events
-
 
 URGENT = Reservation(priority_at_most=1, share=0.2)
 
@@ -195,64 +186,56 @@ def test_urgent_work_never_waits_while_reserved_capacity_is_free(
 # -- backfill -----------------------------------------------------------------------------
 
 
-def busy_pair() -> tuple[Distributor, ManualClock, list[Event]]:
-    """Two workers of 4 slots, running tasks that end at 10, 20, ... 80."""
+def big_waits_behind_small(*others: Task) -> tuple[Distributor, ManualClock, list[Event]]:
+    """Two workers of 4 slots, running tasks that end at 10, 20, ... 80; then a task that
+    needs a whole worker arrives, and ``others`` after it."""
     d, clock, events = cluster(4, 4, backfill=Backfill())
     for i in range(8):
         d.submit(Task(f"s{i}", cost=10.0 * (i + 1)))
     d.dispatch()
+    d.submit(Task("big", resources={"slots": 4}, cost=5.0))
+    for task in others:
+        d.submit(task)
     return d, clock, events
 
 
+def finish(d: Distributor, clock: ManualClock, task_id: str, at: float) -> list[tuple[str, str]]:
+    """At ``at``, ``task_id`` completes; what the next dispatch places, and where."""
+    clock.set(at)
+    d.complete(task_id)
+    return [(str(a.task.id), str(a.worker_id)) for a in d.dispatch()]
+
+
 def test_a_large_task_gets_the_worker_where_it_can_start_soonest() -> None:
-    d, clock, events = busy_pair()
-    d.submit(Task("big", resources={"slots": 4}, cost=5.0))
-    clock.set(10.0)
-    d.complete("s0")
-    d.dispatch()
+    d, clock, events = big_waits_behind_small()
+    finish(d, clock, "s0", at=10.0)
     reserved = [e for e in events if e.kind is EventKind.RESERVED]
     assert [(e.task_id, e.worker_id, e.at) for e in reserved] == [("big", "w0", 70.0)]
     assert d.explain("big").endswith("; worker 'w0' reserved for it from 70")
 
 
 def test_short_tasks_backfill_the_reserved_worker_and_long_ones_wait() -> None:
-    d, clock, _ = busy_pair()
-    d.submit(Task("big", resources={"slots": 4}, cost=5.0))
-    d.submit(Task("long", cost=100.0))
-    d.submit(Task("short", cost=50.0))
-    clock.set(10.0)
-    d.complete("s0")  # a slot frees on w0, the reserved worker
-    assert [(a.task.id, a.worker_id) for a in d.dispatch()] == [("short", "w0")]
+    d, clock, _ = big_waits_behind_small(Task("long", cost=100.0), Task("short", cost=50.0))
+    assert finish(d, clock, "s0", at=10.0) == [("short", "w0")]  # w0 is the reserved one
     assert "held for reservation: worker 'w0' is reserved for 'big' from 70" in d.explain("long")
-    clock.set(20.0)
-    d.complete("s1")  # w1 is not reserved: the long task goes there
-    assert [(a.task.id, a.worker_id) for a in d.dispatch()] == [("long", "w1")]
+    assert finish(d, clock, "s1", at=20.0) == [("long", "w1")]  # w1 is not reserved
 
 
 def test_the_reserved_task_starts_when_its_worker_has_room_and_the_reservation_ends() -> None:
-    d, clock, events = busy_pair()
-    d.submit(Task("big", resources={"slots": 4}, cost=5.0))
-    d.submit(Task("long", cost=100.0))
-    for i, now in enumerate([10.0, 30.0, 50.0, 70.0]):
-        clock.set(now)
-        d.complete(f"s{2 * i}")
-        made = d.dispatch()
-    assert [(a.task.id, a.worker_id) for a in made] == [("big", "w0")]
+    d, clock, events = big_waits_behind_small(Task("long", cost=100.0))
+    for i, now in enumerate([10.0, 30.0, 50.0]):
+        assert finish(d, clock, f"s{2 * i}", at=now) == []
+    assert finish(d, clock, "s6", at=70.0) == [("big", "w0")]
     assert d.state_of("long") in (TaskState.QUEUED, TaskState.PARKED)  # w1 is still full
-    clock.set(80.0)
-    d.complete("s7")
-    assert [a.task.id for a in d.dispatch()] == ["long"]
+    assert finish(d, clock, "s7", at=80.0) == [("long", "w1")]
     assert sum(1 for e in events if e.kind is EventKind.RESERVED) == 1
 
 
 def test_a_task_ending_exactly_at_the_reserved_start_is_backfilled() -> None:
-    d, clock, _ = busy_pair()
-    d.submit(Task("big", resources={"slots": 4}, cost=5.0))
-    d.submit(Task("too-long", cost=60.5))
-    d.submit(Task("just-in-time", cost=60.0))
-    clock.set(10.0)
-    d.complete("s0")
-    assert [a.task.id for a in d.dispatch()] == ["just-in-time"]
+    d, clock, _ = big_waits_behind_small(
+        Task("too-long", cost=60.5), Task("just-in-time", cost=60.0)
+    )
+    assert finish(d, clock, "s0", at=10.0) == [("just-in-time", "w0")]
 
 
 def test_a_task_that_fits_beside_the_reserved_one_may_use_the_worker_meanwhile() -> None:
@@ -269,12 +252,8 @@ def test_a_task_that_fits_beside_the_reserved_one_may_use_the_worker_meanwhile()
 
 
 def test_cancelling_the_reserved_task_frees_its_worker_for_everyone() -> None:
-    d, clock, _ = busy_pair()
-    d.submit(Task("big", resources={"slots": 4}, cost=5.0))
-    d.submit(Task("long", cost=100.0))
-    clock.set(10.0)
-    d.complete("s0")
-    assert d.dispatch() == []
+    d, clock, _ = big_waits_behind_small(Task("long", cost=100.0))
+    assert finish(d, clock, "s0", at=10.0) == []
     d.cancel("big")
     assert [(a.task.id, a.worker_id) for a in d.dispatch()] == [("long", "w0")]
 
