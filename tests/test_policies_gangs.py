@@ -22,6 +22,7 @@ from taskdist import (
     Reason,
     Task,
     TaskState,
+    Worker,
 )
 
 
@@ -63,6 +64,16 @@ def test_a_complete_gang_waits_until_every_member_fits_at_once() -> None:
     assert "placed all together with 'g1-3'" in d.explain("g1-0")
     d.complete("busy")
     assert len(d.dispatch()) == 4
+
+
+def test_gangs_waiting_for_room_all_start_when_room_for_all_comes() -> None:
+    d, _, _ = cluster(1)
+    for gang in ("g1", "g2", "g3"):
+        for i in range(2):
+            d.submit(member(gang, i, 2))
+    assert d.dispatch() == []
+    d.add_worker(Worker("big", capacity=6))
+    assert len(d.dispatch()) == 6
 
 
 def test_a_gang_not_placed_in_time_is_dead_lettered_as_a_whole() -> None:

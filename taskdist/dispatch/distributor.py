@@ -1837,9 +1837,10 @@ class Distributor:
             self._passed.append((task, WAITING_FOR_GANG))
             return False
         members = self._gangs.members(gang)
-        # Gangs of one shape fit or not alike: one group, one try per round.
+        # Gangs of one shape fit or not alike: they wait in one group, woken one at a
+        # time, and one that does not fit blocks the others for the round.
         sig = _group(task, GangMark(frozenset(Counter(signature(m) for m in members).items())))
-        if sig in self._round_blocked or self._lot.has_group(sig):
+        if sig in self._round_blocked:
             self._passed.append((task, sig))
             return False
         tracker = self._tracker
@@ -1913,6 +1914,8 @@ class Distributor:
             permits.append(permit)
         self._gangs.forget(leader.gang)
         self._timers.cancel(GangTimer(leader.gang))
+        # It fit: the next gang of its shape, waiting, may fit too.
+        self._wake_group(self._gang_sig, 1)
         made = []
         for (member, worker, balancer), permit in zip(plan, permits, strict=True):
             if member is not leader:  # from waiting for the gang, through the queue
