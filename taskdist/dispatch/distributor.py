@@ -469,7 +469,7 @@ class Distributor:
                 reservation_list,
                 backfill,
                 tracker,
-                lambda task_id: self._leases[task_id].started_at,
+                self._started_at,
                 self._wake_group,
             )
             if reservation_list or backfill is not None
@@ -1850,14 +1850,19 @@ class Distributor:
             if held[0] is NOWHERE:
                 self._passed.append((task, held[2]))
                 return False
+        # Where each member may go, asked before any is tried on the tracker (what is
+        # held for others is judged on the workers as they are).
+        where = []
+        for member in members:
+            filter_, balancer, _ = self._rules.of(member)
+            if holds is not None:
+                filter_ = holds.narrow(member, filter_, self._now, gang=members)[0]
+            where.append((member, filter_, balancer))
         plan: list[tuple[Task, WorkerState, Balancer]] = []
         try:
-            for member in members:
-                filter_, balancer, _ = self._rules.of(member)
-                if holds is not None:
-                    filter_ = holds.narrow(member, filter_, self._now, gang=members)[0]
-                    if filter_ is NOWHERE:
-                        break
+            for member, filter_, balancer in where:
+                if filter_ is NOWHERE:
+                    break
                 worker = balancer.choose(member, tracker, filter_)
                 if worker is None or not tracker.is_candidate(member, worker.id, filter_):
                     break
@@ -1954,6 +1959,12 @@ class Distributor:
                 state=TaskState.PARKED,
                 at=holds.due(now),
             )
+
+    def _started_at(self, task_id: Hashable) -> float:
+        """When a task on a worker started: its lease's start (a gang member only being
+        tried on the tracker has none yet: it would start now)."""
+        lease = self._leases.get(task_id)
+        return self._now() if lease is None else lease.started_at
 
     def _hold_on_arrival(self, task: Task, now: float) -> None:
         """A task that arrives while a reservation over every worker keeps it out is held
