@@ -14,6 +14,11 @@ Variants:
 Memory: bytes the Distributor holds per queued task beyond the Task
 objects (tracemalloc, after a fill).
 
+With every placement policy on (routes with a fallback step, escalation, a
+reservation for urgent work, backfill, gangs, preemption advice) against the
+bare Distributor on the same task stream: ``bench_cycle_with_every_policy``
+here, and ``benchmarks/compare_policies.py`` for the same-run ratio.
+
 Smoke sizes under plain pytest; ``TASKDIST_BENCH_FULL=1`` for the full
 ones. Run as a script (``python benchmarks/bench_distributor.py``) for the
 Markdown tables recorded in docs/performance.md.
@@ -28,6 +33,8 @@ import tracemalloc
 from collections import deque
 
 import pytest
+from compare_policies import SLOTS
+from compare_policies import Steady as PolicySteady
 from sizing import sizes
 
 from taskdist import CapacityTracker, Distributor, ManualClock, PriorityQueue, Task, Worker
@@ -121,6 +128,16 @@ def bench_assignment_cycle(benchmark, queued: int, unplaceable: float) -> None: 
     benchmark.group = f"distributor cycle, {WORKERS} workers"
     benchmark(steady.cycle)
     assert len(steady.running) == WORKERS  # every cycle made exactly one assignment
+
+
+@pytest.mark.parametrize("with_policies", [False, True], ids=["bare", "every-policy"])
+def bench_cycle_with_every_policy(benchmark, with_policies: bool) -> None:  # type: ignore[no-untyped-def]
+    steady = PolicySteady(QUEUED[-1], with_policies=with_policies)
+    benchmark.group = f"distributor cycle, {WORKERS} workers x {SLOTS} slots, policies"
+    benchmark(steady.cycle)
+    # The reservation keeps a tenth of the slots for urgent work; the rest stay busy.
+    busy = len(steady.d.leases())
+    assert busy >= WORKERS * SLOTS * (0.9 if with_policies else 1.0) - 2
 
 
 def bench_memory_per_queued_task() -> None:

@@ -118,6 +118,8 @@ class Reason(str, enum.Enum):
     """A retry would have exceeded the retry budget, whose policy is to dead-letter."""
     NOT_RETRYABLE = "not_retryable"
     """It failed with an error the retry policy does not retry (or the host said so)."""
+    GANG_TIMEOUT = "gang_timeout"
+    """Its gang could not be placed all together within the gang timeout (see ``Gangs``)."""
 
 
 def _skills(value: Iterable[str]) -> frozenset[str]:
@@ -187,6 +189,8 @@ class Task:
       1e18``; ``cost`` and each ``resources`` amount: ``0 <= x <= 1e18``.
     - ``max_attempts``: an int ``>= 1``; ``zone``: a non-empty ``str``;
       ``requires``: a collection of non-empty ``str``.
+    - ``gang`` (hashable, as ``group``) and ``gang_size`` (an int ``>= 1``):
+      both or neither.
 
     Equality compares every field; the hash is the id's, so a task whose
     ``payload`` is a dict can still be hashed. Immutable, so safe to share
@@ -225,6 +229,10 @@ class Task:
     """Opaque data for the host; taskdist never looks inside."""
     preemptible: bool = True
     """Whether a more urgent task may ask for it to be preempted (see ``Preemption``)."""
+    gang: Hashable | None = None
+    """Tasks of one gang start together or not at all (see ``Gangs``); needs ``gang_size``."""
+    gang_size: int | None = None
+    """How many tasks the gang has (>= 1); every member says the same."""
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.preemptible, bool):
@@ -255,6 +263,8 @@ class Task:
             check_id(self.group, "Task.group")
         if self.zone is not None:
             _check_zone(self.zone, "Task.zone")
+        if self.gang is not None or self.gang_size is not None:
+            _check_gang(self.gang, self.gang_size)
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -268,7 +278,17 @@ class Task:
 
     def __repr__(self) -> str:
         fields = [f"{self.id!r}", f"priority={self.priority!r}"]
-        for name in ("deadline", "tenant", "key", "ttl", "max_attempts", "group", "zone"):
+        for name in (
+            "deadline",
+            "tenant",
+            "key",
+            "ttl",
+            "max_attempts",
+            "group",
+            "zone",
+            "gang",
+            "gang_size",
+        ):
             value = getattr(self, name)
             if value is not None:
                 fields.append(f"{name}={value!r}")
@@ -279,6 +299,16 @@ class Task:
         if self.resources:
             fields.append(f"resources={dict(self.resources)!r}")
         return f"Task({', '.join(fields)})"
+
+
+def _check_gang(gang: Hashable | None, size: int | None) -> None:
+    if gang is None or size is None:
+        raise InvalidArgumentError(
+            f"Task.gang and Task.gang_size go together (a gang's members all know its "
+            f"size), got gang={shown(gang)}, gang_size={shown(size)}"
+        )
+    check_id(gang, "Task.gang")
+    check_int(size, "Task.gang_size", minimum=1)
 
 
 def _rebuild_task(fields: dict[str, Any]) -> Task:

@@ -78,6 +78,14 @@ def build(
     return Recorded(clock, distributor, events)
 
 
+def on_slots(*capacities: int, **options: Any) -> tuple[Distributor, ManualClock, list[Event]]:
+    """``(distributor, clock, events)``: as :func:`build`, leases off unless given, over
+    workers ``w0, w1, ...`` with these capacities."""
+    options.setdefault("lease", None)
+    run = build(*(Worker(f"w{i}", capacity=c) for i, c in enumerate(capacities)), **options)
+    return run.d, run.clock, run.events
+
+
 class SpyBalancer(LeastConnections):
     """LeastConnections that counts every call it gets: ``choose`` per task id, and each hook."""
 

@@ -1323,6 +1323,8 @@ POLICY_EVENT_KINDS = {
     EventKind.PREEMPT,
     EventKind.PREEMPTED,
     EventKind.THROTTLED,
+    EventKind.RESERVED,
+    EventKind.GANG_READY,
 }
 
 

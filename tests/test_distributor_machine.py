@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Hashable
+from typing import Any
 
 import pytest
 from hypothesis import assume, settings
@@ -32,18 +33,21 @@ from hypothesis.stateful import (
 )
 
 from taskdist import (
+    Backfill,
     CapacityTracker,
     CircuitBreaker,
     Distributor,
     Event,
     EventKind,
     FairScheduler,
+    Gangs,
     Health,
     ManualClock,
     PoolGate,
     Quota,
     RateGate,
     RateLimiter,
+    Reservation,
     ResourcePool,
     RetryPolicy,
     Task,
@@ -102,6 +106,7 @@ class DistributorMachine(RuleBasedStateMachine):
         self.events: list[Event] = []
         self.distributor = Distributor(
             self.clock,
+            **self.policies(),
             queue=FairScheduler(self.clock, quotas={"alice": Quota(max_concurrent=QUOTA)}),
             tracker=CapacityTracker(self.clock),
             breaker=lambda _: CircuitBreaker(
@@ -121,6 +126,10 @@ class DistributorMachine(RuleBasedStateMachine):
         self.lapsed: dict[Hashable, int] = {}
         self.workers: set[str] = set()
         self.seen = 0  # events applied so far
+
+    def policies(self) -> dict[str, Any]:
+        """Placement policies switched on (none here; a variant below adds some)."""
+        return {}
 
     # -- following the events ------------------------------------------------
 
@@ -340,3 +349,74 @@ class DistributorMachine(RuleBasedStateMachine):
 
 DistributorMachine.TestCase.settings = settings(DistributorMachine.TestCase.settings)
 TestDistributorMachine = DistributorMachine.TestCase
+
+
+class PolicyDistributorMachine(DistributorMachine):
+    """The same machine with capacity reserved for urgent work, backfill for large
+    tasks and gangs: the invariants above hold, and no gang is ever partly placed
+    (a gang's members start in one dispatch, all of them, or none does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # gang -> (size, members submitted); gangs still waiting: gang -> member ids.
+        self.gangs: dict[str, tuple[int, list[str]]] = {}
+        self.waiting_gangs: dict[str, set[str]] = {}
+
+    def policies(self) -> dict[str, Any]:
+        return {
+            "reservations": [Reservation(priority_at_most=1, share=0.25)],
+            "backfill": Backfill(),
+            "gangs": Gangs(timeout=30.0),
+        }
+
+    @rule(
+        priority=st.sampled_from([0, 1, 3]), slots=st.sampled_from([1, 2, 3]), i=st.integers(0, 5)
+    )
+    def submit_urgent_or_large(self, priority: int, slots: int, i: int) -> None:
+        task = Task(f"p{i}", priority=priority, resources={"slots": slots}, cost=float(slots))
+        known = task.id in self.model
+        assert self.distributor.submit(task).accepted is not known
+        if not known:
+            self.allowed[task.id] = MAX_ATTEMPTS
+        self.apply_events()
+
+    @rule(data=st.data())
+    def submit_gang_member(self, data: st.DataObject) -> None:
+        open_gangs = sorted(g for g, (size, ids) in self.gangs.items() if len(ids) < size)
+        if open_gangs and data.draw(st.booleans()):
+            gang = data.draw(st.sampled_from(open_gangs))
+        else:
+            gang = f"g{len(self.gangs)}"
+            self.gangs[gang] = (data.draw(st.integers(1, 3)), [])
+        size, ids = self.gangs[gang]
+        task_id = f"{gang}-{len(ids)}"
+        ids.append(task_id)
+        self.distributor.submit(Task(task_id, gang=gang, gang_size=size, cost=2.0))
+        self.allowed[task_id] = MAX_ATTEMPTS
+        self.waiting_gangs.setdefault(gang, set()).add(task_id)
+        self.apply_events()
+
+    def apply_events(self) -> None:
+        start = self.seen
+        super().apply_events()
+        # Gang members that left before their gang started no longer hold it back.
+        for event in self.events[start:]:
+            if event.kind in (EventKind.CANCELLED, EventKind.DEAD_LETTERED):
+                for members in self.waiting_gangs.values():
+                    members.discard(event.task_id)
+
+    @rule(limit=st.sampled_from([None, 1, 2, 3]))
+    def dispatch(self, limit: int | None) -> None:
+        waiting = {gang: set(ids) for gang, ids in self.waiting_gangs.items()}
+        super().dispatch(limit)
+        started = {a.task.id for a in self.distributor.leases()}
+        for gang, members in waiting.items():
+            placed = members & started
+            if placed:
+                assert placed == members, f"gang {gang} partly placed: {placed} of {members}"
+                assert len(members) == self.gangs[gang][0]
+                del self.waiting_gangs[gang]
+
+
+PolicyDistributorMachine.TestCase.settings = settings(PolicyDistributorMachine.TestCase.settings)
+TestPolicyDistributorMachine = PolicyDistributorMachine.TestCase

@@ -16,6 +16,7 @@ from taskdist.dispatch.dead_letter import (
 from taskdist.dispatch.distributor import BreakerFactory, Distributor, SubmitResult
 from taskdist.dispatch.escalation import Escalation
 from taskdist.dispatch.events import Event, EventKind, Listener
+from taskdist.dispatch.gangs import Gangs
 from taskdist.dispatch.intake import (
     ConcurrencyLimit,
     ConcurrencyStrategy,
@@ -25,12 +26,14 @@ from taskdist.dispatch.intake import (
     Verdict,
 )
 from taskdist.dispatch.preemption import Preemption
+from taskdist.dispatch.reservation import Backfill, Reservation
 from taskdist.dispatch.retry_budget import OverBudget, RetryBudget
 from taskdist.dispatch.routing import Pool, Route, Step
 from taskdist.dispatch.stats import AttemptRecord, DistributorStats, TenantCounts, WorkerCounts
 
 __all__ = [
     "AttemptRecord",
+    "Backfill",
     "BreakerFactory",
     "ConcurrencyLimit",
     "ConcurrencyStrategy",
@@ -43,12 +46,14 @@ __all__ = [
     "Escalation",
     "Event",
     "EventKind",
+    "Gangs",
     "IntakePolicy",
     "Listener",
     "OverBudget",
     "Pool",
     "Preemption",
     "RedriveReport",
+    "Reservation",
     "RetryBudget",
     "Route",
     "Step",

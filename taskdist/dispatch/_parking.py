@@ -9,6 +9,7 @@ wakes exactly the group it concerns and no dispatch looks at a parked task.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 
 from taskdist.task import Task
@@ -40,23 +41,32 @@ class ParkingLot:
     __slots__ = ("_group_of", "_groups")
 
     def __init__(self) -> None:
-        self._groups: dict[Hashable, dict[Hashable, Task]] = {}
+        # Ordered dicts: taking the oldest of a group stays O(1) however many were taken
+        # before (a plain dict would scan the holes its deletions left at the front).
+        self._groups: dict[Hashable, OrderedDict[Hashable, Task]] = {}
         self._group_of: dict[Hashable, Hashable] = {}
 
     def park(self, task: Task, group: Hashable) -> None:
         """Add ``task`` (not already parked) to ``group``. O(1)."""
         members = self._groups.get(group)
         if members is None:
-            members = self._groups[group] = {}
+            members = self._groups[group] = OrderedDict()
         members[task.id] = task
         self._group_of[task.id] = group
 
-    def take(self, group: Hashable) -> list[Task]:
-        """Remove and return every task of ``group``, oldest parked first (none if empty). O(k)."""
-        members = self._groups.pop(group, None)
+    def take(self, group: Hashable, limit: int | None = None) -> list[Task]:
+        """Remove and return every task of ``group`` (at most ``limit``), oldest parked
+        first (none if empty). O(k) for the k taken."""
+        members = self._groups.get(group)
         if members is None:
             return []
         group_of = self._group_of
+        if limit is not None and limit < len(members):
+            taken = [members.popitem(last=False)[1] for _ in range(limit)]
+            for task in taken:
+                del group_of[task.id]
+            return taken
+        del self._groups[group]
         for task_id in members:
             del group_of[task_id]
         return list(members.values())

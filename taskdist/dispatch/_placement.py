@@ -95,7 +95,7 @@ class PlacementRules:
             def open_(worker: WorkerState) -> bool:
                 return not any(pool.admits(worker) for pool in closed)
 
-        self._base = _both(open_, self._breakers) if open_ is not None else self._breakers
+        self._base = both(open_, self._breakers) if open_ is not None else self._breakers
         self._filters.clear()
 
     @property
@@ -174,7 +174,7 @@ class PlacementRules:
         filter_ = self._base
         pool = self._pools.get(task_id)
         if pool is not None:
-            filter_ = _both(pool.admits, self._base)
+            filter_ = both(pool.admits, self._base)
             where = None
         elif where is not None:
             assert self._router is not None
@@ -183,10 +183,10 @@ class PlacementRules:
             balancer = step.balancer or route.balancer or balancer
             filter_ = self._filters.get(where)
             if filter_ is None:
-                filter_ = self._filters[where] = _both(step.pool.admits, self._base)
+                filter_ = self._filters[where] = both(step.pool.admits, self._base)
         pin = self._pins.get(task_id)
         if pin is not None:
-            filter_ = _both(_only(pin), filter_)
+            filter_ = both(_only(pin), filter_)
         if where is None and pin is None and pool is None:
             return filter_, balancer, None
         return filter_, balancer, (where, pin, pool)
@@ -203,10 +203,10 @@ class PlacementRules:
             base = self._router.routes[where[0]].steps[where[1]].pool.admits
         pin = self._pins.get(task.id)
         if pin is not None:
-            base = _both(_only(pin), base)
+            base = both(_only(pin), base)
         closed = tuple(self._closed)
         if closed:
-            base = _both(lambda worker: not any(p.admits(worker) for p in closed), base)
+            base = both(lambda worker: not any(p.admits(worker) for p in closed), base)
         return base
 
     def describe(self, task_id: Hashable) -> str:
@@ -230,7 +230,8 @@ def _only(worker_id: Hashable) -> Filter:
     return lambda worker: worker.id == worker_id
 
 
-def _both(first: Filter, second: Filter | None) -> Filter:
+def both(first: Filter, second: Filter | None) -> Filter:
+    """A filter both must pass (``second`` may be ``None``: ``first`` alone)."""
     if second is None:
         return first
     return lambda worker: first(worker) and second(worker)

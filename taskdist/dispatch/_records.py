@@ -30,6 +30,7 @@ _TTL: Final = "ttl"
 _BREAKER: Final = "breaker"
 _STEP: Final = "step"
 _ESCALATE: Final = "escalate"
+_GANG: Final = "gang"
 _WAITING: Final = frozenset((TaskState.QUEUED, TaskState.PARKED, TaskState.RETRYING))
 _REFUSING: Final = frozenset((CircuitState.OPEN, CircuitState.FORCED_OPEN))
 _WORKER_FIELDS: Final = frozenset(("capacity", "weight", "skills", "zone", "cost"))

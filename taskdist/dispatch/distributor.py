@@ -21,11 +21,12 @@ from taskdist.balancing.base import Balancer, check_balancer
 from taskdist.balancing.least_load import LeastConnections
 from taskdist.batching.optimizer import BatchOptimizer
 from taskdist.clock import Clock
-from taskdist.dispatch._parking import GATES, ParkingLot
-from taskdist.dispatch._placement import PlacementRules
+from taskdist.dispatch._parking import GATES, ParkingLot, signature
+from taskdist.dispatch._placement import PlacementRules, both
 from taskdist.dispatch._records import (
     _BREAKER,
     _ESCALATE,
+    _GANG,
     _HEALTH_RANK,
     _LEASE,
     _REFUSING,
@@ -62,8 +63,24 @@ from taskdist.dispatch._timers import Timers
 from taskdist.dispatch.dead_letter import DeadLetterQueue
 from taskdist.dispatch.escalation import Escalation
 from taskdist.dispatch.events import Event, EventKind, Listener
+from taskdist.dispatch.gangs import (
+    WAITING_FOR_GANG,
+    GangBook,
+    GangMark,
+    Gangs,
+    GangTimer,
+)
+from taskdist.dispatch.gangs import gang_leaders as _gang_leaders
 from taskdist.dispatch.intake import IntakePolicy, Verdict
 from taskdist.dispatch.preemption import Preemption
+from taskdist.dispatch.reservation import (
+    NOWHERE,
+    Backfill,
+    HeldGroup,
+    Holds,
+    Reservation,
+    backfill_group,
+)
 from taskdist.dispatch.retry_budget import RetryBudget
 from taskdist.dispatch.routing import Pool, Route, Router
 from taskdist.dispatch.stats import AttemptRecord, DistributorStats, TenantCounts, WorkerCounts
@@ -158,6 +175,8 @@ class _Joiner:
 
     def _placeable_here(self, task: Task) -> bool:
         d = self.d
+        if task.gang is not None:  # a gang starts as a whole, never inside a batch
+            return False
         paused = d._paused
         if (paused["tenant"] or paused["key"]) and _held_by(paused, task) is not None:
             return False
@@ -169,6 +188,10 @@ class _Joiner:
             except InvalidArgumentError:
                 return False
         where = d._rules.of(task)[0]
+        if d._holds is not None:  # capacity held for others is not the batch's either
+            where = d._holds.narrow(task, where, d._now)[0]
+            if where is NOWHERE:
+                return False
         return d._tracker.is_candidate(task, self.worker.id, where)
 
 
@@ -333,10 +356,14 @@ class Distributor:
         "_events",
         "_finished",
         "_flushing",
+        "_gang_plan",
+        "_gang_sig",
+        "_gangs",
         "_gate_list",
         "_gates",
         "_group_leased",
         "_group_live",
+        "_holds",
         "_intake",
         "_learning_gates",
         "_lease",
@@ -382,6 +409,9 @@ class Distributor:
         routes: Iterable[Route] | None = None,
         escalation: Escalation | None = None,
         preemption: Preemption | None = None,
+        reservations: Reservation | Iterable[Reservation] = (),
+        backfill: Backfill | None = None,
+        gangs: Gangs | None = None,
         intake: Iterable[IntakePolicy] = (),
         retry_budget: RetryBudget | None = None,
         batcher: BatchOptimizer | None = None,
@@ -415,6 +445,13 @@ class Distributor:
             preemption: when an urgent task finds every worker that could run it
                 full, emit a ``preempt`` event naming running tasks to give
                 back (see :class:`~taskdist.Preemption`); ``None``: never.
+            reservations: shares of pools held for urgent tasks (see
+                :class:`~taskdist.Reservation`).
+            backfill: reserve a worker for the next large task that finds no room,
+                and let only tasks that end in time use it meanwhile (see
+                :class:`~taskdist.Backfill`); ``None``: no such reservation.
+            gangs: how long a gang (tasks with ``gang``) may wait to start all
+                together (see :class:`~taskdist.Gangs`; default: ``Gangs()``).
             intake: rules on arriving tasks by key (``ConcurrencyLimit``,
                 ``Debounce``, ``Throttle``); one that is also a gate gates too.
             retry_budget: bounds the retries in progress (a
@@ -499,6 +536,11 @@ class Distributor:
                     f"the batcher must be empty (it forms this distributor's batches "
                     f"alone), but it holds {len(batcher)} tasks"
                 )
+        reservation_list = Holds.check(reservations)
+        if backfill is not None and not isinstance(backfill, Backfill):
+            raise InvalidTypeError(f"backfill must be a Backfill, got {backfill!r}")
+        if gangs is not None and not isinstance(gangs, Gangs):
+            raise InvalidTypeError(f"gangs must be a Gangs, got {gangs!r}")
         lease = check_optional_number(lease, "lease", positive=True)
         dedup_window = check_number(dedup_window, "dedup_window", minimum=0.0)
         if max_queued is not None:
@@ -514,6 +556,21 @@ class Distributor:
         # task id -> (escalation steps taken, when the last was taken), while it lives.
         self._escalated: dict[Hashable, tuple[int, float]] = {}
         self._preemption = preemption
+        self._holds = (
+            Holds(
+                reservation_list,
+                backfill,
+                tracker,
+                self._started_at,
+                self._wake_group,
+            )
+            if reservation_list or backfill is not None
+            else None
+        )
+        self._gangs = GangBook(Gangs() if gangs is None else gangs)
+        # The workers found for every member of the gang whose leader dispatch accepted.
+        self._gang_plan: list[tuple[Task, WorkerState, Balancer]] = []
+        self._gang_sig: Hashable = None
         self._intake = tuple(intake_list)
         self._budget = retry_budget
         self._batcher = batcher
@@ -742,6 +799,8 @@ class Distributor:
             state = self._tracker.add_worker(worker)
             self._adopt(state, made)
             self._emit(EventKind.WORKER_ADDED, worker_id=worker.id)
+            if self._holds is not None:
+                self._holds.workers_changed()
             self._wake_for(state)
             return state
         finally:
@@ -788,6 +847,8 @@ class Distributor:
                 if lease.batch is not None:
                     self._leave_batch(lease, ok=None, now=now)
                 self._timers.cancel(task.id)
+                if self._holds is not None:
+                    self._holds.released(task, worker_id)
                 if breaker is not None and lease.permit is not None:
                     breaker.release(lease.permit)
                 self._end_gates_and_queue(lease)
@@ -836,6 +897,8 @@ class Distributor:
         self._enter()
         try:
             state = self._tracker.update_worker(worker_id, **changes)
+            if self._holds is not None:
+                self._holds.workers_changed()
             self._wake_for(state)
             return state
         finally:
@@ -937,7 +1000,9 @@ class Distributor:
         if gates is not None:
             _check_gates(self._gate_list, task)
         group = None if self._batcher is None else self._batcher.group_of(task)
-        eviction = self._queue.push(task)
+        # A gang member waits for the rest; the one that completes the gang is queued.
+        completes = self._gangs.check(task) if task.gang is not None else True
+        eviction = self._queue.push(task) if completes else None
         if group is not None:
             self._group_live[group] += 1
         task_id = task.id
@@ -950,8 +1015,13 @@ class Distributor:
         self._tenant(task.tenant)[0] += 1
         if self._listener is not None:
             self._emit(EventKind.SUBMITTED, task_id, state=TaskState.QUEUED)
+        if task.gang is not None:
+            self._join_gang(task, now, completes)
         if eviction is None:
-            return SubmitResult(task_id, True, TaskState.QUEUED)
+            if self._holds is not None and completes:
+                self._hold_on_arrival(task, now)
+            state = TaskState.PARKED if task_id in self._lot else TaskState.QUEUED
+            return SubmitResult(task_id, True, state)
         self._dead_letter_eviction(eviction, now)
         return SubmitResult(task_id, True, self._state_or_none(task_id, now) or TaskState.DEAD)
 
@@ -986,6 +1056,8 @@ class Distributor:
         try:
             now = self._now()
             self._run_due(now)
+            if self._holds is not None:  # tasks held for a reservation that has room now
+                self._holds.wake_held(self._lot.has_group)
             made: list[Assignment] = []
             tracker = self._tracker
             queue = self._queue
@@ -1005,6 +1077,13 @@ class Distributor:
                         self._park_passed(now)
                     if task is None:
                         break
+                    if self._gang_plan:  # a gang's leader: every member, or none
+                        room = None if limit is None else limit - len(made)
+                        placed = self._place_gang(task, now, room)
+                        if placed is None:
+                            break
+                        made += placed
+                        continue
                     assignment = self._place(task, now)
                     if assignment is not None:
                         made.append(assignment)
@@ -1036,13 +1115,26 @@ class Distributor:
             if held is not None:
                 self._passed.append((task, held))
                 return False
+        if task.gang is not None and self._gangs.waiting(task.id):
+            return self._plan_gang(task)
+        parking = mark = None
+        extra: Callable[[WorkerState], bool] | None = None
+        if self._holds is not None:  # capacity held for others narrows where it may go
+            extra, mark, parking = self._holds.narrow(task, None, self._now)
+            if extra is NOWHERE:
+                self._passed.append((task, parking))
+                return False
         filter_, balancer, placement = self._rules.of(task)
+        if mark is not None:
+            if extra is not None:
+                filter_ = both(extra, filter_)
+            placement = (placement, mark)
         # The signature is needed only when something is blocked already.
         sig = None
         if self._round_blocked or self._lot:
             sig = _group(task, placement)
             if sig in self._round_blocked or self._lot.has_group(sig):
-                self._passed.append((task, sig))
+                self._passed.append((task, sig if parking is None else parking))
                 return False
         gates = self._gates
         if gates is not None:
@@ -1059,7 +1151,9 @@ class Distributor:
             if sig is None:
                 sig = _group(task, placement)
             self._round_blocked.add(sig)
-            self._passed.append((task, sig))
+            self._passed.append((task, sig if parking is None else parking))
+            if parking is None and self._holds is not None:  # before any later pick
+                self._reserve_for(task, self._now())
             return False
         if not self._tracker.is_candidate(task, worker.id, filter_):
             raise InvalidArgumentError(
@@ -1188,6 +1282,8 @@ class Distributor:
         """Record the placement of a waiting task (out of where it waited) and lease it."""
         self._tracker.assign(task, worker.id)
         balancer.on_assign(task, worker)
+        if self._holds is not None and self._holds.leased(task, worker):
+            self._wake_backfill_groups()
         task_id = task.id
         enqueued = self._waiting_since.pop(task_id)
         run = self._progress.get(task_id)
@@ -1246,6 +1342,8 @@ class Distributor:
         state = self._tracker.release(task, lease.worker_id, ok=None)
         assert lease.balancer is not None
         lease.balancer.on_release(task, state)
+        if self._holds is not None:
+            self._holds.released(task, lease.worker_id)
         breaker = self._breakers.get(lease.worker_id)
         if breaker is not None:
             breaker.release(lease.permit)
@@ -1263,24 +1361,34 @@ class Distributor:
         self._events = [
             e for e in self._events if e.kind is not EventKind.DISPATCHED or e.task_id != task_id
         ]
-        unpop = getattr(self._queue, "unpop", None) if latest else None
-        if unpop is not None:
-            unpop(task)
+        if latest:
+            self._put_back(task, enqueued)
             return
         # Several placements are taken back, latest first: an unpop undoes only the
         # latest pop, so each goes back by release and push, with its age.
-        self._queue.release(task)
+        if lease.popped:
+            self._queue.release(task)
         self._queue.push(task, enqueued_at=enqueued)
 
-    def _unpop(self, task: Task, group: Hashable | None) -> None:
-        """Undo the pop of ``task``: back in the queue as if never taken, or parked."""
+    def _put_back(self, task: Task, enqueued: float) -> None:
+        """Undo the latest pop, ``task``'s: by the queue's ``unpop`` when it has one and
+        can (a queue may refuse once it changed since the pop, e.g. a task passed over
+        was parked meanwhile), else by release and a push with its age."""
         queue = self._queue
         unpop = getattr(queue, "unpop", None)
         if unpop is not None:
-            unpop(task)
-        else:
-            queue.release(task)
-            queue.push(task, enqueued_at=self._waiting_since[task.id])
+            try:
+                unpop(task)
+            except TaskStateError:
+                pass  # refused, nothing changed: put it back the long way
+            else:
+                return
+        queue.release(task)
+        queue.push(task, enqueued_at=enqueued)
+
+    def _unpop(self, task: Task, group: Hashable | None) -> None:
+        """Undo the pop of ``task``: back in the queue as if never taken, or parked."""
+        self._put_back(task, self._waiting_since[task.id])
         if group is None:
             self._round_blocked.add(_group(task, self._rules.of(task)[2]))
         else:
@@ -1686,6 +1794,11 @@ class Distributor:
         try:
             now = self._now()
             self._waiting_state(task_id, "assign")
+            if self._gangs.waiting(task_id):
+                raise InvalidArgumentError(
+                    f"task {task_id!r} waits in a gang, whose members start all together "
+                    "through dispatch; it was not assigned"
+                )
             state = self._tracker.worker(worker_id)
             task = self._waiting_task(task_id)
             if state.health is Health.UNAVAILABLE:
@@ -1783,6 +1896,8 @@ class Distributor:
         run = self._progress.get(task_id)
         if run is not None:
             run.task = new
+        if new.gang is not None:
+            self._gangs.replace(new)
         if task_id in self._retrying:
             self._retrying[task_id] = new
         elif task_id in self._lot:
@@ -1881,6 +1996,243 @@ class Distributor:
         if not targets:
             raise InvalidArgumentError("name a tenant=, key= or pool= to pause or resume")
         return targets
+
+    # -- gangs and held capacity -------------------------------------------------------
+
+    def _join_gang(self, task: Task, now: float, completes: bool) -> None:
+        """A new gang member (queued already if it completes its gang) joins its gang."""
+        gang = task.gang
+        new, _ = self._gangs.join(task, now)
+        if new:
+            due = self._gangs.due(gang)
+            assert due is not None
+            self._timers.schedule(GangTimer(gang), due, _GANG)
+        if not completes:
+            self._park_member(task)
+        elif self._listener is not None:
+            self._emit(EventKind.GANG_READY, task.id, state=TaskState.QUEUED, detail=repr(gang))
+
+    def _park_member(self, task: Task) -> None:
+        """A gang member waits, parked, for the rest of its gang (holding nothing)."""
+        self._lot.park(task, WAITING_FOR_GANG)
+        if task.ttl is not None:
+            self._timers.schedule(task.id, self._waiting_since[task.id] + task.ttl, _TTL)
+        if self._listener is not None:
+            self._emit(
+                EventKind.PARKED, task.id, state=TaskState.PARKED, detail=self._gangs.words(task)
+            )
+
+    def _gang_left(self, task_id: Hashable, now: float) -> None:
+        """A waiting member finished (cancelled, expired): its gang is short of one, so
+        its leader, if it had one, goes back to waiting with the others."""
+        left = self._gangs.leave(task_id)
+        if left is None:
+            return
+        gang, leader = left
+        if gang not in self._gangs:
+            self._timers.cancel(GangTimer(gang))
+        if leader is not None:
+            if leader in self._lot:
+                task = self._lot.remove(leader)
+                if task.ttl is not None:
+                    self._timers.cancel(leader)
+            else:
+                task = self._queue.remove(leader)
+            self._park_member(task)
+
+    def _gang_timed_out(self, gang: Hashable, now: float) -> None:
+        """A gang not placed in time: every waiting member is dead-lettered."""
+        if gang not in self._gangs:
+            return
+        members = self._gangs.members(gang)
+        size = members[0].gang_size
+        self._gangs.forget(gang)
+        error = (
+            f"gang {gang!r} was not placed within {self._gangs.policy.timeout:g} s "
+            f"({len(members)} of {size} members arrived)"
+        )
+        for task in members:
+            self._withdraw_waiting(task.id)
+            self._dead_letter(task, Reason.GANG_TIMEOUT, now, error)
+
+    def _plan_gang(self, task: Task) -> bool:
+        """The ``where=`` of dispatch for a gang member: a leader is placeable when every
+        member of its gang finds a worker (tried on the tracker, then undone); any other
+        member goes back to wait for its leader."""
+        gang = task.gang
+        if not self._gangs.is_leader(task):
+            self._passed.append((task, WAITING_FOR_GANG))
+            return False
+        members = self._gangs.members(gang)
+        # Gangs of one shape fit or not alike: they wait in one group, woken one at a
+        # time, and one that does not fit blocks the others for the round.
+        sig = _group(task, GangMark(frozenset(Counter(signature(m) for m in members).items())))
+        if sig in self._round_blocked:
+            self._passed.append((task, sig))
+            return False
+        tracker = self._tracker
+        holds = self._holds
+        if holds is not None:
+            held = holds.narrow(task, None, self._now, gang=members)
+            if held[0] is NOWHERE:
+                self._passed.append((task, held[2]))
+                return False
+        # Where each member may go, asked before any is tried on the tracker (what is
+        # held for others is judged on the workers as they are).
+        where = []
+        for member in members:
+            filter_, balancer, _ = self._rules.of(member)
+            if holds is not None:
+                filter_ = holds.narrow(member, filter_, self._now, gang=members)[0]
+            where.append((member, filter_, balancer))
+        plan: list[tuple[Task, WorkerState, Balancer]] = []
+        try:
+            for member, filter_, balancer in where:
+                if filter_ is NOWHERE:
+                    break
+                worker = balancer.choose(member, tracker, filter_)
+                if worker is None or not tracker.is_candidate(member, worker.id, filter_):
+                    break
+                tracker.assign(member, worker.id)
+                plan.append((member, worker, balancer))
+        finally:
+            for member, worker, _ in reversed(plan):
+                tracker.release(member, worker.id, ok=None)
+        if len(plan) < len(members):
+            self._round_blocked.add(sig)
+            self._passed.append((task, sig))
+            return False
+        self._gang_plan = plan
+        self._choice = plan[0]
+        self._gang_sig = sig
+        return True
+
+    def _place_gang(self, leader: Task, now: float, room: int | None) -> list[Assignment] | None:
+        """Place every member of the leader's gang (planned by ``_plan_gang``), or none;
+        ``None`` when they are more than ``room`` (the leader goes back, the round ends)."""
+        plan, self._gang_plan = self._gang_plan, []
+        if room is not None and len(plan) > room:
+            self._unpop(leader, None)
+            return None
+        gates = self._gates
+        admitted: list[Task] = []
+        permits: list[int | None] = []
+
+        def undo() -> None:
+            for (_, worker, _), permit in zip(plan, permits, strict=False):
+                if permit is not None:
+                    self._breakers[worker.id].release(permit)
+            for member in admitted:
+                assert gates is not None
+                gates.rollback(member)
+
+        for member, worker, _ in plan:
+            if gates is not None:
+                try:
+                    ok = gates.try_acquire(member)
+                except InvalidArgumentError:
+                    ok = False
+                if not ok:
+                    undo()
+                    self._unpop(leader, GATES)
+                    return []
+                admitted.append(member)
+            breaker = self._breakers.get(worker.id)
+            permit = None if breaker is None else breaker.acquire()
+            if breaker is not None and permit is None:
+                undo()
+                self._unpop(leader, self._gang_sig)
+                return []
+            permits.append(permit)
+        self._gangs.forget(leader.gang)
+        self._timers.cancel(GangTimer(leader.gang))
+        # It fit: the next gang of its shape, waiting, may fit too.
+        self._wake_group(self._gang_sig, 1)
+        made = []
+        for (member, worker, balancer), permit in zip(plan, permits, strict=True):
+            if member is not leader:  # from waiting for the gang, through the queue
+                self._lot.remove(member.id)
+                if member.ttl is not None:
+                    self._timers.cancel(member.id)
+                if self._listener is not None:
+                    self._emit(EventKind.UNPARKED, member.id, state=TaskState.QUEUED)
+            run = self._lease_task(member, worker, balancer, permit, now)
+            run.popped = member is leader
+            run.gated = gates is not None
+            made.append(Assignment(member, worker.id, run.attempt, now, run.expiry))
+        return made
+
+    def _reserve_for(self, task: Task, now: float) -> None:
+        """A task parked for want of room: a backfill reservation for it, if it is large
+        and none is held (its worker is where it can start soonest)."""
+        holds = self._holds
+        assert holds is not None
+        if holds.holder is not None or not holds.wants(task):
+            return
+        in_pool = self._rules.without_breakers(task)
+        candidates = [
+            state
+            for state in self._tracker.workers()
+            if state.health is not Health.UNAVAILABLE
+            and task.requires <= state.skills
+            and (in_pool is None or in_pool(state))
+        ]
+        worker = holds.reserve(task, candidates, now)
+        if worker is not None and self._listener is not None:
+            self._emit(
+                EventKind.RESERVED,
+                task.id,
+                worker_id=worker.id,
+                state=TaskState.PARKED,
+                at=holds.due(now),
+            )
+
+    def _started_at(self, task_id: Hashable) -> float:
+        """When a task on a worker started: its lease's start (a gang member only being
+        tried on the tracker has none yet: it would start now)."""
+        lease = self._leases.get(task_id)
+        return self._now() if lease is None else lease.started_at
+
+    def _hold_on_arrival(self, task: Task, now: float) -> None:
+        """A task that arrives while a reservation over every worker keeps it out is held
+        at once, as the next dispatch would hold it, without being looked at there."""
+        assert self._holds is not None
+        if task.gang is not None and self._gangs.waiting(task.id):
+            return  # a gang's leader is checked for its whole gang when dispatch offers it
+        keep_out, _, group = self._holds.narrow(task, None, self._now)
+        if keep_out is NOWHERE:
+            self._passed.append((task, group))
+            self._park_passed(now)
+
+    def _wake_backfill_groups(self) -> None:
+        """The backfill reservation ended: the tasks it kept off its worker may go there."""
+        for group, _ in list(self._lot.groups()):
+            if backfill_group(group):
+                self._wake_group(group)
+
+    def _held_words(self, task_id: Hashable, now: float) -> str:
+        """What gangs and held capacity add to ``explain`` for a live task."""
+        words = ""
+        if task_id not in self._lot:  # a parked member says it in its own words (O(1))
+            gang = self._gangs.words_of(task_id)
+            if gang is not None:
+                words += f" [{gang}]"
+        holds = self._holds
+        if holds is None or holds.holder is None:
+            return words
+        due = holds.due(now)
+        if due is None:
+            return words
+        reserved = holds.reserved_worker
+        if task_id == holds.holder:
+            return words + f"; worker {reserved!r} reserved for it from {due:g}"
+        group = self._lot.group_of(task_id)
+        if group is not None and backfill_group(group):
+            words += (
+                f"; held for reservation: worker {reserved!r} is reserved for "
+                f"{holds.holder!r} from {due:g}"
+            )
+        return words
 
     # -- escalation and preemption ----------------------------------------------------
 
@@ -2053,6 +2405,8 @@ class Distributor:
         state = tracker.release(task, worker_id, duration=duration, ok=ok)
         assert lease.balancer is not None
         lease.balancer.on_release(task, state)
+        if self._holds is not None:
+            self._holds.released(task, worker_id)
         counts = self._worker_counts[worker_id]
         if ok is True:
             counts[0] += 1
@@ -2234,6 +2588,10 @@ class Distributor:
             self._timers.cancel(_EscalationTimer(task_id))
         if self._advised:
             self._advised.discard(task_id)
+        if task.gang is not None:
+            self._gang_left(task_id, now)
+        if self._holds is not None and self._holds.finished(task_id):
+            self._wake_backfill_groups()
         for policy in self._intake:
             policy.forget(task)
         self._counts[state] += 1
@@ -2276,19 +2634,23 @@ class Distributor:
             if (
                 group is not GATES
                 and not _is_pause(group)
+                and group is not WAITING_FOR_GANG
+                and not isinstance(group, HeldGroup)
                 and tracker.is_candidate(example, worker.id, rules.of(example)[0])
             ):
-                self._wake_group(group)
+                # Gangs of one shape fit alike: the oldest is tried, the rest wait on.
+                self._wake_group(group, 1 if _gang_leaders(group) else None)
 
     def _wake_all_placement_groups(self) -> None:
         for group, _ in list(self._lot.groups()):
-            if group is not GATES and not _is_pause(group):
+            if group is not GATES and not _is_pause(group) and group is not WAITING_FOR_GANG:
                 self._wake_group(group)
 
-    def _wake_group(self, group: Hashable) -> None:
+    def _wake_group(self, group: Hashable, limit: int | None = None) -> None:
+        """Put the tasks of a parked group (at most ``limit``) back in the queue."""
         now = self._now()
         timers = self._timers
-        for task in self._lot.take(group):
+        for task in self._lot.take(group, limit):
             if task.ttl is not None:
                 timers.cancel(task.id)
             if self._enqueue(task, now) and self._listener is not None:
@@ -2322,6 +2684,9 @@ class Distributor:
             elif kind == _STEP:
                 assert isinstance(key, _StepTimer)
                 self._next_step(key.task_id, now)
+            elif kind == _GANG:
+                assert isinstance(key, GangTimer)
+                self._gang_timed_out(key.gang, now)
             elif kind == _TTL:
                 task = self._lot.remove(key)
                 self._waiting_since.pop(key)
@@ -2495,6 +2860,8 @@ class Distributor:
         now = self._now()
         state = self._state_of(task_id, now)
         sentence = self._explain_state(task_id, state, now)
+        if not state.is_final:
+            sentence += self._held_words(task_id, now)
         if state.is_final or self._rules.plain:
             return sentence
         where = self._rules.describe(task_id)
@@ -2570,6 +2937,13 @@ class Distributor:
         if _is_pause(group):
             assert isinstance(group, tuple)
             return f"{group[1]} {group[2]!r} is paused"
+        if group is WAITING_FOR_GANG:
+            return self._gangs.words(task)
+        if isinstance(group, HeldGroup):
+            assert self._holds is not None
+            return self._holds.words(group)
+        if self._gangs.is_leader(task):
+            return f"no room for every member at once [{self._gangs.words(task)}]"
         if group is GATES:
             held = [gate for gate in self._gate_list if not _gate_admits(gate, task)]
             names = ", ".join(_gate_words(gate) for gate in held) or "an admission gate"

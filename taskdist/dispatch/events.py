@@ -56,6 +56,12 @@ class EventKind(str, enum.Enum):
     PREEMPT = "preempt"
     """Advice: an urgent task waits for room; ``victims`` are the running tasks it
     could displace (the host decides, with ``Distributor.preempt``)."""
+    RESERVED = "reserved"
+    """A large task that found no room got worker ``worker_id`` reserved for it, due at
+    ``at``; other tasks backfill that worker only if they end by then (see ``Backfill``)."""
+    GANG_READY = "gang_ready"
+    """Every member of a gang arrived; the task named stands in the queue for all of
+    them (``detail``: the gang)."""
     PREEMPTED = "preempted"
     """A leased task was given back for a more urgent one, no attempt spent."""
     REQUEUED = "requeued"

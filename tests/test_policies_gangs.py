@@ -1,0 +1,317 @@
+"""Gangs: tasks that start together or not at all, and dead-letter together when they cannot."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import Any
+
+import pytest
+from distributor_support import on_slots as cluster
+from hostile import assert_refused
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskdist import (
+    Distributor,
+    EventKind,
+    FairScheduler,
+    Gangs,
+    InvalidArgumentError,
+    InvalidTypeError,
+    ManualClock,
+    Reason,
+    Task,
+    TaskState,
+    Worker,
+)
+
+
+def member(gang: str, index: int, size: int, **fields: Any) -> Task:
+    return Task(f"{gang}-{index}", gang=gang, gang_size=size, **fields)
+
+
+def test_members_wait_parked_until_the_gang_is_complete_then_start_in_one_dispatch() -> None:
+    d, _, events = cluster(2, 2)
+    for i in range(3):
+        d.submit(member("g1", i, 4))
+    assert d.dispatch() == []
+    assert d.state_of("g1-0") is TaskState.PARKED
+    assert d.explain("g1-0") == "parked: waiting for gang 'g1': 3 of 4"
+    d.submit(member("g1", 3, 4))
+    assert [e.task_id for e in events if e.kind is EventKind.GANG_READY] == ["g1-3"]
+    placed = d.dispatch()
+    assert sorted(a.task.id for a in placed) == ["g1-0", "g1-1", "g1-2", "g1-3"]
+    assert {a.worker_id for a in placed} == {"w0", "w1"}
+
+
+def test_a_waiting_gang_holds_no_capacity() -> None:
+    d, _, _ = cluster(2)
+    d.submit(member("g1", 0, 2))
+    d.submit(Task("solo-1"))
+    d.submit(Task("solo-2"))
+    assert sorted(a.task.id for a in d.dispatch()) == ["solo-1", "solo-2"]
+
+
+def test_a_complete_gang_waits_until_every_member_fits_at_once() -> None:
+    d, _, _ = cluster(2, 2)
+    d.submit(Task("busy"))
+    d.dispatch()
+    for i in range(4):
+        d.submit(member("g1", i, 4))
+    assert d.dispatch() == []  # three slots free for four members: none starts
+    assert d.tracker.worker("w0").in_flight + d.tracker.worker("w1").in_flight == 1
+    assert "no room for every member at once" in d.explain("g1-3")
+    assert "placed all together with 'g1-3'" in d.explain("g1-0")
+    d.complete("busy")
+    assert len(d.dispatch()) == 4
+
+
+def test_gangs_waiting_for_room_all_start_when_room_for_all_comes() -> None:
+    d, _, _ = cluster(1)
+    for gang in ("g1", "g2", "g3"):
+        for i in range(2):
+            d.submit(member(gang, i, 2))
+    assert d.dispatch() == []
+    d.add_worker(Worker("big", capacity=6))
+    assert len(d.dispatch()) == 6
+
+
+def test_a_gang_not_placed_in_time_is_dead_lettered_as_a_whole() -> None:
+    d, clock, _ = cluster(1, gangs=Gangs(timeout=60.0))
+    for i in range(2):
+        d.submit(member("g1", i, 3))
+    assert d.next_wakeup() == 60.0
+    clock.set(60.0)
+    d.tick()
+    for task_id in ("g1-0", "g1-1"):
+        assert d.state_of(task_id) is TaskState.DEAD
+        entry = d.dlq.get(task_id)
+        assert entry is not None and entry.reason is Reason.GANG_TIMEOUT
+    assert "gang 'g1' was not placed within 60 s (2 of 3 members arrived)" in d.explain("g1-0")
+    assert d.stats().dead_by_reason == {Reason.GANG_TIMEOUT: 2}
+
+
+def test_a_complete_gang_without_room_also_times_out_with_its_leader() -> None:
+    d, clock, _ = cluster(1, gangs=Gangs(timeout=10.0))
+    for i in range(2):
+        d.submit(member("g1", i, 2))
+    d.dispatch()
+    clock.set(10.0)
+    d.tick()
+    assert {d.state_of("g1-0"), d.state_of("g1-1")} == {TaskState.DEAD}
+    assert len(d) == 0
+
+
+def test_a_member_leaving_a_complete_gang_sends_its_leader_back_to_wait() -> None:
+    d, _, _ = cluster(4)
+    for i in range(3):
+        d.submit(member("g1", i, 3))
+    d.cancel("g1-0")
+    assert d.state_of("g1-2") is TaskState.PARKED
+    assert d.explain("g1-2") == "parked: waiting for gang 'g1': 2 of 3"
+    assert d.dispatch() == []
+    d.submit(Task("g1-3", gang="g1", gang_size=3))
+    assert sorted(a.task.id for a in d.dispatch()) == ["g1-1", "g1-2", "g1-3"]
+
+
+def test_started_members_are_ordinary_tasks_each_retried_alone() -> None:
+    d, clock, _ = cluster(2)
+    for i in range(2):
+        d.submit(member("g1", i, 2))
+    d.dispatch()
+    assert d.fail("g1-0", error="boom") is TaskState.RETRYING
+    clock.set(100.0)
+    assert [a.task.id for a in d.dispatch()] == ["g1-0"]
+
+
+def test_a_gang_larger_than_the_dispatch_limit_waits_for_a_larger_one() -> None:
+    d, _, _ = cluster(4)
+    for i in range(3):
+        d.submit(member("g1", i, 3))
+    assert d.dispatch(limit=2) == []
+    assert d.state_of("g1-2") is TaskState.QUEUED
+    assert len(d.dispatch(limit=3)) == 3
+
+
+def test_a_gang_over_the_limit_goes_back_even_after_a_task_was_passed_over() -> None:
+    # The fair scheduler refuses an unpop once a passed-over task was parked since the
+    # pop: the leader then goes back by release and push, with its age, not lost.
+    clock = ManualClock()
+    d, _, _ = cluster(3, clock=clock, gangs=Gangs(), queue=FairScheduler(clock))
+    d.submit(Task("first"))
+    d.submit(Task("gpu-only", requires={"gpu"}))
+    for i in range(2):
+        d.submit(member("g1", i, 2))
+    assert [a.task.id for a in d.dispatch(limit=2)] == ["first"]
+    assert d.state_of("g1-1") is TaskState.QUEUED and "g1-1" in d.queue
+    assert d.state_of("gpu-only") is TaskState.PARKED
+    assert sorted(a.task.id for a in d.dispatch()) == ["g1-0", "g1-1"]
+
+
+def test_a_waiting_member_cannot_be_assigned_by_hand() -> None:
+    d, _, _ = cluster(2)
+    d.submit(member("g1", 0, 2))
+    with pytest.raises(InvalidArgumentError, match="gang"):
+        d.assign("g1-0", "w0")
+
+
+def test_a_gang_of_one_starts_alone() -> None:
+    d, _, _ = cluster(1)
+    d.submit(member("g1", 0, 1))
+    assert [a.task.id for a in d.dispatch()] == ["g1-0"]
+
+
+def test_a_repeated_member_id_is_a_duplicate_and_does_not_count() -> None:
+    d, _, _ = cluster(2)
+    d.submit(member("g1", 0, 2))
+    assert d.submit(member("g1", 0, 2)).duplicate
+    assert d.explain("g1-0") == "parked: waiting for gang 'g1': 1 of 2"
+
+
+# -- bad input ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"gang": "g", "gang_size": 0}, InvalidArgumentError),
+        ({"gang": "g", "gang_size": -3}, InvalidArgumentError),
+        ({"gang": "g", "gang_size": math.nan}, InvalidTypeError),
+        ({"gang": "g", "gang_size": 2.0}, InvalidTypeError),
+        ({"gang": "g", "gang_size": True}, InvalidTypeError),
+        ({"gang": "g"}, InvalidArgumentError),
+        ({"gang_size": 2}, InvalidArgumentError),
+        ({"gang": math.nan, "gang_size": 2}, InvalidArgumentError),
+        ({"gang": [], "gang_size": 2}, InvalidTypeError),
+    ],
+)
+def test_a_task_with_a_bad_gang_is_refused_at_construction(
+    fields: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="gang"):
+        Task("t", **fields)
+
+
+@pytest.mark.parametrize("timeout", [0.0, -1.0, math.nan, math.inf])
+def test_a_bad_gang_timeout_is_refused(timeout: float) -> None:
+    with pytest.raises(InvalidArgumentError, match="timeout"):
+        Gangs(timeout=timeout)
+
+
+def test_a_distributor_takes_only_a_gangs_policy() -> None:
+    with pytest.raises(InvalidTypeError, match="gangs"):
+        Distributor(ManualClock(), gangs=60.0)  # type: ignore[arg-type]
+
+
+def half_a_gang() -> Distributor:
+    d, _, _ = cluster(2)
+    d.submit(member("g1", 0, 3))
+    d.submit(member("g1", 1, 3))
+    d.submit(Task("other"))
+    return d
+
+
+def view(d: Distributor) -> tuple[Any, ...]:
+    stats = d.stats()
+    return (
+        stats.by_state,
+        stats.submitted,
+        d.next_wakeup(),
+        [d.explain(i) for i in ("g1-0", "g1-1", "other")],
+        sorted(a.task.id for a in d.dispatch()),
+    )
+
+
+@pytest.mark.parametrize(
+    ("task", "match"),
+    [
+        (Task("g1-x", gang="g1", gang_size=4), "has 4 members, its other members say 3"),
+        (Task("g1-y", gang="g1", gang_size=2), "has 2 members"),
+    ],
+)
+def test_a_member_disagreeing_on_the_size_is_refused_and_changes_nothing(
+    task: Task, match: str
+) -> None:
+    assert_refused(half_a_gang, lambda d: d.submit(task), InvalidArgumentError, view, match=match)
+
+
+def test_a_member_beyond_the_gang_size_is_refused_and_changes_nothing() -> None:
+    def full_gang() -> Distributor:
+        d = half_a_gang()
+        d.submit(member("g1", 2, 3))
+        return d
+
+    assert_refused(
+        full_gang,
+        lambda d: d.submit(member("g1", 3, 3)),
+        InvalidArgumentError,
+        view,
+        match="already has its 3 members",
+    )
+
+
+# -- the guarantee ------------------------------------------------------------------------
+
+gang_plans = st.lists(
+    st.tuples(st.integers(1, 4), st.integers(0, 4)),  # (size, members that arrive)
+    min_size=1,
+    max_size=5,
+)
+
+
+@given(
+    plans=gang_plans,
+    capacities=st.lists(st.integers(0, 3), min_size=1, max_size=3),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["dispatch", "complete", "cancel", "time"]), st.integers(0, 9)),
+        max_size=25,
+    ),
+    limits=st.sampled_from([None, 1, 2, 3]),
+)
+def test_gangs_are_never_partly_placed(
+    plans: list[tuple[int, int]],
+    capacities: list[int],
+    steps: list[tuple[str, int]],
+    limits: int | None,
+) -> None:
+    d, clock, events = cluster(*capacities, gangs=Gangs(timeout=50.0))
+    waiting: dict[str, set[Hashable]] = {}
+    sizes = {}
+    for g, (size, arriving) in enumerate(plans):
+        gang = f"g{g}"
+        sizes[gang] = size
+        for i in range(min(size, arriving)):
+            d.submit(member(gang, i, size, cost=1.0))
+            waiting.setdefault(gang, set()).add(f"{gang}-{i}")
+        d.submit(Task(f"solo{g}"))
+    for action, pick in steps:
+        if action == "dispatch":
+            made = d.dispatch(limits)
+            started = {a.task.id for a in made}
+            for gang, members in list(waiting.items()):
+                if members & started:
+                    assert members <= started, f"{gang} partly placed"
+                    assert len(members) == sizes[gang]
+                    del waiting[gang]
+        elif action == "complete":
+            leased = sorted(map(str, (a.task.id for a in d.leases())))
+            if leased:
+                d.complete(leased[pick % len(leased)])
+        elif action == "cancel":
+            live = sorted(str(i) for members in waiting.values() for i in members)
+            if live:
+                d.cancel(live[pick % len(live)])
+        else:
+            clock.advance(10.0 * pick)
+            d.tick()
+        for event in events:
+            if event.kind in (EventKind.CANCELLED, EventKind.DEAD_LETTERED):
+                for members in waiting.values():
+                    members.discard(event.task_id)
+        events.clear()
+        waiting = {gang: members for gang, members in waiting.items() if members}
+        # Waiting members hold nothing: every leased task is a solo one or a whole gang's.
+        for members in waiting.values():
+            for task_id in members:
+                assert d.state_of(task_id) in (TaskState.PARKED, TaskState.QUEUED)
