@@ -12,7 +12,7 @@ import math
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -20,6 +20,7 @@ from taskdist._validate import check_int, check_number, check_optional_number
 from taskdist.balancing.base import Balancer, check_balancer
 from taskdist.balancing.least_load import LeastConnections
 from taskdist.clock import Clock
+from taskdist.dispatch import _persistence
 from taskdist.dispatch._parking import GATES, ParkingLot
 from taskdist.dispatch._placement import PlacementRules
 from taskdist.dispatch._records import (
@@ -75,6 +76,7 @@ from taskdist.errors import (
     InvalidTypeError,
     QueueFullError,
     ReentrancyError,
+    SnapshotError,
     TaskStateError,
     UnknownTaskError,
     WorkerFullError,
@@ -90,6 +92,9 @@ from taskdist.task import Assignment, Reason, Task, TaskState, Worker
 from taskdist.workers.health import Health
 from taskdist.workers.state import WorkerState
 from taskdist.workers.tracker import CapacityTracker
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["BreakerFactory", "Distributor", "SubmitResult"]
 
@@ -2470,3 +2475,90 @@ class Distributor:
             f"Distributor(queued={len(self._waiting_since)}, leased={len(self._leases)}, "
             f"workers={len(self._tracker)})"
         )
+
+    # -- persistence -----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as plain data: JSON-serialisable when the task payloads are.
+
+        Waiting, parked, retrying and leased tasks (leases with their expiry),
+        attempt histories, timers, the dedup window, counters, and the states
+        of the queue, tracker, dead-letter queue and retry policy. Give it to
+        :meth:`restore`; see ``docs/persistence.md``. O(n + w + timers).
+
+        Raises:
+            SnapshotError: a part of the composition that snapshots do not carry
+                yet (breakers, gates, intake policies, a retry budget, routed
+                tasks, a queue without ``snapshot()``), or an id that is not plain
+                data.
+            ReentrancyError: called from a callback of this distributor.
+        """
+        self._enter()
+        try:
+            return _persistence.snapshot_of(self)
+        finally:
+            self._leave()
+
+    @classmethod
+    def restore(
+        cls,
+        snapshot: object,
+        clock: Clock,
+        *,
+        queue: Queue | None = None,
+        tracker: CapacityTracker | None = None,
+        balancer: Balancer | None = None,
+        breaker: BreakerFactory | None = None,
+        retry: RetryPolicy | None = None,
+        dlq: DeadLetterQueue | None = None,
+        gates: Gate | Iterable[Gate] = (),
+        routes: Iterable[Route] | None = None,
+        escalation: Escalation | None = None,
+        preemption: Preemption | None = None,
+        intake: Iterable[IntakePolicy] = (),
+        retry_budget: RetryBudget | None = None,
+        rng: random.Random | None = None,
+        on_event: Listener | None = None,
+    ) -> Self:
+        """A distributor in the state of ``snapshot``, made of the collaborators given.
+
+        The collaborators are what the constructor takes that is code, not
+        data; give them as the snapshotted distributor had them, new and empty
+        (``queue``, ``tracker`` and ``dlq`` configured alike: the snapshot fills
+        them). The numbers (``lease``, ``dedup_window``, ``max_queued``,
+        ``stats_window``) come from the snapshot. With the same clock, the
+        restored distributor makes the same decisions the original would
+        have: random sources continue from the snapshot's state. A lease whose
+        expiry passes while the host is down expires at the first ``tick`` or
+        ``dispatch``, and its task goes back to the queue. O(size of the snapshot).
+
+        Raises:
+            SnapshotError: a snapshot of another format version, with a field
+                missing or of the wrong type, with references that disagree (a
+                lease of an unknown task), or collaborators that are not new;
+                nothing is built and the collaborators are unchanged.
+        """
+        fields, config = _persistence.read_config(snapshot)
+        for given, name in ((queue, "queue"), (tracker, "tracker"), (dlq, "dlq")):
+            if given is not None and len(given):
+                raise SnapshotError(f"restore() fills a new, empty {name}; this one holds items")
+        distributor = cls(
+            clock,
+            queue=queue,
+            tracker=tracker,
+            balancer=balancer,
+            breaker=breaker,
+            retry=retry,
+            dlq=dlq,
+            gates=gates,
+            routes=routes,
+            escalation=escalation,
+            preemption=preemption,
+            intake=intake,
+            retry_budget=retry_budget,
+            rng=rng,
+            on_event=on_event,
+            **config,
+        )
+        _persistence.restore_into(distributor, fields)
+        return distributor
