@@ -40,6 +40,8 @@ from taskdist import (
     Preemption,
     Priority,
     PriorityQueue,
+    RateGate,
+    RateLimiter,
     RetryPolicy,
     SlowStart,
     SnapshotError,
@@ -59,6 +61,9 @@ def parts(clock: ManualClock, seed: int = 3) -> dict[str, Any]:
         "queue": PriorityQueue(clock, aging_rate=0.05, maxsize=12, overflow="drop_lowest"),
         "tracker": CapacityTracker(clock, slow_start=SlowStart(window=6.0)),
         "balancer": PowerOfTwoChoices(rng=random.Random(seed)),
+        "breaker": lambda _: CircuitBreaker(
+            clock, minimum_calls=2, window_size=4, open_duration=7.0
+        ),
         "retry": RetryPolicy(max_attempts=3, base=2.0, cap=8.0, rng=random.Random(seed + 1)),
         "dlq": DeadLetterQueue(clock),
         "escalation": Escalation(after=4.0),
@@ -220,6 +225,8 @@ def test_restored_distributor_makes_the_same_decisions(
     snapshot = as_json(d.snapshot())
     for part in ("leases", "retrying", "parked", "escalated", "pins", "finished"):
         event(f"snapshot with {part}: {bool(snapshot[part])}")
+    tripped = any(breaker["state"] != "closed" for _, breaker in snapshot["breakers"])
+    event(f"snapshot with a breaker not closed: {tripped}")
     twin_clock, twin, twin_events = restored(snapshot, clock.now())
     assert as_json(twin.snapshot()) == snapshot  # nothing lost or changed on the way
     assert observed(twin) == observed(d)
@@ -365,7 +372,7 @@ def test_restore_refuses_collaborators_that_hold_state() -> None:
     [
         ({"queue": "fair"}, "FairScheduler"),
         ({"queue": "deadline"}, "DeadlineScheduler"),
-        ({"breaker": True}, "circuit breakers"),
+        ({"gates": True}, "RateGate"),
     ],
 )
 def test_parts_without_snapshot_support_are_named(options: dict[str, Any], named: str) -> None:
@@ -375,8 +382,8 @@ def test_parts_without_snapshot_support_are_named(options: dict[str, Any], named
         kwargs["queue"] = FairScheduler(clock)
     if options.get("queue") == "deadline":
         kwargs["queue"] = DeadlineScheduler(clock)
-    if options.get("breaker"):
-        kwargs["breaker"] = lambda _: CircuitBreaker(clock)
+    if options.get("gates"):
+        kwargs["gates"] = [RateGate(RateLimiter(rate=1, per=1.0, clock=clock), "api")]
     d = Distributor(clock, **kwargs)
     with pytest.raises(SnapshotError, match=named):
         d.snapshot()

@@ -42,15 +42,18 @@ from taskdist._snapshot import (
 from taskdist._validate import shown
 from taskdist.dispatch._parking import GATES
 from taskdist.dispatch._records import (
+    _BREAKER,
     _ESCALATE,
     _LEASE,
     _RETRY,
     _TTL,
+    _BreakerTimer,
     _EscalationTimer,
     _Run,
 )
 from taskdist.dispatch.stats import AttemptRecord
-from taskdist.errors import SnapshotError
+from taskdist.errors import InvalidTypeError, SnapshotError
+from taskdist.resilience.breaker import CircuitBreaker, CircuitState
 from taskdist.task import Reason, Task, TaskState
 
 if TYPE_CHECKING:
@@ -72,6 +75,8 @@ _COUNTED: Final = (
 )
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
+_TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _BREAKER)
+_BREAKER_STATES: Final = {state.value: state for state in CircuitState}
 _REASONS: Final = {reason.value: reason for reason in Reason}
 
 
@@ -85,8 +90,6 @@ def unsupported(d: Distributor) -> str | None:
             f"its queue, a {type(queue).__name__}, has no snapshot()/load_snapshot() "
             "(PriorityQueue has them)"
         )
-    if d._breaker_factory is not None:
-        return "its circuit breakers have no snapshot support yet"
     if d._gate_list:
         names = ", ".join(type(gate).__name__ for gate in d._gate_list)
         return f"its admission gates ({names}) have no snapshot support yet"
@@ -164,6 +167,14 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
             [encode_key(worker_id, "a worker id"), list(row)]
             for worker_id, row in d._worker_counts.items()
         ],
+        "breakers": [
+            [encode_key(worker_id, "a worker id"), breaker.snapshot()]
+            for worker_id, breaker in d._breakers.items()
+        ],
+        "breaker_changes": [
+            [encode_key(worker_id, "a worker id"), state.value]
+            for worker_id, state in d._breaker_changes
+        ],
         "waits": d._waits.snapshot(),
         "end_to_end": d._end_to_end.snapshot(),
         "balancer_rngs": [_rng_of(balancer) for balancer in balancers],
@@ -188,6 +199,9 @@ def _timer_data(kind: str, key: Hashable, when: float) -> list[Any]:
     if kind == _ESCALATE:
         assert isinstance(key, _EscalationTimer)
         return [kind, _id(key.task_id), when]
+    if kind == _BREAKER:
+        assert isinstance(key, _BreakerTimer)
+        return [kind, encode_key(key.worker_id, "a worker id"), when]
     raise SnapshotError(f"cannot snapshot this Distributor: a {kind} timer is pending")
 
 
@@ -259,13 +273,15 @@ def restore_into(d: Distributor, fields: Fields) -> None:
     if prepare_queue is not None:
         load_queue, queued = prepare_queue(fields.value("queue"), "snapshot.queue")
         loads.append(load_queue)
-    load_tracker, placed = d._tracker._prepare_snapshot(fields.value("tracker"), "snapshot.tracker")
+    load_tracker, placed, workers = d._tracker._prepare_snapshot(
+        fields.value("tracker"), "snapshot.tracker"
+    )
     loads.append(load_tracker)
     loads.append(d._dlq._prepare_snapshot(fields.value("dlq"), "snapshot.dlq"))
     loads.append(d._retry._prepare_snapshot(fields.value("retry"), "snapshot.retry"))
     loads.append(d._waits._prepare_snapshot(fields.value("waits"), "snapshot.waits"))
     loads.append(d._end_to_end._prepare_snapshot(fields.value("end_to_end"), "snapshot.end_to_end"))
-    books = _Books(d, fields, placed)
+    books = _Books(d, fields, placed, workers)
     if queued is None:  # a queue of the user's own: it loads itself, first
         queue.load_snapshot(fields.value("queue"))  # type: ignore[attr-defined]
         queued = {task_id for task_id in books.waiting if task_id in queue}
@@ -279,8 +295,15 @@ def restore_into(d: Distributor, fields: Fields) -> None:
 class _Books:
     """The distributor's own part of a snapshot, read and checked, ready to load."""
 
-    def __init__(self, d: Distributor, fields: Fields, placed: dict[Hashable, Hashable]) -> None:
+    def __init__(
+        self,
+        d: Distributor,
+        fields: Fields,
+        placed: dict[Hashable, Hashable],
+        workers: list[Hashable],
+    ) -> None:
         self.d = d
+        self.workers = workers
         balancers = d._rules.balancers()
         self.closed = fields.boolean("closed")
         ticked = fields.opt_number("ticked_at")
@@ -317,14 +340,8 @@ class _Books:
         self.timers: list[tuple[str, Hashable, float]] = []
         for i, item in enumerate(fields.items("timers")):
             where = f"snapshot.timers[{i}]"
-            if (
-                type(item) is not list
-                or len(item) != 3
-                or item[0] not in (*_TASK_TIMERS, _ESCALATE)
-            ):
-                refuse(
-                    where, f"must be [lease|retry|ttl|escalate, task id, time], got {shown(item)}"
-                )
+            if type(item) is not list or len(item) != 3 or item[0] not in _TIMER_KINDS:
+                refuse(where, f"must be [kind, id, time], got {shown(item)}")
             self.timers.append(
                 (item[0], decode_key(item[1], f"{where}[1]"), _number(item[2], f"{where}[2]"))
             )
@@ -393,7 +410,34 @@ class _Books:
                 refuse(f"snapshot.balancer_rngs[{i}]", "does not match the balancer given")
             if isinstance(rng, random.Random):
                 self.rngs.append((rng, decode_rng(state, f"snapshot.balancer_rngs[{i}]")))
+        self._read_breakers(fields)
         self._check(placed)
+
+    def _read_breakers(self, fields: Fields) -> None:
+        """Make each worker's breaker with the factory given, and check its snapshot."""
+        factory = self.d._breaker_factory
+        self.breakers: dict[Hashable, CircuitBreaker] = {}
+        self.breaker_loads: list[Callable[[], None]] = []
+        given = _unique_pairs(fields, "breakers")
+        if factory is None and given:
+            refuse("snapshot.breakers", "holds breakers; give restore() the breaker factory")
+        if factory is not None:
+            if [worker_id for worker_id, _ in given] != self.workers:
+                refuse("snapshot.breakers", "does not hold one breaker per worker, in order")
+            for worker_id, data in given:
+                made = factory(worker_id)
+                if not isinstance(made, CircuitBreaker):
+                    raise InvalidTypeError(
+                        f"the breaker factory must return a CircuitBreaker, got {made!r}"
+                    )
+                where = f"snapshot.breakers[{worker_id!r}]"
+                self.breaker_loads.append(made._prepare_snapshot(data, where))
+                self.breakers[worker_id] = made
+        self.breaker_changes: list[tuple[Hashable, CircuitState]] = []
+        for worker_id, state in fields.pairs("breaker_changes"):
+            if state not in _BREAKER_STATES:
+                refuse("snapshot.breaker_changes", f"names no breaker state: {state!r}")
+            self.breaker_changes.append((worker_id, _BREAKER_STATES[state]))
 
     def _check(self, placed: dict[Hashable, Hashable]) -> None:
         """The references between the parts: every id where the others say it is."""
@@ -432,31 +476,28 @@ class _Books:
         for task_id in self.finished:
             if task_id in waiting or task_id in leases:
                 refuse("snapshot.finished", f"holds {task_id!r}, which is live")
+        if list(self.worker_counts) != self.workers:
+            refuse("snapshot.worker_counts", "does not name the tracker's workers, in order")
         keys: set[Hashable] = set()
-        for kind, task_id, _ in self.timers:
-            home = {_LEASE: leases, _RETRY: self.retrying, _TTL: parked}.get(kind, waiting)
-            if task_id not in home:
-                refuse(
-                    "snapshot.timers",
-                    f"has a {kind} timer for {task_id!r}, which is not "
-                    f"{'waiting' if kind == _ESCALATE else kind}",
-                )
-            key = _EscalationTimer(task_id) if kind == _ESCALATE else task_id
+        workers = set(self.workers)
+        homes = {_LEASE: set(leases), _RETRY: set(self.retrying), _TTL: parked, _BREAKER: workers}
+        for kind, ident, _ in self.timers:
+            if ident not in homes.get(kind, waiting):
+                refuse("snapshot.timers", f"has a {kind} timer for {ident!r}, unknown there")
+            key = _timer_key(kind, ident)
             if key in keys:
-                refuse("snapshot.timers", f"has two timers for {task_id!r}")
+                refuse("snapshot.timers", f"has two {kind} timers for {ident!r}")
             keys.add(key)
         for name, known in (("escalated", list(self.escalated)), ("advised", self.advised)):
             for task_id in known:
                 if task_id not in waiting and task_id not in leases:
                     refuse(f"snapshot.{name}", f"holds {task_id!r}, which is not live")
-        workers = set(self.worker_counts)
-        tracked = set(placed.values())
-        if not tracked <= workers:
-            refuse("snapshot.worker_counts", "misses a worker the tracker holds")
-        self.workers = workers
         for task_id, _ in self.pins:  # (a pin may name a worker since removed)
             if task_id not in waiting and task_id not in leases:
                 refuse("snapshot.pins", f"pins {task_id!r}, which is not live")
+        for worker_id, _ in self.breaker_changes:
+            if worker_id not in workers:
+                refuse("snapshot.breaker_changes", f"names {worker_id!r}, no worker")
 
     def check_queue(self, queued: set[Hashable]) -> None:
         """The queue holds exactly the waiting tasks that are neither parked nor retrying."""
@@ -470,10 +511,11 @@ class _Books:
         """Everything in place; the collaborators hear what they would have heard."""
         d = self.d
         tracker = d._tracker
-        if {state.id for state in tracker.workers()} != self.workers:
-            raise AssertionError("checked before loading")  # pragma: no cover
         for state in tracker.workers():
-            d._adopt(state)
+            d._adopt(state, self.breakers.get(state.id))
+        for load_breaker in self.breaker_loads:
+            load_breaker()
+        d._breaker_changes.extend(self.breaker_changes)
         d._closed = self.closed
         d._ticked_at = self.ticked_at
         d._tracker_wake = self.tracker_wake
@@ -489,9 +531,8 @@ class _Books:
             assert run.balancer is not None
             run.balancer.on_assign(run.task, tracker.worker(run.worker_id))
         d._finished.update(self.finished)
-        for kind, task_id, when in self.timers:
-            key = _EscalationTimer(task_id) if kind == _ESCALATE else task_id
-            d._timers.schedule(key, when, kind)
+        for kind, ident, when in self.timers:
+            d._timers.schedule(_timer_key(kind, ident), when, kind)
         d._escalated.update(self.escalated)
         d._advised.update(self.advised)
         for kind, values in self.paused.items():
@@ -509,6 +550,14 @@ class _Books:
 
 
 _NOWHERE: Final = object()
+
+
+def _timer_key(kind: str, ident: Hashable) -> Hashable:
+    if kind == _ESCALATE:
+        return _EscalationTimer(ident)
+    if kind == _BREAKER:
+        return _BreakerTimer(ident)
+    return ident
 
 
 def _number(value: object, where: str) -> float:

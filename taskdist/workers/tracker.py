@@ -1002,9 +1002,9 @@ class CapacityTracker:
 
     def _prepare_snapshot(
         self, data: object, where: str
-    ) -> tuple[Callable[[], None], dict[Hashable, Hashable]]:
-        """Check ``data`` whole; return what loads it (it cannot fail) and which worker
-        each task in flight is on."""
+    ) -> tuple[Callable[[], None], dict[Hashable, Hashable], list[Hashable]]:
+        """Check ``data`` whole; return what loads it (it cannot fail), which worker
+        each task in flight is on, and the workers' ids in registration order."""
         fields = check_header(data, "CapacityTracker", where)
         if self._workers or self._version:
             refuse(where, "can be loaded only into a new CapacityTracker with no worker")
@@ -1063,7 +1063,7 @@ class CapacityTracker:
             self._seq = itertools.count(following)
             self._version = version
 
-        return load, {task_id: state.id for task_id, state in placed.items()}
+        return load, {task_id: state.id for task_id, state in placed.items()}, list(states)
 
     def _restored_state(self, fields: Fields, named: set[str]) -> tuple[WorkerState, list[object]]:
         """One worker's view from its snapshot, with its books (checked)."""
