@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Final, NoReturn
 
 from taskdist._validate import shown
@@ -35,7 +35,9 @@ __all__ = [
     "encode_key",
     "encode_rng",
     "header",
+    "prepare_load",
     "refuse",
+    "snapshot_of",
 ]
 
 SNAPSHOT_VERSION: Final = 1
@@ -210,6 +212,25 @@ def decode_key(data: object, where: str) -> Hashable:
     refuse(
         where, f"must be an id (None, bool, int, float, str, tuple or frozenset), got {shown(data)}"
     )
+
+
+def snapshot_of(part: object, what: str) -> Any:
+    """``part.snapshot()``, or a :class:`SnapshotError` naming its type if it has none."""
+    take = getattr(part, "snapshot", None)
+    if not callable(take) or not callable(getattr(part, "_prepare_snapshot", None)):
+        raise SnapshotError(
+            f"cannot snapshot {what}: a {type(part).__name__} has no snapshot support yet"
+        )
+    return take()
+
+
+def prepare_load(part: object, data: object, where: str) -> Callable[[], None]:
+    """Check ``data`` for ``part`` (a component with snapshot support); what loads it."""
+    prepare = getattr(part, "_prepare_snapshot", None)
+    if not callable(prepare):
+        refuse(where, f"cannot be loaded into a {type(part).__name__} (no snapshot support)")
+    load: Callable[[], None] = prepare(data, where)
+    return load
 
 
 def encode_rng(rng: random.Random) -> list[Any]:

@@ -36,12 +36,15 @@ from taskdist import (
     FairScheduler,
     Health,
     ManualClock,
+    PoolGate,
     PowerOfTwoChoices,
     Preemption,
     Priority,
     PriorityQueue,
     RateGate,
     RateLimiter,
+    ResourcePool,
+    RetryBudget,
     RetryPolicy,
     SlowStart,
     SnapshotError,
@@ -66,6 +69,10 @@ def parts(clock: ManualClock, seed: int = 3) -> dict[str, Any]:
         ),
         "retry": RetryPolicy(max_attempts=3, base=2.0, cap=8.0, rng=random.Random(seed + 1)),
         "dlq": DeadLetterQueue(clock),
+        "gates": [
+            PoolGate(ResourcePool("db", size=2)),
+            RateGate(RateLimiter(rate=2, per=1.0, burst=2, clock=clock), "api_calls"),
+        ],
         "escalation": Escalation(after=4.0),
         "preemption": Preemption(),
     }
@@ -101,13 +108,14 @@ task_ids = st.sampled_from(TASK_IDS[:10])
 worker_ids = st.sampled_from(WORKER_IDS)
 
 submits = st.builds(
-    lambda i, priority, tenant, skill, ttl, attempts, deadline: (
+    lambda i, priority, tenant, skill, ttl, attempts, deadline, resources: (
         "submit",
         Task(
             i,
             priority=priority,
             tenant=tenant,
             requires={skill} if skill else set(),
+            resources=resources,
             ttl=ttl,
             max_attempts=attempts,
             deadline=deadline,
@@ -120,6 +128,7 @@ submits = st.builds(
     st.sampled_from([None, None, 6.0]),
     st.sampled_from([None, 1, 2]),
     st.sampled_from([None, None, 1e6]),
+    st.sampled_from([{}, {}, {"db": 1}, {"api_calls": 1}]),
 )
 dispatches = st.tuples(st.just("dispatch"), st.sampled_from([None, None, 1]))
 # A leased task, by its place among the leases (or an id, to try the refusals too).
@@ -227,6 +236,7 @@ def test_restored_distributor_makes_the_same_decisions(
         event(f"snapshot with {part}: {bool(snapshot[part])}")
     tripped = any(breaker["state"] != "closed" for _, breaker in snapshot["breakers"])
     event(f"snapshot with a breaker not closed: {tripped}")
+    event(f"snapshot with tasks held by gates: {bool(snapshot['gates']['held'])}")
     twin_clock, twin, twin_events = restored(snapshot, clock.now())
     assert as_json(twin.snapshot()) == snapshot  # nothing lost or changed on the way
     assert observed(twin) == observed(d)
@@ -332,6 +342,10 @@ CORRUPTIONS = {
     "pin of an unknown task": replaced(("pins",), [["nobody", "w0"]]),
     "bad random state": replaced(("retry", "rng"), [3, [1, 2], None]),
     "another configuration": replaced(("queue", "aging_rate"), 0.5),
+    "gates holding an unleased task": replaced(("gates", "held"), ["nobody"]),
+    "another rate limit": replaced(("gates", "gates", 1, "limiter", "rate"), 5.0),
+    "breaker of a missing worker": removed(("breakers", 0)),
+    "breaker window corrupted": replaced(("breakers", 0, 1, "window"), ["x"]),
 }
 
 
@@ -372,7 +386,7 @@ def test_restore_refuses_collaborators_that_hold_state() -> None:
     [
         ({"queue": "fair"}, "FairScheduler"),
         ({"queue": "deadline"}, "DeadlineScheduler"),
-        ({"gates": True}, "RateGate"),
+        ({"budget": True}, "retry budget"),
     ],
 )
 def test_parts_without_snapshot_support_are_named(options: dict[str, Any], named: str) -> None:
@@ -382,8 +396,8 @@ def test_parts_without_snapshot_support_are_named(options: dict[str, Any], named
         kwargs["queue"] = FairScheduler(clock)
     if options.get("queue") == "deadline":
         kwargs["queue"] = DeadlineScheduler(clock)
-    if options.get("gates"):
-        kwargs["gates"] = [RateGate(RateLimiter(rate=1, per=1.0, clock=clock), "api")]
+    if options.get("budget"):
+        kwargs["retry_budget"] = RetryBudget()
     d = Distributor(clock, **kwargs)
     with pytest.raises(SnapshotError, match=named):
         d.snapshot()

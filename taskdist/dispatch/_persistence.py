@@ -37,6 +37,7 @@ from taskdist._snapshot import (
     encode_key,
     encode_rng,
     header,
+    prepare_load,
     refuse,
 )
 from taskdist._validate import shown
@@ -90,14 +91,14 @@ def unsupported(d: Distributor) -> str | None:
             f"its queue, a {type(queue).__name__}, has no snapshot()/load_snapshot() "
             "(PriorityQueue has them)"
         )
-    if d._gate_list:
-        names = ", ".join(type(gate).__name__ for gate in d._gate_list)
-        return f"its admission gates ({names}) have no snapshot support yet"
     if d._intake:
         names = ", ".join(type(policy).__name__ for policy in d._intake)
         return f"its intake policies ({names}) have no snapshot support yet"
     if d._budget is not None:
         return "its retry budget has no snapshot support yet"
+    for gate in d._gate_list:
+        if not callable(getattr(gate, "_prepare_snapshot", None)):
+            return f"its admission gate {type(gate).__name__} has no snapshot support yet"
     if d._escalation is not None and d._escalation.to is not None:
         return "an escalation that sends tasks to a pool is not carried by snapshots yet"
     if d._rules.closed_pools:
@@ -175,6 +176,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
             [encode_key(worker_id, "a worker id"), state.value]
             for worker_id, state in d._breaker_changes
         ],
+        "gates": None if d._gates is None else d._gates.snapshot(),
         "waits": d._waits.snapshot(),
         "end_to_end": d._end_to_end.snapshot(),
         "balancer_rngs": [_rng_of(balancer) for balancer in balancers],
@@ -281,7 +283,15 @@ def restore_into(d: Distributor, fields: Fields) -> None:
     loads.append(d._retry._prepare_snapshot(fields.value("retry"), "snapshot.retry"))
     loads.append(d._waits._prepare_snapshot(fields.value("waits"), "snapshot.waits"))
     loads.append(d._end_to_end._prepare_snapshot(fields.value("end_to_end"), "snapshot.end_to_end"))
+    gates_data = fields.value("gates")
+    if (gates_data is None) is not (d._gates is None):
+        refuse("snapshot.gates", "does not match the gates given to restore()")
+    admitted: set[Hashable] = set()
+    if d._gates is not None:
+        loads.append(prepare_load(d._gates, gates_data, "snapshot.gates"))
+        admitted = {decode_key(k, "snapshot.gates.held") for k in gates_data["held"]}
     books = _Books(d, fields, placed, workers)
+    books.check_gates(admitted)
     if queued is None:  # a queue of the user's own: it loads itself, first
         queue.load_snapshot(fields.value("queue"))  # type: ignore[attr-defined]
         queued = {task_id for task_id in books.waiting if task_id in queue}
@@ -498,6 +508,13 @@ class _Books:
         for worker_id, _ in self.breaker_changes:
             if worker_id not in workers:
                 refuse("snapshot.breaker_changes", f"names {worker_id!r}, no worker")
+
+    def check_gates(self, admitted: set[Hashable]) -> None:
+        """The gates hold exactly the leased tasks that passed them."""
+        gated = {task_id for task_id in self.leases if self.runs[task_id].gated}
+        if self.d._gates is not None and admitted != gated:
+            odd = next(iter(admitted ^ gated))
+            refuse("snapshot.gates", f"do not hold what the leases say: task {odd!r}")
 
     def check_queue(self, queued: set[Hashable]) -> None:
         """The queue holds exactly the waiting tasks that are neither parked nor retrying."""
