@@ -58,10 +58,20 @@ from taskdist.threaded import ThreadSafeDistributor
 LEASE = 10.0
 
 
-def parts(clock: ManualClock, seed: int = 3) -> dict[str, Any]:
+QUEUES: dict[str, Callable[[ManualClock], Any]] = {
+    "priority": lambda clock: PriorityQueue(
+        clock, aging_rate=0.05, maxsize=12, overflow="drop_lowest"
+    ),
+    "deadline": lambda clock: DeadlineScheduler(
+        clock, servers=2, on_miss="dead_letter", aging_rate=0.5, maxsize=12
+    ),
+}
+
+
+def parts(clock: ManualClock, seed: int = 3, queue: str = "priority") -> dict[str, Any]:
     """Fresh collaborators, configured alike each time (what restore is given again)."""
     return {
-        "queue": PriorityQueue(clock, aging_rate=0.05, maxsize=12, overflow="drop_lowest"),
+        "queue": QUEUES[queue](clock),
         "tracker": CapacityTracker(clock, slow_start=SlowStart(window=6.0)),
         "balancer": PowerOfTwoChoices(rng=random.Random(seed)),
         "breaker": lambda _: CircuitBreaker(
@@ -78,12 +88,12 @@ def parts(clock: ManualClock, seed: int = 3) -> dict[str, Any]:
     }
 
 
-def original(seed: int) -> tuple[ManualClock, Distributor, list[Event]]:
+def original(seed: int, queue: str = "priority") -> tuple[ManualClock, Distributor, list[Event]]:
     clock = ManualClock()
     events: list[Event] = []
     d = Distributor(
         clock,
-        **parts(clock, seed),
+        **parts(clock, seed, queue),
         lease=LEASE,
         dedup_window=5.0,
         max_queued=20,
@@ -95,10 +105,14 @@ def original(seed: int) -> tuple[ManualClock, Distributor, list[Event]]:
     return clock, d, events
 
 
-def restored(snapshot: object, now: float) -> tuple[ManualClock, Distributor, list[Event]]:
+def restored(
+    snapshot: object, now: float, queue: str = "priority"
+) -> tuple[ManualClock, Distributor, list[Event]]:
     clock = ManualClock(start=now)
     events: list[Event] = []
-    d = Distributor.restore(snapshot, clock, **parts(clock, seed=99), on_event=events.append)
+    d = Distributor.restore(
+        snapshot, clock, **parts(clock, seed=99, queue=queue), on_event=events.append
+    )
     return clock, d, events
 
 
@@ -127,7 +141,7 @@ submits = st.builds(
     st.sampled_from([None, None, "gpu"]),
     st.sampled_from([None, None, 6.0]),
     st.sampled_from([None, 1, 2]),
-    st.sampled_from([None, None, 1e6]),
+    st.sampled_from([None, None, 9.0, 30.0, 1e6]),
     st.sampled_from([{}, {}, {"db": 1}, {"api_calls": 1}]),
 )
 dispatches = st.tuples(st.just("dispatch"), st.sampled_from([None, None, 1]))
@@ -214,6 +228,7 @@ def as_json(snapshot: object) -> Any:
     return json.loads(json.dumps(snapshot))
 
 
+@pytest.mark.parametrize("queue", sorted(QUEUES))
 @given(
     seed=st.integers(0, 2**16),
     before=st.lists(operations, min_size=10, max_size=40),
@@ -221,12 +236,13 @@ def as_json(snapshot: object) -> Any:
     submit_and_dispatch_last=st.booleans(),
 )
 def test_restored_distributor_makes_the_same_decisions(
+    queue: str,
     seed: int,
     before: list[tuple[Any, ...]],
     after: list[tuple[Any, ...]],
     submit_and_dispatch_last: bool,
 ) -> None:
-    clock, d, events = original(seed)
+    clock, d, events = original(seed, queue)
     if submit_and_dispatch_last:  # snapshot with tasks running, most of the time
         before = [*before, ("submit", Task("last")), ("dispatch", None)]
     for op in before:
@@ -237,7 +253,7 @@ def test_restored_distributor_makes_the_same_decisions(
     tripped = any(breaker["state"] != "closed" for _, breaker in snapshot["breakers"])
     event(f"snapshot with a breaker not closed: {tripped}")
     event(f"snapshot with tasks held by gates: {bool(snapshot['gates']['held'])}")
-    twin_clock, twin, twin_events = restored(snapshot, clock.now())
+    twin_clock, twin, twin_events = restored(snapshot, clock.now(), queue)
     assert as_json(twin.snapshot()) == snapshot  # nothing lost or changed on the way
     assert observed(twin) == observed(d)
     seen = len(events)
@@ -385,7 +401,6 @@ def test_restore_refuses_collaborators_that_hold_state() -> None:
     ("options", "named"),
     [
         ({"queue": "fair"}, "FairScheduler"),
-        ({"queue": "deadline"}, "DeadlineScheduler"),
         ({"budget": True}, "retry budget"),
     ],
 )
@@ -394,8 +409,6 @@ def test_parts_without_snapshot_support_are_named(options: dict[str, Any], named
     kwargs: dict[str, Any] = {}
     if options.get("queue") == "fair":
         kwargs["queue"] = FairScheduler(clock)
-    if options.get("queue") == "deadline":
-        kwargs["queue"] = DeadlineScheduler(clock)
     if options.get("budget"):
         kwargs["retry_budget"] = RetryBudget()
     d = Distributor(clock, **kwargs)
@@ -510,3 +523,22 @@ def test_the_thread_safe_wrapper_snapshots_under_its_lock_and_restores_wrapped()
     assert isinstance(twin, ThreadSafeDistributor)
     assert twin.leases() == shared.leases()
     assert as_json(twin.snapshot()) == snapshot
+
+
+def test_deadline_scheduler_continues_where_its_snapshot_left_off() -> None:
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, servers=1, aging_rate=0.5)
+    for i, (deadline, cost) in enumerate(
+        [(10.0, 4.0), (5.0, 2.0), (6.0, 3.0), (None, 1.0), (3.0, 5.0)]
+    ):
+        edf.push(Task(i, deadline=deadline, cost=cost, ttl=20.0 if i == 3 else None))
+    clock.advance(1.0)
+    assert edf.is_late(4)  # admitted late (run_late): 5 s of work cannot end by 3
+    twin = DeadlineScheduler(clock, servers=1, aging_rate=0.5)
+    twin.load_snapshot(as_json(edf.snapshot()))
+    probe = Task("probe", deadline=9.0, cost=1.5)
+    assert twin.feasible(probe) == edf.feasible(probe)
+    assert [twin.slack(i) for i in (0, 1)] == [edf.slack(i) for i in (0, 1)]
+    assert twin.is_late(4) and twin.next_wakeup() == edf.next_wakeup()
+    assert comparable(twin.stats()) == comparable(edf.stats())
+    assert [t.id for t in iter(twin.pop, None)] == [t.id for t in iter(edf.pop, None)]
