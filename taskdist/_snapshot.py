@@ -37,7 +37,7 @@ __all__ = [
     "header",
     "prepare_load",
     "refuse",
-    "snapshot_of",
+    "snapshot_part",
 ]
 
 SNAPSHOT_VERSION: Final = 1
@@ -214,7 +214,7 @@ def decode_key(data: object, where: str) -> Hashable:
     )
 
 
-def snapshot_of(part: object, what: str) -> Any:
+def snapshot_part(part: object, what: str) -> Any:
     """``part.snapshot()``, or a :class:`SnapshotError` naming its type if it has none."""
     take = getattr(part, "snapshot", None)
     if not callable(take) or not callable(getattr(part, "_prepare_snapshot", None)):

@@ -14,7 +14,8 @@ and keys; pins; every counter and recent-sample window of ``stats()``;
 and the snapshots of the queue, the tracker, the dead-letter queue, the
 retry policy and the random sources of the balancers. The collaborators
 that are code (clock, balancer, listeners, escalation and preemption rules)
-are given again to :meth:`Distributor.restore`.
+are given again to :meth:`Distributor.restore`; a retry budget's counts
+follow from the leases and retries, and are told to it again.
 
 Restoring checks everything (each component's part, then the references
 between them: a lease for an unknown task, a worker that holds a task no
@@ -39,6 +40,7 @@ from taskdist._snapshot import (
     header,
     prepare_load,
     refuse,
+    snapshot_part,
 )
 from taskdist._validate import shown
 from taskdist.dispatch._parking import GATES
@@ -91,11 +93,9 @@ def unsupported(d: Distributor) -> str | None:
             f"its queue, a {type(queue).__name__}, has no snapshot()/load_snapshot() "
             "(PriorityQueue has them)"
         )
-    if d._intake:
-        names = ", ".join(type(policy).__name__ for policy in d._intake)
-        return f"its intake policies ({names}) have no snapshot support yet"
-    if d._budget is not None:
-        return "its retry budget has no snapshot support yet"
+    for policy in d._intake:
+        if not callable(getattr(policy, "_prepare_snapshot", None)):
+            return f"its intake policy {type(policy).__name__} has no snapshot support yet"
     for gate in d._gate_list:
         if not callable(getattr(gate, "_prepare_snapshot", None)):
             return f"its admission gate {type(gate).__name__} has no snapshot support yet"
@@ -177,6 +177,10 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
             for worker_id, state in d._breaker_changes
         ],
         "gates": None if d._gates is None else d._gates.snapshot(),
+        "intake": [
+            None if _gated(d, policy) else snapshot_part(policy, "an intake policy")
+            for policy in d._intake
+        ],
         "waits": d._waits.snapshot(),
         "end_to_end": d._end_to_end.snapshot(),
         "balancer_rngs": [_rng_of(balancer) for balancer in balancers],
@@ -185,6 +189,11 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
         "dlq": d._dlq.snapshot(),
         "retry": d._retry.snapshot(),
     }
+
+
+def _gated(d: Distributor, policy: object) -> bool:
+    """Whether an intake policy is among the gates too (its state goes with them)."""
+    return any(policy is gate for gate in d._gate_list)
 
 
 def _id(task_id: Hashable) -> Any:
@@ -290,6 +299,16 @@ def restore_into(d: Distributor, fields: Fields) -> None:
     if d._gates is not None:
         loads.append(prepare_load(d._gates, gates_data, "snapshot.gates"))
         admitted = {decode_key(k, "snapshot.gates.held") for k in gates_data["held"]}
+    policies = fields.items("intake")
+    if len(policies) != len(d._intake):
+        refuse(
+            "snapshot.intake", f"has {len(policies)} policies; restore() was given {len(d._intake)}"
+        )
+    for i, (policy, data) in enumerate(zip(d._intake, policies, strict=True)):
+        if (data is None) is not _gated(d, policy):
+            refuse(f"snapshot.intake[{i}]", "does not match the intake policy given")
+        if data is not None:
+            loads.append(prepare_load(policy, data, f"snapshot.intake[{i}]"))
     books = _Books(d, fields, placed, workers)
     books.check_gates(admitted)
     if queued is None:  # a queue of the user's own: it loads itself, first
@@ -542,11 +561,18 @@ class _Books:
         for group, tasks in self.parked:
             for task in tasks:
                 d._lot.park(task, group)
+        budget = d._budget
         for task_id in self.leases:
             run = self.runs[task_id]
             d._leases[task_id] = run
             assert run.balancer is not None
             run.balancer.on_assign(run.task, tracker.worker(run.worker_id))
+            if budget is not None:
+                budget.leased(run.task)
+        if budget is not None:  # its counts follow from the books: told them again
+            for run in self.runs.values():
+                if run.budgeted:
+                    budget.retrying(run.task)
         d._finished.update(self.finished)
         for kind, ident, when in self.timers:
             d._timers.schedule(_timer_key(kind, ident), when, kind)

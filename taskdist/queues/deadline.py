@@ -1120,7 +1120,7 @@ class DeadlineScheduler(HeldTasks):
             ) = counts
             load_waits()
 
-        return load, ids
+        return load, ids | set(expired)
 
     def _restored_entry(self, data: object, where: str, following: float) -> _Entry:
         """An entry from its snapshot ``[seq, enqueued_at, task]``, keyed as push keys it."""

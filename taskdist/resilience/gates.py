@@ -35,7 +35,7 @@ from taskdist._snapshot import (
     header,
     prepare_load,
     refuse,
-    snapshot_of,
+    snapshot_part,
 )
 from taskdist._validate import check_number
 from taskdist.errors import (
@@ -809,7 +809,7 @@ class AllGates:
         return {
             **header("AllGates"),
             "held": sorted((encode_key(k, "a task id") for k in self._held), key=repr),
-            "gates": [snapshot_of(gate, "these gates") for gate in self._gates],
+            "gates": [snapshot_part(gate, "these gates") for gate in self._gates],
         }
 
     def load_snapshot(self, data: object) -> None:
