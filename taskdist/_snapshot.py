@@ -154,6 +154,19 @@ class Fields:
             self._wrong(name, "a list", value)
         return value
 
+    def counts(self, name: str, size: int) -> list[int]:
+        """A list of ``size`` counters (ints >= 0)."""
+        value = self.items(name)
+        if len(value) != size or not all(type(n) is int and n >= 0 for n in value):
+            self._wrong(name, f"{size} ints >= 0", value)
+        return value
+
+    def same(self, name: str, mine: object, owner: str) -> None:
+        """Refuse a configuration field that differs from the loading instance's ``mine``."""
+        theirs = self._get(name)
+        if theirs != mine or (type(theirs) is bool and type(mine) is not bool):
+            refuse(f"{self.where}.{name}", f"is {shown(theirs)}; this {owner} has {shown(mine)}")
+
     def key(self, name: str) -> Hashable:
         return decode_key(self._get(name), f"{self.where}.{name}")
 

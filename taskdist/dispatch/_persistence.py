@@ -65,17 +65,6 @@ if TYPE_CHECKING:
 __all__ = ["restore_into", "snapshot_of", "unsupported"]
 
 _KIND: Final = "Distributor"
-_COUNTED: Final = (
-    "submitted",
-    "duplicates",
-    "dispatched",
-    "failed",
-    "lease_expiries",
-    "retries",
-    TaskState.COMPLETED,
-    TaskState.DEAD,
-    TaskState.CANCELLED,
-)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
 _TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _BREAKER)
@@ -160,7 +149,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
             for task_id in live
             if rules.pinned(task_id) is not None
         ],
-        "counts": [d._counts[name] for name in _COUNTED],
+        "counts": list(d._counts.values()),
         "dead_by_reason": [[reason.value, n] for reason, n in d._dead_by_reason.items()],
         "deadlines": [d._deadline_met, d._deadline_missed],
         "tenants": [[encode_key(t, "a tenant"), list(row)] for t, row in d._tenants.items()],
@@ -399,10 +388,8 @@ class _Books:
             (task_id, decode_key(worker_id, "snapshot.pins"))
             for task_id, worker_id in _unique_pairs(fields, "pins")
         ]
-        counts = fields.items("counts")
-        if len(counts) != len(_COUNTED) or not all(type(c) is int and c >= 0 for c in counts):
-            refuse("snapshot.counts", f"must be {len(_COUNTED)} ints >= 0")
-        self.counts = dict(zip(_COUNTED, counts, strict=True))
+        counted = list(d._counts)
+        self.counts = dict(zip(counted, fields.counts("counts", len(counted)), strict=True))
         self.dead_by_reason: dict[Reason, int] = {}
         for i, item in enumerate(fields.items("dead_by_reason")):
             if (

@@ -383,9 +383,7 @@ class DeadLetterQueue:
         if self._entries or self._added:
             refuse(where, "can be loaded only into a new, empty DeadLetterQueue")
         for name, mine in (("maxsize", self._maxsize), ("overflow", self._overflow)):
-            theirs = fields.value(name)
-            if theirs != mine or type(theirs) is bool:
-                refuse(f"{where}.{name}", f"is {theirs!r}; this dead-letter queue has {mine!r}")
+            fields.same(name, mine, "dead-letter queue")
         entries: dict[Hashable, DeadLetter] = {}
         for i, item in enumerate(fields.items("entries")):
             at = f"{where}.entries[{i}]"
@@ -412,9 +410,7 @@ class DeadLetterQueue:
             entries[task.id] = letter
         if self._maxsize is not None and len(entries) > self._maxsize:
             refuse(where, f"holds {len(entries)} entries, more than maxsize {self._maxsize}")
-        counts = fields.items("counts")
-        if len(counts) != 5 or not all(type(c) is int and c >= 0 for c in counts):
-            refuse(f"{where}.counts", "must be 5 ints >= 0")
+        counts = fields.counts("counts", 5)
         fields.done()
 
         def load() -> None:

@@ -26,7 +26,7 @@ from taskdist.errors import (
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
-from taskdist.queues._held import HeldTasks, reentry_refusal, unpop_refusal
+from taskdist.queues._held import HeldTasks, held_data, read_held, reentry_refusal, unpop_refusal
 from taskdist.queues._prefix_sorted import PrefixSumSortedList
 from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Priority, Reason, Task
@@ -76,6 +76,21 @@ _MAX_COST: Final = 1e270
 # deadline is a float, exact for priorities up to 2**53.
 _MAX_AGED_PRIORITY: Final = 2**53
 _REASONS: Final = frozenset(reason.value for reason in Reason)
+# What a scheduler has counted, as its snapshot lists it.
+_COUNTERS: Final = (
+    "_pushed",
+    "_popped",
+    "_removed",
+    "_expired_count",
+    "_expired_deadline",
+    "_met",
+    "_missed",
+    "_admitted_late",
+    "_dead_lettered",
+    "_rejected",
+    "_evicted",
+    "_overflowed",
+)
 
 
 @attrs.frozen
@@ -1018,20 +1033,7 @@ class DeadlineScheduler(HeldTasks):
             ],
             "next_seq": self._seq,
             "cost_cap": self._cost_cap,
-            "counts": [
-                self._pushed,
-                self._popped,
-                self._removed,
-                self._expired_count,
-                self._expired_deadline,
-                self._met,
-                self._missed,
-                self._admitted_late,
-                self._dead_lettered,
-                self._rejected,
-                self._evicted,
-                self._overflowed,
-            ],
+            "counts": [getattr(self, name) for name in _COUNTERS],
             "waits": self._waits_window.snapshot(),
         }
 
@@ -1061,9 +1063,7 @@ class DeadlineScheduler(HeldTasks):
             ("maxsize", self._maxsize),
             ("overflow", self._overflow),
         ):
-            theirs = fields.value(name)
-            if theirs != mine or type(theirs) is bool:
-                refuse(f"{where}.{name}", f"is {theirs!r}; this scheduler has {mine!r}")
+            fields.same(name, mine, "scheduler")
         following = fields.number("next_seq")
         held = [
             self._restored_entry(item, f"{where}.held[{i}]", following)
@@ -1088,9 +1088,7 @@ class DeadlineScheduler(HeldTasks):
         if not late <= ids:
             refuse(f"{where}.late", "marks a task the scheduler does not hold")
         cost_cap = fields.number("cost_cap")
-        counts = fields.items("counts")
-        if len(counts) != 12 or not all(type(c) is int and c >= 0 for c in counts):
-            refuse(f"{where}.counts", "must be 12 ints >= 0")
+        counts = fields.counts("counts", len(_COUNTERS))
         load_waits = self._waits_window._prepare_snapshot(fields.value("waits"), f"{where}.waits")
         fields.done()
 
@@ -1104,37 +1102,17 @@ class DeadlineScheduler(HeldTasks):
             self._cost_cap = max(cost_cap, max((e[_TASK].cost for e in held), default=0.0))
             self._expired.update(expired)
             self._seq = following
-            (
-                self._pushed,
-                self._popped,
-                self._removed,
-                self._expired_count,
-                self._expired_deadline,
-                self._met,
-                self._missed,
-                self._admitted_late,
-                self._dead_lettered,
-                self._rejected,
-                self._evicted,
-                self._overflowed,
-            ) = counts
+            for name, count in zip(_COUNTERS, counts, strict=True):
+                setattr(self, name, count)
             load_waits()
 
         return load, ids | set(expired)
 
     def _restored_entry(self, data: object, where: str, following: float) -> _Entry:
         """An entry from its snapshot ``[seq, enqueued_at, task]``, keyed as push keys it."""
-        if type(data) is not list or len(data) != 3:
-            refuse(where, "must be [seq, enqueued_at, task]")
-        seq, enqueued, task_data = data
-        for name, value in (("seq", seq), ("enqueued_at", enqueued)):
-            if type(value) not in (int, float) or not math.isfinite(value):
-                refuse(f"{where}.{name}", f"must be a finite number, got {value!r}")
-        if not 0 <= seq < following:
-            refuse(f"{where}.seq", f"must be in [0, next_seq), got {seq!r}")
-        task = Task.from_data(task_data, f"{where}.task")
+        seq, enqueued, task = read_held(data, where, following)
         try:
-            return self._entry(task, float(enqueued), float(seq))
+            return self._entry(task, enqueued, seq)
         except InvalidArgumentError as error:
             refuse(f"{where}.task", f"is not one this scheduler holds ({error})")
 
@@ -1625,4 +1603,4 @@ def _running_pairs(running: object, now: float, task: Task) -> list[tuple[Task, 
 
 
 def _entry_data(entry: _Entry) -> list[Any]:
-    return [entry[_SEQ], entry[_ENQUEUED], entry[_TASK].to_data()]
+    return held_data(entry[_SEQ], entry[_ENQUEUED], entry[_TASK])

@@ -24,7 +24,7 @@ from taskdist.errors import (
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
-from taskdist.queues._held import HeldTasks, reentry_refusal, unpop_refusal
+from taskdist.queues._held import HeldTasks, held_data, read_held, reentry_refusal, unpop_refusal
 from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Reason, Task
 
@@ -47,6 +47,15 @@ _Entry = tuple[float, float, Hashable, Task, float]
 _Timer = tuple[float, float, _Entry]
 _Lowest = tuple[float, float, _Entry]
 _NEVER: Final = math.inf
+# What a queue has counted, as its snapshot lists it.
+_COUNTERS: Final = (
+    "_popped",
+    "_removed",
+    "_expired_count",
+    "_evicted",
+    "_evicted_arrivals",
+    "_rejected",
+)
 # With aging, priorities beyond this are refused: the aged key is a float, exact up to 2**53.
 _MAX_AGED_PRIORITY: Final = 2**53
 
@@ -59,7 +68,7 @@ def _expires(entry: _Entry) -> float:
 
 
 def _entry_data(entry: _Entry) -> list[Any]:
-    return [entry[_SEQ], entry[_ENQUEUED], entry[_TASK].to_data()]
+    return held_data(entry[_SEQ], entry[_ENQUEUED], entry[_TASK])
 
 
 def _expiry_order(entry: _Entry) -> tuple[float, float]:
@@ -583,14 +592,7 @@ class PriorityQueue(HeldTasks):
             "expired": [_entry_data(entry) for entry in self._expired.values()],
             "next_seq": following,
             "monotone": self._monotone,
-            "counts": [
-                self._popped,
-                self._removed,
-                self._expired_count,
-                self._evicted,
-                self._evicted_arrivals,
-                self._rejected,
-            ],
+            "counts": [getattr(self, name) for name in _COUNTERS],
             "waits": None if self._waits_window is None else self._waits_window.snapshot(),
         }
 
@@ -618,9 +620,7 @@ class PriorityQueue(HeldTasks):
             ("maxsize", self._maxsize),
             ("overflow", self._overflow),
         ):
-            theirs = fields.value(name)
-            if theirs != mine or type(theirs) is bool:
-                refuse(f"{where}.{name}", f"is {theirs!r}; this queue has {mine!r}")
+            fields.same(name, mine, "queue")
         following = fields.number("next_seq")
         held = [
             self._entry(item, f"{where}.held[{i}]", following)
@@ -637,9 +637,7 @@ class PriorityQueue(HeldTasks):
         if self._maxsize is not None and len(ids) > self._maxsize:
             refuse(where, f"holds {len(ids)} tasks, more than maxsize {self._maxsize}")
         monotone = fields.boolean("monotone")
-        counts = fields.items("counts")
-        if len(counts) != 6 or not all(type(c) is int and c >= 0 for c in counts):
-            refuse(f"{where}.counts", "must be 6 ints >= 0")
+        counts = fields.counts("counts", len(_COUNTERS))
         waits_data = fields.value("waits")
         window = None
         load_waits = None
@@ -657,14 +655,8 @@ class PriorityQueue(HeldTasks):
             self._expired = {entry[_ID]: entry for entry in expired}
             self._seq = itertools.count(following)
             self._monotone = monotone
-            (
-                self._popped,
-                self._removed,
-                self._expired_count,
-                self._evicted,
-                self._evicted_arrivals,
-                self._rejected,
-            ) = counts
+            for name, count in zip(_COUNTERS, counts, strict=True):
+                setattr(self, name, count)
             if window is not None and load_waits is not None:
                 load_waits()
                 self._waits_window = window
@@ -675,23 +667,15 @@ class PriorityQueue(HeldTasks):
     def _entry(self, data: object, where: str, following: float) -> _Entry:
         """A heap entry from its snapshot ``[seq, enqueued_at, task]``, its key worked out
         as push works it out."""
-        if type(data) is not list or len(data) != 3:
-            refuse(where, "must be [seq, enqueued_at, task]")
-        seq, enqueued, task_data = data
-        for name, value in (("seq", seq), ("enqueued_at", enqueued)):
-            if type(value) not in (int, float) or not math.isfinite(value):
-                refuse(f"{where}.{name}", f"must be a finite number, got {value!r}")
-        if not 0 <= seq < following:
-            refuse(f"{where}.seq", f"must be in [0, next_seq), got {seq!r}")
-        task = Task.from_data(task_data, f"{where}.task")
+        seq, enqueued, task = read_held(data, where, following)
         priority = task.priority
         if self._rate:
             if not -_MAX_AGED_PRIORITY <= priority <= _MAX_AGED_PRIORITY:
                 refuse(f"{where}.task", "has a priority beyond +-2**53, which aging refuses")
-            key: float = priority + self._rate * float(enqueued)
+            key: float = priority + self._rate * enqueued
         else:
             key = priority
-        return (key, float(seq), task.id, task, float(enqueued))
+        return (key, seq, task.id, task, enqueued)
 
     # -- internals --------------------------------------------------------
 

@@ -943,9 +943,7 @@ class CircuitBreaker(BreakerCalls):
             refuse(where, "can be loaded only into a new CircuitBreaker")
         kind = "time" if self._time_window else "count"
         for name, mine in (("window_kind", kind), ("window_size", self._window.size)):
-            theirs = fields.value(name)
-            if theirs != mine:
-                refuse(f"{where}.{name}", f"is {theirs!r}; this breaker has {mine!r}")
+            fields.same(name, mine, "breaker")
         state_name = fields.text("state")
         if state_name not in _STATES:
             refuse(f"{where}.state", f"names no CircuitState, got {state_name!r}")

@@ -238,12 +238,10 @@ class ResourcePool:
             refuse(where, f"is not of this pool ({self._name!r}, size {float(self._size):g})")
         in_use = _exact_read(fields.value("in_use"))
         peak = _exact_read(fields.value("peak"))
-        counts = fields.items("counts")
+        counts = fields.counts("counts", 3)
         fields.done()
         if in_use is None or peak is None or not 0 <= in_use <= peak <= self._size:
             refuse(where, "must have 0 <= in_use <= peak <= size")
-        if len(counts) != 3 or not all(type(n) is int and n >= 0 for n in counts):
-            refuse(f"{where}.counts", "must be 3 ints >= 0")
 
         def load() -> None:
             self._in_use, self._peak = in_use, peak

@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from taskdist._snapshot import check_header, header, refuse
+from taskdist._snapshot import check_header, header
 from taskdist._validate import check_int, check_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import InvalidArgumentError, InvalidTypeError, UnsatisfiableDemandError
@@ -365,9 +365,7 @@ class RateLimiter:
     def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
         fields = check_header(data, "RateLimiter", where)
         for name, mine in (("rate", self._rate), ("per", self._per), ("burst", self._burst)):
-            theirs = fields.number(name)
-            if theirs != mine:
-                refuse(f"{where}.{name}", f"is {theirs!r}; this limiter has {mine!r}")
+            fields.same(name, mine, "limiter")
         anchor = fields.opt_number("anchor")
         count = fields.number("count")
         fields.done()

@@ -1009,9 +1009,7 @@ class CapacityTracker:
         if self._workers or self._version:
             refuse(where, "can be loaded only into a new CapacityTracker with no worker")
         for name, mine in (("degraded", self._degraded), ("strict_zones", self._strict_zones)):
-            theirs = fields.value(name)
-            if theirs != mine:
-                refuse(f"{where}.{name}", f"is {theirs!r}; this tracker has {mine!r}")
+            fields.same(name, mine, "tracker")
         named = set(fields.items("named"))
         if not all(type(name) is str for name in named):
             refuse(f"{where}.named", "must be a list of resource names")
