@@ -376,6 +376,7 @@ CORRUPTIONS = {
     "pin of an unknown task": replaced(("pins",), [["nobody", "w0"]]),
     "bad random state": replaced(("retry", "rng"), [3, [1, 2], None]),
     "another configuration": replaced(("queue", "aging_rate"), 0.5),
+    "taken after the clock's now": replaced(("time",), 1e9),
     "gates holding an unleased task": replaced(("gates", "held"), ["nobody"]),
     "another rate limit": replaced(("gates", "gates", 1, "limiter", "rate"), 5.0),
     "breaker of a missing worker": removed(("breakers", 0)),

@@ -118,6 +118,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
     live = [*d._waiting_since, *d._leases]
     return {
         **header(_KIND),
+        "time": d._now(),
         "lease": d._lease,
         "dedup_window": d._dedup_window,
         "max_queued": d._max_queued,
@@ -266,6 +267,15 @@ def restore_into(d: Distributor, fields: Fields) -> None:
     why = unsupported(d)
     if why is not None:
         refuse("snapshot", f"cannot be restored into this Distributor: {why}")
+    taken = fields.number("time")
+    now = d._now()
+    if now < taken:
+        refuse(
+            "snapshot",
+            f"was taken at t={taken:g}, after the clock's now ({now:g}): restore needs a "
+            "clock that goes on from the snapshot's time (a ManualClock set to it, or a "
+            "clock whose epoch survives a restart)",
+        )
     loads: list[Callable[[], None]] = []
     queue = d._queue
     prepare_queue = getattr(queue, "_prepare_snapshot", None)
