@@ -331,7 +331,7 @@ class Task:
             "deadline": fields.opt_number("deadline"),
             "tenant": fields.key("tenant"),
             "key": fields.key("key"),
-            "requires": requires,
+            "requires": requires or frozenset(),  # the constructor's fast path
             "resources": resources,
             "cost": fields.number("cost"),
             "ttl": fields.opt_number("ttl"),
