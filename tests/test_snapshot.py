@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 from test_distributor_machine import TASK_IDS, TENANTS, WORKER_IDS
 
 from taskdist import (
+    AllGates,
+    AttemptRecord,
     CapacityTracker,
     CircuitBreaker,
     ConcurrencyLimit,
@@ -47,6 +49,7 @@ from taskdist import (
     PriorityQueue,
     RateGate,
     RateLimiter,
+    Reason,
     ResourcePool,
     RetryBudget,
     RetryPolicy,
@@ -562,3 +565,85 @@ def test_deadline_scheduler_continues_where_its_snapshot_left_off() -> None:
     assert twin.is_late(4) and twin.next_wakeup() == edf.next_wakeup()
     assert comparable(twin.stats()) == comparable(edf.stats())
     assert [t.id for t in iter(twin.pop, None)] == [t.id for t in iter(edf.pop, None)]
+
+
+# -- every component: a snapshot missing any field is refused, and nothing changes ------
+
+
+def used_parts() -> dict[str, tuple[Any, Callable[[], Any]]]:
+    """Each component with state in it, and a maker of a new one configured alike."""
+    clock = ManualClock(start=5.0)
+    queue = PriorityQueue(clock, aging_rate=0.1)
+    edf = DeadlineScheduler(clock, servers=2)
+    tracker = CapacityTracker(clock)
+    dlq = DeadLetterQueue(clock)
+    breaker = CircuitBreaker(clock, minimum_calls=1, window_size=2)
+    limiter = RateLimiter(rate=1, per=1.0, burst=2, clock=clock)
+    pool = ResourcePool("db", size=3)
+    gates = AllGates(
+        [PoolGate(ResourcePool("db", 2)), RateGate(RateLimiter(1, clock=clock), "api", default=1)]
+    )
+    limit = ConcurrencyLimit(key=lambda task: task.key, limit=2)
+    debounce = Debounce(key=lambda task: task.key, window=2.0, keep_payloads=True)
+    throttle = Throttle(key=lambda task: task.key, window=2.0)
+    retry = RetryPolicy(rng=random.Random(4))
+    task = Task("t", key="k", deadline=50.0, resources={"db": 1}, payload=[1])
+    queue.push(task)
+    edf.push(task)
+    tracker.add_worker(Worker("w", capacity=2))
+    tracker.assign(task, "w")
+    dlq.add(task, Reason.MAX_ATTEMPTS, history=[AttemptRecord(1, "w", 0.0, 1.0, "failed")])
+    breaker.record_failure(permit=breaker.acquire())
+    limiter.try_acquire()
+    pool.try_acquire(2)
+    gates.try_acquire(task)
+    limit.admit(task, 5.0, lambda _: None)
+    limit.try_acquire(task)
+    debounce.admit(task, 5.0, lambda _: None)
+    throttle.admit(task, 5.0, lambda _: None)
+    retry.delay(1)
+    return {
+        "queue": (queue, lambda: PriorityQueue(clock, aging_rate=0.1)),
+        "edf": (edf, lambda: DeadlineScheduler(clock, servers=2)),
+        "tracker": (tracker, lambda: CapacityTracker(clock)),
+        "dlq": (dlq, lambda: DeadLetterQueue(clock)),
+        "breaker": (breaker, lambda: CircuitBreaker(clock, minimum_calls=1, window_size=2)),
+        "limiter": (limiter, lambda: RateLimiter(rate=1, per=1.0, burst=2, clock=clock)),
+        "pool": (pool, lambda: ResourcePool("db", size=3)),
+        "gates": (
+            gates,
+            lambda: AllGates(
+                [
+                    PoolGate(ResourcePool("db", 2)),
+                    RateGate(RateLimiter(1, clock=clock), "api", default=1),
+                ]
+            ),
+        ),
+        "limit": (limit, lambda: ConcurrencyLimit(key=lambda task: task.key, limit=2)),
+        "debounce": (
+            debounce,
+            lambda: Debounce(key=lambda t: t.key, window=2.0, keep_payloads=True),
+        ),
+        "throttle": (throttle, lambda: Throttle(key=lambda task: task.key, window=2.0)),
+        "retry": (retry, lambda: RetryPolicy(rng=random.Random(0))),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(used_parts()))
+def test_each_component_round_trips_and_refuses_any_field_missing(name: str) -> None:
+    used, fresh = used_parts()[name]
+    snapshot = as_json(used.snapshot())
+    twin = fresh()
+    twin.load_snapshot(snapshot)
+    assert as_json(twin.snapshot()) == snapshot
+    for field in snapshot:
+        broken = {key: value for key, value in snapshot.items() if key != field}
+        target = fresh()
+        before = as_json(target.snapshot())
+        with pytest.raises(SnapshotError, match=field):
+            target.load_snapshot(broken)
+        assert as_json(target.snapshot()) == before, field
+    with pytest.raises(SnapshotError, match="version"):
+        fresh().load_snapshot({**snapshot, "version": 2})
+    with pytest.raises(SnapshotError, match="unknown fields"):
+        fresh().load_snapshot({**snapshot, "extra": 1})
