@@ -2535,8 +2535,9 @@ class Distributor:
         Raises:
             SnapshotError: a snapshot of another format version, with a field
                 missing or of the wrong type, with references that disagree (a
-                lease of an unknown task), or collaborators that are not new;
-                nothing is built and the collaborators are unchanged.
+                lease of an unknown task), collaborators that are not new, or a
+                clock that reads before the snapshot's time; nothing is built
+                and the collaborators are unchanged.
         """
         fields, config = _persistence.read_config(snapshot)
         for given, name in ((queue, "queue"), (tracker, "tracker"), (dlq, "dlq")):
