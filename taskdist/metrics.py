@@ -13,9 +13,11 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
+from typing import Any
 
 import attrs
 
+from taskdist._snapshot import check_header, header, refuse
 from taskdist._validate import check_int, check_number, shown
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
 
@@ -151,6 +153,47 @@ class RecentSamples:
 
     def __len__(self) -> int:
         return min(len(self._samples), self._window)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The window as plain data (see ``docs/persistence.md``). O(window)."""
+        return {
+            **header("RecentSamples"),
+            "window": self._window,
+            "samples": list(self._samples),
+            "total": self.total,
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on the state :meth:`snapshot` wrote (into a window of the same size).
+
+        Recording callables made by :meth:`appender` keep working. O(window).
+
+        Raises:
+            SnapshotError: not such a snapshot, or of another window size
+                (nothing changes).
+        """
+        self._prepare_snapshot(data, "samples")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "RecentSamples", where)
+        window = fields.integer("window")
+        if window != self._window:
+            refuse(f"{where}.window", f"is {window}, this window holds {self._window}")
+        samples = fields.items("samples")
+        total = fields.integer("total", minimum=0)
+        fields.done()
+        if len(samples) > window + 1 or not all(
+            type(x) in (int, float) and math.isfinite(x) for x in samples
+        ):
+            refuse(f"{where}.samples", f"must be at most {window + 1} finite numbers")
+        values = [float(x) for x in samples]
+
+        def load() -> None:
+            self._samples.clear()  # in place: appenders hold its append
+            self._samples.extend(values)
+            self.total = total
+
+        return load
 
     def percentiles(self) -> Percentiles:
         """p50/p95/p99, mean and max of the window. O(window log window)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from taskdist._snapshot import Fields, as_snapshot_error, encode_key, refuse
 from taskdist._validate import (
     MAX_AMOUNT,
     MAX_CAPACITY,
@@ -28,7 +29,13 @@ from taskdist._validate import (
     check_skills,
     shown,
 )
-from taskdist.errors import DeadlineError, InvalidArgumentError, InvalidTypeError
+from taskdist.errors import (
+    DeadlineError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    SnapshotError,
+    TaskdistError,
+)
 
 __all__ = [
     "Assignment",
@@ -276,6 +283,82 @@ class Task:
         fields["resources"] = dict(self.resources)
         return (_rebuild_task, (fields,))
 
+    def to_data(self) -> dict[str, Any]:
+        """Every field as plain data (JSON when the payload is), for snapshots. O(r).
+
+        ``Task.from_data(task.to_data()) == task``: a :class:`Priority` comes
+        back as the same member, ``requires`` and ``resources`` as sets and
+        mappings again, ``payload`` as it is. Ids, tenants, keys and groups
+        must be ``None``, ``bool``, ``int``, ``float``, ``str``, or tuples and
+        frozensets of those.
+
+        Raises:
+            SnapshotError: an id, tenant, key or group of another kind.
+
+        >>> t = Task(("job", 7), priority=Priority.HIGH, requires={"gpu"}, payload=[1, 2])
+        >>> Task.from_data(t.to_data()) == t
+        True
+        """
+        priority = self.priority
+        return {
+            "id": encode_key(self.id, "a task id"),
+            "priority": priority.name if isinstance(priority, Priority) else priority,
+            "deadline": self.deadline,
+            "tenant": encode_key(self.tenant, "a tenant"),
+            "key": encode_key(self.key, "a key"),
+            "requires": sorted(self.requires),
+            "resources": dict(self.resources),
+            "cost": self.cost,
+            "ttl": self.ttl,
+            "max_attempts": self.max_attempts,
+            "group": encode_key(self.group, "a group"),
+            "zone": self.zone,
+            "payload": self.payload,
+            "preemptible": self.preemptible,
+        }
+
+    @classmethod
+    def from_data(cls, data: object, where: str = "task") -> Task:
+        """The task :meth:`to_data` wrote, validated as the constructor validates. O(r).
+
+        Raises:
+            SnapshotError: a field missing, unknown or of the wrong type, or a
+                value ``Task`` refuses (``where`` names the task in the message).
+        """
+        fields = Fields(data, where)
+        priority: Any = fields.value("priority")
+        if type(priority) is str:
+            if priority not in Priority.__members__:
+                refuse(f"{where}.priority", f"names no Priority, got {priority!r}")
+            priority = Priority[priority]
+        requires = fields.items("requires")
+        resources = fields.value("resources")
+        if type(resources) is not dict:
+            refuse(f"{where}.resources", f"must be a dict, got {shown(resources)}")
+        values: dict[str, Any] = {
+            "id": fields.key("id"),
+            "priority": priority,
+            "deadline": fields.opt_number("deadline"),
+            "tenant": fields.key("tenant"),
+            "key": fields.key("key"),
+            "requires": requires or frozenset(),  # the constructor's fast path
+            "resources": resources,
+            "cost": fields.number("cost"),
+            "ttl": fields.opt_number("ttl"),
+            "max_attempts": fields.opt_integer("max_attempts"),
+            "group": fields.key("group"),
+            "zone": fields.opt_text("zone"),
+            "payload": fields.value("payload"),
+            "preemptible": fields.boolean("preemptible"),
+        }
+        fields.done()
+        try:
+            return cls(**values)
+        except SnapshotError:
+            raise
+        except TaskdistError as error:
+            raise as_snapshot_error(error, where) from None
+
     def __repr__(self) -> str:
         fields = [f"{self.id!r}", f"priority={self.priority!r}"]
         for name in (
@@ -365,6 +448,51 @@ class Worker:
     def slots(self) -> float:
         """Capacity in the default ``"slots"`` resource (0 if it has none)."""
         return self.capacity.get("slots", 0.0)
+
+    def to_data(self) -> dict[str, Any]:
+        """Every field as plain data, for snapshots (the id as :meth:`Task.to_data`'s). O(r).
+
+        Raises:
+            SnapshotError: an id of another kind than a snapshot carries.
+
+        >>> w = Worker("w1", capacity={"slots": 2, "gpu": 1}, skills={"gpu"})
+        >>> Worker.from_data(w.to_data()) == w
+        True
+        """
+        return {
+            "id": encode_key(self.id, "a worker id"),
+            "capacity": dict(self.capacity),
+            "weight": self.weight,
+            "skills": sorted(self.skills),
+            "zone": self.zone,
+            "cost": self.cost,
+        }
+
+    @classmethod
+    def from_data(cls, data: object, where: str = "worker") -> Worker:
+        """The worker :meth:`to_data` wrote, validated as the constructor validates. O(r).
+
+        Raises:
+            SnapshotError: a field missing, unknown or of the wrong type, or a
+                value ``Worker`` refuses.
+        """
+        fields = Fields(data, where)
+        capacity = fields.value("capacity")
+        if type(capacity) is not dict:
+            refuse(f"{where}.capacity", f"must be a dict, got {shown(capacity)}")
+        values: dict[str, Any] = {
+            "id": fields.key("id"),
+            "capacity": capacity,
+            "weight": fields.number("weight"),
+            "skills": fields.items("skills"),
+            "zone": fields.opt_text("zone"),
+            "cost": fields.number("cost"),
+        }
+        fields.done()
+        try:
+            return cls(**values)
+        except TaskdistError as error:
+            raise as_snapshot_error(error, where) from None
 
 
 @attrs.frozen

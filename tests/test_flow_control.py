@@ -18,6 +18,7 @@ from taskdist import (
     Event,
     EventKind,
     InvalidArgumentError,
+    LeastConnections,
     ManualClock,
     Pool,
     RateGate,
@@ -308,3 +309,23 @@ def test_a_gate_refusal_never_spends_an_attempt(seed: int) -> None:
         clock.advance(rng.choice([0.1, 0.3, 0.5]))
     assert d.stats().by_state[TaskState.COMPLETED] == 30
     assert not [e for e in events if e.kind is EventKind.DEAD_LETTERED]
+
+
+def test_placements_taken_back_after_a_callback_raised_leave_the_retry_budget_as_it_was() -> None:
+    class FailsThirdTime(LeastConnections):
+        calls = 0
+
+        def choose(self, task, tracker, where=None):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            if self.calls == 3:
+                raise RuntimeError("balancer failed")
+            return super().choose(task, tracker, where)
+
+    budget = RetryBudget(ratio=1.0, minimum=0)
+    d, _ = distributor(ManualClock(), slots=5, retry_budget=budget, balancer=FailsThirdTime())
+    for i in range(3):
+        d.submit(Task(f"t{i}"))
+    with pytest.raises(RuntimeError):
+        d.dispatch()
+    assert d.leases() == []
+    assert budget.limit(budget.group(Task("probe"))) == 0.0

@@ -284,3 +284,27 @@ def test_a_breaker_does_not_hide_the_urgent_task() -> None:
     d.submit(Task("page", priority=0))
     d.dispatch()
     assert [e.victims for e in events if e.kind is EventKind.PREEMPT] == [("low2", "low")]
+
+
+def test_an_escalation_due_after_a_queued_task_missed_its_deadline_dead_letters_it() -> None:
+    # Escalating a queued task takes it out of the queue and puts it back; a deadline
+    # scheduler refuses it back once its deadline passed, so it goes to the dead letters.
+    clock = ManualClock()
+    d = Distributor(clock, queue=DeadlineScheduler(clock), escalation=Escalation(after=10.0))
+    d.submit(Task("late", priority=3, deadline=5.0))
+    clock.advance(11.0)
+    d.tick()
+    assert d.state_of("late") is TaskState.DEAD
+    entry = d.dlq.get("late")
+    assert entry is not None and entry.reason.value == "deadline_missed"
+    assert d.dispatch() == []
+
+
+def test_reprioritizing_a_task_whose_deadline_passed_while_queued_is_refused() -> None:
+    clock = ManualClock()
+    d = Distributor(clock, queue=DeadlineScheduler(clock))
+    d.submit(Task("late", priority=3, deadline=5.0))
+    clock.advance(6.0)
+    with pytest.raises(TaskStateError, match="dead-lettered"):
+        d.reprioritize("late", 1)
+    assert d.state_of("late") is TaskState.DEAD

@@ -98,6 +98,11 @@ class ParkingLot:
         for group, members in self._groups.items():
             yield group, next(iter(members.values()))
 
+    def parked(self) -> list[tuple[Hashable, list[Task]]]:
+        """Every group with its tasks, in the order parked: parking them again in this
+        order rebuilds the lot as it is. O(parked)."""
+        return [(group, list(members.values())) for group, members in self._groups.items()]
+
     def ids(self) -> Iterator[Hashable]:
         """Every parked task id. O(1) per id."""
         return iter(self._group_of)

@@ -61,6 +61,12 @@ class Timers:
         key = top[2]
         return self._kinds.pop(key), key, top[0]
 
+    def pending(self) -> list[tuple[str, Hashable, float]]:
+        """Every pending ``(kind, key, when)``, in the order they fall due (equal times
+        in the order scheduled): scheduling them again in this order keeps it. O(n log n)."""
+        entries = sorted(self._live.values())
+        return [(self._kinds[entry[2]], entry[2], float(entry[0])) for entry in entries]
+
     def __len__(self) -> int:
         return len(self._live)
 

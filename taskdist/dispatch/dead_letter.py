@@ -8,13 +8,16 @@ from typing import Any, Literal
 
 import attrs
 
-from taskdist._validate import check_choice, check_int
+from taskdist._snapshot import Fields, check_header, header, refuse
+from taskdist._validate import check_choice, check_int, shown
 from taskdist.clock import Clock, MonotonicClock
+from taskdist.dispatch.stats import AttemptRecord
 from taskdist.errors import (
     DuplicateTaskError,
     InvalidArgumentError,
     InvalidTypeError,
     QueueFullError,
+    SnapshotError,
     TaskdistError,
     UnknownTaskError,
 )
@@ -25,6 +28,7 @@ __all__ = ["DeadLetter", "DeadLetterQueue", "DeadLetterStats", "RedriveReport"]
 
 Overflow = Literal["drop_oldest", "reject"]
 _OVERFLOW_POLICIES: tuple[Overflow, ...] = ("drop_oldest", "reject")
+_REASONS = frozenset(reason.value for reason in Reason)
 
 
 def _error_text(error: object) -> str | None:
@@ -321,6 +325,100 @@ class DeadLetterQueue:
             evicted=self._evicted,
             rejected=self._rejected,
         )
+
+    # -- persistence ------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The entries, oldest first, and the books, as plain data. O(n + history).
+
+        A history must hold :class:`~taskdist.AttemptRecord` items (what the
+        Distributor records). :meth:`load_snapshot` on an empty DLQ of the same
+        configuration takes it back; see ``docs/persistence.md``.
+
+        Raises:
+            SnapshotError: a history item that is not an ``AttemptRecord``, or an
+                id a snapshot cannot carry.
+        """
+        entries = []
+        for entry in self._entries.values():
+            history = []
+            for record in entry.history:
+                if not isinstance(record, AttemptRecord):
+                    raise SnapshotError(
+                        f"cannot write the history of dead letter {entry.task.id!r} to a "
+                        f"snapshot: it holds {shown(record)}, not AttemptRecords"
+                    )
+                history.append(record.to_data())
+            entries.append(
+                {
+                    "task": entry.task.to_data(),
+                    "reason": entry.reason.value,
+                    "history": history,
+                    "error": entry.error,
+                    "dead_at": entry.dead_at,
+                    "redriven_at": entry.redriven_at,
+                }
+            )
+        return {
+            **header("DeadLetterQueue"),
+            "maxsize": self._maxsize,
+            "overflow": self._overflow,
+            "entries": entries,
+            "counts": [self._added, self._redriven, self._purged, self._evicted, self._rejected],
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on the state :meth:`snapshot` wrote, into an empty DLQ of the same
+        ``maxsize`` and ``overflow``. O(n + history).
+
+        Raises:
+            SnapshotError: an unknown format version, a missing or ill-typed field,
+                another configuration, or a non-empty DLQ (nothing changes).
+        """
+        self._prepare_snapshot(data, "dlq")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        """Check ``data`` whole; return what loads it (it cannot fail)."""
+        fields = check_header(data, "DeadLetterQueue", where)
+        if self._entries or self._added:
+            refuse(where, "can be loaded only into a new, empty DeadLetterQueue")
+        for name, mine in (("maxsize", self._maxsize), ("overflow", self._overflow)):
+            fields.same(name, mine, "dead-letter queue")
+        entries: dict[Hashable, DeadLetter] = {}
+        for i, item in enumerate(fields.items("entries")):
+            at = f"{where}.entries[{i}]"
+            entry = Fields(item, at)
+            task = Task.from_data(entry.value("task"), f"{at}.task")
+            reason = entry.text("reason")
+            if reason not in _REASONS:
+                refuse(f"{at}.reason", f"names no Reason, got {reason!r}")
+            history = tuple(
+                AttemptRecord.from_data(record, f"{at}.history[{j}]")
+                for j, record in enumerate(entry.items("history"))
+            )
+            letter = DeadLetter(
+                task,
+                Reason(reason),
+                history,
+                entry.opt_text("error"),
+                entry.number("dead_at"),
+                entry.opt_number("redriven_at"),
+            )
+            entry.done()
+            if task.id in entries:
+                refuse(at, f"holds task {task.id!r} a second time")
+            entries[task.id] = letter
+        if self._maxsize is not None and len(entries) > self._maxsize:
+            refuse(where, f"holds {len(entries)} entries, more than maxsize {self._maxsize}")
+        counts = fields.counts("counts", 5)
+        fields.done()
+
+        def load() -> None:
+            self._entries.update(entries)
+            self._by_reason.update(entry.reason for entry in entries.values())
+            self._added, self._redriven, self._purged, self._evicted, self._rejected = counts
+
+        return load
 
     def __repr__(self) -> str:
         return (

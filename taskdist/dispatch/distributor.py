@@ -12,7 +12,7 @@ import math
 import random
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -21,6 +21,7 @@ from taskdist.balancing.base import Balancer, check_balancer
 from taskdist.balancing.least_load import LeastConnections
 from taskdist.batching.optimizer import BatchOptimizer
 from taskdist.clock import Clock
+from taskdist.dispatch import _persistence
 from taskdist.dispatch._parking import GATES, ParkingLot, signature
 from taskdist.dispatch._placement import PlacementRules, both
 from taskdist.dispatch._records import (
@@ -94,6 +95,7 @@ from taskdist.errors import (
     InvalidTypeError,
     QueueFullError,
     ReentrancyError,
+    SnapshotError,
     TaskStateError,
     UnknownTaskError,
     WorkerFullError,
@@ -109,6 +111,9 @@ from taskdist.task import Assignment, Reason, Task, TaskState, Worker
 from taskdist.workers.health import Health
 from taskdist.workers.state import WorkerState
 from taskdist.workers.tracker import CapacityTracker
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["BreakerFactory", "Distributor", "SubmitResult"]
 
@@ -1339,6 +1344,8 @@ class Distributor:
         if lease.batch is not None:
             self._leave_batch(lease, ok=None, now=None)
         self._timers.cancel(task_id)
+        if self._budget is not None:
+            self._budget.unleased(task)
         state = self._tracker.release(task, lease.worker_id, ok=None)
         assert lease.balancer is not None
         lease.balancer.on_release(task, state)
@@ -1800,7 +1807,7 @@ class Distributor:
                     "through dispatch; it was not assigned"
                 )
             state = self._tracker.worker(worker_id)
-            task = self._waiting_task(task_id)
+            task = self._waiting_task(task_id, "assign")
             if state.health is Health.UNAVAILABLE:
                 raise WorkerUnavailableError(
                     f"worker {worker_id!r} is unavailable; {task_id!r} was not assigned"
@@ -1839,13 +1846,15 @@ class Distributor:
         O(log n): the queue's remove and push.
 
         Raises:
-            UnknownTaskError, TaskStateError: no such task, or it is not waiting.
+            UnknownTaskError, TaskStateError: no such task, or it is not waiting (or
+                its queue refused it back because its deadline passed while it
+                waited: it is dead-lettered then).
             InvalidTypeError, InvalidArgumentError: not a valid priority.
         """
         self._enter()
         try:
             self._waiting_state(task_id, "reprioritize")
-            task = self._waiting_task(task_id)
+            task = self._waiting_task(task_id, "reprioritize")
             changed = attrs.evolve(task, priority=priority)  # validates
             self._replace_waiting(task, changed, self._now())
             return changed
@@ -1880,14 +1889,23 @@ class Distributor:
             )
         return state
 
-    def _waiting_task(self, task_id: Hashable) -> Task:
+    def _waiting_task(self, task_id: Hashable, verb: str) -> Task:
         """The Task object of a waiting task, wherever it waits. O(1), or the queue's
-        remove and push for a queued one (the queue has no lookup)."""
+        remove and push for a queued one (the queue has no lookup).
+
+        Raises:
+            TaskStateError: the queue refused it back (its deadline passed while it
+                waited), so it went to the dead-letter queue instead.
+        """
         task = self._retrying.get(task_id) or self._lot.get(task_id)
         if task is not None:
             return task
         task = self._queue.remove(task_id)
-        self._queue.push(task, enqueued_at=self._waiting_since[task_id])
+        if not self._enqueue(task, self._now()):
+            raise TaskStateError(
+                f"cannot {verb} task {task_id!r}: its queue refused it (a deadline passed "
+                "while it waited), so it was dead-lettered"
+            )
         return task
 
     def _replace_waiting(self, old: Task, new: Task, now: float) -> None:
@@ -2262,7 +2280,10 @@ class Distributor:
         rule = self._escalation
         if rule is None or task_id not in self._waiting_since:
             return  # leased since: it is timed again when it waits again
-        task = self._waiting_task(task_id)
+        try:
+            task = self._waiting_task(task_id, "escalate")
+        except TaskStateError:
+            return  # it missed its deadline while waiting: dead-lettered, nothing to raise
         steps, _ = self._escalated.get(task_id, (0, due))
         raised = rule.raised(task)
         self._escalated[task_id] = (steps + 1, due)
@@ -3064,3 +3085,91 @@ class Distributor:
             f"Distributor(queued={len(self._waiting_since)}, leased={len(self._leases)}, "
             f"workers={len(self._tracker)})"
         )
+
+    # -- persistence -----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as plain data: JSON-serialisable when the task payloads are.
+
+        Waiting, parked, retrying and leased tasks (leases with their expiry),
+        attempt histories, timers, the dedup window, counters, and the states
+        of the queue, tracker, dead-letter queue and retry policy. Give it to
+        :meth:`restore`; see ``docs/persistence.md``. O(n + w + timers).
+
+        Raises:
+            SnapshotError: a part of the composition that snapshots do not carry
+                yet (breakers, gates, intake policies, a retry budget, routed
+                tasks, a queue without ``snapshot()``), or an id that is not plain
+                data.
+            ReentrancyError: called from a callback of this distributor.
+        """
+        self._enter()
+        try:
+            return _persistence.snapshot_of(self)
+        finally:
+            self._leave()
+
+    @classmethod
+    def restore(
+        cls,
+        snapshot: object,
+        clock: Clock,
+        *,
+        queue: Queue | None = None,
+        tracker: CapacityTracker | None = None,
+        balancer: Balancer | None = None,
+        breaker: BreakerFactory | None = None,
+        retry: RetryPolicy | None = None,
+        dlq: DeadLetterQueue | None = None,
+        gates: Gate | Iterable[Gate] = (),
+        routes: Iterable[Route] | None = None,
+        escalation: Escalation | None = None,
+        preemption: Preemption | None = None,
+        intake: Iterable[IntakePolicy] = (),
+        retry_budget: RetryBudget | None = None,
+        rng: random.Random | None = None,
+        on_event: Listener | None = None,
+    ) -> Self:
+        """A distributor in the state of ``snapshot``, made of the collaborators given.
+
+        The collaborators are what the constructor takes that is code, not
+        data; give them as the snapshotted distributor had them, new and empty
+        (``queue``, ``tracker`` and ``dlq`` configured alike: the snapshot fills
+        them). The numbers (``lease``, ``dedup_window``, ``max_queued``,
+        ``stats_window``) come from the snapshot. With the same clock, the
+        restored distributor makes the same decisions the original would
+        have: random sources continue from the snapshot's state. A lease whose
+        expiry passes while the host is down expires at the first ``tick`` or
+        ``dispatch``, and its task goes back to the queue. O(size of the snapshot).
+
+        Raises:
+            SnapshotError: a snapshot of another format version, with a field
+                missing or of the wrong type, with references that disagree (a
+                lease of an unknown task), collaborators that are not new, or a
+                clock that reads before the snapshot's time; nothing is built
+                and the collaborators are unchanged.
+        """
+        fields, config = _persistence.read_config(snapshot)
+        for given, name in ((queue, "queue"), (tracker, "tracker"), (dlq, "dlq")):
+            if given is not None and len(given):
+                raise SnapshotError(f"restore() fills a new, empty {name}; this one holds items")
+        distributor = cls(
+            clock,
+            queue=queue,
+            tracker=tracker,
+            balancer=balancer,
+            breaker=breaker,
+            retry=retry,
+            dlq=dlq,
+            gates=gates,
+            routes=routes,
+            escalation=escalation,
+            preemption=preemption,
+            intake=intake,
+            retry_budget=retry_budget,
+            rng=rng,
+            on_event=on_event,
+            **config,
+        )
+        _persistence.restore_into(distributor, fields)
+        return distributor

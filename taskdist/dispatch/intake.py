@@ -25,11 +25,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
-from taskdist._validate import check_choice, check_int, check_number
+from taskdist._snapshot import check_header, decode_key, encode_key, header, refuse
+from taskdist._validate import check_choice, check_int, check_number, shown
 from taskdist.errors import InvalidTypeError, OverReleaseError
 from taskdist.task import Task, TaskState
 
@@ -207,6 +208,44 @@ class ConcurrencyLimit:
         """``None``: a slot frees when a task ends, not with time."""
         return None
 
+    def snapshot(self) -> dict[str, Any]:
+        """The live and running task ids of each key, as plain data. O(tasks).
+        See ``docs/persistence.md``."""
+        return {
+            **header("ConcurrencyLimit"),
+            "limit": self._limit,
+            "strategy": self._strategy,
+            "live": [[_key(key), [_id(i) for i in ids]] for key, ids in self._live.items()],
+            "running": [
+                [_key(key), sorted((_id(i) for i in ids), key=repr)]
+                for key, ids in self._running.items()
+            ],
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on what :meth:`snapshot` wrote, into a new policy configured alike. O(tasks).
+
+        Raises:
+            SnapshotError: not such a snapshot, or another configuration.
+        """
+        self._prepare_snapshot(data, "intake")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "ConcurrencyLimit", where)
+        if self._live or self._running:
+            refuse(where, "can be loaded only into a new ConcurrencyLimit")
+        if fields.value("limit") != self._limit or fields.value("strategy") != self._strategy:
+            refuse(where, f"is not of {self!r}")
+        live = {key: dict.fromkeys(ids) for key, ids in _keyed_ids(fields.pairs("live"), where)}
+        running = {key: set(ids) for key, ids in _keyed_ids(fields.pairs("running"), where)}
+        fields.done()
+
+        def load() -> None:
+            self._live.update(live)
+            self._running.update(running)
+
+        return load
+
     def __repr__(self) -> str:
         return f"ConcurrencyLimit(limit={self._limit}, strategy={self._strategy!r})"
 
@@ -264,6 +303,43 @@ class Debounce:
         if latest is not None and latest[0] == task.id:
             del self._latest[key]
 
+    def snapshot(self) -> dict[str, Any]:
+        """Each key's latest task, when it came and the payloads it carries, as plain data
+        (JSON when the payloads are). O(keys). See ``docs/persistence.md``."""
+        return {
+            **header("Debounce"),
+            "window": self._window,
+            "keep_payloads": self._keep,
+            "latest": [
+                [_key(key), [_id(task_id), at, list(payloads)]]
+                for key, (task_id, at, payloads) in self._latest.items()
+            ],
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on what :meth:`snapshot` wrote, into a new policy configured alike. O(keys).
+
+        Raises:
+            SnapshotError: not such a snapshot, or another configuration.
+        """
+        self._prepare_snapshot(data, "intake")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "Debounce", where)
+        if self._latest:
+            refuse(where, "can be loaded only into a new Debounce")
+        if fields.value("window") != self._window or fields.value("keep_payloads") != self._keep:
+            refuse(where, "is not of a Debounce configured alike")
+        latest: dict[Hashable, tuple[Hashable, float, tuple[object, ...]]] = {}
+        for key, item in fields.pairs("latest"):
+            if type(item) is not list or len(item) != 3 or type(item[1]) not in (int, float):
+                refuse(f"{where}.latest", f"must hold [id, time, [payloads]], got {shown(item)}")
+            if type(item[2]) is not list:
+                refuse(f"{where}.latest", f"must hold a list of payloads, got {shown(item[2])}")
+            latest[key] = (decode_key(item[0], f"{where}.latest"), float(item[1]), tuple(item[2]))
+        fields.done()
+        return lambda: self._latest.update(latest)
+
 
 class Throttle:
     """At most one task per key per ``window`` seconds (from the accepted one's
@@ -302,6 +378,57 @@ class Throttle:
 
     def forget(self, task: Task) -> None:
         """Nothing: the window runs from arrival, whatever happens to the task."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """Each key's accepted task and when it came, oldest first, as plain data.
+        O(keys). See ``docs/persistence.md``."""
+        return {
+            **header("Throttle"),
+            "window": self._window,
+            "last": [[_key(key), [_id(task_id), at]] for key, (task_id, at) in self._last.items()],
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on what :meth:`snapshot` wrote, into a new policy configured alike. O(keys).
+
+        Raises:
+            SnapshotError: not such a snapshot, or another configuration.
+        """
+        self._prepare_snapshot(data, "intake")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "Throttle", where)
+        if self._last:
+            refuse(where, "can be loaded only into a new Throttle")
+        if fields.value("window") != self._window:
+            refuse(where, "is not of a Throttle configured alike")
+        last: list[tuple[Hashable, tuple[Hashable, float]]] = []
+        for key, item in fields.pairs("last"):
+            if type(item) is not list or len(item) != 2 or type(item[1]) not in (int, float):
+                refuse(f"{where}.last", f"must hold [id, time], got {shown(item)}")
+            last.append((key, (decode_key(item[0], f"{where}.last"), float(item[1]))))
+        fields.done()
+        return lambda: self._last.update(last)
+
+
+def _key(key: Hashable) -> Any:
+    return encode_key(key, "an intake key")
+
+
+def _id(task_id: Hashable) -> Any:
+    return encode_key(task_id, "a task id")
+
+
+def _keyed_ids(
+    pairs: list[tuple[Hashable, Any]], where: str
+) -> list[tuple[Hashable, list[Hashable]]]:
+    """``[key, [ids]]`` pairs read back."""
+    found = []
+    for key, ids in pairs:
+        if type(ids) is not list:
+            refuse(where, f"must list the ids of key {key!r}, got {shown(ids)}")
+        found.append((key, [decode_key(i, where) for i in ids]))
+    return found
 
 
 def _check_task(task: object) -> None:

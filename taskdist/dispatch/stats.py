@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 import attrs
 
+from taskdist._snapshot import Fields, encode_key
 from taskdist.metrics import Percentiles
 from taskdist.resilience.breaker import CircuitState
 from taskdist.task import Reason, TaskState
@@ -30,6 +32,40 @@ class AttemptRecord:
     """``"failed"``, ``"lease_expired"``, ``"requeued"`` (its worker left) or ``"preempted"``."""
     error: str | None = None
     """The error as ``"TypeName: message"``, if one was reported."""
+
+    def to_data(self) -> dict[str, Any]:
+        """The record as plain data, for snapshots. O(1).
+
+        Raises:
+            SnapshotError: a worker id a snapshot cannot carry.
+        """
+        return {
+            "attempt": self.attempt,
+            "worker_id": encode_key(self.worker_id, "a worker id"),
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "outcome": self.outcome,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_data(cls, data: object, where: str = "record") -> AttemptRecord:
+        """The record :meth:`to_data` wrote. O(1).
+
+        Raises:
+            SnapshotError: a field missing, unknown or of the wrong type.
+        """
+        fields = Fields(data, where)
+        record = cls(
+            fields.integer("attempt", minimum=1),
+            fields.key("worker_id"),
+            fields.number("started_at"),
+            fields.number("ended_at"),
+            fields.text("outcome"),
+            fields.opt_text("error"),
+        )
+        fields.done()
+        return record
 
 
 @attrs.frozen

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import threading
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from taskdist.balancing import Balancer
 from taskdist.clock import Clock
@@ -12,15 +13,24 @@ from taskdist.dispatch import (
     DeadLetterQueue,
     Distributor,
     DistributorStats,
+    Escalation,
+    IntakePolicy,
     Listener,
     Pool,
+    Preemption,
+    RetryBudget,
+    Route,
     SubmitResult,
 )
+from taskdist.dispatch.distributor import BreakerFactory
 from taskdist.errors import InvalidTypeError
 from taskdist.queues import Queue
-from taskdist.resilience import CircuitBreaker
+from taskdist.resilience import CircuitBreaker, Gate, RetryPolicy
 from taskdist.task import Assignment, Task, TaskState, Worker
 from taskdist.workers import CapacityTracker, Health, WorkerState
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["ThreadSafeDistributor"]
 
@@ -359,6 +369,54 @@ class ThreadSafeDistributor:
         """``Distributor.stats``, locked."""
         with self._lock:
             return self._distributor.stats()
+
+    def snapshot(self) -> dict[str, Any]:
+        """``Distributor.snapshot``, locked: a consistent picture while threads work."""
+        with self._lock:
+            return self._distributor.snapshot()
+
+    @classmethod
+    def restore(
+        cls,
+        snapshot: object,
+        clock: Clock,
+        *,
+        queue: Queue | None = None,
+        tracker: CapacityTracker | None = None,
+        balancer: Balancer | None = None,
+        breaker: BreakerFactory | None = None,
+        retry: RetryPolicy | None = None,
+        dlq: DeadLetterQueue | None = None,
+        gates: Gate | Iterable[Gate] = (),
+        routes: Iterable[Route] | None = None,
+        escalation: Escalation | None = None,
+        preemption: Preemption | None = None,
+        intake: Iterable[IntakePolicy] = (),
+        retry_budget: RetryBudget | None = None,
+        rng: random.Random | None = None,
+        on_event: Listener | None = None,
+    ) -> Self:
+        """``Distributor.restore``, wrapped for threads."""
+        return cls(
+            Distributor.restore(
+                snapshot,
+                clock,
+                queue=queue,
+                tracker=tracker,
+                balancer=balancer,
+                breaker=breaker,
+                retry=retry,
+                dlq=dlq,
+                gates=gates,
+                routes=routes,
+                escalation=escalation,
+                preemption=preemption,
+                intake=intake,
+                retry_budget=retry_budget,
+                rng=rng,
+                on_event=on_event,
+            )
+        )
 
     def __len__(self) -> int:
         with self._lock:

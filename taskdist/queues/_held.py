@@ -1,13 +1,35 @@
-"""Membership shared by the queues that hold expired tasks until ``expire()``."""
+"""Membership shared by the queues that hold expired tasks until ``expire()``, and
+how a held task's place is written in their snapshots."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from typing import Any
 
+from taskdist._snapshot import refuse
 from taskdist.errors import InvalidTypeError, UnknownTaskError
+from taskdist.task import Task
 
-__all__ = ["HeldTasks", "reentry_refusal", "unpop_refusal"]
+__all__ = ["HeldTasks", "held_data", "read_held", "reentry_refusal", "unpop_refusal"]
+
+
+def held_data(seq: float, enqueued: float, task: Task) -> list[Any]:
+    """A held task's place as plain data: ``[seq, enqueued_at, task]``."""
+    return [seq, enqueued, task.to_data()]
+
+
+def read_held(data: object, where: str, following: float) -> tuple[float, float, Task]:
+    """The ``(seq, enqueued_at, task)`` :func:`held_data` wrote; ``seq`` below ``following``."""
+    if type(data) is not list or len(data) != 3:
+        refuse(where, "must be [seq, enqueued_at, task]")
+    seq, enqueued, task_data = data
+    for name, value in (("seq", seq), ("enqueued_at", enqueued)):
+        if type(value) not in (int, float) or not math.isfinite(value):
+            refuse(f"{where}.{name}", f"must be a finite number, got {value!r}")
+    if not 0 <= seq < following:
+        refuse(f"{where}.seq", f"must be in [0, next_seq), got {seq!r}")
+    return float(seq), float(enqueued), Task.from_data(task_data, f"{where}.task")
 
 
 class HeldTasks:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from heapq import heapreplace
 from itertools import chain
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import attrs
 
 from taskdist._lazy_heap import LazyHeap
+from taskdist._snapshot import check_header, decode_key, encode_key, header, refuse
 from taskdist._validate import check_choice, check_enqueued_at, check_int, check_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
@@ -25,7 +26,7 @@ from taskdist.errors import (
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
-from taskdist.queues._held import HeldTasks, reentry_refusal, unpop_refusal
+from taskdist.queues._held import HeldTasks, held_data, read_held, reentry_refusal, unpop_refusal
 from taskdist.queues._prefix_sorted import PrefixSumSortedList
 from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Priority, Reason, Task
@@ -74,6 +75,22 @@ _MAX_COST: Final = 1e270
 # With aging, the largest priority of a task without a deadline: its implicit
 # deadline is a float, exact for priorities up to 2**53.
 _MAX_AGED_PRIORITY: Final = 2**53
+_REASONS: Final = frozenset(reason.value for reason in Reason)
+# What a scheduler has counted, as its snapshot lists it.
+_COUNTERS: Final = (
+    "_pushed",
+    "_popped",
+    "_removed",
+    "_expired_count",
+    "_expired_deadline",
+    "_met",
+    "_missed",
+    "_admitted_late",
+    "_dead_lettered",
+    "_rejected",
+    "_evicted",
+    "_overflowed",
+)
 
 
 @attrs.frozen
@@ -988,6 +1005,117 @@ class DeadlineScheduler(HeldTasks):
             f"maxsize={self._maxsize!r}, overflow={self._overflow!r})"
         )
 
+    # -- persistence ------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the scheduler holds and has counted, as plain data. O(n).
+
+        Each task keeps its sequence number (ties) and enqueue time (age, TTL,
+        implicit deadline), and the late ones their mark. :meth:`load_snapshot`
+        on an empty scheduler of the same configuration takes it back; see
+        ``docs/persistence.md``.
+
+        Raises:
+            SnapshotError: a task whose id, tenant, key or group a snapshot cannot carry.
+        """
+        return {
+            **header("DeadlineScheduler"),
+            "servers": self._servers,
+            "on_miss": self._on_miss,
+            "aging_rate": self._rate,
+            "maxsize": self._maxsize,
+            "overflow": self._overflow,
+            "held": [_entry_data(entry) for entry in self._index.values()],
+            "late": [encode_key(task_id, "a task id") for task_id in self._late],
+            "expired": [
+                [_entry_data(entry), reason.value, due]
+                for entry, reason, due in self._expired.values()
+            ],
+            "next_seq": self._seq,
+            "cost_cap": self._cost_cap,
+            "counts": [getattr(self, name) for name in _COUNTERS],
+            "waits": self._waits_window.snapshot(),
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on the state :meth:`snapshot` wrote: same tasks, order, ages, late marks
+        and counts. The scheduler must be empty and configured as the one
+        snapshotted (``servers``, ``on_miss``, ``aging_rate``, ``maxsize``,
+        ``overflow``, ``stats_window``). O(n log n).
+
+        Raises:
+            SnapshotError: an unknown format version, a missing or ill-typed field,
+                another configuration, or a non-empty scheduler (nothing changes).
+        """
+        self._prepare_snapshot(data, "queue")[0]()
+
+    def _prepare_snapshot(
+        self, data: object, where: str
+    ) -> tuple[Callable[[], None], set[Hashable]]:
+        """Check ``data`` whole; return what loads it (it cannot fail) and the ids it holds."""
+        fields = check_header(data, "DeadlineScheduler", where)
+        if len(self) or self._pushed:
+            refuse(where, "can be loaded only into a new, empty DeadlineScheduler")
+        for name, mine in (
+            ("servers", self._servers),
+            ("on_miss", self._on_miss),
+            ("aging_rate", self._rate),
+            ("maxsize", self._maxsize),
+            ("overflow", self._overflow),
+        ):
+            fields.same(name, mine, "scheduler")
+        following = fields.number("next_seq")
+        held = [
+            self._restored_entry(item, f"{where}.held[{i}]", following)
+            for i, item in enumerate(fields.items("held"))
+        ]
+        expired: dict[Hashable, tuple[_Entry, Reason, float]] = {}
+        for i, item in enumerate(fields.items("expired")):
+            at = f"{where}.expired[{i}]"
+            if type(item) is not list or len(item) != 3 or item[1] not in _REASONS:
+                refuse(at, "must be [entry, reason, due]")
+            entry = self._restored_entry(item[0], f"{at}[0]", following)
+            if type(item[2]) not in (int, float) or not math.isfinite(item[2]):
+                refuse(f"{at}[2]", f"must be a finite time, got {item[2]!r}")
+            expired[entry[_ID]] = (entry, Reason(item[1]), float(item[2]))
+        ids = {entry[_ID] for entry in held}
+        seqs = {entry[_SEQ] for entry in held} | {e[_SEQ] for e, _, _ in expired.values()}
+        if len(ids) != len(held) or ids & set(expired) or len(seqs) != len(ids) + len(expired):
+            refuse(where, "holds a task id or sequence number twice")
+        if self._maxsize is not None and len(ids) + len(expired) > self._maxsize:
+            refuse(where, f"holds more than maxsize {self._maxsize} tasks")
+        late = {decode_key(k, f"{where}.late") for k in fields.items("late")}
+        if not late <= ids:
+            refuse(f"{where}.late", "marks a task the scheduler does not hold")
+        cost_cap = fields.number("cost_cap")
+        counts = fields.counts("counts", len(_COUNTERS))
+        load_waits = self._waits_window._prepare_snapshot(fields.value("waits"), f"{where}.waits")
+        fields.done()
+
+        def load() -> None:
+            self._late.update(late)
+            self._index.update((entry[_ID], entry) for entry in held)
+            for entry in sorted(held):  # into the lists in their order
+                self._file(entry, self._bound(entry))
+                self._track(entry)
+            self._horizon = -_INF  # computed afresh at the next push
+            self._cost_cap = max(cost_cap, max((e[_TASK].cost for e in held), default=0.0))
+            self._expired.update(expired)
+            self._seq = following
+            for name, count in zip(_COUNTERS, counts, strict=True):
+                setattr(self, name, count)
+            load_waits()
+
+        return load, ids | set(expired)
+
+    def _restored_entry(self, data: object, where: str, following: float) -> _Entry:
+        """An entry from its snapshot ``[seq, enqueued_at, task]``, keyed as push keys it."""
+        seq, enqueued, task = read_held(data, where, following)
+        try:
+            return self._entry(task, enqueued, seq)
+        except InvalidArgumentError as error:
+            refuse(f"{where}.task", f"is not one this scheduler holds ({error})")
+
     # -- internals --------------------------------------------------------
 
     def _entry(self, task: Task, enqueued: float, seq: float) -> _Entry:
@@ -1472,3 +1600,7 @@ def _running_pairs(running: object, now: float, task: Task) -> list[tuple[Task, 
         seen.add(held.id)
         pairs.append((held, start))
     return pairs
+
+
+def _entry_data(entry: _Entry) -> list[Any]:
+    return held_data(entry[_SEQ], entry[_ENQUEUED], entry[_TASK])

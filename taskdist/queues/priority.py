@@ -6,11 +6,12 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Hashable
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
 from taskdist._lazy_heap import LazyHeap
+from taskdist._snapshot import check_header, header, refuse
 from taskdist._validate import check_choice, check_enqueued_at, check_int, check_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
@@ -23,7 +24,7 @@ from taskdist.errors import (
     UnknownTaskError,
 )
 from taskdist.metrics import Percentiles, RecentSamples
-from taskdist.queues._held import HeldTasks, reentry_refusal, unpop_refusal
+from taskdist.queues._held import HeldTasks, held_data, read_held, reentry_refusal, unpop_refusal
 from taskdist.queues.protocol import OVERFLOW_POLICIES, Eviction, Overflow, Predicate
 from taskdist.task import Reason, Task
 
@@ -48,6 +49,15 @@ _Entry = tuple[float, float, float, Hashable, Task]
 _Timer = tuple[float, float, _Entry]
 _Lowest = tuple[float, float, float, _Entry]
 _NEVER: Final = math.inf
+# What a queue has counted, as its snapshot lists it.
+_COUNTERS: Final = (
+    "_popped",
+    "_removed",
+    "_expired_count",
+    "_evicted",
+    "_evicted_arrivals",
+    "_rejected",
+)
 # With aging, priorities beyond this are refused: the aged key is a float, exact up to 2**53.
 _MAX_AGED_PRIORITY: Final = 2**53
 
@@ -57,6 +67,10 @@ def _expires(entry: _Entry) -> float:
     ttl = entry[_TASK].ttl
     assert ttl is not None  # only entries with a ttl ever expire
     return entry[_ENQUEUED] + ttl
+
+
+def _entry_data(entry: _Entry) -> list[Any]:
+    return held_data(entry[_SEQ], entry[_ENQUEUED], entry[_TASK])
 
 
 def _expiry_order(entry: _Entry) -> tuple[float, float]:
@@ -556,6 +570,115 @@ class PriorityQueue(HeldTasks):
             f"PriorityQueue(len={len(self)}, aging_rate={self._rate!r}, "
             f"maxsize={self._maxsize!r}, overflow={self._overflow!r})"
         )
+
+    # -- persistence ------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the queue holds and has counted, as plain data. O(n).
+
+        Each task keeps its place: its sequence number (the FIFO tie-break),
+        its enqueue time (its age and TTL) and, through them, its aged key.
+        :meth:`load_snapshot` on an empty queue of the same configuration
+        takes it back; see ``docs/persistence.md``.
+
+        Raises:
+            SnapshotError: a task whose id, tenant, key or group a snapshot cannot carry.
+        """
+        following = next(self._seq)
+        self._seq = itertools.count(following)  # nothing consumed
+        return {
+            **header("PriorityQueue"),
+            "aging_rate": self._rate,
+            "maxsize": self._maxsize,
+            "overflow": self._overflow,
+            "held": [_entry_data(entry) for entry in self._index.values()],
+            "expired": [_entry_data(entry) for entry in self._expired.values()],
+            "next_seq": following,
+            "monotone": self._monotone,
+            "counts": [getattr(self, name) for name in _COUNTERS],
+            "waits": None if self._waits_window is None else self._waits_window.snapshot(),
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on the state :meth:`snapshot` wrote: same tasks, order, ages and counts.
+
+        The queue must be empty and configured as the one snapshotted
+        (``aging_rate``, ``maxsize``, ``overflow``, ``stats_window``). O(n log n).
+
+        Raises:
+            SnapshotError: an unknown format version, a missing or ill-typed field,
+                another configuration, or a non-empty queue (nothing changes).
+        """
+        self._prepare_snapshot(data, "queue")[0]()
+
+    def _prepare_snapshot(
+        self, data: object, where: str
+    ) -> tuple[Callable[[], None], set[Hashable]]:
+        """Check ``data`` whole; return what loads it (it cannot fail) and the ids it holds."""
+        fields = check_header(data, "PriorityQueue", where)
+        if len(self) or self._popped or self._removed:
+            refuse(where, "can be loaded only into a new, empty PriorityQueue")
+        for name, mine in (
+            ("aging_rate", self._rate),
+            ("maxsize", self._maxsize),
+            ("overflow", self._overflow),
+        ):
+            fields.same(name, mine, "queue")
+        following = fields.number("next_seq")
+        held = [
+            self._entry(item, f"{where}.held[{i}]", following)
+            for i, item in enumerate(fields.items("held"))
+        ]
+        expired = [
+            self._entry(item, f"{where}.expired[{i}]", following)
+            for i, item in enumerate(fields.items("expired"))
+        ]
+        ids = {entry[_ID] for entry in held} | {entry[_ID] for entry in expired}
+        seqs = {entry[_SEQ] for entry in held} | {entry[_SEQ] for entry in expired}
+        if len(ids) != len(held) + len(expired) or len(seqs) != len(ids):
+            refuse(where, "holds a task id or sequence number twice")
+        if self._maxsize is not None and len(ids) > self._maxsize:
+            refuse(where, f"holds {len(ids)} tasks, more than maxsize {self._maxsize}")
+        monotone = fields.boolean("monotone")
+        counts = fields.counts("counts", len(_COUNTERS))
+        waits_data = fields.value("waits")
+        window = None
+        load_waits = None
+        if waits_data is not None:
+            window = RecentSamples(self._stats_window)
+            load_waits = window._prepare_snapshot(waits_data, f"{where}.waits")
+        fields.done()
+
+        def load() -> None:
+            for entry in held:
+                self._push_entry(entry)
+                self._index[entry[_ID]] = entry
+                if entry[_TASK].ttl is not None or self._lowest is not None:
+                    self._track(entry)
+            self._expired = {entry[_ID]: entry for entry in expired}
+            self._seq = itertools.count(following)
+            self._monotone = monotone
+            for name, count in zip(_COUNTERS, counts, strict=True):
+                setattr(self, name, count)
+            if window is not None and load_waits is not None:
+                load_waits()
+                self._waits_window = window
+                self._record_wait = window.appender()
+
+        return load, ids
+
+    def _entry(self, data: object, where: str, following: float) -> _Entry:
+        """A heap entry from its snapshot ``[seq, enqueued_at, task]``, its key worked out
+        as push works it out."""
+        seq, enqueued, task = read_held(data, where, following)
+        priority = task.priority
+        if self._rate:
+            if not -_MAX_AGED_PRIORITY <= priority <= _MAX_AGED_PRIORITY:
+                refuse(f"{where}.task", "has a priority beyond +-2**53, which aging refuses")
+            key: float = priority + self._rate * enqueued
+        else:
+            key = priority
+        return (key, enqueued, seq, task.id, task)
 
     # -- internals --------------------------------------------------------
 

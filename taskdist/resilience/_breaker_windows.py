@@ -14,7 +14,9 @@ window one bucket (about 100 bytes) per second that had calls.
 from __future__ import annotations
 
 from collections import deque
-from typing import Final
+from typing import Any, Final
+
+from taskdist._snapshot import refuse
 
 __all__ = ["FAILED", "SLOW", "CountWindow", "TimeWindow"]
 
@@ -63,6 +65,27 @@ class CountWindow:
 
     def totals(self, now: float) -> tuple[int, int, int]:
         return self.calls, self.failures, self.slow
+
+    def snapshot(self) -> list[Any]:
+        """The outcomes held, oldest first, as plain data."""
+        return list(self._ring)
+
+    def prepare_load(self, data: object, where: str) -> Any:
+        """Check :meth:`snapshot`'s data; return what loads it."""
+        if (
+            type(data) is not list
+            or len(data) > self.size
+            or not all(type(outcome) is int and 0 <= outcome <= FAILED | SLOW for outcome in data)
+        ):
+            refuse(where, f"must be at most {self.size} outcomes (ints 0 to 3)")
+
+        def load() -> None:
+            self._ring.extend(data)
+            self.calls = len(data)
+            self.failures = sum(outcome & FAILED for outcome in data)
+            self.slow = sum(outcome >> 1 for outcome in data)
+
+        return load
 
 
 class TimeWindow:
@@ -143,3 +166,37 @@ class TimeWindow:
     def totals(self, now: float) -> tuple[int, int, int]:
         self._advance(int(now // 1.0))
         return self.calls, self.failures, self.slow
+
+    def snapshot(self) -> list[Any]:
+        """The buckets held, oldest first, and where the window stands, as plain data."""
+        newest = self._newest is not None
+        return [self._second, newest, self._evicted, [list(b) for b in self._buckets]]
+
+    def prepare_load(self, data: object, where: str) -> Any:
+        """Check :meth:`snapshot`'s data; return what loads it."""
+        if (
+            type(data) is not list
+            or len(data) != 4
+            or not (data[0] is None or type(data[0]) is int)
+            or type(data[1]) is not bool
+            or type(data[2]) is not bool
+            or type(data[3]) is not list
+            or not all(
+                type(b) is list and len(b) == 4 and all(type(n) is int for n in b) for b in data[3]
+            )
+            or (data[1] and (not data[3] or data[3][-1][0] != data[0]))
+        ):
+            refuse(where, "must be [second, newest, evicted, [[second, calls, failed, slow]]]")
+        second, newest, evicted, buckets = data
+
+        def load() -> None:
+            self._buckets.extend(buckets)
+            self._second = second
+            self._newest = self._buckets[-1] if newest else None
+            self._bucket_end = -_INF if second is None else second + 1.0
+            self._evicted = evicted
+            self.calls = sum(b[1] for b in buckets)
+            self.failures = sum(b[2] for b in buckets)
+            self.slow = sum(b[3] for b in buckets)
+
+        return load

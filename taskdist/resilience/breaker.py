@@ -19,10 +19,11 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Callable
-from typing import Final, Literal, cast
+from typing import Any, Final, Literal, cast
 
 import attrs
 
+from taskdist._snapshot import check_header, header, refuse
 from taskdist._validate import check_choice, check_int, check_number, check_optional_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import CircuitOpenError, InvalidArgumentError, InvalidTypeError
@@ -123,6 +124,7 @@ _FAILURE: Final = 1
 _IGNORED: Final = 2
 
 _NO_PERMIT: Final = -1
+_STATES: Final = {state.value: state for state in CircuitState}
 _INF: Final = float("inf")
 
 
@@ -891,6 +893,100 @@ class CircuitBreaker(BreakerCalls):
                 raise InvalidArgumentError(f"listener {listener!r} is not registered")
             listeners.remove(listener)
             self._listeners = tuple(listeners)
+
+    # -- persistence -----------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state, its window and its counters as plain data, read as they are: no
+        transition is made and no listener hears anything. O(window).
+
+        :meth:`load_snapshot` on a new breaker configured alike takes it back;
+        see ``docs/persistence.md``.
+        """
+        with self._lock:
+            return {
+                **header("CircuitBreaker"),
+                "window_kind": "time" if self._time_window else "count",
+                "window_size": self._window.size,
+                "state": self._state.value,
+                "permit": self._permit,
+                "since": self._since,
+                "open_until": self._open_until,
+                "consecutive_opens": self._consecutive_opens,
+                "trips": self._trips,
+                "not_permitted": self._not_permitted,
+                "trip_totals": list(self._trip_totals),
+                "probes": [
+                    self._probes_left,
+                    self._probe_calls,
+                    self._probe_failures,
+                    self._probe_slow,
+                ],
+                "probe_deadline": None if self._probe_deadline == _INF else self._probe_deadline,
+                "refusal": self._refusal_message,
+                "window": self._window.snapshot(),
+            }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on the state :meth:`snapshot` wrote, into a new breaker configured alike
+        (window kind and size, thresholds, durations). No listener hears it. O(window).
+
+        Raises:
+            SnapshotError: not such a snapshot, another window, or a breaker that has
+                already seen calls (nothing changes).
+        """
+        self._prepare_snapshot(data, "breaker")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "CircuitBreaker", where)
+        if self._permit or self._window.calls or self._not_permitted:
+            refuse(where, "can be loaded only into a new CircuitBreaker")
+        kind = "time" if self._time_window else "count"
+        for name, mine in (("window_kind", kind), ("window_size", self._window.size)):
+            fields.same(name, mine, "breaker")
+        state_name = fields.text("state")
+        if state_name not in _STATES:
+            refuse(f"{where}.state", f"names no CircuitState, got {state_name!r}")
+        state = _STATES[state_name]
+        permit = fields.integer("permit", minimum=0)
+        since = fields.number("since")
+        open_until = fields.number("open_until")
+        opens = fields.integer("consecutive_opens", minimum=0)
+        trips = fields.integer("trips", minimum=0)
+        not_permitted = fields.integer("not_permitted", minimum=0)
+        totals = fields.items("trip_totals")
+        probes = fields.items("probes")
+        if len(totals) != 3 or len(probes) != 4:
+            refuse(where, "must have 3 trip totals and 4 probe counts")
+        if not all(type(n) is int and n >= 0 for n in (*totals, *probes)):
+            refuse(where, "trip totals and probe counts must be ints >= 0")
+        deadline = fields.opt_number("probe_deadline")
+        refusal = fields.text("refusal")
+        load_window = self._window.prepare_load(fields.value("window"), f"{where}.window")
+        fields.done()
+
+        def load() -> None:
+            with self._lock:
+                self._state = state
+                self._permit = permit
+                self._closed_permit = permit if state is CircuitState.CLOSED else _NO_PERMIT
+                self._since = since
+                self._open_until = open_until
+                self._consecutive_opens = opens
+                self._trips = trips
+                self._not_permitted = not_permitted
+                self._trip_totals = (totals[0], totals[1], totals[2])
+                (
+                    self._probes_left,
+                    self._probe_calls,
+                    self._probe_failures,
+                    self._probe_slow,
+                ) = probes
+                self._probe_deadline = _INF if deadline is None else deadline
+                self._refusal_message = refusal
+                load_window()
+
+        return load
 
     def __repr__(self) -> str:
         kind = "time" if self._time_window else "count"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
+from typing import Any
 
 import attrs
 
+from taskdist._snapshot import check_header, header, refuse
 from taskdist._validate import check_number
 from taskdist.errors import (
     CapacityError,
@@ -211,6 +213,42 @@ class ResourcePool:
             released=self._released,
         )
 
+    def snapshot(self) -> dict[str, Any]:
+        """Units in use, the peak and the counters as plain data (exact fractions). O(1)."""
+        return {
+            **header("ResourcePool"),
+            "name": self._name,
+            "size": _exact_data(self._size),
+            "in_use": _exact_data(self._in_use),
+            "peak": _exact_data(self._peak),
+            "counts": [self._acquired, self._refused, self._released],
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on what :meth:`snapshot` wrote, into a pool of the same name and size. O(1).
+
+        Raises:
+            SnapshotError: not such a snapshot, or another pool (nothing changes).
+        """
+        self._prepare_snapshot(data, "pool")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "ResourcePool", where)
+        if fields.text("name") != self._name or _exact_read(fields.value("size")) != self._size:
+            refuse(where, f"is not of this pool ({self._name!r}, size {float(self._size):g})")
+        in_use = _exact_read(fields.value("in_use"))
+        peak = _exact_read(fields.value("peak"))
+        counts = fields.counts("counts", 3)
+        fields.done()
+        if in_use is None or peak is None or not 0 <= in_use <= peak <= self._size:
+            refuse(where, "must have 0 <= in_use <= peak <= size")
+
+        def load() -> None:
+            self._in_use, self._peak = in_use, peak
+            self._acquired, self._refused, self._released = counts
+
+        return load
+
     def __repr__(self) -> str:
         return f"ResourcePool({self._name!r}, size={self.size:g}, in_use={self.in_use:g})"
 
@@ -225,3 +263,22 @@ class ResourcePool:
                 f"or it could never be met, got {n!r}"
             )
         return amount
+
+
+def _exact_data(value: _Exact) -> list[int]:
+    """An exact amount as ``[numerator, denominator]``."""
+    fraction = Fraction(value)
+    return [fraction.numerator, fraction.denominator]
+
+
+def _exact_read(data: object) -> _Exact | None:
+    """The amount :func:`_exact_data` wrote, or ``None`` if it is not one."""
+    if (
+        type(data) is not list
+        or len(data) != 2
+        or not all(type(n) is int for n in data)
+        or data[1] <= 0
+    ):
+        return None
+    value = Fraction(data[0], data[1])
+    return value.numerator if value.denominator == 1 else value

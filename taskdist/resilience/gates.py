@@ -26,8 +26,17 @@ lock around the whole composition) or holds its own lock around every call.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from taskdist._snapshot import (
+    check_header,
+    decode_key,
+    encode_key,
+    header,
+    prepare_load,
+    refuse,
+    snapshot_part,
+)
 from taskdist._validate import check_number
 from taskdist.errors import (
     DuplicateTaskError,
@@ -307,6 +316,40 @@ class RateGate(_SpendingGate):
         """The limiter this gate charges."""
         return self._limiter
 
+    def snapshot(self) -> dict[str, Any]:
+        """Its limiter's schedule, its wakeup and the task it may roll back, as plain
+        data. O(1). See ``docs/persistence.md``."""
+        return {
+            **header("RateGate"),
+            "resource": self._resource,
+            "limiter": self._limiter.snapshot(),
+            "wake": self._wake,
+            "last": encode_key(self._last, "a task id"),
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on what :meth:`snapshot` wrote, into a gate configured alike. O(1).
+
+        Raises:
+            SnapshotError: not such a snapshot, or another configuration (nothing changes).
+        """
+        self._prepare_snapshot(data, "gate")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "RateGate", where)
+        if fields.text("resource") != self._resource:
+            refuse(f"{where}.resource", f"is not {self._resource!r}")
+        load_limiter = self._limiter._prepare_snapshot(fields.value("limiter"), f"{where}.limiter")
+        wake = fields.opt_number("wake")
+        last = fields.key("last")
+        fields.done()
+
+        def load() -> None:
+            load_limiter()
+            self._wake, self._last = wake, last
+
+        return load
+
     def __repr__(self) -> str:
         return f"RateGate({self._limiter!r}, {self._resource!r})"
 
@@ -556,6 +599,45 @@ class PoolGate:
         """Always ``None``: a pool frees units on release, not with time. O(1)."""
         return None
 
+    def snapshot(self) -> dict[str, Any]:
+        """Its pool and the units each admitted task holds, as plain data. O(held).
+        See ``docs/persistence.md``."""
+        return {
+            **header("PoolGate"),
+            "resource": self._resource,
+            "pool": self._pool.snapshot(),
+            "held": [[encode_key(k, "a task id"), units] for k, units in self._held.items()],
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on what :meth:`snapshot` wrote, into a new gate configured alike. O(held).
+
+        Raises:
+            SnapshotError: not such a snapshot, another configuration, or a gate
+                that holds units (nothing changes).
+        """
+        self._prepare_snapshot(data, "gate")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "PoolGate", where)
+        if self._held:
+            refuse(where, "can be loaded only into a PoolGate that holds nothing")
+        if fields.text("resource") != self._resource:
+            refuse(f"{where}.resource", f"is not {self._resource!r}")
+        load_pool = self._pool._prepare_snapshot(fields.value("pool"), f"{where}.pool")
+        held: dict[Hashable, float] = {}
+        for task_id, units in fields.pairs("held"):
+            if type(units) not in (int, float) or not 0 < units <= self._pool.size:
+                refuse(f"{where}.held", f"gives {task_id!r} {units!r} units")
+            held[task_id] = float(units)
+        fields.done()
+
+        def load() -> None:
+            load_pool()
+            self._held.update(held)
+
+        return load
+
     def __repr__(self) -> str:
         return f"PoolGate({self._pool!r}, {self._resource!r})"
 
@@ -717,6 +799,47 @@ class AllGates:
         """The soonest of the gates' wakeups, or ``None``. O(g)."""
         times = [t for gate in self._gates if (t := gate.next_wakeup()) is not None]
         return min(times) if times else None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The tasks admitted and every gate's snapshot, as plain data. O(g + held).
+
+        Raises:
+            SnapshotError: a gate without snapshot support (named).
+        """
+        return {
+            **header("AllGates"),
+            "held": sorted((encode_key(k, "a task id") for k in self._held), key=repr),
+            "gates": [snapshot_part(gate, "these gates") for gate in self._gates],
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on what :meth:`snapshot` wrote, into new gates configured alike. O(g + held).
+
+        Raises:
+            SnapshotError: not such a snapshot, other gates, or gates holding tasks.
+        """
+        self._prepare_snapshot(data, "gates")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "AllGates", where)
+        if self._held:
+            refuse(where, "can be loaded only into gates that hold nothing")
+        held = {decode_key(k, f"{where}.held") for k in fields.items("held")}
+        parts = fields.items("gates")
+        if len(parts) != len(self._gates):
+            refuse(f"{where}.gates", f"has {len(parts)} gates; these gates are {len(self._gates)}")
+        loads = [
+            prepare_load(gate, part, f"{where}.gates[{i}]")
+            for i, (gate, part) in enumerate(zip(self._gates, parts, strict=True))
+        ]
+        fields.done()
+
+        def load() -> None:
+            for load_gate in loads:
+                load_gate()
+            self._held.update(held)
+
+        return load
 
     def __len__(self) -> int:
         """Tasks admitted and not yet released."""

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from types import MappingProxyType
+from typing import Any
 
+from taskdist._snapshot import check_header, header
 from taskdist._validate import check_int, check_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import InvalidArgumentError, InvalidTypeError, UnsatisfiableDemandError
@@ -333,6 +335,46 @@ class RateLimiter:
         fresh._anchor = -math.inf
         fresh._count = 0.0
         return fresh
+
+    # -- persistence ------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Its schedule (the GCRA theoretical arrival time) as plain data. O(1).
+
+        :meth:`load_snapshot` on a new limiter configured alike takes it back;
+        see ``docs/persistence.md``.
+        """
+        anchor = None if self._anchor == -math.inf else self._anchor
+        return {
+            **header("RateLimiter"),
+            "rate": self._rate,
+            "per": self._per,
+            "burst": self._burst,
+            "anchor": anchor,
+            "count": self._count,
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on the schedule :meth:`snapshot` wrote (same rate, per and burst). O(1).
+
+        Raises:
+            SnapshotError: not such a snapshot, or another configuration (nothing changes).
+        """
+        self._prepare_snapshot(data, "limiter")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "RateLimiter", where)
+        for name, mine in (("rate", self._rate), ("per", self._per), ("burst", self._burst)):
+            fields.same(name, mine, "limiter")
+        anchor = fields.opt_number("anchor")
+        count = fields.number("count")
+        fields.done()
+
+        def load() -> None:
+            self._anchor = -math.inf if anchor is None else anchor
+            self._count = count
+
+        return load
 
 
 class MultiLimiter:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import abc
 import random
 from collections.abc import Callable, Iterable, Iterator
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import attrs
 
+from taskdist._snapshot import check_header, decode_rng, encode_rng, header
 from taskdist._validate import check_choice, check_int, check_number
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.resilience._ranges import check_duration
@@ -543,6 +544,28 @@ class RetryPolicy:
             elapsed += previous
             yield previous
             attempt += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Its one piece of state, the random source's, as plain data. O(1).
+
+        :meth:`load_snapshot` on a policy with the same strategies makes it draw
+        the same delays from there; see ``docs/persistence.md``.
+        """
+        return {**header("RetryPolicy"), "rng": encode_rng(self._rng)}
+
+    def load_snapshot(self, data: object) -> None:
+        """Set the random source to the state :meth:`snapshot` wrote. O(1).
+
+        Raises:
+            SnapshotError: not such a snapshot (nothing changes).
+        """
+        self._prepare_snapshot(data, "retry")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "RetryPolicy", where)
+        state = decode_rng(fields.value("rng"), f"{where}.rng")
+        fields.done()
+        return lambda: self._rng.setstate(state)
 
     def __repr__(self) -> str:
         return f"RetryPolicy(stop={self._stop!r}, wait={self._wait!r})"

@@ -203,6 +203,42 @@ class Outcomes:
             if state.ejected_until == until and state in self._records:
                 self._readmit(state, now)
 
+    # -- persistence ------------------------------------------------------
+
+    def record_data(self, state: WorkerState) -> list[object]:
+        """What the books keep of ``state`` beyond its view, as plain data."""
+        record = self._records[state]
+        return [
+            record.derived.value,
+            record.latency_at,
+            record.outcome_at,
+            record.readmitted_at,
+            record.slow_since,
+            record.ramp_step,
+        ]
+
+    def restore(self, states: list[tuple[WorkerState, list[object]]]) -> None:
+        """Keep the books of restored workers (each with its :meth:`record_data`, already
+        checked), and their ejections and ramps in progress."""
+        for state, data in states:
+            record = self._records[state] = _Record()
+            derived, latency_at, outcome_at, readmitted_at, slow_since, ramp_step = data
+            record.derived = Health(derived)
+            record.latency_at = latency_at  # type: ignore[assignment]
+            record.outcome_at = outcome_at  # type: ignore[assignment]
+            record.readmitted_at = readmitted_at  # type: ignore[assignment]
+            record.slow_since = slow_since  # type: ignore[assignment]
+            record.ramp_step = ramp_step  # type: ignore[assignment]
+            if state.ejected_until is not None:
+                self._ejected += 1
+                heappush(self._heap, (state.ejected_until, state.seq, state))
+            ramp = self._slow_start
+            if ramp is not None and record.slow_since is not None:
+                at = record.slow_since + ramp.window * (record.ramp_step + 1) / RAMP_STEPS
+                heappush(self._ramps, (at, state.seq, state, record.slow_since))
+        heap, ramps = self._heap, self._ramps
+        self.next_due = min(heap[0][0] if heap else _NEVER, ramps[0][0] if ramps else _NEVER)
+
     # -- internals --------------------------------------------------------
 
     def _keep(self, last_sample_at: float | None, now: float) -> float:

@@ -337,6 +337,21 @@ class WorkerState:
         _set(self, "outcomes", self.outcomes + 1)
         _set(self, "consecutive_failures", 0 if ok else self.consecutive_failures + 1)
 
+    def _restore(
+        self,
+        fields: dict[str, object],
+        tasks: list[tuple[Task, Demand]],
+        load: dict[str, float],
+    ) -> None:
+        """Take on a snapshot's dynamic fields (health, ejection, averages, effective
+        weight), tasks with their demands and load; the tracker checked them."""
+        for name, value in fields.items():
+            _set(self, name, value)
+        self._tasks.update((task.id, (task, demand)) for task, demand in tasks)
+        self._load.update(load)
+        _set(self, "in_flight", len(tasks))
+        self._update_ratio()
+
     def _update_ratio(self) -> None:
         """Work out ``load_ratio`` (the busiest resource) and ``_has_free`` (some
         resource not full) after the load or the capacity changed. O(r)."""

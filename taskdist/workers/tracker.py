@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import random
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from fractions import Fraction
@@ -17,6 +18,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import attrs
 
+from taskdist._snapshot import Fields, check_header, decode_key, encode_key, header, refuse
 from taskdist._validate import check_choice, check_int, check_number, check_optional_number
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
@@ -33,7 +35,7 @@ from taskdist.errors import (
 from taskdist.metrics import coefficient_of_variation
 from taskdist.task import Task, Worker
 from taskdist.workers._load_index import PURE_KEYS, LoadIndex, LoadKey
-from taskdist.workers._outcomes import Outcomes
+from taskdist.workers._outcomes import RAMP_STEPS, Outcomes
 from taskdist.workers._ranges import MAX_SECONDS, check_capacity, check_weight
 from taskdist.workers.health import Health, HealthPolicy, OutlierEjection, SlowStart
 from taskdist.workers.state import CandidateList, Demand, WorkerState, demand_of, nonzero
@@ -935,6 +937,202 @@ class CapacityTracker:
         in_flight = len(self._placed)
         return f"CapacityTracker(workers={len(self._workers)}, in_flight={in_flight})"
 
+    # -- persistence ------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every worker with its load, tasks in flight, health, ejection and
+        averages, as plain data. O(w + tasks in flight).
+
+        :meth:`load_snapshot` on an empty tracker of the same configuration
+        takes it back; see ``docs/persistence.md``.
+
+        Raises:
+            SnapshotError: an id a snapshot cannot carry.
+        """
+        self._refresh()  # ejections and ramps due now are part of the state now
+        following = next(self._seq)
+        self._seq = itertools.count(following)  # nothing consumed
+        outcomes = self._outcomes
+        workers = []
+        for state in self._workers.values():
+            workers.append(
+                {
+                    "worker": state.worker.to_data(),
+                    "seq": state.seq,
+                    "added_at": state.added_at,
+                    "state": [
+                        state.health.value,
+                        state.host_health.value,
+                        state.ejected_until,
+                        state.ejections,
+                        state.consecutive_failures,
+                        state.latency,
+                        state.success_rate,
+                        state.outcomes,
+                        state.effective_weight,
+                    ],
+                    "tasks": [
+                        [task.to_data(), [list(pair) for pair in demand]]
+                        for task, demand in state._tasks.values()
+                    ],
+                    "load": dict(state._load),
+                    "books": outcomes.record_data(state),
+                }
+            )
+        return {
+            **header("CapacityTracker"),
+            "degraded": self._degraded,
+            "strict_zones": self._strict_zones,
+            "workers": workers,
+            "pool": [encode_key(state.id, "a worker id") for state in self._pool],
+            "named": sorted(self._named),
+            "next_seq": following,
+            "membership_version": self._version,
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on the state :meth:`snapshot` wrote, into an empty tracker configured
+        as the one snapshotted (health, ejection, slow start, EWMA). O(w + tasks).
+
+        Raises:
+            SnapshotError: an unknown format version, a missing or ill-typed field,
+                inconsistent books, or a tracker that has workers (nothing changes).
+        """
+        self._prepare_snapshot(data, "tracker")[0]()
+
+    def _prepare_snapshot(
+        self, data: object, where: str
+    ) -> tuple[Callable[[], None], dict[Hashable, Hashable], list[Hashable]]:
+        """Check ``data`` whole; return what loads it (it cannot fail), which worker
+        each task in flight is on, and the workers' ids in registration order."""
+        fields = check_header(data, "CapacityTracker", where)
+        if self._workers or self._version:
+            refuse(where, "can be loaded only into a new CapacityTracker with no worker")
+        for name, mine in (("degraded", self._degraded), ("strict_zones", self._strict_zones)):
+            fields.same(name, mine, "tracker")
+        named = set(fields.items("named"))
+        if not all(type(name) is str for name in named):
+            refuse(f"{where}.named", "must be a list of resource names")
+        following = fields.integer("next_seq", minimum=0)
+        version = fields.integer("membership_version", minimum=0)
+        states: dict[Hashable, WorkerState] = {}
+        books: list[tuple[WorkerState, list[object]]] = []
+        placed: dict[Hashable, WorkerState] = {}
+        for i, item in enumerate(fields.items("workers")):
+            state, record = self._restored_state(Fields(item, f"{where}.workers[{i}]"), named)
+            if state.id in states or state.seq >= following:
+                refuse(
+                    f"{where}.workers[{i}]", "repeats a worker id, or its seq is not below next_seq"
+                )
+            states[state.id] = state
+            books.append((state, record))
+            for task_id in state._tasks:
+                if task_id in placed:
+                    refuse(f"{where}.workers[{i}]", f"holds task {task_id!r}, held elsewhere too")
+                placed[task_id] = state
+        pool = []
+        for i, worker_id in enumerate(fields.items("pool")):
+            found = states.get(decode_key(worker_id, f"{where}.pool[{i}]"))
+            if found is None:
+                refuse(f"{where}.pool[{i}]", f"names no worker of the snapshot: {worker_id!r}")
+            pool.append(found)
+        if len(set(map(id, pool))) != len(pool) or len(pool) != len(states):
+            refuse(f"{where}.pool", "must list every worker once")
+        fields.done()
+
+        def load() -> None:
+            self._named.update(named)
+            self._workers.update(states)
+            self._placed.update(placed)
+            self._pool.extend(pool)
+            self._pool_at.update((state, at) for at, state in enumerate(pool))
+            for state in states.values():
+                if state.health is not _UNAVAILABLE:
+                    self._count_available(state, 1)
+                    if state._has_free:
+                        room = (
+                            self._room_degraded
+                            if state.health is _DEGRADED
+                            else (self._room_healthy)
+                        )
+                        room.add(state)
+                self._degraded_count += state.health is _DEGRADED
+            self._outcomes.restore(books)
+            self._seq = itertools.count(following)
+            self._version = version
+
+        return load, {task_id: state.id for task_id, state in placed.items()}, list(states)
+
+    def _restored_state(self, fields: Fields, named: set[str]) -> tuple[WorkerState, list[object]]:
+        """One worker's view from its snapshot, with its books (checked)."""
+        where = fields.where
+        worker = Worker.from_data(fields.value("worker"), f"{where}.worker")
+        state = WorkerState(
+            worker, fields.integer("seq", minimum=0), fields.number("added_at"), named
+        )
+        values = fields.items("state")
+        healths = {health.value for health in Health}
+        if (
+            len(values) != 9
+            or values[0] not in healths
+            or values[1] not in healths
+            or not all(type(v) is int and v >= 0 for v in (values[3], values[4], values[7]))
+            or not all(_number_or_none(v) for v in (values[2], values[5]))
+            or not all(_number_or_none(v) and v is not None for v in (values[6], values[8]))
+            or (values[2] is not None and values[0] != Health.UNAVAILABLE.value)
+        ):
+            refuse(f"{where}.state", f"is not a worker's state, got {values!r}")
+        tasks: list[tuple[Task, Demand]] = []
+        for j, pair in enumerate(fields.items("tasks")):
+            at = f"{where}.tasks[{j}]"
+            if type(pair) is not list or len(pair) != 2 or type(pair[1]) is not list:
+                refuse(at, "must be [task, demand]")
+            task = Task.from_data(pair[0], f"{at}[0]")
+            demand = []
+            for amount in pair[1]:
+                if (
+                    type(amount) is not list
+                    or len(amount) != 2
+                    or type(amount[0]) is not str
+                    or not _number_or_none(amount[1])
+                    or amount[1] is None
+                ):
+                    refuse(f"{at}[1]", f"must be [resource, amount] pairs, got {amount!r}")
+                demand.append((amount[0], float(amount[1])))
+            tasks.append((task, demand))
+        load = fields.value("load")
+        if type(load) is not dict or not all(
+            type(k) is str and _number_or_none(v) and v is not None for k, v in load.items()
+        ):
+            refuse(f"{where}.load", f"must map resource names to numbers, got {load!r}")
+        record = fields.items("books")
+        if (
+            len(record) != 6
+            or record[0] not in healths
+            or not all(_number_or_none(v) for v in record[1:5])
+            or type(record[5]) is not int
+            or not -1 <= record[5] <= RAMP_STEPS
+        ):
+            refuse(f"{where}.books", f"is not a worker's books, got {record!r}")
+        fields.done()
+        state._restore(
+            {
+                "health": Health(values[0]),
+                "host_health": Health(values[1]),
+                "ejected_until": _float_or_none(values[2]),
+                "ejections": values[3],
+                "consecutive_failures": values[4],
+                "latency": _float_or_none(values[5]),
+                "success_rate": float(values[6]),
+                "outcomes": values[7],
+                "effective_weight": float(values[8]),
+            },
+            tasks,
+            {name: float(amount) for name, amount in load.items()},
+        )
+        record[1:5] = [_float_or_none(v) for v in record[1:5]]
+        return state, record
+
     # -- internals --------------------------------------------------------
 
     def _state(self, worker_id: Hashable) -> WorkerState:
@@ -1066,6 +1264,14 @@ class CapacityTracker:
         if now >= self._outcomes.next_due:
             self._outcomes.due(now)
         return now
+
+
+def _number_or_none(value: object) -> bool:
+    return value is None or (type(value) in (int, float) and math.isfinite(value))  # type: ignore[arg-type]
+
+
+def _float_or_none(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def _check_ranges(worker: Worker) -> None:

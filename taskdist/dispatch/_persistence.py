@@ -1,0 +1,679 @@
+"""The Distributor's books as plain data, and back: ``snapshot()`` and ``restore()``.
+
+The distributor keeps its persistence here so that ``distributor.py`` stays
+about moving tasks. This module reads and writes the distributor's private
+books (as ``_records.py`` shares them); nothing else does.
+
+What a snapshot holds: the configuration that is data (lease, dedup
+window, ``max_queued``, stats window); every waiting task with its age;
+parked tasks by group, in order; every dispatched task's run (attempts,
+history, failures, lease and its expiry, retry time); the timers (lease
+expiries, retry delays, TTLs of parked tasks, escalations) in the order
+they fall due; the dedup window; escalation steps taken; paused tenants
+and keys; pins; every counter and recent-sample window of ``stats()``;
+and the snapshots of the queue, the tracker, the dead-letter queue, the
+retry policy and the random sources of the balancers. The collaborators
+that are code (clock, balancer, listeners, escalation and preemption rules)
+are given again to :meth:`Distributor.restore`; a retry budget's counts
+follow from the leases and retries, and are told to it again.
+
+Restoring checks everything (each component's part, then the references
+between them: a lease for an unknown task, a worker that holds a task no
+lease knows, a waiting task in no queue) before anything is loaded, so a
+refused snapshot leaves nothing half-built.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Final
+
+from taskdist._snapshot import (
+    Fields,
+    check_header,
+    decode_key,
+    decode_rng,
+    encode_key,
+    encode_rng,
+    header,
+    prepare_load,
+    refuse,
+    snapshot_part,
+)
+from taskdist._validate import shown
+from taskdist.dispatch._parking import GATES
+from taskdist.dispatch._records import (
+    _BREAKER,
+    _ESCALATE,
+    _LEASE,
+    _RETRY,
+    _TTL,
+    _BreakerTimer,
+    _EscalationTimer,
+    _Run,
+)
+from taskdist.dispatch.stats import AttemptRecord
+from taskdist.errors import InvalidTypeError, SnapshotError
+from taskdist.resilience.breaker import CircuitBreaker, CircuitState
+from taskdist.task import Reason, Task, TaskState
+
+if TYPE_CHECKING:
+    from taskdist.dispatch.distributor import Distributor
+
+__all__ = ["restore_into", "snapshot_of", "unsupported"]
+
+_KIND: Final = "Distributor"
+_FINAL: Final = {state.value: state for state in TaskState if state.is_final}
+_TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
+_TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _BREAKER)
+_BREAKER_STATES: Final = {state.value: state for state in CircuitState}
+_REASONS: Final = {reason.value: reason for reason in Reason}
+
+
+def unsupported(d: Distributor) -> str | None:
+    """What of ``d``'s composition a snapshot cannot carry yet, in words, or ``None``."""
+    queue = d._queue
+    if not callable(getattr(queue, "snapshot", None)) or not callable(
+        getattr(queue, "load_snapshot", None)
+    ):
+        return (
+            f"its queue, a {type(queue).__name__}, has no snapshot()/load_snapshot() "
+            "(PriorityQueue has them)"
+        )
+    for policy in d._intake:
+        if not callable(getattr(policy, "_prepare_snapshot", None)):
+            return f"its intake policy {type(policy).__name__} has no snapshot support yet"
+    for gate in d._gate_list:
+        if not callable(getattr(gate, "_prepare_snapshot", None)):
+            return f"its admission gate {type(gate).__name__} has no snapshot support yet"
+    if d._escalation is not None and d._escalation.to is not None:
+        return "an escalation that sends tasks to a pool is not carried by snapshots yet"
+    if d._rules.closed_pools:
+        return "paused pools are not carried by snapshots yet"
+    if d._batcher is not None:
+        return "batches in dispatch (a batcher) are not carried by snapshots yet"
+    if d._holds is not None:
+        return "reservations and backfill are not carried by snapshots yet"
+    for task_id in d._waiting_since:
+        if d._gangs.waiting(task_id):
+            return (
+                f"task {task_id!r} waits for its gang, and gangs are not carried by snapshots yet"
+            )
+    rules = d._rules
+    if not rules.plain:
+        for task_id in (*d._waiting_since, *d._leases):
+            if rules.step_of(task_id) is not None:
+                return f"task {task_id!r} is routed, and routes are not carried by snapshots yet"
+    return None
+
+
+# -- writing -------------------------------------------------------------------
+
+
+def snapshot_of(d: Distributor) -> dict[str, Any]:
+    """``d``'s whole state as plain data (see the module docstring).
+
+    Raises:
+        SnapshotError: a part of the composition a snapshot cannot carry, or an
+            id of a kind it cannot write.
+    """
+    why = unsupported(d)
+    if why is not None:
+        raise SnapshotError(f"cannot snapshot this Distributor: {why}")
+    balancers = d._rules.balancers()
+    rules = d._rules
+    live = [*d._waiting_since, *d._leases]
+    return {
+        **header(_KIND),
+        "time": d._now(),
+        "lease": d._lease,
+        "dedup_window": d._dedup_window,
+        "max_queued": d._max_queued,
+        "closed": d._closed,
+        "ticked_at": None if d._ticked_at == -math.inf else d._ticked_at,
+        "tracker_wake": d._tracker_wake,
+        "waiting": [[_id(task_id), since] for task_id, since in d._waiting_since.items()],
+        "retrying": [_id(task_id) for task_id in d._retrying],
+        "parked": [
+            [_group_data(group), [task.to_data() for task in tasks]]
+            for group, tasks in d._lot.parked()
+        ],
+        "runs": [_run_data(run, balancers) for run in d._progress.values()],
+        "leases": [_id(task_id) for task_id in d._leases],
+        "finished": [
+            [_id(task_id), state.value, when] for task_id, (state, when) in d._finished.items()
+        ],
+        "timers": [_timer_data(kind, key, when) for kind, key, when in d._timers.pending()],
+        "escalated": [
+            [_id(task_id), steps, since] for task_id, (steps, since) in d._escalated.items()
+        ],
+        "advised": [_id(task_id) for task_id in d._advised],
+        "paused": [
+            [kind, sorted((encode_key(v, f"a paused {kind}") for v in d._paused[kind]), key=repr)]
+            for kind in ("tenant", "key")
+        ],
+        "pins": [
+            [_id(task_id), encode_key(rules.pinned(task_id), "a worker id")]
+            for task_id in live
+            if rules.pinned(task_id) is not None
+        ],
+        "counts": list(d._counts.values()),
+        "dead_by_reason": [[reason.value, n] for reason, n in d._dead_by_reason.items()],
+        "deadlines": [d._deadline_met, d._deadline_missed],
+        "tenants": [[encode_key(t, "a tenant"), list(row)] for t, row in d._tenants.items()],
+        "worker_counts": [
+            [encode_key(worker_id, "a worker id"), list(row)]
+            for worker_id, row in d._worker_counts.items()
+        ],
+        "breakers": [
+            [encode_key(worker_id, "a worker id"), breaker.snapshot()]
+            for worker_id, breaker in d._breakers.items()
+        ],
+        "breaker_changes": [
+            [encode_key(worker_id, "a worker id"), state.value]
+            for worker_id, state in d._breaker_changes
+        ],
+        "gates": None if d._gates is None else d._gates.snapshot(),
+        "intake": [
+            None if _gated(d, policy) else snapshot_part(policy, "an intake policy")
+            for policy in d._intake
+        ],
+        "waits": d._waits.snapshot(),
+        "end_to_end": d._end_to_end.snapshot(),
+        "balancer_rngs": [_rng_of(balancer) for balancer in balancers],
+        "queue": d._queue.snapshot(),  # type: ignore[attr-defined]
+        "tracker": d._tracker.snapshot(),
+        "dlq": d._dlq.snapshot(),
+        "retry": d._retry.snapshot(),
+    }
+
+
+def _gated(d: Distributor, policy: object) -> bool:
+    """Whether an intake policy is among the gates too (its state goes with them)."""
+    return any(policy is gate for gate in d._gate_list)
+
+
+def _id(task_id: Hashable) -> Any:
+    return encode_key(task_id, "a task id")
+
+
+def _group_data(group: Hashable) -> Any:
+    return {"gates": []} if group is GATES else {"group": encode_key(group, "a parking group")}
+
+
+def _timer_data(kind: str, key: Hashable, when: float) -> list[Any]:
+    if kind in _TASK_TIMERS:
+        return [kind, _id(key), when]
+    if kind == _ESCALATE:
+        assert isinstance(key, _EscalationTimer)
+        return [kind, _id(key.task_id), when]
+    if kind == _BREAKER:
+        assert isinstance(key, _BreakerTimer)
+        return [kind, encode_key(key.worker_id, "a worker id"), when]
+    raise SnapshotError(f"cannot snapshot this Distributor: a {kind} timer is pending")
+
+
+def _rng_of(balancer: object) -> Any:
+    rng = getattr(balancer, "rng", None)
+    return encode_rng(rng) if isinstance(rng, random.Random) else None
+
+
+def _run_data(run: _Run, balancers: list[Any]) -> dict[str, Any]:
+    placed_by = next(i for i, balancer in enumerate(balancers) if balancer is run.balancer)
+    return {
+        "task": run.task.to_data(),
+        "submitted_at": run.submitted_at,
+        "first_started": run.first_started,
+        "worker_id": encode_key(run.worker_id, "a worker id"),
+        "attempt": run.attempt,
+        "started_at": run.started_at,
+        "expiry": run.expiry,
+        "balancer": placed_by,
+        "popped": run.popped,
+        "gated": run.gated,
+        "budgeted": run.budgeted,
+        "failures": run.failures,
+        "waited": run.waited,
+        "history": [record.to_data() for record in run.history or ()],
+        "last_delay": run.last_delay,
+        "last_error": run.last_error,
+        "lapsed": None if run.lapsed is None else sorted(run.lapsed),
+        "retry_at": run.retry_at,
+    }
+
+
+# -- reading -------------------------------------------------------------------
+
+
+def read_config(data: object) -> tuple[Fields, dict[str, Any]]:
+    """The header and the configuration that is data: the constructor's numbers."""
+    fields = check_header(data, _KIND, "snapshot")
+    lease = fields.opt_number("lease")
+    if lease is not None and lease <= 0:
+        refuse("snapshot.lease", f"must be > 0 or None, got {lease!r}")
+    dedup_window = fields.number("dedup_window")
+    if dedup_window < 0:
+        refuse("snapshot.dedup_window", f"must be >= 0, got {dedup_window!r}")
+    window = Fields(fields.value("waits"), "snapshot.waits").integer("window", minimum=1)
+    config = {
+        "lease": lease,
+        "dedup_window": dedup_window,
+        "max_queued": fields.opt_integer("max_queued", minimum=1),
+        "stats_window": window,
+    }
+    return fields, config
+
+
+def restore_into(d: Distributor, fields: Fields) -> None:
+    """Load the snapshot read by :func:`read_config` into ``d``, new and built with
+    its collaborators; check all of it first.
+
+    Raises:
+        SnapshotError: anything wrong, before ``d`` or its parts change.
+    """
+    why = unsupported(d)
+    if why is not None:
+        refuse("snapshot", f"cannot be restored into this Distributor: {why}")
+    taken = fields.number("time")
+    now = d._now()
+    if now < taken:
+        refuse(
+            "snapshot",
+            f"was taken at t={taken:g}, after the clock's now ({now:g}): restore needs a "
+            "clock that goes on from the snapshot's time (a ManualClock set to it, or a "
+            "clock whose epoch survives a restart)",
+        )
+    loads: list[Callable[[], None]] = []
+    queue = d._queue
+    prepare_queue = getattr(queue, "_prepare_snapshot", None)
+    queued: set[Hashable] | None = None
+    if prepare_queue is not None:
+        load_queue, queued = prepare_queue(fields.value("queue"), "snapshot.queue")
+        loads.append(load_queue)
+    load_tracker, placed, workers = d._tracker._prepare_snapshot(
+        fields.value("tracker"), "snapshot.tracker"
+    )
+    loads.append(load_tracker)
+    loads.append(d._dlq._prepare_snapshot(fields.value("dlq"), "snapshot.dlq"))
+    loads.append(d._retry._prepare_snapshot(fields.value("retry"), "snapshot.retry"))
+    loads.append(d._waits._prepare_snapshot(fields.value("waits"), "snapshot.waits"))
+    loads.append(d._end_to_end._prepare_snapshot(fields.value("end_to_end"), "snapshot.end_to_end"))
+    gates_data = fields.value("gates")
+    if (gates_data is None) is not (d._gates is None):
+        refuse("snapshot.gates", "does not match the gates given to restore()")
+    admitted: set[Hashable] = set()
+    if d._gates is not None:
+        loads.append(prepare_load(d._gates, gates_data, "snapshot.gates"))
+        admitted = {decode_key(k, "snapshot.gates.held") for k in gates_data["held"]}
+    policies = fields.items("intake")
+    if len(policies) != len(d._intake):
+        refuse(
+            "snapshot.intake", f"has {len(policies)} policies; restore() was given {len(d._intake)}"
+        )
+    for i, (policy, data) in enumerate(zip(d._intake, policies, strict=True)):
+        if (data is None) is not _gated(d, policy):
+            refuse(f"snapshot.intake[{i}]", "does not match the intake policy given")
+        if data is not None:
+            loads.append(prepare_load(policy, data, f"snapshot.intake[{i}]"))
+    books = _Books(d, fields, placed, workers)
+    books.check_gates(admitted)
+    if queued is None:  # a queue of the user's own: it loads itself, first
+        queue.load_snapshot(fields.value("queue"))  # type: ignore[attr-defined]
+        queued = {task_id for task_id in books.waiting if task_id in queue}
+    books.check_queue(queued)
+    fields.done()
+    for load in loads:
+        load()
+    books.load()
+
+
+class _Books:
+    """The distributor's own part of a snapshot, read and checked, ready to load."""
+
+    def __init__(
+        self,
+        d: Distributor,
+        fields: Fields,
+        placed: dict[Hashable, Hashable],
+        workers: list[Hashable],
+    ) -> None:
+        self.d = d
+        self.workers = workers
+        balancers = d._rules.balancers()
+        self.closed = fields.boolean("closed")
+        ticked = fields.opt_number("ticked_at")
+        self.ticked_at = -math.inf if ticked is None else ticked
+        self.tracker_wake = fields.opt_number("tracker_wake")
+        self.waiting = {
+            task_id: _number(since, f"snapshot.waiting[{task_id!r}]")
+            for task_id, since in _unique_pairs(fields, "waiting")
+        }
+        self.retrying = _unique_ids(fields, "retrying")
+        self.parked: list[tuple[Hashable, list[Task]]] = []
+        for i, item in enumerate(fields.items("parked")):
+            where = f"snapshot.parked[{i}]"
+            if type(item) is not list or len(item) != 2 or type(item[1]) is not list:
+                refuse(where, "must be [group, [tasks]]")
+            tasks = [Task.from_data(t, f"{where}[1][{j}]") for j, t in enumerate(item[1])]
+            self.parked.append((_group(item[0], f"{where}[0]"), tasks))
+        self.runs: dict[Hashable, _Run] = {}
+        for i, item in enumerate(fields.items("runs")):
+            run = _run(item, f"snapshot.runs[{i}]", balancers)
+            if run.task.id in self.runs:
+                refuse(f"snapshot.runs[{i}]", f"repeats task {run.task.id!r}")
+            self.runs[run.task.id] = run
+        self.leases = _unique_ids(fields, "leases")
+        self.finished: dict[Hashable, tuple[TaskState, float]] = {}
+        for i, item in enumerate(fields.items("finished")):
+            where = f"snapshot.finished[{i}]"
+            if type(item) is not list or len(item) != 3 or item[1] not in _FINAL:
+                refuse(where, f"must be [task id, a final state, time], got {shown(item)}")
+            self.finished[decode_key(item[0], f"{where}[0]")] = (
+                _FINAL[item[1]],
+                _number(item[2], f"{where}[2]"),
+            )
+        self.timers: list[tuple[str, Hashable, float]] = []
+        for i, item in enumerate(fields.items("timers")):
+            where = f"snapshot.timers[{i}]"
+            if type(item) is not list or len(item) != 3 or item[0] not in _TIMER_KINDS:
+                refuse(where, f"must be [kind, id, time], got {shown(item)}")
+            self.timers.append(
+                (item[0], decode_key(item[1], f"{where}[1]"), _number(item[2], f"{where}[2]"))
+            )
+        self.escalated: dict[Hashable, tuple[int, float]] = {}
+        for i, item in enumerate(fields.items("escalated")):
+            where = f"snapshot.escalated[{i}]"
+            if type(item) is not list or len(item) != 3 or type(item[1]) is not int:
+                refuse(where, f"must be [task id, steps, since], got {shown(item)}")
+            self.escalated[decode_key(item[0], f"{where}[0]")] = (
+                item[1],
+                _number(item[2], f"{where}[2]"),
+            )
+        self.advised = _unique_ids(fields, "advised")
+        paused = fields.items("paused")
+        if (
+            len(paused) != 2
+            or [kind for kind, _ in paused] != ["tenant", "key"]
+            or not all(type(values) is list for _, values in paused)
+        ):
+            refuse("snapshot.paused", "must be [['tenant', [...]], ['key', [...]]]")
+        self.paused = {
+            kind: {decode_key(v, f"snapshot.paused.{kind}") for v in values}
+            for kind, values in paused
+        }
+        self.pins = [
+            (task_id, decode_key(worker_id, "snapshot.pins"))
+            for task_id, worker_id in _unique_pairs(fields, "pins")
+        ]
+        counted = list(d._counts)
+        self.counts = dict(zip(counted, fields.counts("counts", len(counted)), strict=True))
+        self.dead_by_reason: dict[Reason, int] = {}
+        for i, item in enumerate(fields.items("dead_by_reason")):
+            if (
+                type(item) is not list
+                or len(item) != 2
+                or item[0] not in _REASONS
+                or type(item[1]) is not int
+            ):
+                refuse(
+                    f"snapshot.dead_by_reason[{i}]", f"must be [reason, count], got {shown(item)}"
+                )
+            self.dead_by_reason[_REASONS[item[0]]] = item[1]
+        deadlines = fields.items("deadlines")
+        if len(deadlines) != 2 or not all(type(n) is int and n >= 0 for n in deadlines):
+            refuse("snapshot.deadlines", "must be [met, missed], two ints >= 0")
+        self.deadlines = deadlines
+        self.tenants = {
+            tenant: _row(row, 6, f"snapshot.tenants[{tenant!r}]")
+            for tenant, row in _unique_pairs(fields, "tenants")
+        }
+        self.worker_counts = {
+            worker_id: [int(n) for n in _row(row, 2, f"snapshot.worker_counts[{worker_id!r}]")]
+            for worker_id, row in _unique_pairs(fields, "worker_counts")
+        }
+        rngs = fields.items("balancer_rngs")
+        if len(rngs) != len(balancers):
+            refuse(
+                "snapshot.balancer_rngs", f"has {len(rngs)} states for {len(balancers)} balancers"
+            )
+        self.rngs: list[tuple[random.Random, tuple[Any, ...]]] = []
+        for i, (balancer, state) in enumerate(zip(balancers, rngs, strict=True)):
+            rng = getattr(balancer, "rng", None)
+            if (state is None) is isinstance(rng, random.Random):
+                refuse(f"snapshot.balancer_rngs[{i}]", "does not match the balancer given")
+            if isinstance(rng, random.Random):
+                self.rngs.append((rng, decode_rng(state, f"snapshot.balancer_rngs[{i}]")))
+        self._read_breakers(fields)
+        self._check(placed)
+
+    def _read_breakers(self, fields: Fields) -> None:
+        """Make each worker's breaker with the factory given, and check its snapshot."""
+        factory = self.d._breaker_factory
+        self.breakers: dict[Hashable, CircuitBreaker] = {}
+        self.breaker_loads: list[Callable[[], None]] = []
+        given = _unique_pairs(fields, "breakers")
+        if factory is None and given:
+            refuse("snapshot.breakers", "holds breakers; give restore() the breaker factory")
+        if factory is not None:
+            if [worker_id for worker_id, _ in given] != self.workers:
+                refuse("snapshot.breakers", "does not hold one breaker per worker, in order")
+            for worker_id, data in given:
+                made = factory(worker_id)
+                if not isinstance(made, CircuitBreaker):
+                    raise InvalidTypeError(
+                        f"the breaker factory must return a CircuitBreaker, got {made!r}"
+                    )
+                where = f"snapshot.breakers[{worker_id!r}]"
+                self.breaker_loads.append(made._prepare_snapshot(data, where))
+                self.breakers[worker_id] = made
+        self.breaker_changes: list[tuple[Hashable, CircuitState]] = []
+        for worker_id, state in fields.pairs("breaker_changes"):
+            if state not in _BREAKER_STATES:
+                refuse("snapshot.breaker_changes", f"names no breaker state: {state!r}")
+            self.breaker_changes.append((worker_id, _BREAKER_STATES[state]))
+
+    def _check(self, placed: dict[Hashable, Hashable]) -> None:
+        """The references between the parts: every id where the others say it is."""
+        waiting, leases, runs = self.waiting, self.leases, self.runs
+        parked = {task.id for _, tasks in self.parked for task in tasks}
+        if sum(len(tasks) for _, tasks in self.parked) != len(parked):
+            refuse("snapshot.parked", "holds a task twice")
+        for name, ids in (("retrying", self.retrying), ("parked", parked)):
+            stray = [task_id for task_id in ids if task_id not in waiting]
+            if stray:
+                refuse(f"snapshot.{name}", f"holds {stray[0]!r}, which is not waiting")
+        if set(self.retrying) & parked:
+            refuse("snapshot", "has a task both retrying and parked")
+        for task_id in leases:
+            if task_id in waiting:
+                refuse("snapshot.leases", f"holds {task_id!r}, which is also waiting")
+            run = runs.get(task_id)
+            if run is None:
+                refuse("snapshot.leases", f"holds a lease of {task_id!r}, an unknown task")
+            if placed.get(task_id, _NOWHERE) != run.worker_id:
+                refuse(
+                    "snapshot.leases",
+                    f"places {task_id!r} on worker {run.worker_id!r}, "
+                    "where the tracker does not hold it",
+                )
+        if len(placed) != len(leases):
+            unleased = next(task_id for task_id in placed if task_id not in leases)
+            refuse("snapshot.tracker", f"holds task {unleased!r}, which has no lease")
+        for task_id in self.retrying:
+            run = runs.get(task_id)
+            if run is None or run.retry_at is None:
+                refuse("snapshot.retrying", f"holds {task_id!r}, which has no retry time")
+        for task_id in runs:
+            if task_id not in waiting and task_id not in leases:
+                refuse("snapshot.runs", f"holds {task_id!r}, which is neither waiting nor leased")
+        for task_id in self.finished:
+            if task_id in waiting or task_id in leases:
+                refuse("snapshot.finished", f"holds {task_id!r}, which is live")
+        if list(self.worker_counts) != self.workers:
+            refuse("snapshot.worker_counts", "does not name the tracker's workers, in order")
+        keys: set[Hashable] = set()
+        workers = set(self.workers)
+        homes = {_LEASE: set(leases), _RETRY: set(self.retrying), _TTL: parked, _BREAKER: workers}
+        for kind, ident, _ in self.timers:
+            if ident not in homes.get(kind, waiting):
+                refuse("snapshot.timers", f"has a {kind} timer for {ident!r}, unknown there")
+            key = _timer_key(kind, ident)
+            if key in keys:
+                refuse("snapshot.timers", f"has two {kind} timers for {ident!r}")
+            keys.add(key)
+        for name, known in (("escalated", list(self.escalated)), ("advised", self.advised)):
+            for task_id in known:
+                if task_id not in waiting and task_id not in leases:
+                    refuse(f"snapshot.{name}", f"holds {task_id!r}, which is not live")
+        for task_id, _ in self.pins:  # (a pin may name a worker since removed)
+            if task_id not in waiting and task_id not in leases:
+                refuse("snapshot.pins", f"pins {task_id!r}, which is not live")
+        for worker_id, _ in self.breaker_changes:
+            if worker_id not in workers:
+                refuse("snapshot.breaker_changes", f"names {worker_id!r}, no worker")
+
+    def check_gates(self, admitted: set[Hashable]) -> None:
+        """The gates hold exactly the leased tasks that passed them."""
+        gated = {task_id for task_id in self.leases if self.runs[task_id].gated}
+        if self.d._gates is not None and admitted != gated:
+            odd = next(iter(admitted ^ gated))
+            refuse("snapshot.gates", f"do not hold what the leases say: task {odd!r}")
+
+    def check_queue(self, queued: set[Hashable]) -> None:
+        """The queue holds exactly the waiting tasks that are neither parked nor retrying."""
+        parked = {task.id for _, tasks in self.parked for task in tasks}
+        expected = set(self.waiting) - parked - set(self.retrying)
+        if queued != expected:
+            odd = next(iter(queued ^ expected))
+            refuse("snapshot.queue", f"does not hold what the books say: task {odd!r}")
+
+    def load(self) -> None:
+        """Everything in place; the collaborators hear what they would have heard."""
+        d = self.d
+        tracker = d._tracker
+        for state in tracker.workers():
+            d._adopt(state, self.breakers.get(state.id))
+        for load_breaker in self.breaker_loads:
+            load_breaker()
+        d._breaker_changes.extend(self.breaker_changes)
+        d._closed = self.closed
+        d._ticked_at = self.ticked_at
+        d._tracker_wake = self.tracker_wake
+        d._waiting_since.update(self.waiting)
+        d._progress.update(self.runs)
+        d._retrying.update((task_id, self.runs[task_id].task) for task_id in self.retrying)
+        for group, tasks in self.parked:
+            for task in tasks:
+                d._lot.park(task, group)
+        budget = d._budget
+        for task_id in self.leases:
+            run = self.runs[task_id]
+            d._leases[task_id] = run
+            assert run.balancer is not None
+            run.balancer.on_assign(run.task, tracker.worker(run.worker_id))
+            if budget is not None:
+                budget.leased(run.task)
+        if budget is not None:  # its counts follow from the books: told them again
+            for run in self.runs.values():
+                if run.budgeted:
+                    budget.retrying(run.task)
+        d._finished.update(self.finished)
+        for kind, ident, when in self.timers:
+            d._timers.schedule(_timer_key(kind, ident), when, kind)
+        d._escalated.update(self.escalated)
+        d._advised.update(self.advised)
+        for kind, values in self.paused.items():
+            d._paused[kind].update(values)
+        for task_id, worker_id in self.pins:
+            d._rules.pin(task_id, worker_id)
+        d._counts.update(self.counts)
+        d._dead_by_reason.update(self.dead_by_reason)
+        d._deadline_met, d._deadline_missed = self.deadlines
+        d._tenants.update(self.tenants)
+        for worker_id, row in self.worker_counts.items():
+            d._worker_counts[worker_id][:] = row
+        for rng, rng_state in self.rngs:
+            rng.setstate(rng_state)
+
+
+_NOWHERE: Final = object()
+
+
+def _timer_key(kind: str, ident: Hashable) -> Hashable:
+    if kind == _ESCALATE:
+        return _EscalationTimer(ident)
+    if kind == _BREAKER:
+        return _BreakerTimer(ident)
+    return ident
+
+
+def _number(value: object, where: str) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+        refuse(where, f"must be a finite number, got {shown(value)}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _row(value: object, size: int, where: str) -> list[float]:
+    if type(value) is not list or len(value) != size:
+        refuse(where, f"must be a list of {size} numbers, got {shown(value)}")
+    for item in value:
+        if type(item) not in (int, float) or not math.isfinite(item) or item < 0:
+            refuse(where, f"must be a list of {size} numbers >= 0, got {shown(value)}")
+    return value
+
+
+def _unique_pairs(fields: Fields, name: str) -> list[tuple[Hashable, Any]]:
+    pairs = fields.pairs(name)
+    if len({key for key, _ in pairs}) != len(pairs):
+        refuse(f"snapshot.{name}", "names an id twice")
+    return pairs
+
+
+def _unique_ids(fields: Fields, name: str) -> list[Hashable]:
+    ids = [decode_key(item, f"snapshot.{name}[{i}]") for i, item in enumerate(fields.items(name))]
+    if len(set(ids)) != len(ids):
+        refuse(f"snapshot.{name}", "names an id twice")
+    return ids
+
+
+def _group(data: object, where: str) -> Hashable:
+    if data == {"gates": []}:
+        return GATES
+    if type(data) is not dict or len(data) != 1 or "group" not in data:
+        refuse(where, f"must be {{'gates': []}} or {{'group': ...}}, got {shown(data)}")
+    return decode_key(data["group"], where)
+
+
+def _run(data: object, where: str, balancers: list[Any]) -> _Run:
+    fields = Fields(data, where)
+    task = Task.from_data(fields.value("task"), f"{where}.task")
+    run = _Run(task, fields.number("submitted_at"), fields.number("first_started"))
+    run.worker_id = fields.key("worker_id")
+    run.attempt = fields.integer("attempt", minimum=1)
+    run.started_at = fields.number("started_at")
+    run.expiry = fields.opt_number("expiry")
+    placed_by = fields.integer("balancer", minimum=0)
+    if placed_by >= len(balancers):
+        refuse(f"{where}.balancer", f"names balancer {placed_by}; there are {len(balancers)}")
+    run.balancer = balancers[placed_by]
+    run.popped = fields.boolean("popped")
+    run.gated = fields.boolean("gated")
+    run.budgeted = fields.boolean("budgeted")
+    run.failures = fields.integer("failures", minimum=0)
+    run.waited = fields.number("waited")
+    history = fields.items("history")
+    run.history = [
+        AttemptRecord.from_data(record, f"{where}.history[{i}]") for i, record in enumerate(history)
+    ] or None
+    run.last_delay = fields.opt_number("last_delay")
+    run.last_error = fields.opt_text("last_error")
+    lapsed = fields.value("lapsed")
+    if lapsed is not None:
+        if type(lapsed) is not list or not all(type(n) is int and n >= 1 for n in lapsed):
+            refuse(f"{where}.lapsed", f"must be None or a list of attempts, got {shown(lapsed)}")
+        run.lapsed = set(lapsed)
+    run.retry_at = fields.opt_number("retry_at")
+    fields.done()
+    return run

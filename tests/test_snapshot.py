@@ -1,0 +1,649 @@
+"""Snapshot and restore: a restored Distributor makes the decisions the original makes.
+
+Hypothesis runs random operations on a Distributor (aging priority queue
+with TTLs and a bound, skills, slow start and outlier ejection, seeded
+jittered retries, a randomised balancer, escalation, preemption advice,
+leases, a dedup window), snapshots it, restores the snapshot (through JSON)
+into a fresh distributor on its own clock, then runs the same random
+operations on both: every result, every event and ``stats()`` must agree,
+and so must their snapshots at the end. Corrupted snapshots are refused
+with ``SnapshotError`` and build nothing; a lease outlives its dead host.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import pytest
+from distributor_support import assignment_view, comparable, stats_view
+from hypothesis import event, given
+from hypothesis import strategies as st
+from test_distributor_machine import TASK_IDS, TENANTS, WORKER_IDS
+
+from taskdist import (
+    AllGates,
+    AttemptRecord,
+    CapacityTracker,
+    CircuitBreaker,
+    ConcurrencyLimit,
+    DeadLetterQueue,
+    DeadlineScheduler,
+    Debounce,
+    Distributor,
+    Escalation,
+    Event,
+    EventKind,
+    FairScheduler,
+    Health,
+    KeyedRateGate,
+    KeyedRateLimiter,
+    ManualClock,
+    PoolGate,
+    PowerOfTwoChoices,
+    Preemption,
+    Priority,
+    PriorityQueue,
+    RateGate,
+    RateLimiter,
+    Reason,
+    ResourcePool,
+    RetryBudget,
+    RetryPolicy,
+    SlowStart,
+    SnapshotError,
+    Task,
+    TaskdistError,
+    TaskState,
+    Throttle,
+    Worker,
+)
+from taskdist.threaded import ThreadSafeDistributor
+
+LEASE = 10.0
+
+
+QUEUES: dict[str, Callable[[ManualClock], Any]] = {
+    "priority": lambda clock: PriorityQueue(
+        clock, aging_rate=0.05, maxsize=12, overflow="drop_lowest"
+    ),
+    "deadline": lambda clock: DeadlineScheduler(
+        clock, servers=2, on_miss="dead_letter", aging_rate=0.5, maxsize=12
+    ),
+}
+
+
+def parts(clock: ManualClock, seed: int = 3, queue: str = "priority") -> dict[str, Any]:
+    """Fresh collaborators, configured alike each time (what restore is given again)."""
+    return {
+        "queue": QUEUES[queue](clock),
+        "tracker": CapacityTracker(clock, slow_start=SlowStart(window=6.0)),
+        "balancer": PowerOfTwoChoices(rng=random.Random(seed)),
+        "breaker": lambda _: CircuitBreaker(
+            clock, minimum_calls=2, window_size=4, open_duration=7.0
+        ),
+        "retry": RetryPolicy(max_attempts=3, base=2.0, cap=8.0, rng=random.Random(seed + 1)),
+        "dlq": DeadLetterQueue(clock),
+        "gates": [
+            PoolGate(ResourcePool("db", size=2)),
+            RateGate(RateLimiter(rate=2, per=1.0, burst=2, clock=clock), "api_calls"),
+        ],
+        # (Not with the deadline scheduler: an escalation due after a queued task's
+        # deadline passed makes dispatch() raise DeadlineError, a known fault.)
+        "escalation": Escalation(after=4.0) if queue == "priority" else None,
+        "preemption": Preemption(),
+        "retry_budget": RetryBudget(ratio=0.5, minimum=1),
+        "intake": [
+            ConcurrencyLimit(key=lambda task: task.key, limit=1, strategy="latest_queued"),
+            Throttle(key=lambda task: task.group, window=3.0),
+            Debounce(key=lambda task: task.zone, window=2.0, keep_payloads=True),
+        ],
+    }
+
+
+def original(seed: int, queue: str = "priority") -> tuple[ManualClock, Distributor, list[Event]]:
+    clock = ManualClock()
+    events: list[Event] = []
+    d = Distributor(
+        clock,
+        **parts(clock, seed, queue),
+        lease=LEASE,
+        dedup_window=5.0,
+        max_queued=20,
+        stats_window=8,
+        on_event=events.append,
+    )
+    d.add_worker(Worker("w0", capacity=2))
+    d.add_worker(Worker("w1", capacity=1, skills={"gpu"}))
+    return clock, d, events
+
+
+def restored(
+    snapshot: object, now: float, queue: str = "priority"
+) -> tuple[ManualClock, Distributor, list[Event]]:
+    clock = ManualClock(start=now)
+    events: list[Event] = []
+    d = Distributor.restore(
+        snapshot, clock, **parts(clock, seed=99, queue=queue), on_event=events.append
+    )
+    return clock, d, events
+
+
+# -- random operations -----------------------------------------------------------------
+
+task_ids = st.sampled_from(TASK_IDS[:10])
+worker_ids = st.sampled_from(WORKER_IDS)
+
+submits = st.builds(
+    lambda i, priority, tenant, skill, ttl, attempts, deadline, resources, tag: (
+        "submit",
+        Task(
+            i,
+            priority=priority,
+            tenant=tenant,
+            key=tag if tag == "k" else None,
+            group=tag if tag == "g" else None,
+            zone=tag if tag == "z" else None,
+            payload=i,
+            requires={skill} if skill else set(),
+            resources=resources,
+            ttl=ttl,
+            max_attempts=attempts,
+            deadline=deadline,
+        ),
+    ),
+    task_ids,
+    st.integers(0, 4),
+    st.sampled_from(TENANTS),
+    st.sampled_from([None, None, "gpu"]),
+    st.sampled_from([None, None, 6.0]),
+    st.sampled_from([None, 1, 2]),
+    st.sampled_from([None, None, 9.0, 30.0, 1e6]),
+    st.sampled_from([{}, {}, {"db": 1}, {"api_calls": 1}]),
+    st.sampled_from([None, None, "k", "g", "z"]),
+)
+dispatches = st.tuples(st.just("dispatch"), st.sampled_from([None, None, 1]))
+# A leased task, by its place among the leases (or an id, to try the refusals too).
+leased = st.one_of(st.integers(0, 5), task_ids)
+completes = st.tuples(st.just("complete"), leased, st.sampled_from([None, 0.5, 3.0]))
+fails = st.tuples(st.just("fail"), leased, st.booleans())
+# The life of tasks three times out of four; the rest: workers, time, the host's overrides.
+lifecycle = st.one_of(
+    submits,
+    dispatches,
+    completes,
+    fails,
+    st.tuples(st.just("advance"), st.sampled_from([0.3, 1.0, 4.0, 12.0])),
+)
+overrides = st.one_of(
+    st.tuples(st.just("heartbeat"), leased),
+    st.tuples(st.just("cancel"), task_ids),
+    st.tuples(st.just("requeue"), leased),
+    st.tuples(st.just("reprioritize"), task_ids, st.integers(0, 4)),
+    st.tuples(st.just("tick")),
+    st.tuples(st.just("add_worker"), worker_ids, st.integers(0, 2), st.booleans()),
+    st.tuples(st.just("remove_worker"), worker_ids),
+    st.tuples(st.just("set_health"), worker_ids, st.sampled_from(list(Health))),
+    st.tuples(st.just("pause"), st.sampled_from(TENANTS)),
+    st.tuples(st.just("resume"), st.sampled_from(TENANTS)),
+    st.tuples(st.just("pin"), task_ids, worker_ids),
+)
+operations = st.integers(0, 3).flatmap(lambda i: overrides if i == 0 else lifecycle)
+
+
+LEASE_OPERATIONS = ("complete", "fail", "heartbeat", "requeue")
+
+
+def apply(clock: ManualClock, d: Distributor, op: tuple[Any, ...]) -> Any:
+    """Run one operation; what it returned (as a host sees it) or what it raised."""
+    name, *args = op
+    if name in LEASE_OPERATIONS and type(args[0]) is int:  # the k-th lease, if any
+        leases = d.leases()
+        args[0] = leases[args[0] % len(leases)].task.id if leases else "none"
+    calls: dict[str, Callable[..., Any]] = {
+        "submit": lambda task: d.submit(task),
+        "dispatch": lambda limit: assignment_view(d.dispatch(limit)),
+        "complete": lambda task_id, duration: d.complete(task_id, duration=duration),
+        "fail": lambda task_id, retryable: d.fail(task_id, error="boom", retryable=retryable),
+        "heartbeat": lambda task_id: d.heartbeat(task_id),
+        "cancel": lambda task_id: d.cancel(task_id),
+        "requeue": lambda task_id: d.requeue(task_id),
+        "reprioritize": lambda task_id, priority: d.reprioritize(task_id, priority),
+        "advance": lambda dt: clock.advance(dt),
+        "tick": lambda: d.tick(),
+        "add_worker": lambda worker_id, slots, gpu: (
+            d.add_worker(Worker(worker_id, capacity=slots, skills={"gpu"} if gpu else set())).id
+        ),
+        "remove_worker": lambda worker_id: [t.id for t in d.remove_worker(worker_id)],
+        "set_health": lambda worker_id, health: d.set_health(worker_id, health).health,
+        "pause": lambda tenant: d.pause(tenant=tenant),
+        "resume": lambda tenant: d.resume(tenant=tenant),
+        "pin": lambda task_id, worker_id: d.pin(task_id, worker_id),
+    }
+    try:
+        return comparable(calls[name](*args))
+    except TaskdistError as error:
+        return (type(error).__name__, str(error))
+
+
+def observed(d: Distributor) -> Any:
+    """What a host can see of a distributor between calls."""
+    return (
+        stats_view(d),
+        d.next_wakeup(),
+        {task_id: _explained(d, task_id) for task_id in TASK_IDS[:10]},
+    )
+
+
+def _explained(d: Distributor, task_id: Hashable) -> str | None:
+    try:
+        return d.explain(task_id)
+    except TaskdistError:
+        return None
+
+
+def as_json(snapshot: object) -> Any:
+    return json.loads(json.dumps(snapshot))
+
+
+@pytest.mark.parametrize("queue", sorted(QUEUES))
+@given(
+    seed=st.integers(0, 2**16),
+    before=st.lists(operations, min_size=10, max_size=40),
+    after=st.lists(operations, min_size=5, max_size=25),
+    submit_and_dispatch_last=st.booleans(),
+)
+def test_restored_distributor_makes_the_same_decisions(
+    queue: str,
+    seed: int,
+    before: list[tuple[Any, ...]],
+    after: list[tuple[Any, ...]],
+    submit_and_dispatch_last: bool,
+) -> None:
+    clock, d, events = original(seed, queue)
+    if submit_and_dispatch_last:  # snapshot with tasks running, most of the time
+        before = [*before, ("submit", Task("last")), ("dispatch", None)]
+    for op in before:
+        apply(clock, d, op)
+    snapshot = as_json(d.snapshot())
+    for part in ("leases", "retrying", "parked", "escalated", "pins", "finished"):
+        event(f"snapshot with {part}: {bool(snapshot[part])}")
+    tripped = any(breaker["state"] != "closed" for _, breaker in snapshot["breakers"])
+    event(f"snapshot with a breaker not closed: {tripped}")
+    event(f"snapshot with tasks held by gates: {bool(snapshot['gates']['held'])}")
+    twin_clock, twin, twin_events = restored(snapshot, clock.now(), queue)
+    assert as_json(twin.snapshot()) == snapshot  # nothing lost or changed on the way
+    assert observed(twin) == observed(d)
+    seen = len(events)
+    for op in after:
+        assert apply(twin_clock, twin, op) == apply(clock, d, op), op
+        assert observed(twin) == observed(d), op
+    assert comparable(twin_events) == comparable(events[seen:])
+    assert as_json(twin.snapshot()) == as_json(d.snapshot())
+
+
+# -- a lease outlives its host ---------------------------------------------------------
+
+
+def test_tasks_running_when_the_host_died_come_back_when_their_lease_runs_out() -> None:
+    clock, d, _ = original(seed=1)  # workers w0 (2 slots) and w1 (1 slot)
+    for task_id in ("a", "b"):
+        d.submit(Task(task_id))
+    running = assignment_view(d.dispatch())
+    assert [(task_id, attempt) for task_id, _, attempt, _ in running] == [("a", 1), ("b", 1)]
+    kept = json.dumps(d.snapshot())  # the host writes it down, then dies
+
+    later = ManualClock(start=clock.now() + 4.0)  # it comes back 4 s later
+    events: list[Event] = []
+    revived = Distributor.restore(json.loads(kept), later, **parts(later), on_event=events.append)
+    assert revived.state_of("a") is TaskState.LEASED
+    assert [a.lease_expiry for a in revived.leases()] == [LEASE, LEASE]  # still running
+    assert revived.dispatch() == []  # their workers are still busy with them
+    later.set(LEASE)
+    again = assignment_view(revived.dispatch())
+    assert [(task_id, attempt) for task_id, _, attempt, _ in again] == [("a", 2), ("b", 2)]
+    assert revived.stats().lease_expiries == 2
+    assert [e.task_id for e in events if e.kind is EventKind.LEASE_EXPIRED] == ["a", "b"]
+    # A late report from the dead host's run still counts once.
+    assert revived.complete("a", attempt=1) is TaskState.COMPLETED
+
+
+# -- refusals -------------------------------------------------------------------------
+
+
+def busy_snapshot() -> tuple[dict[str, Any], float]:
+    clock, d, _ = original(seed=5)
+    for i, task in enumerate(
+        [
+            Task("a"),
+            Task("b", ttl=30.0),
+            Task("c", requires={"tpu"}),
+            Task("d"),
+            Task("e"),
+            Task("f", priority=4),
+        ]
+    ):
+        d.submit(task)
+        clock.advance(0.5 * i)
+    d.dispatch()
+    d.fail("a", error="boom")
+    clock.advance(1.0)
+    d.dispatch()
+    d.complete("b", duration=1.0)
+    snapshot = as_json(d.snapshot())
+    assert snapshot["leases"] and snapshot["parked"] and snapshot["runs"]
+    assert snapshot["queue"]["held"] and snapshot["timers"] and snapshot["finished"]
+    return snapshot, clock.now()
+
+
+def removed(path: tuple[Any, ...]) -> Callable[[Any], None]:
+    def change(snapshot: Any) -> None:
+        *head, last = path
+        for step in head:
+            snapshot = snapshot[step]
+        del snapshot[last]
+
+    return change
+
+
+def replaced(path: tuple[Any, ...], value: Any) -> Callable[[Any], None]:
+    def change(snapshot: Any) -> None:
+        *head, last = path
+        for step in head:
+            snapshot = snapshot[step]
+        snapshot[last] = value
+
+    return change
+
+
+CORRUPTIONS = {
+    "future version": replaced(("version",), 2),
+    "component from the future": replaced(("tracker", "version"), 99),
+    "not a dict": lambda s: s.clear(),
+    "unknown field": replaced(("surprise",), 1),
+    "field removed": removed(("leases",)),
+    "queue field removed": removed(("queue", "next_seq")),
+    "tracker field removed": removed(("tracker", "workers", 0, "load")),
+    "task field removed": removed(("runs", 0, "task", "priority")),
+    "wrong type": replaced(("lease",), "ten"),
+    "wrong type deep": replaced(("runs", 0, "attempt"), "1"),
+    "bad task value": replaced(("runs", 0, "task", "cost"), -1.0),
+    "lease of an unknown task": replaced(("leases",), ["nobody"]),
+    "worker holds an unleased task": replaced(("leases",), []),
+    "waiting task in no queue": replaced(("queue", "held"), []),
+    "queued task not waiting": replaced(("waiting",), []),
+    "timer for an unknown task": replaced(("timers", 0, 1), "nobody"),
+    "pin of an unknown task": replaced(("pins",), [["nobody", "w0"]]),
+    "bad random state": replaced(("retry", "rng"), [3, [1, 2], None]),
+    "another configuration": replaced(("queue", "aging_rate"), 0.5),
+    "taken after the clock's now": replaced(("time",), 1e9),
+    "gates holding an unleased task": replaced(("gates", "held"), ["nobody"]),
+    "another rate limit": replaced(("gates", "gates", 1, "limiter", "rate"), 5.0),
+    "breaker of a missing worker": removed(("breakers", 0)),
+    "breaker window corrupted": replaced(("breakers", 0, 1, "window"), ["x"]),
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_a_corrupted_snapshot_is_refused_and_nothing_is_built(corruption: str) -> None:
+    snapshot, now = busy_snapshot()
+    CORRUPTIONS[corruption](snapshot)
+    clock = ManualClock(start=now)
+    given = parts(clock)
+    state_before = given["retry"].snapshot()
+    with pytest.raises(SnapshotError, match="cannot restore the snapshot"):
+        Distributor.restore(snapshot, clock, **given)
+    # The collaborators are as they were given: new and empty.
+    assert len(given["queue"]) == 0 and given["queue"].stats().popped == 0
+    assert len(given["tracker"]) == 0
+    assert len(given["dlq"]) == 0
+    assert given["retry"].snapshot() == state_before
+
+
+def test_the_untouched_snapshot_restores() -> None:
+    snapshot, now = busy_snapshot()
+    clock = ManualClock(start=now)
+    d = Distributor.restore(copy.deepcopy(snapshot), clock, **parts(clock))
+    assert as_json(d.snapshot()) == snapshot
+
+
+def test_restore_refuses_collaborators_that_hold_state() -> None:
+    snapshot, now = busy_snapshot()
+    clock = ManualClock(start=now)
+    given = parts(clock)
+    given["queue"].push(Task("stray"))
+    with pytest.raises(SnapshotError, match="empty queue"):
+        Distributor.restore(snapshot, clock, **given)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"queue": "fair"}, "FairScheduler"),
+        ({"keyed": True}, "KeyedRateGate"),
+    ],
+)
+def test_parts_without_snapshot_support_are_named(options: dict[str, Any], named: str) -> None:
+    clock = ManualClock()
+    kwargs: dict[str, Any] = {}
+    if options.get("queue") == "fair":
+        kwargs["queue"] = FairScheduler(clock)
+    if options.get("keyed"):
+        limiter = KeyedRateLimiter(rate=1, per=1.0, clock=clock)
+        kwargs["gates"] = [KeyedRateGate(limiter, "api")]
+    d = Distributor(clock, **kwargs)
+    with pytest.raises(SnapshotError, match=named):
+        d.snapshot()
+
+
+def test_an_id_that_is_not_plain_data_is_refused_by_name() -> None:
+    clock = ManualClock()
+    d = Distributor(clock)
+
+    class Ident:
+        def __hash__(self) -> int:
+            return 1
+
+    d.submit(Task(Ident()))
+    with pytest.raises(SnapshotError, match="Ident"):
+        d.snapshot()
+
+
+# -- components alone -----------------------------------------------------------------
+
+
+def test_task_round_trips_every_field() -> None:
+    task = Task(
+        ("job", 7),
+        priority=3,
+        deadline=12.5,
+        tenant="acme",
+        key=frozenset({"k", 1}),
+        requires={"research", "gpu"},
+        resources={"slots": 2, "api_calls": 1},
+        cost=2.5,
+        ttl=60.0,
+        max_attempts=3,
+        group="summarise",
+        zone="eu",
+        payload={"prompt": "hi", "n": [1, 2]},
+        preemptible=False,
+    )
+    back = Task.from_data(as_json(task.to_data()))
+    assert back == task
+    assert back.id == ("job", 7) and back.key == frozenset({"k", 1})
+    named = Task.from_data(as_json(Task("t", priority=Priority.HIGH).to_data()))
+    assert named.priority is Priority.HIGH
+
+
+def test_worker_round_trips_every_field() -> None:
+    worker = Worker(
+        3, capacity={"slots": 4, "gpu": 1}, weight=2.0, skills={"x"}, zone="eu", cost=0.5
+    )
+    assert Worker.from_data(as_json(worker.to_data())) == worker
+
+
+def test_priority_queue_continues_where_its_snapshot_left_off() -> None:
+    clock = ManualClock()
+    queue = PriorityQueue(clock, aging_rate=0.1)
+    for i in range(5):
+        queue.push(Task(i, priority=4 - i % 3, ttl=3.0 if i == 2 else None))
+        clock.advance(1.0)
+    queue.pop()
+    twin = PriorityQueue(clock, aging_rate=0.1)
+    twin.load_snapshot(as_json(queue.snapshot()))
+    clock.advance(0.5)
+    assert twin.stats() == queue.stats()
+    assert [t.id for t in twin.expire()] == [t.id for t in queue.expire()] == [2]
+    twin.push(Task("new", priority=0))
+    queue.push(Task("new", priority=0))
+    assert [twin.pop().id for _ in range(4)] == [queue.pop().id for _ in range(4)]  # type: ignore[union-attr]
+
+
+def test_dead_letter_queue_round_trips() -> None:
+    clock = ManualClock()
+    d = Distributor(clock, retry=RetryPolicy(max_attempts=1))
+    d.add_worker(Worker("w"))
+    d.submit(Task("t"))
+    d.dispatch()
+    d.fail("t", error=ValueError("bad"))
+    twin = DeadLetterQueue(clock)
+    twin.load_snapshot(as_json(d.dlq.snapshot()))
+    assert list(twin) == list(d.dlq)
+    assert twin.stats() == d.dlq.stats()
+
+
+def test_a_snapshot_taken_from_a_callback_is_refused() -> None:
+    clock = ManualClock()
+    refused: list[Exception] = []
+
+    class Peeking(PowerOfTwoChoices):
+        def select(self, task: Task, candidates: Any) -> Any:
+            try:
+                d.snapshot()
+            except TaskdistError as error:
+                refused.append(error)
+            return super().select(task, candidates)
+
+    d = Distributor(clock, balancer=Peeking(rng=random.Random(1)))
+    d.add_worker(Worker("w"))
+    d.submit(Task("t"))
+    d.dispatch()
+    assert refused and type(refused[0]).__name__ == "ReentrancyError"
+
+
+def test_the_thread_safe_wrapper_snapshots_under_its_lock_and_restores_wrapped() -> None:
+    clock, d, _ = original(seed=2)
+    shared = ThreadSafeDistributor(d)
+    shared.submit(Task("a"))
+    shared.dispatch()
+    snapshot = as_json(shared.snapshot())
+    later = ManualClock(start=clock.now())
+    twin = ThreadSafeDistributor.restore(snapshot, later, **parts(later))
+    assert isinstance(twin, ThreadSafeDistributor)
+    assert twin.leases() == shared.leases()
+    assert as_json(twin.snapshot()) == snapshot
+
+
+def test_deadline_scheduler_continues_where_its_snapshot_left_off() -> None:
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, servers=1, aging_rate=0.5)
+    for i, (deadline, cost) in enumerate(
+        [(10.0, 4.0), (5.0, 2.0), (6.0, 3.0), (None, 1.0), (3.0, 5.0)]
+    ):
+        edf.push(Task(i, deadline=deadline, cost=cost, ttl=20.0 if i == 3 else None))
+    clock.advance(1.0)
+    assert edf.is_late(4)  # admitted late (run_late): 5 s of work cannot end by 3
+    twin = DeadlineScheduler(clock, servers=1, aging_rate=0.5)
+    twin.load_snapshot(as_json(edf.snapshot()))
+    probe = Task("probe", deadline=9.0, cost=1.5)
+    assert twin.feasible(probe) == edf.feasible(probe)
+    assert [twin.slack(i) for i in (0, 1)] == [edf.slack(i) for i in (0, 1)]
+    assert twin.is_late(4) and twin.next_wakeup() == edf.next_wakeup()
+    assert comparable(twin.stats()) == comparable(edf.stats())
+    assert [t.id for t in iter(twin.pop, None)] == [t.id for t in iter(edf.pop, None)]
+
+
+# -- every component: a snapshot missing any field is refused, and nothing changes ------
+
+
+def used_parts() -> dict[str, tuple[Any, Callable[[], Any]]]:
+    """Each component with state in it, and a maker of a new one configured alike."""
+    clock = ManualClock(start=5.0)
+    queue = PriorityQueue(clock, aging_rate=0.1)
+    edf = DeadlineScheduler(clock, servers=2)
+    tracker = CapacityTracker(clock)
+    dlq = DeadLetterQueue(clock)
+    breaker = CircuitBreaker(clock, minimum_calls=1, window_size=2)
+    limiter = RateLimiter(rate=1, per=1.0, burst=2, clock=clock)
+    pool = ResourcePool("db", size=3)
+    gates = AllGates(
+        [PoolGate(ResourcePool("db", 2)), RateGate(RateLimiter(1, clock=clock), "api", default=1)]
+    )
+    limit = ConcurrencyLimit(key=lambda task: task.key, limit=2)
+    debounce = Debounce(key=lambda task: task.key, window=2.0, keep_payloads=True)
+    throttle = Throttle(key=lambda task: task.key, window=2.0)
+    retry = RetryPolicy(rng=random.Random(4))
+    task = Task("t", key="k", deadline=50.0, resources={"db": 1}, payload=[1])
+    queue.push(task)
+    edf.push(task)
+    tracker.add_worker(Worker("w", capacity=2))
+    tracker.assign(task, "w")
+    dlq.add(task, Reason.MAX_ATTEMPTS, history=[AttemptRecord(1, "w", 0.0, 1.0, "failed")])
+    breaker.record_failure(permit=breaker.acquire())
+    limiter.try_acquire()
+    pool.try_acquire(2)
+    gates.try_acquire(task)
+    limit.admit(task, 5.0, lambda _: None)
+    limit.try_acquire(task)
+    debounce.admit(task, 5.0, lambda _: None)
+    throttle.admit(task, 5.0, lambda _: None)
+    retry.delay(1)
+    return {
+        "queue": (queue, lambda: PriorityQueue(clock, aging_rate=0.1)),
+        "edf": (edf, lambda: DeadlineScheduler(clock, servers=2)),
+        "tracker": (tracker, lambda: CapacityTracker(clock)),
+        "dlq": (dlq, lambda: DeadLetterQueue(clock)),
+        "breaker": (breaker, lambda: CircuitBreaker(clock, minimum_calls=1, window_size=2)),
+        "limiter": (limiter, lambda: RateLimiter(rate=1, per=1.0, burst=2, clock=clock)),
+        "pool": (pool, lambda: ResourcePool("db", size=3)),
+        "gates": (
+            gates,
+            lambda: AllGates(
+                [
+                    PoolGate(ResourcePool("db", 2)),
+                    RateGate(RateLimiter(1, clock=clock), "api", default=1),
+                ]
+            ),
+        ),
+        "limit": (limit, lambda: ConcurrencyLimit(key=lambda task: task.key, limit=2)),
+        "debounce": (
+            debounce,
+            lambda: Debounce(key=lambda t: t.key, window=2.0, keep_payloads=True),
+        ),
+        "throttle": (throttle, lambda: Throttle(key=lambda task: task.key, window=2.0)),
+        "retry": (retry, lambda: RetryPolicy(rng=random.Random(0))),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(used_parts()))
+def test_each_component_round_trips_and_refuses_any_field_missing(name: str) -> None:
+    used, fresh = used_parts()[name]
+    snapshot = as_json(used.snapshot())
+    twin = fresh()
+    twin.load_snapshot(snapshot)
+    assert as_json(twin.snapshot()) == snapshot
+    for field in snapshot:
+        broken = {key: value for key, value in snapshot.items() if key != field}
+        target = fresh()
+        before = as_json(target.snapshot())
+        with pytest.raises(SnapshotError, match=field):
+            target.load_snapshot(broken)
+        assert as_json(target.snapshot()) == before, field
+    with pytest.raises(SnapshotError, match="version"):
+        fresh().load_snapshot({**snapshot, "version": 2})
+    with pytest.raises(SnapshotError, match="unknown fields"):
+        fresh().load_snapshot({**snapshot, "extra": 1})
