@@ -135,6 +135,32 @@ def test_adaptive_concurrency_learns_what_a_changing_api_can_take() -> None:
     assert 2 <= late <= 12  # and it came down with the second
 
 
+@pytest.mark.parametrize("which", ["adaptive", "concurrency_key"])
+def test_a_task_held_by_a_gate_stays_parked_when_a_task_the_gate_never_held_ends(
+    which: str,
+) -> None:
+    # A gate that never held the finishing task frees nothing it could be waiting for:
+    # waking every gate-parked task on each completion made dispatch re-park them all.
+    clock = ManualClock()
+    gate = (
+        AdaptiveConcurrency(clock.now, initial=1, applies=lambda t: t.group == "api")
+        if which == "adaptive"
+        else ConcurrencyLimit(key=lambda t: t.key, limit=1)
+    )
+    d, events = distributor(clock, workers=1, slots=10, gates=[gate])
+    held = {"group": "api"} if which == "adaptive" else {"key": "repo"}
+    d.submit(Task("first", **held))  # type: ignore[arg-type]
+    d.submit(Task("second", **held))  # type: ignore[arg-type]
+    d.submit(Task("ungated"))
+    assert sorted(a.task.id for a in d.dispatch()) == ["first", "ungated"]
+    assert d.state_of("second") is TaskState.PARKED
+    d.complete("ungated")
+    assert d.state_of("second") is TaskState.PARKED
+    assert [e.kind for e in events if e.task_id == "second"].count(EventKind.UNPARKED) == 0
+    d.complete("first")  # what it waits for
+    assert [a.task.id for a in d.dispatch()] == ["second"]
+
+
 # -- retry budgets ---------------------------------------------------------------------------
 
 

@@ -127,6 +127,15 @@ class AdaptiveConcurrency:
         """Tasks admitted and not yet released."""
         return self._in_flight
 
+    def demand(self, task: Task) -> float:
+        """What ``task`` takes of the limit: 1 if the gate applies to it, else 0. O(1).
+
+        A release of a task it does not apply to frees nothing, so the
+        Distributor wakes no task parked behind this gate for it.
+        """
+        _check_task(task)
+        return 1.0 if self._applies(task) else 0.0
+
     def can_acquire(self, task: Task) -> bool:
         """Whether ``try_acquire(task)`` would admit it now; changes nothing. O(1)."""
         _check_task(task)
