@@ -135,6 +135,26 @@ def test_adaptive_concurrency_learns_what_a_changing_api_can_take() -> None:
     assert 2 <= late <= 12  # and it came down with the second
 
 
+def test_one_burst_of_throttles_halves_the_limit_once() -> None:
+    # Calls already in flight when the API starts throttling all come back throttled;
+    # they are one signal, as TCP takes one window's losses, not one each.
+    clock = ManualClock()
+    api = AdaptiveConcurrency(clock.now, initial=16, minimum=1, maximum=16)
+    d, _ = distributor(clock, workers=1, slots=100, gates=[api])
+    for i in range(40):
+        d.submit(Task(i))
+    running = d.dispatch()
+    assert len(running) == 16
+    for assignment in running:
+        d.fail(assignment.task.id, error="429", throttled=True, retry_after=5.0)
+    assert api.limit == 8
+    clock.advance(5.0)
+    again = d.dispatch()
+    assert len(again) == 8
+    d.fail(again[0].task.id, error="429", throttled=True, retry_after=5.0)
+    assert api.limit == 4  # a throttle after the pause is a new signal
+
+
 @pytest.mark.parametrize("which", ["adaptive", "concurrency_key"])
 def test_a_task_held_by_a_gate_stays_parked_when_a_task_the_gate_never_held_ends(
     which: str,

@@ -35,8 +35,10 @@ class AdaptiveConcurrency:
       saturation and halves the gain.
     - A throttle (``record(task, ok=False, throttled=True, retry_after=s)``)
       multiplies the limit by ``decrease`` and admits nothing until ``s``
-      seconds have passed (``next_wakeup`` says when). A plain failure changes
-      nothing: it says nothing about capacity.
+      seconds have passed (``next_wakeup`` says when). Throttles heard while
+      that pause lasts come from calls sent before it: they extend the pause
+      but do not decrease the limit again. A plain failure changes nothing:
+      it says nothing about capacity.
 
     Every operation is O(1). Not safe to share between threads (the
     Distributor drives it; a host with threads uses
@@ -198,7 +200,10 @@ class AdaptiveConcurrency:
         if not self._applies(task):
             return
         if throttled:
-            self._limit = max(self._minimum, self._limit * self._decrease)
+            if self._now() >= self._paused_until:
+                # Throttles heard during a pause come from calls sent before it: one
+                # signal, one decrease (as TCP takes one window's losses).
+                self._limit = max(self._minimum, self._limit * self._decrease)
             if retry_after:
                 self._paused_until = max(self._paused_until, self._now() + retry_after)
             return
