@@ -155,6 +155,26 @@ def test_one_burst_of_throttles_halves_the_limit_once() -> None:
     assert api.limit == 4  # a throttle after the pause is a new signal
 
 
+def test_tasks_held_by_a_throttle_pause_run_when_it_ends() -> None:
+    # The host sleeps until next_wakeup(); at that time the pause is over, and the
+    # gate must still say so, or nothing wakes the tasks parked behind it.
+    clock = ManualClock()
+    api = AdaptiveConcurrency(clock.now, initial=4, minimum=1)
+    d, _ = distributor(clock, workers=1, slots=10, gates=[api])
+    d.submit(Task("call"))
+    d.dispatch()
+    d.fail("call", error="429", throttled=True, retry_after=5.0)
+    d.submit(Task("waiting"))
+    assert d.dispatch() == []
+    assert d.state_of("waiting") is TaskState.PARKED
+    while d.state_of("waiting") is not TaskState.LEASED:
+        wake = d.next_wakeup()
+        assert wake is not None, d.explain("waiting")
+        clock.set(wake)
+        d.dispatch()
+    assert clock.now() == 5.0
+
+
 @pytest.mark.parametrize("which", ["adaptive", "concurrency_key"])
 def test_a_task_held_by_a_gate_stays_parked_when_a_task_the_gate_never_held_ends(
     which: str,

@@ -66,6 +66,7 @@ class AdaptiveConcurrency:
         "_now",
         "_paused_until",
         "_target",
+        "_wake",
     )
 
     def __init__(
@@ -118,6 +119,9 @@ class AdaptiveConcurrency:
         self._in_flight = 0
         self._held: set[Hashable] = set()
         self._paused_until = -math.inf
+        # The end of the last pause, until a try_acquire at or after it: a host
+        # that wakes then must still hear that the pause is over.
+        self._wake: float | None = None
 
     @property
     def limit(self) -> float:
@@ -151,6 +155,8 @@ class AdaptiveConcurrency:
 
     def try_acquire(self, task: Task) -> bool:
         """Admit ``task`` if it passes (or is not gated); all or nothing. O(1)."""
+        if self._wake is not None and self._now() >= self._wake:
+            self._wake = None
         if not self.can_acquire(task):
             return False
         if self._applies(task):
@@ -177,8 +183,13 @@ class AdaptiveConcurrency:
         self.release(task)
 
     def next_wakeup(self) -> float | None:
-        """When a throttle's pause ends, while it lasts; else ``None``. O(1)."""
-        return self._paused_until if self._now() < self._paused_until else None
+        """When the last throttle's pause ends, or ``None``. O(1).
+
+        A past time means now: it stays until the next ``try_acquire`` at or
+        after it (as the rate gates' wakeups do), so a host that wakes when the
+        pause ends still hears it, and wakes what waited for it.
+        """
+        return self._wake
 
     def record(
         self,
@@ -206,6 +217,7 @@ class AdaptiveConcurrency:
                 self._limit = max(self._minimum, self._limit * self._decrease)
             if retry_after:
                 self._paused_until = max(self._paused_until, self._now() + retry_after)
+                self._wake = self._paused_until
             return
         if not ok:
             return
