@@ -396,7 +396,7 @@ class Platform:
         self.busy: Counter[Hashable] = Counter()  # worker -> busy slot-seconds in the run
         self.served: Counter[Hashable] = Counter()  # tenant -> the same
         self.latencies: list[float] = []
-        self.api_limit_low = math.inf
+        self.api_limit_low = float(API_CAPACITY[0])
 
     # -- what the Distributor says --------------------------------------------------
 
@@ -600,18 +600,18 @@ def main(argv: list[str] | None = None) -> int:
     stats = platform.d.stats()
     k = platform.kinds
     print(
-        f"{args.minutes:g} simulated minutes in {wall:.1f} s: {len(platform.tasks)} tasks "
+        f"{args.minutes:g} simulated minutes in {wall:.1f} s: {len(platform.tasks)} tasks accepted "
         f"from {len(TENANTS)} tenants on {len(platform.workers)} workers; acme floods"
     )
     print(
         f"  flow control: {k[EventKind.THROTTLED]} throttled by the API (429), adaptive "
-        f"limit down to {platform.api_limit_low:g}; {platform.duplicates} re-indexings "
+        f"limit down to {platform.api_limit_low:.1f}; {platform.duplicates} re-indexings "
         f"throttled; {len(platform.cancelled)} chat messages debounced; "
         f"{k[EventKind.PARKED]} parks"
     )
     print(
         f"  placement: {k[EventKind.REROUTED]} spilled over to the writers, "
-        f"{k[EventKind.ESCALATED]} escalations, {k[EventKind.PREEMPT]} preemption advices, "
+        f"{k[EventKind.ESCALATED]} escalations, {k[EventKind.PREEMPT]} preempt advices, "
         f"{k[EventKind.PREEMPTED]} preempted; {stats.retries} retries, "
         f"{stats.by_state[TaskState.DEAD]} dead-lettered"
     )
