@@ -116,7 +116,7 @@ API_CAPACITY = (40, 12)  # calls the API takes at once: normally, and while degr
 FLOOD, DEGRADED, PAUSED = (0.25, 0.4), (0.35, 0.45), (0.6, 0.63)
 FLOOD_RATE = 0.75  # acme's bulk tasks per second during its flood
 BULK = (4, None, ("summarisation", "translation"))  # the flood: background, no deadline
-# Waiting too long: background work after 15 minutes, normal after 10, or a deadline-bound
+# Waiting too long: priority 4 after 15 minutes, priority 3 after 10, or a deadline-bound
 # task once it has used half its slack, rises one level (never above 1).
 ESCALATION = Escalation(after={4: 900.0, 3: 600.0}, slack=0.5)
 
