@@ -6,6 +6,12 @@ resubmitted, tasks are cancelled, TTLs run out, and workers leave and join
 mid-run. At the end every task must be completed, dead-lettered with a reason,
 or cancelled, exactly once: one final event per id, the dead-letter queue
 holding each dead task once, and ``stats()`` agreeing with both.
+
+The same run again with flow control and the placement policies on: routes
+with a fallback step, escalation, preemption the host acts on, a tenant paused
+and resumed, 5 % of attempts throttled (HTTP 429) with a ``retry_after``, an
+adaptive limit on API calls, a retry budget, and intake rules (a concurrency
+limit per key, debounce, throttle). Nothing is lost there either.
 """
 
 from __future__ import annotations
@@ -14,23 +20,36 @@ import heapq
 import random
 from collections import Counter
 from collections.abc import Hashable
+from typing import Any
 
+import attrs
 import pytest
 from distributor_support import FINAL_KINDS, final_events
 
 from taskdist import (
+    AdaptiveConcurrency,
     CapacityTracker,
+    ConcurrencyLimit,
+    Debounce,
     Distributor,
+    Escalation,
     Event,
     EventKind,
     ManualClock,
     OutlierEjection,
+    Pool,
+    Preemption,
     Reason,
+    RetryBudget,
     RetryPolicy,
+    Route,
+    Step,
     Task,
     TaskState,
     TaskStateError,
+    Throttle,
     Worker,
+    WorkerState,
 )
 
 TASKS = 5_000
@@ -50,6 +69,8 @@ EJECTION = OutlierEjection(
 ENDS_A_LEASE = (
     EventKind.COMPLETED,
     EventKind.FAILED,
+    EventKind.THROTTLED,
+    EventKind.PREEMPTED,
     EventKind.LEASE_EXPIRED,
     EventKind.CANCELLED,
     EventKind.REQUEUED,
@@ -61,13 +82,47 @@ FINAL_STATE = {
 }
 
 
+def policies(clock: ManualClock) -> dict[str, Any]:
+    """Flow control and placement for the second run (the Distributor's keyword arguments)."""
+    return {
+        "routes": [
+            # Urgent work starts on the even workers and spills over to any after 1 s.
+            Route(
+                when=lambda t: t.priority <= 1,
+                name="urgent",
+                to=[Pool("even", where=_even), Step(Pool("any"), after=1.0)],
+            ),
+        ],
+        "escalation": Escalation(after={3: 2.0, 2: 4.0}, slack=0.5),
+        "preemption": Preemption(),
+        "gates": [
+            AdaptiveConcurrency(clock.now, initial=8, minimum=2, maximum=16, applies=_calls_api)
+        ],
+        "intake": [
+            ConcurrencyLimit(key=lambda t: t.key, limit=2),
+            Debounce(key=lambda t: t.key if t.group == "chat" else None, window=1.0),
+            Throttle(key=lambda t: t.key if t.group == "index" else None, window=2.0),
+        ],
+        "retry_budget": RetryBudget(ratio=0.3, minimum=5),
+    }
+
+
+def _even(worker: WorkerState) -> bool:
+    return int(str(worker.id)[1:]) % 2 == 0
+
+
+def _calls_api(task: Task) -> bool:
+    return "api" in task.resources
+
+
 class Host:
     """Drives the distributor and keeps its own record of what it asked for."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, with_policies: bool = False) -> None:
         self.rng = random.Random(seed)
         self.clock = ManualClock()
         self.events: list[Event] = []
+        self.with_policies = with_policies
         self.d = Distributor(
             self.clock,
             retry=RetryPolicy(
@@ -78,8 +133,12 @@ class Host:
             dedup_window=1e12,  # remember every finished id: each resubmit is a duplicate
             rng=random.Random(seed + 2),
             on_event=self.events.append,
+            **(policies(self.clock) if with_policies else {}),
         )
         self.accepted: set[Hashable] = set()
+        self.refused_at_intake = 0  # throttled: another task of its key came just before
+        self.advised = 0  # preempt events acted on so far
+        self.paused = False
         self.duplicates = 0
         self.next_task = 0
         self.next_worker = 0
@@ -109,15 +168,30 @@ class Host:
             requires={"gpu"} if rng.random() < 0.05 else set(),
             max_attempts=rng.choice([None, None, None, 1, 5]),
         )
+        if self.with_policies:
+            task = attrs.evolve(
+                task,
+                tenant=rng.choice(["acme", "zeta", "umbrella"]),
+                key=rng.randrange(8) if rng.random() < 0.3 else None,
+                group=rng.choice([None, None, "chat", "index"]),
+                resources={"api": 1} if rng.random() < 0.1 else {},
+                deadline=self.clock.now() + 20.0 if rng.random() < 0.2 else None,
+            )
         self.next_task += 1
         result = self.d.submit(task)
-        assert result.accepted, result
+        if not result.accepted:
+            assert self.with_policies and task.group == "index", result
+            self.refused_at_intake += 1
+            self.duplicates += 1
+            return
         self.accepted.add(task.id)
 
     def resubmit(self) -> None:
         if not self.next_task:
             return
         task_id = self.rng.randrange(self.next_task)
+        if task_id not in self.accepted:
+            return  # refused at intake: the distributor never knew it
         result = self.d.submit(Task(task_id))
         assert result.duplicate and result.state is self.d.state_of(task_id)
         self.duplicates += 1
@@ -126,11 +200,30 @@ class Host:
         if not self.next_task:
             return
         task_id = self.rng.randrange(self.next_task)
+        if task_id not in self.accepted:
+            return
         if task_id in self.d:
             assert self.d.cancel(task_id).id == task_id
         else:
             with pytest.raises(TaskStateError):
                 self.d.cancel(task_id)
+
+    def pause_or_resume(self) -> None:
+        """An operator holds a tenant's work for a while, then lets it go."""
+        if self.paused:
+            self.d.resume(tenant="acme")
+        else:
+            self.d.pause(tenant="acme")
+        self.paused = not self.paused
+
+    def act_on_advice(self) -> None:
+        """Give back the first victim each preempt event names, if it still runs."""
+        advice = [e for e in self.events[self.advised :] if e.kind is EventKind.PREEMPT]
+        self.advised = len(self.events)
+        for event in advice:
+            victim = event.victims[0]
+            if self.d.state_of(victim) is TaskState.LEASED:
+                self.d.preempt(victim)
 
     def churn_workers(self) -> None:
         rng = self.rng
@@ -154,6 +247,8 @@ class Host:
                     self._expect(now + LEASE + rng.uniform(0.1, 3.0), task_id, attempt, "late")
             elif fate < 0.40:
                 self._expect(now + rng.uniform(0.1, 3.0), task_id, attempt, "fail")
+            elif self.with_policies and fate < 0.45:
+                self._expect(now + rng.uniform(0.1, 1.0), task_id, attempt, "429")
             else:
                 self._expect(now + rng.uniform(0.1, 3.0), task_id, attempt, "complete")
 
@@ -174,6 +269,10 @@ class Host:
                 continue  # cancelled, requeued or expired since: that run was stopped
             if what == "complete":
                 assert d.complete(task_id, duration=0.5) is TaskState.COMPLETED
+            elif what == "429":
+                after = self.rng.choice([None, 0.5, 2.0])
+                state = d.fail(task_id, error="429", throttled=True, retry_after=after)
+                assert state in (TaskState.QUEUED, TaskState.RETRYING, TaskState.DEAD)
             else:
                 state = d.fail(task_id, error=TimeoutError("injected"))
                 assert state in (TaskState.RETRYING, TaskState.DEAD)
@@ -220,11 +319,16 @@ class Host:
                 self.cancel_one()
             if self.clock.now() >= self.next_churn:
                 self.churn_workers()
+                if self.with_policies:
+                    self.pause_or_resume()
                 self.next_churn += rng.expovariate(1 / 10.0)
             self.dispatch()
+            self.act_on_advice()
             self.advance()
             self.report_due()
         # Drain: a gpu worker stays, so every task can end.
+        if self.paused:
+            self.pause_or_resume()
         self.add_worker(gpu=True)
         for _ in range(100_000):
             if not len(self.d):
@@ -235,14 +339,20 @@ class Host:
         assert not len(self.d), {i: self.d.explain(i) for i in self.accepted if i in self.d}
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_every_task_ends_completed_dead_lettered_or_cancelled_exactly_once(seed: int) -> None:
-    host = Host(seed)
+@pytest.mark.parametrize(
+    ("seed", "with_policies"),
+    [(1, False), (2, False), (3, False), (1, True), (2, True)],
+    ids=["1", "2", "3", "1-with-policies", "2-with-policies"],
+)
+def test_every_task_ends_completed_dead_lettered_or_cancelled_exactly_once(
+    seed: int, with_policies: bool
+) -> None:
+    host = Host(seed, with_policies)
     host.run()
     d, events = host.d, host.events
 
     # Every accepted task has exactly one final event, and nothing else has one.
-    assert len(host.accepted) == TASKS
+    assert len(host.accepted) + host.refused_at_intake == TASKS
     assert final_events(events) == dict.fromkeys(host.accepted, 1)
     final_kind = {e.task_id: e.kind for e in events if e.kind in FINAL_KINDS}
     for task_id in host.accepted:
@@ -262,7 +372,7 @@ def test_every_task_ends_completed_dead_lettered_or_cancelled_exactly_once(seed:
     # stats() agrees with the events.
     stats = d.stats()
     counts = Counter(final_kind.values())
-    assert stats.submitted == TASKS and stats.duplicates == host.duplicates
+    assert stats.submitted == len(host.accepted) and stats.duplicates == host.duplicates
     assert stats.by_state == {
         TaskState.QUEUED: 0,
         TaskState.PARKED: 0,
@@ -275,7 +385,7 @@ def test_every_task_ends_completed_dead_lettered_or_cancelled_exactly_once(seed:
     assert stats.dead_by_reason == Counter(dead.values())
     assert stats.dispatched == sum(1 for e in events if e.kind is EventKind.DISPATCHED)
     assert stats.lease_expiries == sum(1 for e in events if e.kind is EventKind.LEASE_EXPIRED)
-    assert sum(t.submitted for t in stats.tenants.values()) == TASKS
+    assert sum(t.submitted for t in stats.tenants.values()) == len(host.accepted)
 
     # No task was ever dispatched while leased: at most one worker runs it at a time.
     running: set[Hashable] = set()
@@ -295,3 +405,21 @@ def test_every_task_ends_completed_dead_lettered_or_cancelled_exactly_once(seed:
     assert {Reason.MAX_ATTEMPTS, Reason.TTL_EXPIRED} <= set(dead.values())
     assert host.late_reports > 50 and host.late_accepted > 0
     assert sum(1 for e in events if e.kind is EventKind.WORKER_EJECTED) > 20
+    if with_policies:
+        kinds = Counter(e.kind for e in events)
+        assert kinds[EventKind.THROTTLED] > 100 and kinds[EventKind.PREEMPTED] > 10
+        assert kinds[EventKind.ESCALATED] > 100 and kinds[EventKind.REROUTED] > 10
+        assert host.refused_at_intake > 10
+        debounced = [
+            e for e in events if e.kind is EventKind.CANCELLED and "debounced" in (e.detail or "")
+        ]
+        assert debounced
+        # A throttle spends no attempt: the attempts spent are failures and expiries only.
+        spent = Counter(
+            e.task_id for e in events if e.kind in (EventKind.FAILED, EventKind.LEASE_EXPIRED)
+        )
+        for entry in d.dlq:
+            outcomes = [r.outcome for r in entry.history]
+            assert (
+                outcomes.count("failed") + outcomes.count("lease_expired") == spent[entry.task.id]
+            )

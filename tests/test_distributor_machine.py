@@ -22,37 +22,51 @@ from collections import Counter
 from collections.abc import Hashable
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
 )
 
 from taskdist import (
+    AdaptiveConcurrency,
     Backfill,
+    BatchOptimizer,
     CapacityTracker,
     CircuitBreaker,
+    ConcurrencyLimit,
+    Debounce,
     Distributor,
+    Escalation,
     Event,
     EventKind,
     FairScheduler,
     Gangs,
     Health,
     ManualClock,
+    Pool,
     PoolGate,
+    Preemption,
     Quota,
     RateGate,
     RateLimiter,
+    Reason,
     Reservation,
     ResourcePool,
+    RetryBudget,
     RetryPolicy,
+    Route,
+    Step,
     Task,
     TaskState,
     TaskStateError,
+    Throttle,
     UnknownTaskError,
     Worker,
 )
@@ -74,6 +88,7 @@ EVENT_STATE = {
     EventKind.REQUEUED: TaskState.QUEUED,
     EventKind.DEAD_LETTERED: TaskState.DEAD,
     EventKind.CANCELLED: TaskState.CANCELLED,
+    EventKind.PREEMPTED: TaskState.QUEUED,
 }
 
 tasks = st.builds(
@@ -104,21 +119,7 @@ class DistributorMachine(RuleBasedStateMachine):
         self.pool = ResourcePool("db", size=2)
         self.limiter = RateLimiter(rate=2, per=1.0, burst=2, clock=self.clock)
         self.events: list[Event] = []
-        self.distributor = Distributor(
-            self.clock,
-            **self.policies(),
-            queue=FairScheduler(self.clock, quotas={"alice": Quota(max_concurrent=QUOTA)}),
-            tracker=CapacityTracker(self.clock),
-            breaker=lambda _: CircuitBreaker(
-                self.clock, minimum_calls=2, window_size=4, open_duration=7.0
-            ),
-            retry=RetryPolicy(max_attempts=MAX_ATTEMPTS, base=0.5, cap=4.0, rng=random.Random(3)),
-            gates=[PoolGate(self.pool), RateGate(self.limiter, "api_calls")],
-            lease=10.0,
-            dedup_window=1e9,  # remember every finished id, so the model can ask about all
-            rng=random.Random(7),
-            on_event=self.events.append,
-        )
+        self.distributor = Distributor(self.clock, **self.options(), **self.policies())
         self.model: dict[Hashable, TaskState] = {}
         self.allowed: dict[Hashable, int] = {}
         self.failures: Counter[Hashable] = Counter()
@@ -126,6 +127,25 @@ class DistributorMachine(RuleBasedStateMachine):
         self.lapsed: dict[Hashable, int] = {}
         self.workers: set[str] = set()
         self.seen = 0  # events applied so far
+
+    def options(self) -> dict[str, Any]:
+        """The Distributor's keyword arguments (a variant adds its policies)."""
+        return {
+            "queue": FairScheduler(self.clock, quotas={"alice": Quota(max_concurrent=QUOTA)}),
+            "tracker": CapacityTracker(self.clock),
+            "breaker": lambda _: CircuitBreaker(
+                self.clock, minimum_calls=2, window_size=4, open_duration=7.0
+            ),
+            "retry": RetryPolicy(
+                max_attempts=MAX_ATTEMPTS, base=0.5, cap=4.0, rng=random.Random(3)
+            ),
+            "gates": [PoolGate(self.pool), RateGate(self.limiter, "api_calls")],
+            "lease": 10.0,
+            # Remember every finished id, so the model can ask about all.
+            "dedup_window": 1e9,
+            "rng": random.Random(7),
+            "on_event": self.events.append,
+        }
 
     def policies(self) -> dict[str, Any]:
         """Placement policies switched on (none here; a variant below adds some)."""
@@ -135,27 +155,31 @@ class DistributorMachine(RuleBasedStateMachine):
 
     def apply_events(self) -> None:
         for event in self.events[self.seen :]:
-            state = EVENT_STATE.get(event.kind)
-            if event.kind is EventKind.SUBMITTED:
-                assert event.task_id not in self.model, "submitted twice"
-            elif state is not None:
-                before = self.model[event.task_id]
-                assert not before.is_final, f"{event.task_id} left final state {before}"
-                if event.kind is EventKind.UNPARKED:
-                    assert before is TaskState.PARKED
-                if event.kind is EventKind.DISPATCHED:
-                    assert before is TaskState.QUEUED
-            if event.kind in (EventKind.FAILED, EventKind.LEASE_EXPIRED):
-                assert self.model[event.task_id] is TaskState.LEASED
-                self.failures[event.task_id] += 1
-            if event.kind is EventKind.LEASE_EXPIRED:
-                assert event.attempt is not None
-                self.lapsed[event.task_id] = event.attempt
-            if state is not None:
-                self.model[event.task_id] = state
-                if state.is_final:
-                    self.lapsed.pop(event.task_id, None)
+            self.follow(event)
         self.seen = len(self.events)
+
+    def follow(self, event: Event) -> None:
+        """Check one event against the model, then apply it."""
+        state = EVENT_STATE.get(event.kind)
+        if event.kind is EventKind.SUBMITTED:
+            assert event.task_id not in self.model, "submitted twice"
+        elif state is not None:
+            before = self.model[event.task_id]
+            assert not before.is_final, f"{event.task_id} left final state {before}"
+            if event.kind is EventKind.UNPARKED:
+                assert before is TaskState.PARKED
+            if event.kind is EventKind.DISPATCHED:
+                assert before is TaskState.QUEUED
+        if event.kind in (EventKind.FAILED, EventKind.LEASE_EXPIRED):
+            assert self.model[event.task_id] is TaskState.LEASED
+            self.failures[event.task_id] += 1
+        if event.kind is EventKind.LEASE_EXPIRED:
+            assert event.attempt is not None
+            self.lapsed[event.task_id] = event.attempt
+        if state is not None:
+            self.model[event.task_id] = state
+            if state.is_final:
+                self.lapsed.pop(event.task_id, None)
 
     def leased(self) -> list[Hashable]:
         return sorted(i for i, s in self.model.items() if s is TaskState.LEASED)
@@ -420,3 +444,225 @@ class PolicyDistributorMachine(DistributorMachine):
 
 PolicyDistributorMachine.TestCase.settings = settings(PolicyDistributorMachine.TestCase.settings)
 TestPolicyDistributorMachine = PolicyDistributorMachine.TestCase
+
+
+# -- the same machine with flow control and the placement policies on --------------------
+
+# bob's tasks start on w0 or w1 and spill over to any worker after 2 s; gpu tasks stay
+# on gpu workers. Keys "k0", "k1" run one task at a time; chat tasks of a key debounce,
+# index tasks of a key are throttled.
+ROUTES = [
+    Route(
+        when=lambda t: t.tenant == "bob",
+        name="bob",
+        to=[Pool("first", workers={"w0", "w1"}), Step(Pool("any"), after=2.0)],
+    ),
+    Route(when=lambda t: "gpu" in t.requires, name="gpu", to=Pool("gpu", skills={"gpu"})),
+]
+PAUSABLE_POOL = Pool("w2 only", workers={"w2"})
+API_LIMIT = 3
+BUDGET_RATIO, BUDGET_MINIMUM = 0.5, 1
+
+flow_tasks = st.builds(
+    lambda task, priority, key, group, deadline: (
+        attrs.evolve(task, priority=priority, key=key, group=group),
+        deadline,
+    ),
+    tasks,
+    st.integers(1, 4),
+    st.sampled_from([None, None, "k0", "k1"]),
+    st.sampled_from([None, None, "chat", "index"]),
+    st.sampled_from([None, None, 4.0, 30.0]),
+)
+
+
+class FlowControlMachine(DistributorMachine):
+    """The machine above with routes and a fallback step, escalation, preemption, pauses,
+    throttled failures, an adaptive API limit, a retry budget and the intake rules on.
+
+    More invariants: a task's spent attempts are its failures and expired leases
+    only (throttles, preemptions, pauses and gate refusals spend none), a task
+    dead-lettered for its attempts spent exactly what it was allowed; no retry
+    starts beyond the budget; the adaptive limit, the keys' limit and the pauses
+    hold; the adaptive gate's books agree with the leases.
+    """
+
+    api: AdaptiveConcurrency  # made with the other options, on the machine's clock
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused_tenants: set[str] = set()
+        self.pool_paused = False
+        self.budgeted: set[Hashable] = set()  # retries in progress, as the budget counts
+
+    def options(self) -> dict[str, Any]:
+        self.api = AdaptiveConcurrency(
+            self.clock.now,
+            initial=API_LIMIT,
+            maximum=API_LIMIT,
+            applies=lambda t: "api_calls" in t.resources,
+        )
+        options = super().options()
+        options["gates"] = [*options["gates"], self.api]
+        return {
+            **options,
+            "routes": ROUTES,
+            "escalation": Escalation(after={4: 3.0, 3: 5.0}, slack=0.5),
+            "preemption": Preemption(),
+            "intake": [
+                ConcurrencyLimit(key=lambda t: t.key, limit=1),
+                Debounce(key=lambda t: t.key if t.group == "chat" else None, window=2.0),
+                Throttle(key=lambda t: t.key if t.group == "index" else None, window=5.0),
+            ],
+            "retry_budget": RetryBudget(ratio=BUDGET_RATIO, minimum=BUDGET_MINIMUM),
+        }
+
+    def follow(self, event: Event) -> None:
+        task_id = event.task_id
+        before = self.model.get(task_id)
+        if (
+            event.kind is EventKind.REQUEUED
+            and before is TaskState.RETRYING
+            and task_id not in self.budgeted
+        ):
+            self.budgeted.add(task_id)  # a retry starts: it must fit the budget
+            leased = sum(1 for s in self.model.values() if s is TaskState.LEASED)
+            assert len(self.budgeted) <= max(BUDGET_MINIMUM, BUDGET_RATIO * leased)
+        if event.kind is EventKind.DISPATCHED:
+            assert event.attempt is not None
+        super().follow(event)
+        if event.kind is EventKind.DEAD_LETTERED and event.reason is Reason.MAX_ATTEMPTS:
+            assert self.failures[task_id] == self.allowed[task_id], "an attempt not spent"
+        if task_id is not None and self.model.get(task_id, TaskState.QUEUED).is_final:
+            self.budgeted.discard(task_id)
+
+    @initialize()
+    def start_with_two_workers(self) -> None:
+        """Work runs from the first steps, so the rules on leased tasks come into play."""
+        for worker_id, gpu in (("w0", False), ("w1", True)):
+            self.distributor.add_worker(
+                Worker(worker_id, capacity=2, skills={"gpu"} if gpu else set())
+            )
+            self.workers.add(worker_id)
+        self.apply_events()
+
+    @rule(task_and_deadline=flow_tasks)
+    def submit(self, task_and_deadline: tuple[Task, float | None]) -> None:  # type: ignore[override]
+        task, deadline = task_and_deadline
+        if deadline is not None:
+            task = attrs.evolve(task, deadline=self.clock.now() + deadline)
+        known = task.id in self.model
+        result = self.distributor.submit(task)
+        self.apply_events()
+        if known:
+            assert not result.accepted and result.state is self.model[task.id]
+        elif result.accepted:
+            self.allowed[task.id] = task.max_attempts or MAX_ATTEMPTS
+        else:  # throttled: another task of its key came within the window
+            assert task.group == "index" and task.id not in self.model
+
+    @rule(limit=st.sampled_from([None, 1, 2]))
+    def dispatch(self, limit: int | None) -> None:
+        seen = len(self.events)
+        super().dispatch(limit)
+        made = [e for e in self.events[seen:] if e.kind is EventKind.DISPATCHED]
+        api_tasks = [a.task for a in self.distributor.leases() if "api_calls" in a.task.resources]
+        if any(e.task_id in {t.id for t in api_tasks} for e in made):
+            assert self.api.in_flight <= self.api.limit
+        for event in made:
+            task = self.distributor.assignment(event.task_id).task
+            assert task.tenant not in self.paused_tenants
+            assert not (self.pool_paused and event.worker_id == "w2")
+
+    @precondition(lambda self: any(s is TaskState.LEASED for s in self.model.values()))
+    @rule(data=st.data(), retry_after=st.sampled_from([None, 0.5, 3.0]))
+    def throttle(self, data: st.DataObject, retry_after: float | None) -> None:
+        task_id = data.draw(st.sampled_from(self.leased()))
+        spent = self.failures[task_id]
+        state = self.distributor.fail(task_id, error="429", throttled=True, retry_after=retry_after)
+        self.apply_events()
+        assert self.model[task_id] is state
+        assert state in (TaskState.QUEUED, TaskState.RETRYING, TaskState.DEAD)
+        assert self.failures[task_id] == spent, "a throttle spent an attempt"
+
+    @precondition(lambda self: any(s is TaskState.LEASED for s in self.model.values()))
+    @rule(data=st.data())
+    def preempt(self, data: st.DataObject) -> None:
+        task_id = data.draw(st.sampled_from(self.leased()))
+        spent = self.failures[task_id]
+        self.distributor.preempt(task_id)
+        self.apply_events()
+        assert self.model[task_id] in (TaskState.QUEUED, TaskState.DEAD)
+        assert self.failures[task_id] == spent
+
+    @rule(tenant=st.sampled_from(TENANTS))
+    def pause_or_resume_tenant(self, tenant: str) -> None:
+        if tenant in self.paused_tenants:
+            self.distributor.resume(tenant=tenant)
+            self.paused_tenants.discard(tenant)
+        else:
+            self.distributor.pause(tenant=tenant)
+            self.paused_tenants.add(tenant)
+        self.apply_events()
+
+    @rule()
+    def pause_or_resume_pool(self) -> None:
+        if self.pool_paused:
+            self.distributor.resume(pool=PAUSABLE_POOL)
+        else:
+            self.distributor.pause(pool=PAUSABLE_POOL)
+        self.pool_paused = not self.pool_paused
+        self.apply_events()
+
+    def teardown(self) -> None:
+        for tenant in sorted(self.paused_tenants):
+            self.distributor.resume(tenant=tenant)
+        if self.pool_paused:
+            self.distributor.resume(pool=PAUSABLE_POOL)
+        self.paused_tenants.clear()
+        self.pool_paused = False
+        super().teardown()
+
+    @invariant()
+    def flow_control_limits_hold(self) -> None:
+        leased = [a.task for a in self.distributor.leases()]
+        assert self.api.in_flight == sum(1 for t in leased if "api_calls" in t.resources)
+        keys = Counter(t.key for t in leased if t.key is not None)
+        assert all(count <= 1 for count in keys.values()), keys
+
+
+FlowControlMachine.TestCase.settings = settings(DistributorMachine.TestCase.settings)
+TestFlowControlMachine = FlowControlMachine.TestCase
+
+
+# -- the same machine with batches in dispatch --------------------------------------------
+
+
+class BatchDistributorMachine(DistributorMachine):
+    """The same machine with a batcher: tasks of a group go out together. The invariants
+    above hold, and every batch running shares one worker and one group, within its size."""
+
+    BATCH_SIZE = 3
+
+    def policies(self) -> dict[str, Any]:
+        return {"batcher": BatchOptimizer(self.clock, max_size=self.BATCH_SIZE)}
+
+    @rule(task=tasks, group=st.sampled_from(["embed", "embed", "rank"]))
+    def submit_grouped(self, task: Task, group: str) -> None:
+        self.submit(attrs.evolve(task, group=group))
+
+    @invariant()
+    def each_running_batch_is_one_group_on_one_worker_within_its_size(self) -> None:
+        batches: dict[int, list[Any]] = {}
+        for lease in self.distributor.leases():
+            if lease.batch is not None:
+                batches.setdefault(lease.batch, []).append(lease)
+        for members in batches.values():
+            assert len(members) <= self.BATCH_SIZE
+            assert len({m.worker_id for m in members}) == 1
+            assert len({m.task.group for m in members}) == 1
+            assert members[0].task.group is not None
+
+
+BatchDistributorMachine.TestCase.settings = settings(DistributorMachine.TestCase.settings)
+TestBatchDistributorMachine = BatchDistributorMachine.TestCase

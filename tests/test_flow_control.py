@@ -136,6 +136,72 @@ def test_adaptive_concurrency_learns_what_a_changing_api_can_take() -> None:
     assert 2 <= late <= 12  # and it came down with the second
 
 
+def test_one_burst_of_throttles_halves_the_limit_once() -> None:
+    # Calls already in flight when the API starts throttling all come back throttled;
+    # they are one signal, as TCP takes one window's losses, not one each.
+    clock = ManualClock()
+    api = AdaptiveConcurrency(clock.now, initial=16, minimum=1, maximum=16)
+    d, _ = distributor(clock, workers=1, slots=100, gates=[api])
+    for i in range(40):
+        d.submit(Task(i))
+    running = d.dispatch()
+    assert len(running) == 16
+    for assignment in running:
+        d.fail(assignment.task.id, error="429", throttled=True, retry_after=5.0)
+    assert api.limit == 8
+    clock.advance(5.0)
+    again = d.dispatch()
+    assert len(again) == 8
+    d.fail(again[0].task.id, error="429", throttled=True, retry_after=5.0)
+    assert api.limit == 4  # a throttle after the pause is a new signal
+
+
+def test_tasks_held_by_a_throttle_pause_run_when_it_ends() -> None:
+    # The host sleeps until next_wakeup(); at that time the pause is over, and the
+    # gate must still say so, or nothing wakes the tasks parked behind it.
+    clock = ManualClock()
+    api = AdaptiveConcurrency(clock.now, initial=4, minimum=1)
+    d, _ = distributor(clock, workers=1, slots=10, gates=[api])
+    d.submit(Task("call"))
+    d.dispatch()
+    d.fail("call", error="429", throttled=True, retry_after=5.0)
+    d.submit(Task("waiting"))
+    assert d.dispatch() == []
+    assert d.state_of("waiting") is TaskState.PARKED
+    while d.state_of("waiting") is not TaskState.LEASED:
+        wake = d.next_wakeup()
+        assert wake is not None, d.explain("waiting")
+        clock.set(wake)
+        d.dispatch()
+    assert clock.now() == 5.0
+
+
+@pytest.mark.parametrize("which", ["adaptive", "concurrency_key"])
+def test_a_task_held_by_a_gate_stays_parked_when_a_task_the_gate_never_held_ends(
+    which: str,
+) -> None:
+    # A gate that never held the finishing task frees nothing it could be waiting for:
+    # waking every gate-parked task on each completion made dispatch re-park them all.
+    clock = ManualClock()
+    gate = (
+        AdaptiveConcurrency(clock.now, initial=1, applies=lambda t: t.group == "api")
+        if which == "adaptive"
+        else ConcurrencyLimit(key=lambda t: t.key, limit=1)
+    )
+    d, events = distributor(clock, workers=1, slots=10, gates=[gate])
+    held = {"group": "api"} if which == "adaptive" else {"key": "repo"}
+    d.submit(Task("first", **held))  # type: ignore[arg-type]
+    d.submit(Task("second", **held))  # type: ignore[arg-type]
+    d.submit(Task("ungated"))
+    assert sorted(a.task.id for a in d.dispatch()) == ["first", "ungated"]
+    assert d.state_of("second") is TaskState.PARKED
+    d.complete("ungated")
+    assert d.state_of("second") is TaskState.PARKED
+    assert [e.kind for e in events if e.task_id == "second"].count(EventKind.UNPARKED) == 0
+    d.complete("first")  # what it waits for
+    assert [a.task.id for a in d.dispatch()] == ["second"]
+
+
 # -- retry budgets ---------------------------------------------------------------------------
 
 

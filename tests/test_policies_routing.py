@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from taskdist import (
     CircuitBreaker,
     Distributor,
+    Event,
     EventKind,
     InvalidArgumentError,
     InvalidTypeError,
@@ -81,7 +82,7 @@ def test_a_route_balancer_places_its_tasks() -> None:
 
 def test_a_task_falls_back_after_the_step_wait_and_not_before() -> None:
     clock = ManualClock()
-    events: list[object] = []
+    events: list[Event] = []
     d = gpu_first(clock, on_event=events.append)
     d.submit(Task("r1", group="render"))
     d.submit(Task("r2", group="render"))
@@ -93,8 +94,14 @@ def test_a_task_falls_back_after_the_step_wait_and_not_before() -> None:
     clock.set(30.0)
     placed = d.dispatch()
     assert [(a.task.id, a.worker_id) for a in placed] == [("r2", "cpu-1")]
-    kinds = [e.kind for e in events]  # type: ignore[attr-defined]
-    assert EventKind.REROUTED in kinds
+    # A listener that follows state changes by kind sees the task leave the lot.
+    assert [e.kind for e in events if e.task_id == "r2"] == [
+        EventKind.SUBMITTED,
+        EventKind.PARKED,
+        EventKind.UNPARKED,
+        EventKind.REROUTED,
+        EventKind.DISPATCHED,
+    ]
 
 
 def test_a_task_that_finds_room_before_the_wait_stays_in_its_pool() -> None:

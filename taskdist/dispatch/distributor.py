@@ -1236,6 +1236,8 @@ class Distributor:
                 self._timers.cancel(task_id)
             if not self._enqueue(task, now):
                 return
+            if self._listener is not None:
+                self._emit(EventKind.UNPARKED, task_id, state=TaskState.QUEUED)
         if self._listener is not None:
             self._emit(
                 EventKind.REROUTED, task_id, state=self._state_of(task_id, now), detail=where

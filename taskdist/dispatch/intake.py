@@ -164,6 +164,15 @@ class ConcurrencyLimit:
 
     # -- the gate ---------------------------------------------------------------
 
+    def demand(self, task: Task) -> float:
+        """Running slots ``task`` takes: 1 if it has a key, else 0. O(1).
+
+        A release of a task without a key frees nothing, so the Distributor
+        wakes no task parked behind this limit for it.
+        """
+        _check_task(task)
+        return 0.0 if self._key(task) is None else 1.0
+
     def can_acquire(self, task: Task) -> bool:
         """Whether its key has a running slot free (always, for a task without key)."""
         _check_task(task)

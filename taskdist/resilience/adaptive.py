@@ -35,8 +35,10 @@ class AdaptiveConcurrency:
       saturation and halves the gain.
     - A throttle (``record(task, ok=False, throttled=True, retry_after=s)``)
       multiplies the limit by ``decrease`` and admits nothing until ``s``
-      seconds have passed (``next_wakeup`` says when). A plain failure changes
-      nothing: it says nothing about capacity.
+      seconds have passed (``next_wakeup`` says when). Throttles heard while
+      that pause lasts come from calls sent before it: they extend the pause
+      but do not decrease the limit again. A plain failure changes nothing:
+      it says nothing about capacity.
 
     Every operation is O(1). Not safe to share between threads (the
     Distributor drives it; a host with threads uses
@@ -64,6 +66,7 @@ class AdaptiveConcurrency:
         "_now",
         "_paused_until",
         "_target",
+        "_wake",
     )
 
     def __init__(
@@ -116,6 +119,9 @@ class AdaptiveConcurrency:
         self._in_flight = 0
         self._held: set[Hashable] = set()
         self._paused_until = -math.inf
+        # The end of the last pause, until a try_acquire at or after it: a host
+        # that wakes then must still hear that the pause is over.
+        self._wake: float | None = None
 
     @property
     def limit(self) -> float:
@@ -126,6 +132,15 @@ class AdaptiveConcurrency:
     def in_flight(self) -> int:
         """Tasks admitted and not yet released."""
         return self._in_flight
+
+    def demand(self, task: Task) -> float:
+        """What ``task`` takes of the limit: 1 if the gate applies to it, else 0. O(1).
+
+        A release of a task it does not apply to frees nothing, so the
+        Distributor wakes no task parked behind this gate for it.
+        """
+        _check_task(task)
+        return 1.0 if self._applies(task) else 0.0
 
     def can_acquire(self, task: Task) -> bool:
         """Whether ``try_acquire(task)`` would admit it now; changes nothing. O(1)."""
@@ -140,6 +155,8 @@ class AdaptiveConcurrency:
 
     def try_acquire(self, task: Task) -> bool:
         """Admit ``task`` if it passes (or is not gated); all or nothing. O(1)."""
+        if self._wake is not None and self._now() >= self._wake:
+            self._wake = None
         if not self.can_acquire(task):
             return False
         if self._applies(task):
@@ -166,8 +183,13 @@ class AdaptiveConcurrency:
         self.release(task)
 
     def next_wakeup(self) -> float | None:
-        """When a throttle's pause ends, while it lasts; else ``None``. O(1)."""
-        return self._paused_until if self._now() < self._paused_until else None
+        """When the last throttle's pause ends, or ``None``. O(1).
+
+        A past time means now: it stays until the next ``try_acquire`` at or
+        after it (as the rate gates' wakeups do), so a host that wakes when the
+        pause ends still hears it, and wakes what waited for it.
+        """
+        return self._wake
 
     def record(
         self,
@@ -189,9 +211,13 @@ class AdaptiveConcurrency:
         if not self._applies(task):
             return
         if throttled:
-            self._limit = max(self._minimum, self._limit * self._decrease)
+            if self._now() >= self._paused_until:
+                # Throttles heard during a pause come from calls sent before it: one
+                # signal, one decrease (as TCP takes one window's losses).
+                self._limit = max(self._minimum, self._limit * self._decrease)
             if retry_after:
                 self._paused_until = max(self._paused_until, self._now() + retry_after)
+                self._wake = self._paused_until
             return
         if not ok:
             return
