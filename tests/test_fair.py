@@ -577,7 +577,7 @@ def test_stats_report_shares_entitlements_and_jains_index() -> None:
         assert s.share == pytest.approx(cost[tenant] / total)
         assert s.entitled_share == pytest.approx(weight / 4.0)
         assert s.running == (1 if running.tenant == tenant else 0)
-    assert stats.tenants["idle"].entitled_share == 0.0  # no demand, no entitlement
+    assert "idle" not in stats.tenants  # nothing queued or running: dropped
     assert stats.jain_index == pytest.approx(jain_index([cost["a"] / 3.0, cost["b"] / 1.0]))
 
 
