@@ -24,6 +24,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Final
 
 from taskdist._lazy_heap import LazyHeap
+from taskdist.queues._tables import shrink
 
 if TYPE_CHECKING:
     from taskdist.queues.quota import Quota
@@ -103,6 +104,7 @@ class IdleTenants:
             self._debts.compact()
         elif self._refilling.pop(tenant, None) is not None:
             self._refills.compact()
+        self._release_emptied()
 
     def settle(self, virtual: int, now: float) -> None:
         """Debts the virtual time has reached, and buckets full by ``now``, lapse."""
@@ -114,6 +116,7 @@ class IdleTenants:
             for _, _, tenant, _, weight, limiter, quota in self._refills.pop_until(now):
                 assert limiter is not None  # only tenants with a bucket wait for a refill
                 self._file_refill(tenant, weight, limiter, quota, now)
+        self._release_emptied()
 
     def clear(self) -> None:
         """Forget every tenant. O(k)."""
@@ -121,6 +124,20 @@ class IdleTenants:
         self._debts.clear()
         self._refilling.clear()
         self._refills.clear()
+
+    def shrink(self) -> None:
+        """Give back the memory of tables that held many more tenants. O(1) unless due."""
+        shrink(self._owed)
+        shrink(self._refilling)
+
+    def _release_emptied(self) -> None:
+        """Give back the tables of a dict emptied one key at a time (it keeps its size)."""
+        if not self._owed:
+            self._owed.clear()
+            self._debts.clear()
+        if not self._refilling:
+            self._refilling.clear()
+            self._refills.clear()
 
     def _file_refill(
         self,

@@ -36,6 +36,7 @@ from taskdist.errors import (
 from taskdist.metrics import jain_index
 from taskdist.queues._held import unpop_refusal
 from taskdist.queues._idle_tenants import IdleTenants
+from taskdist.queues._tables import shrink
 from taskdist.queues.priority import PriorityQueue
 from taskdist.queues.protocol import Eviction, Predicate, Queue
 from taskdist.queues.quota import Quota
@@ -76,6 +77,9 @@ or from the clock and the tenant, e.g. ``lambda c, tenant: DeadlineScheduler(c, 
 slots[tenant])``. It must make a new, empty queue on each call."""
 
 _NO_LIMIT: Final = math.inf
+# Every so many tenants dropped, the tables are checked for memory to give back.
+_SHRINK_EVERY: Final = 1024
+_SHRINK_MASK: Final = _SHRINK_EVERY - 1
 _UNLIMITED: Final = Quota()
 
 
@@ -256,6 +260,10 @@ class _TenantHeap(Generic[_K]):
             self._heap.push(entry)
             self._heap.compact()
 
+    def shrink(self) -> None:
+        """Give back the memory of a table that held many more tenants. O(1) unless due."""
+        shrink(self.members)
+
     def pop_due(self, now: float) -> list[_Tenant]:
         """Take out every tenant whose key is ``<= now``, smallest first; O(log T) each."""
         return [entry[2] for entry in self._heap.pop_until(now)]  # out of members too
@@ -427,6 +435,7 @@ class FairScheduler:
         "_plans",
         "_queue_types",
         "_quotas",
+        "_retired",
         "_running",
         "_size",
         "_strict",
@@ -548,6 +557,7 @@ class FairScheduler:
         # Running task id -> (its tenant, the queue that held it).
         self._running: dict[Hashable, tuple[_Tenant, _Tenant]] = {}
         self._size = 0
+        self._retired = 0  # tenants dropped so far
         # CRITICAL tasks of every tenant, when they bypass the fair order. The
         # factory is tried once here either way, so a bad one fails at once.
         lane = self._new_queue(None)
@@ -1176,16 +1186,16 @@ class FairScheduler:
         self._blocked.discard(rec)
         self._expiry.discard(rec)
         self._idle.keep(rec.key, rec.start, rec.weight, rec.limiter, rec.quota, self._virtual, now)
-        if not self._tenants:
-            # Give back the memory of the tables that held many tenants and tasks
-            # (a dict keeps its size when emptied one key at a time).
-            self._tenants.clear()
-            self._running.clear()
-            self._index.clear()
-            self._expires.clear()
-            self._inner_ids.clear()
-            if self._bypass is not None:
-                self._inner_ids.add(id(self._bypass.inner))
+        self._retired += 1
+        if not self._tenants or not self._retired % _SHRINK_EVERY:
+            # Give back the memory of tables that held many more tenants and tasks.
+            for table in (self._tenants, self._running, self._index, self._expires):
+                shrink(table)
+            shrink(self._inner_ids)
+            self._eligible.shrink()
+            self._blocked.shrink()
+            self._expiry.shrink()
+            self._idle.shrink()
 
     def _end_busy_period(self) -> None:
         """Nothing is queued: the virtual time moves up to the largest tag given out.
@@ -1197,6 +1207,9 @@ class FairScheduler:
         """
         if self._virtual < self._horizon:
             self._virtual = self._horizon
+        # Empty: give back the tables of a queue that held many tasks (O(1) if small).
+        self._index.clear()
+        self._expires.clear()
 
     def _new_queue(self, tenant: Hashable) -> Queue:
         """A new, empty queue from the ``inner`` factory, checked; it may not call back."""
@@ -1240,7 +1253,19 @@ class FairScheduler:
 
     def _configure(self, rec: _Tenant) -> None:
         """(Re)compute a tenant's plan, quota, weight and limits from the configuration."""
-        key = rec.key
+        plan, quota, weight = self._settings(rec.key)
+        rec.start = self._rescaled(rec.start, rec.weight, weight)
+        rec.weight = weight
+        rec.scale = _UNIT_F / weight
+        rec.limiter = self._limiter(rec.limiter, rec.quota, quota)
+        rec.quota = quota
+        rec.plan = plan
+        limits = quota if quota is not None else _UNLIMITED
+        rec.max_running = _NO_LIMIT if limits.max_concurrent is None else limits.max_concurrent
+        rec.max_queued = _NO_LIMIT if limits.max_queued is None else limits.max_queued
+
+    def _settings(self, key: Hashable) -> tuple[Hashable | None, Quota | None, float]:
+        """A tenant's plan, quota and weight, as the configuration says now."""
         plan = self._tenant_plan.get(key, self._default_plan)
         quota = self._quotas.get(key)
         if quota is None and plan is not None:
@@ -1250,34 +1275,48 @@ class FairScheduler:
             weight = quota.weight if quota is not None and quota.weight is not None else None
         if weight is None:
             weight = self._default_weight
-        lead = rec.start - self._virtual
-        if weight != rec.weight and lead > 0:
-            # Keep the lead (S - V) worth the same cost at the new weight.
-            rec.start = self._virtual + int(lead * (rec.weight / weight))
-            if rec.start > self._horizon:
-                self._horizon = rec.start
-        rec.weight = weight
-        rec.scale = _UNIT_F / weight
-        old = rec.quota
+        return plan, quota, weight
+
+    def _rescaled(self, start: int, old: float, new: float) -> int:
+        """A tag whose lead over the virtual time keeps its worth in cost at a new weight."""
+        lead = start - self._virtual
+        if new == old or lead <= 0:
+            return start
+        start = self._virtual + int(lead * (old / new))
+        if start > self._horizon:
+            self._horizon = start
+        return start
+
+    def _limiter(
+        self, limiter: RateLimiter | None, old: Quota | None, quota: Quota | None
+    ) -> RateLimiter | None:
+        """The bucket under a new quota: the same one for the same rate and period."""
         if quota is None or quota.rate is None:
-            rec.limiter = None
-        elif old is None or (old.rate, old.per) != (quota.rate, quota.per) or rec.limiter is None:
-            rec.limiter = quota.rate_limiter(self._clock)
-        rec.quota = quota
-        rec.plan = plan
-        limits = quota if quota is not None else _UNLIMITED
-        rec.max_running = _NO_LIMIT if limits.max_concurrent is None else limits.max_concurrent
-        rec.max_queued = _NO_LIMIT if limits.max_queued is None else limits.max_queued
+            return None
+        if limiter is None or old is None or (old.rate, old.per) != (quota.rate, quota.per):
+            return quota.rate_limiter(self._clock)
+        return limiter
 
     def _reconfigure(self, tenant: Hashable) -> None:
         self._last_pop = None  # a new weight or quota: no longer the pop to undo
         rec = self._tenants.get(tenant)
-        if rec is None:
-            return  # configured when its first task arrives
-        self._configure(rec)
-        self._eligible.discard(rec)
-        self._blocked.discard(rec)
-        self._place(rec, self._now())
+        if rec is not None:
+            self._configure(rec)
+            self._eligible.discard(rec)
+            self._blocked.discard(rec)
+            self._place(rec, self._now())
+            return
+        kept = self._idle.get(tenant)
+        if kept is not None:
+            # Dropped, with a debt or a bucket in force: it changes as a record would.
+            _, _, _, start, weight, limiter, quota = kept
+            _, new_quota, new_weight = self._settings(tenant)
+            start = self._rescaled(start, weight, new_weight)
+            limiter = self._limiter(limiter, quota, new_quota)
+            self._idle.take(tenant)
+            self._idle.keep(
+                tenant, start, new_weight, limiter, new_quota, self._virtual, self._now()
+            )
 
     # -- internals: the fair order ------------------------------------------------
 
@@ -1383,6 +1422,10 @@ class FairScheduler:
         rec.queued -= 1
         holder.waiting -= 1
         self._size -= 1
+        if not self._size & _SHRINK_MASK:
+            # Draining past a multiple of 1024: give back what the index no longer needs.
+            shrink(self._index)
+            shrink(self._expires)
         self._running[task_id] = (rec, holder)
         rec.running += 1
         rec.dispatched += 1
