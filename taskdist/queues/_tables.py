@@ -9,7 +9,6 @@ tables now and then to return what they no longer need.
 from __future__ import annotations
 
 import sys
-from collections.abc import Hashable
 from typing import Any, Final
 
 __all__ = ["shrink"]
@@ -21,7 +20,7 @@ by most of their size, and a rebuild (O(n)) is paid for by the deletions before 
 _SMALL: Final = 8192
 
 
-def shrink(table: dict[Any, Any] | set[Hashable]) -> None:
+def shrink(table: dict[Any, Any] | set[Any]) -> None:
     """Rebuild ``table`` in place at the size its keys need, if it holds far fewer than it did.
 
     O(1) when not due; O(n) for n keys when due (after at least 7n deletions).
