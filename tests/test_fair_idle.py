@@ -137,6 +137,7 @@ operation = st.one_of(
         st.sampled_from(TENANTS),
         st.sampled_from([0.0, 0.5, 1.0, 4.0]),
         st.sampled_from([None, None, 2.0]),
+        st.sampled_from([None, None, 1.0, 3.0]),
     ),
     st.tuples(st.just("pop"), st.booleans()),
     st.tuples(st.just("release"), st.integers(0, 20)),
@@ -156,21 +157,23 @@ def cheap(task: Task) -> bool:
 @given(
     ops=st.lists(operation, max_size=60),
     rates=st.lists(st.sampled_from(QUOTAS), min_size=4, max_size=4),
+    aware=st.booleans(),
 )
 def test_dropping_idle_tenants_changes_no_decision(
-    ops: list[tuple[object, ...]], rates: list[Quota | None]
+    ops: list[tuple[object, ...]], rates: list[Quota | None], aware: bool
 ) -> None:
     quotas = {t: q for t, q in zip(TENANTS, rates, strict=True) if q is not None}
     clock = ManualClock()
-    fair = FairScheduler(clock, quotas=quotas)
-    twin = KeepEveryTenant(clock, quotas=quotas)
+    fair = FairScheduler(clock, quotas=quotas, deadline_aware=aware)
+    twin = KeepEveryTenant(clock, quotas=quotas, deadline_aware=aware)
     pushed: list[Task] = []
     running: list[Task] = []
     for op in ops:
         kind = op[0]
         if kind == "push":
-            _, tenant, cost, ttl = op
-            task = Task(len(pushed), tenant=tenant, cost=cost, ttl=ttl)  # type: ignore[arg-type]
+            _, tenant, cost, ttl, due = op
+            deadline = None if due is None else clock.now() + due  # type: ignore[operator]
+            task = Task(len(pushed), tenant=tenant, cost=cost, ttl=ttl, deadline=deadline)  # type: ignore[arg-type]
             pushed.append(task)
             fair.push(task)
             twin.push(task)

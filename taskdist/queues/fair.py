@@ -13,6 +13,7 @@ import attrs
 
 from taskdist._lazy_heap import LazyHeap
 from taskdist._validate import (
+    MAX_AMOUNT,
     MAX_WEIGHT,
     MIN_WEIGHT,
     check_enqueued_at,
@@ -34,6 +35,7 @@ from taskdist.errors import (
     UnknownTenantError,
 )
 from taskdist.metrics import jain_index
+from taskdist.queues._deadline_slack import DeadlineSlack, Taken
 from taskdist.queues._held import unpop_refusal
 from taskdist.queues._idle_tenants import IdleTenants
 from taskdist.queues._tables import shrink
@@ -133,6 +135,8 @@ class TenantStats:
     """Its weight over the weights of every tenant with demand (queued, running or served)."""
     virtual_start: float
     """Its virtual start tag: the virtual time at which its next fair turn falls."""
+    urgent: int = 0
+    """Of its dispatches, those served ahead of the fair order to meet a deadline."""
 
 
 @attrs.frozen
@@ -169,6 +173,7 @@ class _Tenant:
         "running",
         "scale",
         "start",
+        "urgent",
         "waiting",
         "weight",
     )
@@ -185,6 +190,8 @@ class _Tenant:
         self.running = 0
         self.dispatched = 0
         self.dispatched_cost = 0.0
+        # Dispatches ahead of the fair order, to meet a deadline (deadline_aware).
+        self.urgent = 0
         self.weight = 1.0
         # Steps of virtual time per unit of cost: a dispatch charges int(cost * scale).
         self.scale = _UNIT_F
@@ -212,6 +219,8 @@ _Dispatch = tuple[
     int,  # the largest tag before
     "_Entry | None",  # the tenant's entry in the eligible heap before
     "_Held | None",  # its entry in the rate-held heap before
+    "Taken | None",  # what the deadline index held of the task
+    bool,  # whether it was served ahead of the fair order
 ]
 """What a pop changed, kept so that ``unpop`` can undo it exactly. A tuple: made on every pop."""
 
@@ -318,15 +327,48 @@ class FairScheduler:
     They follow from the invariant ``V <= S_i <= V + c_i/w_i`` for every
     eligible tenant (``c_i`` its last dispatched cost), which a pop preserves;
     ``docs/fairness.md`` has the proof. Tags are exact integers in steps of
-    :data:`VIRTUAL_TIME_RESOLUTION` (each charge ``cost / w`` rounded down to a
-    step), so the bounds hold at any virtual time, however large the costs
-    before. Outside plain pops: ``pop(where=p)`` may serve a less fair tenant
-    whose task the caller can take; the fairer ones keep their tags and are
-    first in line again. With ``critical_bypass=True``, CRITICAL tasks skip the
-    fair order but their cost is still charged to their tenant's tag, so the
-    tenant repays it in later turns. ``set_weight`` rescales ``S_i - V`` so
+    2**-96 (each charge ``cost / w`` rounded down to a step), so the bounds
+    hold at any virtual time, however large the costs before. Outside plain
+    pops: ``pop(where=p)`` may serve a less fair tenant whose task the caller
+    can take; the fairer ones keep their tags and are first in line again.
+    With ``critical_bypass=True``, CRITICAL tasks skip the fair order but
+    their cost is still charged to their tenant's tag, so the tenant repays
+    it in later turns. ``set_weight`` rescales ``S_i - V`` so
     the invariant holds with the new weight. Tasks of cost 0 are free for
     fairness.
+
+    **Deadlines** (``deadline_aware=True``, opt-in). A pop first finds the
+    fair pick, then asks whether serving it now would make a queued task
+    with a deadline miss it, in this model: one server, free from now, runs
+    the queued tasks with deadlines in deadline order, each for its
+    ``cost``. If the fair pick would push one of them past its deadline (and
+    deadline order would have met it), the most urgent task is served
+    instead, *out of turn*: its tenant is charged as for any dispatch
+    (``S_i`` advances by ``cost / w_i`` from ``max(S_i, V)``), so it repays
+    the service in later turns. A task that can no longer make it in the
+    model is marked late and makes nothing urgent. In that model, with plain
+    pops, no quota holding a tenant and no bypass: *if the queued tasks can
+    all meet their deadlines in plain EDF order, they all do* (a pop never
+    makes a feasible queue infeasible). A tenant is served out of turn only
+    while ``S_i - V <= max_lead / w_i``, so the bounds above hold with
+    ``c_i`` replaced by ``c_i + max_lead`` (the stated extra term; ``None``,
+    the default, sets no cap: deadlines always come first and the lag is
+    bounded by the service out of turn not yet repaid). Each tenant's inner
+    queue may be any; with ``inner=DeadlineScheduler`` the urgent task is at
+    the head of its tenant's queue. Costs: about 170 bytes and O(log n) per
+    queued task with a deadline; a pop adds O(log n) (n tasks with deadlines
+    queued) and, with ``where``, looks at the fair pick's tenant twice.
+
+    **Nested fair share.** ``tenant_of`` says what a tenant is for a
+    scheduler (``task.tenant`` by default), so a scheduler can be the inner
+    queue of another: ``FairScheduler(clock, inner=lambda c, tenant:
+    FairScheduler(c, tenant_of=lambda t: t.key))`` shares between tenants by
+    their weights, and within each tenant between its keys (users,
+    workflows) by theirs. Each level is start-time fair queueing over its
+    children with its own virtual time (hierarchical SFQ), so each level's
+    bounds hold among siblings over that level's own dispatches, and a
+    tenant that spreads its work over a thousand keys gets the share of one
+    tenant, not of a thousand. Quotas, plans and weights apply per level.
 
     **Quotas and plans.** A tenant's :class:`Quota` is ``quotas[tenant]`` if
     set, else that of its plan (``tenant_plan[tenant]``, else
@@ -431,6 +473,7 @@ class FairScheduler:
         "_known",
         "_last_pop",
         "_make_queue",
+        "_max_lead",
         "_now",
         "_plans",
         "_queue_types",
@@ -438,7 +481,9 @@ class FairScheduler:
         "_retired",
         "_running",
         "_size",
+        "_slack",
         "_strict",
+        "_tenant_of",
         "_tenant_plan",
         "_tenants",
         "_virtual",
@@ -458,6 +503,9 @@ class FairScheduler:
         inner: InnerQueueFactory | None = None,
         critical_bypass: bool = False,
         strict_tenants: bool = False,
+        tenant_of: Callable[[Task], Hashable] | None = None,
+        deadline_aware: bool = False,
+        max_lead: float | None = None,
     ) -> None:
         """
         Args:
@@ -476,13 +524,22 @@ class FairScheduler:
                 skip the fair order, still within their tenant's quota.
             strict_tenants: refuse pushes for, and configuration of, tenants
                 that are not known (see the class docstring).
+            tenant_of: what a task's tenant is for this scheduler (default:
+                ``task.tenant``), e.g. ``lambda t: t.key`` for the level of a
+                nested fair share (see the class docstring).
+            deadline_aware: serve a task ahead of the fair order when its
+                deadline needs it (see the class docstring).
+            max_lead: with ``deadline_aware``, the most cost a tenant may be
+                served ahead of its fair share to meet deadlines (``None``: no
+                limit); the lag bounds grow by it.
 
         Raises:
             InvalidArgumentError: a weight outside 1e-9..1e9, NaN or infinite;
                 a tenant or plan name that is NaN.
             InvalidTypeError: a quota that is not a :class:`Quota`, a factory
-                that does not make a ``Queue``, a non-bool ``critical_bypass``
-                or ``strict_tenants``, an unhashable tenant or plan name.
+                that does not make a ``Queue``, a non-bool ``critical_bypass``,
+                ``strict_tenants`` or ``deadline_aware``, a ``tenant_of`` that is
+                not callable, an unhashable tenant or plan name.
             UnknownPlanError: ``tenant_plan`` or ``default_plan`` names a plan
                 not in ``plans``.
         """
@@ -520,9 +577,22 @@ class FairScheduler:
         for flag, name in (
             (critical_bypass, "critical_bypass"),
             (strict_tenants, "strict_tenants"),
+            (deadline_aware, "deadline_aware"),
         ):
             if not isinstance(flag, bool):
                 raise InvalidTypeError(f"{name} must be a bool, got {shown(flag)}")
+        if tenant_of is not None and not callable(tenant_of):
+            raise InvalidTypeError(
+                f"tenant_of must be a function of a Task returning its tenant, or None; "
+                f"got {shown(tenant_of)}"
+            )
+        if max_lead is not None:
+            if not deadline_aware:
+                raise InvalidArgumentError(
+                    "max_lead bounds how far deadlines may put a tenant ahead; it needs "
+                    "deadline_aware=True"
+                )
+            max_lead = check_number(max_lead, "max_lead", minimum=0.0, maximum=MAX_AMOUNT)
         make_queue = _queue_maker(inner, clock)
 
         self._clock = clock
@@ -537,6 +607,10 @@ class FairScheduler:
         self._tenant_plan = checked_tenant_plan
         self._default_plan = default_plan
         self._strict = strict_tenants
+        self._tenant_of = tenant_of
+        # With deadline_aware: the queued tasks with deadlines, and the lead allowed.
+        self._slack = DeadlineSlack() if deadline_aware else None
+        self._max_lead = math.inf if max_lead is None else max_lead
         self._known: set[Hashable] = {*checked_weights, *checked_quotas, *checked_tenant_plan}
         # Virtual time and the largest tag given out, in steps of VIRTUAL_TIME_RESOLUTION.
         self._virtual = 0
@@ -601,10 +675,11 @@ class FairScheduler:
             )
         now = self._now()
         enqueued = now if enqueued_at is None else check_enqueued_at(enqueued_at, now)
-        rec = self._tenants.get(task.tenant)
+        tenant = task.tenant if self._tenant_of is None else self._tenant_key(task)
+        rec = self._tenants.get(tenant)
         is_new = rec is None
         if rec is None:
-            rec = self._arrival(task.tenant)
+            rec = self._arrival(tenant)
         if rec.queued >= rec.max_queued:
             raise QuotaExceededError(
                 f"tenant {rec.key!r} already has {rec.queued} tasks queued, its quota's "
@@ -624,6 +699,8 @@ class FairScheduler:
         rec.queued += 1
         holder.waiting += 1
         self._size += 1
+        if self._slack is not None and task.deadline is not None:
+            self._slack.add(task)
         ttl = task.ttl
         if ttl is not None:
             # An expiry no later than the inner queue's (it may have read the clock later).
@@ -673,6 +750,17 @@ class FairScheduler:
                 self._dispatch(rec, bypass, task, now, undo)
                 return task
         eligible = self._eligible
+        if self._slack:
+            # Deadline-aware, with tasks with deadlines queued: the fair pick, or an urgent one.
+            chosen = self._aware_choice(where, now, take=True)
+            if chosen is None:
+                self._last_pop = None
+                return None
+            rec, task, fairest, urgent = chosen
+            undo = (virtual, eligible.members[rec], None)
+            self._virtual = fairest
+            self._dispatch(rec, rec, task, now, undo, urgent=urgent)
+            return task
         if where is None:
             while (top := eligible.top()) is not None:
                 rec = top[2]
@@ -723,7 +811,9 @@ class FairScheduler:
         last = self._last_pop
         if last is None or last[0] is not task:
             raise TaskStateError(unpop_refusal(task, "scheduler"))
-        _, rec, holder, expires, start, cost, virtual, horizon, eligible, blocked = last
+        _, rec, holder, expires, start, cost, virtual, horizon, eligible, blocked, slack, urgent = (
+            last
+        )
         inner_unpop = getattr(holder.inner, "unpop", None)
         if not callable(inner_unpop):
             raise TaskStateError(
@@ -741,7 +831,11 @@ class FairScheduler:
         rec.running -= 1
         rec.dispatched -= 1
         rec.dispatched_cost = cost
+        rec.urgent -= urgent
         rec.start = start
+        if slack is not None:
+            assert self._slack is not None
+            self._slack.put_back(slack)
         self._virtual = virtual
         self._horizon = horizon
         if rec.limiter is not None:  # the same one: a new quota ends unpop's turn
@@ -775,6 +869,9 @@ class FairScheduler:
             task = self._from_bypass(where, take=False)
             if task is not None:
                 return task
+        if self._slack:
+            chosen = self._aware_choice(where, now, take=False)
+            return None if chosen is None else chosen[1]
         eligible = self._eligible
         if where is None:
             while (top := eligible.top()) is not None:
@@ -866,11 +963,14 @@ class FairScheduler:
         touched: dict[_Tenant, None] = {}
         index = self._index
         expires_of = self._expires
+        slack = self._slack
         for holder in due:
             for task in holder.inner.expire():
                 task_id = task.id
                 rec = index.pop(task_id)
                 expires = expires_of.pop(task_id, None)
+                if slack is not None and task.deadline is not None:
+                    slack.take(task_id)
                 rec.queued -= 1
                 holder.waiting -= 1
                 self._size -= 1
@@ -1105,6 +1205,7 @@ class FairScheduler:
                     else 0.0
                 ),
                 virtual_start=rec.start / _UNIT,
+                urgent=rec.urgent,
             )
             for rec in records
         }
@@ -1170,6 +1271,16 @@ class FairScheduler:
             rec.quota = quota
         self._configure(rec)
         return rec
+
+    def _tenant_key(self, task: Task) -> Hashable:
+        """``tenant_of(task)``, checked: a hashable value equal to itself; it may not call back."""
+        assert self._tenant_of is not None
+        self._busy = True
+        try:
+            tenant = self._tenant_of(task)
+        finally:
+            self._busy = False
+        return check_key(tenant, f"tenant_of({task.id!r})")
 
     def _admit(self, rec: _Tenant) -> None:
         """Register a record :meth:`_arrival` made, now that its first task is in."""
@@ -1389,6 +1500,83 @@ class FairScheduler:
         finally:
             self._busy = False
 
+    def _aware_choice(
+        self, where: Predicate | None, now: float, *, take: bool
+    ) -> tuple[_Tenant, Task, int, bool] | None:
+        """What a deadline-aware pop serves: ``(tenant, task, smallest tag, urgent)``.
+
+        The fair pick (as a plain pop would serve it) if serving it now is
+        safe for every task with a deadline that can still make it; else the
+        most urgent such task, if its tenant is eligible and within
+        ``max_lead`` (and it satisfies ``where``). The task is taken out of
+        its queue if ``take``.
+        """
+        eligible = self._eligible
+        if where is None:
+            while (top := eligible.top()) is not None:
+                rec = top[2]
+                fair = rec.inner.peek()
+                if fair is not None:
+                    fairest = top[0]
+                    break
+                self._stall(rec, now)
+            else:
+                return None
+        else:
+            found_in = self._walk(where, take=False)
+            if found_in is None:
+                return None
+            rec, fair, fairest = found_in
+        slack = self._slack
+        assert slack is not None
+        slack.settle(now)
+        if not slack.is_safe(fair, now):
+            urgent = self._urgent(slack.most_urgent(), where, fairest, take=take)
+            if urgent is not None:
+                return urgent[0], urgent[1], fairest, True
+        if take:
+            taken = rec.inner.pop() if where is None else self._through(rec.inner.pop, where)
+            if taken is None:  # pragma: no cover - a queue whose pop disagrees with its peek
+                return None
+            fair = taken
+        return rec, fair, fairest, False
+
+    def _urgent(
+        self, task: Task | None, where: Predicate | None, fairest: int, *, take: bool
+    ) -> tuple[_Tenant, Task] | None:
+        """``task`` (the most urgent) or a task of its tenant with an earlier deadline, if
+        that tenant may be served out of turn now; taken out of its queue if ``take``."""
+        if task is None:
+            return None
+        rec = self._index[task.id]
+        if self._bypass is not None and task.priority <= Priority.CRITICAL:
+            return None  # in the bypass lane, which was tried first
+        if rec not in self._eligible.members:
+            return None  # held by a quota: a deadline does not lift it
+        if rec.start - fairest > self._max_lead * rec.scale:
+            return None  # it has taken all the lead it may
+        deadline = task.deadline
+        assert deadline is not None
+
+        def match(candidate: Task) -> bool:
+            # The task itself, or one ahead of it in deadline order: serving either
+            # delays no task with a deadline that can still make it.
+            other = candidate.deadline
+            return (candidate is task or (other is not None and other < deadline)) and (
+                where is None or where(candidate)
+            )
+
+        found = self._through(rec.inner.pop if take else rec.inner.peek, match)
+        return None if found is None else (rec, found)
+
+    def _through(self, find: Callable[[Predicate], Task | None], where: Predicate) -> Task | None:
+        """``find(where)`` on an inner queue, with every call back into this scheduler refused."""
+        self._busy = True
+        try:
+            return find(where)
+        finally:
+            self._busy = False
+
     def _dispatch(
         self,
         rec: _Tenant,
@@ -1396,6 +1584,8 @@ class FairScheduler:
         task: Task,
         now: float,
         undo: tuple[int, _Entry | None, _Held | None],
+        *,
+        urgent: bool = False,
     ) -> None:
         """Account a task leaving the queue for a worker, then re-place its tenant.
 
@@ -1406,6 +1596,8 @@ class FairScheduler:
         task_id = task.id
         del self._index[task_id]
         expires = None if task.ttl is None else self._expires.pop(task_id, None)
+        slack = self._slack
+        held = None if slack is None or task.deadline is None else slack.take(task_id)
         start = rec.start
         self._last_pop = (
             task,
@@ -1418,7 +1610,11 @@ class FairScheduler:
             self._horizon,
             undo[1],
             undo[2],
+            held,
+            urgent,
         )
+        if urgent:
+            rec.urgent += 1
         rec.queued -= 1
         holder.waiting -= 1
         self._size -= 1
@@ -1478,6 +1674,8 @@ class FairScheduler:
         holder = bypass if bypass is not None and task.priority <= Priority.CRITICAL else rec
         if task.ttl is not None:
             self._expires.pop(task_id, None)
+        if self._slack is not None and task.deadline is not None:
+            self._slack.take(task_id)
         rec.queued -= 1
         self._size -= 1
         holder.waiting -= 1
