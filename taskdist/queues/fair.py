@@ -350,10 +350,12 @@ class FairScheduler:
     pops, no quota holding a tenant and no bypass: *if the queued tasks can
     all meet their deadlines in plain EDF order, they all do* (a pop never
     makes a feasible queue infeasible). A tenant is served out of turn only
-    while ``S_i - V <= max_lead / w_i``, so the bounds above hold with
-    ``c_i`` replaced by ``c_i + max_lead`` (the stated extra term; ``None``,
-    the default, sets no cap: deadlines always come first and the lag is
-    bounded by the service out of turn not yet repaid). Each tenant's inner
+    while ``S_i - V <= max_lead / w_i``, so bounds 1 and 2 hold with each
+    ``c`` replaced by ``c + max_lead`` (the extra term), and the invariant
+    with ``V <= S_i <= V + (c_i + max_lead)/w_i``; bound 3 is about turns
+    in fair order, which urgent tasks may come before. ``None`` (the
+    default) sets no cap: deadlines always come first, and the lag is
+    bounded by the service out of turn not yet repaid. Each tenant's inner
     queue may be any; with ``inner=DeadlineScheduler`` the urgent task is at
     the head of its tenant's queue. Costs: about 170 bytes and O(log n) per
     queued task with a deadline; a pop adds O(log n) (n tasks with deadlines
