@@ -20,6 +20,7 @@ docs describe (served out of turn, then repaid).
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -40,6 +41,7 @@ from taskdist import (
     Quota,
     Task,
 )
+from taskdist.queues._prefix_sorted import PrefixSumSortedList
 from taskdist.testing import QUEUE_CHECKS, QueueFactory, queue_machine
 
 # -- the one-server setting ---------------------------------------------------------
@@ -221,7 +223,7 @@ task_st = st.tuples(
     st.integers(0, 3),  # tenant
     st.sampled_from([0.0, 0.5, 1.0, 2.0, 5.0]),  # cost
     st.booleans(),  # has a deadline
-    st.floats(min_value=0.0, max_value=12.0),  # slack over its EDF completion
+    st.floats(min_value=0.01, max_value=12.0),  # slack over its EDF completion
 )
 
 
@@ -404,3 +406,23 @@ def test_contract(make: QueueFactory, check: Callable[[QueueFactory], None]) -> 
 
 TestContractAware = queue_machine(AWARE["aware-edf-bypass-lead"]).TestCase
 TestContractAware.settings = settings(max_examples=50)
+
+
+def test_the_slack_index_answers_at_a_thresholds_rounding_edge() -> None:
+    """The least margin, asked back as a threshold: the index's tree and its block scan
+    sum in different orders, and once raised there instead of answering."""
+    rng = random.Random(6)
+    order: PrefixSumSortedList[tuple[float, int]] = PrefixSumSortedList(load=4)
+    for i in range(rng.randrange(2, 40)):
+        deadline = rng.uniform(0, 50)
+        order.add((deadline, i), rng.uniform(0.1, 3.0), deadline)
+    asked = 0
+    while len(order):
+        least = order.margin()
+        for threshold in (least, least + 1e-15, least - 1e-15, least + 2e-15):
+            found = order.first_margin_below(threshold)
+            asked += 1
+            assert found is None or found in list(order)
+        items = list(order)
+        order.remove(items[rng.randrange(len(items))])
+    assert asked
