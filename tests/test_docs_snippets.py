@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ["distributor.md", "hosting.md", "policies.md", "flow-control.md", "../README.md"]
+PAGES = [
+    "distributor.md",
+    "hosting.md",
+    "policies.md",
+    "flow-control.md",
+    "fairness.md",
+    "../README.md",
+]
 
 
 def blocks(page: str) -> list[str]:

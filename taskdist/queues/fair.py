@@ -442,6 +442,13 @@ class FairScheduler:
     ``set_weight/plan/quota``      O(log T)
     ``add_tenant/remove_tenant``   O(log T)
     ``stats``                      O(T)
+    ``deadline_aware``: ``push``,  plus O(log n_d) for a task with a deadline
+    ``remove``, ``expire``         (n_d such tasks queued)
+    ``deadline_aware``: ``pop``,   plus O(1) when every deadline is further off
+    ``peek``                       than all the work with deadlines, else
+                                   O(log n_d), and the inner ``pop(where)`` of
+                                   the urgent task's tenant when there is one
+    nested (``tenant_of``)         each level's cost, one inside the other
     =============================  ==============================================
 
     Memory is O(tenants with tasks queued or running + tasks held): each
