@@ -207,6 +207,8 @@ _Entry = tuple[int, int, _Tenant]
 _Held = tuple[float, int, _Tenant]
 """A held tenant, or a queue with tasks: (wake-up or expiry time, seq, tenant)."""
 _K = TypeVar("_K", int, float)
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 _Dispatch = tuple[
     Task,  # the task
@@ -1284,12 +1286,7 @@ class FairScheduler:
     def _tenant_key(self, task: Task) -> Hashable:
         """``tenant_of(task)``, checked: a hashable value equal to itself; it may not call back."""
         assert self._tenant_of is not None
-        self._busy = True
-        try:
-            tenant = self._tenant_of(task)
-        finally:
-            self._busy = False
-        return check_key(tenant, f"tenant_of({task.id!r})")
+        return check_key(self._calling(self._tenant_of, task), f"tenant_of({task.id!r})")
 
     def _admit(self, rec: _Tenant) -> None:
         """Register a record :meth:`_arrival` made, now that its first task is in."""
@@ -1333,11 +1330,7 @@ class FairScheduler:
 
     def _new_queue(self, tenant: Hashable) -> Queue:
         """A new, empty queue from the ``inner`` factory, checked; it may not call back."""
-        self._busy = True
-        try:
-            queue = self._make_queue(tenant)
-        finally:
-            self._busy = False
+        queue = self._calling(self._make_queue, tenant)
         kind = type(queue)
         if kind not in self._queue_types:
             if not isinstance(queue, Queue):
@@ -1544,7 +1537,7 @@ class FairScheduler:
             if urgent is not None:
                 return urgent[0], urgent[1], fairest, True
         if take:
-            taken = rec.inner.pop() if where is None else self._through(rec.inner.pop, where)
+            taken = rec.inner.pop() if where is None else self._calling(rec.inner.pop, where)
             if taken is None:  # pragma: no cover - a queue whose pop disagrees with its peek
                 return None
             fair = taken
@@ -1575,14 +1568,15 @@ class FairScheduler:
                 where is None or where(candidate)
             )
 
-        found = self._through(rec.inner.pop if take else rec.inner.peek, match)
+        found = self._calling(rec.inner.pop if take else rec.inner.peek, match)
         return None if found is None else (rec, found)
 
-    def _through(self, find: Callable[[Predicate], Task | None], where: Predicate) -> Task | None:
-        """``find(where)`` on an inner queue, with every call back into this scheduler refused."""
+    def _calling(self, callback: Callable[[_A], _R], argument: _A) -> _R:
+        """``callback(argument)`` (a user's function, or an inner queue running one), with
+        every call back into this scheduler refused meanwhile."""
         self._busy = True
         try:
-            return find(where)
+            return callback(argument)
         finally:
             self._busy = False
 
@@ -1669,11 +1663,7 @@ class FairScheduler:
                 and (where is None or where(task))
             )
 
-        self._busy = True
-        try:
-            return bypass.inner.pop(admissible) if take else bypass.inner.peek(admissible)
-        finally:
-            self._busy = False
+        return self._calling(bypass.inner.pop if take else bypass.inner.peek, admissible)
 
     def _forget_queued(self, task: Task, now: float) -> None:
         """Drop a task that left the queue without being dispatched (removed, evicted)."""
