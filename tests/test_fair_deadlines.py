@@ -37,12 +37,10 @@ from taskdist import (
     InvalidTypeError,
     ManualClock,
     Priority,
-    PriorityQueue,
     Quota,
     Task,
 )
 from taskdist.queues._prefix_sorted import PrefixSumSortedList
-from taskdist.testing import QUEUE_CHECKS, QueueFactory, queue_machine
 
 # -- the one-server setting ---------------------------------------------------------
 
@@ -382,30 +380,6 @@ def test_critical_bypass_still_comes_first() -> None:
     fair.push(Task("a-urgent", tenant="a", cost=1.0, deadline=1.5))
     fair.push(Task("b-critical", tenant="b", cost=1.0, priority=Priority.CRITICAL))
     assert fair.pop().id == "b-critical"  # type: ignore[union-attr]
-
-
-# -- the Queue contract, deadline-aware -----------------------------------------------------
-
-AWARE: dict[str, QueueFactory] = {
-    "aware": lambda clock: FairScheduler(clock, deadline_aware=True, weights={"a": 2.0}),
-    "aware-edf-bypass-lead": lambda clock: FairScheduler(
-        clock,
-        deadline_aware=True,
-        inner=lambda c, tenant: DeadlineScheduler(c) if tenant else PriorityQueue(c),
-        critical_bypass=True,
-        max_lead=1.0,
-    ),
-}
-
-
-@pytest.mark.parametrize("check", QUEUE_CHECKS, ids=lambda check: check.__name__)
-@pytest.mark.parametrize("make", AWARE.values(), ids=AWARE.keys())
-def test_contract(make: QueueFactory, check: Callable[[QueueFactory], None]) -> None:
-    check(make)
-
-
-TestContractAware = queue_machine(AWARE["aware-edf-bypass-lead"]).TestCase
-TestContractAware.settings = settings(max_examples=50)
 
 
 def test_the_slack_index_answers_at_a_thresholds_rounding_edge() -> None:

@@ -29,7 +29,6 @@ from taskdist import (
     ReentrancyError,
     Task,
 )
-from taskdist.testing import QUEUE_CHECKS, QueueFactory, queue_machine
 
 
 def by_key(
@@ -266,23 +265,3 @@ def test_tenant_of_may_not_call_back() -> None:
 def test_tenant_of_must_be_callable() -> None:
     with pytest.raises(InvalidTypeError, match="tenant_of"):
         FairScheduler(tenant_of="key")  # type: ignore[arg-type]
-
-
-# -- the Queue contract, nested ----------------------------------------------------------------
-
-NESTED: dict[str, QueueFactory] = {
-    "nested": lambda clock: FairScheduler(clock, weights={"a": 2.0}, inner=by_key()),
-    "nested-aware-bypass": lambda clock: FairScheduler(
-        clock, inner=by_key(deadline_aware=True), deadline_aware=True, critical_bypass=True
-    ),
-}
-
-
-@pytest.mark.parametrize("check", QUEUE_CHECKS, ids=lambda check: check.__name__)
-@pytest.mark.parametrize("make", NESTED.values(), ids=NESTED.keys())
-def test_contract(make: QueueFactory, check: Callable[[QueueFactory], None]) -> None:
-    check(make)
-
-
-TestContractNested = queue_machine(NESTED["nested-aware-bypass"]).TestCase
-TestContractNested.settings = settings(max_examples=50)

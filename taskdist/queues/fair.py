@@ -14,8 +14,6 @@ import attrs
 from taskdist._lazy_heap import LazyHeap
 from taskdist._validate import (
     MAX_AMOUNT,
-    MAX_WEIGHT,
-    MIN_WEIGHT,
     check_enqueued_at,
     check_key,
     check_number,
@@ -44,6 +42,7 @@ from taskdist.queues.protocol import Eviction, Predicate, Queue
 from taskdist.queues.quota import Quota
 from taskdist.resilience import RateLimiter
 from taskdist.task import Priority, Task
+from taskdist.workers._ranges import check_weight
 
 __all__ = [
     "FairScheduler",
@@ -558,9 +557,9 @@ class FairScheduler:
             clock = MonotonicClock()
         elif not callable(getattr(clock, "now", None)):
             raise InvalidTypeError(f"clock must have a now() method, got {shown(clock)}")
-        default_weight = _check_weight(default_weight, "default_weight")
+        default_weight = check_weight(default_weight, "default_weight")
         checked_weights = {
-            _check_tenant(tenant, "a key of weights"): _check_weight(
+            _check_tenant(tenant, "a key of weights"): check_weight(
                 weight, f"weights[{shown(tenant)}]"
             )
             for tenant, weight in _mapping(weights, "weights").items()
@@ -1051,7 +1050,7 @@ class FairScheduler:
         if weight is None:
             self._weights.pop(tenant, None)
         else:
-            self._weights[tenant] = _check_weight(weight, "weight")
+            self._weights[tenant] = check_weight(weight, "weight")
         self._reconfigure(tenant)
 
     def set_plan(self, tenant: Hashable, plan: Hashable | None) -> None:
@@ -1113,7 +1112,7 @@ class FairScheduler:
         if self._busy:
             raise self._reentered("add_tenant")
         _check_tenant(tenant, "tenant")
-        checked_weight = None if weight is None else _check_weight(weight, "weight")
+        checked_weight = None if weight is None else check_weight(weight, "weight")
         checked_plan = None if plan is None else _check_plan(plan, self._plans, "plan")
         checked_quota = None if quota is None else _check_quota(quota, "quota")
         self._known.add(tenant)
@@ -1746,16 +1745,6 @@ def _mapping(value: object, name: str) -> Mapping[Hashable, object]:
 
 def _check_tenant(tenant: object, name: str) -> Hashable:
     return check_key(tenant, name)
-
-
-def _check_weight(value: object, name: str) -> float:
-    weight = check_number(value, name, positive=True)
-    if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
-        raise InvalidArgumentError(
-            f"{name} must be within [{MIN_WEIGHT:g}, {MAX_WEIGHT:g}] (a relative share), "
-            f"got {shown(value)}"
-        )
-    return weight
 
 
 def _check_quota(value: object, name: str) -> Quota:
