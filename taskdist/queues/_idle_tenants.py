@@ -61,7 +61,7 @@ class IdleTenants:
     tenant moved on or forgotten.
     """
 
-    __slots__ = ("_debts", "_owed", "_refilling", "_refills", "_seq")
+    __slots__ = ("_debts", "_owed", "_refilling", "_refills", "_seq", "count")
 
     def __init__(self) -> None:
         self._owed: dict[Hashable, Kept] = {}
@@ -69,12 +69,14 @@ class IdleTenants:
         self._refilling: dict[Hashable, Kept] = {}
         self._refills: LazyHeap[Kept] = LazyHeap(self._refilling, at=_TENANT)
         self._seq = itertools.count()
+        self.count = 0
+        """How many tenants are kept (read it; never set it): ``len`` without a call."""
 
     def __len__(self) -> int:
-        return len(self._owed) + len(self._refilling)
+        return self.count
 
     def __bool__(self) -> bool:
-        return bool(self._owed) or bool(self._refilling)
+        return self.count > 0
 
     def keep(
         self,
@@ -93,6 +95,7 @@ class IdleTenants:
             self._debts.push(entry)
         elif limiter is not None:
             self._file_refill(tenant, weight, limiter, quota, now)
+        self.count = len(self._owed) + len(self._refilling)
 
     def get(self, tenant: Hashable) -> Kept | None:
         """What is kept of ``tenant``, or ``None``. O(1)."""
@@ -124,6 +127,7 @@ class IdleTenants:
         self._debts.clear()
         self._refilling.clear()
         self._refills.clear()
+        self.count = 0
 
     def shrink(self) -> None:
         """Give back the memory of tables that held many more tenants. O(1) unless due."""
@@ -131,7 +135,8 @@ class IdleTenants:
         shrink(self._refilling)
 
     def _release_emptied(self) -> None:
-        """Give back the tables of a dict emptied one key at a time (it keeps its size)."""
+        """Count what is kept; give back the tables of a dict emptied key by key."""
+        self.count = len(self._owed) + len(self._refilling)
         if not self._owed:
             self._owed.clear()
             self._debts.clear()

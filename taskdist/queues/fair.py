@@ -171,6 +171,7 @@ class _Tenant:
         "quota",
         "running",
         "scale",
+        "stalled",
         "start",
         "urgent",
         "waiting",
@@ -191,6 +192,8 @@ class _Tenant:
         self.dispatched_cost = 0.0
         # Dispatches ahead of the fair order, to meet a deadline (deadline_aware).
         self.urgent = 0
+        # Its queue held tasks but gave none at the last look (see _stall).
+        self.stalled = False
         self.weight = 1.0
         # Steps of virtual time per unit of cost: a dispatch charges int(cost * scale).
         self.scale = _UNIT_F
@@ -924,11 +927,11 @@ class FairScheduler:
         rec.running -= 1
         if not rec.running and not rec.queued:
             self._retire(rec, self._now())
-        elif rec.queued and rec not in self._eligible.members and rec not in self._blocked.members:
+        elif rec.running == rec.max_running - 1 or (rec.stalled and rec.queued):
             # Held at its concurrency limit (its bypass-lane tasks too), or its queue
             # gave nothing last time (a queue of its own may wait for this release).
             self._place(rec, self._now())
-        if self._idle:
+        if self._idle.count:
             self._idle.settle(self._virtual, self._now())
 
     def remove(self, task_id: Hashable) -> Task:
@@ -995,7 +998,7 @@ class FairScheduler:
                 self._end_busy_period()
         for rec in touched:
             self._left_queue(rec, now)
-        if self._idle and self._last_pop is None:
+        if self._idle.count and self._last_pop is None:
             self._idle.settle(self._virtual, now)
         expired.sort(key=lambda pair: pair[0])
         return [task for _, task in expired]
@@ -1012,7 +1015,7 @@ class FairScheduler:
         """
         if self._busy:
             raise self._reentered("next_wakeup")
-        if self._last_pop is None and self._idle:
+        if self._last_pop is None and self._idle.count:
             # Nothing to undo: let lapsed debts and buckets of idle tenants go.
             self._idle.settle(self._virtual, self._now())
         expiry = self._expiry
@@ -1291,7 +1294,7 @@ class FairScheduler:
         """Register a record :meth:`_arrival` made, now that its first task is in."""
         self._tenants[rec.key] = rec
         self._inner_ids.add(id(rec.inner))
-        if self._idle:
+        if self._idle.count:
             self._idle.take(rec.key)
 
     def _retire(self, rec: _Tenant, now: float) -> None:
@@ -1441,6 +1444,7 @@ class FairScheduler:
         """
         eligible = self._eligible
         blocked = self._blocked
+        rec.stalled = False
         if not rec.queued or rec.running >= rec.max_running:
             # Idle, or held until a release: nothing to wake up for.
             eligible.discard(rec)
@@ -1473,6 +1477,7 @@ class FairScheduler:
         expired tasks left) until a push, a release or an ``expire``.
         """
         self._eligible.discard(rec)
+        rec.stalled = True
         wakeup = rec.inner.next_wakeup()
         if wakeup is not None and wakeup > now:
             self._blocked.set(rec, wakeup)
@@ -1680,7 +1685,7 @@ class FairScheduler:
         if not self._size:
             self._end_busy_period()
         self._left_queue(rec, now)
-        if self._idle:
+        if self._idle.count:
             self._idle.settle(self._virtual, now)
 
     def _left_queue(self, rec: _Tenant, now: float) -> None:
