@@ -337,9 +337,8 @@ class FairScheduler:
     can take; the fairer ones keep their tags and are first in line again.
     With ``critical_bypass=True``, CRITICAL tasks skip the fair order but
     their cost is still charged to their tenant's tag, so the tenant repays
-    it in later turns. ``set_weight`` rescales ``S_i - V`` so
-    the invariant holds with the new weight. Tasks of cost 0 are free for
-    fairness.
+    it in later turns. ``set_weight`` rescales ``S_i - V`` so the invariant
+    holds with the new weight. Tasks of cost 0 are free for fairness.
 
     **Deadlines** (``deadline_aware=True``, opt-in). A pop first finds the
     fair pick, then asks whether serving it now would make a queued task
@@ -362,8 +361,9 @@ class FairScheduler:
     bounded by the service out of turn not yet repaid. Each tenant's inner
     queue may be any; with ``inner=DeadlineScheduler`` the urgent task is at
     the head of its tenant's queue. Costs: about 170 bytes and O(log n) per
-    queued task with a deadline; a pop adds O(log n) (n tasks with deadlines
-    queued) and, with ``where``, looks at the fair pick's tenant twice.
+    queued task with a deadline (n such tasks queued); a pop adds O(1) when
+    all that work ends before the earliest deadline, else O(log n), and with
+    ``where`` it looks at the fair pick's tenant twice.
 
     **Nested fair share.** ``tenant_of`` says what a tenant is for a
     scheduler (``task.tenant`` by default), so a scheduler can be the inner
@@ -398,7 +398,8 @@ class FairScheduler:
     ``quotas``, ``tenant_plan``, ``plans``) must be hashable and equal to
     itself: NaN is refused. With ``strict_tenants=True`` only *known* tenants
     may push or be configured: those named in ``weights``, ``quotas`` or
-    ``tenant_plan``, or added by :meth:`add_tenant`; anything else is an
+    ``tenant_plan``, or added by :meth:`add_tenant` (and not removed by
+    :meth:`remove_tenant`); anything else is an
     :class:`~taskdist.errors.UnknownTenantError` that changes nothing.
 
     **Idle tenants cost nothing.** A tenant with nothing queued or running is
@@ -416,7 +417,7 @@ class FairScheduler:
     :class:`~taskdist.errors.InvalidArgumentError` (the push that needed it
     changes nothing). The bypass lane's queue is made as tenant ``None``'s.
 
-    **Callbacks** (``where=`` predicates, the ``inner`` factory) may read the
+    **Callbacks** (``where=`` predicates, ``tenant_of``, the ``inner`` factory) may read the
     scheduler (``len``, ``in``, :meth:`why_waiting`, :meth:`stats`) but not
     change it: a call back into ``push``, ``pop``, ``peek``, ``remove``,
     ``unpop``, ``release``, ``expire``, ``next_wakeup`` or the configuration
