@@ -400,3 +400,30 @@ def test_the_slack_index_answers_at_a_thresholds_rounding_edge() -> None:
         items = list(order)
         order.remove(items[rng.randrange(len(items))])
     assert asked
+
+
+@pytest.mark.parametrize("aware", [False, True], ids=["fair order", "deadline-aware"])
+def test_through_a_distributor_on_one_worker(aware: bool) -> None:
+    """The Distributor pops with where= (placeable now): deadlines hold there too."""
+    from taskdist import Distributor, TaskState, Worker
+
+    clock = ManualClock()
+    queue = FairScheduler(clock, deadline_aware=aware, inner=DeadlineScheduler)
+    d = Distributor(clock, queue=queue)
+    d.add_worker(Worker("w", capacity=1))
+    for i in range(12):
+        d.submit(Task(f"bulk-{i}", tenant="bulk", cost=1.0))
+    for i in range(4):
+        d.submit(Task(f"due-{i}", tenant="acme", cost=1.0, deadline=1.5 * (i + 1)))
+    late = []
+    while assignments := d.dispatch():
+        (assignment,) = assignments
+        clock.advance(assignment.task.cost)
+        deadline = assignment.task.deadline
+        if deadline is not None and clock.now() > deadline:
+            late.append(assignment.task.id)
+        d.complete(assignment.task.id)
+    stats = d.stats()
+    assert stats.by_state[TaskState.COMPLETED] == 16
+    assert (late == []) is aware
+    assert (stats.deadline_hit_rate == 1.0) is aware
