@@ -27,10 +27,17 @@ BACKLOG = 2
 OPS = 500
 
 
-def workload(tenants: int) -> list[Task]:
+def workload(tenants: int, *, deadline: float | None = None) -> list[Task]:
     rng = random.Random(tenants)
     return [
-        Task((t, k), tenant=t, cost=rng.uniform(0.5, 2.0), priority=rng.randrange(4))
+        Task(
+            (t, k),
+            tenant=t,
+            key=k % 2,
+            cost=rng.uniform(0.5, 2.0),
+            priority=rng.randrange(4),
+            deadline=deadline,
+        )
         for k in range(BACKLOG)
         for t in range(tenants)
     ]
@@ -66,9 +73,12 @@ class LinearScanFair:
         return task
 
 
-def fair_cycle(tenants: int) -> Callable[[], Any]:
-    fair = FairScheduler(ManualClock())
-    for task in workload(tenants):
+def fair_cycle(tenants: int, **options: Any) -> Callable[[], Any]:
+    """The cycle on ``FairScheduler(**options)``; with ``deadline_aware``, every task has a
+    deadline far ahead (the check runs on every pop, nothing is ever urgent)."""
+    fair = FairScheduler(ManualClock(), **options)
+    deadline = 1e12 if options.get("deadline_aware") else None
+    for task in workload(tenants, deadline=deadline):
         fair.push(task)
 
     def cycle() -> None:
@@ -110,11 +120,24 @@ def priority_cycle(tenants: int) -> Callable[[], Any]:
     return cycle
 
 
+def aware_cycle(tenants: int) -> Callable[[], Any]:
+    return fair_cycle(tenants, deadline_aware=True)
+
+
+def nested_cycle(tenants: int) -> Callable[[], Any]:
+    """Each tenant's queue a FairScheduler over its tasks' keys (2 keys a tenant)."""
+    if tenants > 10_000:
+        pytest.skip("a scheduler per tenant and a queue per key: gigabytes at 1e5 tenants")
+    return fair_cycle(
+        tenants, inner=lambda clock, tenant: FairScheduler(clock, tenant_of=lambda t: t.key)
+    )
+
+
 @pytest.mark.parametrize("tenants", TENANTS)
 @pytest.mark.parametrize(
     "make",
-    [fair_cycle, scan_cycle, priority_cycle],
-    ids=["FairScheduler", "linear-scan", "PriorityQueue"],
+    [fair_cycle, aware_cycle, nested_cycle, scan_cycle, priority_cycle],
+    ids=["FairScheduler", "deadline-aware", "nested", "linear-scan", "PriorityQueue"],
 )
 def test_pop_release_push_cycle(
     benchmark: Any, make: Callable[[int], Callable[[], Any]], tenants: int

@@ -16,8 +16,9 @@ import gc
 import random
 import tracemalloc
 from collections.abc import Callable
+from typing import Any
 
-from taskdist import DeadlineScheduler, MonotonicClock, PriorityQueue, Task
+from taskdist import DeadlineScheduler, FairScheduler, MonotonicClock, PriorityQueue, Quota, Task
 
 
 def bytes_per_task(make: Callable[[], object], tasks: list[Task]) -> float:
@@ -35,7 +36,9 @@ def bytes_per_task(make: Callable[[], object], tasks: list[Task]) -> float:
     return (after - before) / len(tasks)
 
 
-def workload(n: int, *, deadline: bool = False, ttl: bool = False) -> list[Task]:
+def workload(
+    n: int, *, deadline: bool = False, ttl: bool = False, tenants: int | None = None
+) -> list[Task]:
     rng = random.Random(n)
     return [
         Task(
@@ -44,12 +47,18 @@ def workload(n: int, *, deadline: bool = False, ttl: bool = False) -> list[Task]
             deadline=1e9 + rng.uniform(0, 1e6) if deadline else None,
             cost=0.001,
             ttl=1e6 if ttl else None,
+            tenant=None if tenants is None else i % tenants,
+            key=None if tenants is None else i % 7,
         )
         for i in range(n)
     ]
 
 
-CONFIGS: dict[str, tuple[Callable[[], object], dict[str, bool]]] = {
+def nested(clock: MonotonicClock) -> FairScheduler:
+    return FairScheduler(clock, inner=lambda c, t: FairScheduler(c, tenant_of=lambda t: t.key))
+
+
+CONFIGS: dict[str, tuple[Callable[[], object], dict[str, Any]]] = {
     "PriorityQueue()": (lambda: PriorityQueue(MonotonicClock()), {}),
     "PriorityQueue(aging_rate=0.1)": (lambda: PriorityQueue(MonotonicClock(), aging_rate=0.1), {}),
     "PriorityQueue(), every task with a TTL": (
@@ -72,6 +81,32 @@ CONFIGS: dict[str, tuple[Callable[[], object], dict[str, bool]]] = {
     "DeadlineScheduler(), every task with a TTL": (
         lambda: DeadlineScheduler(MonotonicClock()),
         {"deadline": True, "ttl": True},
+    ),
+    "FairScheduler(), 100 tenants": (lambda: FairScheduler(MonotonicClock()), {"tenants": 100}),
+    "FairScheduler(), 100 tenants, every task with a TTL": (
+        lambda: FairScheduler(MonotonicClock()),
+        {"tenants": 100, "ttl": True},
+    ),
+    "FairScheduler(critical_bypass, plans), 100 tenants": (
+        lambda: FairScheduler(
+            MonotonicClock(),
+            critical_bypass=True,
+            plans={"free": Quota(max_concurrent=5, rate=10, per=60.0)},
+            default_plan="free",
+        ),
+        {"tenants": 100},
+    ),
+    "FairScheduler(deadline_aware), 100 tenants, every task with a deadline": (
+        lambda: FairScheduler(MonotonicClock(), deadline_aware=True),
+        {"tenants": 100, "deadline": True},
+    ),
+    "FairScheduler(inner=DeadlineScheduler), 100 tenants, deadlines": (
+        lambda: FairScheduler(MonotonicClock(), inner=DeadlineScheduler),
+        {"tenants": 100, "deadline": True},
+    ),
+    "FairScheduler nested (tenant, then 7 keys), 100 tenants": (
+        lambda: nested(MonotonicClock()),
+        {"tenants": 100},
     ),
 }
 

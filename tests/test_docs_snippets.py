@@ -21,6 +21,7 @@ PAGES = [
     "policies.md",
     "flow-control.md",
     "persistence.md",
+    "fairness.md",
     "../README.md",
 ]
 

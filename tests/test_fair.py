@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
 
 import pytest
+from fair_support import EPS, LagChecker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -38,8 +39,6 @@ from taskdist import (
     WaitingReason,
     jain_index,
 )
-
-EPS = 1e-7
 
 
 def make(**kwargs: object) -> tuple[ManualClock, FairScheduler]:
@@ -577,7 +576,7 @@ def test_stats_report_shares_entitlements_and_jains_index() -> None:
         assert s.share == pytest.approx(cost[tenant] / total)
         assert s.entitled_share == pytest.approx(weight / 4.0)
         assert s.running == (1 if running.tenant == tenant else 0)
-    assert stats.tenants["idle"].entitled_share == 0.0  # no demand, no entitlement
+    assert "idle" not in stats.tenants  # nothing queued or running: dropped
     assert stats.jain_index == pytest.approx(jain_index([cost["a"] / 3.0, cost["b"] / 1.0]))
 
 
@@ -699,78 +698,6 @@ def test_bad_calls_raise_specific_errors_and_change_nothing(
 
 weights_st = st.floats(min_value=0.25, max_value=8.0)
 costs_st = st.lists(st.floats(min_value=0.1, max_value=10.0), min_size=1, max_size=8)
-
-
-class LagChecker:
-    """Checks the FairScheduler docstring's bounds on a sequence of plain pops.
-
-    - pairwise (1): over every stretch in which tenants i and j are both
-      backlogged, ``|W_i/w_i - W_j/w_j| <= c_i/w_i + c_j/w_j``;
-    - the invariant ``V <= S_i <= V + c_last_i/w_i`` for backlogged tenants;
-    - prompt entry (3): a tenant entering at the virtual time is served
-      before any other tenant is served twice.
-    """
-
-    def __init__(self, fair: FairScheduler, weights: dict[Hashable, float]) -> None:
-        self.fair = fair
-        self.weights = weights
-        self.queued: Counter[Hashable] = Counter()
-        self.last_cost: dict[Hashable, float] = defaultdict(float)
-        # (i, j) -> [D, min D, max D, cmax_i, cmax_j] while both are backlogged.
-        self.pairs: dict[tuple[Hashable, Hashable], list[float]] = {}
-        # entering tenant -> dispatches of each other tenant since it entered.
-        self.entering: dict[Hashable, Counter[Hashable]] = {}
-
-    def push(self, tenant: Hashable, tasks: list[Task]) -> None:
-        was_idle = self.queued[tenant] == 0
-        for task in tasks:
-            self.fair.push(task)
-        self.queued[tenant] += len(tasks)
-        if not was_idle:
-            return
-        for other in self.weights:
-            if other != tenant and self.queued[other]:
-                i, j = sorted((tenant, other), key=str)
-                self.pairs[i, j] = [0.0, 0.0, 0.0, self.last_cost[i], self.last_cost[j]]
-        stats = self.fair.stats()
-        if stats.tenants[tenant].virtual_start == stats.virtual_time:
-            self.entering[tenant] = Counter()
-
-    def pop(self) -> Task | None:
-        task = self.fair.pop()
-        if task is None:
-            assert not any(self.queued.values()), "a backlogged tenant was not served"
-            return None
-        served = task.tenant
-        self.last_cost[served] = task.cost
-        for (i, j), pair in self.pairs.items():
-            if served == i:
-                pair[0] += task.cost / self.weights[i]
-                pair[3] = max(pair[3], task.cost)
-            elif served == j:
-                pair[0] -= task.cost / self.weights[j]
-                pair[4] = max(pair[4], task.cost)
-            pair[1] = min(pair[1], pair[0])
-            pair[2] = max(pair[2], pair[0])
-            bound = pair[3] / self.weights[i] + pair[4] / self.weights[j]
-            assert pair[2] - pair[1] <= bound + EPS, (i, j, pair, bound)
-        self.entering.pop(served, None)
-        for others in self.entering.values():
-            others[served] += 1
-            assert others[served] <= 1, "an entering tenant waited for a second round"
-        self.queued[served] -= 1
-        if not self.queued[served]:
-            self.pairs = {k: v for k, v in self.pairs.items() if served not in k}
-        self.check_invariant()
-        return task
-
-    def check_invariant(self) -> None:
-        stats = self.fair.stats()
-        v = stats.virtual_time
-        for tenant, n in self.queued.items():
-            if n:
-                s = stats.tenants[tenant].virtual_start
-                assert v - EPS <= s <= v + self.last_cost[tenant] / self.weights[tenant] + EPS
 
 
 @given(weights=st.lists(weights_st, min_size=2, max_size=5), data=st.data())
@@ -949,8 +876,9 @@ class FairMachine(RuleBasedStateMachine):
         pro=quota_st,
         own=quota_st,
         bypass=st.booleans(),
+        aware=st.booleans(),
     )
-    def setup(self, free: Quota, pro: Quota, own: Quota, bypass: bool) -> None:
+    def setup(self, free: Quota, pro: Quota, own: Quota, bypass: bool, aware: bool) -> None:
         self.clock = ManualClock()
         self.plans = {"free": free, "pro": pro}
         self.tenant_plan: dict[Hashable, str] = {"a": "free", "b": "pro"}
@@ -961,6 +889,7 @@ class FairMachine(RuleBasedStateMachine):
             tenant_plan=self.tenant_plan,
             quotas=self.quotas,
             critical_bypass=bypass,
+            deadline_aware=aware,
         )
         self.ids = itertools.count()
         self.queued: dict[Hashable, tuple[Task, float | None]] = {}
@@ -1027,14 +956,25 @@ class FairMachine(RuleBasedStateMachine):
                 st.sampled_from([0, 1, 2, 3]),
                 st.sampled_from([0.0, 0.5, 1.0, 3.0]),
                 st.sampled_from([None, None, 1.0, 5.0]),
+                st.sampled_from([None, None, 1.0, 4.0]),
             ),
             min_size=1,
             max_size=3,
         ),
     )
-    def push(self, tenant: Hashable, tasks: list[tuple[int, float, float | None]]) -> None:
-        for priority, cost, ttl in tasks:
-            task = Task(next(self.ids), tenant=tenant, priority=priority, cost=cost, ttl=ttl)
+    def push(
+        self, tenant: Hashable, tasks: list[tuple[int, float, float | None, float | None]]
+    ) -> None:
+        for priority, cost, ttl, due in tasks:
+            deadline = None if due is None else self.clock.now() + due
+            task = Task(
+                next(self.ids),
+                tenant=tenant,
+                priority=priority,
+                cost=cost,
+                ttl=ttl,
+                deadline=deadline,
+            )
             if not self.may_queue(tenant):
                 before = state(self.fair)
                 with pytest.raises(QuotaExceededError):

@@ -302,7 +302,11 @@ class PrefixSumSortedList(Generic[_T]):
         return min(least - before, self._least_from(b + 1, before + self._totals[b]))
 
     def first_margin_below(self, threshold: float) -> _T | None:
-        """The smallest item whose margin is below ``threshold``, or ``None``. O(log n + L)."""
+        """The smallest item whose margin is below ``threshold``, or ``None``. O(log n + L).
+
+        Within rounding of the threshold (a relative ~1e-11) an item may count
+        as either side of it; the answer is always a present item or ``None``.
+        """
         self._refresh_margins()
         mtree = self._mtree
         if not mtree[1] < threshold:
@@ -319,11 +323,25 @@ class PrefixSumSortedList(Generic[_T]):
                 node = left + 1
         b = node - self._size - self._offset
         through = before
-        for item, cost, bound in zip(self._items[b], self._costs[b], self._bounds[b], strict=True):
+        items, costs, bounds = self._items, self._costs, self._bounds
+        for item, cost, bound in zip(items[b], costs[b], bounds[b], strict=True):
             through += cost
             if bound - through < threshold:
                 return item
-        raise AssertionError("the margin tree and the blocks disagree")  # pragma: no cover
+        # The tree sums in another order than this scan: at the threshold's edge the two
+        # may round apart. Look on in the later blocks, skipping those above the threshold.
+        margins, totals = self._margins, self._totals
+        for later in range(b + 1, len(items)):
+            if margins[later] - through < threshold:
+                for item, cost, bound in zip(
+                    items[later], costs[later], bounds[later], strict=True
+                ):
+                    through += cost
+                    if bound - through < threshold:
+                        return item
+            else:
+                through += totals[later]
+        return None
 
     def unbind_margins_below(self, threshold: float) -> list[_T]:
         """Give every item whose margin is below ``threshold`` the bound ``inf``; return them.

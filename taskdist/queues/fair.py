@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import enum
 import functools
+import inspect
 import math
 from collections.abc import Callable, Generator, Hashable, Mapping
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 import attrs
 
 from taskdist._lazy_heap import LazyHeap
-from taskdist._validate import check_enqueued_at, check_hashable, check_number
+from taskdist._validate import (
+    MAX_AMOUNT,
+    check_enqueued_at,
+    check_key,
+    check_number,
+    shown,
+)
 from taskdist.clock import Clock, MonotonicClock
 from taskdist.errors import (
     DuplicateTaskError,
+    InvalidArgumentError,
     InvalidTypeError,
     OverReleaseError,
     QuotaExceededError,
@@ -22,14 +30,19 @@ from taskdist.errors import (
     TaskStateError,
     UnknownPlanError,
     UnknownTaskError,
+    UnknownTenantError,
 )
 from taskdist.metrics import jain_index
-from taskdist.queues._held import reentry_refusal, unpop_refusal
+from taskdist.queues._deadline_slack import DeadlineSlack, Taken
+from taskdist.queues._held import unpop_refusal
+from taskdist.queues._idle_tenants import IdleTenants
+from taskdist.queues._tables import shrink
 from taskdist.queues.priority import PriorityQueue
 from taskdist.queues.protocol import Eviction, Predicate, Queue
 from taskdist.queues.quota import Quota
 from taskdist.resilience import RateLimiter
 from taskdist.task import Priority, Task
+from taskdist.workers._ranges import check_weight
 
 __all__ = [
     "FairScheduler",
@@ -47,10 +60,27 @@ It is the platform scenario's starvation rule ("waited over 10 min: one level
 more urgent"), applied continuously.
 """
 
-InnerQueueFactory = Callable[[Clock], Queue]
-"""Makes one tenant's queue from the scheduler's clock, e.g. ``lambda c: PriorityQueue(c)``."""
+_TAG_BITS: Final = 96
+_UNIT: Final = 2**_TAG_BITS
+_UNIT_F: Final = float(_UNIT)
+VIRTUAL_TIME_RESOLUTION: Final = 2.0**-_TAG_BITS
+"""The step of virtual time (about 1.3e-29 cost per unit of weight).
+
+Virtual times and start tags are kept as exact integer multiples of it, so
+adding a charge ``cost / weight`` never rounds away against a large virtual
+time: after a task of cost 1e16, tasks of cost 1 still move their tenants'
+tags exactly. A charge smaller than one step is free, as a cost of 0 is.
+"""
+
+InnerQueueFactory = Callable[[Clock], Queue] | Callable[[Clock, Hashable], Queue]
+"""Makes one tenant's queue: from the scheduler's clock, e.g. ``lambda c: PriorityQueue(c)``,
+or from the clock and the tenant, e.g. ``lambda c, tenant: DeadlineScheduler(c, servers=
+slots[tenant])``. It must make a new, empty queue on each call."""
 
 _NO_LIMIT: Final = math.inf
+# Every so many tenants dropped, the tables are checked for memory to give back.
+_SHRINK_EVERY: Final = 1024
+_SHRINK_MASK: Final = _SHRINK_EVERY - 1
 _UNLIMITED: Final = Quota()
 
 
@@ -80,7 +110,11 @@ class Waiting:
 
 @attrs.frozen
 class TenantStats:
-    """One tenant in a :class:`FairStats` snapshot. Costs and counts are since construction."""
+    """One tenant in a :class:`FairStats` snapshot.
+
+    Counters count from when the tenant's record was made: its first task,
+    or its first task after it was last dropped as idle.
+    """
 
     tenant: Hashable
     plan: Hashable | None
@@ -95,11 +129,13 @@ class TenantStats:
     dispatched_cost: float
     """Sum of the ``cost`` of the tasks handed out so far."""
     share: float
-    """This tenant's fraction of all dispatched cost (0 when nothing was dispatched)."""
+    """This tenant's fraction of the dispatched cost of the tenants in the snapshot."""
     entitled_share: float
     """Its weight over the weights of every tenant with demand (queued, running or served)."""
     virtual_start: float
     """Its virtual start tag: the virtual time at which its next fair turn falls."""
+    urgent: int = 0
+    """Of its dispatches, those served ahead of the fair order to meet a deadline."""
 
 
 @attrs.frozen
@@ -110,6 +146,7 @@ class FairStats:
     running: int
     virtual_time: float
     tenants: Mapping[Hashable, TenantStats]
+    """The tenants with a record: tasks queued or running (idle ones are dropped)."""
     jain_index: float
     """Jain's index over ``dispatched_cost / weight`` of the tenants with demand (1 = fair).
 
@@ -133,14 +170,18 @@ class _Tenant:
         "queued",
         "quota",
         "running",
+        "scale",
+        "stalled",
         "start",
+        "urgent",
         "waiting",
         "weight",
     )
 
-    def __init__(self, key: Hashable, inner: Queue, start: float) -> None:
+    def __init__(self, key: Hashable, inner: Queue, start: int) -> None:
         self.key = key
         self.inner = inner
+        # Its virtual start tag, in steps of VIRTUAL_TIME_RESOLUTION.
         self.start = start
         # Tasks of this tenant held anywhere (its queue or the bypass lane), and
         # tasks held in its own queue (``len(inner)``, kept here off the hot path).
@@ -149,7 +190,13 @@ class _Tenant:
         self.running = 0
         self.dispatched = 0
         self.dispatched_cost = 0.0
+        # Dispatches ahead of the fair order, to meet a deadline (deadline_aware).
+        self.urgent = 0
+        # Its queue held tasks but gave none at the last look (see _stall).
+        self.stalled = False
         self.weight = 1.0
+        # Steps of virtual time per unit of cost: a dispatch charges int(cost * scale).
+        self.scale = _UNIT_F
         self.plan: Hashable | None = None
         self.quota: Quota | None = None
         self.limiter: RateLimiter | None = None
@@ -157,20 +204,33 @@ class _Tenant:
         self.max_queued: float = _NO_LIMIT
 
 
-_Entry = tuple[float, int, _Tenant]
+_Entry = tuple[int, int, _Tenant]
+"""An eligible tenant: (start tag, seq, tenant)."""
+_Held = tuple[float, int, _Tenant]
+"""A held tenant, or a queue with tasks: (wake-up or expiry time, seq, tenant)."""
+_K = TypeVar("_K", int, float)
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
-_Undo = tuple[float, "_Entry | None", "_Entry | None"]
 _Dispatch = tuple[
-    Task, _Tenant, _Tenant, tuple[_Tenant, _Tenant, "float | None"], float, float, _Undo
+    Task,  # the task
+    _Tenant,  # its tenant
+    _Tenant,  # the tenant (or bypass lane) whose queue held it
+    "float | None",  # its TTL expiry
+    int,  # the tenant's start tag before
+    float,  # the tenant's dispatched cost before
+    int,  # the virtual time before
+    int,  # the largest tag before
+    "_Entry | None",  # the tenant's entry in the eligible heap before
+    "_Held | None",  # its entry in the rate-held heap before
+    "Taken | None",  # what the deadline index held of the task
+    bool,  # whether it was served ahead of the fair order
 ]
-"""What a pop changed, kept so that ``unpop`` can undo it exactly: the task, its tenant,
-the tenant (or bypass lane) whose queue held it, its index entry, the tenant's start tag
-and dispatched cost before, and the virtual time and the tenant's entries in the
-eligible and blocked heaps (or ``None``) before. A tuple: made on every pop."""
+"""What a pop changed, kept so that ``unpop`` can undo it exactly. A tuple: made on every pop."""
 
 
-class _TenantHeap:
-    """Tenants ordered by a float key (virtual start, or a wake-up time); O(log T) per change.
+class _TenantHeap(Generic[_K]):
+    """Tenants ordered by a number (virtual start, or a wake-up time); O(log T) per change.
 
     ``members`` maps each tenant in it to its live entry ``(key, seq,
     tenant)``, where ``seq`` makes ties first-come first-served and stops
@@ -181,21 +241,21 @@ class _TenantHeap:
 
     __slots__ = ("_heap", "members", "set", "top")
 
-    set: Callable[[_Tenant, float], None]
+    set: Callable[[_Tenant, _K], None]
     """``set(tenant, key)``: insert ``tenant`` or move it to ``key``; O(log T)."""
-    top: Callable[[], _Entry | None]
+    top: Callable[[], tuple[_K, int, _Tenant] | None]
     """The live entry with the smallest key, or ``None``; O(1) amortised."""
 
     def __init__(self) -> None:
-        self.members: dict[_Tenant, _Entry] = {}
-        self._heap: LazyHeap[_Entry] = LazyHeap(self.members, at=2)
+        self.members: dict[_Tenant, tuple[_K, int, _Tenant]] = {}
+        self._heap: LazyHeap[tuple[_K, int, _Tenant]] = LazyHeap(self.members, at=2)
         self.set = self._heap.schedule
         self.top = self._heap.top
 
     def __contains__(self, tenant: _Tenant) -> bool:
         return tenant in self.members
 
-    def key(self, tenant: _Tenant) -> float | None:
+    def key(self, tenant: _Tenant) -> _K | None:
         entry = self.members.get(tenant)
         return None if entry is None else entry[0]
 
@@ -204,7 +264,7 @@ class _TenantHeap:
         if self.members.pop(tenant, None) is not None:
             self._heap.compact()
 
-    def restore(self, tenant: _Tenant, entry: _Entry | None) -> None:
+    def restore(self, tenant: _Tenant, entry: tuple[_K, int, _Tenant] | None) -> None:
         """Give ``tenant`` back an entry it had (same key and place among ties), or none."""
         if entry is None:
             self.discard(tenant)
@@ -213,11 +273,15 @@ class _TenantHeap:
             self._heap.push(entry)
             self._heap.compact()
 
+    def shrink(self) -> None:
+        """Give back the memory of a table that held many more tenants. O(1) unless due."""
+        shrink(self.members)
+
     def pop_due(self, now: float) -> list[_Tenant]:
         """Take out every tenant whose key is ``<= now``, smallest first; O(log T) each."""
         return [entry[2] for entry in self._heap.pop_until(now)]  # out of members too
 
-    def walk(self) -> Generator[tuple[float, _Tenant], None, None]:
+    def walk(self) -> Generator[tuple[_K, _Tenant], None, None]:
         """Live entries in key order without moving them: O(log k) per entry yielded.
 
         It stops as early as the caller does; the heap must not change meanwhile.
@@ -242,9 +306,11 @@ class FairScheduler:
     ``S_i`` and advances ``S_i`` by ``task.cost / w_i``. A tenant that becomes
     eligible (new, back from idle, or released by a quota) starts at
     ``max(S_i, V)``: an idle or quota-held tenant banks no credit, and one that
-    just ran a long task keeps its debt. Eligible tenants sit in a heap keyed by
-    ``S_i``, so the choice is O(log tenants); a tenant at its quota is out of
-    the heap and blocks no one.
+    just ran a long task keeps its debt. When nothing at all is queued, ``V``
+    moves up to the largest tag given out (the end of a busy period, as in
+    SFQ): every tenant starts level in the next one. Eligible tenants sit in a
+    heap keyed by ``S_i``, so the choice is O(log tenants); a tenant at its
+    quota is out of the heap and blocks no one.
 
     **Guarantees.** Write ``W_i`` for the cost dispatched to tenant ``i`` over
     a stretch of plain pops (``where=None``) without weight changes, and
@@ -264,13 +330,51 @@ class FairScheduler:
 
     They follow from the invariant ``V <= S_i <= V + c_i/w_i`` for every
     eligible tenant (``c_i`` its last dispatched cost), which a pop preserves;
-    ``docs/fairness.md`` has the proof. Outside plain pops: ``pop(where=p)``
-    may serve a less fair tenant whose task the caller can take; the fairer
-    ones keep their tags and are first in line again. With
-    ``critical_bypass=True``, CRITICAL tasks skip the fair order but their
-    cost is still charged to their tenant's tag, so the tenant repays it in
-    later turns. ``set_weight`` rescales ``S_i - V`` so the invariant holds
-    with the new weight. Tasks of cost 0 are free for fairness.
+    ``docs/fairness.md`` has the proof. Tags are exact integers in steps of
+    2**-96 (each charge ``cost / w`` rounded down to a step), so the bounds
+    hold at any virtual time, however large the costs before. Outside plain
+    pops: ``pop(where=p)`` may serve a less fair tenant whose task the caller
+    can take; the fairer ones keep their tags and are first in line again.
+    With ``critical_bypass=True``, CRITICAL tasks skip the fair order but
+    their cost is still charged to their tenant's tag, so the tenant repays
+    it in later turns. ``set_weight`` rescales ``S_i - V`` so the invariant
+    holds with the new weight. Tasks of cost 0 are free for fairness.
+
+    **Deadlines** (``deadline_aware=True``, opt-in). A pop first finds the
+    fair pick, then asks whether serving it now would make a queued task
+    with a deadline miss it, in this model: one server, free from now, runs
+    the queued tasks with deadlines in deadline order, each for its
+    ``cost``. If the fair pick would push one of them past its deadline (and
+    deadline order would have met it), the most urgent task is served
+    instead, *out of turn*: its tenant is charged as for any dispatch
+    (``S_i`` advances by ``cost / w_i`` from ``max(S_i, V)``), so it repays
+    the service in later turns. A task that can no longer make it in the
+    model is marked late and makes nothing urgent. In that model, with plain
+    pops, no quota holding a tenant and no bypass: *if the queued tasks can
+    all meet their deadlines in plain EDF order, they all do* (a pop never
+    makes a feasible queue infeasible). A tenant is served out of turn only
+    while ``S_i - V <= max_lead / w_i``, so bounds 1 and 2 hold with each
+    ``c`` replaced by ``c + max_lead`` (the extra term), and the invariant
+    with ``V <= S_i <= V + (c_i + max_lead)/w_i``; bound 3 is about turns
+    in fair order, which urgent tasks may come before. ``None`` (the
+    default) sets no cap: deadlines always come first, and the lag is
+    bounded by the service out of turn not yet repaid. Each tenant's inner
+    queue may be any; with ``inner=DeadlineScheduler`` the urgent task is at
+    the head of its tenant's queue. Costs: about 170 bytes and O(log n) per
+    queued task with a deadline (n such tasks queued); a pop adds O(1) when
+    all that work ends before the earliest deadline, else O(log n), and with
+    ``where`` it looks at the fair pick's tenant twice.
+
+    **Nested fair share.** ``tenant_of`` says what a tenant is for a
+    scheduler (``task.tenant`` by default), so a scheduler can be the inner
+    queue of another: ``FairScheduler(clock, inner=lambda c, tenant:
+    FairScheduler(c, tenant_of=lambda t: t.key))`` shares between tenants by
+    their weights, and within each tenant between its keys (users,
+    workflows) by theirs. Each level is start-time fair queueing over its
+    children with its own virtual time (hierarchical SFQ), so each level's
+    bounds hold among siblings over that level's own dispatches, and a
+    tenant that spreads its work over a thousand keys gets the share of one
+    tenant, not of a thousand. Quotas, plans and weights apply per level.
 
     **Quotas and plans.** A tenant's :class:`Quota` is ``quotas[tenant]`` if
     set, else that of its plan (``tenant_plan[tenant]``, else
@@ -284,6 +388,43 @@ class FairScheduler:
     :meth:`set_plan`, :meth:`set_quota`); a new ``rate``/``per`` starts a
     fresh, full bucket.
 
+    **Accepted ranges.** Weights (``weights``, ``default_weight``,
+    ``Quota.weight``) from 1e-9 to 1e9; a task's cost from 0 to 1e18 (as
+    :class:`Task` allows). A charge ``cost / w`` is then at most 1e27 and
+    tags stay exact however long the scheduler runs. :class:`Quota` states
+    its own ranges.
+
+    **Tenants.** Every tenant argument (and every key of ``weights``,
+    ``quotas``, ``tenant_plan``, ``plans``) must be hashable and equal to
+    itself: NaN is refused. With ``strict_tenants=True`` only *known* tenants
+    may push or be configured: those named in ``weights``, ``quotas`` or
+    ``tenant_plan``, or added by :meth:`add_tenant` (and not removed by
+    :meth:`remove_tenant`); anything else is an
+    :class:`~taskdist.errors.UnknownTenantError` that changes nothing.
+
+    **Idle tenants cost nothing.** A tenant with nothing queued or running is
+    dropped (its configuration stays): the record, counters and queue go,
+    and only what is still in force is kept -- its tag while it is ahead of
+    ``V`` (a debt), its rate bucket until it would be full again -- and that
+    too once it lapses. A tenant that comes back starts at ``max(S_i, V)``
+    with the bucket it left with, exactly as if it had been kept.
+
+    **The inner queue factory** ``inner`` is called once per tenant record,
+    with the clock, or with the clock and the tenant when it takes two
+    positional arguments (so each tenant's queue can differ, by plan say). It
+    must return a new, empty :class:`~taskdist.queues.Queue`: a queue that
+    another tenant holds, or one holding tasks, is refused with
+    :class:`~taskdist.errors.InvalidArgumentError` (the push that needed it
+    changes nothing). The bypass lane's queue is made as tenant ``None``'s.
+
+    **Callbacks** (``where=`` predicates, ``tenant_of``, the ``inner`` factory) may read the
+    scheduler (``len``, ``in``, :meth:`why_waiting`, :meth:`stats`) but not
+    change it: a call back into ``push``, ``pop``, ``peek``, ``remove``,
+    ``unpop``, ``release``, ``expire``, ``next_wakeup`` or the configuration
+    is refused with :class:`~taskdist.errors.ReentrancyError` and changes
+    nothing. **Threads:** not thread-safe; share it through
+    ``taskdist.threaded.ThreadSafeDistributor`` or one lock of your own.
+
     **Complexity** (T = tenants, n_t = one tenant's tasks):
 
     =============================  ==============================================
@@ -296,7 +437,7 @@ class FairScheduler:
     ``critical_bypass`` lane       the lane's ``pop(where)`` over CRITICAL tasks,
                                    skipping those whose tenant is at quota
     ``release``                    O(1); O(log T) when it frees a tenant held
-                                   at ``max_concurrent``
+                                   at ``max_concurrent`` or drops an idle one
     ``remove``                     the inner ``remove`` + O(log T)
     ``unpop``                      the inner ``unpop`` + O(log T)
     ``expire``                     O(m log m + d log T): m expired tasks over d
@@ -304,11 +445,21 @@ class FairScheduler:
     ``next_wakeup``                O(1) amortised
     ``why_waiting``, ``len``, in   O(1)
     ``set_weight/plan/quota``      O(log T)
+    ``add_tenant/remove_tenant``   O(log T)
     ``stats``                      O(T)
+    ``deadline_aware``: ``push``,  plus O(log n_d) for a task with a deadline
+    ``remove``, ``expire``         (n_d such tasks queued)
+    ``deadline_aware``: ``pop``,   plus O(1) when every deadline is further off
+    ``peek``                       than all the work with deadlines, else
+                                   O(log n_d), and the inner ``pop(where)`` of
+                                   the urgent task's tenant when there is one
+    nested (``tenant_of``)         each level's cost, one inside the other
     =============================  ==============================================
 
-    Memory is O(T + tasks held); a tenant's record (tag, token bucket,
-    counters) is kept once seen.
+    Memory is O(tenants with tasks queued or running + tasks held): each
+    queued task costs one entry in the scheduler's id index (two with a TTL)
+    on top of its inner queue's own, and an idle tenant nothing once its
+    debt and bucket have lapsed.
 
     >>> from taskdist import ManualClock, Task
     >>> fair = FairScheduler(ManualClock(), weights={"big": 2.0})
@@ -321,24 +472,35 @@ class FairScheduler:
 
     __slots__ = (
         "_blocked",
+        "_busy",
         "_bypass",
         "_clock",
         "_default_plan",
         "_default_weight",
         "_eligible",
+        "_expires",
         "_expiry",
+        "_horizon",
+        "_idle",
         "_index",
-        "_inner",
+        "_inner_ids",
+        "_known",
         "_last_pop",
+        "_make_queue",
+        "_max_lead",
         "_now",
         "_plans",
+        "_queue_types",
         "_quotas",
+        "_retired",
         "_running",
         "_size",
+        "_slack",
+        "_strict",
+        "_tenant_of",
         "_tenant_plan",
         "_tenants",
         "_virtual",
-        "_walking",
         "_weights",
     )
 
@@ -354,94 +516,144 @@ class FairScheduler:
         default_plan: Hashable | None = None,
         inner: InnerQueueFactory | None = None,
         critical_bypass: bool = False,
+        strict_tenants: bool = False,
+        tenant_of: Callable[[Task], Hashable] | None = None,
+        deadline_aware: bool = False,
+        max_lead: float | None = None,
     ) -> None:
         """
         Args:
             clock: where time comes from (default: :class:`MonotonicClock`).
-            weights: tenant -> share (> 0); tenants not listed take their
-                quota's ``weight``, else ``default_weight``.
-            default_weight: the share of a tenant with no weight of its own (> 0).
+            weights: tenant -> share (1e-9 to 1e9); tenants not listed take
+                their quota's ``weight``, else ``default_weight``.
+            default_weight: the share of a tenant with no weight of its own.
             quotas: tenant -> :class:`Quota`, overriding its plan's.
             plans: plan name -> :class:`Quota` ("free", "pro", "enterprise").
             tenant_plan: tenant -> plan name (a key of ``plans``).
             default_plan: the plan of tenants not in ``tenant_plan``, or ``None``.
-            inner: makes each tenant's queue from the clock (default: a
-                :class:`PriorityQueue` aging at :data:`DEFAULT_AGING_RATE`).
+            inner: makes each tenant's queue from the clock, or from the clock
+                and the tenant (default: a :class:`PriorityQueue` aging at
+                :data:`DEFAULT_AGING_RATE`).
             critical_bypass: let ``Priority.CRITICAL`` (and more urgent) tasks
                 skip the fair order, still within their tenant's quota.
+            strict_tenants: refuse pushes for, and configuration of, tenants
+                that are not known (see the class docstring).
+            tenant_of: what a task's tenant is for this scheduler (default:
+                ``task.tenant``), e.g. ``lambda t: t.key`` for the level of a
+                nested fair share (see the class docstring).
+            deadline_aware: serve a task ahead of the fair order when its
+                deadline needs it (see the class docstring).
+            max_lead: with ``deadline_aware``, the most cost a tenant may be
+                served ahead of its fair share to meet deadlines (``None``: no
+                limit); the lag bounds grow by it.
 
         Raises:
-            InvalidArgumentError: a weight <= 0, NaN or infinite.
+            InvalidArgumentError: a weight outside 1e-9..1e9, NaN or infinite;
+                a tenant or plan name that is NaN.
             InvalidTypeError: a quota that is not a :class:`Quota`, a factory
-                that does not make a ``Queue``, a non-bool ``critical_bypass``.
+                that does not make a ``Queue``, a non-bool ``critical_bypass``,
+                ``strict_tenants`` or ``deadline_aware``, a ``tenant_of`` that is
+                not callable, an unhashable tenant or plan name.
             UnknownPlanError: ``tenant_plan`` or ``default_plan`` names a plan
                 not in ``plans``.
         """
         if clock is None:
             clock = MonotonicClock()
         elif not callable(getattr(clock, "now", None)):
-            raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
-        default_weight = check_number(default_weight, "default_weight", positive=True)
+            raise InvalidTypeError(f"clock must have a now() method, got {shown(clock)}")
+        default_weight = check_weight(default_weight, "default_weight")
         checked_weights = {
-            tenant: check_number(weight, f"weights[{tenant!r}]", positive=True)
+            _check_tenant(tenant, "a key of weights"): check_weight(
+                weight, f"weights[{shown(tenant)}]"
+            )
             for tenant, weight in _mapping(weights, "weights").items()
         }
         checked_quotas = {
-            tenant: _check_quota(quota, f"quotas[{tenant!r}]")
+            _check_tenant(tenant, "a key of quotas"): _check_quota(
+                quota, f"quotas[{shown(tenant)}]"
+            )
             for tenant, quota in _mapping(quotas, "quotas").items()
         }
         checked_plans = {
-            name: _check_quota(quota, f"plans[{name!r}]")
+            check_key(name, "a plan name (a key of plans)"): _check_quota(
+                quota, f"plans[{shown(name)}]"
+            )
             for name, quota in _mapping(plans, "plans").items()
         }
         checked_tenant_plan = {
-            tenant: _check_plan(plan, checked_plans, f"tenant_plan[{tenant!r}]")
+            _check_tenant(tenant, "a key of tenant_plan"): _check_plan(
+                plan, checked_plans, f"tenant_plan[{shown(tenant)}]"
+            )
             for tenant, plan in _mapping(tenant_plan, "tenant_plan").items()
         }
         if default_plan is not None:
             _check_plan(default_plan, checked_plans, "default_plan")
-        if inner is None:
-            inner = functools.partial(PriorityQueue, aging_rate=DEFAULT_AGING_RATE)
-        elif not callable(inner):
+        for flag, name in (
+            (critical_bypass, "critical_bypass"),
+            (strict_tenants, "strict_tenants"),
+            (deadline_aware, "deadline_aware"),
+        ):
+            if not isinstance(flag, bool):
+                raise InvalidTypeError(f"{name} must be a bool, got {shown(flag)}")
+        if tenant_of is not None and not callable(tenant_of):
             raise InvalidTypeError(
-                f"inner must be a callable taking the clock and returning a Queue, got {inner!r}"
+                f"tenant_of must be a function of a Task returning its tenant, or None; "
+                f"got {shown(tenant_of)}"
             )
-        probe = inner(clock)
-        if not isinstance(probe, Queue):
-            raise InvalidTypeError(
-                f"inner must return a Queue (push, pop, peek, remove, expire, next_wakeup, "
-                f"release, len, in), got {type(probe).__name__} {probe!r}"
-            )
-        if not isinstance(critical_bypass, bool):
-            raise InvalidTypeError(f"critical_bypass must be a bool, got {critical_bypass!r}")
+        if max_lead is not None:
+            if not deadline_aware:
+                raise InvalidArgumentError(
+                    "max_lead bounds how far deadlines may put a tenant ahead; it needs "
+                    "deadline_aware=True"
+                )
+            max_lead = check_number(max_lead, "max_lead", minimum=0.0, maximum=MAX_AMOUNT)
+        make_queue = _queue_maker(inner, clock)
 
         self._clock = clock
         self._now = clock.now
-        self._inner = inner
+        self._make_queue = make_queue
+        self._queue_types: set[type] = set()
+        self._busy = False
         self._default_weight = default_weight
         self._weights = checked_weights
         self._quotas = checked_quotas
         self._plans = checked_plans
         self._tenant_plan = checked_tenant_plan
         self._default_plan = default_plan
-        self._virtual = 0.0
+        self._strict = strict_tenants
+        self._tenant_of = tenant_of
+        # With deadline_aware: the queued tasks with deadlines, and the lead allowed.
+        self._slack = DeadlineSlack() if deadline_aware else None
+        self._max_lead = math.inf if max_lead is None else max_lead
+        self._known: set[Hashable] = {*checked_weights, *checked_quotas, *checked_tenant_plan}
+        # Virtual time and the largest tag given out, in steps of VIRTUAL_TIME_RESOLUTION.
+        self._virtual = 0
+        self._horizon = 0
         self._tenants: dict[Hashable, _Tenant] = {}
+        # What is still in force of tenants dropped as idle (debts, refilling buckets).
+        self._idle = IdleTenants()
+        # The ids of the inner queues in use, to refuse a factory that shares one.
+        self._inner_ids: set[int] = set()
         # Eligible backlogged tenants by virtual start; rate-held ones by refill time.
-        self._eligible = _TenantHeap()
-        self._blocked = _TenantHeap()
+        self._eligible: _TenantHeap[int] = _TenantHeap()
+        self._blocked: _TenantHeap[float] = _TenantHeap()
         # Queues holding tasks with a TTL, by (a lower bound of) their next expiry.
-        self._expiry = _TenantHeap()
-        # Queued task id -> (its tenant, the queue holding it, its expiry or None).
-        self._index: dict[Hashable, tuple[_Tenant, _Tenant, float | None]] = {}
+        self._expiry: _TenantHeap[float] = _TenantHeap()
+        # Queued task id -> its tenant; and the TTL expiry of those that have one.
+        self._index: dict[Hashable, _Tenant] = {}
+        self._expires: dict[Hashable, float] = {}
         # Running task id -> (its tenant, the queue that held it).
         self._running: dict[Hashable, tuple[_Tenant, _Tenant]] = {}
         self._size = 0
-        # CRITICAL tasks of every tenant, when they bypass the fair order.
-        self._bypass = _Tenant(_BYPASS, probe, 0.0) if critical_bypass else None
+        self._retired = 0  # tenants dropped so far
+        # CRITICAL tasks of every tenant, when they bypass the fair order. The
+        # factory is tried once here either way, so a bad one fails at once.
+        lane = self._new_queue(None)
+        self._bypass = _Tenant(_BYPASS, lane, 0) if critical_bypass else None
+        if self._bypass is not None:
+            self._inner_ids.add(id(lane))
         # What the latest pop changed, while unpop may still undo it.
         self._last_pop: _Dispatch | None = None
-        # Set while a where= predicate runs: any call back in is refused.
-        self._walking = False
 
     # -- adding -----------------------------------------------------------
 
@@ -453,18 +665,23 @@ class FairScheduler:
         :class:`Eviction` a bounded custom inner queue made.
 
         Raises:
-            InvalidTypeError: ``task`` is not a Task.
+            InvalidTypeError: ``task`` is not a Task; the ``inner`` factory made
+                something that is not a Queue.
             DuplicateTaskError: a task with this id is queued, or running (a
                 requeued task must be ``release``-d before it is pushed again).
             QuotaExceededError: the tenant already has ``max_queued`` tasks waiting.
-            InvalidArgumentError: ``enqueued_at`` NaN, infinite or in the future.
+            InvalidArgumentError: ``enqueued_at`` NaN, infinite or in the future;
+                the ``inner`` factory made a shared or non-empty queue.
+            UnknownTenantError: ``strict_tenants`` and the tenant is not known.
+            ReentrancyError: called from a callback of this scheduler.
         """
-        if self._walking:
-            raise ReentrancyError(reentry_refusal("push", "scheduler"))
+        if self._busy:
+            raise self._reentered("push")
         if not isinstance(task, Task):
-            raise InvalidTypeError(f"push() takes a Task, got {type(task).__name__} {task!r}")
+            raise InvalidTypeError(f"push() takes a Task, got {type(task).__name__} {shown(task)}")
         task_id = task.id
-        if task_id in self._index:
+        index = self._index
+        if task_id in index:
             raise DuplicateTaskError(f"a task with id {task_id!r} is already queued")
         if task_id in self._running:
             raise DuplicateTaskError(
@@ -472,10 +689,11 @@ class FairScheduler:
             )
         now = self._now()
         enqueued = now if enqueued_at is None else check_enqueued_at(enqueued_at, now)
-        rec = self._tenants.get(task.tenant)
+        tenant = task.tenant if self._tenant_of is None else self._tenant_key(task)
+        rec = self._tenants.get(tenant)
         is_new = rec is None
         if rec is None:
-            rec = self._new_tenant(task.tenant)
+            rec = self._arrival(tenant)
         if rec.queued >= rec.max_queued:
             raise QuotaExceededError(
                 f"tenant {rec.key!r} already has {rec.queued} tasks queued, its quota's "
@@ -489,21 +707,24 @@ class FairScheduler:
         if eviction is not None and eviction.task is task:
             return eviction
         if is_new:
-            self._tenants[rec.key] = rec
-        ttl = task.ttl
-        # An expiry no later than the inner queue's (it may have read the clock later).
-        expires = None if ttl is None else enqueued + ttl
-        self._index[task_id] = (rec, holder, expires)
+            self._admit(rec)
+        index[task_id] = rec
         self._last_pop = None
         rec.queued += 1
         holder.waiting += 1
         self._size += 1
-        if expires is not None:
+        if self._slack is not None and task.deadline is not None:
+            self._slack.add(task)
+        ttl = task.ttl
+        if ttl is not None:
+            # An expiry no later than the inner queue's (it may have read the clock later).
+            expires = enqueued + ttl
+            self._expires[task_id] = expires
             registered = self._expiry.key(holder)
             if registered is None or expires < registered:
                 self._expiry.set(holder, expires)
         if eviction is not None:
-            self._forget_queued(eviction.task.id, now)
+            self._forget_queued(eviction.task, now)
         if rec not in self._eligible.members and rec not in self._blocked.members:
             self._place(rec, now)
         return eviction
@@ -523,11 +744,13 @@ class FairScheduler:
         plus the inner ``pop(where)`` of the k tenants fairer than the result.
 
         Raises:
-            InvalidTypeError: ``where`` is not callable.
-            ReentrancyError: called from inside a ``where=`` predicate.
+            InvalidTypeError: ``where`` is neither ``None`` nor callable.
+            ReentrancyError: called from a callback of this scheduler.
         """
-        if self._walking or (where is not None and not callable(where)):
-            self._check_call("pop", where)
+        if self._busy:
+            raise self._reentered("pop")
+        if where is not None and not callable(where):
+            raise _not_a_predicate(where)
         now = self._now()
         if self._blocked.members:
             self._wake(now)
@@ -536,11 +759,22 @@ class FairScheduler:
         if bypass is not None and bypass.waiting:
             task = self._from_bypass(where, take=True)
             if task is not None:
-                rec = self._index[task.id][0]
+                rec = self._index[task.id]
                 undo = (virtual, self._eligible.members.get(rec), self._blocked.members.get(rec))
-                self._dispatch(rec, task, now, undo)
+                self._dispatch(rec, bypass, task, now, undo)
                 return task
         eligible = self._eligible
+        if self._slack:
+            # Deadline-aware, with tasks with deadlines queued: the fair pick, or an urgent one.
+            chosen = self._aware_choice(where, now, take=True)
+            if chosen is None:
+                self._last_pop = None
+                return None
+            rec, task, fairest, urgent = chosen
+            undo = (virtual, eligible.members[rec], None)
+            self._virtual = fairest
+            self._dispatch(rec, rec, task, now, undo, urgent=urgent)
+            return task
         if where is None:
             while (top := eligible.top()) is not None:
                 rec = top[2]
@@ -548,26 +782,21 @@ class FairScheduler:
                 if found is not None:
                     self._virtual = top[0]
                     # An eligible tenant is never also held by its rate quota.
-                    self._dispatch(rec, found, now, (virtual, top, None))
+                    self._dispatch(rec, rec, found, now, (virtual, top, None))
                     return found
-                eligible.discard(rec)  # only expired tasks left: out until a push
+                self._stall(rec, now)
             self._last_pop = None
             return None
-        walk = eligible.walk()
-        fairest = None
-        for key, rec in walk:
-            if fairest is None:
-                fairest = key
-            found = self._walking_through(rec.inner.pop, where)
-            if found is not None:
-                walk.close()
-                # V follows the smallest start tag among the eligible, even when
-                # the predicate passed that tenant over.
-                self._virtual = fairest
-                self._dispatch(rec, found, now, (virtual, self._eligible.members[rec], None))
-                return found
-        self._last_pop = None
-        return None
+        found_in = self._walk(where, take=True)
+        if found_in is None:
+            self._last_pop = None
+            return None
+        rec, found, fairest = found_in
+        # V follows the smallest start tag among the eligible, even when the
+        # predicate passed that tenant over.
+        self._virtual = fairest
+        self._dispatch(rec, rec, found, now, (virtual, self._eligible.members[rec], None))
+        return found
 
     def unpop(self, task: Task) -> None:
         """Put back the task the latest :meth:`pop` dispatched, as if it had never gone.
@@ -587,14 +816,18 @@ class FairScheduler:
             TaskStateError: ``task`` is not what the latest pop returned, the
                 scheduler changed since, or the inner queue has no ``unpop``
                 (nothing changes).
+            ReentrancyError: called from a callback of this scheduler.
         """
-        self._check_call("unpop")
+        if self._busy:
+            raise self._reentered("unpop")
         if not isinstance(task, Task):
-            raise InvalidTypeError(f"unpop() takes a Task, got {type(task).__name__} {task!r}")
+            raise InvalidTypeError(f"unpop() takes a Task, got {type(task).__name__} {shown(task)}")
         last = self._last_pop
         if last is None or last[0] is not task:
             raise TaskStateError(unpop_refusal(task, "scheduler"))
-        _, rec, holder, indexed, start, dispatched_cost, (virtual, eligible, blocked) = last
+        _, rec, holder, expires, start, cost, virtual, horizon, eligible, blocked, slack, urgent = (
+            last
+        )
         inner_unpop = getattr(holder.inner, "unpop", None)
         if not callable(inner_unpop):
             raise TaskStateError(
@@ -605,21 +838,26 @@ class FairScheduler:
         self._last_pop = None
         task_id = task.id
         del self._running[task_id]
-        self._index[task_id] = indexed
+        self._index[task_id] = rec
         rec.queued += 1
         holder.waiting += 1
         self._size += 1
         rec.running -= 1
         rec.dispatched -= 1
-        rec.dispatched_cost = dispatched_cost
+        rec.dispatched_cost = cost
+        rec.urgent -= urgent
         rec.start = start
+        if slack is not None:
+            assert self._slack is not None
+            self._slack.put_back(slack)
         self._virtual = virtual
+        self._horizon = horizon
         if rec.limiter is not None:  # the same one: a new quota ends unpop's turn
             rec.limiter.refund()
         self._eligible.restore(rec, eligible)
         self._blocked.restore(rec, blocked)
-        expires = indexed[2]
         if expires is not None:
+            self._expires[task_id] = expires
             registered = self._expiry.key(holder)
             if registered is None or expires < registered:
                 self._expiry.set(holder, expires)
@@ -630,10 +868,13 @@ class FairScheduler:
         Complexity: as :meth:`pop`.
 
         Raises:
-            InvalidTypeError: ``where`` is not callable.
-            ReentrancyError: called from inside a ``where=`` predicate.
+            InvalidTypeError: ``where`` is neither ``None`` nor callable.
+            ReentrancyError: called from a callback of this scheduler.
         """
-        self._check_call("peek", where)
+        if self._busy:
+            raise self._reentered("peek")
+        if where is not None and not callable(where):
+            raise _not_a_predicate(where)
         now = self._now()
         if self._blocked.members:
             self._wake(now)
@@ -642,36 +883,39 @@ class FairScheduler:
             task = self._from_bypass(where, take=False)
             if task is not None:
                 return task
+        if self._slack:
+            chosen = self._aware_choice(where, now, take=False)
+            return None if chosen is None else chosen[1]
         eligible = self._eligible
         if where is None:
-            while True:
-                top = eligible.top()
-                if top is None:
-                    return None
+            while (top := eligible.top()) is not None:
                 found = top[2].inner.peek()
                 if found is not None:
                     return found
-                eligible.discard(top[2])
-        for _, rec in eligible.walk():
-            found = self._walking_through(rec.inner.peek, where)
-            if found is not None:
-                return found
-        return None
+                self._stall(top[2], now)
+            return None
+        found_in = self._walk(where, take=False)
+        return None if found_in is None else found_in[1]
 
     def release(self, task: Task) -> None:
         """Free the concurrency a dispatched ``task`` held (it completed, failed or is requeued).
 
         Call it once per task ``pop`` handed out, before pushing the task
-        again. O(1); O(log T) when it frees a tenant held at ``max_concurrent``.
+        again. O(1); O(log T) when it frees a tenant held at ``max_concurrent``
+        or drops a tenant left idle.
 
         Raises:
             InvalidTypeError: ``task`` is not a Task.
             OverReleaseError: this scheduler has no running task with that id
                 (never handed out, or already released); nothing changes.
+            ReentrancyError: called from a callback of this scheduler.
         """
-        self._check_call("release")
+        if self._busy:
+            raise self._reentered("release")
         if not isinstance(task, Task):
-            raise InvalidTypeError(f"release() takes a Task, got {type(task).__name__} {task!r}")
+            raise InvalidTypeError(
+                f"release() takes a Task, got {type(task).__name__} {shown(task)}"
+            )
         try:
             rec, holder = self._running.pop(task.id)
         except KeyError:
@@ -682,8 +926,14 @@ class FairScheduler:
         holder.inner.release(task)
         self._last_pop = None
         rec.running -= 1
-        if rec.running == rec.max_running - 1:
+        if not rec.running and not rec.queued:
+            self._retire(rec, self._now())
+        elif rec.running == rec.max_running - 1 or (rec.stalled and rec.queued):
+            # Held at its concurrency limit (its bypass-lane tasks too), or its queue
+            # gave nothing last time (a queue of its own may wait for this release).
             self._place(rec, self._now())
+        if self._idle.count:
+            self._idle.settle(self._virtual, self._now())
 
     def remove(self, task_id: Hashable) -> Task:
         """Take a queued task out (cancel it) and return it; the inner ``remove`` + O(log T).
@@ -691,17 +941,21 @@ class FairScheduler:
         Raises:
             UnknownTaskError: no queued task has this id (running ones are not queued).
             InvalidTypeError: ``task_id`` is unhashable.
+            ReentrancyError: called from a callback of this scheduler.
         """
-        self._check_call("remove")
+        if self._busy:
+            raise self._reentered("remove")
         try:
-            holder = self._index[task_id][1]
+            rec = self._index[task_id]
         except TypeError:
-            raise InvalidTypeError(f"task ids are hashable, got {task_id!r}") from None
+            raise InvalidTypeError(f"task ids are hashable, got {shown(task_id)}") from None
         except KeyError:
-            raise UnknownTaskError(f"no queued task with id {task_id!r}") from None
+            raise UnknownTaskError(f"no queued task with id {shown(task_id)}") from None
+        bypass = self._bypass
+        holder = bypass if bypass is not None and task_id in bypass.inner else rec
         task = holder.inner.remove(task_id)
         self._last_pop = None
-        self._forget_queued(task_id, self._now())
+        self._forget_queued(task, self._now())
         return task
 
     # -- time -------------------------------------------------------------
@@ -710,17 +964,27 @@ class FairScheduler:
         """Remove and return every queued task whose TTL has run out, earliest expiry first.
 
         Complexity: O(m log m + d log T) for m expired tasks of d tenants.
+
+        Raises:
+            ReentrancyError: called from a callback of this scheduler.
         """
-        self._check_call("expire")
+        if self._busy:
+            raise self._reentered("expire")
         now = self._now()
         expiry = self._expiry
         due = expiry.pop_due(now)
         expired: list[tuple[float, Task]] = []
         touched: dict[_Tenant, None] = {}
         index = self._index
+        expires_of = self._expires
+        slack = self._slack
         for holder in due:
             for task in holder.inner.expire():
-                rec, _, expires = index.pop(task.id)
+                task_id = task.id
+                rec = index.pop(task_id)
+                expires = expires_of.pop(task_id, None)
+                if slack is not None and task.deadline is not None:
+                    slack.take(task_id)
                 rec.queued -= 1
                 holder.waiting -= 1
                 self._size -= 1
@@ -729,10 +993,14 @@ class FairScheduler:
             following = holder.inner.next_wakeup()
             if following is not None:
                 expiry.set(holder, following)
-        for rec in touched:
-            self._place(rec, now)
         if expired:
             self._last_pop = None
+            if not self._size:
+                self._end_busy_period()
+        for rec in touched:
+            self._left_queue(rec, now)
+        if self._idle.count and self._last_pop is None:
+            self._idle.settle(self._virtual, now)
         expired.sort(key=lambda pair: pair[0])
         return [task for _, task in expired]
 
@@ -742,8 +1010,15 @@ class FairScheduler:
         At a past or present expiry, call :meth:`expire`; at a refill, a
         :meth:`pop` may now dispatch a task that was held. Only tenants with
         queued tasks count. O(1) amortised.
+
+        Raises:
+            ReentrancyError: called from a callback of this scheduler.
         """
-        self._check_call("next_wakeup")
+        if self._busy:
+            raise self._reentered("next_wakeup")
+        if self._last_pop is None and self._idle.count:
+            # Nothing to undo: let lapsed debts and buckets of idle tenants go.
+            self._idle.settle(self._virtual, self._now())
         expiry = self._expiry
         while (top := expiry.top()) is not None:
             holder = top[2]
@@ -763,21 +1038,23 @@ class FairScheduler:
     # -- configuration ------------------------------------------------------
 
     def set_weight(self, tenant: Hashable, weight: float | None) -> None:
-        """Set a tenant's share (> 0), or ``None`` to fall back to its quota's or the default.
+        """Set a tenant's share (1e-9 to 1e9), or ``None`` for its quota's or the default.
 
         The tenant's lead over the virtual time is rescaled to the new weight,
         so the lag bounds hold with it. O(log T).
 
         Raises:
-            InvalidArgumentError: ``weight`` <= 0, NaN or infinite.
+            InvalidArgumentError: ``weight`` outside 1e-9..1e9, NaN or
+                infinite; ``tenant`` NaN.
             InvalidTypeError: ``tenant`` unhashable, ``weight`` not a number.
+            UnknownTenantError: ``strict_tenants`` and the tenant is not known.
+            ReentrancyError: called from a callback of this scheduler.
         """
-        self._check_call("set_weight")
-        check_hashable(tenant, "tenant")
+        self._configurable(tenant)
         if weight is None:
             self._weights.pop(tenant, None)
         else:
-            self._weights[tenant] = check_number(weight, "weight", positive=True)
+            self._weights[tenant] = check_weight(weight, "weight")
         self._reconfigure(tenant)
 
     def set_plan(self, tenant: Hashable, plan: Hashable | None) -> None:
@@ -788,10 +1065,12 @@ class FairScheduler:
 
         Raises:
             UnknownPlanError: ``plan`` is not a known plan.
-            InvalidTypeError: ``tenant`` unhashable.
+            InvalidTypeError: ``tenant`` or ``plan`` unhashable.
+            InvalidArgumentError: ``tenant`` NaN.
+            UnknownTenantError: ``strict_tenants`` and the tenant is not known.
+            ReentrancyError: called from a callback of this scheduler.
         """
-        self._check_call("set_plan")
-        check_hashable(tenant, "tenant")
+        self._configurable(tenant)
         if plan is None:
             self._tenant_plan.pop(tenant, None)
         else:
@@ -803,13 +1082,80 @@ class FairScheduler:
 
         Raises:
             InvalidTypeError: ``quota`` is not a Quota, ``tenant`` unhashable.
+            InvalidArgumentError: ``tenant`` NaN.
+            UnknownTenantError: ``strict_tenants`` and the tenant is not known.
+            ReentrancyError: called from a callback of this scheduler.
         """
-        self._check_call("set_quota")
-        check_hashable(tenant, "tenant")
+        self._configurable(tenant)
         if quota is None:
             self._quotas.pop(tenant, None)
         else:
             self._quotas[tenant] = _check_quota(quota, "quota")
+        self._reconfigure(tenant)
+
+    def add_tenant(
+        self,
+        tenant: Hashable,
+        *,
+        weight: float | None = None,
+        plan: Hashable | None = None,
+        quota: Quota | None = None,
+    ) -> None:
+        """Make ``tenant`` known (see ``strict_tenants``), with the settings given. O(log T).
+
+        Each setting given replaces the tenant's own; those left ``None``
+        keep what it had. Adding a known tenant only applies the settings.
+
+        Raises:
+            InvalidArgumentError: ``weight`` outside 1e-9..1e9, ``tenant`` NaN.
+            InvalidTypeError: ``tenant`` unhashable, ``quota`` not a Quota,
+                ``weight`` not a number.
+            UnknownPlanError: ``plan`` is not a known plan.
+            ReentrancyError: called from a callback of this scheduler.
+        """
+        if self._busy:
+            raise self._reentered("add_tenant")
+        _check_tenant(tenant, "tenant")
+        checked_weight = None if weight is None else check_weight(weight, "weight")
+        checked_plan = None if plan is None else _check_plan(plan, self._plans, "plan")
+        checked_quota = None if quota is None else _check_quota(quota, "quota")
+        self._known.add(tenant)
+        if checked_weight is not None:
+            self._weights[tenant] = checked_weight
+        if checked_plan is not None:
+            self._tenant_plan[tenant] = checked_plan
+        if checked_quota is not None:
+            self._quotas[tenant] = checked_quota
+        self._reconfigure(tenant)
+
+    def remove_tenant(self, tenant: Hashable) -> None:
+        """Forget ``tenant``: it is no longer known, and its own weight, plan and quota go.
+
+        Its running tasks may still be released; under ``strict_tenants`` it
+        may not push again until added back. O(log T).
+
+        Raises:
+            UnknownTenantError: ``tenant`` is not known.
+            TaskStateError: it has tasks queued (remove them, or let them run, first).
+            InvalidTypeError: ``tenant`` unhashable.
+            InvalidArgumentError: ``tenant`` NaN.
+            ReentrancyError: called from a callback of this scheduler.
+        """
+        if self._busy:
+            raise self._reentered("remove_tenant")
+        _check_tenant(tenant, "tenant")
+        if tenant not in self._known:
+            raise UnknownTenantError(f"tenant {shown(tenant)} is not known: nothing to remove")
+        rec = self._tenants.get(tenant)
+        if rec is not None and rec.queued:
+            raise TaskStateError(
+                f"tenant {shown(tenant)} has {rec.queued} tasks queued; remove them (or let "
+                f"them run) before removing the tenant (nothing changed)"
+            )
+        self._known.discard(tenant)
+        self._weights.pop(tenant, None)
+        self._tenant_plan.pop(tenant, None)
+        self._quotas.pop(tenant, None)
         self._reconfigure(tenant)
 
     # -- looking ----------------------------------------------------------
@@ -828,13 +1174,14 @@ class FairScheduler:
             InvalidTypeError: ``task_id`` is unhashable.
         """
         try:
-            rec, _, expires = self._index[task_id]
+            rec = self._index[task_id]
         except TypeError:
-            raise InvalidTypeError(f"task ids are hashable, got {task_id!r}") from None
+            raise InvalidTypeError(f"task ids are hashable, got {shown(task_id)}") from None
         except KeyError:
             state = "is running, not waiting" if task_id in self._running else "is not queued"
-            raise UnknownTaskError(f"task {task_id!r} {state}") from None
+            raise UnknownTaskError(f"task {shown(task_id)} {state}") from None
         now = self._now()
+        expires = self._expires.get(task_id)
         if expires is not None and expires <= now:
             return Waiting(task_id, rec.key, WaitingReason.EXPIRED)
         if rec.running >= rec.max_running:
@@ -848,7 +1195,8 @@ class FairScheduler:
     def stats(self) -> FairStats:
         """Per-tenant queued, running, dispatched cost, share vs entitled share, and Jain's index.
 
-        O(T).
+        Covers the tenants with a record (tasks queued or running); idle
+        tenants are dropped, with their counters. O(T).
         """
         records = list(self._tenants.values())
         total_cost = math.fsum(rec.dispatched_cost for rec in records)
@@ -870,14 +1218,15 @@ class FairScheduler:
                     if total_weight and (rec.queued or rec.running or rec.dispatched)
                     else 0.0
                 ),
-                virtual_start=rec.start,
+                virtual_start=rec.start / _UNIT,
+                urgent=rec.urgent,
             )
             for rec in records
         }
         return FairStats(
             queued=self._size,
             running=len(self._running),
-            virtual_time=self._virtual,
+            virtual_time=self._virtual / _UNIT,
             tenants=tenants,
             jain_index=jain_index(rec.dispatched_cost / rec.weight for rec in with_demand),
         )
@@ -885,7 +1234,16 @@ class FairScheduler:
     @property
     def virtual_time(self) -> float:
         """The scheduler's virtual time ``V``: where a newly eligible tenant starts."""
-        return self._virtual
+        return self._virtual / _UNIT
+
+    @property
+    def strict_tenants(self) -> bool:
+        """Whether only known tenants may push or be configured."""
+        return self._strict
+
+    def known_tenants(self) -> frozenset[Hashable]:
+        """The known tenants: named in the configuration or added, and not removed. O(K)."""
+        return frozenset(self._known)
 
     def __len__(self) -> int:
         return self._size
@@ -902,19 +1260,128 @@ class FairScheduler:
     def __repr__(self) -> str:
         return (
             f"FairScheduler(len={self._size}, running={len(self._running)}, "
-            f"tenants={len(self._tenants)}, virtual_time={self._virtual!r})"
+            f"tenants={len(self._tenants)}, virtual_time={self.virtual_time!r})"
         )
 
-    # -- internals --------------------------------------------------------
+    # -- internals: tenants coming and going -----------------------------------
 
-    def _new_tenant(self, key: Hashable) -> _Tenant:
-        rec = _Tenant(key, self._inner(self._clock), self._virtual)
+    def _arrival(self, key: Hashable) -> _Tenant:
+        """A record for a tenant with no record yet, made but not yet registered.
+
+        It resumes from what was kept of it when it was last dropped as idle.
+        """
+        if self._strict and key not in self._known:
+            raise UnknownTenantError(
+                f"tenant {shown(key)} is not known: add_tenant() it, or name it in weights, "
+                f"quotas or tenant_plan (strict_tenants is on; nothing changed)"
+            )
+        rec = _Tenant(key, self._new_queue(key), self._virtual)
+        kept = self._idle.get(key)
+        if kept is not None:
+            _, _, _, start, weight, limiter, quota = kept
+            rec.start = max(start, self._virtual)
+            rec.weight = weight
+            rec.limiter = limiter
+            rec.quota = quota
         self._configure(rec)
         return rec
 
+    def _tenant_key(self, task: Task) -> Hashable:
+        """``tenant_of(task)``, checked: a hashable value equal to itself; it may not call back."""
+        assert self._tenant_of is not None
+        return check_key(self._calling(self._tenant_of, task), f"tenant_of({task.id!r})")
+
+    def _admit(self, rec: _Tenant) -> None:
+        """Register a record :meth:`_arrival` made, now that its first task is in."""
+        self._tenants[rec.key] = rec
+        self._inner_ids.add(id(rec.inner))
+        if self._idle.count:
+            self._idle.take(rec.key)
+
+    def _retire(self, rec: _Tenant, now: float) -> None:
+        """Drop a tenant with nothing queued or running; keep what of it is still in force."""
+        del self._tenants[rec.key]
+        self._inner_ids.discard(id(rec.inner))
+        self._eligible.discard(rec)
+        self._blocked.discard(rec)
+        self._expiry.discard(rec)
+        self._idle.keep(rec.key, rec.start, rec.weight, rec.limiter, rec.quota, self._virtual, now)
+        self._retired += 1
+        if not self._tenants or not self._retired % _SHRINK_EVERY:
+            # Give back the memory of tables that held many more tenants and tasks.
+            for table in (self._tenants, self._running, self._index, self._expires):
+                shrink(table)
+            shrink(self._inner_ids)
+            self._eligible.shrink()
+            self._blocked.shrink()
+            self._expiry.shrink()
+            self._idle.shrink()
+
+    def _end_busy_period(self) -> None:
+        """Nothing is queued: the virtual time moves up to the largest tag given out.
+
+        Every tenant then starts level in the next busy period, and the debts
+        of tenants that left lapse (SFQ's rule at the end of a busy period).
+        Called as the last queued task leaves, so ``V`` is at the largest tag
+        whenever the scheduler is empty, and no read has to move it.
+        """
+        if self._virtual < self._horizon:
+            self._virtual = self._horizon
+        # Empty: give back the tables of a queue that held many tasks (O(1) if small).
+        self._index.clear()
+        self._expires.clear()
+
+    def _new_queue(self, tenant: Hashable) -> Queue:
+        """A new, empty queue from the ``inner`` factory, checked; it may not call back."""
+        queue = self._calling(self._make_queue, tenant)
+        kind = type(queue)
+        if kind not in self._queue_types:
+            if not isinstance(queue, Queue):
+                raise InvalidTypeError(
+                    f"inner must return a Queue (push, pop, peek, remove, expire, next_wakeup, "
+                    f"release, len, in), got {kind.__name__} {shown(queue)}"
+                )
+            self._queue_types.add(kind)
+        if id(queue) in self._inner_ids:
+            raise InvalidArgumentError(
+                f"inner must make a new queue for each tenant; it returned one that another "
+                f"tenant holds ({kind.__name__}) for tenant {shown(tenant)} (nothing changed)"
+            )
+        if len(queue):
+            raise InvalidArgumentError(
+                f"inner must make an empty queue; it returned one holding {len(queue)} tasks "
+                f"for tenant {shown(tenant)} (nothing changed)"
+            )
+        return queue
+
+    # -- internals: configuration -----------------------------------------------
+
+    def _configurable(self, tenant: Hashable) -> None:
+        """Refuse a configuration call from a callback, for a bad or (strict) unknown tenant."""
+        if self._busy:
+            raise self._reentered("the configuration")
+        _check_tenant(tenant, "tenant")
+        if self._strict and tenant not in self._known:
+            raise UnknownTenantError(
+                f"tenant {shown(tenant)} is not known: add_tenant() it first "
+                f"(strict_tenants is on; nothing changed)"
+            )
+
     def _configure(self, rec: _Tenant) -> None:
         """(Re)compute a tenant's plan, quota, weight and limits from the configuration."""
-        key = rec.key
+        plan, quota, weight = self._settings(rec.key)
+        rec.start = self._rescaled(rec.start, rec.weight, weight)
+        rec.weight = weight
+        rec.scale = _UNIT_F / weight
+        rec.limiter = self._limiter(rec.limiter, rec.quota, quota)
+        rec.quota = quota
+        rec.plan = plan
+        limits = quota if quota is not None else _UNLIMITED
+        rec.max_running = _NO_LIMIT if limits.max_concurrent is None else limits.max_concurrent
+        rec.max_queued = _NO_LIMIT if limits.max_queued is None else limits.max_queued
+
+    def _settings(self, key: Hashable) -> tuple[Hashable | None, Quota | None, float]:
+        """A tenant's plan, quota and weight, as the configuration says now."""
         plan = self._tenant_plan.get(key, self._default_plan)
         quota = self._quotas.get(key)
         if quota is None and plan is not None:
@@ -924,30 +1391,50 @@ class FairScheduler:
             weight = quota.weight if quota is not None and quota.weight is not None else None
         if weight is None:
             weight = self._default_weight
-        if weight != rec.weight and rec.start > self._virtual:
-            # Keep the lead (S - V) worth the same cost at the new weight.
-            rec.start = self._virtual + (rec.start - self._virtual) * rec.weight / weight
-        rec.weight = weight
-        old = rec.quota
+        return plan, quota, weight
+
+    def _rescaled(self, start: int, old: float, new: float) -> int:
+        """A tag whose lead over the virtual time keeps its worth in cost at a new weight."""
+        lead = start - self._virtual
+        if new == old or lead <= 0:
+            return start
+        start = self._virtual + int(lead * (old / new))
+        if start > self._horizon:
+            self._horizon = start
+        return start
+
+    def _limiter(
+        self, limiter: RateLimiter | None, old: Quota | None, quota: Quota | None
+    ) -> RateLimiter | None:
+        """The bucket under a new quota: the same one for the same rate and period."""
         if quota is None or quota.rate is None:
-            rec.limiter = None
-        elif old is None or (old.rate, old.per) != (quota.rate, quota.per) or rec.limiter is None:
-            rec.limiter = quota.rate_limiter(self._clock)
-        rec.quota = quota
-        rec.plan = plan
-        limits = quota if quota is not None else _UNLIMITED
-        rec.max_running = _NO_LIMIT if limits.max_concurrent is None else limits.max_concurrent
-        rec.max_queued = _NO_LIMIT if limits.max_queued is None else limits.max_queued
+            return None
+        if limiter is None or old is None or (old.rate, old.per) != (quota.rate, quota.per):
+            return quota.rate_limiter(self._clock)
+        return limiter
 
     def _reconfigure(self, tenant: Hashable) -> None:
         self._last_pop = None  # a new weight or quota: no longer the pop to undo
         rec = self._tenants.get(tenant)
-        if rec is None:
-            return  # configured when its first task arrives
-        self._configure(rec)
-        self._eligible.discard(rec)
-        self._blocked.discard(rec)
-        self._place(rec, self._now())
+        if rec is not None:
+            self._configure(rec)
+            self._eligible.discard(rec)
+            self._blocked.discard(rec)
+            self._place(rec, self._now())
+            return
+        kept = self._idle.get(tenant)
+        if kept is not None:
+            # Dropped, with a debt or a bucket in force: it changes as a record would.
+            _, _, _, start, weight, limiter, quota = kept
+            _, new_quota, new_weight = self._settings(tenant)
+            start = self._rescaled(start, weight, new_weight)
+            limiter = self._limiter(limiter, quota, new_quota)
+            self._idle.take(tenant)
+            self._idle.keep(
+                tenant, start, new_weight, limiter, new_quota, self._virtual, self._now()
+            )
+
+    # -- internals: the fair order ------------------------------------------------
 
     def _place(self, rec: _Tenant, now: float) -> None:
         """Put a tenant where it belongs: eligible (by start tag), held by rate, or out.
@@ -958,6 +1445,7 @@ class FairScheduler:
         """
         eligible = self._eligible
         blocked = self._blocked
+        rec.stalled = False
         if not rec.queued or rec.running >= rec.max_running:
             # Idle, or held until a release: nothing to wake up for.
             eligible.discard(rec)
@@ -982,12 +1470,131 @@ class FairScheduler:
         if eligible.key(rec) != rec.start:
             eligible.set(rec, rec.start)
 
+    def _stall(self, rec: _Tenant, now: float) -> None:
+        """A tenant's queue holds tasks but gave none: out of the order until it can.
+
+        Its queue may give one later by itself (say at its ``next_wakeup``):
+        then it waits for that time like a rate-held tenant; otherwise (only
+        expired tasks left) until a push, a release or an ``expire``.
+        """
+        self._eligible.discard(rec)
+        rec.stalled = True
+        wakeup = rec.inner.next_wakeup()
+        if wakeup is not None and wakeup > now:
+            self._blocked.set(rec, wakeup)
+
     def _wake(self, now: float) -> None:
-        """Re-place every tenant whose rate-quota refill time has come."""
+        """Re-place every tenant whose rate-quota refill (or queue's wake-up) time has come."""
         for rec in self._blocked.pop_due(now):
             self._place(rec, now)
 
-    def _dispatch(self, rec: _Tenant, task: Task, now: float, undo: _Undo) -> None:
+    def _walk(self, where: Predicate, *, take: bool) -> tuple[_Tenant, Task, int] | None:
+        """The fairest eligible tenant with a task satisfying ``where``: (tenant, task, the
+        smallest tag). The task is taken out of its queue if ``take``; ``where`` may not
+        call back."""
+        self._busy = True
+        try:
+            walk = self._eligible.walk()
+            fairest = None
+            for key, rec in walk:
+                if fairest is None:
+                    fairest = key
+                found = rec.inner.pop(where) if take else rec.inner.peek(where)
+                if found is not None:
+                    walk.close()
+                    return rec, found, fairest
+            return None
+        finally:
+            self._busy = False
+
+    def _aware_choice(
+        self, where: Predicate | None, now: float, *, take: bool
+    ) -> tuple[_Tenant, Task, int, bool] | None:
+        """What a deadline-aware pop serves: ``(tenant, task, smallest tag, urgent)``.
+
+        The fair pick (as a plain pop would serve it) if serving it now is
+        safe for every task with a deadline that can still make it; else the
+        most urgent such task, if its tenant is eligible and within
+        ``max_lead`` (and it satisfies ``where``). The task is taken out of
+        its queue if ``take``.
+        """
+        eligible = self._eligible
+        if where is None:
+            while (top := eligible.top()) is not None:
+                rec = top[2]
+                fair = rec.inner.peek()
+                if fair is not None:
+                    fairest = top[0]
+                    break
+                self._stall(rec, now)
+            else:
+                return None
+        else:
+            found_in = self._walk(where, take=False)
+            if found_in is None:
+                return None
+            rec, fair, fairest = found_in
+        slack = self._slack
+        assert slack is not None
+        slack.settle(now)
+        if not slack.is_safe(fair, now):
+            urgent = self._urgent(slack.most_urgent(), where, fairest, take=take)
+            if urgent is not None:
+                return urgent[0], urgent[1], fairest, True
+        if take:
+            taken = rec.inner.pop() if where is None else self._calling(rec.inner.pop, where)
+            if taken is None:  # pragma: no cover - a queue whose pop disagrees with its peek
+                return None
+            fair = taken
+        return rec, fair, fairest, False
+
+    def _urgent(
+        self, task: Task | None, where: Predicate | None, fairest: int, *, take: bool
+    ) -> tuple[_Tenant, Task] | None:
+        """``task`` (the most urgent) or a task of its tenant with an earlier deadline, if
+        that tenant may be served out of turn now; taken out of its queue if ``take``."""
+        if task is None:
+            return None
+        rec = self._index[task.id]
+        if self._bypass is not None and task.priority <= Priority.CRITICAL:
+            return None  # in the bypass lane, which was tried first
+        if rec not in self._eligible.members:
+            return None  # held by a quota: a deadline does not lift it
+        if rec.start - fairest > self._max_lead * rec.scale:
+            return None  # it has taken all the lead it may
+        deadline = task.deadline
+        assert deadline is not None
+
+        def match(candidate: Task) -> bool:
+            # The task itself, or one ahead of it in deadline order: serving either
+            # delays no task with a deadline that can still make it.
+            other = candidate.deadline
+            return (candidate is task or (other is not None and other < deadline)) and (
+                where is None or where(candidate)
+            )
+
+        found = self._calling(rec.inner.pop if take else rec.inner.peek, match)
+        return None if found is None else (rec, found)
+
+    def _calling(self, callback: Callable[[_A], _R], argument: _A) -> _R:
+        """``callback(argument)`` (a user's function, or an inner queue running one), with
+        every call back into this scheduler refused meanwhile."""
+        self._busy = True
+        try:
+            return callback(argument)
+        finally:
+            self._busy = False
+
+    def _dispatch(
+        self,
+        rec: _Tenant,
+        holder: _Tenant,
+        task: Task,
+        now: float,
+        undo: tuple[int, _Entry | None, _Held | None],
+        *,
+        urgent: bool = False,
+    ) -> None:
         """Account a task leaving the queue for a worker, then re-place its tenant.
 
         ``undo`` is what this pop changed before dispatching (the virtual time,
@@ -995,22 +1602,47 @@ class FairScheduler:
         this changes for :meth:`unpop`.
         """
         task_id = task.id
-        indexed = self._index.pop(task_id)
-        holder = indexed[1]
-        self._last_pop = (task, rec, holder, indexed, rec.start, rec.dispatched_cost, undo)
+        del self._index[task_id]
+        expires = None if task.ttl is None else self._expires.pop(task_id, None)
+        slack = self._slack
+        held = None if slack is None or task.deadline is None else slack.take(task_id)
+        start = rec.start
+        self._last_pop = (
+            task,
+            rec,
+            holder,
+            expires,
+            start,
+            rec.dispatched_cost,
+            undo[0],
+            self._horizon,
+            undo[1],
+            undo[2],
+            held,
+            urgent,
+        )
+        if urgent:
+            rec.urgent += 1
         rec.queued -= 1
         holder.waiting -= 1
         self._size -= 1
+        if not self._size & _SHRINK_MASK:
+            # Draining past a multiple of 1024: give back what the index no longer needs.
+            shrink(self._index)
+            shrink(self._expires)
         self._running[task_id] = (rec, holder)
         rec.running += 1
         rec.dispatched += 1
         cost = task.cost
         rec.dispatched_cost += cost
         # A fair dispatch starts at S (>= V); a bypassing one is charged from V too.
-        start = rec.start
         if start < self._virtual:
             start = self._virtual
-        rec.start = start = start + cost / rec.weight
+        rec.start = start = start + int(cost * rec.scale)
+        if start > self._horizon:
+            self._horizon = start
+        if not self._size:
+            self._end_busy_period()
         limiter = rec.limiter
         if limiter is not None:
             # Cannot fail: the tenant was eligible, and tokens only refill as time passes.
@@ -1029,60 +1661,101 @@ class FairScheduler:
         blocked = self._blocked
 
         def admissible(task: Task) -> bool:
-            rec = index[task.id][0]
+            rec = index[task.id]
             return (
                 rec.running < rec.max_running
                 and rec not in blocked
                 and (where is None or where(task))
             )
 
-        inner = bypass.inner
-        if where is None:
-            return inner.pop(admissible) if take else inner.peek(admissible)
-        return self._walking_through(inner.pop if take else inner.peek, admissible)
+        return self._calling(bypass.inner.pop if take else bypass.inner.peek, admissible)
 
-    def _walking_through(
-        self, find: Callable[[Predicate], Task | None], where: Predicate
-    ) -> Task | None:
-        """``find(where)``, with every call back into the scheduler refused meanwhile."""
-        self._walking = True
-        try:
-            return find(where)
-        finally:
-            self._walking = False
-
-    def _check_call(self, call: str, where: object = None) -> None:
-        """Refuse a call from inside a ``where=`` predicate, and a ``where`` not callable."""
-        if self._walking:
-            raise ReentrancyError(reentry_refusal(call, "scheduler"))
-        if where is not None and not callable(where):
-            raise InvalidTypeError(f"where= takes a function of a Task, got {where!r}")
-
-    def _forget_queued(self, task_id: Hashable, now: float) -> None:
+    def _forget_queued(self, task: Task, now: float) -> None:
         """Drop a task that left the queue without being dispatched (removed, evicted)."""
-        rec, holder, _ = self._index.pop(task_id)
+        task_id = task.id
+        rec = self._index.pop(task_id)
+        bypass = self._bypass
+        holder = bypass if bypass is not None and task.priority <= Priority.CRITICAL else rec
+        if task.ttl is not None:
+            self._expires.pop(task_id, None)
+        if self._slack is not None and task.deadline is not None:
+            self._slack.take(task_id)
         rec.queued -= 1
         self._size -= 1
         holder.waiting -= 1
-        if not rec.queued or not rec.waiting:
+        if not self._size:
+            self._end_busy_period()
+        self._left_queue(rec, now)
+        if self._idle.count:
+            self._idle.settle(self._virtual, now)
+
+    def _left_queue(self, rec: _Tenant, now: float) -> None:
+        """Tasks of ``rec`` left without a dispatch: re-place it, or drop it if now idle."""
+        if not rec.queued and not rec.running:
+            self._retire(rec, now)
+        elif not rec.waiting or (
+            rec not in self._eligible.members and rec not in self._blocked.members
+        ):
             self._place(rec, now)
+
+    def _reentered(self, what: str) -> ReentrancyError:
+        return ReentrancyError(
+            f"a callback (a where= predicate or the inner factory) called {what} of the "
+            f"FairScheduler running it; callbacks may only read it (len, in, why_waiting, "
+            f"stats). The call was refused and changed nothing"
+        )
 
 
 _BYPASS: Final = object()
 """The key of the pseudo-tenant whose queue holds the CRITICAL tasks that bypass fairness."""
 
 
+def _queue_maker(inner: object, clock: Clock) -> Callable[[Hashable], Queue]:
+    """``tenant -> a new queue`` from the ``inner`` factory, whichever arguments it takes."""
+    if inner is None:
+        return lambda tenant: PriorityQueue(clock, aging_rate=DEFAULT_AGING_RATE)
+    if not callable(inner):
+        raise InvalidTypeError(
+            f"inner must be a callable taking the clock (and the tenant) and returning a "
+            f"Queue, got {shown(inner)}"
+        )
+    make: Callable[..., Queue] = inner  # checked to be a Queue at each call
+    if _positional_arity(inner) >= 2:
+        return functools.partial(make, clock)
+    return lambda tenant: make(clock)
+
+
+def _positional_arity(function: Callable[..., object]) -> int:
+    """How many named positional parameters ``function`` takes (1 if it cannot be told)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for parameter in parameters if parameter.kind in kinds)
+
+
+def _not_a_predicate(where: object) -> InvalidTypeError:
+    return InvalidTypeError(
+        f"where must be a function of a Task returning bool, or None; got {shown(where)}"
+    )
+
+
 def _mapping(value: object, name: str) -> Mapping[Hashable, object]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise InvalidTypeError(f"{name} must be a mapping, got {value!r}")
+        raise InvalidTypeError(f"{name} must be a mapping, got {shown(value)}")
     return value
+
+
+def _check_tenant(tenant: object, name: str) -> Hashable:
+    return check_key(tenant, name)
 
 
 def _check_quota(value: object, name: str) -> Quota:
     if not isinstance(value, Quota):
-        raise InvalidTypeError(f"{name} must be a Quota, got {type(value).__name__} {value!r}")
+        raise InvalidTypeError(f"{name} must be a Quota, got {type(value).__name__} {shown(value)}")
     return value
 
 
@@ -1090,8 +1763,10 @@ def _check_plan(plan: object, plans: Mapping[Hashable, Quota], name: str) -> Has
     try:
         known = plan in plans
     except TypeError:
-        raise InvalidTypeError(f"{name} must be a plan name (hashable), got {plan!r}") from None
+        raise InvalidTypeError(
+            f"{name} must be a plan name (hashable), got {shown(plan)}"
+        ) from None
     if not known:
         allowed = ", ".join(repr(p) for p in plans) or "none defined"
-        raise UnknownPlanError(f"{name} must be one of the plans ({allowed}), got {plan!r}")
+        raise UnknownPlanError(f"{name} must be one of the plans ({allowed}), got {shown(plan)}")
     return plan
