@@ -37,6 +37,7 @@ from taskdist import (
     Escalation,
     Event,
     EventKind,
+    Gangs,
     ManualClock,
     OutlierEjection,
     Pool,
@@ -114,6 +115,7 @@ def policies(clock: ManualClock) -> dict[str, Any]:
         "reservations": [Reservation(priority_at_most=1, share=0.2)],
         "backfill": Backfill(),
         "batcher": BatchOptimizer(clock, max_size=4),
+        "gangs": Gangs(timeout=10.0),
     }
 
 
@@ -134,6 +136,11 @@ class Host:
         self.events: list[Event] = []
         self.with_policies = with_policies
         self.batched: Counter[int] = Counter()  # batch id -> its tasks
+        self.gang_members = 0
+        self.gang_sizes: dict[Hashable, int] = {}
+        # gang -> dispatch round -> members that first started in it
+        self.gang_starts: dict[Hashable, Counter[int]] = {}
+        self.rounds = 0
         self.d = Distributor(
             self.clock,
             retry=RetryPolicy(
@@ -188,6 +195,9 @@ class Host:
                 resources={"api": 1} if rng.random() < 0.1 else {},
                 deadline=self.clock.now() + 20.0 if rng.random() < 0.2 else None,
             )
+        if self.with_policies and rng.random() < 0.03:
+            self.submit_gang(task, size=rng.choice([2, 3]))
+            return
         self.next_task += 1
         result = self.d.submit(task)
         if not result.accepted:
@@ -196,6 +206,19 @@ class Host:
             self.duplicates += 1
             return
         self.accepted.add(task.id)
+
+    def submit_gang(self, like: Task, size: int) -> None:
+        """``size`` tasks like ``like`` that must start together (no key or group)."""
+        gang = f"gang-{self.next_task}"
+        self.gang_sizes[gang] = size
+        for _ in range(size):
+            member = attrs.evolve(
+                like, id=self.next_task, key=None, group=None, gang=gang, gang_size=size
+            )
+            self.next_task += 1
+            assert self.d.submit(member).accepted
+            self.accepted.add(member.id)
+            self.gang_members += 1
 
     def resubmit(self) -> None:
         if not self.next_task:
@@ -250,9 +273,13 @@ class Host:
     def dispatch(self) -> None:
         rng = self.rng
         now = self.clock.now()
+        self.rounds += 1
         for assignment in self.d.dispatch():
             if assignment.batch is not None:
                 self.batched[assignment.batch] += 1
+            gang = assignment.task.gang
+            if gang is not None and assignment.attempt == 1:
+                self.gang_starts.setdefault(gang, Counter())[self.rounds] += 1
             fate = rng.random()
             task_id, attempt = assignment.task.id, assignment.attempt
             if fate < 0.30:  # never reports; a few report after their lease expired
@@ -424,6 +451,11 @@ def test_every_task_ends_completed_dead_lettered_or_cancelled_exactly_once(
         assert kinds[EventKind.ESCALATED] > 100 and kinds[EventKind.REROUTED] > 10
         assert host.refused_at_intake > 10
         assert sum(1 for size in host.batched.values() if size > 1) > 10
+        # Gangs: the members of each gang first started in one dispatch call, all of them.
+        assert host.gang_members > 50 and host.gang_starts
+        for gang, rounds in host.gang_starts.items():
+            assert len(rounds) == 1, (gang, rounds)
+            assert sum(rounds.values()) == host.gang_sizes[gang], gang
         debounced = [
             e for e in events if e.kind is EventKind.CANCELLED and "debounced" in (e.detail or "")
         ]
