@@ -16,7 +16,7 @@ import time
 from typing import Protocol, runtime_checkable
 
 from taskdist._validate import check_number
-from taskdist.errors import ClockError, InvalidArgumentError
+from taskdist.errors import ClockError, InvalidArgumentError, InvalidTypeError
 
 __all__ = ["Clock", "ManualClock", "MonotonicClock"]
 
@@ -28,6 +28,19 @@ class Clock(Protocol):
     def now(self) -> float:
         """The current time in seconds."""
         ...
+
+
+def check_clock(clock: object) -> Clock:
+    """``clock``, or a new :class:`MonotonicClock` for ``None``: what a component keeps. O(1).
+
+    Raises:
+        InvalidTypeError: ``clock`` has no ``now()`` method.
+    """
+    if clock is None:
+        return MonotonicClock()
+    if not callable(getattr(clock, "now", None)):
+        raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
+    return clock  # type: ignore[return-value]  # it has now(): that is the protocol
 
 
 class MonotonicClock:

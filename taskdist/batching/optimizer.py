@@ -22,7 +22,7 @@ from taskdist._validate import (
     check_resources,
 )
 from taskdist.batching.sizing import SizingRule
-from taskdist.clock import Clock, MonotonicClock
+from taskdist.clock import Clock, check_clock
 from taskdist.errors import (
     DuplicateTaskError,
     InvalidArgumentError,
@@ -400,10 +400,7 @@ class BatchOptimizer:
             InvalidTypeError: a value of the wrong type.
             UnknownPolicyError: ``below_min`` or ``critical`` not one of the choices.
         """
-        if clock is None:
-            clock = MonotonicClock()
-        elif not callable(getattr(clock, "now", None)):
-            raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
+        clock = check_clock(clock)
         min_size = check_int(min_size, "min_size", minimum=1)
         max_size = check_int(max_size, "max_size", minimum=1)
         if min_size > max_size:

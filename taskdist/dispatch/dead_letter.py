@@ -10,7 +10,7 @@ import attrs
 
 from taskdist._snapshot import Fields, check_header, header, refuse
 from taskdist._validate import check_choice, check_int, shown
-from taskdist.clock import Clock, MonotonicClock
+from taskdist.clock import Clock, check_clock
 from taskdist.dispatch.stats import AttemptRecord
 from taskdist.errors import (
     DuplicateTaskError,
@@ -185,10 +185,7 @@ class DeadLetterQueue:
             UnknownPolicyError: ``overflow`` is not one of the choices.
             InvalidTypeError: ``clock`` has no ``now()``.
         """
-        if clock is None:
-            clock = MonotonicClock()
-        elif not callable(getattr(clock, "now", None)):
-            raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
+        clock = check_clock(clock)
         self._maxsize = None if maxsize is None else check_int(maxsize, "maxsize", minimum=1)
         self._overflow = check_choice(overflow, "overflow", _OVERFLOW_POLICIES)
         self._clock = clock

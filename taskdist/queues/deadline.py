@@ -13,7 +13,7 @@ import attrs
 from taskdist._lazy_heap import LazyHeap
 from taskdist._snapshot import check_header, decode_key, encode_key, header, refuse
 from taskdist._validate import check_choice, check_enqueued_at, check_int, check_number
-from taskdist.clock import Clock, MonotonicClock
+from taskdist.clock import Clock, check_clock
 from taskdist.errors import (
     DeadlineError,
     DeadlineInfeasibleError,
@@ -363,10 +363,7 @@ class DeadlineScheduler(HeldTasks):
                 scheduler does.
             stats_window: how many recent waits ``stats()`` computes percentiles over.
         """
-        if clock is None:
-            clock = MonotonicClock()
-        elif not callable(getattr(clock, "now", None)):
-            raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
+        clock = check_clock(clock)
         servers = check_int(servers, "servers", minimum=1)
         policy = check_choice(on_miss, "on_miss", _ON_MISS_POLICIES)
         rate = check_number(aging_rate, "aging_rate", minimum=0.0)

@@ -13,7 +13,7 @@ import attrs
 from taskdist._lazy_heap import LazyHeap
 from taskdist._snapshot import check_header, header, refuse
 from taskdist._validate import check_choice, check_enqueued_at, check_int, check_number
-from taskdist.clock import Clock, MonotonicClock
+from taskdist.clock import Clock, check_clock
 from taskdist.errors import (
     DuplicateTaskError,
     InvalidArgumentError,
@@ -234,10 +234,7 @@ class PriorityQueue(HeldTasks):
             overflow: ``"reject"`` or ``"drop_lowest"``, what a full queue does.
             stats_window: how many recent waits ``stats()`` computes percentiles over.
         """
-        if clock is None:
-            clock = MonotonicClock()
-        elif not callable(getattr(clock, "now", None)):
-            raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
+        clock = check_clock(clock)
         rate = check_number(aging_rate, "aging_rate", minimum=0.0)
         if maxsize is not None:
             maxsize = check_int(maxsize, "maxsize", minimum=1)

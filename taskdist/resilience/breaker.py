@@ -25,7 +25,7 @@ import attrs
 
 from taskdist._snapshot import check_header, header, refuse
 from taskdist._validate import check_choice, check_int, check_number, check_optional_number
-from taskdist.clock import Clock, MonotonicClock
+from taskdist.clock import Clock, check_clock
 from taskdist.errors import CircuitOpenError, InvalidArgumentError, InvalidTypeError
 from taskdist.resilience._breaker_calls import BreakerCalls
 from taskdist.resilience._breaker_windows import FAILED, SLOW, CountWindow, TimeWindow
@@ -331,10 +331,7 @@ class CircuitBreaker(BreakerCalls):
             InvalidTypeError: a clock without ``now()``, ``record``/``ignore`` not exception
                 classes, a listener or predicate that is not callable, ``name`` not a str.
         """
-        if clock is None:
-            clock = MonotonicClock()
-        elif not callable(getattr(clock, "now", None)):
-            raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
+        clock = check_clock(clock)
         failure_threshold = _percentage(failure_rate_threshold, "failure_rate_threshold")
         kind = check_choice(window, "window", _WINDOW_KINDS)
         size = check_int(window_size, "window_size", minimum=1)

@@ -19,7 +19,7 @@ from typing import Any
 
 from taskdist._snapshot import check_header, header
 from taskdist._validate import check_int, check_number
-from taskdist.clock import Clock, MonotonicClock
+from taskdist.clock import Clock, check_clock
 from taskdist.errors import InvalidArgumentError, InvalidTypeError, UnsatisfiableDemandError
 from taskdist.resilience._ranges import LARGEST_BURST
 
@@ -38,14 +38,6 @@ _PLAIN_NUMBERS = (int, float)
 # A bucket busy for this many units re-anchors its schedule (one rounding of the
 # anchor), so the unit count stays far below 2**53, where adding a unit is lost.
 _REBASE_AT = 2.0**44
-
-
-def _check_clock(clock: object) -> Clock:
-    if clock is None:
-        return MonotonicClock()
-    if not callable(getattr(clock, "now", None)):
-        raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
-    return clock  # type: ignore[return-value]  # it has now(): that is the protocol
 
 
 class RateLimiter:
@@ -145,7 +137,7 @@ class RateLimiter:
                 f"per / rate must be a positive finite interval with burst * interval finite, "
                 f"got rate={rate!r}, per={per!r}, burst={burst!r}"
             )
-        self._clock = _check_clock(clock)
+        self._clock = check_clock(clock)
         self._now = self._clock.now
         self._rate = rate
         self._per = per

@@ -20,7 +20,7 @@ import attrs
 
 from taskdist._snapshot import Fields, check_header, decode_key, encode_key, header, refuse
 from taskdist._validate import check_choice, check_int, check_number, check_optional_number
-from taskdist.clock import Clock, MonotonicClock
+from taskdist.clock import Clock, check_clock
 from taskdist.errors import (
     DuplicateTaskError,
     DuplicateWorkerError,
@@ -244,10 +244,7 @@ class CapacityTracker:
                 ``DEGRADED`` workers are candidates.
             strict_zones: if true, a task with a ``zone`` only gets workers in that zone.
         """
-        if clock is None:
-            clock = MonotonicClock()
-        elif not callable(getattr(clock, "now", None)):
-            raise InvalidTypeError(f"clock must have a now() method, got {clock!r}")
+        clock = check_clock(clock)
         alpha = check_number(ewma_alpha, "ewma_alpha", positive=True, maximum=1.0)
         half_life = check_optional_number(ewma_half_life, "ewma_half_life", positive=True)
         for value, name, kind in (
