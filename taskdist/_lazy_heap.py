@@ -207,22 +207,9 @@ class LazyHeap(Generic[_E]):
         after a walk passed them (a caller that takes out what it refused) are
         not walked again.
         """
-        if self.top() is None:
-            return None
-        entries = self._entries
-        size = len(entries)
-        live = self._live
-        at = self._at
-        frontier: list[tuple[_E, int]] = [(entries[0], 0)]
-        while frontier:
-            entry, position = heappop(frontier)
-            if live.get(entry[at]) is entry and match(entry[item]):
+        for entry in self.walk():
+            if match(entry[item]):
                 return entry
-            child = 2 * position + 1
-            if child < size:
-                heappush(frontier, (entries[child], child))
-                if child + 1 < size:
-                    heappush(frontier, (entries[child + 1], child + 1))
         return None
 
     def walk(self) -> Iterator[_E]:
