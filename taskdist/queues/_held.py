@@ -1,17 +1,23 @@
-"""Membership shared by the queues that hold expired tasks until ``expire()``, and
-how a held task's place is written in their snapshots."""
+"""Membership shared by the queues that hold expired tasks until ``expire()``, how
+``expire()`` hands those over, and how a held task's place is written in their snapshots."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol
 
 from taskdist._snapshot import refuse
 from taskdist.errors import InvalidTypeError, UnknownTaskError
 from taskdist.task import Task
 
-__all__ = ["HeldTasks", "held_data", "read_held", "reentry_refusal", "unpop_refusal"]
+__all__ = [
+    "HeldTasks",
+    "held_data",
+    "read_held",
+    "reentry_refusal",
+    "unpop_refusal",
+]
 
 
 def held_data(seq: float, enqueued: float, task: Task) -> list[Any]:
@@ -32,6 +38,13 @@ def read_held(data: object, where: str, following: float) -> tuple[float, float,
     return float(seq), float(enqueued), Task.from_data(task_data, f"{where}.task")
 
 
+class _Expiring(Protocol):
+    # What _take_expired assigns; it is typed so because the slots are the queues' own.
+    _expired: dict[Hashable, Any]
+    _expired_count: int
+    _last_pop: Any
+
+
 class HeldTasks:
     """``len``, ``bool``, ``in`` and removal over live tasks (``_index``) and expired ones
     (``_expired``).
@@ -44,6 +57,8 @@ class HeldTasks:
 
     _index: dict[Hashable, Any]
     _expired: dict[Hashable, Any]
+    _expired_count: int
+    _last_pop: Any
 
     def __len__(self) -> int:
         return len(self._index) + len(self._expired)
@@ -73,6 +88,15 @@ class HeldTasks:
             if held is None:
                 raise UnknownTaskError(f"no task with id {task_id!r} in the {holder}") from None
             return held, False
+
+    def _take_expired(self: _Expiring, order: Callable[[Any], Any]) -> list[Any]:
+        """Empty the expired area for ``expire()``: what it held, sorted by ``order``, counted
+        as expired. O(x log x) for x expired tasks."""
+        held = sorted(self._expired.values(), key=order)
+        self._expired = {}
+        self._last_pop = None
+        self._expired_count += len(held)
+        return held
 
 
 def unpop_refusal(task: object, holder: str) -> str:

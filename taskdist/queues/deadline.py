@@ -731,12 +731,9 @@ class DeadlineScheduler(HeldTasks):
         if not self._expired:
             return []
         # Earliest due first (a backdated push can fall due before tasks collected earlier).
-        held = sorted(self._expired.values(), key=lambda item: (item[2], item[0][_SEQ]))
+        held = self._take_expired(lambda item: (item[2], item[0][_SEQ]))
         evictions = [Eviction(entry[_TASK], reason) for entry, reason, _ in held]
-        self._expired = {}
-        self._last_pop = None
         missed = sum(1 for eviction in evictions if eviction.reason is Reason.DEADLINE_MISSED)
-        self._expired_count += len(evictions)
         self._expired_deadline += missed
         self._missed += missed
         return evictions

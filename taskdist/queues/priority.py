@@ -478,12 +478,7 @@ class PriorityQueue(HeldTasks):
         self._collect_expired(self._now())
         if not self._expired:
             return []
-        entries = sorted(self._expired.values(), key=_expiry_order)
-        tasks = [entry[_TASK] for entry in entries]
-        self._expired = {}
-        self._last_pop = None
-        self._expired_count += len(tasks)
-        return tasks
+        return [entry[_TASK] for entry in self._take_expired(_expiry_order)]
 
     def next_wakeup(self) -> float | None:
         """When the next held task expires (possibly already past), or ``None``.
