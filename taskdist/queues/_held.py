@@ -47,7 +47,8 @@ class _Expiring(Protocol):
 
 class HeldTasks:
     """``len``, ``bool``, ``in`` and removal over live tasks (``_index``) and expired ones
-    (``_expired``).
+    (``_expired``), and a ``release`` that only checks its argument (these queues do not
+    track running tasks).
 
     An expired task stays counted until ``expire()`` hands it over, so the
     host sees every task leave. All of these are O(1).
@@ -71,6 +72,15 @@ class HeldTasks:
             return task_id in self._index or task_id in self._expired
         except TypeError:  # an unhashable id is in no queue
             return False
+
+    def release(self, task: Task) -> None:
+        """Nothing to do: the queue does not track running tasks. O(1).
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task.
+        """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"release() takes a Task, got {type(task).__name__} {task!r}")
 
     def _take_held(self, task_id: Hashable, holder: str) -> tuple[Any, bool]:
         """Take ``task_id`` out of the index or the expired area: (what was stored, live?). O(1).

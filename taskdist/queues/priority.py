@@ -457,15 +457,6 @@ class PriorityQueue(HeldTasks):
         self._removed += 1
         return entry[_TASK]
 
-    def release(self, task: Task) -> None:
-        """Nothing to do: a PriorityQueue does not track running tasks. O(1).
-
-        Raises:
-            InvalidTypeError: ``task`` is not a Task.
-        """
-        if not isinstance(task, Task):
-            raise InvalidTypeError(f"release() takes a Task, got {type(task).__name__} {task!r}")
-
     # -- time -------------------------------------------------------------
 
     def expire(self) -> list[Task]:
