@@ -418,6 +418,19 @@ class FairScheduler:
     :class:`~taskdist.errors.InvalidArgumentError` (the push that needed it
     changes nothing). The bypass lane's queue is made as tenant ``None``'s.
 
+    **Snapshots.** :meth:`snapshot` writes the state as plain data: the
+    virtual time and every start tag (exact integers), each tenant's
+    counters, rate bucket and inner queue (through the queue's own
+    ``snapshot()``), the bypass lane, the queued and running tasks' tenants
+    and TTL expiries, the order of the fair, rate-held and expiry heaps, the
+    debts and buckets kept for idle tenants, and the weights, plans, quotas
+    and known tenants as they are now. :meth:`load_snapshot` fills a new
+    scheduler built with the same configuration (its inner queues made by
+    ``inner`` and loaded from their own snapshots, so nested schedulers are
+    carried), which then makes the same decisions. ``deadline_aware``
+    schedulers, and inner queues without snapshot support, are refused with
+    :class:`~taskdist.errors.SnapshotError`.
+
     **Callbacks** (``where=`` predicates, ``tenant_of``, the ``inner`` factory) may read the
     scheduler (``len``, ``in``, :meth:`why_waiting`, :meth:`stats`) but not
     change it: a call back into ``push``, ``pop``, ``peek``, ``remove``,
@@ -448,6 +461,8 @@ class FairScheduler:
     ``set_weight/plan/quota``      O(log T)
     ``add_tenant/remove_tenant``   O(log T)
     ``stats``                      O(T)
+    ``snapshot``                   O(n + T log T) plus the inner queues' own
+    ``load_snapshot``              O(n log n + T log T) plus the inner queues'
     ``deadline_aware``: ``push``,  plus O(log n_d) for a task with a deadline
     ``remove``, ``expire``         (n_d such tasks queued)
     ``deadline_aware``: ``pop``,   plus O(1) when every deadline is further off
