@@ -13,13 +13,13 @@ themselves must agree. Corrupted snapshots are refused with
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
+from test_snapshot import as_json, removed, replaced
 
 from taskdist import (
     DeadlineScheduler,
@@ -58,10 +58,6 @@ CONFIGS: dict[str, Callable[[ManualClock], FairScheduler]] = {
         inner=lambda c, tenant: FairScheduler(c, tenant_of=lambda t: t.key),
     ),
 }
-
-
-def as_json(snapshot: object) -> Any:
-    return json.loads(json.dumps(snapshot))
 
 
 def task_of(task_id: int, tenant: Hashable, priority: int, cost: float, ttl: float | None) -> Task:
@@ -192,26 +188,6 @@ def busy() -> tuple[dict[str, Any], float]:
     assert snapshot["running"] and snapshot["queued"] and snapshot["blocked"]
     assert snapshot["idle"][0] and snapshot["bypass"]["held"]
     return snapshot, clock.now()
-
-
-def removed(path: tuple[Any, ...]) -> Callable[[Any], None]:
-    def change(snapshot: Any) -> None:
-        *head, last = path
-        for step in head:
-            snapshot = snapshot[step]
-        del snapshot[last]
-
-    return change
-
-
-def replaced(path: tuple[Any, ...], value: Any) -> Callable[[Any], None]:
-    def change(snapshot: Any) -> None:
-        *head, last = path
-        for step in head:
-            snapshot = snapshot[step]
-        snapshot[last] = value
-
-    return change
 
 
 CORRUPTIONS = {
