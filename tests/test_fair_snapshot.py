@@ -159,6 +159,7 @@ def test_restored_fair_scheduler_makes_the_same_decisions(
     snapshot = as_json(fair.snapshot())
     event(f"snapshot with idle tenants kept: {bool(snapshot['idle'][0] or snapshot['idle'][1])}")
     event(f"snapshot with tasks running: {bool(snapshot['running'])}")
+    event(f"snapshot with a stalled tenant: {any(t['stalled'] for t in snapshot['tenants'])}")
     twin_clock = ManualClock(start=clock.now())
     twin = CONFIGS[config](twin_clock)
     twin.load_snapshot(snapshot)
