@@ -47,6 +47,7 @@ from taskdist import (
     Preemption,
     Priority,
     PriorityQueue,
+    Quota,
     RateGate,
     RateLimiter,
     Reason,
@@ -72,6 +73,13 @@ QUEUES: dict[str, Callable[[ManualClock], Any]] = {
     ),
     "deadline": lambda clock: DeadlineScheduler(
         clock, servers=2, on_miss="dead_letter", aging_rate=0.5, maxsize=12
+    ),
+    "fair": lambda clock: FairScheduler(
+        clock,
+        weights={TENANTS[0]: 2.0},
+        quotas={TENANTS[1]: Quota(max_concurrent=1, rate=2, per=3.0)},
+        critical_bypass=True,
+        inner=lambda c: PriorityQueue(c, aging_rate=0.05),
     ),
 }
 
@@ -422,19 +430,27 @@ def test_restore_refuses_collaborators_that_hold_state() -> None:
 @pytest.mark.parametrize(
     ("options", "named"),
     [
-        ({"queue": "fair"}, "FairScheduler"),
+        ({"queue": "deadline-aware fair"}, "deadline_aware"),
+        ({"queue": "fair over a queue of its own"}, "OwnQueue"),
         ({"keyed": True}, "KeyedRateGate"),
     ],
 )
 def test_parts_without_snapshot_support_are_named(options: dict[str, Any], named: str) -> None:
     clock = ManualClock()
     kwargs: dict[str, Any] = {}
-    if options.get("queue") == "fair":
-        kwargs["queue"] = FairScheduler(clock)
+    if options.get("queue") == "deadline-aware fair":
+        kwargs["queue"] = FairScheduler(clock, deadline_aware=True)
+    if options.get("queue") == "fair over a queue of its own":
+
+        class OwnQueue(PriorityQueue):
+            snapshot = None  # type: ignore[assignment]
+
+        kwargs["queue"] = FairScheduler(clock, inner=lambda c: OwnQueue(c))
     if options.get("keyed"):
         limiter = KeyedRateLimiter(rate=1, per=1.0, clock=clock)
         kwargs["gates"] = [KeyedRateGate(limiter, "api")]
     d = Distributor(clock, **kwargs)
+    d.submit(Task("queued"))  # a tenant with a queue, for the fair scheduler
     with pytest.raises(SnapshotError, match=named):
         d.snapshot()
 

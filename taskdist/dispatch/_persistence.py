@@ -80,7 +80,7 @@ def unsupported(d: Distributor) -> str | None:
     ):
         return (
             f"its queue, a {type(queue).__name__}, has no snapshot()/load_snapshot() "
-            "(PriorityQueue has them)"
+            "(PriorityQueue, DeadlineScheduler and FairScheduler have them)"
         )
     for policy in d._intake:
         if not callable(getattr(policy, "_prepare_snapshot", None)):

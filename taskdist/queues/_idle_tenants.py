@@ -121,6 +121,38 @@ class IdleTenants:
                 self._file_refill(tenant, weight, limiter, quota, now)
         self._release_emptied()
 
+    def listed(self, virtual: int, now: float) -> tuple[list[Kept], list[Kept]]:
+        """The debts and the refilling buckets kept, each in the order they lapse, as
+        :meth:`settle` would leave them; nothing changes. O(k log k).
+
+        What has lapsed is left out: kept, it would change no decision, and a
+        copy loaded from the lists settles at once.
+        """
+        debts = sorted(self._owed.values())
+        owed = [entry for entry in debts if entry[0] > virtual]
+        refills = [(entry, 0) for entry in self._refilling.values() if entry[0] > now]
+        for later, (_, seq, tenant, _, weight, limiter, quota) in enumerate(debts[len(owed) :]):
+            due = None if limiter is None else full_at(limiter, now)
+            if due is not None:  # filed behind every bucket kept now, as settle files it
+                refills.append(((due, seq, tenant, 0, weight, limiter, quota), 1 + later))
+        refills.sort(key=lambda pair: (pair[0][0], pair[1], pair[0][1]))
+        return owed, [entry for entry, _ in refills]
+
+    def load(self, debts: list[Kept], refills: list[Kept]) -> None:
+        """Take on what :meth:`listed` gave (into an empty instance), in that order. O(k log k).
+
+        The sequence numbers are made afresh, in the order given, so ties lapse as before.
+        """
+        for table, heap, entries in (
+            (self._owed, self._debts, debts),
+            (self._refilling, self._refills, refills),
+        ):
+            for due, _, tenant, start, weight, limiter, quota in entries:
+                entry: Kept = (due, next(self._seq), tenant, start, weight, limiter, quota)
+                table[tenant] = entry
+                heap.push(entry)
+        self.count = len(self._owed) + len(self._refilling)
+
     def clear(self) -> None:
         """Forget every tenant. O(k)."""
         self._owed.clear()

@@ -7,7 +7,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable, Generator, Hashable, Mapping
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import attrs
 
@@ -34,6 +34,7 @@ from taskdist.errors import (
 )
 from taskdist.metrics import jain_index
 from taskdist.queues._deadline_slack import DeadlineSlack, Taken
+from taskdist.queues._fair_snapshot import prepare_fair, snapshot_fair
 from taskdist.queues._held import unpop_refusal
 from taskdist.queues._idle_tenants import IdleTenants
 from taskdist.queues._tables import shrink
@@ -417,6 +418,19 @@ class FairScheduler:
     :class:`~taskdist.errors.InvalidArgumentError` (the push that needed it
     changes nothing). The bypass lane's queue is made as tenant ``None``'s.
 
+    **Snapshots.** :meth:`snapshot` writes the state as plain data: the
+    virtual time and every start tag (exact integers), each tenant's
+    counters, rate bucket and inner queue (through the queue's own
+    ``snapshot()``), the bypass lane, the queued and running tasks' tenants
+    and TTL expiries, the order of the fair, rate-held and expiry heaps, the
+    debts and buckets kept for idle tenants, and the weights, plans, quotas
+    and known tenants as they are now. :meth:`load_snapshot` fills a new
+    scheduler built with the same configuration (its inner queues made by
+    ``inner`` and loaded from their own snapshots, so nested schedulers are
+    carried), which then makes the same decisions. ``deadline_aware``
+    schedulers, and inner queues without snapshot support, are refused with
+    :class:`~taskdist.errors.SnapshotError`.
+
     **Callbacks** (``where=`` predicates, ``tenant_of``, the ``inner`` factory) may read the
     scheduler (``len``, ``in``, :meth:`why_waiting`, :meth:`stats`) but not
     change it: a call back into ``push``, ``pop``, ``peek``, ``remove``,
@@ -447,6 +461,8 @@ class FairScheduler:
     ``set_weight/plan/quota``      O(log T)
     ``add_tenant/remove_tenant``   O(log T)
     ``stats``                      O(T)
+    ``snapshot``                   O(n + T log T) plus the inner queues' own
+    ``load_snapshot``              O(n log n + T log T) plus the inner queues'
     ``deadline_aware``: ``push``,  plus O(log n_d) for a task with a deadline
     ``remove``, ``expire``         (n_d such tasks queued)
     ``deadline_aware``: ``pop``,   plus O(1) when every deadline is further off
@@ -1263,6 +1279,47 @@ class FairScheduler:
             f"tenants={len(self._tenants)}, virtual_time={self.virtual_time!r})"
         )
 
+    # -- persistence ------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Its whole state as plain data; O(n + T log T) plus each tenant queue's snapshot.
+
+        It holds the virtual time and every tag (exact integers), each
+        tenant's counters, rate bucket and queue (through the queue's own
+        ``snapshot()``), the weights, plans, quotas and known tenants as they
+        are now, running tasks, the order of the heaps, and the debts and
+        buckets kept for idle tenants. :meth:`load_snapshot` on a new
+        scheduler built with the same configuration takes it back; see
+        ``docs/persistence.md``. The pop :meth:`unpop` could undo is not kept.
+
+        Raises:
+            SnapshotError: ``deadline_aware`` (not carried yet); a tenant's queue
+                without snapshot support; an id or tenant a snapshot cannot carry.
+        """
+        return snapshot_fair(self)
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on the state :meth:`snapshot` wrote; the same decisions follow.
+
+        The scheduler must be new, empty and built with the same configuration
+        (``default_weight``, ``plans``, ``default_plan``, ``critical_bypass``,
+        ``strict_tenants``, an ``inner`` factory making queues alike); each
+        tenant's queue is made by ``inner`` and loaded from its own snapshot.
+        O(n log n + T log T). Everything is checked before anything changes.
+
+        Raises:
+            SnapshotError: an unknown format version, a missing, ill-typed or
+                inconsistent field, another configuration, an inner queue without
+                snapshot support, or a scheduler not new (nothing changes).
+        """
+        self._prepare_snapshot(data, "scheduler")[0]()
+
+    def _prepare_snapshot(
+        self, data: object, where: str
+    ) -> tuple[Callable[[], None], set[Hashable]]:
+        """Check ``data`` whole; return what loads it (it cannot fail) and the ids it queues."""
+        return prepare_fair(self, data, where)
+
     # -- internals: tenants coming and going -----------------------------------
 
     def _arrival(self, key: Hashable) -> _Tenant:
@@ -1380,13 +1437,24 @@ class FairScheduler:
         rec.max_running = _NO_LIMIT if limits.max_concurrent is None else limits.max_concurrent
         rec.max_queued = _NO_LIMIT if limits.max_queued is None else limits.max_queued
 
-    def _settings(self, key: Hashable) -> tuple[Hashable | None, Quota | None, float]:
-        """A tenant's plan, quota and weight, as the configuration says now."""
-        plan = self._tenant_plan.get(key, self._default_plan)
-        quota = self._quotas.get(key)
+    def _settings(
+        self,
+        key: Hashable,
+        configured: tuple[
+            Mapping[Hashable, float], Mapping[Hashable, Quota], Mapping[Hashable, Hashable]
+        ]
+        | None = None,
+    ) -> tuple[Hashable | None, Quota | None, float]:
+        """A tenant's plan, quota and weight, as the configuration says now (or as the
+        ``configured`` weights, quotas and tenant plans say)."""
+        weights, quotas, tenant_plan = (
+            (self._weights, self._quotas, self._tenant_plan) if configured is None else configured
+        )
+        plan = tenant_plan.get(key, self._default_plan)
+        quota = quotas.get(key)
         if quota is None and plan is not None:
             quota = self._plans[plan]
-        weight = self._weights.get(key)
+        weight = weights.get(key)
         if weight is None:
             weight = quota.weight if quota is not None and quota.weight is not None else None
         if weight is None:

@@ -1,0 +1,400 @@
+"""A FairScheduler's state as plain data, and back: its ``snapshot()`` and ``load_snapshot()``.
+
+Kept apart so that ``fair.py`` stays about the fair order. This module reads
+and writes the scheduler's private state; nothing else does.
+
+What a snapshot holds: the configuration that is data (default weight,
+plans, the bypass and strict flags, to check against the loading instance;
+the weights, quotas, plans and known tenants as they are now, set at run time
+included); the virtual time and the largest tag given out (exact integers);
+each tenant record (start tag, counters, whether its queue gave nothing, its
+rate bucket, and its queue through the queue's own snapshot); the bypass
+lane's queue; every queued task's tenant and TTL expiry; every running task's
+tenant; the tenants in the eligible, rate-held and expiry heaps, in heap
+order (so ties fall as before); and what is kept of idle tenants (debts and
+refilling buckets, in the order they lapse). Running and queued counts
+follow from the tasks and are not written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Final
+
+from taskdist._snapshot import (
+    Fields,
+    as_snapshot_error,
+    check_header,
+    decode_key,
+    encode_key,
+    header,
+    prepare_load,
+    refuse,
+    snapshot_part,
+)
+from taskdist._validate import shown
+from taskdist.errors import SnapshotError, TaskdistError
+from taskdist.queues._idle_tenants import Kept
+from taskdist.queues.quota import Quota
+from taskdist.workers._ranges import check_weight
+
+if TYPE_CHECKING:
+    from taskdist.queues.fair import FairScheduler, _Tenant
+    from taskdist.resilience import RateLimiter
+
+__all__ = ["prepare_fair", "snapshot_fair"]
+
+_KIND: Final = "FairScheduler"
+_QUOTA_FIELDS: Final = ("max_concurrent", "rate", "per", "max_queued", "weight")
+
+
+def snapshot_fair(fair: FairScheduler) -> dict[str, Any]:
+    """``fair``'s state as plain data (see the module). O(n + T log T).
+
+    Raises:
+        SnapshotError: ``deadline_aware``; a tenant's queue without snapshot
+            support; an id or tenant a snapshot cannot carry.
+    """
+    if fair._slack is not None:
+        raise SnapshotError(
+            "cannot snapshot a FairScheduler with deadline_aware=True: its deadline "
+            "index is not carried by snapshots yet"
+        )
+
+    def tenant(key: Hashable) -> Any:
+        return encode_key(key, "tenant")
+
+    def heap(members: dict[Any, tuple[Any, int, _Tenant]]) -> list[list[Any]]:
+        return [
+            [None, key, True] if rec is bypass else [tenant(rec.key), key, False]
+            for key, _, rec in sorted(members.values())
+        ]
+
+    bypass = fair._bypass
+    debts, refills = fair._idle.listed(fair._virtual, fair._now())
+    return {
+        **header(_KIND),
+        "default_weight": fair._default_weight,
+        "critical_bypass": bypass is not None,
+        "strict_tenants": fair._strict,
+        "default_plan": _key_or_none(fair._default_plan),
+        "plans": _encode_quotas(fair._plans),
+        "weights": [[tenant(key), weight] for key, weight in fair._weights.items()],
+        "quotas": _encode_quotas(fair._quotas),
+        "tenant_plan": [
+            [tenant(key), encode_key(p, "plan")] for key, p in fair._tenant_plan.items()
+        ],
+        "known": sorted((tenant(key) for key in fair._known), key=repr),  # a set: in one order
+        "virtual": fair._virtual,
+        "horizon": fair._horizon,
+        "retired": fair._retired,
+        "tenants": [
+            {
+                "tenant": tenant(rec.key),
+                "start": rec.start,
+                "dispatched": rec.dispatched,
+                "dispatched_cost": rec.dispatched_cost,
+                "urgent": rec.urgent,
+                "stalled": rec.stalled,
+                "limiter": None if rec.limiter is None else rec.limiter.snapshot(),
+                "queue": snapshot_part(rec.inner, f"the queue of tenant {rec.key!r}"),
+            }
+            for rec in fair._tenants.values()
+        ],
+        "bypass": None if bypass is None else snapshot_part(bypass.inner, "the bypass lane"),
+        "queued": [
+            [encode_key(task_id, "task id"), tenant(rec.key), fair._expires.get(task_id)]
+            for task_id, rec in fair._index.items()
+        ],
+        "running": [
+            [encode_key(task_id, "task id"), tenant(rec.key), holder is bypass]
+            for task_id, (rec, holder) in fair._running.items()
+        ],
+        "eligible": heap(fair._eligible.members),
+        "blocked": heap(fair._blocked.members),
+        "expiry": heap(fair._expiry.members),
+        "idle": [[_kept(entry) for entry in debts], [_kept(entry) for entry in refills]],
+    }
+
+
+def prepare_fair(
+    fair: FairScheduler, data: object, where: str
+) -> tuple[Callable[[], None], set[Hashable]]:
+    """Check ``data`` whole for ``fair`` (new and empty); what loads it and the ids it queues."""
+    from taskdist.queues.fair import _Tenant
+
+    fields = check_header(data, _KIND, where)
+    if fair._size or fair._tenants or fair._running or fair._idle.count or fair._virtual:
+        refuse(where, "can be loaded only into a new, empty FairScheduler")
+    if fair._slack is not None:
+        refuse(where, "cannot be loaded into a deadline_aware FairScheduler (not carried yet)")
+    fields.same("default_weight", fair._default_weight, "scheduler")
+    fields.same("critical_bypass", fair._bypass is not None, "scheduler")
+    fields.same("strict_tenants", fair._strict, "scheduler")
+    fields.same("default_plan", _key_or_none(fair._default_plan), "scheduler")
+    fields.same("plans", _encode_quotas(fair._plans), "scheduler")
+    weights = {
+        key: _checked(check_weight, value, f"{where}.weights")
+        for key, value in fields.pairs("weights")
+    }
+    quotas = {key: _quota(value, f"{where}.quotas") for key, value in fields.pairs("quotas")}
+    tenant_plan = {}
+    for key, plan in fields.pairs("tenant_plan"):
+        plan = decode_key(plan, f"{where}.tenant_plan")
+        if plan not in fair._plans:
+            refuse(f"{where}.tenant_plan", f"names plan {shown(plan)}, not one of the plans")
+        tenant_plan[key] = plan
+    known = {decode_key(key, f"{where}.known") for key in fields.items("known")}
+    configured = (weights, quotas, tenant_plan)
+    virtual = fields.integer("virtual", minimum=0)
+    horizon = fields.integer("horizon", minimum=virtual)
+    retired = fields.integer("retired", minimum=0)
+    loads: list[Callable[[], None]] = []
+    inner_ids: set[int] = set()
+
+    def inner_queue(key: Hashable, queue_data: object, at: str) -> tuple[Any, set[Hashable]]:
+        try:
+            queue = fair._new_queue(key) if key is not _LANE else fair._bypass.inner  # type: ignore[union-attr]
+        except TaskdistError as error:
+            raise as_snapshot_error(error, at) from None
+        if id(queue) in inner_ids:
+            refuse(at, "needs a new queue, and the inner factory gave one already in use")
+        inner_ids.add(id(queue))
+        prepare = getattr(queue, "_prepare_snapshot", None)
+        if not callable(prepare):
+            refuse(at, f"cannot be loaded into a {type(queue).__name__} (no snapshot support)")
+        load, ids = prepare(queue_data, at)
+        loads.append(load)
+        return queue, ids
+
+    def limiter(key: Hashable, quota: Quota | None, limiter_data: object, at: str) -> Any:
+        made: RateLimiter | None = None if quota is None else quota.rate_limiter(fair._clock)
+        if made is None:
+            if limiter_data is not None:
+                refuse(at, f"is a rate bucket, but tenant {shown(key)} has no rate quota")
+            return None
+        loads.append(prepare_load(made, limiter_data, at))
+        return made
+
+    records: dict[Hashable, _Tenant] = {}
+    holders: dict[Hashable, _Tenant] = {}  # queued task id -> the record whose queue holds it
+    for i, item in enumerate(fields.items("tenants")):
+        at = f"{where}.tenants[{i}]"
+        part = Fields(item, at)
+        key = part.key("tenant")
+        if key in records:
+            refuse(at, f"repeats tenant {shown(key)}")
+        queue, ids = inner_queue(key, part.value("queue"), f"{at}.queue")
+        rec = _Tenant(key, queue, part.integer("start", minimum=0))
+        rec.dispatched = part.integer("dispatched", minimum=0)
+        rec.dispatched_cost = part.number("dispatched_cost")
+        rec.urgent = part.integer("urgent", minimum=0)
+        rec.stalled = part.boolean("stalled")
+        rec.plan, rec.quota, rec.weight = fair._settings(key, configured)
+        rec.limiter = limiter(key, rec.quota, part.value("limiter"), f"{at}.limiter")
+        part.done()
+        records[key] = rec
+        holders.update(dict.fromkeys(ids, rec))
+    lane = fair._bypass
+    lane_data = fields.value("bypass")
+    if lane is not None:
+        _, ids = inner_queue(_LANE, lane_data, f"{where}.bypass")
+        for task_id in ids:
+            if task_id in holders:
+                refuse(f"{where}.bypass", f"holds task {task_id!r}, which a tenant holds too")
+            holders[task_id] = lane
+    elif lane_data is not None:
+        refuse(f"{where}.bypass", "is a bypass lane, but this scheduler has none")
+
+    def record(data: object, at: str) -> _Tenant:
+        key = decode_key(data, at)
+        if key not in records:
+            refuse(at, f"names tenant {shown(key)}, which has no record")
+        return records[key]
+
+    index: dict[Hashable, _Tenant] = {}
+    expires: dict[Hashable, float] = {}
+    for i, item in enumerate(fields.items("queued")):
+        at = f"{where}.queued[{i}]"
+        task_id, rec, expiry = _triple(item, at)
+        task_id = decode_key(task_id, f"{at}[0]")
+        rec = record(rec, f"{at}[1]")
+        holder = holders.get(task_id)
+        if task_id in index or holder is None or (holder is not rec and holder is not lane):
+            refuse(at, f"task {task_id!r} is not held once, by its tenant's queue or the lane")
+        index[task_id] = rec
+        if expiry is not None:
+            expires[task_id] = _time(expiry, f"{at}[2]")
+    if set(index) != set(holders):
+        refuse(f"{where}.queued", "does not list every task the queues hold")
+    running: dict[Hashable, tuple[_Tenant, _Tenant]] = {}
+    for i, item in enumerate(fields.items("running")):
+        at = f"{where}.running[{i}]"
+        task_id, rec, in_lane = _triple(item, at)
+        task_id = decode_key(task_id, f"{at}[0]")
+        rec = record(rec, f"{at}[1]")
+        if task_id in running or task_id in index or type(in_lane) is not bool:
+            refuse(at, f"task {task_id!r} is queued or running already, or no [id, tenant, bool]")
+        if in_lane and lane is None:
+            refuse(at, "ran from a bypass lane, but this scheduler has none")
+        running[task_id] = (rec, lane if in_lane and lane is not None else rec)
+    for rec in index.values():
+        rec.queued += 1
+    for holder in holders.values():
+        if holder is not lane:  # the lane's count is set as it loads: it is in use already
+            holder.waiting += 1
+    in_lane_count = len(holders) - sum(rec.waiting for rec in records.values())
+    for rec, _ in running.values():
+        rec.running += 1
+    for key, rec in records.items():
+        if not rec.queued and not rec.running:
+            refuse(f"{where}.tenants", f"has tenant {shown(key)} with nothing queued or running")
+
+    def heap(name: str, number: Callable[[object, str], Any]) -> list[tuple[_Tenant, Any]]:
+        placed: list[tuple[_Tenant, Any]] = []
+        for i, item in enumerate(fields.items(name)):
+            at = f"{where}.{name}[{i}]"
+            key, value, in_lane = _triple(item, at)
+            if in_lane is True and lane is not None and name == "expiry":
+                rec = lane
+            elif in_lane is False:
+                rec = record(key, f"{at}[0]")
+            else:
+                refuse(f"{at}[2]", "must be false (true only for the lane's expiry)")
+            placed.append((rec, number(value, f"{at}[1]")))
+        if len({id(rec) for rec, _ in placed}) != len(placed):
+            refuse(f"{where}.{name}", "lists a tenant twice")
+        return placed
+
+    eligible = heap("eligible", _tag)
+    blocked = heap("blocked", _time)
+    expiry = heap("expiry", _time)
+    kept_lists = fields.items("idle")
+    if len(kept_lists) != 2:
+        refuse(f"{where}.idle", "must be [debts, refills]")
+    idle: list[list[Kept]] = []
+    for name, entries in zip(("debts", "refills"), kept_lists, strict=True):
+        at = f"{where}.idle.{name}"
+        if type(entries) is not list:
+            refuse(at, f"must be a list, got {shown(entries)}")
+        kept: list[Kept] = []
+        for i, item in enumerate(entries):
+            if type(item) is not list or len(item) != 5:
+                refuse(f"{at}[{i}]", "must be [tenant, due, start, weight, limiter]")
+            key = decode_key(item[0], f"{at}[{i}][0]")
+            if key in records:
+                refuse(f"{at}[{i}]", f"keeps tenant {shown(key)}, which has a record")
+            _, quota, _ = fair._settings(key, configured)
+            due = _tag(item[1], f"{at}[{i}][1]") if name == "debts" else _time(item[1], at)
+            kept.append(
+                (
+                    due,
+                    0,
+                    key,
+                    _tag(item[2], f"{at}[{i}][2]"),
+                    _checked(check_weight, item[3], f"{at}[{i}][3]"),
+                    limiter(key, quota, item[4], f"{at}[{i}][4]"),
+                    quota,
+                )
+            )
+        idle.append(kept)
+    if len({entry[2] for entries in idle for entry in entries}) != len(idle[0]) + len(idle[1]):
+        refuse(f"{where}.idle", "keeps a tenant twice")
+    fields.done()
+
+    def load() -> None:
+        fair._weights = weights
+        fair._quotas = quotas
+        fair._tenant_plan = tenant_plan
+        fair._known = known
+        fair._virtual = virtual
+        fair._horizon = horizon
+        fair._retired = retired
+        for rec in records.values():
+            fair._configure(rec)  # its plan, quota, weight and bucket are the configured ones
+            fair._tenants[rec.key] = rec
+            fair._inner_ids.add(id(rec.inner))
+        fair._index.update(index)
+        fair._expires.update(expires)
+        fair._running.update(running)
+        fair._size = len(index)
+        if lane is not None:
+            lane.waiting = in_lane_count
+        for table, placed in ((fair._eligible, eligible), (fair._blocked, blocked)):
+            for rec, value in placed:
+                table.set(rec, value)
+        for rec, value in expiry:
+            fair._expiry.set(rec, value)
+        fair._idle.load(*idle)
+        for load_part in loads:
+            load_part()
+
+    return load, set(index)
+
+
+_LANE: Final = object()
+"""The key :func:`prepare_fair` asks a queue for when it wants the bypass lane's."""
+
+
+def _key_or_none(key: Hashable | None) -> Any:
+    return None if key is None else encode_key(key, "plan")
+
+
+def _encode_quotas(quotas: dict[Hashable, Quota]) -> list[list[Any]]:
+    return [
+        [encode_key(key, "tenant or plan"), {name: getattr(q, name) for name in _QUOTA_FIELDS}]
+        for key, q in quotas.items()
+    ]
+
+
+def _quota(data: object, where: str) -> Quota:
+    fields = Fields(data, where)
+    values = {
+        "max_concurrent": fields.opt_integer("max_concurrent", minimum=0),
+        "rate": fields.opt_number("rate"),
+        "per": fields.number("per"),
+        "max_queued": fields.opt_integer("max_queued", minimum=0),
+        "weight": fields.opt_number("weight"),
+    }
+    fields.done()
+    try:
+        return Quota(**values)  # type: ignore[arg-type]
+    except TaskdistError as error:
+        raise as_snapshot_error(error, where) from None
+
+
+def _kept(entry: Kept) -> list[Any]:
+    due, _, key, start, weight, limiter, _ = entry
+    return [
+        encode_key(key, "tenant"),
+        due,
+        start,
+        weight,
+        None if limiter is None else limiter.snapshot(),
+    ]
+
+
+def _checked(check: Callable[[object, str], float], value: object, where: str) -> float:
+    try:
+        return check(value, "weight")
+    except TaskdistError as error:
+        raise as_snapshot_error(error, where) from None
+
+
+def _triple(item: object, where: str) -> list[Any]:
+    if type(item) is not list or len(item) != 3:
+        refuse(where, f"must be a list of 3 items, got {shown(item)}")
+    return item
+
+
+def _tag(value: object, where: str) -> int:
+    if type(value) is not int or value < 0:
+        refuse(where, f"must be a virtual time tag (an int >= 0), got {shown(value)}")
+    return value
+
+
+def _time(value: object, where: str) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+        refuse(where, f"must be a finite time, got {shown(value)}")
+    return float(value)  # type: ignore[arg-type]
