@@ -8,32 +8,20 @@ its largest. ``benchmarks/compare_memory.py`` prints the whole table.
 
 from __future__ import annotations
 
-import gc
 import random
-import tracemalloc
-from collections.abc import Callable
+import sys
+from pathlib import Path
 
 import pytest
 
 from taskdist import DeadlineScheduler, MonotonicClock, PriorityQueue, Task
 
+# One way of measuring, shared with the script that prints the whole table.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from compare_memory import bytes_per_task
+
 BUDGET = 200
 """Bytes per queued task beyond the Task object."""
-
-
-def bytes_per_task(make: Callable[[], object], tasks: list[Task]) -> float:
-    gc.collect()
-    tracemalloc.start()
-    try:
-        queue = make()
-        before = tracemalloc.get_traced_memory()[0]
-        push = queue.push  # type: ignore[attr-defined]
-        for task in tasks:
-            push(task)
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    return (after - before) / len(tasks)
 
 
 def plain_tasks(n: int) -> list[Task]:
