@@ -71,18 +71,22 @@ class Steady:
         self.cycle()
 
     def submit(self, placeable: bool | None = None) -> None:
+        self.d.submit(self.task(placeable))
+
+    def task(self, placeable: bool | None = True) -> Task:
+        """The next task; by default a placeable one, which keeps the steady state: the
+        queued tasks that no worker can run stay parked behind, as many as at the start."""
         self.next += 1
         if placeable is None:
             placeable = (self.next * 0.618034) % 1.0 >= self.unplaceable
-        self.d.submit(Task(self.next, requires=set() if placeable else {"quantum"}))
+        return Task(self.next, requires=set() if placeable else {"quantum"})
 
-    def cycle(self) -> None:
+    def cycle(self, newcomer: Task | None = None) -> None:
+        """Complete the oldest lease, dispatch, submit ``newcomer`` (or a new task)."""
         self.d.complete(self.running.popleft())
         for assignment in self.d.dispatch():
             self.running.append(assignment.task.id)
-        # A placeable newcomer keeps the steady state: the queued tasks that no worker
-        # can run stay parked behind, as many as at the start.
-        self.submit(placeable=True)
+        self.d.submit(self.task() if newcomer is None else newcomer)
 
 
 def cycle_times(queued: int, unplaceable: float, cycles: int) -> list[float]:
@@ -96,8 +100,11 @@ def cycle_times(queued: int, unplaceable: float, cycles: int) -> list[float]:
     clock = time.perf_counter
     try:
         for _ in range(cycles):
+            # The host builds its Task before it submits: what is timed is the
+            # Distributor's share, submit -> dispatch -> complete.
+            newcomer = steady.task()
             start = clock()
-            steady.cycle()
+            steady.cycle(newcomer)
             times.append(clock() - start)
     finally:
         gc.unfreeze()

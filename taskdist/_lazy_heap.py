@@ -207,7 +207,12 @@ class LazyHeap(Generic[_E]):
         after a walk passed them (a caller that takes out what it refused) are
         not walked again.
         """
-        for entry in self.walk():
+        top = self.top()
+        if top is None or match(top[item]):
+            return top  # the usual answer, without the walk's frontier
+        walk = self.walk()
+        next(walk)  # the top again, refused already: asked once only
+        for entry in walk:
             if match(entry[item]):
                 return entry
         return None

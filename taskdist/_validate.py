@@ -168,8 +168,9 @@ def check_key(value: object, name: str) -> Hashable:
 
 def check_id(value: object, name: str) -> Hashable:
     """An identifier: what :func:`check_key` accepts, except ``None`` and ``""``."""
-    if value.__class__ is str and value:
-        return value  # the usual id: hashable, equal to itself, not empty
+    cls = value.__class__
+    if (cls is str and value) or cls is int:
+        return value  # the usual ids: hashable, equal to themselves, not empty
     if value is None:
         raise InvalidArgumentError(f"{name} must not be None")
     check_key(value, name)

@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, float] = types.MappingProxyType({})
+_NO_SKILLS: frozenset[str] = frozenset()
+_EMPTY_COLLECTIONS = (frozenset, set, list, tuple)
 # Priorities the queues order exactly: every int in this range is a float
 # exactly, so an aging key (priority + rate * time) never merges two levels.
 _MAX_PRIORITY = 2**53
@@ -130,7 +132,9 @@ class Reason(str, enum.Enum):
 
 
 def _skills(value: Iterable[str]) -> frozenset[str]:
-    return value if type(value) is frozenset and not value else check_skills(value, "Task.requires")
+    if not value and type(value) in _EMPTY_COLLECTIONS:
+        return _NO_SKILLS  # the usual case, at no cost: needs no skill
+    return check_skills(value, "Task.requires")
 
 
 def _deadline(value: object) -> float:

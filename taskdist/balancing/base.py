@@ -210,6 +210,12 @@ def checked_select(
     return chosen
 
 
+def trusts_choice(balancer: Balancer) -> bool:
+    """Whether ``balancer.choose`` answers with a candidate by construction (a built-in
+    ``choose``, or the base one, which checks ``select``), so a caller need not check. O(1)."""
+    return type(balancer).choose in _TRUSTED
+
+
 def checked_choose(
     balancer: Balancer,
     task: Task,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from taskdist._validate import check_int, check_number, check_optional_number
-from taskdist.balancing.base import Balancer, check_balancer
+from taskdist.balancing.base import Balancer, check_balancer, trusts_choice
 from taskdist.balancing.least_load import LeastConnections
 from taskdist.batching.optimizer import BatchOptimizer
 from taskdist.clock import Clock
@@ -1160,7 +1160,7 @@ class Distributor:
             if parking is None and self._holds is not None:  # before any later pick
                 self._reserve_for(task, self._now())
             return False
-        if not self._tracker.is_candidate(task, worker.id, filter_):
+        if not trusts_choice(balancer) and not self._tracker.is_candidate(task, worker.id, filter_):
             raise InvalidArgumentError(
                 f"balancer {balancer!r} chose {worker!r} for task {task.id!r}, "
                 "which is not one of its candidates (unavailable, full, missing a skill, "

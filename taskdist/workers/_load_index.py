@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from sortedcontainers import SortedList
-
+from taskdist._lazy_heap import LazyHeap
 from taskdist.workers.health import Health
 from taskdist.workers.state import WorkerState
 
@@ -44,21 +43,30 @@ class LoadIndex:
     The tracker calls :meth:`place` after anything that may change a
     worker's key, health or availability, and :meth:`discard` when it
     leaves. ``place`` and ``discard`` are O(log n) plus one call of the key
-    (O(1) when nothing changed); iteration yields each next worker in O(1)
-    amortised.
+    (O(1) when nothing changed); the walks yield the first worker in O(1)
+    amortised and each next one in O(log k) for the k yielded.
+
+    Each order is a heap with lazy deletion: a worker filed anew pushes one
+    entry (a C-level push) and leaves its old one dead, where a sorted list
+    would pay a removal and an insertion in Python. Placement reads from the
+    front only, which a heap gives as cheaply.
     """
 
-    __slots__ = ("_degraded", "_filed", "_healthy", "_key", "_separate")
+    __slots__ = ("_degraded", "_filed", "_healthy", "_key", "_live", "_separate")
 
     def __init__(
         self, key: LoadKey, states: Iterable[WorkerState], *, separate_degraded: bool
     ) -> None:
         self._key = key
-        self._healthy: SortedList[_Entry] = SortedList()
-        self._degraded: SortedList[_Entry] = SortedList()
+        # Each heap's live entries by worker: an entry is live while it is its worker's.
+        healthy: dict[WorkerState, _Entry] = {}
+        degraded: dict[WorkerState, _Entry] = {}
+        self._healthy: LazyHeap[_Entry] = LazyHeap(healthy, at=-1)
+        self._degraded: LazyHeap[_Entry] = LazyHeap(degraded, at=-1)
+        self._live = {self._healthy: healthy, self._degraded: degraded}
         self._separate = separate_degraded
-        # worker -> (its entry, the list it is filed in, its key then)
-        self._filed: dict[WorkerState, tuple[_Entry, SortedList[_Entry], Any]] = {}
+        # worker -> (its entry, the heap it is filed in, its key then)
+        self._filed: dict[WorkerState, tuple[_Entry, LazyHeap[_Entry], Any]] = {}
         for state in states:
             self.place(state)
 
@@ -73,35 +81,52 @@ class LoadIndex:
         old = self._filed.get(state)
         if health is Health.UNAVAILABLE:
             if old is not None:
-                old[1].remove(old[0])
-                del self._filed[state]
+                self.discard(state)
             return
         target = self._degraded if self._separate and health is Health.DEGRADED else self._healthy
         key = self._key(state)
         if old is not None:
-            entry, filed, filed_key = old
-            if filed is target and filed_key == key:
+            filed = old[1]
+            if filed is target and old[2] == key:
                 return
-            filed.remove(entry)
+            if filed is not target:
+                del self._live[filed][state]
+                filed.compact()
         new = (*key, state.seq, state) if type(key) is tuple else (key, state.seq, state)
-        target.add(new)
+        self._live[target][state] = new  # the old entry, if any, is dead from here on
+        target.push(new)
         self._filed[state] = (new, target, key)
+        if old is not None:
+            target.compact()
 
     def discard(self, state: WorkerState) -> None:
         """Forget a worker (no-op if it is not filed)."""
         old = self._filed.pop(state, None)
         if old is not None:
-            old[1].remove(old[0])
+            heap = old[1]
+            del self._live[heap][state]
+            heap.compact()
 
     def healthy(self) -> Iterator[WorkerState]:
         """The healthy workers (and the degraded ones, unless kept apart), lowest key first."""
-        for entry in self._healthy:
-            yield entry[-1]
+        return _states(self._healthy)
 
     def degraded(self) -> Iterator[WorkerState]:
         """The degraded workers kept apart, lowest key first (none unless kept apart)."""
-        for entry in self._degraded:
-            yield entry[-1]
+        return _states(self._degraded)
 
     def __len__(self) -> int:
         return len(self._filed)
+
+
+def _states(heap: LazyHeap[_Entry]) -> Iterator[WorkerState]:
+    """The live workers of ``heap`` in order: the first without the walk's frontier
+    (placement rarely looks past it), the rest by a best-first walk."""
+    top = heap.top()
+    if top is None:
+        return
+    yield top[-1]
+    walk = heap.walk()
+    next(walk)  # the top again
+    for entry in walk:
+        yield entry[-1]
