@@ -68,7 +68,7 @@ class LeastConnections(ScoringBalancer):
     ) -> WorkerState | None:
         """``select``'s answer over ``tracker.candidates(task, where)``, from the load index.
 
-        O(1 + k r) for the k workers passed over at the front of the index,
+        O(1 + k (r + log k)) for the k workers passed over at the front of the index,
         plus O(log n) per later change to a worker (the index's upkeep). A
         subclass that overrides ``scores`` or ``select`` gets the listing
         instead (O(n r)), so its own choice is the one made.

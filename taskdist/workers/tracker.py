@@ -154,13 +154,13 @@ class CapacityTracker:
     ``assign``, ``release``          O(r) + log (+ O(log n) when an ejection
                                      starts)
     ``candidates``                   O(n r)
-    ``is_candidate``                 O(r) (O(1 + k r) more for a degraded
+    ``is_candidate``                 O(r) (O(1 + k (r + log k)) more for a degraded
                                      worker under ``degraded="fallback"``)
     ``has_room``, ``available_*``    O(1)
     ``first_candidate``              O(k r) for the k ids read
-    ``lowest``                       O(1 + k r), k workers passed over (first
-                                     call with a key: O(n log n) to build its
-                                     index)
+    ``lowest``                       O(1 + k (r + log k)), k workers passed
+                                     over (first call with a key: O(n log n)
+                                     to build its index)
     ``sample(task, c, rng)``         O(c r) expected when most workers
                                      qualify; at worst O(n r)
     ``add_worker``                   O(r) + log
@@ -760,8 +760,8 @@ class CapacityTracker:
         O(log n), for as long as the index is kept (at most four are: a
         fifth key drops the oldest index). ``DEGRADED`` workers are filed apart
         unless ``degraded="include"``. A query walks the healthy workers from
-        the lowest key and stops at the first that qualifies: O(1 + k r),
-        where k counts the workers ahead of it that do not (missing a skill,
+        the lowest key and stops at the first that qualifies: O(1 + k (r +
+        log k)), where k counts the workers ahead of it that do not (missing a skill,
         in another zone, too full for this task's demand, or rejected by
         ``where``). Workers that every query rejects take no new work, drain,
         and so gather at the front of a load order: a lasting exclusion is
