@@ -10,7 +10,7 @@ may give another order.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Final
 
 from taskdist._lazy_heap import LazyHeap
 from taskdist.workers.health import Health
@@ -23,6 +23,9 @@ LoadKey = Callable[[WorkerState], Any]
 
 It must depend only on the worker's view (its load, weights, capacity, health,
 averages): the tracker refiles a worker after each change it makes to it."""
+
+_UNAVAILABLE: Final = Health.UNAVAILABLE
+_DEGRADED: Final = Health.DEGRADED
 
 PURE_KEYS: set[object] = set()
 """Keys known to call nothing back into the tracker (the built-in strategies' own):
@@ -79,25 +82,29 @@ class LoadIndex:
         """File ``state`` under its current key, or take it out while it is unavailable."""
         health = state.health
         old = self._filed.get(state)
-        if health is Health.UNAVAILABLE:
+        if health is _UNAVAILABLE:
             if old is not None:
                 self.discard(state)
             return
-        target = self._degraded if self._separate and health is Health.DEGRADED else self._healthy
+        target = self._degraded if self._separate and health is _DEGRADED else self._healthy
         key = self._key(state)
+        live = self._live[target]
+        new = (*key, state.seq, state) if type(key) is tuple else (key, state.seq, state)
         if old is not None:
             filed = old[1]
-            if filed is target and old[2] == key:
+            if filed is target:
+                if old[2] == key:
+                    return
+                live[state] = new  # the old entry is dead from here on
+                target.push(new)
+                self._filed[state] = (new, target, key)
+                target.compact()
                 return
-            if filed is not target:
-                del self._live[filed][state]
-                filed.compact()
-        new = (*key, state.seq, state) if type(key) is tuple else (key, state.seq, state)
-        self._live[target][state] = new  # the old entry, if any, is dead from here on
+            del self._live[filed][state]
+            filed.compact()
+        live[state] = new
         target.push(new)
         self._filed[state] = (new, target, key)
-        if old is not None:
-            target.compact()
 
     def discard(self, state: WorkerState) -> None:
         """Forget a worker (no-op if it is not filed)."""
