@@ -23,7 +23,7 @@ from taskdist.batching.optimizer import BatchOptimizer
 from taskdist.clock import Clock
 from taskdist.dispatch import _persistence
 from taskdist.dispatch._parking import GATES, ParkingLot, signature
-from taskdist.dispatch._placement import PlacementRules, both
+from taskdist.dispatch._placement import Filter, PlacementRules
 from taskdist.dispatch._records import (
     _BREAKER,
     _ESCALATE,
@@ -179,25 +179,15 @@ class _Joiner:
         return False
 
     def _placeable_here(self, task: Task) -> bool:
+        """What any placement asks (pause, gates, route, capacity held for others, room),
+        of this batch's worker; a gang starts as a whole, never inside a batch."""
         d = self.d
-        if task.gang is not None:  # a gang starts as a whole, never inside a batch
+        if task.gang is not None or d._pause_of(task) is not None:
             return False
-        paused = d._paused
-        if (paused["tenant"] or paused["key"]) and _held_by(paused, task) is not None:
+        if d._gates is not None and d._gate_refusal(task) is not None:
             return False
-        gates = d._gates
-        if gates is not None:
-            try:
-                if not _gates_admit(gates, task):
-                    return False
-            except InvalidArgumentError:
-                return False
-        where = d._rules.of(task)[0]
-        if d._holds is not None:  # capacity held for others is not the batch's either
-            where = d._holds.narrow(task, where, d._now)[0]
-            if where is NOWHERE:
-                return False
-        return d._tracker.is_candidate(task, self.worker.id, where)
+        where = d._route(task)[0]
+        return where is not NOWHERE and d._tracker.is_candidate(task, self.worker.id, where)
 
 
 class Distributor:
@@ -1114,26 +1104,16 @@ class Distributor:
 
         It touches no queue: tasks it refuses are parked after the pop returns.
         """
-        paused = self._paused
-        if paused["tenant"] or paused["key"]:
-            held = _held_by(paused, task)
-            if held is not None:
-                self._passed.append((task, held))
-                return False
+        held = self._pause_of(task)
+        if held is not None:
+            self._passed.append((task, held))
+            return False
         if task.gang is not None and self._gangs.waiting(task.id):
             return self._plan_gang(task)
-        parking = mark = None
-        extra: Callable[[WorkerState], bool] | None = None
-        if self._holds is not None:  # capacity held for others narrows where it may go
-            extra, mark, parking = self._holds.narrow(task, None, self._now)
-            if extra is NOWHERE:
-                self._passed.append((task, parking))
-                return False
-        filter_, balancer, placement = self._rules.of(task)
-        if mark is not None:
-            if extra is not None:
-                filter_ = both(extra, filter_)
-            placement = (placement, mark)
+        filter_, balancer, placement, parking = self._route(task)
+        if filter_ is NOWHERE:
+            self._passed.append((task, parking))
+            return False
         # The signature is needed only when something is blocked already.
         sig = None
         if self._round_blocked or self._lot:
@@ -1141,15 +1121,10 @@ class Distributor:
             if sig in self._round_blocked or self._lot.has_group(sig):
                 self._passed.append((task, sig if parking is None else parking))
                 return False
-        gates = self._gates
-        if gates is not None:
-            try:
-                admits = _gates_admit(gates, task)
-            except InvalidArgumentError as error:  # it can never pass: dead-letter it
-                self._passed.append((task, _Refused(error)))
-                return False
-            if not admits:
-                self._passed.append((task, GATES))
+        if self._gates is not None:
+            refusal = self._gate_refusal(task)
+            if refusal is not None:  # GATES: not now; a _Refused: never (dead-lettered)
+                self._passed.append((task, refusal))
                 return False
         worker = balancer.choose(task, self._tracker, filter_)
         if worker is None:
@@ -1168,6 +1143,35 @@ class Distributor:
             )
         self._choice = (task, worker, balancer)
         return True
+
+    def _pause_of(self, task: Task) -> Hashable | None:
+        """The pause group that holds ``task`` back, or ``None``. O(1), no side effect."""
+        paused = self._paused
+        if paused["tenant"] or paused["key"]:
+            return _held_by(paused, task)
+        return None
+
+    def _gate_refusal(self, task: Task) -> Hashable | None:
+        """Why the gates refuse ``task`` now: ``GATES`` (not now), a ``_Refused`` (never:
+        no gate could ever grant its demand), or ``None`` when they admit it. O(g)."""
+        assert self._gates is not None
+        try:
+            return None if _gates_admit(self._gates, task) else GATES
+        except InvalidArgumentError as error:
+            return _Refused(error)
+
+    def _route(self, task: Task) -> tuple[Filter | None, Balancer, Hashable, Hashable]:
+        """Where ``task`` may go now, without side effects: ``(worker filter, balancer,
+        placement group, parking group)``. The filter is its route's, narrowed off the
+        capacity held for others (``NOWHERE`` if that leaves no worker, when it parks
+        in the parking group; otherwise that group is ``None``)."""
+        filter_, balancer, placement = self._rules.of(task)
+        if self._holds is None:
+            return filter_, balancer, placement, None
+        filter_, mark, parking = self._holds.narrow(task, filter_, self._now)
+        if mark is not None:
+            placement = (placement, mark)
+        return filter_, balancer, placement, parking
 
     def _breaker_admits(self, worker: WorkerState) -> bool:
         """The worker filter: its breaker would grant a permit now. A refusal also sets
