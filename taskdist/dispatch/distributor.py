@@ -2657,12 +2657,16 @@ class Distributor:
             return
         tracker = self._tracker
         rules = self._rules
+        skills = worker.skills
         for group, example in list(lot.groups()):
+            requires = example.requires
             if (
                 group is not GATES
                 and not _is_pause(group)
                 and group is not WAITING_FOR_GANG
                 and not isinstance(group, HeldGroup)
+                # A skill it lacks rules the worker out whatever its load: no call needed.
+                and (not requires or requires <= skills)
                 and tracker.is_candidate(example, worker.id, rules.of(example)[0])
             ):
                 # Gangs of one shape fit alike: the oldest is tried, the rest wait on.
