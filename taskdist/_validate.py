@@ -79,14 +79,17 @@ def check_number(
     maximum: float | None = None,
 ) -> float:
     """A finite real number (not a bool), optionally ``>= minimum``, ``> 0``, ``<= maximum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidTypeError(f"{name} must be a number, got {shown(value)}")
-    try:
-        result = float(value)
-    except OverflowError:  # an int beyond the float range
-        result = math.inf
-    if not math.isfinite(result):
-        raise InvalidArgumentError(f"{name} must be a finite number, got {shown(value)}")
+    if value.__class__ is float and -math.inf < value < math.inf:
+        result: float = value  # the usual case: finite (NaN fails <)
+    else:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidTypeError(f"{name} must be a number, got {shown(value)}")
+        try:
+            result = float(value)
+        except OverflowError:  # an int beyond the float range
+            result = math.inf
+        if not math.isfinite(result):
+            raise InvalidArgumentError(f"{name} must be a finite number, got {shown(value)}")
     if positive and result <= 0:
         raise InvalidArgumentError(f"{name} must be > 0, got {shown(value)}")
     if minimum is not None and result < minimum:
