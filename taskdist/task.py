@@ -510,7 +510,10 @@ class Assignment:
     task: Task
     worker_id: Hashable
     attempt: int
-    """1 for the first try, 2 for the first retry, ..."""
+    """Which dispatch of the task this is: 1 for the first, one more for each later one.
+    It names this lease (``complete(..., attempt=)``). A retry or an expired lease
+    spends an attempt of ``max_attempts``; a re-dispatch after a throttle, a
+    preemption, a requeue or a removed worker spends none but still counts here."""
     started_at: float
     lease_expiry: float | None = None
     """Clock time when the lease lapses, or ``None`` for no lease."""
