@@ -99,6 +99,7 @@ class WorkerState:
         "_has_free",
         "_limit",
         "_load",
+        "_sized",
         "_tasks",
         "_tracked",
         "added_at",
@@ -127,6 +128,8 @@ class WorkerState:
     # Capacity plus the float tolerance, per resource: what a placement may reach.
     _limit: dict[str, float]
     _load: dict[str, float]
+    # (resource, capacity) for the resources of capacity > 0, for the load ratio.
+    _sized: tuple[tuple[str, float], ...]
     # task id -> (task, its nonzero demand), oldest assignment first.
     _tasks: dict[Hashable, tuple[Task, Demand]]
     # Whether some resource its capacity names is not taken in full (load < capacity),
@@ -279,6 +282,9 @@ class WorkerState:
         becomes ``weight`` until the slow-start bookkeeping says otherwise."""
         _set(self, "worker", worker)
         _set(self, "capacity", worker.capacity)
+        # A resource of capacity 0 counts as absent (as for candidates), so draining
+        # one under load leaves the ratio finite and load_variance a number.
+        _set(self, "_sized", tuple((n, a) for n, a in worker.capacity.items() if a > 0))
         _set(self, "_limit", _limits(worker.capacity))
         _set(self, "weight", worker.weight)
         _set(self, "effective_weight", worker.weight)
@@ -356,17 +362,20 @@ class WorkerState:
         """Work out ``load_ratio`` (the busiest resource) and ``_has_free`` (some
         resource not full) after the load or the capacity changed. O(r)."""
         load = self._load
-        ratio = 0.0
-        has_capacity = has_free = False
-        # A resource of capacity 0 counts as absent (as for candidates), so draining
-        # one under load leaves the ratio finite and load_variance a number.
-        for name, amount in self.capacity.items():
-            if amount > 0:
-                has_capacity = True
+        sized = self._sized
+        if len(sized) == 1:  # the usual worker: slots only
+            name, amount = sized[0]
+            used = load.get(name, 0.0)
+            ratio = used / amount
+            has_free = used < amount
+        else:
+            ratio = 0.0 if sized else 1.0
+            has_free = False
+            for name, amount in sized:
                 used = load.get(name, 0.0)
                 ratio = max(ratio, used / amount)
                 has_free = has_free or used < amount
-        _set(self, "load_ratio", ratio if has_capacity else 1.0)
+        _set(self, "load_ratio", ratio)
         _set(self, "_free_flipped", has_free is not self._has_free)
         _set(self, "_has_free", has_free)
 
