@@ -499,12 +499,27 @@ class PriorityQueue(HeldTasks):
 
         Complexity: O(m log n) for m expired tasks.
         """
+        return [task for _, task in self._expire_timed()]
+
+    def _expire_timed(self) -> list[tuple[float, Task]]:
+        """:meth:`expire`, each task with its expiry time: for a scheduler holding this
+        queue, which then keeps no expiry of its own per task."""
         if self._walking:
             raise ReentrancyError(reentry_refusal("expire", "queue"))
         self._collect_expired(self._now())
         if not self._expired:
             return []
-        return [entry[_TASK] for entry in self._take_expired(_expiry_order)]
+        return [(_expires(entry), entry[_TASK]) for entry in self._take_expired(_expiry_order)]
+
+    def _expiry_of(self, task_id: Hashable) -> float | None:
+        """When the held task ``task_id`` expires (``None``: no TTL), for a scheduler
+        holding this queue. O(1).
+
+        Raises:
+            KeyError: no held task has this id.
+        """
+        entry = self._index.get(task_id) or self._expired[task_id]
+        return None if entry[_TASK].ttl is None else _expires(entry)
 
     def next_wakeup(self) -> float | None:
         """When the next held task expires (possibly already past), or ``None``.
