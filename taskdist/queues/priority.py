@@ -289,7 +289,7 @@ class PriorityQueue(HeldTasks):
         self._expired: dict[Hashable, _Entry] = {}
         self._expiry: Expiries[_Entry] = Expiries(self._index, at=_ID, expires=_expires)
         # At most the earliest expiry held (never later): pop and peek check it
-        # before looking at the expiry heap.
+        # before looking at the expiries.
         self._next_expiry = _NEVER
         # Least-urgent-first heap, kept only for overflow="drop_lowest".
         self._lowest: LazyMaxHeap[_Entry] | None = (
