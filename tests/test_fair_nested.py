@@ -28,6 +28,7 @@ from taskdist import (
     Quota,
     ReentrancyError,
     Task,
+    WaitingReason,
 )
 
 
@@ -143,6 +144,31 @@ def test_expiry_and_removal_reach_the_inner_level() -> None:
     assert [t.id for t in fair.expire()] == ["a0"]
     assert [t.id for t in (fair.pop(), fair.pop()) if t is not None] == ["b0"]
     assert len(fair) == 0
+
+
+def test_each_expiry_is_the_inner_queues_own_at_every_level() -> None:
+    # The levels keep no expiry per task: why_waiting, expire()'s order, unpop and
+    # snapshots all ask the queue that holds the task.
+    clock = ManualClock()
+    fair = FairScheduler(clock, inner=by_key())
+    fair.push(Task("a", tenant="x", key="u", ttl=3.0))
+    clock.advance(1.0)
+    fair.push(Task("b", tenant="y", key="v", ttl=1.0))  # due at 2.0
+    fair.push(Task("c", tenant="x", key="w", ttl=1.5))  # due at 2.5
+    assert fair.next_wakeup() == 2.0
+    popped = fair.pop()
+    assert popped is not None
+    fair.unpop(popped)  # back with its expiry
+    assert fair.next_wakeup() == 2.0
+    clock.advance(1.5)  # 2.5: b and c due, a not
+    assert fair.why_waiting("c").reason is WaitingReason.EXPIRED
+    assert fair.why_waiting("a").reason is WaitingReason.TURN
+    twin = FairScheduler(ManualClock(2.5), inner=by_key())
+    twin.load_snapshot(fair.snapshot())
+    assert twin.snapshot() == fair.snapshot()
+    for scheduler in (fair, twin):
+        assert [t.id for t in scheduler.expire()] == ["b", "c"]
+        assert scheduler.next_wakeup() == 3.0
 
 
 # -- lag at every level, as a property --------------------------------------------------------

@@ -1,13 +1,16 @@
-"""LazyHeap (private): the lazy-deletion heap every queue and timer heap shares."""
+"""LazyHeap (private): the lazy-deletion heap every queue and timer heap shares; with
+LazyMaxHeap (largest first) and Expiries (a queue's TTL expiries), which share its
+membership rule."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from taskdist._lazy_heap import COMPACT_SLACK, LazyHeap
+from taskdist._lazy_heap import COMPACT_SLACK, Expiries, LazyHeap, LazyMaxHeap
 
 _Entry = tuple[int, int, Hashable]
 _Side = tuple[int, _Entry]
@@ -17,7 +20,8 @@ names = st.integers(min_value=0, max_value=12)
 
 
 class LazyHeapMachine(RuleBasedStateMachine):
-    """An owner's heap and a side heap over the same live dict, against plain sorting."""
+    """An owner's heap, a side heap, a max-heap and expiries over the same live dict,
+    against plain sorting."""
 
     @initialize()
     def start(self) -> None:
@@ -25,7 +29,15 @@ class LazyHeapMachine(RuleBasedStateMachine):
         self.heap: LazyHeap[_Entry] = LazyHeap(self.live, at=2)
         # The side heap orders the same live entries by a second key, descending.
         self.side: LazyHeap[_Side] = LazyHeap(self.live, at=2, via=1)
+        self.largest: LazyMaxHeap[_Entry] = LazyMaxHeap(self.live, at=2)
+        # Each entry expires at its key: in order while keys come in order.
+        self.expiries: Expiries[_Entry] = Expiries(self.live, at=2, expires=lambda e: e[0])
         self.seq = 0
+
+    def file(self, entry: _Entry) -> None:
+        self.side.push((-entry[0], entry))
+        self.largest.push(entry)
+        self.expiries.add(entry, entry[0])
 
     def entry(self, key: int, name: int) -> _Entry:
         self.seq += 1
@@ -39,14 +51,14 @@ class LazyHeapMachine(RuleBasedStateMachine):
         entry = self.entry(key, name)
         self.live[name] = entry  # replaces (kills) any older entry of that name
         self.heap.push(entry)
-        self.side.push((-key, entry))
+        self.file(entry)
 
     @rule(key=keys, name=names)
     def schedule(self, key: int, name: int) -> None:
         self.heap.schedule(name, key)
         entry = self.live[name]
         assert entry[0] == key and entry[2] == name
-        self.side.push((-key, entry))
+        self.file(entry)
 
     @precondition(lambda self: self.live)
     @rule(data=st.data())
@@ -55,6 +67,23 @@ class LazyHeapMachine(RuleBasedStateMachine):
         del self.live[name]
         self.heap.compact()
         self.side.compact()
+        self.largest.compact()
+        self.expiries.compact()
+
+    @rule()
+    def drop_largest(self) -> None:
+        top = self.largest.top()
+        assert top == max(self.live.values(), default=None)
+        if top is not None:
+            del self.live[top[2]]
+            assert self.largest.drop_top(top)
+            assert not self.largest.drop_top(top)
+
+    @rule(limit=keys)
+    def expire_until(self, limit: int) -> None:
+        expected = [entry for entry in self.expected() if entry[0] <= limit]
+        assert sorted(self.expiries.pop_until(limit)) == expected
+        assert not any(entry[2] in self.live for entry in expected)
 
     @rule()
     def pop(self) -> None:
@@ -98,11 +127,15 @@ class LazyHeapMachine(RuleBasedStateMachine):
         assert self.heap.top() == (expected[0] if expected else None)
         assert list(self.heap.walk()) == expected
         assert sorted(self.heap.live_entries()) == expected
+        assert self.largest.top() == (expected[-1] if expected else None)
+        assert self.expiries.first() == (expected[0][0] if expected else math.inf)
 
     @invariant()
     def memory_stays_within_twice_the_live_entries(self) -> None:
         assert len(self.heap) <= 2 * len(self.live) + COMPACT_SLACK + 1
         assert len(self.side) <= 2 * len(self.live) + COMPACT_SLACK + 1
+        assert len(self.largest) <= 2 * len(self.live) + COMPACT_SLACK + 1
+        assert len(self.expiries) <= 2 * len(self.live) + COMPACT_SLACK + 1
 
 
 TestLazyHeapMachine = LazyHeapMachine.TestCase

@@ -451,13 +451,14 @@ class PriorityQueueMachine(RuleBasedStateMachine):
 
     @rule()
     def expire(self) -> None:
+        # Earliest expiry first; equal expiries oldest first, then in push order.
         due = sorted(
-            (expires, seq, task_id)
-            for task_id, (_, _, seq, expires, _) in self.model.items()
+            (expires, t, seq, task_id)
+            for task_id, (_, t, seq, expires, _) in self.model.items()
             if self.is_expired(expires)
         )
-        assert [t.id for t in self.queue.expire()] == [task_id for _, _, task_id in due]
-        for _, _, task_id in due:
+        assert [t.id for t in self.queue.expire()] == [task_id for *_, task_id in due]
+        for *_, task_id in due:
             del self.model[task_id]
             self.handed_out.append(task_id)
 

@@ -104,7 +104,7 @@ def snapshot_fair(fair: FairScheduler) -> dict[str, Any]:
         ],
         "bypass": None if bypass is None else snapshot_part(bypass.inner, "the bypass lane"),
         "queued": [
-            [encode_key(task_id, "task id"), tenant(rec.key), fair._expires.get(task_id)]
+            [encode_key(task_id, "task id"), tenant(rec.key), fair._expiry_of(task_id)]
             for task_id, rec in fair._index.items()
         ],
         "running": [
@@ -225,7 +225,9 @@ def prepare_fair(
             refuse(at, f"task {task_id!r} is not held once, by its tenant's queue or the lane")
         index[task_id] = rec
         if expiry is not None:
-            expires[task_id] = _time(expiry, f"{at}[2]")
+            expiry = _time(expiry, f"{at}[2]")
+            if not holder.timed:  # else its queue's own snapshot carries it
+                expires[task_id] = expiry
     if set(index) != set(holders):
         refuse(f"{where}.queued", "does not list every task the queues hold")
     running: dict[Hashable, tuple[_Tenant, _Tenant]] = {}

@@ -174,6 +174,7 @@ class _Tenant:
         "scale",
         "stalled",
         "start",
+        "timed",
         "urgent",
         "waiting",
         "weight",
@@ -182,6 +183,8 @@ class _Tenant:
     def __init__(self, key: Hashable, inner: Queue, start: int) -> None:
         self.key = key
         self.inner = inner
+        # Its queue says when each of its tasks expires (see _TIMED_QUEUES).
+        self.timed = type(inner) in _TIMED_QUEUES
         # Its virtual start tag, in steps of VIRTUAL_TIME_RESOLUTION.
         self.start = start
         # Tasks of this tenant held anywhere (its queue or the bypass lane), and
@@ -473,9 +476,10 @@ class FairScheduler:
     =============================  ==============================================
 
     Memory is O(tenants with tasks queued or running + tasks held): each
-    queued task costs one entry in the scheduler's id index (two with a TTL)
-    on top of its inner queue's own, and an idle tenant nothing once its
-    debt and bucket have lapsed.
+    queued task costs one entry in the scheduler's id index on top of its
+    inner queue's own (with a TTL, a second only if that queue cannot say
+    when the task expires: a ``PriorityQueue`` or ``FairScheduler`` can),
+    and an idle tenant nothing once its debt and bucket have lapsed.
 
     >>> from taskdist import ManualClock, Task
     >>> fair = FairScheduler(ManualClock(), weights={"big": 2.0})
@@ -735,7 +739,8 @@ class FairScheduler:
         if ttl is not None:
             # An expiry no later than the inner queue's (it may have read the clock later).
             expires = enqueued + ttl
-            self._expires[task_id] = expires
+            if not holder.timed:
+                self._expires[task_id] = expires
             registered = self._expiry.key(holder)
             if registered is None or expires < registered:
                 self._expiry.set(holder, expires)
@@ -874,6 +879,9 @@ class FairScheduler:
         self._blocked.restore(rec, blocked)
         if expires is not None:
             self._expires[task_id] = expires
+        elif task.ttl is not None:
+            expires = self._held_expiry(holder, task_id)
+        if expires is not None:
             registered = self._expiry.key(holder)
             if registered is None or expires < registered:
                 self._expiry.set(holder, expires)
@@ -967,8 +975,7 @@ class FairScheduler:
             raise InvalidTypeError(f"task ids are hashable, got {shown(task_id)}") from None
         except KeyError:
             raise UnknownTaskError(f"no queued task with id {shown(task_id)}") from None
-        bypass = self._bypass
-        holder = bypass if bypass is not None and task_id in bypass.inner else rec
+        holder = self._holder_of(task_id, rec)
         task = holder.inner.remove(task_id)
         self._last_pop = None
         self._forget_queued(task, self._now())
@@ -984,6 +991,10 @@ class FairScheduler:
         Raises:
             ReentrancyError: called from a callback of this scheduler.
         """
+        return [task for _, task in self._expire_timed()]
+
+    def _expire_timed(self) -> list[tuple[float, Task]]:
+        """:meth:`expire`, each task with its expiry time (for a scheduler holding this one)."""
         if self._busy:
             raise self._reentered("expire")
         now = self._now()
@@ -995,17 +1006,22 @@ class FairScheduler:
         expires_of = self._expires
         slack = self._slack
         for holder in due:
-            for task in holder.inner.expire():
+            inner: Any = holder.inner
+            timed: list[tuple[float, Task]] = (
+                inner._expire_timed()
+                if holder.timed
+                else [(expires_of.pop(task.id, now), task) for task in inner.expire()]
+            )
+            for expires, task in timed:
                 task_id = task.id
                 rec = index.pop(task_id)
-                expires = expires_of.pop(task_id, None)
                 if slack is not None and task.deadline is not None:
                     slack.take(task_id)
                 rec.queued -= 1
                 holder.waiting -= 1
                 self._size -= 1
                 touched[rec] = None
-                expired.append((now if expires is None else expires, task))
+                expired.append((expires, task))
             following = holder.inner.next_wakeup()
             if following is not None:
                 expiry.set(holder, following)
@@ -1018,7 +1034,7 @@ class FairScheduler:
         if self._idle.count and self._last_pop is None:
             self._idle.settle(self._virtual, now)
         expired.sort(key=lambda pair: pair[0])
-        return [task for _, task in expired]
+        return expired
 
     def next_wakeup(self) -> float | None:
         """When to call back: the next TTL expiry or rate-quota refill (maybe past), or ``None``.
@@ -1197,7 +1213,7 @@ class FairScheduler:
             state = "is running, not waiting" if task_id in self._running else "is not queued"
             raise UnknownTaskError(f"task {shown(task_id)} {state}") from None
         now = self._now()
-        expires = self._expires.get(task_id)
+        expires = self._held_expiry(self._holder_of(task_id, rec), task_id)
         if expires is not None and expires <= now:
             return Waiting(task_id, rec.key, WaitingReason.EXPIRED)
         if rec.running >= rec.max_running:
@@ -1766,6 +1782,28 @@ class FairScheduler:
         ):
             self._place(rec, now)
 
+    def _holder_of(self, task_id: Hashable, rec: _Tenant) -> _Tenant:
+        """The record whose queue holds the queued task ``task_id`` of tenant ``rec``."""
+        bypass = self._bypass
+        return bypass if bypass is not None and task_id in bypass.inner else rec
+
+    def _held_expiry(self, holder: _Tenant, task_id: Hashable) -> float | None:
+        """When a task ``holder``'s queue holds expires (``None``: no TTL): as the queue
+        says, or, for a queue that cannot say, as noted at push (no later than it). O(1)."""
+        if holder.timed:
+            inner: Any = holder.inner
+            return inner._expiry_of(task_id)  # type: ignore[no-any-return]
+        return self._expires.get(task_id)
+
+    def _expiry_of(self, task_id: Hashable) -> float | None:
+        """When the queued task ``task_id`` expires (``None``: no TTL), for a scheduler
+        holding this one, and for snapshots. O(1).
+
+        Raises:
+            KeyError: no queued task has this id.
+        """
+        return self._held_expiry(self._holder_of(task_id, self._index[task_id]), task_id)
+
     def _reentered(self, what: str) -> ReentrancyError:
         return ReentrancyError(
             f"a callback (a where= predicate or the inner factory) called {what} of the "
@@ -1776,6 +1814,10 @@ class FairScheduler:
 
 _BYPASS: Final = object()
 """The key of the pseudo-tenant whose queue holds the CRITICAL tasks that bypass fairness."""
+
+_TIMED_QUEUES: Final = (PriorityQueue, FairScheduler)
+"""Inner queues (exactly these types) that say when each task expires (``_expiry_of``,
+``_expire_timed``), so the scheduler keeps no expiry per task for them."""
 
 
 def _queue_maker(inner: object, clock: Clock) -> Callable[[Hashable], Queue]:

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import attrs
 
-from taskdist._lazy_heap import LazyHeap
+from taskdist._lazy_heap import Expiries, LazyHeap, LazyMaxHeap
 from taskdist._snapshot import check_header, header, refuse
 from taskdist._validate import check_choice, check_enqueued_at, check_int, check_number
 from taskdist.clock import Clock, check_clock
@@ -32,22 +32,24 @@ __all__ = ["PriorityQueue", "QueueStats"]
 
 
 # A heap entry is an immutable tuple whose leading fields are numbers, so
-# comparisons stay in C and never reach the task (``seq`` is unique):
+# comparisons stay in C and never reach the task (``(enqueued_at, seq)`` is
+# unique):
 #     (key, enqueued_at, seq, task_id, task)
 # so equal keys go oldest first (a task put back with its original enqueued_at
-# keeps its place among younger ones), then in push order.
+# keeps its place among younger ones), then in push order. ``seq`` is the
+# shared _FRESH for a task enqueued later than every task before it (a push
+# as time goes on: its time alone orders it), else the next number of a
+# counter, so equal times go in push order without a float per task.
 # An entry is live while ``index[task_id] is entry``; any other entry still in
 # a heap is dead (popped, removed, expired, evicted) and is skipped (lazy
-# deletion, see LazyHeap). The side heaps hold ``(expires_at, seq, entry)`` and
-# ``(-key, -enqueued_at, -seq, entry)``.
+# deletion, see LazyHeap). TTL expiries are filed in Expiries; the least-urgent
+# entries come first in a LazyMaxHeap of the same entries.
 _KEY: Final = 0
 _ENQUEUED: Final = 1
 _SEQ: Final = 2
 _ID: Final = 3
 _TASK: Final = 4
 _Entry = tuple[float, float, float, Hashable, Task]
-_Timer = tuple[float, float, _Entry]
-_Lowest = tuple[float, float, float, _Entry]
 _NEVER: Final = math.inf
 # What a queue has counted, as its snapshot lists it.
 _COUNTERS: Final = (
@@ -58,6 +60,8 @@ _COUNTERS: Final = (
     "_evicted_arrivals",
     "_rejected",
 )
+# The seq of a task enqueued later than every task before it (see above).
+_FRESH: Final = 0.0
 # With aging, priorities beyond this are refused: the aged key is a float, exact up to 2**53.
 _MAX_AGED_PRIORITY: Final = 2**53
 
@@ -69,12 +73,34 @@ def _expires(entry: _Entry) -> float:
     return entry[_ENQUEUED] + ttl
 
 
-def _entry_data(entry: _Entry) -> list[Any]:
-    return held_data(entry[_SEQ], entry[_ENQUEUED], entry[_TASK])
+def _written_seqs(entries: list[_Entry]) -> tuple[Callable[[_Entry], float], float]:
+    """How a snapshot writes the entries' sequence numbers, and the ``next_seq`` after them.
+
+    Only their order among entries enqueued at the same time counts, so each is
+    written as its rank there (0 for a time no other entry shares): two queues
+    holding the same tasks in the same order write the same snapshot, whatever
+    their counters and the tasks that left them.
+    """
+    by_time: dict[float, list[float]] = {}
+    for entry in entries:
+        by_time.setdefault(entry[_ENQUEUED], []).append(entry[_SEQ])
+    ranks = {
+        (enqueued, seq): float(rank)
+        for enqueued, seqs in by_time.items()
+        if len(seqs) > 1
+        for rank, seq in enumerate(sorted(seqs))
+    }
+    following = float(max(map(len, by_time.values()), default=1))
+
+    def written(entry: _Entry) -> float:
+        return ranks.get((entry[_ENQUEUED], entry[_SEQ]), 0.0)
+
+    return written, following
 
 
-def _expiry_order(entry: _Entry) -> tuple[float, float]:
-    return _expires(entry), entry[_SEQ]
+def _expiry_order(entry: _Entry) -> tuple[float, float, float]:
+    # Equal expiries go oldest first, then in push order, as equal keys do.
+    return _expires(entry), entry[_ENQUEUED], entry[_SEQ]
 
 
 @attrs.frozen
@@ -212,6 +238,7 @@ class PriorityQueue(HeldTasks):
         "_removed",
         "_seq",
         "_side_heaps",
+        "_stamp",
         "_stats_window",
         "_waits_window",
         "_walking",
@@ -260,20 +287,22 @@ class PriorityQueue(HeldTasks):
         self._clean = True
         # Expired tasks held until expire() returns them.
         self._expired: dict[Hashable, _Entry] = {}
-        self._expiry: LazyHeap[_Timer] = LazyHeap(self._index, at=_ID, via=2)
+        self._expiry: Expiries[_Entry] = Expiries(self._index, at=_ID, expires=_expires)
         # At most the earliest expiry held (never later): pop and peek check it
-        # before looking at the expiry heap.
+        # before looking at the expiries.
         self._next_expiry = _NEVER
         # Least-urgent-first heap, kept only for overflow="drop_lowest".
-        self._lowest: LazyHeap[_Lowest] | None = (
-            LazyHeap(self._index, at=_ID, via=3)
+        self._lowest: LazyMaxHeap[_Entry] | None = (
+            LazyMaxHeap(self._index, at=_ID)
             if maxsize is not None and policy == "drop_lowest"
             else None
         )
         # Whether a side heap may hold entries (a TTL was seen, or drop_lowest).
         self._side_heaps = self._lowest is not None
-        # Floats, not ints: 4 bytes less per entry, exact up to 2**53 pushes.
-        self._seq = itertools.count(0.0)
+        # Floats, not ints: 4 bytes less per entry, exact up to 2**53 pushes. From
+        # 1: _FRESH (0) is every fresh task's. _stamp: the latest enqueue time yet.
+        self._seq = itertools.count(1.0)
+        self._stamp = -math.inf
         # Whether the index's insertion order is enqueue order (no backdating).
         self._monotone = True
         # The entry the latest pop took, while unpop may still put it back.
@@ -321,7 +350,12 @@ class PriorityQueue(HeldTasks):
             key = priority + self._rate * enqueued
         else:
             key = priority
-        entry = (key, enqueued, next(self._seq), task_id, task)
+        if enqueued > self._stamp:
+            # Later than every task before it: its time alone orders it.
+            self._stamp = enqueued
+            entry = (key, enqueued, _FRESH, task_id, task)
+        else:
+            entry = (key, enqueued, next(self._seq), task_id, task)
         if self._limit is not None and len(index) + len(self._expired) >= self._limit:
             return self._push_full(entry, now)
         self._push_entry(entry)
@@ -460,16 +494,32 @@ class PriorityQueue(HeldTasks):
     # -- time -------------------------------------------------------------
 
     def expire(self) -> list[Task]:
-        """Remove and return every task whose TTL has run out, earliest expiry first.
+        """Remove and return every task whose TTL has run out, earliest expiry first
+        (equal expiries oldest first, then in push order).
 
         Complexity: O(m log n) for m expired tasks.
         """
+        return [task for _, task in self._expire_timed()]
+
+    def _expire_timed(self) -> list[tuple[float, Task]]:
+        """:meth:`expire`, each task with its expiry time: for a scheduler holding this
+        queue, which then keeps no expiry of its own per task."""
         if self._walking:
             raise ReentrancyError(reentry_refusal("expire", "queue"))
         self._collect_expired(self._now())
         if not self._expired:
             return []
-        return [entry[_TASK] for entry in self._take_expired(_expiry_order)]
+        return [(_expires(entry), entry[_TASK]) for entry in self._take_expired(_expiry_order)]
+
+    def _expiry_of(self, task_id: Hashable) -> float | None:
+        """When the held task ``task_id`` expires (``None``: no TTL), for a scheduler
+        holding this queue. O(1).
+
+        Raises:
+            KeyError: no held task has this id.
+        """
+        entry = self._index.get(task_id) or self._expired[task_id]
+        return None if entry[_TASK].ttl is None else _expires(entry)
 
     def next_wakeup(self) -> float | None:
         """When the next held task expires (possibly already past), or ``None``.
@@ -479,8 +529,8 @@ class PriorityQueue(HeldTasks):
         """
         if self._walking:
             raise ReentrancyError(reentry_refusal("next_wakeup", "queue"))
-        timer = self._expiry.top()
-        wakeup = None if timer is None else timer[0]
+        first = self._expiry.first()
+        wakeup = None if first == _NEVER else first
         if self._expired:
             # Usually a handful: expire() is due now anyway.
             held = min(_expires(entry) for entry in self._expired.values())
@@ -557,25 +607,30 @@ class PriorityQueue(HeldTasks):
     # -- persistence ------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything the queue holds and has counted, as plain data. O(n).
+        """Everything the queue holds and has counted, as plain data. O(n), plus
+        O(g log g) for each g tasks sharing one enqueue time.
 
-        Each task keeps its place: its sequence number (the FIFO tie-break),
-        its enqueue time (its age and TTL) and, through them, its aged key.
+        Each task keeps its place: its enqueue time (its age and TTL), its
+        sequence number (the FIFO tie-break among tasks enqueued at the same
+        time, written as its rank there) and, through them, its aged key.
         :meth:`load_snapshot` on an empty queue of the same configuration
         takes it back; see ``docs/persistence.md``.
 
         Raises:
             SnapshotError: a task whose id, tenant, key or group a snapshot cannot carry.
         """
-        following = next(self._seq)
-        self._seq = itertools.count(following)  # nothing consumed
+        held = list(self._index.values())
+        expired = list(self._expired.values())
+        written, following = _written_seqs([*held, *expired])
         return {
             **header("PriorityQueue"),
             "aging_rate": self._rate,
             "maxsize": self._maxsize,
             "overflow": self._overflow,
-            "held": [_entry_data(entry) for entry in self._index.values()],
-            "expired": [_entry_data(entry) for entry in self._expired.values()],
+            "held": [held_data(written(entry), entry[_ENQUEUED], entry[_TASK]) for entry in held],
+            "expired": [
+                held_data(written(entry), entry[_ENQUEUED], entry[_TASK]) for entry in expired
+            ],
             "next_seq": following,
             "monotone": self._monotone,
             "counts": [getattr(self, name) for name in _COUNTERS],
@@ -617,11 +672,14 @@ class PriorityQueue(HeldTasks):
             for i, item in enumerate(fields.items("expired"))
         ]
         ids = {entry[_ID] for entry in held} | {entry[_ID] for entry in expired}
-        seqs = {entry[_SEQ] for entry in held} | {entry[_SEQ] for entry in expired}
-        if len(ids) != len(held) + len(expired) or len(seqs) != len(ids):
-            refuse(where, "holds a task id or sequence number twice")
+        places = {entry[_ENQUEUED:_ID] for entry in held} | {
+            entry[_ENQUEUED:_ID] for entry in expired
+        }
+        if len(ids) != len(held) + len(expired) or len(places) != len(ids):
+            refuse(where, "holds a task id, or an enqueue time and sequence number, twice")
         if self._maxsize is not None and len(ids) > self._maxsize:
             refuse(where, f"holds {len(ids)} tasks, more than maxsize {self._maxsize}")
+        stamp = max((entry[_ENQUEUED] for entry in (*held, *expired)), default=-_NEVER)
         monotone = fields.boolean("monotone")
         counts = fields.counts("counts", len(_COUNTERS))
         waits_data = fields.value("waits")
@@ -639,7 +697,8 @@ class PriorityQueue(HeldTasks):
                 if entry[_TASK].ttl is not None or self._lowest is not None:
                     self._track(entry)
             self._expired = {entry[_ID]: entry for entry in expired}
-            self._seq = itertools.count(following)
+            self._seq = itertools.count(max(following, 1.0))
+            self._stamp = stamp
             self._monotone = monotone
             for name, count in zip(_COUNTERS, counts, strict=True):
                 setattr(self, name, count)
@@ -704,16 +763,15 @@ class PriorityQueue(HeldTasks):
             self._collect_expired(now)
         top = lowest.top()
         # The newcomer is the least urgent on a tie: it would queue behind.
-        if top is None or entry[_KEY:_SEQ] >= top[3][_KEY:_SEQ]:
+        if top is None or entry[_KEY:_SEQ] >= top[_KEY:_SEQ]:
             self._evicted += 1
             self._evicted_arrivals += 1
             return Eviction(task, Reason.EVICTED)
-        victim = top[3]
-        del self._index[victim[_ID]]
+        del self._index[top[_ID]]
         lowest.drop_top(top)
         self._clean = False  # its entry stays in the order heap, dead
         self._evicted += 1
-        return Eviction(victim[_TASK], Reason.EVICTED)
+        return Eviction(top[_TASK], Reason.EVICTED)
 
     def _find(self, where: Predicate) -> _Entry | None:
         """The most urgent live entry passing ``where``, with re-entry refused meanwhile."""
@@ -738,12 +796,12 @@ class PriorityQueue(HeldTasks):
         ttl = entry[_TASK].ttl
         if ttl is not None:
             expires = entry[_ENQUEUED] + ttl
-            self._expiry.push((expires, entry[_SEQ], entry))
+            self._expiry.add(entry, expires)
             self._side_heaps = True
             if expires < self._next_expiry:
                 self._next_expiry = expires
         if self._lowest is not None:
-            self._lowest.push((-entry[_KEY], -entry[_ENQUEUED], -entry[_SEQ], entry))
+            self._lowest.push(entry)
 
     def _collect_expired(self, now: float, call: str = "expire") -> None:
         """Move every entry due by ``now`` from the live index to the expired holding area."""
@@ -751,11 +809,10 @@ class PriorityQueue(HeldTasks):
             raise ReentrancyError(reentry_refusal(call, "queue"))
         expiry = self._expiry
         expired = self._expired
-        for _, _, entry in expiry.pop_until(now):  # out of the index too
+        for entry in expiry.pop_until(now):  # out of the index too
             expired[entry[_ID]] = entry
             self._clean = False  # its entry stays in the order heap, dead
-        timer = expiry.top()
-        self._next_expiry = _NEVER if timer is None else timer[0]
+        self._next_expiry = expiry.first()
         self._maybe_compact()
 
     def _compact_order(self) -> None:
