@@ -343,6 +343,22 @@ class PrefixSumSortedList(Generic[_T]):
                 through += totals[later]
         return None
 
+    def last_bound(self) -> _T | None:
+        """The largest item with a finite bound (in the margins), or ``None``. O(log n + L)."""
+        self._refresh_margins()
+        mtree = self._mtree
+        if mtree[1] == _INF:
+            return None
+        node = 1
+        while node < self._size:  # down the rightmost subtree holding a margin
+            node = 2 * node + 1 if mtree[2 * node + 1] != _INF else 2 * node
+        b = node - self._size - self._offset
+        bounds = self._bounds[b]
+        i = len(bounds) - 1
+        while bounds[i] == _INF:
+            i -= 1
+        return self._items[b][i]
+
     def unbind_margins_below(self, threshold: float) -> list[_T]:
         """Give every item whose margin is below ``threshold`` the bound ``inf``; return them.
 

@@ -322,6 +322,7 @@ class DeadlineScheduler(HeldTasks):
         "_next_due",
         "_now",
         "_on_miss",
+        "_protect_edge",
         "_overflow",
         "_overflowed",
         "_popped",
@@ -402,6 +403,9 @@ class DeadlineScheduler(HeldTasks):
         self._cost_cap = 0.0
         # At most the least margin in the index lists (see _mark_late).
         self._floor = -_INF
+        # At least every front entry with a margin (a protected task): a push after it
+        # delays no promise in the index lists.
+        self._protect_edge: tuple[object, ...] = _BOTTOM
         # Expired tasks held until expire() returns them: (entry, reason, due).
         self._expired: dict[Hashable, tuple[_Entry, Reason, float]] = {}
         self._timers: LazyHeap[_Timer] = LazyHeap(self._index, at=_ID, via=2)
@@ -1174,6 +1178,8 @@ class DeadlineScheduler(HeldTasks):
             return self._critical.add(entry, cost, bound)
         if entry <= self._edge:
             self._floor = -_INF
+            if bound != _INF:
+                self._protect(entry)
             return self._critical.total() + self._front.add(entry, cost, bound)
         self._back.push(entry)
         self._back_cost += cost
@@ -1203,6 +1209,7 @@ class DeadlineScheduler(HeldTasks):
         self._first_low = _INF
         if self._edge is not _TOP:
             self._edge = _BOTTOM
+        self._protect_edge = _BOTTOM
         self._back.clear()
         self._timers.clear()
         self._next_due = _NEVER
@@ -1262,6 +1269,8 @@ class DeadlineScheduler(HeldTasks):
         margin = bound - (self._critical.total() + before + cost)
         if margin < self._floor:
             self._floor = margin
+        if bound != _INF:
+            self._protect(top)
         self._edge = top
 
     def _admit(self, entry: _Entry, now: float, excluded: _Entry | None) -> list[_Entry] | None:
@@ -1298,27 +1307,41 @@ class DeadlineScheduler(HeldTasks):
                 self._file(entry, self._bound(entry))
                 return None  # on time by the bound
             tasks = self._list_of(entry)
-            before = self._cost_ahead(entry)
+            cost = task.cost
+            floor = self._floor  # at most every margin before it is filed
+            # Filed first (without a margin of its own): the cost ahead comes with it.
+            before = tasks.add(entry, cost, _INF)
+            if tasks is self._front:
+                before += self._critical.total()
+            # Every margin behind it fell by its cost, no other moved.
+            if excluded is not None:
+                self._floor = -_INF
+            elif tasks is self._critical or entry < self._protect_edge:
+                self._floor = floor - cost
             own = task.deadline is None or self._meets(entry, before, now)
-            floor = self._floor  # the least margin ahead of it, which it does not change
-            tasks.add(entry, task.cost, _INF)
-            self._floor = -_INF  # margins behind it just fell
             least = self._least_behind(entry, now, marked, excluded) if own else -_INF
             if least == -_INF:
                 return marked
         finally:
             if excluded is not None:
                 self._list_of(excluded).set_bound(excluded, self._bound(excluded))
+                self._protect(excluded)
                 least = -_INF  # its margin is back: the least margin is not known
         bound = self._bound(entry)
         if bound != _INF:
             tasks.set_bound(entry, bound)
+            self._protect(entry)
         # Every margin behind it was just found to be at least ``least``.
-        self._floor = min(floor, least, bound - (before + task.cost))
+        self._floor = min(self._floor, least, bound - (before + cost))
         return None
 
     def _list_of(self, entry: _Entry) -> PrefixSumSortedList[_Entry]:
         return self._critical if entry[_PRIORITY] <= _CRITICAL else self._front
+
+    def _protect(self, entry: _Entry) -> None:
+        """Keep the protect edge at least an entry just given a margin in the index lists."""
+        if entry[_PRIORITY] > _CRITICAL and entry > self._protect_edge:
+            self._protect_edge = entry
 
     def _mark_late(self, now: float) -> list[_Entry]:
         """Mark late, and return, every protected task already predicted to miss (with
@@ -1339,6 +1362,7 @@ class DeadlineScheduler(HeldTasks):
         marked += self._front.unbind_margins_below(line + ahead)
         self._late.update(entry[_ID] for entry in marked)
         self._floor = min(self._critical.margin(), self._front.margin() - ahead)
+        self._protect_edge = self._front.last_bound() or _BOTTOM
         return marked
 
     def _unmark(self, marked: list[_Entry]) -> None:
@@ -1348,6 +1372,7 @@ class DeadlineScheduler(HeldTasks):
         for entry in marked:
             self._late.discard(entry[_ID])
             self._list_of(entry).set_bound(entry, self._bound(entry))
+            self._protect(entry)
 
     def _least_behind(
         self, entry: _Entry, now: float, marked: list[_Entry], excluded: _Entry | None
@@ -1363,6 +1388,17 @@ class DeadlineScheduler(HeldTasks):
         """
         servers = self._servers
         line = servers * now
+        # The obvious case, O(1): the kept floor (at most every margin, its cost taken
+        # off those behind it) clears the line. Else, the least margin of all, once
+        # the lists are up to date: when it clears the line, the floor is exact again.
+        work = self._work()
+        floor = self._floor
+        if floor == _INF or floor - line > _REL_TOLERANCE * (abs(floor) + abs(line) + work):
+            return floor
+        least = min(self._critical.margin(), self._front.margin() - self._critical.total())
+        if least == _INF or least - line > _REL_TOLERANCE * (abs(least) + abs(line) + work):
+            self._floor = least
+            return least
         if entry[_PRIORITY] <= _CRITICAL:
             least = min(
                 self._critical.margin_after(entry),
