@@ -1357,13 +1357,26 @@ class DeadlineScheduler(HeldTasks):
         line -= _REL_TOLERANCE * servers * (abs(now) + gap + abs(line) + self._work())
         if self._floor >= line:
             return []
+        least = self._least_margin(line)
+        if least >= line:
+            self._floor = least
+            return []
         ahead = self._critical.total()
         marked = self._critical.unbind_margins_below(line)
         marked += self._front.unbind_margins_below(line + ahead)
         self._late.update(entry[_ID] for entry in marked)
-        self._floor = min(self._critical.margin(), self._front.margin() - ahead)
+        self._floor = self._least_margin(line)
         self._protect_edge = self._front.last_bound() or _BOTTOM
         return marked
+
+    def _least_margin(self, line: float) -> float:
+        """At most the least margin in the index lists, and at least ``line`` when that
+        is: the margin tree sums afresh only the blocks it needs to show it."""
+        ahead = self._critical.total()
+        return min(
+            self._critical.margin_at_least(line),
+            self._front.margin_at_least(line + ahead) - ahead,
+        )
 
     def _unmark(self, marked: list[_Entry]) -> None:
         """Undo :meth:`_mark_late` (for a refused push, which changes nothing)."""
@@ -1395,7 +1408,7 @@ class DeadlineScheduler(HeldTasks):
         floor = self._floor
         if floor == _INF or floor - line > _REL_TOLERANCE * (abs(floor) + abs(line) + work):
             return floor
-        least = min(self._critical.margin(), self._front.margin() - self._critical.total())
+        least = self._least_margin(line)
         if least == _INF or least - line > _REL_TOLERANCE * (abs(least) + abs(line) + work):
             self._floor = least
             return least
