@@ -51,7 +51,13 @@ class PrefixSumSortedList(Generic[_T]):
     update is ever needed when a cost comes or goes. Both are kept lazily:
     a change marks its block stale, and the next margin query refreshes only
     what changed (a full O(B) pass after the blocks were relaid). A bound of
-    ``inf`` takes an item out of the margins.
+    ``inf`` takes an item out of the margins. A change whose effect on its
+    block's least margin is bounded (an item filed, taken out or given a
+    bound in the middle of a block) keeps a lower bound instead: the block
+    is *loose*. The exact queries sum loose blocks afresh;
+    ``margin_at_least(t)``, which only needs to show that every margin is at
+    least ``t``, sums afresh only the loose blocks whose bound falls below
+    ``t``, and ``unbind_margins_below`` looks only into those.
 
     Rounding error does not accumulate over a long run: the tree's inner
     nodes are recomputed from their children (never adjusted by deltas), and
@@ -68,7 +74,9 @@ class PrefixSumSortedList(Generic[_T]):
     (C-level slices), so appending after the last item and taking from the
     front (the EDF pattern) stay O(log n + L), while a split in the middle
     costs O(B) at C speed: O(n / L**2) amortised, negligible below ~10**6
-    items. ``first`` and ``total`` are O(1); iteration is O(1) per item.
+    items. ``first`` and ``total`` are O(1); iteration is O(1) per item;
+    ``last_bound`` O(log n + L) after the refresh; ``margin_at_least`` O(log
+    n + L) per loose block it sums afresh.
 
     >>> costs = PrefixSumSortedList()
     >>> for key, cost in [(5, 1.0), (1, 2.0), (3, 4.0)]:

@@ -212,7 +212,13 @@ class DeadlineScheduler(HeldTasks):
     feasible whatever is pushed, and so is a task pushed among them; such a
     push or pop costs what a :class:`~taskdist.queues.PriorityQueue`'s does.
     When the bound fails, the earliest tasks move, once each, into the
-    ordered index (the *front*) where the exact answers are computed.
+    ordered index (the *front*) where the exact answers are computed. There
+    too the obvious answer is cheap: the scheduler keeps a lower bound of
+    every margin (the *floor*, lowered by each push's cost unless the push
+    lands after every protected task), and the margin tree keeps lower
+    bounds for the blocks a change moved; only when these do not clear the
+    line are the blocks near it summed afresh, and only below it does the
+    exact range query run. Admission answers exactly as without them.
 
     **Expiry.** A task with ``ttl`` expires at ``enqueued_at + ttl``; under
     ``"dead_letter"`` and ``"reject"`` a task also expires when its deadline
@@ -1347,9 +1353,10 @@ class DeadlineScheduler(HeldTasks):
         """Mark late, and return, every protected task already predicted to miss (with
         several servers: surely, by the bound), so that it holds admission back no more.
 
-        O(1) when no task's margin can be below the line: the least margin
-        found last time is kept, and only an entry filed into the index lists
-        can lower it.
+        O(1) when no task's margin can be below the line: a lower bound of
+        the least margin is kept (the floor), and only an entry filed into the
+        index lists ahead of a protected task lowers it. Below the line, the
+        margin tree's lower bounds are asked before any task is looked at.
         """
         servers = self._servers
         gap = 0.0 if servers == 1 else self._cost_cap
@@ -1395,15 +1402,17 @@ class DeadlineScheduler(HeldTasks):
 
         The index lists already hold the entry, so margins behind it include
         its cost; each must stay at least ``m * now``. The back was made safe
-        before. Within rounding of the line, the simulation decides (and may
-        add to ``marked``; the least margin is then not known: ``m * now``
-        less the tolerance is reported).
+        before. A lower bound clearing the line answers first (the reported
+        least margin is then that bound): the kept floor in O(1), else the
+        margin tree's lower bounds. Within rounding of the line, the
+        simulation decides (and may add to ``marked``; the least margin is
+        then not known: ``m * now`` less the tolerance is reported).
         """
         servers = self._servers
         line = servers * now
         # The obvious case, O(1): the kept floor (at most every margin, its cost taken
-        # off those behind it) clears the line. Else, the least margin of all, once
-        # the lists are up to date: when it clears the line, the floor is exact again.
+        # off those behind it) clears the line. Else the tree's bound of the least
+        # margin of all, which becomes the floor when it clears the line.
         work = self._work()
         floor = self._floor
         if floor == _INF or floor - line > _REL_TOLERANCE * (abs(floor) + abs(line) + work):
