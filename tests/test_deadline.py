@@ -1301,6 +1301,43 @@ def test_expired_tasks_count_toward_the_bound_but_are_never_evicted() -> None:
     assert [t.id for t in edf.expire()] == ["short"]
 
 
+def model_margins(model: list[list[Any]]) -> list[tuple[tuple[float, int], float]]:
+    """Each ``[item, cost, bound]`` row's margin: its bound less the cost through it."""
+    through = 0.0
+    out = []
+    for item, cost, bound in model:
+        through += cost
+        out.append((item, bound - through))
+    return out
+
+
+def apply_margin_op(
+    index: PrefixSumSortedList[tuple[float, int]],
+    model: list[list[Any]],
+    seq: int,
+    op: str,
+    key: float,
+    cost: float,
+    bound: float | None,
+) -> None:
+    """One change to the list and to its model (rows sorted by item); other ops change
+    nothing."""
+    real_bound = math.inf if bound is None else bound * 8
+    if op == "add" or not model:
+        item = (key, seq)
+        index.add(item, cost, real_bound)
+        model.append([item, cost, real_bound])
+        model.sort(key=lambda row: row[0])
+    elif op == "pop":
+        assert index.pop_first() == model.pop(0)[0]
+    elif op == "remove":
+        index.remove(model.pop(int(key * 4) % len(model))[0])
+    elif op == "bound":
+        row = model[int(key * 4) % len(model)]
+        row[2] = real_bound
+        index.set_bound(row[0], real_bound)
+
+
 @given(
     load=st.integers(min_value=2, max_value=5),
     ops=st.lists(
@@ -1321,28 +1358,10 @@ def test_margins_agree_with_a_sorted_python_list(
     model: list[list[Any]] = []  # [item, cost, bound], sorted by item
 
     def margins() -> list[tuple[tuple[float, int], float]]:
-        through = 0.0
-        out = []
-        for item, cost, bound in model:
-            through += cost
-            out.append((item, bound - through))
-        return out
+        return model_margins(model)
 
     for seq, (op, key, cost, bound) in enumerate(ops):
-        item = (key, seq)
-        real_bound = math.inf if bound is None else bound * 8
-        if op == "add" or not model:
-            index.add(item, cost, real_bound)
-            model.append([item, cost, real_bound])
-            model.sort(key=lambda row: row[0])
-        elif op == "pop":
-            assert index.pop_first() == model.pop(0)[0]
-        elif op == "remove":
-            index.remove(model.pop(int(key * 4) % len(model))[0])
-        elif op == "bound":
-            row = model[int(key * 4) % len(model)]
-            row[2] = real_bound
-            index.set_bound(row[0], real_bound)
+        apply_margin_op(index, model, seq, op, key, cost, bound)
         all_margins = margins()
         assert index.margin() == min((m for _, m in all_margins), default=math.inf)
         probe = (key, -1 if op == "query" else seq)
@@ -1379,31 +1398,9 @@ def test_lower_bounds_of_moved_blocks_never_overstate_a_margin(
     last_bound and unbind_margins_below stay exact, through any history."""
     index: PrefixSumSortedList[tuple[float, int]] = PrefixSumSortedList(load=load)
     model: list[list[Any]] = []  # [item, cost, bound], sorted by item
-
-    def margins() -> list[tuple[tuple[float, int], float]]:
-        through = 0.0
-        out = []
-        for item, cost, bound in model:
-            through += cost
-            out.append((item, bound - through))
-        return out
-
     for seq, (op, key, cost, bound) in enumerate(ops):
-        item = (key, seq)
-        real_bound = math.inf if bound is None else bound * 8
-        if op == "add" or not model:
-            index.add(item, cost, real_bound)
-            model.append([item, cost, real_bound])
-            model.sort(key=lambda row: row[0])
-        elif op == "pop":
-            assert index.pop_first() == model.pop(0)[0]
-        elif op == "remove":
-            index.remove(model.pop(int(key * 4) % len(model))[0])
-        elif op == "bound":
-            row = model[int(key * 4) % len(model)]
-            row[2] = real_bound
-            index.set_bound(row[0], real_bound)
-        least = min((m for _, m in margins()), default=math.inf)
+        apply_margin_op(index, model, seq, op, key, cost, bound)
+        least = min((m for _, m in model_margins(model)), default=math.inf)
         threshold = cost * 4 - 20
         at_least = index.margin_at_least(threshold)
         assert at_least <= least
@@ -1413,7 +1410,7 @@ def test_lower_bounds_of_moved_blocks_never_overstate_a_margin(
             assert index.last_bound() == (bounded[-1] if bounded else None)
             assert index.margin() == least
         elif op == "query":  # from the lower bounds: exactly the items below, all unbound
-            below = [i for i, m in margins() if m < threshold]
+            below = [i for i, m in model_margins(model) if m < threshold]
             assert index.unbind_margins_below(threshold) == below
             for row in model:
                 if row[0] in below:

@@ -332,20 +332,9 @@ class PrefixSumSortedList(Generic[_T]):
         as either side of it; the answer is always a present item or ``None``.
         """
         self._refresh_margins()
-        mtree = self._mtree
-        if not mtree[1] < threshold:
+        if not self._mtree[1] < threshold:
             return None
-        tree = self._tree
-        node = 1
-        before = 0.0
-        while node < self._size:
-            left = 2 * node
-            if mtree[left] - before < threshold:
-                node = left
-            else:
-                before += tree[left]
-                node = left + 1
-        b = node - self._size - self._offset
+        b, before = self._first_block_below(threshold)
         through = before
         items, costs, bounds = self._items, self._costs, self._bounds
         for item, cost, bound in zip(items[b], costs[b], bounds[b], strict=True):
@@ -376,28 +365,32 @@ class PrefixSumSortedList(Generic[_T]):
         falls below ``threshold``. O(log n + L) per block summed afresh.
         """
         self._refresh_margins(exact=False)
-        tree = self._tree
         loose = self._loose
-        size = self._size
-        base = size + self._offset
-        while (mtree := self._mtree)[1] < threshold:
-            node = 1
-            before = 0.0
-            while node < size:  # down to a block whose bound falls below the threshold
-                left = 2 * node
-                if mtree[left] - before < threshold:
-                    node = left
-                else:
-                    before += tree[left]
-                    node = left + 1
-            b = node - base
+        while self._mtree[1] < threshold:
+            b, _ = self._first_block_below(threshold)
             if b not in loose:
                 break  # summed exactly: a margin truly below the threshold
             loose.discard(b)
             self._margins[b] = self._block_margin(b)
-            self._mtree_dirty.add(node)
+            self._mtree_dirty.add(self._size + self._offset + b)
             self._refresh_margins(exact=False)
         return self._mtree[1]
+
+    def _first_block_below(self, threshold: float) -> tuple[int, float]:
+        """The first block whose least margin (by the tree, which must be below
+        ``threshold``) falls below it, and the cost ahead of that block: O(log B)."""
+        mtree = self._mtree
+        tree = self._tree
+        node = 1
+        before = 0.0
+        while node < self._size:
+            left = 2 * node
+            if mtree[left] - before < threshold:
+                node = left
+            else:
+                before += tree[left]
+                node = left + 1
+        return node - self._size - self._offset, before
 
     def last_bound(self) -> _T | None:
         """The largest item with a finite bound (in the margins), or ``None``. O(log n + L)."""
