@@ -391,8 +391,8 @@ class DeadlineScheduler(HeldTasks):
         self._critical: PrefixSumSortedList[_Entry] = PrefixSumSortedList(64)
         self._front: PrefixSumSortedList[_Entry] = PrefixSumSortedList(64)
         self._back: LazyHeap[_Entry] = LazyHeap(self._index, at=_ID)
-        # The back's total cost: a running sum, summed afresh as often as it has
-        # entries, so its rounding stays far below the admission tolerance.
+        # The back's total cost: a running sum, summed afresh every 32 n + 1024 changes
+        # (at most a million), so its rounding stays far below the admission tolerance.
         self._back_cost = 0.0
         self._back_budget = 1024
         # At most the time before which the back is safe whatever the next push
@@ -1227,9 +1227,9 @@ class DeadlineScheduler(HeldTasks):
             self._resum_back()
 
     def _resum_back(self) -> None:
-        """Sum the back's cost afresh, once per ``8 n + 1024`` changes (at most a million):
-        amortised O(1/8), and its rounding stays below ``_BACK_TOLERANCE``."""
-        self._back_budget = min(8 * len(self._index) + 1024, 1_000_000)
+        """Sum the back's cost afresh, once per ``32 n + 1024`` changes (at most a million):
+        amortised O(1/32), and its rounding stays below ``_BACK_TOLERANCE``."""
+        self._back_budget = min(32 * len(self._index) + 1024, 1_000_000)
         self._back_cost = math.fsum(entry[_TASK].cost for entry in self._back.live_entries())
 
     def _work(self) -> float:
