@@ -1301,6 +1301,43 @@ def test_expired_tasks_count_toward_the_bound_but_are_never_evicted() -> None:
     assert [t.id for t in edf.expire()] == ["short"]
 
 
+def model_margins(model: list[list[Any]]) -> list[tuple[tuple[float, int], float]]:
+    """Each ``[item, cost, bound]`` row's margin: its bound less the cost through it."""
+    through = 0.0
+    out = []
+    for item, cost, bound in model:
+        through += cost
+        out.append((item, bound - through))
+    return out
+
+
+def apply_margin_op(
+    index: PrefixSumSortedList[tuple[float, int]],
+    model: list[list[Any]],
+    seq: int,
+    op: str,
+    key: float,
+    cost: float,
+    bound: float | None,
+) -> None:
+    """One change to the list and to its model (rows sorted by item); other ops change
+    nothing."""
+    real_bound = math.inf if bound is None else bound * 8
+    if op == "add" or not model:
+        item = (key, seq)
+        index.add(item, cost, real_bound)
+        model.append([item, cost, real_bound])
+        model.sort(key=lambda row: row[0])
+    elif op == "pop":
+        assert index.pop_first() == model.pop(0)[0]
+    elif op == "remove":
+        index.remove(model.pop(int(key * 4) % len(model))[0])
+    elif op == "bound":
+        row = model[int(key * 4) % len(model)]
+        row[2] = real_bound
+        index.set_bound(row[0], real_bound)
+
+
 @given(
     load=st.integers(min_value=2, max_value=5),
     ops=st.lists(
@@ -1321,28 +1358,10 @@ def test_margins_agree_with_a_sorted_python_list(
     model: list[list[Any]] = []  # [item, cost, bound], sorted by item
 
     def margins() -> list[tuple[tuple[float, int], float]]:
-        through = 0.0
-        out = []
-        for item, cost, bound in model:
-            through += cost
-            out.append((item, bound - through))
-        return out
+        return model_margins(model)
 
     for seq, (op, key, cost, bound) in enumerate(ops):
-        item = (key, seq)
-        real_bound = math.inf if bound is None else bound * 8
-        if op == "add" or not model:
-            index.add(item, cost, real_bound)
-            model.append([item, cost, real_bound])
-            model.sort(key=lambda row: row[0])
-        elif op == "pop":
-            assert index.pop_first() == model.pop(0)[0]
-        elif op == "remove":
-            index.remove(model.pop(int(key * 4) % len(model))[0])
-        elif op == "bound":
-            row = model[int(key * 4) % len(model)]
-            row[2] = real_bound
-            index.set_bound(row[0], real_bound)
+        apply_margin_op(index, model, seq, op, key, cost, bound)
         all_margins = margins()
         assert index.margin() == min((m for _, m in all_margins), default=math.inf)
         probe = (key, -1 if op == "query" else seq)
@@ -1357,3 +1376,98 @@ def test_margins_agree_with_a_sorted_python_list(
                 if row[0] in below:
                     row[2] = math.inf
             assert index.margin() == min((m for _, m in margins()), default=math.inf)
+
+
+@given(
+    load=st.integers(min_value=2, max_value=5),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["add", "add", "pop", "remove", "bound", "probe", "query"]),
+            dyadic,
+            dyadic,
+            st.none() | dyadic,
+        ),
+        max_size=150,
+    ),
+)
+def test_lower_bounds_of_moved_blocks_never_overstate_a_margin(
+    load: int, ops: list[tuple[str, float, float, float | None]]
+) -> None:
+    """Blocks a change moved keep a lower bound until asked: margin_at_least never says more
+    than the least margin, and clears a threshold whenever the least margin does;
+    last_bound and unbind_margins_below stay exact, through any history."""
+    index: PrefixSumSortedList[tuple[float, int]] = PrefixSumSortedList(load=load)
+    model: list[list[Any]] = []  # [item, cost, bound], sorted by item
+    for seq, (op, key, cost, bound) in enumerate(ops):
+        apply_margin_op(index, model, seq, op, key, cost, bound)
+        least = min((m for _, m in model_margins(model)), default=math.inf)
+        threshold = cost * 4 - 20
+        at_least = index.margin_at_least(threshold)
+        assert at_least <= least
+        assert least < threshold or at_least >= threshold
+        if op == "probe":  # the exact answers, which sum every moved block afresh
+            bounded = [row[0] for row in model if row[2] != math.inf]
+            assert index.last_bound() == (bounded[-1] if bounded else None)
+            assert index.margin() == least
+        elif op == "query":  # from the lower bounds: exactly the items below, all unbound
+            below = [i for i, m in model_margins(model) if m < threshold]
+            assert index.unbind_margins_below(threshold) == below
+            for row in model:
+                if row[0] in below:
+                    row[2] = math.inf
+            assert index.margin_at_least(threshold) >= threshold
+
+
+@pytest.mark.parametrize("servers", [1, 3])
+@pytest.mark.parametrize("seed", range(4))
+def test_an_overloaded_scheduler_keeps_its_word_over_hundreds_of_pushes(
+    servers: int, seed: int
+) -> None:
+    """Five times the work the deadlines allow, hundreds of tasks (several blocks of the
+    margin tree, the kept floor and the protect edge all at work), with pops and time
+    passing: after every push each late flag is the brute-force model's on one server,
+    and sound on several (a task flagged late truly was predicted to miss; one admitted
+    on time truly is)."""
+    rng = random.Random(seed)
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, servers=servers)
+    held: list[tuple[object, Task]] = []
+    late: set[object] = set()
+    for seq in range(400):
+        if rng.random() < 0.1 and held:
+            popped = edf.pop()
+            held.sort(key=lambda pair: pair[0])  # type: ignore[arg-type, return-value]
+            assert popped is held.pop(0)[1]
+            late.discard(popped.id)  # type: ignore[union-attr]
+        if rng.random() < 0.05:
+            clock.advance(rng.randint(1, 4) / 8)
+        now = clock.now()
+        task = Task(
+            seq,
+            priority=rng.randint(1, 4),
+            deadline=now + rng.randint(1, 128) / 8,
+            cost=rng.randint(1, 8) / 16 * servers,
+        )
+        key = order_key(task, Fraction(now), seq, 0.0)
+        before = simulated_finishes(held, now, servers)
+        after = simulated_finishes([*held, (key, task)], now, servers)
+        promised = [t for _, t in held if t.deadline is not None and t.id not in late]
+        doomed = {t.id for t in promised if before[t.id] > t.deadline}  # type: ignore[operator]
+        on_time = after[task.id] <= task.deadline and all(
+            after[t.id] <= t.deadline  # type: ignore[operator]
+            for t in promised
+            if t.id not in doomed
+        )
+        assert edf.push(task) is None  # run_late keeps every task
+        flagged = {t.id for t in promised if edf.is_late(t.id)}
+        if servers == 1:
+            assert flagged == doomed
+            assert edf.is_late(task.id) == (not on_time)
+        else:
+            assert flagged <= doomed
+            assert edf.is_late(task.id) or on_time
+        late |= flagged
+        if edf.is_late(task.id):
+            late.add(task.id)
+        held.append((key, task))
+    assert len(edf) == len(held)

@@ -51,7 +51,13 @@ class PrefixSumSortedList(Generic[_T]):
     update is ever needed when a cost comes or goes. Both are kept lazily:
     a change marks its block stale, and the next margin query refreshes only
     what changed (a full O(B) pass after the blocks were relaid). A bound of
-    ``inf`` takes an item out of the margins.
+    ``inf`` takes an item out of the margins. A change whose effect on its
+    block's least margin is bounded (an item filed, taken out or given a
+    bound in the middle of a block) keeps a lower bound instead: the block
+    is *loose*. The exact queries sum loose blocks afresh;
+    ``margin_at_least(t)``, which only needs to show that every margin is at
+    least ``t``, sums afresh only the loose blocks whose bound falls below
+    ``t``, and ``unbind_margins_below`` looks only into those.
 
     Rounding error does not accumulate over a long run: the tree's inner
     nodes are recomputed from their children (never adjusted by deltas), and
@@ -68,7 +74,9 @@ class PrefixSumSortedList(Generic[_T]):
     (C-level slices), so appending after the last item and taking from the
     front (the EDF pattern) stay O(log n + L), while a split in the middle
     costs O(B) at C speed: O(n / L**2) amortised, negligible below ~10**6
-    items. ``first`` and ``total`` are O(1); iteration is O(1) per item.
+    items. ``first`` and ``total`` are O(1); iteration is O(1) per item;
+    ``last_bound`` O(log n + L) after the refresh; ``margin_at_least`` O(log
+    n + L) per loose block it sums afresh.
 
     >>> costs = PrefixSumSortedList()
     >>> for key, cost in [(5, 1.0), (1, 2.0), (3, 4.0)]:
@@ -87,6 +95,7 @@ class PrefixSumSortedList(Generic[_T]):
         "_deltas",
         "_items",
         "_load",
+        "_loose",
         "_margins",
         "_maxes",
         "_mtree",
@@ -125,6 +134,9 @@ class PrefixSumSortedList(Generic[_T]):
         # _mtree_fresh).
         self._margins: list[float] = []
         self._stale: set[int] = set()
+        # Blocks whose margin is only a lower bound (a change moved it by at most a
+        # known amount): good enough to show that every margin clears a line.
+        self._loose: set[int] = set()
         self._mtree: list[float] = [_INF, _INF]
         self._mtree_dirty: set[int] = set()
         self._mtree_fresh = False
@@ -198,13 +210,17 @@ class PrefixSumSortedList(Generic[_T]):
             after = sum(costs[i + 1 :])
             in_block = old_total - after if after <= 0.5 * old_total else sum(costs[:i])
         before = self._prefix(b) + in_block
-        if i + 1 == len(costs) and b not in self._stale:
+        if b in self._stale:
+            pass
+        elif i + 1 == len(costs):
             # Appended: no other margin in the block moves.
             margin = bound - (old_total + cost)
             if margin < self._margins[b]:
                 self._margins[b] = margin
         else:
-            self._stale.add(b)
+            # Those after it fell by its cost: the least, by at most that.
+            self._margins[b] = min(self._margins[b] - cost, bound - (in_block + cost))
+            self._loose.add(b)
         if len(block) > 2 * self._load:
             self._split(b)
         else:
@@ -248,7 +264,15 @@ class PrefixSumSortedList(Generic[_T]):
         """Give a present ``item`` a new bound (``inf``: out of the margins). O(log n + L)."""
         b, i = self._position(item)
         self._bounds[b][i] = bound
-        self._stale.add(b)
+        if b in self._stale:
+            return
+        # No other margin moves: the block's least stays a lower bound with this one's.
+        if bound != _INF:
+            margin = bound - sum(self._costs[b][: i + 1])
+            if margin < self._margins[b]:
+                self._margins[b] = margin
+                self._mtree_dirty.add(self._size + self._offset + b)
+        self._loose.add(b)
 
     def set_bounds(self, bound: Callable[[_T], float]) -> None:
         """Give every item the bound ``bound(item)``. O(n)."""
@@ -308,20 +332,9 @@ class PrefixSumSortedList(Generic[_T]):
         as either side of it; the answer is always a present item or ``None``.
         """
         self._refresh_margins()
-        mtree = self._mtree
-        if not mtree[1] < threshold:
+        if not self._mtree[1] < threshold:
             return None
-        tree = self._tree
-        node = 1
-        before = 0.0
-        while node < self._size:
-            left = 2 * node
-            if mtree[left] - before < threshold:
-                node = left
-            else:
-                before += tree[left]
-                node = left + 1
-        b = node - self._size - self._offset
+        b, before = self._first_block_below(threshold)
         through = before
         items, costs, bounds = self._items, self._costs, self._bounds
         for item, cost, bound in zip(items[b], costs[b], bounds[b], strict=True):
@@ -343,13 +356,66 @@ class PrefixSumSortedList(Generic[_T]):
                 through += totals[later]
         return None
 
+    def margin_at_least(self, threshold: float) -> float:
+        """At most :meth:`margin`, and at least ``threshold`` when :meth:`margin` is.
+
+        Cheaper than :meth:`margin` when the answer is clear: blocks whose
+        least margin is only known as a lower bound (after cost came or went
+        ahead of some of their items) are summed afresh only where that bound
+        falls below ``threshold``. O(log n + L) per block summed afresh.
+        """
+        self._refresh_margins(exact=False)
+        loose = self._loose
+        while self._mtree[1] < threshold:
+            b, _ = self._first_block_below(threshold)
+            if b not in loose:
+                break  # summed exactly: a margin truly below the threshold
+            loose.discard(b)
+            self._margins[b] = self._block_margin(b)
+            self._mtree_dirty.add(self._size + self._offset + b)
+            self._refresh_margins(exact=False)
+        return self._mtree[1]
+
+    def _first_block_below(self, threshold: float) -> tuple[int, float]:
+        """The first block whose least margin (by the tree, which must be below
+        ``threshold``) falls below it, and the cost ahead of that block: O(log B)."""
+        mtree = self._mtree
+        tree = self._tree
+        node = 1
+        before = 0.0
+        while node < self._size:
+            left = 2 * node
+            if mtree[left] - before < threshold:
+                node = left
+            else:
+                before += tree[left]
+                node = left + 1
+        return node - self._size - self._offset, before
+
+    def last_bound(self) -> _T | None:
+        """The largest item with a finite bound (in the margins), or ``None``. O(log n + L)."""
+        self._refresh_margins()
+        mtree = self._mtree
+        if mtree[1] == _INF:
+            return None
+        node = 1
+        while node < self._size:  # down the rightmost subtree holding a margin
+            node = 2 * node + 1 if mtree[2 * node + 1] != _INF else 2 * node
+        b = node - self._size - self._offset
+        bounds = self._bounds[b]
+        i = len(bounds) - 1
+        while bounds[i] == _INF:
+            i -= 1
+        return self._items[b][i]
+
     def unbind_margins_below(self, threshold: float) -> list[_T]:
         """Give every item whose margin is below ``threshold`` the bound ``inf``; return them.
 
         A bound changes no other item's margin, so one pass finds them all:
-        O((k + 1) log B + k_b L) for k items in k_b blocks.
+        O((k + 1) log B + k_b L) for k items in k_b blocks (a block whose least
+        margin is only a lower bound is looked at when the bound is below).
         """
-        self._refresh_margins()
+        self._refresh_margins(exact=False)
         mtree = self._mtree
         if not mtree[1] < threshold:
             return []
@@ -437,16 +503,21 @@ class PrefixSumSortedList(Generic[_T]):
         least: float = min(map(sub, bounds, accumulate(self._costs[b])))
         return least
 
-    def _refresh_margins(self) -> None:
-        """Bring the stale block margins and the margin tree up to date."""
+    def _refresh_margins(self, exact: bool = True) -> None:
+        """Bring the stale block margins (and, if ``exact``, the loose ones) and the margin
+        tree up to date; with ``exact=False`` the tree may hold lower bounds."""
+        if exact and self._loose:
+            self._stale |= self._loose
         if self._mtree_fresh and not self._stale and not self._mtree_dirty:
             return
         margins = self._margins
         base = self._size + self._offset
         dirty = self._mtree_dirty
+        loose = self._loose
         for b in self._stale:
             margins[b] = self._block_margin(b)
             dirty.add(base + b)
+            loose.discard(b)
         self._stale.clear()
         mtree = self._mtree
         tree = self._tree
@@ -551,9 +622,11 @@ class PrefixSumSortedList(Generic[_T]):
         self._mtree_fresh = False
 
     def _shift_stale(self, start: int, by: int) -> None:
-        """Block indices from ``start`` on moved by ``by``: move their stale marks too."""
+        """Block indices from ``start`` on moved by ``by``: move their stale and loose marks."""
         if self._stale:
             self._stale = {b if b < start else b + by for b in self._stale}
+        if self._loose:
+            self._loose = {b if b < start else b + by for b in self._loose}
 
     def _split(self, b: int) -> None:
         block = self._items[b]
@@ -568,6 +641,7 @@ class PrefixSumSortedList(Generic[_T]):
         self._totals[b : b + 1] = [sum(costs[:half]), sum(costs[half:])]
         self._deltas[b : b + 1] = [0, 0]
         self._margins[b : b + 1] = [_INF, _INF]
+        self._loose.discard(b)
         self._shift_stale(b + 1, 1)
         self._stale.update((b, b + 1))
         self._relayout(b, old_count)
@@ -587,17 +661,23 @@ class PrefixSumSortedList(Generic[_T]):
             # goes when empty without shifting the others.
             if i == len(block):
                 self._maxes[b] = block[-1]
-            if i == 0 and b not in self._stale and bound - cost > self._margins[b]:
-                # The first left, and it was not the least: every other rose by its cost.
+            if b in self._stale:
+                pass
+            elif i == 0:
+                # The first left: every other rose by its cost. Exact unless it was the
+                # least; a lower bound either way.
+                if not bound - cost > self._margins[b]:
+                    self._loose.add(b)
                 self._margins[b] += cost
             else:
-                self._stale.add(b)
+                self._loose.add(b)  # those after it rose: the least did not fall
             self._update_total(b, -cost, costs)
             return
         if b == 0:
             del items[0], self._costs[0], self._bounds[0], self._maxes[0]
             del self._totals[0], self._deltas[0], self._margins[0]
             self._stale.discard(0)
+            self._loose.discard(0)
             self._shift_stale(1, -1)
             leaf = self._size + self._offset
             self._tree[leaf] = 0.0
@@ -619,6 +699,7 @@ class PrefixSumSortedList(Generic[_T]):
         del items[b], self._costs[b], self._bounds[b], self._maxes[b]
         del self._totals[b], self._deltas[b], self._margins[b]
         self._stale.discard(b)
+        self._loose.discard(b)
         self._shift_stale(b + 1, -1)
         self._stale.add(b - 1)
         if len(items[b - 1]) > 2 * self._load:

@@ -212,7 +212,13 @@ class DeadlineScheduler(HeldTasks):
     feasible whatever is pushed, and so is a task pushed among them; such a
     push or pop costs what a :class:`~taskdist.queues.PriorityQueue`'s does.
     When the bound fails, the earliest tasks move, once each, into the
-    ordered index (the *front*) where the exact answers are computed.
+    ordered index (the *front*) where the exact answers are computed. There
+    too the obvious answer is cheap: the scheduler keeps a lower bound of
+    every margin (the *floor*, lowered by each push's cost unless the push
+    lands after every protected task), and the margin tree keeps lower
+    bounds for the blocks a change moved; only when these do not clear the
+    line are the blocks near it summed afresh, and only below it does the
+    exact range query run. Admission answers exactly as without them.
 
     **Expiry.** A task with ``ttl`` expires at ``enqueued_at + ttl``; under
     ``"dead_letter"`` and ``"reject"`` a task also expires when its deadline
@@ -325,6 +331,7 @@ class DeadlineScheduler(HeldTasks):
         "_overflow",
         "_overflowed",
         "_popped",
+        "_protect_edge",
         "_pushed",
         "_rate",
         "_record_wait",
@@ -384,8 +391,8 @@ class DeadlineScheduler(HeldTasks):
         self._critical: PrefixSumSortedList[_Entry] = PrefixSumSortedList(64)
         self._front: PrefixSumSortedList[_Entry] = PrefixSumSortedList(64)
         self._back: LazyHeap[_Entry] = LazyHeap(self._index, at=_ID)
-        # The back's total cost: a running sum, summed afresh as often as it has
-        # entries, so its rounding stays far below the admission tolerance.
+        # The back's total cost: a running sum, summed afresh every 32 n + 1024 changes
+        # (at most a million), so its rounding stays far below the admission tolerance.
         self._back_cost = 0.0
         self._back_budget = 1024
         # At most the time before which the back is safe whatever the next push
@@ -402,6 +409,9 @@ class DeadlineScheduler(HeldTasks):
         self._cost_cap = 0.0
         # At most the least margin in the index lists (see _mark_late).
         self._floor = -_INF
+        # At least every front entry with a margin (a protected task): a push after it
+        # delays no promise in the index lists.
+        self._protect_edge: tuple[object, ...] = _BOTTOM
         # Expired tasks held until expire() returns them: (entry, reason, due).
         self._expired: dict[Hashable, tuple[_Entry, Reason, float]] = {}
         self._timers: LazyHeap[_Timer] = LazyHeap(self._index, at=_ID, via=2)
@@ -1174,6 +1184,8 @@ class DeadlineScheduler(HeldTasks):
             return self._critical.add(entry, cost, bound)
         if entry <= self._edge:
             self._floor = -_INF
+            if bound != _INF:
+                self._protect(entry)
             return self._critical.total() + self._front.add(entry, cost, bound)
         self._back.push(entry)
         self._back_cost += cost
@@ -1203,6 +1215,7 @@ class DeadlineScheduler(HeldTasks):
         self._first_low = _INF
         if self._edge is not _TOP:
             self._edge = _BOTTOM
+        self._protect_edge = _BOTTOM
         self._back.clear()
         self._timers.clear()
         self._next_due = _NEVER
@@ -1214,9 +1227,9 @@ class DeadlineScheduler(HeldTasks):
             self._resum_back()
 
     def _resum_back(self) -> None:
-        """Sum the back's cost afresh, once per ``8 n + 1024`` changes (at most a million):
-        amortised O(1/8), and its rounding stays below ``_BACK_TOLERANCE``."""
-        self._back_budget = min(8 * len(self._index) + 1024, 1_000_000)
+        """Sum the back's cost afresh, once per ``32 n + 1024`` changes (at most a million):
+        amortised O(1/32), and its rounding stays below ``_BACK_TOLERANCE``."""
+        self._back_budget = min(32 * len(self._index) + 1024, 1_000_000)
         self._back_cost = math.fsum(entry[_TASK].cost for entry in self._back.live_entries())
 
     def _work(self) -> float:
@@ -1262,6 +1275,8 @@ class DeadlineScheduler(HeldTasks):
         margin = bound - (self._critical.total() + before + cost)
         if margin < self._floor:
             self._floor = margin
+        if bound != _INF:
+            self._protect(top)
         self._edge = top
 
     def _admit(self, entry: _Entry, now: float, excluded: _Entry | None) -> list[_Entry] | None:
@@ -1298,35 +1313,50 @@ class DeadlineScheduler(HeldTasks):
                 self._file(entry, self._bound(entry))
                 return None  # on time by the bound
             tasks = self._list_of(entry)
-            before = self._cost_ahead(entry)
+            cost = task.cost
+            floor = self._floor  # at most every margin before it is filed
+            # Filed first (without a margin of its own): the cost ahead comes with it.
+            before = tasks.add(entry, cost, _INF)
+            if tasks is self._front:
+                before += self._critical.total()
+            # Every margin behind it fell by its cost, no other moved.
+            if excluded is not None:
+                self._floor = -_INF
+            elif tasks is self._critical or entry < self._protect_edge:
+                self._floor = floor - cost
             own = task.deadline is None or self._meets(entry, before, now)
-            floor = self._floor  # the least margin ahead of it, which it does not change
-            tasks.add(entry, task.cost, _INF)
-            self._floor = -_INF  # margins behind it just fell
             least = self._least_behind(entry, now, marked, excluded) if own else -_INF
             if least == -_INF:
                 return marked
         finally:
             if excluded is not None:
                 self._list_of(excluded).set_bound(excluded, self._bound(excluded))
+                self._protect(excluded)
                 least = -_INF  # its margin is back: the least margin is not known
         bound = self._bound(entry)
         if bound != _INF:
             tasks.set_bound(entry, bound)
+            self._protect(entry)
         # Every margin behind it was just found to be at least ``least``.
-        self._floor = min(floor, least, bound - (before + task.cost))
+        self._floor = min(self._floor, least, bound - (before + cost))
         return None
 
     def _list_of(self, entry: _Entry) -> PrefixSumSortedList[_Entry]:
         return self._critical if entry[_PRIORITY] <= _CRITICAL else self._front
 
+    def _protect(self, entry: _Entry) -> None:
+        """Keep the protect edge at least an entry just given a margin in the index lists."""
+        if entry[_PRIORITY] > _CRITICAL and entry > self._protect_edge:
+            self._protect_edge = entry
+
     def _mark_late(self, now: float) -> list[_Entry]:
         """Mark late, and return, every protected task already predicted to miss (with
         several servers: surely, by the bound), so that it holds admission back no more.
 
-        O(1) when no task's margin can be below the line: the least margin
-        found last time is kept, and only an entry filed into the index lists
-        can lower it.
+        O(1) when no task's margin can be below the line: a lower bound of
+        the least margin is kept (the floor), and only an entry filed into the
+        index lists ahead of a protected task lowers it. Below the line, the
+        margin tree's lower bounds are asked before any task is looked at.
         """
         servers = self._servers
         gap = 0.0 if servers == 1 else self._cost_cap
@@ -1334,12 +1364,26 @@ class DeadlineScheduler(HeldTasks):
         line -= _REL_TOLERANCE * servers * (abs(now) + gap + abs(line) + self._work())
         if self._floor >= line:
             return []
+        least = self._least_margin(line)
+        if least >= line:
+            self._floor = least
+            return []
         ahead = self._critical.total()
         marked = self._critical.unbind_margins_below(line)
         marked += self._front.unbind_margins_below(line + ahead)
         self._late.update(entry[_ID] for entry in marked)
-        self._floor = min(self._critical.margin(), self._front.margin() - ahead)
+        self._floor = self._least_margin(line)
+        self._protect_edge = self._front.last_bound() or _BOTTOM
         return marked
+
+    def _least_margin(self, line: float) -> float:
+        """At most the least margin in the index lists, and at least ``line`` when that
+        is: the margin tree sums afresh only the blocks it needs to show it."""
+        ahead = self._critical.total()
+        return min(
+            self._critical.margin_at_least(line),
+            self._front.margin_at_least(line + ahead) - ahead,
+        )
 
     def _unmark(self, marked: list[_Entry]) -> None:
         """Undo :meth:`_mark_late` (for a refused push, which changes nothing)."""
@@ -1348,6 +1392,7 @@ class DeadlineScheduler(HeldTasks):
         for entry in marked:
             self._late.discard(entry[_ID])
             self._list_of(entry).set_bound(entry, self._bound(entry))
+            self._protect(entry)
 
     def _least_behind(
         self, entry: _Entry, now: float, marked: list[_Entry], excluded: _Entry | None
@@ -1357,12 +1402,25 @@ class DeadlineScheduler(HeldTasks):
 
         The index lists already hold the entry, so margins behind it include
         its cost; each must stay at least ``m * now``. The back was made safe
-        before. Within rounding of the line, the simulation decides (and may
-        add to ``marked``; the least margin is then not known: ``m * now``
-        less the tolerance is reported).
+        before. A lower bound clearing the line answers first (the reported
+        least margin is then that bound): the kept floor in O(1), else the
+        margin tree's lower bounds. Within rounding of the line, the
+        simulation decides (and may add to ``marked``; the least margin is
+        then not known: ``m * now`` less the tolerance is reported).
         """
         servers = self._servers
         line = servers * now
+        # The obvious case, O(1): the kept floor (at most every margin, its cost taken
+        # off those behind it) clears the line. Else the tree's bound of the least
+        # margin of all, which becomes the floor when it clears the line.
+        work = self._work()
+        floor = self._floor
+        if floor == _INF or floor - line > _REL_TOLERANCE * (abs(floor) + abs(line) + work):
+            return floor
+        least = self._least_margin(line)
+        if least == _INF or least - line > _REL_TOLERANCE * (abs(least) + abs(line) + work):
+            self._floor = least
+            return least
         if entry[_PRIORITY] <= _CRITICAL:
             least = min(
                 self._critical.margin_after(entry),
