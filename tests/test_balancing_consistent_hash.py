@@ -463,8 +463,9 @@ def test_the_default_ring_holds_five_workers_within_ten_percent_of_their_share()
     assert max(counts.values()) / (100_000 / len(names)) <= 1.10
 
 
-def test_a_ring_point_costs_about_twelve_bytes() -> None:
-    """A 4-byte point in an array plus an 8-byte reference to its owner; at most 16 with slack."""
+def test_a_ring_point_costs_about_eight_bytes() -> None:
+    """One 8-byte code per point (the point and its owner's slot); at most 10 with the
+    directory and the per-worker lists."""
     names = [f"node-{i}" for i in range(20)]
     tracemalloc.start()
     try:
@@ -474,9 +475,8 @@ def test_a_ring_point_costs_about_twelve_bytes() -> None:
     finally:
         tracemalloc.stop()
     points = 20 * 640
-    assert len(ring._points) == len(ring._owners) == points
-    assert ring._points.itemsize == 4 and isinstance(ring._owners, list)
-    assert held / points <= 16
+    assert len(ring._codes) == points and ring._codes.itemsize == 8
+    assert held / points <= 10
 
 
 # -- choose(): from the tracker, without listing ---------------------------------------
@@ -566,7 +566,7 @@ def test_choose_follows_the_trackers_membership_without_hooks() -> None:
     tracker.add_worker(Worker("late", capacity=100))
     tracker.remove_worker("w0")
     chosen = ring.choose(Task("u", key="k"), tracker)
-    assert sorted(map(str, ring._weights)) == ["late", "w1", "w2"]
+    assert sorted(map(str, ring._slots)) == ["late", "w1", "w2"]
     assert chosen is tracker.worker(ring.lookup("k"))
 
 
@@ -592,15 +592,15 @@ def test_choose_re_points_a_reweighed_worker() -> None:
     tracker.update_worker("w1", weight=3.0)
     for i in range(300):  # meets w1 sooner or later, as owner of some key
         ring.choose(Task(i, key=f"key-{i}"), tracker)
-    assert ring._weights["w1"] == 3.0
-    assert sum(owner == "w1" for owner in ring._owners) == 48
+    assert ring._slot_weights[ring._slots["w1"]] == 3.0
+    assert sum(ring._members[code & 0xFFFFFFFF] == "w1" for code in ring._codes) == 48
 
 
 def test_a_huge_weight_is_capped_at_the_most_points_a_worker_owns() -> None:
     ring = ConsistentHash(load_factor=None)
     ring.add("heavy", 1e9)  # would be 640 billion points
     ring.add("light", 1.0)
-    assert len(ring._points) == 65_536 + 640
+    assert len(ring._codes) == 65_536 + 640
     with pytest.raises(InvalidArgumentError, match="1e-09, 1e"):
         ring.add("absurd", 1e10)
     with pytest.raises(InvalidArgumentError, match="at most 65536"):
