@@ -35,6 +35,7 @@ from taskdist import (
     WorkerState,
     key_hash,
 )
+from taskdist.balancing.consistent_hash import _directory, _directory_bits
 
 worker_names = st.lists(
     st.text(alphabet="abcdefghij0123456789-", min_size=1, max_size=8),
@@ -284,6 +285,26 @@ def test_keys_hash_stably_and_unhashable_keys_are_refused() -> None:
 # -- the ring against a plain reference --------------------------------------------------
 
 
+def assert_consistent(ring: ConsistentHash) -> None:
+    """The ring's own bookkeeping: codes sorted by point, each naming a member's slot;
+    the directory what a fresh build gives, at about 16 points per bucket; the views
+    by slot those by id."""
+    codes, members = ring._codes, ring._members
+    points = [code >> 32 for code in codes]
+    assert points == sorted(points)
+    assert {members[code & 0xFFFFFFFF] for code in codes} == set(ring._slots)
+    assert all(members[slot] is worker_id for worker_id, slot in ring._slots.items())
+    assert sum(member is not None for member in members) == len(ring._slots)
+    assert sorted(ring._free) == [slot for slot, id_ in enumerate(members) if id_ is None]
+    assert ring._bucket_starts == _directory(codes, ring._bucket_shift)
+    assert abs(32 - ring._bucket_shift - _directory_bits(len(codes))) <= 1
+    assert all(
+        state is ring._views.get(member)
+        for state, member in zip(ring._states, members, strict=True)
+        if member is not None
+    )
+
+
 class SameRepr:
     """Distinct ids that print alike: their ring points coincide, so join order breaks the ties."""
 
@@ -404,12 +425,35 @@ class RingMachine(RuleBasedStateMachine):
     def maps_every_key_like_the_reference(self) -> None:
         assert len(self.ring) == len(self.reference.counts)
         assert all(self.ring.lookup(key) is self.reference.lookup(key) for key in PROBES[:300])
+        assert_consistent(self.ring)
 
 
 RingMachine.TestCase.settings = settings(
     max_examples=max(10, settings.default.max_examples // 3), stateful_step_count=30
 )
 test_the_ring_maps_keys_like_a_sorted_list_of_points = RingMachine.TestCase
+
+
+def test_the_directory_follows_the_ring_as_it_grows_and_shrinks() -> None:
+    """Joins and leaves move the directory, or resize it once the ring holds more than
+    about 32 or fewer than about 8 points per bucket; lookups match a plain bisection."""
+    ring = ConsistentHash(vnodes=2_048, load_factor=None)
+    names = [f"w{i}" for i in range(20)]
+    shifts = [ring._bucket_shift]
+    for name in [*names, *reversed(names[3:]), *names[3:6]]:
+        if name in ring:
+            ring.remove(name)
+        else:
+            ring.add(name, 0.5 if name == "w3" else 1.0)
+        assert_consistent(ring)
+        if ring._bucket_shift != shifts[-1]:
+            shifts.append(ring._bucket_shift)
+        points = sorted(code >> 32 for code in ring._codes)
+        owners = [ring._members[code & 0xFFFFFFFF] for code in ring._codes]
+        for key in KEYS[:50]:
+            index = bisect_right(points, key_hash(key))
+            assert ring.lookup(key) == owners[index % len(owners)]
+    assert shifts == [22, 20, 22]  # 1 024 buckets, 4 096 past 32 768 points, 1 024 again
 
 
 def test_equal_points_go_to_the_id_whose_repr_sorts_first_whatever_the_join_order() -> None:
@@ -568,6 +612,13 @@ def test_choose_follows_the_trackers_membership_without_hooks() -> None:
     chosen = ring.choose(Task("u", key="k"), tracker)
     assert sorted(map(str, ring._slots)) == ["late", "w1", "w2"]
     assert chosen is tracker.worker(ring.lookup("k"))
+    assert_consistent(ring)
+    ring.add("by hand")  # a member the tracker lacks: no view
+    ring.remove("w1")
+    ring.add("w1")  # back by hand: its view is the tracker's again
+    assert_consistent(ring)
+    assert ring.choose(Task("v", key="k"), tracker) is tracker.worker(ring.lookup("k"))
+    assert_consistent(ring)
 
 
 def test_choose_skips_what_cannot_take_the_task_and_falls_back_to_the_listing() -> None:
