@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Hashable, Iterable, Sequence
 from functools import partial
 from itertools import repeat
@@ -38,6 +38,8 @@ _ROUNDING: Final = 1e-12
 # lookup bisects and its owner are read from the same cache line.
 _CODE_TYPECODE: Final = "Q"
 _SLOT_MASK: Final = (1 << 32) - 1
+# The first point strictly after a position p is the first code >= (p + 1) << 32
+# (bisect_left): one shift of a small int, where p << 32 | mask takes twice as long.
 # Indexes into the ring (the directory's entries), 4 bytes each.
 _INDEX_TYPECODE: Final = "I"
 # The directory of the ring has 2**10 buckets, or about one per 16 points in a
@@ -47,7 +49,7 @@ _INDEX_TYPECODE: Final = "I"
 _MIN_BUCKET_BITS: Final = 10
 _POINTS_PER_BUCKET_BITS: Final = 4
 # The most points one worker owns (and the most vnodes): a heavy weight costs at
-# most 64 Ki points, 768 KB and a few tens of ms to add, never millions.
+# most 64 Ki points, 512 KB and a few tens of ms to add, never millions.
 MAX_POINTS: Final = 1 << 16
 # choose() walks the ring past at most this many distinct workers that cannot take
 # the task (or are at their cap) before it lists the candidates instead.
@@ -125,17 +127,17 @@ class ConsistentHash(Balancer):
     between old workers); removing one moves only its own keys.
     :meth:`lookup` answers that question alone, without loads. The default
     640 points per unit of weight keep 5 equal workers within max/mean 1.10
-    of their share (measured over 30 random name sets). A point costs 12
-    bytes (a 4-byte slot in an ``array`` of points, an 8-byte reference in
-    the parallel list of owners): about 8 KB per worker at 640 points,
-    counting the containers' growth slack. A directory of 1 024 buckets, or
-    one per 16 points in a larger ring (by the top bits of a hash; at most
-    32 768 buckets, 128 KB)
-    narrows each bisection to a few points, so a lookup stays near O(1)
-    probes of a large ring.
+    of their share (measured over 30 random name sets). A point costs 8
+    bytes: one unsigned 64-bit code in an ``array``, ``point << 32 | slot``,
+    where the slot is its owner's place in the ring's member list, so the
+    point a lookup lands on and its owner share a cache line; about 5.6 KB
+    per worker at 640 points, with the directory. The directory, 1 024
+    buckets or about one per 16 points in a larger ring (by the top bits of
+    a hash, 4 bytes a bucket), narrows each bisection to a cache line or
+    two, so a lookup stays near O(1) memory accesses however large the ring.
 
     **The cap on points.** No worker owns more than ``MAX_POINTS`` (65 536)
-    points, so a huge weight costs at most 768 KB and tens of milliseconds
+    points, so a huge weight costs at most 512 KB and tens of milliseconds
     to add, not millions of points: shares grow with weight up to ``65536 /
     vnodes`` (102.4 at the default), and all heavier workers own the cap.
 
@@ -177,8 +179,8 @@ class ConsistentHash(Balancer):
     workers passed over on the walk, at most 32 of them; after those it
     lists the candidates, O(n r). :meth:`lookup` is O(log V); adding or
     removing a worker with P points O(P log V) in Python plus O(V) of
-    C-level copying and the directory's rebuild (about 22 ms in a ring of
-    1000 workers of 640 points).
+    C-level copying, the directory moving with them (about 7 ms in a ring
+    of 1 000 workers of 640 points, 55 ms in one of 10 000).
 
     **Range.** ``vnodes`` from 1 to 65 536; weights from 1e-9 to 1e9;
     ``load_factor`` any finite number >= 1 (beyond the number of workers it
@@ -215,6 +217,7 @@ class ConsistentHash(Balancer):
         "_slots",
         "_states",
         "_synced",
+        "_synced_version",
         "_version",
         "_views",
         "_vnodes",
@@ -274,7 +277,8 @@ class ConsistentHash(Balancer):
         # choose(): the tracker the ring mirrors, its membership version then, and
         # its workers' live views by id (read-only, updated by the tracker in place),
         # and by slot (None for a member the tracker does not have).
-        self._synced: tuple[CapacityTracker, int] | None = None
+        self._synced: CapacityTracker | None = None
+        self._synced_version = -1
         # A subclass with a select() of its own is placed by listing (see choose()).
         self._own_select = type(self).select is not ConsistentHash.select
         self._views: dict[Hashable, WorkerState] = {}
@@ -360,7 +364,7 @@ class ConsistentHash(Balancer):
         position = key_hash(key)
         starts = self._bucket_starts
         bucket = position >> self._bucket_shift
-        index = bisect_right(codes, position << 32 | _SLOT_MASK, starts[bucket], starts[bucket + 1])
+        index = bisect_left(codes, (position + 1) << 32, starts[bucket], starts[bucket + 1])
         return self._members[codes[index if index < len(codes) else 0] & _SLOT_MASK]
 
     @trusted
@@ -390,7 +394,7 @@ class ConsistentHash(Balancer):
         position = mmh3.hash(key, signed=False) if type(key) is str else key_hash(key)
         codes, starts = self._codes, self._bucket_starts
         bucket = position >> self._bucket_shift
-        start = bisect_right(codes, position << 32 | _SLOT_MASK, starts[bucket], starts[bucket + 1])
+        start = bisect_left(codes, (position + 1) << 32, starts[bucket], starts[bucket + 1])
         if start == len(codes):
             start = 0
         slot = codes[start] & _SLOT_MASK
@@ -433,8 +437,7 @@ class ConsistentHash(Balancer):
         """
         if self._own_select:
             return super().choose(task, tracker, where)
-        synced = self._synced
-        if synced is None or synced[0] is not tracker or synced[1] != tracker.membership_version:
+        if tracker is not self._synced or self._synced_version != tracker.membership_version:
             self._sync(tracker)
         codes = self._codes
         if not codes:
@@ -444,7 +447,7 @@ class ConsistentHash(Balancer):
         position = mmh3.hash(key, signed=False) if type(key) is str else key_hash(key)
         starts = self._bucket_starts
         bucket = position >> self._bucket_shift
-        index = bisect_right(codes, position << 32 | _SLOT_MASK, starts[bucket], starts[bucket + 1])
+        index = bisect_left(codes, (position + 1) << 32, starts[bucket], starts[bucket + 1])
         if index == len(codes):
             index = 0
         # The key's owner first: it takes most tasks. Its cap is looked at on the view
@@ -456,11 +459,22 @@ class ConsistentHash(Balancer):
                 self._reweighed(state)
                 return self.choose(task, tracker, where)
             # An idle worker is under any cap (every cap is >= 1): no pool totals needed.
-            if state.in_flight == 0:
+            in_flight = state.in_flight
+            if in_flight == 0:
                 if tracker.first_candidate(task, (state.id,), where) is not None:
                     return state
-            elif state.in_flight < (scale := self._pool_scale(tracker)) * state.weight:
-                if tracker.first_candidate(task, (state.id,), where) is not None:
+            else:
+                # _pool_scale, inlined.
+                weight = tracker.available_weight
+                scale = (
+                    self._cap_factor * (tracker.available_in_flight + 1) / weight
+                    if weight
+                    else _UNBOUNDED
+                )
+                if (
+                    in_flight < scale * state.weight
+                    and tracker.first_candidate(task, (state.id,), where) is not None
+                ):
                     return state
                 return self._walk_tracker(task, tracker, where, index, first, scale)
         return self._walk_tracker(task, tracker, where, index, first, None)
@@ -572,7 +586,7 @@ class ConsistentHash(Balancer):
         self._join([(w, state.weight) for w, state in members.items() if w not in self._slots])
         self._views = members
         self._states = [None if w is None else members.get(w) for w in self._members]
-        self._synced = (tracker, tracker.membership_version)
+        self._synced, self._synced_version = tracker, tracker.membership_version
 
     def _reweighed(self, worker: WorkerState) -> bool:
         """Re-point a worker whose weight changed since it joined; whether its points changed.
@@ -652,7 +666,7 @@ class ConsistentHash(Balancer):
         for code in codes:
             point = code >> 32
             label = labels[members[code & _SLOT_MASK]]
-            index = bisect_right(old, point << 32 | _SLOT_MASK, start)
+            index = bisect_left(old, (point + 1) << 32, start)
             # Equal points (rare) are ordered by repr(owner), then join order:
             # step back over those whose owner's repr sorts after ours.
             while (
@@ -707,5 +721,5 @@ class ConsistentHash(Balancer):
         """
         codes, starts = self._codes, self._bucket_starts
         bucket = position >> self._bucket_shift
-        index = bisect_right(codes, position << 32 | _SLOT_MASK, starts[bucket], starts[bucket + 1])
+        index = bisect_left(codes, (position + 1) << 32, starts[bucket], starts[bucket + 1])
         return index if index < len(codes) else 0
