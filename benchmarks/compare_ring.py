@@ -12,7 +12,7 @@
 sorted list of ``(point, repr(id), join number, id)`` tuples plus a list of
 points and a list of owners, re-sorted on every join), kept here so the
 comparison can be rerun. Every contender is run ``repeat`` times, interleaved
-so that machine noise hits them alike, keeping each one's best. Prints
+so that machine noise hits them alike, keeping each one's best (CPU time). Prints
 Markdown tables for docs/performance.md.
 """
 
@@ -95,10 +95,12 @@ LOOKUPS: dict[str, Callable[[list[str]], Callable[[str], object]]] = {
 
 
 def seconds(run: Callable[[], object]) -> float:
+    """CPU seconds of one ``run()``: the time the process waited for a core on a busy
+    machine is not counted."""
     gc.collect()
-    start = time.perf_counter()
+    start = time.process_time()
     run()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def lookups(repeat: int) -> None:

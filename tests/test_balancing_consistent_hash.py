@@ -436,7 +436,7 @@ test_the_ring_maps_keys_like_a_sorted_list_of_points = RingMachine.TestCase
 
 def test_the_directory_follows_the_ring_as_it_grows_and_shrinks() -> None:
     """Joins and leaves move the directory, or resize it once the ring holds more than
-    about 32 or fewer than about 8 points per bucket; lookups match a plain bisection."""
+    about 32 or fewer than about 4 points per bucket; lookups match a plain bisection."""
     ring = ConsistentHash(vnodes=2_048, load_factor=None)
     names = [f"w{i}" for i in range(20)]
     shifts = [ring._bucket_shift]

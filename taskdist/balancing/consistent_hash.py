@@ -43,7 +43,7 @@ _SLOT_MASK: Final = (1 << 32) - 1
 # Indexes into the ring (the directory's entries), 4 bytes each.
 _INDEX_TYPECODE: Final = "I"
 # The directory of the ring has 2**10 buckets, or about one per 16 points in a
-# larger ring (8 to 32 between resizes): bisecting an array makes an int per
+# larger ring (4 to 32 between resizes): bisecting an array makes an int per
 # probe, and in a large ring each probe is a cache miss, so a bucket's points
 # should share a cache line or two.
 _MIN_BUCKET_BITS: Final = 10
@@ -490,7 +490,7 @@ class ConsistentHash(Balancer):
     def _scale(self, in_flight: int, weight: float) -> float:
         """``c * (L + 1) / W``, shaved by a hair: a worker is under its cap while
         ``in_flight < scale * weight`` (``k < ceil(x)`` is ``k < x`` for an integer
-        ``k``); ``inf`` without a bound. (select() has it inlined.)"""
+        ``k``); ``inf`` without a bound. (select() and choose() have it inlined.)"""
         return self._cap_factor * (in_flight + 1) / weight
 
     def _pool_scale(self, tracker: CapacityTracker) -> float:
@@ -702,7 +702,7 @@ class ConsistentHash(Balancer):
         (-1) since the directory was made: it moves by them, O(B + P) for B
         buckets. It is built afresh, O(B log V), when ``points`` is ``None``
         or the ring grew or shrank out of its size: B is resized to about one
-        bucket per 16 points when that leaves 8 to 32 (at least 1 024 buckets).
+        bucket per 16 points when that leaves 4 to 32 (at least 1 024 buckets).
         """
         shift = self._bucket_shift
         bits = _directory_bits(len(codes))
