@@ -18,14 +18,19 @@
 Memory per worker and the cost of a join or a leave are in ``compare_ring.py``.
 
 Smoke sizes by default; ``TASKDIST_BENCH_FULL=1`` for the full ones. Run as a
-script (``python benchmarks/bench_balancing.py``) to print the Markdown
-tables recorded in docs/performance.md.
+script (``python benchmarks/bench_balancing.py [repeat]``) to print the Markdown
+tables recorded in docs/performance.md; ``python benchmarks/bench_balancing.py
+15 ring`` prints only ConsistentHash's placement and growth tables (CPU time:
+what the process spent, not the time it waited for a core).
 """
 
 from __future__ import annotations
 
+import gc
 import random
+import statistics
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from functools import cache
@@ -256,17 +261,48 @@ def bench_bounded_placement(benchmark) -> None:  # type: ignore[no-untyped-def]
 # -- as a script: the tables for docs/performance.md ------------------------------------
 
 
-def interleaved_best(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+def wall_seconds(run: Callable[[], object]) -> float:
+    """The wall-clock time of one ``run()`` (garbage collected before)."""
+    return best_of(1, run)
+
+
+def cpu_seconds(run: Callable[[], object]) -> float:
+    """The CPU time of one ``run()`` in this process (garbage collected before): time
+    spent waiting for a core on a busy machine is not counted, cache misses are."""
+    gc.collect()
+    start = time.process_time()
+    run()
+    return time.process_time() - start
+
+
+def interleaved_best(
+    runs: dict[str, Callable[[], object]],
+    repeat: int,
+    timer: Callable[[Callable[[], object]], float] = wall_seconds,
+) -> dict[str, float]:
     """The best of ``repeat`` runs of each, in seconds, the contenders taking turns so
     that noise on a shared machine hits them alike (a slow spell costs each one run)."""
-    best = dict.fromkeys(runs, float("inf"))
+    return {name: min(times) for name, times in interleaved_times(runs, repeat, timer).items()}
+
+
+def interleaved_times(
+    runs: dict[str, Callable[[], object]],
+    repeat: int,
+    timer: Callable[[Callable[[], object]], float],
+) -> dict[str, list[float]]:
+    """``repeat`` timings of each, in seconds, round after round (the contenders take turns)."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
         for name, run in runs.items():
-            best[name] = min(best[name], best_of(1, run))
-    return best
+            times[name].append(timer(run))
+    return times
 
 
-def main(repeat: int = 7) -> None:
+def main(repeat: int = 7, ring_only: bool = False) -> None:
+    """Print the tables; ``ring_only``: only ConsistentHash's placement and growth."""
+    if ring_only:
+        print_ring_placement(repeat, [f"user-{i}" for i in range(100_000)])
+        return
     workers = [10, 100, 1_000]
     batch = tasks(CALLS)
     print(f"| strategy | {' | '.join(f'{n} workers (µs)' for n in workers)} | 1000 / 10 |")
@@ -297,10 +333,10 @@ def main(repeat: int = 7) -> None:
     for name, make in RINGS.items():
         spread = max_over_mean(run_lookups(make(NODES), keys))
         print(f"| {name} | {timed[name]:.3f} | {timed[name] / base:.2f} | {spread:.3f} |")
-    print_ring_placement(repeat, keys)
     bounded = best_of(3, lambda: run_bounded(1.1, keys)) / len(keys) * 1e6
     spread = max(run_bounded(1.1, keys)) / (len(keys) / len(NODES))
     print(f"| taskdist select+assign, load_factor=1.1 | {bounded:.3f} | - | {spread:.3f} |")
+    print_ring_placement(repeat, keys)
     print("\n| plain ring, 30 sets of 5 node names | mean max/mean | worst | sets <= 1.10 |")
     print("|---|---:|---:|---:|")
     for name, make in RINGS.items():
@@ -328,26 +364,43 @@ def print_ring_placement(repeat: int, keys: list[str]) -> None:
         runs[f"taskdist choose, {state} workers"] = lambda r=ring, t=tracker: run_chooses(
             r, t, batch
         )
-    best = interleaved_best(runs, repeat)
+    best = interleaved_best(runs, repeat, cpu_seconds)
     base = best["uhashring get_node (160 points)"]
     print("\n| 100k keys / 5 nodes (bounded 1.25) | µs per key | ratio to get_node |")
     print("|---|---:|---:|")
     for name, seconds in best.items():
         print(f"| {name} | {seconds / len(keys) * 1e6:.3f} | {seconds / base:.2f} |")
+    print_choose_growth(max(repeat, 15))
+
+
+def print_choose_growth(repeat: int) -> None:
+    """choose at 10 .. 10 000 busy workers, the sizes taking turns round after round
+    (CPU time, best of ``repeat`` rounds of 2 000 calls), with the growth from 10 to
+    10 000 workers per round; then select over the listed candidates."""
     sizes_ = [10, 100, 1_000, 10_000]
+    calls = keyed_tasks(2_000)
+    pools = {n: ring_pool(n, True) for n in sizes_}
+    runs: dict[str, Callable[[], object]] = {
+        str(n): lambda r=ring, t=tracker: run_chooses(r, t, calls)
+        for n, (ring, tracker) in pools.items()
+    }
+    times = interleaved_times(runs, repeat, cpu_seconds)
+    listed = [
+        best_of(3, lambda r=ring, t=tracker: run_listed_selects(r, t, calls[:200])) / 200 * 1e6
+        for ring, tracker in pools.values()
+    ]
     print(f"\n| µs per call, busy workers | {' | '.join(f'{n} workers' for n in sizes_)} |")
     print(f"|---|{'---:|' * len(sizes_)}")
-    calls = keyed_tasks(2_000)
-    rows: dict[str, list[str]] = {"choose(task, tracker)": [], "select(task, candidates(task))": []}
-    for n in sizes_:
-        ring, tracker = ring_pool(n, True)
-        chosen = best_of(repeat, lambda r=ring, t=tracker: run_chooses(r, t, calls))
-        listed = best_of(3, lambda r=ring, t=tracker: run_listed_selects(r, t, calls[:200]))
-        rows["choose(task, tracker)"].append(f"{chosen / len(calls) * 1e6:.2f}")
-        rows["select(task, candidates(task))"].append(f"{listed / 200 * 1e6:.1f}")
-    for name, cells in rows.items():
-        print(f"| {name} | {' | '.join(cells)} |")
+    chosen = [min(times[str(n)]) / len(calls) * 1e6 for n in sizes_]
+    print(f"| choose(task, tracker) | {' | '.join(f'{us:.2f}' for us in chosen)} |")
+    print(f"| select(task, candidates(task)) | {' | '.join(f'{us:.1f}' for us in listed)} |")
+    rounds = sorted(large / small for small, large in zip(times["10"], times["10000"], strict=True))
+    print(
+        f"\nchoose, 10 000 workers / 10: {chosen[-1] / chosen[0]:.2f}x best against best; "
+        f"per round {rounds[0]:.2f}x to {rounds[-1]:.2f}x, median "
+        f"{statistics.median(rounds):.2f}x ({repeat} rounds)"
+    )
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 7)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 7, sys.argv[2:] == ["ring"])

@@ -35,6 +35,7 @@ from taskdist import (
     WorkerState,
     key_hash,
 )
+from taskdist.balancing.consistent_hash import _directory, _directory_bits
 
 worker_names = st.lists(
     st.text(alphabet="abcdefghij0123456789-", min_size=1, max_size=8),
@@ -284,6 +285,26 @@ def test_keys_hash_stably_and_unhashable_keys_are_refused() -> None:
 # -- the ring against a plain reference --------------------------------------------------
 
 
+def assert_consistent(ring: ConsistentHash) -> None:
+    """The ring's own bookkeeping: codes sorted by point, each naming a member's slot;
+    the directory what a fresh build gives, at about 16 points per bucket; the views
+    by slot those by id."""
+    codes, members = ring._codes, ring._members
+    points = [code >> 32 for code in codes]
+    assert points == sorted(points)
+    assert {members[code & 0xFFFFFFFF] for code in codes} == set(ring._slots)
+    assert all(members[slot] is worker_id for worker_id, slot in ring._slots.items())
+    assert sum(member is not None for member in members) == len(ring._slots)
+    assert sorted(ring._free) == [slot for slot, id_ in enumerate(members) if id_ is None]
+    assert ring._bucket_starts == _directory(codes, ring._bucket_shift)
+    assert abs(32 - ring._bucket_shift - _directory_bits(len(codes))) <= 1
+    assert all(
+        state is ring._views.get(member)
+        for state, member in zip(ring._states, members, strict=True)
+        if member is not None
+    )
+
+
 class SameRepr:
     """Distinct ids that print alike: their ring points coincide, so join order breaks the ties."""
 
@@ -404,12 +425,35 @@ class RingMachine(RuleBasedStateMachine):
     def maps_every_key_like_the_reference(self) -> None:
         assert len(self.ring) == len(self.reference.counts)
         assert all(self.ring.lookup(key) is self.reference.lookup(key) for key in PROBES[:300])
+        assert_consistent(self.ring)
 
 
 RingMachine.TestCase.settings = settings(
     max_examples=max(10, settings.default.max_examples // 3), stateful_step_count=30
 )
 test_the_ring_maps_keys_like_a_sorted_list_of_points = RingMachine.TestCase
+
+
+def test_the_directory_follows_the_ring_as_it_grows_and_shrinks() -> None:
+    """Joins and leaves move the directory, or resize it once the ring holds more than
+    about 32 or fewer than about 4 points per bucket; lookups match a plain bisection."""
+    ring = ConsistentHash(vnodes=2_048, load_factor=None)
+    names = [f"w{i}" for i in range(20)]
+    shifts = [ring._bucket_shift]
+    for name in [*names, *reversed(names[3:]), *names[3:6]]:
+        if name in ring:
+            ring.remove(name)
+        else:
+            ring.add(name, 0.5 if name == "w3" else 1.0)
+        assert_consistent(ring)
+        if ring._bucket_shift != shifts[-1]:
+            shifts.append(ring._bucket_shift)
+        points = sorted(code >> 32 for code in ring._codes)
+        owners = [ring._members[code & 0xFFFFFFFF] for code in ring._codes]
+        for key in KEYS[:50]:
+            index = bisect_right(points, key_hash(key))
+            assert ring.lookup(key) == owners[index % len(owners)]
+    assert shifts == [22, 20, 22]  # 1 024 buckets, 4 096 past 32 768 points, 1 024 again
 
 
 def test_equal_points_go_to_the_id_whose_repr_sorts_first_whatever_the_join_order() -> None:
@@ -463,8 +507,9 @@ def test_the_default_ring_holds_five_workers_within_ten_percent_of_their_share()
     assert max(counts.values()) / (100_000 / len(names)) <= 1.10
 
 
-def test_a_ring_point_costs_about_twelve_bytes() -> None:
-    """A 4-byte point in an array plus an 8-byte reference to its owner; at most 16 with slack."""
+def test_a_ring_point_costs_about_eight_bytes() -> None:
+    """One 8-byte code per point (the point and its owner's slot); at most 10 with the
+    directory and the per-worker lists."""
     names = [f"node-{i}" for i in range(20)]
     tracemalloc.start()
     try:
@@ -474,9 +519,8 @@ def test_a_ring_point_costs_about_twelve_bytes() -> None:
     finally:
         tracemalloc.stop()
     points = 20 * 640
-    assert len(ring._points) == len(ring._owners) == points
-    assert ring._points.itemsize == 4 and isinstance(ring._owners, list)
-    assert held / points <= 16
+    assert len(ring._codes) == points and ring._codes.itemsize == 8
+    assert held / points <= 10
 
 
 # -- choose(): from the tracker, without listing ---------------------------------------
@@ -566,8 +610,15 @@ def test_choose_follows_the_trackers_membership_without_hooks() -> None:
     tracker.add_worker(Worker("late", capacity=100))
     tracker.remove_worker("w0")
     chosen = ring.choose(Task("u", key="k"), tracker)
-    assert sorted(map(str, ring._weights)) == ["late", "w1", "w2"]
+    assert sorted(map(str, ring._slots)) == ["late", "w1", "w2"]
     assert chosen is tracker.worker(ring.lookup("k"))
+    assert_consistent(ring)
+    ring.add("by hand")  # a member the tracker lacks: no view
+    ring.remove("w1")
+    ring.add("w1")  # back by hand: its view is the tracker's again
+    assert_consistent(ring)
+    assert ring.choose(Task("v", key="k"), tracker) is tracker.worker(ring.lookup("k"))
+    assert_consistent(ring)
 
 
 def test_choose_skips_what_cannot_take_the_task_and_falls_back_to_the_listing() -> None:
@@ -592,15 +643,15 @@ def test_choose_re_points_a_reweighed_worker() -> None:
     tracker.update_worker("w1", weight=3.0)
     for i in range(300):  # meets w1 sooner or later, as owner of some key
         ring.choose(Task(i, key=f"key-{i}"), tracker)
-    assert ring._weights["w1"] == 3.0
-    assert sum(owner == "w1" for owner in ring._owners) == 48
+    assert ring._slot_weights[ring._slots["w1"]] == 3.0
+    assert sum(ring._members[code & 0xFFFFFFFF] == "w1" for code in ring._codes) == 48
 
 
 def test_a_huge_weight_is_capped_at_the_most_points_a_worker_owns() -> None:
     ring = ConsistentHash(load_factor=None)
     ring.add("heavy", 1e9)  # would be 640 billion points
     ring.add("light", 1.0)
-    assert len(ring._points) == 65_536 + 640
+    assert len(ring._codes) == 65_536 + 640
     with pytest.raises(InvalidArgumentError, match="1e-09, 1e"):
         ring.add("absurd", 1e10)
     with pytest.raises(InvalidArgumentError, match="at most 65536"):

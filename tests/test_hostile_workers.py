@@ -901,7 +901,7 @@ def test_least_connections_scores_stay_finite_at_the_ends_of_the_ranges() -> Non
 def test_a_huge_ring_weight_is_capped_not_hung() -> None:
     ring = ConsistentHash(vnodes=65_536, load_factor=2.0)
     ring.add("heavy", 1e9)
-    assert len(ring._points) == 65_536
+    assert len(ring._codes) == 65_536
 
 
 def test_a_large_load_factor_bounds_nothing_and_overflows_nothing() -> None:
