@@ -768,13 +768,7 @@ class FairScheduler:
             InvalidTypeError: ``where`` is neither ``None`` nor callable.
             ReentrancyError: called from a callback of this scheduler.
         """
-        if self._busy:
-            raise self._reentered("pop")
-        if where is not None and not callable(where):
-            raise _not_a_predicate(where)
-        now = self._now()
-        if self._blocked.members:
-            self._wake(now)
+        now = self._taking("pop", where)
         virtual = self._virtual  # as it was, should unpop() put the task back
         bypass = self._bypass
         if bypass is not None and bypass.waiting:
@@ -895,13 +889,7 @@ class FairScheduler:
             InvalidTypeError: ``where`` is neither ``None`` nor callable.
             ReentrancyError: called from a callback of this scheduler.
         """
-        if self._busy:
-            raise self._reentered("peek")
-        if where is not None and not callable(where):
-            raise _not_a_predicate(where)
-        now = self._now()
-        if self._blocked.members:
-            self._wake(now)
+        now = self._taking("peek", where)
         bypass = self._bypass
         if bypass is not None and bypass.waiting:
             task = self._from_bypass(where, take=False)
@@ -1571,6 +1559,18 @@ class FairScheduler:
         """Re-place every tenant whose rate-quota refill (or queue's wake-up) time has come."""
         for rec in self._blocked.pop_due(now):
             self._place(rec, now)
+
+    def _taking(self, call: str, where: Predicate | None) -> float:
+        """What ``pop`` and ``peek`` do first: refuse a call back and a ``where`` that is
+        not callable, wake the tenants whose rate quota refilled; return now."""
+        if self._busy:
+            raise self._reentered(call)
+        if where is not None and not callable(where):
+            raise _not_a_predicate(where)
+        now = self._now()
+        if self._blocked.members:
+            self._wake(now)
+        return now
 
     def _walk(self, where: Predicate, *, take: bool) -> tuple[_Tenant, Task, int] | None:
         """The fairest eligible tenant with a task satisfying ``where``: (tenant, task, the
