@@ -1174,7 +1174,6 @@ def test_slow_start_weight_is_the_factor_at_the_start_of_the_current_step(
         assert state.effective_weight == 3.0 * ramp.factor(step_start)
 
 
-
 def test_a_ramp_restarted_at_the_instant_it_began_steps_once_per_step(
     clock: ManualClock,
 ) -> None:

@@ -316,7 +316,8 @@ class Outcomes:
 
     def _step_at(self, record: _Record) -> float:
         """When the ramp in progress takes its next step (as scheduled)."""
-        assert self._slow_start is not None and record.slow_since is not None
+        assert self._slow_start is not None  # only a tracker with slow start has ramps
+        assert record.slow_since is not None  # and this one is in progress
         return record.slow_since + self._slow_start.window * (record.ramp_step + 1) / RAMP_STEPS
 
     def _set_ramp_weight(self, state: WorkerState, record: _Record) -> None:
