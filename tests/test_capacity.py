@@ -1174,6 +1174,19 @@ def test_slow_start_weight_is_the_factor_at_the_start_of_the_current_step(
         assert state.effective_weight == 3.0 * ramp.factor(step_start)
 
 
+def test_a_ramp_restarted_at_the_instant_it_began_steps_once_per_step(
+    clock: ManualClock,
+) -> None:
+    ramp = SlowStart(window=64.0, min_weight=0.05, aggression=2.0)
+    tracker = CapacityTracker(clock, slow_start=ramp)
+    state = tracker.add_worker(Worker("w", weight=3.0))  # its ramp begins at 0
+    tracker.set_health("w", Health.UNAVAILABLE)
+    tracker.set_health("w", Health.HEALTHY)  # and begins again, at 0
+    clock.set(2.0)  # one step (64 / 32 s) later
+    tracker.worker("w")
+    assert state.effective_weight == 3.0 * ramp.factor(2.0)  # not two steps on
+
+
 REENTRANT_CALLS = {
     "assign": lambda t: t.assign(Task("inner"), "b"),
     "release": lambda t: t.release(Task("held"), "a"),

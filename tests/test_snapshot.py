@@ -2,8 +2,10 @@
 
 Hypothesis runs random operations on a Distributor (aging priority queue
 with TTLs and a bound, skills, slow start and outlier ejection, seeded
-jittered retries, a randomised balancer, escalation, preemption advice,
-leases, a dedup window), snapshots it, restores the snapshot (through JSON)
+jittered retries, a balancer that keeps state (a seeded ``PowerOfTwoChoices``,
+``RoundRobin``, ``WeightedRoundRobin`` or ``Affinity`` over a seeded
+``PowerOfTwoChoices``), escalation, preemption advice, leases, a dedup
+window), snapshots it, restores the snapshot (through JSON)
 into a fresh distributor on its own clock, then runs the same random
 operations on both: every result, every event and ``stats()`` must agree,
 and so must their snapshots at the end. Corrupted snapshots are refused
@@ -25,6 +27,7 @@ from hypothesis import strategies as st
 from test_distributor_machine import TASK_IDS, TENANTS, WORKER_IDS
 
 from taskdist import (
+    Affinity,
     AllGates,
     AttemptRecord,
     CapacityTracker,
@@ -54,12 +57,14 @@ from taskdist import (
     ResourcePool,
     RetryBudget,
     RetryPolicy,
+    RoundRobin,
     SlowStart,
     SnapshotError,
     Task,
     TaskdistError,
     TaskState,
     Throttle,
+    WeightedRoundRobin,
     Worker,
 )
 from taskdist.threaded import ThreadSafeDistributor
@@ -84,12 +89,24 @@ QUEUES: dict[str, Callable[[ManualClock], Any]] = {
 }
 
 
-def parts(clock: ManualClock, seed: int = 3, queue: str = "priority") -> dict[str, Any]:
+# Each keeps state of its own: a random source, a position, current weights, bindings
+# (over a fallback with a random source: a balancer's state nested in another's).
+BALANCERS: dict[str, Callable[[int], Any]] = {
+    "p2c": lambda seed: PowerOfTwoChoices(rng=random.Random(seed)),
+    "round_robin": lambda _: RoundRobin(),
+    "weighted": lambda _: WeightedRoundRobin(),
+    "affinity": lambda seed: Affinity(PowerOfTwoChoices(rng=random.Random(seed)), max_keys=2),
+}
+
+
+def parts(
+    clock: ManualClock, seed: int = 3, queue: str = "priority", balancer: str = "p2c"
+) -> dict[str, Any]:
     """Fresh collaborators, configured alike each time (what restore is given again)."""
     return {
         "queue": QUEUES[queue](clock),
         "tracker": CapacityTracker(clock, slow_start=SlowStart(window=6.0)),
-        "balancer": PowerOfTwoChoices(rng=random.Random(seed)),
+        "balancer": BALANCERS[balancer](seed),
         "breaker": lambda _: CircuitBreaker(
             clock, minimum_calls=2, window_size=4, open_duration=7.0
         ),
@@ -112,31 +129,34 @@ def parts(clock: ManualClock, seed: int = 3, queue: str = "priority") -> dict[st
     }
 
 
-def original(seed: int, queue: str = "priority") -> tuple[ManualClock, Distributor, list[Event]]:
+def original(
+    seed: int, queue: str = "priority", balancer: str = "p2c"
+) -> tuple[ManualClock, Distributor, list[Event]]:
     clock = ManualClock()
     events: list[Event] = []
     d = Distributor(
         clock,
-        **parts(clock, seed, queue),
+        **parts(clock, seed, queue, balancer),
         lease=LEASE,
         dedup_window=5.0,
         max_queued=20,
         stats_window=8,
         on_event=events.append,
     )
-    d.add_worker(Worker("w0", capacity=2))
+    d.add_worker(Worker("w0", capacity=2, weight=2.0))
     d.add_worker(Worker("w1", capacity=1, skills={"gpu"}))
     return clock, d, events
 
 
 def restored(
-    snapshot: object, now: float, queue: str = "priority"
+    snapshot: object, now: float, queue: str = "priority", balancer: str = "p2c"
 ) -> tuple[ManualClock, Distributor, list[Event]]:
+    """The snapshot restored with collaborators seeded otherwise: what is random
+    continues from the snapshot's state, or the decisions part."""
     clock = ManualClock(start=now)
     events: list[Event] = []
-    d = Distributor.restore(
-        snapshot, clock, **parts(clock, seed=99, queue=queue), on_event=events.append
-    )
+    given = parts(clock, seed=99, queue=queue, balancer=balancer)
+    d = Distributor.restore(snapshot, clock, **given, on_event=events.append)
     return clock, d, events
 
 
@@ -152,7 +172,7 @@ submits = st.builds(
             i,
             priority=priority,
             tenant=tenant,
-            key=tag if tag == "k" else None,
+            key=tag if tag in ("k", "j", "h") else None,
             group=tag if tag == "g" else None,
             zone=tag if tag == "z" else None,
             payload=i,
@@ -171,7 +191,7 @@ submits = st.builds(
     st.sampled_from([None, 1, 2]),
     st.sampled_from([None, None, 9.0, 30.0, 1e6]),
     st.sampled_from([{}, {}, {"db": 1}, {"api_calls": 1}]),
-    st.sampled_from([None, None, "k", "g", "z"]),
+    st.sampled_from([None, None, "k", "j", "h", "g", "z"]),
 )
 dispatches = st.tuples(st.just("dispatch"), st.sampled_from([None, None, 1]))
 # A leased task, by its place among the leases (or an id, to try the refusals too).
@@ -257,7 +277,15 @@ def as_json(snapshot: object) -> Any:
     return json.loads(json.dumps(snapshot))
 
 
-@pytest.mark.parametrize("queue", sorted(QUEUES))
+@pytest.mark.parametrize(
+    ("queue", "balancer"),
+    [
+        *((queue, "p2c") for queue in sorted(QUEUES)),
+        ("deadline", "round_robin"),
+        ("fair", "weighted"),
+        ("priority", "affinity"),
+    ],
+)
 @given(
     seed=st.integers(0, 2**16),
     before=st.lists(operations, min_size=10, max_size=40),
@@ -266,12 +294,14 @@ def as_json(snapshot: object) -> Any:
 )
 def test_restored_distributor_makes_the_same_decisions(
     queue: str,
+    balancer: str,
     seed: int,
     before: list[tuple[Any, ...]],
     after: list[tuple[Any, ...]],
     submit_and_dispatch_last: bool,
 ) -> None:
-    clock, d, events = original(seed, queue)
+    clock, d, events = original(seed, queue, balancer)
+    d.add_worker(Worker("w2", capacity=2, weight=0.5))  # rotations and weights to keep
     if submit_and_dispatch_last:  # snapshot with tasks running, most of the time
         before = [*before, ("submit", Task("last")), ("dispatch", None)]
     for op in before:
@@ -282,7 +312,7 @@ def test_restored_distributor_makes_the_same_decisions(
     tripped = any(breaker["state"] != "closed" for _, breaker in snapshot["breakers"])
     event(f"snapshot with a breaker not closed: {tripped}")
     event(f"snapshot with tasks held by gates: {bool(snapshot['gates']['held'])}")
-    twin_clock, twin, twin_events = restored(snapshot, clock.now(), queue)
+    twin_clock, twin, twin_events = restored(snapshot, clock.now(), queue, balancer)
     assert as_json(twin.snapshot()) == snapshot  # nothing lost or changed on the way
     assert observed(twin) == observed(d)
     seen = len(events)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
+from taskdist._snapshot import Fields, as_snapshot_error, decode_key, encode_key, refuse
 from taskdist._validate import check_hashable, check_id, check_int
 from taskdist.balancing.base import (
     Balancer,
@@ -16,7 +18,7 @@ from taskdist.balancing.base import (
     trusted,
 )
 from taskdist.balancing.least_load import LeastConnections
-from taskdist.errors import UnknownError
+from taskdist.errors import TaskdistError, UnknownError
 from taskdist.task import Task
 from taskdist.workers.tracker import CapacityTracker, WorkerFilter, WorkerState
 
@@ -40,6 +42,18 @@ class Affinity(DelegatingBalancer):
     the fallback's cost when it is needed); :meth:`choose` asks the tracker
     about the bound worker alone, O(r), and uses the fallback's ``choose``
     otherwise. Bookkeeping is O(1).
+
+    **Snapshot.** :meth:`snapshot` holds the bindings, least recently used
+    first, and the fallback's state::
+
+        {"kind": "Affinity", "version": 1, "max_keys": int,
+         "bound": [[key, worker id], ...], "delegates": [fallback's state]}
+
+    (the fallback's own snapshot, or ``None`` for a fallback without
+    snapshot support, such as the default ``LeastConnections``, which keeps
+    nothing). :meth:`load_snapshot` needs an ``Affinity`` with the same
+    ``max_keys`` and a fallback of the same class; keys go home and are
+    forgotten in the same order as before. O(k) for k bindings.
 
     **Threads.** Not safe to share between threads (it keeps the bindings): drive it
     from one thread, behind a lock of your own, or through the
@@ -171,6 +185,41 @@ class Affinity(DelegatingBalancer):
 
     def __repr__(self) -> str:
         return f"Affinity(fallback={self._fallback!r}, keys={len(self._bound)})"
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            **super()._fields(),
+            "max_keys": self._max_keys,
+            "bound": [
+                [encode_key(key, "an affinity key"), encode_key(worker_id, "a worker id")]
+                for key, worker_id in self._bound.items()
+            ],
+        }
+
+    def _read_fields(self, fields: Fields, where: str) -> Callable[[], None]:
+        fields.same("max_keys", self._max_keys, "Affinity")
+        bound: OrderedDict[Hashable, Hashable] = OrderedDict()
+        for i, (key, data) in enumerate(fields.pairs("bound")):
+            at = f"{where}.bound[{i}]"
+            if key in bound:
+                refuse(at, f"binds key {key!r} a second time")
+            worker_id = decode_key(data, f"{at}[1]")
+            try:
+                bound[key] = check_id(worker_id, "worker_id")
+            except TaskdistError as error:
+                raise as_snapshot_error(error, f"{at}[1]") from None
+        if len(bound) > self._max_keys:
+            refuse(f"{where}.bound", f"holds {len(bound)} keys; max_keys is {self._max_keys}")
+        load_fallback = super()._read_fields(fields, where)
+
+        def load() -> None:
+            load_fallback()
+            self._bound.clear()
+            self._keys_of.clear()
+            for key, worker_id in bound.items():
+                self._bind(key, worker_id)
+
+        return load
 
     def _bind(self, key: Hashable, worker_id: Hashable) -> None:
         self._bound[key] = worker_id

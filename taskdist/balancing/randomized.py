@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from taskdist._snapshot import Fields
 from taskdist.balancing.base import RandomizedBalancer, check_candidates, load_per_weight, trusted
 from taskdist.errors import InvalidTypeError
 from taskdist.task import Task
@@ -21,6 +23,12 @@ class RandomBalancer(RandomizedBalancer):
     from the injected ``rng``, so a seeded ``random.Random`` replays them.
     ``select`` is O(n) weighted (one pass to accumulate weights), O(1)
     unweighted.
+
+    **Snapshot.** :meth:`snapshot` holds the random source's state and
+    ``weighted``, ``{"kind": "RandomBalancer", "version": 1, "rng": [...],
+    "weighted": bool}``; :meth:`load_snapshot` needs a ``RandomBalancer``
+    with the same ``weighted`` and sets its ``rng`` to the state, so the
+    draws go on from there.
 
     **Threads.** Not safe to share between threads (``rng`` is shared state): drive it
     from one thread, behind a lock of your own, or through the
@@ -62,6 +70,13 @@ class RandomBalancer(RandomizedBalancer):
         weights = [worker.effective_weight for worker in candidates]
         return self.rng.choices(candidates, weights)[0]
 
+    def _fields(self) -> dict[str, Any]:
+        return {**super()._fields(), "weighted": self.weighted}
+
+    def _read_fields(self, fields: Fields, where: str) -> Callable[[], None]:
+        fields.same("weighted", self.weighted, "RandomBalancer")
+        return super()._read_fields(fields, where)
+
     def __repr__(self) -> str:
         return f"RandomBalancer(weighted={self.weighted!r})"
 
@@ -80,6 +95,11 @@ class PowerOfTwoChoices(RandomizedBalancer):
     :meth:`CapacityTracker.sample <taskdist.workers.tracker.CapacityTracker.sample>`),
     so a placement is O(1) expected in the number of workers, not O(n) for
     listing the candidates first.
+
+    **Snapshot.** :meth:`snapshot` holds the random source's state,
+    ``{"kind": "PowerOfTwoChoices", "version": 1, "rng": [...]}``, and
+    :meth:`load_snapshot` sets its ``rng`` to it, so the draws go on from
+    there. O(1).
 
     **Threads.** Not safe to share between threads (``rng`` is shared state): drive it
     from one thread, behind a lock of your own, or through the

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import math
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
+from taskdist._snapshot import Fields, encode_key, refuse
+from taskdist.balancing._state import Snapshotted
 from taskdist.balancing.base import Balancer, check_candidates, trusted
 from taskdist.task import Task
 from taskdist.workers.state import CandidateList
@@ -12,7 +16,7 @@ from taskdist.workers.tracker import WorkerState
 __all__ = ["RoundRobin", "WeightedRoundRobin"]
 
 
-class RoundRobin(Balancer):
+class RoundRobin(Snapshotted, Balancer):
     """Each candidate in turn: the i-th call picks ``candidates[i mod n]``.
 
     Over any ``n`` consecutive calls with the same ``n`` candidates, each is
@@ -20,6 +24,11 @@ class RoundRobin(Balancer):
     up or comes back) the rotation carries on from the same position modulo
     the new length; the exact-turns guarantee is for an unchanged list.
     Ignores weights and load. ``select`` is O(1).
+
+    **Snapshot.** :meth:`snapshot` holds the position,
+    ``{"kind": "RoundRobin", "version": 1, "position": int}``, and
+    :meth:`load_snapshot` sets it on a new ``RoundRobin``, which goes on
+    with the next turn. O(1).
 
     **Threads.** Not safe to share between threads (it keeps its position): drive it
     from one thread, behind a lock of your own, or through the
@@ -51,8 +60,19 @@ class RoundRobin(Balancer):
         self._position = position + 1
         return candidates[position]
 
+    def _fields(self) -> dict[str, Any]:
+        return {"position": self._position}
 
-class WeightedRoundRobin(Balancer):
+    def _read_fields(self, fields: Fields, where: str) -> Callable[[], None]:
+        position = fields.integer("position", minimum=0)
+
+        def load() -> None:
+            self._position = position
+
+        return load
+
+
+class WeightedRoundRobin(Snapshotted, Balancer):
     """Smooth weighted round-robin (nginx's): picks in proportion to weight, evenly spread.
 
     Each call adds every candidate's weight to its running *current* value,
@@ -68,6 +88,11 @@ class WeightedRoundRobin(Balancer):
 
     A worker that leaves the candidate list keeps its current value and
     resumes from it; ``on_worker_removed`` forgets it. ``select`` is O(n).
+
+    **Snapshot.** :meth:`snapshot` holds every worker's current value,
+    ``{"kind": "WeightedRoundRobin", "version": 1, "current": [[worker id,
+    float], ...]}``, and :meth:`load_snapshot` sets them on a new
+    ``WeightedRoundRobin``, so the picks go on as before. O(n).
 
     **Threads.** Not safe to share between threads (it keeps running weights): drive it
     from one thread, behind a lock of your own, or through the
@@ -110,3 +135,25 @@ class WeightedRoundRobin(Balancer):
     def on_worker_removed(self, worker_id: Hashable) -> None:
         """Forget the worker's running weight. O(1)."""
         self._current.pop(worker_id, None)
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "current": [
+                [encode_key(worker_id, "a worker id"), value]
+                for worker_id, value in self._current.items()
+            ]
+        }
+
+    def _read_fields(self, fields: Fields, where: str) -> Callable[[], None]:
+        current: dict[Hashable, float] = {}
+        for worker_id, value in fields.pairs("current"):
+            if type(value) not in (int, float) or not math.isfinite(value):
+                refuse(f"{where}.current", f"must hold finite numbers, got {value!r}")
+            if worker_id in current:
+                refuse(f"{where}.current", f"names worker {worker_id!r} twice")
+            current[worker_id] = float(value)
+
+        def load() -> None:
+            self._current = current
+
+        return load

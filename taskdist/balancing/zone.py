@@ -47,6 +47,12 @@ class ZoneAware(DelegatingBalancer):
     the tracker with a zone filter, so over ``LeastConnections`` it is
     O(log n) plus the workers passed over (those of other zones among them).
 
+    **Snapshot.** It keeps nothing of its own; :meth:`snapshot` holds the
+    inner balancer's state, ``{"kind": "ZoneAware", "version": 1,
+    "delegates": [inner's state]}`` (``None`` for an inner balancer without
+    snapshot support, such as the default ``LeastConnections``), and
+    :meth:`load_snapshot` loads it into an inner balancer of the same class.
+
     **Threads.** Not safe to share between threads: drive it from one thread, behind a
     lock of your own, or through the ``taskdist.threaded.ThreadSafeDistributor``.
 

@@ -12,7 +12,9 @@ expiries, retry delays, TTLs of parked tasks, escalations) in the order
 they fall due; the dedup window; escalation steps taken; paused tenants
 and keys; pins; every counter and recent-sample window of ``stats()``;
 and the snapshots of the queue, the tracker, the dead-letter queue, the
-retry policy and the random sources of the balancers. The collaborators
+retry policy and every balancer (see :mod:`taskdist.balancing._state`:
+a balancer's own snapshot, only its random source, or ``None``). The
+collaborators
 that are code (clock, balancer, listeners, escalation and preemption rules)
 are given again to :meth:`Distributor.restore`; a retry budget's counts
 follow from the leases and retries, and are told to it again.
@@ -26,7 +28,6 @@ refused snapshot leaves nothing half-built.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,15 +35,14 @@ from taskdist._snapshot import (
     Fields,
     check_header,
     decode_key,
-    decode_rng,
     encode_key,
-    encode_rng,
     header,
     prepare_load,
     refuse,
     snapshot_part,
 )
 from taskdist._validate import shown
+from taskdist.balancing._state import prepare_state, state_of
 from taskdist.dispatch._parking import GATES
 from taskdist.dispatch._records import (
     _BREAKER,
@@ -182,7 +182,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
         ],
         "waits": d._waits.snapshot(),
         "end_to_end": d._end_to_end.snapshot(),
-        "balancer_rngs": [_rng_of(balancer) for balancer in balancers],
+        "balancers": [state_of(balancer) for balancer in balancers],
         "queue": d._queue.snapshot(),  # type: ignore[attr-defined]
         "tracker": d._tracker.snapshot(),
         "dlq": d._dlq.snapshot(),
@@ -213,11 +213,6 @@ def _timer_data(kind: str, key: Hashable, when: float) -> list[Any]:
         assert isinstance(key, _BreakerTimer)
         return [kind, encode_key(key.worker_id, "a worker id"), when]
     raise SnapshotError(f"cannot snapshot this Distributor: a {kind} timer is pending")
-
-
-def _rng_of(balancer: object) -> Any:
-    rng = getattr(balancer, "rng", None)
-    return encode_rng(rng) if isinstance(rng, random.Random) else None
 
 
 def _run_data(run: _Run, balancers: list[Any]) -> dict[str, Any]:
@@ -433,18 +428,16 @@ class _Books:
             worker_id: [int(n) for n in _row(row, 2, f"snapshot.worker_counts[{worker_id!r}]")]
             for worker_id, row in _unique_pairs(fields, "worker_counts")
         }
-        rngs = fields.items("balancer_rngs")
-        if len(rngs) != len(balancers):
+        states = fields.items("balancers")
+        if len(states) != len(balancers):
             refuse(
-                "snapshot.balancer_rngs", f"has {len(rngs)} states for {len(balancers)} balancers"
+                "snapshot.balancers",
+                f"has {len(states)} states; restore() was given {len(balancers)} balancers",
             )
-        self.rngs: list[tuple[random.Random, tuple[Any, ...]]] = []
-        for i, (balancer, state) in enumerate(zip(balancers, rngs, strict=True)):
-            rng = getattr(balancer, "rng", None)
-            if (state is None) is isinstance(rng, random.Random):
-                refuse(f"snapshot.balancer_rngs[{i}]", "does not match the balancer given")
-            if isinstance(rng, random.Random):
-                self.rngs.append((rng, decode_rng(state, f"snapshot.balancer_rngs[{i}]")))
+        self.balancer_loads = [
+            prepare_state(balancer, state, f"snapshot.balancers[{i}]")
+            for i, (balancer, state) in enumerate(zip(balancers, states, strict=True))
+        ]
         self._read_breakers(fields)
         self._check(placed)
 
@@ -594,8 +587,8 @@ class _Books:
         d._tenants.update(self.tenants)
         for worker_id, row in self.worker_counts.items():
             d._worker_counts[worker_id][:] = row
-        for rng, rng_state in self.rngs:
-            rng.setstate(rng_state)
+        for load_balancer in self.balancer_loads:  # last: over what the hooks above told them
+            load_balancer()
 
 
 _NOWHERE: Final = object()

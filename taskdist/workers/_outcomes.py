@@ -177,9 +177,11 @@ class Outcomes:
                 self._readmit(state, until)
         ramps = self._ramps
         while ramps and ramps[0][0] <= now:
-            _, _, state, since = heappop(ramps)
+            at, _, state, since = heappop(ramps)
             record = self._records.get(state)
-            if record is not None and record.slow_since == since:
+            # Live: the next step of the ramp in progress. A ramp restarted at the
+            # instant it began left a twin entry, which must not step it twice.
+            if record is not None and record.slow_since == since and at == self._step_at(record):
                 self._step_ramp(state, record, now)
         self.next_due = min(heap[0][0] if heap else _NEVER, ramps[0][0] if ramps else _NEVER)
 
@@ -311,6 +313,12 @@ class Outcomes:
             self.next_due = min(self.next_due, at)
         else:
             record.slow_since = None
+
+    def _step_at(self, record: _Record) -> float:
+        """When the ramp in progress takes its next step (as scheduled)."""
+        assert self._slow_start is not None  # only a tracker with slow start has ramps
+        assert record.slow_since is not None  # and this one is in progress
+        return record.slow_since + self._slow_start.window * (record.ramp_step + 1) / RAMP_STEPS
 
     def _set_ramp_weight(self, state: WorkerState, record: _Record) -> None:
         """Effective weight: the weight, scaled by the ramp's factor at its current step."""
