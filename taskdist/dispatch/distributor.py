@@ -3148,14 +3148,17 @@ class Distributor:
         them). The numbers (``lease``, ``dedup_window``, ``max_queued``,
         ``stats_window``) come from the snapshot. With the same clock, the
         restored distributor makes the same decisions the original would
-        have: random sources continue from the snapshot's state. A lease whose
+        have: random sources continue from the snapshot's state, and each
+        balancer takes back what it keeps (round-robin turns, running weights,
+        ``Affinity`` bindings; see ``docs/persistence.md``). A lease whose
         expiry passes while the host is down expires at the first ``tick`` or
         ``dispatch``, and its task goes back to the queue. O(size of the snapshot).
 
         Raises:
             SnapshotError: a snapshot of another format version, with a field
                 missing or of the wrong type, with references that disagree (a
-                lease of an unknown task), collaborators that are not new, or a
+                lease of an unknown task), collaborators that are not new, a
+                balancer's saved state that does not fit the balancer given, or a
                 clock that reads before the snapshot's time; nothing is built
                 and the collaborators are unchanged.
         """
