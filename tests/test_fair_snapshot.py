@@ -36,6 +36,19 @@ from taskdist import (
 TENANTS = ("a", "b", "c", ("t", 1), None)
 TASK_IDS = tuple(range(12))
 
+
+def aware(clock: ManualClock, **changes: Any) -> FairScheduler:
+    """The deadline-aware configuration, with ``changes`` to it."""
+    options: dict[str, Any] = {
+        "deadline_aware": True,
+        "max_lead": 3.0,
+        "weights": {"a": 2.0},
+        "quotas": {"b": Quota(max_concurrent=2)},
+        "critical_bypass": True,
+    }
+    return FairScheduler(clock, **{**options, **changes})
+
+
 CONFIGS: dict[str, Callable[[ManualClock], FairScheduler]] = {
     "quotas": lambda clock: FairScheduler(
         clock,
@@ -57,10 +70,23 @@ CONFIGS: dict[str, Callable[[ManualClock], FairScheduler]] = {
         quotas={"a": Quota(rate=1, per=1.0)},
         inner=lambda c, tenant: FairScheduler(c, tenant_of=lambda t: t.key),
     ),
+    "deadline-aware": lambda clock: aware(clock),
+    "deadline-aware over EDF": lambda clock: FairScheduler(
+        clock,
+        deadline_aware=True,
+        inner=lambda c: DeadlineScheduler(c, on_miss="run_late"),
+    ),
 }
 
 
-def task_of(task_id: int, tenant: Hashable, priority: int, cost: float, ttl: float | None) -> Task:
+def task_of(
+    task_id: int,
+    tenant: Hashable,
+    priority: int,
+    cost: float,
+    ttl: float | None,
+    deadline: float | None = None,
+) -> Task:
     return Task(
         task_id,
         tenant=tenant,
@@ -68,8 +94,14 @@ def task_of(task_id: int, tenant: Hashable, priority: int, cost: float, ttl: flo
         priority=Priority(priority),
         cost=cost,
         ttl=ttl,
+        deadline=deadline,
         payload={"n": task_id},
     )
+
+
+def deadline_of(task_id: int, now: float) -> float | None:
+    """Two tasks in three have a deadline, some of them tight (for the deadline index)."""
+    return None if task_id % 3 == 0 else now + 1.0 + 2.5 * (task_id % 4)
 
 
 pushes = st.tuples(
@@ -100,7 +132,7 @@ def apply(clock: ManualClock, fair: FairScheduler, handed: dict[Hashable, Task],
     kind, *args = op
     try:
         if kind == "push":
-            task = task_of(*args)
+            task = task_of(*args, deadline=deadline_of(args[0], clock.now()))
             return fair.push(task)
         if kind in ("pop", "peek"):
             key = args[0]
@@ -160,6 +192,9 @@ def test_restored_fair_scheduler_makes_the_same_decisions(
     event(f"snapshot with idle tenants kept: {bool(snapshot['idle'][0] or snapshot['idle'][1])}")
     event(f"snapshot with tasks running: {bool(snapshot['running'])}")
     event(f"snapshot with a stalled tenant: {any(t['stalled'] for t in snapshot['tenants'])}")
+    if "deadlines" in snapshot:
+        held = snapshot["deadlines"]["held"]
+        event(f"deadline index: {bool(held)}, a task late: {any(late for _, late in held)}")
     twin_clock = ManualClock(start=clock.now())
     twin = CONFIGS[config](twin_clock)
     twin.load_snapshot(snapshot)
@@ -267,11 +302,49 @@ def test_an_inner_queue_without_snapshot_support_is_named() -> None:
         fair.snapshot()
 
 
-def test_deadline_aware_schedulers_are_refused_by_name() -> None:
-    clock = ManualClock()
-    fair = FairScheduler(clock, deadline_aware=True, inner=lambda c: DeadlineScheduler(c))
-    with pytest.raises(SnapshotError, match="deadline_aware"):
-        fair.snapshot()
-    snapshot, _ = busy()
-    with pytest.raises(SnapshotError, match="deadline_aware"):
+def aware_snapshot() -> tuple[dict[str, Any], float]:
+    """A deadline-aware scheduler's snapshot, with late and timely tasks in its index."""
+    clock = ManualClock(start=10.0)
+    fair = CONFIGS["deadline-aware"](clock)
+    for i, deadline in enumerate([11.0, 12.0, 11.5, 30.0, 31.0, 32.0]):
+        fair.push(task_of(i, "ab"[i % 2], 2, 2.0, None, deadline=deadline))
+    fair.pop()
+    clock.advance(0.5)
+    fair.pop()  # the index settles: the tightest deadlines can no longer be met
+    snapshot = as_json(fair.snapshot())
+    held = snapshot["deadlines"]["held"]
+    assert any(late for _, late in held) and not all(late for _, late in held)
+    return snapshot, clock.now()
+
+
+def test_a_deadline_index_loads_only_into_a_scheduler_configured_alike() -> None:
+    snapshot, now = aware_snapshot()
+    plain = aware(ManualClock(start=now), deadline_aware=False, max_lead=None)
+    with pytest.raises(SnapshotError, match="deadlines is a deadline index"):
+        plain.load_snapshot(snapshot)
+    other_lead = aware(ManualClock(start=now), max_lead=9.0)
+    with pytest.raises(SnapshotError, match="max_lead"):
+        other_lead.load_snapshot(snapshot)
+    unaware = as_json(aware(ManualClock(), deadline_aware=False, max_lead=None).snapshot())
+    expecting = aware(ManualClock(start=now))
+    with pytest.raises(SnapshotError, match="no field 'deadlines'"):
+        expecting.load_snapshot(unaware)
+    for fair in (plain, other_lead, expecting):
+        assert len(fair) == 0 and fair.virtual_time == 0
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "named"),
+    [
+        (lambda held: held.append(held[0]), "not a queued task with a deadline"),
+        (lambda held: held.append([99, False]), "not a queued task with a deadline"),
+        (lambda held: held[0].__setitem__(1, "yes"), "must be \\[task id, late\\]"),
+    ],
+)
+def test_a_corrupted_deadline_index_is_refused(corrupt: Callable[[Any], None], named: str) -> None:
+    snapshot, now = aware_snapshot()
+    corrupt(snapshot["deadlines"]["held"])
+    fair = CONFIGS["deadline-aware"](ManualClock(start=now))
+    with pytest.raises(SnapshotError, match=named):
         fair.load_snapshot(snapshot)
+    assert len(fair) == 0

@@ -460,7 +460,6 @@ def test_restore_refuses_collaborators_that_hold_state() -> None:
 @pytest.mark.parametrize(
     ("options", "named"),
     [
-        ({"queue": "deadline-aware fair"}, "deadline_aware"),
         ({"queue": "fair over a queue of its own"}, "OwnQueue"),
         ({"keyed": True}, "KeyedRateGate"),
     ],
@@ -468,8 +467,6 @@ def test_restore_refuses_collaborators_that_hold_state() -> None:
 def test_parts_without_snapshot_support_are_named(options: dict[str, Any], named: str) -> None:
     clock = ManualClock()
     kwargs: dict[str, Any] = {}
-    if options.get("queue") == "deadline-aware fair":
-        kwargs["queue"] = FairScheduler(clock, deadline_aware=True)
     if options.get("queue") == "fair over a queue of its own":
 
         class OwnQueue(PriorityQueue):

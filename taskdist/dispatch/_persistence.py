@@ -285,8 +285,9 @@ def restore_into(d: Distributor, fields: Fields) -> None:
     prepare_queue = getattr(queue, "_prepare_snapshot", None)
     queued: set[Hashable] | None = None
     if prepare_queue is not None:
-        load_queue, queued = prepare_queue(fields.value("queue"), "snapshot.queue")
+        load_queue, held = prepare_queue(fields.value("queue"), "snapshot.queue")
         loads.append(load_queue)
+        queued = set(held)  # the ids of the tasks it will hold
     load_tracker, placed, workers = d._tracker._prepare_snapshot(
         fields.value("tracker"), "snapshot.tracker"
     )

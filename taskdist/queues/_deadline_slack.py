@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Final
 
 from taskdist.queues._prefix_sorted import PrefixSumSortedList
@@ -97,6 +97,18 @@ class DeadlineSlack:
         self._order.add(item, task.cost, _INF if late else item[0])
         if late:
             self._late.add(task.id)
+
+    def listed(self) -> list[tuple[Task, bool]]:
+        """Every held task in deadline order, and whether it is marked late. O(n)."""
+        late = self._late
+        return [(item[_TASK], item[_TASK].id in late) for item in self._order]
+
+    def load(self, held: Iterable[tuple[Task, bool]]) -> None:
+        """Hold the tasks ``held`` lists (as :meth:`listed` gave them: deadline order,
+        late marks) besides those held already. O(n (log n + L))."""
+        for task, late in held:
+            assert task.deadline is not None
+            self.put_back(((task.deadline, next(self._seq), task), late))
 
     def is_late(self, task_id: Hashable) -> bool:
         """Whether the task was marked late (it cannot make its deadline any more). O(1)."""

@@ -12,8 +12,10 @@ rate bucket, and its queue through the queue's own snapshot); the bypass
 lane's queue; every queued task's tenant and TTL expiry; every running task's
 tenant; the tenants in the eligible, rate-held and expiry heaps, in heap
 order (so ties fall as before); and what is kept of idle tenants (debts and
-refilling buckets, in the order they lapse). Running and queued counts
-follow from the tasks and are not written.
+refilling buckets, in the order they lapse); and, for a deadline-aware
+scheduler, its deadline index (the queued tasks with a deadline in deadline
+order, each with its late mark, and ``max_lead`` to check). Running and
+queued counts follow from the tasks and are not written.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from taskdist._snapshot import (
     snapshot_part,
 )
 from taskdist._validate import shown
-from taskdist.errors import SnapshotError, TaskdistError
+from taskdist.errors import TaskdistError
 from taskdist.queues._idle_tenants import Kept
 from taskdist.queues.quota import Quota
 from taskdist.workers._ranges import check_weight
@@ -42,6 +44,7 @@ from taskdist.workers._ranges import check_weight
 if TYPE_CHECKING:
     from taskdist.queues.fair import FairScheduler, _Tenant
     from taskdist.resilience import RateLimiter
+    from taskdist.task import Task
 
 __all__ = ["prepare_fair", "snapshot_fair"]
 
@@ -53,14 +56,9 @@ def snapshot_fair(fair: FairScheduler) -> dict[str, Any]:
     """``fair``'s state as plain data (see the module). O(n + T log T).
 
     Raises:
-        SnapshotError: ``deadline_aware``; a tenant's queue without snapshot
-            support; an id or tenant a snapshot cannot carry.
+        SnapshotError: a tenant's queue without snapshot support; an id or
+            tenant a snapshot cannot carry.
     """
-    if fair._slack is not None:
-        raise SnapshotError(
-            "cannot snapshot a FairScheduler with deadline_aware=True: its deadline "
-            "index is not carried by snapshots yet"
-        )
 
     def tenant(key: Hashable) -> Any:
         return encode_key(key, "tenant")
@@ -73,8 +71,15 @@ def snapshot_fair(fair: FairScheduler) -> dict[str, Any]:
 
     bypass = fair._bypass
     debts, refills = fair._idle.listed(fair._virtual, fair._now())
+    deadlines = {}
+    if fair._slack is not None:  # written only then: older snapshots have no such field
+        deadlines["deadlines"] = {
+            "max_lead": None if fair._max_lead == math.inf else fair._max_lead,
+            "held": [[encode_key(task.id, "task id"), late] for task, late in fair._slack.listed()],
+        }
     return {
         **header(_KIND),
+        **deadlines,
         "default_weight": fair._default_weight,
         "critical_bypass": bypass is not None,
         "strict_tenants": fair._strict,
@@ -120,15 +125,14 @@ def snapshot_fair(fair: FairScheduler) -> dict[str, Any]:
 
 def prepare_fair(
     fair: FairScheduler, data: object, where: str
-) -> tuple[Callable[[], None], set[Hashable]]:
-    """Check ``data`` whole for ``fair`` (new and empty); what loads it and the ids it queues."""
+) -> tuple[Callable[[], None], dict[Hashable, Task]]:
+    """Check ``data`` whole for ``fair`` (new and empty); what loads it and the tasks it
+    queues, by id."""
     from taskdist.queues.fair import _Tenant
 
     fields = check_header(data, _KIND, where)
     if fair._size or fair._tenants or fair._running or fair._idle.count or fair._virtual:
         refuse(where, "can be loaded only into a new, empty FairScheduler")
-    if fair._slack is not None:
-        refuse(where, "cannot be loaded into a deadline_aware FairScheduler (not carried yet)")
     fields.same("default_weight", fair._default_weight, "scheduler")
     fields.same("critical_bypass", fair._bypass is not None, "scheduler")
     fields.same("strict_tenants", fair._strict, "scheduler")
@@ -152,8 +156,9 @@ def prepare_fair(
     retired = fields.integer("retired", minimum=0)
     loads: list[Callable[[], None]] = []
     inner_ids: set[int] = set()
+    tasks: dict[Hashable, Task] = {}  # what the queues will hold, by id
 
-    def inner_queue(key: Hashable, queue_data: object, at: str) -> tuple[Any, set[Hashable]]:
+    def inner_queue(key: Hashable, queue_data: object, at: str) -> tuple[Any, dict[Hashable, Task]]:
         try:
             queue = fair._new_queue(key) if key is not _LANE else fair._bypass.inner  # type: ignore[union-attr]
         except TaskdistError as error:
@@ -166,6 +171,7 @@ def prepare_fair(
             refuse(at, f"cannot be loaded into a {type(queue).__name__} (no snapshot support)")
         load, ids = prepare(queue_data, at)
         loads.append(load)
+        tasks.update(ids)
         return queue, ids
 
     def limiter(key: Hashable, quota: Quota | None, limiter_data: object, at: str) -> Any:
@@ -230,6 +236,7 @@ def prepare_fair(
                 expires[task_id] = expiry
     if set(index) != set(holders):
         refuse(f"{where}.queued", "does not list every task the queues hold")
+    deadlines = _deadlines(fair, data, fields, index, tasks, where)
     running: dict[Hashable, tuple[_Tenant, _Tenant]] = {}
     for i, item in enumerate(fields.items("running")):
         at = f"{where}.running[{i}]"
@@ -331,8 +338,44 @@ def prepare_fair(
         fair._idle.load(*idle)
         for load_part in loads:
             load_part()
+        if fair._slack is not None:
+            fair._slack.load(deadlines)
 
-    return load, set(index)
+    return load, {task_id: tasks[task_id] for task_id in index}
+
+
+def _deadlines(
+    fair: FairScheduler,
+    data: object,
+    fields: Fields,
+    index: dict[Hashable, _Tenant],
+    tasks: dict[Hashable, Task],
+    where: str,
+) -> list[tuple[Task, bool]]:
+    """A deadline-aware scheduler's deadline index: the queued tasks with a deadline in
+    deadline order, each with its late mark (``[]`` for a scheduler that is not aware)."""
+    if fair._slack is None:
+        if isinstance(data, dict) and "deadlines" in data:
+            refuse(
+                f"{where}.deadlines", "is a deadline index; this scheduler is not deadline_aware"
+            )
+        return []
+    at = f"{where}.deadlines"
+    part = Fields(fields.value("deadlines"), at)
+    part.same("max_lead", None if fair._max_lead == math.inf else fair._max_lead, "scheduler")
+    held: list[tuple[Task, bool]] = []
+    seen: set[Hashable] = set()
+    for i, item in enumerate(part.items("held")):
+        if type(item) is not list or len(item) != 2 or type(item[1]) is not bool:
+            refuse(f"{at}.held[{i}]", f"must be [task id, late], got {shown(item)}")
+        task_id = decode_key(item[0], f"{at}.held[{i}][0]")
+        task = tasks.get(task_id)
+        if task_id in seen or task_id not in index or task is None or task.deadline is None:
+            refuse(f"{at}.held[{i}]", f"task {task_id!r} is not a queued task with a deadline")
+        seen.add(task_id)
+        held.append((task, item[1]))
+    part.done()
+    return held
 
 
 _LANE: Final = object()

@@ -1046,8 +1046,9 @@ class DeadlineScheduler(HeldTasks):
 
     def _prepare_snapshot(
         self, data: object, where: str
-    ) -> tuple[Callable[[], None], set[Hashable]]:
-        """Check ``data`` whole; return what loads it (it cannot fail) and the ids it holds."""
+    ) -> tuple[Callable[[], None], dict[Hashable, Task]]:
+        """Check ``data`` whole; return what loads it (it cannot fail) and the tasks it
+        holds, by id (the very objects it will hold)."""
         fields = check_header(data, "DeadlineScheduler", where)
         if len(self) or self._pushed:
             refuse(where, "can be loaded only into a new, empty DeadlineScheduler")
@@ -1101,7 +1102,9 @@ class DeadlineScheduler(HeldTasks):
                 setattr(self, name, count)
             load_waits()
 
-        return load, ids | set(expired)
+        tasks = {entry[_ID]: entry[_TASK] for entry in held}
+        tasks.update((task_id, item[0][_TASK]) for task_id, item in expired.items())
+        return load, tasks
 
     def _restored_entry(self, data: object, where: str, following: float) -> _Entry:
         """An entry from its snapshot ``[seq, enqueued_at, task]``, keyed as push keys it."""

@@ -1291,14 +1291,15 @@ class FairScheduler:
         It holds the virtual time and every tag (exact integers), each
         tenant's counters, rate bucket and queue (through the queue's own
         ``snapshot()``), the weights, plans, quotas and known tenants as they
-        are now, running tasks, the order of the heaps, and the debts and
-        buckets kept for idle tenants. :meth:`load_snapshot` on a new
+        are now, running tasks, the order of the heaps, the debts and
+        buckets kept for idle tenants, and (deadline-aware) the deadline
+        index with its late marks. :meth:`load_snapshot` on a new
         scheduler built with the same configuration takes it back; see
         ``docs/persistence.md``. The pop :meth:`unpop` could undo is not kept.
 
         Raises:
-            SnapshotError: ``deadline_aware`` (not carried yet); a tenant's queue
-                without snapshot support; an id or tenant a snapshot cannot carry.
+            SnapshotError: a tenant's queue without snapshot support; an id or
+                tenant a snapshot cannot carry.
         """
         return snapshot_fair(self)
 
@@ -1307,7 +1308,8 @@ class FairScheduler:
 
         The scheduler must be new, empty and built with the same configuration
         (``default_weight``, ``plans``, ``default_plan``, ``critical_bypass``,
-        ``strict_tenants``, an ``inner`` factory making queues alike); each
+        ``strict_tenants``, ``deadline_aware`` and ``max_lead``, an ``inner``
+        factory making queues alike); each
         tenant's queue is made by ``inner`` and loaded from its own snapshot.
         O(n log n + T log T). Everything is checked before anything changes.
 
@@ -1320,8 +1322,9 @@ class FairScheduler:
 
     def _prepare_snapshot(
         self, data: object, where: str
-    ) -> tuple[Callable[[], None], set[Hashable]]:
-        """Check ``data`` whole; return what loads it (it cannot fail) and the ids it queues."""
+    ) -> tuple[Callable[[], None], dict[Hashable, Task]]:
+        """Check ``data`` whole; return what loads it (it cannot fail) and the tasks it
+        queues, by id (the very objects its queues will hold)."""
         return prepare_fair(self, data, where)
 
     # -- internals: tenants coming and going -----------------------------------

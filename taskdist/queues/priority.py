@@ -651,8 +651,9 @@ class PriorityQueue(HeldTasks):
 
     def _prepare_snapshot(
         self, data: object, where: str
-    ) -> tuple[Callable[[], None], set[Hashable]]:
-        """Check ``data`` whole; return what loads it (it cannot fail) and the ids it holds."""
+    ) -> tuple[Callable[[], None], dict[Hashable, Task]]:
+        """Check ``data`` whole; return what loads it (it cannot fail) and the tasks it
+        holds, by id (the very objects it will hold)."""
         fields = check_header(data, "PriorityQueue", where)
         if len(self) or self._popped or self._removed:
             refuse(where, "can be loaded only into a new, empty PriorityQueue")
@@ -671,7 +672,7 @@ class PriorityQueue(HeldTasks):
             self._entry(item, f"{where}.expired[{i}]", following)
             for i, item in enumerate(fields.items("expired"))
         ]
-        ids = {entry[_ID] for entry in held} | {entry[_ID] for entry in expired}
+        ids = {entry[_ID]: entry[_TASK] for entry in (*held, *expired)}
         places = {entry[_ENQUEUED:_ID] for entry in held} | {
             entry[_ENQUEUED:_ID] for entry in expired
         }
