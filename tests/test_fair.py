@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from taskdist import (
+    DeadlineScheduler,
+    Distributor,
     DuplicateTaskError,
     FairScheduler,
     InvalidArgumentError,
@@ -32,6 +34,7 @@ from taskdist import (
     Queue,
     Quota,
     QuotaExceededError,
+    Reason,
     Task,
     TaskdistError,
     UnknownPlanError,
@@ -1283,3 +1286,31 @@ def test_seed_004_plans_share_the_slots_by_weight_when_all_are_flooding() -> Non
     assert abs(first["flood"] - 80) <= 2
     assert abs(first["bob"] - 40) <= 2
     assert abs(first["alice"] - 20) <= 2
+
+
+# -- an inner queue that drops what misses its deadline -------------------------------
+
+
+def test_an_inner_queue_that_drops_missed_deadlines_is_asked_when_they_fall_due() -> None:
+    clock, fair = make(inner=lambda c: DeadlineScheduler(c, on_miss="dead_letter"))
+    fair.push(Task("soon", tenant="a", deadline=5.0, cost=1.0))
+    fair.push(Task("later", tenant="a", deadline=50.0, cost=1.0))
+    fair.push(Task("none", tenant="b"))
+    assert fair.next_wakeup() == 5.0  # no TTL anywhere: the deadline is what is due
+    clock.advance(10.0)
+    assert [task.id for task in fair.expire()] == ["soon"]
+    assert len(fair) == 2 and "soon" not in fair
+    assert fair.next_wakeup() == 50.0
+    assert {fair.pop().id, fair.pop().id} == {"later", "none"}  # type: ignore[union-attr]
+
+
+def test_a_distributor_dead_letters_what_such_an_inner_queue_drops() -> None:
+    clock = ManualClock()
+    queue = FairScheduler(clock, inner=lambda c: DeadlineScheduler(c, on_miss="dead_letter"))
+    d = Distributor(clock, queue=queue)
+    d.submit(Task("soon", tenant="a", deadline=5.0, cost=1.0))
+    assert d.next_wakeup() == 5.0
+    clock.advance(6.0)
+    d.tick()
+    assert d.stats().by_state["dead"] == 1 and len(queue) == 0
+    assert [letter.reason for letter in d.dlq] == [Reason.DEADLINE_MISSED]

@@ -744,6 +744,14 @@ class FairScheduler:
             registered = self._expiry.key(holder)
             if registered is None or expires < registered:
                 self._expiry.set(holder, expires)
+        elif task.deadline is not None:
+            # An inner queue that drops what misses its deadline by itself (a
+            # DeadlineScheduler with on_miss="dead_letter") is asked, as for a TTL.
+            due = holder.inner.next_wakeup()
+            if due is not None:
+                registered = self._expiry.key(holder)
+                if registered is None or due < registered:
+                    self._expiry.set(holder, due)
         if eviction is not None:
             self._forget_queued(eviction.task, now)
         if rec not in self._eligible.members and rec not in self._blocked.members:
@@ -972,7 +980,9 @@ class FairScheduler:
     # -- time -------------------------------------------------------------
 
     def expire(self) -> list[Task]:
-        """Remove and return every queued task whose TTL has run out, earliest expiry first.
+        """Remove and return every queued task whose TTL has run out, earliest expiry first,
+        and every task its inner queue dropped by itself (one that missed its deadline
+        in a ``DeadlineScheduler(on_miss="dead_letter")``).
 
         Complexity: O(m log m + d log T) for m expired tasks of d tenants.
 
