@@ -319,6 +319,8 @@ class Task:
             "zone": self.zone,
             "payload": self.payload,
             "preemptible": self.preemptible,
+            "gang": encode_key(self.gang, "a gang"),
+            "gang_size": self.gang_size,
         }
 
     @classmethod
@@ -354,6 +356,8 @@ class Task:
             "zone": fields.opt_text("zone"),
             "payload": fields.value("payload"),
             "preemptible": fields.boolean("preemptible"),
+            "gang": fields.key("gang"),
+            "gang_size": fields.opt_integer("gang_size"),
         }
         fields.done()
         try:

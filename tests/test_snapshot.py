@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import attrs
 import pytest
 from distributor_support import assignment_view, comparable, stats_view
 from hypothesis import event, given
@@ -514,8 +515,12 @@ def test_task_round_trips_every_field() -> None:
         zone="eu",
         payload={"prompt": "hi", "n": [1, 2]},
         preemptible=False,
+        gang=("batch", 1),
+        gang_size=2,
     )
-    back = Task.from_data(as_json(task.to_data()))
+    data = task.to_data()
+    assert set(data) == {field.name for field in attrs.fields(Task)}  # none left out
+    back = Task.from_data(as_json(data))
     assert back == task
     assert back.id == ("job", 7) and back.key == frozenset({"k", 1})
     named = Task.from_data(as_json(Task("t", priority=Priority.HIGH).to_data()))
