@@ -240,7 +240,7 @@ def checked_choose(
         InvalidArgumentError: it is a view, but not a candidate of the tracker.
     """
     chosen = balancer.choose(task, tracker, where)
-    if type(balancer).choose in _TRUSTED:
+    if trusts_choice(balancer):
         return chosen
     source = f"{type(balancer).__name__}.choose()"
     chosen = _check_chosen(chosen, source)
