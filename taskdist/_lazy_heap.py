@@ -228,16 +228,21 @@ class LazyHeap(Generic[_E]):
         """The live entries in order, without moving them: O(log k) per entry yielded.
 
         It stops as early as the caller does; the heap must not change meanwhile.
-        Dead entries at the top are dropped first.
+        Dead entries at the top are dropped first, and the top is yielded before
+        any frontier is built (most walks stop there).
         """
-        if self.top() is None:
+        top = self.top()
+        if top is None:
             return
+        yield top
         entries = self._entries
         size = len(entries)
         live = self._live
         at = self._at
         via = self._via
-        frontier: list[tuple[_E, int]] = [(entries[0], 0)]
+        frontier: list[tuple[_E, int]] = [(entries[c], c) for c in (1, 2) if c < size]
+        if len(frontier) == 2 and frontier[1] < frontier[0]:
+            frontier.reverse()  # a heap of two
         while frontier:
             entry, position = heappop(frontier)
             ref = entry if via is None else entry[via]

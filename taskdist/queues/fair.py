@@ -1591,19 +1591,11 @@ class FairScheduler:
         call back."""
         self._busy = True
         try:
-            eligible = self._eligible
-            top = eligible.top()
-            if top is None:
-                return None
-            fairest = top[0]
-            # The fairest tenant first, without the walk's frontier: it usually has one.
-            rec = top[2]
-            found = rec.inner.pop(where) if take else rec.inner.peek(where)
-            if found is not None:
-                return rec, found, fairest
-            walk = eligible.walk()
-            next(walk)  # the fairest again, asked already
-            for _, rec in walk:
+            walk = self._eligible.walk()
+            fairest = None
+            for key, rec in walk:
+                if fairest is None:
+                    fairest = key
                 found = rec.inner.pop(where) if take else rec.inner.peek(where)
                 if found is not None:
                     walk.close()

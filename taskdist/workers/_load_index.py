@@ -127,13 +127,5 @@ class LoadIndex:
 
 
 def _states(heap: LazyHeap[_Entry]) -> Iterator[WorkerState]:
-    """The live workers of ``heap`` in order: the first without the walk's frontier
-    (placement rarely looks past it), the rest by a best-first walk."""
-    top = heap.top()
-    if top is None:
-        return
-    yield top[-1]
-    walk = heap.walk()
-    next(walk)  # the top again
-    for entry in walk:
-        yield entry[-1]
+    """The live workers of ``heap`` in order."""
+    return (entry[-1] for entry in heap.walk())
