@@ -3108,9 +3108,11 @@ class Distributor:
 
         Raises:
             SnapshotError: a part of the composition that snapshots do not carry
-                yet (breakers, gates, intake policies, a retry budget, routed
-                tasks, a queue without ``snapshot()``), or an id that is not plain
-                data.
+                yet, named: a queue without ``snapshot()``, a gate or intake
+                policy without snapshot support (``KeyedRateGate``,
+                ``AdaptiveConcurrency``, your own), escalation with ``to=``,
+                paused pools, a batcher, reservations or backfill, a gang still
+                waiting, a task on a route; or an id that is not plain data.
             ReentrancyError: called from a callback of this distributor.
         """
         self._enter()

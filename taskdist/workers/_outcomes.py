@@ -236,8 +236,7 @@ class Outcomes:
                 heappush(self._heap, (state.ejected_until, state.seq, state))
             ramp = self._slow_start
             if ramp is not None and record.slow_since is not None:
-                at = record.slow_since + ramp.window * (record.ramp_step + 1) / RAMP_STEPS
-                heappush(self._ramps, (at, state.seq, state, record.slow_since))
+                heappush(self._ramps, (self._step_at(record), state.seq, state, record.slow_since))
         heap, ramps = self._heap, self._ramps
         self.next_due = min(heap[0][0] if heap else _NEVER, ramps[0][0] if ramps else _NEVER)
 
