@@ -68,8 +68,8 @@ class LoadIndex:
         self._degraded: LazyHeap[_Entry] = LazyHeap(degraded, at=-1)
         self._live = {self._healthy: healthy, self._degraded: degraded}
         self._separate = separate_degraded
-        # worker -> (its entry, the heap it is filed in, its key then)
-        self._filed: dict[WorkerState, tuple[_Entry, LazyHeap[_Entry], Any]] = {}
+        # worker -> (the heap it is filed in, its key then); its entry is in that heap's live
+        self._filed: dict[WorkerState, tuple[LazyHeap[_Entry], Any]] = {}
         for state in states:
             self.place(state)
 
@@ -88,29 +88,25 @@ class LoadIndex:
             return
         target = self._degraded if self._separate and health is _DEGRADED else self._healthy
         key = self._key(state)
-        live = self._live[target]
-        new = (*key, state.seq, state) if type(key) is tuple else (key, state.seq, state)
+        filed = None
         if old is not None:
-            filed = old[1]
-            if filed is target:
-                if old[2] == key:
-                    return
-                live[state] = new  # the old entry is dead from here on
-                target.push(new)
-                self._filed[state] = (new, target, key)
-                target.compact()
+            filed, filed_key = old
+            if filed is target and filed_key == key:
                 return
-            del self._live[filed][state]
-            filed.compact()
-        live[state] = new
-        target.push(new)
-        self._filed[state] = (new, target, key)
+            if filed is not target:
+                del self._live[filed][state]
+        entry = (*key, state.seq, state) if type(key) is tuple else (key, state.seq, state)
+        self._live[target][state] = entry  # an old entry in the same heap is dead from here on
+        target.push(entry)
+        self._filed[state] = (target, key)
+        if filed is not None:
+            filed.compact()  # it holds the old entry, dead
 
     def discard(self, state: WorkerState) -> None:
         """Forget a worker (no-op if it is not filed)."""
         old = self._filed.pop(state, None)
         if old is not None:
-            heap = old[1]
+            heap = old[0]
             del self._live[heap][state]
             heap.compact()
 
