@@ -206,6 +206,24 @@ def test_a_key_function_that_raises_mid_batch_takes_every_placement_back() -> No
     assert run.d.tracker.worker("w").in_flight == 0
 
 
+def test_a_key_that_changes_its_mind_leaves_the_group_counts_true() -> None:
+    # The batcher's key is asked at submit; a task leaves the counts of the group it
+    # was counted in, whatever the key says by then.
+    groups = {"x": "b", "a1": "a", "a2": "a"}
+    run, _ = batched(Worker("w", capacity={"slots": 10}), key=lambda task: groups[task.id])
+    run.d.submit(Task("x"))
+    assert run.dispatch_ids() == ["x"]
+    run.d.submit(Task("a1"))
+    run.d.submit(Task("a2"))
+    groups["x"] = "a"  # x now says it is of a1's group
+    run.d.complete("x")
+    made = run.d.dispatch()
+    assert list(by_batch(made).values()) == [["a1", "a2"]]
+    for task_id in ("a1", "a2"):
+        run.d.complete(task_id)
+    assert not run.d._group_live and not run.d._group_leased and not run.d._batch_group
+
+
 def test_a_batcher_must_be_an_empty_batch_optimizer() -> None:
     clock = ManualClock()
     busy = BatchOptimizer(clock)

@@ -328,6 +328,7 @@ class Distributor:
     __slots__ = (
         "_advised",
         "_balancer",
+        "_batch_group",
         "_batcher",
         "_batches",
         "_breaker_changes",
@@ -575,6 +576,9 @@ class Distributor:
         # difference says whether a queue walk could find the next task of a batch.
         self._group_live: Counter[Hashable] = Counter()
         self._group_leased: Counter[Hashable] = Counter()
+        # Task id -> its batch group, asked of the batcher once, at submit: the counts
+        # above go down under the group they went up under, even if the key is not pure.
+        self._batch_group: dict[Hashable, Hashable] = {}
         # Paused tenants and keys: their tasks stay parked, in order, until resumed.
         self._paused: dict[str, set[Hashable]] = {"tenant": set(), "key": set()}
         # Urgent tasks whose preemption advice was given while they wait.
@@ -998,9 +1002,10 @@ class Distributor:
         # A gang member waits for the rest; the one that completes the gang is queued.
         completes = self._gangs.check(task) if task.gang is not None else True
         eviction = self._queue.push(task) if completes else None
+        task_id = task.id
         if group is not None:
             self._group_live[group] += 1
-        task_id = task.id
+            self._batch_group[task_id] = group
         self._finished.pop(task_id, None)  # a stale entry past the window
         self._rules.enter(task)
         self._waiting_since[task_id] = now
@@ -1464,7 +1469,10 @@ class Distributor:
             (released,) = batcher.flush()
         batch_id = released.id
         self._batches[batch_id] = _RunningBatch(released, now)
-        self._group_leased[group] += len(released)
+        for task_id in released.ids:  # each under the group it was counted live in
+            counted = self._batch_group.get(task_id)
+            if counted is not None:
+                self._group_leased[counted] += 1
         leases = self._leases
         for i in range(start, len(made)):
             assignment = made[i]
@@ -1482,21 +1490,23 @@ class Distributor:
         lease.batch = None
         book = self._batches[batch_id]
         book.running.discard(lease.task.id)
-        self._group_leased[book.batch.key] -= 1
+        counted = self._batch_group.get(lease.task.id)
+        if counted is not None:
+            self._group_leased[counted] -= 1
+            if not self._group_leased[counted]:
+                del self._group_leased[counted]
         if ok is not True:
             book.ok = False
         if book.running:
             return
         del self._batches[batch_id]
-        if not self._group_leased[book.batch.key]:
-            del self._group_leased[book.batch.key]
         if book.ok and now is not None:
             self._batcher.record(book.batch, now - book.started)
 
     def _leave_group(self, task: Task) -> None:
-        """A finished task no longer counts among its batch group's live tasks."""
-        assert self._batcher is not None
-        group = self._batcher.group_of(task)
+        """A finished task no longer counts among its batch group's live tasks (the
+        group it was counted in at submit: the batcher is not asked again)."""
+        group = self._batch_group.pop(task.id, None)
         if group is not None and group in self._group_live:
             self._group_live[group] -= 1
             if not self._group_live[group]:
