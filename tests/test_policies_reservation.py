@@ -316,3 +316,84 @@ def test_backfill_never_delays_the_reserved_start_and_never_idles_the_worker(
     assert started is not None
     if reserved is not None:
         assert reserved.at is not None and started <= reserved.at
+
+
+# -- the reserved start is worked out once per change, not once per task checked ------
+
+
+class TickingClock(ManualClock):
+    """A clock that moves on at every read, as a real one does."""
+
+    def now(self) -> float:
+        return self.advance(1e-6)
+
+
+def test_checking_tasks_against_the_reservation_sorts_only_when_the_worker_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from taskdist.dispatch import reservation
+
+    sorts = 0
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal sorts
+        sorts += 1
+        return sorted(*args, **kwargs)
+
+    clock = TickingClock()
+    d, _, _ = cluster(4, 4, clock=clock, backfill=Backfill())
+    for i in range(8):
+        d.submit(Task(f"s{i}", cost=10.0 * (i + 1)))
+    d.dispatch()
+    d.submit(Task("big", resources={"slots": 4}, cost=5.0))
+    for i in range(50):  # none ends by the reserved start: each is checked, and waits
+        d.submit(Task(f"long{i}", cost=1000.0))
+    d.complete("s0")
+    monkeypatch.setattr(reservation, "sorted", counted, raising=False)
+    placed = d.dispatch()
+    d.tick()
+    d.dispatch()
+    assert [a.task.id for a in placed] == []
+    assert d.tracker.worker("w0").free() == 1  # the reserved worker had room all along
+    # One schedule per worker to find the one to reserve, one for the reserved start;
+    # none more for the 50 tasks checked against it while the clock moves on.
+    assert sorts <= 3
+
+
+@given(
+    running=st.lists(
+        st.tuples(st.integers(0, 20), st.integers(1, 20), st.integers(1, 2)),
+        min_size=1,
+        max_size=6,
+    ),
+    needs=st.integers(1, 4),
+    nows=st.lists(st.integers(0, 50), min_size=1, max_size=12),
+)
+def test_the_reserved_start_is_the_walk_through_the_running_tasks_at_every_time(
+    running: list[tuple[int, int, int]], needs: int, nows: list[int]
+) -> None:
+    """The schedule answers, at any time asked (forwards, or back), what walking through
+    the worker's running tasks at that time answers."""
+    from taskdist import CapacityTracker
+    from taskdist.dispatch.reservation import _Schedule
+
+    tracker = CapacityTracker(ManualClock())
+    state = tracker.add_worker(Worker("w", capacity={"slots": 12}))
+    started: dict[Any, float] = {}
+    for i, (start, cost, slots) in enumerate(running):
+        task = Task(i, cost=float(cost), resources={"slots": slots})
+        tracker.assign(task, "w")
+        started[i] = float(start)
+    big = Task("big", resources={"slots": needs})
+    schedule = _Schedule(state, big, tracker, started.__getitem__)
+    for now in map(float, nows):
+        free = 12.0 - sum(slots for _, _, slots in running)
+        when = now
+        for end, slots in sorted(
+            (max(started[i] + cost, now), slots) for i, (_, cost, slots) in enumerate(running)
+        ):
+            if end > when and free >= needs:
+                break  # it fits before this task ends
+            when = end
+            free += slots
+        assert schedule.start(now) == (when, {"slots": free - needs})

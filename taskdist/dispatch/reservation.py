@@ -118,9 +118,11 @@ class Backfill:
     Until then any other task may use that worker only if it will end (now
     plus its ``cost``) by then, or fits in what the large task leaves free at
     that time: given accurate costs, no backfilled task delays the reserved
-    start. The search for the worker is O(w k) for w workers running k tasks
-    each, once per reservation; checking a task against it is O(1), with the
-    due time recomputed, O(k log k), when that worker's tasks change.
+    start. The search for the worker is O(w k log k) for w workers running k
+    tasks each, once per reservation; checking a task against it is O(1)
+    amortised, however often the clock moves: the worker's running tasks are
+    sorted by their end, O(k log k), only when they (or the workers) change,
+    and each check after that walks past an end at most once.
 
     >>> Backfill().wants(Task("render", resources={"slots": 4}))
     True
@@ -210,13 +212,13 @@ class Holds:
         self._held = [0.0] * len(self._reservations)
         # task id -> [(reservation index, slots)] it is counted under while leased.
         self._counted: dict[Hashable, list[tuple[int, float]]] = {}
-        # The backfill reservation: its task, its worker, and (version, now) -> due time
-        # and what is left over then.
+        # The backfill reservation: its task, its worker, and the schedule of that
+        # worker's running tasks with the (version, membership version) it was made at.
         self._holder: Hashable = None
         self._holder_task: Task | None = None
         self._worker: Hashable = None
         self._version = 0
-        self._due: tuple[int, float, float, dict[str, float]] | None = None
+        self._due: tuple[int, int, _Schedule] | None = None
 
     @staticmethod
     def check(reservations: Reservation | Iterable[Reservation]) -> tuple[Reservation, ...]:
@@ -253,8 +255,10 @@ class Holds:
         return slots, limit
 
     def workers_changed(self) -> None:
-        """A worker's capacity or pool may have changed: sum the pools again, wake all."""
+        """A worker's capacity or pool may have changed: sum the pools again, work out
+        the reserved start again, wake all."""
         self._capacity = [_UNSEEN] * len(self._reservations)
+        self._version += 1
         for group in self._groups:
             self._wake(group, None)
 
@@ -304,23 +308,27 @@ class Holds:
 
     def _due_time(self, now: float) -> tuple[float, dict[str, float]] | None:
         """When the reserved worker has room for its task, and what is left over then;
-        ``None`` (and the reservation ends) if the worker is gone or can never fit it."""
+        ``None`` (and the reservation ends) if the worker is gone or can never fit it.
+
+        O(1) amortised: the worker's schedule is made again only when its tasks or
+        the workers changed, whatever ``now`` is."""
+        tracker = self._tracker
+        membership = tracker.membership_version
         cached = self._due
-        if cached is not None and cached[0] == self._version and cached[1] == now:
-            return cached[2], cached[3]
-        found = self._start_on(self._worker, now)
+        if cached is not None and cached[0] == self._version and cached[1] == membership:
+            schedule: _Schedule | None = cached[2]
+        else:
+            task = self._holder_task
+            worker_id = self._worker
+            schedule = None
+            if task is not None and worker_id in tracker:
+                schedule = _Schedule(tracker.worker(worker_id), task, tracker, self._started)
+            if schedule is not None:
+                self._due = (self._version, membership, schedule)
+        found = None if schedule is None else schedule.start(now)
         if found is None:
             self.end()
-            return None
-        self._due = (self._version, now, found[0], found[1])
         return found
-
-    def _start_on(self, worker_id: Hashable, now: float) -> tuple[float, dict[str, float]] | None:
-        tracker = self._tracker
-        task = self._holder_task
-        if worker_id not in tracker or task is None:
-            return None
-        return _earliest_start(tracker.worker(worker_id), task, tracker, self._started, now)
 
     # -- the backfill reservation ---------------------------------------------------------
 
@@ -336,7 +344,7 @@ class Holds:
             return None
         best: tuple[float, WorkerState] | None = None
         for state in candidates:
-            found = _earliest_start(state, task, self._tracker, self._started, now)
+            found = _Schedule(state, task, self._tracker, self._started).start(now)
             if found is not None and (best is None or found[0] < best[0]):
                 best = (found[0], state)
         if best is None:
@@ -450,40 +458,98 @@ def _demand(task: Task) -> list[tuple[str, float]]:
     return [(name, amount) for name, amount in demand_of(task).items() if amount]
 
 
-def _earliest_start(
-    state: WorkerState,
-    task: Task,
-    tracker: CapacityTracker,
-    started: Callable[[Hashable], float],
-    now: float,
-) -> tuple[float, dict[str, float]] | None:
-    """When ``task`` fits ``state`` as its running tasks end (each at start + cost, or
-    now if overdue), and the capacity left over then; ``None`` if it never fits."""
-    demand = _demand(task)
-    capacity = state.capacity
-    if any(amount > capacity.get(name, 0.0) + 1e-9 for name, amount in demand):
-        return None
-    free = {name: state.free(name) for name in capacity}
+def _ends(
+    state: WorkerState, tracker: CapacityTracker, started: Callable[[Hashable], float]
+) -> list[tuple[float, list[tuple[str, float]]]]:
+    """The tasks running on ``state``: when each ends (its start plus its cost) and its
+    demand, soonest first (ties in placement order). O(k log k) for k tasks."""
     ends = sorted(
         (
-            (max(started(placed.id) + placed.cost, now), order, placed)
+            (started(placed.id) + placed.cost, order, placed)
             for order, placed in enumerate(tracker.tasks_on(state.id))
         ),
         key=lambda entry: (entry[0], entry[1]),
     )
-    when = now
-    position = 0
-    while True:
-        while position < len(ends) and ends[position][0] <= when:
-            for name, amount in _demand(ends[position][2]):
-                if name in free:
-                    free[name] += amount
+    return [(end, _demand(placed)) for end, _, placed in ends]
+
+
+class _Schedule:
+    """When a task fits a worker as the worker's running tasks end (each at its start
+    plus its cost, or now if overdue), and the capacity left over then.
+
+    Made from the worker as it is, O(k log k) for k running tasks; :meth:`start` is
+    then O(1) amortised over calls whose ``now`` does not go back (each end is passed
+    once), O(k) after one that does.
+    """
+
+    __slots__ = ("_at", "_base", "_demand", "_ends", "_free", "_left", "_position", "_ready")
+
+    def __init__(
+        self,
+        state: WorkerState,
+        task: Task,
+        tracker: CapacityTracker,
+        started: Callable[[Hashable], float],
+    ) -> None:
+        demand = _demand(task)
+        capacity = state.capacity
+        self._demand = demand
+        self._base = {name: state.free(name) for name in capacity}
+        self._ends = _ends(state, tracker, started)
+        # When it fits if nothing were overdue (the first end after which it fits),
+        # with what is left then; None if it never fits (more than the capacity).
+        self._ready: tuple[float, dict[str, float]] | None = None
+        if not any(amount > capacity.get(name, 0.0) + 1e-9 for name, amount in demand):
+            free = dict(self._base)
+            when = -math.inf
+            for end, held in self._ends:
+                if end > when and self._fits(free):
+                    break
+                when = end
+                _give_back(free, held)
+            self._ready = (when, self._left_from(free))
+        # The ends passed so far (those no later than _at) and what is free after them.
+        self._position = 0
+        self._at = -math.inf
+        self._free = dict(self._base)
+        self._left: dict[str, float] | None = None
+
+    def _fits(self, free: dict[str, float]) -> bool:
+        return all(amount <= free.get(name, 0.0) + 1e-9 for name, amount in self._demand)
+
+    def _left_from(self, free: dict[str, float]) -> dict[str, float]:
+        left = dict(free)
+        for name, amount in self._demand:
+            left[name] -= amount
+        return left
+
+    def start(self, now: float) -> tuple[float, dict[str, float]] | None:
+        """When the task can start, no earlier than ``now``, and what is left over then;
+        ``None`` if it never fits the worker."""
+        ready = self._ready
+        if ready is None:
+            return None
+        if now < ready[0]:
+            return ready  # it waits for an end still to come: the answer is fixed
+        if now < self._at:  # the clock went back: walk again from the start
+            self._position = 0
+            self._free = dict(self._base)
+            self._left = None
+        self._at = now
+        ends = self._ends
+        position = self._position
+        while position < len(ends) and ends[position][0] <= now:
+            _give_back(self._free, ends[position][1])
             position += 1
-        if all(amount <= free.get(name, 0.0) + 1e-9 for name, amount in demand):
-            left = dict(free)
-            for name, amount in demand:
-                left[name] -= amount
-            return when, left
-        if position == len(ends):
-            return None  # cannot happen: the capacity check above
-        when = ends[position][0]
+            self._left = None
+        self._position = position
+        if self._left is None:
+            self._left = self._left_from(self._free)
+        return now, self._left
+
+
+def _give_back(free: dict[str, float], demand: list[tuple[str, float]]) -> None:
+    """A running task ends: its demand is free again (in the resources tracked)."""
+    for name, amount in demand:
+        if name in free:
+            free[name] += amount
