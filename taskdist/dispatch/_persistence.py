@@ -282,10 +282,11 @@ def restore_into(d: Distributor, fields: Fields) -> None:
         )
     loads: list[Callable[[], None]] = []
     queue = d._queue
+    queue_data = fields.value("queue")
     prepare_queue = getattr(queue, "_prepare_snapshot", None)
     queued: set[Hashable] | None = None
     if prepare_queue is not None:
-        load_queue, held = prepare_queue(fields.value("queue"), "snapshot.queue")
+        load_queue, held = prepare_queue(queue_data, "snapshot.queue")
         loads.append(load_queue)
         queued = set(held)  # the ids of the tasks it will hold
     load_tracker, placed, workers = d._tracker._prepare_snapshot(
@@ -315,14 +316,30 @@ def restore_into(d: Distributor, fields: Fields) -> None:
             loads.append(prepare_load(policy, data, f"snapshot.intake[{i}]"))
     books = _Books(d, fields, placed, workers)
     books.check_gates(admitted)
-    if queued is None:  # a queue of the user's own: it loads itself, first
-        queue.load_snapshot(fields.value("queue"))  # type: ignore[attr-defined]
-        queued = {task_id for task_id in books.waiting if task_id in queue}
-    books.check_queue(queued)
+    if queued is not None:
+        books.check_queue(queued)
     fields.done()
+    if queued is None:  # a queue of the user's own can only be checked once loaded: last
+        _load_own_queue(queue, queue_data, books)
     for load in loads:
         load()
     books.load()
+
+
+def _load_own_queue(queue: Any, data: object, books: _Books) -> None:
+    """Load a queue without a prepared load (a queue of the user's own), everything else
+    checked already; if it then holds other tasks than the books say, it is emptied again
+    before the refusal."""
+    queue.load_snapshot(data)
+    queued = {task_id for task_id in books.waiting if task_id in queue}
+    try:
+        books.check_queue(queued, len(queue))
+    except SnapshotError:
+        for task_id in queued:
+            queue.remove(task_id)
+        while len(queue) and queue.pop() is not None:
+            pass  # tasks the books do not know: out again too
+        raise
 
 
 class _Books:
@@ -535,13 +552,20 @@ class _Books:
             odd = next(iter(admitted ^ gated))
             refuse("snapshot.gates", f"do not hold what the leases say: task {odd!r}")
 
-    def check_queue(self, queued: set[Hashable]) -> None:
-        """The queue holds exactly the waiting tasks that are neither parked nor retrying."""
+    def check_queue(self, queued: set[Hashable], size: int | None = None) -> None:
+        """The queue holds exactly the waiting tasks that are neither parked nor retrying
+        (``size``: how many it holds in all, when ``queued`` are only those it holds of
+        the waiting tasks)."""
         parked = {task.id for _, tasks in self.parked for task in tasks}
         expected = set(self.waiting) - parked - set(self.retrying)
         if queued != expected:
             odd = next(iter(queued ^ expected))
             refuse("snapshot.queue", f"does not hold what the books say: task {odd!r}")
+        if size is not None and size != len(expected):
+            refuse(
+                "snapshot.queue",
+                f"holds {size} tasks; the books say {len(expected)} wait in it",
+            )
 
     def load(self) -> None:
         """Everything in place; the collaborators hear what they would have heard."""

@@ -3172,7 +3172,10 @@ class Distributor:
                 lease of an unknown task), collaborators that are not new, a
                 balancer's saved state that does not fit the balancer given, or a
                 clock that reads before the snapshot's time; nothing is built
-                and the collaborators are unchanged.
+                and the collaborators are unchanged (every part is checked before
+                any is loaded; a queue of your own, which checks its part as it
+                loads, is loaded last, and emptied again if it then holds other
+                tasks than the books say).
         """
         fields, config = _persistence.read_config(snapshot)
         for given, name in ((queue, "queue"), (tracker, "tracker"), (dlq, "dlq")):
