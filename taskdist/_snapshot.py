@@ -7,6 +7,13 @@ snapshot starts with a header (``kind`` and ``version``); reading one checks
 the header, every field's presence and type, and refuses anything else with
 :class:`~taskdist.errors.SnapshotError` before the component changes.
 
+Versions: every kind starts at :data:`SNAPSHOT_VERSION`. A kind whose format
+changes writes the next version of its own and keeps reading the ones before
+it (a field added is then read only from the versions that have it, and an
+older snapshot takes what the older format meant), so a snapshot written by
+an earlier taskdist still loads, and one from a later taskdist is refused by
+its version rather than by a field it does not know.
+
 Ids, tenants, keys and groups are any hashable a task accepts; here they must
 be ``None``, ``bool``, ``int``, ``float``, ``str``, or tuples and frozensets
 of those, written as ``{"tuple": [...]}`` and ``{"frozenset": [...]}`` (a
@@ -41,7 +48,7 @@ __all__ = [
 ]
 
 SNAPSHOT_VERSION: Final = 1
-"""The snapshot format this version of taskdist writes and reads."""
+"""The first format version of every kind of snapshot (most are still at it)."""
 
 _SCALARS: Final = (str, int, float, bool, type(None))
 
@@ -51,13 +58,16 @@ def refuse(where: str, problem: str) -> NoReturn:
     raise SnapshotError(f"cannot restore the snapshot: {where} {problem}")
 
 
-def header(kind: str) -> dict[str, Any]:
-    """The opening fields of a component's snapshot."""
-    return {"kind": kind, "version": SNAPSHOT_VERSION}
+def header(kind: str, version: int = SNAPSHOT_VERSION) -> dict[str, Any]:
+    """The opening fields of a component's snapshot, in its kind's format ``version``."""
+    return {"kind": kind, "version": version}
 
 
-def check_header(data: object, kind: str, where: str) -> Fields:
-    """Read a component snapshot's header; the :class:`Fields` of the rest.
+def check_header(
+    data: object, kind: str, where: str, versions: tuple[int, ...] = (SNAPSHOT_VERSION,)
+) -> Fields:
+    """Read a component snapshot's header; the :class:`Fields` of the rest, whose
+    ``version`` says which of the ``versions`` this code reads it is.
 
     Raises:
         SnapshotError: not a dict, another kind, or a version this code does not read.
@@ -67,11 +77,15 @@ def check_header(data: object, kind: str, where: str) -> Fields:
     if found != kind:
         refuse(where, f"is a snapshot of a {found}, not of a {kind}")
     version = fields.integer("version")
-    if version != SNAPSHOT_VERSION:
+    if version not in versions:
+        known = ", ".join(map(str, versions))
         refuse(
             where,
-            f"has format version {version}; this taskdist reads version {SNAPSHOT_VERSION} only",
+            f"has format version {version}; this taskdist reads "
+            + (f"version {known} only" if len(versions) == 1 else f"versions {known}")
+            + f" of a {kind}",
         )
+    fields.version = version
     return fields
 
 
@@ -82,7 +96,7 @@ class Fields:
     format, or corrupted).
     """
 
-    __slots__ = ("_data", "_read", "where")
+    __slots__ = ("_data", "_read", "version", "where")
 
     def __init__(self, data: object, where: str) -> None:
         if not isinstance(data, dict):
@@ -90,6 +104,7 @@ class Fields:
         self._data: dict[str, Any] = data
         self._read: set[str] = set()
         self.where = where
+        self.version = SNAPSHOT_VERSION  # the format read, once a header says so
 
     def _get(self, name: str) -> Any:
         try:

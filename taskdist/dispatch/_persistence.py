@@ -5,7 +5,7 @@ about moving tasks. This module reads and writes the distributor's private
 books (as ``_records.py`` shares them); nothing else does.
 
 What a snapshot holds: the configuration that is data (lease, dedup
-window, ``max_queued``, stats window); every waiting task with its age;
+window, ``max_queued``, stats window, the gangs' timeout); every waiting task with its age;
 parked tasks by group, in order; every dispatched task's run (attempts,
 history, failures, lease and its expiry, retry time); the timers (lease
 expiries, retry delays, TTLs of parked tasks, escalations) in the order
@@ -32,7 +32,9 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final
 
 from taskdist._snapshot import (
+    SNAPSHOT_VERSION,
     Fields,
+    as_snapshot_error,
     check_header,
     decode_key,
     encode_key,
@@ -54,8 +56,9 @@ from taskdist.dispatch._records import (
     _EscalationTimer,
     _Run,
 )
+from taskdist.dispatch.gangs import Gangs
 from taskdist.dispatch.stats import AttemptRecord
-from taskdist.errors import InvalidTypeError, SnapshotError
+from taskdist.errors import InvalidTypeError, SnapshotError, TaskdistError
 from taskdist.resilience.breaker import CircuitBreaker, CircuitState
 from taskdist.task import Reason, Task, TaskState
 
@@ -65,6 +68,10 @@ if TYPE_CHECKING:
 __all__ = ["restore_into", "snapshot_of", "unsupported"]
 
 _KIND: Final = "Distributor"
+_VERSION: Final = 2
+"""The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``). A version 1
+snapshot still loads, its gangs' configuration given to ``restore`` (or the default)."""
+_VERSIONS: Final = (SNAPSHOT_VERSION, _VERSION)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
 _TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _BREAKER)
@@ -126,11 +133,12 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
     rules = d._rules
     live = [*d._waiting_since, *d._leases]
     return {
-        **header(_KIND),
+        **header(_KIND, _VERSION),
         "time": d._now(),
         "lease": d._lease,
         "dedup_window": d._dedup_window,
         "max_queued": d._max_queued,
+        "gangs": {"timeout": d._gangs.policy.timeout},
         "closed": d._closed,
         "ticked_at": None if d._ticked_at == -math.inf else d._ticked_at,
         "tracker_wake": d._tracker_wake,
@@ -242,9 +250,15 @@ def _run_data(run: _Run, balancers: list[Any]) -> dict[str, Any]:
 # -- reading -------------------------------------------------------------------
 
 
-def read_config(data: object) -> tuple[Fields, dict[str, Any]]:
-    """The header and the configuration that is data: the constructor's numbers."""
-    fields = check_header(data, _KIND, "snapshot")
+def read_config(data: object, gangs: object = None) -> tuple[Fields, dict[str, Any]]:
+    """The header and the configuration that is data: the constructor's numbers, and
+    the gangs' configuration (``gangs``, given to ``restore``, must agree with it).
+
+    Raises:
+        SnapshotError: a field missing, ill-typed or out of range, or ``gangs`` configured
+            otherwise than the snapshot's.
+    """
+    fields = check_header(data, _KIND, "snapshot", _VERSIONS)
     lease = fields.opt_number("lease")
     if lease is not None and lease <= 0:
         refuse("snapshot.lease", f"must be > 0 or None, got {lease!r}")
@@ -257,8 +271,27 @@ def read_config(data: object) -> tuple[Fields, dict[str, Any]]:
         "dedup_window": dedup_window,
         "max_queued": fields.opt_integer("max_queued", minimum=1),
         "stats_window": window,
+        "gangs": gangs if fields.version < 2 else _gangs(fields.value("gangs"), gangs),
     }
     return fields, config
+
+
+def _gangs(data: object, given: object) -> object:
+    """The gangs' configuration a snapshot holds; ``given`` (a ``Gangs``, checked
+    against it) or, without one, a ``Gangs`` made from it."""
+    fields = Fields(data, "snapshot.gangs")
+    if isinstance(given, Gangs):
+        fields.same("timeout", given.timeout, "restore()'s Gangs")
+        fields.done()
+        return given
+    timeout = fields.value("timeout")
+    fields.done()
+    if given is not None:
+        return given  # not a Gangs: the constructor says what is wrong with it
+    try:
+        return Gangs(timeout=timeout)
+    except TaskdistError as error:
+        raise as_snapshot_error(error, "snapshot.gangs.timeout") from None
 
 
 def restore_into(d: Distributor, fields: Fields) -> None:

@@ -3147,6 +3147,7 @@ class Distributor:
         routes: Iterable[Route] | None = None,
         escalation: Escalation | None = None,
         preemption: Preemption | None = None,
+        gangs: Gangs | None = None,
         intake: Iterable[IntakePolicy] = (),
         retry_budget: RetryBudget | None = None,
         rng: random.Random | None = None,
@@ -3158,7 +3159,10 @@ class Distributor:
         data; give them as the snapshotted distributor had them, new and empty
         (``queue``, ``tracker`` and ``dlq`` configured alike: the snapshot fills
         them). The numbers (``lease``, ``dedup_window``, ``max_queued``,
-        ``stats_window``) come from the snapshot. With the same clock, the
+        ``stats_window``) come from the snapshot, and so does the gangs'
+        configuration: ``gangs``, if given, must be configured as the
+        snapshotted distributor's (a snapshot of format version 1, which does
+        not carry it, takes ``gangs`` as given, or the default). With the same clock, the
         restored distributor makes the same decisions the original would
         have: random sources continue from the snapshot's state, and each
         balancer takes back what it keeps (round-robin turns, running weights,
@@ -3177,7 +3181,7 @@ class Distributor:
                 loads, is loaded last, and emptied again if it then holds other
                 tasks than the books say).
         """
-        fields, config = _persistence.read_config(snapshot)
+        fields, config = _persistence.read_config(snapshot, gangs)
         for given, name in ((queue, "queue"), (tracker, "tracker"), (dlq, "dlq")):
             if given is not None and len(given):
                 raise SnapshotError(f"restore() fills a new, empty {name}; this one holds items")
