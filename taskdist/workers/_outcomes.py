@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from heapq import heappop, heappush
-from typing import Final
+from typing import Any, Final
+
+import attrs
 
 from taskdist.workers.health import (
     Health,
@@ -207,6 +209,17 @@ class Outcomes:
 
     # -- persistence ------------------------------------------------------
 
+    def config(self) -> dict[str, Any]:
+        """The configuration, as plain data: the EWMA's ``alpha`` and half-life, and
+        each policy's fields (``None`` for a policy that is off)."""
+        return {
+            "ewma_alpha": self._alpha,
+            "ewma_half_life": self._half_life,
+            "health": _fields(self._policy),
+            "ejection": _fields(self._ejection),
+            "slow_start": _fields(self._slow_start),
+        }
+
     def record_data(self, state: WorkerState) -> list[object]:
         """What the books keep of ``state`` beyond its view, as plain data."""
         record = self._records[state]
@@ -325,3 +338,7 @@ class Outcomes:
         factor = 1.0 if ramp is None else ramp.factor(ramp.window * record.ramp_step / RAMP_STEPS)
         state._set_effective_weight(state.weight * factor)
         self._changed(state, state.health)
+
+
+def _fields(policy: HealthPolicy | OutlierEjection | SlowStart | None) -> dict[str, Any] | None:
+    return None if policy is None else attrs.asdict(policy)

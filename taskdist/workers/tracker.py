@@ -18,7 +18,15 @@ from typing import Any, Final, Literal, TypeVar
 
 import attrs
 
-from taskdist._snapshot import Fields, check_header, decode_key, encode_key, header, refuse
+from taskdist._snapshot import (
+    SNAPSHOT_VERSION,
+    Fields,
+    check_header,
+    decode_key,
+    encode_key,
+    header,
+    refuse,
+)
 from taskdist._validate import check_choice, check_int, check_number, check_optional_number
 from taskdist.clock import Clock, check_clock
 from taskdist.errors import (
@@ -84,6 +92,13 @@ _UNAVAILABLE: Final = Health.UNAVAILABLE
 _ONE_SLOT: Final[Demand] = (("slots", 1.0),)
 
 _NO_SKILLS: Final[frozenset[str]] = frozenset()
+# The snapshot format: 2 added ``config`` (EWMA, health, ejection, slow start), checked
+# on load; a version 1 snapshot, without it, still loads (its configuration unchecked).
+_VERSION: Final = 2
+_VERSIONS: Final = (SNAPSHOT_VERSION, _VERSION)
+# How far a restored load may be from the sum of its tasks' demands, relative to the
+# amounts involved: what adding and taking off demands in another order leaves.
+_LOAD_TOLERANCE: Final = 1e-9
 # Load indexes kept at once, one per key asked for (a fifth drops the oldest).
 _MAX_INDEXES: Final = 4
 
@@ -938,7 +953,8 @@ class CapacityTracker:
 
     def snapshot(self) -> dict[str, Any]:
         """Every worker with its load, tasks in flight, health, ejection and
-        averages, as plain data. O(w + tasks in flight).
+        averages, and the tracker's configuration (checked on load), as plain
+        data. O(w + tasks in flight).
 
         :meth:`load_snapshot` on an empty tracker of the same configuration
         takes it back; see ``docs/persistence.md``.
@@ -977,9 +993,10 @@ class CapacityTracker:
                 }
             )
         return {
-            **header("CapacityTracker"),
+            **header("CapacityTracker", _VERSION),
             "degraded": self._degraded,
             "strict_zones": self._strict_zones,
+            "config": outcomes.config(),
             "workers": workers,
             "pool": [encode_key(state.id, "a worker id") for state in self._pool],
             "named": sorted(self._named),
@@ -993,7 +1010,9 @@ class CapacityTracker:
 
         Raises:
             SnapshotError: an unknown format version, a missing or ill-typed field,
-                inconsistent books, or a tracker that has workers (nothing changes).
+                a tracker configured otherwise (naming the field), inconsistent books
+                (a worker's load that is not the sum of its tasks' demands), or a
+                tracker that has workers (nothing changes).
         """
         self._prepare_snapshot(data, "tracker")[0]()
 
@@ -1002,11 +1021,13 @@ class CapacityTracker:
     ) -> tuple[Callable[[], None], dict[Hashable, Hashable], list[Hashable]]:
         """Check ``data`` whole; return what loads it (it cannot fail), which worker
         each task in flight is on, and the workers' ids in registration order."""
-        fields = check_header(data, "CapacityTracker", where)
+        fields = check_header(data, "CapacityTracker", where, _VERSIONS)
         if self._workers or self._version:
             refuse(where, "can be loaded only into a new CapacityTracker with no worker")
         for name, mine in (("degraded", self._degraded), ("strict_zones", self._strict_zones)):
             fields.same(name, mine, "tracker")
+        if fields.version >= 2:
+            _same_config(fields.value("config"), self._outcomes.config(), f"{where}.config")
         named = set(fields.items("named"))
         if not all(type(name) is str for name in named):
             refuse(f"{where}.named", "must be a list of resource names")
@@ -1102,6 +1123,7 @@ class CapacityTracker:
             type(k) is str and _number_or_none(v) and v is not None for k, v in load.items()
         ):
             refuse(f"{where}.load", f"must map resource names to numbers, got {load!r}")
+        _check_load(tasks, load, worker, named, where)
         record = fields.items("books")
         if (
             len(record) != 6
@@ -1261,6 +1283,56 @@ class CapacityTracker:
         if now >= self._outcomes.next_due:
             self._outcomes.due(now)
         return now
+
+
+def _same_config(data: object, mine: dict[str, Any], where: str) -> None:
+    """Refuse a snapshot's configuration that is not ``mine``, naming the first field
+    that differs (a policy's own field, or the policy on one side and off on the other)."""
+    fields = Fields(data, where)
+    for name, value in mine.items():
+        theirs = fields.value(name)
+        if type(value) is dict and type(theirs) is dict:
+            policy = Fields(theirs, f"{where}.{name}")
+            for field, amount in value.items():
+                policy.same(field, amount, "tracker")
+            policy.done()
+        else:
+            fields.same(name, value, "tracker")
+    fields.done()
+
+
+def _check_load(
+    tasks: list[tuple[Task, Demand]],
+    load: dict[str, Any],
+    worker: Worker,
+    named: set[str],
+    where: str,
+) -> None:
+    """A worker's load is the sum of its tasks' demands (to rounding), and each demand
+    is its task's on resources the tracker tracks."""
+    sums: dict[str, float] = {}
+    for j, (task, demand) in enumerate(tasks):
+        own = demand_of(task)
+        names = [name for name, _ in demand]
+        if len(set(names)) != len(names) or any(
+            name not in named or amount <= 0 or own.get(name) != amount for name, amount in demand
+        ):
+            refuse(
+                f"{where}.tasks[{j}][1]",
+                f"is not the demand of task {task.id!r} on the resources tracked: "
+                f"{[list(pair) for pair in demand]!r}",
+            )
+        for name, amount in demand:
+            sums[name] = sums.get(name, 0.0) + amount
+    for name in sorted(set(sums) | set(load)):
+        held, expected = float(load.get(name, 0.0)), sums.get(name, 0.0)
+        scale = max(1.0, abs(held), expected, worker.capacity.get(name, 0.0))
+        if abs(held - expected) > _LOAD_TOLERANCE * scale:
+            refuse(
+                f"{where}.load",
+                f"holds {held!r} of {name!r}; the demands of the worker's tasks add up "
+                f"to {expected!r}",
+            )
 
 
 def _number_or_none(value: object) -> bool:
