@@ -915,6 +915,10 @@ class Distributor:
             ClosedError: after :meth:`close`.
             QueueFullError: ``max_queued`` tasks are waiting (or the queue is full).
             QuotaExceededError: the queue's tenant quota refused it.
+            UnknownTenantError: a fair scheduler with ``strict_tenants`` does not
+                know its tenant. (A gang member that waits out of the queue for
+                the rest of its gang is refused alike, by the queue's
+                ``check_push``.)
             DeadlineError: its deadline is not after now.
             DeadlineInfeasibleError: a deadline scheduler with ``on_miss="reject"``
                 found it infeasible.
@@ -1001,7 +1005,7 @@ class Distributor:
         group = None if self._batcher is None else self._batcher.group_of(task)
         # A gang member waits for the rest; the one that completes the gang is queued.
         completes = self._gangs.check(task) if task.gang is not None else True
-        eviction = self._queue.push(task) if completes else None
+        eviction = self._queue.push(task) if completes else self._check_member(task)
         task_id = task.id
         if group is not None:
             self._group_live[group] += 1
@@ -2045,6 +2049,15 @@ class Distributor:
             self._park_member(task)
         elif self._listener is not None:
             self._emit(EventKind.GANG_READY, task.id, state=TaskState.QUEUED, detail=repr(gang))
+
+    def _check_member(self, task: Task) -> Eviction | None:
+        """A gang member that will wait out of the queue is refused as the queue would
+        refuse it alone (its quota, tenant, bound): by the queue's ``check_push``,
+        which changes nothing, when it has one. ``None``: not pushed, nothing evicted."""
+        check = getattr(self._queue, "check_push", None)
+        if check is not None:
+            check(task)
+        return None
 
     def _park_member(self, task: Task) -> None:
         """A gang member waits, parked, for the rest of its gang (holding nothing)."""

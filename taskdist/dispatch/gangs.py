@@ -3,7 +3,9 @@
 A task with ``gang="g1", gang_size=4`` is one of four that must start in the
 same dispatch. The :class:`~taskdist.Distributor` keeps the members that have
 arrived parked ("waiting for gang 'g1': 2 of 4") and holds no capacity for
-them. When the last arrives, one member (the gang's *leader*, the one that
+them, though each is refused at submit as the queue would refuse it alone
+(the queue's ``check_push``: a tenant's quota, an unknown tenant, a full
+queue). When the last arrives, one member (the gang's *leader*, the one that
 completed it) enters the queue for the whole gang; when the queue offers it,
 the Distributor finds a worker for every member, and places all of them, or
 none and parks the leader until capacity frees. A gang not placed within

@@ -465,15 +465,12 @@ class DeadlineScheduler(HeldTasks):
         task_id = task.id
         index = self._index
         if task_id in index or (self._expired and task_id in self._expired):
-            raise DuplicateTaskError(f"a task with id {task_id!r} is already in the scheduler")
+            raise self._duplicate(task_id)
         now = self._now()
         enqueued = now if enqueued_at is None else check_enqueued_at(enqueued_at, now)
         deadline = task.deadline
         if deadline is not None and deadline <= now:
-            raise DeadlineError(
-                f"Task.deadline must be later than now ({now!r}); "
-                f"task {task_id!r} has deadline {deadline!r}"
-            )
+            raise self._past(task, now)
         if deadline is None or task.cost > _MAX_COST:
             entry = self._entry(task, enqueued, self._seq)  # checks and implicit deadlines
         else:
@@ -484,9 +481,7 @@ class DeadlineScheduler(HeldTasks):
         full = maxsize is not None and len(index) + len(self._expired) >= maxsize
         if full and self._overflow == "reject":
             self._overflowed += 1
-            raise QueueFullError(
-                f"the scheduler is full ({maxsize} tasks); {task_id!r} was not added"
-            )
+            raise self._full(task)
         victim = None
         if full:
             # An expired task is never the victim: it is already on its way out.
@@ -544,6 +539,49 @@ class DeadlineScheduler(HeldTasks):
         self._last_pop = None
         self._pushed += 1
         return None if victim is None else Eviction(victim[_TASK], Reason.EVICTED)
+
+    def check_push(self, task: Task) -> None:
+        """Raise what :meth:`push` would raise to refuse ``task`` now, for its id, its
+        deadline, its cost or priority, or a full scheduler under ``overflow="reject"``;
+        change nothing (its counters included). O(1).
+
+        Whether it would be admitted on time is not asked here: under
+        ``on_miss="reject"`` a ``push`` it passes may still raise
+        ``DeadlineInfeasibleError`` (see :meth:`feasible`).
+
+        Raises:
+            InvalidTypeError, DuplicateTaskError, DeadlineError, QueueFullError,
+            InvalidArgumentError, ReentrancyError: as :meth:`push` would.
+        """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("check_push", "scheduler"))
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"check_push() takes a Task, got {type(task).__name__} {task!r}")
+        task_id = task.id
+        if task_id in self._index or (self._expired and task_id in self._expired):
+            raise self._duplicate(task_id)
+        now = self._now()
+        if task.deadline is not None and task.deadline <= now:
+            raise self._past(task, now)
+        if task.deadline is None or task.cost > _MAX_COST:
+            self._entry(task, now, self._seq)  # its checks (the entry is not kept)
+        maxsize = self._maxsize
+        if maxsize is not None and self._overflow == "reject" and len(self) >= maxsize:
+            raise self._full(task)
+
+    def _duplicate(self, task_id: Hashable) -> DuplicateTaskError:
+        return DuplicateTaskError(f"a task with id {task_id!r} is already in the scheduler")
+
+    def _past(self, task: Task, now: float) -> DeadlineError:
+        return DeadlineError(
+            f"Task.deadline must be later than now ({now!r}); "
+            f"task {task.id!r} has deadline {task.deadline!r}"
+        )
+
+    def _full(self, task: Task) -> QueueFullError:
+        return QueueFullError(
+            f"the scheduler is full ({self._maxsize} tasks); {task.id!r} was not added"
+        )
 
     # -- taking -----------------------------------------------------------
 

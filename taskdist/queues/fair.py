@@ -701,12 +701,7 @@ class FairScheduler:
             raise InvalidTypeError(f"push() takes a Task, got {type(task).__name__} {shown(task)}")
         task_id = task.id
         index = self._index
-        if task_id in index:
-            raise DuplicateTaskError(f"a task with id {task_id!r} is already queued")
-        if task_id in self._running:
-            raise DuplicateTaskError(
-                f"a task with id {task_id!r} is running; release() it before pushing it again"
-            )
+        self._check_new(task_id)
         now = self._now()
         enqueued = now if enqueued_at is None else check_enqueued_at(enqueued_at, now)
         tenant = task.tenant if self._tenant_of is None else self._tenant_key(task)
@@ -715,10 +710,7 @@ class FairScheduler:
         if rec is None:
             rec = self._arrival(tenant)
         if rec.queued >= rec.max_queued:
-            raise QuotaExceededError(
-                f"tenant {rec.key!r} already has {rec.queued} tasks queued, its quota's "
-                f"max_queued; {task_id!r} was not added"
-            )
+            raise self._over_quota(rec.key, rec.queued, task_id)
         bypass = self._bypass
         holder = bypass if bypass is not None and task.priority <= Priority.CRITICAL else rec
         # Without enqueued_at the inner queue reads the clock itself: a task it
@@ -759,6 +751,63 @@ class FairScheduler:
         return eviction
 
     # -- taking -----------------------------------------------------------
+
+    def check_push(self, task: Task) -> None:
+        """Raise what :meth:`push` would raise to refuse ``task`` now (its id, an unknown
+        tenant under ``strict_tenants``, the tenant's ``max_queued``), and change
+        nothing: no tenant is made, no inner queue asked for. The inner queue that
+        would take it is asked too, if it has a ``check_push`` of its own. O(1), plus
+        ``tenant_of`` and that inner check.
+
+        Raises:
+            InvalidTypeError, DuplicateTaskError, UnknownTenantError, QuotaExceededError,
+            ReentrancyError: as :meth:`push` would (and what the inner check raises).
+        """
+        if self._busy:
+            raise self._reentered("check_push")
+        if not isinstance(task, Task):
+            raise InvalidTypeError(
+                f"check_push() takes a Task, got {type(task).__name__} {shown(task)}"
+            )
+        self._check_new(task.id)
+        tenant = task.tenant if self._tenant_of is None else self._tenant_key(task)
+        rec = self._tenants.get(tenant)
+        if rec is not None:
+            queued, limit = rec.queued, rec.max_queued
+        else:
+            if self._strict and tenant not in self._known:
+                raise self._unknown(tenant)
+            quota = self._settings(tenant)[1]
+            queued = 0
+            limit = _NO_LIMIT if quota is None or quota.max_queued is None else quota.max_queued
+        if queued >= limit:
+            raise self._over_quota(tenant, queued, task.id)
+        bypass = self._bypass
+        holder = bypass if bypass is not None and task.priority <= Priority.CRITICAL else rec
+        check = None if holder is None else getattr(holder.inner, "check_push", None)
+        if check is not None:
+            self._calling(check, task)
+
+    def _check_new(self, task_id: Hashable) -> None:
+        """Refuse an id that is queued or running."""
+        if task_id in self._index:
+            raise DuplicateTaskError(f"a task with id {task_id!r} is already queued")
+        if task_id in self._running:
+            raise DuplicateTaskError(
+                f"a task with id {task_id!r} is running; release() it before pushing it again"
+            )
+
+    def _over_quota(self, tenant: Hashable, queued: int, task_id: Hashable) -> QuotaExceededError:
+        return QuotaExceededError(
+            f"tenant {tenant!r} already has {queued} tasks queued, its quota's "
+            f"max_queued; {task_id!r} was not added"
+        )
+
+    def _unknown(self, tenant: Hashable) -> UnknownTenantError:
+        return UnknownTenantError(
+            f"tenant {shown(tenant)} is not known: add_tenant() it, or name it in weights, "
+            f"quotas or tenant_plan (strict_tenants is on; nothing changed)"
+        )
 
     def pop(self, where: Predicate | None = None) -> Task | None:
         """Dispatch the next task by fair share (that satisfies ``where``), or ``None``.
@@ -1345,10 +1394,7 @@ class FairScheduler:
         It resumes from what was kept of it when it was last dropped as idle.
         """
         if self._strict and key not in self._known:
-            raise UnknownTenantError(
-                f"tenant {shown(key)} is not known: add_tenant() it, or name it in weights, "
-                f"quotas or tenant_plan (strict_tenants is on; nothing changed)"
-            )
+            raise self._unknown(key)
         rec = _Tenant(key, self._new_queue(key), self._virtual)
         kept = self._idle.get(key)
         if kept is not None:

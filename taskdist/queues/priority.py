@@ -337,16 +337,13 @@ class PriorityQueue(HeldTasks):
         task_id = task.id
         index = self._index
         if task_id in index or (self._expired and task_id in self._expired):
-            raise DuplicateTaskError(f"a task with id {task_id!r} is already in the queue")
+            raise self._duplicate(task_id)
         now = self._now()
         enqueued = now if enqueued_at is None else self._backdate(enqueued_at, now)
         priority = task.priority
         if self._rate:
             if not -_MAX_AGED_PRIORITY <= priority <= _MAX_AGED_PRIORITY:
-                raise InvalidArgumentError(
-                    f"with aging_rate > 0 a priority must be within +-2**53 (its aged key is "
-                    f"a float); task {task_id!r} has {priority!r}"
-                )
+                raise self._unaged(task)
             key = priority + self._rate * enqueued
         else:
             key = priority
@@ -364,6 +361,44 @@ class PriorityQueue(HeldTasks):
         if task.ttl is not None or self._lowest is not None:
             self._track(entry)
         return None
+
+    def check_push(self, task: Task) -> None:
+        """Raise what :meth:`push` would raise to refuse ``task`` now, and change nothing
+        (its counters included). O(1).
+
+        A task it does not refuse, ``push`` takes (when full with
+        ``overflow="drop_lowest"``, handing back an eviction).
+
+        Raises:
+            InvalidTypeError, DuplicateTaskError, QueueFullError, InvalidArgumentError,
+            ReentrancyError: as :meth:`push` would.
+        """
+        if self._walking:
+            raise ReentrancyError(reentry_refusal("check_push", "queue"))
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"check_push() takes a Task, got {type(task).__name__} {task!r}")
+        task_id = task.id
+        if task_id in self._index or (self._expired and task_id in self._expired):
+            raise self._duplicate(task_id)
+        if self._rate and not -_MAX_AGED_PRIORITY <= task.priority <= _MAX_AGED_PRIORITY:
+            raise self._unaged(task)
+        limit = self._limit
+        if limit is not None and self._lowest is None and len(self) >= limit:
+            raise self._full(task)
+
+    def _duplicate(self, task_id: Hashable) -> DuplicateTaskError:
+        return DuplicateTaskError(f"a task with id {task_id!r} is already in the queue")
+
+    def _unaged(self, task: Task) -> InvalidArgumentError:
+        return InvalidArgumentError(
+            f"with aging_rate > 0 a priority must be within +-2**53 (its aged key is "
+            f"a float); task {task.id!r} has {task.priority!r}"
+        )
+
+    def _full(self, task: Task) -> QueueFullError:
+        return QueueFullError(
+            f"the queue is full ({self._maxsize} tasks); {task.id!r} was not added"
+        )
 
     def unpop(self, task: Task) -> None:
         """Put back the task the latest :meth:`pop` returned, exactly as it was. O(log n).
@@ -756,9 +791,7 @@ class PriorityQueue(HeldTasks):
         task = entry[_TASK]
         if lowest is None:
             self._rejected += 1
-            raise QueueFullError(
-                f"the queue is full ({self._maxsize} tasks); {task.id!r} was not added"
-            )
+            raise self._full(task)
         # An expired task is never the victim: it is already on its way out.
         if self._next_expiry <= now:
             self._collect_expired(now)

@@ -70,6 +70,13 @@ class Queue(Protocol):
       nothing else has changed the queue since that pop; anything else
       raises :class:`~taskdist.errors.TaskStateError` and changes nothing.
       ``PriorityQueue``, ``DeadlineScheduler`` and ``FairScheduler`` have it.
+    - ``check_push(task)`` raises what ``push(task)`` would raise to refuse the
+      task now (a full queue under ``overflow="reject"``, a tenant's quota, an
+      unknown tenant, a duplicate id, ...) and changes nothing, counters
+      included. A distributor asks it for a task it keeps out of the queue for
+      now (a gang member waiting for the rest of its gang), so that the task is
+      refused as it would be alone. ``PriorityQueue``, ``DeadlineScheduler``
+      and ``FairScheduler`` have it.
 
     ``taskdist.testing`` checks all of this on any queue (see
     ``check_queue`` and ``queue_machine``).
