@@ -12,7 +12,7 @@ import enum
 import itertools
 import math
 import random
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from fractions import Fraction
 from typing import Any, Final, Literal, TypeVar
 
@@ -515,6 +515,20 @@ class CapacityTracker:
         self._refile(state)
         return state
 
+    def _assign_chosen(self, task: Task, state: WorkerState) -> None:
+        """:meth:`assign` for a caller that holds the worker's view and knows the task
+        is not placed (the Distributor, placing what its balancer chose for a task it
+        leases once). The health and fit checks stay: they are what the caller cannot
+        know for sure, since a gate or breaker it asked since may have run anything."""
+        self._refresh()
+        checked = self._demand(task)
+        if state.health is _UNAVAILABLE or not state._admits(_NO_SKILLS, None, checked):
+            self.assign(task, state.id)  # raises the public error
+        state._hold(task, checked)
+        self._available_in_flight += 1
+        self._placed[task.id] = state
+        self._refile(state)
+
     def release(
         self,
         task: Task,
@@ -550,6 +564,15 @@ class CapacityTracker:
                 f"task {task_id!r} is not assigned to worker {worker_id!r}"
                 + (f" (it is on {where.id!r})" if where is not None else "")
             )
+        return self._release_placed(task, worker_id, duration, ok)
+
+    def _release_placed(
+        self, task: Task, worker_id: Hashable, duration: float | None, ok: bool | None
+    ) -> WorkerState:
+        """:meth:`release` for a caller that checked its arguments and knows the task
+        is on the worker (the Distributor, ending a lease it made)."""
+        state = self._workers[worker_id]
+        task_id = task.id
         now = self._refresh()
         state._let_go(task_id)
         if state.health is not _UNAVAILABLE:
@@ -667,6 +690,11 @@ class CapacityTracker:
         capacity, membership): never a scan.
         """
         self._refresh()
+        return bool(self._room_healthy or self._room_degraded)
+
+    def _has_room_now(self) -> bool:
+        """:meth:`has_room` without lifting what is due: for a caller whose last call
+        into the tracker did (the Distributor's dispatch loop). O(1)."""
         return bool(self._room_healthy or self._room_degraded)
 
     @property
@@ -787,7 +815,16 @@ class CapacityTracker:
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
         # _qualifies, less its health test: an index holds no UNAVAILABLE worker.
-        for state in index.healthy():
+        # The first worker is the usual answer: asked before any walk is built.
+        top = index.top_healthy()
+        if top is None:
+            walk: Iterator[WorkerState] = iter(())
+        elif top._admits(requires, zone, demand) and (where is None or where(top)):
+            return top
+        else:
+            walk = index.healthy()
+            next(walk)  # the top again, refused already
+        for state in walk:
             if state._admits(requires, zone, demand) and (where is None or where(state)):
                 return state
         if self._degraded == "fallback":
