@@ -383,6 +383,7 @@ class Distributor:
         "_rng",
         "_room_now",
         "_round_blocked",
+        "_routed",
         "_rules",
         "_tenants",
         "_ticked_at",
@@ -566,6 +567,7 @@ class Distributor:
         )
         self._balancer = balancer
         self._rules = PlacementRules(balancer, None if routes is None else Router(routes))
+        self._routed = routes is not None
         self._breaker_factory = breaker
         self._escalation = escalation
         # task id -> (escalation steps taken, when the last was taken), while it lives.
@@ -1035,7 +1037,8 @@ class Distributor:
             self._group_live[group] += 1
         task_id = task.id
         self._finished.pop(task_id, None)  # a stale entry past the window
-        self._rules.enter(task)
+        if self._routed:
+            self._rules.enter(task)
         self._waiting_since[task_id] = now
         if self._escalation is not None:
             self._plan_escalation(task, now)
@@ -1609,7 +1612,10 @@ class Distributor:
         self._busy = True
         try:
             now = self._now()
-            lease = _lookup(self._leases, task_id)
+            try:  # _lookup, inline: the hot path
+                lease = self._leases.get(task_id)
+            except TypeError:  # unhashable: no such lease (_late_report says why)
+                lease = None
             if lease is not None and (attempt is None or attempt == lease.attempt):
                 self._end_lease(lease, now, duration, ok=True)
                 if self._learning_gates:
