@@ -16,6 +16,11 @@ the pool stays about half full). Pickers:
 ``fleet_restart`` runs the same cycle while every worker ramps up in slow
 start (a fleet-wide restart), the clock moving on between cycles.
 
+``rare_skill`` runs it with every task needing a skill that one worker in a
+hundred has (those half full, the rest idle): a walk of the load index
+from the front would pass every idle worker; the tracker keeps an index of
+the workers with that skill instead.
+
 Both ways give LeastConnections the same answers, so the loads evolve the
 same. Smoke sizes by default; ``TASKDIST_BENCH_FULL=1`` for the full ones.
 Run as a script (``python benchmarks/bench_dispatch.py``) for the Markdown
@@ -56,25 +61,33 @@ Picker = Callable[[Task], "WorkerState | None"]
 class Pool:
     """A tracker of n workers, half full, and the tasks in flight oldest first."""
 
-    def __init__(self, n: int, *, ramp: float | None = None) -> None:
+    def __init__(self, n: int, *, ramp: float | None = None, rare_skill: bool = False) -> None:
         rng = random.Random(n)
         self.clock = ManualClock()
         slow_start = None if ramp is None else SlowStart(window=ramp)
         self.tracker = CapacityTracker(
             self.clock, health=None, ejection=None, slow_start=slow_start
         )
+        # With rare_skill, one worker in a hundred (at least one) has the skill the
+        # tasks need; only those take tasks, the others stay idle at the front.
+        skilled = [i for i in range(n) if i % 100 == 99 or i == n - 1] if rare_skill else []
+        self.requires = {"gpu"} if rare_skill else set()
         for i in range(n):
-            self.tracker.add_worker(Worker(i, capacity=CAPACITY, weight=rng.choice([1.0, 2.0])))
+            skills = self.requires if i in skilled else set()
+            self.tracker.add_worker(
+                Worker(i, capacity=CAPACITY, weight=rng.choice([1.0, 2.0]), skills=skills)
+            )
         self.running: deque[tuple[Task, object]] = deque()
         self.next_task = 0
-        for _ in range(n * CAPACITY // 2):
-            worker = rng.randrange(n)
+        takers = skilled or range(n)
+        for _ in range(len(takers) * CAPACITY // 2):
+            worker = rng.choice(takers)
             if self.tracker.worker(worker).in_flight < CAPACITY:
                 self.place(self.task(), worker)
 
     def task(self) -> Task:
         self.next_task += 1
-        return Task(self.next_task)
+        return Task(self.next_task, requires=self.requires)
 
     def place(self, task: Task, worker_id: object) -> None:
         self.tracker.assign(task, worker_id)
@@ -136,6 +149,15 @@ def bench_fleet_restart(benchmark, n: int) -> None:  # type: ignore[no-untyped-d
     assert benchmark(pool.cycles, pick, CYCLES, 0.001) == CYCLES
 
 
+@pytest.mark.parametrize("n", WORKERS)
+def bench_rare_skill(benchmark, n: int) -> None:  # type: ignore[no-untyped-def]
+    """Every task needs a skill one worker in a hundred has."""
+    benchmark.group = f"rare skill, n={n} workers ({CYCLES} cycles)"
+    pool = Pool(n, rare_skill=True)
+    pick = pool.picker(LeastConnections(), "choose")
+    assert benchmark(pool.cycles, pick, CYCLES) == CYCLES
+
+
 def test_choose_and_select_agree_for_least_connections() -> None:
     """The two LeastConnections pickers make the same placements, cycle after cycle."""
     by_choose, by_select = Pool(50), Pool(50)
@@ -172,11 +194,17 @@ def main(repeat: int = 5) -> None:
         print(f"| {name} | {' | '.join(cells)} |")
     print(f"\n| LeastConnections.choose, µs per cycle | {columns} |")
     print(f"|---|{'---:|' * len(workers)}")
-    ramps: dict[str, list[str]] = {"no slow start": [], "every worker ramping (slow start)": []}
+    ramps: dict[str, list[str]] = {
+        "no slow start": [],
+        "every worker ramping (slow start)": [],
+        "every task needs a skill 1 worker in 100 has": [],
+    }
     for n in workers:
         runs = {}
-        for label, ramp in zip(ramps, (None, 3_600.0), strict=True):
-            pool = Pool(n, ramp=ramp)
+        for label, ramp, rare in zip(
+            ramps, (None, 3_600.0, None), (False, False, True), strict=True
+        ):
+            pool = Pool(n, ramp=ramp, rare_skill=rare)
             pick = pool.picker(LeastConnections(), "choose")
             pool.cycles(pick, CYCLES, 0.001)
             runs[label] = lambda p=pool, f=pick: p.cycles(f, CYCLES, 0.001)

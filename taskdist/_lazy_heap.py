@@ -21,7 +21,7 @@ expiries, in a FIFO while they come in order).
 
 Complexity (n = entries held, dead included; the owner keeps n = O(live)):
 ``push`` O(log n); ``top`` O(1) amortised; ``pop`` O(log n) amortised;
-``schedule`` O(log n); ``drop_top`` O(log n); ``find`` and ``walk`` O(k log k)
+``schedule`` and ``swap`` O(log n); ``drop_top`` O(log n); ``find`` and ``walk`` O(k log k)
 for the k entries up to the result; ``compact`` O(1) amortised over the
 deletions that made it due.
 
@@ -184,6 +184,23 @@ class LazyHeap(Generic[_E]):
             return True
         return False
 
+    def swap(self, old: _E | None, entry: _E) -> None:
+        """Hold ``entry``, which the owner just made live in place of ``old`` (``None``:
+        of nothing). O(log n).
+
+        When ``old`` is at the top (the smallest, just served and filed anew) one
+        ``heapreplace`` takes it out and puts ``entry`` in, leaving nothing dead;
+        otherwise ``entry`` is pushed, ``old`` stays dead until it surfaces or a
+        compaction drops it.
+        """
+        entries = self._entries
+        if old is not None and entries and entries[0] is old:
+            heapreplace(entries, entry)
+            return
+        heappush(entries, entry)
+        if old is not None:
+            self.compact()
+
     def schedule(self, ident: Hashable, key: float) -> None:
         """Make ``(key, seq, ident)`` the live entry of ``ident``, replacing any other. O(log n).
 
@@ -196,13 +213,7 @@ class LazyHeap(Generic[_E]):
         live = self._live
         old = live.get(ident)
         live[ident] = entry
-        entries = self._entries
-        if old is not None and entries and entries[0] is old:
-            heapreplace(entries, entry)
-            return
-        heappush(entries, entry)
-        if old is not None:
-            self.compact()
+        self.swap(old, entry)
 
     def find(self, match: Callable[[Any], bool], item: int) -> _E | None:
         """The smallest live entry whose ``entry[item]`` ``match`` accepts, or ``None``.

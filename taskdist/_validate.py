@@ -117,6 +117,8 @@ def check_int(
     value: object, name: str, *, minimum: int | None = None, maximum: int | None = None
 ) -> int:
     """An ``int`` (not a bool), optionally ``>= minimum`` and ``<= maximum``."""
+    if type(value) is int and (minimum is None or value >= minimum) and maximum is None:
+        return value  # the usual call: a plain int within a lower bound
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidTypeError(f"{name} must be an int, got {shown(value)}")
     if minimum is not None and value < minimum:

@@ -637,6 +637,10 @@ def test_default_clock_is_monotonic() -> None:
 # -- the stateful model -----------------------------------------------------------------------
 
 
+# Workers' skills and tasks' requires=: none, one, the other, both.
+SKILL_SETS = [frozenset(), frozenset({"a"}), frozenset({"b"}), frozenset({"a", "b"})]
+
+
 class TrackerMachine(RuleBasedStateMachine):
     """Random membership, placements, outcomes, health and time against a reference model.
 
@@ -674,12 +678,17 @@ class TrackerMachine(RuleBasedStateMachine):
         self.next_worker = 0
         self.next_task = 0
 
-    @rule(target=workers, slots=st.integers(0, 3), gpu=st.integers(0, 2))
-    def add(self, slots: int, gpu: int) -> str:
+    @rule(
+        target=workers,
+        slots=st.integers(0, 3),
+        gpu=st.integers(0, 2),
+        skills=st.sampled_from(SKILL_SETS),
+    )
+    def add(self, slots: int, gpu: int, skills: frozenset[str]) -> str:
         worker_id = f"w{self.next_worker}"
         self.next_worker += 1
         capacity = {"slots": float(slots), "gpu": float(gpu)}
-        self.tracker.add_worker(Worker(worker_id, capacity=capacity))
+        self.tracker.add_worker(Worker(worker_id, capacity=capacity, skills=skills))
         self.capacity[worker_id] = capacity
         return worker_id
 
@@ -701,10 +710,14 @@ class TrackerMachine(RuleBasedStateMachine):
     def reweigh(self, worker_id: str, weight: float) -> None:
         assert self.tracker.update_worker(worker_id, weight=weight).weight == weight
 
-    @rule(gpu=st.booleans())
-    def place_least_loaded(self, gpu: bool) -> None:
+    @rule(worker_id=workers, skills=st.sampled_from(SKILL_SETS))
+    def reskill(self, worker_id: str, skills: frozenset[str]) -> None:
+        assert self.tracker.update_worker(worker_id, skills=skills).skills == skills
+
+    @rule(gpu=st.booleans(), requires=st.sampled_from(SKILL_SETS))
+    def place_least_loaded(self, gpu: bool, requires: frozenset[str]) -> None:
         """Place where lowest() says, as a distributor using LeastConnections would."""
-        task = Task(f"t{self.next_task}", resources={"gpu": 1} if gpu else {})
+        task = Task(f"t{self.next_task}", resources={"gpu": 1} if gpu else {}, requires=requires)
         self.next_task += 1
         chosen = self.tracker.lowest(task, load_order)
         if chosen is not None:
@@ -787,7 +800,8 @@ class TrackerMachine(RuleBasedStateMachine):
 
     @invariant()
     def lowest_in_load_order_is_least_connections_over_the_candidates(self) -> None:
-        for task in (Task("probe"), Task("probe", resources={"gpu": 1})):
+        probes = [Task("probe", requires=skills) for skills in SKILL_SETS]
+        for task in (*probes, Task("probe", resources={"gpu": 1})):
             for where in self.FILTERS:
                 listed = self.tracker.candidates(task, where)
                 assert self.tracker.lowest(task, load_order, where) is LeastConnections().select(
@@ -844,7 +858,8 @@ class TrackerMachine(RuleBasedStateMachine):
 
     @invariant()
     def lowest_follows_any_order_it_is_given(self) -> None:
-        for task in (Task("probe"), Task("probe", resources={"gpu": 1})):
+        probes = [Task("probe", requires=skills) for skills in SKILL_SETS]
+        for task in (*probes, Task("probe", resources={"gpu": 1})):
             listed = self.tracker.candidates(task)
             expected = min(listed, key=lambda s: (busiest_first(s), s.seq), default=None)
             assert self.tracker.lowest(task, busiest_first) is expected
@@ -864,6 +879,15 @@ class TrackerMachine(RuleBasedStateMachine):
         assert [key(s) for s in index.healthy()] == sorted(map(key, rest))
         assert [key(s) for s in index.degraded()] == sorted(map(key, apart))
         assert len(index) == len(available)
+        # An index of the workers with some skills files exactly those.
+        for (order, skills), by_skill in self.tracker._skill_indexes.items():
+            if order is not load_order:
+                continue
+            skilled = [s for s in rest if skills <= s.skills]
+            skilled_apart = [s for s in apart if skills <= s.skills]
+            assert [key(s) for s in by_skill.healthy()] == sorted(map(key, skilled))
+            assert [key(s) for s in by_skill.degraded()] == sorted(map(key, skilled_apart))
+            assert len(by_skill) == len(skilled) + len(skilled_apart)
 
     @invariant()
     def sample_draws_distinct_candidates(self) -> None:
@@ -1253,3 +1277,23 @@ def test_a_filter_may_read_what_it_is_given() -> None:
         return not tracker.tasks_on(state.id) and state.id in tracker and len(tracker) == 2
 
     assert [w.id for w in tracker.candidates(Task("t"), idle_ones)] == ["b"]
+
+
+def test_a_skill_index_built_later_is_kept_up_to_date() -> None:
+    """Workers already filed by skill learn of an index built after them."""
+    tracker = CapacityTracker(ManualClock(), health=None, ejection=None)
+    for name, skills in (("ab1", {"a", "b"}), ("ab2", {"a", "b"}), ("a", {"a"})):
+        tracker.add_worker(Worker(name, capacity=2, skills=skills))
+    needs_a, needs_b = Task("probe", requires={"a"}), Task("probe", requires={"b"})
+    assert tracker.lowest(needs_a, load_order) is tracker.worker("ab1")  # index of skill a
+    tracker.assign(Task(1), "ab1")  # each worker's skill indexes are worked out here
+    tracker.assign(Task(2), "ab1")
+    assert tracker.lowest(needs_b, load_order) is tracker.worker("ab2")  # index of skill b
+    tracker.assign(Task(3), "ab2")
+    tracker.release(Task(1), "ab1")
+    tracker.release(Task(2), "ab1")
+    # ab1 is empty again, ab2 half full: the index of skill b must have heard it.
+    assert tracker.lowest(needs_b, load_order) is tracker.worker("ab1")
+    tracker.update_worker("ab1", skills={"a"})
+    assert tracker.lowest(needs_b, load_order) is tracker.worker("ab2")  # ab1 lost the skill
+    assert tracker.lowest(needs_a, load_order) is tracker.worker("ab1")

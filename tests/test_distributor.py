@@ -1653,3 +1653,52 @@ def test_the_same_seed_and_manual_clock_give_the_same_assignments_and_events() -
     assert first == second
     assert len(first[0]) > 50 and len(first[1]) > 200
     assert _seeded_run(12) != first  # the seed does matter
+
+
+class CountingTracker(CapacityTracker):
+    """A tracker of a user's own: the Distributor must go through its overrides."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock)
+        self.calls: list[tuple[str, object]] = []
+
+    def assign(self, task: Task, worker_id: Hashable) -> WorkerState:
+        self.calls.append(("assign", task.id))
+        return super().assign(task, worker_id)
+
+    def release(
+        self,
+        task: Task,
+        worker_id: Hashable,
+        duration: float | None = None,
+        ok: bool | None = True,
+    ) -> WorkerState:
+        self.calls.append(("release", task.id))
+        return super().release(task, worker_id, duration, ok)
+
+    def has_room(self) -> bool:
+        self.calls.append(("has_room", None))
+        return super().has_room()
+
+
+def test_a_tracker_subclass_hears_every_assign_release_and_room_query() -> None:
+    clock = ManualClock()
+    tracker = CountingTracker(clock)
+    d = Distributor(clock, tracker=tracker, lease=None)
+    d.add_worker(Worker("w", capacity=2))
+    d.submit(Task(1))
+    d.submit(Task(2))
+    d.submit(Task(3))
+    placed = [a.task.id for a in d.dispatch()]
+    assert placed == [1, 2]
+    d.complete(1)
+    d.fail(2, retryable=False)
+    assert tracker.calls == [
+        ("has_room", None),
+        ("assign", 1),
+        ("has_room", None),
+        ("assign", 2),
+        ("has_room", None),  # full: dispatch stops here, task 3 waits
+        ("release", 1),
+        ("release", 2),
+    ]

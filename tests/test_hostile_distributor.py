@@ -351,6 +351,9 @@ BAD_CALLS: list[tuple[str, Call, type[BaseException]]] = [
     ("complete duration str", lambda r: r.d.complete(LEASED_1, duration="1"), TYPE),
     ("complete duration bool", lambda r: r.d.complete(LEASED_1, duration=True), TYPE),
     ("complete duration huge int", lambda r: r.d.complete(LEASED_1, duration=10**400), ARG),
+    # Past the tracker's 1e12 s: refused before the lease ends, so the task stays leased.
+    ("complete duration 1e13", lambda r: r.d.complete(LEASED_1, duration=1e13), ARG),
+    ("fail duration 1e13", lambda r: r.d.fail(LEASED_1, duration=1e13), ARG),
     ("fail duration nan", lambda r: r.d.fail(LEASED_1, error="x", duration=NAN), ARG),
     ("fail duration negative", lambda r: r.d.fail(LEASED_1, duration=-0.5), ARG),
     ("fail error int", lambda r: r.d.fail(LEASED_1, error=3), TYPE),

@@ -34,10 +34,15 @@ class LazyHeapMachine(RuleBasedStateMachine):
         self.expiries: Expiries[_Entry] = Expiries(self.live, at=2, expires=lambda e: e[0])
         self.seq = 0
 
-    def file(self, entry: _Entry) -> None:
+    def file(self, entry: _Entry, replaced: bool) -> None:
         self.side.push((-entry[0], entry))
         self.largest.push(entry)
         self.expiries.add(entry, entry[0])
+        if replaced:  # the entry it replaced is dead: an owner compacts after a deletion
+            self.heap.compact()
+            self.side.compact()
+            self.largest.compact()
+            self.expiries.compact()
 
     def entry(self, key: int, name: int) -> _Entry:
         self.seq += 1
@@ -49,16 +54,18 @@ class LazyHeapMachine(RuleBasedStateMachine):
     @rule(key=keys, name=names)
     def push(self, key: int, name: int) -> None:
         entry = self.entry(key, name)
+        replaced = name in self.live
         self.live[name] = entry  # replaces (kills) any older entry of that name
         self.heap.push(entry)
-        self.file(entry)
+        self.file(entry, replaced)
 
     @rule(key=keys, name=names)
     def schedule(self, key: int, name: int) -> None:
+        replaced = name in self.live
         self.heap.schedule(name, key)
         entry = self.live[name]
         assert entry[0] == key and entry[2] == name
-        self.file(entry)
+        self.file(entry, replaced)
 
     @precondition(lambda self: self.live)
     @rule(data=st.data())

@@ -46,6 +46,7 @@ from taskdist import (
     KeyedRateGate,
     KeyedRateLimiter,
     ManualClock,
+    Pool,
     PoolGate,
     PowerOfTwoChoices,
     Preemption,
@@ -59,8 +60,10 @@ from taskdist import (
     RetryBudget,
     RetryPolicy,
     RoundRobin,
+    Route,
     SlowStart,
     SnapshotError,
+    Step,
     Task,
     TaskdistError,
     TaskState,
@@ -322,6 +325,132 @@ def test_restored_distributor_makes_the_same_decisions(
         assert observed(twin) == observed(d), op
     assert comparable(twin_events) == comparable(events[seen:])
     assert as_json(twin.snapshot()) == as_json(d.snapshot())
+
+
+# -- routes, escalation to a pool, paused pools ------------------------------------------
+
+
+def _heavy(worker: Any) -> bool:
+    """A pool's where= test: module-level, so the restored configuration names the same."""
+    return bool(worker.weight >= 1.0)
+
+
+# The pools a host pauses: a route's (named by place), one that is data, an escalation's.
+PAUSABLE = [Pool("gpu", skills={"gpu"}), Pool(zone="z"), Pool("escalated", workers={"w1", "w2"})]
+
+
+def routed_parts(clock: ManualClock, seed: int) -> dict[str, Any]:
+    given = parts(clock, seed)
+    given["routes"] = [
+        Route(
+            when=lambda t: "gpu" in t.requires,
+            name="gpu",
+            to=[Pool("gpu", skills={"gpu"}), Step(Pool("any"), after=3.0)],
+        ),
+        Route(
+            when=lambda t: t.tenant == TENANTS[1],
+            name="tenant",
+            to=[Pool("w0", workers={"w0"}), Step(Pool("heavy", where=_heavy), after=2.0)],
+        ),
+    ]
+    given["escalation"] = Escalation(after=4.0, to=PAUSABLE[2])
+    return given
+
+
+pool_operations = st.one_of(
+    st.tuples(st.just("pause_pool"), st.integers(0, len(PAUSABLE) - 1)),
+    st.tuples(st.just("resume_pool"), st.integers(0, len(PAUSABLE) - 1)),
+)
+routed_operations = st.integers(0, 5).flatmap(
+    lambda i: pool_operations if i == 0 else overrides if i == 1 else lifecycle
+)
+
+
+def apply_routed(clock: ManualClock, d: Distributor, op: tuple[Any, ...]) -> Any:
+    name, *args = op
+    if name == "pause_pool":
+        return d.pause(pool=PAUSABLE[args[0]])
+    if name == "resume_pool":
+        try:
+            return d.resume(pool=PAUSABLE[args[0]])
+        except TaskdistError as error:
+            return (type(error).__name__, str(error))
+    return apply(clock, d, op)
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    before=st.lists(routed_operations, min_size=10, max_size=40),
+    after=st.lists(routed_operations, min_size=5, max_size=25),
+)
+def test_routes_escalations_and_paused_pools_survive_a_restore(
+    seed: int, before: list[tuple[Any, ...]], after: list[tuple[Any, ...]]
+) -> None:
+    clock = ManualClock()
+    events: list[Event] = []
+    d = Distributor(
+        clock, **routed_parts(clock, seed), lease=LEASE, dedup_window=5.0, on_event=events.append
+    )
+    d.add_worker(Worker("w0", capacity=2, weight=2.0))
+    d.add_worker(Worker("w1", capacity=1, skills={"gpu"}, zone="z"))
+    for op in before:
+        apply_routed(clock, d, op)
+    snapshot = as_json(d.snapshot())
+    for part in ("routed", "sent", "paused_pools"):
+        event(f"snapshot with {part}: {bool(snapshot[part])}")
+    event(f"a step timer pending: {any(t[0] == 'step' for t in snapshot['timers'])}")
+    twin_clock = ManualClock(start=clock.now())
+    twin_events: list[Event] = []
+    twin = Distributor.restore(
+        snapshot, twin_clock, **routed_parts(twin_clock, 99), on_event=twin_events.append
+    )
+    assert as_json(twin.snapshot()) == snapshot
+    assert observed(twin) == observed(d)
+    seen = len(events)
+    for op in after:
+        assert apply_routed(twin_clock, twin, op) == apply_routed(clock, d, op), op
+        assert observed(twin) == observed(d), op
+    assert comparable(twin_events) == comparable(events[seen:])
+
+
+def test_a_paused_pool_that_tests_code_of_its_own_is_refused_by_name() -> None:
+    clock = ManualClock()
+    d = Distributor(clock)
+    d.pause(pool=Pool("odd", where=lambda worker: True))
+    with pytest.raises(SnapshotError, match="'odd' tests where="):
+        d.snapshot()
+
+
+def test_a_snapshot_naming_a_route_or_pool_restore_was_not_given_is_refused() -> None:
+    clock = ManualClock()
+    d = Distributor(clock, **routed_parts(clock, 1), lease=LEASE)
+    d.add_worker(Worker("w0", capacity=1))
+    d.submit(Task("t", requires={"gpu"}))
+    d.dispatch()  # parked: no worker has the skill; it waits on the gpu route's step 0
+    d.pause(pool=PAUSABLE[2])
+    snapshot = as_json(d.snapshot())
+    assert snapshot["routed"] == [["t", 0, 0]]
+    assert snapshot["paused_pools"] == [{"known": 4, "label": "'escalated'"}]
+    for path, value, match in [
+        (("routed", 0, 1), 5, "names step 0 of route 5"),
+        (("routed", 0, 2), 2, "names step 2 of route 0"),
+        (("paused_pools", 0, "known"), 9, "names pool 9"),
+        (("paused_pools", 0, "known"), 0, "is 'gpu' there, not 'escalated'"),
+        (("paused_pools", 0), {"pool": {"name": 1}}, "paused_pools"),
+    ]:
+        broken = copy.deepcopy(snapshot)
+        replaced(path, value)(broken)
+        fresh = ManualClock(start=clock.now())
+        with pytest.raises(SnapshotError, match=match):
+            Distributor.restore(broken, fresh, **routed_parts(fresh, 1))
+    fresh = ManualClock(start=clock.now())
+    given = routed_parts(fresh, 1)
+    given["routes"] = given["routes"][:1]  # a route fewer: the escalation's pool moves up
+    with pytest.raises(SnapshotError, match="names pool 4"):
+        Distributor.restore(snapshot, fresh, **given)
+    fresh = ManualClock(start=clock.now())
+    twin = Distributor.restore(snapshot, fresh, **routed_parts(fresh, 1))
+    assert twin.explain("t") == d.explain("t")
 
 
 # -- a lease outlives its host ---------------------------------------------------------

@@ -10,7 +10,8 @@ parked tasks by group, in order; every dispatched task's run (attempts,
 history, failures, lease and its expiry, retry time); the timers (lease
 expiries, retry delays, TTLs of parked tasks, escalations) in the order
 they fall due; the dedup window; escalation steps taken; paused tenants
-and keys; pins; every counter and recent-sample window of ``stats()``;
+and keys; pins; each routed task's route and step, the pools escalations
+sent tasks to, and the paused pools; every counter and recent-sample window of ``stats()``;
 and the snapshots of the queue, the tracker, the dead-letter queue, the
 retry policy and every balancer (see :mod:`taskdist.balancing._state`:
 a balancer's own snapshot, only its random source, or ``None``). The
@@ -51,12 +52,15 @@ from taskdist.dispatch._records import (
     _ESCALATE,
     _LEASE,
     _RETRY,
+    _STEP,
     _TTL,
     _BreakerTimer,
     _EscalationTimer,
     _Run,
+    _StepTimer,
 )
 from taskdist.dispatch.gangs import Gangs
+from taskdist.dispatch.routing import Pool
 from taskdist.dispatch.stats import AttemptRecord
 from taskdist.errors import InvalidTypeError, SnapshotError, TaskdistError
 from taskdist.resilience.breaker import CircuitBreaker, CircuitState
@@ -69,12 +73,14 @@ __all__ = ["restore_into", "snapshot_of", "unsupported"]
 
 _KIND: Final = "Distributor"
 _VERSION: Final = 2
-"""The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``). A version 1
-snapshot still loads, its gangs' configuration given to ``restore`` (or the default)."""
+"""The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``), and
+``routed``, ``sent`` and ``paused_pools``. A version 1 snapshot still loads, its gangs'
+configuration given to ``restore`` (or the default), with no task routed or sent and
+no pool paused (version 1 refused to write them)."""
 _VERSIONS: Final = (SNAPSHOT_VERSION, _VERSION)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
-_TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _BREAKER)
+_TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _STEP, _BREAKER)
 _BREAKER_STATES: Final = {state.value: state for state in CircuitState}
 _REASONS: Final = {reason.value: reason for reason in Reason}
 
@@ -95,10 +101,6 @@ def unsupported(d: Distributor) -> str | None:
     for gate in d._gate_list:
         if not callable(getattr(gate, "_prepare_snapshot", None)):
             return f"its admission gate {type(gate).__name__} has no snapshot support yet"
-    if d._escalation is not None and d._escalation.to is not None:
-        return "an escalation that sends tasks to a pool is not carried by snapshots yet"
-    if d._rules.closed_pools:
-        return "paused pools are not carried by snapshots yet"
     if d._batcher is not None:
         return "batches in dispatch (a batcher) are not carried by snapshots yet"
     if d._holds is not None:
@@ -108,11 +110,6 @@ def unsupported(d: Distributor) -> str | None:
             return (
                 f"task {task_id!r} waits for its gang, and gangs are not carried by snapshots yet"
             )
-    rules = d._rules
-    if not rules.plain:
-        for task_id in (*d._waiting_since, *d._leases):
-            if rules.step_of(task_id) is not None:
-                return f"task {task_id!r} is routed, and routes are not carried by snapshots yet"
     return None
 
 
@@ -132,6 +129,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
     balancers = d._rules.balancers()
     rules = d._rules
     live = [*d._waiting_since, *d._leases]
+    pools = _known_pools(d)
     return {
         **header(_KIND, _VERSION),
         "time": d._now(),
@@ -145,7 +143,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
         "waiting": [[_id(task_id), since] for task_id, since in d._waiting_since.items()],
         "retrying": [_id(task_id) for task_id in d._retrying],
         "parked": [
-            [_group_data(group), [task.to_data() for task in tasks]]
+            [_group_data(group, pools), [task.to_data() for task in tasks]]
             for group, tasks in d._lot.parked()
         ],
         "runs": [_run_data(run, balancers) for run in d._progress.values()],
@@ -167,6 +165,9 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
             for task_id in live
             if rules.pinned(task_id) is not None
         ],
+        "routed": [[_id(task_id), route, step] for task_id, route, step in rules.routed()],
+        "sent": [[_id(task_id), _pool_data(pool, pools)] for task_id, pool in rules.sent()],
+        "paused_pools": [_pool_data(pool, pools) for pool in rules.closed_pools],
         "counts": list(d._counts.values()),
         "dead_by_reason": [[reason.value, n] for reason, n in d._dead_by_reason.items()],
         "deadlines": [d._deadline_met, d._deadline_missed],
@@ -207,8 +208,64 @@ def _id(task_id: Hashable) -> Any:
     return encode_key(task_id, "a task id")
 
 
-def _group_data(group: Hashable) -> Any:
-    return {"gates": []} if group is GATES else {"group": encode_key(group, "a parking group")}
+def _group_data(group: Hashable, pools: list[Pool]) -> Any:
+    if group is GATES:
+        return {"gates": []}
+    if _is_sent_group(group):  # (signature, (route step, pin, pool)): a pool is no key
+        assert isinstance(group, tuple)
+        base, (where, pin, pool) = group
+        return {
+            "sent": [
+                encode_key(base, "a parking group"),
+                encode_key(where, "a parking group"),
+                encode_key(pin, "a worker id"),
+                _pool_data(pool, pools),
+            ]
+        }
+    return {"group": encode_key(group, "a parking group")}
+
+
+def _is_sent_group(group: Hashable) -> bool:
+    return (
+        type(group) is tuple
+        and len(group) == 2
+        and type(group[1]) is tuple
+        and len(group[1]) == 3
+        and isinstance(group[1][2], Pool)
+    )
+
+
+def _known_pools(d: Distributor) -> list[Pool]:
+    """The pools the configuration names (each route's steps, then the escalation's),
+    which a snapshot names by their place in this list."""
+    pools = [step.pool for route in d._rules.routes for step in route.steps]
+    if d._escalation is not None and d._escalation.to is not None:
+        pools.append(d._escalation.to)
+    return pools
+
+
+def _pool_data(pool: Pool, known: list[Pool]) -> Any:
+    """A pool as plain data: its place among the configured pools, or its fields
+    when it tests no ``where=`` (code a snapshot cannot carry)."""
+    for i, other in enumerate(known):
+        if other == pool:
+            return {"known": i, "label": pool.label}  # the label: a check on restore
+    if pool.where is not None:
+        raise SnapshotError(
+            f"cannot snapshot this Distributor: the paused pool {pool.label} tests where= "
+            f"{pool.where!r}, and is none of the routes' or the escalation's pools "
+            "(a snapshot names those by place; a where= test is code, not data)"
+        )
+    return {
+        "pool": {
+            "name": pool.name,
+            "skills": sorted(pool.skills),
+            "zone": pool.zone,
+            "workers": None
+            if pool.workers is None
+            else sorted((encode_key(w, "a worker id") for w in pool.workers), key=repr),
+        }
+    }
 
 
 def _timer_data(kind: str, key: Hashable, when: float) -> list[Any]:
@@ -216,6 +273,9 @@ def _timer_data(kind: str, key: Hashable, when: float) -> list[Any]:
         return [kind, _id(key), when]
     if kind == _ESCALATE:
         assert isinstance(key, _EscalationTimer)
+        return [kind, _id(key.task_id), when]
+    if kind == _STEP:
+        assert isinstance(key, _StepTimer)
         return [kind, _id(key.task_id), when]
     if kind == _BREAKER:
         assert isinstance(key, _BreakerTimer)
@@ -388,6 +448,7 @@ class _Books:
         self.d = d
         self.workers = workers
         balancers = d._rules.balancers()
+        pools = _known_pools(d)
         self.closed = fields.boolean("closed")
         ticked = fields.opt_number("ticked_at")
         self.ticked_at = -math.inf if ticked is None else ticked
@@ -403,7 +464,7 @@ class _Books:
             if type(item) is not list or len(item) != 2 or type(item[1]) is not list:
                 refuse(where, "must be [group, [tasks]]")
             tasks = [Task.from_data(t, f"{where}[1][{j}]") for j, t in enumerate(item[1])]
-            self.parked.append((_group(item[0], f"{where}[0]"), tasks))
+            self.parked.append((_group(item[0], f"{where}[0]", pools), tasks))
         self.runs: dict[Hashable, _Run] = {}
         for i, item in enumerate(fields.items("runs")):
             run = _run(item, f"snapshot.runs[{i}]", balancers)
@@ -453,6 +514,7 @@ class _Books:
             (task_id, decode_key(worker_id, "snapshot.pins"))
             for task_id, worker_id in _unique_pairs(fields, "pins")
         ]
+        self._read_routes(fields, pools)
         counted = list(d._counts)
         self.counts = dict(zip(counted, fields.counts("counts", len(counted)), strict=True))
         self.dead_by_reason: dict[Reason, int] = {}
@@ -491,6 +553,48 @@ class _Books:
         ]
         self._read_breakers(fields)
         self._check(placed)
+
+    def _read_routes(self, fields: Fields, pools: list[Pool]) -> None:
+        """Each routed task's route and step, the pools escalations sent tasks to,
+        and the paused pools."""
+        routes = self.d._rules.routes
+        self.routed: list[tuple[Hashable, int, int]] = []
+        self.sent: list[tuple[Hashable, Pool]] = []
+        self.paused_pools: list[Pool] = []
+        if fields.version < 2:  # written before routes were carried: none were live
+            return
+        for i, item in enumerate(fields.items("routed")):
+            where = f"snapshot.routed[{i}]"
+            if (
+                type(item) is not list
+                or len(item) != 3
+                or type(item[1]) is not int
+                or type(item[2]) is not int
+            ):
+                refuse(where, f"must be [task id, route, step], got {shown(item)}")
+            route, step = item[1], item[2]
+            if not 0 <= route < len(routes) or not 0 <= step < len(routes[route].steps):
+                refuse(
+                    where,
+                    f"names step {step} of route {route}; restore() was given "
+                    f"{len(routes)} routes"
+                    + (
+                        f", that one of {len(routes[route].steps)} steps"
+                        if 0 <= route < len(routes)
+                        else ""
+                    ),
+                )
+            self.routed.append((decode_key(item[0], f"{where}[0]"), route, step))
+        if len({task_id for task_id, _, _ in self.routed}) != len(self.routed):
+            refuse("snapshot.routed", "names an id twice")
+        self.sent = [
+            (task_id, _pool(data, f"snapshot.sent[{task_id!r}]", pools))
+            for task_id, data in _unique_pairs(fields, "sent")
+        ]
+        self.paused_pools = [
+            _pool(data, f"snapshot.paused_pools[{i}]", pools)
+            for i, data in enumerate(fields.items("paused_pools"))
+        ]
 
     def _read_breakers(self, fields: Fields) -> None:
         """Make each worker's breaker with the factory given, and check its snapshot."""
@@ -559,7 +663,14 @@ class _Books:
             refuse("snapshot.worker_counts", "does not name the tracker's workers, in order")
         keys: set[Hashable] = set()
         workers = set(self.workers)
-        homes = {_LEASE: set(leases), _RETRY: set(self.retrying), _TTL: parked, _BREAKER: workers}
+        routed = {task_id for task_id, _, _ in self.routed}
+        homes = {
+            _LEASE: set(leases),
+            _RETRY: set(self.retrying),
+            _TTL: parked,
+            _BREAKER: workers,
+            _STEP: routed & set(waiting),
+        }
         for kind, ident, _ in self.timers:
             if ident not in homes.get(kind, waiting):
                 refuse("snapshot.timers", f"has a {kind} timer for {ident!r}, unknown there")
@@ -571,9 +682,14 @@ class _Books:
             for task_id in known:
                 if task_id not in waiting and task_id not in leases:
                     refuse(f"snapshot.{name}", f"holds {task_id!r}, which is not live")
-        for task_id, _ in self.pins:  # (a pin may name a worker since removed)
-            if task_id not in waiting and task_id not in leases:
-                refuse("snapshot.pins", f"pins {task_id!r}, which is not live")
+        for name, named in (
+            ("pins", [task_id for task_id, _ in self.pins]),  # (a pin may name a gone worker)
+            ("routed", routed),
+            ("sent", [task_id for task_id, _ in self.sent]),
+        ):
+            for task_id in named:
+                if task_id not in waiting and task_id not in leases:
+                    refuse(f"snapshot.{name}", f"names {task_id!r}, which is not live")
         for worker_id, _ in self.breaker_changes:
             if worker_id not in workers:
                 refuse("snapshot.breaker_changes", f"names {worker_id!r}, no worker")
@@ -637,8 +753,15 @@ class _Books:
         d._advised.update(self.advised)
         for kind, values in self.paused.items():
             d._paused[kind].update(values)
+        rules = d._rules
         for task_id, worker_id in self.pins:
-            d._rules.pin(task_id, worker_id)
+            rules.pin(task_id, worker_id)
+        for task_id, route, step in self.routed:
+            rules.put_on_step(task_id, route, step)
+        for task_id, pool in self.sent:
+            rules.send(task_id, pool)
+        for pool in self.paused_pools:
+            rules.close_pool(pool)
         d._counts.update(self.counts)
         d._dead_by_reason.update(self.dead_by_reason)
         d._deadline_met, d._deadline_missed = self.deadlines
@@ -655,6 +778,8 @@ _NOWHERE: Final = object()
 def _timer_key(kind: str, ident: Hashable) -> Hashable:
     if kind == _ESCALATE:
         return _EscalationTimer(ident)
+    if kind == _STEP:
+        return _StepTimer(ident)
     if kind == _BREAKER:
         return _BreakerTimer(ident)
     return ident
@@ -689,12 +814,59 @@ def _unique_ids(fields: Fields, name: str) -> list[Hashable]:
     return ids
 
 
-def _group(data: object, where: str) -> Hashable:
+def _group(data: object, where: str, pools: list[Pool]) -> Hashable:
     if data == {"gates": []}:
         return GATES
+    if type(data) is dict and len(data) == 1 and "sent" in data:
+        parts = data["sent"]
+        if type(parts) is not list or len(parts) != 4:
+            refuse(where, f"must be {{'sent': [signature, step, pin, pool]}}, got {shown(data)}")
+        base, step, pin = (decode_key(part, where) for part in parts[:3])
+        return (base, (step, pin, _pool(parts[3], f"{where}.sent[3]", pools)))
     if type(data) is not dict or len(data) != 1 or "group" not in data:
         refuse(where, f"must be {{'gates': []}} or {{'group': ...}}, got {shown(data)}")
     return decode_key(data["group"], where)
+
+
+def _pool(data: object, where: str, known: list[Pool]) -> Pool:
+    """The pool :func:`_pool_data` wrote."""
+    if type(data) is dict and data.keys() == {"known", "label"}:
+        place, label = data["known"], data["label"]
+        if type(place) is not int or not 0 <= place < len(known):
+            refuse(where, f"names pool {shown(place)}; the configuration has {len(known)} pools")
+        if known[place].label != label:
+            refuse(
+                where,
+                f"names pool {place}, {shown(label)}, and the configuration given to "
+                f"restore() is {known[place].label} there, not {label}",
+            )
+        return known[place]
+    if type(data) is not dict or len(data) != 1 or "pool" not in data:
+        refuse(
+            where,
+            f"must be {{'known': place, 'label': ...}} or {{'pool': {{...}}}}, got {shown(data)}",
+        )
+    fields = Fields(data["pool"], f"{where}.pool")
+    name = fields.opt_text("name")
+    skills = fields.items("skills")
+    zone = fields.opt_text("zone")
+    workers = fields.value("workers")
+    fields.done()
+    if not all(type(skill) is str for skill in skills):
+        refuse(f"{where}.pool.skills", f"must be a list of str, got {shown(skills)}")
+    if workers is not None and type(workers) is not list:
+        refuse(f"{where}.pool.workers", f"must be None or a list of ids, got {shown(workers)}")
+    try:
+        return Pool(
+            name,
+            skills=skills,
+            zone=zone,
+            workers=None
+            if workers is None
+            else [decode_key(w, f"{where}.pool.workers") for w in workers],
+        )
+    except TaskdistError as error:
+        raise as_snapshot_error(error, where) from None
 
 
 def _run(data: object, where: str, balancers: list[Any]) -> _Run:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from taskdist.balancing.base import Balancer
-from taskdist.dispatch.routing import Pool, Router, Step
+from taskdist.dispatch.routing import Pool, Route, Router, Step
 from taskdist.task import Task
 from taskdist.workers.state import WorkerState
 
@@ -146,6 +146,23 @@ class PlacementRules:
         route, step = self._where[task_id]
         self._where[task_id] = (route, step + 1)
         return True
+
+    def routed(self) -> list[tuple[Hashable, int, int]]:
+        """``(task id, route, step)`` of every live routed task, in the order routed."""
+        return [(task_id, route, step) for task_id, (route, step) in self._where.items()]
+
+    def sent(self) -> list[tuple[Hashable, Pool]]:
+        """``(task id, pool)`` of every live task an escalation sent to a pool."""
+        return list(self._pools.items())
+
+    def put_on_step(self, task_id: Hashable, route: int, step: int) -> None:
+        """Place a restored task on ``step`` of ``route`` (both checked by the caller)."""
+        self._where[task_id] = (route, step)
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """The routes, in order (none without a router)."""
+        return () if self._router is None else self._router.routes
 
     def pin(self, task_id: Hashable, worker_id: Hashable | None) -> None:
         """Make a task wait for one worker (``None``: unpin). O(1)."""

@@ -108,6 +108,7 @@ from taskdist.resilience.breaker import CircuitBreaker, CircuitState
 from taskdist.resilience.gates import AllGates, Gate
 from taskdist.resilience.retry import RetryPolicy
 from taskdist.task import Assignment, Reason, Task, TaskState, Worker
+from taskdist.workers._ranges import MAX_SECONDS
 from taskdist.workers.health import Health
 from taskdist.workers.state import WorkerState
 from taskdist.workers.tracker import CapacityTracker
@@ -327,6 +328,7 @@ class Distributor:
 
     __slots__ = (
         "_advised",
+        "_assign_to",
         "_balancer",
         "_batch_group",
         "_batcher",
@@ -376,10 +378,13 @@ class Distributor:
         "_queue",
         "_record_end_to_end",
         "_record_wait",
+        "_release_from",
         "_retry",
         "_retrying",
         "_rng",
+        "_room_now",
         "_round_blocked",
+        "_routed",
         "_rules",
         "_tenants",
         "_ticked_at",
@@ -545,8 +550,25 @@ class Distributor:
         self._now = clock.now
         self._queue = queue
         self._tracker = tracker
+        # The tracker's own assign and release, less the checks the Distributor's books
+        # make already; a subclass that overrides either is called as it is.
+        plain_tracker = (
+            type(tracker).assign is CapacityTracker.assign
+            and type(tracker).release is CapacityTracker.release
+            and type(tracker).has_room is CapacityTracker.has_room
+        )
+        self._room_now = tracker._has_room_now if plain_tracker else tracker.has_room
+        self._assign_to: Callable[[Task, WorkerState], object] = (
+            tracker._assign_chosen
+            if plain_tracker
+            else lambda task, state: tracker.assign(task, state.id)
+        )
+        self._release_from: Callable[[Task, Hashable, float | None, bool | None], WorkerState] = (
+            tracker._release_placed if plain_tracker else tracker.release
+        )
         self._balancer = balancer
         self._rules = PlacementRules(balancer, None if routes is None else Router(routes))
+        self._routed = routes is not None
         self._breaker_factory = breaker
         self._escalation = escalation
         # task id -> (escalation steps taken, when the last was taken), while it lives.
@@ -924,7 +946,9 @@ class Distributor:
                 found it infeasible.
             UnsatisfiableDemandError: its demand is more than a gate could ever grant.
         """
-        self._enter()
+        if self._busy:
+            self._enter()  # raises
+        self._busy = True
         try:
             if not isinstance(task, Task):
                 raise InvalidTypeError(f"submit() takes a Task, got {type(task).__name__} {task!r}")
@@ -933,17 +957,28 @@ class Distributor:
                     f"the distributor is closed and takes no new tasks; {task.id!r} was not added"
                 )
             now = self._now()
-            known = self._state_or_none(task.id, now)
+            task_id = task.id  # hashable: a Task checks its id
+            known = (
+                self._state_or_none(task_id, now)
+                if task_id in self._leases
+                or task_id in self._waiting_since
+                or task_id in self._finished
+                or task_id in self._dlq
+                else None
+            )
             if known is not None:
                 self._counts["duplicates"] += 1
                 if self._listener is not None:
-                    self._emit(EventKind.DUPLICATE, task.id, state=known)
-                return SubmitResult(task.id, False, known)
+                    self._emit(EventKind.DUPLICATE, task_id, state=known)
+                return SubmitResult(task_id, False, known)
             if self._intake:
                 return self._take_in(task, now)
             return self._admit(task, now)
         finally:
-            self._leave()
+            if self._events or self._deferred is not None:
+                self._leave()
+            else:
+                self._busy = False
 
     def _take_in(self, task: Task, now: float) -> SubmitResult:
         """Submit through the intake policies: each may refuse, replace, or cancel others."""
@@ -1011,12 +1046,14 @@ class Distributor:
             self._group_live[group] += 1
             self._batch_group[task_id] = group
         self._finished.pop(task_id, None)  # a stale entry past the window
-        self._rules.enter(task)
+        if self._routed:
+            self._rules.enter(task)
         self._waiting_since[task_id] = now
         if self._escalation is not None:
             self._plan_escalation(task, now)
         self._counts["submitted"] += 1
-        self._tenant(task.tenant)[0] += 1
+        tenant = task.tenant
+        (self._tenants.get(tenant) or self._tenant(tenant))[0] += 1
         if self._listener is not None:
             self._emit(EventKind.SUBMITTED, task_id, state=TaskState.QUEUED)
         if task.gang is not None:
@@ -1056,7 +1093,9 @@ class Distributor:
         """
         if limit is not None:
             limit = check_int(limit, "limit", minimum=0)
-        self._enter()
+        if self._busy:
+            self._enter()  # raises
+        self._busy = True
         try:
             now = self._now()
             self._run_due(now)
@@ -1068,6 +1107,8 @@ class Distributor:
             round_blocked = self._round_blocked
             round_blocked.clear()
             placeable = self._placeable
+            # The first asks the tracker to lift what is due; the placements after it
+            # brought the tracker up to date themselves.
             has_room = tracker.has_room
             try:
                 while limit is None or len(made) < limit:
@@ -1075,6 +1116,7 @@ class Distributor:
                         if self._preemption is not None:
                             self._advise_for_head(now)
                         break
+                    has_room = self._room_now
                     self._choice = None
                     task = queue.pop(where=placeable)
                     if self._passed:
@@ -1106,20 +1148,29 @@ class Distributor:
                 round_blocked.clear()
             return made
         finally:
-            self._leave()
+            if self._events or self._deferred is not None:
+                self._leave()
+            else:
+                self._busy = False
 
     def _placeable(self, task: Task) -> bool:
         """The ``where=`` of dispatch: can ``task`` be placed now? Records the choice.
 
         It touches no queue: tasks it refuses are parked after the pop returns.
         """
-        held = self._pause_of(task)
-        if held is not None:
-            self._passed.append((task, held))
-            return False
+        paused = self._paused
+        if paused["tenant"] or paused["key"]:  # _pause_of, inline: the hot path
+            held = _held_by(paused, task)
+            if held is not None:
+                self._passed.append((task, held))
+                return False
         if task.gang is not None and self._gangs.waiting(task.id):
             return self._plan_gang(task)
-        filter_, balancer, placement, parking = self._route(task)
+        if self._holds is None:  # _route, inline: the hot path
+            filter_, balancer, placement = self._rules.of(task)
+            parking = None
+        else:
+            filter_, balancer, placement, parking = self._route(task)
         if filter_ is NOWHERE:
             self._passed.append((task, parking))
             return False
@@ -1300,7 +1351,7 @@ class Distributor:
         now: float,
     ) -> _Run:
         """Record the placement of a waiting task (out of where it waited) and lease it."""
-        self._tracker.assign(task, worker.id)
+        self._assign_to(task, worker)
         balancer.on_assign(task, worker)
         if self._holds is not None and self._holds.leased(task, worker):
             self._wake_backfill_groups()
@@ -1321,7 +1372,7 @@ class Distributor:
         waited = now - enqueued
         run.waited = waited
         self._record_wait(waited)
-        tenant = self._tenant(task.tenant)
+        tenant = self._tenants.get(task.tenant) or self._tenant(task.tenant)
         tenant[4] += 1
         tenant[5] += waited
         run.expiry = expiry = None if self._lease is None else now + self._lease
@@ -1373,7 +1424,7 @@ class Distributor:
             self._gates.release(task)
         progress = self._progress[task_id]
         self._waiting_since[task_id] = enqueued = lease.started_at - progress.waited
-        tenant = self._tenant(task.tenant)
+        tenant = self._tenants.get(task.tenant) or self._tenant(task.tenant)
         tenant[4] -= 1
         tenant[5] -= progress.waited
         self._counts["dispatched"] -= 1
@@ -1563,15 +1614,22 @@ class Distributor:
             UnknownTaskError: no task has this id.
             TaskStateError: the task is not leased (and no expired lease of it
                 awaits a late report), or already finished.
-            InvalidArgumentError: ``duration`` negative, NaN or infinite.
+            InvalidArgumentError: ``duration`` negative, NaN, infinite or above 1e12
+                seconds (nothing changed).
         """
-        duration = check_optional_number(duration, "duration", minimum=0.0)
+        if duration is not None:
+            duration = check_number(duration, "duration", minimum=0.0, maximum=MAX_SECONDS)
         if attempt is not None:
             attempt = check_int(attempt, "attempt", minimum=1)
-        self._enter()
+        if self._busy:
+            self._enter()  # raises
+        self._busy = True
         try:
             now = self._now()
-            lease = _lookup(self._leases, task_id)
+            try:  # _lookup, inline: the hot path
+                lease = self._leases.get(task_id)
+            except TypeError:  # unhashable: no such lease (_late_report says why)
+                lease = None
             if lease is not None and (attempt is None or attempt == lease.attempt):
                 self._end_lease(lease, now, duration, ok=True)
                 if self._learning_gates:
@@ -1589,7 +1647,10 @@ class Distributor:
             self._finish_completed(task, now, late=True)
             return TaskState.COMPLETED
         finally:
-            self._leave()
+            if self._events or self._deferred is not None:
+                self._leave()
+            else:
+                self._busy = False
 
     def fail(
         self,
@@ -1621,10 +1682,11 @@ class Distributor:
             UnknownTaskError: no task has this id.
             TaskStateError: the task is not leased (and no expired lease of it
                 awaits a late report), or already finished.
-            InvalidArgumentError / InvalidTypeError: ``duration`` negative or NaN,
+            InvalidArgumentError / InvalidTypeError: ``duration`` negative, NaN or
+                above 1e12 seconds,
                 ``error`` neither an exception, a str nor None, ``retryable`` not a bool.
         """
-        duration = check_optional_number(duration, "duration", minimum=0.0)
+        duration = check_optional_number(duration, "duration", minimum=0.0, maximum=MAX_SECONDS)
         if attempt is not None:
             attempt = check_int(attempt, "attempt", minimum=1)
         if error is not None and not isinstance(error, (BaseException, str)):
@@ -2452,7 +2514,7 @@ class Distributor:
             self._budget.unleased(task)
         tracker = self._tracker
         worker_id = lease.worker_id
-        state = tracker.release(task, worker_id, duration=duration, ok=ok)
+        state = self._release_from(task, worker_id, duration, ok)
         assert lease.balancer is not None
         lease.balancer.on_release(task, state)
         if self._holds is not None:
@@ -2474,7 +2536,8 @@ class Distributor:
             if self._breaker_changes:
                 self._breakers_changed()
         self._end_gates_and_queue(lease)
-        self._wake_for(state)
+        if len(self._lot):
+            self._wake_for(state)
 
     def _report_to_breaker(
         self,
@@ -2645,7 +2708,7 @@ class Distributor:
         for policy in self._intake:
             policy.forget(task)
         self._counts[state] += 1
-        tenant = self._tenant(task.tenant)
+        tenant = self._tenants.get(task.tenant) or self._tenant(task.tenant)
         tenant[_TENANT_COLUMN[state]] += 1
         if self._dedup_window > 0:
             self._finished[task_id] = (state, now)
@@ -3133,9 +3196,9 @@ class Distributor:
             SnapshotError: a part of the composition that snapshots do not carry
                 yet, named: a queue without ``snapshot()``, a gate or intake
                 policy without snapshot support (``KeyedRateGate``,
-                ``AdaptiveConcurrency``, your own), escalation with ``to=``,
-                paused pools, a batcher, reservations or backfill, a gang still
-                waiting, a task on a route; or an id that is not plain data.
+                ``AdaptiveConcurrency``, your own), a batcher, reservations or
+                backfill, a gang still waiting, a paused pool whose ``where=``
+                test no route or escalation names; or an id that is not plain data.
             ReentrancyError: called from a callback of this distributor.
         """
         self._enter()

@@ -55,21 +55,19 @@ class LoadIndex:
     front only, which a heap gives as cheaply.
     """
 
-    __slots__ = ("_degraded", "_filed", "_healthy", "_key", "_live", "_separate")
+    __slots__ = ("_degraded", "_degraded_live", "_healthy", "_healthy_live", "_key", "_separate")
 
     def __init__(
         self, key: LoadKey, states: Iterable[WorkerState], *, separate_degraded: bool
     ) -> None:
         self._key = key
-        # Each heap's live entries by worker: an entry is live while it is its worker's.
-        healthy: dict[WorkerState, _Entry] = {}
-        degraded: dict[WorkerState, _Entry] = {}
-        self._healthy: LazyHeap[_Entry] = LazyHeap(healthy, at=-1)
-        self._degraded: LazyHeap[_Entry] = LazyHeap(degraded, at=-1)
-        self._live = {self._healthy: healthy, self._degraded: degraded}
+        # Each heap's live entries by worker: an entry is live while it is its worker's,
+        # and it holds the key it was filed under.
+        self._healthy_live: dict[WorkerState, _Entry] = {}
+        self._degraded_live: dict[WorkerState, _Entry] = {}
+        self._healthy: LazyHeap[_Entry] = LazyHeap(self._healthy_live, at=-1)
+        self._degraded: LazyHeap[_Entry] = LazyHeap(self._degraded_live, at=-1)
         self._separate = separate_degraded
-        # worker -> (the heap it is filed in, its key then); its entry is in that heap's live
-        self._filed: dict[WorkerState, tuple[LazyHeap[_Entry], Any]] = {}
         for state in states:
             self.place(state)
 
@@ -81,34 +79,35 @@ class LoadIndex:
     def place(self, state: WorkerState) -> None:
         """File ``state`` under its current key, or take it out while it is unavailable."""
         health = state.health
-        old = self._filed.get(state)
         if health is _UNAVAILABLE:
-            if old is not None:
-                self.discard(state)
+            self.discard(state)
             return
-        target = self._degraded if self._separate and health is _DEGRADED else self._healthy
+        if self._separate and health is _DEGRADED:
+            heap, live, elsewhere = self._degraded, self._degraded_live, self._healthy_live
+        else:
+            heap, live, elsewhere = self._healthy, self._healthy_live, self._degraded_live
         key = self._key(state)
-        filed = None
-        if old is not None:
-            filed, filed_key = old
-            if filed is target and filed_key == key:
-                return
-            if filed is not target:
-                del self._live[filed][state]
         entry = (*key, state.seq, state) if type(key) is tuple else (key, state.seq, state)
-        self._live[target][state] = entry  # an old entry in the same heap is dead from here on
-        target.push(entry)
-        self._filed[state] = (target, key)
-        if filed is not None:
-            filed.compact()  # it holds the old entry, dead
+        old = live.get(state)
+        if old is None:
+            if elsewhere and state in elsewhere:  # its health moved it to the other heap
+                self.discard(state)
+        elif old == entry:  # the same key: seq and state are its own
+            return
+        live[state] = entry  # an old entry in this heap is dead from here on
+        heap.swap(old, entry)
 
     def discard(self, state: WorkerState) -> None:
         """Forget a worker (no-op if it is not filed)."""
-        old = self._filed.pop(state, None)
-        if old is not None:
-            heap = old[0]
-            del self._live[heap][state]
-            heap.compact()
+        if self._healthy_live.pop(state, None) is not None:
+            self._healthy.compact()
+        elif self._degraded_live.pop(state, None) is not None:
+            self._degraded.compact()
+
+    def top_healthy(self) -> WorkerState | None:
+        """The first of :meth:`healthy`, without a walk. O(1) amortised."""
+        entry = self._healthy.top()
+        return None if entry is None else entry[-1]
 
     def healthy(self) -> Iterator[WorkerState]:
         """The healthy workers (and the degraded ones, unless kept apart), lowest key first."""
@@ -119,7 +118,7 @@ class LoadIndex:
         return _states(self._degraded)
 
     def __len__(self) -> int:
-        return len(self._filed)
+        return len(self._healthy_live) + len(self._degraded_live)
 
 
 def _states(heap: LazyHeap[_Entry]) -> Iterator[WorkerState]:

@@ -159,7 +159,10 @@ class Outcomes:
             record.derived = self._policy.judge(state.outcomes, state.success_rate, state.latency)
         if ok is False:
             self._maybe_eject(state, now, workers)
-        self._update_health(state, now)
+            self._update_health(state, now)
+        elif self._policy is not None:
+            self._update_health(state, now)
+        # else nothing that decides health moved: no policy, and no ejection
 
     def reinstate(self, state: WorkerState, now: float) -> None:
         """Lift ``state``'s ejection now, if it is ejected."""
@@ -257,6 +260,8 @@ class Outcomes:
 
     def _keep(self, last_sample_at: float | None, now: float) -> float:
         """The weight an average sampled last at ``last_sample_at`` keeps on a new sample."""
+        if self._half_life is None:  # plain EWMA: time plays no part
+            return 1.0 - self._alpha
         elapsed = None if last_sample_at is None else now - last_sample_at
         return ewma_keep(self._alpha, elapsed, self._half_life)
 

@@ -12,7 +12,7 @@ import enum
 import itertools
 import math
 import random
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from fractions import Fraction
 from typing import Any, Final, Literal, TypeVar
 
@@ -101,6 +101,9 @@ _VERSIONS: Final = (SNAPSHOT_VERSION, _VERSION)
 _LOAD_TOLERANCE: Final = 1e-9
 # Load indexes kept at once, one per key asked for (a fifth drops the oldest).
 _MAX_INDEXES: Final = 4
+# Indexes of the workers with a set of skills, one per (key, skills) asked for; past
+# this many, tasks asking for other skill sets walk the key's index of every worker.
+_MAX_SKILL_INDEXES: Final = 16
 
 
 class CapacityTracker:
@@ -163,7 +166,8 @@ class CapacityTracker:
     own private mutators.
 
     **Complexity** (n workers, r resources per worker or task; "+ log" is
-    O(log n) more per load index :meth:`lowest` has built):
+    O(log n) more per load index :meth:`lowest` has built that files the
+    worker: one per key, and one per set of skills asked for that it has):
 
     ===============================  ==========================================
     ``assign``, ``release``          O(r) + log (+ O(log n) when an ejection
@@ -174,8 +178,9 @@ class CapacityTracker:
     ``has_room``, ``available_*``    O(1)
     ``first_candidate``              O(k r) for the k ids read
     ``lowest``                       O(1 + k (r + log k)), k workers passed
-                                     over (first call with a key: O(n log n)
-                                     to build its index)
+                                     over (first call with a key, or a key and
+                                     a set of skills: O(n log n) to build its
+                                     index)
     ``sample(task, c, rng)``         O(c r) expected when most workers
                                      qualify; at worst O(n r)
     ``add_worker``                   O(r) + log
@@ -228,6 +233,8 @@ class CapacityTracker:
         "_room_degraded",
         "_room_healthy",
         "_seq",
+        "_skill_indexes",
+        "_skill_indexes_of",
         "_strict_zones",
         "_version",
         "_workers",
@@ -299,6 +306,11 @@ class CapacityTracker:
         # first query with that key, then kept up to date (O(log n) per change).
         self._indexes: dict[LoadKey, LoadIndex] = {}
         self._index_list: tuple[LoadIndex, ...] = ()  # the same, to walk on each change
+        # (key, skills) -> an index of the workers with those skills only: a task that
+        # needs them finds its worker at the front instead of walking past the others.
+        self._skill_indexes: dict[tuple[LoadKey, frozenset[str]], LoadIndex] = {}
+        # worker -> the skill indexes it is filed in (worked out again when they change).
+        self._skill_indexes_of: dict[WorkerState, tuple[LoadIndex, ...]] = {}
         self._guard_keys = False  # whether some index's key is not known to be pure
         # The workers in an array for O(1) random draws (sample()); removal swaps in the last.
         self._pool: list[WorkerState] = []
@@ -369,8 +381,9 @@ class CapacityTracker:
         if state.health is not _UNAVAILABLE:
             self._count_available(state, -1)
         self._leave_pool(state)
-        for index in self._indexes.values():
+        for index in (*self._indexes.values(), *self._skill_indexes.values()):
             index.discard(state)
+        self._skill_indexes_of.pop(state, None)
         self._room_healthy.discard(state)
         self._room_degraded.discard(state)
         self._degraded_count -= state.health is _DEGRADED
@@ -424,6 +437,10 @@ class CapacityTracker:
         self._named.update(worker.capacity)
         if state.health is not _UNAVAILABLE and worker.weight != state.weight:
             self._count_weight(Fraction(worker.weight) - Fraction(state.weight))
+        if worker.skills != state.skills:  # filed again below where it now qualifies
+            for index in self._skill_indexes.values():
+                index.discard(state)
+            self._skill_indexes_of.pop(state, None)
         state._describe(worker)
         self._outcomes.reweigh(state)
         self._refile(state)
@@ -530,6 +547,20 @@ class CapacityTracker:
         self._refile(state)
         return state
 
+    def _assign_chosen(self, task: Task, state: WorkerState) -> None:
+        """:meth:`assign` for a caller that holds the worker's view and knows the task
+        is not placed (the Distributor, placing what its balancer chose for a task it
+        leases once). The health and fit checks stay: they are what the caller cannot
+        know for sure, since a gate or breaker it asked since may have run anything."""
+        self._refresh()
+        checked = self._demand(task)
+        if state.health is _UNAVAILABLE or not state._admits(_NO_SKILLS, None, checked):
+            self.assign(task, state.id)  # raises the public error
+        state._hold(task, checked)
+        self._available_in_flight += 1
+        self._placed[task.id] = state
+        self._refile(state)
+
     def release(
         self,
         task: Task,
@@ -565,6 +596,15 @@ class CapacityTracker:
                 f"task {task_id!r} is not assigned to worker {worker_id!r}"
                 + (f" (it is on {where.id!r})" if where is not None else "")
             )
+        return self._release_placed(task, worker_id, duration, ok)
+
+    def _release_placed(
+        self, task: Task, worker_id: Hashable, duration: float | None, ok: bool | None
+    ) -> WorkerState:
+        """:meth:`release` for a caller that checked its arguments and knows the task
+        is on the worker (the Distributor, ending a lease it made)."""
+        state = self._workers[worker_id]
+        task_id = task.id
         now = self._refresh()
         state._let_go(task_id)
         if state.health is not _UNAVAILABLE:
@@ -684,6 +724,11 @@ class CapacityTracker:
         self._refresh()
         return bool(self._room_healthy or self._room_degraded)
 
+    def _has_room_now(self) -> bool:
+        """:meth:`has_room` without lifting what is due: for a caller whose last call
+        into the tracker did (the Distributor's dispatch loop). O(1)."""
+        return bool(self._room_healthy or self._room_degraded)
+
     @property
     def available_in_flight(self) -> int:
         """Tasks in flight on the workers that are not ``UNAVAILABLE``. O(1) (a counter).
@@ -774,15 +819,20 @@ class CapacityTracker:
         load, weight, capacity, slow-start ramp or health refiles it in
         O(log n), for as long as the index is kept (at most four are: a
         fifth key drops the oldest index). ``DEGRADED`` workers are filed apart
-        unless ``degraded="include"``. A query walks the healthy workers from
-        the lowest key and stops at the first that qualifies: O(1 + k (r +
-        log k)), where k counts the workers ahead of it that do not (missing a skill,
-        in another zone, too full for this task's demand, or rejected by
-        ``where``). Workers that every query rejects take no new work, drain,
-        and so gather at the front of a load order: a lasting exclusion is
-        cheaper as ``set_health(id, Health.UNAVAILABLE)`` than as a ``where``
-        filter. Under ``degraded="fallback"`` the degraded workers are walked
-        only when no healthy one qualifies.
+        unless ``degraded="include"``. A task that needs skills
+        (``requires=``) is looked up in an index of the workers that have
+        them, built by the first such query and kept like the others (at most
+        16 sets of skills get one; tasks needing others walk the index of
+        every worker), so workers without the skills are never walked past. A
+        query walks the healthy workers from the lowest key and stops at the
+        first that qualifies: O(1 + k (r + log k)), where k counts the
+        workers ahead of it that do not (in another zone, too full for this
+        task's demand, or rejected by ``where``). Workers that every query
+        rejects take no new work, drain, and so gather at the front of a load
+        order: a lasting exclusion is cheaper as ``set_health(id,
+        Health.UNAVAILABLE)`` than as a ``where`` filter. Under
+        ``degraded="fallback"`` the degraded workers are walked only when no
+        healthy one qualifies.
 
         Raises:
             InvalidTypeError: ``task`` is not a Task, or ``key`` or ``where``
@@ -795,14 +845,29 @@ class CapacityTracker:
         return self._query(task, where, self._lowest, task, key, where)
 
     def _lowest(self, task: Task, key: LoadKey, where: WorkerFilter | None) -> WorkerState | None:
-        index = self._indexes.get(key)
-        if index is None:
-            index = self._index(key)
         requires = task.requires
+        index = None
+        if requires:
+            index = self._skill_indexes.get((key, requires))
+            if index is None and len(self._skill_indexes) < _MAX_SKILL_INDEXES:
+                index = self._skill_index(key, requires)
+        if index is None:
+            index = self._indexes.get(key)
+            if index is None:
+                index = self._index(key)
         zone = task.zone if self._strict_zones else None
         demand = self._demand(task)
         # _qualifies, less its health test: an index holds no UNAVAILABLE worker.
-        for state in index.healthy():
+        # The first worker is the usual answer: asked before any walk is built.
+        top = index.top_healthy()
+        if top is None:
+            walk: Iterator[WorkerState] = iter(())
+        elif top._admits(requires, zone, demand) and (where is None or where(top)):
+            return top
+        else:
+            walk = index.healthy()
+            next(walk)  # the top again, refused already
+        for state in walk:
             if state._admits(requires, zone, demand) and (where is None or where(state)):
                 return state
         if self._degraded == "fallback":
@@ -1191,14 +1256,45 @@ class CapacityTracker:
             del indexes[next(iter(indexes))]  # _guard_keys is worked out below
         indexes[key] = index
         self._index_list = tuple(indexes.values())
-        self._guard_keys = not indexes.keys() <= PURE_KEYS
+        self._guard_keys = not {*indexes, *(k for k, _ in self._skill_indexes)} <= PURE_KEYS
         return index
+
+    def _skill_index(self, key: LoadKey, skills: frozenset[str]) -> LoadIndex:
+        """Build the load index sorted by ``key`` of the workers that have ``skills``.
+        Kept as long as the tracker lives: at most ``_MAX_SKILL_INDEXES`` are built."""
+        busy, self._busy = self._busy, True  # building calls the key
+        try:
+            index = LoadIndex(
+                key,
+                (state for state in self._workers.values() if skills <= state.skills),
+                separate_degraded=self._degraded != "include",
+            )
+        finally:
+            self._busy = busy
+        self._skill_indexes[(key, skills)] = index
+        self._skill_indexes_of.clear()  # which a worker is filed in: worked out again
+        self._guard_keys = not {*self._indexes, key, *(k for k, _ in self._skill_indexes)} <= (
+            PURE_KEYS
+        )
+        return index
+
+    def _filed_by_skill(self, state: WorkerState) -> tuple[LoadIndex, ...]:
+        """The skill indexes ``state`` is filed in: those of skills it has."""
+        filed = self._skill_indexes_of.get(state)
+        if filed is None:
+            skills = state.skills
+            filed = self._skill_indexes_of[state] = tuple(
+                index for (_, needed), index in self._skill_indexes.items() if needed <= skills
+            )
+        return filed
 
     def _refile(self, state: WorkerState, health_changed: bool = False) -> None:
         """After a change to a worker's load, weight, capacity or health: file it anew
         (its load indexes, and whether it has room). A change of health comes
         through _changed, which takes it out of the room set it was in."""
         indexes = self._index_list
+        if self._skill_indexes:
+            indexes += self._filed_by_skill(state)
         if indexes:
             if self._guard_keys:
                 self._busy = True  # a key of the caller's own: no calls back
