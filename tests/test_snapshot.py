@@ -42,6 +42,7 @@ from taskdist import (
     Event,
     EventKind,
     FairScheduler,
+    Gangs,
     Health,
     KeyedRateGate,
     KeyedRateLimiter,
@@ -451,6 +452,96 @@ def test_a_snapshot_naming_a_route_or_pool_restore_was_not_given_is_refused() ->
     fresh = ManualClock(start=clock.now())
     twin = Distributor.restore(snapshot, fresh, **routed_parts(fresh, 1))
     assert twin.explain("t") == d.explain("t")
+
+
+# -- gangs waiting for members or room ----------------------------------------------------
+
+GANG_MEMBERS = [f"m{i}" for i in range(8)]
+
+gang_submits = st.builds(
+    lambda i, gang, gpu: (
+        "submit",
+        Task(
+            GANG_MEMBERS[i],
+            gang=gang,
+            gang_size=2 if gang == "pair" else 3,
+            requires={"gpu"} if gpu else set(),
+        ),
+    ),
+    st.integers(0, len(GANG_MEMBERS) - 1),
+    st.sampled_from(["pair", "trio"]),
+    st.booleans(),
+)
+gang_operations = st.integers(0, 4).flatmap(
+    lambda i: gang_submits if i < 2 else overrides if i == 2 else lifecycle
+)
+
+
+def observed_with_members(d: Distributor) -> Any:
+    return (observed(d), {m: _explained(d, m) for m in GANG_MEMBERS})
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    before=st.lists(gang_operations, min_size=10, max_size=40),
+    after=st.lists(gang_operations, min_size=5, max_size=25),
+)
+def test_gangs_waiting_for_members_or_room_survive_a_restore(
+    seed: int, before: list[tuple[Any, ...]], after: list[tuple[Any, ...]]
+) -> None:
+    clock = ManualClock()
+    events: list[Event] = []
+    gangs = Gangs(timeout=15.0)
+    d = Distributor(clock, **parts(clock, seed), gangs=gangs, lease=LEASE, on_event=events.append)
+    d.add_worker(Worker("w0", capacity=2))
+    d.add_worker(Worker("w1", capacity=1, skills={"gpu"}))
+    for op in before:
+        apply(clock, d, op)
+    snapshot = as_json(d.snapshot())
+    event(f"snapshot with a gang waiting: {bool(snapshot['waiting_gangs'])}")
+    event(
+        "snapshot with a complete gang waiting for room: "
+        f"{any(g[3] is not None for g in snapshot['waiting_gangs'])}"
+    )
+    twin_clock = ManualClock(start=clock.now())
+    twin_events: list[Event] = []
+    twin = Distributor.restore(
+        snapshot, twin_clock, **parts(twin_clock, 99), gangs=gangs, on_event=twin_events.append
+    )
+    assert as_json(twin.snapshot()) == snapshot
+    assert observed_with_members(twin) == observed_with_members(d)
+    seen = len(events)
+    for op in after:
+        assert apply(twin_clock, twin, op) == apply(clock, d, op), op
+        assert observed_with_members(twin) == observed_with_members(d), op
+    assert comparable(twin_events) == comparable(events[seen:])
+
+
+def test_a_snapshot_whose_gangs_disagree_with_its_books_is_refused() -> None:
+    clock = ManualClock()
+    d = Distributor(clock, lease=LEASE)
+    d.add_worker(Worker("w0", capacity=1))
+    d.submit(Task("a", gang="g", gang_size=3))
+    d.submit(Task("b", gang="g", gang_size=3))
+    snapshot = as_json(d.snapshot())
+    assert [g[0] for g in snapshot["waiting_gangs"]] == ["g"]
+    for path, value, match in [
+        (("waiting_gangs", 0, 1), 2, "not of gang 'g' of 2"),
+        (("waiting_gangs", 0, 3), 0, "leader's place"),
+        (("waiting_gangs", 0, 4), [], "holds 0 members"),
+        (("waiting_gangs", 0, 2), 99.0, "no timeout at 99.0 for gang 'g'"),
+        (("waiting_gangs", 0, 0), "h", "not of gang 'h'"),
+    ]:
+        broken = copy.deepcopy(snapshot)
+        replaced(path, value)(broken)
+        fresh = ManualClock(start=clock.now())
+        with pytest.raises(SnapshotError, match=match):
+            Distributor.restore(broken, fresh)
+    broken = copy.deepcopy(snapshot)
+    broken["waiting_gangs"] = []
+    fresh = ManualClock(start=clock.now())
+    with pytest.raises(SnapshotError, match=r"gang timer|does not park '.' as its gang says"):
+        Distributor.restore(broken, fresh)
 
 
 # -- a lease outlives its host ---------------------------------------------------------

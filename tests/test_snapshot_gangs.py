@@ -66,7 +66,7 @@ def test_restore_takes_gangs_configured_alike_and_refuses_others_by_name() -> No
 
 def version_1(snapshot: dict[str, Any]) -> dict[str, Any]:
     """The snapshot as a taskdist that did not carry the gangs (nor routes) wrote it."""
-    added = ("gangs", "routed", "sent", "paused_pools")
+    added = ("gangs", "waiting_gangs", "routed", "sent", "paused_pools")
     old = {key: value for key, value in snapshot.items() if key not in added}
     old["version"] = 1
     return old

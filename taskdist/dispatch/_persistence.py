@@ -11,7 +11,8 @@ history, failures, lease and its expiry, retry time); the timers (lease
 expiries, retry delays, TTLs of parked tasks, escalations) in the order
 they fall due; the dedup window; escalation steps taken; paused tenants
 and keys; pins; each routed task's route and step, the pools escalations
-sent tasks to, and the paused pools; every counter and recent-sample window of ``stats()``;
+sent tasks to, and the paused pools; the gangs still waiting for members
+or room; every counter and recent-sample window of ``stats()``;
 and the snapshots of the queue, the tracker, the dead-letter queue, the
 retry policy and every balancer (see :mod:`taskdist.balancing._state`:
 a balancer's own snapshot, only its random source, or ``None``). The
@@ -50,6 +51,7 @@ from taskdist.dispatch._parking import GATES
 from taskdist.dispatch._records import (
     _BREAKER,
     _ESCALATE,
+    _GANG,
     _LEASE,
     _RETRY,
     _STEP,
@@ -59,7 +61,7 @@ from taskdist.dispatch._records import (
     _Run,
     _StepTimer,
 )
-from taskdist.dispatch.gangs import Gangs
+from taskdist.dispatch.gangs import WAITING_FOR_GANG, GangMark, Gangs, GangTimer, gang_leaders
 from taskdist.dispatch.routing import Pool
 from taskdist.dispatch.stats import AttemptRecord
 from taskdist.errors import InvalidTypeError, SnapshotError, TaskdistError
@@ -73,14 +75,15 @@ __all__ = ["restore_into", "snapshot_of", "unsupported"]
 
 _KIND: Final = "Distributor"
 _VERSION: Final = 2
-"""The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``), and
-``routed``, ``sent`` and ``paused_pools``. A version 1 snapshot still loads, its gangs'
-configuration given to ``restore`` (or the default), with no task routed or sent and
-no pool paused (version 1 refused to write them)."""
+"""The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``),
+``waiting_gangs``, and ``routed``, ``sent`` and ``paused_pools``. A version 1
+snapshot still loads, its gangs' configuration given to ``restore`` (or the
+default), with no gang waiting, no task routed or sent and no pool paused (version 1
+refused to write them)."""
 _VERSIONS: Final = (SNAPSHOT_VERSION, _VERSION)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
-_TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _STEP, _BREAKER)
+_TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _STEP, _GANG, _BREAKER)
 _BREAKER_STATES: Final = {state.value: state for state in CircuitState}
 _REASONS: Final = {reason.value: reason for reason in Reason}
 
@@ -105,11 +108,6 @@ def unsupported(d: Distributor) -> str | None:
         return "batches in dispatch (a batcher) are not carried by snapshots yet"
     if d._holds is not None:
         return "reservations and backfill are not carried by snapshots yet"
-    for task_id in d._waiting_since:
-        if d._gangs.waiting(task_id):
-            return (
-                f"task {task_id!r} waits for its gang, and gangs are not carried by snapshots yet"
-            )
     return None
 
 
@@ -165,6 +163,16 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
             for task_id in live
             if rules.pinned(task_id) is not None
         ],
+        "waiting_gangs": [
+            [
+                encode_key(gang, "a gang"),
+                size,
+                due,
+                None if leader is None else [m.id for m in members].index(leader),
+                [member.to_data() for member in members],
+            ]
+            for gang, size, due, leader, members in d._gangs.data()
+        ],
         "routed": [[_id(task_id), route, step] for task_id, route, step in rules.routed()],
         "sent": [[_id(task_id), _pool_data(pool, pools)] for task_id, pool in rules.sent()],
         "paused_pools": [_pool_data(pool, pools) for pool in rules.closed_pools],
@@ -211,6 +219,10 @@ def _id(task_id: Hashable) -> Any:
 def _group_data(group: Hashable, pools: list[Pool]) -> Any:
     if group is GATES:
         return {"gates": []}
+    if gang_leaders(group):  # (signature, GangMark(shape)): a gang leader waiting for room
+        assert isinstance(group, tuple)
+        base, mark = group
+        return {"gang": [encode_key(base, "a parking group"), encode_key(mark.shape, "a shape")]}
     if _is_sent_group(group):  # (signature, (route step, pin, pool)): a pool is no key
         assert isinstance(group, tuple)
         base, (where, pin, pool) = group
@@ -277,6 +289,9 @@ def _timer_data(kind: str, key: Hashable, when: float) -> list[Any]:
     if kind == _STEP:
         assert isinstance(key, _StepTimer)
         return [kind, _id(key.task_id), when]
+    if kind == _GANG:
+        assert isinstance(key, GangTimer)
+        return [kind, encode_key(key.gang, "a gang"), when]
     if kind == _BREAKER:
         assert isinstance(key, _BreakerTimer)
         return [kind, encode_key(key.worker_id, "a worker id"), when]
@@ -408,6 +423,8 @@ def restore_into(d: Distributor, fields: Fields) -> None:
         if data is not None:
             loads.append(prepare_load(policy, data, f"snapshot.intake[{i}]"))
     books = _Books(d, fields, placed, workers)
+    if prepare_queue is not None:
+        books.queued_tasks = held
     books.check_gates(admitted)
     if queued is not None:
         books.check_queue(queued)
@@ -447,6 +464,8 @@ class _Books:
     ) -> None:
         self.d = d
         self.workers = workers
+        # The tasks the queue will hold, by id (the very objects), when it says.
+        self.queued_tasks: dict[Hashable, Task] = {}
         balancers = d._rules.balancers()
         pools = _known_pools(d)
         self.closed = fields.boolean("closed")
@@ -515,6 +534,7 @@ class _Books:
             for task_id, worker_id in _unique_pairs(fields, "pins")
         ]
         self._read_routes(fields, pools)
+        self._read_gangs(fields)
         counted = list(d._counts)
         self.counts = dict(zip(counted, fields.counts("counts", len(counted)), strict=True))
         self.dead_by_reason: dict[Reason, int] = {}
@@ -596,6 +616,49 @@ class _Books:
             for i, data in enumerate(fields.items("paused_pools"))
         ]
 
+    def _read_gangs(self, fields: Fields) -> None:
+        """The gangs not placed yet: size, timeout, leader and members."""
+        self.gangs: dict[Hashable, tuple[int, float, Hashable, list[Task]]] = {}
+        if fields.version < 2:  # written before gangs were carried: none was waiting
+            return
+        for i, item in enumerate(fields.items("waiting_gangs")):
+            where = f"snapshot.waiting_gangs[{i}]"
+            if (
+                type(item) is not list
+                or len(item) != 5
+                or type(item[1]) is not int
+                or item[1] < 1
+                or not (item[3] is None or type(item[3]) is int)
+                or type(item[4]) is not list
+            ):
+                refuse(
+                    where,
+                    f"must be [gang, size, due, leader's place or None, [members]], "
+                    f"got {shown(item)}",
+                )
+            gang = decode_key(item[0], f"{where}[0]")
+            size, leader_at = item[1], item[3]
+            due = _number(item[2], f"{where}[2]")
+            members = [Task.from_data(t, f"{where}[4][{j}]") for j, t in enumerate(item[4])]
+            if gang in self.gangs:
+                refuse("snapshot.waiting_gangs", f"names gang {gang!r} twice")
+            if not members or len(members) > size:
+                refuse(where, f"holds {len(members)} members of a gang of {size}")
+            odd = next((t for t in members if t.gang != gang or t.gang_size != size), None)
+            if odd is not None:
+                refuse(where, f"holds {odd.id!r}, which is not of gang {gang!r} of {size}")
+            complete = len(members) == size
+            if (leader_at is not None) is not complete or (
+                leader_at is not None and not 0 <= leader_at < size
+            ):
+                refuse(
+                    f"{where}[3]",
+                    f"must be the leader's place when all {size} members are there, "
+                    f"else None; got {shown(leader_at)} with {len(members)}",
+                )
+            leader = None if leader_at is None else members[leader_at].id
+            self.gangs[gang] = (size, due, leader, members)
+
     def _read_breakers(self, fields: Fields) -> None:
         """Make each worker's breaker with the factory given, and check its snapshot."""
         factory = self.d._breaker_factory
@@ -670,6 +733,7 @@ class _Books:
             _TTL: parked,
             _BREAKER: workers,
             _STEP: routed & set(waiting),
+            _GANG: set(self.gangs),
         }
         for kind, ident, _ in self.timers:
             if ident not in homes.get(kind, waiting):
@@ -678,6 +742,7 @@ class _Books:
             if key in keys:
                 refuse("snapshot.timers", f"has two {kind} timers for {ident!r}")
             keys.add(key)
+        self._check_gangs()
         for name, known in (("escalated", list(self.escalated)), ("advised", self.advised)):
             for task_id in known:
                 if task_id not in waiting and task_id not in leases:
@@ -693,6 +758,28 @@ class _Books:
         for worker_id, _ in self.breaker_changes:
             if worker_id not in workers:
                 refuse("snapshot.breaker_changes", f"names {worker_id!r}, no worker")
+
+    def _check_gangs(self) -> None:
+        """Members wait (parked for their gang, but for a leader); a timer per gang."""
+        members = [m.id for _, _, _, gang in self.gangs.values() for m in gang]
+        if len(set(members)) != len(members):
+            refuse("snapshot.waiting_gangs", "holds a task in two gangs, or twice")
+        stray = next((m for m in members if m not in self.waiting or m in self.retrying), None)
+        if stray is not None:
+            refuse("snapshot.waiting_gangs", f"holds {stray!r}, which is not waiting")
+        leaders = {leader for _, _, leader, _ in self.gangs.values() if leader is not None}
+        waiting = {t.id for group, tasks in self.parked if group == WAITING_FOR_GANG for t in tasks}
+        if waiting != set(members) - leaders:
+            odd = next(iter(waiting ^ (set(members) - leaders)))
+            refuse(
+                "snapshot.parked",
+                f"does not park {odd!r} as its gang says (members wait for their gang, "
+                "all but the leader of a complete one)",
+            )
+        timers = {ident: when for kind, ident, when in self.timers if kind == _GANG}
+        for gang, (_, due, _, _) in self.gangs.items():
+            if timers.get(gang) != due:
+                refuse("snapshot.timers", f"has no timeout at {due!r} for gang {gang!r}")
 
     def check_gates(self, admitted: set[Hashable]) -> None:
         """The gates hold exactly the leased tasks that passed them."""
@@ -762,6 +849,11 @@ class _Books:
             rules.send(task_id, pool)
         for pool in self.paused_pools:
             rules.close_pool(pool)
+        # The members as the lot and the queue hold them: the very objects.
+        held = {task.id: task for _, tasks in self.parked for task in tasks}
+        held.update(self.queued_tasks)
+        for gang, (size, due, leader, members) in self.gangs.items():
+            d._gangs.restore(gang, size, due, leader, [held.get(m.id, m) for m in members])
         d._counts.update(self.counts)
         d._dead_by_reason.update(self.dead_by_reason)
         d._deadline_met, d._deadline_missed = self.deadlines
@@ -780,6 +872,8 @@ def _timer_key(kind: str, ident: Hashable) -> Hashable:
         return _EscalationTimer(ident)
     if kind == _STEP:
         return _StepTimer(ident)
+    if kind == _GANG:
+        return GangTimer(ident)
     if kind == _BREAKER:
         return _BreakerTimer(ident)
     return ident
@@ -817,6 +911,11 @@ def _unique_ids(fields: Fields, name: str) -> list[Hashable]:
 def _group(data: object, where: str, pools: list[Pool]) -> Hashable:
     if data == {"gates": []}:
         return GATES
+    if type(data) is dict and len(data) == 1 and "gang" in data:
+        parts = data["gang"]
+        if type(parts) is not list or len(parts) != 2:
+            refuse(where, f"must be {{'gang': [signature, shape]}}, got {shown(data)}")
+        return (decode_key(parts[0], where), GangMark(decode_key(parts[1], where)))
     if type(data) is dict and len(data) == 1 and "sent" in data:
         parts = data["sent"]
         if type(parts) is not list or len(parts) != 4:
@@ -825,7 +924,9 @@ def _group(data: object, where: str, pools: list[Pool]) -> Hashable:
         return (base, (step, pin, _pool(parts[3], f"{where}.sent[3]", pools)))
     if type(data) is not dict or len(data) != 1 or "group" not in data:
         refuse(where, f"must be {{'gates': []}} or {{'group': ...}}, got {shown(data)}")
-    return decode_key(data["group"], where)
+    group = decode_key(data["group"], where)
+    # The distributor knows this group by identity: the very object, not an equal one.
+    return WAITING_FOR_GANG if group == WAITING_FOR_GANG else group
 
 
 def _pool(data: object, where: str, known: list[Pool]) -> Pool:

@@ -2259,14 +2259,15 @@ class Distributor:
         self._wake_group(self._gang_sig, 1)
         made = []
         for (member, worker, balancer), permit in zip(plan, permits, strict=True):
-            if member is not leader:  # from waiting for the gang, through the queue
+            is_leader = member.id == leader.id  # (the queue's object may be an equal one)
+            if not is_leader:  # from waiting for the gang, through the queue
                 self._lot.remove(member.id)
                 if member.ttl is not None:
                     self._timers.cancel(member.id)
                 if self._listener is not None:
                     self._emit(EventKind.UNPARKED, member.id, state=TaskState.QUEUED)
             run = self._lease_task(member, worker, balancer, permit, now)
-            run.popped = member is leader
+            run.popped = is_leader
             run.gated = gates is not None
             made.append(Assignment(member, worker.id, run.attempt, now, run.expiry))
         return made
@@ -3197,8 +3198,8 @@ class Distributor:
                 yet, named: a queue without ``snapshot()``, a gate or intake
                 policy without snapshot support (``KeyedRateGate``,
                 ``AdaptiveConcurrency``, your own), a batcher, reservations or
-                backfill, a gang still waiting, a paused pool whose ``where=``
-                test no route or escalation names; or an id that is not plain data.
+                backfill, a paused pool whose ``where=`` test no route or
+                escalation names; or an id that is not plain data.
             ReentrancyError: called from a callback of this distributor.
         """
         self._enter()

@@ -203,5 +203,23 @@ class GangBook:
             return f"{count}, placed all together"
         return f"waiting for {count}, placed all together with {gang.leader!r}"
 
+    def data(self) -> list[tuple[Hashable, int, float, Hashable, list[Task]]]:
+        """Every gang not placed yet: ``(gang, size, due, leader or None, members)``, the
+        members in the order they arrived. O(members)."""
+        return [
+            (gang_id, gang.size, gang.due, gang.leader, list(gang.members.values()))
+            for gang_id, gang in self._gangs.items()
+        ]
+
+    def restore(
+        self, gang_id: Hashable, size: int, due: float, leader: Hashable, members: list[Task]
+    ) -> None:
+        """Take back a gang as :meth:`data` gave it (checked by the caller). O(size)."""
+        gang = self._gangs[gang_id] = _Gang(size, due)
+        gang.leader = leader
+        for task in members:
+            gang.members[task.id] = task
+            self._of[task.id] = gang_id
+
     def __contains__(self, gang_id: object) -> bool:
         return gang_id in self._gangs
