@@ -560,7 +560,8 @@ class KeyedRateLimiter:
 
     ``try_acquire`` is O(1) amortised (each bucket is dropped at most once
     per creation); every other operation is O(1) (O(size of the key) for a
-    key not held, which is checked for NaN).
+    key not held, which is checked for NaN), but :meth:`snapshot` and
+    :meth:`load_snapshot`, O(k) for the k buckets held.
 
     >>> from taskdist import ManualClock
     >>> clock = ManualClock()
