@@ -4,8 +4,9 @@ Hypothesis runs random operations on a Distributor (aging priority queue
 with TTLs and a bound, skills, slow start and outlier ejection, seeded
 jittered retries, a balancer that keeps state (a seeded ``PowerOfTwoChoices``,
 ``RoundRobin``, ``WeightedRoundRobin`` or ``Affinity`` over a seeded
-``PowerOfTwoChoices``), escalation, preemption advice, leases, a dedup
-window), snapshots it, restores the snapshot (through JSON)
+``PowerOfTwoChoices``), gates (a pool, a rate limit, a rate limit per tenant
+under a cap on keys, adaptive concurrency fed by throttles), escalation,
+preemption advice, leases, a dedup window), snapshots it, restores the snapshot (through JSON)
 into a fresh distributor on its own clock, then runs the same random
 operations on both: every result, every event and ``stats()`` must agree,
 and so must their snapshots at the end. Corrupted snapshots are refused
@@ -23,11 +24,13 @@ from typing import Any
 import attrs
 import pytest
 from distributor_support import assignment_view, comparable, stats_view
+from gate_support import CountingGate
 from hypothesis import event, given
 from hypothesis import strategies as st
 from test_distributor_machine import TASK_IDS, TENANTS, WORKER_IDS
 
 from taskdist import (
+    AdaptiveConcurrency,
     Affinity,
     AllGates,
     AttemptRecord,
@@ -120,6 +123,11 @@ def parts(
         "gates": [
             PoolGate(ResourcePool("db", size=2)),
             RateGate(RateLimiter(rate=2, per=1.0, burst=2, clock=clock), "api_calls"),
+            # Three tenants over two keys: the cap evicts, and the order of keys counts.
+            KeyedRateGate(
+                KeyedRateLimiter(rate=1, per=6.0, burst=1, clock=clock, max_keys=2), "api_calls"
+            ),
+            AdaptiveConcurrency(clock.now, initial=3, maximum=4, latency_target=2.0),
         ],
         # (Not with the deadline scheduler: an escalation due after a queued task's
         # deadline passed makes dispatch() raise DeadlineError, a known fault.)
@@ -203,12 +211,14 @@ dispatches = st.tuples(st.just("dispatch"), st.sampled_from([None, None, 1]))
 leased = st.one_of(st.integers(0, 5), task_ids)
 completes = st.tuples(st.just("complete"), leased, st.sampled_from([None, 0.5, 3.0]))
 fails = st.tuples(st.just("fail"), leased, st.booleans())
+throttles = st.tuples(st.just("throttle"), leased, st.sampled_from([None, 1.0, 5.0]))
 # The life of tasks three times out of four; the rest: workers, time, the host's overrides.
 lifecycle = st.one_of(
     submits,
     dispatches,
     completes,
     fails,
+    throttles,
     st.tuples(st.just("advance"), st.sampled_from([0.3, 1.0, 4.0, 12.0])),
 )
 overrides = st.one_of(
@@ -227,7 +237,7 @@ overrides = st.one_of(
 operations = st.integers(0, 3).flatmap(lambda i: overrides if i == 0 else lifecycle)
 
 
-LEASE_OPERATIONS = ("complete", "fail", "heartbeat", "requeue")
+LEASE_OPERATIONS = ("complete", "fail", "throttle", "heartbeat", "requeue")
 
 
 def apply(clock: ManualClock, d: Distributor, op: tuple[Any, ...]) -> Any:
@@ -241,6 +251,9 @@ def apply(clock: ManualClock, d: Distributor, op: tuple[Any, ...]) -> Any:
         "dispatch": lambda limit: assignment_view(d.dispatch(limit)),
         "complete": lambda task_id, duration: d.complete(task_id, duration=duration),
         "fail": lambda task_id, retryable: d.fail(task_id, error="boom", retryable=retryable),
+        "throttle": lambda task_id, retry_after: d.fail(
+            task_id, error="429", throttled=True, retry_after=retry_after
+        ),
         "heartbeat": lambda task_id: d.heartbeat(task_id),
         "cancel": lambda task_id: d.cancel(task_id),
         "requeue": lambda task_id: d.requeue(task_id),
@@ -317,6 +330,9 @@ def test_restored_distributor_makes_the_same_decisions(
     tripped = any(breaker["state"] != "closed" for _, breaker in snapshot["breakers"])
     event(f"snapshot with a breaker not closed: {tripped}")
     event(f"snapshot with tasks held by gates: {bool(snapshot['gates']['held'])}")
+    keyed, adaptive = snapshot["gates"]["gates"][2:4]
+    event(f"snapshot with rate limit keys: {len(keyed['limiter']['buckets'])}")
+    event(f"snapshot with a throttle pause: {adaptive['paused_until'] is not None}")
     twin_clock, twin, twin_events = restored(snapshot, clock.now(), queue, balancer)
     assert as_json(twin.snapshot()) == snapshot  # nothing lost or changed on the way
     assert observed(twin) == observed(d)
@@ -641,6 +657,9 @@ CORRUPTIONS = {
     "taken after the clock's now": replaced(("time",), 1e9),
     "gates holding an unleased task": replaced(("gates", "held"), ["nobody"]),
     "another rate limit": replaced(("gates", "gates", 1, "limiter", "rate"), 5.0),
+    "another cap on keys": replaced(("gates", "gates", 2, "limiter", "max_keys"), 3),
+    "adaptive limit NaN": replaced(("gates", "gates", 3, "limit"), float("nan")),
+    "adaptive gate of another maximum": replaced(("gates", "gates", 3, "maximum"), 8.0),
     "breaker of a missing worker": removed(("breakers", 0)),
     "breaker window corrupted": replaced(("breakers", 0, 1, "window"), ["x"]),
 }
@@ -682,7 +701,7 @@ def test_restore_refuses_collaborators_that_hold_state() -> None:
     ("options", "named"),
     [
         ({"queue": "fair over a queue of its own"}, "OwnQueue"),
-        ({"keyed": True}, "KeyedRateGate"),
+        ({"own gate": True}, "CountingGate"),
     ],
 )
 def test_parts_without_snapshot_support_are_named(options: dict[str, Any], named: str) -> None:
@@ -694,9 +713,8 @@ def test_parts_without_snapshot_support_are_named(options: dict[str, Any], named
             snapshot = None  # type: ignore[assignment]
 
         kwargs["queue"] = FairScheduler(clock, inner=lambda c: OwnQueue(c))
-    if options.get("keyed"):
-        limiter = KeyedRateLimiter(rate=1, per=1.0, clock=clock)
-        kwargs["gates"] = [KeyedRateGate(limiter, "api")]
+    if options.get("own gate"):
+        kwargs["gates"] = [CountingGate(capacity=1)]
     d = Distributor(clock, **kwargs)
     d.submit(Task("queued"))  # a tenant with a queue, for the fair scheduler
     with pytest.raises(SnapshotError, match=named):

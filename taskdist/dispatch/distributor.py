@@ -3196,10 +3196,9 @@ class Distributor:
         Raises:
             SnapshotError: a part of the composition that snapshots do not carry
                 yet, named: a queue without ``snapshot()``, a gate or intake
-                policy without snapshot support (``KeyedRateGate``,
-                ``AdaptiveConcurrency``, your own), a batcher, reservations or
-                backfill, a paused pool whose ``where=`` test no route or
-                escalation names; or an id that is not plain data.
+                policy without snapshot support (one of your own), a batcher,
+                reservations or backfill, a paused pool whose ``where=`` test no
+                route or escalation names; or an id that is not plain data.
             ReentrancyError: called from a callback of this distributor.
         """
         self._enter()

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable
+from typing import Any
 
+from taskdist._snapshot import check_header, decode_key, encode_key, header, refuse
 from taskdist._validate import check_number, check_optional_number
 from taskdist.errors import InvalidArgumentError, InvalidTypeError, OverReleaseError
 from taskdist.task import Task
@@ -40,9 +42,13 @@ class AdaptiveConcurrency:
       but do not decrease the limit again. A plain failure changes nothing:
       it says nothing about capacity.
 
-    Every operation is O(1). Not safe to share between threads (the
-    Distributor drives it; a host with threads uses
-    ``taskdist.threaded.ThreadSafeDistributor``).
+    What it learned (the limit, the tasks in flight, the pause) goes into
+    :meth:`snapshot`; :meth:`load_snapshot` takes it into a new gate built
+    with the same bounds, ``increase``, ``decrease`` and ``latency_target``.
+
+    Every operation is O(1) (a snapshot O(f log f) for f tasks in flight).
+    Not safe to share between threads (the Distributor drives it; a host
+    with threads uses ``taskdist.threaded.ThreadSafeDistributor``).
 
     >>> from taskdist import ManualClock, Task
     >>> clock = ManualClock()
@@ -225,6 +231,78 @@ class AdaptiveConcurrency:
         if self._target is not None and duration is not None and duration > self._target:
             gain /= 2
         self._limit = min(self._maximum, self._limit + gain)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What its next decisions depend on, as plain data: the learned limit, the
+        tasks in flight, when the last throttle's pause ends and the wakeup it
+        owes, with the configuration they were learned under. O(f log f) for
+        f tasks in flight. See ``docs/persistence.md``.
+
+        Raises:
+            SnapshotError: a task id in flight that is not plain data.
+        """
+        return {
+            **header("AdaptiveConcurrency"),
+            **self._configuration(),
+            "limit": self._limit,
+            "in_flight": self._in_flight,
+            "held": sorted((encode_key(k, "a task id") for k in self._held), key=repr),
+            "paused_until": None if self._paused_until == -math.inf else self._paused_until,
+            "wake": self._wake,
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on what :meth:`snapshot` wrote, in place of what it learned. O(f).
+
+        ``initial`` is not checked: the learned limit replaces it.
+
+        Raises:
+            SnapshotError: not such a snapshot, or one made under another
+                configuration (the field named); nothing changes.
+        """
+        self._prepare_snapshot(data, "gate")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "AdaptiveConcurrency", where)
+        for name, mine in self._configuration().items():
+            fields.same(name, mine, "gate")
+        limit = fields.number("limit")
+        if not self._minimum <= limit <= self._maximum:
+            refuse(
+                f"{where}.limit",
+                f"is {limit:g}, outside [minimum, maximum] "
+                f"= [{self._minimum:g}, {self._maximum:g}]",
+            )
+        in_flight = fields.integer("in_flight", minimum=0)
+        held: set[Hashable] = set()
+        for i, item in enumerate(fields.items("held")):
+            task_id = decode_key(item, f"{where}.held[{i}]")
+            if task_id in held:
+                refuse(f"{where}.held[{i}]", f"holds task {task_id!r} twice")
+            held.add(task_id)
+        # in_flight counts admissions and held the tasks: a task admitted twice is held once.
+        if in_flight < len(held):
+            refuse(f"{where}.in_flight", f"is {in_flight}, fewer than the {len(held)} tasks held")
+        paused_until = fields.opt_number("paused_until")
+        wake = fields.opt_number("wake")
+        fields.done()
+
+        def load() -> None:
+            self._limit, self._in_flight, self._held = limit, in_flight, held
+            self._paused_until = -math.inf if paused_until is None else paused_until
+            self._wake = wake
+
+        return load
+
+    def _configuration(self) -> dict[str, float | None]:
+        """The settings that are data: a snapshot loads only under the same."""
+        return {
+            "minimum": self._minimum,
+            "maximum": self._maximum,
+            "increase": self._increase,
+            "decrease": self._decrease,
+            "latency_target": self._target,
+        }
 
     def __repr__(self) -> str:
         return f"AdaptiveConcurrency(limit={self._limit:g}, in_flight={self._in_flight})"

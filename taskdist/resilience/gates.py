@@ -26,7 +26,7 @@ lock around the whole composition) or holds its own lock around every call.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from taskdist._snapshot import (
     check_header,
@@ -138,21 +138,27 @@ def _check_task(task: object, method: str) -> None:
         raise InvalidTypeError(f"{method}() takes a Task, got {type(task).__name__} {task!r}")
 
 
-class _SpendingGate:
-    """What rate gates share: demand from ``task.resources``, wakeups after refusals.
+_Limiter = TypeVar("_Limiter", RateLimiter, KeyedRateLimiter)
+
+
+class _SpendingGate(Generic[_Limiter]):
+    """What rate gates share: demand from ``task.resources``, wakeups after refusals,
+    and a snapshot of the limiter, the wakeup and the task that may be rolled back.
 
     Rolling back refunds the units to the limiter; only the task admitted
     last can be rolled back (a rollback is an undo, not a general refund).
-    A subclass says how to spend, query, refund and date a demand.
+    A subclass says how to spend, query, refund and date a demand, and names
+    its snapshot's ``kind``.
     """
 
-    __slots__ = ("_burst", "_default", "_last", "_now", "_resource", "_wake")
+    __slots__ = ("_burst", "_default", "_last", "_limiter", "_now", "_resource", "_wake")
 
-    def __init__(
-        self, resource: str, default: float, limiter: RateLimiter | KeyedRateLimiter
-    ) -> None:
+    _KIND: ClassVar[str]
+
+    def __init__(self, resource: str, default: float, limiter: _Limiter) -> None:
         self._resource = _resource_name(resource)
         self._default = check_number(default, "default", minimum=0.0)
+        self._limiter: _Limiter = limiter
         self._burst = limiter.burst
         self._now = limiter.clock.now
         self._wake: float | None = None
@@ -162,6 +168,11 @@ class _SpendingGate:
     def resource(self) -> str:
         """The ``task.resources`` entry this gate charges."""
         return self._resource
+
+    @property
+    def limiter(self) -> _Limiter:
+        """The limiter this gate charges."""
+        return self._limiter
 
     def demand(self, task: Task) -> float:
         """Units this gate charges ``task``: ``task.resources[resource]`` or the default. O(1)."""
@@ -242,6 +253,45 @@ class _SpendingGate:
         """
         return self._wake
 
+    def snapshot(self) -> dict[str, Any]:
+        """Its limiter's schedule (each key's, for a keyed limiter), its wakeup and the
+        task it may roll back, as plain data. O(1), O(k) for k keys held. See
+        ``docs/persistence.md``.
+
+        Raises:
+            SnapshotError: a task id or key that is not plain data.
+        """
+        return {
+            **header(self._KIND),
+            "resource": self._resource,
+            "limiter": self._limiter.snapshot(),
+            "wake": self._wake,
+            "last": encode_key(self._last, "a task id"),
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on what :meth:`snapshot` wrote, into a gate configured alike. O(1), O(k).
+
+        Raises:
+            SnapshotError: not such a snapshot, or another configuration (nothing changes).
+        """
+        self._prepare_snapshot(data, "gate")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, self._KIND, where)
+        if fields.text("resource") != self._resource:
+            refuse(f"{where}.resource", f"is not {self._resource!r}")
+        load_limiter = self._limiter._prepare_snapshot(fields.value("limiter"), f"{where}.limiter")
+        wake = fields.opt_number("wake")
+        last = fields.key("last")
+        fields.done()
+
+        def load() -> None:
+            load_limiter()
+            self._wake, self._last = wake, last
+
+        return load
+
     def _satisfiable(self, task: Task) -> float:
         """The task's demand, or UnsatisfiableDemandError if it is above ``burst``."""
         amount = task.resources.get(self._resource, self._default)
@@ -265,7 +315,7 @@ class _SpendingGate:
         raise NotImplementedError
 
 
-class RateGate(_SpendingGate):
+class RateGate(_SpendingGate[RateLimiter]):
     """Gate dispatch on a :class:`RateLimiter` charged ``task.resources[resource]``.
 
     ``RateGate(RateLimiter(100, per=60.0, burst=10), "api_calls")`` admits a
@@ -289,7 +339,9 @@ class RateGate(_SpendingGate):
     (True, 0.6)
     """
 
-    __slots__ = ("_limiter",)
+    __slots__ = ()
+
+    _KIND = "RateGate"
 
     def __init__(self, limiter: RateLimiter, resource: str, *, default: float = 0.0) -> None:
         """
@@ -309,46 +361,6 @@ class RateGate(_SpendingGate):
                 " (use KeyedRateGate for a KeyedRateLimiter)"
             )
         super().__init__(resource, default, limiter)
-        self._limiter = limiter
-
-    @property
-    def limiter(self) -> RateLimiter:
-        """The limiter this gate charges."""
-        return self._limiter
-
-    def snapshot(self) -> dict[str, Any]:
-        """Its limiter's schedule, its wakeup and the task it may roll back, as plain
-        data. O(1). See ``docs/persistence.md``."""
-        return {
-            **header("RateGate"),
-            "resource": self._resource,
-            "limiter": self._limiter.snapshot(),
-            "wake": self._wake,
-            "last": encode_key(self._last, "a task id"),
-        }
-
-    def load_snapshot(self, data: object) -> None:
-        """Take on what :meth:`snapshot` wrote, into a gate configured alike. O(1).
-
-        Raises:
-            SnapshotError: not such a snapshot, or another configuration (nothing changes).
-        """
-        self._prepare_snapshot(data, "gate")()
-
-    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
-        fields = check_header(data, "RateGate", where)
-        if fields.text("resource") != self._resource:
-            refuse(f"{where}.resource", f"is not {self._resource!r}")
-        load_limiter = self._limiter._prepare_snapshot(fields.value("limiter"), f"{where}.limiter")
-        wake = fields.opt_number("wake")
-        last = fields.key("last")
-        fields.done()
-
-        def load() -> None:
-            load_limiter()
-            self._wake, self._last = wake, last
-
-        return load
 
     def __repr__(self) -> str:
         return f"RateGate({self._limiter!r}, {self._resource!r})"
@@ -370,7 +382,7 @@ def _tenant(task: Task) -> Hashable:
     return task.tenant
 
 
-class KeyedRateGate(_SpendingGate):
+class KeyedRateGate(_SpendingGate[KeyedRateLimiter]):
     """Gate dispatch on a :class:`KeyedRateLimiter`: one bucket per ``key(task)``.
 
     By default the key is ``task.tenant`` (tasks without a tenant share the
@@ -378,11 +390,15 @@ class KeyedRateGate(_SpendingGate):
     "api_calls")`` gives every tenant its own 10 calls per minute. A
     :class:`QueryableGate`. A key the limiter refuses (NaN, unhashable) makes
     ``try_acquire`` and ``check`` raise, and ``can_acquire`` answer False.
+    :meth:`snapshot` carries every bucket the limiter holds; its keys must be
+    plain data, as task ids are.
 
-    Every operation is O(1) amortised.
+    Every operation is O(1) amortised (a snapshot O(k) for k keys held).
     """
 
-    __slots__ = ("_key", "_limiter")
+    __slots__ = ("_key",)
+
+    _KIND = "KeyedRateGate"
 
     def __init__(
         self,
@@ -411,13 +427,7 @@ class KeyedRateGate(_SpendingGate):
         if not callable(key):
             raise InvalidTypeError(f"key must be a function of the task, got {key!r}")
         super().__init__(resource, default, limiter)
-        self._limiter = limiter
         self._key = key
-
-    @property
-    def limiter(self) -> KeyedRateLimiter:
-        """The keyed limiter this gate charges."""
-        return self._limiter
 
     def __repr__(self) -> str:
         return f"KeyedRateGate({self._limiter!r}, {self._resource!r})"

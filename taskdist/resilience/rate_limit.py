@@ -17,8 +17,8 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from taskdist._snapshot import check_header, header
-from taskdist._validate import check_int, check_number
+from taskdist._snapshot import check_header, decode_key, encode_key, header, refuse
+from taskdist._validate import check_int, check_number, shown
 from taskdist.clock import Clock, check_clock
 from taskdist.errors import InvalidArgumentError, InvalidTypeError, UnsatisfiableDemandError
 from taskdist.resilience._ranges import LARGEST_BURST
@@ -560,7 +560,8 @@ class KeyedRateLimiter:
 
     ``try_acquire`` is O(1) amortised (each bucket is dropped at most once
     per creation); every other operation is O(1) (O(size of the key) for a
-    key not held, which is checked for NaN).
+    key not held, which is checked for NaN), but :meth:`snapshot` and
+    :meth:`load_snapshot`, O(k) for the k buckets held.
 
     >>> from taskdist import ManualClock
     >>> clock = ManualClock()
@@ -730,6 +731,75 @@ class KeyedRateLimiter:
             f"keys={len(self._buckets)}, max_keys={self._max_keys!r})"
         )
 
+    # -- persistence ------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every bucket it holds, least recently acquired first, and its eviction
+        counters, as plain data. O(k) for k buckets held.
+
+        A bucket the limiter still holds is carried even when it is full again:
+        its place in the order decides what the next new key drops (and the
+        ``max_keys`` cap evicts); a key it forgot is full and is not carried.
+        :meth:`load_snapshot` on a new limiter configured alike takes it back;
+        see ``docs/persistence.md``.
+
+        Raises:
+            SnapshotError: a key that is not plain data (see ``Task``'s ids).
+        """
+        t = self._template
+        return {
+            **header("KeyedRateLimiter"),
+            "rate": t.rate,
+            "per": t.per,
+            "burst": t.burst,
+            "max_keys": self._max_keys,
+            "buckets": [
+                [encode_key(key, "a rate limit key"), bucket._anchor, bucket._count]
+                for key, bucket in self._buckets.items()
+            ],
+            "evicted": [self._evicted_idle, self._evicted_active],
+        }
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on the buckets and counters :meth:`snapshot` wrote (same rate, per,
+        burst and ``max_keys``), in place of its own. O(k).
+
+        Raises:
+            SnapshotError: not such a snapshot, or another configuration (nothing changes).
+        """
+        self._prepare_snapshot(data, "limiter")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        fields = check_header(data, "KeyedRateLimiter", where)
+        t = self._template
+        for name, mine in (("rate", t.rate), ("per", t.per), ("burst", t.burst)):
+            fields.same(name, mine, "limiter")
+        fields.same("max_keys", self._max_keys, "limiter")
+        buckets: OrderedDict[Hashable, RateLimiter] = OrderedDict()
+        for i, row in enumerate(fields.items("buckets")):
+            at = f"{where}.buckets[{i}]"
+            if type(row) is not list or len(row) != 3:
+                refuse(at, f"must be a [key, anchor, count] triple, got {shown(row)}")
+            key = decode_key(row[0], f"{at}[0]")
+            if _holds_nan(key) or key in buckets:
+                refuse(f"{at}[0]", f"is {'a NaN key' if _holds_nan(key) else 'a key twice'}")
+            bucket = t._fresh()
+            bucket._anchor = _finite(row[1], f"{at}[1] (anchor)")
+            bucket._count = _finite(row[2], f"{at}[2] (count)")
+            buckets[key] = bucket
+        if self._max_keys is not None and len(buckets) > self._max_keys:
+            refuse(
+                f"{where}.buckets", f"holds {len(buckets)} keys, above max_keys {self._max_keys}"
+            )
+        idle, active = fields.counts("evicted", 2)
+        fields.done()
+
+        def load() -> None:
+            self._buckets = buckets
+            self._evicted_idle, self._evicted_active = idle, active
+
+        return load
+
     def _get(self, key: object) -> RateLimiter | None:
         try:
             return self._buckets.get(key)
@@ -754,6 +824,19 @@ class KeyedRateLimiter:
                 return
             buckets.popitem(last=False)
             self._evicted_idle += 1
+
+
+def _finite(value: object, where: str) -> float:
+    """``value`` read from a snapshot as a float: a finite int or float, else refused."""
+    number = math.nan
+    if type(value) in _PLAIN_NUMBERS:
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+    if not math.isfinite(number):
+        refuse(where, f"must be a finite number, got {shown(value)}")
+    return number
 
 
 def _holds_nan(key: object) -> bool:
