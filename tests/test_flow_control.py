@@ -7,6 +7,7 @@ import random
 from collections import Counter
 
 import pytest
+from hostile import assert_refused
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,9 +16,11 @@ from taskdist import (
     ConcurrencyLimit,
     Debounce,
     Distributor,
+    DuplicateTaskError,
     Event,
     EventKind,
     InvalidArgumentError,
+    InvalidTypeError,
     LeastConnections,
     ManualClock,
     Pool,
@@ -395,3 +398,34 @@ def test_placements_taken_back_after_a_callback_raised_leave_the_retry_budget_as
         d.dispatch()
     assert d.leases() == []
     assert budget.limit(budget.group(Task("probe"))) == 0.0
+
+
+def _paused_gate() -> tuple[ManualClock, AdaptiveConcurrency]:
+    """A gate whose throttle pause has ended: its wakeup is due, not yet taken."""
+    clock = ManualClock()
+    api = AdaptiveConcurrency(clock.now, initial=4, minimum=1)
+    held = Task("held")
+    assert api.try_acquire(held)
+    api.record(held, ok=False, throttled=True, retry_after=5.0)
+    clock.advance(6.0)
+    return clock, api
+
+
+def _gate_view(gate: AdaptiveConcurrency) -> tuple[object, ...]:
+    return (gate.limit, gate.in_flight, gate.next_wakeup(), gate.can_acquire(Task("probe")))
+
+
+def test_adaptive_concurrency_refuses_a_non_task_and_a_second_admission_unchanged() -> None:
+    assert_refused(
+        lambda: _paused_gate()[1],
+        lambda gate: gate.try_acquire("not a task"),  # type: ignore[arg-type]
+        InvalidTypeError,
+        _gate_view,
+    )
+    assert_refused(
+        lambda: _paused_gate()[1],
+        lambda gate: gate.try_acquire(Task("held")),
+        DuplicateTaskError,
+        _gate_view,
+        match="already holds an admission",
+    )

@@ -16,7 +16,12 @@ from typing import Any
 
 from taskdist._snapshot import check_header, decode_key, encode_key, header, refuse
 from taskdist._validate import check_number, check_optional_number
-from taskdist.errors import InvalidArgumentError, InvalidTypeError, OverReleaseError
+from taskdist.errors import (
+    DuplicateTaskError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    OverReleaseError,
+)
 from taskdist.task import Task
 
 __all__ = ["AdaptiveConcurrency"]
@@ -160,7 +165,15 @@ class AdaptiveConcurrency:
         _check_task(task)
 
     def try_acquire(self, task: Task) -> bool:
-        """Admit ``task`` if it passes (or is not gated); all or nothing. O(1)."""
+        """Admit ``task`` if it passes (or is not gated); all or nothing. O(1).
+
+        Raises:
+            InvalidTypeError: ``task`` is not a Task (nothing changes).
+            DuplicateTaskError: this task holds an admission here already.
+        """
+        _check_task(task)  # first: a refused call changes nothing, its wakeup included
+        if task.id in self._held:
+            raise DuplicateTaskError(f"task {task.id!r} already holds an admission of this gate")
         if self._wake is not None and self._now() >= self._wake:
             self._wake = None
         if not self.can_acquire(task):
