@@ -345,6 +345,8 @@ class _Run:
         self.lost = tuple(f for f in scenario.faults if isinstance(f, LostLeases))
         self.bursts = tuple(f for f in scenario.faults if isinstance(f, ErrorBurst))
         self.cache_speedup = scenario.cache_speedup
+        # Whether anything changes an attempt's sampled service time or outcome.
+        self.reshapes = bool(self.slowdowns or self.bursts or self.cache_speedup != 1.0)
         self.last_worker: dict[Hashable, Hashable] = {}
         self.spent = 0.0
         self.latencies: list[float] = []
@@ -395,12 +397,13 @@ class _Run:
         arrived = 0
         ticked = -inf
         now = clock.now()
+        asking = 0.0  # wall seconds in next_wakeup() and tick(), added to self.spent at the end
         while True:
             t_event = events[0][0] if events else inf
             soonest = t_event if t_event < t_arrival else t_arrival
             began = wall()
             wake = next_wakeup()
-            self.spent += wall() - began
+            asking += wall() - began
             if wake is not None and wake <= soonest and wake > ticked:
                 if wake > now:
                     jump(wake)
@@ -408,7 +411,7 @@ class _Run:
                 ticked = wake
                 began = wall()
                 d.tick()
-                self.spent += wall() - began
+                asking += wall() - began
                 dispatch(now)
                 continue
             if soonest == inf:
@@ -440,6 +443,7 @@ class _Run:
                 else:
                     self._fault(payload)
             dispatch(now)
+        self.spent += asking
         if self.window_end is None:
             self._close_window(now)
         self.progress.close()
@@ -512,21 +516,17 @@ class _Run:
             rng = self.rng_retries
             service = kind.service.sample(rng) if kind is not None else arrival.service
             fails = kind is not None and kind.failure > 0 and rng.random() < kind.failure
-        key = task.key
-        if key is not None and self.cache_speedup != 1.0:
-            if self.last_worker.get(key) == worker:
-                service *= self.cache_speedup
-            self.last_worker[key] = worker
-        for slow in self.slowdowns:
-            if slow.applies(worker, now):
-                service *= slow.factor
-        for burst in self.bursts:
-            if burst.applies(task, now) and self.rng_faults.random() < burst.probability:
-                fails = True
+        if self.reshapes:
+            service, fails = self._reshaped(task, worker, now, service, fails)
         slots = demand_of(task).get("slots", 0.0)
         attempt = _Attempt(arrival, number, worker, now, slots, fails)
         pool = self.pools[worker]
-        self._advance(pool, now)
+        if self.window_end is None:  # as _advance
+            area = pool.area
+            span = now - pool.last
+            area[0] += pool.busy * span
+            area[1] += pool.capacity * span
+        pool.last = now
         pool.busy += slots
         self.free -= slots
         pool.running[attempt] = None
@@ -543,6 +543,23 @@ class _Run:
         lease = self.scenario.lease
         if lease is not None and service > lease / 2:
             self._push(now + lease / 2, _BEAT, (attempt, now + service))
+
+    def _reshaped(
+        self, task: Task, worker: Hashable, now: float, service: float, fails: bool
+    ) -> tuple[float, bool]:
+        """An attempt's service time and outcome after a warm cache, slowdowns and bursts."""
+        key = task.key
+        if key is not None and self.cache_speedup != 1.0:
+            if self.last_worker.get(key) == worker:
+                service *= self.cache_speedup
+            self.last_worker[key] = worker
+        for slow in self.slowdowns:
+            if slow.applies(worker, now):
+                service *= slow.factor
+        for burst in self.bursts:
+            if burst.applies(task, now) and self.rng_faults.random() < burst.probability:
+                fails = True
+        return service, fails
 
     def _vacate(self, attempt: _Attempt, now: float) -> _Pool | None:
         """The attempt stops occupying its worker; credit its tenant's served time."""
