@@ -4,24 +4,34 @@
 
 Runs the M/M/10 of ``bench_sim.py`` in SimPy and in taskdist (default and
 FIFO policies), interleaved so machine noise hits all alike, keeping each
-one's best time; then one platform run of ``--platform`` tasks; then a
-cProfile of the taskdist M/M/c run, its time split by package (the
-Distributor's layers, the simulator, the rest). Prints Markdown tables for
-docs/performance.md.
+one's best time, and splits the taskdist run's time between the
+Distributor's calls and the simulator's own work; counts the Distributor
+calls the simulator makes per task; then one platform run of ``--platform``
+tasks; then a cProfile of the taskdist M/M/c run, its time split by package
+(the Distributor's layers, the simulator, the rest). Prints the load
+average and Markdown tables for docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
+import os
 import pstats
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from bench_sim import platform, simpy_mmc, taskdist_mmc
 from timing import best_of
 
+from taskdist import Distributor
 from taskdist.sim import Simulation, scenarios
+
+CALLS = ("submit", "dispatch", "complete", "fail", "heartbeat", "tick", "next_wakeup", "__len__")
 
 CONTENDERS = {
     "SimPy (bare model)": simpy_mmc,
@@ -45,6 +55,41 @@ def layer_of(filename: str) -> str:
         if fragment in filename:
             return name
     return "Python (heapq, random, builtins)"
+
+
+@contextmanager
+def counting(counts: Counter[str]) -> Iterator[None]:
+    """Count the calls of the Distributor's host-facing methods while inside."""
+    originals = {name: getattr(Distributor, name) for name in CALLS}
+
+    def counted(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            counts[name] += 1
+            return method(*args, **kwargs)
+
+        return call
+
+    for name, method in originals.items():
+        setattr(Distributor, name, counted(name, method))
+    try:
+        yield
+    finally:
+        for name, method in originals.items():
+            setattr(Distributor, name, method)
+
+
+def calls(n: int) -> None:
+    counts: Counter[str] = Counter()
+    with counting(counts):
+        Simulation(scenarios.mm_c(8.0, 1.0, 10, tasks=n), seed=1).run()
+    print(f"\nDistributor calls per customer (M/M/10, {n:,} customers):\n")
+    print("| call | per customer |")
+    print("|---|---|")
+    for name in CALLS:
+        if counts[name]:
+            shown = "len()" if name == "__len__" else f"{name}()"
+            print(f"| `{shown}` | {counts[name] / n:.2f} |")
 
 
 def profile(n: int) -> None:
@@ -79,6 +124,8 @@ def main() -> None:
     parser.add_argument("--platform", type=int, default=100_000)
     args = parser.parse_args()
     n = args.customers
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average at the start: {load:.2f}\n")
     best = {name: float("inf") for name in CONTENDERS}
     for _ in range(args.repeat):
         for name, run in CONTENDERS.items():
@@ -96,12 +143,15 @@ def main() -> None:
         ),
         key=lambda report: report.timing.wall_seconds,
     )
+    wall = split.timing.wall_seconds / n * 1e6
     inside = split.timing.distributor_seconds / n * 1e6
     print(
-        f"\nof the taskdist run's {split.timing.wall_seconds / n * 1e6:.1f} µs per customer, "
-        f"{inside:.1f} µs are spent inside Distributor calls (submit, dispatch, complete, "
-        f"tick, next_wakeup) and the rest in the simulator's loop"
+        f"\nof the taskdist run's {wall:.1f} µs per customer, {inside:.1f} µs "
+        f"({inside / wall:.0%}) are spent inside Distributor calls (submit, dispatch, "
+        f"complete, tick, next_wakeup) and {wall - inside:.1f} µs in the simulator's own "
+        f"loop, sampling and measurements"
     )
+    calls(min(n, 20_000))
     began = time.perf_counter()
     utilization = platform(args.platform)
     wall = time.perf_counter() - began
