@@ -153,23 +153,16 @@ MM_C_300_SEED_1 = {
     "dead_by_reason": {},
     "evicted": 0,
     "checklist": [
-        {"name": "load variance", "target": "< 10%", "measured": "8.2%", "passed": True},
-        {"name": "completion", "target": "> 99%", "measured": "100.00%", "passed": True},
-        {
-            "name": "priority respected",
-            "target": "100%",
-            "measured": "100.00% (0 inversions)",
-            "passed": True,
-        },
-        {"name": "deadlines met", "target": "> 95%", "measured": "100.00%", "passed": True},
-        {"name": "utilisation", "target": "> 80%", "measured": "86.0%", "passed": True},
-        {
-            "name": "no queue overflow",
-            "target": "0 refused",
-            "measured": "0 refused or evicted",
-            "passed": True,
-        },
-        {"name": "fairness", "target": "Jain >= 0.9", "measured": "Jain 1.000", "passed": True},
+        dict(zip(("name", "target", "measured", "passed"), check, strict=True))
+        for check in (
+            ("load variance", "< 10%", "8.2%", True),
+            ("completion", "> 99%", "100.00%", True),
+            ("priority respected", "100%", "100.00% (0 inversions)", True),
+            ("deadlines met", "> 95%", "100.00%", True),
+            ("utilisation", "> 80%", "86.0%", True),
+            ("no queue overflow", "0 refused", "0 refused or evicted", True),
+            ("fairness", "Jain >= 0.9", "Jain 1.000", True),
+        )
     ],
 }
 
