@@ -122,15 +122,12 @@ def profile(n: int) -> None:
         print(f"| `{short}:{line}({name})` | {calls:,} | {own / n * 1e6:.2f} |")
 
 
-def best_cpu(repeat: int, run: Callable[[], object]) -> float:
-    """The least CPU time of ``repeat`` runs of ``run()``, in seconds."""
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        began = time.process_time()
-        run()
-        best = min(best, time.process_time() - began)
-    return best
+def cpu_time(run: Callable[[], object]) -> float:
+    """The CPU time of one run of ``run()``, in seconds (garbage collected before)."""
+    gc.collect()
+    began = time.process_time()
+    run()
+    return time.process_time() - began
 
 
 def main() -> None:
@@ -140,14 +137,15 @@ def main() -> None:
     parser.add_argument("--platform", type=int, default=100_000)
     parser.add_argument("--cpu", action="store_true", help="time by CPU time, not wall time")
     args = parser.parse_args()
-    timed = best_cpu if args.cpu else best_of
     n = args.customers
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average at the start: {load:.2f}\n")
     best = {name: float("inf") for name in CONTENDERS}
     for _ in range(args.repeat):
         for name, run in CONTENDERS.items():
-            best[name] = min(best[name], timed(1, lambda run=run: run(n)))
+            once = functools.partial(run, n)
+            seconds = cpu_time(once) if args.cpu else best_of(1, once)
+            best[name] = min(best[name], seconds)
     simpy = best["SimPy (bare model)"]
     clock = "CPU" if args.cpu else "wall"
     print(f"M/M/10 at 80 %, {n:,} customers, best of {args.repeat} ({clock} time):\n")
