@@ -38,7 +38,7 @@ from taskdist.sim import Simulation, scenarios
 
 CALLS = ("submit", "dispatch", "complete", "fail", "heartbeat", "tick", "next_wakeup", "__len__")
 
-CONTENDERS = {
+CONTENDERS: dict[str, Callable[[int], float]] = {
     "SimPy (bare model)": simpy_mmc,
     "taskdist, policy priority": taskdist_mmc,
     "taskdist, policy fifo/p2c": lambda n: taskdist_mmc(n, policy="fifo/p2c"),
