@@ -11,7 +11,15 @@ from pathlib import Path
 import attrs
 import pytest
 
-from taskdist import InvalidArgumentError, InvalidTypeError, UnknownPolicyError, Worker, mean_wait
+from taskdist import (
+    Assignment,
+    Distributor,
+    InvalidArgumentError,
+    InvalidTypeError,
+    UnknownPolicyError,
+    Worker,
+    mean_wait,
+)
 from taskdist.sim import (
     AddWorker,
     Constant,
@@ -184,6 +192,27 @@ def test_a_slowdown_stretches_the_attempts_on_that_worker() -> None:
     )
     report = Simulation(scenario, seed=5).run()
     assert report.end_to_end.p50 == pytest.approx(5.0) and report.wait.max < 5.0
+
+
+def test_the_loop_dispatches_only_when_a_call_can_place_something(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In an M/M/c every worker runs any task: a dispatch() with a free slot and a task
+    waiting always places one, and the loop makes no other (none when the pool is full,
+    none after a completion that left nothing waiting)."""
+    made: list[int] = []
+    dispatch = Distributor.dispatch
+
+    def counted(self: Distributor, limit: int | None = None) -> list[Assignment]:
+        assignments = dispatch(self, limit)
+        made.append(len(assignments))
+        return assignments
+
+    monkeypatch.setattr(Distributor, "dispatch", counted)
+    report = Simulation(scenarios.mm_c(8.0, 1.0, 10, tasks=2_000), seed=3).run()
+    assert report.completed == 2_000
+    assert sum(made) == report.dispatches == 2_000
+    assert 0 not in made
 
 
 def test_long_tasks_keep_their_lease_with_heartbeats() -> None:

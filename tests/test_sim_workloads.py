@@ -132,6 +132,41 @@ def test_empirical_draws_each_observation_equally_often() -> None:
     assert Empirical([1.0, 2.0, 4.0]).mean == pytest.approx(7 / 3)
 
 
+@pytest.mark.parametrize(
+    "distribution",
+    [
+        Constant(2.0),
+        Exponential(1.5),
+        LogNormal(3.0, 0.5),
+        Uniform(1.0, 4.0),
+        Empirical([0.5, 7.0]),
+    ],
+)
+def test_a_sampler_draws_what_sample_draws_from_the_same_stream(
+    distribution: Constant | Exponential | LogNormal | Uniform | Empirical,
+) -> None:
+    draw = distribution.sampler(random.Random(3))
+    rng = random.Random(3)
+    assert [draw() for _ in range(200)] == [distribution.sample(rng) for _ in range(200)]
+
+
+class Doubled:
+    """A service-time distribution of the caller's own: twice an exponential's draw."""
+
+    mean = 2.0
+
+    def sample(self, rng: random.Random) -> float:
+        return 2 * rng.expovariate(1.0)
+
+
+def test_a_distribution_without_a_sampler_is_drawn_through_sample() -> None:
+    def services(service: Exponential | Doubled) -> list[float]:
+        workload = Workload(Poisson(1.0), TaskType("job", service))
+        return [a.service for a in workload.generate(100, random.Random(4))]
+
+    assert services(Doubled()) == [2 * s for s in services(Exponential(1.0))]
+
+
 def test_the_mix_of_task_types_follows_their_shares() -> None:
     workload = Workload(
         Poisson(1.0),

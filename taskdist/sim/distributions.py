@@ -2,7 +2,11 @@
 
 Each distribution is a frozen value with a ``mean`` (what planning and a
 task's ``cost`` use) and ``sample(rng)``, one draw from an injected
-``random.Random``, O(1) (``Empirical``: O(1) too, a uniform pick).
+``random.Random``, O(1) (``Empirical``: O(1) too, a uniform pick). The
+built-in ones also give ``sampler(rng)``: a function of no arguments drawing
+the same values as ``sample(rng)`` would, without looking up the
+distribution's parameters on every draw (what the simulator's hot loop
+calls; it falls back to ``sample`` for any other distribution).
 
 >>> import random
 >>> rng = random.Random(1)
@@ -14,9 +18,11 @@ task's ``cost`` use) and ``sample(rng)``, one draw from an injected
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -57,6 +63,10 @@ class Constant:
         """The value. O(1)."""
         return self.value
 
+    def sampler(self, rng: random.Random) -> Callable[[], float]:
+        """``sample(rng)`` as a function of no arguments. O(1) per draw."""
+        return itertools.repeat(self.value).__next__
+
 
 @attrs.frozen
 class Exponential:
@@ -70,6 +80,10 @@ class Exponential:
     def sample(self, rng: random.Random) -> float:
         """One draw. O(1)."""
         return rng.expovariate(1.0 / self.mean)
+
+    def sampler(self, rng: random.Random) -> Callable[[], float]:
+        """``sample(rng)`` as a function of no arguments. O(1) per draw."""
+        return functools.partial(rng.expovariate, 1.0 / self.mean)
 
 
 @attrs.frozen
@@ -101,6 +115,10 @@ class LogNormal:
         """One draw. O(1)."""
         return rng.lognormvariate(self.mu, self.sigma)
 
+    def sampler(self, rng: random.Random) -> Callable[[], float]:
+        """``sample(rng)`` as a function of no arguments. O(1) per draw."""
+        return functools.partial(rng.lognormvariate, self.mu, self.sigma)
+
 
 @attrs.frozen
 class Uniform:
@@ -121,6 +139,10 @@ class Uniform:
     def sample(self, rng: random.Random) -> float:
         """One draw. O(1)."""
         return rng.uniform(self.low, self.high)
+
+    def sampler(self, rng: random.Random) -> Callable[[], float]:
+        """``sample(rng)`` as a function of no arguments. O(1) per draw."""
+        return functools.partial(rng.uniform, self.low, self.high)
 
 
 def _values(values: Iterable[float]) -> tuple[float, ...]:
@@ -147,3 +169,12 @@ class Empirical:
     def sample(self, rng: random.Random) -> float:
         """One of the observations. O(1)."""
         return self.values[int(rng.random() * len(self.values))]
+
+    def sampler(self, rng: random.Random) -> Callable[[], float]:
+        """``sample(rng)`` as a function of no arguments. O(1) per draw."""
+        values, count, uniform = self.values, len(self.values), rng.random
+
+        def draw() -> float:
+            return values[int(uniform() * count)]
+
+        return draw

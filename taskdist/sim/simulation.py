@@ -42,7 +42,7 @@ from taskdist.sim.policies import Policy
 from taskdist.sim.progress import Progress
 from taskdist.sim.report import Report, Series, Timing
 from taskdist.sim.scenario import Scenario
-from taskdist.sim.workloads import Arrival
+from taskdist.sim.workloads import Arrival, Trace, Workload
 from taskdist.task import Assignment, Reason, Task, TaskState, Worker
 from taskdist.workers import demand_of
 
@@ -57,6 +57,21 @@ _FAULT: Final = 3
 _WAITING: Final = (TaskState.QUEUED, TaskState.PARKED)
 _DEPTH_SAMPLES: Final = 2_000
 _wall = MonotonicClock.now
+
+
+class _SimClock(ManualClock):
+    """The run's clock: a ManualClock the event loop moves without checks or lock.
+
+    The loop alone moves it, to times taken from its own heap and arrivals,
+    which are finite and never go back; everything else reads it as any
+    ManualClock. O(1).
+    """
+
+    __slots__ = ()
+
+    def jump(self, t: float) -> None:
+        """Move to ``t``, a finite time not before now (the caller's promise). O(1)."""
+        self._now = t
 
 
 class _Attempt:
@@ -198,6 +213,17 @@ def _summary(values: list[float]) -> Percentiles:
     )
 
 
+def _priorities(workload: Workload | Trace) -> set[int]:
+    """Every priority a workload's tasks can have (after tenant boosts). O(types x tenants)."""
+    if isinstance(workload, Trace):
+        return {record.task.priority for record in workload.records}
+    tenants = workload.tenants
+    levels = {kind.priority for kind in workload.types}
+    if tenants is None:
+        return levels
+    return {tenants.priority(name, level) for name in tenants.names for level in levels}
+
+
 def fair_shares(
     demand: dict[Hashable, float], weights: dict[Hashable, float], capacity: float
 ) -> dict[Hashable, float]:
@@ -282,7 +308,7 @@ class _Run:
         self.scenario = scenario
         self.policy = policy
         self.seed = seed
-        self.clock = clock = ManualClock()
+        self.clock = clock = _SimClock()
         self.rng_arrivals = random.Random(f"{seed}:arrivals")
         self.rng_policy = random.Random(f"{seed}:policy")
         self.rng_faults = random.Random(f"{seed}:faults")
@@ -302,7 +328,10 @@ class _Run:
             max_queued=scenario.max_queued,
             rng=self.rng_policy,
         )
-        self.inversions = _Inversions(self.d, self.gates)
+        # Inversions need two priority levels; a workload with one has none to count.
+        self.inversions = (
+            _Inversions(self.d, self.gates) if len(_priorities(scenario.workload)) > 1 else None
+        )
         self.events: list[tuple[float, int, int, object]] = []
         self.sequence = itertools.count()
         self.pools: dict[Hashable, _Pool] = {}
@@ -316,6 +345,8 @@ class _Run:
         self.lost = tuple(f for f in scenario.faults if isinstance(f, LostLeases))
         self.bursts = tuple(f for f in scenario.faults if isinstance(f, ErrorBurst))
         self.cache_speedup = scenario.cache_speedup
+        # Whether anything changes an attempt's sampled service time or outcome.
+        self.reshapes = bool(self.slowdowns or self.bursts or self.cache_speedup != 1.0)
         self.last_worker: dict[Hashable, Hashable] = {}
         self.spent = 0.0
         self.latencies: list[float] = []
@@ -333,11 +364,16 @@ class _Run:
         # Every task takes at least one slot: then dispatch(limit=free slots) never pops a
         # task it cannot place, and a full pool needs no dispatch call at all.
         self.whole_slots = scenario.whole_slots
+        # Without leases that can expire or breakers that can trip, every lease ends by a
+        # call of this run's, so in_flight counts them exactly and len(d) == in_flight
+        # means nothing waits: a dispatch() then would place nothing and find nothing due.
+        self.skip_idle = scenario.lease is None and parts.breaker is None
 
     # -- the loop ------------------------------------------------------------------
 
     def run(self) -> Report:
-        started = _wall()
+        wall = _wall
+        started = wall()
         scenario = self.scenario
         clock = self.clock
         d = self.d
@@ -350,54 +386,68 @@ class _Run:
         stride = max(1, scenario.tasks // _DEPTH_SAMPLES)
         events = self.events
         heappop = heapq.heappop
+        next_wakeup = d.next_wakeup
+        jump = clock.jump
+        arrive = self._arrive
+        done = self._done
+        dispatch = self._dispatch
+        inf = math.inf
         pending = next(arrivals, None)
+        t_arrival = pending.time if pending is not None else inf
         arrived = 0
-        ticked = -math.inf
+        ticked = -inf
+        now = clock.now()
+        asking = 0.0  # wall seconds in next_wakeup() and tick(), added to self.spent at the end
         while True:
-            t_event = events[0][0] if events else math.inf
-            t_arrival = pending.time if pending is not None else math.inf
+            t_event = events[0][0] if events else inf
             soonest = t_event if t_event < t_arrival else t_arrival
-            began = _wall()
-            wake = d.next_wakeup()
-            self.spent += _wall() - began
+            began = wall()
+            wake = next_wakeup()
+            asking += wall() - began
             if wake is not None and wake <= soonest and wake > ticked:
-                if wake > clock.now():
-                    clock.set(wake)
+                if wake > now:
+                    jump(wake)
+                    now = wake
                 ticked = wake
-                began = _wall()
+                began = wall()
                 d.tick()
-                self.spent += _wall() - began
-                self._dispatch()
+                asking += wall() - began
+                dispatch(now)
                 continue
-            if soonest == math.inf:
+            if soonest == inf:
                 break
-            if soonest > clock.now():
-                clock.set(soonest)
+            if soonest > now:
+                jump(soonest)
+                now = soonest
             if t_arrival <= t_event:
                 assert pending is not None
-                self._arrive(pending)
+                arrive(pending)
                 arrived += 1
                 if arrived % stride == 0:
-                    self.depth.append((pending.time, len(d) - self.in_flight))
+                    self.depth.append((t_arrival, len(d) - self.in_flight))
                     self.progress.update(arrived)
                 pending = next(arrivals, None)
                 if pending is None:
-                    self._close_window(clock.now())
+                    t_arrival = inf
+                    self._close_window(now)
+                else:
+                    t_arrival = pending.time
             else:
                 _, _, kind, payload = heappop(events)
                 if kind == _DONE:
-                    self._done(payload)  # type: ignore[arg-type]
+                    done(payload, now)  # type: ignore[arg-type]
                 elif kind == _LAPSE:
                     self._lapse(payload)  # type: ignore[arg-type]
                 elif kind == _BEAT:
                     self._beat(payload)  # type: ignore[arg-type]
                 else:
                     self._fault(payload)
-            self._dispatch()
+            dispatch(now)
+        self.spent += asking
         if self.window_end is None:
-            self._close_window(clock.now())
+            self._close_window(now)
         self.progress.close()
-        return self._report(_wall() - started)
+        return self._report(wall() - started)
 
     def _push(self, time: float, kind: int, payload: object) -> None:
         heapq.heappush(self.events, (time, next(self.sequence), kind, payload))
@@ -415,15 +465,19 @@ class _Run:
             return
         self.spent += _wall() - began
         self.accepted += 1
-        self.offered += arrival.service
+        service = arrival.service
+        self.offered += service
         self.arrivals[task.id] = arrival
         if task.deadline is not None:
             self.deadlines += 1
-        if task.tenant is not None:
-            self.demand[task.tenant] = self.demand.get(task.tenant, 0.0) + arrival.service
-        self.inversions.waiting(arrival)
+        tenant = task.tenant
+        if tenant is not None:
+            demand = self.demand
+            demand[tenant] = demand.get(tenant, 0.0) + service
+        if self.inversions is not None:
+            self.inversions.waiting(arrival)
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, now: float) -> None:
         if self.whole_slots:
             free = int(self.free + 1e-9)
             if free <= 0:
@@ -431,31 +485,69 @@ class _Run:
             limit: int | None = free
         else:
             limit = None
+        if self.skip_idle and len(self.d) == self.in_flight:
+            return  # nothing waits: the call would place nothing and have nothing due
         began = _wall()
         made = self.d.dispatch(limit)
         spent = _wall() - began
         self.spent += spent
         if made:
             self.latencies.append(spent / len(made))
+            start = self._start
             for assignment in made:
-                self._start(assignment)
+                start(assignment, now)
 
-    def _start(self, assignment: Assignment) -> None:
+    def _start(self, assignment: Assignment, now: float) -> None:
         task = assignment.task
-        now = self.clock.now()
-        arrival = self._arrival_of(task)
+        arrival = self.arrivals[task.id]
         worker = assignment.worker_id
-        pool = self.pools[worker]
-        if assignment.attempt == 1:
-            self.waits.setdefault(task.priority, []).append(now - arrival.time)
-        self.inversions.dispatched(arrival, worker, self.specs[worker].skills)
-        kind = arrival.kind
-        if assignment.attempt == 1:
+        number = assignment.attempt
+        if number == 1:
+            waits = self.waits.get(task.priority)
+            if waits is None:
+                waits = self.waits[task.priority] = []
+            waits.append(now - arrival.time)
+        if self.inversions is not None:
+            self.inversions.dispatched(arrival, worker, self.specs[worker].skills)
+        if number == 1:
             service, fails = arrival.service, arrival.fails
         else:
+            kind = arrival.kind
             rng = self.rng_retries
             service = kind.service.sample(rng) if kind is not None else arrival.service
             fails = kind is not None and kind.failure > 0 and rng.random() < kind.failure
+        if self.reshapes:
+            service, fails = self._reshaped(task, worker, now, service, fails)
+        slots = demand_of(task).get("slots", 0.0)
+        attempt = _Attempt(arrival, number, worker, now, slots, fails)
+        pool = self.pools[worker]
+        if self.window_end is None:  # as _advance
+            area = pool.area
+            span = now - pool.last
+            area[0] += pool.busy * span
+            area[1] += pool.capacity * span
+        pool.last = now
+        pool.busy += slots
+        self.free -= slots
+        pool.running[attempt] = None
+        self.in_flight += 1
+        if self.lost:
+            lost = False
+            for window in self.lost:
+                if window.active(now) and self.rng_faults.random() < window.probability:
+                    lost = True
+            if lost and assignment.lease_expiry is not None:
+                self._push(assignment.lease_expiry, _LAPSE, attempt)
+                return
+        heapq.heappush(self.events, (now + service, next(self.sequence), _DONE, attempt))
+        lease = self.scenario.lease
+        if lease is not None and service > lease / 2:
+            self._push(now + lease / 2, _BEAT, (attempt, now + service))
+
+    def _reshaped(
+        self, task: Task, worker: Hashable, now: float, service: float, fails: bool
+    ) -> tuple[float, bool]:
+        """An attempt's service time and outcome after a warm cache, slowdowns and bursts."""
         key = task.key
         if key is not None and self.cache_speedup != 1.0:
             if self.last_worker.get(key) == worker:
@@ -467,30 +559,7 @@ class _Run:
         for burst in self.bursts:
             if burst.applies(task, now) and self.rng_faults.random() < burst.probability:
                 fails = True
-        slots = demand_of(task).get("slots", 0.0)
-        attempt = _Attempt(arrival, assignment.attempt, worker, now, slots, fails)
-        self._occupy(pool, now, slots)
-        pool.running[attempt] = None
-        self.in_flight += 1
-        lost = False
-        for window in self.lost:
-            if window.active(now) and self.rng_faults.random() < window.probability:
-                lost = True
-        if lost and assignment.lease_expiry is not None:
-            self._push(assignment.lease_expiry, _LAPSE, attempt)
-            return
-        self._push(now + service, _DONE, attempt)
-        lease = self.scenario.lease
-        if lease is not None and service > lease / 2:
-            self._push(now + lease / 2, _BEAT, (attempt, now + service))
-
-    def _arrival_of(self, task: Task) -> Arrival:
-        return self.arrivals[task.id]
-
-    def _occupy(self, pool: _Pool, now: float, slots: float) -> None:
-        self._advance(pool, now)
-        pool.busy += slots
-        self.free -= slots
+        return service, fails
 
     def _vacate(self, attempt: _Attempt, now: float) -> _Pool | None:
         """The attempt stops occupying its worker; credit its tenant's served time."""
@@ -520,12 +589,12 @@ class _Run:
 
     # -- outcomes --------------------------------------------------------------------
 
-    def _done(self, attempt: _Attempt) -> None:
+    def _done(self, attempt: _Attempt, now: float) -> None:
         if not attempt.live:
             return  # its worker left: the Distributor requeued the task
-        now = self.clock.now()
         self._vacate(attempt, now)
-        task = attempt.arrival.task
+        arrival = attempt.arrival
+        task = arrival.task
         duration = now - attempt.start
         began = _wall()
         if attempt.fails:
@@ -540,7 +609,7 @@ class _Run:
         self.d.complete(task.id, duration=duration, attempt=attempt.attempt)
         self.spent += _wall() - began
         self.completed += 1
-        self.end_to_end.append(now - attempt.arrival.time)
+        self.end_to_end.append(now - arrival.time)
         del self.arrivals[task.id]
         if task.deadline is not None and now <= task.deadline:
             self.deadlines_met += 1
@@ -666,7 +735,7 @@ class _Run:
             load_variance=coefficient_of_variation(measured),
             jain_index=jain_index(fairness.values()) if fairness else 1.0,
             tenant_fairness=fairness,
-            priority_inversions=self.inversions.count,
+            priority_inversions=0 if self.inversions is None else self.inversions.count,
             dead_by_reason=dead_by_reason,
             evicted=evicted,
             series=Series(

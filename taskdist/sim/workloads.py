@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import functools
 import io
 import itertools
 import json
@@ -386,8 +387,8 @@ class Workload:
     def generate(self, count: int, rng: random.Random) -> Iterator[Arrival]:
         """``count`` arrivals in time order, tasks numbered 0, 1, ... O(count)."""
         count = check_int(count, "count", minimum=0)
-        types = self.types
-        single = types[0] if len(types) == 1 else None
+        makers = [_Maker(kind, rng) for kind in self.types]
+        single = makers[0] if len(makers) == 1 else None
         cumulative = self._cumulative
         tenants = self.tenants
         now = 0.0
@@ -395,28 +396,59 @@ class Workload:
         random_ = rng.random
         for number, gap in zip(range(count), gaps, strict=False):
             now += gap
-            kind = single if single is not None else types[_pick(cumulative, rng)]
+            maker = single if single is not None else makers[_pick(cumulative, rng)]
+            kind = maker.kind
             tenant = None
             priority = kind.priority
             if tenants is not None:
                 tenant = tenants.sample(rng)
                 priority = tenants.priority(tenant, priority)
+            deadline = maker.deadline
+            keys = maker.keys
             task = Task(
                 number,
                 priority=priority,
-                deadline=None if kind.deadline is None else now + kind.deadline,
+                deadline=None if deadline is None else now + deadline,
                 tenant=tenant,
-                key=None if kind.keys is None else kind.keys.sample(rng),
-                requires=kind.requires,
-                resources=kind.resources,
-                cost=kind.service.mean,
-                ttl=kind.ttl,
-                max_attempts=kind.max_attempts,
-                group=kind.name,
+                key=None if keys is None else keys.sample(rng),
+                **maker.fields,
             )
-            service = kind.service.sample(rng)
-            fails = kind.failure > 0 and random_() < kind.failure
+            service = maker.sample()
+            failure = maker.failure
+            fails = failure > 0 and random_() < failure
             yield Arrival(now, task, service, fails, kind)
+
+
+class _Maker:
+    """What :meth:`Workload.generate` needs of one task type, looked up once per run.
+
+    ``fields`` are the task fields every task of the type shares (those left at
+    their defaults are left out, which saves their checks), ``sample`` draws
+    a service time from the run's stream.
+    """
+
+    __slots__ = ("deadline", "failure", "fields", "keys", "kind", "sample")
+
+    def __init__(self, kind: TaskType, rng: random.Random) -> None:
+        self.kind = kind
+        self.deadline = kind.deadline
+        self.keys = kind.keys
+        self.failure = kind.failure
+        service = kind.service
+        own = getattr(service, "sampler", None)
+        self.sample: Callable[[], float] = (
+            own(rng) if own is not None else functools.partial(service.sample, rng)
+        )
+        fields: dict[str, Any] = {"cost": service.mean, "group": kind.name}
+        if kind.requires:
+            fields["requires"] = kind.requires
+        if kind.resources:
+            fields["resources"] = kind.resources
+        if kind.ttl is not None:
+            fields["ttl"] = kind.ttl
+        if kind.max_attempts is not None:
+            fields["max_attempts"] = kind.max_attempts
+        self.fields = fields
 
 
 # -- traces -------------------------------------------------------------------------
