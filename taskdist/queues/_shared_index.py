@@ -59,7 +59,7 @@ class SharedIndexQueue(PriorityQueue):
     ``PriorityQueue``'s, but ``in`` (O(n)) and ``len`` (O(1), from counters).
     """
 
-    __slots__ = ()
+    __slots__ = ("_side_checks",)
 
     def __init__(self, clock: Clock, table: dict[Hashable, Any], *, aging_rate: float) -> None:
         """
@@ -70,6 +70,9 @@ class SharedIndexQueue(PriorityQueue):
         """
         super().__init__(clock, aging_rate=aging_rate)
         self._index_in(table)
+        # Calls of _compact_sides (each pop of a task with a TTL makes one) until the
+        # next look at the count: counting is dearer than a look at the table was.
+        self._side_checks = 1
 
     def __len__(self) -> int:
         return (
@@ -122,6 +125,7 @@ class SharedIndexQueue(PriorityQueue):
 
     def _collect_expired(self, now: float, call: str = "expire") -> None:
         before = len(self._expired)
+        self._side_checks = 1  # tasks leave the count in bulk: look at it now
         super()._collect_expired(now, call)
         if len(self._expired) > before:
             table: dict[Hashable, Any] = self._index
@@ -144,14 +148,22 @@ class SharedIndexQueue(PriorityQueue):
             self._clean = True
 
     def _compact_sides(self) -> None:
-        expiry = self._expiry
-        if len(expiry) <= 2 * self._live_count() + COMPACT_SLACK:
+        self._side_checks -= 1
+        if self._side_checks > 0:
             return
-        fresh: Expiries[_Entry] = Expiries(self._index, at=_ID, expires=_expires)
-        timed = [entry for entry in self._order.live_entries() if entry[_TASK].ttl is not None]
-        for entry in sorted(timed, key=_expiry_order):
-            fresh.add(entry, _expires(entry))
-        self._expiry = fresh
+        expiry = self._expiry
+        if expiry is None:
+            self._side_checks = COMPACT_SLACK
+            return
+        live = self._live_count()
+        if len(expiry) > 2 * live + COMPACT_SLACK:
+            expiry = self._expiry = Expiries(self._index, at=_ID, expires=_expires)
+            timed = [entry for entry in self._order.live_entries() if entry[_TASK].ttl is not None]
+            for entry in sorted(timed, key=_expiry_order):
+                expiry.add(entry, _expires(entry))
+        # Each call kills at most one entry and a push only widens the margin, so the
+        # expiries stay within the bound until the next look.
+        self._side_checks = (2 * live + COMPACT_SLACK - len(expiry)) // 2 + 1
 
     def _prepare_snapshot(
         self, data: object, where: str

@@ -282,7 +282,8 @@ class PriorityQueue(HeldTasks):
         self._overflow = policy
         self._index: dict[Hashable, _Entry] = {}
         self._order: LazyHeap[_Entry]
-        self._expiry: Expiries[_Entry]
+        # TTL expiries, made at the first task with a TTL (most queues never see one).
+        self._expiry: Expiries[_Entry] | None
         self._index_in({})
         # Whether every entry in the order heap is live (then pop needs no checks).
         self._clean = True
@@ -531,7 +532,7 @@ class PriorityQueue(HeldTasks):
         """
         if self._walking:
             raise ReentrancyError(reentry_refusal("next_wakeup", "queue"))
-        first = self._expiry.first()
+        first = _NEVER if self._expiry is None else self._expiry.first()
         wakeup = None if first == _NEVER else first
         if self._expired:
             # Usually a handful: expire() is due now anyway.
@@ -730,7 +731,7 @@ class PriorityQueue(HeldTasks):
         self._order = LazyHeap(index, at=_ID)
         self._push_entry = self._order.push  # the hot path's one C-level call
         self._pop_unchecked = self._order.pop_unchecked
-        self._expiry = Expiries(index, at=_ID, expires=_expires)
+        self._expiry = None
 
     def _first_wait(self, wait: float) -> None:
         self._waits_window = window = RecentSamples(self._stats_window)
@@ -805,7 +806,10 @@ class PriorityQueue(HeldTasks):
         ttl = entry[_TASK].ttl
         if ttl is not None:
             expires = entry[_ENQUEUED] + ttl
-            self._expiry.add(entry, expires)
+            expiry = self._expiry
+            if expiry is None:
+                expiry = self._expiry = Expiries(self._index, at=_ID, expires=_expires)
+            expiry.add(entry, expires)
             self._side_heaps = True
             if expires < self._next_expiry:
                 self._next_expiry = expires
@@ -817,11 +821,12 @@ class PriorityQueue(HeldTasks):
         if self._walking:
             raise ReentrancyError(reentry_refusal(call, "queue"))
         expiry = self._expiry
-        expired = self._expired
-        for entry in expiry.pop_until(now):  # out of the index too
-            expired[entry[_ID]] = entry
-            self._clean = False  # its entry stays in the order heap, dead
-        self._next_expiry = expiry.first()
+        if expiry is not None:
+            expired = self._expired
+            for entry in expiry.pop_until(now):  # out of the index too
+                expired[entry[_ID]] = entry
+                self._clean = False  # its entry stays in the order heap, dead
+            self._next_expiry = expiry.first()
         self._maybe_compact()
 
     def _compact_order(self) -> None:
@@ -837,7 +842,8 @@ class PriorityQueue(HeldTasks):
 
     def _compact_sides(self) -> None:
         """Drop dead entries from the side heaps once they outnumber live ones."""
-        self._expiry.compact()
+        if self._expiry is not None:
+            self._expiry.compact()
         if self._lowest is not None:
             self._lowest.compact()
 
