@@ -110,7 +110,7 @@ def snapshot_fair(fair: FairScheduler) -> dict[str, Any]:
         "bypass": None if bypass is None else snapshot_part(bypass.inner, "the bypass lane"),
         "queued": [
             [encode_key(task_id, "task id"), tenant(rec.key), fair._expiry_of(task_id)]
-            for task_id, rec in fair._index.items()
+            for task_id, rec in fair._queued_tenants()
         ],
         "running": [
             [encode_key(task_id, "task id"), tenant(rec.key), holder is bypass]
@@ -229,6 +229,8 @@ def prepare_fair(
         holder = holders.get(task_id)
         if task_id in index or holder is None or (holder is not rec and holder is not lane):
             refuse(at, f"task {task_id!r} is not held once, by its tenant's queue or the lane")
+        if fair._shared and records.get(tasks[task_id].tenant) is not rec:
+            refuse(at, f"task {task_id!r} is queued under a tenant that is not its own")
         index[task_id] = rec
         if expiry is not None:
             expiry = _time(expiry, f"{at}[2]")
@@ -324,7 +326,8 @@ def prepare_fair(
             fair._configure(rec)  # its plan, quota, weight and bucket are the configured ones
             fair._tenants[rec.key] = rec
             fair._inner_ids.add(id(rec.inner))
-        fair._index.update(index)
+        if not fair._shared:  # else the queues file their tasks as they load
+            fair._index.update(index)
         fair._expires.update(expires)
         fair._running.update(running)
         fair._size = len(index)
@@ -338,6 +341,12 @@ def prepare_fair(
         fair._idle.load(*idle)
         for load_part in loads:
             load_part()
+        if fair._shared:
+            # The shared table in the snapshot's order, as a table of the scheduler's own is.
+            shared = fair._index
+            ordered = [(task_id, shared[task_id]) for task_id in index]
+            shared.clear()
+            shared.update(ordered)
         if fair._slack is not None:
             fair._slack.load(deadlines)
 

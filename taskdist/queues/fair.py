@@ -37,6 +37,7 @@ from taskdist.queues._deadline_slack import DeadlineSlack, Taken
 from taskdist.queues._fair_snapshot import prepare_fair, snapshot_fair
 from taskdist.queues._held import unpop_refusal
 from taskdist.queues._idle_tenants import IdleTenants
+from taskdist.queues._shared_index import SharedIndexQueue, queued_task
 from taskdist.queues._tables import shrink
 from taskdist.queues.priority import PriorityQueue
 from taskdist.queues.protocol import Eviction, Predicate, Queue
@@ -475,11 +476,15 @@ class FairScheduler:
     nested (``tenant_of``)         each level's cost, one inside the other
     =============================  ==============================================
 
-    Memory is O(tenants with tasks queued or running + tasks held): each
-    queued task costs one entry in the scheduler's id index on top of its
-    inner queue's own (with a TTL, a second only if that queue cannot say
-    when the task expires: a ``PriorityQueue`` or ``FairScheduler`` can),
-    and an idle tenant nothing once its debt and bucket have lapsed.
+    Memory is O(tenants with tasks queued or running + tasks held): with
+    the default tenant queues (and tenants by ``task.tenant``) a queued task
+    is filed by id once, in one table the scheduler and its queues share
+    (about 190 bytes a task in all beyond the ``Task``); with an ``inner``
+    factory or ``tenant_of``, the scheduler keeps an id index of its own on
+    top of each queue's (with a TTL, an expiry of its own too, only if that
+    queue cannot say when the task expires: a ``PriorityQueue`` or
+    ``FairScheduler`` can). An idle tenant costs nothing once its debt and
+    bucket have lapsed.
 
     >>> from taskdist import ManualClock, Task
     >>> fair = FairScheduler(ManualClock(), weights={"big": 2.0})
@@ -514,6 +519,7 @@ class FairScheduler:
         "_quotas",
         "_retired",
         "_running",
+        "_shared",
         "_size",
         "_slack",
         "_strict",
@@ -627,7 +633,14 @@ class FairScheduler:
                     "deadline_aware=True"
                 )
             max_lead = check_number(max_lead, "max_lead", minimum=0.0, maximum=MAX_AMOUNT)
-        make_queue = _queue_maker(inner, clock)
+        # Queued task id -> its tenant. With the default tenant queues (and tenants
+        # by task.tenant) it is their shared table instead: id -> the task's entry
+        # in its queue (see SharedIndexQueue), one index for both.
+        self._index: dict[Hashable, Any] = {}
+        self._shared = inner is None and tenant_of is None
+        make_queue = (
+            _shared_maker(clock, self._index) if self._shared else _queue_maker(inner, clock)
+        )
 
         self._clock = clock
         self._now = clock.now
@@ -659,8 +672,7 @@ class FairScheduler:
         self._blocked: _TenantHeap[float] = _TenantHeap()
         # Queues holding tasks with a TTL, by (a lower bound of) their next expiry.
         self._expiry: _TenantHeap[float] = _TenantHeap()
-        # Queued task id -> its tenant; and the TTL expiry of those that have one.
-        self._index: dict[Hashable, _Tenant] = {}
+        # The TTL expiry of queued tasks whose queue cannot say it.
         self._expires: dict[Hashable, float] = {}
         # Running task id -> (its tenant, the queue that held it).
         self._running: dict[Hashable, tuple[_Tenant, _Tenant]] = {}
@@ -720,7 +732,8 @@ class FairScheduler:
             return eviction
         if is_new:
             self._admit(rec)
-        index[task_id] = rec
+        if not self._shared:
+            index[task_id] = rec
         self._last_pop = None
         rec.queued += 1
         holder.waiting += 1
@@ -831,7 +844,7 @@ class FairScheduler:
         if bypass is not None and bypass.waiting:
             task = self._from_bypass(where, take=True)
             if task is not None:
-                rec = self._index[task.id]
+                rec = self._record_of(task)
                 undo = (virtual, self._eligible.members.get(rec), self._blocked.members.get(rec))
                 self._dispatch(rec, bypass, task, now, undo)
                 return task
@@ -910,7 +923,8 @@ class FairScheduler:
         self._last_pop = None
         task_id = task.id
         del self._running[task_id]
-        self._index[task_id] = rec
+        if not self._shared:
+            self._index[task_id] = rec
         rec.queued += 1
         holder.waiting += 1
         self._size += 1
@@ -1015,12 +1029,11 @@ class FairScheduler:
         if self._busy:
             raise self._reentered("remove")
         try:
-            rec = self._index[task_id]
+            _, holder = self._queued(task_id)
         except TypeError:
             raise InvalidTypeError(f"task ids are hashable, got {shown(task_id)}") from None
         except KeyError:
             raise UnknownTaskError(f"no queued task with id {shown(task_id)}") from None
-        holder = self._holder_of(task_id, rec)
         task = holder.inner.remove(task_id)
         self._last_pop = None
         self._forget_queued(task, self._now())
@@ -1061,7 +1074,7 @@ class FairScheduler:
             )
             for expires, task in timed:
                 task_id = task.id
-                rec = index.pop(task_id)
+                rec = self._tenants[task.tenant] if self._shared else index.pop(task_id)
                 if slack is not None and task.deadline is not None:
                     slack.take(task_id)
                 rec.queued -= 1
@@ -1253,14 +1266,14 @@ class FairScheduler:
             InvalidTypeError: ``task_id`` is unhashable.
         """
         try:
-            rec = self._index[task_id]
+            rec, holder = self._queued(task_id)
         except TypeError:
             raise InvalidTypeError(f"task ids are hashable, got {shown(task_id)}") from None
         except KeyError:
             state = "is running, not waiting" if task_id in self._running else "is not queued"
             raise UnknownTaskError(f"task {shown(task_id)} {state}") from None
         now = self._now()
-        expires = self._held_expiry(self._holder_of(task_id, rec), task_id)
+        expires = self._held_expiry(holder, task_id)
         if expires is not None and expires <= now:
             return Waiting(task_id, rec.key, WaitingReason.EXPIRED)
         if rec.running >= rec.max_running:
@@ -1698,7 +1711,7 @@ class FairScheduler:
         that tenant may be served out of turn now; taken out of its queue if ``take``."""
         if task is None:
             return None
-        rec = self._index[task.id]
+        rec = self._record_of(task)
         if self._bypass is not None and task.priority <= Priority.CRITICAL:
             return None  # in the bypass lane, which was tried first
         if rec not in self._eligible.members:
@@ -1745,7 +1758,8 @@ class FairScheduler:
         this changes for :meth:`unpop`.
         """
         task_id = task.id
-        del self._index[task_id]
+        if not self._shared:
+            del self._index[task_id]
         expires = None if task.ttl is None else self._expires.pop(task_id, None)
         slack = self._slack
         held = None if slack is None or task.deadline is None else slack.take(task_id)
@@ -1800,11 +1814,11 @@ class FairScheduler:
         """The best CRITICAL task whose tenant is within its quotas (and that passes ``where``)."""
         bypass = self._bypass
         assert bypass is not None
-        index = self._index
+        record_of = self._record_of
         blocked = self._blocked
 
         def admissible(task: Task) -> bool:
-            rec = index[task.id]
+            rec = record_of(task)
             return (
                 rec.running < rec.max_running
                 and rec not in blocked
@@ -1816,7 +1830,7 @@ class FairScheduler:
     def _forget_queued(self, task: Task, now: float) -> None:
         """Drop a task that left the queue without being dispatched (removed, evicted)."""
         task_id = task.id
-        rec = self._index.pop(task_id)
+        rec = self._tenants[task.tenant] if self._shared else self._index.pop(task_id)
         bypass = self._bypass
         holder = bypass if bypass is not None and task.priority <= Priority.CRITICAL else rec
         if task.ttl is not None:
@@ -1841,10 +1855,34 @@ class FairScheduler:
         ):
             self._place(rec, now)
 
-    def _holder_of(self, task_id: Hashable, rec: _Tenant) -> _Tenant:
-        """The record whose queue holds the queued task ``task_id`` of tenant ``rec``."""
+    def _queued(self, task_id: Hashable) -> tuple[_Tenant, _Tenant]:
+        """The tenant of the queued task ``task_id``, and the record whose queue holds it. O(1).
+
+        Raises:
+            KeyError: no queued task has this id.
+            TypeError: ``task_id`` is unhashable.
+        """
         bypass = self._bypass
-        return bypass if bypass is not None and task_id in bypass.inner else rec
+        if self._shared:
+            task = queued_task(self._index, task_id)
+            rec = self._tenants[task.tenant]
+            lane = bypass is not None and task.priority <= Priority.CRITICAL
+        else:
+            rec = self._index[task_id]
+            lane = bypass is not None and task_id in bypass.inner
+        return rec, bypass if lane and bypass is not None else rec
+
+    def _record_of(self, task: Task) -> _Tenant:
+        """The tenant of a queued ``task``. O(1)."""
+        return self._tenants[task.tenant] if self._shared else self._index[task.id]
+
+    def _queued_tenants(self) -> list[tuple[Hashable, _Tenant]]:
+        """Every queued task id with its tenant, in the order the index holds them. O(n)."""
+        index = self._index
+        if not self._shared:
+            return list(index.items())
+        tenants = self._tenants
+        return [(task_id, tenants[queued_task(index, task_id).tenant]) for task_id in index]
 
     def _held_expiry(self, holder: _Tenant, task_id: Hashable) -> float | None:
         """When a task ``holder``'s queue holds expires (``None``: no TTL): as the queue
@@ -1861,7 +1899,7 @@ class FairScheduler:
         Raises:
             KeyError: no queued task has this id.
         """
-        return self._held_expiry(self._holder_of(task_id, self._index[task_id]), task_id)
+        return self._held_expiry(self._queued(task_id)[1], task_id)
 
     def _reentered(self, what: str) -> ReentrancyError:
         return ReentrancyError(
@@ -1874,7 +1912,7 @@ class FairScheduler:
 _BYPASS: Final = object()
 """The key of the pseudo-tenant whose queue holds the CRITICAL tasks that bypass fairness."""
 
-_TIMED_QUEUES: Final = (PriorityQueue, FairScheduler)
+_TIMED_QUEUES: Final = (PriorityQueue, SharedIndexQueue, FairScheduler)
 """Inner queues (exactly these types) that say when each task expires (``_expiry_of``,
 ``_expire_timed``), so the scheduler keeps no expiry per task for them."""
 
@@ -1892,6 +1930,11 @@ def _queue_maker(inner: object, clock: Clock) -> Callable[[Hashable], Queue]:
     if _positional_arity(inner) >= 2:
         return functools.partial(make, clock)
     return lambda tenant: make(clock)
+
+
+def _shared_maker(clock: Clock, table: dict[Hashable, Any]) -> Callable[[Hashable], Queue]:
+    """``tenant -> a new default queue`` filing its tasks in the scheduler's ``table``."""
+    return lambda tenant: SharedIndexQueue(clock, table, aging_rate=DEFAULT_AGING_RATE)
 
 
 def _positional_arity(function: Callable[..., object]) -> int:

@@ -240,6 +240,7 @@ class PriorityQueue(HeldTasks):
         "_side_heaps",
         "_stamp",
         "_stats_window",
+        "_stored",
         "_waits_window",
         "_walking",
     )
@@ -280,14 +281,14 @@ class PriorityQueue(HeldTasks):
         self._limit = maxsize
         self._overflow = policy
         self._index: dict[Hashable, _Entry] = {}
-        self._order: LazyHeap[_Entry] = LazyHeap(self._index, at=_ID)
-        self._push_entry = self._order.push  # the hot path's one C-level call
-        self._pop_unchecked = self._order.pop_unchecked
+        self._order: LazyHeap[_Entry]
+        # TTL expiries, made at the first task with a TTL (most queues never see one).
+        self._expiry: Expiries[_Entry] | None
+        self._index_in({})
         # Whether every entry in the order heap is live (then pop needs no checks).
         self._clean = True
         # Expired tasks held until expire() returns them.
         self._expired: dict[Hashable, _Entry] = {}
-        self._expiry: Expiries[_Entry] = Expiries(self._index, at=_ID, expires=_expires)
         # At most the earliest expiry held (never later): pop and peek check it
         # before looking at the expiries.
         self._next_expiry = _NEVER
@@ -311,6 +312,8 @@ class PriorityQueue(HeldTasks):
         self._walking = False
         self._popped = self._removed = self._expired_count = 0
         self._evicted = self._evicted_arrivals = self._rejected = 0
+        # Tasks taken in (not counting unpop): with the counters above, what is held.
+        self._stored = 0
 
     # -- adding -----------------------------------------------------------
 
@@ -357,6 +360,7 @@ class PriorityQueue(HeldTasks):
             return self._push_full(entry, now)
         self._push_entry(entry)
         index[task_id] = entry
+        self._stored += 1
         self._last_pop = None
         if task.ttl is not None or self._lowest is not None:
             self._track(entry)
@@ -424,12 +428,11 @@ class PriorityQueue(HeldTasks):
         if entry is None or entry[_TASK] is not task:
             raise TaskStateError(unpop_refusal(task, "queue"))
         self._last_pop = None
-        index = self._index
-        newest = next(reversed(index.values()), None)
-        if newest is not None and newest[_ENQUEUED] > entry[_ENQUEUED]:
+        newest = self._newest_enqueued()
+        if newest is not None and newest > entry[_ENQUEUED]:
             self._monotone = False  # it goes back in behind newer tasks
         self._push_entry(entry)
-        index[entry[_ID]] = entry
+        self._index[entry[_ID]] = entry
         if task.ttl is not None or self._lowest is not None:
             self._track(entry)
         self._popped -= 1
@@ -458,10 +461,11 @@ class PriorityQueue(HeldTasks):
         if where is None:
             if self._clean:
                 # No dead entry in the heap: its top is the answer, at C speed.
-                if not self._index:
+                try:
+                    entry = self._pop_unchecked()
+                except IndexError:  # empty
                     self._last_pop = None
                     return None
-                entry = self._pop_unchecked()
                 del self._index[entry[_ID]]
             else:
                 found = self._order.pop()  # out of the index too
@@ -470,6 +474,7 @@ class PriorityQueue(HeldTasks):
                     self._last_pop = None
                     return None
                 entry = found
+            self._popped += 1
         else:
             found = self._find(where)
             if found is None:
@@ -477,17 +482,15 @@ class PriorityQueue(HeldTasks):
                 return None
             entry = found
             del self._index[entry[_ID]]
+            self._popped += 1  # counted before a compaction weighs what is left
             if not self._order.drop_top(entry):
                 self._clean = False  # a match below the top stays there, dead
                 self._compact_order()
         self._last_pop = entry
-        self._popped += 1
         self._record_wait(now - entry[_ENQUEUED])
         if self._side_heaps:
             # They keep the popped entry as a dead one until compacted.
-            self._expiry.compact()
-            if self._lowest is not None:
-                self._lowest.compact()
+            self._compact_sides()
         return entry[_TASK]
 
     def peek(self, where: Predicate | None = None) -> Task | None:
@@ -520,10 +523,10 @@ class PriorityQueue(HeldTasks):
         entry: _Entry
         entry, live = self._take_held(task_id, "queue")
         self._last_pop = None
+        self._removed += 1  # counted before a compaction weighs what is left
         if live:
             self._clean = False  # its entry stays in the heap, dead
             self._maybe_compact()
-        self._removed += 1
         return entry[_TASK]
 
     # -- time -------------------------------------------------------------
@@ -553,7 +556,7 @@ class PriorityQueue(HeldTasks):
         Raises:
             KeyError: no held task has this id.
         """
-        entry = self._index.get(task_id) or self._expired[task_id]
+        entry = self._held_entry(task_id)
         return None if entry[_TASK].ttl is None else _expires(entry)
 
     def next_wakeup(self) -> float | None:
@@ -564,7 +567,7 @@ class PriorityQueue(HeldTasks):
         """
         if self._walking:
             raise ReentrancyError(reentry_refusal("next_wakeup", "queue"))
-        first = self._expiry.first()
+        first = _NEVER if self._expiry is None else self._expiry.first()
         wakeup = None if first == _NEVER else first
         if self._expired:
             # Usually a handful: expire() is due now anyway.
@@ -579,7 +582,7 @@ class PriorityQueue(HeldTasks):
             UnknownTaskError: no held task has this id.
         """
         try:
-            entry = self._index.get(task_id) or self._expired[task_id]
+            entry = self._held_entry(task_id)
         except TypeError:
             raise InvalidTypeError(f"task ids are hashable, got {task_id!r}") from None
         except KeyError:
@@ -614,18 +617,13 @@ class PriorityQueue(HeldTasks):
             by_priority=dict(
                 Counter(
                     entry[_TASK].priority
-                    for held in (self._index, self._expired)
-                    for entry in held.values()
+                    for entries in (self._live_entries(), self._expired.values())
+                    for entry in entries
                 )
             ),
             oldest_age=max(0.0, now - self._oldest_enqueued()) if depth else 0.0,
             wait=(self._waits_window or RecentSamples(1)).percentiles(),
-            pushed=depth
-            + self._popped
-            + self._removed
-            + self._expired_count
-            + self._evicted
-            - self._evicted_arrivals,
+            pushed=self._stored,
             popped=self._popped,
             removed=self._removed,
             expired=self._expired_count,
@@ -654,7 +652,7 @@ class PriorityQueue(HeldTasks):
         Raises:
             SnapshotError: a task whose id, tenant, key or group a snapshot cannot carry.
         """
-        held = list(self._index.values())
+        held = self._live_entries()
         expired = list(self._expired.values())
         written, following = _written_seqs([*held, *expired])
         return {
@@ -733,6 +731,8 @@ class PriorityQueue(HeldTasks):
                 if entry[_TASK].ttl is not None or self._lowest is not None:
                     self._track(entry)
             self._expired = {entry[_ID]: entry for entry in expired}
+            # Held, popped, removed, expired, evicted, less the arrivals evicted at once.
+            self._stored = len(held) + len(expired) + sum(counts[:4]) - counts[4]
             self._seq = itertools.count(max(following, 1.0))
             self._stamp = stamp
             self._monotone = monotone
@@ -760,6 +760,14 @@ class PriorityQueue(HeldTasks):
 
     # -- internals --------------------------------------------------------
 
+    def _index_in(self, index: dict[Hashable, Any]) -> None:
+        """Keep the live entries in ``index`` (empty so far), with the heaps over it."""
+        self._index = index
+        self._order = LazyHeap(index, at=_ID)
+        self._push_entry = self._order.push  # the hot path's one C-level call
+        self._pop_unchecked = self._order.pop_unchecked
+        self._expiry = None
+
     def _first_wait(self, wait: float) -> None:
         self._waits_window = window = RecentSamples(self._stats_window)
         self._record_wait = window.appender()
@@ -769,7 +777,7 @@ class PriorityQueue(HeldTasks):
         enqueued = check_enqueued_at(enqueued_at, now)
         if enqueued < now:
             # Behind newer tasks unless there are none.
-            self._monotone = not self._index
+            self._monotone = not self._live_count()
         return enqueued
 
     def _push_full(self, entry: _Entry, now: float) -> Eviction | None:
@@ -781,6 +789,7 @@ class PriorityQueue(HeldTasks):
             return eviction
         self._push_entry(entry)
         self._index[entry[_ID]] = entry
+        self._stored += 1
         self._last_pop = None
         self._track(entry)
         return eviction
@@ -830,7 +839,10 @@ class PriorityQueue(HeldTasks):
         ttl = entry[_TASK].ttl
         if ttl is not None:
             expires = entry[_ENQUEUED] + ttl
-            self._expiry.add(entry, expires)
+            expiry = self._expiry
+            if expiry is None:
+                expiry = self._expiry = Expiries(self._index, at=_ID, expires=_expires)
+            expiry.add(entry, expires)
             self._side_heaps = True
             if expires < self._next_expiry:
                 self._next_expiry = expires
@@ -842,23 +854,29 @@ class PriorityQueue(HeldTasks):
         if self._walking:
             raise ReentrancyError(reentry_refusal(call, "queue"))
         expiry = self._expiry
-        expired = self._expired
-        for entry in expiry.pop_until(now):  # out of the index too
-            expired[entry[_ID]] = entry
-            self._clean = False  # its entry stays in the order heap, dead
-        self._next_expiry = expiry.first()
+        if expiry is not None:
+            expired = self._expired
+            for entry in expiry.pop_until(now):  # out of the index too
+                expired[entry[_ID]] = entry
+                self._clean = False  # its entry stays in the order heap, dead
+            self._next_expiry = expiry.first()
         self._maybe_compact()
 
     def _compact_order(self) -> None:
         """Compact the order heap when due; it is clean again if no dead entry is left."""
         self._order.compact()
-        if len(self._order) == len(self._index):
+        if len(self._order) == self._live_count():
             self._clean = True
 
     def _maybe_compact(self) -> None:
         """Drop dead entries from the heaps once they outnumber live ones (amortised O(1))."""
         self._compact_order()
-        self._expiry.compact()
+        self._compact_sides()
+
+    def _compact_sides(self) -> None:
+        """Drop dead entries from the side heaps once they outnumber live ones."""
+        if self._expiry is not None:
+            self._expiry.compact()
         if self._lowest is not None:
             self._lowest.compact()
 
@@ -870,3 +888,27 @@ class PriorityQueue(HeldTasks):
             else:
                 candidates.append(min(entry[_ENQUEUED] for entry in self._index.values()))
         return float(min(candidates))
+
+    # -- what the queue holds: its own index (a shared one answers otherwise) ----------
+
+    def _live_count(self) -> int:
+        """Live tasks held (not expired). O(1)."""
+        return len(self._index)
+
+    def _live_entries(self) -> list[_Entry]:
+        """The live entries, oldest first (in the order they joined the index). O(n)."""
+        return list(self._index.values())
+
+    def _newest_enqueued(self) -> float | None:
+        """The enqueue time of the live entry that joined the index last, or ``None``. O(1)."""
+        newest = next(reversed(self._index.values()), None)
+        return None if newest is None else newest[_ENQUEUED]
+
+    def _held_entry(self, task_id: Hashable) -> _Entry:
+        """The entry of a held task, live or expired. O(1).
+
+        Raises:
+            KeyError: no held task has this id.
+            TypeError: ``task_id`` is unhashable.
+        """
+        return self._index.get(task_id) or self._expired[task_id]

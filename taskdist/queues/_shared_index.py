@@ -1,0 +1,184 @@
+"""SharedIndexQueue: tenant queues that keep their tasks in one id table, their scheduler's.
+
+A :class:`~taskdist.queues.FairScheduler` must find any queued task by its id
+(``remove``, ``in``, ``why_waiting``, the duplicate check), and each tenant's
+:class:`~taskdist.queues.PriorityQueue` keeps an index of its own tasks by id
+(its heap's liveness test). Two tables over the same ids cost about 90 bytes
+a task; these queues keep theirs in the scheduler's one table instead.
+
+The table maps the id of each live task to its queue's heap entry, and the id
+of each expired task that ``expire()`` has not yet returned to the queue
+holding it (where a queue of its own moves the entry to its expired area,
+these also leave the id behind), so the table answers for every queued task
+in O(1) (:func:`queued_task`). A queue then counts its tasks from its
+counters rather than from the table, lists them from its heap, and compacts
+its heaps against that count. ``in`` on such a queue is O(n): its scheduler
+asks the table instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from taskdist._lazy_heap import COMPACT_SLACK, Expiries
+from taskdist.clock import Clock
+from taskdist.queues.priority import (
+    _ENQUEUED,
+    _ID,
+    _SEQ,
+    _TASK,
+    PriorityQueue,
+    _Entry,
+    _expires,
+    _expiry_order,
+)
+from taskdist.task import Task
+
+__all__ = ["SharedIndexQueue", "queued_task"]
+
+
+def queued_task(table: dict[Hashable, Any], task_id: Hashable) -> Task:
+    """The task queued under ``task_id`` in a shared table. O(1).
+
+    Raises:
+        KeyError: no queue sharing the table holds it.
+        TypeError: ``task_id`` is unhashable.
+    """
+    held = table[task_id]
+    if type(held) is tuple:
+        return held[_TASK]  # type: ignore[no-any-return]
+    return held._expired[task_id][_TASK]  # type: ignore[no-any-return]
+
+
+class SharedIndexQueue(PriorityQueue):
+    """A :class:`PriorityQueue` (unbounded) whose live tasks are filed in a shared ``table``.
+
+    Every queue sharing a table must be told only of its own tasks (its
+    scheduler knows which queue holds each). Complexity as a
+    ``PriorityQueue``'s, but ``in`` (O(n)) and ``len`` (O(1), from counters).
+    """
+
+    __slots__ = ("_side_checks",)
+
+    def __init__(self, clock: Clock, table: dict[Hashable, Any], *, aging_rate: float) -> None:
+        """
+        Args:
+            clock: where time comes from.
+            table: the shared id table (see the module).
+            aging_rate: priority levels gained per second waited.
+        """
+        super().__init__(clock, aging_rate=aging_rate)
+        self._index_in(table)
+        # Calls of _compact_sides (each pop of a task with a TTL makes one) until the
+        # next look at the count: counting is dearer than a look at the table was.
+        self._side_checks = 1
+
+    def __len__(self) -> int:
+        return (
+            self._stored
+            - self._popped
+            - self._removed
+            - self._expired_count
+            - self._evicted
+            + self._evicted_arrivals
+        )
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __contains__(self, task_id: object) -> bool:
+        table: dict[Hashable, Any] = self._index
+        try:
+            held = table.get(task_id)
+        except TypeError:  # an unhashable id is in no queue
+            return False
+        return held is self or any(entry is held for entry in self._order.live_entries())
+
+    def _live_count(self) -> int:
+        return len(self) - len(self._expired)
+
+    def _live_entries(self) -> list[_Entry]:
+        # Oldest first, as a queue's own index lists them when nothing was backdated.
+        return sorted(self._order.live_entries(), key=_place)
+
+    def _newest_enqueued(self) -> float | None:
+        # The table's order is every queue's: nothing reads this queue's order from it
+        # (its listing is sorted, its oldest task found by a scan).
+        return None
+
+    def _oldest_enqueued(self) -> float:
+        entries = [*self._order.live_entries(), *self._expired.values()]
+        return float(min(entry[_ENQUEUED] for entry in entries))
+
+    def _held_entry(self, task_id: Hashable) -> _Entry:
+        held = self._index.get(task_id)
+        if type(held) is not tuple:
+            return self._expired[task_id]
+        return held
+
+    def _take_held(self, task_id: Hashable, holder: str) -> tuple[Any, bool]:
+        held, live = super()._take_held(task_id, holder)
+        if held is self:  # expired: the table held the queue, the entry is here
+            return self._expired.pop(task_id), False
+        return held, live
+
+    def _collect_expired(self, now: float, call: str = "expire") -> None:
+        before = len(self._expired)
+        self._side_checks = 1  # tasks leave the count in bulk: look at it now
+        super()._collect_expired(now, call)
+        if len(self._expired) > before:
+            table: dict[Hashable, Any] = self._index
+            for task_id in list(self._expired)[before:]:  # the newly expired, filed last
+                table[task_id] = self
+
+    def _expire_timed(self) -> list[tuple[float, Task]]:
+        timed = super()._expire_timed()
+        table = self._index
+        for _, task in timed:
+            del table[task.id]
+        return timed
+
+    def _compact_order(self) -> None:
+        order = self._order
+        live = self._live_count()
+        if len(order) > 2 * live + COMPACT_SLACK:
+            order.reset(order.live_entries())
+        if len(order) == live:
+            self._clean = True
+
+    def _compact_sides(self) -> None:
+        self._side_checks -= 1
+        if self._side_checks > 0:
+            return
+        expiry = self._expiry
+        if expiry is None:
+            self._side_checks = COMPACT_SLACK
+            return
+        live = self._live_count()
+        if len(expiry) > 2 * live + COMPACT_SLACK:
+            expiry = self._expiry = Expiries(self._index, at=_ID, expires=_expires)
+            timed = [entry for entry in self._order.live_entries() if entry[_TASK].ttl is not None]
+            for entry in sorted(timed, key=_expiry_order):
+                expiry.add(entry, _expires(entry))
+        # Each call kills at most one entry and a push only widens the margin, so the
+        # expiries stay within the bound until the next look.
+        self._side_checks = (2 * live + COMPACT_SLACK - len(expiry)) // 2 + 1
+
+    def _prepare_snapshot(
+        self, data: object, where: str
+    ) -> tuple[Callable[[], None], dict[Hashable, Task]]:
+        load, ids = super()._prepare_snapshot(data, where)
+
+        def load_shared() -> None:
+            load()
+            table: dict[Hashable, Any] = self._index
+            for task_id in self._expired:
+                table[task_id] = self
+
+        return load_shared, ids
+
+
+def _place(entry: _Entry) -> tuple[float, float]:
+    """An entry's place among its queue's: enqueue time, then sequence number."""
+    return entry[_ENQUEUED], entry[_SEQ]
