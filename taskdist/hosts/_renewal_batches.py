@@ -21,8 +21,9 @@ M = TypeVar("M")
 class Batch(Generic[M]):
     """The runs due for renewal at ``due``; ``live`` of them still want it.
 
-    A member leaves by ``batch.live -= 1`` (the host keeps which batch each
-    run is in, so it leaves at most once).
+    A member joins by being appended to ``members`` with ``live += 1``, and
+    leaves by ``live -= 1`` (the host keeps which batch each run is in, so it
+    leaves at most once): plain attributes, as the host does it per run.
     """
 
     __slots__ = ("due", "live", "members")
@@ -49,14 +50,19 @@ class RenewalBatches(Generic[M]):
         self._open: dict[float, Batch[M]] = {}  # due time -> its batch, until taken
         self._seq = itertools.count()
 
-    def add(self, member: M, since: float, expiry: float) -> Batch[M]:
-        """File ``member``, whose lease runs from ``since`` until ``expiry``, for renewal
-        once the fraction of it has passed. Returns its batch."""
+    def batch(self, since: float, expiry: float) -> Batch[M]:
+        """The batch of the leases that run from ``since`` until ``expiry``: due once
+        the fraction of that time has passed. A member joins it as :class:`Batch` says."""
         due = since + self._fraction * (expiry - since)
         batch = self._open.get(due)
         if batch is None:
             batch = self._open[due] = Batch(due)
             heapq.heappush(self._heap, (due, next(self._seq), batch))
+        return batch
+
+    def add(self, member: M, since: float, expiry: float) -> Batch[M]:
+        """File ``member``, whose lease runs from ``since`` until ``expiry``; its batch."""
+        batch = self.batch(since, expiry)
         batch.members.append(member)
         batch.live += 1
         return batch

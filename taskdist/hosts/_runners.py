@@ -137,7 +137,11 @@ class Runners(Generic[J]):
                     awaitable = context.run(start, job)
                     if awaitable is None:
                         continue
-                    coroutine = _as_coroutine(awaitable)
+                    coroutine = (
+                        awaitable
+                        if type(awaitable) is types.CoroutineType
+                        else _awaiting(awaitable)  # a future, a generator-based coroutine
+                    )
                     step = context.run(coroutine.send, None)
                 except StopIteration:
                     error = None  # finished in its first step
@@ -183,14 +187,6 @@ class Runners(Generic[J]):
 
 async def _awaiting(awaitable: Awaitable[object]) -> object:
     return await awaitable
-
-
-def _as_coroutine(awaitable: Awaitable[object]) -> Coroutine[Any, Any, object]:
-    """A coroutine as is; any other awaitable (a future, a generator-based coroutine)
-    awaited by one."""
-    if type(awaitable) is types.CoroutineType:
-        return awaitable
-    return _awaiting(awaitable)
 
 
 @types.coroutine

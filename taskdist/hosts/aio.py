@@ -127,6 +127,7 @@ class AsyncHost:
         "_handler",
         "_limit",
         "_not_retryable",
+        "_now",
         "_older",
         "_renewals",
         "_runners",
@@ -173,6 +174,7 @@ class AsyncHost:
             concurrency = check_int(concurrency, "concurrency", minimum=1)
         heartbeat = check_heartbeat(heartbeat)
         self._distributor = distributor
+        self._now = distributor.clock.now
         self._handler = handler
         self._limit = concurrency
         self._not_retryable = check_not_retryable(not_retryable)
@@ -328,6 +330,10 @@ class AsyncHost:
         runs = self._runs
         renewals = self._renewals
         push = self._runners.push
+        # One dispatch's leases share their start and (most often) their expiry,
+        # hence their renewal batch: look it up once per distinct expiry.
+        batch: Batch[_Run] | None = None
+        batch_since = batch_expiry = 0.0
         for assignment in assignments:
             task_id = assignment.task.id
             run = _Run(assignment)
@@ -335,12 +341,20 @@ class AsyncHost:
             if earlier is not None:
                 # Its lease expired and the task runs again; the earlier run may
                 # still report first, but its lease is no longer its own to renew.
-                self._leave_batch(earlier)
+                if earlier.batch is not None:
+                    earlier.batch.live -= 1
+                    earlier.batch = None
                 self._older.add(earlier)
             runs[task_id] = run
             expiry = assignment.lease_expiry
             if expiry is not None and renewals is not None:
-                run.batch = renewals.add(run, assignment.started_at, expiry)
+                since = assignment.started_at
+                if batch is None or expiry != batch_expiry or since != batch_since:
+                    batch = renewals.batch(since, expiry)
+                    batch_since, batch_expiry = since, expiry
+                batch.members.append(run)
+                batch.live += 1
+                run.batch = batch
             push(run)
 
     def _begin(self, run: _Run) -> Awaitable[object] | None:
@@ -356,12 +370,11 @@ class AsyncHost:
             self._forget(run)  # ended by the host: given back, not reported
             return
         assignment = run.assignment
-        distributor = self._distributor
         state = report(
-            distributor,
+            self._distributor,
             assignment,
             error,
-            distributor.clock.now() - assignment.started_at,
+            self._now() - assignment.started_at,
             self._not_retryable,
         )
         self._forget(run)
@@ -371,19 +384,18 @@ class AsyncHost:
                 # This late report won: the distributor ended the newer lease.
                 self._abandon(newer)
 
-    def _leave_batch(self, run: _Run) -> None:
+    def _forget(self, run: _Run) -> None:
+        """Drop ``run`` from the runs going (and from its renewal batch); wake the loop."""
+        task_id = run.assignment.task.id
+        runs = self._runs
+        if runs.get(task_id) is run:
+            del runs[task_id]
+        else:
+            self._older.discard(run)
         batch = run.batch
         if batch is not None:
             batch.live -= 1
             run.batch = None
-
-    def _forget(self, run: _Run) -> None:
-        task_id = run.assignment.task.id
-        if self._runs.get(task_id) is run:
-            del self._runs[task_id]
-        else:
-            self._older.discard(run)
-        self._leave_batch(run)
         self._event.set()
 
     def _abandon(self, run: _Run) -> None:
@@ -392,7 +404,10 @@ class AsyncHost:
         if run.abandoned:
             return
         run.abandoned = True
-        self._leave_batch(run)
+        batch = run.batch
+        if batch is not None:  # its lease is not to be renewed while it winds down
+            batch.live -= 1
+            run.batch = None
         if not self._runners.cancel(run):
             self._forget(run)
 
