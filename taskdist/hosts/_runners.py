@@ -110,8 +110,18 @@ class Runners(Generic[J]):
                 return
         loop = self._loop = asyncio.get_running_loop()
         runner = loop.create_task(self._run())
+        runner.add_done_callback(self._gone)
         self._tasks.add(runner)
         self._consumer = runner
+
+    def _gone(self, runner: asyncio.Task[None]) -> None:
+        """A runner ended (closed, or cancelled from outside, even before it ran):
+        if the queue was its to take, another takes it."""
+        self._tasks.discard(runner)
+        if self._consumer is runner:
+            self._consumer = None
+            if self._pending and not self._closing:
+                self._rouse()
 
     async def _run(self) -> None:
         me = asyncio.current_task()
@@ -121,46 +131,39 @@ class Runners(Generic[J]):
         finish = self._finish
         uncancel = getattr(me, "uncancel", None)  # Python 3.11+: cancellations are counted
         error: BaseException | None
-        try:
-            while not self._closing:
-                if not pending:
-                    if self._consumer is me:
-                        self._consumer = None
-                    assert self._loop is not None
-                    wake = self._loop.create_future()
-                    self._idle.append((me, wake))
-                    await wake
+        while not self._closing:
+            if not pending:
+                if self._consumer is me:
+                    self._consumer = None
+                assert self._loop is not None
+                wake = self._loop.create_future()
+                self._idle.append((me, wake))
+                await wake
+                continue
+            job = pending.popleft()
+            context = contextvars.copy_context()
+            try:
+                awaitable = context.run(start, job)
+                if awaitable is None:
                     continue
-                job = pending.popleft()
-                context = contextvars.copy_context()
-                try:
-                    awaitable = context.run(start, job)
-                    if awaitable is None:
-                        continue
-                    coroutine = (
-                        awaitable
-                        if type(awaitable) is types.CoroutineType
-                        else _awaiting(awaitable)  # a future, a generator-based coroutine
-                    )
-                    step = context.run(coroutine.send, None)
-                except StopIteration:
-                    error = None  # finished in its first step
-                except (Exception, asyncio.CancelledError) as raised:
-                    error = raised
-                else:
-                    error = await self._hold(me, job, context, coroutine, step)
-                finish(job, error)
-                if uncancel is not None:
-                    # A cancellation meant for that job (or that it swallowed) must
-                    # not count against the next job on this runner.
-                    while uncancel():
-                        pass
-        finally:
-            self._tasks.discard(me)
-            if self._consumer is me:
-                self._consumer = None
-                if pending and not self._closing:
-                    self._rouse()
+                coroutine = (
+                    awaitable
+                    if type(awaitable) is types.CoroutineType
+                    else _awaiting(awaitable)  # a future, a generator-based coroutine
+                )
+                step = context.run(coroutine.send, None)
+            except StopIteration:
+                error = None  # finished in its first step
+            except (Exception, asyncio.CancelledError) as raised:
+                error = raised
+            else:
+                error = await self._hold(me, job, context, coroutine, step)
+            finish(job, error)
+            if uncancel is not None:
+                # A cancellation meant for that job (or that it swallowed) must
+                # not count against the next job on this runner.
+                while uncancel():
+                    pass
 
     async def _hold(
         self,

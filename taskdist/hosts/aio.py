@@ -59,12 +59,21 @@ class AsyncHost:
     """Runs a :class:`~taskdist.Distributor`'s assignments as asyncio coroutines.
 
     ``await host.run()`` loops: ``dispatch()`` (at most ``concurrency``
-    runs at once; ``None``: as many as the workers take), start
-    ``handler(assignment)`` as a task for each assignment, and sleep until
-    the first of: the distributor's ``next_wakeup()``, a lease due for
-    renewal, a run finishing, a :meth:`submit` or :meth:`wake`, or
-    :meth:`stop`. It sleeps on one ``asyncio.Event`` and one timer: it never
-    polls, and never wakes before something is due.
+    runs at once; ``None``: as many as the workers take), run
+    ``handler(assignment)`` for each assignment, and sleep until the first
+    of: the distributor's ``next_wakeup()``, a lease due for renewal, a run
+    finishing, a :meth:`submit` or :meth:`wake`, or :meth:`stop`. It sleeps
+    on one ``asyncio.Event`` and one timer: it never polls, and never wakes
+    before something is due.
+
+    **Runs.** Each handler runs in an asyncio task of its own while it
+    runs, in its own copy of the context, as if started with
+    ``create_task``: ``asyncio.current_task()``, ``asyncio.timeout`` and
+    context variables behave as usual. The tasks are a pool of runners
+    that live as long as :meth:`run`, never more than the handlers running
+    at once; a runner starts its next handler at once, as Python 3.12's
+    eager tasks do, so a handler that returns without awaiting (a cache
+    hit, a no-op) costs no task and no turn of the event loop.
 
     **Outcomes.** A handler that returns completes its attempt; one that
     raises fails it, retryably unless the exception is an instance of one
@@ -92,16 +101,19 @@ class AsyncHost:
     a ``MonotonicClock`` with any standard loop, or a ``ManualClock`` with
     :class:`VirtualTimeLoop` (tests and simulations in virtual time).
 
-    **Shutdown gives back by worker.** Tasks go back the way the
-    Distributor requeues a removed worker's tasks: the host removes the
-    workers that hold them and adds them again (same ``Worker``, same health
-    set by the host). Their latency average, circuit breaker and per-worker
-    counts start afresh. The host owns the distributor's workers: run one
-    host per distributor.
+    **Giving back.** A task goes back with ``Distributor.requeue`` of the
+    run's attempt: its worker stays as it was (health included), and a
+    task whose lease the run no longer held is left alone. Run one host per
+    distributor: the host dispatches, and takes every assignment as its own.
 
-    Costs per assignment: the distributor's dispatch and complete, one
-    asyncio task, and O(log r) for the renewal heap (r runs); per wakeup,
-    one ``next_wakeup()`` and one timer. ``submit`` is the distributor's.
+    Costs per assignment: the distributor's dispatch and complete, and
+    O(1) for the host: a queue slot, a context, the handler's coroutine,
+    and a place in the renewal batch of its dispatch (one heap entry per
+    batch, O(log b) for b batches; a run that ends before its renewal is
+    due costs the heap nothing). A handler that awaits adds one generator
+    step per await, and a runner woken or created when it first awaits.
+    Per wakeup: one ``next_wakeup()`` and one timer. ``submit`` is the
+    distributor's.
 
     >>> import asyncio
     >>> from taskdist import Distributor, ManualClock, Task, Worker
