@@ -241,6 +241,22 @@ def test_a_handler_may_return_any_awaitable() -> None:
     assert d.state_of("fails") is TaskState.DEAD
 
 
+def test_a_handler_that_returns_no_awaitable_fails_its_run() -> None:
+    clock = ManualClock()
+    d = distributor(clock, attempts=2)
+    calls: list[int] = []
+
+    def forgot_async(assignment: Assignment) -> None:
+        calls.append(assignment.attempt)
+
+    d.submit(Task("a"))
+    d.close()
+    run_virtual(run(d, forgot_async), clock)  # type: ignore[arg-type]
+    entry = d.dlq.get("a")
+    assert calls == [1, 2] and entry is not None and entry.reason is Reason.MAX_ATTEMPTS
+    assert "TypeError" in str(entry.history[-1].error)
+
+
 def test_a_timeout_inside_a_handler_fails_that_run_only() -> None:
     clock = ManualClock()
     d = distributor(clock, capacity=2, attempts=1)

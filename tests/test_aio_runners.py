@@ -19,15 +19,15 @@ from hypothesis import strategies as st
 from taskdist import ManualClock
 from taskdist.aio import run_virtual
 from taskdist.hosts._renewal_batches import Batch, RenewalBatches
-from taskdist.hosts._runners import Runners
+from taskdist.hosts._runners import WITHDRAWN, Runners, Withdrawn
 
 Ended = list[tuple[str, str]]
 
 
 class Job:
-    """A job: a name, and the coroutine function it runs (None: withdrawn)."""
+    """A job: a name, and what it runs (None: withdrawn)."""
 
-    def __init__(self, name: str, body: Callable[[], Awaitable[object]] | None) -> None:
+    def __init__(self, name: str, body: Callable[[], object] | None) -> None:
         self.name = name
         self.body = body
 
@@ -35,8 +35,8 @@ class Job:
 def pool(ended: Ended) -> Runners[Job]:
     """Runners that start each job's body and log how each job ended."""
 
-    def start(job: Job) -> Awaitable[object] | None:
-        return None if job.body is None else job.body()
+    def start(job: Job) -> Awaitable[object] | Withdrawn:
+        return WITHDRAWN if job.body is None else job.body()  # type: ignore[return-value]
 
     def finish(job: Job, error: BaseException | None) -> None:
         ended.append((job.name, "ok" if error is None else type(error).__name__))
@@ -137,7 +137,7 @@ def test_a_job_that_raises_in_its_first_step_is_finished_with_its_error() -> Non
     ]
 
 
-def test_any_awaitable_runs_and_a_withdrawn_job_is_skipped() -> None:
+def test_any_awaitable_runs_a_withdrawn_job_is_skipped_and_none_fails() -> None:
     ended: Ended = []
     runners = pool(ended)
 
@@ -147,11 +147,12 @@ def test_any_awaitable_runs_and_a_withdrawn_job_is_skipped() -> None:
         loop.call_later(1.0, future.set_result, 7)
         runners.push(Job("future", lambda: future))
         runners.push(Job("withdrawn", None))
+        runners.push(Job("not awaitable", lambda: None))
         await asyncio.sleep(2.0)
         await runners.close()
 
     run_virtual(main(), ManualClock())
-    assert ended == [("future", "ok")]
+    assert ended == [("not awaitable", "TypeError"), ("future", "ok")]
 
 
 def test_each_job_has_its_own_context() -> None:

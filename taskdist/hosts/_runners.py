@@ -21,12 +21,21 @@ import contextvars
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Hashable
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 J = TypeVar("J", bound=Hashable)
 
-Start = Callable[[J], "Awaitable[object] | None"]
-"""Makes a job's awaitable (``None``: skip the job, it was withdrawn)."""
+
+class Withdrawn:
+    """The type of :data:`WITHDRAWN`."""
+
+
+WITHDRAWN: Final = Withdrawn()
+"""What ``start`` returns for a job that is not to run after all (not ``None``:
+a handler may return ``None``, and that fails, as ``await None`` does)."""
+
+Start = Callable[[J], "Awaitable[object] | Withdrawn"]
+"""Makes a job's awaitable, or says the job was withdrawn."""
 Finish = Callable[[J, "BaseException | None"], None]
 """Hears how a started job ended: ``None`` (it returned) or what it raised."""
 
@@ -144,13 +153,13 @@ class Runners(Generic[J]):
             context = contextvars.copy_context()
             try:
                 awaitable = context.run(start, job)
-                if awaitable is None:
+                coroutine: Coroutine[Any, Any, object]
+                if type(awaitable) is types.CoroutineType:
+                    coroutine = awaitable
+                elif isinstance(awaitable, Withdrawn):
                     continue
-                coroutine = (
-                    awaitable
-                    if type(awaitable) is types.CoroutineType
-                    else _awaiting(awaitable)  # a future, a generator-based coroutine
-                )
+                else:  # a future, a generator-based coroutine, or not awaitable at all
+                    coroutine = _awaiting(awaitable)
                 step = context.run(coroutine.send, None)
             except StopIteration:
                 error = None  # finished in its first step

@@ -26,7 +26,7 @@ from taskdist.hosts._give_back import give_back_unfinished
 from taskdist.hosts._outcome import check_not_retryable, report
 from taskdist.hosts._renewal_batches import Batch, RenewalBatches
 from taskdist.hosts._renewals import check_heartbeat
-from taskdist.hosts._runners import Runners
+from taskdist.hosts._runners import WITHDRAWN, Runners, Withdrawn
 from taskdist.task import Assignment, Task
 
 __all__ = ["AsyncHost", "Handler", "run"]
@@ -73,7 +73,8 @@ class AsyncHost:
     that live as long as :meth:`run`, never more than the handlers running
     at once; a runner starts its next handler at once, as Python 3.12's
     eager tasks do, so a handler that returns without awaiting (a cache
-    hit, a no-op) costs no task and no turn of the event loop.
+    hit, a no-op) costs no task and no turn of the event loop. A runner's
+    task is a handler's own only while that handler runs.
 
     **Outcomes.** A handler that returns completes its attempt; one that
     raises fails it, retryably unless the exception is an instance of one
@@ -369,11 +370,11 @@ class AsyncHost:
                 run.batch = batch
             push(run)
 
-    def _begin(self, run: _Run) -> Awaitable[object] | None:
-        """The runners start ``run``: its handler's awaitable, or None if it was abandoned
-        while queued."""
+    def _begin(self, run: _Run) -> Awaitable[object] | Withdrawn:
+        """The runners start ``run``: its handler's awaitable (WITHDRAWN if the host
+        abandoned it while it was queued)."""
         if run.abandoned:
-            return None
+            return WITHDRAWN
         return self._handler(run.assignment)
 
     def _end(self, run: _Run, error: BaseException | None) -> None:
