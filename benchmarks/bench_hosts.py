@@ -10,6 +10,9 @@ it, run it, complete it. Contenders:
   host (dispatch, complete each, repeat): the floor the host adds to;
 - ``dramatiq``: dramatiq's in-memory ``StubBroker`` with its ``Worker`` (8
   threads, its defaults), the same number of no-op actor calls;
+- ``host over a stand-in``: the asyncio host over a Distributor that
+  schedules nothing (``StandIn``), against a plain loop over the same: the
+  host's own cost per task, whatever the Distributor's;
 - ``8 threads``: ``ThreadSafeDistributor``, eight threads each submitting
   its share, dispatching and completing; against ``one thread`` driving the
   bare Distributor through the same steps.
@@ -25,11 +28,20 @@ import asyncio
 import random
 import threading
 import time
+from collections.abc import Hashable
 
 import pytest
 from sizing import sizes
 
-from taskdist import Assignment, Distributor, FairScheduler, MonotonicClock, Task, Worker
+from taskdist import (
+    Assignment,
+    Distributor,
+    FairScheduler,
+    MonotonicClock,
+    Task,
+    TaskState,
+    Worker,
+)
 from taskdist.aio import AsyncHost
 from taskdist.threaded import ThreadSafeDistributor
 
@@ -125,6 +137,64 @@ def dramatiq_stub(n: int) -> Seconds:
         broker.close()
 
 
+class StandIn(Distributor):
+    """A Distributor that schedules nothing: ``dispatch`` hands out ready-made
+    assignments, ``complete`` only counts. Driven by a host, what is left of the
+    time is the host's own."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(MonotonicClock())
+        now = self.clock.now()
+        self.todo = [Assignment(Task(i), "w", 1, now, now + 30.0) for i in range(n)]
+        self.completed = 0
+
+    def dispatch(self, limit: int | None = None) -> list[Assignment]:
+        k = min(WORKERS * SLOTS if limit is None else limit, len(self.todo))
+        batch = self.todo[-k:] if k else []
+        del self.todo[len(self.todo) - k :]
+        return batch
+
+    def complete(
+        self, task_id: Hashable, *, duration: float | None = None, attempt: int | None = None
+    ) -> TaskState:
+        self.completed += 1
+        return TaskState.COMPLETED
+
+    @property
+    def closed(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def next_wakeup(self) -> float | None:
+        return None
+
+
+def host_over_stand_in(n: int) -> Seconds:
+    """Seconds for the asyncio host to run n no-op handlers over a :class:`StandIn`."""
+
+    async def main() -> Seconds:
+        d = StandIn(n)
+        start = Stopwatch()
+        await AsyncHost(d, _noop, concurrency=WORKERS * SLOTS).run()
+        elapsed = start.read()
+        assert d.completed == n
+        return elapsed
+
+    return asyncio.run(main())
+
+
+def loop_over_stand_in(n: int) -> Seconds:
+    """Seconds for a plain loop to dispatch and complete n assignments of a StandIn."""
+    d = StandIn(n)
+    start = Stopwatch()
+    while len(d):
+        for assignment in d.dispatch(WORKERS * SLOTS):
+            d.complete(assignment.task.id, duration=0.0, attempt=assignment.attempt)
+    return start.read()
+
+
 def threaded(n: int, threads: int = 8) -> Seconds:
     """Seconds for ``threads`` threads sharing a ThreadSafeDistributor to move n tasks."""
     shared = ThreadSafeDistributor(platform())
@@ -180,6 +250,13 @@ def one_thread(n: int) -> Seconds:
 @pytest.mark.parametrize("contender", [asyncio_host, distributor_alone, dramatiq_stub])
 def bench_end_to_end(benchmark, contender, n: int) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = f"{n} no-op tasks end to end"
+    benchmark.pedantic(contender, args=(n,), rounds=1)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("contender", [host_over_stand_in, loop_over_stand_in])
+def bench_host_alone(benchmark, contender, n: int) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"{n} no-op tasks: the host's own cost, over a distributor doing nothing"
     benchmark.pedantic(contender, args=(n,), rounds=1)
 
 

@@ -6,7 +6,8 @@ Each contender of ``bench_hosts.py`` runs ``repeat`` times, interleaved so
 that machine noise hits all of them alike, and keeps its best time. Prints
 Markdown tables ready for docs/performance.md: tasks per second, the
 asyncio host's rate as a multiple of dramatiq's, and where the host's time
-goes (the Distributor alone, and what the host adds per task). Beside the
+goes (the Distributor alone, what the host adds per task, and the host's
+own cost over a distributor that schedules nothing). Beside the
 wall-clock rates, the process's CPU time per task (every thread's): on a
 shared, loaded machine it moves less than the wall clock does.
 """
@@ -23,6 +24,8 @@ from bench_hosts import (
     asyncio_host,
     distributor_alone,
     dramatiq_stub,
+    host_over_stand_in,
+    loop_over_stand_in,
     one_thread,
     threaded,
 )
@@ -74,6 +77,19 @@ def main() -> None:
     print(
         f"\nThe asyncio host adds {host_us:.1f} µs per task ({host_cpu_us:.1f} µs of CPU) "
         f"to the Distributor's {1e6 * end_to_end['distributor alone'][0] / n:.1f} µs."
+    )
+
+    own = best(
+        {"asyncio host": host_over_stand_in, "plain loop": loop_over_stand_in}, n, args.repeat
+    )
+    print(f"\nThe host's own cost: {n} no-op tasks over a distributor that schedules nothing\n")
+    print("| contender | µs per task | CPU µs per task |")
+    print("|---|---:|---:|")
+    for name, (wall, cpu) in own.items():
+        print(f"| {name} | {1e6 * wall / n:.2f} | {1e6 * cpu / n:.2f} |")
+    print(
+        f"\nThe host's own cost: {1e6 * (own['asyncio host'][0] - own['plain loop'][0]) / n:.2f} "
+        f"µs per task ({1e6 * (own['asyncio host'][1] - own['plain loop'][1]) / n:.2f} µs of CPU)."
     )
 
     m = args.threaded_tasks
