@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from taskdist import ManualClock
 from taskdist.aio import run_virtual
-from taskdist.hosts._renewal_batches import Batch, RenewalBatches
+from taskdist.hosts._renewal_batches import RenewalBatch, RenewalBatches
 from taskdist.hosts._runners import WITHDRAWN, Runners, Withdrawn
 
 Ended = list[tuple[str, str]]
@@ -292,7 +292,7 @@ def test_renewal_batches_match_a_model_of_every_member(
     exactly the members due, each once."""
     batches: RenewalBatches[int] = RenewalBatches(0.5)
     model: dict[int, float] = {}  # member -> due time, while it is in
-    where: dict[int, Batch[int]] = {}
+    where: dict[int, RenewalBatch[int]] = {}
     now = 0.0
     for kind, value, lease in operations:
         if kind == "add":

@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 M = TypeVar("M")
 
 
-class Batch(Generic[M]):
+class RenewalBatch(Generic[M]):
     """The runs due for renewal at ``due``; ``live`` of them still want it.
 
     A member joins by being appended to ``members`` with ``live += 1``, and
@@ -46,28 +46,28 @@ class RenewalBatches(Generic[M]):
 
     def __init__(self, fraction: float) -> None:
         self._fraction = fraction
-        self._heap: list[tuple[float, int, Batch[M]]] = []
-        self._open: dict[float, Batch[M]] = {}  # due time -> its batch, until taken
+        self._heap: list[tuple[float, int, RenewalBatch[M]]] = []
+        self._open: dict[float, RenewalBatch[M]] = {}  # due time -> its batch, until taken
         self._seq = itertools.count()
 
-    def batch(self, since: float, expiry: float) -> Batch[M]:
+    def batch(self, since: float, expiry: float) -> RenewalBatch[M]:
         """The batch of the leases that run from ``since`` until ``expiry``: due once
-        the fraction of that time has passed. A member joins it as :class:`Batch` says."""
+        the fraction of that time has passed. A member joins it as :class:`RenewalBatch` says."""
         due = since + self._fraction * (expiry - since)
         batch = self._open.get(due)
         if batch is None:
-            batch = self._open[due] = Batch(due)
+            batch = self._open[due] = RenewalBatch(due)
             heapq.heappush(self._heap, (due, next(self._seq), batch))
         return batch
 
-    def add(self, member: M, since: float, expiry: float) -> Batch[M]:
+    def add(self, member: M, since: float, expiry: float) -> RenewalBatch[M]:
         """File ``member``, whose lease runs from ``since`` until ``expiry``; its batch."""
         batch = self.batch(since, expiry)
         batch.members.append(member)
         batch.live += 1
         return batch
 
-    def due(self, now: float) -> list[Batch[M]]:
+    def due(self, now: float) -> list[RenewalBatch[M]]:
         """Take the batches due at ``now``, earliest first (their members may have
         left: the caller asks each, by whether it is still in that batch)."""
         heap = self._heap

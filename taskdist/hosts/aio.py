@@ -24,7 +24,7 @@ from taskdist.errors import (
 )
 from taskdist.hosts._give_back import give_back_unfinished
 from taskdist.hosts._outcome import check_not_retryable, report
-from taskdist.hosts._renewal_batches import Batch, RenewalBatches
+from taskdist.hosts._renewal_batches import RenewalBatch, RenewalBatches
 from taskdist.hosts._renewals import check_heartbeat
 from taskdist.hosts._runners import WITHDRAWN, Runners, Withdrawn
 from taskdist.task import Assignment, Task
@@ -52,7 +52,7 @@ class _Run:
         # whatever it ends with is not reported.
         self.abandoned = False
         # Its renewal batch while it wants its lease renewed; None once it does not.
-        self.batch: Batch[_Run] | None = None
+        self.batch: RenewalBatch[_Run] | None = None
 
 
 class AsyncHost:
@@ -345,7 +345,7 @@ class AsyncHost:
         push = self._runners.push
         # One dispatch's leases share their start and (most often) their expiry,
         # hence their renewal batch: look it up once per distinct expiry.
-        batch: Batch[_Run] | None = None
+        batch: RenewalBatch[_Run] | None = None
         batch_since = batch_expiry = 0.0
         for assignment in assignments:
             task_id = assignment.task.id
