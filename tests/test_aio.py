@@ -172,6 +172,148 @@ def test_concurrency_bounds_the_handlers_running_at_once() -> None:
     assert peak == 3 and clock.now() == 3.0
 
 
+# -- how handlers run ---------------------------------------------------------------
+
+
+def test_handlers_that_never_await_finish_at_once_on_one_runner() -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=50)
+    seen: set[asyncio.Task[object] | None] = set()
+
+    async def no_await(assignment: Assignment) -> None:
+        seen.add(asyncio.current_task())
+
+    for i in range(200):
+        d.submit(Task(i))
+    d.close()
+    host = AsyncHost(d, no_await)
+    run_virtual(host.run(), clock)
+    assert d.stats().by_state[TaskState.COMPLETED] == 200 and clock.now() == 0.0
+    # One runner task ran them all, never the host's own task.
+    assert len(seen) == 1 and None not in seen
+    # A dispatch of 50, then a wakeup per batch of 50 ended.
+    assert host.wakeups == 5
+
+
+def test_handlers_that_await_and_handlers_that_do_not_mix() -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=4, attempts=2)
+    tasks: dict[tuple[object, int], asyncio.Task[object] | None] = {}
+
+    async def handler(assignment: Assignment) -> None:
+        run_id = (assignment.task.id, assignment.attempt)
+        tasks[run_id] = asyncio.current_task()
+        if assignment.task.cost:
+            await asyncio.sleep(assignment.task.cost)
+        if str(run_id[0]).startswith("bad") and assignment.attempt == 1:
+            raise RuntimeError("flaky")  # at once, or after awaiting
+        assert asyncio.current_task() is tasks[run_id]
+
+    costs = {"a": 0.0, "b": 3.0, "bad-now": 0.0, "c": 1.0, "bad-later": 2.0, "d": 0.0}
+    for task_id, cost in costs.items():
+        d.submit(Task(task_id, cost=cost))
+    d.close()
+    run_virtual(run(d, handler), clock)
+    assert all(d.state_of(task_id) is TaskState.COMPLETED for task_id in costs)
+    assert d.stats().retries == 2
+    # The ones that awaited at the same time each had a task of their own.
+    awaiting_at_once = [tasks[task_id, 1] for task_id in ("b", "c", "bad-later")]
+    assert len(set(awaiting_at_once)) == 3 and None not in awaiting_at_once
+
+
+def test_a_handler_may_return_any_awaitable() -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=2)
+
+    def handler(assignment: Assignment) -> asyncio.Future[None]:
+        future = asyncio.get_running_loop().create_future()
+        if assignment.task.id == "fails":
+            future.set_exception(LookupError("gone"))
+        else:
+            asyncio.get_running_loop().call_later(4.0, future.set_result, None)
+        return future
+
+    d.submit(Task("ok"))
+    d.submit(Task("fails", max_attempts=1))
+    d.close()
+    run_virtual(run(d, handler), clock)
+    assert d.state_of("ok") is TaskState.COMPLETED and clock.now() == 4.0
+    assert d.state_of("fails") is TaskState.DEAD
+
+
+def test_a_handler_that_returns_no_awaitable_fails_its_run() -> None:
+    clock = ManualClock()
+    d = distributor(clock, attempts=2)
+    calls: list[int] = []
+
+    def forgot_async(assignment: Assignment) -> None:
+        calls.append(assignment.attempt)
+
+    d.submit(Task("a"))
+    d.close()
+    run_virtual(run(d, forgot_async), clock)  # type: ignore[arg-type]
+    entry = d.dlq.get("a")
+    assert calls == [1, 2] and entry is not None and entry.reason is Reason.MAX_ATTEMPTS
+    assert "TypeError" in str(entry.history[-1].error)
+
+
+def test_a_timeout_inside_a_handler_fails_that_run_only() -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=2, attempts=1)
+
+    async def handler(assignment: Assignment) -> None:
+        await asyncio.wait_for(asyncio.sleep(assignment.task.cost), timeout=5.0)
+
+    d.submit(Task("slow", cost=60.0))
+    d.submit(Task("quick", cost=1.0))
+    d.submit(Task("next", cost=1.0))
+    d.close()
+    host = AsyncHost(d, handler)
+    run_virtual(host.run(), clock)
+    assert d.state_of("slow") is TaskState.DEAD and clock.now() == 5.0
+    assert d.state_of("quick") is TaskState.COMPLETED
+    assert d.state_of("next") is TaskState.COMPLETED
+
+
+def test_cancelled_while_runs_wait_on_the_runners_nothing_is_lost() -> None:
+    clock = ManualClock()
+    d = long_jobs(clock, 6, capacity=4)
+    started: list[object] = []
+
+    async def handler(assignment: Assignment) -> None:
+        started.append(assignment.task.id)
+        await asyncio.sleep(100.0)
+
+    async def main() -> None:
+        serving = asyncio.create_task(run(d, handler, grace=0))
+        await asyncio.sleep(0)  # the host dispatched 4 and queued them on a runner
+        assert len(d.leases()) == 4
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+
+    run_virtual(main(), clock)
+    # The runner ran before the host heard of the cancellation: it started the
+    # first run, which awaited and handed the queue to a new runner; the host
+    # then gave back all four, and the three still queued never started.
+    assert started == [0]
+    assert d.stats().by_state[TaskState.QUEUED] == 6 and not d.leases()
+    d.close()
+    run_virtual(run(d, sleeper()), clock)  # no attempt was spent (max_attempts=1)
+    assert d.stats().by_state[TaskState.COMPLETED] == 6
+
+
+def test_cancelled_while_runners_hold_runs_the_finished_stay_done_and_the_rest_go_back() -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=6, attempts=1)
+    for i in range(6):
+        d.submit(Task(i, cost=0.0 if i % 2 else 100.0, max_attempts=1))
+    cancel_after(50.0, d, clock)
+    by_state = d.stats().by_state
+    assert [d.state_of(i) for i in range(6)] == [TaskState.QUEUED, TaskState.COMPLETED] * 3
+    assert by_state[TaskState.QUEUED] == 3 and not d.leases() and d.stats().failed == 0
+
+
 # -- leases ------------------------------------------------------------------------
 
 
@@ -195,6 +337,55 @@ def test_heartbeats_keep_a_slow_handler_s_lease() -> None:
     # Renewed every 15 s (half of the lease), each time to 30 s ahead.
     assert expiries == [30.0, 45.0, 60.0, 60.0, 75.0, 90.0, 105.0, 105.0, 120.0]
     assert host.wakeups == 1 + 6 + 1  # dispatch, renewals at 15..90, the end
+
+
+def test_one_dispatch_s_runs_are_renewed_together_and_only_while_one_runs() -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=5, lease=30.0)
+    expiries: list[float | None] = []
+
+    async def handler(assignment: Assignment) -> None:
+        if assignment.task.id != "long":
+            await asyncio.sleep(10.0)
+            return
+        for _ in range(3):
+            await asyncio.sleep(13.0)  # at 13, 26, 39: off the renewal times
+            expiries.append(d.assignment("long").lease_expiry)
+        await asyncio.sleep(1.0)
+
+    for i in range(4):
+        d.submit(Task(i))
+    d.submit(Task("long"))
+    d.close()
+    host = AsyncHost(d, handler)
+    run_virtual(host.run(), clock)
+    assert d.stats().by_state[TaskState.COMPLETED] == 5 and clock.now() == 40.0
+    assert expiries == [30.0, 45.0, 60.0]  # renewed at 15 and 30
+    # The four short runs left their batch at 10, so the host woke at 0, 10, 15,
+    # 30 and 40: for the dispatch, the four ends, two renewals and the last end.
+    assert host.wakeups == 5
+
+
+def test_a_batch_whose_runs_all_ended_never_wakes_the_host() -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=5, lease=30.0)
+    host = AsyncHost(d, sleeper())
+    for i in range(4):
+        d.submit(Task(i, cost=10.0))
+
+    async def main() -> None:
+        serving = asyncio.create_task(host.run())
+        await asyncio.sleep(12.0)
+        host.submit(Task("late", cost=20.0))
+        await asyncio.sleep(25.0)
+        host.stop()
+        await serving
+
+    run_virtual(main(), clock)
+    assert d.stats().by_state[TaskState.COMPLETED] == 5 and clock.now() == 37.0
+    # Woken at 0 (dispatch), 10 (four ends), 12 (submit), 27 (renewal of "late"),
+    # 32 (its end) and 37 (stop): never at 15, when the first batch came due.
+    assert host.wakeups == 6
 
 
 def test_without_heartbeats_a_slow_run_loses_its_lease_and_the_first_report_wins() -> None:
@@ -383,7 +574,8 @@ def test_the_virtual_loop_needs_a_manual_clock() -> None:
 # -- the model ---------------------------------------------------------------------
 
 jobs = st.lists(
-    st.tuples(st.integers(1, 40), st.integers(0, 3)),  # (duration, failures before success)
+    # (duration, failures before success); a run of 0 never awaits
+    st.tuples(st.integers(0, 40), st.integers(0, 3)),
     min_size=1,
     max_size=12,
 )
@@ -410,7 +602,8 @@ def test_every_task_ends_as_the_model_says_and_the_host_never_spins(
         running += 1
         peak = max(peak, running)
         try:
-            await asyncio.sleep(assignment.task.cost)
+            if assignment.task.cost:
+                await asyncio.sleep(assignment.task.cost)
         finally:
             running -= 1
         if calls[task_id] <= jobs[task_id][1]:

@@ -24,7 +24,9 @@ from taskdist.errors import (
 )
 from taskdist.hosts._give_back import give_back_unfinished
 from taskdist.hosts._outcome import check_not_retryable, report
-from taskdist.hosts._renewals import Renewals, check_heartbeat
+from taskdist.hosts._renewal_batches import RenewalBatch, RenewalBatches
+from taskdist.hosts._renewals import check_heartbeat
+from taskdist.hosts._runners import WITHDRAWN, Runners, Withdrawn
 from taskdist.task import Assignment, Task
 
 __all__ = ["AsyncHost", "Handler", "run"]
@@ -40,28 +42,39 @@ _CLOCK_SKEW: Final = 0.1
 
 
 class _Run:
-    """One assignment being run: its coroutine's task, and how the host ended it."""
+    """One assignment being run, and how the host ended it."""
 
-    __slots__ = ("abandoned", "assignment", "task")
+    __slots__ = ("abandoned", "assignment", "batch")
 
     def __init__(self, assignment: Assignment) -> None:
         self.assignment = assignment
-        self.task: asyncio.Task[None] | None = None
         # The host cancelled it (shutdown, or the distributor no longer leases it):
         # whatever it ends with is not reported.
         self.abandoned = False
+        # Its renewal batch while it wants its lease renewed; None once it does not.
+        self.batch: RenewalBatch[_Run] | None = None
 
 
 class AsyncHost:
     """Runs a :class:`~taskdist.Distributor`'s assignments as asyncio coroutines.
 
     ``await host.run()`` loops: ``dispatch()`` (at most ``concurrency``
-    runs at once; ``None``: as many as the workers take), start
-    ``handler(assignment)`` as a task for each assignment, and sleep until
-    the first of: the distributor's ``next_wakeup()``, a lease due for
-    renewal, a run finishing, a :meth:`submit` or :meth:`wake`, or
-    :meth:`stop`. It sleeps on one ``asyncio.Event`` and one timer: it never
-    polls, and never wakes before something is due.
+    runs at once; ``None``: as many as the workers take), run
+    ``handler(assignment)`` for each assignment, and sleep until the first
+    of: the distributor's ``next_wakeup()``, a lease due for renewal, a run
+    finishing, a :meth:`submit` or :meth:`wake`, or :meth:`stop`. It sleeps
+    on one ``asyncio.Event`` and one timer: it never polls, and never wakes
+    before something is due.
+
+    **Runs.** Each handler runs in an asyncio task of its own while it
+    runs, in its own copy of the context, as if started with
+    ``create_task``: ``asyncio.current_task()``, ``asyncio.timeout`` and
+    context variables behave as usual. The tasks are a pool of runners
+    that live as long as :meth:`run`, never more than the handlers running
+    at once; a runner starts its next handler at once, as Python 3.12's
+    eager tasks do, so a handler that returns without awaiting (a cache
+    hit, a no-op) costs no task and no turn of the event loop. A runner's
+    task is a handler's own only while that handler runs.
 
     **Outcomes.** A handler that returns completes its attempt; one that
     raises fails it, retryably unless the exception is an instance of one
@@ -89,16 +102,19 @@ class AsyncHost:
     a ``MonotonicClock`` with any standard loop, or a ``ManualClock`` with
     :class:`VirtualTimeLoop` (tests and simulations in virtual time).
 
-    **Shutdown gives back by worker.** Tasks go back the way the
-    Distributor requeues a removed worker's tasks: the host removes the
-    workers that hold them and adds them again (same ``Worker``, same health
-    set by the host). Their latency average, circuit breaker and per-worker
-    counts start afresh. The host owns the distributor's workers: run one
-    host per distributor.
+    **Giving back.** A task goes back with ``Distributor.requeue`` of the
+    run's attempt: its worker stays as it was (health included), and a
+    task whose lease the run no longer held is left alone. Run one host per
+    distributor: the host dispatches, and takes every assignment as its own.
 
-    Costs per assignment: the distributor's dispatch and complete, one
-    asyncio task, and O(log r) for the renewal heap (r runs); per wakeup,
-    one ``next_wakeup()`` and one timer. ``submit`` is the distributor's.
+    Costs per assignment: the distributor's dispatch and complete, and
+    O(1) for the host: a queue slot, a context, the handler's coroutine,
+    and a place in the renewal batch of its dispatch (one heap entry per
+    batch, O(log b) for b batches; a run that ends before its renewal is
+    due costs the heap nothing). A handler that awaits adds one generator
+    step per await, and a runner woken or created when it first awaits.
+    Per wakeup: one ``next_wakeup()`` and one timer. ``submit`` is the
+    distributor's.
 
     >>> import asyncio
     >>> from taskdist import Distributor, ManualClock, Task, Worker
@@ -124,8 +140,10 @@ class AsyncHost:
         "_handler",
         "_limit",
         "_not_retryable",
+        "_now",
         "_older",
         "_renewals",
+        "_runners",
         "_runs",
         "_serving",
         "_stop_at",
@@ -169,6 +187,7 @@ class AsyncHost:
             concurrency = check_int(concurrency, "concurrency", minimum=1)
         heartbeat = check_heartbeat(heartbeat)
         self._distributor = distributor
+        self._now = distributor.clock.now
         self._handler = handler
         self._limit = concurrency
         self._not_retryable = check_not_retryable(not_retryable)
@@ -178,7 +197,10 @@ class AsyncHost:
         # while they ran (the distributor dispatched it again) wait in _older.
         self._runs: dict[Hashable, _Run] = {}
         self._older: set[_Run] = set()
-        self._renewals = None if heartbeat is None else Renewals(heartbeat)
+        self._renewals: RenewalBatches[_Run] | None = (
+            None if heartbeat is None else RenewalBatches(heartbeat)
+        )
+        self._runners: Runners[_Run] = Runners(self._begin, self._end)
         self._serving = False
         self._stopping = False
         self._stop_at: float | None = None
@@ -249,6 +271,7 @@ class AsyncHost:
             )
         self._serving = True
         self._event = asyncio.Event()  # bound to this loop, not to an earlier one
+        self._runners = Runners(self._begin, self._end)
         self._stopping = False
         self._stop_at = None
         try:
@@ -273,7 +296,7 @@ class AsyncHost:
         while True:
             event.clear()
             self._wakeups += 1
-            if self._renewals:
+            if self._renewals is not None:
                 self._renew_due(now_of())
             if self._stopping:
                 if not self.running:
@@ -286,8 +309,9 @@ class AsyncHost:
                 distributor.tick()
             else:
                 free = None if limit is None else limit - self.running
-                for assignment in distributor.dispatch(free):
-                    self._start(loop, assignment)
+                assignments = distributor.dispatch(free)
+                if assignments:
+                    self._start(assignments)
                 if distributor.closed and not len(distributor) and not self.running:
                     return
             wake = self._next_wake()
@@ -303,8 +327,8 @@ class AsyncHost:
     def _next_wake(self) -> float | None:
         """The earliest of: the distributor's next timer, a renewal due, the end of grace."""
         wake = self._distributor.next_wakeup()
-        if self._renewals:
-            due = self._renewals.next_due(self._live)
+        if self._renewals is not None:
+            due = self._renewals.next_due()
             if due is not None and (wake is None or due < wake):
                 wake = due
         stop_at = self._stop_at
@@ -314,88 +338,116 @@ class AsyncHost:
 
     # -- one run ------------------------------------------------------------------------
 
-    def _start(self, loop: asyncio.AbstractEventLoop, assignment: Assignment) -> None:
-        task_id = assignment.task.id
-        run = _Run(assignment)
-        earlier = self._runs.get(task_id)
-        if earlier is not None:
-            self._older.add(earlier)  # its lease expired; it may still report first
-        self._runs[task_id] = run
-        run.task = loop.create_task(self._execute(run))
-        expiry = assignment.lease_expiry
-        if expiry is not None and self._renewals is not None:
-            self._renewals.add(task_id, assignment.attempt, assignment.started_at, expiry)
+    def _start(self, assignments: list[Assignment]) -> None:
+        """Queue a run of each assignment on the runners; file its lease for renewal."""
+        runs = self._runs
+        renewals = self._renewals
+        push = self._runners.push
+        # One dispatch's leases share their start and (most often) their expiry,
+        # hence their renewal batch: look it up once per distinct expiry.
+        batch: RenewalBatch[_Run] | None = None
+        batch_since = batch_expiry = 0.0
+        for assignment in assignments:
+            task_id = assignment.task.id
+            run = _Run(assignment)
+            earlier = runs.get(task_id)
+            if earlier is not None:
+                # Its lease expired and the task runs again; the earlier run may
+                # still report first, but its lease is no longer its own to renew.
+                if earlier.batch is not None:
+                    earlier.batch.live -= 1
+                    earlier.batch = None
+                self._older.add(earlier)
+            runs[task_id] = run
+            expiry = assignment.lease_expiry
+            if expiry is not None and renewals is not None:
+                since = assignment.started_at
+                if batch is None or expiry != batch_expiry or since != batch_since:
+                    batch = renewals.batch(since, expiry)
+                    batch_since, batch_expiry = since, expiry
+                batch.members.append(run)
+                batch.live += 1
+                run.batch = batch
+            push(run)
 
-    def _live(self, task_id: Hashable, attempt: int) -> bool:
-        run = self._runs.get(task_id)
-        return run is not None and run.assignment.attempt == attempt and not run.abandoned
+    def _begin(self, run: _Run) -> Awaitable[object] | Withdrawn:
+        """The runners start ``run``: its handler's awaitable (WITHDRAWN if the host
+        abandoned it while it was queued)."""
+        if run.abandoned:
+            return WITHDRAWN
+        return self._handler(run.assignment)
 
-    async def _execute(self, run: _Run) -> None:
-        assignment = run.assignment
-        error: BaseException | None = None
-        try:
-            await self._handler(assignment)
-        except asyncio.CancelledError as cancelled:
-            if run.abandoned:
-                self._forget(run)
-                raise
-            error = cancelled  # cancelled by something else than the host: a failure
-        except Exception as raised:
-            error = raised
+    def _end(self, run: _Run, error: BaseException | None) -> None:
+        """The runners say how ``run`` ended: report it, unless the host ended it."""
         if run.abandoned and error is not None:
             self._forget(run)  # ended by the host: given back, not reported
             return
-        distributor = self._distributor
+        assignment = run.assignment
         state = report(
-            distributor,
+            self._distributor,
             assignment,
             error,
-            distributor.clock.now() - assignment.started_at,
+            self._now() - assignment.started_at,
             self._not_retryable,
         )
         self._forget(run)
         if state is not None:
             newer = self._runs.get(assignment.task.id)
-            if newer is not None and newer is not run:
+            if newer is not None:
                 # This late report won: the distributor ended the newer lease.
                 self._abandon(newer)
 
     def _forget(self, run: _Run) -> None:
+        """Drop ``run`` from the runs going (and from its renewal batch); wake the loop."""
         task_id = run.assignment.task.id
-        if self._runs.get(task_id) is run:
-            del self._runs[task_id]
+        runs = self._runs
+        if runs.get(task_id) is run:
+            del runs[task_id]
         else:
             self._older.discard(run)
+        batch = run.batch
+        if batch is not None:
+            batch.live -= 1
+            run.batch = None
         self._event.set()
 
     def _abandon(self, run: _Run) -> None:
+        """End ``run`` unreported: cancel its handler if it is awaiting; forget it now
+        if it was still queued (the runners will skip it)."""
+        if run.abandoned:
+            return
         run.abandoned = True
-        if run.task is not None:
-            run.task.cancel()
+        batch = run.batch
+        if batch is not None:  # its lease is not to be renewed while it winds down
+            batch.live -= 1
+            run.batch = None
+        if not self._runners.cancel(run):
+            self._forget(run)
 
     def _renew_due(self, now: float) -> None:
         renewals = self._renewals
         assert renewals is not None
-        for task_id, attempt in renewals.due(now):
-            if not self._live(task_id, attempt):
-                continue
-            try:
-                expiry = self._distributor.heartbeat(task_id)
-            except (TaskStateError, UnknownTaskError):
-                self._abandon(self._runs[task_id])  # cancelled, or its lease ran out
-                continue
-            if expiry is not None:
-                renewals.add(task_id, attempt, now, expiry)
+        distributor = self._distributor
+        for batch in renewals.due(now):
+            for run in batch.members:
+                if run.batch is not batch:
+                    continue  # ended, abandoned, or its lease was taken over
+                run.batch = None
+                try:
+                    expiry = distributor.heartbeat(run.assignment.task.id)
+                except (TaskStateError, UnknownTaskError):
+                    self._abandon(run)  # cancelled, or its lease ran out
+                    continue
+                if expiry is not None:
+                    run.batch = renewals.add(run, now, expiry)
 
     async def _abandon_the_rest(self) -> None:
         """Cancel the runs still going, wait for them, and give their tasks back."""
         left = [*self._runs.values(), *self._older]
-        if not left:
-            return
-        for run in left:
-            self._abandon(run)
         try:
-            await asyncio.wait([run.task for run in left if run.task is not None])
+            for run in left:
+                self._abandon(run)
+            await self._runners.close()
         finally:
             give_back_unfinished(self._distributor, [run.assignment for run in left])
             self._runs.clear()
