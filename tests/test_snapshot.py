@@ -32,8 +32,10 @@ from test_distributor_machine import TASK_IDS, TENANTS, WORKER_IDS
 from taskdist import (
     AdaptiveConcurrency,
     Affinity,
+    AIMDSizing,
     AllGates,
     AttemptRecord,
+    BatchOptimizer,
     CapacityTracker,
     CircuitBreaker,
     ConcurrencyLimit,
@@ -558,6 +560,93 @@ def test_a_snapshot_whose_gangs_disagree_with_its_books_is_refused() -> None:
     fresh = ManualClock(start=clock.now())
     with pytest.raises(SnapshotError, match=r"gang timer|does not park '.' as its gang says"):
         Distributor.restore(broken, fresh)
+
+
+# -- batches running, and what the batcher learned -----------------------------------------
+
+batch_submits = st.builds(
+    lambda i, group: ("submit", Task(f"b{i}", group=group, payload=i)),
+    st.integers(0, 9),
+    st.sampled_from(["g", "h"]),
+)
+batch_operations = st.integers(0, 3).flatmap(
+    lambda i: batch_submits if i == 0 else overrides if i == 1 else lifecycle
+)
+
+
+def batcher(clock: ManualClock) -> BatchOptimizer:
+    return BatchOptimizer(
+        clock,
+        max_size=3,
+        max_wait=0.5,
+        sizing=AIMDSizing(target_latency=2.0, initial_size=2),
+        stats_window=4,
+    )
+
+
+def observed_with_batches(d: Distributor) -> Any:
+    return (observed(d), {f"b{i}": _explained(d, f"b{i}") for i in range(10)})
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    before=st.lists(batch_operations, min_size=10, max_size=40),
+    after=st.lists(batch_operations, min_size=5, max_size=25),
+)
+def test_running_batches_and_the_batchers_learning_survive_a_restore(
+    seed: int, before: list[tuple[Any, ...]], after: list[tuple[Any, ...]]
+) -> None:
+    clock = ManualClock()
+    events: list[Event] = []
+    d = Distributor(
+        clock, **parts(clock, seed), batcher=batcher(clock), lease=LEASE, on_event=events.append
+    )
+    d.add_worker(Worker("w0", capacity=3))
+    d.add_worker(Worker("w1", capacity=2, skills={"gpu"}))
+    for op in before:
+        apply(clock, d, op)
+    snapshot = as_json(d.snapshot())
+    event(f"snapshot with a batch running: {bool(snapshot['batches'])}")
+    event(f"snapshot with a batch size learned: {bool(snapshot['batcher']['targets'])}")
+    twin_clock = ManualClock(start=clock.now())
+    twin_events: list[Event] = []
+    twin = Distributor.restore(
+        snapshot,
+        twin_clock,
+        **parts(twin_clock, 99),
+        batcher=batcher(twin_clock),
+        on_event=twin_events.append,
+    )
+    assert as_json(twin.snapshot()) == snapshot
+    assert observed_with_batches(twin) == observed_with_batches(d)
+    # The counts that tell the joiner whether more of a group waits (derived on restore).
+    assert (twin._group_live, twin._group_leased) == (d._group_live, d._group_leased)
+    seen = len(events)
+    for op in after:
+        assert apply(twin_clock, twin, op) == apply(clock, d, op), op
+        assert observed_with_batches(twin) == observed_with_batches(d), op
+    assert comparable(twin_events) == comparable(events[seen:])
+
+
+def test_a_snapshot_with_batches_needs_a_batcher_and_agreeing_leases() -> None:
+    clock = ManualClock()
+    d = Distributor(clock, batcher=batcher(clock), lease=LEASE)
+    d.add_worker(Worker("w0", capacity=3))
+    for i in range(2):  # the batcher's first target size: one batch of two
+        d.submit(Task(f"b{i}", group="g"))
+    assert [a.batch for a in d.dispatch()] == [0, 0]
+    snapshot = as_json(d.snapshot())
+    fresh = ManualClock(start=clock.now())
+    with pytest.raises(SnapshotError, match="give restore\\(\\) the batcher"):
+        Distributor.restore(copy.deepcopy(snapshot), fresh)
+    broken = copy.deepcopy(snapshot)
+    broken["runs"][0]["batch"] = None
+    with pytest.raises(SnapshotError, match="do not say what lease"):
+        Distributor.restore(broken, fresh, batcher=batcher(fresh))
+    broken = copy.deepcopy(snapshot)
+    broken["batches"][0][3] = ["nobody"]
+    with pytest.raises(SnapshotError, match="running"):
+        Distributor.restore(broken, fresh, batcher=batcher(fresh))
 
 
 # -- a lease outlives its host ---------------------------------------------------------

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import enum
-import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -329,7 +328,6 @@ class BatchOptimizer:
         "_close_on_critical",
         "_due",
         "_groups",
-        "_ids",
         "_initial_target",
         "_key",
         "_limits",
@@ -338,6 +336,7 @@ class BatchOptimizer:
         "_max_size",
         "_max_wait",
         "_min_size",
+        "_next_id",
         "_now",
         "_pending",
         "_records",
@@ -448,7 +447,7 @@ class BatchOptimizer:
         # next_wakeup()'s answer, kept while no due time changes.
         self._wakeup: float | None = None
         self._wakeup_known = True
-        self._ids = itertools.count()
+        self._next_id = 0  # the id of the next batch opened
         self._targets: dict[Hashable, int] = {}
         self._records: dict[Hashable, _GroupRecord] = {}
         self._by_reason: Counter[BatchReason] = Counter()
@@ -765,6 +764,35 @@ class BatchOptimizer:
             groups=groups,
         )
 
+    # -- persistence ------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as plain data (see ``docs/persistence.md``): open batches
+        with their tasks and due times, each group's learned target, statistics and
+        limits, the counters. O(tasks held + groups * stats window).
+
+        Raises:
+            SnapshotError: a group key or task id that is not plain data.
+        """
+        from taskdist.batching import _persistence  # it reads this module's classes
+
+        return _persistence.snapshot_of(self)
+
+    def load_snapshot(self, data: object) -> None:
+        """Take on the state :meth:`snapshot` wrote, into a new optimizer configured
+        alike. O(size of the snapshot).
+
+        Raises:
+            SnapshotError: not such a snapshot, another configuration (named), or
+                an optimizer that has seen tasks already (nothing changes).
+        """
+        self._prepare_snapshot(data, "batcher")()
+
+    def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
+        from taskdist.batching import _persistence
+
+        return _persistence.prepare(self, data, where)
+
     def __repr__(self) -> str:
         return (
             f"BatchOptimizer(pending={len(self._pending)}, open_batches={len(self._groups)}, "
@@ -782,7 +810,8 @@ class BatchOptimizer:
                 target = limits.max_size
             if limits.max_wait is not None:
                 wait = limits.max_wait
-        batch = _OpenBatch(next(self._ids), key, now, now + wait, target)
+        batch = _OpenBatch(self._next_id, key, now, now + wait, target)
+        self._next_id += 1
         self._groups[key] = batch
         return batch
 

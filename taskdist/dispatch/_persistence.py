@@ -12,7 +12,8 @@ expiries, retry delays, TTLs of parked tasks, escalations) in the order
 they fall due; the dedup window; escalation steps taken; paused tenants
 and keys; pins; each routed task's route and step, the pools escalations
 sent tasks to, and the paused pools; the gangs still waiting for members
-or room; every counter and recent-sample window of ``stats()``;
+or room; the batches still running, the batch group each live task counts
+in and the batcher's own snapshot; every counter and recent-sample window of ``stats()``;
 and the snapshots of the queue, the tracker, the dead-letter queue, the
 retry policy and every balancer (see :mod:`taskdist.balancing._state`:
 a balancer's own snapshot, only its random source, or ``None``). The
@@ -47,6 +48,7 @@ from taskdist._snapshot import (
 )
 from taskdist._validate import shown
 from taskdist.balancing._state import prepare_state, state_of
+from taskdist.batching.optimizer import Batch, BatchReason
 from taskdist.dispatch._parking import GATES
 from taskdist.dispatch._records import (
     _BREAKER,
@@ -59,6 +61,7 @@ from taskdist.dispatch._records import (
     _BreakerTimer,
     _EscalationTimer,
     _Run,
+    _RunningBatch,
     _StepTimer,
 )
 from taskdist.dispatch.gangs import WAITING_FOR_GANG, GangMark, Gangs, GangTimer, gang_leaders
@@ -76,10 +79,11 @@ __all__ = ["restore_into", "snapshot_of", "unsupported"]
 _KIND: Final = "Distributor"
 _VERSION: Final = 2
 """The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``),
-``waiting_gangs``, and ``routed``, ``sent`` and ``paused_pools``. A version 1
-snapshot still loads, its gangs' configuration given to ``restore`` (or the
-default), with no gang waiting, no task routed or sent and no pool paused (version 1
-refused to write them)."""
+``waiting_gangs``, ``routed``, ``sent`` and ``paused_pools``, and ``batcher``,
+``batches``, ``batch_groups`` and each run's ``batch``. A version 1 snapshot still
+loads, its gangs' configuration given to ``restore`` (or the default), with no gang
+waiting, no task routed or sent, no pool paused and no batch (version 1 refused to
+write them)."""
 _VERSIONS: Final = (SNAPSHOT_VERSION, _VERSION)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
@@ -104,8 +108,6 @@ def unsupported(d: Distributor) -> str | None:
     for gate in d._gate_list:
         if not callable(getattr(gate, "_prepare_snapshot", None)):
             return f"its admission gate {type(gate).__name__} has no snapshot support yet"
-    if d._batcher is not None:
-        return "batches in dispatch (a batcher) are not carried by snapshots yet"
     if d._holds is not None:
         return "reservations and backfill are not carried by snapshots yet"
     return None
@@ -145,6 +147,21 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
             for group, tasks in d._lot.parked()
         ],
         "runs": [_run_data(run, balancers) for run in d._progress.values()],
+        "batcher": None if d._batcher is None else d._batcher.snapshot(),
+        "batches": [
+            [
+                batch_id,
+                book.started,
+                book.ok,
+                [_id(t) for t in sorted(book.running, key=repr)],
+                _batch_data(book.batch),
+            ]
+            for batch_id, book in d._batches.items()
+        ],
+        "batch_groups": [
+            [_id(task_id), encode_key(group, "a batch group")]
+            for task_id, group in d._batch_group.items()
+        ],
         "leases": [_id(task_id) for task_id in d._leases],
         "finished": [
             [_id(task_id), state.value, when] for task_id, (state, when) in d._finished.items()
@@ -319,7 +336,19 @@ def _run_data(run: _Run, balancers: list[Any]) -> dict[str, Any]:
         "last_error": run.last_error,
         "lapsed": None if run.lapsed is None else sorted(run.lapsed),
         "retry_at": run.retry_at,
+        "batch": run.batch,
     }
+
+
+def _batch_data(batch: Batch) -> list[Any]:
+    return [
+        batch.id,
+        encode_key(batch.key, "a batch group"),
+        [task.to_data() for task in batch.tasks],
+        batch.created,
+        batch.released,
+        batch.reason.value,
+    ]
 
 
 # -- reading -------------------------------------------------------------------
@@ -412,6 +441,11 @@ def restore_into(d: Distributor, fields: Fields) -> None:
     if d._gates is not None:
         loads.append(prepare_load(d._gates, gates_data, "snapshot.gates"))
         admitted = {decode_key(k, "snapshot.gates.held") for k in gates_data["held"]}
+    batcher_data = fields.value("batcher") if fields.version >= 2 else None
+    if batcher_data is not None and d._batcher is None:
+        refuse("snapshot.batcher", "holds a batcher's state; give restore() the batcher")
+    if d._batcher is not None and batcher_data is not None:
+        loads.append(prepare_load(d._batcher, batcher_data, "snapshot.batcher"))
     policies = fields.items("intake")
     if len(policies) != len(d._intake):
         refuse(
@@ -486,7 +520,7 @@ class _Books:
             self.parked.append((_group(item[0], f"{where}[0]", pools), tasks))
         self.runs: dict[Hashable, _Run] = {}
         for i, item in enumerate(fields.items("runs")):
-            run = _run(item, f"snapshot.runs[{i}]", balancers)
+            run = _run(item, f"snapshot.runs[{i}]", balancers, fields.version)
             if run.task.id in self.runs:
                 refuse(f"snapshot.runs[{i}]", f"repeats task {run.task.id!r}")
             self.runs[run.task.id] = run
@@ -535,6 +569,7 @@ class _Books:
         ]
         self._read_routes(fields, pools)
         self._read_gangs(fields)
+        self._read_batches(fields)
         counted = list(d._counts)
         self.counts = dict(zip(counted, fields.counts("counts", len(counted)), strict=True))
         self.dead_by_reason: dict[Reason, int] = {}
@@ -615,6 +650,69 @@ class _Books:
             _pool(data, f"snapshot.paused_pools[{i}]", pools)
             for i, data in enumerate(fields.items("paused_pools"))
         ]
+
+    def _read_batches(self, fields: Fields) -> None:
+        """The batches still running, and the batch group each live task counts in."""
+        self.batches: dict[int, _RunningBatch] = {}
+        self.batch_groups: dict[Hashable, Hashable] = {}
+        if fields.version < 2:  # written before batches were carried: none ran
+            return
+        reasons = {reason.value: reason for reason in BatchReason}
+        for i, item in enumerate(fields.items("batches")):
+            where = f"snapshot.batches[{i}]"
+            if (
+                type(item) is not list
+                or len(item) != 5
+                or type(item[0]) is not int
+                or type(item[2]) is not bool
+                or type(item[3]) is not list
+                or type(item[4]) is not list
+                or len(item[4]) != 6
+                or type(item[4][0]) is not int
+                or type(item[4][2]) is not list
+                or item[4][5] not in reasons
+            ):
+                refuse(where, f"must be [id, started, ok, [running], batch], got {shown(item)}")
+            raw = item[4]
+            tasks = tuple(Task.from_data(t, f"{where}[4][2][{j}]") for j, t in enumerate(raw[2]))
+            batch = Batch(
+                raw[0],
+                decode_key(raw[1], f"{where}[4][1]"),
+                tasks,
+                _number(raw[3], f"{where}[4][3]"),
+                _number(raw[4], f"{where}[4][4]"),
+                reasons[raw[5]],
+            )
+            book = _RunningBatch(batch, _number(item[1], f"{where}[1]"))
+            book.ok = item[2]
+            book.running = {decode_key(t, f"{where}[3]") for t in item[3]}
+            if item[0] != batch.id or item[0] in self.batches:
+                refuse(where, f"names batch {item[0]!r} twice, or not as its batch does")
+            if not book.running or not book.running <= set(batch.ids):
+                refuse(where, "must name some of its batch's tasks as running")
+            self.batches[item[0]] = book
+        self.batch_groups = dict(_unique_pairs(fields, "batch_groups"))
+
+    def _check_batches(self) -> None:
+        """Each lease of a batch is one of its running tasks, and the other way round;
+        every task counted in a batch group is live; a batcher when batches ran."""
+        leases = self.leases
+        running = {t: batch_id for batch_id, b in self.batches.items() for t in b.running}
+        for task_id in leases:
+            batch_id = self.runs[task_id].batch
+            if running.get(task_id) != batch_id:
+                refuse(
+                    "snapshot.batches",
+                    f"do not say what lease {task_id!r} does: batch {batch_id!r}",
+                )
+        stray = next((t for t in running if t not in leases), None)
+        if stray is not None:
+            refuse("snapshot.batches", f"run {stray!r}, which is not leased")
+        for task_id in self.batch_groups:
+            if task_id not in self.waiting and task_id not in leases:
+                refuse("snapshot.batch_groups", f"names {task_id!r}, which is not live")
+        if (self.batches or self.batch_groups) and self.d._batcher is None:
+            refuse("snapshot.batches", "hold batches; give restore() the batcher")
 
     def _read_gangs(self, fields: Fields) -> None:
         """The gangs not placed yet: size, timeout, leader and members."""
@@ -743,6 +841,7 @@ class _Books:
                 refuse("snapshot.timers", f"has two {kind} timers for {ident!r}")
             keys.add(key)
         self._check_gangs()
+        self._check_batches()
         for name, known in (("escalated", list(self.escalated)), ("advised", self.advised)):
             for task_id in known:
                 if task_id not in waiting and task_id not in leases:
@@ -849,6 +948,15 @@ class _Books:
             rules.send(task_id, pool)
         for pool in self.paused_pools:
             rules.close_pool(pool)
+        d._batches.update(self.batches)
+        d._batch_group.update(self.batch_groups)
+        for group in self.batch_groups.values():
+            d._group_live[group] += 1
+        for book in self.batches.values():
+            for task_id in book.running:
+                counted = self.batch_groups.get(task_id)
+                if counted is not None:
+                    d._group_leased[counted] += 1
         # The members as the lot and the queue hold them: the very objects.
         held = {task.id: task for _, tasks in self.parked for task in tasks}
         held.update(self.queued_tasks)
@@ -970,7 +1078,7 @@ def _pool(data: object, where: str, known: list[Pool]) -> Pool:
         raise as_snapshot_error(error, where) from None
 
 
-def _run(data: object, where: str, balancers: list[Any]) -> _Run:
+def _run(data: object, where: str, balancers: list[Any], version: int) -> _Run:
     fields = Fields(data, where)
     task = Task.from_data(fields.value("task"), f"{where}.task")
     run = _Run(task, fields.number("submitted_at"), fields.number("first_started"))
@@ -999,5 +1107,6 @@ def _run(data: object, where: str, balancers: list[Any]) -> _Run:
             refuse(f"{where}.lapsed", f"must be None or a list of attempts, got {shown(lapsed)}")
         run.lapsed = set(lapsed)
     run.retry_at = fields.opt_number("retry_at")
+    run.batch = fields.opt_integer("batch", minimum=0) if version >= 2 else None
     fields.done()
     return run

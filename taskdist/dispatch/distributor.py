@@ -3196,7 +3196,7 @@ class Distributor:
         Raises:
             SnapshotError: a part of the composition that snapshots do not carry
                 yet, named: a queue without ``snapshot()``, a gate or intake
-                policy without snapshot support (one of your own), a batcher,
+                policy without snapshot support (one of your own),
                 reservations or backfill, a paused pool whose ``where=`` test no
                 route or escalation names; or an id that is not plain data.
             ReentrancyError: called from a callback of this distributor.
@@ -3224,6 +3224,7 @@ class Distributor:
         escalation: Escalation | None = None,
         preemption: Preemption | None = None,
         gangs: Gangs | None = None,
+        batcher: BatchOptimizer | None = None,
         intake: Iterable[IntakePolicy] = (),
         retry_budget: RetryBudget | None = None,
         rng: random.Random | None = None,
@@ -3233,8 +3234,8 @@ class Distributor:
 
         The collaborators are what the constructor takes that is code, not
         data; give them as the snapshotted distributor had them, new and empty
-        (``queue``, ``tracker`` and ``dlq`` configured alike: the snapshot fills
-        them). The numbers (``lease``, ``dedup_window``, ``max_queued``,
+        (``queue``, ``tracker``, ``dlq`` and ``batcher`` configured alike: the
+        snapshot fills them). The numbers (``lease``, ``dedup_window``, ``max_queued``,
         ``stats_window``) come from the snapshot, and so does the gangs'
         configuration: ``gangs``, if given, must be configured as the
         snapshotted distributor's (a snapshot of format version 1, which does
@@ -3273,6 +3274,7 @@ class Distributor:
             routes=routes,
             escalation=escalation,
             preemption=preemption,
+            batcher=batcher,
             intake=intake,
             retry_budget=retry_budget,
             rng=rng,

@@ -8,6 +8,7 @@ from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from taskdist.balancing import Balancer
+from taskdist.batching import BatchOptimizer
 from taskdist.clock import Clock
 from taskdist.dispatch import (
     DeadLetterQueue,
@@ -393,6 +394,7 @@ class ThreadSafeDistributor:
         escalation: Escalation | None = None,
         preemption: Preemption | None = None,
         gangs: Gangs | None = None,
+        batcher: BatchOptimizer | None = None,
         intake: Iterable[IntakePolicy] = (),
         retry_budget: RetryBudget | None = None,
         rng: random.Random | None = None,
@@ -414,6 +416,7 @@ class ThreadSafeDistributor:
                 escalation=escalation,
                 preemption=preemption,
                 gangs=gangs,
+                batcher=batcher,
                 intake=intake,
                 retry_budget=retry_budget,
                 rng=rng,
