@@ -35,6 +35,7 @@ from taskdist import (
     AIMDSizing,
     AllGates,
     AttemptRecord,
+    Backfill,
     BatchOptimizer,
     CapacityTracker,
     CircuitBreaker,
@@ -62,6 +63,7 @@ from taskdist import (
     RateGate,
     RateLimiter,
     Reason,
+    Reservation,
     ResourcePool,
     RetryBudget,
     RetryPolicy,
@@ -647,6 +649,95 @@ def test_a_snapshot_with_batches_needs_a_batcher_and_agreeing_leases() -> None:
     broken["batches"][0][3] = ["nobody"]
     with pytest.raises(SnapshotError, match="running"):
         Distributor.restore(broken, fresh, batcher=batcher(fresh))
+
+
+# -- capacity held for urgent work, and a worker reserved for a large task -------------------
+
+large_submits = st.builds(
+    lambda i, priority, slots: (
+        "submit",
+        Task(f"r{i}", priority=priority, resources={"slots": slots}, cost=float(slots)),
+    ),
+    st.integers(0, 9),
+    st.integers(0, 4),
+    st.sampled_from([1, 2, 3]),
+)
+held_operations = st.integers(0, 4).flatmap(
+    lambda i: large_submits if i < 2 else overrides if i == 2 else lifecycle
+)
+
+
+def held_parts(clock: ManualClock, seed: int) -> dict[str, Any]:
+    given = parts(clock, seed)
+    given["reservations"] = [
+        Reservation(priority_at_most=1, share=0.25),
+        Reservation(priority_at_most=0, share=0.5, pool=Pool(skills={"gpu"})),
+    ]
+    given["backfill"] = Backfill()
+    return given
+
+
+def observed_with_held(d: Distributor) -> Any:
+    return (observed(d), {f"r{i}": _explained(d, f"r{i}") for i in range(10)})
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    before=st.lists(held_operations, min_size=10, max_size=40),
+    after=st.lists(held_operations, min_size=5, max_size=25),
+)
+def test_reservations_and_the_backfill_reservation_survive_a_restore(
+    seed: int, before: list[tuple[Any, ...]], after: list[tuple[Any, ...]]
+) -> None:
+    clock = ManualClock()
+    events: list[Event] = []
+    d = Distributor(clock, **held_parts(clock, seed), lease=LEASE, on_event=events.append)
+    d.add_worker(Worker("w0", capacity=3))
+    d.add_worker(Worker("w1", capacity=2, skills={"gpu"}))
+    for op in before:
+        apply(clock, d, op)
+    snapshot = as_json(d.snapshot())
+    event(f"snapshot with a backfill reservation: {snapshot['backfill'] is not None}")
+    event(
+        "snapshot with tasks held for a reservation: "
+        f"{any('held' in json.dumps(group) for group, _ in snapshot['parked'])}"
+    )
+    twin_clock = ManualClock(start=clock.now())
+    twin_events: list[Event] = []
+    twin = Distributor.restore(
+        snapshot, twin_clock, **held_parts(twin_clock, 99), on_event=twin_events.append
+    )
+    assert as_json(twin.snapshot()) == snapshot
+    assert observed_with_held(twin) == observed_with_held(d)
+    seen = len(events)
+    for op in after:
+        assert apply(twin_clock, twin, op) == apply(clock, d, op), op
+        assert observed_with_held(twin) == observed_with_held(d), op
+    assert comparable(twin_events) == comparable(events[seen:])
+
+
+def test_a_backfill_reservation_in_force_carries_on_after_a_restore() -> None:
+    clock = ManualClock()
+    d = Distributor(clock, backfill=Backfill(), lease=LEASE)
+    d.add_worker(Worker("w0", capacity=4))
+    for i in range(3):
+        d.submit(Task(f"small{i}", cost=5.0 + i))
+    d.dispatch()
+    d.submit(Task("large", resources={"slots": 3}, cost=2.0))
+    assert d.dispatch() == []  # no room: it parks, and w0 is reserved for it
+    snapshot = as_json(d.snapshot())
+    assert snapshot["backfill"] is not None and snapshot["backfill"][1] == "w0"
+    twin_clock = ManualClock(start=clock.now())
+    twin = Distributor.restore(snapshot, twin_clock, backfill=Backfill())
+    assert twin.explain("large") == d.explain("large")
+    assert "reserved for it" in twin.explain("large")
+    for run, run_clock in ((d, clock), (twin, twin_clock)):
+        run.submit(Task("filler", cost=1.0))  # ends before the large task is due: backfilled
+        run.submit(Task("blocker", cost=60.0))  # would delay it: kept off w0
+        run_clock.advance(1.0)
+    assert assignment_view(twin.dispatch()) == assignment_view(d.dispatch())
+    assert twin.explain("blocker") == d.explain("blocker")
+    assert as_json(twin.snapshot()) == as_json(d.snapshot())
 
 
 # -- a lease outlives its host ---------------------------------------------------------

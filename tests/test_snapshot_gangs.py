@@ -65,8 +65,8 @@ def test_restore_takes_gangs_configured_alike_and_refuses_others_by_name() -> No
 
 
 def version_1(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """The snapshot as a taskdist that did not carry the gangs (nor routes, nor
-    batches) wrote it."""
+    """The snapshot as a taskdist that did not carry the gangs (nor routes, batches
+    or the backfill reservation) wrote it."""
     added = (
         "gangs",
         "waiting_gangs",
@@ -76,6 +76,7 @@ def version_1(snapshot: dict[str, Any]) -> dict[str, Any]:
         "batcher",
         "batches",
         "batch_groups",
+        "backfill",
     )
     old = {key: value for key, value in snapshot.items() if key not in added}
     old["runs"] = [{k: v for k, v in run.items() if k != "batch"} for run in old["runs"]]

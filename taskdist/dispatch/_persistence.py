@@ -13,7 +13,8 @@ they fall due; the dedup window; escalation steps taken; paused tenants
 and keys; pins; each routed task's route and step, the pools escalations
 sent tasks to, and the paused pools; the gangs still waiting for members
 or room; the batches still running, the batch group each live task counts
-in and the batcher's own snapshot; every counter and recent-sample window of ``stats()``;
+in and the batcher's own snapshot; the backfill reservation held (the
+reservations' holdings follow from the leases); every counter and recent-sample window of ``stats()``;
 and the snapshots of the queue, the tracker, the dead-letter queue, the
 retry policy and every balancer (see :mod:`taskdist.balancing._state`:
 a balancer's own snapshot, only its random source, or ``None``). The
@@ -64,7 +65,8 @@ from taskdist.dispatch._records import (
     _RunningBatch,
     _StepTimer,
 )
-from taskdist.dispatch.gangs import WAITING_FOR_GANG, GangMark, Gangs, GangTimer, gang_leaders
+from taskdist.dispatch.gangs import WAITING_FOR_GANG, GangMark, Gangs, GangTimer
+from taskdist.dispatch.reservation import BackfillMark, HeldGroup
 from taskdist.dispatch.routing import Pool
 from taskdist.dispatch.stats import AttemptRecord
 from taskdist.errors import InvalidTypeError, SnapshotError, TaskdistError
@@ -79,11 +81,12 @@ __all__ = ["restore_into", "snapshot_of", "unsupported"]
 _KIND: Final = "Distributor"
 _VERSION: Final = 2
 """The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``),
-``waiting_gangs``, ``routed``, ``sent`` and ``paused_pools``, and ``batcher``,
-``batches``, ``batch_groups`` and each run's ``batch``. A version 1 snapshot still
-loads, its gangs' configuration given to ``restore`` (or the default), with no gang
-waiting, no task routed or sent, no pool paused and no batch (version 1 refused to
-write them)."""
+``waiting_gangs``, ``routed``, ``sent`` and ``paused_pools``, ``batcher``,
+``batches``, ``batch_groups`` and each run's ``batch``, and ``backfill``; parked
+groups are written by shape. A version 1 snapshot still loads, its gangs'
+configuration given to ``restore`` (or the default), with no gang waiting, no task
+routed or sent, no pool paused, no batch and no reservation held (version 1 refused
+to write them)."""
 _VERSIONS: Final = (SNAPSHOT_VERSION, _VERSION)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
@@ -108,8 +111,6 @@ def unsupported(d: Distributor) -> str | None:
     for gate in d._gate_list:
         if not callable(getattr(gate, "_prepare_snapshot", None)):
             return f"its admission gate {type(gate).__name__} has no snapshot support yet"
-    if d._holds is not None:
-        return "reservations and backfill are not carried by snapshots yet"
     return None
 
 
@@ -158,6 +159,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
             ]
             for batch_id, book in d._batches.items()
         ],
+        "backfill": _backfill_data(d),
         "batch_groups": [
             [_id(task_id), encode_key(group, "a batch group")]
             for task_id, group in d._batch_group.items()
@@ -236,32 +238,24 @@ def _id(task_id: Hashable) -> Any:
 def _group_data(group: Hashable, pools: list[Pool]) -> Any:
     if group is GATES:
         return {"gates": []}
-    if gang_leaders(group):  # (signature, GangMark(shape)): a gang leader waiting for room
-        assert isinstance(group, tuple)
-        base, mark = group
-        return {"gang": [encode_key(base, "a parking group"), encode_key(mark.shape, "a shape")]}
-    if _is_sent_group(group):  # (signature, (route step, pin, pool)): a pool is no key
-        assert isinstance(group, tuple)
-        base, (where, pin, pool) = group
-        return {
-            "sent": [
-                encode_key(base, "a parking group"),
-                encode_key(where, "a parking group"),
-                encode_key(pin, "a worker id"),
-                _pool_data(pool, pools),
-            ]
-        }
-    return {"group": encode_key(group, "a parking group")}
+    return {"group": _shape_data(group, pools)}
 
 
-def _is_sent_group(group: Hashable) -> bool:
-    return (
-        type(group) is tuple
-        and len(group) == 2
-        and type(group[1]) is tuple
-        and len(group[1]) == 3
-        and isinstance(group[1][2], Pool)
-    )
+def _shape_data(value: object, pools: list[Pool]) -> Any:
+    """A parking group (or a part of one) as plain data. Besides plain keys, a group
+    may hold a route's pool, a gang's shape, a reservation's mark or the backfill
+    reservation's: each is written as a one-key dict naming it."""
+    if isinstance(value, Pool):
+        return {"pool": _pool_data(value, pools)}
+    if isinstance(value, GangMark):
+        return {"gang": encode_key(value.shape, "a gang's shape")}
+    if isinstance(value, HeldGroup):
+        return {"held": value.index}
+    if isinstance(value, BackfillMark):
+        return {"backfill": _shape_data(value.held, pools)}
+    if type(value) is tuple:
+        return {"tuple": [_shape_data(item, pools) for item in value]}
+    return encode_key(value, "a parking group")
 
 
 def _known_pools(d: Distributor) -> list[Pool]:
@@ -338,6 +332,15 @@ def _run_data(run: _Run, balancers: list[Any]) -> dict[str, Any]:
         "retry_at": run.retry_at,
         "batch": run.batch,
     }
+
+
+def _backfill_data(d: Distributor) -> list[Any] | None:
+    """The backfill reservation held: its task and its worker, or ``None``."""
+    held = None if d._holds is None else d._holds.backfill_state()
+    if held is None:
+        return None
+    task, worker_id = held
+    return [task.to_data(), encode_key(worker_id, "a worker id")]
 
 
 def _batch_data(batch: Batch) -> list[Any]:
@@ -517,7 +520,8 @@ class _Books:
             if type(item) is not list or len(item) != 2 or type(item[1]) is not list:
                 refuse(where, "must be [group, [tasks]]")
             tasks = [Task.from_data(t, f"{where}[1][{j}]") for j, t in enumerate(item[1])]
-            self.parked.append((_group(item[0], f"{where}[0]", pools), tasks))
+            held = len(d._holds.reservations) if d._holds is not None else 0
+            self.parked.append((_group(item[0], f"{where}[0]", pools, held), tasks))
         self.runs: dict[Hashable, _Run] = {}
         for i, item in enumerate(fields.items("runs")):
             run = _run(item, f"snapshot.runs[{i}]", balancers, fields.version)
@@ -570,6 +574,7 @@ class _Books:
         self._read_routes(fields, pools)
         self._read_gangs(fields)
         self._read_batches(fields)
+        self._read_backfill(fields)
         counted = list(d._counts)
         self.counts = dict(zip(counted, fields.counts("counts", len(counted)), strict=True))
         self.dead_by_reason: dict[Reason, int] = {}
@@ -650,6 +655,21 @@ class _Books:
             _pool(data, f"snapshot.paused_pools[{i}]", pools)
             for i, data in enumerate(fields.items("paused_pools"))
         ]
+
+    def _read_backfill(self, fields: Fields) -> None:
+        """The backfill reservation held: its task (waiting) and its worker."""
+        self.backfill: tuple[Task, Hashable] | None = None
+        data = fields.value("backfill") if fields.version >= 2 else None
+        if data is None:
+            return
+        if type(data) is not list or len(data) != 2:
+            refuse("snapshot.backfill", f"must be [task, worker id] or None, got {shown(data)}")
+        task = Task.from_data(data[0], "snapshot.backfill[0]")
+        if self.d._holds is None:
+            refuse("snapshot.backfill", "holds a reservation; give restore() the backfill")
+        if task.id not in self.waiting:
+            refuse("snapshot.backfill", f"holds a reservation for {task.id!r}, not waiting")
+        self.backfill = (task, decode_key(data[1], "snapshot.backfill[1]"))
 
     def _read_batches(self, fields: Fields) -> None:
         """The batches still running, and the batch group each live task counts in."""
@@ -926,6 +946,8 @@ class _Books:
             d._leases[task_id] = run
             assert run.balancer is not None
             run.balancer.on_assign(run.task, tracker.worker(run.worker_id))
+            if d._holds is not None:  # what the leases hold of each reservation, again
+                d._holds.leased(run.task, tracker.worker(run.worker_id))
             if budget is not None:
                 budget.leased(run.task)
         if budget is not None:  # its counts follow from the books: told them again
@@ -962,6 +984,10 @@ class _Books:
         held.update(self.queued_tasks)
         for gang, (size, due, leader, members) in self.gangs.items():
             d._gangs.restore(gang, size, due, leader, [held.get(m.id, m) for m in members])
+        if self.backfill is not None:  # after the leases, which it must not hear
+            assert d._holds is not None
+            task, worker_id = self.backfill
+            d._holds.restore_backfill(held.get(task.id, task), worker_id)
         d._counts.update(self.counts)
         d._dead_by_reason.update(self.dead_by_reason)
         d._deadline_met, d._deadline_missed = self.deadlines
@@ -1016,25 +1042,34 @@ def _unique_ids(fields: Fields, name: str) -> list[Hashable]:
     return ids
 
 
-def _group(data: object, where: str, pools: list[Pool]) -> Hashable:
+def _group(data: object, where: str, pools: list[Pool], held: int) -> Hashable:
+    """The parking group :func:`_group_data` wrote (``held``: how many reservations)."""
     if data == {"gates": []}:
         return GATES
-    if type(data) is dict and len(data) == 1 and "gang" in data:
-        parts = data["gang"]
-        if type(parts) is not list or len(parts) != 2:
-            refuse(where, f"must be {{'gang': [signature, shape]}}, got {shown(data)}")
-        return (decode_key(parts[0], where), GangMark(decode_key(parts[1], where)))
-    if type(data) is dict and len(data) == 1 and "sent" in data:
-        parts = data["sent"]
-        if type(parts) is not list or len(parts) != 4:
-            refuse(where, f"must be {{'sent': [signature, step, pin, pool]}}, got {shown(data)}")
-        base, step, pin = (decode_key(part, where) for part in parts[:3])
-        return (base, (step, pin, _pool(parts[3], f"{where}.sent[3]", pools)))
     if type(data) is not dict or len(data) != 1 or "group" not in data:
         refuse(where, f"must be {{'gates': []}} or {{'group': ...}}, got {shown(data)}")
-    group = decode_key(data["group"], where)
+    group = _shape(data["group"], where, pools, held)
     # The distributor knows this group by identity: the very object, not an equal one.
     return WAITING_FOR_GANG if group == WAITING_FOR_GANG else group
+
+
+def _shape(data: object, where: str, pools: list[Pool], held: int) -> Hashable:
+    """A part of a parking group as :func:`_shape_data` wrote it."""
+    if type(data) is dict and len(data) == 1:
+        ((kind, inner),) = data.items()
+        if kind == "tuple" and type(inner) is list:
+            return tuple(_shape(item, where, pools, held) for item in inner)
+        if kind == "pool":
+            return _pool(inner, f"{where}.pool", pools)
+        if kind == "gang":
+            return GangMark(decode_key(inner, where))
+        if kind == "held":
+            if type(inner) is not int or not 0 <= inner < held:
+                refuse(where, f"names reservation {shown(inner)}; restore() was given {held}")
+            return HeldGroup(inner)
+        if kind == "backfill":
+            return BackfillMark(_shape(inner, where, pools, held))
+    return decode_key(data, where)
 
 
 def _pool(data: object, where: str, known: list[Pool]) -> Pool:

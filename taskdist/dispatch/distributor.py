@@ -3196,9 +3196,9 @@ class Distributor:
         Raises:
             SnapshotError: a part of the composition that snapshots do not carry
                 yet, named: a queue without ``snapshot()``, a gate or intake
-                policy without snapshot support (one of your own),
-                reservations or backfill, a paused pool whose ``where=`` test no
-                route or escalation names; or an id that is not plain data.
+                policy without snapshot support (one of your own), a paused
+                pool whose ``where=`` test no route or escalation names; or an
+                id that is not plain data.
             ReentrancyError: called from a callback of this distributor.
         """
         self._enter()
@@ -3224,6 +3224,8 @@ class Distributor:
         escalation: Escalation | None = None,
         preemption: Preemption | None = None,
         gangs: Gangs | None = None,
+        reservations: Reservation | Iterable[Reservation] = (),
+        backfill: Backfill | None = None,
         batcher: BatchOptimizer | None = None,
         intake: Iterable[IntakePolicy] = (),
         retry_budget: RetryBudget | None = None,
@@ -3274,6 +3276,8 @@ class Distributor:
             routes=routes,
             escalation=escalation,
             preemption=preemption,
+            reservations=reservations,
+            backfill=backfill,
             batcher=batcher,
             intake=intake,
             retry_budget=retry_budget,

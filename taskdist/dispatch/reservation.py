@@ -357,6 +357,25 @@ class Holds:
         return best[1]
 
     @property
+    def reservations(self) -> tuple[Reservation, ...]:
+        """The reservations, in the order given (a :class:`HeldGroup` names one by place)."""
+        return self._reservations
+
+    def backfill_state(self) -> tuple[Task, Hashable] | None:
+        """``(task, worker id)`` of the backfill reservation held, or ``None``."""
+        if self._holder_task is None:
+            return None
+        return self._holder_task, self._worker
+
+    def restore_backfill(self, task: Task, worker_id: Hashable) -> None:
+        """Hold the backfill reservation a snapshot had (checked by the caller). O(1)."""
+        self._holder = task.id
+        self._holder_task = task
+        self._worker = worker_id
+        self._version += 1
+        self._due = None
+
+    @property
     def holder(self) -> Hashable:
         """The id of the task the backfill reservation is for, or ``None``."""
         return self._holder

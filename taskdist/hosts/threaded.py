@@ -11,6 +11,7 @@ from taskdist.balancing import Balancer
 from taskdist.batching import BatchOptimizer
 from taskdist.clock import Clock
 from taskdist.dispatch import (
+    Backfill,
     DeadLetterQueue,
     Distributor,
     DistributorStats,
@@ -20,6 +21,7 @@ from taskdist.dispatch import (
     Listener,
     Pool,
     Preemption,
+    Reservation,
     RetryBudget,
     Route,
     SubmitResult,
@@ -394,6 +396,8 @@ class ThreadSafeDistributor:
         escalation: Escalation | None = None,
         preemption: Preemption | None = None,
         gangs: Gangs | None = None,
+        reservations: Reservation | Iterable[Reservation] = (),
+        backfill: Backfill | None = None,
         batcher: BatchOptimizer | None = None,
         intake: Iterable[IntakePolicy] = (),
         retry_budget: RetryBudget | None = None,
@@ -416,6 +420,8 @@ class ThreadSafeDistributor:
                 escalation=escalation,
                 preemption=preemption,
                 gangs=gangs,
+                reservations=reservations,
+                backfill=backfill,
                 batcher=batcher,
                 intake=intake,
                 retry_budget=retry_budget,
