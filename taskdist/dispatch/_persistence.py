@@ -14,7 +14,8 @@ and keys; pins; each routed task's route and step, the pools escalations
 sent tasks to, and the paused pools; the gangs still waiting for members
 or room; the batches still running, the batch group each live task counts
 in and the batcher's own snapshot; the backfill reservation held (the
-reservations' holdings follow from the leases); every counter and recent-sample window of ``stats()``;
+reservations' holdings follow from the leases); every counter and
+recent-sample window of ``stats()``;
 and the snapshots of the queue, the tracker, the dead-letter queue, the
 retry policy and every balancer (see :mod:`taskdist.balancing._state`:
 a balancer's own snapshot, only its random source, or ``None``). The
