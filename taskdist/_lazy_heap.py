@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import deque
 from collections.abc import Callable, Hashable, Iterator, MutableMapping
 from functools import partial
 from heapq import heapify, heappop, heappush, heapreplace
@@ -380,7 +379,7 @@ class Expiries(Generic[_E]):
     met; ``compact`` O(1) amortised.
     """
 
-    __slots__ = ("_at", "_expires", "_fifo", "_heap", "_last", "_live")
+    __slots__ = ("_at", "_expires", "_fifo", "_head", "_heap", "_last", "_live")
 
     def __init__(
         self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
@@ -394,14 +393,18 @@ class Expiries(Generic[_E]):
         self._live = live
         self._at = at
         self._expires = expires
-        self._fifo: deque[_E] = deque()
+        # The FIFO is a list read from _head on, not a deque: an empty deque costs
+        # about 760 bytes, and a FairScheduler keeps one queue (so one of these) per
+        # tenant. The taken front is cut off once it is half the list: O(1) amortised.
+        self._fifo: list[_E] = []
+        self._head = 0
         self._heap: list[tuple[float, _E]] = []
         # The latest expiry in the FIFO: an entry expiring no earlier joins it.
         self._last = -math.inf
 
     def __len__(self) -> int:
         """Entries filed, dead ones included. O(1)."""
-        return len(self._fifo) + len(self._heap)
+        return len(self._fifo) - self._head + len(self._heap)
 
     def add(self, entry: _E, expires: float) -> None:
         """File a live ``entry`` that expires at ``expires``. O(1) in order, else O(log n)."""
@@ -411,6 +414,19 @@ class Expiries(Generic[_E]):
         else:
             heappush(self._heap, (expires, entry))
 
+    def _advance(self, head: int) -> None:
+        """The FIFO's front moved to ``head``: keep it, or cut the taken front off."""
+        fifo = self._fifo
+        if head >= len(fifo):
+            fifo.clear()
+            self._head = 0
+            self._last = -math.inf
+        elif head > COMPACT_SLACK and 2 * head > len(fifo):
+            del fifo[:head]
+            self._head = 0
+        else:
+            self._head = head
+
     def first(self) -> float:
         """The earliest expiry of a live entry (``inf`` if none); drops dead ones in front.
 
@@ -419,16 +435,17 @@ class Expiries(Generic[_E]):
         live = self._live
         at = self._at
         fifo = self._fifo
-        while fifo and live.get(fifo[0][at]) is not fifo[0]:
-            fifo.popleft()
+        head = self._head
+        size = len(fifo)
+        while head < size and live.get(fifo[head][at]) is not fifo[head]:
+            head += 1
+        if head != self._head or head == size:
+            self._advance(head)
+            head = self._head
         heap = self._heap
         while heap and live.get(heap[0][1][at]) is not heap[0][1]:
             heappop(heap)
-        if fifo:
-            earliest = self._expires(fifo[0])
-        else:
-            earliest = math.inf
-            self._last = -math.inf
+        earliest = self._expires(fifo[head]) if fifo else math.inf
         return min(earliest, heap[0][0]) if heap else earliest
 
     def pop_until(self, limit: float) -> list[_E]:
@@ -442,17 +459,19 @@ class Expiries(Generic[_E]):
         expires = self._expires
         taken: list[_E] = []
         fifo = self._fifo
-        while fifo:
-            entry = fifo[0]
+        head = self._head
+        size = len(fifo)
+        while head < size:
+            entry = fifo[head]
             ident = entry[at]
             if live.get(ident) is entry:
                 if expires(entry) > limit:
                     break
                 del live[ident]
                 taken.append(entry)
-            fifo.popleft()
-        if not fifo:
-            self._last = -math.inf
+            head += 1
+        if head != self._head or head == size:
+            self._advance(head)
         heap = self._heap
         while heap:
             when, entry = heap[0]
@@ -471,13 +490,13 @@ class Expiries(Generic[_E]):
         O(1) when not due; O(n) when due, at most once per n / 2 deletions.
         """
         live = self._live
-        if len(self._fifo) + len(self._heap) <= 2 * len(live) + COMPACT_SLACK:
+        if len(self) <= 2 * len(live) + COMPACT_SLACK:
             return
         at = self._at
-        kept = [entry for entry in self._fifo if live.get(entry[at]) is entry]
-        self._fifo.clear()
-        self._fifo.extend(kept)
-        if not kept:
+        fifo = self._fifo
+        fifo[:] = [entry for entry in fifo[self._head :] if live.get(entry[at]) is entry]
+        self._head = 0
+        if not fifo:
             self._last = -math.inf
         self._heap[:] = [timer for timer in self._heap if live.get(timer[1][at]) is timer[1]]
         heapify(self._heap)

@@ -64,3 +64,10 @@ def test_a_fair_scheduler_keeps_one_id_index_for_itself_and_its_tenant_queues() 
     aging = DEFAULT_AGING_RATE  # as a tenant's queue ages
     queue = bytes_per_task(lambda: PriorityQueue(MonotonicClock(), aging_rate=aging), tasks)
     assert fair - queue <= 16
+
+
+def test_tenant_queues_with_ttls_cost_little_while_they_hold_few_tasks() -> None:
+    # 100 tasks a tenant: what a tenant's queue costs beside its tasks weighs per
+    # task (a deque for its TTL FIFO alone was 7.6 bytes a task here: 203 in all).
+    make, options = CONFIGS["FairScheduler(), 100 tenants, every task with a TTL"]
+    assert bytes_per_task(make, workload(10_000, **options)) <= BUDGET

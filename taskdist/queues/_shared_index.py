@@ -61,14 +61,25 @@ class SharedIndexQueue(PriorityQueue):
 
     __slots__ = ("_side_checks",)
 
-    def __init__(self, clock: Clock, table: dict[Hashable, Any], *, aging_rate: float) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        table: dict[Hashable, Any],
+        *,
+        aging_rate: float,
+        now: Callable[[], float] | None = None,
+    ) -> None:
         """
         Args:
             clock: where time comes from.
             table: the shared id table (see the module).
             aging_rate: priority levels gained per second waited.
+            now: ``clock.now``, shared by every queue of one scheduler (a bound
+                method of its own would cost each tenant's queue 64 bytes).
         """
         super().__init__(clock, aging_rate=aging_rate)
+        if now is not None:
+            self._now = now
         self._index_in(table)
         # Calls of _compact_sides (each pop of a task with a TTL makes one) until the
         # next look at the count: counting is dearer than a look at the table was.

@@ -1934,7 +1934,8 @@ def _queue_maker(inner: object, clock: Clock) -> Callable[[Hashable], Queue]:
 
 def _shared_maker(clock: Clock, table: dict[Hashable, Any]) -> Callable[[Hashable], Queue]:
     """``tenant -> a new default queue`` filing its tasks in the scheduler's ``table``."""
-    return lambda tenant: SharedIndexQueue(clock, table, aging_rate=DEFAULT_AGING_RATE)
+    now = clock.now  # one bound method for every tenant's queue
+    return lambda tenant: SharedIndexQueue(clock, table, aging_rate=DEFAULT_AGING_RATE, now=now)
 
 
 def _positional_arity(function: Callable[..., object]) -> int:

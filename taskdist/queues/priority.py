@@ -271,8 +271,9 @@ class PriorityQueue(HeldTasks):
         # Made at the first pop: an empty window's deque is most of an empty
         # queue's memory (a FairScheduler holds one queue per tenant).
         self._waits_window: RecentSamples | None = None
-        # Records a wait; the first call makes the window, then is replaced by it.
-        self._record_wait: Callable[[float], None] = self._first_wait
+        # Records a wait: None until the first pop makes the window (a bound method
+        # here would cost every queue of a FairScheduler's tenants 64 bytes).
+        self._record_wait: Callable[[float], None] | None = None
         self._clock = clock
         self._now = clock.now
         self._rate = rate
@@ -487,7 +488,10 @@ class PriorityQueue(HeldTasks):
                 self._clean = False  # a match below the top stays there, dead
                 self._compact_order()
         self._last_pop = entry
-        self._record_wait(now - entry[_ENQUEUED])
+        record_wait = self._record_wait
+        if record_wait is None:
+            record_wait = self._first_wait()
+        record_wait(now - entry[_ENQUEUED])
         if self._side_heaps:
             # They keep the popped entry as a dead one until compacted.
             self._compact_sides()
@@ -768,10 +772,11 @@ class PriorityQueue(HeldTasks):
         self._pop_unchecked = self._order.pop_unchecked
         self._expiry = None
 
-    def _first_wait(self, wait: float) -> None:
+    def _first_wait(self) -> Callable[[float], None]:
+        """Make the window of recent waits at the first pop; what records a wait."""
         self._waits_window = window = RecentSamples(self._stats_window)
-        self._record_wait = window.appender()
-        self._record_wait(wait)
+        record = self._record_wait = window.appender()
+        return record
 
     def _backdate(self, enqueued_at: object, now: float) -> float:
         enqueued = check_enqueued_at(enqueued_at, now)
