@@ -555,7 +555,8 @@ class CapacityTracker:
         self._refresh()
         checked = self._demand(task)
         if state.health is _UNAVAILABLE or not state._admits(_NO_SKILLS, None, checked):
-            self.assign(task, state.id)  # raises the public error
+            self.assign(task, state.id)  # raises the public error (or, if it fits now, assigns)
+            return
         state._hold(task, checked)
         self._available_in_flight += 1
         self._placed[task.id] = state
@@ -1256,7 +1257,7 @@ class CapacityTracker:
             del indexes[next(iter(indexes))]  # _guard_keys is worked out below
         indexes[key] = index
         self._index_list = tuple(indexes.values())
-        self._guard_keys = not {*indexes, *(k for k, _ in self._skill_indexes)} <= PURE_KEYS
+        self._guard_unknown_keys()
         return index
 
     def _skill_index(self, key: LoadKey, skills: frozenset[str]) -> LoadIndex:
@@ -1273,10 +1274,13 @@ class CapacityTracker:
             self._busy = busy
         self._skill_indexes[(key, skills)] = index
         self._skill_indexes_of.clear()  # which a worker is filed in: worked out again
-        self._guard_keys = not {*self._indexes, key, *(k for k, _ in self._skill_indexes)} <= (
-            PURE_KEYS
-        )
+        self._guard_unknown_keys()
         return index
+
+    def _guard_unknown_keys(self) -> None:
+        """Refile under the re-entry guard while some index's key is not known to be pure."""
+        keys = {*self._indexes, *(key for key, _ in self._skill_indexes)}
+        self._guard_keys = not keys <= PURE_KEYS
 
     def _filed_by_skill(self, state: WorkerState) -> tuple[LoadIndex, ...]:
         """The skill indexes ``state`` is filed in: those of skills it has."""
