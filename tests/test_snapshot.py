@@ -453,7 +453,7 @@ def test_a_snapshot_naming_a_route_or_pool_restore_was_not_given_is_refused() ->
     assert snapshot["routed"] == [["t", 0, 0]]
     assert snapshot["paused_pools"] == [{"known": 4, "label": "'escalated'"}]
     for path, value, match in [
-        (("routed", 0, 1), 5, "names step 0 of route 5"),
+        (("routed", 0, 1), 5, r"names route 5; restore\(\) was given 2 routes"),
         (("routed", 0, 2), 2, "names step 2 of route 0"),
         (("paused_pools", 0, "known"), 9, "names pool 9"),
         (("paused_pools", 0, "known"), 0, "is 'gpu' there, not 'escalated'"),

@@ -516,12 +516,12 @@ class _Books:
         }
         self.retrying = _unique_ids(fields, "retrying")
         self.parked: list[tuple[Hashable, list[Task]]] = []
+        held = len(d._holds.reservations) if d._holds is not None else 0
         for i, item in enumerate(fields.items("parked")):
             where = f"snapshot.parked[{i}]"
             if type(item) is not list or len(item) != 2 or type(item[1]) is not list:
                 refuse(where, "must be [group, [tasks]]")
             tasks = [Task.from_data(t, f"{where}[1][{j}]") for j, t in enumerate(item[1])]
-            held = len(d._holds.reservations) if d._holds is not None else 0
             self.parked.append((_group(item[0], f"{where}[0]", pools, held), tasks))
         self.runs: dict[Hashable, _Run] = {}
         for i, item in enumerate(fields.items("runs")):
@@ -634,16 +634,13 @@ class _Books:
             ):
                 refuse(where, f"must be [task id, route, step], got {shown(item)}")
             route, step = item[1], item[2]
-            if not 0 <= route < len(routes) or not 0 <= step < len(routes[route].steps):
+            if not 0 <= route < len(routes):
+                refuse(where, f"names route {route}; restore() was given {len(routes)} routes")
+            if not 0 <= step < len(routes[route].steps):
                 refuse(
                     where,
-                    f"names step {step} of route {route}; restore() was given "
-                    f"{len(routes)} routes"
-                    + (
-                        f", that one of {len(routes[route].steps)} steps"
-                        if 0 <= route < len(routes)
-                        else ""
-                    ),
+                    f"names step {step} of route {route}, which restore() was given with "
+                    f"{len(routes[route].steps)} steps",
                 )
             self.routed.append((decode_key(item[0], f"{where}[0]"), route, step))
         if len({task_id for task_id, _, _ in self.routed}) != len(self.routed):
