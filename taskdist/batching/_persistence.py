@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from taskdist._snapshot import Fields, check_header, decode_key, encode_key, header, refuse
 from taskdist._validate import shown
+from taskdist.batching.optimizer import (
+    BatchOptimizer,
+    BatchReason,
+    GroupLimits,
+    _GroupRecord,
+    _OpenBatch,
+)
 from taskdist.errors import TaskdistError
 from taskdist.task import Task
-
-if TYPE_CHECKING:
-    from taskdist.batching.optimizer import BatchOptimizer, GroupLimits, _OpenBatch
 
 __all__ = ["prepare", "snapshot_of"]
 
@@ -97,8 +101,6 @@ def _open_data(batch: _OpenBatch) -> dict[str, Any]:
 
 def prepare(b: BatchOptimizer, data: object, where: str) -> Callable[[], None]:
     """Check ``data`` whole for ``b`` (new, configured alike); what loads it."""
-    from taskdist.batching.optimizer import BatchReason, GroupLimits, _GroupRecord
-
     fields = check_header(data, _KIND, where)
     if b._pending or b._records or b._by_reason or b._next_id or b._targets:
         refuse(where, "cannot be loaded into an optimizer that has seen tasks already")
@@ -207,8 +209,6 @@ def _number(value: object, where: str, *, infinite: bool = False) -> float:
 
 def _open(data: object, where: str, reasons: dict[str, Any]) -> _OpenBatch:
     """An open batch as :func:`_open_data` wrote it."""
-    from taskdist.batching.optimizer import _OpenBatch
-
     fields = Fields(data, where)
     batch = _OpenBatch(
         fields.integer("id", minimum=0),
