@@ -17,8 +17,9 @@ is also usable alone, e.g. to parametrise a test over them); it needs
 nothing but taskdist. :func:`queue_machine` builds a Hypothesis
 ``RuleBasedStateMachine`` that drives the queue with random pushes, pops
 (with and without ``where=``), peeks, removals, expiries, releases,
-``unpop`` when the queue has it, bad input and the passing of time, and
-compares it after every step with a model of what the protocol promises;
+``unpop`` and ``check_push`` when the queue has them, bad input and the
+passing of time, and compares it after every step with a model of what the
+protocol promises;
 it imports Hypothesis when called.
 
 What the protocol promises, and so what is checked, is what every queue
@@ -53,6 +54,11 @@ shares; the order among tasks is each queue's own (its own tests pin it):
 - Optional: a queue with ``unpop(task)`` puts back the task the latest
   ``pop`` returned, exactly as it was (the next ``pop`` returns it again),
   and refuses anything else with ``TaskStateError``, changing nothing.
+- Optional: a queue with ``check_push(task)`` raises what ``push(task)``
+  would raise to refuse it, of the same class, and changes nothing; a task
+  it passes, ``push`` takes (or answers with an ``Eviction``). The one
+  refusal it may leave to ``push`` is ``DeadlineInfeasibleError``: whether
+  a task would be admitted on time.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from typing import Any
 
 from taskdist.clock import ManualClock
 from taskdist.errors import (
+    DeadlineInfeasibleError,
     DuplicateTaskError,
     InvalidArgumentError,
     InvalidTypeError,
@@ -74,7 +81,7 @@ from taskdist.errors import (
 from taskdist.queues.protocol import Eviction, Queue
 from taskdist.task import Task
 
-__all__ = ["QUEUE_CHECKS", "QueueFactory", "check_queue", "queue_machine"]
+__all__ = ["QUEUE_CHECKS", "QueueFactory", "check_check_push", "check_queue", "queue_machine"]
 
 QueueFactory = Callable[[ManualClock], Queue]
 """Makes a fresh, empty queue that reads time from the clock it is given."""
@@ -147,6 +154,10 @@ def _refused(
         call(queue, clock, tasks)
     except error:
         pass
+    except Exception as other:
+        raise AssertionError(
+            f"{what}: expected {error.__name__}, got {type(other).__name__}: {other}"
+        ) from other
     else:
         raise AssertionError(f"{what}: expected {error.__name__}")
     ids: list[Hashable] = [task.id for task in tasks] + ["new"]
@@ -383,6 +394,30 @@ def check_unpop(make: QueueFactory) -> None:
         _refused(make, call, error, what, prepare)
 
 
+def check_check_push(make: QueueFactory) -> None:
+    """Optional ``check_push``: refuses as ``push`` would, changes nothing, passes a good task."""
+    queue, clock, tasks = _filled(make)
+    if not callable(getattr(queue, "check_push", None)):
+        return
+    for call, error, what in (
+        (lambda q, _c, _t: q.check_push("not a task"), InvalidTypeError, "check_push(str)"),
+        (lambda q, _c, t: q.check_push(Task(t[0].id)), DuplicateTaskError, "check_push(held id)"),
+    ):
+        _refused(make, call, error, what)
+    fresh = Task("new", deadline=clock.now() + 2_000.0)
+    answer = queue.check_push(fresh)
+    _expect(answer is None, "check_push returns None for a task it passes")
+    twin, _, _ = _filled(make)
+    ids: list[Hashable] = [task.id for task in tasks] + ["new"]
+    _expect(_observe(queue, ids) == _observe(twin, ids), "check_push of a good task changed it")
+    queue, _, _ = _filled(make)
+    result = queue.push(fresh)
+    _expect(
+        result is None or isinstance(result, Eviction),
+        "push takes a task check_push passed (or answers with an Eviction)",
+    )
+
+
 QUEUE_CHECKS: tuple[Callable[[QueueFactory], None], ...] = (
     check_push_pop_len_in,
     check_peek_is_pop_without_removal,
@@ -396,6 +431,7 @@ QUEUE_CHECKS: tuple[Callable[[QueueFactory], None], ...] = (
     check_backdated_push_keeps_its_age,
     check_release_then_push_again,
     check_unpop,
+    check_check_push,
 )
 """Every example check of the contract, each a function of a :data:`QueueFactory`."""
 
@@ -449,6 +485,7 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
             self.expiry_of: dict[Hashable, float | None] = {}
             self.left: set[Hashable] = set()
             self.has_unpop = callable(getattr(self.queue, "unpop", None))
+            self.has_check_push = callable(getattr(self.queue, "check_push", None))
 
         # -- the model ---------------------------------------------------------
 
@@ -499,11 +536,20 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
             self.pushed += 1
             enqueued = None if back is None else now - back
             size = len(self.queue)
+            verdict = self.ask_check_push(task)
             try:
                 result = self.queue.push(task, enqueued_at=enqueued)
-            except TaskdistError:
+            except TaskdistError as error:
                 _expect(len(self.queue) == size and task.id not in self.queue, "refused: unchanged")
+                if self.has_check_push:
+                    _expect(
+                        verdict is type(error)
+                        or (verdict is None and isinstance(error, DeadlineInfeasibleError)),
+                        f"push raised {type(error).__name__}, check_push "
+                        f"{'passed it' if verdict is None else 'raised ' + verdict.__name__}",
+                    )
                 return
+            _expect(verdict is None, f"check_push raised {verdict!r} for a task push took")
             self.changed()
             start = now if enqueued is None else enqueued
             expires = None if ttl is None else start + ttl
@@ -514,10 +560,31 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
                 _expect(result.task.id in self.model, "an eviction hands back a held task")
                 self.leave(result.task.id)
 
+        def ask_check_push(self, task: Task) -> type[TaskdistError] | None:
+            """What ``check_push`` refuses ``task`` with (None: passed); it changes nothing."""
+            if not self.has_check_push:
+                return None
+            size, held = len(self.queue), task.id in self.queue
+            verdict: type[TaskdistError] | None = None
+            try:
+                self.queue.check_push(task)
+            except TaskdistError as error:
+                verdict = type(error)
+            _expect(
+                len(self.queue) == size and (task.id in self.queue) == held,
+                "check_push changes nothing",
+            )
+            return verdict
+
         @precondition(lambda self: self.model)
         @rule(data=st.data())
         def push_a_held_id(self, data: st.DataObject) -> None:
             task_id = data.draw(st.sampled_from(sorted(self.model, key=repr)))
+            if self.has_check_push:
+                _expect(
+                    self.ask_check_push(Task(task_id)) is DuplicateTaskError,
+                    "check_push of a held id must raise DuplicateTaskError",
+                )
             try:
                 self.queue.push(Task(task_id))
             except DuplicateTaskError:

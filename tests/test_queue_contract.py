@@ -11,9 +11,23 @@ from collections.abc import Callable
 
 import pytest
 from hypothesis import settings
+from hypothesis.stateful import run_state_machine_as_test
 
-from taskdist import DeadlineScheduler, FairScheduler, PriorityQueue, Queue, Task
-from taskdist.testing import QUEUE_CHECKS, QueueFactory, check_queue, queue_machine
+from taskdist import (
+    DeadlineScheduler,
+    FairScheduler,
+    PriorityQueue,
+    Queue,
+    QueueFullError,
+    Task,
+)
+from taskdist.testing import (
+    QUEUE_CHECKS,
+    QueueFactory,
+    check_check_push,
+    check_queue,
+    queue_machine,
+)
 
 FACTORIES: dict[str, QueueFactory] = {
     "PriorityQueue": lambda clock: PriorityQueue(clock),
@@ -82,3 +96,44 @@ def test_the_module_imports_without_pytest_or_hypothesis() -> None:
         "check_queue(lambda clock: PriorityQueue(clock))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class LaxCheckQueue(PriorityQueue):
+    """A queue whose ``check_push`` passes every task, even one ``push`` refuses."""
+
+    def check_push(self, task: Task) -> None:
+        return None
+
+
+class FussyCheckQueue(PriorityQueue):
+    """A queue whose ``check_push`` refuses tasks ``push`` takes."""
+
+    def check_push(self, task: Task) -> None:
+        raise QueueFullError("never any room")
+
+
+class MeddlingCheckQueue(PriorityQueue):
+    """A queue whose ``check_push`` keeps the task it was asked about."""
+
+    def check_push(self, task: Task) -> None:
+        super().check_push(task)
+        self.push(task)
+
+
+@pytest.mark.parametrize("broken", [LaxCheckQueue, FussyCheckQueue, MeddlingCheckQueue])
+def test_the_suite_catches_a_check_push_that_does_not_agree_with_push(
+    broken: type[PriorityQueue],
+) -> None:
+    with pytest.raises(AssertionError, match="check_push"):
+        check_check_push(lambda clock: broken(clock))
+
+
+@pytest.mark.parametrize("broken", [LaxCheckQueue, FussyCheckQueue, MeddlingCheckQueue])
+def test_the_state_machine_catches_a_check_push_that_does_not_agree_with_push(
+    broken: type[PriorityQueue],
+) -> None:
+    machine = queue_machine(lambda clock: broken(clock))
+    with pytest.raises(AssertionError, match="check_push"):
+        run_state_machine_as_test(
+            machine, settings=settings(max_examples=50, database=None, deadline=None)
+        )

@@ -75,8 +75,10 @@ class Queue(Protocol):
       unknown tenant, a duplicate id, ...) and changes nothing, counters
       included. A distributor asks it for a task it keeps out of the queue for
       now (a gang member waiting for the rest of its gang), so that the task is
-      refused as it would be alone. ``PriorityQueue``, ``DeadlineScheduler``
-      and ``FairScheduler`` have it.
+      refused as it would be alone. Whether a task would be admitted on time
+      (``DeadlineInfeasibleError``) is the one refusal it may leave to
+      ``push``. ``PriorityQueue``, ``DeadlineScheduler`` and
+      ``FairScheduler`` have it.
 
     ``taskdist.testing`` checks all of this on any queue (see
     ``check_queue`` and ``queue_machine``).
