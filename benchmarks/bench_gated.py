@@ -1,0 +1,82 @@
+"""The cost of a placement when many tasks wait behind a rate limit.
+
+Every task is charged one unit of a ``RateGate`` that refills one unit every
+0.6 s (100 a minute, burst 1), and the workers have room for all of them: the
+gate alone holds N tasks back. One step moves the clock to the Distributor's
+``next_wakeup()``, dispatches (one task passes the gate) and completes what
+was placed. A task the gates refuse is parked with the others the gates
+refused; when the gate refills, the whole group goes back to the queue, so
+the most urgent of them takes the unit, and the rest are parked again. The
+cost of a placement therefore grows with N (see docs/performance.md).
+
+Smoke sizes under plain pytest; ``TASKDIST_BENCH_FULL=1`` for the full ones.
+Run as a script (``python benchmarks/bench_gated.py``) for the Markdown
+table recorded in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import pytest
+from sizing import sizes
+
+from taskdist import Distributor, ManualClock, RateGate, RateLimiter, Task, Worker
+
+
+def gated(waiting: int) -> Distributor:
+    """A Distributor with ``waiting`` tasks queued behind a gate of 100 a minute."""
+    clock = ManualClock()
+    limiter = RateLimiter(100, per=60.0, burst=1, clock=clock)
+    d = Distributor(clock, gates=[RateGate(limiter, "api", default=1)])
+    for i in range(20):
+        d.add_worker(Worker(i, capacity=waiting))
+    for i in range(waiting):
+        d.submit(Task(i, priority=i % 4))
+    return d
+
+
+def place(d: Distributor, clock: ManualClock, placements: int) -> int:
+    """Run until ``placements`` tasks are placed; return the dispatch calls made."""
+    placed = calls = 0
+    while placed < placements:
+        wake = d.next_wakeup()
+        if wake is not None:
+            clock.set(wake)
+        made = d.dispatch()
+        calls += 1
+        placed += len(made)
+        for assignment in made:
+            d.complete(assignment.task.id)
+    return calls
+
+
+@pytest.mark.parametrize("waiting", sizes([100, 1_000, 10_000], [100]))
+def bench_placement_behind_a_rate_gate(benchmark, waiting: int) -> None:  # type: ignore[no-untyped-def]
+    d = gated(waiting)
+    clock = d.clock
+    assert isinstance(clock, ManualClock)
+    benchmark(place, d, clock, 5)
+    assert len(d) < waiting  # placements happened
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--waiting", type=int, nargs="+", default=[100, 1_000, 10_000])
+    parser.add_argument("--placements", type=int, default=100)
+    args = parser.parse_args()
+    print("| tasks waiting behind the gate | CPU ms per placement |")
+    print("|---:|---:|")
+    for waiting in args.waiting:
+        d = gated(waiting)
+        clock = d.clock
+        assert isinstance(clock, ManualClock)
+        began = time.thread_time()
+        place(d, clock, args.placements)
+        spent = time.thread_time() - began
+        print(f"| {waiting:,} | {spent / args.placements * 1e3:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
