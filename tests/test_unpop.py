@@ -10,6 +10,7 @@ same as in a twin that never popped.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,8 @@ Make = Callable[[ManualClock], Any]
 QUEUES: dict[str, Make] = {
     "PriorityQueue": lambda clock: PriorityQueue(clock, aging_rate=0.5),
     "PriorityQueue-bounded": lambda clock: PriorityQueue(clock, maxsize=8, overflow="drop_lowest"),
-    "DeadlineScheduler": lambda clock: DeadlineScheduler(clock, aging_rate=0.25),
+    "DeadlineScheduler": lambda clock: DeadlineScheduler(clock),
+    "DeadlineScheduler-aging": lambda clock: DeadlineScheduler(clock, aging_rate=0.25),
     "DeadlineScheduler-2-dead_letter": lambda clock: DeadlineScheduler(
         clock, servers=2, on_miss="dead_letter"
     ),
@@ -175,3 +177,60 @@ def test_fair_unpop_needs_an_inner_queue_with_unpop() -> None:
     with pytest.raises(TaskStateError, match="no unpop"):
         fair.unpop(task)
     assert "t" not in fair and fair.stats().running == 1
+
+
+@pytest.mark.parametrize("make", QUEUES.values(), ids=QUEUES.keys())
+@given(
+    specs=task_specs,
+    pops=st.integers(min_value=0, max_value=4),
+    wait=quarters,
+    keep=st.integers(min_value=1, max_value=4),
+    stretch=st.sampled_from([1.0, 40.0]),
+)
+def test_unpop_of_a_filtered_pop_leaves_every_answer_and_the_snapshot_as_a_twin(
+    make: Make, specs: list[tuple[Any, ...]], pops: int, wait: float, keep: int, stretch: float
+) -> None:
+    # A pop(where=...) may take a task from deep inside a heap, where its old entry
+    # stays until the heap drops it; putting the task back must not bring that old
+    # entry back to life beside the new one (a task held twice). Stretched deadlines
+    # leave a DeadlineScheduler's tasks in its back, a heap, where this happens.
+    specs = [(p, c, t, None if d is None else d * stretch, n, g) for p, c, t, d, n, g in specs]
+    queue, clock = build(make, specs, pops)
+    twin, twin_clock = build(make, specs, pops)
+    clock.advance(wait)
+    twin_clock.advance(wait)
+    popped = queue.pop(where=lambda task: task.id % keep == keep - 1)
+    if popped is None:
+        return
+    queue.unpop(popped)
+    ids: list[object] = list(range(len(specs)))
+    copy = make(ManualClock(clock.now()))
+    copy.load_snapshot(json.loads(json.dumps(queue.snapshot())))
+    twin_copy = make(ManualClock(clock.now()))
+    twin_copy.load_snapshot(json.loads(json.dumps(twin.snapshot())))
+    assert observe(copy, ids) == observe(twin_copy, ids)
+    assert observe(queue, ids) == observe(twin, ids)
+
+
+def test_a_task_put_back_from_deep_in_the_back_of_a_deadline_scheduler_is_held_once() -> None:
+    # Both tasks wait in the back (far from their deadlines); "b" is not its top.
+    edf = DeadlineScheduler(ManualClock())
+    edf.push(Task("a", deadline=10.0, cost=1.0))
+    edf.push(Task("b", deadline=20.0, cost=1.0))
+    edf.unpop(edf.pop(where=lambda task: task.id == "b"))
+    assert edf.slack("b") == 18.0  # moves the back into the ordered front
+    popped = [edf.pop(), edf.pop(), edf.pop()]
+    assert [None if task is None else task.id for task in popped] == ["a", "b", None]
+    assert len(edf) == 0
+
+
+def test_a_tenant_put_back_by_unpop_is_listed_once_among_the_eligible() -> None:
+    # Popping "b"'s task files the tenant at a new key while its old entry stays in the
+    # heap (not at its top); putting the task back must not bring that entry back too.
+    fair = FairScheduler(ManualClock())
+    for i, tenant in enumerate(["a", "a", "b", "b", "c"]):
+        fair.push(Task(i, tenant=tenant))
+    fair.unpop(fair.pop(where=lambda task: task.tenant == "b"))
+    tenants = [record.key for _, record in fair._eligible.walk()]
+    assert sorted(tenants) == ["a", "b", "c"]
+    assert [task.tenant for task in iter(fair.pop, None)] == ["a", "b", "c", "a", "b"]

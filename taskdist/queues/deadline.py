@@ -700,6 +700,9 @@ class DeadlineScheduler(HeldTasks):
             raise TaskStateError(unpop_refusal(task, "scheduler"))
         self._last_pop = None
         entry, late, met = last
+        # A pop(where=...) may have left the old entry in the back or the timers, dead;
+        # a new tuple of the same fields keeps it dead (entries are live by identity).
+        entry = (*entry,)
         self._horizon = -_INF  # more work again: computed afresh at the next push
         if task.cost > self._cost_cap:
             self._cost_cap = task.cost  # the pop may have emptied the scheduler

@@ -274,8 +274,11 @@ class _TenantHeap(Generic[_K]):
         if entry is None:
             self.discard(tenant)
         elif self.members.get(tenant) is not entry:
-            self.members[tenant] = entry
-            self._heap.push(entry)
+            # The entry it had may still be in the heap, dead: a new tuple of the same
+            # fields keeps it so (entries are live by identity), or it would be twice.
+            fresh = (entry[0], entry[1], entry[2])
+            self.members[tenant] = fresh
+            self._heap.push(fresh)
             self._heap.compact()
 
     def shrink(self) -> None:

@@ -429,6 +429,9 @@ class PriorityQueue(HeldTasks):
         if entry is None or entry[_TASK] is not task:
             raise TaskStateError(unpop_refusal(task, "queue"))
         self._last_pop = None
+        # A pop(where=...) may have left the old entry in the heaps, dead; a new tuple
+        # of the same fields keeps it dead (entries are live by identity).
+        entry = (*entry,)
         newest = self._newest_enqueued()
         if newest is not None and newest > entry[_ENQUEUED]:
             self._monotone = False  # it goes back in behind newer tasks
