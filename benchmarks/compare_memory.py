@@ -94,6 +94,14 @@ CONFIGS: dict[str, tuple[Callable[[], object], dict[str, Any]]] = {
         lambda: DeadlineScheduler(MonotonicClock()),
         {"deadline": True, "ttl": True},
     ),
+    "DeadlineScheduler(on_miss='dead_letter'), every task with a TTL": (
+        lambda: DeadlineScheduler(MonotonicClock(), on_miss="dead_letter"),
+        {"deadline": True, "ttl": True},
+    ),
+    "DeadlineScheduler(aging_rate=0.1, on_miss='dead_letter')": (
+        lambda: DeadlineScheduler(MonotonicClock(), aging_rate=0.1, on_miss="dead_letter"),
+        {"deadline": True},
+    ),
     "FairScheduler(), 100 tenants": (lambda: FairScheduler(MonotonicClock()), {"tenants": 100}),
     "FairScheduler(), 100 tenants, every task with a TTL": (
         lambda: FairScheduler(MonotonicClock()),

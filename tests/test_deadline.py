@@ -616,6 +616,55 @@ def test_a_deadline_passing_while_waiting_expires_the_task(on_miss: str) -> None
     assert (stats.expired, stats.expired_deadline, stats.missed, stats.met) == (3, 2, 2, 0)
 
 
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+def test_expired_tasks_are_held_earliest_due_first_whichever_limit_hit(rate: float) -> None:
+    # Due times are found apart: TTLs in a FIFO while they come in order (else a
+    # heap), deadlines without aging in the order itself. What falls due together
+    # is held, and snapshotted, earliest due first all the same.
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, on_miss="dead_letter", aging_rate=rate)
+    edf.push(Task("ttl-3", ttl=3.0))
+    edf.push(Task("deadline-2", deadline=2.0))
+    edf.push(Task("ttl-1", ttl=1.0))  # before the last TTL filed
+    edf.push(Task("critical-deadline-4", priority=Priority.CRITICAL, deadline=4.0))
+    edf.push(Task("ttl-5", ttl=5.0))
+    edf.push(Task("deadline-6", deadline=6.0, ttl=7.0))
+    assert edf.next_wakeup() == 1.0
+    clock.advance(10.0)
+    assert edf.peek() is None  # all due: set aside for expire()
+    held = [(item[0][2]["id"], item[1], item[2]) for item in edf.snapshot()["expired"]]
+    assert held == [
+        ("ttl-1", "ttl_expired", 1.0),
+        ("deadline-2", "deadline_missed", 2.0),
+        ("ttl-3", "ttl_expired", 3.0),
+        ("critical-deadline-4", "deadline_missed", 4.0),
+        ("ttl-5", "ttl_expired", 5.0),
+        ("deadline-6", "deadline_missed", 6.0),
+    ]
+    assert [task.id for task in edf.expire()] == [task_id for task_id, _, _ in held]
+
+
+def test_a_deadline_expires_a_task_wherever_it_waits_in_the_order() -> None:
+    # Without aging no deadline gets a timer: each is found at the front of the
+    # CRITICAL list, the ordered front or the back, as the order moves.
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, on_miss="dead_letter")
+    for i in range(40):
+        priority = Priority.CRITICAL if i % 5 == 0 else 2
+        assert edf.push(Task(i, priority=priority, deadline=40.0 - i, cost=0.0)) is None
+    edf.push(Task("no-deadline", cost=0.0))
+    assert edf.slack(20) > 0  # moves the back up to task 20 into the front
+    gone: list[int] = []
+    for now in (0.5, 5.0, 12.25, 30.0, 45.0):
+        clock.advance(now - clock.now())
+        due = [i for i in reversed(range(40)) if 40.0 - i <= now and i not in gone]
+        assert [task.id for task in edf.expire()] == due  # earliest deadline first
+        gone += due
+        left = [40.0 - i for i in range(40) if i not in gone]
+        assert edf.next_wakeup() == (min(left) if left else None)
+    assert drain(edf) == ["no-deadline"]
+
+
 def test_plain_expire_tells_a_missed_deadline_by_task_deadline_le_now() -> None:
     clock = ManualClock()
     edf = DeadlineScheduler(clock, on_miss="dead_letter")
@@ -644,14 +693,19 @@ def test_run_late_keeps_a_task_whose_deadline_passed_and_counts_the_miss() -> No
     assert (stats.met, stats.missed, stats.hit_rate) == (1, 1, 0.5)
 
 
-def test_memory_of_side_heaps_is_reclaimed() -> None:
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+def test_memory_of_side_heaps_is_reclaimed(rate: float) -> None:
     clock = ManualClock()
-    edf = DeadlineScheduler(clock, servers=3, on_miss="dead_letter")
+    edf = DeadlineScheduler(clock, servers=3, on_miss="dead_letter", aging_rate=rate)
+    edf.push(Task("stays", deadline=2e9, ttl=2e9, cost=0.0))  # never empty: no fresh start
     for round_ in range(50):
         for i in range(100):
-            edf.push(Task((round_, i), deadline=1e9, ttl=1e9, cost=1.0))
-        drain(edf)
-    assert len(edf._timers) <= 64 and len(edf._back) <= 64
+            edf.push(Task((round_, i), deadline=1e9 + i % 7, ttl=1e9 + i % 5, cost=1.0))
+        for _ in range(100):
+            edf.pop()
+    assert len(edf) == 1 and edf.peek().id == "stays"  # type: ignore[union-attr]
+    assert edf._timers is not None and len(edf._timers) <= 2 + 64
+    assert len(edf._back) <= 2 + 64
 
 
 # -- preemption advice -----------------------------------------------------------
@@ -956,11 +1010,24 @@ class DeadlineMachine(RuleBasedStateMachine):
         rate=rates,
         maxsize=st.none() | st.integers(min_value=1, max_value=4),
         overflow=st.sampled_from(["reject", "drop_lowest"]),
+        sla=positive_dyadic,
+        sla_ttl=positive_dyadic,
     )
     def start(
-        self, servers: int, on_miss: str, rate: float, maxsize: int | None, overflow: str
+        self,
+        servers: int,
+        on_miss: str,
+        rate: float,
+        maxsize: int | None,
+        overflow: str,
+        sla: float,
+        sla_ttl: float,
     ) -> None:
         self.clock = ManualClock()
+        # A host's usual limits, one deadline and one TTL for every task, fall due in
+        # the order the tasks come: the scheduler keeps those apart from the others.
+        self.sla = sla
+        self.sla_ttl = sla_ttl
         self.on_miss = on_miss
         self.rate = rate
         self.servers = servers
@@ -1029,6 +1096,7 @@ class DeadlineMachine(RuleBasedStateMachine):
         ttl=st.none() | positive_dyadic,
         back=st.none() | dyadic,
         ask_first=st.booleans(),
+        usual_limits=st.booleans(),
     )
     def push(
         self,
@@ -1038,8 +1106,13 @@ class DeadlineMachine(RuleBasedStateMachine):
         ttl: float | None,
         back: float | None,
         ask_first: bool,
+        usual_limits: bool,
     ) -> int:
         now = self.clock.now()
+        if usual_limits:  # due times in push order
+            relative_deadline = None if relative_deadline is None else self.sla
+            ttl = None if ttl is None else self.sla_ttl
+            back = None
         deadline = None if relative_deadline is None else now + relative_deadline
         task_id = self.next_id
         task = Task(task_id, priority=priority, deadline=deadline, cost=cost, ttl=ttl)
@@ -1202,6 +1275,32 @@ class DeadlineMachine(RuleBasedStateMachine):
             assert eviction.reason == (Reason.DEADLINE_MISSED if missed else Reason.TTL_EXPIRED)
             del self.model[task.id]  # type: ignore[arg-type]
             self.left.append(task.id)  # type: ignore[arg-type]
+
+    @rule()
+    def restore_a_twin(self) -> None:
+        # A twin restored from the snapshot holds the same, expires the same, and
+        # writes the same snapshot (late marks are a set: their order is free).
+        snapshot = self.edf.snapshot()
+        twin = DeadlineScheduler(
+            ManualClock(self.clock.now()),
+            servers=self.servers,
+            on_miss=self.on_miss,  # type: ignore[arg-type]
+            aging_rate=self.rate,
+            maxsize=self.maxsize,
+            overflow=self.overflow,  # type: ignore[arg-type]
+        )
+        twin.load_snapshot(snapshot)
+        again = twin.snapshot()
+        assert sorted(again.pop("late")) == sorted(snapshot.pop("late"))
+        assert again == snapshot
+        assert twin.next_wakeup() == self.edf.next_wakeup()
+        now = self.now()
+        due = sorted(
+            (d, key[3], task_id)
+            for task_id, (key, d, _, _) in self.model.items()
+            if d is not None and d <= now
+        )
+        assert [e.task.id for e in twin.expire_with_reasons()] == [i for _, _, i in due]
 
     # invariants -----------------------------------------------------------
 

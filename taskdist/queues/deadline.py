@@ -10,7 +10,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from taskdist._lazy_heap import LazyHeap
+from taskdist._lazy_heap import Expiries, LazyHeap
 from taskdist._snapshot import check_header, decode_key, encode_key, header, refuse
 from taskdist._validate import check_choice, check_enqueued_at, check_int, check_number
 from taskdist.clock import Clock, check_clock
@@ -54,9 +54,9 @@ _ID: Final = 3
 _TASK: Final = 4
 _ENQUEUED: Final = 5
 _Entry = tuple[float, int, float, Hashable, Task, float]
-# The timers hold ``(due, seq, entry)``; an entry is live while
-# ``index[task_id] is entry`` (lazy deletion, see LazyHeap).
-_Timer = tuple[float, float, _Entry]
+# Expiries are found without a timer tuple per task (see _track): TTLs in an
+# Expiries of the entries themselves (a FIFO while they come in order), and
+# without aging the deadlines that expire a task in the order itself.
 _NEVER: Final = math.inf
 # The edge before any entry (all in the back) and after every one (all in the front).
 _BOTTOM: Final[tuple[float, ...]] = ()
@@ -414,7 +414,8 @@ class DeadlineScheduler(HeldTasks):
         self._protect_edge: tuple[object, ...] = _BOTTOM
         # Expired tasks held until expire() returns them: (entry, reason, due).
         self._expired: dict[Hashable, tuple[_Entry, Reason, float]] = {}
-        self._timers: LazyHeap[_Timer] = LazyHeap(self._index, at=_ID, via=2)
+        # The expiries kept apart from the order, made at the first one.
+        self._timers: Expiries[_Entry] | None = None
         # At most the earliest due time held (never later), checked before the timers.
         self._next_due = _NEVER
         self._late: set[Hashable] = set()
@@ -651,7 +652,7 @@ class DeadlineScheduler(HeldTasks):
         self._last_pop = (entry, late, met)
         if not index:
             self._emptied()
-        elif task.ttl is not None or self._deadline_timers:
+        elif self._timers is not None:
             self._timers.compact()
         return task
 
@@ -792,8 +793,8 @@ class DeadlineScheduler(HeldTasks):
         """
         if self._walking:
             raise ReentrancyError(reentry_refusal("next_wakeup", "scheduler"))
-        timer = self._timers.top()
-        wakeup = None if timer is None else timer[0]
+        due = self._first_due()
+        wakeup = None if due == _NEVER else due
         if self._expired:
             # Already past: expire() is due now (the first one held is enough to say so).
             due = next(iter(self._expired.values()))[2]
@@ -1134,6 +1135,7 @@ class DeadlineScheduler(HeldTasks):
             self._index.update((entry[_ID], entry) for entry in held)
             for entry in sorted(held):  # into the lists in their order
                 self._file(entry, self._bound(entry))
+            for entry in held:  # in the order they came: TTLs join the FIFO
                 self._track(entry)
             self._horizon = -_INF  # computed afresh at the next push
             self._cost_cap = max(cost_cap, max((e[_TASK].cost for e in held), default=0.0))
@@ -1183,20 +1185,66 @@ class DeadlineScheduler(HeldTasks):
     def _due(self, entry: _Entry) -> float | None:
         """When expire() takes an entry: its TTL expiry, or its deadline if earlier (per policy)."""
         task = entry[_TASK]
-        ttl = task.ttl
-        due = None if ttl is None else entry[_ENQUEUED] + ttl
-        deadline = task.deadline
-        if deadline is not None and self._deadline_timers and (due is None or deadline <= due):
-            due = deadline
-        return due
+        if task.deadline is not None and self._deadline_timers:
+            return _due_either(entry)
+        return None if task.ttl is None else _ttl_expiry(entry)
 
     def _track(self, entry: _Entry) -> None:
-        """Give a held entry its timer, if it has a due time."""
+        """File a held entry's due time, if it has one, where :meth:`_first_due` finds it.
+
+        Without aging a deadline that expires a task needs nothing filed: the
+        order is by deadline, every task without one after them, so the
+        earliest is at the front of the CRITICAL list or of the others. Any
+        other due time (a TTL; with aging, a deadline too) joins the expiries.
+        """
         due = self._due(entry)
-        if due is not None:
-            self._timers.push((due, entry[_SEQ], entry))
-            if due < self._next_due:
-                self._next_due = due
+        if due is None:
+            return
+        if due < self._next_due:
+            self._next_due = due
+        ttl = entry[_TASK].ttl
+        if self._rate or not self._deadline_timers:
+            expires = due  # every due time is among the expiries
+        elif ttl is not None:
+            expires = entry[_ENQUEUED] + ttl  # the deadline is found in the order
+        else:
+            return
+        timers = self._timers
+        if timers is None:
+            later = _due_either if self._rate and self._deadline_timers else _ttl_expiry
+            timers = self._timers = Expiries(self._index, at=_ID, expires=later)
+        timers.add(entry, expires)
+
+    def _first_due(self) -> float:
+        """The earliest due time of a live entry (``_NEVER`` if none). O(1) amortised."""
+        due = _NEVER if self._timers is None else self._timers.first()
+        if self._deadline_timers and not self._rate:
+            first = self._critical.first()
+            if first is not None and first[_TIME] < due:
+                due = first[_TIME]
+            first = self._front.first() or self._back.top()
+            if first is not None and first[_TIME] < due:
+                due = first[_TIME]
+        return due
+
+    def _take_missed(self, now: float) -> list[_Entry]:
+        """Take out every entry whose deadline is ``<= now``, read from the order (only
+        without aging, see :meth:`_track`). O(k log n) for k entries taken."""
+        index = self._index
+        taken = []
+        critical = self._critical
+        while (first := critical.first()) is not None and first[_TIME] <= now:
+            del index[first[_ID]]
+            self._drop_live(first)
+            taken.append(first)
+        while (first := self._front.first() or self._back.top()) is not None:
+            if first[_TIME] > now:
+                break
+            del index[first[_ID]]
+            self._back.drop_top(first)
+            self._drop_live(first)
+            taken.append(first)
+        return taken
 
     def _bound(self, entry: _Entry) -> float:
         """An entry's bound in the ordered index: ``m * deadline - (m - 1) * cost`` while
@@ -1247,7 +1295,8 @@ class DeadlineScheduler(HeldTasks):
             self._back_changed()
             self._back.compact()
         self._late.discard(entry[_ID])
-        self._timers.compact()
+        if self._timers is not None:
+            self._timers.compact()
 
     def _emptied(self) -> None:
         """Nothing is held: start the bounds afresh."""
@@ -1261,7 +1310,7 @@ class DeadlineScheduler(HeldTasks):
             self._edge = _BOTTOM
         self._protect_edge = _BOTTOM
         self._back.clear()
-        self._timers.clear()
+        self._timers = None
         self._next_due = _NEVER
 
     def _back_changed(self) -> None:
@@ -1626,21 +1675,43 @@ class DeadlineScheduler(HeldTasks):
 
     def _collect_due(self, now: float) -> None:
         """Move every entry due by ``now`` out of the order, into the expired holding area."""
+        taken = [] if self._timers is None else self._timers.pop_until(now)  # out of the index
+        for entry in taken:
+            self._drop_live(entry)
+        if self._deadline_timers and not self._rate:
+            taken += self._take_missed(now)
         expired = self._expired
-        for due, _, entry in self._timers.pop_until(now):  # out of the index too
-            task_id = entry[_ID]
+        # Held earliest due first, as expire() returns them and snapshots list them.
+        due_of = _due_either if self._deadline_timers else _ttl_expiry
+        for due, _, entry in sorted([(due_of(entry), entry[_SEQ], entry) for entry in taken]):
             deadline = entry[_TASK].deadline
             missed = self._deadline_timers and deadline is not None and deadline <= due
-            self._drop_live(entry)
-            expired[task_id] = (
+            expired[entry[_ID]] = (
                 entry,
                 Reason.DEADLINE_MISSED if missed else Reason.TTL_EXPIRED,
                 due,
             )
         if not self._index:
             self._emptied()
-        timer = self._timers.top()
-        self._next_due = _NEVER if timer is None else timer[0]
+        self._next_due = self._first_due()
+
+
+def _ttl_expiry(entry: _Entry) -> float:
+    """When an entry's TTL runs out (the same float each time it is computed)."""
+    ttl = entry[_TASK].ttl
+    assert ttl is not None  # only entries with a TTL are filed by it
+    return entry[_ENQUEUED] + ttl
+
+
+def _due_either(entry: _Entry) -> float:
+    """When an entry falls due by its TTL or its deadline, whichever comes first (the
+    deadline on a tie)."""
+    deadline = entry[_TASK].deadline
+    if entry[_TASK].ttl is None:
+        assert deadline is not None  # an entry with neither is not filed
+        return deadline
+    expires = _ttl_expiry(entry)
+    return expires if deadline is None or expires < deadline else deadline
 
 
 def _after(entry: _Entry, other: _Entry) -> bool:
