@@ -1012,6 +1012,7 @@ class DeadlineMachine(RuleBasedStateMachine):
         overflow=st.sampled_from(["reject", "drop_lowest"]),
         sla=positive_dyadic,
         sla_ttl=positive_dyadic,
+        look_each_step=st.booleans(),
     )
     def start(
         self,
@@ -1022,8 +1023,12 @@ class DeadlineMachine(RuleBasedStateMachine):
         overflow: str,
         sla: float,
         sla_ttl: float,
+        look_each_step: bool,
     ) -> None:
         self.clock = ManualClock()
+        # Asking every task's slack moves the back's tasks into the ordered front; runs
+        # that do not ask after each step keep tasks in the back between steps.
+        self.look_each_step = look_each_step
         # A host's usual limits, one deadline and one TTL for every task, fall due in
         # the order the tasks come: the scheduler keeps those apart from the others.
         self.sla = sla
@@ -1097,6 +1102,7 @@ class DeadlineMachine(RuleBasedStateMachine):
         back=st.none() | dyadic,
         ask_first=st.booleans(),
         usual_limits=st.booleans(),
+        far=st.booleans(),
     )
     def push(
         self,
@@ -1107,8 +1113,11 @@ class DeadlineMachine(RuleBasedStateMachine):
         back: float | None,
         ask_first: bool,
         usual_limits: bool,
+        far: bool,
     ) -> int:
         now = self.clock.now()
+        if far and relative_deadline is not None:  # far behind the work: in the back
+            relative_deadline *= 64
         if usual_limits:  # due times in push order
             relative_deadline = None if relative_deadline is None else self.sla
             ttl = None if ttl is None else self.sla_ttl
@@ -1239,6 +1248,23 @@ class DeadlineMachine(RuleBasedStateMachine):
             del self.model[expected.id]  # type: ignore[arg-type]
             self.left.append(expected.id)  # type: ignore[arg-type]
 
+    @rule(modulus=st.none() | st.integers(min_value=2, max_value=4))
+    def pop_then_unpop(self, modulus: int | None) -> None:
+        # Put back at once (a composition that could not place it): as if never popped,
+        # whether it came from the top or from deep inside the back's heap.
+        def where(task: Task) -> bool:
+            return modulus is None or task.id % modulus == 0  # type: ignore[operator]
+
+        candidates = [task for _, task in self.live() if where(task)]
+        popped = self.edf.pop(None if modulus is None else where)
+        assert popped is (candidates[0] if candidates else None)
+        if popped is not None:
+            self.edf.unpop(popped)
+            # Asking its slack moves the back into the ordered front: the put-back task
+            # must be there once.
+            key = next(key for key, task in self.live() if task is popped)
+            self.check_slack(key, popped)
+
     @rule(task_id=consumes(held_ids))
     def remove(self, task_id: int) -> None:
         if task_id in self.model:
@@ -1322,17 +1348,26 @@ class DeadlineMachine(RuleBasedStateMachine):
         if self.maxsize is not None:
             assert len(self.edf) <= self.maxsize
 
+    def check_slack(self, key: tuple[object, ...], task: Task) -> None:
+        if task.deadline is None:
+            assert self.edf.slack(task.id) == math.inf
+            return
+        expected = Fraction(task.deadline) - self.finish(key, task)
+        assert self.edf.slack(task.id) == expected
+        flagged = self.model[task.id][3]  # type: ignore[index]
+        assert self.edf.is_late(task.id) == (flagged or task.deadline <= self.now())
+
+    @rule(data=st.data())
+    def ask_one_slack(self, data: st.DataObject) -> None:
+        live = self.live()
+        if live:
+            self.check_slack(*data.draw(st.sampled_from(live)))
+
     @invariant()
     def slack_and_lateness_match_the_simulation(self) -> None:
-        now = self.now()
-        for key, task in self.live():
-            if task.deadline is None:
-                assert self.edf.slack(task.id) == math.inf
-                continue
-            expected = Fraction(task.deadline) - self.finish(key, task)
-            assert self.edf.slack(task.id) == expected
-            flagged = self.model[task.id][3]  # type: ignore[index]
-            assert self.edf.is_late(task.id) == (flagged or task.deadline <= now)
+        if self.look_each_step:
+            for key, task in self.live():
+                self.check_slack(key, task)
 
     @invariant()
     def next_wakeup_is_the_earliest_due(self) -> None:
