@@ -1055,6 +1055,7 @@ class DeadlineScheduler(HeldTasks):
         Raises:
             SnapshotError: a task whose id, tenant, key or group a snapshot cannot carry.
         """
+        late = self._late
         return {
             **header("DeadlineScheduler"),
             "servers": self._servers,
@@ -1063,7 +1064,11 @@ class DeadlineScheduler(HeldTasks):
             "maxsize": self._maxsize,
             "overflow": self._overflow,
             "held": [_entry_data(entry) for entry in self._index.values()],
-            "late": [encode_key(task_id, "a task id") for task_id in self._late],
+            # In the order held, not the set's: its order follows the ids' hashes, which
+            # for strings change from process to process.
+            "late": [
+                encode_key(task_id, "a task id") for task_id in self._index if task_id in late
+            ],
             "expired": [
                 [_entry_data(entry), reason.value, due]
                 for entry, reason, due in self._expired.values()
