@@ -17,7 +17,7 @@ owner's entry at position ``via``, and are live while that entry is. Where a
 side order costs less kept apart, two structures follow the same rule over
 the owner's entries themselves, one pointer each: :class:`LazyMaxHeap`
 (largest first, for a queue's least urgent task) and :class:`Expiries` (TTL
-expiries, in a FIFO while they come in order).
+expiries, in FIFO runs: one while they come in order).
 
 Complexity (n = entries held, dead included; the owner keeps n = O(live)):
 ``push`` O(log n); ``top`` O(1) amortised; ``pop`` O(log n) amortised;
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterator, MutableMapping
 from functools import partial
 from heapq import heapify, heappop, heappush, heapreplace
@@ -364,22 +365,28 @@ class LazyMaxHeap(Generic[_E]):
 class Expiries(Generic[_E]):
     """The expiry times of a queue's live entries, earliest first.
 
-    Most queues see TTL expiries in the order they file them (one TTL for
-    every task, pushed as time goes on), so an entry whose expiry is no
-    earlier than the last one filed joins a FIFO: one pointer, no timer tuple
-    and no stored time (the time is computed from the entry when needed, the
-    same float each time). Only an entry that expires before the last one
-    filed goes into a heap of ``(expires, entry)``. The earliest expiry is the
-    smaller of the two fronts. An entry is live while ``live[entry[at]] is
-    entry``, as for :class:`LazyHeap`.
+    The entries are kept in *runs*, lists in which expiries never decrease,
+    one pointer per entry: no timer tuple and no stored time (an entry's time
+    is computed from the entry when needed, the same float each time). An
+    entry joins the run whose last expiry is the latest one not after its own
+    (patience sorting), a new run only when it expires before every run's
+    last. Most queues see expiries in the order they file them (one TTL for
+    every task, pushed as time goes on): one run, a FIFO. TTLs of mixed
+    lengths make about ``2 * sqrt(n)`` runs for n entries in random order (a
+    few bytes a task in all); should the runs ever number more than an
+    eighth of the entries (expiries filed mostly in falling order), they are
+    merged into one. A heap holds the first expiry of each run that holds
+    entries; the earliest expiry is its top. An entry is live while
+    ``live[entry[at]] is entry``, as for :class:`LazyHeap`.
 
-    Complexity (n = entries filed, dead included; the owner keeps n = O(live)):
-    ``add`` O(1) for an expiry in order, else O(log n); ``first`` O(1)
-    amortised; ``pop_until`` O(k log n) for k entries taken, plus the dead ones
-    met; ``compact`` O(1) amortised.
+    Complexity (n = entries filed, dead included; k = runs, k <= n; the owner
+    keeps n = O(live)): ``add`` O(1) for an expiry in order, else O(log k),
+    and O(log n) amortised with the merges; ``first`` O(1) amortised, plus
+    O(log k) per run whose front died; ``pop_until`` O((m + d) log k) for m
+    entries taken and d dead ones met; ``compact`` O(1) amortised.
     """
 
-    __slots__ = ("_at", "_expires", "_fifo", "_head", "_heap", "_last", "_live")
+    __slots__ = ("_at", "_expires", "_fronts", "_heads", "_live", "_runs", "_size", "_tails")
 
     def __init__(
         self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
@@ -393,113 +400,159 @@ class Expiries(Generic[_E]):
         self._live = live
         self._at = at
         self._expires = expires
-        # The FIFO is a list read from _head on, not a deque: an empty deque costs
-        # about 760 bytes, and a FairScheduler keeps one queue (so one of these) per
-        # tenant. The taken front is cut off once it is half the list: O(1) amortised.
-        self._fifo: list[_E] = []
-        self._head = 0
-        self._heap: list[tuple[float, _E]] = []
-        # The latest expiry in the FIFO: an entry expiring no earlier joins it.
-        self._last = -math.inf
+        # Run i holds its entries from _heads[i] on (lists, not deques: an empty deque
+        # costs about 760 bytes, and a FairScheduler keeps one queue, so one of these,
+        # per tenant; a run's taken front is cut off once it is half the run).
+        self._runs: list[list[_E]] = []
+        self._heads: list[int] = []
+        # Minus the last expiry filed in each run: ascending, so the runs' lasts fall
+        # and a new run (earlier than every last) goes at the end.
+        self._tails: list[float] = []
+        # (expiry of run i's front entry, i) for each run that holds entries.
+        self._fronts: list[tuple[float, int]] = []
+        # Entries filed, dead ones included.
+        self._size = 0
 
     def __len__(self) -> int:
-        """Entries filed, dead ones included. O(1)."""
-        return len(self._fifo) - self._head + len(self._heap)
+        """Entries filed, dead ones included, plus the runs holding them: what compaction
+        weighs. O(1)."""
+        return self._size + len(self._runs)
 
     def add(self, entry: _E, expires: float) -> None:
-        """File a live ``entry`` that expires at ``expires``. O(1) in order, else O(log n)."""
-        if expires >= self._last:
-            self._fifo.append(entry)
-            self._last = expires
+        """File a live ``entry`` that expires at ``expires``. O(1) in order, else O(log k)."""
+        tails = self._tails
+        key = -expires
+        if tails and key <= tails[0]:
+            i = 0  # no earlier than every entry filed: the usual case
         else:
-            heappush(self._heap, (expires, entry))
+            i = bisect_left(tails, key)  # the run with the latest last not after it
+            if i == len(tails):
+                self._add_run(entry, expires)
+                return
+        run = self._runs[i]
+        if not run:
+            heappush(self._fronts, (expires, i))
+        run.append(entry)
+        tails[i] = key
+        self._size += 1
 
-    def _advance(self, head: int) -> None:
-        """The FIFO's front moved to ``head``: keep it, or cut the taken front off."""
-        fifo = self._fifo
-        if head >= len(fifo):
-            fifo.clear()
-            self._head = 0
-            self._last = -math.inf
-        elif head > COMPACT_SLACK and 2 * head > len(fifo):
-            del fifo[:head]
-            self._head = 0
-        else:
-            self._head = head
+    def _add_run(self, entry: _E, expires: float) -> None:
+        """File ``entry`` in a run of its own (it expires before every run's last)."""
+        runs = self._runs
+        if len(runs) > COMPACT_SLACK and 8 * len(runs) > self._size:
+            # Mostly falling expiries: merge the runs first (O(n log n) once per n / 8
+            # runs made, each by an add: O(log n) amortised).
+            self._rebuild(merge=True)
+            self.add(entry, expires)
+            return
+        heappush(self._fronts, (expires, len(runs)))
+        runs.append([entry])
+        self._heads.append(0)
+        self._tails.append(-expires)
+        self._size += 1
+
+    def _settle(self, i: int, head: int) -> None:
+        """Run ``i``'s front moved to ``head`` (a live entry, or the end): file its front."""
+        run = self._runs[i]
+        size = len(run)
+        self._size -= head - self._heads[i]
+        if head >= size:
+            heappop(self._fronts)  # run i's front, at the top
+            run.clear()
+            self._heads[i] = 0
+            return
+        heapreplace(self._fronts, (self._expires(run[head]), i))
+        if head > COMPACT_SLACK and 2 * head > size:
+            del run[:head]
+            head = 0
+        self._heads[i] = head
 
     def first(self) -> float:
         """The earliest expiry of a live entry (``inf`` if none); drops dead ones in front.
 
-        O(1) amortised.
+        O(1) amortised, plus O(log k) per run whose front died.
         """
         live = self._live
         at = self._at
-        fifo = self._fifo
-        head = self._head
-        size = len(fifo)
-        while head < size and live.get(fifo[head][at]) is not fifo[head]:
+        fronts = self._fronts
+        runs = self._runs
+        heads = self._heads
+        while fronts:
+            when, i = fronts[0]
+            run = runs[i]
+            head = heads[i]
+            if live.get(run[head][at]) is run[head]:
+                return when
+            size = len(run)
             head += 1
-        if head != self._head or head == size:
-            self._advance(head)
-            head = self._head
-        heap = self._heap
-        while heap and live.get(heap[0][1][at]) is not heap[0][1]:
-            heappop(heap)
-        earliest = self._expires(fifo[head]) if fifo else math.inf
-        return min(earliest, heap[0][0]) if heap else earliest
+            while head < size and live.get(run[head][at]) is not run[head]:
+                head += 1
+            self._settle(i, head)
+        return math.inf
 
     def pop_until(self, limit: float) -> list[_E]:
         """Take out every live entry that expires by ``limit`` (in no set order).
 
-        They leave ``live`` too. O(k log n) for k entries taken, plus the dead
+        They leave ``live`` too. O((m + d) log k) for m entries taken and d dead
         ones met; O(1) when none is due.
         """
         live = self._live
         at = self._at
         expires = self._expires
         taken: list[_E] = []
-        fifo = self._fifo
-        head = self._head
-        size = len(fifo)
-        while head < size:
-            entry = fifo[head]
-            ident = entry[at]
-            if live.get(ident) is entry:
-                if expires(entry) > limit:
-                    break
-                del live[ident]
-                taken.append(entry)
-            head += 1
-        if head != self._head or head == size:
-            self._advance(head)
-        heap = self._heap
-        while heap:
-            when, entry = heap[0]
-            ident = entry[at]
-            if live.get(ident) is entry:
-                if when > limit:
-                    break
-                del live[ident]
-                taken.append(entry)
-            heappop(heap)
+        fronts = self._fronts
+        runs = self._runs
+        heads = self._heads
+        while fronts and fronts[0][0] <= limit:
+            i = fronts[0][1]
+            run = runs[i]
+            head = heads[i]
+            size = len(run)
+            while head < size:
+                entry = run[head]
+                ident = entry[at]
+                if live.get(ident) is entry:
+                    if expires(entry) > limit:
+                        break
+                    del live[ident]
+                    taken.append(entry)
+                head += 1
+            self._settle(i, head)
         return taken
 
     def compact(self) -> None:
-        """Drop the dead entries once they outnumber the live ones by ``COMPACT_SLACK``.
+        """Drop the dead entries (and emptied runs) once they outnumber the live entries by
+        ``COMPACT_SLACK``.
 
         O(1) when not due; O(n) when due, at most once per n / 2 deletions.
         """
+        if len(self) > 2 * len(self._live) + COMPACT_SLACK:
+            self._rebuild(merge=False)
+
+    def _rebuild(self, *, merge: bool) -> None:
+        """Keep only the live entries, in the runs that still hold some (in their order),
+        or, with ``merge``, in one run. O(n), or O(n log n) with ``merge``."""
         live = self._live
-        if len(self) <= 2 * len(live) + COMPACT_SLACK:
-            return
         at = self._at
-        fifo = self._fifo
-        fifo[:] = [entry for entry in fifo[self._head :] if live.get(entry[at]) is entry]
-        self._head = 0
-        if not fifo:
-            self._last = -math.inf
-        self._heap[:] = [timer for timer in self._heap if live.get(timer[1][at]) is timer[1]]
-        heapify(self._heap)
+        runs: list[list[_E]] = []
+        tails: list[float] = []
+        for run, head, tail in zip(self._runs, self._heads, self._tails, strict=True):
+            kept = [entry for entry in run[head:] if live.get(entry[at]) is entry]
+            if kept:
+                runs.append(kept)
+                tails.append(tail)
+        expires = self._expires
+        if merge and runs:
+            merged = [entry for run in runs for entry in run]
+            merged.sort(key=expires)
+            runs = [merged]
+            tails = [-expires(merged[-1])]
+        self._runs = runs
+        self._tails = tails
+        self._heads = [0] * len(runs)
+        self._fronts = [(expires(run[0]), i) for i, run in enumerate(runs)]
+        heapify(self._fronts)
+        self._size = sum(map(len, runs))
 
 
 def _sift_up_max(entries: list[Any], position: int) -> None:

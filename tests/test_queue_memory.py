@@ -28,6 +28,7 @@ WITHIN_BUDGET = [
     "PriorityQueue()",
     "PriorityQueue(aging_rate=0.1)",
     "PriorityQueue(), every task with a TTL",
+    "PriorityQueue(), TTLs of mixed lengths",
     "PriorityQueue(maxsize, drop_lowest)",
     "DeadlineScheduler()",
     "DeadlineScheduler(servers=4)",
