@@ -8,7 +8,8 @@ the two take turns, one process each per pair, and each process keeps the
 best of 3 runs of every workload (CPU time), so noise on a shared machine
 hits them alike. Workloads: a PriorityQueue filled with 100 000 tasks and
 drained (plain, with aging, every task with a TTL, TTLs of mixed lengths
-from 1e5 to 1e6 seconds, bounded with ``drop_lowest``), a steady 200 000 pop+push at depth 100 000, and a
+from 1e5 to 1e6 seconds, bounded with ``drop_lowest``), a steady 200 000
+pop+push at depth 100 000, and a
 FairScheduler cycle (``pop``, ``release``, ``push``) of 100 000 over 1 000
 tenants with 2 tasks each (plain, with TTLs, nested over 4 keys). Prints a
 Markdown table: the median time of each tree and the median and range of

@@ -1076,7 +1076,7 @@ class FairScheduler:
                 task_id = task.id
                 rec = self._tenants[task.tenant] if self._shared else index.pop(task_id)
                 if slack is not None and task.deadline is not None:
-                    slack.take(task_id)
+                    slack.take(task)
                 rec.queued -= 1
                 holder.waiting -= 1
                 self._size -= 1
@@ -1762,7 +1762,7 @@ class FairScheduler:
             del self._index[task_id]
         expires = None if task.ttl is None else self._expires.pop(task_id, None)
         slack = self._slack
-        held = None if slack is None or task.deadline is None else slack.take(task_id)
+        held = None if slack is None or task.deadline is None else slack.take(task)
         start = rec.start
         self._last_pop = (
             task,
@@ -1836,7 +1836,7 @@ class FairScheduler:
         if task.ttl is not None:
             self._expires.pop(task_id, None)
         if self._slack is not None and task.deadline is not None:
-            self._slack.take(task_id)
+            self._slack.take(task)
         rec.queued -= 1
         self._size -= 1
         holder.waiting -= 1
