@@ -367,26 +367,29 @@ class Expiries(Generic[_E]):
 
     The entries are kept in *runs*, lists in which expiries never decrease,
     one pointer per entry: no timer tuple and no stored time (an entry's time
-    is computed from the entry when needed, the same float each time). An
-    entry joins the run whose last expiry is the latest one not after its own
-    (patience sorting), a new run only when it expires before every run's
-    last. Most queues see expiries in the order they file them (one TTL for
-    every task, pushed as time goes on): one run, a FIFO. TTLs of mixed
-    lengths make about ``2 * sqrt(n)`` runs for n entries in random order (a
-    few bytes a task in all); should the runs ever number more than an
-    eighth of the entries (expiries filed mostly in falling order), they are
-    merged into one. A heap holds the first expiry of each run that holds
-    entries; the earliest expiry is its top. An entry is live while
-    ``live[entry[at]] is entry``, as for :class:`LazyHeap`.
+    is computed from the entry when needed, the same float each time). Most
+    queues see expiries in the order they file them (one TTL for every task,
+    pushed as time goes on): an entry expiring no earlier than the last one
+    filed joins the first run, a FIFO, at the cost of one comparison. Any
+    other entry joins the further run whose last expiry is the latest one not
+    after its own (patience sorting), or a new run when it expires before
+    every further run's last. TTLs of mixed lengths in random order make
+    about ``2 * sqrt(n)`` runs for n entries, a few bytes a task in all;
+    should the runs ever outnumber an eighth of the entries (expiries filed
+    mostly in falling order), they are merged into the first. A heap of
+    ``(expiry, run)`` holds the front of each further run that holds
+    entries; the earliest expiry is the smaller of its top and the first
+    run's front. An entry is live while ``live[entry[at]] is entry``, as for
+    :class:`LazyHeap`.
 
     Complexity (n = entries filed, dead included; k = runs, k <= n; the owner
     keeps n = O(live)): ``add`` O(1) for an expiry in order, else O(log k),
-    and O(log n) amortised with the merges; ``first`` O(1) amortised, plus
-    O(log k) per run whose front died; ``pop_until`` O((m + d) log k) for m
-    entries taken and d dead ones met; ``compact`` O(1) amortised.
+    O(log n) amortised with the merges; ``first`` O(1) amortised, plus
+    O(log k) per further run whose front died; ``pop_until`` O((m + d) log
+    k) for m entries taken and d dead ones met; ``compact`` O(1) amortised.
     """
 
-    __slots__ = ("_at", "_expires", "_fronts", "_heads", "_live", "_runs", "_size", "_tails")
+    __slots__ = ("_at", "_expires", "_fifo", "_head", "_last", "_live", "_more")
 
     def __init__(
         self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
@@ -400,95 +403,76 @@ class Expiries(Generic[_E]):
         self._live = live
         self._at = at
         self._expires = expires
-        # Run i holds its entries from _heads[i] on (lists, not deques: an empty deque
-        # costs about 760 bytes, and a FairScheduler keeps one queue, so one of these,
-        # per tenant; a run's taken front is cut off once it is half the run).
-        self._runs: list[list[_E]] = []
-        self._heads: list[int] = []
-        # Minus the last expiry filed in each run: ascending, so the runs' lasts fall
-        # and a new run (earlier than every last) goes at the end.
-        self._tails: list[float] = []
-        # (expiry of run i's front entry, i) for each run that holds entries.
-        self._fronts: list[tuple[float, int]] = []
-        # Entries filed, dead ones included.
-        self._size = 0
+        # The first run is a list read from _head on, not a deque: an empty deque costs
+        # about 760 bytes, and a FairScheduler keeps one queue (so one of these) per
+        # tenant. The taken front is cut off once it is half the list: O(1) amortised.
+        self._fifo: list[_E] = []
+        self._head = 0
+        # The latest expiry in the FIFO: an entry expiring no earlier joins it.
+        self._last = -math.inf
+        # The further runs, made at the first expiry out of order.
+        self._more: _Runs[_E] | None = None
 
     def __len__(self) -> int:
-        """Entries filed, dead ones included, plus the runs holding them: what compaction
-        weighs. O(1)."""
-        return self._size + len(self._runs)
+        """Entries filed, dead ones included, plus the further runs holding them: what
+        compaction weighs. O(1)."""
+        more = self._more
+        size = len(self._fifo) - self._head
+        return size if more is None else size + more.size + len(more.runs)
 
     def add(self, entry: _E, expires: float) -> None:
         """File a live ``entry`` that expires at ``expires``. O(1) in order, else O(log k)."""
-        tails = self._tails
-        key = -expires
-        if tails and key <= tails[0]:
-            i = 0  # no earlier than every entry filed: the usual case
-        else:
-            i = bisect_left(tails, key)  # the run with the latest last not after it
-            if i == len(tails):
-                self._add_run(entry, expires)
-                return
-        run = self._runs[i]
-        if not run:
-            heappush(self._fronts, (expires, i))
-        run.append(entry)
-        tails[i] = key
-        self._size += 1
-
-    def _add_run(self, entry: _E, expires: float) -> None:
-        """File ``entry`` in a run of its own (it expires before every run's last)."""
-        runs = self._runs
-        if len(runs) > COMPACT_SLACK and 8 * len(runs) > self._size:
+        if expires >= self._last:
+            self._fifo.append(entry)
+            self._last = expires
+            return
+        more = self._more
+        if more is None:
+            more = self._more = _Runs()
+        elif not more.add(entry, expires):
+            return
+        runs = len(more.runs)
+        if runs > COMPACT_SLACK and 8 * runs > len(self) - runs:
             # Mostly falling expiries: merge the runs first (O(n log n) once per n / 8
             # runs made, each by an add: O(log n) amortised).
-            self._rebuild(merge=True)
+            self._merge()
             self.add(entry, expires)
             return
-        heappush(self._fronts, (expires, len(runs)))
-        runs.append([entry])
-        self._heads.append(0)
-        self._tails.append(-expires)
-        self._size += 1
+        more.start(entry, expires)
 
-    def _settle(self, i: int, head: int) -> None:
-        """Run ``i``'s front moved to ``head`` (a live entry, or the end): file its front."""
-        run = self._runs[i]
-        size = len(run)
-        self._size -= head - self._heads[i]
-        if head >= size:
-            heappop(self._fronts)  # run i's front, at the top
-            run.clear()
-            self._heads[i] = 0
-            return
-        heapreplace(self._fronts, (self._expires(run[head]), i))
-        if head > COMPACT_SLACK and 2 * head > size:
-            del run[:head]
-            head = 0
-        self._heads[i] = head
+    def _advance(self, head: int) -> None:
+        """The FIFO's front moved to ``head``: keep it, or cut the taken front off."""
+        fifo = self._fifo
+        if head >= len(fifo):
+            fifo.clear()
+            self._head = 0
+            self._last = -math.inf
+        elif head > COMPACT_SLACK and 2 * head > len(fifo):
+            del fifo[:head]
+            self._head = 0
+        else:
+            self._head = head
 
     def first(self) -> float:
         """The earliest expiry of a live entry (``inf`` if none); drops dead ones in front.
 
-        O(1) amortised, plus O(log k) per run whose front died.
+        O(1) amortised, plus O(log k) per further run whose front died.
         """
         live = self._live
         at = self._at
-        fronts = self._fronts
-        runs = self._runs
-        heads = self._heads
-        while fronts:
-            when, i = fronts[0]
-            run = runs[i]
-            head = heads[i]
-            if live.get(run[head][at]) is run[head]:
-                return when
-            size = len(run)
+        fifo = self._fifo
+        head = self._head
+        size = len(fifo)
+        while head < size and live.get(fifo[head][at]) is not fifo[head]:
             head += 1
-            while head < size and live.get(run[head][at]) is not run[head]:
-                head += 1
-            self._settle(i, head)
-        return math.inf
+        if head != self._head or head == size:
+            self._advance(head)
+            head = self._head
+        earliest = self._expires(fifo[head]) if fifo else math.inf
+        more = self._more
+        if more is None:
+            return earliest
+        return min(earliest, more.first(live, at, self._expires))
 
     def pop_until(self, limit: float) -> list[_E]:
         """Take out every live entry that expires by ``limit`` (in no set order).
@@ -500,9 +484,154 @@ class Expiries(Generic[_E]):
         at = self._at
         expires = self._expires
         taken: list[_E] = []
-        fronts = self._fronts
-        runs = self._runs
-        heads = self._heads
+        fifo = self._fifo
+        head = self._head
+        size = len(fifo)
+        while head < size:
+            entry = fifo[head]
+            ident = entry[at]
+            if live.get(ident) is entry:
+                if expires(entry) > limit:
+                    break
+                del live[ident]
+                taken.append(entry)
+            head += 1
+        if head != self._head or head == size:
+            self._advance(head)
+        if self._more is not None:
+            self._more.pop_until(limit, live, at, expires, taken)
+        return taken
+
+    def compact(self) -> None:
+        """Drop the dead entries (and emptied runs) once they outnumber the live entries by
+        ``COMPACT_SLACK``.
+
+        O(1) when not due; O(n) when due, at most once per n / 2 deletions.
+        """
+        live = self._live
+        if len(self) <= 2 * len(live) + COMPACT_SLACK:
+            return
+        at = self._at
+        fifo = self._fifo
+        fifo[:] = [entry for entry in fifo[self._head :] if live.get(entry[at]) is entry]
+        self._head = 0
+        if not fifo:
+            self._last = -math.inf
+        more = self._more
+        if more is not None and not more.keep_live(live, at, self._expires):
+            self._more = None
+
+    def _merge(self) -> None:
+        """Put every live entry in the FIFO, in expiry order. O(n log n)."""
+        live = self._live
+        at = self._at
+        more = self._more
+        assert more is not None
+        entries = [
+            entry
+            for run, head in ((self._fifo, self._head), *zip(more.runs, more.heads, strict=True))
+            for entry in run[head:]
+            if live.get(entry[at]) is entry
+        ]
+        entries.sort(key=self._expires)
+        self._fifo = entries
+        self._head = 0
+        self._last = self._expires(entries[-1]) if entries else -math.inf
+        self._more = None
+
+
+class _Runs(Generic[_E]):
+    """The further runs of an :class:`Expiries` (see there), with the heap of their fronts."""
+
+    __slots__ = ("fronts", "heads", "runs", "size", "tails")
+
+    def __init__(self) -> None:
+        # Run i holds its entries from heads[i] on; its taken front is cut off once it
+        # is half the run.
+        self.runs: list[list[_E]] = []
+        self.heads: list[int] = []
+        # Minus each run's last expiry, ascending: a new run (expiring before every
+        # last) goes at the end.
+        self.tails: list[float] = []
+        # (expiry of run i's front entry, i) for each run that holds entries.
+        self.fronts: list[tuple[float, int]] = []
+        # Entries filed, dead ones included.
+        self.size = 0
+
+    def add(self, entry: _E, expires: float) -> bool:
+        """File ``entry`` in the run with the latest last not after ``expires``; ``True``
+        if there is none (then it needs a run of its own, :meth:`start`). O(log k)."""
+        tails = self.tails
+        key = -expires
+        i = bisect_left(tails, key)
+        if i == len(tails):
+            return True
+        run = self.runs[i]
+        if not run:
+            heappush(self.fronts, (expires, i))
+        run.append(entry)
+        tails[i] = key
+        self.size += 1
+        return False
+
+    def start(self, entry: _E, expires: float) -> None:
+        """File ``entry`` in a new run (it expires before every run's last). O(log k)."""
+        heappush(self.fronts, (expires, len(self.runs)))
+        self.runs.append([entry])
+        self.heads.append(0)
+        self.tails.append(-expires)
+        self.size += 1
+
+    def _settle(self, i: int, head: int, expires: Callable[[_E], float]) -> None:
+        """Run ``i``, at the top of the fronts, moved its front to ``head`` (a live entry,
+        or the end): file its new front."""
+        run = self.runs[i]
+        size = len(run)
+        self.size -= head - self.heads[i]
+        if head >= size:
+            heappop(self.fronts)
+            run.clear()
+            self.heads[i] = 0
+            return
+        heapreplace(self.fronts, (expires(run[head]), i))
+        if head > COMPACT_SLACK and 2 * head > size:
+            del run[:head]
+            head = 0
+        self.heads[i] = head
+
+    def first(
+        self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
+    ) -> float:
+        """The earliest expiry of a live entry in these runs (``inf`` if none)."""
+        fronts = self.fronts
+        runs = self.runs
+        heads = self.heads
+        while fronts:
+            when, i = fronts[0]
+            run = runs[i]
+            head = heads[i]
+            if live.get(run[head][at]) is run[head]:
+                return when
+            size = len(run)
+            head += 1
+            while head < size and live.get(run[head][at]) is not run[head]:
+                head += 1
+            self._settle(i, head, expires)
+        return math.inf
+
+    def pop_until(
+        self,
+        limit: float,
+        live: MutableMapping[Any, Any],
+        at: int,
+        expires: Callable[[_E], float],
+        taken: list[_E],
+    ) -> None:
+        """Move every live entry of these runs that expires by ``limit`` to ``taken``, out
+        of ``live``."""
+        fronts = self.fronts
+        runs = self.runs
+        heads = self.heads
         while fronts and fronts[0][0] <= limit:
             i = fronts[0][1]
             run = runs[i]
@@ -517,42 +646,27 @@ class Expiries(Generic[_E]):
                     del live[ident]
                     taken.append(entry)
                 head += 1
-            self._settle(i, head)
-        return taken
+            self._settle(i, head, expires)
 
-    def compact(self) -> None:
-        """Drop the dead entries (and emptied runs) once they outnumber the live entries by
-        ``COMPACT_SLACK``.
-
-        O(1) when not due; O(n) when due, at most once per n / 2 deletions.
-        """
-        if len(self) > 2 * len(self._live) + COMPACT_SLACK:
-            self._rebuild(merge=False)
-
-    def _rebuild(self, *, merge: bool) -> None:
-        """Keep only the live entries, in the runs that still hold some (in their order),
-        or, with ``merge``, in one run. O(n), or O(n log n) with ``merge``."""
-        live = self._live
-        at = self._at
+    def keep_live(
+        self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
+    ) -> bool:
+        """Keep only the live entries, in the runs that still hold some, in their order;
+        whether any is left. O(n)."""
         runs: list[list[_E]] = []
         tails: list[float] = []
-        for run, head, tail in zip(self._runs, self._heads, self._tails, strict=True):
+        for run, head, tail in zip(self.runs, self.heads, self.tails, strict=True):
             kept = [entry for entry in run[head:] if live.get(entry[at]) is entry]
             if kept:
                 runs.append(kept)
                 tails.append(tail)
-        expires = self._expires
-        if merge and runs:
-            merged = [entry for run in runs for entry in run]
-            merged.sort(key=expires)
-            runs = [merged]
-            tails = [-expires(merged[-1])]
-        self._runs = runs
-        self._tails = tails
-        self._heads = [0] * len(runs)
-        self._fronts = [(expires(run[0]), i) for i, run in enumerate(runs)]
-        heapify(self._fronts)
-        self._size = sum(map(len, runs))
+        self.runs = runs
+        self.tails = tails
+        self.heads = [0] * len(runs)
+        self.fronts = [(expires(run[0]), i) for i, run in enumerate(runs)]
+        heapify(self.fronts)
+        self.size = sum(map(len, runs))
+        return bool(runs)
 
 
 def _sift_up_max(entries: list[Any], position: int) -> None:
