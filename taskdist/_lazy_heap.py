@@ -375,8 +375,8 @@ class Expiries(Generic[_E]):
     after its own (patience sorting), or a new run when it expires before
     every further run's last. TTLs of mixed lengths in random order make
     about ``2 * sqrt(n)`` runs for n entries, a few bytes a task in all;
-    should the runs ever outnumber an eighth of the entries (expiries filed
-    mostly in falling order), they are merged into the first. A heap of
+    should the further runs ever outnumber an eighth of their entries
+    (expiries filed mostly in falling order), they are merged into one. A heap of
     ``(expiry, run)`` holds the front of each further run that holds
     entries; the earliest expiry is the smaller of its top and the first
     run's front. An entry is live while ``live[entry[at]] is entry``, as for
@@ -386,7 +386,9 @@ class Expiries(Generic[_E]):
     keeps n = O(live)): ``add`` O(1) for an expiry in order, else O(log k),
     O(log n) amortised with the merges; ``first`` O(1) amortised, plus
     O(log k) per further run whose front died; ``pop_until`` O((m + d) log
-    k) for m entries taken and d dead ones met; ``compact`` O(1) amortised.
+    k + m log m) for m entries taken and d dead ones met (it returns the
+    FIFO's entries in their order, then the others in ``(expiry, entry)``
+    order); ``compact`` O(1) amortised.
     """
 
     __slots__ = ("_at", "_expires", "_fifo", "_head", "_last", "_live", "_more")
@@ -432,12 +434,12 @@ class Expiries(Generic[_E]):
         elif not more.add(entry, expires):
             return
         runs = len(more.runs)
-        if runs > COMPACT_SLACK and 8 * runs > len(self) - runs:
-            # Mostly falling expiries: merge the runs first (O(n log n) once per n / 8
-            # runs made, each by an add: O(log n) amortised).
-            self._merge()
-            self.add(entry, expires)
-            return
+        if runs > COMPACT_SLACK and 8 * runs > more.size:
+            # Mostly falling expiries: merge the further runs first (O(n log n) once
+            # per n / 8 runs made, each by an add: O(log n) amortised).
+            more.merge(self._live, self._at, self._expires)
+            if not more.add(entry, expires):
+                return
         more.start(entry, expires)
 
     def _advance(self, head: int) -> None:
@@ -475,10 +477,11 @@ class Expiries(Generic[_E]):
         return min(earliest, more.first(live, at, self._expires))
 
     def pop_until(self, limit: float) -> list[_E]:
-        """Take out every live entry that expires by ``limit`` (in no set order).
+        """Take out every live entry that expires by ``limit``: the FIFO's in their order,
+        then the others by ``(expiry, entry)`` (the order an owner keeps its expired in).
 
-        They leave ``live`` too. O((m + d) log k) for m entries taken and d dead
-        ones met; O(1) when none is due.
+        They leave ``live`` too. O((m + d) log k + m log m) for m entries taken and
+        d dead ones met; O(1) when none is due.
         """
         live = self._live
         at = self._at
@@ -499,7 +502,10 @@ class Expiries(Generic[_E]):
         if head != self._head or head == size:
             self._advance(head)
         if self._more is not None:
-            self._more.pop_until(limit, live, at, expires, taken)
+            # In (expiry, entry) order, as a heap of (expiry, entry) would give them.
+            more = self._more.pop_until(limit, live, at, expires)
+            timed = sorted([(expires(entry), entry) for entry in more])
+            taken += [entry for _, entry in timed]
         return taken
 
     def compact(self) -> None:
@@ -520,24 +526,6 @@ class Expiries(Generic[_E]):
         more = self._more
         if more is not None and not more.keep_live(live, at, self._expires):
             self._more = None
-
-    def _merge(self) -> None:
-        """Put every live entry in the FIFO, in expiry order. O(n log n)."""
-        live = self._live
-        at = self._at
-        more = self._more
-        assert more is not None
-        entries = [
-            entry
-            for run, head in ((self._fifo, self._head), *zip(more.runs, more.heads, strict=True))
-            for entry in run[head:]
-            if live.get(entry[at]) is entry
-        ]
-        entries.sort(key=self._expires)
-        self._fifo = entries
-        self._head = 0
-        self._last = self._expires(entries[-1]) if entries else -math.inf
-        self._more = None
 
 
 class _Runs(Generic[_E]):
@@ -625,10 +613,10 @@ class _Runs(Generic[_E]):
         live: MutableMapping[Any, Any],
         at: int,
         expires: Callable[[_E], float],
-        taken: list[_E],
-    ) -> None:
-        """Move every live entry of these runs that expires by ``limit`` to ``taken``, out
-        of ``live``."""
+    ) -> list[_E]:
+        """Take out every live entry of these runs that expires by ``limit`` (run by run),
+        out of ``live`` too."""
+        taken: list[_E] = []
         fronts = self.fronts
         runs = self.runs
         heads = self.heads
@@ -647,6 +635,24 @@ class _Runs(Generic[_E]):
                     taken.append(entry)
                 head += 1
             self._settle(i, head, expires)
+        return taken
+
+    def merge(
+        self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
+    ) -> None:
+        """Put every live entry in one run, in expiry order. O(n log n)."""
+        entries = [
+            entry
+            for run, head in zip(self.runs, self.heads, strict=True)
+            for entry in run[head:]
+            if live.get(entry[at]) is entry
+        ]
+        entries.sort(key=expires)
+        self.runs = [entries] if entries else []
+        self.heads = [0] * len(self.runs)
+        self.tails = [-expires(entries[-1])] if entries else []
+        self.fronts = [(expires(entries[0]), 0)] if entries else []
+        self.size = len(entries)
 
     def keep_live(
         self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]

@@ -221,3 +221,16 @@ def test_expiries_filed_in_falling_order_are_merged_into_few_runs() -> None:
     assert timer.first() == 1
     assert sorted(entry[0] for entry in timer.pop_until(5)) == [1, 2, 3, 4, 5]
     assert timer.first() == 6
+
+
+def test_expiries_come_out_fifo_first_then_by_expiry_and_entry() -> None:
+    # The order a queue keeps its expired tasks in (and writes them to a snapshot):
+    # the FIFO's in order, then those filed out of order as a heap of (expiry, entry)
+    # would give them, whichever further run holds them.
+    live: dict[Hashable, _Entry] = {}
+    timer: Expiries[_Entry] = Expiries(live, at=2, expires=lambda e: e[0])
+    for expires, name in [(10, "a"), (5, "b"), (7, "c"), (3, "d"), (12, "e"), (5, "f")]:
+        live[name] = entry = (expires, 0, name)
+        timer.add(entry, expires)
+    assert [entry[2] for entry in timer.pop_until(11)] == ["a", "d", "b", "f", "c"]
+    assert timer.first() == 12
