@@ -488,18 +488,8 @@ class Expiries(Generic[_E]):
         expires = self._expires
         taken: list[_E] = []
         fifo = self._fifo
-        head = self._head
-        size = len(fifo)
-        while head < size:
-            entry = fifo[head]
-            ident = entry[at]
-            if live.get(ident) is entry:
-                if expires(entry) > limit:
-                    break
-                del live[ident]
-                taken.append(entry)
-            head += 1
-        if head != self._head or head == size:
+        head = _take_due(fifo, self._head, limit, live, at, expires, taken)
+        if head != self._head or head == len(fifo):
             self._advance(head)
         if self._more is not None:
             # In (expiry, entry) order, as a heap of (expiry, entry) would give them.
@@ -622,18 +612,7 @@ class _Runs(Generic[_E]):
         heads = self.heads
         while fronts and fronts[0][0] <= limit:
             i = fronts[0][1]
-            run = runs[i]
-            head = heads[i]
-            size = len(run)
-            while head < size:
-                entry = run[head]
-                ident = entry[at]
-                if live.get(ident) is entry:
-                    if expires(entry) > limit:
-                        break
-                    del live[ident]
-                    taken.append(entry)
-                head += 1
+            head = _take_due(runs[i], heads[i], limit, live, at, expires, taken)
             self._settle(i, head, expires)
         return taken
 
@@ -673,6 +652,31 @@ class _Runs(Generic[_E]):
         heapify(self.fronts)
         self.size = sum(map(len, runs))
         return bool(runs)
+
+
+def _take_due(
+    run: list[_E],
+    head: int,
+    limit: float,
+    live: MutableMapping[Any, Any],
+    at: int,
+    expires: Callable[[_E], float],
+    taken: list[_E],
+) -> int:
+    """Move the live entries of ``run`` (in expiry order from ``head`` on) that expire by
+    ``limit`` to ``taken``, out of ``live``; return where the run now starts (at a live
+    entry not due, or its end), the dead entries met on the way skipped."""
+    size = len(run)
+    while head < size:
+        entry = run[head]
+        ident = entry[at]
+        if live.get(ident) is entry:
+            if expires(entry) > limit:
+                break
+            del live[ident]
+            taken.append(entry)
+        head += 1
+    return head
 
 
 def _sift_up_max(entries: list[Any], position: int) -> None:
