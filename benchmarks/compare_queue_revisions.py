@@ -8,8 +8,9 @@ Each tree runs in a process of its own (its ``taskdist`` first on the path);
 the two take turns, one process each per pair, and each process keeps the
 best of 3 runs of every workload (CPU time), so noise on a shared machine
 hits them alike. Workloads: a PriorityQueue filled with 100 000 tasks and
-drained (plain, with aging, every task with a TTL, bounded with
-``drop_lowest``), a steady 200 000 pop+push at depth 100 000, and a
+drained (plain, with aging, every task with a TTL, TTLs of mixed lengths
+from 1e5 to 1e6 seconds, bounded with ``drop_lowest``), a steady 200 000
+pop+push at depth 100 000, and a
 FairScheduler cycle (``pop``, ``release``, ``push``) of 100 000 over 1 000
 tenants with 2 tasks each (plain, with TTLs, nested over 4 keys), and a
 DeadlineScheduler filled with 100 000 tasks with deadlines and drained
@@ -112,6 +113,8 @@ def workloads() -> dict[str, Callable[[], None]]:
 
     plain, with_ttl = tasks(N), tasks(N, ttl=1e6)
     deadlines, deadlines_ttl = tasks(N, deadline=True), tasks(N, ttl=1e6, deadline=True)
+    rng = random.Random(N)
+    mixed_ttl = [Task(t.id, priority=t.priority, ttl=rng.uniform(1e5, 1e6)) for t in plain]
     tenants, tenants_ttl = tasks(2_000, tenants=1_000), tasks(2_000, ttl=1e6, tenants=1_000)
 
     def nested() -> Any:
@@ -126,6 +129,9 @@ def workloads() -> dict[str, Callable[[], None]]:
         ),
         "the same, every task with a TTL": fill_drain(
             lambda: PriorityQueue(MonotonicClock()), with_ttl
+        ),
+        "the same, TTLs of mixed lengths": fill_drain(
+            lambda: PriorityQueue(MonotonicClock()), mixed_ttl
         ),
         "the same, maxsize with drop_lowest (never full)": fill_drain(
             lambda: PriorityQueue(MonotonicClock(), maxsize=10**8, overflow="drop_lowest"), plain

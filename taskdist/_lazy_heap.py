@@ -17,7 +17,7 @@ owner's entry at position ``via``, and are live while that entry is. Where a
 side order costs less kept apart, two structures follow the same rule over
 the owner's entries themselves, one pointer each: :class:`LazyMaxHeap`
 (largest first, for a queue's least urgent task) and :class:`Expiries` (TTL
-expiries, in a FIFO while they come in order).
+expiries, in FIFO runs: one while they come in order).
 
 Complexity (n = entries held, dead included; the owner keeps n = O(live)):
 ``push`` O(log n); ``top`` O(1) amortised; ``pop`` O(log n) amortised;
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterator, MutableMapping
 from functools import partial
 from heapq import heapify, heappop, heappush, heapreplace
@@ -364,22 +365,33 @@ class LazyMaxHeap(Generic[_E]):
 class Expiries(Generic[_E]):
     """The expiry times of a queue's live entries, earliest first.
 
-    Most queues see TTL expiries in the order they file them (one TTL for
-    every task, pushed as time goes on), so an entry whose expiry is no
-    earlier than the last one filed joins a FIFO: one pointer, no timer tuple
-    and no stored time (the time is computed from the entry when needed, the
-    same float each time). Only an entry that expires before the last one
-    filed goes into a heap of ``(expires, entry)``. The earliest expiry is the
-    smaller of the two fronts. An entry is live while ``live[entry[at]] is
-    entry``, as for :class:`LazyHeap`.
+    The entries are kept in *runs*, lists in which expiries never decrease,
+    one pointer per entry: no timer tuple and no stored time (an entry's time
+    is computed from the entry when needed, the same float each time). Most
+    queues see expiries in the order they file them (one TTL for every task,
+    pushed as time goes on): an entry expiring no earlier than the last one
+    filed joins the first run, a FIFO, at the cost of one comparison. Any
+    other entry joins the further run whose last expiry is the latest one not
+    after its own (patience sorting), or a new run when it expires before
+    every further run's last. TTLs of mixed lengths in random order make
+    about ``2 * sqrt(n)`` runs for n entries, a few bytes a task in all;
+    should the further runs ever outnumber an eighth of their entries
+    (expiries filed mostly in falling order), they are merged into one. A heap of
+    ``(expiry, run)`` holds the front of each further run that holds
+    entries; the earliest expiry is the smaller of its top and the first
+    run's front. An entry is live while ``live[entry[at]] is entry``, as for
+    :class:`LazyHeap`.
 
-    Complexity (n = entries filed, dead included; the owner keeps n = O(live)):
-    ``add`` O(1) for an expiry in order, else O(log n); ``first`` O(1)
-    amortised; ``pop_until`` O(k log n) for k entries taken, plus the dead ones
-    met; ``compact`` O(1) amortised.
+    Complexity (n = entries filed, dead included; k = runs, k <= n; the owner
+    keeps n = O(live)): ``add`` O(1) for an expiry in order, else O(log k),
+    O(log n) amortised with the merges; ``first`` O(1) amortised, plus
+    O(log k) per further run whose front died; ``pop_until`` O((m + d) log
+    k + m log m) for m entries taken and d dead ones met (it returns the
+    FIFO's entries in their order, then the others in ``(expiry, entry)``
+    order); ``compact`` O(1) amortised.
     """
 
-    __slots__ = ("_at", "_expires", "_fifo", "_head", "_heap", "_last", "_live")
+    __slots__ = ("_at", "_expires", "_fifo", "_head", "_last", "_live", "_more")
 
     def __init__(
         self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
@@ -393,26 +405,42 @@ class Expiries(Generic[_E]):
         self._live = live
         self._at = at
         self._expires = expires
-        # The FIFO is a list read from _head on, not a deque: an empty deque costs
+        # The first run is a list read from _head on, not a deque: an empty deque costs
         # about 760 bytes, and a FairScheduler keeps one queue (so one of these) per
         # tenant. The taken front is cut off once it is half the list: O(1) amortised.
         self._fifo: list[_E] = []
         self._head = 0
-        self._heap: list[tuple[float, _E]] = []
         # The latest expiry in the FIFO: an entry expiring no earlier joins it.
         self._last = -math.inf
+        # The further runs, made at the first expiry out of order.
+        self._more: _Runs[_E] | None = None
 
     def __len__(self) -> int:
-        """Entries filed, dead ones included. O(1)."""
-        return len(self._fifo) - self._head + len(self._heap)
+        """Entries filed, dead ones included, plus the further runs holding them: what
+        compaction weighs. O(1)."""
+        more = self._more
+        size = len(self._fifo) - self._head
+        return size if more is None else size + more.size + len(more.runs)
 
     def add(self, entry: _E, expires: float) -> None:
-        """File a live ``entry`` that expires at ``expires``. O(1) in order, else O(log n)."""
+        """File a live ``entry`` that expires at ``expires``. O(1) in order, else O(log k)."""
         if expires >= self._last:
             self._fifo.append(entry)
             self._last = expires
-        else:
-            heappush(self._heap, (expires, entry))
+            return
+        more = self._more
+        if more is None:
+            more = self._more = _Runs()
+        elif not more.add(entry, expires):
+            return
+        runs = len(more.runs)
+        if runs > COMPACT_SLACK and 8 * runs > more.size:
+            # Mostly falling expiries: merge the further runs first (O(n log n) once
+            # per n / 8 runs made, each by an add: O(log n) amortised).
+            more.merge(self._live, self._at, self._expires)
+            if not more.add(entry, expires):
+                return
+        more.start(entry, expires)
 
     def _advance(self, head: int) -> None:
         """The FIFO's front moved to ``head``: keep it, or cut the taken front off."""
@@ -430,7 +458,7 @@ class Expiries(Generic[_E]):
     def first(self) -> float:
         """The earliest expiry of a live entry (``inf`` if none); drops dead ones in front.
 
-        O(1) amortised.
+        O(1) amortised, plus O(log k) per further run whose front died.
         """
         live = self._live
         at = self._at
@@ -442,50 +470,37 @@ class Expiries(Generic[_E]):
         if head != self._head or head == size:
             self._advance(head)
             head = self._head
-        heap = self._heap
-        while heap and live.get(heap[0][1][at]) is not heap[0][1]:
-            heappop(heap)
         earliest = self._expires(fifo[head]) if fifo else math.inf
-        return min(earliest, heap[0][0]) if heap else earliest
+        more = self._more
+        if more is None:
+            return earliest
+        return min(earliest, more.first(live, at, self._expires))
 
     def pop_until(self, limit: float) -> list[_E]:
-        """Take out every live entry that expires by ``limit`` (in no set order).
+        """Take out every live entry that expires by ``limit``: the FIFO's in their order,
+        then the others by ``(expiry, entry)`` (the order an owner keeps its expired in).
 
-        They leave ``live`` too. O(k log n) for k entries taken, plus the dead
-        ones met; O(1) when none is due.
+        They leave ``live`` too. O((m + d) log k + m log m) for m entries taken and
+        d dead ones met; O(1) when none is due.
         """
         live = self._live
         at = self._at
         expires = self._expires
         taken: list[_E] = []
         fifo = self._fifo
-        head = self._head
-        size = len(fifo)
-        while head < size:
-            entry = fifo[head]
-            ident = entry[at]
-            if live.get(ident) is entry:
-                if expires(entry) > limit:
-                    break
-                del live[ident]
-                taken.append(entry)
-            head += 1
-        if head != self._head or head == size:
+        head = _take_due(fifo, self._head, limit, live, at, expires, taken)
+        if head != self._head or head == len(fifo):
             self._advance(head)
-        heap = self._heap
-        while heap:
-            when, entry = heap[0]
-            ident = entry[at]
-            if live.get(ident) is entry:
-                if when > limit:
-                    break
-                del live[ident]
-                taken.append(entry)
-            heappop(heap)
+        if self._more is not None:
+            # In (expiry, entry) order, as a heap of (expiry, entry) would give them.
+            more = self._more.pop_until(limit, live, at, expires)
+            timed = sorted([(expires(entry), entry) for entry in more])
+            taken += [entry for _, entry in timed]
         return taken
 
     def compact(self) -> None:
-        """Drop the dead entries once they outnumber the live ones by ``COMPACT_SLACK``.
+        """Drop the dead entries (and emptied runs) once they outnumber the live entries by
+        ``COMPACT_SLACK``.
 
         O(1) when not due; O(n) when due, at most once per n / 2 deletions.
         """
@@ -498,8 +513,170 @@ class Expiries(Generic[_E]):
         self._head = 0
         if not fifo:
             self._last = -math.inf
-        self._heap[:] = [timer for timer in self._heap if live.get(timer[1][at]) is timer[1]]
-        heapify(self._heap)
+        more = self._more
+        if more is not None and not more.keep_live(live, at, self._expires):
+            self._more = None
+
+
+class _Runs(Generic[_E]):
+    """The further runs of an :class:`Expiries` (see there), with the heap of their fronts."""
+
+    __slots__ = ("fronts", "heads", "runs", "size", "tails")
+
+    def __init__(self) -> None:
+        # Run i holds its entries from heads[i] on; its taken front is cut off once it
+        # is half the run.
+        self.runs: list[list[_E]] = []
+        self.heads: list[int] = []
+        # Minus each run's last expiry, ascending: a new run (expiring before every
+        # last) goes at the end.
+        self.tails: list[float] = []
+        # (expiry of run i's front entry, i) for each run that holds entries.
+        self.fronts: list[tuple[float, int]] = []
+        # Entries filed, dead ones included.
+        self.size = 0
+
+    def add(self, entry: _E, expires: float) -> bool:
+        """File ``entry`` in the run with the latest last not after ``expires``; ``True``
+        if there is none (then it needs a run of its own, :meth:`start`). O(log k)."""
+        tails = self.tails
+        key = -expires
+        i = bisect_left(tails, key)
+        if i == len(tails):
+            return True
+        run = self.runs[i]
+        if not run:
+            heappush(self.fronts, (expires, i))
+        run.append(entry)
+        tails[i] = key
+        self.size += 1
+        return False
+
+    def start(self, entry: _E, expires: float) -> None:
+        """File ``entry`` in a new run (it expires before every run's last). O(log k)."""
+        heappush(self.fronts, (expires, len(self.runs)))
+        self.runs.append([entry])
+        self.heads.append(0)
+        self.tails.append(-expires)
+        self.size += 1
+
+    def _settle(self, i: int, head: int, expires: Callable[[_E], float]) -> None:
+        """Run ``i``, at the top of the fronts, moved its front to ``head`` (a live entry,
+        or the end): file its new front."""
+        run = self.runs[i]
+        size = len(run)
+        self.size -= head - self.heads[i]
+        if head >= size:
+            heappop(self.fronts)
+            run.clear()
+            self.heads[i] = 0
+            return
+        heapreplace(self.fronts, (expires(run[head]), i))
+        if head > COMPACT_SLACK and 2 * head > size:
+            del run[:head]
+            head = 0
+        self.heads[i] = head
+
+    def first(
+        self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
+    ) -> float:
+        """The earliest expiry of a live entry in these runs (``inf`` if none)."""
+        fronts = self.fronts
+        runs = self.runs
+        heads = self.heads
+        while fronts:
+            when, i = fronts[0]
+            run = runs[i]
+            head = heads[i]
+            if live.get(run[head][at]) is run[head]:
+                return when
+            size = len(run)
+            head += 1
+            while head < size and live.get(run[head][at]) is not run[head]:
+                head += 1
+            self._settle(i, head, expires)
+        return math.inf
+
+    def pop_until(
+        self,
+        limit: float,
+        live: MutableMapping[Any, Any],
+        at: int,
+        expires: Callable[[_E], float],
+    ) -> list[_E]:
+        """Take out every live entry of these runs that expires by ``limit`` (run by run),
+        out of ``live`` too."""
+        taken: list[_E] = []
+        fronts = self.fronts
+        runs = self.runs
+        heads = self.heads
+        while fronts and fronts[0][0] <= limit:
+            i = fronts[0][1]
+            head = _take_due(runs[i], heads[i], limit, live, at, expires, taken)
+            self._settle(i, head, expires)
+        return taken
+
+    def merge(
+        self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
+    ) -> None:
+        """Put every live entry in one run, in expiry order. O(n log n)."""
+        entries = [
+            entry
+            for run, head in zip(self.runs, self.heads, strict=True)
+            for entry in run[head:]
+            if live.get(entry[at]) is entry
+        ]
+        entries.sort(key=expires)
+        self.runs = [entries] if entries else []
+        self.heads = [0] * len(self.runs)
+        self.tails = [-expires(entries[-1])] if entries else []
+        self.fronts = [(expires(entries[0]), 0)] if entries else []
+        self.size = len(entries)
+
+    def keep_live(
+        self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
+    ) -> bool:
+        """Keep only the live entries, in the runs that still hold some, in their order;
+        whether any is left. O(n)."""
+        runs: list[list[_E]] = []
+        tails: list[float] = []
+        for run, head, tail in zip(self.runs, self.heads, self.tails, strict=True):
+            kept = [entry for entry in run[head:] if live.get(entry[at]) is entry]
+            if kept:
+                runs.append(kept)
+                tails.append(tail)
+        self.runs = runs
+        self.tails = tails
+        self.heads = [0] * len(runs)
+        self.fronts = [(expires(run[0]), i) for i, run in enumerate(runs)]
+        heapify(self.fronts)
+        self.size = sum(map(len, runs))
+        return bool(runs)
+
+
+def _take_due(
+    run: list[_E],
+    head: int,
+    limit: float,
+    live: MutableMapping[Any, Any],
+    at: int,
+    expires: Callable[[_E], float],
+    taken: list[_E],
+) -> int:
+    """Move the live entries of ``run`` (in expiry order from ``head`` on) that expire by
+    ``limit`` to ``taken``, out of ``live``; return where the run now starts (at a live
+    entry not due, or its end), the dead entries met on the way skipped."""
+    size = len(run)
+    while head < size:
+        entry = run[head]
+        ident = entry[at]
+        if live.get(ident) is entry:
+            if expires(entry) > limit:
+                break
+            del live[ident]
+            taken.append(entry)
+        head += 1
+    return head
 
 
 def _sift_up_max(entries: list[Any], position: int) -> None:

@@ -20,6 +20,7 @@ docs describe (served out of turn, then repaid).
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Hashable
@@ -29,6 +30,7 @@ import pytest
 from fair_support import LagChecker
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from taskdist import (
     DeadlineScheduler,
@@ -40,6 +42,7 @@ from taskdist import (
     Quota,
     Task,
 )
+from taskdist.queues._deadline_slack import DeadlineSlack
 from taskdist.queues._prefix_sorted import PrefixSumSortedList
 
 # -- the one-server setting ---------------------------------------------------------
@@ -427,3 +430,101 @@ def test_through_a_distributor_on_one_worker(aware: bool) -> None:
     assert stats.by_state[TaskState.COMPLETED] == 16
     assert (late == []) is aware
     assert (stats.deadline_hit_rate == 1.0) is aware
+
+
+# -- the deadline index against an exact model ----------------------------------------
+
+
+class DeadlineSlackMachine(RuleBasedStateMachine):
+    """The deadline index a deadline-aware scheduler asks, against plain EDF sums.
+
+    Dyadic costs and deadlines keep every sum exact, so the model's margins are
+    the index's. Deadlines come from a few values: equal ones go first come,
+    first served, and a task put back keeps its place among them.
+    """
+
+    @initialize()
+    def start(self) -> None:
+        self.slack = DeadlineSlack()
+        self.ids = itertools.count()
+        self.arrivals = itertools.count()
+        # (deadline, arrival, task) in deadline order; the ids marked late.
+        self.held: list[tuple[float, int, Task]] = []
+        self.late: set[Hashable] = set()
+        self.now = 0.0
+        self.taken: tuple[tuple[float, int, Task], bool, Any] | None = None
+
+    def margins(self) -> list[tuple[float, Task]]:
+        through = 0.0
+        margins = []
+        for deadline, _, task in sorted(self.held, key=lambda item: item[:2]):
+            through += task.cost
+            bound = math.inf if task.id in self.late else deadline
+            margins.append((bound - through, task))
+        return margins
+
+    @rule(
+        deadline=st.sampled_from([1.0, 2.0, 2.5, 4.0, 8.0]),
+        cost=st.sampled_from([0.0, 0.5, 1.0, 2.0]),
+    )
+    def add(self, deadline: float, cost: float) -> None:
+        task = Task(next(self.ids), cost=cost, deadline=deadline)
+        self.slack.add(task)
+        self.held.append((deadline, next(self.arrivals), task))
+        self.taken = None
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def take(self, data: st.DataObject) -> None:
+        item = data.draw(st.sampled_from(self.held))
+        taken = self.slack.take(item[2])
+        assert taken is not None and taken[1] == (item[2].id in self.late)
+        self.held.remove(item)
+        self.taken = (item, item[2].id in self.late, taken)
+        self.late.discard(item[2].id)
+
+    @precondition(lambda self: self.taken is not None)
+    @rule()
+    def put_back(self) -> None:
+        assert self.taken is not None
+        item, late, taken = self.taken
+        self.slack.put_back(taken)
+        self.held.append(item)
+        if late:
+            self.late.add(item[2].id)
+        self.taken = None
+
+    @rule(dt=st.sampled_from([0.0, 0.5, 1.0, 2.0]))
+    def settle(self, dt: float) -> None:
+        self.now += dt
+        self.slack.settle(self.now)
+        self.late |= {task.id for margin, task in self.margins() if margin < self.now}
+
+    @rule(data=st.data(), cost=st.sampled_from([0.0, 0.5, 1.0, 3.0]))
+    def is_safe(self, data: st.DataObject, cost: float) -> None:
+        # A held task, or one without a deadline (it delays every held task).
+        choices = [Task("free", cost=cost)] + [item[2] for item in self.held]
+        task = data.draw(st.sampled_from(choices))
+        margins = self.margins()
+        tasks = [other for _, other in margins]
+        # Serving it delays the tasks ahead of it in deadline order.
+        ahead = margins[: tasks.index(task)] if task in tasks else margins
+        expected = not task.cost or all(m >= self.now + task.cost for m, _ in ahead)
+        assert self.slack.is_safe(task, self.now) == expected
+
+    @invariant()
+    def answers_as_the_model(self) -> None:
+        in_order = sorted(self.held, key=lambda item: item[:2])
+        assert self.slack.listed() == [(task, task.id in self.late) for *_, task in in_order]
+        assert len(self.slack) == len(self.held)
+        urgent = next((task for *_, task in in_order if task.id not in self.late), None)
+        assert self.slack.most_urgent() is urgent
+
+    @invariant()
+    def a_loaded_copy_lists_the_same(self) -> None:
+        copy = DeadlineSlack()
+        copy.load(self.slack.listed())
+        assert copy.listed() == self.slack.listed()
+
+
+TestDeadlineSlackMachine = DeadlineSlackMachine.TestCase

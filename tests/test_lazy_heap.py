@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable
 
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -178,3 +179,58 @@ def test_reset_and_clear() -> None:
     assert [entry[2] for entry in heap.walk()] == [1, 2, 3]
     heap.clear()
     assert len(heap) == 0 and heap.top() is None and heap.pop() is None
+
+
+@given(
+    expiries=st.lists(st.integers(min_value=0, max_value=400), max_size=300),
+    falling=st.booleans(),
+    dropped=st.sets(st.integers(min_value=0, max_value=299)),
+    limits=st.lists(st.integers(min_value=0, max_value=400), max_size=4),
+)
+def test_expiries_in_any_order_come_out_earliest_first(
+    expiries: list[int], falling: bool, dropped: set[int], limits: list[int]
+) -> None:
+    # Falling expiries make a run per entry until the runs are merged; random ones
+    # make many runs; each answer is the earliest live expiry all the same.
+    if falling:
+        expiries.sort(reverse=True)
+    live: dict[Hashable, _Entry] = {}
+    timer: Expiries[_Entry] = Expiries(live, at=2, expires=lambda e: e[0])
+    for name, expires in enumerate(expiries):
+        live[name] = entry = (expires, name, name)
+        timer.add(entry, expires)
+        if name in dropped:
+            del live[name]
+            timer.compact()
+        assert timer.first() == min((e[0] for e in live.values()), default=math.inf)
+        assert len(timer) <= 2 * len(live) + COMPACT_SLACK + 1
+    for limit in sorted(limits):
+        due = sorted(entry for entry in live.values() if entry[0] <= limit)
+        assert sorted(timer.pop_until(limit)) == due
+        assert timer.first() == min((e[0] for e in live.values()), default=math.inf)
+
+
+def test_expiries_filed_in_falling_order_are_merged_into_few_runs() -> None:
+    live: dict[Hashable, _Entry] = {}
+    timer: Expiries[_Entry] = Expiries(live, at=2, expires=lambda e: e[0])
+    for name in range(10_000):
+        live[name] = entry = (10_000 - name, name, name)
+        timer.add(entry, entry[0])
+    # Each would be a run of its own: merged once they outnumber an eighth of the entries.
+    assert len(timer) - len(live) <= len(live) // 8 + COMPACT_SLACK + 1
+    assert timer.first() == 1
+    assert sorted(entry[0] for entry in timer.pop_until(5)) == [1, 2, 3, 4, 5]
+    assert timer.first() == 6
+
+
+def test_expiries_come_out_fifo_first_then_by_expiry_and_entry() -> None:
+    # The order a queue keeps its expired tasks in (and writes them to a snapshot):
+    # the FIFO's in order, then those filed out of order as a heap of (expiry, entry)
+    # would give them, whichever further run holds them.
+    live: dict[Hashable, _Entry] = {}
+    timer: Expiries[_Entry] = Expiries(live, at=2, expires=lambda e: e[0])
+    for expires, name in [(10, "a"), (5, "b"), (7, "c"), (3, "d"), (12, "e"), (5, "f")]:
+        live[name] = entry = (expires, 0, name)
+        timer.add(entry, expires)
+    assert [entry[2] for entry in timer.pop_until(11)] == ["a", "d", "b", "f", "c"]
+    assert timer.first() == 12

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from compare_memory import CONFIGS, bytes_per_task, workload
 
-from taskdist import MonotonicClock, PriorityQueue
+from taskdist import FairScheduler, MonotonicClock, PriorityQueue
 from taskdist.queues.fair import DEFAULT_AGING_RATE
 
 BUDGET = 200
@@ -28,6 +28,7 @@ WITHIN_BUDGET = [
     "PriorityQueue()",
     "PriorityQueue(aging_rate=0.1)",
     "PriorityQueue(), every task with a TTL",
+    "PriorityQueue(), TTLs of mixed lengths",
     "PriorityQueue(maxsize, drop_lowest)",
     "DeadlineScheduler()",
     "DeadlineScheduler(servers=4)",
@@ -86,3 +87,16 @@ def test_tenant_queues_with_ttls_cost_little_while_they_hold_few_tasks() -> None
     # task (a deque for its TTL FIFO alone was 7.6 bytes a task here: 203 in all).
     make, options = CONFIGS["FairScheduler(), 100 tenants, every task with a TTL"]
     assert bytes_per_task(make, workload(10_000, **options)) <= BUDGET
+
+
+def test_the_deadline_index_holds_a_task_in_under_100_bytes() -> None:
+    # The same tasks without deadline_aware: what the deadline index adds is its item
+    # (64) and its slots in the sorted list (26), no table by id and no sequence
+    # number of its own (those were 80 more).
+    make, options = CONFIGS[
+        "FairScheduler(deadline_aware), 100 tenants, every task with a deadline"
+    ]
+    tasks = workload(100_000, **options)
+    aware = bytes_per_task(make, tasks)
+    plain = bytes_per_task(lambda: FairScheduler(MonotonicClock()), tasks)
+    assert aware - plain <= 100

@@ -159,6 +159,16 @@ class PrefixSumSortedList(Generic[_T]):
         """The largest item, or ``None`` when empty. O(1)."""
         return self._items[-1][-1] if self._items else None
 
+    def ceiling(self, probe: Any) -> _T | None:
+        """The smallest item not below ``probe`` (anything that compares with the items),
+        or ``None``. O(log n)."""
+        maxes = self._maxes
+        b = bisect_left(maxes, probe)
+        if b == len(maxes):
+            return None
+        block = self._items[b]
+        return block[bisect_left(block, probe)]
+
     def total(self) -> float:
         """The sum of every cost. O(1)."""
         return self._tree[1]

@@ -368,7 +368,7 @@ class FairScheduler:
     default) sets no cap: deadlines always come first, and the lag is
     bounded by the service out of turn not yet repaid. Each tenant's inner
     queue may be any; with ``inner=DeadlineScheduler`` the urgent task is at
-    the head of its tenant's queue. Costs: about 170 bytes and O(log n) per
+    the head of its tenant's queue. Costs: about 90 bytes and O(log n) per
     queued task with a deadline (n such tasks queued); a pop adds O(1) when
     all that work ends before the earliest deadline, else O(log n), and with
     ``where`` it looks at the fair pick's tenant twice.
@@ -1079,7 +1079,7 @@ class FairScheduler:
                 task_id = task.id
                 rec = self._tenants[task.tenant] if self._shared else index.pop(task_id)
                 if slack is not None and task.deadline is not None:
-                    slack.take(task_id)
+                    slack.take(task)
                 rec.queued -= 1
                 holder.waiting -= 1
                 self._size -= 1
@@ -1765,7 +1765,7 @@ class FairScheduler:
             del self._index[task_id]
         expires = None if task.ttl is None else self._expires.pop(task_id, None)
         slack = self._slack
-        held = None if slack is None or task.deadline is None else slack.take(task_id)
+        held = None if slack is None or task.deadline is None else slack.take(task)
         start = rec.start
         self._last_pop = (
             task,
@@ -1839,7 +1839,7 @@ class FairScheduler:
         if task.ttl is not None:
             self._expires.pop(task_id, None)
         if self._slack is not None and task.deadline is not None:
-            self._slack.take(task_id)
+            self._slack.take(task)
         rec.queued -= 1
         self._size -= 1
         holder.waiting -= 1
