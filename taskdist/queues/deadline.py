@@ -43,6 +43,8 @@ _INF: Final = math.inf
 # An entry is an immutable tuple whose leading fields are numbers, so
 # comparisons stay in C and never reach the task (``seq`` is unique):
 #     (time_key, priority, seq, task_id, task, enqueued_at)
+# ``seq`` rises in push order; a task enqueued later than every number taken
+# uses its enqueue time, the same float object, so most tasks pay for one float.
 # ``time_key`` is the deadline, or for a task without one its implicit
 # deadline (see the class docstring). CRITICAL tasks live in their own list,
 # ahead of all others; the others are split at an *edge* entry between an
@@ -472,10 +474,15 @@ class DeadlineScheduler(HeldTasks):
         deadline = task.deadline
         if deadline is not None and deadline <= now:
             raise self._past(task, now)
+        seq = self._seq
+        if enqueued >= seq:
+            # Later than every number taken: its enqueue time serves as its sequence
+            # number, one float for both (most pushes, from a running clock).
+            seq = enqueued
         if deadline is None or task.cost > _MAX_COST:
-            entry = self._entry(task, enqueued, self._seq)  # checks and implicit deadlines
+            entry = self._entry(task, enqueued, seq)  # checks and implicit deadlines
         else:
-            entry = (deadline, task.priority, self._seq, task_id, task, enqueued)
+            entry = (deadline, task.priority, seq, task_id, task, enqueued)
         if self._next_due <= now:
             self._collect_due(now)
         maxsize = self._maxsize
@@ -490,7 +497,7 @@ class DeadlineScheduler(HeldTasks):
             if victim is None or _after(entry, victim):
                 self._overflowed += 1
                 return Eviction(task, Reason.EVICTED)
-        self._seq += 1
+        self._seq = math.nextafter(seq, _INF)
         index[task_id] = entry
         cost = task.cost
         if victim is None and task.priority > _CRITICAL and entry > self._edge:
@@ -1157,6 +1164,8 @@ class DeadlineScheduler(HeldTasks):
     def _restored_entry(self, data: object, where: str, following: float) -> _Entry:
         """An entry from its snapshot ``[seq, enqueued_at, task]``, keyed as push keys it."""
         seq, enqueued, task = read_held(data, where, following)
+        if seq == enqueued:
+            seq = enqueued  # one float for both, as push made it
         try:
             return self._entry(task, enqueued, seq)
         except InvalidArgumentError as error:
