@@ -173,7 +173,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
         "escalated": [
             [_id(task_id), steps, since] for task_id, (steps, since) in d._escalated.items()
         ],
-        "advised": [_id(task_id) for task_id in d._advised],
+        "advised": sorted((_id(task_id) for task_id in d._advised), key=repr),  # a set
         "paused": [
             [kind, sorted((encode_key(v, f"a paused {kind}") for v in d._paused[kind]), key=repr)]
             for kind in ("tenant", "key")
