@@ -502,7 +502,8 @@ class Expiries(Generic[_E]):
         """Drop the dead entries (and emptied runs) once they outnumber the live entries by
         ``COMPACT_SLACK``.
 
-        O(1) when not due; O(n) when due, at most once per n / 2 deletions.
+        O(1) when not due; O(n) when due (O(n log n) when it merges thinned runs), at
+        most once per n / 2 deletions.
         """
         live = self._live
         if len(self) <= 2 * len(live) + COMPACT_SLACK:
@@ -514,8 +515,15 @@ class Expiries(Generic[_E]):
         if not fifo:
             self._last = -math.inf
         more = self._more
-        if more is not None and not more.keep_live(live, at, self._expires):
+        if more is None:
+            return
+        if not more.keep_live(live, at, self._expires):
             self._more = None
+        elif len(more.runs) > COMPACT_SLACK and 8 * len(more.runs) > more.size:
+            # Runs thinned to a few entries each (expiries filed mostly in falling order,
+            # then deleted): merged, or they would count in the next compaction's weight
+            # and bring it due after a few deletions, O(n) each time.
+            more.merge(live, at, self._expires)
 
 
 class _Runs(Generic[_E]):

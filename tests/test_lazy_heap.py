@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from taskdist._lazy_heap import COMPACT_SLACK, Expiries, LazyHeap, LazyMaxHeap
+from taskdist._lazy_heap import COMPACT_SLACK, Expiries, LazyHeap, LazyMaxHeap, _Runs
 
 _Entry = tuple[int, int, Hashable]
 _Side = tuple[int, _Entry]
@@ -234,3 +236,33 @@ def test_expiries_come_out_fifo_first_then_by_expiry_and_entry() -> None:
         timer.add(entry, expires)
     assert [entry[2] for entry in timer.pop_until(11)] == ["a", "d", "b", "f", "c"]
     assert timer.first() == 12
+
+
+def test_expiries_filed_in_falling_order_then_deleted_compact_a_logarithmic_number_of_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each entry expires before every one filed before it: runs of one entry, merged as
+    # they pile up. Deleting them leaves runs thinned to an entry or two, which must not
+    # keep the next compaction a few deletions away (O(n) each: a quadratic drain).
+    live: dict[int, tuple[int, float]] = {}
+    expiries: Expiries[tuple[int, float]] = Expiries(live, at=0, expires=lambda entry: entry[1])
+    n = 20_000
+    for i in range(n):
+        entry = (i, 1e7 - 5.0 * i)
+        live[i] = entry
+        expiries.add(entry, entry[1])
+    rebuilds = 0
+    keep_live = _Runs.keep_live
+
+    def counted(self: _Runs[Any], *args: Any) -> bool:
+        nonlocal rebuilds
+        rebuilds += 1
+        return keep_live(self, *args)
+
+    monkeypatch.setattr(_Runs, "keep_live", counted)
+    for i in range(n):
+        del live[i]
+        expiries.compact()
+        assert len(expiries) <= 2 * len(live) + COMPACT_SLACK
+    assert rebuilds <= 2 * math.log2(n)
+    assert expiries.first() == math.inf
