@@ -137,3 +137,18 @@ def test_the_state_machine_catches_a_check_push_that_does_not_agree_with_push(
         run_state_machine_as_test(
             machine, settings=settings(max_examples=50, database=None, deadline=None)
         )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda clock: PriorityQueue(clock, maxsize=5, overflow="reject"),
+        lambda clock: DeadlineScheduler(clock, maxsize=5, overflow="reject"),
+    ],
+    ids=["PriorityQueue", "DeadlineScheduler"],
+)
+def test_check_push_of_a_queue_left_full_by_the_sample_agrees_with_push(
+    make: QueueFactory,
+) -> None:
+    # The sample fills it: check_push refuses the next task as push does, QueueFullError.
+    check_check_push(make)
