@@ -42,10 +42,14 @@ class LazyHeapMachine(RuleBasedStateMachine):
         self.largest.push(entry)
         self.expiries.add(entry, entry[0])
         if replaced:  # the entry it replaced is dead: an owner compacts after a deletion
-            self.heap.compact()
-            self.side.compact()
-            self.largest.compact()
-            self.expiries.compact()
+            self.compact_all()
+
+    def compact_all(self) -> None:
+        """What an owner does after any deletion: every structure may compact."""
+        self.heap.compact()
+        self.side.compact()
+        self.largest.compact()
+        self.expiries.compact()
 
     def entry(self, key: int, name: int) -> _Entry:
         self.seq += 1
@@ -75,10 +79,7 @@ class LazyHeapMachine(RuleBasedStateMachine):
     def discard(self, data: st.DataObject) -> None:
         name = data.draw(st.sampled_from(sorted(self.live, key=repr)))
         del self.live[name]
-        self.heap.compact()
-        self.side.compact()
-        self.largest.compact()
-        self.expiries.compact()
+        self.compact_all()
 
     @rule()
     def drop_largest(self) -> None:
@@ -88,12 +89,14 @@ class LazyHeapMachine(RuleBasedStateMachine):
             del self.live[top[2]]
             assert self.largest.drop_top(top)
             assert not self.largest.drop_top(top)
+        self.compact_all()
 
     @rule(limit=keys)
     def expire_until(self, limit: int) -> None:
         expected = [entry for entry in self.expected() if entry[0] <= limit]
         assert sorted(self.expiries.pop_until(limit)) == expected
         assert not any(entry[2] in self.live for entry in expected)
+        self.compact_all()
 
     @rule()
     def pop(self) -> None:
@@ -102,6 +105,7 @@ class LazyHeapMachine(RuleBasedStateMachine):
         assert popped == (expected[0] if expected else None)
         if popped is not None:
             assert popped[2] not in self.live
+        self.compact_all()
 
     @rule()
     def pop_side(self) -> None:
@@ -110,12 +114,14 @@ class LazyHeapMachine(RuleBasedStateMachine):
         assert (None if popped is None else popped[1]) == expected
         if popped is not None:
             assert popped[1][2] not in self.live
+        self.compact_all()
 
     @rule(limit=keys)
     def pop_until(self, limit: int) -> None:
         expected = [entry for entry in self.expected() if entry[0] <= limit]
         assert self.heap.pop_until(limit) == expected
         assert not any(entry[2] in self.live for entry in expected)
+        self.compact_all()
 
     @rule(limit=keys)
     def find(self, limit: int) -> None:
@@ -130,6 +136,7 @@ class LazyHeapMachine(RuleBasedStateMachine):
             del self.live[top[2]]
             self.heap.drop_top(top)
             assert self.heap.top() != top
+        self.compact_all()
 
     @invariant()
     def top_and_walk_agree_with_sorting(self) -> None:
