@@ -1220,7 +1220,7 @@ class DeadlineScheduler(HeldTasks):
         if self._rate or not self._deadline_timers:
             expires = due  # every due time is among the expiries
         elif ttl is not None:
-            expires = entry[_ENQUEUED] + ttl  # the deadline is found in the order
+            expires = _ttl_expiry(entry)  # the deadline is found in the order
         else:
             return
         timers = self._timers
