@@ -156,6 +156,9 @@ def test_keyed_rate_gate_takes_any_key_function() -> None:
     assert gate.try_acquire(Task("a", zone="eu", resources={"api_calls": 1}))
     assert not gate.try_acquire(Task("b", zone="eu", resources={"api_calls": 1}))
     assert gate.try_acquire(Task("c", zone="us", resources={"api_calls": 1}))
+    assert gate.key_of(Task("d", zone="us")) == "us"
+    with pytest.raises(InvalidTypeError):
+        gate.key_of("d")  # type: ignore[arg-type]
 
 
 # -- pool gates -------------------------------------------------------------

@@ -815,7 +815,7 @@ def replaced(path: tuple[Any, ...], value: Any) -> Callable[[Any], None]:
 
 
 CORRUPTIONS = {
-    "future version": replaced(("version",), 3),
+    "future version": replaced(("version",), 4),
     "component from the future": replaced(("tracker", "version"), 99),
     "not a dict": lambda s: s.clear(),
     "unknown field": replaced(("surprise",), 1),

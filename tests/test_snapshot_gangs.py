@@ -46,7 +46,7 @@ def gang_timeout_of(d: Distributor, clock: ManualClock) -> float:
 
 def test_the_gangs_timeout_travels_in_the_snapshot() -> None:
     snapshot = snapshot_of(Gangs(timeout=20.0))
-    assert snapshot["version"] == 2 and snapshot["gangs"] == {"timeout": 20.0}
+    assert snapshot["version"] == 3 and snapshot["gangs"] == {"timeout": 20.0}
     clock = ManualClock(start=1.0)
     d = Distributor.restore(copy.deepcopy(snapshot), clock)
     assert gang_timeout_of(d, clock) == 20.0
@@ -77,6 +77,7 @@ def version_1(snapshot: dict[str, Any]) -> dict[str, Any]:
         "batches",
         "batch_groups",
         "backfill",
+        "gate_scouts",
     )
     old = {key: value for key, value in snapshot.items() if key not in added}
     old["runs"] = [{k: v for k, v in run.items() if k != "batch"} for run in old["runs"]]
@@ -101,7 +102,7 @@ def test_a_version_1_snapshot_still_loads_with_the_gangs_given_or_the_default() 
         (lambda s: s.pop("gangs"), "has no field 'gangs'"),
         # Version 1 knew none of version 2's fields: the first one read is refused.
         (lambda s: s.update(version=1), r"unknown fields \['(batch|gangs)'"),
-        (lambda s: s.update(version=3), "format version 3; this taskdist reads versions 1, 2"),
+        (lambda s: s.update(version=4), "format version 4; this taskdist reads versions 1, 2, 3"),
         (lambda s: s.update(gangs={"timeout": -1.0}), r"snapshot\.gangs\.timeout is not valid"),
         (lambda s: s.update(gangs={"timeout": "soon"}), r"snapshot\.gangs\.timeout"),
         (lambda s: s.update(gangs={"timeout": 5.0, "size": 2}), "unknown fields"),

@@ -5,12 +5,20 @@ them back when a cluster event could change the answer; the Distributor does
 the same with tasks. Parked tasks are grouped by what blocks them (a
 placement signature: skills, zone and demand; or the gates), so one event
 wakes exactly the group it concerns and no dispatch looks at a parked task.
+
+A group may also keep its tasks in ranked classes: tasks of one class are
+refused and admitted alike, so when their blocker clears only the first of
+each class (by the queue's order) needs to go back to the queue, and the next
+only once that one has gone its way. Waking a gate's waiting tasks then costs
+a task per class, not the whole group.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
+from typing import Any
 
 from taskdist.task import Task
 
@@ -32,27 +40,87 @@ def signature(task: Task) -> Hashable:
 
 
 class ParkingLot:
-    """Parked tasks by group, in the order they were parked.
+    """Parked tasks by group, in the order they were parked; within a group, optionally
+    in ranked classes.
 
-    ``park``, ``remove``, ``group_of``, ``in`` and ``len`` are O(1); ``take`` of a
-    group of k tasks is O(k); ``groups()`` is O(1) per group.
+    ``park``, ``remove``, ``group_of``, ``in`` and ``len`` are O(1) (O(log c) for
+    a class of c tasks); ``take`` of a group of k tasks is O(k); ``take_first``
+    is O(log c) amortised; ``groups()`` and ``classes()`` are O(1) per item.
     """
 
-    __slots__ = ("_group_of", "_groups")
+    __slots__ = ("_class_of", "_classes", "_group_of", "_groups", "_live", "_tickets")
 
     def __init__(self) -> None:
         # Ordered dicts: taking the oldest of a group stays O(1) however many were taken
         # before (a plain dict would scan the holes its deletions left at the front).
         self._groups: dict[Hashable, OrderedDict[Hashable, Task]] = {}
         self._group_of: dict[Hashable, Hashable] = {}
+        # (group, class) -> a heap of (rank, ticket, task id), with stale entries of
+        # tasks that left it; a task's live entry is the one holding its ticket.
+        self._classes: dict[tuple[Hashable, Hashable], list[tuple[Any, int, Hashable]]] = {}
+        self._class_of: dict[Hashable, tuple[tuple[Hashable, Hashable], int]] = {}
+        self._live: dict[tuple[Hashable, Hashable], int] = {}  # tasks in each class
+        self._tickets = 0
 
-    def park(self, task: Task, group: Hashable) -> None:
-        """Add ``task`` (not already parked) to ``group``. O(1)."""
+    def park(self, task: Task, group: Hashable, klass: Hashable = None, rank: Any = None) -> None:
+        """Add ``task`` (not already parked) to ``group``; with a ``klass``, in that
+        class of the group at ``rank`` (smaller first, ties in the order parked).
+        O(1), O(log c) with a class."""
         members = self._groups.get(group)
         if members is None:
             members = self._groups[group] = OrderedDict()
         members[task.id] = task
         self._group_of[task.id] = group
+        if klass is not None:
+            key = (group, klass)
+            heap = self._classes.get(key)
+            if heap is None:
+                heap = self._classes[key] = []
+                self._live[key] = 0
+            self._tickets += 1
+            heapq.heappush(heap, (rank, self._tickets, task.id))
+            self._class_of[task.id] = (key, self._tickets)
+            self._live[key] += 1
+
+    def classes(self, group: Hashable) -> list[Hashable]:
+        """The classes of ``group`` that hold a task. O(1) per class of any group."""
+        return [klass for (of, klass) in self._classes if of == group]
+
+    def class_of(self, task_id: Hashable) -> Hashable | None:
+        """The class a parked task is in, or ``None``. O(1)."""
+        placed = self._class_of.get(task_id)
+        return None if placed is None else placed[0][1]
+
+    def take_first(self, group: Hashable, klass: Hashable) -> Task | None:
+        """Remove and return the first task of a class of ``group`` (``None`` if it has
+        none). O(log c) amortised."""
+        heap = self._classes.get((group, klass))
+        class_of = self._class_of
+        while heap:
+            _, ticket, task_id = heapq.heappop(heap)
+            placed = class_of.get(task_id)
+            if placed is not None and placed[1] == ticket:
+                return self.remove(task_id)
+        return None
+
+    def _unclass(self, task_id: Hashable) -> None:
+        """Forget a leaving task's class entry (left in its heap, stale, until popped or
+        compacted away); a class left without tasks goes."""
+        placed = self._class_of.pop(task_id, None)
+        if placed is None:
+            return
+        key = placed[0]
+        live = self._live[key] - 1
+        if not live:
+            del self._live[key], self._classes[key]
+            return
+        self._live[key] = live
+        heap = self._classes[key]
+        if len(heap) > 2 * live + 16:
+            # Mostly stale: keep the live entries (O(1) amortised over the removals).
+            class_of = self._class_of
+            heap[:] = [entry for entry in heap if class_of.get(entry[2], (None, 0))[1] == entry[1]]
+            heapq.heapify(heap)
 
     def take(self, group: Hashable, limit: int | None = None) -> list[Task]:
         """Remove and return every task of ``group`` (at most ``limit``), oldest parked
@@ -65,10 +133,14 @@ class ParkingLot:
             taken = [members.popitem(last=False)[1] for _ in range(limit)]
             for task in taken:
                 del group_of[task.id]
+                if self._class_of:
+                    self._unclass(task.id)
             return taken
         del self._groups[group]
         for task_id in members:
             del group_of[task_id]
+            if self._class_of:
+                self._unclass(task_id)
         return list(members.values())
 
     def remove(self, task_id: Hashable) -> Task:
@@ -78,6 +150,8 @@ class ParkingLot:
         task = members.pop(task_id)
         if not members:
             del self._groups[group]
+        if self._class_of:
+            self._unclass(task_id)
         return task
 
     def get(self, task_id: Hashable) -> Task | None:

@@ -80,15 +80,16 @@ if TYPE_CHECKING:
 __all__ = ["restore_into", "snapshot_of", "unsupported"]
 
 _KIND: Final = "Distributor"
-_VERSION: Final = 2
+_VERSION: Final = 3
 """The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``),
 ``waiting_gangs``, ``routed``, ``sent`` and ``paused_pools``, ``batcher``,
 ``batches``, ``batch_groups`` and each run's ``batch``, and ``backfill``; parked
 groups are written by shape. A version 1 snapshot still loads, its gangs'
 configuration given to ``restore`` (or the default), with no gang waiting, no task
 routed or sent, no pool paused, no batch and no reservation held (version 1 refused
-to write them)."""
-_VERSIONS: Final = (SNAPSHOT_VERSION, _VERSION)
+to write them). 3 added ``gate_scouts``: the tasks that went back to the queue first
+of their kind when a gate opened (none before)."""
+_VERSIONS: Final = (SNAPSHOT_VERSION, 2, _VERSION)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
 _TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _STEP, _GANG, _BREAKER)
@@ -144,6 +145,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
         "tracker_wake": d._tracker_wake,
         "waiting": [[_id(task_id), since] for task_id, since in d._waiting_since.items()],
         "retrying": [_id(task_id) for task_id in d._retrying],
+        "gate_scouts": [] if d._scouts is None else [_id(task_id) for task_id in d._scouts.ids()],
         "parked": [
             [_group_data(group, pools), [task.to_data() for task in tasks]]
             for group, tasks in d._lot.parked()
@@ -515,6 +517,7 @@ class _Books:
             for task_id, since in _unique_pairs(fields, "waiting")
         }
         self.retrying = _unique_ids(fields, "retrying")
+        self.scouts = _unique_ids(fields, "gate_scouts") if fields.version >= 3 else []
         self.parked: list[tuple[Hashable, list[Task]]] = []
         held = len(d._holds.reservations) if d._holds is not None else 0
         for i, item in enumerate(fields.items("parked")):
@@ -813,6 +816,13 @@ class _Books:
                 refuse(f"snapshot.{name}", f"holds {stray[0]!r}, which is not waiting")
         if set(self.retrying) & parked:
             refuse("snapshot", "has a task both retrying and parked")
+        gated = {task.id for group, tasks in self.parked if group is GATES for task in tasks}
+        for task_id in self.scouts:
+            if task_id not in waiting or task_id in self.retrying or task_id in gated:
+                refuse(
+                    "snapshot.gate_scouts",
+                    f"names {task_id!r}, which is not queued or parked outside the gates",
+                )
         for task_id in leases:
             if task_id in waiting:
                 refuse("snapshot.leases", f"holds {task_id!r}, which is also waiting")
@@ -898,6 +908,24 @@ class _Books:
             if timers.get(gang) != due:
                 refuse("snapshot.timers", f"has no timeout at {due!r} for gang {gang!r}")
 
+    def _load_scouts(self) -> bool:
+        """The scouts out, each under its class again; False if they cannot be watched
+        (a Distributor that keeps no scouts, or a scout in a queue of the user's own,
+        which does not list its tasks)."""
+        d = self.d
+        if not self.scouts:
+            return True
+        found = {task.id: task for _, tasks in self.parked for task in tasks}
+        found.update(self.queued_tasks)
+        scouts = d._scouts
+        if scouts is None or any(task_id not in found for task_id in self.scouts):
+            return False
+        for task_id in self.scouts:
+            klass = scouts.klass(found[task_id], self.waiting[task_id])[0]
+            if not scouts.out(klass):  # (a second of a class is only queued)
+                scouts.sent(klass, task_id)
+        return True
+
     def check_gates(self, admitted: set[Hashable]) -> None:
         """The gates hold exactly the leased tasks that passed them."""
         gated = {task_id for task_id in self.leases if self.runs[task_id].gated}
@@ -935,9 +963,6 @@ class _Books:
         d._waiting_since.update(self.waiting)
         d._progress.update(self.runs)
         d._retrying.update((task_id, self.runs[task_id].task) for task_id in self.retrying)
-        for group, tasks in self.parked:
-            for task in tasks:
-                d._lot.park(task, group)
         budget = d._budget
         for task_id in self.leases:
             run = self.runs[task_id]
@@ -968,6 +993,11 @@ class _Books:
             rules.send(task_id, pool)
         for pool in self.paused_pools:
             rules.close_pool(pool)
+        # Parked once the routes are back: a gate-refused task's class names its step.
+        for group, tasks in self.parked:
+            for task in tasks:
+                d._park(task, group)
+        watched = self._load_scouts()
         d._batches.update(self.batches)
         d._batch_group.update(self.batch_groups)
         for group in self.batch_groups.values():
@@ -994,6 +1024,8 @@ class _Books:
             d._worker_counts[worker_id][:] = row
         for load_balancer in self.balancer_loads:  # last: over what the hooks above told them
             load_balancer()
+        if not watched:  # every gate-refused task back to the queue, as a gate opening does
+            d._wake_group(GATES)
 
 
 _NOWHERE: Final = object()

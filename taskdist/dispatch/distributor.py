@@ -22,6 +22,7 @@ from taskdist.balancing.least_load import LeastConnections
 from taskdist.batching.optimizer import BatchOptimizer
 from taskdist.clock import Clock
 from taskdist.dispatch import _persistence
+from taskdist.dispatch._gate_scouts import gate_scouts
 from taskdist.dispatch._parking import GATES, ParkingLot, signature
 from taskdist.dispatch._placement import Filter, PlacementRules
 from taskdist.dispatch._records import (
@@ -386,6 +387,7 @@ class Distributor:
         "_round_blocked",
         "_routed",
         "_rules",
+        "_scouts",
         "_tenants",
         "_ticked_at",
         "_timers",
@@ -632,6 +634,14 @@ class Distributor:
         # _retrying and _leases; _waiting_since covers the first three.
         self._waiting_since: dict[Hashable, float] = {}
         self._lot = ParkingLot()
+        # Which gate-refused tasks go back to the queue when a gate opens (see
+        # _gate_scouts): the first of each class, or (None) all of them.
+        self._scouts = gate_scouts(
+            queue,
+            gate_list,
+            self._rules,
+            plain=self._holds is None and preemption is None and batcher is None,
+        )
         self._retrying: dict[Hashable, Task] = {}
         self._leases: dict[Hashable, _Run] = {}
         self._progress: dict[Hashable, _Run] = {}
@@ -1262,7 +1272,10 @@ class Distributor:
                 self._waiting_since.pop(task_id)
                 self._dead_letter(task, Reason.REJECTED, now, group.error)
                 continue
-            lot.park(task, group)
+            if group is GATES and self._scouts is not None:
+                self._park_gated(task)
+            else:
+                lot.park(task, group)
             ttl = task.ttl
             if ttl is not None:
                 self._timers.schedule(task_id, self._waiting_since[task_id] + ttl, _TTL)
@@ -1294,6 +1307,8 @@ class Distributor:
         if task_id not in self._waiting_since or not self._rules.advance(task_id):
             return
         where = self._rules.describe(task_id)
+        if self._scouts is not None:  # its class changed: the next of the old one goes out
+            self._scout_left(task_id)
         if task_id in self._lot:
             task = self._lot.remove(task_id)
             if task.ttl is not None:
@@ -1357,6 +1372,8 @@ class Distributor:
             self._wake_backfill_groups()
         task_id = task.id
         enqueued = self._waiting_since.pop(task_id)
+        if self._scouts is not None:
+            self._scout_left(task_id)
         run = self._progress.get(task_id)
         if run is None:
             run = self._progress[task_id] = _Run(task, enqueued, now)
@@ -2003,13 +2020,17 @@ class Distributor:
         elif task_id in self._lot:
             group = self._lot.group_of(task_id)
             self._lot.remove(task_id)
-            self._lot.park(new, group)
+            self._park(new, group)
         else:
             self._queue.remove(task_id)
             self._enqueue(new, now)
+        if self._scouts is not None:  # its class may have changed: the next goes out
+            self._scout_left(task_id)
 
     def _reconsider(self, task_id: Hashable, now: float) -> None:
         """A parked task whose placement changed goes back to the queue to be asked again."""
+        if self._scouts is not None:  # its class changed: the next of the old one goes out
+            self._scout_left(task_id)
         if task_id in self._lot:
             task = self._lot.remove(task_id)
             if task.ttl is not None:
@@ -2596,7 +2617,7 @@ class Distributor:
         if gates is not None and lease.gated:
             gates.release(task)
             if self._lot.has_group(GATES) and _frees_on_release(self._gate_list, task):
-                self._wake_group(GATES)
+                self._wake_gated()
         if lease.popped:
             self._queue.release(task)
 
@@ -2664,6 +2685,8 @@ class Distributor:
         if task is None:
             task = self._queue.remove(task_id)
         self._timers.cancel(task_id)
+        if self._scouts is not None:
+            self._scout_left(task_id)
         if not keep_since:
             self._waiting_since.pop(task_id, None)
         return task
@@ -2715,6 +2738,8 @@ class Distributor:
             self._finished[task_id] = (state, now)
 
     def _dead_letter(self, task: Task, reason: Reason, now: float, error: object = None) -> None:
+        if self._scouts is not None:
+            self._scout_left(task.id)
         progress = self._progress.get(task.id)
         history: tuple[AttemptRecord, ...] = (
             () if progress is None or progress.history is None else tuple(progress.history)
@@ -2763,6 +2788,60 @@ class Distributor:
         for group, _ in list(self._lot.groups()):
             if group is not GATES and not _is_pause(group) and group is not WAITING_FOR_GANG:
                 self._wake_group(group)
+
+    def _park(self, task: Task, group: Hashable) -> None:
+        """Park a waiting task in ``group`` (in its class, under the gates, when scouting)."""
+        if group is GATES and self._scouts is not None:
+            self._park_gated(task)
+        else:
+            self._lot.park(task, group)
+
+    def _park_gated(self, task: Task) -> None:
+        """Park a task the gates refused, in its class. A scout the gates refuse is back
+        in its class, which waits for the gates again; had its class changed, the
+        next of the old one goes out in its place."""
+        scouts = self._scouts
+        assert scouts is not None
+        klass, rank = scouts.klass(task, self._waiting_since[task.id])
+        was = scouts.gone(task.id)
+        self._lot.park(task, GATES, klass, rank)
+        if was is not None and was != klass:
+            self._send_scout(was)
+
+    def _scout_left(self, task_id: Hashable) -> None:
+        """A task leaves the queue or lot for good, or changes: if it was its class's
+        scout, the next of its class goes to the queue in its place. O(1) otherwise."""
+        assert self._scouts is not None
+        klass = self._scouts.gone(task_id)
+        if klass is not None:
+            self._send_scout(klass)
+
+    def _send_scout(self, klass: Hashable) -> None:
+        """The first of a class of gate-refused tasks goes to the queue (the next, if the
+        queue dead-letters it). O(log n) a task sent."""
+        scouts = self._scouts
+        assert scouts is not None
+        lot = self._lot
+        now = self._now()
+        while (task := lot.take_first(GATES, klass)) is not None:
+            if task.ttl is not None:
+                self._timers.cancel(task.id)
+            if self._enqueue(task, now):
+                scouts.sent(klass, task.id)
+                if self._listener is not None:
+                    self._emit(EventKind.UNPARKED, task.id, state=TaskState.QUEUED)
+                return
+
+    def _wake_gated(self) -> None:
+        """A gate may admit more now: the tasks it refused go back to the queue (with
+        scouts, the first of each class that has none out). O(k log n) for k sent."""
+        scouts = self._scouts
+        if scouts is None:
+            self._wake_group(GATES)
+            return
+        for klass in self._lot.classes(GATES):
+            if not scouts.out(klass):
+                self._send_scout(klass)
 
     def _wake_group(self, group: Hashable, limit: int | None = None) -> None:
         """Put the tasks of a parked group (at most ``limit``) back in the queue."""
@@ -2821,7 +2900,7 @@ class Distributor:
             gates = self._gates
             wake = None if gates is None else gates.next_wakeup()
             if wake is not None and wake <= now:
-                self._wake_group(GATES)
+                self._wake_gated()
         tracker_wake = self._tracker_wake
         if tracker_wake is not None and tracker_wake <= now:
             self._tracker_wake = self._tracker.next_wakeup()

@@ -548,6 +548,18 @@ class DeadlineScheduler(HeldTasks):
         self._pushed += 1
         return None if victim is None else Eviction(victim[_TASK], Reason.EVICTED)
 
+    def rank(self, task: Task, enqueued_at: float) -> tuple[float, int]:
+        """The key this scheduler orders ``task`` by among tasks of its priority, had it
+        been pushed with ``enqueued_at``: ``(deadline, priority)``, the deadline
+        implicit under aging (none: last). Smaller first, equal keys in push
+        order. Changes nothing. O(1).
+
+        Raises:
+            InvalidArgumentError: a cost or aged priority this scheduler refuses.
+        """
+        entry = self._entry(task, enqueued_at, 0.0)
+        return (entry[0], entry[1])
+
     def check_push(self, task: Task) -> None:
         """Raise what :meth:`push` would raise to refuse ``task`` now, for its id, its
         deadline, its cost or priority, or a full scheduler under ``overflow="reject"``;

@@ -367,6 +367,21 @@ class PriorityQueue(HeldTasks):
             self._track(entry)
         return None
 
+    def rank(self, task: Task, enqueued_at: float) -> tuple[float, float]:
+        """The key this queue orders ``task`` by, had it been pushed with ``enqueued_at``:
+        ``(aged priority, enqueued_at)``, smaller first, equal keys in push order.
+        Changes nothing. O(1).
+
+        Raises:
+            InvalidArgumentError: with aging, a priority beyond ``+-2**53``.
+        """
+        priority = task.priority
+        if self._rate:
+            if not -_MAX_AGED_PRIORITY <= priority <= _MAX_AGED_PRIORITY:
+                raise self._unaged(task)
+            return (priority + self._rate * enqueued_at, enqueued_at)
+        return (priority, enqueued_at)
+
     def check_push(self, task: Task) -> None:
         """Raise what :meth:`push` would raise to refuse ``task`` now, and change nothing
         (its counters included). O(1).

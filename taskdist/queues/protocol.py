@@ -80,6 +80,16 @@ class Queue(Protocol):
       ``push``. ``PriorityQueue``, ``DeadlineScheduler`` and
       ``FairScheduler`` have it.
 
+    - ``rank(task, enqueued_at)`` is a sort key that orders ``task`` as ``pop``
+      would, had it been pushed with ``enqueued_at``: of two tasks of the same
+      tenant and priority, the one with the smaller key pops first (equal keys
+      in push order). ``None`` when the queue cannot tell without holding the
+      task. It changes nothing. A distributor uses it to keep tasks that wait
+      for a gate out of the queue, in order, and to queue only the first of
+      each kind when the gate opens. ``PriorityQueue`` and
+      ``DeadlineScheduler`` have it, and ``FairScheduler`` with its default
+      tenant queues.
+
     ``taskdist.testing`` checks all of this on any queue (see
     ``check_queue`` and ``queue_machine``).
     """

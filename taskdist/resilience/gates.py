@@ -432,6 +432,12 @@ class KeyedRateGate(_SpendingGate[KeyedRateLimiter]):
     def __repr__(self) -> str:
         return f"KeyedRateGate({self._limiter!r}, {self._resource!r})"
 
+    def key_of(self, task: Task) -> Hashable:
+        """The bucket ``task`` draws from: ``key(task)``. Changes nothing. O(1) (the key
+        function's cost)."""
+        _check_task(task, "key_of")
+        return self._key(task)
+
     def check(self, task: Task) -> None:
         """Return if ``task`` could ever pass; changes nothing. O(1).
 

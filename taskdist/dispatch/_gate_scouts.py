@@ -1,0 +1,122 @@
+"""GateScouts: which of the tasks the gates refused go back to the queue when a gate opens.
+
+A task the gates refuse is parked until a gate may let it through (a rate
+limit refills, a pool unit is released). Putting every such task back then,
+so that the queue's order picks who passes, costs a queue push, a look and
+a park for each of them: with thousands waiting behind a rate limit, every
+refill did that much work to place one task.
+
+Tasks that agree on everything a placement asks of them (their placement
+group: skills, zone, demand, route step and pin; their tenant and key, which
+pauses name; their priority; and the bucket each keyed rate gate draws them
+from) are refused or admitted alike, so they form a *class*. Within a class
+the queue would serve them in the order of its ``rank``. So only the first of
+each class needs to go back when a gate opens: the *scout*. If the gates
+refuse it, they would refuse the rest, and it goes back to its class. If it
+is placed, or leaves waiting in any other way (dead-lettered, cancelled,
+assigned, moved on its route), the next of its class goes to the queue in its
+place, before any further task is chosen. If something other than the gates
+holds it back (no worker has room, a pause), it stays the class's scout
+wherever it is parked, and the rest wait behind it, as they would be held
+back alike.
+
+The Distributor uses this only where that reasoning is exact: a queue that
+ranks tasks (:meth:`~taskdist.PriorityQueue.rank`), the library's gates and
+balancers, and no reservation, preemption or batching (whose choices depend
+on more than the class). Otherwise every refused task goes back, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+from taskdist.dispatch._placement import PlacementRules
+from taskdist.dispatch._records import _group
+from taskdist.resilience.gates import Gate, KeyedRateGate, PoolGate, RateGate
+from taskdist.task import Task
+
+__all__ = ["GateScouts", "gate_scouts"]
+
+_KNOWN_GATES = (RateGate, KeyedRateGate, PoolGate)
+
+Rank = Callable[[Task, float], Any]
+
+
+def gate_scouts(
+    queue: object,
+    gates: Sequence[Gate],
+    rules: PlacementRules,
+    *,
+    plain: bool,
+) -> GateScouts | None:
+    """Scouts for a Distributor's gates, or ``None`` where only waking all is exact.
+
+    ``plain``: no reservation, preemption or batching is configured.
+    """
+    rank = getattr(queue, "rank", None)
+    if not plain or not gates or not callable(rank):
+        return None
+    if any(type(gate) not in _KNOWN_GATES for gate in gates):
+        return None  # a gate of the user's may admit two tasks of a class differently
+    if any(not type(b).__module__.startswith("taskdist.") for b in rules.balancers()):
+        return None  # nor may a balancer of the user's be trusted to refuse them alike
+    keyed = tuple(gate for gate in gates if type(gate) is KeyedRateGate)
+    return GateScouts(rank, rules, keyed)
+
+
+class GateScouts:
+    """The classes of gate-refused tasks and the scout each has out of its class.
+
+    ``klass`` is O(r + g) for r resources and g keyed gates; the rest O(1).
+    """
+
+    __slots__ = ("_class_of", "_keyed", "_rank", "_rules", "_scout_of")
+
+    def __init__(self, rank: Rank, rules: PlacementRules, keyed: tuple[KeyedRateGate, ...]) -> None:
+        self._rank = rank
+        self._rules = rules
+        self._keyed = keyed
+        # Scout id -> its class, and class -> its scout's id (one scout a class).
+        self._class_of: dict[Hashable, Hashable] = {}
+        self._scout_of: dict[Hashable, Hashable] = {}
+
+    def klass(self, task: Task, since: float) -> tuple[Hashable, Any]:
+        """``(class, rank)`` of ``task``, waiting since ``since``: a task the queue cannot
+        rank, or a gang member (placed with its gang), is a class of its own."""
+        rank = self._rank(task, since)
+        if rank is None or task.gang is not None:
+            return ("alone", task.id), 0
+        try:
+            buckets = tuple(gate.key_of(task) for gate in self._keyed)
+            hash(buckets)
+        except Exception:  # a key the gate refuses: let the gate say so, alone
+            return ("alone", task.id), 0
+        placement = _group(task, self._rules.of(task)[2])
+        return (placement, task.tenant, task.key, task.priority, buckets), rank
+
+    def sent(self, klass: Hashable, task_id: Hashable) -> None:
+        """``task_id`` went back to the queue as the scout of ``klass``."""
+        self._class_of[task_id] = klass
+        self._scout_of[klass] = task_id
+
+    def gone(self, task_id: Hashable) -> Hashable | None:
+        """``task_id`` is no longer a scout: its class, if it was one (else ``None``)."""
+        klass = self._class_of.pop(task_id, None)
+        if klass is not None:
+            del self._scout_of[klass]
+        return klass
+
+    def out(self, klass: Hashable) -> bool:
+        """Whether ``klass`` has a scout out (its tasks wait on what holds that one)."""
+        return klass in self._scout_of
+
+    def ids(self) -> list[Hashable]:
+        """The scouts out, in the order sent."""
+        return list(self._class_of)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._class_of
+
+    def __len__(self) -> int:
+        return len(self._class_of)
