@@ -53,6 +53,7 @@ from taskdist import (
     Pool,
     PoolGate,
     Preemption,
+    PriorityQueue,
     Quota,
     RateGate,
     RateLimiter,
@@ -70,6 +71,7 @@ from taskdist import (
     UnknownTaskError,
     Worker,
 )
+from taskdist.dispatch._parking import GATES
 
 TASK_IDS = [f"t{i}" for i in range(24)]
 WORKER_IDS = ["w0", "w1", "w2", "w3"]
@@ -373,6 +375,68 @@ class DistributorMachine(RuleBasedStateMachine):
 
 DistributorMachine.TestCase.settings = settings(DistributorMachine.TestCase.settings)
 TestDistributorMachine = DistributorMachine.TestCase
+
+
+class ScoutingDistributorMachine(DistributorMachine):
+    """The machine above over a ``PriorityQueue``, which ranks tasks: the tasks the
+    gates refuse wait in classes, and a gate opening sends only the first of each
+    back to the queue (its scout). The invariants above hold (but the tenant quota,
+    which a ``PriorityQueue`` does not keep), no task is left waiting at the end,
+    and the books of the classes agree with the lot.
+    """
+
+    def options(self) -> dict[str, Any]:
+        options = super().options()
+        options["queue"] = PriorityQueue(self.clock, aging_rate=0.2)
+        # A tighter rate limit, so that many tasks wait on it in a few classes.
+        self.limiter = RateLimiter(rate=0.5, per=1.0, burst=1, clock=self.clock)
+        options["gates"] = [PoolGate(self.pool), RateGate(self.limiter, "api_calls")]
+        return options
+
+    @rule(
+        first=st.integers(0, len(TASK_IDS) - 1),
+        count=st.integers(2, 6),
+        priority=st.sampled_from([1, 2]),
+        tenant=st.sampled_from(TENANTS[:2]),
+        db=st.booleans(),
+    )
+    def submit_a_class(self, first: int, count: int, priority: int, tenant: str, db: bool) -> None:
+        """Several tasks alike (one class behind the gates), a moment apart."""
+        for i in range(count):
+            task_id = TASK_IDS[(first + i) % len(TASK_IDS)]
+            if task_id in self.model:
+                continue
+            resources = {"api_calls": 1, **({"db": 1} if db else {})}
+            self.distributor.submit(
+                Task(task_id, priority=priority, tenant=tenant, resources=resources)
+            )
+            self.allowed[task_id] = MAX_ATTEMPTS
+            self.clock.advance(0.01)
+        self.apply_events()
+
+    @invariant()
+    def gates_and_quotas_are_never_exceeded(self) -> None:
+        leased = [a.task for a in self.distributor.leases()]
+        assert self.pool.in_use == sum(1 for t in leased if "db" in t.resources) <= 2
+
+    @invariant()
+    def scouts_wait_outside_their_class_and_gated_tasks_in_one(self) -> None:
+        d = self.distributor
+        scouts = d._scouts
+        assert scouts is not None
+        lot = d._lot
+        for task_id in scouts.ids():
+            assert d.state_of(task_id) in (TaskState.QUEUED, TaskState.PARKED), task_id
+            assert lot.group_of(task_id) is not GATES, task_id
+        for task_id in lot.ids():
+            gated = lot.group_of(task_id) is GATES
+            assert (lot.class_of(task_id) is not None) == gated, task_id
+
+
+ScoutingDistributorMachine.TestCase.settings = settings(
+    ScoutingDistributorMachine.TestCase.settings
+)
+TestScoutingDistributorMachine = ScoutingDistributorMachine.TestCase
 
 
 class PolicyDistributorMachine(DistributorMachine):

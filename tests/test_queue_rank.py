@@ -20,7 +20,6 @@ QUEUES: dict[str, Callable[[ManualClock], Any]] = {
     "aging": lambda clock: PriorityQueue(clock, aging_rate=0.3),
     "deadline": lambda clock: DeadlineScheduler(clock, servers=3),
     "deadline aging": lambda clock: DeadlineScheduler(clock, aging_rate=0.2),
-    "fair": lambda clock: FairScheduler(clock),
 }
 
 task_specs = st.lists(
@@ -64,10 +63,6 @@ def test_pop_follows_rank_among_tasks_of_one_tenant_and_priority(
     assert popped == [i for _, i in sorted(keys)]
 
 
-def test_a_fair_scheduler_cannot_rank_with_its_own_tenant_queues() -> None:
-    clock = ManualClock()
-    task = Task(1, tenant="a")
-    assert FairScheduler(clock).rank(task, 0.0) is not None
-    assert FairScheduler(clock, inner=lambda c: PriorityQueue(c)).rank(task, 0.0) is None
-    assert FairScheduler(clock, tenant_of=lambda t: t.key).rank(task, 0.0) is None
-    assert FairScheduler(clock, deadline_aware=True).rank(task, 0.0) is None
+def test_a_fair_scheduler_does_not_rank() -> None:
+    # Which tenant it serves depends on what it holds: it must hold every waiting task.
+    assert not hasattr(FairScheduler(ManualClock()), "rank")

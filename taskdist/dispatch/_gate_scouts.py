@@ -8,10 +8,11 @@ refill did that much work to place one task.
 
 Tasks that agree on everything a placement asks of them (their placement
 group: skills, zone, demand, route step and pin; their tenant and key, which
-pauses name; their priority; and the bucket each keyed rate gate draws them
-from) are refused or admitted alike, so they form a *class*. Within a class
-the queue would serve them in the order of its ``rank``. So only the first of
-each class needs to go back when a gate opens: the *scout*. If the gates
+pauses name; their priority; the bucket each keyed rate gate draws them
+from, and whether each adaptive limit counts them) are refused or admitted
+alike, so they form a *class*. Within a class the queue would serve them in
+the order of its ``rank``. So only the first of each class needs to go back
+when a gate opens: the *scout*. If the gates
 refuse it, they would refuse the rest, and it goes back to its class. If it
 is placed, or leaves waiting in any other way (dead-lettered, cancelled,
 assigned, moved on its route), the next of its class goes to the queue in its
@@ -33,12 +34,13 @@ from typing import Any
 
 from taskdist.dispatch._placement import PlacementRules
 from taskdist.dispatch._records import _group
+from taskdist.resilience.adaptive import AdaptiveConcurrency
 from taskdist.resilience.gates import Gate, KeyedRateGate, PoolGate, RateGate
 from taskdist.task import Task
 
 __all__ = ["GateScouts", "gate_scouts"]
 
-_KNOWN_GATES = (RateGate, KeyedRateGate, PoolGate)
+_KNOWN_GATES = (RateGate, KeyedRateGate, PoolGate, AdaptiveConcurrency)
 
 Rank = Callable[[Task, float], Any]
 
@@ -62,21 +64,29 @@ def gate_scouts(
     if any(not type(b).__module__.startswith("taskdist.") for b in rules.balancers()):
         return None  # nor may a balancer of the user's be trusted to refuse them alike
     keyed = tuple(gate for gate in gates if type(gate) is KeyedRateGate)
-    return GateScouts(rank, rules, keyed)
+    adaptive = tuple(gate for gate in gates if type(gate) is AdaptiveConcurrency)
+    return GateScouts(rank, rules, keyed, adaptive)
 
 
 class GateScouts:
     """The classes of gate-refused tasks and the scout each has out of its class.
 
-    ``klass`` is O(r + g) for r resources and g keyed gates; the rest O(1).
+    ``klass`` is O(r + g) for r resources and g keyed or adaptive gates; the rest O(1).
     """
 
-    __slots__ = ("_class_of", "_keyed", "_rank", "_rules", "_scout_of")
+    __slots__ = ("_adaptive", "_class_of", "_keyed", "_rank", "_rules", "_scout_of")
 
-    def __init__(self, rank: Rank, rules: PlacementRules, keyed: tuple[KeyedRateGate, ...]) -> None:
+    def __init__(
+        self,
+        rank: Rank,
+        rules: PlacementRules,
+        keyed: tuple[KeyedRateGate, ...],
+        adaptive: tuple[AdaptiveConcurrency, ...],
+    ) -> None:
         self._rank = rank
         self._rules = rules
         self._keyed = keyed
+        self._adaptive = adaptive  # whose ``applies`` says which tasks count
         # Scout id -> its class, and class -> its scout's id (one scout a class).
         self._class_of: dict[Hashable, Hashable] = {}
         self._scout_of: dict[Hashable, Hashable] = {}
@@ -89,6 +99,7 @@ class GateScouts:
             return ("alone", task.id), 0
         try:
             buckets = tuple(gate.key_of(task) for gate in self._keyed)
+            buckets += tuple(gate.demand(task) for gate in self._adaptive)
             hash(buckets)
         except Exception:  # a key the gate refuses: let the gate say so, alone
             return ("alone", task.id), 0

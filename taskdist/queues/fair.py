@@ -520,7 +520,6 @@ class FairScheduler:
         "_plans",
         "_queue_types",
         "_quotas",
-        "_ranks",
         "_retired",
         "_running",
         "_shared",
@@ -642,9 +641,6 @@ class FairScheduler:
         # in its queue (see SharedIndexQueue), one index for both.
         self._index: dict[Hashable, Any] = {}
         self._shared = inner is None and tenant_of is None
-        # Tasks of one tenant and priority are served in their tenant queue's order,
-        # known without the queue when it is the default one (see rank()).
-        self._ranks = self._shared and not deadline_aware
         make_queue = (
             _shared_maker(clock, self._index) if self._shared else _queue_maker(inner, clock)
         )
@@ -771,16 +767,6 @@ class FairScheduler:
         return eviction
 
     # -- taking -----------------------------------------------------------
-
-    def rank(self, task: Task, enqueued_at: float) -> tuple[float, float] | None:
-        """The key this scheduler serves ``task`` by among its tenant's tasks of the same
-        priority, had it been pushed with ``enqueued_at`` (smaller first, equal keys
-        in push order), or ``None``: with custom tenant queues, ``tenant_of`` or
-        ``deadline_aware`` the order is not known without holding the task. Changes
-        nothing. O(1)."""
-        if not self._ranks:
-            return None
-        return (task.priority + DEFAULT_AGING_RATE * enqueued_at, enqueued_at)
 
     def check_push(self, task: Task) -> None:
         """Raise what :meth:`push` would raise to refuse ``task`` now (its id, an unknown

@@ -87,8 +87,9 @@ class Queue(Protocol):
       task. It changes nothing. A distributor uses it to keep tasks that wait
       for a gate out of the queue, in order, and to queue only the first of
       each kind when the gate opens. ``PriorityQueue`` and
-      ``DeadlineScheduler`` have it, and ``FairScheduler`` with its default
-      tenant queues.
+      ``DeadlineScheduler`` have it. ``FairScheduler`` does not: which tenant
+      it serves depends on when each became backlogged, so it must hold every
+      task that waits.
 
     ``taskdist.testing`` checks all of this on any queue (see
     ``check_queue`` and ``queue_machine``).
