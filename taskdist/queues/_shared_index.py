@@ -313,11 +313,12 @@ class SharedIndexDeadlineScheduler(DeadlineScheduler):
         if not live:
             self._emptied()
             return
+        bound = 2 * live + COMPACT_SLACK
         back = self._back
-        if len(back) > 2 * live + COMPACT_SLACK:
+        if len(back) > bound:
             back.reset(back.live_entries())
         timers = self._timers
-        if timers is not None and len(timers) > 2 * live + COMPACT_SLACK:
+        if timers is not None and len(timers) > bound:
             expires = deadline._ttl_expiry
             timers = self._timers = Expiries(self._index, at=deadline._ID, expires=expires)
             own = self._own_entries()
