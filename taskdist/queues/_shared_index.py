@@ -235,7 +235,7 @@ class SharedIndexDeadlineScheduler(DeadlineScheduler):
         self._back = LazyHeap(table, at=deadline._ID)
 
     def __len__(self) -> int:
-        return self._pushed - self._popped - self._removed - self._expired_count - self._evicted
+        return self._live_count() + len(self._expired)
 
     def __bool__(self) -> bool:
         return len(self) > 0
@@ -250,7 +250,7 @@ class SharedIndexDeadlineScheduler(DeadlineScheduler):
         return type(held) is tuple and any(entry is held for entry in self._own_entries())
 
     def pop(self, where: Predicate | None = None) -> Task | None:
-        task = super().pop(where)
+        task = DeadlineScheduler.pop(self, where)  # without super(): once a pop
         if task is not None:
             self._dropped()
         return task
@@ -280,7 +280,15 @@ class SharedIndexDeadlineScheduler(DeadlineScheduler):
         return sorted(self._own_entries(), key=_deadline_seq)
 
     def _live_count(self) -> int:
-        return len(self) - len(self._expired)
+        # From the counters: the tasks taken in, less those that left or expired.
+        return (
+            self._pushed
+            - self._popped
+            - self._removed
+            - self._expired_count
+            - self._evicted
+            - len(self._expired)
+        )
 
     def _held(self, task_id: Hashable) -> deadline._Entry:
         held: Any = super()._held(task_id)
