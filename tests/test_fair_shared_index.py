@@ -291,6 +291,24 @@ TestSharedDeadlinesAgainstOwn = SharedDeadlinesAgainstOwn.TestCase
 TestSharedDeadlinesAgainstOwn.settings = settings(settings.default, max_examples=60)
 
 
+class AwareSharedDeadlinesAgainstOwn(SharedDeadlinesAgainstOwn):
+    """The same, deadline-aware: urgent tasks taken out of turn, by ``pop(where)``."""
+
+    def make_shared(self, clock: ManualClock) -> FairScheduler:
+        return FairScheduler(
+            clock, critical_bypass=True, deadline_aware=True, inner=DeadlineScheduler
+        )
+
+    def make_own(self, clock: ManualClock) -> FairScheduler:
+        return FairScheduler(
+            clock, critical_bypass=True, deadline_aware=True, inner=lambda c: DeadlineScheduler(c)
+        )
+
+
+TestAwareSharedDeadlinesAgainstOwn = AwareSharedDeadlinesAgainstOwn.TestCase
+TestAwareSharedDeadlinesAgainstOwn.settings = settings(settings.default, max_examples=30)
+
+
 def test_the_default_tenant_queues_share_the_scheduler_table() -> None:
     fair = FairScheduler(ManualClock())
     fair.push(Task("x", tenant="a"))
