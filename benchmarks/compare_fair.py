@@ -12,6 +12,8 @@ wall time):
 - ``FairScheduler``: the default (a ``PriorityQueue`` with aging per tenant);
 - ``deadline_aware``: every task has a deadline far enough ahead that none is
   ever urgent: the price of the check on every pop;
+- ``inner=DeadlineScheduler``: each tenant's queue a ``DeadlineScheduler``, every
+  task with a deadline far ahead;
 - ``nested, 4 keys``: each tenant's queue a ``FairScheduler`` over 4 keys;
 - ``linear scan``: start-time fair queueing done the obvious way, a FIFO per
   tenant and a scan of every tenant per pop (``bench_fair.LinearScanFair``);
@@ -92,6 +94,12 @@ def aware(tenants: int, *, due: float) -> Callable[[int], None]:
     return fair_cycle(FairScheduler(clock, deadline_aware=True), tasks, clock)
 
 
+def edf_tenants(tenants: int) -> Callable[[int], None]:
+    clock = ManualClock()
+    tasks = workload(tenants, deadline=1e9)
+    return fair_cycle(FairScheduler(clock, inner=DeadlineScheduler), tasks, clock)
+
+
 def nested(tenants: int) -> Callable[[int], None]:
     clock = ManualClock()
     fair = FairScheduler(clock, inner=lambda c, tenant: FairScheduler(c, tenant_of=lambda t: t.key))
@@ -129,6 +137,7 @@ def priority_queue(tenants: int) -> Callable[[int], None]:
 CASES: dict[str, Callable[[int], Callable[[int], None]]] = {
     "FairScheduler": plain_fair,
     "deadline_aware": lambda tenants: aware(tenants, due=1e9),
+    "inner=DeadlineScheduler": edf_tenants,
     "nested, 4 keys": nested,
     "linear scan": linear_scan,
     "PriorityQueue": priority_queue,

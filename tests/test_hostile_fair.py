@@ -96,6 +96,11 @@ def per_tenant_queues() -> FairScheduler:
     return configured(inner=make)
 
 
+def deadline_queues() -> FairScheduler:
+    # Tenant queues filing their tasks in the scheduler's one id table, the lane's too.
+    return configured(inner=DeadlineScheduler, critical_bypass=True)
+
+
 IDS = ["a0", "a1", "b0", "c0", "c1", "new", "d0"]
 
 
@@ -139,6 +144,7 @@ BUILDERS: dict[str, Callable[[], FairScheduler]] = {
     "strict": strict,
     "bypass": bypassing,
     "per-tenant queues": per_tenant_queues,
+    "deadline queues": deadline_queues,
 }
 
 

@@ -38,6 +38,7 @@ WITHIN_BUDGET = [
     "DeadlineScheduler(aging_rate=0.1, on_miss='dead_letter')",
     "FairScheduler(), 100 tenants",
     "FairScheduler(critical_bypass, plans), 100 tenants",
+    "FairScheduler(inner=DeadlineScheduler), 100 tenants, deadlines",
 ]
 
 

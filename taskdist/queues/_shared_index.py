@@ -1,19 +1,22 @@
-"""SharedIndexQueue: tenant queues that keep their tasks in one id table, their scheduler's.
+"""Tenant queues that keep their tasks in one id table, their scheduler's.
 
 A :class:`~taskdist.queues.FairScheduler` must find any queued task by its id
 (``remove``, ``in``, ``why_waiting``, the duplicate check), and each tenant's
-:class:`~taskdist.queues.PriorityQueue` keeps an index of its own tasks by id
-(its heap's liveness test). Two tables over the same ids cost about 90 bytes
-a task; these queues keep theirs in the scheduler's one table instead.
+:class:`~taskdist.queues.PriorityQueue` or
+:class:`~taskdist.queues.DeadlineScheduler` keeps an index of its own tasks by
+id (its heaps' liveness test). Two tables over the same ids cost a dict slot
+a task too many; these queues (:class:`SharedIndexQueue`,
+:class:`SharedIndexDeadlineScheduler`) keep theirs in the scheduler's one
+table instead.
 
-The table maps the id of each live task to its queue's heap entry, and the id
+The table maps the id of each live task to its queue's entry, and the id
 of each expired task that ``expire()`` has not yet returned to the queue
 holding it (where a queue of its own moves the entry to its expired area,
 these also leave the id behind), so the table answers for every queued task
 in O(1) (:func:`queued_task`). A queue then counts its tasks from its
-counters rather than from the table, lists them from its heap, and compacts
-its heaps against that count. ``in`` on such a queue is O(n): its scheduler
-asks the table instead.
+counters rather than from the table, lists them from its own structures, and
+compacts its heaps against that count. ``in`` on such a queue is O(n): its
+scheduler asks the table instead.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from taskdist._lazy_heap import COMPACT_SLACK, Expiries
+from taskdist._lazy_heap import COMPACT_SLACK, Expiries, LazyHeap
+from taskdist._snapshot import refuse
 from taskdist.clock import Clock
+from taskdist.queues import deadline
+from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.queues.priority import (
     _ENQUEUED,
     _ID,
@@ -33,9 +39,10 @@ from taskdist.queues.priority import (
     _expires,
     _expiry_order,
 )
+from taskdist.queues.protocol import Eviction, Predicate
 from taskdist.task import Task
 
-__all__ = ["SharedIndexQueue", "queued_task"]
+__all__ = ["SharedIndexDeadlineScheduler", "SharedIndexQueue", "queued_task"]
 
 
 def queued_task(table: dict[Hashable, Any], task_id: Hashable) -> Task:
@@ -48,7 +55,7 @@ def queued_task(table: dict[Hashable, Any], task_id: Hashable) -> Task:
     held = table[task_id]
     if type(held) is tuple:
         return held[_TASK]  # type: ignore[no-any-return]
-    return held._expired[task_id][_TASK]  # type: ignore[no-any-return]
+    return held._expired_task(task_id)  # type: ignore[no-any-return]
 
 
 class SharedIndexQueue(PriorityQueue):
@@ -122,6 +129,9 @@ class SharedIndexQueue(PriorityQueue):
         entries = [*self._order.live_entries(), *self._expired.values()]
         return float(min(entry[_ENQUEUED] for entry in entries))
 
+    def _expired_task(self, task_id: Hashable) -> Task:
+        return self._expired[task_id][_TASK]
+
     def _held_entry(self, task_id: Hashable) -> _Entry:
         held = self._index.get(task_id)
         if type(held) is not tuple:
@@ -193,3 +203,161 @@ class SharedIndexQueue(PriorityQueue):
 def _place(entry: _Entry) -> tuple[float, float]:
     """An entry's place among its queue's: enqueue time, then sequence number."""
     return entry[_ENQUEUED], entry[_SEQ]
+
+
+class SharedIndexDeadlineScheduler(DeadlineScheduler):
+    """A :class:`DeadlineScheduler` (one server, ``on_miss="run_late"``, no aging,
+    unbounded) whose live tasks are filed in a shared ``table``.
+
+    Every queue sharing a table must be told only of its own tasks (its
+    scheduler knows which queue holds each). Its order, admission, expiry,
+    snapshots and answers are those of a ``DeadlineScheduler`` of its own;
+    ``in`` is O(n), ``len`` O(1) from its counters, and each ``pop`` or
+    ``remove`` adds an O(1) look at whether its heaps need compacting against
+    its own tasks (the table's size says nothing about them).
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self, clock: Clock, table: dict[Hashable, Any], *, now: Callable[[], float] | None = None
+    ) -> None:
+        """
+        Args:
+            clock: where time comes from.
+            table: the shared id table (see the module).
+            now: ``clock.now``, shared by every queue of one scheduler.
+        """
+        super().__init__(clock)
+        if now is not None:
+            self._now = now
+        self._index = table
+        self._back = LazyHeap(table, at=deadline._ID)
+
+    def __len__(self) -> int:
+        return self._live_count() + len(self._expired)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __contains__(self, task_id: object) -> bool:
+        try:
+            held: Any = self._index.get(task_id)
+        except TypeError:  # an unhashable id is in no queue
+            return False
+        if held is self:
+            return True
+        return type(held) is tuple and any(entry is held for entry in self._own_entries())
+
+    def pop(self, where: Predicate | None = None) -> Task | None:
+        task = DeadlineScheduler.pop(self, where)  # without super(): once a pop
+        if task is not None:
+            self._dropped()
+        return task
+
+    def remove(self, task_id: Hashable) -> Task:
+        expired = len(self._expired)
+        task = super().remove(task_id)
+        if len(self._expired) == expired:  # a live task left
+            self._dropped()
+        return task
+
+    def expire_with_reasons(self) -> list[Eviction]:
+        evictions = super().expire_with_reasons()
+        table = self._index
+        for eviction in evictions:
+            del table[eviction.task.id]
+        return evictions
+
+    def _expired_task(self, task_id: Hashable) -> Task:
+        return self._expired[task_id][0][deadline._TASK]
+
+    def _own_entries(self) -> list[deadline._Entry]:
+        return [*self._critical, *self._front, *self._back.live_entries()]
+
+    def _live_entries(self) -> list[deadline._Entry]:
+        # In push order (a queue of its own lists them as they entered its index).
+        return sorted(self._own_entries(), key=_deadline_seq)
+
+    def _live_count(self) -> int:
+        # From the counters: the tasks taken in, less those that left or expired.
+        return (
+            self._pushed
+            - self._popped
+            - self._removed
+            - self._expired_count
+            - self._evicted
+            - len(self._expired)
+        )
+
+    def _held(self, task_id: Hashable) -> deadline._Entry:
+        held: Any = super()._held(task_id)
+        if held is self:  # expired: the table holds the queue, the entry is apart
+            return self._expired[task_id][0]  # type: ignore[no-any-return]
+        return held  # type: ignore[no-any-return]
+
+    def _take_held(self, task_id: Hashable, holder: str) -> tuple[Any, bool]:
+        held, live = super()._take_held(task_id, holder)
+        if held is self:  # expired: the table held the queue, the entry is apart
+            return self._expired.pop(task_id), False
+        return held, live
+
+    def _collect_due(self, now: float) -> None:
+        before = len(self._expired)
+        super()._collect_due(now)
+        expired = self._expired
+        if len(expired) > before:
+            table: dict[Hashable, Any] = self._index
+            newly = reversed(expired)  # the newly expired, filed last
+            for _ in range(len(expired) - before):
+                table[next(newly)] = self
+        if not self._live_count():
+            self._emptied()
+
+    def _dropped(self) -> None:
+        """A live task left: start afresh if none is left (as a queue of its own does when
+        its index empties), else compact the heaps against this queue's own tasks."""
+        live = self._live_count()
+        if not live:
+            self._emptied()
+            return
+        bound = 2 * live + COMPACT_SLACK
+        back = self._back
+        if len(back) > bound:
+            back.reset(back.live_entries())
+        timers = self._timers
+        if timers is not None and len(timers) > bound:
+            expires = deadline._ttl_expiry
+            timers = self._timers = Expiries(self._index, at=deadline._ID, expires=expires)
+            own = self._own_entries()
+            timed = [entry for entry in own if entry[deadline._TASK].ttl is not None]
+            for entry in sorted(timed, key=_expiry_and_seq):
+                timers.add(entry, expires(entry))
+
+    def _prepare_snapshot(
+        self, data: object, where: str
+    ) -> tuple[Callable[[], None], dict[Hashable, Task]]:
+        load, tasks = super()._prepare_snapshot(data, where)
+        # This queue counts its tasks from its counters: they must add up to those held.
+        counts = dict(zip(deadline._COUNTERS, data["counts"], strict=True))  # type: ignore[index]
+        held = counts["_pushed"] - counts["_popped"] - counts["_removed"]
+        if held - counts["_expired_count"] - counts["_evicted"] != len(tasks):
+            refuse(f"{where}.counts", f"do not add up to the {len(tasks)} tasks held")
+
+        def load_shared() -> None:
+            load()
+            table: dict[Hashable, Any] = self._index
+            for task_id in self._expired:
+                table[task_id] = self
+
+        return load_shared, tasks
+
+
+def _deadline_seq(entry: deadline._Entry) -> float:
+    """A DeadlineScheduler entry's sequence number: its push order."""
+    return entry[deadline._SEQ]
+
+
+def _expiry_and_seq(entry: deadline._Entry) -> tuple[float, float]:
+    """A DeadlineScheduler entry's TTL expiry, then its sequence number."""
+    return deadline._ttl_expiry(entry), entry[deadline._SEQ]

@@ -1027,7 +1027,7 @@ class DeadlineScheduler(HeldTasks):
         Complexity: O(n + w log w) for the wait window w.
         """
         now = self._now()
-        held = [*self._index.values(), *(item[0] for item in self._expired.values())]
+        held = [*self._live_entries(), *(item[0] for item in self._expired.values())]
         late = self._late
         return DeadlineStats(
             depth=len(held),
@@ -1075,6 +1075,7 @@ class DeadlineScheduler(HeldTasks):
             SnapshotError: a task whose id, tenant, key or group a snapshot cannot carry.
         """
         late = self._late
+        live = self._live_entries()
         return {
             **header("DeadlineScheduler"),
             "servers": self._servers,
@@ -1082,12 +1083,10 @@ class DeadlineScheduler(HeldTasks):
             "aging_rate": self._rate,
             "maxsize": self._maxsize,
             "overflow": self._overflow,
-            "held": [_entry_data(entry) for entry in self._index.values()],
+            "held": [_entry_data(entry) for entry in live],
             # In the order held, not the set's: its order follows the ids' hashes, which
             # for strings change from process to process.
-            "late": [
-                encode_key(task_id, "a task id") for task_id in self._index if task_id in late
-            ],
+            "late": [encode_key(entry[_ID], "a task id") for entry in live if entry[_ID] in late],
             "expired": [
                 [_entry_data(entry), reason.value, due]
                 for entry, reason, due in self._expired.values()
@@ -1184,6 +1183,14 @@ class DeadlineScheduler(HeldTasks):
             refuse(f"{where}.task", f"is not one this scheduler holds ({error})")
 
     # -- internals --------------------------------------------------------
+
+    def _live_entries(self) -> list[_Entry]:
+        """The live (not expired) entries, in the order snapshots list them. O(n)."""
+        return list(self._index.values())
+
+    def _live_count(self) -> int:
+        """How many live (not expired) tasks are held. O(1)."""
+        return len(self._index)
 
     def _entry(self, task: Task, enqueued: float, seq: float) -> _Entry:
         """The entry of ``task``; refuses a cost or an aged priority out of range."""
@@ -1348,7 +1355,7 @@ class DeadlineScheduler(HeldTasks):
     def _resum_back(self) -> None:
         """Sum the back's cost afresh, once per ``32 n + 1024`` changes (at most a million):
         amortised O(1/32), and its rounding stays below ``_BACK_TOLERANCE``."""
-        self._back_budget = min(32 * len(self._index) + 1024, 1_000_000)
+        self._back_budget = min(32 * self._live_count() + 1024, 1_000_000)
         self._back_cost = math.fsum(entry[_TASK].cost for entry in self._back.live_entries())
 
     def _work(self) -> float:

@@ -37,8 +37,13 @@ from taskdist.queues._deadline_slack import DeadlineSlack, Taken
 from taskdist.queues._fair_snapshot import prepare_fair, snapshot_fair
 from taskdist.queues._held import unpop_refusal
 from taskdist.queues._idle_tenants import IdleTenants
-from taskdist.queues._shared_index import SharedIndexQueue, queued_task
+from taskdist.queues._shared_index import (
+    SharedIndexDeadlineScheduler,
+    SharedIndexQueue,
+    queued_task,
+)
 from taskdist.queues._tables import shrink
+from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.queues.priority import PriorityQueue
 from taskdist.queues.protocol import Eviction, Predicate, Queue
 from taskdist.queues.quota import Quota
@@ -480,14 +485,15 @@ class FairScheduler:
     =============================  ==============================================
 
     Memory is O(tenants with tasks queued or running + tasks held): with
-    the default tenant queues (and tenants by ``task.tenant``) a queued task
-    is filed by id once, in one table the scheduler and its queues share
-    (about 190 bytes a task in all beyond the ``Task``); with an ``inner``
-    factory or ``tenant_of``, the scheduler keeps an id index of its own on
-    top of each queue's (with a TTL, an expiry of its own too, only if that
-    queue cannot say when the task expires: a ``PriorityQueue`` or
-    ``FairScheduler`` can). An idle tenant costs nothing once its debt and
-    bucket have lapsed.
+    the default tenant queues or ``inner=DeadlineScheduler`` (the class
+    itself), and tenants by ``task.tenant``, a queued task is filed by id
+    once, in one table the scheduler and its queues share (about 190 bytes
+    a task in all beyond the ``Task``, 180 with ``DeadlineScheduler``
+    queues); with any other ``inner`` factory or a ``tenant_of``, the
+    scheduler keeps an id index of its own on top of each queue's (with a
+    TTL, an expiry of its own too, only if that queue cannot say when the
+    task expires: a ``PriorityQueue`` or ``FairScheduler`` can). An idle
+    tenant costs nothing once its debt and bucket have lapsed.
 
     >>> from taskdist import ManualClock, Task
     >>> fair = FairScheduler(ManualClock(), weights={"big": 2.0})
@@ -636,13 +642,14 @@ class FairScheduler:
                     "deadline_aware=True"
                 )
             max_lead = check_number(max_lead, "max_lead", minimum=0.0, maximum=MAX_AMOUNT)
-        # Queued task id -> its tenant. With the default tenant queues (and tenants
-        # by task.tenant) it is their shared table instead: id -> the task's entry
-        # in its queue (see SharedIndexQueue), one index for both.
+        # Queued task id -> its tenant. With the default tenant queues or
+        # inner=DeadlineScheduler (and tenants by task.tenant) it is their shared table
+        # instead: id -> the task's entry in its queue (see SharedIndexQueue), one
+        # index for both.
         self._index: dict[Hashable, Any] = {}
-        self._shared = inner is None and tenant_of is None
+        self._shared = (inner is None or inner is DeadlineScheduler) and tenant_of is None
         make_queue = (
-            _shared_maker(clock, self._index) if self._shared else _queue_maker(inner, clock)
+            _shared_maker(clock, self._index, inner) if self._shared else _queue_maker(inner, clock)
         )
 
         self._clock = clock
@@ -1935,9 +1942,14 @@ def _queue_maker(inner: object, clock: Clock) -> Callable[[Hashable], Queue]:
     return lambda tenant: make(clock)
 
 
-def _shared_maker(clock: Clock, table: dict[Hashable, Any]) -> Callable[[Hashable], Queue]:
-    """``tenant -> a new default queue`` filing its tasks in the scheduler's ``table``."""
+def _shared_maker(
+    clock: Clock, table: dict[Hashable, Any], inner: object
+) -> Callable[[Hashable], Queue]:
+    """``tenant -> a new default queue`` (``inner`` ``None``) or ``DeadlineScheduler``
+    filing its tasks in the scheduler's ``table``."""
     now = clock.now  # one bound method for every tenant's queue
+    if inner is DeadlineScheduler:
+        return lambda tenant: SharedIndexDeadlineScheduler(clock, table, now=now)
     return lambda tenant: SharedIndexQueue(clock, table, aging_rate=DEFAULT_AGING_RATE, now=now)
 
 
