@@ -29,12 +29,15 @@ from taskdist import (
     KeyedRateGate,
     KeyedRateLimiter,
     ManualClock,
+    Pool,
     PoolGate,
     Preemption,
     PriorityQueue,
     RateGate,
     RateLimiter,
     ResourcePool,
+    Route,
+    Step,
     Task,
     TaskdistError,
     TaskState,
@@ -127,8 +130,10 @@ def step(
     """Apply one operation, recording what the Distributor answered."""
     kind = op[0]
     if kind == "submit":
-        # Distinct arrival times: ties among tasks enqueued at one instant are
-        # ordered by when they were pushed, which is not what is compared here.
+        # Distinct arrival times. Among tasks enqueued at one instant, the queue
+        # breaks ties by push order: waking every refused task pushed them again
+        # after any task that arrived meanwhile, which then went first; scouts keep
+        # them in the order they were first refused (see the test of ties below).
         clock.advance(0.001)
         _, priority, tenant, resources, requires, deadline, ttl = op
         task = Task(
@@ -291,7 +296,8 @@ def test_a_snapshot_carries_the_scouts_out() -> None:
     d = scout_out(clock)
     assert d._scouts is not None
     snapshot = d.snapshot()
-    assert snapshot["gate_scouts"] == d._scouts.ids() == [1]
+    assert d._scouts.ids() == [1]
+    assert snapshot["gate_scouts"] == [[1, 0]]  # no gate-refused task came before it
     twin_clock = ManualClock(start=clock.now())
     twin = Distributor.restore(
         copy.deepcopy(snapshot),
@@ -331,13 +337,115 @@ def test_a_distributor_that_keeps_no_scouts_wakes_all_on_restore() -> None:
     assert all(twin.state_of(i) is TaskState.QUEUED for i in range(1, 6))
 
 
+def one_token_a_second(
+    clock: ManualClock, queue: str = "priority"
+) -> Callable[[bool], Distributor]:
+    """Makes a Distributor behind a rate limit of one task a second (scouting or not)."""
+
+    def make(scouting: bool) -> Distributor:
+        d = Distributor(
+            clock,
+            queue=QUEUES[queue](clock),
+            gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)],
+            lease=None,
+            rng=random.Random(5),
+        )
+        if not scouting:
+            d._scouts = None
+        d.add_worker(Worker("w", capacity=100))
+        return d
+
+    return make
+
+
+def placements(d: Distributor, clock: ManualClock, steps: int = 20) -> list[Hashable]:
+    """Dispatch and complete once a second; what was placed, in order."""
+    order: list[Hashable] = []
+    for _ in range(steps):
+        for assignment in d.dispatch():
+            order.append(assignment.task.id)
+            d.complete(assignment.task.id)
+        clock.advance(1.0)
+        d.tick()
+    return order
+
+
+@pytest.mark.parametrize("scouting", [True, False])
+def test_a_task_moved_to_another_class_behind_a_scout_is_not_forgotten(scouting: bool) -> None:
+    # t2 waits behind its class's scout t1; an urgent task takes the refilled token
+    # (clearing the gate's wakeup); t2 is given another priority, so another class.
+    clock = ManualClock(start=100.0)
+    d = one_token_a_second(clock)(scouting)
+    for i in range(3):
+        clock.advance(0.001)
+        d.submit(Task(f"t{i}", priority=3))
+    assert [a.task.id for a in d.dispatch()] == ["t0"]
+    clock.advance(1.0)
+    d.submit(Task("x", priority=1))
+    assert [a.task.id for a in d.dispatch(1)] == ["x"]
+    d.reprioritize("t2", 2)
+    assert placements(d, clock) == ["t2", "t1"]
+    assert d.state_of("t2") is TaskState.COMPLETED
+
+
+@pytest.mark.parametrize("queue", ["priority", "deadline"])
+def test_tasks_of_one_rank_behind_a_gate_keep_the_order_they_came_in(queue: str) -> None:
+    clock = ManualClock(start=100.0)
+    make = one_token_a_second(clock, queue)
+    runs = []
+    for scouting in (True, False):
+        d = make(scouting)
+        for name in ("a", "b"):  # two classes, all submitted at one instant
+            for i in range(3):
+                d.submit(Task(f"{name}{i}", priority=1 if name == "a" else 2))
+        runs.append(placements(d, clock))
+    assert runs[0] == runs[1] == ["a0", "a1", "a2", "b0", "b1", "b2"]
+
+
+def test_a_restored_distributor_sends_scouts_in_the_order_the_original_does() -> None:
+    # Tasks of one rank in two classes; the first of one class cancelled, so that the
+    # classes' own order differs from the order their tasks were refused in.
+    def refused(clock: ManualClock) -> Distributor:
+        d = one_token_a_second(clock)(True)
+        for task_id, tenant in (("t0", "x"), ("b1", "b"), ("a1", "a"), ("b2", "b")):
+            d.submit(Task(task_id, priority=1, tenant=tenant))
+        assert [a.task.id for a in d.dispatch()] == ["t0"]
+        d.cancel("b1")
+        return d
+
+    clock = ManualClock(start=100.0)
+    d = refused(clock)
+    twin_clock = ManualClock(start=clock.now())
+    twin = Distributor.restore(
+        copy.deepcopy(d.snapshot()),
+        twin_clock,
+        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=twin_clock), "api", default=1)],
+        rng=random.Random(5),
+    )
+    assert twin.snapshot() == d.snapshot()
+    assert placements(d, clock, 4) == placements(twin, twin_clock, 4) == ["a1", "b2"]
+
+
+def test_routes_that_move_tasks_on_after_a_wait_keep_every_refused_task_going_back() -> None:
+    # A task parked for want of a worker starts its step's timer; a class waiting
+    # behind its scout would not, and would reach the next pool one step at a time.
+    clock = ManualClock()
+    first, second = Pool("first", zone="a"), Pool("second", zone="b")
+    routed = Distributor(
+        clock, gates=gates(clock), routes=[Route([first, Step(second, after=2.0)])]
+    )
+    assert routed._scouts is None
+    single = Distributor(clock, gates=gates(clock), routes=[Route(first)])
+    assert single._scouts is not None
+
+
 # -- the lot's classes ------------------------------------------------------------
 
 
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["park", "remove", "first", "take"]), st.integers(0, 30)),
+        st.tuples(st.sampled_from(["park", "back", "remove", "first", "take"]), st.integers(0, 30)),
         max_size=120,
     )
 )
@@ -346,32 +454,42 @@ def test_the_lot_gives_each_class_in_rank_order_and_forgets_what_left(
 ) -> None:
     lot = ParkingLot()
     model: dict[Hashable, tuple[int, int, int]] = {}  # id -> (class, rank, ticket)
-    ticket = 0
+    taken: dict[Hashable, int] = {}  # id -> the ticket it held when taken first
     for verb, n in ops:
+        klass, rank = n % 3, (n * 7) % 5
         if verb == "park" and n not in model:
-            ticket += 1
-            klass, rank = n % 3, (n * 7) % 5
-            lot.park(Task(n), GATES, klass, rank)
+            ticket = lot.park(Task(n), GATES, klass, rank)
+            assert all(ticket > t for _, _, t in model.values())  # after every other
             model[n] = (klass, rank, ticket)
+            taken.pop(n, None)
+        elif verb == "back" and n in taken and n not in model:  # at the ticket it held
+            assert lot.park(Task(n), GATES, klass, rank, taken[n]) == taken[n]
+            model[n] = (klass, rank, taken.pop(n))
         elif verb == "remove" and n in model:
             assert lot.remove(n).id == n
             del model[n]
         elif verb == "first":
-            klass = n % 3
             mine = sorted((r, t, i) for i, (k, r, t) in model.items() if k == klass)
             got = lot.take_first(GATES, klass)
             if not mine:
                 assert got is None
             else:
-                assert got is not None and got.id == mine[0][2]
-                del model[got.id]
+                assert got is not None and (got[0].id, got[1]) == (mine[0][2], mine[0][1])
+                del model[got[0].id]
+                taken[got[0].id] = got[1]
         elif verb == "take":
             assert sorted(t.id for t in lot.take(GATES)) == sorted(model)
             model.clear()
         assert len(lot) == len(model)
-        assert sorted(lot.classes(GATES)) == sorted({k for k, _, _ in model.values()})
-        for i, (klass, _, _) in model.items():
-            assert lot.class_of(i) == klass
+        # Classes by the ticket of their first task; the lot's tasks by ticket.
+        firsts = {}
+        for i, (k, r, t) in model.items():
+            firsts[k] = min(firsts.get(k, (r, t, i)), (r, t, i))
+        assert lot.classes(GATES) == sorted(firsts, key=lambda k: firsts[k][1])
+        listed = [t.id for _, tasks in lot.parked() for t in tasks]
+        assert listed == sorted(model, key=lambda i: model[i][2])
+        for i, (k, _, t) in model.items():
+            assert lot.class_of(i) == k and lot.ticket_of(i) == t
         # Stale entries stay bounded by the live ones.
         for key, heap in lot._classes.items():
             assert len(heap) <= 2 * lot._live[key] + 17

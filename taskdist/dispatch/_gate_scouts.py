@@ -54,7 +54,9 @@ def gate_scouts(
 ) -> GateScouts | None:
     """Scouts for a Distributor's gates, or ``None`` where only waking all is exact.
 
-    ``plain``: no reservation, preemption or batching is configured.
+    ``plain``: no reservation, preemption, batching or route step that moves a task on
+    after a wait (each task parked for want of a worker starts such a step's timer,
+    which a class waiting behind its scout would not).
     """
     rank = getattr(queue, "rank", None)
     if not plain or not gates or not callable(rank):
@@ -87,8 +89,10 @@ class GateScouts:
         self._rules = rules
         self._keyed = keyed
         self._adaptive = adaptive  # whose ``applies`` says which tasks count
-        # Scout id -> its class, and class -> its scout's id (one scout a class).
-        self._class_of: dict[Hashable, Hashable] = {}
+        # Scout id -> (its class, its ticket there), and class -> its scout's id (one
+        # scout a class). A scout the gates refuse goes back at its ticket, so tasks
+        # of one rank keep the order they came in.
+        self._class_of: dict[Hashable, tuple[Hashable, int]] = {}
         self._scout_of: dict[Hashable, Hashable] = {}
 
     def klass(self, task: Task, since: float) -> tuple[Hashable, Any]:
@@ -106,17 +110,21 @@ class GateScouts:
         placement = _group(task, self._rules.of(task)[2])
         return (placement, task.tenant, task.key, task.priority, buckets), rank
 
-    def sent(self, klass: Hashable, task_id: Hashable) -> None:
-        """``task_id`` went back to the queue as the scout of ``klass``."""
-        self._class_of[task_id] = klass
+    def sent(self, klass: Hashable, task_id: Hashable, ticket: int) -> None:
+        """``task_id``, at ``ticket`` in ``klass``, went back to the queue as its scout."""
+        self._class_of[task_id] = (klass, ticket)
         self._scout_of[klass] = task_id
 
-    def gone(self, task_id: Hashable) -> Hashable | None:
-        """``task_id`` is no longer a scout: its class, if it was one (else ``None``)."""
-        klass = self._class_of.pop(task_id, None)
-        if klass is not None:
-            del self._scout_of[klass]
-        return klass
+    def gone(self, task_id: Hashable) -> tuple[Hashable, int] | None:
+        """``task_id`` is no longer a scout: its class and ticket, if it was one."""
+        was = self._class_of.pop(task_id, None)
+        if was is not None:
+            del self._scout_of[was[0]]
+        return was
+
+    def ticket_of(self, task_id: Hashable) -> int:
+        """A scout's ticket in its class. O(1)."""
+        return self._class_of[task_id][1]
 
     def out(self, klass: Hashable) -> bool:
         """Whether ``klass`` has a scout out (its tasks wait on what holds that one)."""

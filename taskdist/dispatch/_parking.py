@@ -62,10 +62,18 @@ class ParkingLot:
         self._live: dict[tuple[Hashable, Hashable], int] = {}  # tasks in each class
         self._tickets = 0
 
-    def park(self, task: Task, group: Hashable, klass: Hashable = None, rank: Any = None) -> None:
+    def park(
+        self,
+        task: Task,
+        group: Hashable,
+        klass: Hashable = None,
+        rank: Any = None,
+        ticket: int | None = None,
+    ) -> int:
         """Add ``task`` (not already parked) to ``group``; with a ``klass``, in that
-        class of the group at ``rank`` (smaller first, ties in the order parked).
-        O(1), O(log c) with a class."""
+        class of the group at ``rank`` (smaller first, ties by ticket: in the order
+        parked, or at the ``ticket`` given, one it held before). Returns its ticket
+        (0 without a class). O(1), O(log c) with a class."""
         members = self._groups.get(group)
         if members is None:
             members = self._groups[group] = OrderedDict()
@@ -77,30 +85,51 @@ class ParkingLot:
             if heap is None:
                 heap = self._classes[key] = []
                 self._live[key] = 0
-            self._tickets += 1
-            heapq.heappush(heap, (rank, self._tickets, task.id))
-            self._class_of[task.id] = (key, self._tickets)
+            if ticket is None:
+                self._tickets += 1
+                ticket = self._tickets
+            elif ticket > self._tickets:
+                self._tickets = ticket
+            heapq.heappush(heap, (rank, ticket, task.id))
+            self._class_of[task.id] = (key, ticket)
             self._live[key] += 1
+            return ticket
+        return 0
 
     def classes(self, group: Hashable) -> list[Hashable]:
-        """The classes of ``group`` that hold a task. O(1) per class of any group."""
-        return [klass for (of, klass) in self._classes if of == group]
+        """The classes of ``group`` that hold a task, by the ticket of their first task:
+        as they would be pushed if the whole group went back in the order parked.
+        O(c log c) for c classes (and the stale entries on top of their heaps)."""
+        firsts = []
+        class_of = self._class_of
+        for (of, klass), heap in self._classes.items():
+            if of == group:
+                while heap and class_of.get(heap[0][2], (None, 0))[1] != heap[0][1]:
+                    heapq.heappop(heap)  # stale: its task left
+                firsts.append((heap[0][1], klass))
+        firsts.sort(key=lambda first: first[0])
+        return [klass for _, klass in firsts]
+
+    def ticket_of(self, task_id: Hashable) -> int | None:
+        """The ticket of a task parked in a class, or ``None``. O(1)."""
+        placed = self._class_of.get(task_id)
+        return None if placed is None else placed[1]
 
     def class_of(self, task_id: Hashable) -> Hashable | None:
         """The class a parked task is in, or ``None``. O(1)."""
         placed = self._class_of.get(task_id)
         return None if placed is None else placed[0][1]
 
-    def take_first(self, group: Hashable, klass: Hashable) -> Task | None:
-        """Remove and return the first task of a class of ``group`` (``None`` if it has
-        none). O(log c) amortised."""
+    def take_first(self, group: Hashable, klass: Hashable) -> tuple[Task, int] | None:
+        """Remove the first task of a class of ``group`` and return it with its ticket
+        (``None`` if the class has none). O(log c) amortised."""
         heap = self._classes.get((group, klass))
         class_of = self._class_of
         while heap:
             _, ticket, task_id = heapq.heappop(heap)
             placed = class_of.get(task_id)
             if placed is not None and placed[1] == ticket:
-                return self.remove(task_id)
+                return self.remove(task_id), ticket
         return None
 
     def _unclass(self, task_id: Hashable) -> None:
@@ -173,9 +202,17 @@ class ParkingLot:
             yield group, next(iter(members.values()))
 
     def parked(self) -> list[tuple[Hashable, list[Task]]]:
-        """Every group with its tasks, in the order parked: parking them again in this
-        order rebuilds the lot as it is. O(parked)."""
-        return [(group, list(members.values())) for group, members in self._groups.items()]
+        """Every group with its tasks, in the order parked (a group's classed tasks by
+        ticket): parking them again in this order rebuilds the lot as it is.
+        O(parked), O(k log k) for k classed tasks."""
+        class_of = self._class_of
+        listed = []
+        for group, members in self._groups.items():
+            tasks = list(members.values())
+            if class_of and tasks[0].id in class_of:  # a classed group: all are
+                tasks.sort(key=lambda task: class_of[task.id][1])
+            listed.append((group, tasks))
+        return listed
 
     def ids(self) -> Iterator[Hashable]:
         """Every parked task id. O(1) per id."""

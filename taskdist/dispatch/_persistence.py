@@ -32,6 +32,7 @@ refused snapshot leaves nothing half-built.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final
@@ -145,7 +146,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
         "tracker_wake": d._tracker_wake,
         "waiting": [[_id(task_id), since] for task_id, since in d._waiting_since.items()],
         "retrying": [_id(task_id) for task_id in d._retrying],
-        "gate_scouts": [] if d._scouts is None else [_id(task_id) for task_id in d._scouts.ids()],
+        "gate_scouts": _scouts_data(d),
         "parked": [
             [_group_data(group, pools), [task.to_data() for task in tasks]]
             for group, tasks in d._lot.parked()
@@ -517,7 +518,16 @@ class _Books:
             for task_id, since in _unique_pairs(fields, "waiting")
         }
         self.retrying = _unique_ids(fields, "retrying")
-        self.scouts = _unique_ids(fields, "gate_scouts") if fields.version >= 3 else []
+        self.scouts: list[tuple[Hashable, int]] = []
+        for i, item in enumerate(fields.items("gate_scouts") if fields.version >= 3 else []):
+            where = f"snapshot.gate_scouts[{i}]"
+            if type(item) is not list or len(item) != 2 or type(item[1]) is not int or item[1] < 0:
+                refuse(
+                    where, f"must be [task id, tasks of its class ahead of it], got {shown(item)}"
+                )
+            self.scouts.append((decode_key(item[0], f"{where}[0]"), item[1]))
+        if len({task_id for task_id, _ in self.scouts}) != len(self.scouts):
+            refuse("snapshot.gate_scouts", "names an id twice")
         self.parked: list[tuple[Hashable, list[Task]]] = []
         held = len(d._holds.reservations) if d._holds is not None else 0
         for i, item in enumerate(fields.items("parked")):
@@ -817,7 +827,7 @@ class _Books:
         if set(self.retrying) & parked:
             refuse("snapshot", "has a task both retrying and parked")
         gated = {task.id for group, tasks in self.parked if group is GATES for task in tasks}
-        for task_id in self.scouts:
+        for task_id, _ in self.scouts:
             if task_id not in waiting or task_id in self.retrying or task_id in gated:
                 refuse(
                     "snapshot.gate_scouts",
@@ -918,12 +928,13 @@ class _Books:
         found = {task.id: task for _, tasks in self.parked for task in tasks}
         found.update(self.queued_tasks)
         scouts = d._scouts
-        if scouts is None or any(task_id not in found for task_id in self.scouts):
+        if scouts is None or any(task_id not in found for task_id, _ in self.scouts):
             return False
-        for task_id in self.scouts:
+        for task_id, ahead in self.scouts:
             klass = scouts.klass(found[task_id], self.waiting[task_id])[0]
             if not scouts.out(klass):  # (a second of a class is only queued)
-                scouts.sent(klass, task_id)
+                # Its ticket falls between those of the gate-refused tasks, as it did.
+                scouts.sent(klass, task_id, 2 * ahead + 1)
         return True
 
     def check_gates(self, admitted: set[Hashable]) -> None:
@@ -994,9 +1005,11 @@ class _Books:
         for pool in self.paused_pools:
             rules.close_pool(pool)
         # Parked once the routes are back: a gate-refused task's class names its step.
+        # Gate-refused tasks take even tickets in the order listed (their tickets'),
+        # so that the scouts' odd ones fall where theirs did (see _scouts_data).
         for group, tasks in self.parked:
-            for task in tasks:
-                d._park(task, group)
+            for i, task in enumerate(tasks):
+                d._park(task, group, 2 * (i + 1) if group is GATES else None)
         watched = self._load_scouts()
         d._batches.update(self.batches)
         d._batch_group.update(self.batch_groups)
@@ -1063,6 +1076,22 @@ def _unique_pairs(fields: Fields, name: str) -> list[tuple[Hashable, Any]]:
     if len({key for key, _ in pairs}) != len(pairs):
         refuse(f"snapshot.{name}", "names an id twice")
     return pairs
+
+
+def _scouts_data(d: Distributor) -> list[list[Any]]:
+    """Each scout out, with how many of the gate-refused tasks came before it (tickets
+    are numbers of this process; their order is what counts)."""
+    scouts = d._scouts
+    if scouts is None or not len(scouts):
+        return []
+    lot = d._lot
+    parked = sorted(
+        ticket for task_id in lot.ids() if (ticket := lot.ticket_of(task_id)) is not None
+    )
+    return [
+        [_id(task_id), bisect.bisect_left(parked, scouts.ticket_of(task_id))]
+        for task_id in scouts.ids()
+    ]
 
 
 def _unique_ids(fields: Fields, name: str) -> list[Hashable]:

@@ -103,6 +103,10 @@ class PlacementRules:
         """The breakers' filter alone, or ``None`` without breakers."""
         return self._breakers
 
+    def has_fallbacks(self) -> bool:
+        """Whether some route moves a task on to a next step after a wait."""
+        return self._router is not None and any(len(r.steps) > 1 for r in self._router.routes)
+
     def balancers(self) -> list[Balancer]:
         """Every balancer that may place a task, each once (they all hear membership)."""
         found = [self._balancer]

@@ -640,7 +640,10 @@ class Distributor:
             queue,
             gate_list,
             self._rules,
-            plain=self._holds is None and preemption is None and batcher is None,
+            plain=self._holds is None
+            and preemption is None
+            and batcher is None
+            and not self._rules.has_fallbacks(),
         )
         self._retrying: dict[Hashable, Task] = {}
         self._leases: dict[Hashable, _Run] = {}
@@ -2018,9 +2021,18 @@ class Distributor:
         if task_id in self._retrying:
             self._retrying[task_id] = new
         elif task_id in self._lot:
-            group = self._lot.group_of(task_id)
-            self._lot.remove(task_id)
+            lot = self._lot
+            group = lot.group_of(task_id)
+            was = lot.class_of(task_id)
+            lot.remove(task_id)
             self._park(new, group)
+            scouts = self._scouts
+            if was is not None and scouts is not None and scouts.out(was):
+                # It waited behind a scout, as if back in the queue: if its new class
+                # waits for the gates instead, nothing would ever wake it.
+                klass = lot.class_of(task_id)
+                if klass is not None and not scouts.out(klass):
+                    self._send_scout(klass)
         else:
             self._queue.remove(task_id)
             self._enqueue(new, now)
@@ -2789,32 +2801,35 @@ class Distributor:
             if group is not GATES and not _is_pause(group) and group is not WAITING_FOR_GANG:
                 self._wake_group(group)
 
-    def _park(self, task: Task, group: Hashable) -> None:
-        """Park a waiting task in ``group`` (in its class, under the gates, when scouting)."""
+    def _park(self, task: Task, group: Hashable, ticket: int | None = None) -> None:
+        """Park a waiting task in ``group`` (in its class, under the gates, when scouting;
+        at ``ticket`` among tasks of its rank, or after them)."""
         if group is GATES and self._scouts is not None:
-            self._park_gated(task)
+            self._park_gated(task, ticket)
         else:
             self._lot.park(task, group)
 
-    def _park_gated(self, task: Task) -> None:
+    def _park_gated(self, task: Task, ticket: int | None = None) -> None:
         """Park a task the gates refused, in its class. A scout the gates refuse is back
-        in its class, which waits for the gates again; had its class changed, the
-        next of the old one goes out in its place."""
+        in its class at its ticket, and the class waits for the gates again; had its
+        class changed, the next of the old one goes out in its place."""
         scouts = self._scouts
         assert scouts is not None
         klass, rank = scouts.klass(task, self._waiting_since[task.id])
         was = scouts.gone(task.id)
-        self._lot.park(task, GATES, klass, rank)
-        if was is not None and was != klass:
-            self._send_scout(was)
+        if was is not None and was[0] == klass:
+            ticket = was[1]
+        self._lot.park(task, GATES, klass, rank, ticket)
+        if was is not None and was[0] != klass:
+            self._send_scout(was[0])
 
     def _scout_left(self, task_id: Hashable) -> None:
         """A task leaves the queue or lot for good, or changes: if it was its class's
         scout, the next of its class goes to the queue in its place. O(1) otherwise."""
         assert self._scouts is not None
-        klass = self._scouts.gone(task_id)
-        if klass is not None:
-            self._send_scout(klass)
+        was = self._scouts.gone(task_id)
+        if was is not None:
+            self._send_scout(was[0])
 
     def _send_scout(self, klass: Hashable) -> None:
         """The first of a class of gate-refused tasks goes to the queue (the next, if the
@@ -2823,11 +2838,14 @@ class Distributor:
         assert scouts is not None
         lot = self._lot
         now = self._now()
-        while (task := lot.take_first(GATES, klass)) is not None:
+        while (taken := lot.take_first(GATES, klass)) is not None:
+            task, ticket = taken
             if task.ttl is not None:
                 self._timers.cancel(task.id)
-            if self._enqueue(task, now):
-                scouts.sent(klass, task.id)
+            # (An eviction its push caused may have sent another class's scout, whose
+            # push may have evicted this one: only a task still waiting is a scout.)
+            if self._enqueue(task, now) and task.id in self._waiting_since:
+                scouts.sent(klass, task.id, ticket)
                 if self._listener is not None:
                     self._emit(EventKind.UNPARKED, task.id, state=TaskState.QUEUED)
                 return
