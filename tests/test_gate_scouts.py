@@ -28,6 +28,7 @@ from taskdist import (
     FairScheduler,
     KeyedRateGate,
     KeyedRateLimiter,
+    LeastConnections,
     ManualClock,
     Pool,
     PoolGate,
@@ -437,6 +438,67 @@ def test_routes_that_move_tasks_on_after_a_wait_keep_every_refused_task_going_ba
     assert routed._scouts is None
     single = Distributor(clock, gates=gates(clock), routes=[Route(first)])
     assert single._scouts is not None
+
+
+def drain(d: Distributor, clock: ManualClock) -> list[Hashable]:
+    """Run as a host does (dispatch, complete, sleep until next_wakeup); what was placed."""
+    placed: list[Hashable] = []
+    for _ in range(50):
+        made = d.dispatch()
+        for assignment in made:
+            placed.append(assignment.task.id)
+            d.complete(assignment.task.id)
+        wake = d.next_wakeup()
+        if wake is not None:
+            clock.set(wake)
+        elif not made:
+            break  # nothing placed, nothing due: the host would sleep for good
+    return placed
+
+
+@pytest.mark.parametrize("scouting", [True, False])
+def test_an_assign_that_makes_the_gate_forget_its_wakeup_strands_no_refused_task(
+    scouting: bool,
+) -> None:
+    clock = ManualClock()
+    d = one_token_a_second(clock)(scouting)
+    for name in "abc":
+        d.submit(Task(name))
+    assert [a.task.id for a in d.dispatch()] == ["a"]  # b and c refused; the gate: t=1
+    clock.advance(1.0)
+    d.assign("c", "w")  # takes the refilled token: the gate forgets its wakeup
+    assert d.state_of("b") is TaskState.PARKED
+    assert drain(d, clock) == ["b"]  # (c runs under the host's own assign)
+    assert d.state_of("b") is TaskState.COMPLETED
+
+
+class RaisesOnce(LeastConnections):
+    """Raises the first time it is asked to place task ``x``."""
+
+    raised = False
+
+    def choose(self, task: Task, tracker: Any, where: Any = None) -> Any:
+        if task.id == "x" and not self.raised:
+            self.raised = True
+            raise RuntimeError("balancer broke")
+        return super().choose(task, tracker, where)
+
+
+def test_units_a_failed_dispatch_gives_back_wake_the_tasks_refused_for_them() -> None:
+    clock = ManualClock()
+    d = Distributor(clock, gates=[PoolGate(ResourcePool("db", size=1))], balancer=RaisesOnce())
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("p1", priority=1, resources={"db": 1}))
+    d.submit(Task("p2", priority=2, resources={"db": 1}))
+    d.submit(Task("y", priority=3))
+    d.submit(Task("x", priority=4))
+    with pytest.raises(RuntimeError):
+        # p1 placed; p2 refused for the unit p1 holds, parked as y is placed; x raises.
+        d.dispatch()
+    # p1's placement was taken back, and its unit with it: p2 may pass now.
+    assert d.state_of("p1") is TaskState.QUEUED
+    assert d.state_of("p2") is TaskState.QUEUED
+    assert sorted(drain(d, clock)) == ["p1", "p2", "x", "y"]
 
 
 # -- the lot's classes ------------------------------------------------------------

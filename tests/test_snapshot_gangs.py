@@ -78,6 +78,7 @@ def version_1(snapshot: dict[str, Any]) -> dict[str, Any]:
         "batch_groups",
         "backfill",
         "gate_scouts",
+        "gate_due",
     )
     old = {key: value for key, value in snapshot.items() if key not in added}
     old["runs"] = [{k: v for k, v in run.items() if k != "batch"} for run in old["runs"]]

@@ -89,7 +89,8 @@ groups are written by shape. A version 1 snapshot still loads, its gangs'
 configuration given to ``restore`` (or the default), with no gang waiting, no task
 routed or sent, no pool paused, no batch and no reservation held (version 1 refused
 to write them). 3 added ``gate_scouts``: the tasks that went back to the queue first
-of their kind when a gate opened (none before)."""
+of their kind when a gate opened (none before), and ``gate_due``, the gates' wakeup
+kept since they last refused a task."""
 _VERSIONS: Final = (SNAPSHOT_VERSION, 2, _VERSION)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
@@ -144,6 +145,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
         "closed": d._closed,
         "ticked_at": None if d._ticked_at == -math.inf else d._ticked_at,
         "tracker_wake": d._tracker_wake,
+        "gate_due": d._gate_due,
         "waiting": [[_id(task_id), since] for task_id, since in d._waiting_since.items()],
         "retrying": [_id(task_id) for task_id in d._retrying],
         "gate_scouts": _scouts_data(d),
@@ -513,6 +515,7 @@ class _Books:
         ticked = fields.opt_number("ticked_at")
         self.ticked_at = -math.inf if ticked is None else ticked
         self.tracker_wake = fields.opt_number("tracker_wake")
+        self.gate_due = fields.opt_number("gate_due") if fields.version >= 3 else None
         self.waiting = {
             task_id: _number(since, f"snapshot.waiting[{task_id!r}]")
             for task_id, since in _unique_pairs(fields, "waiting")
@@ -971,6 +974,7 @@ class _Books:
         d._closed = self.closed
         d._ticked_at = self.ticked_at
         d._tracker_wake = self.tracker_wake
+        d._gate_due = self.gate_due
         d._waiting_since.update(self.waiting)
         d._progress.update(self.runs)
         d._retrying.update((task_id, self.runs[task_id].task) for task_id in self.retrying)

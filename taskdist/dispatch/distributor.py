@@ -358,6 +358,7 @@ class Distributor:
         "_gang_plan",
         "_gang_sig",
         "_gangs",
+        "_gate_due",
         "_gate_list",
         "_gates",
         "_group_leased",
@@ -653,6 +654,10 @@ class Distributor:
         self._timers = Timers()
         self._ticked_at = -math.inf
         self._tracker_wake: float | None = None
+        # The earliest wakeup the gates named for a task they refused, kept here too:
+        # a gate forgets its own at the next try_acquire at or after it, which a
+        # dispatch under a running clock or an assign() may make before any tick.
+        self._gate_due: float | None = None
         # Scratch of one dispatch: tasks passed over (to park), blocked signatures, the choice.
         self._passed: list[tuple[Task, Hashable]] = []
         self._round_blocked: set[Hashable] = set()
@@ -1156,6 +1161,13 @@ class Distributor:
                     self._batcher.flush()  # a batch being formed, if any
                 for assignment in reversed(made):
                     self._take_back(assignment)
+                if (
+                    made
+                    and self._lot.has_group(GATES)
+                    and any(_frees_on_release(self._gate_list, a.task) for a in made)
+                ):
+                    # Units given back: what the gates refused for want of them may pass.
+                    self._wake_gated()
                 raise
             finally:
                 round_blocked.clear()
@@ -1275,8 +1287,12 @@ class Distributor:
                 self._waiting_since.pop(task_id)
                 self._dead_letter(task, Reason.REJECTED, now, group.error)
                 continue
-            if group is GATES and self._scouts is not None:
-                self._park_gated(task)
+            if group is GATES:
+                self._note_gate_wake()
+                if self._scouts is not None:
+                    self._park_gated(task)
+                else:
+                    lot.park(task, group)
             else:
                 lot.park(task, group)
             ttl = task.ttl
@@ -2850,6 +2866,23 @@ class Distributor:
                     self._emit(EventKind.UNPARKED, task.id, state=TaskState.QUEUED)
                 return
 
+    def _note_gate_wake(self) -> None:
+        """Keep the gates' wakeup after they refused a task (see ``_gate_due``)."""
+        assert self._gates is not None
+        wake = self._gates.next_wakeup()
+        if wake is not None and (self._gate_due is None or wake < self._gate_due):
+            self._gate_due = wake
+
+    def _gate_wake(self) -> float | None:
+        """When the tasks the gates refused may pass: the sooner of the gates' own
+        wakeup and the one kept since a refusal."""
+        gates = self._gates
+        wake = None if gates is None else gates.next_wakeup()
+        due = self._gate_due
+        if due is not None and (wake is None or due < wake):
+            return due
+        return wake
+
     def _wake_gated(self) -> None:
         """A gate may admit more now: the tasks it refused go back to the queue (with
         scouts, the first of each class that has none out). O(k log n) for k sent."""
@@ -2915,9 +2948,9 @@ class Distributor:
         if wake is not None and wake <= now:
             self._expire_queue(now)
         if self._lot.has_group(GATES):
-            gates = self._gates
-            wake = None if gates is None else gates.next_wakeup()
+            wake = self._gate_wake()
             if wake is not None and wake <= now:
+                self._gate_due = None
                 self._wake_gated()
         tracker_wake = self._tracker_wake
         if tracker_wake is not None and tracker_wake <= now:
@@ -3004,8 +3037,8 @@ class Distributor:
         wake = self._queue.next_wakeup()
         if wake is not None and wake > ticked and (soonest is None or wake < soonest):
             soonest = wake
-        if self._lot.has_group(GATES) and self._gates is not None:
-            wake = self._gates.next_wakeup()
+        if self._lot.has_group(GATES):
+            wake = self._gate_wake()
             if wake is not None and wake > ticked and (soonest is None or wake < soonest):
                 soonest = wake
         wake = self._tracker_wake
