@@ -1358,17 +1358,17 @@ class Distributor:
         task_id = task.id
         enqueued = self._waiting_since.pop(task_id)
         run = self._progress.get(task_id)
-        if run is None:
+        if run is None:  # a new record starts at now, popped and gated
             run = self._progress[task_id] = _Run(task, enqueued, now)
         else:
             run.task = task
             run.retry_at = None
+            run.started_at = now
+            run.popped = run.gated = True
         run.attempt = attempt = run.attempt + 1
         run.worker_id = worker.id
-        run.started_at = now
         run.permit = permit
         run.balancer = balancer
-        run.popped = run.gated = True
         waited = now - enqueued
         run.waited = waited
         self._record_wait(waited)
@@ -2536,7 +2536,11 @@ class Distributor:
             self._report_to_breaker(breaker, worker_id, lease, now, duration, ok, error)
             if self._breaker_changes:
                 self._breakers_changed()
-        self._end_gates_and_queue(lease)
+        if self._gates is None:  # _end_gates_and_queue, inline: the hot path
+            if lease.popped:
+                self._queue.release(task)
+        else:
+            self._end_gates_and_queue(lease)
         if len(self._lot):
             self._wake_for(state)
 

@@ -552,7 +552,11 @@ class CapacityTracker:
         is not placed (the Distributor, placing what its balancer chose for a task it
         leases once). The health and fit checks stay: they are what the caller cannot
         know for sure, since a gate or breaker it asked since may have run anything."""
-        self._refresh()
+        if self._busy:
+            self._refresh()  # raises
+        now = self._clock.now()  # _refresh, inline: the hot path
+        if now >= self._outcomes.next_due:
+            self._outcomes.due(now)
         checked = self._demand(task)
         if state.health is _UNAVAILABLE or not state._admits(_NO_SKILLS, None, checked):
             self.assign(task, state.id)  # raises the public error (or, if it fits now, assigns)
@@ -606,13 +610,18 @@ class CapacityTracker:
         is on the worker (the Distributor, ending a lease it made)."""
         state = self._workers[worker_id]
         task_id = task.id
-        now = self._refresh()
+        if self._busy:
+            self._refresh()  # raises
+        now = self._clock.now()  # _refresh, inline: the hot path
+        outcomes = self._outcomes
+        if now >= outcomes.next_due:
+            outcomes.due(now)
         state._let_go(task_id)
         if state.health is not _UNAVAILABLE:
             self._available_in_flight -= 1
         del self._placed[task_id]
         if duration is not None or ok is not None:
-            self._outcomes.record(state, now, duration, ok, len(self._workers))
+            outcomes.record(state, now, duration, ok, len(self._workers))
         self._refile(state)
         return state
 
