@@ -1059,7 +1059,12 @@ class Distributor:
         if task.gang is not None:
             self._join_gang(task, now, completes)
         if eviction is None:
-            if self._holds is not None and completes:
+            if self._holds is None:
+                # Only a hold or a gang parks a task at its arrival.
+                if task.gang is None or task_id not in self._lot:
+                    return SubmitResult(task_id, True, TaskState.QUEUED)
+                return SubmitResult(task_id, True, TaskState.PARKED)
+            if completes:
                 self._hold_on_arrival(task, now)
             state = TaskState.PARKED if task_id in self._lot else TaskState.QUEUED
             return SubmitResult(task_id, True, state)

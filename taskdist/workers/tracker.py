@@ -557,7 +557,8 @@ class CapacityTracker:
         now = self._clock.now()  # _refresh, inline: the hot path
         if now >= self._outcomes.next_due:
             self._outcomes.due(now)
-        checked = self._demand(task)
+        # _demand, inline: the hot path
+        checked = _ONE_SLOT if not task.resources and "slots" in self._named else self._demand(task)
         if state.health is _UNAVAILABLE or not state._admits(_NO_SKILLS, None, checked):
             self.assign(task, state.id)  # raises the public error (or, if it fits now, assigns)
             return
@@ -852,6 +853,9 @@ class CapacityTracker:
             raise InvalidTypeError(
                 f"key must be a function of a WorkerState giving its place in an order, got {key!r}"
             )
+        if where is None and type(task) is Task:  # _query, inline: the balancers' hot path
+            self._refresh()
+            return self._lowest(task, key, None)
         return self._query(task, where, self._lowest, task, key, where)
 
     def _lowest(self, task: Task, key: LoadKey, where: WorkerFilter | None) -> WorkerState | None:
@@ -866,7 +870,8 @@ class CapacityTracker:
             if index is None:
                 index = self._index(key)
         zone = task.zone if self._strict_zones else None
-        demand = self._demand(task)
+        # _demand, inline: the hot path
+        demand = _ONE_SLOT if not task.resources and "slots" in self._named else self._demand(task)
         # _qualifies, less its health test: an index holds no UNAVAILABLE worker.
         # The first worker is the usual answer: asked before any walk is built.
         top = index.top_healthy()
