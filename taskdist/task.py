@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import types
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -431,8 +431,14 @@ class Task:
         return f"Task({', '.join(fields)})"
 
 
-# Each field's slot setter, in field order: the slot's own descriptor, which the
-# frozen class's __setattr__ does not reach. Task.__init__ sets its fields with them.
+def _slot_setters(cls: type) -> Iterator[Callable[[Any, Any], None]]:
+    """The slot setter of each of an attrs class's fields, in field order: the slot's own
+    descriptor, which a frozen class's ``__setattr__`` does not reach. A written-out
+    ``__init__`` on the hot path sets its fields with them (a generated one calls
+    ``object.__setattr__`` by name, about twice the cost per field)."""
+    return (cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
+
+
 (
     _set_id,
     _set_priority,
@@ -450,7 +456,7 @@ class Task:
     _set_preemptible,
     _set_gang,
     _set_gang_size,
-) = (Task.__dict__[field.name].__set__ for field in attrs.fields(Task))
+) = _slot_setters(Task)
 
 
 def _check_gang(gang: Hashable | None, size: int | None) -> None:
@@ -564,7 +570,7 @@ class Worker:
             raise as_snapshot_error(error, where) from None
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class Assignment:
     """A task placed on a worker: which attempt, since when, and until when its lease runs.
 
@@ -586,8 +592,35 @@ class Assignment:
     """The id of the batch it was dispatched in, or ``None`` when dispatched alone. The
     tasks of one batch share their worker and their lease; each reports on its own."""
 
+    # Written out, as Task's: one is made per dispatch.
+    def __init__(
+        self,
+        task: Task,
+        worker_id: Hashable,
+        attempt: int,
+        started_at: float,
+        lease_expiry: float | None = None,
+        batch: int | None = None,
+    ) -> None:
+        _set_task(self, task)
+        _set_worker_id(self, worker_id)
+        _set_attempt(self, attempt)
+        _set_started_at(self, started_at)
+        _set_lease_expiry(self, lease_expiry)
+        _set_batch(self, batch)
+
     def __hash__(self) -> int:
         return hash((self.task.id, self.attempt))
+
+
+(
+    _set_task,
+    _set_worker_id,
+    _set_attempt,
+    _set_started_at,
+    _set_lease_expiry,
+    _set_batch,
+) = _slot_setters(Assignment)
 
 
 _FINAL_STATES: frozenset[TaskState] = frozenset(

@@ -107,7 +107,7 @@ from taskdist.queues.protocol import Eviction, Queue
 from taskdist.resilience.breaker import CircuitBreaker, CircuitState
 from taskdist.resilience.gates import AllGates, Gate
 from taskdist.resilience.retry import RetryPolicy
-from taskdist.task import Assignment, Reason, Task, TaskState, Worker
+from taskdist.task import Assignment, Reason, Task, TaskState, Worker, _slot_setters
 from taskdist.workers._ranges import MAX_SECONDS
 from taskdist.workers.health import Health
 from taskdist.workers.state import WorkerState
@@ -123,7 +123,7 @@ BreakerFactory = Callable[[Hashable], CircuitBreaker]
 ``lambda worker_id: CircuitBreaker(clock, minimum_calls=5)``."""
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class SubmitResult:
     """What ``submit`` did: accepted the task, or found it a duplicate.
 
@@ -136,6 +136,12 @@ class SubmitResult:
     accepted: bool
     state: TaskState
 
+    # Written out, as Task's: one is made per submit.
+    def __init__(self, task_id: Hashable, accepted: bool, state: TaskState) -> None:
+        _set_task_id(self, task_id)
+        _set_accepted(self, accepted)
+        _set_state(self, state)
+
     @property
     def duplicate(self) -> bool:
         """Whether the id was already live, or finished within the dedup window."""
@@ -143,6 +149,9 @@ class SubmitResult:
 
     def __bool__(self) -> bool:
         return self.accepted
+
+
+_set_task_id, _set_accepted, _set_state = _slot_setters(SubmitResult)
 
 
 _BATCH_SCAN = 64
