@@ -1393,7 +1393,7 @@ class Distributor:
         self._leases[task_id] = run
         if self._budget is not None:
             self._budget.leased(task)
-        if not self._rules.plain:
+        if self._routed:  # only a routed task has a fallback step timed
             self._timers.cancel(_StepTimer(task_id))
         if self._escalation is not None:
             self._timers.cancel(_EscalationTimer(task_id))
@@ -1631,9 +1631,12 @@ class Distributor:
             InvalidArgumentError: ``duration`` negative, NaN, infinite or above 1e12
                 seconds (nothing changed).
         """
-        if duration is not None:
+        # The checks, with the usual values (a float in range, an int >= 1) passed inline.
+        if duration is not None and not (
+            duration.__class__ is float and 0.0 <= duration <= MAX_SECONDS
+        ):
             duration = check_number(duration, "duration", minimum=0.0, maximum=MAX_SECONDS)
-        if attempt is not None:
+        if attempt is not None and not (attempt.__class__ is int and attempt >= 1):
             attempt = check_int(attempt, "attempt", minimum=1)
         if self._busy:
             self._enter()  # raises
