@@ -274,7 +274,8 @@ class Task:
             resources = _task_resources(resources)
         if preemptible is not True and preemptible is not False:
             raise InvalidTypeError(f"Task.preemptible must be a bool, got {preemptible!r}")
-        check_id(id, "Task.id")
+        if not ((id.__class__ is str and id) or id.__class__ is int):  # the usual ids pass
+            check_id(id, "Task.id")
         if (
             isinstance(priority, bool)
             or not isinstance(priority, int)
