@@ -89,6 +89,9 @@ _UNSET: Final = _Unset.UNSET
 _HEALTHY: Final = Health.HEALTHY
 _DEGRADED: Final = Health.DEGRADED
 _UNAVAILABLE: Final = Health.UNAVAILABLE
+# Outcomes.next_due while no ejection or slow-start ramp waits for a time: then
+# _refresh has nothing to lift, whatever the clock says, and need not read it.
+_NEVER: Final = math.inf
 _ONE_SLOT: Final[Demand] = (("slots", 1.0),)
 
 _NO_SKILLS: Final[frozenset[str]] = frozenset()
@@ -552,11 +555,8 @@ class CapacityTracker:
         is not placed (the Distributor, placing what its balancer chose for a task it
         leases once). The health and fit checks stay: they are what the caller cannot
         know for sure, since a gate or breaker it asked since may have run anything."""
-        if self._busy:
-            self._refresh()  # raises
-        now = self._clock.now()  # _refresh, inline: the hot path
-        if now >= self._outcomes.next_due:
-            self._outcomes.due(now)
+        if self._busy or self._outcomes.next_due != _NEVER:
+            self._refresh()  # (without a time to wait for, nothing is ever due)
         # _demand, inline: the hot path
         checked = _ONE_SLOT if not task.resources and "slots" in self._named else self._demand(task)
         if state.health is _UNAVAILABLE or not state._admits(_NO_SKILLS, None, checked):
@@ -732,7 +732,8 @@ class CapacityTracker:
         that can alter it (``assign``, ``release``, health, ejections,
         capacity, membership): never a scan.
         """
-        self._refresh()
+        if self._busy or self._outcomes.next_due != _NEVER:
+            self._refresh()  # (without a time to wait for, nothing is ever due)
         return bool(self._room_healthy or self._room_degraded)
 
     def _has_room_now(self) -> bool:
@@ -854,7 +855,8 @@ class CapacityTracker:
                 f"key must be a function of a WorkerState giving its place in an order, got {key!r}"
             )
         if where is None and type(task) is Task:  # _query, inline: the balancers' hot path
-            self._refresh()
+            if self._busy or self._outcomes.next_due != _NEVER:
+                self._refresh()  # (without a time to wait for, nothing is ever due)
             return self._lowest(task, key, None)
         return self._query(task, where, self._lowest, task, key, where)
 
