@@ -89,7 +89,9 @@ class LoadIndex:
         else:
             heap, live, elsewhere = self._healthy, self._healthy_live, self._degraded_live
         key = self._key(state)
-        entry = (*key, state.seq, state) if type(key) is tuple else (key, state.seq, state)
+        # Concatenated: (*key, ...) would build a list on the way.
+        own = (state.seq, state)
+        entry = key + own if type(key) is tuple else (key, state.seq, state)
         old = live.get(state)
         if old is None:
             if elsewhere and state in elsewhere:  # its health moved it to the other heap
