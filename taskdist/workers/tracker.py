@@ -919,16 +919,22 @@ class CapacityTracker:
             InvalidArgumentError: ``count`` is negative.
         """
         count = check_int(count, "count", minimum=0)
-        self._check_query(task, where)
+        if not isinstance(task, Task) or (where is not None and not callable(where)):
+            self._check_query(task, where)  # raises (tested first: this is the hot path)
         if not isinstance(rng, random.Random):
             raise InvalidTypeError(f"rng must be a random.Random, got {rng!r}")
-        self._refresh()
+        if self._busy or self._outcomes.next_due != _NEVER:
+            self._refresh()  # (without a time to wait for, nothing is ever due)
         pool = self._pool
         size = len(pool)
         if count == 0 or size == 0:
             return []
         if 2 * count <= size:
-            chosen = self._filtered(where, self._draw, task, count, rng, where)
+            chosen = (
+                self._draw(task, count, rng, None)
+                if where is None
+                else self._filtered(where, self._draw, task, count, rng, where)
+            )
             if chosen is not None:
                 return chosen
         # Too few qualify to find them by chance: list them. Which ones the draws above
@@ -945,7 +951,8 @@ class CapacityTracker:
         size = len(pool)
         requires = task.requires
         zone = task.zone if self._strict_zones else None
-        demand = self._demand(task)
+        # _demand, inline: the hot path
+        demand = _ONE_SLOT if not task.resources and "slots" in self._named else self._demand(task)
         include_degraded = self._degraded == "include"
         chosen: list[WorkerState] = []
         seen: set[int] = set()
@@ -956,8 +963,13 @@ class CapacityTracker:
                 continue
             seen.add(at)
             state = pool[at]
-            if (include_degraded or state.health is not _DEGRADED) and _qualifies(
-                state, requires, zone, demand, where
+            health = state.health
+            # _qualifies, inline (the hot loop), DEGRADED workers only under "include"
+            if (
+                health is not _UNAVAILABLE
+                and (include_degraded or health is not _DEGRADED)
+                and state._admits(requires, zone, demand)
+                and (where is None or where(state))
             ):
                 chosen.append(state)
                 if len(chosen) == count:
