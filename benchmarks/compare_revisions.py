@@ -10,8 +10,20 @@ them alike. Cases are the placement cycle of ``bench_dispatch.py`` (``cycle``),
 ``CapacityTracker.candidates`` and ``select()`` of ``bench_balancing.py``
 (``candidates``, ``select``), and the cycle while every worker ramps up in
 slow start (``ramp``, written here so that it runs on trees from before
-``bench_dispatch`` could do it). Prints a Markdown table of µs per operation
-and the ratio of the second tree to the first.
+``bench_dispatch`` could do it). Two more cases time the whole Distributor,
+written here too so that any tree runs them: ``distributor`` is its bare
+task cycle on n one-slot workers under the simulator's default parts (a
+``PriorityQueue``, ``LeastConnections``, the default tracker and retry
+policy; no lease), one prebuilt task at a time (the same ones each run):
+``submit``, ``next_wakeup``, ``dispatch``, the clock a millisecond on,
+``complete``, ``next_wakeup``;
+``sim`` is the simulator's M/M/n at 80 % (``scenarios.mm_c``), per customer,
+the task building included. ``--cpu`` times by the process's CPU time
+instead of the wall clock (steadier on a loaded machine). Prints a Markdown
+table of µs per operation and the ratio of the second tree to the first.
+
+    python benchmarks/compare_revisions.py /tmp/before . --cpu --rounds 9 \
+        --cases distributor:-:10 sim:-:10
 """
 
 from __future__ import annotations
@@ -54,7 +66,12 @@ CASES = [
     ),
     "select:ConsistentHash:10",
     "ramp:-:1000",
+    "distributor:-:10",
+    "sim:-:10",
 ]
+
+# Tasks per run of the ``distributor`` and ``sim`` cases.
+WHOLE = 20_000
 
 
 def ramp_cycles(n: int, cycles: int) -> Callable[[], object]:
@@ -92,8 +109,58 @@ def ramp_cycles(n: int, cycles: int) -> Callable[[], object]:
     return run
 
 
-def serve() -> None:
-    """Answer case names on stdin with µs per operation of one run, on stdout."""
+def distributor_cycles(n: int, cycles: int) -> Callable[[], object]:
+    """The Distributor's bare task cycle on n one-slot workers, ``cycles`` prebuilt tasks
+    a run (see the module docs)."""
+    from taskdist import Distributor, ManualClock, Task
+    from taskdist.sim import scenarios
+    from taskdist.sim.policies import Policy
+
+    clock = ManualClock()
+    rng = random.Random(n)
+    scenario = scenarios.mm_c(0.8 * n, 1.0, n)
+    parts = Policy().build(scenario, clock, rng)
+    d = Distributor(
+        clock,
+        queue=parts.queue,
+        tracker=parts.tracker,
+        balancer=parts.balancer,
+        retry=parts.retry,
+        lease=None,
+        dedup_window=0.0,
+        rng=rng,
+    )
+    for worker in scenario.workers:
+        d.add_worker(worker)
+    # dedup_window=0: a finished id is forgotten, so every run submits the same tasks.
+    tasks = [Task(i) for i in range(cycles)]
+
+    def run() -> None:
+        submit, dispatch, complete, wakeup = d.submit, d.dispatch, d.complete, d.next_wakeup
+        advance = clock.advance
+        for task in tasks:
+            submit(task)
+            wakeup()
+            for assignment in dispatch():
+                advance(0.001)
+                complete(assignment.task.id)
+            wakeup()
+
+    run()  # warm up
+    return run
+
+
+def sim_customers(n: int, customers: int) -> Callable[[], object]:
+    """The simulator's M/M/n at 80 % for ``customers`` customers (see the module docs)."""
+    from taskdist.sim import Simulation, scenarios
+
+    scenario = scenarios.mm_c(0.8 * n, 1.0, n, tasks=customers)
+    return lambda: Simulation(scenario, seed=1).run()
+
+
+def serve(timer: Callable[[], float]) -> None:
+    """Answer case names on stdin with µs per operation of one run (timed by ``timer``),
+    on stdout."""
     from bench_balancing import CALLS, STRATEGIES, loaded_tracker, run_candidates, run_select, tasks
     from bench_dispatch import CYCLES, PICKERS, Pool
 
@@ -111,6 +178,10 @@ def serve() -> None:
                 made[case] = (lambda p=pool, f=pick: p.cycles(f, CYCLES), CYCLES)
             elif kind == "ramp":
                 made[case] = (ramp_cycles(n, CYCLES), CYCLES)
+            elif kind == "distributor":
+                made[case] = (distributor_cycles(n, WHOLE), WHOLE)
+            elif kind == "sim":
+                made[case] = (sim_customers(n, WHOLE), WHOLE)
             else:
                 tracker = loaded_tracker(n)
                 batch = tasks(CALLS)
@@ -122,9 +193,9 @@ def serve() -> None:
                     made[case] = (lambda s=balancer, p=pool_, b=batch: run_select(s, p, b), CALLS)
         run, unit = made[case]
         gc.collect()
-        start = time.perf_counter()
+        start = timer()
         run()
-        print((time.perf_counter() - start) / unit * 1e6, flush=True)
+        print((timer() - start) / unit * 1e6, flush=True)
 
 
 def main() -> None:
@@ -133,11 +204,12 @@ def main() -> None:
     parser.add_argument("second", help="the tree compared with it")
     parser.add_argument("--rounds", type=int, default=13)
     parser.add_argument("--cases", nargs="+", default=CASES)
+    parser.add_argument("--cpu", action="store_true", help="time by CPU time, not wall time")
     args = parser.parse_args()
     trees = [os.path.abspath(args.first), os.path.abspath(args.second)]
     workers = [
         subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--serve"],
+            [sys.executable, os.path.abspath(__file__), "--serve-cpu" if args.cpu else "--serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -166,8 +238,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--serve"]:
+    if sys.argv[1:] in (["--serve"], ["--serve-cpu"]):
         sys.path.pop(0)  # this file's folder: the tree's own benchmarks come from PYTHONPATH
-        serve()
+        serve(time.process_time if sys.argv[1] == "--serve-cpu" else time.perf_counter)
     else:
         main()

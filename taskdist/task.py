@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import types
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -179,7 +179,7 @@ def _check_zone(value: object, name: str) -> None:
         raise InvalidArgumentError(f"{name} must not be empty (None for no zone)")
 
 
-@attrs.frozen(repr=False)
+@attrs.frozen(repr=False, init=False)
 class Task:
     """An immutable description of one unit of work.
 
@@ -222,9 +222,9 @@ class Task:
     """Who it is for (user, project): the unit of fairness and quota."""
     key: Hashable | None = None
     """Affinity / consistent-hash key: equal keys prefer the same worker."""
-    requires: frozenset[str] = attrs.field(default=frozenset(), converter=_skills)
+    requires: frozenset[str] = _NO_SKILLS
     """Skills a worker must have to run it."""
-    resources: Mapping[str, float] = attrs.field(default=_EMPTY, converter=_task_resources)
+    resources: Mapping[str, float] = _EMPTY
     """Demand per named resource, e.g. ``{"slots": 1, "api_calls": 1}`` (read-only)."""
     cost: float = 1.0
     """Estimated duration or size (0 to 1e18): for fair accounting and deadline feasibility."""
@@ -245,37 +245,77 @@ class Task:
     gang_size: int | None = None
     """How many tasks the gang has (>= 1); every member says the same."""
 
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.preemptible, bool):
-            raise InvalidTypeError(f"Task.preemptible must be a bool, got {self.preemptible!r}")
-        check_id(self.id, "Task.id")
-        priority = self.priority
+    # Written out, not generated: every Task is built on the host's hot path, and
+    # setting each slot through its own descriptor costs about half of a generic
+    # setattr per field. Checks run in the order of the fields, as before: the
+    # skills and resources first (they are converted), then the rest.
+    def __init__(
+        self,
+        id: Hashable,
+        priority: int = Priority.NORMAL,
+        deadline: float | None = None,
+        tenant: Hashable | None = None,
+        key: Hashable | None = None,
+        requires: Iterable[str] = _NO_SKILLS,
+        resources: Mapping[str, float] = _EMPTY,
+        cost: float = 1.0,
+        ttl: float | None = None,
+        max_attempts: int | None = None,
+        group: Hashable | None = None,
+        zone: str | None = None,
+        payload: Any = None,
+        preemptible: bool = True,
+        gang: Hashable | None = None,
+        gang_size: int | None = None,
+    ) -> None:
+        if requires is not _NO_SKILLS:  # the defaults need no conversion
+            requires = _skills(requires)
+        if resources is not _EMPTY:
+            resources = _task_resources(resources)
+        if preemptible is not True and preemptible is not False:
+            raise InvalidTypeError(f"Task.preemptible must be a bool, got {preemptible!r}")
+        if not ((id.__class__ is str and id) or id.__class__ is int):  # the usual ids pass
+            check_id(id, "Task.id")
         if (
             isinstance(priority, bool)
             or not isinstance(priority, int)
             or not -_MAX_PRIORITY <= priority <= _MAX_PRIORITY
         ):
             check_int(priority, "Task.priority", minimum=-_MAX_PRIORITY, maximum=_MAX_PRIORITY)
-        if self.deadline is not None:
-            object.__setattr__(self, "deadline", _deadline(self.deadline))
-        if self.tenant is not None:
-            check_id(self.tenant, "Task.tenant")
-        if self.key is not None:
-            check_id(self.key, "Task.key")
-        if type(self.cost) is not float or not 0.0 <= self.cost <= MAX_AMOUNT:
-            cost = check_number(self.cost, "Task.cost", minimum=0.0, maximum=MAX_AMOUNT)
-            object.__setattr__(self, "cost", cost)
-        if self.ttl is not None:
-            ttl = check_number(self.ttl, "Task.ttl", positive=True, maximum=MAX_AMOUNT)
-            object.__setattr__(self, "ttl", ttl)
-        if self.max_attempts is not None:
-            check_int(self.max_attempts, "Task.max_attempts", minimum=1)
-        if self.group is not None:
-            check_id(self.group, "Task.group")
-        if self.zone is not None:
-            _check_zone(self.zone, "Task.zone")
-        if self.gang is not None or self.gang_size is not None:
-            _check_gang(self.gang, self.gang_size)
+        if deadline is not None:
+            deadline = _deadline(deadline)
+        if tenant is not None:
+            check_id(tenant, "Task.tenant")
+        if key is not None:
+            check_id(key, "Task.key")
+        if type(cost) is not float or not 0.0 <= cost <= MAX_AMOUNT:
+            cost = check_number(cost, "Task.cost", minimum=0.0, maximum=MAX_AMOUNT)
+        if ttl is not None:
+            ttl = check_number(ttl, "Task.ttl", positive=True, maximum=MAX_AMOUNT)
+        if max_attempts is not None:
+            check_int(max_attempts, "Task.max_attempts", minimum=1)
+        if group is not None:
+            check_id(group, "Task.group")
+        if zone is not None:
+            _check_zone(zone, "Task.zone")
+        if gang is not None or gang_size is not None:
+            _check_gang(gang, gang_size)
+        _set_id(self, id)
+        _set_priority(self, priority)
+        _set_deadline(self, deadline)
+        _set_tenant(self, tenant)
+        _set_key(self, key)
+        _set_requires(self, requires)
+        _set_resources(self, resources)
+        _set_cost(self, cost)
+        _set_ttl(self, ttl)
+        _set_max_attempts(self, max_attempts)
+        _set_group(self, group)
+        _set_zone(self, zone)
+        _set_payload(self, payload)
+        _set_preemptible(self, preemptible)
+        _set_gang(self, gang)
+        _set_gang_size(self, gang_size)
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -392,6 +432,34 @@ class Task:
         return f"Task({', '.join(fields)})"
 
 
+def _slot_setters(cls: type) -> Iterator[Callable[[Any, Any], None]]:
+    """The slot setter of each of an attrs class's fields, in field order: the slot's own
+    descriptor, which a frozen class's ``__setattr__`` does not reach. A written-out
+    ``__init__`` on the hot path sets its fields with them (a generated one calls
+    ``object.__setattr__`` by name, about twice the cost per field)."""
+    return (cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
+
+
+(
+    _set_id,
+    _set_priority,
+    _set_deadline,
+    _set_tenant,
+    _set_key,
+    _set_requires,
+    _set_resources,
+    _set_cost,
+    _set_ttl,
+    _set_max_attempts,
+    _set_group,
+    _set_zone,
+    _set_payload,
+    _set_preemptible,
+    _set_gang,
+    _set_gang_size,
+) = _slot_setters(Task)
+
+
 def _check_gang(gang: Hashable | None, size: int | None) -> None:
     if gang is None or size is None:
         raise InvalidArgumentError(
@@ -503,7 +571,7 @@ class Worker:
             raise as_snapshot_error(error, where) from None
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class Assignment:
     """A task placed on a worker: which attempt, since when, and until when its lease runs.
 
@@ -525,8 +593,35 @@ class Assignment:
     """The id of the batch it was dispatched in, or ``None`` when dispatched alone. The
     tasks of one batch share their worker and their lease; each reports on its own."""
 
+    # Written out, as Task's: one is made per dispatch.
+    def __init__(
+        self,
+        task: Task,
+        worker_id: Hashable,
+        attempt: int,
+        started_at: float,
+        lease_expiry: float | None = None,
+        batch: int | None = None,
+    ) -> None:
+        _set_task(self, task)
+        _set_worker_id(self, worker_id)
+        _set_attempt(self, attempt)
+        _set_started_at(self, started_at)
+        _set_lease_expiry(self, lease_expiry)
+        _set_batch(self, batch)
+
     def __hash__(self) -> int:
         return hash((self.task.id, self.attempt))
+
+
+(
+    _set_task,
+    _set_worker_id,
+    _set_attempt,
+    _set_started_at,
+    _set_lease_expiry,
+    _set_batch,
+) = _slot_setters(Assignment)
 
 
 _FINAL_STATES: frozenset[TaskState] = frozenset(

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+
 import attrs
 import pytest
 
 from taskdist import (
+    Assignment,
     DeadlineError,
     InvalidArgumentError,
     InvalidTypeError,
     Priority,
+    SubmitResult,
     Task,
     TaskdistError,
+    TaskState,
     Worker,
 )
 
@@ -148,3 +153,43 @@ def test_bad_worker_fields_are_refused_with_a_message_naming_the_field(
     arguments: dict[str, object] = {"id": "w"} | fields
     with pytest.raises(error, match=message.replace(".", r"\.")):
         Worker(**arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls", [Task, Assignment, SubmitResult])
+def test_a_written_out_init_takes_every_field_in_order_with_its_default(cls: type) -> None:
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    fields = attrs.fields(cls)
+    assert [p.name for p in params] == [f.name for f in fields]
+    for param, field in zip(params, fields, strict=True):
+        default = inspect.Parameter.empty if field.default is attrs.NOTHING else field.default
+        assert param.default == default, field.name
+        assert param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+
+
+def test_a_written_out_init_sets_every_field_to_what_it_was_given() -> None:
+    values = {
+        "id": "t",
+        "priority": -3,
+        "deadline": 5.5,
+        "tenant": ("acme", 1),
+        "key": 7,
+        "requires": frozenset({"gpu"}),
+        "resources": {"gpu": 2.0},
+        "cost": 0.25,
+        "ttl": 9.0,
+        "max_attempts": 4,
+        "group": "g",
+        "zone": "eu",
+        "payload": object(),
+        "preemptible": False,
+        "gang": "crew",
+        "gang_size": 2,
+    }
+    assert [f.name for f in attrs.fields(Task)] == list(values)
+    task = Task(*values.values())  # positionally, in field order
+    assert {name: getattr(task, name) for name in values} == values
+    assert attrs.evolve(task) == task and attrs.evolve(task, cost=1.0).cost == 1.0
+    assignment = Assignment(task, "w", 2, 1.5, 31.5, 8)
+    assert attrs.astuple(assignment, recurse=False) == (task, "w", 2, 1.5, 31.5, 8)
+    result = SubmitResult("t", False, TaskState.LEASED)
+    assert attrs.astuple(result) == ("t", False, TaskState.LEASED) and not result

@@ -108,7 +108,7 @@ from taskdist.queues.protocol import Eviction, Queue
 from taskdist.resilience.breaker import CircuitBreaker, CircuitState
 from taskdist.resilience.gates import AllGates, Gate
 from taskdist.resilience.retry import RetryPolicy
-from taskdist.task import Assignment, Reason, Task, TaskState, Worker
+from taskdist.task import Assignment, Reason, Task, TaskState, Worker, _slot_setters
 from taskdist.workers._ranges import MAX_SECONDS
 from taskdist.workers.health import Health
 from taskdist.workers.state import WorkerState
@@ -124,7 +124,7 @@ BreakerFactory = Callable[[Hashable], CircuitBreaker]
 ``lambda worker_id: CircuitBreaker(clock, minimum_calls=5)``."""
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class SubmitResult:
     """What ``submit`` did: accepted the task, or found it a duplicate.
 
@@ -137,6 +137,12 @@ class SubmitResult:
     accepted: bool
     state: TaskState
 
+    # Written out, as Task's: one is made per submit.
+    def __init__(self, task_id: Hashable, accepted: bool, state: TaskState) -> None:
+        _set_task_id(self, task_id)
+        _set_accepted(self, accepted)
+        _set_state(self, state)
+
     @property
     def duplicate(self) -> bool:
         """Whether the id was already live, or finished within the dedup window."""
@@ -144,6 +150,9 @@ class SubmitResult:
 
     def __bool__(self) -> bool:
         return self.accepted
+
+
+_set_task_id, _set_accepted, _set_state = _slot_setters(SubmitResult)
 
 
 _BATCH_SCAN = 64
@@ -1077,7 +1086,12 @@ class Distributor:
         if task.gang is not None:
             self._join_gang(task, now, completes)
         if eviction is None:
-            if self._holds is not None and completes:
+            if self._holds is None:
+                # Only a hold or a gang parks a task at its arrival.
+                if task.gang is None or task_id not in self._lot:
+                    return SubmitResult(task_id, True, TaskState.QUEUED)
+                return SubmitResult(task_id, True, TaskState.PARKED)
+            if completes:
                 self._hold_on_arrival(task, now)
             state = TaskState.PARKED if task_id in self._lot else TaskState.QUEUED
             return SubmitResult(task_id, True, state)
@@ -1394,17 +1408,17 @@ class Distributor:
         if self._scouts is not None:
             self._scout_left(task_id)
         run = self._progress.get(task_id)
-        if run is None:
+        if run is None:  # a new record starts at now, popped and gated
             run = self._progress[task_id] = _Run(task, enqueued, now)
         else:
             run.task = task
             run.retry_at = None
+            run.started_at = now
+            run.popped = run.gated = True
         run.attempt = attempt = run.attempt + 1
         run.worker_id = worker.id
-        run.started_at = now
         run.permit = permit
         run.balancer = balancer
-        run.popped = run.gated = True
         waited = now - enqueued
         run.waited = waited
         self._record_wait(waited)
@@ -1415,7 +1429,7 @@ class Distributor:
         self._leases[task_id] = run
         if self._budget is not None:
             self._budget.leased(task)
-        if not self._rules.plain:
+        if self._routed:  # only a routed task has a fallback step timed
             self._timers.cancel(_StepTimer(task_id))
         if self._escalation is not None:
             self._timers.cancel(_EscalationTimer(task_id))
@@ -1653,9 +1667,12 @@ class Distributor:
             InvalidArgumentError: ``duration`` negative, NaN, infinite or above 1e12
                 seconds (nothing changed).
         """
-        if duration is not None:
+        # The checks, with the usual values (a float in range, an int >= 1) passed inline.
+        if duration is not None and not (
+            duration.__class__ is float and 0.0 <= duration <= MAX_SECONDS
+        ):
             duration = check_number(duration, "duration", minimum=0.0, maximum=MAX_SECONDS)
-        if attempt is not None:
+        if attempt is not None and not (attempt.__class__ is int and attempt >= 1):
             attempt = check_int(attempt, "attempt", minimum=1)
         if self._busy:
             self._enter()  # raises
@@ -2585,7 +2602,11 @@ class Distributor:
             self._report_to_breaker(breaker, worker_id, lease, now, duration, ok, error)
             if self._breaker_changes:
                 self._breakers_changed()
-        self._end_gates_and_queue(lease)
+        if self._gates is None:  # _end_gates_and_queue, inline: the hot path
+            if lease.popped:
+                self._queue.release(task)
+        else:
+            self._end_gates_and_queue(lease)
         if len(self._lot):
             self._wake_for(state)
 

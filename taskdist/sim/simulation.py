@@ -507,18 +507,18 @@ class _Run:
             if waits is None:
                 waits = self.waits[task.priority] = []
             waits.append(now - arrival.time)
-        if self.inversions is not None:
-            self.inversions.dispatched(arrival, worker, self.specs[worker].skills)
-        if number == 1:
             service, fails = arrival.service, arrival.fails
         else:
             kind = arrival.kind
             rng = self.rng_retries
             service = kind.service.sample(rng) if kind is not None else arrival.service
             fails = kind is not None and kind.failure > 0 and rng.random() < kind.failure
+        if self.inversions is not None:
+            self.inversions.dispatched(arrival, worker, self.specs[worker].skills)
         if self.reshapes:
             service, fails = self._reshaped(task, worker, now, service, fails)
-        slots = demand_of(task).get("slots", 0.0)
+        # demand_of(task) is one slot for a task that names no resources
+        slots = demand_of(task).get("slots", 0.0) if task.resources else 1.0
         attempt = _Attempt(arrival, number, worker, now, slots, fails)
         pool = self.pools[worker]
         if self.window_end is None:  # as _advance

@@ -407,11 +407,11 @@ class Workload:
             keys = maker.keys
             task = Task(
                 number,
-                priority=priority,
-                deadline=None if deadline is None else now + deadline,
-                tenant=tenant,
-                key=None if keys is None else keys.sample(rng),
-                **maker.fields,
+                priority,
+                None if deadline is None else now + deadline,
+                tenant,
+                None if keys is None else keys.sample(rng),
+                *maker.fields,
             )
             service = maker.sample()
             failure = maker.failure
@@ -419,12 +419,20 @@ class Workload:
             yield Arrival(now, task, service, fails, kind)
 
 
+# Task's own defaults of requires and resources (a task given none holds them):
+# given these, Task converts nothing.
+_NO_SKILLS = Task(0).requires
+_NO_RESOURCES = Task(0).resources
+
+
 class _Maker:
     """What :meth:`Workload.generate` needs of one task type, looked up once per run.
 
-    ``fields`` are the task fields every task of the type shares (those left at
-    their defaults are left out, which saves their checks), ``sample`` draws
-    a service time from the run's stream.
+    ``fields`` are the task fields every task of the type shares, from
+    ``requires`` to ``group``, in ``Task``'s order (passed by position: cheaper
+    than by name); those the type leaves empty are ``Task``'s own defaults,
+    which it takes without converting them. ``sample`` draws a service time
+    from the run's stream.
     """
 
     __slots__ = ("deadline", "failure", "fields", "keys", "kind", "sample")
@@ -439,16 +447,14 @@ class _Maker:
         self.sample: Callable[[], float] = (
             own(rng) if own is not None else functools.partial(service.sample, rng)
         )
-        fields: dict[str, Any] = {"cost": service.mean, "group": kind.name}
-        if kind.requires:
-            fields["requires"] = kind.requires
-        if kind.resources:
-            fields["resources"] = kind.resources
-        if kind.ttl is not None:
-            fields["ttl"] = kind.ttl
-        if kind.max_attempts is not None:
-            fields["max_attempts"] = kind.max_attempts
-        self.fields = fields
+        self.fields = (
+            kind.requires or _NO_SKILLS,
+            kind.resources or _NO_RESOURCES,
+            service.mean,
+            kind.ttl,
+            kind.max_attempts,
+            kind.name,
+        )
 
 
 # -- traces -------------------------------------------------------------------------

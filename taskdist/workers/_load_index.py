@@ -25,7 +25,7 @@ It must depend only on the worker's view (its load, weights, capacity, health,
 averages): the tracker refiles a worker after each change it makes to it."""
 
 _UNAVAILABLE: Final = Health.UNAVAILABLE
-_DEGRADED: Final = Health.DEGRADED
+_HEALTHY: Final = Health.HEALTHY
 
 PURE_KEYS: set[object] = set()
 """Keys known to call nothing back into the tracker (the built-in strategies' own):
@@ -79,15 +79,19 @@ class LoadIndex:
     def place(self, state: WorkerState) -> None:
         """File ``state`` under its current key, or take it out while it is unavailable."""
         health = state.health
-        if health is _UNAVAILABLE:
+        if health is _HEALTHY:  # the usual worker, first
+            heap, live, elsewhere = self._healthy, self._healthy_live, self._degraded_live
+        elif health is _UNAVAILABLE:
             self.discard(state)
             return
-        if self._separate and health is _DEGRADED:
+        elif self._separate:  # DEGRADED, filed apart
             heap, live, elsewhere = self._degraded, self._degraded_live, self._healthy_live
         else:
             heap, live, elsewhere = self._healthy, self._healthy_live, self._degraded_live
         key = self._key(state)
-        entry = (*key, state.seq, state) if type(key) is tuple else (key, state.seq, state)
+        # Concatenated: (*key, ...) would build a list on the way.
+        own = (state.seq, state)
+        entry = key + own if type(key) is tuple else (key, state.seq, state)
         old = live.get(state)
         if old is None:
             if elsewhere and state in elsewhere:  # its health moved it to the other heap

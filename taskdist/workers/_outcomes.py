@@ -70,6 +70,7 @@ class Outcomes:
         "_changed",
         "_ejected",
         "_ejection",
+        "_fixed_keep",
         "_half_life",
         "_heap",
         "_policy",
@@ -91,6 +92,8 @@ class Outcomes:
     ) -> None:
         self._alpha = alpha
         self._half_life = half_life
+        # Without a half-life an average keeps the same weight on every sample.
+        self._fixed_keep = 1.0 - alpha if half_life is None else None
         self._policy = policy
         self._ejection = ejection
         self._slow_start = slow_start
@@ -142,26 +145,38 @@ class Outcomes:
         """Feed one outcome into the averages, the health policy and ejection
         (``workers``: how many are registered, for the ejection bound)."""
         record = self._records[state]
+        fixed = self._fixed_keep
         if duration is not None:
             previous = state.latency
-            keep = self._keep(record.latency_at, now)
+            keep = fixed if fixed is not None else self._keep(record.latency_at, now)
             record.latency_at = now
             state._set_latency(
                 duration if previous is None else keep * previous + (1.0 - keep) * duration
             )
         if ok is not None:
-            keep = self._keep(record.outcome_at, now)
+            keep = fixed if fixed is not None else self._keep(record.outcome_at, now)
             record.outcome_at = now
             state._count_outcome(
                 keep * state.success_rate + (1.0 - keep) * (1.0 if ok else 0.0), ok
             )
-        if self._policy is not None:
-            record.derived = self._policy.judge(state.outcomes, state.success_rate, state.latency)
+        policy = self._policy
         if ok is False:
+            if policy is not None:
+                record.derived = policy.judge(state.outcomes, state.success_rate, state.latency)
             self._maybe_eject(state, now, workers)
             self._update_health(state, now)
-        elif self._policy is not None:
-            self._update_health(state, now)
+        elif policy is not None:
+            derived = record.derived = policy.judge(
+                state.outcomes, state.success_rate, state.latency
+            )
+            # _update_health changes nothing when the health is already what the
+            # outcomes and the host say, and no ejection is in progress (the usual case).
+            if (
+                derived is not state.health
+                or derived is not state.host_health
+                or state.ejected_until is not None
+            ):
+                self._update_health(state, now)
         # else nothing that decides health moved: no policy, and no ejection
 
     def reinstate(self, state: WorkerState, now: float) -> None:
@@ -260,8 +275,8 @@ class Outcomes:
 
     def _keep(self, last_sample_at: float | None, now: float) -> float:
         """The weight an average sampled last at ``last_sample_at`` keeps on a new sample."""
-        if self._half_life is None:  # plain EWMA: time plays no part
-            return 1.0 - self._alpha
+        if self._fixed_keep is not None:  # plain EWMA: time plays no part
+            return self._fixed_keep
         elapsed = None if last_sample_at is None else now - last_sample_at
         return ewma_keep(self._alpha, elapsed, self._half_life)
 

@@ -89,6 +89,9 @@ _UNSET: Final = _Unset.UNSET
 _HEALTHY: Final = Health.HEALTHY
 _DEGRADED: Final = Health.DEGRADED
 _UNAVAILABLE: Final = Health.UNAVAILABLE
+# Outcomes.next_due while no ejection or slow-start ramp waits for a time: then
+# _refresh has nothing to lift, whatever the clock says, and need not read it.
+_NEVER: Final = math.inf
 _ONE_SLOT: Final[Demand] = (("slots", 1.0),)
 
 _NO_SKILLS: Final[frozenset[str]] = frozenset()
@@ -552,8 +555,10 @@ class CapacityTracker:
         is not placed (the Distributor, placing what its balancer chose for a task it
         leases once). The health and fit checks stay: they are what the caller cannot
         know for sure, since a gate or breaker it asked since may have run anything."""
-        self._refresh()
-        checked = self._demand(task)
+        if self._busy or self._outcomes.next_due != _NEVER:
+            self._refresh()  # (without a time to wait for, nothing is ever due)
+        # _demand, inline: the hot path
+        checked = _ONE_SLOT if not task.resources and "slots" in self._named else self._demand(task)
         if state.health is _UNAVAILABLE or not state._admits(_NO_SKILLS, None, checked):
             self.assign(task, state.id)  # raises the public error (or, if it fits now, assigns)
             return
@@ -606,13 +611,18 @@ class CapacityTracker:
         is on the worker (the Distributor, ending a lease it made)."""
         state = self._workers[worker_id]
         task_id = task.id
-        now = self._refresh()
+        if self._busy:
+            self._refresh()  # raises
+        now = self._clock.now()  # _refresh, inline: the hot path
+        outcomes = self._outcomes
+        if now >= outcomes.next_due:
+            outcomes.due(now)
         state._let_go(task_id)
         if state.health is not _UNAVAILABLE:
             self._available_in_flight -= 1
         del self._placed[task_id]
         if duration is not None or ok is not None:
-            self._outcomes.record(state, now, duration, ok, len(self._workers))
+            outcomes.record(state, now, duration, ok, len(self._workers))
         self._refile(state)
         return state
 
@@ -722,7 +732,8 @@ class CapacityTracker:
         that can alter it (``assign``, ``release``, health, ejections,
         capacity, membership): never a scan.
         """
-        self._refresh()
+        if self._busy or self._outcomes.next_due != _NEVER:
+            self._refresh()  # (without a time to wait for, nothing is ever due)
         return bool(self._room_healthy or self._room_degraded)
 
     def _has_room_now(self) -> bool:
@@ -843,6 +854,10 @@ class CapacityTracker:
             raise InvalidTypeError(
                 f"key must be a function of a WorkerState giving its place in an order, got {key!r}"
             )
+        if where is None and type(task) is Task:  # _query, inline: the balancers' hot path
+            if self._busy or self._outcomes.next_due != _NEVER:
+                self._refresh()  # (without a time to wait for, nothing is ever due)
+            return self._lowest(task, key, None)
         return self._query(task, where, self._lowest, task, key, where)
 
     def _lowest(self, task: Task, key: LoadKey, where: WorkerFilter | None) -> WorkerState | None:
@@ -857,7 +872,8 @@ class CapacityTracker:
             if index is None:
                 index = self._index(key)
         zone = task.zone if self._strict_zones else None
-        demand = self._demand(task)
+        # _demand, inline: the hot path
+        demand = _ONE_SLOT if not task.resources and "slots" in self._named else self._demand(task)
         # _qualifies, less its health test: an index holds no UNAVAILABLE worker.
         # The first worker is the usual answer: asked before any walk is built.
         top = index.top_healthy()
@@ -903,16 +919,22 @@ class CapacityTracker:
             InvalidArgumentError: ``count`` is negative.
         """
         count = check_int(count, "count", minimum=0)
-        self._check_query(task, where)
+        if not isinstance(task, Task) or (where is not None and not callable(where)):
+            self._check_query(task, where)  # raises (tested first: this is the hot path)
         if not isinstance(rng, random.Random):
             raise InvalidTypeError(f"rng must be a random.Random, got {rng!r}")
-        self._refresh()
+        if self._busy or self._outcomes.next_due != _NEVER:
+            self._refresh()  # (without a time to wait for, nothing is ever due)
         pool = self._pool
         size = len(pool)
         if count == 0 or size == 0:
             return []
         if 2 * count <= size:
-            chosen = self._filtered(where, self._draw, task, count, rng, where)
+            chosen = (
+                self._draw(task, count, rng, None)
+                if where is None
+                else self._filtered(where, self._draw, task, count, rng, where)
+            )
             if chosen is not None:
                 return chosen
         # Too few qualify to find them by chance: list them. Which ones the draws above
@@ -929,7 +951,8 @@ class CapacityTracker:
         size = len(pool)
         requires = task.requires
         zone = task.zone if self._strict_zones else None
-        demand = self._demand(task)
+        # _demand, inline: the hot path
+        demand = _ONE_SLOT if not task.resources and "slots" in self._named else self._demand(task)
         include_degraded = self._degraded == "include"
         chosen: list[WorkerState] = []
         seen: set[int] = set()
@@ -940,8 +963,13 @@ class CapacityTracker:
                 continue
             seen.add(at)
             state = pool[at]
-            if (include_degraded or state.health is not _DEGRADED) and _qualifies(
-                state, requires, zone, demand, where
+            health = state.health
+            # _qualifies, inline (the hot loop), DEGRADED workers only under "include"
+            if (
+                health is not _UNAVAILABLE
+                and (include_degraded or health is not _DEGRADED)
+                and state._admits(requires, zone, demand)
+                and (where is None or where(state))
             ):
                 chosen.append(state)
                 if len(chosen) == count:
