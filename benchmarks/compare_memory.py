@@ -1,13 +1,14 @@
 """Print the memory a queued task costs beyond the Task itself, per queue configuration.
 
-    python benchmarks/compare_memory.py [--sizes 10000 100000 1000000]
+    python benchmarks/compare_memory.py [--sizes 10000 100000 1000000] [--tables]
 
 tracemalloc around the pushes, with the real monotonic clock (each push reads
 a fresh float, as in a host). The index dict's share swings with its fill
 (about 35 to 60 bytes a task), hence several sizes. Prints a Markdown table
 for docs/performance.md; ``tests/test_queue_memory.py`` holds the
 configurations that meet it to 200 bytes, and a FairScheduler's TTLs to no
-second timer.
+second timer. ``--tables`` prints instead what each level's id tables cost in the
+nested configuration (``sys.getsizeof``, bytes a task).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import sys
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +62,9 @@ def workload(
         )
         for i in range(n)
     ]
+
+
+NESTED = "FairScheduler nested (tenant, then 7 keys), 100 tenants"
 
 
 def nested(clock: MonotonicClock) -> FairScheduler:
@@ -124,17 +129,38 @@ CONFIGS: dict[str, tuple[Callable[[], object], dict[str, Any]]] = {
         lambda: FairScheduler(MonotonicClock(), inner=DeadlineScheduler),
         {"tenants": 100, "deadline": True},
     ),
-    "FairScheduler nested (tenant, then 7 keys), 100 tenants": (
-        lambda: nested(MonotonicClock()),
-        {"tenants": 100},
-    ),
+    NESTED: (lambda: nested(MonotonicClock()), {"tenants": 100}),
 }
+
+
+def id_table_bytes(n: int) -> dict[str, float]:
+    """Bytes a task of each level's id tables in the nested configuration, once ``n``
+    tasks are queued. Reads the schedulers' private fields: a breakdown, not an API."""
+    make, options = CONFIGS[NESTED]
+    outer: Any = make()
+    for task in workload(n, **options):
+        outer.push(task)
+    inner = [rec.inner for rec in outer._tenants.values()]
+    keys = [rec.inner for scheduler in inner for rec in scheduler._tenants.values()]
+    return {
+        "outer scheduler (id -> tenant)": sys.getsizeof(outer._index) / n,
+        "inner schedulers (id -> key)": sum(sys.getsizeof(s._index) for s in inner) / n,
+        "key queues (id -> heap entry)": sum(sys.getsizeof(q._index) for q in keys) / n,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--tables", action="store_true", help="the nested id tables only")
     args = parser.parse_args()
+    if args.tables:
+        print("| id tables, nested | " + " | ".join(f"{n:.0e} tasks" for n in args.sizes) + " |")
+        print("|---|" + "---:|" * len(args.sizes))
+        rows = [id_table_bytes(n) for n in args.sizes]
+        for name in rows[0]:
+            print(f"| {name} | " + " | ".join(f"{row[name]:.0f}" for row in rows) + " |")
+        return
     print("| configuration | " + " | ".join(f"{n:.0e} tasks" for n in args.sizes) + " |")
     print("|---|" + "---:|" * len(args.sizes))
     for name, (make, options) in CONFIGS.items():
