@@ -91,7 +91,7 @@ class DeadlineSlack:
         deadline = task.deadline
         assert deadline is not None
         self._new_seq(task, deadline)
-        self._order.add(task, task.cost, deadline)
+        self._order.add(task, task.cost, deadline, last=True)
 
     def take(self, task: Task) -> Taken | None:
         """Stop holding ``task`` (if held); what it was, for ``put_back``. O(log n + L)."""

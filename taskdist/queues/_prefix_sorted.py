@@ -187,11 +187,13 @@ class PrefixSumSortedList(Generic[_T]):
 
     # -- changing ---------------------------------------------------------
 
-    def add(self, item: _T, cost: float, bound: float = _INF) -> float:
+    def add(self, item: _T, cost: float, bound: float = _INF, *, last: bool = False) -> float:
         """Insert ``item`` (not already present) and return the sum of costs before it.
 
         ``bound`` (default ``inf``: no margin) is the item's bound for the
-        margin queries. O(log n + L) amortised.
+        margin queries. With a key, ``last`` says its tie is above those of
+        every item of its key (it goes after them, no tie asked). O(log n + L)
+        amortised.
         """
         items = self._items
         key = self._key
@@ -208,7 +210,11 @@ class PrefixSumSortedList(Generic[_T]):
             self._relayout(0, 0)
             return 0.0
         maxes = self._maxes
-        b, i = self._locate(item, probe)
+        if key is None or last:
+            b = bisect_right(maxes, probe)
+            i = 0 if b == len(maxes) else bisect_right(items[b], probe, key=key)
+        else:
+            b, i = self._locate(item, probe)
         if b == len(maxes):
             # The common case for EDF: a deadline later than every held one.
             b -= 1
@@ -260,8 +266,10 @@ class PrefixSumSortedList(Generic[_T]):
         b = bisect_left(maxes, probe)
         if b == len(maxes):
             return False
+        key = self._key
+        assert key is not None
         block = self._items[b]
-        return bool(self._key_of(block[bisect_left(block, probe, key=self._key)]) == probe)
+        return bool(key(block[bisect_left(block, probe, key=key)]) == probe)
 
     def pop_first(self) -> _T:
         """Remove and return the smallest item (``IndexError`` when empty). O(log n + L)."""
@@ -480,40 +488,56 @@ class PrefixSumSortedList(Generic[_T]):
 
     def _position(self, item: _T) -> tuple[int, int]:
         """The block and index of the present ``item`` (``ValueError`` if absent)."""
-        b, i = self._locate(item, item if self._key is None else self._key(item))
-        if b < len(self._items):
+        key = self._key
+        maxes = self._maxes
+        probe = item if key is None else key(item)
+        b = bisect_left(maxes, probe)
+        if b < len(maxes):
             block = self._items[b]
-            if i < len(block):
-                found = block[i]
-                if found is item or (self._key is None and found == item):
+            i = bisect_left(block, probe, key=key)
+            found = block[i]
+            if found is item:
+                return b, i
+            if key is None:
+                if found == item:
+                    return b, i
+            elif key(found) == probe:
+                b, i = self._locate_tied(item, probe, b, i)
+                if b < len(maxes) and i < len(self._items[b]) and self._items[b][i] is item:
                     return b, i
         raise ValueError(f"{item!r} is not in the list")
 
     def _locate(self, item: _T, probe: Any) -> tuple[int, int]:
-        """Where ``item`` (of key ``probe``) is or would go: the first place whose item is
+        """Where ``item`` (of key ``probe``, with a key) goes: the first place whose item is
         not below it, ``(len(blocks), 0)`` if none is. O(log n)."""
         maxes = self._maxes
         b = bisect_left(maxes, probe)
         if b == len(maxes):
             return b, 0
-        items = self._items
+        block = self._items[b]
         key = self._key
-        block = items[b]
+        assert key is not None
         i = bisect_left(block, probe, key=key)
-        if key is None or key(block[i]) != probe:
+        if key(block[i]) != probe:
             return b, i
-        # Items of its key are held, maybe over several blocks: place it among them by tie.
+        return self._locate_tied(item, probe, b, i)
+
+    def _locate_tied(self, item: _T, probe: Any, b: int, i: int) -> tuple[int, int]:
+        """:meth:`_locate` among the items of ``item``'s key, the first at block ``b``, index
+        ``i``, maybe over several blocks: by tie. O(log n) calls of the key and the tie."""
+        items = self._items
         tie = self._tie
         assert tie is not None, "a list with a key needs a tie for items of equal keys"
-        full = (probe, tie(item))
-
-        def ordered(other: _T) -> tuple[Any, Any]:
-            return key(other), tie(other)
-
-        b = bisect_left(range(len(items)), full, lo=b, key=lambda j: ordered(items[j][-1]))
-        if b == len(items):
-            return b, 0
-        return b, bisect_left(items[b], full, key=ordered)
+        rank = tie(item)
+        # Blocks b .. end - 1 end with items of this key; the first whose last one is not
+        # below the item holds its place (the block at end, or after the last, if none).
+        end = bisect_right(self._maxes, probe, lo=b)
+        at = bisect_left(range(end), rank, lo=b, key=lambda j: tie(items[j][-1]))
+        if at == len(items):
+            return at, 0
+        block = items[at]
+        hi = bisect_right(block, probe, key=self._key)
+        return at, bisect_left(block, rank, i if at == b else 0, hi, key=tie)
 
     def _key_of(self, item: _T) -> Any:
         return item if self._key is None else self._key(item)
