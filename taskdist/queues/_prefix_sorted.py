@@ -210,7 +210,10 @@ class PrefixSumSortedList(Generic[_T]):
             self._relayout(0, 0)
             return 0.0
         maxes = self._maxes
-        if key is None or last:
+        if key is None:
+            b = bisect_left(maxes, item)
+            i = 0 if b == len(maxes) else bisect_left(items[b], item)
+        elif last:
             b = bisect_right(maxes, probe)
             i = 0 if b == len(maxes) else bisect_right(items[b], probe, key=key)
         else:
@@ -488,22 +491,20 @@ class PrefixSumSortedList(Generic[_T]):
 
     def _position(self, item: _T) -> tuple[int, int]:
         """The block and index of the present ``item`` (``ValueError`` if absent)."""
-        key = self._key
         maxes = self._maxes
-        probe = item if key is None else key(item)
-        b = bisect_left(maxes, probe)
-        if b < len(maxes):
-            block = self._items[b]
-            i = bisect_left(block, probe, key=key)
-            found = block[i]
-            if found is item:
-                return b, i
-            if key is None:
-                if found == item:
+        key = self._key
+        if key is None:
+            b = bisect_left(maxes, item)
+            if b < len(maxes):
+                block = self._items[b]
+                i = bisect_left(block, item)
+                if block[i] is item or block[i] == item:
                     return b, i
-            elif key(found) == probe:
-                b, i = self._locate_tied(item, probe, b, i)
-                if b < len(maxes) and i < len(self._items[b]) and self._items[b][i] is item:
+        else:
+            b, i = self._locate(item, key(item))
+            if b < len(maxes):
+                block = self._items[b]
+                if i < len(block) and block[i] is item:
                     return b, i
         raise ValueError(f"{item!r} is not in the list")
 
@@ -518,7 +519,8 @@ class PrefixSumSortedList(Generic[_T]):
         key = self._key
         assert key is not None
         i = bisect_left(block, probe, key=key)
-        if key(block[i]) != probe:
+        found = block[i]
+        if found is item or key(found) != probe:
             return b, i
         return self._locate_tied(item, probe, b, i)
 
