@@ -24,6 +24,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Hashable
+from operator import attrgetter
 from typing import Any
 
 import pytest
@@ -492,6 +493,12 @@ def test_through_a_distributor_on_one_worker(aware: bool) -> None:
 # -- the deadline index against an exact model ----------------------------------------
 
 
+def small_blocks(slack: DeadlineSlack) -> DeadlineSlack:
+    """``slack`` (empty) with blocks of 4 tasks, not 128: equal deadlines run over blocks."""
+    slack._order = PrefixSumSortedList(load=4, key=attrgetter("deadline"), tie=slack._tie)
+    return slack
+
+
 class DeadlineSlackMachine(RuleBasedStateMachine):
     """The deadline index a deadline-aware scheduler asks, against plain EDF sums.
 
@@ -502,7 +509,7 @@ class DeadlineSlackMachine(RuleBasedStateMachine):
 
     @initialize()
     def start(self) -> None:
-        self.slack = DeadlineSlack()
+        self.slack = small_blocks(DeadlineSlack())
         self.ids = itertools.count()
         self.arrivals = itertools.count()
         # (deadline, arrival, task) in deadline order; the ids marked late.
@@ -674,6 +681,8 @@ class DeadlineAwareTwinsMachine(RuleBasedStateMachine):
     def start(self, max_lead: float | None) -> None:
         self.clock = ManualClock()
         self.real = FairScheduler(self.clock, deadline_aware=True, max_lead=max_lead)
+        assert self.real._slack is not None
+        small_blocks(self.real._slack)
         self.plain = FairScheduler(self.clock, deadline_aware=True, max_lead=max_lead)
         self.plain._slack = PlainSlack()  # type: ignore[assignment]
         self.ids = itertools.count()
