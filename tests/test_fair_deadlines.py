@@ -24,6 +24,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Hashable
+from operator import attrgetter
 from typing import Any
 
 import pytest
@@ -405,6 +406,63 @@ def test_the_slack_index_answers_at_a_thresholds_rounding_edge() -> None:
     assert asked
 
 
+@settings(max_examples=100)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from([1.0, 2.0, 2.0, 3.0]), st.integers(0, 10**6), st.booleans()),
+        max_size=60,
+    )
+)
+def test_a_keyed_list_orders_equal_keys_by_tie_and_finds_the_very_item(
+    steps: list[tuple[float, int, bool]],
+) -> None:
+    """Many items of one key, over blocks of 4, told apart by a tie only items of a held
+    key have: remove finds the item by identity (not an equal twin), an item added back
+    goes where it was, and tie is asked only when items of its key are held (and not
+    for one added ``last``)."""
+    ties: dict[int, int] = {}  # id(item) -> tie, for items that came to a held key
+    asked: list[list[float]] = []
+
+    def tie(item: list[float]) -> int:
+        asked.append(item)
+        return ties.get(id(item), 0)
+
+    order: PrefixSumSortedList[list[float]] = PrefixSumSortedList(
+        load=4, key=lambda item: item[0], tie=tie
+    )
+    model: list[list[float]] = []  # in (key, tie) order
+    made: list[list[float]] = []
+    arrivals = itertools.count(1)
+    for key, pick, take in steps:
+        if take and model:
+            item = model[pick % len(model)]
+            order.remove(item)
+            model = [other for other in model if other is not item]
+            if pick % 2:  # and back in its place
+                order.add(item, item[0])
+                model.append(item)
+            else:
+                made.append(item)  # kept, so no later item takes its id()
+        else:
+            item = [key]  # equal to the other items of its key, but not them
+            held = order.holds_key(key)
+            assert held == any(other[0] == key for other in model)
+            if held:
+                ties[id(item)] = next(arrivals)
+            asked.clear()
+            last = pick % 3 == 0  # its tie is above those of its key: either way goes
+            order.add(item, key, last=last)
+            assert not asked if last or not held else asked
+            model.append(item)
+        model.sort(key=lambda other: (other[0], ties.get(id(other), 0)))
+        assert len(order) == len(model)
+        assert all(a is b for a, b in zip(order, model, strict=True))
+        assert order.total() == sum(item[0] for item in model)
+    for item in model:
+        with pytest.raises(ValueError):
+            order.remove([item[0]])
+
+
 @pytest.mark.parametrize("aware", [False, True], ids=["fair order", "deadline-aware"])
 def test_through_a_distributor_on_one_worker(aware: bool) -> None:
     """The Distributor pops with where= (placeable now): deadlines hold there too."""
@@ -435,6 +493,12 @@ def test_through_a_distributor_on_one_worker(aware: bool) -> None:
 # -- the deadline index against an exact model ----------------------------------------
 
 
+def small_blocks(slack: DeadlineSlack) -> DeadlineSlack:
+    """``slack`` (empty) with blocks of 4 tasks, not 128: equal deadlines run over blocks."""
+    slack._order = PrefixSumSortedList(load=4, key=attrgetter("deadline"), tie=slack._tie)
+    return slack
+
+
 class DeadlineSlackMachine(RuleBasedStateMachine):
     """The deadline index a deadline-aware scheduler asks, against plain EDF sums.
 
@@ -445,7 +509,7 @@ class DeadlineSlackMachine(RuleBasedStateMachine):
 
     @initialize()
     def start(self) -> None:
-        self.slack = DeadlineSlack()
+        self.slack = small_blocks(DeadlineSlack())
         self.ids = itertools.count()
         self.arrivals = itertools.count()
         # (deadline, arrival, task) in deadline order; the ids marked late.
@@ -528,3 +592,174 @@ class DeadlineSlackMachine(RuleBasedStateMachine):
 
 
 TestDeadlineSlackMachine = DeadlineSlackMachine.TestCase
+
+
+# -- the deadline index inside a scheduler, against a plain model -----------------------
+
+
+class PlainSlack:
+    """What a deadline-aware scheduler asks of its deadline index, done the plain way.
+
+    A list in (deadline, arrival) order, summed from the front at each question;
+    a task put back takes its arrival number back. With exact sums (the costs
+    and times below are small dyadic numbers, or 2**40) its answers are the
+    exact answers, so the index must give the same ones.
+    """
+
+    def __init__(self) -> None:
+        self.held: list[tuple[float, int, Task]] = []
+        self.late: set[Hashable] = set()
+        self.arrivals = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self.held)
+
+    def add(self, task: Task) -> None:
+        assert task.deadline is not None
+        self.held.append((task.deadline, next(self.arrivals), task))
+        self.held.sort(key=lambda item: item[:2])
+
+    def take(self, task: Task) -> tuple[tuple[float, int, Task], bool] | None:
+        for item in self.held:
+            if item[2] is task:
+                self.held.remove(item)
+                late = task.id in self.late
+                self.late.discard(task.id)
+                return item, late
+        return None
+
+    def put_back(self, taken: tuple[tuple[float, int, Task], bool]) -> None:
+        item, late = taken
+        self.held.append(item)
+        self.held.sort(key=lambda item: item[:2])
+        if late:
+            self.late.add(item[2].id)
+
+    def listed(self) -> list[tuple[Task, bool]]:
+        return [(task, task.id in self.late) for *_, task in self.held]
+
+    def load(self, held: list[tuple[Task, bool]]) -> None:
+        for task, late in held:
+            self.add(task)
+            if late:
+                self.late.add(task.id)
+
+    def margins(self) -> list[tuple[float, Task]]:
+        through = 0.0
+        margins = []
+        for deadline, _, task in self.held:
+            through += task.cost
+            margins.append(((math.inf if task.id in self.late else deadline) - through, task))
+        return margins
+
+    def settle(self, now: float) -> None:
+        self.late |= {task.id for margin, task in self.margins() if margin < now}
+
+    def is_safe(self, task: Task, now: float) -> bool:
+        if not task.cost:
+            return True
+        margins = self.margins()
+        ahead = margins
+        for i, (_, other) in enumerate(margins):
+            if other is task:
+                ahead = margins[:i]
+        return all(margin >= now + task.cost for margin, _ in ahead)
+
+    def most_urgent(self) -> Task | None:
+        return next((task for *_, task in self.held if task.id not in self.late), None)
+
+
+class DeadlineAwareTwinsMachine(RuleBasedStateMachine):
+    """Two deadline-aware schedulers on one clock, one with its deadline index, one with
+    :class:`PlainSlack`: every pop, peek, expiry and unpop must answer alike.
+
+    Few deadlines, so many are equal (across tenants too); zero and huge costs; near,
+    far and passed deadlines; TTLs; ``max_lead`` of none, 0 or 2.
+    """
+
+    @initialize(max_lead=st.sampled_from([None, 0.0, 2.0]))
+    def start(self, max_lead: float | None) -> None:
+        self.clock = ManualClock()
+        self.real = FairScheduler(self.clock, deadline_aware=True, max_lead=max_lead)
+        assert self.real._slack is not None
+        small_blocks(self.real._slack)
+        self.plain = FairScheduler(self.clock, deadline_aware=True, max_lead=max_lead)
+        self.plain._slack = PlainSlack()  # type: ignore[assignment]
+        self.ids = itertools.count()
+        self.queued: list[Task] = []
+        self.running: list[Task] = []
+        self.popped: Task | None = None
+
+    def both(self, call: Callable[[FairScheduler], Any]) -> Any:
+        answer = call(self.real)
+        assert call(self.plain) == answer
+        return answer
+
+    @rule(
+        tenant=st.sampled_from("abc"),
+        due=st.sampled_from([None, 0.5, 1.0, 2.0, 2.0, 4.0, 2.0**30]),
+        cost=st.sampled_from([0.0, 0.5, 1.0, 2.0, 2.0**40]),
+        ttl=st.sampled_from([None, None, 1.0, 4.0]),
+    )
+    def push(self, tenant: str, due: float | None, cost: float, ttl: float | None) -> None:
+        deadline = None if due is None else self.clock.now() + due
+        task = Task(next(self.ids), tenant=tenant, cost=cost, deadline=deadline, ttl=ttl)
+        self.both(lambda fair: fair.push(task))
+        self.queued.append(task)
+        self.popped = None
+
+    @rule(cheap=st.booleans(), peek=st.booleans())
+    def pop(self, cheap: bool, peek: bool) -> None:
+        where = (lambda task: task.cost <= 1.0) if cheap else None
+        if peek:
+            self.both(lambda fair: fair.peek(where))
+            return
+        task = self.both(lambda fair: fair.pop(where))
+        self.popped = task
+        if task is not None:
+            self.queued.remove(task)
+            self.running.append(task)
+
+    @precondition(lambda self: self.popped is not None)
+    @rule()
+    def unpop(self) -> None:
+        task = self.popped
+        assert task is not None
+        self.both(lambda fair: fair.unpop(task))
+        self.running.remove(task)
+        self.queued.append(task)
+        self.popped = None
+
+    @precondition(lambda self: self.running)
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        task = data.draw(st.sampled_from(self.running))
+        self.both(lambda fair: fair.release(task))
+        self.running.remove(task)
+        self.popped = None
+
+    @precondition(lambda self: self.queued)
+    @rule(data=st.data())
+    def remove(self, data: st.DataObject) -> None:
+        task = data.draw(st.sampled_from(self.queued))
+        self.both(lambda fair: fair.remove(task.id))
+        self.queued.remove(task)
+        self.popped = None
+
+    @rule(dt=st.sampled_from([0.0, 0.5, 1.0, 3.0]))
+    def expire(self, dt: float) -> None:
+        self.clock.advance(dt)
+        expired = self.both(lambda fair: fair.expire())
+        for task in expired:
+            self.queued.remove(task)
+        if expired:
+            self.popped = None
+
+    @invariant()
+    def the_indexes_agree(self) -> None:
+        assert len(self.real) == len(self.plain)
+        assert self.real._slack is not None and self.plain._slack is not None
+        assert self.real._slack.listed() == self.plain._slack.listed()
+
+
+TestDeadlineAwareTwinsMachine = DeadlineAwareTwinsMachine.TestCase

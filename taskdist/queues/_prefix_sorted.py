@@ -7,6 +7,11 @@ point?" in O(log n), which a heap cannot. Each item may also carry a *bound*
 answers "what is the least margin ``bound - work through the item`` after
 this point?" in O(log n + L): the range-min over slack that lets admission
 see every admitted task's deadline at once.
+
+With a ``key`` (and a ``tie`` for items of equal keys) the list holds items
+that do not compare themselves: the index of a deadline-aware
+:class:`~taskdist.queues.FairScheduler` holds the tasks themselves, keyed by
+their deadlines, so a task costs it no item of its own.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from typing import Any, Generic, TypeVar
 
 __all__ = ["PrefixSumSortedList"]
 
-# Items must be totally ordered and distinct (the scheduler's are tuples led by
-# numbers and a unique sequence number).
+# Without a key, items must be totally ordered and distinct (the scheduler's are
+# tuples led by numbers and a unique sequence number); with one, (key, tie) must be.
 _T = TypeVar("_T", bound=Any)
 
 # How many cost changes a block total takes as deltas before it is summed
@@ -32,8 +37,15 @@ _INF = math.inf
 
 
 class PrefixSumSortedList(Generic[_T]):
-    """Distinct sorted items, each with a cost >= 0 and a bound, answering prefix sums of
-    cost and least margins.
+    """Sorted items, each with a cost >= 0 and a bound, answering prefix sums of cost and
+    least margins.
+
+    Without a ``key`` the items are distinct and ordered by themselves. With
+    one, they are ordered by ``(key(item), tie(item))``, which must be
+    distinct: ``tie`` is asked only where items of the item's key are held
+    (O(log n) calls then), so it may be a look-up that most items are not
+    in. ``remove`` then finds the very item it is given (``is``). The probes
+    of ``cost_before``, ``costs_before`` and ``margin_after`` are then keys.
 
     The items live in blocks of at most ``2 * load`` sorted items (the
     layout of ``sortedcontainers.SortedList``; every block but the first
@@ -94,6 +106,7 @@ class PrefixSumSortedList(Generic[_T]):
         "_costs",
         "_deltas",
         "_items",
+        "_key",
         "_load",
         "_loose",
         "_margins",
@@ -104,17 +117,26 @@ class PrefixSumSortedList(Generic[_T]):
         "_offset",
         "_size",
         "_stale",
+        "_tie",
         "_totals",
         "_tree",
         "count",
     )
 
-    def __init__(self, load: int = 128) -> None:
+    def __init__(
+        self,
+        load: int = 128,
+        key: Callable[[_T], Any] | None = None,
+        tie: Callable[[_T], Any] | None = None,
+    ) -> None:
         self._load = load
+        self._key = key
+        self._tie = tie
         self._items: list[list[_T]] = []
         self._costs: list[list[float]] = []
         self._bounds: list[list[float]] = []
-        self._maxes: list[_T] = []
+        # The key of each block's last item (the item itself without a key).
+        self._maxes: list[Any] = []
         self._totals: list[float] = []
         # Changes applied to each block total as a delta since it was last
         # summed from its costs (see _update_total).
@@ -159,56 +181,55 @@ class PrefixSumSortedList(Generic[_T]):
         """The largest item, or ``None`` when empty. O(1)."""
         return self._items[-1][-1] if self._items else None
 
-    def ceiling(self, probe: Any) -> _T | None:
-        """The smallest item not below ``probe`` (anything that compares with the items),
-        or ``None``. O(log n)."""
-        maxes = self._maxes
-        b = bisect_left(maxes, probe)
-        if b == len(maxes):
-            return None
-        block = self._items[b]
-        return block[bisect_left(block, probe)]
-
     def total(self) -> float:
         """The sum of every cost. O(1)."""
         return self._tree[1]
 
     # -- changing ---------------------------------------------------------
 
-    def add(self, item: _T, cost: float, bound: float = _INF) -> float:
+    def add(self, item: _T, cost: float, bound: float = _INF, *, last: bool = False) -> float:
         """Insert ``item`` (not already present) and return the sum of costs before it.
 
         ``bound`` (default ``inf``: no margin) is the item's bound for the
-        margin queries. O(log n + L) amortised.
+        margin queries. With a key, ``last`` says its tie is above those of
+        every item of its key (it goes after them, no tie asked). O(log n + L)
+        amortised.
         """
         items = self._items
+        key = self._key
+        probe = item if key is None else key(item)
         self.count += 1
         if not items:
             items.append([item])
             self._costs.append([cost])
             self._bounds.append([bound])
-            self._maxes.append(item)
+            self._maxes.append(probe)
             self._totals.append(cost)
             self._deltas.append(0)
             self._margins.append(bound - cost)
             self._relayout(0, 0)
             return 0.0
         maxes = self._maxes
-        b = bisect_left(maxes, item)
+        if key is None:
+            b = bisect_left(maxes, item)
+            i = 0 if b == len(maxes) else bisect_left(items[b], item)
+        elif last:
+            b = bisect_right(maxes, probe)
+            i = 0 if b == len(maxes) else bisect_right(items[b], probe, key=key)
+        else:
+            b, i = self._locate(item, probe)
         if b == len(maxes):
             # The common case for EDF: a deadline later than every held one.
             b -= 1
-            block = items[b]
-            costs = self._costs[b]
-            i = len(block)
+            i = len(items[b])
+        block = items[b]
+        costs = self._costs[b]
+        if i == len(block):
             block.append(item)
             costs.append(cost)
             self._bounds[b].append(bound)
-            maxes[b] = item
+            maxes[b] = probe
         else:
-            block = items[b]
-            costs = self._costs[b]
-            i = bisect_left(block, item)
             block.insert(i, item)
             costs.insert(i, cost)
             self._bounds[b].insert(i, bound)
@@ -241,6 +262,17 @@ class PrefixSumSortedList(Generic[_T]):
         """Remove ``item``, which must be present (``ValueError`` otherwise). O(log n + L)."""
         b, i = self._position(item)
         self._delete(b, i)
+
+    def holds_key(self, probe: Any) -> bool:
+        """Whether an item of key ``probe`` is held (with a key). O(log n)."""
+        maxes = self._maxes
+        b = bisect_left(maxes, probe)
+        if b == len(maxes):
+            return False
+        key = self._key
+        assert key is not None
+        block = self._items[b]
+        return bool(key(block[bisect_left(block, probe, key=key)]) == probe)
 
     def pop_first(self) -> _T:
         """Remove and return the smallest item (``IndexError`` when empty). O(log n + L)."""
@@ -297,7 +329,8 @@ class PrefixSumSortedList(Generic[_T]):
         b = bisect_left(maxes, item)
         if b == len(maxes):
             return self._tree[1]
-        return self._prefix(b) + sum(self._costs[b][: bisect_left(self._items[b], item)])
+        block = self._items[b]
+        return self._prefix(b) + sum(self._costs[b][: bisect_left(block, item, key=self._key)])
 
     def costs(self) -> Iterator[float]:
         """Every cost, in item order. O(1) each."""
@@ -309,7 +342,7 @@ class PrefixSumSortedList(Generic[_T]):
         b = bisect_left(maxes, item)
         if b == len(maxes):
             return chain.from_iterable(self._costs)
-        i = bisect_left(self._items[b], item)
+        i = bisect_left(self._items[b], item, key=self._key)
         return chain(chain.from_iterable(self._costs[:b]), self._costs[b][:i])
 
     # -- margins ----------------------------------------------------------
@@ -326,8 +359,7 @@ class PrefixSumSortedList(Generic[_T]):
         b = bisect_right(maxes, item)
         if b == len(maxes):
             return _INF
-        block = self._items[b]
-        i = bisect_right(block, item)
+        i = bisect_right(self._items[b], item, key=self._key)
         before = self._prefix(b)
         least = min(
             map(sub, islice(self._bounds[b], i, None), islice(accumulate(self._costs[b]), i, None)),
@@ -458,13 +490,59 @@ class PrefixSumSortedList(Generic[_T]):
     # -- internals --------------------------------------------------------
 
     def _position(self, item: _T) -> tuple[int, int]:
-        b = bisect_left(self._maxes, item)
-        if b < len(self._maxes):
-            block = self._items[b]
-            i = bisect_left(block, item)
-            if block[i] is item or block[i] == item:
-                return b, i
+        """The block and index of the present ``item`` (``ValueError`` if absent)."""
+        maxes = self._maxes
+        key = self._key
+        if key is None:
+            b = bisect_left(maxes, item)
+            if b < len(maxes):
+                block = self._items[b]
+                i = bisect_left(block, item)
+                if block[i] is item or block[i] == item:
+                    return b, i
+        else:
+            b, i = self._locate(item, key(item))
+            if b < len(maxes):
+                block = self._items[b]
+                if i < len(block) and block[i] is item:
+                    return b, i
         raise ValueError(f"{item!r} is not in the list")
+
+    def _locate(self, item: _T, probe: Any) -> tuple[int, int]:
+        """Where ``item`` (of key ``probe``, with a key) goes: the first place whose item is
+        not below it, ``(len(blocks), 0)`` if none is. O(log n)."""
+        maxes = self._maxes
+        b = bisect_left(maxes, probe)
+        if b == len(maxes):
+            return b, 0
+        block = self._items[b]
+        key = self._key
+        assert key is not None
+        i = bisect_left(block, probe, key=key)
+        found = block[i]
+        if found is item or key(found) != probe:
+            return b, i
+        return self._locate_tied(item, probe, b, i)
+
+    def _locate_tied(self, item: _T, probe: Any, b: int, i: int) -> tuple[int, int]:
+        """:meth:`_locate` among the items of ``item``'s key, the first at block ``b``, index
+        ``i``, maybe over several blocks: by tie. O(log n) calls of the key and the tie."""
+        items = self._items
+        tie = self._tie
+        assert tie is not None, "a list with a key needs a tie for items of equal keys"
+        rank = tie(item)
+        # Blocks b .. end - 1 end with items of this key; the first whose last one is not
+        # below the item holds its place (the block at end, or after the last, if none).
+        end = bisect_right(self._maxes, probe, lo=b)
+        at = bisect_left(range(end), rank, lo=b, key=lambda j: tie(items[j][-1]))
+        if at == len(items):
+            return at, 0
+        block = items[at]
+        hi = bisect_right(block, probe, key=self._key)
+        return at, bisect_left(block, rank, i if at == b else 0, hi, key=tie)
+
+    def _key_of(self, item: _T) -> Any:
+        return item if self._key is None else self._key(item)
 
     def _prefix(self, b: int) -> float:
         """The sum of the totals of blocks ``0 .. b - 1``: O(log B)."""
@@ -647,7 +725,7 @@ class PrefixSumSortedList(Generic[_T]):
         self._items[b : b + 1] = [block[:half], block[half:]]
         self._costs[b : b + 1] = [costs[:half], costs[half:]]
         self._bounds[b : b + 1] = [bounds[:half], bounds[half:]]
-        self._maxes[b : b + 1] = [block[half - 1], block[-1]]
+        self._maxes[b : b + 1] = [self._key_of(block[half - 1]), self._key_of(block[-1])]
         self._totals[b : b + 1] = [sum(costs[:half]), sum(costs[half:])]
         self._deltas[b : b + 1] = [0, 0]
         self._margins[b : b + 1] = [_INF, _INF]
@@ -670,7 +748,7 @@ class PrefixSumSortedList(Generic[_T]):
             # The first block may run low: items leave from the front, and it
             # goes when empty without shifting the others.
             if i == len(block):
-                self._maxes[b] = block[-1]
+                self._maxes[b] = self._key_of(block[-1])
             if b in self._stale:
                 pass
             elif i == 0:
@@ -703,7 +781,7 @@ class PrefixSumSortedList(Generic[_T]):
         items[b - 1] += block
         self._costs[b - 1] += costs
         self._bounds[b - 1] += self._bounds[b]
-        self._maxes[b - 1] = items[b - 1][-1]
+        self._maxes[b - 1] = self._key_of(items[b - 1][-1])
         self._totals[b - 1] = sum(self._costs[b - 1])
         self._deltas[b - 1] = 0
         del items[b], self._costs[b], self._bounds[b], self._maxes[b]

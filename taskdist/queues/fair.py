@@ -373,7 +373,7 @@ class FairScheduler:
     default) sets no cap: deadlines always come first, and the lag is
     bounded by the service out of turn not yet repaid. Each tenant's inner
     queue may be any; with ``inner=DeadlineScheduler`` the urgent task is at
-    the head of its tenant's queue. Costs: about 90 bytes and O(log n) per
+    the head of its tenant's queue. Costs: about 30 bytes and O(log n) per
     queued task with a deadline (n such tasks queued); a pop adds O(1) when
     all that work ends before the earliest deadline, else O(log n), and with
     ``where`` it looks at the fair pick's tenant twice.
