@@ -439,9 +439,9 @@ class FairScheduler:
     and known tenants as they are now. :meth:`load_snapshot` fills a new
     scheduler built with the same configuration (its inner queues made by
     ``inner`` and loaded from their own snapshots, so nested schedulers are
-    carried), which then makes the same decisions. ``deadline_aware``
-    schedulers, and inner queues without snapshot support, are refused with
-    :class:`~taskdist.errors.SnapshotError`.
+    carried), which then makes the same decisions; a ``deadline_aware``
+    scheduler's deadline index is carried too. Inner queues without snapshot
+    support are refused with :class:`~taskdist.errors.SnapshotError`.
 
     **Callbacks** (``where=`` predicates, ``tenant_of``, the ``inner`` factory) may read the
     scheduler (``len``, ``in``, :meth:`why_waiting`, :meth:`stats`) but not
