@@ -11,20 +11,23 @@ group: skills, zone, demand, route step and pin; their tenant and key, which
 pauses name; their priority; the bucket each keyed rate gate draws them
 from, and whether each adaptive limit counts them) are refused or admitted
 alike, so they form a *class*. Within a class the queue would serve them in
-the order of its ``rank``. So only the first of each class needs to go back
-when a gate opens: the *scout*. If the gates
-refuse it, they would refuse the rest, and it goes back to its class. If it
-is placed, or leaves waiting in any other way (dead-lettered, cancelled,
-assigned, moved on its route), the next of its class goes to the queue in its
-place, before any further task is chosen. If something other than the gates
-holds it back (no worker has room, a pause), it stays the class's scout
-wherever it is parked, and the rest wait behind it, as they would be held
-back alike.
+the order of its ``rank`` (ties in the order they were first refused: each
+keeps its *ticket* while it waits). So only the first of each class needs to
+go back when a gate opens: the *scout*. If the gates refuse it, they would
+refuse the rest, and it goes back to its class, at its ticket. If it is
+placed, or leaves waiting in any other way (dead-lettered, cancelled,
+assigned, moved on its route, given another priority), the next of its class
+goes to the queue in its place, before any further task is chosen. If
+something other than the gates holds it back (no worker has room, a pause),
+it stays the class's scout wherever it is parked, and the rest wait behind
+it, as they would be held back alike. Scouts go back in the order of their
+class's first ticket, as the tasks would be pushed if all went back.
 
 The Distributor uses this only where that reasoning is exact: a queue that
-ranks tasks (:meth:`~taskdist.PriorityQueue.rank`), the library's gates and
-balancers, and no reservation, preemption or batching (whose choices depend
-on more than the class). Otherwise every refused task goes back, as before.
+ranks tasks (``PriorityQueue.rank``, ``DeadlineScheduler.rank``), the
+library's gates and balancers, and no reservation, preemption, batching or
+fallback route step (whose choices or timers depend on more than the class).
+Otherwise every refused task goes back, as before.
 """
 
 from __future__ import annotations
