@@ -2799,7 +2799,7 @@ class Distributor:
         run = self._progress.pop(task_id, None)
         if run is not None and run.budgeted and self._budget is not None:
             self._budget.settled(task)
-        if not self._rules.plain:
+        if self._rules.ever_own:  # (and while it is plain, leaving forgets nothing)
             self._rules.leave(task_id)
             self._timers.cancel(_StepTimer(task_id))
         if self._escalation is not None:
