@@ -1438,25 +1438,29 @@ class Distributor:
         enqueued = self._waiting_since.pop(task_id)
         if self._scouts is not None:
             self._scout_left(task_id)
+        waited = now - enqueued
+        expiry = None if self._lease is None else now + self._lease
         run = self._progress.get(task_id)
-        if run is None:  # a new record starts at now, popped and gated
-            run = self._progress[task_id] = _Run(task, enqueued, now)
+        if run is None:  # a new record starts at now as its first lease, popped and gated
+            attempt = 1
+            run = self._progress[task_id] = _Run(
+                task, enqueued, now, worker.id, balancer, permit, waited, expiry, attempt
+            )
         else:
             run.task = task
             run.retry_at = None
             run.started_at = now
             run.popped = run.gated = True
-        run.attempt = attempt = run.attempt + 1
-        run.worker_id = worker.id
-        run.permit = permit
-        run.balancer = balancer
-        waited = now - enqueued
-        run.waited = waited
+            run.attempt = attempt = run.attempt + 1
+            run.worker_id = worker.id
+            run.permit = permit
+            run.balancer = balancer
+            run.waited = waited
+            run.expiry = expiry
         self._record_wait(waited)
         tenant = self._tenants.get(task.tenant) or self._tenant(task.tenant)
         tenant[4] += 1
         tenant[5] += waited
-        run.expiry = expiry = None if self._lease is None else now + self._lease
         self._leases[task_id] = run
         if self._budget is not None:
             self._budget.leased(task)
