@@ -1193,6 +1193,8 @@ class Distributor:
                         made.append(assignment)
                         if self._batcher is not None:
                             self._fill_batch(made, now, limit)
+                        if not pop_when_empty and not queue:
+                            break  # nothing left to pop: no need to ask for room
             except BaseException:
                 # A callback raised: what it interrupted is dropped, and the placements
                 # made so far are taken back, since the host never sees them.
