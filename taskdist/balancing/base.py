@@ -222,6 +222,19 @@ def trusts_choice(balancer: Balancer) -> bool:
     return type(balancer).choose in _TRUSTED
 
 
+def hears_nothing(balancer: Balancer) -> bool:
+    """Whether ``balancer``'s ``on_assign`` and ``on_release`` are the base's no-ops, so
+    a caller may skip them. O(1)."""
+    cls = type(balancer)
+    own = getattr(balancer, "__dict__", {})  # hooks set on the instance count too
+    return (
+        cls.on_assign is Balancer.on_assign
+        and cls.on_release is Balancer.on_release
+        and "on_assign" not in own
+        and "on_release" not in own
+    )
+
+
 def checked_choose(
     balancer: Balancer,
     task: Task,

@@ -48,13 +48,16 @@ class ParkingLot:
     is O(log c) amortised; ``groups()`` and ``classes()`` are O(1) per item.
     """
 
-    __slots__ = ("_class_of", "_classes", "_group_of", "_groups", "_live", "_tickets")
+    __slots__ = ("_class_of", "_classes", "_group_of", "_groups", "_live", "_tickets", "by_task")
 
     def __init__(self) -> None:
         # Ordered dicts: taking the oldest of a group stays O(1) however many were taken
         # before (a plain dict would scan the holes its deletions left at the front).
         self._groups: dict[Hashable, OrderedDict[Hashable, Task]] = {}
         self._group_of: dict[Hashable, Hashable] = {}
+        # The same table, read only, for a hot path that asks whether anything is
+        # parked without a call: ``if lot.by_task`` is ``if len(lot)`` at C speed.
+        self.by_task: dict[Hashable, Hashable] = self._group_of
         # (group, class) -> a heap of (rank, ticket, task id), with stale entries of
         # tasks that left it; a task's live entry is the one holding its ticket.
         self._classes: dict[tuple[Hashable, Hashable], list[tuple[Any, int, Hashable]]] = {}

@@ -34,6 +34,7 @@ class PlacementRules:
         "_pools",
         "_router",
         "_where",
+        "ever_own",
     )
 
     def __init__(self, balancer: Balancer, router: Router | None) -> None:
@@ -52,6 +53,9 @@ class PlacementRules:
         self._pools: dict[Hashable, Pool] = {}
         # (route, step) -> the pool's filter combined with the breakers'.
         self._filters: dict[tuple[int, int], Filter] = {}
+        # Whether any task ever had a route, a pin or a pool of its own: until then
+        # a finished task has nothing to forget (an attribute, read on the hot path).
+        self.ever_own = router is not None
 
     @property
     def balancer(self) -> Balancer:
@@ -174,10 +178,12 @@ class PlacementRules:
             self._pins.pop(task_id, None)
         else:
             self._pins[task_id] = worker_id
+            self.ever_own = True
 
     def send(self, task_id: Hashable, pool: Pool) -> None:
         """From now on the task may run only in ``pool`` (an escalation's). O(1)."""
         self._pools[task_id] = pool
+        self.ever_own = True
 
     def pinned(self, task_id: Hashable) -> Hashable | None:
         """The worker a task is pinned to, or ``None``."""

@@ -106,20 +106,32 @@ class _Run:
         "worker_id",
     )
 
-    def __init__(self, task: Task, submitted_at: float, now: float) -> None:
+    def __init__(
+        self,
+        task: Task,
+        submitted_at: float,
+        now: float,
+        worker_id: Hashable = None,
+        balancer: Balancer | None = None,
+        permit: int | None = None,
+        waited: float = 0.0,
+        expiry: float | None = None,
+        attempt: int = 0,
+    ) -> None:
+        """A record started at ``now``; a first lease passes its fields here (set once)."""
         self.task = task
         self.submitted_at = submitted_at
         self.first_started = now
         # The current (or last) lease; attempt counts dispatches.
-        self.worker_id: Hashable = None
-        self.attempt = 0
+        self.worker_id = worker_id
+        self.attempt = attempt
         self.started_at = now
-        self.expiry: float | None = None
-        self.permit: int | None = None
+        self.expiry = expiry
+        self.permit = permit
         # The id of the batch the current lease belongs to, if any.
         self.batch: int | None = None
         # The balancer that placed the current lease (it hears on_release).
-        self.balancer: Balancer | None = None
+        self.balancer = balancer
         # Whether the current lease came from a queue pop (the queue hears release)
         # and passed the gates (they hear release): a manual assign may skip either.
         self.popped = True
@@ -128,7 +140,7 @@ class _Run:
         self.budgeted = False
         self.failures = 0
         # Seconds spent waiting (queued, parked, retrying) before the current lease.
-        self.waited = 0.0
+        self.waited = waited
         self.history: list[AttemptRecord] | None = None
         self.last_delay: float | None = None
         self.last_error: str | None = None

@@ -48,12 +48,16 @@ class Timers:
 
     def next_time(self) -> float | None:
         """The earliest pending time, or ``None``. O(1) amortised."""
+        if not self._live:  # none pending: no need to look (dead entries wait)
+            return None
         top = self._heap.top()
         return None if top is None else top[0]
 
     def pop_due(self, now: float) -> tuple[str, Hashable, float] | None:
         """Remove and return ``(kind, key, when)`` of the earliest timer due at ``now``,
         or ``None``. O(log n) amortised."""
+        if not self._live:
+            return None
         top = self._heap.top()
         if top is None or top[0] > now:
             return None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from taskdist._validate import check_int, check_number, check_optional_number
-from taskdist.balancing.base import Balancer, check_balancer, trusts_choice
+from taskdist.balancing.base import Balancer, check_balancer, hears_nothing, trusts_choice
 from taskdist.balancing.least_load import LeastConnections
 from taskdist.batching.optimizer import BatchOptimizer
 from taskdist.clock import Clock
@@ -103,6 +103,8 @@ from taskdist.errors import (
     WorkerUnavailableError,
 )
 from taskdist.metrics import RecentSamples, coefficient_of_variation
+from taskdist.queues._held import HeldTasks
+from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.queues.priority import PriorityQueue
 from taskdist.queues.protocol import Eviction, Queue
 from taskdist.resilience.breaker import CircuitBreaker, CircuitState
@@ -355,6 +357,7 @@ class Distributor:
         "_dead_by_reason",
         "_deadline_met",
         "_deadline_missed",
+        "_deaf_balancer",
         "_dedup_window",
         "_deferred",
         "_dlq",
@@ -382,11 +385,14 @@ class Distributor:
         "_lot",
         "_max_queued",
         "_now",
+        "_parked",
         "_passed",
         "_paused",
+        "_pop_when_empty",
         "_preemption",
         "_progress",
         "_queue",
+        "_queue_releases",
         "_record_end_to_end",
         "_record_wait",
         "_release_from",
@@ -403,6 +409,7 @@ class Distributor:
         "_timers",
         "_tracker",
         "_tracker_wake",
+        "_trusted_balancer",
         "_waiting_since",
         "_waits",
         "_worker_counts",
@@ -570,6 +577,15 @@ class Distributor:
             and type(tracker).has_room is CapacityTracker.has_room
         )
         self._room_now = tracker._has_room_now if plain_tracker else tracker.has_room
+        # A PriorityQueue or DeadlineScheduler as it is tracks no running task (its
+        # release only checks the type) and, empty, has nothing a pop could change.
+        # (Read off the class: a method set on the instance is the host's own.)
+        kind = type(queue)
+        self._queue_releases = getattr(kind, "release", None) is not HeldTasks.release
+        self._pop_when_empty = not (
+            getattr(kind, "pop", None) in (PriorityQueue.pop, DeadlineScheduler.pop)
+            and getattr(kind, "__bool__", None) is HeldTasks.__bool__
+        )
         self._assign_to: Callable[[Task, WorkerState], object] = (
             tracker._assign_chosen
             if plain_tracker
@@ -579,6 +595,11 @@ class Distributor:
             tracker._release_placed if plain_tracker else tracker.release
         )
         self._balancer = balancer
+        # The balancer when it hears nothing (on_assign and on_release are the base's
+        # no-ops): a lease it placed skips both calls.
+        self._deaf_balancer = balancer if hears_nothing(balancer) else None
+        # The balancer when its choice needs no check (trusts_choice), asked once.
+        self._trusted_balancer = balancer if trusts_choice(balancer) else None
         self._rules = PlacementRules(balancer, None if routes is None else Router(routes))
         self._routed = routes is not None
         self._breaker_factory = breaker
@@ -644,6 +665,7 @@ class Distributor:
         # _retrying and _leases; _waiting_since covers the first three.
         self._waiting_since: dict[Hashable, float] = {}
         self._lot = ParkingLot()
+        self._parked = self._lot.by_task  # task id -> its group: truthy when any is parked
         # Which gate-refused tasks go back to the queue when a gate opens (see
         # _gate_scouts): the first of each class, or (None) all of them.
         self._scouts = gate_scouts(
@@ -1123,7 +1145,8 @@ class Distributor:
             InvalidArgumentError: the balancer returned a worker that is not a
                 candidate for the task (nothing was placed).
         """
-        if limit is not None:
+        # The check, with the usual value (an int >= 0) passed inline.
+        if limit is not None and not (limit.__class__ is int and limit >= 0):
             limit = check_int(limit, "limit", minimum=0)
         if self._busy:
             self._enter()  # raises
@@ -1139,6 +1162,7 @@ class Distributor:
             round_blocked = self._round_blocked
             round_blocked.clear()
             placeable = self._placeable
+            pop_when_empty = self._pop_when_empty
             # The first asks the tracker to lift what is due; the placements after it
             # brought the tracker up to date themselves.
             has_room = tracker.has_room
@@ -1149,6 +1173,8 @@ class Distributor:
                             self._advise_for_head(now)
                         break
                     has_room = self._room_now
+                    if not pop_when_empty and not queue:
+                        break  # no pop: it would find nothing and change nothing
                     self._choice = None
                     task = queue.pop(where=placeable)
                     if self._passed:
@@ -1167,6 +1193,8 @@ class Distributor:
                         made.append(assignment)
                         if self._batcher is not None:
                             self._fill_batch(made, now, limit)
+                        if not pop_when_empty and not queue:
+                            break  # nothing left to pop: no need to ask for room
             except BaseException:
                 # A callback raised: what it interrupted is dropped, and the placements
                 # made so far are taken back, since the host never sees them.
@@ -1215,7 +1243,7 @@ class Distributor:
             return False
         # The signature is needed only when something is blocked already.
         sig = None
-        if self._round_blocked or self._lot:
+        if self._round_blocked or self._parked:
             sig = _group(task, placement)
             if sig in self._round_blocked or self._lot.has_group(sig):
                 self._passed.append((task, sig if parking is None else parking))
@@ -1234,7 +1262,11 @@ class Distributor:
             if parking is None and self._holds is not None:  # before any later pick
                 self._reserve_for(task, self._now())
             return False
-        if not trusts_choice(balancer) and not self._tracker.is_candidate(task, worker.id, filter_):
+        if (
+            balancer is not self._trusted_balancer
+            and not trusts_choice(balancer)
+            and not self._tracker.is_candidate(task, worker.id, filter_)
+        ):
             raise InvalidArgumentError(
                 f"balancer {balancer!r} chose {worker!r} for task {task.id!r}, "
                 "which is not one of its candidates (unavailable, full, missing a skill, "
@@ -1400,32 +1432,37 @@ class Distributor:
     ) -> _Run:
         """Record the placement of a waiting task (out of where it waited) and lease it."""
         self._assign_to(task, worker)
-        balancer.on_assign(task, worker)
+        if balancer is not self._deaf_balancer:
+            balancer.on_assign(task, worker)
         if self._holds is not None and self._holds.leased(task, worker):
             self._wake_backfill_groups()
         task_id = task.id
         enqueued = self._waiting_since.pop(task_id)
         if self._scouts is not None:
             self._scout_left(task_id)
+        waited = now - enqueued
+        expiry = None if self._lease is None else now + self._lease
         run = self._progress.get(task_id)
-        if run is None:  # a new record starts at now, popped and gated
-            run = self._progress[task_id] = _Run(task, enqueued, now)
+        if run is None:  # a new record starts at now as its first lease, popped and gated
+            attempt = 1
+            run = self._progress[task_id] = _Run(
+                task, enqueued, now, worker.id, balancer, permit, waited, expiry, attempt
+            )
         else:
             run.task = task
             run.retry_at = None
             run.started_at = now
             run.popped = run.gated = True
-        run.attempt = attempt = run.attempt + 1
-        run.worker_id = worker.id
-        run.permit = permit
-        run.balancer = balancer
-        waited = now - enqueued
-        run.waited = waited
+            run.attempt = attempt = run.attempt + 1
+            run.worker_id = worker.id
+            run.permit = permit
+            run.balancer = balancer
+            run.waited = waited
+            run.expiry = expiry
         self._record_wait(waited)
         tenant = self._tenants.get(task.tenant) or self._tenant(task.tenant)
         tenant[4] += 1
         tenant[5] += waited
-        run.expiry = expiry = None if self._lease is None else now + self._lease
         self._leases[task_id] = run
         if self._budget is not None:
             self._budget.leased(task)
@@ -2582,8 +2619,10 @@ class Distributor:
         tracker = self._tracker
         worker_id = lease.worker_id
         state = self._release_from(task, worker_id, duration, ok)
-        assert lease.balancer is not None
-        lease.balancer.on_release(task, state)
+        balancer = lease.balancer
+        assert balancer is not None
+        if balancer is not self._deaf_balancer:
+            balancer.on_release(task, state)
         if self._holds is not None:
             self._holds.released(task, worker_id)
         counts = self._worker_counts[worker_id]
@@ -2603,11 +2642,11 @@ class Distributor:
             if self._breaker_changes:
                 self._breakers_changed()
         if self._gates is None:  # _end_gates_and_queue, inline: the hot path
-            if lease.popped:
+            if lease.popped and self._queue_releases:
                 self._queue.release(task)
         else:
             self._end_gates_and_queue(lease)
-        if len(self._lot):
+        if self._parked:
             self._wake_for(state)
 
     def _report_to_breaker(
@@ -2766,7 +2805,7 @@ class Distributor:
         run = self._progress.pop(task_id, None)
         if run is not None and run.budgeted and self._budget is not None:
             self._budget.settled(task)
-        if not self._rules.plain:
+        if self._rules.ever_own:  # (and while it is plain, leaving forgets nothing)
             self._rules.leave(task_id)
             self._timers.cancel(_StepTimer(task_id))
         if self._escalation is not None:
@@ -2968,7 +3007,7 @@ class Distributor:
         wake = queue.next_wakeup()
         if wake is not None and wake <= now:
             self._expire_queue(now)
-        if self._lot.has_group(GATES):
+        if self._parked and self._lot.has_group(GATES):
             wake = self._gate_wake()
             if wake is not None and wake <= now:
                 self._gate_due = None
@@ -3052,22 +3091,21 @@ class Distributor:
         A time a component reported that was already handled by a tick at or
         after it is not reported again, so a host never spins. O(1) amortised.
         """
-        now = self._now()
         ticked = self._ticked_at
         soonest = self._timers.next_time()
         wake = self._queue.next_wakeup()
         if wake is not None and wake > ticked and (soonest is None or wake < soonest):
             soonest = wake
-        if self._lot.has_group(GATES):
+        if self._parked and self._lot.has_group(GATES):
             wake = self._gate_wake()
             if wake is not None and wake > ticked and (soonest is None or wake < soonest):
                 soonest = wake
         wake = self._tracker_wake
-        if wake is not None and len(self._lot) and (soonest is None or wake < soonest):
+        if wake is not None and self._parked and (soonest is None or wake < soonest):
             soonest = wake
         if soonest is None:
             return None
-        return max(soonest, now)
+        return max(soonest, self._now())
 
     # -- looking -------------------------------------------------------------------
 
