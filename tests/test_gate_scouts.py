@@ -49,7 +49,6 @@ from taskdist.dispatch._parking import GATES, ParkingLot
 QUEUES: dict[str, Callable[[ManualClock], Any]] = {
     "priority": lambda clock: PriorityQueue(clock),
     "aging": lambda clock: PriorityQueue(clock, aging_rate=0.5),
-    "deadline": lambda clock: DeadlineScheduler(clock, servers=2),
 }
 
 
@@ -225,6 +224,15 @@ def test_a_fair_scheduler_keeps_every_refused_task_going_back() -> None:
     assert d._scouts is None
 
 
+def test_a_deadline_scheduler_keeps_every_refused_task_going_back() -> None:
+    # It refuses a task whose deadline has passed, and keeps (late) one it holds:
+    # whether a task is held when its deadline passes decides its fate.
+    clock = ManualClock()
+    for on_miss in ("run_late", "dead_letter", "reject"):
+        queue = DeadlineScheduler(clock, on_miss=on_miss)  # type: ignore[arg-type]
+        assert Distributor(clock, queue=queue, gates=gates(clock))._scouts is None
+
+
 def test_a_refill_sends_one_task_of_each_class_not_all() -> None:
     clock = ManualClock()
     d = Distributor(
@@ -389,7 +397,7 @@ def test_a_task_moved_to_another_class_behind_a_scout_is_not_forgotten(scouting:
     assert d.state_of("t2") is TaskState.COMPLETED
 
 
-@pytest.mark.parametrize("queue", ["priority", "deadline"])
+@pytest.mark.parametrize("queue", ["priority", "aging"])
 def test_tasks_of_one_rank_behind_a_gate_keep_the_order_they_came_in(queue: str) -> None:
     clock = ManualClock(start=100.0)
     make = one_token_a_second(clock, queue)

@@ -24,10 +24,12 @@ it, as they would be held back alike. Scouts go back in the order of their
 class's first ticket, as the tasks would be pushed if all went back.
 
 The Distributor uses this only where that reasoning is exact: a queue that
-ranks tasks (``PriorityQueue.rank``, ``DeadlineScheduler.rank``), the
-library's gates and balancers, and no reservation, preemption, batching or
-fallback route step (whose choices or timers depend on more than the class).
-Otherwise every refused task goes back, as before.
+ranks tasks and takes back any task it held (``PriorityQueue``; not a
+``DeadlineScheduler``, whose push refuses a task whose deadline has passed,
+so that when a task goes back decides its fate), the library's gates and
+balancers, and no reservation, preemption, batching or fallback route step
+(whose choices or timers depend on more than the class). Otherwise every
+refused task goes back, as before.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 
 from taskdist.dispatch._placement import PlacementRules
 from taskdist.dispatch._records import _group
+from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.resilience.adaptive import AdaptiveConcurrency
 from taskdist.resilience.gates import Gate, KeyedRateGate, PoolGate, RateGate
 from taskdist.task import Task
@@ -63,6 +66,11 @@ def gate_scouts(
     """
     rank = getattr(queue, "rank", None)
     if not plain or not gates or not callable(rank):
+        return None
+    if isinstance(queue, DeadlineScheduler):
+        # Its push refuses a task whose deadline has passed (and, but under run_late,
+        # one no longer on time for what it holds): when a task goes back decides its
+        # fate, so each must go back when waking all would send it.
         return None
     if any(type(gate) not in _KNOWN_GATES for gate in gates):
         return None  # a gate of the user's may admit two tasks of a class differently

@@ -86,10 +86,11 @@ class Queue(Protocol):
       in push order). ``None`` when the queue cannot tell without holding the
       task. It changes nothing. A distributor uses it to keep tasks that wait
       for a gate out of the queue, in order, and to queue only the first of
-      each kind when the gate opens. ``PriorityQueue`` and
+      each kind when the gate opens (a ``PriorityQueue``'s; a
+      ``DeadlineScheduler`` refuses a task whose deadline has passed, so it
+      holds every waiting task instead). ``PriorityQueue`` and
       ``DeadlineScheduler`` have it. ``FairScheduler`` does not: which tenant
-      it serves depends on when each became backlogged, so it must hold every
-      task that waits.
+      it serves depends on when each became backlogged.
 
     ``taskdist.testing`` checks all of this on any queue (see
     ``check_queue`` and ``queue_machine``).
