@@ -6,14 +6,24 @@ ranks in push order), whatever order they were pushed in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
+from hostile import assert_refused
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskdist import DeadlineScheduler, FairScheduler, ManualClock, PriorityQueue, Task
+from taskdist import (
+    DeadlineScheduler,
+    FairScheduler,
+    InvalidArgumentError,
+    InvalidTypeError,
+    ManualClock,
+    PriorityQueue,
+    Task,
+)
 
 QUEUES: dict[str, Callable[[ManualClock], Any]] = {
     "priority": lambda clock: PriorityQueue(clock),
@@ -66,3 +76,37 @@ def test_pop_follows_rank_among_tasks_of_one_tenant_and_priority(
 def test_a_fair_scheduler_does_not_rank() -> None:
     # Which tenant it serves depends on what it holds: it must hold every waiting task.
     assert not hasattr(FairScheduler(ManualClock()), "rank")
+
+
+def held(queue: Any) -> list[Hashable]:
+    """Drain the queue: what it held, in pop order."""
+    return [task.id for task in iter(queue.pop, None)]
+
+
+def filled(name: str) -> Callable[[], Any]:
+    def build() -> Any:
+        queue = QUEUES[name](ManualClock(start=10.0))
+        for i in range(4):
+            queue.push(Task(i, priority=1 + i % 2, deadline=50.0 + i))
+        return queue
+
+    return build
+
+
+@pytest.mark.parametrize("name", sorted(QUEUES))
+@pytest.mark.parametrize(
+    ("task", "enqueued_at", "error"),
+    [
+        ("not a task", 1.0, InvalidTypeError),
+        (7, 1.0, InvalidTypeError),
+        (Task("x"), math.nan, InvalidArgumentError),
+        (Task("x"), math.inf, InvalidArgumentError),
+        (Task("x"), -math.inf, InvalidArgumentError),
+        (Task("x"), "1.0", InvalidTypeError),
+        (Task("x"), None, InvalidTypeError),
+    ],
+)
+def test_rank_refuses_what_is_not_a_task_or_a_time_and_changes_nothing(
+    name: str, task: object, enqueued_at: object, error: type[Exception]
+) -> None:
+    assert_refused(filled(name), lambda q: q.rank(task, enqueued_at), error, held)

@@ -555,8 +555,14 @@ class DeadlineScheduler(HeldTasks):
         order. Changes nothing. O(1).
 
         Raises:
-            InvalidArgumentError: a cost or aged priority this scheduler refuses.
+            InvalidTypeError: ``task`` is not a Task, ``enqueued_at`` not a number.
+            InvalidArgumentError: ``enqueued_at`` NaN or infinite; a cost or aged
+                priority this scheduler refuses.
         """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"rank() takes a Task, got {type(task).__name__} {task!r}")
+        if type(enqueued_at) is not float or not math.isfinite(enqueued_at):
+            enqueued_at = check_number(enqueued_at, "enqueued_at")
         entry = self._entry(task, enqueued_at, 0.0)
         return (entry[0], entry[1])
 

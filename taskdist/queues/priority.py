@@ -373,8 +373,14 @@ class PriorityQueue(HeldTasks):
         Changes nothing. O(1).
 
         Raises:
-            InvalidArgumentError: with aging, a priority beyond ``+-2**53``.
+            InvalidTypeError: ``task`` is not a Task, ``enqueued_at`` not a number.
+            InvalidArgumentError: ``enqueued_at`` NaN or infinite; with aging, a
+                priority beyond ``+-2**53``.
         """
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"rank() takes a Task, got {type(task).__name__} {task!r}")
+        if type(enqueued_at) is not float or not math.isfinite(enqueued_at):
+            enqueued_at = check_number(enqueued_at, "enqueued_at")
         priority = task.priority
         if self._rate:
             if not -_MAX_AGED_PRIORITY <= priority <= _MAX_AGED_PRIORITY:
