@@ -1321,7 +1321,6 @@ class Distributor:
     def _park_passed(self, now: float) -> None:
         passed, self._passed = self._passed, []
         queue = self._queue
-        lot = self._lot
         seen: set[Hashable] = set()
         for task, group in passed:
             task_id = task.id
@@ -1335,12 +1334,7 @@ class Distributor:
                 continue
             if group is GATES:
                 self._note_gate_wake()
-                if self._scouts is not None:
-                    self._park_gated(task)
-                else:
-                    lot.park(task, group)
-            else:
-                lot.park(task, group)
+            self._park(task, group)
             ttl = task.ttl
             if ttl is not None:
                 self._timers.schedule(task_id, self._waiting_since[task_id] + ttl, _TTL)
