@@ -145,8 +145,5 @@ class GateScouts:
         """The scouts out, in the order sent."""
         return list(self._class_of)
 
-    def __contains__(self, task_id: object) -> bool:
-        return task_id in self._class_of
-
     def __len__(self) -> int:
         return len(self._class_of)
