@@ -217,8 +217,8 @@ def queued(d: Distributor, n: int) -> list[int]:
 
 
 def test_a_fair_scheduler_keeps_every_refused_task_going_back() -> None:
-    # Its choice of tenant depends on which tasks it holds (a busy period ends
-    # when it holds none; ties go to the tenant backlogged first).
+    # Its choice of tenant depends on which tasks it holds (ties go to the tenant
+    # backlogged first).
     clock = ManualClock()
     d = Distributor(clock, queue=FairScheduler(clock), gates=gates(clock))
     assert d._scouts is None

@@ -185,7 +185,7 @@ def test_a_small_mmc_report_is_pinned_figure_by_figure() -> None:
             "platform",
             "fair+edf/p2c+cb",
             1,
-            "495ff366b1e2ba43bda75c2c1be6c635dd36b3b13635f963827345af2b3616ec",
+            "f3fbe809b753aef80e24eadf777a0514a420b04088cdab083c036ec6315ed449",
         ),
         (
             "hot_tenant",

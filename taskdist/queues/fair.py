@@ -319,9 +319,14 @@ class FairScheduler:
     ``S_i`` and advances ``S_i`` by ``task.cost / w_i``. A tenant that becomes
     eligible (new, back from idle, or released by a quota) starts at
     ``max(S_i, V)``: an idle or quota-held tenant banks no credit, and one that
-    just ran a long task keeps its debt. When nothing at all is queued, ``V``
-    moves up to the largest tag given out (the end of a busy period, as in
-    SFQ): every tenant starts level in the next one. Eligible tenants sit in a
+    just ran a long task keeps its debt. When the last queued task is
+    dispatched, ``V`` moves up to the largest tag given out (the end of a busy
+    period, as in SFQ): every tenant starts level in the next one. A task
+    that leaves without a dispatch (removed, evicted, expired) ends no busy
+    period: it was served nothing, and a distributor removes the tasks a
+    rate limit refuses until it refills, so ending one then would start every
+    tenant level at each refill and the weights would count for nothing.
+    Eligible tenants sit in a
     heap keyed by ``S_i``, so the choice is O(log tenants); a tenant at its
     quota is out of the heap and blocks no one.
 
@@ -1098,7 +1103,7 @@ class FairScheduler:
         if expired:
             self._last_pop = None
             if not self._size:
-                self._end_busy_period()
+                self._emptied()
         for rec in touched:
             self._left_queue(rec, now)
         if self._idle.count and self._last_pop is None:
@@ -1461,16 +1466,23 @@ class FairScheduler:
             self._idle.shrink()
 
     def _end_busy_period(self) -> None:
-        """Nothing is queued: the virtual time moves up to the largest tag given out.
+        """The last queued task was dispatched: the virtual time moves up to the largest
+        tag given out.
 
         Every tenant then starts level in the next busy period, and the debts
         of tenants that left lapse (SFQ's rule at the end of a busy period).
-        Called as the last queued task leaves, so ``V`` is at the largest tag
-        whenever the scheduler is empty, and no read has to move it.
+        Only a dispatch ends one: tasks that leave unserved (removed, evicted,
+        expired) leave the tags as they were, so that tasks a distributor takes
+        out while a gate refuses them, and puts back when it opens, keep their
+        tenants' shares. Tags stay within one task of ``V`` either way.
         """
         if self._virtual < self._horizon:
             self._virtual = self._horizon
-        # Empty: give back the tables of a queue that held many tasks (O(1) if small).
+        self._emptied()
+
+    def _emptied(self) -> None:
+        """Nothing is queued: give back the tables of a queue that held many tasks (O(1)
+        if small)."""
         self._index.clear()
         self._expires.clear()
 
@@ -1851,7 +1863,7 @@ class FairScheduler:
         self._size -= 1
         holder.waiting -= 1
         if not self._size:
-            self._end_busy_period()
+            self._emptied()
         self._left_queue(rec, now)
         if self._idle.count:
             self._idle.settle(self._virtual, now)
