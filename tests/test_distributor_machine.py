@@ -272,20 +272,18 @@ class DistributorMachine(RuleBasedStateMachine):
     @rule(after=st.integers(0, 8))
     def dispatch_while_a_callback_fails_once(self, after: int) -> None:
         """A user's callback raises after ``after`` calls: the dispatch raises it, and
-        every placement it made before is taken back, as if never made."""
+        every placement it made before is taken back, as if never made. (A dispatch
+        the callback lets through is checked as the dispatch rule checks it.)"""
         leased = set(self.leased())
         self.fails_in = after
         try:
-            made = self.distributor.dispatch()
+            self.dispatch(None)
         except CallbackFailed:
-            made = None
+            self.fails_in = None
+            self.apply_events()
+            assert set(self.leased()) <= leased, "a failed dispatch placed a task"
         finally:
             self.fails_in = None
-        self.apply_events()
-        if made is None:
-            assert set(self.leased()) <= leased, "a failed dispatch placed a task"
-        else:
-            assert {a.task.id for a in made} == set(self.leased()) - leased
 
     @precondition(lambda self: any(s is TaskState.LEASED for s in self.model.values()))
     @rule(data=st.data(), duration=st.sampled_from([None, 0.0, 2.0]))
