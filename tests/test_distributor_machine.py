@@ -49,6 +49,8 @@ from taskdist import (
     FairScheduler,
     Gangs,
     Health,
+    KeyedRateGate,
+    KeyedRateLimiter,
     ManualClock,
     Pool,
     PoolGate,
@@ -77,6 +79,12 @@ TASK_IDS = [f"t{i}" for i in range(24)]
 WORKER_IDS = ["w0", "w1", "w2", "w3"]
 TENANTS = ["alice", "bob", "carol"]
 QUOTA = 2  # alice's max_concurrent
+
+
+class CallbackFailed(RuntimeError):
+    """What a user's callback raised in the middle of a dispatch."""
+
+
 MAX_ATTEMPTS = 3
 
 # What each event kind says the task's state is now (None: not a state change).
@@ -129,6 +137,8 @@ class DistributorMachine(RuleBasedStateMachine):
         self.lapsed: dict[Hashable, int] = {}
         self.workers: set[str] = set()
         self.seen = 0  # events applied so far
+        # Calls of the flaky callback to go before it raises, once (None: it never does).
+        self.fails_in: int | None = None
 
     def options(self) -> dict[str, Any]:
         """The Distributor's keyword arguments (a variant adds its policies)."""
@@ -141,7 +151,7 @@ class DistributorMachine(RuleBasedStateMachine):
             "retry": RetryPolicy(
                 max_attempts=MAX_ATTEMPTS, base=0.5, cap=4.0, rng=random.Random(3)
             ),
-            "gates": [PoolGate(self.pool), RateGate(self.limiter, "api_calls")],
+            "gates": [PoolGate(self.pool), RateGate(self.limiter, "api_calls"), self.flaky()],
             "lease": 10.0,
             # Remember every finished id, so the model can ask about all.
             "dedup_window": 1e9,
@@ -152,6 +162,21 @@ class DistributorMachine(RuleBasedStateMachine):
     def policies(self) -> dict[str, Any]:
         """Placement policies switched on (none here; a variant below adds some)."""
         return {}
+
+    def flaky(self) -> KeyedRateGate:
+        """A gate that never refuses, whose key function (a user's callback, asked at
+        every admission) raises once when the dispatch rule below arms it."""
+
+        def key(task: Task) -> Hashable:
+            if self.fails_in is not None:
+                if not self.fails_in:
+                    self.fails_in = None
+                    raise CallbackFailed(f"the key function failed on {task.id!r}")
+                self.fails_in -= 1
+            return "everyone"
+
+        limiter = KeyedRateLimiter(rate=10_000, per=1.0, burst=10_000, clock=self.clock)
+        return KeyedRateGate(limiter, "calls", key=key, default=1)
 
     # -- following the events ------------------------------------------------
 
@@ -243,6 +268,22 @@ class DistributorMachine(RuleBasedStateMachine):
             assert before.get(assignment.task.id) is not TaskState.LEASED
             assert self.model[assignment.task.id] is TaskState.LEASED
             assert assignment.worker_id in self.workers
+
+    @rule(after=st.integers(0, 8))
+    def dispatch_while_a_callback_fails_once(self, after: int) -> None:
+        """A user's callback raises after ``after`` calls: the dispatch raises it, and
+        every placement it made before is taken back, as if never made. (A dispatch
+        the callback lets through is checked as the dispatch rule checks it.)"""
+        leased = set(self.leased())
+        self.fails_in = after
+        try:
+            self.dispatch(None)
+        except CallbackFailed:
+            self.fails_in = None
+            self.apply_events()
+            assert set(self.leased()) <= leased, "a failed dispatch placed a task"
+        finally:
+            self.fails_in = None
 
     @precondition(lambda self: any(s is TaskState.LEASED for s in self.model.values()))
     @rule(data=st.data(), duration=st.sampled_from([None, 0.0, 2.0]))
@@ -390,7 +431,7 @@ class ScoutingDistributorMachine(DistributorMachine):
         options["queue"] = PriorityQueue(self.clock, aging_rate=0.2)
         # A tighter rate limit, so that many tasks wait on it in a few classes.
         self.limiter = RateLimiter(rate=0.5, per=1.0, burst=1, clock=self.clock)
-        options["gates"] = [PoolGate(self.pool), RateGate(self.limiter, "api_calls")]
+        options["gates"] = [PoolGate(self.pool), RateGate(self.limiter, "api_calls"), self.flaky()]
         return options
 
     @rule(

@@ -133,6 +133,10 @@ class GateScouts:
             del self._scout_of[was[0]]
         return was
 
+    def scout_of(self, klass: Hashable) -> Hashable | None:
+        """The id of ``klass``'s scout out, or ``None``. O(1)."""
+        return self._scout_of.get(klass)
+
     def ticket_of(self, task_id: Hashable) -> int:
         """A scout's ticket in its class. O(1)."""
         return self._class_of[task_id][1]

@@ -299,8 +299,12 @@ class Distributor:
     and change nothing: unknown ids, completing a task that is not leased,
     NaN or negative durations, removing an unknown worker, re-entering the
     distributor from a balancer, filter or queue callback
-    (``ReentrancyError``). Not safe to share between threads: use
-    ``taskdist.threaded`` or one lock around every call.
+    (``ReentrancyError``). A callback of the host's that raises during a
+    dispatch (a balancer, a gate's key, a queue's ``tenant_of``) loses no
+    task: the dispatch raises the error and takes back every placement it
+    made; a task the queue then refuses, or whose push back raises, is
+    dead-lettered with the reason and error. Not safe to share between
+    threads: use ``taskdist.threaded`` or one lock around every call.
 
     **Complexity** (n tasks waiting, w workers, g parked groups, r
     resources per task; "queue" and "balancer" are their own costs, e.g.
@@ -375,10 +379,12 @@ class Distributor:
         "_gates",
         "_group_leased",
         "_group_live",
+        "_handed_over",
         "_holds",
         "_intake",
         "_learning_gates",
         "_lease",
+        "_leased_now",
         "_leases",
         "_listener",
         "_listeners",
@@ -677,6 +683,12 @@ class Distributor:
             and batcher is None
             and not self._rules.has_fallbacks(),
         )
+        # Scouts placed in the dispatch under way: id -> (class, ticket), so that a
+        # dispatch a callback's error undoes can call back the scouts sent after them.
+        self._handed_over: dict[Hashable, tuple[Hashable, int]] = {}
+        # Every task leased by the dispatch under way, in order: all of them are taken
+        # back if a callback raises, whether or not its assignment was returned yet.
+        self._leased_now: list[Task] = []
         self._retrying: dict[Hashable, Task] = {}
         self._leases: dict[Hashable, _Run] = {}
         self._progress: dict[Hashable, _Run] = {}
@@ -1161,6 +1173,11 @@ class Distributor:
             queue = self._queue
             round_blocked = self._round_blocked
             round_blocked.clear()
+            if self._handed_over:  # what assign() recorded
+                self._handed_over.clear()
+            leased_now = self._leased_now
+            leased_now.clear()
+            in_hand: Task | None = None  # popped last, maybe not placed yet
             placeable = self._placeable
             pop_when_empty = self._pop_when_empty
             # The first asks the tracker to lift what is due; the placements after it
@@ -1176,7 +1193,7 @@ class Distributor:
                     if not pop_when_empty and not queue:
                         break  # no pop: it would find nothing and change nothing
                     self._choice = None
-                    task = queue.pop(where=placeable)
+                    in_hand = task = queue.pop(where=placeable)
                     if self._passed:
                         self._park_passed(now)
                     if task is None:
@@ -1195,24 +1212,33 @@ class Distributor:
                             self._fill_batch(made, now, limit)
                         if not pop_when_empty and not queue:
                             break  # nothing left to pop: no need to ask for room
+                if self._deferred is not None:
+                    # A callback raised and the books were finished first: the host
+                    # sees the error, not these assignments, so they are taken back.
+                    raise self._deferred
             except BaseException:
                 # A callback raised: what it interrupted is dropped, and the placements
                 # made so far are taken back, since the host never sees them.
                 self._passed = []
                 if self._batcher is not None:
                     self._batcher.flush()  # a batch being formed, if any
-                for assignment in reversed(made):
-                    self._take_back(assignment)
+                if in_hand is not None and self._in_limbo(in_hand.id):
+                    self._put_back(in_hand)  # popped, in no place yet: back where it waited
+                for task in reversed(leased_now):
+                    self._undo_lease(task)
                 if (
-                    made
+                    leased_now
                     and self._lot.has_group(GATES)
-                    and any(_frees_on_release(self._gate_list, a.task) for a in made)
+                    and any(_frees_on_release(self._gate_list, task) for task in leased_now)
                 ):
                     # Units given back: what the gates refused for want of them may pass.
                     self._wake_gated()
                 raise
             finally:
                 round_blocked.clear()
+                leased_now.clear()
+                if self._handed_over:
+                    self._handed_over.clear()
             return made
         finally:
             if self._events or self._deferred is not None:
@@ -1381,8 +1407,22 @@ class Distributor:
                 EventKind.REROUTED, task_id, state=self._state_of(task_id, now), detail=where
             )
 
+    def _in_limbo(self, task_id: Hashable) -> bool:
+        """Whether a waiting task is in none of the places a waiting task is: popped and
+        not yet placed (or put back) when a callback raised. O(1) but the queue's ``in``."""
+        return (
+            task_id in self._waiting_since
+            and task_id not in self._lot
+            and task_id not in self._retrying
+            and task_id not in self._queue
+        )
+
     def _place(self, task: Task, now: float) -> Assignment | None:
-        """Admit, permit, assign and lease a popped task; put it back if that fails."""
+        """Admit, permit, assign and lease a popped task; put it back if that fails.
+
+        If a callback raises before the task is leased, the gates it passed roll back
+        and the error propagates: the caller puts the task back (``_in_limbo``); once
+        leased, the dispatch takes the lease back."""
         choice = self._choice
         if choice is not None and choice[0] is task:
             worker, balancer = choice[1], choice[2]
@@ -1407,7 +1447,12 @@ class Distributor:
         permit: int | None = None
         breaker = self._breakers.get(worker.id)
         if breaker is not None:
-            permit = breaker.acquire()
+            try:
+                permit = breaker.acquire()
+            except BaseException:
+                if gates is not None:
+                    gates.rollback(task)
+                raise
             if permit is None:  # its half-open probes are out: leave it out this round
                 if gates is not None:
                     gates.rollback(task)
@@ -1423,17 +1468,22 @@ class Distributor:
         balancer: Balancer,
         permit: int | None,
         now: float,
+        *,
+        notify: bool = True,
     ) -> _Run:
-        """Record the placement of a waiting task (out of where it waited) and lease it."""
+        """Record the placement of a waiting task (out of where it waited) and lease it.
+
+        The balancer hears of it last (``notify``), once the lease is on the books: if
+        its hook raises, the lease is there to be taken back."""
         self._assign_to(task, worker)
-        if balancer is not self._deaf_balancer:
-            balancer.on_assign(task, worker)
         if self._holds is not None and self._holds.leased(task, worker):
             self._wake_backfill_groups()
         task_id = task.id
         enqueued = self._waiting_since.pop(task_id)
         if self._scouts is not None:
-            self._scout_left(task_id)
+            was = self._scout_left(task_id)
+            if was is not None:
+                self._handed_over[task_id] = was
         waited = now - enqueued
         expiry = None if self._lease is None else now + self._lease
         run = self._progress.get(task_id)
@@ -1458,6 +1508,7 @@ class Distributor:
         tenant[4] += 1
         tenant[5] += waited
         self._leases[task_id] = run
+        self._leased_now.append(task)
         if self._budget is not None:
             self._budget.leased(task)
         if self._routed:  # only a routed task has a fallback step timed
@@ -1478,14 +1529,34 @@ class Distributor:
                 attempt=attempt,
                 at=expiry,
             )
+        if notify and balancer is not self._deaf_balancer:
+            balancer.on_assign(task, worker)
         return run
 
-    def _take_back(self, assignment: Assignment, *, latest: bool = False) -> None:
+    def _undo_lease(self, task: Task) -> None:
+        """Take back a lease the dispatch under way made, as if never made: a scout's
+        successor, sent in its place, goes back to its class first."""
+        task_id = task.id
+        if task_id not in self._leases:
+            return  # (taken back already: a batch's own take-back)
+        was = self._handed_over.pop(task_id, None)
+        if was is not None:  # a scout: the one sent in its place goes back
+            self._call_back_scout(was[0])
+        self._take_back(task)
+        scouts = self._scouts
+        if (
+            was is not None
+            and scouts is not None
+            and task_id in self._queue
+            and scouts.scout_of(was[0]) is None
+        ):
+            scouts.sent(was[0], task_id, was[1])
+
+    def _take_back(self, task: Task, *, latest: bool = False) -> None:
         """Undo a placement that dispatch made and cannot return, as if never made.
 
         ``latest``: its pop was the queue's latest, which an ``unpop`` can undo exactly.
         """
-        task = assignment.task
         task_id = task.id
         lease = self._leases.pop(task_id)
         if lease.batch is not None:
@@ -1504,7 +1575,7 @@ class Distributor:
         if self._gates is not None:
             self._gates.release(task)
         progress = self._progress[task_id]
-        self._waiting_since[task_id] = enqueued = lease.started_at - progress.waited
+        self._waiting_since[task_id] = lease.started_at - progress.waited
         tenant = self._tenants.get(task.tenant) or self._tenant(task.tenant)
         tenant[4] -= 1
         tenant[5] -= progress.waited
@@ -1516,18 +1587,21 @@ class Distributor:
             e for e in self._events if e.kind is not EventKind.DISPATCHED or e.task_id != task_id
         ]
         if latest:
-            self._put_back(task, enqueued)
+            self._put_back(task)
             return
         # Several placements are taken back, latest first: an unpop undoes only the
         # latest pop, so each goes back by release and push, with its age.
         if lease.popped:
             self._queue.release(task)
-        self._queue.push(task, enqueued_at=enqueued)
+        self._enqueue(task, self._now())
 
-    def _put_back(self, task: Task, enqueued: float) -> None:
-        """Undo the latest pop, ``task``'s: by the queue's ``unpop`` when it has one and
-        can (a queue may refuse once it changed since the pop, e.g. a task passed over
-        was parked meanwhile), else by release and a push with its age."""
+    def _put_back(self, task: Task) -> None:
+        """Undo the latest pop, ``task``'s (waiting since ``_waiting_since``): by the
+        queue's ``unpop`` when it has one and can (a queue may refuse once it changed
+        since the pop, e.g. a task passed over was parked meanwhile), else by release
+        and a push with its age. A push the queue refuses, or one that evicts (tasks
+        pushed since the pop filled a bounded queue), dead-letters as any push does:
+        nothing is lost."""
         queue = self._queue
         unpop = getattr(queue, "unpop", None)
         if unpop is not None:
@@ -1538,11 +1612,11 @@ class Distributor:
             else:
                 return
         queue.release(task)
-        queue.push(task, enqueued_at=enqueued)
+        self._enqueue(task, self._now())
 
     def _unpop(self, task: Task, group: Hashable | None) -> None:
         """Undo the pop of ``task``: back in the queue as if never taken, or parked."""
-        self._put_back(task, self._waiting_since[task.id])
+        self._put_back(task)
         if group is None:
             self._round_blocked.add(_group(task, self._rules.of(task)[2]))
         else:
@@ -1587,18 +1661,23 @@ class Distributor:
                 companion = None
             if companion is None:
                 break
-            assignment = self._place(companion, now)
+            try:
+                assignment = self._place(companion, now)
+            except BaseException:
+                if self._in_limbo(companion.id):
+                    self._put_back(companion)  # popped, in no place yet
+                raise
             if assignment is None:
                 break
             try:
                 released = batcher.add(companion)
             except InvalidArgumentError:
-                self._take_back(assignment, latest=True)
+                self._take_back(assignment.task, latest=True)
                 break
             if released is not None and released.tasks[-1] is not companion:
                 # It did not fit (cost, resources): the batch closed without it.
                 batcher.remove(companion.id)
-                self._take_back(assignment, latest=True)
+                self._take_back(assignment.task, latest=True)
                 break
             made.append(assignment)
         if released is None:
@@ -1997,7 +2076,15 @@ class Distributor:
                         f"the breaker of worker {worker_id!r} refuses; {task_id!r} was not assigned"
                     )
             self._withdraw_waiting(task_id, keep_since=True)
-            run = self._lease_task(task, state, self._balancer, permit, now)
+            try:
+                run = self._lease_task(task, state, self._balancer, permit, now)
+            except BaseException:  # the balancer's hook raised: the lease goes back
+                taken = self._leases.get(task_id)
+                if taken is not None:
+                    taken.popped = False
+                    taken.gated = gates is not None
+                    self._take_back(task)
+                raise
             if self._listener is not None:
                 self._emit(EventKind.ASSIGNED, task_id, worker_id=worker_id, detail="by the host")
             run.popped = False
@@ -2328,7 +2415,7 @@ class Distributor:
             for (_, worker, _), permit in zip(plan, permits, strict=False):
                 if permit is not None:
                     self._breakers[worker.id].release(permit)
-            for member in admitted:
+            for member in reversed(admitted):  # a rate gate undoes the latest first
                 assert gates is not None
                 gates.rollback(member)
 
@@ -2338,6 +2425,9 @@ class Distributor:
                     ok = gates.try_acquire(member)
                 except InvalidArgumentError:
                     ok = False
+                except BaseException:  # a gate's callback: nothing of the gang is placed
+                    undo()
+                    raise
                 if not ok:
                     undo()
                     self._unpop(leader, GATES)
@@ -2363,10 +2453,15 @@ class Distributor:
                     self._timers.cancel(member.id)
                 if self._listener is not None:
                     self._emit(EventKind.UNPARKED, member.id, state=TaskState.QUEUED)
-            run = self._lease_task(member, worker, balancer, permit, now)
+            run = self._lease_task(member, worker, balancer, permit, now, notify=False)
             run.popped = is_leader
             run.gated = gates is not None
             made.append(Assignment(member, worker.id, run.attempt, now, run.expiry))
+        # Every member is leased before any balancer hears of one: if a hook raises,
+        # the dispatch takes the whole gang back.
+        for member, worker, balancer in plan:
+            if balancer is not self._deaf_balancer:
+                balancer.on_assign(member, worker)
         return made
 
     def _reserve_for(self, task: Task, now: float) -> None:
@@ -2737,7 +2832,12 @@ class Distributor:
 
     def _enqueue(self, task: Task, now: float) -> bool:
         """Push a waiting task (its ``_waiting_since`` set) into the queue. False if it
-        went to the dead-letter queue instead."""
+        went to the dead-letter queue instead.
+
+        A push that raises anything else (a callback of the queue's, such as a fair
+        scheduler's ``tenant_of``, failing) dead-letters the task with that error, and
+        the call under way raises it once its books are done: the task was out of
+        wherever it waited, and must not be lost."""
         task_id = task.id
         try:
             eviction = self._queue.push(task, enqueued_at=self._waiting_since[task_id])
@@ -2752,6 +2852,12 @@ class Distributor:
         except CapacityError as error:
             self._waiting_since.pop(task_id)
             self._dead_letter(task, Reason.REJECTED, now, error)
+            return False
+        except Exception as error:
+            self._waiting_since.pop(task_id)
+            self._dead_letter(task, Reason.REJECTED, now, error)
+            if self._deferred is None:
+                self._deferred = error
             return False
         if eviction is not None:
             self._dead_letter_eviction(eviction, now)
@@ -2893,13 +2999,35 @@ class Distributor:
         if was is not None and was[0] != klass:
             self._send_scout(was[0])
 
-    def _scout_left(self, task_id: Hashable) -> None:
+    def _scout_left(self, task_id: Hashable) -> tuple[Hashable, int] | None:
         """A task leaves the queue or lot for good, or changes: if it was its class's
-        scout, the next of its class goes to the queue in its place. O(1) otherwise."""
+        scout, the next of its class goes to the queue in its place. Returns the class
+        and ticket it held as a scout, if it was one. O(1) otherwise."""
         assert self._scouts is not None
         was = self._scouts.gone(task_id)
         if was is not None:
             self._send_scout(was[0])
+        return was
+
+    def _call_back_scout(self, klass: Hashable) -> None:
+        """The scout of ``klass``, sent to the queue in the dispatch a callback's error
+        undoes, goes back to its class at its ticket, as if never sent (its event
+        unsaid), so that the task it replaced can take its place again."""
+        scouts = self._scouts
+        assert scouts is not None
+        task_id = scouts.scout_of(klass)
+        if task_id is None or task_id not in self._queue:
+            return  # none out, or one that waits elsewhere: it stays the scout
+        task = self._queue.remove(task_id)
+        ticket = scouts.ticket_of(task_id)
+        scouts.gone(task_id)
+        since = self._waiting_since[task_id]
+        self._lot.park(task, GATES, klass, scouts.klass(task, since)[1], ticket)
+        if task.ttl is not None:
+            self._timers.schedule(task_id, since + task.ttl, _TTL)
+        self._events = [
+            e for e in self._events if e.kind is not EventKind.UNPARKED or e.task_id != task_id
+        ]
 
     def _send_scout(self, klass: Hashable) -> None:
         """The first of a class of gate-refused tasks goes to the queue (the next, if the
