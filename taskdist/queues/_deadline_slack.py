@@ -128,7 +128,7 @@ class DeadlineSlack:
         assert deadline is not None
         if seq:
             self._ties[task.id] = seq
-        self._order.add(task, task.cost, _INF if late else deadline)  # inf: marked late
+        self._order.add(task, task.cost, _INF if late else deadline)  # inf: files it as late
 
     def listed(self) -> list[tuple[Task, bool]]:
         """Every held task in deadline order, and whether it is marked late. O(n)."""
