@@ -6,10 +6,11 @@ A :class:`LazyHeap` holds tuple entries ordered as the tuples compare (so the
 leading fields should be numbers and a unique sequence number should settle
 ties before a comparison can reach anything else: comparisons stay in C). It
 never decides membership itself: its owner keeps a dict ``live``, and an
-entry is *live* while ``live[entry[at]] is entry``. Any other entry still in
-the heap is dead and is skipped as it reaches the top, or dropped when the
-dead entries outnumber the live ones (compaction), so memory stays
-O(live) and ``len`` of the owner stays exact.
+entry is *live* while ``live[entry[at]] is entry`` (for entries that hold a
+task at ``at``, ``live[entry[at].id] is entry``: the id needs no field of its
+own). Any other entry still in the heap is dead and is skipped as it reaches
+the top, or dropped when the dead entries outnumber the live ones
+(compaction), so memory stays O(live) and ``len`` of the owner stays exact.
 
 A *side* heap orders the same live entries another way (by expiry time, by
 least urgency): its entries are ``(..., entry, ...)`` tuples that carry the
@@ -73,7 +74,7 @@ class LazyHeap(Generic[_E]):
     refuses re-entry).
     """
 
-    __slots__ = ("_at", "_entries", "_live", "_via", "pop_unchecked", "push")
+    __slots__ = ("_at", "_entries", "_live", "_task", "_via", "pop_unchecked", "push")
 
     push: Callable[[_E], None]
     """Add an entry (the owner makes it live). O(log n)."""
@@ -82,17 +83,30 @@ class LazyHeap(Generic[_E]):
     owner that knows every entry held is live (none dead), e.g. one that made none die
     since the heap was last empty or compact. O(log n); ``IndexError`` when empty."""
 
-    def __init__(self, live: MutableMapping[Any, Any], at: int, *, via: int | None = None) -> None:
+    def __init__(
+        self,
+        live: MutableMapping[Any, Any],
+        at: int,
+        *,
+        via: int | None = None,
+        task: bool = False,
+    ) -> None:
         """
         Args:
             live: the owner's membership: ``live[ident]`` is the live entry of ``ident``.
-            at: where an (owner's) entry holds its ``ident``.
+            at: where an (owner's) entry holds its ``ident`` (with ``task``, the task
+                whose ``id`` it is).
             via: for a side heap, where its entries hold the owner's entry; ``None``
                 when the entries are the owner's own.
+            task: the field at ``at`` is a task and its ``id`` the ``ident``: an entry
+                costs no field for its id. (Each look reads ``entry[at].id if task
+                else entry[at]`` inline: as fast as ``entry[at]``, where a reader
+                function chosen at construction costs a call, about 60 % more.)
         """
         self._entries: list[_E] = []
         self._live = live
         self._at = at
+        self._task = task
         self._via = via
         self.push = partial(heappush, self._entries)
         self.pop_unchecked = partial(heappop, self._entries)
@@ -106,17 +120,18 @@ class LazyHeap(Generic[_E]):
         entries = self._entries
         live = self._live
         at = self._at
+        task = self._task
         via = self._via
         if via is None:
             while entries:
                 entry = entries[0]
-                if live.get(entry[at]) is entry:
+                if live.get(entry[at].id if task else entry[at]) is entry:
                     return entry
                 heappop(entries)
         else:
             while entries:
                 ref = entries[0][via]
-                if live.get(ref[at]) is ref:
+                if live.get(ref[at].id if task else ref[at]) is ref:
                     return entries[0]
                 heappop(entries)
         return None
@@ -130,10 +145,11 @@ class LazyHeap(Generic[_E]):
         entries = self._entries
         live = self._live
         at = self._at
+        task = self._task
         if self._via is None:
             while entries:
                 entry = heappop(entries)
-                ident = entry[at]
+                ident = entry[at].id if task else entry[at]
                 if live.get(ident) is entry:
                     del live[ident]
                     return entry
@@ -142,7 +158,7 @@ class LazyHeap(Generic[_E]):
         while entries:
             entry = heappop(entries)
             ref = entry[via]
-            ident = ref[at]
+            ident = ref[at].id if task else ref[at]
             if live.get(ident) is ref:
                 del live[ident]
                 return entry
@@ -158,12 +174,13 @@ class LazyHeap(Generic[_E]):
         entries = self._entries
         live = self._live
         at = self._at
+        task = self._task
         via = self._via
         taken = []
         while entries:
             entry = entries[0]
             ref = entry if via is None else entry[via]
-            ident = ref[at]
+            ident = ref[at].id if task else ref[at]
             if live.get(ident) is ref:
                 if entry[0] > limit:
                     break
@@ -250,6 +267,7 @@ class LazyHeap(Generic[_E]):
         size = len(entries)
         live = self._live
         at = self._at
+        task = self._task
         via = self._via
         frontier: list[tuple[_E, int]] = [(entries[c], c) for c in (1, 2) if c < size]
         if len(frontier) == 2 and frontier[1] < frontier[0]:
@@ -257,7 +275,7 @@ class LazyHeap(Generic[_E]):
         while frontier:
             entry, position = heappop(frontier)
             ref = entry if via is None else entry[via]
-            if live.get(ref[at]) is ref:
+            if live.get(ref[at].id if task else ref[at]) is ref:
                 yield entry
             child = 2 * position + 1
             if child < size:
@@ -269,10 +287,19 @@ class LazyHeap(Generic[_E]):
         """Every live entry, in no particular order. O(n)."""
         live = self._live
         at = self._at
+        task = self._task
         via = self._via
         if via is None:
-            return [entry for entry in self._entries if live.get(entry[at]) is entry]
-        return [entry for entry in self._entries if live.get(entry[via][at]) is entry[via]]
+            return [
+                entry
+                for entry in self._entries
+                if live.get(entry[at].id if task else entry[at]) is entry
+            ]
+        return [
+            entry
+            for entry in self._entries
+            if live.get(entry[via][at].id if task else entry[via][at]) is entry[via]
+        ]
 
     def compact(self) -> None:
         """Drop the dead entries once they outnumber the live ones by ``COMPACT_SLACK``.
@@ -305,17 +332,19 @@ class LazyMaxHeap(Generic[_E]):
     O(1) amortised; ``drop_top`` O(log n); ``compact`` O(1) amortised.
     """
 
-    __slots__ = ("_at", "_entries", "_live")
+    __slots__ = ("_at", "_entries", "_live", "_task")
 
-    def __init__(self, live: MutableMapping[Any, Any], at: int) -> None:
+    def __init__(self, live: MutableMapping[Any, Any], at: int, *, task: bool = False) -> None:
         """
         Args:
             live: the owner's membership: ``live[ident]`` is the live entry of ``ident``.
-            at: where an entry holds its ``ident``.
+            at: where an entry holds its ``ident`` (with ``task``, the task whose ``id`` it is).
+            task: as for :class:`LazyHeap`.
         """
         self._entries: list[_E] = []
         self._live = live
         self._at = at
+        self._task = task
 
     def __len__(self) -> int:
         """Entries held, dead ones included. O(1)."""
@@ -332,9 +361,10 @@ class LazyMaxHeap(Generic[_E]):
         entries = self._entries
         live = self._live
         at = self._at
+        task = self._task
         while entries:
             entry = entries[0]
-            if live.get(entry[at]) is entry:
+            if live.get(entry[at].id if task else entry[at]) is entry:
                 return entry
             _pop_max(entries)
         return None
@@ -357,7 +387,10 @@ class LazyMaxHeap(Generic[_E]):
         live = self._live
         if len(entries) > 2 * len(live) + COMPACT_SLACK:
             at = self._at
-            entries[:] = [entry for entry in entries if live.get(entry[at]) is entry]
+            task = self._task
+            entries[:] = [
+                entry for entry in entries if live.get(entry[at].id if task else entry[at]) is entry
+            ]
             for position in reversed(range(len(entries) // 2)):
                 _sift_down_max(entries, position)
 
@@ -379,7 +412,7 @@ class Expiries(Generic[_E]):
     (expiries filed mostly in falling order), they are merged into one. A heap of
     ``(expiry, run)`` holds the front of each further run that holds
     entries; the earliest expiry is the smaller of its top and the first
-    run's front. An entry is live while ``live[entry[at]] is entry``, as for
+    run's front. An entry is live while ``live[entry[at]] is entry`` (or its task's id), as for
     :class:`LazyHeap`.
 
     Complexity (n = entries filed, dead included; k = runs, k <= n; the owner
@@ -391,19 +424,26 @@ class Expiries(Generic[_E]):
     order); ``compact`` O(1) amortised.
     """
 
-    __slots__ = ("_at", "_expires", "_fifo", "_head", "_last", "_live", "_more")
+    __slots__ = ("_at", "_expires", "_fifo", "_head", "_last", "_live", "_more", "_task")
 
     def __init__(
-        self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
+        self,
+        live: MutableMapping[Any, Any],
+        at: int,
+        expires: Callable[[_E], float],
+        *,
+        task: bool = False,
     ) -> None:
         """
         Args:
             live: the owner's membership: ``live[ident]`` is the live entry of ``ident``.
-            at: where an entry holds its ``ident``.
+            at: where an entry holds its ``ident`` (with ``task``, the task whose ``id`` it is).
+            task: as for :class:`LazyHeap`.
             expires: an entry's expiry time (the float :meth:`add` was given for it).
         """
         self._live = live
         self._at = at
+        self._task = task
         self._expires = expires
         # The first run is a list read from _head on, not a deque: an empty deque costs
         # about 760 bytes, and a FairScheduler keeps one queue (so one of these) per
@@ -437,7 +477,7 @@ class Expiries(Generic[_E]):
         if runs > COMPACT_SLACK and 8 * runs > more.size:
             # Mostly falling expiries: merge the further runs first (O(n log n) once
             # per n / 8 runs made, each by an add: O(log n) amortised).
-            more.merge(self._live, self._at, self._expires)
+            more.merge(self._live, self._at, self._task, self._expires)
             if not more.add(entry, expires):
                 return
         more.start(entry, expires)
@@ -462,10 +502,14 @@ class Expiries(Generic[_E]):
         """
         live = self._live
         at = self._at
+        task = self._task
         fifo = self._fifo
         head = self._head
         size = len(fifo)
-        while head < size and live.get(fifo[head][at]) is not fifo[head]:
+        while (
+            head < size
+            and live.get(fifo[head][at].id if task else fifo[head][at]) is not fifo[head]
+        ):
             head += 1
         if head != self._head or head == size:
             self._advance(head)
@@ -474,7 +518,7 @@ class Expiries(Generic[_E]):
         more = self._more
         if more is None:
             return earliest
-        return min(earliest, more.first(live, at, self._expires))
+        return min(earliest, more.first(live, at, task, self._expires))
 
     def pop_until(self, limit: float) -> list[_E]:
         """Take out every live entry that expires by ``limit``: the FIFO's in their order,
@@ -485,15 +529,16 @@ class Expiries(Generic[_E]):
         """
         live = self._live
         at = self._at
+        task = self._task
         expires = self._expires
         taken: list[_E] = []
         fifo = self._fifo
-        head = _take_due(fifo, self._head, limit, live, at, expires, taken)
+        head = _take_due(fifo, self._head, limit, live, at, task, expires, taken)
         if head != self._head or head == len(fifo):
             self._advance(head)
         if self._more is not None:
             # In (expiry, entry) order, as a heap of (expiry, entry) would give them.
-            more = self._more.pop_until(limit, live, at, expires)
+            more = self._more.pop_until(limit, live, at, task, expires)
             timed = sorted([(expires(entry), entry) for entry in more])
             taken += [entry for _, entry in timed]
         return taken
@@ -509,21 +554,26 @@ class Expiries(Generic[_E]):
         if len(self) <= 2 * len(live) + COMPACT_SLACK:
             return
         at = self._at
+        task = self._task
         fifo = self._fifo
-        fifo[:] = [entry for entry in fifo[self._head :] if live.get(entry[at]) is entry]
+        fifo[:] = [
+            entry
+            for entry in fifo[self._head :]
+            if live.get(entry[at].id if task else entry[at]) is entry
+        ]
         self._head = 0
         if not fifo:
             self._last = -math.inf
         more = self._more
         if more is None:
             return
-        if not more.keep_live(live, at, self._expires):
+        if not more.keep_live(live, at, task, self._expires):
             self._more = None
         elif len(more.runs) > COMPACT_SLACK and 8 * len(more.runs) > more.size:
             # Runs thinned to a few entries each (expiries filed mostly in falling order,
             # then deleted): merged, or they would count in the next compaction's weight
             # and bring it due after a few deletions, O(n) each time.
-            more.merge(live, at, self._expires)
+            more.merge(live, at, task, self._expires)
 
 
 class _Runs(Generic[_E]):
@@ -586,7 +636,7 @@ class _Runs(Generic[_E]):
         self.heads[i] = head
 
     def first(
-        self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
+        self, live: MutableMapping[Any, Any], at: int, task: bool, expires: Callable[[_E], float]
     ) -> float:
         """The earliest expiry of a live entry in these runs (``inf`` if none)."""
         fronts = self.fronts
@@ -596,11 +646,14 @@ class _Runs(Generic[_E]):
             when, i = fronts[0]
             run = runs[i]
             head = heads[i]
-            if live.get(run[head][at]) is run[head]:
+            if live.get(run[head][at].id if task else run[head][at]) is run[head]:
                 return when
             size = len(run)
             head += 1
-            while head < size and live.get(run[head][at]) is not run[head]:
+            while (
+                head < size
+                and live.get(run[head][at].id if task else run[head][at]) is not run[head]
+            ):
                 head += 1
             self._settle(i, head, expires)
         return math.inf
@@ -610,6 +663,7 @@ class _Runs(Generic[_E]):
         limit: float,
         live: MutableMapping[Any, Any],
         at: int,
+        task: bool,
         expires: Callable[[_E], float],
     ) -> list[_E]:
         """Take out every live entry of these runs that expires by ``limit`` (run by run),
@@ -620,19 +674,19 @@ class _Runs(Generic[_E]):
         heads = self.heads
         while fronts and fronts[0][0] <= limit:
             i = fronts[0][1]
-            head = _take_due(runs[i], heads[i], limit, live, at, expires, taken)
+            head = _take_due(runs[i], heads[i], limit, live, at, task, expires, taken)
             self._settle(i, head, expires)
         return taken
 
     def merge(
-        self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
+        self, live: MutableMapping[Any, Any], at: int, task: bool, expires: Callable[[_E], float]
     ) -> None:
         """Put every live entry in one run, in expiry order. O(n log n)."""
         entries = [
             entry
             for run, head in zip(self.runs, self.heads, strict=True)
             for entry in run[head:]
-            if live.get(entry[at]) is entry
+            if live.get(entry[at].id if task else entry[at]) is entry
         ]
         entries.sort(key=expires)
         self.runs = [entries] if entries else []
@@ -642,14 +696,18 @@ class _Runs(Generic[_E]):
         self.size = len(entries)
 
     def keep_live(
-        self, live: MutableMapping[Any, Any], at: int, expires: Callable[[_E], float]
+        self, live: MutableMapping[Any, Any], at: int, task: bool, expires: Callable[[_E], float]
     ) -> bool:
         """Keep only the live entries, in the runs that still hold some, in their order;
         whether any is left. O(n)."""
         runs: list[list[_E]] = []
         tails: list[float] = []
         for run, head, tail in zip(self.runs, self.heads, self.tails, strict=True):
-            kept = [entry for entry in run[head:] if live.get(entry[at]) is entry]
+            kept = [
+                entry
+                for entry in run[head:]
+                if live.get(entry[at].id if task else entry[at]) is entry
+            ]
             if kept:
                 runs.append(kept)
                 tails.append(tail)
@@ -668,6 +726,7 @@ def _take_due(
     limit: float,
     live: MutableMapping[Any, Any],
     at: int,
+    task: bool,
     expires: Callable[[_E], float],
     taken: list[_E],
 ) -> int:
@@ -677,7 +736,7 @@ def _take_due(
     size = len(run)
     while head < size:
         entry = run[head]
-        ident = entry[at]
+        ident = entry[at].id if task else entry[at]
         if live.get(ident) is entry:
             if expires(entry) > limit:
                 break

@@ -7,6 +7,7 @@ import math
 import random
 from collections.abc import Callable, Hashable, Sequence
 from fractions import Fraction
+from operator import itemgetter
 from typing import Any
 
 import pytest
@@ -1548,6 +1549,80 @@ def test_lower_bounds_of_moved_blocks_never_overstate_a_margin(
                 if row[0] in below:
                     row[2] = math.inf
             assert index.margin_at_least(threshold) >= threshold
+
+
+@given(
+    load=st.integers(min_value=2, max_value=5),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["add", "add", "add", "pop", "remove", "bound", "query"]),
+            st.integers(min_value=0, max_value=12),
+            dyadic,
+            st.booleans(),
+        ),
+        max_size=150,
+    ),
+)
+def test_a_lean_list_answers_as_one_that_keeps_its_costs_and_bounds(
+    load: int, ops: list[tuple[str, int, float, bool]]
+) -> None:
+    """A lean list (costs and bounds read from the items, the unbound ones by ident) and a
+    list that keeps them, fed the same items: every answer the same float, through any
+    history (equal keys over blocks, removals, unbinding, bounds set back)."""
+    key, cost, ident = itemgetter(0), itemgetter(1), itemgetter(2)
+    lean: PrefixSumSortedList[tuple[float, float, int]] = PrefixSumSortedList(
+        load, key=key, tie=ident, cost=cost, ident=ident
+    )
+    kept: PrefixSumSortedList[tuple[float, float, int]] = PrefixSumSortedList(
+        load, key=key, tie=ident
+    )
+    held: list[tuple[float, float, int]] = []
+    for seq, (op, pick, amount, unbound) in enumerate(ops):
+        if op == "add" or not held:
+            item = (pick / 2, amount, seq)
+            bound = math.inf if unbound else item[0]
+            before = lean.add(item, amount, bound)
+            assert math.isnan(before) or before == kept.add(item, amount, bound)
+            if math.isnan(before):  # not summed: it went before others in its block
+                kept.add(item, amount, bound)
+                assert item is not lean.last()
+            held.append(item)
+        elif op in ("pop", "remove"):
+            item = lean.pop_first() if op == "pop" else held[pick % len(held)]
+            if op == "pop":
+                assert kept.pop_first() is item
+            else:
+                lean.remove(item)
+                kept.remove(item)
+            held.remove(item)
+            lean.unbound.discard(item[2])  # its owner takes it out as it leaves
+        elif op == "bound":
+            item = held[pick % len(held)]
+            bound = math.inf if unbound else item[0]
+            lean.set_bound(item, bound)
+            kept.set_bound(item, bound)
+        else:  # (margin_at_least answers from lower bounds, which may differ: not compared)
+            threshold = amount - 4
+            assert lean.unbind_margins_below(threshold) == kept.unbind_margins_below(threshold)
+        probe = pick / 2
+        threshold = amount - 4
+        assert list(lean) == list(kept)
+        assert list(lean.costs()) == list(kept.costs())
+        assert list(lean.costs_before(probe)) == list(kept.costs_before(probe))
+        assert lean.cost_before(probe) == kept.cost_before(probe)
+        assert lean.total() == kept.total()
+        assert lean.margin() == kept.margin()
+        least = lean.margin()
+        assert lean.margin_at_least(threshold) <= least
+        assert least < threshold or lean.margin_at_least(threshold) >= threshold
+        assert lean.margin_after(probe) == kept.margin_after(probe)
+        assert lean.first_margin_below(threshold) is kept.first_margin_below(threshold)
+        assert lean.last_bound() is kept.last_bound()
+    lean.add(item := (1.0, 1.0, -1), 1.0)
+    with pytest.raises(ValueError):  # a lean bound is the item's key or inf
+        lean.set_bound(item, 5.0)
+    with pytest.raises(TypeError):
+        lean.set_bounds(lambda item: item[0])
 
 
 @pytest.mark.parametrize("servers", [1, 3])

@@ -24,7 +24,6 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Hashable
-from operator import attrgetter
 from typing import Any
 
 import pytest
@@ -495,7 +494,7 @@ def test_through_a_distributor_on_one_worker(aware: bool) -> None:
 
 def small_blocks(slack: DeadlineSlack) -> DeadlineSlack:
     """``slack`` (empty) with blocks of 4 tasks, not 128: equal deadlines run over blocks."""
-    slack._order = PrefixSumSortedList(load=4, key=attrgetter("deadline"), tie=slack._tie)
+    slack._order = slack._new_order(load=4)
     return slack
 
 

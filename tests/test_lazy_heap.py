@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from taskdist import Task
 from taskdist._lazy_heap import COMPACT_SLACK, Expiries, LazyHeap, LazyMaxHeap, _Runs
 
 _Entry = tuple[int, int, Hashable]
@@ -273,3 +274,28 @@ def test_expiries_filed_in_falling_order_then_deleted_compact_a_logarithmic_numb
         assert len(expiries) <= 2 * len(live) + COMPACT_SLACK
     assert rebuilds <= 2 * math.log2(n)
     assert expiries.first() == math.inf
+
+
+def test_entries_holding_a_task_are_live_by_the_tasks_id() -> None:
+    # task=True: the id is read from the task the entry holds, no field of its own.
+    live: dict[Hashable, tuple[int, int, Task]] = {}
+    heap: LazyHeap[tuple[int, int, Task]] = LazyHeap(live, at=2, task=True)
+    largest: LazyMaxHeap[tuple[int, int, Task]] = LazyMaxHeap(live, at=2, task=True)
+    expiries: Expiries[tuple[int, int, Task]] = Expiries(
+        live, at=2, expires=lambda e: float(e[0]), task=True
+    )
+    for seq, (key, name) in enumerate([(3, "c"), (1, "a"), (2, "b"), (4, "d")]):
+        live[name] = entry = (key, seq, Task(name))
+        heap.push(entry)
+        largest.push(entry)
+        expiries.add(entry, float(key))
+    live["a"] = renewed = (9, 9, Task("a"))  # the first entry of "a" is dead now
+    heap.push(renewed)
+    del live["d"]
+    top, most = heap.top(), largest.top()
+    assert top is not None and top[2].id == "b"
+    assert most is not None and most[2].id == "c"
+    assert [e[2].id for e in expiries.pop_until(3.0)] == ["c", "b"]  # the FIFO's first
+    assert sorted(live) == ["a"]
+    assert heap.pop() is renewed  # the dead ones skipped, and out of ``live`` too
+    assert not live

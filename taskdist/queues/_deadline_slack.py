@@ -26,11 +26,12 @@ large enough, and neither the margins nor the late marks need a look.
 Complexity (n tasks with a deadline held, L the list's block size, 128):
 ``add``, ``take``, ``put_back`` O(log n + L); ``settle`` and ``is_safe``
 O(1) in the obvious case, else O(log n + L) (plus O(log n + L) per task
-marked late, once each); ``most_urgent`` O(log n + L). Memory: about 29
-bytes per task held, its slots in the list's three parallel lists (the task
-itself, its ``cost`` and its deadline: objects the task holds already). The
-list holds the tasks themselves, keyed by deadline: no item per task, no
-table by id, and no sequence number of its own unless its deadline is shared.
+marked late, once each); ``most_urgent`` O(log n + L). Memory: about 10
+bytes per task held, its slot in the list (a pointer and the list's growth).
+The list is lean: it holds the tasks themselves, keyed by deadline, and reads
+each one's cost and deadline from the task (a late task's bound is ``inf``:
+its id is in the late set): no item per task, no costs or deadlines of its
+own, no table by id, and no sequence number unless its deadline is shared.
 """
 
 from __future__ import annotations
@@ -52,21 +53,32 @@ Taken = tuple[Task, bool, int]
 
 _INF: Final = math.inf
 _deadline = attrgetter("deadline")
+_cost = attrgetter("cost")
+_id = attrgetter("id")
 
 
 class DeadlineSlack:
     """Held tasks with deadlines in deadline order, with their least margins (see the module)."""
 
-    __slots__ = ("_late", "_order", "_seq", "_ties")
+    __slots__ = ("_order", "_seq", "_ties")
 
     def __init__(self) -> None:
         # The seq of each held task whose deadline was shared when it came (others: 0):
         # equal deadlines go in (deadline, seq) order, the order they came in, so a
         # task costs no number and no table entry of its own unless its deadline is shared.
         self._ties: dict[Hashable, int] = {}
-        self._order: PrefixSumSortedList[Task] = PrefixSumSortedList(key=_deadline, tie=self._tie)
-        self._late: set[Hashable] = set()
+        self._order = self._new_order()
         self._seq = itertools.count(1)
+
+    def _new_order(self, load: int = 128) -> PrefixSumSortedList[Task]:
+        """An empty lean list of tasks by (deadline, seq): the list keeps the tasks alone,
+        their ids in its ``unbound`` set once late."""
+        return PrefixSumSortedList(load, key=_deadline, tie=self._tie, cost=_cost, ident=_id)
+
+    @property
+    def _late(self) -> set[Hashable]:
+        """The ids of the held tasks marked late: the list's unbound ones."""
+        return self._order.unbound
 
     def __len__(self) -> int:
         return self._order.count
@@ -116,9 +128,7 @@ class DeadlineSlack:
         assert deadline is not None
         if seq:
             self._ties[task.id] = seq
-        self._order.add(task, task.cost, _INF if late else deadline)
-        if late:
-            self._late.add(task.id)
+        self._order.add(task, task.cost, _INF if late else deadline)  # inf: files it as late
 
     def listed(self) -> list[tuple[Task, bool]]:
         """Every held task in deadline order, and whether it is marked late. O(n)."""
@@ -139,10 +149,8 @@ class DeadlineSlack:
     def settle(self, now: float) -> None:
         """Mark late every task whose margin fell below ``now``. O(1) when the earliest
         deadline is at least all the work away; else O(log n + L) plus the marked."""
-        if self._roomy(now, 0.0):
-            return
-        for task in self._order.unbind_margins_below(now):
-            self._late.add(task.id)
+        if not self._roomy(now, 0.0):
+            self._order.unbind_margins_below(now)  # their ids go to the late set
 
     def is_safe(self, task: Task, now: float) -> bool:
         """Whether serving ``task`` (queued) now keeps every task with a deadline that
@@ -179,6 +187,5 @@ class DeadlineSlack:
         return deadline - now >= self._order.total() + cost
 
     def clear(self) -> None:
-        self._order = PrefixSumSortedList(key=_deadline, tie=self._tie)
+        self._order = self._new_order()
         self._ties.clear()
-        self._late.clear()

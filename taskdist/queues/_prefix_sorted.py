@@ -11,14 +11,16 @@ see every admitted task's deadline at once.
 With a ``key`` (and a ``tie`` for items of equal keys) the list holds items
 that do not compare themselves: the index of a deadline-aware
 :class:`~taskdist.queues.FairScheduler` holds the tasks themselves, keyed by
-their deadlines, so a task costs it no item of its own.
+their deadlines, so a task costs it no item of its own. Given a ``cost`` too,
+the list is *lean*: it keeps the items alone (one pointer each), reading
+each one's cost and bound (its key, or ``inf`` once unbound) from the item.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from itertools import accumulate, chain, islice
 from operator import add, sub
 from typing import Any, Generic, TypeVar
@@ -36,6 +38,10 @@ _MAX_DELTAS = 8
 _INF = math.inf
 
 
+def _no_cost(item: Any) -> float:
+    raise AssertionError("only a lean list reads costs from its items")
+
+
 class PrefixSumSortedList(Generic[_T]):
     """Sorted items, each with a cost >= 0 and a bound, answering prefix sums of cost and
     least margins.
@@ -46,6 +52,16 @@ class PrefixSumSortedList(Generic[_T]):
     (O(log n) calls then), so it may be a look-up that most items are not
     in. ``remove`` then finds the very item it is given (``is``). The probes
     of ``cost_before``, ``costs_before`` and ``margin_after`` are then keys.
+
+    **Lean.** With a key, a ``cost`` and an ``ident`` the list keeps no cost
+    and no bound of its own: an item's cost is ``cost(item)``, its bound its
+    key, or ``inf`` while ``ident(item)`` is in :attr:`unbound` (an item
+    filed with the bound ``inf``, or unbound since, is put there; its owner
+    takes it out when the item leaves). Every bound is then the key or
+    ``inf`` (``set_bound`` takes no other; ``set_bounds`` is not offered).
+    The same answers, to the last bit, for one pointer an item instead of
+    three; a block's costs and bounds are read from its items when needed
+    (O(L), in C, as the sums over them already are).
 
     The items live in blocks of at most ``2 * load`` sorted items (the
     layout of ``sortedcontainers.SortedList``; every block but the first
@@ -103,10 +119,13 @@ class PrefixSumSortedList(Generic[_T]):
 
     __slots__ = (
         "_bounds",
+        "_cost_of",
         "_costs",
         "_deltas",
+        "_ident",
         "_items",
         "_key",
+        "_lean",
         "_load",
         "_loose",
         "_margins",
@@ -121,18 +140,33 @@ class PrefixSumSortedList(Generic[_T]):
         "_totals",
         "_tree",
         "count",
+        "unbound",
     )
+
+    unbound: set[Hashable]
+    """Lean only: the idents of the items whose bound is ``inf`` (see the class)."""
 
     def __init__(
         self,
         load: int = 128,
         key: Callable[[_T], Any] | None = None,
         tie: Callable[[_T], Any] | None = None,
+        *,
+        cost: Callable[[_T], float] | None = None,
+        ident: Callable[[_T], Hashable] | None = None,
     ) -> None:
         self._load = load
         self._key = key
         self._tie = tie
         self._items: list[list[_T]] = []
+        # Lean (a cost given): no costs and bounds kept, read from the items instead.
+        self._lean = cost is not None
+        if self._lean and (key is None or ident is None):
+            raise TypeError("a lean PrefixSumSortedList needs a key and an ident too")
+        self._cost_of: Callable[[_T], float] = cost or _no_cost
+        self._ident: Callable[[_T], Hashable] = ident or id
+        if self._lean:  # (not made otherwise: a DeadlineScheduler per tenant has two lists)
+            self.unbound = set()
         self._costs: list[list[float]] = []
         self._bounds: list[list[float]] = []
         # The key of each block's last item (the item itself without a key).
@@ -193,16 +227,22 @@ class PrefixSumSortedList(Generic[_T]):
         ``bound`` (default ``inf``: no margin) is the item's bound for the
         margin queries. With a key, ``last`` says its tie is above those of
         every item of its key (it goes after them, no tie asked). O(log n + L)
-        amortised.
+        amortised. A lean list is given the item's own cost and bound (its key
+        or ``inf``), and returns ``nan`` unless the item went last in its block:
+        it reads no costs to add an item (:meth:`cost_before` answers).
         """
         items = self._items
         key = self._key
         probe = item if key is None else key(item)
         self.count += 1
+        lean = self._lean
+        if lean and bound == _INF:
+            self.unbound.add(self._ident(item))
         if not items:
             items.append([item])
-            self._costs.append([cost])
-            self._bounds.append([bound])
+            if not lean:
+                self._costs.append([cost])
+                self._bounds.append([bound])
             self._maxes.append(probe)
             self._totals.append(cost)
             self._deltas.append(0)
@@ -223,19 +263,26 @@ class PrefixSumSortedList(Generic[_T]):
             b -= 1
             i = len(items[b])
         block = items[b]
-        costs = self._costs[b]
+        costs: list[float] | None = None
         if i == len(block):
             block.append(item)
-            costs.append(cost)
-            self._bounds[b].append(bound)
+            if not lean:
+                costs = self._costs[b]
+                costs.append(cost)
+                self._bounds[b].append(bound)
             maxes[b] = probe
         else:
             block.insert(i, item)
-            costs.insert(i, cost)
-            self._bounds[b].insert(i, bound)
+            if not lean:
+                costs = self._costs[b]
+                costs.insert(i, cost)
+                self._bounds[b].insert(i, bound)
         old_total = self._totals[b]
-        if i + 1 == len(costs):
+        appended = i + 1 == len(block)
+        if appended:
             in_block = old_total
+        elif costs is None:  # lean: not summed (old_total bounds it for the margins)
+            in_block = math.nan
         else:
             # Subtracting at most half the total cannot cancel.
             after = sum(costs[i + 1 :])
@@ -243,14 +290,16 @@ class PrefixSumSortedList(Generic[_T]):
         before = self._prefix(b) + in_block
         if b in self._stale:
             pass
-        elif i + 1 == len(costs):
+        elif appended:
             # Appended: no other margin in the block moves.
             margin = bound - (old_total + cost)
             if margin < self._margins[b]:
                 self._margins[b] = margin
         else:
-            # Those after it fell by its cost: the least, by at most that.
-            self._margins[b] = min(self._margins[b] - cost, bound - (in_block + cost))
+            # Those after it fell by its cost: the least, by at most that. (A lean list
+            # bounds the cost before it by the block's total: costs are >= 0.)
+            ahead = old_total if costs is None else in_block
+            self._margins[b] = min(self._margins[b] - cost, bound - (ahead + cost))
             self._loose.add(b)
         if len(block) > 2 * self._load:
             self._split(b)
@@ -305,19 +354,29 @@ class PrefixSumSortedList(Generic[_T]):
     def set_bound(self, item: _T, bound: float) -> None:
         """Give a present ``item`` a new bound (``inf``: out of the margins). O(log n + L)."""
         b, i = self._position(item)
-        self._bounds[b][i] = bound
+        if self._lean:
+            if bound == _INF:
+                self.unbound.add(self._ident(item))
+            elif bound == self._key_of(item):
+                self.unbound.discard(self._ident(item))
+            else:
+                raise ValueError(f"a lean list's bounds are its keys or inf, not {bound!r}")
+        else:
+            self._bounds[b][i] = bound
         if b in self._stale:
             return
         # No other margin moves: the block's least stays a lower bound with this one's.
         if bound != _INF:
-            margin = bound - sum(self._costs[b][: i + 1])
+            margin = bound - sum(self._block_costs(b)[: i + 1])
             if margin < self._margins[b]:
                 self._margins[b] = margin
                 self._mtree_dirty.add(self._size + self._offset + b)
         self._loose.add(b)
 
     def set_bounds(self, bound: Callable[[_T], float]) -> None:
-        """Give every item the bound ``bound(item)``. O(n)."""
+        """Give every item the bound ``bound(item)``. O(n). Not for a lean list."""
+        if self._lean:
+            raise TypeError("a lean list's bounds are its keys: set_bounds is not offered")
         self._bounds = [[bound(item) for item in block] for block in self._items]
         self._stale.update(range(len(self._items)))
 
@@ -330,20 +389,21 @@ class PrefixSumSortedList(Generic[_T]):
         if b == len(maxes):
             return self._tree[1]
         block = self._items[b]
-        return self._prefix(b) + sum(self._costs[b][: bisect_left(block, item, key=self._key)])
+        in_block = self._block_costs(b)[: bisect_left(block, item, key=self._key)]
+        return self._prefix(b) + sum(in_block)
 
     def costs(self) -> Iterator[float]:
         """Every cost, in item order. O(1) each."""
-        return chain.from_iterable(self._costs)
+        return chain.from_iterable(self._cost_blocks(len(self._items)))
 
     def costs_before(self, item: _T) -> Iterator[float]:
         """The costs of the items smaller than ``item``, in order. O(1) each, O(log n) to start."""
         maxes = self._maxes
         b = bisect_left(maxes, item)
         if b == len(maxes):
-            return chain.from_iterable(self._costs)
+            return self.costs()
         i = bisect_left(self._items[b], item, key=self._key)
-        return chain(chain.from_iterable(self._costs[:b]), self._costs[b][:i])
+        return chain(chain.from_iterable(self._cost_blocks(b)), self._block_costs(b)[:i])
 
     # -- margins ----------------------------------------------------------
 
@@ -362,7 +422,11 @@ class PrefixSumSortedList(Generic[_T]):
         i = bisect_right(self._items[b], item, key=self._key)
         before = self._prefix(b)
         least = min(
-            map(sub, islice(self._bounds[b], i, None), islice(accumulate(self._costs[b]), i, None)),
+            map(
+                sub,
+                islice(self._block_bounds(b), i, None),
+                islice(accumulate(self._block_costs(b)), i, None),
+            ),
             default=_INF,
         )
         return min(least - before, self._least_from(b + 1, before + self._totals[b]))
@@ -378,8 +442,9 @@ class PrefixSumSortedList(Generic[_T]):
             return None
         b, before = self._first_block_below(threshold)
         through = before
-        items, costs, bounds = self._items, self._costs, self._bounds
-        for item, cost, bound in zip(items[b], costs[b], bounds[b], strict=True):
+        items = self._items
+        costs, bounds = self._block_costs(b), self._block_bounds(b)
+        for item, cost, bound in zip(items[b], costs, bounds, strict=True):
             through += cost
             if bound - through < threshold:
                 return item
@@ -389,7 +454,7 @@ class PrefixSumSortedList(Generic[_T]):
         for later in range(b + 1, len(items)):
             if margins[later] - through < threshold:
                 for item, cost, bound in zip(
-                    items[later], costs[later], bounds[later], strict=True
+                    items[later], self._block_costs(later), self._block_bounds(later), strict=True
                 ):
                     through += cost
                     if bound - through < threshold:
@@ -444,7 +509,7 @@ class PrefixSumSortedList(Generic[_T]):
         while node < self._size:  # down the rightmost subtree holding a margin
             node = 2 * node + 1 if mtree[2 * node + 1] != _INF else 2 * node
         b = node - self._size - self._offset
-        bounds = self._bounds[b]
+        bounds = self._block_bounds(b)
         i = len(bounds) - 1
         while bounds[i] == _INF:
             i -= 1
@@ -473,9 +538,9 @@ class PrefixSumSortedList(Generic[_T]):
                 continue
             if node >= size:
                 b = node - base
-                bounds = self._bounds[b]
+                bounds = self._block_bounds(b)  # a lean list's: a copy, its marks in unbound
                 through = before
-                for i, cost in enumerate(self._costs[b]):
+                for i, cost in enumerate(self._block_costs(b)):
                     through += cost
                     if bounds[i] - through < threshold:
                         bounds[i] = _INF
@@ -485,6 +550,8 @@ class PrefixSumSortedList(Generic[_T]):
             left = 2 * node
             stack.append((left + 1, before + tree[left]))
             stack.append((left, before))
+        if self._lean:
+            self.unbound.update(map(self._ident, found))
         return found
 
     # -- internals --------------------------------------------------------
@@ -544,6 +611,35 @@ class PrefixSumSortedList(Generic[_T]):
     def _key_of(self, item: _T) -> Any:
         return item if self._key is None else self._key(item)
 
+    def _block_costs(self, b: int) -> list[float]:
+        """Block ``b``'s costs: kept, or read from a lean list's items (O(L), in C)."""
+        if not self._lean:
+            return self._costs[b]
+        return list(map(self._cost_of, self._items[b]))
+
+    def _cost_blocks(self, stop: int) -> list[list[float]]:
+        """The costs of blocks ``0 .. stop - 1``, block by block."""
+        if not self._lean:
+            return self._costs[:stop]
+        return [self._block_costs(b) for b in range(stop)]
+
+    def _block_bounds(self, b: int) -> list[float]:
+        """Block ``b``'s bounds: kept, or for a lean list a list made from its items (their
+        keys, ``inf`` for the unbound: O(L), in C unless some are unbound)."""
+        if not self._lean:
+            return self._bounds[b]
+        block = self._items[b]
+        key = self._key
+        assert key is not None
+        bounds = list(map(key, block))
+        unbound = self.unbound
+        if unbound and not unbound.isdisjoint(map(self._ident, block)):
+            ident = self._ident
+            for i, item in enumerate(block):
+                if ident(item) in unbound:
+                    bounds[i] = _INF
+        return bounds
+
     def _prefix(self, b: int) -> float:
         """The sum of the totals of blocks ``0 .. b - 1``: O(log B)."""
         tree = self._tree
@@ -585,10 +681,10 @@ class PrefixSumSortedList(Generic[_T]):
 
     def _block_margin(self, b: int) -> float:
         """Block ``b``'s least margin, counting through cost from the block's start: O(L)."""
-        bounds = self._bounds[b]
+        bounds = self._block_bounds(b)
         if bounds.count(_INF) == len(bounds):
             return _INF  # no margin in it (all late, or without deadlines): no sums needed
-        least: float = min(map(sub, bounds, accumulate(self._costs[b])))
+        least: float = min(map(sub, bounds, accumulate(self._block_costs(b))))
         return least
 
     def _refresh_margins(self, exact: bool = True) -> None:
@@ -637,7 +733,7 @@ class PrefixSumSortedList(Generic[_T]):
                     i >>= 1
         dirty.clear()
 
-    def _update_total(self, b: int, change: float, costs: list[float]) -> None:
+    def _update_total(self, b: int, change: float, costs: list[float] | None) -> None:
         """Add ``change`` (an added cost, or minus a removed one) to block ``b``'s total.
 
         Applied as a delta while that is accurate, else summed afresh. Adding
@@ -646,12 +742,13 @@ class PrefixSumSortedList(Generic[_T]):
         between fresh sums (each within ``2 * load * 2**-53``) a total is
         within ``2**_MAX_DELTAS * (2 * load + _MAX_DELTAS) * 2**-53``
         relative, about 1e-11 for load 128: no drift, at 1 / _MAX_DELTAS of
-        the cost of summing every time.
+        the cost of summing every time. ``costs``: the block's (``None``: read
+        them if needed, for a lean list).
         """
         total = self._totals[b]
         deltas = self._deltas[b] + 1
         if deltas > _MAX_DELTAS or -change > 0.5 * total:
-            total = sum(costs)
+            total = sum(map(self._cost_of, self._items[b]) if costs is None else costs)
             deltas = 0
         else:
             total += change
@@ -718,13 +815,14 @@ class PrefixSumSortedList(Generic[_T]):
 
     def _split(self, b: int) -> None:
         block = self._items[b]
-        costs = self._costs[b]
-        bounds = self._bounds[b]
+        costs = self._block_costs(b)
         half = len(block) // 2
         old_count = len(self._items)
         self._items[b : b + 1] = [block[:half], block[half:]]
-        self._costs[b : b + 1] = [costs[:half], costs[half:]]
-        self._bounds[b : b + 1] = [bounds[:half], bounds[half:]]
+        if not self._lean:
+            bounds = self._bounds[b]
+            self._costs[b : b + 1] = [costs[:half], costs[half:]]
+            self._bounds[b : b + 1] = [bounds[:half], bounds[half:]]
         self._maxes[b : b + 1] = [self._key_of(block[half - 1]), self._key_of(block[-1])]
         self._totals[b : b + 1] = [sum(costs[:half]), sum(costs[half:])]
         self._deltas[b : b + 1] = [0, 0]
@@ -737,12 +835,21 @@ class PrefixSumSortedList(Generic[_T]):
     def _delete(self, b: int, i: int) -> None:
         items = self._items
         block = items[b]
-        costs = self._costs[b]
-        cost = costs[i]
-        bound = self._bounds[b][i]
+        lean = self._lean
+        costs: list[float] | None
+        if lean:
+            costs = None
+            item = block[i]
+            cost = self._cost_of(item)
+            unbound = self.unbound
+            bound = _INF if unbound and self._ident(item) in unbound else self._key_of(item)
+        else:
+            costs = self._costs[b]
+            cost = costs[i]
+            bound = self._bounds[b][i]
+            del costs[i]
+            del self._bounds[b][i]
         del block[i]
-        del costs[i]
-        del self._bounds[b][i]
         self.count -= 1
         if block and (b == 0 or len(block) > self._load // 2):
             # The first block may run low: items leave from the front, and it
@@ -762,7 +869,9 @@ class PrefixSumSortedList(Generic[_T]):
             self._update_total(b, -cost, costs)
             return
         if b == 0:
-            del items[0], self._costs[0], self._bounds[0], self._maxes[0]
+            del items[0], self._maxes[0]
+            if not lean:
+                del self._costs[0], self._bounds[0]
             del self._totals[0], self._deltas[0], self._margins[0]
             self._stale.discard(0)
             self._loose.discard(0)
@@ -779,12 +888,14 @@ class PrefixSumSortedList(Generic[_T]):
         # grew too big, so blocks after the first hold more than load / 2.
         old_count = len(items)
         items[b - 1] += block
-        self._costs[b - 1] += costs
-        self._bounds[b - 1] += self._bounds[b]
+        if not lean:
+            self._costs[b - 1] += self._costs[b]
+            self._bounds[b - 1] += self._bounds[b]
+            del self._costs[b], self._bounds[b]
         self._maxes[b - 1] = self._key_of(items[b - 1][-1])
-        self._totals[b - 1] = sum(self._costs[b - 1])
+        self._totals[b - 1] = sum(self._block_costs(b - 1))
         self._deltas[b - 1] = 0
-        del items[b], self._costs[b], self._bounds[b], self._maxes[b]
+        del items[b], self._maxes[b]
         del self._totals[b], self._deltas[b], self._margins[b]
         self._stale.discard(b)
         self._loose.discard(b)

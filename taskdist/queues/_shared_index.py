@@ -31,7 +31,6 @@ from taskdist.queues import deadline
 from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.queues.priority import (
     _ENQUEUED,
-    _ID,
     _SEQ,
     _TASK,
     PriorityQueue,
@@ -44,6 +43,8 @@ from taskdist.task import Task
 
 __all__ = ["SharedIndexDeadlineScheduler", "SharedIndexQueue", "queued_task"]
 
+assert _TASK == deadline._TASK, "queued_task reads either kind of entry at one place"
+
 
 def queued_task(table: dict[Hashable, Any], task_id: Hashable) -> Task:
     """The task queued under ``task_id`` in a shared table. O(1).
@@ -53,7 +54,7 @@ def queued_task(table: dict[Hashable, Any], task_id: Hashable) -> Task:
         TypeError: ``task_id`` is unhashable.
     """
     held = table[task_id]
-    if type(held) is tuple:
+    if type(held) is tuple:  # a queue's entry: both kinds hold the task at _TASK
         return held[_TASK]  # type: ignore[no-any-return]
     return held._expired_task(task_id)  # type: ignore[no-any-return]
 
@@ -178,7 +179,7 @@ class SharedIndexQueue(PriorityQueue):
             return
         live = self._live_count()
         if len(expiry) > 2 * live + COMPACT_SLACK:
-            expiry = self._expiry = Expiries(self._index, at=_ID, expires=_expires)
+            expiry = self._expiry = Expiries(self._index, at=_TASK, expires=_expires, task=True)
             timed = [entry for entry in self._order.live_entries() if entry[_TASK].ttl is not None]
             for entry in sorted(timed, key=_expiry_order):
                 expiry.add(entry, _expires(entry))
@@ -232,7 +233,7 @@ class SharedIndexDeadlineScheduler(DeadlineScheduler):
         if now is not None:
             self._now = now
         self._index = table
-        self._back = LazyHeap(table, at=deadline._ID)
+        self._back = LazyHeap(table, at=deadline._TASK, task=True)
 
     def __len__(self) -> int:
         return self._live_count() + len(self._expired)
@@ -328,7 +329,9 @@ class SharedIndexDeadlineScheduler(DeadlineScheduler):
         timers = self._timers
         if timers is not None and len(timers) > bound:
             expires = deadline._ttl_expiry
-            timers = self._timers = Expiries(self._index, at=deadline._ID, expires=expires)
+            timers = self._timers = Expiries(
+                self._index, at=deadline._TASK, expires=expires, task=True
+            )
             own = self._own_entries()
             timed = [entry for entry in own if entry[deadline._TASK].ttl is not None]
             for entry in sorted(timed, key=_expiry_and_seq):

@@ -42,7 +42,7 @@ _INF: Final = math.inf
 
 # An entry is an immutable tuple whose leading fields are numbers, so
 # comparisons stay in C and never reach the task (``seq`` is unique):
-#     (time_key, priority, seq, task_id, task, enqueued_at)
+#     (time_key, priority, seq, task, enqueued_at)
 # ``seq`` rises in push order; a task enqueued later than every number taken
 # uses its enqueue time, the same float object, so most tasks pay for one float.
 # ``time_key`` is the deadline, or for a task without one its implicit
@@ -52,10 +52,9 @@ _INF: Final = math.inf
 _TIME: Final = 0
 _PRIORITY: Final = 1
 _SEQ: Final = 2
-_ID: Final = 3
-_TASK: Final = 4
-_ENQUEUED: Final = 5
-_Entry = tuple[float, int, float, Hashable, Task, float]
+_TASK: Final = 3
+_ENQUEUED: Final = 4
+_Entry = tuple[float, int, float, Task, float]
 # Expiries are found without a timer tuple per task (see _track): TTLs in an
 # Expiries of the entries themselves (a FIFO while they come in order), and
 # without aging the deadlines that expire a task in the order itself.
@@ -392,7 +391,7 @@ class DeadlineScheduler(HeldTasks):
         self._index: dict[Hashable, _Entry] = {}
         self._critical: PrefixSumSortedList[_Entry] = PrefixSumSortedList(64)
         self._front: PrefixSumSortedList[_Entry] = PrefixSumSortedList(64)
-        self._back: LazyHeap[_Entry] = LazyHeap(self._index, at=_ID)
+        self._back: LazyHeap[_Entry] = LazyHeap(self._index, at=_TASK, task=True)
         # The back's total cost: a running sum, summed afresh every 32 n + 1024 changes
         # (at most a million), so its rounding stays far below the admission tolerance.
         self._back_cost = 0.0
@@ -482,7 +481,7 @@ class DeadlineScheduler(HeldTasks):
         if deadline is None or task.cost > _MAX_COST:
             entry = self._entry(task, enqueued, seq)  # checks and implicit deadlines
         else:
-            entry = (deadline, task.priority, seq, task_id, task, enqueued)
+            entry = (deadline, task.priority, seq, task, enqueued)
         if self._next_due <= now:
             self._collect_due(now)
         maxsize = self._maxsize
@@ -539,7 +538,7 @@ class DeadlineScheduler(HeldTasks):
         if cost > self._cost_cap:
             self._cost_cap = cost
         if victim is not None:
-            del index[victim[_ID]]
+            del index[victim[_TASK].id]
             self._drop_live(victim)
             self._evicted += 1
         if task.ttl is not None or (deadline is not None and self._deadline_timers):
@@ -633,10 +632,10 @@ class DeadlineScheduler(HeldTasks):
         if where is None:
             if self._critical.count:
                 entry = self._critical.pop_first()
-                del index[entry[_ID]]
+                del index[entry[_TASK].id]
             elif self._front.count:
                 entry = self._front.pop_first()
-                del index[entry[_ID]]
+                del index[entry[_TASK].id]
             else:
                 found = self._back.pop()  # out of the index too
                 if found is None:
@@ -653,13 +652,13 @@ class DeadlineScheduler(HeldTasks):
                 self._last_pop = None
                 return None
             entry = found
-            del index[entry[_ID]]
+            del index[entry[_TASK].id]
             if not self._in_index_lists(entry):
                 self._back.drop_top(entry)
                 self._back_cost -= entry[_TASK].cost
                 self._back_changed()
                 self._back.compact()
-        task_id = entry[_ID]
+        task_id = entry[_TASK].id
         late = bool(self._late) and task_id in self._late
         if late:
             self._late.discard(task_id)
@@ -732,9 +731,9 @@ class DeadlineScheduler(HeldTasks):
         self._horizon = -_INF  # more work again: computed afresh at the next push
         if task.cost > self._cost_cap:
             self._cost_cap = task.cost  # the pop may have emptied the scheduler
-        self._index[entry[_ID]] = entry
+        self._index[entry[_TASK].id] = entry
         if late:
-            self._late.add(entry[_ID])
+            self._late.add(entry[_TASK].id)
         self._file(entry, self._bound(entry))
         self._track(entry)
         self._popped -= 1
@@ -1041,7 +1040,7 @@ class DeadlineScheduler(HeldTasks):
             late=sum(
                 1
                 for entry in held
-                if entry[_ID] in late
+                if entry[_TASK].id in late
                 or (entry[_TASK].deadline is not None and entry[_TASK].deadline <= now)
             ),
             oldest_age=max(0.0, now - min(entry[_ENQUEUED] for entry in held)) if held else 0.0,
@@ -1092,7 +1091,11 @@ class DeadlineScheduler(HeldTasks):
             "held": [_entry_data(entry) for entry in live],
             # In the order held, not the set's: its order follows the ids' hashes, which
             # for strings change from process to process.
-            "late": [encode_key(entry[_ID], "a task id") for entry in live if entry[_ID] in late],
+            "late": [
+                encode_key(entry[_TASK].id, "a task id")
+                for entry in live
+                if entry[_TASK].id in late
+            ],
             "expired": [
                 [_entry_data(entry), reason.value, due]
                 for entry, reason, due in self._expired.values()
@@ -1144,8 +1147,8 @@ class DeadlineScheduler(HeldTasks):
             entry = self._restored_entry(item[0], f"{at}[0]", following)
             if type(item[2]) not in (int, float) or not math.isfinite(item[2]):
                 refuse(f"{at}[2]", f"must be a finite time, got {item[2]!r}")
-            expired[entry[_ID]] = (entry, Reason(item[1]), float(item[2]))
-        ids = {entry[_ID] for entry in held}
+            expired[entry[_TASK].id] = (entry, Reason(item[1]), float(item[2]))
+        ids = {entry[_TASK].id for entry in held}
         seqs = {entry[_SEQ] for entry in held} | {e[_SEQ] for e, _, _ in expired.values()}
         if len(ids) != len(held) or ids & set(expired) or len(seqs) != len(ids) + len(expired):
             refuse(where, "holds a task id or sequence number twice")
@@ -1161,7 +1164,7 @@ class DeadlineScheduler(HeldTasks):
 
         def load() -> None:
             self._late.update(late)
-            self._index.update((entry[_ID], entry) for entry in held)
+            self._index.update((entry[_TASK].id, entry) for entry in held)
             for entry in sorted(held):  # into the lists in their order
                 self._file(entry, self._bound(entry))
             for entry in held:  # in the order they came: TTLs join the FIFO
@@ -1174,7 +1177,7 @@ class DeadlineScheduler(HeldTasks):
                 setattr(self, name, count)
             load_waits()
 
-        tasks = {entry[_ID]: entry[_TASK] for entry in held}
+        tasks = {entry[_TASK].id: entry[_TASK] for entry in held}
         tasks.update((task_id, item[0][_TASK]) for task_id, item in expired.items())
         return load, tasks
 
@@ -1219,7 +1222,7 @@ class DeadlineScheduler(HeldTasks):
             time_key = enqueued + (priority - _CRITICAL) / self._rate
         else:
             time_key = _INF
-        return (time_key, priority, seq, task.id, task, enqueued)
+        return (time_key, priority, seq, task, enqueued)
 
     def _due(self, entry: _Entry) -> float | None:
         """When expire() takes an entry: its TTL expiry, or its deadline if earlier (per policy)."""
@@ -1251,7 +1254,7 @@ class DeadlineScheduler(HeldTasks):
         timers = self._timers
         if timers is None:
             later = _due_either if self._rate and self._deadline_timers else _ttl_expiry
-            timers = self._timers = Expiries(self._index, at=_ID, expires=later)
+            timers = self._timers = Expiries(self._index, at=_TASK, expires=later, task=True)
         timers.add(entry, expires)
 
     def _first_due(self) -> float:
@@ -1273,13 +1276,13 @@ class DeadlineScheduler(HeldTasks):
         taken = []
         critical = self._critical
         while (first := critical.first()) is not None and first[_TIME] <= now:
-            del index[first[_ID]]
+            del index[first[_TASK].id]
             self._drop_live(first)
             taken.append(first)
         while (first := self._front.first() or self._back.top()) is not None:
             if first[_TIME] > now:
                 break
-            del index[first[_ID]]
+            del index[first[_TASK].id]
             self._back.drop_top(first)
             self._drop_live(first)
             taken.append(first)
@@ -1295,7 +1298,7 @@ class DeadlineScheduler(HeldTasks):
         """
         task = entry[_TASK]
         deadline = task.deadline
-        if deadline is None or entry[_ID] in self._late:
+        if deadline is None or entry[_TASK].id in self._late:
             return _INF
         servers = self._servers
         if servers == 1:
@@ -1333,7 +1336,7 @@ class DeadlineScheduler(HeldTasks):
             self._back_cost -= entry[_TASK].cost
             self._back_changed()
             self._back.compact()
-        self._late.discard(entry[_ID])
+        self._late.discard(entry[_TASK].id)
         if self._timers is not None:
             self._timers.compact()
 
@@ -1503,7 +1506,7 @@ class DeadlineScheduler(HeldTasks):
         ahead = self._critical.total()
         marked = self._critical.unbind_margins_below(line)
         marked += self._front.unbind_margins_below(line + ahead)
-        self._late.update(entry[_ID] for entry in marked)
+        self._late.update(entry[_TASK].id for entry in marked)
         self._floor = self._least_margin(line)
         self._protect_edge = self._front.last_bound() or _BOTTOM
         return marked
@@ -1522,7 +1525,7 @@ class DeadlineScheduler(HeldTasks):
         if marked:
             self._floor = -_INF
         for entry in marked:
-            self._late.discard(entry[_ID])
+            self._late.discard(entry[_TASK].id)
             self._list_of(entry).set_bound(entry, self._bound(entry))
             self._protect(entry)
 
@@ -1584,14 +1587,15 @@ class DeadlineScheduler(HeldTasks):
         with_it = self._finishes(ahead, now)
         on_time = True
         for held in ahead:
+            held_id = held[_TASK].id
             deadline = held[_TASK].deadline
-            if held is entry or held is excluded or deadline is None or held[_ID] in self._late:
+            if held is entry or held is excluded or deadline is None or held_id in self._late:
                 continue
-            if without[held[_ID]] > deadline:
-                self._late.add(held[_ID])
+            if without[held_id] > deadline:
+                self._late.add(held_id)
                 self._list_of(held).set_bound(held, _INF)
                 marked.append(held)
-            elif with_it[held[_ID]] > deadline:
+            elif with_it[held_id] > deadline:
                 on_time = False
         return on_time
 
@@ -1603,7 +1607,7 @@ class DeadlineScheduler(HeldTasks):
             start = free[0]
             cost = entry[_TASK].cost
             heapreplace(free, start + cost)
-            finish[entry[_ID]] = start + cost
+            finish[entry[_TASK].id] = start + cost
         return finish
 
     def _not_on_time(self, entry: _Entry, marked: list[_Entry]) -> Eviction | None:
@@ -1725,7 +1729,7 @@ class DeadlineScheduler(HeldTasks):
         for due, _, entry in sorted([(due_of(entry), entry[_SEQ], entry) for entry in taken]):
             deadline = entry[_TASK].deadline
             missed = self._deadline_timers and deadline is not None and deadline <= due
-            expired[entry[_ID]] = (
+            expired[entry[_TASK].id] = (
                 entry,
                 Reason.DEADLINE_MISSED if missed else Reason.TTL_EXPIRED,
                 due,

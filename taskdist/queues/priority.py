@@ -34,22 +34,22 @@ __all__ = ["PriorityQueue", "QueueStats"]
 # A heap entry is an immutable tuple whose leading fields are numbers, so
 # comparisons stay in C and never reach the task (``(enqueued_at, seq)`` is
 # unique):
-#     (key, enqueued_at, seq, task_id, task)
+#     (key, enqueued_at, seq, task)
 # so equal keys go oldest first (a task put back with its original enqueued_at
 # keeps its place among younger ones), then in push order. ``seq`` is the
 # shared _FRESH for a task enqueued later than every task before it (a push
 # as time goes on: its time alone orders it), else the next number of a
 # counter, so equal times go in push order without a float per task.
-# An entry is live while ``index[task_id] is entry``; any other entry still in
+# An entry is live while ``index[task.id] is entry`` (the id is read from the
+# task, not kept in a field of its own: 8 bytes a task); any other entry still in
 # a heap is dead (popped, removed, expired, evicted) and is skipped (lazy
 # deletion, see LazyHeap). TTL expiries are filed in Expiries; the least-urgent
 # entries come first in a LazyMaxHeap of the same entries.
 _KEY: Final = 0
 _ENQUEUED: Final = 1
 _SEQ: Final = 2
-_ID: Final = 3
-_TASK: Final = 4
-_Entry = tuple[float, float, float, Hashable, Task]
+_TASK: Final = 3
+_Entry = tuple[float, float, float, Task]
 _NEVER: Final = math.inf
 # What a queue has counted, as its snapshot lists it.
 _COUNTERS: Final = (
@@ -295,7 +295,7 @@ class PriorityQueue(HeldTasks):
         self._next_expiry = _NEVER
         # Least-urgent-first heap, kept only for overflow="drop_lowest".
         self._lowest: LazyMaxHeap[_Entry] | None = (
-            LazyMaxHeap(self._index, at=_ID)
+            LazyMaxHeap(self._index, at=_TASK, task=True)
             if maxsize is not None and policy == "drop_lowest"
             else None
         )
@@ -354,9 +354,9 @@ class PriorityQueue(HeldTasks):
         if enqueued > self._stamp:
             # Later than every task before it: its time alone orders it.
             self._stamp = enqueued
-            entry = (key, enqueued, _FRESH, task_id, task)
+            entry = (key, enqueued, _FRESH, task)
         else:
-            entry = (key, enqueued, next(self._seq), task_id, task)
+            entry = (key, enqueued, next(self._seq), task)
         if self._limit is not None and len(index) + len(self._expired) >= self._limit:
             return self._push_full(entry, now)
         self._push_entry(entry)
@@ -457,7 +457,7 @@ class PriorityQueue(HeldTasks):
         if newest is not None and newest > entry[_ENQUEUED]:
             self._monotone = False  # it goes back in behind newer tasks
         self._push_entry(entry)
-        self._index[entry[_ID]] = entry
+        self._index[entry[_TASK].id] = entry
         if task.ttl is not None or self._lowest is not None:
             self._track(entry)
         self._popped -= 1
@@ -491,7 +491,7 @@ class PriorityQueue(HeldTasks):
                 except IndexError:  # empty
                     self._last_pop = None
                     return None
-                del self._index[entry[_ID]]
+                del self._index[entry[_TASK].id]
             else:
                 found = self._order.pop()  # out of the index too
                 if found is None:
@@ -506,7 +506,7 @@ class PriorityQueue(HeldTasks):
                 self._last_pop = None
                 return None
             entry = found
-            del self._index[entry[_ID]]
+            del self._index[entry[_TASK].id]
             self._popped += 1  # counted before a compaction weighs what is left
             if not self._order.drop_top(entry):
                 self._clean = False  # a match below the top stays there, dead
@@ -733,9 +733,9 @@ class PriorityQueue(HeldTasks):
             self._entry(item, f"{where}.expired[{i}]", following)
             for i, item in enumerate(fields.items("expired"))
         ]
-        ids = {entry[_ID]: entry[_TASK] for entry in (*held, *expired)}
-        places = {entry[_ENQUEUED:_ID] for entry in held} | {
-            entry[_ENQUEUED:_ID] for entry in expired
+        ids = {entry[_TASK].id: entry[_TASK] for entry in (*held, *expired)}
+        places = {entry[_ENQUEUED:_TASK] for entry in held} | {
+            entry[_ENQUEUED:_TASK] for entry in expired
         }
         if len(ids) != len(held) + len(expired) or len(places) != len(ids):
             refuse(where, "holds a task id, or an enqueue time and sequence number, twice")
@@ -755,10 +755,10 @@ class PriorityQueue(HeldTasks):
         def load() -> None:
             for entry in held:
                 self._push_entry(entry)
-                self._index[entry[_ID]] = entry
+                self._index[entry[_TASK].id] = entry
                 if entry[_TASK].ttl is not None or self._lowest is not None:
                     self._track(entry)
-            self._expired = {entry[_ID]: entry for entry in expired}
+            self._expired = {entry[_TASK].id: entry for entry in expired}
             # Held, popped, removed, expired, evicted, less the arrivals evicted at once.
             self._stored = len(held) + len(expired) + sum(counts[:4]) - counts[4]
             self._seq = itertools.count(max(following, 1.0))
@@ -784,14 +784,14 @@ class PriorityQueue(HeldTasks):
             key: float = priority + self._rate * enqueued
         else:
             key = priority
-        return (key, enqueued, seq, task.id, task)
+        return (key, enqueued, seq, task)
 
     # -- internals --------------------------------------------------------
 
     def _index_in(self, index: dict[Hashable, Any]) -> None:
         """Keep the live entries in ``index`` (empty so far), with the heaps over it."""
         self._index = index
-        self._order = LazyHeap(index, at=_ID)
+        self._order = LazyHeap(index, at=_TASK, task=True)
         self._push_entry = self._order.push  # the hot path's one C-level call
         self._pop_unchecked = self._order.pop_unchecked
         self._expiry = None
@@ -817,7 +817,7 @@ class PriorityQueue(HeldTasks):
         if eviction is not None and eviction.task is entry[_TASK]:
             return eviction
         self._push_entry(entry)
-        self._index[entry[_ID]] = entry
+        self._index[entry[_TASK].id] = entry
         self._stored += 1
         self._last_pop = None
         self._track(entry)
@@ -839,7 +839,7 @@ class PriorityQueue(HeldTasks):
             self._evicted += 1
             self._evicted_arrivals += 1
             return Eviction(task, Reason.EVICTED)
-        del self._index[top[_ID]]
+        del self._index[top[_TASK].id]
         lowest.drop_top(top)
         self._clean = False  # its entry stays in the order heap, dead
         self._evicted += 1
@@ -870,7 +870,7 @@ class PriorityQueue(HeldTasks):
             expires = entry[_ENQUEUED] + ttl
             expiry = self._expiry
             if expiry is None:
-                expiry = self._expiry = Expiries(self._index, at=_ID, expires=_expires)
+                expiry = self._expiry = Expiries(self._index, at=_TASK, expires=_expires, task=True)
             expiry.add(entry, expires)
             self._side_heaps = True
             if expires < self._next_expiry:
@@ -886,7 +886,7 @@ class PriorityQueue(HeldTasks):
         if expiry is not None:
             expired = self._expired
             for entry in expiry.pop_until(now):  # out of the index too
-                expired[entry[_ID]] = entry
+                expired[entry[_TASK].id] = entry
                 self._clean = False  # its entry stays in the order heap, dead
             self._next_expiry = expiry.first()
         self._maybe_compact()
