@@ -254,20 +254,3 @@ def test_a_queue_that_raises_on_a_push_back_dead_letters_the_task_and_says_why()
     assert letter.reason is Reason.REJECTED and "no tenant" in str(letter.error)
     assert d.leases() == [] and d.state_of("other") is QUEUED
     assert [a.task.id for a in d.dispatch()] == ["other"]
-
-
-def test_a_gang_the_rate_gate_admits_in_part_is_undone_whole_and_runs_later() -> None:
-    # Two tokens of three: two members were admitted when the third was refused, and
-    # undoing them rolled back the first admitted first, which a rate gate refused with
-    # an internal error out of dispatch (a rollback undoes the latest admission).
-    clock = ManualClock()
-    limiter = RateLimiter(3, per=3.0, burst=3, clock=clock)
-    d = Distributor(clock, gangs=Gangs(), lease=None, gates=[RateGate(limiter, "api", default=1)])
-    d.add_worker(Worker("w", capacity=10))
-    assert limiter.try_acquire()  # one token spent elsewhere: two left
-    for member in ("m0", "m1", "m2"):
-        d.submit(Task(member, gang="g", gang_size=3))
-    assert d.dispatch() == []
-    assert limiter.available() == 2.0  # both admissions undone
-    clock.advance(1.0)  # a third token
-    assert sorted(a.task.id for a in d.dispatch()) == ["m0", "m1", "m2"]

@@ -165,7 +165,8 @@ class DistributorMachine(RuleBasedStateMachine):
 
     def flaky(self) -> KeyedRateGate:
         """A gate that never refuses, whose key function (a user's callback, asked at
-        every admission) raises once when the dispatch rule below arms it."""
+        the admission of every task using the database) raises once when the dispatch
+        rule below arms it."""
 
         def key(task: Task) -> Hashable:
             if self.fails_in is not None:
@@ -176,7 +177,7 @@ class DistributorMachine(RuleBasedStateMachine):
             return "everyone"
 
         limiter = KeyedRateLimiter(rate=10_000, per=1.0, burst=10_000, clock=self.clock)
-        return KeyedRateGate(limiter, "calls", key=key, default=1)
+        return KeyedRateGate(limiter, "db", key=key)
 
     # -- following the events ------------------------------------------------
 

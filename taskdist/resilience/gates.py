@@ -25,7 +25,6 @@ lock around the whole composition) or holds its own lock around every call.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -49,9 +48,6 @@ from taskdist.errors import (
 from taskdist.resilience.bulkhead import ResourcePool
 from taskdist.resilience.rate_limit import KeyedRateLimiter, RateLimiter
 from taskdist.task import Task
-
-_UNDO_DEPTH = 1024
-"""How many admissions of a rate gate can be rolled back, last first (a gang's members)."""
 
 __all__ = [
     "AllGates",
@@ -151,23 +147,11 @@ class _SpendingGate(Generic[_Limiter]):
 
     Rolling back refunds the units to the limiter; only the task admitted
     last can be rolled back (a rollback is an undo, not a general refund).
-    Rolled back, the admission before it is the last again, so several
-    admissions undo last first (up to the ``_UNDO_DEPTH`` most recent): a gang
-    admitted member by member is undone whole.
     A subclass says how to spend, query, refund and date a demand, and names
     its snapshot's ``kind``.
     """
 
-    __slots__ = (
-        "_burst",
-        "_default",
-        "_earlier",
-        "_last",
-        "_limiter",
-        "_now",
-        "_resource",
-        "_wake",
-    )
+    __slots__ = ("_burst", "_default", "_last", "_limiter", "_now", "_resource", "_wake")
 
     _KIND: ClassVar[str]
 
@@ -179,8 +163,6 @@ class _SpendingGate(Generic[_Limiter]):
         self._now = limiter.clock.now
         self._wake: float | None = None
         self._last: Hashable | None = None
-        # The admissions before the last, most recent at the right: rollback's undo stack.
-        self._earlier: deque[Hashable] = deque(maxlen=_UNDO_DEPTH)
 
     @property
     def resource(self) -> str:
@@ -211,8 +193,6 @@ class _SpendingGate(Generic[_Limiter]):
             self._wake = None  # the host came back as asked
         if admitted:
             if amount:
-                if self._last is not None:
-                    self._earlier.append(self._last)
                 self._last = task.id
             return True
         ready = self._ready_at(task, amount)
@@ -263,7 +243,7 @@ class _SpendingGate(Generic[_Limiter]):
                 f"rollback({task.id!r}) undoes only the admission just made "
                 f"(last admitted: {self._last!r})"
             )
-        self._last = self._earlier.pop() if self._earlier else None
+        self._last = None
         self._refund(task, amount)
 
     def next_wakeup(self) -> float | None:
@@ -309,7 +289,6 @@ class _SpendingGate(Generic[_Limiter]):
         def load() -> None:
             load_limiter()
             self._wake, self._last = wake, last
-            self._earlier.clear()  # (a snapshot keeps the last admission only)
 
         return load
 
