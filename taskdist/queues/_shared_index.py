@@ -22,16 +22,19 @@ scheduler asks the table instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Final
 
 from taskdist._lazy_heap import COMPACT_SLACK, Expiries, LazyHeap
 from taskdist._snapshot import refuse
 from taskdist.clock import Clock
+from taskdist.errors import InvalidTypeError
 from taskdist.queues import deadline
 from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.queues.priority import (
     _ENQUEUED,
+    _FRESH,
     _ID,
+    _MAX_AGED_PRIORITY,
     _SEQ,
     _TASK,
     PriorityQueue,
@@ -42,7 +45,13 @@ from taskdist.queues.priority import (
 from taskdist.queues.protocol import Eviction, Predicate
 from taskdist.task import Task
 
-__all__ = ["SharedIndexDeadlineScheduler", "SharedIndexQueue", "queued_task"]
+__all__ = [
+    "OwnedSharedIndexQueue",
+    "SharedIndexDeadlineScheduler",
+    "SharedIndexQueue",
+    "queue_holding",
+    "queued_task",
+]
 
 
 def queued_task(table: dict[Hashable, Any], task_id: Hashable) -> Task:
@@ -361,3 +370,93 @@ def _deadline_seq(entry: deadline._Entry) -> float:
 def _expiry_and_seq(entry: deadline._Entry) -> tuple[float, float]:
     """A DeadlineScheduler entry's TTL expiry, then its sequence number."""
     return deadline._ttl_expiry(entry), entry[deadline._SEQ]
+
+
+_QUEUE: Final = -1
+"""Where an :class:`OwnedSharedIndexQueue`'s heap entry holds the queue: its last field."""
+
+
+def queue_holding(table: dict[Hashable, Any], task_id: Hashable) -> OwnedSharedIndexQueue:
+    """The :class:`OwnedSharedIndexQueue` holding the task queued under ``task_id`` in a
+    table only such queues file in. O(1).
+
+    Raises:
+        KeyError: no queue sharing the table holds it.
+        TypeError: ``task_id`` is unhashable.
+    """
+    held = table[task_id]
+    if type(held) is tuple:
+        return held[_QUEUE]  # type: ignore[no-any-return]
+    return held  # type: ignore[no-any-return]
+
+
+class OwnedSharedIndexQueue(SharedIndexQueue):
+    """A :class:`SharedIndexQueue` whose heap entries end with the queue itself, and which
+    knows the record that holds it (``owner``, set by its scheduler).
+
+    A table that the queues of several schedulers share (a nested
+    :class:`~taskdist.queues.FairScheduler`'s) then leads from a task id to the queue
+    holding it, live or expired, and from the queue to its record: no scheduler keeps a
+    table of its own, nor asks a ``tenant_of`` again. One pointer more per entry (8
+    bytes); ``in`` is O(1). Otherwise as a ``SharedIndexQueue``.
+    """
+
+    __slots__ = ("owner",)
+
+    owner: Any
+    """The record of the scheduler holding this queue (``None`` until it is set)."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        table: dict[Hashable, Any],
+        *,
+        aging_rate: float,
+        now: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(clock, table, aging_rate=aging_rate, now=now)
+        self.owner = None
+
+    def push(self, task: Task, *, enqueued_at: float | None = None) -> Eviction | None:
+        """As :meth:`PriorityQueue.push` (unbounded), the entry ending with this queue. O(log n)."""
+        # A PriorityQueue's push with one field more: (key, enqueued_at, seq, id, task, queue).
+        if task.__class__ is not Task and not isinstance(task, Task):
+            raise InvalidTypeError(f"push() takes a Task, got {type(task).__name__} {task!r}")
+        task_id = task.id
+        index: dict[Hashable, Any] = self._index
+        if task_id in index:  # an expired task of this queue is in the table too
+            raise self._duplicate(task_id)
+        now = self._now()
+        enqueued = now if enqueued_at is None else self._backdate(enqueued_at, now)
+        priority = task.priority
+        if self._rate:
+            if not -_MAX_AGED_PRIORITY <= priority <= _MAX_AGED_PRIORITY:
+                raise self._unaged(task)
+            key = priority + self._rate * enqueued
+        else:
+            key = priority
+        if enqueued > self._stamp:
+            self._stamp = enqueued
+            entry = (key, enqueued, _FRESH, task_id, task, self)
+        else:
+            entry = (key, enqueued, next(self._seq), task_id, task, self)
+        if self._limit is not None:  # 0 only while a where= walk is under way: refused
+            return self._push_full(entry, now)  # type: ignore[arg-type]
+        self._push_entry(entry)  # type: ignore[arg-type]
+        index[task_id] = entry
+        self._stored += 1
+        self._last_pop = None
+        if task.ttl is not None:
+            self._track(entry)  # type: ignore[arg-type]
+        return None
+
+    def __contains__(self, task_id: object) -> bool:
+        table: dict[Hashable, Any] = self._index
+        try:
+            held = table.get(task_id)
+        except TypeError:  # an unhashable id is in no queue
+            return False
+        return held is self or (type(held) is tuple and held[_QUEUE] is self)
+
+    def _entry(self, data: object, where: str, following: float) -> _Entry:
+        return (*super()._entry(data, where, following), self)  # type: ignore[return-value]

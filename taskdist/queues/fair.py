@@ -38,8 +38,10 @@ from taskdist.queues._fair_snapshot import prepare_fair, snapshot_fair
 from taskdist.queues._held import unpop_refusal
 from taskdist.queues._idle_tenants import IdleTenants
 from taskdist.queues._shared_index import (
+    OwnedSharedIndexQueue,
     SharedIndexDeadlineScheduler,
     SharedIndexQueue,
+    queue_holding,
     queued_task,
 )
 from taskdist.queues._tables import shrink
@@ -168,6 +170,7 @@ class _Tenant:
     __slots__ = (
         "dispatched",
         "dispatched_cost",
+        "filed",
         "inner",
         "key",
         "limiter",
@@ -191,6 +194,10 @@ class _Tenant:
         self.inner = inner
         # Its queue says when each of its tasks expires (see _TIMED_QUEUES).
         self.timed = type(inner) in _TIMED_QUEUES
+        # Its queue files its tasks in the scheduler's id table itself (see _files_itself).
+        self.filed = _files_itself(inner)
+        if type(inner) is OwnedSharedIndexQueue:
+            inner.owner = self  # the table leads from a task to its queue, and so to here
         # Its virtual start tag, in steps of VIRTUAL_TIME_RESOLUTION.
         self.start = start
         # Tasks of this tenant held anywhere (its queue or the bypass lane), and
@@ -505,6 +512,7 @@ class FairScheduler:
     """
 
     __slots__ = (
+        "_adopted",
         "_blocked",
         "_busy",
         "_bypass",
@@ -523,6 +531,7 @@ class FairScheduler:
         "_make_queue",
         "_max_lead",
         "_now",
+        "_plain",
         "_plans",
         "_queue_types",
         "_quotas",
@@ -648,6 +657,10 @@ class FairScheduler:
         # index for both.
         self._index: dict[Hashable, Any] = {}
         self._shared = (inner is None or inner is DeadlineScheduler) and tenant_of is None
+        # The default tenant queues: a scheduler holding this one may hand it its table.
+        self._plain = inner is None
+        # Whether it files its tasks in the table of the scheduler holding it (see _adopt).
+        self._adopted = False
         make_queue = (
             _shared_maker(clock, self._index, inner) if self._shared else _queue_maker(inner, clock)
         )
@@ -690,7 +703,7 @@ class FairScheduler:
         self._retired = 0  # tenants dropped so far
         # CRITICAL tasks of every tenant, when they bypass the fair order. The
         # factory is tried once here either way, so a bad one fails at once.
-        lane = self._new_queue(None)
+        lane = self._new_queue(None, lane=True)
         self._bypass = _Tenant(_BYPASS, lane, 0) if critical_bypass else None
         if self._bypass is not None:
             self._inner_ids.add(id(lane))
@@ -742,7 +755,7 @@ class FairScheduler:
             return eviction
         if is_new:
             self._admit(rec)
-        if not self._shared:
+        if not holder.filed:
             index[task_id] = rec
         self._last_pop = None
         rec.queued += 1
@@ -768,7 +781,9 @@ class FairScheduler:
                 if registered is None or due < registered:
                     self._expiry.set(holder, due)
         if eviction is not None:
-            self._forget_queued(eviction.task, now)
+            # Only a queue of the user's evicts: its tasks are filed here by tenant.
+            evicted = eviction.task
+            self._forget_queued(evicted, self._index.pop(evicted.id), now)
         if rec not in self._eligible.members and rec not in self._blocked.members:
             self._place(rec, now)
         return eviction
@@ -933,7 +948,7 @@ class FairScheduler:
         self._last_pop = None
         task_id = task.id
         del self._running[task_id]
-        if not self._shared:
+        if not holder.filed:
             self._index[task_id] = rec
         rec.queued += 1
         holder.waiting += 1
@@ -1039,14 +1054,16 @@ class FairScheduler:
         if self._busy:
             raise self._reentered("remove")
         try:
-            _, holder = self._queued(task_id)
+            rec, holder = self._queued(task_id)
         except TypeError:
             raise InvalidTypeError(f"task ids are hashable, got {shown(task_id)}") from None
         except KeyError:
             raise UnknownTaskError(f"no queued task with id {shown(task_id)}") from None
         task = holder.inner.remove(task_id)
         self._last_pop = None
-        self._forget_queued(task, self._now())
+        if not holder.filed:
+            del self._index[task_id]
+        self._forget_queued(task, rec, self._now())
         return task
 
     # -- time -------------------------------------------------------------
@@ -1073,6 +1090,8 @@ class FairScheduler:
         expired: list[tuple[float, Task]] = []
         touched: dict[_Tenant, None] = {}
         index = self._index
+        tenants = self._tenants
+        bypass = self._bypass
         expires_of = self._expires
         slack = self._slack
         for holder in due:
@@ -1084,7 +1103,12 @@ class FairScheduler:
             )
             for expires, task in timed:
                 task_id = task.id
-                rec = self._tenants[task.tenant] if self._shared else index.pop(task_id)
+                if not holder.filed:
+                    rec = index.pop(task_id)
+                elif holder is not bypass:
+                    rec = holder
+                else:  # a shared lane: the tenant is the task's
+                    rec = tenants[task.tenant]
                 if slack is not None and task.deadline is not None:
                     slack.take(task)
                 rec.queued -= 1
@@ -1355,9 +1379,12 @@ class FairScheduler:
 
     def __contains__(self, task_id: object) -> bool:
         try:
-            return task_id in self._index
-        except TypeError:
+            if not self._adopted:
+                return task_id in self._index
+            self._record_filed(task_id)
+        except (TypeError, KeyError):
             return False
+        return True
 
     def __repr__(self) -> str:
         return (
@@ -1452,8 +1479,10 @@ class FairScheduler:
         self._retired += 1
         if not self._tenants or not self._retired % _SHRINK_EVERY:
             # Give back the memory of tables that held many more tenants and tasks.
-            for table in (self._tenants, self._running, self._index, self._expires):
+            for table in (self._tenants, self._running, self._expires):
                 shrink(table)
+            if not self._adopted:  # else the table is its holder's to look after
+                shrink(self._index)
             shrink(self._inner_ids)
             self._eligible.shrink()
             self._blocked.shrink()
@@ -1471,11 +1500,16 @@ class FairScheduler:
         if self._virtual < self._horizon:
             self._virtual = self._horizon
         # Empty: give back the tables of a queue that held many tasks (O(1) if small).
-        self._index.clear()
+        if not self._adopted:  # else the table holds the tasks of its holder's others
+            self._index.clear()
         self._expires.clear()
 
-    def _new_queue(self, tenant: Hashable) -> Queue:
-        """A new, empty queue from the ``inner`` factory, checked; it may not call back."""
+    def _new_queue(self, tenant: Hashable, *, lane: bool = False) -> Queue:
+        """A new, empty queue from the ``inner`` factory, checked; it may not call back.
+
+        A tenant's queue that is a new ``FairScheduler`` with the default queues is
+        adopted: it files its tasks in this scheduler's table (see :meth:`_adopt`).
+        """
         queue = self._calling(self._make_queue, tenant)
         kind = type(queue)
         if kind not in self._queue_types:
@@ -1495,7 +1529,44 @@ class FairScheduler:
                 f"inner must make an empty queue; it returned one holding {len(queue)} tasks "
                 f"for tenant {shown(tenant)} (nothing changed)"
             )
+        if kind is FairScheduler and not lane and self._tenant_of is None and not self._shared:
+            queue._adopt(self)  # type: ignore[attr-defined]
         return queue
+
+    def _adopt(self, holder: FairScheduler) -> None:
+        """File this scheduler's tasks in the id table of ``holder``, whose inner factory
+        just made it, if it is new, has the default queues and no lane, and reads the clock
+        ``holder`` reads; else change nothing.
+
+        Its tenant queues (:class:`OwnedSharedIndexQueue`) then file their entries in
+        ``holder``'s table; an entry leads to its queue and the queue to its
+        record here, so neither scheduler keeps a table of its own (``holder`` reads a
+        task's tenant from the task, and nothing calls ``tenant_of`` again). ``holder``
+        is a scheduler that keeps its own table (with a factory of the user's) and reads
+        tenants from ``task.tenant``; only it clears, shrinks or reorders the table.
+        """
+        if (
+            not self._plain
+            or self._adopted
+            or self._bypass is not None
+            or self._clock is not holder._clock
+            or self._index
+            or self._tenants
+            or self._running
+            or self._idle.count
+            or self._virtual
+        ):
+            return
+        table = holder._index
+        now = holder._now
+        clock = self._clock
+        self._index = table
+        self._now = now
+        self._shared = False
+        self._adopted = True
+        self._make_queue = lambda tenant: OwnedSharedIndexQueue(
+            clock, table, aging_rate=DEFAULT_AGING_RATE, now=now
+        )
 
     # -- internals: configuration -----------------------------------------------
 
@@ -1768,7 +1839,7 @@ class FairScheduler:
         this changes for :meth:`unpop`.
         """
         task_id = task.id
-        if not self._shared:
+        if not holder.filed:
             del self._index[task_id]
         expires = None if task.ttl is None else self._expires.pop(task_id, None)
         slack = self._slack
@@ -1795,7 +1866,8 @@ class FairScheduler:
         self._size -= 1
         if not self._size & _SHRINK_MASK:
             # Draining past a multiple of 1024: give back what the index no longer needs.
-            shrink(self._index)
+            if not self._adopted:
+                shrink(self._index)
             shrink(self._expires)
         self._running[task_id] = (rec, holder)
         rec.running += 1
@@ -1837,10 +1909,10 @@ class FairScheduler:
 
         return self._calling(bypass.inner.pop if take else bypass.inner.peek, admissible)
 
-    def _forget_queued(self, task: Task, now: float) -> None:
-        """Drop a task that left the queue without being dispatched (removed, evicted)."""
+    def _forget_queued(self, task: Task, rec: _Tenant, now: float) -> None:
+        """Drop a task of ``rec`` that left the queue without being dispatched (removed,
+        evicted), out of the id table already."""
         task_id = task.id
-        rec = self._tenants[task.tenant] if self._shared else self._index.pop(task_id)
         bypass = self._bypass
         holder = bypass if bypass is not None and task.priority <= Priority.CRITICAL else rec
         if task.ttl is not None:
@@ -1877,22 +1949,58 @@ class FairScheduler:
             task = queued_task(self._index, task_id)
             rec = self._tenants[task.tenant]
             lane = bypass is not None and task.priority <= Priority.CRITICAL
-        else:
-            rec = self._index[task_id]
-            lane = bypass is not None and task_id in bypass.inner
-        return rec, bypass if lane and bypass is not None else rec
+            return rec, bypass if lane and bypass is not None else rec
+        held = self._index[task_id]
+        if self._adopted or held.__class__ is not _Tenant:  # filed by the queue holding it
+            rec = self._record_filed(task_id)
+            return rec, rec
+        lane = bypass is not None and task_id in bypass.inner
+        return held, bypass if lane and bypass is not None else held
+
+    def _record_filed(self, task_id: Hashable) -> _Tenant:
+        """The tenant of a queued task that its queue filed in the table (an adopted
+        scheduler's, or one of this scheduler's own when it is adopted). O(1).
+
+        Raises:
+            KeyError: no queued task of this scheduler has this id.
+        """
+        if self._adopted:
+            # The table leads to the key queue, the queue to its record: this one's?
+            queue = queue_holding(self._index, task_id)
+            if type(queue) is not OwnedSharedIndexQueue:  # its holder's lane's, say
+                raise KeyError(task_id)
+            rec: _Tenant = queue.owner
+            if self._tenants.get(rec.key) is not rec:
+                raise KeyError(task_id)
+            return rec
+        # Handed to a scheduler this one adopted: the tenant is the task's.
+        return self._tenants[queued_task(self._index, task_id).tenant]
 
     def _record_of(self, task: Task) -> _Tenant:
         """The tenant of a queued ``task``. O(1)."""
-        return self._tenants[task.tenant] if self._shared else self._index[task.id]
+        if self._shared:
+            return self._tenants[task.tenant]
+        if self._adopted:
+            return self._record_filed(task.id)
+        held = self._index[task.id]
+        return held if held.__class__ is _Tenant else self._record_filed(task.id)
 
     def _queued_tenants(self) -> list[tuple[Hashable, _Tenant]]:
         """Every queued task id with its tenant, in the order the index holds them. O(n)."""
         index = self._index
-        if not self._shared:
-            return list(index.items())
-        tenants = self._tenants
-        return [(task_id, tenants[queued_task(index, task_id).tenant]) for task_id in index]
+        if self._shared:
+            tenants = self._tenants
+            return [(task_id, tenants[queued_task(index, task_id).tenant]) for task_id in index]
+        if not self._adopted:
+            return [
+                (task_id, held if held.__class__ is _Tenant else self._record_filed(task_id))
+                for task_id, held in index.items()
+            ]
+        mine = set(map(id, self._tenants.values()))
+        owners = [
+            (task_id, getattr(queue_holding(index, task_id), "owner", None)) for task_id in index
+        ]
+        return [(task_id, rec) for task_id, rec in owners if rec is not None and id(rec) in mine]
 
     def _held_expiry(self, holder: _Tenant, task_id: Hashable) -> float | None:
         """When a task ``holder``'s queue holds expires (``None``: no TTL): as the queue
@@ -1922,9 +2030,18 @@ class FairScheduler:
 _BYPASS: Final = object()
 """The key of the pseudo-tenant whose queue holds the CRITICAL tasks that bypass fairness."""
 
-_TIMED_QUEUES: Final = (PriorityQueue, SharedIndexQueue, FairScheduler)
+_TIMED_QUEUES: Final = (PriorityQueue, SharedIndexQueue, OwnedSharedIndexQueue, FairScheduler)
 """Inner queues (exactly these types) that say when each task expires (``_expiry_of``,
 ``_expire_timed``), so the scheduler keeps no expiry per task for them."""
+
+
+def _files_itself(queue: Queue) -> bool:
+    """Whether a tenant's ``queue`` files its tasks in its scheduler's id table itself: a
+    queue sharing the table, or a scheduler adopted (see ``FairScheduler._adopt``)."""
+    kind = type(queue)
+    if kind is FairScheduler:
+        return queue._adopted  # type: ignore[attr-defined,no-any-return]
+    return kind in (SharedIndexQueue, OwnedSharedIndexQueue, SharedIndexDeadlineScheduler)
 
 
 def _queue_maker(inner: object, clock: Clock) -> Callable[[Hashable], Queue]:
