@@ -326,7 +326,7 @@ def prepare_fair(
         for rec in records.values():
             fair._configure(rec)  # its plan, quota, weight and bucket are the configured ones
             fair._tenants[rec.key] = rec
-            fair._inner_ids.add(id(rec.inner))
+            fair._track_queue(rec.inner)
         ids = fair._index
         # The tasks of queues that do not file them (the others file theirs as they load).
         ids.update((task_id, rec) for task_id, rec in index.items() if not holders[task_id].filed)

@@ -6,6 +6,7 @@ import enum
 import functools
 import inspect
 import math
+import weakref
 from collections.abc import Callable, Generator, Hashable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
@@ -253,7 +254,9 @@ class _TenantHeap(Generic[_K]):
     tenant)``, where ``seq`` makes ties first-come first-served and stops
     comparisons before the tenant; read it for membership (O(1)), change it
     only through the methods. The order is a :class:`LazyHeap` over it: an
-    entry replaced or removed is dead and is skipped.
+    entry replaced or removed is dead and is skipped. A ``lazy`` one makes its
+    heap at the first ``set`` (most schedulers never hold a tenant by its rate
+    or its expiries, and a nested one has a scheduler per tenant).
     """
 
     __slots__ = ("_heap", "members", "set", "top")
@@ -263,11 +266,26 @@ class _TenantHeap(Generic[_K]):
     top: Callable[[], tuple[_K, int, _Tenant] | None]
     """The live entry with the smallest key, or ``None``; O(1) amortised."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, lazy: bool = False) -> None:
         self.members: dict[_Tenant, tuple[_K, int, _Tenant]] = {}
-        self._heap: LazyHeap[tuple[_K, int, _Tenant]] = LazyHeap(self.members, at=2)
-        self.set = self._heap.schedule
-        self.top = self._heap.top
+        self._heap: LazyHeap[tuple[_K, int, _Tenant]] | None = None
+        if lazy:
+            self.set = self._first_set
+            self.top = _nothing
+        else:
+            self._made()
+
+    def _made(self) -> LazyHeap[tuple[_K, int, _Tenant]]:
+        """The heap, made now if it was not yet."""
+        heap = self._heap
+        if heap is None:
+            heap = self._heap = LazyHeap(self.members, at=2)
+            self.set = heap.schedule
+            self.top = heap.top
+        return heap
+
+    def _first_set(self, tenant: _Tenant, key: _K) -> None:
+        self._made().schedule(tenant, key)
 
     def __contains__(self, tenant: _Tenant) -> bool:
         return tenant in self.members
@@ -279,7 +297,7 @@ class _TenantHeap(Generic[_K]):
     def discard(self, tenant: _Tenant) -> None:
         """Take ``tenant`` out if it is in; O(1) amortised."""
         if self.members.pop(tenant, None) is not None:
-            self._heap.compact()
+            self._made().compact()
 
     def restore(self, tenant: _Tenant, entry: tuple[_K, int, _Tenant] | None) -> None:
         """Give ``tenant`` back an entry it had (same key and place among ties), or none."""
@@ -290,8 +308,9 @@ class _TenantHeap(Generic[_K]):
             # fields keeps it so (entries are live by identity), or it would be twice.
             fresh = (entry[0], entry[1], entry[2])
             self.members[tenant] = fresh
-            self._heap.push(fresh)
-            self._heap.compact()
+            heap = self._made()
+            heap.push(fresh)
+            heap.compact()
 
     def shrink(self) -> None:
         """Give back the memory of a table that held many more tenants. O(1) unless due."""
@@ -299,14 +318,20 @@ class _TenantHeap(Generic[_K]):
 
     def pop_due(self, now: float) -> list[_Tenant]:
         """Take out every tenant whose key is ``<= now``, smallest first; O(log T) each."""
-        return [entry[2] for entry in self._heap.pop_until(now)]  # out of members too
+        if not self.members:
+            return []
+        return [entry[2] for entry in self._made().pop_until(now)]  # out of members too
 
     def walk(self) -> Generator[tuple[_K, _Tenant], None, None]:
         """Live entries in key order without moving them: O(log k) per entry yielded.
 
         It stops as early as the caller does; the heap must not change meanwhile.
         """
-        return ((entry[0], entry[2]) for entry in self._heap.walk())
+        return ((entry[0], entry[2]) for entry in self._made().walk())
+
+
+def _nothing() -> None:
+    """The top of an empty heap not made yet."""
 
 
 class FairScheduler:
@@ -513,6 +538,7 @@ class FairScheduler:
 
     __slots__ = (
         "_adopted",
+        "_adopting",
         "_blocked",
         "_busy",
         "_bypass",
@@ -533,7 +559,6 @@ class FairScheduler:
         "_now",
         "_plain",
         "_plans",
-        "_queue_types",
         "_quotas",
         "_retired",
         "_running",
@@ -661,6 +686,8 @@ class FairScheduler:
         self._plain = inner is None
         # Whether it files its tasks in the table of the scheduler holding it (see _adopt).
         self._adopted = False
+        # What makes the key queues of the schedulers it adopts (one for them all).
+        self._adopting: Callable[[Hashable], Queue] | None = None
         make_queue = (
             _shared_maker(clock, self._index, inner) if self._shared else _queue_maker(inner, clock)
         )
@@ -668,7 +695,6 @@ class FairScheduler:
         self._clock = clock
         self._now = clock.now
         self._make_queue = make_queue
-        self._queue_types: set[type] = set()
         self._busy = False
         self._default_weight = default_weight
         self._weights = checked_weights
@@ -681,20 +707,26 @@ class FairScheduler:
         # With deadline_aware: the queued tasks with deadlines, and the lead allowed.
         self._slack = DeadlineSlack() if deadline_aware else None
         self._max_lead = math.inf if max_lead is None else max_lead
-        self._known: set[Hashable] = {*checked_weights, *checked_quotas, *checked_tenant_plan}
+        # (Until a tenant is known, the one empty set all schedulers share: see add_tenant.)
+        self._known: set[Hashable] = (
+            {*checked_weights, *checked_quotas, *checked_tenant_plan}
+            if checked_weights or checked_quotas or checked_tenant_plan
+            else _NOBODY
+        )
         # Virtual time and the largest tag given out, in steps of VIRTUAL_TIME_RESOLUTION.
         self._virtual = 0
         self._horizon = 0
         self._tenants: dict[Hashable, _Tenant] = {}
         # What is still in force of tenants dropped as idle (debts, refilling buckets).
         self._idle = IdleTenants()
-        # The ids of the inner queues in use, to refuse a factory that shares one.
-        self._inner_ids: set[int] = set()
+        # The ids of the inner queues in use, to refuse a factory that shares one (the
+        # one empty set all schedulers share until a queue of a factory's comes).
+        self._inner_ids: set[int] = _NOBODY
         # Eligible backlogged tenants by virtual start; rate-held ones by refill time.
         self._eligible: _TenantHeap[int] = _TenantHeap()
-        self._blocked: _TenantHeap[float] = _TenantHeap()
+        self._blocked: _TenantHeap[float] = _TenantHeap(lazy=True)
         # Queues holding tasks with a TTL, by (a lower bound of) their next expiry.
-        self._expiry: _TenantHeap[float] = _TenantHeap()
+        self._expiry: _TenantHeap[float] = _TenantHeap(lazy=True)
         # The TTL expiry of queued tasks whose queue cannot say it.
         self._expires: dict[Hashable, float] = {}
         # Running task id -> (its tenant, the queue that held it).
@@ -706,7 +738,7 @@ class FairScheduler:
         lane = self._new_queue(None, lane=True)
         self._bypass = _Tenant(_BYPASS, lane, 0) if critical_bypass else None
         if self._bypass is not None:
-            self._inner_ids.add(id(lane))
+            self._track_queue(lane)
         # What the latest pop changed, while unpop may still undo it.
         self._last_pop: _Dispatch | None = None
 
@@ -1245,6 +1277,8 @@ class FairScheduler:
         checked_weight = None if weight is None else check_weight(weight, "weight")
         checked_plan = None if plan is None else _check_plan(plan, self._plans, "plan")
         checked_quota = None if quota is None else _check_quota(quota, "quota")
+        if self._known is _NOBODY:
+            self._known = set()  # its own, before anything is added to it
         self._known.add(tenant)
         if checked_weight is not None:
             self._weights[tenant] = checked_weight
@@ -1464,14 +1498,24 @@ class FairScheduler:
     def _admit(self, rec: _Tenant) -> None:
         """Register a record :meth:`_arrival` made, now that its first task is in."""
         self._tenants[rec.key] = rec
-        self._inner_ids.add(id(rec.inner))
+        self._track_queue(rec.inner)
         if self._idle.count:
             self._idle.take(rec.key)
+
+    def _track_queue(self, queue: Queue) -> None:
+        """Note a tenant's queue in use, unless it is one this scheduler made (which no
+        factory can hand to another tenant)."""
+        if _made_here(queue):
+            return
+        if self._inner_ids is _NOBODY:
+            self._inner_ids = set()  # its own, before anything is added to it
+        self._inner_ids.add(id(queue))
 
     def _retire(self, rec: _Tenant, now: float) -> None:
         """Drop a tenant with nothing queued or running; keep what of it is still in force."""
         del self._tenants[rec.key]
-        self._inner_ids.discard(id(rec.inner))
+        if not _made_here(rec.inner):
+            self._inner_ids.discard(id(rec.inner))
         self._eligible.discard(rec)
         self._blocked.discard(rec)
         self._expiry.discard(rec)
@@ -1512,13 +1556,13 @@ class FairScheduler:
         """
         queue = self._calling(self._make_queue, tenant)
         kind = type(queue)
-        if kind not in self._queue_types:
+        if kind not in _QUEUE_TYPES:
             if not isinstance(queue, Queue):
                 raise InvalidTypeError(
                     f"inner must return a Queue (push, pop, peek, remove, expire, next_wakeup, "
                     f"release, len, in), got {kind.__name__} {shown(queue)}"
                 )
-            self._queue_types.add(kind)
+            _QUEUE_TYPES.add(kind)
         if id(queue) in self._inner_ids:
             raise InvalidArgumentError(
                 f"inner must make a new queue for each tenant; it returned one that another "
@@ -1559,14 +1603,17 @@ class FairScheduler:
             return
         table = holder._index
         now = holder._now
-        clock = self._clock
+        make = holder._adopting
+        if make is None:
+            clock = self._clock
+            make = holder._adopting = lambda tenant: OwnedSharedIndexQueue(
+                clock, table, aging_rate=DEFAULT_AGING_RATE, now=now
+            )
         self._index = table
         self._now = now
         self._shared = False
         self._adopted = True
-        self._make_queue = lambda tenant: OwnedSharedIndexQueue(
-            clock, table, aging_rate=DEFAULT_AGING_RATE, now=now
-        )
+        self._make_queue = make
 
     # -- internals: configuration -----------------------------------------------
 
@@ -1586,7 +1633,7 @@ class FairScheduler:
         plan, quota, weight = self._settings(rec.key)
         rec.start = self._rescaled(rec.start, rec.weight, weight)
         rec.weight = weight
-        rec.scale = _UNIT_F / weight
+        rec.scale = _UNIT_F if weight == 1.0 else _UNIT_F / weight  # one float for most
         rec.limiter = self._limiter(rec.limiter, rec.quota, quota)
         rec.quota = quota
         rec.plan = plan
@@ -2027,6 +2074,13 @@ class FairScheduler:
         )
 
 
+_QUEUE_TYPES: Final[weakref.WeakSet[type]] = weakref.WeakSet()
+"""The types of inner queue found to be a ``Queue`` (checked once per type, not per call)."""
+
+_NOBODY: Final[set[Any]] = set()
+"""The empty set a scheduler's known tenants and inner queue ids start as, shared; never
+added to (a scheduler makes a set of its own first)."""
+
 _BYPASS: Final = object()
 """The key of the pseudo-tenant whose queue holds the CRITICAL tasks that bypass fairness."""
 
@@ -2035,13 +2089,23 @@ _TIMED_QUEUES: Final = (PriorityQueue, SharedIndexQueue, OwnedSharedIndexQueue, 
 ``_expire_timed``), so the scheduler keeps no expiry per task for them."""
 
 
+_SHARING_QUEUES: Final = (SharedIndexQueue, OwnedSharedIndexQueue, SharedIndexDeadlineScheduler)
+"""Tenant queues (exactly these types) a scheduler makes itself, filing in its table."""
+
+
 def _files_itself(queue: Queue) -> bool:
     """Whether a tenant's ``queue`` files its tasks in its scheduler's id table itself: a
     queue sharing the table, or a scheduler adopted (see ``FairScheduler._adopt``)."""
     kind = type(queue)
     if kind is FairScheduler:
         return queue._adopted  # type: ignore[attr-defined,no-any-return]
-    return kind in (SharedIndexQueue, OwnedSharedIndexQueue, SharedIndexDeadlineScheduler)
+    return kind in _SHARING_QUEUES
+
+
+def _made_here(queue: Queue) -> bool:
+    """Whether a tenant's ``queue`` is one its scheduler made itself (so no factory can
+    hand it to another tenant: its id need not be kept to refuse that)."""
+    return type(queue) in _SHARING_QUEUES
 
 
 def _queue_maker(inner: object, clock: Clock) -> Callable[[Hashable], Queue]:
