@@ -408,15 +408,9 @@ class OwnedSharedIndexQueue(SharedIndexQueue):
     owner: Any
     """The record of the scheduler holding this queue (``None`` until it is set)."""
 
-    def __init__(
-        self,
-        clock: Clock,
-        table: dict[Hashable, Any],
-        *,
-        aging_rate: float,
-        now: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(clock, table, aging_rate=aging_rate, now=now)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As :class:`SharedIndexQueue`'s."""
+        super().__init__(*args, **kwargs)
         self.owner = None
         # Most key queues never hold an expired task: they share one empty holding area
         # until they do (see _collect_expired, the one place that fills it).

@@ -420,6 +420,13 @@ class FairScheduler:
     bounds hold among siblings over that level's own dispatches, and a
     tenant that spreads its work over a thousand keys gets the share of one
     tenant, not of a thousand. Quotas, plans and weights apply per level.
+    When the outer scheduler reads tenants from ``task.tenant`` and its
+    factory makes a new ``FairScheduler`` with the default queues, no lane and
+    the same clock, it hands that scheduler its id table: every level then
+    files a queued task once, in that table (about 208 bytes a task in all at
+    100 000 tasks, against 274 with a table per level), and ``tenant_of`` is
+    still called once per push, never again. Every answer is the same either
+    way.
 
     **Quotas and plans.** A tenant's :class:`Quota` is ``quotas[tenant]`` if
     set, else that of its plan (``tenant_plan[tenant]``, else
@@ -461,6 +468,9 @@ class FairScheduler:
     another tenant holds, or one holding tasks, is refused with
     :class:`~taskdist.errors.InvalidArgumentError` (the push that needed it
     changes nothing). The bypass lane's queue is made as tenant ``None``'s.
+    The queue it makes is the scheduler's: read it if you like, but push to,
+    pop from or remove from it only through the scheduler (a nested
+    scheduler's inner ones share its id table, see *Nested fair share*).
 
     **Snapshots.** :meth:`snapshot` writes the state as plain data: the
     virtual time and every start tag (exact integers), each tenant's
@@ -521,7 +531,8 @@ class FairScheduler:
     itself), and tenants by ``task.tenant``, a queued task is filed by id
     once, in one table the scheduler and its queues share (about 190 bytes
     a task in all beyond the ``Task``, 180 with ``DeadlineScheduler``
-    queues); with any other ``inner`` factory or a ``tenant_of``, the
+    queues), and so with a nested ``FairScheduler`` as above (about 208);
+    with any other ``inner`` factory or a ``tenant_of``, the
     scheduler keeps an id index of its own on top of each queue's (with a
     TTL, an expiry of its own too, only if that queue cannot say when the
     task expires: a ``PriorityQueue`` or ``FairScheduler`` can). An idle
@@ -679,7 +690,8 @@ class FairScheduler:
         # Queued task id -> its tenant. With the default tenant queues or
         # inner=DeadlineScheduler (and tenants by task.tenant) it is their shared table
         # instead: id -> the task's entry in its queue (see SharedIndexQueue), one
-        # index for both.
+        # index for both; so it is for FairSchedulers it adopts (see _adopt), whose
+        # key queues file their entries here, beside the tasks of its other queues.
         self._index: dict[Hashable, Any] = {}
         self._shared = (inner is None or inner is DeadlineScheduler) and tenant_of is None
         # The default tenant queues: a scheduler holding this one may hand it its table.
