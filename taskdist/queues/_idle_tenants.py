@@ -132,9 +132,10 @@ class IdleTenants:
         copy loaded from the lists settles at once.
         """
         debts = sorted(self._owed.values())
-        owed = [entry for entry in debts if entry[0] > virtual]
+        lapsed = [entry for entry in debts if entry[0] <= virtual]  # the first ones
+        owed = debts[len(lapsed) :]
         refills = [(entry, 0) for entry in self._refilling.values() if entry[0] > now]
-        for later, (_, seq, tenant, _, weight, limiter, quota) in enumerate(debts[len(owed) :]):
+        for later, (_, seq, tenant, _, weight, limiter, quota) in enumerate(lapsed):
             due = None if limiter is None else full_at(limiter, now)
             if due is not None:  # filed behind every bucket kept now, as settle files it
                 refills.append(((due, seq, tenant, 0, weight, limiter, quota), 1 + later))
