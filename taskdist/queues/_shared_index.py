@@ -378,18 +378,13 @@ _QUEUE: Final = -1
 """Where an :class:`OwnedSharedIndexQueue`'s heap entry holds the queue: its last field."""
 
 
-def queue_holding(table: dict[Hashable, Any], task_id: Hashable) -> OwnedSharedIndexQueue:
-    """The :class:`OwnedSharedIndexQueue` holding the task queued under ``task_id`` in a
-    table only such queues file in. O(1).
-
-    Raises:
-        KeyError: no queue sharing the table holds it.
-        TypeError: ``task_id`` is unhashable.
-    """
+def queue_holding(table: dict[Hashable, Any], task_id: Hashable) -> Any:
+    """What the table leads to for the task queued under ``task_id``: the queue an
+    :class:`OwnedSharedIndexQueue` entry ends with, else what the table holds (the queue
+    holding an expired task, or whatever a scheduler filed there itself). O(1); a
+    ``KeyError`` if the table has no such id."""
     held = table[task_id]
-    if type(held) is tuple:
-        return held[_QUEUE]  # type: ignore[no-any-return]
-    return held  # type: ignore[no-any-return]
+    return held[_QUEUE] if type(held) is tuple else held
 
 
 class OwnedSharedIndexQueue(SharedIndexQueue):
