@@ -26,6 +26,7 @@ from test_fair_shared_index import IDS, SharedAgainstOwn, outcome
 from taskdist import (
     DeadlineScheduler,
     FairScheduler,
+    InvalidArgumentError,
     ManualClock,
     PriorityQueue,
     Quota,
@@ -42,19 +43,26 @@ def by_key(task: Task) -> Hashable:
     return task.key
 
 
-def nested(clock: ManualClock, **inner: Any) -> FairScheduler:
+def nested(clock: ManualClock, aware: bool = False, **inner: Any) -> FairScheduler:
     return FairScheduler(
         clock,
         critical_bypass=True,
+        deadline_aware=aware,
         inner=lambda c, tenant: FairScheduler(
-            c, tenant_of=by_key, weights={"x": 2.0}, quotas={"y": Quota(max_concurrent=2)}, **inner
+            c,
+            tenant_of=by_key,
+            weights={"x": 2.0},
+            quotas={"y": Quota(max_concurrent=2, rate=2, per=3.0)},
+            deadline_aware=aware,
+            **inner,
         ),
     )
 
 
-def nested_own(clock: ManualClock) -> FairScheduler:
+def nested_own(clock: ManualClock, aware: bool = False) -> FairScheduler:
     # The same key queues from a factory: every level keeps a table of its own.
-    return nested(clock, inner=lambda c: PriorityQueue(c, aging_rate=DEFAULT_AGING_RATE))
+    own = partial(PriorityQueue, aging_rate=DEFAULT_AGING_RATE)
+    return nested(clock, aware, inner=lambda c: own(c))
 
 
 def comparable(data: dict[str, Any]) -> dict[str, Any]:
@@ -161,6 +169,20 @@ TestNestedAgainstOwn = NestedAgainstOwn.TestCase
 TestNestedAgainstOwn.settings = settings(settings.default, max_examples=60)
 
 
+class AwareNestedAgainstOwn(NestedAgainstOwn):
+    """The same, deadline-aware at both levels: urgent tasks taken out of turn."""
+
+    def make_shared(self, clock: ManualClock) -> FairScheduler:
+        return nested(clock, aware=True)
+
+    def make_own(self, clock: ManualClock) -> FairScheduler:
+        return nested_own(clock, aware=True)
+
+
+TestAwareNestedAgainstOwn = AwareNestedAgainstOwn.TestCase
+TestAwareNestedAgainstOwn.settings = settings(settings.default, max_examples=30)
+
+
 def test_a_nested_scheduler_files_each_task_once() -> None:
     fair = nested(ManualClock())
     for i in range(20):
@@ -219,3 +241,33 @@ def test_an_outer_scheduler_with_a_tenant_of_adopts_nothing() -> None:
     fair.push(Task("x", tenant="a", key="k"))
     scheduler: Any = fair._tenants["a"].inner
     assert not scheduler._adopted and fair._index == {"x": fair._tenants["a"]}
+
+
+def test_a_scheduler_filing_in_another_table_is_refused_and_one_gone_idle_comes_back() -> None:
+    clock = ManualClock()
+    made: list[FairScheduler] = []
+
+    def keep(c: Any, tenant: Hashable) -> FairScheduler:
+        made.append(FairScheduler(c, tenant_of=by_key))
+        return made[-1]
+
+    first = FairScheduler(clock, inner=keep)
+    first.push(Task("x", tenant="a", key="k"))
+    assert first.pop() is not None
+    first.release(Task("x"))  # tenant "a" goes idle: its scheduler is free again
+    reused = made[-1]
+    second = FairScheduler(clock, inner=lambda c, t: reused)
+    second.push(Task("y", tenant="b", key="k"))  # taken over: it files in second's table
+    assert reused._index is second._index and list(second._index) == ["y"]
+    assert not first._index and "y" not in first
+    assert second.pop() is not None  # "y" runs: reused is empty, and in use
+    for tenant_of in (None, by_key):  # one that would adopt it, and one that would not
+        busy = FairScheduler(
+            clock,
+            inner=lambda c, t: reused if t == "c" else FairScheduler(c),
+            tenant_of=tenant_of,
+        )
+        with pytest.raises(InvalidArgumentError, match="another scheduler's table"):
+            busy.push(Task("z", tenant="c", key="c"))
+        assert not busy and not busy._tenants and not busy._index
+    assert reused._index is second._index and "y" in second._running

@@ -747,7 +747,7 @@ class FairScheduler:
         self._retired = 0  # tenants dropped so far
         # CRITICAL tasks of every tenant, when they bypass the fair order. The
         # factory is tried once here either way, so a bad one fails at once.
-        lane = self._new_queue(None, lane=True)
+        lane = self._new_queue(None, lane=critical_bypass)
         self._bypass = _Tenant(_BYPASS, lane, 0) if critical_bypass else None
         if self._bypass is not None:
             self._track_queue(lane)
@@ -1563,8 +1563,10 @@ class FairScheduler:
     def _new_queue(self, tenant: Hashable, *, lane: bool = False) -> Queue:
         """A new, empty queue from the ``inner`` factory, checked; it may not call back.
 
-        A tenant's queue that is a new ``FairScheduler`` with the default queues is
-        adopted: it files its tasks in this scheduler's table (see :meth:`_adopt`).
+        A tenant's queue that is a ``FairScheduler`` with the default queues and no
+        tenant is adopted: it files its tasks in this scheduler's table (see
+        :meth:`_adopt`); one filing in another scheduler's is refused. The ``lane`` is
+        never adopted.
         """
         queue = self._calling(self._make_queue, tenant)
         kind = type(queue)
@@ -1585,14 +1587,23 @@ class FairScheduler:
                 f"inner must make an empty queue; it returned one holding {len(queue)} tasks "
                 f"for tenant {shown(tenant)} (nothing changed)"
             )
-        if kind is FairScheduler and not lane and self._tenant_of is None and not self._shared:
-            queue._adopt(self)  # type: ignore[attr-defined]
+        if kind is FairScheduler:
+            scheduler: Any = queue
+            if not lane and self._tenant_of is None and not self._shared:
+                scheduler._adopt(self)
+            if scheduler._adopted and scheduler._index is not self._index:
+                raise InvalidArgumentError(
+                    f"inner must make a new queue for each tenant; it returned a "
+                    f"FairScheduler that files its tasks in another scheduler's table, for "
+                    f"tenant {shown(tenant)} (nothing changed)"
+                )
         return queue
 
     def _adopt(self, holder: FairScheduler) -> None:
         """File this scheduler's tasks in the id table of ``holder``, whose inner factory
-        just made it, if it is new, has the default queues and no lane, and reads the clock
-        ``holder`` reads; else change nothing.
+        just made it, if it has the default queues and no lane, reads the clock ``holder``
+        reads and holds no tenant (nothing queued or running, so no tenant queue yet);
+        else change nothing.
 
         Its tenant queues (:class:`OwnedSharedIndexQueue`) then file their entries in
         ``holder``'s table; an entry leads to its queue and the queue to its
@@ -1601,19 +1612,15 @@ class FairScheduler:
         is a scheduler that keeps its own table (with a factory of the user's) and reads
         tenants from ``task.tenant``; only it clears, shrinks or reorders the table.
         """
+        table = holder._index
         if (
-            not self._plain
-            or self._adopted
+            (self._adopted and self._index is table)  # holder's already
+            or not self._plain
             or self._bypass is not None
             or self._clock is not holder._clock
-            or self._index
             or self._tenants
-            or self._running
-            or self._idle.count
-            or self._virtual
         ):
             return
-        table = holder._index
         now = holder._now
         make = holder._adopting
         if make is None:
