@@ -421,12 +421,12 @@ class FairScheduler:
     tenant that spreads its work over a thousand keys gets the share of one
     tenant, not of a thousand. Quotas, plans and weights apply per level.
     When the outer scheduler reads tenants from ``task.tenant`` and its
-    factory makes a new ``FairScheduler`` with the default queues, no lane and
-    the same clock, it hands that scheduler its id table: every level then
-    files a queued task once, in that table (about 208 bytes a task in all at
-    100 000 tasks, against 274 with a table per level), and ``tenant_of`` is
-    still called once per push, never again. Every answer is the same either
-    way.
+    factory makes a ``FairScheduler`` with the default queues, no lane, the
+    same clock and no tenant yet, it adopts it, handing it its id table:
+    every level then files a queued task once, in that table (about 208
+    bytes a task in all at 100 000 tasks, against 274 with a table per
+    level), and ``tenant_of`` is still called once per push, never again.
+    Every answer is the same either way.
 
     **Quotas and plans.** A tenant's :class:`Quota` is ``quotas[tenant]`` if
     set, else that of its plan (``tenant_plan[tenant]``, else
@@ -465,9 +465,10 @@ class FairScheduler:
     with the clock, or with the clock and the tenant when it takes two
     positional arguments (so each tenant's queue can differ, by plan say). It
     must return a new, empty :class:`~taskdist.queues.Queue`: a queue that
-    another tenant holds, or one holding tasks, is refused with
-    :class:`~taskdist.errors.InvalidArgumentError` (the push that needed it
-    changes nothing). The bypass lane's queue is made as tenant ``None``'s.
+    another tenant holds, one holding tasks, or a ``FairScheduler`` that
+    another scheduler adopted (see *Nested fair share*) and that still holds
+    tenants, is refused with :class:`~taskdist.errors.InvalidArgumentError`
+    (the push that needed it changes nothing). The bypass lane's queue is made as tenant ``None``'s.
     The queue it makes is the scheduler's: read it if you like, but push to,
     pop from or remove from it only through the scheduler (a nested
     scheduler's inner ones share its id table, see *Nested fair share*).
