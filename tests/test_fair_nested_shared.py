@@ -13,8 +13,10 @@ indistinguishable, down to each inner scheduler's answers and snapshot.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Hashable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule
 from test_fair_shared_index import IDS, SharedAgainstOwn, outcome
+
+# One way of measuring memory, shared with the script that prints the whole table.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from compare_memory import CONFIGS, NESTED, bytes_per_task, workload
 
 from taskdist import (
     DeadlineScheduler,
@@ -271,3 +277,16 @@ def test_a_scheduler_filing_in_another_table_is_refused_and_one_gone_idle_comes_
             busy.push(Task("z", tenant="c", key="c"))
         assert not busy and not busy._tenants and not busy._index
     assert reused._index is second._index and "y" in second._running
+
+
+@pytest.mark.parametrize(("tasks", "budget"), [(10_000, 300), (100_000, 208)])
+def test_a_nested_scheduler_files_a_task_once_and_small_queues_cost_little(
+    tasks: int, budget: int
+) -> None:
+    # Bytes a queued task beyond the Task, 100 tenants of 7 keys (tracemalloc, as
+    # benchmarks/compare_memory.py measures): 274 and 415 with a table per level. At
+    # 1e4 (14 tasks a key queue) what each small queue costs empty weighs most; at
+    # 1e5 the one table and the heap entry (8 bytes more than a PriorityQueue's:
+    # 200 once an entry no longer carries its id, the queue in its place).
+    make, options = CONFIGS[NESTED]
+    assert bytes_per_task(make, workload(tasks, **options)) <= budget
