@@ -39,8 +39,8 @@ from taskdist import (
     ReentrancyError,
     Task,
 )
-from taskdist.queues._shared_index import OwnedSharedIndexQueue
-from taskdist.queues.fair import DEFAULT_AGING_RATE
+from taskdist.queues._shared_index import _NONE_EXPIRED, OwnedSharedIndexQueue
+from taskdist.queues.fair import _NOBODY, DEFAULT_AGING_RATE
 
 KEYS = ["x", "y"]
 
@@ -167,6 +167,7 @@ class NestedAgainstOwn(SharedAgainstOwn):
             assert comparable(inner.snapshot()) == comparable(twin.snapshot())
             for queue in (sub.inner for sub in inner._tenants.values()):
                 assert type(queue) is OwnedSharedIndexQueue
+        assert not _NONE_EXPIRED and not _NOBODY  # the shared empties stay empty
         outer = comparable(self.fair.snapshot())
         assert outer["queued"] == comparable(self.model.snapshot())["queued"]
 
