@@ -78,6 +78,8 @@ def comparable(data: dict[str, Any]) -> dict[str, Any]:
     data = dict(data)
     if "held" in data:  # a key queue
         data["held"] = sorted(data["held"], key=lambda item: repr(item[2]))
+        # Expired tasks leave sorted by expiry, however they are listed.
+        data["expired"] = sorted(data["expired"], key=lambda item: repr(item[2]))
         # Whether its list is in enqueue order: a shared queue lists its tasks oldest
         # first, a queue of its own in its table's order (an unpop puts a task last).
         del data["monotone"]
@@ -165,8 +167,11 @@ class NestedAgainstOwn(SharedAgainstOwn):
             assert inner.next_wakeup() == twin.next_wakeup()
             assert inner.stats() == twin.stats()
             assert comparable(inner.snapshot()) == comparable(twin.snapshot())
-            for queue in (sub.inner for sub in inner._tenants.values()):
-                assert type(queue) is OwnedSharedIndexQueue
+            for sub_key, sub in inner._tenants.items():
+                queue, twin_queue = sub.inner, twin._tenants[sub_key].inner
+                assert type(queue) is OwnedSharedIndexQueue and queue.owner is sub
+                assert len(queue) == len(twin_queue)
+                assert [i for i in IDS if i in queue] == [i for i in IDS if i in twin_queue]
         assert not _NONE_EXPIRED and not _NOBODY  # the shared empties stay empty
         outer = comparable(self.fair.snapshot())
         assert outer["queued"] == comparable(self.model.snapshot())["queued"]

@@ -122,7 +122,12 @@ class SharedIndexQueue(PriorityQueue):
             held = table.get(task_id)
         except TypeError:  # an unhashable id is in no queue
             return False
-        return held is self or any(entry is held for entry in self._order.live_entries())
+        return held is self or self._holds(held)
+
+    def _holds(self, held: Any) -> bool:
+        """Whether ``held``, what the table holds for an id, is a live entry of this
+        queue. O(n)."""
+        return any(entry is held for entry in self._order.live_entries())
 
     def _live_count(self) -> int:
         return len(self) - len(self._expired)
@@ -450,13 +455,9 @@ class OwnedSharedIndexQueue(SharedIndexQueue):
             self._track(entry)  # type: ignore[arg-type]
         return None
 
-    def __contains__(self, task_id: object) -> bool:
-        table: dict[Hashable, Any] = self._index
-        try:
-            held = table.get(task_id)
-        except TypeError:  # an unhashable id is in no queue
-            return False
-        return held is self or (type(held) is tuple and held[_QUEUE] is self)
+    def _holds(self, held: Any) -> bool:
+        # O(1): the entry ends with its queue.
+        return type(held) is tuple and held[_QUEUE] is self
 
     def _entry(self, data: object, where: str, following: float) -> _Entry:
         return (*super()._entry(data, where, following), self)  # type: ignore[return-value]
