@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskdist import FairScheduler, ManualClock, Quota, Task, WaitingReason
+from taskdist.queues._idle_tenants import IdleTenants
 
 # -- behaviour ----------------------------------------------------------------
 
@@ -281,3 +282,18 @@ def test_tenants_seen_once_beside_a_busy_one_hold_little_once_idle() -> None:
     # What the busy tenant's own queue keeps of its 20 000 tasks is its queue's business.
     assert held_after(run) <= IDLE_BUDGET * len(tasks) + 100 * len(busy)
     assert set(fair.stats().tenants) == {"busy"}
+
+
+def test_idle_tenants_listed_each_once_when_an_earlier_debt_lapsed() -> None:
+    # Debts lapse smallest first: the lapsed ones lead the sorted list, and only they
+    # move on to wait for their buckets (a snapshot listing one twice is refused).
+    clock = ManualClock()
+    quota = Quota(rate=1, per=2.0)
+    idle = IdleTenants()
+    for tenant, start in (("early", 5), ("late", 50)):
+        limiter = quota.rate_limiter(clock)
+        assert limiter.try_acquire()  # its bucket refills after it leaves
+        idle.keep(tenant, start, 1.0, limiter, quota, virtual=0, now=clock.now())
+    debts, refills = idle.listed(virtual=10, now=clock.now())
+    assert [entry[2] for entry in debts] == ["late"]
+    assert [entry[2] for entry in refills] == ["early"]

@@ -177,6 +177,16 @@ class SharedAgainstOwn(RuleBasedStateMachine):
         self.fair = restored
         self.popped = None
 
+    @rule()
+    def trade_snapshots(self) -> None:
+        # Each loads the other's snapshot: they write the same state, in the same format.
+        fair = self.make_shared(self.clock)
+        fair.load_snapshot(self.model.snapshot())
+        model = self.make_own(self.model_clock)
+        model.load_snapshot(self.fair.snapshot())
+        self.fair, self.model = fair, model
+        self.popped = None
+
     @invariant()
     def answers_agree(self) -> None:
         assert len(self.fair) == len(self.model) == len(self.fair._index)  # one entry a task
@@ -220,16 +230,6 @@ class SharedDeadlinesAgainstOwn(SharedAgainstOwn):
 
     def make_own(self, clock: ManualClock) -> FairScheduler:
         return own_deadlines(clock)
-
-    @rule()
-    def trade_snapshots(self) -> None:
-        # Each loads the other's snapshot: they write the same state, in the same format.
-        fair = self.make_shared(self.clock)
-        fair.load_snapshot(self.model.snapshot())
-        model = self.make_own(self.model_clock)
-        model.load_snapshot(self.fair.snapshot())
-        self.fair, self.model = fair, model
-        self.popped = None
 
     @rule(question=st.sampled_from(["is_late", "slack"]))
     def ask_the_tenant_queues(self, question: str) -> None:

@@ -229,7 +229,8 @@ def prepare_fair(
         holder = holders.get(task_id)
         if task_id in index or holder is None or (holder is not rec and holder is not lane):
             refuse(at, f"task {task_id!r} is not held once, by its tenant's queue or the lane")
-        if fair._shared and records.get(tasks[task_id].tenant) is not rec:
+        by_task = fair._shared or (holder.filed and not fair._adopted)
+        if by_task and records.get(tasks[task_id].tenant) is not rec:
             refuse(at, f"task {task_id!r} is queued under a tenant that is not its own")
         index[task_id] = rec
         if expiry is not None:
@@ -325,9 +326,10 @@ def prepare_fair(
         for rec in records.values():
             fair._configure(rec)  # its plan, quota, weight and bucket are the configured ones
             fair._tenants[rec.key] = rec
-            fair._inner_ids.add(id(rec.inner))
-        if not fair._shared:  # else the queues file their tasks as they load
-            fair._index.update(index)
+            fair._track_queue(rec.inner)
+        ids = fair._index
+        # The tasks of queues that do not file them (the others file theirs as they load).
+        ids.update((task_id, rec) for task_id, rec in index.items() if not holders[task_id].filed)
         fair._expires.update(expires)
         fair._running.update(running)
         fair._size = len(index)
@@ -341,12 +343,12 @@ def prepare_fair(
         fair._idle.load(*idle)
         for load_part in loads:
             load_part()
-        if fair._shared:
-            # The shared table in the snapshot's order, as a table of the scheduler's own is.
-            shared = fair._index
-            ordered = [(task_id, shared[task_id]) for task_id in index]
-            shared.clear()
-            shared.update(ordered)
+        if not fair._adopted and any(holder.filed for holder in holders.values()):
+            # The table in the snapshot's order, as a table of the scheduler's own is (a
+            # scheduler it adopted leaves that to it: the table holds others' tasks too).
+            ordered = [(task_id, ids[task_id]) for task_id in index]
+            ids.clear()
+            ids.update(ordered)
         if fair._slack is not None:
             fair._slack.load(deadlines)
 

@@ -38,6 +38,8 @@ time the bucket is full (a refill); start, weight, limiter and quota are what th
 resumes with."""
 
 _TENANT: Final = 2
+# Tie-breakers, increasing, shared by every instance: equal dues lapse in the order filed.
+_SEQ = itertools.count()
 
 
 def full_at(limiter: RateLimiter, now: float) -> float | None:
@@ -61,14 +63,15 @@ class IdleTenants:
     tenant moved on or forgotten.
     """
 
-    __slots__ = ("_debts", "_owed", "_refilling", "_refills", "_seq", "count")
+    __slots__ = ("_debts", "_owed", "_refilling", "_refills", "count")
 
     def __init__(self) -> None:
         self._owed: dict[Hashable, Kept] = {}
-        self._debts: LazyHeap[Kept] = LazyHeap(self._owed, at=_TENANT)
         self._refilling: dict[Hashable, Kept] = {}
-        self._refills: LazyHeap[Kept] = LazyHeap(self._refilling, at=_TENANT)
-        self._seq = itertools.count()
+        # The heaps, made when a tenant is first kept: most schedulers, and each of a
+        # nested one's inner schedulers, keep none (an empty pair weighs about 700 bytes).
+        self._debts: LazyHeap[Kept] | None = None
+        self._refills: LazyHeap[Kept] | None = None
         self.count = 0
         """How many tenants are kept (read it; never set it): ``len`` without a call."""
 
@@ -90,9 +93,9 @@ class IdleTenants:
     ) -> None:
         """File a tenant that just left, or forget it if nothing of it is in force. O(log k)."""
         if start > virtual:
-            entry: Kept = (start, next(self._seq), tenant, start, weight, limiter, quota)
+            entry: Kept = (start, next(_SEQ), tenant, start, weight, limiter, quota)
             self._owed[tenant] = entry
-            self._debts.push(entry)
+            self._debt_heap().push(entry)
         elif limiter is not None:
             self._file_refill(tenant, weight, limiter, quota, now)
         self.count = len(self._owed) + len(self._refilling)
@@ -104,19 +107,19 @@ class IdleTenants:
     def take(self, tenant: Hashable) -> None:
         """Forget ``tenant``: it came back, its new record carries what was kept. O(1) amortised."""
         if self._owed.pop(tenant, None) is not None:
-            self._debts.compact()
+            self._debt_heap().compact()
         elif self._refilling.pop(tenant, None) is not None:
-            self._refills.compact()
+            self._refill_heap().compact()
         self._release_emptied()
 
     def settle(self, virtual: int, now: float) -> None:
         """Debts the virtual time has reached, and buckets full by ``now``, lapse."""
         if self._owed:
-            for _, _, tenant, _, weight, limiter, quota in self._debts.pop_until(virtual):
+            for _, _, tenant, _, weight, limiter, quota in self._debt_heap().pop_until(virtual):
                 if limiter is not None:
                     self._file_refill(tenant, weight, limiter, quota, now)
         if self._refilling:
-            for _, _, tenant, _, weight, limiter, quota in self._refills.pop_until(now):
+            for _, _, tenant, _, weight, limiter, quota in self._refill_heap().pop_until(now):
                 assert limiter is not None  # only tenants with a bucket wait for a refill
                 self._file_refill(tenant, weight, limiter, quota, now)
         self._release_emptied()
@@ -129,9 +132,10 @@ class IdleTenants:
         copy loaded from the lists settles at once.
         """
         debts = sorted(self._owed.values())
-        owed = [entry for entry in debts if entry[0] > virtual]
+        lapsed = [entry for entry in debts if entry[0] <= virtual]  # the first ones
+        owed = debts[len(lapsed) :]
         refills = [(entry, 0) for entry in self._refilling.values() if entry[0] > now]
-        for later, (_, seq, tenant, _, weight, limiter, quota) in enumerate(debts[len(owed) :]):
+        for later, (_, seq, tenant, _, weight, limiter, quota) in enumerate(lapsed):
             due = None if limiter is None else full_at(limiter, now)
             if due is not None:  # filed behind every bucket kept now, as settle files it
                 refills.append(((due, seq, tenant, 0, weight, limiter, quota), 1 + later))
@@ -144,21 +148,20 @@ class IdleTenants:
         The sequence numbers are made afresh, in the order given, so ties lapse as before.
         """
         for table, heap, entries in (
-            (self._owed, self._debts, debts),
-            (self._refilling, self._refills, refills),
+            (self._owed, self._debt_heap, debts),
+            (self._refilling, self._refill_heap, refills),
         ):
             for due, _, tenant, start, weight, limiter, quota in entries:
-                entry: Kept = (due, next(self._seq), tenant, start, weight, limiter, quota)
+                entry: Kept = (due, next(_SEQ), tenant, start, weight, limiter, quota)
                 table[tenant] = entry
-                heap.push(entry)
+                heap().push(entry)
         self.count = len(self._owed) + len(self._refilling)
 
     def clear(self) -> None:
         """Forget every tenant. O(k)."""
         self._owed.clear()
-        self._debts.clear()
         self._refilling.clear()
-        self._refills.clear()
+        self._debts = self._refills = None
         self.count = 0
 
     def shrink(self) -> None:
@@ -171,10 +174,10 @@ class IdleTenants:
         self.count = len(self._owed) + len(self._refilling)
         if not self._owed:
             self._owed.clear()
-            self._debts.clear()
+            self._debts = None
         if not self._refilling:
             self._refilling.clear()
-            self._refills.clear()
+            self._refills = None
 
     def _file_refill(
         self,
@@ -188,6 +191,20 @@ class IdleTenants:
         if due is None:
             return  # full: nothing left to keep
         # Its tag is at or behind the virtual time: it comes back at the virtual time.
-        entry: Kept = (due, next(self._seq), tenant, 0, weight, limiter, quota)
+        entry: Kept = (due, next(_SEQ), tenant, 0, weight, limiter, quota)
         self._refilling[tenant] = entry
-        self._refills.push(entry)
+        self._refill_heap().push(entry)
+
+    def _debt_heap(self) -> LazyHeap[Kept]:
+        """The debts in the order they lapse, made now if it was not yet."""
+        heap = self._debts
+        if heap is None:
+            heap = self._debts = LazyHeap(self._owed, at=_TENANT)
+        return heap
+
+    def _refill_heap(self) -> LazyHeap[Kept]:
+        """The refilling buckets in the order they fill, made now if it was not yet."""
+        heap = self._refills
+        if heap is None:
+            heap = self._refills = LazyHeap(self._refilling, at=_TENANT)
+        return heap

@@ -21,16 +21,21 @@ scheduler asks the table instead.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Final
 
 from taskdist._lazy_heap import COMPACT_SLACK, Expiries, LazyHeap
 from taskdist._snapshot import refuse
 from taskdist.clock import Clock
+from taskdist.errors import InvalidTypeError
 from taskdist.queues import deadline
 from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.queues.priority import (
     _ENQUEUED,
+    _FRESH,
+    _MAX_AGED_PRIORITY,
     _SEQ,
     _TASK,
     PriorityQueue,
@@ -41,7 +46,13 @@ from taskdist.queues.priority import (
 from taskdist.queues.protocol import Eviction, Predicate
 from taskdist.task import Task
 
-__all__ = ["SharedIndexDeadlineScheduler", "SharedIndexQueue", "queued_task"]
+__all__ = [
+    "OwnedSharedIndexQueue",
+    "SharedIndexDeadlineScheduler",
+    "SharedIndexQueue",
+    "queue_holding",
+    "queued_task",
+]
 
 assert _TASK == deadline._TASK, "queued_task reads either kind of entry at one place"
 
@@ -112,7 +123,12 @@ class SharedIndexQueue(PriorityQueue):
             held = table.get(task_id)
         except TypeError:  # an unhashable id is in no queue
             return False
-        return held is self or any(entry is held for entry in self._order.live_entries())
+        return held is self or self._holds(held)
+
+    def _holds(self, held: Any) -> bool:
+        """Whether ``held``, what the table holds for an id, is a live entry of this
+        queue. O(n)."""
+        return any(entry is held for entry in self._order.live_entries())
 
     def _live_count(self) -> int:
         return len(self) - len(self._expired)
@@ -364,3 +380,100 @@ def _deadline_seq(entry: deadline._Entry) -> float:
 def _expiry_and_seq(entry: deadline._Entry) -> tuple[float, float]:
     """A DeadlineScheduler entry's TTL expiry, then its sequence number."""
     return deadline._ttl_expiry(entry), entry[deadline._SEQ]
+
+
+_QUEUE: Final = -1
+"""Where an :class:`OwnedSharedIndexQueue`'s heap entry holds the queue: its last field."""
+
+
+def queue_holding(table: dict[Hashable, Any], task_id: Hashable) -> Any:
+    """What the table leads to for the task queued under ``task_id``: the queue an
+    :class:`OwnedSharedIndexQueue` entry ends with, else what the table holds (the queue
+    holding an expired task, or whatever a scheduler filed there itself). O(1); a
+    ``KeyError`` if the table has no such id."""
+    held = table[task_id]
+    return held[_QUEUE] if type(held) is tuple else held
+
+
+class OwnedSharedIndexQueue(SharedIndexQueue):
+    """A :class:`SharedIndexQueue` whose heap entries end with the queue itself, and which
+    knows the record that holds it (``owner``, set by its scheduler).
+
+    A table that the queues of several schedulers share (a nested
+    :class:`~taskdist.queues.FairScheduler`'s) then leads from a task id to the queue
+    holding it, live or expired, and from the queue to its record: no scheduler keeps a
+    table of its own, nor asks a ``tenant_of`` again. One pointer more per entry (8
+    bytes); ``in`` is O(1). Otherwise as a ``SharedIndexQueue``.
+    """
+
+    __slots__ = ("owner",)
+
+    owner: Any
+    """The record of the scheduler holding this queue (``None`` until it is set)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As :class:`SharedIndexQueue`'s."""
+        super().__init__(*args, **kwargs)
+        self.owner = None
+        # Most key queues never hold an expired task: they share one empty holding area
+        # until they do (see _collect_expired, the one place that fills it).
+        self._expired = _NONE_EXPIRED
+        # Floats every queue shares, and a counter made at the first task that needs it.
+        self._stamp = _NO_STAMP
+        self._seq = None  # type: ignore[assignment]
+
+    def push(self, task: Task, *, enqueued_at: float | None = None) -> Eviction | None:
+        """As :meth:`PriorityQueue.push` (unbounded), the entry ending with this queue. O(log n)."""
+        # A PriorityQueue's push with one field more: (key, enqueued_at, seq, task, queue).
+        if task.__class__ is not Task and not isinstance(task, Task):
+            raise InvalidTypeError(f"push() takes a Task, got {type(task).__name__} {task!r}")
+        task_id = task.id
+        index: dict[Hashable, Any] = self._index
+        if task_id in index:  # an expired task of this queue is in the table too
+            raise self._duplicate(task_id)
+        now = self._now()
+        enqueued = now if enqueued_at is None else self._backdate(enqueued_at, now)
+        priority = task.priority
+        if self._rate:
+            if not -_MAX_AGED_PRIORITY <= priority <= _MAX_AGED_PRIORITY:
+                raise self._unaged(task)
+            key = priority + self._rate * enqueued
+        else:
+            key = priority
+        if enqueued > self._stamp:
+            self._stamp = enqueued
+            entry = (key, enqueued, _FRESH, task, self)
+        else:
+            seq = self._seq
+            if seq is None:
+                seq = self._seq = itertools.count(1.0)
+            entry = (key, enqueued, next(seq), task, self)
+        if self._limit is not None:  # 0 only while a where= walk is under way: refused
+            return self._push_full(entry, now)  # type: ignore[arg-type]
+        self._push_entry(entry)  # type: ignore[arg-type]
+        index[task_id] = entry
+        self._stored += 1
+        self._last_pop = None
+        if task.ttl is not None:
+            self._track(entry)  # type: ignore[arg-type]
+        return None
+
+    def _holds(self, held: Any) -> bool:
+        # O(1): the entry ends with its queue.
+        return type(held) is tuple and held[_QUEUE] is self
+
+    def _entry(self, data: object, where: str, following: float) -> _Entry:
+        return (*super()._entry(data, where, following), self)  # type: ignore[return-value]
+
+    def _collect_expired(self, now: float, call: str = "expire") -> None:
+        if self._expired is _NONE_EXPIRED:
+            self._expired = {}  # one of its own, before anything is filed in it
+        super()._collect_expired(now, call)
+
+
+_NO_STAMP: Final = -math.inf
+"""The latest enqueue time of a queue that took no task yet."""
+
+_NONE_EXPIRED: Final[dict[Hashable, Any]] = {}
+"""The empty holding area of expired tasks every OwnedSharedIndexQueue starts with; never
+filled (a queue makes one of its own before it files an expired task)."""
