@@ -165,7 +165,7 @@ class DistributorMachine(RuleBasedStateMachine):
 
     def flaky(self) -> KeyedRateGate:
         """A gate that never refuses, whose key function (a user's callback, asked at
-        the admission of every task using the database) raises once when the dispatch
+        every admission of a task using the database) raises once when the dispatch
         rule below arms it."""
 
         def key(task: Task) -> Hashable:

@@ -123,6 +123,61 @@ def test_rate_gate_rollback_refunds_only_the_admission_just_made() -> None:
     assert limiter.available() == 2.0
 
 
+def test_a_run_of_admissions_rolls_back_whole_and_only_if_it_ends_with_the_last() -> None:
+    clock = ManualClock()
+    limiter = RateLimiter(10, per=1.0, burst=4, clock=clock)
+    keyed = KeyedRateLimiter(10, per=1.0, burst=4, clock=clock)
+    pool = ResourcePool("api_calls", size=4)
+    gates = AllGates(
+        [RateGate(limiter, "api_calls"), KeyedRateGate(keyed, "api_calls"), PoolGate(pool)]
+    )
+    a, b, c, free = api_task("a"), api_task("b", calls=2), api_task("c"), Task("free")
+    for task in (a, b, free):
+        assert gates.try_acquire(task)
+    assert (limiter.available(), pool.in_use) == (1.0, 3.0)
+    with pytest.raises(OverReleaseError):
+        gates.rollback_run([a, c])  # c was never admitted: nothing changes
+    assert (limiter.available(), pool.in_use, len(gates)) == (1.0, 3.0, 3)
+    other = RateGate(limiter, "api_calls")
+    assert other.try_acquire(c)
+    with pytest.raises(OverReleaseError):
+        other.rollback_run([a])  # that gate admitted c after it: not a run of its own
+    other.rollback(c)
+    gates.rollback_run([a, b, free])  # the whole run, b (the last charged) last
+    assert (limiter.available(), keyed.available(None), pool.in_use, len(gates)) == (
+        4.0,
+        4.0,
+        0.0,
+        0,
+    )
+    with pytest.raises(OverReleaseError):
+        gates.rollback_run([a])  # twice is not an undo
+
+
+def test_a_gate_whose_undo_raises_leaves_the_others_undone() -> None:
+    # A keyed gate asks the user's key function again to refund; when it raised there,
+    # the gates admitted before it kept what they admitted (a pool unit leaked).
+    clock = ManualClock()
+    keyed = KeyedRateLimiter(10, per=1.0, burst=2, clock=clock)
+    asked: list[str] = []
+
+    def key(task: Task) -> str:
+        asked.append(task.id)
+        if len(asked) > 1:
+            raise RuntimeError("the key function failed")
+        return "k"
+
+    pool = ResourcePool("api_calls", size=4)
+    empty = RateLimiter(10, per=1.0, burst=1, clock=clock)
+    assert empty.try_acquire()
+    gates = AllGates(
+        [PoolGate(pool), KeyedRateGate(keyed, "api_calls", key=key), RateGate(empty, "api_calls")]
+    )
+    with pytest.raises(RuntimeError, match="key function failed"):
+        gates.try_acquire(api_task("a"))  # the last gate refuses; undoing the keyed one raises
+    assert pool.in_use == 0 and len(gates) == 0
+
+
 def test_a_demand_above_burst_is_an_error_not_a_refusal_forever() -> None:
     clock = ManualClock()
     limiter = RateLimiter(10, burst=2, clock=clock)

@@ -20,7 +20,11 @@ from taskdist import (
     InvalidArgumentError,
     InvalidTypeError,
     ManualClock,
+    PoolGate,
+    RateGate,
+    RateLimiter,
     Reason,
+    ResourcePool,
     Task,
     TaskState,
     Worker,
@@ -315,3 +319,39 @@ def test_gangs_are_never_partly_placed(
         for members in waiting.values():
             for task_id in members:
                 assert d.state_of(task_id) in (TaskState.PARKED, TaskState.QUEUED)
+
+
+def test_a_gang_a_rate_gate_admits_in_part_is_undone_whole_and_runs_later() -> None:
+    # Two tokens of three: two members were admitted when the third was refused. A
+    # rate gate's rollback undoes only the admission just made, so undoing them one by
+    # one raised OverReleaseError out of dispatch and leaked a token each round.
+    clock = ManualClock()
+    limiter = RateLimiter(3, per=3.0, burst=3, clock=clock)
+    d = Distributor(clock, gangs=Gangs(), lease=None, gates=[RateGate(limiter, "api", default=1)])
+    d.add_worker(Worker("w", capacity=10))
+    assert limiter.try_acquire()  # one token spent elsewhere: two left
+    for member in ("m0", "m1", "m2"):
+        d.submit(Task(member, gang="g", gang_size=3))
+    assert d.dispatch() == []
+    assert limiter.available() == 2.0  # both admissions undone
+    clock.advance(1.0)  # a third token
+    assert sorted(a.task.id for a in d.dispatch()) == ["m0", "m1", "m2"]
+
+
+def test_a_gang_refused_by_a_second_gate_is_undone_in_the_first_too() -> None:
+    # The third member passed the rate gate and the pool refused it: the rate gate
+    # rolled that admission back, and then the run of the two before it.
+    clock = ManualClock()
+    limiter = RateLimiter(10, per=1.0, burst=10, clock=clock)
+    pool = ResourcePool("db", size=2)
+    d = Distributor(
+        clock,
+        gangs=Gangs(),
+        lease=None,
+        gates=[RateGate(limiter, "api", default=1), PoolGate(pool, default=1)],
+    )
+    d.add_worker(Worker("w", capacity=10))
+    for member in ("m0", "m1", "m2"):
+        d.submit(Task(member, gang="g", gang_size=3))
+    assert d.dispatch() == []
+    assert limiter.available() == 10.0 and pool.in_use == 0

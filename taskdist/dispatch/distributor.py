@@ -2415,9 +2415,9 @@ class Distributor:
             for (_, worker, _), permit in zip(plan, permits, strict=False):
                 if permit is not None:
                     self._breakers[worker.id].release(permit)
-            for member in reversed(admitted):  # a rate gate undoes the latest first
+            if admitted:  # (a rate gate's rollback undoes only the latest admission)
                 assert gates is not None
-                gates.rollback(member)
+                gates.rollback_run(admitted)
 
         for member, worker, _ in plan:
             if gates is not None:

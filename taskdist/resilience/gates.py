@@ -25,7 +25,7 @@ lock around the whole composition) or holds its own lock around every call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from taskdist._snapshot import (
@@ -130,6 +130,14 @@ def _resource_name(value: object) -> str:
     if not value:
         raise InvalidArgumentError("resource must be a non-empty resource name, got ''")
     return value
+
+
+def _check_run(tasks: object) -> None:
+    """Refuse what is not a sequence of Tasks before anything is read or changed."""
+    if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Sequence):
+        raise InvalidTypeError(f"rollback_run() takes a sequence of Tasks, got {tasks!r}")
+    for task in tasks:
+        _check_task(task, "rollback_run")
 
 
 def _check_task(task: object, method: str) -> None:
@@ -245,6 +253,31 @@ class _SpendingGate(Generic[_Limiter]):
             )
         self._last = None
         self._refund(task, amount)
+
+    def rollback_run(self, tasks: Sequence[Task]) -> None:
+        """Refund what ``try_acquire`` spent on each of ``tasks``: admissions made one
+        after another just now, the last admitted last (a gang admitted member by
+        member). The last of them that this gate charged must be the task it admitted
+        last, or that admission was rolled back since (the next member passed this
+        gate and another refused it); the caller vouches for the ones before. O(k).
+
+        Raises:
+            InvalidTypeError: ``tasks`` is not a sequence of Tasks.
+            OverReleaseError: the gate admitted another task after the last charged
+                (nothing changes).
+        """
+        _check_run(tasks)
+        charged = [t for t in tasks if t.resources.get(self._resource, self._default)]
+        if not charged:
+            return
+        if self._last is not None and self._last != charged[-1].id:
+            raise OverReleaseError(
+                f"rollback_run() undoes a run of admissions ending with the one just made "
+                f"(last admitted: {self._last!r}, run ending with {charged[-1].id!r})"
+            )
+        self._last = None
+        for task in reversed(charged):
+            self._refund(task, task.resources.get(self._resource, self._default))
 
     def next_wakeup(self) -> float | None:
         """When the soonest refused task could pass (possibly past), or ``None``.
@@ -811,6 +844,32 @@ class AllGates:
         self._forget(task)
         self._undo_first(len(self._gates), task)
 
+    def rollback_run(self, tasks: Sequence[Task]) -> None:
+        """Undo the admissions of ``tasks``, made one after another just now (the last
+        admitted last), in every gate, last first: a gang admitted member by member
+        and refused a later member. A rate gate undoes only the admission just made
+        with ``rollback``; this undoes the whole run. O(g k) for k tasks.
+
+        Raises:
+            InvalidTypeError: an element is not a Task.
+            OverReleaseError: one of them is not admitted here (nothing changes).
+        """
+        _check_run(tasks)
+        missing = [task.id for task in tasks if task.id not in self._held]
+        if missing or len({task.id for task in tasks}) != len(tasks):
+            raise OverReleaseError(
+                f"rollback_run() undoes tasks admitted here, each once; not admitted: {missing!r}"
+            )
+        for task in tasks:
+            self._held.discard(task.id)
+        for gate, undo in zip(reversed(self._gates), reversed(self._undo), strict=True):
+            run = getattr(gate, "rollback_run", None)
+            if run is not None:
+                run(tasks)
+            else:
+                for task in reversed(tasks):
+                    undo(task)
+
     def next_wakeup(self) -> float | None:
         """The soonest of the gates' wakeups, or ``None``. O(g)."""
         times = [t for gate in self._gates if (t := gate.next_wakeup()) is not None]
@@ -871,8 +930,17 @@ class AllGates:
             raise OverReleaseError(f"task {task.id!r} is not admitted by these gates") from None
 
     def _undo_first(self, count: int, task: Task) -> None:
+        # Every gate is undone even if one's undo raises (a user gate's): the first
+        # error is raised after, so no gate keeps what the task was admitted with.
+        failed: BaseException | None = None
         for undo in reversed(self._undo[:count]):
-            undo(task)
+            try:
+                undo(task)
+            except BaseException as error:
+                if failed is None:
+                    failed = error
+        if failed is not None:
+            raise failed
 
     def _probe(self, task: Task) -> bool:
         """Ask the gates that are not queryable: admit through each, then undo them all."""
