@@ -20,6 +20,7 @@ import pytest
 from taskdist import (
     DeadlineScheduler,
     Distributor,
+    Escalation,
     FairScheduler,
     Gangs,
     KeyedRateGate,
@@ -254,3 +255,28 @@ def test_a_queue_that_raises_on_a_push_back_dead_letters_the_task_and_says_why()
     assert letter.reason is Reason.REJECTED and "no tenant" in str(letter.error)
     assert d.leases() == [] and d.state_of("other") is QUEUED
     assert [a.task.id for a in d.dispatch()] == ["other"]
+
+
+def test_a_task_taken_back_escalates_on_time_as_before() -> None:
+    # Its lease cancelled its escalation timer; taken back, it used to wait at its
+    # priority for ever.
+    class Breaks(LeastConnections):
+        armed = True
+
+        def on_assign(self, task: Task, worker: Any) -> None:
+            if self.armed:
+                self.armed = False
+                raise Broken("on_assign failed")
+            super().on_assign(task, worker)
+
+    clock = ManualClock()
+    d = Distributor(clock, balancer=Breaks(), lease=None, escalation=Escalation(after=10.0))
+    d.add_worker(Worker("w", capacity=1))
+    d.submit(Task("t", priority=3))
+    with pytest.raises(Broken):
+        d.dispatch()
+    d.remove_worker("w")  # nothing runs it: it waits
+    clock.advance(10.0)
+    d.tick()
+    assert d.state_of("t") is QUEUED
+    assert d.queue.peek().priority == 2  # type: ignore[union-attr]

@@ -1588,12 +1588,15 @@ class Distributor:
         ]
         if latest:
             self._put_back(task)
-            return
-        # Several placements are taken back, latest first: an unpop undoes only the
-        # latest pop, so each goes back by release and push, with its age.
-        if lease.popped:
-            self._queue.release(task)
-        self._enqueue(task, self._now())
+        else:
+            # Several placements are taken back, latest first: an unpop undoes only the
+            # latest pop, so each goes back by release and push, with its age.
+            if lease.popped:
+                self._queue.release(task)
+            self._enqueue(task, self._now())
+        if self._escalation is not None and task_id in self._waiting_since:
+            # The lease cancelled its escalation timer; it waits again, timed as before.
+            self._plan_escalation(task, self._now())
 
     def _put_back(self, task: Task) -> None:
         """Undo the latest pop, ``task``'s (waiting since ``_waiting_since``): by the
