@@ -428,7 +428,7 @@ class FairScheduler:
     When the outer scheduler reads tenants from ``task.tenant`` and its
     factory makes a ``FairScheduler`` with the default queues, no lane, the
     same clock and no tenant yet, it adopts it, handing it its id table:
-    every level then files a queued task once, in that table (about 208
+    every level then files a queued task once, in that table (about 200
     bytes a task in all at 100 000 tasks, against 274 with a table per
     level), and ``tenant_of`` is still called once per push, never again.
     Every answer is the same either way.
@@ -535,9 +535,9 @@ class FairScheduler:
     Memory is O(tenants with tasks queued or running + tasks held): with
     the default tenant queues or ``inner=DeadlineScheduler`` (the class
     itself), and tenants by ``task.tenant``, a queued task is filed by id
-    once, in one table the scheduler and its queues share (about 190 bytes
-    a task in all beyond the ``Task``, 180 with ``DeadlineScheduler``
-    queues), and so with a nested ``FairScheduler`` as above (about 208);
+    once, in one table the scheduler and its queues share (about 183 bytes
+    a task in all beyond the ``Task``, 171 with ``DeadlineScheduler``
+    queues), and so with a nested ``FairScheduler`` as above (about 200);
     with any other ``inner`` factory or a ``tenant_of``, the
     scheduler keeps an id index of its own on top of each queue's (with a
     TTL, an expiry of its own too, only if that queue cannot say when the
