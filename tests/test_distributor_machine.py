@@ -594,6 +594,7 @@ class FlowControlMachine(DistributorMachine):
     """
 
     api: AdaptiveConcurrency  # made with the other options, on the machine's clock
+    budget: RetryBudget  # likewise; its counts must follow the model's leases and retries
 
     def __init__(self) -> None:
         super().__init__()
@@ -608,6 +609,7 @@ class FlowControlMachine(DistributorMachine):
             maximum=API_LIMIT,
             applies=lambda t: "api_calls" in t.resources,
         )
+        self.budget = RetryBudget(ratio=BUDGET_RATIO, minimum=BUDGET_MINIMUM)
         options = super().options()
         options["gates"] = [*options["gates"], self.api]
         return {
@@ -620,7 +622,7 @@ class FlowControlMachine(DistributorMachine):
                 Debounce(key=lambda t: t.key if t.group == "chat" else None, window=2.0),
                 Throttle(key=lambda t: t.key if t.group == "index" else None, window=5.0),
             ],
-            "retry_budget": RetryBudget(ratio=BUDGET_RATIO, minimum=BUDGET_MINIMUM),
+            "retry_budget": self.budget,
         }
 
     def follow(self, event: Event) -> None:
@@ -735,6 +737,9 @@ class FlowControlMachine(DistributorMachine):
         assert self.api.in_flight == sum(1 for t in leased if "api_calls" in t.resources)
         keys = Counter(t.key for t in leased if t.key is not None)
         assert all(count <= 1 for count in keys.values()), keys
+        budget = self.budget
+        assert budget.limit(None) == max(BUDGET_MINIMUM, BUDGET_RATIO * len(leased))
+        assert budget.retries(None) == len(self.budgeted)
 
 
 FlowControlMachine.TestCase.settings = settings(DistributorMachine.TestCase.settings)

@@ -256,6 +256,22 @@ def test_a_retry_over_budget_may_be_dead_lettered() -> None:
     assert d.dlq.get("t").reason is Reason.RETRY_BUDGET  # type: ignore[union-attr]
 
 
+def test_tasks_requeued_from_a_removed_worker_leave_the_budget() -> None:
+    budget = RetryBudget(ratio=0.5, minimum=0)
+    d, _ = distributor(ManualClock(), workers=2, slots=2, retry_budget=budget)
+    for i in range(4):
+        d.submit(Task(f"t{i}"))
+    d.dispatch()
+    assert budget.limit(None) == 2.0
+    d.remove_worker("w0")
+    assert budget.limit(None) == 1.0  # two tasks leased, on w1
+    d.fail(d.leases()[0].task.id, error="down")
+    assert d.fail(d.leases()[0].task.id, error="down") is TaskState.RETRYING
+    assert budget.limit(None) == 0.0  # nothing leased: no retry may start
+    d.tick()
+    assert budget.retries(None) == 0
+
+
 # -- concurrency keys --------------------------------------------------------------------------
 
 

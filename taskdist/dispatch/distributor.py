@@ -929,6 +929,8 @@ class Distributor:
                 if lease.batch is not None:
                     self._leave_batch(lease, ok=None, now=now)
                 self._timers.cancel(task.id)
+                if self._budget is not None:
+                    self._budget.unleased(task)
                 if self._holds is not None:
                     self._holds.released(task, worker_id)
                 if breaker is not None and lease.permit is not None:
