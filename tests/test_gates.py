@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskdist import (
+    AdaptiveConcurrency,
     AllGates,
     DuplicateTaskError,
     Gate,
@@ -27,6 +28,7 @@ from taskdist import (
     ResourcePool,
     ReversibleGate,
     Task,
+    UnsatisfiableDemandError,
 )
 
 
@@ -455,3 +457,70 @@ def test_seed_platform_limits_hold_under_a_host_driven_by_next_wakeup() -> None:
         in_window = sum(1 for t in admitted_at[i:] if t - start <= 60.0)
         assert in_window <= 110
     assert admitted_at[:10] == [0.0] * 10
+
+
+# -- tasks that must pass at one moment (a gang) ----------------------------------------
+
+
+def test_a_rate_gate_refuses_tasks_whose_demands_together_exceed_its_burst() -> None:
+    clock = ManualClock()
+    gate = RateGate(RateLimiter(3, per=1.0, burst=3, clock=clock), "api_calls")
+    gate.check_together([api_task("a"), api_task("b"), api_task("c"), Task("free")])
+    with pytest.raises(UnsatisfiableDemandError, match=r"'a', 'b' demand 3.5 'api_calls'"):
+        gate.check_together([api_task("a", 2), api_task("b", 1.5)])
+    # Thirty tenths add up to a hair over 3 in floats; the limiter admits them all.
+    tenths = [api_task(i, 0.1) for i in range(30)]
+    gate.check_together(tenths)
+    assert all(gate.try_acquire(task) for task in tenths)
+
+
+def test_a_keyed_rate_gate_sums_demands_per_bucket() -> None:
+    clock = ManualClock()
+    gate = KeyedRateGate(KeyedRateLimiter(2, per=1.0, burst=2, clock=clock), "api_calls")
+    apart = [Task(i, tenant=i % 2, resources={"api_calls": 1}) for i in range(4)]
+    gate.check_together(apart)  # two a tenant
+    with pytest.raises(UnsatisfiableDemandError, match="bucket of key 0"):
+        gate.check_together([*apart, Task("more", tenant=0, resources={"api_calls": 1})])
+    with pytest.raises(InvalidArgumentError, match="NaN"):
+        gate.check_together([Task("n", tenant=math.nan, resources={"api_calls": 1})])
+
+
+def test_a_pool_gate_refuses_tasks_that_could_never_hold_their_units_at_once() -> None:
+    gate = PoolGate(ResourcePool("db", size=4), default=1)
+    gate.check_together([Task("a", resources={"db": 3}), Task("b")])
+    with pytest.raises(UnsatisfiableDemandError, match=r"demand 5 'db' together.*holds \(4\)"):
+        gate.check_together([Task("a", resources={"db": 3}), Task("b"), Task("c")])
+
+
+def test_an_adaptive_limit_refuses_more_tasks_at_once_than_its_maximum() -> None:
+    clock = ManualClock()
+    api = AdaptiveConcurrency(clock.now, initial=1, maximum=2, applies=lambda t: t.group == "api")
+    api.check_together([Task(i, group="api") for i in range(2)] + [Task("x")])
+    with pytest.raises(UnsatisfiableDemandError, match=r"3 tasks .* maximum of 2"):
+        api.check_together([Task(i, group="api") for i in range(3)])
+
+
+def test_all_gates_ask_each_gate_that_can_tell_and_change_nothing() -> None:
+    clock = ManualClock()
+    limiter = RateLimiter(10, per=1.0, burst=10, clock=clock)
+    pool = ResourcePool("db", size=2)
+    gates = AllGates([RateGate(limiter, "api_calls"), PoolGate(pool, default=1), CountingGate(1)])
+    three = [api_task(i) for i in range(3)]
+    with pytest.raises(UnsatisfiableDemandError, match="pool 'db'"):
+        gates.check_together(three)
+    gates.check_together(three[:2])  # the counting gate, which cannot tell, is not asked
+    assert limiter.available() == 10.0 and pool.in_use == 0 and gates.gates[2].asked == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("tasks", ["abc", None, [Task("a"), "b"], {Task("a")}])
+def test_check_together_takes_a_sequence_of_tasks(tasks: object) -> None:
+    clock = ManualClock()
+    for gate in (
+        RateGate(RateLimiter(1, clock=clock), "api_calls"),
+        KeyedRateGate(KeyedRateLimiter(1, clock=clock), "api_calls"),
+        PoolGate(ResourcePool("db", 1)),
+        AdaptiveConcurrency(clock.now),
+        AllGates([]),
+    ):
+        with pytest.raises(InvalidTypeError, match=r"check_together|Task"):
+            gate.check_together(tasks)  # type: ignore[arg-type]

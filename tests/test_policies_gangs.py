@@ -27,6 +27,7 @@ from taskdist import (
     ResourcePool,
     Task,
     TaskState,
+    UnsatisfiableDemandError,
     Worker,
 )
 
@@ -343,7 +344,8 @@ def test_a_gang_refused_by_a_second_gate_is_undone_in_the_first_too() -> None:
     # rolled that admission back, and then the run of the two before it.
     clock = ManualClock()
     limiter = RateLimiter(10, per=1.0, burst=10, clock=clock)
-    pool = ResourcePool("db", size=2)
+    pool = ResourcePool("db", size=3)
+    assert pool.try_acquire(1)  # a unit held elsewhere: two free
     d = Distributor(
         clock,
         gangs=Gangs(),
@@ -354,4 +356,42 @@ def test_a_gang_refused_by_a_second_gate_is_undone_in_the_first_too() -> None:
     for member in ("m0", "m1", "m2"):
         d.submit(Task(member, gang="g", gang_size=3))
     assert d.dispatch() == []
-    assert limiter.available() == 10.0 and pool.in_use == 0
+    assert limiter.available() == 10.0 and pool.in_use == 1
+
+
+# -- gangs the gates could never admit at once ----------------------------------------------
+
+
+def gated_half_gang(gate: str) -> Distributor:
+    """Two members of a gang of three waiting, behind a gate that takes two at a time."""
+    clock = ManualClock()
+    gates = {
+        "rate": RateGate(RateLimiter(2, per=1.0, burst=2, clock=clock), "api", default=1),
+        "pool": PoolGate(ResourcePool("db", size=2), default=1),
+    }
+    d = Distributor(clock, gangs=Gangs(timeout=60.0), lease=None, gates=[gates[gate]])
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(member("g1", 0, 3))
+    d.submit(member("g1", 1, 3))
+    d.submit(Task("other"))
+    return d
+
+
+@pytest.mark.parametrize("gate", ["rate", "pool"])
+def test_a_member_whose_gang_could_never_pass_the_gates_together_is_refused(gate: str) -> None:
+    # Each member alone fits the burst (or the pool); three at once never do, and the gang
+    # used to wait until its timeout (for ever without one).
+    assert_refused(
+        lambda: gated_half_gang(gate),
+        lambda d: d.submit(member("g1", 2, 3)),
+        UnsatisfiableDemandError,
+        view,
+        match="'g1-0', 'g1-1', 'g1-2' demand 3 .* together",
+    )
+
+
+def test_a_member_that_keeps_its_gang_within_the_gates_joins_it() -> None:
+    d = gated_half_gang("rate")
+    assert d.submit(member("g1", 2, 3, resources={"api": 0.0})).accepted
+    d.cancel("other")  # it would take one of the two tokens
+    assert sorted(a.task.id for a in d.dispatch()) == ["g1-0", "g1-1", "g1-2"]

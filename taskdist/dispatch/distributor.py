@@ -41,6 +41,7 @@ from taskdist.dispatch._records import (
     _assignment,
     _BreakerTimer,
     _check_gates,
+    _check_gates_together,
     _error_text,
     _EscalationTimer,
     _frees_on_release,
@@ -1007,7 +1008,9 @@ class Distributor:
             DeadlineError: its deadline is not after now.
             DeadlineInfeasibleError: a deadline scheduler with ``on_miss="reject"``
                 found it infeasible.
-            UnsatisfiableDemandError: its demand is more than a gate could ever grant.
+            UnsatisfiableDemandError: its demand is more than a gate could ever grant
+                (for a gang member: its gang's demand, with the members already
+                waiting, is more than a gate could grant at once).
         """
         if self._busy:
             self._enter()  # raises
@@ -1103,6 +1106,9 @@ class Distributor:
         group = None if self._batcher is None else self._batcher.group_of(task)
         # A gang member waits for the rest; the one that completes the gang is queued.
         completes = self._gangs.check(task) if task.gang is not None else True
+        if gates is not None and task.gang is not None:
+            # Its gang's members must pass the gates at one moment: their sum must fit.
+            _check_gates_together(self._gate_list, [*self._gangs.arrived(task.gang), task])
         eviction = self._queue.push(task) if completes else self._check_member(task)
         task_id = task.id
         if group is not None:

@@ -5,7 +5,9 @@ same dispatch. The :class:`~taskdist.Distributor` keeps the members that have
 arrived parked ("waiting for gang 'g1': 2 of 4") and holds no capacity for
 them, though each is refused at submit as the queue would refuse it alone
 (the queue's ``check_push``: a tenant's quota, an unknown tenant, a full
-queue). When the last arrives, one member (the gang's *leader*, the one that
+queue), and when, with the members already waiting, the gang's demands on
+a gate add up to more than it could ever grant at once (a gate's
+``check_together``). When the last arrives, one member (the gang's *leader*, the one that
 completed it) enters the queue for the whole gang; when the queue offers it,
 the Distributor finds a worker for every member, and places all of them, or
 none and parks the leader until capacity frees. A gang not placed within
@@ -120,6 +122,12 @@ class GangBook:
                 f"task {task.id!r} was not added"
             )
         return len(gang.members) + 1 == gang.size
+
+    def arrived(self, gang_id: Hashable) -> list[Task]:
+        """The members of a gang not placed yet, in the order they arrived ([] for a
+        gang none of whose members waits). O(size)."""
+        gang = self._gangs.get(gang_id)
+        return [] if gang is None else list(gang.members.values())
 
     def join(self, task: Task, now: float) -> tuple[bool, bool]:
         """Add a checked member: ``(whether its gang is new, whether it is now complete)``.

@@ -11,7 +11,7 @@ dependency asked for has passed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from taskdist._snapshot import check_header, decode_key, encode_key, header, refuse
@@ -21,6 +21,7 @@ from taskdist.errors import (
     InvalidArgumentError,
     InvalidTypeError,
     OverReleaseError,
+    UnsatisfiableDemandError,
 )
 from taskdist.task import Task
 
@@ -163,6 +164,25 @@ class AdaptiveConcurrency:
     def check(self, task: Task) -> None:
         """Nothing: any task can pass once the limit allows one more. O(1)."""
         _check_task(task)
+
+    def check_together(self, tasks: Sequence[Task]) -> None:
+        """Return if ``tasks`` could ever be admitted at one moment, as a gang's members
+        must: those it applies to are at most ``maximum``; changes nothing. O(k).
+
+        Raises:
+            InvalidTypeError: ``tasks`` is not a sequence of Tasks.
+            UnsatisfiableDemandError: more of them than the limit could ever reach.
+        """
+        if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Sequence):
+            raise InvalidTypeError(f"check_together() takes a sequence of Tasks, got {tasks!r}")
+        for task in tasks:
+            _check_task(task)
+        count = sum(1 for task in tasks if self._applies(task))
+        if count > self._maximum:
+            raise UnsatisfiableDemandError(
+                f"{count} tasks must be admitted together, more than the adaptive "
+                f"limit's maximum of {self._maximum:g}: they could never pass at once"
+            )
 
     def try_acquire(self, task: Task) -> bool:
         """Admit ``task`` if it passes (or is not gated); all or nothing. O(1).

@@ -25,8 +25,9 @@ lock around the whole composition) or holds its own lock around every call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar, runtime_checkable
 
 from taskdist._snapshot import (
     check_header,
@@ -103,6 +104,12 @@ class QueryableGate(Gate, Protocol):
       checks at submit, so such a task is refused (or dead-lettered as
       ``rejected``) at once rather than kept waiting for ever.
 
+    Every gate here also has ``check_together(tasks)``, which the protocol
+    does not require: it raises the same error when tasks that must pass at
+    one moment (a gang's members) could never all pass, their demands
+    adding up to more than a limit; the Distributor asks it, when a gate
+    has it, as each gang member arrives.
+
     Every gate in this module is queryable, each query O(1) (O(g) for
     :class:`AllGates` of g gates).
     """
@@ -132,12 +139,23 @@ def _resource_name(value: object) -> str:
     return value
 
 
-def _check_run(tasks: object) -> None:
+def _check_run(tasks: object, method: str = "rollback_run") -> None:
     """Refuse what is not a sequence of Tasks before anything is read or changed."""
     if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Sequence):
-        raise InvalidTypeError(f"rollback_run() takes a sequence of Tasks, got {tasks!r}")
+        raise InvalidTypeError(f"{method}() takes a sequence of Tasks, got {tasks!r}")
     for task in tasks:
-        _check_task(task, "rollback_run")
+        _check_task(task, method)
+
+
+def _named(tasks: Sequence[Task]) -> str:
+    """Tasks by id, for a message: the first few and how many in all."""
+    shown = ", ".join(repr(task.id) for task in tasks[:4])
+    return f"tasks {shown}" + (f" and {len(tasks) - 4} more" if len(tasks) > 4 else "")
+
+
+# Sums of demands within this (relative) of a limit are let through: float rounding
+# must not refuse a gang that the limiter, spending member by member, would admit.
+_TOGETHER_TOLERANCE: Final = 1e-9
 
 
 def _check_task(task: object, method: str) -> None:
@@ -227,6 +245,37 @@ class _SpendingGate(Generic[_Limiter]):
         """
         _check_task(task, "check")
         self._satisfiable(task)
+
+    def check_together(self, tasks: Sequence[Task]) -> None:
+        """Return if ``tasks`` could ever pass at one moment, as a gang's members must;
+        changes nothing. O(k) (each alone is :meth:`check`'s).
+
+        Raises:
+            InvalidTypeError: ``tasks`` is not a sequence of Tasks.
+            UnsatisfiableDemandError: their demands on one bucket add up to more
+                than the limiter's ``burst``.
+        """
+        _check_run(tasks, "check_together")
+        charged: dict[Hashable, list[float]] = {}
+        for task in tasks:
+            amount = task.resources.get(self._resource, self._default)
+            if amount:
+                charged.setdefault(self._bucket(task), []).append(amount)
+        for bucket, amounts in charged.items():
+            total = math.fsum(amounts)
+            if total > self._burst * (1.0 + _TOGETHER_TOLERANCE):
+                raise UnsatisfiableDemandError(
+                    f"{_named(tasks)} demand {total:g} {self._resource!r} together"
+                    f"{self._bucket_words(bucket)}, more than the rate limit's burst of "
+                    f"{self._burst:g}: they could never pass at once"
+                )
+
+    def _bucket(self, task: Task) -> Hashable:
+        """The bucket ``task`` draws from (one for a plain limiter)."""
+        return None
+
+    def _bucket_words(self, bucket: Hashable) -> str:
+        return ""
 
     def release(self, task: Task) -> None:
         """Nothing: spent units come back with time, not on completion. O(1).
@@ -483,6 +532,14 @@ class KeyedRateGate(_SpendingGate[KeyedRateLimiter]):
         if task.resources.get(self._resource, self._default):
             self._limiter.check_key(self._key(task))
 
+    def _bucket(self, task: Task) -> Hashable:
+        key = self._key(task)
+        self._limiter.check_key(key)
+        return key
+
+    def _bucket_words(self, bucket: Hashable) -> str:
+        return f" from the bucket of key {bucket!r}"
+
     def _spend(self, task: Task, amount: float) -> bool:
         return self._limiter.try_acquire(self._key(task), amount)
 
@@ -614,6 +671,23 @@ class PoolGate:
         """
         _check_task(task, "check")
         self._satisfiable(task)
+
+    def check_together(self, tasks: Sequence[Task]) -> None:
+        """Return if ``tasks`` could ever hold their units at once, as a gang's members
+        must; changes nothing. O(k).
+
+        Raises:
+            InvalidTypeError: ``tasks`` is not a sequence of Tasks.
+            UnsatisfiableDemandError: their demands add up to more than the pool's size.
+        """
+        _check_run(tasks, "check_together")
+        total = math.fsum(task.resources.get(self._resource, self._default) for task in tasks)
+        size = self._pool.size
+        if total > size * (1.0 + _TOGETHER_TOLERANCE):
+            raise UnsatisfiableDemandError(
+                f"{_named(tasks)} demand {total:g} {self._resource!r} together, more than "
+                f"pool {self._pool.name!r} holds ({size:g}): they could never run at once"
+            )
 
     def _satisfiable(self, task: Task) -> float:
         """The task's demand, or UnsatisfiableDemandError if it is above the pool's size."""
@@ -822,6 +896,20 @@ class AllGates:
         _check_task(task, "check")
         for check in self._checks:
             check(task)
+
+    def check_together(self, tasks: Sequence[Task]) -> None:
+        """Return if every gate that can tell (has ``check_together``) could ever admit
+        ``tasks`` at one moment, as a gang's members must; changes nothing. O(g k).
+
+        Raises:
+            InvalidTypeError: ``tasks`` is not a sequence of Tasks.
+            UnsatisfiableDemandError: a gate's limit is below their summed demand.
+        """
+        _check_run(tasks, "check_together")
+        for gate in self._gates:
+            check_together = getattr(gate, "check_together", None)
+            if check_together is not None:
+                check_together(tasks)
 
     def release(self, task: Task) -> None:
         """Release ``task`` from every gate, last first. O(g).
