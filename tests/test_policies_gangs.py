@@ -21,6 +21,7 @@ from taskdist import (
     InvalidTypeError,
     ManualClock,
     PoolGate,
+    Quota,
     RateGate,
     RateLimiter,
     Reason,
@@ -395,3 +396,19 @@ def test_a_member_that_keeps_its_gang_within_the_gates_joins_it() -> None:
     assert d.submit(member("g1", 2, 3, resources={"api": 0.0})).accepted
     d.cancel("other")  # it would take one of the two tokens
     assert sorted(a.task.id for a in d.dispatch()) == ["g1-0", "g1-1", "g1-2"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (docs/policies.md): a fair scheduler sees only a gang's leader",
+)
+def test_a_gang_keeps_to_its_tenants_concurrency_quota() -> None:
+    clock = ManualClock()
+    fair = FairScheduler(clock, quotas={"alice": Quota(max_concurrent=1)})
+    d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
+    d.add_worker(Worker("w", capacity=10))
+    for index in range(3):
+        d.submit(member("g", index, 3, tenant="alice"))
+    placed = d.dispatch()
+    assert len(placed) <= 1
+    assert fair.stats().tenants["alice"].running == len(placed)
