@@ -394,10 +394,14 @@ class DistributorMachine(RuleBasedStateMachine):
         tracker = self.distributor.tracker
         on_workers: list[Hashable] = []
         for state in tracker.workers():
-            on_it = [t.id for t in tracker.tasks_on(state.id)]
-            on_workers += on_it
+            on_it = tracker.tasks_on(state.id)
+            on_workers += [t.id for t in on_it]
             for name, amount in state.load.items():
                 assert amount <= state.capacity.get(name, 0.0) + 1e-9
+            # Its load is exactly what its tasks demand: nothing leaked on any path.
+            assert state.in_flight == len(on_it)
+            slots = sum(t.resources.get("slots", 1.0) for t in on_it)
+            assert state.load.get("slots", 0.0) == pytest.approx(slots, abs=1e-9)
         assert sorted(on_workers) == self.leased()
         assert sorted(a.task.id for a in self.distributor.leases()) == self.leased()
 
