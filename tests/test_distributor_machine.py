@@ -413,10 +413,9 @@ class DistributorMachine(RuleBasedStateMachine):
         assert self.pool.in_use == using_db
         assert sum(1 for t in leased if t.tenant == "alice") <= QUOTA
         queue = self.distributor.queue
-        # A fair scheduler's quota books follow the leases exactly, except for a gang's
-        # members other than its leader, which never pass through the queue (a known gap,
-        # in docs/policies.md).
-        if isinstance(queue, FairScheduler) and not any(t.gang is not None for t in leased):
+        # A fair scheduler's quota books follow the leases exactly (a gang's members
+        # other than its leader too: the scheduler takes them along).
+        if isinstance(queue, FairScheduler):
             running = Counter(t.tenant for t in leased)
             tenants = queue.stats().tenants
             assert {k: v.running for k, v in tenants.items() if v.running} == dict(running)

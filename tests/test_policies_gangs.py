@@ -398,17 +398,70 @@ def test_a_member_that_keeps_its_gang_within_the_gates_joins_it() -> None:
     assert sorted(a.task.id for a in d.dispatch()) == ["g1-0", "g1-1", "g1-2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (docs/policies.md): a fair scheduler sees only a gang's leader",
-)
-def test_a_gang_keeps_to_its_tenants_concurrency_quota() -> None:
+# -- gangs and a fair scheduler's quotas and shares ------------------------------------------
+
+
+def test_a_gang_waits_for_room_in_its_tenants_concurrency_quota() -> None:
+    # Only the leader is popped; its other members used to run beyond the quota.
     clock = ManualClock()
-    fair = FairScheduler(clock, quotas={"alice": Quota(max_concurrent=1)})
+    fair = FairScheduler(clock, quotas={"alice": Quota(max_concurrent=3)})
     d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
     d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("solo", tenant="alice"))
     for index in range(3):
         d.submit(member("g", index, 3, tenant="alice"))
-    placed = d.dispatch()
-    assert len(placed) <= 1
-    assert fair.stats().tenants["alice"].running == len(placed)
+    assert [a.task.id for a in d.dispatch()] == ["solo"]  # 1 + 3 > 3: the gang waits
+    assert fair.stats().tenants["alice"].running == 1
+    assert d.state_of("g-2") is TaskState.QUEUED  # the leader, back in its place
+    d.complete("solo")
+    assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1", "g-2"]
+    assert fair.stats().tenants["alice"].running == 3
+    for index in range(3):
+        d.complete(f"g-{index}")
+    assert fair.stats().running == 0 and len(d) == 0
+
+
+def test_a_gang_takes_a_token_a_member_from_its_tenants_rate_quota() -> None:
+    clock = ManualClock()
+    fair = FairScheduler(clock, quotas={"bob": Quota(rate=3, per=3.0)})
+    d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("solo", tenant="bob"))
+    assert len(d.dispatch()) == 1  # two tokens left
+    for index in range(3):
+        d.submit(member("g", index, 3, tenant="bob"))
+    assert d.dispatch() == []  # the leader's pop takes one: one left for two members
+    assert d.state_of("g-2") is TaskState.QUEUED
+    clock.advance(1.0)  # a token more
+    assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1", "g-2"]
+
+
+def test_a_gangs_members_are_charged_to_their_tenants_fair_shares() -> None:
+    # Each member of alice's gang of 4 costs her a turn: bob, backlogged all along,
+    # then gets the next four (the leader alone cost her one: bob got one, then turns).
+    clock = ManualClock()
+    fair = FairScheduler(clock)
+    d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
+    d.add_worker(Worker("w", capacity=4))
+    for index in range(4):
+        d.submit(member("g", index, 4, tenant="alice"))
+    for i in range(8):
+        d.submit(Task(f"b{i}", tenant="bob"))
+    assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1", "g-2", "g-3"]
+    for i in range(8):
+        d.submit(Task(f"a{i}", tenant="alice"))
+    for index in range(4):
+        d.complete(f"g-{index}")
+    assert sorted(a.task.id for a in d.dispatch()) == ["b0", "b1", "b2", "b3"]
+
+
+def test_each_member_of_a_gang_across_tenants_counts_for_its_own_tenant() -> None:
+    clock = ManualClock()
+    fair = FairScheduler(clock, quotas={"bob": Quota(max_concurrent=1)})
+    d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(member("g", 0, 3, tenant="bob"))
+    d.submit(member("g", 1, 3, tenant="bob"))
+    d.submit(member("g", 2, 3, tenant="alice"))  # the leader: alice's turn
+    assert d.dispatch() == []  # bob may run one at a time
+    assert fair.stats().running == 0 and fair.stats().tenants["alice"].queued == 1

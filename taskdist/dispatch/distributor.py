@@ -96,6 +96,7 @@ from taskdist.errors import (
     InvalidArgumentError,
     InvalidTypeError,
     QueueFullError,
+    QuotaExceededError,
     ReentrancyError,
     SnapshotError,
     TaskStateError,
@@ -160,6 +161,8 @@ _set_task_id, _set_accepted, _set_state = _slot_setters(SubmitResult)
 
 _BATCH_SCAN = 64
 """Most queued tasks of other groups (or not placeable) a batch looks past for its next task."""
+# The round-blocked mark of a gang whose other members the queue would not take along.
+_TAKE_ALONG_REFUSED = "take along refused"
 
 
 class _ScanOver(Exception):
@@ -2367,6 +2370,8 @@ class Distributor:
         if not self._gangs.is_leader(task):
             self._passed.append((task, WAITING_FOR_GANG))
             return False
+        if (_TAKE_ALONG_REFUSED, gang) in self._round_blocked:
+            return False  # its tenants' quotas refused it this dispatch: it stays queued
         members = self._gangs.members(gang)
         # Gangs of one shape fit or not alike: they wait in one group, woken one at a
         # time, and one that does not fit blocks the others for the round.
@@ -2451,6 +2456,23 @@ class Distributor:
                 self._unpop(leader, self._gang_sig)
                 return []
             permits.append(permit)
+        # The queue popped the leader only: its other members count against their
+        # tenants' quotas and fair shares too (a FairScheduler's take_along).
+        take_along = getattr(self._queue, "take_along", None) if len(plan) > 1 else None
+        if take_along is not None:
+            try:
+                take_along([member for member, _, _ in plan if member.id != leader.id])
+            except QuotaExceededError:
+                # No room in a tenant's quota for them all now: the leader waits in the
+                # queue, passed over for the rest of this dispatch (a quota frees with
+                # a release or with time, which no parking group would hear of).
+                undo()
+                self._put_back(leader)
+                self._round_blocked.add((_TAKE_ALONG_REFUSED, leader.gang))
+                return []
+            except BaseException:  # a callback of the queue's: nothing of the gang is placed
+                undo()
+                raise
         self._gangs.forget(leader.gang)
         self._timers.cancel(GangTimer(leader.gang))
         # It fit: the next gang of its shape, waiting, may fit too.
@@ -2465,7 +2487,7 @@ class Distributor:
                 if self._listener is not None:
                     self._emit(EventKind.UNPARKED, member.id, state=TaskState.QUEUED)
             run = self._lease_task(member, worker, balancer, permit, now, notify=False)
-            run.popped = is_leader
+            run.popped = is_leader or take_along is not None
             run.gated = gates is not None
             made.append(Assignment(member, worker.id, run.attempt, now, run.expiry))
         # Every member is leased before any balancer hears of one: if a hook raises,

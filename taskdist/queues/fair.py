@@ -7,7 +7,7 @@ import functools
 import inspect
 import math
 import weakref
-from collections.abc import Callable, Generator, Hashable, Mapping
+from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 import attrs
@@ -514,6 +514,7 @@ class FairScheduler:
                                    at ``max_concurrent`` or drops an idle one
     ``remove``                     the inner ``remove`` + O(log T)
     ``unpop``                      the inner ``unpop`` + O(log T)
+    ``take_along`` (k tasks)       O(k log T) + the inner ``take_along``
     ``expire``                     O(m log m + d log T): m expired tasks over d
                                    tenants
     ``next_wakeup``                O(1) amortised
@@ -1025,6 +1026,102 @@ class FairScheduler:
             registered = self._expiry.key(holder)
             if registered is None or expires < registered:
                 self._expiry.set(holder, expires)
+
+    def take_along(self, tasks: Sequence[Task]) -> None:
+        """Count ``tasks`` as dispatched now, alongside what the latest pop returned:
+        tasks that start with it without having waited here (a gang's other members,
+        which wait outside the queue until the whole gang is placed). All or nothing.
+
+        Each is held to its tenant's quotas and charged as a pop charges it: it
+        counts as running (``max_concurrent``) until :meth:`release`, takes a token
+        of its tenant's rate quota, and its cost moves its tenant's fair-share tag.
+        A tenant's own scheduler (``inner=`` one with ``take_along``, as a nested
+        ``FairScheduler``) takes its tasks along too. After it, :meth:`unpop` no
+        longer applies. O(k log T) for k tasks, plus the inner schedulers'.
+
+        Raises:
+            InvalidTypeError: ``tasks`` is not a sequence of Tasks.
+            DuplicateTaskError: one of them is queued or running here, or two
+                share an id.
+            QuotaExceededError: a tenant's ``max_concurrent`` or rate quota has no
+                room for all of its tasks now.
+            UnknownTenantError: ``strict_tenants`` and a tenant is not known.
+            ReentrancyError: called from a callback of this scheduler.
+            Nothing changes when it raises.
+        """
+        if self._busy:
+            raise self._reentered("take_along")
+        plan = self._along_plan(tasks)
+        now = self._now()
+        for rec, is_new, own in plan:
+            if is_new:
+                self._admit(rec)
+            inner_take_along = getattr(rec.inner, "take_along", None)
+            if inner_take_along is not None:
+                inner_take_along(own)  # checked by _along_plan: it takes them
+            for task in own:
+                self._running[task.id] = (rec, rec)
+                rec.running += 1
+                rec.dispatched += 1
+                cost = task.cost
+                rec.dispatched_cost += cost
+                start = rec.start if rec.start >= self._virtual else self._virtual
+                rec.start = start = start + int(cost * rec.scale)
+                if start > self._horizon:
+                    self._horizon = start
+                if rec.limiter is not None:
+                    taken = rec.limiter.try_acquire()
+                    assert taken, "rate quota checked before taking along"
+            self._place(rec, now)
+        self._last_pop = None
+        if not self._size:
+            self._end_busy_period()  # they belong to the busy period the pop ended
+
+    def _along_plan(self, tasks: object) -> list[tuple[_Tenant, bool, list[Task]]]:
+        """Check ``take_along(tasks)`` whole and change nothing: for each tenant, its
+        record (made, not yet registered, for a tenant without one), whether it is
+        new, and its tasks. Raises what ``take_along`` raises."""
+        if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Sequence):
+            raise InvalidTypeError(f"take_along() takes a sequence of Tasks, got {shown(tasks)}")
+        by_tenant: dict[Hashable, list[Task]] = {}
+        seen: set[Hashable] = set()
+        for task in tasks:
+            if not isinstance(task, Task):
+                raise InvalidTypeError(
+                    f"take_along() takes Tasks, got {type(task).__name__} {shown(task)}"
+                )
+            self._check_new(task.id)
+            if task.id in seen:
+                raise DuplicateTaskError(f"take_along() was given {task.id!r} twice")
+            seen.add(task.id)
+            tenant = task.tenant if self._tenant_of is None else self._tenant_key(task)
+            by_tenant.setdefault(tenant, []).append(task)
+        plan = []
+        for tenant, own in by_tenant.items():
+            rec = self._tenants.get(tenant)
+            is_new = rec is None
+            if rec is None:
+                rec = self._arrival(tenant)  # raises for an unknown tenant under strict
+            ids = ", ".join(repr(task.id) for task in own)
+            if rec.running + len(own) > rec.max_running:
+                raise QuotaExceededError(
+                    f"tenant {shown(tenant)} runs {rec.running} tasks of its max_concurrent "
+                    f"{rec.max_running:g}: no room to take along {ids} (nothing changed)"
+                )
+            limiter = rec.limiter
+            if limiter is not None and (
+                len(own) > limiter.burst or not limiter.can_acquire(len(own))
+            ):
+                raise QuotaExceededError(
+                    f"tenant {shown(tenant)}'s rate quota has fewer than {len(own)} tokens "
+                    f"now (burst {limiter.burst:g}): no room to take along {ids} "
+                    f"(nothing changed)"
+                )
+            inner_plan = getattr(rec.inner, "_along_plan", None)
+            if inner_plan is not None:
+                inner_plan(own)
+            plan.append((rec, is_new, own))
+        return plan
 
     def peek(self, where: Predicate | None = None) -> Task | None:
         """The task ``pop(where)`` would dispatch, without dispatching it or taking a token.
