@@ -235,14 +235,6 @@ def _check_gates(gates: Sequence[Gate], task: Task) -> None:
             check(task)
 
 
-def _check_gates_together(gates: Sequence[Gate], tasks: Sequence[Task]) -> None:
-    """Raise if the gates could never admit ``tasks`` at one moment (a gang)."""
-    for gate in gates:
-        check_together = getattr(gate, "check_together", None)
-        if check_together is not None:
-            check_together(tasks)
-
-
 def _gate_admits(gate: Gate, task: Task) -> bool:
     can = getattr(gate, "can_acquire", None)
     return True if can is None else bool(can(task))

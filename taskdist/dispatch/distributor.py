@@ -41,7 +41,6 @@ from taskdist.dispatch._records import (
     _assignment,
     _BreakerTimer,
     _check_gates,
-    _check_gates_together,
     _error_text,
     _EscalationTimer,
     _frees_on_release,
@@ -1111,7 +1110,7 @@ class Distributor:
         completes = self._gangs.check(task) if task.gang is not None else True
         if gates is not None and task.gang is not None:
             # Its gang's members must pass the gates at one moment: their sum must fit.
-            _check_gates_together(self._gate_list, [*self._gangs.arrived(task.gang), task])
+            gates.check_together([*self._gangs.arrived(task.gang), task])
         eviction = self._queue.push(task) if completes else self._check_member(task)
         task_id = task.id
         if group is not None:

@@ -1102,11 +1102,10 @@ class FairScheduler:
             is_new = rec is None
             if rec is None:
                 rec = self._arrival(tenant)  # raises for an unknown tenant under strict
-            ids = ", ".join(repr(task.id) for task in own)
             if rec.running + len(own) > rec.max_running:
                 raise QuotaExceededError(
                     f"tenant {shown(tenant)} runs {rec.running} tasks of its max_concurrent "
-                    f"{rec.max_running:g}: no room to take along {ids} (nothing changed)"
+                    f"{rec.max_running:g}: no room to take along {_ids(own)} (nothing changed)"
                 )
             limiter = rec.limiter
             if limiter is not None and (
@@ -1114,7 +1113,7 @@ class FairScheduler:
             ):
                 raise QuotaExceededError(
                     f"tenant {shown(tenant)}'s rate quota has fewer than {len(own)} tokens "
-                    f"now (burst {limiter.burst:g}): no room to take along {ids} "
+                    f"now (burst {limiter.burst:g}): no room to take along {_ids(own)} "
                     f"(nothing changed)"
                 )
             inner_plan = getattr(rec.inner, "_along_plan", None)
@@ -2271,6 +2270,11 @@ def _positional_arity(function: Callable[..., object]) -> int:
         return 1
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return sum(1 for parameter in parameters if parameter.kind in kinds)
+
+
+def _ids(tasks: list[Task]) -> str:
+    """Tasks by id, for a message."""
+    return ", ".join(repr(task.id) for task in tasks)
 
 
 def _not_a_predicate(where: object) -> InvalidTypeError:

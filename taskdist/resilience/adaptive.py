@@ -23,6 +23,7 @@ from taskdist.errors import (
     OverReleaseError,
     UnsatisfiableDemandError,
 )
+from taskdist.resilience.gates import _check_run
 from taskdist.task import Task
 
 __all__ = ["AdaptiveConcurrency"]
@@ -173,10 +174,7 @@ class AdaptiveConcurrency:
             InvalidTypeError: ``tasks`` is not a sequence of Tasks.
             UnsatisfiableDemandError: more of them than the limit could ever reach.
         """
-        if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Sequence):
-            raise InvalidTypeError(f"check_together() takes a sequence of Tasks, got {tasks!r}")
-        for task in tasks:
-            _check_task(task)
+        _check_run(tasks, "check_together")
         count = sum(1 for task in tasks if self._applies(task))
         if count > self._maximum:
             raise UnsatisfiableDemandError(
