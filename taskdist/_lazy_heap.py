@@ -46,7 +46,6 @@ import itertools
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterator, MutableMapping
-from functools import partial
 from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any, Final, Generic, TypeVar
 
@@ -65,8 +64,9 @@ _SEQ = itertools.count()
 class LazyHeap(Generic[_E]):
     """Tuple entries in heap order; the owner's ``live`` dict says which are still in.
 
-    ``push`` is a C-level call (``heapq.heappush`` bound to the entry list);
-    the rest skip dead entries as they meet them. The owner adds an entry to
+    ``push`` adds an entry (an owner on a hot path calls ``heapq.heappush`` on
+    :attr:`entries` itself, a C-level call with no method in between); the rest
+    skip dead entries as they meet them. The owner adds an entry to
     ``live`` and pushes it (or lets :meth:`schedule` do both), deletes it from
     ``live`` to drop it (:meth:`pop` and :meth:`pop_until` do that
     themselves), and calls :meth:`compact` after deletions. The heap must not
@@ -74,14 +74,13 @@ class LazyHeap(Generic[_E]):
     refuses re-entry).
     """
 
-    __slots__ = ("_at", "_entries", "_live", "_task", "_via", "pop_unchecked", "push")
+    __slots__ = ("_at", "_live", "_task", "_via", "entries")
 
-    push: Callable[[_E], None]
-    """Add an entry (the owner makes it live). O(log n)."""
-    pop_unchecked: Callable[[], _E]
-    """Take out the smallest entry without looking at ``live``, a C-level call: for an
-    owner that knows every entry held is live (none dead), e.g. one that made none die
-    since the heap was last empty or compact. O(log n); ``IndexError`` when empty."""
+    entries: list[_E]
+    """The entries, dead ones included, in heap order: one list for the heap's life (never
+    rebound), so an owner on a hot path may keep it and call ``heapq.heappush`` on it
+    directly, as :meth:`push` does, or ``heapq.heappop`` when it knows every entry held
+    is live (none dead since the heap was last empty or compact)."""
 
     def __init__(
         self,
@@ -103,21 +102,23 @@ class LazyHeap(Generic[_E]):
                 else entry[at]`` inline: as fast as ``entry[at]``, where a reader
                 function chosen at construction costs a call, about 60 % more.)
         """
-        self._entries: list[_E] = []
+        self.entries: list[_E] = []
         self._live = live
         self._at = at
         self._task = task
         self._via = via
-        self.push = partial(heappush, self._entries)
-        self.pop_unchecked = partial(heappop, self._entries)
 
     def __len__(self) -> int:
         """Entries held, dead ones included. O(1)."""
-        return len(self._entries)
+        return len(self.entries)
+
+    def push(self, entry: _E) -> None:
+        """Add an entry (the owner makes it live). O(log n)."""
+        heappush(self.entries, entry)
 
     def top(self) -> _E | None:
         """The smallest live entry, or ``None``; drops the dead ones above it. O(1) amortised."""
-        entries = self._entries
+        entries = self.entries
         live = self._live
         at = self._at
         task = self._task
@@ -142,7 +143,7 @@ class LazyHeap(Generic[_E]):
         For a side heap, the owner's entry it carries leaves ``live``.
         O(log n) amortised.
         """
-        entries = self._entries
+        entries = self.entries
         live = self._live
         at = self._at
         task = self._task
@@ -171,7 +172,7 @@ class LazyHeap(Generic[_E]):
         carry). O(k log n) for k entries taken, plus the dead ones met; O(1)
         when none is due.
         """
-        entries = self._entries
+        entries = self.entries
         live = self._live
         at = self._at
         task = self._task
@@ -195,7 +196,7 @@ class LazyHeap(Generic[_E]):
 
         An entry anywhere else stays until it surfaces or a compaction drops it.
         """
-        entries = self._entries
+        entries = self.entries
         if entries and entries[0] is entry:
             heappop(entries)
             return True
@@ -210,7 +211,7 @@ class LazyHeap(Generic[_E]):
         otherwise ``entry`` is pushed, ``old`` stays dead until it surfaces or a
         compaction drops it.
         """
-        entries = self._entries
+        entries = self.entries
         if old is not None and entries and entries[0] is old:
             heapreplace(entries, entry)
             return
@@ -263,7 +264,7 @@ class LazyHeap(Generic[_E]):
         if top is None:
             return
         yield top
-        entries = self._entries
+        entries = self.entries
         size = len(entries)
         live = self._live
         at = self._at
@@ -292,12 +293,12 @@ class LazyHeap(Generic[_E]):
         if via is None:
             return [
                 entry
-                for entry in self._entries
+                for entry in self.entries
                 if live.get(entry[at].id if task else entry[at]) is entry
             ]
         return [
             entry
-            for entry in self._entries
+            for entry in self.entries
             if live.get(entry[via][at].id if task else entry[via][at]) is entry[via]
         ]
 
@@ -307,19 +308,19 @@ class LazyHeap(Generic[_E]):
         O(1) when not due; O(n) when due, which is at most once per n / 2
         deletions: O(1) amortised. The entry list is rebuilt in place.
         """
-        entries = self._entries
+        entries = self.entries
         if len(entries) > 2 * len(self._live) + COMPACT_SLACK:
             entries[:] = self.live_entries()
             heapify(entries)
 
     def reset(self, entries: list[_E]) -> None:
         """Hold exactly ``entries`` (the owner makes them live). O(len(entries))."""
-        self._entries[:] = entries
-        heapify(self._entries)
+        self.entries[:] = entries
+        heapify(self.entries)
 
     def clear(self) -> None:
         """Hold nothing. O(n)."""
-        self._entries.clear()
+        self.entries.clear()
 
 
 class LazyMaxHeap(Generic[_E]):

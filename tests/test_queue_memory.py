@@ -40,6 +40,7 @@ WITHIN_BUDGET = [
     "FairScheduler(critical_bypass, plans), 100 tenants",
     "FairScheduler(deadline_aware), 100 tenants, every task with a deadline",
     "FairScheduler(inner=DeadlineScheduler), 100 tenants, deadlines",
+    "FairScheduler nested (tenant, then 7 keys), 100 tenants",
 ]
 
 
@@ -113,3 +114,10 @@ def test_the_deadline_index_holds_a_task_in_its_list_slot_alone() -> None:
     aware = bytes_per_task(make, tasks)
     plain = bytes_per_task(lambda: FairScheduler(MonotonicClock()), tasks)
     assert aware - plain <= 12
+
+
+def test_small_key_queues_cost_no_bound_methods() -> None:
+    # 14 tasks a key queue: what each key queue costs beside its tasks weighs per task
+    # (two bound partials per queue made this 278).
+    make, options = CONFIGS["FairScheduler nested (tenant, then 7 keys), 100 tenants"]
+    assert bytes_per_task(make, workload(10_000, **options)) <= 250

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Hashable
+from heapq import heappush
 from typing import Any, Final
 
 from taskdist._lazy_heap import COMPACT_SLACK, Expiries, LazyHeap
@@ -450,7 +451,7 @@ class OwnedSharedIndexQueue(SharedIndexQueue):
             entry = (key, enqueued, next(seq), task, self)
         if self._limit is not None:  # 0 only while a where= walk is under way: refused
             return self._push_full(entry, now)  # type: ignore[arg-type]
-        self._push_entry(entry)  # type: ignore[arg-type]
+        heappush(self._heap, entry)  # type: ignore[misc]
         index[task_id] = entry
         self._stored += 1
         self._last_pop = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from heapq import heapreplace
+from heapq import heappush, heapreplace
 from itertools import chain
 from typing import Any, Final, Literal
 
@@ -524,7 +524,7 @@ class DeadlineScheduler(HeldTasks):
             self._horizon = horizon
             self._horizon_scale = scale
             self._first_low = first
-            self._back.push(entry)
+            heappush(self._back.entries, entry)
             self._back_cost += cost
             self._back_budget -= 1
             if self._back_budget < 0:
@@ -1321,7 +1321,7 @@ class DeadlineScheduler(HeldTasks):
             if bound != _INF:
                 self._protect(entry)
             return self._critical.total() + self._front.add(entry, cost, bound)
-        self._back.push(entry)
+        heappush(self._back.entries, entry)
         self._back_cost += cost
         self._back_changed()
         return 0.0

@@ -6,6 +6,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Hashable
+from heapq import heappop, heappush
 from typing import Any, Final
 
 import attrs
@@ -219,6 +220,7 @@ class PriorityQueue(HeldTasks):
         "_expired",
         "_expired_count",
         "_expiry",
+        "_heap",
         "_index",
         "_last_pop",
         "_limit",
@@ -229,9 +231,7 @@ class PriorityQueue(HeldTasks):
         "_now",
         "_order",
         "_overflow",
-        "_pop_unchecked",
         "_popped",
-        "_push_entry",
         "_rate",
         "_record_wait",
         "_rejected",
@@ -359,7 +359,7 @@ class PriorityQueue(HeldTasks):
             entry = (key, enqueued, next(self._seq), task)
         if self._limit is not None and len(index) + len(self._expired) >= self._limit:
             return self._push_full(entry, now)
-        self._push_entry(entry)
+        heappush(self._heap, entry)
         index[task_id] = entry
         self._stored += 1
         self._last_pop = None
@@ -456,7 +456,7 @@ class PriorityQueue(HeldTasks):
         newest = self._newest_enqueued()
         if newest is not None and newest > entry[_ENQUEUED]:
             self._monotone = False  # it goes back in behind newer tasks
-        self._push_entry(entry)
+        heappush(self._heap, entry)
         self._index[entry[_TASK].id] = entry
         if task.ttl is not None or self._lowest is not None:
             self._track(entry)
@@ -487,7 +487,7 @@ class PriorityQueue(HeldTasks):
             if self._clean:
                 # No dead entry in the heap: its top is the answer, at C speed.
                 try:
-                    entry = self._pop_unchecked()
+                    entry = heappop(self._heap)
                 except IndexError:  # empty
                     self._last_pop = None
                     return None
@@ -754,7 +754,7 @@ class PriorityQueue(HeldTasks):
 
         def load() -> None:
             for entry in held:
-                self._push_entry(entry)
+                heappush(self._heap, entry)
                 self._index[entry[_TASK].id] = entry
                 if entry[_TASK].ttl is not None or self._lowest is not None:
                     self._track(entry)
@@ -792,8 +792,9 @@ class PriorityQueue(HeldTasks):
         """Keep the live entries in ``index`` (empty so far), with the heaps over it."""
         self._index = index
         self._order = LazyHeap(index, at=_TASK, task=True)
-        self._push_entry = self._order.push  # the hot path's one C-level call
-        self._pop_unchecked = self._order.pop_unchecked
+        # The order's entry list: push and the clean pop call heapq on it directly, the
+        # hot path's one C-level call (a bound partial per queue would cost 384 bytes).
+        self._heap = self._order.entries
         self._expiry = None
 
     def _first_wait(self) -> Callable[[float], None]:
@@ -816,7 +817,7 @@ class PriorityQueue(HeldTasks):
         eviction = self._overflow_for(entry, now)
         if eviction is not None and eviction.task is entry[_TASK]:
             return eviction
-        self._push_entry(entry)
+        heappush(self._heap, entry)
         self._index[entry[_TASK].id] = entry
         self._stored += 1
         self._last_pop = None
