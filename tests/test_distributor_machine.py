@@ -71,6 +71,7 @@ from taskdist import (
     TaskStateError,
     Throttle,
     UnknownTaskError,
+    UnsatisfiableDemandError,
     Worker,
 )
 from taskdist.dispatch._parking import GATES
@@ -502,6 +503,7 @@ class PolicyDistributorMachine(DistributorMachine):
         # gang -> (size, members submitted); gangs still waiting: gang -> member ids.
         self.gangs: dict[str, tuple[int, list[str]]] = {}
         self.waiting_gangs: dict[str, set[str]] = {}
+        self.tenant_of: dict[str, str | None] = {}  # a gang member's tenant
 
     def policies(self) -> dict[str, Any]:
         return {
@@ -531,8 +533,20 @@ class PolicyDistributorMachine(DistributorMachine):
             self.gangs[gang] = (data.draw(st.integers(1, 3)), [])
         size, ids = self.gangs[gang]
         task_id = f"{gang}-{len(ids)}"
+        tenant = data.draw(st.sampled_from([None, "alice"]))
+        task = Task(task_id, gang=gang, gang_size=size, cost=2.0, tenant=tenant)
+        waiting = self.waiting_gangs.get(gang, set())
+        alices = sum(1 for i in waiting if self.tenant_of[i] == "alice") + (tenant == "alice")
+        if alices > QUOTA:
+            # alice runs at most QUOTA at once: this member would make its gang unable to
+            # start ever, and is refused, changing nothing.
+            with pytest.raises(UnsatisfiableDemandError, match="max_concurrent"):
+                self.distributor.submit(task)
+            assert task_id not in self.distributor
+            return
         ids.append(task_id)
-        self.distributor.submit(Task(task_id, gang=gang, gang_size=size, cost=2.0))
+        self.tenant_of[task_id] = tenant
+        self.distributor.submit(task)
         self.allowed[task_id] = MAX_ATTEMPTS
         self.waiting_gangs.setdefault(gang, set()).add(task_id)
         self.apply_events()

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from hostile import assert_refused
+from hypothesis import given
+from hypothesis import strategies as st
 
 from taskdist import (
     DuplicateTaskError,
@@ -19,6 +21,7 @@ from taskdist import (
     Task,
     TaskStateError,
     UnknownTenantError,
+    UnsatisfiableDemandError,
 )
 
 
@@ -161,3 +164,107 @@ def test_tasks_taken_along_survive_a_snapshot() -> None:
         q.release(Task("d1", tenant="dan"))
         q.release(Task("a1", tenant="alice"))
     assert view(twin) == view(fair)
+
+
+# -- check_together: tasks that could never start together ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tasks", "error", "match"),
+    [
+        (
+            [Task(f"a{i}", tenant="alice") for i in range(3)],
+            UnsatisfiableDemandError,
+            "3 tasks of tenant 'alice' .* max_concurrent of 2",
+        ),
+        (
+            [Task(f"b{i}", tenant="bob") for i in range(3)],
+            UnsatisfiableDemandError,
+            "3 tasks of tenant 'bob' .* rate of 2",
+        ),
+        (  # a tenant with no record yet: its plan's quota
+            [Task(f"e{i}", tenant="erin") for i in range(2)],
+            UnsatisfiableDemandError,
+            "tenant 'erin' .* max_concurrent of 1",
+        ),
+        ([Task("twice", tenant="dan"), Task("twice", tenant="dan")], DuplicateTaskError, "twice"),
+        ("abc", InvalidTypeError, "check_together\\(\\) takes a sequence of Tasks"),
+        ([Task("ok", tenant="dan"), 7], InvalidTypeError, "takes Tasks"),
+    ],
+)
+def test_check_together_refuses_what_could_never_start_at_once(
+    tasks: Any, error: type, match: str
+) -> None:
+    def with_plans() -> FairScheduler:
+        clock = ManualClock()
+        fair = FairScheduler(
+            clock,
+            quotas={"alice": Quota(max_concurrent=2), "bob": Quota(rate=2, per=60.0)},
+            plans={"solo": Quota(max_concurrent=1)},
+            tenant_plan={"erin": "solo"},
+        )
+        for i in range(3):
+            fair.push(Task(f"queued-{i}", tenant=("alice", "bob", "carol")[i]))
+        assert fair.pop() is not None
+        return fair
+
+    assert_refused(with_plans, lambda fair: fair.check_together(tasks), error, view, match=match)
+
+
+def test_check_together_counts_tasks_not_what_is_running_now() -> None:
+    # alice runs one of her two: a gang of two of hers must wait, but it can start later.
+    fair = scheduler()
+    fair.check_together([Task("a1", tenant="alice"), Task("a2", tenant="alice")])
+    fair.check_together([Task("b1", tenant="bob"), Task("b2", tenant="bob"), Task("c")])
+    assert fair.stats().running == 1 and fair.stats().queued == 2
+
+
+def test_check_together_asks_a_tenants_own_scheduler() -> None:
+    fair = FairScheduler(
+        ManualClock(),
+        inner=lambda c, tenant: FairScheduler(
+            c, tenant_of=lambda t: t.key, quotas={"k": Quota(max_concurrent=1)}
+        ),
+    )
+    pair = [Task("x", tenant="acme", key="k"), Task("y", tenant="acme", key="k")]
+    fair.check_together(pair)  # acme has no scheduler yet: none is made to ask
+    assert len(fair) == 0 and fair.stats().tenants == {}
+    fair.push(Task("queued", tenant="acme", key="other"))
+    with pytest.raises(UnsatisfiableDemandError, match=r"tenant 'k' .* max_concurrent of 1"):
+        fair.check_together(pair)
+    fair.check_together([pair[0], Task("z", tenant="acme", key="j")])
+
+
+@given(
+    limits=st.dictionaries(
+        st.sampled_from("abc"),
+        st.tuples(st.none() | st.integers(1, 4), st.none() | st.integers(1, 4)),
+    ),
+    tenants=st.lists(st.sampled_from("abcd"), min_size=1, max_size=8),
+)
+def test_check_together_refuses_exactly_what_an_idle_scheduler_could_not_start(
+    limits: dict[str, tuple[int | None, int | None]], tenants: list[str]
+) -> None:
+    # On an idle scheduler a group starts when its first task pops and the rest are
+    # taken along; check_together must refuse exactly the groups for which that fails.
+    def fresh() -> FairScheduler:
+        quotas = {
+            t: Quota(max_concurrent=most, rate=rate, per=60.0) for t, (most, rate) in limits.items()
+        }
+        return FairScheduler(ManualClock(), quotas=quotas)
+
+    tasks = [Task(i, tenant=tenant) for i, tenant in enumerate(tenants)]
+    try:
+        fresh().check_together(tasks)
+        refused = False
+    except UnsatisfiableDemandError:
+        refused = True
+    fair = fresh()
+    fair.push(tasks[0])
+    assert fair.pop() is tasks[0]
+    try:
+        fair.take_along(tasks[1:])
+        started = True
+    except QuotaExceededError:
+        started = False
+    assert refused is not started

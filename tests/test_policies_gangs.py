@@ -455,13 +455,54 @@ def test_a_gangs_members_are_charged_to_their_tenants_fair_shares() -> None:
     assert sorted(a.task.id for a in d.dispatch()) == ["b0", "b1", "b2", "b3"]
 
 
+def fair_half_gang(quota: Quota) -> Distributor:
+    """Two of alice's members of a gang of three waiting, under ``quota`` for alice."""
+    clock = ManualClock()
+    fair = FairScheduler(clock, quotas={"alice": quota})
+    d = Distributor(clock, queue=fair, gangs=Gangs(timeout=60.0), lease=None)
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(member("g1", 0, 3, tenant="alice"))
+    d.submit(member("g1", 1, 3, tenant="alice"))
+    d.submit(Task("other", tenant="alice"))
+    return d
+
+
+@pytest.mark.parametrize(
+    ("quota", "match"),
+    [(Quota(max_concurrent=2), "max_concurrent of 2"), (Quota(rate=2, per=60.0), "rate of 2")],
+)
+def test_a_member_whose_gang_its_tenants_quota_could_never_run_is_refused(
+    quota: Quota, match: str
+) -> None:
+    # Three of alice's tasks can never run at once under two at a time (or two tokens at
+    # most): the gang used to wait until its timeout, for ever without one.
+    assert_refused(
+        lambda: fair_half_gang(quota),
+        lambda d: d.submit(member("g1", 2, 3, tenant="alice")),
+        UnsatisfiableDemandError,
+        view,
+        match=f"3 tasks of tenant 'alice' must start together .* {match}",
+    )
+
+
+def test_a_member_of_another_tenant_keeps_the_gang_within_the_quota() -> None:
+    d = fair_half_gang(Quota(max_concurrent=2))
+    assert d.submit(member("g1", 2, 3, tenant="bob")).accepted
+    d.cancel("other")
+    assert sorted(a.task.id for a in d.dispatch()) == ["g1-0", "g1-1", "g1-2"]
+
+
 def test_each_member_of_a_gang_across_tenants_counts_for_its_own_tenant() -> None:
     clock = ManualClock()
-    fair = FairScheduler(clock, quotas={"bob": Quota(max_concurrent=1)})
+    fair = FairScheduler(clock, quotas={"bob": Quota(max_concurrent=2)})
     d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
     d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("solo", tenant="bob"))
+    assert len(d.dispatch()) == 1  # bob runs one of his two
     d.submit(member("g", 0, 3, tenant="bob"))
     d.submit(member("g", 1, 3, tenant="bob"))
     d.submit(member("g", 2, 3, tenant="alice"))  # the leader: alice's turn
-    assert d.dispatch() == []  # bob may run one at a time
-    assert fair.stats().running == 0 and fair.stats().tenants["alice"].queued == 1
+    assert d.dispatch() == []  # bob has room for one more, not two
+    assert fair.stats().running == 1 and fair.stats().tenants["alice"].queued == 1
+    d.complete("solo")
+    assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1", "g-2"]

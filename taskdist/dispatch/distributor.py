@@ -1108,9 +1108,15 @@ class Distributor:
         group = None if self._batcher is None else self._batcher.group_of(task)
         # A gang member waits for the rest; the one that completes the gang is queued.
         completes = self._gangs.check(task) if task.gang is not None else True
-        if gates is not None and task.gang is not None:
-            # Its gang's members must pass the gates at one moment: their sum must fit.
-            gates.check_together([*self._gangs.arrived(task.gang), task])
+        if task.gang is not None:
+            # Its gang's members start at one moment: together they must fit the gates'
+            # and the queue's limits (a tenant's max_concurrent, say), or never will.
+            members = [*self._gangs.arrived(task.gang), task]
+            if gates is not None:
+                gates.check_together(members)
+            queue_check = getattr(self._queue, "check_together", None)
+            if queue_check is not None:
+                queue_check(members)
         eviction = self._queue.push(task) if completes else self._check_member(task)
         task_id = task.id
         if group is not None:

@@ -6,18 +6,18 @@ arrived parked ("waiting for gang 'g1': 2 of 4") and holds no capacity for
 them, though each is refused at submit as the queue would refuse it alone
 (the queue's ``check_push``: a tenant's quota, an unknown tenant, a full
 queue), and when, with the members already waiting, the gang's demands on
-a gate add up to more than it could ever grant at once (a gate's
-``check_together``). When the last arrives, one member (the gang's
-*leader*, the one that completed it) enters the queue for the whole gang;
-when the queue offers it, the Distributor finds a worker for every member,
-and places all of them, or none and parks the leader until capacity frees.
-A queue with ``take_along`` (a ``FairScheduler``) is asked to count the
-other members too, against their tenants' quotas and fair shares; without
-room there, the leader stays queued and the gang is tried at the next
-dispatch. A gang not placed within
-:attr:`Gangs.timeout` seconds of its first member's arrival is dead-lettered
-as a whole (``gang_timeout``). Once placed, members are ordinary tasks: each
-completes, fails and retries on its own.
+a gate, or on a tenant's quota in the queue, add up to more than it could
+ever grant at once (the gate's or the queue's ``check_together``). When the
+last arrives, one member (the gang's *leader*, the one that completed it)
+enters the queue for the whole gang; when the queue offers it, the
+Distributor finds a worker for every member, and places all of them, or
+none and parks the leader until capacity frees. A queue with
+``take_along`` (a ``FairScheduler``) is asked to count the other members
+too, against their tenants' quotas and fair shares; without room there,
+the leader stays queued and the gang is tried at the next dispatch. A gang
+not placed within :attr:`Gangs.timeout` seconds of its first member's
+arrival is dead-lettered as a whole (``gang_timeout``). Once placed,
+members are ordinary tasks: each completes, fails and retries on its own.
 """
 
 from __future__ import annotations

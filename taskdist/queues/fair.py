@@ -32,6 +32,7 @@ from taskdist.errors import (
     UnknownPlanError,
     UnknownTaskError,
     UnknownTenantError,
+    UnsatisfiableDemandError,
 )
 from taskdist.metrics import jain_index
 from taskdist.queues._deadline_slack import DeadlineSlack, Taken
@@ -515,6 +516,7 @@ class FairScheduler:
     ``remove``                     the inner ``remove`` + O(log T)
     ``unpop``                      the inner ``unpop`` + O(log T)
     ``take_along`` (k tasks)       O(k log T) + the inner ``take_along``
+    ``check_together`` (k tasks)   O(k) + the inner ``check_together``
     ``expire``                     O(m log m + d log T): m expired tasks over d
                                    tenants
     ``next_wakeup``                O(1) amortised
@@ -1081,23 +1083,8 @@ class FairScheduler:
         """Check ``take_along(tasks)`` whole and change nothing: for each tenant, its
         record (made, not yet registered, for a tenant without one), whether it is
         new, and its tasks. Raises what ``take_along`` raises."""
-        if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Sequence):
-            raise InvalidTypeError(f"take_along() takes a sequence of Tasks, got {shown(tasks)}")
-        by_tenant: dict[Hashable, list[Task]] = {}
-        seen: set[Hashable] = set()
-        for task in tasks:
-            if not isinstance(task, Task):
-                raise InvalidTypeError(
-                    f"take_along() takes Tasks, got {type(task).__name__} {shown(task)}"
-                )
-            self._check_new(task.id)
-            if task.id in seen:
-                raise DuplicateTaskError(f"take_along() was given {task.id!r} twice")
-            seen.add(task.id)
-            tenant = task.tenant if self._tenant_of is None else self._tenant_key(task)
-            by_tenant.setdefault(tenant, []).append(task)
         plan = []
-        for tenant, own in by_tenant.items():
+        for tenant, own in self._by_tenant(tasks, "take_along", new=True).items():
             rec = self._tenants.get(tenant)
             is_new = rec is None
             if rec is None:
@@ -1121,6 +1108,63 @@ class FairScheduler:
                 inner_plan(own)
             plan.append((rec, is_new, own))
         return plan
+
+    def check_together(self, tasks: Sequence[Task]) -> None:
+        """Refuse ``tasks`` that could never start together here, and change nothing: a
+        gang's members, which must all start in one dispatch (:meth:`take_along`).
+
+        Their tenants' quotas are read as they stand: more tasks of one tenant than
+        its ``max_concurrent``, or than its rate quota's burst (its ``rate``), could
+        never run at once, however long they waited. A tenant's own scheduler with a
+        ``check_together`` (a nested ``FairScheduler``) is asked about its tasks too,
+        when the tenant has one (none is made for the question). Each task alone is
+        :meth:`check_push`'s to judge. O(k) for k tasks, plus ``tenant_of`` and the
+        inner checks.
+
+        Raises:
+            InvalidTypeError: ``tasks`` is not a sequence of Tasks.
+            DuplicateTaskError: two of them share an id.
+            UnsatisfiableDemandError: a tenant's quota could never take all of its
+                tasks at once.
+            ReentrancyError: called from a callback of this scheduler.
+        """
+        if self._busy:
+            raise self._reentered("check_together")
+        for tenant, own in self._by_tenant(tasks, "check_together", new=False).items():
+            rec = self._tenants.get(tenant)
+            quota = rec.quota if rec is not None else self._settings(tenant)[1]
+            if quota is not None:
+                for limit, name in ((quota.max_concurrent, "max_concurrent"), (quota.rate, "rate")):
+                    if limit is not None and len(own) > limit:
+                        raise UnsatisfiableDemandError(
+                            f"{len(own)} tasks of tenant {shown(tenant)} must start together "
+                            f"({_ids(own)}), more than its {name} of {limit:g} allows at once; "
+                            f"nothing changed"
+                        )
+            inner_check = None if rec is None else getattr(rec.inner, "check_together", None)
+            if inner_check is not None:
+                self._calling(inner_check, own)
+
+    def _by_tenant(self, tasks: object, call: str, *, new: bool) -> dict[Hashable, list[Task]]:
+        """``tasks`` (checked to be a sequence of Tasks, with distinct ids, and with ``new``
+        none held here) by tenant, in order."""
+        if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Sequence):
+            raise InvalidTypeError(f"{call}() takes a sequence of Tasks, got {shown(tasks)}")
+        by_tenant: dict[Hashable, list[Task]] = {}
+        seen: set[Hashable] = set()
+        for task in tasks:
+            if not isinstance(task, Task):
+                raise InvalidTypeError(
+                    f"{call}() takes Tasks, got {type(task).__name__} {shown(task)}"
+                )
+            if new:
+                self._check_new(task.id)
+            if task.id in seen:
+                raise DuplicateTaskError(f"{call}() was given {task.id!r} twice")
+            seen.add(task.id)
+            tenant = task.tenant if self._tenant_of is None else self._tenant_key(task)
+            by_tenant.setdefault(tenant, []).append(task)
+        return by_tenant
 
     def peek(self, where: Predicate | None = None) -> Task | None:
         """The task ``pop(where)`` would dispatch, without dispatching it or taking a token.
