@@ -928,12 +928,8 @@ class Distributor:
                 balancer.on_worker_removed(worker_id)
             self._emit(EventKind.WORKER_REMOVED, worker_id=worker_id)
             for task in tasks:
-                lease = self._leases.pop(task.id)
-                if lease.batch is not None:
-                    self._leave_batch(lease, ok=None, now=now)
-                self._timers.cancel(task.id)
-                if self._budget is not None:
-                    self._budget.unleased(task)
+                lease = self._leases[task.id]
+                self._unlease(lease, now, ok=None)
                 if self._holds is not None:
                     self._holds.released(task, worker_id)
                 if breaker is not None and lease.permit is not None:
@@ -1574,12 +1570,8 @@ class Distributor:
         ``latest``: its pop was the queue's latest, which an ``unpop`` can undo exactly.
         """
         task_id = task.id
-        lease = self._leases.pop(task_id)
-        if lease.batch is not None:
-            self._leave_batch(lease, ok=None, now=None)
-        self._timers.cancel(task_id)
-        if self._budget is not None:
-            self._budget.unleased(task)
+        lease = self._leases[task_id]
+        self._unlease(lease, None, ok=None)
         state = self._tracker.release(task, lease.worker_id, ok=None)
         assert lease.balancer is not None
         lease.balancer.on_release(task, state)
@@ -2736,13 +2728,7 @@ class Distributor:
     ) -> None:
         """Everything a lease held goes back: worker, breaker permit, gates, queue."""
         task = lease.task
-        task_id = task.id
-        del self._leases[task_id]
-        if lease.batch is not None:
-            self._leave_batch(lease, ok=ok, now=now)
-        self._timers.cancel(task_id)
-        if self._budget is not None:
-            self._budget.unleased(task)
+        self._unlease(lease, now, ok=ok)
         tracker = self._tracker
         worker_id = lease.worker_id
         state = self._release_from(task, worker_id, duration, ok)
@@ -2775,6 +2761,18 @@ class Distributor:
             self._end_gates_and_queue(lease)
         if self._parked:
             self._wake_for(state)
+
+    def _unlease(self, lease: _Run, now: float | None, *, ok: bool | None) -> None:
+        """End what a lease is in the Distributor's own books: the lease, its batch, its
+        timer, the retry budget's count. Every path that ends a lease starts here (the
+        worker's and the gates' shares are the caller's: a removed worker has none)."""
+        task = lease.task
+        del self._leases[task.id]
+        if lease.batch is not None:
+            self._leave_batch(lease, ok=ok, now=now)
+        self._timers.cancel(task.id)
+        if self._budget is not None:
+            self._budget.unleased(task)
 
     def _report_to_breaker(
         self,
