@@ -153,7 +153,16 @@ class QueueFullError(CapacityError):
 
 
 class QuotaExceededError(CapacityError):
-    """A tenant's quota (``max_queued``) refuses another task."""
+    """A tenant's quota refuses another task (its ``max_queued``), or tasks to start now
+    (its ``max_concurrent`` or rate quota, when a ``FairScheduler`` takes tasks along)."""
+
+    ready_at: float | None
+    """When the quota that refused will have room, if nothing else takes it, when time
+    alone brings it (a rate quota refilling); ``None`` otherwise (a release brings it)."""
+
+    def __init__(self, *args: object, ready_at: float | None = None) -> None:
+        super().__init__(*args)
+        self.ready_at = ready_at
 
 
 class WorkerFullError(CapacityError):

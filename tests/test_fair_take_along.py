@@ -268,3 +268,14 @@ def test_check_together_refuses_exactly_what_an_idle_scheduler_could_not_start(
     except QuotaExceededError:
         started = False
     assert refused is not started
+
+
+def test_a_rate_refusal_says_when_the_quota_will_have_room() -> None:
+    fair = scheduler()  # bob: two tokens a minute (one each 30 s), two at most
+    fair.take_along([Task("b0", tenant="bob")])  # one of the two
+    with pytest.raises(QuotaExceededError) as refused:
+        fair.take_along([Task("b1", tenant="bob"), Task("b2", tenant="bob")])
+    assert refused.value.ready_at == pytest.approx(30.0)  # one more token, 30 s on
+    with pytest.raises(QuotaExceededError) as refused:
+        fair.take_along([Task("a1", tenant="alice"), Task("a2", tenant="alice")])
+    assert refused.value.ready_at is None  # a release brings room, not time

@@ -436,6 +436,46 @@ def test_a_gang_takes_a_token_a_member_from_its_tenants_rate_quota() -> None:
     assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1", "g-2"]
 
 
+def rate_refused_gang() -> tuple[Distributor, ManualClock]:
+    """bob's gang of three, refused by his rate quota (one token of the three it needs)."""
+    clock = ManualClock()
+    fair = FairScheduler(clock, quotas={"bob": Quota(rate=3, per=3.0)})
+    d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("solo", tenant="bob"))
+    d.submit(Task("solo2", tenant="bob"))
+    assert len(d.dispatch()) == 2  # one token left
+    for index in range(3):
+        d.submit(member("g", index, 3, tenant="bob"))
+    assert d.dispatch() == []
+    return d, clock
+
+
+def test_a_gang_refused_by_a_rate_quota_is_woken_when_the_quota_refills() -> None:
+    # Nothing else happens: a host that sleeps until next_wakeup must be woken when bob's
+    # bucket holds three tokens (two seconds on), not at the gang's timeout or never.
+    d, clock = rate_refused_gang()
+    wake = d.next_wakeup()
+    assert wake == pytest.approx(2.0)
+    clock.set(wake)
+    d.tick()
+    assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1", "g-2"]
+    assert d.next_wakeup() is None  # the retry timer went with the gang
+
+
+def test_a_gang_retry_timer_travels_in_the_snapshot_and_goes_with_its_gang() -> None:
+    d, clock = rate_refused_gang()
+    fair = FairScheduler(clock, quotas={"bob": Quota(rate=3, per=3.0)})
+    restored = Distributor.restore(d.snapshot(), clock, queue=fair)
+    assert restored.next_wakeup() == d.next_wakeup() == pytest.approx(2.0)
+    clock.set(2.0)
+    restored.tick()
+    assert sorted(a.task.id for a in restored.dispatch()) == ["g-0", "g-1", "g-2"]
+    d.cancel("g-0")  # the gang is short of one: nothing to try at 2.0, only its timeout
+    assert d.next_wakeup() == 300.0
+    assert "gang retry" not in str(d.snapshot()["timers"])
+
+
 def test_a_gangs_members_are_charged_to_their_tenants_fair_shares() -> None:
     # Each member of alice's gang of 4 costs her a turn: bob, backlogged all along,
     # then gets the next four (the leader alone cost her one: bob got one, then turns).

@@ -1,5 +1,6 @@
 """The gangs' configuration travels in a Distributor's snapshot (format version 2), and a
-snapshot of version 1, written before it did, still loads."""
+snapshot of version 1, written before it did, still loads; a gang's retry timer
+travels since version 4."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 
 from taskdist import (
     Distributor,
+    FairScheduler,
     Gangs,
     ManualClock,
+    Quota,
     Reason,
     SnapshotError,
     Task,
@@ -46,7 +49,7 @@ def gang_timeout_of(d: Distributor, clock: ManualClock) -> float:
 
 def test_the_gangs_timeout_travels_in_the_snapshot() -> None:
     snapshot = snapshot_of(Gangs(timeout=20.0))
-    assert snapshot["version"] == 3 and snapshot["gangs"] == {"timeout": 20.0}
+    assert snapshot["version"] == 4 and snapshot["gangs"] == {"timeout": 20.0}
     clock = ManualClock(start=1.0)
     d = Distributor.restore(copy.deepcopy(snapshot), clock)
     assert gang_timeout_of(d, clock) == 20.0
@@ -103,7 +106,10 @@ def test_a_version_1_snapshot_still_loads_with_the_gangs_given_or_the_default() 
         (lambda s: s.pop("gangs"), "has no field 'gangs'"),
         # Version 1 knew none of version 2's fields: the first one read is refused.
         (lambda s: s.update(version=1), r"unknown fields \['(batch|gangs)'"),
-        (lambda s: s.update(version=4), "format version 4; this taskdist reads versions 1, 2, 3"),
+        (
+            lambda s: s.update(version=5),
+            "format version 5; this taskdist reads versions 1, 2, 3, 4",
+        ),
         (lambda s: s.update(gangs={"timeout": -1.0}), r"snapshot\.gangs\.timeout is not valid"),
         (lambda s: s.update(gangs={"timeout": "soon"}), r"snapshot\.gangs\.timeout"),
         (lambda s: s.update(gangs={"timeout": 5.0, "size": 2}), "unknown fields"),
@@ -115,3 +121,21 @@ def test_a_snapshot_with_a_bad_gangs_part_is_refused(change: Any, match: str) ->
     change(snapshot)
     with pytest.raises(SnapshotError, match=match):
         Distributor.restore(snapshot, ManualClock(start=1.0))
+
+
+def test_a_gang_retry_timer_in_a_version_3_snapshot_is_refused() -> None:
+    # Version 4 added the timer: an older snapshot naming one is not one we wrote.
+    clock = ManualClock()
+    fair = FairScheduler(clock, quotas={"bob": Quota(rate=2, per=2.0)})
+    d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("solo", tenant="bob"))
+    d.dispatch()
+    for index in range(2):
+        d.submit(Task(f"g-{index}", gang="g", gang_size=2, tenant="bob"))
+    assert d.dispatch() == []  # one token left of two
+    snapshot = json.loads(json.dumps(d.snapshot()))
+    assert [t[0] for t in snapshot["timers"]] == ["gang retry", "gang"]
+    snapshot["version"] = 3
+    with pytest.raises(SnapshotError, match=r"gang retry timer, which version 3 has not"):
+        Distributor.restore(snapshot, clock, queue=FairScheduler(clock))

@@ -57,6 +57,7 @@ from taskdist.dispatch._records import (
     _BREAKER,
     _ESCALATE,
     _GANG,
+    _GANG_RETRY,
     _LEASE,
     _RETRY,
     _STEP,
@@ -67,7 +68,7 @@ from taskdist.dispatch._records import (
     _RunningBatch,
     _StepTimer,
 )
-from taskdist.dispatch.gangs import WAITING_FOR_GANG, GangMark, Gangs, GangTimer
+from taskdist.dispatch.gangs import WAITING_FOR_GANG, GangMark, GangRetryTimer, Gangs, GangTimer
 from taskdist.dispatch.reservation import BackfillMark, HeldGroup
 from taskdist.dispatch.routing import Pool
 from taskdist.dispatch.stats import AttemptRecord
@@ -81,7 +82,7 @@ if TYPE_CHECKING:
 __all__ = ["restore_into", "snapshot_of", "unsupported"]
 
 _KIND: Final = "Distributor"
-_VERSION: Final = 3
+_VERSION: Final = 4
 """The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``),
 ``waiting_gangs``, ``routed``, ``sent`` and ``paused_pools``, ``batcher``,
 ``batches``, ``batch_groups`` and each run's ``batch``, and ``backfill``; parked
@@ -90,11 +91,12 @@ configuration given to ``restore`` (or the default), with no gang waiting, no ta
 routed or sent, no pool paused, no batch and no reservation held (version 1 refused
 to write them). 3 added ``gate_scouts``: the tasks that went back to the queue first
 of their kind when a gate opened (none before), and ``gate_due``, the gates' wakeup
-kept since they last refused a task."""
-_VERSIONS: Final = (SNAPSHOT_VERSION, 2, _VERSION)
+kept since they last refused a task. 4 added the ``gang retry`` timer: when a complete
+gang refused by its tenants' rate quotas is tried again (none before)."""
+_VERSIONS: Final = (SNAPSHOT_VERSION, 2, 3, _VERSION)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
-_TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _STEP, _GANG, _BREAKER)
+_TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _STEP, _GANG, _GANG_RETRY, _BREAKER)
 _BREAKER_STATES: Final = {state.value: state for state in CircuitState}
 _REASONS: Final = {reason.value: reason for reason in Reason}
 
@@ -308,6 +310,9 @@ def _timer_data(kind: str, key: Hashable, when: float) -> list[Any]:
         return [kind, _id(key.task_id), when]
     if kind == _GANG:
         assert isinstance(key, GangTimer)
+        return [kind, encode_key(key.gang, "a gang"), when]
+    if kind == _GANG_RETRY:
+        assert isinstance(key, GangRetryTimer)
         return [kind, encode_key(key.gang, "a gang"), when]
     if kind == _BREAKER:
         assert isinstance(key, _BreakerTimer)
@@ -560,6 +565,8 @@ class _Books:
             where = f"snapshot.timers[{i}]"
             if type(item) is not list or len(item) != 3 or item[0] not in _TIMER_KINDS:
                 refuse(where, f"must be [kind, id, time], got {shown(item)}")
+            if item[0] == _GANG_RETRY and fields.version < 4:
+                refuse(where, f"is a {_GANG_RETRY} timer, which version {fields.version} has not")
             self.timers.append(
                 (item[0], decode_key(item[1], f"{where}[1]"), _number(item[2], f"{where}[2]"))
             )
@@ -873,6 +880,8 @@ class _Books:
             _BREAKER: workers,
             _STEP: routed & set(waiting),
             _GANG: set(self.gangs),
+            # A retry is timed only for a complete gang, whose leader waits in the queue.
+            _GANG_RETRY: {g for g, (_, _, leader, _) in self.gangs.items() if leader is not None},
         }
         for kind, ident, _ in self.timers:
             if ident not in homes.get(kind, waiting):
@@ -1055,6 +1064,8 @@ def _timer_key(kind: str, ident: Hashable) -> Hashable:
         return _StepTimer(ident)
     if kind == _GANG:
         return GangTimer(ident)
+    if kind == _GANG_RETRY:
+        return GangRetryTimer(ident)
     if kind == _BREAKER:
         return _BreakerTimer(ident)
     return ident

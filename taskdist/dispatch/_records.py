@@ -31,6 +31,7 @@ _BREAKER: Final = "breaker"
 _STEP: Final = "step"
 _ESCALATE: Final = "escalate"
 _GANG: Final = "gang"
+_GANG_RETRY: Final = "gang retry"
 _WAITING: Final = frozenset((TaskState.QUEUED, TaskState.PARKED, TaskState.RETRYING))
 _REFUSING: Final = frozenset((CircuitState.OPEN, CircuitState.FORCED_OPEN))
 _WORKER_FIELDS: Final = frozenset(("capacity", "weight", "skills", "zone", "cost"))

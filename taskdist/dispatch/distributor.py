@@ -29,6 +29,7 @@ from taskdist.dispatch._records import (
     _BREAKER,
     _ESCALATE,
     _GANG,
+    _GANG_RETRY,
     _HEALTH_RANK,
     _LEASE,
     _REFUSING,
@@ -69,6 +70,7 @@ from taskdist.dispatch.gangs import (
     WAITING_FOR_GANG,
     GangBook,
     GangMark,
+    GangRetryTimer,
     Gangs,
     GangTimer,
 )
@@ -2335,6 +2337,7 @@ class Distributor:
         gang, leader = left
         if gang not in self._gangs:
             self._timers.cancel(GangTimer(gang))
+        self._timers.cancel(GangRetryTimer(gang))  # no longer complete: no try to wake for
         if leader is not None:
             if leader in self._lot:
                 task = self._lot.remove(leader)
@@ -2351,6 +2354,7 @@ class Distributor:
         members = self._gangs.members(gang)
         size = members[0].gang_size
         self._gangs.forget(gang)
+        self._timers.cancel(GangRetryTimer(gang))
         error = (
             f"gang {gang!r} was not placed within {self._gangs.policy.timeout:g} s "
             f"({len(members)} of {size} members arrived)"
@@ -2459,19 +2463,25 @@ class Distributor:
         if take_along is not None:
             try:
                 take_along([member for member, _, _ in plan if member.id != leader.id])
-            except QuotaExceededError:
+            except QuotaExceededError as refused:
                 # No room in a tenant's quota for them all now: the leader waits in the
                 # queue, passed over for the rest of this dispatch (a quota frees with
-                # a release or with time, which no parking group would hear of).
+                # a release or with time, which no parking group would hear of). When
+                # time alone brings the room (a rate quota), next_wakeup says when.
                 undo()
                 self._put_back(leader)
                 self._round_blocked.add((_TAKE_ALONG_REFUSED, leader.gang))
+                if refused.ready_at is not None and refused.ready_at > now:
+                    self._timers.schedule(
+                        GangRetryTimer(leader.gang), refused.ready_at, _GANG_RETRY
+                    )
                 return []
             except BaseException:  # a callback of the queue's: nothing of the gang is placed
                 undo()
                 raise
         self._gangs.forget(leader.gang)
         self._timers.cancel(GangTimer(leader.gang))
+        self._timers.cancel(GangRetryTimer(leader.gang))
         # It fit: the next gang of its shape, waiting, may fit too.
         self._wake_group(self._gang_sig, 1)
         made = []
@@ -3153,6 +3163,8 @@ class Distributor:
             elif kind == _GANG:
                 assert isinstance(key, GangTimer)
                 self._gang_timed_out(key.gang, now)
+            elif kind == _GANG_RETRY:
+                pass  # a wakeup: the gang's leader waits in the queue for this dispatch
             elif kind == _TTL:
                 task = self._lot.remove(key)
                 self._waiting_since.pop(key)

@@ -78,6 +78,14 @@ class GangTimer:
     gang: Hashable
 
 
+@attrs.frozen
+class GangRetryTimer:
+    """The timer key of a complete gang's next try, once its tenants' rate quotas refill
+    (a wakeup only: the leader waits in the queue, tried at every dispatch)."""
+
+    gang: Hashable
+
+
 class _Gang:
     __slots__ = ("due", "leader", "members", "size")
 

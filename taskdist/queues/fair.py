@@ -1046,7 +1046,8 @@ class FairScheduler:
             DuplicateTaskError: one of them is queued or running here, or two
                 share an id.
             QuotaExceededError: a tenant's ``max_concurrent`` or rate quota has no
-                room for all of its tasks now.
+                room for all of its tasks now (for a rate quota, its ``ready_at``
+                says when it will have).
             UnknownTenantError: ``strict_tenants`` and a tenant is not known.
             ReentrancyError: called from a callback of this scheduler.
             Nothing changes when it raises.
@@ -1101,7 +1102,8 @@ class FairScheduler:
                 raise QuotaExceededError(
                     f"tenant {shown(tenant)}'s rate quota has fewer than {len(own)} tokens "
                     f"now (burst {limiter.burst:g}): no room to take along {_ids(own)} "
-                    f"(nothing changed)"
+                    f"(nothing changed)",
+                    ready_at=limiter.ready_at(len(own)) if len(own) <= limiter.burst else None,
                 )
             inner_plan = getattr(rec.inner, "_along_plan", None)
             if inner_plan is not None:
