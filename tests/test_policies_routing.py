@@ -13,6 +13,7 @@ from taskdist import (
     EventKind,
     InvalidArgumentError,
     InvalidTypeError,
+    LeastConnections,
     ManualClock,
     Pool,
     RoundRobin,
@@ -21,6 +22,7 @@ from taskdist import (
     Task,
     TaskState,
     Worker,
+    WorkerState,
 )
 
 
@@ -187,3 +189,33 @@ def test_no_task_sits_in_a_full_pool_longer_than_its_step_wait(
                 # A parked task leaves its full pool by its step's wait (at the
                 # dispatch at that moment, which the host makes at next_wakeup).
                 assert moment - parked_at[task_id] <= wait + 1e-9
+
+
+class RefusesOnGpu(LeastConnections):
+    """A balancer whose ``on_assign`` hook raises when a task lands on ``gpu-1``."""
+
+    def on_assign(self, task: Task, worker: WorkerState) -> None:
+        if worker.id == "gpu-1":
+            raise RuntimeError("on_assign failed")
+        super().on_assign(task, worker)
+
+
+def test_a_lease_taken_back_keeps_its_tasks_step_timed_as_before() -> None:
+    # r2 waits in the gpu pool until 30, then falls back to cpu. Leased on the gpu at
+    # 10 and taken back (the hook raised), it still falls back at 30, not 30 s after
+    # it is parked again.
+    clock = ManualClock()
+    d = gpu_first(clock, balancer=RefusesOnGpu())
+    d.submit(Task("r2", group="render"))
+    d.update_worker("gpu-1", capacity=0)
+    assert d.dispatch() == [] and d.state_of("r2") is TaskState.PARKED
+    assert d.next_wakeup() == 30.0
+    clock.set(10.0)
+    d.update_worker("gpu-1", capacity=1)
+    with pytest.raises(RuntimeError, match="on_assign failed"):
+        d.dispatch()
+    assert d.state_of("r2") is TaskState.QUEUED
+    assert d.next_wakeup() == 30.0
+    clock.set(30.0)
+    d.update_worker("gpu-1", capacity=0)  # (the hook would raise again there)
+    assert [(a.task.id, a.worker_id) for a in d.dispatch()] == [("r2", "cpu-1")]

@@ -415,6 +415,7 @@ class Distributor:
         "_routed",
         "_rules",
         "_scouts",
+        "_steps_held",
         "_tenants",
         "_ticked_at",
         "_timers",
@@ -694,6 +695,9 @@ class Distributor:
         # Every task leased by the dispatch under way, in order: all of them are taken
         # back if a callback raises, whether or not its assignment was returned yet.
         self._leased_now: list[Task] = []
+        # Fallback step timers the leases of the dispatch under way cancelled (id ->
+        # when): a lease taken back times its task's next step as it was.
+        self._steps_held: dict[Hashable, float] = {}
         self._retrying: dict[Hashable, Task] = {}
         self._leases: dict[Hashable, _Run] = {}
         self._progress: dict[Hashable, _Run] = {}
@@ -1253,6 +1257,8 @@ class Distributor:
                 leased_now.clear()
                 if self._handed_over:
                     self._handed_over.clear()
+                if self._steps_held:
+                    self._steps_held.clear()
             return made
         finally:
             if self._events or self._deferred is not None:
@@ -1526,7 +1532,11 @@ class Distributor:
         if self._budget is not None:
             self._budget.leased(task)
         if self._routed:  # only a routed task has a fallback step timed
-            self._timers.cancel(_StepTimer(task_id))
+            step = _StepTimer(task_id)
+            when = self._timers.when(step)
+            if when is not None:
+                self._steps_held[task_id] = when
+                self._timers.cancel(step)
         if self._escalation is not None:
             self._timers.cancel(_EscalationTimer(task_id))
         if self._advised:
@@ -1586,6 +1596,10 @@ class Distributor:
             self._gates.release(task)
         progress = self._progress[task_id]
         self._waiting_since[task_id] = lease.started_at - progress.waited
+        if self._steps_held:
+            when = self._steps_held.pop(task_id, None)
+            if when is not None:  # its next step, timed as before the lease
+                self._timers.schedule(_StepTimer(task_id), when, _STEP)
         tenant = self._tenants.get(task.tenant) or self._tenant(task.tenant)
         tenant[4] -= 1
         tenant[5] -= progress.waited
@@ -2098,6 +2112,9 @@ class Distributor:
                     taken.gated = gates is not None
                     self._take_back(task)
                 raise
+            finally:
+                if self._steps_held:
+                    self._steps_held.pop(task_id, None)
             if self._listener is not None:
                 self._emit(EventKind.ASSIGNED, task_id, worker_id=worker_id, detail="by the host")
             run.popped = False
