@@ -227,12 +227,15 @@ def test_check_together_asks_a_tenants_own_scheduler() -> None:
         ),
     )
     pair = [Task("x", tenant="acme", key="k"), Task("y", tenant="acme", key="k")]
-    fair.check_together(pair)  # acme has no scheduler yet: none is made to ask
+    # acme has no scheduler yet: one is made to ask, and dropped.
+    with pytest.raises(UnsatisfiableDemandError, match=r"tenant 'k' .* max_concurrent of 1"):
+        fair.check_together(pair)
     assert len(fair) == 0 and fair.stats().tenants == {}
     fair.push(Task("queued", tenant="acme", key="other"))
     with pytest.raises(UnsatisfiableDemandError, match=r"tenant 'k' .* max_concurrent of 1"):
         fair.check_together(pair)
     fair.check_together([pair[0], Task("z", tenant="acme", key="j")])
+    assert len(fair) == 1 and fair.stats().running == 0
 
 
 @given(
@@ -279,3 +282,19 @@ def test_a_rate_refusal_says_when_the_quota_will_have_room() -> None:
     with pytest.raises(QuotaExceededError) as refused:
         fair.take_along([Task("a1", tenant="alice"), Task("a2", tenant="alice")])
     assert refused.value.ready_at is None  # a release brings room, not time
+
+
+def test_a_rate_refusal_that_no_refill_could_lift_names_no_time() -> None:
+    # A popped task of bob's and the ones taken along with it start together: when
+    # they are more than his burst, no refill lets them (an unpop refunds its token).
+    for rate, along, ready in [(2, 2, None), (3, 2, 20.0)]:
+        fair = scheduler()
+        fair.set_quota("bob", Quota(rate=rate, per=60.0))  # a fresh bucket: full
+        fair.push(Task("b0", tenant="bob"))
+        fair.push(Task("b00", tenant="bob"))
+        for task_id in ("b00", "b0"):
+            popped = fair.pop(where=lambda t, i=task_id: t.id == i)
+            assert popped is not None and popped.id == task_id
+        with pytest.raises(QuotaExceededError) as refused:
+            fair.take_along([Task(f"b{i}", tenant="bob") for i in range(1, along + 1)])
+        assert refused.value.ready_at == (None if ready is None else pytest.approx(ready))

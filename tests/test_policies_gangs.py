@@ -476,6 +476,56 @@ def test_a_gang_retry_timer_travels_in_the_snapshot_and_goes_with_its_gang() -> 
     assert "gang retry" not in str(d.snapshot()["timers"])
 
 
+def test_a_gang_its_lowered_quota_could_never_start_is_not_woken_for() -> None:
+    # bob's rate quota lowered below his gang after it was admitted: no refill lets
+    # three start at once, so the host is woken for the gang's timeout only.
+    clock = ManualClock()
+    fair = FairScheduler(clock, quotas={"bob": Quota(rate=3, per=3.0)})
+    d = Distributor(clock, queue=fair, gangs=Gangs(timeout=100.0), lease=None)
+    d.add_worker(Worker("w", capacity=10))
+    for index in range(3):
+        d.submit(member("g", index, 3, tenant="bob"))
+    fair.set_quota("bob", Quota(rate=2, per=3.0))
+    assert d.dispatch() == []
+    assert d.next_wakeup() == 100.0
+
+
+def test_a_leader_a_failed_put_back_dead_letters_leaves_no_retry_timed() -> None:
+    # The gang is refused by bob's rate quota; the leader's way back to the queue fails
+    # (the user's tenant_of raises for it): dead-lettered, its gang no longer complete,
+    # so no retry may stay timed, and the snapshot restores.
+    failing = {"on": False}
+
+    def tenant_of(task: Task) -> Hashable:
+        if failing["on"] and task.id == "g-2":
+            raise RuntimeError("tenant_of failed")
+        return task.tenant
+
+    clock = ManualClock()
+
+    def fair() -> FairScheduler:
+        return FairScheduler(clock, tenant_of=tenant_of, quotas={"bob": Quota(rate=3, per=3.0)})
+
+    d = Distributor(clock, queue=fair(), gangs=Gangs(), lease=None)
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("solo", tenant="bob"))
+    d.submit(Task("solo2", tenant="bob"))
+    assert len(d.dispatch()) == 2  # one token left
+    d.submit(Task("c1", tenant="carol", key="paused"))
+    d.pause(key="paused")  # passed over by the pop: the queue can no longer unpop
+    for index in range(3):
+        d.submit(member("g", index, 3, tenant="bob"))
+    failing["on"] = True
+    with pytest.raises(RuntimeError, match="tenant_of failed"):
+        d.dispatch()
+    failing["on"] = False
+    assert d.state_of("g-2") is TaskState.DEAD
+    snapshot = d.snapshot()
+    assert all(kind != "gang retry" for kind, _, _ in snapshot["timers"])
+    restored = Distributor.restore(snapshot, clock, queue=fair())
+    assert restored.next_wakeup() == d.next_wakeup() == 300.0
+
+
 def test_a_gangs_members_are_charged_to_their_tenants_fair_shares() -> None:
     # Each member of alice's gang of 4 costs her a turn: bob, backlogged all along,
     # then gets the next four (the leader alone cost her one: bob got one, then turns).

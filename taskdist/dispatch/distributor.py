@@ -1014,7 +1014,9 @@ class Distributor:
                 found it infeasible.
             UnsatisfiableDemandError: its demand is more than a gate could ever grant
                 (for a gang member: its gang's demand, with the members already
-                waiting, is more than a gate could grant at once).
+                waiting, is more than a gate could grant at once, or than the
+                queue could ever start at once: a fair scheduler's tenant quota,
+                by its ``check_together``).
         """
         if self._busy:
             self._enter()  # raises
@@ -2486,12 +2488,13 @@ class Distributor:
                 # a release or with time, which no parking group would hear of). When
                 # time alone brings the room (a rate quota), next_wakeup says when.
                 undo()
-                self._put_back(leader)
-                self._round_blocked.add((_TAKE_ALONG_REFUSED, leader.gang))
                 if refused.ready_at is not None and refused.ready_at > now:
+                    # Timed first: a put-back that dead-letters the leader cancels it.
                     self._timers.schedule(
                         GangRetryTimer(leader.gang), refused.ready_at, _GANG_RETRY
                     )
+                self._put_back(leader)
+                self._round_blocked.add((_TAKE_ALONG_REFUSED, leader.gang))
                 return []
             except BaseException:  # a callback of the queue's: nothing of the gang is placed
                 undo()

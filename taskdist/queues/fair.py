@@ -1099,11 +1099,15 @@ class FairScheduler:
             if limiter is not None and (
                 len(own) > limiter.burst or not limiter.can_acquire(len(own))
             ):
+                # With the latest pop theirs, they start with it: should it go back (an
+                # unpop refunds its token), all of them at once must fit the burst.
+                last = self._last_pop
+                together = len(own) + (1 if last is not None and last[1] is rec else 0)
                 raise QuotaExceededError(
                     f"tenant {shown(tenant)}'s rate quota has fewer than {len(own)} tokens "
                     f"now (burst {limiter.burst:g}): no room to take along {_ids(own)} "
                     f"(nothing changed)",
-                    ready_at=limiter.ready_at(len(own)) if len(own) <= limiter.burst else None,
+                    ready_at=limiter.ready_at(len(own)) if together <= limiter.burst else None,
                 )
             inner_plan = getattr(rec.inner, "_along_plan", None)
             if inner_plan is not None:
@@ -1118,22 +1122,29 @@ class FairScheduler:
         Their tenants' quotas are read as they stand: more tasks of one tenant than
         its ``max_concurrent``, or than its rate quota's burst (its ``rate``), could
         never run at once, however long they waited. A tenant's own scheduler with a
-        ``check_together`` (a nested ``FairScheduler``) is asked about its tasks too,
-        when the tenant has one (none is made for the question). Each task alone is
-        :meth:`check_push`'s to judge. O(k) for k tasks, plus ``tenant_of`` and the
-        inner checks.
+        ``check_together`` (a nested ``FairScheduler``) is asked about its tasks too;
+        for a tenant with none yet, the ``inner=`` factory makes one for the question,
+        as a push would, and it is dropped after. Each task alone is
+        :meth:`check_push`'s to judge. O(k) for k tasks, plus ``tenant_of``, the
+        factory and the inner checks.
 
         Raises:
             InvalidTypeError: ``tasks`` is not a sequence of Tasks.
             DuplicateTaskError: two of them share an id.
             UnsatisfiableDemandError: a tenant's quota could never take all of its
                 tasks at once.
+            UnknownTenantError: ``strict_tenants`` and a tenant is not known.
             ReentrancyError: called from a callback of this scheduler.
         """
         if self._busy:
             raise self._reentered("check_together")
+        # Only a queue from the user's factory may have a check of its own: for a tenant
+        # without a record, one is made (and dropped) to ask it, as a push would make it.
+        own_factory = not (self._plain or self._shared or self._adopted)
         for tenant, own in self._by_tenant(tasks, "check_together", new=False).items():
             rec = self._tenants.get(tenant)
+            if rec is None and own_factory:
+                rec = self._arrival(tenant)  # not registered: nothing changes
             quota = rec.quota if rec is not None else self._settings(tenant)[1]
             if quota is not None:
                 for limit, name in ((quota.max_concurrent, "max_concurrent"), (quota.rate, "rate")):
