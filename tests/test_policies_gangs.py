@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from distributor_support import on_slots as cluster
 from hostile import assert_refused
-from hypothesis import given
+from hypothesis import event as note
+from hypothesis import given, target
 from hypothesis import strategies as st
 
 from taskdist import (
@@ -596,3 +597,99 @@ def test_each_member_of_a_gang_across_tenants_counts_for_its_own_tenant() -> Non
     assert fair.stats().running == 1 and fair.stats().tenants["alice"].queued == 1
     d.complete("solo")
     assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1", "g-2"]
+
+
+members_step = st.tuples(
+    st.just("member"), st.sampled_from("gh"), st.sampled_from(["bob", "carol"])
+)
+retry_steps = st.lists(
+    st.one_of(
+        # Members and dispatches most often: complete gangs meet half-spent buckets.
+        *[members_step] * 4,
+        *[st.tuples(st.just("solo"), st.sampled_from(["bob", "carol"]))] * 2,
+        *[st.tuples(st.just("dispatch"))] * 2,
+        st.tuples(st.just("cancel"), st.integers(0, 20)),
+        st.tuples(st.just("complete"), st.integers(0, 20)),
+        st.tuples(st.just("wake")),
+        st.tuples(st.just("quota"), st.integers(1, 4)),
+    ),
+    min_size=8,
+    max_size=40,
+)
+
+
+@given(steps=retry_steps)
+def test_a_gang_retry_is_timed_only_for_a_complete_gang_and_always_restores(
+    steps: list[tuple[Any, ...]],
+) -> None:
+    # Tight rate quotas refuse gangs often. After every step: a pending gang retry
+    # belongs to a complete gang waiting in the queue, the snapshot restores, and the
+    # restored twin wakes at the same time.
+    clock = ManualClock()
+    bob = [3]  # bob's rate now
+
+    def fair() -> FairScheduler:
+        return FairScheduler(
+            clock,
+            quotas={"bob": Quota(rate=bob[0], per=3.0), "carol": Quota(rate=1, per=2.0)},
+        )
+
+    queue = fair()
+    d = Distributor(clock, queue=queue, gangs=Gangs(timeout=20.0), lease=None)
+    d.add_worker(Worker("w", capacity=20))
+    gangs: dict[str, list[str]] = {"g": [], "h": []}  # each slot's waiting members
+    names = {"g": "g", "h": "h"}  # the gang each slot fills now
+    used = {"g": False, "h": False}  # whether it has had a member
+    waiting = (TaskState.QUEUED, TaskState.PARKED)
+    retries = 0
+    for serial, step in enumerate(steps):
+        name = step[0]
+        if name == "member":
+            slot, tenant = step[1], step[2]
+            members = gangs[slot] = [m for m in gangs[slot] if d.state_of(m) in waiting]
+            if len(members) == 2 or (not members and used[slot]):
+                names[slot] = f"{slot}{serial}"  # complete, placed or gone: a new gang
+                gangs[slot] = members = []
+                used[slot] = False
+            gang = names[slot]
+            try:
+                d.submit(Task(f"{gang}-{serial}", gang=gang, gang_size=2, tenant=tenant))
+            except UnsatisfiableDemandError:
+                continue
+            members.append(f"{gang}-{serial}")
+            used[slot] = True
+            d.dispatch()  # as a host dispatches on every event
+        elif name == "solo":  # a task of the tenant's own, placed at once if it may
+            d.submit(Task(f"s{serial}", tenant=step[1]))
+            d.dispatch()
+        elif name in ("cancel", "complete"):
+            live = [a.task.id for a in d.leases()] if name == "complete" else []
+            if name == "cancel":
+                live = [m for ms in gangs.values() for m in ms if d.state_of(m) in waiting]
+            if live:
+                chosen = live[step[1] % len(live)]
+                d.complete(chosen) if name == "complete" else d.cancel(chosen)
+        elif name == "dispatch":
+            d.dispatch()
+        elif name == "wake":
+            wake = d.next_wakeup()
+            if wake is not None:
+                clock.set(wake)
+                d.tick()
+                d.dispatch()
+        else:
+            bob[0] = step[1]
+            queue.set_quota("bob", Quota(rate=bob[0], per=3.0))
+        snapshot = d.snapshot()
+        if any(kind == "gang retry" for kind, _, _ in snapshot["timers"]):
+            note("a gang retry timed")
+            retries += 1
+        if any(w[3] is not None for w in snapshot["waiting_gangs"]):
+            note("a complete gang waiting")
+        for kind, gang, _ in snapshot["timers"]:
+            if kind == "gang retry":
+                complete = [w for w in snapshot["waiting_gangs"] if w[0] == gang]
+                assert complete and complete[0][3] is not None, f"retry for {gang!r}"
+        twin = Distributor.restore(snapshot, clock, queue=fair())
+        assert twin.next_wakeup() == d.next_wakeup()
+    target(retries, label="steps with a gang retry timed")
