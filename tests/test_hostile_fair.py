@@ -41,6 +41,7 @@ from taskdist import (
     UnknownPlanError,
     UnknownTaskError,
     UnknownTenantError,
+    UnsatisfiableDemandError,
 )
 
 NAN = float("nan")
@@ -233,6 +234,41 @@ CASES: list[tuple[str, Callable[[FairScheduler], object], type[BaseException]]] 
     ("unpop after a change", lambda f: f.unpop(running_task(f)), TaskStateError),
     ("unpop a str", lambda f: f.unpop("a0"), InvalidTypeError),
     ("unpop a look-alike", lambda f: f.unpop(Task("a0", tenant="a")), TaskStateError),
+    # taking tasks along with a pop, and asking whether tasks could start together
+    ("take_along a str", lambda f: f.take_along("a0"), InvalidTypeError),  # type: ignore[arg-type]
+    ("take_along a Task", lambda f: f.take_along(Task("x")), InvalidTypeError),  # type: ignore[arg-type]
+    ("take_along a non-Task", lambda f: f.take_along([Task("x", tenant="a"), 3]), InvalidTypeError),  # type: ignore[list-item]
+    (
+        "take_along a queued id",
+        lambda f: f.take_along([Task("a1", tenant="a")]),
+        DuplicateTaskError,
+    ),
+    ("take_along the running id", lambda f: f.take_along([running_task(f)]), DuplicateTaskError),
+    (
+        "take_along one id twice",
+        lambda f: f.take_along([Task("x", tenant="a"), Task("x", tenant="a")]),
+        DuplicateTaskError,
+    ),
+    (
+        "take_along beyond max_concurrent",
+        lambda f: f.take_along(
+            [Task("x", tenant="a"), Task("y", tenant="b"), Task("z", tenant="b")]
+        ),
+        QuotaExceededError,
+    ),
+    ("check_together a str", lambda f: f.check_together("a0"), InvalidTypeError),  # type: ignore[arg-type]
+    ("check_together a dict", lambda f: f.check_together({}), InvalidTypeError),  # type: ignore[arg-type]
+    ("check_together a non-Task", lambda f: f.check_together([None]), InvalidTypeError),  # type: ignore[list-item]
+    (
+        "check_together one id twice",
+        lambda f: f.check_together([Task("x", tenant="a"), Task("x", tenant="b")]),
+        DuplicateTaskError,
+    ),
+    (
+        "check_together beyond max_concurrent",
+        lambda f: f.check_together([Task("y", tenant="b"), Task("z", tenant="b")]),
+        UnsatisfiableDemandError,
+    ),
     # looking
     ("why_waiting unknown", lambda f: f.why_waiting("zzz"), UnknownTaskError),
     ("why_waiting running", lambda f: f.why_waiting(running_task(f).id), UnknownTaskError),
@@ -252,6 +288,12 @@ CASES: list[tuple[str, Callable[[FairScheduler], object], type[BaseException]]] 
     ("unpop inside where", inside(lambda f: f.unpop(running_task(f))), ReentrancyError),
     ("push inside where", inside(lambda f: f.push(Task("new", tenant="a"))), ReentrancyError),
     ("pop inside where", inside(lambda f: f.pop()), ReentrancyError),
+    ("take_along inside where", inside(lambda f: f.take_along([])), ReentrancyError),
+    (
+        "check_together inside where",
+        inside(lambda f: f.check_together([Task("x", tenant="a")])),
+        ReentrancyError,
+    ),
     ("remove inside where", inside(lambda f: f.remove("c1")), ReentrancyError),
     ("expire inside where", inside(lambda f: f.expire()), ReentrancyError),
     ("next_wakeup inside where", inside(lambda f: f.next_wakeup()), ReentrancyError),
