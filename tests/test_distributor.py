@@ -12,6 +12,7 @@ import contextlib
 import math
 import random
 from collections.abc import Callable, Hashable
+from typing import Any
 
 import pytest
 from distributor_support import (
@@ -23,6 +24,8 @@ from distributor_support import (
     final_events,
     stats_view,
 )
+from hypothesis import event, given, target
+from hypothesis import strategies as st
 
 from taskdist import (
     AttemptRecord,
@@ -1702,3 +1705,63 @@ def test_a_tracker_subclass_hears_every_assign_release_and_room_query() -> None:
         ("release", 1),
         ("release", 2),
     ]
+
+
+bound_steps = st.lists(
+    st.one_of(
+        *[st.tuples(st.just("submit"), st.integers(1, 4), st.booleans())] * 3,
+        st.tuples(st.just("dispatch")),
+        *[st.tuples(st.just("fail"), st.integers(0, 9))] * 2,
+        st.tuples(st.just("complete"), st.integers(0, 9)),
+        st.tuples(st.just("gpu"), st.booleans()),
+        st.tuples(st.just("time"), st.floats(0.0, 3.0)),
+    ),
+    min_size=10,
+    max_size=60,
+)
+
+
+@given(steps=bound_steps, maxsize=st.sampled_from([7, 8, 5]))
+def test_a_queue_sized_max_queued_plus_the_slots_refuses_no_return(
+    steps: list[tuple[Any, ...]], maxsize: int
+) -> None:
+    # As docs/distributor.md sizes it: a queue maxsize of max_queued (4) plus the most
+    # tasks leased at once (3 slots) never rejects a task coming back from being
+    # parked, retrying or leased; a smaller one may.
+    max_queued, slots = 4, 3
+    clock = ManualClock()
+    queue = PriorityQueue(clock, maxsize=maxsize)
+    d = Distributor(
+        clock,
+        queue=queue,
+        max_queued=max_queued,
+        lease=None,
+        retry=RetryPolicy(max_attempts=50, base=0.5, cap=1.0, rng=random.Random(1)),
+    )
+    d.add_worker(Worker("cpu", capacity=2))
+    d.add_worker(Worker("gpu", capacity=1, skills={"gpu"}))
+    fullest = 0
+    for serial, step in enumerate(steps):
+        name = step[0]
+        if name == "submit":
+            with contextlib.suppress(QueueFullError):
+                d.submit(Task(serial, priority=step[1], requires={"gpu"} if step[2] else set()))
+        elif name == "dispatch":
+            d.dispatch()
+        elif name in ("fail", "complete"):
+            leases = d.leases()
+            if leases:
+                task_id = leases[step[1] % len(leases)].task.id
+                d.fail(task_id, error="x") if name == "fail" else d.complete(task_id)
+        elif name == "gpu":
+            d.set_health("gpu", Health.UNAVAILABLE if step[1] else Health.HEALTHY)
+        else:
+            clock.advance(step[1])
+            d.tick()
+        fullest = max(fullest, len(queue) + len(d.leases()))
+    target(fullest, label="tasks in the queue and leased at once")
+    rejected = [entry.task.id for entry in d.dlq if entry.reason is Reason.REJECTED]
+    if maxsize >= max_queued + slots:
+        assert rejected == []
+    else:
+        event(f"a queue two short rejected a return: {bool(rejected)}")
