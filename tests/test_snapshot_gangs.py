@@ -9,13 +9,13 @@ import json
 from typing import Any
 
 import pytest
+from test_policies_gangs import rate_refused_gang
 
 from taskdist import (
     Distributor,
     FairScheduler,
     Gangs,
     ManualClock,
-    Quota,
     Reason,
     SnapshotError,
     Task,
@@ -125,15 +125,7 @@ def test_a_snapshot_with_a_bad_gangs_part_is_refused(change: Any, match: str) ->
 
 def test_a_gang_retry_timer_in_a_version_3_snapshot_is_refused() -> None:
     # Version 4 added the timer: an older snapshot naming one is not one we wrote.
-    clock = ManualClock()
-    fair = FairScheduler(clock, quotas={"bob": Quota(rate=2, per=2.0)})
-    d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
-    d.add_worker(Worker("w", capacity=10))
-    d.submit(Task("solo", tenant="bob"))
-    d.dispatch()
-    for index in range(2):
-        d.submit(Task(f"g-{index}", gang="g", gang_size=2, tenant="bob"))
-    assert d.dispatch() == []  # one token left of two
+    d, clock = rate_refused_gang()
     snapshot = json.loads(json.dumps(d.snapshot()))
     assert [t[0] for t in snapshot["timers"]] == ["gang retry", "gang"]
     snapshot["version"] = 3
