@@ -2794,8 +2794,9 @@ class Distributor:
 
     def _unlease(self, lease: _Run, now: float | None, *, ok: bool | None) -> None:
         """End what a lease is in the Distributor's own books: the lease, its batch, its
-        timer, the retry budget's count. Every path that ends a lease starts here (the
-        worker's and the gates' shares are the caller's: a removed worker has none)."""
+        timer, the retry budget's count. Every path that ends a lease starts here; what
+        the lease held elsewhere (the worker, a breaker permit, the gates, the queue) is
+        the caller's to give back, as each path does it differently."""
         task = lease.task
         del self._leases[task.id]
         if lease.batch is not None:

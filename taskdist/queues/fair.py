@@ -1134,6 +1134,8 @@ class FairScheduler:
             UnsatisfiableDemandError: a tenant's quota could never take all of its
                 tasks at once.
             UnknownTenantError: ``strict_tenants`` and a tenant is not known.
+            InvalidArgumentError, InvalidTypeError: the queue the ``inner=`` factory
+                made for the question is refused, as a push would refuse it.
             ReentrancyError: called from a callback of this scheduler.
         """
         if self._busy:
