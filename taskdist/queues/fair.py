@@ -517,6 +517,7 @@ class FairScheduler:
     ``unpop``                      the inner ``unpop`` + O(log T)
     ``take_along`` (k tasks)       O(k log T) + the inner ``take_along``
     ``check_together`` (k tasks)   O(k) + the inner ``check_together``
+    ``rank``                       O(1)
     ``expire``                     O(m log m + d log T): m expired tasks over d
                                    tenants
     ``next_wakeup``                O(1) amortised
