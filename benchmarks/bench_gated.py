@@ -5,8 +5,7 @@ Every task is charged one unit of a ``RateGate`` that refills one unit every
 gate alone holds N tasks back. One step moves the clock to the Distributor's
 ``next_wakeup()``, dispatches (one task passes the gate) and completes what
 was placed. The tasks the gates refuse wait in classes of tasks that every
-placement check treats alike (here one per priority; in a ``FairScheduler``
-over 10 tenants, one per tenant and priority); when the gate refills,
+placement check treats alike (here one per priority); when the gate refills,
 only the first of each class goes back to the queue, so a placement costs
 the same whatever N. The first dispatch, which meets every task once and
 parks all but one, is left out of the timing (it is O(N log N), once).
@@ -24,20 +23,18 @@ import time
 import pytest
 from sizing import sizes
 
-from taskdist import Distributor, FairScheduler, ManualClock, RateGate, RateLimiter, Task, Worker
+from taskdist import Distributor, ManualClock, RateGate, RateLimiter, Task, Worker
 
 
-def gated(waiting: int, *, fair: bool = False) -> Distributor:
-    """A Distributor with ``waiting`` tasks queued behind a gate of 100 a minute (with
-    ``fair``, in a ``FairScheduler``, spread over 10 tenants: 40 classes)."""
+def gated(waiting: int) -> Distributor:
+    """A Distributor with ``waiting`` tasks queued behind a gate of 100 a minute."""
     clock = ManualClock()
     limiter = RateLimiter(100, per=60.0, burst=1, clock=clock)
-    queue = FairScheduler(clock) if fair else None
-    d = Distributor(clock, queue=queue, gates=[RateGate(limiter, "api", default=1)])
+    d = Distributor(clock, gates=[RateGate(limiter, "api", default=1)])
     for i in range(20):
         d.add_worker(Worker(i, capacity=waiting))
     for i in range(waiting):
-        d.submit(Task(i, priority=i % 4, tenant=f"t{i % 10}" if fair else None))
+        d.submit(Task(i, priority=i % 4))
     return d
 
 
@@ -57,10 +54,9 @@ def place(d: Distributor, clock: ManualClock, placements: int) -> int:
     return calls
 
 
-@pytest.mark.parametrize("fair", [False, True], ids=["PriorityQueue", "FairScheduler"])
 @pytest.mark.parametrize("waiting", sizes([100, 1_000, 10_000], [100]))
-def bench_placement_behind_a_rate_gate(benchmark, waiting: int, fair: bool) -> None:  # type: ignore[no-untyped-def]
-    d = gated(waiting, fair=fair)
+def bench_placement_behind_a_rate_gate(benchmark, waiting: int) -> None:  # type: ignore[no-untyped-def]
+    d = gated(waiting)
     clock = d.clock
     assert isinstance(clock, ManualClock)
     benchmark(place, d, clock, 5)
@@ -72,21 +68,19 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, nargs="+", default=[100, 1_000, 10_000])
     parser.add_argument("--placements", type=int, default=50)
     args = parser.parse_args()
-    print("| tasks waiting behind the gate | queue | CPU ms per placement |")
-    print("|---:|---|---:|")
+    print("| tasks waiting behind the gate | CPU ms per placement |")
+    print("|---:|---:|")
     for waiting in args.waiting:
         if args.placements >= waiting:
             parser.error(f"--placements must be fewer than the {waiting} tasks waiting")
-        for fair in (False, True):
-            d = gated(waiting, fair=fair)
-            clock = d.clock
-            assert isinstance(clock, ManualClock)
-            place(d, clock, 1)  # the first dispatch parks all but one: once, not per placement
-            began = time.thread_time()
-            place(d, clock, args.placements)
-            spent = time.thread_time() - began
-            name = "FairScheduler" if fair else "PriorityQueue"
-            print(f"| {waiting:,} | {name} | {spent / args.placements * 1e3:.3f} |")
+        d = gated(waiting)
+        clock = d.clock
+        assert isinstance(clock, ManualClock)
+        place(d, clock, 1)  # the first dispatch parks all but one: once, not per placement
+        began = time.thread_time()
+        place(d, clock, args.placements)
+        spent = time.thread_time() - began
+        print(f"| {waiting:,} | {spent / args.placements * 1e3:.3f} |")
 
 
 if __name__ == "__main__":

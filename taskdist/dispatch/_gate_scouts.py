@@ -24,16 +24,12 @@ it, as they would be held back alike. Scouts go back in the order of their
 class's first ticket, as the tasks would be pushed if all went back.
 
 The Distributor uses this only where that reasoning is exact: a queue that
-ranks tasks and takes back any task it held (``PriorityQueue``, or a
-``FairScheduler`` whose ``rank`` orders its tenants' tasks; not a
+ranks tasks and takes back any task it held (``PriorityQueue``; not a
 ``DeadlineScheduler``, whose push refuses a task whose deadline has passed,
 so that when a task goes back decides its fate), the library's gates and
 balancers, and no reservation, preemption, batching or fallback route step
 (whose choices or timers depend on more than the class). Otherwise every
-refused task goes back, as before. A fair scheduler chooses among tenants
-with equal tags the one that became backlogged first, and waking all would
-push the tasks back in the order the last refill refused them: its scouts
-go back in the order their classes were last refused, not first.
+refused task goes back, as before.
 """
 
 from __future__ import annotations
@@ -44,7 +40,6 @@ from typing import Any
 from taskdist.dispatch._placement import PlacementRules
 from taskdist.dispatch._records import _group
 from taskdist.queues.deadline import DeadlineScheduler
-from taskdist.queues.fair import FairScheduler
 from taskdist.resilience.adaptive import AdaptiveConcurrency
 from taskdist.resilience.gates import Gate, KeyedRateGate, PoolGate, RateGate
 from taskdist.task import Task
@@ -81,12 +76,9 @@ def gate_scouts(
         return None  # a gate of the user's may admit two tasks of a class differently
     if any(not type(b).__module__.startswith("taskdist.") for b in rules.balancers()):
         return None  # nor may a balancer of the user's be trusted to refuse them alike
-    fair = isinstance(queue, FairScheduler)
-    if fair and rank(Task("rank probe"), 0.0) is None:
-        return None  # it cannot order a tenant's tasks without holding them
     keyed = tuple(gate for gate in gates if type(gate) is KeyedRateGate)
     adaptive = tuple(gate for gate in gates if type(gate) is AdaptiveConcurrency)
-    return GateScouts(rank, rules, keyed, adaptive, by_parking=fair)
+    return GateScouts(rank, rules, keyed, adaptive)
 
 
 class GateScouts:
@@ -95,7 +87,7 @@ class GateScouts:
     ``klass`` is O(r + g) for r resources and g keyed or adaptive gates; the rest O(1).
     """
 
-    __slots__ = ("_adaptive", "_class_of", "_keyed", "_rank", "_rules", "_scout_of", "by_parking")
+    __slots__ = ("_adaptive", "_class_of", "_keyed", "_rank", "_rules", "_scout_of")
 
     def __init__(
         self,
@@ -103,14 +95,8 @@ class GateScouts:
         rules: PlacementRules,
         keyed: tuple[KeyedRateGate, ...],
         adaptive: tuple[AdaptiveConcurrency, ...],
-        *,
-        by_parking: bool = False,
     ) -> None:
         self._rank = rank
-        # Whether scouts go back in the order their classes were last refused rather
-        # than first: a fair scheduler's choice among tenants with equal tags goes to
-        # the one that became backlogged first, and waking all pushes them in that order.
-        self.by_parking = by_parking
         self._rules = rules
         self._keyed = keyed
         self._adaptive = adaptive  # whose ``applies`` says which tasks count

@@ -48,16 +48,7 @@ class ParkingLot:
     is O(log c) amortised; ``groups()`` and ``classes()`` are O(1) per item.
     """
 
-    __slots__ = (
-        "_class_of",
-        "_classes",
-        "_group_of",
-        "_groups",
-        "_live",
-        "_parks",
-        "_tickets",
-        "by_task",
-    )
+    __slots__ = ("_class_of", "_classes", "_group_of", "_groups", "_live", "_tickets", "by_task")
 
     def __init__(self) -> None:
         # Ordered dicts: taking the oldest of a group stays O(1) however many were taken
@@ -70,11 +61,9 @@ class ParkingLot:
         # (group, class) -> a heap of (rank, ticket, task id), with stale entries of
         # tasks that left it; a task's live entry is the one holding its ticket.
         self._classes: dict[tuple[Hashable, Hashable], list[tuple[Any, int, Hashable]]] = {}
-        # A classed task's (group, class), its ticket, and when it was parked (a count).
-        self._class_of: dict[Hashable, tuple[tuple[Hashable, Hashable], int, int]] = {}
+        self._class_of: dict[Hashable, tuple[tuple[Hashable, Hashable], int]] = {}
         self._live: dict[tuple[Hashable, Hashable], int] = {}  # tasks in each class
         self._tickets = 0
-        self._parks = 0
 
     def park(
         self,
@@ -105,25 +94,22 @@ class ParkingLot:
             elif ticket > self._tickets:
                 self._tickets = ticket
             heapq.heappush(heap, (rank, ticket, task.id))
-            self._parks += 1
-            self._class_of[task.id] = (key, ticket, self._parks)
+            self._class_of[task.id] = (key, ticket)
             self._live[key] += 1
             return ticket
         return 0
 
-    def classes(self, group: Hashable, *, by_parking: bool = False) -> list[Hashable]:
-        """The classes of ``group`` that hold a task, by the ticket of their first task
-        (with ``by_parking``, by when their first task was last parked: as the whole
-        group, going back in the order parked, would meet them). O(c log c) for c
-        classes (and the stale entries on top of their heaps)."""
+    def classes(self, group: Hashable) -> list[Hashable]:
+        """The classes of ``group`` that hold a task, by the ticket of their first task:
+        as they would be pushed if the whole group went back in the order parked.
+        O(c log c) for c classes (and the stale entries on top of their heaps)."""
         firsts = []
         class_of = self._class_of
-        order = 2 if by_parking else 1
         for (of, klass), heap in self._classes.items():
             if of == group:
                 while heap and class_of.get(heap[0][2], (None, 0))[1] != heap[0][1]:
                     heapq.heappop(heap)  # stale: its task left
-                firsts.append((class_of[heap[0][2]][order], klass))
+                firsts.append((heap[0][1], klass))
         firsts.sort(key=lambda first: first[0])
         return [klass for _, klass in firsts]
 

@@ -3139,7 +3139,7 @@ class Distributor:
         if scouts is None:
             self._wake_group(GATES)
             return
-        for klass in self._lot.classes(GATES, by_parking=scouts.by_parking):
+        for klass in self._lot.classes(GATES):
             if not scouts.out(klass):
                 self._send_scout(klass)
 

@@ -517,7 +517,6 @@ class FairScheduler:
     ``unpop``                      the inner ``unpop`` + O(log T)
     ``take_along`` (k tasks)       O(k log T) + the inner ``take_along``
     ``check_together`` (k tasks)   O(k) + the inner ``check_together``
-    ``rank``                       O(1)
     ``expire``                     O(m log m + d log T): m expired tasks over d
                                    tenants
     ``next_wakeup``                O(1) amortised
@@ -1115,23 +1114,6 @@ class FairScheduler:
                 inner_plan(own)
             plan.append((rec, is_new, own))
         return plan
-
-    def rank(self, task: Task, enqueued_at: float) -> tuple[float, float] | None:
-        """The key this scheduler orders ``task`` by among the tasks of its tenant and
-        priority, had it been pushed with ``enqueued_at``: its tenant queue's rank
-        (``(aged priority, enqueued_at)``, smaller first, equal keys in push order).
-        Which tenant goes first depends on the tasks held, so it orders nothing across
-        tenants. ``None`` where it cannot say without holding the task: tenant queues
-        from an ``inner=`` factory, tenants by ``tenant_of``, or ``deadline_aware``
-        (a pop may serve a later task of a tenant to meet its deadline). Changes
-        nothing. O(1).
-
-        Raises:
-            InvalidTypeError, InvalidArgumentError: as ``PriorityQueue.rank``.
-        """
-        if not self._plain or self._tenant_of is not None or self._slack is not None:
-            return None
-        return _DEFAULT_RANK(task, enqueued_at)
 
     def check_together(self, tasks: Sequence[Task]) -> None:
         """Refuse ``tasks`` that could never start together here, and change nothing: a
@@ -2285,9 +2267,6 @@ _QUEUE_TYPES: Final[weakref.WeakSet[type]] = weakref.WeakSet()
 _NOBODY: Final[set[Any]] = set()
 """The empty set a scheduler's known tenants and inner queue ids start as, shared; never
 added to (a scheduler makes a set of its own first)."""
-
-_DEFAULT_RANK: Final = PriorityQueue(MonotonicClock(), aging_rate=DEFAULT_AGING_RATE).rank
-"""The rank of a default tenant queue (it reads no clock: only the aging rate counts)."""
 
 _BYPASS: Final = object()
 """The key of the pseudo-tenant whose queue holds the CRITICAL tasks that bypass fairness."""
