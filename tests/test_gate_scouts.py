@@ -36,6 +36,7 @@ from taskdist import (
     PriorityQueue,
     RateGate,
     RateLimiter,
+    Reason,
     ResourcePool,
     Route,
     Step,
@@ -563,3 +564,38 @@ def test_the_lot_gives_each_class_in_rank_order_and_forgets_what_left(
         # Stale entries stay bounded by the live ones.
         for key, heap in lot._classes.items():
             assert len(heap) <= 2 * lot._live[key] + 17
+
+
+@pytest.mark.parametrize("scouting", [True, False], ids=["scouts", "waking all"])
+def test_a_bounded_queue_rejects_no_refused_task_when_scouts_go_back(scouting: bool) -> None:
+    # Six tasks behind a gate of one a second, a queue of two: waking all pushed every
+    # refused task back at each refill and the full queue rejected some; one scout a
+    # class leaves room.
+    clock = ManualClock(start=100.0)
+    limiter = RateLimiter(1, per=1.0, burst=1, clock=clock)
+    d = Distributor(
+        clock,
+        queue=PriorityQueue(clock, maxsize=2),
+        gates=[RateGate(limiter, "api", default=1)],
+        lease=None,
+    )
+    if not scouting:
+        d._scouts = None
+    d.add_worker(Worker("w", capacity=100))
+    placed = []
+    for r in range(3):
+        for i in range(2):
+            clock.advance(0.001)
+            d.submit(Task(f"a{r}{i}"))
+        placed += [a.task.id for a in d.dispatch()]
+    for _ in range(6):
+        clock.advance(1.0)
+        d.tick()
+        for assignment in d.dispatch():
+            placed.append(assignment.task.id)
+            d.complete(assignment.task.id)
+    rejected = sorted(e.task.id for e in d.dlq if e.reason is Reason.REJECTED)
+    if scouting:
+        assert rejected == [] and sorted(placed) == ["a00", "a01", "a10", "a11", "a20", "a21"]
+    else:
+        assert rejected != [] and len(placed) + len(rejected) == 6

@@ -21,7 +21,9 @@ goes to the queue in its place, before any further task is chosen. If
 something other than the gates holds it back (no worker has room, a pause),
 it stays the class's scout wherever it is parked, and the rest wait behind
 it, as they would be held back alike. Scouts go back in the order of their
-class's first ticket, as the tasks would be pushed if all went back.
+class's first ticket, as the tasks would be pushed if all went back. (One
+difference: with a bounded queue, waking all pushed every refused task back
+at once and a full queue rejected some; one scout a class does not fill it.)
 
 The Distributor uses this only where that reasoning is exact: a queue that
 ranks tasks and takes back any task it held (``PriorityQueue``; not a
