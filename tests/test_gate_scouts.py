@@ -85,7 +85,8 @@ operation = st.one_of(
         st.just("submit"),
         st.integers(1, 4),  # priority
         st.sampled_from(["a", "b", None]),  # tenant
-        st.sampled_from([{}, {"api": 2.0}, {"db": 1.0}, {"api": 1.0, "db": 1.0}]),
+        # ({"api": 0.0}: no gate charges it, so it can run while the others wait.)
+        st.sampled_from([{}, {"api": 0.0}, {"api": 2.0}, {"db": 1.0}, {"api": 1.0, "db": 1.0}]),
         st.sampled_from([frozenset(), frozenset({"gpu"})]),
         st.floats(0.5, 20.0),  # deadline, from now
         st.sampled_from([None, 3.0]),  # ttl
