@@ -402,12 +402,19 @@ def test_a_member_that_keeps_its_gang_within_the_gates_joins_it() -> None:
 # -- gangs and a fair scheduler's quotas and shares ------------------------------------------
 
 
+def gangs_on(clock: ManualClock, fair: FairScheduler, timeout: float = 300.0) -> Distributor:
+    """A Distributor taking gangs (timed out after ``timeout``) over ``fair``, one worker
+    with room for ten."""
+    d = Distributor(clock, queue=fair, gangs=Gangs(timeout=timeout), lease=None)
+    d.add_worker(Worker("w", capacity=10))
+    return d
+
+
 def test_a_gang_waits_for_room_in_its_tenants_concurrency_quota() -> None:
     # Only the leader is popped; its other members used to run beyond the quota.
     clock = ManualClock()
     fair = FairScheduler(clock, quotas={"alice": Quota(max_concurrent=3)})
-    d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
-    d.add_worker(Worker("w", capacity=10))
+    d = gangs_on(clock, fair)
     d.submit(Task("solo", tenant="alice"))
     for index in range(3):
         d.submit(member("g", index, 3, tenant="alice"))
@@ -425,8 +432,7 @@ def test_a_gang_waits_for_room_in_its_tenants_concurrency_quota() -> None:
 def test_a_gang_takes_a_token_a_member_from_its_tenants_rate_quota() -> None:
     clock = ManualClock()
     fair = FairScheduler(clock, quotas={"bob": Quota(rate=3, per=3.0)})
-    d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
-    d.add_worker(Worker("w", capacity=10))
+    d = gangs_on(clock, fair)
     d.submit(Task("solo", tenant="bob"))
     assert len(d.dispatch()) == 1  # two tokens left
     for index in range(3):
@@ -441,8 +447,7 @@ def rate_refused_gang() -> tuple[Distributor, ManualClock]:
     """bob's gang of three, refused by his rate quota (one token of the three it needs)."""
     clock = ManualClock()
     fair = FairScheduler(clock, quotas={"bob": Quota(rate=3, per=3.0)})
-    d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
-    d.add_worker(Worker("w", capacity=10))
+    d = gangs_on(clock, fair)
     d.submit(Task("solo", tenant="bob"))
     d.submit(Task("solo2", tenant="bob"))
     assert len(d.dispatch()) == 2  # one token left
@@ -482,8 +487,7 @@ def test_a_gang_its_lowered_quota_could_never_start_is_not_woken_for() -> None:
     # three start at once, so the host is woken for the gang's timeout only.
     clock = ManualClock()
     fair = FairScheduler(clock, quotas={"bob": Quota(rate=3, per=3.0)})
-    d = Distributor(clock, queue=fair, gangs=Gangs(timeout=100.0), lease=None)
-    d.add_worker(Worker("w", capacity=10))
+    d = gangs_on(clock, fair, timeout=100.0)
     for index in range(3):
         d.submit(member("g", index, 3, tenant="bob"))
     fair.set_quota("bob", Quota(rate=2, per=3.0))
@@ -507,8 +511,7 @@ def test_a_leader_a_failed_put_back_dead_letters_leaves_no_retry_timed() -> None
     def fair() -> FairScheduler:
         return FairScheduler(clock, tenant_of=tenant_of, quotas={"bob": Quota(rate=3, per=3.0)})
 
-    d = Distributor(clock, queue=fair(), gangs=Gangs(), lease=None)
-    d.add_worker(Worker("w", capacity=10))
+    d = gangs_on(clock, fair())
     d.submit(Task("solo", tenant="bob"))
     d.submit(Task("solo2", tenant="bob"))
     assert len(d.dispatch()) == 2  # one token left
@@ -550,8 +553,7 @@ def fair_half_gang(quota: Quota) -> Distributor:
     """Two of alice's members of a gang of three waiting, under ``quota`` for alice."""
     clock = ManualClock()
     fair = FairScheduler(clock, quotas={"alice": quota})
-    d = Distributor(clock, queue=fair, gangs=Gangs(timeout=60.0), lease=None)
-    d.add_worker(Worker("w", capacity=10))
+    d = gangs_on(clock, fair, timeout=60.0)
     d.submit(member("g1", 0, 3, tenant="alice"))
     d.submit(member("g1", 1, 3, tenant="alice"))
     d.submit(Task("other", tenant="alice"))
@@ -586,8 +588,7 @@ def test_a_member_of_another_tenant_keeps_the_gang_within_the_quota() -> None:
 def test_each_member_of_a_gang_across_tenants_counts_for_its_own_tenant() -> None:
     clock = ManualClock()
     fair = FairScheduler(clock, quotas={"bob": Quota(max_concurrent=2)})
-    d = Distributor(clock, queue=fair, gangs=Gangs(), lease=None)
-    d.add_worker(Worker("w", capacity=10))
+    d = gangs_on(clock, fair)
     d.submit(Task("solo", tenant="bob"))
     assert len(d.dispatch()) == 1  # bob runs one of his two
     d.submit(member("g", 0, 3, tenant="bob"))
