@@ -7,19 +7,28 @@ every tenant started level again, so one task a refill went to tenants in
 turn, whatever their weights (a 3:1 split became 1:1). Only a dispatch of
 the last queued task ends a busy period now; tasks that leave unserved keep
 the tags as they were.
+
+The same holds one level down. A tenant whose queue is a scheduler of its
+own (nested fair share) is dropped once its tasks are all taken out; its
+scheduler is kept with what it owes, so the split between its keys holds
+too. The kept scheduler's debts lapse when the outer busy period ends, as
+the outer ones do.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskdist import (
     Distributor,
     FairScheduler,
+    InvalidArgumentError,
     ManualClock,
+    Quota,
     RateGate,
     RateLimiter,
     Task,
@@ -73,12 +82,144 @@ def test_dispatching_the_last_queued_task_ends_the_busy_period() -> None:
     assert fair.pop().id == "a2"  # type: ignore[union-attr]
 
 
-def gated(weights: dict[str, float], rate: float, burst: int) -> tuple[Distributor, ManualClock]:
-    """A fair Distributor with room for everything, behind one rate limit every task uses."""
+def by_key(clock: ManualClock, **options: object) -> FairScheduler:
+    """Tenants each with a fair scheduler of their own over their tasks' keys."""
+    return FairScheduler(
+        clock, inner=lambda c, tenant: FairScheduler(c, tenant_of=lambda t: t.key, **options)
+    )
+
+
+def test_a_nested_scheduler_keeps_its_tags_when_its_tenant_leaves_unserved() -> None:
     clock = ManualClock()
+    fair = by_key(clock)
+    for task in (Task("x1", tenant="t", key="x"), Task("x2", tenant="t", key="x")):
+        fair.push(task)
+    fair.push(Task("y1", tenant="t", key="y"))
+    first = fair.pop()
+    assert first is not None and first.id == "x1"
+    fair.release(first)
+    fair.remove("x2")
+    fair.remove("y1")  # the tenant has nothing left: dropped, its scheduler kept
+    fair.push(Task("x3", tenant="t", key="x"))
+    fair.push(Task("y2", tenant="t", key="y"))
+    assert fair.pop().id == "y2"  # type: ignore[union-attr]  # "x" owes its turn
+
+
+def test_a_kept_scheduler_lapses_when_the_outer_busy_period_ends() -> None:
+    clock = ManualClock()
+    fair = by_key(clock)
+    fair.push(Task("x1", tenant="t", key="x"))
+    fair.push(Task("x2", tenant="t", key="x"))
+    fair.push(Task("y1", tenant="t", key="y"))
+    fair.push(Task("o1", tenant="other"))
+    x1 = fair.pop()
+    assert x1 is not None and x1.id == "x1"
+    fair.release(x1)
+    fair.remove("x2")
+    fair.remove("y1")  # "t" dropped, its scheduler kept: "x" owes
+    assert fair.pop().id == "o1"  # type: ignore[union-attr]  # the last: the busy period ends
+    fair.push(Task("x3", tenant="t", key="x"))
+    fair.push(Task("y2", tenant="t", key="y"))
+    assert fair.pop().id == "x3"  # type: ignore[union-attr]  # level again: first come
+
+
+def test_undoing_the_pop_that_ended_the_busy_period_keeps_the_scheduler_owing() -> None:
+    clock = ManualClock()
+    fair = by_key(clock)
+    fair.push(Task("x1", tenant="t", key="x"))
+    fair.push(Task("x2", tenant="t", key="x"))
+    fair.push(Task("y1", tenant="t", key="y"))
+    fair.push(Task("o1", tenant="other"))
+    x1 = fair.pop()
+    assert x1 is not None
+    fair.release(x1)
+    fair.remove("x2")
+    fair.remove("y1")
+    o1 = fair.pop()
+    assert o1 is not None and o1.id == "o1"
+    fair.unpop(o1)  # the busy period did not end after all
+    fair.push(Task("x3", tenant="t", key="x"))
+    fair.push(Task("y2", tenant="t", key="y"))
+    assert [fair.pop().id for _ in range(3)] == ["o1", "y2", "x3"]  # type: ignore[union-attr]
+
+
+def test_a_kept_scheduler_keeps_its_keys_rate_buckets() -> None:
+    clock = ManualClock()
+    fair = by_key(clock, quotas={"x": Quota(rate=1, per=10.0)})
+    fair.push(Task("x1", tenant="t", key="x"))
+    fair.push(Task("x2", tenant="t", key="x"))
+    x1 = fair.pop()
+    assert x1 is not None
+    fair.release(x1)
+    fair.remove("x2")  # leaving and coming back would give "x" a fresh bucket
+    fair.push(Task("x3", tenant="t", key="x"))
+    assert fair.pop() is None
+    assert fair.next_wakeup() == 10.0
+    clock.advance(10.0)
+    assert fair.pop().id == "x3"  # type: ignore[union-attr]
+
+
+def test_a_kept_scheduler_is_let_go_once_nothing_of_it_is_in_force() -> None:
+    clock = ManualClock()
+    fair = by_key(clock, quotas={"x": Quota(rate=1, per=10.0)})
+    fair.push(Task("x1", tenant="t", key="x", cost=0.0))  # free: "x" owes nothing
+    fair.push(Task("x2", tenant="t", key="x"))
+    x1 = fair.pop()
+    assert x1 is not None
+    fair.release(x1)
+    kept = fair._tenants["t"].inner
+    fair.remove("x2")
+    assert fair._idle.holds(kept)
+    clock.advance(10.0)  # the bucket is full again: nothing of "t" is in force
+    fair.next_wakeup()
+    assert not fair._idle.count
+
+
+def test_a_tenant_whose_scheduler_owes_nothing_leaves_nothing_behind() -> None:
+    clock = ManualClock()
+    fair = by_key(clock)
+    fair.push(Task("x1", tenant="t", key="x"))
+    x1 = fair.pop()  # its last task dispatched: the nested busy period ends, no debt
+    assert x1 is not None
+    fair.release(x1)
+    assert not fair._idle.count
+
+
+def test_a_factory_may_not_hand_a_kept_scheduler_to_another_tenant() -> None:
+    clock = ManualClock()
+    shared = FairScheduler(clock, tenant_of=lambda t: t.key)
+    fair = FairScheduler(clock, inner=lambda c, tenant: shared)
+    fair.push(Task("x1", tenant="a", key="x"))
+    fair.push(Task("y1", tenant="a", key="y"))
+    x1 = fair.pop()
+    assert x1 is not None
+    fair.release(x1)
+    fair.remove("y1")  # "a" dropped, owing: its scheduler is kept for it
+    with pytest.raises(InvalidArgumentError, match="another tenant holds"):
+        fair.push(Task("b1", tenant="b", key="x"))
+    assert len(fair) == 0 and "b1" not in fair
+    fair.push(Task("y2", tenant="a", key="y"))  # "a" gets it back
+    assert fair.pop().id == "y2"  # type: ignore[union-attr]
+
+
+def gated(
+    weights: dict[str, float], rate: float, burst: int, *, nested: dict[str, float] | None = None
+) -> tuple[Distributor, ManualClock]:
+    """A fair Distributor with room for everything, behind one rate limit every task uses
+    (with ``nested``, each tenant shares by key with those weights)."""
+    clock = ManualClock()
+    if nested is None:
+        queue = FairScheduler(clock, weights=weights)
+    else:
+        keys = nested
+        queue = FairScheduler(
+            clock,
+            weights=weights,
+            inner=lambda c, tenant: FairScheduler(c, tenant_of=lambda t: t.key, weights=keys),
+        )
     d = Distributor(
         clock,
-        queue=FairScheduler(clock, weights=weights),
+        queue=queue,
         gates=[RateGate(RateLimiter(rate, per=1.0, burst=burst, clock=clock), "api", default=1)],
     )
     d.add_worker(Worker("w", capacity=10_000))
@@ -97,6 +238,20 @@ def test_weights_hold_behind_a_rate_limit() -> None:
             d.complete(assignment.task.id)
         clock.advance(1.0)
     assert served == {"a": 60, "b": 20}
+
+
+def test_a_tenants_split_by_key_holds_behind_a_rate_limit() -> None:
+    d, clock = gated({}, rate=1.0, burst=1, nested={"x": 3.0, "y": 1.0})
+    for i in range(200):
+        d.submit(Task(f"x{i}", tenant="t", key="x"))
+        d.submit(Task(f"y{i}", tenant="t", key="y"))
+    served: Counter[object] = Counter()
+    for _ in range(80):
+        for assignment in d.dispatch():
+            served[assignment.task.key] += 1
+            d.complete(assignment.task.id)
+        clock.advance(1.0)
+    assert served == {"x": 60, "y": 20}
 
 
 @settings(max_examples=40, deadline=None)
@@ -135,5 +290,52 @@ def test_backlogged_tenants_behind_a_rate_limit_keep_the_fair_lag_bound(
             for b in names[i + 1 :]:
                 lag = abs(served[a] / weight[a] - served[b] / weight[b])
                 assert lag <= cost[a] / weight[a] + cost[b] / weight[b] + 1e-9
+        clock.advance(step)
+    assert sum(served.values()) > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    keys=st.lists(
+        st.tuples(st.sampled_from([0.5, 1.0, 2.0, 3.0]), st.sampled_from([0.5, 1.0, 2.5])),
+        min_size=2,
+        max_size=4,
+    ),
+    tenants=st.integers(1, 3),
+    rate=st.sampled_from([0.5, 1.0, 3.0]),
+    burst=st.integers(1, 3),
+    rounds=st.integers(5, 60),
+    step=st.sampled_from([0.3, 1.0, 2.0]),
+)
+def test_backlogged_keys_behind_a_rate_limit_keep_the_fair_lag_bound_in_each_tenant(
+    keys: list[tuple[float, float]],
+    tenants: int,
+    rate: float,
+    burst: int,
+    rounds: int,
+    step: float,
+) -> None:
+    # One level down, within each tenant: the SFQ bound between any two of its keys
+    # that stay backlogged, although every refill takes the tenant's tasks out.
+    names = [f"k{i}" for i in range(len(keys))]
+    weight = {name: w for name, (w, _) in zip(names, keys, strict=True)}
+    cost = {name: c for name, (_, c) in zip(names, keys, strict=True)}
+    d, clock = gated({}, rate, burst, nested=weight)
+    per_key = int(rounds * rate * step) + burst + 2  # never runs out
+    for t in range(tenants):
+        for i in range(per_key):
+            for name in names:
+                d.submit(Task(f"{t}-{name}-{i}", tenant=t, key=name, cost=cost[name]))
+    served = {(t, name): 0.0 for t in range(tenants) for name in names}
+    for _ in range(rounds):
+        for assignment in d.dispatch():
+            task = assignment.task
+            served[task.tenant, task.key] += task.cost  # type: ignore[index]
+            d.complete(task.id)
+        for t in range(tenants):
+            for i, a in enumerate(names):
+                for b in names[i + 1 :]:
+                    lag = abs(served[t, a] / weight[a] - served[t, b] / weight[b])
+                    assert lag <= cost[a] / weight[a] + cost[b] / weight[b] + 1e-9
         clock.advance(step)
     assert sum(served.values()) > 0

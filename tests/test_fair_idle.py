@@ -1,10 +1,11 @@
 """FairScheduler: idle tenants are dropped, and dropping them changes no decision.
 
 A tenant with nothing queued or running loses its record; only a debt (its
-tag ahead of the virtual time) or a rate bucket that is not full again is
-kept, until it lapses. The differential test runs every operation on the
-scheduler and on a twin that never drops a record (the behaviour before
-idle tenants were dropped) and requires the same answers; the memory tests
+tag ahead of the virtual time), a rate bucket that is not full again, or a
+nested scheduler of its own still owing or refilling is kept, until it
+lapses. The differential test runs every operation on the scheduler and on a
+twin that never drops a record (the behaviour before idle tenants were
+dropped) and requires the same answers; the memory tests
 measure what 100 000 tenants seen once leave behind (tracemalloc, not timed).
 """
 
@@ -14,7 +15,7 @@ import gc
 import tracemalloc
 from collections.abc import Callable, Hashable
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from taskdist import FairScheduler, ManualClock, Quota, Task, WaitingReason
@@ -128,6 +129,25 @@ class KeepEveryTenant(FairScheduler):
         self._blocked.discard(rec)
         self._expiry.discard(rec)
 
+    def _end_busy_period(self) -> None:
+        # Every tenant starts level, one level down too: the nested schedulers of the
+        # tenants with nothing queued or running (those a scheduler would have dropped).
+        super()._end_busy_period()
+        for rec in self._tenants.values():
+            if not rec.queued and not rec.running and isinstance(rec.inner, FairScheduler):
+                rec.inner._start_level()
+
+
+def by_key(clock: ManualClock) -> FairScheduler:
+    """A tenant's own scheduler: its tasks' keys share its turns, "k0" twice as much,
+    "k2" at most one a second."""
+    return FairScheduler(
+        clock,
+        tenant_of=lambda t: t.key,
+        weights={"k0": 2.0},
+        quotas={"k2": Quota(rate=1, per=1.0)},
+    )
+
 
 TENANTS = ["a", "b", "c", "d"]
 QUOTAS = [None, Quota(rate=1, per=2.0), Quota(rate=2, per=3.0), Quota(max_concurrent=1)]
@@ -139,6 +159,7 @@ operation = st.one_of(
         st.sampled_from([0.0, 0.5, 1.0, 4.0]),
         st.sampled_from([None, None, 2.0]),
         st.sampled_from([None, None, 1.0, 3.0]),
+        st.sampled_from(["k0", "k1", "k2"]),  # its key, for a nested scheduler
     ),
     st.tuples(st.just("pop"), st.booleans()),
     st.tuples(st.just("release"), st.integers(0, 20)),
@@ -159,22 +180,74 @@ def cheap(task: Task) -> bool:
     ops=st.lists(operation, max_size=60),
     rates=st.lists(st.sampled_from(QUOTAS), min_size=4, max_size=4),
     aware=st.booleans(),
+    nested=st.booleans(),
 )
 def test_dropping_idle_tenants_changes_no_decision(
-    ops: list[tuple[object, ...]], rates: list[Quota | None], aware: bool
+    ops: list[tuple[object, ...]], rates: list[Quota | None], aware: bool, nested: bool
 ) -> None:
     quotas = {t: q for t, q in zip(TENANTS, rates, strict=True) if q is not None}
     clock = ManualClock()
-    fair = FairScheduler(clock, quotas=quotas, deadline_aware=aware)
-    twin = KeepEveryTenant(clock, quotas=quotas, deadline_aware=aware)
+    inner = by_key if nested else None
+    fair = FairScheduler(clock, quotas=quotas, deadline_aware=aware, inner=inner)
+    twin = KeepEveryTenant(clock, quotas=quotas, deadline_aware=aware, inner=inner)
+    same_answers(clock, fair, twin, ops)
+
+
+# Two tenants, each leaving often with tasks of its keys still queued: what a nested
+# scheduler keeps for a dropped tenant decides which key goes first when it returns.
+nested_push = st.tuples(
+    st.just("push"),
+    st.sampled_from(["a", "b"]),
+    st.sampled_from([0.0, 1.0, 4.0]),
+    st.none(),
+    st.none(),
+    st.sampled_from(["k0", "k1", "k2"]),
+)
+comings_and_goings = st.one_of(
+    nested_push,
+    nested_push,
+    st.tuples(st.just("pop"), st.just(False)),
+    st.tuples(st.just("release"), st.integers(0, 3)),
+    st.tuples(st.just("remove"), st.integers(0, 20)),
+    st.tuples(st.just("advance"), st.sampled_from([0.5, 1.0])),
+)
+
+
+@settings(max_examples=300)
+@given(ops=st.lists(comings_and_goings, min_size=8, max_size=40))
+@example(  # "a" leaves owing for "k0"; back, its "k1" goes first
+    ops=[
+        ("push", "a", 1.0, None, None, "k0"),
+        ("push", "a", 1.0, None, None, "k1"),
+        ("pop", False),
+        ("release", 0),
+        ("remove", 0),
+        ("push", "a", 1.0, None, None, "k0"),
+        ("push", "a", 1.0, None, None, "k1"),
+        ("pop", False),
+    ]
+)
+def test_dropping_tenants_with_schedulers_of_their_own_changes_no_decision(
+    ops: list[tuple[object, ...]],
+) -> None:
+    clock = ManualClock()
+    fair = FairScheduler(clock, inner=by_key)
+    twin = KeepEveryTenant(clock, inner=by_key)
+    same_answers(clock, fair, twin, ops)
+
+
+def same_answers(
+    clock: ManualClock, fair: FairScheduler, twin: FairScheduler, ops: list[tuple[object, ...]]
+) -> None:
+    """Run ``ops`` on both; every answer, and what is queued in what order, must agree."""
     pushed: list[Task] = []
     running: list[Task] = []
     for op in ops:
         kind = op[0]
         if kind == "push":
-            _, tenant, cost, ttl, due = op
+            _, tenant, cost, ttl, due, key = op
             deadline = None if due is None else clock.now() + due  # type: ignore[operator]
-            task = Task(len(pushed), tenant=tenant, cost=cost, ttl=ttl, deadline=deadline)  # type: ignore[arg-type]
+            task = Task(len(pushed), tenant=tenant, key=key, cost=cost, ttl=ttl, deadline=deadline)  # type: ignore[arg-type]
             pushed.append(task)
             fair.push(task)
             twin.push(task)
@@ -289,7 +362,7 @@ def test_idle_tenants_listed_each_once_when_an_earlier_debt_lapsed() -> None:
     # move on to wait for their buckets (a snapshot listing one twice is refused).
     clock = ManualClock()
     quota = Quota(rate=1, per=2.0)
-    idle = IdleTenants()
+    idle = IdleTenants(lambda queue: None, lambda queue: False)
     for tenant, start in (("early", 5), ("late", 50)):
         limiter = quota.rate_limiter(clock)
         assert limiter.try_acquire()  # its bucket refills after it leaves

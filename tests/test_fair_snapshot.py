@@ -68,7 +68,10 @@ CONFIGS: dict[str, Callable[[ManualClock], FairScheduler]] = {
     "nested": lambda clock: FairScheduler(
         clock,
         quotas={"a": Quota(rate=1, per=1.0)},
-        inner=lambda c, tenant: FairScheduler(c, tenant_of=lambda t: t.key),
+        # Key 0's bucket outlives its tenant's record: kept with its scheduler.
+        inner=lambda c, tenant: FairScheduler(
+            c, tenant_of=lambda t: t.key, quotas={0: Quota(rate=1, per=2.0)}
+        ),
     ),
     "deadline-aware": lambda clock: aware(clock),
     "deadline-aware over EDF": lambda clock: FairScheduler(
@@ -163,7 +166,10 @@ WARM_UP = [
     *(("pop", None) for _ in range(4)),
     ("release", 3),  # its tenant's only task: the tenant leaves, with a debt
     ("release", 0),
+    ("remove", 5),  # "a" leaves unserved: a nested scheduler of its own is kept, owing
 ]
+# Then every queued task dispatched: the busy period ends, what was kept owing lapses.
+DRAIN = [("pop", None)] * len(TASK_IDS)
 
 
 def observed(fair: FairScheduler) -> Any:
@@ -178,19 +184,22 @@ def observed(fair: FairScheduler) -> Any:
 @given(
     before=st.lists(operations, min_size=5, max_size=40),
     after=st.lists(operations, min_size=5, max_size=30),
-    warm=st.booleans(),
+    warm=st.sampled_from([(), WARM_UP, WARM_UP + DRAIN]),
 )
 def test_restored_fair_scheduler_makes_the_same_decisions(
-    config: str, before: list[Any], after: list[Any], warm: bool
+    config: str, before: list[Any], after: list[Any], warm: list[Any]
 ) -> None:
     clock = ManualClock(start=100.0)
     fair = CONFIGS[config](clock)
     handed: dict[Hashable, Task] = {}
-    for op in [*WARM_UP, *before] if warm else before:
+    for op in [*warm, *before]:
         apply(clock, fair, handed, op)
     snapshot = as_json(fair.snapshot())
     event(f"snapshot with idle tenants kept: {bool(snapshot['idle'][0] or snapshot['idle'][1])}")
     event(f"snapshot with tasks running: {bool(snapshot['running'])}")
+    kept = snapshot.get("idle_queues", [])
+    lapsed = fair._idle.owing_lapsed(fair._busy_periods)
+    event(f"nested schedulers kept: {bool(kept)}, to start level: {lapsed}")
     event(f"snapshot with a stalled tenant: {any(t['stalled'] for t in snapshot['tenants'])}")
     if "deadlines" in snapshot:
         held = snapshot["deadlines"]["held"]

@@ -12,7 +12,11 @@ rate bucket, and its queue through the queue's own snapshot); the bypass
 lane's queue; every queued task's tenant and TTL expiry; every running task's
 tenant; the tenants in the eligible, rate-held and expiry heaps, in heap
 order (so ties fall as before); and what is kept of idle tenants (debts and
-refilling buckets, in the order they lapse); and, for a deadline-aware
+refilling buckets, in the order they lapse; the nested schedulers kept for
+them, each through its own snapshot, written only when there are any, and
+as it will be when next used: one whose tenants are to start level, because
+a busy period ended since it was kept, is written as if they had); and, for
+a deadline-aware
 scheduler, its deadline index (the queued tasks with a deadline in deadline
 order, each with its late mark, and ``max_lead`` to check). Running and
 queued counts follow from the tasks and are not written.
@@ -52,8 +56,11 @@ _KIND: Final = "FairScheduler"
 _QUOTA_FIELDS: Final = ("max_concurrent", "rate", "per", "max_queued", "weight")
 
 
-def snapshot_fair(fair: FairScheduler) -> dict[str, Any]:
+def snapshot_fair(fair: FairScheduler, *, level: bool = False) -> dict[str, Any]:
     """``fair``'s state as plain data (see the module). O(n + T log T).
+
+    ``level``: as it will be once its tenants start level (a scheduler kept for a
+    dropped tenant, after its keeper's busy period ended); nothing changes.
 
     Raises:
         SnapshotError: a tenant's queue without snapshot support; an id or
@@ -70,7 +77,16 @@ def snapshot_fair(fair: FairScheduler) -> dict[str, Any]:
         ]
 
     bypass = fair._bypass
-    debts, refills = fair._idle.listed(fair._virtual, fair._now())
+    now = fair._now()
+    virtual = max(fair._virtual, fair._horizon) if level else fair._virtual
+    debts, refills = fair._idle.listed(virtual, now)
+    kept_queues = []
+    for key, queue, lapsed in fair._idle.queues(now, fair._busy_periods + level):
+        kept = snapshot_fair(queue, level=lapsed)  # type: ignore[arg-type]  # a scheduler
+        if _keeps_anything(kept):
+            kept_queues.append([tenant(key), kept])
+    # Written only when there are any: older snapshots have no such field.
+    idle_queues = {"idle_queues": kept_queues} if kept_queues else {}
     deadlines = {}
     if fair._slack is not None:  # written only then: older snapshots have no such field
         deadlines["deadlines"] = {
@@ -80,6 +96,7 @@ def snapshot_fair(fair: FairScheduler) -> dict[str, Any]:
     return {
         **header(_KIND),
         **deadlines,
+        **idle_queues,
         "default_weight": fair._default_weight,
         "critical_bypass": bypass is not None,
         "strict_tenants": fair._strict,
@@ -91,7 +108,7 @@ def snapshot_fair(fair: FairScheduler) -> dict[str, Any]:
             [tenant(key), encode_key(p, "plan")] for key, p in fair._tenant_plan.items()
         ],
         "known": sorted((tenant(key) for key in fair._known), key=repr),  # a set: in one order
-        "virtual": fair._virtual,
+        "virtual": virtual,
         "horizon": fair._horizon,
         "retired": fair._retired,
         "tenants": [
@@ -128,7 +145,7 @@ def prepare_fair(
 ) -> tuple[Callable[[], None], dict[Hashable, Task]]:
     """Check ``data`` whole for ``fair`` (new and empty); what loads it and the tasks it
     queues, by id."""
-    from taskdist.queues.fair import _Tenant
+    from taskdist.queues.fair import FairScheduler, _Tenant
 
     fields = check_header(data, _KIND, where)
     if fair._size or fair._tenants or fair._running or fair._idle.count or fair._virtual:
@@ -313,6 +330,21 @@ def prepare_fair(
         idle.append(kept)
     if len({entry[2] for entries in idle for entry in entries}) != len(idle[0]) + len(idle[1]):
         refuse(f"{where}.idle", "keeps a tenant twice")
+    kept_queues: list[tuple[Hashable, FairScheduler]] = []
+    if isinstance(data, dict) and "idle_queues" in data:
+        for i, item in enumerate(fields.items("idle_queues")):
+            at = f"{where}.idle_queues[{i}]"
+            if type(item) is not list or len(item) != 2:
+                refuse(at, "must be [tenant, queue]")
+            key = decode_key(item[0], f"{at}[0]")
+            if key in records or any(key == other for other, _ in kept_queues):
+                refuse(at, f"keeps a queue for tenant {shown(key)}, which has one already")
+            if not _keeps_anything(item[1]):
+                refuse(f"{at}[1]", "keeps nothing in force: a queue is kept only while it does")
+            queue, ids = inner_queue(key, item[1], f"{at}[1]")
+            if ids or not isinstance(queue, FairScheduler):
+                refuse(f"{at}[1]", "must be an empty FairScheduler's, as a kept queue is")
+            kept_queues.append((key, queue))
     fields.done()
 
     def load() -> None:
@@ -343,6 +375,10 @@ def prepare_fair(
         fair._idle.load(*idle)
         for load_part in loads:
             load_part()
+        for key, queue in kept_queues:
+            until = queue._held_until()
+            assert until is not None, "checked: it keeps something in force"
+            fair._idle.keep_queue(key, queue, until, fair._busy_periods)
         if not fair._adopted and any(holder.filed for holder in holders.values()):
             # The table in the snapshot's order, as a table of the scheduler's own is (a
             # scheduler it adopted leaves that to it: the table holds others' tasks too).
@@ -429,6 +465,17 @@ def _kept(entry: Kept) -> list[Any]:
         weight,
         None if limiter is None else limiter.snapshot(),
     ]
+
+
+def _keeps_anything(data: object) -> bool:
+    """Whether a scheduler's snapshot ``data`` keeps a dropped tenant's debt, bucket or
+    queue (so that, kept for a tenant of its own, it is in force)."""
+    if not isinstance(data, dict):
+        return True  # the loading queue's own check names what is wrong
+    idle = data.get("idle")
+    return bool(data.get("idle_queues")) or not (
+        type(idle) is list and all(type(kept) is list and not kept for kept in idle)
+    )
 
 
 def _checked(check: Callable[[object, str], float], value: object, where: str) -> float:

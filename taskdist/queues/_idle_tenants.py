@@ -1,45 +1,73 @@
 """IdleTenants: what a FairScheduler keeps of a tenant that left while its state still counts.
 
 A tenant with nothing queued or running costs its scheduler nothing: the
-scheduler drops its record (queue, counters, heap entries). Two things must
+scheduler drops its record (queue, counters, heap entries). Three things must
 outlive the record for a while, or leaving and coming back would be a way to
 cheat:
 
 - a *debt*: its virtual start tag while the tag is ahead of the virtual time
   (it was served just before it left, and has not yet waited for it);
 - a *rate bucket* that is not full again: a fresh one would let a new burst
-  through at once.
+  through at once;
+- its *queue*, when that is a fair scheduler of its own (nested fair share)
+  still holding debts or buckets of its tenants: a fresh one would start
+  them level, so a tenant whose tasks a distributor takes out each time a
+  gate refuses them would lose its inner split at every refill.
 
 Each lapses by itself, the debt once the virtual time reaches the tag, the
-bucket at the time it would be full; then nothing of the tenant is left. A
-tenant that comes back resumes from what is kept here, which is what a new
-tenant would get once both have lapsed.
+bucket at the time it would be full, the queue once its own buckets are
+full, or (its debts) at the end of this scheduler's busy period, when every
+tenant starts level; then nothing of the tenant is left. A tenant that comes
+back resumes from what is kept here, which is what a new tenant would get
+once all have lapsed.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Final
 
 from taskdist._lazy_heap import LazyHeap
 from taskdist.queues._tables import shrink
 
 if TYPE_CHECKING:
+    from taskdist.queues.protocol import Queue
     from taskdist.queues.quota import Quota
     from taskdist.resilience import RateLimiter
 
-__all__ = ["IdleTenants", "Kept"]
+__all__ = ["IdleTenants", "Kept", "full_at", "is_full"]
 
 Kept = tuple[float, int, Hashable, int, float, "RateLimiter | None", "Quota | None"]
 """``(due, seq, tenant, start, weight, limiter, quota)``: due is the tag (a debt) or the
 time the bucket is full (a refill); start, weight, limiter and quota are what the tenant
 resumes with."""
 
+Held = tuple[float, int, Hashable, "Queue"]
+"""``(until, seq, tenant, queue)``: a dropped tenant's queue, kept until ``until`` (its
+buckets full; infinite while it keeps debts, which lapse only at a busy period's end)."""
+
+StartLevel = Callable[["Queue"], "float | None"]
+"""``queue -> until``: a busy period ended, so the tenants of a queue kept for a tenant start
+level; then when it holds nothing in force any more, or ``None`` if it holds nothing now."""
+
+InForce = Callable[["Queue"], bool]
+"""``queue -> bool``: whether a queue kept for a tenant would hold anything in force once
+its tenants start level (as :data:`StartLevel` would leave it, without changing it)."""
+
 _TENANT: Final = 2
+# The tables of kept queues until a queue is first kept (most schedulers never keep
+# one, and each of a nested one's inner schedulers has its own): shared, never written.
+_NO_QUEUES: Final[dict[Hashable, Held]] = {}
+_NO_IDS: Final[set[int]] = set()
 # Tie-breakers, increasing, shared by every instance: equal dues lapse in the order filed.
 _SEQ = itertools.count()
+
+
+def is_full(limiter: RateLimiter, now: float) -> bool:
+    """Whether ``limiter``'s bucket holds its whole burst at ``now``. O(1)."""
+    return full_at(limiter, now) is None
 
 
 def full_at(limiter: RateLimiter, now: float) -> float | None:
@@ -51,27 +79,59 @@ def full_at(limiter: RateLimiter, now: float) -> float | None:
 
 
 class IdleTenants:
-    """Dropped tenants whose debt or rate bucket is still in force, until it lapses.
+    """Dropped tenants whose debt, rate bucket or queue is still in force, until it lapses.
 
     ``keep`` files a tenant by the first thing still in force: its debt
     (keyed by its tag, lapsing when the virtual time reaches it), else its
-    bucket (keyed by the time it is full). ``settle`` lets time and the
-    virtual time move them on and forgets those with nothing left.
+    bucket (keyed by the time it is full). ``keep_queue`` files its queue
+    apart (by the time its buckets are full, or until :meth:`level` if it
+    keeps debts). ``settle`` lets time and the virtual time move them on and
+    forgets those with nothing left.
 
-    Complexity (k tenants kept): ``keep``, ``take`` O(log k); ``get`` and
-    ``len`` O(1); ``settle`` O(1) when nothing lapsed, else O(log k) per
-    tenant moved on or forgotten.
+    Complexity (k tenants kept): ``keep``, ``keep_queue``, ``take`` O(log k);
+    ``get``, ``queue_of``, ``holds`` and ``len`` O(1); ``settle`` O(1) when
+    nothing lapsed, else O(log k) per tenant moved on or forgotten.
     """
 
-    __slots__ = ("_debts", "_owed", "_refilling", "_refills", "count")
+    __slots__ = (
+        "_debts",
+        "_held",
+        "_held_ids",
+        "_holding",
+        "_owed",
+        "_owing",
+        "_owing_since",
+        "_refilling",
+        "_refills",
+        "_start_level",
+        "_would_hold",
+        "count",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, start_level: StartLevel, would_hold: InForce) -> None:
+        """
+        Args:
+            start_level: what a queue kept for a tenant does when a busy period ends.
+            would_hold: whether it would still hold anything then.
+        """
         self._owed: dict[Hashable, Kept] = {}
         self._refilling: dict[Hashable, Kept] = {}
         # The heaps, made when a tenant is first kept: most schedulers, and each of a
         # nested one's inner schedulers, keep none (an empty pair weighs about 700 bytes).
         self._debts: LazyHeap[Kept] | None = None
         self._refills: LazyHeap[Kept] | None = None
+        # Queues kept for their tenants, apart from the tenants' own debts and buckets
+        # (either may lapse first): those with debts (until the busy period they were
+        # kept in ends: every one kept in ``_owing_since``, as older ones lapse before a
+        # newer one is kept), those with buckets only (by the time they are full), and
+        # the ids of both (a factory may not hand one to another tenant).
+        self._start_level = start_level
+        self._would_hold = would_hold
+        self._owing = _NO_QUEUES
+        self._owing_since = 0
+        self._holding = _NO_QUEUES
+        self._held: LazyHeap[Held] | None = None
+        self._held_ids = _NO_IDS
         self.count = 0
         """How many tenants are kept (read it; never set it): ``len`` without a call."""
 
@@ -98,22 +158,74 @@ class IdleTenants:
             self._debt_heap().push(entry)
         elif limiter is not None:
             self._file_refill(tenant, weight, limiter, quota, now)
-        self.count = len(self._owed) + len(self._refilling)
+        self._count()
+
+    def keep_queue(self, tenant: Hashable, queue: Queue, until: float, periods: int) -> None:
+        """Keep the queue of a tenant that just left, until ``until`` (see :data:`Held`),
+        ``periods`` busy periods having ended. O(log k), plus what lapses first."""
+        self.lapse_owing(periods)
+        self._owing_since = periods
+        self._file_queue(tenant, queue, until)
+        if self._held_ids is _NO_IDS:
+            self._held_ids = set()
+        self._held_ids.add(id(queue))
+        self._count()
 
     def get(self, tenant: Hashable) -> Kept | None:
-        """What is kept of ``tenant``, or ``None``. O(1)."""
+        """What is kept of ``tenant``'s tags and bucket, or ``None``. O(1)."""
         return self._owed.get(tenant) or self._refilling.get(tenant)
 
-    def take(self, tenant: Hashable) -> None:
-        """Forget ``tenant``: it came back, its new record carries what was kept. O(1) amortised."""
+    def queue_of(self, tenant: Hashable, now: float, periods: int) -> Queue | None:
+        """The queue kept for ``tenant`` if it still holds anything in force at ``now``,
+        ``periods`` busy periods having ended, or ``None``; nothing changes (one that
+        lapsed since is, the same, what a new queue would be; one whose tenants are to
+        start level is returned as it is: :meth:`lapse_owing` before it is used). O(1),
+        but O(k') for a queue owing from before a busy period ended (k' what it keeps)."""
+        held = self._owing.get(tenant)
+        if held is not None:
+            if self._owing_since == periods or self._would_hold(held[3]):
+                return held[3]
+            return None
+        held = self._holding.get(tenant)
+        return None if held is None or held[0] <= now else held[3]
+
+    def in_force(self, virtual: int, now: float, periods: int) -> bool:
+        """Whether anything kept is still in force at the virtual time ``virtual`` and
+        ``now``, ``periods`` busy periods having ended; nothing changes. O(k)."""
+        for due, _, _, _, _, limiter, _ in self._owed.values():
+            if due > virtual or (limiter is not None and not is_full(limiter, now)):
+                return True
+        if any(entry[0] > now for entry in self._refilling.values()):
+            return True
+        if any(held[0] > now for held in self._holding.values()):
+            return True
+        if self._owing_since == periods:
+            return bool(self._owing)
+        return any(self._would_hold(held[3]) for held in self._owing.values())
+
+    def holds(self, queue: Queue) -> bool:
+        """Whether ``queue`` is kept for a tenant. O(1)."""
+        return id(queue) in self._held_ids
+
+    def take(self, tenant: Hashable, *, queue: bool = True) -> None:
+        """Forget ``tenant`` (its tags and bucket; its queue too unless ``queue=False``): it
+        came back, its new record carries what was kept. O(1) amortised."""
         if self._owed.pop(tenant, None) is not None:
             self._debt_heap().compact()
         elif self._refilling.pop(tenant, None) is not None:
             self._refill_heap().compact()
+        if queue:
+            held = self._owing.pop(tenant, None)
+            if held is None and (held := self._holding.pop(tenant, None)) is not None:
+                self._held_heap().compact()
+            if held is not None:
+                self._held_ids.discard(id(held[3]))
         self._release_emptied()
 
-    def settle(self, virtual: int, now: float) -> None:
-        """Debts the virtual time has reached, and buckets full by ``now``, lapse."""
+    def settle(self, virtual: int, now: float, periods: int) -> None:
+        """Debts the virtual time has reached, buckets full by ``now``, and the debts of
+        queues kept before the last of ``periods`` busy periods ended, lapse."""
+        self.lapse_owing(periods)
         if self._owed:
             for _, _, tenant, _, weight, limiter, quota in self._debt_heap().pop_until(virtual):
                 if limiter is not None:
@@ -122,7 +234,48 @@ class IdleTenants:
             for _, _, tenant, _, weight, limiter, quota in self._refill_heap().pop_until(now):
                 assert limiter is not None  # only tenants with a bucket wait for a refill
                 self._file_refill(tenant, weight, limiter, quota, now)
+        if self._holding:
+            for held in self._held_heap().pop_until(now):
+                self._held_ids.discard(id(held[3]))
         self._release_emptied()
+
+    def owing_lapsed(self, periods: int) -> bool:
+        """Whether queues with debts are kept from before the last of ``periods`` busy
+        periods ended (their tenants are to start level before one is used). O(1)."""
+        return bool(self._owing) and self._owing_since != periods
+
+    def lapse_owing(self, periods: int) -> None:
+        """If a busy period ended since the queues with debts were kept, their tenants
+        start level. O(q log k) for q such queues, each once."""
+        if not self.owing_lapsed(periods):
+            return
+        owing, self._owing = self._owing, _NO_QUEUES
+        for _, _, tenant, queue in owing.values():
+            until = self._start_level(queue)
+            if until is None:
+                self._held_ids.discard(id(queue))
+            else:
+                self._file_queue(tenant, queue, until)
+        self._release_emptied()
+
+    def until(self) -> float | None:
+        """When nothing kept here is in force any more (``math.inf`` while a debt is), or
+        ``None`` if nothing is kept: what this scheduler holds, kept as a tenant's queue.
+        O(k)."""
+        if self._owed or self._owing:
+            return math.inf
+        dues = [entry[0] for entry in self._refilling.values()]
+        dues += [held[0] for held in self._holding.values()]
+        return max(dues, default=None)
+
+    def queues(self, now: float, periods: int) -> list[tuple[Hashable, Queue, bool]]:
+        """The queues kept: ``(tenant, queue, lapsed)``, ``lapsed`` when a busy period ended
+        since and its tenants are to start level; as :meth:`settle` would leave them but
+        for that (each queue's snapshot says what it holds; when it lapses follows). O(k)."""
+        lapsed = self._owing_since != periods
+        owing = [(held[2], held[3], lapsed) for held in self._owing.values()]
+        holding = self._holding.values()
+        return owing + [(held[2], held[3], False) for held in holding if held[0] > now]
 
     def listed(self, virtual: int, now: float) -> tuple[list[Kept], list[Kept]]:
         """The debts and the refilling buckets kept, each in the order they lapse, as
@@ -155,29 +308,54 @@ class IdleTenants:
                 entry: Kept = (due, next(_SEQ), tenant, start, weight, limiter, quota)
                 table[tenant] = entry
                 heap().push(entry)
-        self.count = len(self._owed) + len(self._refilling)
+        self._count()
 
     def clear(self) -> None:
         """Forget every tenant. O(k)."""
         self._owed.clear()
         self._refilling.clear()
-        self._debts = self._refills = None
+        self._owing = self._holding = _NO_QUEUES
+        self._held_ids = _NO_IDS
+        self._debts = self._refills = self._held = None
         self.count = 0
 
     def shrink(self) -> None:
         """Give back the memory of tables that held many more tenants. O(1) unless due."""
         shrink(self._owed)
         shrink(self._refilling)
+        shrink(self._holding)
+
+    def _count(self) -> None:
+        self.count = len(self._owed) + len(self._refilling) + len(self._owing) + len(self._holding)
 
     def _release_emptied(self) -> None:
         """Count what is kept; give back the tables of a dict emptied key by key."""
-        self.count = len(self._owed) + len(self._refilling)
+        self._count()
         if not self._owed:
             self._owed.clear()
             self._debts = None
         if not self._refilling:
             self._refilling.clear()
             self._refills = None
+        if not self._holding:
+            self._holding = _NO_QUEUES
+            self._held = None
+        if not self._owing:
+            self._owing = _NO_QUEUES
+            if not self._holding:
+                self._held_ids = _NO_IDS
+
+    def _file_queue(self, tenant: Hashable, queue: Queue, until: float) -> None:
+        held: Held = (until, next(_SEQ), tenant, queue)
+        if until == math.inf:
+            if self._owing is _NO_QUEUES:
+                self._owing = {}
+            self._owing[tenant] = held
+        else:
+            if self._holding is _NO_QUEUES:
+                self._holding = {}
+            self._holding[tenant] = held
+            self._held_heap().push(held)
 
     def _file_refill(
         self,
@@ -200,6 +378,14 @@ class IdleTenants:
         heap = self._debts
         if heap is None:
             heap = self._debts = LazyHeap(self._owed, at=_TENANT)
+        return heap
+
+    def _held_heap(self) -> LazyHeap[Held]:
+        """The queues kept for their buckets, in the order they lapse, made now if it was
+        not yet."""
+        heap = self._held
+        if heap is None:
+            heap = self._held = LazyHeap(self._holding, at=_TENANT)
         return heap
 
     def _refill_heap(self) -> LazyHeap[Kept]:

@@ -38,7 +38,7 @@ from taskdist.metrics import jain_index
 from taskdist.queues._deadline_slack import DeadlineSlack, Taken
 from taskdist.queues._fair_snapshot import prepare_fair, snapshot_fair
 from taskdist.queues._held import unpop_refusal
-from taskdist.queues._idle_tenants import IdleTenants
+from taskdist.queues._idle_tenants import IdleTenants, is_full
 from taskdist.queues._shared_index import (
     OwnedSharedIndexQueue,
     SharedIndexDeadlineScheduler,
@@ -426,7 +426,14 @@ class FairScheduler:
     bounds hold among siblings over that level's own dispatches, and a
     tenant that spreads its work over a thousand keys gets the share of one
     tenant, not of a thousand. Quotas, plans and weights apply per level.
-    When the outer scheduler reads tenants from ``task.tenant`` and its
+    A tenant dropped as idle (see *Idle tenants*) whose scheduler still owes
+    its keys their turns (a debt: its tasks were taken out unserved, as a
+    distributor does while a gate refuses them) or refills a key's rate
+    bucket keeps that scheduler until it is used again: the split between
+    its keys holds behind a gate too. Its debts lapse when the outer busy
+    period ends (every key starts level, as every tenant does), its buckets
+    once full; then it goes, and a returning tenant gets a new one from the
+    factory. When the outer scheduler reads tenants from ``task.tenant`` and its
     factory makes a ``FairScheduler`` with the default queues, no lane, the
     same clock and no tenant yet, it adopts it, handing it its id table:
     every level then files a queued task once, in that table (about 200
@@ -463,9 +470,11 @@ class FairScheduler:
     **Idle tenants cost nothing.** A tenant with nothing queued or running is
     dropped (its configuration stays): the record, counters and queue go,
     and only what is still in force is kept -- its tag while it is ahead of
-    ``V`` (a debt), its rate bucket until it would be full again -- and that
-    too once it lapses. A tenant that comes back starts at ``max(S_i, V)``
-    with the bucket it left with, exactly as if it had been kept.
+    ``V`` (a debt), its rate bucket until it would be full again, a nested
+    scheduler of its own that still owes or refills (see *Nested fair
+    share*) -- and that too once it lapses. A tenant that comes back starts
+    at ``max(S_i, V)`` with the bucket (and scheduler) it left with, exactly
+    as if it had been kept.
 
     **The inner queue factory** ``inner`` is called once per tenant record,
     with the clock, or with the clock and the tenant when it takes two
@@ -484,7 +493,8 @@ class FairScheduler:
     counters, rate bucket and inner queue (through the queue's own
     ``snapshot()``), the bypass lane, the queued and running tasks' tenants
     and TTL expiries, the order of the fair, rate-held and expiry heaps, the
-    debts and buckets kept for idle tenants, and the weights, plans, quotas
+    debts, buckets and nested schedulers kept for idle tenants, and the
+    weights, plans, quotas
     and known tenants as they are now. :meth:`load_snapshot` fills a new
     scheduler built with the same configuration (its inner queues made by
     ``inner`` and loaded from their own snapshots, so nested schedulers are
@@ -561,6 +571,7 @@ class FairScheduler:
         "_adopting",
         "_blocked",
         "_busy",
+        "_busy_periods",
         "_bypass",
         "_clock",
         "_default_plan",
@@ -738,8 +749,11 @@ class FairScheduler:
         self._virtual = 0
         self._horizon = 0
         self._tenants: dict[Hashable, _Tenant] = {}
-        # What is still in force of tenants dropped as idle (debts, refilling buckets).
-        self._idle = IdleTenants()
+        # What is still in force of tenants dropped as idle (debts, refilling buckets,
+        # nested schedulers), and how many busy periods have ended (a nested scheduler
+        # kept for a tenant starts its own tenants level once one has).
+        self._idle = IdleTenants(_start_level, _would_hold)
+        self._busy_periods = 0
         # The ids of the inner queues in use, to refuse a factory that shares one (the
         # one empty set all schedulers share until a queue of a factory's comes).
         self._inner_ids: set[int] = _NOBODY
@@ -801,6 +815,8 @@ class FairScheduler:
             raise self._over_quota(rec.key, rec.queued, task_id)
         bypass = self._bypass
         holder = bypass if bypass is not None and task.priority <= Priority.CRITICAL else rec
+        if is_new:
+            self._lapse_kept()
         # Without enqueued_at the inner queue reads the clock itself: a task it
         # received a moment after ``now`` is not a backdated one.
         eviction = holder.inner.push(task, enqueued_at=None if enqueued_at is None else enqueued)
@@ -1003,6 +1019,8 @@ class FairScheduler:
         del self._running[task_id]
         if not holder.filed:
             self._index[task_id] = rec
+        if not self._size:
+            self._busy_periods -= 1  # the pop ended one
         rec.queued += 1
         holder.waiting += 1
         self._size += 1
@@ -1056,6 +1074,7 @@ class FairScheduler:
             raise self._reentered("take_along")
         plan = self._along_plan(tasks)
         now = self._now()
+        self._lapse_kept()
         for rec, is_new, own in plan:
             if is_new:
                 self._admit(rec)
@@ -1246,7 +1265,7 @@ class FairScheduler:
             # gave nothing last time (a queue of its own may wait for this release).
             self._place(rec, self._now())
         if self._idle.count:
-            self._idle.settle(self._virtual, self._now())
+            self._idle.settle(self._virtual, self._now(), self._ended_periods())
 
     def remove(self, task_id: Hashable) -> Task:
         """Take a queued task out (cancel it) and return it; the inner ``remove`` + O(log T).
@@ -1331,7 +1350,7 @@ class FairScheduler:
         for rec in touched:
             self._left_queue(rec, now)
         if self._idle.count and self._last_pop is None:
-            self._idle.settle(self._virtual, now)
+            self._idle.settle(self._virtual, now, self._ended_periods())
         expired.sort(key=lambda pair: pair[0])
         return expired
 
@@ -1349,7 +1368,7 @@ class FairScheduler:
             raise self._reentered("next_wakeup")
         if self._last_pop is None and self._idle.count:
             # Nothing to undo: let lapsed debts and buckets of idle tenants go.
-            self._idle.settle(self._virtual, self._now())
+            self._idle.settle(self._virtual, self._now(), self._ended_periods())
         expiry = self._expiry
         while (top := expiry.top()) is not None:
             holder = top[2]
@@ -1607,8 +1626,8 @@ class FairScheduler:
         It holds the virtual time and every tag (exact integers), each
         tenant's counters, rate bucket and queue (through the queue's own
         ``snapshot()``), the weights, plans, quotas and known tenants as they
-        are now, running tasks, the order of the heaps, the debts and
-        buckets kept for idle tenants, and (deadline-aware) the deadline
+        are now, running tasks, the order of the heaps, the debts, buckets
+        and nested schedulers kept for idle tenants, and (deadline-aware) the deadline
         index with its late marks. :meth:`load_snapshot` on a new
         scheduler built with the same configuration takes it back; see
         ``docs/persistence.md``. The pop :meth:`unpop` could undo is not kept.
@@ -1648,17 +1667,23 @@ class FairScheduler:
     def _arrival(self, key: Hashable) -> _Tenant:
         """A record for a tenant with no record yet, made but not yet registered.
 
-        It resumes from what was kept of it when it was last dropped as idle.
+        It resumes from what was kept of it when it was last dropped as idle,
+        its queue too when that was kept (before a task goes into that queue,
+        :meth:`_lapse_kept`).
         """
         if self._strict and key not in self._known:
             raise self._unknown(key)
-        rec = _Tenant(key, self._new_queue(key), self._virtual)
+        queue = None
+        if self._idle.count:
+            queue = self._idle.queue_of(key, self._now(), self._busy_periods)
+        rec = _Tenant(key, self._new_queue(key) if queue is None else queue, self._virtual)
         kept = self._idle.get(key)
         if kept is not None:
             _, _, _, start, weight, limiter, quota = kept
             rec.start = max(start, self._virtual)
             rec.weight = weight
-            rec.limiter = limiter
+            # A bucket full again by now is what a new one would be (one not yet let go).
+            rec.limiter = None if limiter is None or is_full(limiter, self._now()) else limiter
             rec.quota = quota
         self._configure(rec)
         return rec
@@ -1693,6 +1718,9 @@ class FairScheduler:
         self._blocked.discard(rec)
         self._expiry.discard(rec)
         self._idle.keep(rec.key, rec.start, rec.weight, rec.limiter, rec.quota, self._virtual, now)
+        until = _held_until(rec.inner)
+        if until is not None:  # a scheduler of its own, with debts or buckets in force
+            self._idle.keep_queue(rec.key, rec.inner, until, self._busy_periods)
         self._retired += 1
         if not self._tenants or not self._retired % _SHRINK_EVERY:
             # Give back the memory of tables that held many more tenants and tasks.
@@ -1719,7 +1747,51 @@ class FairScheduler:
         """
         if self._virtual < self._horizon:
             self._virtual = self._horizon
+        self._busy_periods += 1
         self._emptied()
+
+    def _ended_periods(self) -> int:
+        """The busy periods ended and past undoing (a pop that :meth:`unpop` may still
+        undo and that emptied the scheduler ended one that is not yet)."""
+        if self._last_pop is not None and not self._size:
+            return self._busy_periods - 1
+        return self._busy_periods
+
+    def _lapse_kept(self) -> None:
+        """Before a kept queue is used again: if a busy period ended since queues with
+        debts were kept, their tenants start level. A pop that :meth:`unpop` may still
+        undo, and that ended it, can no longer be undone."""
+        idle = self._idle
+        if idle.count and idle.owing_lapsed(self._busy_periods):
+            if self._ended_periods() != self._busy_periods:
+                self._last_pop = None
+            idle.lapse_owing(self._busy_periods)
+
+    def _held_until(self) -> float | None:
+        """As a dropped tenant's queue (empty): when nothing it keeps is in force any
+        more (``math.inf`` while a debt is), or ``None`` if nothing is now."""
+        idle = self._idle
+        if not idle.count:
+            return None
+        idle.settle(self._virtual, self._now(), self._ended_periods())
+        return idle.until()
+
+    def _would_hold(self) -> bool:
+        """As a dropped tenant's queue: whether it would hold anything in force once its
+        tenants start level (see :meth:`_start_level`); nothing changes."""
+        idle = self._idle
+        virtual = max(self._virtual, self._horizon)
+        return idle.count > 0 and idle.in_force(virtual, self._now(), self._busy_periods + 1)
+
+    def _start_level(self) -> float | None:
+        """As a dropped tenant's queue: the busy period of the scheduler keeping it ended,
+        so every tenant here starts level too (SFQ's rule, one level down). Returns
+        :meth:`_held_until`."""
+        self._last_pop = None
+        if self._virtual < self._horizon:
+            self._virtual = self._horizon
+        self._busy_periods += 1  # what it keeps of its own dropped tenants lapses too
+        return self._held_until()
 
     def _emptied(self) -> None:
         """Nothing is queued: give back the tables of a queue that held many tasks (O(1)
@@ -1745,7 +1817,7 @@ class FairScheduler:
                     f"release, len, in), got {kind.__name__} {shown(queue)}"
                 )
             _QUEUE_TYPES.add(kind)
-        if id(queue) in self._inner_ids:
+        if id(queue) in self._inner_ids or (self._idle.count and self._idle.holds(queue)):
             raise InvalidArgumentError(
                 f"inner must make a new queue for each tenant; it returned one that another "
                 f"tenant holds ({kind.__name__}) for tenant {shown(tenant)} (nothing changed)"
@@ -1888,7 +1960,7 @@ class FairScheduler:
             _, new_quota, new_weight = self._settings(tenant)
             start = self._rescaled(start, weight, new_weight)
             limiter = self._limiter(limiter, quota, new_quota)
-            self._idle.take(tenant)
+            self._idle.take(tenant, queue=False)
             self._idle.keep(
                 tenant, start, new_weight, limiter, new_quota, self._virtual, self._now()
             )
@@ -2160,7 +2232,7 @@ class FairScheduler:
             self._emptied()
         self._left_queue(rec, now)
         if self._idle.count:
-            self._idle.settle(self._virtual, now)
+            self._idle.settle(self._virtual, now, self._ended_periods())
 
     def _left_queue(self, rec: _Tenant, now: float) -> None:
         """Tasks of ``rec`` left without a dispatch: re-place it, or drop it if now idle."""
@@ -2287,6 +2359,24 @@ def _files_itself(queue: Queue) -> bool:
     if kind is FairScheduler:
         return queue._adopted  # type: ignore[attr-defined,no-any-return]
     return kind in _SHARING_QUEUES
+
+
+def _held_until(queue: Queue) -> float | None:
+    """For a dropped tenant's (empty) ``queue``: when nothing it keeps is in force any more,
+    or ``None`` if nothing is now (only a scheduler of its own keeps anything)."""
+    return queue._held_until() if isinstance(queue, FairScheduler) else None
+
+
+def _start_level(queue: Queue) -> float | None:
+    """A kept scheduler's tenants start level (see ``FairScheduler._start_level``)."""
+    assert isinstance(queue, FairScheduler), "only a scheduler of its own is kept"
+    return queue._start_level()
+
+
+def _would_hold(queue: Queue) -> bool:
+    """Whether a kept scheduler would hold anything then (``FairScheduler._would_hold``)."""
+    assert isinstance(queue, FairScheduler), "only a scheduler of its own is kept"
+    return queue._would_hold()
 
 
 def _made_here(queue: Queue) -> bool:
