@@ -185,6 +185,49 @@ def test_a_tenant_whose_scheduler_owes_nothing_leaves_nothing_behind() -> None:
     assert not fair._idle.count
 
 
+def test_a_scheduler_serving_others_lets_go_of_tenants_that_left_owing() -> None:
+    clock = ManualClock()
+    fair = by_key(clock)
+    for i in range(3):
+        fair.push(Task(f"bg{i}", tenant="bg", key="k"))
+    served = 3
+    for n in range(200):  # tenants seen once, each leaving with key "x" owed a turn
+        fair.push(Task(f"{n}x", tenant=n, key="x"))
+        fair.push(Task(f"{n}y", tenant=n, key="y"))
+        seen = set()
+        while seen != {"bg", n}:  # "bg" is served too: the virtual time moves on
+            task = fair.pop()
+            assert task is not None
+            fair.release(task)
+            seen.add(task.tenant)
+            if task.tenant == "bg":
+                fair.push(Task(f"bg{served}", tenant="bg", key="k"))  # still backlogged
+                served += 1
+        fair.remove(f"{n}y")
+    fair.next_wakeup()
+    # It moved past what each owed: only the last few are kept, not all 200.
+    assert fair._idle.count <= 4
+
+
+def test_a_snapshot_restored_after_a_kept_schedulers_buckets_filled_loads() -> None:
+    clock = ManualClock()
+    fair = by_key(clock, quotas={"x": Quota(rate=1, per=10.0)})
+    fair.push(Task("x1", tenant="t", key="x", cost=0.0))
+    fair.push(Task("x2", tenant="t", key="x"))
+    x1 = fair.pop()
+    assert x1 is not None
+    fair.release(x1)
+    fair.remove("x2")  # kept while "x"'s bucket refills
+    saved = fair.snapshot()
+    assert saved["idle_queues"]
+    later = ManualClock(start=clock.now() + 20.0)  # back up with the bucket full
+    twin = by_key(later, quotas={"x": Quota(rate=1, per=10.0)})
+    twin.load_snapshot(saved)
+    assert not twin._idle.count
+    twin.push(Task("x3", tenant="t", key="x"))
+    assert twin.pop().id == "x3"  # type: ignore[union-attr]
+
+
 def test_a_factory_may_not_hand_a_kept_scheduler_to_another_tenant() -> None:
     clock = ManualClock()
     shared = FairScheduler(clock, tenant_of=lambda t: t.key)

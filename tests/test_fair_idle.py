@@ -14,11 +14,12 @@ from __future__ import annotations
 import gc
 import tracemalloc
 from collections.abc import Callable, Hashable
+from typing import Any
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from taskdist import FairScheduler, ManualClock, Quota, Task, WaitingReason
+from taskdist import Eviction, FairScheduler, ManualClock, Quota, Task, WaitingReason
 from taskdist.queues._idle_tenants import IdleTenants
 
 # -- behaviour ----------------------------------------------------------------
@@ -120,22 +121,30 @@ def _kept(fair: FairScheduler) -> str:
 
 
 class KeepEveryTenant(FairScheduler):
-    """The scheduler as it was before idle tenants were dropped: records stay forever."""
+    """The scheduler as it was before idle tenants were dropped: records stay forever.
 
-    __slots__ = ()
+    A record that would have been dropped is idle; the nested scheduler of one that
+    comes back starts its keys level if the busy period ended, or the virtual time
+    passed every tag given out, while it was idle (as a kept one's debts lapse)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle_since: dict[Hashable, tuple[int, int]] = {}
 
     def _retire(self, rec, now):  # type: ignore[no-untyped-def]
         self._eligible.discard(rec)
         self._blocked.discard(rec)
         self._expiry.discard(rec)
+        self.idle_since[rec.key] = (self._busy_periods, self._horizon)
 
-    def _end_busy_period(self) -> None:
-        # Every tenant starts level, one level down too: the nested schedulers of the
-        # tenants with nothing queued or running (those a scheduler would have dropped).
-        super()._end_busy_period()
-        for rec in self._tenants.values():
-            if not rec.queued and not rec.running and isinstance(rec.inner, FairScheduler):
+    def push(self, task: Task, *, enqueued_at: float | None = None) -> Eviction | None:
+        since = self.idle_since.pop(task.tenant, None)
+        rec = self._tenants.get(task.tenant)
+        if since is not None and rec is not None and isinstance(rec.inner, FairScheduler):
+            periods, horizon = since
+            if periods != self._busy_periods or self._virtual > horizon:
                 rec.inner._start_level()
+        return super().push(task, enqueued_at=enqueued_at)
 
 
 def by_key(clock: ManualClock) -> FairScheduler:

@@ -198,7 +198,7 @@ def test_restored_fair_scheduler_makes_the_same_decisions(
     event(f"snapshot with idle tenants kept: {bool(snapshot['idle'][0] or snapshot['idle'][1])}")
     event(f"snapshot with tasks running: {bool(snapshot['running'])}")
     kept = snapshot.get("idle_queues", [])
-    lapsed = fair._idle.owing_lapsed(fair._busy_periods)
+    lapsed = fair._idle.owing_lapsed(fair._virtual, fair._busy_periods)
     event(f"nested schedulers kept: {bool(kept)}, to start level: {lapsed}")
     event(f"snapshot with a stalled tenant: {any(t['stalled'] for t in snapshot['tenants'])}")
     if "deadlines" in snapshot:

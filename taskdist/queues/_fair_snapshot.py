@@ -13,10 +13,10 @@ lane's queue; every queued task's tenant and TTL expiry; every running task's
 tenant; the tenants in the eligible, rate-held and expiry heaps, in heap
 order (so ties fall as before); and what is kept of idle tenants (debts and
 refilling buckets, in the order they lapse; the nested schedulers kept for
-them, each through its own snapshot, written only when there are any, and
-as it will be when next used: one whose tenants are to start level, because
-a busy period ended since it was kept, is written as if they had); and, for
-a deadline-aware
+them, each through its own snapshot with the largest tag given out when it
+was kept if it owes, written only when there are any, and as it will be when
+next used: one whose tenants are to start level, because its debts lapsed
+since it was kept, is written as if they had); and, for a deadline-aware
 scheduler, its deadline index (the queued tasks with a deadline in deadline
 order, each with its late mark, and ``max_lead`` to check). Running and
 queued counts follow from the tasks and are not written.
@@ -78,13 +78,14 @@ def snapshot_fair(fair: FairScheduler, *, level: bool = False) -> dict[str, Any]
 
     bypass = fair._bypass
     now = fair._now()
-    virtual = max(fair._virtual, fair._horizon) if level else fair._virtual
+    virtual = fair._level_virtual() if level else fair._virtual
     debts, refills = fair._idle.listed(virtual, now)
     kept_queues = []
-    for key, queue, lapsed in fair._idle.queues(now, fair._busy_periods + level):
+    for key, queue, mark in fair._idle.queues(virtual, now, fair._busy_periods + level):
+        lapsed = mark == -1
         kept = snapshot_fair(queue, level=lapsed)  # type: ignore[arg-type]  # a scheduler
         if _keeps_anything(kept):
-            kept_queues.append([tenant(key), kept])
+            kept_queues.append([tenant(key), kept, None if lapsed else mark])
     # Written only when there are any: older snapshots have no such field.
     idle_queues = {"idle_queues": kept_queues} if kept_queues else {}
     deadlines = {}
@@ -109,7 +110,7 @@ def snapshot_fair(fair: FairScheduler, *, level: bool = False) -> dict[str, Any]
         ],
         "known": sorted((tenant(key) for key in fair._known), key=repr),  # a set: in one order
         "virtual": virtual,
-        "horizon": fair._horizon,
+        "horizon": virtual if level else fair._horizon,
         "retired": fair._retired,
         "tenants": [
             {
@@ -330,21 +331,27 @@ def prepare_fair(
         idle.append(kept)
     if len({entry[2] for entries in idle for entry in entries}) != len(idle[0]) + len(idle[1]):
         refuse(f"{where}.idle", "keeps a tenant twice")
-    kept_queues: list[tuple[Hashable, FairScheduler]] = []
+    kept_queues: list[tuple[Hashable, FairScheduler, int]] = []
     if isinstance(data, dict) and "idle_queues" in data:
         for i, item in enumerate(fields.items("idle_queues")):
             at = f"{where}.idle_queues[{i}]"
-            if type(item) is not list or len(item) != 2:
-                refuse(at, "must be [tenant, queue]")
+            if type(item) is not list or len(item) != 3:
+                refuse(at, "must be [tenant, queue, mark]")
             key = decode_key(item[0], f"{at}[0]")
-            if key in records or any(key == other for other, _ in kept_queues):
+            if key in records or any(key == other for other, _, _ in kept_queues):
                 refuse(at, f"keeps a queue for tenant {shown(key)}, which has one already")
             if not _keeps_anything(item[1]):
                 refuse(f"{at}[1]", "keeps nothing in force: a queue is kept only while it does")
+            owes = _owes(item[1])
+            mark = item[2]
+            if owes and (type(mark) is not int or not 0 <= mark <= horizon):
+                refuse(f"{at}[2]", "must be the largest tag given out when it was kept")
+            if not owes and mark is not None:
+                refuse(f"{at}[2]", "must be None: the queue owes nothing")
             queue, ids = inner_queue(key, item[1], f"{at}[1]")
             if ids or not isinstance(queue, FairScheduler):
                 refuse(f"{at}[1]", "must be an empty FairScheduler's, as a kept queue is")
-            kept_queues.append((key, queue))
+            kept_queues.append((key, queue, horizon if mark is None else mark))
     fields.done()
 
     def load() -> None:
@@ -375,10 +382,10 @@ def prepare_fair(
         fair._idle.load(*idle)
         for load_part in loads:
             load_part()
-        for key, queue in kept_queues:
-            until = queue._held_until()
-            assert until is not None, "checked: it keeps something in force"
-            fair._idle.keep_queue(key, queue, until, fair._busy_periods)
+        for key, queue, mark in kept_queues:
+            until = queue._held_until()  # None if its buckets filled since the snapshot
+            if until is not None:
+                fair._idle.keep_queue(key, queue, until, fair._busy_periods, mark)
         if not fair._adopted and any(holder.filed for holder in holders.values()):
             # The table in the snapshot's order, as a table of the scheduler's own is (a
             # scheduler it adopted leaves that to it: the table holds others' tasks too).
@@ -475,6 +482,18 @@ def _keeps_anything(data: object) -> bool:
     idle = data.get("idle")
     return bool(data.get("idle_queues")) or not (
         type(idle) is list and all(type(kept) is list and not kept for kept in idle)
+    )
+
+
+def _owes(data: object) -> bool:
+    """Whether a scheduler's snapshot ``data`` (checked by :func:`_keeps_anything`)
+    keeps a debt, its own or a kept queue's."""
+    if not isinstance(data, dict):
+        return False  # the loading queue's own check names what is wrong
+    idle = data.get("idle")
+    kept = data.get("idle_queues") or []
+    return bool(type(idle) is list and idle and idle[0]) or any(
+        type(item) is list and len(item) == 3 and item[2] is not None for item in kept
     )
 
 

@@ -15,11 +15,14 @@ cheat:
   gate refuses them would lose its inner split at every refill.
 
 Each lapses by itself, the debt once the virtual time reaches the tag, the
-bucket at the time it would be full, the queue once its own buckets are
-full, or (its debts) at the end of this scheduler's busy period, when every
-tenant starts level; then nothing of the tenant is left. A tenant that comes
-back resumes from what is kept here, which is what a new tenant would get
-once all have lapsed.
+bucket at the time it would be full. A queue's debts lapse (its tenants
+start level) once this scheduler has moved on past every tag it had given
+out when the queue was kept (the virtual time beyond that largest tag: every
+tenant then ahead has been served up to there while this one was away), or
+at the end of this scheduler's busy period, when every tenant starts level;
+its buckets once full. Then nothing of the tenant is left. A tenant that
+comes back resumes from what is kept here, which is what a new tenant would
+get once all have lapsed.
 """
 
 from __future__ import annotations
@@ -45,12 +48,15 @@ time the bucket is full (a refill); start, weight, limiter and quota are what th
 resumes with."""
 
 Held = tuple[float, int, Hashable, "Queue"]
-"""``(until, seq, tenant, queue)``: a dropped tenant's queue, kept until ``until`` (its
-buckets full; infinite while it keeps debts, which lapse only at a busy period's end)."""
+"""``(mark, seq, tenant, queue)``: a dropped tenant's queue. Owing (it keeps debts): the
+mark is the largest tag given out when it was kept, and it is kept until the virtual
+time passes that or the busy period ends. Else: the mark is the time its buckets are
+all full, when it lapses."""
 
 StartLevel = Callable[["Queue"], "float | None"]
-"""``queue -> until``: a busy period ended, so the tenants of a queue kept for a tenant start
-level; then when it holds nothing in force any more, or ``None`` if it holds nothing now."""
+"""``queue -> until``: the debts of a queue kept for a tenant lapse, so its tenants start
+level; then when it holds nothing in force any more (a finite time: its buckets full),
+or ``None`` if it holds nothing now."""
 
 InForce = Callable[["Queue"], bool]
 """``queue -> bool``: whether a queue kept for a tenant would hold anything in force once
@@ -84,9 +90,9 @@ class IdleTenants:
     ``keep`` files a tenant by the first thing still in force: its debt
     (keyed by its tag, lapsing when the virtual time reaches it), else its
     bucket (keyed by the time it is full). ``keep_queue`` files its queue
-    apart (by the time its buckets are full, or until :meth:`level` if it
-    keeps debts). ``settle`` lets time and the virtual time move them on and
-    forgets those with nothing left.
+    apart (owing: by the largest tag given out then; else by the time its
+    buckets are full). ``settle`` lets time, the virtual time and the end of
+    busy periods move them on and forgets those with nothing left.
 
     Complexity (k tenants kept): ``keep``, ``keep_queue``, ``take`` O(log k);
     ``get``, ``queue_of``, ``holds`` and ``len`` O(1); ``settle`` O(1) when
@@ -99,6 +105,7 @@ class IdleTenants:
         "_held_ids",
         "_holding",
         "_owed",
+        "_owes",
         "_owing",
         "_owing_since",
         "_refilling",
@@ -121,13 +128,15 @@ class IdleTenants:
         self._debts: LazyHeap[Kept] | None = None
         self._refills: LazyHeap[Kept] | None = None
         # Queues kept for their tenants, apart from the tenants' own debts and buckets
-        # (either may lapse first): those with debts (until the busy period they were
-        # kept in ends: every one kept in ``_owing_since``, as older ones lapse before a
-        # newer one is kept), those with buckets only (by the time they are full), and
-        # the ids of both (a factory may not hand one to another tenant).
+        # (either may lapse first): those with debts (by the largest tag given out when
+        # kept, or until the busy period they were kept in ends: every one kept in
+        # ``_owing_since``, as older ones lapse before a newer one is kept), those with
+        # buckets only (by the time they are full), and the ids of both (a factory may
+        # not hand one to another tenant).
         self._start_level = start_level
         self._would_hold = would_hold
         self._owing = _NO_QUEUES
+        self._owes: LazyHeap[Held] | None = None
         self._owing_since = 0
         self._holding = _NO_QUEUES
         self._held: LazyHeap[Held] | None = None
@@ -160,12 +169,18 @@ class IdleTenants:
             self._file_refill(tenant, weight, limiter, quota, now)
         self._count()
 
-    def keep_queue(self, tenant: Hashable, queue: Queue, until: float, periods: int) -> None:
-        """Keep the queue of a tenant that just left, until ``until`` (see :data:`Held`),
-        ``periods`` busy periods having ended. O(log k), plus what lapses first."""
-        self.lapse_owing(periods)
+    def keep_queue(
+        self, tenant: Hashable, queue: Queue, until: float, periods: int, horizon: int
+    ) -> None:
+        """Keep the queue of a tenant that just left: until ``until`` (its buckets full),
+        or if it owes (``until`` infinite) until the virtual time passes ``horizon`` (the
+        largest tag given out now) or a busy period ends, ``periods`` having ended.
+        O(log k), plus what lapses first."""
+        if self._owing and self._owing_since != periods:
+            self._lapse(list(self._owing.values()))
         self._owing_since = periods
-        self._file_queue(tenant, queue, until)
+        owes = until == math.inf
+        self._file_queue(tenant, queue, horizon if owes else until, owes=owes)
         if self._held_ids is _NO_IDS:
             self._held_ids = set()
         self._held_ids.add(id(queue))
@@ -175,15 +190,15 @@ class IdleTenants:
         """What is kept of ``tenant``'s tags and bucket, or ``None``. O(1)."""
         return self._owed.get(tenant) or self._refilling.get(tenant)
 
-    def queue_of(self, tenant: Hashable, now: float, periods: int) -> Queue | None:
-        """The queue kept for ``tenant`` if it still holds anything in force at ``now``,
-        ``periods`` busy periods having ended, or ``None``; nothing changes (one that
-        lapsed since is, the same, what a new queue would be; one whose tenants are to
-        start level is returned as it is: :meth:`lapse_owing` before it is used). O(1),
-        but O(k') for a queue owing from before a busy period ended (k' what it keeps)."""
+    def queue_of(self, tenant: Hashable, virtual: int, now: float, periods: int) -> Queue | None:
+        """The queue kept for ``tenant`` if it still holds anything in force at ``virtual``
+        and ``now``, ``periods`` busy periods having ended, or ``None``; nothing changes
+        (one that lapsed since is, the same, what a new queue would be; one whose tenants
+        are to start level is returned as it is: :meth:`lapse_owing` before it is used).
+        O(1), but O(k') for a queue whose debts lapsed (k' what it keeps)."""
         held = self._owing.get(tenant)
         if held is not None:
-            if self._owing_since == periods or self._would_hold(held[3]):
+            if not self._owed_lapsed(held, virtual, periods) or self._would_hold(held[3]):
                 return held[3]
             return None
         held = self._holding.get(tenant)
@@ -199,9 +214,14 @@ class IdleTenants:
             return True
         if any(held[0] > now for held in self._holding.values()):
             return True
-        if self._owing_since == periods:
-            return bool(self._owing)
-        return any(self._would_hold(held[3]) for held in self._owing.values())
+        return any(
+            not self._owed_lapsed(held, virtual, periods) or self._would_hold(held[3])
+            for held in self._owing.values()
+        )
+
+    def max_debt(self) -> int:
+        """The largest tag kept as a debt (0 if none). O(k)."""
+        return max((entry[0] for entry in self._owed.values()), default=0)  # type: ignore[return-value]
 
     def holds(self, queue: Queue) -> bool:
         """Whether ``queue`` is kept for a tenant. O(1)."""
@@ -216,7 +236,9 @@ class IdleTenants:
             self._refill_heap().compact()
         if queue:
             held = self._owing.pop(tenant, None)
-            if held is None and (held := self._holding.pop(tenant, None)) is not None:
+            if held is not None:
+                self._owes_heap().compact()
+            elif (held := self._holding.pop(tenant, None)) is not None:
                 self._held_heap().compact()
             if held is not None:
                 self._held_ids.discard(id(held[3]))
@@ -224,8 +246,9 @@ class IdleTenants:
 
     def settle(self, virtual: int, now: float, periods: int) -> None:
         """Debts the virtual time has reached, buckets full by ``now``, and the debts of
-        queues kept before the last of ``periods`` busy periods ended, lapse."""
-        self.lapse_owing(periods)
+        queues kept before the last of ``periods`` busy periods ended or owing no more
+        than ``virtual``, lapse."""
+        self.lapse_owing(virtual, periods)
         if self._owed:
             for _, _, tenant, _, weight, limiter, quota in self._debt_heap().pop_until(virtual):
                 if limiter is not None:
@@ -239,24 +262,42 @@ class IdleTenants:
                 self._held_ids.discard(id(held[3]))
         self._release_emptied()
 
-    def owing_lapsed(self, periods: int) -> bool:
-        """Whether queues with debts are kept from before the last of ``periods`` busy
-        periods ended (their tenants are to start level before one is used). O(1)."""
-        return bool(self._owing) and self._owing_since != periods
+    def owing_lapsed(self, virtual: int, periods: int) -> bool:
+        """Whether a queue with debts is kept whose debts lapsed at ``virtual``, ``periods``
+        busy periods having ended (its tenants are to start level before it is used).
+        O(1) amortised."""
+        if not self._owing:
+            return False
+        top = self._owes_heap().top()
+        return self._owing_since != periods or (top is not None and top[0] < virtual)
 
-    def lapse_owing(self, periods: int) -> None:
-        """If a busy period ended since the queues with debts were kept, their tenants
-        start level. O(q log k) for q such queues, each once."""
-        if not self.owing_lapsed(periods):
+    def lapse_owing(self, virtual: int, periods: int) -> None:
+        """The queues whose debts lapsed at ``virtual`` (``periods`` busy periods having
+        ended) start their tenants level. O(q log k) for q such queues, each once."""
+        if not self._owing:
             return
-        owing, self._owing = self._owing, _NO_QUEUES
-        for _, _, tenant, queue in owing.values():
+        if self._owing_since != periods:
+            self._lapse(list(self._owing.values()))
+        else:
+            # Marks are exact integers: "past the mark" is "at most virtual - 1".
+            self._lapse(self._owes_heap().pop_until(virtual - 1))
+
+    def _owed_lapsed(self, held: Held, virtual: int, periods: int) -> bool:
+        return self._owing_since != periods or held[0] < virtual
+
+    def _lapse(self, lapsed: list[Held]) -> None:
+        """The debts of the ``lapsed`` queues lapse: re-filed by their buckets, or let go."""
+        for _, _, tenant, queue in lapsed:
+            self._owing.pop(tenant, None)
             until = self._start_level(queue)
             if until is None:
                 self._held_ids.discard(id(queue))
-            else:
-                self._file_queue(tenant, queue, until)
-        self._release_emptied()
+            else:  # its debts gone, its buckets refill
+                self._file_queue(tenant, queue, until, owes=False)
+        if lapsed:
+            if self._owing:
+                self._owes_heap().compact()
+            self._release_emptied()
 
     def until(self) -> float | None:
         """When nothing kept here is in force any more (``math.inf`` while a debt is), or
@@ -268,14 +309,20 @@ class IdleTenants:
         dues += [held[0] for held in self._holding.values()]
         return max(dues, default=None)
 
-    def queues(self, now: float, periods: int) -> list[tuple[Hashable, Queue, bool]]:
-        """The queues kept: ``(tenant, queue, lapsed)``, ``lapsed`` when a busy period ended
-        since and its tenants are to start level; as :meth:`settle` would leave them but
-        for that (each queue's snapshot says what it holds; when it lapses follows). O(k)."""
-        lapsed = self._owing_since != periods
-        owing = [(held[2], held[3], lapsed) for held in self._owing.values()]
+    def queues(
+        self, virtual: int, now: float, periods: int
+    ) -> list[tuple[Hashable, Queue, int | None]]:
+        """The queues kept, as :meth:`settle` would leave them but for their tenants
+        starting level: ``(tenant, queue, mark)``, where ``mark`` is the largest tag given
+        out when it was kept for one that owes, ``-1`` for one whose debts lapsed (its
+        tenants are to start level), ``None`` for one that only refills (each queue's
+        snapshot says when). O(k)."""
+        owing = [
+            (held[2], held[3], -1 if self._owed_lapsed(held, virtual, periods) else int(held[0]))
+            for held in self._owing.values()
+        ]
         holding = self._holding.values()
-        return owing + [(held[2], held[3], False) for held in holding if held[0] > now]
+        return owing + [(held[2], held[3], None) for held in holding if held[0] > now]
 
     def listed(self, virtual: int, now: float) -> tuple[list[Kept], list[Kept]]:
         """The debts and the refilling buckets kept, each in the order they lapse, as
@@ -316,6 +363,7 @@ class IdleTenants:
         self._refilling.clear()
         self._owing = self._holding = _NO_QUEUES
         self._held_ids = _NO_IDS
+        self._owes = None
         self._debts = self._refills = self._held = None
         self.count = 0
 
@@ -342,15 +390,17 @@ class IdleTenants:
             self._held = None
         if not self._owing:
             self._owing = _NO_QUEUES
+            self._owes = None
             if not self._holding:
                 self._held_ids = _NO_IDS
 
-    def _file_queue(self, tenant: Hashable, queue: Queue, until: float) -> None:
-        held: Held = (until, next(_SEQ), tenant, queue)
-        if until == math.inf:
+    def _file_queue(self, tenant: Hashable, queue: Queue, mark: float, *, owes: bool) -> None:
+        held: Held = (mark, next(_SEQ), tenant, queue)
+        if owes:
             if self._owing is _NO_QUEUES:
                 self._owing = {}
             self._owing[tenant] = held
+            self._owes_heap().push(held)
         else:
             if self._holding is _NO_QUEUES:
                 self._holding = {}
@@ -378,6 +428,14 @@ class IdleTenants:
         heap = self._debts
         if heap is None:
             heap = self._debts = LazyHeap(self._owed, at=_TENANT)
+        return heap
+
+    def _owes_heap(self) -> LazyHeap[Held]:
+        """The queues kept owing, by the largest tag given out when kept, made now if it
+        was not yet."""
+        heap = self._owes
+        if heap is None:
+            heap = self._owes = LazyHeap(self._owing, at=_TENANT)
         return heap
 
     def _held_heap(self) -> LazyHeap[Held]:

@@ -430,11 +430,13 @@ class FairScheduler:
     its keys their turns (a debt: its tasks were taken out unserved, as a
     distributor does while a gate refuses them) or refills a key's rate
     bucket keeps that scheduler until it is used again: the split between
-    its keys holds behind a gate too. Its debts lapse when the outer busy
-    period ends (every key starts level, as every tenant does), its buckets
-    once full; then it goes, and a returning tenant gets a new one from the
-    factory. When the outer scheduler reads tenants from ``task.tenant`` and its
-    factory makes a ``FairScheduler`` with the default queues, no lane, the
+    its keys holds behind a gate too. Its debts lapse (every key starts
+    level) once ``V`` passes every tag given out when the tenant left (all
+    tenants then ahead were served up to there while it was away) or the
+    outer busy period ends, its buckets once full; then it goes, and a
+    returning tenant gets a new one from the factory. When the outer
+    scheduler reads tenants from ``task.tenant`` and its factory makes a
+    ``FairScheduler`` with the default queues, no lane, the
     same clock and no tenant yet, it adopts it, handing it its id table:
     every level then files a queued task once, in that table (about 200
     bytes a task in all at 100 000 tasks, against 274 with a table per
@@ -1675,7 +1677,7 @@ class FairScheduler:
             raise self._unknown(key)
         queue = None
         if self._idle.count:
-            queue = self._idle.queue_of(key, self._now(), self._busy_periods)
+            queue = self._idle.queue_of(key, self._virtual, self._now(), self._busy_periods)
         rec = _Tenant(key, self._new_queue(key) if queue is None else queue, self._virtual)
         kept = self._idle.get(key)
         if kept is not None:
@@ -1720,7 +1722,7 @@ class FairScheduler:
         self._idle.keep(rec.key, rec.start, rec.weight, rec.limiter, rec.quota, self._virtual, now)
         until = _held_until(rec.inner)
         if until is not None:  # a scheduler of its own, with debts or buckets in force
-            self._idle.keep_queue(rec.key, rec.inner, until, self._busy_periods)
+            self._idle.keep_queue(rec.key, rec.inner, until, self._busy_periods, self._horizon)
         self._retired += 1
         if not self._tenants or not self._retired % _SHRINK_EVERY:
             # Give back the memory of tables that held many more tenants and tasks.
@@ -1758,14 +1760,14 @@ class FairScheduler:
         return self._busy_periods
 
     def _lapse_kept(self) -> None:
-        """Before a kept queue is used again: if a busy period ended since queues with
-        debts were kept, their tenants start level. A pop that :meth:`unpop` may still
-        undo, and that ended it, can no longer be undone."""
+        """Before a kept queue is used again: the tenants of those whose debts lapsed (a
+        busy period ended, or the virtual time passed every tag given out when they were
+        kept) start level. A pop :meth:`unpop` could still undo no longer can (it may be
+        what made them lapse)."""
         idle = self._idle
-        if idle.count and idle.owing_lapsed(self._busy_periods):
-            if self._ended_periods() != self._busy_periods:
-                self._last_pop = None
-            idle.lapse_owing(self._busy_periods)
+        if idle.count and idle.owing_lapsed(self._virtual, self._busy_periods):
+            self._last_pop = None
+            idle.lapse_owing(self._virtual, self._busy_periods)
 
     def _held_until(self) -> float | None:
         """As a dropped tenant's queue (empty): when nothing it keeps is in force any
@@ -1780,18 +1782,23 @@ class FairScheduler:
         """As a dropped tenant's queue: whether it would hold anything in force once its
         tenants start level (see :meth:`_start_level`); nothing changes."""
         idle = self._idle
-        virtual = max(self._virtual, self._horizon)
-        return idle.count > 0 and idle.in_force(virtual, self._now(), self._busy_periods + 1)
+        if not idle.count:
+            return False
+        return idle.in_force(self._level_virtual(), self._now(), self._busy_periods + 1)
 
     def _start_level(self) -> float | None:
-        """As a dropped tenant's queue: the busy period of the scheduler keeping it ended,
-        so every tenant here starts level too (SFQ's rule, one level down). Returns
-        :meth:`_held_until`."""
+        """As a dropped tenant's queue: its debts lapsed in the scheduler keeping it, so
+        every tenant here starts level (SFQ's end of a busy period, one level down).
+        Returns :meth:`_held_until`: a finite time or ``None``, as no debt is left."""
         self._last_pop = None
-        if self._virtual < self._horizon:
-            self._virtual = self._horizon
+        self._virtual = self._horizon = self._level_virtual()
         self._busy_periods += 1  # what it keeps of its own dropped tenants lapses too
         return self._held_until()
+
+    def _level_virtual(self) -> int:
+        """The virtual time at which every tenant here is level: past every tag given out
+        and every debt kept (one a weight change moved above the largest tag)."""
+        return max(self._virtual, self._horizon, self._idle.max_debt())
 
     def _emptied(self) -> None:
         """Nothing is queued: give back the tables of a queue that held many tasks (O(1)
