@@ -31,7 +31,9 @@ from taskdist import (
     Quota,
     RateGate,
     RateLimiter,
+    SnapshotError,
     Task,
+    UnknownTenantError,
     Worker,
 )
 
@@ -226,6 +228,56 @@ def test_a_snapshot_restored_after_a_kept_schedulers_buckets_filled_loads() -> N
     assert not twin._idle.count
     twin.push(Task("x3", tenant="t", key="x"))
     assert twin.pop().id == "x3"  # type: ignore[union-attr]
+
+
+def test_a_push_its_kept_scheduler_refuses_leaves_the_latest_pop_undoable() -> None:
+    clock = ManualClock()
+    fair = FairScheduler(
+        clock,
+        inner=lambda c, t: FairScheduler(
+            c, tenant_of=lambda t: t.key, strict_tenants=True, weights={"x": 1.0, "y": 1.0}
+        ),
+    )
+    for task_id, tenant, key in (("x1", "t", "x"), ("x2", "t", "x"), ("y1", "t", "y")):
+        fair.push(Task(task_id, tenant=tenant, key=key))
+    fair.push(Task("o1", tenant="other", key="x"))
+    x1 = fair.pop()
+    assert x1 is not None
+    fair.release(x1)
+    fair.remove("x2")
+    fair.remove("y1")  # "t" dropped, its scheduler kept owing "y" a turn
+    o1 = fair.pop()  # the last queued task: the busy period ends, the debt lapses
+    assert o1 is not None and o1.id == "o1"
+    with pytest.raises(UnknownTenantError):
+        fair.push(Task("z1", tenant="t", key="z"))  # "z" is unknown to t's scheduler
+    fair.unpop(o1)  # the refused push changed nothing
+    assert fair.pop() is o1
+
+
+def test_a_snapshot_whose_kept_scheduler_runs_a_task_is_refused() -> None:
+    def left_owing(fair: FairScheduler, running: bool) -> None:
+        for task_id, key in (("x1", "x"), ("x2", "x"), ("y1", "y"), ("y2", "y")):
+            fair.push(Task(task_id, tenant="t", key=key))
+        x1 = fair.pop()
+        assert x1 is not None
+        fair.release(x1)
+        if running:
+            assert fair.pop() is not None  # y1 runs
+        for task_id in ("x2", "y1", "y2"):
+            if task_id in fair:
+                fair.remove(task_id)
+
+    clock = ManualClock()
+    fair = by_key(clock)
+    left_owing(fair, running=False)
+    saved = fair.snapshot()
+    other = by_key(clock)
+    left_owing(other, running=True)  # "t" holds a record: its scheduler runs "y1"
+    saved["idle_queues"][0][1] = other.snapshot()["tenants"][0]["queue"]
+    twin = by_key(ManualClock(start=clock.now()))
+    with pytest.raises(SnapshotError, match="nothing queued or running"):
+        twin.load_snapshot(saved)
+    assert len(twin) == 0 and not twin._idle.count
 
 
 def test_a_factory_may_not_hand_a_kept_scheduler_to_another_tenant() -> None:

@@ -349,8 +349,18 @@ def prepare_fair(
             if not owes and mark is not None:
                 refuse(f"{at}[2]", "must be None: the queue owes nothing")
             queue, ids = inner_queue(key, item[1], f"{at}[1]")
-            if ids or not isinstance(queue, FairScheduler):
-                refuse(f"{at}[1]", "must be an empty FairScheduler's, as a kept queue is")
+            idle_part = item[1]
+            if (
+                ids
+                or not isinstance(queue, FairScheduler)
+                or idle_part.get("running")
+                or idle_part.get("tenants")
+            ):
+                refuse(
+                    f"{at}[1]",
+                    "must be that of a FairScheduler with nothing queued or running, "
+                    "as a kept queue is",
+                )
             kept_queues.append((key, queue, horizon if mark is None else mark))
     fields.done()
 

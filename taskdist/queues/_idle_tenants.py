@@ -91,12 +91,15 @@ class IdleTenants:
     (keyed by its tag, lapsing when the virtual time reaches it), else its
     bucket (keyed by the time it is full). ``keep_queue`` files its queue
     apart (owing: by the largest tag given out then; else by the time its
-    buckets are full). ``settle`` lets time, the virtual time and the end of
-    busy periods move them on and forgets those with nothing left.
+    buckets are full). ``settle`` and :meth:`lapse_owing` let time, the
+    virtual time and the end of busy periods move them on and forget those
+    with nothing left.
 
     Complexity (k tenants kept): ``keep``, ``keep_queue``, ``take`` O(log k);
-    ``get``, ``queue_of``, ``holds`` and ``len`` O(1); ``settle`` O(1) when
-    nothing lapsed, else O(log k) per tenant moved on or forgotten.
+    ``get``, ``holds`` and ``len`` O(1); ``queue_of`` O(1), but O(k') for a
+    queue whose debts lapsed (k' what it keeps); ``settle`` O(1) when nothing
+    lapsed, else O(log k) per tenant moved on or forgotten, plus starting the
+    tenants of each lapsed queue level.
     """
 
     __slots__ = (
@@ -142,7 +145,8 @@ class IdleTenants:
         self._held: LazyHeap[Held] | None = None
         self._held_ids = _NO_IDS
         self.count = 0
-        """How many tenants are kept (read it; never set it): ``len`` without a call."""
+        """How many things are kept (read it; never set it): ``len`` without a call. A
+        tenant's debt or bucket and its queue count apart."""
 
     def __len__(self) -> int:
         return self.count

@@ -817,7 +817,15 @@ class FairScheduler:
             raise self._over_quota(rec.key, rec.queued, task_id)
         bypass = self._bypass
         holder = bypass if bypass is not None and task.priority <= Priority.CRITICAL else rec
-        if is_new:
+        if is_new and self._idle.count:
+            if self._last_pop is not None and self._idle.owing_lapsed(
+                self._virtual, self._busy_periods
+            ):
+                # Starting a kept queue's tenants level ends unpop's turn: first let the
+                # queue refuse the task if it would, so that a refused push changes nothing.
+                check = getattr(holder.inner, "check_push", None)
+                if check is not None:
+                    self._calling(check, task)
             self._lapse_kept()
         # Without enqueued_at the inner queue reads the clock itself: a task it
         # received a moment after ``now`` is not a backdated one.
