@@ -63,6 +63,14 @@ QUEUES: dict[str, Make] = {
     "FairScheduler-edf-bypass": lambda clock: FairScheduler(
         clock, inner=DeadlineScheduler, critical_bypass=True
     ),
+    # Each tenant's own scheduler over priorities: one of them held back by rate.
+    "FairScheduler-nested": lambda clock: FairScheduler(
+        clock,
+        quotas={"c": Quota(rate=2, per=4.0)},
+        inner=lambda c, t: FairScheduler(
+            c, tenant_of=lambda t: t.priority, quotas={2: Quota(rate=1, per=2.0)}
+        ),
+    ),
 }
 
 
@@ -234,3 +242,32 @@ def test_a_tenant_put_back_by_unpop_is_listed_once_among_the_eligible() -> None:
     tenants = [record.key for _, record in fair._eligible.walk()]
     assert sorted(tenants) == ["a", "b", "c"]
     assert [task.tenant for task in iter(fair.pop, None)] == ["a", "b", "c", "a", "b"]
+
+
+def test_unpop_keeps_the_wakeup_of_a_tenant_whose_queue_held_a_task_back() -> None:
+    # "b"'s own scheduler holds "slow" back by rate: "b" waits for it (a wake-up entry)
+    # while "fast" makes it eligible. Undoing the pop of "fast" must keep that wake-up.
+    def run(undo: bool) -> tuple[object, float | None]:
+        clock = ManualClock()
+        fair = FairScheduler(
+            clock,
+            inner=lambda c, t: FairScheduler(
+                c, tenant_of=lambda t: t.key, quotas={"slow": Quota(rate=1, per=2.0)}
+            ),
+        )
+        fair.push(Task("s1", tenant="b", key="slow"))
+        fair.push(Task("s2", tenant="b", key="slow"))
+        s1 = fair.pop()
+        assert s1 is not None
+        assert fair.pop() is None  # "slow" spent its token: "b" waits until 2.0
+        fair.push(Task("f1", tenant="b", key="fast"))
+        fair.release(s1)
+        f1 = fair.pop()
+        assert f1 is not None
+        if undo:
+            fair.unpop(f1)
+            f1 = fair.pop()
+            assert f1 is not None
+        return f1.id, fair.next_wakeup()
+
+    assert run(undo=True) == run(undo=False) == ("f1", 2.0)

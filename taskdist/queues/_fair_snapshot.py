@@ -60,7 +60,7 @@ def snapshot_fair(fair: FairScheduler, *, level: bool = False) -> dict[str, Any]
     """``fair``'s state as plain data (see the module). O(n + T log T).
 
     ``level``: as it will be once its tenants start level (a scheduler kept for a
-    dropped tenant, after its keeper's busy period ended); nothing changes.
+    dropped tenant, once its debts lapsed there); nothing changes.
 
     Raises:
         SnapshotError: a tenant's queue without snapshot support; an id or

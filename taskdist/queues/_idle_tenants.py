@@ -121,7 +121,7 @@ class IdleTenants:
     def __init__(self, start_level: StartLevel, would_hold: InForce) -> None:
         """
         Args:
-            start_level: what a queue kept for a tenant does when a busy period ends.
+            start_level: what a queue kept for a tenant does when its debts lapse.
             would_hold: whether it would still hold anything then.
         """
         self._owed: dict[Hashable, Kept] = {}

@@ -960,7 +960,7 @@ class FairScheduler:
                 self._last_pop = None
                 return None
             rec, task, fairest, urgent = chosen
-            undo = (virtual, eligible.members[rec], None)
+            undo = (virtual, eligible.members[rec], self._blocked.members.get(rec))
             self._virtual = fairest
             self._dispatch(rec, rec, task, now, undo, urgent=urgent)
             return task
@@ -970,8 +970,10 @@ class FairScheduler:
                 found = rec.inner.pop()
                 if found is not None:
                     self._virtual = top[0]
-                    # An eligible tenant is never also held by its rate quota.
-                    self._dispatch(rec, rec, found, now, (virtual, top, None))
+                    # An eligible tenant is never held by its rate quota, but may wait in
+                    # the same heap for its queue (stalled): unpop puts that entry back.
+                    undo = (virtual, top, self._blocked.members.get(rec))
+                    self._dispatch(rec, rec, found, now, undo)
                     return found
                 self._stall(rec, now)
             self._last_pop = None
@@ -984,7 +986,8 @@ class FairScheduler:
         # V follows the smallest start tag among the eligible, even when the
         # predicate passed that tenant over.
         self._virtual = fairest
-        self._dispatch(rec, rec, found, now, (virtual, self._eligible.members[rec], None))
+        undo = (virtual, self._eligible.members[rec], self._blocked.members.get(rec))
+        self._dispatch(rec, rec, found, now, undo)
         return found
 
     def unpop(self, task: Task) -> None:
