@@ -107,9 +107,10 @@ def test_a_nested_scheduler_keeps_its_tags_when_its_tenant_leaves_unserved() -> 
     assert fair.pop().id == "y2"  # type: ignore[union-attr]  # "x" owes its turn
 
 
-def test_a_kept_scheduler_lapses_when_the_outer_busy_period_ends() -> None:
-    clock = ManualClock()
-    fair = by_key(clock)
+def left_owing_beside_another() -> FairScheduler:
+    """ "t" served on key "x" and dropped with the rest taken out (its scheduler kept,
+    "x" owing), and "other" with one task queued: the last."""
+    fair = by_key(ManualClock())
     fair.push(Task("x1", tenant="t", key="x"))
     fair.push(Task("x2", tenant="t", key="x"))
     fair.push(Task("y1", tenant="t", key="y"))
@@ -118,7 +119,12 @@ def test_a_kept_scheduler_lapses_when_the_outer_busy_period_ends() -> None:
     assert x1 is not None and x1.id == "x1"
     fair.release(x1)
     fair.remove("x2")
-    fair.remove("y1")  # "t" dropped, its scheduler kept: "x" owes
+    fair.remove("y1")
+    return fair
+
+
+def test_a_kept_scheduler_lapses_when_the_outer_busy_period_ends() -> None:
+    fair = left_owing_beside_another()
     assert fair.pop().id == "o1"  # type: ignore[union-attr]  # the last: the busy period ends
     fair.push(Task("x3", tenant="t", key="x"))
     fair.push(Task("y2", tenant="t", key="y"))
@@ -126,17 +132,7 @@ def test_a_kept_scheduler_lapses_when_the_outer_busy_period_ends() -> None:
 
 
 def test_undoing_the_pop_that_ended_the_busy_period_keeps_the_scheduler_owing() -> None:
-    clock = ManualClock()
-    fair = by_key(clock)
-    fair.push(Task("x1", tenant="t", key="x"))
-    fair.push(Task("x2", tenant="t", key="x"))
-    fair.push(Task("y1", tenant="t", key="y"))
-    fair.push(Task("o1", tenant="other"))
-    x1 = fair.pop()
-    assert x1 is not None
-    fair.release(x1)
-    fair.remove("x2")
-    fair.remove("y1")
+    fair = left_owing_beside_another()
     o1 = fair.pop()
     assert o1 is not None and o1.id == "o1"
     fair.unpop(o1)  # the busy period did not end after all
@@ -349,17 +345,24 @@ def test_a_tenants_split_by_key_holds_behind_a_rate_limit() -> None:
     assert served == {"x": 60, "y": 20}
 
 
+# (weight, cost of each task) of two to four tenants or keys; the gate's rate a second;
+# the seconds between rounds.
+SHARES = st.lists(
+    st.tuples(st.sampled_from([0.5, 1.0, 2.0, 3.0]), st.sampled_from([0.5, 1.0, 2.5])),
+    min_size=2,
+    max_size=4,
+)
+RATES = st.sampled_from([0.5, 1.0, 3.0])
+STEPS = st.sampled_from([0.3, 1.0, 2.0])
+
+
 @settings(max_examples=40, deadline=None)
 @given(
-    tenants=st.lists(
-        st.tuples(st.sampled_from([0.5, 1.0, 2.0, 3.0]), st.sampled_from([0.5, 1.0, 2.5])),
-        min_size=2,
-        max_size=4,
-    ),
-    rate=st.sampled_from([0.5, 1.0, 3.0]),
+    tenants=SHARES,
+    rate=RATES,
     burst=st.integers(1, 3),
     rounds=st.integers(5, 60),
-    step=st.sampled_from([0.3, 1.0, 2.0]),
+    step=STEPS,
 )
 def test_backlogged_tenants_behind_a_rate_limit_keep_the_fair_lag_bound(
     tenants: list[tuple[float, float]], rate: float, burst: int, rounds: int, step: float
@@ -391,16 +394,12 @@ def test_backlogged_tenants_behind_a_rate_limit_keep_the_fair_lag_bound(
 
 @settings(max_examples=40, deadline=None)
 @given(
-    keys=st.lists(
-        st.tuples(st.sampled_from([0.5, 1.0, 2.0, 3.0]), st.sampled_from([0.5, 1.0, 2.5])),
-        min_size=2,
-        max_size=4,
-    ),
+    keys=SHARES,
     tenants=st.integers(1, 3),
-    rate=st.sampled_from([0.5, 1.0, 3.0]),
+    rate=RATES,
     burst=st.integers(1, 3),
     rounds=st.integers(5, 60),
-    step=st.sampled_from([0.3, 1.0, 2.0]),
+    step=STEPS,
 )
 def test_backlogged_keys_behind_a_rate_limit_keep_the_fair_lag_bound_in_each_tenant(
     keys: list[tuple[float, float]],
