@@ -20,6 +20,8 @@ from taskdist import (
     Gangs,
     InvalidArgumentError,
     InvalidTypeError,
+    KeyedRateGate,
+    KeyedRateLimiter,
     ManualClock,
     PoolGate,
     Quota,
@@ -482,17 +484,49 @@ def test_a_gang_retry_timer_travels_in_the_snapshot_and_goes_with_its_gang() -> 
     assert "gang retry" not in str(d.snapshot()["timers"])
 
 
-def test_a_gang_its_lowered_quota_could_never_start_is_not_woken_for() -> None:
-    # bob's rate quota lowered below his gang after it was admitted: no refill lets
-    # three start at once, so the host is woken for the gang's timeout only.
+@pytest.mark.parametrize(
+    ("admitted", "lowered"),
+    [
+        (Quota(rate=3, per=3.0), Quota(rate=2, per=3.0)),
+        (Quota(max_concurrent=3), Quota(max_concurrent=2)),
+    ],
+    ids=["rate", "max_concurrent"],
+)
+def test_a_gang_its_lowered_quota_could_never_start_is_dead_lettered(
+    admitted: Quota, lowered: Quota
+) -> None:
+    # bob's quota lowered below his gang after it was admitted: no refill or release
+    # would ever let three start at once, so the gang goes when next tried, not at
+    # its timeout.
     clock = ManualClock()
-    fair = FairScheduler(clock, quotas={"bob": Quota(rate=3, per=3.0)})
+    fair = FairScheduler(clock, quotas={"bob": admitted})
     d = gangs_on(clock, fair, timeout=100.0)
+    d.submit(Task("other", tenant="carol"))
     for index in range(3):
         d.submit(member("g", index, 3, tenant="bob"))
-    fair.set_quota("bob", Quota(rate=2, per=3.0))
-    assert d.dispatch() == []
-    assert d.next_wakeup() == 100.0
+    fair.set_quota("bob", lowered)
+    assert [a.task.id for a in d.dispatch()] == ["other"]
+    assert sorted((e.task.id, e.reason) for e in d.dlq) == [
+        (f"g-{index}", Reason.REJECTED) for index in range(3)
+    ]
+    assert "more than its" in (d.dlq["g-0"].error or "")
+    assert fair.stats().tenants.get("bob") is None  # nothing of bob's runs or waits
+    assert d.next_wakeup() is None and len(d) == 1  # only "other", running
+    assert "gang" not in str(d.snapshot()["timers"])
+
+
+def test_a_gang_a_busy_tenant_has_no_room_for_now_still_waits() -> None:
+    # Three of bob's may run at once; one runs: the gang waits for it, as before.
+    clock = ManualClock()
+    fair = FairScheduler(clock, quotas={"bob": Quota(max_concurrent=3)})
+    d = gangs_on(clock, fair, timeout=100.0)
+    d.submit(Task("solo", tenant="bob"))
+    assert [a.task.id for a in d.dispatch()] == ["solo"]
+    for index in range(3):
+        d.submit(member("g", index, 3, tenant="bob"))
+    assert d.dispatch() == [] and not list(d.dlq)
+    d.complete("solo")
+    assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1", "g-2"]
 
 
 def test_a_leader_a_failed_put_back_dead_letters_leaves_no_retry_timed() -> None:
@@ -636,7 +670,8 @@ def test_a_gang_retry_is_timed_only_for_a_complete_gang_and_always_restores(
         )
 
     queue = fair()
-    d = Distributor(clock, queue=queue, gangs=Gangs(timeout=20.0), lease=None)
+    # Every finished id is remembered, so that the steps can ask about any of them.
+    d = Distributor(clock, queue=queue, gangs=Gangs(timeout=20.0), lease=None, dedup_window=1e9)
     d.add_worker(Worker("w", capacity=20))
     gangs: dict[str, list[str]] = {"g": [], "h": []}  # each slot's waiting members
     names = {"g": "g", "h": "h"}  # the gang each slot fills now
@@ -694,3 +729,34 @@ def test_a_gang_retry_is_timed_only_for_a_complete_gang_and_always_restores(
         twin = Distributor.restore(snapshot, clock, queue=fair())
         assert twin.next_wakeup() == d.next_wakeup()
     target(retries, label="steps with a gang retry timed")
+
+
+def test_a_gang_placed_by_a_dispatch_that_then_fails_waits_as_a_gang_again() -> None:
+    # A callback raises after the gang was placed: the dispatch takes every placement
+    # back. The gang must wait as a gang again, not as two loose tasks that a later
+    # dispatch could place one at a time.
+    armed = {"on": False}
+
+    def key(task: Task) -> str:
+        if armed["on"] and task.id == "boom":
+            armed["on"] = False
+            raise RuntimeError("key function failed")
+        return "everyone"
+
+    clock = ManualClock()
+    limiter = KeyedRateLimiter(rate=100, per=1.0, burst=100, clock=clock)
+    d = Distributor(
+        clock, gangs=Gangs(timeout=30.0), gates=[KeyedRateGate(limiter, "db", key=key)], lease=None
+    )
+    d.add_worker(Worker("w", capacity=10))
+    for index in range(2):
+        d.submit(member("g", index, 2, priority=1))
+    d.submit(Task("boom", priority=3, resources={"db": 1}))
+    armed["on"] = True  # it fails once, at boom's admission, after the gang was placed
+    with pytest.raises(RuntimeError, match="key function failed"):
+        d.dispatch()
+    assert not d.leases()
+    assert {d.state_of("g-0"), d.state_of("g-1")} == {TaskState.QUEUED, TaskState.PARKED}
+    assert d.next_wakeup() == 30.0  # the gang's timeout, as before
+    assert d.dispatch(limit=1) == []  # one slot is not room for the gang
+    assert sorted(a.task.id for a in d.dispatch()) == ["boom", "g-0", "g-1"]

@@ -102,6 +102,7 @@ from taskdist.errors import (
     SnapshotError,
     TaskStateError,
     UnknownTaskError,
+    UnsatisfiableDemandError,
     WorkerFullError,
     WorkerUnavailableError,
 )
@@ -379,6 +380,7 @@ class Distributor:
         "_gang_plan",
         "_gang_sig",
         "_gangs",
+        "_gangs_placed",
         "_gate_due",
         "_gate_list",
         "_gates",
@@ -695,6 +697,11 @@ class Distributor:
         # Every task leased by the dispatch under way, in order: all of them are taken
         # back if a callback raises, whether or not its assignment was returned yet.
         self._leased_now: list[Task] = []
+        # The gangs the dispatch under way placed, as they waited: if it fails, they wait
+        # again. (gang, size, timeout, leader, members, retry timer or None)
+        self._gangs_placed: list[
+            tuple[Hashable, int, float, Hashable, list[Task], float | None]
+        ] = []
         # Fallback step timers the leases of the dispatch under way cancelled (id ->
         # when): a lease taken back times its task's next step as it was.
         self._steps_held: dict[Hashable, float] = {}
@@ -1246,6 +1253,8 @@ class Distributor:
                     self._put_back(in_hand)  # popped, in no place yet: back where it waited
                 for task in reversed(leased_now):
                     self._undo_lease(task)
+                for waited in reversed(self._gangs_placed):
+                    self._regang(*waited)
                 if (
                     leased_now
                     and self._lot.has_group(GATES)
@@ -1257,6 +1266,8 @@ class Distributor:
             finally:
                 round_blocked.clear()
                 leased_now.clear()
+                if self._gangs_placed:
+                    self._gangs_placed.clear()
                 if self._handed_over:
                     self._handed_over.clear()
                 if self._steps_held:
@@ -2371,16 +2382,59 @@ class Distributor:
         if gang not in self._gangs:
             return
         members = self._gangs.members(gang)
-        size = members[0].gang_size
-        self._gangs.forget(gang)
-        self._timers.cancel(GangRetryTimer(gang))
         error = (
             f"gang {gang!r} was not placed within {self._gangs.policy.timeout:g} s "
-            f"({len(members)} of {size} members arrived)"
+            f"({len(members)} of {members[0].gang_size} members arrived)"
         )
+        self._dead_letter_gang(gang, Reason.GANG_TIMEOUT, error, now)
+
+    def _regang(
+        self,
+        gang: Hashable,
+        size: int,
+        due: float,
+        leader: Hashable,
+        members: list[Task],
+        retry: float | None,
+    ) -> None:
+        """A gang the failing dispatch placed waits again as it did: its leases were taken
+        back (each member to the queue); the others wait parked for their leader again,
+        under the gang's timeout (and retry timer) as before."""
+        alive = [task for task in members if task.id in self._waiting_since]
+        if not alive:
+            return
+        if len(alive) < size or all(task.id != leader for task in alive):
+            leader = None  # (a member a failed push back dead-lettered: short of one)
+        self._gangs.restore(gang, size, due, leader, alive)
+        self._timers.schedule(GangTimer(gang), due, _GANG)
+        if retry is not None and leader is not None:
+            self._timers.schedule(GangRetryTimer(gang), retry, _GANG_RETRY)
+        for task in alive:
+            if task.id != leader and task.id in self._queue:
+                self._queue.remove(task.id)
+                self._park_member(task)
+
+    def _dead_letter_gang(self, gang: Hashable, reason: Reason, error: object, now: float) -> None:
+        """Every waiting member of ``gang`` goes to the dead-letter queue, with ``reason``."""
+        members = self._gangs.members(gang)
+        self._gangs.forget(gang)
+        self._timers.cancel(GangTimer(gang))
+        self._timers.cancel(GangRetryTimer(gang))
         for task in members:
             self._withdraw_waiting(task.id)
-            self._dead_letter(task, Reason.GANG_TIMEOUT, now, error)
+            self._dead_letter(task, reason, now, error)
+
+    def _never_together(self, tasks: list[Task]) -> UnsatisfiableDemandError | None:
+        """Why ``tasks`` (a gang) could never start together under the queue's quotas as
+        they are now, or ``None``. Changes nothing."""
+        check = getattr(self._queue, "check_together", None)
+        if check is None:
+            return None
+        try:
+            check(tasks)
+        except UnsatisfiableDemandError as error:
+            return error
+        return None
 
     def _plan_gang(self, task: Task) -> bool:
         """The ``where=`` of dispatch for a gang member: a leader is placeable when every
@@ -2488,6 +2542,15 @@ class Distributor:
                 # a release or with time, which no parking group would hear of). When
                 # time alone brings the room (a rate quota), next_wakeup says when.
                 undo()
+                if refused.ready_at is None:
+                    # No refill would help: if a quota lowered since it was admitted
+                    # leaves no room for its members together ever, the gang goes.
+                    never = self._never_together([member for member, _, _ in plan])
+                    if never is not None:
+                        self._put_back(leader)
+                        if leader.id in self._waiting_since:  # (else a put-back dropped it)
+                            self._dead_letter_gang(leader.gang, Reason.REJECTED, never, now)
+                        return []
                 if refused.ready_at is not None and refused.ready_at > now:
                     # Timed first: a put-back that dead-letters the leader cancels it.
                     self._timers.schedule(
@@ -2499,9 +2562,22 @@ class Distributor:
             except BaseException:  # a callback of the queue's: nothing of the gang is placed
                 undo()
                 raise
-        self._gangs.forget(leader.gang)
-        self._timers.cancel(GangTimer(leader.gang))
-        self._timers.cancel(GangRetryTimer(leader.gang))
+        gang = leader.gang
+        due = self._gangs.due(gang)
+        assert due is not None
+        self._gangs_placed.append(
+            (
+                gang,
+                len(plan),
+                due,
+                leader.id,
+                self._gangs.members(gang),
+                self._timers.when(GangRetryTimer(gang)),
+            )
+        )
+        self._gangs.forget(gang)
+        self._timers.cancel(GangTimer(gang))
+        self._timers.cancel(GangRetryTimer(gang))
         # It fit: the next gang of its shape, waiting, may fit too.
         self._wake_group(self._gang_sig, 1)
         made = []
