@@ -822,14 +822,24 @@ def test_cancelled_coroutine_records_nothing_and_frees_its_probe() -> None:
 
 def test_concurrent_async_calls_overlap() -> None:
     breaker = CircuitBreaker()  # MonotonicClock
+    inflight = peak = 0
 
-    async def scenario() -> float:
-        start = time.monotonic()
-        await asyncio.gather(*(breaker.acall(asyncio.sleep, 0.1) for _ in range(10)))
-        return time.monotonic() - start
+    async def call(everyone_in: asyncio.Event) -> None:
+        nonlocal inflight, peak
+        inflight += 1
+        peak = max(peak, inflight)
+        if inflight == 10:
+            everyone_in.set()
+        # Serialised, the first call would wait here for the others in vain.
+        await asyncio.wait_for(everyone_in.wait(), timeout=5.0)
+        inflight -= 1
 
-    elapsed = asyncio.run(scenario())
-    assert elapsed < 0.5  # serialised, it would take 1 s
+    async def scenario() -> None:
+        everyone_in = asyncio.Event()
+        await asyncio.gather(*(breaker.acall(call, everyone_in) for _ in range(10)))
+
+    asyncio.run(scenario())
+    assert peak == 10  # all ten in flight at once, none waiting for another to end
     assert breaker.metrics().calls == 10
 
 
