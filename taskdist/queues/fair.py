@@ -525,6 +525,10 @@ class FairScheduler:
                                    skipping those whose tenant is at quota
     ``release``                    O(1); O(log T) when it frees a tenant held
                                    at ``max_concurrent`` or drops an idle one
+    a nested scheduler kept        plus O(k') when a tenant whose own scheduler
+                                   keeps k' of its dropped tenants is dropped
+                                   or comes back (``push``, ``release``,
+                                   ``remove``, ``expire``)
     ``remove``                     the inner ``remove`` + O(log T)
     ``unpop``                      the inner ``unpop`` + O(log T)
     ``take_along`` (k tasks)       O(k log T) + the inner ``take_along``
