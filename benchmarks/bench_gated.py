@@ -5,10 +5,13 @@ Every task is charged one unit of a ``RateGate`` that refills one unit every
 gate alone holds N tasks back. One step moves the clock to the Distributor's
 ``next_wakeup()``, dispatches (one task passes the gate) and completes what
 was placed. The tasks the gates refuse wait in classes of tasks that every
-placement check treats alike (here one per priority); when the gate refills,
+placement check treats alike (here one per priority, and with the
+``FairScheduler`` one per tenant and priority); when the gate refills,
 only the first of each class goes back to the queue, so a placement costs
 the same whatever N. The first dispatch, which meets every task once and
 parks all but one, is left out of the timing (it is O(N log N), once).
+Two queues: a ``PriorityQueue`` (4 classes), and a ``FairScheduler`` over
+10 tenants (40 classes).
 
 Smoke sizes under plain pytest; ``TASKDIST_BENCH_FULL=1`` for the full ones.
 Run as a script (``python benchmarks/bench_gated.py``) for the Markdown
@@ -23,18 +26,35 @@ import time
 import pytest
 from sizing import sizes
 
-from taskdist import Distributor, ManualClock, RateGate, RateLimiter, Task, Worker
+from taskdist import (
+    Distributor,
+    FairScheduler,
+    ManualClock,
+    PriorityQueue,
+    RateGate,
+    RateLimiter,
+    Task,
+    Worker,
+)
+
+QUEUES = ("PriorityQueue", "FairScheduler")
 
 
-def gated(waiting: int) -> Distributor:
-    """A Distributor with ``waiting`` tasks queued behind a gate of 100 a minute."""
+def gated(waiting: int, queue: str = "PriorityQueue") -> Distributor:
+    """A Distributor with ``waiting`` tasks queued behind a gate of 100 a minute (over
+    10 tenants with a ``FairScheduler``)."""
     clock = ManualClock()
     limiter = RateLimiter(100, per=60.0, burst=1, clock=clock)
-    d = Distributor(clock, gates=[RateGate(limiter, "api", default=1)])
+    fair = FairScheduler(clock) if queue == "FairScheduler" else None
+    d = Distributor(
+        clock,
+        queue=PriorityQueue(clock) if fair is None else fair,
+        gates=[RateGate(limiter, "api", default=1)],
+    )
     for i in range(20):
         d.add_worker(Worker(i, capacity=waiting))
     for i in range(waiting):
-        d.submit(Task(i, priority=i % 4))
+        d.submit(Task(i, priority=i % 4, tenant=None if fair is None else i % 10))
     return d
 
 
@@ -54,9 +74,11 @@ def place(d: Distributor, clock: ManualClock, placements: int) -> int:
     return calls
 
 
+@pytest.mark.parametrize("queue", QUEUES)
 @pytest.mark.parametrize("waiting", sizes([100, 1_000, 10_000], [100]))
-def bench_placement_behind_a_rate_gate(benchmark, waiting: int) -> None:  # type: ignore[no-untyped-def]
-    d = gated(waiting)
+def bench_placement_behind_a_rate_gate(benchmark, waiting: int, queue: str) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"placement behind a rate gate, {waiting} waiting"
+    d = gated(waiting, queue)
     clock = d.clock
     assert isinstance(clock, ManualClock)
     benchmark(place, d, clock, 5)
@@ -68,19 +90,22 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, nargs="+", default=[100, 1_000, 10_000])
     parser.add_argument("--placements", type=int, default=50)
     args = parser.parse_args()
-    print("| tasks waiting behind the gate | CPU ms per placement |")
-    print("|---:|---:|")
+    print("| tasks waiting behind the gate | " + " | ".join(QUEUES) + " |")
+    print("|---:|" + "---:|" * len(QUEUES))
     for waiting in args.waiting:
         if args.placements >= waiting:
             parser.error(f"--placements must be fewer than the {waiting} tasks waiting")
-        d = gated(waiting)
-        clock = d.clock
-        assert isinstance(clock, ManualClock)
-        place(d, clock, 1)  # the first dispatch parks all but one: once, not per placement
-        began = time.thread_time()
-        place(d, clock, args.placements)
-        spent = time.thread_time() - began
-        print(f"| {waiting:,} | {spent / args.placements * 1e3:.3f} |")
+        cells = []
+        for queue in QUEUES:
+            d = gated(waiting, queue)
+            clock = d.clock
+            assert isinstance(clock, ManualClock)
+            place(d, clock, 1)  # the first dispatch parks all but one: once, not per placement
+            began = time.thread_time()
+            place(d, clock, args.placements)
+            spent = time.thread_time() - began
+            cells.append(f"{spent / args.placements * 1e3:.3f}")
+        print(f"| {waiting:,} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -493,6 +493,30 @@ ScoutingDistributorMachine.TestCase.settings = settings(
 TestScoutingDistributorMachine = ScoutingDistributorMachine.TestCase
 
 
+class FairScoutingDistributorMachine(ScoutingDistributorMachine):
+    """The scouting machine over a ``FairScheduler`` of its own tenant queues, which
+    ranks tasks within a tenant: scouts go back by class, tenants are served by
+    weight, and the tenant quota holds, as every invariant above says.
+    """
+
+    def options(self) -> dict[str, Any]:
+        options = super().options()
+        options["queue"] = FairScheduler(
+            self.clock, weights={TENANTS[1]: 2.0}, quotas={"alice": Quota(max_concurrent=QUOTA)}
+        )
+        return options
+
+    @invariant()
+    def gates_and_quotas_are_never_exceeded(self) -> None:
+        DistributorMachine.gates_and_quotas_are_never_exceeded(self)
+
+
+FairScoutingDistributorMachine.TestCase.settings = settings(
+    FairScoutingDistributorMachine.TestCase.settings
+)
+TestFairScoutingDistributorMachine = FairScoutingDistributorMachine.TestCase
+
+
 class PolicyDistributorMachine(DistributorMachine):
     """The same machine with capacity reserved for urgent work, backfill for large
     tasks and gangs: the invariants above hold, and no gang is ever partly placed

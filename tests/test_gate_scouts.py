@@ -18,8 +18,9 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from test_queue_rank import UNRANKED_FAIR
 
 from taskdist import (
     AdaptiveConcurrency,
@@ -34,6 +35,7 @@ from taskdist import (
     PoolGate,
     Preemption,
     PriorityQueue,
+    Quota,
     RateGate,
     RateLimiter,
     Reason,
@@ -45,12 +47,24 @@ from taskdist import (
     TaskState,
     Worker,
 )
+from taskdist.dispatch._gate_scouts import GateScouts
 from taskdist.dispatch._parking import GATES, ParkingLot
 
 QUEUES: dict[str, Callable[[ManualClock], Any]] = {
     "priority": lambda clock: PriorityQueue(clock),
     "aging": lambda clock: PriorityQueue(clock, aging_rate=0.5),
+    "fair": lambda clock: FairScheduler(clock),
+    # (No max_queued: waking all would push more than it allows back at once; see the
+    # test of bounded queues below.)
+    "fair, weights and quotas": lambda clock: FairScheduler(
+        clock, weights={"b": 3.0}, quotas={"a": Quota(max_concurrent=1, rate=2.0)}
+    ),
+    "fair, critical bypass": lambda clock: FairScheduler(clock, critical_bypass=True),
 }
+# Which tenant a FairScheduler serves next depends on when each became backlogged
+# (ties to the first), so the order refused tasks go back in decides ties: these are
+# held to waking every refused task in the order each was first refused.
+IN_ORDER_ONLY = frozenset(name for name in QUEUES if name.startswith("fair"))
 
 
 def gates(clock: ManualClock) -> list[Any]:
@@ -64,8 +78,13 @@ def gates(clock: ManualClock) -> list[Any]:
     ]
 
 
-def build(queue: str, clock: ManualClock, *, scouting: bool) -> Distributor:
-    """A Distributor behind a rate gate, a keyed rate gate and a pool gate."""
+def build(queue: str, clock: ManualClock, *, scouting: bool, in_order: bool = False) -> Distributor:
+    """A Distributor behind a rate gate, a keyed rate gate and a pool gate.
+
+    Without ``scouting``, every refused task goes back when a gate opens: in the
+    order refused last, or, ``in_order``, in the order each was first refused (every
+    task a class of its own, so each is its own scout).
+    """
     d = Distributor(
         clock,
         queue=QUEUES[queue](clock),
@@ -73,10 +92,11 @@ def build(queue: str, clock: ManualClock, *, scouting: bool) -> Distributor:
         lease=None,
         rng=random.Random(5),
     )
-    if not scouting:
-        d._scouts = None  # every refused task goes back when a gate opens
-    else:
-        assert d._scouts is not None
+    assert d._scouts is not None
+    if in_order:
+        d._scouts = GateScouts(lambda task, since: None, d._rules, (), ())
+    elif not scouting:
+        d._scouts = None
     return d
 
 
@@ -101,10 +121,12 @@ operation = st.one_of(
 )
 
 
-def run(queue: str, ops: list[tuple[Any, ...]], *, scouting: bool) -> list[Any]:
+def run(
+    queue: str, ops: list[tuple[Any, ...]], *, scouting: bool, in_order: bool = False
+) -> list[Any]:
     """What a Distributor did under ``ops``: each call's answer, in order."""
     clock = ManualClock(start=100.0)
-    d = build(queue, clock, scouting=scouting)
+    d = build(queue, clock, scouting=scouting, in_order=in_order)
     d.add_worker(Worker("w0", capacity=2))
     trace: list[Any] = []
     submitted: list[Hashable] = []
@@ -205,25 +227,80 @@ def finish(d: Distributor, clock: ManualClock, trace: list[Any], paused: set[str
     return trace
 
 
+# Tenant a busy and backlogged again, b new, both at one virtual start: the tie goes
+# to a, whose tasks the gates refused first (waking all in the order refused last, b's
+# task, refused first at the last refusal, went first).
+_TIE = [
+    *[("submit", 1, "a", {}, frozenset(), 1.0, None)] * 2,
+    ("dispatch", None),
+    *[("submit", 1, "a", {}, frozenset(), 1.0, None)] * 3,
+    ("worker", frozenset()),
+    ("dispatch", None),
+    ("submit", 1, "b", {}, frozenset(), 1.0, None),
+    ("submit", 1, "a", {}, frozenset(), 1.0, None),
+    ("finish", 0, "ok"),
+]
+
+
 @pytest.mark.parametrize("queue", sorted(QUEUES))
 @settings(max_examples=60, deadline=None)
 @given(ops=st.lists(operation, max_size=60))
+@example(ops=_TIE)
 def test_scouts_make_the_placements_waking_every_refused_task_makes(
     queue: str, ops: list[tuple[Any, ...]]
 ) -> None:
-    assert run(queue, ops, scouting=True) == run(queue, ops, scouting=False)
+    scouted = run(queue, ops, scouting=True)
+    assert scouted == run(queue, ops, scouting=False, in_order=True)
+    if queue not in IN_ORDER_ONLY:
+        assert scouted == run(queue, ops, scouting=False)
 
 
 def queued(d: Distributor, n: int) -> list[int]:
     return [i for i in range(n) if d.state_of(i) is TaskState.QUEUED]
 
 
-def test_a_fair_scheduler_keeps_every_refused_task_going_back() -> None:
-    # Its choice of tenant depends on which tasks it holds (ties go to the tenant
-    # backlogged first).
+def test_a_fair_scheduler_of_its_own_tenant_queues_sends_scouts() -> None:
     clock = ManualClock()
-    d = Distributor(clock, queue=FairScheduler(clock), gates=gates(clock))
-    assert d._scouts is None
+    for queue in (
+        FairScheduler(clock),
+        FairScheduler(clock, weights={"a": 2.0}, critical_bypass=True, strict_tenants=False),
+    ):
+        assert Distributor(clock, queue=queue, gates=gates(clock))._scouts is not None
+
+
+@pytest.mark.parametrize("name", sorted(UNRANKED_FAIR))
+def test_a_fair_scheduler_that_cannot_rank_keeps_every_refused_task_going_back(
+    name: str,
+) -> None:
+    clock = ManualClock()
+    queue = UNRANKED_FAIR[name](clock)
+    assert Distributor(clock, queue=queue, gates=gates(clock))._scouts is None
+
+
+def test_tenants_behind_a_gate_share_it_by_weight_in_the_order_first_refused() -> None:
+    # Two tenants, 3 to 1, behind one token a second: scouts place what waking every
+    # refused task in the order first refused places.
+    runs = []
+    for scouting in (True, False):
+        clock = ManualClock(start=100.0)
+        limiter = RateLimiter(1, per=1.0, burst=1, clock=clock)
+        d = Distributor(
+            clock,
+            queue=FairScheduler(clock, weights={"big": 3.0}),
+            gates=[RateGate(limiter, "api", default=1)],
+        )
+        if not scouting:
+            d._scouts = GateScouts(lambda task, since: None, d._rules, (), ())
+        d.add_worker(Worker("w", capacity=100))
+        for i in range(12):
+            clock.advance(0.001)
+            d.submit(Task(f"s{i}", tenant="small"))
+            d.submit(Task(f"b{i}", tenant="big"))
+        runs.append(placements(d, clock, steps=8))
+    assert runs[0] == runs[1]
+    # The first submitted took the one token there was; then 3 to 1, each tenant's
+    # tasks first in first out.
+    assert runs[0] == ["s0", "b0", "b1", "b2", "b3", "s1", "b4", "b5"]
 
 
 def test_a_deadline_scheduler_keeps_every_refused_task_going_back() -> None:
@@ -285,10 +362,10 @@ def test_every_task_behind_a_gate_runs_in_priority_order() -> None:
     assert later == sorted(later, key=lambda i: (priorities[i], i))
 
 
-def scout_out(clock: ManualClock) -> Distributor:
+def scout_out(clock: ManualClock, queue: str = "priority") -> Distributor:
     """Five tasks of one class behind a spent rate limit, which has just refilled: the
     first of them back in the queue, the scout of its class."""
-    d = build("priority", clock, scouting=True)
+    d = build(queue, clock, scouting=True)
     d.add_worker(Worker("w", capacity=10))
     for i in range(6):
         clock.advance(0.001)
@@ -302,9 +379,10 @@ def scout_out(clock: ManualClock) -> Distributor:
     return d
 
 
-def test_a_snapshot_carries_the_scouts_out() -> None:
+@pytest.mark.parametrize("queue", ["priority", "fair"])
+def test_a_snapshot_carries_the_scouts_out(queue: str) -> None:
     clock = ManualClock()
-    d = scout_out(clock)
+    d = scout_out(clock, queue)
     assert d._scouts is not None
     snapshot = d.snapshot()
     assert d._scouts.ids() == [1]
@@ -313,7 +391,7 @@ def test_a_snapshot_carries_the_scouts_out() -> None:
     twin = Distributor.restore(
         copy.deepcopy(snapshot),
         twin_clock,
-        queue=PriorityQueue(twin_clock),
+        queue=QUEUES[queue](twin_clock),
         gates=gates(twin_clock),
     )
     assert twin.snapshot() == snapshot
@@ -399,7 +477,7 @@ def test_a_task_moved_to_another_class_behind_a_scout_is_not_forgotten(scouting:
     assert d.state_of("t2") is TaskState.COMPLETED
 
 
-@pytest.mark.parametrize("queue", ["priority", "aging"])
+@pytest.mark.parametrize("queue", ["priority", "aging", "fair"])
 def test_tasks_of_one_rank_behind_a_gate_keep_the_order_they_came_in(queue: str) -> None:
     clock = ManualClock(start=100.0)
     make = one_token_a_second(clock, queue)
@@ -568,15 +646,25 @@ def test_the_lot_gives_each_class_in_rank_order_and_forgets_what_left(
 
 
 @pytest.mark.parametrize("scouting", [True, False], ids=["scouts", "waking all"])
-def test_a_bounded_queue_rejects_no_refused_task_when_scouts_go_back(scouting: bool) -> None:
-    # Six tasks behind a gate of one a second, a queue of two: waking all pushed every
-    # refused task back at each refill and the full queue rejected some; one scout a
-    # class leaves room.
+@pytest.mark.parametrize(
+    "bounded",
+    [
+        lambda clock: PriorityQueue(clock, maxsize=2),
+        lambda clock: FairScheduler(clock, quotas={None: Quota(max_queued=2)}),
+    ],
+    ids=["maxsize", "max_queued"],
+)
+def test_a_bounded_queue_rejects_no_refused_task_when_scouts_go_back(
+    scouting: bool, bounded: Callable[[ManualClock], Any]
+) -> None:
+    # Six tasks behind a gate of one a second, a queue (or a tenant's quota) of two:
+    # waking all pushed every refused task back at each refill and the full queue
+    # rejected some; one scout a class leaves room.
     clock = ManualClock(start=100.0)
     limiter = RateLimiter(1, per=1.0, burst=1, clock=clock)
     d = Distributor(
         clock,
-        queue=PriorityQueue(clock, maxsize=2),
+        queue=bounded(clock),
         gates=[RateGate(limiter, "api", default=1)],
         lease=None,
     )

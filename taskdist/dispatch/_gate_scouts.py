@@ -25,8 +25,17 @@ class's first ticket, as the tasks would be pushed if all went back. (One
 difference: with a bounded queue, waking all pushed every refused task back
 at once and a full queue rejected some; one scout a class does not fill it.)
 
+A ``FairScheduler`` also chooses between tenants, by their virtual start
+tags, and a tie goes to the tenant backlogged first: so the order in which
+refused tasks go back decides ties. Scouts go back in the order of their
+class's first ticket, so each tenant is backlogged again in the order its
+tasks were first refused, as if every refused task went back in that order.
+A tenant's share does not depend on how many of its tasks are queued, only
+on which of them comes first, which its scouts show.
+
 The Distributor uses this only where that reasoning is exact: a queue that
-ranks tasks and takes back any task it held (``PriorityQueue``; not a
+ranks tasks and takes back any task it held (a ``PriorityQueue``, or a
+``FairScheduler`` of its own tenant queues, whose ``rank`` says so; not a
 ``DeadlineScheduler``, whose push refuses a task whose deadline has passed,
 so that when a task goes back decides its fate), the library's gates and
 balancers, and no reservation, preemption, batching or fallback route step
@@ -69,6 +78,12 @@ def gate_scouts(
     rank = getattr(queue, "rank", None)
     if not plain or not gates or not callable(rank):
         return None
+    try:
+        probe = rank(Task("rank probe"), 0.0)
+    except Exception:  # a queue of the user's that ranks only some tasks: wake all
+        probe = None
+    if probe is None:
+        return None  # it ranks no task without holding it (a FairScheduler's factory queues)
     if isinstance(queue, DeadlineScheduler):
         # Its push refuses a task whose deadline has passed (and, but under run_late,
         # one no longer on time for what it holds): when a task goes back decides its

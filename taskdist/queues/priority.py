@@ -67,6 +67,34 @@ _FRESH: Final = 0.0
 _MAX_AGED_PRIORITY: Final = 2**53
 
 
+def aged_rank(task: Task, enqueued_at: float, rate: float) -> tuple[float, float]:
+    """The rank of ``task`` in a ``PriorityQueue`` aging at ``rate``, had it been pushed
+    with ``enqueued_at``: ``(aged priority, enqueued_at)``. O(1).
+
+    Raises:
+        InvalidTypeError: ``task`` is not a Task, ``enqueued_at`` not a number.
+        InvalidArgumentError: ``enqueued_at`` NaN or infinite; with aging, a priority
+            beyond ``+-2**53``.
+    """
+    if not isinstance(task, Task):
+        raise InvalidTypeError(f"rank() takes a Task, got {type(task).__name__} {task!r}")
+    if type(enqueued_at) is not float or not math.isfinite(enqueued_at):
+        enqueued_at = check_number(enqueued_at, "enqueued_at")
+    priority = task.priority
+    if rate:
+        if not -_MAX_AGED_PRIORITY <= priority <= _MAX_AGED_PRIORITY:
+            raise _unaged(task)
+        return (priority + rate * enqueued_at, enqueued_at)
+    return (priority, enqueued_at)
+
+
+def _unaged(task: Task) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"with aging_rate > 0 a priority must be within +-2**53 (its aged key is "
+        f"a float); task {task.id!r} has {task.priority!r}"
+    )
+
+
 def _expires(entry: _Entry) -> float:
     """When an entry with a TTL expires (the same float each time it is computed)."""
     ttl = entry[_TASK].ttl
@@ -377,16 +405,7 @@ class PriorityQueue(HeldTasks):
             InvalidArgumentError: ``enqueued_at`` NaN or infinite; with aging, a
                 priority beyond ``+-2**53``.
         """
-        if not isinstance(task, Task):
-            raise InvalidTypeError(f"rank() takes a Task, got {type(task).__name__} {task!r}")
-        if type(enqueued_at) is not float or not math.isfinite(enqueued_at):
-            enqueued_at = check_number(enqueued_at, "enqueued_at")
-        priority = task.priority
-        if self._rate:
-            if not -_MAX_AGED_PRIORITY <= priority <= _MAX_AGED_PRIORITY:
-                raise self._unaged(task)
-            return (priority + self._rate * enqueued_at, enqueued_at)
-        return (priority, enqueued_at)
+        return aged_rank(task, enqueued_at, self._rate)
 
     def check_push(self, task: Task) -> None:
         """Raise what :meth:`push` would raise to refuse ``task`` now, and change nothing
@@ -416,10 +435,7 @@ class PriorityQueue(HeldTasks):
         return DuplicateTaskError(f"a task with id {task_id!r} is already in the queue")
 
     def _unaged(self, task: Task) -> InvalidArgumentError:
-        return InvalidArgumentError(
-            f"with aging_rate > 0 a priority must be within +-2**53 (its aged key is "
-            f"a float); task {task.id!r} has {task.priority!r}"
-        )
+        return _unaged(task)
 
     def _full(self, task: Task) -> QueueFullError:
         return QueueFullError(

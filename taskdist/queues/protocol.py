@@ -86,11 +86,12 @@ class Queue(Protocol):
       in push order). ``None`` when the queue cannot tell without holding the
       task. It changes nothing. A distributor uses it to keep tasks that wait
       for a gate out of the queue, in order, and to queue only the first of
-      each kind when the gate opens (a ``PriorityQueue``'s; a
-      ``DeadlineScheduler`` refuses a task whose deadline has passed, so it
-      holds every waiting task instead). ``PriorityQueue`` and
-      ``DeadlineScheduler`` have it. ``FairScheduler`` does not: which tenant
-      it serves depends on when each became backlogged.
+      each kind when the gate opens (a ``PriorityQueue``'s or a
+      ``FairScheduler``'s; a ``DeadlineScheduler`` refuses a task whose
+      deadline has passed, so it holds every waiting task instead).
+      ``PriorityQueue``, ``DeadlineScheduler`` and ``FairScheduler`` have it
+      (a ``FairScheduler`` answers ``None`` with tenant queues of an
+      ``inner=`` factory, a ``tenant_of`` or ``deadline_aware``).
 
     ``taskdist.testing`` checks all of this on any queue (see
     ``check_queue`` and ``queue_machine``).
