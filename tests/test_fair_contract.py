@@ -35,6 +35,12 @@ FACTORIES: dict[str, QueueFactory] = {
         max_lead=1.0,
     ),
     "nested": lambda clock: FairScheduler(clock, weights={"a": 2.0}, inner=by_key),
+    # Tenant queues aging at a rate of their own, at both levels (the inner level is
+    # not adopted: its key queues keep their own tables).
+    "aging": lambda clock: FairScheduler(clock, aging_rate=0.5, weights={"a": 2.0}),
+    "nested-aging": lambda clock: FairScheduler(
+        clock, inner=lambda c, tenant: by_key(c, tenant, aging_rate=0.0)
+    ),
     "nested-aware-bypass": lambda clock: FairScheduler(
         clock,
         inner=lambda c, tenant: by_key(c, tenant, deadline_aware=True),

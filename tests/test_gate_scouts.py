@@ -60,6 +60,7 @@ QUEUES: dict[str, Callable[[ManualClock], Any]] = {
         clock, weights={"b": 3.0}, quotas={"a": Quota(max_concurrent=1, rate=2.0)}
     ),
     "fair, critical bypass": lambda clock: FairScheduler(clock, critical_bypass=True),
+    "fair, aging": lambda clock: FairScheduler(clock, aging_rate=0.5),
 }
 # Which tenant a FairScheduler serves next depends on when each became backlogged
 # (ties to the first), so the order refused tasks go back in decides ties: these are

@@ -35,6 +35,7 @@ from taskdist import (
     Quota,
     QuotaExceededError,
     ReentrancyError,
+    SnapshotError,
     Task,
     TaskdistError,
     TaskStateError,
@@ -43,6 +44,7 @@ from taskdist import (
     UnknownTenantError,
     UnsatisfiableDemandError,
 )
+from taskdist.queues.fair import DEFAULT_AGING_RATE
 
 NAN = float("nan")
 PLANS = {"free": Quota(max_concurrent=1, rate=2, per=10.0), "pro": Quota(weight=3.0)}
@@ -578,3 +580,54 @@ def test_a_weight_of_1e_minus_300_is_refused_everywhere() -> None:
 def test_the_constructor_refuses_nan_tenants_and_a_non_bool_strict(kwargs: dict[str, Any]) -> None:
     with pytest.raises(TaskdistError):
         FairScheduler(ManualClock(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("aging_rate", "error"),
+    [
+        (NAN, InvalidArgumentError),
+        (math.inf, InvalidArgumentError),
+        (-0.1, InvalidArgumentError),
+        ("0.1", InvalidTypeError),
+        (True, InvalidTypeError),
+        (None, InvalidTypeError),
+    ],
+)
+def test_the_constructor_refuses_a_bad_aging_rate(
+    aging_rate: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="aging_rate"):
+        FairScheduler(ManualClock(), aging_rate=aging_rate)  # type: ignore[arg-type]
+
+
+def test_an_aging_rate_is_refused_beside_a_factory_whose_queues_age_as_it_makes_them() -> None:
+    with pytest.raises(InvalidArgumentError, match="aging_rate"):
+        FairScheduler(ManualClock(), aging_rate=0.5, inner=lambda c: PriorityQueue(c))
+    # The default, said out loud, goes with any factory.
+    fair = FairScheduler(
+        ManualClock(), aging_rate=DEFAULT_AGING_RATE, inner=lambda c: PriorityQueue(c)
+    )
+    assert fair.aging_rate == DEFAULT_AGING_RATE
+
+
+def test_the_tenant_queues_age_at_the_rate_given() -> None:
+    clock = ManualClock(start=10.0)
+    orders = {}
+    for rate in (0.0, 0.5):
+        fair = FairScheduler(clock, aging_rate=rate)
+        assert fair.aging_rate == rate
+        fair.push(Task("old", priority=3), enqueued_at=clock.now() - 6.0)
+        fair.push(Task("new", priority=1))
+        orders[rate] = [task.id for task in iter(fair.pop, None)]
+    # Six seconds at 0.5 levels a second outweigh two priority levels; with none, not.
+    assert orders == {0.0: ["new", "old"], 0.5: ["old", "new"]}
+
+
+def test_a_snapshot_of_another_aging_rate_is_refused() -> None:
+    clock = ManualClock()
+    fair = FairScheduler(clock, aging_rate=0.5)
+    fair.push(Task("t"))
+    other = FairScheduler(clock)
+    with pytest.raises(SnapshotError, match="aging_rate"):
+        other.load_snapshot(fair.snapshot())
+    assert len(other) == 0

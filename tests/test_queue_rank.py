@@ -31,6 +31,7 @@ QUEUES: dict[str, Callable[[ManualClock], Any]] = {
     "deadline": lambda clock: DeadlineScheduler(clock, servers=3),
     "deadline aging": lambda clock: DeadlineScheduler(clock, aging_rate=0.2),
     "fair": lambda clock: FairScheduler(clock, weights={"t": 2.0}),
+    "fair aging": lambda clock: FairScheduler(clock, aging_rate=0.3),
     "fair, bypass": lambda clock: FairScheduler(clock, critical_bypass=True),
 }
 

@@ -14,8 +14,11 @@ import pytest
 from taskdist import (
     Assignment,
     Distributor,
+    FairScheduler,
     InvalidArgumentError,
     InvalidTypeError,
+    ManualClock,
+    Task,
     UnknownPolicyError,
     Worker,
     mean_wait,
@@ -273,6 +276,17 @@ def test_fair_shares_fill_small_demands_and_split_the_rest_by_weight() -> None:
     shares = fair_shares({"a": 1.0, "b": 10.0, "c": 10.0}, {"c": 3.0}, capacity=9.0)
     assert shares == pytest.approx({"a": 1.0, "b": 2.0, "c": 6.0})
     assert fair_shares({"a": 1.0, "b": 2.0}, {}, capacity=10.0) == {"a": 1.0, "b": 2.0}
+
+
+def test_the_fair_policy_keeps_its_own_tenant_queues_so_gated_tasks_wait_in_classes() -> None:
+    scenario = scenarios.platform(tasks=10)
+    clock = ManualClock()
+    queue = Policy.named("fair").build(scenario, clock, random.Random(1)).queue
+    assert isinstance(queue, FairScheduler)
+    assert queue.aging_rate == scenario.aging_rate
+    assert queue.rank(Task("t", priority=2), 3.0) == (2 + scenario.aging_rate * 3.0, 3.0)
+    gates = scenario.gates(clock) if scenario.gates is not None else []
+    assert gates and Distributor(clock, queue=queue, gates=list(gates))._scouts is not None
 
 
 def test_fair_sharing_protects_the_small_tenants_from_a_hot_one() -> None:

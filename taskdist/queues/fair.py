@@ -575,6 +575,7 @@ class FairScheduler:
     __slots__ = (
         "_adopted",
         "_adopting",
+        "_aging_rate",
         "_blocked",
         "_busy",
         "_busy_periods",
@@ -626,6 +627,7 @@ class FairScheduler:
         tenant_of: Callable[[Task], Hashable] | None = None,
         deadline_aware: bool = False,
         max_lead: float | None = None,
+        aging_rate: float = DEFAULT_AGING_RATE,
     ) -> None:
         """
         Args:
@@ -652,6 +654,10 @@ class FairScheduler:
             max_lead: with ``deadline_aware``, the most cost a tenant may be
                 served ahead of its fair share to meet deadlines (``None``: no
                 limit); the lag bounds grow by it.
+            aging_rate: priority levels a task gains per second waited in the
+                default tenant queues (>= 0; 0 = no aging). With an ``inner=``
+                factory, its queues age as it makes them: only the default
+                applies.
 
         Raises:
             InvalidArgumentError: a weight outside 1e-9..1e9, NaN or infinite;
@@ -713,6 +719,13 @@ class FairScheduler:
                     "deadline_aware=True"
                 )
             max_lead = check_number(max_lead, "max_lead", minimum=0.0, maximum=MAX_AMOUNT)
+        if aging_rate is not DEFAULT_AGING_RATE:
+            aging_rate = check_number(aging_rate, "aging_rate", minimum=0.0)
+            if inner is not None and aging_rate != DEFAULT_AGING_RATE:
+                raise InvalidArgumentError(
+                    f"aging_rate ({aging_rate!r}) sets how the default tenant queues age; "
+                    f"with inner= the factory's queues age as it makes them"
+                )
         # Queued task id -> its tenant. With the default tenant queues or
         # inner=DeadlineScheduler (and tenants by task.tenant) it is their shared table
         # instead: id -> the task's entry in its queue (see SharedIndexQueue), one
@@ -726,8 +739,11 @@ class FairScheduler:
         self._adopted = False
         # What makes the key queues of the schedulers it adopts (one for them all).
         self._adopting: Callable[[Hashable], Queue] | None = None
+        self._aging_rate = aging_rate
         make_queue = (
-            _shared_maker(clock, self._index, inner) if self._shared else _queue_maker(inner, clock)
+            _shared_maker(clock, self._index, inner, aging_rate)
+            if self._shared
+            else _queue_maker(inner, clock, aging_rate)
         )
 
         self._clock = clock
@@ -876,8 +892,9 @@ class FairScheduler:
     def rank(self, task: Task, enqueued_at: float) -> tuple[float, float] | None:
         """The key this scheduler orders ``task`` by among the tasks of its tenant and
         priority, had it been pushed with ``enqueued_at``: ``(aged priority,
-        enqueued_at)`` as its tenant's :class:`PriorityQueue` ranks it (so tasks of
-        one tenant and priority go first in first out). Changes nothing. O(1).
+        enqueued_at)`` as its tenant's :class:`PriorityQueue` ranks it, aging at
+        :attr:`aging_rate` (tasks of one tenant and priority go first in first out).
+        Changes nothing. O(1).
 
         ``None`` where the order among such tasks depends on what else is held:
         tenant queues from an ``inner=`` factory, a ``tenant_of`` (two tasks of one
@@ -893,7 +910,7 @@ class FairScheduler:
             InvalidArgumentError: ``enqueued_at`` NaN or infinite; a priority beyond
                 ``+-2**53``.
         """
-        ranked = aged_rank(task, enqueued_at, DEFAULT_AGING_RATE)
+        ranked = aged_rank(task, enqueued_at, self._aging_rate)
         if not self._plain or self._tenant_of is not None or self._slack is not None:
             return None
         return ranked
@@ -1631,6 +1648,11 @@ class FairScheduler:
         return self._virtual / _UNIT
 
     @property
+    def aging_rate(self) -> float:
+        """Priority levels a task gains per second waited in the default tenant queues."""
+        return self._aging_rate
+
+    @property
     def strict_tenants(self) -> bool:
         """Whether only known tenants may push or be configured."""
         return self._strict
@@ -1906,6 +1928,8 @@ class FairScheduler:
             or self._bypass is not None
             or self._clock is not holder._clock
             or self._tenants
+            # The key queues holder makes for the schedulers it adopts age at the default.
+            or self._aging_rate != DEFAULT_AGING_RATE
         ):
             return
         now = holder._now
@@ -2432,10 +2456,11 @@ def _made_here(queue: Queue) -> bool:
     return type(queue) in _SHARING_QUEUES
 
 
-def _queue_maker(inner: object, clock: Clock) -> Callable[[Hashable], Queue]:
-    """``tenant -> a new queue`` from the ``inner`` factory, whichever arguments it takes."""
+def _queue_maker(inner: object, clock: Clock, rate: float) -> Callable[[Hashable], Queue]:
+    """``tenant -> a new queue`` from the ``inner`` factory, whichever arguments it takes
+    (the default queues aging at ``rate``)."""
     if inner is None:
-        return lambda tenant: PriorityQueue(clock, aging_rate=DEFAULT_AGING_RATE)
+        return lambda tenant: PriorityQueue(clock, aging_rate=rate)
     if not callable(inner):
         raise InvalidTypeError(
             f"inner must be a callable taking the clock (and the tenant) and returning a "
@@ -2448,14 +2473,14 @@ def _queue_maker(inner: object, clock: Clock) -> Callable[[Hashable], Queue]:
 
 
 def _shared_maker(
-    clock: Clock, table: dict[Hashable, Any], inner: object
+    clock: Clock, table: dict[Hashable, Any], inner: object, rate: float
 ) -> Callable[[Hashable], Queue]:
-    """``tenant -> a new default queue`` (``inner`` ``None``) or ``DeadlineScheduler``
-    filing its tasks in the scheduler's ``table``."""
+    """``tenant -> a new default queue`` (``inner`` ``None``, aging at ``rate``) or
+    ``DeadlineScheduler`` filing its tasks in the scheduler's ``table``."""
     now = clock.now  # one bound method for every tenant's queue
     if inner is DeadlineScheduler:
         return lambda tenant: SharedIndexDeadlineScheduler(clock, table, now=now)
-    return lambda tenant: SharedIndexQueue(clock, table, aging_rate=DEFAULT_AGING_RATE, now=now)
+    return lambda tenant: SharedIndexQueue(clock, table, aging_rate=rate, now=now)
 
 
 def _positional_arity(function: Callable[..., object]) -> int:

@@ -161,14 +161,15 @@ class Policy:
         )
         if queue == "edf":
             return edf(clock)
-        inner: Callable[[Clock], Queue] = (
-            edf
-            if queue == "fair+edf"
-            else functools.partial(PriorityQueue, aging_rate=scenario.aging_rate)
-        )
         plans = dict(scenario.plans)
         tenant_plan = {t: p for t, p in scenario.tenant_plan.items() if p in plans}
-        return FairScheduler(clock, plans=plans, tenant_plan=tenant_plan, inner=inner)
+        if queue == "fair+edf":
+            return FairScheduler(clock, plans=plans, tenant_plan=tenant_plan, inner=edf)
+        # Its own tenant queues (PriorityQueues at the scenario's aging rate): they share
+        # its id table, and tasks behind a gate wait in classes (see the Distributor).
+        return FairScheduler(
+            clock, plans=plans, tenant_plan=tenant_plan, aging_rate=scenario.aging_rate
+        )
 
     def _balancer(self, rng: random.Random) -> Balancer:
         kind = self.balancer
