@@ -661,11 +661,13 @@ class FairScheduler:
 
         Raises:
             InvalidArgumentError: a weight outside 1e-9..1e9, NaN or infinite;
-                a tenant or plan name that is NaN.
+                a tenant or plan name that is NaN; an ``aging_rate`` below 0,
+                NaN or infinite, or other than the default beside ``inner``.
             InvalidTypeError: a quota that is not a :class:`Quota`, a factory
                 that does not make a ``Queue``, a non-bool ``critical_bypass``,
                 ``strict_tenants`` or ``deadline_aware``, a ``tenant_of`` that is
-                not callable, an unhashable tenant or plan name.
+                not callable, an unhashable tenant or plan name, an
+                ``aging_rate`` that is not a number.
             UnknownPlanError: ``tenant_plan`` or ``default_plan`` names a plan
                 not in ``plans``.
         """
