@@ -1,20 +1,35 @@
-"""Checkers for the FairScheduler's fairness bounds, shared by its test modules.
+"""Checkers for the FairScheduler's fairness bounds, and configurations, shared by its
+test modules.
 
 :class:`PairLag` watches the dispatches among siblings (tenants of one
 scheduler, or the users of one tenant in a nested share) and checks the
 pairwise lag bound over every stretch in which two of them stay backlogged;
 :class:`LagChecker` drives a scheduler with plain pops and checks that bound,
-the tag invariant and prompt entry at every step.
+the tag invariant and prompt entry at every step. :data:`UNRANKED_FAIR` makes
+the schedulers that do not rank tasks (``rank`` answers ``None``).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 
-from taskdist import FairScheduler, ManualClock, Task
+from taskdist import FairScheduler, ManualClock, PriorityQueue, Task
 
 EPS = 1e-7
+
+# FairSchedulers whose order within a tenant depends on what they hold: queues of a
+# factory's making order their tasks as they will (nested schedulers among them, where
+# two tasks of one key may even wait in different inner tenants); a tenant_of may split
+# one task.tenant; deadline_aware may serve a later task first.
+UNRANKED_FAIR: dict[str, Callable[[ManualClock], FairScheduler]] = {
+    "inner": lambda clock: FairScheduler(clock, inner=lambda c: PriorityQueue(c)),
+    "nested": lambda clock: FairScheduler(
+        clock, inner=lambda c, t: FairScheduler(c, tenant_of=lambda t: t.key)
+    ),
+    "tenant_of": lambda clock: FairScheduler(clock, tenant_of=lambda t: t.key),
+    "deadline_aware": lambda clock: FairScheduler(clock, deadline_aware=True),
+}
 
 
 class PairLag:

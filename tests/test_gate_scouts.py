@@ -18,9 +18,9 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
+from fair_support import UNRANKED_FAIR
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from test_queue_rank import UNRANKED_FAIR
 
 from taskdist import (
     AdaptiveConcurrency,

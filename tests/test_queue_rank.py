@@ -11,6 +11,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
+from fair_support import UNRANKED_FAIR
 from hostile import assert_refused
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -74,20 +75,6 @@ def test_pop_follows_rank_among_tasks_of_one_tenant_and_priority(
     while (task := queue.pop()) is not None:
         popped.append(task.id)
     assert popped == [i for _, i in sorted(keys)]
-
-
-# FairSchedulers whose order within a tenant depends on what they hold: queues of a
-# factory's making order their tasks as they will (nested schedulers among them, where
-# two tasks of one key may even wait in different inner tenants); a tenant_of may split
-# one task.tenant; deadline_aware may serve a later task first.
-UNRANKED_FAIR: dict[str, Callable[[ManualClock], FairScheduler]] = {
-    "inner": lambda clock: FairScheduler(clock, inner=lambda c: PriorityQueue(c)),
-    "nested": lambda clock: FairScheduler(
-        clock, inner=lambda c, t: FairScheduler(c, tenant_of=lambda t: t.key)
-    ),
-    "tenant_of": lambda clock: FairScheduler(clock, tenant_of=lambda t: t.key),
-    "deadline_aware": lambda clock: FairScheduler(clock, deadline_aware=True),
-}
 
 
 @pytest.mark.parametrize("name", sorted(UNRANKED_FAIR))
