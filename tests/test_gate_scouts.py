@@ -6,8 +6,11 @@ passes. It now keeps them in classes of tasks that every placement check
 treats alike, and sends only the first of each class back; the next follows
 when that one is placed or leaves. These tests hold the new way to the old
 one: the same operations on a Distributor that scouts and on one that wakes
-every refused task (its scouts switched off) make the same assignments, in
-the same order, and dead-letter the same tasks for the same reasons.
+every refused task make the same assignments, in the same order, and
+dead-letter the same tasks for the same reasons. Waking all is done two ways:
+in the order the tasks were refused last (the scouts switched off), and in
+the order each was first refused (every task a class of its own), the order
+that decides a FairScheduler's ties between tenants.
 """
 
 from __future__ import annotations
@@ -95,10 +98,16 @@ def build(queue: str, clock: ManualClock, *, scouting: bool, in_order: bool = Fa
     )
     assert d._scouts is not None
     if in_order:
-        d._scouts = GateScouts(lambda task, since: None, d._rules, (), ())
+        wake_all_in_order(d)
     elif not scouting:
         d._scouts = None
     return d
+
+
+def wake_all_in_order(d: Distributor) -> None:
+    """Make ``d`` send every refused task back when a gate opens, in the order each was
+    first refused: scouts that rank no task, so that each is a class of its own."""
+    d._scouts = GateScouts(lambda task, since: None, d._rules, (), ())
 
 
 operation = st.one_of(
@@ -291,7 +300,7 @@ def test_tenants_behind_a_gate_share_it_by_weight_in_the_order_first_refused() -
             gates=[RateGate(limiter, "api", default=1)],
         )
         if not scouting:
-            d._scouts = GateScouts(lambda task, since: None, d._rules, (), ())
+            wake_all_in_order(d)
         d.add_worker(Worker("w", capacity=100))
         for i in range(12):
             clock.advance(0.001)
