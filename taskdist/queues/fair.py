@@ -721,13 +721,12 @@ class FairScheduler:
                     "deadline_aware=True"
                 )
             max_lead = check_number(max_lead, "max_lead", minimum=0.0, maximum=MAX_AMOUNT)
-        if aging_rate is not DEFAULT_AGING_RATE:
-            aging_rate = check_number(aging_rate, "aging_rate", minimum=0.0)
-            if inner is not None and aging_rate != DEFAULT_AGING_RATE:
-                raise InvalidArgumentError(
-                    f"aging_rate ({aging_rate!r}) sets how the default tenant queues age; "
-                    f"with inner= the factory's queues age as it makes them"
-                )
+        aging_rate = check_number(aging_rate, "aging_rate", minimum=0.0)
+        if inner is not None and aging_rate != DEFAULT_AGING_RATE:
+            raise InvalidArgumentError(
+                f"aging_rate ({aging_rate!r}) sets how the default tenant queues age; "
+                f"with inner= the factory's queues age as it makes them"
+            )
         # Queued task id -> its tenant. With the default tenant queues or
         # inner=DeadlineScheduler (and tenants by task.tenant) it is their shared table
         # instead: id -> the task's entry in its queue (see SharedIndexQueue), one
