@@ -47,9 +47,13 @@ def workload(
     ttl: bool = False,
     mixed_ttl: bool = False,
     tenants: int | None = None,
+    tenant_each: bool = False,
 ) -> list[Task]:
     """``n`` tasks; with ``ttl`` each has the same TTL (expiries in push order), with
-    ``mixed_ttl`` one drawn from 1e5 to 1e6 seconds (expiries out of order)."""
+    ``mixed_ttl`` one drawn from 1e5 to 1e6 seconds (expiries out of order); spread
+    over ``tenants``, or with ``tenant_each`` each of a tenant of its own."""
+    if tenant_each:
+        tenants = n
     rng = random.Random(n)
     return [
         Task(
@@ -109,6 +113,10 @@ CONFIGS: dict[str, tuple[Callable[[], object], dict[str, Any]]] = {
         {"deadline": True},
     ),
     "FairScheduler(), 100 tenants": (lambda: FairScheduler(MonotonicClock()), {"tenants": 100}),
+    "FairScheduler(), a tenant per task": (
+        lambda: FairScheduler(MonotonicClock()),
+        {"tenant_each": True},
+    ),
     "FairScheduler(), 100 tenants, every task with a TTL": (
         lambda: FairScheduler(MonotonicClock()),
         {"tenants": 100, "ttl": True},

@@ -39,8 +39,9 @@ from taskdist import (
     ReentrancyError,
     Task,
 )
-from taskdist.queues._shared_index import _NONE_EXPIRED, OwnedSharedIndexQueue
+from taskdist.queues._shared_index import OwnedSharedIndexQueue
 from taskdist.queues.fair import _NOBODY, DEFAULT_AGING_RATE
+from taskdist.queues.priority import _NONE_EXPIRED
 
 KEYS = ["x", "y"]
 

@@ -30,6 +30,7 @@ from taskdist import (
     UnknownPolicyError,
     UnknownTaskError,
 )
+from taskdist.queues.priority import _NONE_EXPIRED
 
 # Dyadic rationals (multiples of 1/4, small) are exact in binary floating
 # point, so the float keys of the queue and the exact Fractions of the model
@@ -474,6 +475,9 @@ class PriorityQueueMachine(RuleBasedStateMachine):
         assert bool(self.queue) == bool(self.model)
         for task_id in self.model:
             assert task_id in self.queue
+        # Every queue starts with one shared empty holding area of expired tasks: a queue
+        # that filed an expired task there would show it to every other queue.
+        assert not _NONE_EXPIRED
 
     @invariant()
     def nothing_lost_or_duplicated(self) -> None:

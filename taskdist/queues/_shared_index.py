@@ -22,7 +22,6 @@ scheduler asks the table instead.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Hashable
 from heapq import heappush
 from typing import Any, Final
@@ -416,12 +415,6 @@ class OwnedSharedIndexQueue(SharedIndexQueue):
         """As :class:`SharedIndexQueue`'s."""
         super().__init__(*args, **kwargs)
         self.owner = None
-        # Most key queues never hold an expired task: they share one empty holding area
-        # until they do (see _collect_expired, the one place that fills it).
-        self._expired = _NONE_EXPIRED
-        # Floats every queue shares, and a counter made at the first task that needs it.
-        self._stamp = _NO_STAMP
-        self._seq = None  # type: ignore[assignment]
 
     def push(self, task: Task, *, enqueued_at: float | None = None) -> Eviction | None:
         """As :meth:`PriorityQueue.push` (unbounded), the entry ending with this queue. O(log n)."""
@@ -465,16 +458,3 @@ class OwnedSharedIndexQueue(SharedIndexQueue):
 
     def _entry(self, data: object, where: str, following: float) -> _Entry:
         return (*super()._entry(data, where, following), self)  # type: ignore[return-value]
-
-    def _collect_expired(self, now: float, call: str = "expire") -> None:
-        if self._expired is _NONE_EXPIRED:
-            self._expired = {}  # one of its own, before anything is filed in it
-        super()._collect_expired(now, call)
-
-
-_NO_STAMP: Final = -math.inf
-"""The latest enqueue time of a queue that took no task yet."""
-
-_NONE_EXPIRED: Final[dict[Hashable, Any]] = {}
-"""The empty holding area of expired tasks every OwnedSharedIndexQueue starts with; never
-filled (a queue makes one of its own before it files an expired task)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from heapq import heappop, heappush
 from typing import Any, Final
 
@@ -63,6 +63,11 @@ _COUNTERS: Final = (
 )
 # The seq of a task enqueued later than every task before it (see above).
 _FRESH: Final = 0.0
+# The latest enqueue time of a queue that took no task yet (one float every queue shares).
+_NO_STAMP: Final = -math.inf
+# The empty holding area of expired tasks every queue starts with; never filled (a queue
+# makes one of its own before it files an expired task).
+_NONE_EXPIRED: Final[dict[Hashable, Any]] = {}
 # With aging, priorities beyond this are refused: the aged key is a float, exact up to 2**53.
 _MAX_AGED_PRIORITY: Final = 2**53
 
@@ -316,8 +321,9 @@ class PriorityQueue(HeldTasks):
         self._index_in({})
         # Whether every entry in the order heap is live (then pop needs no checks).
         self._clean = True
-        # Expired tasks held until expire() returns them.
-        self._expired: dict[Hashable, _Entry] = {}
+        # Expired tasks held until expire() returns them. Most queues never hold one:
+        # they share one empty area until they do (_collect_expired makes its own).
+        self._expired: dict[Hashable, _Entry] = _NONE_EXPIRED
         # At most the earliest expiry held (never later): pop and peek check it
         # before looking at the expiries.
         self._next_expiry = _NEVER
@@ -330,9 +336,10 @@ class PriorityQueue(HeldTasks):
         # Whether a side heap may hold entries (a TTL was seen, or drop_lowest).
         self._side_heaps = self._lowest is not None
         # Floats, not ints: 4 bytes less per entry, exact up to 2**53 pushes. From
-        # 1: _FRESH (0) is every fresh task's. _stamp: the latest enqueue time yet.
-        self._seq = itertools.count(1.0)
-        self._stamp = -math.inf
+        # 1: _FRESH (0) is every fresh task's; made at the first push that needs one
+        # (a FairScheduler holds a queue per tenant). _stamp: the latest enqueue time yet.
+        self._seq: Iterator[float] | None = None
+        self._stamp = _NO_STAMP
         # Whether the index's insertion order is enqueue order (no backdating).
         self._monotone = True
         # The entry the latest pop took, while unpop may still put it back.
@@ -384,7 +391,10 @@ class PriorityQueue(HeldTasks):
             self._stamp = enqueued
             entry = (key, enqueued, _FRESH, task)
         else:
-            entry = (key, enqueued, next(self._seq), task)
+            seq = self._seq
+            if seq is None:
+                seq = self._seq = itertools.count(1.0)
+            entry = (key, enqueued, next(seq), task)
         if self._limit is not None and len(index) + len(self._expired) >= self._limit:
             return self._push_full(entry, now)
         heappush(self._heap, entry)
@@ -901,6 +911,8 @@ class PriorityQueue(HeldTasks):
             raise ReentrancyError(reentry_refusal(call, "queue"))
         expiry = self._expiry
         if expiry is not None:
+            if self._expired is _NONE_EXPIRED:
+                self._expired = {}  # one of its own, before anything is filed in it
             expired = self._expired
             for entry in expiry.pop_until(now):  # out of the index too
                 expired[entry[_TASK].id] = entry
