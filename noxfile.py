@@ -14,7 +14,7 @@ nox.options.reuse_existing_virtualenvs = True
 def tests(session: nox.Session) -> None:
     """Unit, property and stateful tests, plus a one-shot smoke run of the benchmarks."""
     session.install("-e", ".[test,dask]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-n", "auto", *session.posargs)
 
 
 @nox.session
