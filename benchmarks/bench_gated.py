@@ -10,8 +10,11 @@ placement check treats alike (here one per priority, and with the
 only the first of each class goes back to the queue, so a placement costs
 the same whatever N. The first dispatch, which meets every task once and
 parks all but one, is left out of the timing (it is O(N log N), once).
-Two queues: a ``PriorityQueue`` (4 classes), and a ``FairScheduler`` over
-10 tenants (40 classes).
+Four queues: a ``PriorityQueue`` (4 classes); a ``FairScheduler`` over 10
+tenants (40 classes); one sharing each tenant's turns among 5 keys
+(``inner=KeyShare()``, 200 classes: tenant, key and priority); and the same
+two levels from a factory of the user's, which ranks no task, so every
+refused task goes back at each refill (the cost scouts save).
 
 Smoke sizes under plain pytest; ``TASKDIST_BENCH_FULL=1`` for the full ones.
 Run as a script (``python benchmarks/bench_gated.py``) for the Markdown
@@ -29,6 +32,7 @@ from sizing import sizes
 from taskdist import (
     Distributor,
     FairScheduler,
+    KeyShare,
     ManualClock,
     PriorityQueue,
     RateGate,
@@ -37,24 +41,38 @@ from taskdist import (
     Worker,
 )
 
-QUEUES = ("PriorityQueue", "FairScheduler")
+QUEUES = ("PriorityQueue", "FairScheduler", "KeyShare", "nested factory")
+
+
+def make_queue(queue: str, clock: ManualClock) -> PriorityQueue | FairScheduler:
+    """The queue named in ``QUEUES``, on ``clock``."""
+    if queue == "PriorityQueue":
+        return PriorityQueue(clock)
+    if queue == "FairScheduler":
+        return FairScheduler(clock)
+    if queue == "KeyShare":
+        return FairScheduler(clock, inner=KeyShare())
+    # The same two levels from a factory of the user's: the Distributor cannot rank its
+    # tasks without holding them, so every refused task goes back at each refill.
+    return FairScheduler(clock, inner=lambda c, t: FairScheduler(c, tenant_of=lambda t: t.key))
 
 
 def gated(waiting: int, queue: str = "PriorityQueue") -> Distributor:
     """A Distributor with ``waiting`` tasks queued behind a gate of 100 a minute (over
-    10 tenants with a ``FairScheduler``)."""
+    10 tenants with a ``FairScheduler``, and 5 keys each with two levels)."""
     clock = ManualClock()
     limiter = RateLimiter(100, per=60.0, burst=1, clock=clock)
-    fair = FairScheduler(clock) if queue == "FairScheduler" else None
     d = Distributor(
         clock,
-        queue=PriorityQueue(clock) if fair is None else fair,
+        queue=make_queue(queue, clock),
         gates=[RateGate(limiter, "api", default=1)],
     )
     for i in range(20):
         d.add_worker(Worker(i, capacity=waiting))
+    tenants = 1 if queue == "PriorityQueue" else 10
+    keys = 5 if queue in ("KeyShare", "nested factory") else 1
     for i in range(waiting):
-        d.submit(Task(i, priority=i % 4, tenant=None if fair is None else i % 10))
+        d.submit(Task(i, priority=i % 4, tenant=i % tenants, key=i // tenants % keys))
     return d
 
 

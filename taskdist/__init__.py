@@ -129,6 +129,7 @@ from taskdist.queues.fair import (
     Waiting,
     WaitingReason,
 )
+from taskdist.queues.key_share import KeyShare
 from taskdist.queues.protocol import Overflow
 from taskdist.queues.quota import Quota
 from taskdist.resilience import (
@@ -247,6 +248,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidTypeError",
     "Jitter",
+    "KeyShare",
     "KeyedRateGate",
     "KeyedRateLimiter",
     "LeastConnections",

@@ -51,6 +51,7 @@ from taskdist import (
     Health,
     KeyedRateGate,
     KeyedRateLimiter,
+    KeyShare,
     ManualClock,
     Pool,
     PoolGate,
@@ -453,8 +454,11 @@ class ScoutingDistributorMachine(DistributorMachine):
         priority=st.sampled_from([1, 2]),
         tenant=st.sampled_from(TENANTS[:2]),
         db=st.booleans(),
+        key=st.sampled_from([None, "k1", "k2"]),
     )
-    def submit_a_class(self, first: int, count: int, priority: int, tenant: str, db: bool) -> None:
+    def submit_a_class(
+        self, first: int, count: int, priority: int, tenant: str, db: bool, key: str | None
+    ) -> None:
         """Several tasks alike (one class behind the gates), a moment apart."""
         for i in range(count):
             task_id = TASK_IDS[(first + i) % len(TASK_IDS)]
@@ -462,7 +466,7 @@ class ScoutingDistributorMachine(DistributorMachine):
                 continue
             resources = {"api_calls": 1, **({"db": 1} if db else {})}
             self.distributor.submit(
-                Task(task_id, priority=priority, tenant=tenant, resources=resources)
+                Task(task_id, priority=priority, tenant=tenant, resources=resources, key=key)
             )
             self.allowed[task_id] = MAX_ATTEMPTS
             self.clock.advance(0.01)
@@ -515,6 +519,40 @@ FairScoutingDistributorMachine.TestCase.settings = settings(
     FairScoutingDistributorMachine.TestCase.settings
 )
 TestFairScoutingDistributorMachine = FairScoutingDistributorMachine.TestCase
+
+
+class KeyShareScoutingDistributorMachine(FairScoutingDistributorMachine):
+    """The fair scouting machine with each tenant's turns shared among its keys
+    (``inner=KeyShare(...)``), which still ranks tasks: scouts go back by class (the
+    key is part of it), and the keys' quota holds as the tenant's does."""
+
+    def options(self) -> dict[str, Any]:
+        options = super().options()
+        options["queue"] = FairScheduler(
+            self.clock,
+            weights={TENANTS[1]: 2.0},
+            quotas={"alice": Quota(max_concurrent=QUOTA)},
+            # Every key of a tenant runs one task at a time (None is a key too).
+            inner=KeyShare(
+                weights={"k2": 3.0}, plans={"one": Quota(max_concurrent=1)}, default_plan="one"
+            ),
+        )
+        return options
+
+    @rule(task=tasks, key=st.sampled_from(["k1", "k2"]))
+    def submit_with_a_key(self, task: Task, key: str) -> None:
+        self.submit(attrs.evolve(task, key=key))
+
+    @invariant()
+    def each_key_of_a_tenant_runs_one_task_at_most(self) -> None:
+        leased = [a.task for a in self.distributor.leases()]
+        assert max(Counter((t.tenant, t.key) for t in leased).values(), default=0) <= 1
+
+
+KeyShareScoutingDistributorMachine.TestCase.settings = settings(
+    KeyShareScoutingDistributorMachine.TestCase.settings
+)
+TestKeyShareScoutingDistributorMachine = KeyShareScoutingDistributorMachine.TestCase
 
 
 class PolicyDistributorMachine(DistributorMachine):

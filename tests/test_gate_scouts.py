@@ -32,6 +32,7 @@ from taskdist import (
     FairScheduler,
     KeyedRateGate,
     KeyedRateLimiter,
+    KeyShare,
     LeastConnections,
     ManualClock,
     Pool,
@@ -64,6 +65,14 @@ QUEUES: dict[str, Callable[[ManualClock], Any]] = {
     ),
     "fair, critical bypass": lambda clock: FairScheduler(clock, critical_bypass=True),
     "fair, aging": lambda clock: FairScheduler(clock, aging_rate=0.5),
+    # Each tenant's turns shared among its keys (a second level of fair share).
+    "fair, keys": lambda clock: FairScheduler(clock, inner=KeyShare()),
+    "fair, keys weighted and capped": lambda clock: FairScheduler(
+        clock,
+        weights={"b": 3.0},
+        critical_bypass=True,
+        inner=KeyShare(weights={"k2": 2.0}, quotas={"k1": Quota(max_concurrent=1)}),
+    ),
 }
 # Which tenant a FairScheduler serves next depends on when each became backlogged
 # (ties to the first), so the order refused tasks go back in decides ties: these are
@@ -120,6 +129,7 @@ operation = st.one_of(
         st.sampled_from([frozenset(), frozenset({"gpu"})]),
         st.floats(0.5, 20.0),  # deadline, from now
         st.sampled_from([None, 3.0]),  # ttl
+        st.sampled_from(["k1", "k2", None]),  # key
     ),
     st.tuples(st.just("dispatch"), st.sampled_from([None, 1, 2])),
     st.tuples(st.just("finish"), st.integers(0, 10), st.sampled_from(["ok", "fail", "429"])),
@@ -169,7 +179,7 @@ def step(
         # after any task that arrived meanwhile, which then went first; scouts keep
         # them in the order they were first refused (see the test of ties below).
         clock.advance(0.001)
-        _, priority, tenant, resources, requires, deadline, ttl = op
+        _, priority, tenant, resources, requires, deadline, ttl, key = op
         task = Task(
             f"t{len(submitted)}",
             priority=priority,
@@ -178,6 +188,7 @@ def step(
             requires=requires,
             deadline=clock.now() + deadline + len(submitted) * 1e-6,
             ttl=ttl,
+            key=key,
         )
         submitted.append(task.id)
         trace.append(("submit", d.submit(task).state))
@@ -241,13 +252,13 @@ def finish(d: Distributor, clock: ManualClock, trace: list[Any], paused: set[str
 # to a, whose tasks the gates refused first (waking all in the order refused last, b's
 # task, refused first at the last refusal, went first).
 _TIE = [
-    *[("submit", 1, "a", {}, frozenset(), 1.0, None)] * 2,
+    *[("submit", 1, "a", {}, frozenset(), 1.0, None, None)] * 2,
     ("dispatch", None),
-    *[("submit", 1, "a", {}, frozenset(), 1.0, None)] * 3,
+    *[("submit", 1, "a", {}, frozenset(), 1.0, None, None)] * 3,
     ("worker", frozenset()),
     ("dispatch", None),
-    ("submit", 1, "b", {}, frozenset(), 1.0, None),
-    ("submit", 1, "a", {}, frozenset(), 1.0, None),
+    ("submit", 1, "b", {}, frozenset(), 1.0, None, None),
+    ("submit", 1, "a", {}, frozenset(), 1.0, None, None),
     ("finish", 0, "ok"),
 ]
 
@@ -269,11 +280,12 @@ def queued(d: Distributor, n: int) -> list[int]:
     return [i for i in range(n) if d.state_of(i) is TaskState.QUEUED]
 
 
-def test_a_fair_scheduler_of_its_own_tenant_queues_sends_scouts() -> None:
+def test_a_fair_scheduler_of_its_own_tenant_queues_or_key_shares_sends_scouts() -> None:
     clock = ManualClock()
     for queue in (
         FairScheduler(clock),
         FairScheduler(clock, weights={"a": 2.0}, critical_bypass=True, strict_tenants=False),
+        FairScheduler(clock, inner=KeyShare({"u": 2.0}), critical_bypass=True),
     ):
         assert Distributor(clock, queue=queue, gates=gates(clock))._scouts is not None
 
@@ -389,7 +401,7 @@ def scout_out(clock: ManualClock, queue: str = "priority") -> Distributor:
     return d
 
 
-@pytest.mark.parametrize("queue", ["priority", "fair"])
+@pytest.mark.parametrize("queue", ["priority", "fair", "fair, keys"])
 def test_a_snapshot_carries_the_scouts_out(queue: str) -> None:
     clock = ManualClock()
     d = scout_out(clock, queue)
@@ -487,7 +499,7 @@ def test_a_task_moved_to_another_class_behind_a_scout_is_not_forgotten(scouting:
     assert d.state_of("t2") is TaskState.COMPLETED
 
 
-@pytest.mark.parametrize("queue", ["priority", "aging", "fair"])
+@pytest.mark.parametrize("queue", ["priority", "aging", "fair", "fair, keys"])
 def test_tasks_of_one_rank_behind_a_gate_keep_the_order_they_came_in(queue: str) -> None:
     clock = ManualClock(start=100.0)
     make = one_token_a_second(clock, queue)

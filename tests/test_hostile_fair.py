@@ -29,6 +29,7 @@ from taskdist import (
     FairScheduler,
     InvalidArgumentError,
     InvalidTypeError,
+    KeyShare,
     ManualClock,
     OverReleaseError,
     PriorityQueue,
@@ -104,6 +105,12 @@ def deadline_queues() -> FairScheduler:
     return configured(inner=DeadlineScheduler, critical_bypass=True)
 
 
+def key_shares() -> FairScheduler:
+    # Each tenant's turns shared among its keys, the keys capped by a plan of their own.
+    keys = KeyShare({None: 2.0}, plans={"user": Quota(max_concurrent=2)}, default_plan="user")
+    return configured(inner=keys, critical_bypass=True)
+
+
 IDS = ["a0", "a1", "b0", "c0", "c1", "new", "d0"]
 
 
@@ -148,6 +155,7 @@ BUILDERS: dict[str, Callable[[], FairScheduler]] = {
     "bypass": bypassing,
     "per-tenant queues": per_tenant_queues,
     "deadline queues": deadline_queues,
+    "key shares": key_shares,
 }
 
 

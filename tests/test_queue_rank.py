@@ -21,6 +21,7 @@ from taskdist import (
     FairScheduler,
     InvalidArgumentError,
     InvalidTypeError,
+    KeyShare,
     ManualClock,
     PriorityQueue,
     Task,
@@ -34,6 +35,7 @@ QUEUES: dict[str, Callable[[ManualClock], Any]] = {
     "fair": lambda clock: FairScheduler(clock, weights={"t": 2.0}),
     "fair aging": lambda clock: FairScheduler(clock, aging_rate=0.3),
     "fair, bypass": lambda clock: FairScheduler(clock, critical_bypass=True),
+    "fair, keys": lambda clock: FairScheduler(clock, inner=KeyShare(weights={None: 2.0})),
 }
 
 task_specs = st.lists(

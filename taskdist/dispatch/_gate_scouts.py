@@ -31,11 +31,14 @@ refused tasks go back decides ties. Scouts go back in the order of their
 class's first ticket, so each tenant is backlogged again in the order its
 tasks were first refused, as if every refused task went back in that order.
 A tenant's share does not depend on how many of its tasks are queued, only
-on which of them comes first, which its scouts show.
+on which of them comes first, which its scouts show. With a ``KeyShare`` the
+same holds one level down: a tenant's scheduler chooses between its keys by
+their tags, and the key is part of the class.
 
 The Distributor uses this only where that reasoning is exact: a queue that
 ranks tasks and takes back any task it held (a ``PriorityQueue``, or a
-``FairScheduler`` of its own tenant queues, whose ``rank`` says so; not a
+``FairScheduler`` of its own tenant queues or of a ``KeyShare``'s schedulers,
+whose ``rank`` says so; not a
 ``DeadlineScheduler``, whose push refuses a task whose deadline has passed,
 so that when a task goes back decides its fate), the library's gates and
 balancers, and no reservation, preemption, batching or fallback route step

@@ -48,6 +48,7 @@ from taskdist.queues._shared_index import (
 )
 from taskdist.queues._tables import shrink
 from taskdist.queues.deadline import DeadlineScheduler
+from taskdist.queues.key_share import KeyShare
 from taskdist.queues.priority import PriorityQueue, aged_rank
 from taskdist.queues.protocol import Eviction, Predicate, Queue
 from taskdist.queues.quota import Quota
@@ -598,6 +599,7 @@ class FairScheduler:
         "_plain",
         "_plans",
         "_quotas",
+        "_ranked",
         "_retired",
         "_running",
         "_shared",
@@ -641,7 +643,8 @@ class FairScheduler:
             default_plan: the plan of tenants not in ``tenant_plan``, or ``None``.
             inner: makes each tenant's queue from the clock, or from the clock
                 and the tenant (default: a :class:`PriorityQueue` aging at
-                :data:`DEFAULT_AGING_RATE`).
+                :data:`DEFAULT_AGING_RATE`); a :class:`KeyShare` shares each
+                tenant's turns among its keys.
             critical_bypass: let ``Priority.CRITICAL`` (and more urgent) tasks
                 skip the fair order, still within their tenant's quota.
             strict_tenants: refuse pushes for, and configuration of, tenants
@@ -736,6 +739,9 @@ class FairScheduler:
         self._shared = (inner is None or inner is DeadlineScheduler) and tenant_of is None
         # The default tenant queues: a scheduler holding this one may hand it its table.
         self._plain = inner is None
+        # Tenant queues that order a task by its key and rank alone: the default ones,
+        # or the schedulers of a KeyShare (tenants by key, over default queues).
+        self._ranked = inner is None or type(inner) is KeyShare
         # Whether it files its tasks in the table of the scheduler holding it (see _adopt).
         self._adopted = False
         # What makes the key queues of the schedulers it adopts (one for them all).
@@ -892,19 +898,20 @@ class FairScheduler:
 
     def rank(self, task: Task, enqueued_at: float) -> tuple[float, float] | None:
         """The key this scheduler orders ``task`` by among the tasks of its tenant and
-        priority, had it been pushed with ``enqueued_at``: ``(aged priority,
-        enqueued_at)`` as its tenant's :class:`PriorityQueue` ranks it, aging at
-        :attr:`aging_rate` (tasks of one tenant and priority go first in first out).
-        Changes nothing. O(1).
+        priority (and key, with ``inner=KeyShare(...)``), had it been pushed with
+        ``enqueued_at``: ``(aged priority, enqueued_at)`` as its tenant's (or key's)
+        :class:`PriorityQueue` ranks it, aging at :attr:`aging_rate` (such tasks go
+        first in first out). Changes nothing. O(1).
 
         ``None`` where the order among such tasks depends on what else is held:
-        tenant queues from an ``inner=`` factory, a ``tenant_of`` (two tasks of one
-        ``task.tenant`` may be different tenants here), or ``deadline_aware`` (a
-        later task may be served first to meet its deadline).
+        tenant queues from an ``inner=`` factory (but a :class:`KeyShare`), a
+        ``tenant_of`` (two tasks of one ``task.tenant`` may be different tenants
+        here), or ``deadline_aware`` (a later task may be served first to meet its
+        deadline).
 
         Which tenant is served next depends on the tenants' virtual start tags,
-        ties going to the tenant backlogged first, so this key orders tasks within
-        a tenant only.
+        ties going to the tenant backlogged first (and so, within a tenant, for its
+        keys), so this key orders tasks within a tenant (or key) only.
 
         Raises:
             InvalidTypeError: ``task`` is not a Task, ``enqueued_at`` not a number.
@@ -912,7 +919,7 @@ class FairScheduler:
                 ``+-2**53``.
         """
         ranked = aged_rank(task, enqueued_at, self._aging_rate)
-        if not self._plain or self._tenant_of is not None or self._slack is not None:
+        if not self._ranked or self._tenant_of is not None or self._slack is not None:
             return None
         return ranked
 
