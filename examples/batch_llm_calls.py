@@ -18,9 +18,10 @@ import random
 
 from taskdist import AIMDSizing, Batch, BatchOptimizer, ManualClock, Task
 
-# From the platform scenario (reference/platform.json): intent priorities
-# (1 = most urgent) and which intents may be batched. Durations per request:
-# research 15 s is the scenario's figure; reviewing 5 s is assumed here.
+# From the platform scenario (taskdist.sim.scenarios.INTENT_PRIORITY, a subset):
+# intent priorities (1 = most urgent), and which intents may be batched.
+# Durations per request: research 15 s is the scenario's figure; reviewing 5 s
+# is assumed here.
 INTENT_PRIORITY = {
     "brainstorming": 1,
     "deciding": 1,

@@ -178,6 +178,23 @@ def test_docs_point_only_inside_the_repository() -> None:
     assert not outside, f"links that leave the repository or lead nowhere: {outside}"
 
 
+def test_code_and_comments_point_only_inside_the_repository() -> None:
+    # The project stands alone: its code, tests, examples and benchmarks restate what a
+    # reader needs instead of citing the notes and documents it was built from.
+    outside = []
+    for folder in ("taskdist", "tests", "examples", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.name == "test_project.py":
+                continue  # (the words it looks for)
+            text = path.read_text()
+            outside += [
+                f"{path.relative_to(ROOT)}: {word}"
+                for word in ("DESIGN.md", "STYLE.md", "shared/", "reference/")
+                if word in text
+            ]
+    assert not outside, f"citations of files outside the repository: {outside}"
+
+
 def test_public_classes_state_their_complexity() -> None:
     """Components (classes with methods beyond a value's) say what each operation costs."""
     missing = []
