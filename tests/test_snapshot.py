@@ -52,6 +52,7 @@ from taskdist import (
     Health,
     KeyedRateGate,
     KeyedRateLimiter,
+    KeyShare,
     ManualClock,
     Pool,
     PoolGate,
@@ -97,6 +98,13 @@ QUEUES: dict[str, Callable[[ManualClock], Any]] = {
         quotas={TENANTS[1]: Quota(max_concurrent=1, rate=2, per=3.0)},
         critical_bypass=True,
         inner=lambda c: PriorityQueue(c, aging_rate=0.05),
+    ),
+    # Each tenant's turns shared among its keys (a scheduler per tenant, restored too).
+    "fair, keys": lambda clock: FairScheduler(
+        clock,
+        weights={TENANTS[0]: 2.0},
+        critical_bypass=True,
+        inner=KeyShare({"k": 2.0}, quotas={"j": Quota(max_concurrent=1, rate=2, per=3.0)}),
     ),
 }
 
