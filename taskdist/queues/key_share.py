@@ -27,9 +27,10 @@ class KeyShare:
     queue is then a ``FairScheduler`` whose tenants are ``task.key``, weighted and held
     to quotas by what is given here. ``FairScheduler(clock, inner=KeyShare())`` serves
     the tenants as before, and within a tenant its keys in turn (equal shares unless
-    weighted), so a tenant cannot win more of its own turns for one user by spreading
-    another's work over many keys. Within a key, tasks go by aged priority, then first
-    in first out, as in any tenant queue.
+    weighted): the tenants' shares hold however many keys each spreads its work over,
+    and within a tenant no key (one user, say) takes more than its share of the
+    tenant's turns. Within a key, tasks go by aged priority, then first in first out,
+    as in any tenant queue.
 
     It makes the same schedulers as the factory ``lambda clock, tenant:
     FairScheduler(clock, tenant_of=lambda t: t.key, ...)``, with one difference: the
@@ -39,7 +40,8 @@ class KeyShare:
     fairness docs). For anything else at the key level (deadlines, strict keys, a
     different scheduler per tenant), write the factory.
 
-    Making one is O(k + q) for k weights and q quotas and plans; each call O(1).
+    Making one, and each scheduler it makes, is O(k + q) for k weights and q quotas
+    and plans.
     """
 
     __slots__ = ("_options",)
