@@ -57,9 +57,10 @@ def make_queue(queue: str, clock: ManualClock) -> PriorityQueue | FairScheduler:
     return FairScheduler(clock, inner=lambda c, t: FairScheduler(c, tenant_of=lambda t: t.key))
 
 
-def gated(waiting: int, queue: str = "PriorityQueue") -> Distributor:
+def gated(waiting: int, queue: str = "PriorityQueue", tenants: int | None = None) -> Distributor:
     """A Distributor with ``waiting`` tasks queued behind a gate of 100 a minute (over
-    10 tenants with a ``FairScheduler``, and 5 keys each with two levels)."""
+    10 tenants with a ``FairScheduler``, and 5 keys each with two levels; ``tenants``:
+    over that many, every task of priority 2, so one class a tenant)."""
     clock = ManualClock()
     limiter = RateLimiter(100, per=60.0, burst=1, clock=clock)
     d = Distributor(
@@ -69,6 +70,10 @@ def gated(waiting: int, queue: str = "PriorityQueue") -> Distributor:
     )
     for i in range(20):
         d.add_worker(Worker(i, capacity=waiting))
+    if tenants is not None:
+        for i in range(waiting):
+            d.submit(Task(i, priority=2, tenant=i % tenants))
+        return d
     tenants = 1 if queue == "PriorityQueue" else 10
     keys = 5 if queue in ("KeyShare", "nested factory") else 1
     for i in range(waiting):
@@ -107,7 +112,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--waiting", type=int, nargs="+", default=[100, 1_000, 10_000])
     parser.add_argument("--placements", type=int, default=50)
+    parser.add_argument(
+        "--tenants",
+        type=int,
+        nargs="+",
+        help="instead: a FairScheduler over this many tenants, one class each",
+    )
     args = parser.parse_args()
+    if args.tenants:
+        print("| tenants (classes) | " + " | ".join(f"{w:,} waiting" for w in args.waiting) + " |")
+        print("|---:|" + "---:|" * len(args.waiting))
+        for tenants in args.tenants:
+            cells = []
+            for waiting in args.waiting:
+                d = gated(waiting, "FairScheduler", tenants)
+                clock = d.clock
+                assert isinstance(clock, ManualClock)
+                place(d, clock, 1)
+                began = time.thread_time()
+                place(d, clock, args.placements)
+                cells.append(f"{(time.thread_time() - began) / args.placements * 1e3:.2f}")
+            print(f"| {tenants:,} | " + " | ".join(cells) + " |")
+        return
     print("| tasks waiting behind the gate | " + " | ".join(QUEUES) + " |")
     print("|---:|" + "---:|" * len(QUEUES))
     for waiting in args.waiting:
