@@ -529,14 +529,31 @@ def test_a_rate_gate_refilling_wakes_a_task_parked_by_the_gate() -> None:
     _wakes_at(run, 10.0, "b")
 
 
-def test_a_pool_release_wakes_a_task_parked_by_the_pool() -> None:
+def test_a_task_a_full_pool_holds_back_waits_in_the_queue_until_a_release() -> None:
+    # Every task asks the pool for a unit: with none left, dispatch stops at the first
+    # refusal and the rest stay queued (nothing parked, nothing moved).
     pool = ResourcePool("db", size=1)
     run = build(Worker("w", capacity=5), gates=[PoolGate(pool)])
     run.d.submit(Task("a", resources={"db": 1}))
     run.d.submit(Task("b", resources={"db": 1}))
     assert run.dispatch_ids() == ["a"]
-    assert run.d.state_of("b") is PARKED
+    assert run.d.state_of("b") is QUEUED and EventKind.PARKED not in run.kinds("b")
     assert run.d.next_wakeup() == 30.0  # a's lease: a pool frees on a release, not with time
+    run.d.complete("a")
+    assert pool.in_use == 0
+    assert run.dispatch_ids() == ["b"] and pool.in_use == 1
+
+
+def test_a_pool_release_wakes_a_task_parked_by_the_pool() -> None:
+    # A task that holds no unit of the pool ("c") may pass it whatever is left, so a
+    # refusal does not end the walk: the refused task is parked, and a release wakes it.
+    pool = ResourcePool("db", size=1)
+    run = build(Worker("w", capacity=5), gates=[PoolGate(pool)])
+    run.d.submit(Task("a", resources={"db": 1}))
+    run.d.submit(Task("b", resources={"db": 1}))
+    run.d.submit(Task("c"))
+    assert run.dispatch_ids() == ["a", "c"]
+    assert run.d.state_of("b") is PARKED
     run.d.complete("a")
     assert _unparked(run, "b") and pool.in_use == 0
     assert run.dispatch_ids() == ["b"] and pool.in_use == 1
@@ -681,7 +698,7 @@ def test_gates_admit_all_or_nothing() -> None:
     run.d.submit(Task("b", resources={"api": 3, "db": 1}))
     assert run.dispatch_ids() == ["a"]
     # b passed the rate gate and was refused by the pool: its api units came back.
-    assert run.d.state_of("b") is PARKED
+    assert run.d.state_of("b") is QUEUED
     assert limiter.available() == 9.0 and pool.in_use == 1
 
 

@@ -95,6 +95,7 @@ def test_a_scout_placed_before_the_error_takes_its_place_back_from_its_successor
         ],
     )
     assert d._scouts is not None
+    d._shut = None  # walking on past a shut gate: a2 and a3 wait as scouts do
     d.add_worker(Worker("w", capacity=100))
     for i in (1, 2, 3):
         clock.advance(0.001)

@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import pytest
 from hypothesis import assume, settings
+from hypothesis import event as note_event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -497,6 +498,13 @@ ScoutingDistributorMachine.TestCase.settings = settings(
 TestScoutingDistributorMachine = ScoutingDistributorMachine.TestCase
 
 
+def weighted_fair(clock: ManualClock) -> FairScheduler:
+    """A ``FairScheduler`` with bob weighted 2 and alice capped at ``QUOTA`` running."""
+    return FairScheduler(
+        clock, weights={TENANTS[1]: 2.0}, quotas={"alice": Quota(max_concurrent=QUOTA)}
+    )
+
+
 class FairScoutingDistributorMachine(ScoutingDistributorMachine):
     """The scouting machine over a ``FairScheduler`` of its own tenant queues, which
     ranks tasks within a tenant: scouts go back by class, tenants are served by
@@ -505,9 +513,7 @@ class FairScoutingDistributorMachine(ScoutingDistributorMachine):
 
     def options(self) -> dict[str, Any]:
         options = super().options()
-        options["queue"] = FairScheduler(
-            self.clock, weights={TENANTS[1]: 2.0}, quotas={"alice": Quota(max_concurrent=QUOTA)}
-        )
+        options["queue"] = weighted_fair(self.clock)
         return options
 
     @invariant()
@@ -553,6 +559,87 @@ KeyShareScoutingDistributorMachine.TestCase.settings = settings(
     KeyShareScoutingDistributorMachine.TestCase.settings
 )
 TestKeyShareScoutingDistributorMachine = KeyShareScoutingDistributorMachine.TestCase
+
+
+class ShutGateDistributorMachine(ScoutingDistributorMachine):
+    """The scouting machine behind a rate gate and a pool that charge every task a
+    unit: once either has less left than that, a dispatch stops at the first task the
+    gates refuse and the rest stay queued. The invariants above hold, every task
+    still ends (the gates' wakeup is the host's), and a dispatch stops so only when
+    the gates would admit no task left in the queue.
+    """
+
+    def options(self) -> dict[str, Any]:
+        options = super().options()
+        # Burst 2, so that a task asking for 2 units may be refused while one asking
+        # for 1 passes: only a gate with less left than every task asks for shuts.
+        self.limiter = RateLimiter(rate=0.5, per=1.0, burst=2, clock=self.clock)
+        options["gates"] = [
+            PoolGate(self.pool, default=1),
+            RateGate(self.limiter, "api_calls", default=1),
+            self.flaky(),
+        ]
+        return options
+
+    @rule(
+        i=st.integers(0, len(TASK_IDS) - 1),
+        api=st.sampled_from([1, 2]),
+        db=st.sampled_from([1, 2]),
+        priority=st.sampled_from([1, 2, 3]),
+    )
+    def submit_heavy(self, i: int, api: int, db: int, priority: int) -> None:
+        """A task asking for one or two units of each gate."""
+        self.submit(Task(TASK_IDS[i], priority=priority, resources={"api_calls": api, "db": db}))
+
+    @rule(limit=st.sampled_from([None, 1, 2]))
+    def dispatch(self, limit: int | None) -> None:
+        super().dispatch(limit)
+        d = self.distributor
+        assert d._shut is not None
+        if not d._shut_walk:
+            return
+        note_event("a walk stopped at a shut gate")
+        gates = d._gates
+        assert gates is not None
+        armed, self.fails_in = self.fails_in, None  # the flaky key asked, not failing
+        try:
+            admitted = d.queue.peek(where=gates.can_acquire)
+        finally:
+            self.fails_in = armed
+        assert admitted is None, f"the walk stopped before {admitted!r}, which could pass"
+
+    @invariant()
+    def gates_and_quotas_are_never_exceeded(self) -> None:
+        leased = [a.task for a in self.distributor.leases()]
+        assert self.pool.in_use == sum(t.resources.get("db", 1) for t in leased) <= 2
+
+
+ShutGateDistributorMachine.TestCase.settings = settings(
+    ShutGateDistributorMachine.TestCase.settings
+)
+TestShutGateDistributorMachine = ShutGateDistributorMachine.TestCase
+
+
+class FairShutGateDistributorMachine(ShutGateDistributorMachine):
+    """The machine above over a ``FairScheduler`` with a weight and a tenant quota,
+    which keep holding while tasks wait in it behind shut gates."""
+
+    def options(self) -> dict[str, Any]:
+        options = super().options()
+        options["queue"] = weighted_fair(self.clock)
+        return options
+
+    @invariant()
+    def gates_and_quotas_are_never_exceeded(self) -> None:
+        ShutGateDistributorMachine.gates_and_quotas_are_never_exceeded(self)
+        leased = [a.task for a in self.distributor.leases()]
+        assert sum(1 for t in leased if t.tenant == "alice") <= QUOTA
+
+
+FairShutGateDistributorMachine.TestCase.settings = settings(
+    FairShutGateDistributorMachine.TestCase.settings
+)
+TestFairShutGateDistributorMachine = FairShutGateDistributorMachine.TestCase
 
 
 class PolicyDistributorMachine(DistributorMachine):

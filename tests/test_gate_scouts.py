@@ -91,12 +91,15 @@ def gates(clock: ManualClock) -> list[Any]:
     ]
 
 
-def build(queue: str, clock: ManualClock, *, scouting: bool, in_order: bool = False) -> Distributor:
+def build(
+    queue: str, clock: ManualClock, *, scouting: bool, in_order: bool = False, shut: bool = True
+) -> Distributor:
     """A Distributor behind a rate gate, a keyed rate gate and a pool gate.
 
     Without ``scouting``, every refused task goes back when a gate opens: in the
     order refused last, or, ``in_order``, in the order each was first refused (every
-    task a class of its own, so each is its own scout).
+    task a class of its own, so each is its own scout). Without ``shut``, a walk
+    goes on past a refusal even when a shut gate holds back every task left.
     """
     d = Distributor(
         clock,
@@ -105,7 +108,9 @@ def build(queue: str, clock: ManualClock, *, scouting: bool, in_order: bool = Fa
         lease=None,
         rng=random.Random(5),
     )
-    assert d._scouts is not None
+    assert d._scouts is not None and d._shut is not None
+    if not shut:
+        d._shut = None
     if in_order:
         wake_all_in_order(d)
     elif not scouting:
@@ -142,11 +147,16 @@ operation = st.one_of(
 
 
 def run(
-    queue: str, ops: list[tuple[Any, ...]], *, scouting: bool, in_order: bool = False
+    queue: str,
+    ops: list[tuple[Any, ...]],
+    *,
+    scouting: bool,
+    in_order: bool = False,
+    shut: bool = True,
 ) -> list[Any]:
     """What a Distributor did under ``ops``: each call's answer, in order."""
     clock = ManualClock(start=100.0)
-    d = build(queue, clock, scouting=scouting, in_order=in_order)
+    d = build(queue, clock, scouting=scouting, in_order=in_order, shut=shut)
     d.add_worker(Worker("w0", capacity=2))
     trace: list[Any] = []
     submitted: list[Hashable] = []
@@ -263,17 +273,29 @@ _TIE = [
 ]
 
 
+@pytest.mark.parametrize("shut", [True, False], ids=["shut", "walking on"])
 @pytest.mark.parametrize("queue", sorted(QUEUES))
 @settings(max_examples=60, deadline=None)
 @given(ops=st.lists(operation, max_size=60))
 @example(ops=_TIE)
 def test_scouts_make_the_placements_waking_every_refused_task_makes(
+    queue: str, shut: bool, ops: list[tuple[Any, ...]]
+) -> None:
+    scouted = run(queue, ops, scouting=True, shut=shut)
+    assert scouted == run(queue, ops, scouting=False, in_order=True, shut=shut)
+    if queue not in IN_ORDER_ONLY:
+        assert scouted == run(queue, ops, scouting=False, shut=shut)
+
+
+@pytest.mark.parametrize("queue", sorted(set(QUEUES) - IN_ORDER_ONLY))
+@settings(max_examples=60, deadline=None)
+@given(ops=st.lists(operation, max_size=60))
+def test_a_walk_a_shut_gate_ends_makes_the_placements_walking_on_makes(
     queue: str, ops: list[tuple[Any, ...]]
 ) -> None:
-    scouted = run(queue, ops, scouting=True)
-    assert scouted == run(queue, ops, scouting=False, in_order=True)
-    if queue not in IN_ORDER_ONLY:
-        assert scouted == run(queue, ops, scouting=False)
+    # A priority queue's order does not depend on which refused tasks left it and came
+    # back, so stopping at a shut gate changes no placement and no dead letter.
+    assert run(queue, ops, scouting=True) == run(queue, ops, scouting=True, shut=False)
 
 
 def queued(d: Distributor, n: int) -> list[int]:
@@ -340,10 +362,14 @@ def test_a_refill_sends_one_task_of_each_class_not_all() -> None:
         clock, gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)]
     )
     d.add_worker(Worker("w", capacity=1000))
+    # A task the gate does not charge: it could pass a spent bucket, so every refusal is
+    # a refusal of that task alone, and the walk goes on.
+    d.submit(Task("local", priority=4, resources={"api": 0.0}))
     for i in range(300):
         clock.advance(0.001)
         d.submit(Task(i, priority=1 + i % 3))
-    assert [a.task.id for a in d.dispatch()] == [0]  # the one unit; the rest are refused
+    # The one unit, and the task that needs none; the rest are refused.
+    assert [a.task.id for a in d.dispatch()] == [0, "local"]
     assert len(d.queue) == 0 and len(queued(d, 300)) == 0
     clock.advance(1.0)
     d.tick()
@@ -355,6 +381,135 @@ def test_a_refill_sends_one_task_of_each_class_not_all() -> None:
     # bucket: back in their classes, nothing queued, until the next refill.
     assert queued(d, 300) == []
     assert sum(d.state_of(i) is TaskState.PARKED for i in range(300)) == 298
+
+
+def test_a_shut_gate_keeps_every_task_in_the_queue_and_a_refill_places_the_best() -> None:
+    clock = ManualClock()
+    d = Distributor(
+        clock, gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)]
+    )
+    d.add_worker(Worker("w", capacity=1000))
+    for i in range(300):
+        clock.advance(0.001)
+        d.submit(Task(i, priority=1 + i % 3))
+    # The one unit; then the bucket is spent and every task charges one: the walk ends
+    # at the first refusal, and nothing leaves the queue.
+    assert [a.task.id for a in d.dispatch()] == [0]
+    assert len(d.queue) == 299 and not any(d.state_of(i) is TaskState.PARKED for i in range(300))
+    assert d.next_wakeup() == pytest.approx(1.3)  # the next unit (submits took 0.3 s)
+    assert d.dispatch() == []  # before it: nothing, and nothing moves
+    assert len(d.queue) == 299
+    clock.set(d.next_wakeup())  # type: ignore[arg-type]
+    assert [a.task.id for a in d.dispatch()] == [3]  # the best: priority 1, the oldest
+    assert len(d.queue) == 298
+
+
+def test_a_gate_with_less_left_than_one_task_asks_does_not_end_the_walk() -> None:
+    clock = ManualClock()
+    d = Distributor(
+        clock, gates=[RateGate(RateLimiter(1, per=1.0, burst=2, clock=clock), "api", default=1)]
+    )
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("x", priority=1))
+    assert [a.task.id for a in d.dispatch()] == ["x"]  # one unit left
+    d.submit(Task("big", priority=1, resources={"api": 2.0}))
+    d.submit(Task("small", priority=2))
+    # "big" asks for two units: refused; "small" asks for one, which is left.
+    assert [a.task.id for a in d.dispatch()] == ["small"]
+    assert d.state_of("big") is TaskState.PARKED  # refused, with the walk going on
+    # Now the bucket is empty, below what any task asks for: the walk ends at "late".
+    d.submit(Task("late", priority=1))
+    assert d.dispatch() == [] and d.state_of("late") is TaskState.QUEUED
+
+
+def shut_or_not(clock: ManualClock) -> Distributor:
+    """Behind a rate gate of burst 1: a task that asks nothing of it came and went, so
+    the gate never shuts; then three tasks that each ask a unit, one placed."""
+    d = Distributor(
+        clock, gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)]
+    )
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("free", resources={"api": 0.0}))
+    assert [a.task.id for a in d.dispatch()] == ["free"]
+    d.complete("free")
+    for name in "abc":
+        clock.advance(0.001)
+        d.submit(Task(name))
+    assert [a.task.id for a in d.dispatch()] == ["a"]
+    return d
+
+
+def test_a_snapshot_carries_what_each_gate_may_be_asked_for_at_least() -> None:
+    clock = ManualClock()
+    d = shut_or_not(clock)
+    assert d._shut is not None and d._shut.least == [0.0]
+    assert [d.state_of(t) for t in "bc"] == [TaskState.PARKED] * 2  # the walk went on
+    snapshot = d.snapshot()
+    assert snapshot["gate_shut"] == {"least": [0.0], "walk": False}
+    twin_clock = ManualClock(start=clock.now())
+    twin = Distributor.restore(
+        copy.deepcopy(snapshot),
+        twin_clock,
+        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=twin_clock), "api", default=1)],
+    )
+    # "free" is gone, yet the twin knows a task may ask nothing: it walks on as well.
+    assert twin._shut is not None and twin._shut.least == [0.0]
+    assert twin.snapshot() == snapshot
+    for clk, dist in ((clock, d), (twin_clock, twin)):
+        clk.advance(1.0)
+        dist.submit(Task("d"))
+        assert [a.task.id for a in dist.dispatch()] == ["b"]
+        assert dist.state_of("c") is TaskState.PARKED
+
+
+def test_a_version_4_snapshot_works_out_each_gates_least_demand_from_its_tasks() -> None:
+    clock = ManualClock()
+    old = shut_or_not(clock).snapshot()
+    old["version"] = 4
+    del old["gate_shut"]
+    twin_clock = ManualClock(start=clock.now())
+    twin = Distributor.restore(
+        old,
+        twin_clock,
+        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=twin_clock), "api", default=1)],
+    )
+    # From the tasks it holds ("free" is not one of them): each asks a unit.
+    assert twin._shut is not None and twin._shut.least == [1.0]
+    assert twin.next_wakeup() == pytest.approx(1.003)  # the rate gate's refill
+
+
+def test_thousands_of_tenants_behind_a_spent_limit_wait_in_the_queue_untouched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One task each from 2,000 tenants behind a limit of one a second: each refill
+    # places the next tenant's task in fair order, and nothing is taken out of the
+    # queue and pushed again (a refill used to send every tenant's task back).
+    clock = ManualClock()
+    d = Distributor(
+        clock,
+        queue=FairScheduler(clock),
+        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)],
+    )
+    d.add_worker(Worker("w", capacity=10_000))
+    for i in range(2_000):
+        d.submit(Task(i, tenant=i))
+    pushes = 0
+    push = FairScheduler.push
+
+    def counted(self: FairScheduler, task: Task, **kwargs: Any) -> Any:
+        nonlocal pushes
+        pushes += 1
+        return push(self, task, **kwargs)
+
+    monkeypatch.setattr(FairScheduler, "push", counted)
+    placed = []
+    for _ in range(50):
+        for assignment in d.dispatch():
+            placed.append(assignment.task.id)
+            d.complete(assignment.task.id)
+        clock.set(d.next_wakeup())  # type: ignore[arg-type]
+    assert placed == list(range(50)) and pushes == 0
+    assert len(d.queue) == 1_950 and not d._parked
 
 
 def test_every_task_behind_a_gate_runs_in_priority_order() -> None:
@@ -386,8 +541,9 @@ def test_every_task_behind_a_gate_runs_in_priority_order() -> None:
 
 def scout_out(clock: ManualClock, queue: str = "priority") -> Distributor:
     """Five tasks of one class behind a spent rate limit, which has just refilled: the
-    first of them back in the queue, the scout of its class."""
-    d = build(queue, clock, scouting=True)
+    first of them back in the queue, the scout of its class. (Walking on past a shut
+    gate, which would keep them all in the queue.)"""
+    d = build(queue, clock, scouting=True, shut=False)
     d.add_worker(Worker("w", capacity=10))
     for i in range(6):
         clock.advance(0.001)
@@ -416,6 +572,7 @@ def test_a_snapshot_carries_the_scouts_out(queue: str) -> None:
         queue=QUEUES[queue](twin_clock),
         gates=gates(twin_clock),
     )
+    twin._shut = None  # walking on, as the original does
     assert twin.snapshot() == snapshot
     assert twin._scouts is not None and twin._scouts.ids() == [1]
     runs = []
@@ -451,7 +608,8 @@ def test_a_distributor_that_keeps_no_scouts_wakes_all_on_restore() -> None:
 def one_token_a_second(
     clock: ManualClock, queue: str = "priority"
 ) -> Callable[[bool], Distributor]:
-    """Makes a Distributor behind a rate limit of one task a second (scouting or not)."""
+    """Makes a Distributor behind a rate limit of one task a second (scouting or not),
+    walking on past a shut gate (which would keep the refused tasks in the queue)."""
 
     def make(scouting: bool) -> Distributor:
         d = Distributor(
@@ -461,6 +619,7 @@ def one_token_a_second(
             lease=None,
             rng=random.Random(5),
         )
+        d._shut = None
         if not scouting:
             d._scouts = None
         d.add_worker(Worker("w", capacity=100))
@@ -533,6 +692,7 @@ def test_a_restored_distributor_sends_scouts_in_the_order_the_original_does() ->
         gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=twin_clock), "api", default=1)],
         rng=random.Random(5),
     )
+    twin._shut = None  # walking on past a shut gate, as the original does
     assert twin.snapshot() == d.snapshot()
     assert placements(d, clock, 4) == placements(twin, twin_clock, 4) == ["a1", "b2"]
 
@@ -690,6 +850,7 @@ def test_a_bounded_queue_rejects_no_refused_task_when_scouts_go_back(
         gates=[RateGate(limiter, "api", default=1)],
         lease=None,
     )
+    d._shut = None  # a walk that stops at the shut gate keeps them queued, within bounds
     if not scouting:
         d._scouts = None
     d.add_worker(Worker("w", capacity=100))

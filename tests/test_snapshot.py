@@ -834,7 +834,7 @@ def replaced(path: tuple[Any, ...], value: Any) -> Callable[[Any], None]:
 
 
 CORRUPTIONS = {
-    "future version": replaced(("version",), 5),
+    "future version": replaced(("version",), 6),
     "component from the future": replaced(("tracker", "version"), 99),
     "not a dict": lambda s: s.clear(),
     "unknown field": replaced(("surprise",), 1),
@@ -861,6 +861,9 @@ CORRUPTIONS = {
     "adaptive gate of another maximum": replaced(("gates", "gates", 3, "maximum"), 8.0),
     "breaker of a missing worker": removed(("breakers", 0)),
     "breaker window corrupted": replaced(("breakers", 0, 1, "window"), ["x"]),
+    "gate_shut not a dict": replaced(("gate_shut",), 5),
+    "gate_shut least below 0": replaced(("gate_shut",), {"least": [-1.0], "walk": False}),
+    "gate_shut walk not a bool": replaced(("gate_shut",), {"least": [None], "walk": 1}),
 }
 
 

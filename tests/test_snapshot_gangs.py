@@ -49,7 +49,7 @@ def gang_timeout_of(d: Distributor, clock: ManualClock) -> float:
 
 def test_the_gangs_timeout_travels_in_the_snapshot() -> None:
     snapshot = snapshot_of(Gangs(timeout=20.0))
-    assert snapshot["version"] == 4 and snapshot["gangs"] == {"timeout": 20.0}
+    assert snapshot["version"] == 5 and snapshot["gangs"] == {"timeout": 20.0}
     clock = ManualClock(start=1.0)
     d = Distributor.restore(copy.deepcopy(snapshot), clock)
     assert gang_timeout_of(d, clock) == 20.0
@@ -82,6 +82,7 @@ def version_1(snapshot: dict[str, Any]) -> dict[str, Any]:
         "backfill",
         "gate_scouts",
         "gate_due",
+        "gate_shut",
     )
     old = {key: value for key, value in snapshot.items() if key not in added}
     old["runs"] = [{k: v for k, v in run.items() if k != "batch"} for run in old["runs"]]
@@ -107,8 +108,8 @@ def test_a_version_1_snapshot_still_loads_with_the_gangs_given_or_the_default() 
         # Version 1 knew none of version 2's fields: the first one read is refused.
         (lambda s: s.update(version=1), r"unknown fields \['(batch|gangs)'"),
         (
-            lambda s: s.update(version=5),
-            "format version 5; this taskdist reads versions 1, 2, 3, 4",
+            lambda s: s.update(version=6),
+            "format version 6; this taskdist reads versions 1, 2, 3, 4, 5",
         ),
         (lambda s: s.update(gangs={"timeout": -1.0}), r"snapshot\.gangs\.timeout is not valid"),
         (lambda s: s.update(gangs={"timeout": "soon"}), r"snapshot\.gangs\.timeout"),

@@ -35,6 +35,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Hashable
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Final
 
 from taskdist._snapshot import (
@@ -82,7 +83,7 @@ if TYPE_CHECKING:
 __all__ = ["restore_into", "snapshot_of", "unsupported"]
 
 _KIND: Final = "Distributor"
-_VERSION: Final = 4
+_VERSION: Final = 5
 """The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``),
 ``waiting_gangs``, ``routed``, ``sent`` and ``paused_pools``, ``batcher``,
 ``batches``, ``batch_groups`` and each run's ``batch``, and ``backfill``; parked
@@ -92,8 +93,11 @@ routed or sent, no pool paused, no batch and no reservation held (version 1 refu
 to write them). 3 added ``gate_scouts``: the tasks that went back to the queue first
 of their kind when a gate opened (none before), and ``gate_due``, the gates' wakeup
 kept since they last refused a task. 4 added the ``gang retry`` timer: when a complete
-gang refused by its tenants' rate quotas is tried again (none before)."""
-_VERSIONS: Final = (SNAPSHOT_VERSION, 2, 3, _VERSION)
+gang refused by its tenants' rate quotas is tried again (none before). 5 added
+``gate_shut``: the least demand each rate or pool gate charged a task taken in, and
+whether the last dispatch stopped at a shut gate (before: worked out again from the
+tasks the snapshot holds)."""
+_VERSIONS: Final = (SNAPSHOT_VERSION, 2, 3, 4, _VERSION)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
 _TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _STEP, _GANG, _GANG_RETRY, _BREAKER)
@@ -151,6 +155,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
         "waiting": [[_id(task_id), since] for task_id, since in d._waiting_since.items()],
         "retrying": [_id(task_id) for task_id in d._retrying],
         "gate_scouts": _scouts_data(d),
+        "gate_shut": _shut_data(d),
         "parked": [
             [_group_data(group, pools), [task.to_data() for task in tasks]]
             for group, tasks in d._lot.parked()
@@ -536,6 +541,7 @@ class _Books:
             self.scouts.append((decode_key(item[0], f"{where}[0]"), item[1]))
         if len({task_id for task_id, _ in self.scouts}) != len(self.scouts):
             refuse("snapshot.gate_scouts", "names an id twice")
+        self.shut = _shut(fields.value("gate_shut")) if fields.version >= 5 else None
         self.parked: list[tuple[Hashable, list[Task]]] = []
         held = len(d._holds.reservations) if d._holds is not None else 0
         for i, item in enumerate(fields.items("parked")):
@@ -1036,6 +1042,14 @@ class _Books:
         # The members as the lot and the queue hold them: the very objects.
         held = {task.id: task for _, tasks in self.parked for task in tasks}
         held.update(self.queued_tasks)
+        shut = d._shut
+        if shut is not None and self.shut is not None and len(self.shut[0]) == shut.size:
+            shut.least = self.shut[0]
+            d._shut_walk = self.shut[1]
+        elif shut is not None:  # none written, or for other gates: from the tasks held
+            for task in chain(held.values(), (run.task for run in self.runs.values())):
+                shut.note(task)
+            d._shut_walk = bool(self.queued_tasks)  # the gates' wakeup, should they be shut
         for gang, (size, due, leader, members) in self.gangs.items():
             d._gangs.restore(gang, size, due, leader, [held.get(m.id, m) for m in members])
         if self.backfill is not None:  # after the leases, which it must not hear
@@ -1091,6 +1105,41 @@ def _unique_pairs(fields: Fields, name: str) -> list[tuple[Hashable, Any]]:
     if len({key for key, _ in pairs}) != len(pairs):
         refuse(f"snapshot.{name}", "names an id twice")
     return pairs
+
+
+def _shut_data(d: Distributor) -> dict[str, Any] | None:
+    """The least demand of each rate or pool gate that may shut a walk (``None``: no
+    task taken in yet), and whether the last walk stopped at one."""
+    shut = d._shut
+    if shut is None:
+        return None
+    return {
+        "least": [None if least == math.inf else least for least in shut.least],
+        "walk": d._shut_walk,
+    }
+
+
+def _shut(data: object) -> tuple[list[float], bool] | None:
+    """What ``_shut_data`` wrote, checked."""
+    where = "snapshot.gate_shut"
+    if data is None:
+        return None
+    if type(data) is not dict or set(data) != {"least", "walk"}:
+        refuse(where, f"must be null or {{'least': [...], 'walk': bool}}, got {shown(data)}")
+    least, walk = data["least"], data["walk"]
+    if type(walk) is not bool:
+        refuse(f"{where}.walk", f"must be a bool, got {shown(walk)}")
+    if type(least) is not list:
+        refuse(f"{where}.least", f"must be a list, got {shown(least)}")
+    values = []
+    for i, value in enumerate(least):
+        if value is None:
+            values.append(math.inf)
+        elif type(value) in (int, float) and math.isfinite(value) and value >= 0:
+            values.append(float(value))
+        else:
+            refuse(f"{where}.least[{i}]", f"must be a number >= 0 or null, got {shown(value)}")
+    return values, walk
 
 
 def _scouts_data(d: Distributor) -> list[list[Any]]:

@@ -23,6 +23,7 @@ from taskdist.batching.optimizer import BatchOptimizer
 from taskdist.clock import Clock
 from taskdist.dispatch import _persistence
 from taskdist.dispatch._gate_scouts import gate_scouts
+from taskdist.dispatch._gate_shut import Shut, gate_shut
 from taskdist.dispatch._parking import GATES, ParkingLot, signature
 from taskdist.dispatch._placement import Filter, PlacementRules
 from taskdist.dispatch._records import (
@@ -232,10 +233,16 @@ class Distributor:
     the answer: a worker added, healthier or with capacity freed, a breaker
     half-opening, an ejection ending, a gate refilling or releasing. So a
     task nobody can run never blocks the ones behind it and is not looked at
-    again until something changes. When no worker has room, ``dispatch``
-    returns at once without looking at the queue. Putting a task back after
-    the pop (a breaker refused its probe, a user's balancer declined) uses
-    the queue's ``unpop`` when it has one, so it costs the tenant nothing.
+    again until something changes. When a rate or pool gate that charges
+    every task has less left than any task asks for, it holds back every
+    task: the first refusal ends the walk, the tasks stay queued, in the
+    queue's order, and ``next_wakeup`` says when the gate refills (see
+    ``docs/distributor.md``; so a placement behind a spent rate limit costs
+    one queue look, whatever the number waiting). When no worker has room,
+    ``dispatch`` returns at once without looking at the queue. Putting a
+    task back after the pop (a breaker refused its probe, a user's balancer
+    declined) uses the queue's ``unpop`` when it has one, so it costs the
+    tenant nothing.
 
     **Leases.** An assignment's lease runs ``lease`` seconds; ``heartbeat``
     extends it. A lease that expires counts as a failed attempt and returns
@@ -417,6 +424,8 @@ class Distributor:
         "_routed",
         "_rules",
         "_scouts",
+        "_shut",
+        "_shut_walk",
         "_steps_held",
         "_tenants",
         "_ticked_at",
@@ -682,15 +691,18 @@ class Distributor:
         self._parked = self._lot.by_task  # task id -> its group: truthy when any is parked
         # Which gate-refused tasks go back to the queue when a gate opens (see
         # _gate_scouts): the first of each class, or (None) all of them.
-        self._scouts = gate_scouts(
-            queue,
-            gate_list,
-            self._rules,
-            plain=self._holds is None
+        plain = (
+            self._holds is None
             and preemption is None
             and batcher is None
-            and not self._rules.has_fallbacks(),
+            and not self._rules.has_fallbacks()
         )
+        self._scouts = gate_scouts(queue, gate_list, self._rules, plain=plain)
+        # The rate and pool gates that, closed, hold back every waiting task: then the
+        # dispatch walk stops at the first refusal (see _gate_shut), and _shut_walk says
+        # that the last walk stopped so, so that the gates' wakeup is the host's.
+        self._shut = gate_shut(queue, gate_list, plain=plain)
+        self._shut_walk = False
         # Scouts placed in the dispatch under way: id -> (class, ticket), so that a
         # dispatch a callback's error undoes can call back the scouts sent after them.
         self._handed_over: dict[Hashable, tuple[Hashable, int]] = {}
@@ -1116,6 +1128,8 @@ class Distributor:
         gates = self._gates
         if gates is not None:
             _check_gates(self._gate_list, task)
+            if self._shut is not None:
+                self._shut.note(task)  # before it is queued: a bound that only falls
         group = None if self._batcher is None else self._batcher.group_of(task)
         # A gang member waits for the rest; the one that completes the gang is queued.
         completes = self._gangs.check(task) if task.gang is not None else True
@@ -1206,6 +1220,7 @@ class Distributor:
             leased_now.clear()
             in_hand: Task | None = None  # popped last, maybe not placed yet
             placeable = self._placeable
+            self._shut_walk = False  # until this dispatch's walk stops at a shut gate
             pop_when_empty = self._pop_when_empty
             # The first asks the tracker to lift what is due; the placements after it
             # brought the tracker up to date themselves.
@@ -1220,7 +1235,12 @@ class Distributor:
                     if not pop_when_empty and not queue:
                         break  # no pop: it would find nothing and change nothing
                     self._choice = None
-                    in_hand = task = queue.pop(where=placeable)
+                    try:
+                        in_hand = task = queue.pop(where=placeable)
+                    except Shut:  # the queue is as it was; the tasks stay in it
+                        in_hand = task = None
+                        self._note_gate_wake()
+                        self._shut_walk = True
                     if self._passed:
                         self._park_passed(now)
                     if task is None:
@@ -1310,6 +1330,8 @@ class Distributor:
         if self._gates is not None:
             refusal = self._gate_refusal(task)
             if refusal is not None:  # GATES: not now; a _Refused: never (dead-lettered)
+                if refusal is GATES and self._shut is not None and self._shut.shut():
+                    raise Shut  # nothing behind it passes either: the walk ends here
                 self._passed.append((task, refusal))
                 return False
         worker = balancer.choose(task, self._tracker, filter_)
@@ -1460,7 +1482,12 @@ class Distributor:
         if choice is not None and choice[0] is task:
             worker, balancer = choice[1], choice[2]
         else:  # a queue that popped another task than the one its predicate accepted last
-            if not self._placeable(task):
+            try:
+                placeable = self._placeable(task)
+            except Shut:  # a shut gate refuses it, as any other
+                self._passed.append((task, GATES))
+                placeable = False
+            if not placeable:
                 self._unpop(task, self._passed.pop()[1])
                 return None
             assert self._choice is not None
@@ -3274,7 +3301,7 @@ class Distributor:
         wake = queue.next_wakeup()
         if wake is not None and wake <= now:
             self._expire_queue(now)
-        if self._parked and self._lot.has_group(GATES):
+        if self._shut_walk or (self._parked and self._lot.has_group(GATES)):
             wake = self._gate_wake()
             if wake is not None and wake <= now:
                 self._gate_due = None
@@ -3363,7 +3390,7 @@ class Distributor:
         wake = self._queue.next_wakeup()
         if wake is not None and wake > ticked and (soonest is None or wake < soonest):
             soonest = wake
-        if self._parked and self._lot.has_group(GATES):
+        if self._shut_walk or (self._parked and self._lot.has_group(GATES)):
             wake = self._gate_wake()
             if wake is not None and wake > ticked and (soonest is None or wake < soonest):
                 soonest = wake
