@@ -607,6 +607,9 @@ class ShutGateDistributorMachine(ScoutingDistributorMachine):
         finally:
             self.fails_in = armed
         assert admitted is None, f"the walk stopped before {admitted!r}, which could pass"
+        if not self.limiter.can_acquire(1):  # every task asks a unit: the host hears when
+            wake = d.next_wakeup()
+            assert wake is not None and wake <= self.limiter.ready_at(1)
 
     @invariant()
     def gates_and_quotas_are_never_exceeded(self) -> None:

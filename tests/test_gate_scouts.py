@@ -512,6 +512,28 @@ def test_thousands_of_tenants_behind_a_spent_limit_wait_in_the_queue_untouched(
     assert len(d.queue) == 1_950 and not d._parked
 
 
+def test_the_host_hears_when_a_shut_gate_opens_though_another_refused_first() -> None:
+    # The pool is asked first and refuses "big"; the rate gate, spent, is never asked,
+    # yet it is the one that holds every task back: next_wakeup() is its refill, not
+    # the lease of the task holding the pool's unit.
+    clock = ManualClock()
+    d = Distributor(
+        clock,
+        gates=[
+            PoolGate(ResourcePool("db", size=2)),
+            RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1),
+        ],
+    )
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("long", resources={"db": 1}))
+    assert [a.task.id for a in d.dispatch()] == ["long"]  # its lease ends at 30 s
+    d.submit(Task("big", priority=1, resources={"db": 2}))
+    d.submit(Task("small", priority=2, resources={"db": 1}))
+    assert d.dispatch() == [] and d.next_wakeup() == 1.0
+    clock.set(1.0)
+    assert [a.task.id for a in d.dispatch()] == ["small"]
+
+
 def test_every_task_behind_a_gate_runs_in_priority_order() -> None:
     clock = ManualClock()
     d = Distributor(

@@ -77,12 +77,15 @@ class ShutGates:
     """The rate and pool gates of a Distributor, each with the least demand it charged
     a task taken in. ``note`` and ``shut`` are O(g) for g such gates."""
 
-    __slots__ = ("_gates", "least")
+    __slots__ = ("_gates", "least", "opens")
 
     def __init__(self, gates: tuple[RateGate | PoolGate, ...]) -> None:
         self._gates = gates
         self.least = [math.inf] * len(gates)
         """Each gate's least demand of a task taken in (``inf``: none yet)."""
+        self.opens: float | None = None
+        """When the last ``shut()`` that said yes found a shut rate gate to have its
+        least demand again (``None``: only pools are shut; they open on a release)."""
 
     @property
     def size(self) -> int:
@@ -99,7 +102,14 @@ class ShutGates:
 
     def shut(self) -> bool:
         """Whether a gate now refuses every task taken in (its least demand is above
-        what it has left). Changes nothing."""
+        what it has left); if so, ``opens`` says when the soonest shut rate gate has it
+        again. Changes no gate.
+
+        The gate that refused the task at hand may be another (a pool asked first):
+        the host must still hear when the shut one opens, so it is worked out here.
+        """
+        shut = False
+        opens = None
         for gate, least in zip(self._gates, self.least, strict=True):
             if not least or least == math.inf:
                 continue  # a task that passes it untouched; or none taken in yet
@@ -107,7 +117,12 @@ class ShutGates:
             if isinstance(gate, RateGate):
                 limiter = gate.limiter
                 if least <= limiter.burst and not limiter.can_acquire(least):
-                    return True
+                    shut = True
+                    ready = limiter.ready_at(least)
+                    if opens is None or ready < opens:
+                        opens = ready
             elif least <= gate.pool.size and not gate.pool.can_acquire(least):
-                return True
-        return False
+                shut = True
+        if shut:
+            self.opens = opens
+        return shut

@@ -1239,7 +1239,7 @@ class Distributor:
                         in_hand = task = queue.pop(where=placeable)
                     except Shut:  # the queue is as it was; the tasks stay in it
                         in_hand = task = None
-                        self._note_gate_wake()
+                        self._note_shut_wake()
                         self._shut_walk = True
                     if self._passed:
                         self._park_passed(now)
@@ -3224,6 +3224,15 @@ class Distributor:
         wake = self._gates.next_wakeup()
         if wake is not None and (self._gate_due is None or wake < self._gate_due):
             self._gate_due = wake
+
+    def _note_shut_wake(self) -> None:
+        """Keep the gates' wakeup after a walk stopped at a shut gate: the gates' own,
+        and when the shut rate gate opens, which may not have refused a task yet."""
+        assert self._shut is not None
+        self._note_gate_wake()
+        opens = self._shut.opens
+        if opens is not None and (self._gate_due is None or opens < self._gate_due):
+            self._gate_due = opens
 
     def _gate_wake(self) -> float | None:
         """When the tasks the gates refused may pass: the sooner of the gates' own
