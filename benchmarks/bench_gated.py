@@ -4,17 +4,20 @@ Every task is charged one unit of a ``RateGate`` that refills one unit every
 0.6 s (100 a minute, burst 1), and the workers have room for all of them: the
 gate alone holds N tasks back. One step moves the clock to the Distributor's
 ``next_wakeup()``, dispatches (one task passes the gate) and completes what
-was placed. The tasks the gates refuse wait in classes of tasks that every
-placement check treats alike (here one per priority, and with the
-``FairScheduler`` one per tenant and priority); when the gate refills,
-only the first of each class goes back to the queue, so a placement costs
-the same whatever N. The first dispatch, which meets every task once and
-parks all but one, is left out of the timing (it is O(N log N), once).
-Four queues: a ``PriorityQueue`` (4 classes); a ``FairScheduler`` over 10
-tenants (40 classes); one sharing each tenant's turns among 5 keys
-(``inner=KeyShare()``, 200 classes: tenant, key and priority); and the same
-two levels from a factory of the user's, which ranks no task, so every
-refused task goes back at each refill (the cost scouts save).
+was placed. Once a task has passed, the gate has less left than any task
+asks for: it holds back every task, so dispatch stops at the first refusal
+and the tasks stay queued, and a placement costs one look into the queue
+whatever N. Where the walk cannot be ended so (a factory of the user's makes
+the tenant queues), the tasks the gates refuse are parked in classes of
+tasks that every placement check treats alike, and at a refill the first of
+each class goes back to the queue (with a factory that ranks no task, every
+refused task). The first dispatch is left out of the timing. Six queues: a
+``PriorityQueue``; a ``FairScheduler`` over 10 tenants; one sharing each
+tenant's turns among 5 keys (``inner=KeyShare()``); the same two levels from
+a factory of the user's; a ``DeadlineScheduler``; and a ``FairScheduler``
+over 10 tenants of ``inner=DeadlineScheduler`` (tasks with far deadlines).
+``--tenants`` runs a ``FairScheduler`` over that many tenants instead, every
+task of priority 2.
 
 Smoke sizes under plain pytest; ``TASKDIST_BENCH_FULL=1`` for the full ones.
 Run as a script (``python benchmarks/bench_gated.py``) for the Markdown
@@ -30,6 +33,7 @@ import pytest
 from sizing import sizes
 
 from taskdist import (
+    DeadlineScheduler,
     Distributor,
     FairScheduler,
     KeyShare,
@@ -41,10 +45,19 @@ from taskdist import (
     Worker,
 )
 
-QUEUES = ("PriorityQueue", "FairScheduler", "KeyShare", "nested factory")
+QUEUES = (
+    "PriorityQueue",
+    "FairScheduler",
+    "KeyShare",
+    "nested factory",
+    "DeadlineScheduler",
+    "deadlines per tenant",
+)
+# The queues whose tasks carry deadlines (far off, so that every one is on time).
+DEADLINED = ("DeadlineScheduler", "deadlines per tenant")
 
 
-def make_queue(queue: str, clock: ManualClock) -> PriorityQueue | FairScheduler:
+def make_queue(queue: str, clock: ManualClock) -> PriorityQueue | FairScheduler | DeadlineScheduler:
     """The queue named in ``QUEUES``, on ``clock``."""
     if queue == "PriorityQueue":
         return PriorityQueue(clock)
@@ -52,6 +65,10 @@ def make_queue(queue: str, clock: ManualClock) -> PriorityQueue | FairScheduler:
         return FairScheduler(clock)
     if queue == "KeyShare":
         return FairScheduler(clock, inner=KeyShare())
+    if queue == "DeadlineScheduler":
+        return DeadlineScheduler(clock)
+    if queue == "deadlines per tenant":
+        return FairScheduler(clock, inner=DeadlineScheduler)
     # The same two levels from a factory of the user's: the Distributor cannot rank its
     # tasks without holding them, so every refused task goes back at each refill.
     return FairScheduler(clock, inner=lambda c, t: FairScheduler(c, tenant_of=lambda t: t.key))
@@ -74,10 +91,20 @@ def gated(waiting: int, queue: str = "PriorityQueue", tenants: int | None = None
         for i in range(waiting):
             d.submit(Task(i, priority=2, tenant=i % tenants))
         return d
-    tenants = 1 if queue == "PriorityQueue" else 10
+    tenants = 1 if queue in ("PriorityQueue", "DeadlineScheduler") else 10
     keys = 5 if queue in ("KeyShare", "nested factory") else 1
     for i in range(waiting):
-        d.submit(Task(i, priority=i % 4, tenant=i % tenants, key=i // tenants % keys))
+        deadline = 1e6 + i if queue in DEADLINED else None
+        d.submit(
+            Task(
+                i,
+                priority=i % 4,
+                tenant=i % tenants,
+                key=i // tenants % keys,
+                deadline=deadline,
+                cost=0.01,
+            )
+        )
     return d
 
 

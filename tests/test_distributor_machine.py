@@ -42,6 +42,7 @@ from taskdist import (
     CapacityTracker,
     CircuitBreaker,
     ConcurrencyLimit,
+    DeadlineScheduler,
     Debounce,
     Distributor,
     Escalation,
@@ -643,6 +644,45 @@ FairShutGateDistributorMachine.TestCase.settings = settings(
     FairShutGateDistributorMachine.TestCase.settings
 )
 TestFairShutGateDistributorMachine = FairShutGateDistributorMachine.TestCase
+
+
+class DeadlineShutGateDistributorMachine(ShutGateDistributorMachine):
+    """The machine above over a ``DeadlineScheduler`` on two servers that dead-letters
+    a task once it cannot make its deadline: tasks with deadlines wait in it behind
+    shut gates, and those whose deadline passes there leave for the dead-letter queue
+    (each event still says so, and every other task still ends)."""
+
+    def options(self) -> dict[str, Any]:
+        options = super().options()
+        options["queue"] = DeadlineScheduler(self.clock, servers=2, on_miss="dead_letter")
+        return options
+
+    @rule(
+        i=st.integers(0, len(TASK_IDS) - 1),
+        due=st.sampled_from([0.5, 2.0, 30.0]),
+        priority=st.sampled_from([1, 2, 3]),
+    )
+    def submit_with_a_deadline(self, i: int, due: float, priority: int) -> None:
+        """A task due ``due`` seconds from now."""
+        self.submit(Task(TASK_IDS[i], priority=priority, deadline=self.clock.now() + due))
+
+    @invariant()
+    def gates_and_quotas_are_never_exceeded(self) -> None:
+        ShutGateDistributorMachine.gates_and_quotas_are_never_exceeded(self)
+
+    @invariant()
+    def scouts_wait_outside_their_class_and_gated_tasks_in_one(self) -> None:
+        # No scouts here (when a task goes back decides its deadline's fate): a task
+        # the gates refused without shutting waits in the lot, under the gates.
+        d = self.distributor
+        assert d._scouts is None
+        assert all(d._lot.class_of(task_id) is None for task_id in d._lot.ids())
+
+
+DeadlineShutGateDistributorMachine.TestCase.settings = settings(
+    DeadlineShutGateDistributorMachine.TestCase.settings
+)
+TestDeadlineShutGateDistributorMachine = DeadlineShutGateDistributorMachine.TestCase
 
 
 class PolicyDistributorMachine(DistributorMachine):

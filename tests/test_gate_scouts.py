@@ -534,6 +534,48 @@ def test_the_host_hears_when_a_shut_gate_opens_though_another_refused_first() ->
     assert [a.task.id for a in d.dispatch()] == ["small"]
 
 
+def deadlines_behind_a_spent_limit(clock: ManualClock, on_miss: str) -> Distributor:
+    """A DeadlineScheduler behind a limit of one task a second: "first" passes, and
+    "soon" (due in 0.5 s) and "later" wait behind the spent limit."""
+    d = Distributor(
+        clock,
+        queue=DeadlineScheduler(clock, on_miss=on_miss),  # type: ignore[arg-type]
+        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)],
+    )
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("first", deadline=10.0, cost=0.1))
+    d.submit(Task("later", deadline=50.0, cost=0.1))
+    d.submit(Task("soon", deadline=0.5, cost=0.1))
+    assert [a.task.id for a in d.dispatch()] == ["soon"]  # earliest deadline first
+    assert [d.state_of(t) for t in ("first", "later")] == [TaskState.QUEUED] * 2
+    d.submit(Task("due", deadline=0.8, cost=0.1))
+    return d
+
+
+def test_a_task_whose_deadline_passes_behind_a_shut_gate_runs_late_under_run_late() -> None:
+    # It never left the queue: it is late there, as a task waiting for a worker would
+    # be, and goes first when the gate opens (before, it was taken out, and pushing it
+    # back after its deadline dead-lettered it).
+    clock = ManualClock()
+    d = deadlines_behind_a_spent_limit(clock, "run_late")
+    assert d.next_wakeup() == 1.0
+    clock.set(1.0)
+    assert [a.task.id for a in d.dispatch()] == ["due"]  # 0.2 s late
+    assert not d.dlq
+
+
+def test_a_task_whose_deadline_passes_behind_a_shut_gate_is_dead_lettered_on_time() -> None:
+    # Under dead_letter the scheduler hands it back at its deadline, while it waits.
+    clock = ManualClock()
+    d = deadlines_behind_a_spent_limit(clock, "dead_letter")
+    assert d.next_wakeup() == 0.8
+    clock.set(0.8)
+    d.tick()
+    assert d.dlq.get("due").reason is Reason.DEADLINE_MISSED
+    clock.set(1.0)
+    assert [a.task.id for a in d.dispatch()] == ["first"]
+
+
 def test_every_task_behind_a_gate_runs_in_priority_order() -> None:
     clock = ManualClock()
     d = Distributor(

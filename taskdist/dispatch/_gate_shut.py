@@ -25,12 +25,20 @@ bucket or an adaptive limit holds back some tasks, not all).
 
 The Distributor stops walking only where nothing else is decided in the walk
 past the refused task: a queue of the library's that takes a predicate's
-error back exactly (a ``PriorityQueue``, or a ``FairScheduler`` of its own
-tenant queues or of a ``KeyShare``'s schedulers), and no reservation,
-preemption, batching or fallback route step, whose timers and holds start
-when a task is looked at. Tasks that would have been parked further down
-for another reason (a pause, no worker with room for them) are parked when a
-later walk reaches them.
+error back exactly (a ``PriorityQueue``, a ``DeadlineScheduler``, or a
+``FairScheduler`` whose tenant queues it makes itself: the default ones,
+``inner=PriorityQueue`` or ``inner=DeadlineScheduler``, or a ``KeyShare``'s
+schedulers; ``tests/test_queue_walk_abort.py`` holds each to that), and no
+reservation, preemption, batching or fallback route step, whose timers and
+holds start when a task is looked at. Tasks that would have been parked
+further down for another reason (a pause, no worker with room for them) are
+parked when a later walk reaches them.
+
+A task with a deadline that waits behind a shut gate waits in the deadline
+scheduler, as one waiting for a worker does: if its deadline passes there,
+its ``on_miss`` decides (``run_late`` keeps it, and it goes first when the
+gate opens; ``dead_letter`` hands it back at its deadline). A parked task
+pushed back after its deadline is refused by the scheduler instead.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.queues.fair import FairScheduler
 from taskdist.queues.priority import PriorityQueue
 from taskdist.resilience.gates import Gate, PoolGate, RateGate
@@ -61,9 +70,9 @@ def gate_shut(queue: object, gates: Sequence[Gate], *, plain: bool) -> ShutGates
         return None
     if type(queue) is FairScheduler:
         # A factory's queues are the user's: a predicate's error may leave them changed.
-        if queue.rank(Task("rank probe"), 0.0) is None:
+        if not queue._own_queues:
             return None
-    elif type(queue) is not PriorityQueue:
+    elif type(queue) not in (PriorityQueue, DeadlineScheduler):
         return None
     shutting = tuple(
         gate  # exactly these: a subclass may refuse on other grounds than units left

@@ -596,6 +596,7 @@ class FairScheduler:
         "_make_queue",
         "_max_lead",
         "_now",
+        "_own_queues",
         "_plain",
         "_plans",
         "_quotas",
@@ -742,6 +743,9 @@ class FairScheduler:
         # Tenant queues that order a task by its key and rank alone: the default ones,
         # or the schedulers of a KeyShare (tenants by key, over default queues).
         self._ranked = inner is None or type(inner) is KeyShare
+        # Tenant queues of the library's own making (the class given, not a factory):
+        # their pop(where) leaves them as they were when the predicate raises.
+        self._own_queues = self._ranked or inner in (PriorityQueue, DeadlineScheduler)
         # Whether it files its tasks in the table of the scheduler holding it (see _adopt).
         self._adopted = False
         # What makes the key queues of the schedulers it adopts (one for them all).
