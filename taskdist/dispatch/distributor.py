@@ -3221,26 +3221,33 @@ class Distributor:
     def _note_gate_wake(self) -> None:
         """Keep the gates' wakeup after they refused a task (see ``_gate_due``)."""
         assert self._gates is not None
-        wake = self._gates.next_wakeup()
-        if wake is not None and (self._gate_due is None or wake < self._gate_due):
-            self._gate_due = wake
+        self._keep_gate_due(self._gates.next_wakeup())
 
     def _note_shut_wake(self) -> None:
         """Keep the gates' wakeup after a walk stopped at a shut gate: the gates' own,
         and when the shut rate gate opens, which may not have refused a task yet."""
         assert self._shut is not None
         self._note_gate_wake()
-        opens = self._shut.opens
-        if opens is not None and (self._gate_due is None or opens < self._gate_due):
-            self._gate_due = opens
+        self._keep_gate_due(self._shut.opens)
 
-    def _gate_wake(self) -> float | None:
+    def _keep_gate_due(self, wake: float | None) -> None:
+        """Keep ``wake`` as the gates' wakeup if it is sooner than the one kept, or that
+        one has passed: handled by a tick at or after it, or left over from refusals
+        whose tasks went (a passed one would hide the new)."""
+        due = self._gate_due
+        if wake is not None and (due is None or wake < due or due <= self._ticked_at):
+            self._gate_due = wake
+
+    def _gate_wake(self, after: float = -math.inf) -> float | None:
         """When the tasks the gates refused may pass: the sooner of the gates' own
-        wakeup and the one kept since a refusal."""
+        wakeup and the one kept since a refusal, of those later than ``after`` (a gate
+        that was not asked since its wakeup passed still reports it)."""
         gates = self._gates
         wake = None if gates is None else gates.next_wakeup()
+        if wake is not None and wake <= after:
+            wake = None
         due = self._gate_due
-        if due is not None and (wake is None or due < wake):
+        if due is not None and due > after and (wake is None or due < wake):
             return due
         return wake
 
@@ -3400,8 +3407,8 @@ class Distributor:
         if wake is not None and wake > ticked and (soonest is None or wake < soonest):
             soonest = wake
         if self._shut_walk or (self._parked and self._lot.has_group(GATES)):
-            wake = self._gate_wake()
-            if wake is not None and wake > ticked and (soonest is None or wake < soonest):
+            wake = self._gate_wake(after=ticked)
+            if wake is not None and (soonest is None or wake < soonest):
                 soonest = wake
         wake = self._tracker_wake
         if wake is not None and self._parked and (soonest is None or wake < soonest):
