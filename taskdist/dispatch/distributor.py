@@ -328,7 +328,8 @@ class Distributor:
     ``submit``                    queue push, O(1) more
     ``dispatch`` per assignment   queue pop + balancer choose + O(r) + O(log n)
                                   timers; a task passed over is parked once,
-                                  O(queue remove)
+                                  O(queue remove); behind a shut gate, one
+                                  look into the queue and O(g) for g gates
     ``complete``, ``fail``        O(r + g) + O(log n) timers, + queue release
     ``heartbeat``                 O(log n)
     ``cancel``                    queue remove or O(1)
