@@ -674,6 +674,29 @@ def test_a_parked_task_is_woken_though_a_wakeup_before_it_passed_unheeded() -> N
     assert [x.task.id for x in d.dispatch()] == ["d"]
 
 
+def test_a_gate_not_asked_since_its_wakeup_passed_hides_no_other_gates_wakeup() -> None:
+    # The gates are asked in order and stop at the first refusal: "a"'s gate, not asked
+    # since its wakeup at 1.0 passed, still reports it. B1, refused by "b"'s gate until
+    # 5.0, must be woken then (the passed 1.0 was the gates' soonest, and was dropped).
+    clock = ManualClock()
+    gate_b = RateGate(RateLimiter(1, per=5.0, burst=1, clock=clock), "b")
+    gate_a = RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "a")
+    d = Distributor(clock, gates=[gate_b, gate_a], lease=None)
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("A1", resources={"a": 1}))
+    d.submit(Task("A2", resources={"a": 1}))
+    d.submit(Task("Bx", resources={"b": 1}))
+    assert sorted(x.task.id for x in d.dispatch()) == ["A1", "Bx"]
+    clock.set(0.5)
+    d.cancel("A2")
+    clock.set(2.0)
+    d.submit(Task("B1", resources={"b": 1}))
+    assert d.dispatch() == [] and d.state_of("B1") is TaskState.PARKED
+    assert (gate_a.next_wakeup(), d.next_wakeup()) == (1.0, 5.0)
+    clock.set(5.0)
+    assert [x.task.id for x in d.dispatch()] == ["B1"]
+
+
 def test_every_task_behind_a_gate_runs_in_priority_order() -> None:
     clock = ManualClock()
     d = Distributor(

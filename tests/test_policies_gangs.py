@@ -760,3 +760,50 @@ def test_a_gang_placed_by_a_dispatch_that_then_fails_waits_as_a_gang_again() -> 
     assert d.next_wakeup() == 30.0  # the gang's timeout, as before
     assert d.dispatch(limit=1) == []  # one slot is not room for the gang
     assert sorted(a.task.id for a in d.dispatch()) == ["boom", "g-0", "g-1"]
+
+
+def urgent_beside_a_gang(clock: ManualClock, gates: list[Any]) -> Distributor:
+    """A deadline-aware FairScheduler whose fair pick is a gang's leader (tenant A) and
+    whose urgent pick is a task due soon (tenant B): it asks dispatch's predicate about
+    the leader, then about the urgent task, and pops that one."""
+    d = Distributor(
+        clock,
+        queue=FairScheduler(clock, deadline_aware=True),
+        gates=gates,
+        gangs=Gangs(timeout=10_000.0),
+        lease=None,
+    )
+    d.add_worker(Worker("w", capacity=10))
+    return d
+
+
+def submit_gang_and_urgent(d: Distributor) -> None:
+    d.submit(Task("g1", tenant="A", gang="G", gang_size=2, cost=10.0))
+    d.submit(Task("g2", tenant="A", gang="G", gang_size=2, cost=10.0))
+    d.submit(Task("u", tenant="B", deadline=9.0, cost=1.0))
+
+
+def test_a_gang_planned_for_a_leader_the_queue_passed_over_is_not_placed_for_another() -> None:
+    # The plan made when the predicate was asked about the leader was taken for the
+    # urgent task's: the gang's members were pushed back while still queued.
+    clock = ManualClock()
+    d = urgent_beside_a_gang(clock, [])
+    submit_gang_and_urgent(d)
+    assert sorted(a.task.id for a in d.dispatch()) == ["g1", "g2", "u"]
+
+
+def test_a_walk_a_shut_gate_ends_leaves_no_gang_plan_for_the_next_dispatch() -> None:
+    # The predicate planned the gang, then a shut gate refused the urgent task and
+    # ended the walk; the next dispatch must not place the old plan with another task.
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=4.0, burst=2, clock=clock)
+    d = urgent_beside_a_gang(clock, [RateGate(limiter, "api", default=1)])
+    d.submit(Task("x0", tenant="C"))
+    d.submit(Task("x1", tenant="C"))
+    assert len(d.dispatch()) == 2  # the bucket is spent: the gate is shut
+    submit_gang_and_urgent(d)
+    assert d.dispatch() == []
+    clock.set(4.0)  # one unit back: the urgent task, due at 9, passes
+    assert [a.task.id for a in d.dispatch()] == ["u"]
+    assert TaskState.LEASED not in (d.state_of("g1"), d.state_of("g2"))
+    assert limiter.available() == 0.0

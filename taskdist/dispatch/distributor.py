@@ -1236,6 +1236,8 @@ class Distributor:
                     if not pop_when_empty and not queue:
                         break  # no pop: it would find nothing and change nothing
                     self._choice = None
+                    if self._gang_plan:
+                        self._gang_plan = []  # made in a walk that did not pop its leader
                     try:
                         in_hand = task = queue.pop(where=placeable)
                     except Shut:  # the queue is as it was; the tasks stay in it
@@ -1246,6 +1248,10 @@ class Distributor:
                         self._park_passed(now)
                     if task is None:
                         break
+                    if self._gang_plan and not any(m is task for m, _, _ in self._gang_plan):
+                        # The queue asked about a gang's leader, then popped another task
+                        # (a deadline-aware FairScheduler's urgent one): not its plan.
+                        self._gang_plan = []
                     if self._gang_plan:  # a gang's leader: every member, or none
                         room = None if limit is None else limit - len(made)
                         placed = self._place_gang(task, now, room)
@@ -3221,8 +3227,7 @@ class Distributor:
 
     def _note_gate_wake(self) -> None:
         """Keep the gates' wakeup after they refused a task (see ``_gate_due``)."""
-        assert self._gates is not None
-        self._keep_gate_due(self._gates.next_wakeup())
+        self._keep_gate_due(self._gates_wake(after=self._ticked_at))
 
     def _note_shut_wake(self) -> None:
         """Keep the gates' wakeup after a walk stopped at a shut gate: the gates' own,
@@ -3239,14 +3244,22 @@ class Distributor:
         if wake is not None and (due is None or wake < due or due <= self._ticked_at):
             self._gate_due = wake
 
+    def _gates_wake(self, after: float = -math.inf) -> float | None:
+        """The soonest of the gates' own wakeups later than ``after``. Each gate is
+        asked: one not asked to admit since its wakeup passed still reports it (the
+        gates are asked in order and stop at the first refusal), and would hide the
+        wakeup of the gate that refused. O(g)."""
+        soonest = None
+        for gate in self._gate_list:
+            wake = gate.next_wakeup()
+            if wake is not None and wake > after and (soonest is None or wake < soonest):
+                soonest = wake
+        return soonest
+
     def _gate_wake(self, after: float = -math.inf) -> float | None:
         """When the tasks the gates refused may pass: the sooner of the gates' own
-        wakeup and the one kept since a refusal, of those later than ``after`` (a gate
-        that was not asked since its wakeup passed still reports it)."""
-        gates = self._gates
-        wake = None if gates is None else gates.next_wakeup()
-        if wake is not None and wake <= after:
-            wake = None
+        wakeup and the one kept since a refusal, of those later than ``after``."""
+        wake = self._gates_wake(after)
         due = self._gate_due
         if due is not None and due > after and (wake is None or due < wake):
             return due
