@@ -608,9 +608,10 @@ class ShutGateDistributorMachine(ScoutingDistributorMachine):
         finally:
             self.fails_in = armed
         assert admitted is None, f"the walk stopped before {admitted!r}, which could pass"
-        if not self.limiter.can_acquire(1):  # every task asks a unit: the host hears when
+        least = d._shut.least[1]  # what any task asks of the rate gate, at least
+        if not self.limiter.can_acquire(least):  # spent: the host hears when it refills
             wake = d.next_wakeup()
-            assert wake is not None and wake <= self.limiter.ready_at(1)
+            assert wake is not None and wake <= self.limiter.ready_at(least)
 
     @invariant()
     def gates_and_quotas_are_never_exceeded(self) -> None:
