@@ -125,6 +125,11 @@ def wake_all_in_order(d: Distributor) -> None:
     d._scouts = GateScouts(lambda task, since: None, d._rules, (), ())
 
 
+def one_a_second(clock: ManualClock) -> RateGate:
+    """A gate of one unit a second, burst 1, charging every task a unit by default."""
+    return RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)
+
+
 operation = st.one_of(
     st.tuples(
         st.just("submit"),
@@ -404,9 +409,7 @@ def test_a_deadline_scheduler_keeps_every_refused_task_going_back() -> None:
 
 def test_a_refill_sends_one_task_of_each_class_not_all() -> None:
     clock = ManualClock()
-    d = Distributor(
-        clock, gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)]
-    )
+    d = Distributor(clock, gates=[one_a_second(clock)])
     d.add_worker(Worker("w", capacity=1000))
     # A task the gate does not charge: it could pass a spent bucket, so every refusal is
     # a refusal of that task alone, and the walk goes on.
@@ -431,9 +434,7 @@ def test_a_refill_sends_one_task_of_each_class_not_all() -> None:
 
 def test_a_shut_gate_keeps_every_task_in_the_queue_and_a_refill_places_the_best() -> None:
     clock = ManualClock()
-    d = Distributor(
-        clock, gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)]
-    )
+    d = Distributor(clock, gates=[one_a_second(clock)])
     d.add_worker(Worker("w", capacity=1000))
     for i in range(300):
         clock.advance(0.001)
@@ -471,9 +472,7 @@ def test_a_gate_with_less_left_than_one_task_asks_does_not_end_the_walk() -> Non
 def shut_or_not(clock: ManualClock) -> Distributor:
     """Behind a rate gate of burst 1: a task that asks nothing of it came and went, so
     the gate never shuts; then three tasks that each ask a unit, one placed."""
-    d = Distributor(
-        clock, gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)]
-    )
+    d = Distributor(clock, gates=[one_a_second(clock)])
     d.add_worker(Worker("w", capacity=10))
     d.submit(Task("free", resources={"api": 0.0}))
     assert [a.task.id for a in d.dispatch()] == ["free"]
@@ -496,7 +495,7 @@ def test_a_snapshot_carries_what_each_gate_may_be_asked_for_at_least() -> None:
     twin = Distributor.restore(
         copy.deepcopy(snapshot),
         twin_clock,
-        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=twin_clock), "api", default=1)],
+        gates=[one_a_second(twin_clock)],
     )
     # "free" is gone, yet the twin knows a task may ask nothing: it walks on as well.
     assert twin._shut is not None and twin._shut.least == [0.0]
@@ -517,7 +516,7 @@ def test_a_version_4_snapshot_works_out_each_gates_least_demand_from_its_tasks()
     twin = Distributor.restore(
         old,
         twin_clock,
-        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=twin_clock), "api", default=1)],
+        gates=[one_a_second(twin_clock)],
     )
     # From the tasks it holds ("free" is not one of them): each asks a unit.
     assert twin._shut is not None and twin._shut.least == [1.0]
@@ -534,7 +533,7 @@ def test_thousands_of_tenants_behind_a_spent_limit_wait_in_the_queue_untouched(
     d = Distributor(
         clock,
         queue=FairScheduler(clock),
-        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)],
+        gates=[one_a_second(clock)],
     )
     d.add_worker(Worker("w", capacity=10_000))
     for i in range(2_000):
@@ -567,7 +566,7 @@ def test_the_host_hears_when_a_shut_gate_opens_though_another_refused_first() ->
         clock,
         gates=[
             PoolGate(ResourcePool("db", size=2)),
-            RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1),
+            one_a_second(clock),
         ],
     )
     d.add_worker(Worker("w", capacity=10))
@@ -586,7 +585,7 @@ def deadlines_behind_a_spent_limit(clock: ManualClock, on_miss: str) -> Distribu
     d = Distributor(
         clock,
         queue=DeadlineScheduler(clock, on_miss=on_miss),  # type: ignore[arg-type]
-        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)],
+        gates=[one_a_second(clock)],
     )
     d.add_worker(Worker("w", capacity=10))
     d.submit(Task("first", deadline=10.0, cost=0.1))
@@ -629,7 +628,7 @@ def test_a_gate_wakeup_that_passed_unheeded_hides_no_later_one() -> None:
     clock = ManualClock()
     d = Distributor(
         clock,
-        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)],
+        gates=[one_a_second(clock)],
         lease=None,
     )
     d.add_worker(Worker("w", capacity=2))
@@ -655,7 +654,7 @@ def test_a_parked_task_is_woken_though_a_wakeup_before_it_passed_unheeded() -> N
     clock = ManualClock()
     d = Distributor(
         clock,
-        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)],
+        gates=[one_a_second(clock)],
         lease=None,
     )
     d.add_worker(Worker("w", capacity=5))
@@ -800,7 +799,7 @@ def one_token_a_second(
         d = Distributor(
             clock,
             queue=QUEUES[queue](clock),
-            gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)],
+            gates=[one_a_second(clock)],
             lease=None,
             rng=random.Random(5),
         )
@@ -874,7 +873,7 @@ def test_a_restored_distributor_sends_scouts_in_the_order_the_original_does() ->
     twin = Distributor.restore(
         copy.deepcopy(d.snapshot()),
         twin_clock,
-        gates=[RateGate(RateLimiter(1, per=1.0, burst=1, clock=twin_clock), "api", default=1)],
+        gates=[one_a_second(twin_clock)],
         rng=random.Random(5),
     )
     twin._shut = None  # walking on past a shut gate, as the original does
