@@ -130,6 +130,13 @@ def one_a_second(clock: ManualClock) -> RateGate:
     return RateGate(RateLimiter(1, per=1.0, burst=1, clock=clock), "api", default=1)
 
 
+def leasing_nothing_behind_one_a_second(clock: ManualClock, capacity: int) -> Distributor:
+    """A Distributor without leases behind ``one_a_second``, with one worker "w"."""
+    d = Distributor(clock, gates=[one_a_second(clock)], lease=None)
+    d.add_worker(Worker("w", capacity=capacity))
+    return d
+
+
 operation = st.one_of(
     st.tuples(
         st.just("submit"),
@@ -626,12 +633,7 @@ def test_a_gate_wakeup_that_passed_unheeded_hides_no_later_one() -> None:
     # time passes, so nothing takes the wakeup up. Later the gate is spent again: the
     # host must hear of its next refill, not of the one that passed.
     clock = ManualClock()
-    d = Distributor(
-        clock,
-        gates=[one_a_second(clock)],
-        lease=None,
-    )
-    d.add_worker(Worker("w", capacity=2))
+    d = leasing_nothing_behind_one_a_second(clock, 2)
     d.submit(Task("a"))
     d.submit(Task("b"))
     assert [x.task.id for x in d.dispatch()] == ["a"] and d.next_wakeup() == 1.0
@@ -652,12 +654,7 @@ def test_a_parked_task_is_woken_though_a_wakeup_before_it_passed_unheeded() -> N
     # passes with nothing parked for it; d, parked later, must be woken at 2.5 (the
     # wakeup kept from b's refusal hid it, and the host was told of none).
     clock = ManualClock()
-    d = Distributor(
-        clock,
-        gates=[one_a_second(clock)],
-        lease=None,
-    )
-    d.add_worker(Worker("w", capacity=5))
+    d = leasing_nothing_behind_one_a_second(clock, 5)
     d.submit(Task("free", resources={"api": 0.0}))
     d.submit(Task("a"))
     d.submit(Task("b"))
