@@ -495,8 +495,8 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
             _expect(isinstance(self.queue, Queue), "the factory must make a Queue")
             self.model: dict[Hashable, tuple[Task, float | None]] = {}
             self.popped: list[Task] = []  # handed out by pop, not yet released
-            # The latest pop's task and where=, while unpop may put it back.
-            self.last_pop: tuple[Task, Callable[[Task], bool] | None] | None = None
+            # The latest pop's task, where= and time, while unpop may put it back.
+            self.last_pop: tuple[Task, Callable[[Task], bool] | None, float] | None = None
             self.pushed = 0
             self.expiry_of: dict[Hashable, float | None] = {}
             self.left: set[Hashable] = set()
@@ -616,7 +616,7 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
             peeked = self.queue.peek(predicate)
             task = self.queue.pop(predicate)
             _expect(task is peeked, "pop returns what peek named")
-            self.last_pop = None if task is None else (task, predicate)
+            self.last_pop = None if task is None else (task, predicate, self.clock.now())
             if task is None:
                 _expect(
                     not any(where(t) and self.in_time(t, e) for t, e in self.model.values()),
@@ -635,7 +635,7 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
         def unpop_then_pop_again(self) -> None:
             if self.last_pop is None:  # the precondition rules it out
                 return
-            task, predicate = self.last_pop
+            task, predicate, popped_at = self.last_pop
             size = len(self.queue)
             self.queue.unpop(task)
             _expect(
@@ -643,7 +643,9 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
                 "unpop puts the task back",
             )
             expires = self.expiry_of[task.id]
-            if self.in_time(task, expires):
+            # As if never popped: a pop at another time may choose otherwise (a deadline
+            # come near, an aged priority), so the same task is promised at the same time.
+            if self.in_time(task, expires) and self.clock.now() == popped_at:
                 _expect(self.queue.pop(predicate) is task, "after unpop, pop returns the same task")
                 self.queue.unpop(task)
             self.popped.remove(task)
