@@ -17,7 +17,11 @@ tenant's turns among 5 keys (``inner=KeyShare()``); the same two levels from
 a factory of the user's; a ``DeadlineScheduler``; and a ``FairScheduler``
 over 10 tenants of ``inner=DeadlineScheduler`` (tasks with far deadlines).
 ``--tenants`` runs a ``FairScheduler`` over that many tenants instead, every
-task of priority 2.
+task of priority 2. ``--buckets`` gives instead each of that many tenants a
+bucket of its own (a ``KeyedRateGate`` of one task a minute), the tenants
+coming in a moment apart so that their buckets refill a moment apart, three
+tasks each: each refill lets one tenant's next task through, and the other
+tenants' tasks stay parked (with a ``PriorityQueue`` and a ``FairScheduler``).
 
 Smoke sizes under plain pytest; ``TASKDIST_BENCH_FULL=1`` for the full ones.
 Run as a script (``python benchmarks/bench_gated.py``) for the Markdown
@@ -36,6 +40,8 @@ from taskdist import (
     DeadlineScheduler,
     Distributor,
     FairScheduler,
+    KeyedRateGate,
+    KeyedRateLimiter,
     KeyShare,
     ManualClock,
     PriorityQueue,
@@ -74,19 +80,24 @@ def make_queue(queue: str, clock: ManualClock) -> PriorityQueue | FairScheduler 
     return FairScheduler(clock, inner=lambda c, t: FairScheduler(c, tenant_of=lambda t: t.key))
 
 
+def behind(
+    gate: RateGate | KeyedRateGate, queue: str, clock: ManualClock, capacity: int
+) -> Distributor:
+    """A Distributor over the queue named in ``QUEUES`` behind ``gate``, with 20 workers
+    of ``capacity`` slots each (room for every task: the gate alone holds them back)."""
+    d = Distributor(clock, queue=make_queue(queue, clock), gates=[gate])
+    for i in range(20):
+        d.add_worker(Worker(i, capacity=capacity))
+    return d
+
+
 def gated(waiting: int, queue: str = "PriorityQueue", tenants: int | None = None) -> Distributor:
     """A Distributor with ``waiting`` tasks queued behind a gate of 100 a minute (over
     10 tenants with a ``FairScheduler``, and 5 keys each with two levels; ``tenants``:
     over that many, every task of priority 2, so one class a tenant)."""
     clock = ManualClock()
     limiter = RateLimiter(100, per=60.0, burst=1, clock=clock)
-    d = Distributor(
-        clock,
-        queue=make_queue(queue, clock),
-        gates=[RateGate(limiter, "api", default=1)],
-    )
-    for i in range(20):
-        d.add_worker(Worker(i, capacity=waiting))
+    d = behind(RateGate(limiter, "api", default=1), queue, clock, capacity=waiting)
     if tenants is not None:
         for i in range(waiting):
             d.submit(Task(i, priority=2, tenant=i % tenants))
@@ -105,6 +116,21 @@ def gated(waiting: int, queue: str = "PriorityQueue", tenants: int | None = None
                 cost=0.01,
             )
         )
+    return d
+
+
+def bucketed(tenants: int, queue: str) -> Distributor:
+    """A Distributor whose ``tenants`` each have a bucket of one task a minute, come in
+    ``60 / tenants`` seconds apart with three tasks each, the first of each placed."""
+    clock = ManualClock()
+    limiter = KeyedRateLimiter(1, per=60.0, burst=1, clock=clock)
+    d = behind(KeyedRateGate(limiter, "api", default=1), queue, clock, capacity=3 * tenants)
+    for tenant in range(tenants):
+        clock.set(tenant * 60.0 / tenants)
+        for i in range(3):
+            d.submit(Task((tenant, i), priority=2, tenant=tenant))
+        for assignment in d.dispatch():
+            d.complete(assignment.task.id)
     return d
 
 
@@ -135,6 +161,17 @@ def bench_placement_behind_a_rate_gate(benchmark, waiting: int, queue: str) -> N
     assert len(d) < waiting  # placements happened
 
 
+@pytest.mark.parametrize("queue", ["PriorityQueue", "FairScheduler"])
+@pytest.mark.parametrize("tenants", sizes([100, 1_000, 3_000], [100]))
+def bench_placement_behind_a_bucket_per_tenant(benchmark, tenants: int, queue: str) -> None:  # type: ignore[no-untyped-def]
+    benchmark.group = f"placement behind a bucket per tenant, {tenants} tenants"
+    d = bucketed(tenants, queue)
+    clock = d.clock
+    assert isinstance(clock, ManualClock)
+    benchmark(place, d, clock, 5)
+    assert len(d) < 2 * tenants  # placements happened
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--waiting", type=int, nargs="+", default=[100, 1_000, 10_000])
@@ -145,7 +182,27 @@ def main() -> None:
         nargs="+",
         help="instead: a FairScheduler over this many tenants, one class each",
     )
+    parser.add_argument(
+        "--buckets",
+        type=int,
+        nargs="+",
+        help="instead: this many tenants, each with a bucket of its own",
+    )
     args = parser.parse_args()
+    if args.buckets:
+        print("| tenants, a bucket each | PriorityQueue | FairScheduler |")
+        print("|---:|---:|---:|")
+        for tenants in args.buckets:
+            cells = []
+            for queue in ("PriorityQueue", "FairScheduler"):
+                d = bucketed(tenants, queue)
+                clock = d.clock
+                assert isinstance(clock, ManualClock)
+                began = time.thread_time()
+                place(d, clock, args.placements)
+                cells.append(f"{(time.thread_time() - began) / args.placements * 1e3:.3f}")
+            print(f"| {tenants:,} | " + " | ".join(cells) + " |")
+        return
     if args.tenants:
         print("| tenants (classes) | " + " | ".join(f"{w:,} waiting" for w in args.waiting) + " |")
         print("|---:|" + "---:|" * len(args.waiting))

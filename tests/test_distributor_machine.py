@@ -506,11 +506,9 @@ def weighted_fair(clock: ManualClock) -> FairScheduler:
     )
 
 
-class FairScoutingDistributorMachine(ScoutingDistributorMachine):
-    """The scouting machine over a ``FairScheduler`` of its own tenant queues, which
-    ranks tasks within a tenant: scouts go back by class, tenants are served by
-    weight, and the tenant quota holds, as every invariant above says.
-    """
+class OverWeightedFair(DistributorMachine):
+    """A machine's Distributor over ``weighted_fair``, its tenant quota an invariant
+    (put first among a machine's bases, ahead of the machine it varies)."""
 
     def options(self) -> dict[str, Any]:
         options = super().options()
@@ -520,6 +518,13 @@ class FairScoutingDistributorMachine(ScoutingDistributorMachine):
     @invariant()
     def gates_and_quotas_are_never_exceeded(self) -> None:
         DistributorMachine.gates_and_quotas_are_never_exceeded(self)
+
+
+class FairScoutingDistributorMachine(OverWeightedFair, ScoutingDistributorMachine):
+    """The scouting machine over a ``FairScheduler`` of its own tenant queues, which
+    ranks tasks within a tenant: scouts go back by class, tenants are served by
+    weight, and the tenant quota holds, as every invariant above says.
+    """
 
 
 FairScoutingDistributorMachine.TestCase.settings = settings(
@@ -562,6 +567,81 @@ KeyShareScoutingDistributorMachine.TestCase.settings = settings(
 TestKeyShareScoutingDistributorMachine = KeyShareScoutingDistributorMachine.TestCase
 
 
+class KeyedScoutingDistributorMachine(ScoutingDistributorMachine):
+    """The scouting machine with a bucket of its own for each tenant as well: a class
+    a rate gate refuses stays parked until that gate would admit it (its bucket
+    refills), and is woken then, not at every other refill. The invariants above
+    hold, every task still ends, a class kept parked until a time still ahead is one
+    the gates refuse now, and the host hears of the soonest such time.
+    """
+
+    def options(self) -> dict[str, Any]:
+        options = super().options()
+        # Burst 2 in both, so that a task may ask two units.
+        self.limiter = RateLimiter(rate=0.5, per=1.0, burst=2, clock=self.clock)
+        self.buckets = KeyedRateLimiter(rate=0.3, per=1.0, burst=2, clock=self.clock)
+        options["gates"] = [
+            PoolGate(self.pool),
+            RateGate(self.limiter, "api_calls"),
+            KeyedRateGate(self.buckets, "api_calls"),
+            self.flaky(),
+        ]
+        return options
+
+    @rule(
+        i=st.integers(0, len(TASK_IDS) - 1),
+        tenant=st.sampled_from(TENANTS),
+        api=st.sampled_from([1, 2]),
+    )
+    def submit_to_a_bucket(self, i: int, tenant: str, api: int) -> None:
+        """A task asking one or two units of its tenant's bucket (and the shared one)."""
+        self.submit(Task(TASK_IDS[i], tenant=tenant, resources={"api_calls": api}))
+
+    @invariant()
+    def a_class_parked_until_a_time_would_be_refused_until_then(self) -> None:
+        d = self.distributor
+        lot = d._lot
+        gates = d._gates
+        assert gates is not None
+        now = self.clock.now()
+        member = {
+            lot._class_of[task_id][0]: task_id
+            for task_id in lot.ids()
+            if lot.class_of(task_id) is not None
+        }
+        armed, self.fails_in = self.fails_in, None  # the flaky key asked, not failing
+        try:
+            for key, (due, _) in lot._due.items():
+                task = lot.get(member[key])
+                assert task is not None
+                if due > now:
+                    assert not gates.can_acquire(task), f"{task.id!r} parked until {due}, passes"
+        finally:
+            self.fails_in = armed
+        if lot._due:
+            note_event("a class parked until its bucket refills")
+            wake = d.next_wakeup()
+            assert wake is not None and wake <= max(min(due for due, _ in lot._due.values()), now)
+
+
+KeyedScoutingDistributorMachine.TestCase.settings = settings(
+    KeyedScoutingDistributorMachine.TestCase.settings
+)
+TestKeyedScoutingDistributorMachine = KeyedScoutingDistributorMachine.TestCase
+
+
+class FairKeyedScoutingDistributorMachine(OverWeightedFair, KeyedScoutingDistributorMachine):
+    """The machine above over a ``FairScheduler`` with a weight and a tenant quota:
+    a tenant whose tasks wait for its bucket is out of the scheduler until it
+    refills, and the quota still holds."""
+
+
+FairKeyedScoutingDistributorMachine.TestCase.settings = settings(
+    FairKeyedScoutingDistributorMachine.TestCase.settings
+)
+TestFairKeyedScoutingDistributorMachine = FairKeyedScoutingDistributorMachine.TestCase
+
+
 class ShutGateDistributorMachine(ScoutingDistributorMachine):
     """The scouting machine behind a rate gate and a pool that charge every task a
     unit: once either has less left than that, a dispatch stops at the first task the
@@ -594,10 +674,13 @@ class ShutGateDistributorMachine(ScoutingDistributorMachine):
 
     @rule(limit=st.sampled_from([None, 1, 2]))
     def dispatch(self, limit: int | None) -> None:
-        super().dispatch(limit)
         d = self.distributor
+        # A dispatch with no worker that has room walks nothing, and leaves the word of
+        # the last walk (which may have stopped at a gate since refilled) as it was.
+        walks = d.tracker.has_room()
+        super().dispatch(limit)
         assert d._shut is not None
-        if not d._shut_walk:
+        if not walks or not d._shut_walk:
             return
         note_event("a walk stopped at a shut gate")
         gates = d._gates

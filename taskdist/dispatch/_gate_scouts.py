@@ -35,6 +35,19 @@ on which of them comes first, which its scouts show. With a ``KeyShare`` the
 same holds one level down: a tenant's scheduler chooses between its keys by
 their tags, and the key is part of the class.
 
+A rate gate's units come back with time only, so a class a rate gate refuses
+cannot pass before that gate's limiter could admit it (its ``ready_at`` for
+the task's demand): it stays parked until then (:meth:`GateScouts.not_before`),
+and a refill wakes only the classes whose time has come. With a bucket per
+tenant, whose buckets refill at different moments, a refill then places that
+tenant's task and sends no other tenant's task through the queue. A
+``FairScheduler``'s busy period may then end where waking all kept refused
+tasks in it (see the Distributor's docs); a ``PriorityQueue`` places the same,
+but among tasks of equal rank (one priority, enqueued at one instant): a class
+woken at its time goes back behind a scout that an earlier wakeup sent and that
+still waits in the queue, where waking all pushed both each time, in ticket
+order.
+
 The Distributor uses this only where that reasoning is exact: a queue that
 ranks tasks and takes back any task it held (a ``PriorityQueue``, or a
 ``FairScheduler`` of its own tenant queues or of a ``KeyShare``'s schedulers,
@@ -98,16 +111,27 @@ def gate_scouts(
         return None  # nor may a balancer of the user's be trusted to refuse them alike
     keyed = tuple(gate for gate in gates if type(gate) is KeyedRateGate)
     adaptive = tuple(gate for gate in gates if type(gate) is AdaptiveConcurrency)
-    return GateScouts(rank, rules, keyed, adaptive)
+    timed = tuple(gate for gate in gates if isinstance(gate, (RateGate, KeyedRateGate)))
+    return GateScouts(rank, rules, keyed, adaptive, timed)
 
 
 class GateScouts:
     """The classes of gate-refused tasks and the scout each has out of its class.
 
-    ``klass`` is O(r + g) for r resources and g keyed or adaptive gates; the rest O(1).
+    ``klass`` is O(r + g) for r resources and g keyed or adaptive gates;
+    ``not_before`` and ``evicted`` O(g) for g rate gates; the rest O(1).
     """
 
-    __slots__ = ("_adaptive", "_class_of", "_keyed", "_rank", "_rules", "_scout_of")
+    __slots__ = (
+        "_adaptive",
+        "_class_of",
+        "_evictions",
+        "_keyed",
+        "_rank",
+        "_rules",
+        "_scout_of",
+        "_timed",
+    )
 
     def __init__(
         self,
@@ -115,11 +139,19 @@ class GateScouts:
         rules: PlacementRules,
         keyed: tuple[KeyedRateGate, ...],
         adaptive: tuple[AdaptiveConcurrency, ...],
+        timed: tuple[RateGate | KeyedRateGate, ...] = (),
     ) -> None:
         self._rank = rank
         self._rules = rules
         self._keyed = keyed
         self._adaptive = adaptive  # whose ``applies`` says which tasks count
+        # The rate gates: their units come back with time only, so each can say until
+        # when it refuses a task (see not_before).
+        self._timed = timed
+        # (Counted when made: a Distributor restored from a snapshot counts the drops
+        # its loaded limiters carry as new, and sends every class at its first wakeup,
+        # as the original may still have to.)
+        self._evictions = self._evicted_buckets()
         # Scout id -> (its class, its ticket there), and class -> its scout's id (one
         # scout a class). A scout the gates refuse goes back at its ticket, so tasks
         # of one rank keep the order they came in.
@@ -140,6 +172,43 @@ class GateScouts:
             return ("alone", task.id), 0
         placement = _group(task, self._rules.of(task)[2])
         return (placement, task.tenant, task.key, task.priority, buckets), rank
+
+    def not_before(self, task: Task, now: float) -> float | None:
+        """When the gates may admit ``task`` (and so its class) at the soonest, if that
+        is later than ``now``, else ``None``.
+
+        A rate gate's units come back with time only: a bucket gains units as time
+        passes, loses them to admissions, and is refunded only what an admission
+        rolled back at once took. So a gate that would admit the task at ``t`` if
+        nothing more were spent (its limiter's ``ready_at``) refuses it until then
+        whatever happens, and that is the time its wakeup names; the latest such time
+        over the rate gates holds for all of them. (Float rounding may let a limiter
+        admit a task a hair before that time; the class waits until it, as a host
+        that sleeps until the gates' wakeup does. A keyed limiter's ``max_keys`` cap
+        may drop a bucket before it is full, and the key then starts afresh: see
+        :meth:`evicted`.)
+        """
+        latest = now
+        for gate in self._timed:
+            try:
+                ready = gate._refuses_until(task)
+            except Exception:  # a key function of the user's failing: no time
+                return None
+            if ready is not None and ready > latest:
+                latest = ready
+        return latest if latest > now else None
+
+    def evicted(self) -> bool:
+        """Whether a keyed limiter dropped a bucket before it was full since last asked:
+        then a time :meth:`not_before` gave for its key may be too late. O(g)."""
+        evictions = self._evicted_buckets()
+        if evictions == self._evictions:
+            return False
+        self._evictions = evictions
+        return True
+
+    def _evicted_buckets(self) -> int:
+        return sum(gate.limiter.evicted_active for gate in self._keyed)
 
     def sent(self, klass: Hashable, task_id: Hashable, ticket: int) -> None:
         """``task_id``, at ``ticket`` in ``klass``, went back to the queue as its scout."""

@@ -10,19 +10,25 @@ A group may also keep its tasks in ranked classes: tasks of one class are
 refused and admitted alike, so when their blocker clears only the first of
 each class (by the queue's order) needs to go back to the queue, and the next
 only once that one has gone its way. Waking a gate's waiting tasks then costs
-a task per class, not the whole group.
+a task per class, not the whole group. A class may also carry a time before
+which nothing of it can pass (its rate limit's bucket refills then): such a
+class is woken only once that time has come, so that a refill of one bucket
+costs a task, not a task per class.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
 from taskdist.task import Task
 
 __all__ = ["GATES", "ParkingLot", "signature"]
+
+Again = Callable[[Task], float | None]
+"""Says a timed class's time afresh, from one of its tasks (``None``: it may pass now)."""
 
 GATES: Hashable = ("gates",)
 """The group of tasks an admission gate refused (woken by the gates' wakeup or a release)."""
@@ -44,11 +50,26 @@ class ParkingLot:
     in ranked classes.
 
     ``park``, ``remove``, ``group_of``, ``in`` and ``len`` are O(1) (O(log c) for
-    a class of c tasks); ``take`` of a group of k tasks is O(k); ``take_first``
-    is O(log c) amortised; ``groups()`` and ``classes()`` are O(1) per item.
+    a class of c tasks, plus O(log k) for k classes with a time); ``take`` of a
+    group of k tasks is O(k); ``take_first`` is O(log c) amortised; ``groups()``
+    and ``classes()`` are O(1) per item; ``wakeable`` is O(u + d log k) for u
+    classes without a time and d whose time has come; ``next_due`` is O(1)
+    amortised.
     """
 
-    __slots__ = ("_class_of", "_classes", "_group_of", "_groups", "_live", "_tickets", "by_task")
+    __slots__ = (
+        "_class_of",
+        "_classes",
+        "_due",
+        "_due_heap",
+        "_group_of",
+        "_groups",
+        "_live",
+        "_stamps",
+        "_tickets",
+        "_untimed",
+        "by_task",
+    )
 
     def __init__(self) -> None:
         # Ordered dicts: taking the oldest of a group stays O(1) however many were taken
@@ -64,6 +85,13 @@ class ParkingLot:
         self._class_of: dict[Hashable, tuple[tuple[Hashable, Hashable], int]] = {}
         self._live: dict[tuple[Hashable, Hashable], int] = {}  # tasks in each class
         self._tickets = 0
+        # Every class is either timed (nothing of it passes before its time: class ->
+        # (time, stamp), and a heap of (time, stamp, class) with stale entries of times
+        # since changed) or untimed (woken whenever its group is).
+        self._due: dict[tuple[Hashable, Hashable], tuple[float, int]] = {}
+        self._due_heap: list[tuple[float, int, tuple[Hashable, Hashable]]] = []
+        self._untimed: dict[tuple[Hashable, Hashable], None] = {}
+        self._stamps = 0
 
     def park(
         self,
@@ -72,11 +100,16 @@ class ParkingLot:
         klass: Hashable = None,
         rank: Any = None,
         ticket: int | None = None,
+        due: float | None = None,
     ) -> int:
         """Add ``task`` (not already parked) to ``group``; with a ``klass``, in that
         class of the group at ``rank`` (smaller first, ties by ticket: in the order
         parked, or at the ``ticket`` given, one it held before). Returns its ticket
-        (0 without a class). O(1), O(log c) with a class."""
+        (0 without a class). O(1), O(log c) with a class.
+
+        ``due``: nothing of the class can pass before this time, from now on (the
+        class is then woken only once it has come); ``None``: the class is woken
+        whenever its group is. The latest park of a class says which it is."""
         members = self._groups.get(group)
         if members is None:
             members = self._groups[group] = OrderedDict()
@@ -96,20 +129,99 @@ class ParkingLot:
             heapq.heappush(heap, (rank, ticket, task.id))
             self._class_of[task.id] = (key, ticket)
             self._live[key] += 1
+            self._time(key, due)
             return ticket
         return 0
+
+    def _time(self, key: tuple[Hashable, Hashable], due: float | None) -> None:
+        """Make a class timed (at ``due``) or untimed."""
+        if due is None:
+            self._due.pop(key, None)
+            self._untimed[key] = None
+            return
+        timed = self._due.get(key)
+        if timed is not None and timed[0] == due:
+            return  # (a class's tasks share their bucket: mostly the same time again)
+        self._untimed.pop(key, None)
+        self._stamps += 1  # (its heap entry is the one with this stamp)
+        self._due[key] = (due, self._stamps)
+        heap = self._due_heap
+        heapq.heappush(heap, (due, self._stamps, key))
+        if len(heap) > 2 * len(self._due) + 16:  # mostly stale: keep the live entries
+            due_of = self._due
+            heap[:] = [entry for entry in heap if due_of.get(entry[2]) == entry[:2]]
+            heapq.heapify(heap)
+
+    def _first(self, key: tuple[Hashable, Hashable]) -> Task:
+        """The first task of a class, by rank (any stands for all)."""
+        heap = self._classes[key]
+        class_of = self._class_of
+        while class_of.get(heap[0][2], (None, 0))[1] != heap[0][1]:
+            heapq.heappop(heap)  # stale: its task left
+        return self._groups[key[0]][heap[0][2]]
+
+    def next_due(self, again: Again | None = None) -> float | None:
+        """The soonest time of a timed class, or ``None``. O(1) amortised.
+
+        ``again(task)`` says a class's time afresh (``None``: it may pass now); a
+        time that moved later since (its bucket was spent by another class) is
+        moved, so that the soonest named is one still true."""
+        heap = self._due_heap
+        due_of = self._due
+        while heap:
+            due, stamp, key = heap[0]
+            if due_of.get(key) != (due, stamp):
+                heapq.heappop(heap)  # stale: its class left, or its time changed
+                continue
+            later = None if again is None else again(self._first(key))
+            if later is None or later <= due:
+                return due
+            self._time(key, later)
+        return None
+
+    def wakeable(
+        self, group: Hashable, now: float, *, every: bool = False, again: Again | None = None
+    ) -> list[Hashable]:
+        """The classes of ``group`` to wake at ``now``: the untimed ones and those whose
+        time has come (which are untimed from now on; with ``every``, all of them), by
+        the ticket of their first task, as :meth:`classes` lists them. A class whose
+        time has come is asked ``again`` first: one that still may not pass is
+        timed afresh instead."""
+        due_of = self._due
+        untimed = self._untimed
+        heap = self._due_heap
+        if every:
+            untimed.update(dict.fromkeys(due_of))
+            due_of.clear()
+            heap.clear()
+        else:
+            while heap and heap[0][0] <= now:
+                due, stamp, key = heapq.heappop(heap)
+                if due_of.get(key) != (due, stamp):
+                    continue  # stale
+                later = None if again is None else again(self._first(key))
+                if later is not None and later > now:
+                    self._time(key, later)
+                    continue
+                del due_of[key]
+                untimed[key] = None
+        return self._by_first_ticket(key for key in untimed if key[0] == group)
 
     def classes(self, group: Hashable) -> list[Hashable]:
         """The classes of ``group`` that hold a task, by the ticket of their first task:
         as they would be pushed if the whole group went back in the order parked.
         O(c log c) for c classes (and the stale entries on top of their heaps)."""
+        return self._by_first_ticket(key for key in self._classes if key[0] == group)
+
+    def _by_first_ticket(self, keys: Iterable[tuple[Hashable, Hashable]]) -> list[Hashable]:
         firsts = []
         class_of = self._class_of
-        for (of, klass), heap in self._classes.items():
-            if of == group:
-                while heap and class_of.get(heap[0][2], (None, 0))[1] != heap[0][1]:
-                    heapq.heappop(heap)  # stale: its task left
-                firsts.append((heap[0][1], klass))
+        classes = self._classes
+        for key in keys:
+            heap = classes[key]
+            while heap and class_of.get(heap[0][2], (None, 0))[1] != heap[0][1]:
+                heapq.heappop(heap)  # stale: its task left
+            firsts.append((heap[0][1], key[1]))
         firsts.sort(key=lambda first: first[0])
         return [klass for _, klass in firsts]
 
@@ -145,6 +257,8 @@ class ParkingLot:
         live = self._live[key] - 1
         if not live:
             del self._live[key], self._classes[key]
+            if self._due.pop(key, None) is None:
+                del self._untimed[key]
             return
         self._live[key] = live
         heap = self._classes[key]

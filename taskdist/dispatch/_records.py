@@ -268,11 +268,20 @@ def _frees_on_release(gates: Sequence[Gate], task: Task) -> bool:
     return False
 
 
-def _gate_words(gate: Gate) -> str:
+def _gate_words(gate: Gate, task: Task) -> str:
     resource = getattr(gate, "resource", None)
-    wake = gate.next_wakeup()
     if resource is None:
         return repr(gate)
+    if isinstance(gate, (RateGate, KeyedRateGate)):
+        # When it could pass (its own bucket's refill, for a keyed gate), else the
+        # gate's soonest wakeup.
+        wake = gate._refuses_until(task)
+        if wake is None:
+            wake = gate.next_wakeup()
+        if wake is None:
+            return f"the {resource!r} rate limit"
+        return f"the {resource!r} rate limit, next slot at {wake:g}"
+    wake = gate.next_wakeup()
     if wake is not None:
         return f"the {resource!r} rate limit, next slot at {wake:g}"
     return f"the {resource!r} pool, until a task holding it finishes"

@@ -1221,7 +1221,6 @@ class Distributor:
             leased_now.clear()
             in_hand: Task | None = None  # popped last, maybe not placed yet
             placeable = self._placeable
-            self._shut_walk = False  # until this dispatch's walk stops at a shut gate
             pop_when_empty = self._pop_when_empty
             # The first asks the tracker to lift what is due; the placements after it
             # brought the tracker up to date themselves.
@@ -1234,10 +1233,14 @@ class Distributor:
                         break
                     has_room = self._room_now
                     if not pop_when_empty and not queue:
+                        self._shut_walk = False  # nothing is queued behind a gate
                         break  # no pop: it would find nothing and change nothing
                     self._choice = None
                     if self._gang_plan:
                         self._gang_plan = []  # made in a walk that did not pop its leader
+                    # Until this pop stops at a shut gate. (A dispatch that pops nothing,
+                    # for want of room or with limit 0, leaves the last walk's word.)
+                    self._shut_walk = False
                     try:
                         in_hand = task = queue.pop(where=placeable)
                     except Shut:  # the queue is as it was; the tasks stay in it
@@ -3172,7 +3175,7 @@ class Distributor:
         was = scouts.gone(task.id)
         if was is not None and was[0] == klass:
             ticket = was[1]
-        self._lot.park(task, GATES, klass, rank, ticket)
+        self._lot.park(task, GATES, klass, rank, ticket, scouts.not_before(task, self._now()))
         if was is not None and was[0] != klass:
             self._send_scout(was[0])
 
@@ -3262,19 +3265,35 @@ class Distributor:
         wake = self._gates_wake(after)
         due = self._gate_due
         if due is not None and due > after and (wake is None or due < wake):
-            return due
+            wake = due
+        if self._scouts is not None:  # the classes a rate gate refuses until a time
+            due = self._lot.next_due(self._not_before)
+            if due is not None and due > after and (wake is None or due < wake):
+                wake = due
         return wake
 
     def _wake_gated(self) -> None:
         """A gate may admit more now: the tasks it refused go back to the queue (with
-        scouts, the first of each class that has none out). O(k log n) for k sent."""
+        scouts, the first of each class that has none out and is not parked until a
+        rate limit refills). O(k log n) for k sent."""
         scouts = self._scouts
         if scouts is None:
             self._wake_group(GATES)
             return
-        for klass in self._lot.classes(GATES):
+        # A class a rate gate refuses until a time still ahead stays parked: its scout
+        # would be refused again, and with a bucket a tenant, a refill would otherwise
+        # send a scout of every tenant's to the queue to place one task.
+        lot = self._lot
+        for klass in lot.wakeable(
+            GATES, self._now(), every=scouts.evicted(), again=self._not_before
+        ):
             if not scouts.out(klass):
                 self._send_scout(klass)
+
+    def _not_before(self, task: Task) -> float | None:
+        """When the rate gates may first admit a parked ``task``, if later than now."""
+        assert self._scouts is not None
+        return self._scouts.not_before(task, self._now())
 
     def _wake_group(self, group: Hashable, limit: int | None = None) -> None:
         """Put the tasks of a parked group (at most ``limit``) back in the queue."""
@@ -3577,7 +3596,7 @@ class Distributor:
             return f"no room for every member at once [{self._gangs.words(task)}]"
         if group is GATES:
             held = [gate for gate in self._gate_list if not _gate_admits(gate, task)]
-            names = ", ".join(_gate_words(gate) for gate in held) or "an admission gate"
+            names = ", ".join(_gate_words(gate, task) for gate in held) or "an admission gate"
             return f"held by {names}"
         needs = sorted(task.requires)
         in_pool = self._rules.without_breakers(task)

@@ -384,6 +384,18 @@ class _SpendingGate(Generic[_Limiter]):
             )
         return amount
 
+    def _refuses_until(self, task: Task) -> float | None:
+        """When this gate would admit ``task`` if nothing more were spent (its limiter's
+        ``ready_at``: now or earlier if it would now), or ``None`` when it cannot say
+        (no demand, one above ``burst``, a key the limiter refuses). O(1)."""
+        amount = task.resources.get(self._resource, self._default)
+        if not amount or amount > self._burst:
+            return None
+        try:
+            return self._ready_at(task, amount)
+        except (InvalidArgumentError, InvalidTypeError):  # a key check() refuses
+            return None
+
     def _spend(self, task: Task, amount: float) -> bool:
         raise NotImplementedError
 
