@@ -691,6 +691,38 @@ def test_a_class_woken_at_its_refill_goes_behind_an_equal_scout_sent_before() ->
     assert [a.task.id for a in d.dispatch()] == ["X"]
 
 
+@pytest.mark.parametrize("scouting", [True, False], ids=["scouts", "waking all"])
+def test_a_gangs_leader_a_rate_limit_refused_goes_back_at_every_wakeup(scouting: bool) -> None:
+    # The gang's leader waits for the bucket (two units at 10.0). A pool's release at
+    # 1.0 wakes the gates: the leader goes back to the queue, as waking all sends it,
+    # and a dispatch with room for one task ends its round at the leader, whose gang
+    # needs two, before the gates are asked; L behind it waits for the next dispatch.
+    clock = ManualClock()
+    d = Distributor(
+        clock,
+        gates=[
+            RateGate(RateLimiter(2, per=10.0, burst=2, clock=clock), "api", default=1),
+            PoolGate(ResourcePool("db", size=1)),
+        ],
+        lease=None,
+    )
+    if not scouting:
+        d._scouts = None
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("x", resources={"api": 2, "db": 1}))
+    assert [a.task.id for a in d.dispatch()] == ["x"]
+    d.submit(Task("g0", priority=1, gang="G", gang_size=2))
+    d.submit(Task("g1", priority=1, gang="G", gang_size=2))
+    assert d.dispatch() == []
+    clock.set(1.0)
+    d.complete("x")
+    d.submit(Task("L", priority=2, resources={"api": 0.0}))
+    assert d.dispatch(1) == []
+    assert [a.task.id for a in d.dispatch()] == ["L"]
+    clock.set(10.0)
+    assert sorted(a.task.id for a in d.dispatch()) == ["g0", "g1"]
+
+
 def test_a_task_parked_for_its_tenants_bucket_is_explained_by_that_buckets_refill() -> None:
     clock = ManualClock()
     d = Distributor(clock, gates=[per_tenant_limit(clock)], lease=None)

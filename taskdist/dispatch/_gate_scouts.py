@@ -38,7 +38,9 @@ their tags, and the key is part of the class.
 A rate gate's units come back with time only, so a class a rate gate refuses
 cannot pass before that gate's limiter could admit it (its ``ready_at`` for
 the task's demand): it stays parked until then (:meth:`GateScouts.not_before`),
-and a refill wakes only the classes whose time has come. With a bucket per
+and a refill wakes only the classes whose time has come (a gang's leader, which
+in the queue may end a dispatch's round for want of room before the gates are
+asked, goes back at every wakeup all the same). With a bucket per
 tenant, whose buckets refill at different moments, a refill then places that
 tenant's task and sends no other tenant's task through the queue. A
 ``FairScheduler``'s busy period may then end where waking all kept refused

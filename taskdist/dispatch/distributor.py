@@ -3175,7 +3175,10 @@ class Distributor:
         was = scouts.gone(task.id)
         if was is not None and was[0] == klass:
             ticket = was[1]
-        self._lot.park(task, GATES, klass, rank, ticket, scouts.not_before(task, self._now()))
+        # (A gang's leader in the queue may end a dispatch's round for want of room for
+        # its gang before the gates are asked: it goes back at every wakeup, as it did.)
+        due = None if task.gang is not None else scouts.not_before(task, self._now())
+        self._lot.park(task, GATES, klass, rank, ticket, due)
         if was is not None and was[0] != klass:
             self._send_scout(was[0])
 
