@@ -1142,6 +1142,16 @@ def test_a_queued_task_past_its_ttl_is_dead_lettered_as_ttl_expired() -> None:
     assert run.events[-1].reason is Reason.TTL_EXPIRED
 
 
+def test_a_queued_task_past_its_ttl_and_deadline_is_ttl_expired_as_a_parked_one_is() -> None:
+    # A PriorityQueue drops a task for its TTL only (it holds one past its deadline):
+    # the reason is the TTL, as for the same task parked, not a guess from the deadline.
+    run = build()
+    run.d.submit(Task("t", ttl=5.0, deadline=2.0))
+    run.clock.set(5.0)
+    run.d.tick()
+    assert run.d.dlq["t"].reason is Reason.TTL_EXPIRED
+
+
 def test_a_parked_task_past_its_ttl_is_dead_lettered_as_ttl_expired() -> None:
     run = build(Worker("cpu"))
     run.d.submit(Task("render", requires={"gpu"}, ttl=5.0))

@@ -191,6 +191,20 @@ def test_drop_lowest_evicts_the_least_urgent() -> None:
     assert q.stats().evicted == 2
 
 
+def test_expire_with_reasons_gives_every_task_its_ttl_as_the_reason() -> None:
+    clock = ManualClock()
+    q = PriorityQueue(clock)
+    q.push(Task("late", ttl=2.0, deadline=1.0))
+    q.push(Task("plain", ttl=3.0))
+    q.push(Task("stays", ttl=9.0))
+    clock.set(3.0)
+    assert q.expire_with_reasons() == [
+        Eviction(Task("late", ttl=2.0, deadline=1.0), Reason.TTL_EXPIRED),
+        Eviction(Task("plain", ttl=3.0), Reason.TTL_EXPIRED),
+    ]
+    assert len(q) == 1 and q.expire_with_reasons() == []
+
+
 def test_drop_lowest_never_picks_an_expired_task_as_victim() -> None:
     clock = ManualClock()
     q = PriorityQueue(clock, maxsize=2, overflow="drop_lowest")

@@ -223,6 +223,7 @@ class PriorityQueue(HeldTasks):
                                 are compacted once they outnumber live ones)
     ``unpop``                   O(log n)
     ``expire``                  O(m log n) for m expired tasks
+    ``expire_with_reasons``     as ``expire``
     ``next_wakeup``             O(1) amortised (plus O(m) while m expired
                                 tasks wait for ``expire()``)
     ``effective_priority``      O(1)
@@ -592,6 +593,13 @@ class PriorityQueue(HeldTasks):
         Complexity: O(m log n) for m expired tasks.
         """
         return [task for _, task in self._expire_timed()]
+
+    def expire_with_reasons(self) -> list[Eviction]:
+        """:meth:`expire`, each task with its reason: ``Reason.TTL_EXPIRED``, since a
+        priority queue holds a task past its deadline (a distributor told the reason
+        so does not guess it from a deadline that also passed). O(m log n).
+        """
+        return [Eviction(task, Reason.TTL_EXPIRED) for _, task in self._expire_timed()]
 
     def _expire_timed(self) -> list[tuple[float, Task]]:
         """:meth:`expire`, each task with its expiry time: for a scheduler holding this
