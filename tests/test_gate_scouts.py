@@ -166,6 +166,13 @@ operation = st.one_of(
     st.tuples(st.just("pause"), st.sampled_from(["a", "b"]), st.booleans()),
     st.tuples(st.just("worker"), st.sampled_from([frozenset(), frozenset({"gpu"})])),
     st.tuples(st.just("reprioritize"), st.integers(0, 40), st.integers(1, 4)),
+    # A gang of two: its leader may end a dispatch's round for want of room.
+    st.tuples(
+        st.just("gang"),
+        st.integers(1, 4),  # priority
+        st.sampled_from(["a", "b", None]),  # tenant
+        st.sampled_from([{}, {"api": 0.0}, {"db": 1.0}]),
+    ),
 )
 
 
@@ -226,6 +233,20 @@ def step(
         )
         submitted.append(task.id)
         trace.append(("submit", d.submit(task).state))
+    elif kind == "gang":
+        clock.advance(0.001)
+        gang = f"g{len(submitted)}"
+        for member in range(2):
+            task = Task(
+                f"{gang}m{member}",
+                priority=op[1],
+                tenant=op[2],
+                resources=op[3],
+                gang=gang,
+                gang_size=2,
+            )
+            submitted.append(task.id)
+            trace.append(("submit", d.submit(task).state))
     elif kind == "dispatch":
         trace.append(("dispatch", [(a.task.id, a.worker_id) for a in d.dispatch(op[1])]))
     elif kind == "finish":
