@@ -744,6 +744,41 @@ def test_a_gangs_leader_a_rate_limit_refused_goes_back_at_every_wakeup(scouting:
     assert sorted(a.task.id for a in d.dispatch()) == ["g0", "g1"]
 
 
+class MovingClock:
+    """A clock that moves a microsecond at every read, as a real one may between two,
+    and refuses to be read more than ``reads`` times (a loop that waits for it to
+    stand still fails instead of spinning)."""
+
+    def __init__(self, reads: int = 10_000) -> None:
+        self.time = 0.0
+        self.reads = reads
+
+    def now(self) -> float:
+        self.reads -= 1
+        if self.reads < 0:
+            raise RuntimeError("the clock was read too often")
+        self.time += 1e-6
+        return self.time
+
+
+def test_a_class_whose_time_passed_on_a_moving_clock_is_woken_not_timed_again() -> None:
+    # On a clock that moves between reads, "when could it pass" asked just after its
+    # time came answered "now", a hair later than the now it was asked at: taken as
+    # a later time, each answer moved the class on, and next_wakeup() never returned.
+    clock = MovingClock()
+    limiter = KeyedRateLimiter(1, per=1.0, burst=1, clock=clock)
+    d = Distributor(clock, gates=[KeyedRateGate(limiter, "api", default=1)], lease=None)
+    d.add_worker(Worker("w", capacity=10))
+    for tenant in "ab":
+        d.submit(Task(f"{tenant}1", tenant=tenant))
+        d.submit(Task(f"{tenant}2", tenant=tenant))
+    assert sorted(a.task.id for a in d.dispatch()) == ["a1", "b1"]
+    assert 1.0 < d.next_wakeup() < 1.001  # type: ignore[operator]
+    clock.time = 2.0
+    assert 2.0 < d.next_wakeup() < 2.001  # type: ignore[operator]
+    assert sorted(a.task.id for a in d.dispatch()) == ["a2", "b2"]
+
+
 def test_a_task_parked_for_its_tenants_bucket_is_explained_by_that_buckets_refill() -> None:
     clock = ManualClock()
     d = Distributor(clock, gates=[per_tenant_limit(clock)], lease=None)

@@ -168,12 +168,16 @@ class ParkingLot:
         moved, so that the soonest named is one still true."""
         heap = self._due_heap
         due_of = self._due
+        asked: set[tuple[Hashable, Hashable]] = set()
         while heap:
             due, stamp, key = heap[0]
             if due_of.get(key) != (due, stamp):
                 heapq.heappop(heap)  # stale: its class left, or its time changed
                 continue
-            later = None if again is None else again(self._first(key))
+            if again is None or key in asked:  # (each asked once: a clock may move)
+                return due
+            asked.add(key)
+            later = again(self._first(key))
             if later is None or later <= due:
                 return due
             self._time(key, later)

@@ -386,10 +386,10 @@ class _SpendingGate(Generic[_Limiter]):
 
     def _refuses_until(self, task: Task) -> float | None:
         """When this gate would admit ``task`` if nothing more were spent (its limiter's
-        ``ready_at``: now or earlier if it would now), or ``None`` when it cannot say
-        (no demand, one above ``burst``, a key the limiter refuses). O(1)."""
+        ``ready_at``), or ``None`` when it would admit it now or cannot say (no demand,
+        one above ``burst``, a key the limiter refuses). O(1)."""
         amount = task.resources.get(self._resource, self._default)
-        if not amount or amount > self._burst:
+        if not amount or amount > self._burst or self._can_spend(task, amount):
             return None
         try:
             return self._ready_at(task, amount)
