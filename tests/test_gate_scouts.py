@@ -1233,7 +1233,10 @@ def test_units_a_failed_dispatch_gives_back_wake_the_tasks_refused_for_them() ->
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["park", "back", "remove", "first", "take"]), st.integers(0, 30)),
+        st.tuples(
+            st.sampled_from(["park", "back", "remove", "first", "take", "wake"]),
+            st.integers(0, 30),
+        ),
         max_size=120,
     )
 )
@@ -1243,16 +1246,20 @@ def test_the_lot_gives_each_class_in_rank_order_and_forgets_what_left(
     lot = ParkingLot()
     model: dict[Hashable, tuple[int, int, int]] = {}  # id -> (class, rank, ticket)
     taken: dict[Hashable, int] = {}  # id -> the ticket it held when taken first
+    due: dict[int, float | None] = {}  # class -> its time (None: woken at every wakeup)
     for verb, n in ops:
         klass, rank = n % 3, (n * 7) % 5
+        when = None if n % 4 == 0 else float(n % 5)  # the latest park of a class says
         if verb == "park" and n not in model:
-            ticket = lot.park(Task(n), GATES, klass, rank)
+            ticket = lot.park(Task(n), GATES, klass, rank, due=when)
             assert all(ticket > t for _, _, t in model.values())  # after every other
             model[n] = (klass, rank, ticket)
             taken.pop(n, None)
+            due[klass] = when
         elif verb == "back" and n in taken and n not in model:  # at the ticket it held
-            assert lot.park(Task(n), GATES, klass, rank, taken[n]) == taken[n]
+            assert lot.park(Task(n), GATES, klass, rank, taken[n], when) == taken[n]
             model[n] = (klass, rank, taken.pop(n))
+            due[klass] = when
         elif verb == "remove" and n in model:
             assert lot.remove(n).id == n
             del model[n]
@@ -1273,7 +1280,16 @@ def test_the_lot_gives_each_class_in_rank_order_and_forgets_what_left(
         firsts = {}
         for i, (k, r, t) in model.items():
             firsts[k] = min(firsts.get(k, (r, t, i)), (r, t, i))
-        assert lot.classes(GATES) == sorted(firsts, key=lambda k: firsts[k][1])
+        for k in set(due) - set(firsts):
+            del due[k]  # a class with no task left goes, and its time with it
+        times = [d for d in due.values() if d is not None]
+        assert lot.next_due() == (min(times) if times else None)
+        now = float(n % 5) if verb == "wake" else -1.0  # (before every time: a look)
+        woken = lot.wakeable(GATES, now)
+        expected = [k for k in firsts if due[k] is None or due[k] <= now]  # type: ignore[operator]
+        assert woken == sorted(expected, key=lambda k: firsts[k][1])
+        for k in expected:
+            due[k] = None  # woken: untimed from now on
         listed = [t.id for _, tasks in lot.parked() for t in tasks]
         assert listed == sorted(model, key=lambda i: model[i][2])
         for i, (k, _, t) in model.items():

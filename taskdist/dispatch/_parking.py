@@ -51,10 +51,9 @@ class ParkingLot:
 
     ``park``, ``remove``, ``group_of``, ``in`` and ``len`` are O(1) (O(log c) for
     a class of c tasks, plus O(log k) for k classes with a time); ``take`` of a
-    group of k tasks is O(k); ``take_first`` is O(log c) amortised; ``groups()``
-    and ``classes()`` are O(1) per item; ``wakeable`` is O(u + d log k) for u
-    classes without a time and d whose time has come; ``next_due`` is O(1)
-    amortised.
+    group of k tasks is O(k); ``take_first`` is O(log c) amortised; ``groups()`` is
+    O(1) per item; ``wakeable`` is O(u log u + d log k) for u classes it
+    returns and d whose time has come; ``next_due`` is O(1) amortised.
     """
 
     __slots__ = (
@@ -188,9 +187,9 @@ class ParkingLot:
     ) -> list[Hashable]:
         """The classes of ``group`` to wake at ``now``: the untimed ones and those whose
         time has come (which are untimed from now on; with ``every``, all of them), by
-        the ticket of their first task, as :meth:`classes` lists them. A class whose
-        time has come is asked ``again`` first: one that still may not pass is
-        timed afresh instead."""
+        the ticket of their first task: as they would be pushed if the whole group
+        went back in the order parked. A class whose time has come is asked
+        ``again`` first: one that still may not pass is timed afresh instead."""
         due_of = self._due
         untimed = self._untimed
         heap = self._due_heap
@@ -210,12 +209,6 @@ class ParkingLot:
                 del due_of[key]
                 untimed[key] = None
         return self._by_first_ticket(key for key in untimed if key[0] == group)
-
-    def classes(self, group: Hashable) -> list[Hashable]:
-        """The classes of ``group`` that hold a task, by the ticket of their first task:
-        as they would be pushed if the whole group went back in the order parked.
-        O(c log c) for c classes (and the stale entries on top of their heaps)."""
-        return self._by_first_ticket(key for key in self._classes if key[0] == group)
 
     def _by_first_ticket(self, keys: Iterable[tuple[Hashable, Hashable]]) -> list[Hashable]:
         firsts = []
