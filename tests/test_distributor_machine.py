@@ -708,14 +708,9 @@ ShutGateDistributorMachine.TestCase.settings = settings(
 TestShutGateDistributorMachine = ShutGateDistributorMachine.TestCase
 
 
-class FairShutGateDistributorMachine(ShutGateDistributorMachine):
+class FairShutGateDistributorMachine(OverWeightedFair, ShutGateDistributorMachine):
     """The machine above over a ``FairScheduler`` with a weight and a tenant quota,
     which keep holding while tasks wait in it behind shut gates."""
-
-    def options(self) -> dict[str, Any]:
-        options = super().options()
-        options["queue"] = weighted_fair(self.clock)
-        return options
 
     @invariant()
     def gates_and_quotas_are_never_exceeded(self) -> None:

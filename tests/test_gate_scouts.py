@@ -129,6 +129,18 @@ def build(
     return d
 
 
+def restored(
+    snapshot: dict[str, Any], at: float, queue: str, **parts: Any
+) -> tuple[Distributor, ManualClock]:
+    """A twin restored from a copy of ``snapshot`` on a clock at ``at``, over a fresh
+    queue named in ``QUEUES`` behind fresh ``gates``, with its clock."""
+    clock = ManualClock(start=at)
+    twin = Distributor.restore(
+        copy.deepcopy(snapshot), clock, queue=QUEUES[queue](clock), gates=gates(clock), **parts
+    )
+    return twin, clock
+
+
 def wake_all_in_order(d: Distributor) -> None:
     """Make ``d`` send every refused task back when a gate opens, in the order each was
     first refused: scouts that rank no task, so that each is a class of its own."""
@@ -370,14 +382,7 @@ def test_a_restored_distributor_stops_its_walks_where_the_original_does(
         with contextlib.suppress(TaskdistError):
             step(d, clock, op, trace, submitted, set())
     snapshot = d.snapshot()
-    twin_clock = ManualClock(start=clock.now())
-    twin = Distributor.restore(
-        copy.deepcopy(snapshot),
-        twin_clock,
-        queue=QUEUES[queue](twin_clock),
-        gates=gates(twin_clock),
-        rng=random.Random(5),
-    )
+    twin, twin_clock = restored(snapshot, clock.now(), queue, rng=random.Random(5))
     assert twin.snapshot() == snapshot
     assert twin.next_wakeup() == d.next_wakeup()
     traces = []
@@ -1019,13 +1024,7 @@ def test_a_snapshot_carries_the_scouts_out(queue: str) -> None:
     snapshot = d.snapshot()
     assert d._scouts.ids() == [1]
     assert snapshot["gate_scouts"] == [[1, 0]]  # no gate-refused task came before it
-    twin_clock = ManualClock(start=clock.now())
-    twin = Distributor.restore(
-        copy.deepcopy(snapshot),
-        twin_clock,
-        queue=QUEUES[queue](twin_clock),
-        gates=gates(twin_clock),
-    )
+    twin, twin_clock = restored(snapshot, clock.now(), queue)
     twin._shut = None  # walking on, as the original does
     assert twin.snapshot() == snapshot
     assert twin._scouts is not None and twin._scouts.ids() == [1]
