@@ -79,7 +79,7 @@ from taskdist.errors import (
     UnknownTaskError,
 )
 from taskdist.queues.protocol import Eviction, Queue
-from taskdist.task import Task
+from taskdist.task import Reason, Task
 
 __all__ = ["QUEUE_CHECKS", "QueueFactory", "check_check_push", "check_queue", "queue_machine"]
 
@@ -694,16 +694,29 @@ def queue_machine(make: QueueFactory, *, max_ttl: float = 8.0) -> type[Any]:
                 return
             raise AssertionError("removing an unknown id must raise UnknownTaskError")
 
-        @rule()
-        def expire(self) -> None:
-            returned = self.queue.expire()
-            ids = [task.id for task in returned]
+        @rule(reasons=st.booleans())
+        def expire(self, reasons: bool) -> None:
+            with_reasons = getattr(self.queue, "expire_with_reasons", None) if reasons else None
+            # Each task with its reason, or None when the queue was not asked for one.
+            returned: list[tuple[Task, Reason | None]] = (
+                [(task, None) for task in self.queue.expire()]
+                if with_reasons is None
+                else [(eviction.task, eviction.reason) for eviction in with_reasons()]
+            )
+            ids = [task.id for task, _ in returned]
             _expect(len(set(ids)) == len(ids), "expire returned a task twice")
-            for task in returned:
+            for task, reason in returned:
                 _expect(task.id in self.model, f"expire returned {task!r}, not a held task")
                 expires = self.model[task.id][1]
                 missed = task.deadline is not None and task.deadline <= self.clock.now()
                 _expect(self.expired(expires) or missed, f"{task!r} returned before its time")
+                if reason is Reason.DEADLINE_MISSED:
+                    _expect(missed, f"{task!r} expired as deadline_missed before its deadline")
+                elif reason is not None:
+                    _expect(
+                        reason is Reason.TTL_EXPIRED and self.expired(expires),
+                        f"{task!r} expired as {reason.value} before its TTL ran out",
+                    )
                 self.leave(task.id)
             for task, expires in self.model.values():
                 _expect(not self.expired(expires), f"expire() kept {task!r}, whose TTL ran out")

@@ -1152,6 +1152,16 @@ def test_a_queued_task_past_its_ttl_and_deadline_is_ttl_expired_as_a_parked_one_
     assert run.d.dlq["t"].reason is Reason.TTL_EXPIRED
 
 
+def test_a_fair_queued_task_past_its_ttl_and_deadline_is_ttl_expired() -> None:
+    # A FairScheduler says why its tenant queue dropped the task: the Distributor no
+    # longer guesses deadline_missed from the deadline that also passed.
+    run = build(queue=FairScheduler(clock := ManualClock()), clock=clock)
+    run.d.submit(Task("t", tenant="a", ttl=5.0, deadline=2.0))
+    run.clock.set(5.0)
+    run.d.tick()
+    assert run.d.dlq["t"].reason is Reason.TTL_EXPIRED
+
+
 def test_a_parked_task_past_its_ttl_is_dead_lettered_as_ttl_expired() -> None:
     run = build(Worker("cpu"))
     run.d.submit(Task("render", requires={"gpu"}, ttl=5.0))

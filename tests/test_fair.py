@@ -507,6 +507,56 @@ def test_expired_task_is_never_dispatched() -> None:
     assert [t.id for t in fair.expire()] == ["a0"]
 
 
+class _NoReasons:
+    """A queue of the user's that says what expired, not why: a PriorityQueue without
+    ``expire_with_reasons``."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self._queue = PriorityQueue(clock)
+
+    def __getattr__(self, name: str) -> object:
+        if name == "expire_with_reasons":
+            raise AttributeError(name)
+        return getattr(self._queue, name)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._queue
+
+
+@pytest.mark.parametrize(
+    ("inner", "late_reason"),
+    [
+        # A priority queue holds a task past its deadline: its TTL is the reason.
+        (None, Reason.TTL_EXPIRED),
+        (lambda c, t: FairScheduler(c), Reason.TTL_EXPIRED),
+        # A deadline scheduler that expires missed deadlines says which came first.
+        (lambda c, t: DeadlineScheduler(c, on_miss="dead_letter"), Reason.DEADLINE_MISSED),
+        # A queue that cannot say: the deadline, passed, is the guess.
+        (lambda c, t: _NoReasons(c), Reason.DEADLINE_MISSED),
+    ],
+    ids=["priority", "nested", "deadline", "no-reasons"],
+)
+def test_expire_with_reasons_gives_each_task_its_tenant_queues_reason(
+    inner: Callable[[ManualClock, Hashable], Queue] | None, late_reason: Reason
+) -> None:
+    clock = ManualClock()
+    fair = FairScheduler(clock) if inner is None else FairScheduler(clock, inner=inner)
+    fair.push(Task("ttl-first", tenant="a", ttl=2.0, deadline=10.0))
+    fair.push(Task("deadline-first", tenant="b", ttl=4.0, deadline=3.0, cost=0.5))
+    fair.push(Task("keep", tenant="a"))
+    clock.advance(5.0)
+    evictions = fair.expire_with_reasons()
+    assert [(e.task.id, e.reason) for e in evictions] == [
+        ("ttl-first", Reason.TTL_EXPIRED),
+        ("deadline-first", late_reason),
+    ]
+    assert len(fair) == 1 and fair.expire_with_reasons() == []
+    assert fair.pop().id == "keep"  # type: ignore[union-attr]
+
+
 def test_next_wakeup_follows_the_earliest_ttl_still_queued() -> None:
     _, fair = make()
     fair.push(Task("a0", tenant="a", ttl=2.0))

@@ -111,7 +111,7 @@ from taskdist.metrics import RecentSamples, coefficient_of_variation
 from taskdist.queues._held import HeldTasks
 from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.queues.priority import PriorityQueue
-from taskdist.queues.protocol import Eviction, Queue
+from taskdist.queues.protocol import Eviction, Queue, expire_with_reasons
 from taskdist.resilience.breaker import CircuitBreaker, CircuitState
 from taskdist.resilience.gates import AllGates, Gate
 from taskdist.resilience.retry import RetryPolicy
@@ -3413,21 +3413,7 @@ class Distributor:
             self._dead_letter(task, Reason.MAX_ATTEMPTS, now, "the lease expired")
 
     def _expire_queue(self, now: float) -> None:
-        queue = self._queue
-        with_reasons = getattr(queue, "expire_with_reasons", None)
-        if with_reasons is not None:
-            expired = with_reasons()
-        else:
-            expired = [
-                Eviction(
-                    task,
-                    Reason.DEADLINE_MISSED
-                    if task.deadline is not None and task.deadline <= now
-                    else Reason.TTL_EXPIRED,
-                )
-                for task in queue.expire()
-            ]
-        for eviction in expired:
+        for eviction in expire_with_reasons(self._queue, now):
             self._dead_letter_eviction(eviction, now)
 
     def next_wakeup(self) -> float | None:

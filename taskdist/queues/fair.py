@@ -50,10 +50,10 @@ from taskdist.queues._tables import shrink
 from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.queues.key_share import KeyShare
 from taskdist.queues.priority import PriorityQueue, aged_rank
-from taskdist.queues.protocol import Eviction, Predicate, Queue
+from taskdist.queues.protocol import Eviction, Predicate, Queue, expire_with_reasons
 from taskdist.queues.quota import Quota
 from taskdist.resilience import RateLimiter
-from taskdist.task import Priority, Task
+from taskdist.task import Priority, Reason, Task
 from taskdist.workers._ranges import check_weight
 
 __all__ = [
@@ -534,8 +534,8 @@ class FairScheduler:
     ``unpop``                      the inner ``unpop`` + O(log T)
     ``take_along`` (k tasks)       O(k log T) + the inner ``take_along``
     ``check_together`` (k tasks)   O(k) + the inner ``check_together``
-    ``expire``                     O(m log m + d log T): m expired tasks over d
-                                   tenants
+    ``expire``,                    O(m log m + d log T): m expired tasks over d
+    ``expire_with_reasons``        tenants
     ``next_wakeup``                O(1) amortised
     ``why_waiting``, ``len``, in   O(1)
     ``set_weight/plan/quota``      O(log T)
@@ -1373,16 +1373,30 @@ class FairScheduler:
         Raises:
             ReentrancyError: called from a callback of this scheduler.
         """
-        return [task for _, task in self._expire_timed()]
+        return [eviction.task for _, eviction in self._expire_evictions()]
 
-    def _expire_timed(self) -> list[tuple[float, Task]]:
-        """:meth:`expire`, each task with its expiry time (for a scheduler holding this one)."""
+    def expire_with_reasons(self) -> list[Eviction]:
+        """:meth:`expire`, each task with the reason it left, as its tenant's queue
+        gives it: ``Reason.TTL_EXPIRED`` from a priority queue (the only limit it
+        drops a task for); from a ``DeadlineScheduler``, ``Reason.DEADLINE_MISSED``
+        when the deadline came first. An ``inner=`` queue without this method is
+        taken at its word for the task and the reason guessed: a deadline not after
+        now, missed; otherwise the TTL. Complexity: as :meth:`expire`.
+
+        Raises:
+            ReentrancyError: called from a callback of this scheduler.
+        """
+        return [eviction for _, eviction in self._expire_evictions()]
+
+    def _expire_evictions(self) -> list[tuple[float, Eviction]]:
+        """:meth:`expire_with_reasons`, each with its expiry time (for a scheduler
+        holding this one)."""
         if self._busy:
             raise self._reentered("expire")
         now = self._now()
         expiry = self._expiry
         due = expiry.pop_due(now)
-        expired: list[tuple[float, Task]] = []
+        expired: list[tuple[float, Eviction]] = []
         touched: dict[_Tenant, None] = {}
         index = self._index
         tenants = self._tenants
@@ -1391,12 +1405,21 @@ class FairScheduler:
         slack = self._slack
         for holder in due:
             inner: Any = holder.inner
-            timed: list[tuple[float, Task]] = (
-                inner._expire_timed()
-                if holder.timed
-                else [(expires_of.pop(task.id, now), task) for task in inner.expire()]
-            )
-            for expires, task in timed:
+            timed: list[tuple[float, Eviction]]
+            if not holder.timed:
+                timed = [
+                    (expires_of.pop(eviction.task.id, now), eviction)
+                    for eviction in expire_with_reasons(inner, now)
+                ]
+            elif type(inner) is FairScheduler:
+                timed = inner._expire_evictions()
+            else:  # a priority queue: a TTL is all it drops a task for
+                timed = [
+                    (expires, Eviction(task, Reason.TTL_EXPIRED))
+                    for expires, task in inner._expire_timed()
+                ]
+            for expires, eviction in timed:
+                task = eviction.task
                 task_id = task.id
                 if not holder.filed:
                     rec = index.pop(task_id)
@@ -1410,7 +1433,7 @@ class FairScheduler:
                 holder.waiting -= 1
                 self._size -= 1
                 touched[rec] = None
-                expired.append((expires, task))
+                expired.append((expires, eviction))
             following = holder.inner.next_wakeup()
             if following is not None:
                 expiry.set(holder, following)
@@ -2428,7 +2451,8 @@ _BYPASS: Final = object()
 
 _TIMED_QUEUES: Final = (PriorityQueue, SharedIndexQueue, OwnedSharedIndexQueue, FairScheduler)
 """Inner queues (exactly these types) that say when each task expires (``_expiry_of``,
-``_expire_timed``), so the scheduler keeps no expiry per task for them."""
+and ``_expire_timed``, or a scheduler's ``_expire_evictions``), so the scheduler keeps
+no expiry per task for them."""
 
 
 _SHARING_QUEUES: Final = (SharedIndexQueue, OwnedSharedIndexQueue, SharedIndexDeadlineScheduler)

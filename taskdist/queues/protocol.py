@@ -93,6 +93,13 @@ class Queue(Protocol):
       (a ``FairScheduler`` answers ``None`` with tenant queues of an
       ``inner=`` factory, a ``tenant_of`` or ``deadline_aware``).
 
+    - ``expire_with_reasons()`` is ``expire()``, each task handed back as an
+      :class:`Eviction` whose reason says which limit it hit first:
+      ``Reason.TTL_EXPIRED`` or ``Reason.DEADLINE_MISSED``. A distributor
+      dead-letters an expired task with that reason; without the method it
+      guesses from the task (a deadline not after now: missed; otherwise the TTL).
+      ``PriorityQueue``, ``DeadlineScheduler`` and ``FairScheduler`` have it.
+
     ``taskdist.testing`` checks all of this on any queue (see
     ``check_queue`` and ``queue_machine``).
     """
@@ -114,3 +121,24 @@ class Queue(Protocol):
     def __len__(self) -> int: ...
 
     def __contains__(self, task_id: object) -> bool: ...
+
+
+def expire_with_reasons(queue: Queue, now: float) -> list[Eviction]:
+    """``queue.expire()``, each task with the reason it expired, for a scheduler or
+    distributor holding ``queue``: the queue's own ``expire_with_reasons()`` when it
+    has one, else a guess from the task (its deadline not after ``now``:
+    ``Reason.DEADLINE_MISSED``; otherwise ``Reason.TTL_EXPIRED``). O(what the
+    queue's ``expire`` costs).
+    """
+    with_reasons: Callable[[], list[Eviction]] | None = getattr(queue, "expire_with_reasons", None)
+    if with_reasons is not None:
+        return with_reasons()
+    return [
+        Eviction(
+            task,
+            Reason.DEADLINE_MISSED
+            if task.deadline is not None and task.deadline <= now
+            else Reason.TTL_EXPIRED,
+        )
+        for task in queue.expire()
+    ]
