@@ -831,6 +831,27 @@ class PolicyDistributorMachine(DistributorMachine):
                 for members in self.waiting_gangs.values():
                     members.discard(event.task_id)
 
+    @precondition(
+        lambda self: any(s in (TaskState.QUEUED, TaskState.PARKED) for s in self.model.values())
+    )
+    @rule(data=st.data())
+    def pin(self, data: st.DataObject) -> None:
+        """Pin a waiting task (a gang member waiting for its gang among them) to a worker,
+        or unpin it: where it waits and what it is counted as stay the events' word."""
+        waiting = sorted(
+            i for i, s in self.model.items() if s in (TaskState.QUEUED, TaskState.PARKED)
+        )
+        task_id = data.draw(st.sampled_from(waiting))
+        worker_id = data.draw(st.sampled_from([None, *sorted(self.workers)]))
+        self.distributor.pin(task_id, worker_id)
+        self.apply_events()
+
+    def teardown(self) -> None:
+        for task_id in self.live():  # a task pinned to a worker removed since would wait
+            if self.model[task_id] in (TaskState.QUEUED, TaskState.PARKED):
+                self.distributor.pin(task_id, None)
+        super().teardown()
+
     @rule(limit=st.sampled_from([None, 1, 2, 3]))
     def dispatch(self, limit: int | None) -> None:
         waiting = {gang: set(ids) for gang, ids in self.waiting_gangs.items()}

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from taskdist import (
     Distributor,
+    Escalation,
     EventKind,
     FairScheduler,
     Gangs,
@@ -23,7 +24,9 @@ from taskdist import (
     KeyedRateGate,
     KeyedRateLimiter,
     ManualClock,
+    Pool,
     PoolGate,
+    PriorityQueue,
     Quota,
     RateGate,
     RateLimiter,
@@ -807,3 +810,56 @@ def test_a_walk_a_shut_gate_ends_leaves_no_gang_plan_for_the_next_dispatch() -> 
     assert [a.task.id for a in d.dispatch()] == ["u"]
     assert TaskState.LEASED not in (d.state_of("g1"), d.state_of("g2"))
     assert limiter.available() == 0.0
+
+
+@pytest.mark.parametrize("queue", ["priority", "fair"])
+def test_pinning_a_member_that_waits_for_its_gang_leaves_it_with_its_gang(queue: str) -> None:
+    # A member waits parked for its gang (or, once the gang is complete, behind its
+    # leader): a pin changes where it will run, not where it waits. Sent back to the
+    # queue, it was queued twice once its gang went (a KeyError or a DuplicateTaskError
+    # on every dispatch after) and its own snapshot did not restore.
+    clock = ManualClock()
+    fair = FairScheduler(clock) if queue == "fair" else None
+    d, _, _ = cluster(4, 4, clock=clock, **({"queue": fair} if fair else {}))
+    d.submit(member("g", 0, 2))
+    d.pin("g-0", "w1")
+    assert d.state_of("g-0") is TaskState.PARKED
+    assert d.explain("g-0") == "parked: waiting for gang 'g': 1 of 2 [pinned to worker 'w1']"
+    assert "g-0" not in d.queue
+    d.submit(member("g", 1, 2))  # the gang is complete: it leads, g-0 waits behind it
+    d.pin("g-0", None)
+    d.pin("g-0", "w1")
+    assert "g-0" not in d.queue
+    restored = Distributor.restore(
+        d.snapshot(),
+        ManualClock(start=clock.now()),
+        **({"queue": FairScheduler(clock)} if fair else {}),
+    )
+    for twin in (d, restored):
+        placed = {a.task.id: a.worker_id for a in twin.dispatch()}
+        assert placed.keys() == {"g-0", "g-1"} and placed["g-0"] == "w1"
+        assert twin.dispatch() == []
+
+
+def test_pinning_a_waiting_member_does_not_push_it_into_a_full_queue() -> None:
+    clock = ManualClock()
+    d, _, _ = cluster(4, clock=clock, queue=PriorityQueue(clock, maxsize=1))
+    d.submit(member("g", 0, 2))  # waits out of the queue for its gang
+    d.submit(Task("x"))  # the queue is full now
+    d.pin("g-0", None)
+    assert d.state_of("g-0") is TaskState.PARKED
+    assert "g-0" not in d.dlq
+
+
+def test_an_escalation_to_a_pool_leaves_a_waiting_member_with_its_gang() -> None:
+    clock = ManualClock()
+    d, _, _ = cluster(
+        clock=clock, escalation=Escalation(after=5.0, to=Pool("oncall", skills={"cpu"}))
+    )
+    d.add_worker(Worker("oncall-1", capacity=4, skills={"cpu"}))
+    d.submit(member("g", 0, 2, priority=3))
+    clock.set(5.0)
+    d.tick()
+    assert d.state_of("g-0") is TaskState.PARKED and "g-0" not in d.queue
+    d.submit(member("g", 1, 2, priority=3))
+    assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1"]

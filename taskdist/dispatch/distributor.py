@@ -2271,10 +2271,11 @@ class Distributor:
             self._scout_left(task_id)
 
     def _reconsider(self, task_id: Hashable, now: float) -> None:
-        """A parked task whose placement changed goes back to the queue to be asked again."""
+        """A parked task whose placement changed goes back to the queue to be asked again
+        (not a gang member: it waits for its gang, which is placed with the new rules)."""
         if self._scouts is not None:  # its class changed: the next of the old one goes out
             self._scout_left(task_id)
-        if task_id in self._lot:
+        if task_id in self._lot and self._lot.group_of(task_id) is not WAITING_FOR_GANG:
             task = self._lot.remove(task_id)
             if task.ttl is not None:
                 self._timers.cancel(task_id)
