@@ -518,6 +518,29 @@ def test_a_breaker_half_opening_wakes_a_task_parked_behind_it() -> None:
     assert run.d.breaker("w").state is CircuitState.HALF_OPEN  # type: ignore[union-attr]
 
 
+def test_a_removed_workers_breaker_leaves_nothing_behind_in_the_books() -> None:
+    # A transition heard but not yet acted on (reading an open breaker past its
+    # open time half-opens it), then the worker removed: the snapshot names no
+    # breaker of a worker gone, and the breaker, kept by the host, tells no one.
+    clock = ManualClock()
+    run = build(Worker("w", capacity=2), clock=clock, breaker=breaker_factory(clock))
+    trip_a_breaker(run)
+    clock.set(6.0)
+    breaker = run.d.breaker("w")
+    assert breaker is not None and breaker.state is CircuitState.HALF_OPEN
+    run.d.remove_worker("w")
+    restored = Distributor.restore(
+        run.d.snapshot(), ManualClock(start=6.0), breaker=breaker_factory(clock)
+    )
+    run.d.add_worker(Worker("w", capacity=2))  # a new breaker, closed
+    breaker.force_open()  # the old one: not the worker's any more
+    for twin in (run.d, restored):
+        twin.submit(Task("t"))
+    assert [a.worker_id for a in run.d.dispatch()] == ["w"]
+    assert run.d.breaker("w").state is CircuitState.CLOSED  # type: ignore[union-attr]
+    assert len(run.of(EventKind.BREAKER_OPENED)) == 1  # the first trip's, no other
+
+
 def test_a_rate_gate_refilling_wakes_a_task_parked_by_the_gate() -> None:
     clock = ManualClock()
     limiter = RateLimiter(1, per=10.0, burst=1, clock=clock)

@@ -112,7 +112,7 @@ from taskdist.queues._held import HeldTasks
 from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.queues.priority import PriorityQueue
 from taskdist.queues.protocol import Eviction, Queue, expire_with_reasons
-from taskdist.resilience.breaker import CircuitBreaker, CircuitState
+from taskdist.resilience.breaker import BreakerStateChange, CircuitBreaker, CircuitState
 from taskdist.resilience.gates import AllGates, Gate
 from taskdist.resilience.retry import RetryPolicy
 from taskdist.task import Assignment, Reason, Task, TaskState, Worker, _slot_setters
@@ -963,6 +963,9 @@ class Distributor:
                 self._end_gates_and_queue(lease)
                 self._record_attempt(lease, now, "requeued", None)
                 self._requeue(task, now, EventKind.REQUEUED, worker_id=worker_id)
+            if breaker is not None:  # transitions heard but not yet acted on: moot now
+                changes = self._breaker_changes
+                changes[:] = [change for change in changes if change[0] != worker_id]
             return tasks
         finally:
             self._leave()
@@ -2947,7 +2950,13 @@ class Distributor:
     def _watch(self, worker_id: Hashable, breaker: CircuitBreaker) -> None:
         """Hear the breaker's transitions, whoever causes them (outcomes, time, the host)."""
         changes = self._breaker_changes
-        breaker.add_listener(lambda change: changes.append((worker_id, change.current)))
+        breakers = self._breakers
+
+        def heard(change: BreakerStateChange) -> None:
+            if breakers.get(worker_id) is breaker:  # not once its worker is removed
+                changes.append((worker_id, change.current))
+
+        breaker.add_listener(heard)
 
     def _breakers_changed(self) -> None:
         """Act on breaker transitions heard: time the reopening of an open one, wake
