@@ -168,3 +168,37 @@ def stats_view(distributor: Distributor) -> Any:
 def final_events(events: Iterable[Event]) -> Counter[Hashable]:
     """How many final events (completed, dead-lettered, cancelled) each task id got."""
     return Counter(e.task_id for e in events if e.kind in FINAL_KINDS)
+
+
+# What each Distributor snapshot format added: top-level fields, then fields of each run.
+_ADDED_IN: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    2: (
+        (
+            "gangs",
+            "waiting_gangs",
+            "routed",
+            "sent",
+            "paused_pools",
+            "batcher",
+            "batches",
+            "batch_groups",
+            "backfill",
+        ),
+        ("batch",),
+    ),
+    3: (("gate_scouts", "gate_due"), ()),
+    5: (("gate_shut",), ()),
+    6: (("gate_times", "gate_evictions"), ("permit",)),
+}
+
+
+def as_version(snapshot: dict[str, Any], version: int) -> dict[str, Any]:
+    """A Distributor's snapshot as a taskdist that wrote format ``version`` would have
+    written it: without the fields later formats added."""
+    dropped = [names for v, names in _ADDED_IN.items() if v > version]
+    top = {name for names, _ in dropped for name in names}
+    per_run = {name for _, names in dropped for name in names}
+    old = {key: value for key, value in snapshot.items() if key not in top}
+    old["runs"] = [{k: v for k, v in run.items() if k not in per_run} for run in old["runs"]]
+    old["version"] = version
+    return old

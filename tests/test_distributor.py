@@ -9,6 +9,7 @@ behaviour the code does not have yet; its reason says what is wrong.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 from collections.abc import Callable, Hashable
@@ -539,6 +540,43 @@ def test_a_removed_workers_breaker_leaves_nothing_behind_in_the_books() -> None:
     assert [a.worker_id for a in run.d.dispatch()] == ["w"]
     assert run.d.breaker("w").state is CircuitState.CLOSED  # type: ignore[union-attr]
     assert len(run.of(EventKind.BREAKER_OPENED)) == 1  # the first trip's, no other
+
+
+@pytest.mark.parametrize("outcome", ["complete", "throttle"])
+def test_a_restored_lease_reports_to_the_breaker_period_that_granted_it(outcome: str) -> None:
+    # "old" was leased while w's breaker was closed; it opened and half-opened since.
+    # Its outcome belongs to the closed period: it neither closes the breaker nor
+    # gives back the one probe's place, in the original and in a restored twin alike
+    # (the twin's lease had lost its permit, so its outcome counted as a probe's).
+    def parts(clock: ManualClock) -> dict[str, Any]:
+        return {
+            "retry": RetryPolicy(max_attempts=3, base=0.1, cap=0.1),
+            "breaker": lambda _: CircuitBreaker(
+                clock, minimum_calls=2, window_size=4, open_duration=7.0, half_open_calls=1
+            ),
+        }
+
+    clock = ManualClock()
+    d = Distributor(clock, lease=None, **parts(clock))
+    d.add_worker(Worker("w", capacity=3))
+    for task_id in ("a", "b", "old"):
+        d.submit(Task(task_id))
+    d.dispatch()
+    d.fail("a")
+    d.fail("b")  # the breaker opens
+    clock.advance(8.0)
+    d.tick()  # half-open: one probe
+    twin_clock = ManualClock(start=clock.now())
+    snapshot = json.loads(json.dumps(d.snapshot()))
+    twin = Distributor.restore(snapshot, twin_clock, **parts(twin_clock))
+    for each in (d, twin):
+        assert len(each.dispatch()) == 1  # the probe
+        if outcome == "complete":
+            each.complete("old")
+        else:
+            each.fail("old", error="429", throttled=True, retry_after=0.5)
+        assert each.breaker("w").state is CircuitState.HALF_OPEN  # type: ignore[union-attr]
+        assert each.dispatch() == []  # still one probe at a time
 
 
 def test_a_rate_gate_refilling_wakes_a_task_parked_by_the_gate() -> None:

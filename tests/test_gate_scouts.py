@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import random
 from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
+from distributor_support import as_version
 from fair_support import UNRANKED_FAIR
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -560,9 +562,7 @@ def test_a_snapshot_carries_what_each_gate_may_be_asked_for_at_least() -> None:
 
 def test_a_version_4_snapshot_works_out_each_gates_least_demand_from_its_tasks() -> None:
     clock = ManualClock()
-    old = shut_or_not(clock).snapshot()
-    old["version"] = 4
-    del old["gate_shut"]
+    old = as_version(shut_or_not(clock).snapshot(), 4)
     twin_clock = ManualClock(start=clock.now())
     twin = Distributor.restore(
         old,
@@ -1342,3 +1342,70 @@ def test_a_bounded_queue_rejects_no_refused_task_when_scouts_go_back(
         assert rejected == [] and sorted(placed) == ["a00", "a01", "a10", "a11", "a20", "a21"]
     else:
         assert rejected != [] and len(placed) + len(rejected) == 6
+
+
+def twins_after(
+    steps: Callable[[Distributor], None], gates_of: Callable[[ManualClock], list[Any]]
+) -> tuple[Distributor, Distributor]:
+    """A Distributor over ``gates_of(clock)`` and one worker, taken through ``steps``,
+    and its twin restored from its snapshot (through JSON, as a file keeps it)."""
+    clock = ManualClock()
+    d = Distributor(clock, lease=None, gates=gates_of(clock))
+    d.add_worker(Worker("w", capacity=10))
+    steps(d)
+    twin_clock = ManualClock(start=clock.now())
+    snapshot = json.loads(json.dumps(d.snapshot()))
+    return d, Distributor.restore(snapshot, twin_clock, gates=gates_of(twin_clock))
+
+
+def test_a_class_untimed_when_refused_stays_untimed_in_a_restored_twin() -> None:
+    # "b" was refused by the pool while the rate gate had a unit: its class waits for
+    # any wakeup. "x" has spent that unit since, so a class parked now would wait for
+    # the refill; the twin keeps the class as it was, and a release sends "b" back in
+    # both (before, only the original did, and their events differed).
+    def gates_of(clock: ManualClock) -> list[Any]:
+        limiter = RateLimiter(1, per=1.0, burst=2, clock=clock)
+        return [PoolGate(ResourcePool("db", size=1)), RateGate(limiter, "api")]
+
+    def steps(d: Distributor) -> None:
+        for task_id in ("a", "free", "b", "free2"):  # (the free ones keep walks going)
+            d.submit(Task(task_id, resources={"db": 1, "api": 1} if len(task_id) == 1 else {}))
+            d.dispatch()
+        assert d.explain("b") == "parked: held by the 'db' pool, until a task holding it finishes"
+        d.submit(Task("x", resources={"api": 1}))
+        assert [a.task.id for a in d.dispatch()] == ["x"]
+
+    d, twin = twins_after(steps, gates_of)
+    for each in (d, twin):
+        each.complete("a")
+        assert each.state_of("b") is TaskState.QUEUED
+
+
+def test_a_restored_twin_knows_which_bucket_drops_the_original_has_acted_on() -> None:
+    # A keyed limiter capped at one key dropped t1's spent bucket; the release after
+    # it sent every class back ("q" too, refused again by the other rate gate until
+    # 10). A twin restored then does not take the drop for a new one: the next release
+    # leaves "q" parked in both (before, the twin sent every class again).
+    def gates_of(clock: ManualClock) -> list[Any]:
+        keyed = KeyedRateLimiter(1, per=10.0, burst=1, clock=clock, max_keys=1)
+        return [
+            PoolGate(ResourcePool("db", size=2)),
+            RateGate(RateLimiter(1, per=10.0, burst=1, clock=clock), "api"),
+            KeyedRateGate(keyed, "calls", key=lambda task: task.tenant),
+        ]
+
+    def steps(d: Distributor) -> None:
+        for task_id, needs in (("a", "db"), ("a2", "db"), ("p", "api"), ("q", "api")):
+            d.submit(Task(task_id, resources={needs: 1}))
+        assert [a.task.id for a in d.dispatch()] == ["a", "a2", "p"]
+        d.submit(Task("c1", tenant="t1", resources={"calls": 1}))
+        d.submit(Task("c2", tenant="t2", resources={"calls": 1}))  # drops t1's bucket
+        assert [a.task.id for a in d.dispatch()] == ["c1", "c2"]
+        d.complete("a2")
+        assert d.dispatch() == []
+        assert d.explain("q") == "parked: held by the 'api' rate limit, next slot at 10"
+
+    d, twin = twins_after(steps, gates_of)
+    for each in (d, twin):
+        each.complete("a")
+        assert each.state_of("q") is TaskState.PARKED

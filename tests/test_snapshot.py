@@ -834,7 +834,7 @@ def replaced(path: tuple[Any, ...], value: Any) -> Callable[[Any], None]:
 
 
 CORRUPTIONS = {
-    "future version": replaced(("version",), 6),
+    "future version": replaced(("version",), 7),
     "component from the future": replaced(("tracker", "version"), 99),
     "not a dict": lambda s: s.clear(),
     "unknown field": replaced(("surprise",), 1),

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from distributor_support import as_version
 from test_policies_gangs import rate_refused_gang
 
 from taskdist import (
@@ -49,7 +50,7 @@ def gang_timeout_of(d: Distributor, clock: ManualClock) -> float:
 
 def test_the_gangs_timeout_travels_in_the_snapshot() -> None:
     snapshot = snapshot_of(Gangs(timeout=20.0))
-    assert snapshot["version"] == 5 and snapshot["gangs"] == {"timeout": 20.0}
+    assert snapshot["version"] == 6 and snapshot["gangs"] == {"timeout": 20.0}
     clock = ManualClock(start=1.0)
     d = Distributor.restore(copy.deepcopy(snapshot), clock)
     assert gang_timeout_of(d, clock) == 20.0
@@ -70,24 +71,7 @@ def test_restore_takes_gangs_configured_alike_and_refuses_others_by_name() -> No
 def version_1(snapshot: dict[str, Any]) -> dict[str, Any]:
     """The snapshot as a taskdist that did not carry the gangs (nor routes, batches
     or the backfill reservation) wrote it."""
-    added = (
-        "gangs",
-        "waiting_gangs",
-        "routed",
-        "sent",
-        "paused_pools",
-        "batcher",
-        "batches",
-        "batch_groups",
-        "backfill",
-        "gate_scouts",
-        "gate_due",
-        "gate_shut",
-    )
-    old = {key: value for key, value in snapshot.items() if key not in added}
-    old["runs"] = [{k: v for k, v in run.items() if k != "batch"} for run in old["runs"]]
-    old["version"] = 1
-    return old
+    return as_version(snapshot, 1)
 
 
 def test_a_version_1_snapshot_still_loads_with_the_gangs_given_or_the_default() -> None:
@@ -108,8 +92,8 @@ def test_a_version_1_snapshot_still_loads_with_the_gangs_given_or_the_default() 
         # Version 1 knew none of version 2's fields: the first one read is refused.
         (lambda s: s.update(version=1), r"unknown fields \['(batch|gangs)'"),
         (
-            lambda s: s.update(version=6),
-            "format version 6; this taskdist reads versions 1, 2, 3, 4, 5",
+            lambda s: s.update(version=7),
+            "format version 7; this taskdist reads versions 1, 2, 3, 4, 5, 6",
         ),
         (lambda s: s.update(gangs={"timeout": -1.0}), r"snapshot\.gangs\.timeout is not valid"),
         (lambda s: s.update(gangs={"timeout": "soon"}), r"snapshot\.gangs\.timeout"),
@@ -129,6 +113,6 @@ def test_a_gang_retry_timer_in_a_version_3_snapshot_is_refused() -> None:
     d, clock = rate_refused_gang()
     snapshot = json.loads(json.dumps(d.snapshot()))
     assert [t[0] for t in snapshot["timers"]] == ["gang retry", "gang"]
-    snapshot["version"] = 3
+    snapshot = as_version(snapshot, 3)
     with pytest.raises(SnapshotError, match=r"gang retry timer, which version 3 has not"):
         Distributor.restore(snapshot, clock, queue=FairScheduler(clock))

@@ -209,6 +209,17 @@ class GateScouts:
         self._evictions = evictions
         return True
 
+    @property
+    def evictions_seen(self) -> int:
+        """The keyed limiters' drops of buckets not yet full, as :meth:`evicted` last
+        counted them (a snapshot keeps it, so that a restored twin sends every class at
+        its next wakeup exactly when the original would)."""
+        return self._evictions
+
+    @evictions_seen.setter
+    def evictions_seen(self, count: int) -> None:
+        self._evictions = count
+
     def _evicted_buckets(self) -> int:
         return sum(gate.limiter.evicted_active for gate in self._keyed)
 

@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 __all__ = ["restore_into", "snapshot_of", "unsupported"]
 
 _KIND: Final = "Distributor"
-_VERSION: Final = 5
+_VERSION: Final = 6
 """The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``),
 ``waiting_gangs``, ``routed``, ``sent`` and ``paused_pools``, ``batcher``,
 ``batches``, ``batch_groups`` and each run's ``batch``, and ``backfill``; parked
@@ -96,8 +96,12 @@ kept since they last refused a task. 4 added the ``gang retry`` timer: when a co
 gang refused by its tenants' rate quotas is tried again (none before). 5 added
 ``gate_shut``: the least demand each rate or pool gate charged a task taken in, and
 whether the last dispatch stopped at a shut gate (before: worked out again from the
-tasks the snapshot holds)."""
-_VERSIONS: Final = (SNAPSHOT_VERSION, 2, 3, 4, _VERSION)
+tasks the snapshot holds). 6 added each run's breaker ``permit`` (before: none, so
+its outcome counted in the breaker's period at restore), ``gate_times``, the time of
+each class of gate-refused tasks (before: worked out again at restore), and
+``gate_evictions``, the keyed limiters' drops the scouts last saw (before: none seen,
+so a restored twin sent every class at its first wakeup)."""
+_VERSIONS: Final = (SNAPSHOT_VERSION, 2, 3, 4, 5, _VERSION)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
 _TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _STEP, _GANG, _GANG_RETRY, _BREAKER)
@@ -155,6 +159,10 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
         "waiting": [[_id(task_id), since] for task_id, since in d._waiting_since.items()],
         "retrying": [_id(task_id) for task_id in d._retrying],
         "gate_scouts": _scouts_data(d),
+        "gate_times": []
+        if d._scouts is None
+        else [[_id(task_id), due] for task_id, due in d._lot.times(GATES)],
+        "gate_evictions": None if d._scouts is None else d._scouts.evictions_seen,
         "gate_shut": _shut_data(d),
         "parked": [
             [_group_data(group, pools), [task.to_data() for task in tasks]]
@@ -347,6 +355,7 @@ def _run_data(run: _Run, balancers: list[Any]) -> dict[str, Any]:
         "lapsed": None if run.lapsed is None else sorted(run.lapsed),
         "retry_at": run.retry_at,
         "batch": run.batch,
+        "permit": run.permit,
     }
 
 
@@ -542,6 +551,18 @@ class _Books:
         if len({task_id for task_id, _ in self.scouts}) != len(self.scouts):
             refuse("snapshot.gate_scouts", "names an id twice")
         self.shut = _shut(fields.value("gate_shut")) if fields.version >= 5 else None
+        self.gate_times: list[tuple[Hashable, float | None]] = []
+        for i, item in enumerate(fields.items("gate_times") if fields.version >= 6 else []):
+            where = f"snapshot.gate_times[{i}]"
+            if type(item) is not list or len(item) != 2:
+                refuse(where, f"must be [task id, time or null], got {shown(item)}")
+            due = None if item[1] is None else _number(item[1], f"{where}[1]")
+            self.gate_times.append((decode_key(item[0], f"{where}[0]"), due))
+        if len({task_id for task_id, _ in self.gate_times}) != len(self.gate_times):
+            refuse("snapshot.gate_times", "names an id twice")
+        self.gate_evictions = (
+            fields.opt_integer("gate_evictions", minimum=0) if fields.version >= 6 else None
+        )
         self.parked: list[tuple[Hashable, list[Task]]] = []
         held = len(d._holds.reservations) if d._holds is not None else 0
         for i, item in enumerate(fields.items("parked")):
@@ -849,6 +870,9 @@ class _Books:
                     "snapshot.gate_scouts",
                     f"names {task_id!r}, which is not queued or parked outside the gates",
                 )
+        for task_id, _ in self.gate_times:
+            if task_id not in gated:
+                refuse("snapshot.gate_times", f"names {task_id!r}, which the gates do not hold")
         for task_id in leases:
             if task_id in waiting:
                 refuse("snapshot.leases", f"holds {task_id!r}, which is also waiting")
@@ -1030,6 +1054,13 @@ class _Books:
             for i, task in enumerate(tasks):
                 d._park(task, group, 2 * (i + 1) if group is GATES else None)
         watched = self._load_scouts()
+        scouts = d._scouts
+        if scouts is not None:  # each class timed as it was (else as worked out again)
+            for task_id, due in self.gate_times:
+                if d._lot.class_of(task_id) is not None:
+                    d._lot.set_time(task_id, due)
+            if self.gate_evictions is not None:
+                scouts.evictions_seen = self.gate_evictions
         d._batches.update(self.batches)
         d._batch_group.update(self.batch_groups)
         for group in self.batch_groups.values():
@@ -1266,5 +1297,6 @@ def _run(data: object, where: str, balancers: list[Any], version: int) -> _Run:
         run.lapsed = set(lapsed)
     run.retry_at = fields.opt_number("retry_at")
     run.batch = fields.opt_integer("batch", minimum=0) if version >= 2 else None
+    run.permit = fields.opt_integer("permit", minimum=0) if version >= 6 else None
     fields.done()
     return run
