@@ -2156,6 +2156,7 @@ class Distributor:
                         f"the breaker of worker {worker_id!r} refuses; {task_id!r} was not assigned"
                     )
             self._withdraw_waiting(task_id, keep_since=True)
+            said = len(self._events)  # the assigned event goes before the lease's own
             try:
                 run = self._lease_task(task, state, self._balancer, permit, now)
             except BaseException:  # the balancer's hook raised: the lease goes back
@@ -2169,7 +2170,10 @@ class Distributor:
                 if self._steps_held:
                     self._steps_held.pop(task_id, None)
             if self._listener is not None:
-                self._emit(EventKind.ASSIGNED, task_id, worker_id=worker_id, detail="by the host")
+                assigned = Event(
+                    EventKind.ASSIGNED, now, task_id, worker_id=worker_id, detail="by the host"
+                )
+                self._events.insert(said, assigned)
             run.popped = False
             run.gated = gates is not None
             return _assignment(run)
