@@ -33,6 +33,7 @@ from taskdist import (
     RateLimiter,
     Reason,
     ResourcePool,
+    RetryPolicy,
     Task,
     TaskState,
     Worker,
@@ -281,3 +282,30 @@ def test_a_task_taken_back_escalates_on_time_as_before() -> None:
     d.tick()
     assert d.state_of("t") is QUEUED
     assert d.queue.peek().priority == 2  # type: ignore[union-attr]
+
+
+def test_a_retry_predicate_that_raises_leaves_the_lease_as_it_was() -> None:
+    # fail() asks the retry policy's predicate before it changes anything: the error
+    # propagates, the task is still leased (it used to be held nowhere, counted by no
+    # state), and a fail() once the predicate works ends the attempt as usual.
+    armed = [True]
+
+    def retryable(error: BaseException) -> bool:
+        if armed[0]:
+            raise Broken("the predicate failed")
+        return True
+
+    clock = ManualClock()
+    d = Distributor(clock, retry=RetryPolicy(retryable=retryable))
+    d.add_worker(Worker("w", capacity=1))
+    d.submit(Task("t"))
+    d.dispatch()
+    before = d.stats()
+    with pytest.raises(Broken):
+        d.fail("t", error=ValueError("boom"))
+    assert d.state_of("t") is LEASED and [a.task.id for a in d.leases()] == ["t"]
+    after = d.stats()
+    assert (after.by_state, after.failed) == (before.by_state, before.failed)
+    armed[0] = False
+    assert d.fail("t", error=ValueError("boom")) is TaskState.RETRYING
+    assert d.stats().failed == 1

@@ -1928,6 +1928,8 @@ class Distributor:
             InvalidArgumentError / InvalidTypeError: ``duration`` negative, NaN or
                 above 1e12 seconds,
                 ``error`` neither an exception, a str nor None, ``retryable`` not a bool.
+            Whatever the retry policy's ``retryable`` predicate raises, before
+                anything changed: the lease stands, and a later ``fail`` ends it.
         """
         duration = check_optional_number(duration, "duration", minimum=0.0, maximum=MAX_SECONDS)
         if attempt is not None:
@@ -1950,6 +1952,11 @@ class Distributor:
             text = _error_text(error)
             if throttled:
                 return self._throttled(lease, now, duration, retry_after, text)
+            # Asked first: the retry policy's predicate is the user's, and if it raises,
+            # nothing has changed yet (the lease stands, as before the call).
+            final = not retryable or (
+                isinstance(error, BaseException) and not self._retry.is_retryable(error)
+            )
             self._counts["failed"] += 1
             if self._listener is not None:
                 self._emit(
@@ -1963,9 +1970,7 @@ class Distributor:
             self._record_attempt(lease, now, "failed", text)
             self._feed_gates(task, ok=False, duration=duration)
             progress = self._progress[task_id]
-            if not retryable or (
-                isinstance(error, BaseException) and not self._retry.is_retryable(error)
-            ):
+            if final:
                 self._dead_letter(task, Reason.NOT_RETRYABLE, now)
                 return TaskState.DEAD
             if not self._may_retry(task, progress, now):
