@@ -306,6 +306,11 @@ CASES: list[tuple[str, Callable[[FairScheduler], object], type[BaseException]]] 
     ),
     ("remove inside where", inside(lambda f: f.remove("c1")), ReentrancyError),
     ("expire inside where", inside(lambda f: f.expire()), ReentrancyError),
+    (
+        "expire_with_reasons inside where",
+        inside(lambda f: f.expire_with_reasons()),
+        ReentrancyError,
+    ),
     ("next_wakeup inside where", inside(lambda f: f.next_wakeup()), ReentrancyError),
     ("set_weight inside peek", inside_peek(lambda f: f.set_weight("a", 5.0)), ReentrancyError),
     ("pop inside peek", inside_peek(lambda f: f.pop()), ReentrancyError),
