@@ -557,6 +557,33 @@ def test_expire_with_reasons_gives_each_task_its_tenant_queues_reason(
     assert fair.pop().id == "keep"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    "inner",
+    [
+        lambda c, t: DeadlineScheduler(c, on_miss="dead_letter"),
+        DeadlineScheduler,  # its tenant queues share the scheduler's id table
+    ],
+    ids=["dead-letter factory", "shared table"],
+)
+@pytest.mark.parametrize("popped_first", [False, True])
+def test_why_waiting_says_expired_once_a_deadline_queue_would_drop_the_task(
+    inner: Callable[..., Queue], popped_first: bool
+) -> None:
+    # A DeadlineScheduler under dead_letter drops a task whose deadline passed; any
+    # drops it at its TTL's end. Until expire() returns it, why_waiting says so (it
+    # said TURN: nothing was ahead of it, and pop() gave None).
+    clock = ManualClock(100.0)
+    fair = FairScheduler(clock, inner=inner)
+    deadlined = inner is not DeadlineScheduler  # run_late (the class's default) keeps it
+    fair.push(Task("t", tenant="c", deadline=105.0, ttl=None if deadlined else 5.0))
+    assert fair.why_waiting("t").reason is WaitingReason.TURN
+    clock.advance(5.0)
+    if popped_first:
+        assert fair.pop() is None  # (the queue has set the task aside by now)
+    assert fair.why_waiting("t").reason is WaitingReason.EXPIRED
+    assert [e.task.id for e in fair.expire_with_reasons()] == ["t"]
+
+
 def test_next_wakeup_follows_the_earliest_ttl_still_queued() -> None:
     _, fair = make()
     fair.push(Task("a0", tenant="a", ttl=2.0))

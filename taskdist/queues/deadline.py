@@ -1659,6 +1659,17 @@ class DeadlineScheduler(HeldTasks):
             self._walking = False
         return found
 
+    def _expiry_of(self, task_id: Hashable) -> float | None:
+        """When :meth:`expire` takes the held task ``task_id``: its TTL's end, or its
+        deadline if earlier and the policy expires missed deadlines (``None``: never),
+        for a scheduler holding this one. O(1).
+
+        Raises:
+            KeyError: no held task has this id.
+        """
+        held = self._expired.get(task_id)
+        return self._due(self._index[task_id] if held is None else held[0])
+
     def _held(self, task_id: Hashable) -> _Entry:
         try:
             entry = self._index.get(task_id)

@@ -1609,7 +1609,9 @@ class FairScheduler:
     def why_waiting(self, task_id: Hashable) -> Waiting:
         """Why a queued task has not been dispatched, and until when. O(1).
 
-        ``EXPIRED`` if its TTL ran out; else ``CONCURRENCY_QUOTA`` while its
+        ``EXPIRED`` if its TTL ran out (or, in a tenant queue that is a
+        ``DeadlineScheduler`` expiring missed deadlines, its deadline passed);
+        else ``CONCURRENCY_QUOTA`` while its
         tenant has ``max_concurrent`` tasks running (until a release: ``until``
         is ``None``); else ``RATE_QUOTA`` with ``until`` = when the tenant's
         bucket has a token again; else ``TURN`` (fairer tenants or its own
@@ -1627,7 +1629,12 @@ class FairScheduler:
             state = "is running, not waiting" if task_id in self._running else "is not queued"
             raise UnknownTaskError(f"task {shown(task_id)} {state}") from None
         now = self._now()
-        expires = self._held_expiry(holder, task_id)
+        inner: Any = holder.inner
+        expires = (
+            inner._expiry_of(task_id)  # (a deadline, per its policy, expires a task too)
+            if isinstance(inner, DeadlineScheduler)
+            else self._held_expiry(holder, task_id)
+        )
         if expires is not None and expires <= now:
             return Waiting(task_id, rec.key, WaitingReason.EXPIRED)
         if rec.running >= rec.max_running:
