@@ -155,6 +155,58 @@ def test_a_slow_job_keeps_its_lease_by_heartbeats() -> None:
     assert d.state_of("slow") is TaskState.COMPLETED and d.stats().lease_expiries == 0
 
 
+def serve(host: ExecutorHost) -> threading.Thread:
+    serving = threading.Thread(target=host.run, daemon=True)
+    serving.start()
+    return serving
+
+
+def join_or_stop(host: ExecutorHost, serving: threading.Thread, timeout: float) -> bool:
+    """Whether run() returned within ``timeout``; if it did not, stop it anyway."""
+    serving.join(timeout)
+    hung = serving.is_alive()
+    if hung:
+        host.stop()
+        serving.join(5.0)
+    return not hung
+
+
+@pytest.mark.parametrize("stop", [False, True], ids=["drained", "stopped"])
+def test_a_run_whose_task_was_cancelled_meanwhile_still_ends_the_host(stop: bool) -> None:
+    d = distributor(lease=None)  # no lease: nothing else would wake the host
+    d.submit(Task("t"))
+    if not stop:
+        d.close()
+    started, release = threading.Event(), threading.Event()
+
+    def job(assignment: Assignment) -> None:
+        started.set()
+        release.wait(5.0)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        host = ExecutorHost(d, job, pool)
+        serving = serve(host)
+        assert started.wait(5.0)
+        host.shared.cancel("t")  # the job's report will be stale
+        if stop:
+            host.stop()
+        time.sleep(0.1)  # the host looks, and goes back to waiting for the job
+        release.set()
+        assert join_or_stop(host, serving, 5.0)
+    assert d.state_of("t") is TaskState.CANCELLED and host.running == 0
+
+
+def test_a_run_that_outlives_its_lease_still_ends_the_host_when_it_ends() -> None:
+    d = distributor(lease=0.05)
+    d.submit(Task("slow", max_attempts=1))
+    d.close()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        host = ExecutorHost(d, lambda a: time.sleep(0.5), pool, heartbeat=None)
+        serving = serve(host)
+        assert join_or_stop(host, serving, 5.0)
+    assert d.state_of("slow") is TaskState.DEAD and host.running == 0
+
+
 def test_stopping_gives_unfinished_tasks_back_without_an_attempt() -> None:
     d = distributor()
     release = threading.Event()

@@ -309,26 +309,30 @@ class ExecutorHost:
             task_id = run.assignment.task.id
             if self._runs.get(task_id) is run:
                 del self._runs[task_id]
-            if run.abandoned or future.cancelled():
+            try:
+                if run.abandoned or future.cancelled():
+                    return None
+                error = future.exception()
+                if isinstance(error, BrokenExecutor):
+                    # The executor lost the task: whether it ran is unknown. Take the
+                    # worker out of placement and let the lease bring the task back.
+                    worker_id = run.assignment.worker_id
+                    if worker_id in shared.tracker:
+                        shared.set_health(worker_id, Health.UNAVAILABLE)
+                    return None
+                clock = shared.clock
+                return report(
+                    shared,
+                    run.assignment,
+                    error,
+                    clock.now() - run.assignment.started_at,
+                    self._not_retryable,
+                )
+            finally:
+                # A run ended, whatever its report did (a stale one changes nothing in
+                # the distributor): the loop must look again, as it may now be
+                # drained, or done stopping.
                 shared.wake()
-                return None
-            error = future.exception()
-            if isinstance(error, BrokenExecutor):
-                # The executor lost the task: whether it ran is unknown. Take the
-                # worker out of placement and let the lease bring the task back.
-                worker_id = run.assignment.worker_id
-                if worker_id in shared.tracker:
-                    shared.set_health(worker_id, Health.UNAVAILABLE)
-                shared.wake()
-                return None
-            clock = shared.clock
-            return report(
-                shared,
-                run.assignment,
-                error,
-                clock.now() - run.assignment.started_at,
-                self._not_retryable,
-            )
 
     def _abandon_the_rest(self) -> None:
         """Cancel the futures still going and give their tasks back (under the lock)."""
