@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from taskdist import (
     Assignment,
     Distributor,
+    Event,
+    EventKind,
     InvalidArgumentError,
     InvalidTypeError,
     ManualClock,
@@ -410,6 +412,58 @@ def test_without_heartbeats_a_slow_run_loses_its_lease_and_the_first_report_wins
     assert log == [("a", 1, 0.0), ("a", 2, 10.0)]
     assert cancelled == [2]
     assert d.state_of("a") is TaskState.COMPLETED and clock.now() == 15.0
+
+
+class ListenerFailed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("heartbeat", [0.5, None])
+def test_a_listener_that_raises_on_a_report_ends_run_with_its_error(
+    heartbeat: float | None,
+) -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=2)
+
+    def listener(event: Event) -> None:
+        if event.kind is EventKind.COMPLETED:
+            raise ListenerFailed(event.task_id)
+
+    d.add_listener(listener)
+    d.submit(Task("quick", cost=1.0))
+    d.submit(Task("slow", cost=100.0))
+    d.close()
+    host = AsyncHost(d, sleeper(), heartbeat=heartbeat)
+    with pytest.raises(ListenerFailed, match="quick"):
+        run_virtual(asyncio.wait_for(host.run(), 1000.0), clock)
+    # The run was over (its task completed before the listener heard of it); the
+    # host ended at once, cancelled the other run and gave its task back.
+    assert clock.now() == 1.0 and host.running == 0
+    assert d.state_of("quick") is TaskState.COMPLETED
+    assert d.state_of("slow") is TaskState.QUEUED and not d.leases()
+
+
+def test_a_retry_predicate_that_raises_ends_run_and_the_task_goes_back() -> None:
+    clock = ManualClock()
+
+    def retryable(error: BaseException) -> bool:
+        raise LookupError("the predicate failed")
+
+    d = Distributor(clock, lease=30.0, retry=RetryPolicy(max_attempts=1, retryable=retryable))
+    d.add_worker(Worker("w", capacity=1))
+    d.submit(Task("a"))
+    d.close()
+
+    async def handler(assignment: Assignment) -> None:
+        await asyncio.sleep(1.0)
+        raise ValueError("bad input")
+
+    host = AsyncHost(d, handler, heartbeat=None)
+    with pytest.raises(LookupError, match="predicate"):
+        run_virtual(asyncio.wait_for(host.run(), 1000.0), clock)
+    # fail() changed nothing; the host gave the task back, without an attempt.
+    assert clock.now() == 1.0 and host.running == 0
+    assert d.state_of("a") is TaskState.QUEUED and not d.leases() and not len(d.dlq)
 
 
 def test_a_task_cancelled_while_running_stops_at_its_next_renewal() -> None:

@@ -82,6 +82,11 @@ class AsyncHost:
     retry after its delay, or dead-letter). A report the distributor no
     longer wants (the task was cancelled, or a late report of another
     attempt already won) is dropped, and that run's handler is cancelled.
+    An error the distributor raises while a run is reported (an
+    ``on_event`` listener, a retry policy's predicate) ends :meth:`run` as
+    one raised while dispatching does: the other runs are cancelled, the
+    tasks still held go back (that run's too, if its report changed
+    nothing), and ``run`` raises it.
 
     **Leases.** A run whose assignment has a lease is renewed
     (``heartbeat``) once ``heartbeat`` of the lease has passed (0.5: half
@@ -135,6 +140,7 @@ class AsyncHost:
 
     __slots__ = (
         "_distributor",
+        "_error",
         "_event",
         "_grace",
         "_handler",
@@ -148,6 +154,7 @@ class AsyncHost:
         "_serving",
         "_stop_at",
         "_stopping",
+        "_unreported",
         "_wakeups",
     )
 
@@ -205,6 +212,10 @@ class AsyncHost:
         self._stopping = False
         self._stop_at: float | None = None
         self._wakeups = 0
+        # What the distributor raised while a run was reported (the first such
+        # error; run() raises it), and the assignments whose report raised.
+        self._error: Exception | None = None
+        self._unreported: list[Assignment] = []
 
     # -- what others call --------------------------------------------------------
 
@@ -258,6 +269,8 @@ class AsyncHost:
         Raises:
             ReentrancyError: this host is already running.
             InvalidArgumentError: the event loop's time is not the distributor's clock.
+            Exception: what the distributor raised while the host dispatched or
+                reported a run (an ``on_event`` listener, a retry policy's predicate).
         """
         if self._serving:
             raise ReentrancyError("this AsyncHost is already running; run() it once at a time")
@@ -274,6 +287,7 @@ class AsyncHost:
         self._runners = Runners(self._begin, self._end)
         self._stopping = False
         self._stop_at = None
+        self._error = None
         try:
             try:
                 await self._serve(loop)
@@ -285,8 +299,15 @@ class AsyncHost:
                 raise
             finally:
                 await self._abandon_the_rest()
+            self._raise_report_error()  # a run that ended while the rest were cancelled
         finally:
             self._serving = False
+
+    def _raise_report_error(self) -> None:
+        error = self._error
+        if error is not None:
+            self._error = None
+            raise error
 
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         distributor = self._distributor
@@ -296,6 +317,7 @@ class AsyncHost:
         while True:
             event.clear()
             self._wakeups += 1
+            self._raise_report_error()
             if self._renewals is not None:
                 self._renew_due(now_of())
             if self._stopping:
@@ -383,14 +405,23 @@ class AsyncHost:
             self._forget(run)  # ended by the host: given back, not reported
             return
         assignment = run.assignment
-        state = report(
-            self._distributor,
-            assignment,
-            error,
-            self._now() - assignment.started_at,
-            self._not_retryable,
-        )
-        self._forget(run)
+        try:
+            state = report(
+                self._distributor,
+                assignment,
+                error,
+                self._now() - assignment.started_at,
+                self._not_retryable,
+            )
+        except Exception as raised:
+            # The distributor raised (an on_event listener, a retry policy's
+            # predicate): the run is over all the same, and run() raises it.
+            self._unreported.append(assignment)
+            if self._error is None:
+                self._error = raised
+            return
+        finally:
+            self._forget(run)
         if state is not None:
             newer = self._runs.get(assignment.task.id)
             if newer is not None:
@@ -449,7 +480,9 @@ class AsyncHost:
                 self._abandon(run)
             await self._runners.close()
         finally:
-            give_back_unfinished(self._distributor, [run.assignment for run in left])
+            unfinished = [*self._unreported, *(run.assignment for run in left)]
+            self._unreported.clear()
+            give_back_unfinished(self._distributor, unfinished)
             self._runs.clear()
             self._older.clear()
             if self._renewals is not None:
