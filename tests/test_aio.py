@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from hypothesis import given
@@ -257,6 +257,21 @@ def test_a_handler_that_returns_no_awaitable_fails_its_run() -> None:
     entry = d.dlq.get("a")
     assert calls == [1, 2] and entry is not None and entry.reason is Reason.MAX_ATTEMPTS
     assert "TypeError" in str(entry.history[-1].error)
+
+
+def test_a_plain_handler_that_raises_stop_iteration_fails_its_run() -> None:
+    clock = ManualClock()
+    d = distributor(clock, attempts=1)
+
+    def handler(assignment: Assignment) -> Awaitable[object]:
+        return next(iter([]))  # a bug in the handler: StopIteration
+
+    d.submit(Task("a"))
+    d.close()
+    run_virtual(run(d, handler), clock)
+    entry = d.dlq.get("a")
+    assert d.state_of("a") is TaskState.DEAD and entry is not None
+    assert str(entry.history[-1].error).startswith("StopIteration")
 
 
 def test_a_timeout_inside_a_handler_fails_that_run_only() -> None:

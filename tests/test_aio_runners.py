@@ -116,6 +116,9 @@ def test_a_job_that_raises_in_its_first_step_is_finished_with_its_error() -> Non
     def raises_when_called() -> Awaitable[object]:
         raise ValueError("not even a coroutine")
 
+    def stops_when_called() -> Awaitable[object]:
+        return next(iter([]))  # StopIteration: an error here, not a return
+
     async def raises_later() -> None:
         await asyncio.sleep(1.0)
         raise TimeoutError("too slow")
@@ -123,6 +126,7 @@ def test_a_job_that_raises_in_its_first_step_is_finished_with_its_error() -> Non
     async def main() -> None:
         runners.push(Job("first-step", raises_at_once))
         runners.push(Job("call", raises_when_called))
+        runners.push(Job("stop", stops_when_called))
         runners.push(Job("later", raises_later))
         runners.push(Job("after", returns))
         await asyncio.sleep(2.0)
@@ -132,6 +136,7 @@ def test_a_job_that_raises_in_its_first_step_is_finished_with_its_error() -> Non
     assert ended == [
         ("first-step", "KeyError"),
         ("call", "ValueError"),
+        ("stop", "StopIteration"),
         ("after", "ok"),
         ("later", "TimeoutError"),
     ]

@@ -153,6 +153,11 @@ class Runners(Generic[J]):
             context = contextvars.copy_context()
             try:
                 awaitable = context.run(start, job)
+            except (Exception, asyncio.CancelledError) as raised:
+                # Raised before there was anything to await (StopIteration too:
+                # here it is the job's error, not a coroutine returning).
+                error = raised
+            else:
                 coroutine: Coroutine[Any, Any, object]
                 if type(awaitable) is types.CoroutineType:
                     coroutine = awaitable
@@ -160,13 +165,14 @@ class Runners(Generic[J]):
                     continue
                 else:  # a future, a generator-based coroutine, or not awaitable at all
                     coroutine = _awaiting(awaitable)
-                step = context.run(coroutine.send, None)
-            except StopIteration:
-                error = None  # finished in its first step
-            except (Exception, asyncio.CancelledError) as raised:
-                error = raised
-            else:
-                error = await self._hold(me, job, context, coroutine, step)
+                try:
+                    step = context.run(coroutine.send, None)
+                except StopIteration:
+                    error = None  # finished in its first step
+                except (Exception, asyncio.CancelledError) as raised:
+                    error = raised
+                else:
+                    error = await self._hold(me, job, context, coroutine, step)
             finish(job, error)
             if uncancel is not None:
                 # A cancellation meant for that job (or that it swallowed) must
