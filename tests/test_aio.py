@@ -481,6 +481,30 @@ def test_a_retry_predicate_that_raises_ends_run_and_the_task_goes_back() -> None
     assert d.state_of("a") is TaskState.QUEUED and not d.leases() and not len(d.dlq)
 
 
+def test_a_late_failure_of_an_expired_run_leaves_the_newer_run_going() -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=2, lease=5.0)
+    log: list[tuple[int, str, float]] = []
+
+    async def handler(assignment: Assignment) -> None:
+        try:
+            if assignment.attempt == 1:
+                await asyncio.sleep(7.0)  # outlives its lease: dispatched again at 5
+                raise RuntimeError("attempt 1 fails late")
+            await asyncio.sleep(4.0)
+        except asyncio.CancelledError:
+            log.append((assignment.attempt, "cancelled", clock.now()))
+            raise
+        log.append((assignment.attempt, "done", clock.now()))
+
+    d.submit(Task("a"))
+    d.close()
+    run_virtual(run(d, handler, heartbeat=None), clock)
+    # The late failure at 7 changed nothing: attempt 2 kept its lease and won.
+    assert log == [(2, "done", 9.0)]
+    assert d.state_of("a") is TaskState.COMPLETED and clock.now() == 9.0
+
+
 def test_a_task_cancelled_while_running_stops_at_its_next_renewal() -> None:
     clock = ManualClock()
     d = distributor(clock, lease=30.0)

@@ -27,7 +27,7 @@ from taskdist.hosts._outcome import check_not_retryable, report
 from taskdist.hosts._renewal_batches import RenewalBatch, RenewalBatches
 from taskdist.hosts._renewals import check_heartbeat
 from taskdist.hosts._runners import WITHDRAWN, Runners, Withdrawn
-from taskdist.task import Assignment, Task
+from taskdist.task import Assignment, Task, TaskState
 
 __all__ = ["AsyncHost", "Handler", "run"]
 
@@ -93,7 +93,8 @@ class AsyncHost:
     way), so a slow handler keeps its task; ``heartbeat=None`` never renews,
     which makes the lease the run's time limit. If a lease expires anyway
     (the loop was blocked), the distributor runs the task again; the first
-    report wins.
+    report wins: a late completion ends the newer run, a late failure
+    changes nothing and the newer run goes on.
 
     **Stopping.** :meth:`stop`, or cancelling the task running :meth:`run`,
     stops dispatching; running handlers get ``grace`` seconds to finish
@@ -422,10 +423,11 @@ class AsyncHost:
             return
         finally:
             self._forget(run)
-        if state is not None:
+        if state is TaskState.COMPLETED:
             newer = self._runs.get(assignment.task.id)
             if newer is not None:
-                # This late report won: the distributor ended the newer lease.
+                # This late completion won: the distributor ended the newer lease.
+                # (A late failure changes nothing: the newer run goes on.)
                 self._abandon(newer)
 
     def _forget(self, run: _Run) -> None:
