@@ -600,6 +600,23 @@ def test_stop_cancels_what_is_still_running_when_the_grace_ends() -> None:
     assert d.tracker.worker("w").in_flight == 0
 
 
+def test_a_stop_before_run_starts_holds_and_a_stopped_host_stays_stopped() -> None:
+    clock = ManualClock()
+    d = distributor(clock)
+    d.submit(Task("a", cost=1.0))
+    host = AsyncHost(d, sleeper())
+
+    async def main() -> None:
+        serving = asyncio.create_task(host.run())
+        host.stop()  # before run() has begun
+        await asyncio.wait_for(serving, 100.0)
+        await asyncio.wait_for(host.run(), 100.0)  # stopped: returns at once again
+
+    run_virtual(main(), clock)
+    assert clock.now() == 0.0 and host.stopping
+    assert d.state_of("a") is TaskState.QUEUED and d.stats().dispatched == 0
+
+
 def test_a_given_back_worker_keeps_the_health_the_host_set() -> None:
     clock = ManualClock()
     d = long_jobs(clock, 2, capacity=4)

@@ -207,6 +207,18 @@ def test_a_run_that_outlives_its_lease_still_ends_the_host_when_it_ends() -> Non
     assert d.state_of("slow") is TaskState.DEAD and host.running == 0
 
 
+def test_a_stop_before_run_holds_and_a_stopped_host_stays_stopped() -> None:
+    d = distributor()
+    d.submit(Task("a"))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        host = ExecutorHost(d, double, pool)
+        host.stop()  # before run() has begun
+        for _ in range(2):  # and a stopped host stays stopped
+            serving = serve(host)
+            assert join_or_stop(host, serving, 5.0)
+    assert d.state_of("a") is TaskState.QUEUED and d.stats().dispatched == 0
+
+
 def test_stopping_gives_unfinished_tasks_back_without_an_attempt() -> None:
     d = distributor()
     release = threading.Event()

@@ -100,9 +100,12 @@ class AsyncHost:
     stops dispatching; running handlers get ``grace`` seconds to finish
     (``None``: as long as they take; ``0``: none), then are cancelled, and
     the tasks they held go back to the queue with their age, without
-    spending an attempt. Nothing leased is lost. ``run`` also returns, after
-    the last run ends, once the distributor is closed and has no live task:
-    ``distributor.close()`` then ``await host.run()`` drains it.
+    spending an attempt. Nothing leased is lost. A stopped host stays
+    stopped: a :meth:`stop` before :meth:`run` makes it return at once, as
+    does any later ``run``. ``run`` also returns, after the last run ends,
+    once the distributor is closed and has no live task:
+    ``distributor.close()`` then ``await host.run()`` drains it (and a host
+    that returned so may run again).
 
     **Time.** The event loop's ``time()`` must be the distributor's clock:
     a ``MonotonicClock`` with any standard loop, or a ``ManualClock`` with
@@ -258,7 +261,9 @@ class AsyncHost:
     def stop(self) -> None:
         """Stop dispatching; let running handlers finish within ``grace``, then cancel
         them and give their tasks back. :meth:`run` returns when that is done.
-        Idempotent. O(1)."""
+        Called before :meth:`run`, it makes ``run`` return at once. A stopped
+        host stays stopped: a later ``run`` returns at once too (make a new
+        host to serve again). Idempotent. O(1)."""
         self._stopping = True
         self._event.set()
 
@@ -286,8 +291,7 @@ class AsyncHost:
         self._serving = True
         self._event = asyncio.Event()  # bound to this loop, not to an earlier one
         self._runners = Runners(self._begin, self._end)
-        self._stopping = False
-        self._stop_at = None
+        self._stop_at = None  # a stop() before this run holds: it returns at once
         self._error = None
         try:
             try:

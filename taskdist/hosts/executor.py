@@ -83,8 +83,10 @@ class ExecutorHost:
     are cancelled where the executor can, and their tasks go back to the
     queue without spending an attempt. A run the executor cannot cancel may
     still finish later: its report is then dropped, and the task runs again
-    (at least once). ``run`` also returns once the distributor is closed and
-    has no live task. Give-back removes and re-adds the workers holding the
+    (at least once). A stopped host stays stopped: a :meth:`stop` before
+    :meth:`run` makes it return at once, as does any later ``run``. ``run``
+    also returns once the distributor is closed and has no live task (and a
+    host that returned so may run again). Give-back removes and re-adds the workers holding the
     tasks (see ``AsyncHost``): the host owns its workers.
 
     The distributor is wrapped in a :class:`ThreadSafeDistributor` (or used
@@ -186,7 +188,9 @@ class ExecutorHost:
         return self._shared.submit(task)
 
     def stop(self) -> None:
-        """Stop dispatching (from any thread); see the class docstring. Idempotent. O(1)."""
+        """Stop dispatching (from any thread); see the class docstring. Called before
+        :meth:`run`, it makes ``run`` return at once; a stopped host stays stopped.
+        Idempotent. O(1)."""
         with self._shared.lock:
             self._stopping = True
             self._shared.wake()
@@ -204,8 +208,7 @@ class ExecutorHost:
             if self._serving:
                 raise ReentrancyError("this ExecutorHost is already running")
             self._serving = True
-            self._stopping = False
-            self._stop_at = None
+            self._stop_at = None  # a stop() before this run holds: it returns at once
         try:
             while True:
                 with shared.lock:
