@@ -219,6 +219,34 @@ def test_a_stop_before_run_holds_and_a_stopped_host_stays_stopped() -> None:
     assert d.state_of("a") is TaskState.QUEUED and d.stats().dispatched == 0
 
 
+def test_without_heartbeats_a_run_that_outlives_its_lease_and_reports_first_wins() -> None:
+    d = distributor(lease=0.2)
+    d.submit(Task("a"))
+    d.close()
+    second_started, first_won = threading.Event(), threading.Event()
+    results: list[object] = []
+
+    def job(assignment: Assignment) -> int:
+        if assignment.attempt == 1:
+            assert second_started.wait(5.0)  # outlives its lease: dispatched again
+        else:
+            second_started.set()
+            first_won.wait(5.0)  # still running when attempt 1 reports
+        return assignment.attempt
+
+    def on_result(assignment: Assignment, result: object) -> None:
+        results.append(result)
+        first_won.set()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        host = ExecutorHost(d, job, pool, heartbeat=None, on_result=on_result)
+        serving = serve(host)
+        assert join_or_stop(host, serving, 10.0)
+    # Attempt 1 reported first and completed the task; attempt 2's report was dropped.
+    assert results == [1] and d.state_of("a") is TaskState.COMPLETED
+    assert d.stats().lease_expiries >= 1 and host.running == 0
+
+
 def test_stopping_gives_unfinished_tasks_back_without_an_attempt() -> None:
     d = distributor()
     release = threading.Event()

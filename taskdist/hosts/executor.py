@@ -76,7 +76,9 @@ class ExecutorHost:
     **Leases.** While a future is not done its lease is renewed once
     ``heartbeat`` of it has passed (``None``: never, which makes the lease
     the run's time limit: a run still going when it expires is run again
-    elsewhere, and the first report wins).
+    elsewhere, and the first report wins: a late completion ends the newer
+    run's lease and its report is dropped, a late failure changes nothing;
+    a run the executor had not started yet is cancelled instead).
 
     **Stopping.** :meth:`stop` (from any thread) stops dispatching; futures
     get ``grace`` seconds to finish (``None``: as long as they take), then
@@ -102,6 +104,7 @@ class ExecutorHost:
         "_grace",
         "_job",
         "_not_retryable",
+        "_older",
         "_on_result",
         "_renewals",
         "_runs",
@@ -164,7 +167,10 @@ class ExecutorHost:
         self._grace = check_optional_number(grace, "grace", minimum=0.0)
         self._renewals = None if heartbeat is None else Renewals(heartbeat)
         self._executors = {worker.id: executor for worker, executor in workers.items()}
+        # The newest run of each task id; older runs of a task whose lease expired
+        # while they ran (the distributor dispatched it again) wait in _older.
         self._runs: dict[Hashable, _Run] = {}
+        self._older: set[_Run] = set()
         self._serving = False
         self._stopping = False
         self._stop_at: float | None = None
@@ -181,7 +187,7 @@ class ExecutorHost:
     @property
     def running(self) -> int:
         """Futures submitted and not yet reported. O(1)."""
-        return len(self._runs)
+        return len(self._runs) + len(self._older)
 
     def submit(self, task: Task) -> SubmitResult:
         """Submit ``task`` (from any thread); the host picks it up at once."""
@@ -231,7 +237,7 @@ class ExecutorHost:
         if renewals:
             self._renew_due(now)
         if self._stopping:
-            if not self._runs:
+            if not self.running:
                 return True, None
             if self._stop_at is None and self._grace is not None:
                 self._stop_at = now + self._grace
@@ -241,7 +247,7 @@ class ExecutorHost:
         else:
             for assignment in shared.dispatch():
                 self._start(assignment)
-            if distributor.closed and not len(distributor) and not self._runs:
+            if distributor.closed and not len(distributor) and not self.running:
                 return True, None
         wake = None if renewals is None else renewals.next_due(self._live)
         if self._stop_at is not None and (wake is None or self._stop_at < wake):
@@ -251,10 +257,12 @@ class ExecutorHost:
     def _start(self, assignment: Assignment) -> None:
         task_id = assignment.task.id
         run = _Run(assignment)
-        earlier = self._runs.get(task_id)
-        if earlier is not None and earlier.future is not None:
-            earlier.abandoned = True  # its lease expired: the newer run replaces it
-            earlier.future.cancel()
+        earlier = self._runs.pop(task_id, None)
+        # An earlier run's lease expired and the task runs again. If the executor
+        # has not started it, it never will; if it runs, it may still report
+        # first, and that report counts (the first report wins).
+        if earlier is not None and earlier.future is not None and not earlier.future.cancel():
+            self._older.add(earlier)
         worker_id = assignment.worker_id
         try:
             future = self._executors[worker_id].submit(self._job, assignment)
@@ -310,8 +318,11 @@ class ExecutorHost:
         shared = self._shared
         with shared.lock:
             task_id = run.assignment.task.id
-            if self._runs.get(task_id) is run:
-                del self._runs[task_id]
+            runs = self._runs
+            if runs.get(task_id) is run:
+                del runs[task_id]
+            else:
+                self._older.discard(run)
             try:
                 if run.abandoned or future.cancelled():
                     return None
@@ -324,13 +335,21 @@ class ExecutorHost:
                         shared.set_health(worker_id, Health.UNAVAILABLE)
                     return None
                 clock = shared.clock
-                return report(
+                state = report(
                     shared,
                     run.assignment,
                     error,
                     clock.now() - run.assignment.started_at,
                     self._not_retryable,
                 )
+                newer = runs.get(task_id)
+                if state is TaskState.COMPLETED and newer is not None:
+                    # A late completion won: the distributor ended the newer lease,
+                    # so whatever the newer run reports is dropped.
+                    newer.abandoned = True
+                    if newer.future is not None:
+                        newer.future.cancel()
+                return state
             finally:
                 # A run ended, whatever its report did (a stale one changes nothing in
                 # the distributor): the loop must look again, as it may now be
@@ -339,8 +358,9 @@ class ExecutorHost:
 
     def _abandon_the_rest(self) -> None:
         """Cancel the futures still going and give their tasks back (under the lock)."""
-        left = list(self._runs.values())
+        left = [*self._runs.values(), *self._older]
         self._runs.clear()
+        self._older.clear()
         if self._renewals is not None:
             self._renewals.clear()
         for run in left:
