@@ -11,6 +11,7 @@ import pickle
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
@@ -18,6 +19,8 @@ import pytest
 from taskdist import (
     Assignment,
     Distributor,
+    Event,
+    EventKind,
     Health,
     InvalidArgumentError,
     InvalidTypeError,
@@ -205,6 +208,45 @@ def test_a_run_that_outlives_its_lease_still_ends_the_host_when_it_ends() -> Non
         serving = serve(host)
         assert join_or_stop(host, serving, 5.0)
     assert d.state_of("slow") is TaskState.DEAD and host.running == 0
+
+
+@pytest.mark.parametrize("raiser", ["listener", "predicate"])
+def test_an_error_raised_while_a_run_is_reported_ends_run_with_it(raiser: str) -> None:
+    # The report is made in an executor's thread; what the distributor raises there
+    # (a listener of its events, a retry policy's predicate) used to vanish into
+    # concurrent.futures' done-callback. run() raises it now, as one raised while
+    # dispatching; a task whose report changed nothing goes back without an attempt.
+    def listener(event: Event) -> None:
+        if event.kind is EventKind.COMPLETED:
+            raise LookupError("the listener failed")
+
+    def retryable(error: BaseException) -> bool:
+        raise LookupError("the predicate failed")
+
+    if raiser == "listener":
+        d = Distributor(MonotonicClock(), lease=30.0, on_event=listener)
+        job: Callable[[Assignment], object] = double
+    else:
+        d = Distributor(MonotonicClock(), lease=30.0, retry=RetryPolicy(retryable=retryable))
+        job = refuse
+    d.submit(Task("a", payload=1))
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            host.run()
+        except LookupError as error:
+            raised.append(error)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        host = ExecutorHost(d, job, pool, heartbeat=None)
+        serving = threading.Thread(target=run, daemon=True)
+        serving.start()
+        assert join_or_stop(host, serving, 5.0)
+    assert [str(error) for error in raised] == [f"the {raiser} failed"]
+    assert host.running == 0 and not d.leases()
+    expected = TaskState.COMPLETED if raiser == "listener" else TaskState.QUEUED
+    assert d.state_of("a") is expected and d.stats().failed == 0
 
 
 def test_a_stop_before_run_holds_and_a_stopped_host_stays_stopped() -> None:

@@ -71,7 +71,11 @@ class ExecutorHost:
     was killed) is not the task's failure and says nothing of whether it
     ran: the host marks that worker ``UNAVAILABLE`` and reports nothing, so
     each task it held comes back when its lease expires (an attempt spent)
-    and runs again on another worker.
+    and runs again on another worker. An error the distributor raises while
+    a run is reported (an ``on_event`` listener, a retry policy's predicate)
+    ends :meth:`run` as one raised while dispatching does: the futures still
+    going are cancelled where the executor can, the tasks still held go back
+    (that run's too, if its report changed nothing), and ``run`` raises it.
 
     **Leases.** While a future is not done its lease is renewed once
     ``heartbeat`` of it has passed (``None``: never, which makes the lease
@@ -100,6 +104,7 @@ class ExecutorHost:
     """
 
     __slots__ = (
+        "_error",
         "_executors",
         "_grace",
         "_job",
@@ -112,6 +117,7 @@ class ExecutorHost:
         "_shared",
         "_stop_at",
         "_stopping",
+        "_unreported",
     )
 
     def __init__(
@@ -174,6 +180,10 @@ class ExecutorHost:
         self._serving = False
         self._stopping = False
         self._stop_at: float | None = None
+        # What the distributor raised while a run was reported, in an executor's
+        # thread (the first such error; run() raises it), and those runs' assignments.
+        self._error: Exception | None = None
+        self._unreported: list[Assignment] = []
         with distributor.lock:
             for worker in workers:
                 if worker.id not in distributor.tracker:
@@ -208,6 +218,8 @@ class ExecutorHost:
 
         Raises:
             ReentrancyError: this host is already running.
+            Exception: what the distributor raised while the host dispatched or
+                reported a run (an ``on_event`` listener, a retry policy's predicate).
         """
         shared = self._shared
         with shared.lock:
@@ -215,6 +227,7 @@ class ExecutorHost:
                 raise ReentrancyError("this ExecutorHost is already running")
             self._serving = True
             self._stop_at = None  # a stop() before this run holds: it returns at once
+            self._error = None
         try:
             while True:
                 with shared.lock:
@@ -231,6 +244,10 @@ class ExecutorHost:
         """One look (under the lock): renew, dispatch; say whether the host is done, and
         else how long to wait at most."""
         shared = self._shared
+        error = self._error
+        if error is not None:  # raised while a run was reported, in an executor's thread
+            self._error = None
+            raise error
         distributor = shared.distributor
         now = distributor.clock.now()
         renewals = self._renewals
@@ -335,13 +352,21 @@ class ExecutorHost:
                         shared.set_health(worker_id, Health.UNAVAILABLE)
                     return None
                 clock = shared.clock
-                state = report(
-                    shared,
-                    run.assignment,
-                    error,
-                    clock.now() - run.assignment.started_at,
-                    self._not_retryable,
-                )
+                try:
+                    state = report(
+                        shared,
+                        run.assignment,
+                        error,
+                        clock.now() - run.assignment.started_at,
+                        self._not_retryable,
+                    )
+                except Exception as raised:
+                    # The distributor raised (an on_event listener, a retry policy's
+                    # predicate): the run is over all the same, and run() raises it.
+                    self._unreported.append(run.assignment)
+                    if self._error is None:
+                        self._error = raised
+                    return None
                 newer = runs.get(task_id)
                 if state is TaskState.COMPLETED and newer is not None:
                     # A late completion won: the distributor ended the newer lease,
@@ -367,7 +392,9 @@ class ExecutorHost:
             run.abandoned = True
             if run.future is not None:
                 run.future.cancel()
-        if give_back_unfinished(self._shared.distributor, [run.assignment for run in left]):
+        unfinished = [*self._unreported, *(run.assignment for run in left)]
+        self._unreported.clear()
+        if give_back_unfinished(self._shared.distributor, unfinished):
             self._shared.wake()
 
 
