@@ -49,7 +49,9 @@ class _Run:
     def __init__(self, assignment: Assignment) -> None:
         self.assignment = assignment
         # The host cancelled it (shutdown, or the distributor no longer leases it):
-        # whatever it ends with is not reported.
+        # an error it ends with (the cancellation, say) is not reported. A handler
+        # that swallows the cancellation and returns is reported as done, and the
+        # distributor takes or drops that completion as it does any late report.
         self.abandoned = False
         # Its renewal batch while it wants its lease renewed; None once it does not.
         self.batch: RenewalBatch[_Run] | None = None
@@ -449,8 +451,9 @@ class AsyncHost:
         self._event.set()
 
     def _abandon(self, run: _Run) -> None:
-        """End ``run`` unreported: cancel its handler if it is awaiting; forget it now
-        if it was still queued (the runners will skip it)."""
+        """End ``run``: cancel its handler if it is awaiting (what it raises then is not
+        reported; see ``_Run.abandoned``); forget it now if it was still queued (the
+        runners will skip it)."""
         if run.abandoned:
             return
         run.abandoned = True
