@@ -29,6 +29,7 @@ from taskdist import (
     InvalidArgumentError,
     InvalidTypeError,
     ManualClock,
+    OutlierEjection,
     Task,
     UnknownWorkerError,
     Worker,
@@ -656,3 +657,31 @@ def test_a_huge_weight_is_capped_at_the_most_points_a_worker_owns() -> None:
         ring.add("absurd", 1e10)
     with pytest.raises(InvalidArgumentError, match="at most 65536"):
         ConsistentHash(vnodes=65_537)
+
+
+def test_choose_counts_a_worker_back_from_an_ejection_before_it_caps_the_owner() -> None:
+    # b is ejected until 3 while a, the key's owner, takes 3 tasks. At 4 the first
+    # choose must lift b's ejection before it works out the caps: over a and b, a's
+    # cap is 2, so the idle b takes the task (the pool of a alone let a take a 4th).
+    clock = ManualClock()
+    ejection = OutlierEjection(
+        consecutive_failures=1, base_ejection_time=3.0, max_ejection_time=3.0,
+        max_ejection_percent=50,
+    )  # fmt: skip
+    tracker = CapacityTracker(clock, health=None, ejection=ejection)
+    for worker_id in ("a", "b"):
+        tracker.add_worker(Worker(worker_id, capacity=100))
+    ring = ConsistentHash(vnodes=64, load_factor=1.0)
+    ring.choose(Task("probe"), tracker)  # the ring follows the tracker
+    key = next(f"k{i}" for i in itertools.count() if ring.lookup(f"k{i}") == "a")
+    tracker.assign(Task("x"), "b")
+    tracker.release(Task("x"), "b", ok=False)  # b is ejected
+    assert tracker.worker("b").health is Health.UNAVAILABLE
+    for i in range(3):
+        task = Task(f"t{i}", key=key)
+        chosen = ring.choose(task, tracker)
+        assert chosen is not None and chosen.id == "a"
+        tracker.assign(task, "a")
+    clock.advance(4.0)
+    chosen = ring.choose(Task("t3", key=key), tracker)
+    assert chosen is not None and chosen.id == "b"

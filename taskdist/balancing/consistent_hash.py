@@ -465,6 +465,7 @@ class ConsistentHash(Balancer):
                     return state
             else:
                 # _pool_scale, inlined.
+                tracker.has_room()  # lifts due ejections: the totals below do not
                 weight = tracker.available_weight
                 scale = (
                     self._cap_factor * (tracker.available_in_flight + 1) / weight
@@ -494,7 +495,10 @@ class ConsistentHash(Balancer):
         return self._cap_factor * (in_flight + 1) / weight
 
     def _pool_scale(self, tracker: CapacityTracker) -> float:
-        """``_scale`` over the tracker's available pool (``inf`` if nothing is available)."""
+        """``_scale`` over the tracker's available pool (``inf`` if nothing is available),
+        once the tracker has lifted what is due (a worker back from an ejection counts:
+        reading its totals lifts nothing; O(1))."""
+        tracker.has_room()
         weight = tracker.available_weight
         return self._scale(tracker.available_in_flight, weight) if weight else _UNBOUNDED
 
