@@ -458,6 +458,31 @@ def test_a_listener_that_raises_on_a_report_ends_run_with_its_error(
     assert d.state_of("slow") is TaskState.QUEUED and not d.leases()
 
 
+def test_every_task_goes_back_even_when_the_listener_fails_on_each_give_back() -> None:
+    # Once "quick" completes, every event raises, the give-back's requeued ones too:
+    # the three slow tasks all go back (the give-back stopped at the first before).
+    clock = ManualClock()
+    d = distributor(clock, capacity=4)
+    armed = [False]
+
+    def listener(event: Event) -> None:
+        if event.kind is EventKind.COMPLETED:
+            armed[0] = True
+        if armed[0]:
+            raise ListenerFailed(event.kind.value)
+
+    d.add_listener(listener)
+    d.submit(Task("quick", cost=1.0))
+    for i in range(3):
+        d.submit(Task(f"slow{i}", cost=100.0))
+    host = AsyncHost(d, sleeper())
+    with pytest.raises(ListenerFailed):
+        run_virtual(asyncio.wait_for(host.run(), 1000.0), clock)
+    armed[0] = False
+    assert host.running == 0 and not d.leases()
+    assert [d.state_of(f"slow{i}") for i in range(3)] == [TaskState.QUEUED] * 3
+
+
 def test_a_retry_predicate_that_raises_ends_run_and_the_task_goes_back() -> None:
     clock = ManualClock()
 

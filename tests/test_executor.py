@@ -383,3 +383,47 @@ def test_dask_runs_each_task_on_the_worker_taskdist_chose() -> None:
     assert d.stats().by_state[TaskState.COMPLETED] == 10
     assert len(where) == 10 and all(chosen == ran for chosen, ran in where.values())
     assert len({chosen for chosen, _ in where.values()}) == 2  # both workers were used
+
+
+def test_tasks_go_back_even_when_a_listener_fails_on_each_give_back() -> None:
+    # A failing event sink: once "fast" ends, every event raises, the requeued ones of
+    # the give-back too. Every task the host held still goes back, and the host, done,
+    # may run again (it stayed "running" and refused every later run() before).
+    d = Distributor(MonotonicClock(), lease=None)
+    armed, release = threading.Event(), threading.Event()
+
+    def listener(event: Event) -> None:
+        if armed.is_set():
+            raise LookupError(f"the sink is down: {event.kind.value}")
+
+    def job(assignment: Assignment) -> int:
+        if assignment.task.id == "fast":
+            armed.set()
+        else:
+            release.wait(5.0)
+        return 1
+
+    d.add_listener(listener)
+    raised: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        host = ExecutorHost(d, job, pool, heartbeat=None)
+        for task_id in ("slow1", "slow2", "slow3", "fast"):
+            host.submit(Task(task_id))
+
+        def run() -> None:
+            try:
+                host.run()
+            except LookupError as error:
+                raised.append(error)
+
+        serving = threading.Thread(target=run, daemon=True)
+        serving.start()
+        assert join_or_stop(host, serving, 5.0)
+        release.set()
+    armed.clear()
+    assert len(raised) == 1
+    assert {t: d.state_of(t) for t in ("slow1", "slow2", "slow3")} == dict.fromkeys(
+        ("slow1", "slow2", "slow3"), TaskState.QUEUED
+    )
+    host.stop()
+    host.run()  # returns at once: stopped, and not "already running"

@@ -30,11 +30,22 @@ def give_back(distributor: Distributor, worker_ids: Iterable[Hashable]) -> list[
 
 def give_back_unfinished(distributor: Distributor, runs: Iterable[Assignment]) -> list[Task]:
     """Give back the tasks of the runs whose assignment is still the task's lease (the
-    others reported, or lost their lease, meanwhile). O(runs) distributor calls."""
+    others reported, or lost their lease, meanwhile). O(runs) distributor calls.
+
+    Every task is given back even if the distributor raises for one (an ``on_event``
+    listener failing on its ``requeued`` event, once the requeue is made); the first
+    such error is raised after the last.
+    """
     requeued: list[Task] = []
+    failed: Exception | None = None
     for assignment in runs:
         try:
             requeued.append(distributor.requeue(assignment.task.id, attempt=assignment.attempt))
         except (TaskStateError, UnknownTaskError):
             continue
+        except Exception as error:  # a listener's: the requeue itself was made
+            if failed is None:
+                failed = error
+    if failed is not None:
+        raise failed
     return requeued

@@ -491,11 +491,11 @@ class AsyncHost:
         finally:
             unfinished = [*self._unreported, *(run.assignment for run in left)]
             self._unreported.clear()
-            give_back_unfinished(self._distributor, unfinished)
             self._runs.clear()
             self._older.clear()
             if self._renewals is not None:
                 self._renewals.clear()
+            give_back_unfinished(self._distributor, unfinished)
 
 
 async def run(

@@ -237,8 +237,10 @@ class ExecutorHost:
                 shared.wait_for_work(timeout)
         finally:
             with shared.lock:
-                self._abandon_the_rest()
-                self._serving = False
+                try:
+                    self._abandon_the_rest()
+                finally:
+                    self._serving = False
 
     def _step(self) -> tuple[bool, float | None]:
         """One look (under the lock): renew, dispatch; say whether the host is done, and
