@@ -562,8 +562,13 @@ def test_expire_with_reasons_gives_each_task_its_tenant_queues_reason(
     [
         lambda c, t: DeadlineScheduler(c, on_miss="dead_letter"),
         DeadlineScheduler,  # its tenant queues share the scheduler's id table
+        lambda c, t: FairScheduler(
+            c,
+            tenant_of=lambda task: task.key,
+            inner=lambda c, t: DeadlineScheduler(c, on_miss="dead_letter"),
+        ),  # one level down
     ],
-    ids=["dead-letter factory", "shared table"],
+    ids=["dead-letter factory", "shared table", "nested"],
 )
 @pytest.mark.parametrize("popped_first", [False, True])
 def test_why_waiting_says_expired_once_a_deadline_queue_would_drop_the_task(

@@ -1610,7 +1610,8 @@ class FairScheduler:
         """Why a queued task has not been dispatched, and until when. O(1).
 
         ``EXPIRED`` if its TTL ran out (or, in a tenant queue that is a
-        ``DeadlineScheduler`` expiring missed deadlines, its deadline passed);
+        ``DeadlineScheduler`` expiring missed deadlines, at any level of
+        nesting, its deadline passed);
         else ``CONCURRENCY_QUOTA`` while its
         tenant has ``max_concurrent`` tasks running (until a release: ``until``
         is ``None``); else ``RATE_QUOTA`` with ``until`` = when the tenant's
@@ -1635,7 +1636,11 @@ class FairScheduler:
             if isinstance(inner, DeadlineScheduler)
             else self._held_expiry(holder, task_id)
         )
-        if expires is not None and expires <= now:
+        if (expires is not None and expires <= now) or (
+            # A tenant's own scheduler knows its deadline queues' expiries too.
+            isinstance(inner, FairScheduler)
+            and inner.why_waiting(task_id).reason is WaitingReason.EXPIRED
+        ):
             return Waiting(task_id, rec.key, WaitingReason.EXPIRED)
         if rec.running >= rec.max_running:
             return Waiting(task_id, rec.key, WaitingReason.CONCURRENCY_QUOTA)
