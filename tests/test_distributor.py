@@ -55,6 +55,7 @@ from taskdist import (
     Reason,
     ResourcePool,
     RetryPolicy,
+    SnapshotError,
     SubmitResult,
     Task,
     TaskState,
@@ -577,6 +578,19 @@ def test_a_restored_lease_reports_to_the_breaker_period_that_granted_it(outcome:
             each.fail("old", error="429", throttled=True, retry_after=0.5)
         assert each.breaker("w").state is CircuitState.HALF_OPEN  # type: ignore[union-attr]
         assert each.dispatch() == []  # still one probe at a time
+
+
+def test_a_snapshot_whose_lease_names_a_breaker_period_yet_to_come_is_refused() -> None:
+    clock = ManualClock()
+    run = build(Worker("w", capacity=2), clock=clock, breaker=breaker_factory(clock))
+    run.d.submit(Task("t"))
+    run.d.dispatch()
+    snapshot = json.loads(json.dumps(run.d.snapshot()))
+    [leased] = [r for r in snapshot["runs"] if r["task"]["id"] == "t"]
+    assert leased["permit"] == snapshot["breakers"][0][1]["permit"] == 0
+    leased["permit"] = 1  # a period the breaker has not had
+    with pytest.raises(SnapshotError, match="breaker permit 1"):
+        Distributor.restore(snapshot, ManualClock(), breaker=breaker_factory(clock))
 
 
 def test_a_rate_gate_refilling_wakes_a_task_parked_by_the_gate() -> None:

@@ -830,6 +830,8 @@ class _Books:
         factory = self.d._breaker_factory
         self.breakers: dict[Hashable, CircuitBreaker] = {}
         self.breaker_loads: list[Callable[[], None]] = []
+        # Each breaker's latest period (what a lease's permit may name at most).
+        self.breaker_periods: dict[Hashable, int] = {}
         given = _unique_pairs(fields, "breakers")
         if factory is None and given:
             refuse("snapshot.breakers", "holds breakers; give restore() the breaker factory")
@@ -845,6 +847,7 @@ class _Books:
                 where = f"snapshot.breakers[{worker_id!r}]"
                 self.breaker_loads.append(made._prepare_snapshot(data, where))
                 self.breakers[worker_id] = made
+                self.breaker_periods[worker_id] = data["permit"]  # (checked by the prepare)
         self.breaker_changes: list[tuple[Hashable, CircuitState]] = []
         for worker_id, state in fields.pairs("breaker_changes"):
             if state not in _BREAKER_STATES:
@@ -895,6 +898,16 @@ class _Books:
         for task_id in runs:
             if task_id not in waiting and task_id not in leases:
                 refuse("snapshot.runs", f"holds {task_id!r}, which is neither waiting nor leased")
+        for task_id in leases:  # a lease's permit names a period its breaker has had
+            run = runs[task_id]
+            if run.permit is not None and (
+                run.permit > self.breaker_periods.get(run.worker_id, -1)
+            ):
+                refuse(
+                    "snapshot.runs",
+                    f"gives {task_id!r} the breaker permit {run.permit}, a period worker "
+                    f"{run.worker_id!r}'s breaker has not had",
+                )
         for task_id in self.finished:
             if task_id in waiting or task_id in leases:
                 refuse("snapshot.finished", f"holds {task_id!r}, which is live")
