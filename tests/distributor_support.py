@@ -202,3 +202,24 @@ def as_version(snapshot: dict[str, Any], version: int) -> dict[str, Any]:
     old["runs"] = [{k: v for k, v in run.items() if k not in per_run} for run in old["runs"]]
     old["version"] = version
     return old
+
+
+class Without:
+    """A queue of the user's own made from one of taskdist's, without the optional
+    method ``hidden`` (``expire_with_reasons``, a prepared snapshot load, ...): what a
+    composition does when a queue lacks it."""
+
+    def __init__(self, queue: Any, hidden: str) -> None:
+        self._queue = queue
+        self._hidden = hidden
+
+    def __getattr__(self, name: str) -> Any:
+        if name == self._hidden:
+            raise AttributeError(name)
+        return getattr(self._queue, name)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._queue

@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
 
 import pytest
+from distributor_support import Without
 from fair_support import EPS, LagChecker
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -507,25 +508,6 @@ def test_expired_task_is_never_dispatched() -> None:
     assert [t.id for t in fair.expire()] == ["a0"]
 
 
-class _NoReasons:
-    """A queue of the user's that says what expired, not why: a PriorityQueue without
-    ``expire_with_reasons``."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self._queue = PriorityQueue(clock)
-
-    def __getattr__(self, name: str) -> object:
-        if name == "expire_with_reasons":
-            raise AttributeError(name)
-        return getattr(self._queue, name)
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-    def __contains__(self, task_id: object) -> bool:
-        return task_id in self._queue
-
-
 @pytest.mark.parametrize(
     ("inner", "late_reason"),
     [
@@ -535,7 +517,7 @@ class _NoReasons:
         # A deadline scheduler that expires missed deadlines says which came first.
         (lambda c, t: DeadlineScheduler(c, on_miss="dead_letter"), Reason.DEADLINE_MISSED),
         # A queue that cannot say: the deadline, passed, is the guess.
-        (lambda c, t: _NoReasons(c), Reason.DEADLINE_MISSED),
+        (lambda c, t: Without(PriorityQueue(c), "expire_with_reasons"), Reason.DEADLINE_MISSED),
     ],
     ids=["priority", "nested", "deadline", "no-reasons"],
 )

@@ -13,39 +13,28 @@ from __future__ import annotations
 import copy
 import json
 import random
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from distributor_support import Without
 from test_snapshot import CORRUPTIONS, busy_snapshot, parts, replaced
 
 from taskdist import Distributor, ManualClock, PriorityQueue, SnapshotError, Task
 from taskdist.balancing._state import state_of
 
 
-class OwnQueue:
+def queue_of_its_own(clock: ManualClock) -> Without:
     """A queue of the user's own, with ``snapshot()`` and ``load_snapshot()`` but no
     prepared load: the distributor cannot check its part before it loads itself."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self._inner = PriorityQueue(clock, aging_rate=0.05, maxsize=12, overflow="drop_lowest")
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_prepare_snapshot":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-    def __len__(self) -> int:
-        return len(self._inner)
-
-    def __contains__(self, task_id: Hashable) -> bool:
-        return task_id in self._inner
+    queue = PriorityQueue(clock, aging_rate=0.05, maxsize=12, overflow="drop_lowest")
+    return Without(queue, "_prepare_snapshot")
 
 
 def given_parts(clock: ManualClock, own_queue: bool) -> dict[str, Any]:
     given = parts(clock)
     if own_queue:
-        given["queue"] = OwnQueue(clock)
+        given["queue"] = queue_of_its_own(clock)
     given["rng"] = random.Random(11)
     given["on_event"] = [].append
     return given
