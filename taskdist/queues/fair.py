@@ -537,7 +537,8 @@ class FairScheduler:
     ``expire``,                    O(m log m + d log T): m expired tasks over d
     ``expire_with_reasons``        tenants
     ``next_wakeup``                O(1) amortised
-    ``why_waiting``, ``len``, in   O(1)
+    ``why_waiting``                O(1) per level of nesting
+    ``len``, in                    O(1)
     ``set_weight/plan/quota``      O(log T)
     ``add_tenant/remove_tenant``   O(log T)
     ``stats``                      O(T)
@@ -1607,7 +1608,8 @@ class FairScheduler:
     # -- looking ----------------------------------------------------------
 
     def why_waiting(self, task_id: Hashable) -> Waiting:
-        """Why a queued task has not been dispatched, and until when. O(1).
+        """Why a queued task has not been dispatched, and until when. O(1) per level
+        of nesting (a tenant queue that is a scheduler is asked too).
 
         ``EXPIRED`` if its TTL ran out (or, in a tenant queue that is a
         ``DeadlineScheduler`` expiring missed deadlines, at any level of
