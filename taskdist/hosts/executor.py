@@ -92,8 +92,8 @@ class ExecutorHost:
     (at least once). A stopped host stays stopped: a :meth:`stop` before
     :meth:`run` makes it return at once, as does any later ``run``. ``run``
     also returns once the distributor is closed and has no live task (and a
-    host that returned so may run again). Give-back removes and re-adds the workers holding the
-    tasks (see ``AsyncHost``): the host owns its workers.
+    host that returned so may run again). Give-back removes and re-adds the
+    workers holding the tasks (see ``AsyncHost``): the host owns its workers.
 
     The distributor is wrapped in a :class:`ThreadSafeDistributor` (or used
     as is, if it is one): futures report from the executors' threads. Use
