@@ -66,7 +66,7 @@ operations = st.one_of(
     st.tuples(st.just("flush")),
     st.tuples(st.just("remove"), st.integers(0, 30)),
     st.tuples(st.just("advance"), st.sampled_from([0.5, 1.0, 2.5])),
-    st.tuples(st.just("set_group"), st.sampled_from(GROUPS), st.sampled_from([None, 1, 3])),
+    st.tuples(st.just("set_group"), st.sampled_from(GROUPS), st.sampled_from([None, 1, 3, 6])),
 )
 
 
@@ -172,3 +172,30 @@ def test_an_optimizer_that_has_seen_tasks_refuses_a_snapshot() -> None:
     snapshot = b.snapshot()
     with pytest.raises(SnapshotError, match="seen tasks already"):
         b.load_snapshot(snapshot)
+
+
+def test_a_target_learned_above_the_default_max_size_restores() -> None:
+    # A group's own max_size (10) above the default (4): its learned target (5) is in range.
+    def make(clock: ManualClock) -> BatchOptimizer:
+        return BatchOptimizer(
+            clock,
+            max_size=4,
+            sizing=AIMDSizing(target_latency=1.0, initial_size=4),
+            groups={"g": GroupLimits(max_size=10)},
+        )
+
+    clock = ManualClock()
+    b = make(clock)
+    batch = None
+    for i in range(4):
+        batch = b.add(Task(f"t{i}", group="g"))
+    assert batch is not None
+    b.record(batch, 0.1)
+    assert b.target_size("g") == 5
+    twin = make(ManualClock())
+    twin.load_snapshot(json.loads(json.dumps(b.snapshot())))
+    assert twin.target_size("g") == 5 and twin.snapshot() == b.snapshot()
+    bad = b.snapshot()
+    bad["targets"] = [["g", 11]]  # beyond the group's own range
+    with pytest.raises(SnapshotError, match=r"targets\['g'\] must be a batch size in \[1, 10\]"):
+        make(ManualClock()).load_snapshot(bad)

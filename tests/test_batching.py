@@ -105,6 +105,45 @@ def test_a_dynamic_target_never_exceeds_its_groups_max_size() -> None:
     assert batcher.target_size("g") == 3
 
 
+def test_a_group_may_be_allowed_larger_batches_than_the_default() -> None:
+    batcher = BatchOptimizer(ManualClock(), max_size=2, groups={"big": GroupLimits(max_size=5)})
+    assert batcher.target_size("big") == 5 and batcher.target_size("other") == 2
+    released = [batcher.add(Task(f"t{i}", group="big")) for i in range(5)]
+    assert released[:4] == [None] * 4
+    assert released[4] is not None and released[4].ids == ("t0", "t1", "t2", "t3", "t4")
+
+
+def test_sizing_starts_and_moves_a_group_within_its_own_range() -> None:
+    batcher = BatchOptimizer(
+        ManualClock(),
+        max_size=4,
+        sizing=AIMDSizing(target_latency=1.0, initial_size=8),
+        groups={"big": GroupLimits(max_size=10)},
+    )
+    # The rule's start over each group's range: 8 within [1, 10], 4 within [1, 4].
+    assert batcher.target_size("big") == 8 and batcher.target_size("other") == 4
+    batch = None
+    for i in range(8):
+        batch = batcher.add(Task(f"t{i}", group="big"))
+    assert batch is not None and len(batch) == 8
+    batcher.record(batch, duration=0.1)  # fast and full: it grows, past the default
+    assert batcher.target_size("big") == 9
+    batcher.set_group("big", GroupLimits(max_size=6))  # a learned target above it is lowered
+    assert batcher.target_size("big") == 6
+    batcher.set_group("big", GroupLimits(max_size=10))
+    assert batcher.target_size("big") == 6  # and grows from there, not from 9
+
+
+def test_bad_arguments_to_record_and_group_of_are_refused() -> None:
+    batcher = BatchOptimizer(ManualClock())
+    unhashable = Batch(1, ["a", "list"], (Task("q"),), 0.0, 0.0, BatchReason.FULL)  # type: ignore[arg-type]
+    with pytest.raises(InvalidTypeError, match=r"batch\.key must be hashable"):
+        batcher.record(unhashable, 1.0)
+    with pytest.raises(InvalidTypeError, match="takes a Task"):
+        batcher.group_of("not a task")  # type: ignore[arg-type]
+    assert batcher.stats().groups == {}
+
+
 @pytest.mark.parametrize(
     ("make", "error"),
     [

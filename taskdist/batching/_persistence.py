@@ -126,10 +126,6 @@ def prepare(b: BatchOptimizer, data: object, where: str) -> Callable[[], None]:
     due = [batch.id for batch in opened if batch.due != math.inf]
     if sorted(due_order, key=repr) != sorted(due, key=repr):
         refuse(f"{where}.due_order", "does not list exactly the open batches with a due time")
-    targets = {
-        decode_key(k, f"{where}.targets"): _size(n, f"{where}.targets[{k!r}]", b)
-        for k, n in fields.pairs("targets")
-    }
     limits: dict[Hashable, GroupLimits] = {}
     for i, item in enumerate(fields.items("limits")):
         if type(item) is not list or len(item) != 3:
@@ -143,6 +139,14 @@ def prepare(b: BatchOptimizer, data: object, where: str) -> Callable[[], None]:
             )
         except TaskdistError as error:  # the constructor's own refusal, as the snapshot's
             refuse(f"{where}.limits[{i}]", f"is not valid ({error})")
+    starts = b._starts_for(limits)
+    # A learned target lies within its group's range, by the limits the snapshot holds.
+    targets: dict[Hashable, int] = {}
+    for k, n in fields.pairs("targets"):
+        group = decode_key(k, f"{where}.targets")
+        own = limits.get(group)
+        largest = b._max_size if own is None or own.max_size is None else own.max_size
+        targets[group] = _size(n, f"{where}.targets[{k!r}]", b._min_size, largest)
     records: dict[Hashable, _GroupRecord] = {}
     loads: list[Callable[[], None]] = []
     for i, item in enumerate(fields.items("records")):
@@ -178,6 +182,8 @@ def prepare(b: BatchOptimizer, data: object, where: str) -> Callable[[], None]:
         b._targets.update(targets)
         b._limits.clear()
         b._limits.update(limits)
+        b._starts.clear()
+        b._starts.update(starts)
         b._records.update(records)
         b._by_reason.update(by_reason)
         for batch in opened:
@@ -192,9 +198,9 @@ def prepare(b: BatchOptimizer, data: object, where: str) -> Callable[[], None]:
     return load
 
 
-def _size(value: object, where: str, b: BatchOptimizer) -> int:
-    if type(value) is not int or not b._min_size <= value <= b._max_size:
-        refuse(where, f"must be a batch size in [{b._min_size}, {b._max_size}], got {shown(value)}")
+def _size(value: object, where: str, smallest: int, largest: int) -> int:
+    if type(value) is not int or not smallest <= value <= largest:
+        refuse(where, f"must be a batch size in [{smallest}, {largest}], got {shown(value)}")
     return value
 
 

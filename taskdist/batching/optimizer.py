@@ -252,8 +252,9 @@ class BatchOptimizer:
 
     :meth:`add` returns at most one batch. In the rare case where it closes a
     batch because the new task did not fit *and* the new task's batch is due
-    at once, the second one stays due at ``now``: :meth:`next_wakeup` returns
-    ``now`` and the next :meth:`poll` releases it.
+    at once, the second one stays due: :meth:`next_wakeup` returns ``now`` (or,
+    when the new task's TTL or deadline margin had already passed, that earlier
+    time) and the next :meth:`poll` releases it.
 
     **Per-group limits.** A group can have its own ``max_size`` and
     ``max_wait`` (:class:`GroupLimits`, given as ``groups=`` or with
@@ -342,6 +343,7 @@ class BatchOptimizer:
         "_records",
         "_scheduled",
         "_sizing",
+        "_starts",
         "_stats_window",
         "_targets",
         "_wakeup",
@@ -457,6 +459,10 @@ class BatchOptimizer:
             group: self._check_limits(limits, f"groups[{group!r}]")
             for group, limits in (groups or {}).items()
         }
+        # With a sizing rule, where the target of a group with a max_size of its own
+        # starts (the rule's initial() over that group's range); the others start at
+        # the default's. Without one every group starts at its max_size.
+        self._starts: dict[Hashable, int] = self._starts_for(self._limits)
 
     # -- adding -----------------------------------------------------------
 
@@ -643,7 +649,8 @@ class BatchOptimizer:
         batches opened afterwards use the new target. O(1).
 
         Raises:
-            InvalidTypeError: ``batch`` is not a Batch, or the rule returned a non-int.
+            InvalidTypeError: ``batch`` is not a Batch, its ``key`` is unhashable, or the
+                rule returned a non-int.
             InvalidArgumentError: ``duration`` negative, NaN or infinite.
             ReentrancyError: called from inside the ``key`` function or a sizing rule.
         """
@@ -652,7 +659,7 @@ class BatchOptimizer:
         if not isinstance(batch, Batch):
             raise InvalidTypeError(f"record() takes a Batch, got {type(batch).__name__} {batch!r}")
         duration = check_number(duration, "duration", minimum=0.0)
-        key = batch.key
+        key = check_hashable(batch.key, "batch.key")
         if self._sizing is not None:
             current = self.target_size(key)
             largest = self._largest(key)
@@ -669,10 +676,9 @@ class BatchOptimizer:
     def target_size(self, key: Hashable) -> int:
         """The size at which the group's next batch is full. O(1)."""
         try:
-            target = self._targets.get(key, self._initial_target)
+            return self._target_of(key)
         except TypeError:
             raise InvalidTypeError(f"group keys are hashable, got {key!r}") from None
-        return min(target, self._largest(key))
 
     # -- per-group limits ---------------------------------------------------
 
@@ -691,9 +697,21 @@ class BatchOptimizer:
             raise ReentrancyError(_reentered("set_group"))
         check_hashable(key, "group key")
         if limits is None:
+            new = {}
+        else:
+            checked = self._check_limits(limits, f"limits for group {key!r}")
+            new = {key: checked}
+        starts = self._starts_for(new)  # the sizing rule may refuse: nothing changed yet
+        if limits is None:
             self._limits.pop(key, None)
         else:
-            self._limits[key] = self._check_limits(limits, f"limits for group {key!r}")
+            self._limits[key] = checked
+        self._starts.pop(key, None)
+        self._starts.update(starts)
+        # A learned target never exceeds the group's max_size, whichever that is now.
+        target = self._targets.get(key)
+        if target is not None and target > self._largest(key):
+            self._targets[key] = self._largest(key)
 
     def group(self, key: Hashable) -> GroupLimits:
         """The limits a group's next batch gets (its own, or the defaults). O(1).
@@ -802,18 +820,45 @@ class BatchOptimizer:
     # -- internals --------------------------------------------------------
 
     def _open(self, key: Hashable, now: float) -> _OpenBatch:
-        target = self._targets.get(key, self._initial_target)
-        limits = self._limits.get(key) if self._limits else None
-        wait = self._max_wait
-        if limits is not None:
-            if limits.max_size is not None and limits.max_size < target:
-                target = limits.max_size
-            if limits.max_wait is not None:
-                wait = limits.max_wait
+        if self._limits:
+            target = self._target_of(key)
+            wait = self._wait_of(key)
+        else:
+            target = self._targets.get(key, self._initial_target)
+            wait = self._max_wait
         batch = _OpenBatch(self._next_id, key, now, now + wait, target)
         self._next_id += 1
         self._groups[key] = batch
         return batch
+
+    def _target_of(self, key: Hashable) -> int:
+        """The group's target: learned, else where it starts; never above its max_size."""
+        largest = self._largest(key)
+        target = self._targets.get(key)
+        if target is None:
+            if self._sizing is None:
+                return largest
+            target = self._starts.get(key, self._initial_target)
+        return min(target, largest)
+
+    def _starts_for(self, limits: Mapping[Hashable, GroupLimits]) -> dict[Hashable, int]:
+        """Where the targets of these groups start, for those with a ``max_size`` of their
+        own under a sizing rule: the rule's ``initial()`` over the group's range."""
+        sizing = self._sizing
+        if sizing is None:
+            return {}
+        starts: dict[Hashable, int] = {}
+        for key, group in limits.items():
+            largest = group.max_size
+            if largest is None:
+                continue
+            walking, self._walking = self._walking, True
+            try:
+                proposed = sizing.initial(self._min_size, largest)
+            finally:
+                self._walking = walking
+            starts[key] = self._clamp(proposed, "sizing.initial()", largest)
+        return starts
 
     def _largest(self, key: Hashable) -> int:
         """A group's ``max_size``: its own, else the default."""
@@ -846,11 +891,13 @@ class BatchOptimizer:
         O(1) plus the key function.
 
         Raises:
-            InvalidTypeError: ``key(task)`` is unhashable.
+            InvalidTypeError: ``task`` is not a Task; ``key(task)`` is unhashable.
             ReentrancyError: called from inside the ``key`` function or a sizing rule.
         """
         if self._walking:
             raise ReentrancyError(_reentered("group_of"))
+        if not isinstance(task, Task):
+            raise InvalidTypeError(f"group_of() takes a Task, got {type(task).__name__} {task!r}")
         return task.group if self._key is None else self._group_of(task)
 
     def _group_of(self, task: Task) -> Hashable:
