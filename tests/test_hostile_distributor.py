@@ -24,16 +24,20 @@ from distributor_support import Recorded, assignment_view, build, stats_view
 from hostile import assert_refused
 
 from taskdist import (
+    CapacityError,
     CapacityTracker,
     CircuitBreaker,
+    CircuitOpenError,
     CircuitState,
     ClosedError,
     DeadLetterQueue,
     DeadlineError,
+    DeadlineScheduler,
     Distributor,
     DuplicateWorkerError,
     EventKind,
     Eviction,
+    FairScheduler,
     Health,
     InvalidArgumentError,
     InvalidTypeError,
@@ -55,7 +59,9 @@ from taskdist import (
     UnsatisfiableDemandError,
     Worker,
     WorkerFilter,
+    WorkerFullError,
     WorkerState,
+    WorkerUnavailableError,
 )
 
 NAN, INF = math.nan, math.inf
@@ -614,3 +620,108 @@ def test_a_breaker_factory_that_fails_on_a_prebuilt_trackers_worker_refuses_cons
     tracker.add_worker(Worker("w"))
     with pytest.raises(InvalidTypeError):
         Distributor(clock, tracker=tracker, breaker=lambda _: "not a breaker")  # type: ignore[arg-type, return-value]
+
+
+def _level_run(**options: Any) -> Distributor:
+    """Tasks a, b, c of one priority queued at one instant, a leased on the only slot."""
+    seeded = {"rng": random.Random(1), "retry": RetryPolicy(rng=random.Random(2))}
+    d = Distributor(ManualClock(), **seeded, **options)
+    d.add_worker(Worker("w", capacity=1))
+    for task_id in "abc":
+        d.submit(Task(task_id, resources={"db": 1} if "gates" in options else {}))
+    d.dispatch()
+    return d
+
+
+@pytest.mark.parametrize(
+    ("options", "prepare", "call", "error"),
+    [
+        pytest.param(dict, None, lambda d: d.reprioritize("b", NAN), TYPE, id="bad priority"),
+        pytest.param(dict, None, lambda d: d.reprioritize("b", 2**60), ARG, id="huge priority"),
+        pytest.param(dict, None, lambda d: d.assign("b", "w"), WorkerFullError, id="worker full"),
+        pytest.param(
+            dict,
+            lambda d: d.set_health("w", Health.UNAVAILABLE),
+            lambda d: d.assign("b", "w"),
+            WorkerUnavailableError,
+            id="worker unavailable",
+        ),
+        pytest.param(
+            lambda: {"gates": [PoolGate(ResourcePool("db", size=1))]},
+            lambda d: d.update_worker("w", capacity=2),  # room on the worker, not at the gate
+            lambda d: d.assign("b", "w"),
+            CapacityError,
+            id="gates refuse",
+        ),
+        pytest.param(
+            lambda: {"breaker": lambda worker_id: CircuitBreaker(ManualClock())},
+            lambda d: (d.update_worker("w", capacity=2), d.breaker("w").force_open()),  # type: ignore[union-attr]
+            lambda d: d.assign("b", "w"),
+            CircuitOpenError,
+            id="breaker open",
+        ),
+    ],
+)
+def test_a_refused_assign_or_reprioritize_keeps_the_task_in_its_place(
+    options: Callable[[], dict[str, Any]], prepare: Any, call: Call, error: type[BaseException]
+) -> None:
+    # Tasks of one rank queued at one instant go first come, first served; a call that
+    # is refused must not move the task it names behind the others (it changed nothing).
+    runs = [_level_run(**options()), _level_run(**options())]
+    for d in runs:
+        if prepare is not None:
+            prepare(d)
+    refused, untouched = runs
+    with pytest.raises(error):
+        call(refused)  # type: ignore[arg-type]
+    # (A gate or breaker that refused counts the refusal in its statistics: leave those.)
+    assert refused.snapshot()["queue"] == untouched.snapshot()["queue"]
+    for d in runs:
+        d.update_worker("w", capacity=3)
+        d.set_health("w", Health.HEALTHY)
+        d.complete("a")
+        if d.breaker("w") is not None:
+            d.breaker("w").reset()  # type: ignore[union-attr]
+    assert [a.task.id for a in refused.dispatch()] == [a.task.id for a in untouched.dispatch()]
+
+
+@pytest.mark.parametrize(
+    "make_queue",
+    [
+        pytest.param(lambda clock: DeadlineScheduler(clock), id="DeadlineScheduler"),
+        pytest.param(lambda clock: FairScheduler(clock), id="FairScheduler"),
+        pytest.param(
+            lambda clock: FairScheduler(clock, inner=DeadlineScheduler), id="FairScheduler-EDF"
+        ),
+        pytest.param(
+            lambda clock: FairScheduler(
+                clock, inner=lambda c, t: FairScheduler(c, tenant_of=lambda t: t.key)
+            ),
+            id="nested FairScheduler",
+        ),
+    ],
+)
+def test_a_refused_reprioritize_keeps_the_task_in_its_place_in_every_queue(
+    make_queue: Callable[[ManualClock], Any],
+) -> None:
+    runs = []
+    for _ in range(2):
+        clock = ManualClock()
+        d = Distributor(
+            clock,
+            queue=make_queue(clock),
+            rng=random.Random(1),
+            retry=RetryPolicy(rng=random.Random(2)),
+        )
+        d.add_worker(Worker("w", capacity=1))
+        for task_id in "abc":
+            d.submit(Task(task_id, tenant="t", key="k"))
+        d.dispatch()
+        runs.append(d)
+    refused, untouched = runs
+    with pytest.raises(InvalidTypeError):
+        refused.reprioritize("b", NAN)
+    assert refused.snapshot()["queue"] == untouched.snapshot()["queue"]
+    for d in runs:
+        d.complete("a")
+    assert [a.task.id for a in refused.dispatch()] == [a.task.id for a in untouched.dispatch()]

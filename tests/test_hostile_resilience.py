@@ -359,6 +359,8 @@ CASES: list[tuple[str, Callable[[Any], object], type[BaseException]]] = [
     ("breaker", lambda b: b.add_listener("print"), ITE),
     ("breaker", lambda b: b.remove_listener(print), IAE),
     ("breaker", lambda b: b.__exit__(None, None, None), RuntimeError),
+    ("breaker", lambda b: b.call(42), ITE),
+    ("breaker", lambda b: b.call(None), ITE),
     ("forced", lambda b: b.call(print), CircuitOpenError),
     ("forced", lambda b: b.__enter__(), CircuitOpenError),
     ("open", lambda b: b.call(print), CircuitOpenError),

@@ -1670,6 +1670,15 @@ class DeadlineScheduler(HeldTasks):
         held = self._expired.get(task_id)
         return self._due(self._index[task_id] if held is None else held[0])
 
+    def _held_task(self, task_id: Hashable) -> Task:
+        """The held task ``task_id``, live or expired, left where it is: for a scheduler
+        or distributor holding this one, which has no public look-up. O(1).
+
+        Raises:
+            UnknownTaskError: no held task has this id.
+        """
+        return self._held(task_id)[_TASK]
+
     def _held(self, task_id: Hashable) -> _Entry:
         try:
             entry = self._index.get(task_id)

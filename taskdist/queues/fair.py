@@ -2436,6 +2436,22 @@ class FairScheduler:
             return inner._expiry_of(task_id)  # type: ignore[no-any-return]
         return self._expires.get(task_id)
 
+    def _held_task(self, task_id: Hashable) -> Task:
+        """The queued task ``task_id``, left where it is: for a scheduler or distributor
+        holding this one. O(1) per level of nesting.
+
+        Raises:
+            KeyError: no queued task has this id, or its tenant's queue (one of the
+                user's own) cannot say which task it is without taking it out.
+        """
+        if self._shared:
+            return queued_task(self._index, task_id)
+        inner = self._queued(task_id)[1].inner
+        find = getattr(inner, "_held_task", None)
+        if find is None:
+            raise KeyError(task_id)
+        return find(task_id)  # type: ignore[no-any-return]
+
     def _expiry_of(self, task_id: Hashable) -> float | None:
         """When the queued task ``task_id`` expires (``None``: no TTL), for a scheduler
         holding this one, and for snapshots. O(1).

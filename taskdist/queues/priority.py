@@ -970,6 +970,15 @@ class PriorityQueue(HeldTasks):
         newest = next(reversed(self._index.values()), None)
         return None if newest is None else newest[_ENQUEUED]
 
+    def _held_task(self, task_id: Hashable) -> Task:
+        """The held task ``task_id``, live or expired, left where it is: for a scheduler
+        or distributor holding this queue, which has no public look-up. O(1).
+
+        Raises:
+            KeyError: no held task has this id.
+        """
+        return self._held_entry(task_id)[_TASK]
+
     def _held_entry(self, task_id: Hashable) -> _Entry:
         """The entry of a held task, live or expired. O(1).
 

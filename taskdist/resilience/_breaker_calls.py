@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast
 
-from taskdist.errors import CircuitOpenError
+from taskdist.errors import CircuitOpenError, InvalidTypeError
 
 __all__ = ["BreakerCalls"]
 
@@ -72,7 +72,10 @@ class BreakerCalls:
 
         Raises:
             CircuitOpenError: the breaker refused; ``fn`` was not called.
+            InvalidTypeError: ``fn`` is not callable (nothing recorded).
         """
+        if not callable(fn):
+            raise InvalidTypeError(f"call() takes a function to call, got {fn!r}")
         permit, start = self._begin()
         try:
             result = fn(*args, **kwargs)
@@ -89,7 +92,10 @@ class BreakerCalls:
 
         Raises:
             CircuitOpenError: the breaker refused; ``fn`` was not called.
+            InvalidTypeError: ``fn`` is not callable (nothing recorded).
         """
+        if not callable(fn):
+            raise InvalidTypeError(f"acall() takes a coroutine function, got {fn!r}")
         permit, start = self._begin()
         try:
             result = await fn(*args, **kwargs)
