@@ -19,6 +19,7 @@ from hypothesis.stateful import (
 
 from taskdist import (
     Assignment,
+    DeadLetter,
     DeadLetterQueue,
     DuplicateTaskError,
     Eviction,
@@ -501,3 +502,36 @@ class DeadLetterMachine(RuleBasedStateMachine):
 
 
 TestDeadLetterMachine = DeadLetterMachine.TestCase
+
+
+@pytest.mark.parametrize("call", ["redrive", "purge", "filter"])
+def test_a_predicate_that_changes_the_dlq_is_served_from_a_copy(
+    clock: ManualClock, call: str
+) -> None:
+    dlq = DeadLetterQueue(clock)
+    for task_id in "abc":
+        dlq.add(Task(task_id), Reason.MAX_ATTEMPTS)
+    seen: list[str] = []
+
+    def predicate(entry: DeadLetter) -> bool:
+        seen.append(entry.task.id)
+        if entry.task.id == "a":
+            dlq.purge(["b"])  # takes an entry not yet looked at
+            dlq.add(Task("d"), Reason.TTL_EXPIRED)  # and adds one
+        return True
+
+    queue = PriorityQueue(clock)
+    if call == "redrive":
+        report = dlq.redrive(predicate, into=queue)
+        chosen = [entry.task.id for entry in report.redriven]
+        assert sorted(t.id for t in iter(queue.pop, None)) == ["a", "c"]
+    elif call == "purge":
+        chosen = [entry.task.id for entry in dlq.purge(predicate)]
+    else:
+        chosen = [entry.task.id for entry in dlq.filter(predicate=predicate)]
+    assert seen == ["a", "b", "c"]  # the entries as they were when the call began
+    assert chosen == ["a", "c"]  # b was taken meanwhile: neither chosen nor taken twice
+    stats = dlq.stats()
+    assert stats.added == stats.depth + stats.redriven + stats.purged + stats.evicted
+    held = [entry.task.id for entry in dlq]
+    assert held == (["a", "c", "d"] if call == "filter" else ["d"])

@@ -42,6 +42,7 @@ from taskdist import (
     FairScheduler,
     Health,
     InvalidArgumentError,
+    InvalidTypeError,
     LeastConnections,
     ManualClock,
     OutlierEjection,
@@ -53,6 +54,7 @@ from taskdist import (
     RateGate,
     RateLimiter,
     Reason,
+    ReentrancyError,
     ResourcePool,
     RetryPolicy,
     SnapshotError,
@@ -230,6 +232,103 @@ def test_a_dead_lettered_id_stays_a_duplicate_while_it_is_in_the_dlq() -> None:
     assert run.d.submit(Task(task_id)) == SubmitResult(task_id, False, DEAD)
     run.d.dlq.purge([task_id])
     assert run.d.submit(Task(task_id)).accepted
+
+
+def _three_dead(**options: Any) -> Recorded:
+    run = build(Worker("w", capacity=1), **options)
+    for task_id in "abc":
+        run.d.submit(Task(task_id, max_attempts=1, priority=2))
+        run.d.dispatch()
+        run.d.fail(task_id, error=RuntimeError("boom"))
+    return run
+
+
+def test_redrive_submits_dead_tasks_again_as_new_work() -> None:
+    run = _three_dead()
+    d = run.d
+    report = d.redrive(["c", "a"])
+    assert [entry.task.id for entry in report.redriven] == ["c", "a"]  # in the order given
+    assert report.refused == () and report.displaced == ()
+    assert [entry.redriven_at for entry in report.redriven] == [run.clock.now()] * 2
+    assert [entry.task.id for entry in d.dlq] == ["b"] and d.dlq.stats().redriven == 2
+    assert run.states(["a", "b", "c"]) == {"a": QUEUED, "b": DEAD, "c": QUEUED}
+    stats = d.stats()
+    # Each redriven task is a new incarnation: the dead one stays counted.
+    assert stats.submitted == 5 and stats.by_state[DEAD] == 3 and stats.by_state[QUEUED] == 2
+    assert sum(stats.by_state.values()) == stats.submitted
+    [first] = d.dispatch()
+    assert first.task.id == "c" and first.attempt == 1  # attempts from the first
+    d.complete("c")
+    assert d.redrive(lambda entry: entry.reason is Reason.MAX_ATTEMPTS).redriven[0].task.id == "b"
+    assert len(d.dlq) == 0
+
+
+def test_a_task_the_distributor_refuses_stays_in_the_dlq_where_it_was() -> None:
+    run = _three_dead(max_queued=1)
+    d = run.d
+    before = [entry.task.id for entry in d.dlq]
+    report = d.redrive(["b", "a", "c"])
+    assert [entry.task.id for entry in report.redriven] == ["b"]
+    assert [(entry.task.id, why.split(":")[0]) for entry, why in report.refused] == [
+        ("a", "QueueFullError"),
+        ("c", "QueueFullError"),
+    ]
+    assert [entry.task.id for entry in d.dlq] == [t for t in before if t != "b"]
+    assert d.dlq["a"].reason is Reason.MAX_ATTEMPTS and d.state_of("a") is DEAD
+
+
+def test_a_redriven_task_evicted_straight_back_is_dead_lettered_again_and_refused() -> None:
+    clock = ManualClock()
+    queue = PriorityQueue(clock, maxsize=1, overflow="drop_lowest")
+    run = _three_dead(clock=clock, queue=queue)
+    d = run.d
+    d.submit(Task("urgent", priority=0))  # fills the queue with a more urgent task
+    report = d.redrive(["a"])
+    assert report.redriven == () and report.displaced == ()
+    [(entry, why)] = report.refused
+    assert entry.task.id == "a" and "evicted it straight back" in why
+    assert d.dlq["a"].reason is Reason.EVICTED and d.state_of("a") is DEAD
+    d.dispatch()
+    d.complete("urgent")
+    assert [e.task.id for e in d.redrive(["b"]).redriven] == ["b"]  # room again
+
+
+def test_a_redriven_task_displacing_a_queued_one_reports_it() -> None:
+    clock = ManualClock()
+    queue = PriorityQueue(clock, maxsize=1, overflow="drop_lowest")
+    run = _three_dead(clock=clock, queue=queue)
+    d = run.d
+    d.submit(Task("low", priority=4))
+    report = d.redrive(["a"])  # priority 2 evicts the priority-4 task
+    assert [entry.task.id for entry in report.redriven] == ["a"]
+    assert [(e.task.id, e.reason) for e in report.displaced] == [("low", Reason.EVICTED)]
+    assert d.state_of("low") is DEAD and d.dlq["low"].reason is Reason.EVICTED
+
+
+def test_redrive_refusals_change_nothing() -> None:
+    run = _three_dead()
+    d = run.d
+
+    def calls_back(entry: Any) -> bool:
+        d.submit(Task("sneaky"))
+        return True
+
+    for selector, error in [
+        (["nope"], UnknownTaskError),
+        ("a", InvalidTypeError),
+        (calls_back, ReentrancyError),
+    ]:
+        with pytest.raises(error):
+            d.redrive(selector)
+        assert [entry.task.id for entry in d.dlq] == ["a", "b", "c"]
+        assert d.stats().submitted == 3
+    with pytest.raises(InvalidArgumentError, match=r"Distributor\.redrive"):
+        d.dlq.redrive(["a"], into=d.queue)  # it would not know of the task
+    assert len(d.dlq) == 3 and len(d.queue) == 0
+    d.close()
+    with pytest.raises(ClosedError):
+        d.redrive(["a"])
+    assert len(d.dlq) == 3
 
 
 def test_max_queued_refuses_with_queue_full_error_and_changes_nothing() -> None:

@@ -143,6 +143,10 @@ class DistributorMachine(RuleBasedStateMachine):
         self.seen = 0  # events applied so far
         # Calls of the flaky callback to go before it raises, once (None: it never does).
         self.fails_in: int | None = None
+        # Dead tasks being redriven (each may be submitted again), and how many were: an
+        # earlier incarnation stays counted dead in the stats.
+        self.redriving: set[Hashable] = set()
+        self.incarnations_dead = 0
 
     def options(self) -> dict[str, Any]:
         """The Distributor's keyword arguments (a variant adds its policies)."""
@@ -194,7 +198,13 @@ class DistributorMachine(RuleBasedStateMachine):
         """Check one event against the model, then apply it."""
         state = EVENT_STATE.get(event.kind)
         if event.kind is EventKind.SUBMITTED:
-            assert event.task_id not in self.model, "submitted twice"
+            if event.task_id in self.redriving:
+                assert self.model[event.task_id] is TaskState.DEAD, "redrove a live task"
+                self.redriving.discard(event.task_id)
+                self.incarnations_dead += 1
+                self.failures[event.task_id] = 0  # its attempts start from the first
+            else:
+                assert event.task_id not in self.model, "submitted twice"
         elif state is not None:
             before = self.model[event.task_id]
             assert not before.is_final, f"{event.task_id} left final state {before}"
@@ -349,6 +359,27 @@ class DistributorMachine(RuleBasedStateMachine):
         with pytest.raises(TaskStateError):
             self.distributor.fail(task_id, error="later still", attempt=attempt)
 
+    @precondition(lambda self: len(self.distributor.dlq) > 0)
+    @rule(data=st.data())
+    def redrive(self, data: st.DataObject) -> None:
+        """Dead tasks submitted again: each leaves the DLQ for the queue, or stays there."""
+        d = self.distributor
+        held = [entry.task.id for entry in d.dlq]
+        chosen = data.draw(st.lists(st.sampled_from(held), unique=True, min_size=1, max_size=3))
+        self.redriving = set(chosen)
+        try:
+            report = d.redrive(chosen)
+            self.apply_events()
+        finally:
+            self.redriving = set()
+        taken = [entry.task.id for entry in report.redriven]
+        stayed = [entry.task.id for entry, _ in report.refused]
+        assert sorted(taken + stayed, key=str) == sorted(chosen, key=str)
+        for task_id in taken:
+            assert task_id not in d.dlq or self.model[task_id] is TaskState.DEAD
+        for task_id in stayed:
+            assert task_id in d.dlq and self.model[task_id] is TaskState.DEAD
+
     @rule(task_id=st.sampled_from(TASK_IDS))
     def bad_completion_changes_nothing(self, task_id: str) -> None:
         state = self.model.get(task_id)
@@ -385,9 +416,10 @@ class DistributorMachine(RuleBasedStateMachine):
         for task_id, state in self.model.items():
             assert d.state_of(task_id) is state, task_id
         counts = Counter(self.model.values())
+        counts[TaskState.DEAD] += self.incarnations_dead  # redriven: counted dead before
         stats = d.stats()
-        assert stats.submitted == len(self.model)
-        assert sum(stats.by_state.values()) == len(self.model)
+        assert stats.submitted == len(self.model) + self.incarnations_dead
+        assert sum(stats.by_state.values()) == stats.submitted
         for state in TaskState:
             assert stats.by_state[state] == counts[state], state
         assert len(d.queue) == counts[TaskState.QUEUED]

@@ -123,12 +123,20 @@ class DeadLetterQueue:
     as new work: attempts are reset, meaning the task is pushed as it is,
     with a fresh enqueue time, and the DLQ forgets it; its history and the
     redrive time are in the returned :class:`RedriveReport` for the caller's
-    records. Whoever counts attempts (a distributor) counts from the first
-    again. A task the queue refuses (duplicate id, full, quota...) stays
-    here and is reported; a task the queue evicts to make room is
-    dead-lettered here (or, if a task with its id already is, only reported).
+    records. Whoever counts attempts counts from the first again. A
+    distributor's own DLQ is redriven with ``Distributor.redrive``, which
+    submits the tasks anew (a redrive into that distributor's queue is
+    refused: it would not know of them). A task the queue refuses (duplicate
+    id, full, quota...) stays here and is reported; a task the queue evicts
+    to make room is dead-lettered here (or, if a task with its id already is,
+    only reported).
 
     **Order.** Entries are held and iterated oldest first.
+
+    **Callbacks.** A selector predicate (and the target queue of a redrive)
+    may read the DLQ or change it: the entries are looked at as they were
+    when the call began; one taken meanwhile (purged, redriven) is neither
+    selected nor taken twice, and one added meanwhile is not looked at.
 
     **Complexity** (n = entries held):
 
@@ -160,6 +168,7 @@ class DeadLetterQueue:
         "_clock",
         "_entries",
         "_evicted",
+        "_feeds",
         "_maxsize",
         "_overflow",
         "_purged",
@@ -190,6 +199,9 @@ class DeadLetterQueue:
         self._overflow = check_choice(overflow, "overflow", _OVERFLOW_POLICIES)
         self._clock = clock
         self._entries: OrderedDict[Hashable, DeadLetter] = OrderedDict()
+        # The queue of the Distributor this DLQ belongs to, which takes tasks back only
+        # through Distributor.redrive (it must know of them).
+        self._feeds: object = None
         self._by_reason: Counter[Reason] = Counter()
         self._added = self._redriven = self._purged = self._evicted = self._rejected = 0
 
@@ -292,11 +304,13 @@ class DeadLetterQueue:
         why = None if reason is None else self._reason(reason)
         if predicate is not None and not callable(predicate):
             raise InvalidTypeError(f"predicate must be callable, got {predicate!r}")
-        return [
+        entries = self._entries
+        chosen = [
             entry
-            for entry in self._entries.values()
+            for entry in list(entries.values())  # a copy: the predicate may change the DLQ
             if (why is None or entry.reason is why) and (predicate is None or predicate(entry))
         ]
+        return [entry for entry in chosen if entries.get(entry.task.id) is entry]
 
     @property
     def maxsize(self) -> int | None:
@@ -438,15 +452,24 @@ class DeadLetterQueue:
         Raises:
             InvalidTypeError: ``into`` is not a Queue, or the selector is
                 neither ids nor a predicate (a lone str id must be in a list).
+            InvalidArgumentError: ``into`` is the queue of the ``Distributor`` this
+                DLQ belongs to: redrive through :meth:`Distributor.redrive` instead.
             UnknownTaskError: an id is not held (nothing is redriven).
         """
         if not isinstance(into, Queue):
             raise InvalidTypeError(f"into must be a Queue, got {type(into).__name__}")
+        if into is self._feeds:
+            raise InvalidArgumentError(
+                "into is the queue of the Distributor this dead-letter queue belongs to, "
+                "which would not know of the tasks: use Distributor.redrive() (nothing moved)"
+            )
         selected = self._select(ids_or_predicate)
         redriven: list[DeadLetter] = []
         refused: list[tuple[DeadLetter, str]] = []
         displaced: list[Eviction] = []
         for entry in selected:
+            if self._entries.get(entry.task.id) is not entry:
+                continue  # taken meanwhile (by a callback of the queue, or the predicate)
             try:
                 eviction = into.push(entry.task)
             except TaskdistError as error:
@@ -479,6 +502,9 @@ class DeadLetterQueue:
             if ids_or_predicate is None
             else (self._select(ids_or_predicate))
         )
+        entries = self._entries
+        # A predicate may have taken some of the entries it chose: those stay taken.
+        selected = [entry for entry in selected if entries.get(entry.task.id) is entry]
         for entry in selected:
             self._take(entry.task.id)
         self._purged += len(selected)
@@ -506,7 +532,9 @@ class DeadLetterQueue:
         """The entries selected, validated in full before anything moves."""
         entries = self._entries
         if callable(ids_or_predicate):
-            return [entry for entry in entries.values() if ids_or_predicate(entry)]
+            # Over a copy: the predicate may change the DLQ; what it took is not selected.
+            matched = [entry for entry in list(entries.values()) if ids_or_predicate(entry)]
+            return [entry for entry in matched if entries.get(entry.task.id) is entry]
         if isinstance(ids_or_predicate, (str, bytes)) or not isinstance(ids_or_predicate, Iterable):
             raise InvalidTypeError(
                 "select entries with an iterable of task ids such as "

@@ -12,6 +12,7 @@ import math
 import random
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable
+from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
@@ -64,7 +65,7 @@ from taskdist.dispatch._records import (
     _StepTimer,
 )
 from taskdist.dispatch._timers import Timers
-from taskdist.dispatch.dead_letter import DeadLetterQueue
+from taskdist.dispatch.dead_letter import DeadLetter, DeadLetterQueue, RedriveReport, Selector
 from taskdist.dispatch.escalation import Escalation
 from taskdist.dispatch.events import Event, EventKind, Listener
 from taskdist.dispatch.gangs import (
@@ -167,6 +168,9 @@ _BATCH_SCAN = 64
 """Most queued tasks of other groups (or not placeable) a batch looks past for its next task."""
 # The round-blocked mark of a gang whose other members the queue would not take along.
 _TAKE_ALONG_REFUSED = "take along refused"
+
+# What redrive() finds in place of the id it took in once the queue evicted that task back.
+_EVICTED_BACK: Hashable = object()
 
 
 class _ScanOver(Exception):
@@ -334,6 +338,7 @@ class Distributor:
     ``complete``, ``fail``        O(r + g) + O(log n) timers, + queue release
     ``heartbeat``                 O(log n)
     ``cancel``                    queue remove or O(1)
+    ``redrive``                   a submit per task; O(DLQ size) for a predicate
     ``tick``                      O(log n) per timer due, + O(k) queue pushes to
                                   wake k parked tasks
     ``next_wakeup``               O(1) amortised
@@ -417,6 +422,7 @@ class Distributor:
         "_queue_releases",
         "_record_end_to_end",
         "_record_wait",
+        "_redriving",
         "_release_from",
         "_retry",
         "_retrying",
@@ -666,6 +672,9 @@ class Distributor:
         self._breakers: dict[Hashable, CircuitBreaker] = {}
         self._retry = retry
         self._dlq = dlq
+        dlq._feeds = queue  # a redrive into this queue goes through redrive() instead
+        # The id of the task redrive() is taking in, while its entry is still in the DLQ.
+        self._redriving: Hashable | None = None
         self._gate_list = gate_list
         # Gates that learn from outcomes: they hear every complete and fail.
         self._learning_gates: tuple[Any, ...] = tuple(
@@ -1631,7 +1640,8 @@ class Distributor:
             scouts.sent(was[0], task_id, was[1])
 
     def _take_back(self, task: Task, *, latest: bool = False) -> None:
-        """Undo a placement that dispatch made and cannot return, as if never made.
+        """Undo a placement that dispatch made and cannot return, as if never made (but
+        that a task pushed back goes behind tasks of its rank enqueued at its instant).
 
         ``latest``: its pop was the queue's latest, which an ``unpop`` can undo exactly.
         """
@@ -2825,6 +2835,75 @@ class Distributor:
                 victims=tuple(v.id for v in victims),
             )
 
+    def redrive(self, ids_or_predicate: Selector) -> RedriveReport:
+        """Submit tasks of the dead-letter queue (:attr:`dlq`) again, as new work.
+
+        Each selected entry (oldest first; for ids, in the order given)
+        leaves the dead-letter queue and its task is taken in as by
+        :meth:`submit`, but that its id, the dead one's, is no duplicate and
+        the intake policies are not asked (the caller chose these tasks):
+        its attempts start from the first and its wait from now, with a
+        ``submitted`` event. A task the distributor refuses (``max_queued``
+        reached, its deadline passed, a quota, a demand no gate could grant:
+        any :class:`~taskdist.errors.TaskdistError` of ``submit``) stays in
+        the dead-letter queue where it was and is listed in
+        ``report.refused`` with why; one the queue evicts straight back is
+        dead-lettered again, a new entry with the queue's reason, and listed
+        there too. Tasks the queue evicts to make room are dead-lettered as
+        on any submit and listed in ``report.displaced``. The task's earlier
+        incarnation stays counted as dead in :meth:`stats`.
+
+        Complexity: O(n) for a predicate, O(k) for k ids, plus a submit each.
+
+        Raises:
+            ClosedError: after :meth:`close`.
+            InvalidTypeError: the selector is neither ids nor a predicate.
+            UnknownTaskError: an id is not in the dead-letter queue (nothing moves).
+            ReentrancyError: called from a callback of the distributor, or the
+                predicate called back into it (nothing moves).
+        """
+        self._enter()
+        try:
+            if self._closed:
+                raise ClosedError("the distributor is closed and takes no new tasks")
+            dlq = self._dlq
+            selected = dlq._select(ids_or_predicate)
+            now = self._now()
+            redriven: list[DeadLetter] = []
+            refused: list[tuple[DeadLetter, str]] = []
+            displaced: list[Eviction] = []
+            for entry in selected:
+                task_id = entry.task.id
+                if dlq.get(task_id) is not entry:
+                    continue  # taken meanwhile (a displaced task's entry dropped by the bound)
+                added = dlq._added
+                self._redriving = task_id
+                try:
+                    self._admit(entry.task, now)
+                except TaskdistError as error:  # raised before any change: it stays
+                    refused.append((entry, f"{type(error).__name__}: {error}"))
+                    continue
+                finally:
+                    back = self._redriving is _EVICTED_BACK
+                    self._redriving = None
+                # What this submit dead-lettered is the newest entries (in reverse).
+                new = list(islice(reversed(dlq._entries.values()), dlq._added - added))
+                displaced += [
+                    Eviction(dead.task, dead.reason)
+                    for dead in reversed(new)
+                    if dead.task.id != task_id
+                ]
+                if back:
+                    reason = dlq[task_id].reason.value
+                    refused.append((entry, f"the queue evicted it straight back ({reason})"))
+                    continue
+                dlq._take(task_id)
+                dlq._redriven += 1
+                redriven.append(attrs.evolve(entry, redriven_at=now))
+            return RedriveReport(tuple(redriven), tuple(refused), tuple(displaced))
+        finally:
+            self._leave()
+
     def cancel(self, task_id: Hashable) -> Task:
         """Withdraw a live task, wherever it is; return it. A leased task's worker is
         freed (the host stops the work). O(r) or the queue's remove.
@@ -3136,6 +3215,10 @@ class Distributor:
             self._finished[task_id] = (state, now)
 
     def _dead_letter(self, task: Task, reason: Reason, now: float, error: object = None) -> None:
+        if self._redriving is not None and task.id == self._redriving:
+            # Redriven and at once evicted back: its old entry makes way for the new one.
+            self._dlq._take(task.id)
+            self._redriving = _EVICTED_BACK
         if self._scouts is not None:
             self._scout_left(task.id)
         progress = self._progress.get(task.id)

@@ -21,11 +21,13 @@ from taskdist.dispatch import (
     Listener,
     Pool,
     Preemption,
+    RedriveReport,
     Reservation,
     RetryBudget,
     Route,
     SubmitResult,
 )
+from taskdist.dispatch.dead_letter import Selector
 from taskdist.dispatch.distributor import BreakerFactory
 from taskdist.errors import InvalidTypeError
 from taskdist.queues import Queue
@@ -302,6 +304,13 @@ class ThreadSafeDistributor:
             task = self._distributor.preempt(task_id)
             self._changed()
             return task
+
+    def redrive(self, ids_or_predicate: Selector) -> RedriveReport:
+        """``Distributor.redrive``, locked; wakes waiting threads."""
+        with self._lock:
+            report = self._distributor.redrive(ids_or_predicate)
+            self._changed()
+            return report
 
     def cancel(self, task_id: Hashable) -> Task:
         """``Distributor.cancel``, locked; wakes waiting threads."""
