@@ -725,3 +725,101 @@ def test_a_refused_reprioritize_keeps_the_task_in_its_place_in_every_queue(
     for d in runs:
         d.complete("a")
     assert [a.task.id for a in refused.dispatch()] == [a.task.id for a in untouched.dispatch()]
+
+
+def _infeasible_by_now(**options: Any) -> tuple[ManualClock, Distributor, list[Any]]:
+    """Task a waits in a rejecting deadline scheduler; by now its 5 s of work can no longer
+    end by its deadline (not yet passed): the queue would refuse it back."""
+    clock = ManualClock()
+    events: list[Any] = []
+    d = Distributor(
+        clock,
+        queue=DeadlineScheduler(clock, on_miss="reject"),
+        rng=random.Random(1),
+        retry=RetryPolicy(rng=random.Random(2)),
+        lease=None,
+        on_event=events.append,
+        **options,
+    )
+    d.add_worker(Worker("w", capacity=1))
+    d.submit(Task("z", deadline=50.0, cost=1.0))
+    d.submit(Task("a", deadline=100.0, cost=5.0, priority=3))
+    d.dispatch()
+    clock.advance(97.0)
+    return clock, d, events
+
+
+def test_a_refused_assign_leaves_a_task_its_queue_would_refuse_back_queued() -> None:
+    _, d, _ = _infeasible_by_now()
+    with pytest.raises(WorkerFullError):
+        d.assign("a", "w")
+    assert d.state_of("a") is TaskState.QUEUED and len(d.dlq) == 0
+
+
+def test_reprioritize_says_so_when_the_queue_refuses_the_task_at_its_new_priority() -> None:
+    _, d, _ = _infeasible_by_now()
+    with pytest.raises(TaskStateError, match="dead-lettered"):
+        d.reprioritize("a", 1)
+    assert d.state_of("a") is TaskState.DEAD
+    assert [(e.task.id, e.reason.value) for e in d.dlq] == [("a", "deadline_infeasible")]
+
+
+def test_an_escalation_the_queue_refuses_dead_letters_the_task_and_goes_no_further() -> None:
+    from taskdist import Escalation, Pool
+
+    clock, d, events = _infeasible_by_now(
+        escalation=Escalation(after=96.0, to=Pool("gpu", skills={"gpu"}))
+    )
+    d.tick()  # a's escalation: raised, it no longer fits before its deadline
+    assert d.state_of("a") is TaskState.DEAD
+    assert [e.kind.value for e in events if e.task_id == "a"] == ["submitted", "dead_lettered"]
+    snapshot = d.snapshot()
+    assert snapshot["sent"] == []  # not sent to the escalation's pool
+    clock2 = ManualClock(start=clock.now())
+    Distributor.restore(
+        snapshot,
+        clock2,
+        queue=DeadlineScheduler(clock2, on_miss="reject"),
+        escalation=Escalation(after=96.0, to=Pool("gpu", skills={"gpu"})),
+        retry=RetryPolicy(rng=random.Random(2)),
+    )
+
+
+@pytest.mark.parametrize(
+    "make_queue",
+    [
+        pytest.param(lambda clock: PriorityQueue(clock), id="PriorityQueue"),
+        pytest.param(lambda clock: DeadlineScheduler(clock), id="DeadlineScheduler-run_late"),
+        pytest.param(lambda clock: FairScheduler(clock), id="FairScheduler"),
+    ],
+)
+def test_a_refused_call_keeps_a_task_whose_deadline_passed_in_its_place(
+    make_queue: Callable[[ManualClock], Any],
+) -> None:
+    runs = []
+    for _ in range(2):
+        clock = ManualClock()
+        d = Distributor(
+            clock,
+            queue=make_queue(clock),
+            rng=random.Random(1),
+            retry=RetryPolicy(rng=random.Random(2)),
+            lease=None,
+        )
+        d.add_worker(Worker("w", capacity=1))
+        d.submit(Task("a", deadline=1.0))  # first in every queue's order
+        for task_id in "bcd":
+            d.submit(Task(task_id, deadline=5.0))
+        d.dispatch()
+        clock.advance(10.0)  # b, c and d have missed their deadlines; they still wait
+        runs.append(d)
+    refused, untouched = runs
+    with pytest.raises(WorkerFullError):
+        refused.assign("b", "w")
+    with pytest.raises(InvalidTypeError):
+        refused.reprioritize("b", NAN)
+    assert refused.state_of("b") is TaskState.QUEUED
+    for d in runs:
+        d.complete("a")
+        d.update_worker("w", capacity=3)
+    assert [a.task.id for a in refused.dispatch()] == [a.task.id for a in untouched.dispatch()]

@@ -2212,7 +2212,11 @@ class Distributor:
             self._waiting_state(task_id, "reprioritize")
             task = self._waiting_task(task_id, "reprioritize")
             changed = attrs.evolve(task, priority=priority)  # validates
-            self._replace_waiting(task, changed, self._now())
+            if not self._replace_waiting(task, changed, self._now()):
+                raise TaskStateError(
+                    f"cannot reprioritize task {task_id!r}: its queue refused it at its new "
+                    "priority (it can no longer make its deadline), so it was dead-lettered"
+                )
             return changed
         finally:
             self._leave()
@@ -2248,7 +2252,9 @@ class Distributor:
     def _waiting_task(self, task_id: Hashable, verb: str) -> Task:
         """The Task object of a waiting task, wherever it waits, left in its place. O(1)
         with the library's queues (a look-up); with a queue of the user's own, which has
-        none, the queue's remove and push (which may move it behind tasks of equal rank).
+        none, or for a task the queue is due to expire (its deadline missed under a
+        deadline scheduler that expires such tasks), the queue's remove and push (which
+        may move it behind tasks of equal rank, or refuse it).
 
         Raises:
             TaskStateError: the queue refused it back (its deadline passed while it
@@ -2260,12 +2266,9 @@ class Distributor:
         find = getattr(self._queue, "_held_task", None)
         if find is not None:
             try:
-                task = cast("Task", find(task_id))
+                return cast("Task", find(task_id))
             except (KeyError, TaskdistError):
-                task = None
-            # A passed deadline goes the long way, to be refused by the queue as before.
-            if task is not None and (task.deadline is None or task.deadline > self._now()):
-                return task
+                pass  # not one it holds live (one due to expire): the long way, as before
         task = self._queue.remove(task_id)
         if not self._enqueue(task, self._now()):
             raise TaskStateError(
@@ -2274,8 +2277,9 @@ class Distributor:
             )
         return task
 
-    def _replace_waiting(self, old: Task, new: Task, now: float) -> None:
-        """Put ``new`` where the waiting ``old`` (same id) is, keeping its age."""
+    def _replace_waiting(self, old: Task, new: Task, now: float) -> bool:
+        """Put ``new`` where the waiting ``old`` (same id) is, keeping its age; whether it
+        still waits (``False``: its queue refused it back, and it was dead-lettered)."""
         task_id = old.id
         run = self._progress.get(task_id)
         if run is not None:
@@ -2299,9 +2303,11 @@ class Distributor:
                     self._send_scout(klass)
         else:
             self._queue.remove(task_id)
-            self._enqueue(new, now)
+            if not self._enqueue(new, now):
+                return False
         if self._scouts is not None:  # its class may have changed: the next goes out
             self._scout_left(task_id)
+        return True
 
     def _reconsider(self, task_id: Hashable, now: float) -> None:
         """A parked task whose placement changed goes back to the queue to be asked again
@@ -2779,8 +2785,8 @@ class Distributor:
         raised = rule.raised(task)
         self._escalated[task_id] = (steps + 1, due)
         changed = task if raised == task.priority else attrs.evolve(task, priority=raised)
-        if changed is not task:
-            self._replace_waiting(task, changed, now)
+        if changed is not task and not self._replace_waiting(task, changed, now):
+            return  # the queue refused it back (it can no longer make its deadline): dead
         if rule.to is not None and steps == 0:
             self._rules.send(task_id, rule.to)
             self._reconsider(task_id, now)

@@ -1671,13 +1671,18 @@ class DeadlineScheduler(HeldTasks):
         return self._due(self._index[task_id] if held is None else held[0])
 
     def _held_task(self, task_id: Hashable) -> Task:
-        """The held task ``task_id``, live or expired, left where it is: for a scheduler
-        or distributor holding this one, which has no public look-up. O(1).
+        """The live task ``task_id``, left where it is: for a scheduler or distributor
+        holding this one, which has no public look-up. O(1).
 
         Raises:
-            UnknownTaskError: no held task has this id.
+            KeyError: no live task has this id, or it is due to expire (its TTL ran
+                out, or its deadline passed under ``"dead_letter"`` or ``"reject"``).
         """
-        return self._held(task_id)[_TASK]
+        entry = self._index[task_id]
+        due = self._due(entry)
+        if due is not None and due <= self._now():
+            raise KeyError(task_id)
+        return entry[_TASK]
 
     def _held(self, task_id: Hashable) -> _Entry:
         try:
