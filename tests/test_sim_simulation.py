@@ -38,6 +38,7 @@ from taskdist.sim import (
     Slowdown,
     TaskType,
     Tenants,
+    Trace,
     WorkerCrash,
     Workload,
     compare,
@@ -108,6 +109,17 @@ def test_mmc_busy_servers_obey_littles_law() -> None:
     # busy servers = arrival rate x service time, here 6 of 8: utilisation 0.75
     assert report.utilization == pytest.approx(report.offered_load, rel=0.01)
     assert report.offered_load == pytest.approx(0.75, rel=0.05)
+
+
+def test_utilisation_is_measured_from_the_first_arrival() -> None:
+    # Ten one-second tasks back to back from t=1000 keep the one slot busy for the whole
+    # arrival window; the idle time before the first arrival is not part of it.
+    text = "time,service\n" + "".join(f"{1000 + i},1\n" for i in range(10))
+    scenario = Scenario("late", [Worker("a", capacity=1)], Trace.from_csv(text), tasks=10)
+    report = Simulation(scenario, "fifo", seed=1).run()
+    assert report.utilization == pytest.approx(1.0)
+    assert report.series.worker_utilization == {"a": pytest.approx(1.0)}
+    assert report.offered_load == pytest.approx(10 / 9)  # 10 s of work over a 9 s window
 
 
 # -- faults and changing pools --------------------------------------------------------------

@@ -421,6 +421,8 @@ class _Run:
                 now = soonest
             if t_arrival <= t_event:
                 assert pending is not None
+                if not arrived:
+                    self._open_window(now)
                 arrive(pending)
                 arrived += 1
                 if arrived % stride == 0:
@@ -670,6 +672,17 @@ class _Run:
         del self.pools[worker_id]
         self.free -= pool.capacity
         return True
+
+    def _open_window(self, now: float) -> None:
+        """The first arrival: utilisation is measured from here.
+
+        No task can run before it, so a pool's busy slot-seconds are still 0; only the
+        idle slot-seconds of workers present before it are dropped.
+        """
+        for area in self.areas.values():
+            area[1] = 0.0
+        for pool in self.pools.values():
+            pool.last = now
 
     def _close_window(self, now: float) -> None:
         """The last arrival: utilisation and fair shares are measured up to here."""
