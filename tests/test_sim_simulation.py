@@ -284,6 +284,22 @@ def test_tasks_of_other_tenants_never_count_as_inversions() -> None:
     assert by_tenant < one_tenant
 
 
+@pytest.mark.parametrize("urgent_requires", ["x", ""])
+def test_an_inversion_counts_whatever_skills_the_waiting_task_needs(urgent_requires: str) -> None:
+    # At t=10 the worker frees; EDF sends B (priority 2, deadline 50) while the older,
+    # more urgent A (priority 1) waits and could run there: needing skill x, or none.
+    text = (
+        "time,tenant,priority,deadline,requires,service\n"
+        "0,t,2,500,x,10\n"
+        f"1,t,1,1000,{urgent_requires},1\n"
+        "2,t,2,50,x,1\n"
+    )
+    worker = Worker("w", capacity=1, skills={"x"})
+    scenario = Scenario("inverted", [worker], Trace.from_csv(text), tasks=3)
+    assert Simulation(scenario, "edf", seed=1).run().priority_inversions == 1
+    assert Simulation(scenario, "priority", seed=1).run().priority_inversions == 0
+
+
 def test_fair_shares_fill_small_demands_and_split_the_rest_by_weight() -> None:
     shares = fair_shares({"a": 1.0, "b": 10.0, "c": 10.0}, {"c": 3.0}, capacity=9.0)
     assert shares == pytest.approx({"a": 1.0, "b": 2.0, "c": 6.0})

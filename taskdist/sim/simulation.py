@@ -130,6 +130,9 @@ class _Inversions:
         self._waiting: dict[Hashable, Arrival] = {}
         self._sigs: set[frozenset[str]] = set()
         self._compatible: dict[Hashable, list[frozenset[str]]] = {}
+        # Each tenant's priorities over all its skill sets: a dispatch is checked against
+        # every set the worker can run, so two levels in different sets can invert.
+        self._tenant_levels: dict[Hashable, set[int]] = {}
         self._levels = 0
         self.count = 0
 
@@ -143,7 +146,9 @@ class _Inversions:
         heap = levels.get(task.priority)
         if heap is None:
             heap = levels[task.priority] = []
-            self._levels = max(self._levels, len(levels))
+            seen = self._tenant_levels.setdefault(task.tenant, set())
+            seen.add(task.priority)
+            self._levels = max(self._levels, len(seen))
         entry: tuple[float, Hashable] = (arrival.time, task.id)
         heapq.heappush(heap, entry)
         self._waiting[task.id] = arrival
@@ -152,7 +157,7 @@ class _Inversions:
         task = arrival.task
         self._waiting.pop(task.id, None)
         if self._levels < 2:
-            return  # one priority per (tenant, skills) group: nothing can be inverted
+            return  # one priority per tenant: nothing can be inverted
         compatible = self._compatible.get(worker)
         if compatible is None:
             compatible = self._compatible[worker] = [s for s in self._sigs if s <= skills]
