@@ -86,16 +86,26 @@ def _mean(data: list[float]) -> float:
         return math.fsum(value / scale for value in data) / len(data) * scale
 
 
+def _figure_key(value: float) -> tuple[bool, float]:
+    """A figure as compared and hashed: NaN (no samples) equal to NaN, so that two
+    summaries of nothing are equal, and a value holding one is equal to itself."""
+    missing = value != value
+    return missing, 0.0 if missing else value
+
+
 @attrs.frozen
 class Percentiles:
-    """p50 / p95 / p99 and the count and mean they were computed from (NaN when empty)."""
+    """p50 / p95 / p99 and the count and mean they were computed from (NaN when empty).
+
+    Equal when every figure is: the NaN figures of two empty summaries count as equal.
+    """
 
     count: int
-    mean: float
-    p50: float
-    p95: float
-    p99: float
-    max: float
+    mean: float = attrs.field(eq=_figure_key)
+    p50: float = attrs.field(eq=_figure_key)
+    p95: float = attrs.field(eq=_figure_key)
+    p99: float = attrs.field(eq=_figure_key)
+    max: float = attrs.field(eq=_figure_key)
 
 
 class RecentSamples:

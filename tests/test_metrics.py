@@ -55,6 +55,15 @@ def test_recent_samples_keep_only_the_window() -> None:
         RecentSamples(window=0)
 
 
+def test_summaries_of_nothing_are_equal() -> None:
+    empty = RecentSamples().percentiles()
+    assert empty == RecentSamples(window=5).percentiles() and empty == empty
+    assert hash(empty) == hash(RecentSamples().percentiles())
+    samples = RecentSamples()
+    samples.record(1.0)
+    assert samples.percentiles() != empty
+
+
 @given(data=values)
 def test_coefficient_of_variation_is_stdev_over_mean(data: list[float]) -> None:
     mean = statistics.fmean(data)

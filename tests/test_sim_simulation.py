@@ -72,6 +72,21 @@ def test_the_same_seed_gives_an_equal_report_and_another_seed_a_different_one() 
     assert first != other and first.wait != other.wait
 
 
+def test_a_run_where_nothing_completed_gives_an_equal_report() -> None:
+    # Every attempt fails: the end-to-end summary has no samples, its figures are NaN.
+    scenario = Scenario(
+        "failing",
+        [Worker("a", capacity=1)],
+        Workload(Poisson(5.0), TaskType("job", Exponential(1.0))),
+        tasks=10,
+        faults=[ErrorBurst(1.0)],
+    )
+    first = Simulation(scenario, seed=1).run()
+    assert first.completed == 0 and math.isnan(first.end_to_end.p95)
+    assert first == first and first == Simulation(scenario, seed=1).run()
+    assert first != Simulation(scenario, seed=2).run()
+
+
 def test_every_policy_sees_the_same_work_on_one_seed() -> None:
     scenario = scenarios.hot_tenant(tasks=800)
     fifo = Simulation(scenario, "fifo", seed=2).run()

@@ -117,7 +117,8 @@ class Report:
     """What a :class:`~taskdist.sim.Simulation` run measured (see the module docs).
 
     Equal reports mean the same run: the wall-clock :attr:`timing` is left
-    out of equality. :attr:`checklist` grades the seed's targets;
+    out of equality, and the NaN figures of an empty summary (``end_to_end``
+    when nothing completed) equal each other. :attr:`checklist` grades the seed's targets;
     :meth:`to_dict` (JSON-ready), :meth:`to_frame` (pandas),
     ``_repr_html_`` (notebooks), :meth:`plot` (matplotlib) show it.
     Building the views is O(workers + priorities + checks).
