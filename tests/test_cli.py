@@ -140,6 +140,29 @@ def test_a_malformed_trace_is_named_with_its_line_and_field(tmp_path: Path) -> N
     assert "bad.csv line 3, field 'priority'" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "name", "where"),
+    [
+        (b'{"time": 0}\n{"time": 1, "requires": 5}\n', "bad.jsonl", "line 2, field 'requires'"),
+        (b"time,tenant\n0,a\n1,caf\xe9\n", "bad.csv", "line 3, field 'tenant'"),
+        (b"time,group\n0,a\n1," + b"x" * 200_000 + b"\n", "bad.csv", "bad.csv line 3:"),
+        (b"time,service\n0,2e12\n", "bad.csv", "line 2, field 'service'"),
+        (b"time,cost\n0,1e19\n", "bad.csv", "line 2, field 'cost'"),
+        (b"time,priority\n0,1e300\n", "bad.csv", "line 2, field 'priority'"),
+    ],
+    ids=["requires", "latin-1", "long field", "service", "cost", "priority"],
+)
+def test_a_trace_the_simulation_cannot_take_exits_with_status_2(
+    tmp_path: Path, content: bytes, name: str, where: str
+) -> None:
+    trace = tmp_path / name
+    trace.write_bytes(content)
+    result = run("simulate", "--scenario", "mm_c", "--trace", str(trace))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert where in result.stderr
+
+
 @pytest.mark.parametrize("command", [(), ("simulate",), ("plan",)])
 def test_help_everywhere(command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from taskdist import InvalidArgumentError, InvalidTypeError
+from taskdist import InvalidArgumentError, InvalidTypeError, Task
 from taskdist.sim import (
     MMPP,
     Constant,
@@ -27,6 +27,7 @@ from taskdist.sim import (
     Tenants,
     Trace,
     TraceError,
+    TraceRecord,
     Uniform,
     Workload,
     Zipf,
@@ -279,7 +280,17 @@ def test_a_json_lines_trace_is_replayed_as_written(tmp_path: Path) -> None:
         ("time,tenant\n1,a\n0.5,b\n", ".csv", 3, "time"),
         ("time,deadline\n5,4\n", ".csv", 2, "deadline"),
         ("time,cost\n0,-1\n", ".csv", 2, "cost"),
-        ("time,colour\n0,red\n", ".csv", 2, "colour"),
+        ("time,colour\n0,red\n", ".csv", 1, "colour"),
+        ("time,cost,time\n0,1,2\n", ".csv", 1, "time"),
+        ("time,cost\n0,1\n1,1e19\n", ".csv", 3, "cost"),
+        ("time,priority\n0,1\n1,1e300\n", ".csv", 3, "priority"),
+        ("time,priority\n0,9007199254740993\n", ".csv", 2, "priority"),
+        ("time,service\n0,2e12\n", ".csv", 2, "service"),
+        ("time,cost\n0,2e12\n", ".csv", 2, "cost"),
+        ("time\n0\n1e300\n", ".csv", 3, "time"),
+        pytest.param("time,group\n0,a\n1," + "x" * 200_000 + "\n", ".csv", 3, None, id="long"),
+        ('{"time": 0}\n{"time": 1, "requires": 5}\n', ".jsonl", 2, "requires"),
+        ('{"time": 0, "requires": {"x": 1}}\n', ".jsonl", 1, "requires"),
         ("tenant\na\n", ".csv", 2, "time"),
         ("time\n", ".csv", 1, None),
         ('{"time": 0}\n{"time": nope}\n', ".jsonl", 2, None),
@@ -298,3 +309,67 @@ def test_a_malformed_trace_names_its_line_and_field(
     assert f"bad{suffix} line {line}" in str(caught.value)
     if field:
         assert repr(field) in str(caught.value)
+
+
+def test_a_trace_that_is_not_utf8_is_named_with_its_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"time,tenant\n0,a\n1,caf\xe9\n")
+    with pytest.raises(TraceError) as caught:
+        Trace.load(path)
+    assert (caught.value.line, caught.value.field) == (3, "tenant")
+    assert "not UTF-8" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "line", ["[" * 100_000, '{"time": ' + "1" * 5_000 + "}"], ids=["deep", "long int"]
+)
+def test_json_the_parser_refuses_is_a_trace_error(line: str) -> None:
+    with pytest.raises(TraceError) as caught:
+        Trace.from_json_lines('{"time": 0}\n' + line + "\n")
+    assert caught.value.line == 2
+
+
+def test_integer_priorities_are_read_exactly() -> None:
+    trace = Trace.from_csv("time,priority\n0,9007199254740992\n1,-3\n2,2.0\n")
+    assert [r.task.priority for r in trace.records] == [2**53, -3, 2]
+    assert Trace.from_json_lines('{"time": 0, "priority": 4.0}').records[0].task.priority == 4
+
+
+def test_json_strings_may_hold_any_line_separator_and_lines_may_end_in_crlf() -> None:
+    trace = Trace.from_json_lines('{"time": 0, "tenant": "a\u2028b\x85c"}\r\n{"time": 1}\r\n')
+    assert [r.task.tenant for r in trace.records] == ["a\u2028b\x85c", None]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_field(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("time,cost\n0,2\n".encode("utf-8-sig"))
+    assert Trace.load(path).records[0].task.cost == 2.0
+    assert len(Trace.from_csv("\ufefftime\n0\n")) == 1
+
+
+@pytest.mark.parametrize(
+    ("build", "error"),
+    [
+        (lambda: Trace(()), InvalidArgumentError),
+        (lambda: Trace(5), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: Trace(["x"]), InvalidTypeError),  # type: ignore[list-item]
+        (
+            lambda: Trace([TraceRecord(1.0, Task(0), 1.0), TraceRecord(0.5, Task(1), 1.0)]),
+            InvalidArgumentError,
+        ),
+        (
+            lambda: Trace([TraceRecord(0.0, Task(0), 1.0), TraceRecord(1.0, Task(0), 1.0)]),
+            InvalidArgumentError,
+        ),
+        (lambda: Trace([TraceRecord(0.0, Task(0), 1.0)], source=""), InvalidTypeError),
+        (lambda: TraceRecord(0.0, "task", 1.0), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: TraceRecord(0.0, Task(0), 2e12), InvalidArgumentError),
+        (lambda: TraceRecord(math.nan, Task(0), 1.0), InvalidArgumentError),
+        (lambda: Trace.from_csv(5), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: Trace.from_json_lines(b"{}"), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: Trace.load(5), InvalidTypeError),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_traces_built_in_code_are_refused(build: Callable[[], object], error: type) -> None:
+    with pytest.raises(error):
+        build()

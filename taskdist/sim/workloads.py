@@ -15,6 +15,7 @@ arrival stream, so every policy compared on one seed sees the same work.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import csv
 import functools
 import io
@@ -23,15 +24,24 @@ import json
 import math
 import random
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
 
-from taskdist._validate import check_int, check_number, check_resources, check_skills
+from taskdist._validate import (
+    MAX_AMOUNT,
+    check_int,
+    check_number,
+    check_resources,
+    check_skills,
+    shown,
+)
 from taskdist.errors import InvalidArgumentError, InvalidTypeError, TaskdistError
 from taskdist.sim.distributions import ServiceTime
 from taskdist.task import Task
+from taskdist.workers._ranges import MAX_SECONDS
 
 __all__ = [
     "MMPP",
@@ -460,27 +470,96 @@ class _Maker:
 # -- traces -------------------------------------------------------------------------
 
 _TRACE_FIELDS = ("time", "tenant", "priority", "deadline", "cost", "group", "requires", "service")
+_MAX_PRIORITY = 2**53  # Task's range
+
+
+def _records(value: object) -> tuple[TraceRecord, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidTypeError(
+            f"Trace.records must be a sequence of TraceRecord, got {shown(value)}"
+        )
+    return tuple(value)
 
 
 @attrs.frozen
 class TraceRecord:
-    """One recorded arrival: at ``time``, a task that runs ``service`` seconds."""
+    """One recorded arrival: at ``time``, a task that runs ``service`` seconds.
+
+    ``time`` and ``service`` are seconds from 0 to 1e12 (the longest duration the
+    Distributor takes; a run's slot-seconds stay finite). Validated when built. O(1).
+    """
 
     time: float
     task: Task
     service: float
 
+    def __attrs_post_init__(self) -> None:
+        check_number(self.time, "TraceRecord.time", minimum=0.0, maximum=MAX_SECONDS)
+        if not isinstance(self.task, Task):
+            raise InvalidTypeError(f"TraceRecord.task must be a Task, got {shown(self.task)}")
+        check_number(self.service, "TraceRecord.service", minimum=0.0, maximum=MAX_SECONDS)
+
+
+def _allowed(minimum: float | None, maximum: float | None) -> str:
+    bounds = ([] if minimum is None else [f">= {minimum:g}"]) + (
+        [] if maximum is None else [f"<= {maximum:g}"]
+    )
+    return "a finite number" + (" " + " and ".join(bounds) if bounds else "")
+
 
 def _field_number(
-    raw: object, source: str, line: int, field: str, *, minimum: float | None = None
+    raw: object,
+    source: str,
+    line: int,
+    field: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
 ) -> float:
     try:
-        if isinstance(raw, str):
-            raw = float(raw)
-        return check_number(raw, field, minimum=minimum)
+        value = float(raw) if isinstance(raw, str) else raw
+        return check_number(value, field, minimum=minimum, maximum=maximum)
     except (ValueError, TypeError, TaskdistError) as error:
-        allowed = "a finite number" + ("" if minimum is None else f" >= {minimum:g}")
-        raise TraceError(source, line, field, f"{allowed} is allowed, got {raw!r}") from error
+        allowed = _allowed(minimum, maximum)
+        raise TraceError(source, line, field, f"{allowed} is allowed, got {shown(raw)}") from error
+
+
+def _field_priority(raw: object, source: str, line: int) -> int:
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = int(raw)  # exactly: through a float, 2**53 + 1 would become 2**53
+        except ValueError:
+            with contextlib.suppress(ValueError):
+                value = float(raw)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    try:
+        return check_int(value, "priority", minimum=-_MAX_PRIORITY, maximum=_MAX_PRIORITY)
+    except TaskdistError:
+        raise TraceError(
+            source,
+            line,
+            "priority",
+            f"an integer from -2**53 to 2**53 is allowed, got {shown(raw)}",
+        ) from None
+
+
+def _field_skills(raw: object, source: str, line: int) -> frozenset[str]:
+    if isinstance(raw, str):
+        raw = [s.strip() for s in raw.replace("|", ";").split(";") if s.strip()]
+    elif isinstance(raw, list):
+        raw = [s.strip() if isinstance(s, str) else s for s in raw]
+    else:
+        raise TraceError(
+            source, line, "requires", f"a list of skill names (str) is allowed, got {shown(raw)}"
+        )
+    try:
+        return check_skills(raw, "requires")
+    except TaskdistError as error:
+        raise TraceError(
+            source, line, "requires", f"skill names (str) are allowed: {error}"
+        ) from None
 
 
 def _record(row: Mapping[str, Any], source: str, line: int, number: int) -> TraceRecord:
@@ -495,13 +574,10 @@ def _record(row: Mapping[str, Any], source: str, line: int, number: int) -> Trac
     values = {key: value for key, value in row.items() if value not in (None, "")}
     if "time" not in values:
         raise TraceError(source, line, "time", "the arrival time is required")
-    time = _field_number(values["time"], source, line, "time", minimum=0.0)
+    time = _field_number(values["time"], source, line, "time", minimum=0.0, maximum=MAX_SECONDS)
     fields: dict[str, Any] = {}
     if "priority" in values:
-        priority = _field_number(values["priority"], source, line, "priority")
-        if priority != int(priority):
-            raise TraceError(source, line, "priority", f"an integer is allowed, got {priority!r}")
-        fields["priority"] = int(priority)
+        fields["priority"] = _field_priority(values["priority"], source, line)
     if "deadline" in values:
         deadline = _field_number(values["deadline"], source, line, "deadline")
         if deadline <= time:
@@ -509,25 +585,77 @@ def _record(row: Mapping[str, Any], source: str, line: int, number: int) -> Trac
                 source, line, "deadline", f"must be after the arrival time {time:g}, got {deadline}"
             )
         fields["deadline"] = deadline
-    cost = _field_number(values.get("cost", 1.0), source, line, "cost", minimum=0.0)
+    cost = _field_number(
+        values.get("cost", 1.0), source, line, "cost", minimum=0.0, maximum=MAX_AMOUNT
+    )
     fields["cost"] = cost
-    service = _field_number(values.get("service", cost), source, line, "service", minimum=0.0)
+    if "service" in values:
+        service = _field_number(
+            values["service"], source, line, "service", minimum=0.0, maximum=MAX_SECONDS
+        )
+    elif cost > MAX_SECONDS:
+        raise TraceError(
+            source,
+            line,
+            "cost",
+            f"with no service given the cost is the service time, at most {MAX_SECONDS:g} s; "
+            f"got {shown(values['cost'])}",
+        )
+    else:
+        service = cost
     for name in ("tenant", "group"):
         if name in values:
             fields[name] = str(values[name])
     if "requires" in values:
-        requires = values["requires"]
-        if isinstance(requires, str):
-            requires = [s for s in requires.replace("|", ";").split(";") if s.strip()]
-        try:
-            fields["requires"] = check_skills(
-                [s.strip() if isinstance(s, str) else s for s in requires], "requires"
+        fields["requires"] = _field_skills(values["requires"], source, line)
+    try:
+        task = Task(number, **fields)
+    except TaskdistError as error:  # each field was checked above; a net for the rest
+        raise TraceError(source, line, None, str(error)) from None
+    return TraceRecord(time, task, service)
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"{name} takes the trace's text (str), got {shown(value)}")
+    return value.removeprefix("\ufeff")  # a byte-order mark some editors write
+
+
+def _source(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidTypeError(f"a trace's source must be a non-empty str, got {shown(value)}")
+    return value
+
+
+def _undecodable(data: bytes, error: UnicodeDecodeError, source: str, csv_file: bool) -> TraceError:
+    """The trace error for bytes that are not UTF-8: their line, and their field if the
+    line parses once they are set aside."""
+    line = data.count(b"\n", 0, error.start) + 1
+    problem = f"not UTF-8 text (byte 0x{data[error.start]:02x}); save the trace as UTF-8"
+    lines = data.split(b"\n")
+    text = lines[line - 1].decode("utf-8", "surrogateescape")
+    field = None
+    try:
+        if csv_file:
+            header = lines[0].decode("utf-8-sig", "surrogateescape")
+            row: Any = next(csv.DictReader(io.StringIO(f"{header}\n{text}\n")), None)
+        else:
+            row = json.loads(text)
+        if isinstance(row, dict):
+            field = next(
+                (str(k) for k, v in row.items() if isinstance(v, str) and _escaped(v)), None
             )
-        except TaskdistError as error:
-            raise TraceError(
-                source, line, "requires", f"skill names (str) are allowed: {error}"
-            ) from None
-    return TraceRecord(time, Task(number, **fields), service)
+    except (ValueError, csv.Error, RecursionError):
+        pass  # the line does not parse: the error names the line alone
+    return TraceError(source, line, field, problem)
+
+
+def _escaped(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 @attrs.frozen
@@ -535,57 +663,118 @@ class Trace:
     """Recorded arrivals replayed as they are (``generate`` ignores the rng).
 
     Read one with :meth:`load` (CSV with a header row, or JSON lines, one
-    object per line). Fields: ``time`` (arrival, seconds, required,
-    non-decreasing), ``tenant``, ``priority`` (int), ``deadline`` (absolute
-    time, after ``time``), ``cost`` (estimated seconds, default 1),
-    ``group``, ``requires`` (skills; ``a;b`` in CSV, a list in JSON),
-    ``service`` (seconds it really runs; default: ``cost``). A malformed
-    file raises :class:`TraceError` naming the line and field.
+    object per line; UTF-8). Fields: ``time`` (arrival, seconds from 0 to
+    1e12, required, non-decreasing), ``tenant``, ``priority`` (an integer
+    within ±2**53), ``deadline`` (absolute time, after ``time``), ``cost``
+    (estimated seconds, default 1, at most 1e18), ``group``, ``requires``
+    (skills; ``a;b`` in CSV, a list in JSON), ``service`` (seconds it really
+    runs, at most 1e12; default: ``cost``). A malformed file raises
+    :class:`TraceError` naming the line and field.
+    Built directly, a trace needs at least one :class:`TraceRecord`, in time
+    order, with distinct task ids.
     """
 
-    records: tuple[TraceRecord, ...]
-    source: str = "<trace>"
+    records: tuple[TraceRecord, ...] = attrs.field(converter=_records)
+    source: str = attrs.field(default="<trace>", converter=_source)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.records:
+            raise InvalidArgumentError(
+                "a Trace needs at least one record (an empty trace has no arrivals to replay)"
+            )
+        last = 0.0
+        ids: set[Hashable] = set()
+        for index, record in enumerate(self.records):
+            if not isinstance(record, TraceRecord):
+                raise InvalidTypeError(
+                    f"Trace.records[{index}] must be a TraceRecord, got {shown(record)}"
+                )
+            if record.time < last:
+                raise InvalidArgumentError(
+                    f"Trace.records must be in time order: record {index} at "
+                    f"{record.time:g} after {last:g}"
+                )
+            last = record.time
+            ids.add(record.task.id)
+        if len(ids) != len(self.records):
+            raise InvalidArgumentError("Trace.records must not repeat a task id")
 
     @classmethod
-    def load(cls, path: str | Path) -> Trace:
+    def load(cls, path: str | PathLike[str]) -> Trace:
         """Read a trace file: ``.jsonl`` / ``.json`` as JSON lines, anything else as CSV.
 
-        O(records). Raises :class:`TraceError` (line and field) or ``OSError``.
+        UTF-8, with or without a byte-order mark. O(records). Raises
+        :class:`TraceError` (line and field) or ``OSError``.
         """
+        if not isinstance(path, (str, PathLike)):
+            raise InvalidTypeError(
+                f"Trace.load takes a path (str or os.PathLike), got {shown(path)}"
+            )
         path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix in (".jsonl", ".json", ".ndjson"):
+        data = path.read_bytes()
+        json_lines = path.suffix in (".jsonl", ".json", ".ndjson")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise _undecodable(data, error, path.name, not json_lines) from None
+        if json_lines:
             return cls.from_json_lines(text, source=path.name)
         return cls.from_csv(text, source=path.name)
 
     @classmethod
     def from_csv(cls, text: str, *, source: str = "<csv>") -> Trace:
         """Parse CSV text with a header row. O(records)."""
+        text = _text(text, "Trace.from_csv")
+        source = _source(source)
         reader = csv.DictReader(io.StringIO(text))
-        if reader.fieldnames is None:
-            raise TraceError(
-                source, 1, None, "empty file: a header row naming the fields is needed"
-            )
         rows = []
-        for row in reader:
-            if None in row:
-                raise TraceError(source, reader.line_num, None, "more values than header fields")
-            rows.append((reader.line_num, row))
+        try:
+            names = reader.fieldnames
+            if names is None:
+                raise TraceError(
+                    source, 1, None, "empty file: a header row naming the fields is needed"
+                )
+            header = reader.line_num
+            seen: set[str] = set()
+            for name in names:
+                if name not in _TRACE_FIELDS:
+                    raise TraceError(
+                        source,
+                        header,
+                        name,
+                        f"not a trace field; the fields are {', '.join(_TRACE_FIELDS)}",
+                    )
+                if name in seen:
+                    raise TraceError(source, header, name, "the header names this field twice")
+                seen.add(name)
+            for row in reader:
+                if None in row:
+                    raise TraceError(
+                        source, reader.line_num, None, "more values than header fields"
+                    )
+                rows.append((reader.line_num, row))
+        except csv.Error as error:
+            # The reader's own count: the DictReader's stops at the last row it returned.
+            line = reader.reader.line_num
+            raise TraceError(source, line, None, f"not valid CSV ({error})") from None
         return cls._from_rows(rows, source)
 
     @classmethod
     def from_json_lines(cls, text: str, *, source: str = "<jsonl>") -> Trace:
         """Parse JSON lines: one object per non-blank line. O(records)."""
+        text = _text(text, "Trace.from_json_lines")
+        source = _source(source)
         rows = []
-        for line_number, line in enumerate(text.splitlines(), 1):
+        # Lines end at "\n" (or "\r\n") alone: JSON strings may hold U+2028 and the other
+        # characters str.splitlines() also breaks at.
+        for line_number, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TraceError(
-                    source, line_number, None, f"not valid JSON ({error.msg})"
-                ) from None
+            except (ValueError, RecursionError) as error:
+                reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+                raise TraceError(source, line_number, None, f"not valid JSON ({reason})") from None
             if not isinstance(row, dict):
                 raise TraceError(source, line_number, None, "each line must be a JSON object")
             rows.append((line_number, row))
