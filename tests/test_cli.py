@@ -69,6 +69,27 @@ def test_simulate_compare_prints_the_table_and_the_winners() -> None:
     assert [row["policy"] for row in data["table"]] == ["fifo", "edf"]
 
 
+def test_simulate_compare_json_is_valid_json_when_a_figure_has_no_value(tmp_path: Path) -> None:
+    trace = tmp_path / "stuck.csv"
+    trace.write_text("time,requires\n0,x\n1,x\n")  # no mm_c worker has skill x
+    result = run(
+        "simulate",
+        "--scenario",
+        "mm_c",
+        "--trace",
+        str(trace),
+        "--compare",
+        "fifo,edf",
+        "--seeds",
+        "1,2",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "NaN" not in result.stdout
+    data = json.loads(result.stdout)
+    assert {win["value"] for win in data["wins"] if win["metric"] == "wait_p95"} == {None}
+
+
 def test_simulate_replays_a_trace(tmp_path: Path) -> None:
     trace = tmp_path / "arrivals.jsonl"
     trace.write_text(

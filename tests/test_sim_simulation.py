@@ -444,6 +444,27 @@ def test_compare_ranks_policies_with_intervals() -> None:
     assert "<table>" in result._repr_html_()
 
 
+def test_with_one_seed_no_lead_is_clear() -> None:
+    result = compare(
+        ["priority/rr", "priority/random"], scenarios.mm_c(8.0, 1.0, 10, tasks=300), seeds=(1,)
+    )
+    assert all(math.isnan(result.summary(p, "wait_p95")[1]) for p in result.policies)
+    assert not any(win.clear for win in result.wins())
+
+
+def test_views_of_a_run_without_values_are_strict_json() -> None:
+    # No worker has the skill: nothing is dispatched, every wait summary is empty (NaN).
+    trace = Trace.from_csv("time,requires\n0,x\n1,x\n")
+    scenario = Scenario("stuck", [Worker("w", capacity=1)], trace, tasks=2)
+    result = compare(["fifo", "edf"], scenario, seeds=(1, 2))
+    assert any(math.isnan(win.value) for win in result.wins())
+    json.dumps(result.to_dict(), allow_nan=False)
+    report = result.reports["fifo"][0]
+    assert report.stranded == 2
+    json.dumps(report.to_dict(), allow_nan=False)
+    json.dumps(attrs.evolve(report, tasks=0).to_dict(), allow_nan=False)
+
+
 @pytest.mark.parametrize(
     ("call", "error"),
     [

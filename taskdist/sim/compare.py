@@ -19,7 +19,7 @@ import attrs
 from taskdist._validate import check_int
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.sim.policies import BUILT_IN, Policy
-from taskdist.sim.report import Report, _require
+from taskdist.sim.report import Report, _clean, _require
 from taskdist.sim.scenario import Scenario
 from taskdist.sim.simulation import Simulation
 
@@ -52,7 +52,10 @@ def interval(values: Sequence[float]) -> tuple[float, float]:
 @attrs.frozen
 class Win:
     """The best policy on one metric: its mean, the runner-up's, and whether the lead
-    is clear (the two 95 % intervals do not overlap) or a tie."""
+    is clear (the two 95 % intervals do not overlap) or a tie.
+
+    A lead is never clear without both intervals (a comparison over one seed).
+    """
 
     metric: str
     policy: str
@@ -120,7 +123,7 @@ class Comparison:
             if math.isclose(value, other_value, rel_tol=1e-9, abs_tol=1e-12):
                 clear = False
             elif math.isnan(half) or math.isnan(other_half):
-                clear = True
+                clear = False  # one seed (or no value): no interval to be clear of
             else:
                 clear = abs(value - other_value) > half + other_half
             found.append(Win(metric, best, value, other, other_value, clear))
@@ -143,15 +146,12 @@ class Comparison:
         return {
             "scenario": self.scenario,
             "seeds": list(self.seeds),
-            "table": [
-                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-                for row in self.table()
-            ],
+            "table": [{k: _clean(v) for k, v in row.items()} for row in self.table()],
             "wins": [
                 {
                     "metric": w.metric,
                     "policy": w.policy,
-                    "value": w.value,
+                    "value": _clean(w.value),
                     "runner_up": w.runner_up,
                     "clear": w.clear,
                 }

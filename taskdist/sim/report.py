@@ -275,7 +275,7 @@ class Report:
             "timing": {
                 "wall_seconds": self.timing.wall_seconds,
                 "distributor_seconds": self.timing.distributor_seconds,
-                "us_per_task": self.timing.per_task(self.tasks) * 1e6,
+                "us_per_task": _clean(self.timing.per_task(self.tasks) * 1e6),
                 "latency_mean_ms": self.timing.latency_mean * 1e3,
                 "latency_p99_ms": self.timing.latency_p99 * 1e3,
                 "latency_max_ms": self.timing.latency_max * 1e3,
