@@ -123,7 +123,11 @@ def build_parser() -> _Parser:
     )
     sim.add_argument("--seeds", type=_seeds, default=[1, 2, 3], help="seeds to compare over")
     sim.add_argument("--tasks", type=_count, help="arrivals to simulate")
-    sim.add_argument("--load", type=_positive, help="offered load (1.0 = the pool's capacity)")
+    sim.add_argument(
+        "--load",
+        type=_positive,
+        help="offered load (1.0 = the pool's capacity; from 1e-6 to 100)",
+    )
     sim.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     sim.add_argument(
         "--trace", metavar="FILE", help="replay arrivals from a CSV or JSON-lines file"
@@ -210,7 +214,10 @@ def _simulate(args: argparse.Namespace, parser: _Parser) -> int:
         policy = Policy.named(args.policy)
     except TaskdistError as error:
         parser.fail(str(error))
-    report = Simulation(scenario, policy, seed=args.seed, progress=args.progress).run()
+    try:
+        report = Simulation(scenario, policy, seed=args.seed, progress=args.progress).run()
+    except TaskdistError as error:  # the input's fault (what it asks cannot be simulated)
+        parser.fail(str(error))
     if args.plot:
         try:
             report.plot(args.plot)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from taskdist import servers_for_wait
+from taskdist import InvalidArgumentError, servers_for_wait
 from taskdist.cli import main
+from taskdist.sim import Simulation
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,6 +134,10 @@ def test_plan_sizes_every_pool_of_a_scenario() -> None:
     [
         ("simulate", "--load", "-1"),
         ("simulate", "--load", "nan"),
+        ("simulate", "--load", "1e-320", "--tasks", "50"),
+        ("simulate", "--scenario", "mm_c", "--load", "1e-310", "--tasks", "50"),
+        ("simulate", "--scenario", "flaky_api", "--load", "1e-300", "--tasks", "50"),
+        ("simulate", "--load", "101"),
         ("simulate", "--tasks", "0"),
         ("simulate", "--scenario", "nope"),
         ("simulate", "--policy", "lifo"),
@@ -151,6 +156,19 @@ def test_bad_arguments_exit_with_status_2(arguments: tuple[str, ...]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(list(arguments))
     assert caught.value.code == 2
+
+
+def test_an_error_the_run_raises_for_its_input_exits_with_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(self: Simulation) -> None:
+        raise InvalidArgumentError("what the scenario asks cannot be simulated")
+
+    monkeypatch.setattr(Simulation, "run", refuse)
+    with pytest.raises(SystemExit) as caught:
+        main(["simulate", "--tasks", "10"])
+    assert caught.value.code == 2
+    assert "cannot be simulated" in capsys.readouterr().err
 
 
 def test_a_malformed_trace_is_named_with_its_line_and_field(tmp_path: Path) -> None:

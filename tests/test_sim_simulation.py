@@ -475,6 +475,8 @@ def test_views_of_a_run_without_values_are_strict_json() -> None:
         (lambda: compare(["fifo", "fifo"], scenarios.mm_c(1.0, 1.0, 2)), InvalidArgumentError),
         (lambda: scenarios.by_name("nope"), InvalidArgumentError),
         (lambda: scenarios.platform(load=-1.0), InvalidArgumentError),
+        (lambda: scenarios.platform(load=1e-300), InvalidArgumentError),
+        (lambda: scenarios.by_name("mm_c", load=1e-7), InvalidArgumentError),
         (lambda: pool_scenario(faults=(LostLeases(0.1),)), InvalidArgumentError),
     ],
 )

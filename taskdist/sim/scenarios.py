@@ -15,7 +15,8 @@
   workers hang (their leases run out): retries, dead letters and breakers.
 
 Each takes the offered ``load`` (busy slots over slots, 1.0 = exactly the
-pool's capacity) and the number of ``tasks`` to simulate. O(workers + types)
+pool's capacity; from :data:`MIN_LOAD`, 1e-6, to :data:`MAX_LOAD`, 100) and
+the number of ``tasks`` to simulate. O(workers + types)
 to build.
 """
 
@@ -41,6 +42,8 @@ from taskdist.task import Worker
 __all__ = [
     "AGENT_CONCURRENCY",
     "INTENT_PRIORITY",
+    "MAX_LOAD",
+    "MIN_LOAD",
     "NAMES",
     "by_name",
     "flaky_api",
@@ -119,8 +122,15 @@ PLATFORM_PLANS: Final[Mapping[Hashable, Quota]] = {
 _PLAN_USERS: Final = (("free", 28, 1.0), ("pro", 10, 2.0), ("enterprise", 2, 4.0))
 
 
+MIN_LOAD: Final = 1e-6
+"""The lowest offered load a built-in scenario takes: lower, arrivals come so rarely
+that their times (and the deadlines and fault windows timed from them) overflow."""
+MAX_LOAD: Final = 100.0
+"""The highest offered load a built-in scenario takes."""
+
+
 def _check_load(load: float) -> float:
-    return check_number(load, "load", positive=True, maximum=100.0)
+    return check_number(load, "load", minimum=MIN_LOAD, maximum=MAX_LOAD)
 
 
 def _platform_gates(clock: Clock) -> Sequence[Gate]:
