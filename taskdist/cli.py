@@ -152,7 +152,7 @@ def build_parser() -> _Parser:
     )
     plan.add_argument("--arrival-rate", type=_positive, help="tasks per second")
     plan.add_argument("--service-time", type=_positive, help="mean seconds per task")
-    plan.add_argument("--target-wait", type=_non_negative, help="largest mean wait, seconds")
+    plan.add_argument("--target-wait", type=_positive, help="largest mean wait, seconds (> 0)")
     plan.add_argument("--within", type=_non_negative, help="service level: wait at most this")
     plan.add_argument("--level", type=_positive, default=0.8, help="service level share (0.8)")
     plan.add_argument("--servers", type=_count, help="evaluate a pool of this many servers")

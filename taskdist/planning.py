@@ -14,10 +14,12 @@ level), and the fewest workers that meet a target.
 >>> servers_for_wait(arrival_rate=3.0, service_time=2.0, target_wait=0.5)
 8
 
-Every function is O(c) for ``c`` servers (the Erlang B recursion), except
-the ``servers_for_*`` searches, O(c) in the answer overall (each step extends
-the recursion by one server). Pure functions of their arguments: safe to
-share between threads.
+Offered loads are planned up to 1e7 erlangs, as the searches look at pools
+of up to 1e7 servers. Every function is O(c) for ``c`` servers (the Erlang B
+recursion, which stops once its term underflows: at most about twice the
+offered load whatever ``c``), except the ``servers_for_*`` searches, O(c) in
+the answer overall (each step extends the recursion by one server). Pure
+functions of their arguments: safe to share between threads.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from taskdist._validate import check_int, check_number
+from taskdist._validate import check_int, check_number, shown
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = [
@@ -47,12 +49,21 @@ __all__ = [
 # Enough servers for any offered load a float can carry without the
 # search running for ever: beyond it the answer is "more than this".
 _MAX_SERVERS = 10_000_000
+# The largest offered load planned, in erlangs: no pool the searches consider carries
+# more, and Erlang C's recursion runs up to two steps per erlang.
+_MAX_LOAD = float(_MAX_SERVERS)
 
 
 def _offered(arrival_rate: float, service_time: float) -> float:
     rate = check_number(arrival_rate, "arrival_rate", minimum=0.0)
     time = check_number(service_time, "service_time", positive=True)
-    return rate * time
+    load = rate * time
+    if load > _MAX_LOAD:  # an overflow to inf included
+        raise InvalidArgumentError(
+            f"arrival_rate x service_time ({rate:g} x {time:g}) must be at most "
+            f"{_MAX_LOAD:g} erlangs, the largest load planned"
+        )
+    return load
 
 
 def _erlang_b_steps(offered_load: float) -> Iterable[tuple[int, float]]:
@@ -71,6 +82,11 @@ def _c_from_b(servers: int, offered_load: float, blocking: float) -> float:
 
 
 def _check_stable(servers: int, offered_load: float) -> None:
+    if offered_load > _MAX_LOAD:
+        raise InvalidArgumentError(
+            f"offered_load must be at most {_MAX_LOAD:g} erlangs, the largest load "
+            f"planned, got {offered_load:g}"
+        )
     if offered_load >= servers:
         raise InvalidArgumentError(
             f"the offered load ({offered_load:g} erlangs = arrival rate x service time) must "
@@ -81,16 +97,19 @@ def _check_stable(servers: int, offered_load: float) -> None:
 def erlang_c(servers: int, offered_load: float) -> float:
     """The probability that a task waits at all in an M/M/c queue (Erlang's C formula).
 
-    ``offered_load`` is ``arrival_rate * service_time`` in erlangs and must be
-    below ``servers``. Computed through the Erlang B recursion, so it neither
-    overflows nor loses precision for thousands of servers. O(servers).
+    ``offered_load`` is ``arrival_rate * service_time`` in erlangs, below
+    ``servers`` and at most 1e7. Computed through the Erlang B recursion, so
+    it neither overflows nor loses precision for thousands of servers; the
+    recursion stops once its term underflows to 0 (every later one is 0 too,
+    and so is the answer), so any number of servers costs
+    O(min(servers, 2 x offered_load + 1,000)).
 
     >>> round(erlang_c(servers=55, offered_load=48.0), 4)
     0.2387
 
     Raises:
         InvalidArgumentError: ``servers`` < 1, a negative or non-finite load,
-            or a load of ``servers`` erlangs or more.
+            a load above 1e7 erlangs, or a load of ``servers`` erlangs or more.
     """
     servers = check_int(servers, "servers", minimum=1)
     load = check_number(offered_load, "offered_load", minimum=0.0)
@@ -100,6 +119,8 @@ def erlang_c(servers: int, offered_load: float) -> float:
     blocking = 1.0
     for step in range(1, servers + 1):
         blocking = load * blocking / (step + load * blocking)
+        if blocking == 0.0:
+            return 0.0  # underflowed: it stays 0 to the last server, and so does C
     return _c_from_b(servers, load, blocking)
 
 
@@ -114,7 +135,8 @@ def mean_wait(arrival_rate: float, service_time: float, servers: int) -> float:
 
     Raises:
         InvalidArgumentError: ``servers`` < 1, a negative or non-finite rate, a
-            service time <= 0, or a load the servers cannot carry.
+            service time <= 0, a load above 1e7 erlangs, or a load the servers
+            cannot carry.
     """
     load = _offered(arrival_rate, service_time)
     return erlang_c(servers, load) * service_time / (servers - load)
@@ -138,6 +160,7 @@ def service_level(arrival_rate: float, service_time: float, servers: int, within
 
 
 def _fewest_servers(offered_load: float, enough: Callable[[int, float], bool]) -> int:
+    # _offered keeps the load at most _MAX_LOAD, below the search's cap.
     for servers, blocking in _erlang_b_steps(offered_load):
         if servers > offered_load and enough(servers, _c_from_b(servers, offered_load, blocking)):
             return servers
@@ -146,6 +169,24 @@ def _fewest_servers(offered_load: float, enough: Callable[[int, float], bool]) -
     raise InvalidArgumentError(
         f"no pool of up to {_MAX_SERVERS:,} servers meets the target at {offered_load:g} erlangs"
     )
+
+
+def _check_target_wait(value: object) -> float:
+    target = check_number(value, "target_wait", minimum=0.0)
+    if target == 0:
+        raise InvalidArgumentError(
+            "target_wait must be above 0 (no finite pool makes the mean wait 0), got 0"
+        )
+    return target
+
+
+def _check_level(value: object) -> float:
+    level = check_number(value, "level", minimum=0.0)
+    if level >= 1.0:
+        raise InvalidArgumentError(
+            f"level must be below 1 (no finite pool makes every task start at once), got {level!r}"
+        )
+    return level
 
 
 def servers_for_wait(arrival_rate: float, service_time: float, target_wait: float) -> int:
@@ -157,11 +198,12 @@ def servers_for_wait(arrival_rate: float, service_time: float, target_wait: floa
     55
 
     Raises:
-        InvalidArgumentError: a negative or non-finite rate or target, a
-            service time <= 0.
+        InvalidArgumentError: a negative or non-finite rate, a target <= 0 (no
+            finite pool has no wait at all), a service time <= 0, a load above
+            1e7 erlangs.
     """
     load = _offered(arrival_rate, service_time)
-    target = check_number(target_wait, "target_wait", minimum=0.0)
+    target = _check_target_wait(target_wait)
     if load == 0:
         return 1
     return _fewest_servers(
@@ -180,15 +222,12 @@ def servers_for_service_level(
 
     Raises:
         InvalidArgumentError: a negative or non-finite rate or ``within``, a
-            service time <= 0, a ``level`` outside [0, 1).
+            service time <= 0, a ``level`` outside [0, 1), a load above 1e7
+            erlangs.
     """
     load = _offered(arrival_rate, service_time)
     within = check_number(within, "within", minimum=0.0)
-    level = check_number(level, "level", minimum=0.0)
-    if level >= 1.0:
-        raise InvalidArgumentError(
-            f"level must be below 1 (no finite pool makes every task start at once), got {level!r}"
-        )
+    level = _check_level(level)
     if load == 0:
         return 1
     return _fewest_servers(
@@ -220,7 +259,7 @@ def littles_law(
 
     Raises:
         InvalidArgumentError: not exactly two given, a negative or non-finite
-            value, or a zero arrival rate to divide by.
+            value, a zero to divide by, or an answer too large for a float.
     """
     given = {
         name: value
@@ -238,35 +277,56 @@ def littles_law(
         )
     checked = {name: check_number(value, name, minimum=0.0) for name, value in given.items()}
     if "number_in_system" not in checked:
-        return checked["arrival_rate"] * checked["time_in_system"]
-    if "time_in_system" not in checked:
+        found, answer = checked["arrival_rate"] * checked["time_in_system"], "number_in_system"
+    elif "time_in_system" not in checked:
         if checked["arrival_rate"] == 0:
             raise InvalidArgumentError("arrival_rate must be > 0 to find time_in_system")
-        return checked["number_in_system"] / checked["arrival_rate"]
-    if checked["time_in_system"] == 0:
-        raise InvalidArgumentError("time_in_system must be > 0 to find arrival_rate")
-    return checked["number_in_system"] / checked["time_in_system"]
+        found, answer = checked["number_in_system"] / checked["arrival_rate"], "time_in_system"
+    else:
+        if checked["time_in_system"] == 0:
+            raise InvalidArgumentError("time_in_system must be > 0 to find arrival_rate")
+        found, answer = checked["number_in_system"] / checked["time_in_system"], "arrival_rate"
+    if not math.isfinite(found):
+        raise InvalidArgumentError(
+            f"{answer} overflows a float for "
+            + ", ".join(f"{name}={value!r}" for name, value in given.items())
+        )
+    return found
+
+
+def _arrival_rate(value: object) -> float:
+    return check_number(value, "PoolLoad.arrival_rate", minimum=0.0)
+
+
+def _service_time(value: object) -> float:
+    return check_number(value, "PoolLoad.service_time", positive=True)
 
 
 @attrs.frozen
 class PoolLoad:
     """The load on one pool of interchangeable workers: what :func:`plan_for` reads.
 
-    ``arrival_rate`` in tasks per second, ``service_time`` the mean seconds
-    per task, ``servers`` the slots the pool has now. Validated when built. O(1).
+    ``arrival_rate`` in tasks per second (a finite number >= 0),
+    ``service_time`` the mean seconds per task (> 0), their product at most
+    1e7 erlangs, ``servers`` the slots the pool has now.
+    Validated when built (numbers as :func:`erlang_c` takes them: not a bool
+    or str). O(1).
     """
 
     name: str
-    arrival_rate: float = attrs.field(converter=float)
-    service_time: float = attrs.field(converter=float)
+    arrival_rate: float = attrs.field(converter=_arrival_rate)
+    service_time: float = attrs.field(converter=_service_time)
     servers: int
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise InvalidTypeError(f"PoolLoad.name must be a non-empty str, got {self.name!r}")
-        check_number(self.arrival_rate, "PoolLoad.arrival_rate", minimum=0.0)
-        check_number(self.service_time, "PoolLoad.service_time", positive=True)
         check_int(self.servers, "PoolLoad.servers", minimum=0)
+        if self.offered_load > _MAX_LOAD:
+            raise InvalidArgumentError(
+                f"PoolLoad {self.name!r}: arrival_rate x service_time must be at most "
+                f"{_MAX_LOAD:g} erlangs, got {self.arrival_rate:g} x {self.service_time:g}"
+            )
 
     @property
     def offered_load(self) -> float:
@@ -325,8 +385,20 @@ def plan_for(
         raise InvalidTypeError(
             f"plan_for() takes a scenario with pool_loads(), got {type(scenario).__name__}"
         )
+    # Checked up front, so a bad target is refused whatever the pools (none included).
+    if target_wait is not None:
+        _check_target_wait(target_wait)
+    else:
+        _check_level(level)
+        if within is not None:
+            check_number(within, "within", minimum=0.0)
+    pools = scenario.pool_loads()
+    if isinstance(pools, (str, bytes)) or not isinstance(pools, Iterable):
+        raise InvalidTypeError(
+            f"pool_loads() must return a sequence of PoolLoad values, got {shown(pools)}"
+        )
     plans = []
-    for pool in scenario.pool_loads():
+    for pool in pools:
         if not isinstance(pool, PoolLoad):
             raise InvalidTypeError(f"pool_loads() must return PoolLoad values, got {pool!r}")
         load = pool.offered_load

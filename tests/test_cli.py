@@ -123,6 +123,14 @@ def test_plan_sizes_a_pool() -> None:
     assert text.returncode == 0 and "servers:           7" in text.stdout
 
 
+def test_plan_evaluates_a_huge_pool_at_once() -> None:
+    result = run("plan", "--arrival-rate", "1", "--service-time", "1", "--servers",
+                 "99999999999999", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["wait_probability"] == 0.0 and data["mean_wait"] == 0.0
+
+
 def test_plan_sizes_every_pool_of_a_scenario() -> None:
     result = run("plan", "--scenario", "platform", "--load", "0.85")
     assert result.returncode == 0, result.stderr
@@ -148,6 +156,8 @@ def test_plan_sizes_every_pool_of_a_scenario() -> None:
         ("plan",),
         ("plan", "--arrival-rate", "5", "--service-time", "2", "--servers", "10"),
         ("plan", "--arrival-rate", "1", "--service-time", "1", "--level", "1.5"),
+        ("plan", "--arrival-rate", "3", "--service-time", "2", "--target-wait", "0"),
+        ("plan", "--arrival-rate", "1e9", "--service-time", "1", "--target-wait", "1"),
         ("plan", "--scenario", "nope"),
         ("nonsense",),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 from hypothesis import given
@@ -72,7 +73,7 @@ def test_erlang_c_stays_finite_for_thousands_of_servers() -> None:
     assert 0.0 < value < 1.0
 
 
-@given(st.floats(0.05, 50.0), st.floats(0.05, 20.0), st.floats(0.0, 10.0))
+@given(st.floats(0.05, 50.0), st.floats(0.05, 20.0), st.floats(0.0, 10.0, exclude_min=True))
 def test_servers_for_wait_is_the_fewest_that_meet_the_target(
     rate: float, time: float, target: float
 ) -> None:
@@ -98,6 +99,16 @@ def test_littles_law_solves_for_the_missing_one() -> None:
     assert littles_law(number_in_system=6.0, arrival_rate=3.0) == 2.0
 
 
+class Pools:
+    """A Plannable with the pools it is given."""
+
+    def __init__(self, pools: list[PoolLoad]) -> None:
+        self.pools = pools
+
+    def pool_loads(self) -> list[PoolLoad]:
+        return self.pools
+
+
 @pytest.mark.parametrize(
     ("call", "error"),
     [
@@ -112,12 +123,56 @@ def test_littles_law_solves_for_the_missing_one() -> None:
         (lambda: littles_law(number_in_system=1.0, arrival_rate=0.0), InvalidArgumentError),
         (lambda: PoolLoad("", 1.0, 1.0, 1), InvalidTypeError),
         (lambda: PoolLoad("p", 1.0, 0.0, 1), InvalidArgumentError),
+        (lambda: PoolLoad("p", "3", 1.0, 1), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: PoolLoad("p", True, 1.0, 1), InvalidTypeError),
+        (lambda: PoolLoad("p", None, 1.0, 1), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: PoolLoad("p", 1.0, [1.0], 1), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: PoolLoad("p", 10**400, 1.0, 1), InvalidArgumentError),
+        (lambda: PoolLoad("p", math.inf, 1.0, 1), InvalidArgumentError),
+        (lambda: PoolLoad("p", 1e200, 1e200, 1), InvalidArgumentError),
+        (lambda: servers_for_wait(3.0, 2.0, 0.0), InvalidArgumentError),
+        (lambda: servers_for_wait(1e9, 1.0, 1.0), InvalidArgumentError),  # above 1e7 erlangs
+        (lambda: erlang_c(20_000_000, 1.5e7), InvalidArgumentError),
+        (lambda: littles_law(arrival_rate=1e-320, number_in_system=1.0), InvalidArgumentError),
+        (lambda: littles_law(arrival_rate=1e300, time_in_system=1e300), InvalidArgumentError),
         (lambda: plan_for(object()), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: plan_for(Pools([]), level=5.0), InvalidArgumentError),
+        (lambda: plan_for(Pools([]), target_wait=0.0), InvalidArgumentError),
+        (lambda: plan_for(Pools(None)), InvalidTypeError),  # type: ignore[arg-type]
     ],
 )
 def test_bad_input_is_refused(call: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         call()  # type: ignore[operator]
+
+
+def test_an_overflowing_load_names_the_arguments_given() -> None:
+    with pytest.raises(InvalidArgumentError, match="arrival_rate x service_time"):
+        mean_wait(1e200, 1e200, 5)
+
+
+def test_pool_load_numbers_are_floats() -> None:
+    pool = PoolLoad("p", 3, 2, 8)
+    assert (type(pool.arrival_rate), type(pool.service_time)) == (float, float)
+
+
+@pytest.mark.parametrize(("servers", "load"), [(400, 5.0), (3_000, 1_000.0), (50, 48.0)])
+def test_erlang_c_stopping_early_gives_the_full_recursion_s_answer(
+    servers: int, load: float
+) -> None:
+    blocking = 1.0
+    for step in range(1, servers + 1):
+        blocking = load * blocking / (step + load * blocking)
+    full = servers * blocking / (servers - load * (1.0 - blocking))
+    assert erlang_c(servers, load) == full
+
+
+def test_erlang_c_answers_at_once_for_a_huge_pool() -> None:
+    start = time.perf_counter()
+    assert erlang_c(99_999_999_999_999, 5.0) == 0.0
+    assert mean_wait(1.0, 5.0, 10**14) == 0.0
+    assert service_level(1.0, 5.0, 10**14, 0.0) == 1.0
+    assert time.perf_counter() - start < 1.0  # it looped over every server before
 
 
 def test_plan_for_reads_every_pool_of_the_platform() -> None:
