@@ -22,6 +22,7 @@ from taskdist import (
     UnknownPolicyError,
     Worker,
     mean_wait,
+    plan_for,
 )
 from taskdist.sim import (
     AddWorker,
@@ -478,11 +479,34 @@ def test_views_of_a_run_without_values_are_strict_json() -> None:
         (lambda: scenarios.platform(load=1e-300), InvalidArgumentError),
         (lambda: scenarios.by_name("mm_c", load=1e-7), InvalidArgumentError),
         (lambda: pool_scenario(faults=(LostLeases(0.1),)), InvalidArgumentError),
+        (lambda: pool_scenario(faults=5), InvalidTypeError),
+        (lambda: pool_scenario(faults=["x"]), InvalidTypeError),
+        (lambda: pool_scenario(plans=5), InvalidTypeError),
+        (lambda: pool_scenario(plans={"free": 3}), InvalidTypeError),
+        (lambda: pool_scenario(tenant_plan=5), InvalidTypeError),
+        (lambda: pool_scenario(description=5), InvalidTypeError),
+        (lambda: Slowdown("w0", 2.0, 0.0, True), InvalidArgumentError),
+        (lambda: compare(["fifo"], scenarios.mm_c(1.0, 1.0, 2), seeds=5), InvalidTypeError),
+        (lambda: compare([5], scenarios.mm_c(1.0, 1.0, 2)), InvalidTypeError),
+        (lambda: compare("fifo", scenarios.mm_c(1.0, 1.0, 2)), InvalidTypeError),
     ],
 )
 def test_bad_simulation_input_is_refused(call: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         call()  # type: ignore[operator]
+
+
+def test_pool_loads_of_a_trace_plan_from_its_own_figures_or_refuse() -> None:
+    workers = [Worker("w", capacity=2)]
+    trace = Trace.from_csv("time,service\n0,1\n2,3\n4,2\n")
+    (pool,) = Scenario("t", workers, trace, tasks=3).pool_loads()
+    assert (pool.arrival_rate, pool.service_time, pool.servers) == (0.75, 2.0, 2)
+    idle = Trace.from_csv("time,service\n0,0\n1,0\n")
+    with pytest.raises(InvalidArgumentError, match="take 0 s"):
+        Scenario("idle", workers, idle, tasks=2).pool_loads()
+    at_once = Trace.from_csv("time\n5\n5\n")
+    with pytest.raises(InvalidArgumentError, match="one time"):
+        plan_for(Scenario("burst", workers, at_once, tasks=2))
 
 
 def test_policy_names_read_back() -> None:

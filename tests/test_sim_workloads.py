@@ -236,6 +236,17 @@ def test_the_same_seed_gives_the_same_arrivals() -> None:
         (lambda: Tenants(["a"], shares=(1.0, 2.0)), InvalidArgumentError),
         (lambda: Workload(Poisson(1.0), []), InvalidArgumentError),
         (lambda: Zipf(0), InvalidArgumentError),
+        (lambda: Empirical(5), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: Empirical(None), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: Empirical({1.0: 2}), InvalidTypeError),
+        (lambda: Tenants(["a"], 5), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: Tenants(["a"], plans=5), InvalidTypeError),  # type: ignore[arg-type]
+        (lambda: Tenants(["a"], plans={"a": 1}), InvalidTypeError),  # type: ignore[dict-item]
+        (
+            lambda: Tenants(["a"], plans={"a": "p"}, boost={"p": "x"}),  # type: ignore[dict-item]
+            InvalidTypeError,
+        ),
+        (lambda: Tenants(["a"], most_urgent="x"), InvalidTypeError),  # type: ignore[arg-type]
     ],
 )
 def test_bad_workload_values_are_refused(build: Callable[[], object], error: type) -> None:

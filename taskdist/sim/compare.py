@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import attrs
 
-from taskdist._validate import check_int
+from taskdist._validate import check_int, shown
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.sim.policies import BUILT_IN, Policy
 from taskdist.sim.report import Report, _clean, _require
@@ -264,6 +264,14 @@ def _rank_key(value: float, higher: bool) -> float:
     return -value if higher else value
 
 
+def _collection(value: object, name: str) -> Iterable[Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidTypeError(
+            f"compare() takes {name} as a collection such as a list, got {shown(value)}"
+        )
+    return value
+
+
 def compare(
     policies: Iterable[Policy | str] | None,
     scenario: Scenario,
@@ -278,20 +286,29 @@ def compare(
 
     Raises:
         InvalidArgumentError: no policy, no seed, or a policy given twice.
+        InvalidTypeError: policies or seeds not a collection of them (a lone
+            name is refused as ambiguous: pass ``["fifo"]``).
         UnknownPolicyError: a name that is not a built-in policy.
     """
     if not isinstance(scenario, Scenario):
         raise InvalidTypeError(f"compare() takes a Scenario, got {scenario!r}")
-    chosen = [
-        Policy.named(p) if isinstance(p, str) else p
-        for p in (BUILT_IN if policies is None else policies)
-    ]
+    given = BUILT_IN if policies is None else _collection(policies, "policies")
+    chosen = []
+    for p in given:
+        if isinstance(p, str):
+            chosen.append(Policy.named(p))
+        elif isinstance(p, Policy):
+            chosen.append(p)
+        else:
+            raise InvalidTypeError(
+                f"compare() takes policies as Policy values or names, got {shown(p)}"
+            )
     if not chosen:
         raise InvalidArgumentError("compare() needs at least one policy")
     names = [p.name for p in chosen]
     if len(set(names)) != len(names):
         raise InvalidArgumentError(f"compare() was given a policy twice: {names}")
-    seed_list = tuple(check_int(s, "seed") for s in seeds)
+    seed_list = tuple(check_int(s, "seed") for s in _collection(seeds, "seeds"))
     if not seed_list:
         raise InvalidArgumentError("compare() needs at least one seed")
     reports = {

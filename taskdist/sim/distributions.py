@@ -22,13 +22,13 @@ import functools
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 import attrs
 
-from taskdist._validate import check_number
-from taskdist.errors import InvalidArgumentError
+from taskdist._validate import check_number, shown
+from taskdist.errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["Constant", "Empirical", "Exponential", "LogNormal", "ServiceTime", "Uniform"]
 
@@ -146,6 +146,10 @@ class Uniform:
 
 
 def _values(values: Iterable[float]) -> tuple[float, ...]:
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise InvalidTypeError(
+            f"Empirical.values must be a sequence of durations, got {shown(values)}"
+        )
     checked = tuple(
         check_number(value, f"Empirical.values[{index}]", minimum=0.0, maximum=_LARGEST)
         for index, value in enumerate(values)

@@ -42,7 +42,8 @@ __all__ = [
 
 def _window(start: float, end: float, name: str) -> None:
     check_number(start, f"{name}.start", minimum=0.0)
-    if not (isinstance(end, (int, float)) and end == end) or end < start:
+    number = isinstance(end, (int, float)) and not isinstance(end, bool)
+    if not (number and end == end) or end < start:  # inf (no end) is allowed, NaN is not
         raise InvalidArgumentError(f"{name}.end must be a number >= start ({start:g}), got {end!r}")
 
 

@@ -7,17 +7,31 @@ scheduled. Built-in scenarios are in :mod:`taskdist.sim.scenarios`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
 import attrs
 
-from taskdist._validate import check_int, check_number, check_optional_number
+from taskdist._validate import (
+    check_hashable,
+    check_int,
+    check_number,
+    check_optional_number,
+    shown,
+)
 from taskdist.clock import Clock
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.planning import PoolLoad
 from taskdist.queues.quota import Quota
 from taskdist.resilience.gates import Gate
-from taskdist.sim.faults import Fault, LostLeases
+from taskdist.sim.faults import (
+    AddWorker,
+    ErrorBurst,
+    Fault,
+    LostLeases,
+    RemoveWorker,
+    Slowdown,
+    WorkerCrash,
+)
 from taskdist.sim.workloads import Trace, Workload, distinct_tuple
 from taskdist.task import Worker
 
@@ -29,6 +43,43 @@ GateFactory = Callable[[Clock], Sequence[Gate]]
 
 def _workers(value: object) -> tuple[Worker, ...]:
     return distinct_tuple(value, Worker, "Scenario.workers", lambda worker: worker.id)
+
+
+_FAULTS = (AddWorker, RemoveWorker, WorkerCrash, Slowdown, LostLeases, ErrorBurst)
+
+
+def _faults(value: object) -> tuple[Fault, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidTypeError(f"Scenario.faults must be a sequence of faults, got {shown(value)}")
+    faults = tuple(value)
+    for fault in faults:
+        if not isinstance(fault, _FAULTS):
+            raise InvalidTypeError(
+                f"Scenario.faults must hold faults ({', '.join(f.__name__ for f in _FAULTS)}), "
+                f"got {shown(fault)}"
+            )
+    return faults
+
+
+def _plans(value: object) -> Mapping[Hashable, Quota]:
+    if not isinstance(value, Mapping):
+        raise InvalidTypeError(f"Scenario.plans must map plan name to Quota, got {shown(value)}")
+    for plan, quota in value.items():
+        if not isinstance(quota, Quota):
+            raise InvalidTypeError(
+                f"Scenario.plans[{shown(plan)}] must be a Quota, got {shown(quota)}"
+            )
+    return value
+
+
+def _tenant_plan(value: object) -> Mapping[Hashable, Hashable]:
+    if not isinstance(value, Mapping):
+        raise InvalidTypeError(
+            f"Scenario.tenant_plan must map tenant to plan name, got {shown(value)}"
+        )
+    for plan in value.values():
+        check_hashable(plan, "Scenario.tenant_plan's plan names")
+    return value
 
 
 @attrs.frozen
@@ -57,10 +108,10 @@ class Scenario:
     workload: Workload | Trace
     tasks: int = 10_000
     gates: GateFactory | None = None
-    faults: tuple[Fault, ...] = ()
+    faults: tuple[Fault, ...] = attrs.field(default=(), converter=_faults)
     lease: float | None = None
-    plans: Mapping[Hashable, Quota] = attrs.field(factory=dict)
-    tenant_plan: Mapping[Hashable, Hashable] = attrs.field(factory=dict)
+    plans: Mapping[Hashable, Quota] = attrs.field(factory=dict, converter=_plans)
+    tenant_plan: Mapping[Hashable, Hashable] = attrs.field(factory=dict, converter=_tenant_plan)
     aging_rate: float = 0.0
     max_queued: int | None = None
     cache_speedup: float = 1.0
@@ -76,7 +127,10 @@ class Scenario:
         check_int(self.tasks, "Scenario.tasks", minimum=1)
         if self.gates is not None and not callable(self.gates):
             raise InvalidTypeError(f"Scenario.gates must make gates from a clock: {self.gates!r}")
-        object.__setattr__(self, "faults", tuple(self.faults))
+        if not isinstance(self.description, str):
+            raise InvalidTypeError(
+                f"Scenario.description must be a str, got {shown(self.description)}"
+            )
         check_optional_number(self.lease, "Scenario.lease", positive=True)
         check_number(self.aging_rate, "Scenario.aging_rate", minimum=0.0)
         if self.max_queued is not None:
@@ -111,19 +165,29 @@ class Scenario:
         Tasks that the same set of workers can run share a pool: its arrival
         rate is theirs summed, its service time their rate-weighted mean, its
         servers the slots of those workers. O(types x workers).
+
+        Raises:
+            InvalidArgumentError: a pool whose tasks take 0 s, or a trace with
+                every arrival at one time (no rate to plan from).
         """
+        # pool -> [arrival rate, work per second, plain mean of its service times]
         demand: dict[frozenset[Hashable], list[float]] = {}
         names: dict[frozenset[Hashable], str] = {}
         for requires, rate, service in self._type_rates():
             able = frozenset(w.id for w in self.workers if requires <= w.skills)
-            row = demand.setdefault(able, [0.0, 0.0])
+            row = demand.setdefault(able, [0.0, 0.0, service])
             row[0] += rate
             row[1] += rate * service
             names.setdefault(able, "+".join(sorted(requires)) or "any")
         loads = []
-        for able, (rate, work) in demand.items():
+        for able, (rate, work, first) in demand.items():
             servers = int(sum(w.slots for w in self.workers if w.id in able))
-            service = work / rate if rate > 0 else 1.0
+            service = work / rate if rate > 0 else first  # no arrivals: any type's is as good
+            if service <= 0:
+                raise InvalidArgumentError(
+                    f"the tasks of pool {names[able]!r} take 0 s: Erlang C plans a pool "
+                    "from a mean service time > 0"
+                )
             loads.append(PoolLoad(names[able], rate, service, servers))
         return loads
 
@@ -132,6 +196,11 @@ class Scenario:
         if isinstance(workload, Workload):
             return [(t.requires, rate, t.service.mean) for t, rate in workload.type_rates()]
         rate = workload.mean_rate
+        if math.isinf(rate):
+            raise InvalidArgumentError(
+                f"the trace {workload.source} has every arrival at one time: "
+                "it has no arrival rate to plan from"
+            )
         per: dict[frozenset[str], list[float]] = {}
         for record in workload.records:
             row = per.setdefault(record.task.requires, [0.0, 0.0])
@@ -139,6 +208,6 @@ class Scenario:
             row[1] += record.service
         total = len(workload.records)
         return [
-            (requires, rate * count / total, (work / count) if work > 0 else 1.0)
+            (requires, rate * count / total, work / count)
             for requires, (count, work) in per.items()
         ]

@@ -57,6 +57,9 @@ __all__ = [
 ]
 
 
+_MAX_PRIORITY = 2**53  # Task's range of priorities
+
+
 class TraceError(InvalidArgumentError):
     """A trace file that cannot be read: says which file, line and field, and what is allowed."""
 
@@ -168,8 +171,36 @@ def _names(value: object) -> tuple[str, ...]:
     return names
 
 
-def _optional_tuple(value: Sequence[float] | None) -> tuple[float, ...] | None:
-    return None if value is None else tuple(value)
+def _shares(value: object) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    return _positive_tuple(value, "Tenants.shares")
+
+
+def _tenant_plans(value: object) -> Mapping[str, str]:
+    if not isinstance(value, Mapping):
+        raise InvalidTypeError(f"Tenants.plans must map tenant to plan name, got {shown(value)}")
+    for tenant, plan in value.items():
+        if not isinstance(tenant, str) or not isinstance(plan, str) or not plan:
+            raise InvalidTypeError(
+                f"Tenants.plans must map a tenant (str) to a plan name (non-empty str), "
+                f"got {shown(tenant)}: {shown(plan)}"
+            )
+    return value
+
+
+def _boost(value: object) -> Mapping[str, int]:
+    if not isinstance(value, Mapping):
+        raise InvalidTypeError(f"Tenants.boost must map plan name to levels, got {shown(value)}")
+    for plan, levels in value.items():
+        if not isinstance(plan, str):
+            raise InvalidTypeError(
+                f"Tenants.boost keys must be plan names (str), got {shown(plan)}"
+            )
+        check_int(
+            levels, f"Tenants.boost[{shown(plan)}]", minimum=-_MAX_PRIORITY, maximum=_MAX_PRIORITY
+        )
+    return value
 
 
 @attrs.frozen
@@ -178,18 +209,22 @@ class Tenants:
 
     ``shares`` (default: equal) weights how often each tenant is drawn;
     ``plans`` maps a tenant to its plan name; ``boost`` maps a plan to the
-    priority levels its tasks gain (the platform's enterprise plan: one
-    level more urgent), never past ``most_urgent``. O(log tenants) per draw.
+    priority levels its tasks gain (an int; the platform's enterprise plan:
+    one level more urgent), never past ``most_urgent`` (an int).
+    Validated when built. O(log tenants) per draw.
     """
 
     names: tuple[str, ...] = attrs.field(converter=_names)
-    shares: tuple[float, ...] | None = attrs.field(default=None, converter=_optional_tuple)
-    plans: Mapping[str, str] = attrs.field(factory=dict)
-    boost: Mapping[str, int] = attrs.field(factory=dict)
+    shares: tuple[float, ...] | None = attrs.field(default=None, converter=_shares)
+    plans: Mapping[str, str] = attrs.field(factory=dict, converter=_tenant_plans)
+    boost: Mapping[str, int] = attrs.field(factory=dict, converter=_boost)
     most_urgent: int = 1
     _cumulative: tuple[float, ...] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
+        check_int(
+            self.most_urgent, "Tenants.most_urgent", minimum=-_MAX_PRIORITY, maximum=_MAX_PRIORITY
+        )
         shares = self.shares if self.shares is not None else [1.0] * len(self.names)
         if len(shares) != len(self.names):
             raise InvalidArgumentError(
@@ -470,7 +505,6 @@ class _Maker:
 # -- traces -------------------------------------------------------------------------
 
 _TRACE_FIELDS = ("time", "tenant", "priority", "deadline", "cost", "group", "requires", "service")
-_MAX_PRIORITY = 2**53  # Task's range
 
 
 def _records(value: object) -> tuple[TraceRecord, ...]:
