@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from pathlib import Path
 
 import attrs
@@ -507,6 +508,27 @@ def test_pool_loads_of_a_trace_plan_from_its_own_figures_or_refuse() -> None:
     at_once = Trace.from_csv("time\n5\n5\n")
     with pytest.raises(InvalidArgumentError, match="one time"):
         plan_for(Scenario("burst", workers, at_once, tasks=2))
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"retry_attempts": 0}, InvalidArgumentError, "Policy.retry_attempts must be >= 1"),
+        ({"retry_attempts": 2.0}, InvalidTypeError, "Policy.retry_attempts must be an int"),
+        ({"retry_base": -1}, InvalidArgumentError, "Policy.retry_base must be > 0"),
+        ({"retry_base": 0.0}, InvalidArgumentError, "Policy.retry_base must be > 0"),
+        ({"retry_base": math.nan}, InvalidArgumentError, "Policy.retry_base must be a finite"),
+        ({"retry_cap": 0.5}, InvalidArgumentError, "Policy.retry_cap must be >= retry_base"),
+        ({"retry_cap": 2e9}, InvalidArgumentError, "Policy.retry_cap must be at most 1e+09"),
+        ({"retry_base": "1"}, InvalidTypeError, "Policy.retry_base must be a number"),
+        ({"breakers": "yes"}, InvalidTypeError, "Policy.breakers must be a bool"),
+    ],
+)
+def test_a_policy_is_checked_when_built_not_when_a_run_starts(
+    fields: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        Policy(**fields)  # type: ignore[arg-type]
 
 
 def test_policy_names_read_back() -> None:

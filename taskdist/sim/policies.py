@@ -35,6 +35,7 @@ from typing import Final
 
 import attrs
 
+from taskdist._validate import check_int, shown
 from taskdist.balancing import (
     Balancer,
     ConsistentHash,
@@ -46,11 +47,12 @@ from taskdist.balancing import (
 )
 from taskdist.clock import Clock
 from taskdist.dispatch import BreakerFactory
-from taskdist.errors import UnknownPolicyError
+from taskdist.errors import InvalidArgumentError, InvalidTypeError, UnknownPolicyError
 from taskdist.queues import PriorityQueue, Queue
 from taskdist.queues.deadline import DeadlineScheduler
 from taskdist.queues.fair import FairScheduler
 from taskdist.resilience import CircuitBreaker, RetryPolicy
+from taskdist.resilience._ranges import check_duration
 from taskdist.sim.scenario import Scenario
 from taskdist.workers import CapacityTracker
 
@@ -92,10 +94,12 @@ def _split(name: str) -> tuple[str, str, bool]:
 class Policy:
     """A named recipe for a Distributor's parts: queue, balancer, breakers, retries.
 
-    ``retry_attempts`` is the attempts a task gets (first try included);
-    ``retry_base``/``retry_cap`` the backoff in seconds (full jitter). Build
-    with :meth:`named` or directly; :meth:`build` is O(workers) (a tracker
-    and per-run objects), called once per run.
+    ``retry_attempts`` is the attempts a task gets (first try included, an
+    int >= 1); ``retry_base``/``retry_cap`` the backoff in seconds (full
+    jitter; ``0 < retry_base <= retry_cap <= 1e9``, as :class:`RetryPolicy`
+    takes them); ``breakers`` a bool. Validated when built. Build with
+    :meth:`named` or directly; :meth:`build` is O(workers) (a tracker and
+    per-run objects), called once per run.
     """
 
     queue: str = "priority"
@@ -113,6 +117,16 @@ class Policy:
         if self.balancer not in BALANCERS:
             raise UnknownPolicyError(
                 f"no balancer {self.balancer!r}; the built-in ones are {', '.join(BALANCERS)}"
+            )
+        if not isinstance(self.breakers, bool):
+            raise InvalidTypeError(f"Policy.breakers must be a bool, got {shown(self.breakers)}")
+        # The ranges build() gives RetryPolicy: refused here, not when a run starts.
+        check_int(self.retry_attempts, "Policy.retry_attempts", minimum=1)
+        base = check_duration(self.retry_base, "Policy.retry_base", positive=True)
+        cap = check_duration(self.retry_cap, "Policy.retry_cap", positive=True)
+        if cap < base:
+            raise InvalidArgumentError(
+                f"Policy.retry_cap must be >= retry_base ({base:g}), got {shown(self.retry_cap)}"
             )
 
     @classmethod
