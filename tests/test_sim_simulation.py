@@ -323,6 +323,25 @@ def test_fair_shares_fill_small_demands_and_split_the_rest_by_weight() -> None:
     assert fair_shares({"a": 1.0, "b": 2.0}, {}, capacity=10.0) == {"a": 1.0, "b": 2.0}
 
 
+@pytest.mark.parametrize(
+    ("demand", "weights", "capacity", "error", "message"),
+    [
+        ({"a": -1.0, "b": 10.0}, {}, 9.0, InvalidArgumentError, "demand['a'] must be >= 0"),
+        ({"a": math.nan}, {}, 1.0, InvalidArgumentError, "demand['a'] must be a finite"),
+        ({"a": math.inf}, {}, 1.0, InvalidArgumentError, "demand['a'] must be a finite"),
+        ({"a": "1"}, {}, 1.0, InvalidTypeError, "demand['a'] must be a number"),
+        ({"a": 1.0}, {"a": 0.0}, 1.0, InvalidArgumentError, "weights['a'] must be > 0"),
+        ({"a": 1.0}, {}, -1.0, InvalidArgumentError, "capacity must be >= 0"),
+        ([1.0], {}, 1.0, InvalidTypeError, "takes demand as a mapping"),
+    ],
+)
+def test_fair_shares_refuses_demands_weights_and_capacity_out_of_range(
+    demand: object, weights: object, capacity: float, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        fair_shares(demand, weights, capacity)  # type: ignore[arg-type]
+
+
 def test_the_fair_policy_keeps_its_own_tenant_queues_so_gated_tasks_wait_in_classes() -> None:
     scenario = scenarios.platform(tasks=10)
     clock = ManualClock()

@@ -15,9 +15,10 @@ import heapq
 import itertools
 import math
 import random
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Final
 
+from taskdist._validate import check_number, shown
 from taskdist.clock import ManualClock, MonotonicClock
 from taskdist.dispatch import Distributor
 from taskdist.errors import (
@@ -235,8 +236,25 @@ def fair_shares(
     """Weighted max-min fair allocation of ``capacity`` to tenants with these demands.
 
     Water-filling: tenants whose demand is below their weighted share get
-    their demand; the rest split what remains by weight. O(T log T).
+    their demand; the rest split what remains by weight (1 for a tenant
+    ``weights`` leaves out). O(T log T).
+
+    Raises:
+        InvalidTypeError: ``demand`` or ``weights`` not a mapping, or a value not a number.
+        InvalidArgumentError: a demand or the capacity negative, NaN or infinite; a
+            weight not a finite number > 0.
     """
+    for name, values in (("demand", demand), ("weights", weights)):
+        if not isinstance(values, Mapping):
+            raise InvalidTypeError(
+                f"fair_shares() takes {name} as a mapping of tenant to number, got {shown(values)}"
+            )
+    # A negative demand would be "below its share" and hand its capacity to the others.
+    for tenant, amount in demand.items():
+        check_number(amount, f"fair_shares() demand[{shown(tenant)}]", minimum=0.0)
+    for tenant, weight in weights.items():
+        check_number(weight, f"fair_shares() weights[{shown(tenant)}]", positive=True)
+    check_number(capacity, "fair_shares() capacity", minimum=0.0)
     shares: dict[Hashable, float] = {}
     left = capacity
     pending = sorted(demand, key=lambda t: demand[t] / weights.get(t, 1.0))
