@@ -307,6 +307,14 @@ def test_a_json_lines_trace_is_replayed_as_written(tmp_path: Path) -> None:
         ('{"time": 0}\n{"time": nope}\n', ".jsonl", 2, None),
         ('{"time": 0}\n[1, 2]\n', ".jsonl", 2, None),
         ('{"time": 0, "requires": [1]}\n', ".jsonl", 1, "requires"),
+        ('{"time": 0}\n{"time": 1, "tenant": {"id": 7}}\n', ".jsonl", 2, "tenant"),
+        ('{"time": 0, "tenant": ["a", "b"]}\n', ".jsonl", 1, "tenant"),
+        ('{"time": 0, "group": {}}\n', ".jsonl", 1, "group"),
+        ('{"time": 0, "group": [1]}\n', ".jsonl", 1, "group"),
+        ('{"time": 0, "tenant": true}\n', ".jsonl", 1, "tenant"),
+        ('{"time": 0, "tenant": 1.5}\n', ".jsonl", 1, "tenant"),
+        ('{"time": 0, "tenant": "a", "tenant": "b"}\n', ".jsonl", 1, "tenant"),
+        ('{"time": 0}\n{"time": 1, "cost": 2, "time": 0.5}\n', ".jsonl", 2, "time"),
     ],
 )
 def test_a_malformed_trace_names_its_line_and_field(
@@ -344,6 +352,13 @@ def test_integer_priorities_are_read_exactly() -> None:
     trace = Trace.from_csv("time,priority\n0,9007199254740992\n1,-3\n2,2.0\n")
     assert [r.task.priority for r in trace.records] == [2**53, -3, 2]
     assert Trace.from_json_lines('{"time": 0, "priority": 4.0}').records[0].task.priority == 4
+
+
+def test_json_identifiers_may_be_strings_or_integers() -> None:
+    trace = Trace.from_json_lines(
+        '{"time": 0, "tenant": "acme", "group": 7}\n{"time": 1, "tenant": 12, "group": null}\n'
+    )
+    assert [(r.task.tenant, r.task.group) for r in trace.records] == [("acme", "7"), ("12", None)]
 
 
 def test_json_strings_may_hold_any_line_separator_and_lines_may_end_in_crlf() -> None:

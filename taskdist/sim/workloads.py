@@ -596,6 +596,33 @@ def _field_skills(raw: object, source: str, line: int) -> frozenset[str]:
         ) from None
 
 
+def _field_id(raw: object, source: str, line: int, field: str) -> str:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)  # a JSON integer, read as a CSV file's digits would be
+    # str() of an object, array, true or 1.5 would be an id the file never wrote.
+    raise TraceError(source, line, field, f"a string or an integer is allowed, got {shown(raw)}")
+
+
+class _Repeated(dict[str, Any]):
+    """A JSON object that names ``key`` more than once (json keeps only the last value)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]], key: str) -> None:
+        super().__init__(pairs)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's ``object_pairs_hook``: a dict, or a :class:`_Repeated` naming the key given
+    twice (checked on a line's own object: a nested one is refused by its field anyway)."""
+    row = dict(pairs)
+    if len(row) == len(pairs):
+        return row
+    keys = [key for key, _ in pairs]
+    return _Repeated(pairs, next(key for i, key in enumerate(keys) if key in keys[:i]))
+
+
 def _record(row: Mapping[str, Any], source: str, line: int, number: int) -> TraceRecord:
     unknown = [key for key in row if key not in _TRACE_FIELDS]
     if unknown:
@@ -639,7 +666,7 @@ def _record(row: Mapping[str, Any], source: str, line: int, number: int) -> Trac
         service = cost
     for name in ("tenant", "group"):
         if name in values:
-            fields[name] = str(values[name])
+            fields[name] = _field_id(values[name], source, line, name)
     if "requires" in values:
         fields["requires"] = _field_skills(values["requires"], source, line)
     try:
@@ -702,8 +729,10 @@ class Trace:
     within ±2**53), ``deadline`` (absolute time, after ``time``), ``cost``
     (estimated seconds, default 1, at most 1e18), ``group``, ``requires``
     (skills; ``a;b`` in CSV, a list in JSON), ``service`` (seconds it really
-    runs, at most 1e12; default: ``cost``). A malformed file raises
-    :class:`TraceError` naming the line and field.
+    runs, at most 1e12; default: ``cost``). ``tenant`` and ``group`` are
+    strings (a JSON integer is read as its digits; an object, array, boolean
+    or fraction is refused). A malformed file, or a JSON line that gives a
+    field twice, raises :class:`TraceError` naming the line and field.
     Built directly, a trace needs at least one :class:`TraceRecord`, in time
     order, with distinct task ids.
     """
@@ -805,10 +834,14 @@ class Trace:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=_object)
             except (ValueError, RecursionError) as error:
                 reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
                 raise TraceError(source, line_number, None, f"not valid JSON ({reason})") from None
+            if isinstance(row, _Repeated):
+                raise TraceError(
+                    source, line_number, row.key, "given twice in one object (JSON keeps the last)"
+                )
             if not isinstance(row, dict):
                 raise TraceError(source, line_number, None, "each line must be a JSON object")
             rows.append((line_number, row))
