@@ -498,6 +498,8 @@ def test_views_of_a_run_without_values_are_strict_json() -> None:
         (lambda: scenarios.platform(load=-1.0), InvalidArgumentError),
         (lambda: scenarios.platform(load=1e-300), InvalidArgumentError),
         (lambda: scenarios.by_name("mm_c", load=1e-7), InvalidArgumentError),
+        (lambda: scenarios.mm_c(1e-320, 1.0, 10), InvalidArgumentError),
+        (lambda: scenarios.mm_c(1e-7, 1e-7, 1), InvalidArgumentError),
         (lambda: pool_scenario(faults=(LostLeases(0.1),)), InvalidArgumentError),
         (lambda: pool_scenario(faults=5), InvalidTypeError),
         (lambda: pool_scenario(faults=["x"]), InvalidTypeError),

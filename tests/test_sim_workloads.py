@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from taskdist import InvalidArgumentError, InvalidTypeError, Task
 from taskdist.sim import (
+    MIN_RATE,
     MMPP,
     Constant,
     Empirical,
@@ -90,6 +92,36 @@ def test_mmpp_keeps_its_mean_rate_and_is_bursty() -> None:
 def test_scaling_a_workload_scales_its_rate() -> None:
     workload = Workload(MMPP((1.0, 3.0), (1.0, 1.0)), TaskType("t", Constant(1.0)))
     assert workload.scaled(2.0).mean_rate == pytest.approx(2 * workload.mean_rate)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Poisson(1e-320), "Poisson.rate must be at least MIN_RATE"),
+        (lambda: Poisson(MIN_RATE / 2), "Poisson.rate must be at least MIN_RATE"),
+        (lambda: MMPP((1e-320,), (1.0,)), "MMPP's mean rate must be at least MIN_RATE"),
+        (lambda: MMPP((1e-6, 0.0), (1.0, 9.0)), "MMPP's mean rate must be at least MIN_RATE"),
+        (lambda: MMPP((1e10,), (1e300,)), "MMPP's mean rate (rates weighted by durations)"),
+        (lambda: Workload(Poisson(2.0), TaskType("t", Constant(1.0))).scaled(1e-320), "factor"),
+        (lambda: Workload(Poisson(2.0), TaskType("t", Constant(1.0))).scaled(1e308), "factor"),
+    ],
+)
+def test_rates_too_low_for_finite_arrival_times_are_refused(
+    build: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        build()
+
+
+def test_arrivals_at_the_lowest_rate_have_finite_times() -> None:
+    for process in (Poisson(MIN_RATE), MMPP((0.0, 2 * MIN_RATE), (1e6, 1e6))):
+        times = [
+            a.time
+            for a in Workload(process, TaskType("t", Constant(1.0))).generate(
+                1_000, random.Random(1)
+            )
+        ]
+        assert all(math.isfinite(t) for t in times) and times[-1] > 0
 
 
 @pytest.mark.parametrize(

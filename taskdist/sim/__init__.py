@@ -37,6 +37,7 @@ from taskdist.sim.report import Check, Report, Series, Timing
 from taskdist.sim.scenario import GateFactory, Scenario
 from taskdist.sim.simulation import Simulation, fair_shares
 from taskdist.sim.workloads import (
+    MIN_RATE,
     MMPP,
     Arrival,
     Poisson,
@@ -51,6 +52,7 @@ from taskdist.sim.workloads import (
 
 __all__ = [
     "BUILT_IN",
+    "MIN_RATE",
     "MMPP",
     "AddWorker",
     "Arrival",

@@ -36,7 +36,7 @@ from taskdist.resilience.rate_limit import RateLimiter
 from taskdist.sim.distributions import Exponential, LogNormal
 from taskdist.sim.faults import ErrorBurst, LostLeases, Slowdown
 from taskdist.sim.scenario import Scenario
-from taskdist.sim.workloads import Poisson, TaskType, Tenants, Workload, Zipf
+from taskdist.sim.workloads import Poisson, TaskType, Tenants, Workload, Zipf, check_rate
 from taskdist.task import Worker
 
 __all__ = [
@@ -230,10 +230,12 @@ def platform(load: float = 0.85, *, tasks: int = 20_000, failure: float = 0.01) 
 def mm_c(arrival_rate: float, service_rate: float, servers: int, tasks: int = 10_000) -> Scenario:
     """The M/M/c queue: Poisson arrivals, exponential service, ``servers`` one-slot workers.
 
+    ``arrival_rate`` is arrivals a second, at least ``MIN_RATE`` (1e-6).
+
     >>> mm_c(8.0, 1.0, 10).pool_loads()[0].offered_load
     8.0
     """
-    arrival_rate = check_number(arrival_rate, "arrival_rate", positive=True)
+    arrival_rate = check_rate(arrival_rate, "arrival_rate")
     service_rate = check_number(service_rate, "service_rate", positive=True)
     servers = check_int(servers, "servers", minimum=1, maximum=100_000)
     check_int(tasks, "tasks", minimum=1)

@@ -26,7 +26,7 @@ import random
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -44,6 +44,7 @@ from taskdist.task import Task
 from taskdist.workers._ranges import MAX_SECONDS
 
 __all__ = [
+    "MIN_RATE",
     "MMPP",
     "Arrival",
     "Poisson",
@@ -58,6 +59,25 @@ __all__ = [
 
 
 _MAX_PRIORITY = 2**53  # Task's range of priorities
+
+MIN_RATE: Final = 1e-6
+"""The lowest arrival rate, in arrivals a second (one every 11.6 days on average), that
+a :class:`Poisson` process, an :class:`MMPP`'s mean rate or :meth:`Workload.scaled`
+takes. A million arrivals at this rate span about 1e12 s, the longest time a trace
+holds; rarer ones lose the run's service times to rounding, and at rates near 1e-308
+their times overflow to infinity. Every built-in scenario at ``scenarios.MIN_LOAD``
+arrives faster than this."""
+
+
+def check_rate(value: object, name: str) -> float:
+    """An arrival rate: a finite number of arrivals a second, at least :data:`MIN_RATE`."""
+    rate = check_number(value, name, positive=True)
+    if rate < MIN_RATE:
+        raise InvalidArgumentError(
+            f"{name} must be at least MIN_RATE ({MIN_RATE:g} arrivals a second): rarer "
+            f"arrivals come at times a run cannot measure, got {shown(value)}"
+        )
+    return rate
 
 
 class TraceError(InvalidArgumentError):
@@ -251,12 +271,13 @@ class Tenants:
 
 @attrs.frozen
 class Poisson:
-    """Arrivals at ``rate`` per second, independent (exponential gaps). O(1) per gap."""
+    """Arrivals at ``rate`` per second (at least :data:`MIN_RATE`), independent
+    (exponential gaps). O(1) per gap."""
 
     rate: float
 
     def __attrs_post_init__(self) -> None:
-        check_number(self.rate, "Poisson.rate", positive=True)
+        check_rate(self.rate, "Poisson.rate")
 
     @property
     def mean_rate(self) -> float:
@@ -298,7 +319,8 @@ class MMPP:
     does, then moves to the next state (cyclically). Two states, e.g.
     ``MMPP(rates=(2.0, 20.0), durations=(60.0, 10.0))``, give calm spells and
     bursts with the same long-run mean as a Poisson process of
-    :attr:`mean_rate`. O(1) amortised per gap.
+    :attr:`mean_rate`, which must be at least :data:`MIN_RATE` (a state's own
+    rate may be lower, or 0). O(1) amortised per gap.
     """
 
     rates: tuple[float, ...] = attrs.field(converter=_rates)
@@ -314,6 +336,16 @@ class MMPP:
             raise InvalidArgumentError(f"MMPP.durations must be > 0, got {self.durations}")
         if not any(r > 0 for r in self.rates):
             raise InvalidArgumentError(f"MMPP.rates must have a rate > 0, got {self.rates}")
+        try:
+            mean = self.mean_rate
+        except OverflowError:  # fsum's partial sums beyond the float range
+            mean = math.inf
+        if not math.isfinite(mean):
+            raise InvalidArgumentError(
+                f"MMPP's mean rate (rates weighted by durations) overflows: "
+                f"rates={self.rates}, durations={self.durations}"
+            )
+        check_rate(mean, "MMPP's mean rate")
 
     @property
     def mean_rate(self) -> float:
@@ -425,8 +457,15 @@ class Workload:
         return [(t, self.mean_rate * t.share / total) for t in self.types]
 
     def scaled(self, factor: float) -> Workload:
-        """The same mix, arriving ``factor`` times as fast (factor > 0)."""
+        """The same mix, arriving ``factor`` times as fast (factor > 0, the rate it makes
+        finite and at least :data:`MIN_RATE`)."""
         factor = check_number(factor, "factor", positive=True)
+        rate = self.mean_rate * factor
+        if not MIN_RATE <= rate < math.inf:
+            raise InvalidArgumentError(
+                f"factor {shown(factor)} makes the arrival rate {rate:g} a second; it must "
+                f"be finite and at least MIN_RATE ({MIN_RATE:g})"
+            )
         return attrs.evolve(self, process=self.process.scaled(factor))
 
     def generate(self, count: int, rng: random.Random) -> Iterator[Arrival]:
