@@ -152,6 +152,13 @@ def pool_scenario(**changes: object) -> Scenario:
     return attrs.evolve(base, **changes)
 
 
+def test_the_report_window_is_the_time_the_arrivals_end_as_documented() -> None:
+    trace = Trace.from_csv("time,service\n100,1\n150,5\n160,30\n")
+    report = Simulation(Scenario("t", [Worker("w", capacity=1)], trace, tasks=3), seed=1).run()
+    assert (report.window, report.makespan) == (160.0, 190.0)  # times, not lengths
+    assert "the time at which the arrival window ends" in " ".join((Report.__doc__ or "").split())
+
+
 def test_a_crashed_worker_loses_no_task_and_comes_back() -> None:
     report = Simulation(
         pool_scenario(faults=(WorkerCrash(100.0, "w0", down_for=200.0),)), seed=1

@@ -122,6 +122,14 @@ class Report:
     :meth:`to_dict` (JSON-ready), :meth:`to_frame` (pandas),
     ``_repr_html_`` (notebooks), :meth:`plot` (matplotlib) show it.
     Building the views is O(workers + priorities + checks).
+
+    Times are simulated seconds from the run's start (0). :attr:`window` is
+    the time at which the arrival window ends, that of the last arrival, not
+    the window's length: utilisation, offered load and fair shares are
+    measured from the first arrival to it, so the length is ``window`` less
+    the first arrival's time (with a trace whose first arrival is at 100 s
+    and last at 160 s, ``window`` is 160). :attr:`makespan` is the time the
+    run ended, at its last event; ``throughput`` is completions over it.
     """
 
     scenario: str
