@@ -102,6 +102,9 @@ def test_scaling_a_workload_scales_its_rate() -> None:
         (lambda: MMPP((1e-320,), (1.0,)), "MMPP's mean rate must be at least MIN_RATE"),
         (lambda: MMPP((1e-6, 0.0), (1.0, 9.0)), "MMPP's mean rate must be at least MIN_RATE"),
         (lambda: MMPP((1e10,), (1e300,)), "MMPP's mean rate (rates weighted by durations)"),
+        # States that change far faster than arrivals come: a Poisson process, and a hang.
+        (lambda: MMPP((1.0,), (1e-320,)), "times per arrival on average"),
+        (lambda: MMPP((2e-6, 0.0), (1.0, 1.0)), "times per arrival on average"),
         (lambda: Workload(Poisson(2.0), TaskType("t", Constant(1.0))).scaled(1e-320), "factor"),
         (lambda: Workload(Poisson(2.0), TaskType("t", Constant(1.0))).scaled(1e308), "factor"),
     ],

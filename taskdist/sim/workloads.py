@@ -310,6 +310,10 @@ def _durations(value: object) -> tuple[float, ...]:
     return _positive_tuple(value, "MMPP.durations")
 
 
+_MIN_ARRIVALS_PER_CYCLE = 1e-3
+"""An MMPP's least mean number of arrivals per cycle of its states (see :class:`MMPP`)."""
+
+
 @attrs.frozen
 class MMPP:
     """Bursty arrivals: a Markov-modulated Poisson process.
@@ -320,7 +324,11 @@ class MMPP:
     ``MMPP(rates=(2.0, 20.0), durations=(60.0, 10.0))``, give calm spells and
     bursts with the same long-run mean as a Poisson process of
     :attr:`mean_rate`, which must be at least :data:`MIN_RATE` (a state's own
-    rate may be lower, or 0). O(1) amortised per gap.
+    rate may be lower, or 0). A cycle of the states must see at least one
+    arrival per thousand cycles on average (``mean_rate * sum(durations) >=
+    0.001``): a process whose states change far faster than its arrivals come
+    is a Poisson process of :attr:`mean_rate`, and drawing it state by state
+    would take that many steps per gap. O(1) amortised per gap.
     """
 
     rates: tuple[float, ...] = attrs.field(converter=_rates)
@@ -346,6 +354,16 @@ class MMPP:
                 f"rates={self.rates}, durations={self.durations}"
             )
         check_rate(mean, "MMPP's mean rate")
+        # Drawing a gap walks the states one by one: a cycle far shorter than a gap would
+        # take that many steps per arrival (a hang), for a process that is Poisson anyway.
+        per_cycle = mean * math.fsum(self.durations)
+        if per_cycle < _MIN_ARRIVALS_PER_CYCLE:
+            raise InvalidArgumentError(
+                f"MMPP's states cycle {1.0 / per_cycle:.3g} times per arrival on average (at "
+                f"most {1.0 / _MIN_ARRIVALS_PER_CYCLE:g} are allowed): it is a Poisson process "
+                f"of rate {mean:g} in all but name (use Poisson); rates={self.rates}, "
+                f"durations={self.durations}"
+            )
 
     @property
     def mean_rate(self) -> float:
