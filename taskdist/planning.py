@@ -15,7 +15,8 @@ level), and the fewest workers that meet a target.
 8
 
 Offered loads are planned up to 1e7 erlangs, as the searches look at pools
-of up to 1e7 servers. Every function is O(c) for ``c`` servers (the Erlang B
+of up to 1e7 servers (a load close to 1e7 erlangs may need more servers than
+that: the search then says so). Every function is O(c) for ``c`` servers (the Erlang B
 recursion, which stops once its term underflows: at most about twice the
 offered load whatever ``c``), except the ``servers_for_*`` searches, O(c) in
 the answer overall (each step extends the recursion by one server). Pure
@@ -160,7 +161,8 @@ def service_level(arrival_rate: float, service_time: float, servers: int, within
 
 
 def _fewest_servers(offered_load: float, enough: Callable[[int, float], bool]) -> int:
-    # _offered keeps the load at most _MAX_LOAD, below the search's cap.
+    # _offered keeps the load at most _MAX_LOAD; a load close to it may need more servers
+    # than the search looks at, and is refused then.
     for servers, blocking in _erlang_b_steps(offered_load):
         if servers > offered_load and enough(servers, _c_from_b(servers, offered_load, blocking)):
             return servers
@@ -200,7 +202,7 @@ def servers_for_wait(arrival_rate: float, service_time: float, target_wait: floa
     Raises:
         InvalidArgumentError: a negative or non-finite rate, a target <= 0 (no
             finite pool has no wait at all), a service time <= 0, a load above
-            1e7 erlangs.
+            1e7 erlangs, or a target no pool of up to 1e7 servers meets.
     """
     load = _offered(arrival_rate, service_time)
     target = _check_target_wait(target_wait)
@@ -223,7 +225,7 @@ def servers_for_service_level(
     Raises:
         InvalidArgumentError: a negative or non-finite rate or ``within``, a
             service time <= 0, a ``level`` outside [0, 1), a load above 1e7
-            erlangs.
+            erlangs, or a target no pool of up to 1e7 servers meets.
     """
     load = _offered(arrival_rate, service_time)
     within = check_number(within, "within", minimum=0.0)

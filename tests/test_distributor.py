@@ -277,20 +277,50 @@ def test_a_task_the_distributor_refuses_stays_in_the_dlq_where_it_was() -> None:
     assert d.dlq["a"].reason is Reason.MAX_ATTEMPTS and d.state_of("a") is DEAD
 
 
-def test_a_redriven_task_evicted_straight_back_is_dead_lettered_again_and_refused() -> None:
+def test_a_redriven_task_evicted_straight_back_is_dead_lettered_anew_and_displaced() -> None:
     clock = ManualClock()
     queue = PriorityQueue(clock, maxsize=1, overflow="drop_lowest")
     run = _three_dead(clock=clock, queue=queue)
     d = run.d
     d.submit(Task("urgent", priority=0))  # fills the queue with a more urgent task
     report = d.redrive(["a"])
-    assert report.redriven == () and report.displaced == ()
-    [(entry, why)] = report.refused
-    assert entry.task.id == "a" and "evicted it straight back" in why
+    assert [entry.task.id for entry in report.redriven] == ["a"] and report.refused == ()
+    assert [(e.task.id, e.reason) for e in report.displaced] == [("a", Reason.EVICTED)]
     assert d.dlq["a"].reason is Reason.EVICTED and d.state_of("a") is DEAD
-    d.dispatch()
-    d.complete("urgent")
-    assert [e.task.id for e in d.redrive(["b"]).redriven] == ["b"]  # room again
+    books = d.dlq.stats()  # its old entry went by the redrive, the new one was added
+    assert (books.added, books.depth, books.redriven) == (4, 3, 1)
+    assert books.added == books.depth + books.redriven + books.purged + books.evicted
+    assert d.stats().submitted == sum(d.stats().by_state.values()) == 5
+
+
+def test_a_bounded_dlq_drops_no_entry_while_a_redrive_displaces_tasks() -> None:
+    clock = ManualClock()
+    queue = PriorityQueue(clock, maxsize=1, overflow="drop_lowest")
+    run = _three_dead(clock=clock, queue=queue, dlq=DeadLetterQueue(clock, maxsize=3))
+    d = run.d
+    d.submit(Task("low", priority=4))
+    # The DLQ is full: a displaces low, whose entry may not push out an entry still
+    # held (a's own, or b's); b and c, no more urgent than a, are evicted straight back.
+    report = d.redrive(lambda entry: True)
+    assert [entry.task.id for entry in report.redriven] == ["a", "b", "c"]
+    assert [e.task.id for e in report.displaced] == ["low", "b", "c"]
+    assert [entry.task.id for entry in d.dlq] == ["low", "b", "c"] and "a" in d.queue
+    books = d.dlq.stats()
+    assert books.evicted == 0 and books.redriven == 3
+    assert books.added == books.depth + books.redriven + books.purged + books.evicted
+
+
+def test_intake_policies_are_asked_about_a_redriven_task() -> None:
+    from taskdist import ConcurrencyLimit
+
+    limit = ConcurrencyLimit(key=lambda t: "k", limit=1, strategy="cancel_newest")
+    run = _three_dead(intake=[limit])
+    d = run.d
+    report = d.redrive(["a", "b"])  # one live task of key k at most: b comes in cancelled
+    assert [entry.task.id for entry in report.redriven] == ["a", "b"]
+    assert run.states(["a", "b"]) == {"a": QUEUED, "b": CANCELLED}
+    # The policy knows of a, live again: a new task of its key is cancelled too.
+    assert d.submit(Task("x")) == SubmitResult("x", True, CANCELLED)
 
 
 def test_a_redriven_task_displacing_a_queued_one_reports_it() -> None:

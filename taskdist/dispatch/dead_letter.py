@@ -199,9 +199,9 @@ class DeadLetterQueue:
         self._overflow = check_choice(overflow, "overflow", _OVERFLOW_POLICIES)
         self._clock = clock
         self._entries: OrderedDict[Hashable, DeadLetter] = OrderedDict()
-        # The queue of the Distributor this DLQ belongs to, which takes tasks back only
-        # through Distributor.redrive (it must know of them).
-        self._feeds: object = None
+        # The queues of the Distributors this DLQ serves, which take tasks back only
+        # through Distributor.redrive (each must know of its tasks).
+        self._feeds: tuple[object, ...] = ()
         self._by_reason: Counter[Reason] = Counter()
         self._added = self._redriven = self._purged = self._evicted = self._rejected = 0
 
@@ -458,7 +458,7 @@ class DeadLetterQueue:
         """
         if not isinstance(into, Queue):
             raise InvalidTypeError(f"into must be a Queue, got {type(into).__name__}")
-        if into is self._feeds:
+        if any(into is fed for fed in self._feeds):
             raise InvalidArgumentError(
                 "into is the queue of the Distributor this dead-letter queue belongs to, "
                 "which would not know of the tasks: use Distributor.redrive() (nothing moved)"

@@ -672,7 +672,7 @@ class Distributor:
         self._breakers: dict[Hashable, CircuitBreaker] = {}
         self._retry = retry
         self._dlq = dlq
-        dlq._feeds = queue  # a redrive into this queue goes through redrive() instead
+        dlq._feeds += (queue,)  # a redrive into this queue goes through redrive() instead
         # The id of the task redrive() is taking in, while its entry is still in the DLQ.
         self._redriving: Hashable | None = None
         self._gate_list = gate_list
@@ -2846,18 +2846,20 @@ class Distributor:
 
         Each selected entry (oldest first; for ids, in the order given)
         leaves the dead-letter queue and its task is taken in as by
-        :meth:`submit`, but that its id, the dead one's, is no duplicate and
-        the intake policies are not asked (the caller chose these tasks):
-        its attempts start from the first and its wait from now, with a
-        ``submitted`` event. A task the distributor refuses (``max_queued``
-        reached, its deadline passed, a quota, a demand no gate could grant:
-        any :class:`~taskdist.errors.TaskdistError` of ``submit``) stays in
-        the dead-letter queue where it was and is listed in
-        ``report.refused`` with why; one the queue evicts straight back is
-        dead-lettered again, a new entry with the queue's reason, and listed
-        there too. Tasks the queue evicts to make room are dead-lettered as
-        on any submit and listed in ``report.displaced``. The task's earlier
-        incarnation stays counted as dead in :meth:`stats`.
+        :meth:`submit` (the intake policies are asked), but that its id, the
+        dead one's, is no duplicate: its attempts start from the first and
+        its wait from now, with a ``submitted`` event. A task the distributor
+        refuses (``max_queued`` reached, its deadline passed, a quota, a
+        demand no gate could grant, an intake policy: any refusal of
+        ``submit``) stays in the dead-letter queue where it was and is listed
+        in ``report.refused`` with why. Every other selected entry is in
+        ``report.redriven``. Tasks the queue evicts to make room are
+        dead-lettered as on any submit (anew, if it is the redriven task
+        itself the queue evicts straight back) and listed in
+        ``report.displaced``. While a task is taken in, the dead-letter queue
+        holds its entry beyond its ``maxsize`` if it must, so the bound drops
+        no entry during a redrive. The task's earlier incarnation stays
+        counted as dead in :meth:`stats`.
 
         Complexity: O(n) for a predicate, O(k) for k ids, plus a submit each.
 
@@ -2879,36 +2881,49 @@ class Distributor:
             refused: list[tuple[DeadLetter, str]] = []
             displaced: list[Eviction] = []
             for entry in selected:
-                task_id = entry.task.id
-                if dlq.get(task_id) is not entry:
-                    continue  # taken meanwhile (a displaced task's entry dropped by the bound)
-                added = dlq._added
-                self._redriving = task_id
-                try:
-                    self._admit(entry.task, now)
-                except TaskdistError as error:  # raised before any change: it stays
-                    refused.append((entry, f"{type(error).__name__}: {error}"))
-                    continue
-                finally:
-                    back = self._redriving is _EVICTED_BACK
-                    self._redriving = None
-                # What this submit dead-lettered is the newest entries (in reverse).
-                new = list(islice(reversed(dlq._entries.values()), dlq._added - added))
-                displaced += [
-                    Eviction(dead.task, dead.reason)
-                    for dead in reversed(new)
-                    if dead.task.id != task_id
-                ]
-                if back:
-                    reason = dlq[task_id].reason.value
-                    refused.append((entry, f"the queue evicted it straight back ({reason})"))
-                    continue
-                dlq._take(task_id)
-                dlq._redriven += 1
-                redriven.append(attrs.evolve(entry, redriven_at=now))
+                why = self._redrive_one(entry, now, displaced)
+                if why is None:
+                    redriven.append(attrs.evolve(entry, redriven_at=now))
+                else:
+                    refused.append((entry, why))
             return RedriveReport(tuple(redriven), tuple(refused), tuple(displaced))
         finally:
             self._leave()
+
+    def _redrive_one(self, entry: DeadLetter, now: float, displaced: list[Eviction]) -> str | None:
+        """Take one dead-letter entry's task in as new work; why not, if it stays."""
+        dlq = self._dlq
+        task_id = entry.task.id
+        if dlq.get(task_id) is not entry:
+            return "it left the dead-letter queue while the redrive ran"
+        added = dlq._added
+        # Its entry stays put until it is in: a refusal changes nothing. Meanwhile a task
+        # the queue displaces may take one place more, so that the bound drops no entry.
+        bounded = dlq._maxsize is not None
+        if bounded:
+            dlq._maxsize += 1  # type: ignore[operator]
+        self._redriving = task_id
+        try:
+            if self._intake:
+                result = self._take_in(entry.task, now)
+                if not result.accepted:
+                    return f"an intake policy refused it (it would be {result.state.value})"
+            else:
+                self._admit(entry.task, now)
+        except TaskdistError as error:  # raised before any change
+            return f"{type(error).__name__}: {error}"
+        finally:
+            if bounded:
+                dlq._maxsize -= 1  # type: ignore[operator]
+            back = self._redriving is _EVICTED_BACK
+            self._redriving = None
+        if not back:  # (else _dead_letter took it, to file the task's new entry)
+            dlq._take(task_id)
+        dlq._redriven += 1
+        # What this submit dead-lettered is the newest entries.
+        new = list(islice(reversed(dlq._entries.values()), dlq._added - added))
+        displaced += [Eviction(dead.task, dead.reason) for dead in reversed(new)]
+        return None
 
     def cancel(self, task_id: Hashable) -> Task:
         """Withdraw a live task, wherever it is; return it. A leased task's worker is
@@ -3222,7 +3237,8 @@ class Distributor:
 
     def _dead_letter(self, task: Task, reason: Reason, now: float, error: object = None) -> None:
         if self._redriving is not None and task.id == self._redriving:
-            # Redriven and at once evicted back: its old entry makes way for the new one.
+            # Redriven and at once evicted back: its old entry (redriven) makes way for the
+            # new one.
             self._dlq._take(task.id)
             self._redriving = _EVICTED_BACK
         if self._scouts is not None:

@@ -2441,10 +2441,14 @@ class FairScheduler:
         holding this one. O(1) per level of nesting.
 
         Raises:
-            KeyError: no queued task has this id, or its tenant's queue (one of the
-                user's own) cannot say which task it is without taking it out.
+            KeyError: no queued task has this id, it is due to expire, or its tenant's
+                queue (one of the user's own) cannot say which task it is without
+                taking it out.
         """
         if self._shared:
+            expires = self._expiry_of(task_id)
+            if expires is not None and expires <= self._now():
+                raise KeyError(task_id)  # due to expire: not one to take as it is
             return queued_task(self._index, task_id)
         inner = self._queued(task_id)[1].inner
         find = getattr(inner, "_held_task", None)

@@ -971,13 +971,19 @@ class PriorityQueue(HeldTasks):
         return None if newest is None else newest[_ENQUEUED]
 
     def _held_task(self, task_id: Hashable) -> Task:
-        """The held task ``task_id``, live or expired, left where it is: for a scheduler
-        or distributor holding this queue, which has no public look-up. O(1).
+        """The live task ``task_id``, left where it is: for a scheduler or distributor
+        holding this queue, which has no public look-up. O(1).
 
         Raises:
-            KeyError: no held task has this id.
+            KeyError: no live task has this id, or its TTL has run out.
         """
-        return self._held_entry(task_id)[_TASK]
+        entry = self._index[task_id]
+        if type(entry) is not tuple:
+            raise KeyError(task_id)  # (a shared table leads to the queue of an expired one)
+        task: Task = entry[_TASK]
+        if task.ttl is not None and _expires(entry) <= self._now():
+            raise KeyError(task_id)
+        return task
 
     def _held_entry(self, task_id: Hashable) -> _Entry:
         """The entry of a held task, live or expired. O(1).
