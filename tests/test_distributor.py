@@ -2006,3 +2006,14 @@ def test_a_queue_sized_max_queued_plus_the_slots_refuses_no_return(
         assert rejected == []
     else:
         event(f"a queue two short rejected a return: {bool(rejected)}")
+
+
+def test_a_distributor_that_failed_to_build_leaves_its_dlq_free() -> None:
+    clock = ManualClock()
+    dlq = DeadLetterQueue(clock)
+    dlq.add(Task("a"), Reason.MAX_ATTEMPTS)
+    queue = PriorityQueue(clock)
+    with pytest.raises(InvalidArgumentError):
+        Distributor(clock, queue=queue, dlq=dlq, stats_window=0)
+    # No distributor holds that queue: the DLQ may redrive into it as into any queue.
+    assert [e.task.id for e in dlq.redrive(["a"], into=queue).redriven] == ["a"]

@@ -445,3 +445,51 @@ def test_adaptive_concurrency_refuses_a_non_task_and_a_second_admission_unchange
         _gate_view,
         match="already holds an admission",
     )
+
+
+# -- a submit refused after an intake policy admitted it -------------------------------
+
+
+def test_a_throttle_window_opened_by_a_refused_submit_closes_again() -> None:
+    from taskdist import QueueFullError
+
+    clock = ManualClock()
+    d = Distributor(clock, intake=[Throttle(key=lambda t: t.key, window=60.0)], max_queued=1)
+    d.submit(Task("a", key="u"))
+    with pytest.raises(QueueFullError):
+        d.submit(Task("b", key="v"))  # the throttle admitted it, the distributor did not
+    d.cancel("a")
+    # No task of key v was ever taken: the next one is not throttled by b.
+    assert d.submit(Task("c", key="v")).accepted
+    assert d.state_of("c") is TaskState.QUEUED
+
+
+def test_a_debounce_record_replaced_by_a_refused_submit_is_put_back() -> None:
+    from taskdist import DeadlineError
+
+    clock = ManualClock()
+    d = Distributor(clock, intake=[Debounce(key=lambda t: t.key, window=60.0)])
+    d.submit(Task("q", key="k"))
+    clock.advance(10.0)
+    with pytest.raises(DeadlineError):
+        d.submit(Task("late", key="k", deadline=5.0))  # refused after the debounce took it
+    assert d.state_of("q") is TaskState.QUEUED
+    # q is still the key's latest: a new task within the window replaces it.
+    d.submit(Task("z", key="k"))
+    assert d.state_of("q") is TaskState.CANCELLED and d.state_of("z") is TaskState.QUEUED
+
+
+def test_a_redrive_an_intake_policy_refuses_stays_and_says_why() -> None:
+    clock = ManualClock()
+    d = Distributor(clock, intake=[Throttle(key=lambda t: t.key, window=60.0)])
+    d.add_worker(Worker("w", capacity=1))
+    d.submit(Task("a", key="k", max_attempts=1))
+    d.dispatch()
+    d.fail("a", error="boom")
+    clock.advance(70.0)
+    d.submit(Task("q", key="k"))  # opens the key's window again
+    report = d.redrive(["a"])
+    [(entry, why)] = report.refused
+    assert entry.task.id == "a" and "duplicate of 'q'" in why and "throttled" in why
+    assert [e.task.id for e in d.dlq] == ["a"]
+    assert d.stats().duplicates == 1  # a refusal of an intake policy, counted as on submit

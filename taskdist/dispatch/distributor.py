@@ -173,6 +173,18 @@ _TAKE_ALONG_REFUSED = "take along refused"
 _EVICTED_BACK: Hashable = object()
 
 
+def _undo_admissions(verdicts: list[tuple[IntakePolicy, Verdict]], task: Task) -> None:
+    """The submit of ``task`` was refused: each policy that admitted it takes that back
+    (``undo_admit`` where it has one, restoring what the admission replaced; else
+    ``forget``)."""
+    for policy, _ in verdicts:
+        undo = getattr(policy, "undo_admit", None)
+        if undo is not None:
+            undo(task)
+        else:
+            policy.forget(task)
+
+
 class _ScanOver(Exception):
     """Stops a batch's walk through the queue once it has looked far enough."""
 
@@ -672,7 +684,6 @@ class Distributor:
         self._breakers: dict[Hashable, CircuitBreaker] = {}
         self._retry = retry
         self._dlq = dlq
-        dlq._feeds += (queue,)  # a redrive into this queue goes through redrive() instead
         # The id of the task redrive() is taking in, while its entry is still in the DLQ.
         self._redriving: Hashable | None = None
         self._gate_list = gate_list
@@ -775,6 +786,8 @@ class Distributor:
         self._worker_counts: dict[Hashable, list[int]] = {}
         for state in tracker.workers():
             self._adopt(state)
+        # Built: a redrive into this queue goes through redrive() from now on.
+        dlq._feeds += (queue,)
 
     # -- properties ----------------------------------------------------------
 
@@ -1085,8 +1098,11 @@ class Distributor:
             else:
                 self._busy = False
 
-    def _take_in(self, task: Task, now: float) -> SubmitResult:
-        """Submit through the intake policies: each may refuse, replace, or cancel others."""
+    def _take_in(
+        self, task: Task, now: float, refusals: list[Verdict] | None = None
+    ) -> SubmitResult:
+        """Submit through the intake policies: each may refuse, replace, or cancel others.
+        A refusal's verdict is added to ``refusals`` when given."""
         verdicts: list[tuple[IntakePolicy, Verdict]] = []
         state_of = self._state_or_forgotten
         try:
@@ -1099,17 +1115,17 @@ class Distributor:
                     task = verdict.replace
             result = self._admit(task, now)
         except _Refusal as refusal:
-            for policy, _ in verdicts:
-                policy.forget(task)
+            _undo_admissions(verdicts, task)
             verdict = refusal.verdict
+            if refusals is not None:
+                refusals.append(verdict)
             state = state_of(verdict.because) or TaskState.CANCELLED
             self._counts["duplicates"] += 1
             if self._listener is not None:
                 self._emit(EventKind.DUPLICATE, task.id, state=state, detail=verdict.reason)
             return SubmitResult(task.id, False, state)
         except BaseException:
-            for policy, _ in verdicts:
-                policy.forget(task)
+            _undo_admissions(verdicts, task)
             raise
         for _, verdict in verdicts:
             for task_id in verdict.cancel:
@@ -2850,7 +2866,8 @@ class Distributor:
         dead one's, is no duplicate: its attempts start from the first and
         its wait from now, with a ``submitted`` event. A task the distributor
         refuses (``max_queued`` reached, its deadline passed, a quota, a
-        demand no gate could grant, an intake policy: any refusal of
+        demand no gate could grant, an intake policy, whose refusal is
+        counted and announced as a duplicate as on ``submit``: any refusal of
         ``submit``) stays in the dead-letter queue where it was and is listed
         in ``report.refused`` with why. Every other selected entry is in
         ``report.redriven``. Tasks the queue evicts to make room are
@@ -2905,9 +2922,13 @@ class Distributor:
         self._redriving = task_id
         try:
             if self._intake:
-                result = self._take_in(entry.task, now)
-                if not result.accepted:
-                    return f"an intake policy refused it (it would be {result.state.value})"
+                verdicts: list[Verdict] = []
+                if not self._take_in(entry.task, now, verdicts).accepted:
+                    verdict = verdicts[0]
+                    return (
+                        f"an intake policy refused it as a duplicate of {verdict.because!r}: "
+                        f"{verdict.reason}"
+                    )
             else:
                 self._admit(entry.task, now)
         except TaskdistError as error:  # raised before any change
@@ -3941,5 +3962,12 @@ class Distributor:
             on_event=on_event,
             **config,
         )
-        _persistence.restore_into(distributor, fields)
+        try:
+            _persistence.restore_into(distributor, fields)
+        except BaseException:
+            # Nothing was built: the DLQ given serves no new queue after all.
+            distributor._dlq._feeds = tuple(
+                fed for fed in distributor._dlq._feeds if fed is not distributor._queue
+            )
+            raise
         return distributor

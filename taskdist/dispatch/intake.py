@@ -80,7 +80,12 @@ ACCEPT = Verdict()
 @runtime_checkable
 class IntakePolicy(Protocol):
     """A rule on arriving tasks: ``admit(task, now, state_of) -> Verdict``, and
-    ``forget(task)`` when a task it admitted finishes."""
+    ``forget(task)`` when a task it admitted finishes.
+
+    When a submit the policy admitted is refused after all (by another policy, or by
+    the distributor: a full queue, a quota), the distributor calls the policy's
+    ``undo_admit(task)`` if it has one, which must put back what that admission
+    changed, else ``forget(task)``."""
 
     def admit(self, task: Task, now: float, state_of: StateOf) -> Verdict: ...
 
@@ -270,7 +275,7 @@ class Debounce:
     ()
     """
 
-    __slots__ = ("_keep", "_key", "_latest", "_window")
+    __slots__ = ("_keep", "_key", "_latest", "_replaced", "_window")
 
     def __init__(
         self, key: Callable[[Task], Hashable], *, window: float, keep_payloads: bool = False
@@ -282,6 +287,8 @@ class Debounce:
         self._keep = keep_payloads
         # key -> (id, submitted at, payloads so far) of its latest accepted task
         self._latest: dict[Hashable, tuple[Hashable, float, tuple[object, ...]]] = {}
+        # The latest admission's (task id, key, the record it replaced), for undo_admit.
+        self._replaced: tuple[Hashable, Hashable, Any] | None = None
 
     def admit(self, task: Task, now: float, state_of: StateOf) -> Verdict:
         """Replace the key's queued task if it came within the window."""
@@ -302,8 +309,22 @@ class Debounce:
                 verdict = Verdict(
                     cancel=(previous,), replace=replace, reason=f"debounced by key {key!r}"
                 )
+        self._replaced = (task.id, key, latest)
         self._latest[key] = (task.id, now, payloads)
         return verdict
+
+    def undo_admit(self, task: Task) -> None:
+        """The submit of ``task`` it just admitted was refused: the key's record is
+        again what it was (its earlier task still debounces what comes next). O(1)."""
+        replaced = self._replaced
+        if replaced is None or replaced[0] != task.id:
+            return
+        _, key, latest = replaced
+        self._replaced = None
+        if latest is None:
+            self._latest.pop(key, None)
+        else:
+            self._latest[key] = latest
 
     def forget(self, task: Task) -> None:
         """Drop the key's record once its latest task finishes."""
@@ -384,6 +405,14 @@ class Throttle:
             return Verdict(accept=False, because=held[0], reason=f"throttled by key {key!r}")
         last[key] = (task.id, now)
         return ACCEPT
+
+    def undo_admit(self, task: Task) -> None:
+        """The submit of ``task`` it just admitted was refused: its key's window, which
+        that admission opened, closes again (a task never taken throttles none). O(1)."""
+        key = self._key(task)
+        held = self._last.get(key)
+        if held is not None and held[0] == task.id:
+            del self._last[key]
 
     def forget(self, task: Task) -> None:
         """Nothing: the window runs from arrival, whatever happens to the task."""
