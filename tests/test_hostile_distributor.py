@@ -685,6 +685,34 @@ def test_a_refused_assign_or_reprioritize_keeps_the_task_in_its_place(
     assert [a.task.id for a in refused.dispatch()] == [a.task.id for a in untouched.dispatch()]
 
 
+def _twins(
+    make_queue: Callable[[ManualClock], Any],
+    fill: Callable[[ManualClock, Distributor], object],
+    **options: Any,
+) -> list[Distributor]:
+    """Two distributors built alike, one worker of one slot, filled by ``fill``."""
+    runs = []
+    for _ in range(2):
+        clock = ManualClock()
+        d = Distributor(
+            clock,
+            queue=make_queue(clock),
+            rng=random.Random(1),
+            retry=RetryPolicy(rng=random.Random(2)),
+            **options,
+        )
+        d.add_worker(Worker("w", capacity=1))
+        fill(clock, d)
+        runs.append(d)
+    return runs
+
+
+def _three_of_one_rank(clock: ManualClock, d: Distributor) -> None:
+    for task_id in "abc":
+        d.submit(Task(task_id, tenant="t", key="k"))
+    d.dispatch()
+
+
 @pytest.mark.parametrize(
     "make_queue",
     [
@@ -704,25 +732,11 @@ def test_a_refused_assign_or_reprioritize_keeps_the_task_in_its_place(
 def test_a_refused_reprioritize_keeps_the_task_in_its_place_in_every_queue(
     make_queue: Callable[[ManualClock], Any],
 ) -> None:
-    runs = []
-    for _ in range(2):
-        clock = ManualClock()
-        d = Distributor(
-            clock,
-            queue=make_queue(clock),
-            rng=random.Random(1),
-            retry=RetryPolicy(rng=random.Random(2)),
-        )
-        d.add_worker(Worker("w", capacity=1))
-        for task_id in "abc":
-            d.submit(Task(task_id, tenant="t", key="k"))
-        d.dispatch()
-        runs.append(d)
-    refused, untouched = runs
+    refused, untouched = _twins(make_queue, _three_of_one_rank)
     with pytest.raises(InvalidTypeError):
         refused.reprioritize("b", NAN)
     assert refused.snapshot()["queue"] == untouched.snapshot()["queue"]
-    for d in runs:
+    for d in (refused, untouched):
         d.complete("a")
     assert [a.task.id for a in refused.dispatch()] == [a.task.id for a in untouched.dispatch()]
 
@@ -785,6 +799,14 @@ def test_an_escalation_the_queue_refuses_dead_letters_the_task_and_goes_no_furth
     )
 
 
+def _late_after_a(clock: ManualClock, d: Distributor) -> None:
+    d.submit(Task("a", deadline=1.0))  # first in every queue's order
+    for task_id in "bcd":
+        d.submit(Task(task_id, deadline=5.0))
+    d.dispatch()
+    clock.advance(10.0)  # b, c and d have missed their deadlines; they still wait
+
+
 @pytest.mark.parametrize(
     "make_queue",
     [
@@ -796,30 +818,13 @@ def test_an_escalation_the_queue_refuses_dead_letters_the_task_and_goes_no_furth
 def test_a_refused_call_keeps_a_task_whose_deadline_passed_in_its_place(
     make_queue: Callable[[ManualClock], Any],
 ) -> None:
-    runs = []
-    for _ in range(2):
-        clock = ManualClock()
-        d = Distributor(
-            clock,
-            queue=make_queue(clock),
-            rng=random.Random(1),
-            retry=RetryPolicy(rng=random.Random(2)),
-            lease=None,
-        )
-        d.add_worker(Worker("w", capacity=1))
-        d.submit(Task("a", deadline=1.0))  # first in every queue's order
-        for task_id in "bcd":
-            d.submit(Task(task_id, deadline=5.0))
-        d.dispatch()
-        clock.advance(10.0)  # b, c and d have missed their deadlines; they still wait
-        runs.append(d)
-    refused, untouched = runs
+    refused, untouched = _twins(make_queue, _late_after_a, lease=None)
     with pytest.raises(WorkerFullError):
         refused.assign("b", "w")
     with pytest.raises(InvalidTypeError):
         refused.reprioritize("b", NAN)
     assert refused.state_of("b") is TaskState.QUEUED
-    for d in runs:
+    for d in (refused, untouched):
         d.complete("a")
         d.update_worker("w", capacity=3)
     assert [a.task.id for a in refused.dispatch()] == [a.task.id for a in untouched.dispatch()]
