@@ -2268,9 +2268,9 @@ class Distributor:
     def _waiting_task(self, task_id: Hashable, verb: str) -> Task:
         """The Task object of a waiting task, wherever it waits, left in its place. O(1)
         with the library's queues (a look-up); with a queue of the user's own, which has
-        none, or for a task the queue is due to expire (its deadline missed under a
-        deadline scheduler that expires such tasks), the queue's remove and push (which
-        may move it behind tasks of equal rank, or refuse it).
+        none, or for a task the queue is due to expire (its TTL run out, or its deadline
+        missed under a deadline scheduler that expires such tasks), the queue's remove
+        and push (which may move it behind tasks of equal rank, or refuse it).
 
         Raises:
             TaskStateError: the queue refused it back (its deadline passed while it
