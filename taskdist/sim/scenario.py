@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import get_args
 
 import attrs
 
@@ -23,15 +24,7 @@ from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.planning import PoolLoad
 from taskdist.queues.quota import Quota
 from taskdist.resilience.gates import Gate
-from taskdist.sim.faults import (
-    AddWorker,
-    ErrorBurst,
-    Fault,
-    LostLeases,
-    RemoveWorker,
-    Slowdown,
-    WorkerCrash,
-)
+from taskdist.sim.faults import Fault, LostLeases
 from taskdist.sim.workloads import Trace, Workload, distinct_tuple
 from taskdist.task import Worker
 
@@ -45,7 +38,7 @@ def _workers(value: object) -> tuple[Worker, ...]:
     return distinct_tuple(value, Worker, "Scenario.workers", lambda worker: worker.id)
 
 
-_FAULTS = (AddWorker, RemoveWorker, WorkerCrash, Slowdown, LostLeases, ErrorBurst)
+_FAULTS = get_args(Fault)  # the fault classes, as the Fault type lists them
 
 
 def _faults(value: object) -> tuple[Fault, ...]:
