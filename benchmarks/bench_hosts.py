@@ -155,7 +155,12 @@ class StandIn(Distributor):
         return batch
 
     def complete(
-        self, task_id: Hashable, *, duration: float | None = None, attempt: int | None = None
+        self,
+        task_id: Hashable,
+        *,
+        duration: float | None = None,
+        attempt: int | None = None,
+        lease_id: int | None = None,
     ) -> TaskState:
         self.completed += 1
         return TaskState.COMPLETED
@@ -191,7 +196,7 @@ def loop_over_stand_in(n: int) -> Seconds:
     start = Stopwatch()
     while len(d):
         for assignment in d.dispatch(WORKERS * SLOTS):
-            d.complete(assignment.task.id, duration=0.0, attempt=assignment.attempt)
+            d.complete(assignment.task.id, duration=0.0, lease_id=assignment.lease_id)
     return start.read()
 
 

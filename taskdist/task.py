@@ -576,22 +576,31 @@ class Assignment:
     """A task placed on a worker: which attempt, since when, and until when its lease runs.
 
     A lease that expires without the host reporting the outcome returns the
-    task to its queue, so a dead worker never loses a task.
+    task to its queue, so a dead worker never loses a task. A host reports the
+    outcome naming ``lease_id``, so that a report from this run never lands on
+    a later lease of the task.
     """
 
     task: Task
     worker_id: Hashable
     attempt: int
     """Which dispatch of the task this is: 1 for the first, one more for each later one.
-    It names this lease (``complete(..., attempt=)``). A retry or an expired lease
-    spends an attempt of ``max_attempts``; a re-dispatch after a throttle, a
-    preemption, a requeue or a removed worker spends none but still counts here."""
+    A retry or an expired lease spends an attempt of ``max_attempts``; a re-dispatch
+    after a throttle, a preemption, a requeue or a removed worker spends none but still
+    counts here. The count starts again at 1 when the id is submitted (or redriven)
+    anew, so it names a lease only within one life of the task: ``lease_id`` names it
+    always."""
     started_at: float
     lease_expiry: float | None = None
     """Clock time when the lease lapses, or ``None`` for no lease."""
     batch: int | None = None
     """The id of the batch it was dispatched in, or ``None`` when dispatched alone. The
     tasks of one batch share their worker and their lease; each reports on its own."""
+    lease_id: int | None = None
+    """The number of this lease, which no other lease of the distributor has had
+    (``None`` in an assignment made by hand). ``complete``, ``fail``,
+    ``heartbeat`` and ``requeue`` take it as ``lease_id=``: a report naming it
+    reaches this lease, or this lease's late report, and nothing else."""
 
     # Written out, as Task's: one is made per dispatch.
     def __init__(
@@ -602,6 +611,7 @@ class Assignment:
         started_at: float,
         lease_expiry: float | None = None,
         batch: int | None = None,
+        lease_id: int | None = None,
     ) -> None:
         _set_task(self, task)
         _set_worker_id(self, worker_id)
@@ -609,6 +619,7 @@ class Assignment:
         _set_started_at(self, started_at)
         _set_lease_expiry(self, lease_expiry)
         _set_batch(self, batch)
+        _set_lease_id(self, lease_id)
 
     def __hash__(self) -> int:
         return hash((self.task.id, self.attempt))
@@ -621,6 +632,7 @@ class Assignment:
     _set_started_at,
     _set_lease_expiry,
     _set_batch,
+    _set_lease_id,
 ) = _slot_setters(Assignment)
 
 

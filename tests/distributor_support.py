@@ -189,6 +189,7 @@ _ADDED_IN: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
     3: (("gate_scouts", "gate_due"), ()),
     5: (("gate_shut",), ()),
     6: (("gate_times", "gate_evictions"), ("permit",)),
+    7: (("next_lease_id",), ("lease_id",)),
 }
 
 
@@ -200,6 +201,10 @@ def as_version(snapshot: dict[str, Any], version: int) -> dict[str, Any]:
     per_run = {name for _, names in dropped for name in names}
     old = {key: value for key, value in snapshot.items() if key not in top}
     old["runs"] = [{k: v for k, v in run.items() if k not in per_run} for run in old["runs"]]
+    if version < 7:  # lapsed leases were their attempts alone
+        for run in old["runs"]:
+            if run["lapsed"] is not None:
+                run["lapsed"] = [attempt for attempt, _ in run["lapsed"]]
     old["version"] = version
     return old
 

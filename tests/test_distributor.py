@@ -1174,6 +1174,109 @@ def test_a_late_complete_of_an_earlier_expired_attempt_is_accepted() -> None:
     assert run.d.complete("t", attempt=1) is COMPLETED
 
 
+def test_each_lease_has_a_number_of_its_own_across_attempts_and_lives_of_an_id() -> None:
+    run = build(Worker("w", capacity=2), lease=10.0, dedup_window=0.0)
+    run.d.submit(Task("t"))
+    run.d.submit(Task("u"))
+    first, other = run.d.dispatch()
+    run.clock.advance(10.0)
+    second, other_again = run.d.dispatch()
+    run.d.complete("t", lease_id=second.lease_id)
+    run.d.complete("u", lease_id=other_again.lease_id)
+    run.d.submit(Task("t"))
+    [anew] = run.d.dispatch()
+    numbers = [a.lease_id for a in (first, other, second, other_again, anew)]
+    assert numbers == [1, 2, 3, 4, 5]
+    assert anew.attempt == first.attempt == 1  # attempts count again in a new life
+    assert run.d.assignment("t") == anew and run.d.leases() == [anew]
+
+
+def test_a_late_report_of_an_earlier_life_of_the_id_reaches_nothing() -> None:
+    # The run of the first task "t" hangs; its lease expires, a retry completes it, and
+    # "t" is submitted again. The hung run's report, naming its lease, must not complete
+    # the new task, which has not run.
+    run = build(Worker("a"), Worker("b"), lease=10.0, dedup_window=0.0)
+    run.d.submit(Task("t"))
+    [hung] = run.d.dispatch()
+    run.clock.advance(10.0)
+    [retry] = run.d.dispatch()
+    run.d.complete("t", lease_id=retry.lease_id)
+    run.d.submit(Task("t"))
+    [anew] = run.d.dispatch()
+    assert anew.attempt == hung.attempt
+    before, events = stats_view(run.d), len(run.events)
+    for report in (
+        lambda: run.d.complete("t", lease_id=hung.lease_id),
+        lambda: run.d.complete("t", attempt=hung.attempt, lease_id=hung.lease_id),
+        lambda: run.d.fail("t", error="late", lease_id=hung.lease_id),
+        lambda: run.d.heartbeat("t", lease_id=hung.lease_id),
+        lambda: run.d.requeue("t", lease_id=hung.lease_id),
+        lambda: run.d.complete("t", lease_id=retry.lease_id),
+    ):
+        with pytest.raises(TaskStateError, match="lease"):
+            report()
+    assert stats_view(run.d) == before and len(run.events) == events
+    assert run.d.state_of("t") is LEASED and run.d.assignment("t") == anew
+    assert run.d.complete("t", lease_id=anew.lease_id) is COMPLETED
+
+
+def test_a_late_report_names_its_expired_lease_by_number() -> None:
+    run = build(Worker("w"), lease=10.0, retry=no_jitter(max_attempts=5))
+    run.d.submit(Task("t"))
+    leases = []
+    for _ in range(3):
+        [assignment] = run.d.dispatch()
+        leases.append(assignment)
+        run.clock.advance(10.0)
+    # Leases 1 and 2 expired; lease 3 runs. A number and an attempt that disagree
+    # name no lease.
+    with pytest.raises(TaskStateError, match="no expired lease 1 of attempt 2"):
+        run.d.fail("t", error="x", attempt=2, lease_id=leases[0].lease_id)
+    with pytest.raises(TaskStateError, match="no expired lease 1 of attempt 3"):
+        run.d.complete("t", attempt=3, lease_id=leases[0].lease_id)
+    assert run.d.state_of("t") is LEASED
+    assert run.d.fail("t", error="late", lease_id=leases[1].lease_id) is LEASED
+    with pytest.raises(TaskStateError, match="no expired lease 2 awaits"):
+        run.d.complete("t", lease_id=leases[1].lease_id)  # its late report came
+    assert run.d.complete("t", lease_id=leases[0].lease_id) is COMPLETED
+    assert run.d.leases() == [] and run.d.tracker.worker("w").in_flight == 0
+
+
+def test_a_heartbeat_naming_a_lapsed_lease_does_not_keep_the_new_one_alive() -> None:
+    run = build(Worker("a"), Worker("b"), lease=10.0)
+    run.d.submit(Task("t"))
+    [hung] = run.d.dispatch()
+    run.clock.advance(10.0)
+    [retry] = run.d.dispatch()
+    with pytest.raises(TaskStateError, match="lease 1 is not its lease \\(lease 2 is\\)"):
+        run.d.heartbeat("t", 60.0, lease_id=hung.lease_id)
+    assert run.d.assignment("t").lease_expiry == retry.lease_expiry == 20.0
+    assert run.d.heartbeat("t", 60.0, lease_id=retry.lease_id) == 70.0
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.0, "1", True])
+def test_a_bad_lease_number_is_refused_before_anything_changes(bad: object) -> None:
+    run = build(Worker("w"), lease=10.0)
+    run.d.submit(Task("t"))
+    run.d.dispatch()
+    before = stats_view(run.d)
+    for call in (run.d.complete, run.d.fail, run.d.heartbeat, run.d.requeue):
+        with pytest.raises((InvalidArgumentError, InvalidTypeError), match="lease_id"):
+            call("t", lease_id=bad)
+    assert stats_view(run.d) == before and run.d.state_of("t") is LEASED
+
+
+def test_a_dispatch_taken_back_gives_its_lease_numbers_back() -> None:
+    balancer = FailsOnSecondTask()
+    run = build(Worker("w", capacity=3), lease=10.0, balancer=balancer)
+    for name in "tuv":
+        run.d.submit(Task(name))
+    balancer.armed = True
+    with pytest.raises(RuntimeError):
+        run.d.dispatch()  # the lease of "t" was made, then taken back
+    assert [a.lease_id for a in run.d.dispatch()] == [1, 2, 3]
+
+
 def test_leases_that_never_expire_with_lease_none() -> None:
     run = build(Worker("w"), lease=None)
     run.d.submit(Task("t"))

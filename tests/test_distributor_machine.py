@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 import pytest
+from distributor_support import stats_view
 from hypothesis import assume, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
@@ -147,6 +148,11 @@ class DistributorMachine(RuleBasedStateMachine):
         # earlier incarnation stays counted dead in the stats.
         self.redriving: set[Hashable] = set()
         self.incarnations_dead = 0
+        # The lease numbers of each task's life so far (attempt -> number), those of its
+        # earlier lives, and every number given out: no two leases share one.
+        self.lease_ids: dict[Hashable, dict[int, int]] = {}
+        self.past_leases: dict[Hashable, list[int]] = {}
+        self.every_lease_id: set[int] = set()
 
     def options(self) -> dict[str, Any]:
         """The Distributor's keyword arguments (a variant adds its policies)."""
@@ -202,6 +208,9 @@ class DistributorMachine(RuleBasedStateMachine):
                 assert self.model[event.task_id] is TaskState.DEAD, "redrove a live task"
                 self.redriving.discard(event.task_id)
                 self.incarnations_dead += 1
+                earlier = self.lease_ids.pop(event.task_id, {}).values()
+                if earlier:
+                    self.past_leases.setdefault(event.task_id, []).extend(earlier)
                 self.failures[event.task_id] = 0  # its attempts start from the first
             else:
                 assert event.task_id not in self.model, "submitted twice"
@@ -283,6 +292,11 @@ class DistributorMachine(RuleBasedStateMachine):
             assert before.get(assignment.task.id) is not TaskState.LEASED
             assert self.model[assignment.task.id] is TaskState.LEASED
             assert assignment.worker_id in self.workers
+            assert assignment.lease_id is not None
+            assert assignment.lease_id not in self.every_lease_id, "a lease number given twice"
+            self.every_lease_id.add(assignment.lease_id)
+            lives = self.lease_ids.setdefault(assignment.task.id, {})
+            lives[assignment.attempt] = assignment.lease_id
 
     @rule(after=st.integers(0, 8))
     def dispatch_while_a_callback_fails_once(self, after: int) -> None:
@@ -343,21 +357,52 @@ class DistributorMachine(RuleBasedStateMachine):
         assert wake is None or wake > self.clock.now(), "after a tick, nothing is due now"
 
     @precondition(lambda self: self.lapsed)
-    @rule(data=st.data(), complete=st.booleans())
-    def late_report_of_an_expired_lease(self, data: st.DataObject, complete: bool) -> None:
+    @rule(data=st.data(), complete=st.booleans(), by_number=st.booleans())
+    def late_report_of_an_expired_lease(
+        self, data: st.DataObject, complete: bool, by_number: bool
+    ) -> None:
         task_id = data.draw(st.sampled_from(sorted(self.lapsed, key=str)))
         attempt = self.lapsed.pop(task_id)
         before = self.model[task_id]
+        # Named by its attempt, or by its number (a lease made by dispatch has one).
+        number = self.lease_ids.get(task_id, {}).get(attempt) if by_number else None
+        named: dict[str, int] = {"attempt": attempt} if number is None else {"lease_id": number}
         if complete:
-            assert self.distributor.complete(task_id, attempt=attempt) is TaskState.COMPLETED
+            assert self.distributor.complete(task_id, **named) is TaskState.COMPLETED
         else:
-            assert self.distributor.fail(task_id, error="late", attempt=attempt) is before
+            assert self.distributor.fail(task_id, error="late", **named) is before
         self.apply_events()
         assert self.model[task_id] is (TaskState.COMPLETED if complete else before)
         assert (task_id in self.distributor) is not complete
         # A second late report is refused.
         with pytest.raises(TaskStateError):
             self.distributor.fail(task_id, error="later still", attempt=attempt)
+
+    @precondition(
+        lambda self: any(not self.model[task_id].is_final for task_id in self.past_leases)
+    )
+    @rule(data=st.data(), verb=st.sampled_from(["complete", "fail", "heartbeat", "requeue"]))
+    def report_of_an_earlier_life(self, data: st.DataObject, verb: str) -> None:
+        """A run of a redriven task's earlier life reports, naming its lease: it reaches
+        nothing, whatever the task's new life is doing (leased, under the same attempt
+        number, or not)."""
+        self.dispatch(None)  # (so that the new life is leased, as a rule)
+        live = [t for t in self.past_leases if not self.model[t].is_final]
+        assume(live)
+        task_id = data.draw(st.sampled_from(sorted(live, key=str)))
+        number = data.draw(st.sampled_from(self.past_leases[task_id]))
+        d = self.distributor
+        note_event(f"a report of an earlier life, the new one {self.model[task_id].value}")
+        calls = {
+            "complete": lambda: d.complete(task_id, lease_id=number),
+            "fail": lambda: d.fail(task_id, error="late", lease_id=number),
+            "heartbeat": lambda: d.heartbeat(task_id, lease_id=number),
+            "requeue": lambda: d.requeue(task_id, lease_id=number),
+        }
+        before, events = stats_view(d), len(self.events)
+        with pytest.raises(TaskStateError):
+            calls[verb]()
+        assert stats_view(d) == before and len(self.events) == events
 
     @precondition(lambda self: len(self.distributor.dlq) > 0)
     @rule(data=st.data())

@@ -24,6 +24,7 @@ from taskdist import (
     Health,
     InvalidArgumentError,
     InvalidTypeError,
+    ManualClock,
     MonotonicClock,
     Reason,
     RetryPolicy,
@@ -32,6 +33,8 @@ from taskdist import (
     Worker,
 )
 from taskdist.executor import ExecutorHost, dask_workers
+from taskdist.hosts._give_back import give_back_unfinished
+from taskdist.hosts._outcome import report
 
 # Module-level jobs: a process pool pickles them by name.
 
@@ -427,3 +430,26 @@ def test_tasks_go_back_even_when_a_listener_fails_on_each_give_back() -> None:
     )
     host.stop()
     host.run()  # returns at once: stopped, and not "already running"
+
+
+def test_a_hosts_report_of_a_run_from_an_earlier_life_of_the_id_reaches_nothing() -> None:
+    # A run hangs past its lease; a retry completes the task and the id is submitted
+    # again. When the hung run ends, whatever the host reports for it must leave the
+    # new task (attempt 1 again, not yet run) leased as it was.
+    clock = ManualClock()
+    d = Distributor(clock, lease=10.0, dedup_window=0.0)
+    d.add_worker(Worker("a"))
+    d.add_worker(Worker("b"))
+    d.submit(Task("t"))
+    [hung] = d.dispatch()
+    clock.advance(10.0)
+    [retry] = d.dispatch()
+    d.complete("t", lease_id=retry.lease_id)
+    d.submit(Task("t"))
+    [anew] = d.dispatch()
+    assert anew.attempt == hung.attempt
+    assert report(d, hung, None, 1.0, ()) is None
+    assert report(d, hung, RuntimeError("late"), 1.0, ()) is None
+    assert give_back_unfinished(d, [hung]) == []
+    assert d.assignment("t") == anew
+    assert report(d, anew, None, 1.0, ()) is TaskState.COMPLETED

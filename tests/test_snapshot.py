@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 import pytest
-from distributor_support import assignment_view, comparable, stats_view
+from distributor_support import as_version, assignment_view, comparable, stats_view
 from gate_support import CountingGate
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -76,6 +76,7 @@ from taskdist import (
     Task,
     TaskdistError,
     TaskState,
+    TaskStateError,
     Throttle,
     WeightedRoundRobin,
     Worker,
@@ -785,6 +786,51 @@ def test_tasks_running_when_the_host_died_come_back_when_their_lease_runs_out() 
     assert revived.complete("a", attempt=1) is TaskState.COMPLETED
 
 
+def test_lease_numbers_live_through_a_snapshot() -> None:
+    clock, d, _ = original(seed=1)  # workers w0 (2 slots) and w1 (1 slot)
+    for task_id in ("a", "b"):
+        d.submit(Task(task_id))
+    first = {a.task.id: a for a in d.dispatch()}
+    clock.set(LEASE)
+    d.tick()  # both leases lapse, their late reports awaited
+    second = {a.task.id: a for a in d.dispatch()}
+    kept = as_json(d.snapshot())
+    assert kept["next_lease_id"] == 5
+    assert sorted(run["lapsed"] for run in kept["runs"]) == [[[1, 1]], [[1, 2]]]
+
+    later = ManualClock(start=clock.now())
+    revived = Distributor.restore(copy.deepcopy(kept), later, **parts(later))
+    assert revived.leases() == d.leases()
+    for twin in (d, revived):
+        with pytest.raises(TaskStateError, match="lease"):
+            twin.complete("a", lease_id=first["b"].lease_id)  # b's lease, not a's
+        assert twin.complete("a", lease_id=first["a"].lease_id) is TaskState.COMPLETED
+        assert twin.complete("b", lease_id=second["b"].lease_id) is TaskState.COMPLETED
+        twin.submit(Task("c"))
+        [third] = twin.dispatch()
+        assert third.lease_id == 5
+    assert as_json(revived.snapshot()) == as_json(d.snapshot())
+
+
+def test_a_snapshot_from_before_lease_numbers_has_its_leases_numbered_at_restore() -> None:
+    clock, d, _ = original(seed=1)
+    for task_id in ("a", "b"):
+        d.submit(Task(task_id))
+    d.dispatch()
+    clock.set(LEASE)
+    d.tick()
+    d.dispatch()  # a and b run again, each with a lapsed lease
+    old = as_version(as_json(d.snapshot()), 6)
+    later = ManualClock(start=clock.now())
+    revived = Distributor.restore(old, later, **parts(later))
+    current = sorted(a.lease_id for a in revived.leases())
+    assert current == [1, 2]  # the current leases first, in the order leased
+    kept = as_json(revived.snapshot())
+    assert sorted(run["lapsed"] for run in kept["runs"]) == [[[1, 3]], [[1, 4]]]
+    assert kept["next_lease_id"] == 5
+    assert revived.complete("a", attempt=1) is TaskState.COMPLETED  # a late report, by attempt
+
+
 # -- refusals -------------------------------------------------------------------------
 
 
@@ -834,7 +880,7 @@ def replaced(path: tuple[Any, ...], value: Any) -> Callable[[Any], None]:
 
 
 CORRUPTIONS = {
-    "future version": replaced(("version",), 7),
+    "future version": replaced(("version",), 8),
     "component from the future": replaced(("tracker", "version"), 99),
     "not a dict": lambda s: s.clear(),
     "unknown field": replaced(("surprise",), 1),
@@ -881,6 +927,65 @@ def test_a_corrupted_snapshot_is_refused_and_nothing_is_built(corruption: str) -
     assert len(given["tracker"]) == 0
     assert len(given["dlq"]) == 0
     assert given["retry"].snapshot() == state_before
+
+
+def numbered_snapshot() -> tuple[dict[str, Any], float]:
+    """A snapshot with a leased run ("a": lease 2, lease 1 lapsed), one retrying ("r")
+    and a task that waits ("b")."""
+    clock, d, _ = original(seed=1)
+    d.submit(Task("a"))
+    d.submit(Task("b", requires={"tpu"}))  # waits: no worker has it
+    d.dispatch()
+    clock.set(LEASE)
+    d.tick()
+    d.submit(Task("c"))
+    d.submit(Task("r"))
+    d.dispatch()  # a takes lease 2, c 3, r 4
+    d.complete("c")
+    d.fail("r", error="boom")
+    snapshot = as_json(d.snapshot())
+    runs = {run["task"]["id"]: run for run in snapshot["runs"]}
+    assert (runs["a"]["lease_id"], runs["a"]["lapsed"], snapshot["next_lease_id"]) == (
+        2,
+        [[1, 1]],
+        5,
+    )
+    assert runs["r"]["lease_id"] is None and "r" in snapshot["retrying"]
+    return snapshot, clock.now()
+
+
+def on_run(task_id: str, field: str, value: Any) -> Callable[[Any], None]:
+    def change(snapshot: Any) -> None:
+        (run,) = (run for run in snapshot["runs"] if run["task"]["id"] == task_id)
+        run[field] = value
+
+    return change
+
+
+LEASE_NUMBER_CORRUPTIONS = {
+    "next number not above a lease": (replaced(("next_lease_id",), 2), "not below next_lease_id"),
+    "next number zero": (replaced(("next_lease_id",), 0), "next_lease_id"),
+    "next number missing": (removed(("next_lease_id",)), "next_lease_id"),
+    "leased run without a number": (on_run("a", "lease_id", None), "no lease_id"),
+    "number on a run not leased": (on_run("r", "lease_id", 4), "though it is not leased"),
+    "a number twice": (on_run("a", "lapsed", [[1, 2]]), "lease number 2 twice"),
+    "lapsed as attempts": (on_run("a", "lapsed", [1]), "pairs"),
+    "lapsed attempt twice": (on_run("a", "lapsed", [[1, 1], [1, 3]]), "an attempt twice"),
+    "lapsed number zero": (on_run("a", "lapsed", [[1, 0]]), "pairs"),
+    "number not an int": (on_run("a", "lease_id", "2"), "lease_id"),
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(LEASE_NUMBER_CORRUPTIONS))
+def test_a_snapshot_with_bad_lease_numbers_is_refused(corruption: str) -> None:
+    snapshot, now = numbered_snapshot()
+    change, match = LEASE_NUMBER_CORRUPTIONS[corruption]
+    change(snapshot)
+    clock = ManualClock(start=now)
+    given = parts(clock)
+    with pytest.raises(SnapshotError, match=match):
+        Distributor.restore(snapshot, clock, **given)
+    assert len(given["queue"]) == 0 and len(given["tracker"]) == 0
 
 
 def test_the_untouched_snapshot_restores() -> None:

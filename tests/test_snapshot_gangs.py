@@ -50,7 +50,7 @@ def gang_timeout_of(d: Distributor, clock: ManualClock) -> float:
 
 def test_the_gangs_timeout_travels_in_the_snapshot() -> None:
     snapshot = snapshot_of(Gangs(timeout=20.0))
-    assert snapshot["version"] == 6 and snapshot["gangs"] == {"timeout": 20.0}
+    assert snapshot["version"] == 7 and snapshot["gangs"] == {"timeout": 20.0}
     clock = ManualClock(start=1.0)
     d = Distributor.restore(copy.deepcopy(snapshot), clock)
     assert gang_timeout_of(d, clock) == 20.0
@@ -92,8 +92,8 @@ def test_a_version_1_snapshot_still_loads_with_the_gangs_given_or_the_default() 
         # Version 1 knew none of version 2's fields: the first one read is refused.
         (lambda s: s.update(version=1), r"unknown fields \['(batch|gangs)'"),
         (
-            lambda s: s.update(version=7),
-            "format version 7; this taskdist reads versions 1, 2, 3, 4, 5, 6",
+            lambda s: s.update(version=8),
+            "format version 8; this taskdist reads versions 1, 2, 3, 4, 5, 6, 7",
         ),
         (lambda s: s.update(gangs={"timeout": -1.0}), r"snapshot\.gangs\.timeout is not valid"),
         (lambda s: s.update(gangs={"timeout": "soon"}), r"snapshot\.gangs\.timeout"),

@@ -189,7 +189,7 @@ def test_a_written_out_init_sets_every_field_to_what_it_was_given() -> None:
     task = Task(*values.values())  # positionally, in field order
     assert {name: getattr(task, name) for name in values} == values
     assert attrs.evolve(task) == task and attrs.evolve(task, cost=1.0).cost == 1.0
-    assignment = Assignment(task, "w", 2, 1.5, 31.5, 8)
-    assert attrs.astuple(assignment, recurse=False) == (task, "w", 2, 1.5, 31.5, 8)
+    assignment = Assignment(task, "w", 2, 1.5, 31.5, 8, 13)
+    assert attrs.astuple(assignment, recurse=False) == (task, "w", 2, 1.5, 31.5, 8, 13)
     result = SubmitResult("t", False, TaskState.LEASED)
     assert attrs.astuple(result) == ("t", False, TaskState.LEASED) and not result

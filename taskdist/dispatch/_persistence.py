@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 __all__ = ["restore_into", "snapshot_of", "unsupported"]
 
 _KIND: Final = "Distributor"
-_VERSION: Final = 6
+_VERSION: Final = 7
 """The Distributor's snapshot format: 2 added ``gangs`` (``Gangs.timeout``),
 ``waiting_gangs``, ``routed``, ``sent`` and ``paused_pools``, ``batcher``,
 ``batches``, ``batch_groups`` and each run's ``batch``, and ``backfill``; parked
@@ -100,8 +100,11 @@ tasks the snapshot holds). 6 added each run's breaker ``permit`` (before: none, 
 its outcome counted in the breaker's period at restore), ``gate_times``, the time of
 each class of gate-refused tasks (before: worked out again at restore), and
 ``gate_evictions``, the keyed limiters' drops the scouts last saw (before: none seen,
-so a restored twin sent every class at its first wakeup)."""
-_VERSIONS: Final = (SNAPSHOT_VERSION, 2, 3, 4, 5, _VERSION)
+so a restored twin sent every class at its first wakeup). 7 added lease numbers:
+``next_lease_id``, each leased run's ``lease_id``, and ``lapsed`` as ``[attempt,
+lease_id]`` pairs (before: a list of attempts; the leases such a snapshot holds are
+numbered afresh at restore, from 1)."""
+_VERSIONS: Final = (SNAPSHOT_VERSION, 2, 3, 4, 5, 6, _VERSION)
 _FINAL: Final = {state.value: state for state in TaskState if state.is_final}
 _TASK_TIMERS: Final = (_LEASE, _RETRY, _TTL)
 _TIMER_KINDS: Final = (*_TASK_TIMERS, _ESCALATE, _STEP, _GANG, _GANG_RETRY, _BREAKER)
@@ -168,7 +171,11 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
             [_group_data(group, pools), [task.to_data() for task in tasks]]
             for group, tasks in d._lot.parked()
         ],
-        "runs": [_run_data(run, balancers) for run in d._progress.values()],
+        "next_lease_id": d._next_lease_id,
+        "runs": [
+            _run_data(run, balancers, run is d._leases.get(task_id))
+            for task_id, run in d._progress.items()
+        ],
         "batcher": None if d._batcher is None else d._batcher.snapshot(),
         "batches": [
             [
@@ -333,7 +340,7 @@ def _timer_data(kind: str, key: Hashable, when: float) -> list[Any]:
     raise SnapshotError(f"cannot snapshot this Distributor: a {kind} timer is pending")
 
 
-def _run_data(run: _Run, balancers: list[Any]) -> dict[str, Any]:
+def _run_data(run: _Run, balancers: list[Any], leased: bool) -> dict[str, Any]:
     placed_by = next(i for i, balancer in enumerate(balancers) if balancer is run.balancer)
     return {
         "task": run.task.to_data(),
@@ -352,10 +359,12 @@ def _run_data(run: _Run, balancers: list[Any]) -> dict[str, Any]:
         "history": [record.to_data() for record in run.history or ()],
         "last_delay": run.last_delay,
         "last_error": run.last_error,
-        "lapsed": None if run.lapsed is None else sorted(run.lapsed),
+        "lapsed": None if run.lapsed is None else sorted([a, n] for a, n in run.lapsed.items()),
         "retry_at": run.retry_at,
         "batch": run.batch,
         "permit": run.permit,
+        # (a run between leases keeps its last lease's number, which names nothing now)
+        "lease_id": run.lease_id if leased else None,
     }
 
 
@@ -578,6 +587,9 @@ class _Books:
                 refuse(f"snapshot.runs[{i}]", f"repeats task {run.task.id!r}")
             self.runs[run.task.id] = run
         self.leases = _unique_ids(fields, "leases")
+        self.next_lease_id = (
+            fields.integer("next_lease_id", minimum=1) if fields.version >= 7 else None
+        )
         self.finished: dict[Hashable, tuple[TaskState, float]] = {}
         for i, item in enumerate(fields.items("finished")):
             where = f"snapshot.finished[{i}]"
@@ -891,6 +903,7 @@ class _Books:
         if len(placed) != len(leases):
             unleased = next(task_id for task_id in placed if task_id not in leases)
             refuse("snapshot.tracker", f"holds task {unleased!r}, which has no lease")
+        self._check_lease_ids()
         for task_id in self.retrying:
             run = runs.get(task_id)
             if run is None or run.retry_at is None:
@@ -950,6 +963,45 @@ class _Books:
         for worker_id, _ in self.breaker_changes:
             if worker_id not in workers:
                 refuse("snapshot.breaker_changes", f"names {worker_id!r}, no worker")
+
+    def _check_lease_ids(self) -> None:
+        """Each lease, current or lapsed, has a number of its own, below the next one;
+        a snapshot written before leases were numbered has its leases numbered now."""
+        leased = set(self.leases)
+        if self.next_lease_id is None:  # (an older version: no run has a number)
+            number = 1
+            for task_id in self.leases:
+                self.runs[task_id].lease_id = number
+                number += 1
+            for run in self.runs.values():
+                for attempt in sorted(run.lapsed or ()):
+                    run.lapsed[attempt] = number  # type: ignore[index]
+                    number += 1
+            self.next_lease_id = number
+            return
+        seen: set[int] = set()
+        for task_id, run in self.runs.items():
+            if (task_id in leased) != (run.lease_id > 0):
+                refuse(
+                    "snapshot.runs",
+                    f"gives {task_id!r} "
+                    + (
+                        "no lease_id, though it is leased"
+                        if run.lease_id == 0
+                        else "a lease_id, though it is not leased"
+                    ),
+                )
+            numbers = [*(run.lapsed or {}).values(), *([run.lease_id] if run.lease_id else [])]
+            for number in numbers:
+                if number in seen:
+                    refuse("snapshot.runs", f"gives lease number {number} twice")
+                if number >= self.next_lease_id:
+                    refuse(
+                        "snapshot.runs",
+                        f"gives {task_id!r} lease number {number}, not below next_lease_id "
+                        f"{self.next_lease_id}",
+                    )
+                seen.add(number)
 
     def _check_gangs(self) -> None:
         """Members wait (parked for their gang, but for a leader); a timer per gang."""
@@ -1029,6 +1081,8 @@ class _Books:
         d._gate_due = self.gate_due
         d._waiting_since.update(self.waiting)
         d._progress.update(self.runs)
+        assert self.next_lease_id is not None  # (numbered by _check_lease_ids)
+        d._next_lease_id = self.next_lease_id
         d._retrying.update((task_id, self.runs[task_id].task) for task_id in self.retrying)
         budget = d._budget
         for task_id in self.leases:
@@ -1305,11 +1359,30 @@ def _run(data: object, where: str, balancers: list[Any], version: int) -> _Run:
     run.last_error = fields.opt_text("last_error")
     lapsed = fields.value("lapsed")
     if lapsed is not None:
-        if type(lapsed) is not list or not all(type(n) is int and n >= 1 for n in lapsed):
-            refuse(f"{where}.lapsed", f"must be None or a list of attempts, got {shown(lapsed)}")
-        run.lapsed = set(lapsed)
+        if version < 7:  # attempts: their leases are numbered at restore (see _VERSION)
+            if type(lapsed) is not list or not all(type(n) is int and n >= 1 for n in lapsed):
+                refuse(
+                    f"{where}.lapsed", f"must be None or a list of attempts, got {shown(lapsed)}"
+                )
+            run.lapsed = dict.fromkeys(lapsed, 0)
+        else:
+            if type(lapsed) is not list or not all(
+                type(pair) is list
+                and len(pair) == 2
+                and all(type(n) is int and n >= 1 for n in pair)
+                for pair in lapsed
+            ):
+                refuse(
+                    f"{where}.lapsed",
+                    f"must be None or a list of [attempt, lease_id] pairs, got {shown(lapsed)}",
+                )
+            run.lapsed = dict(lapsed)
+            if len(run.lapsed) != len(lapsed):
+                refuse(f"{where}.lapsed", "names an attempt twice")
     run.retry_at = fields.opt_number("retry_at")
     run.batch = fields.opt_integer("batch", minimum=0) if version >= 2 else None
     run.permit = fields.opt_integer("permit", minimum=0) if version >= 6 else None
+    # 0: no lease numbered (a run between leases, or one numbered at restore)
+    run.lease_id = (fields.opt_integer("lease_id", minimum=1) or 0) if version >= 7 else 0
     fields.done()
     return run

@@ -97,6 +97,7 @@ class _Run:
         "lapsed",
         "last_delay",
         "last_error",
+        "lease_id",
         "permit",
         "popped",
         "retry_at",
@@ -118,6 +119,7 @@ class _Run:
         waited: float = 0.0,
         expiry: float | None = None,
         attempt: int = 0,
+        lease_id: int = 0,
     ) -> None:
         """A record started at ``now``; a first lease passes its fields here (set once)."""
         self.task = task
@@ -126,6 +128,8 @@ class _Run:
         # The current (or last) lease; attempt counts dispatches.
         self.worker_id = worker_id
         self.attempt = attempt
+        # The current lease's number, which no other lease of the distributor has had.
+        self.lease_id = lease_id
         self.started_at = now
         self.expiry = expiry
         self.permit = permit
@@ -145,8 +149,9 @@ class _Run:
         self.history: list[AttemptRecord] | None = None
         self.last_delay: float | None = None
         self.last_error: str | None = None
-        # Attempts whose lease expired, while a late report of each may still come.
-        self.lapsed: set[int] | None = None
+        # Attempts whose lease expired, while a late report of each may still come:
+        # attempt -> the lease's number.
+        self.lapsed: dict[int, int] | None = None
         self.retry_at: float | None = None
 
 
@@ -158,7 +163,13 @@ def _error_text(error: object) -> str | None:
 
 def _assignment(lease: _Run) -> Assignment:
     return Assignment(
-        lease.task, lease.worker_id, lease.attempt, lease.started_at, lease.expiry, lease.batch
+        lease.task,
+        lease.worker_id,
+        lease.attempt,
+        lease.started_at,
+        lease.expiry,
+        lease.batch,
+        lease.lease_id,
     )
 
 

@@ -269,6 +269,10 @@ class Distributor:
     since (ending the newer lease if it was dispatched again); a late
     ``fail`` for it changes nothing (the expiry already counted that
     attempt); either is accepted once, and a second report is an error.
+    Each lease has a number no other lease has had (``Assignment.lease_id``):
+    a report, heartbeat or requeue naming it reaches that lease and nothing
+    else, not even a later lease of an id submitted again (whose attempts
+    count from 1 once more).
 
     **Batches.** With a ``batcher`` (a :class:`~taskdist.BatchOptimizer`), a
     task of one of its groups (``batcher.group_of(task)`` not ``None``) that
@@ -423,6 +427,7 @@ class Distributor:
         "_listeners",
         "_lot",
         "_max_queued",
+        "_next_lease_id",
         "_now",
         "_parked",
         "_passed",
@@ -742,6 +747,9 @@ class Distributor:
         self._retrying: dict[Hashable, Task] = {}
         self._leases: dict[Hashable, _Run] = {}
         self._progress: dict[Hashable, _Run] = {}
+        # The number the next lease takes: no two leases share one, so a report naming
+        # it never reaches a later lease of the same id (see Assignment.lease_id).
+        self._next_lease_id = 1
         # Finished ids still known for dedup: id -> (final state, when), oldest first.
         self._finished: OrderedDict[Hashable, tuple[TaskState, float]] = OrderedDict()
         self._timers = Timers()
@@ -1558,7 +1566,7 @@ class Distributor:
                 self._unpop(task, None)
                 return None
         run = self._lease_task(task, worker, balancer, permit, now)
-        return Assignment(task, worker.id, run.attempt, now, run.expiry)
+        return Assignment(task, worker.id, run.attempt, now, run.expiry, None, run.lease_id)
 
     def _lease_task(
         self,
@@ -1585,13 +1593,16 @@ class Distributor:
                 self._handed_over[task_id] = was
         waited = now - enqueued
         expiry = None if self._lease is None else now + self._lease
+        lease_id = self._next_lease_id
+        self._next_lease_id = lease_id + 1
         run = self._progress.get(task_id)
         if run is None:  # a new record starts at now as its first lease, popped and gated
             attempt = 1
             run = self._progress[task_id] = _Run(
-                task, enqueued, now, worker.id, balancer, permit, waited, expiry, attempt
+                task, enqueued, now, worker.id, balancer, permit, waited, expiry, attempt, lease_id
             )
         else:
+            run.lease_id = lease_id
             run.task = task
             run.retry_at = None
             run.started_at = now
@@ -1684,6 +1695,8 @@ class Distributor:
         tenant[4] -= 1
         tenant[5] -= progress.waited
         self._counts["dispatched"] -= 1
+        if lease.lease_id == self._next_lease_id - 1:  # (taken back latest first)
+            self._next_lease_id = lease.lease_id
         progress.attempt -= 1
         if not progress.attempt:
             del self._progress[task_id]
@@ -1836,20 +1849,28 @@ class Distributor:
 
     # -- outcomes ----------------------------------------------------------------
 
-    def heartbeat(self, task_id: Hashable, extend: float | None = None) -> float | None:
+    def heartbeat(
+        self, task_id: Hashable, extend: float | None = None, *, lease_id: int | None = None
+    ) -> float | None:
         """Extend a leased task's lease to now + ``extend`` (default: the lease length).
 
-        Returns the new expiry (``None`` with leases that never expire). O(log n).
+        ``lease_id`` (optional, :attr:`Assignment.lease_id`) names the lease
+        meant: a run whose lease has lapsed, or was taken over since, cannot
+        keep another run's lease alive. Returns the new expiry (``None`` with
+        leases that never expire). O(log n).
 
         Raises:
             UnknownTaskError: no task has this id.
-            TaskStateError: the task is not leased.
-            InvalidArgumentError: ``extend`` <= 0, NaN or infinite.
+            TaskStateError: the task is not leased (under ``lease_id``, if given).
+            InvalidArgumentError: ``extend`` <= 0, NaN or infinite; ``lease_id`` < 1.
+            InvalidTypeError: ``lease_id`` not an int.
         """
         extend = check_optional_number(extend, "extend", positive=True)
+        if lease_id is not None:
+            lease_id = check_int(lease_id, "lease_id", minimum=1)
         self._enter()
         try:
-            lease = self._lease_of(task_id, "heartbeat")
+            lease = self._lease_of(task_id, "heartbeat", lease_id=lease_id)
             if self._lease is None and extend is None:
                 return None
             length = self._lease if extend is None else extend
@@ -1868,21 +1889,30 @@ class Distributor:
             self._leave()
 
     def complete(
-        self, task_id: Hashable, *, duration: float | None = None, attempt: int | None = None
+        self,
+        task_id: Hashable,
+        *,
+        duration: float | None = None,
+        attempt: int | None = None,
+        lease_id: int | None = None,
     ) -> TaskState:
         """The task succeeded (``duration``: seconds it ran, for the worker's EWMA).
 
-        ``attempt`` (optional) names the attempt reporting: a report of an
-        attempt whose lease expired completes the task if nothing else has
-        (see the class docstring). Returns ``TaskState.COMPLETED``. O(r + g)
-        + O(log n).
+        ``lease_id`` (:attr:`Assignment.lease_id`) or ``attempt`` (optional)
+        names the lease reporting: a report of a lease that expired completes
+        the task if nothing else has (see the class docstring). Attempts count
+        again from 1 when an id is submitted anew, so only ``lease_id`` keeps a
+        run of an earlier task with the same id from completing this one.
+        Returns ``TaskState.COMPLETED``. O(r + g) + O(log n).
 
         Raises:
             UnknownTaskError: no task has this id.
             TaskStateError: the task is not leased (and no expired lease of it
-                awaits a late report), or already finished.
+                awaits a late report), not under the lease named, or already
+                finished.
             InvalidArgumentError: ``duration`` negative, NaN, infinite or above 1e12
-                seconds (nothing changed).
+                seconds; ``attempt`` or ``lease_id`` < 1 (nothing changed).
+            InvalidTypeError: ``attempt`` or ``lease_id`` not an int.
         """
         # The checks, with the usual values (a float in range, an int >= 1) passed inline.
         if duration is not None and not (
@@ -1891,6 +1921,8 @@ class Distributor:
             duration = check_number(duration, "duration", minimum=0.0, maximum=MAX_SECONDS)
         if attempt is not None and not (attempt.__class__ is int and attempt >= 1):
             attempt = check_int(attempt, "attempt", minimum=1)
+        if lease_id is not None and not (lease_id.__class__ is int and lease_id >= 1):
+            lease_id = check_int(lease_id, "lease_id", minimum=1)
         if self._busy:
             self._enter()  # raises
         self._busy = True
@@ -1900,13 +1932,17 @@ class Distributor:
                 lease = self._leases.get(task_id)
             except TypeError:  # unhashable: no such lease (_late_report says why)
                 lease = None
-            if lease is not None and (attempt is None or attempt == lease.attempt):
+            if (
+                lease is not None
+                and (attempt is None or attempt == lease.attempt)
+                and (lease_id is None or lease_id == lease.lease_id)
+            ):
                 self._end_lease(lease, now, duration, ok=True)
                 if self._learning_gates:
                     self._feed_gates(lease.task, ok=True, duration=duration)
                 self._finish_completed(lease.task, now)
                 return TaskState.COMPLETED
-            self._late_report(task_id, attempt, "complete")
+            self._late_report(task_id, attempt, lease_id, "complete")
             # The late report wins: take the task from wherever it went since.
             current = self._leases.get(task_id)
             if current is not None:
@@ -1932,6 +1968,7 @@ class Distributor:
         attempt: int | None = None,
         throttled: bool = False,
         retry_after: float | None = None,
+        lease_id: int | None = None,
     ) -> TaskState:
         """The attempt failed: retry after the policy's delay, or dead-letter.
 
@@ -1945,15 +1982,18 @@ class Distributor:
         ``error`` (an exception or a description) is kept in the attempt
         history and offered to the retry policy's ``retryable`` predicate
         and the worker's breaker; ``retryable=False`` dead-letters at once.
-        Returns the task's new state (``RETRYING`` or ``DEAD``; or, for a late
-        report of an expired lease, its state unchanged). O(r + g) + O(log n).
+        ``lease_id`` or ``attempt`` names the lease reporting, as for
+        :meth:`complete`. Returns the task's new state (``RETRYING`` or
+        ``DEAD``; or, for a late report of an expired lease, its state
+        unchanged). O(r + g) + O(log n).
 
         Raises:
             UnknownTaskError: no task has this id.
             TaskStateError: the task is not leased (and no expired lease of it
-                awaits a late report), or already finished.
+                awaits a late report), not under the lease named, or already
+                finished.
             InvalidArgumentError / InvalidTypeError: ``duration`` negative, NaN or
-                above 1e12 seconds,
+                above 1e12 seconds, ``attempt`` or ``lease_id`` not an int >= 1,
                 ``error`` neither an exception, a str nor None, ``retryable`` not a bool.
             Whatever the retry policy's ``retryable`` predicate raises, before
                 anything changed: the lease stands, and a later ``fail`` ends it.
@@ -1961,6 +2001,8 @@ class Distributor:
         duration = check_optional_number(duration, "duration", minimum=0.0, maximum=MAX_SECONDS)
         if attempt is not None:
             attempt = check_int(attempt, "attempt", minimum=1)
+        if lease_id is not None:
+            lease_id = check_int(lease_id, "lease_id", minimum=1)
         if error is not None and not isinstance(error, (BaseException, str)):
             raise InvalidTypeError(f"error must be an exception, a str or None, got {error!r}")
         if not isinstance(retryable, bool):
@@ -1972,8 +2014,12 @@ class Distributor:
         try:
             now = self._now()
             lease = _lookup(self._leases, task_id)
-            if lease is None or (attempt is not None and attempt != lease.attempt):
-                self._late_report(task_id, attempt, "fail")
+            if (
+                lease is None
+                or (attempt is not None and attempt != lease.attempt)
+                or (lease_id is not None and lease_id != lease.lease_id)
+            ):
+                self._late_report(task_id, attempt, lease_id, "fail")
                 return self._state_or_none(task_id, now) or TaskState.DEAD
             task = lease.task
             text = _error_text(error)
@@ -2083,25 +2129,32 @@ class Distributor:
                 task, ok=ok, duration=duration, throttled=throttled, retry_after=retry_after
             )
 
-    def requeue(self, task_id: Hashable, *, attempt: int | None = None) -> Task:
+    def requeue(
+        self, task_id: Hashable, *, attempt: int | None = None, lease_id: int | None = None
+    ) -> Task:
         """Give a leased task back to the queue with its age, without spending an attempt.
 
         For a host that stops with the task unfinished, or a preemption: the
         worker is freed (no outcome recorded), the breaker permit, gates and
         queue quota are released, and the attempt is recorded as
-        ``requeued``. ``attempt`` (optional) names the lease meant: a task
-        leased again since is refused. Returns the task. O(r + g) + the
-        queue's push.
+        ``requeued``. ``lease_id`` or ``attempt`` (optional) names the lease
+        meant: a task leased again since is refused. Returns the task. O(r +
+        g) + the queue's push.
 
         Raises:
             UnknownTaskError: no task has this id.
-            TaskStateError: the task is not leased (under ``attempt``, if given).
+            TaskStateError: the task is not leased (under ``attempt`` and
+                ``lease_id``, if given).
+            InvalidArgumentError / InvalidTypeError: ``attempt`` or ``lease_id``
+                not an int >= 1.
         """
         if attempt is not None:
             attempt = check_int(attempt, "attempt", minimum=1)
+        if lease_id is not None:
+            lease_id = check_int(lease_id, "lease_id", minimum=1)
         self._enter()
         try:
-            lease = self._lease_of(task_id, "requeue")
+            lease = self._lease_of(task_id, "requeue", lease_id=lease_id)
             if attempt is not None and attempt != lease.attempt:
                 raise TaskStateError(
                     f"cannot requeue task {task_id!r}: attempt {attempt} is not its lease "
@@ -2685,7 +2738,9 @@ class Distributor:
             run = self._lease_task(member, worker, balancer, permit, now, notify=False)
             run.popped = is_leader or take_along is not None
             run.gated = gates is not None
-            made.append(Assignment(member, worker.id, run.attempt, now, run.expiry))
+            made.append(
+                Assignment(member, worker.id, run.attempt, now, run.expiry, None, run.lease_id)
+            )
         # Every member is leased before any balancer hears of one: if a hook raises,
         # the dispatch takes the whole gang back.
         for member, worker, balancer in plan:
@@ -2983,27 +3038,52 @@ class Distributor:
             )
         return task
 
-    def _lease_of(self, task_id: Hashable, verb: str) -> _Run:
+    def _lease_of(self, task_id: Hashable, verb: str, *, lease_id: int | None = None) -> _Run:
         lease = _lookup(self._leases, task_id)
         if lease is None:
             state = self._state_of(task_id, self._now())
             raise TaskStateError(f"cannot {verb} task {task_id!r}: it is {state.value}, not leased")
+        if lease_id is not None and lease_id != lease.lease_id:
+            raise TaskStateError(
+                f"cannot {verb} task {task_id!r}: lease {lease_id} is not its lease "
+                f"(lease {lease.lease_id} is)"
+            )
         return lease
 
-    def _late_report(self, task_id: Hashable, attempt: int | None, verb: str) -> None:
-        """Accept a report of an expired lease once (it awaits none after), or raise."""
+    def _late_report(
+        self, task_id: Hashable, attempt: int | None, lease_id: int | None, verb: str
+    ) -> None:
+        """Accept a report of an expired lease once (it awaits none after), or raise.
+
+        The lease is the one ``lease_id`` and ``attempt`` name (each if given), or
+        without either the latest expired one."""
         now = self._now()
         state = self._state_of(task_id, now)
         progress = self._progress.get(task_id)
         lapsed = None if progress is None else progress.lapsed
-        if state.is_final or not lapsed or (attempt is not None and attempt not in lapsed):
-            which = "" if attempt is None else f" of attempt {attempt}"
+        found: int | None = None
+        if not state.is_final and lapsed:
+            if lease_id is not None:
+                found = next((a for a, n in lapsed.items() if n == lease_id), None)
+                if attempt is not None and found != attempt:
+                    found = None
+            elif attempt is not None:
+                found = attempt if attempt in lapsed else None
+            else:
+                found = max(lapsed)
+        if found is None:
+            which = "".join(
+                (
+                    "" if lease_id is None else f" {lease_id}",
+                    "" if attempt is None else f" of attempt {attempt}",
+                )
+            )
             raise TaskStateError(
                 f"cannot {verb} task {task_id!r}: it is {state.value}, and no expired lease"
                 f"{which} awaits a late report"
             )
         assert lapsed is not None
-        lapsed.discard(max(lapsed) if attempt is None else attempt)
+        del lapsed[found]
 
     def _end_lease(
         self,
@@ -3561,8 +3641,8 @@ class Distributor:
         self._record_attempt(lease, now, "lease_expired", None)
         progress = self._progress[task_id]
         if progress.lapsed is None:
-            progress.lapsed = set()
-        progress.lapsed.add(lease.attempt)
+            progress.lapsed = {}
+        progress.lapsed[lease.attempt] = lease.lease_id
         if self._may_retry(task, progress, now):
             self._requeue(task, now, EventKind.REQUEUED)
         else:

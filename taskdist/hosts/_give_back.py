@@ -40,7 +40,11 @@ def give_back_unfinished(distributor: Distributor, runs: Iterable[Assignment]) -
     failed: Exception | None = None
     for assignment in runs:
         try:
-            requeued.append(distributor.requeue(assignment.task.id, attempt=assignment.attempt))
+            requeued.append(
+                distributor.requeue(
+                    assignment.task.id, attempt=assignment.attempt, lease_id=assignment.lease_id
+                )
+            )
         except (TaskStateError, UnknownTaskError):
             continue
         except Exception as error:  # a listener's: the requeue itself was made

@@ -42,7 +42,7 @@ def report(
     duration: float,
     not_retryable: ExceptionClasses,
 ) -> TaskState | None:
-    """Report one run's outcome for its attempt; ``None`` if the report was stale.
+    """Report one run's outcome for its lease; ``None`` if the report was stale.
 
     O(the distributor's complete / fail).
     """
@@ -50,13 +50,19 @@ def report(
     duration = max(duration, 0.0)
     try:
         if error is None:
-            return distributor.complete(task_id, duration=duration, attempt=assignment.attempt)
+            return distributor.complete(
+                task_id,
+                duration=duration,
+                attempt=assignment.attempt,
+                lease_id=assignment.lease_id,
+            )
         return distributor.fail(
             task_id,
             error=error,
             retryable=not isinstance(error, not_retryable),
             duration=duration,
             attempt=assignment.attempt,
+            lease_id=assignment.lease_id,
         )
     except (TaskStateError, UnknownTaskError):
         return None  # cancelled meanwhile, or a late report after another one won

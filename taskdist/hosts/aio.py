@@ -474,7 +474,9 @@ class AsyncHost:
                     continue  # ended, abandoned, or its lease was taken over
                 run.batch = None
                 try:
-                    expiry = distributor.heartbeat(run.assignment.task.id)
+                    expiry = distributor.heartbeat(
+                        run.assignment.task.id, lease_id=run.assignment.lease_id
+                    )
                 except (TaskStateError, UnknownTaskError):
                     self._abandon(run)  # cancelled, or its lease ran out
                     continue

@@ -317,7 +317,9 @@ class ExecutorHost:
             if not self._live(task_id, attempt):
                 continue
             try:
-                expiry = distributor.heartbeat(task_id)
+                expiry = distributor.heartbeat(
+                    task_id, lease_id=self._runs[task_id].assignment.lease_id
+                )
             except (TaskStateError, UnknownTaskError):
                 run = self._runs[task_id]
                 run.abandoned = True  # cancelled, or its lease ran out: let the run go

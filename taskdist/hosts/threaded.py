@@ -223,11 +223,18 @@ class ThreadSafeDistributor:
             self._changed()
 
     def complete(
-        self, task_id: Hashable, *, duration: float | None = None, attempt: int | None = None
+        self,
+        task_id: Hashable,
+        *,
+        duration: float | None = None,
+        attempt: int | None = None,
+        lease_id: int | None = None,
     ) -> TaskState:
         """``Distributor.complete``, locked; wakes waiting threads."""
         with self._lock:
-            state = self._distributor.complete(task_id, duration=duration, attempt=attempt)
+            state = self._distributor.complete(
+                task_id, duration=duration, attempt=attempt, lease_id=lease_id
+            )
             self._changed()
             return state
 
@@ -241,6 +248,7 @@ class ThreadSafeDistributor:
         attempt: int | None = None,
         throttled: bool = False,
         retry_after: float | None = None,
+        lease_id: int | None = None,
     ) -> TaskState:
         """``Distributor.fail``, locked; wakes waiting threads."""
         with self._lock:
@@ -252,6 +260,7 @@ class ThreadSafeDistributor:
                 attempt=attempt,
                 throttled=throttled,
                 retry_after=retry_after,
+                lease_id=lease_id,
             )
             self._changed()
             return state
@@ -271,10 +280,12 @@ class ThreadSafeDistributor:
             self._distributor.resume(tenant=tenant, key=key, pool=pool)
             self._changed()
 
-    def requeue(self, task_id: Hashable, *, attempt: int | None = None) -> Task:
+    def requeue(
+        self, task_id: Hashable, *, attempt: int | None = None, lease_id: int | None = None
+    ) -> Task:
         """``Distributor.requeue``, locked; wakes waiting threads."""
         with self._lock:
-            task = self._distributor.requeue(task_id, attempt=attempt)
+            task = self._distributor.requeue(task_id, attempt=attempt, lease_id=lease_id)
             self._changed()
             return task
 
@@ -333,10 +344,12 @@ class ThreadSafeDistributor:
             self._seen.changes = self._changes
             return self._distributor.dispatch(limit)
 
-    def heartbeat(self, task_id: Hashable, extend: float | None = None) -> float | None:
+    def heartbeat(
+        self, task_id: Hashable, extend: float | None = None, *, lease_id: int | None = None
+    ) -> float | None:
         """``Distributor.heartbeat``, locked."""
         with self._lock:
-            return self._distributor.heartbeat(task_id, extend)
+            return self._distributor.heartbeat(task_id, extend, lease_id=lease_id)
 
     def next_wakeup(self) -> float | None:
         """``Distributor.next_wakeup``, locked."""
