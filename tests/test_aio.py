@@ -8,6 +8,7 @@ asserted is exact.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
@@ -272,6 +273,98 @@ def test_a_plain_handler_that_raises_stop_iteration_fails_its_run() -> None:
     entry = d.dlq.get("a")
     assert d.state_of("a") is TaskState.DEAD and entry is not None
     assert str(entry.history[-1].error).startswith("StopIteration")
+
+
+class Abort(BaseException):
+    """An exception outside the ``Exception`` tree, as some libraries raise."""
+
+
+@pytest.mark.parametrize("error", [GeneratorExit, Abort])
+@pytest.mark.parametrize("awaits", [False, True])
+def test_a_handler_that_raises_a_base_exception_fails_its_run(
+    error: type[BaseException], awaits: bool
+) -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=2)
+
+    async def handler(assignment: Assignment) -> None:
+        if awaits:
+            await asyncio.sleep(1.0)
+        if assignment.task.id == "bad":
+            raise error()
+
+    d.submit(Task("bad"))
+    d.submit(Task("good"))
+    d.close()
+    host = AsyncHost(d, handler, grace=0)
+    # It used to end the runner's task instead: the run was never reported, its
+    # lease was renewed forever, and the host never drained.
+    run_virtual(asyncio.wait_for(host.run(), 1000.0), clock)
+    entry = d.dlq.get("bad")  # the retry policy retries Exceptions only
+    assert entry is not None and entry.reason is Reason.NOT_RETRYABLE
+    assert error.__name__ in str(entry.history[-1].error)
+    assert d.state_of("good") is TaskState.COMPLETED
+    assert host.running == 0 and not d.leases() and clock.now() == (1.0 if awaits else 0.0)
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_a_handler_interrupted_by_keyboard_interrupt_stops_the_loop_and_loses_nothing(
+    error: type[BaseException],
+) -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=2, attempts=1)
+
+    async def handler(assignment: Assignment) -> None:
+        await asyncio.sleep(assignment.task.cost)
+        if assignment.task.id == "interrupted":
+            raise error()
+
+    d.submit(Task("interrupted", cost=1.0))
+    d.submit(Task("other", cost=5.0))
+    host = AsyncHost(d, handler, grace=10.0)
+    with pytest.raises(error):
+        run_virtual(host.run(), clock)
+    # The exception stopped the loop at once, as from any task; closing the loop
+    # cancelled the host and the other handler. Neither run failed: both tasks
+    # went back without spending an attempt. (The interrupted run used to stay
+    # the host's forever, and the other, cancelled, was dead-lettered.)
+    assert clock.now() == 1.0 and host.running == 0 and not d.leases()
+    assert d.state_of("interrupted") is TaskState.QUEUED
+    assert d.state_of("other") is TaskState.QUEUED
+    assert d.stats().failed == 0 and len(d.dlq) == 0
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tasks say they were cancelled from 3.11")
+def test_handlers_cancelled_as_the_event_loop_closes_give_their_tasks_back() -> None:
+    clock = ManualClock()
+    d = long_jobs(clock, 4, capacity=4)
+
+    async def main() -> None:
+        serving = asyncio.create_task(run(d, sleeper()))
+        await asyncio.sleep(1.0)
+        assert len(d.leases()) == 4 and not serving.done()  # left running
+
+    # Closing the loop cancels every task left, the handlers' own among them:
+    # they did not fail (they used to be dead-lettered as not retryable).
+    run_virtual(main(), clock)
+    assert d.stats().by_state[TaskState.QUEUED] == 4
+    assert d.stats().failed == 0 and len(d.dlq) == 0 and not d.leases()
+
+
+def test_a_cancelled_error_from_inside_a_handler_still_fails_its_run() -> None:
+    clock = ManualClock()
+    d = distributor(clock, attempts=1)
+
+    async def handler(assignment: Assignment) -> None:
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(1.0, future.cancel)
+        await future  # cancelled by someone else: its task was not
+
+    d.submit(Task("a"))
+    d.close()
+    run_virtual(run(d, handler), clock)
+    entry = d.dlq.get("a")
+    assert entry is not None and entry.reason is Reason.NOT_RETRYABLE
 
 
 def test_a_timeout_inside_a_handler_fails_that_run_only() -> None:

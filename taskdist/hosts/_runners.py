@@ -37,7 +37,9 @@ a handler may return ``None``, and that fails, as ``await None`` does)."""
 Start = Callable[[J], "Awaitable[object] | Withdrawn"]
 """Makes a job's awaitable, or says the job was withdrawn."""
 Finish = Callable[[J, "BaseException | None"], None]
-"""Hears how a started job ended: ``None`` (it returned) or what it raised."""
+"""Hears how a started job ended: ``None`` (it returned) or what it raised, of any
+class. A ``KeyboardInterrupt`` or ``SystemExit`` then goes on out of the runner's
+task, as it would out of the job's own task: it stops the event loop."""
 
 
 class Runners(Generic[J]):
@@ -127,6 +129,10 @@ class Runners(Generic[J]):
         """A runner ended (closed, or cancelled from outside, even before it ran):
         if the queue was its to take, another takes it."""
         self._tasks.discard(runner)
+        if not runner.cancelled():
+            # A runner ends with an error only as a job's KeyboardInterrupt or
+            # SystemExit, which has stopped the event loop already: it is seen.
+            runner.exception()
         if self._consumer is runner:
             self._consumer = None
             if self._pending and not self._closing:
@@ -153,7 +159,7 @@ class Runners(Generic[J]):
             context = contextvars.copy_context()
             try:
                 awaitable = context.run(start, job)
-            except (Exception, asyncio.CancelledError) as raised:
+            except BaseException as raised:
                 # Raised before there was anything to await (StopIteration too:
                 # here it is the job's error, not a coroutine returning).
                 error = raised
@@ -169,11 +175,13 @@ class Runners(Generic[J]):
                     step = context.run(coroutine.send, None)
                 except StopIteration:
                     error = None  # finished in its first step
-                except (Exception, asyncio.CancelledError) as raised:
+                except BaseException as raised:
                     error = raised
                 else:
                     error = await self._hold(me, job, context, coroutine, step)
             finish(job, error)
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise error  # as from any task: it stops the event loop
             if uncancel is not None:
                 # A cancellation meant for that job (or that it swallowed) must
                 # not count against the next job on this runner.
@@ -195,12 +203,9 @@ class Runners(Generic[J]):
                 self._rouse()
         self._holding[job] = me
         try:
-            await _resume(context, coroutine, step)
-        except (Exception, asyncio.CancelledError) as raised:
-            return raised
+            return await _resume(context, coroutine, step)
         finally:
             del self._holding[job]
-        return None
 
 
 async def _awaiting(awaitable: Awaitable[object]) -> object:
@@ -210,12 +215,15 @@ async def _awaiting(awaitable: Awaitable[object]) -> object:
 @types.coroutine
 def _resume(
     context: contextvars.Context, coroutine: Coroutine[Any, Any, object], step: object
-) -> Generator[object, object, object]:
+) -> Generator[object, object, BaseException | None]:
     """Go on with a started ``coroutine`` whose last step yielded ``step``, each step
-    inside ``context``, as ``await`` would; returns what it returns.
+    inside ``context``, as ``await`` would; returns what it raised, or ``None`` once
+    it returned.
 
     What the task running this sends or throws in (a future's result, a
-    cancellation) goes on to the coroutine.
+    cancellation) goes on to the coroutine. What the coroutine raises, of any
+    class, is its outcome and is returned; only the closing of this generator
+    itself (``GeneratorExit`` thrown in) goes on out, after closing the coroutine.
     """
     run = context.run
     while True:
@@ -227,10 +235,14 @@ def _resume(
         except BaseException as thrown:  # passed on, as await does
             try:
                 step = run(coroutine.throw, thrown)
-            except StopIteration as stop:
-                return stop.value
+            except StopIteration:
+                return None
+            except BaseException as raised:
+                return raised
         else:
             try:
                 step = run(coroutine.send, sent)
-            except StopIteration as stop:
-                return stop.value
+            except StopIteration:
+                return None
+            except BaseException as raised:
+                return raised

@@ -81,9 +81,15 @@ class AsyncHost:
     **Outcomes.** A handler that returns completes its attempt; one that
     raises fails it, retryably unless the exception is an instance of one
     of ``not_retryable`` (the distributor's retry policy then decides:
-    retry after its delay, or dead-letter). A report the distributor no
-    longer wants (the task was cancelled, or a late report of another
-    attempt already won) is dropped, and that run's handler is cancelled.
+    retry after its delay, or dead-letter). A handler interrupted is not
+    failed: its task goes back to the queue without spending an attempt.
+    That is one that raises ``KeyboardInterrupt`` or ``SystemExit`` (which
+    then stops the event loop, as from any task), or whose task is
+    cancelled by someone other than the host (on Python 3.11 and later), as
+    when the event loop closes with the host still running. A report the
+    distributor no longer wants (the task was cancelled, or a late report
+    of another attempt already won) is dropped, and that run's handler is
+    cancelled.
     An error the distributor raises while a run is reported (an
     ``on_event`` listener, a retry policy's predicate) ends :meth:`run` as
     one raised while dispatching does: the other runs are cancelled, the
@@ -407,9 +413,22 @@ class AsyncHost:
         return self._handler(run.assignment)
 
     def _end(self, run: _Run, error: BaseException | None) -> None:
-        """The runners say how ``run`` ended: report it, unless the host ended it."""
+        """The runners say how ``run`` ended: report it, unless the host ended it or
+        it was interrupted (then its task goes back)."""
         if run.abandoned and error is not None:
             self._forget(run)  # ended by the host: given back, not reported
+            return
+        if error is not None and _interrupted(error):
+            # Not the task's failure: the program is going down (the runner raises
+            # it on, out of the event loop), or the task running the handler was
+            # cancelled from outside (the event loop shutting down cancels them
+            # all). The task goes back to the queue, no attempt spent.
+            self._forget(run)
+            try:
+                give_back_unfinished(self._distributor, [run.assignment])
+            except Exception as raised:  # a listener's, once the task went back
+                if self._error is None:
+                    self._error = raised
             return
         assignment = run.assignment
         try:
@@ -498,6 +517,23 @@ class AsyncHost:
             if self._renewals is not None:
                 self._renewals.clear()
             give_back_unfinished(self._distributor, unfinished)
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether a handler that raised ``error`` was interrupted rather than failed: a
+    ``KeyboardInterrupt`` or ``SystemExit``, or the ``CancelledError`` of a cancel of
+    the task it runs in (asked for by someone other than the host, which marks its
+    own cancels as abandoned). Asked in that task, as the runners finish the run.
+
+    Python 3.10's tasks do not say whether they were cancelled: there a
+    ``CancelledError`` is the handler's failure.
+    """
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return True
+    if not isinstance(error, asyncio.CancelledError):
+        return False
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return cancelling is not None and cancelling() > 0
 
 
 async def run(
