@@ -252,6 +252,55 @@ def test_an_error_raised_while_a_run_is_reported_ends_run_with_it(raiser: str) -
     assert d.state_of("a") is expected and d.stats().failed == 0
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Whether ``condition()`` came true within ``timeout`` seconds (checked every 5 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_an_executor_that_refuses_a_job_gives_back_that_task_alone() -> None:
+    d = distributor()
+    started, release = threading.Event(), threading.Event()
+    ran: list[object] = []
+
+    def job(assignment: Assignment) -> None:
+        ran.append(assignment.task.id)
+        started.set()
+        release.wait(5.0)
+
+    pool = ThreadPoolExecutor(max_workers=2)
+    host = ExecutorHost(d, job, pool)
+    serving = serve(host)
+    try:
+        host.submit(Task("running"))
+        assert started.wait(5.0)
+        pool.shutdown(wait=False)  # refuses new jobs; the running one goes on
+        host.submit(Task("refused"))
+
+        def unavailable() -> bool:
+            with host.shared.lock:
+                return d.tracker.worker("executor").health is Health.UNAVAILABLE
+
+        assert wait_until(unavailable)
+        # The refused task went back; the running one kept its lease (it used to be
+        # given back too, while it ran: its report was then dropped, and it would
+        # have run again).
+        assert host.shared.state_of("refused") is TaskState.QUEUED
+        assert host.shared.state_of("running") is TaskState.LEASED
+        release.set()
+        assert wait_until(lambda: host.shared.state_of("running") is TaskState.COMPLETED)
+    finally:
+        release.set()
+        host.stop()
+        serving.join(5.0)
+    assert not serving.is_alive() and host.running == 0
+    assert ran == ["running"] and d.stats().failed == 0
+
+
 def test_a_stop_before_run_holds_and_a_stopped_host_stays_stopped() -> None:
     d = distributor()
     d.submit(Task("a"))

@@ -7,25 +7,11 @@ it pay an attempt either: the task did not fail, its host left.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 
 from taskdist.dispatch import Distributor
 from taskdist.errors import TaskStateError, UnknownTaskError
 from taskdist.task import Assignment, Task
-
-
-def give_back(distributor: Distributor, worker_ids: Iterable[Hashable]) -> list[Task]:
-    """Requeue every task leased on these workers (no attempt spent); keep the workers.
-
-    Returns the requeued tasks. O(tasks requeued) distributor calls.
-    """
-    requeued: list[Task] = []
-    for worker_id in dict.fromkeys(worker_ids):
-        if worker_id not in distributor.tracker:
-            continue
-        for task in distributor.tracker.tasks_on(worker_id):
-            requeued.append(distributor.requeue(task.id))
-    return requeued
 
 
 def give_back_unfinished(distributor: Distributor, runs: Iterable[Assignment]) -> list[Task]:

@@ -22,7 +22,7 @@ from taskdist.errors import (
     TaskStateError,
     UnknownTaskError,
 )
-from taskdist.hosts._give_back import give_back, give_back_unfinished
+from taskdist.hosts._give_back import give_back_unfinished
 from taskdist.hosts._outcome import check_not_retryable, report
 from taskdist.hosts._renewals import Renewals, check_heartbeat
 from taskdist.hosts.threaded import ThreadSafeDistributor
@@ -92,8 +92,13 @@ class ExecutorHost:
     (at least once). A stopped host stays stopped: a :meth:`stop` before
     :meth:`run` makes it return at once, as does any later ``run``. ``run``
     also returns once the distributor is closed and has no live task (and a
-    host that returned so may run again). Give-back removes and re-adds the
-    workers holding the tasks (see ``AsyncHost``): the host owns its workers.
+    host that returned so may run again). A task goes back with
+    ``Distributor.requeue`` of its run's attempt (see ``AsyncHost``).
+
+    An executor that refuses a job (``RuntimeError``: shut down;
+    ``BrokenExecutor``) is out of service: the host marks its worker
+    ``UNAVAILABLE`` and gives that task back at no cost. The jobs it runs
+    already go on, and report as usual.
 
     The distributor is wrapped in a :class:`ThreadSafeDistributor` (or used
     as is, if it is one): futures report from the executors' threads. Use
@@ -286,11 +291,14 @@ class ExecutorHost:
         try:
             future = self._executors[worker_id].submit(self._job, assignment)
         except (BrokenExecutor, RuntimeError):
-            # The executor is broken or shut down: the task never started, so it goes
-            # back at no cost, and the worker takes no more.
+            # The executor is broken or shut down: this task never started, so it goes
+            # back at no cost, and the worker takes no more. Only this one: the jobs
+            # it runs already may still finish (a pool shut down lets them) and report.
             shared = self._shared
-            shared.set_health(worker_id, Health.UNAVAILABLE)
-            give_back(shared.distributor, [worker_id])
+            try:
+                shared.set_health(worker_id, Health.UNAVAILABLE)
+            finally:
+                give_back_unfinished(shared.distributor, [assignment])
             return
         self._runs[task_id] = run
         run.future = future
