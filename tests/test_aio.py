@@ -551,6 +551,40 @@ def test_a_listener_that_raises_on_a_report_ends_run_with_its_error(
     assert d.state_of("slow") is TaskState.QUEUED and not d.leases()
 
 
+@pytest.mark.parametrize("lease", [30.0, None])
+def test_a_listener_that_raises_on_a_dispatch_ends_run_and_those_tasks_go_back(
+    lease: float | None,
+) -> None:
+    clock = ManualClock()
+    d = distributor(clock, capacity=3, lease=lease)
+    d.submit(Task("first", cost=10.0))
+    armed = [False]
+
+    def listener(event: Event) -> None:
+        if armed[0] and event.kind is EventKind.DISPATCHED:
+            armed[0] = False
+            raise ListenerFailed(event.task_id)
+
+    d.add_listener(listener)
+
+    async def main() -> None:
+        host = AsyncHost(d, sleeper())
+        serving = asyncio.create_task(host.run())
+        await asyncio.sleep(1.0)
+        armed[0] = True
+        host.submit(Task("second", cost=10.0))
+        host.submit(Task("third", cost=10.0))
+        with pytest.raises(ListenerFailed, match="second"):
+            await serving
+        assert host.running == 0
+
+    run_virtual(main(), clock)
+    # The dispatch raised once both were placed: the host never saw them, but they
+    # are its own and went back with the one it ran (they used to stay leased).
+    assert not d.leases() and d.stats().failed == 0 and clock.now() == 1.0
+    assert [d.state_of(t) for t in ("first", "second", "third")] == [TaskState.QUEUED] * 3
+
+
 def test_every_task_goes_back_even_when_the_listener_fails_on_each_give_back() -> None:
     # Once "quick" completes, every event raises, the give-back's requeued ones too:
     # the three slow tasks all go back (the give-back stopped at the first before).

@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
 
@@ -299,6 +299,46 @@ def test_an_executor_that_refuses_a_job_gives_back_that_task_alone() -> None:
         serving.join(5.0)
     assert not serving.is_alive() and host.running == 0
     assert ran == ["running"] and d.stats().failed == 0
+
+
+def test_a_listener_that_raises_on_a_dispatch_ends_run_and_those_tasks_go_back() -> None:
+    d = distributor(lease=None)  # nothing would ever bring a lost lease back
+    armed = [True]
+
+    def listener(event: Event) -> None:
+        if armed[0] and event.kind is EventKind.DISPATCHED:
+            armed[0] = False
+            raise LookupError(f"the listener failed on {event.task_id}")
+
+    d.add_listener(listener)
+    d.submit(Task("a"))
+    d.submit(Task("b"))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        host = ExecutorHost(d, lambda a: None, pool)
+        with pytest.raises(LookupError, match="failed on a"):
+            host.run()
+    # The dispatch raised once both were placed: the host never saw them, but they
+    # are its own, and went back (they used to stay leased, here for ever).
+    assert not d.leases() and host.running == 0
+    assert d.state_of("a") is TaskState.QUEUED and d.state_of("b") is TaskState.QUEUED
+
+
+class RefusesOddly(ThreadPoolExecutor):
+    """An executor whose submit raises an error the host does not know."""
+
+    def submit(self, *args: object, **kwargs: object) -> Future[object]:  # type: ignore[override]
+        raise ValueError("no such queue")
+
+
+def test_an_executor_whose_submit_raises_ends_run_and_the_tasks_go_back() -> None:
+    d = distributor(lease=None)
+    for i in range(3):
+        d.submit(Task(i))
+    with RefusesOddly(max_workers=3) as pool:
+        host = ExecutorHost(d, lambda a: None, pool)
+        with pytest.raises(ValueError, match="no such queue"):
+            host.run()
+    assert not d.leases() and d.stats().by_state[TaskState.QUEUED] == 3
 
 
 def test_a_stop_before_run_holds_and_a_stopped_host_stays_stopped() -> None:

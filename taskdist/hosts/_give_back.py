@@ -7,7 +7,8 @@ it pay an attempt either: the task did not fail, its host left.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
 
 from taskdist.dispatch import Distributor
 from taskdist.errors import TaskStateError, UnknownTaskError
@@ -39,3 +40,25 @@ def give_back_unfinished(distributor: Distributor, runs: Iterable[Assignment]) -
     if failed is not None:
         raise failed
     return requeued
+
+
+def give_back_unseen(
+    distributor: Distributor, since: float, held: Callable[[Assignment], bool]
+) -> None:
+    """After a ``dispatch()`` that raised, or whose assignments the host could not all
+    start: give back the leases it made that the host does not hold.
+
+    An ``on_event`` listener that raises on a ``dispatched`` event does so once
+    the placements are made: ``dispatch()`` raises, and the host never sees
+    those assignments. They are the leases started at or after ``since`` (the
+    time read before the dispatch) for which ``held`` is false. What the
+    give-back raises is dropped: the error to raise is the one that got here.
+    O(leases) distributor calls.
+    """
+    unseen = [
+        assignment
+        for assignment in distributor.leases()
+        if assignment.started_at >= since and not held(assignment)
+    ]
+    with contextlib.suppress(Exception):
+        give_back_unfinished(distributor, unseen)

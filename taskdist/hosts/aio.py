@@ -22,7 +22,7 @@ from taskdist.errors import (
     TaskStateError,
     UnknownTaskError,
 )
-from taskdist.hosts._give_back import give_back_unfinished
+from taskdist.hosts._give_back import give_back_unfinished, give_back_unseen
 from taskdist.hosts._outcome import check_not_retryable, report
 from taskdist.hosts._renewal_batches import RenewalBatch, RenewalBatches
 from taskdist.hosts._renewals import check_heartbeat
@@ -344,7 +344,14 @@ class AsyncHost:
                 distributor.tick()
             else:
                 free = None if limit is None else limit - self.running
-                assignments = distributor.dispatch(free)
+                since = now_of()
+                try:
+                    assignments = distributor.dispatch(free)
+                except BaseException:
+                    # A listener raised on its events, once the placements were made:
+                    # those tasks are the host's, though it never saw them.
+                    give_back_unseen(distributor, since, self._holds)
+                    raise
                 if assignments:
                     self._start(assignments)
                 if distributor.closed and not len(distributor) and not self.running:
@@ -404,6 +411,15 @@ class AsyncHost:
                 batch.live += 1
                 run.batch = batch
             push(run)
+
+    def _holds(self, assignment: Assignment) -> bool:
+        """Whether ``assignment`` is the one of a run the host has going."""
+        run = self._runs.get(assignment.task.id)
+        return (
+            run is not None
+            and run.assignment.attempt == assignment.attempt
+            and run.assignment.started_at == assignment.started_at
+        )
 
     def _begin(self, run: _Run) -> Awaitable[object] | Withdrawn:
         """The runners start ``run``: its handler's awaitable (WITHDRAWN if the host

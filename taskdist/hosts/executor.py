@@ -22,7 +22,7 @@ from taskdist.errors import (
     TaskStateError,
     UnknownTaskError,
 )
-from taskdist.hosts._give_back import give_back_unfinished
+from taskdist.hosts._give_back import give_back_unfinished, give_back_unseen
 from taskdist.hosts._outcome import check_not_retryable, report
 from taskdist.hosts._renewals import Renewals, check_heartbeat
 from taskdist.hosts.threaded import ThreadSafeDistributor
@@ -269,8 +269,15 @@ class ExecutorHost:
                 return True, None
             shared.dispatch(0)  # due timers only; and wait_for_work counts from here
         else:
-            for assignment in shared.dispatch():
-                self._start(assignment)
+            try:
+                for assignment in shared.dispatch():
+                    self._start(assignment)
+            except BaseException:
+                # A listener raised on its events once the placements were made, or
+                # an executor's submit raised: the tasks the host did not start are
+                # its own all the same.
+                give_back_unseen(distributor, now, self._holds)
+                raise
             if distributor.closed and not len(distributor) and not self.running:
                 return True, None
         wake = None if renewals is None else renewals.next_due(self._live)
@@ -306,6 +313,15 @@ class ExecutorHost:
         if expiry is not None and self._renewals is not None:
             self._renewals.add(task_id, assignment.attempt, assignment.started_at, expiry)
         future.add_done_callback(lambda done: self._finished(run, done))
+
+    def _holds(self, assignment: Assignment) -> bool:
+        """Whether ``assignment`` is the one of a run the host has submitted."""
+        run = self._runs.get(assignment.task.id)
+        return (
+            run is not None
+            and run.assignment.attempt == assignment.attempt
+            and run.assignment.started_at == assignment.started_at
+        )
 
     def _live(self, task_id: Hashable, attempt: int) -> bool:
         run = self._runs.get(task_id)
