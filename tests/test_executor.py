@@ -161,6 +161,16 @@ def test_a_slow_job_keeps_its_lease_by_heartbeats() -> None:
     assert d.state_of("slow") is TaskState.COMPLETED and d.stats().lease_expiries == 0
 
 
+def test_a_lease_longer_than_a_lock_can_wait_is_renewed_as_any_other() -> None:
+    # Its renewal, due in 1,500 years, used to make run() raise OverflowError.
+    d = distributor(lease=1e11)
+    d.submit(Task("t"))
+    d.close()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ExecutorHost(d, lambda a: time.sleep(0.01), pool).run()
+    assert d.state_of("t") is TaskState.COMPLETED
+
+
 def serve(host: ExecutorHost) -> threading.Thread:
     serving = threading.Thread(target=host.run, daemon=True)
     serving.start()

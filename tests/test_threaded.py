@@ -14,6 +14,7 @@ from taskdist import (
     Distributor,
     Event,
     EventKind,
+    InvalidArgumentError,
     InvalidTypeError,
     ManualClock,
     MonotonicClock,
@@ -114,6 +115,51 @@ def test_wait_for_work_times_out_when_nothing_happens() -> None:
     shared = ThreadSafeDistributor(Distributor(MonotonicClock()))
     shared.dispatch()
     assert shared.wait_for_work(timeout=0.01) is False
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [
+        (-1.0, InvalidArgumentError),
+        (float("nan"), InvalidArgumentError),
+        (float("inf"), InvalidArgumentError),
+        ("1", InvalidTypeError),
+        (True, InvalidTypeError),
+    ],
+)
+def test_wait_for_work_refuses_a_timeout_that_is_no_time(
+    timeout: object, error: type[Exception]
+) -> None:
+    # These used to return False at once (negative, NaN, True), or raise a bare
+    # TypeError or OverflowError from the lock.
+    shared = ThreadSafeDistributor(Distributor(MonotonicClock()))
+    shared.dispatch()
+    with pytest.raises(error, match="timeout"):
+        shared.wait_for_work(timeout)  # type: ignore[arg-type]
+    shared.wake()
+    assert shared.wait_for_work(0.0) is True  # what it remembered is unchanged
+
+
+def test_wait_for_work_waits_for_a_timer_beyond_what_a_lock_can_wait() -> None:
+    # A lease of 3,000 years: the wait until its expiry is longer than a lock's
+    # longest timeout, which made the wait raise OverflowError at once.
+    shared = ThreadSafeDistributor(Distributor(MonotonicClock(), lease=1e11))
+    shared.add_worker(Worker("w", capacity=1))
+    shared.submit(Task("t"))
+    outcome: list[object] = []
+
+    def wait() -> None:
+        try:
+            shared.dispatch()
+            outcome.append(shared.wait_for_work())
+        except Exception as error:
+            outcome.append(error)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    shared.submit(Task("u"))  # wakes it, whether it waits already or not yet
+    waiter.join(5.0)
+    assert not waiter.is_alive() and outcome == [True]
 
 
 def test_wait_for_work_ends_when_a_timer_comes_due() -> None:

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from taskdist._validate import check_optional_number
 from taskdist.balancing import Balancer
 from taskdist.batching import BatchOptimizer
 from taskdist.clock import Clock
@@ -127,7 +128,12 @@ class ThreadSafeDistributor:
         ``MonotonicClock``; with a ``ManualClock``, give a ``timeout`` and move
         the clock yourself), returning ``True`` then, or until ``timeout``
         seconds pass, returning ``False``. O(1) plus ``next_wakeup``.
+
+        Raises:
+            InvalidTypeError / InvalidArgumentError: ``timeout`` not a number, or
+                negative, NaN or infinite (``None`` waits without a limit).
         """
+        timeout = check_optional_number(timeout, "timeout", minimum=0.0)
         with self._condition:
             seen = getattr(self._seen, "changes", None)
             if seen is not None and seen != self._changes:
@@ -143,6 +149,8 @@ class ThreadSafeDistributor:
                 if wait is None or until < wait:
                     wait = until
                     timeout = None  # the timer ends the wait, not the timeout
+            if wait is not None and wait > threading.TIMEOUT_MAX:
+                wait = threading.TIMEOUT_MAX  # longer, and the wait would not even start
             self._condition.wait(wait)
             return self._changes != changes or timeout is None
 
