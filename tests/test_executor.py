@@ -19,6 +19,7 @@ import pytest
 from taskdist import (
     Assignment,
     Distributor,
+    DuplicateWorkerError,
     Event,
     EventKind,
     Health,
@@ -458,6 +459,20 @@ def test_bad_settings_are_refused() -> None:
         with pytest.raises(InvalidArgumentError):
             ExecutorHost(d, double, pool, heartbeat=2.0)
     assert len(d.tracker) == 0  # nothing was registered by a refused host
+
+
+def test_a_map_of_executors_that_cannot_be_meant_is_refused() -> None:
+    # Both used to be taken in silence: the second executor of one worker id was
+    # never used (the first worker added, the second's executor given its tasks),
+    # and the capacity was ignored.
+    d = distributor()
+    with ThreadPoolExecutor(max_workers=1) as first, ThreadPoolExecutor(max_workers=1) as second:
+        twins = {Worker("w", capacity=1): first, Worker("w", capacity=2): second}
+        with pytest.raises(DuplicateWorkerError, match="'w'"):
+            ExecutorHost(d, double, twins)
+        with pytest.raises(InvalidArgumentError, match="capacity"):
+            ExecutorHost(d, double, {Worker("w", capacity=1): first}, capacity=4)
+    assert len(d.tracker) == 0
 
 
 def test_dask_runs_each_task_on_the_worker_taskdist_chose() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from taskdist._validate import check_int, check_optional_number
 from taskdist.dispatch import Distributor, SubmitResult
 from taskdist.errors import (
+    DuplicateWorkerError,
     InvalidArgumentError,
     InvalidTypeError,
     ReentrancyError,
@@ -159,7 +160,8 @@ class ExecutorHost:
             InvalidTypeError: not a Distributor, ``job`` or ``on_result`` not
                 callable, an entry that is not a Worker and an Executor.
             InvalidArgumentError: no executor, a capacity that cannot be found,
-                a bad ``heartbeat`` or ``grace``.
+                a ``capacity`` with a map, a bad ``heartbeat`` or ``grace``.
+            DuplicateWorkerError: a map that names one worker id twice.
         """
         if isinstance(distributor, Distributor):
             distributor = ThreadSafeDistributor(distributor)
@@ -444,11 +446,22 @@ def _workers(
         )
     if not executors:
         raise InvalidArgumentError("executors must name at least one worker, got an empty map")
+    if capacity is not None:
+        raise InvalidArgumentError(
+            f"capacity is for a single executor; with a map, give each Worker its own "
+            f"capacity (got capacity={capacity!r})"
+        )
+    ids: set[Hashable] = set()
     for worker, executor in executors.items():
         if not isinstance(worker, Worker) or not isinstance(executor, Executor):
             raise InvalidTypeError(
                 f"executors maps a Worker to an Executor, got {worker!r}: {executor!r}"
             )
+        if worker.id in ids:
+            raise DuplicateWorkerError(
+                f"executors names worker {worker.id!r} twice: one executor per worker id"
+            )
+        ids.add(worker.id)
     return dict(executors)
 
 
