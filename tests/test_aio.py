@@ -833,6 +833,12 @@ def test_the_virtual_loop_needs_a_manual_clock() -> None:
         VirtualTimeLoop(object())  # type: ignore[arg-type]
 
 
+def test_run_virtual_needs_a_coroutine() -> None:
+    # A coroutine function, not called: it used to be asyncio's bare TypeError.
+    with pytest.raises(InvalidTypeError, match="coroutine"):
+        run_virtual(asyncio.sleep, ManualClock())  # type: ignore[arg-type]
+
+
 # -- the model ---------------------------------------------------------------------
 
 jobs = st.lists(

@@ -117,8 +117,11 @@ def run_virtual(main: Coroutine[Any, Any, T], clock: ManualClock) -> T:
     close the loop (as ``asyncio.run`` does). Returns what ``main`` returns.
 
     Raises:
-        InvalidTypeError: ``clock`` is not a ManualClock.
+        InvalidTypeError: ``main`` is not a coroutine, or ``clock`` is not a
+            ManualClock.
     """
+    if not asyncio.iscoroutine(main):
+        raise InvalidTypeError(f"run_virtual runs a coroutine, got {main!r}")
     loop = VirtualTimeLoop(clock)
     try:
         asyncio.set_event_loop(loop)
