@@ -415,11 +415,7 @@ class AsyncHost:
     def _holds(self, assignment: Assignment) -> bool:
         """Whether ``assignment`` is the one of a run the host has going."""
         run = self._runs.get(assignment.task.id)
-        return (
-            run is not None
-            and run.assignment.attempt == assignment.attempt
-            and run.assignment.started_at == assignment.started_at
-        )
+        return run is not None and run.assignment.lease_id == assignment.lease_id
 
     def _begin(self, run: _Run) -> Awaitable[object] | Withdrawn:
         """The runners start ``run``: its handler's awaitable (WITHDRAWN if the host

@@ -319,11 +319,7 @@ class ExecutorHost:
     def _holds(self, assignment: Assignment) -> bool:
         """Whether ``assignment`` is the one of a run the host has submitted."""
         run = self._runs.get(assignment.task.id)
-        return (
-            run is not None
-            and run.assignment.attempt == assignment.attempt
-            and run.assignment.started_at == assignment.started_at
-        )
+        return run is not None and run.assignment.lease_id == assignment.lease_id
 
     def _live(self, task_id: Hashable, attempt: int) -> bool:
         run = self._runs.get(task_id)
