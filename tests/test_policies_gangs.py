@@ -863,3 +863,16 @@ def test_an_escalation_to_a_pool_leaves_a_waiting_member_with_its_gang() -> None
     assert d.state_of("g-0") is TaskState.PARKED and "g-0" not in d.queue
     d.submit(member("g", 1, 2, priority=3))
     assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1"]
+
+
+def test_a_gang_waits_while_the_tenant_or_key_of_any_member_is_paused() -> None:
+    for paused in ({"tenant": "acme"}, {"key": "k"}):
+        d, _, events = cluster(4)
+        d.pause(**paused)
+        d.submit(member("g", 0, 2, tenant="acme", key="k"))
+        d.submit(member("g", 1, 2, tenant="zeta"))  # the leader, itself not paused
+        assert d.dispatch() == []
+        assert d.state_of("g-0") is d.state_of("g-1") is TaskState.PARKED
+        assert not [e for e in events if e.kind is EventKind.DISPATCHED]
+        d.resume(**paused)
+        assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1"]

@@ -2593,6 +2593,15 @@ class Distributor:
         if (_TAKE_ALONG_REFUSED, gang) in self._round_blocked:
             return False  # its tenants' quotas refused it this dispatch: it stays queued
         members = self._gangs.members(gang)
+        paused = self._paused
+        if paused["tenant"] or paused["key"]:
+            # A member's tenant or key is paused (the leader's was asked already): the
+            # whole gang waits, its leader parked under that pause, whose resume wakes it.
+            for member in members:
+                held = _held_by(paused, member)
+                if held is not None:
+                    self._passed.append((task, held))
+                    return False
         # Gangs of one shape fit or not alike: they wait in one group, woken one at a
         # time, and one that does not fit blocks the others for the round.
         sig = _group(task, GangMark(frozenset(Counter(signature(m) for m in members).items())))
