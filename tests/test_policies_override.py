@@ -175,6 +175,25 @@ def test_escalation_can_send_a_task_to_a_pool() -> None:
     assert [(x.task.id, x.worker_id) for x in d.dispatch()] == [("u", "b")]
 
 
+def test_an_escalation_to_a_pool_is_said_before_the_move_that_ends_the_task() -> None:
+    clock = ManualClock()
+    events: list[Event] = []
+    rule = Escalation(after=5.0, to=Pool("reserve", workers={"b"}))
+    d = Distributor(
+        clock, queue=DeadlineScheduler(clock), lease=None, escalation=rule, on_event=events.append
+    )
+    d.add_worker(Worker("a", capacity=1))
+    d.submit(Task("t", priority=4, deadline=5.0, requires={"gpu"}))
+    d.dispatch()  # parked: no worker has the skill
+    clock.set(5.0)
+    d.tick()  # escalated, sent to its pool: the queue refuses it back, its deadline passed
+    said = [(e.kind, e.state) for e in events if e.task_id == "t"][-2:]
+    assert said == [
+        (EventKind.ESCALATED, TaskState.PARKED),
+        (EventKind.DEAD_LETTERED, TaskState.DEAD),
+    ]
+
+
 def test_a_task_dispatched_before_its_threshold_does_not_escalate() -> None:
     clock = ManualClock()
     d, events = two_workers(clock, escalation=Escalation(after=5.0))

@@ -2867,9 +2867,8 @@ class Distributor:
         changed = task if raised == task.priority else attrs.evolve(task, priority=raised)
         if changed is not task and not self._replace_waiting(task, changed, now):
             return  # the queue refused it back (it can no longer make its deadline): dead
-        if rule.to is not None and steps == 0:
-            self._rules.send(task_id, rule.to)
-            self._reconsider(task_id, now)
+        # Said before the move to its pool, which may end it (a deadline scheduler
+        # refusing it back, its deadline passed): no event follows a final one.
         if self._listener is not None:
             self._emit(
                 EventKind.ESCALATED,
@@ -2877,6 +2876,9 @@ class Distributor:
                 state=self._state_of(task_id, now),
                 detail=f"priority {task.priority} -> {raised}",
             )
+        if rule.to is not None and steps == 0:
+            self._rules.send(task_id, rule.to)
+            self._reconsider(task_id, now)
         if task_id in self._waiting_since:
             self._plan_escalation(changed, now)
 
