@@ -213,6 +213,22 @@ def test_assign_whose_balancer_hook_raises_leaves_the_task_waiting() -> None:
     assert d.tracker.worker("w").in_flight == 0
 
 
+def test_a_forced_assign_whose_balancer_hook_raises_gives_back_no_gate_unit() -> None:
+    # force=True skips the gates: the lease taken back holds none of their units, so
+    # none is given back (a release the gates refused used to lose the task).
+    clock = ManualClock()
+    pool = ResourcePool("db", size=1)
+    d = Distributor(clock, balancer=OnAssignBreaks(), lease=None, gates=[PoolGate(pool)])
+    d.add_worker(Worker("w", capacity=5))
+    d.submit(Task("holder", resources={"db": 1}))
+    assert [a.task.id for a in d.dispatch()] == ["holder"]
+    d.submit(Task("bad", resources={"db": 1}))
+    with pytest.raises(Broken):
+        d.assign("bad", "w", force=True)
+    assert d.state_of("bad") is QUEUED and d.state_of("holder") is LEASED
+    assert pool.in_use == 1 and d.tracker.worker("w").in_flight == 1
+
+
 def test_a_gang_whose_balancer_hook_raises_is_taken_back_whole() -> None:
     clock = ManualClock()
     pool = ResourcePool("db", size=4)

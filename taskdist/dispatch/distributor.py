@@ -1683,7 +1683,7 @@ class Distributor:
         breaker = self._breakers.get(lease.worker_id)
         if breaker is not None:
             breaker.release(lease.permit)
-        if self._gates is not None:
+        if self._gates is not None and lease.gated:  # (an assign(force=True) passed none)
             self._gates.release(task)
         progress = self._progress[task_id]
         self._waiting_since[task_id] = lease.started_at - progress.waited
