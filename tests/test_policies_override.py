@@ -73,6 +73,33 @@ def test_assign_keeps_capacity_and_the_gates_unless_forced() -> None:
     assert pool.in_use == 0
 
 
+@pytest.mark.parametrize("give_back", ["requeue", "preempt", "cancel"])
+def test_a_forced_assignment_given_back_frees_no_half_open_probe(give_back: str) -> None:
+    # force=True takes no permit from the worker's breaker: giving its lease back must
+    # not free the probe another task holds, or a second probe goes out meanwhile.
+    clock = ManualClock()
+    d = Distributor(
+        clock,
+        lease=None,
+        breaker=lambda _: CircuitBreaker(
+            clock, minimum_calls=1, window_size=1, open_duration=5.0, half_open_calls=1
+        ),
+    )
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("broken"))
+    d.dispatch()
+    d.fail("broken", error="down")  # the breaker opens
+    clock.set(5.0)
+    for task_id in ("probe", "forced", "later"):
+        d.submit(Task(task_id))
+    assert [a.task.id for a in d.dispatch()] == ["probe"]  # the one half-open probe
+    d.assign("forced", "w", force=True)
+    getattr(d, give_back)("forced")
+    assert [a.task.id for a in d.dispatch()] == []  # the probe is still out
+    d.complete("probe")  # the probe succeeded: the breaker closes
+    assert "later" in [a.task.id for a in d.dispatch()]
+
+
 def test_assign_refuses_what_is_not_waiting_or_not_there() -> None:
     d, _ = two_workers(ManualClock())
     d.submit(Task("t"))

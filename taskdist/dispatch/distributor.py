@@ -1681,7 +1681,7 @@ class Distributor:
         if self._holds is not None:
             self._holds.released(task, lease.worker_id)
         breaker = self._breakers.get(lease.worker_id)
-        if breaker is not None:
+        if breaker is not None and lease.permit is not None:
             breaker.release(lease.permit)
         if self._gates is not None and lease.gated:  # (an assign(force=True) passed none)
             self._gates.release(task)
@@ -3168,7 +3168,8 @@ class Distributor:
         ran = now - lease.started_at if duration is None else duration
         try:
             if ok is None:
-                breaker.release(permit)
+                if permit is not None:  # (an assign(force=True) took no permit to give back)
+                    breaker.release(permit)
             elif ok:
                 breaker.record_success(ran, permit=permit)
             elif isinstance(error, BaseException):
