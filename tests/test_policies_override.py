@@ -221,6 +221,31 @@ def test_an_escalation_to_a_pool_is_said_before_the_move_that_ends_the_task() ->
     ]
 
 
+def test_a_parked_task_made_critical_gets_preemption_advice() -> None:
+    # Parked while its pool is full (other workers have room), at a priority that calls
+    # for no preemption: made CRITICAL, it is asked again, and its victims are named.
+    clock = ManualClock()
+    advice: list[tuple[object, tuple[object, ...]]] = []
+    d = Distributor(
+        clock,
+        lease=None,
+        preemption=Preemption(),
+        on_event=lambda e: (
+            advice.append((e.task_id, e.victims)) if e.kind is EventKind.PREEMPT else None
+        ),
+    )
+    d.add_worker(Worker("gpu", capacity=1, skills={"gpu"}))
+    d.add_worker(Worker("cpu", capacity=4))
+    d.submit(Task("batch", priority=4, requires={"gpu"}))
+    d.dispatch()
+    d.submit(Task("page", priority=3, requires={"gpu"}))
+    assert d.dispatch() == [] and d.state_of("page") is TaskState.PARKED
+    assert advice == []
+    d.reprioritize("page", Priority.CRITICAL)
+    assert d.dispatch() == []
+    assert advice == [("page", ("batch",))]
+
+
 def test_a_task_dispatched_before_its_threshold_does_not_escalate() -> None:
     clock = ManualClock()
     d, events = two_workers(clock, escalation=Escalation(after=5.0))

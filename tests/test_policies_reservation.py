@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from taskdist import (
     Backfill,
     Distributor,
+    Escalation,
     Event,
     EventKind,
     InvalidArgumentError,
@@ -44,6 +45,27 @@ def test_a_flood_of_low_priority_tasks_never_takes_the_reserved_slots() -> None:
     d.submit(Task("page", priority=0))
     d.submit(Task("alert", priority=1))
     assert sorted(a.task.id for a in d.dispatch()) == ["alert", "page"]
+
+
+@pytest.mark.parametrize("how", ["reprioritize", "escalation"])
+def test_a_held_task_made_urgent_takes_a_reserved_slot_at_the_next_dispatch(how: str) -> None:
+    # Held behind another held task: the one task a dispatch wakes from the hold is
+    # not it, so unless its new priority is asked about, it waits on beside free slots.
+    rule = Escalation(after={3: 5.0, 2: 5.0}) if how == "escalation" else None
+    half = Reservation(priority_at_most=1, share=0.5)
+    d, clock, _ = cluster(4, reservations=[half], escalation=rule)
+    d.submit(Task("bulk-0", priority=4))
+    d.submit(Task("bulk-1", priority=4))
+    d.dispatch()
+    d.submit(Task("held", priority=4))
+    d.submit(Task("late", priority=3))
+    assert d.dispatch() == []
+    if how == "reprioritize":
+        d.reprioritize("late", 0)
+    else:
+        clock.set(10.0)  # 3 -> 2 at 5, 2 -> 1 at 10: urgent now
+    assert [a.task.id for a in d.dispatch()] == ["late"]
+    assert d.state_of("held") is TaskState.PARKED
 
 
 def test_an_urgent_task_may_take_any_free_slot() -> None:

@@ -2363,6 +2363,17 @@ class Distributor:
             was = lot.class_of(task_id)
             lot.remove(task_id)
             self._park(new, group)
+            if (
+                new.priority != old.priority
+                and (self._holds is not None or self._preemption is not None)
+                and group is not GATES
+                and not _is_pause(group)
+            ):
+                # Parked for want of room, where its priority decides whether the
+                # capacity held for urgent work is open to it and whether it calls for
+                # preemption: it is asked again (a gang member stays with its gang).
+                self._reconsider(task_id, now)
+                return task_id in self._waiting_since
             scouts = self._scouts
             if was is not None and scouts is not None and scouts.out(was):
                 # It waited behind a scout, as if back in the queue: if its new class
