@@ -32,6 +32,8 @@ from taskdist import (
     RateLimiter,
     Reason,
     ResourcePool,
+    Route,
+    Step,
     Task,
     TaskState,
     UnsatisfiableDemandError,
@@ -876,3 +878,23 @@ def test_a_gang_waits_while_the_tenant_or_key_of_any_member_is_paused() -> None:
         assert not [e for e in events if e.kind is EventKind.DISPATCHED]
         d.resume(**paused)
         assert sorted(a.task.id for a in d.dispatch()) == ["g-0", "g-1"]
+
+
+def test_a_gang_waiting_for_room_moves_down_its_fallback_chain_whole() -> None:
+    # Every member's route spills over to any worker after 2 s: the gang, with no room
+    # in its first pool, starts on the fallback pool then, not at its timeout.
+    clock = ManualClock()
+    chain = [Pool("first", workers={"w0"}), Step(Pool("any"), after=2.0)]
+    d = Distributor(clock, lease=None, gangs=Gangs(timeout=100.0), routes=[Route(chain)])
+    d.add_worker(Worker("w0", capacity=1))
+    d.add_worker(Worker("w1", capacity=4))
+    d.submit(Task("hog"))
+    d.dispatch()  # w0 is full
+    d.submit(member("g", 0, 2))
+    d.submit(member("g", 1, 2))
+    assert d.dispatch() == [] and d.next_wakeup() == 2.0
+    clock.set(2.0)
+    assert sorted((a.task.id, a.worker_id) for a in d.dispatch()) == [
+        ("g-0", "w1"),
+        ("g-1", "w1"),
+    ]

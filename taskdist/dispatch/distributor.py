@@ -1468,6 +1468,11 @@ class Distributor:
                 self._timers.schedule(task_id, self._waiting_since[task_id] + ttl, _TTL)
             if group is not GATES and not _is_pause(group):
                 self._plan_fallback(task, now)
+                if self._routed and task.gang is not None and self._gangs.is_leader(task):
+                    # Its gang waits for room: each member moves down its own chain too.
+                    for member in self._gangs.members(task.gang):
+                        if member.id != task_id:
+                            self._plan_fallback(member, now)
                 if self._preemption is not None:
                     self._advise_preemption(task, now)
             if self._listener is not None:
@@ -1496,18 +1501,25 @@ class Distributor:
         where = self._rules.describe(task_id)
         if self._scouts is not None:  # its class changed: the next of the old one goes out
             self._scout_left(task_id)
+        leader = None
         if task_id in self._lot:
-            task = self._lot.remove(task_id)
-            if task.ttl is not None:
-                self._timers.cancel(task_id)
-            if not self._enqueue(task, now):
-                return
-            if self._listener is not None:
-                self._emit(EventKind.UNPARKED, task_id, state=TaskState.QUEUED)
+            if self._lot.group_of(task_id) is WAITING_FOR_GANG:
+                # A member waiting with its gang: the gang is tried again, by its leader.
+                leader = self._gangs.leader_of(task_id)
+            else:
+                task = self._lot.remove(task_id)
+                if task.ttl is not None:
+                    self._timers.cancel(task_id)
+                if not self._enqueue(task, now):
+                    return
+                if self._listener is not None:
+                    self._emit(EventKind.UNPARKED, task_id, state=TaskState.QUEUED)
         if self._listener is not None:
             self._emit(
                 EventKind.REROUTED, task_id, state=self._state_of(task_id, now), detail=where
             )
+        if leader is not None:
+            self._reconsider(leader, now)
 
     def _in_limbo(self, task_id: Hashable) -> bool:
         """Whether a waiting task is in none of the places a waiting task is: popped and

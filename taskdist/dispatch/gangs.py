@@ -165,6 +165,12 @@ class GangBook:
         gang = self._gangs.get(task.gang) if task.gang is not None else None
         return gang is not None and gang.leader == task.id
 
+    def leader_of(self, task_id: Hashable) -> Hashable:
+        """The leader of the waiting gang ``task_id`` is a member of (``None`` if the gang
+        has none, or it is no waiting member). O(1)."""
+        gang_id = self._of.get(task_id)
+        return None if gang_id is None else self._gangs[gang_id].leader
+
     def members(self, gang_id: Hashable) -> list[Task]:
         """The waiting members of a gang, its leader first. O(size)."""
         gang = self._gangs[gang_id]
