@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from taskdist import (
     CapacityError,
     CircuitBreaker,
+    CircuitState,
     DeadlineScheduler,
     Distributor,
     Escalation,
@@ -98,6 +99,54 @@ def test_a_forced_assignment_given_back_frees_no_half_open_probe(give_back: str)
     assert [a.task.id for a in d.dispatch()] == []  # the probe is still out
     d.complete("probe")  # the probe succeeded: the breaker closes
     assert "later" in [a.task.id for a in d.dispatch()]
+
+
+@pytest.mark.parametrize("outcome", ["complete", "fail"])
+def test_a_forced_task_is_no_probe_of_a_half_open_breaker(outcome: str) -> None:
+    # Its outcome must not decide for the probe: a forced success closing the breaker
+    # while the probe is out, or a forced failure opening it again.
+    clock = ManualClock()
+    breakers: dict[str, CircuitBreaker] = {}
+
+    def make(worker_id: str) -> CircuitBreaker:
+        breakers[worker_id] = CircuitBreaker(
+            clock, minimum_calls=1, window_size=1, open_duration=5.0, half_open_calls=1
+        )
+        return breakers[worker_id]
+
+    d = Distributor(clock, lease=None, breaker=make)  # type: ignore[arg-type]
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("broken"))
+    d.dispatch()
+    d.fail("broken", error="down", retryable=False)  # the breaker opens
+    clock.set(5.0)
+    d.submit(Task("probe"))
+    d.submit(Task("forced"))
+    assert [a.task.id for a in d.dispatch()] == ["probe"]
+    d.assign("forced", "w", force=True)
+    if outcome == "complete":
+        d.complete("forced")
+    else:
+        d.fail("forced", error="down", retryable=False)
+    assert breakers["w"].state is CircuitState.HALF_OPEN  # the probe still decides
+    d.complete("probe")
+    assert breakers["w"].state is CircuitState.CLOSED
+
+
+def test_a_task_forced_onto_a_closed_breaker_counts_toward_it() -> None:
+    clock = ManualClock()
+    breakers: dict[str, CircuitBreaker] = {}
+
+    def make(worker_id: str) -> CircuitBreaker:
+        breakers[worker_id] = CircuitBreaker(clock, minimum_calls=1, window_size=1)
+        return breakers[worker_id]
+
+    d = Distributor(clock, lease=None, breaker=make)  # type: ignore[arg-type]
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("forced"))
+    d.assign("forced", "w", force=True)
+    d.fail("forced", error="down", retryable=False)
+    assert breakers["w"].state is CircuitState.OPEN
 
 
 def test_assign_refuses_what_is_not_waiting_or_not_there() -> None:

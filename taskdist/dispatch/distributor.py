@@ -2207,8 +2207,10 @@ class Distributor:
 
         The worker's capacity always holds (a worker is never loaded beyond it).
         Without ``force`` the gates must admit the task and the worker's breaker
-        grant a permit; with it, both are skipped. The queue's quotas are not
-        charged: the task did not come through a pop.
+        grant a permit; with it, both are skipped: the task takes no probe of a
+        half-open breaker, and its outcome counts toward the breaker only if
+        the breaker was closed when it started (and has not opened since). The
+        queue's quotas are not charged: the task did not come through a pop.
 
         Raises:
             UnknownTaskError, TaskStateError: no such task, or it is not waiting.
@@ -2243,8 +2245,8 @@ class Distributor:
             if gates is not None and not gates.try_acquire(task):
                 raise CapacityError(f"the gates refuse task {task_id!r} now; it was not assigned")
             permit: int | None = None
-            breaker = None if force else self._breakers.get(worker_id)
-            if breaker is not None:
+            breaker = self._breakers.get(worker_id)
+            if breaker is not None and not force:
                 permit = breaker.acquire()
                 if permit is None:
                     if gates is not None:
@@ -2252,6 +2254,10 @@ class Distributor:
                     raise CircuitOpenError(
                         f"the breaker of worker {worker_id!r} refuses; {task_id!r} was not assigned"
                     )
+            elif breaker is not None and breaker.state is CircuitState.CLOSED:
+                # Forced, it takes no probe; its outcome counts in the closed period it
+                # starts in (a CLOSED breaker's permit costs nothing), and nowhere else.
+                permit = breaker.acquire()
             self._withdraw_waiting(task_id, keep_since=True)
             said = len(self._events)  # the assigned event goes before the lease's own
             try:
@@ -3188,11 +3194,14 @@ class Distributor:
         error: BaseException | str | None,
     ) -> None:
         permit = lease.permit
+        if permit is None:
+            # A lease forced past a breaker that was not closed (it took no probe, and
+            # its outcome is no probe's), or one restored without its permit.
+            return
         ran = now - lease.started_at if duration is None else duration
         try:
             if ok is None:
-                if permit is not None:  # (an assign(force=True) took no permit to give back)
-                    breaker.release(permit)
+                breaker.release(permit)
             elif ok:
                 breaker.record_success(ran, permit=permit)
             elif isinstance(error, BaseException):
