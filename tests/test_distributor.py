@@ -38,6 +38,7 @@ from taskdist import (
     DeadlineError,
     DeadlineScheduler,
     Distributor,
+    Event,
     EventKind,
     FairScheduler,
     Health,
@@ -1794,6 +1795,27 @@ def test_a_listener_may_submit_and_dispatch_a_follow_up_task_from_completed() ->
     assert follow_ups == [["step-2"]]
     assert run.d.state_of("step-2") is LEASED
     assert run.kinds()[-3:] == [EventKind.COMPLETED, EventKind.SUBMITTED, EventKind.DISPATCHED]
+
+
+def test_a_listener_that_raises_keeps_no_event_from_the_others() -> None:
+    heard: list[tuple[EventKind, Hashable]] = []
+
+    def broken(event: Event) -> None:
+        if event.kind is EventKind.DISPATCHED:
+            raise RuntimeError(f"exporter down at {event.task_id}")
+
+    run = build(Worker("w", capacity=3), lease=10.0, on_event=broken)
+    run.d.add_listener(lambda event: heard.append((event.kind, event.task_id)))
+    for name in "tuv":
+        run.d.submit(Task(name))
+    heard.clear()
+    with pytest.raises(RuntimeError, match="exporter down at t"):  # the first error
+        run.d.dispatch()
+    # Every event of the dispatch reached the other listener (and the recorder), and
+    # the placements stand: the caller finds them among the leases.
+    assert heard == [(EventKind.DISPATCHED, name) for name in "tuv"]
+    assert [e.task_id for e in run.events if e.kind is EventKind.DISPATCHED] == list("tuv")
+    assert [a.task.id for a in run.d.leases()] == list("tuv")
 
 
 # -- stats -----------------------------------------------------------------------------

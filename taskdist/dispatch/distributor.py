@@ -858,16 +858,25 @@ class Distributor:
             raise deferred
 
     def _flush(self) -> None:
+        """Hand the events made so far to the listeners. Each event reaches each of
+        them, whichever raises: the first error is raised once all have been told."""
         listener = self._listener
         self._flushing = True
+        failed: Exception | None = None
         try:
             while self._events:
                 batch, self._events = self._events, []
                 if listener is not None:
                     for event in batch:
-                        listener(event)
+                        try:
+                            listener(event)
+                        except Exception as raised:
+                            if failed is None:
+                                failed = raised
         finally:
             self._flushing = False
+        if failed is not None:
+            raise failed
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every :class:`~taskdist.Event` from now on, after
@@ -904,8 +913,15 @@ class Distributor:
         else:
 
             def every(event: Event) -> None:
+                failed: Exception | None = None
                 for listener in listeners:
-                    listener(event)
+                    try:
+                        listener(event)
+                    except Exception as raised:  # the others hear it all the same
+                        if failed is None:
+                            failed = raised
+                if failed is not None:
+                    raise failed
 
             self._listener = every
 
