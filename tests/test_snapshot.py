@@ -39,6 +39,7 @@ from taskdist import (
     BatchOptimizer,
     CapacityTracker,
     CircuitBreaker,
+    CircuitState,
     ConcurrencyLimit,
     DeadLetterQueue,
     DeadlineScheduler,
@@ -829,6 +830,40 @@ def test_a_snapshot_from_before_lease_numbers_has_its_leases_numbered_at_restore
     assert sorted(run["lapsed"] for run in kept["runs"]) == [[[1, 3]], [[1, 4]]]
     assert kept["next_lease_id"] == 5
     assert revived.complete("a", attempt=1) is TaskState.COMPLETED  # a late report, by attempt
+
+
+@pytest.mark.parametrize("outcome", ["complete", "fail"])
+def test_a_half_open_probe_of_a_snapshot_from_before_permits_still_decides(
+    outcome: str,
+) -> None:
+    # A version 5 snapshot keeps no lease's permit: its lease's outcome counts in the
+    # breaker's period at restore. The probe a half-open breaker sent must settle it,
+    # or the breaker waits for it for good and its worker takes no task again.
+    clock = ManualClock()
+
+    def breaker(_: Hashable) -> CircuitBreaker:
+        return CircuitBreaker(
+            clock, minimum_calls=1, window_size=1, open_duration=5.0, half_open_calls=1
+        )
+
+    d = Distributor(clock, lease=None, breaker=breaker)
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("broken"))
+    d.dispatch()
+    d.fail("broken", error="down", retryable=False)  # the breaker opens
+    clock.set(5.0)
+    d.submit(Task("probe"))
+    d.submit(Task("later"))
+    assert [a.task.id for a in d.dispatch()] == ["probe"]  # the one half-open probe
+    old = as_version(as_json(d.snapshot()), 5)
+    revived = Distributor.restore(old, clock, breaker=breaker)
+    if outcome == "complete":
+        revived.complete("probe")
+        assert revived.breaker("w").state is CircuitState.CLOSED
+        assert [a.task.id for a in revived.dispatch()] == ["later"]
+    else:
+        revived.fail("probe", error="down", retryable=False)
+        assert revived.breaker("w").state is CircuitState.OPEN
 
 
 # -- refusals -------------------------------------------------------------------------

@@ -676,6 +676,14 @@ class _Books:
         ]
         self._read_breakers(fields)
         self._check(placed)
+        if fields.version < 6:
+            # Written before leases kept their permits: each counts in its breaker's
+            # period at restore (a half-open breaker's probe settles it, as it would
+            # have), and is dropped if the breaker moves on first. A lease without a
+            # permit is a forced one, whose outcome no breaker hears.
+            for task_id in self.leases:
+                run = self.runs[task_id]
+                run.permit = self.breaker_periods.get(run.worker_id)
 
     def _read_routes(self, fields: Fields, pools: list[Pool]) -> None:
         """Each routed task's route and step, the pools escalations sent tasks to,

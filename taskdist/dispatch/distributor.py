@@ -3211,8 +3211,8 @@ class Distributor:
     ) -> None:
         permit = lease.permit
         if permit is None:
-            # A lease forced past a breaker that was not closed (it took no probe, and
-            # its outcome is no probe's), or one restored without its permit.
+            # A lease forced past a breaker that was not closed: it took no probe, and
+            # its outcome is no probe's.
             return
         ran = now - lease.started_at if duration is None else duration
         try:
