@@ -18,7 +18,9 @@ from __future__ import annotations
 import copy
 import json
 import random
+import re
 from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -864,6 +866,13 @@ def test_a_half_open_probe_of_a_snapshot_from_before_permits_still_decides(
     else:
         revived.fail("probe", error="down", retryable=False)
         assert revived.breaker("w").state is CircuitState.OPEN
+
+
+def test_the_format_notes_name_the_version_snapshots_are_written_in() -> None:
+    version = Distributor(ManualClock()).snapshot()["version"]
+    notes = (Path(__file__).resolve().parent.parent / "docs" / "persistence.md").read_text()
+    said = re.search(r"The `Distributor`'s is at version (\d+)", " ".join(notes.split()))
+    assert said is not None and int(said.group(1)) == version
 
 
 # -- refusals -------------------------------------------------------------------------
