@@ -111,6 +111,33 @@ def test_wait_for_work_does_not_miss_a_change_made_before_it_waits() -> None:
     assert shared.wait_for_work(timeout=5.0) is True
 
 
+@pytest.mark.parametrize("verb", ["submit", "complete", "fail", "cancel"])
+def test_a_call_whose_listener_raises_still_wakes_the_waiting_threads(verb: str) -> None:
+    # The listener raises once the call's changes are made: they stand, so a thread
+    # waiting for work must hear of them.
+    def broken(event: Event) -> None:
+        if event.task_id == "t" and event.kind is not EventKind.DISPATCHED:
+            raise RuntimeError("exporter down")
+
+    shared = ThreadSafeDistributor(Distributor(ManualClock()))
+    shared.add_worker(Worker("w", capacity=1))
+    if verb != "submit":
+        shared.submit(Task("t"))
+        shared.dispatch()
+    shared.dispatch()  # this thread has looked
+    shared.add_listener(broken)
+    calls = {
+        "submit": lambda: shared.submit(Task("t")),
+        "complete": lambda: shared.complete("t"),
+        "fail": lambda: shared.fail("t", error="down"),
+        "cancel": lambda: shared.cancel("t"),
+    }
+    with pytest.raises(RuntimeError, match="exporter down"):
+        calls[verb]()
+    assert shared.state_of("t") is not TaskState.LEASED  # the call was made
+    assert shared.wait_for_work(timeout=0.0) is True
+
+
 def test_wait_for_work_times_out_when_nothing_happens() -> None:
     shared = ThreadSafeDistributor(Distributor(MonotonicClock()))
     shared.dispatch()

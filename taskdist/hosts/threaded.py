@@ -57,7 +57,8 @@ class ThreadSafeDistributor:
 
     Calls that can make work dispatchable (``submit``, ``complete``,
     ``fail``, ``cancel``, ``tick``, ``close`` and the worker changes) wake
-    the waiting threads.
+    the waiting threads, even when they raise: an ``on_event`` listener
+    raises once the call's changes are made, and they stand.
 
     The objects the properties return (``queue``, ``tracker``, ``dlq``,
     ...) are the distributor's own and are *not* locked: read them inside
@@ -116,6 +117,9 @@ class ThreadSafeDistributor:
             self._changed()
 
     def _changed(self) -> None:
+        # Called whether the call returned or raised: what raised may have changed
+        # things first (a listener raises after the call's changes), and a needless
+        # wake costs a waiting thread one look.
         self._changes += 1
         self._condition.notify_all()
 
@@ -192,43 +196,50 @@ class ThreadSafeDistributor:
     def add_worker(self, worker: Worker) -> WorkerState:
         """``Distributor.add_worker``, locked; wakes waiting threads."""
         with self._lock:
-            state = self._distributor.add_worker(worker)
-            self._changed()
-            return state
+            try:
+                return self._distributor.add_worker(worker)
+            finally:
+                self._changed()
 
     def remove_worker(self, worker_id: Hashable) -> list[Task]:
         """``Distributor.remove_worker``, locked; wakes waiting threads."""
         with self._lock:
-            tasks = self._distributor.remove_worker(worker_id)
-            self._changed()
-            return tasks
+            try:
+                return self._distributor.remove_worker(worker_id)
+            finally:
+                self._changed()
 
     def set_health(self, worker_id: Hashable, health: Health | str) -> WorkerState:
         """``Distributor.set_health``, locked; wakes waiting threads."""
         with self._lock:
-            state = self._distributor.set_health(worker_id, health)
-            self._changed()
-            return state
+            try:
+                return self._distributor.set_health(worker_id, health)
+            finally:
+                self._changed()
 
     def update_worker(self, worker_id: Hashable, **changes: Any) -> WorkerState:
         """``Distributor.update_worker``, locked; wakes waiting threads."""
         with self._lock:
-            state = self._distributor.update_worker(worker_id, **changes)
-            self._changed()
-            return state
+            try:
+                return self._distributor.update_worker(worker_id, **changes)
+            finally:
+                self._changed()
 
     def submit(self, task: Task) -> SubmitResult:
         """``Distributor.submit``, locked; wakes waiting threads."""
         with self._lock:
-            result = self._distributor.submit(task)
-            self._changed()
-            return result
+            try:
+                return self._distributor.submit(task)
+            finally:
+                self._changed()
 
     def close(self) -> None:
         """``Distributor.close``, locked; wakes waiting threads (so they can see it)."""
         with self._lock:
-            self._distributor.close()
-            self._changed()
+            try:
+                self._distributor.close()
+            finally:
+                self._changed()
 
     def complete(
         self,
@@ -240,11 +251,12 @@ class ThreadSafeDistributor:
     ) -> TaskState:
         """``Distributor.complete``, locked; wakes waiting threads."""
         with self._lock:
-            state = self._distributor.complete(
-                task_id, duration=duration, attempt=attempt, lease_id=lease_id
-            )
-            self._changed()
-            return state
+            try:
+                return self._distributor.complete(
+                    task_id, duration=duration, attempt=attempt, lease_id=lease_id
+                )
+            finally:
+                self._changed()
 
     def fail(
         self,
@@ -260,18 +272,19 @@ class ThreadSafeDistributor:
     ) -> TaskState:
         """``Distributor.fail``, locked; wakes waiting threads."""
         with self._lock:
-            state = self._distributor.fail(
-                task_id,
-                error=error,
-                retryable=retryable,
-                duration=duration,
-                attempt=attempt,
-                throttled=throttled,
-                retry_after=retry_after,
-                lease_id=lease_id,
-            )
-            self._changed()
-            return state
+            try:
+                return self._distributor.fail(
+                    task_id,
+                    error=error,
+                    retryable=retryable,
+                    duration=duration,
+                    attempt=attempt,
+                    throttled=throttled,
+                    retry_after=retry_after,
+                    lease_id=lease_id,
+                )
+            finally:
+                self._changed()
 
     def pause(
         self, *, tenant: Hashable = None, key: Hashable = None, pool: Pool | None = None
@@ -285,64 +298,76 @@ class ThreadSafeDistributor:
     ) -> None:
         """``Distributor.resume``, locked; wakes waiting threads."""
         with self._lock:
-            self._distributor.resume(tenant=tenant, key=key, pool=pool)
-            self._changed()
+            try:
+                self._distributor.resume(tenant=tenant, key=key, pool=pool)
+            finally:
+                self._changed()
 
     def requeue(
         self, task_id: Hashable, *, attempt: int | None = None, lease_id: int | None = None
     ) -> Task:
         """``Distributor.requeue``, locked; wakes waiting threads."""
         with self._lock:
-            task = self._distributor.requeue(task_id, attempt=attempt, lease_id=lease_id)
-            self._changed()
-            return task
+            try:
+                return self._distributor.requeue(task_id, attempt=attempt, lease_id=lease_id)
+            finally:
+                self._changed()
 
     def pin(self, task_id: Hashable, worker_id: Hashable | None) -> None:
         """``Distributor.pin``, locked; wakes waiting threads."""
         with self._lock:
-            self._distributor.pin(task_id, worker_id)
-            self._changed()
+            try:
+                self._distributor.pin(task_id, worker_id)
+            finally:
+                self._changed()
 
     def assign(self, task_id: Hashable, worker_id: Hashable, *, force: bool = False) -> Assignment:
         """``Distributor.assign``, locked; wakes waiting threads."""
         with self._lock:
-            assignment = self._distributor.assign(task_id, worker_id, force=force)
-            self._changed()
-            return assignment
+            try:
+                return self._distributor.assign(task_id, worker_id, force=force)
+            finally:
+                self._changed()
 
     def reprioritize(self, task_id: Hashable, priority: int) -> Task:
         """``Distributor.reprioritize``, locked; wakes waiting threads."""
         with self._lock:
-            task = self._distributor.reprioritize(task_id, priority)
-            self._changed()
-            return task
+            try:
+                return self._distributor.reprioritize(task_id, priority)
+            finally:
+                self._changed()
 
     def preempt(self, task_id: Hashable) -> Task:
         """``Distributor.preempt``, locked; wakes waiting threads."""
         with self._lock:
-            task = self._distributor.preempt(task_id)
-            self._changed()
-            return task
+            try:
+                return self._distributor.preempt(task_id)
+            finally:
+                self._changed()
 
     def redrive(self, ids_or_predicate: Selector) -> RedriveReport:
         """``Distributor.redrive``, locked; wakes waiting threads."""
         with self._lock:
-            report = self._distributor.redrive(ids_or_predicate)
-            self._changed()
-            return report
+            try:
+                return self._distributor.redrive(ids_or_predicate)
+            finally:
+                self._changed()
 
     def cancel(self, task_id: Hashable) -> Task:
         """``Distributor.cancel``, locked; wakes waiting threads."""
         with self._lock:
-            task = self._distributor.cancel(task_id)
-            self._changed()
-            return task
+            try:
+                return self._distributor.cancel(task_id)
+            finally:
+                self._changed()
 
     def tick(self) -> None:
         """``Distributor.tick``, locked; wakes waiting threads."""
         with self._lock:
-            self._distributor.tick()
-            self._changed()
+            try:
+                self._distributor.tick()
+            finally:
+                self._changed()
 
     # -- the other calls ------------------------------------------------------------------
 
