@@ -35,6 +35,7 @@ from taskdist import (
     DeadlineScheduler,
     Distributor,
     DuplicateWorkerError,
+    Event,
     EventKind,
     Eviction,
     FairScheduler,
@@ -495,6 +496,34 @@ def test_a_breaker_listener_that_calls_back_loses_no_task() -> None:
         run.d.fail("t", error=RuntimeError("boom"))
     assert run.d.state_of("t") in (TaskState.RETRYING, TaskState.DEAD)
     assert run.d.stats().submitted == sum(run.d.stats().by_state.values())
+
+
+def test_a_callbacks_error_held_to_the_end_of_a_call_wins_over_a_listeners() -> None:
+    # The breaker's listener raises as the failure opens the breaker: that error is held
+    # until the books are done, then the events go out, and an event listener raises too.
+    clock = ManualClock()
+
+    def on_change(_: object) -> None:
+        raise LookupError("breaker listener")
+
+    def on_event(event: Event) -> None:
+        if event.kind is EventKind.FAILED:
+            raise KeyError("event listener")
+
+    run = build(
+        Worker("w"),
+        clock=clock,
+        on_event=on_event,
+        breaker=lambda _: CircuitBreaker(
+            clock, minimum_calls=1, window_size=1, on_state_change=on_change
+        ),
+    )
+    run.d.submit(Task("t"))
+    run.d.dispatch()
+    with pytest.raises(LookupError, match="breaker listener") as raised:
+        run.d.fail("t", error=RuntimeError("boom"))
+    assert isinstance(raised.value.__context__, KeyError)
+    assert run.d.state_of("t") in (TaskState.RETRYING, TaskState.DEAD)
 
 
 # -- the listener may call back ---------------------------------------------------------

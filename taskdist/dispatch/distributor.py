@@ -852,8 +852,15 @@ class Distributor:
     def _leave(self) -> None:
         self._busy = False
         deferred, self._deferred = self._deferred, None
-        if self._events and not self._flushing:
-            self._flush()
+        try:
+            if self._events and not self._flushing:
+                self._flush()
+        except Exception:
+            if deferred is None:
+                raise
+            # The call's own error (a callback's, held until the books were done) goes
+            # first; a listener's, raised after it, is its context.
+            raise deferred  # noqa: B904 (the listener's error stays its context)
         if deferred is not None:
             raise deferred
 
