@@ -241,6 +241,12 @@ class ParkingLot:
         """Time the class of the parked ``task_id`` at ``due`` (``None``: untimed). O(log k)."""
         self._time(self._class_of[task_id][0], due)
 
+    def issued(self, ticket: int) -> None:
+        """``ticket`` is held outside the lot (by a scout sent to the queue, restored
+        from a snapshot): tickets given from now on come after it. O(1)."""
+        if ticket > self._tickets:
+            self._tickets = ticket
+
     def ticket_of(self, task_id: Hashable) -> int | None:
         """The ticket of a task parked in a class, or ``None``. O(1)."""
         placed = self._class_of.get(task_id)

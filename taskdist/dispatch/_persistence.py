@@ -1045,11 +1045,18 @@ class _Books:
         scouts = d._scouts
         if scouts is None or any(task_id not in found for task_id, _ in self.scouts):
             return False
+        spacing = len(self.scouts) + 1  # (the gate-refused tasks' tickets: see load)
+        level: dict[int, int] = {}  # scouts listed so far with as many tasks before them
         for task_id, ahead in self.scouts:
             klass = scouts.klass(found[task_id], self.waiting[task_id])[0]
+            level[ahead] = nth = level.get(ahead, 0) + 1
             if not scouts.out(klass):  # (a second of a class is only queued)
-                # Its ticket falls between those of the gate-refused tasks, as it did.
-                scouts.sent(klass, task_id, 2 * ahead + 1)
+                # Its ticket falls between those of the gate-refused tasks, as it did,
+                # after the scouts listed before it; and a task refused from now on
+                # takes a ticket after every scout's, as it would have.
+                ticket = spacing * ahead + nth
+                scouts.sent(klass, task_id, ticket)
+                d._lot.issued(ticket)
         return True
 
     def check_gates(self, admitted: set[Hashable]) -> None:
@@ -1123,11 +1130,13 @@ class _Books:
         for pool in self.paused_pools:
             rules.close_pool(pool)
         # Parked once the routes are back: a gate-refused task's class names its step.
-        # Gate-refused tasks take even tickets in the order listed (their tickets'),
-        # so that the scouts' odd ones fall where theirs did (see _scouts_data).
+        # Gate-refused tasks take every ``spacing``-th ticket in the order listed (their
+        # tickets'), so that the scouts' fall between them where theirs did, each
+        # after those listed before it (see _scouts_data and _load_scouts).
+        spacing = len(self.scouts) + 1
         for group, tasks in self.parked:
             for i, task in enumerate(tasks):
-                d._park(task, group, 2 * (i + 1) if group is GATES else None)
+                d._park(task, group, spacing * (i + 1) if group is GATES else None)
         watched = self._load_scouts()
         scouts = d._scouts
         if scouts is not None:  # each class timed as it was (else as worked out again)
@@ -1258,9 +1267,12 @@ def _scouts_data(d: Distributor) -> list[list[Any]]:
     parked = sorted(
         ticket for task_id in lot.ids() if (ticket := lot.ticket_of(task_id)) is not None
     )
+    # In the order of their tickets, so that scouts with as many before them keep
+    # their order among themselves (it decides which goes back first when they are
+    # refused again, and ties of rank within a class).
     return [
         [_id(task_id), bisect.bisect_left(parked, scouts.ticket_of(task_id))]
-        for task_id in scouts.ids()
+        for task_id in sorted(scouts.ids(), key=scouts.ticket_of)
     ]
 
 
