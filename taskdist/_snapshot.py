@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from typing import Any, Final, NoReturn
 
 from taskdist._validate import shown
@@ -42,6 +42,7 @@ __all__ = [
     "encode_key",
     "encode_rng",
     "header",
+    "one_of",
     "prepare_load",
     "refuse",
     "snapshot_part",
@@ -51,11 +52,20 @@ SNAPSHOT_VERSION: Final = 1
 """The first format version of every kind of snapshot (most are still at it)."""
 
 _SCALARS: Final = (str, int, float, bool, type(None))
+_WORD: Final = 2**32
+"""One past the largest word of a ``random.Random`` state."""
 
 
 def refuse(where: str, problem: str) -> NoReturn:
     """Raise the :class:`SnapshotError` for ``problem`` found at ``where``."""
     raise SnapshotError(f"cannot restore the snapshot: {where} {problem}")
+
+
+def one_of(value: object, names: Collection[str]) -> bool:
+    """Whether ``value`` is one of ``names`` (the values of an enum): a ``str`` among
+    them. A value of another type is none of them, a list or dict read from a hostile
+    snapshot included (asking a set or dict for it would raise ``TypeError``)."""
+    return type(value) is str and value in names
 
 
 def header(kind: str, version: int = SNAPSHOT_VERSION) -> dict[str, Any]:
@@ -273,6 +283,13 @@ def decode_rng(data: object, where: str) -> tuple[Any, ...]:
         refuse(
             where, f"must be a random generator's state [version, [ints], gauss], got {shown(data)}"
         )
+    # (setstate itself keeps only the low 32 bits of a word that fits a C long, and
+    # raises OverflowError for one that does not: each is checked here instead.)
+    bad = next((w for w in data[1] if type(w) is not int or not 0 <= w < _WORD), None)
+    if bad is not None:
+        refuse(where, f"must hold 32-bit words, got {shown(bad)}")
+    if data[2] is not None and type(data[2]) is not float:
+        refuse(where, f"must hold None or a float as its gauss, got {shown(data[2])}")
     state = (data[0], tuple(data[1]), data[2])
     try:
         random.Random().setstate(state)

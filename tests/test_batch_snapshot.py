@@ -148,6 +148,8 @@ def busy() -> tuple[ManualClock, BatchOptimizer]:
         (lambda s: s["open"][0].update(due=float("nan")), "due must be a finite number"),
         (lambda s: s["open"][0].update(tasks=[]), "must hold tasks"),
         (lambda s: s["open"][0].update(reason="soon"), "names no batch reason"),
+        (lambda s: s["open"][0].update(reason=["max_wait"]), "names no batch reason"),
+        (lambda s: s.update(by_reason=[[["full"], 1]]), r"by_reason\[0\]"),
         (lambda s: s.update(due_order=[]), "due_order"),
         (lambda s: s.update(limits=[["b", 0, None]]), r"limits\[0\] is not valid"),
         (lambda s: s.update(by_reason=[["full", -1]]), r"by_reason\[0\]"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from collections.abc import Callable, Hashable, Sequence
@@ -34,6 +35,7 @@ from taskdist import (
     Priority,
     QueueFullError,
     Reason,
+    SnapshotError,
     Task,
     UnknownPolicyError,
     UnknownTaskError,
@@ -643,6 +645,20 @@ def test_expired_tasks_are_held_earliest_due_first_whichever_limit_hit(rate: flo
         ("deadline-6", "deadline_missed", 6.0),
     ]
     assert [task.id for task in edf.expire()] == [task_id for task_id, _, _ in held]
+
+
+def test_a_snapshot_whose_expired_reason_is_not_a_name_is_refused() -> None:
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, on_miss="dead_letter")
+    edf.push(Task("late", deadline=1.0))
+    clock.advance(2.0)
+    assert edf.peek() is None  # set aside for expire()
+    snapshot = json.loads(json.dumps(edf.snapshot()))
+    snapshot["expired"][0][1] = ["deadline_missed"]  # a list: unhashable
+    fresh = DeadlineScheduler(clock, on_miss="dead_letter")
+    with pytest.raises(SnapshotError, match=r"expired\[0\] must be"):
+        fresh.load_snapshot(snapshot)
+    assert len(fresh) == 0
 
 
 def test_a_deadline_expires_a_task_wherever_it_waits_in_the_order() -> None:

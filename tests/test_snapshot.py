@@ -954,6 +954,21 @@ CORRUPTIONS = {
     "gate_shut not a dict": replaced(("gate_shut",), 5),
     "gate_shut least below 0": replaced(("gate_shut",), {"least": [-1.0], "walk": False}),
     "gate_shut walk not a bool": replaced(("gate_shut",), {"least": [None], "walk": 1}),
+    # Values of another type where a name or a number is read: unhashable ones (a
+    # list or a dict where a state's name goes), numbers out of a random state's range.
+    "random state word beyond 32 bits": replaced(("retry", "rng", 1, 0), 10**20),
+    "random state word below 0": replaced(("retry", "rng", 1, 0), -1),
+    "random state gauss not a number": replaced(("retry", "rng", 2), "x"),
+    "balancer random state word beyond 32 bits": replaced(("balancers", 0, "rng", 1, 0), 2**40),
+    "finished state a list": replaced(("finished", 0, 1), ["completed"]),
+    "dead reason a list": replaced(("dead_by_reason",), [[["max_attempts"], 1]]),
+    "breaker change a list": replaced(("breaker_changes",), [["w0", ["open"]]]),
+    "worker health a dict": replaced(("tracker", "workers", 0, "state", 0), {"h": 1}),
+    "worker host health a list": replaced(("tracker", "workers", 0, "state", 1), ["healthy"]),
+    "worker books health a list": replaced(("tracker", "workers", 0, "books", 0), ["healthy"]),
+    "resource name a list": replaced(("tracker", "named"), [["slots"]]),
+    "paused not pairs": replaced(("paused",), [["tenant"], ["key", []]]),
+    "paused not lists": replaced(("paused",), [1.0, 2.0]),
 }
 
 

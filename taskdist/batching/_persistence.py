@@ -16,7 +16,15 @@ import math
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
-from taskdist._snapshot import Fields, check_header, decode_key, encode_key, header, refuse
+from taskdist._snapshot import (
+    Fields,
+    check_header,
+    decode_key,
+    encode_key,
+    header,
+    one_of,
+    refuse,
+)
 from taskdist._validate import shown
 from taskdist.batching.optimizer import (
     BatchOptimizer,
@@ -167,7 +175,7 @@ def prepare(b: BatchOptimizer, data: object, where: str) -> Callable[[], None]:
         if (
             type(item) is not list
             or len(item) != 2
-            or item[0] not in reasons
+            or not one_of(item[0], reasons)
             or type(item[1]) is not int
             or item[1] < 0
         ):
@@ -239,7 +247,7 @@ def _open(data: object, where: str, reasons: dict[str, Any]) -> _OpenBatch:
     batch.expiry_due = _number(fields.value("expiry_due"), f"{where}.expiry_due", infinite=True)
     batch.due = _number(fields.value("due"), f"{where}.due", infinite=True)
     reason = fields.value("reason")
-    if reason not in reasons:
+    if not one_of(reason, reasons):
         refuse(f"{where}.reason", f"names no batch reason: {shown(reason)}")
     batch.reason = reasons[reason]
     fields.done()

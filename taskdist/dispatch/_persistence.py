@@ -46,6 +46,7 @@ from taskdist._snapshot import (
     decode_key,
     encode_key,
     header,
+    one_of,
     prepare_load,
     refuse,
     snapshot_part,
@@ -593,7 +594,7 @@ class _Books:
         self.finished: dict[Hashable, tuple[TaskState, float]] = {}
         for i, item in enumerate(fields.items("finished")):
             where = f"snapshot.finished[{i}]"
-            if type(item) is not list or len(item) != 3 or item[1] not in _FINAL:
+            if type(item) is not list or len(item) != 3 or not one_of(item[1], _FINAL):
                 refuse(where, f"must be [task id, a final state, time], got {shown(item)}")
             self.finished[decode_key(item[0], f"{where}[0]")] = (
                 _FINAL[item[1]],
@@ -622,6 +623,7 @@ class _Books:
         paused = fields.items("paused")
         if (
             len(paused) != 2
+            or not all(type(item) is list and len(item) == 2 for item in paused)
             or [kind for kind, _ in paused] != ["tenant", "key"]
             or not all(type(values) is list for _, values in paused)
         ):
@@ -645,7 +647,7 @@ class _Books:
             if (
                 type(item) is not list
                 or len(item) != 2
-                or item[0] not in _REASONS
+                or not one_of(item[0], _REASONS)
                 or type(item[1]) is not int
             ):
                 refuse(
@@ -758,7 +760,7 @@ class _Books:
                 or len(item[4]) != 6
                 or type(item[4][0]) is not int
                 or type(item[4][2]) is not list
-                or item[4][5] not in reasons
+                or not one_of(item[4][5], reasons)
             ):
                 refuse(where, f"must be [id, started, ok, [running], batch], got {shown(item)}")
             raw = item[4]
@@ -870,7 +872,7 @@ class _Books:
                 self.breaker_periods[worker_id] = data["permit"]  # (checked by the prepare)
         self.breaker_changes: list[tuple[Hashable, CircuitState]] = []
         for worker_id, state in fields.pairs("breaker_changes"):
-            if state not in _BREAKER_STATES:
+            if not one_of(state, _BREAKER_STATES):
                 refuse("snapshot.breaker_changes", f"names no breaker state: {state!r}")
             self.breaker_changes.append((worker_id, _BREAKER_STATES[state]))
 

@@ -11,7 +11,7 @@ from typing import Any, Final, Literal
 import attrs
 
 from taskdist._lazy_heap import Expiries, LazyHeap
-from taskdist._snapshot import check_header, decode_key, encode_key, header, refuse
+from taskdist._snapshot import check_header, decode_key, encode_key, header, one_of, refuse
 from taskdist._validate import check_choice, check_enqueued_at, check_int, check_number
 from taskdist.clock import Clock, check_clock
 from taskdist.errors import (
@@ -1142,7 +1142,7 @@ class DeadlineScheduler(HeldTasks):
         expired: dict[Hashable, tuple[_Entry, Reason, float]] = {}
         for i, item in enumerate(fields.items("expired")):
             at = f"{where}.expired[{i}]"
-            if type(item) is not list or len(item) != 3 or item[1] not in _REASONS:
+            if type(item) is not list or len(item) != 3 or not one_of(item[1], _REASONS):
                 refuse(at, "must be [entry, reason, due]")
             entry = self._restored_entry(item[0], f"{at}[0]", following)
             if type(item[2]) not in (int, float) or not math.isfinite(item[2]):

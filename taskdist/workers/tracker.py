@@ -25,6 +25,7 @@ from taskdist._snapshot import (
     decode_key,
     encode_key,
     header,
+    one_of,
     refuse,
 )
 from taskdist._validate import check_choice, check_int, check_number, check_optional_number
@@ -1122,9 +1123,10 @@ class CapacityTracker:
             fields.same(name, mine, "tracker")
         if fields.version >= 2:
             _same_config(fields.value("config"), self._outcomes.config(), f"{where}.config")
-        named = set(fields.items("named"))
-        if not all(type(name) is str for name in named):
+        names = fields.items("named")
+        if not all(type(name) is str for name in names):
             refuse(f"{where}.named", "must be a list of resource names")
+        named = set(names)
         following = fields.integer("next_seq", minimum=0)
         version = fields.integer("membership_version", minimum=0)
         states: dict[Hashable, WorkerState] = {}
@@ -1186,8 +1188,8 @@ class CapacityTracker:
         healths = {health.value for health in Health}
         if (
             len(values) != 9
-            or values[0] not in healths
-            or values[1] not in healths
+            or not one_of(values[0], healths)
+            or not one_of(values[1], healths)
             or not all(type(v) is int and v >= 0 for v in (values[3], values[4], values[7]))
             or not all(_number_or_none(v) for v in (values[2], values[5]))
             or not all(_number_or_none(v) and v is not None for v in (values[6], values[8]))
@@ -1221,7 +1223,7 @@ class CapacityTracker:
         record = fields.items("books")
         if (
             len(record) != 6
-            or record[0] not in healths
+            or not one_of(record[0], healths)
             or not all(_number_or_none(v) for v in record[1:5])
             or type(record[5]) is not int
             or not -1 <= record[5] <= RAMP_STEPS
