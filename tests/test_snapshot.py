@@ -969,6 +969,16 @@ CORRUPTIONS = {
     "resource name a list": replaced(("tracker", "named"), [["slots"]]),
     "paused not pairs": replaced(("paused",), [["tenant"], ["key", []]]),
     "paused not lists": replaced(("paused",), [1.0, 2.0]),
+    # Accepted, and a later call raised: two workers of one seq (it orders them: a
+    # placement raised TypeError), an effective weight of 0 (ZeroDivisionError).
+    "two workers of one seq": lambda s: s["tracker"]["workers"][1].update(
+        seq=s["tracker"]["workers"][0]["seq"]
+    ),
+    "worker effective weight 0": replaced(("tracker", "workers", 0, "state", 8), 0),
+    "worker effective weight above its weight": replaced(
+        ("tracker", "workers", 0, "state", 8), 1e6
+    ),
+    "worker success rate above 1": replaced(("tracker", "workers", 0, "state", 6), 1.5),
 }
 
 

@@ -1132,12 +1132,15 @@ class CapacityTracker:
         states: dict[Hashable, WorkerState] = {}
         books: list[tuple[WorkerState, list[object]]] = []
         placed: dict[Hashable, WorkerState] = {}
+        seqs: set[int] = set()  # (they break ties between workers: each its own)
         for i, item in enumerate(fields.items("workers")):
             state, record = self._restored_state(Fields(item, f"{where}.workers[{i}]"), named)
-            if state.id in states or state.seq >= following:
+            if state.id in states or state.seq in seqs or state.seq >= following:
                 refuse(
-                    f"{where}.workers[{i}]", "repeats a worker id, or its seq is not below next_seq"
+                    f"{where}.workers[{i}]",
+                    "repeats a worker id or seq, or its seq is not below next_seq",
                 )
+            seqs.add(state.seq)
             states[state.id] = state
             books.append((state, record))
             for task_id in state._tasks:
@@ -1194,6 +1197,9 @@ class CapacityTracker:
             or not all(_number_or_none(v) for v in (values[2], values[5]))
             or not all(_number_or_none(v) and v is not None for v in (values[6], values[8]))
             or (values[2] is not None and values[0] != Health.UNAVAILABLE.value)
+            # A rate in [0, 1]; the weight as slow start scales it, never 0 (a divisor).
+            or not 0.0 <= values[6] <= 1.0
+            or not 0.0 < values[8] <= worker.weight
         ):
             refuse(f"{where}.state", f"is not a worker's state, got {values!r}")
         tasks: list[tuple[Task, Demand]] = []
