@@ -763,6 +763,24 @@ def test_a_backfill_reservation_in_force_carries_on_after_a_restore() -> None:
     assert as_json(twin.snapshot()) == as_json(d.snapshot())
 
 
+def test_a_backfill_reservation_for_a_reprioritized_task_holds_it_as_it_is_now() -> None:
+    clock = ManualClock()
+    d = Distributor(clock, backfill=Backfill(), lease=LEASE)
+    d.add_worker(Worker("w0", capacity=2))
+    d.submit(Task("small", cost=5.0))
+    d.dispatch()
+    d.submit(Task("large", resources={"slots": 2}, priority=3))
+    assert d.dispatch() == []  # no room: it parks, and w0 is reserved for it
+    d.reprioritize("large", 1)
+    snapshot = as_json(d.snapshot())
+    # The reservation's task is the task as it waits, at its new priority (it held the
+    # task as it was when parked, so a restored twin's snapshot differed from this).
+    assert snapshot["backfill"][0]["priority"] == 1
+    twin_clock = ManualClock(start=clock.now())
+    twin = Distributor.restore(snapshot, twin_clock, backfill=Backfill())
+    assert as_json(twin.snapshot()) == snapshot
+
+
 # -- a lease outlives its host ---------------------------------------------------------
 
 

@@ -2396,6 +2396,8 @@ class Distributor:
             run.task = new
         if new.gang is not None:
             self._gangs.replace(new)
+        if self._holds is not None:  # the backfill reservation holds the task as it is
+            self._holds.replaced(new)
         if task_id in self._retrying:
             self._retrying[task_id] = new
         elif task_id in self._lot:

@@ -375,6 +375,13 @@ class Holds:
         self._version += 1
         self._due = None
 
+    def replaced(self, task: Task) -> None:
+        """A waiting task was given a new priority: if the backfill reservation is for
+        it, it holds the new ``Task`` (its demand and cost, all it reads, are the
+        same). O(1)."""
+        if task.id == self._holder:
+            self._holder_task = task
+
     @property
     def holder(self) -> Hashable:
         """The id of the task the backfill reservation is for, or ``None``."""
