@@ -674,6 +674,28 @@ def test_a_snapshot_with_batches_needs_a_batcher_and_agreeing_leases() -> None:
         Distributor.restore(broken, fresh, batcher=batcher(fresh))
 
 
+def test_batch_groups_that_are_tuples_survive_a_restore() -> None:
+    def keyed(clock: ManualClock) -> BatchOptimizer:
+        return BatchOptimizer(clock, max_size=2, max_wait=1.0, key=lambda t: (t.tenant, t.group))
+
+    clock = ManualClock()
+    d = Distributor(clock, batcher=keyed(clock), lease=LEASE)
+    d.add_worker(Worker("w0", capacity=4))
+    for task_id in ("a", "b", "c"):
+        d.submit(Task(task_id, tenant="acme", group="g"))
+    first = assignment_view(d.dispatch())  # a batch of two runs; c waits in its group
+    snapshot = as_json(d.snapshot())
+    assert snapshot["batch_groups"][0][1] == {"tuple": ["acme", "g"]}
+    twin_clock = ManualClock(start=clock.now())
+    twin = Distributor.restore(snapshot, twin_clock, batcher=keyed(twin_clock))
+    assert as_json(twin.snapshot()) == snapshot
+    assert (twin._group_live, twin._group_leased) == (d._group_live, d._group_leased)
+    for run, run_clock in ((d, clock), (twin, twin_clock)):
+        run.complete(first[0][0])
+        run_clock.advance(2.0)
+    assert assignment_view(twin.dispatch()) == assignment_view(d.dispatch())
+
+
 # -- capacity held for urgent work, and a worker reserved for a large task -------------------
 
 large_submits = st.builds(

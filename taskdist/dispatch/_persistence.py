@@ -781,7 +781,10 @@ class _Books:
             if not book.running or not book.running <= set(batch.ids):
                 refuse(where, "must name some of its batch's tasks as running")
             self.batches[item[0]] = book
-        self.batch_groups = dict(_unique_pairs(fields, "batch_groups"))
+        self.batch_groups = {
+            task_id: decode_key(group, f"snapshot.batch_groups[{task_id!r}]")
+            for task_id, group in _unique_pairs(fields, "batch_groups")
+        }
 
     def _check_batches(self) -> None:
         """Each lease of a batch is one of its running tasks, and the other way round;
