@@ -1019,6 +1019,11 @@ CORRUPTIONS = {
         ("tracker", "workers", 0, "state", 8), 1e6
     ),
     "worker success rate above 1": replaced(("tracker", "workers", 0, "state", 6), 1.5),
+    # A batch named by a run that is not leased (a lease's end clears it): accepted, and
+    # the report of the task's next attempt failed on that batch.
+    "batch of a run not leased": lambda s: next(
+        run for run in s["runs"] if run["task"]["id"] not in s["leases"]
+    ).update(batch=0),
 }
 
 

@@ -801,6 +801,12 @@ class _Books:
         stray = next((t for t in running if t not in leases), None)
         if stray is not None:
             refuse("snapshot.batches", f"run {stray!r}, which is not leased")
+        leased = set(leases)
+        for task_id, run in self.runs.items():  # (a lease's end clears its batch)
+            if run.batch is not None and task_id not in leased:
+                refuse(
+                    "snapshot.runs", f"gives {task_id!r}, which is not leased, batch {run.batch}"
+                )
         for task_id in self.batch_groups:
             if task_id not in self.waiting and task_id not in leases:
                 refuse("snapshot.batch_groups", f"names {task_id!r}, which is not live")
