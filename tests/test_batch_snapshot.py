@@ -129,6 +129,30 @@ def test_a_loaded_twin_makes_the_same_batches(
         assert observed(twin.b) == observed(original.b), op
 
 
+def test_groups_that_are_tuples_keep_their_learned_sizes() -> None:
+    def keyed(clock: ManualClock) -> BatchOptimizer:
+        return BatchOptimizer(
+            clock,
+            max_size=4,
+            max_wait=1.0,
+            key=lambda t: (t.tenant, t.group),
+            sizing=AIMDSizing(target_latency=1.5, initial_size=2),
+        )
+
+    clock = ManualClock()
+    b = keyed(clock)
+    for i in range(2):
+        released = b.add(Task(f"t{i}", tenant="acme", group="g"))
+    assert isinstance(released, Batch)
+    b.record(released, 0.5)  # fast: the group's target grows
+    assert b.target_size(("acme", "g")) == 3
+    snapshot = json.loads(json.dumps(b.snapshot()))
+    twin = keyed(ManualClock(start=clock.now()))
+    twin.load_snapshot(snapshot)  # (the keys were decoded twice: a tuple refused)
+    assert twin.target_size(("acme", "g")) == 3
+    assert json.loads(json.dumps(twin.snapshot())) == snapshot
+
+
 def busy() -> tuple[ManualClock, BatchOptimizer]:
     clock = ManualClock()
     b = optimizer(clock)

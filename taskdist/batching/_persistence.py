@@ -150,11 +150,10 @@ def prepare(b: BatchOptimizer, data: object, where: str) -> Callable[[], None]:
     starts = b._starts_for(limits)
     # A learned target lies within its group's range, by the limits the snapshot holds.
     targets: dict[Hashable, int] = {}
-    for k, n in fields.pairs("targets"):
-        group = decode_key(k, f"{where}.targets")
+    for group, n in fields.pairs("targets"):  # (the keys decoded already)
         own = limits.get(group)
         largest = b._max_size if own is None or own.max_size is None else own.max_size
-        targets[group] = _size(n, f"{where}.targets[{k!r}]", b._min_size, largest)
+        targets[group] = _size(n, f"{where}.targets[{group!r}]", b._min_size, largest)
     records: dict[Hashable, _GroupRecord] = {}
     loads: list[Callable[[], None]] = []
     for i, item in enumerate(fields.items("records")):
