@@ -1316,6 +1316,11 @@ class BreakerMachine(RuleBasedStateMachine):
         """
         self.clock.advance(dt)
         assert self.breaker.can_acquire() is self.model.can_acquire(self.clock.now())
+        # peek_state: what state is about to report, and no transition made to say it.
+        heard = len(self.heard)
+        peeked = self.breaker.peek_state()
+        assert len(self.heard) == heard, "peek_state made a transition"
+        assert peeked is self.breaker.state
 
     @invariant()
     def matches_the_model(self) -> None:

@@ -1818,6 +1818,34 @@ def test_a_listener_that_raises_keeps_no_event_from_the_others() -> None:
     assert [a.task.id for a in run.d.leases()] == list("tuv")
 
 
+def test_stats_is_a_read_it_changes_no_later_decision() -> None:
+    # The only worker's breaker opened until t=5; at t=6 a parked task's TTL is due. A
+    # stats() before the tick must not move the breaker to half-open ahead of the tick.
+    def run(read_first: bool) -> tuple[list[tuple[EventKind, Hashable]], Any]:
+        clock = ManualClock()
+        events: list[Event] = []
+        d = Distributor(
+            clock,
+            lease=None,
+            on_event=events.append,
+            retry=RetryPolicy(max_attempts=1, rng=random.Random(1)),
+            breaker=lambda _: CircuitBreaker(clock, minimum_calls=1, open_duration=5.0),
+        )
+        d.add_worker(Worker("w", capacity=1))
+        d.submit(Task("a"))
+        d.dispatch()
+        d.fail("a", error="boom")  # the breaker opens until t=5
+        d.submit(Task("p", ttl=4.0))
+        d.dispatch()  # parked: the only worker's breaker is open
+        clock.set(6.0)
+        if read_first:
+            assert d.stats().workers["w"].breaker is CircuitState.HALF_OPEN  # as it reads
+        d.tick()
+        return [(e.kind, e.task_id) for e in events], d.snapshot()
+
+    assert run(read_first=True) == run(read_first=False)
+
+
 # -- stats -----------------------------------------------------------------------------
 
 

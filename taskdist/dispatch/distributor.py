@@ -3960,7 +3960,7 @@ class Distributor:
                 in_flight=state.in_flight,
                 load_ratio=state.load_ratio,
                 health=state.health,
-                breaker=None if breaker is None else breaker.state,
+                breaker=None if breaker is None else breaker.peek_state(),  # (a read)
                 completed=done,
                 failed=failed,
                 latency=state.latency,

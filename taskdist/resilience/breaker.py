@@ -813,6 +813,28 @@ class CircuitBreaker(BreakerCalls):
             self._notify(changes)
         return state
 
+    def peek_state(self) -> CircuitState:
+        """The state :attr:`state` would report now, changing nothing. O(1).
+
+        An elapsed OPEN is reported as HALF_OPEN (and a HALF_OPEN past its
+        deadline as what it re-opened to) but stays as it is, and listeners
+        hear nothing, until a call or :attr:`state` makes the transition: a
+        read for a report or a dashboard then leaves every later decision as
+        it would have been.
+        """
+        if self._closed_permit >= 0:
+            return CircuitState.CLOSED
+        now = self._now()
+        with self._lock:
+            state = self._state
+            if state is CircuitState.OPEN:
+                return CircuitState.HALF_OPEN if now >= self._open_until else state
+            if state is CircuitState.HALF_OPEN and now >= self._probe_deadline:
+                # As _observe would: OPEN again from the deadline, then perhaps HALF_OPEN.
+                until = self._probe_deadline + self._open_duration_after(self._consecutive_opens)
+                return CircuitState.HALF_OPEN if now >= until else CircuitState.OPEN
+            return state
+
     def next_wakeup(self) -> float | None:
         """When the breaker will next change state by itself, or ``None``. O(1).
 
