@@ -117,6 +117,32 @@ def test_each_completed_run_s_result_is_handed_on() -> None:
     assert results == {i: 2 * i for i in range(10)}
 
 
+def test_an_on_result_that_raises_ends_run_with_its_error_and_loses_no_task() -> None:
+    # It used to be logged by concurrent.futures alone, and run() returned as if all
+    # was well. The run of a closed, drained distributor must not end before it either.
+    d = distributor()
+    for i in range(6):
+        d.submit(Task(i, payload=i))
+    d.close()
+    handed: list[object] = []
+
+    def on_result(assignment: Assignment, result: object) -> None:
+        if assignment.task.id == 3:
+            time.sleep(0.05)  # the last report may be in meanwhile
+            raise LookupError("the result store is down")
+        handed.append(assignment.task.id)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        host = ExecutorHost(d, double, pool, heartbeat=None, on_result=on_result)
+        with pytest.raises(LookupError, match="the result store is down"):
+            host.run()
+    assert host.running == 0 and not d.leases()
+    states = {i: d.state_of(i) for i in range(6)}
+    assert states[3] is TaskState.COMPLETED  # its report was made before on_result
+    assert set(states.values()) <= {TaskState.COMPLETED, TaskState.QUEUED}
+    assert all(states[i] is TaskState.COMPLETED for i in handed)
+
+
 def test_the_executor_is_never_given_more_than_its_workers_capacity() -> None:
     d = distributor()
     running = peak = 0

@@ -113,6 +113,7 @@ class ExecutorHost:
         "_error",
         "_executors",
         "_grace",
+        "_handing",
         "_job",
         "_not_retryable",
         "_older",
@@ -154,7 +155,8 @@ class ExecutorHost:
             grace: seconds futures get to finish once stopping (>= 0), or
                 ``None`` to wait for them all.
             on_result: receives ``(assignment, result)`` for each run whose
-                report completed its task (a late or dropped report gives none).
+                report completed its task (a late or dropped report gives none),
+                in the executor's thread; what it raises ends :meth:`run` with it.
 
         Raises:
             InvalidTypeError: not a Distributor, ``job`` or ``on_result`` not
@@ -190,6 +192,8 @@ class ExecutorHost:
         # What the distributor raised while a run was reported, in an executor's
         # thread (the first such error; run() raises it), and those runs' assignments.
         self._error: Exception | None = None
+        # Completed runs whose result on_result is being handed, outside the lock.
+        self._handing = 0
         self._unreported: list[Assignment] = []
         with distributor.lock:
             for worker in workers:
@@ -203,8 +207,9 @@ class ExecutorHost:
 
     @property
     def running(self) -> int:
-        """Futures submitted and not yet reported. O(1)."""
-        return len(self._runs) + len(self._older)
+        """Futures submitted and not yet reported, or whose result ``on_result`` is
+        still being handed. O(1)."""
+        return len(self._runs) + len(self._older) + self._handing
 
     def submit(self, task: Task) -> SubmitResult:
         """Submit ``task`` (from any thread); the host picks it up at once."""
@@ -353,9 +358,22 @@ class ExecutorHost:
 
     def _finished(self, run: _Run, future: Future[object]) -> None:
         """A future ended (in an executor's thread): report it under the lock, then hand
-        the result on, outside it."""
-        if self._report(run, future) is TaskState.COMPLETED and self._on_result is not None:
+        the result on, outside it. What ``on_result`` raises ends :meth:`run` with it;
+        the run counts as running until ``on_result`` returns, so that ``run`` cannot
+        finish without it."""
+        if self._report(run, future) is not TaskState.COMPLETED or self._on_result is None:
+            return
+        shared = self._shared
+        try:
             self._on_result(run.assignment, future.result())
+        except Exception as raised:
+            with shared.lock:
+                if self._error is None:
+                    self._error = raised
+        finally:
+            with shared.lock:
+                self._handing -= 1
+                shared.wake()
 
     def _report(self, run: _Run, future: Future[object]) -> TaskState | None:
         shared = self._shared
@@ -400,6 +418,8 @@ class ExecutorHost:
                     newer.abandoned = True
                     if newer.future is not None:
                         newer.future.cancel()
+                if state is TaskState.COMPLETED and self._on_result is not None:
+                    self._handing += 1  # until on_result returns (see _finished)
                 return state
             finally:
                 # A run ended, whatever its report did (a stale one changes nothing in
