@@ -674,6 +674,22 @@ def test_a_snapshot_with_batches_needs_a_batcher_and_agreeing_leases() -> None:
         Distributor.restore(broken, fresh, batcher=batcher(fresh))
 
 
+def test_a_snapshot_without_a_batcher_refuses_one_given_to_restore() -> None:
+    # As with gates: the twin would batch where the original did not.
+    clock = ManualClock()
+    d = Distributor(clock, lease=LEASE)
+    d.add_worker(Worker("w0", capacity=3))
+    d.submit(Task("b0", group="g"))
+    snapshot = as_json(d.snapshot())
+    fresh = ManualClock(start=clock.now())
+    given = batcher(fresh)
+    with pytest.raises(SnapshotError, match=r"no batcher.*restore\(\) was given one"):
+        Distributor.restore(copy.deepcopy(snapshot), fresh, batcher=given)
+    assert given.snapshot() == batcher(fresh).snapshot()  # untouched
+    # A snapshot of format 1, written before batchers were carried, takes one.
+    Distributor.restore(as_version(snapshot, 1), fresh, batcher=given)
+
+
 def test_batch_groups_that_are_tuples_survive_a_restore() -> None:
     def keyed(clock: ManualClock) -> BatchOptimizer:
         return BatchOptimizer(clock, max_size=2, max_wait=1.0, key=lambda t: (t.tenant, t.group))

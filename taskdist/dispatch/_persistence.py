@@ -482,6 +482,9 @@ def restore_into(d: Distributor, fields: Fields) -> None:
     batcher_data = fields.value("batcher") if fields.version >= 2 else None
     if batcher_data is not None and d._batcher is None:
         refuse("snapshot.batcher", "holds a batcher's state; give restore() the batcher")
+    if batcher_data is None and d._batcher is not None and fields.version >= 2:
+        # As with gates: the twin would batch where the original did not.
+        refuse("snapshot.batcher", "is None (no batcher); restore() was given one")
     if d._batcher is not None and batcher_data is not None:
         loads.append(prepare_load(d._batcher, batcher_data, "snapshot.batcher"))
     policies = fields.items("intake")
