@@ -78,7 +78,7 @@ class ThreadSafeDistributor:
     ['t']
     """
 
-    __slots__ = ("_changes", "_condition", "_distributor", "_lock", "_seen")
+    __slots__ = ("_changes", "_changing", "_condition", "_distributor", "_lock", "_seen")
 
     def __init__(self, distributor: Distributor) -> None:
         """
@@ -97,6 +97,7 @@ class ThreadSafeDistributor:
         # wait is never missed.
         self._changes = 0
         self._seen = threading.local()
+        self._changing = _Changing(self)
 
     # -- the lock and the waiting ---------------------------------------------------
 
@@ -195,51 +196,33 @@ class ThreadSafeDistributor:
 
     def add_worker(self, worker: Worker) -> WorkerState:
         """``Distributor.add_worker``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.add_worker(worker)
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.add_worker(worker)
 
     def remove_worker(self, worker_id: Hashable) -> list[Task]:
         """``Distributor.remove_worker``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.remove_worker(worker_id)
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.remove_worker(worker_id)
 
     def set_health(self, worker_id: Hashable, health: Health | str) -> WorkerState:
         """``Distributor.set_health``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.set_health(worker_id, health)
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.set_health(worker_id, health)
 
     def update_worker(self, worker_id: Hashable, **changes: Any) -> WorkerState:
         """``Distributor.update_worker``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.update_worker(worker_id, **changes)
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.update_worker(worker_id, **changes)
 
     def submit(self, task: Task) -> SubmitResult:
         """``Distributor.submit``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.submit(task)
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.submit(task)
 
     def close(self) -> None:
         """``Distributor.close``, locked; wakes waiting threads (so they can see it)."""
-        with self._lock:
-            try:
-                self._distributor.close()
-            finally:
-                self._changed()
+        with self._changing:
+            self._distributor.close()
 
     def complete(
         self,
@@ -250,13 +233,10 @@ class ThreadSafeDistributor:
         lease_id: int | None = None,
     ) -> TaskState:
         """``Distributor.complete``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.complete(
-                    task_id, duration=duration, attempt=attempt, lease_id=lease_id
-                )
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.complete(
+                task_id, duration=duration, attempt=attempt, lease_id=lease_id
+            )
 
     def fail(
         self,
@@ -271,20 +251,17 @@ class ThreadSafeDistributor:
         lease_id: int | None = None,
     ) -> TaskState:
         """``Distributor.fail``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.fail(
-                    task_id,
-                    error=error,
-                    retryable=retryable,
-                    duration=duration,
-                    attempt=attempt,
-                    throttled=throttled,
-                    retry_after=retry_after,
-                    lease_id=lease_id,
-                )
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.fail(
+                task_id,
+                error=error,
+                retryable=retryable,
+                duration=duration,
+                attempt=attempt,
+                throttled=throttled,
+                retry_after=retry_after,
+                lease_id=lease_id,
+            )
 
     def pause(
         self, *, tenant: Hashable = None, key: Hashable = None, pool: Pool | None = None
@@ -297,77 +274,50 @@ class ThreadSafeDistributor:
         self, *, tenant: Hashable = None, key: Hashable = None, pool: Pool | None = None
     ) -> None:
         """``Distributor.resume``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                self._distributor.resume(tenant=tenant, key=key, pool=pool)
-            finally:
-                self._changed()
+        with self._changing:
+            self._distributor.resume(tenant=tenant, key=key, pool=pool)
 
     def requeue(
         self, task_id: Hashable, *, attempt: int | None = None, lease_id: int | None = None
     ) -> Task:
         """``Distributor.requeue``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.requeue(task_id, attempt=attempt, lease_id=lease_id)
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.requeue(task_id, attempt=attempt, lease_id=lease_id)
 
     def pin(self, task_id: Hashable, worker_id: Hashable | None) -> None:
         """``Distributor.pin``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                self._distributor.pin(task_id, worker_id)
-            finally:
-                self._changed()
+        with self._changing:
+            self._distributor.pin(task_id, worker_id)
 
     def assign(self, task_id: Hashable, worker_id: Hashable, *, force: bool = False) -> Assignment:
         """``Distributor.assign``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.assign(task_id, worker_id, force=force)
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.assign(task_id, worker_id, force=force)
 
     def reprioritize(self, task_id: Hashable, priority: int) -> Task:
         """``Distributor.reprioritize``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.reprioritize(task_id, priority)
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.reprioritize(task_id, priority)
 
     def preempt(self, task_id: Hashable) -> Task:
         """``Distributor.preempt``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.preempt(task_id)
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.preempt(task_id)
 
     def redrive(self, ids_or_predicate: Selector) -> RedriveReport:
         """``Distributor.redrive``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.redrive(ids_or_predicate)
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.redrive(ids_or_predicate)
 
     def cancel(self, task_id: Hashable) -> Task:
         """``Distributor.cancel``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                return self._distributor.cancel(task_id)
-            finally:
-                self._changed()
+        with self._changing:
+            return self._distributor.cancel(task_id)
 
     def tick(self) -> None:
         """``Distributor.tick``, locked; wakes waiting threads."""
-        with self._lock:
-            try:
-                self._distributor.tick()
-            finally:
-                self._changed()
+        with self._changing:
+            self._distributor.tick()
 
     # -- the other calls ------------------------------------------------------------------
 
@@ -496,3 +446,24 @@ class ThreadSafeDistributor:
     def __repr__(self) -> str:
         with self._lock:
             return f"ThreadSafeDistributor({self._distributor!r})"
+
+
+class _Changing:
+    """``with`` it around a call that may make work: the call holds the lock, and the
+    waiting threads are woken as it ends, whether it returned or raised (a listener
+    raises once the call's changes are made). O(waiters)."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: ThreadSafeDistributor) -> None:
+        self._owner = owner
+
+    def __enter__(self) -> None:
+        self._owner._lock.acquire()
+
+    def __exit__(self, *raised: object) -> None:
+        owner = self._owner
+        try:
+            owner._changed()
+        finally:
+            owner._lock.release()
