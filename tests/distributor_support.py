@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -18,6 +18,7 @@ import attrs
 from taskdist import (
     Assignment,
     CapacityTracker,
+    CircuitBreaker,
     Distributor,
     Event,
     EventKind,
@@ -76,6 +77,29 @@ def build(
     for worker in workers:
         distributor.add_worker(worker)
     return Recorded(clock, distributor, events)
+
+
+def one_probe_breakers(clock: ManualClock) -> Callable[[Hashable], CircuitBreaker]:
+    """A breaker factory: each opens on one failure, for 5 s, then sends one probe."""
+    return lambda _: CircuitBreaker(
+        clock, minimum_calls=1, window_size=1, open_duration=5.0, half_open_calls=1
+    )
+
+
+def with_a_probe_out(clock: ManualClock, *waiting: str, **options: Any) -> Distributor:
+    """A distributor (no leases; ``options`` to its constructor) whose one worker ``w``
+    has a half-open breaker with its one probe out: task "broken" failed at 0 and
+    opened it; at 5 s "probe" went out, and the ``waiting`` tasks wait behind it."""
+    d = Distributor(clock, lease=None, breaker=one_probe_breakers(clock), **options)
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("broken"))
+    d.dispatch()
+    d.fail("broken", error="down", retryable=False)  # the breaker opens
+    clock.set(5.0)
+    for task_id in ("probe", *waiting):
+        d.submit(Task(task_id))
+    assert [a.task.id for a in d.dispatch()] == ["probe"]  # the one half-open probe
+    return d
 
 
 def on_slots(*capacities: int, **options: Any) -> tuple[Distributor, ManualClock, list[Event]]:

@@ -16,9 +16,9 @@ from collections.abc import Hashable
 from typing import Any
 
 import pytest
+from distributor_support import with_a_probe_out
 
 from taskdist import (
-    CircuitBreaker,
     DeadlineScheduler,
     Distributor,
     Escalation,
@@ -231,24 +231,7 @@ def test_a_forced_assign_whose_balancer_hook_raises_gives_back_no_gate_unit() ->
 
 
 def test_a_forced_assign_whose_balancer_hook_raises_frees_no_half_open_probe() -> None:
-    clock = ManualClock()
-    d = Distributor(
-        clock,
-        balancer=OnAssignBreaks(),
-        lease=None,
-        breaker=lambda _: CircuitBreaker(
-            clock, minimum_calls=1, window_size=1, open_duration=5.0, half_open_calls=1
-        ),
-    )
-    d.add_worker(Worker("w", capacity=5))
-    d.submit(Task("down"))
-    d.dispatch()
-    d.fail("down", error="down", retryable=False)  # the breaker opens
-    clock.set(5.0)
-    d.submit(Task("probe"))
-    d.submit(Task("bad"))
-    d.submit(Task("later"))
-    assert [a.task.id for a in d.dispatch()] == ["probe"]  # the one half-open probe
+    d = with_a_probe_out(ManualClock(), "bad", "later", balancer=OnAssignBreaks())
     with pytest.raises(Broken):
         d.assign("bad", "w", force=True)
     assert d.state_of("bad") is QUEUED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from distributor_support import with_a_probe_out
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -78,22 +79,7 @@ def test_assign_keeps_capacity_and_the_gates_unless_forced() -> None:
 def test_a_forced_assignment_given_back_frees_no_half_open_probe(give_back: str) -> None:
     # force=True takes no permit from the worker's breaker: giving its lease back must
     # not free the probe another task holds, or a second probe goes out meanwhile.
-    clock = ManualClock()
-    d = Distributor(
-        clock,
-        lease=None,
-        breaker=lambda _: CircuitBreaker(
-            clock, minimum_calls=1, window_size=1, open_duration=5.0, half_open_calls=1
-        ),
-    )
-    d.add_worker(Worker("w", capacity=10))
-    d.submit(Task("broken"))
-    d.dispatch()
-    d.fail("broken", error="down")  # the breaker opens
-    clock.set(5.0)
-    for task_id in ("probe", "forced", "later"):
-        d.submit(Task(task_id))
-    assert [a.task.id for a in d.dispatch()] == ["probe"]  # the one half-open probe
+    d = with_a_probe_out(ManualClock(), "forced", "later")
     d.assign("forced", "w", force=True)
     getattr(d, give_back)("forced")
     assert [a.task.id for a in d.dispatch()] == []  # the probe is still out
@@ -105,48 +91,27 @@ def test_a_forced_assignment_given_back_frees_no_half_open_probe(give_back: str)
 def test_a_forced_task_is_no_probe_of_a_half_open_breaker(outcome: str) -> None:
     # Its outcome must not decide for the probe: a forced success closing the breaker
     # while the probe is out, or a forced failure opening it again.
-    clock = ManualClock()
-    breakers: dict[str, CircuitBreaker] = {}
-
-    def make(worker_id: str) -> CircuitBreaker:
-        breakers[worker_id] = CircuitBreaker(
-            clock, minimum_calls=1, window_size=1, open_duration=5.0, half_open_calls=1
-        )
-        return breakers[worker_id]
-
-    d = Distributor(clock, lease=None, breaker=make)  # type: ignore[arg-type]
-    d.add_worker(Worker("w", capacity=10))
-    d.submit(Task("broken"))
-    d.dispatch()
-    d.fail("broken", error="down", retryable=False)  # the breaker opens
-    clock.set(5.0)
-    d.submit(Task("probe"))
-    d.submit(Task("forced"))
-    assert [a.task.id for a in d.dispatch()] == ["probe"]
+    d = with_a_probe_out(ManualClock(), "forced")
     d.assign("forced", "w", force=True)
     if outcome == "complete":
         d.complete("forced")
     else:
         d.fail("forced", error="down", retryable=False)
-    assert breakers["w"].state is CircuitState.HALF_OPEN  # the probe still decides
+    assert d.breaker("w").state is CircuitState.HALF_OPEN  # the probe still decides
     d.complete("probe")
-    assert breakers["w"].state is CircuitState.CLOSED
+    assert d.breaker("w").state is CircuitState.CLOSED
 
 
 def test_a_task_forced_onto_a_closed_breaker_counts_toward_it() -> None:
     clock = ManualClock()
-    breakers: dict[str, CircuitBreaker] = {}
-
-    def make(worker_id: str) -> CircuitBreaker:
-        breakers[worker_id] = CircuitBreaker(clock, minimum_calls=1, window_size=1)
-        return breakers[worker_id]
-
-    d = Distributor(clock, lease=None, breaker=make)  # type: ignore[arg-type]
+    d = Distributor(
+        clock, lease=None, breaker=lambda _: CircuitBreaker(clock, minimum_calls=1, window_size=1)
+    )
     d.add_worker(Worker("w", capacity=10))
     d.submit(Task("forced"))
     d.assign("forced", "w", force=True)
     d.fail("forced", error="down", retryable=False)
-    assert breakers["w"].state is CircuitState.OPEN
+    assert d.breaker("w").state is CircuitState.OPEN
 
 
 def test_assign_refuses_what_is_not_waiting_or_not_there() -> None:

@@ -25,7 +25,14 @@ from typing import Any
 
 import attrs
 import pytest
-from distributor_support import as_version, assignment_view, comparable, stats_view
+from distributor_support import (
+    as_version,
+    assignment_view,
+    comparable,
+    one_probe_breakers,
+    stats_view,
+    with_a_probe_out,
+)
 from gate_support import CountingGate
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -898,23 +905,9 @@ def test_a_half_open_probe_of_a_snapshot_from_before_permits_still_decides(
     # breaker's period at restore. The probe a half-open breaker sent must settle it,
     # or the breaker waits for it for good and its worker takes no task again.
     clock = ManualClock()
-
-    def breaker(_: Hashable) -> CircuitBreaker:
-        return CircuitBreaker(
-            clock, minimum_calls=1, window_size=1, open_duration=5.0, half_open_calls=1
-        )
-
-    d = Distributor(clock, lease=None, breaker=breaker)
-    d.add_worker(Worker("w", capacity=10))
-    d.submit(Task("broken"))
-    d.dispatch()
-    d.fail("broken", error="down", retryable=False)  # the breaker opens
-    clock.set(5.0)
-    d.submit(Task("probe"))
-    d.submit(Task("later"))
-    assert [a.task.id for a in d.dispatch()] == ["probe"]  # the one half-open probe
+    d = with_a_probe_out(clock, "later")
     old = as_version(as_json(d.snapshot()), 5)
-    revived = Distributor.restore(old, clock, breaker=breaker)
+    revived = Distributor.restore(old, clock, breaker=one_probe_breakers(clock))
     if outcome == "complete":
         revived.complete("probe")
         assert revived.breaker("w").state is CircuitState.CLOSED
