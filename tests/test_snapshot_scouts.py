@@ -32,6 +32,13 @@ def _seen(events: list[Event], since: int) -> list[tuple[str, Any]]:
     return [(e.kind.value, e.task_id) for e in events[since:]]
 
 
+def _restored(snapshot: Any, now: float) -> tuple[Distributor, list[Event]]:
+    """A twin restored from ``snapshot`` at ``now``, and the events it will emit."""
+    clock = ManualClock(start=now)
+    events: list[Event] = []
+    return Distributor.restore(snapshot, clock, on_event=events.append, **_parts(clock)), events
+
+
 def test_scouts_out_at_a_snapshot_keep_their_order_among_themselves() -> None:
     clock = ManualClock()
     events: list[Event] = []
@@ -47,11 +54,7 @@ def test_scouts_out_at_a_snapshot_keep_their_order_among_themselves() -> None:
     d.complete("x")  # the unit back: both classes' scouts go out, b's first
     snapshot = json.loads(json.dumps(d.snapshot()))
     assert [task_id for task_id, _ in snapshot["gate_scouts"]] == ["b", "a"]
-    twin_clock = ManualClock(start=clock.now())
-    twin_events: list[Event] = []
-    twin = Distributor.restore(
-        snapshot, twin_clock, on_event=twin_events.append, **_parts(twin_clock)
-    )
+    twin, twin_events = _restored(snapshot, clock.now())
     seen = []
     for run, heard in ((d, events), (twin, twin_events)):
         since = len(heard)
@@ -77,11 +80,7 @@ def test_a_task_refused_after_a_restore_comes_after_the_scouts_out() -> None:
     d.complete("x")  # the unit back: s goes out as its class's scout, none parked
     snapshot = json.loads(json.dumps(d.snapshot()))
     assert snapshot["gate_scouts"] == [["s", 0]] and snapshot["parked"] == []
-    twin_clock = ManualClock(start=clock.now())
-    twin_events: list[Event] = []
-    twin = Distributor.restore(
-        snapshot, twin_clock, on_event=twin_events.append, **_parts(twin_clock)
-    )
+    twin, twin_events = _restored(snapshot, clock.now())
     seen = []
     for run, heard in ((d, events), (twin, twin_events)):
         since = len(heard)
