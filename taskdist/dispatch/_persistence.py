@@ -989,31 +989,29 @@ class _Books:
     def _check_lease_ids(self) -> None:
         """Each lease, current or lapsed, has a number of its own, below the next one;
         a snapshot written before leases were numbered has its leases numbered now."""
-        leased = set(self.leases)
         if self.next_lease_id is None:  # (an older version: no run has a number)
             number = 1
             for task_id in self.leases:
                 self.runs[task_id].lease_id = number
                 number += 1
             for run in self.runs.values():
-                for attempt in sorted(run.lapsed or ()):
-                    run.lapsed[attempt] = number  # type: ignore[index]
+                lapsed = run.lapsed or {}
+                for attempt in sorted(lapsed):
+                    lapsed[attempt] = number
                     number += 1
             self.next_lease_id = number
             return
+        leased = set(self.leases)
         seen: set[int] = set()
         for task_id, run in self.runs.items():
             if (task_id in leased) != (run.lease_id > 0):
-                refuse(
-                    "snapshot.runs",
-                    f"gives {task_id!r} "
-                    + (
-                        "no lease_id, though it is leased"
-                        if run.lease_id == 0
-                        else "a lease_id, though it is not leased"
-                    ),
+                why = (
+                    "a lease_id, though it is not" if run.lease_id else "no lease_id, though it is"
                 )
-            numbers = [*(run.lapsed or {}).values(), *([run.lease_id] if run.lease_id else [])]
+                refuse("snapshot.runs", f"gives {task_id!r} {why} leased")
+            numbers = list((run.lapsed or {}).values())
+            if run.lease_id:
+                numbers.append(run.lease_id)
             for number in numbers:
                 if number in seen:
                     refuse("snapshot.runs", f"gives lease number {number} twice")

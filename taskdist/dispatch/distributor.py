@@ -3137,12 +3137,9 @@ class Distributor:
             else:
                 found = max(lapsed)
         if found is None:
-            which = "".join(
-                (
-                    "" if lease_id is None else f" {lease_id}",
-                    "" if attempt is None else f" of attempt {attempt}",
-                )
-            )
+            which = "" if lease_id is None else f" {lease_id}"
+            if attempt is not None:
+                which += f" of attempt {attempt}"
             raise TaskStateError(
                 f"cannot {verb} task {task_id!r}: it is {state.value}, and no expired lease"
                 f"{which} awaits a late report"
