@@ -122,9 +122,9 @@ def test_a_scout_placed_before_the_error_takes_its_place_back_from_its_successor
     assert sorted(map(str, drain(d, clock))) == ["a2", "a3", "x", "y"]
 
 
-def test_a_task_whose_deadline_passed_during_the_failed_call_is_dead_lettered() -> None:
-    # Taken back after its deadline passed, the deadline scheduler refuses it: it
-    # used to be left out of every place, and the refusal hid the callback's error.
+def _deadline_passes_during_a_failed_dispatch(on_miss: Any) -> Distributor:
+    """``soon`` (deadline 3) is placed, then the host's balancer takes 5 s and raises."""
+
     class SlowThenBroken(LeastConnections):
         calls = 0
 
@@ -136,12 +136,29 @@ def test_a_task_whose_deadline_passed_during_the_failed_call_is_dead_lettered() 
             return super().choose(task, tracker, where)
 
     clock = ManualClock()
-    d = Distributor(clock, queue=DeadlineScheduler(clock), balancer=SlowThenBroken(), lease=None)
+    queue = DeadlineScheduler(clock, on_miss=on_miss)
+    d = Distributor(clock, queue=queue, balancer=SlowThenBroken(), lease=None)
     d.add_worker(Worker("w", capacity=5))
     d.submit(Task("soon", deadline=3.0, cost=0.1))
     d.submit(Task("later", deadline=100.0, cost=0.1))
     with pytest.raises(Broken):
         d.dispatch()
+    return d
+
+
+def test_a_task_taken_back_after_its_deadline_passed_runs_late_under_run_late() -> None:
+    # Taken back after its deadline passed, it is late where it waits, as a task that
+    # waited in the queue all along would be (it used to be dead-lettered).
+    d = _deadline_passes_during_a_failed_dispatch("run_late")
+    assert d.state_of("soon") is QUEUED and d.state_of("later") is QUEUED
+    assert list(d.dlq) == [] and d.queue.is_late("soon")  # type: ignore[attr-defined]
+    assert [a.task.id for a in d.dispatch()] == ["soon", "later"]
+
+
+def test_a_task_taken_back_past_its_deadline_is_dead_lettered_under_dead_letter() -> None:
+    # The scheduler refuses it back: it used to be left out of every place, and the
+    # refusal hid the callback's error.
+    d = _deadline_passes_during_a_failed_dispatch("dead_letter")
     assert d.state_of("soon") is TaskState.DEAD
     assert [(e.task.id, e.reason) for e in d.dlq] == [("soon", Reason.DEADLINE_MISSED)]
     assert d.state_of("later") is QUEUED and len(d) == 1

@@ -220,9 +220,8 @@ def test_an_escalation_to_a_pool_is_said_before_the_move_that_ends_the_task() ->
     clock = ManualClock()
     events: list[Event] = []
     rule = Escalation(after=5.0, to=Pool("reserve", workers={"b"}))
-    d = Distributor(
-        clock, queue=DeadlineScheduler(clock), lease=None, escalation=rule, on_event=events.append
-    )
+    queue = DeadlineScheduler(clock, on_miss="dead_letter")
+    d = Distributor(clock, queue=queue, lease=None, escalation=rule, on_event=events.append)
     d.add_worker(Worker("a", capacity=1))
     d.submit(Task("t", priority=4, deadline=5.0, requires={"gpu"}))
     d.dispatch()  # parked: no worker has the skill
@@ -372,23 +371,40 @@ def test_a_breaker_does_not_hide_the_urgent_task() -> None:
     assert [e.victims for e in events if e.kind is EventKind.PREEMPT] == [("low2", "low")]
 
 
-def test_an_escalation_due_after_a_queued_task_missed_its_deadline_dead_letters_it() -> None:
-    # Escalating a queued task takes it out of the queue and puts it back; a deadline
-    # scheduler refuses it back once its deadline passed, so it goes to the dead letters.
+def test_an_escalation_due_after_a_queued_task_missed_its_deadline_runs_it_late() -> None:
+    # Escalating a queued task takes it out of the queue and puts it back with its age;
+    # under run_late the deadline scheduler keeps it, late, as it kept it while it waited
+    # (it used to refuse it back and the task was dead-lettered).
     clock = ManualClock()
-    d = Distributor(clock, queue=DeadlineScheduler(clock), escalation=Escalation(after=10.0))
+    queue = DeadlineScheduler(clock)
+    d = Distributor(clock, queue=queue, escalation=Escalation(after=10.0))
     d.submit(Task("late", priority=3, deadline=5.0))
     clock.advance(11.0)
     d.tick()
-    assert d.state_of("late") is TaskState.DEAD
-    entry = d.dlq.get("late")
-    assert entry is not None and entry.reason.value == "deadline_missed"
-    assert d.dispatch() == []
+    assert d.state_of("late") is TaskState.QUEUED and queue.is_late("late")
+    assert not d.dlq
+    d.add_worker(Worker("w"))
+    [placed] = d.dispatch()
+    assert placed.task.id == "late" and placed.task.priority < 3
+
+
+def test_reprioritizing_a_task_whose_deadline_passed_while_queued_keeps_it_late() -> None:
+    # Under run_late the task waits on, late, at its new priority (the scheduler used to
+    # refuse it back, and raising a late task's priority dead-lettered it).
+    clock = ManualClock()
+    queue = DeadlineScheduler(clock)
+    d = Distributor(clock, queue=queue)
+    d.submit(Task("late", priority=3, deadline=5.0))
+    clock.advance(6.0)
+    assert d.reprioritize("late", 1).priority == 1
+    assert d.state_of("late") is TaskState.QUEUED and queue.is_late("late")
+    assert not d.dlq
 
 
 def test_reprioritizing_a_task_whose_deadline_passed_while_queued_is_refused() -> None:
+    # Under dead_letter the scheduler has the task due to expire: it refuses it back.
     clock = ManualClock()
-    d = Distributor(clock, queue=DeadlineScheduler(clock))
+    d = Distributor(clock, queue=DeadlineScheduler(clock, on_miss="dead_letter"))
     d.submit(Task("late", priority=3, deadline=5.0))
     clock.advance(6.0)
     with pytest.raises(TaskStateError, match="dead-lettered"):

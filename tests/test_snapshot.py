@@ -152,9 +152,7 @@ def parts(
             ),
             AdaptiveConcurrency(clock.now, initial=3, maximum=4, latency_target=2.0),
         ],
-        # (Not with the deadline scheduler: an escalation due after a queued task's
-        # deadline passed makes dispatch() raise DeadlineError, a known fault.)
-        "escalation": Escalation(after=4.0) if queue == "priority" else None,
+        "escalation": Escalation(after=4.0),
         "preemption": Preemption(),
         "retry_budget": RetryBudget(ratio=0.5, minimum=1),
         "intake": [

@@ -203,7 +203,10 @@ class DeadlineScheduler(HeldTasks):
       unchanged.
 
     A task whose deadline is not after ``now`` is refused with
-    :class:`~taskdist.errors.DeadlineError` under every policy.
+    :class:`~taskdist.errors.DeadlineError`, with one exception: under
+    ``"run_late"`` a task pushed back with its age (``enqueued_at`` given: a
+    task coming back from a worker, a retry or a hold) is kept and flagged
+    late, as it would have been had it waited here when its deadline passed.
 
     **Fast when the answer is obvious.** The tasks far enough behind every
     deadline live in a plain heap (the *back*): while ``m * (d_min -
@@ -440,7 +443,10 @@ class DeadlineScheduler(HeldTasks):
 
         ``enqueued_at`` (default: now, never later than now) backdates the
         task, so a requeued task keeps its age for aging, TTL and wait
-        statistics; its deadline is still checked against now.
+        statistics; its deadline is still checked against now: under
+        ``on_miss="run_late"`` such a task whose deadline has passed is kept
+        and flagged late (counted in ``admitted_late``), under the other
+        policies it is refused.
 
         Returns ``None``; ``Eviction(task, Reason.DEADLINE_INFEASIBLE)`` (the
         scheduler unchanged but for tasks marked late); or, when full with
@@ -453,7 +459,8 @@ class DeadlineScheduler(HeldTasks):
         Raises:
             InvalidTypeError: ``task`` is not a Task.
             DuplicateTaskError: a task with this id is already held.
-            DeadlineError: the task's deadline is not after now.
+            DeadlineError: the task's deadline is not after now (and, under
+                ``on_miss="run_late"``, no ``enqueued_at`` was given).
             DeadlineInfeasibleError: not admitted on time, with ``on_miss="reject"``.
             QueueFullError: full, with ``overflow="reject"``.
             InvalidArgumentError: ``enqueued_at`` NaN, infinite or in the future;
@@ -471,7 +478,10 @@ class DeadlineScheduler(HeldTasks):
         now = self._now()
         enqueued = now if enqueued_at is None else check_enqueued_at(enqueued_at, now)
         deadline = task.deadline
-        if deadline is not None and deadline <= now:
+        # A task coming back with its age runs late under run_late, as it would had it
+        # waited here; a new one past its deadline is a mistake of the caller's.
+        past = deadline is not None and deadline <= now
+        if past and (enqueued_at is None or self._deadline_timers):
             raise self._past(task, now)
         seq = self._seq
         if enqueued >= seq:
