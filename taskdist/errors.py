@@ -30,7 +30,7 @@ The hierarchy::
     │   ├── QueueFullError                  a bounded queue refused a push
     │   ├── QuotaExceededError              a tenant quota refused a push
     │   └── WorkerFullError                 a task's demand does not fit a worker's free capacity
-    ├── DeadlineInfeasibleError             a task can no longer meet its deadline
+    ├── DeadlineInfeasibleError             a task cannot be admitted on time
     ├── OverReleaseError (ValueError)       more released than was acquired
     ├── TaskStateError (RuntimeError)       the task is not in a state that allows the call
     ├── ClosedError (RuntimeError)          the object was closed and takes no new work
@@ -174,7 +174,8 @@ class WorkerUnavailableError(TaskdistError):
 
 
 class DeadlineInfeasibleError(TaskdistError):
-    """A task can no longer meet its deadline and the policy is to refuse it."""
+    """A task cannot be admitted on time (it would miss its deadline, or make a task
+    already admitted miss its own) and the policy is to refuse it."""
 
 
 class OverReleaseError(TaskdistError, ValueError):

@@ -116,7 +116,8 @@ class Reason(str, enum.Enum):
     DEADLINE_MISSED = "deadline_missed"
     """Its deadline passed while it waited."""
     DEADLINE_INFEASIBLE = "deadline_infeasible"
-    """At admission it could no longer meet its deadline."""
+    """It could not be admitted on time: it would miss its deadline, or make a task
+    already admitted miss its own."""
     EVICTED = "evicted"
     """A full queue with ``overflow="drop_lowest"`` dropped it as the least urgent."""
     REJECTED = "rejected"

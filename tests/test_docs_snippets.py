@@ -22,6 +22,7 @@ PAGES = [
     "flow-control.md",
     "persistence.md",
     "fairness.md",
+    "deadlines.md",
     "../README.md",
 ]
 

@@ -111,7 +111,8 @@ class DeadlineStats:
     critical: int
     """Held tasks of priority ``CRITICAL`` (or more urgent)."""
     late: int
-    """Held tasks admitted though infeasible (``run_late``) or whose deadline has passed."""
+    """Held tasks marked late (admitted though not on time under ``run_late``, or found
+    predicted to miss by a later push) or whose deadline has passed."""
     oldest_age: float
     """Seconds the oldest held task has waited (0 when empty)."""
     wait: Percentiles
@@ -127,11 +128,12 @@ class DeadlineStats:
     met: int
     missed: int
     admitted_late: int
-    """Infeasible pushes kept and flagged (``on_miss="run_late"``)."""
+    """Pushes not admitted on time, kept and flagged (``on_miss="run_late"``)."""
     dead_lettered: int
-    """Infeasible pushes handed back as ``Eviction`` (``on_miss="dead_letter"``)."""
+    """Pushes not admitted on time, handed back as ``Eviction`` (``on_miss="dead_letter"``)."""
     rejected: int
-    """Infeasible pushes refused with ``DeadlineInfeasibleError`` (``on_miss="reject"``)."""
+    """Pushes not admitted on time, refused with ``DeadlineInfeasibleError``
+    (``on_miss="reject"``)."""
     evicted: int
     """Held tasks handed back (``Reason.EVICTED``) to make room for a more urgent push."""
     overflowed: int
@@ -239,7 +241,7 @@ class DeadlineScheduler(HeldTasks):
     unchanged) or hands back the least urgent live task — the last in the
     order above, possibly the pushed task itself — as ``Eviction(task,
     Reason.EVICTED)`` (``overflow="drop_lowest"``). A held task is evicted
-    only once the pushed one is admitted, so an infeasible push evicts
+    only once the pushed one is admitted, so a push not admitted on time evicts
     nothing.
 
     **Numbers.** A task's ``cost`` must be at most 1e270 (so that the work
@@ -269,8 +271,9 @@ class DeadlineScheduler(HeldTasks):
                                 ``c_max`` of the bound
     ``feasible``                as ``push``
     ``pop()``                   O(log n)
-    ``pop(where=p)``            O(k + log n), k = tasks ahead of the result
-    ``peek`` / ``peek(where)``  O(1) amortised / O(k)
+    ``pop(where=p)``            O(k log k + log n), k = tasks ahead of the
+                                result
+    ``peek`` / ``peek(where)``  O(1) amortised / O(k log k)
     ``remove``                  O(log n)
     ``unpop``                   O(log n)
     ``expire``                  O(x log n) for x expired tasks
@@ -449,7 +452,7 @@ class DeadlineScheduler(HeldTasks):
         policies it is refused.
 
         Returns ``None``; ``Eviction(task, Reason.DEADLINE_INFEASIBLE)`` (the
-        scheduler unchanged but for tasks marked late); or, when full with
+        scheduler unchanged); or, when full with
         ``overflow="drop_lowest"``, ``Eviction(victim, Reason.EVICTED)`` for
         the least urgent task, which may be ``task`` itself (then the
         scheduler is unchanged).
@@ -626,7 +629,7 @@ class DeadlineScheduler(HeldTasks):
         Expired tasks are never returned. With ``where``, tasks that fail the
         predicate stay exactly where they are.
 
-        Complexity: O(log n); with ``where``, O(k + log n) where k is the
+        Complexity: O(log n); with ``where``, O(k log k + log n) where k is the
         number of tasks ahead of the result.
 
         Raises:
@@ -693,7 +696,7 @@ class DeadlineScheduler(HeldTasks):
     def peek(self, where: Predicate | None = None) -> Task | None:
         """The task ``pop(where)`` would return, without removing it.
 
-        Complexity: O(1) amortised; with ``where``, O(k) as for ``pop``.
+        Complexity: O(1) amortised; with ``where``, O(k log k) as for ``pop``.
 
         Raises:
             InvalidTypeError: ``where`` is not callable.
@@ -1018,7 +1021,8 @@ class DeadlineScheduler(HeldTasks):
 
     @property
     def on_miss(self) -> OnMiss:
-        """What an infeasible push does: ``"run_late"``, ``"dead_letter"`` or ``"reject"``."""
+        """What a push not admitted on time does: ``"run_late"``, ``"dead_letter"`` or
+        ``"reject"``."""
         return self._on_miss
 
     @property
