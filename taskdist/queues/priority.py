@@ -625,7 +625,8 @@ class PriorityQueue(HeldTasks):
         """When the next held task expires (possibly already past), or ``None``.
 
         Call :meth:`expire` once ``clock.now() >= next_wakeup()``.
-        Complexity: O(1) amortised.
+        Complexity: O(1) amortised, plus O(m) while m expired tasks wait for
+        :meth:`expire`.
         """
         if self._walking:
             raise ReentrancyError(reentry_refusal("next_wakeup", "queue"))
