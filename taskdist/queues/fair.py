@@ -412,7 +412,7 @@ class FairScheduler:
     default) sets no cap: deadlines always come first, and the lag is
     bounded by the service out of turn not yet repaid. Each tenant's inner
     queue may be any; with ``inner=DeadlineScheduler`` the urgent task is at
-    the head of its tenant's queue. Costs: about 30 bytes and O(log n) per
+    the head of its tenant's queue. Costs: about 11 bytes and O(log n) per
     queued task with a deadline (n such tasks queued); a pop adds O(1) when
     all that work ends before the earliest deadline, else O(log n), and with
     ``where`` it looks at the fair pick's tenant twice.
@@ -538,7 +538,7 @@ class FairScheduler:
     ``expire_with_reasons``        tenants
     ``next_wakeup``                O(1) amortised
     ``why_waiting``                O(1) per level of nesting
-    ``len``, in                    O(1)
+    ``len``, ``in``, ``rank``      O(1)
     ``set_weight/plan/quota``      O(log T)
     ``add_tenant/remove_tenant``   O(log T)
     ``stats``                      O(T)
