@@ -299,6 +299,7 @@ class BatchOptimizer:
     ``flush``           O(G log G + n)
     ``remove``          O(batch size + log G)
     ``record``          O(1)
+    ``target_size``     O(1)
     ``set_group``       O(1)
     ``len``, ``in``     O(1)
     ``stats``           O(groups * w log w) for the stats window w
