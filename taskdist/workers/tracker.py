@@ -177,8 +177,11 @@ class CapacityTracker:
     ``assign``, ``release``          O(r) + log (+ O(log n) when an ejection
                                      starts)
     ``candidates``                   O(n r)
-    ``is_candidate``                 O(r) (O(1 + k (r + log k)) more for a degraded
-                                     worker under ``degraded="fallback"``)
+    ``is_candidate``                 O(r) (for a degraded worker under
+                                     ``degraded="fallback"``, O(1) more when no
+                                     healthy worker has free capacity, else
+                                     O(k r) for the k healthy workers with room
+                                     looked at)
     ``has_room``, ``available_*``    O(1)
     ``first_candidate``              O(k r) for the k ids read
     ``lowest``                       O(1 + k (r + log k)), k workers passed
