@@ -312,9 +312,10 @@ class Distributor:
     refused. After :meth:`close`, ``submit`` raises ``ClosedError``; leased
     and queued work still runs.
 
-    **Time.** Lease expiries, retry delays, parked tasks' TTLs and breaker
-    reopenings live in one timer heap; the queue's expiries, the gates'
-    refills and the tracker's ejections are asked of their owners.
+    **Time.** Lease expiries, retry delays, parked tasks' TTLs, breaker
+    reopenings, escalation steps, fallback moves and gang timeouts live in
+    one timer heap; the queue's expiries, the gates' refills and the
+    tracker's ejections are asked of their owners.
     :meth:`tick` does everything due (``dispatch`` does too, first);
     :meth:`next_wakeup` is the earliest time something is due, never in
     the past, so a host sleeps exactly. The host loop::
@@ -324,9 +325,13 @@ class Distributor:
                 start(assignment)              # later: complete() or fail()
             sleep_until(distributor.next_wakeup(), or new work, or an outcome)
 
-    **Seeing inside.** ``on_event`` receives an :class:`~taskdist.Event` for
-    every change, after the call that made it (a listener may call back);
-    :meth:`stats` is a plain-data snapshot; :meth:`explain` says in one
+    **Seeing inside.** ``on_event`` (and each listener added with
+    :meth:`add_listener`) receives an :class:`~taskdist.Event` for every
+    change, after the call that made it (a listener may call back). Every
+    listener hears every event: one that raises does so once the call's
+    changes are made, and the call raises the first such error after all
+    were told. :meth:`stats` is a plain-data snapshot that moves nothing
+    (breakers are read with ``peek_state``); :meth:`explain` says in one
     sentence why a task is where it is.
 
     **Errors.** Bad calls raise a specific :class:`~taskdist.TaskdistError`
@@ -3914,7 +3919,9 @@ class Distributor:
     def stats(self) -> DistributorStats:
         """A snapshot of every count, latency and ratio (see :class:`DistributorStats`).
 
-        O(n + w + tenants) + the percentiles of the recent windows.
+        It changes nothing: each worker's breaker is read with
+        ``CircuitBreaker.peek_state()``, so asking leaves every later decision
+        as it was. O(n + w + tenants) + the percentiles of the recent windows.
         """
         now = self._now()
         waiting = len(self._waiting_since)
@@ -4011,10 +4018,10 @@ class Distributor:
     def snapshot(self) -> dict[str, Any]:
         """The whole state as plain data: JSON-serialisable when the task payloads are.
 
-        Waiting, parked, retrying and leased tasks (leases with their expiry),
-        attempt histories, timers, the dedup window, counters, and the states
-        of the queue, tracker, dead-letter queue and retry policy. Give it to
-        :meth:`restore`; see ``docs/persistence.md``. O(n + w + timers).
+        Waiting, parked, retrying and leased tasks (leases with their number and
+        expiry), attempt histories, timers, the dedup window, counters, and the
+        states of the queue, tracker, dead-letter queue and retry policy. Give
+        it to :meth:`restore`; see ``docs/persistence.md``. O(n + w + timers).
 
         Raises:
             SnapshotError: a part of the composition that snapshots do not carry
@@ -4073,7 +4080,8 @@ class Distributor:
         ``dispatch``, and its task goes back to the queue. O(size of the snapshot).
 
         Raises:
-            SnapshotError: a snapshot of another format version, with a field
+            SnapshotError: a snapshot of a format version this taskdist does not
+                read (a later one's: versions 1 to 7 load), with a field
                 missing or of the wrong type, with references that disagree (a
                 lease of an unknown task), collaborators that are not new, a
                 balancer's saved state that does not fit the balancer given, or a

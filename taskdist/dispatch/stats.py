@@ -92,7 +92,8 @@ class WorkerCounts:
     load_ratio: float
     health: Health
     breaker: CircuitState | None
-    """Its circuit breaker's state, or ``None`` without breakers."""
+    """Its circuit breaker's state as ``CircuitBreaker.peek_state()`` reads it (an
+    elapsed OPEN reads HALF_OPEN, and is not moved), or ``None`` without breakers."""
     completed: int
     failed: int
     """Attempts that failed or whose lease expired on it."""
