@@ -94,7 +94,9 @@ class AsyncHost:
     ``on_event`` listener, a retry policy's predicate) ends :meth:`run` as
     one raised while dispatching does: the other runs are cancelled, the
     tasks still held go back (that run's too, if its report changed
-    nothing), and ``run`` raises it.
+    nothing), and ``run`` raises it. A listener that raises on a
+    ``dispatched`` event makes ``dispatch()`` raise once its placements are
+    made: the host gives those tasks, which it never saw, back as well.
 
     **Leases.** A run whose assignment has a lease is renewed
     (``heartbeat``) once ``heartbeat`` of the lease has passed (0.5: half
@@ -119,9 +121,11 @@ class AsyncHost:
     a ``MonotonicClock`` with any standard loop, or a ``ManualClock`` with
     :class:`VirtualTimeLoop` (tests and simulations in virtual time).
 
-    **Giving back.** A task goes back with ``Distributor.requeue`` of the
-    run's attempt: its worker stays as it was (health included), and a
-    task whose lease the run no longer held is left alone. Run one host per
+    **Giving back.** A task goes back with ``Distributor.requeue`` naming
+    the run's lease (``lease_id=``, as every report and renewal of the host
+    does): its worker stays as it was (health included), and a task whose
+    lease the run no longer held is left alone, even one submitted again
+    under the same id. Run one host per
     distributor: the host dispatches, and takes every assignment as its own.
 
     Costs per assignment: the distributor's dispatch and complete, and

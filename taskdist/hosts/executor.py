@@ -77,6 +77,10 @@ class ExecutorHost:
     ends :meth:`run` as one raised while dispatching does: the futures still
     going are cancelled where the executor can, the tasks still held go back
     (that run's too, if its report changed nothing), and ``run`` raises it.
+    So does what ``on_result`` raises (a run counts as running until its
+    ``on_result`` returns), a listener that raises on a ``dispatched`` event
+    (the tasks of that dispatch the host never saw go back too), and an
+    executor whose ``submit`` raises anything but a refusal (below).
 
     **Leases.** While a future is not done its lease is renewed once
     ``heartbeat`` of it has passed (``None``: never, which makes the lease
@@ -94,7 +98,8 @@ class ExecutorHost:
     :meth:`run` makes it return at once, as does any later ``run``. ``run``
     also returns once the distributor is closed and has no live task (and a
     host that returned so may run again). A task goes back with
-    ``Distributor.requeue`` of its run's attempt (see ``AsyncHost``).
+    ``Distributor.requeue`` naming its run's lease (``lease_id=``; see
+    ``AsyncHost``).
 
     An executor that refuses a job (``RuntimeError``: shut down;
     ``BrokenExecutor``) is out of service: the host marks its worker

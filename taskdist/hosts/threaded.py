@@ -56,9 +56,10 @@ class ThreadSafeDistributor:
             shared.wait_for_work(timeout=1.0)
 
     Calls that can make work dispatchable (``submit``, ``complete``,
-    ``fail``, ``cancel``, ``tick``, ``close`` and the worker changes) wake
-    the waiting threads, even when they raise: an ``on_event`` listener
-    raises once the call's changes are made, and they stand.
+    ``fail``, ``requeue``, ``cancel``, ``tick``, ``close``, ``redrive``,
+    ``resume``, the worker changes and the manual overrides) wake the
+    waiting threads, even when they raise: an ``on_event`` listener raises
+    once the call's changes are made, and they stand.
 
     The objects the properties return (``queue``, ``tracker``, ``dlq``,
     ...) are the distributor's own and are *not* locked: read them inside
