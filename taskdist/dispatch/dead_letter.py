@@ -47,8 +47,8 @@ class DeadLetter:
     reason: Reason
     """Why it left the normal path (``max_attempts``, ``ttl_expired``, ...)."""
     history: tuple[Any, ...]
-    """The attempt records the caller passed, oldest first (e.g. the
-    distributor's :class:`~taskdist.task.Assignment` of each try)."""
+    """The attempt records the caller passed, oldest first (a distributor passes
+    the :class:`~taskdist.AttemptRecord` of each try)."""
     error: str | None
     """The last error as ``"TypeName: message"`` (an exception is not kept, so
     no traceback and its frames stay alive), or the text given."""

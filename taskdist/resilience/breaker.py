@@ -198,9 +198,12 @@ class CircuitBreaker(BreakerCalls):
 
     **Asking without taking.** :meth:`can_acquire` says whether
     :meth:`acquire` would permit a call now, and changes nothing (no probe
-    taken, no refusal counted, no transition made); :meth:`state` and
-    :meth:`next_wakeup` say where it is and when that can next change by
-    itself (the end of OPEN, or the half-open deadline).
+    taken, no refusal counted, no transition made); :meth:`peek_state` is
+    the state :attr:`state` would report, also changing nothing (an
+    elapsed OPEN reads HALF_OPEN but stays OPEN until a call or ``state``
+    moves it); :meth:`state` and :meth:`next_wakeup` say where it is and
+    when that can next change by itself (the end of OPEN, or the half-open
+    deadline), making the transitions time has brought.
 
     **Driving it.** By hand: :meth:`acquire` a permit, make the call, then
     ``record_*`` its outcome with that permit (or :meth:`release` it). Or let
@@ -213,7 +216,7 @@ class CircuitBreaker(BreakerCalls):
     caller (the breaker's state is already updated).
 
     **Complexity.** ``allow``, ``acquire``, ``can_acquire``, ``record_*``,
-    ``release``, ``call``, ``state``, ``next_wakeup``, ``metrics``,
+    ``release``, ``call``, ``state``, ``peek_state``, ``next_wakeup``, ``metrics``,
     ``reset``, ``force_open`` and ``disable`` are O(1) (O(1) amortised with a
     time window: a bucket is evicted once per second that had calls). Memory
     is what the window holds, never allocated up front: at most
