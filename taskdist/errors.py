@@ -98,7 +98,8 @@ class UnsatisfiableDemandError(InvalidArgumentError):
 
 
 class SnapshotError(InvalidArgumentError):
-    """A snapshot cannot be restored: an unknown format version, a missing field, a wrong type."""
+    """A snapshot cannot be restored (an unknown format version, a missing field, a wrong
+    type, references that disagree), or ``snapshot()`` meets a part it cannot carry."""
 
 
 class InvalidTypeError(TaskdistError, TypeError):
