@@ -516,6 +516,38 @@ def test_a_deadline_not_after_now_is_refused_under_every_policy(on_miss: str) ->
     assert snapshot(edf, ["busy"]) == before
 
 
+@pytest.mark.parametrize("deadline", [5.0, 4.0, 0.5])
+def test_a_task_pushed_back_after_its_deadline_runs_late_under_run_late(deadline: float) -> None:
+    # A task coming back with its age (from a worker, a retry, a hold) is treated as if
+    # it had waited here when its deadline passed: kept, late, first by its deadline.
+    clock, edf = overloaded("run_late")
+    edf.push(Task("later", deadline=50.0, cost=1.0))
+    clock.advance(5.0)
+    assert edf.push(Task("back", deadline=deadline, cost=2.0), enqueued_at=0.0) is None
+    assert edf.is_late("back") and edf.slack("back") == deadline - (5.0 + 2.0)
+    stats = edf.stats()
+    assert (stats.admitted_late, stats.pushed, stats.late) == (1, 3, 2)  # and "busy"
+    assert edf.peek() is not None and edf.peek().id == "back"  # type: ignore[union-attr]
+    # It delays the tasks behind it as any late task does: "busy" is now late too.
+    assert edf.is_late("busy") and edf.slack("later") == 50.0 - (5.0 + 2.0 + 9.0 + 1.0)
+    popped = edf.pop()
+    assert popped is not None and popped.id == "back" and edf.stats().missed == 1
+    restored = DeadlineScheduler(clock)
+    restored.load_snapshot(json.loads(json.dumps(edf.snapshot())))
+    assert drain(restored) == drain(edf) == ["busy", "later"]
+
+
+@pytest.mark.parametrize("on_miss", ["dead_letter", "reject"])
+def test_a_task_pushed_back_after_its_deadline_is_refused_unless_run_late(on_miss: str) -> None:
+    # Held, it would have been handed back at its deadline: it is refused, nothing changed.
+    clock, edf = overloaded(on_miss)
+    clock.advance(5.0)
+    before = snapshot(edf, ["busy"])
+    with pytest.raises(DeadlineError, match="deadline"):
+        edf.push(Task("back", deadline=4.0, cost=2.0), enqueued_at=0.0)
+    assert snapshot(edf, ["busy"]) == before and edf.stats().pushed == 1
+
+
 # -- the classic result ----------------------------------------------------------
 
 

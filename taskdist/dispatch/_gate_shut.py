@@ -38,7 +38,8 @@ A task with a deadline that waits behind a shut gate waits in the deadline
 scheduler, as one waiting for a worker does: if its deadline passes there,
 its ``on_miss`` decides (``run_late`` keeps it, and it goes first when the
 gate opens; ``dead_letter`` hands it back at its deadline). A parked task
-pushed back after its deadline is refused by the scheduler instead.
+pushed back after its deadline meets the same rule at its push: kept, late,
+under ``run_late``, refused (and dead-lettered) under the other policies.
 """
 
 from __future__ import annotations

@@ -2319,7 +2319,8 @@ class Distributor:
         Raises:
             UnknownTaskError, TaskStateError: no such task, or it is not waiting (or
                 its queue refused it back because its deadline passed while it
-                waited: it is dead-lettered then).
+                waited, as a ``DeadlineScheduler`` under ``dead_letter`` or
+                ``reject`` does: it is dead-lettered then).
             InvalidTypeError, InvalidArgumentError: not a valid priority.
         """
         self._enter()
