@@ -843,6 +843,30 @@ DeadlineShutGateDistributorMachine.TestCase.settings = settings(
 TestDeadlineShutGateDistributorMachine = DeadlineShutGateDistributorMachine.TestCase
 
 
+class RunLateDeadlineDistributorMachine(DeadlineShutGateDistributorMachine):
+    """The machine above with a ``DeadlineScheduler`` that runs late tasks: a task whose
+    deadline passes while it is out of the scheduler (leased, retrying, parked, taken
+    back) comes back late, as one that waited there does, and none is ever
+    dead-lettered for its deadline."""
+
+    def options(self) -> dict[str, Any]:
+        options = super().options()
+        options["queue"] = DeadlineScheduler(self.clock, servers=2, on_miss="run_late")
+        return options
+
+    @invariant()
+    def no_task_is_dead_lettered_for_its_deadline(self) -> None:
+        reasons = {letter.reason for letter in self.distributor.dlq}
+        assert Reason.DEADLINE_MISSED not in reasons
+        assert Reason.DEADLINE_INFEASIBLE not in reasons
+
+
+RunLateDeadlineDistributorMachine.TestCase.settings = settings(
+    RunLateDeadlineDistributorMachine.TestCase.settings
+)
+TestRunLateDeadlineDistributorMachine = RunLateDeadlineDistributorMachine.TestCase
+
+
 class PolicyDistributorMachine(DistributorMachine):
     """The same machine with capacity reserved for urgent work, backfill for large
     tasks and gangs: the invariants above hold, and no gang is ever partly placed
