@@ -21,7 +21,8 @@ task of priority 2. ``--buckets`` gives instead each of that many tenants a
 bucket of its own (a ``KeyedRateGate`` of one task a minute), the tenants
 coming in a moment apart so that their buckets refill a moment apart, three
 tasks each: each refill lets one tenant's next task through, and the other
-tenants' tasks stay parked (with a ``PriorityQueue`` and a ``FairScheduler``).
+tenants' tasks stay parked (with a ``PriorityQueue``, a ``FairScheduler`` and a
+``DeadlineScheduler``).
 
 Smoke sizes under plain pytest; ``TASKDIST_BENCH_FULL=1`` for the full ones.
 Run as a script (``python benchmarks/bench_gated.py``) for the Markdown
@@ -61,6 +62,8 @@ QUEUES = (
 )
 # The queues whose tasks carry deadlines (far off, so that every one is on time).
 DEADLINED = ("DeadlineScheduler", "deadlines per tenant")
+# The queues ``--buckets`` runs.
+BUCKET_QUEUES = ("PriorityQueue", "FairScheduler", "DeadlineScheduler")
 
 
 def make_queue(queue: str, clock: ManualClock) -> PriorityQueue | FairScheduler | DeadlineScheduler:
@@ -128,7 +131,8 @@ def bucketed(tenants: int, queue: str) -> Distributor:
     for tenant in range(tenants):
         clock.set(tenant * 60.0 / tenants)
         for i in range(3):
-            d.submit(Task((tenant, i), priority=2, tenant=tenant))
+            deadline = 1e6 + tenant if queue in DEADLINED else None
+            d.submit(Task((tenant, i), priority=2, tenant=tenant, deadline=deadline, cost=0.01))
         for assignment in d.dispatch():
             d.complete(assignment.task.id)
     return d
@@ -161,7 +165,7 @@ def bench_placement_behind_a_rate_gate(benchmark, waiting: int, queue: str) -> N
     assert len(d) < waiting  # placements happened
 
 
-@pytest.mark.parametrize("queue", ["PriorityQueue", "FairScheduler"])
+@pytest.mark.parametrize("queue", BUCKET_QUEUES)
 @pytest.mark.parametrize("tenants", sizes([100, 1_000, 3_000], [100]))
 def bench_placement_behind_a_bucket_per_tenant(benchmark, tenants: int, queue: str) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = f"placement behind a bucket per tenant, {tenants} tenants"
@@ -190,11 +194,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.buckets:
-        print("| tenants, a bucket each | PriorityQueue | FairScheduler |")
-        print("|---:|---:|---:|")
+        print("| tenants, a bucket each | " + " | ".join(BUCKET_QUEUES) + " |")
+        print("|---:|" + "---:|" * len(BUCKET_QUEUES))
         for tenants in args.buckets:
             cells = []
-            for queue in ("PriorityQueue", "FairScheduler"):
+            for queue in BUCKET_QUEUES:
                 d = bucketed(tenants, queue)
                 clock = d.clock
                 assert isinstance(clock, ManualClock)

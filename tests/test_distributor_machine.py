@@ -847,12 +847,17 @@ class RunLateDeadlineDistributorMachine(DeadlineShutGateDistributorMachine):
     """The machine above with a ``DeadlineScheduler`` that runs late tasks: a task whose
     deadline passes while it is out of the scheduler (leased, retrying, parked, taken
     back) comes back late, as one that waited there does, and none is ever
-    dead-lettered for its deadline."""
+    dead-lettered for its deadline. It keeps every task pushed back, so tasks the
+    gates refused wait behind scouts, as with a ``PriorityQueue``."""
 
     def options(self) -> dict[str, Any]:
         options = super().options()
         options["queue"] = DeadlineScheduler(self.clock, servers=2, on_miss="run_late")
         return options
+
+    @invariant()
+    def scouts_wait_outside_their_class_and_gated_tasks_in_one(self) -> None:
+        ScoutingDistributorMachine.scouts_wait_outside_their_class_and_gated_tasks_in_one(self)
 
     @invariant()
     def no_task_is_dead_lettered_for_its_deadline(self) -> None:

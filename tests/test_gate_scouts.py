@@ -60,6 +60,11 @@ from taskdist.dispatch._parking import GATES, ParkingLot
 QUEUES: dict[str, Callable[[ManualClock], Any]] = {
     "priority": lambda clock: PriorityQueue(clock),
     "aging": lambda clock: PriorityQueue(clock, aging_rate=0.5),
+    # Keeps every task pushed back, late or not: its order is its rank's.
+    "deadline": lambda clock: DeadlineScheduler(clock),
+    "deadline, two servers and aging": lambda clock: DeadlineScheduler(
+        clock, servers=2, aging_rate=0.5
+    ),
     "fair": lambda clock: FairScheduler(clock),
     # (No max_queued: waking all would push more than it allows back at once; see the
     # test of bounded queues below.)
@@ -81,6 +86,10 @@ QUEUES: dict[str, Callable[[ManualClock], Any]] = {
 # (ties to the first), so the order refused tasks go back in decides ties: these are
 # held to waking every refused task in the order each was first refused.
 IN_ORDER_ONLY = frozenset(name for name in QUEUES if name.startswith("fair"))
+# A DeadlineScheduler serves tasks of equal keys in push order (its rank says so), so
+# the order refused tasks go back in decides ties there too: these are held to waking
+# every refused task in the order each was first refused, as the fair schedulers are.
+PUSH_ORDER_TIES = frozenset(name for name in QUEUES if name.startswith("deadline"))
 
 
 def gates(clock: ManualClock) -> list[Any]:
@@ -349,11 +358,11 @@ def test_scouts_make_the_placements_waking_every_refused_task_makes(
     timed = queue not in IN_ORDER_ONLY
     scouted = run(queue, ops, scouting=True, shut=shut, timed=timed)
     assert scouted == run(queue, ops, scouting=False, in_order=True, shut=shut)
-    if queue not in IN_ORDER_ONLY:
+    if queue not in IN_ORDER_ONLY | PUSH_ORDER_TIES:
         assert scouted == run(queue, ops, scouting=False, shut=shut)
 
 
-@pytest.mark.parametrize("queue", sorted(set(QUEUES) - IN_ORDER_ONLY))
+@pytest.mark.parametrize("queue", sorted(set(QUEUES) - IN_ORDER_ONLY - PUSH_ORDER_TIES))
 @settings(max_examples=60, deadline=None)
 @given(ops=st.lists(operation, max_size=60))
 def test_a_walk_a_shut_gate_ends_makes_the_placements_walking_on_makes(
@@ -364,7 +373,7 @@ def test_a_walk_a_shut_gate_ends_makes_the_placements_walking_on_makes(
     assert run(queue, ops, scouting=True) == run(queue, ops, scouting=True, shut=False)
 
 
-@pytest.mark.parametrize("queue", ["priority", "fair", "fair, keys"])
+@pytest.mark.parametrize("queue", ["priority", "deadline", "fair", "fair, keys"])
 @settings(max_examples=40, deadline=None)
 @given(
     ops=st.lists(operation, max_size=40), more=st.lists(operation, max_size=20), at=st.floats(0, 1)
@@ -451,13 +460,16 @@ def test_tenants_behind_a_gate_share_it_by_weight_in_the_order_first_refused() -
     assert runs[0] == ["s0", "b0", "b1", "b2", "b3", "s1", "b4", "b5"]
 
 
-def test_a_deadline_scheduler_keeps_every_refused_task_going_back() -> None:
+def test_a_deadline_scheduler_that_refuses_late_tasks_keeps_every_refused_task_going_back() -> None:
     # It refuses a task whose deadline has passed, and keeps (late) one it holds:
-    # whether a task is held when its deadline passes decides its fate.
+    # whether a task is held when its deadline passes decides its fate. Under run_late
+    # it keeps both, and scouts go.
     clock = ManualClock()
-    for on_miss in ("run_late", "dead_letter", "reject"):
+    for on_miss in ("dead_letter", "reject"):
         queue = DeadlineScheduler(clock, on_miss=on_miss)  # type: ignore[arg-type]
         assert Distributor(clock, queue=queue, gates=gates(clock))._scouts is None
+    queue = DeadlineScheduler(clock, on_miss="run_late")
+    assert Distributor(clock, queue=queue, gates=gates(clock))._scouts is not None
 
 
 def test_a_refill_sends_one_task_of_each_class_not_all() -> None:

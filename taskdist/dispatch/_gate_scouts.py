@@ -53,9 +53,10 @@ order.
 The Distributor uses this only where that reasoning is exact: a queue that
 ranks tasks and takes back any task it held (a ``PriorityQueue``, or a
 ``FairScheduler`` of its own tenant queues or of a ``KeyShare``'s schedulers,
-whose ``rank`` says so; not a
-``DeadlineScheduler``, whose push refuses a task whose deadline has passed,
-so that when a task goes back decides its fate), the library's gates and
+whose ``rank`` says so, or a ``DeadlineScheduler`` that runs late tasks, which
+keeps every task pushed back, late or not; not one under ``dead_letter`` or
+``reject``, whose push refuses a task whose deadline has passed or that is no
+longer on time, so that when a task goes back decides its fate), the library's gates and
 balancers, and no reservation, preemption, batching or fallback route step
 (whose choices or timers depend on more than the class). Otherwise every
 refused task goes back, as before.
@@ -102,10 +103,10 @@ def gate_scouts(
         probe = None
     if probe is None:
         return None  # it ranks no task without holding it (a FairScheduler's factory queues)
-    if isinstance(queue, DeadlineScheduler):
-        # Its push refuses a task whose deadline has passed (and, but under run_late,
-        # one no longer on time for what it holds): when a task goes back decides its
-        # fate, so each must go back when waking all would send it.
+    if isinstance(queue, DeadlineScheduler) and queue.on_miss != "run_late":
+        # Its push refuses a task whose deadline has passed, or one no longer on time
+        # for what it holds: when a task goes back decides its fate, so each must go
+        # back when waking all would send it. Under run_late it keeps every task.
         return None
     if any(type(gate) not in _KNOWN_GATES for gate in gates):
         return None  # a gate of the user's may admit two tasks of a class differently
