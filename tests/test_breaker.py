@@ -449,6 +449,35 @@ def test_a_half_open_deadline_long_past_is_observed_in_order_and_dated_exactly()
     ]
 
 
+def test_peek_next_wakeup_answers_as_next_wakeup_and_moves_nothing() -> None:
+    # A half-open breaker past its probe's deadline re-opened then: peek_next_wakeup
+    # says when that re-opening ends, as next_wakeup would, but leaves the breaker
+    # half-open with its probe out until something observes it.
+    clock = ManualClock()
+    changes: list[BreakerStateChange] = []
+    breaker = small(clock, max_wait_in_half_open=5.0, on_state_change=changes.append)
+    record(breaker, "FFFF")
+    assert breaker.peek_next_wakeup() == 10.0  # OPEN: its end
+    clock.set(10.0)
+    assert breaker.peek_next_wakeup() is None  # HALF_OPEN without a probe: no deadline
+    probe = breaker.acquire()
+    assert breaker.peek_next_wakeup() == 15.0  # the probe's deadline
+    clock.set(16.0)
+    before = breaker.snapshot()
+    heard = len(changes)
+    assert (breaker.peek_state(), breaker.peek_next_wakeup()) == (OPEN, 25.0)
+    assert breaker.snapshot() == before and len(changes) == heard  # nothing moved
+    clock.set(30.0)  # the re-opening is over too: HALF_OPEN again, no probe, no deadline
+    assert (breaker.peek_state(), breaker.peek_next_wakeup()) == (HALF_OPEN, None)
+    assert breaker.snapshot() == before and len(changes) == heard
+    assert breaker.next_wakeup() is None  # now it moves: re-opened at 15, half-open at 25
+    assert [(c.current, c.at) for c in changes[heard:]] == [(OPEN, 15.0), (HALF_OPEN, 25.0)]
+    breaker.record_success(permit=probe)  # the probe of a period gone: dropped
+    assert breaker.metrics().calls == 0
+    breaker.reset()
+    assert breaker.peek_next_wakeup() is None  # CLOSED: only a call changes it
+
+
 def test_forced_open_refuses_every_call_until_reset() -> None:
     clock = ManualClock()
     breaker = small(clock, name="db")
@@ -1316,10 +1345,13 @@ class BreakerMachine(RuleBasedStateMachine):
         """
         self.clock.advance(dt)
         assert self.breaker.can_acquire() is self.model.can_acquire(self.clock.now())
-        # peek_state: what state is about to report, and no transition made to say it.
+        # peek_state, peek_next_wakeup: what state and next_wakeup are about to report,
+        # and no transition made to say it.
         heard = len(self.heard)
         peeked = self.breaker.peek_state()
-        assert len(self.heard) == heard, "peek_state made a transition"
+        wakeup = self.breaker.peek_next_wakeup()
+        assert len(self.heard) == heard, "a peek made a transition"
+        assert wakeup == self.breaker.next_wakeup()
         assert peeked is self.breaker.state
 
     @invariant()

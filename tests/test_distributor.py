@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import attrs
 import pytest
 from distributor_support import (
     Recorded,
@@ -22,10 +23,11 @@ from distributor_support import (
     SpyQueue,
     assignment_view,
     build,
+    comparable,
     final_events,
     stats_view,
 )
-from hypothesis import event, given, target
+from hypothesis import event, example, given, target
 from hypothesis import strategies as st
 
 from taskdist import (
@@ -1844,6 +1846,157 @@ def test_stats_is_a_read_it_changes_no_later_decision() -> None:
         return [(e.kind, e.task_id) for e in events], d.snapshot()
 
     assert run(read_first=True) == run(read_first=False)
+
+
+class ObservedTwins:
+    """Two distributors driven alike, on clocks of their own set alike; the second is
+    asked ``explain()`` of every task it knows, and ``stats()``, after each step.
+    ``step`` checks that both then answered, did, told and hold the same."""
+
+    def __init__(self, capacities: tuple[int, ...]) -> None:
+        self.clocks = (ManualClock(), ManualClock())
+        self.events: tuple[list[Event], list[Event]] = ([], [])
+        self.ds = tuple(
+            Distributor(
+                clock,
+                lease=None,
+                dedup_window=1e9,  # every task stays known, to be explained
+                on_event=events.append,
+                rng=random.Random(7),
+                breaker=breaker_factory(clock, max_wait_in_half_open=2.0),
+            )
+            for clock, events in zip(self.clocks, self.events, strict=True)
+        )
+        self.ids: list[Hashable] = []
+        for d in self.ds:
+            for i, capacity in enumerate(capacities):
+                d.add_worker(Worker(f"w{i}", capacity=capacity))
+
+    def step(self, act: Callable[[Distributor, ManualClock], Any]) -> None:
+        seen = []
+        for d, clock, events in zip(self.ds, self.clocks, self.events, strict=True):
+            try:
+                made = act(d, clock)
+            except Exception as error:  # a refusal is a decision too: both must make it
+                made = type(error).__name__
+            if isinstance(made, list):
+                made = assignment_view(made)
+            elif attrs.has(type(made)):
+                made = comparable(made)
+            if d is self.ds[1]:  # the observed one: every read it has, at every step
+                for task_id in self.ids:
+                    d.explain(task_id)
+                d.stats()
+            seen.append((made, list(events), d.next_wakeup(), d.snapshot()))
+        (made, events, wakeup, snapshot), (made_too, events_too, wakeup_too, snapshot_too) = seen
+        assert (made, events, wakeup) == (made_too, events_too, wakeup_too)
+        differ = {key for key in snapshot if snapshot[key] != snapshot_too.get(key)}
+        assert {key: snapshot_too[key] for key in differ} == {key: snapshot[key] for key in differ}
+
+    def submit(self, task_id: str) -> None:
+        self.ids.append(task_id)
+        self.step(lambda d, _: d.submit(Task(task_id)))
+
+
+def test_explain_is_a_read_it_changes_no_later_decision() -> None:
+    # A breaker through OPEN, HALF_OPEN with its probe out, past the probe's deadline
+    # (re-opened then, not yet observed), HALF_OPEN again and CLOSED; then opened by
+    # the host behind the distributor's back. explain() of the tasks parked behind it,
+    # at every step, must neither make the breaker's transitions nor set its timer.
+    twins = ObservedTwins(capacities=(2,))
+    twins.submit("broken")
+    twins.step(lambda d, _: d.dispatch())
+    twins.step(lambda d, _: d.fail("broken", error="down", retryable=False))  # open until 5
+    twins.submit("p")
+    twins.step(lambda d, _: d.dispatch())  # parked behind the open breaker
+    twins.step(lambda d, clock: clock.set(5.0))
+    twins.step(lambda d, _: d.tick())
+    twins.step(lambda d, _: d.dispatch())  # p is the probe: its deadline is 7
+    twins.submit("q")
+    twins.step(lambda d, _: d.dispatch())  # parked behind the probe
+    twins.step(lambda d, clock: clock.set(8.0))  # re-opened at 7, until 12: not yet seen
+    twins.step(lambda d, _: d.breaker("w0").peek_next_wakeup())
+    twins.step(lambda d, _: d.tick())
+    twins.step(lambda d, clock: clock.set(12.0))
+    twins.step(lambda d, _: d.tick())
+    twins.step(lambda d, _: d.dispatch())  # q is the probe now
+    twins.step(lambda d, _: d.complete("q"))  # closed; the late p is dropped
+    twins.step(lambda d, _: d.complete("p"))
+    twins.submit("r")
+    twins.ids.append("s")
+    twins.step(lambda d, _: d.submit(Task("s", resources={"slots": 2})))
+    twins.step(lambda d, _: d.dispatch())  # r runs; s is parked, too big for the room left
+    twins.step(lambda d, _: d.breaker("w0").record_failure())  # the host opens it, until 17
+    twins.step(lambda d, _: d.complete("r"))
+    twins.step(lambda d, clock: clock.set(20.0))
+    twins.step(lambda d, _: d.tick())
+    twins.step(lambda d, _: d.dispatch())
+    assert [d.state_of("s") for d in twins.ds] == [TaskState.LEASED] * 2
+
+
+_WAITING = (TaskState.QUEUED, TaskState.PARKED, TaskState.RETRYING)
+_TWIN_STEPS = st.lists(
+    st.sampled_from(
+        [
+            ("submit", 1),
+            ("submit", 2),  # a task that needs 2 slots: it parks on a part-full worker
+            ("dispatch", 0),
+            ("tick", 0),
+            ("advance", 1.0),
+            ("advance", 3.0),
+            ("advance", 5.0),
+            ("complete", 0),  # the oldest lease
+            ("fail", 0),
+            ("assign", 0),  # the newest waiting task, forced onto the worker
+            ("trip", 0),  # the host records a failure: the breaker opens
+            ("reset", 0),
+        ]
+    ),
+    max_size=30,
+)
+
+
+def _twin_step(twins: ObservedTwins, kind: str, arg: Any) -> None:
+    d = twins.ds[0]  # (the twins are alike so far: what is true of one is of both)
+    if kind == "submit":
+        task_id = f"t{len(twins.ids)}"
+        twins.ids.append(task_id)
+        twins.step(lambda d, _: d.submit(Task(task_id, resources={"slots": arg})))
+    elif kind == "advance":
+        twins.step(lambda d, clock: clock.advance(arg))
+    elif kind == "trip":
+        twins.step(lambda d, _: d.breaker("w0").record_failure())
+    elif kind == "reset":
+        twins.step(lambda d, _: d.breaker("w0").reset())
+    elif kind in ("dispatch", "tick"):
+        twins.step(lambda d, _: getattr(d, kind)())
+    elif kind in ("complete", "fail") and d.leases():
+        task_id = d.leases()[0].task.id
+        if kind == "complete":
+            twins.step(lambda d, _: d.complete(task_id))
+        else:
+            twins.step(lambda d, _: d.fail(task_id, error="down", retryable=False))
+    elif kind == "assign":
+        waiting = [t for t in twins.ids if d.state_of(t) in _WAITING]
+        if waiting:
+            twins.step(lambda d, _: d.assign(waiting[-1], "w0", force=True))
+
+
+@given(steps=_TWIN_STEPS)
+# The two ways explain() moved things: a breaker re-opened at its probe's deadline (t=7)
+# made to say so, and a timer set for a breaker the host tripped behind the distributor.
+@example(
+    [("submit", 1), ("submit", 1), ("trip", 0), ("advance", 5), ("dispatch", 0), ("advance", 3)]
+)
+@example([("submit", 2), ("submit", 2), ("dispatch", 0), ("trip", 0)])
+def test_explain_and_stats_change_no_decision_whatever_the_steps(
+    steps: list[tuple[str, Any]],
+) -> None:
+    # As above, over random runs: a breaker that trips on a failure and gives up on
+    # a probe after 2 s, tasks forced past it, a host that trips and resets it.
+    twins = ObservedTwins(capacities=(3,))
+    for kind, arg in steps:
+        _twin_step(twins, kind, arg)
 
 
 # -- stats -----------------------------------------------------------------------------

@@ -3801,6 +3801,10 @@ class Distributor:
     def explain(self, task_id: Hashable) -> str:
         """Why the task is where it is, in one plain sentence. O(1); O(w) for a parked task.
 
+        A read, as :meth:`stats` is: the workers' breakers are asked without being
+        moved (``can_acquire``, ``peek_next_wakeup``) and no timer is set, so a
+        run that asks it makes the same later decisions as one that does not.
+
         Raises:
             UnknownTaskError: no such task is known.
         """
@@ -3908,10 +3912,13 @@ class Distributor:
         able = [w for w in skilled if w.health is not Health.UNAVAILABLE]
         if not able:
             return "every worker that can run it is unavailable (down or ejected)"
+        # Read, not moved: not _breaker_admits, whose refusal reads next_wakeup() (which
+        # makes the transitions time has brought) and sets a timer. An explanation must
+        # leave every later decision as it would have been.
         breakers = self._breakers
-        closed = [w for w in able if self._breaker_admits(w)]
+        closed = [w for w in able if w.id not in breakers or breakers[w.id].can_acquire()]
         if not closed:
-            opens = [breakers[w.id].next_wakeup() for w in able if w.id in breakers]
+            opens = [breakers[w.id].peek_next_wakeup() for w in able if w.id in breakers]
             soonest = min((t for t in opens if t is not None), default=None)
             until = "" if soonest is None else f" until {soonest:g}"
             return f"the circuit breakers of every worker that can run it are open{until}"

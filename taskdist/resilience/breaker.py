@@ -198,12 +198,13 @@ class CircuitBreaker(BreakerCalls):
 
     **Asking without taking.** :meth:`can_acquire` says whether
     :meth:`acquire` would permit a call now, and changes nothing (no probe
-    taken, no refusal counted, no transition made); :meth:`peek_state` is
-    the state :attr:`state` would report, also changing nothing (an
+    taken, no refusal counted, no transition made); :meth:`state` and
+    :meth:`next_wakeup` say where it is and when that can next change by
+    itself (the end of OPEN, or the half-open deadline), making the
+    transitions time has brought to say it; :meth:`peek_state` and
+    :meth:`peek_next_wakeup` give the same answers and change nothing (an
     elapsed OPEN reads HALF_OPEN but stays OPEN until a call or ``state``
-    moves it); :meth:`state` and :meth:`next_wakeup` say where it is and
-    when that can next change by itself (the end of OPEN, or the half-open
-    deadline), making the transitions time has brought.
+    moves it).
 
     **Driving it.** By hand: :meth:`acquire` a permit, make the call, then
     ``record_*`` its outcome with that permit (or :meth:`release` it). Or let
@@ -216,9 +217,10 @@ class CircuitBreaker(BreakerCalls):
     caller (the breaker's state is already updated).
 
     **Complexity.** ``allow``, ``acquire``, ``can_acquire``, ``record_*``,
-    ``release``, ``call``, ``state``, ``peek_state``, ``next_wakeup``, ``metrics``,
-    ``reset``, ``force_open`` and ``disable`` are O(1) (O(1) amortised with a
-    time window: a bucket is evicted once per second that had calls). Memory
+    ``release``, ``call``, ``state``, ``peek_state``, ``next_wakeup``,
+    ``peek_next_wakeup``, ``metrics``, ``reset``, ``force_open`` and
+    ``disable`` are O(1) (O(1) amortised with a time window: a bucket is
+    evicted once per second that had calls). Memory
     is what the window holds, never allocated up front: at most
     ``window_size`` outcomes (count), or one bucket per second that had calls
     (time).
@@ -829,14 +831,40 @@ class CircuitBreaker(BreakerCalls):
             return CircuitState.CLOSED
         now = self._now()
         with self._lock:
-            state = self._state
-            if state is CircuitState.OPEN:
-                return CircuitState.HALF_OPEN if now >= self._open_until else state
-            if state is CircuitState.HALF_OPEN and now >= self._probe_deadline:
-                # As _observe would: OPEN again from the deadline, then perhaps HALF_OPEN.
-                until = self._probe_deadline + self._open_duration_after(self._consecutive_opens)
-                return CircuitState.HALF_OPEN if now >= until else CircuitState.OPEN
-            return state
+            return self._peek(now)[0]
+
+    def peek_next_wakeup(self) -> float | None:
+        """What :meth:`next_wakeup` would return now, changing nothing. O(1).
+
+        :meth:`next_wakeup` first makes the transitions time has brought (a
+        HALF_OPEN past its deadline re-opens, and its listeners hear it);
+        this answers from where those transitions would leave the breaker,
+        and leaves it as it is, as :meth:`peek_state` does for :attr:`state`.
+        """
+        if self._closed_permit >= 0:
+            return None
+        now = self._now()
+        with self._lock:
+            return self._peek(now)[1]
+
+    def _peek(self, now: float) -> tuple[CircuitState, float | None]:
+        """Under the lock: the state and next wakeup that :meth:`_observe` ``(now)``
+        would leave, without making its transitions."""
+        state = self._state
+        if state is CircuitState.OPEN:
+            if now < self._open_until:
+                return state, self._open_until
+            return CircuitState.HALF_OPEN, None  # no probe taken yet: no deadline
+        if state is CircuitState.HALF_OPEN:
+            deadline = self._probe_deadline
+            if now < deadline:
+                return state, None if deadline == _INF else deadline
+            # As _observe would: OPEN again from the deadline, then perhaps HALF_OPEN.
+            until = deadline + self._open_duration_after(self._consecutive_opens)
+            if now < until:
+                return CircuitState.OPEN, until
+            return CircuitState.HALF_OPEN, None
+        return state, None
 
     def next_wakeup(self) -> float | None:
         """When the breaker will next change state by itself, or ``None``. O(1).
@@ -845,6 +873,8 @@ class CircuitBreaker(BreakerCalls):
         ``max_wait_in_half_open`` while HALF_OPEN with a probe permitted; in
         every other case (CLOSED, FORCED_OPEN, DISABLED, HALF_OPEN before its
         first probe or without a maximum wait) only a call can change it.
+        The transitions time has brought are made first (listeners hear them):
+        :meth:`peek_next_wakeup` gives the same answer and changes nothing.
         """
         with self._lock:
             changes = self._observe(self._now())
