@@ -114,6 +114,63 @@ def test_a_task_forced_onto_a_closed_breaker_counts_toward_it() -> None:
     assert d.breaker("w").state is CircuitState.OPEN
 
 
+def _move(breaker: CircuitBreaker, clock: ManualClock, how: str) -> None:
+    """End the breaker's closed period ``how``, leaving it CLOSED again."""
+    if how == "reset":
+        breaker.reset()  # from CLOSED: no listener hears it, but a period ends
+    elif how == "tripped, reset":
+        breaker.record_failure()
+        breaker.reset()
+    elif how == "forced open, reset":
+        breaker.force_open()
+        breaker.reset()
+    elif how == "disabled, reset":
+        breaker.disable()
+        breaker.reset()
+    else:  # tripped, then closed by its probe
+        breaker.record_failure()
+        clock.advance(5.0)
+        breaker.record_success(permit=breaker.acquire())
+    assert breaker.state is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize("forced", [False, True], ids=["dispatched", "forced"])
+@pytest.mark.parametrize(
+    "how",
+    ["reset", "tripped, reset", "forced open, reset", "disabled, reset", "tripped, closed"],
+)
+def test_an_outcome_from_an_ended_closed_period_is_dropped_forced_or_not(
+    forced: bool, how: str
+) -> None:
+    # A task that started while the breaker was CLOSED holds that closed period's
+    # permit, whether dispatched or forced. When the period has ended by the time its
+    # outcome comes back -- by a reset (even of a closed breaker), or a trip -- the
+    # breaker is closed again but in another period: a failure there would trip it
+    # at once (one call, 100 %), so it must be dropped, and alike for both. (Within
+    # its period it counts: test_a_task_forced_onto_a_closed_breaker_counts_toward_it.)
+    clock = ManualClock()
+    d = Distributor(
+        clock,
+        lease=None,
+        breaker=lambda _: CircuitBreaker(
+            clock, minimum_calls=1, window_size=1, open_duration=5.0, half_open_calls=1
+        ),
+    )
+    d.add_worker(Worker("w", capacity=10))
+    d.submit(Task("t"))
+    if forced:
+        d.assign("t", "w", force=True)
+    else:
+        assert [a.task.id for a in d.dispatch()] == ["t"]
+    breaker = d.breaker("w")
+    assert breaker is not None
+    _move(breaker, clock, how)
+    trips = breaker.metrics().trips
+    d.fail("t", error="down", retryable=False)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.calls, metrics.trips) == (CircuitState.CLOSED, 0, trips)
+
+
 def test_assign_refuses_what_is_not_waiting_or_not_there() -> None:
     d, _ = two_workers(ManualClock())
     d.submit(Task("t"))

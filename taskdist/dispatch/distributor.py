@@ -2235,10 +2235,16 @@ class Distributor:
 
         The worker's capacity always holds (a worker is never loaded beyond it).
         Without ``force`` the gates must admit the task and the worker's breaker
-        grant a permit; with it, both are skipped: the task takes no probe of a
-        half-open breaker, and its outcome counts toward the breaker only if
-        the breaker was closed when it started (and has not opened since). The
-        queue's quotas are not charged: the task did not come through a pop.
+        grant a permit; with it, both are skipped. A forced task takes no probe
+        of a half-open breaker, and past a breaker that is not CLOSED it takes
+        no permit at all: its outcome is told to no breaker. Past a CLOSED
+        breaker it takes that closed period's permit, as a dispatched task
+        does, and its outcome counts toward the breaker only if it comes back
+        while that period lasts: once the breaker has left it in any way
+        (tripped, or :meth:`~taskdist.CircuitBreaker.reset`, even from
+        CLOSED, ``force_open`` or ``disable``), the outcome is dropped, as a
+        dispatched task's is. The queue's quotas are not charged: the task
+        did not come through a pop.
 
         Raises:
             UnknownTaskError, TaskStateError: no such task, or it is not waiting.
@@ -2284,7 +2290,9 @@ class Distributor:
                     )
             elif breaker is not None and breaker.state is CircuitState.CLOSED:
                 # Forced, it takes no probe; its outcome counts in the closed period it
-                # starts in (a CLOSED breaker's permit costs nothing), and nowhere else.
+                # starts in (a CLOSED breaker's permit costs nothing), and nowhere else:
+                # the breaker drops it once that period ends (a trip, or a reset even
+                # from CLOSED), as it drops a dispatched task's.
                 permit = breaker.acquire()
             self._withdraw_waiting(task_id, keep_since=True)
             said = len(self._events)  # the assigned event goes before the lease's own
