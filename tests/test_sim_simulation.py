@@ -525,6 +525,14 @@ def test_bad_simulation_input_is_refused(call: object, error: type[Exception]) -
         call()  # type: ignore[operator]
 
 
+@pytest.mark.parametrize("rate", [0.0, -1.0, 1e-300, 9.9e-13])
+def test_an_mm_c_service_rate_out_of_range_is_refused_by_its_own_name(rate: float) -> None:
+    # A tiny rate used to be refused by the Exponential made from it, named by its mean.
+    with pytest.raises(InvalidArgumentError, match=r"^service_rate must be >= 1e-12"):
+        scenarios.mm_c(8.0, rate, 10)
+    assert scenarios.mm_c(8.0, 1e-12, 10).workload.types[0].service.mean == 1e12
+
+
 def test_pool_loads_of_a_trace_plan_from_its_own_figures_or_refuse() -> None:
     workers = [Worker("w", capacity=2)]
     trace = Trace.from_csv("time,service\n0,1\n2,3\n4,2\n")

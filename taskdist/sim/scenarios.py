@@ -230,13 +230,16 @@ def platform(load: float = 0.85, *, tasks: int = 20_000, failure: float = 0.01) 
 def mm_c(arrival_rate: float, service_rate: float, servers: int, tasks: int = 10_000) -> Scenario:
     """The M/M/c queue: Poisson arrivals, exponential service, ``servers`` one-slot workers.
 
-    ``arrival_rate`` is arrivals a second, at least ``MIN_RATE`` (1e-6).
+    ``arrival_rate`` is arrivals a second, at least ``MIN_RATE`` (1e-6);
+    ``service_rate`` is services a second per server, at least 1e-12 (a mean
+    service time of at most 1e12 seconds, the longest a distribution takes).
 
     >>> mm_c(8.0, 1.0, 10).pool_loads()[0].offered_load
     8.0
     """
     arrival_rate = check_rate(arrival_rate, "arrival_rate")
-    service_rate = check_number(service_rate, "service_rate", positive=True)
+    # Named here, not by the Exponential built from it (whose mean is its inverse).
+    service_rate = check_number(service_rate, "service_rate", minimum=1e-12)
     servers = check_int(servers, "servers", minimum=1, maximum=100_000)
     check_int(tasks, "tasks", minimum=1)
     return Scenario(
