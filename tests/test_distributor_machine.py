@@ -411,6 +411,13 @@ class DistributorMachine(RuleBasedStateMachine):
         d = self.distributor
         held = [entry.task.id for entry in d.dlq]
         chosen = data.draw(st.lists(st.sampled_from(held), unique=True, min_size=1, max_size=3))
+        # A gang member takes the members of its gang in the DLQ along.
+        for task_id in list(chosen):
+            gang = d.dlq[task_id].task.gang
+            if gang is not None:
+                chosen += [
+                    e.task.id for e in d.dlq if e.task.gang == gang and e.task.id not in chosen
+                ]
         self.redriving = set(chosen)
         try:
             report = d.redrive(chosen)

@@ -106,6 +106,39 @@ def test_a_gang_not_placed_in_time_is_dead_lettered_as_a_whole() -> None:
     assert d.stats().dead_by_reason == {Reason.GANG_TIMEOUT: 2}
 
 
+@pytest.mark.parametrize("select", [["g1-1"], lambda entry: entry.task.id == "g1-1"])
+def test_redriving_a_gang_member_takes_its_dead_gang_mates_along(select: Any) -> None:
+    # Taken in alone, a member waited for the rest of its gang and died again at the
+    # gang's timeout: the rest, dead too, now come along.
+    d, clock, _ = cluster(1, gangs=Gangs(timeout=10.0))
+    d.submit(Task("solo", max_attempts=1))
+    for i in range(3):
+        d.submit(member("g1", i, 3))
+    clock.set(10.0)
+    d.tick()
+    d.dispatch()
+    d.fail("solo", error="boom")
+    dead = [entry.task.id for entry in d.dlq]
+    assert sorted(dead) == ["g1-0", "g1-1", "g1-2", "solo"]
+    report = d.redrive(select)
+    # The one selected, then its gang's other members, oldest first.
+    mates = [task_id for task_id in dead if task_id not in ("g1-1", "solo")]
+    assert [entry.task.id for entry in report.redriven] == ["g1-1", *mates]
+    assert report.refused == () and [entry.task.id for entry in d.dlq] == ["solo"]
+    d.add_worker(Worker("more", capacity=2))
+    assert sorted(a.task.id for a in d.dispatch()) == ["g1-0", "g1-1", "g1-2"]
+
+
+def test_a_redriven_gang_member_whose_gang_mates_are_not_dead_goes_alone() -> None:
+    d, clock, _ = cluster(1, gangs=Gangs(timeout=10.0))
+    d.submit(member("g1", 0, 2))
+    clock.set(10.0)
+    d.tick()
+    d.submit(member("g2", 0, 2))
+    assert [entry.task.id for entry in d.redrive(["g1-0"]).redriven] == ["g1-0"]
+    assert d.state_of("g1-0") is TaskState.PARKED and d.state_of("g2-0") is TaskState.PARKED
+
+
 def test_a_complete_gang_without_room_also_times_out_with_its_leader() -> None:
     d, clock, _ = cluster(1, gangs=Gangs(timeout=10.0))
     for i in range(2):

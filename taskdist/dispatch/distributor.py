@@ -185,6 +185,25 @@ def _undo_admissions(verdicts: list[tuple[IntakePolicy, Verdict]], task: Task) -
             policy.forget(task)
 
 
+def _with_gang_mates(selected: list[DeadLetter], dlq: DeadLetterQueue) -> list[DeadLetter]:
+    """``selected``, each gang member followed by the members of its gang in ``dlq`` not
+    selected (oldest first): a gang is taken in whole or its members wait for the rest."""
+    if not any(entry.task.gang is not None for entry in selected):
+        return selected
+    chosen = {entry.task.id for entry in selected}
+    out: list[DeadLetter] = []
+    for entry in selected:
+        out.append(entry)
+        gang = entry.task.gang
+        if gang is None:
+            continue
+        for mate in dlq:
+            if mate.task.gang == gang and mate.task.id not in chosen:
+                chosen.add(mate.task.id)
+                out.append(mate)
+    return out
+
+
 class _ScanOver(Exception):
     """Stops a batch's walk through the queue once it has looked far enough."""
 
@@ -3004,7 +3023,10 @@ class Distributor:
         counted and announced as a duplicate as on ``submit``: any refusal of
         ``submit``) stays in the dead-letter queue where it was and is listed
         in ``report.refused`` with why. Every other selected entry is in
-        ``report.redriven``. Tasks the queue evicts to make room are
+        ``report.redriven``. A gang member takes along every member of its
+        gang in the dead-letter queue, right after it (they are in the
+        report as if selected): a member taken in alone would wait for the
+        rest of its gang until the gang's timeout. Tasks the queue evicts to make room are
         dead-lettered as on any submit (anew, if it is the redriven task
         itself the queue evicts straight back) and listed in
         ``report.displaced``. While a task is taken in, the dead-letter queue
@@ -3012,7 +3034,8 @@ class Distributor:
         no entry during a redrive. The task's earlier incarnation stays
         counted as dead in :meth:`stats`.
 
-        Complexity: O(n) for a predicate, O(k) for k ids, plus a submit each.
+        Complexity: O(n) for a predicate, O(k) for k ids (O(n) more when one
+        is a gang member), plus a submit each.
 
         Raises:
             ClosedError: after :meth:`close`.
@@ -3026,7 +3049,7 @@ class Distributor:
             if self._closed:
                 raise ClosedError("the distributor is closed and takes no new tasks")
             dlq = self._dlq
-            selected = dlq._select(ids_or_predicate)
+            selected = _with_gang_mates(dlq._select(ids_or_predicate), dlq)
             now = self._now()
             redriven: list[DeadLetter] = []
             refused: list[tuple[DeadLetter, str]] = []
