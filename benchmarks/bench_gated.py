@@ -21,8 +21,8 @@ task of priority 2. ``--buckets`` gives instead each of that many tenants a
 bucket of its own (a ``KeyedRateGate`` of one task a minute), the tenants
 coming in a moment apart so that their buckets refill a moment apart, three
 tasks each: each refill lets one tenant's next task through, and the other
-tenants' tasks stay parked (with a ``PriorityQueue``, a ``FairScheduler`` and a
-``DeadlineScheduler``).
+tenants' tasks stay parked (with a ``PriorityQueue``, a ``FairScheduler``, a
+``DeadlineScheduler`` and ``FairScheduler(inner=DeadlineScheduler)``).
 
 Smoke sizes under plain pytest; ``TASKDIST_BENCH_FULL=1`` for the full ones.
 Run as a script (``python benchmarks/bench_gated.py``) for the Markdown
@@ -63,7 +63,7 @@ QUEUES = (
 # The queues whose tasks carry deadlines (far off, so that every one is on time).
 DEADLINED = ("DeadlineScheduler", "deadlines per tenant")
 # The queues ``--buckets`` runs.
-BUCKET_QUEUES = ("PriorityQueue", "FairScheduler", "DeadlineScheduler")
+BUCKET_QUEUES = ("PriorityQueue", "FairScheduler", "DeadlineScheduler", "deadlines per tenant")
 
 
 def make_queue(queue: str, clock: ManualClock) -> PriorityQueue | FairScheduler | DeadlineScheduler:

@@ -879,6 +879,50 @@ RunLateDeadlineDistributorMachine.TestCase.settings = settings(
 TestRunLateDeadlineDistributorMachine = RunLateDeadlineDistributorMachine.TestCase
 
 
+class FairDeadlineScoutingDistributorMachine(ShutGateDistributorMachine):
+    """The shut-gate machine over a ``FairScheduler`` whose tenants' queues are
+    ``DeadlineScheduler``s (run late), with a weight and a tenant quota: tasks the
+    gates refused wait behind scouts, each tenant's earliest deadline first, the
+    quota holds, and none is dead-lettered for its deadline."""
+
+    def options(self) -> dict[str, Any]:
+        options = super().options()
+        options["queue"] = FairScheduler(
+            self.clock,
+            weights={TENANTS[1]: 2.0},
+            quotas={"alice": Quota(max_concurrent=QUOTA)},
+            inner=DeadlineScheduler,
+        )
+        return options
+
+    @rule(
+        i=st.integers(0, len(TASK_IDS) - 1),
+        due=st.sampled_from([0.5, 2.0, 30.0]),
+        priority=st.sampled_from([1, 2, 3]),
+        tenant=st.sampled_from(TENANTS),
+    )
+    def submit_with_a_deadline(self, i: int, due: float, priority: int, tenant: str) -> None:
+        """A task of ``tenant`` due ``due`` seconds from now."""
+        deadline = self.clock.now() + due
+        self.submit(Task(TASK_IDS[i], priority=priority, tenant=tenant, deadline=deadline))
+
+    @invariant()
+    def gates_and_quotas_are_never_exceeded(self) -> None:
+        ShutGateDistributorMachine.gates_and_quotas_are_never_exceeded(self)
+        leased = [a.task for a in self.distributor.leases()]
+        assert sum(1 for t in leased if t.tenant == "alice") <= QUOTA
+
+    @invariant()
+    def no_task_is_dead_lettered_for_its_deadline(self) -> None:
+        RunLateDeadlineDistributorMachine.no_task_is_dead_lettered_for_its_deadline(self)
+
+
+FairDeadlineScoutingDistributorMachine.TestCase.settings = settings(
+    FairDeadlineScoutingDistributorMachine.TestCase.settings
+)
+TestFairDeadlineScoutingDistributorMachine = FairDeadlineScoutingDistributorMachine.TestCase
+
+
 class PolicyDistributorMachine(DistributorMachine):
     """The same machine with capacity reserved for urgent work, backfill for large
     tasks and gangs: the invariants above hold, and no gang is ever partly placed

@@ -73,6 +73,10 @@ QUEUES: dict[str, Callable[[ManualClock], Any]] = {
     ),
     "fair, critical bypass": lambda clock: FairScheduler(clock, critical_bypass=True),
     "fair, aging": lambda clock: FairScheduler(clock, aging_rate=0.5),
+    # Each tenant's tasks earliest deadline first (a DeadlineScheduler that runs late).
+    "fair, deadlines": lambda clock: FairScheduler(
+        clock, weights={"b": 3.0}, critical_bypass=True, inner=DeadlineScheduler
+    ),
     # Each tenant's turns shared among its keys (a second level of fair share).
     "fair, keys": lambda clock: FairScheduler(clock, inner=KeyShare()),
     "fair, keys weighted and capped": lambda clock: FairScheduler(
@@ -373,7 +377,7 @@ def test_a_walk_a_shut_gate_ends_makes_the_placements_walking_on_makes(
     assert run(queue, ops, scouting=True) == run(queue, ops, scouting=True, shut=False)
 
 
-@pytest.mark.parametrize("queue", ["priority", "deadline", "fair", "fair, keys"])
+@pytest.mark.parametrize("queue", ["priority", "deadline", "fair", "fair, deadlines", "fair, keys"])
 @settings(max_examples=40, deadline=None)
 @given(
     ops=st.lists(operation, max_size=40), more=st.lists(operation, max_size=20), at=st.floats(0, 1)

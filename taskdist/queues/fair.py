@@ -583,6 +583,7 @@ class FairScheduler:
         "_busy_periods",
         "_bypass",
         "_clock",
+        "_deadline_ranked",
         "_default_plan",
         "_default_weight",
         "_eligible",
@@ -744,6 +745,9 @@ class FairScheduler:
         # Tenant queues that order a task by its key and rank alone: the default ones,
         # or the schedulers of a KeyShare (tenants by key, over default queues).
         self._ranked = inner is None or type(inner) is KeyShare
+        # Tenant queues that are DeadlineSchedulers of its own making (under run_late, no
+        # aging): a task's rank there is its deadline and priority.
+        self._deadline_ranked = inner is DeadlineScheduler
         # Tenant queues of the library's own making (the class given, not a factory):
         # their pop(where) leaves them as they were when the predicate raises.
         self._own_queues = self._ranked or inner in (PriorityQueue, DeadlineScheduler)
@@ -908,6 +912,10 @@ class FairScheduler:
         :class:`PriorityQueue` ranks it, aging at :attr:`aging_rate` (such tasks go
         first in first out). Changes nothing. O(1).
 
+        With ``inner=DeadlineScheduler`` (tenant queues of its own making, which
+        run late tasks and do not age) it is ``(deadline, priority)`` as such a
+        scheduler ranks it (no deadline: ``inf``; equal keys in push order).
+
         ``None`` where the order among such tasks depends on what else is held:
         tenant queues from an ``inner=`` factory (but a :class:`KeyShare`), a
         ``tenant_of`` (two tasks of one ``task.tenant`` may be different tenants
@@ -924,7 +932,12 @@ class FairScheduler:
                 ``+-2**53``.
         """
         ranked = aged_rank(task, enqueued_at, self._aging_rate)
-        if not self._ranked or self._tenant_of is not None or self._slack is not None:
+        if self._tenant_of is not None or self._slack is not None:
+            return None
+        if self._deadline_ranked:
+            deadline = task.deadline
+            return (math.inf if deadline is None else deadline, task.priority)
+        if not self._ranked:
             return None
         return ranked
 
