@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +14,8 @@ from hypothesis import given, target
 from hypothesis import strategies as st
 
 from taskdist import (
+    DeadLetter,
+    DeadLetterQueue,
     Distributor,
     Escalation,
     EventKind,
@@ -127,6 +129,40 @@ def test_redriving_a_gang_member_takes_its_dead_gang_mates_along(select: Any) ->
     assert report.refused == () and [entry.task.id for entry in d.dlq] == ["solo"]
     d.add_worker(Worker("more", capacity=2))
     assert sorted(a.task.id for a in d.dispatch()) == ["g1-0", "g1-1", "g1-2"]
+
+
+class CountingDLQ(DeadLetterQueue):
+    """A dead-letter queue that counts the walks over its entries."""
+
+    walks = 0
+
+    def __iter__(self) -> Iterator[DeadLetter]:
+        self.walks += 1
+        return super().__iter__()
+
+
+def test_redriving_many_gangs_walks_the_dead_letter_queue_once() -> None:
+    # Each selected member's gang-mates were looked up by a walk over the whole
+    # dead-letter queue: redriving n dead gang members cost O(n**2).
+    clock = ManualClock()
+    dlq = CountingDLQ(clock)
+    d, _, _ = cluster(1, clock=clock, dlq=dlq, gangs=Gangs(timeout=10.0))
+    for g in range(8):
+        for i in range(2):
+            d.submit(member(f"g{g}", i, 3))
+    clock.set(10.0)
+    d.tick()
+    assert len(dlq) == 16
+    dlq.walks = 0
+    report = d.redrive(lambda entry: True)
+    assert len(report.redriven) == 16 and dlq.walks <= 1
+    clock.set(30.0)
+    d.tick()
+    ids = [entry.task.id for entry in dlq]
+    dlq.walks = 0
+    report = d.redrive(ids[::2])  # one of each gang, its mate taken along
+    assert sorted(entry.task.id for entry in report.redriven) == sorted(ids)
+    assert dlq.walks <= 1
 
 
 def test_a_redriven_gang_member_whose_gang_mates_are_not_dead_goes_alone() -> None:

@@ -188,8 +188,14 @@ def _undo_admissions(verdicts: list[tuple[IntakePolicy, Verdict]], task: Task) -
 def _with_gang_mates(selected: list[DeadLetter], dlq: DeadLetterQueue) -> list[DeadLetter]:
     """``selected``, each gang member followed by the members of its gang in ``dlq`` not
     selected (oldest first): a gang is taken in whole or its members wait for the rest."""
-    if not any(entry.task.gang is not None for entry in selected):
+    gangs = {entry.task.gang for entry in selected if entry.task.gang is not None}
+    if not gangs:
         return selected
+    # One pass over the dead-letter queue, whatever the number of gangs selected.
+    mates: dict[Hashable, list[DeadLetter]] = {}
+    for mate in dlq:
+        if mate.task.gang in gangs:
+            mates.setdefault(mate.task.gang, []).append(mate)
     chosen = {entry.task.id for entry in selected}
     out: list[DeadLetter] = []
     for entry in selected:
@@ -197,8 +203,8 @@ def _with_gang_mates(selected: list[DeadLetter], dlq: DeadLetterQueue) -> list[D
         gang = entry.task.gang
         if gang is None:
             continue
-        for mate in dlq:
-            if mate.task.gang == gang and mate.task.id not in chosen:
+        for mate in mates.pop(gang, ()):
+            if mate.task.id not in chosen:
                 chosen.add(mate.task.id)
                 out.append(mate)
     return out
