@@ -131,6 +131,46 @@ def test_redriving_a_gang_member_takes_its_dead_gang_mates_along(select: Any) ->
     assert sorted(a.task.id for a in d.dispatch()) == ["g1-0", "g1-1", "g1-2"]
 
 
+@pytest.mark.parametrize("why", ["max_queued", "deadline"])
+def test_a_redriven_gang_that_cannot_be_taken_in_whole_stays_dead_whole(why: str) -> None:
+    # One member refused midway (no room left under max_queued, or its deadline passed)
+    # left the members taken in before it waiting for it until the gang's timeout.
+    options: dict[str, Any] = {"max_queued": 3} if why == "max_queued" else {}
+    d, clock, events = cluster(1, gangs=Gangs(timeout=10.0), **options)
+    d.submit(member("g1", 0, 3, deadline=5.0 if why == "deadline" else None))
+    d.submit(member("g1", 1, 3))
+    d.submit(member("g1", 2, 3))
+    clock.set(10.0)
+    d.tick()
+    if why == "max_queued":
+        d.submit(Task("busy"))  # room for two more, not three
+    before = ([entry.task.id for entry in d.dlq], d.stats().submitted, len(events))
+    report = d.redrive(["g1-2"])
+    assert report.redriven == ()
+    assert sorted(entry.task.id for entry, _ in report.refused) == ["g1-0", "g1-1", "g1-2"]
+    expected = "QueueFullError" if why == "max_queued" else "DeadlineError"
+    assert all(reason.startswith(expected) for _, reason in report.refused)
+    assert ([entry.task.id for entry in d.dlq], d.stats().submitted, len(events)) == before
+    assert all(d.state_of(f"g1-{i}") is TaskState.DEAD for i in range(3))
+
+
+def test_gangs_taken_in_before_a_refused_one_are_taken_in_whole() -> None:
+    # Room for one gang of two under max_queued: the first gang selected goes in whole,
+    # the second stays whole.
+    d, clock, _ = cluster(1, gangs=Gangs(timeout=10.0), max_queued=4)
+    for gang in ("g1", "g2"):
+        for i in range(2):
+            d.submit(member(gang, i, 3))
+    clock.set(10.0)
+    d.tick()
+    d.submit(Task("busy", requires={"none has it"}))
+    d.submit(Task("busy too", requires={"none has it"}))
+    report = d.redrive(["g1-0", "g2-0"])
+    assert sorted(entry.task.id for entry in report.redriven) == ["g1-0", "g1-1"]
+    assert sorted(entry.task.id for entry, _ in report.refused) == ["g2-0", "g2-1"]
+    assert d.state_of("g1-1") is TaskState.PARKED and d.state_of("g2-1") is TaskState.DEAD
+
+
 class CountingDLQ(DeadLetterQueue):
     """A dead-letter queue that counts the walks over its entries."""
 

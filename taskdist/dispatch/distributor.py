@@ -3032,7 +3032,11 @@ class Distributor:
         ``report.redriven``. A gang member takes along every member of its
         gang in the dead-letter queue, right after it (they are in the
         report as if selected): a member taken in alone would wait for the
-        rest of its gang until the gang's timeout. Tasks the queue evicts to make room are
+        rest of its gang until the gang's timeout. Such a gang is refused whole (every
+        member stays, listed in ``report.refused``) when ``max_queued`` has no room for
+        all of its members or one member's deadline has passed; a refusal found only
+        while a member is taken in (an intake policy, a quota) leaves the members taken
+        in before it waiting. Tasks the queue evicts to make room are
         dead-lettered as on any submit (anew, if it is the redriven task
         itself the queue evicts straight back) and listed in
         ``report.displaced``. While a task is taken in, the dead-letter queue
@@ -3060,8 +3064,22 @@ class Distributor:
             redriven: list[DeadLetter] = []
             refused: list[tuple[DeadLetter, str]] = []
             displaced: list[Eviction] = []
+            gangs: dict[Hashable, list[DeadLetter]] = {}
             for entry in selected:
-                why = self._redrive_one(entry, now, displaced)
+                if entry.task.gang is not None:
+                    gangs.setdefault(entry.task.gang, []).append(entry)
+            # A gang is taken in whole or not at all, for what can be told before its
+            # first member is: members taken in without the rest would wait in vain.
+            kept_back: dict[Hashable, str | None] = {}
+            for entry in selected:
+                gang = entry.task.gang
+                why = None
+                if gang is not None:
+                    if gang not in kept_back:
+                        kept_back[gang] = self._gang_refusal(gangs[gang], now)
+                    why = kept_back[gang]
+                if why is None:
+                    why = self._redrive_one(entry, now, displaced)
                 if why is None:
                     redriven.append(attrs.evolve(entry, redriven_at=now))
                 else:
@@ -3069,6 +3087,27 @@ class Distributor:
             return RedriveReport(tuple(redriven), tuple(refused), tuple(displaced))
         finally:
             self._leave()
+
+    def _gang_refusal(self, group: list[DeadLetter], now: float) -> str | None:
+        """Why the members of one gang a redrive selected (with their mates) cannot all be
+        taken in, as far as that is known before any is: no room for them all under
+        ``max_queued``, or a member's deadline passed. ``None``: try them."""
+        max_queued = self._max_queued
+        waiting = len(self._waiting_since)
+        if max_queued is not None and waiting + len(group) > max_queued:
+            return (
+                f"QueueFullError: {waiting} tasks are waiting, the distributor's max_queued is "
+                f"{max_queued}, and gang {group[0].task.gang!r} brings {len(group)}; "
+                f"none of its members was added"
+            )
+        for entry in group:
+            deadline = entry.task.deadline
+            if deadline is not None and deadline <= now:
+                return (
+                    f"DeadlineError: gang member {entry.task.id!r} has deadline {deadline!r}, "
+                    f"not after now ({now!r}); none of its gang's members was added"
+                )
+        return None
 
     def _redrive_one(self, entry: DeadLetter, now: float, displaced: list[Eviction]) -> str | None:
         """Take one dead-letter entry's task in as new work; why not, if it stays."""
