@@ -537,6 +537,25 @@ def test_a_task_pushed_back_after_its_deadline_runs_late_under_run_late(deadline
     assert drain(restored) == drain(edf) == ["busy", "later"]
 
 
+@pytest.mark.parametrize("on_miss", ["run_late", "dead_letter", "reject"])
+def test_check_push_answers_for_a_task_pushed_back_after_its_deadline(on_miss: str) -> None:
+    # What push would do with the same enqueued_at, changing nothing.
+    clock, edf = overloaded(on_miss)
+    clock.advance(5.0)
+    task = Task("back", deadline=4.0, cost=2.0)
+    before = snapshot(edf, ["busy"])
+    if on_miss == "run_late":
+        edf.check_push(task, enqueued_at=0.0)
+    else:
+        with pytest.raises(DeadlineError, match="deadline"):
+            edf.check_push(task, enqueued_at=0.0)
+    with pytest.raises(DeadlineError, match="deadline"):
+        edf.check_push(task)  # a new task past its deadline, under every policy
+    with pytest.raises(InvalidArgumentError, match="enqueued_at"):
+        edf.check_push(task, enqueued_at=6.0)  # in the future
+    assert snapshot(edf, ["busy"]) == before and edf.stats().pushed == 1
+
+
 @pytest.mark.parametrize("on_miss", ["dead_letter", "reject"])
 def test_a_task_pushed_back_after_its_deadline_is_refused_unless_run_late(on_miss: str) -> None:
     # Held, it would have been handed back at its deadline: it is refused, nothing changed.

@@ -578,10 +578,13 @@ class DeadlineScheduler(HeldTasks):
         entry = self._entry(task, enqueued_at, 0.0)
         return (entry[0], entry[1])
 
-    def check_push(self, task: Task) -> None:
+    def check_push(self, task: Task, *, enqueued_at: float | None = None) -> None:
         """Raise what :meth:`push` would raise to refuse ``task`` now, for its id, its
         deadline, its cost or priority, or a full scheduler under ``overflow="reject"``;
         change nothing (its counters included). O(1).
+
+        ``enqueued_at`` as :meth:`push` takes it: under ``on_miss="run_late"`` a
+        task given one is not refused for a deadline that has passed.
 
         Whether it would be admitted on time is not asked here: under
         ``on_miss="reject"`` a ``push`` it passes may still raise
@@ -599,10 +602,13 @@ class DeadlineScheduler(HeldTasks):
         if task_id in self._index or (self._expired and task_id in self._expired):
             raise self._duplicate(task_id)
         now = self._now()
-        if task.deadline is not None and task.deadline <= now:
+        enqueued = now if enqueued_at is None else check_enqueued_at(enqueued_at, now)
+        deadline = task.deadline
+        past = deadline is not None and deadline <= now
+        if past and (enqueued_at is None or self._deadline_timers):
             raise self._past(task, now)
-        if task.deadline is None or task.cost > _MAX_COST:
-            self._entry(task, now, self._seq)  # its checks (the entry is not kept)
+        if deadline is None or task.cost > _MAX_COST:
+            self._entry(task, enqueued, self._seq)  # its checks (the entry is not kept)
         maxsize = self._maxsize
         if maxsize is not None and self._overflow == "reject" and len(self) >= maxsize:
             raise self._full(task)
