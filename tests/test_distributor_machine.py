@@ -583,10 +583,11 @@ ScoutingDistributorMachine.TestCase.settings = settings(
 TestScoutingDistributorMachine = ScoutingDistributorMachine.TestCase
 
 
-def weighted_fair(clock: ManualClock) -> FairScheduler:
-    """A ``FairScheduler`` with bob weighted 2 and alice capped at ``QUOTA`` running."""
+def weighted_fair(clock: ManualClock, **options: Any) -> FairScheduler:
+    """A ``FairScheduler`` with bob weighted 2 and alice capped at ``QUOTA`` running
+    (and ``options``)."""
     return FairScheduler(
-        clock, weights={TENANTS[1]: 2.0}, quotas={"alice": Quota(max_concurrent=QUOTA)}
+        clock, weights={TENANTS[1]: 2.0}, quotas={"alice": Quota(max_concurrent=QUOTA)}, **options
     )
 
 
@@ -624,15 +625,11 @@ class KeyShareScoutingDistributorMachine(FairScoutingDistributorMachine):
 
     def options(self) -> dict[str, Any]:
         options = super().options()
-        options["queue"] = FairScheduler(
-            self.clock,
-            weights={TENANTS[1]: 2.0},
-            quotas={"alice": Quota(max_concurrent=QUOTA)},
-            # Every key of a tenant runs one task at a time (None is a key too).
-            inner=KeyShare(
-                weights={"k2": 3.0}, plans={"one": Quota(max_concurrent=1)}, default_plan="one"
-            ),
+        # Every key of a tenant runs one task at a time (None is a key too).
+        keys = KeyShare(
+            weights={"k2": 3.0}, plans={"one": Quota(max_concurrent=1)}, default_plan="one"
         )
+        options["queue"] = weighted_fair(self.clock, inner=keys)
         return options
 
     @rule(task=tasks, key=st.sampled_from(["k1", "k2"]))
@@ -887,12 +884,7 @@ class FairDeadlineScoutingDistributorMachine(ShutGateDistributorMachine):
 
     def options(self) -> dict[str, Any]:
         options = super().options()
-        options["queue"] = FairScheduler(
-            self.clock,
-            weights={TENANTS[1]: 2.0},
-            quotas={"alice": Quota(max_concurrent=QUOTA)},
-            inner=DeadlineScheduler,
-        )
+        options["queue"] = weighted_fair(self.clock, inner=DeadlineScheduler)
         return options
 
     @rule(
