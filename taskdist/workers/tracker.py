@@ -171,7 +171,8 @@ class CapacityTracker:
 
     **Complexity** (n workers, r resources per worker or task; "+ log" is
     O(log n) more per load index :meth:`lowest` has built that files the
-    worker: one per key, and one per set of skills asked for that it has):
+    worker: one per key, and one per key and set of skills asked for that it
+    has):
 
     ===============================  ==========================================
     ``assign``, ``release``          O(r) + log (+ O(log n) when an ejection
@@ -837,13 +838,14 @@ class CapacityTracker:
         fifth key drops the oldest index). ``DEGRADED`` workers are filed apart
         unless ``degraded="include"``. A task that needs skills
         (``requires=``) is looked up in an index of the workers that have
-        them, built by the first such query and kept like the others (at most
-        16 sets of skills get one; tasks needing others walk the index of
-        every worker), so workers without the skills are never walked past. A
-        query walks the healthy workers from the lowest key and stops at the
-        first that qualifies: O(1 + k (r + log k)), where k counts the
-        workers ahead of it that do not (in another zone, too full for this
-        task's demand, or rejected by ``where``). Workers that every query
+        them, built by the first such query for its key and set of skills and
+        kept as long as the tracker (at most 16 such indexes are built; tasks
+        needing skills without one walk the index of every worker), so workers
+        without the skills are never walked past. A query walks the healthy
+        workers from the lowest key and stops at the first that qualifies:
+        O(1 + k (r + log k)), where k counts the workers ahead of it that do
+        not (in another zone, too full for this task's demand, or rejected by
+        ``where``). Workers that every query
         rejects take no new work, drain, and so gather at the front of a load
         order: a lasting exclusion is cheaper as ``set_health(id,
         Health.UNAVAILABLE)`` than as a ``where`` filter. Under
