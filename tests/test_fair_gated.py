@@ -24,10 +24,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskdist import (
+    DeadlineError,
+    DeadlineScheduler,
     Distributor,
     FairScheduler,
     InvalidArgumentError,
     ManualClock,
+    Priority,
+    PriorityQueue,
+    Queue,
     Quota,
     RateGate,
     RateLimiter,
@@ -248,6 +253,58 @@ def test_a_push_its_kept_scheduler_refuses_leaves_the_latest_pop_undoable() -> N
         fair.push(Task("z1", tenant="t", key="z"))  # "z" is unknown to t's scheduler
     fair.unpop(o1)  # the refused push changed nothing
     assert fair.pop() is o1
+
+
+def test_a_late_task_coming_back_past_a_lapsed_kept_scheduler_runs_late() -> None:
+    # The CRITICAL lane is a DeadlineScheduler (run_late); tenant "t"'s kept scheduler owes
+    # a turn that the latest pop made lapse. Before the push starts it level, the lane is
+    # asked whether it refuses the task: it must be asked with the task's age, as its
+    # push is, so a task coming back after its deadline runs late instead of being refused.
+    def make(clock: ManualClock, tenant: object) -> Queue:
+        if tenant is None:
+            return DeadlineScheduler(clock)
+        return FairScheduler(clock, tenant_of=lambda t: t.key)
+
+    clock = ManualClock()
+    fair = FairScheduler(clock, inner=make, critical_bypass=True)  # type: ignore[arg-type]
+    for task_id, tenant, key in (("x1", "t", "x"), ("x2", "t", "x"), ("y1", "t", "y")):
+        fair.push(Task(task_id, tenant=tenant, key=key))
+    fair.push(Task("o1", tenant="other", key="x"))
+    x1 = fair.pop()
+    assert x1 is not None
+    fair.release(x1)
+    fair.remove("x2")
+    fair.remove("y1")  # "t" dropped, its scheduler kept owing "y" a turn
+    assert fair.pop() is not None  # the last queued task: the debt lapses
+    clock.advance(10.0)
+    back = Task("c1", tenant="t", key="x", priority=Priority.CRITICAL, deadline=5.0, cost=1.0)
+    assert fair.push(back, enqueued_at=1.0) is None
+    lane = fair._bypass
+    assert lane is not None and isinstance(lane.inner, DeadlineScheduler)
+    assert lane.inner.is_late("c1") and fair.pop() is back
+
+
+def test_check_push_passes_the_age_to_inner_schedulers_only() -> None:
+    clock = ManualClock(start=10.0)
+    fair = FairScheduler(clock, inner=DeadlineScheduler)
+    fair.push(Task("a1", tenant="a", deadline=50.0))
+    back = Task("a2", tenant="a", deadline=5.0)
+    with pytest.raises(DeadlineError):
+        fair.check_push(back)
+    fair.check_push(back, enqueued_at=2.0)
+    with pytest.raises(InvalidArgumentError, match="enqueued_at"):
+        fair.check_push(back, enqueued_at=11.0)  # in the future
+    # A queue of the user's is asked as the protocol has it: with the task alone.
+    asked: list[Task] = []
+
+    class Checked(PriorityQueue):
+        def check_push(self, task: Task) -> None:  # type: ignore[override]
+            asked.append(task)
+
+    mine = FairScheduler(clock, inner=lambda c, t: Checked(c))
+    mine.push(Task("b1", tenant="b"))
+    mine.check_push(Task("b2", tenant="b"), enqueued_at=2.0)
+    assert [task.id for task in asked] == ["b2"] and len(fair) == 1 and len(mine) == 1
 
 
 def test_a_snapshot_whose_kept_scheduler_runs_a_task_is_refused() -> None:

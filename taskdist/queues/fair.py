@@ -859,9 +859,7 @@ class FairScheduler:
             ):
                 # Starting a kept queue's tenants level ends unpop's turn: first let the
                 # queue refuse the task if it would, so that a refused push changes nothing.
-                check = getattr(holder.inner, "check_push", None)
-                if check is not None:
-                    self._calling(check, task)
+                self._inner_check(holder.inner, task, None if enqueued_at is None else enqueued)
             self._lapse_kept()
         # Without enqueued_at the inner queue reads the clock itself: a task it
         # received a moment after ``now`` is not a backdated one.
@@ -941,16 +939,21 @@ class FairScheduler:
             return None
         return ranked
 
-    def check_push(self, task: Task) -> None:
+    def check_push(self, task: Task, *, enqueued_at: float | None = None) -> None:
         """Raise what :meth:`push` would raise to refuse ``task`` now (its id, an unknown
         tenant under ``strict_tenants``, the tenant's ``max_queued``), and change
         nothing: no tenant is made, no inner queue asked for. The inner queue that
         would take it is asked too, if it has a ``check_push`` of its own. O(1), plus
         ``tenant_of`` and that inner check.
 
+        ``enqueued_at`` as :meth:`push` takes it; it is passed on to an inner
+        ``DeadlineScheduler`` or ``FairScheduler`` (which under
+        ``on_miss="run_late"`` keeps a task coming back after its deadline).
+
         Raises:
             InvalidTypeError, DuplicateTaskError, UnknownTenantError, QuotaExceededError,
             ReentrancyError: as :meth:`push` would (and what the inner check raises).
+            InvalidArgumentError: ``enqueued_at`` NaN, infinite or in the future.
         """
         if self._busy:
             raise self._reentered("check_push")
@@ -959,6 +962,8 @@ class FairScheduler:
                 f"check_push() takes a Task, got {type(task).__name__} {shown(task)}"
             )
         self._check_new(task.id)
+        if enqueued_at is not None:
+            enqueued_at = check_enqueued_at(enqueued_at, self._now())
         tenant = task.tenant if self._tenant_of is None else self._tenant_key(task)
         rec = self._tenants.get(tenant)
         if rec is not None:
@@ -973,9 +978,19 @@ class FairScheduler:
             raise self._over_quota(tenant, queued, task.id)
         bypass = self._bypass
         holder = bypass if bypass is not None and task.priority <= Priority.CRITICAL else rec
-        check = None if holder is None else getattr(holder.inner, "check_push", None)
-        if check is not None:
-            self._calling(check, task)
+        if holder is not None:
+            self._inner_check(holder.inner, task, enqueued_at)
+
+    def _inner_check(self, inner: Queue, task: Task, enqueued_at: float | None) -> None:
+        """Ask an inner queue's ``check_push`` (if it has one) whether it refuses ``task``;
+        ``enqueued_at`` goes to the queues of this package that take it (a user's queue
+        is asked as the protocol has it, with the task alone)."""
+        check = getattr(inner, "check_push", None)
+        if check is None:
+            return
+        if enqueued_at is not None and isinstance(inner, (DeadlineScheduler, FairScheduler)):
+            check = functools.partial(check, enqueued_at=enqueued_at)
+        self._calling(check, task)
 
     def _check_new(self, task_id: Hashable) -> None:
         """Refuse an id that is queued or running."""
