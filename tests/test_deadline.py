@@ -537,6 +537,22 @@ def test_a_task_pushed_back_after_its_deadline_runs_late_under_run_late(deadline
     assert drain(restored) == drain(edf) == ["busy", "later"]
 
 
+@pytest.mark.parametrize(("cost", "late"), [(0.0, False), (1.0, True)])
+def test_a_task_pushed_back_at_its_deadline_is_late_only_if_it_cannot_meet_it(
+    cost: float, late: bool
+) -> None:
+    # At its deadline a task of cost 0 still meets it: admitted on time, not late, and
+    # counted met when popped. One that costs anything is admitted late and missed.
+    clock = ManualClock(start=5.0)
+    edf = DeadlineScheduler(clock)
+    edf.push(Task("back", deadline=5.0, cost=cost), enqueued_at=1.0)
+    stats = edf.stats()
+    assert edf.is_late("back") is late and stats.admitted_late == int(late)
+    assert edf.pop() is not None
+    stats = edf.stats()
+    assert (stats.met, stats.missed) == ((0, 1) if late else (1, 0))
+
+
 @pytest.mark.parametrize("on_miss", ["run_late", "dead_letter", "reject"])
 def test_check_push_answers_for_a_task_pushed_back_after_its_deadline(on_miss: str) -> None:
     # What push would do with the same enqueued_at, changing nothing.

@@ -926,7 +926,9 @@ class DeadlineScheduler(HeldTasks):
 
     def is_late(self, task_id: Hashable) -> bool:
         """Whether a held task is late: admitted though not on time, found predicted to miss
-        by a later push, or its deadline has passed. O(1).
+        by a later push, or its deadline has come and it cannot meet it any more
+        (``deadline <= now`` and ``now + cost > deadline``: a task of cost 0 popped at
+        its deadline meets it, as :meth:`pop` counts it). O(1).
 
         A late task is no longer protected by admission. :meth:`slack` says
         by how much a task is predicted to miss or make it.
@@ -935,8 +937,12 @@ class DeadlineScheduler(HeldTasks):
             UnknownTaskError: no held task has this id.
             InvalidTypeError: ``task_id`` is unhashable.
         """
-        deadline = self._held(task_id)[_TASK].deadline
-        return task_id in self._late or (deadline is not None and deadline <= self._now())
+        task = self._held(task_id)[_TASK]
+        deadline = task.deadline
+        if task_id in self._late:
+            return True
+        now = self._now()
+        return deadline is not None and deadline <= now and now + task.cost > deadline
 
     def preemption_candidates(
         self, task: Task, running: Sequence[tuple[Task, float]]
