@@ -171,6 +171,26 @@ def test_gangs_taken_in_before_a_refused_one_are_taken_in_whole() -> None:
     assert d.state_of("g1-1") is TaskState.PARKED and d.state_of("g2-1") is TaskState.DEAD
 
 
+def test_a_task_listed_between_gang_members_does_not_take_the_gangs_room() -> None:
+    # Ids listing another dead task between two members of one gang: the gang was judged
+    # to fit under max_queued, then that task took the last place and the second member
+    # was refused, leaving the first to wait in vain for its gang's timeout. The gang's
+    # members now go in one after the other, the task between them after the gang.
+    d, clock, _ = cluster(1, gangs=Gangs(timeout=10.0), max_queued=3)
+    d.submit(Task("solo", requires={"none has it"}, ttl=5.0))
+    for i in range(2):
+        d.submit(member("g1", i, 2))
+    clock.set(10.0)
+    d.tick()
+    assert sorted(entry.task.id for entry in d.dlq) == ["g1-0", "g1-1", "solo"]
+    d.submit(Task("busy", requires={"none has it"}))  # room for two more
+    report = d.redrive(["g1-0", "solo", "g1-1"])
+    assert [entry.task.id for entry in report.redriven] == ["g1-0", "g1-1"]
+    assert [entry.task.id for entry, _ in report.refused] == ["solo"]
+    assert d.state_of("solo") is TaskState.DEAD
+    assert "2 of 2" in d.explain("g1-0")  # its gang is complete
+
+
 class CountingDLQ(DeadLetterQueue):
     """A dead-letter queue that counts the walks over its entries."""
 

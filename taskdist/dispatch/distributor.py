@@ -186,8 +186,10 @@ def _undo_admissions(verdicts: list[tuple[IntakePolicy, Verdict]], task: Task) -
 
 
 def _with_gang_mates(selected: list[DeadLetter], dlq: DeadLetterQueue) -> list[DeadLetter]:
-    """``selected``, each gang member followed by the members of its gang in ``dlq`` not
-    selected (oldest first): a gang is taken in whole or its members wait for the rest."""
+    """``selected``, the first selected member of each gang followed by every other member
+    of its gang in ``dlq`` (oldest first, selected or not): a gang is taken in whole or
+    its members wait for the rest, and no task taken in between its members can take the
+    room ``max_queued`` had for them."""
     gangs = {entry.task.gang for entry in selected if entry.task.gang is not None}
     if not gangs:
         return selected
@@ -196,16 +198,19 @@ def _with_gang_mates(selected: list[DeadLetter], dlq: DeadLetterQueue) -> list[D
     for mate in dlq:
         if mate.task.gang in gangs:
             mates.setdefault(mate.task.gang, []).append(mate)
-    chosen = {entry.task.id for entry in selected}
+    placed: set[Hashable] = set()
     out: list[DeadLetter] = []
     for entry in selected:
+        if entry.task.id in placed:
+            continue  # a member placed after the first selected one of its gang
+        placed.add(entry.task.id)
         out.append(entry)
         gang = entry.task.gang
         if gang is None:
             continue
         for mate in mates.pop(gang, ()):
-            if mate.task.id not in chosen:
-                chosen.add(mate.task.id)
+            if mate.task.id not in placed:
+                placed.add(mate.task.id)
                 out.append(mate)
     return out
 
@@ -3031,8 +3036,9 @@ class Distributor:
         in ``report.refused`` with why. Every other selected entry is in
         ``report.redriven``. A gang member takes along every member of its
         gang in the dead-letter queue, right after it (they are in the
-        report as if selected): a member taken in alone would wait for the
-        rest of its gang until the gang's timeout. Such a gang is refused whole (every
+        report as if selected; members selected later move up with it): a
+        member taken in alone would wait for the rest of its gang until the
+        gang's timeout. Such a gang is refused whole (every
         member stays, listed in ``report.refused``) when ``max_queued`` has no room for
         all of its members or one member's deadline has passed; a refusal found only
         while a member is taken in (an intake policy, a quota) leaves the members taken
