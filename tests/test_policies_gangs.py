@@ -154,6 +154,73 @@ def test_a_redriven_gang_that_cannot_be_taken_in_whole_stays_dead_whole(why: str
     assert all(d.state_of(f"g1-{i}") is TaskState.DEAD for i in range(3))
 
 
+def test_a_redriven_gang_a_member_of_which_its_tenants_quota_refuses_stays_dead_whole() -> None:
+    # Members of two tenants; since they died, "t" reached its max_queued. Its member, the
+    # second taken in, was refused, and the first, taken in, waited in vain for it.
+    fair = FairScheduler(ManualClock(), quotas={"t": Quota(max_queued=1)})
+    d, clock, events = cluster(1, queue=fair, gangs=Gangs(timeout=10.0))
+    d.submit(member("g1", 0, 2, tenant="a"))
+    d.submit(member("g1", 1, 2, tenant="t"))
+    clock.set(10.0)
+    d.tick()
+    d.submit(Task("busy", tenant="t", requires={"none has it"}))
+    before = ([entry.task.id for entry in d.dlq], d.stats().submitted, len(events))
+    report = d.redrive(["g1-0"])
+    assert report.redriven == ()
+    assert [entry.task.id for entry, _ in report.refused] == ["g1-0", "g1-1"]
+    assert all(why.startswith("QuotaExceededError") for _, why in report.refused)
+    assert ([entry.task.id for entry in d.dlq], d.stats().submitted, len(events)) == before
+    assert d.state_of("g1-0") is TaskState.DEAD and d.state_of("g1-1") is TaskState.DEAD
+
+
+class ShrinkingGate:
+    """A gate of ``size`` units (a task takes its ``resources["units"]``, 1 by default),
+    whose size the test may lower."""
+
+    def __init__(self, size: float) -> None:
+        self.size = size
+        self.held: dict[Hashable, float] = {}
+
+    def try_acquire(self, task: Task) -> bool:
+        if not self.can_acquire(task):
+            return False
+        self.held[task.id] = task.resources.get("units", 1.0)
+        return True
+
+    def can_acquire(self, task: Task) -> bool:
+        demand = task.resources.get("units", 1.0)
+        return task.id not in self.held and sum(self.held.values()) + demand <= self.size
+
+    def release(self, task: Task) -> None:
+        self.held.pop(task.id, None)
+
+    def next_wakeup(self) -> float | None:
+        return None
+
+    def check(self, task: Task) -> None:
+        demand = task.resources.get("units", 1.0)
+        if demand > self.size:
+            raise UnsatisfiableDemandError(f"{task.id!r} needs {demand} of {self.size} units")
+
+
+def test_a_redriven_gang_whose_demand_no_gate_could_grant_stays_dead_whole() -> None:
+    # The gate shrank since the gang died: its second member's demand can never pass.
+    # It was refused as it was taken in, and the first member waited in vain for it.
+    gate = ShrinkingGate(4.0)
+    d, clock, _ = cluster(1, gates=[gate], gangs=Gangs(timeout=10.0))
+    d.submit(member("g1", 0, 2))
+    d.submit(member("g1", 1, 2, resources={"units": 2.0}))
+    clock.set(10.0)
+    d.tick()
+    gate.size = 1.0
+    report = d.redrive(["g1-0"])
+    assert report.redriven == ()
+    assert [entry.task.id for entry, _ in report.refused] == ["g1-0", "g1-1"]
+    assert all(why.startswith("UnsatisfiableDemandError") for _, why in report.refused)
+    assert all("none of gang 'g1'" in why for _, why in report.refused)
+    assert d.state_of("g1-0") is TaskState.DEAD and d.state_of("g1-1") is TaskState.DEAD
+
+
 def test_gangs_taken_in_before_a_refused_one_are_taken_in_whole() -> None:
     # Room for one gang of two under max_queued: the first gang selected goes in whole,
     # the second stays whole.

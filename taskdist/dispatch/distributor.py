@@ -3038,10 +3038,12 @@ class Distributor:
         gang in the dead-letter queue, right after it (they are in the
         report as if selected; members selected later move up with it): a
         member taken in alone would wait for the rest of its gang until the
-        gang's timeout. Such a gang is refused whole (every
-        member stays, listed in ``report.refused``) when ``max_queued`` has no room for
-        all of its members or one member's deadline has passed; a refusal found only
-        while a member is taken in (an intake policy, a quota) leaves the members taken
+        gang's timeout. Such a gang is refused whole (every member stays,
+        listed in ``report.refused``) when ``max_queued`` has no room for all
+        of its members, one member's deadline has passed, or the gates or the
+        queue would refuse a member (a demand no gate could grant, its
+        tenant's quota) or the members together; a refusal of an intake
+        policy, known only as a member is taken in, leaves the members taken
         in before it waiting. Tasks the queue evicts to make room are
         dead-lettered as on any submit (anew, if it is the redriven task
         itself the queue evicts straight back) and listed in
@@ -3097,13 +3099,16 @@ class Distributor:
     def _gang_refusal(self, group: list[DeadLetter], now: float) -> str | None:
         """Why the members of one gang a redrive selected (with their mates) cannot all be
         taken in, as far as that is known before any is: no room for them all under
-        ``max_queued``, or a member's deadline passed. ``None``: try them."""
+        ``max_queued``, a member's deadline passed, a demand no gate could grant, or what
+        the queue refuses of a member alone (its tenant's quota, say) or of the gang
+        together. ``None``: try them."""
         max_queued = self._max_queued
         waiting = len(self._waiting_since)
+        gang = group[0].task.gang
         if max_queued is not None and waiting + len(group) > max_queued:
             return (
                 f"QueueFullError: {waiting} tasks are waiting, the distributor's max_queued is "
-                f"{max_queued}, and gang {group[0].task.gang!r} brings {len(group)}; "
+                f"{max_queued}, and gang {gang!r} brings {len(group)}; "
                 f"none of its members was added"
             )
         for entry in group:
@@ -3113,6 +3118,22 @@ class Distributor:
                     f"DeadlineError: gang member {entry.task.id!r} has deadline {deadline!r}, "
                     f"not after now ({now!r}); none of its gang's members was added"
                 )
+        # What _admit would refuse of a member, asked of each before any goes in: parked
+        # members are out of the queue, so each is judged as it would be when its turn came.
+        tasks = [entry.task for entry in group]
+        members = [*self._gangs.arrived(gang), *tasks]
+        try:
+            if self._gates is not None:
+                for task in tasks:
+                    _check_gates(self._gate_list, task)
+                self._gates.check_together(members)
+            queue_check = getattr(self._queue, "check_together", None)
+            if queue_check is not None:
+                queue_check(members)
+            for task in tasks:
+                self._check_member(task)
+        except TaskdistError as error:
+            return f"{type(error).__name__}: {error}; none of gang {gang!r}'s members was added"
         return None
 
     def _redrive_one(self, entry: DeadLetter, now: float, displaced: list[Eviction]) -> str | None:
