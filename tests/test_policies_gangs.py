@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Hashable, Iterator
 from typing import Any
@@ -37,6 +38,7 @@ from taskdist import (
     Route,
     Step,
     Task,
+    TaskdistError,
     TaskState,
     UnsatisfiableDemandError,
     Worker,
@@ -1094,3 +1096,69 @@ def test_a_gang_waiting_for_room_moves_down_its_fallback_chain_whole() -> None:
         ("g-0", "w1"),
         ("g-1", "w1"),
     ]
+
+
+@given(
+    gangs=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["a", "b", "t"]), st.booleans(), st.integers(1, 3)),
+            min_size=2,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    fillers=st.lists(st.sampled_from(["a", "b", "t"]), max_size=4),
+    gate_size=st.integers(1, 3),
+    room=st.none() | st.integers(-3, 1),
+    picks=st.lists(st.integers(0, 20), min_size=1, max_size=6),
+)
+def test_a_redriven_gang_goes_in_whole_or_stays_dead_whole(
+    gangs: list[list[tuple[str, bool, int]]],
+    fillers: list[str],
+    gate_size: int,
+    room: int | None,
+    picks: list[int],
+) -> None:
+    # Gangs dead at their timeout, then the world changes (fillers fill tenants' quotas and
+    # max_queued, the gate shrinks, some deadlines pass) and ids are redriven in any order,
+    # members of several gangs interleaved: a gang must never be split, some members
+    # taken in to wait for the rest while the others stay dead.
+    fair = FairScheduler(ManualClock(), quotas={"t": Quota(max_queued=1)})
+    gate = ShrinkingGate(4.0)
+    # max_queued: room for every member at first, more or less room for them at the end.
+    total = sum(map(len, gangs))
+    max_queued = None if room is None else max(total, total + room + 2)
+    d, clock, _ = cluster(
+        1, queue=fair, gates=[gate], gangs=Gangs(timeout=10.0), max_queued=max_queued
+    )
+    for g, members in enumerate(gangs):
+        for i, (tenant, short, units) in enumerate(members):
+            task = member(
+                f"g{g}",
+                i,
+                len(members) + 1,  # one member never comes: the gang dies
+                tenant=tenant,
+                deadline=15.0 if short else None,
+                resources={"units": float(units)},
+            )
+            d.submit(task)
+    clock.set(10.0)
+    d.tick()
+    dead = [entry.task.id for entry in d.dlq]
+    assert len(dead) == sum(map(len, gangs))
+    clock.set(20.0)  # the short deadlines have passed
+    for n, tenant in enumerate(fillers):
+        with contextlib.suppress(TaskdistError):
+            d.submit(Task(f"filler-{n}", tenant=tenant, requires={"none has it"}))
+    gate.size = float(gate_size)
+    ids = list(dict.fromkeys(dead[pick % len(dead)] for pick in picks))
+    report = d.redrive(ids)
+    went = {entry.task.id for entry in report.redriven}
+    stayed = {entry.task.id for entry, _ in report.refused}
+    assert went | stayed >= set(ids) and not went & stayed
+    for g, members in enumerate(gangs):
+        ids_of = {f"g{g}-{i}" for i in range(len(members))}
+        assert ids_of <= went or not ids_of & went, f"gang g{g} split: {ids_of & went} went"
+        in_dlq = {entry.task.id for entry in d.dlq if entry.task.id in ids_of}
+        assert in_dlq == ids_of or not in_dlq, f"gang g{g} split: {in_dlq} stayed dead"
