@@ -547,10 +547,23 @@ def test_a_task_pushed_back_at_its_deadline_is_late_only_if_it_cannot_meet_it(
     edf = DeadlineScheduler(clock)
     edf.push(Task("back", deadline=5.0, cost=cost), enqueued_at=1.0)
     stats = edf.stats()
-    assert edf.is_late("back") is late and stats.admitted_late == int(late)
+    assert edf.is_late("back") is late and stats.admitted_late == stats.late == int(late)
     assert edf.pop() is not None
     stats = edf.stats()
     assert (stats.met, stats.missed) == ((0, 1) if late else (1, 0))
+
+
+@pytest.mark.parametrize("on_miss", ["dead_letter", "reject"])
+def test_a_task_of_cost_0_is_late_at_its_deadline_when_it_expires_then(on_miss: str) -> None:
+    # Under these policies a task is due to expire() at its deadline, whatever its cost.
+    clock = ManualClock()
+    edf = DeadlineScheduler(clock, on_miss=on_miss)  # type: ignore[arg-type]
+    edf.push(Task("free", deadline=5.0, cost=0.0))
+    clock.set(5.0)
+    assert edf.is_late("free") and edf.stats().late == 1
+    assert edf.pop() is None and [e.reason for e in edf.expire_with_reasons()] == [
+        Reason.DEADLINE_MISSED
+    ]
 
 
 @pytest.mark.parametrize("on_miss", ["run_late", "dead_letter", "reject"])

@@ -301,10 +301,18 @@ def test_check_push_passes_the_age_to_inner_schedulers_only() -> None:
         def check_push(self, task: Task) -> None:  # type: ignore[override]
             asked.append(task)
 
+    class CheckedDeadlines(DeadlineScheduler):  # its own check_push, without enqueued_at
+        def check_push(self, task: Task) -> None:  # type: ignore[override]
+            asked.append(task)
+
     mine = FairScheduler(clock, inner=lambda c, t: Checked(c))
     mine.push(Task("b1", tenant="b"))
     mine.check_push(Task("b2", tenant="b"), enqueued_at=2.0)
-    assert [task.id for task in asked] == ["b2"] and len(fair) == 1 and len(mine) == 1
+    theirs = FairScheduler(clock, inner=lambda c, t: CheckedDeadlines(c))
+    theirs.push(Task("c1", tenant="c", deadline=50.0))
+    theirs.check_push(Task("c2", tenant="c", deadline=5.0), enqueued_at=2.0)
+    assert [task.id for task in asked] == ["b2", "c2"]
+    assert len(fair) == len(mine) == len(theirs) == 1
 
 
 def test_a_snapshot_whose_kept_scheduler_runs_a_task_is_refused() -> None:

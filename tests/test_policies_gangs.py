@@ -15,6 +15,7 @@ from hypothesis import given, target
 from hypothesis import strategies as st
 
 from taskdist import (
+    ConcurrencyLimit,
     DeadLetter,
     DeadLetterQueue,
     Distributor,
@@ -221,6 +222,44 @@ def test_a_redriven_gang_whose_demand_no_gate_could_grant_stays_dead_whole() -> 
     assert all(why.startswith("UnsatisfiableDemandError") for _, why in report.refused)
     assert all("none of gang 'g1'" in why for _, why in report.refused)
     assert d.state_of("g1-0") is TaskState.DEAD and d.state_of("g1-1") is TaskState.DEAD
+
+
+def test_a_redriven_gang_whose_intake_makes_room_in_a_quota_goes_in() -> None:
+    # Taken in, g1-0 makes the intake policy cancel "old", which frees the room tenant
+    # "t"'s quota needs for g1-1: judged beforehand, the gang would be refused for nothing.
+    fair = FairScheduler(ManualClock(), quotas={"t": Quota(max_queued=1)})
+    latest = ConcurrencyLimit(key=lambda t: t.key, strategy="latest_queued")
+    d, clock, _ = cluster(1, queue=fair, gangs=Gangs(timeout=10.0), intake=[latest])
+    d.submit(member("g1", 0, 2, tenant="a", key="k"))
+    d.submit(member("g1", 1, 2, tenant="t"))
+    clock.set(10.0)
+    d.tick()
+    d.submit(Task("old", tenant="t", key="k", requires={"none has it"}))
+    report = d.redrive(["g1-0"])
+    assert [entry.task.id for entry in report.redriven] == ["g1-0", "g1-1"]
+    assert report.refused == () and d.state_of("old") is TaskState.CANCELLED
+    assert "2 of 2" in d.explain("g1-0")
+
+
+def test_a_redriven_member_of_a_gang_complete_without_it_is_refused_alone() -> None:
+    # g1-0 and g1-1 died at different times; a new g1-2 waits. Redriving g1-0 brings g1-1
+    # along, but only one of them can join: the first completes the gang, the other is
+    # refused alone, as on submit (judged together, both were refused).
+    fair = FairScheduler(ManualClock(), quotas={"a": Quota(max_concurrent=2)})
+    d, clock, _ = cluster(1, queue=fair, gangs=Gangs(timeout=10.0))
+    d.submit(member("g1", 0, 2, tenant="a"))
+    clock.set(10.0)
+    d.tick()
+    d.submit(member("g1", 1, 2, tenant="a"))
+    clock.set(20.0)
+    d.tick()
+    d.submit(member("g1", 2, 2, tenant="a"))
+    report = d.redrive(["g1-0"])
+    assert [entry.task.id for entry in report.redriven] == ["g1-0"]
+    assert [(entry.task.id, why.split(":")[0]) for entry, why in report.refused] == [
+        ("g1-1", "InvalidArgumentError")
+    ]
+    assert d.state_of("g1-0") is not TaskState.DEAD and d.state_of("g1-1") is TaskState.DEAD
 
 
 def test_gangs_taken_in_before_a_refused_one_are_taken_in_whole() -> None:

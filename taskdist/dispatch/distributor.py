@@ -3040,14 +3040,16 @@ class Distributor:
         member taken in alone would wait for the rest of its gang until the
         gang's timeout. Such a gang is refused whole (every member stays,
         listed in ``report.refused``) when ``max_queued`` has no room for all
-        of its members, one member's deadline has passed, or the gates or the
-        queue would refuse a member (a demand no gate could grant, its
-        tenant's quota) or the members together; a refusal of an intake
-        policy, known only as a member is taken in, leaves the members taken
-        in before it waiting. Tasks the queue evicts to make room are
-        dead-lettered as on any submit (anew, if it is the redriven task
-        itself the queue evicts straight back) and listed in
-        ``report.displaced``. While a task is taken in, the dead-letter queue
+        of its members or one member's deadline has passed, and, with no
+        intake policies, when the gates or the queue's ``check_push`` would
+        refuse a member (a demand no gate could grant, its tenant's quota) or
+        the members together. A refusal known only as a member is taken in
+        (an intake policy's; the push of the member that completes the gang
+        not admitting it on time under ``on_miss="reject"``, or evicting it
+        straight back) leaves the members taken in before it waiting. Tasks
+        the queue evicts to make room are dead-lettered as on any submit
+        (anew, if it is the redriven task itself the queue evicts straight
+        back) and listed in ``report.displaced``. While a task is taken in, the dead-letter queue
         holds its entry beyond its ``maxsize`` if it must, so the bound drops
         no entry during a redrive. The task's earlier incarnation stays
         counted as dead in :meth:`stats`.
@@ -3099,12 +3101,20 @@ class Distributor:
     def _gang_refusal(self, group: list[DeadLetter], now: float) -> str | None:
         """Why the members of one gang a redrive selected (with their mates) cannot all be
         taken in, as far as that is known before any is: no room for them all under
-        ``max_queued``, a member's deadline passed, a demand no gate could grant, or what
-        the queue refuses of a member alone (its tenant's quota, say) or of the gang
-        together. ``None``: try them."""
+        ``max_queued``, a member's deadline passed, and (with no intake policies) a
+        demand no gate could grant, or what the queue refuses of a member alone (its
+        tenant's quota, say) or of the gang together. ``None``: try them (each then
+        meets its own refusal, as on submit)."""
+        gang = group[0].task.gang
+        tasks = [entry.task for entry in group]
+        arrived = self._gangs.arrived(gang)
+        members = [*arrived, *tasks]
+        size = (arrived or tasks)[0].gang_size
+        assert size is not None  # a member of a gang has its size
+        if len(members) > size or any(task.gang_size != size for task in tasks):
+            return None  # not all would join it: each meets its own refusal, as on submit
         max_queued = self._max_queued
         waiting = len(self._waiting_since)
-        gang = group[0].task.gang
         if max_queued is not None and waiting + len(group) > max_queued:
             return (
                 f"QueueFullError: {waiting} tasks are waiting, the distributor's max_queued is "
@@ -3118,10 +3128,12 @@ class Distributor:
                     f"DeadlineError: gang member {entry.task.id!r} has deadline {deadline!r}, "
                     f"not after now ({now!r}); none of its gang's members was added"
                 )
+        if self._intake:
+            # An intake policy may cancel a task (making room in a quota) or replace a
+            # member: what the gates and the queue would say is known only as it goes in.
+            return None
         # What _admit would refuse of a member, asked of each before any goes in: parked
         # members are out of the queue, so each is judged as it would be when its turn came.
-        tasks = [entry.task for entry in group]
-        members = [*self._gangs.arrived(gang), *tasks]
         try:
             if self._gates is not None:
                 for task in tasks:

@@ -111,8 +111,9 @@ class DeadlineStats:
     critical: int
     """Held tasks of priority ``CRITICAL`` (or more urgent)."""
     late: int
-    """Held tasks marked late (admitted though not on time under ``run_late``, or found
-    predicted to miss by a later push) or whose deadline has passed."""
+    """Held tasks late as :meth:`DeadlineScheduler.is_late` says: marked late (admitted
+    though not on time under ``run_late``, or found predicted to miss by a later push),
+    or whose deadline has come and who can no longer meet it."""
     oldest_age: float
     """Seconds the oldest held task has waited (0 when empty)."""
     wait: Percentiles
@@ -208,7 +209,9 @@ class DeadlineScheduler(HeldTasks):
     :class:`~taskdist.errors.DeadlineError`, with one exception: under
     ``"run_late"`` a task pushed back with its age (``enqueued_at`` given: a
     task coming back from a worker, a retry or a hold) is kept and flagged
-    late, as it would have been had it waited here when its deadline passed.
+    late, as it would have been had it waited here when its deadline passed
+    (one of cost 0 pushed back at the very instant of its deadline still
+    meets it: admitted on time).
 
     **Fast when the answer is obvious.** The tasks far enough behind every
     deadline live in a plain heap (the *back*): while ``m * (d_min -
@@ -926,9 +929,11 @@ class DeadlineScheduler(HeldTasks):
 
     def is_late(self, task_id: Hashable) -> bool:
         """Whether a held task is late: admitted though not on time, found predicted to miss
-        by a later push, or its deadline has come and it cannot meet it any more
-        (``deadline <= now`` and ``now + cost > deadline``: a task of cost 0 popped at
-        its deadline meets it, as :meth:`pop` counts it). O(1).
+        by a later push, or its deadline has come (``deadline <= now``) and it can no
+        longer meet it. Under ``"run_late"`` a task of cost 0 popped at the very instant
+        of its deadline meets it, as :meth:`pop` counts it, so it is not late then; under
+        ``"dead_letter"`` and ``"reject"`` it is due to :meth:`expire` at that instant.
+        O(1).
 
         A late task is no longer protected by admission. :meth:`slack` says
         by how much a task is predicted to miss or make it.
@@ -938,11 +943,15 @@ class DeadlineScheduler(HeldTasks):
             InvalidTypeError: ``task_id`` is unhashable.
         """
         task = self._held(task_id)[_TASK]
+        return task_id in self._late or self._due_late(task, self._now())
+
+    def _due_late(self, task: Task, now: float) -> bool:
+        """Whether a held task is late by the clock alone: its deadline has come, and it
+        is due to expire then or cannot finish by it (see :meth:`is_late`)."""
         deadline = task.deadline
-        if task_id in self._late:
-            return True
-        now = self._now()
-        return deadline is not None and deadline <= now and now + task.cost > deadline
+        if deadline is None or deadline > now:
+            return False
+        return self._deadline_timers or now + task.cost > deadline
 
     def preemption_candidates(
         self, task: Task, running: Sequence[tuple[Task, float]]
@@ -1064,10 +1073,7 @@ class DeadlineScheduler(HeldTasks):
             depth=len(held),
             critical=sum(1 for entry in held if entry[_PRIORITY] <= _CRITICAL),
             late=sum(
-                1
-                for entry in held
-                if entry[_TASK].id in late
-                or (entry[_TASK].deadline is not None and entry[_TASK].deadline <= now)
+                1 for entry in held if entry[_TASK].id in late or self._due_late(entry[_TASK], now)
             ),
             oldest_age=max(0.0, now - min(entry[_ENQUEUED] for entry in held)) if held else 0.0,
             wait=self._waits_window.percentiles(),

@@ -983,12 +983,13 @@ class FairScheduler:
 
     def _inner_check(self, inner: Queue, task: Task, enqueued_at: float | None) -> None:
         """Ask an inner queue's ``check_push`` (if it has one) whether it refuses ``task``;
-        ``enqueued_at`` goes to the queues of this package that take it (a user's queue
-        is asked as the protocol has it, with the task alone)."""
+        ``enqueued_at`` goes to the ``check_push`` of this package's schedulers that take
+        it (a user's, even a subclass's own, is asked as the protocol has it: with the
+        task alone)."""
         check = getattr(inner, "check_push", None)
         if check is None:
             return
-        if enqueued_at is not None and isinstance(inner, (DeadlineScheduler, FairScheduler)):
+        if enqueued_at is not None and getattr(type(inner), "check_push", None) in _AGED_CHECKS:
             check = functools.partial(check, enqueued_at=enqueued_at)
         self._calling(check, task)
 
@@ -2631,3 +2632,7 @@ def _check_plan(plan: object, plans: Mapping[Hashable, Quota], name: str) -> Has
         allowed = ", ".join(repr(p) for p in plans) or "none defined"
         raise UnknownPlanError(f"{name} must be one of the plans ({allowed}), got {shown(plan)}")
     return plan
+
+
+# The check_push methods that take enqueued_at (a subclass overriding one is asked without).
+_AGED_CHECKS: Final = (DeadlineScheduler.check_push, FairScheduler.check_push)
