@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from taskdist.errors import TaskdistError
@@ -31,12 +33,16 @@ from taskdist.planning import (
     service_level,
 )
 from taskdist.sim import BUILT_IN, Policy, Simulation, Trace, compare, scenarios
+from taskdist.sim.report import _require
 from taskdist.sim.scenario import Scenario
 
 __all__ = ["build_parser", "main"]
 
 COMPARE_TASKS = 5_000
 """Tasks per run of ``simulate --compare`` unless ``--tasks`` says otherwise."""
+
+_MAX_SERVERS = 10**18
+"""The largest pool ``plan --servers`` evaluates (any size past the load waits no time)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,6 +81,15 @@ def _count(text: str) -> int:
     return value
 
 
+def _servers(text: str) -> int:
+    value = _count(text)
+    if value > _MAX_SERVERS:
+        raise argparse.ArgumentTypeError(
+            f"a pool of at most {_MAX_SERVERS:.0e} servers is evaluated, got {text!r}"
+        )
+    return value
+
+
 def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
@@ -85,6 +100,12 @@ def _seeds(text: str) -> list[int]:
     if not seeds:
         raise argparse.ArgumentTypeError("at least one seed is needed")
     return seeds
+
+
+def _path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a file name is needed, got an empty one")
+    return text
 
 
 def build_parser() -> _Parser:
@@ -130,10 +151,17 @@ def build_parser() -> _Parser:
     )
     sim.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     sim.add_argument(
-        "--trace", metavar="FILE", help="replay arrivals from a CSV or JSON-lines file"
+        "--trace",
+        type=_path,
+        metavar="FILE",
+        help="replay arrivals from a CSV or JSON-lines file",
     )
     sim.add_argument(
-        "--plot", metavar="FILE", help="save the plots (PNG, SVG...; needs matplotlib)"
+        "--plot",
+        type=_path,
+        metavar="FILE",
+        help="save one run's plots, in the format its suffix names (.png, .svg, .pdf...; "
+        "needs matplotlib)",
     )
     sim.add_argument("--json", action="store_true", help="print the report as JSON")
     sim.add_argument(
@@ -155,7 +183,7 @@ def build_parser() -> _Parser:
     plan.add_argument("--target-wait", type=_positive, help="largest mean wait, seconds (> 0)")
     plan.add_argument("--within", type=_non_negative, help="service level: wait at most this")
     plan.add_argument("--level", type=_positive, default=0.8, help="service level share (0.8)")
-    plan.add_argument("--servers", type=_count, help="evaluate a pool of this many servers")
+    plan.add_argument("--servers", type=_servers, help="evaluate a pool of this many servers")
     plan.add_argument("--scenario", help="plan every pool of a built-in scenario")
     plan.add_argument("--load", type=_positive, help="the scenario's offered load")
     plan.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -196,7 +224,30 @@ def _scenario(args: argparse.Namespace, parser: _Parser) -> Scenario:
     return scenario
 
 
+def _plot_format(path: str, parser: _Parser) -> None:
+    """Refuse, before any run, a plot file that could not be written: no such directory,
+    or a suffix matplotlib has no format for. ImportError: matplotlib is missing."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        parser.fail(f"cannot save the plots to {path}: {target.parent} is not a directory")
+    formats = _require("matplotlib.figure").figure.Figure().canvas.get_supported_filetypes()
+    suffix = target.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        parser.fail(
+            f"cannot save the plots to {path}: its suffix names no format matplotlib "
+            f"writes (one of .{', .'.join(sorted(formats))})"
+        )
+
+
 def _simulate(args: argparse.Namespace, parser: _Parser) -> int:
+    if args.plot is not None:
+        if args.compare is not None:
+            parser.fail("--plot draws one run's plots: it does not go with --compare")
+        try:
+            _plot_format(args.plot, parser)
+        except ImportError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     scenario = _scenario(args, parser)
     if args.compare is not None:
         names = [n.strip() for n in args.compare.split(",") if n.strip()] or list(BUILT_IN)
@@ -208,7 +259,7 @@ def _simulate(args: argparse.Namespace, parser: _Parser) -> int:
             result = compare(policies, scenario, seeds=args.seeds)
         except TaskdistError as error:
             parser.fail(str(error))
-        print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+        print(json.dumps(result.to_dict(), indent=2, allow_nan=False) if args.json else result)
         return 0
     try:
         policy = Policy.named(args.policy)
@@ -218,17 +269,16 @@ def _simulate(args: argparse.Namespace, parser: _Parser) -> int:
         report = Simulation(scenario, policy, seed=args.seed, progress=args.progress).run()
     except TaskdistError as error:  # the input's fault (what it asks cannot be simulated)
         parser.fail(str(error))
-    if args.plot:
+    if args.plot is not None:
         try:
             report.plot(args.plot)
-        except ImportError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+        except OSError as error:
+            parser.fail(f"cannot save the plots to {args.plot}: {error.strerror or error}")
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
         print(report)
-        if args.plot:
+        if args.plot is not None:
             print(f"\nplots saved to {args.plot}")
     return 0
 
@@ -324,14 +374,24 @@ def _plan_row(plan: Any) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (argument errors exit with 2)."""
+    """Run the command line; returns the exit status (argument errors exit with 2).
+
+    A reader that goes away (``| head``) is not an error: the status is then 0."""
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or (arguments[0].startswith("-") and arguments[0] not in ("-h", "--help")):
         arguments.insert(0, "simulate")
     args = parser.parse_args(arguments)
     subparser = parser if args.command is None else _subparser(parser, args.command)
-    return int(args.handler(args, subparser))
+    try:
+        status = int(args.handler(args, subparser))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Whatever is left unwritten goes nowhere, so that closing stdout at exit
+        # raises no second BrokenPipeError.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return status
 
 
 def _subparser(parser: _Parser, name: str) -> _Parser:

@@ -140,7 +140,10 @@ def mean_wait(arrival_rate: float, service_time: float, servers: int) -> float:
             cannot carry.
     """
     load = _offered(arrival_rate, service_time)
-    return erlang_c(servers, load) * service_time / (servers - load)
+    waits = erlang_c(servers, load)
+    if waits == 0.0:
+        return 0.0  # (and servers - load need not be a float: any number of servers)
+    return waits * service_time / (servers - load)
 
 
 def service_level(arrival_rate: float, service_time: float, servers: int, within: float) -> float:
@@ -157,6 +160,8 @@ def service_level(arrival_rate: float, service_time: float, servers: int, within
     load = _offered(arrival_rate, service_time)
     within = check_number(within, "within", minimum=0.0)
     waits = erlang_c(servers, load)
+    if waits == 0.0:
+        return 1.0  # (and servers - load need not be a float: any number of servers)
     return 1.0 - waits * math.exp(-(servers - load) * within / service_time)
 
 

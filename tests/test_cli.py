@@ -159,6 +159,11 @@ def test_plan_sizes_every_pool_of_a_scenario() -> None:
         ("plan", "--arrival-rate", "3", "--service-time", "2", "--target-wait", "0"),
         ("plan", "--arrival-rate", "1e9", "--service-time", "1", "--target-wait", "1"),
         ("plan", "--scenario", "nope"),
+        ("plan", "--arrival-rate", "1", "--service-time", "1", "--servers", "1" + "0" * 400),
+        ("simulate", "--trace", ""),
+        ("simulate", "--plot", ""),
+        ("simulate", "--compare", "fifo,fair", "--plot", "plots.png"),
+        ("simulate", "--compare", "fifo,fair", "--seeds", "1,1", "--tasks", "20"),
         ("nonsense",),
     ],
 )
@@ -198,8 +203,28 @@ def test_a_malformed_trace_is_named_with_its_line_and_field(tmp_path: Path) -> N
         (b"time,service\n0,2e12\n", "bad.csv", "line 2, field 'service'"),
         (b"time,cost\n0,1e19\n", "bad.csv", "line 2, field 'cost'"),
         (b"time,priority\n0,1e300\n", "bad.csv", "line 2, field 'priority'"),
+        # A quote left open swallowed the rest of the file into one field.
+        (b'time,tenant\n0,"a\n1,b\n2,c\n', "bad.csv", "line 2: not valid CSV"),
+        (b'time,tenant\n0,"1"x\n', "bad.csv", "line 2: not valid CSV"),
+        # A record spanning lines: the line it starts on, the field the byte is in.
+        (b'time,tenant\nx,"a\nb"\n', "bad.csv", "line 2, field 'time'"),
+        (b'time,tenant\n0,"x\ny\xe9"\n', "bad.csv", "line 3, field 'tenant'"),
+        # A JSON-lines trace whatever the case of its suffix.
+        (b'{"time": 0}\n{"time": 1, "requires": 5}\n', "BAD.JSONL", "line 2, field 'requires'"),
     ],
-    ids=["requires", "latin-1", "long field", "service", "cost", "priority"],
+    ids=[
+        "requires",
+        "latin-1",
+        "long field",
+        "service",
+        "cost",
+        "priority",
+        "open quote",
+        "after a quote",
+        "multi-line record",
+        "latin-1 in a multi-line record",
+        "upper-case suffix",
+    ],
 )
 def test_a_trace_the_simulation_cannot_take_exits_with_status_2(
     tmp_path: Path, content: bytes, name: str, where: str
@@ -226,3 +251,42 @@ def test_a_scenario_is_built_for_the_tasks_asked_for() -> None:
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["tasks"] == 1500 and data["retries"] > 50 and data["lease_expiries"] > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("no/such/dir/x.png", "not a directory"), ("plots", "suffix"), ("plots.xyz", "suffix")],
+)
+def test_a_plot_file_that_cannot_be_written_is_refused_before_the_run(
+    tmp_path: Path, name: str, why: str
+) -> None:
+    pytest.importorskip("matplotlib")
+    result = run("simulate", "--tasks", "50", "--plot", str(tmp_path / name))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert why in result.stderr and result.stdout == ""  # refused before any run
+
+
+def test_json_output_has_no_infinite_figure(tmp_path: Path) -> None:
+    # Arrivals 1e-320 s apart: the offered load over that window overflows to inf, which
+    # JSON cannot carry (Python printed "Infinity").
+    trace = tmp_path / "tight.csv"
+    trace.write_text("time,service\n0,1\n1e-320,1\n")
+    result = run("simulate", "--scenario", "mm_c", "--trace", str(trace), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["offered_load"] is None
+
+
+def test_a_closed_pipe_ends_the_console_script_quietly() -> None:
+    # The taskdist command runs cli.main directly (not __main__): a reader gone early
+    # is no error there either.
+    script = "import sys; from taskdist.cli import main; sys.exit(main())"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", script, "plan", "--scenario", "platform", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert reader.stdout is not None
+    reader.stdout.close()  # gone before the first line
+    _, errors = reader.communicate(timeout=120)
+    assert reader.returncode == 0 and b"Traceback" not in errors, errors

@@ -173,6 +173,8 @@ def test_erlang_c_answers_at_once_for_a_huge_pool() -> None:
     assert mean_wait(1.0, 5.0, 10**14) == 0.0
     assert service_level(1.0, 5.0, 10**14, 0.0) == 1.0
     assert time.perf_counter() - start < 1.0  # it looped over every server before
+    # Beyond what a float holds: servers - load raised OverflowError.
+    assert mean_wait(1.0, 1.0, 10**400) == 0.0 and service_level(1.0, 1.0, 10**400, 1.0) == 1.0
 
 
 def test_plan_for_reads_every_pool_of_the_platform() -> None:

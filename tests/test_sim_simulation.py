@@ -264,6 +264,36 @@ def test_long_tasks_keep_their_lease_with_heartbeats() -> None:
     assert report.lease_expiries == 0 and report.completed == 500
 
 
+class CountingBeats(Distributor):
+    beats = 0
+
+    def heartbeat(self, *args: object, **kwargs: object) -> float | None:
+        CountingBeats.beats += 1
+        return super().heartbeat(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_long_run_renews_its_lease_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker beat every half lease: a run of 1e12 s under a 20 s lease was 1e11 events
+    # (the run never ended). One renewal to half a lease past its end decides the same.
+    monkeypatch.setattr("taskdist.sim.simulation.Distributor", CountingBeats)
+    CountingBeats.beats = 0
+    trace = Trace.from_csv("time,service\n0,1e12\n1,50\n2,5\n")
+    scenario = pool_scenario(lease=20.0, workload=trace, tasks=3)
+    report = Simulation(scenario, seed=1).run()
+    assert report.completed == 3 and report.lease_expiries == 0
+    assert CountingBeats.beats == 2  # the two runs longer than half a lease
+
+
+def test_a_run_ending_past_the_longest_duration_by_rounding_completes() -> None:
+    # 500000000000.1 + 1e12 - 500000000000.1 rounds past 1e12, the longest duration the
+    # Distributor takes: the completion was refused mid-run.
+    trace = Trace.from_csv("time,service\n500000000000.1,1e12\n")
+    report = Simulation(pool_scenario(workload=trace, tasks=1), seed=1).run()
+    assert report.completed == 1
+    # Exponential service times of mean 1e12 s run past it too.
+    assert Simulation(scenarios.mm_c(1e-6, 1e-12, 1, tasks=20), seed=1).run().completed == 20
+
+
 # -- priority inversions and fairness --------------------------------------------------------
 
 
@@ -470,6 +500,13 @@ def test_compare_ranks_policies_with_intervals() -> None:
     assert len(result.table()) == 2 and "best on each metric" in str(result)
     json.dumps(result.to_dict())
     assert "<table>" in result._repr_html_()
+
+
+def test_compare_refuses_a_seed_given_twice() -> None:
+    # Two runs of one seed are one sample: counted twice, the intervals shrank to 0 and
+    # a lead was called clear.
+    with pytest.raises(InvalidArgumentError, match="seed twice"):
+        compare(["fifo", "fair"], scenarios.mm_c(8.0, 1.0, 10, tasks=50), seeds=(1, 1))
 
 
 def test_with_one_seed_no_lead_is_clear() -> None:

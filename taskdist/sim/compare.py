@@ -19,7 +19,7 @@ import attrs
 from taskdist._validate import check_int, shown
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.sim.policies import BUILT_IN, Policy
-from taskdist.sim.report import Report, _clean, _require
+from taskdist.sim.report import Report, _clean, _json_ready, _require
 from taskdist.sim.scenario import Scenario
 from taskdist.sim.simulation import Simulation
 
@@ -142,22 +142,25 @@ class Comparison:
         return rows
 
     def to_dict(self) -> dict[str, Any]:
-        """The table and the wins as plain data (NaN as ``None``)."""
-        return {
-            "scenario": self.scenario,
-            "seeds": list(self.seeds),
-            "table": [{k: _clean(v) for k, v in row.items()} for row in self.table()],
-            "wins": [
-                {
-                    "metric": w.metric,
-                    "policy": w.policy,
-                    "value": _clean(w.value),
-                    "runner_up": w.runner_up,
-                    "clear": w.clear,
-                }
-                for w in self.wins()
-            ],
-        }
+        """The table and the wins as plain data (a NaN or infinite figure as ``None``)."""
+        data: dict[str, Any] = _json_ready(
+            {
+                "scenario": self.scenario,
+                "seeds": list(self.seeds),
+                "table": [{k: _clean(v) for k, v in row.items()} for row in self.table()],
+                "wins": [
+                    {
+                        "metric": w.metric,
+                        "policy": w.policy,
+                        "value": _clean(w.value),
+                        "runner_up": w.runner_up,
+                        "clear": w.clear,
+                    }
+                    for w in self.wins()
+                ],
+            }
+        )
+        return data
 
     def to_frame(self) -> Any:
         """Every run as a row of a ``pandas.DataFrame`` (policy, seed, metrics).
@@ -285,7 +288,7 @@ def compare(
     built-in queue policies). O(policies x seeds) simulations.
 
     Raises:
-        InvalidArgumentError: no policy, no seed, or a policy given twice.
+        InvalidArgumentError: no policy, no seed, or a policy or a seed given twice.
         InvalidTypeError: policies or seeds not a collection of them (a lone
             name is refused as ambiguous: pass ``["fifo"]``).
         UnknownPolicyError: a name that is not a built-in policy.
@@ -311,6 +314,11 @@ def compare(
     seed_list = tuple(check_int(s, "seed") for s in _collection(seeds, "seeds"))
     if not seed_list:
         raise InvalidArgumentError("compare() needs at least one seed")
+    if len(set(seed_list)) < len(seed_list):
+        # Two runs of one seed are one sample counted twice: the intervals would shrink.
+        raise InvalidArgumentError(
+            f"compare() was given a seed twice: {list(seed_list)}; each seed is one sample"
+        )
     reports = {
         policy.name: tuple(
             Simulation(scenario, policy, seed=seed, tasks=tasks).run() for seed in seed_list

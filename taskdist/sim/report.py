@@ -112,6 +112,18 @@ def _clean(value: float) -> float | None:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def _json_ready(value: Any) -> Any:
+    """``value`` with every NaN or infinite float within it (in dicts and lists) made
+    ``None``: JSON has no such numbers."""
+    if isinstance(value, float):
+        return _clean(value)
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    return value
+
+
 @attrs.frozen
 class Report:
     """What a :class:`~taskdist.sim.Simulation` run measured (see the module docs).
@@ -244,7 +256,12 @@ class Report:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Every figure as plain JSON-ready data (no series; NaN becomes ``None``)."""
+        """Every figure as plain JSON-ready data (no series; a NaN or infinite figure
+        becomes ``None``)."""
+        data: dict[str, Any] = _json_ready(self._data())
+        return data
+
+    def _data(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario,
             "policy": self.policy,

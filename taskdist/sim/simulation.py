@@ -46,6 +46,7 @@ from taskdist.sim.scenario import Scenario
 from taskdist.sim.workloads import Arrival, Trace, Workload
 from taskdist.task import Assignment, Reason, Task, TaskState, Worker
 from taskdist.workers import demand_of
+from taskdist.workers._ranges import MAX_SECONDS
 
 __all__ = ["Simulation"]
 
@@ -620,7 +621,9 @@ class _Run:
         self._vacate(attempt, now)
         arrival = attempt.arrival
         task = arrival.task
-        duration = now - attempt.start
+        # (The difference of two times within range may round past the longest duration
+        # the Distributor takes: the run itself was within it.)
+        duration = min(now - attempt.start, MAX_SECONDS)
         began = _wall()
         if attempt.fails:
             self.d.fail(
@@ -645,17 +648,20 @@ class _Run:
             self._vacate(attempt, self.clock.now())
 
     def _beat(self, payload: tuple[_Attempt, float]) -> None:
+        """Half a lease into a run longer than that, its worker's heartbeat: it renews the
+        lease once, to half a lease past the run's end, as renewing it every half lease
+        would end up doing. Nothing in a run takes a lease away but a lost lease (known
+        when the run starts: it never beats) or its worker leaving (the Distributor
+        requeues its tasks then), so one renewal decides the same; a beat every half
+        lease would make a run of a day under a 20 s lease cost thousands of events."""
         attempt, ends = payload
         if not attempt.live:
             return
-        began = _wall()
-        self.d.heartbeat(attempt.arrival.task.id)
-        self.spent += _wall() - began
-        now = self.clock.now()
         lease = self.scenario.lease
         assert lease is not None
-        if ends > now + lease / 2:
-            self._push(now + lease / 2, _BEAT, payload)
+        began = _wall()
+        self.d.heartbeat(attempt.arrival.task.id, extend=ends - self.clock.now() + lease / 2)
+        self.spent += _wall() - began
 
     # -- faults and pools ------------------------------------------------------------
 

@@ -750,21 +750,30 @@ def _undecodable(data: bytes, error: UnicodeDecodeError, source: str, csv_file: 
     line parses once they are set aside."""
     line = data.count(b"\n", 0, error.start) + 1
     problem = f"not UTF-8 text (byte 0x{data[error.start]:02x}); save the trace as UTF-8"
-    lines = data.split(b"\n")
-    text = lines[line - 1].decode("utf-8", "surrogateescape")
     field = None
     try:
         if csv_file:
-            header = lines[0].decode("utf-8-sig", "surrogateescape")
-            row: Any = next(csv.DictReader(io.StringIO(f"{header}\n{text}\n")), None)
+            # The whole file read, so that a record spanning lines is read whole; the
+            # field is that of the first escaped byte in the record holding the line.
+            text = data.decode("utf-8-sig", "surrogateescape")
+            records = list(_CsvRecords(text))
+            starts = [start for start, _ in records]
+            at = bisect.bisect_right(starts, line) - 1
+            if at > 0:  # a record after the header
+                names = records[0][1]
+                values = records[at][1]
+                field = next(
+                    (names[i] for i, v in enumerate(values) if i < len(names) and _escaped(v)),
+                    None,
+                )
         else:
-            row = json.loads(text)
-        if isinstance(row, dict):
-            field = next(
-                (str(k) for k, v in row.items() if isinstance(v, str) and _escaped(v)), None
-            )
+            row = json.loads(data.split(b"\n")[line - 1].decode("utf-8", "surrogateescape"))
+            if isinstance(row, dict):
+                field = next(
+                    (str(k) for k, v in row.items() if isinstance(v, str) and _escaped(v)), None
+                )
     except (ValueError, csv.Error, RecursionError):
-        pass  # the line does not parse: the error names the line alone
+        pass  # it does not parse: the error names the line alone
     return TraceError(source, line, field, problem)
 
 
@@ -774,6 +783,27 @@ def _escaped(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+class _CsvRecords:
+    """Each non-blank record of strict CSV text with the line it starts on (a quoted
+    value may span lines). Raises ``csv.Error``; :attr:`line` is then the line of the
+    record it could not read."""
+
+    def __init__(self, text: str) -> None:
+        self._reader = csv.reader(io.StringIO(text), strict=True)
+        self.line = 1
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        return self
+
+    def __next__(self) -> tuple[int, list[str]]:
+        reader = self._reader
+        while True:
+            self.line = start = reader.line_num + 1
+            values = next(reader)  # (StopIteration ends the records)
+            if values:  # (a blank line reads as no values)
+                return start, values
 
 
 @attrs.frozen
@@ -821,7 +851,8 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | PathLike[str]) -> Trace:
-        """Read a trace file: ``.jsonl`` / ``.json`` as JSON lines, anything else as CSV.
+        """Read a trace file: ``.jsonl`` / ``.json`` / ``.ndjson`` (any case) as JSON lines,
+        anything else as CSV.
 
         UTF-8, with or without a byte-order mark. O(records). Raises
         :class:`TraceError` (line and field) or ``OSError``.
@@ -832,7 +863,7 @@ class Trace:
             )
         path = Path(path)
         data = path.read_bytes()
-        json_lines = path.suffix in (".jsonl", ".json", ".ndjson")
+        json_lines = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as error:
@@ -843,40 +874,42 @@ class Trace:
 
     @classmethod
     def from_csv(cls, text: str, *, source: str = "<csv>") -> Trace:
-        """Parse CSV text with a header row. O(records)."""
+        """Parse CSV text with a header row. O(records).
+
+        Strict CSV: a quote left open, or text after a closing quote, is an error
+        (not a field that swallows the rest of the file). An error names the line a
+        record starts on (a quoted value may span lines); blank lines are skipped.
+        """
         text = _text(text, "Trace.from_csv")
         source = _source(source)
-        reader = csv.DictReader(io.StringIO(text))
-        rows = []
+        records = _CsvRecords(text)
+        rows: list[tuple[int, dict[str, str | None]]] = []
         try:
-            names = reader.fieldnames
-            if names is None:
+            first = next(records, None)
+            if first is None:
                 raise TraceError(
                     source, 1, None, "empty file: a header row naming the fields is needed"
                 )
-            header = reader.line_num
+            header_line, names = first
             seen: set[str] = set()
             for name in names:
                 if name not in _TRACE_FIELDS:
                     raise TraceError(
                         source,
-                        header,
+                        header_line,
                         name,
                         f"not a trace field; the fields are {', '.join(_TRACE_FIELDS)}",
                     )
                 if name in seen:
-                    raise TraceError(source, header, name, "the header names this field twice")
+                    raise TraceError(source, header_line, name, "the header names this field twice")
                 seen.add(name)
-            for row in reader:
-                if None in row:
-                    raise TraceError(
-                        source, reader.line_num, None, "more values than header fields"
-                    )
-                rows.append((reader.line_num, row))
+            for line, values in records:
+                if len(values) > len(names):
+                    raise TraceError(source, line, None, "more values than header fields")
+                missing = [None] * (len(names) - len(values))
+                rows.append((line, dict(zip(names, [*values, *missing], strict=True))))
         except csv.Error as error:
-            # The reader's own count: the DictReader's stops at the last row it returned.
-            line = reader.reader.line_num
-            raise TraceError(source, line, None, f"not valid CSV ({error})") from None
+            raise TraceError(source, records.line, None, f"not valid CSV ({error})") from None
         return cls._from_rows(rows, source)
 
     @classmethod
