@@ -536,6 +536,8 @@ def test_views_of_a_run_without_values_are_strict_json() -> None:
         (lambda: Simulation("platform"), InvalidTypeError),  # type: ignore[arg-type]
         (lambda: Simulation(scenarios.mm_c(1.0, 1.0, 2), policy="lifo"), UnknownPolicyError),
         (lambda: Policy.named("fair/magic"), UnknownPolicyError),
+        (lambda: Policy.named("fifo/"), UnknownPolicyError),  # a balancer left out
+        (lambda: Policy.named("fifo/+cb"), UnknownPolicyError),
         (lambda: compare([], scenarios.mm_c(1.0, 1.0, 2)), InvalidArgumentError),
         (lambda: compare(["fifo", "fifo"], scenarios.mm_c(1.0, 1.0, 2)), InvalidArgumentError),
         (lambda: scenarios.by_name("nope"), InvalidArgumentError),

@@ -86,7 +86,12 @@ class Parts:
 def _split(name: str) -> tuple[str, str, bool]:
     breakers = name.endswith("+cb")
     body = name[: -len("+cb")] if breakers else name
-    queue, _, balancer = body.partition("/")
+    queue, slash, balancer = body.partition("/")
+    if slash and not balancer:
+        raise UnknownPolicyError(
+            f"policy {name!r} names no balancer after its '/': leave the '/' out for the "
+            f"default (least), or name one of {', '.join(BALANCERS)}"
+        )
     return queue, balancer or "least", breakers
 
 
