@@ -231,6 +231,7 @@ def _plot_format(path: str, parser: _Parser) -> None:
     if not target.parent.is_dir():
         parser.fail(f"cannot save the plots to {path}: {target.parent} is not a directory")
     formats = _require("matplotlib.figure").figure.Figure().canvas.get_supported_filetypes()
+    formats.pop("pgf", None)  # (LaTeX code, written only with a TeX system installed)
     suffix = target.suffix.lower().lstrip(".")
     if suffix not in formats:
         parser.fail(
@@ -269,16 +270,19 @@ def _simulate(args: argparse.Namespace, parser: _Parser) -> int:
         report = Simulation(scenario, policy, seed=args.seed, progress=args.progress).run()
     except TaskdistError as error:  # the input's fault (what it asks cannot be simulated)
         parser.fail(str(error))
-    if args.plot is not None:
-        try:
-            report.plot(args.plot)
-        except OSError as error:
-            parser.fail(f"cannot save the plots to {args.plot}: {error.strerror or error}")
+    # The report first: a plot that cannot be written after all loses nothing of it.
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
         print(report)
-        if args.plot is not None:
+    if args.plot is not None:
+        try:
+            report.plot(args.plot)
+        except (OSError, RuntimeError, ValueError) as error:
+            sys.stdout.flush()
+            detail = error.strerror if isinstance(error, OSError) and error.strerror else error
+            parser.fail(f"cannot save the plots to {args.plot}: {detail}")
+        if not args.json:
             print(f"\nplots saved to {args.plot}")
     return 0
 

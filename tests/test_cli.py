@@ -209,6 +209,9 @@ def test_a_malformed_trace_is_named_with_its_line_and_field(tmp_path: Path) -> N
         # A record spanning lines: the line it starts on, the field the byte is in.
         (b'time,tenant\nx,"a\nb"\n', "bad.csv", "line 2, field 'time'"),
         (b'time,tenant\n0,"x\ny\xe9"\n', "bad.csv", "line 3, field 'tenant'"),
+        # A CSV error further on, and a byte-order mark ahead, change neither.
+        (b'time,tenant\n0,a\xff\n1,"open\n', "bad.csv", "line 2, field 'tenant'"),
+        (b"\xef\xbb\xbftime,tenant\n0,\xe9t\xe9\n", "bad.csv", "line 2, field 'tenant'"),
         # A JSON-lines trace whatever the case of its suffix.
         (b'{"time": 0}\n{"time": 1, "requires": 5}\n', "BAD.JSONL", "line 2, field 'requires'"),
     ],
@@ -223,6 +226,8 @@ def test_a_malformed_trace_is_named_with_its_line_and_field(tmp_path: Path) -> N
         "after a quote",
         "multi-line record",
         "latin-1 in a multi-line record",
+        "latin-1 before a CSV error",
+        "latin-1 after a BOM",
         "upper-case suffix",
     ],
 )
@@ -255,7 +260,12 @@ def test_a_scenario_is_built_for_the_tasks_asked_for() -> None:
 
 @pytest.mark.parametrize(
     ("name", "why"),
-    [("no/such/dir/x.png", "not a directory"), ("plots", "suffix"), ("plots.xyz", "suffix")],
+    [
+        ("no/such/dir/x.png", "not a directory"),
+        ("plots", "suffix"),
+        ("plots.xyz", "suffix"),
+        ("plots.pgf", "suffix"),  # LaTeX code: matplotlib writes it only with a TeX system
+    ],
 )
 def test_a_plot_file_that_cannot_be_written_is_refused_before_the_run(
     tmp_path: Path, name: str, why: str
@@ -290,3 +300,22 @@ def test_a_closed_pipe_ends_the_console_script_quietly() -> None:
     reader.stdout.close()  # gone before the first line
     _, errors = reader.communicate(timeout=120)
     assert reader.returncode == 0 and b"Traceback" not in errors, errors
+
+
+def test_a_progress_stream_gone_ends_the_progress_not_the_run() -> None:
+    # stderr's reader gone (2>&1 >out | true): the progress bar's write ended the run,
+    # and the report was lost.
+    script = (
+        "import sys; from taskdist.cli import main; "
+        "sys.exit(main(['simulate', '--scenario', 'mm_c', '--tasks', '3000', '--progress']))"
+    )
+    run_ = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert run_.stderr is not None
+    run_.stderr.close()
+    out, _ = run_.communicate(timeout=120)
+    assert run_.returncode == 0 and out.startswith(b"mm_c under priority"), out[:200]

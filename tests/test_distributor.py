@@ -637,6 +637,30 @@ def test_the_end_of_an_ejection_wakes_a_parked_task() -> None:
     _wakes_at(run, 10.0, "next")
 
 
+def test_the_end_of_an_ejection_wakes_a_host_while_a_task_waits_queued() -> None:
+    # Every other worker busy, the ejected one the only room: the task the dispatch found
+    # no room for stays queued (not parked), and next_wakeup() did not say when the
+    # ejection ends, so a host sleeping on it left the task waiting beside an idle worker.
+    clock = ManualClock()
+    ejection = OutlierEjection(
+        consecutive_failures=1, base_ejection_time=10.0, max_ejection_percent=100.0
+    )
+    tracker = CapacityTracker(clock, ejection=ejection, health=None)
+    run = build(Worker("a"), Worker("b"), clock=clock, tracker=tracker, lease=None)
+    run.d.submit(Task("bad", max_attempts=1))
+    assert run.dispatch_ids() == ["bad"]
+    run.d.fail("bad", error="boom")
+    [ejected] = run.of(EventKind.WORKER_EJECTED)
+    run.d.submit(Task("long"))
+    assert run.dispatch_ids() == ["long"]  # on the other worker
+    run.d.submit(Task("x"))
+    assert run.dispatch_ids() == [] and run.d.state_of("x") is TaskState.QUEUED
+    assert run.d.next_wakeup() == ejected.at == 10.0
+    clock.set(10.0)
+    run.d.tick()
+    assert [(a.task.id, a.worker_id) for a in run.d.dispatch()] == [("x", ejected.worker_id)]
+
+
 def test_a_breaker_half_opening_wakes_a_task_parked_behind_it() -> None:
     clock = ManualClock()
     run = build(Worker("w", capacity=2), clock=clock, breaker=breaker_factory(clock))

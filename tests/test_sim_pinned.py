@@ -209,7 +209,7 @@ def test_a_small_mmc_report_is_pinned_figure_by_figure() -> None:
             "flaky_api",
             "edf/rr+cb",
             2,
-            "e86f202ea6d3469c30e5e53530ba5036b1b6999805ea60cd004473086c23af2f",
+            "8b3a544fa174586095e2b1ab0906073b9c609c1f430e15fd3710d52e5f68b371",
         ),
     ],
 )

@@ -502,6 +502,14 @@ def test_compare_ranks_policies_with_intervals() -> None:
     assert "<table>" in result._repr_html_()
 
 
+def test_a_run_stretched_past_every_time_is_refused_naming_its_task() -> None:
+    trace = Trace.from_csv("time,service\n0,1e12\n")
+    slowdowns = tuple(Slowdown(f"w{i}", 1e300) for i in range(4))  # whichever runs it
+    scenario = pool_scenario(workload=trace, tasks=1, faults=slowdowns)
+    with pytest.raises(InvalidArgumentError, match="task 0 would run for inf s"):
+        Simulation(scenario, seed=1).run()
+
+
 def test_compare_refuses_a_seed_given_twice() -> None:
     # Two runs of one seed are one sample: counted twice, the intervals shrank to 0 and
     # a lead was called clear.

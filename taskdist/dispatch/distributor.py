@@ -3856,7 +3856,9 @@ class Distributor:
             if wake is not None and (soonest is None or wake < soonest):
                 soonest = wake
         wake = self._tracker_wake
-        if wake is not None and self._parked and (soonest is None or wake < soonest):
+        # A worker back from ejection may place any task waiting, queued or parked: a
+        # task the last dispatch found no room for stays queued, and nothing else wakes.
+        if wake is not None and self._waiting_since and (soonest is None or wake < soonest):
             soonest = wake
         if soonest is None:
             return None

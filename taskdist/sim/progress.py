@@ -7,6 +7,8 @@ standard output stays clean.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import Any, Final, TextIO
 
@@ -47,24 +49,41 @@ class Progress:
                 self._task = self._bar.add_task(label, total=self._total)
 
     def update(self, done: int) -> None:
-        """``done`` tasks of the total have arrived."""
+        """``done`` tasks of the total have arrived. A stream that can no longer be
+        written (its reader gone) ends the progress shown, not the run."""
         if not self._enabled:
             return
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done)
-        elif self._terminal:
-            self._stream.write(f"\r{self._label}: {done:,} / {self._total:,}")
-            self._stream.flush()
-        else:
-            quarter = 4 * done // self._total
-            if quarter > self._quarter:
-                self._quarter = quarter
-                self._stream.write(f"{self._label}: {done:,} / {self._total:,} tasks\n")
+        try:
+            if self._bar is not None:
+                self._bar.update(self._task, completed=done)
+            elif self._terminal:
+                self._stream.write(f"\r{self._label}: {done:,} / {self._total:,}")
+                self._stream.flush()
+            else:
+                quarter = 4 * done // self._total
+                if quarter > self._quarter:
+                    self._quarter = quarter
+                    self._stream.write(f"{self._label}: {done:,} / {self._total:,} tasks\n")
+                    self._stream.flush()
+        except OSError:
+            self._gone()
+
+    def _gone(self) -> None:
+        """The stream's reader went away: show nothing more, and let what is left in its
+        buffer go nowhere (so that flushing it at exit raises nothing either)."""
+        self._enabled = False
+        self._bar = None
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
 
     def close(self) -> None:
         """The run is over: take the bar down."""
-        if self._bar is not None:
-            self._bar.stop()
-        elif self._enabled and self._terminal:
-            self._stream.write("\r" + " " * (len(self._label) + 30) + "\r")
-            self._stream.flush()
+        try:
+            if self._bar is not None:
+                self._bar.stop()
+            elif self._enabled and self._terminal:
+                self._stream.write("\r" + " " * (len(self._label) + 30) + "\r")
+                self._stream.flush()
+        except OSError:
+            self._gone()
+        self._enabled = False

@@ -23,6 +23,7 @@ from taskdist.clock import ManualClock, MonotonicClock
 from taskdist.dispatch import Distributor
 from taskdist.errors import (
     DeadlineError,
+    InvalidArgumentError,
     InvalidTypeError,
     QueueFullError,
     QuotaExceededError,
@@ -543,6 +544,11 @@ class _Run:
             self.inversions.dispatched(arrival, worker, self.specs[worker].skills)
         if self.reshapes:
             service, fails = self._reshaped(task, worker, now, service, fails)
+        if not now + service < math.inf:
+            raise InvalidArgumentError(
+                f"task {task.id!r} would run for {service!r} s from {now!r} s: its end is past "
+                f"every time the simulation can hold (a slowdown factor too large?)"
+            )
         # demand_of(task) is one slot for a task that names no resources
         slots = demand_of(task).get("slots", 0.0) if task.resources else 1.0
         attempt = _Attempt(arrival, number, worker, now, slots, fails)
@@ -621,8 +627,9 @@ class _Run:
         self._vacate(attempt, now)
         arrival = attempt.arrival
         task = arrival.task
-        # (The difference of two times within range may round past the longest duration
-        # the Distributor takes: the run itself was within it.)
+        # A run may be longer than the longest duration the Distributor takes (a slowdown
+        # stretched it, or its end less its start rounds past it): the duration it is
+        # told, which feeds only the worker's latency average, is capped.
         duration = min(now - attempt.start, MAX_SECONDS)
         began = _wall()
         if attempt.fails:

@@ -15,6 +15,7 @@ arrival stream, so every policy compared on one seed sees the same work.
 from __future__ import annotations
 
 import bisect
+import codecs
 import contextlib
 import csv
 import functools
@@ -748,20 +749,27 @@ def _source(value: object) -> str:
 def _undecodable(data: bytes, error: UnicodeDecodeError, source: str, csv_file: bool) -> TraceError:
     """The trace error for bytes that are not UTF-8: their line, and their field if the
     line parses once they are set aside."""
-    line = data.count(b"\n", 0, error.start) + 1
-    problem = f"not UTF-8 text (byte 0x{data[error.start]:02x}); save the trace as UTF-8"
+    # The decoder's offsets count from after a byte-order mark.
+    at = error.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)
+    line = data.count(b"\n", 0, at) + 1
+    problem = f"not UTF-8 text (byte 0x{data[at]:02x}); save the trace as UTF-8"
     field = None
     try:
         if csv_file:
-            # The whole file read, so that a record spanning lines is read whole; the
-            # field is that of the first escaped byte in the record holding the line.
-            text = data.decode("utf-8-sig", "surrogateescape")
-            records = list(_CsvRecords(text))
-            starts = [start for start, _ in records]
-            at = bisect.bisect_right(starts, line) - 1
-            if at > 0:  # a record after the header
-                names = records[0][1]
-                values = records[at][1]
+            # Read record by record up to the line, so that a record spanning lines is read
+            # whole (and a CSV error further on does not matter): the field is that of an
+            # escaped byte in the last record starting by the line.
+            names: list[str] | None = None
+            values: list[str] = []
+            with contextlib.suppress(csv.Error):
+                for start, record in _CsvRecords(data.decode("utf-8-sig", "surrogateescape")):
+                    if start > line:
+                        break
+                    if names is None:
+                        names = record
+                    else:
+                        values = record
+            if names is not None:
                 field = next(
                     (names[i] for i, v in enumerate(values) if i < len(names) and _escaped(v)),
                     None,
