@@ -183,7 +183,7 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
                 batch_id,
                 book.started,
                 book.ok,
-                [_id(t) for t in sorted(book.running, key=repr)],
+                [_id(t) for t in book.running],
                 _batch_data(book.batch),
             ]
             for batch_id, book in d._batches.items()
@@ -778,11 +778,13 @@ class _Books:
             )
             book = _RunningBatch(batch, _number(item[1], f"{where}[1]"))
             book.ok = item[2]
-            book.running = {decode_key(t, f"{where}[3]") for t in item[3]}
+            running = {decode_key(t, f"{where}[3]") for t in item[3]}
             if item[0] != batch.id or item[0] in self.batches:
                 refuse(where, f"names batch {item[0]!r} twice, or not as its batch does")
-            if not book.running or not book.running <= set(batch.ids):
+            if not running or not running <= set(batch.ids):
                 refuse(where, "must name some of its batch's tasks as running")
+            # In batch order, whatever order the snapshot lists them in (older ones sorted).
+            book.running = dict.fromkeys(t for t in batch.ids if t in running)
             self.batches[item[0]] = book
         self.batch_groups = {
             task_id: decode_key(group, f"snapshot.batch_groups[{task_id!r}]")

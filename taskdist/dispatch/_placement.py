@@ -120,13 +120,16 @@ class PlacementRules:
 
     # -- a task's route ---------------------------------------------------------
 
-    def enter(self, task: Task) -> None:
-        """Route a newly accepted task (asks the routes' ``when`` once)."""
+    def route_of(self, task: Task) -> int | None:
+        """The route a new task takes (asks the routes' ``when`` once; changes nothing),
+        or ``None``: what :meth:`enter` files once the task is accepted."""
         router = self._router
-        if router is not None:
-            index = router.route_of(task)
-            if index is not None:
-                self._where[task.id] = (index, 0)
+        return None if router is None else router.route_of(task)
+
+    def enter(self, task: Task, route: int | None) -> None:
+        """File an accepted task's route (from :meth:`route_of`). O(1)."""
+        if route is not None:
+            self._where[task.id] = (route, 0)
 
     def leave(self, task_id: Hashable) -> None:
         """Forget a finished task's route and pin. O(1)."""

@@ -181,8 +181,10 @@ class _RunningBatch:
     def __init__(self, batch: Batch, started: float) -> None:
         self.batch = batch
         self.started = started
-        # Ids of its tasks still leased under it.
-        self.running: set[Hashable] = set(batch.ids)
+        # Ids of its tasks still leased under it, in batch order (an ordered dict, not a
+        # set: what is done to each in turn, such as timing its lease, must not depend
+        # on the process's hash seed).
+        self.running: dict[Hashable, None] = dict.fromkeys(batch.ids)
         # Whether every task that left it so far completed.
         self.ok = True
 

@@ -1020,7 +1020,7 @@ class Distributor:
                 self._rules.set_breakers(self._breaker_admits)
         self._worker_counts[state.id] = [0, 0]
         for balancer in self._rules.balancers():
-            balancer.on_worker_added(state)
+            self._hook(balancer.on_worker_added, state)
 
     def remove_worker(self, worker_id: Hashable) -> list[Task]:
         """Unregister a worker; its leased tasks go back to the queue with their age.
@@ -1040,7 +1040,7 @@ class Distributor:
             self._timers.cancel(_BreakerTimer(worker_id))
             del self._worker_counts[worker_id]
             for balancer in self._rules.balancers():
-                balancer.on_worker_removed(worker_id)
+                self._hook(balancer.on_worker_removed, worker_id)
             self._emit(EventKind.WORKER_REMOVED, worker_id=worker_id)
             for task in tasks:
                 lease = self._leases[task.id]
@@ -1238,6 +1238,9 @@ class Distributor:
             queue_check = getattr(self._queue, "check_together", None)
             if queue_check is not None:
                 queue_check(members)
+        # The routes are asked before the task goes in: a `when` that raises then leaves
+        # nothing behind (a task in the queue the distributor does not know).
+        route = self._rules.route_of(task) if self._routed else None
         eviction = self._queue.push(task) if completes else self._check_member(task)
         task_id = task.id
         if group is not None:
@@ -1245,7 +1248,7 @@ class Distributor:
             self._batch_group[task_id] = group
         self._finished.pop(task_id, None)  # a stale entry past the window
         if self._routed:
-            self._rules.enter(task)
+            self._rules.enter(task, route)
         self._waiting_since[task_id] = now
         if self._escalation is not None:
             self._plan_escalation(task, now)
@@ -1747,7 +1750,7 @@ class Distributor:
         self._unlease(lease, None, ok=None)
         state = self._tracker.release(task, lease.worker_id, ok=None)
         assert lease.balancer is not None
-        lease.balancer.on_release(task, state)
+        self._hook(lease.balancer.on_release, task, state)
         if self._holds is not None:
             self._holds.released(task, lease.worker_id)
         breaker = self._breakers.get(lease.worker_id)
@@ -1894,7 +1897,7 @@ class Distributor:
         assert self._batcher is not None
         lease.batch = None
         book = self._batches[batch_id]
-        book.running.discard(lease.task.id)
+        book.running.pop(lease.task.id, None)
         counted = self._batch_group.get(lease.task.id)
         if counted is not None:
             self._group_leased[counted] -= 1
@@ -3286,7 +3289,7 @@ class Distributor:
         balancer = lease.balancer
         assert balancer is not None
         if balancer is not self._deaf_balancer:
-            balancer.on_release(task, state)
+            self._hook(balancer.on_release, task, state)
         if self._holds is not None:
             self._holds.released(task, worker_id)
         counts = self._worker_counts[worker_id]
@@ -3355,6 +3358,16 @@ class Distributor:
             if self._deferred is None:
                 self._deferred = raised
 
+    def _hook(self, hook: Callable[..., object], *args: object) -> None:
+        """Call a balancer's hook that reports what the books already did (a release, a
+        worker added or removed): an error it raises waits until the books are done and
+        is raised at the end of the call, so that no task is lost half-way."""
+        try:
+            hook(*args)
+        except Exception as raised:
+            if self._deferred is None:
+                self._deferred = raised
+
     def _watch(self, worker_id: Hashable, breaker: CircuitBreaker) -> None:
         """Hear the breaker's transitions, whoever causes them (outcomes, time, the host)."""
         changes = self._breaker_changes
@@ -3390,8 +3403,10 @@ class Distributor:
         task = lease.task
         gates = self._gates
         if gates is not None and lease.gated:
+            # Asked while the task still holds what it frees (a gate may read that).
+            frees = self._lot.has_group(GATES) and _frees_on_release(self._gate_list, task)
             gates.release(task)
-            if self._lot.has_group(GATES) and _frees_on_release(self._gate_list, task):
+            if frees:
                 self._wake_gated()
         if lease.popped:
             self._queue.release(task)

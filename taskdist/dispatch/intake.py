@@ -112,7 +112,7 @@ class ConcurrencyLimit:
     (True, False, True)
     """
 
-    __slots__ = ("_key", "_limit", "_live", "_running", "_strategy")
+    __slots__ = ("_held", "_key", "_keys", "_limit", "_live", "_running", "_strategy")
 
     def __init__(
         self,
@@ -127,6 +127,12 @@ class ConcurrencyLimit:
         # key -> ids of its live tasks, oldest first; key -> ids running.
         self._live: dict[Hashable, dict[Hashable, None]] = {}
         self._running: dict[Hashable, set[Hashable]] = {}
+        # Running task id -> its key, as read when it took its slot: the release gives
+        # the slot back without asking the key function again (one that raises then
+        # would keep the slot for ever).
+        self._held: dict[Hashable, Hashable] = {}
+        # Live task id -> its key, as read at its admission: forget() asks no key again.
+        self._keys: dict[Hashable, Hashable] = {}
 
     @property
     def strategy(self) -> ConcurrencyStrategy:
@@ -156,11 +162,12 @@ class ConcurrencyLimit:
                 verdict = Verdict(cancel=queued, reason=f"a newer task of key {key!r}")
         if not verdict.cancel_self:
             self._live.setdefault(key, {})[task.id] = None
+            self._keys[task.id] = key
         return verdict
 
     def forget(self, task: Task) -> None:
         """``task`` finished (or was refused): drop it from its key's index."""
-        key = self._key(task)
+        key = self._keys.pop(task.id) if task.id in self._keys else self._key(task)
         live = self._live.get(key)
         if live is not None:
             live.pop(task.id, None)
@@ -176,6 +183,8 @@ class ConcurrencyLimit:
         wakes no task parked behind this limit for it.
         """
         _check_task(task)
+        if task.id in self._held:
+            return 1.0  # running: its slot, without asking its key again
         return 0.0 if self._key(task) is None else 1.0
 
     def can_acquire(self, task: Task) -> bool:
@@ -195,6 +204,7 @@ class ConcurrencyLimit:
         key = self._key(task)
         if key is not None:
             self._running.setdefault(key, set()).add(task.id)
+            self._held[task.id] = key
         return True
 
     def release(self, task: Task) -> None:
@@ -204,9 +214,12 @@ class ConcurrencyLimit:
             OverReleaseError: it holds none.
         """
         _check_task(task)
-        key = self._key(task)
-        if key is None:
-            return
+        if task.id in self._held:
+            key = self._held.pop(task.id)
+        else:
+            key = self._key(task)  # (it holds no slot: say of which key, if any)
+            if key is None:
+                return
         running = self._running.get(key)
         if running is None or task.id not in running:
             raise OverReleaseError(f"task {task.id!r} holds no slot of key {key!r}")
@@ -246,7 +259,7 @@ class ConcurrencyLimit:
 
     def _prepare_snapshot(self, data: object, where: str) -> Callable[[], None]:
         fields = check_header(data, "ConcurrencyLimit", where)
-        if self._live or self._running:
+        if self._live or self._running or self._keys or self._held:
             refuse(where, "can be loaded only into a new ConcurrencyLimit")
         if fields.value("limit") != self._limit or fields.value("strategy") != self._strategy:
             refuse(where, f"is not of {self!r}")
@@ -257,6 +270,8 @@ class ConcurrencyLimit:
         def load() -> None:
             self._live.update(live)
             self._running.update(running)
+            self._held.update((task_id, key) for key, ids in running.items() for task_id in ids)
+            self._keys.update((task_id, key) for key, ids in live.items() for task_id in ids)
 
         return load
 

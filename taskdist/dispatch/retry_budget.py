@@ -11,7 +11,7 @@ until the budget has room, or dead-lettered as ``retry_budget``, by policy.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Literal
+from typing import Any, Literal
 
 from taskdist._validate import check_choice, check_int, check_number
 from taskdist.errors import InvalidTypeError
@@ -49,7 +49,7 @@ class RetryBudget:
     (True, 2.0)
     """
 
-    __slots__ = ("_counts", "_group", "_minimum", "_over", "_ratio")
+    __slots__ = ("_counts", "_group", "_held", "_minimum", "_over", "_ratio")
 
     def __init__(
         self,
@@ -73,6 +73,8 @@ class RetryBudget:
         self._over: OverBudget = check_choice(over, "over", _OVER)
         # group -> [leased tasks, retries in progress]
         self._counts: dict[Hashable, list[int]] = {}
+        # Counted task id -> [its group, how many counts it holds].
+        self._held: dict[Hashable, list[Any]] = {}
 
     @property
     def over(self) -> OverBudget:
@@ -99,30 +101,43 @@ class RetryBudget:
 
     def leased(self, task: Task) -> None:
         """``task`` was placed on a worker."""
-        self._row(task)[0] += 1
+        self._take(task, 0)
 
     def unleased(self, task: Task) -> None:
-        """``task``'s lease ended."""
-        self._row(task)[0] -= 1
-        self._tidy(task)
+        """``task``'s lease ended (nothing, if its ``leased`` was never counted)."""
+        self._give(task, 0)
 
     def retrying(self, task: Task) -> None:
         """``task`` starts retrying (its first failure that leads to a retry)."""
-        self._row(task)[1] += 1
+        self._take(task, 1)
 
     def settled(self, task: Task) -> None:
         """A task that had been retrying finished (or left the distributor)."""
-        self._row(task)[1] -= 1
-        self._tidy(task)
+        self._give(task, 1)
 
-    def _row(self, task: Task) -> list[int]:
-        group = self._group(task)
-        row = self._counts.get(group)
+    def _take(self, task: Task, column: int) -> None:
+        """Count ``task`` in its group's column; the group is read once, when the task is
+        first counted, and kept while it counts (so that giving it back never asks
+        ``per`` again: a ``per`` that raises then would leave a count for ever)."""
+        held = self._held.get(task.id)
+        if held is None:
+            group = self._group(task)
+            held = self._held[task.id] = [group, 0]
+        row = self._counts.get(held[0])
         if row is None:
-            row = self._counts[group] = [0, 0]
-        return row
+            row = self._counts[held[0]] = [0, 0]
+        row[column] += 1
+        held[1] += 1
 
-    def _tidy(self, task: Task) -> None:
-        group = self._group(task)
-        if self._counts.get(group) == [0, 0]:
+    def _give(self, task: Task, column: int) -> None:
+        held = self._held.get(task.id)
+        if held is None:
+            return  # never counted (its count was refused as it was taken)
+        group = held[0]
+        row = self._counts[group]
+        row[column] -= 1
+        held[1] -= 1
+        if not held[1]:
+            del self._held[task.id]
+        if row == [0, 0]:
             del self._counts[group]  # an idle group costs nothing

@@ -1164,6 +1164,10 @@ class CapacityTracker:
 
         def load() -> None:
             self._named.update(named)
+            for state in states.values():
+                # The tracker's own set, as add_worker gives it: a resource a worker added
+                # later names first must count for the restored workers too.
+                object.__setattr__(state, "_tracked", self._named)
             self._workers.update(states)
             self._placed.update(placed)
             self._pool.extend(pool)
