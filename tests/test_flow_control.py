@@ -316,6 +316,28 @@ def test_cancel_running_keeps_the_newest() -> None:
     assert [x.task.id for x in d.dispatch()] == ["v2"]
 
 
+def test_cancel_running_cancels_only_what_leaves_the_newest_room_under_its_limit() -> None:
+    # With limit=3 a second task of the key cancelled the first: the limit was ignored.
+    d, _ = distributor(
+        ManualClock(),
+        slots=10,
+        intake=[ConcurrencyLimit(key=lambda t: t.key, limit=3, strategy="cancel_running")],
+    )
+    for task_id in ("v1", "v2", "v3"):
+        d.submit(Task(task_id, key="doc"))
+    d.dispatch()
+    assert {d.state_of(i) for i in ("v1", "v2", "v3")} == {TaskState.LEASED}
+    d.submit(Task("v4", key="doc"))  # at its limit: the oldest goes
+    states = {i: d.state_of(i) for i in ("v1", "v2", "v3", "v4")}
+    assert states == {
+        "v1": TaskState.CANCELLED,
+        "v2": TaskState.LEASED,
+        "v3": TaskState.LEASED,
+        "v4": TaskState.QUEUED,
+    }
+    assert [x.task.id for x in d.dispatch()] == ["v4"]
+
+
 def test_cancel_newest_refuses_the_newcomer() -> None:
     d, _ = distributor(
         ManualClock(),

@@ -8,9 +8,10 @@ by *key*, a value computed from the task (a repository, a user, a document):
   waits its turn (without spending an attempt) while other keys run. The
   other strategies act on arrival: ``"cancel_newest"`` cancels the newcomer
   when its key already has ``limit`` live tasks; ``"cancel_running"`` (the
-  newest wins) cancels the key's live tasks, running ones included, and keeps
-  the newcomer; ``"latest_queued"`` cancels the key's queued tasks and keeps
-  the newcomer (a debounce that lets the running one finish).
+  newest wins) cancels, when its key is at its limit, the key's oldest live
+  tasks (running ones included) that leave the newcomer room, and keeps it;
+  ``"latest_queued"`` cancels the key's queued tasks and keeps the newcomer
+  (a debounce that lets the running one finish).
 - :class:`Debounce`: a task whose key has a queued task submitted within
   ``window`` seconds replaces it (optionally carrying every payload).
 - :class:`Throttle`: at most one task per key per ``window``; later ones are
@@ -154,8 +155,10 @@ class ConcurrencyLimit:
         verdict = ACCEPT
         if self._strategy == "cancel_newest" and len(live) >= self._limit:
             verdict = Verdict(cancel_self=True, reason=f"key {key!r} is at its limit")
-        elif self._strategy == "cancel_running" and live:
-            verdict = Verdict(cancel=tuple(live), reason=f"a newer task of key {key!r}")
+        elif self._strategy == "cancel_running" and len(live) >= self._limit:
+            # The newest wins: the oldest go, as many as it takes to leave it room.
+            oldest = tuple(live[: len(live) - self._limit + 1])
+            verdict = Verdict(cancel=oldest, reason=f"a newer task of key {key!r}")
         elif self._strategy == "latest_queued":
             queued = tuple(i for i in live if state_of(i) is not TaskState.LEASED)
             if queued:
