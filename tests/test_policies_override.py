@@ -22,6 +22,7 @@ from taskdist import (
     Preemption,
     Priority,
     ResourcePool,
+    RetryPolicy,
     Task,
     TaskState,
     TaskStateError,
@@ -325,6 +326,66 @@ def test_a_task_dispatched_before_its_threshold_does_not_escalate() -> None:
     clock.set(100.0)
     d.tick()
     assert not [e for e in events if e.kind is EventKind.ESCALATED]
+
+
+def test_time_spent_running_after_an_escalation_is_not_waiting() -> None:
+    # Raised 4 -> 3 at 3 s, it ran from 3.5 s to 50 s and failed: the next step was timed
+    # from the first step's time, so it came at once when it waited again, after 0.5 s
+    # of waiting at priority 3 where 5 s are allowed.
+    clock = ManualClock()
+    events: list[Event] = []
+    d = Distributor(
+        clock,
+        lease=None,
+        retry=RetryPolicy(max_attempts=5, base=1.0, jitter="none"),
+        escalation=Escalation(after={4: 3.0, 3: 5.0}),
+        on_event=events.append,
+    )
+    d.submit(Task("a", priority=4))
+    clock.set(3.0)
+    d.tick()
+    clock.set(3.5)
+    d.add_worker(Worker("w"))
+    d.dispatch()
+    clock.set(50.0)
+    d.fail("a", error="boom")  # a retry at 51 s; the worker is then busy elsewhere
+    d.submit(Task("busy", priority=0))
+    clock.set(51.0)
+    d.tick()
+    assert [a.task.id for a in d.dispatch()] == ["busy"]
+    escalated = [(e.time, e.detail) for e in events if e.kind is EventKind.ESCALATED]
+    assert escalated == [(3.0, "priority 4 -> 3")]
+    assert d.next_wakeup() == 55.5  # 51 + the 4.5 s left of its 5 s at priority 3
+    clock.set(55.5)
+    d.tick()
+    escalated = [(e.time, e.detail) for e in events if e.kind is EventKind.ESCALATED]
+    assert escalated[-1] == (55.5, "priority 3 -> 2")
+
+
+def test_reprioritize_times_escalation_for_the_new_priority() -> None:
+    # Made CRITICAL by the host, a task still took its old step ("priority 0 -> 0"), and
+    # with `to=` was confined to the on-call pool; made background, it never escalated.
+    clock = ManualClock()
+    events: list[Event] = []
+    oncall = Pool("oncall", skills={"oncall"})
+    d = Distributor(
+        clock,
+        lease=None,
+        escalation=Escalation(after={4: 3.0, 3: 5.0}, to=oncall),
+        on_event=events.append,
+    )
+    d.submit(Task("a", priority=4))
+    d.submit(Task("b", priority=2))
+    clock.set(1.0)
+    d.reprioritize("a", Priority.CRITICAL)
+    d.reprioritize("b", 4)
+    assert d.next_wakeup() == 4.0  # b: 3 s at priority 4, from the change
+    clock.set(4.0)
+    d.tick()
+    escalated = [(e.time, e.task_id, e.detail) for e in events if e.kind is EventKind.ESCALATED]
+    assert escalated == [(4.0, "b", "priority 4 -> 3")]
+    d.add_worker(Worker("w", capacity=2))
+    assert [a.task.id for a in d.dispatch()] == ["a"]  # a runs anywhere; b is on call
 
 
 @given(

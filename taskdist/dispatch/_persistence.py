@@ -199,7 +199,8 @@ def snapshot_of(d: Distributor) -> dict[str, Any]:
         ],
         "timers": [_timer_data(kind, key, when) for kind, key, when in d._timers.pending()],
         "escalated": [
-            [_id(task_id), steps, since] for task_id, (steps, since) in d._escalated.items()
+            [_id(task_id), steps, _escalated_at(d, task_id, age)]
+            for task_id, (steps, age) in d._escalated.items()
         ],
         "advised": sorted((_id(task_id) for task_id in d._advised), key=repr),  # a set
         "paused": [
@@ -1130,7 +1131,10 @@ class _Books:
         d._finished.update(self.finished)
         for kind, ident, when in self.timers:
             d._timers.schedule(_timer_key(kind, ident), when, kind)
-        d._escalated.update(self.escalated)
+        d._escalated.update(
+            (task_id, (steps, at - _waiting_base(d, task_id)))
+            for task_id, (steps, at) in self.escalated.items()
+        )
         d._advised.update(self.advised)
         for kind, values in self.paused.items():
             d._paused[kind].update(values)
@@ -1420,3 +1424,19 @@ def _run(data: object, where: str, balancers: list[Any], version: int) -> _Run:
     run.lease_id = (fields.opt_integer("lease_id", minimum=1) or 0) if version >= 7 else 0
     fields.done()
     return run
+
+
+def _waiting_base(d: Distributor, task_id: Hashable) -> float:
+    """When a live task's waiting age was 0, as the books count it: its waiting_since
+    while it waits, the same moment (its start less what it had waited) while leased.
+    The snapshot keeps escalation steps as times on that clock (its format since version
+    1); the distributor keeps them as ages, so that running is not waiting."""
+    since = d._waiting_since.get(task_id)
+    if since is not None:
+        return since
+    run = d._leases[task_id]
+    return run.started_at - run.waited
+
+
+def _escalated_at(d: Distributor, task_id: Hashable, age: float) -> float:
+    return _waiting_base(d, task_id) + age

@@ -687,7 +687,8 @@ class Distributor:
         self._routed = routes is not None
         self._breaker_factory = breaker
         self._escalation = escalation
-        # task id -> (escalation steps taken, when the last was taken), while it lives.
+        # task id -> (escalation steps taken, its waiting age when the last was taken),
+        # while it lives: an age, not a time, so that time spent running is not waiting.
         self._escalated: dict[Hashable, tuple[int, float]] = {}
         self._preemption = preemption
         self._holds = (
@@ -2369,11 +2370,19 @@ class Distributor:
             self._waiting_state(task_id, "reprioritize")
             task = self._waiting_task(task_id, "reprioritize")
             changed = attrs.evolve(task, priority=priority)  # validates
-            if not self._replace_waiting(task, changed, self._now()):
+            now = self._now()
+            if not self._replace_waiting(task, changed, now):
                 raise TaskStateError(
                     f"cannot reprioritize task {task_id!r}: its queue refused it at its new "
                     "priority (it can no longer make its deadline), so it was dead-lettered"
                 )
+            if self._escalation is not None:
+                # Its wait at the new priority counts from now: the step timed for the old
+                # one goes, and the next is timed for the new (none at the ceiling).
+                self._timers.cancel(_EscalationTimer(task_id))
+                steps, _ = self._escalated.get(task_id, (0, 0.0))
+                self._escalated[task_id] = (steps, now - self._waiting_since[task_id])
+                self._plan_escalation(changed, now)
             return changed
         finally:
             self._leave()
@@ -2938,7 +2947,8 @@ class Distributor:
         if rule is None:
             return
         task_id = task.id
-        steps, since = self._escalated.get(task_id, (0, self._waiting_since[task_id]))
+        steps, age = self._escalated.get(task_id, (0, 0.0))
+        since = self._waiting_since[task_id] + age  # waited since the last step
         due = None
         threshold = rule.threshold(task)
         if threshold is not None:
@@ -2962,9 +2972,11 @@ class Distributor:
             task = self._waiting_task(task_id, "escalate")
         except TaskStateError:
             return  # it missed its deadline while waiting: dead-lettered, nothing to raise
-        steps, _ = self._escalated.get(task_id, (0, due))
+        if task.priority <= rule.ceiling:
+            return  # at its ceiling already (the host raised it since): no step to take
+        steps, _ = self._escalated.get(task_id, (0, 0.0))
         raised = rule.raised(task)
-        self._escalated[task_id] = (steps + 1, due)
+        self._escalated[task_id] = (steps + 1, due - self._waiting_since[task_id])
         changed = task if raised == task.priority else attrs.evolve(task, priority=raised)
         if changed is not task and not self._replace_waiting(task, changed, now):
             return  # the queue refused it back (it can no longer make its deadline): dead
