@@ -89,6 +89,22 @@ def test_a_batch_respects_the_batcher_cost_bound_and_the_rest_forms_the_next() -
     assert list(by_batch(made).values()) == [["t0", "t1"], ["t2", "t3"]]
 
 
+def test_a_task_with_a_near_deadline_does_not_close_a_batch_in_dispatch() -> None:
+    # The batch goes out now anyway: a due time that has come (a deadline within the
+    # batcher's margin) closed it after its first task, so six tasks went as four batches.
+    clock = ManualClock()
+    d = Distributor(clock, batcher=BatchOptimizer(clock, max_size=8, max_wait=20.0))
+    d.add_worker(Worker("gpu", capacity={"slots": 16}))
+    for i in range(6):
+        d.submit(Task(f"text-{i}", group="embed", deadline=60.0 if i % 2 else 10.0))
+    placed = d.dispatch()
+    assert len({a.batch for a in placed}) == 1 and len(placed) == 6
+    # Outside a dispatch, the batcher still releases such a batch at once.
+    batcher = BatchOptimizer(clock, max_size=8, max_wait=20.0)
+    released = batcher.add(Task("alone", group="embed", deadline=10.0))
+    assert released is not None and [t.id for t in released.tasks] == ["alone"]
+
+
 def test_a_batch_passes_the_gates_task_by_task() -> None:
     clock = ManualClock()
     limiter = RateLimiter(3, per=60.0, burst=3, clock=clock)

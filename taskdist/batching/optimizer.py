@@ -467,7 +467,9 @@ class BatchOptimizer:
 
     # -- adding -----------------------------------------------------------
 
-    def add(self, task: Task, *, enqueued_at: float | None = None) -> Batch | None:
+    def add(
+        self, task: Task, *, enqueued_at: float | None = None, timed: bool = True
+    ) -> Batch | None:
         """Add ``task`` to its group's open batch; return a batch if one is released now.
 
         The returned batch is the task's own (full, closed by a CRITICAL task,
@@ -475,7 +477,11 @@ class BatchOptimizer:
         batch (full); see the class docstring. ``enqueued_at`` (default: now,
         never later than now) is when the task first entered the system, for
         a task that waited elsewhere (a queue) before it was batched: its TTL
-        counts from then.
+        counts from then. ``timed=False`` is for a caller that sends the batch
+        at once whatever happens (a Distributor filling a batch as it
+        dispatches): a due time (``max_wait``, a task's deadline or TTL) that
+        has come does not release it then; its size, cost, resources and a
+        CRITICAL task still do, and :meth:`flush` releases it.
 
         Complexity: O(log G) amortised, O(1) when no due time moves.
 
@@ -539,7 +545,7 @@ class BatchOptimizer:
             closing = BatchReason.FULL
         elif priority <= _CRITICAL and self._close_on_critical:
             closing = BatchReason.CRITICAL
-        if closing is not None or due <= now:
+        if closing is not None or (timed and due <= now):
             if released is None:
                 return self._release(batch, now, closing or reason)
             if closing is not None and now < due:

@@ -1837,7 +1837,9 @@ class Distributor:
             return
         start = len(made) - 1
         try:
-            released = batcher.add(task)
+            # Sent now whatever its due times: only size, cost, resources or a CRITICAL
+            # task close the batch in dispatch.
+            released = batcher.add(task, timed=False)
         except InvalidArgumentError:  # larger than any batch may be: it goes alone
             return
         run = self._leases[task.id]
@@ -1864,7 +1866,7 @@ class Distributor:
             if assignment is None:
                 break
             try:
-                released = batcher.add(companion)
+                released = batcher.add(companion, timed=False)
             except InvalidArgumentError:
                 self._take_back(assignment.task, latest=True)
                 break
