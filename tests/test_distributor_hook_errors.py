@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from taskdist import (
+    CapacityTracker,
     ConcurrencyLimit,
     Distributor,
     LeastConnections,
@@ -100,6 +101,24 @@ def test_an_on_worker_added_that_raises_still_wakes_what_the_worker_can_run() ->
     assert [(a.task.id, a.worker_id) for a in d.dispatch()] == [("render", "gpu")]
 
 
+def test_an_on_worker_added_that_raises_as_the_distributor_is_built_raises_then() -> None:
+    # Building over a tracker that holds workers (or restoring) told the balancer of them
+    # with the error held back: the build passed, and the next call raised it.
+    tracker = CapacityTracker(ManualClock())
+    tracker.add_worker(Worker("w"))
+    balancer = Armed()
+    balancer.armed = "on_worker_added"
+    with pytest.raises(RuntimeError, match="on_worker_added"):
+        Distributor(ManualClock(), lease=None, balancer=balancer, tracker=tracker)
+    clock = ManualClock()
+    d = Distributor(clock, lease=None)
+    d.add_worker(Worker("w"))
+    balancer = Armed()
+    balancer.armed = "on_worker_added"
+    with pytest.raises(RuntimeError, match="on_worker_added"):
+        Distributor.restore(d.snapshot(), clock, balancer=balancer)
+
+
 def test_a_route_whose_when_raises_leaves_nothing_in_the_queue() -> None:
     route = Route(when=lambda t: t.payload["kind"] == "gpu", to=Pool(skills={"gpu"}))
     d = Distributor(ManualClock(), lease=None, routes=[route])
@@ -130,6 +149,23 @@ def test_a_concurrency_key_is_not_asked_again_when_the_slot_is_given_back() -> N
     calls["armed"] = False
     assert d.state_of("a") is TaskState.COMPLETED
     assert [a.task.id for a in d.dispatch()] == ["b"]
+
+
+def test_a_task_without_a_concurrency_key_is_not_asked_for_it_again_either() -> None:
+    calls = {"armed": False}
+
+    def key(task: Task) -> Hashable:
+        if calls["armed"]:
+            raise RuntimeError("key")
+        return task.key  # None: not limited
+
+    d = Distributor(ManualClock(), lease=None, intake=[ConcurrencyLimit(key=key)])
+    d.add_worker(Worker("w", capacity=2))
+    d.submit(Task("a"))
+    d.dispatch()
+    calls["armed"] = True
+    d.complete("a")  # the release asked the key again: it raised and the task was lost
+    assert d.state_of("a") is TaskState.COMPLETED and len(d) == 0
 
 
 def test_a_retry_budget_group_that_raises_puts_the_task_back_and_frees_the_worker() -> None:

@@ -355,11 +355,43 @@ def test_time_spent_running_after_an_escalation_is_not_waiting() -> None:
     assert [a.task.id for a in d.dispatch()] == ["busy"]
     escalated = [(e.time, e.detail) for e in events if e.kind is EventKind.ESCALATED]
     assert escalated == [(3.0, "priority 4 -> 3")]
-    assert d.next_wakeup() == 55.5  # 51 + the 4.5 s left of its 5 s at priority 3
-    clock.set(55.5)
+    # 0.5 s waited at priority 3 before the run, 1 s of retry delay (waiting too): the
+    # 3.5 s left of its 5 s end at 54.5 s.
+    assert d.next_wakeup() == 54.5
+    clock.set(54.5)
     d.tick()
     escalated = [(e.time, e.detail) for e in events if e.kind is EventKind.ESCALATED]
-    assert escalated[-1] == (55.5, "priority 3 -> 2")
+    assert escalated[-1] == (54.5, "priority 3 -> 2")
+
+
+@pytest.mark.parametrize("delay", [1.0, 5.0, 8.0])
+def test_a_retry_delay_counts_as_waiting_whenever_it_ends(delay: float) -> None:
+    # Stepped at 10 s of waiting, run from 13 s to 17 s, failed: its next step is 7 s of
+    # waiting later, at 24 s, whether its retry comes before then or not (the step was
+    # timed 25 to 30 s by a retry that ended first, 24 s by one that did not).
+    clock = ManualClock()
+    events: list[Event] = []
+    d = Distributor(
+        clock,
+        lease=None,
+        retry=RetryPolicy(max_attempts=5, base=delay, cap=delay, jitter="none"),
+        escalation=Escalation(after=10.0, ceiling=0),
+        on_event=events.append,
+    )
+    d.submit(Task("a", priority=6))
+    clock.set(10.0)
+    d.tick()
+    clock.set(13.0)
+    d.add_worker(Worker("w"))
+    d.dispatch()
+    clock.set(17.0)
+    d.fail("a", error="boom")
+    d.submit(Task("busy", priority=0))
+    d.dispatch()
+    while (wake := d.next_wakeup()) is not None and wake <= 30.0:
+        clock.set(wake)
+        d.tick()
+    assert [e.time for e in events if e.kind is EventKind.ESCALATED] == [10.0, 24.0]
 
 
 def test_reprioritize_times_escalation_for_the_new_priority() -> None:

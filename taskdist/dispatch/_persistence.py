@@ -1101,7 +1101,7 @@ class _Books:
         d = self.d
         tracker = d._tracker
         for state in tracker.workers():
-            d._adopt(state, self.breakers.get(state.id))
+            d._adopt(state, self.breakers.get(state.id), defer=False)
         for load_breaker in self.breaker_loads:
             load_breaker()
         d._breaker_changes.extend(self.breaker_changes)

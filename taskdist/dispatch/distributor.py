@@ -829,7 +829,7 @@ class Distributor:
         # worker id -> [completed, failed]
         self._worker_counts: dict[Hashable, list[int]] = {}
         for state in tracker.workers():
-            self._adopt(state)
+            self._adopt(state, defer=False)
         # Built: a redrive into this queue goes through redrive() from now on.
         dlq._feeds += (queue,)
 
@@ -1007,7 +1007,12 @@ class Distributor:
         finally:
             self._leave()
 
-    def _adopt(self, state: WorkerState, made: CircuitBreaker | None = None) -> None:
+    def _adopt(
+        self, state: WorkerState, made: CircuitBreaker | None = None, *, defer: bool = True
+    ) -> None:
+        """Take on a worker the tracker holds: its breaker, its counts, the balancers'
+        ``on_worker_added`` (whose error waits for the end of the call when ``defer``;
+        else, building the distributor or restoring it, it is raised at once)."""
         if made is None and self._breaker_factory is not None:
             made = self._breaker_factory(state.id)
             if not isinstance(made, CircuitBreaker):
@@ -1021,7 +1026,10 @@ class Distributor:
                 self._rules.set_breakers(self._breaker_admits)
         self._worker_counts[state.id] = [0, 0]
         for balancer in self._rules.balancers():
-            self._hook(balancer.on_worker_added, state)
+            if defer:
+                self._hook(balancer.on_worker_added, state)
+            else:
+                balancer.on_worker_added(state)
 
     def remove_worker(self, worker_id: Hashable) -> list[Task]:
         """Unregister a worker; its leased tasks go back to the queue with their age.
@@ -1380,15 +1388,17 @@ class Distributor:
                     self._batcher.flush()  # a batch being formed, if any
                 if in_hand is not None and self._in_limbo(in_hand.id):
                     self._put_back(in_hand)  # popped, in no place yet: back where it waited
+                # Asked while the leases still hold what they free (a gate may read that).
+                frees = (
+                    bool(leased_now)
+                    and self._lot.has_group(GATES)
+                    and any(_frees_on_release(self._gate_list, task) for task in leased_now)
+                )
                 for task in reversed(leased_now):
                     self._undo_lease(task)
                 for waited in reversed(self._gangs_placed):
                     self._regang(*waited)
-                if (
-                    leased_now
-                    and self._lot.has_group(GATES)
-                    and any(_frees_on_release(self._gate_list, task) for task in leased_now)
-                ):
+                if frees:
                     # Units given back: what the gates refused for want of them may pass.
                     self._wake_gated()
                 raise
@@ -3450,7 +3460,13 @@ class Distributor:
         """Back into the queue with the age it had; dead-letter it if the queue refuses."""
         progress = self._progress.get(task.id)
         waited = 0.0 if progress is None else progress.waited
+        before = self._waiting_since.get(task.id)  # a retry's wait ends: it waited already
         self._waiting_since[task.id] = now - waited
+        if before is not None and task.id in self._escalated:
+            # Its retry delay was waiting (a step may have been taken in it): the last
+            # step keeps its time as the clock of its age moves.
+            steps, age = self._escalated[task.id]
+            self._escalated[task.id] = (steps, age + before - self._waiting_since[task.id])
         if self._enqueue(task, now):
             if self._escalation is not None:
                 self._plan_escalation(task, now)

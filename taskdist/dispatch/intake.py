@@ -149,6 +149,7 @@ class ConcurrencyLimit:
     def admit(self, task: Task, now: float, state_of: StateOf) -> Verdict:
         """Carry out the strategy for an arriving ``task``."""
         key = self._key(task)
+        self._keys[task.id] = key  # (None too: forget() asks no key again)
         if key is None:
             return ACCEPT
         live = list(self._live.get(key, ()))
@@ -165,12 +166,13 @@ class ConcurrencyLimit:
                 verdict = Verdict(cancel=queued, reason=f"a newer task of key {key!r}")
         if not verdict.cancel_self:
             self._live.setdefault(key, {})[task.id] = None
-            self._keys[task.id] = key
         return verdict
 
     def forget(self, task: Task) -> None:
         """``task`` finished (or was refused): drop it from its key's index."""
         key = self._keys.pop(task.id) if task.id in self._keys else self._key(task)
+        if key is None:
+            return
         live = self._live.get(key)
         if live is not None:
             live.pop(task.id, None)
@@ -186,8 +188,8 @@ class ConcurrencyLimit:
         wakes no task parked behind this limit for it.
         """
         _check_task(task)
-        if task.id in self._held:
-            return 1.0  # running: its slot, without asking its key again
+        if task.id in self._held:  # running: without asking its key again
+            return 0.0 if self._held[task.id] is None else 1.0
         return 0.0 if self._key(task) is None else 1.0
 
     def can_acquire(self, task: Task) -> bool:
@@ -205,9 +207,9 @@ class ConcurrencyLimit:
         if not self.can_acquire(task):
             return False
         key = self._key(task)
+        self._held[task.id] = key  # (None too: release() asks no key again)
         if key is not None:
             self._running.setdefault(key, set()).add(task.id)
-            self._held[task.id] = key
         return True
 
     def release(self, task: Task) -> None:
@@ -217,12 +219,10 @@ class ConcurrencyLimit:
             OverReleaseError: it holds none.
         """
         _check_task(task)
-        if task.id in self._held:
-            key = self._held.pop(task.id)
-        else:
-            key = self._key(task)  # (it holds no slot: say of which key, if any)
-            if key is None:
-                return
+        # Its key as read when it took its slot (else, holding none: say which key, if any).
+        key = self._held.pop(task.id) if task.id in self._held else self._key(task)
+        if key is None:
+            return
         running = self._running.get(key)
         if running is None or task.id not in running:
             raise OverReleaseError(f"task {task.id!r} holds no slot of key {key!r}")
