@@ -196,7 +196,8 @@ class Host:
                 deadline=self.clock.now() + 20.0 if rng.random() < 0.2 else None,
             )
         if self.with_policies and rng.random() < 0.03:
-            self.submit_gang(task, size=rng.choice([2, 3]))
+            # (Never past TASKS ids: a gang begun at the last id took one or two more.)
+            self.submit_gang(task, size=min(rng.choice([2, 3]), TASKS - self.next_task))
             return
         self.next_task += 1
         result = self.d.submit(task)
