@@ -60,13 +60,19 @@ class Armed(LeastConnections):
         self._fire("on_worker_removed")
 
 
-def test_an_on_release_that_raises_completes_the_task_all_the_same() -> None:
+def one_lease(hook: str) -> tuple[Distributor, Armed]:
+    """Task "a" leased on worker "w"; the balancer's ``hook`` armed."""
     balancer = Armed()
     d = Distributor(ManualClock(), lease=None, balancer=balancer)
     d.add_worker(Worker("w"))
     d.submit(Task("a"))
     d.dispatch()
-    balancer.armed = "on_release"
+    balancer.armed = hook
+    return d, balancer
+
+
+def test_an_on_release_that_raises_completes_the_task_all_the_same() -> None:
+    d, _ = one_lease("on_release")
     with pytest.raises(RuntimeError, match="on_release"):
         d.complete("a")  # the task vanished: not live, not finished, its slot held
     assert d.state_of("a") is TaskState.COMPLETED and len(d) == 0
@@ -75,12 +81,7 @@ def test_an_on_release_that_raises_completes_the_task_all_the_same() -> None:
 
 
 def test_an_on_worker_removed_that_raises_requeues_the_workers_tasks() -> None:
-    balancer = Armed()
-    d = Distributor(ManualClock(), lease=None, balancer=balancer)
-    d.add_worker(Worker("w"))
-    d.submit(Task("a"))
-    d.dispatch()
-    balancer.armed = "on_worker_removed"
+    d, _ = one_lease("on_worker_removed")
     with pytest.raises(RuntimeError, match="on_worker_removed"):
         d.remove_worker("w")  # the lease was left on a worker gone
     assert d.state_of("a") is TaskState.QUEUED and not d.leases()
@@ -131,39 +132,43 @@ def test_a_route_whose_when_raises_leaves_nothing_in_the_queue() -> None:
     assert [a.task.id for a in d.dispatch()] == ["a"]
 
 
-def test_a_concurrency_key_is_not_asked_again_when_the_slot_is_given_back() -> None:
-    calls = {"armed": False}
+class ArmedKey:
+    """A key function (``task.key``) that raises while armed."""
 
-    def key(task: Task) -> Hashable:
-        if calls["armed"]:
+    def __init__(self) -> None:
+        self.armed = False
+
+    def __call__(self, task: Task) -> Hashable:
+        if self.armed:
             raise RuntimeError("key")
         return task.key
 
+
+def limited(key: ArmedKey) -> Distributor:
     d = Distributor(ManualClock(), lease=None, intake=[ConcurrencyLimit(key=key, limit=1)])
     d.add_worker(Worker("w", capacity=2))
+    return d
+
+
+def test_a_concurrency_key_is_not_asked_again_when_the_slot_is_given_back() -> None:
+    key = ArmedKey()
+    d = limited(key)
     d.submit(Task("a", key="k"))
     d.submit(Task("b", key="k"))
     assert [a.task.id for a in d.dispatch()] == ["a"]
-    calls["armed"] = True
+    key.armed = True
     d.complete("a")  # raised, lost "a", and held its key's slot for ever
-    calls["armed"] = False
+    key.armed = False
     assert d.state_of("a") is TaskState.COMPLETED
     assert [a.task.id for a in d.dispatch()] == ["b"]
 
 
 def test_a_task_without_a_concurrency_key_is_not_asked_for_it_again_either() -> None:
-    calls = {"armed": False}
-
-    def key(task: Task) -> Hashable:
-        if calls["armed"]:
-            raise RuntimeError("key")
-        return task.key  # None: not limited
-
-    d = Distributor(ManualClock(), lease=None, intake=[ConcurrencyLimit(key=key)])
-    d.add_worker(Worker("w", capacity=2))
-    d.submit(Task("a"))
+    key = ArmedKey()
+    d = limited(key)
+    d.submit(Task("a"))  # key None: not limited
     d.dispatch()
-    calls["armed"] = True
+    key.armed = True
     d.complete("a")  # the release asked the key again: it raised and the task was lost
     assert d.state_of("a") is TaskState.COMPLETED and len(d) == 0
 

@@ -231,6 +231,23 @@ def test_a_snapshot_restored_after_a_kept_schedulers_buckets_filled_loads() -> N
     assert twin.pop().id == "x3"  # type: ignore[union-attr]
 
 
+def t_left_owing(fair: FairScheduler) -> Task:
+    """Tenant "t" (a scheduler by key) served "x1", then dropped with its scheduler kept
+    owing "y" a turn; the pop of the last queued task ("o1", returned, running) ends the
+    busy period, so the debt lapses."""
+    for task_id, tenant, key in (("x1", "t", "x"), ("x2", "t", "x"), ("y1", "t", "y")):
+        fair.push(Task(task_id, tenant=tenant, key=key))
+    fair.push(Task("o1", tenant="other", key="x"))
+    x1 = fair.pop()
+    assert x1 is not None
+    fair.release(x1)
+    fair.remove("x2")
+    fair.remove("y1")
+    o1 = fair.pop()
+    assert o1 is not None and o1.id == "o1"
+    return o1
+
+
 def test_a_push_its_kept_scheduler_refuses_leaves_the_latest_pop_undoable() -> None:
     clock = ManualClock()
     fair = FairScheduler(
@@ -239,16 +256,7 @@ def test_a_push_its_kept_scheduler_refuses_leaves_the_latest_pop_undoable() -> N
             c, tenant_of=lambda t: t.key, strict_tenants=True, weights={"x": 1.0, "y": 1.0}
         ),
     )
-    for task_id, tenant, key in (("x1", "t", "x"), ("x2", "t", "x"), ("y1", "t", "y")):
-        fair.push(Task(task_id, tenant=tenant, key=key))
-    fair.push(Task("o1", tenant="other", key="x"))
-    x1 = fair.pop()
-    assert x1 is not None
-    fair.release(x1)
-    fair.remove("x2")
-    fair.remove("y1")  # "t" dropped, its scheduler kept owing "y" a turn
-    o1 = fair.pop()  # the last queued task: the busy period ends, the debt lapses
-    assert o1 is not None and o1.id == "o1"
+    o1 = t_left_owing(fair)
     with pytest.raises(UnknownTenantError):
         fair.push(Task("z1", tenant="t", key="z"))  # "z" is unknown to t's scheduler
     fair.unpop(o1)  # the refused push changed nothing
@@ -267,15 +275,7 @@ def test_a_late_task_coming_back_past_a_lapsed_kept_scheduler_runs_late() -> Non
 
     clock = ManualClock()
     fair = FairScheduler(clock, inner=make, critical_bypass=True)  # type: ignore[arg-type]
-    for task_id, tenant, key in (("x1", "t", "x"), ("x2", "t", "x"), ("y1", "t", "y")):
-        fair.push(Task(task_id, tenant=tenant, key=key))
-    fair.push(Task("o1", tenant="other", key="x"))
-    x1 = fair.pop()
-    assert x1 is not None
-    fair.release(x1)
-    fair.remove("x2")
-    fair.remove("y1")  # "t" dropped, its scheduler kept owing "y" a turn
-    assert fair.pop() is not None  # the last queued task: the debt lapses
+    t_left_owing(fair)
     clock.advance(10.0)
     back = Task("c1", tenant="t", key="x", priority=Priority.CRITICAL, deadline=5.0, cost=1.0)
     assert fair.push(back, enqueued_at=1.0) is None

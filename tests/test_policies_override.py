@@ -328,29 +328,40 @@ def test_a_task_dispatched_before_its_threshold_does_not_escalate() -> None:
     assert not [e for e in events if e.kind is EventKind.ESCALATED]
 
 
-def test_time_spent_running_after_an_escalation_is_not_waiting() -> None:
-    # Raised 4 -> 3 at 3 s, it ran from 3.5 s to 50 s and failed: the next step was timed
-    # from the first step's time, so it came at once when it waited again, after 0.5 s
-    # of waiting at priority 3 where 5 s are allowed.
+def stepped_then_failed(
+    escalation: Escalation, priority: int, delay: float, times: tuple[float, float, float]
+) -> tuple[Distributor, ManualClock, list[Event]]:
+    """Task "a" waits until ``times[0]`` (a tick: its step), runs from ``times[1]`` and
+    fails at ``times[2]`` (a retry ``delay`` later); "busy" then holds the one worker."""
     clock = ManualClock()
     events: list[Event] = []
     d = Distributor(
         clock,
         lease=None,
-        retry=RetryPolicy(max_attempts=5, base=1.0, jitter="none"),
-        escalation=Escalation(after={4: 3.0, 3: 5.0}),
+        retry=RetryPolicy(max_attempts=5, base=delay, cap=max(delay, 1.0), jitter="none"),
+        escalation=escalation,
         on_event=events.append,
     )
-    d.submit(Task("a", priority=4))
-    clock.set(3.0)
+    d.submit(Task("a", priority=priority))
+    stepped, started, failed = times
+    clock.set(stepped)
     d.tick()
-    clock.set(3.5)
+    clock.set(started)
     d.add_worker(Worker("w"))
     d.dispatch()
-    clock.set(50.0)
-    d.fail("a", error="boom")  # a retry at 51 s; the worker is then busy elsewhere
+    clock.set(failed)
+    d.fail("a", error="boom")
     d.submit(Task("busy", priority=0))
-    clock.set(51.0)
+    return d, clock, events
+
+
+def test_time_spent_running_after_an_escalation_is_not_waiting() -> None:
+    # Raised 4 -> 3 at 3 s, it ran from 3.5 s to 50 s and failed: the next step was timed
+    # from the first step's time, so it came at once when it waited again, after 0.5 s
+    # of waiting at priority 3 where 5 s are allowed.
+    rule = Escalation(after={4: 3.0, 3: 5.0})
+    d, clock, events = stepped_then_failed(rule, 4, 1.0, (3.0, 3.5, 50.0))
+    clock.set(51.0)  # its retry, the worker busy
     d.tick()
     assert [a.task.id for a in d.dispatch()] == ["busy"]
     escalated = [(e.time, e.detail) for e in events if e.kind is EventKind.ESCALATED]
@@ -369,24 +380,8 @@ def test_a_retry_delay_counts_as_waiting_whenever_it_ends(delay: float) -> None:
     # Stepped at 10 s of waiting, run from 13 s to 17 s, failed: its next step is 7 s of
     # waiting later, at 24 s, whether its retry comes before then or not (the step was
     # timed 25 to 30 s by a retry that ended first, 24 s by one that did not).
-    clock = ManualClock()
-    events: list[Event] = []
-    d = Distributor(
-        clock,
-        lease=None,
-        retry=RetryPolicy(max_attempts=5, base=delay, cap=delay, jitter="none"),
-        escalation=Escalation(after=10.0, ceiling=0),
-        on_event=events.append,
-    )
-    d.submit(Task("a", priority=6))
-    clock.set(10.0)
-    d.tick()
-    clock.set(13.0)
-    d.add_worker(Worker("w"))
-    d.dispatch()
-    clock.set(17.0)
-    d.fail("a", error="boom")
-    d.submit(Task("busy", priority=0))
+    rule = Escalation(after=10.0, ceiling=0)
+    d, clock, events = stepped_then_failed(rule, 6, delay, (10.0, 13.0, 17.0))
     d.dispatch()
     while (wake := d.next_wakeup()) is not None and wake <= 30.0:
         clock.set(wake)
