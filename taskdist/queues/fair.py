@@ -946,9 +946,11 @@ class FairScheduler:
         would take it is asked too, if it has a ``check_push`` of its own. O(1), plus
         ``tenant_of`` and that inner check.
 
-        ``enqueued_at`` as :meth:`push` takes it; it is passed on to an inner
-        ``DeadlineScheduler`` or ``FairScheduler`` (which under
-        ``on_miss="run_late"`` keeps a task coming back after its deadline).
+        ``enqueued_at`` as :meth:`push` takes it; it is passed on to the
+        ``check_push`` of an inner ``DeadlineScheduler`` or ``FairScheduler``
+        (under ``on_miss="run_late"`` the former keeps a task coming back after
+        its deadline), not to a ``check_push`` of the user's (a subclass's
+        override included), which is asked with the task alone.
 
         Raises:
             InvalidTypeError, DuplicateTaskError, UnknownTenantError, QuotaExceededError,
