@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from taskdist.planning import (
     service_level,
 )
 from taskdist.sim import BUILT_IN, Policy, Simulation, Trace, compare, scenarios
+from taskdist.sim.progress import discard_output
 from taskdist.sim.report import _require
 from taskdist.sim.scenario import Scenario
 
@@ -230,7 +230,10 @@ def _plot_format(path: str, parser: _Parser) -> None:
     target = Path(path)
     if not target.parent.is_dir():
         parser.fail(f"cannot save the plots to {path}: {target.parent} is not a directory")
-    formats = _require("matplotlib.figure").figure.Figure().canvas.get_supported_filetypes()
+    _require("matplotlib")
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
     formats.pop("pgf", None)  # (LaTeX code, written only with a TeX system installed)
     suffix = target.suffix.lower().lstrip(".")
     if suffix not in formats:
@@ -391,9 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = int(args.handler(args, subparser))
         sys.stdout.flush()
     except BrokenPipeError:
-        # Whatever is left unwritten goes nowhere, so that closing stdout at exit
-        # raises no second BrokenPipeError.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard_output(sys.stdout)
         return 0
     return status
 

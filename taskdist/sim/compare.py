@@ -19,7 +19,7 @@ import attrs
 from taskdist._validate import check_int, shown
 from taskdist.errors import InvalidArgumentError, InvalidTypeError
 from taskdist.sim.policies import BUILT_IN, Policy
-from taskdist.sim.report import Report, _clean, _json_ready, _require
+from taskdist.sim.report import Report, _json_ready, _require
 from taskdist.sim.scenario import Scenario
 from taskdist.sim.simulation import Simulation
 
@@ -147,12 +147,12 @@ class Comparison:
             {
                 "scenario": self.scenario,
                 "seeds": list(self.seeds),
-                "table": [{k: _clean(v) for k, v in row.items()} for row in self.table()],
+                "table": self.table(),
                 "wins": [
                     {
                         "metric": w.metric,
                         "policy": w.policy,
-                        "value": _clean(w.value),
+                        "value": w.value,
                         "runner_up": w.runner_up,
                         "clear": w.clear,
                     }

@@ -12,10 +12,23 @@ import os
 import sys
 from typing import Any, Final, TextIO
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "discard_output"]
 
 LONG_RUN: Final = 20_000
 """Runs of this many tasks or more show progress by default (on a terminal)."""
+
+
+def discard_output(stream: object) -> None:
+    """Send what is still to be written to ``stream`` (its reader gone) to the null
+    device, so that flushing it at exit raises no ``BrokenPipeError``. Does nothing for
+    a stream without a file descriptor."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
 
 
 class Progress:
@@ -73,8 +86,7 @@ class Progress:
         buffer go nowhere (so that flushing it at exit raises nothing either)."""
         self._enabled = False
         self._bar = None
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        discard_output(self._stream)
 
     def close(self) -> None:
         """The run is over: take the bar down."""

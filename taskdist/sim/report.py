@@ -262,6 +262,7 @@ class Report:
         return data
 
     def _data(self) -> dict[str, Any]:
+        """The figures of :meth:`to_dict`, NaN and infinities as they are."""
         return {
             "scenario": self.scenario,
             "policy": self.policy,
@@ -278,11 +279,10 @@ class Report:
             "makespan": self.makespan,
             "window": self.window,
             "throughput": self.throughput,
-            "wait": {k: _clean(v) for k, v in _percentiles_dict(self.wait).items()},
-            "end_to_end": {k: _clean(v) for k, v in _percentiles_dict(self.end_to_end).items()},
+            "wait": _percentiles_dict(self.wait),
+            "end_to_end": _percentiles_dict(self.end_to_end),
             "wait_by_priority": {
-                str(p): {k: _clean(v) for k, v in _percentiles_dict(w).items()}
-                for p, w in sorted(self.wait_by_priority.items())
+                str(p): _percentiles_dict(w) for p, w in sorted(self.wait_by_priority.items())
             },
             "deadlines": self.deadlines,
             "deadlines_met": self.deadlines_met,
@@ -300,7 +300,7 @@ class Report:
             "timing": {
                 "wall_seconds": self.timing.wall_seconds,
                 "distributor_seconds": self.timing.distributor_seconds,
-                "us_per_task": _clean(self.timing.per_task(self.tasks) * 1e6),
+                "us_per_task": self.timing.per_task(self.tasks) * 1e6,
                 "latency_mean_ms": self.timing.latency_mean * 1e3,
                 "latency_p99_ms": self.timing.latency_p99 * 1e3,
                 "latency_max_ms": self.timing.latency_max * 1e3,
