@@ -38,6 +38,7 @@ from taskdist import (
     Task,
     TaskState,
     Worker,
+    WorkerFullError,
 )
 
 QUEUED, PARKED, LEASED = TaskState.QUEUED, TaskState.PARKED, TaskState.LEASED
@@ -351,3 +352,67 @@ def test_a_retry_predicate_that_raises_leaves_the_lease_as_it_was() -> None:
     armed[0] = False
     assert d.fail("t", error=ValueError("boom")) is TaskState.RETRYING
     assert d.stats().failed == 1
+
+
+class ShrinksTheWorker(PoolGate):
+    """A pool gate whose admission, while armed, sets worker "w"'s capacity through the
+    tracker itself (behind the distributor's back, as no host should)."""
+
+    def __init__(self, pool: ResourcePool, capacity: float) -> None:
+        super().__init__(pool)
+        self.capacity = capacity
+        self.distributor: Distributor | None = None
+
+    def try_acquire(self, task: Task) -> bool:
+        admitted = super().try_acquire(task)
+        if self.distributor is not None:
+            self.distributor.tracker.update_worker("w", capacity=self.capacity)
+        return admitted
+
+
+def shrinking(capacity: float, **options: Any) -> tuple[Distributor, ShrinksTheWorker]:
+    pool = ResourcePool("db", size=5)
+    gate = ShrinksTheWorker(pool, capacity)
+    d = Distributor(ManualClock(), lease=None, gates=[gate], **options)
+    d.add_worker(Worker("w", capacity=2))
+    return d, gate
+
+
+def run_after_restoring(d: Distributor, gate: ShrinksTheWorker, ids: list[str]) -> None:
+    gate.distributor = None
+    assert gate.pool.in_use == 0 and d.tracker.worker("w").in_flight == 0
+    d.tracker.update_worker("w", capacity=2)
+    assert sorted(a.task.id for a in d.dispatch()) == ids
+    assert gate.pool.in_use == len(ids)
+
+
+def test_assign_to_a_worker_a_gate_filled_meanwhile_leaves_the_task_waiting() -> None:
+    d, gate = shrinking(0)
+    d.submit(Task("t", resources={"db": 1}))
+    gate.distributor = d
+    with pytest.raises(WorkerFullError, match="'t'"):
+        d.assign("t", "w")
+    assert d.state_of("t") is QUEUED
+    run_after_restoring(d, gate, ["t"])
+
+
+def test_a_dispatch_onto_a_worker_a_gate_filled_meanwhile_gives_back_the_gate_unit() -> None:
+    d, gate = shrinking(0)
+    d.submit(Task("t", resources={"db": 1}))
+    gate.distributor = d
+    with pytest.raises(WorkerFullError, match="'t'"):
+        d.dispatch()
+    assert d.state_of("t") is QUEUED
+    run_after_restoring(d, gate, ["t"])
+
+
+@pytest.mark.parametrize("capacity", [0, 1])
+def test_a_gang_onto_a_worker_a_gate_shrank_meanwhile_is_placed_nowhere(capacity: int) -> None:
+    d, gate = shrinking(capacity, gangs=Gangs(timeout=100))
+    for member in ("a", "b"):
+        d.submit(Task(member, resources={"db": 1}, gang="g", gang_size=2))
+    gate.distributor = d
+    with pytest.raises(WorkerFullError):
+        d.dispatch()
+    assert d.leases() == [] and {d.state_of("a"), d.state_of("b")} <= {QUEUED, PARKED}
+    run_after_restoring(d, gate, ["a", "b"])

@@ -185,6 +185,19 @@ def _undo_admissions(verdicts: list[tuple[IntakePolicy, Verdict]], task: Task) -
             policy.forget(task)
 
 
+def _check_worker_takes(state: WorkerState, task: Task) -> None:
+    """Refuse, for :meth:`Distributor.assign`, a worker that cannot take ``task`` now."""
+    if state.health is Health.UNAVAILABLE:
+        raise WorkerUnavailableError(
+            f"worker {state.id!r} is unavailable; {task.id!r} was not assigned"
+        )
+    if not state.fits(task):
+        raise WorkerFullError(
+            f"task {task.id!r} does not fit worker {state.id!r}'s free capacity; "
+            "it was not assigned"
+        )
+
+
 def _with_gang_mates(selected: list[DeadLetter], dlq: DeadLetterQueue) -> list[DeadLetter]:
     """``selected``, the first selected member of each gang followed by every other member
     of its gang in ``dlq`` (oldest first, selected or not): a gang is taken in whole or
@@ -1649,7 +1662,18 @@ class Distributor:
                     gates.rollback(task)
                 self._unpop(task, None)
                 return None
-        run = self._lease_task(task, worker, balancer, permit, now)
+        try:
+            run = self._lease_task(task, worker, balancer, permit, now)
+        except BaseException:
+            if task.id not in self._leases:
+                # The tracker refused the worker: a gate or the breaker changed it (through
+                # the tracker itself). What they granted goes back; the caller puts the
+                # task back.
+                if breaker is not None and permit is not None:
+                    breaker.release(permit)
+                if gates is not None:
+                    gates.rollback(task)
+            raise
         return Assignment(task, worker.id, run.attempt, now, run.expiry, None, run.lease_id)
 
     def _lease_task(
@@ -2312,15 +2336,7 @@ class Distributor:
                 )
             state = self._tracker.worker(worker_id)
             task = self._waiting_task(task_id, "assign")
-            if state.health is Health.UNAVAILABLE:
-                raise WorkerUnavailableError(
-                    f"worker {worker_id!r} is unavailable; {task_id!r} was not assigned"
-                )
-            if not state.fits(task):
-                raise WorkerFullError(
-                    f"task {task_id!r} does not fit worker {worker_id!r}'s free capacity; "
-                    "it was not assigned"
-                )
+            _check_worker_takes(state, task)
             gates = None if force else self._gates
             if gates is not None and not gates.try_acquire(task):
                 raise CapacityError(f"the gates refuse task {task_id!r} now; it was not assigned")
@@ -2340,6 +2356,16 @@ class Distributor:
                 # the breaker drops it once that period ends (a trip, or a reset even
                 # from CLOSED), as it drops a dispatched task's.
                 permit = breaker.acquire()
+            try:
+                # Again: a gate or the breaker ran code that may have changed the worker
+                # (through the tracker itself). Refused now, the task is still waiting.
+                _check_worker_takes(state, task)
+            except TaskdistError:
+                if breaker is not None and permit is not None:
+                    breaker.release(permit)
+                if gates is not None:
+                    gates.rollback(task)
+                raise
             self._withdraw_waiting(task_id, keep_since=True)
             said = len(self._events)  # the assigned event goes before the lease's own
             try:
@@ -2767,6 +2793,22 @@ class Distributor:
         self._gang_sig = sig
         return True
 
+    def _try_on_tracker(self, plan: list[tuple[Task, WorkerState, Balancer]]) -> None:
+        """Assign a gang's members on the tracker as planned and release them again.
+
+        Raises the tracker's refusal if a gate or breaker asked since the plan changed a
+        worker (through the tracker itself): the gang is then placed nowhere, before
+        any member leaves where it waits."""
+        tracker = self._tracker
+        tried: list[tuple[Task, WorkerState]] = []
+        try:
+            for member, worker, _ in plan:
+                tracker.assign(member, worker.id)
+                tried.append((member, worker))
+        finally:
+            for member, worker in reversed(tried):
+                tracker.release(member, worker.id, ok=None)
+
     def _place_gang(self, leader: Task, now: float, room: int | None) -> list[Assignment] | None:
         """Place every member of the leader's gang (planned by ``_plan_gang``), or none;
         ``None`` when they are more than ``room`` (the leader goes back, the round ends)."""
@@ -2807,6 +2849,11 @@ class Distributor:
                 self._unpop(leader, self._gang_sig)
                 return []
             permits.append(permit)
+        try:
+            self._try_on_tracker(plan)
+        except BaseException:
+            undo()
+            raise
         # The queue popped the leader only: its other members count against their
         # tenants' quotas and fair shares too (a FairScheduler's take_along).
         take_along = getattr(self._queue, "take_along", None) if len(plan) > 1 else None
