@@ -182,7 +182,7 @@ def build_parser() -> _Parser:
     plan.add_argument("--service-time", type=_positive, help="mean seconds per task")
     plan.add_argument("--target-wait", type=_positive, help="largest mean wait, seconds (> 0)")
     plan.add_argument("--within", type=_non_negative, help="service level: wait at most this")
-    plan.add_argument("--level", type=_positive, default=0.8, help="service level share (0.8)")
+    plan.add_argument("--level", type=_positive, help="service level share (0.8)")
     plan.add_argument("--servers", type=_servers, help="evaluate a pool of this many servers")
     plan.add_argument("--scenario", help="plan every pool of a built-in scenario")
     plan.add_argument("--load", type=_positive, help="the scenario's offered load")
@@ -294,6 +294,9 @@ def _simulate(args: argparse.Namespace, parser: _Parser) -> int:
 
 
 def _plan(args: argparse.Namespace, parser: _Parser) -> int:
+    _refuse_plan_conflicts(args, parser)
+    if args.level is None:
+        args.level = 0.8
     if args.scenario is not None:
         return _plan_scenario(args, parser)
     if args.arrival_rate is None or args.service_time is None:
@@ -339,6 +342,38 @@ def _plan(args: argparse.Namespace, parser: _Parser) -> int:
         f"P(wait <= {within:g} s): {result['service_level']:.1%}"
     )
     return 0
+
+
+def _refuse_plan_conflicts(args: argparse.Namespace, parser: _Parser) -> None:
+    """Refuse options that another one makes meaningless, rather than ignore them."""
+    if args.scenario is not None:
+        given = [
+            option
+            for option, value in (
+                ("--arrival-rate", args.arrival_rate),
+                ("--service-time", args.service_time),
+                ("--servers", args.servers),
+            )
+            if value is not None
+        ]
+        if given:
+            parser.fail(
+                f"--scenario plans every pool from the scenario's own rates; "
+                f"{' and '.join(given)} cannot be given with it"
+            )
+    elif args.load is not None:
+        parser.fail("--load sets a scenario's offered load: it needs --scenario")
+    if args.servers is not None and (args.target_wait is not None or args.level is not None):
+        target = "--target-wait" if args.target_wait is not None else "--level"
+        parser.fail(
+            f"--servers evaluates a pool of a given size and {target} sizes one: "
+            "give one or the other"
+        )
+    if args.target_wait is not None and args.level is not None:
+        parser.fail(
+            "--target-wait sizes the pool for a mean wait and --level for a service level: "
+            "give one or the other"
+        )
 
 
 def _plan_scenario(args: argparse.Namespace, parser: _Parser) -> int:
