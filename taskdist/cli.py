@@ -15,6 +15,7 @@ optional dependency missing for ``--plot``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -418,7 +419,9 @@ def _plan_row(plan: Any) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (argument errors exit with 2).
 
-    A reader that goes away (``| head``) is not an error: the status is then 0."""
+    A reader that goes away (``| head``) is not an error: the status is then 0. An
+    interrupt (Ctrl-C) ends the command with one line on stderr and status 130, the
+    shell's convention, instead of a traceback."""
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or (arguments[0].startswith("-") and arguments[0] not in ("-h", "--help")):
@@ -431,6 +434,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         discard_output(sys.stdout)
         return 0
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):  # (stderr gone too: the status says it)
+            print("\ninterrupted", file=sys.stderr)
+        return 130
     return status
 
 

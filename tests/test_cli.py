@@ -345,3 +345,15 @@ def test_a_progress_stream_gone_ends_the_progress_not_the_run() -> None:
     run_.stderr.close()
     out, _ = run_.communicate(timeout=120)
     assert run_.returncode == 0 and out.startswith(b"mm_c under priority"), out[:200]
+
+
+def test_an_interrupt_ends_the_command_with_status_130_and_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(self: Simulation) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Simulation, "run", interrupted)
+    assert main(["simulate", "--tasks", "10"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "interrupted"
