@@ -12,6 +12,7 @@ random runs.)
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Hashable
 from typing import Any
 
@@ -416,3 +417,32 @@ def test_a_gang_onto_a_worker_a_gate_shrank_meanwhile_is_placed_nowhere(capacity
         d.dispatch()
     assert d.leases() == [] and {d.state_of("a"), d.state_of("b")} <= {QUEUED, PARKED}
     run_after_restoring(d, gate, ["a", "b"])
+
+
+class BothHooksBreak(OnAssignBreaks):
+    """``on_assign`` raises for task ``bad``, and ``on_release`` for any task."""
+
+    def on_release(self, task: Task, worker: Any) -> None:
+        super().on_release(task, worker)
+        raise RuntimeError(f"on_release failed for {task.id!r}")
+
+
+def test_a_hook_raising_while_a_dispatch_is_taken_back_leaves_the_cause_raised() -> None:
+    d = Distributor(ManualClock(), balancer=BothHooksBreak(), lease=None)
+    d.add_worker(Worker("w", capacity=5))
+    d.submit(Task("good", priority=1))
+    d.submit(Task("bad", priority=2))
+    with pytest.raises(Broken, match="on_assign failed") as raised:
+        d.dispatch()
+    if sys.version_info >= (3, 11):
+        assert any("on_release failed" in note for note in raised.value.__notes__)
+    assert d.leases() == [] and d.state_of("good") is QUEUED and d.state_of("bad") is QUEUED
+
+
+def test_a_hook_raising_while_an_assign_is_taken_back_leaves_the_cause_raised() -> None:
+    d = Distributor(ManualClock(), balancer=BothHooksBreak(), lease=None)
+    d.add_worker(Worker("w", capacity=5))
+    d.submit(Task("bad"))
+    with pytest.raises(Broken, match="on_assign failed"):
+        d.assign("bad", "w")
+    assert d.leases() == [] and d.state_of("bad") is QUEUED

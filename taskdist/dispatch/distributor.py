@@ -1393,7 +1393,7 @@ class Distributor:
                     # A callback raised and the books were finished first: the host
                     # sees the error, not these assignments, so they are taken back.
                     raise self._deferred
-            except BaseException:
+            except BaseException as error:
                 # A callback raised: what it interrupted is dropped, and the placements
                 # made so far are taken back, since the host never sees them.
                 self._passed = []
@@ -1414,6 +1414,7 @@ class Distributor:
                 if frees:
                     # Units given back: what the gates refused for want of them may pass.
                     self._wake_gated()
+                self._first_error_wins(error)
                 raise
             finally:
                 round_blocked.clear()
@@ -2370,12 +2371,13 @@ class Distributor:
             said = len(self._events)  # the assigned event goes before the lease's own
             try:
                 run = self._lease_task(task, state, self._balancer, permit, now)
-            except BaseException:  # the balancer's hook raised: the lease goes back
+            except BaseException as error:  # the balancer's hook raised: the lease goes back
                 taken = self._leases.get(task_id)
                 if taken is not None:
                     taken.popped = False
                     taken.gated = gates is not None
                     self._take_back(task)
+                self._first_error_wins(error)
                 raise
             finally:
                 if self._steps_held:
@@ -3428,6 +3430,21 @@ class Distributor:
         except Exception as raised:  # a listener of the breaker's: finish the books first
             if self._deferred is None:
                 self._deferred = raised
+
+    def _first_error_wins(self, error: BaseException) -> None:
+        """A rollback for ``error`` ran a hook that raised too (held in ``_deferred``):
+        ``error``, the cause, is what the call raises; the later one becomes a note on
+        it (where exceptions take notes, Python 3.11 on)."""
+        later = self._deferred
+        if later is None or later is error:
+            return
+        self._deferred = None
+        add_note = getattr(error, "add_note", None)
+        if add_note is not None:
+            add_note(
+                "while the distributor took back what the call had placed, a hook raised "
+                f"too: {type(later).__name__}: {later}"
+            )
 
     def _hook(self, hook: Callable[..., object], *args: object) -> None:
         """Call a balancer's hook that reports what the books already did (a release, a
