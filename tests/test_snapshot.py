@@ -1230,6 +1230,25 @@ def test_dead_letter_queue_round_trips() -> None:
     assert twin.stats() == d.dlq.stats()
 
 
+def test_a_dead_letter_of_a_live_task_is_refused() -> None:
+    # A task both dead-lettered and running: its own end would find its id taken.
+    clock = ManualClock()
+    d = Distributor(clock, retry=RetryPolicy(max_attempts=1))
+    d.add_worker(Worker("w"))
+    d.submit(Task("dead"))
+    d.dispatch()
+    d.fail("dead", error="boom")
+    d.submit(Task("live"))
+    d.dispatch()
+    broken = as_json(d.snapshot())
+    broken["dlq"]["entries"][0]["task"]["id"] = "live"
+    fresh = ManualClock(start=clock.now())
+    dlq = DeadLetterQueue(fresh)
+    with pytest.raises(SnapshotError, match=r"dlq.entries\[0\] holds 'live', which is live"):
+        Distributor.restore(broken, fresh, dlq=dlq)
+    assert len(dlq) == 0
+
+
 def test_a_snapshot_taken_from_a_callback_is_refused() -> None:
     clock = ManualClock()
     refused: list[Exception] = []

@@ -469,7 +469,8 @@ def restore_into(d: Distributor, fields: Fields) -> None:
         fields.value("tracker"), "snapshot.tracker"
     )
     loads.append(load_tracker)
-    loads.append(d._dlq._prepare_snapshot(fields.value("dlq"), "snapshot.dlq"))
+    dlq_data = fields.value("dlq")
+    loads.append(d._dlq._prepare_snapshot(dlq_data, "snapshot.dlq"))
     loads.append(d._retry._prepare_snapshot(fields.value("retry"), "snapshot.retry"))
     loads.append(d._waits._prepare_snapshot(fields.value("waits"), "snapshot.waits"))
     loads.append(d._end_to_end._prepare_snapshot(fields.value("end_to_end"), "snapshot.end_to_end"))
@@ -502,6 +503,7 @@ def restore_into(d: Distributor, fields: Fields) -> None:
     if prepare_queue is not None:
         books.queued_tasks = held
     books.check_gates(admitted)
+    books.check_dead(dlq_data)
     if queued is not None:
         books.check_queue(queued)
     fields.done()
@@ -1080,6 +1082,14 @@ class _Books:
         if self.d._gates is not None and admitted != gated:
             odd = next(iter(admitted ^ gated))
             refuse("snapshot.gates", f"do not hold what the leases say: task {odd!r}")
+
+    def check_dead(self, dlq_data: Any) -> None:
+        """No task is both live and in the dead-letter queue (``dlq_data``: its part,
+        checked already): a live task's end would find its id taken there."""
+        for i, entry in enumerate(dlq_data["entries"]):
+            task_id = decode_key(entry["task"]["id"], f"snapshot.dlq.entries[{i}].task.id")
+            if task_id in self.waiting or task_id in self.leases:
+                refuse(f"snapshot.dlq.entries[{i}]", f"holds {task_id!r}, which is live")
 
     def check_queue(self, queued: set[Hashable], size: int | None = None) -> None:
         """The queue holds exactly the waiting tasks that are neither parked nor retrying
