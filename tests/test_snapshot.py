@@ -1230,6 +1230,27 @@ def test_dead_letter_queue_round_trips() -> None:
     assert twin.stats() == d.dlq.stats()
 
 
+@pytest.mark.parametrize("running", [[["zz", "x", False]], []])
+def test_a_fair_scheduler_running_other_tasks_than_the_leases_is_refused(
+    running: list[Any],
+) -> None:
+    # Its books decide what each release gives back: they must follow the leases.
+    clock = ManualClock()
+    d = Distributor(clock, queue=FairScheduler(clock))
+    d.add_worker(Worker("w", capacity=2))
+    d.submit(Task("b", tenant="x"))
+    d.submit(Task("c", tenant="x"))
+    d.dispatch(1)
+    broken = as_json(d.snapshot())
+    assert broken["queue"]["running"] == [["b", "x", False]]
+    broken["queue"]["running"] = running
+    fresh = ManualClock(start=clock.now())
+    queue = FairScheduler(fresh)
+    with pytest.raises(SnapshotError, match=r"queue.running does not hold what the leases say"):
+        Distributor.restore(broken, fresh, queue=queue)
+    assert len(queue) == 0
+
+
 def test_a_dead_letter_of_a_live_task_is_refused() -> None:
     # A task both dead-lettered and running: its own end would find its id taken.
     clock = ManualClock()

@@ -506,6 +506,8 @@ def restore_into(d: Distributor, fields: Fields) -> None:
     books.check_dead(dlq_data)
     if queued is not None:
         books.check_queue(queued)
+        if queue_data["kind"] == "FairScheduler":  # (checked by its prepare)
+            books.check_running(queue_data["running"])
     fields.done()
     if queued is None:  # a queue of the user's own can only be checked once loaded: last
         _load_own_queue(queue, queue_data, books)
@@ -1082,6 +1084,18 @@ class _Books:
         if self.d._gates is not None and admitted != gated:
             odd = next(iter(admitted ^ gated))
             refuse("snapshot.gates", f"do not hold what the leases say: task {odd!r}")
+
+    def check_running(self, running: list[Any]) -> None:
+        """A fair scheduler's running tasks (``running``: its part's, checked already) are
+        exactly the leased ones that came from it: it hears each one's release."""
+        found = {decode_key(item[0], "snapshot.queue.running") for item in running}
+        popped = {task_id for task_id in self.leases if self.runs[task_id].popped}
+        if found != popped:
+            odd = next(iter(found ^ popped))
+            refuse(
+                "snapshot.queue.running",
+                f"does not hold what the leases say: task {odd!r}",
+            )
 
     def check_dead(self, dlq_data: Any) -> None:
         """No task is both live and in the dead-letter queue (``dlq_data``: its part,
