@@ -1,7 +1,8 @@
 """User code that raises outside a dispatch loses no task and holds nothing for ever.
 
 A balancer's hooks that report what the books already did (a release, a worker added
-or removed) raise their error at the end of the call, once the books are done. The
+or removed), and a gate's or the queue's ``release``, raise their error at the end
+of the call, once the books are done. The
 key functions of an intake limit and a retry budget are read once per task, so a
 release never asks them again; a route's ``when`` is asked before the task goes in.
 """
@@ -21,9 +22,12 @@ from taskdist import (
     CapacityTracker,
     ConcurrencyLimit,
     Distributor,
+    FairScheduler,
     LeastConnections,
     ManualClock,
     Pool,
+    PoolGate,
+    ResourcePool,
     RetryBudget,
     Route,
     Task,
@@ -78,6 +82,80 @@ def test_an_on_release_that_raises_completes_the_task_all_the_same() -> None:
     assert d.state_of("a") is TaskState.COMPLETED and len(d) == 0
     assert d.tracker.worker("w").in_flight == 0
     Distributor.restore(json.loads(json.dumps(d.snapshot())), ManualClock())
+
+
+class ReleaseRaises:
+    """A gate of the host's own that admits everything and, once armed, raises on release."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.held: set[Hashable] = set()
+
+    def try_acquire(self, task: Task) -> bool:
+        self.held.add(task.id)
+        return True
+
+    def release(self, task: Task) -> None:
+        self.held.discard(task.id)
+        if self.armed:
+            raise RuntimeError("release failed")
+
+    def next_wakeup(self) -> float | None:
+        return None
+
+
+def two_leases_behind(gate: ReleaseRaises) -> tuple[Distributor, ResourcePool]:
+    """Tasks "a" and "b" leased on worker "w", behind a pool gate and then ``gate``."""
+    pool = ResourcePool("db", size=2)
+    d = Distributor(ManualClock(), lease=None, gates=[PoolGate(pool), gate])
+    d.add_worker(Worker("w", capacity=2))
+    for task_id in "ab":
+        d.submit(Task(task_id, resources={"db": 1}))
+    assert len(d.dispatch()) == 2
+    return d, pool
+
+
+@pytest.mark.parametrize("end", ["complete", "fail", "cancel", "remove_worker"])
+def test_a_gate_whose_release_raises_ends_the_lease_all_the_same(end: str) -> None:
+    gate = ReleaseRaises()
+    d, pool = two_leases_behind(gate)
+    gate.armed = True
+    target = "w" if end == "remove_worker" else "a"
+    with pytest.raises(RuntimeError, match="release failed"):
+        getattr(d, end)(target)
+    gate.armed = False
+    expected = {
+        "complete": TaskState.COMPLETED,
+        "fail": TaskState.RETRYING,
+        "cancel": TaskState.CANCELLED,
+        "remove_worker": TaskState.QUEUED,
+    }[end]
+    assert d.state_of("a") is expected
+    # Every other gate gave its unit back: the pool holds only what still runs.
+    running = [lease.task.id for lease in d.leases()]
+    assert pool.in_use == len(running) and gate.held == set(running)
+
+
+def test_a_queue_whose_release_raises_completes_the_task_all_the_same() -> None:
+    class Breaks(FairScheduler):
+        armed = False
+
+        def release(self, task: Task) -> None:
+            super().release(task)
+            if self.armed:
+                raise RuntimeError("queue release failed")
+
+    clock = ManualClock()
+    queue = Breaks(clock)
+    d = Distributor(clock, queue=queue, lease=None)
+    d.add_worker(Worker("w"))
+    d.submit(Task("a", tenant="x"))
+    d.dispatch()
+    queue.armed = True
+    with pytest.raises(RuntimeError, match="queue release failed"):
+        d.complete("a")
+    assert d.state_of("a") is TaskState.COMPLETED and d.leases() == []
+    assert d.tracker.worker("w").in_flight == 0
 
 
 def test_an_on_worker_removed_that_raises_requeues_the_workers_tasks() -> None:

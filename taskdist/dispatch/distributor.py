@@ -1793,7 +1793,7 @@ class Distributor:
         if breaker is not None and lease.permit is not None:
             breaker.release(lease.permit)
         if self._gates is not None and lease.gated:  # (an assign(force=True) passed none)
-            self._gates.release(task)
+            self._hook(self._gates.release, task)
         progress = self._progress[task_id]
         self._waiting_since[task_id] = lease.started_at - progress.waited
         if self._steps_held:
@@ -3383,7 +3383,11 @@ class Distributor:
                 self._breakers_changed()
         if self._gates is None:  # _end_gates_and_queue, inline: the hot path
             if lease.popped and self._queue_releases:
-                self._queue.release(task)
+                try:
+                    self._queue.release(task)
+                except Exception as raised:  # as _hook: the books are finished first
+                    if self._deferred is None:
+                        self._deferred = raised
         else:
             self._end_gates_and_queue(lease)
         if self._parked:
@@ -3447,9 +3451,10 @@ class Distributor:
             )
 
     def _hook(self, hook: Callable[..., object], *args: object) -> None:
-        """Call a balancer's hook that reports what the books already did (a release, a
-        worker added or removed): an error it raises waits until the books are done and
-        is raised at the end of the call, so that no task is lost half-way."""
+        """Call a hook that reports what the books already did (a balancer's release,
+        worker added or removed; a gate's or the queue's release): an error it raises
+        waits until the books are done and is raised at the end of the call, so that no
+        task is lost half-way."""
         try:
             hook(*args)
         except Exception as raised:
@@ -3493,11 +3498,11 @@ class Distributor:
         if gates is not None and lease.gated:
             # Asked while the task still holds what it frees (a gate may read that).
             frees = self._lot.has_group(GATES) and _frees_on_release(self._gate_list, task)
-            gates.release(task)
+            self._hook(gates.release, task)  # (every gate is released even if one raises)
             if frees:
                 self._wake_gated()
         if lease.popped:
-            self._queue.release(task)
+            self._hook(self._queue.release, task)
 
     def _record_attempt(self, lease: _Run, now: float, outcome: str, error: str | None) -> None:
         progress = self._progress[lease.task.id]

@@ -926,13 +926,23 @@ class AllGates:
     def release(self, task: Task) -> None:
         """Release ``task`` from every gate, last first. O(g).
 
+        Every gate is released even if one's ``release`` raises (a user gate's):
+        the first error is raised after the others are released.
+
         Raises:
             OverReleaseError: ``task`` is not admitted here (nothing changes).
         """
         _check_task(task, "release")
         self._forget(task)
+        failed: BaseException | None = None
         for gate in reversed(self._gates):
-            gate.release(task)
+            try:
+                gate.release(task)
+            except BaseException as error:
+                if failed is None:
+                    failed = error
+        if failed is not None:
+            raise failed
 
     def rollback(self, task: Task) -> None:
         """Undo the admission of ``task`` in every gate, last first. O(g).
