@@ -1251,6 +1251,50 @@ def test_a_fair_scheduler_running_other_tasks_than_the_leases_is_refused(
     assert len(queue) == 0
 
 
+def _gates_in_use() -> tuple[dict[str, Any], float]:
+    """A snapshot with task "t" leased through a pool gate and an adaptive limit."""
+    clock = ManualClock()
+    gates = [PoolGate(ResourcePool("db", size=2)), AdaptiveConcurrency(clock.now, initial=3)]
+    d = Distributor(clock, gates=gates)
+    d.add_worker(Worker("w", capacity=2))
+    d.submit(Task("t", resources={"db": 1}))
+    d.dispatch()
+    return as_json(d.snapshot()), clock.now()
+
+
+@pytest.mark.parametrize(
+    ("gate", "field", "value", "message"),
+    [
+        (0, "held", [["x", 1.0]], r"gates\[0\].held does not hold what the leases take"),
+        (0, "held", [], r"gates\[0\].held does not hold what the leases take"),
+        (0, "units", [["t", 2.0]], r"task 't' \(2 held, 1 taken\)"),
+        (1, "held", ["x"], r"gates\[1\].held does not hold what the leases take"),
+        (1, "held", [], r"gates\[1\].held does not hold what the leases take"),
+        (0, "pool", None, r"held holds 1 units, more than the 0 its pool has in use"),
+    ],
+)
+def test_a_gate_holding_other_tasks_than_the_leases_is_refused(
+    gate: int, field: str, value: Any, message: str
+) -> None:
+    # A lease's end releases its task from each gate: each must hold it, and no other.
+    broken, now = _gates_in_use()
+    part = broken["gates"]["gates"][gate]
+    if field == "pool":
+        part["pool"]["in_use"] = [0, 1]
+    elif field == "units":  # more units than it takes, the pool agreeing
+        part["held"] = value
+        part["pool"]["in_use"] = part["pool"]["peak"] = [2, 1]
+    else:
+        part[field] = value
+    fresh = ManualClock(start=now)
+    pool = ResourcePool("db", size=2)
+    with pytest.raises(SnapshotError, match=message):
+        Distributor.restore(
+            broken, fresh, gates=[PoolGate(pool), AdaptiveConcurrency(fresh.now, initial=3)]
+        )
+    assert pool.in_use == 0
+
+
 def test_a_dead_letter_of_a_live_task_is_refused() -> None:
     # A task both dead-lettered and running: its own end would find its id taken.
     clock = ManualClock()

@@ -75,7 +75,9 @@ from taskdist.dispatch.reservation import BackfillMark, HeldGroup
 from taskdist.dispatch.routing import Pool
 from taskdist.dispatch.stats import AttemptRecord
 from taskdist.errors import InvalidTypeError, SnapshotError, TaskdistError
+from taskdist.resilience.adaptive import AdaptiveConcurrency
 from taskdist.resilience.breaker import CircuitBreaker, CircuitState
+from taskdist.resilience.gates import AllGates, PoolGate
 from taskdist.task import Reason, Task, TaskState
 
 if TYPE_CHECKING:
@@ -503,6 +505,8 @@ def restore_into(d: Distributor, fields: Fields) -> None:
     if prepare_queue is not None:
         books.queued_tasks = held
     books.check_gates(admitted)
+    if d._gates is not None:
+        books.check_gate_holdings(d._gates, gates_data, "snapshot.gates")
     books.check_dead(dlq_data)
     if queued is not None:
         books.check_queue(queued)
@@ -1084,6 +1088,36 @@ class _Books:
         if self.d._gates is not None and admitted != gated:
             odd = next(iter(admitted ^ gated))
             refuse("snapshot.gates", f"do not hold what the leases say: task {odd!r}")
+
+    def check_gate_holdings(self, gates: AllGates, data: Any, where: str) -> None:
+        """Each gate that keeps its tasks by id (a pool gate, adaptive concurrency) holds
+        exactly the gated leases that take something of it, a pool gate each with the
+        units it takes (``data``: the gates' part, checked already): else a lease's end
+        would release what its gate does not hold."""
+        gated = [self.runs[task_id].task for task_id in self.leases if self.runs[task_id].gated]
+        for i, (gate, part) in enumerate(zip(gates.gates, data["gates"], strict=True)):
+            here = f"{where}.gates[{i}]"
+            if isinstance(gate, AllGates):
+                self.check_gate_holdings(gate, part, here)
+                continue
+            if isinstance(gate, PoolGate):
+                held = {decode_key(k, f"{here}.held"): float(units) for k, units in part["held"]}
+            elif isinstance(gate, AdaptiveConcurrency):
+                held = dict.fromkeys((decode_key(k, f"{here}.held") for k in part["held"]), 1.0)
+            else:
+                continue
+            taken = {task.id: float(units) for task in gated if (units := gate.demand(task))}
+            if held != taken:
+                odd = next(
+                    task_id
+                    for task_id in chain(held, taken)
+                    if held.get(task_id) != taken.get(task_id)
+                )
+                refuse(
+                    f"{here}.held",
+                    f"does not hold what the leases take of it: task {odd!r} "
+                    f"({held.get(odd, 0.0):g} held, {taken.get(odd, 0.0):g} taken)",
+                )
 
     def check_running(self, running: list[Any]) -> None:
         """A fair scheduler's running tasks (``running``: its part's, checked already) are

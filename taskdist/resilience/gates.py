@@ -46,7 +46,7 @@ from taskdist.errors import (
     OverReleaseError,
     UnsatisfiableDemandError,
 )
-from taskdist.resilience.bulkhead import ResourcePool
+from taskdist.resilience.bulkhead import ResourcePool, _exact, _exact_read
 from taskdist.resilience.rate_limit import KeyedRateLimiter, RateLimiter
 from taskdist.task import Task
 
@@ -759,13 +759,23 @@ class PoolGate:
             refuse(where, "can be loaded only into a PoolGate that holds nothing")
         if fields.text("resource") != self._resource:
             refuse(f"{where}.resource", f"is not {self._resource!r}")
-        load_pool = self._pool._prepare_snapshot(fields.value("pool"), f"{where}.pool")
+        pool = fields.value("pool")
+        load_pool = self._pool._prepare_snapshot(pool, f"{where}.pool")
         held: dict[Hashable, float] = {}
         for task_id, units in fields.pairs("held"):
             if type(units) not in (int, float) or not 0 < units <= self._pool.size:
                 refuse(f"{where}.held", f"gives {task_id!r} {units!r} units")
             held[task_id] = float(units)
         fields.done()
+        in_use = _exact_read(pool["in_use"])  # (checked by the pool's prepare)
+        assert in_use is not None
+        holding = sum(_exact(units) for units in held.values())
+        if holding > in_use:
+            refuse(
+                f"{where}.held",
+                f"holds {float(holding):g} units, more than the {float(in_use):g} "
+                "its pool has in use",
+            )
 
         def load() -> None:
             load_pool()
