@@ -287,7 +287,6 @@ class PrefixSumSortedList(Generic[_T]):
             # Subtracting at most half the total cannot cancel.
             after = sum(costs[i + 1 :])
             in_block = old_total - after if after <= 0.5 * old_total else sum(costs[:i])
-        before = self._prefix(b) + in_block
         if b in self._stale:
             pass
         elif appended:
@@ -302,10 +301,11 @@ class PrefixSumSortedList(Generic[_T]):
             self._margins[b] = min(self._margins[b] - cost, bound - (ahead + cost))
             self._loose.add(b)
         if len(block) > 2 * self._load:
+            before = self._prefix(b) + in_block
             self._split(b)
-        else:
-            self._update_total(b, cost, costs)
-        return before
+            return before
+        # The walk up the tree that files the new total sums the blocks before it too.
+        return self._update_total(b, cost, costs) + in_block
 
     def remove(self, item: _T) -> None:
         """Remove ``item``, which must be present (``ValueError`` otherwise). O(log n + L)."""
@@ -733,8 +733,9 @@ class PrefixSumSortedList(Generic[_T]):
                     i >>= 1
         dirty.clear()
 
-    def _update_total(self, b: int, change: float, costs: list[float] | None) -> None:
-        """Add ``change`` (an added cost, or minus a removed one) to block ``b``'s total.
+    def _update_total(self, b: int, change: float, costs: list[float] | None) -> float:
+        """Add ``change`` (an added cost, or minus a removed one) to block ``b``'s total;
+        return the total of the blocks before it (as :meth:`_prefix`).
 
         Applied as a delta while that is accurate, else summed afresh. Adding
         a cost >= 0 keeps the relative error of the total; subtracting at most
@@ -753,18 +754,26 @@ class PrefixSumSortedList(Generic[_T]):
         else:
             total += change
         self._deltas[b] = deltas
-        self._set_total(b, total)
+        return self._set_total(b, total)
 
-    def _set_total(self, b: int, value: float) -> None:
-        """Set block ``b``'s total and recompute its ancestors from their children: O(log B)."""
+    def _set_total(self, b: int, value: float) -> float:
+        """Set block ``b``'s total and recompute its ancestors from their children; return
+        the total of the blocks before it, summed as :meth:`_prefix` sums it: O(log B)."""
         self._totals[b] = value
         tree = self._tree
         i = self._size + self._offset + b
         self._mtree_dirty.add(i)
         tree[i] = value
+        before = 0.0
         while i > 1:
-            tree[i >> 1] = tree[i] + tree[i ^ 1]
+            # A node's sibling is not on the path: the same sum _prefix would read.
+            sibling = tree[i ^ 1]
+            if i & 1:
+                before += sibling
+            value += sibling
             i >>= 1
+            tree[i] = value
+        return before
 
     def _relayout(self, start: int, old_count: int) -> None:
         """Blocks ``start`` onwards moved (there were ``old_count``): rewrite their leaves.
