@@ -419,6 +419,34 @@ def test_a_gang_onto_a_worker_a_gate_shrank_meanwhile_is_placed_nowhere(capacity
     run_after_restoring(d, gate, ["a", "b"])
 
 
+def test_checking_a_gang_on_the_tracker_leaves_the_workers_loads_bit_for_bit() -> None:
+    # Assigning and releasing the members to check them would leave the float residue
+    # of the sums in the load of "b": then tied with "a" no more, it would take "e".
+    d = Distributor(ManualClock(), lease=None, gangs=Gangs(timeout=100))
+    d.add_worker(Worker("a", capacity={"slots": 100, "cpu": 2.0}))
+    d.add_worker(Worker("b", capacity={"slots": 100, "cpu": 2.0}, skills={"g"}))
+
+    def put(task_id: str, cpu: float, worker_id: str) -> None:
+        d.submit(Task(task_id, resources={"cpu": cpu}))
+        d.assign(task_id, worker_id)
+
+    # Into "a", the sums a gang's placement makes in "b": planned (tried and undone),
+    # then leased.
+    for task_id, cpu in [("a1", 0.7), ("a2", 0.2), ("a3", 0.15)]:
+        put(task_id, cpu, "a")
+    d.cancel("a3")
+    d.cancel("a2")
+    put("a4", 0.2, "a")
+    put("a5", 0.15, "a")
+    put("b1", 0.7, "b")
+    for member, cpu in [("m0", 0.15), ("m1", 0.2)]:
+        d.submit(Task(member, resources={"cpu": cpu}, requires={"g"}, gang="g", gang_size=2))
+    assert {a.worker_id for a in d.dispatch()} == {"b"}
+    assert d.tracker.worker("b").load == d.tracker.worker("a").load
+    d.submit(Task("e", resources={"cpu": 0.1}))
+    assert [a.worker_id for a in d.dispatch()] == ["a"]  # the tie goes to the first
+
+
 class BothHooksBreak(OnAssignBreaks):
     """``on_assign`` raises for task ``bad``, and ``on_release`` for any task."""
 

@@ -2796,20 +2796,12 @@ class Distributor:
         return True
 
     def _try_on_tracker(self, plan: list[tuple[Task, WorkerState, Balancer]]) -> None:
-        """Assign a gang's members on the tracker as planned and release them again.
+        """Check that the tracker would take a gang's members as planned, all together.
 
         Raises the tracker's refusal if a gate or breaker asked since the plan changed a
         worker (through the tracker itself): the gang is then placed nowhere, before
-        any member leaves where it waits."""
-        tracker = self._tracker
-        tried: list[tuple[Task, WorkerState]] = []
-        try:
-            for member, worker, _ in plan:
-                tracker.assign(member, worker.id)
-                tried.append((member, worker))
-        finally:
-            for member, worker in reversed(tried):
-                tracker.release(member, worker.id, ok=None)
+        any member leaves where it waits. Changes nothing on the tracker."""
+        self._tracker._check_placements((member, worker) for member, worker, _ in plan)
 
     def _place_gang(self, leader: Task, now: float, room: int | None) -> list[Assignment] | None:
         """Place every member of the leader's gang (planned by ``_plan_gang``), or none;

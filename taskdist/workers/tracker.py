@@ -572,6 +572,38 @@ class CapacityTracker:
         self._placed[task.id] = state
         self._refile(state)
 
+    def _check_placements(self, placements: Iterable[tuple[Task, WorkerState]]) -> None:
+        """Raise what :meth:`assign` would for the first of ``placements`` (each task with
+        the worker it is to go to, each assigned after those before it) that could not be
+        assigned now; change nothing. O(r) each.
+
+        For the Distributor, before a gang's members leave where they wait: the gates and
+        breakers it asked since it planned them may have changed a worker. Nothing is
+        assigned and released to find out, which would leave the float residue of the
+        sums in the workers' loads (and so move their order)."""
+        loads: dict[WorkerState, dict[str, float]] = {}
+        for task, state in placements:
+            if self._workers.get(state.id) is not state:
+                raise UnknownWorkerError(f"no worker with id {state.id!r}")
+            if state.health is _UNAVAILABLE:
+                raise WorkerUnavailableError(
+                    f"worker {state.id!r} is unavailable; task {task.id!r} was not assigned"
+                )
+            load = loads.get(state)
+            if load is None:
+                load = loads[state] = dict(state._load)
+            checked = self._demand(task)
+            limit = state._limit
+            # As assign's fit test and _hold, summed in the same order: the same answer.
+            for name, amount in checked:
+                if load.get(name, 0.0) + amount > limit.get(name, 0.0):
+                    raise WorkerFullError(
+                        f"task {task.id!r} does not fit worker {state.id!r} with the tasks "
+                        "placed there before it; it was not assigned"
+                    )
+            for name, amount in checked:
+                load[name] = load.get(name, 0.0) + amount
+
     def release(
         self,
         task: Task,
