@@ -474,3 +474,29 @@ def test_a_hook_raising_while_an_assign_is_taken_back_leaves_the_cause_raised() 
     with pytest.raises(Broken, match="on_assign failed"):
         d.assign("bad", "w")
     assert d.leases() == [] and d.state_of("bad") is QUEUED
+
+
+class ReleaseOfOldBreaks(OnAssignBreaks):
+    """``on_assign`` raises for task ``bad``, and ``on_release`` for task ``old``."""
+
+    def on_release(self, task: Task, worker: Any) -> None:
+        super().on_release(task, worker)
+        if task.id == "old":
+            raise RuntimeError("on_release failed for 'old'")
+
+
+def test_a_hook_error_from_before_the_dispatch_failed_is_still_raised_first() -> None:
+    # The lease of "old" expires as the dispatch starts, and its on_release raises:
+    # that error came first, not from taking the dispatch back, and is not a note.
+    clock = ManualClock()
+    d = Distributor(clock, balancer=ReleaseOfOldBreaks(), lease=10.0)
+    d.add_worker(Worker("w", capacity=2))
+    d.submit(Task("old"))
+    d.dispatch()
+    clock.advance(11)
+    d.submit(Task("bad"))
+    with pytest.raises(RuntimeError, match="on_release failed for 'old'") as raised:
+        d.dispatch()
+    assert isinstance(raised.value.__context__, Broken)
+    assert not getattr(raised.value.__context__, "__notes__", None)
+    assert d.state_of("old") is QUEUED and d.state_of("bad") is QUEUED

@@ -1396,6 +1396,7 @@ class Distributor:
             except BaseException as error:
                 # A callback raised: what it interrupted is dropped, and the placements
                 # made so far are taken back, since the host never sees them.
+                earlier = self._deferred  # a hook's error from before it, if any
                 self._passed = []
                 if self._batcher is not None:
                     self._batcher.flush()  # a batch being formed, if any
@@ -1414,7 +1415,7 @@ class Distributor:
                 if frees:
                     # Units given back: what the gates refused for want of them may pass.
                     self._wake_gated()
-                self._first_error_wins(error)
+                self._first_error_wins(error, earlier)
                 raise
             finally:
                 round_blocked.clear()
@@ -2372,12 +2373,13 @@ class Distributor:
             try:
                 run = self._lease_task(task, state, self._balancer, permit, now)
             except BaseException as error:  # the balancer's hook raised: the lease goes back
+                earlier = self._deferred
                 taken = self._leases.get(task_id)
                 if taken is not None:
                     taken.popped = False
                     taken.gated = gates is not None
                     self._take_back(task)
-                self._first_error_wins(error)
+                self._first_error_wins(error, earlier)
                 raise
             finally:
                 if self._steps_held:
@@ -3427,12 +3429,16 @@ class Distributor:
             if self._deferred is None:
                 self._deferred = raised
 
-    def _first_error_wins(self, error: BaseException) -> None:
+    def _first_error_wins(self, error: BaseException, earlier: Exception | None) -> None:
         """A rollback for ``error`` ran a hook that raised too (held in ``_deferred``):
         ``error``, the cause, is what the call raises; the later one becomes a note on
-        it (where exceptions take notes, Python 3.11 on)."""
+        it (where exceptions take notes, Python 3.11 on).
+
+        ``earlier``: what ``_deferred`` held when ``error`` was caught, a hook's error
+        from before it (a lease that ended earlier in the call): that one came first
+        and is still raised at the end of the call, ``error`` its context."""
         later = self._deferred
-        if later is None or later is error:
+        if later is None or later is error or later is earlier:
             return
         self._deferred = None
         add_note = getattr(error, "add_note", None)
