@@ -20,6 +20,7 @@ import pytest
 from distributor_support import with_a_probe_out
 
 from taskdist import (
+    CapacityTracker,
     DeadlineScheduler,
     Distributor,
     Escalation,
@@ -500,3 +501,29 @@ def test_a_hook_error_from_before_the_dispatch_failed_is_still_raised_first() ->
     assert isinstance(raised.value.__context__, Broken)
     assert not getattr(raised.value.__context__, "__notes__", None)
     assert d.state_of("old") is QUEUED and d.state_of("bad") is QUEUED
+
+
+class RefusingTracker(CapacityTracker):
+    """A tracker of the host's own that refuses task "t" while armed, for reasons of its own."""
+
+    armed = False
+
+    def assign(self, task: Task, worker_id: Hashable) -> Any:
+        if self.armed and task.id == "t":
+            raise WorkerFullError(f"no room for {task.id!r} on {worker_id!r} by local rule")
+        return super().assign(task, worker_id)
+
+
+def test_assign_that_a_tracker_of_the_hosts_own_refuses_leaves_the_task_waiting() -> None:
+    clock = ManualClock()
+    tracker = RefusingTracker(clock)
+    pool = ResourcePool("db", size=1)
+    d = Distributor(clock, tracker=tracker, lease=None, gates=[PoolGate(pool)])
+    d.add_worker(Worker("w"))
+    d.submit(Task("t", resources={"db": 1}))
+    tracker.armed = True
+    with pytest.raises(WorkerFullError, match="by local rule"):
+        d.assign("t", "w")
+    assert d.state_of("t") is QUEUED and pool.in_use == 0
+    tracker.armed = False
+    assert [a.task.id for a in d.dispatch()] == ["t"]

@@ -1687,12 +1687,15 @@ class Distributor:
         now: float,
         *,
         notify: bool = True,
+        assigned: bool = False,
     ) -> _Run:
-        """Record the placement of a waiting task (out of where it waited) and lease it.
+        """Record the placement of a waiting task (out of where it waited) and lease it
+        (on the tracker too, unless ``assigned`` there already).
 
         The balancer hears of it last (``notify``), once the lease is on the books: if
         its hook raises, the lease is there to be taken back."""
-        self._assign_to(task, worker)
+        if not assigned:
+            self._assign_to(task, worker)
         if self._holds is not None and self._holds.leased(task, worker):
             self._wake_backfill_groups()
         task_id = task.id
@@ -2359,19 +2362,28 @@ class Distributor:
                 # from CLOSED), as it drops a dispatched task's.
                 permit = breaker.acquire()
             try:
-                # Again: a gate or the breaker ran code that may have changed the worker
-                # (through the tracker itself). Refused now, the task is still waiting.
-                _check_worker_takes(state, task)
-            except TaskdistError:
+                # On the tracker before the task leaves where it waits: a gate or the
+                # breaker ran code that may have changed the worker (through the tracker
+                # itself), and a tracker of the host's own may refuse for its own reasons.
+                self._assign_to(task, state)
+            except BaseException:
                 if breaker is not None and permit is not None:
                     breaker.release(permit)
                 if gates is not None:
                     gates.rollback(task)
                 raise
-            self._withdraw_waiting(task_id, keep_since=True)
+            try:
+                self._withdraw_waiting(task_id, keep_since=True)
+            except BaseException:  # the queue's remove raised: the task is where it was
+                self._tracker.release(task, worker_id, ok=None)
+                if breaker is not None and permit is not None:
+                    breaker.release(permit)
+                if gates is not None:
+                    gates.rollback(task)
+                raise
             said = len(self._events)  # the assigned event goes before the lease's own
             try:
-                run = self._lease_task(task, state, self._balancer, permit, now)
+                run = self._lease_task(task, state, self._balancer, permit, now, assigned=True)
             except BaseException as error:  # the balancer's hook raised: the lease goes back
                 earlier = self._deferred
                 taken = self._leases.get(task_id)
