@@ -26,6 +26,8 @@ from taskdist import (
     Escalation,
     FairScheduler,
     Gangs,
+    InvalidArgumentError,
+    InvalidTypeError,
     KeyedRateGate,
     KeyedRateLimiter,
     LeastConnections,
@@ -527,3 +529,60 @@ def test_assign_that_a_tracker_of_the_hosts_own_refuses_leaves_the_task_waiting(
     assert d.state_of("t") is QUEUED and pool.in_use == 0
     tracker.armed = False
     assert [a.task.id for a in d.dispatch()] == ["t"]
+
+
+class Misbehaving(PriorityQueue):
+    """A priority queue whose ``pop``, once armed, returns what it should not."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock)
+        self.armed: str | None = None
+        self.leased: Task | None = None
+
+    def pop(self, where: Any = None) -> Any:
+        armed, self.armed = self.armed, None
+        if armed == "a stranger":
+            return Task("stranger")
+        if armed == "a leased task":
+            return self.leased
+        if armed == "a task it still holds":
+            return self.peek(where)
+        if armed == "not a task":
+            return "b"
+        return super().pop(where)
+
+
+@pytest.mark.parametrize(
+    ("returns", "error", "where"),
+    [
+        ("a stranger", InvalidArgumentError, "unknown to this distributor"),
+        ("a leased task", InvalidArgumentError, "it is leased"),
+        ("a task it still holds", InvalidArgumentError, "still in the queue"),
+        ("not a task", InvalidTypeError, "not a Task"),
+    ],
+)
+def test_a_queue_whose_pop_returns_no_task_that_left_it_places_nothing(
+    returns: str, error: type[Exception], where: str
+) -> None:
+    # A pop returning a task the books do not have waiting out of every place used to
+    # be placed all the same: a KeyError, with the worker's slot held for ever by a
+    # task with no lease (or the task leased twice).
+    clock = ManualClock()
+    queue = Misbehaving(clock)
+    d = Distributor(clock, queue=queue, lease=None)
+    d.add_worker(Worker("w", capacity=2))
+    for task_id in "abc":
+        d.submit(Task(task_id))
+    [first] = d.dispatch(1)
+    queue.leased = first.task
+    queue.armed = returns
+    with pytest.raises(error, match=where):
+        d.dispatch()
+    assert [a.task.id for a in d.leases()] == ["a"]
+    assert d.tracker.worker("w").in_flight == 1
+    assert d.state_of("b") is QUEUED and d.state_of("c") is QUEUED and len(d) == 3
+    assert sorted(a.task.id for a in d.dispatch()) == ["b"]
+    for task_id in "abc":
+        if d.state_of(task_id) is LEASED:
+            d.complete(task_id)
+    assert [a.task.id for a in d.dispatch()] == ["c"]

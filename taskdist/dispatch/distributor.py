@@ -1362,11 +1362,14 @@ class Distributor:
                     # for want of room or with limit 0, leaves the last walk's word.)
                     self._shut_walk = False
                     try:
-                        in_hand = task = queue.pop(where=placeable)
+                        task = queue.pop(where=placeable)
                     except Shut:  # the queue is as it was; the tasks stay in it
-                        in_hand = task = None
+                        task = None
                         self._note_shut_wake()
                         self._shut_walk = True
+                    if task is not None:
+                        self._check_popped(task)
+                    in_hand = task
                     if self._passed:
                         self._park_passed(now)
                     if task is None:
@@ -1607,6 +1610,32 @@ class Distributor:
             )
         if leader is not None:
             self._reconsider(leader, now)
+
+    def _check_popped(self, task: object) -> None:
+        """Refuse what the queue's ``pop`` returned unless it is a task that waited in
+        the queue and left it: a task the books do not know, one leased, parked or
+        retrying, or one the queue still holds would be placed twice, or from nowhere.
+        O(1) but the queue's ``in``."""
+        if task.__class__ is not Task and not isinstance(task, Task):
+            raise InvalidTypeError(
+                f"queue {self._queue!r} popped {type(task).__name__} {task!r}, not a Task; "
+                "nothing was placed"
+            )
+        if not self._in_limbo(task.id):
+            raise InvalidArgumentError(
+                f"queue {self._queue!r} popped task {task.id!r}, which is not a task that "
+                f"waited in it and left it (it is {self._where_is(task.id)}); nothing was "
+                "placed"
+            )
+
+    def _where_is(self, task_id: Hashable) -> str:
+        """Where the books have ``task_id``, for a message. O(1) but the queue's ``in``."""
+        state = self._state_or_none(task_id, self._now())
+        if state is None:
+            return "unknown to this distributor"
+        if state is TaskState.QUEUED and task_id in self._queue:
+            return "still in the queue"
+        return state.value
 
     def _in_limbo(self, task_id: Hashable) -> bool:
         """Whether a waiting task is in none of the places a waiting task is: popped and
@@ -1896,6 +1925,7 @@ class Distributor:
                 companion = None
             if companion is None:
                 break
+            self._check_popped(companion)
             try:
                 assignment = self._place(companion, now)
             except BaseException:
