@@ -24,6 +24,7 @@ from taskdist import (
     DeadlineScheduler,
     Distributor,
     Escalation,
+    Eviction,
     FairScheduler,
     Gangs,
     InvalidArgumentError,
@@ -586,3 +587,72 @@ def test_a_queue_whose_pop_returns_no_task_that_left_it_places_nothing(
         if d.state_of(task_id) is LEASED:
             d.complete(task_id)
     assert [a.task.id for a in d.dispatch()] == ["c"]
+
+
+class HandsBack(PriorityQueue):
+    """A priority queue that, once armed, hands back (on a push or an expiry) a task
+    it does not hold, or something that is not an eviction."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock)
+        self.armed: tuple[str, object] | None = None
+
+    def _hand_back(self, when: str) -> object:
+        if self.armed is None or self.armed[0] != when:
+            return None
+        what, self.armed = self.armed[1], None
+        return what if isinstance(what, str) else Eviction(what, Reason.REJECTED)
+
+    def push(self, task: Task, *, enqueued_at: float | None = None) -> Any:
+        evicted = super().push(task, enqueued_at=enqueued_at)
+        return self._hand_back("push") or evicted
+
+    def next_wakeup(self) -> float | None:
+        return 0.0 if self.armed is not None and self.armed[0] == "expire" else None
+
+    def expire_with_reasons(self) -> list[Eviction]:
+        handed = self._hand_back("expire")
+        return [handed] if isinstance(handed, Eviction) else super().expire_with_reasons()
+
+
+@pytest.mark.parametrize(
+    ("when", "what", "error", "where"),
+    [
+        ("push", "a", InvalidArgumentError, "it is leased"),
+        ("push", "b", InvalidArgumentError, "still in the queue"),
+        ("push", "stranger", InvalidArgumentError, "unknown to this distributor"),
+        ("push", "not an eviction", InvalidTypeError, "not an Eviction"),
+        ("expire", "a", InvalidArgumentError, "it is leased"),
+        ("expire", "stranger", InvalidArgumentError, "unknown to this distributor"),
+    ],
+)
+def test_a_queue_that_hands_back_a_task_it_did_not_hold_dead_letters_nothing(
+    when: str, what: str, error: type[Exception], where: str
+) -> None:
+    # A leased task handed back was dead-lettered while leased (in two places), one
+    # still queued was put in the dead-letter queue and dispatched from the queue, and a
+    # stranger joined the dead-letter queue though never submitted.
+    clock = ManualClock()
+    queue = HandsBack(clock)
+    d = Distributor(clock, queue=queue, lease=None)
+    d.add_worker(Worker("w", capacity=1))
+    for task_id in "abc":
+        d.submit(Task(task_id))
+    [first] = d.dispatch()
+    handed: object = {"a": first.task, "b": Task("b"), "stranger": Task("stranger")}.get(what, what)
+    queue.armed = (when, handed)
+    call = (lambda: d.submit(Task("d"))) if when == "push" else d.tick
+    with pytest.raises(error, match=where):
+        call()
+    assert queue.armed is None and len(d.dlq) == 0
+    assert [a.task.id for a in d.leases()] == ["a"] and d.state_of("b") is QUEUED
+    assert d.tracker.worker("w").in_flight == 1
+    done = []
+    while len(d):
+        for assignment in d.dispatch():
+            d.complete(assignment.task.id)
+            done.append(assignment.task.id)
+        if d.leases():
+            d.complete("a")
+            done.append("a")
+    assert sorted(done) == (["a", "b", "c", "d"] if when == "push" else ["a", "b", "c"])

@@ -3613,7 +3613,7 @@ class Distributor:
             return False
         if eviction is not None:
             self._dead_letter_eviction(eviction, now)
-            return eviction.task is not task
+            return task_id in self._waiting_since
         return True
 
     def _withdraw_waiting(self, task_id: Hashable, *, keep_since: bool = False) -> Task:
@@ -3701,9 +3701,33 @@ class Distributor:
             )
 
     def _dead_letter_eviction(self, eviction: Eviction, now: float) -> None:
-        """A task the queue handed back on a push: it leaves the waiting books for the DLQ."""
-        self._waiting_since.pop(eviction.task.id, None)
-        self._dead_letter(eviction.task, eviction.reason, now)
+        """A task the queue handed back on a push (or expired): it leaves the waiting
+        books for the DLQ.
+
+        Unless the queue handed back what it did not hold: something not an
+        ``Eviction`` of a task, or a task that is not waiting out of every place (one
+        the books do not know, leased, parked, retrying, dead already, or still in the
+        queue). That changes nothing, and the call raises once its books are done."""
+        task = eviction.task if isinstance(eviction, Eviction) else None
+        if task is not None and task.__class__ is not Task and not isinstance(task, Task):
+            task = None
+        if task is None:
+            error: TaskdistError = InvalidTypeError(
+                f"queue {self._queue!r} handed back {eviction!r}, not an Eviction of a "
+                "Task; it was ignored"
+            )
+        elif not self._in_limbo(task.id):
+            error = InvalidArgumentError(
+                f"queue {self._queue!r} handed back task {task.id!r} ({eviction.reason}), "
+                "which is not a task that waited in it and left it (it is "
+                f"{self._where_is(task.id)}); it stays where it was"
+            )
+        else:
+            self._waiting_since.pop(task.id)
+            self._dead_letter(task, eviction.reason, now)
+            return
+        if self._deferred is None:
+            self._deferred = error
 
     # -- waking parked tasks --------------------------------------------------------
 
