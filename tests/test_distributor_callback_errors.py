@@ -656,3 +656,43 @@ def test_a_queue_that_hands_back_a_task_it_did_not_hold_dead_letters_nothing(
             d.complete("a")
             done.append("a")
     assert sorted(done) == (["a", "b", "c", "d"] if when == "push" else ["a", "b", "c"])
+
+
+class Plain:
+    """A gate of the host's own without ``can_acquire``, counting what it holds; once
+    armed, its ``release`` raises (after giving back)."""
+
+    def __init__(self) -> None:
+        self.held: list[Hashable] = []
+        self.armed = False
+
+    def try_acquire(self, task: Task) -> bool:
+        self.held.append(task.id)
+        return True
+
+    def release(self, task: Task) -> None:
+        self.held.remove(task.id)
+        if self.armed:
+            self.armed = False
+            raise Broken("release failed")
+
+    def next_wakeup(self) -> float | None:
+        return None
+
+
+def test_a_gate_whose_undo_raises_while_probed_leaves_no_other_gate_holding() -> None:
+    # Gates without can_acquire are asked by admitting the task and undoing it; an undo
+    # that raised skipped the undo of the gates before it, which held the task's unit
+    # with no lease for ever.
+    first, second = Plain(), Plain()
+    d = Distributor(ManualClock(), gates=[first, second], lease=None)
+    d.add_worker(Worker("w", capacity=2))
+    for task_id in "ab":
+        d.submit(Task(task_id))
+    second.armed = True
+    with pytest.raises(Broken, match="release failed"):
+        d.dispatch()
+    assert first.held == [] and second.held == [] and d.leases() == []
+    assert d.state_of("a") is QUEUED and d.state_of("b") is QUEUED
+    assert sorted(a.task.id for a in d.dispatch()) == ["a", "b"]
+    assert first.held == second.held == ["a", "b"]

@@ -1063,7 +1063,9 @@ class AllGates:
             raise failed
 
     def _probe(self, task: Task) -> bool:
-        """Ask the gates that are not queryable: admit through each, then undo them all."""
+        """Ask the gates that are not queryable: admit through each, then undo them all
+        (every one even if an undo raises, a user gate's: the first error is raised
+        after, so no gate keeps what the probe took)."""
         undos: list[Callable[[Task], None]] = []
         try:
             for try_acquire, undo in self._plain:
@@ -1072,8 +1074,15 @@ class AllGates:
                 undos.append(undo)
             return True
         finally:
+            failed: BaseException | None = None
             for undone in reversed(undos):
-                undone(task)
+                try:
+                    undone(task)
+                except BaseException as error:
+                    if failed is None:
+                        failed = error
+            if failed is not None:
+                raise failed
 
 
 def _drawn_on(gate: Gate) -> list[object]:
