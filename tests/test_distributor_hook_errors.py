@@ -10,6 +10,7 @@ release never asks them again; a route's ``when`` is asked before the task goes 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,12 +24,15 @@ from taskdist import (
     ConcurrencyLimit,
     Distributor,
     FairScheduler,
+    InvalidArgumentError,
     LeastConnections,
     ManualClock,
     Pool,
     PoolGate,
+    Reason,
     ResourcePool,
     RetryBudget,
+    RetryPolicy,
     Route,
     Task,
     TaskState,
@@ -329,3 +333,77 @@ def test_a_batch_renews_its_members_in_batch_order_whatever_the_hash_seed(
     original = run("save", "1")
     assert original == [f"task-{i}" for i in range(8)]
     assert run("load", "3") == run("load", "7") == original
+
+
+class Policy(RetryPolicy):
+    """A retry policy whose ``delay`` or ``should_retry``, once armed, misbehaves."""
+
+    armed: str | None = None
+
+    def delay(self, attempt: int, previous: float | None = None) -> float:
+        if self.armed == "delay raises":
+            raise RuntimeError("no delay")
+        if self.armed == "delay is NaN":
+            return math.nan
+        return super().delay(attempt, previous)
+
+    def should_retry(
+        self, attempt: int, error: BaseException | None = None, *, elapsed: float = 0.0
+    ) -> bool:
+        if self.armed == "should_retry raises":
+            raise RuntimeError("cannot tell")
+        return super().should_retry(attempt, error, elapsed=elapsed)
+
+
+@pytest.mark.parametrize(
+    ("armed", "end", "error"),
+    [
+        ("delay raises", "fail", RuntimeError),
+        ("delay is NaN", "fail", InvalidArgumentError),
+        ("should_retry raises", "fail", RuntimeError),
+        ("should_retry raises", "expire", RuntimeError),
+    ],
+)
+def test_a_retry_policy_that_fails_once_the_lease_ended_dead_letters_the_task(
+    armed: str, end: str, error: type[Exception]
+) -> None:
+    # The lease had ended, so the task was out of every place when the policy raised:
+    # it was in no state afterwards (state_of: UnknownTaskError, len 0).
+    clock = ManualClock()
+    policy = Policy()
+    d = Distributor(clock, lease=10.0, retry=policy)
+    d.add_worker(Worker("w"))
+    d.submit(Task("a"))
+    d.dispatch()
+    policy.armed = armed
+    if end == "expire":
+        clock.advance(11.0)
+    call = (lambda: d.fail("a", error="flaky")) if end == "fail" else d.tick
+    with pytest.raises(error):
+        call()
+    assert d.state_of("a") is TaskState.DEAD and len(d) == 0
+    [letter] = list(d.dlq)
+    assert letter.reason is Reason.REJECTED and letter.error
+    assert d.tracker.worker("w").in_flight == 0
+    policy.armed = None
+    d.redrive(["a"])
+    [again] = d.dispatch()
+    d.complete("a", lease_id=again.lease_id)
+    assert d.state_of("a") is TaskState.COMPLETED
+
+
+def test_a_retry_policy_whose_delay_raises_over_the_budget_dead_letters_the_task() -> None:
+    # Over the retry budget a retry waits another delay; a delay that raised left the
+    # task retrying with no timer, waiting for ever.
+    clock = ManualClock()
+    policy = Policy()
+    d = Distributor(clock, lease=None, retry=policy, retry_budget=RetryBudget(ratio=0.1, minimum=0))
+    d.add_worker(Worker("w"))
+    d.submit(Task("a"))
+    d.dispatch()
+    d.fail("a", error="flaky")
+    policy.armed = "delay raises"
+    clock.advance(60.0)
+    with pytest.raises(RuntimeError, match="no delay"):
+        d.tick()
+    assert d.state_of("a") is TaskState.DEAD and len(d) == 0 and d.next_wakeup() is None

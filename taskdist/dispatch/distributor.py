@@ -2191,7 +2191,11 @@ class Distributor:
             if final:
                 self._dead_letter(task, Reason.NOT_RETRYABLE, now)
                 return TaskState.DEAD
-            if not self._may_retry(task, progress, now):
+            try:
+                retry = self._may_retry(task, progress, now)
+            except Exception as raised:
+                return self._policy_failed(task, now, raised)
+            if not retry:
                 self._dead_letter(task, Reason.MAX_ATTEMPTS, now)
                 return TaskState.DEAD
             budget = self._budget
@@ -2203,7 +2207,10 @@ class Distributor:
             ):
                 self._dead_letter(task, Reason.RETRY_BUDGET, now)
                 return TaskState.DEAD
-            delay = self._retry.delay(progress.failures, progress.last_delay)
+            try:
+                delay = self._retry_delay(progress)
+            except Exception as raised:
+                return self._policy_failed(task, now, raised)
             progress.last_delay = delay
             self._hold_for_retry(task, progress, now, now + delay, lease.attempt)
             return TaskState.RETRYING
@@ -3561,6 +3568,23 @@ class Distributor:
             return progress.failures < task.max_attempts
         return self._retry.should_retry(progress.failures, elapsed=now - progress.first_started)
 
+    def _retry_delay(self, progress: _Run) -> float:
+        """The retry policy's delay after the attempt that just failed, checked."""
+        delay = self._retry.delay(max(progress.failures, 1), progress.last_delay)
+        return check_number(
+            delay, f"the delay of retry policy {self._retry!r}", minimum=0.0, maximum=MAX_SECONDS
+        )
+
+    def _policy_failed(self, task: Task, now: float, error: Exception) -> TaskState:
+        """The retry policy raised (or gave no valid delay) for a task whose lease
+        ended, which is then in no place: it goes to the dead-letter queue with the
+        error, and the call raises the error once its books are done."""
+        self._waiting_since.pop(task.id, None)
+        self._dead_letter(task, Reason.REJECTED, now, error)
+        if self._deferred is None:
+            self._deferred = error
+        return TaskState.DEAD
+
     # -- moving tasks between states ---------------------------------------------
 
     def _requeue(
@@ -3977,7 +4001,12 @@ class Distributor:
         run = self._progress[task_id]
         if budget is not None and not run.budgeted:
             if not budget.allows(task):  # over budget: wait another delay
-                delay = self._retry.delay(max(run.failures, 1), run.last_delay)
+                try:
+                    delay = self._retry_delay(run)
+                except Exception as raised:  # out of every place but the retrying books
+                    del self._retrying[task_id]
+                    self._policy_failed(task, now, raised)
+                    return
                 run.retry_at = now + delay
                 self._timers.schedule(task_id, run.retry_at, _RETRY)
                 if self._listener is not None:
@@ -4008,7 +4037,12 @@ class Distributor:
         if progress.lapsed is None:
             progress.lapsed = {}
         progress.lapsed[lease.attempt] = lease.lease_id
-        if self._may_retry(task, progress, now):
+        try:
+            retry = self._may_retry(task, progress, now)
+        except Exception as raised:
+            self._policy_failed(task, now, raised)
+            return
+        if retry:
             self._requeue(task, now, EventKind.REQUEUED)
         else:
             self._dead_letter(task, Reason.MAX_ATTEMPTS, now, "the lease expired")
