@@ -481,6 +481,7 @@ class Distributor:
         "_passed",
         "_paused",
         "_pop_when_empty",
+        "_pops_checked",
         "_preemption",
         "_progress",
         "_queue",
@@ -678,6 +679,8 @@ class Distributor:
         # (Read off the class: a method set on the instance is the host's own.)
         kind = type(queue)
         self._queue_releases = getattr(kind, "release", None) is not HeldTasks.release
+        # This package's own queues pop only tasks they hold: no need to check each one.
+        self._pops_checked = kind not in (PriorityQueue, DeadlineScheduler)
         self._pop_when_empty = not (
             getattr(kind, "pop", None) in (PriorityQueue.pop, DeadlineScheduler.pop)
             and getattr(kind, "__bool__", None) is HeldTasks.__bool__
@@ -1367,7 +1370,7 @@ class Distributor:
                         task = None
                         self._note_shut_wake()
                         self._shut_walk = True
-                    if task is not None:
+                    if task is not None and self._pops_checked:
                         self._check_popped(task)
                     in_hand = task
                     if self._passed:
@@ -1925,7 +1928,8 @@ class Distributor:
                 companion = None
             if companion is None:
                 break
-            self._check_popped(companion)
+            if self._pops_checked:
+                self._check_popped(companion)
             try:
                 assignment = self._place(companion, now)
             except BaseException:
