@@ -696,3 +696,40 @@ def test_a_gate_whose_undo_raises_while_probed_leaves_no_other_gate_holding() ->
     assert d.state_of("a") is QUEUED and d.state_of("b") is QUEUED
     assert sorted(a.task.id for a in d.dispatch()) == ["a", "b"]
     assert first.held == second.held == ["a", "b"]
+
+
+class LookAlike(LeastConnections):
+    """A user's balancer that answers with a view of another tracker's worker of the same
+    id (or, with ``other=None``, with something that is no worker at all)."""
+
+    def __init__(self, other: CapacityTracker | None) -> None:
+        super().__init__()
+        self.other = other
+
+    def choose(self, task: Task, tracker: Any, where: Any = None) -> Any:
+        return 5 if self.other is None else self.other.worker("w")
+
+
+@pytest.mark.parametrize("gang", [False, True])
+@pytest.mark.parametrize("foreign", [True, False])
+def test_a_balancer_answering_with_no_view_of_this_tracker_is_refused(
+    foreign: bool, gang: bool
+) -> None:
+    other = CapacityTracker(ManualClock())
+    other.add_worker(Worker("w", capacity=4))
+    clock = ManualClock()
+    balancer = LookAlike(other if foreign else None)
+    d = Distributor(clock, balancer=balancer, lease=None)
+    d.add_worker(Worker("w", capacity=4))
+    ids = ["a", "b"]
+    for task_id in ids:
+        d.submit(Task(task_id, gang="g", gang_size=2) if gang else Task(task_id))
+    before = {task_id: d.state_of(task_id) for task_id in ids}
+    error = InvalidArgumentError if foreign else InvalidTypeError
+    with pytest.raises(error, match="nothing was placed"):
+        d.dispatch()
+    assert {task_id: d.state_of(task_id) for task_id in ids} == before
+    assert d.leases() == [] and d.tracker.worker("w").in_flight == 0
+    assert other.worker("w").in_flight == 0  # nothing was recorded on the other tracker
+    balancer.choose = LeastConnections().choose  # type: ignore[method-assign]
+    assert sorted(a.task.id for a in d.dispatch()) == ids

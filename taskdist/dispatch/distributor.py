@@ -185,6 +185,41 @@ def _undo_admissions(verdicts: list[tuple[IntakePolicy, Verdict]], task: Task) -
             policy.forget(task)
 
 
+def _check_choice(
+    balancer: Balancer,
+    task: Task,
+    worker: object,
+    tracker: CapacityTracker,
+    where: Filter | None,
+) -> None:
+    """Refuse what a user's ``choose`` returned unless it is a candidate of ``tracker``
+    for ``task``: the tracker's own view of one of its workers (not a look-alike of
+    another tracker's, nor something else) that ``is_candidate`` accepts. O(r).
+
+    Raises:
+        InvalidTypeError: it is not a ``WorkerState``.
+        InvalidArgumentError: it is not a candidate of this tracker.
+    """
+    if type(worker) is not WorkerState:
+        raise InvalidTypeError(
+            f"balancer {balancer!r} chose {type(worker).__name__} {worker!r:.80} for task "
+            f"{task.id!r}: choose() must return one of the tracker's WorkerState views "
+            "or None; nothing was placed"
+        )
+    worker_id = worker.id
+    if not (
+        worker_id in tracker
+        and tracker.worker(worker_id) is worker
+        and tracker.is_candidate(task, worker_id, where)
+    ):
+        raise InvalidArgumentError(
+            f"balancer {balancer!r} chose {worker!r} for task {task.id!r}, "
+            "which is not one of its candidates (unavailable, full, missing a skill, "
+            "outside its route, its breaker is open, or a worker of another tracker); "
+            "nothing was placed"
+        )
+
+
 def _check_worker_takes(state: WorkerState, task: Task) -> None:
     """Refuse, for :meth:`Distributor.assign`, a worker that cannot take ``task`` now."""
     if state.health is Health.UNAVAILABLE:
@@ -1483,16 +1518,8 @@ class Distributor:
             if parking is None and self._holds is not None:  # before any later pick
                 self._reserve_for(task, self._now())
             return False
-        if (
-            balancer is not self._trusted_balancer
-            and not trusts_choice(balancer)
-            and not self._tracker.is_candidate(task, worker.id, filter_)
-        ):
-            raise InvalidArgumentError(
-                f"balancer {balancer!r} chose {worker!r} for task {task.id!r}, "
-                "which is not one of its candidates (unavailable, full, missing a skill, "
-                "outside its route, or its breaker is open); nothing was placed"
-            )
+        if balancer is not self._trusted_balancer and not trusts_choice(balancer):
+            _check_choice(balancer, task, worker, self._tracker, filter_)
         self._choice = (task, worker, balancer)
         return True
 
@@ -2834,8 +2861,13 @@ class Distributor:
                 if filter_ is NOWHERE:
                     break
                 worker = balancer.choose(member, tracker, filter_)
-                if worker is None or not tracker.is_candidate(member, worker.id, filter_):
+                if worker is None:
                     break
+                if trusts_choice(balancer):
+                    if not tracker.is_candidate(member, worker.id, filter_):
+                        break
+                else:
+                    _check_choice(balancer, member, worker, tracker, filter_)
                 tracker.assign(member, worker.id)
                 plan.append((member, worker, balancer))
         finally:
