@@ -36,6 +36,7 @@ from taskdist import (
     Route,
     Task,
     TaskState,
+    Verdict,
     Worker,
     WorkerState,
 )
@@ -200,6 +201,48 @@ def test_an_on_worker_added_that_raises_as_the_distributor_is_built_raises_then(
     balancer.armed = "on_worker_added"
     with pytest.raises(RuntimeError, match="on_worker_added"):
         Distributor.restore(d.snapshot(), clock, balancer=balancer)
+
+
+class ForgetRaises:
+    """An intake policy of the host's own that admits everything and, once armed, raises
+    when told a task finished."""
+
+    def __init__(self) -> None:
+        self.armed = False
+
+    def admit(self, task: Task, now: float, state_of: object) -> Verdict:
+        return Verdict()
+
+    def forget(self, task: Task) -> None:
+        if self.armed:
+            raise RuntimeError("forget failed")
+
+
+@pytest.mark.parametrize("end", ["complete", "cancel_leased", "cancel_queued"])
+def test_an_intake_policy_whose_forget_raises_ends_the_task_all_the_same(end: str) -> None:
+    policy = ForgetRaises()
+    limit = ConcurrencyLimit(key=lambda t: t.key, limit=1, strategy="cancel_newest")
+    d = Distributor(ManualClock(), lease=None, intake=[policy, limit])
+    d.add_worker(Worker("w"))
+    d.submit(Task("a", key="k"))
+    d.dispatch()
+    target = "a"
+    if end == "cancel_queued":
+        d.submit(Task("q", key="other"))
+        target = "q"
+    policy.armed = True
+    with pytest.raises(RuntimeError, match="forget failed"):
+        (d.complete if end == "complete" else d.cancel)(target)
+    policy.armed = False
+    final = TaskState.COMPLETED if end == "complete" else TaskState.CANCELLED
+    assert d.state_of(target) is final  # not lost half-way: finished, and known so
+    assert d.stats().by_state[final] == 1
+    # The other policy forgot it too: a new task of its key is not over the limit.
+    key = "k" if target == "a" else "other"
+    if target == "q":
+        d.complete("a")
+    assert d.submit(Task("next", key=key)).state is TaskState.QUEUED
+    assert [a.task.id for a in d.dispatch()] == ["next"]
 
 
 def test_a_route_whose_when_raises_leaves_nothing_in_the_queue() -> None:

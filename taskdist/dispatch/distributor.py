@@ -3730,7 +3730,9 @@ class Distributor:
         if self._holds is not None and self._holds.finished(task_id):
             self._wake_backfill_groups()
         for policy in self._intake:
-            policy.forget(task)
+            # A hook on books already done: one that raises keeps no task from its end,
+            # nor the other policies from forgetting it.
+            self._hook(policy.forget, task)
         self._counts[state] += 1
         tenant = self._tenants.get(task.tenant) or self._tenant(task.tenant)
         tenant[_TENANT_COLUMN[state]] += 1
