@@ -25,6 +25,7 @@ from taskdist import (
     Distributor,
     FairScheduler,
     InvalidArgumentError,
+    InvalidTypeError,
     LeastConnections,
     ManualClock,
     Pool,
@@ -243,6 +244,58 @@ def test_an_intake_policy_whose_forget_raises_ends_the_task_all_the_same(end: st
         d.complete("a")
     assert d.submit(Task("next", key=key)).state is TaskState.QUEUED
     assert [a.task.id for a in d.dispatch()] == ["next"]
+
+
+class Answers:
+    """An intake policy of the host's own that answers every admission with ``answer``."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+        self.undone: list[Hashable] = []
+
+    def admit(self, task: Task, now: float, state_of: object) -> object:
+        return self.answer
+
+    def forget(self, task: Task) -> None:
+        self.undone.append(task.id)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (Verdict(replace=Task("a")), InvalidArgumentError),  # leased
+        (Verdict(replace=Task("b")), InvalidArgumentError),  # queued
+        (Verdict(replace=Task("c")), InvalidArgumentError),  # completed, within the window
+        (Verdict(replace="n"), InvalidTypeError),  # type: ignore[arg-type]
+        (None, InvalidTypeError),
+        (True, InvalidTypeError),
+    ],
+)
+def test_an_intake_verdict_naming_no_free_task_is_refused_and_adds_nothing(
+    answer: object, error: type[Exception]
+) -> None:
+    policy = Answers(Verdict())
+    d = Distributor(ManualClock(), lease=None, intake=[policy])
+    d.add_worker(Worker("w"))
+    for task_id in "ca":
+        d.submit(Task(task_id))
+        d.dispatch()
+        if task_id == "c":
+            d.complete("c")
+    d.submit(Task("b"))
+    policy.answer = answer
+    before = d.stats().by_state
+    with pytest.raises(error, match="was not added"):
+        d.submit(Task("n"))
+    assert d.stats().by_state == before and len(d.queue) == 1 and "n" not in d
+    assert [a.task.id for a in d.leases()] == ["a"]  # "a" is not also queued
+    policy.answer = Verdict()
+    d.complete("a")
+    d.submit(Task("n"))
+    for _ in range(2):
+        (lease,) = d.dispatch()
+        d.complete(lease.task.id)
+    assert len(d) == 0 and d.stats().by_state[TaskState.COMPLETED] == 4
 
 
 def test_a_route_whose_when_raises_leaves_nothing_in_the_queue() -> None:

@@ -1234,11 +1234,16 @@ class Distributor:
         try:
             for policy in self._intake:
                 verdict = policy.admit(task, now, state_of)
+                if not isinstance(verdict, Verdict):
+                    raise InvalidTypeError(
+                        f"{type(policy).__name__}.admit() must return a Verdict, got "
+                        f"{type(verdict).__name__} {verdict!r:.80}; {task.id!r} was not added"
+                    )
                 verdicts.append((policy, verdict))
                 if not verdict.accept:
                     raise _Refusal(verdict)
                 if verdict.replace is not None:
-                    task = verdict.replace
+                    task = self._replacement(policy, task, verdict.replace, now)
             result = self._admit(task, now)
         except _Refusal as refusal:
             _undo_admissions(verdicts, task)
@@ -1261,6 +1266,24 @@ class Distributor:
                 self._cancel_live(task.id, now, verdict.reason)
                 return SubmitResult(task.id, True, TaskState.CANCELLED)
         return result
+
+    def _replacement(self, policy: IntakePolicy, task: Task, replace: object, now: float) -> Task:
+        """``replace``, what ``policy`` would take instead of ``task``, if it is a Task
+        whose id is free (a new one as much as ``task``'s is)."""
+        if not isinstance(replace, Task):
+            raise InvalidTypeError(
+                f"{type(policy).__name__}.admit() must name a Task to take instead of "
+                f"{task.id!r}, got {type(replace).__name__} {replace!r:.80}; it was not added"
+            )
+        if replace.id != task.id:
+            state = self._state_or_none(replace.id, now)
+            if state is not None:
+                raise InvalidArgumentError(
+                    f"{type(policy).__name__}.admit() would take {replace.id!r} instead of "
+                    f"{task.id!r}, but a task with that id is {state.value}; "
+                    f"{task.id!r} was not added"
+                )
+        return replace
 
     def _state_or_forgotten(self, task_id: Hashable) -> TaskState | None:
         try:
