@@ -39,6 +39,7 @@ from taskdist import (
     RateLimiter,
     Reason,
     ResourcePool,
+    RetryBudget,
     RetryPolicy,
     Task,
     TaskState,
@@ -733,3 +734,27 @@ def test_a_balancer_answering_with_no_view_of_this_tracker_is_refused(
     assert other.worker("w").in_flight == 0  # nothing was recorded on the other tracker
     balancer.choose = LeastConnections().choose  # type: ignore[method-assign]
     assert sorted(a.task.id for a in d.dispatch()) == ids
+
+
+@pytest.mark.parametrize(
+    ("group", "error"), [(["x"], InvalidTypeError), (float("nan"), InvalidArgumentError)]
+)
+def test_a_retry_budget_group_that_is_no_key_puts_every_task_back(
+    group: object, error: type[Exception]
+) -> None:
+    answer: list[object] = ["g"]
+    budget = RetryBudget(per=lambda task: answer[0], minimum=1)
+    d = Distributor(ManualClock(), lease=None, retry_budget=budget)
+    d.add_worker(Worker("w", capacity=3))
+    for task_id in "abc":
+        d.submit(Task(task_id))
+    answer[0] = group
+    with pytest.raises(error, match="RetryBudget per"):
+        d.dispatch()
+    assert {t: d.state_of(t) for t in "abc"} == dict.fromkeys("abc", QUEUED)
+    assert d.tracker.worker("w").in_flight == 0 and d.leases() == []
+    answer[0] = "g"
+    assert sorted(a.task.id for a in d.dispatch()) == ["a", "b", "c"]
+    for task_id in "abc":
+        d.complete(task_id)
+    assert len(d) == 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, Literal
 
-from taskdist._validate import check_choice, check_int, check_number
+from taskdist._validate import check_choice, check_int, check_key, check_number
 from taskdist.errors import InvalidTypeError
 from taskdist.task import Task
 
@@ -82,8 +82,15 @@ class RetryBudget:
         return self._over
 
     def group(self, task: Task) -> Hashable:
-        """The budget group of ``task``."""
-        return self._group(task)
+        """The budget group of ``task``.
+
+        Raises:
+            InvalidTypeError: ``per`` returned an unhashable value.
+            InvalidArgumentError: ``per`` returned a NaN (or a tuple holding one).
+        """
+        if self._group is _everything:
+            return None
+        return check_key(self._group(task), "RetryBudget per(task)")
 
     def limit(self, group: Hashable) -> float:
         """Retries the group may have in progress now."""
@@ -96,7 +103,7 @@ class RetryBudget:
 
     def allows(self, task: Task) -> bool:
         """Whether ``task`` may start a retry now (one more would fit the budget)."""
-        group = self._group(task)
+        group = self.group(task)
         return self.retries(group) + 1 <= self.limit(group)
 
     def leased(self, task: Task) -> None:
@@ -121,7 +128,7 @@ class RetryBudget:
         ``per`` again: a ``per`` that raises then would leave a count for ever)."""
         held = self._held.get(task.id)
         if held is None:
-            group = self._group(task)
+            group = self.group(task)  # checked before anything is counted
             held = self._held[task.id] = [group, 0]
         row = self._counts.get(held[0])
         if row is None:
