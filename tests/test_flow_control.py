@@ -3,8 +3,10 @@ concurrency keys, debounce and throttle, and rate limits that never burn an atte
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 from hostile import assert_refused
@@ -515,3 +517,20 @@ def test_a_redrive_an_intake_policy_refuses_stays_and_says_why() -> None:
     assert entry.task.id == "a" and "duplicate of 'q'" in why and "throttled" in why
     assert [e.task.id for e in d.dlq] == ["a"]
     assert d.stats().duplicates == 1  # a refusal of an intake policy, counted as on submit
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [(lambda t: math.nan, InvalidArgumentError), (lambda t: ["repo"], InvalidTypeError)],
+)
+def test_a_concurrency_key_that_is_nan_or_unhashable_is_refused_before_anything_is_held(
+    key: Any, error: type[Exception]
+) -> None:
+    # A NaN key is never equal to itself: each task would get a key of its own and no
+    # limit would apply.
+    limit = ConcurrencyLimit(key=key, limit=1)
+    with pytest.raises(error, match=r"ConcurrencyLimit.key\(task\)"):
+        limit.admit(Task("a"), 0.0, lambda task_id: None)
+    with pytest.raises(error, match=r"ConcurrencyLimit.key\(task\)"):
+        limit.try_acquire(Task("a"))
+    assert limit.snapshot()["live"] == [] and limit.snapshot()["running"] == []

@@ -55,6 +55,7 @@ from taskdist import (
     WorkerUnavailableError,
     ZoneAware,
 )
+from taskdist.balancing.base import check_scores
 from taskdist.balancing.least_load import _load_order as load_order
 
 # -- user balancers that break the contract -------------------------------------------------
@@ -913,3 +914,12 @@ def test_a_large_load_factor_bounds_nothing_and_overflows_nothing() -> None:
         task = Task(i, key="hot")
         tracker.assign(task, ring.choose(task, tracker).id)
     assert sorted(w.in_flight for w in tracker.workers()) == [0, 50]
+
+
+def test_a_score_too_large_for_a_float_is_a_score_and_a_nan_still_is_not() -> None:
+    # A huge int is a finite number: it ranks, it does not overflow the check.
+    assert list(check_scores([10**400, 0], 2, "scores()")) == [10**400, 0]
+    with pytest.raises(InvalidArgumentError, match="NaN"):
+        check_scores([10**400, math.nan], 2, "scores()")
+    with pytest.raises(InvalidArgumentError, match="too large"):
+        check_scores([10**400, 0], 2, "scores()", unit=True)

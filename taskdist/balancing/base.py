@@ -290,10 +290,12 @@ def check_scores(scores: object, count: int, source: str, *, unit: bool = False)
         finite = math.isfinite(sum(scores))  # one C pass; NaN and inf - inf give NaN
     except TypeError:
         raise InvalidTypeError(f"{source} returned a score that is not a real number") from None
+    except OverflowError:  # an int too large for a float: finite, but not as a float
+        finite = False
     if not finite:
         if unit:
-            raise InvalidArgumentError(f"{source} returned a NaN or infinite score")
-        if any(map(math.isnan, scores)):
+            raise InvalidArgumentError(f"{source} returned a NaN, infinite or too large score")
+        if any(score != score for score in scores):  # (math.isnan overflows on huge ints)
             raise InvalidArgumentError(f"{source} returned a NaN score")
     if unit and (min(scores) < 0.0 or max(scores) > 1.0):
         raise InvalidArgumentError(f"{source} returned a score outside [0, 1]")

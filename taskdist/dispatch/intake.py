@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import attrs
 
 from taskdist._snapshot import check_header, decode_key, encode_key, header, refuse
-from taskdist._validate import check_choice, check_int, check_number, shown
+from taskdist._validate import check_choice, check_int, check_key, check_number, shown
 from taskdist.errors import InvalidTypeError, OverReleaseError
 from taskdist.task import Task, TaskState
 
@@ -94,9 +94,16 @@ class IntakePolicy(Protocol):
 
 
 def _key_function(key: object, name: str) -> Callable[[Task], Hashable]:
+    """``key``, its answers checked: an unhashable key, or a NaN (never equal to itself,
+    so each task would get a key of its own and no limit would apply), is refused."""
     if not callable(key):
         raise InvalidTypeError(f"{name}.key must be callable (task -> key), got {key!r}")
-    return key
+    what = f"{name}.key(task)"
+
+    def checked(task: Task) -> Hashable:
+        return check_key(key(task), what)
+
+    return checked
 
 
 class ConcurrencyLimit:
