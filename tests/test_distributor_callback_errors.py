@@ -659,6 +659,40 @@ def test_a_queue_that_hands_back_a_task_it_did_not_hold_dead_letters_nothing(
     assert sorted(done) == (["a", "b", "c", "d"] if when == "push" else ["a", "b", "c"])
 
 
+class OwnEviction:
+    """An eviction of the host's own making: not an ``Eviction``, but naming a task."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.reason = Reason.EVICTED
+
+
+class DropsNewcomers(PriorityQueue):
+    """Holds two tasks; a push beyond drops the newcomer, handing it back in an
+    eviction of its own making."""
+
+    def push(self, task: Task, *, enqueued_at: float | None = None) -> Any:
+        if len(self) >= 2:
+            return OwnEviction(task)
+        return super().push(task, enqueued_at=enqueued_at)
+
+
+def test_a_task_the_queue_let_go_of_in_no_eviction_of_its_own_is_not_lost() -> None:
+    # The hand-back, not an Eviction, was ignored: the task it named, which the queue
+    # had let go of, stayed queued in the books, in no queue, never dispatched.
+    clock = ManualClock()
+    d = Distributor(clock, queue=DropsNewcomers(clock), lease=None)
+    d.submit(Task("a"))
+    d.submit(Task("b"))
+    with pytest.raises(InvalidTypeError, match=r"not an Eviction.*'c'.*dead-lettered"):
+        d.submit(Task("c"))
+    assert d.state_of("c") is TaskState.DEAD and len(d) == 2
+    [letter] = list(d.dlq)
+    assert letter.task.id == "c" and letter.reason is Reason.REJECTED
+    d.add_worker(Worker("w", capacity=3))
+    assert sorted(a.task.id for a in d.dispatch()) == ["a", "b"]
+
+
 class Plain:
     """A gate of the host's own without ``can_acquire``, counting what it holds; once
     armed, its ``release`` raises (after giving back)."""

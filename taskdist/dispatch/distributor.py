@@ -3792,15 +3792,31 @@ class Distributor:
         Unless the queue handed back what it did not hold: something not an
         ``Eviction`` of a task, or a task that is not waiting out of every place (one
         the books do not know, leased, parked, retrying, dead already, or still in the
-        queue). That changes nothing, and the call raises once its books are done."""
+        queue). That changes nothing, and the call raises once its books are done.
+        (Something not an ``Eviction`` whose ``task`` waits out of every place, the
+        queue having let go of it, goes to the DLQ as ``rejected``: it is not lost.)"""
         task = eviction.task if isinstance(eviction, Eviction) else None
         if task is not None and task.__class__ is not Task and not isinstance(task, Task):
             task = None
         if task is None:
+            try:
+                named = getattr(eviction, "task", None)
+            except Exception:  # a hand-back of the host's own: nothing to name
+                named = None
+            if not isinstance(named, Task) or not self._in_limbo(named.id):
+                named = None
             error: TaskdistError = InvalidTypeError(
                 f"queue {self._queue!r} handed back {eviction!r}, not an Eviction of a "
-                "Task; it was ignored"
+                "Task; "
+                + (
+                    "it was ignored"
+                    if named is None
+                    else f"task {named.id!r}, which it let go of, was dead-lettered"
+                )
             )
+            if named is not None:  # out of the queue and of every other place
+                self._waiting_since.pop(named.id)
+                self._dead_letter(named, Reason.REJECTED, now, error)
         elif not self._in_limbo(task.id):
             error = InvalidArgumentError(
                 f"queue {self._queue!r} handed back task {task.id!r} ({eviction.reason}), "
