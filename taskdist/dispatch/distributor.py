@@ -2196,6 +2196,10 @@ class Distributor:
                 ``error`` neither an exception, a str nor None, ``retryable`` not a bool.
             Whatever the retry policy's ``retryable`` predicate raises, before
                 anything changed: the lease stands, and a later ``fail`` ends it.
+            Whatever its ``should_retry`` or ``delay`` raises (and InvalidArgumentError
+                / InvalidTypeError for a delay that is not a number from 0 to 1e12
+                seconds), once the lease has ended: the task is dead-lettered first,
+                as ``rejected``, with the error.
         """
         duration = check_optional_number(duration, "duration", minimum=0.0, maximum=MAX_SECONDS)
         if attempt is not None:
