@@ -294,7 +294,9 @@ def check_scores(scores: object, count: int, source: str, *, unit: bool = False)
         finite = False
     if not finite:
         if unit:
-            raise InvalidArgumentError(f"{source} returned a NaN, infinite or too large score")
+            raise InvalidArgumentError(
+                f"{source} returned a NaN or infinite score (or one too large for a float)"
+            )
         if any(score != score for score in scores):  # (math.isnan overflows on huge ints)
             raise InvalidArgumentError(f"{source} returned a NaN score")
     if unit and (min(scores) < 0.0 or max(scores) > 1.0):
