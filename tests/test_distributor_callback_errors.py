@@ -13,8 +13,8 @@ random runs.)
 from __future__ import annotations
 
 import sys
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 import pytest
 from distributor_support import with_a_probe_out
@@ -554,6 +554,21 @@ class Misbehaving(PriorityQueue):
         return super().pop(where)
 
 
+_Q = TypeVar("_Q", bound=PriorityQueue)
+
+
+def abc_behind(make: Callable[[ManualClock], _Q], *, capacity: int) -> tuple[Distributor, _Q]:
+    """Tasks "a", "b" and "c" submitted to a distributor over the queue ``make`` builds,
+    with one worker "w" of ``capacity``."""
+    clock = ManualClock()
+    queue = make(clock)
+    d = Distributor(clock, queue=queue, lease=None)
+    d.add_worker(Worker("w", capacity=capacity))
+    for task_id in "abc":
+        d.submit(Task(task_id))
+    return d, queue
+
+
 @pytest.mark.parametrize(
     ("returns", "error", "where"),
     [
@@ -569,12 +584,7 @@ def test_a_queue_whose_pop_returns_no_task_that_left_it_places_nothing(
     # A pop returning a task the books do not have waiting out of every place used to
     # be placed all the same: a KeyError, with the worker's slot held for ever by a
     # task with no lease (or the task leased twice).
-    clock = ManualClock()
-    queue = Misbehaving(clock)
-    d = Distributor(clock, queue=queue, lease=None)
-    d.add_worker(Worker("w", capacity=2))
-    for task_id in "abc":
-        d.submit(Task(task_id))
+    d, queue = abc_behind(Misbehaving, capacity=2)
     [first] = d.dispatch(1)
     queue.leased = first.task
     queue.armed = returns
@@ -633,12 +643,7 @@ def test_a_queue_that_hands_back_a_task_it_did_not_hold_dead_letters_nothing(
     # A leased task handed back was dead-lettered while leased (in two places), one
     # still queued was put in the dead-letter queue and dispatched from the queue, and a
     # stranger joined the dead-letter queue though never submitted.
-    clock = ManualClock()
-    queue = HandsBack(clock)
-    d = Distributor(clock, queue=queue, lease=None)
-    d.add_worker(Worker("w", capacity=1))
-    for task_id in "abc":
-        d.submit(Task(task_id))
+    d, queue = abc_behind(HandsBack, capacity=1)
     [first] = d.dispatch()
     handed: object = {"a": first.task, "b": Task("b"), "stranger": Task("stranger")}.get(what, what)
     queue.armed = (when, handed)

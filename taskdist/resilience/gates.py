@@ -944,15 +944,7 @@ class AllGates:
         """
         _check_task(task, "release")
         self._forget(task)
-        failed: BaseException | None = None
-        for gate in reversed(self._gates):
-            try:
-                gate.release(task)
-            except BaseException as error:
-                if failed is None:
-                    failed = error
-        if failed is not None:
-            raise failed
+        _each_then_first_error([gate.release for gate in reversed(self._gates)], task)
 
     def rollback(self, task: Task) -> None:
         """Undo the admission of ``task`` in every gate, last first. O(g).
@@ -1050,17 +1042,9 @@ class AllGates:
             raise OverReleaseError(f"task {task.id!r} is not admitted by these gates") from None
 
     def _undo_first(self, count: int, task: Task) -> None:
-        # Every gate is undone even if one's undo raises (a user gate's): the first
-        # error is raised after, so no gate keeps what the task was admitted with.
-        failed: BaseException | None = None
-        for undo in reversed(self._undo[:count]):
-            try:
-                undo(task)
-            except BaseException as error:
-                if failed is None:
-                    failed = error
-        if failed is not None:
-            raise failed
+        # Every gate is undone even if one's undo raises: no gate keeps what the task
+        # was admitted with.
+        _each_then_first_error(reversed(self._undo[:count]), task)
 
     def _probe(self, task: Task) -> bool:
         """Ask the gates that are not queryable: admit through each, then undo them all
@@ -1074,15 +1058,21 @@ class AllGates:
                 undos.append(undo)
             return True
         finally:
-            failed: BaseException | None = None
-            for undone in reversed(undos):
-                try:
-                    undone(task)
-                except BaseException as error:
-                    if failed is None:
-                        failed = error
-            if failed is not None:
-                raise failed
+            _each_then_first_error(reversed(undos), task)
+
+
+def _each_then_first_error(calls: Iterable[Callable[[Task], object]], task: Task) -> None:
+    """Call each of ``calls`` with ``task``, every one even if one raises (a user gate's):
+    the first error is raised after the rest have run."""
+    failed: BaseException | None = None
+    for call in calls:
+        try:
+            call(task)
+        except BaseException as error:
+            if failed is None:
+                failed = error
+    if failed is not None:
+        raise failed
 
 
 def _drawn_on(gate: Gate) -> list[object]:
