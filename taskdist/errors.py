@@ -81,7 +81,8 @@ class InvalidArgumentError(TaskdistError, ValueError):
 
 
 class ClockError(InvalidArgumentError):
-    """A clock was asked to move backwards, or to a NaN or infinite time."""
+    """A clock was asked to move backwards, or to a NaN or infinite time, or a host's
+    clock read a NaN or infinite time."""
 
 
 class DeadlineError(InvalidArgumentError):

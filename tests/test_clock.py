@@ -1,11 +1,15 @@
-"""Clocks: ManualClock moves only forward, by finite steps; MonotonicClock never decreases."""
+"""Clocks: ManualClock moves only forward, by finite steps; MonotonicClock never decreases;
+a host's clock that reads NaN or infinity is refused by the Distributor, which changes nothing."""
 
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,10 +18,14 @@ from hypothesis import strategies as st
 from taskdist import (
     Clock,
     ClockError,
+    Distributor,
     InvalidArgumentError,
     InvalidTypeError,
     ManualClock,
     MonotonicClock,
+    Task,
+    TaskState,
+    Worker,
 )
 
 
@@ -123,3 +131,95 @@ def test_monotonic_clock_never_decreases_and_both_are_clocks() -> None:
     assert readings == sorted(readings)
     assert isinstance(clock, Clock)
     assert isinstance(ManualClock(), Clock)
+
+
+class HostClock:
+    """A host's clock: reads whatever it is set to."""
+
+    def __init__(self) -> None:
+        self.t: object = 0.0
+
+    def now(self) -> object:
+        return self.t
+
+
+def _leased_two() -> tuple[HostClock, Distributor]:
+    clock = HostClock()
+    d = Distributor(clock, lease=5.0)  # type: ignore[arg-type]
+    d.add_worker(Worker("w", capacity=2))
+    d.add_worker(Worker("v", capacity=1))
+    d.submit(Task("a"))
+    d.submit(Task("b"))
+    assert [a.task.id for a in d.dispatch()] == ["a", "b"]
+    d.submit(Task("c"))
+    d.submit(Task("e", key="k"))
+    return clock, d
+
+
+_CALLS: dict[str, Callable[[Distributor], Any]] = {
+    "tick": lambda d: d.tick(),
+    "dispatch": lambda d: d.dispatch(),
+    "stats": lambda d: d.stats(),
+    "next_wakeup": lambda d: d.next_wakeup(),
+    "submit": lambda d: d.submit(Task("x")),
+    "heartbeat": lambda d: d.heartbeat("a", extend=3.0),
+    "complete": lambda d: d.complete("a"),
+    "fail": lambda d: d.fail("a"),
+    "requeue": lambda d: d.requeue("a"),
+    "preempt": lambda d: d.preempt("a"),
+    "cancel": lambda d: d.cancel("c"),
+    "assign": lambda d: d.assign("c", "v"),
+    "pin": lambda d: d.pin("c", "v"),
+    "reprioritize": lambda d: d.reprioritize("c", 0),
+    "add_worker": lambda d: d.add_worker(Worker("z", capacity=1)),
+    "remove_worker": lambda d: d.remove_worker("w"),
+    "set_health": lambda d: d.set_health("w", "degraded"),
+    "update_worker": lambda d: d.update_worker("v", capacity=2),
+    "close": lambda d: d.close(),
+    "state_of": lambda d: d.state_of("a"),
+    "explain": lambda d: d.explain("a"),
+}
+
+
+@pytest.mark.parametrize(
+    "reading", [math.nan, math.inf, -math.inf, 10**400], ids=["nan", "inf", "-inf", "huge_int"]
+)
+@pytest.mark.parametrize("call", sorted(_CALLS))
+def test_a_host_clock_reading_nan_or_infinity_is_refused_and_changes_nothing(
+    call: str, reading: object
+) -> None:
+    clock, d = _leased_two()
+    clock.t = 1.0
+    before = d.snapshot()
+    clock.t = reading
+    with pytest.raises(ClockError, match=r"the clock .* read .*: its now\(\) must return a finite"):
+        _CALLS[call](d)
+    clock.t = 1.0
+    assert d.snapshot() == before
+
+
+def test_a_host_clock_reading_nan_once_loses_no_lease_and_records_no_wait() -> None:
+    clock, d = _leased_two()
+    clock.t = math.nan
+    with pytest.raises(InvalidArgumentError, match="read nan"):
+        d.tick()
+    with pytest.raises(InvalidArgumentError, match="read nan"):
+        d.dispatch()
+    clock.t = 1.0
+    assert d.state_of("a") is TaskState.LEASED
+    assert d.state_of("b") is TaskState.LEASED
+    assert [a.task.id for a in d.dispatch()] == ["c"]
+    d.stats()  # no NaN wait recorded
+    clock.t = 6.0
+    d.tick()  # the leases expire: the tasks are retried, not dead
+    assert d.state_of("a") is not TaskState.DEAD
+    assert len(d.dlq) == 0
+
+
+def test_a_host_clock_reading_no_number_is_a_type_error() -> None:
+    clock, d = _leased_two()
+    clock.t = "soon"
+    with pytest.raises(InvalidTypeError, match="read 'soon'"):
+        d.dispatch()
+    clock.t = 1
+    assert [a.task.id for a in d.dispatch()] == ["c"]

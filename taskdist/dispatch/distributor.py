@@ -21,7 +21,7 @@ from taskdist._validate import check_int, check_number, check_optional_number
 from taskdist.balancing.base import Balancer, check_balancer, hears_nothing, trusts_choice
 from taskdist.balancing.least_load import LeastConnections
 from taskdist.batching.optimizer import BatchOptimizer
-from taskdist.clock import Clock
+from taskdist.clock import Clock, reader
 from taskdist.dispatch import _persistence
 from taskdist.dispatch._gate_scouts import gate_scouts
 from taskdist.dispatch._gate_shut import Shut, gate_shut
@@ -698,7 +698,9 @@ class Distributor:
         if max_queued is not None:
             max_queued = check_int(max_queued, "max_queued", minimum=1)
         self._clock = clock
-        self._now = clock.now
+        # A host's clock is checked at every read: a NaN or infinite time is refused
+        # before the call that read it changes anything.
+        self._now = reader(clock)
         self._queue = queue
         self._tracker = tracker
         # The tracker's own assign and release, less the checks the Distributor's books
@@ -1035,6 +1037,7 @@ class Distributor:
         """
         self._enter()
         try:
+            self._now()  # a host's clock that reads NaN or infinity: refused before any change
             if not isinstance(worker, Worker):
                 raise InvalidTypeError(
                     f"add_worker() takes a Worker, got {type(worker).__name__} {worker!r}"
@@ -1094,8 +1097,8 @@ class Distributor:
         """
         self._enter()
         try:
-            tasks = self._tracker.remove_worker(worker_id)
             now = self._now()
+            tasks = self._tracker.remove_worker(worker_id)
             breaker = self._breakers.pop(worker_id, None)
             self._timers.cancel(_BreakerTimer(worker_id))
             del self._worker_counts[worker_id]
@@ -1130,6 +1133,7 @@ class Distributor:
         """
         self._enter()
         try:
+            self._now()  # a host's clock that reads NaN or infinity: refused before any change
             before = self._tracker.worker(worker_id).health
             state = self._tracker.set_health(worker_id, health)
             if state.health is not before:
@@ -1157,6 +1161,7 @@ class Distributor:
             )
         self._enter()
         try:
+            self._now()  # a host's clock that reads NaN or infinity: refused before any change
             state = self._tracker.update_worker(worker_id, **changes)
             if self._holds is not None:
                 self._holds.workers_changed()
@@ -1361,6 +1366,7 @@ class Distributor:
         self._enter()
         try:
             if not self._closed:
+                self._now()  # a host's clock that reads NaN or infinity: refused, still open
                 self._closed = True
                 self._emit(EventKind.CLOSED)
         finally:
@@ -2690,6 +2696,7 @@ class Distributor:
         """
         self._enter()
         try:
+            self._now()  # a host's clock that reads NaN or infinity: refused before any change
             targets = self._pause_targets(tenant, key, pool)
             for kind, value in targets:
                 held = (
