@@ -1295,6 +1295,50 @@ def test_a_gate_holding_other_tasks_than_the_leases_is_refused(
     assert pool.in_use == 0
 
 
+def _limit_in_use() -> tuple[dict[str, Any], float]:
+    """A snapshot with "t" (key "k") and "u" (no key) leased through a concurrency limit."""
+    clock = ManualClock()
+    d = Distributor(clock, gates=[ConcurrencyLimit(key=lambda t: t.key, limit=2)])
+    d.add_worker(Worker("w", capacity=3))
+    d.submit(Task("t", key="k"))
+    d.submit(Task("u"))
+    d.dispatch()
+    return as_json(d.snapshot()), clock.now()
+
+
+@pytest.mark.parametrize(
+    ("running", "message"),
+    [
+        ([["k", ["t", "x"]]], r"running holds a slot for task 'x', which is no lease"),
+        ([], r"running holds no slot for task 't', leased through the gates with a key"),
+        ([["j", ["u"]]], r"holds no slot for task 't'"),
+    ],
+)
+def test_a_concurrency_limit_gate_holding_other_tasks_than_the_keyed_leases_is_refused(
+    running: list[Any], message: str
+) -> None:
+    # A lease's end releases the slot of its key: the limit must hold each keyed lease.
+    broken, now = _limit_in_use()
+    assert broken["gates"]["gates"][0]["running"] == [["k", ["t"]]]
+    broken["gates"]["gates"][0]["running"] = running
+    fresh = ManualClock(start=now)
+    limit = ConcurrencyLimit(key=lambda t: t.key, limit=2)
+    with pytest.raises(SnapshotError, match=message):
+        Distributor.restore(broken, fresh, gates=[limit])
+    assert limit.running("k") == 0
+
+
+def test_a_concurrency_limit_gate_restores_and_releases_its_slots() -> None:
+    snap, now = _limit_in_use()
+    fresh = ManualClock(start=now)
+    limit = ConcurrencyLimit(key=lambda t: t.key, limit=2)
+    d = Distributor.restore(snap, fresh, gates=[limit])
+    assert limit.running("k") == 1
+    d.complete("t")
+    d.complete("u")
+    assert limit.running("k") == 0
+
+
 def test_a_dead_letter_of_a_live_task_is_refused() -> None:
     # A task both dead-lettered and running: its own end would find its id taken.
     clock = ManualClock()

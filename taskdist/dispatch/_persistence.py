@@ -71,6 +71,7 @@ from taskdist.dispatch._records import (
     _StepTimer,
 )
 from taskdist.dispatch.gangs import WAITING_FOR_GANG, GangMark, GangRetryTimer, Gangs, GangTimer
+from taskdist.dispatch.intake import ConcurrencyLimit
 from taskdist.dispatch.reservation import BackfillMark, HeldGroup
 from taskdist.dispatch.routing import Pool
 from taskdist.dispatch.stats import AttemptRecord
@@ -1100,6 +1101,9 @@ class _Books:
             if isinstance(gate, AllGates):
                 self.check_gate_holdings(gate, part, here)
                 continue
+            if isinstance(gate, ConcurrencyLimit):
+                self._check_limit_holdings(gate, part, gated, here)
+                continue
             if isinstance(gate, PoolGate):
                 held = {decode_key(k, f"{here}.held"): float(units) for k, units in part["held"]}
             elif isinstance(gate, AdaptiveConcurrency):
@@ -1117,6 +1121,32 @@ class _Books:
                     f"{here}.held",
                     f"does not hold what the leases take of it: task {odd!r} "
                     f"({held.get(odd, 0.0):g} held, {taken.get(odd, 0.0):g} taken)",
+                )
+
+    def _check_limit_holdings(
+        self, gate: ConcurrencyLimit, part: Any, gated: list[Task], where: str
+    ) -> None:
+        """A concurrency limit's running tasks are exactly the gated leases with a key.
+
+        The ids come from the snapshot's own ``running`` and ``live``; the key
+        function is asked only of a gated lease in neither (a task without a key,
+        whose release would ask it anyway)."""
+        running = {
+            decode_key(task_id, f"{where}.running") for _, ids in part["running"] for task_id in ids
+        }
+        leased = {task.id for task in gated}
+        for task_id in running:
+            if task_id not in leased:
+                refuse(
+                    f"{where}.running",
+                    f"holds a slot for task {task_id!r}, which is no lease through the gates",
+                )
+        keyed = {decode_key(task_id, f"{where}.live") for _, ids in part["live"] for task_id in ids}
+        for task in gated:
+            if task.id not in running and (task.id in keyed or gate.demand(task)):
+                refuse(
+                    f"{where}.running",
+                    f"holds no slot for task {task.id!r}, leased through the gates with a key",
                 )
 
     def check_running(self, running: list[Any]) -> None:
