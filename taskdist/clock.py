@@ -49,16 +49,16 @@ def check_clock(clock: object) -> Clock:
 def reader(clock: Clock) -> Callable[[], float]:
     """What a component calls for the time: ``clock.now`` itself, checked if a host's. O(1).
 
-    This package's own clocks (exactly :class:`ManualClock` and
-    :class:`MonotonicClock`) never read a NaN or infinite time, so their
-    ``now`` is returned as it is. Any other clock's ``now`` is wrapped: a
+    This package's own clocks (:class:`ManualClock` and :class:`MonotonicClock`,
+    and subclasses that keep their ``now``) never read a NaN or infinite time,
+    so their ``now`` is returned as it is. Any other clock's ``now`` is wrapped: a
     reading that is not a finite number raises
     :class:`~taskdist.errors.ClockError` (an ``InvalidArgumentError``) naming
     the value, or :class:`~taskdist.errors.InvalidTypeError` if it is not a
     number, so that the call that read it can stop before it changes anything.
     """
     now = clock.now
-    if type(clock) in (ManualClock, MonotonicClock):
+    if getattr(type(clock), "now", None) in (ManualClock.now, MonotonicClock.now):
         return now
 
     def checked_now() -> float:

@@ -223,3 +223,22 @@ def test_a_host_clock_reading_no_number_is_a_type_error() -> None:
         d.dispatch()
     clock.t = 1
     assert [a.task.id for a in d.dispatch()] == ["c"]
+
+
+def test_a_host_clock_that_steps_back_does_not_dead_letter_a_failed_task() -> None:
+    # The retry policy's elapsed time would be negative, which it refuses: the task
+    # went to the dead-letter queue with attempts left.
+    class Host:
+        t = 10.0
+
+        def now(self) -> float:
+            return self.t
+
+    clock = Host()
+    d = Distributor(clock, lease=5.0)
+    d.add_worker(Worker("w"))
+    d.submit(Task("a"))
+    d.dispatch()
+    clock.t = 5.0
+    assert d.fail("a") is TaskState.RETRYING
+    assert len(d.dlq) == 0

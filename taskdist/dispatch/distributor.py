@@ -3636,7 +3636,9 @@ class Distributor:
     def _may_retry(self, task: Task, progress: _Run, now: float) -> bool:
         if task.max_attempts is not None:
             return progress.failures < task.max_attempts
-        return self._retry.should_retry(progress.failures, elapsed=now - progress.first_started)
+        # (Never negative: a host's clock that stepped back is no reason to give up.)
+        elapsed = max(0.0, now - progress.first_started)
+        return self._retry.should_retry(progress.failures, elapsed=elapsed)
 
     def _retry_delay(self, progress: _Run) -> float:
         """The retry policy's delay after the attempt that just failed, checked."""
