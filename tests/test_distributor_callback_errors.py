@@ -279,6 +279,42 @@ def test_a_gang_whose_balancer_hook_raises_is_taken_back_whole() -> None:
     assert len(d) == 3
 
 
+class RefusesALease(CapacityTracker):
+    """A tracker that refuses task ``bad`` its second ``assign``: the one of its lease,
+    after the gang's plan tried it there (the first) and undid it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.armed = True
+
+    def assign(self, task: Task, worker_id: Hashable) -> Any:
+        if task.id == "bad":
+            self.calls += 1
+            if self.armed and self.calls == 2:
+                raise WorkerFullError("no room for 'bad' after all")
+        return super().assign(task, worker_id)
+
+
+def test_a_gang_member_the_tracker_refuses_at_its_lease_waits_parked_again() -> None:
+    # "bad" left the lot of waiting members for its lease, which the tracker refused:
+    # it used to be left out of every place (queued by the books, in no queue), and
+    # the next placement of its gang failed on a KeyError.
+    clock = ManualClock()
+    tracker = RefusesALease()
+    d = Distributor(clock, tracker=tracker, lease=None, gangs=Gangs(timeout=100))
+    d.add_worker(Worker("w", capacity=5))
+    for member in ("ok", "bad", "last"):
+        d.submit(Task(member, gang="g", gang_size=3))
+    with pytest.raises(WorkerFullError):
+        d.dispatch()
+    assert d.leases() == [] and d.tracker.worker("w").in_flight == 0
+    assert [d.state_of(m) for m in ("ok", "bad", "last")] == [PARKED, PARKED, QUEUED]
+    assert "last" in d.queue and "bad" not in d.queue
+    tracker.armed = False
+    assert sorted(a.task.id for a in d.dispatch()) == ["bad", "last", "ok"]
+
+
 def test_a_queue_that_raises_on_a_push_back_dead_letters_the_task_and_says_why() -> None:
     # A fair scheduler asks the host's tenant_of on every push: when it fails for a
     # task put back after a retry delay, that task goes to the dead-letter queue with

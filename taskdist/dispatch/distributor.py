@@ -2822,8 +2822,13 @@ class Distributor:
         if retry is not None and leader is not None:
             self._timers.schedule(GangRetryTimer(gang), retry, _GANG_RETRY)
         for task in alive:
-            if task.id != leader and task.id in self._queue:
+            if task.id == leader:
+                continue
+            if task.id in self._queue:
                 self._queue.remove(task.id)
+                self._park_member(task)
+            elif task.id not in self._lot and task.id not in self._retrying:
+                # It left the lot for a lease the tracker refused: it waits parked again.
                 self._park_member(task)
 
     def _dead_letter_gang(self, gang: Hashable, reason: Reason, error: object, now: float) -> None:
