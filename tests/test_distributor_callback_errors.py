@@ -315,6 +315,54 @@ def test_a_gang_member_the_tracker_refuses_at_its_lease_waits_parked_again() -> 
     assert sorted(a.task.id for a in d.dispatch()) == ["bad", "last", "ok"]
 
 
+class RollbackRunBreaks:
+    """A user gate that refuses the third gang member it is asked about, and whose
+    ``rollback_run`` then raises (having undone its own admissions)."""
+
+    def __init__(self) -> None:
+        self.held: set[Hashable] = set()
+        self.asked = 0
+        self.armed = True
+
+    def try_acquire(self, task: Task) -> bool:
+        self.asked += 1
+        if self.armed and self.asked == 3:
+            return False
+        self.held.add(task.id)
+        return True
+
+    def release(self, task: Task) -> None:
+        self.held.remove(task.id)
+
+    def rollback_run(self, tasks: Any) -> None:
+        for task in tasks:
+            self.held.remove(task.id)
+        if self.armed:
+            raise Broken("rollback_run failed")
+
+    def next_wakeup(self) -> float | None:
+        return None
+
+
+def test_a_gang_whose_user_gate_rollback_run_raises_leaves_no_unit_in_the_other_gates() -> None:
+    # The gates are undone last first: the user's raised, and the pool gate before it
+    # used to keep the units of the members it had admitted, refusing them forever after.
+    clock = ManualClock()
+    pool = ResourcePool("db", size=5)
+    user = RollbackRunBreaks()
+    d = Distributor(clock, lease=None, gates=[PoolGate(pool), user], gangs=Gangs(timeout=100))
+    d.add_worker(Worker("w", capacity=5))
+    for member in ("a", "b", "c"):
+        d.submit(Task(member, gang="g", gang_size=3, resources={"db": 1}))
+    with pytest.raises(Broken):
+        d.dispatch()
+    assert pool.in_use == 0 and user.held == set() and d.leases() == []
+    assert {d.state_of(m) for m in ("a", "b", "c")} <= {QUEUED, PARKED} and len(d) == 3
+    user.armed = False
+    assert sorted(a.task.id for a in d.dispatch()) == ["a", "b", "c"]
+    assert pool.in_use == 3 and user.held == {"a", "b", "c"}
+
+
 def test_a_queue_that_raises_on_a_push_back_dead_letters_the_task_and_says_why() -> None:
     # A fair scheduler asks the host's tenant_of on every push: when it fails for a
     # task put back after a retry delay, that task goes to the dead-letter queue with

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from functools import partial
 from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar, runtime_checkable
 
 from taskdist._snapshot import (
@@ -965,6 +966,7 @@ class AllGates:
         Raises:
             InvalidTypeError: an element is not a Task.
             OverReleaseError: one of them is not admitted here (nothing changes).
+            Whatever a gate's undo raises (a user gate's), once every gate is undone.
         """
         _check_run(tasks)
         missing = [task.id for task in tasks if task.id not in self._held]
@@ -974,13 +976,16 @@ class AllGates:
             )
         for task in tasks:
             self._held.discard(task.id)
+        # Every gate is undone even if one's undo raises (a user gate's): the first error
+        # is raised after, so no gate keeps what the run was admitted with.
+        undos: list[Callable[[], object]] = []
         for gate, undo in zip(reversed(self._gates), reversed(self._undo), strict=True):
             run = getattr(gate, "rollback_run", None)
             if run is not None:
-                run(tasks)
+                undos.append(partial(run, tasks))
             else:
-                for task in reversed(tasks):
-                    undo(task)
+                undos.extend(partial(undo, task) for task in reversed(tasks))
+        _all_then_first_error(undos)
 
     def next_wakeup(self) -> float | None:
         """The soonest of the gates' wakeups, or ``None``. O(g)."""
@@ -1068,6 +1073,20 @@ def _each_then_first_error(calls: Iterable[Callable[[Task], object]], task: Task
     for call in calls:
         try:
             call(task)
+        except BaseException as error:
+            if failed is None:
+                failed = error
+    if failed is not None:
+        raise failed
+
+
+def _all_then_first_error(calls: Iterable[Callable[[], object]]) -> None:
+    """Call each of ``calls``, every one even if one raises (a user gate's): the first
+    error is raised after the rest have run."""
+    failed: BaseException | None = None
+    for call in calls:
+        try:
+            call()
         except BaseException as error:
             if failed is None:
                 failed = error
