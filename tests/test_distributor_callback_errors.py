@@ -363,6 +363,39 @@ def test_a_gang_whose_user_gate_rollback_run_raises_leaves_no_unit_in_the_other_
     assert pool.in_use == 3 and user.held == {"a", "b", "c"}
 
 
+class ReleaseBreaksOnce(CapacityTracker):
+    """A tracker whose ``release`` raises once, when armed, after releasing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+
+    def release(self, task: Task, worker_id: Hashable, *args: Any, **kwargs: Any) -> Any:
+        state = super().release(task, worker_id, *args, **kwargs)
+        if self.armed:
+            self.armed = False
+            raise Broken(f"release of {task.id!r} failed")
+        return state
+
+
+def test_a_gang_tried_on_a_tracker_whose_release_raises_leaves_no_member_on_it() -> None:
+    # Planning a gang tries each member on the tracker, then undoes them: the first
+    # undo raised, and the members after it stayed assigned with no lease, the
+    # worker full and the next try refused with DuplicateTaskError.
+    clock = ManualClock()
+    tracker = ReleaseBreaksOnce()
+    d = Distributor(clock, tracker=tracker, lease=None, gangs=Gangs(timeout=100))
+    d.add_worker(Worker("w", capacity=3))
+    for member in ("a", "b", "c"):
+        d.submit(Task(member, gang="g", gang_size=3))
+    tracker.armed = True
+    with pytest.raises(Broken):
+        d.dispatch()
+    assert d.leases() == [] and d.tracker.worker("w").in_flight == 0
+    assert {d.state_of(m) for m in ("a", "b", "c")} <= {QUEUED, PARKED} and len(d) == 3
+    assert sorted(a.task.id for a in d.dispatch()) == ["a", "b", "c"]
+
+
 def test_a_queue_that_raises_on_a_push_back_dead_letters_the_task_and_says_why() -> None:
     # A fair scheduler asks the host's tenant_of on every push: when it fails for a
     # task put back after a retry delay, that task goes to the dead-letter queue with

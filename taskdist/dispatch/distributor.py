@@ -220,6 +220,20 @@ def _check_choice(
         )
 
 
+def _release_each(tracker: CapacityTracker, plan: list[tuple[Task, WorkerState, Balancer]]) -> None:
+    """Undo a gang's trial placements on the tracker, last first: every one even if a
+    release raises (a tracker subclass's), the first error raised after."""
+    failed: BaseException | None = None
+    for member, worker, _ in reversed(plan):
+        try:
+            tracker.release(member, worker.id, ok=None)
+        except BaseException as error:
+            if failed is None:
+                failed = error
+    if failed is not None:
+        raise failed
+
+
 def _check_worker_takes(state: WorkerState, task: Task) -> None:
     """Refuse, for :meth:`Distributor.assign`, a worker that cannot take ``task`` now."""
     if state.health is Health.UNAVAILABLE:
@@ -2910,8 +2924,7 @@ class Distributor:
                 tracker.assign(member, worker.id)
                 plan.append((member, worker, balancer))
         finally:
-            for member, worker, _ in reversed(plan):
-                tracker.release(member, worker.id, ok=None)
+            _release_each(tracker, plan)
         if len(plan) < len(members):
             self._round_blocked.add(sig)
             self._passed.append((task, sig))
