@@ -21,6 +21,7 @@ from distributor_support import with_a_probe_out
 
 from taskdist import (
     CapacityTracker,
+    CircuitBreaker,
     DeadlineScheduler,
     Distributor,
     Escalation,
@@ -392,6 +393,46 @@ def test_a_gang_tried_on_a_tracker_whose_release_raises_leaves_no_member_on_it()
     with pytest.raises(Broken):
         d.dispatch()
     assert d.leases() == [] and d.tracker.worker("w").in_flight == 0
+    assert {d.state_of(m) for m in ("a", "b", "c")} <= {QUEUED, PARKED} and len(d) == 3
+    assert sorted(a.task.id for a in d.dispatch()) == ["a", "b", "c"]
+
+
+class AcquireBreaks(CircuitBreaker):
+    """A breaker whose ``acquire`` raises on its second call once ``armed``."""
+
+    armed = False
+    calls = 0
+
+    def acquire(self) -> int | None:
+        if self.armed:
+            self.calls += 1
+            if self.calls == 2:
+                raise Broken("acquire failed")
+        return super().acquire()
+
+
+def test_a_gang_whose_breaker_acquire_raises_leaves_no_unit_in_the_gates() -> None:
+    # The second member's breaker raised after the gates had admitted it and the
+    # first member: their units used to stay taken, every later try of the gang
+    # refused with DuplicateTaskError.
+    clock = ManualClock()
+    pool = ResourcePool("db", size=5)
+    breaker = AcquireBreaks(clock)
+    d = Distributor(
+        clock,
+        lease=None,
+        gates=[PoolGate(pool)],
+        gangs=Gangs(timeout=100),
+        breaker=lambda _: breaker,
+    )
+    d.add_worker(Worker("w", capacity=5))
+    for member in ("a", "b", "c"):
+        d.submit(Task(member, gang="g", gang_size=3, resources={"db": 1}))
+    breaker.armed = True
+    with pytest.raises(Broken):
+        d.dispatch()
+    breaker.armed = False
+    assert pool.in_use == 0 and d.leases() == []
     assert {d.state_of(m) for m in ("a", "b", "c")} <= {QUEUED, PARKED} and len(d) == 3
     assert sorted(a.task.id for a in d.dispatch()) == ["a", "b", "c"]
 

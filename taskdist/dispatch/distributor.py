@@ -2976,7 +2976,11 @@ class Distributor:
                     return []
                 admitted.append(member)
             breaker = self._breakers.get(worker.id)
-            permit = None if breaker is None else breaker.acquire()
+            try:
+                permit = None if breaker is None else breaker.acquire()
+            except BaseException:  # a breaker of the host's: nothing of the gang is placed
+                undo()
+                raise
             if breaker is not None and permit is None:
                 undo()
                 self._unpop(leader, self._gang_sig)
