@@ -316,6 +316,34 @@ def test_a_gang_member_the_tracker_refuses_at_its_lease_waits_parked_again() -> 
     assert sorted(a.task.id for a in d.dispatch()) == ["bad", "last", "ok"]
 
 
+def test_a_gang_member_the_tracker_refuses_at_its_lease_keeps_no_unit_or_quota() -> None:
+    # Its gates had admitted it and the fair scheduler had taken it along (counted
+    # running): both used to keep it, the pool short a unit and the next take_along
+    # refused with DuplicateTaskError.
+    clock = ManualClock()
+    tracker = RefusesALease()
+    pool = ResourcePool("db", size=5)
+    queue = FairScheduler(clock)
+    d = Distributor(
+        clock,
+        queue=queue,
+        tracker=tracker,
+        lease=None,
+        gates=[PoolGate(pool)],
+        gangs=Gangs(timeout=100),
+    )
+    d.add_worker(Worker("w", capacity=5))
+    for member in ("ok", "bad", "last"):
+        d.submit(Task(member, gang="g", gang_size=3, resources={"db": 1}))
+    with pytest.raises(WorkerFullError):
+        d.dispatch()
+    assert d.leases() == [] and pool.in_use == 0 and queue.stats().running == 0
+    assert [d.state_of(m) for m in ("ok", "bad", "last")] == [PARKED, PARKED, QUEUED]
+    tracker.armed = False
+    assert sorted(a.task.id for a in d.dispatch()) == ["bad", "last", "ok"]
+    assert pool.in_use == 3 and queue.stats().running == 3
+
+
 class RollbackRunBreaks:
     """A user gate that refuses the third gang member it is asked about, and whose
     ``rollback_run`` then raises (having undone its own admissions)."""

@@ -3042,26 +3042,49 @@ class Distributor:
         # It fit: the next gang of its shape, waiting, may fit too.
         self._wake_group(self._gang_sig, 1)
         made = []
-        for (member, worker, balancer), permit in zip(plan, permits, strict=True):
-            is_leader = member.id == leader.id  # (the queue's object may be an equal one)
-            if not is_leader:  # from waiting for the gang, through the queue
-                self._lot.remove(member.id)
-                if member.ttl is not None:
-                    self._timers.cancel(member.id)
-                if self._listener is not None:
-                    self._emit(EventKind.UNPARKED, member.id, state=TaskState.QUEUED)
-            run = self._lease_task(member, worker, balancer, permit, now, notify=False)
-            run.popped = is_leader or take_along is not None
-            run.gated = gates is not None
-            made.append(
-                Assignment(member, worker.id, run.attempt, now, run.expiry, None, run.lease_id)
-            )
+        try:
+            for (member, worker, balancer), permit in zip(plan, permits, strict=True):
+                is_leader = member.id == leader.id  # (the queue's object may be an equal one)
+                if not is_leader:  # from waiting for the gang, through the queue
+                    self._lot.remove(member.id)
+                    if member.ttl is not None:
+                        self._timers.cancel(member.id)
+                    if self._listener is not None:
+                        self._emit(EventKind.UNPARKED, member.id, state=TaskState.QUEUED)
+                run = self._lease_task(member, worker, balancer, permit, now, notify=False)
+                run.popped = is_leader or take_along is not None
+                run.gated = gates is not None
+                made.append(
+                    Assignment(member, worker.id, run.attempt, now, run.expiry, None, run.lease_id)
+                )
+        except BaseException:
+            # The tracker refused a member its lease (a subclass's assign): the members
+            # not leased give back what they were granted; the dispatch takes back the
+            # leased ones, and the gang waits again.
+            self._ungrant([(m, w, p) for (m, w, _), p in zip(plan, permits, strict=True)], leader)
+            raise
         # Every member is leased before any balancer hears of one: if a hook raises,
         # the dispatch takes the whole gang back.
         for member, worker, balancer in plan:
             if balancer is not self._deaf_balancer:
                 balancer.on_assign(member, worker)
         return made
+
+    def _ungrant(self, granted: list[tuple[Task, WorkerState, int | None]], leader: Task) -> None:
+        """What a gang's members not leased were granted for a placement that failed goes
+        back: their breaker permits, gates, and (taken along) the queue's count of them
+        (the leader's is the dispatch's to put back, as any task popped and not placed)."""
+        gates = self._gates
+        taken_along = getattr(self._queue, "take_along", None) is not None
+        for member, worker, permit in granted:
+            if member.id in self._leases:
+                continue
+            if permit is not None:
+                self._breakers[worker.id].release(permit)
+            if gates is not None:
+                self._hook(gates.release, member)
+            if taken_along and member.id != leader.id:
+                self._hook(self._queue.release, member)
 
     def _reserve_for(self, task: Task, now: float) -> None:
         """A task parked for want of room: a backfill reservation for it, if it is large
