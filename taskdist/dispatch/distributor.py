@@ -12,11 +12,13 @@ import math
 import random
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable
+from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
+from taskdist._call_all import call_all
 from taskdist._validate import check_int, check_number, check_optional_number
 from taskdist.balancing.base import Balancer, check_balancer, hears_nothing, trusts_choice
 from taskdist.balancing.least_load import LeastConnections
@@ -218,20 +220,6 @@ def _check_choice(
             "outside its route, its breaker is open, or a worker of another tracker); "
             "nothing was placed"
         )
-
-
-def _release_each(tracker: CapacityTracker, plan: list[tuple[Task, WorkerState, Balancer]]) -> None:
-    """Undo a gang's trial placements on the tracker, last first: every one even if a
-    release raises (a tracker subclass's), the first error raised after."""
-    failed: BaseException | None = None
-    for member, worker, _ in reversed(plan):
-        try:
-            tracker.release(member, worker.id, ok=None)
-        except BaseException as error:
-            if failed is None:
-                failed = error
-    if failed is not None:
-        raise failed
 
 
 def _check_worker_takes(state: WorkerState, task: Task) -> None:
@@ -2924,7 +2912,13 @@ class Distributor:
                 tracker.assign(member, worker.id)
                 plan.append((member, worker, balancer))
         finally:
-            _release_each(tracker, plan)
+            # Every trial placement is undone, last first, even if a release raises.
+            call_all(
+                [
+                    partial(tracker.release, member, worker.id, ok=None)
+                    for member, worker, _ in reversed(plan)
+                ]
+            )
         if len(plan) < len(members):
             self._round_blocked.add(sig)
             self._passed.append((task, sig))

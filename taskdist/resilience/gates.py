@@ -30,6 +30,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from functools import partial
 from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar, runtime_checkable
 
+from taskdist._call_all import call_all
 from taskdist._snapshot import (
     check_header,
     decode_key,
@@ -945,7 +946,16 @@ class AllGates:
         """
         _check_task(task, "release")
         self._forget(task)
-        _each_then_first_error([gate.release for gate in reversed(self._gates)], task)
+        # call_all, inline: the hot path of every lease's end builds no partials.
+        failed: BaseException | None = None
+        for gate in reversed(self._gates):
+            try:
+                gate.release(task)
+            except BaseException as error:
+                if failed is None:
+                    failed = error
+        if failed is not None:
+            raise failed
 
     def rollback(self, task: Task) -> None:
         """Undo the admission of ``task`` in every gate, last first. O(g).
@@ -985,7 +995,7 @@ class AllGates:
                 undos.append(partial(run, tasks))
             else:
                 undos.extend(partial(undo, task) for task in reversed(tasks))
-        _all_then_first_error(undos)
+        call_all(undos)
 
     def next_wakeup(self) -> float | None:
         """The soonest of the gates' wakeups, or ``None``. O(g)."""
@@ -1049,7 +1059,7 @@ class AllGates:
     def _undo_first(self, count: int, task: Task) -> None:
         # Every gate is undone even if one's undo raises: no gate keeps what the task
         # was admitted with.
-        _each_then_first_error(reversed(self._undo[:count]), task)
+        call_all([partial(undo, task) for undo in reversed(self._undo[:count])])
 
     def _probe(self, task: Task) -> bool:
         """Ask the gates that are not queryable: admit through each, then undo them all
@@ -1063,35 +1073,7 @@ class AllGates:
                 undos.append(undo)
             return True
         finally:
-            _each_then_first_error(reversed(undos), task)
-
-
-def _each_then_first_error(calls: Iterable[Callable[[Task], object]], task: Task) -> None:
-    """Call each of ``calls`` with ``task``, every one even if one raises (a user gate's):
-    the first error is raised after the rest have run."""
-    failed: BaseException | None = None
-    for call in calls:
-        try:
-            call(task)
-        except BaseException as error:
-            if failed is None:
-                failed = error
-    if failed is not None:
-        raise failed
-
-
-def _all_then_first_error(calls: Iterable[Callable[[], object]]) -> None:
-    """Call each of ``calls``, every one even if one raises (a user gate's): the first
-    error is raised after the rest have run."""
-    failed: BaseException | None = None
-    for call in calls:
-        try:
-            call()
-        except BaseException as error:
-            if failed is None:
-                failed = error
-    if failed is not None:
-        raise failed
+            call_all([partial(undone, task) for undone in reversed(undos)])
 
 
 def _drawn_on(gate: Gate) -> list[object]:
