@@ -297,16 +297,22 @@ class RefusesALease(CapacityTracker):
         return super().assign(task, worker_id)
 
 
+def gang_on(tracker: CapacityTracker, members: tuple[str, ...], *, capacity: int) -> Distributor:
+    """A gang of ``members`` submitted to a distributor over ``tracker``,
+    with one worker "w" of ``capacity``."""
+    d = Distributor(ManualClock(), tracker=tracker, lease=None, gangs=Gangs(timeout=100))
+    d.add_worker(Worker("w", capacity=capacity))
+    for member in members:
+        d.submit(Task(member, gang="g", gang_size=len(members)))
+    return d
+
+
 def test_a_gang_member_the_tracker_refuses_at_its_lease_waits_parked_again() -> None:
     # "bad" left the lot of waiting members for its lease, which the tracker refused:
     # it used to be left out of every place (queued by the books, in no queue), and
     # the next placement of its gang failed on a KeyError.
-    clock = ManualClock()
     tracker = RefusesALease()
-    d = Distributor(clock, tracker=tracker, lease=None, gangs=Gangs(timeout=100))
-    d.add_worker(Worker("w", capacity=5))
-    for member in ("ok", "bad", "last"):
-        d.submit(Task(member, gang="g", gang_size=3))
+    d = gang_on(tracker, ("ok", "bad", "last"), capacity=5)
     with pytest.raises(WorkerFullError):
         d.dispatch()
     assert d.leases() == [] and d.tracker.worker("w").in_flight == 0
@@ -411,12 +417,8 @@ def test_a_gang_tried_on_a_tracker_whose_release_raises_leaves_no_member_on_it()
     # Planning a gang tries each member on the tracker, then undoes them: the first
     # undo raised, and the members after it stayed assigned with no lease, the
     # worker full and the next try refused with DuplicateTaskError.
-    clock = ManualClock()
     tracker = ReleaseBreaksOnce()
-    d = Distributor(clock, tracker=tracker, lease=None, gangs=Gangs(timeout=100))
-    d.add_worker(Worker("w", capacity=3))
-    for member in ("a", "b", "c"):
-        d.submit(Task(member, gang="g", gang_size=3))
+    d = gang_on(tracker, ("a", "b", "c"), capacity=3)
     tracker.armed = True
     with pytest.raises(Broken):
         d.dispatch()
