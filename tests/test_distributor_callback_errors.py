@@ -350,6 +350,31 @@ def test_a_gang_member_the_tracker_refuses_at_its_lease_keeps_no_unit_or_quota()
     assert pool.in_use == 3 and queue.stats().running == 3
 
 
+def test_a_gang_whose_leader_the_tracker_refuses_at_its_lease_spends_no_rate() -> None:
+    # No member was leased: their rate gate admissions are undone, as a single task's
+    # whose lease failed. They used to be released, the tokens spent for no run and the
+    # gang held back until the limiter refilled.
+    clock = ManualClock()
+    limiter = RateLimiter(3.0, per=10.0, burst=3.0, clock=clock)
+    d = Distributor(
+        clock,
+        tracker=RefusesALease(),
+        lease=None,
+        gates=[RateGate(limiter, "api")],
+        gangs=Gangs(timeout=100),
+    )
+    d.add_worker(Worker("w", capacity=5))
+    for member in ("a", "c", "bad"):  # the last to come leads the gang
+        d.submit(Task(member, gang="g", gang_size=3, resources={"api": 1}))
+    with pytest.raises(WorkerFullError):
+        d.dispatch()
+    assert d.leases() == [] and limiter.available() == 3.0
+    assert isinstance(d.tracker, RefusesALease)
+    d.tracker.armed = False
+    assert sorted(a.task.id for a in d.dispatch()) == ["a", "bad", "c"]
+    assert limiter.available() == 0.0
+
+
 class RollbackRunBreaks:
     """A user gate that refuses the third gang member it is asked about, and whose
     ``rollback_run`` then raises (having undone its own admissions)."""

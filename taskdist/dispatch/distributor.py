@@ -3070,15 +3070,19 @@ class Distributor:
         (the leader's is the dispatch's to put back, as any task popped and not placed)."""
         gates = self._gates
         taken_along = getattr(self._queue, "take_along", None) is not None
+        unleased: list[Task] = []
         for member, worker, permit in granted:
             if member.id in self._leases:
                 continue
+            unleased.append(member)
             if permit is not None:
                 self._breakers[worker.id].release(permit)
-            if gates is not None:
-                self._hook(gates.release, member)
             if taken_along and member.id != leader.id:
                 self._hook(self._queue.release, member)
+        if gates is not None and unleased:
+            # Never leased: their admissions are undone, as a single task's whose lease
+            # failed (a rate gate refunds). They are the run's last ones, in order.
+            self._hook(gates.rollback_run, unleased)
 
     def _reserve_for(self, task: Task, now: float) -> None:
         """A task parked for want of room: a backfill reservation for it, if it is large
