@@ -2928,14 +2928,6 @@ class Distributor:
         self._gang_sig = sig
         return True
 
-    def _try_on_tracker(self, plan: list[tuple[Task, WorkerState, Balancer]]) -> None:
-        """Check that the tracker would take a gang's members as planned, all together.
-
-        Raises the tracker's refusal if a gate or breaker asked since the plan changed a
-        worker (through the tracker itself): the gang is then placed nowhere, before
-        any member leaves where it waits. Changes nothing on the tracker."""
-        self._tracker._check_placements((member, worker) for member, worker, _ in plan)
-
     def _place_gang(self, leader: Task, now: float, room: int | None) -> list[Assignment] | None:
         """Place every member of the leader's gang (planned by ``_plan_gang``), or none;
         ``None`` when they are more than ``room`` (the leader goes back, the round ends)."""
@@ -2981,7 +2973,11 @@ class Distributor:
                 return []
             permits.append(permit)
         try:
-            self._try_on_tracker(plan)
+            # The gates and breakers just asked may have changed a worker (through the
+            # tracker itself): the tracker would take the members as planned, all
+            # together, or the gang is placed nowhere before any member leaves where it
+            # waits. The check changes nothing on the tracker.
+            self._tracker._check_placements((member, worker) for member, worker, _ in plan)
         except BaseException:
             undo()
             raise
@@ -3542,8 +3538,7 @@ class Distributor:
                 try:
                     self._queue.release(task)
                 except Exception as raised:  # as _hook: the books are finished first
-                    if self._deferred is None:
-                        self._deferred = raised
+                    self._defer(raised)
         else:
             self._end_gates_and_queue(lease)
         if self._parked:
@@ -3588,8 +3583,7 @@ class Distributor:
             else:
                 breaker.record_failure(ran, permit=permit)
         except Exception as raised:  # a listener of the breaker's: finish the books first
-            if self._deferred is None:
-                self._deferred = raised
+            self._defer(raised)
 
     def _first_error_wins(self, error: BaseException, earlier: Exception | None) -> None:
         """A rollback for ``error`` ran a hook that raised too (held in ``_deferred``):
@@ -3610,6 +3604,12 @@ class Distributor:
                 f"too: {type(later).__name__}: {later}"
             )
 
+    def _defer(self, error: Exception) -> None:
+        """Hold ``error`` to be raised at the end of the call under way (``_leave``), once
+        its books are done; an error held already goes first."""
+        if self._deferred is None:
+            self._deferred = error
+
     def _hook(self, hook: Callable[..., object], *args: object) -> None:
         """Call a hook that reports what the books already did (a balancer's release,
         worker added or removed; a gate's or the queue's release): an error it raises
@@ -3618,8 +3618,7 @@ class Distributor:
         try:
             hook(*args)
         except Exception as raised:
-            if self._deferred is None:
-                self._deferred = raised
+            self._defer(raised)
 
     def _watch(self, worker_id: Hashable, breaker: CircuitBreaker) -> None:
         """Hear the breaker's transitions, whoever causes them (outcomes, time, the host)."""
@@ -3696,8 +3695,7 @@ class Distributor:
         error, and the call raises the error once its books are done."""
         self._waiting_since.pop(task.id, None)
         self._dead_letter(task, Reason.REJECTED, now, error)
-        if self._deferred is None:
-            self._deferred = error
+        self._defer(error)
         return TaskState.DEAD
 
     # -- moving tasks between states ---------------------------------------------
@@ -3747,8 +3745,7 @@ class Distributor:
         except Exception as error:
             self._waiting_since.pop(task_id)
             self._dead_letter(task, Reason.REJECTED, now, error)
-            if self._deferred is None:
-                self._deferred = error
+            self._defer(error)
             return False
         if eviction is not None:
             self._dead_letter_eviction(eviction, now)
@@ -3883,8 +3880,7 @@ class Distributor:
             self._waiting_since.pop(task.id)
             self._dead_letter(task, eviction.reason, now)
             return
-        if self._deferred is None:
-            self._deferred = error
+        self._defer(error)
 
     # -- waking parked tasks --------------------------------------------------------
 
